@@ -1,0 +1,1 @@
+"""Alerts: model, lifecycle, rules, persistence, HTTP API and console."""

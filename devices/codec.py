@@ -1,0 +1,213 @@
+"""Turn ``(topic, bytes)`` into a typed :class:`Message`, or a :class:`Rejected` with a reason.
+
+Bad input is a value, not an exception: nothing a device (or an attacker) can publish makes
+:meth:`Codec.decode` raise. Rejections carry a short ``reason`` code, stable enough to label a
+metric, and a human-readable ``detail``.
+
+>>> codec = Codec()
+>>> m = codec.decode("homecare/v1/site-01/bed-0007/button/btn-0007/event",
+...                  b'{"ts":1763884800000,"seq":41,"event":"press"}')
+>>> m.address.bed, m.payload.event
+('bed-0007', 'press')
+>>> codec.decode("homecare/v1/site-01/bed-0007/button/btn-0007/event", b'{"ts":1}').reason
+'invalid_payload'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+from msgspec import Struct
+
+from devices.schemas import (
+    SAMPLE_FIELDS,
+    AudioSample,
+    AudioWire,
+    BadgeEvent,
+    ButtonEvent,
+    FallEvent,
+    InfraredSample,
+    InfraredWire,
+    Payload,
+    RecordingEvent,
+    Sample,
+    Status,
+    Telemetry,
+    VitalsSample,
+    VitalsWire,
+)
+from devices.topics import Address, Channel, Kind, TopicCache, TopicError
+
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+"""Payloads larger than this are rejected (``oversize``) without being parsed."""
+
+
+class Message(Struct, frozen=True, gc=False):
+    """A decoded device message: where it came from and what it says."""
+
+    address: Address
+    payload: Payload
+
+    @property
+    def ts(self) -> int:
+        return self.payload.ts
+
+    @property
+    def seq(self) -> int:
+        return self.payload.seq
+
+
+class Rejected(Struct, frozen=True, gc=False):
+    """Why a message is not part of the contract. ``reason`` is one of :data:`REASONS`."""
+
+    reason: str
+    detail: str
+
+
+REASONS: Final = (
+    "oversize",
+    "bad_topic",
+    "unknown_version",
+    "unknown_kind",
+    "unknown_channel",
+    "malformed_json",
+    "invalid_payload",
+    "empty_sample",
+)
+
+_WIRE_BY_SAMPLE: Final[dict[type[Struct], type[Struct]]] = {
+    InfraredSample: InfraredWire,
+    AudioSample: AudioWire,
+    VitalsSample: VitalsWire,
+}
+
+_Normaliser = Callable[[Any], Payload | Rejected]
+
+
+def _telemetry(sample_type: type[Sample]) -> _Normaliser:
+    fields = SAMPLE_FIELDS[sample_type]
+
+    def normalise(wire: Any) -> Payload | Rejected:
+        if wire.samples is not None:
+            for sample in wire.samples:
+                if all(getattr(sample, name) is None for name in fields):
+                    return Rejected("empty_sample", f"sample at t={sample.t} has no fields")
+            return Telemetry(wire.ts, wire.seq, tuple(wire.samples))
+        values = {name: getattr(wire, name) for name in fields}
+        if all(value is None for value in values.values()):
+            return Rejected("empty_sample", "telemetry has neither samples nor fields")
+        return Telemetry(wire.ts, wire.seq, (sample_type(t=wire.ts, **values),))
+
+    return normalise
+
+
+def _identity(payload: Any) -> Payload | Rejected:
+    return payload  # type: ignore[no-any-return]
+
+
+_TYPES: Final[dict[tuple[Kind, Channel], tuple[type[Struct], _Normaliser]]] = {
+    (Kind.BUTTON, Channel.EVENT): (ButtonEvent, _identity),
+    (Kind.INFRARED, Channel.TELEMETRY): (InfraredWire, _telemetry(InfraredSample)),
+    (Kind.INFRARED, Channel.EVENT): (RecordingEvent, _identity),
+    (Kind.AUDIO, Channel.TELEMETRY): (AudioWire, _telemetry(AudioSample)),
+    (Kind.AUDIO, Channel.EVENT): (RecordingEvent, _identity),
+    (Kind.FALL, Channel.TELEMETRY): (VitalsWire, _telemetry(VitalsSample)),
+    (Kind.FALL, Channel.EVENT): (FallEvent, _identity),
+    (Kind.BADGE, Channel.EVENT): (BadgeEvent, _identity),
+    **{(kind, Channel.STATUS): (Status, _identity) for kind in Kind},
+}
+
+PAYLOAD_TYPES: Final[dict[tuple[Kind, Channel], type[Struct]]] = {
+    key: Telemetry if normalise is not _identity else wire
+    for key, (wire, normalise) in _TYPES.items()
+}
+"""The payload type each kind/channel pair decodes to."""
+
+
+class Codec:
+    """Decoder and encoder for the device contract. Reusable and cheap per message."""
+
+    __slots__ = ("_decoders", "_encoder", "_max_payload_bytes", "_topics")
+
+    def __init__(
+        self, *, max_payload_bytes: int = MAX_PAYLOAD_BYTES, topic_cache_size: int = 200_000
+    ) -> None:
+        if max_payload_bytes < 1:
+            raise ValueError("max_payload_bytes must be positive")
+        self._max_payload_bytes = max_payload_bytes
+        self._topics = TopicCache(limit=topic_cache_size)
+        self._decoders = {
+            key: (msgspec.json.Decoder(wire), normalise)
+            for key, (wire, normalise) in _TYPES.items()
+        }
+        self._encoder = msgspec.json.Encoder()
+
+    def parse_topic(self, topic: str | bytes) -> Address | Rejected:
+        if isinstance(topic, bytes):
+            try:
+                topic = topic.decode()
+            except UnicodeDecodeError:
+                return Rejected("bad_topic", "topic is not UTF-8")
+        address = self._topics.parse(topic)
+        if isinstance(address, TopicError):
+            return Rejected(address.reason, address.detail)
+        return address
+
+    def decode(self, topic: str | bytes, payload: bytes | bytearray | memoryview) -> Message | Rejected:
+        """Decode one message. Never raises for any input."""
+        if len(payload) > self._max_payload_bytes:
+            return Rejected(
+                "oversize", f"payload of {len(payload)} bytes exceeds {self._max_payload_bytes}"
+            )
+        address = self.parse_topic(topic)
+        if isinstance(address, Rejected):
+            return address
+        decoder, normalise = self._decoders[(address.kind, address.channel)]
+        try:
+            wire = decoder.decode(payload)
+        except msgspec.ValidationError as exc:
+            return Rejected("invalid_payload", str(exc)[:500])
+        except msgspec.DecodeError as exc:
+            return Rejected("malformed_json", str(exc)[:500])
+        body = normalise(wire)
+        if isinstance(body, Rejected):
+            return body
+        return Message(address, body)
+
+    def encode_payload(self, payload: Payload) -> bytes:
+        """The JSON a device would publish for ``payload``.
+
+        Telemetry with one sample taken at ``ts`` uses the single-sample form; anything else
+        uses the batch form. Absent optional fields are omitted.
+        """
+        if isinstance(payload, Telemetry):
+            if not payload.samples:
+                raise ValueError("telemetry needs at least one sample")
+            first = payload.samples[0]
+            wire_type = _WIRE_BY_SAMPLE[type(first)]
+            if len(payload.samples) == 1 and first.t == payload.ts:
+                fields = {name: getattr(first, name) for name in SAMPLE_FIELDS[type(first)]}
+                return self._encoder.encode(wire_type(ts=payload.ts, seq=payload.seq, **fields))
+            return self._encoder.encode(
+                wire_type(ts=payload.ts, seq=payload.seq, samples=list(payload.samples))
+            )
+        return self._encoder.encode(payload)
+
+    def encode(self, message: Message) -> tuple[str, bytes]:
+        """The ``(topic, payload)`` a device would publish for ``message``."""
+        return message.address.topic, self.encode_payload(message.payload)
+
+
+_default = Codec()
+
+
+def decode(topic: str | bytes, payload: bytes | bytearray | memoryview) -> Message | Rejected:
+    """Decode with a shared default :class:`Codec`."""
+    return _default.decode(topic, payload)
+
+
+def encode(message: Message) -> tuple[str, bytes]:
+    """Encode with a shared default :class:`Codec`."""
+    return _default.encode(message)

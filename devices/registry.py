@@ -1,0 +1,246 @@
+"""The bed and device registry: sites, beds, devices and per-bed settings, from TOML.
+
+A registry file looks like this (every key but the ids is optional)::
+
+    [defaults]
+    heartbeat_s = 300            # a device promises a status at least this often
+    offline_factor = 3.0         # silent for heartbeat_s x offline_factor -> offline
+
+    [sites.site-01]
+    timezone = "Asia/Shanghai"   # IANA name; day/night logic for every bed of the site
+
+    [sites.site-01.beds.bed-0001]
+    person = "p-3f9a1c"          # pseudonymous person id, never a name
+
+    [sites.site-01.beds.bed-0001.settings]
+    night_start = "22:00"
+    heart_rate_max = 110
+
+    [sites.site-01.beds.bed-0001.devices.btn-0001]
+    kind = "button"
+    heartbeat_s = 600
+
+Devices and beds that publish without being listed are registered on first sight with default
+settings and flagged ``auto_registered``, so a new sensor is never ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import tomllib
+import zoneinfo
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devices.topics import Address, Kind, is_valid_id
+
+
+class RegistryError(ValueError):
+    """A registry file that cannot be used; the message names the offending key."""
+
+
+def _clock(value: str, key: str) -> dt.time:
+    try:
+        return dt.time.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise RegistryError(f"{key}: expected HH:MM, got {value!r}") from None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BedSettings:
+    """Per-bed thresholds for the detector; defaults suit an adult sleeping at night."""
+
+    night_start: dt.time = dt.time(22, 0)
+    night_end: dt.time = dt.time(6, 0)
+    bed_exit_return_min: float = 30.0
+    inactivity_factor: float = 3.0
+    inactivity_min_minutes: float = 120.0
+    heart_rate_min: float = 40.0
+    heart_rate_max: float = 130.0
+    breathing_rate_min: float = 8.0
+    breathing_rate_max: float = 30.0
+    sound_db_above_baseline: float = 25.0
+    low_battery_pct: float = 15.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and value < 0:
+                raise RegistryError(f"settings.{f.name}: must not be negative")
+        if self.heart_rate_min >= self.heart_rate_max:
+            raise RegistryError("settings.heart_rate_min must be below heart_rate_max")
+        if self.breathing_rate_min >= self.breathing_rate_max:
+            raise RegistryError("settings.breathing_rate_min must be below breathing_rate_max")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], *, base: BedSettings | None = None,
+                     where: str = "settings") -> BedSettings:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key not in known:
+                raise RegistryError(f"{where}.{key}: unknown setting")
+            if key in ("night_start", "night_end"):
+                values[key] = _clock(value, f"{where}.{key}")
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise RegistryError(f"{where}.{key}: expected a number, got {value!r}")
+            else:
+                values[key] = float(value)
+        return dataclasses.replace(base or cls(), **values)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Device:
+    id: str
+    kind: Kind
+    heartbeat_s: float
+    auto_registered: bool = False
+
+
+@dataclass(kw_only=True, slots=True)
+class Bed:
+    site: str
+    id: str
+    person: str | None = None
+    settings: BedSettings = field(default_factory=BedSettings)
+    devices: dict[str, Device] = field(default_factory=dict)
+    auto_registered: bool = False
+
+
+@dataclass(kw_only=True, slots=True)
+class Site:
+    id: str
+    timezone: str | None = None
+    beds: dict[str, Bed] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Defaults:
+    heartbeat_s: float = 300.0
+    offline_factor: float = 3.0
+    timezone: str | None = None
+    settings: BedSettings = field(default_factory=BedSettings)
+
+
+def _check_timezone(name: str, key: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+        raise RegistryError(f"{key}: unknown IANA time zone {name!r}") from None
+    return name
+
+
+def _check_id(value: str, key: str) -> str:
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise RegistryError(f"{key}: invalid id {value!r} (allowed: [A-Za-z0-9_-]{{1,64}})")
+    return value
+
+
+def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise RegistryError(f"{where}.{key}: expected a positive number, got {value!r}")
+    return float(value)
+
+
+class Registry:
+    """Sites, beds and devices; mutable only by auto-registration of unknown devices."""
+
+    def __init__(self, *, defaults: Defaults | None = None) -> None:
+        self.defaults = defaults or Defaults()
+        self.sites: dict[str, Site] = {}
+
+    # --- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> Registry:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"registry {path} is not valid TOML: {exc}") from exc
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Registry:
+        unknown = set(raw) - {"defaults", "sites"}
+        if unknown:
+            raise RegistryError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+        d = raw.get("defaults", {})
+        tz = d.get("timezone")
+        defaults = Defaults(
+            heartbeat_s=_positive(d, "heartbeat_s", 300.0, "defaults"),
+            offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
+            timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
+            settings=BedSettings.from_mapping(d.get("settings", {}), where="defaults.settings"),
+        )
+        registry = cls(defaults=defaults)
+        for site_id, site_raw in raw.get("sites", {}).items():
+            where = f"sites.{_check_id(site_id, 'sites')}"
+            tz = site_raw.get("timezone")
+            site = Site(id=site_id,
+                        timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
+            for bed_id, bed_raw in site_raw.get("beds", {}).items():
+                bwhere = f"{where}.beds.{_check_id(bed_id, where + '.beds')}"
+                bed = Bed(
+                    site=site_id,
+                    id=bed_id,
+                    person=bed_raw.get("person"),
+                    settings=BedSettings.from_mapping(
+                        bed_raw.get("settings", {}), base=defaults.settings,
+                        where=f"{bwhere}.settings"),
+                )
+                for dev_id, dev_raw in bed_raw.get("devices", {}).items():
+                    dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
+                    try:
+                        kind = Kind(dev_raw.get("kind"))
+                    except ValueError:
+                        raise RegistryError(
+                            f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
+                    bed.devices[dev_id] = Device(
+                        id=dev_id, kind=kind,
+                        heartbeat_s=_positive(dev_raw, "heartbeat_s", defaults.heartbeat_s, dwhere),
+                    )
+                site.beds[bed_id] = bed
+            registry.sites[site_id] = site
+        return registry
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def bed(self, site: str, bed: str) -> Bed | None:
+        s = self.sites.get(site)
+        return s.beds.get(bed) if s else None
+
+    def beds(self) -> Iterator[Bed]:
+        for site in self.sites.values():
+            yield from site.beds.values()
+
+    def timezone(self, site: str, fallback: str | None = None) -> str | None:
+        """The IANA zone for a site: the site's own, else the registry default, else ``fallback``."""
+        s = self.sites.get(site)
+        return (s.timezone if s else None) or self.defaults.timezone or fallback
+
+    def ensure(self, address: Address) -> tuple[Device, bool]:
+        """The device behind ``address``, registering it (flagged) on first sight.
+
+        Returns the device and whether it was just registered.
+        """
+        site = self.sites.get(address.site)
+        if site is None:
+            site = self.sites[address.site] = Site(id=address.site)
+        bed = site.beds.get(address.bed)
+        if bed is None:
+            bed = site.beds[address.bed] = Bed(
+                site=address.site, id=address.bed, settings=self.defaults.settings,
+                auto_registered=True)
+        device = bed.devices.get(address.device)
+        if device is None:
+            device = bed.devices[address.device] = Device(
+                id=address.device, kind=address.kind, heartbeat_s=self.defaults.heartbeat_s,
+                auto_registered=True)
+            return device, True
+        return device, False

@@ -1,0 +1,178 @@
+"""Typed payloads of the device contract, one per kind/channel.
+
+Every payload has ``ts`` (device time, epoch ms) and ``seq`` (per-device counter). Telemetry is
+normalised to a tuple of samples whether the device sent one sample at the top level or a
+``samples`` batch. Ranges that the contract fixes (``confidence`` 0..1, ``battery`` 0..100) are
+checked here; physiological plausibility (a heart rate of 400) is *not*: such values are kept so
+that the detector can raise a ``sensor_fault`` instead of the data vanishing into dead letters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, TypeAlias
+
+import msgspec
+from msgspec import Meta, Struct
+
+EpochMs = Annotated[int, Meta(ge=0, le=2**53)]
+Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Count = Annotated[int, Meta(ge=0, le=2**31)]
+Identifier = Annotated[str, Meta(min_length=1, max_length=128)]
+Sha256 = Annotated[str, Meta(pattern="^[0-9a-f]{64}$")]
+Confidence = Annotated[float, Meta(ge=0.0, le=1.0)]
+Battery = Annotated[float, Meta(ge=0.0, le=100.0)]
+Interval = Annotated[float, Meta(gt=0.0, le=7 * 86_400)]
+Duration = Annotated[float, Meta(ge=0.0, le=7 * 86_400)]
+
+Zone: TypeAlias = Literal["bed", "room", "bathroom", "door"]
+Posture: TypeAlias = Literal["lying", "sitting", "standing"]
+BadgeMethod: TypeAlias = Literal["qr", "nfc", "app"]
+ButtonAction: TypeAlias = Literal["press", "long_press", "cancel"]
+RecordingAction: TypeAlias = Literal["recording_started", "recording_stopped"]
+FallAction: TypeAlias = Literal["fall_detected", "fall_cleared"]
+BadgeAction: TypeAlias = Literal["check_in", "check_out"]
+DeviceState: TypeAlias = Literal["online", "offline"]
+
+# --- telemetry samples ------------------------------------------------------------------------
+
+
+class InfraredSample(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Presence and activity in one interval."""
+
+    t: EpochMs
+    presence: bool | None = None
+    motion: Count | None = None
+    people: Count | None = None
+    zone: Zone | None = None
+
+
+class AudioSample(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Sound level and voice activity (never the sound itself)."""
+
+    t: EpochMs
+    level_db: float | None = None
+    voice: bool | None = None
+
+
+class VitalsSample(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Bed occupancy and vital signs from the fall/vital-sign sensor."""
+
+    t: EpochMs
+    in_bed: bool | None = None
+    breathing_rate: float | None = None
+    heart_rate: float | None = None
+
+
+Sample: TypeAlias = InfraredSample | AudioSample | VitalsSample
+
+
+class Telemetry(Struct, frozen=True, gc=False):
+    """A telemetry message: one or more samples."""
+
+    ts: EpochMs
+    seq: Seq
+    samples: tuple[Sample, ...]
+
+
+# --- events and status -------------------------------------------------------------------------
+
+
+class ButtonEvent(Struct, frozen=True, omit_defaults=True, gc=False):
+    ts: EpochMs
+    seq: Seq
+    event: ButtonAction
+
+
+class RecordingEvent(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Infrared or audio recorder start/stop; the recording itself stays in the home."""
+
+    ts: EpochMs
+    seq: Seq
+    event: RecordingAction
+    clip: Identifier
+    duration_s: Duration | None = None
+    sha256: Sha256 | None = None
+
+
+class FallEvent(Struct, frozen=True, omit_defaults=True, gc=False):
+    ts: EpochMs
+    seq: Seq
+    event: FallAction
+    confidence: Confidence | None = None
+    posture: Posture | None = None
+
+
+class BadgeEvent(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Caregiver check-in/out; ``services`` lists service item codes on check-out."""
+
+    ts: EpochMs
+    seq: Seq
+    event: BadgeAction
+    caregiver: Identifier
+    visit: Identifier
+    method: BadgeMethod | None = None
+    services: tuple[Annotated[str, Meta(min_length=1, max_length=64)], ...] | None = None
+
+
+class Status(Struct, frozen=True, omit_defaults=True, gc=False):
+    """Device status, retained; also the MQTT last will (``state="offline"``)."""
+
+    ts: EpochMs
+    seq: Seq
+    state: DeviceState
+    battery: Battery | None = None
+    fw: Annotated[str, Meta(max_length=64)] | None = None
+    heartbeat_s: Interval | None = None
+
+
+Payload: TypeAlias = Telemetry | ButtonEvent | RecordingEvent | FallEvent | BadgeEvent | Status
+
+# --- wire forms of telemetry (single sample at the top level, or a batch) -----------------------
+
+class InfraredWire(Struct, omit_defaults=True, gc=False):
+    ts: EpochMs
+    seq: Seq
+    samples: Annotated[list[InfraredSample], Meta(min_length=1)] | None = None
+    presence: bool | None = None
+    motion: Count | None = None
+    people: Count | None = None
+    zone: Zone | None = None
+
+
+class AudioWire(Struct, omit_defaults=True, gc=False):
+    ts: EpochMs
+    seq: Seq
+    samples: Annotated[list[AudioSample], Meta(min_length=1)] | None = None
+    level_db: float | None = None
+    voice: bool | None = None
+
+
+class VitalsWire(Struct, omit_defaults=True, gc=False):
+    ts: EpochMs
+    seq: Seq
+    samples: Annotated[list[VitalsSample], Meta(min_length=1)] | None = None
+    in_bed: bool | None = None
+    breathing_rate: float | None = None
+    heart_rate: float | None = None
+
+
+SAMPLE_FIELDS: dict[type[Struct], tuple[str, ...]] = {
+    InfraredSample: ("presence", "motion", "people", "zone"),
+    AudioSample: ("level_db", "voice"),
+    VitalsSample: ("in_bed", "breathing_rate", "heart_rate"),
+}
+"""The measured fields of each sample type (everything but ``t``)."""
+
+
+def sample_fields(sample: Sample) -> dict[str, object]:
+    """The fields a sample carries, without ``t`` and without absent ones."""
+    return {
+        name: value
+        for name in SAMPLE_FIELDS[type(sample)]
+        if (value := getattr(sample, name)) is not None
+    }
+
+
+def to_builtins(payload: Payload) -> object:
+    """The payload as plain JSON-ready Python values (absent fields omitted)."""
+    return msgspec.to_builtins(payload)

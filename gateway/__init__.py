@@ -1,0 +1,1 @@
+"""Home-care gateway runtime: config, ingest, pipeline, sinks, spool, CLI."""
