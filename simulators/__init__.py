@@ -1,0 +1,1 @@
+"""Device simulators: realistic beds, scripted incidents with labels, faults, load."""
