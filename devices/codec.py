@@ -155,11 +155,14 @@ class Codec:
             return Rejected(address.reason, address.detail)
         return address
 
-    def decode(self, topic: str | bytes, payload: bytes | bytearray | memoryview) -> Message | Rejected:
+    def decode(
+        self, topic: str | bytes, payload: bytes | bytearray | memoryview
+    ) -> Message | Rejected:
         """Decode one message. Never raises for any input."""
-        if len(payload) > self._max_payload_bytes:
+        size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
+        if size > self._max_payload_bytes:
             return Rejected(
-                "oversize", f"payload of {len(payload)} bytes exceeds {self._max_payload_bytes}"
+                "oversize", f"payload of {size} bytes exceeds {self._max_payload_bytes}"
             )
         address = self.parse_topic(topic)
         if isinstance(address, Rejected):

@@ -68,7 +68,7 @@ class BedSettings:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, float) and value < 0:
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise RegistryError(f"settings.{f.name}: must not be negative")
         if self.heart_rate_min >= self.heart_rate_max:
             raise RegistryError("settings.heart_rate_min must be below heart_rate_max")
@@ -139,6 +139,23 @@ def _check_id(value: str, key: str) -> str:
     return value
 
 
+def _as_table(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RegistryError(f"{where}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _table(raw: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    return _as_table(raw.get(key, {}), f"{where}.{key}")
+
+
+def _only(raw: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        names = ", ".join(f"{where}.{key}" for key in unknown)
+        raise RegistryError(f"{names}: unknown key (allowed: {', '.join(sorted(allowed))})")
+
+
 def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> float:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -167,35 +184,41 @@ class Registry:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Registry:
-        unknown = set(raw) - {"defaults", "sites"}
+        unknown = sorted(set(raw) - {"defaults", "sites"})
         if unknown:
-            raise RegistryError(f"unknown top-level key(s): {', '.join(sorted(unknown))}")
-        d = raw.get("defaults", {})
+            raise RegistryError(f"unknown top-level key(s): {', '.join(unknown)}")
+        d = _table(raw, "defaults", "registry")
+        _only(d, {"heartbeat_s", "offline_factor", "timezone", "settings"}, "defaults")
         tz = d.get("timezone")
         defaults = Defaults(
             heartbeat_s=_positive(d, "heartbeat_s", 300.0, "defaults"),
             offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
             timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
-            settings=BedSettings.from_mapping(d.get("settings", {}), where="defaults.settings"),
+            settings=BedSettings.from_mapping(_table(d, "settings", "defaults"),
+                                              where="defaults.settings"),
         )
         registry = cls(defaults=defaults)
-        for site_id, site_raw in raw.get("sites", {}).items():
+        for site_id, site_raw in _table(raw, "sites", "registry").items():
             where = f"sites.{_check_id(site_id, 'sites')}"
+            _only(_as_table(site_raw, where), {"timezone", "beds"}, where)
             tz = site_raw.get("timezone")
             site = Site(id=site_id,
                         timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
-            for bed_id, bed_raw in site_raw.get("beds", {}).items():
+            for bed_id, bed_raw in _table(site_raw, "beds", where).items():
                 bwhere = f"{where}.beds.{_check_id(bed_id, where + '.beds')}"
+                _only(_as_table(bed_raw, bwhere), {"person", "settings", "devices"}, bwhere)
+                person = bed_raw.get("person")
+                if person is not None and not isinstance(person, str):
+                    raise RegistryError(f"{bwhere}.person: expected a string")
                 bed = Bed(
-                    site=site_id,
-                    id=bed_id,
-                    person=bed_raw.get("person"),
+                    site=site_id, id=bed_id, person=person,
                     settings=BedSettings.from_mapping(
-                        bed_raw.get("settings", {}), base=defaults.settings,
+                        _table(bed_raw, "settings", bwhere), base=defaults.settings,
                         where=f"{bwhere}.settings"),
                 )
-                for dev_id, dev_raw in bed_raw.get("devices", {}).items():
+                for dev_id, dev_raw in _table(bed_raw, "devices", bwhere).items():
                     dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
+                    _only(_as_table(dev_raw, dwhere), {"kind", "heartbeat_s"}, dwhere)
                     try:
                         kind = Kind(dev_raw.get("kind"))
                     except ValueError:
@@ -203,7 +226,8 @@ class Registry:
                             f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
                     bed.devices[dev_id] = Device(
                         id=dev_id, kind=kind,
-                        heartbeat_s=_positive(dev_raw, "heartbeat_s", defaults.heartbeat_s, dwhere),
+                        heartbeat_s=_positive(dev_raw, "heartbeat_s", defaults.heartbeat_s,
+                                              dwhere),
                     )
                 site.beds[bed_id] = bed
             registry.sites[site_id] = site
@@ -220,7 +244,7 @@ class Registry:
             yield from site.beds.values()
 
     def timezone(self, site: str, fallback: str | None = None) -> str | None:
-        """The IANA zone for a site: the site's own, else the registry default, else ``fallback``."""
+        """The IANA zone of a site: its own, else the registry default, else ``fallback``."""
         s = self.sites.get(site)
         return (s.timezone if s else None) or self.defaults.timezone or fallback
 

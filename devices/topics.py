@@ -83,7 +83,7 @@ def format_topic(site: str, bed: str, kind: str, device: str, channel: str) -> s
         if not is_valid_id(value):
             raise TopicError("bad_topic", f"invalid {name} id {value!r}")
     address = Address(site, bed, _kind(kind), device, _channel(kind, channel))
-    return f"{PREFIX}/{VERSION}/{address.site}/{address.bed}/{address.kind}/{device}/{address.channel}"
+    return "/".join((PREFIX, VERSION, site, bed, address.kind, device, address.channel))
 
 
 def _kind(kind: str) -> Kind:

@@ -7,6 +7,7 @@ with a deadline, never slept for. Fixtures in ``conftest.py`` own their lifetime
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,9 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 
 def free_port() -> int:
@@ -151,3 +155,214 @@ class Mosquitto(Server):
         binary = require_binary("mosquitto", "/usr/sbin/mosquitto")
         config = self.config_file or self.write_config()
         return [binary, "-c", str(config)]
+
+
+class Influxd(Server):
+    """InfluxDB 1.x (Debian ``influxdb``): the v1 ``/write`` and ``/query`` HTTP API.
+
+    Listens only on loopback: the HTTP API on :attr:`port` and the RPC/meta service (used by
+    backup/restore) on :attr:`rpc_port`; every other listener is off. No usage reporting.
+    """
+
+    name = "influxd"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.rpc_port = free_port()
+        while self.rpc_port == self.port:
+            self.rpc_port = free_port()
+        self.data_root = self.workdir / "influxdb"
+        self.config_path = self.workdir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def write_config(self) -> Path:
+        root = self.data_root
+        self.config_path.write_text(
+            "reporting-enabled = false\n"
+            f'bind-address = "{self.host}:{self.rpc_port}"\n'
+            "[meta]\n"
+            f'  dir = "{root / "meta"}"\n'
+            "  retention-autocreate = true\n"
+            "  logging-enabled = false\n"
+            "[data]\n"
+            f'  dir = "{root / "data"}"\n'
+            f'  wal-dir = "{root / "wal"}"\n'
+            '  wal-fsync-delay = "0s"\n'
+            '  index-version = "inmem"\n'
+            "  query-log-enabled = false\n"
+            "[monitor]\n"
+            "  store-enabled = false\n"
+            "[subscriber]\n"
+            "  enabled = false\n"
+            "[continuous_queries]\n"
+            "  enabled = false\n"
+            "[http]\n"
+            "  enabled = true\n"
+            f'  bind-address = "{self.host}:{self.port}"\n'
+            "  auth-enabled = false\n"
+            "  log-enabled = false\n"
+            "  pprof-enabled = false\n"
+            "  unix-socket-enabled = false\n"
+            "[ifql]\n"
+            "  enabled = false\n"
+            "[logging]\n"
+            '  level = "warn"\n'
+            "  suppress-logo = true\n"
+        )
+        return self.config_path
+
+    def command(self) -> list[str]:
+        binary = require_binary("influxd", "/usr/bin/influxd")
+        return [binary, "-config", str(self.write_config())]
+
+    def wait_ready(self, *, timeout: float) -> None:
+        _poll_http(f"{self.url}/ping", {204}, timeout=timeout, proc=self.proc)
+
+    def create_database(self, name: str) -> None:
+        self._post_query(f'CREATE DATABASE "{name}"')
+
+    def write(self, db: str, lines: str | bytes, *, precision: str = "ms") -> None:
+        """Line protocol through the v1 ``/write`` API."""
+        body = lines.encode() if isinstance(lines, str) else lines
+        r = httpx.post(f"{self.url}/write", params={"db": db, "precision": precision},
+                       content=body, timeout=10)
+        if r.status_code != 204:
+            raise RuntimeError(f"influxd /write: {r.status_code} {r.text}")
+
+    def query(self, db: str, influxql: str) -> list[dict[str, Any]]:
+        """Rows of an InfluxQL query (v1 ``/query``), one dict per point, times as epoch ms.
+
+        Tags of ``GROUP BY`` series are merged into each row.
+        """
+        r = httpx.get(f"{self.url}/query",
+                      params={"db": db, "q": influxql, "epoch": "ms"}, timeout=10)
+        r.raise_for_status()
+        rows: list[dict[str, Any]] = []
+        for result in r.json().get("results", []):
+            if "error" in result:
+                raise RuntimeError(f"influxd query {influxql!r}: {result['error']}")
+            for series in result.get("series", []):
+                tags = series.get("tags") or {}
+                for values in series.get("values", []):
+                    rows.append({"_measurement": series.get("name"), **tags,
+                                 **dict(zip(series["columns"], values, strict=True))})
+        return rows
+
+    def _post_query(self, influxql: str) -> None:
+        r = httpx.post(f"{self.url}/query", data={"q": influxql}, timeout=10)
+        r.raise_for_status()
+        for result in r.json().get("results", []):
+            if "error" in result:
+                raise RuntimeError(f"influxd {influxql!r}: {result['error']}")
+
+
+class VictoriaMetrics(Server):
+    """VictoriaMetrics single-node (Debian ``victoria-metrics``).
+
+    Accepts InfluxDB line protocol on ``/write`` (v1) and ``/api/v2/write`` (v2), so the
+    gateway's InfluxDB writers are tested against it. Retention is 100 years so replays of old
+    simulated timestamps are kept; the query latency offset and response cache are off so a
+    point is readable as soon as :meth:`flush` returns. Exact duplicates are stored unless
+    ``dedup_interval`` is set (e.g. ``"1ms"``), unlike InfluxDB which overwrites them.
+    """
+
+    name = "victoria-metrics"
+
+    def __init__(self, workdir: Path, port: int | None = None, *,
+                 dedup_interval: str | None = None) -> None:
+        super().__init__(workdir, port)
+        self.data_dir = self.workdir / "data"
+        self.dedup_interval = dedup_interval
+        self._has_force_flush: bool | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        binary = require_binary("victoria-metrics", "/usr/bin/victoria-metrics")
+        cmd = [
+            binary,
+            f"-httpListenAddr={self.host}:{self.port}",
+            f"-storageDataPath={self.data_dir}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=WARN",
+        ]
+        if self.dedup_interval:
+            cmd.append(f"-dedup.minScrapeInterval={self.dedup_interval}")
+        return cmd
+
+    def wait_ready(self, *, timeout: float) -> None:
+        _poll_http(f"{self.url}/health", {200}, timeout=timeout, proc=self.proc)
+
+    def flush(self) -> None:
+        """Make every accepted point searchable now (``/internal/force_flush``).
+
+        Versions without that endpoint make points searchable within about a second; then
+        callers poll (see :meth:`wait_for_points`).
+        """
+        if self._has_force_flush is False:
+            return
+        r = httpx.get(f"{self.url}/internal/force_flush", timeout=10)
+        self._has_force_flush = r.status_code != 404
+        if self._has_force_flush:
+            r.raise_for_status()
+
+    def export(self, match: str = '{__name__!=""}', *, start: int = 0,
+               end: int | None = None) -> list[dict[str, Any]]:
+        """Raw series from ``/api/v1/export``: ``{"metric": {...}, "values": [...],
+        "timestamps": [...]}`` per series (timestamps in epoch ms). ``start``/``end`` are
+        epoch seconds; the default covers all time."""
+        self.flush()
+        params: dict[str, str | int] = {"match[]": match, "start": start}
+        if end is not None:
+            params["end"] = end
+        r = httpx.post(f"{self.url}/api/v1/export", data=params, timeout=30)
+        r.raise_for_status()
+        return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+    def query_series(self, match: str = '{__name__!=""}') -> list[tuple[str, dict[str, str],
+                                                                          int, float]]:
+        """Every raw point matching ``match`` as ``(metric name, labels, ts_ms, value)``,
+        sorted by name, labels and time."""
+        points: list[tuple[str, dict[str, str], int, float]] = []
+        for series in self.export(match):
+            labels = dict(series["metric"])
+            name = labels.pop("__name__")
+            for ts, value in zip(series["timestamps"], series["values"], strict=True):
+                points.append((name, labels, int(ts), float(value)))
+        points.sort(key=lambda p: (p[0], sorted(p[1].items()), p[2]))
+        return points
+
+    def wait_for_points(self, match: str, count: int, *, timeout: float = 10.0
+                        ) -> list[tuple[str, dict[str, str], int, float]]:
+        """Poll until at least ``count`` points match (writes are asynchronous inside VM)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            points = self.query_series(match)
+            if len(points) >= count or time.monotonic() >= deadline:
+                return points
+            time.sleep(0.05)
+
+
+def _poll_http(url: str, ok: set[int], *, timeout: float,
+               proc: subprocess.Popen[bytes] | None) -> None:
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            r = httpx.get(url, timeout=1.0)
+            if r.status_code in ok:
+                return
+            last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} not ready after {timeout}s ({last})")

@@ -1,6 +1,5 @@
-import paho.mqtt.client as mqtt
-import paho.mqtt.subscribe as subscribe
 import paho.mqtt.publish as publish
+import paho.mqtt.subscribe as subscribe
 
 from tests.servers import Mosquitto
 

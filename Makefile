@@ -1,0 +1,60 @@
+# Developer and CI entry points. CI runs exactly `make test` (see .ci/run).
+#
+#   make test         venv + Debian services + ruff + mypy + pytest (unit, integration, faults)
+#   make run          the zero-setup demo (`homecare demo`)
+#   make bench        every benchmark; results in bench/results/
+#   make venv         create .venv and install the package with its test extras
+#   make system-deps  install the missing Debian packages (mosquitto, influxdb, ...)
+#   make lint         ruff check
+#   make typecheck    mypy (configured in pyproject.toml)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install only when the dependencies may have changed.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PIP_NO_INPUT := 1
+
+.PHONY: test run bench venv system-deps lint typecheck pytest clean
+
+test: venv system-deps lint typecheck pytest
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+system-deps:
+	bash scripts/setup-system.sh
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no tests: that fails the build like any other non-zero.
+pytest: venv system-deps
+	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; \
+	exit $$rc
+
+run: venv
+	$(BIN)/homecare demo
+
+bench: venv
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

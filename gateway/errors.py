@@ -1,0 +1,34 @@
+"""The gateway's few domain exceptions: retryable vs permanent, with context on attributes."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base class of the gateway's own errors."""
+
+
+class SpoolFull(GatewayError):
+    """The spool is at its bound and the overflow policy is ``block``."""
+
+    def __init__(self, pending_bytes: int, max_bytes: int) -> None:
+        super().__init__(f"spool full: {pending_bytes} of {max_bytes} bytes pending")
+        self.pending_bytes = pending_bytes
+        self.max_bytes = max_bytes
+
+
+class WriteError(GatewayError):
+    """A time-series write failed."""
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RetryableWriteError(WriteError):
+    """The database is unreachable, overloaded or misconfigured: keep the data and retry."""
+
+
+class RejectedWriteError(WriteError):
+    """The database refused the points themselves (HTTP 400): retrying the same body fails."""

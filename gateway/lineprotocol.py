@@ -1,0 +1,184 @@
+"""The time-series schema: how device messages become InfluxDB line-protocol points.
+
+One measurement per kind of reading, tags ``bed``, ``device``, ``site`` (sorted, as InfluxDB
+prefers), millisecond timestamps (device time: the sample's ``t`` or the message's ``ts``):
+
+=================  ===============================  ==========================================
+measurement        from                             fields
+=================  ===============================  ==========================================
+``infrared``       infrared/telemetry samples       presence (bool), motion (int), people
+                                                    (int), zone (string)
+``audio``          audio/telemetry samples          level_db (float), voice (bool)
+``vitals``         fall/telemetry samples           in_bed (bool), breathing_rate (float),
+                                                    heart_rate (float)
+``button_event``   button/event                     event, seq
+``recording``      infrared|audio/event (tag kind)  event, clip, duration_s, sha256, seq
+``fall_event``     fall/event                       event, confidence, posture, seq
+``badge_event``    badge/event                      event, caregiver, visit, method, services
+                                                    (comma-joined), seq
+``device_status``  any/status (tag kind)            state, battery, fw, heartbeat_s, seq
+=================  ===============================  ==========================================
+
+A point is identified by measurement + tags + timestamp, so writing the same message twice
+stores it once (InfluxDB overwrites; VictoriaMetrics with deduplication keeps one): replays
+of the spool and redeliveries from the broker never duplicate points. Identifiers are limited
+by the contract to ``[A-Za-z0-9_-]``, so tags never need escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Final
+
+from devices.codec import Message
+from devices.schemas import (
+    AudioSample,
+    BadgeEvent,
+    ButtonEvent,
+    FallEvent,
+    InfraredSample,
+    RecordingEvent,
+    Status,
+    Telemetry,
+    VitalsSample,
+)
+from devices.topics import Address, Kind
+
+MEASUREMENTS: Final = (
+    "infrared", "audio", "vitals", "button_event", "recording", "fall_event", "badge_event",
+    "device_status",
+)
+
+_TELEMETRY_MEASUREMENT: Final = {Kind.INFRARED: "infrared", Kind.AUDIO: "audio",
+                                 Kind.FALL: "vitals"}
+
+
+def _string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    if "\n" in escaped or "\r" in escaped:
+        escaped = escaped.replace("\n", " ").replace("\r", " ")
+    return f'"{escaped}"'
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _infrared(s: InfraredSample) -> str:
+    parts = []
+    if s.presence is not None:
+        parts.append(f"presence={_bool(s.presence)}")
+    if s.motion is not None:
+        parts.append(f"motion={s.motion}i")
+    if s.people is not None:
+        parts.append(f"people={s.people}i")
+    if s.zone is not None:
+        parts.append(f'zone="{s.zone}"')
+    return ",".join(parts)
+
+
+def _audio(s: AudioSample) -> str:
+    if s.voice is None:
+        return f"level_db={s.level_db!r}"
+    if s.level_db is None:
+        return f"voice={_bool(s.voice)}"
+    return f"level_db={s.level_db!r},voice={_bool(s.voice)}"
+
+
+def _vitals(s: VitalsSample) -> str:
+    parts = []
+    if s.in_bed is not None:
+        parts.append(f"in_bed={_bool(s.in_bed)}")
+    if s.breathing_rate is not None:
+        parts.append(f"breathing_rate={s.breathing_rate!r}")
+    if s.heart_rate is not None:
+        parts.append(f"heart_rate={s.heart_rate!r}")
+    return ",".join(parts)
+
+
+_SAMPLE_FIELDS: Final[dict[type, Callable[..., str]]] = {
+    InfraredSample: _infrared, AudioSample: _audio, VitalsSample: _vitals,
+}
+
+
+def _button(p: ButtonEvent) -> str:
+    return f'event="{p.event}",seq={p.seq}i'
+
+
+def _recording(p: RecordingEvent) -> str:
+    parts = [f'event="{p.event}"', f"clip={_string(p.clip)}", f"seq={p.seq}i"]
+    if p.duration_s is not None:
+        parts.append(f"duration_s={float(p.duration_s)!r}")
+    if p.sha256 is not None:
+        parts.append(f'sha256="{p.sha256}"')
+    return ",".join(parts)
+
+
+def _fall(p: FallEvent) -> str:
+    parts = [f'event="{p.event}"', f"seq={p.seq}i"]
+    if p.confidence is not None:
+        parts.append(f"confidence={float(p.confidence)!r}")
+    if p.posture is not None:
+        parts.append(f'posture="{p.posture}"')
+    return ",".join(parts)
+
+
+def _badge(p: BadgeEvent) -> str:
+    parts = [f'event="{p.event}"', f"caregiver={_string(p.caregiver)}",
+             f"visit={_string(p.visit)}", f"seq={p.seq}i"]
+    if p.method is not None:
+        parts.append(f'method="{p.method}"')
+    if p.services is not None:
+        parts.append(f"services={_string(','.join(p.services))}")
+    return ",".join(parts)
+
+
+def _status(p: Status) -> str:
+    parts = [f'state="{p.state}"', f"seq={p.seq}i"]
+    if p.battery is not None:
+        parts.append(f"battery={float(p.battery)!r}")
+    if p.fw is not None:
+        parts.append(f"fw={_string(p.fw)}")
+    if p.heartbeat_s is not None:
+        parts.append(f"heartbeat_s={float(p.heartbeat_s)!r}")
+    return ",".join(parts)
+
+
+_EVENT_FIELDS: Final[dict[type, tuple[str, Callable[..., str]]]] = {
+    ButtonEvent: ("button_event", _button),
+    RecordingEvent: ("recording", _recording),
+    FallEvent: ("fall_event", _fall),
+    BadgeEvent: ("badge_event", _badge),
+    Status: ("device_status", _status),
+}
+
+
+class LineEncoder:
+    """Formats messages as line protocol, caching each device's series key."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, Address], str] = {}
+
+    def _key(self, measurement: str, a: Address) -> str:
+        key = self._keys.get((measurement, a))
+        if key is None:
+            if len(self._keys) > 500_000:
+                self._keys.clear()
+            kind = f",kind={a.kind}" if measurement in ("recording", "device_status") else ""
+            key = f"{measurement},bed={a.bed},device={a.device}{kind},site={a.site} "
+            self._keys[(measurement, a)] = key
+        return key
+
+    def lines(self, message: Message, out: list[str]) -> int:
+        """Append the message's points to ``out``; return how many were appended."""
+        payload = message.payload
+        if isinstance(payload, Telemetry):
+            key = self._key(_TELEMETRY_MEASUREMENT[message.address.kind], message.address)
+            for sample in payload.samples:
+                out.append(f"{key}{_SAMPLE_FIELDS[type(sample)](sample)} {sample.t}")
+            return len(payload.samples)
+        measurement, fields = _EVENT_FIELDS[type(payload)]
+        out.append(f"{self._key(measurement, message.address)}{fields(payload)} {payload.ts}")
+        return 1

@@ -1,0 +1,63 @@
+"""Prometheus metrics of one gateway (own registry, so several gateways can live in one process).
+
+Hot paths count per batch (``inc(n)``), never per message.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.received = Counter("homecare_messages_received", "MQTT messages received", registry=r)
+        self.accepted = Counter("homecare_messages_accepted",
+                                "Messages decoded and handed on", registry=r)
+        self.rejected = Counter("homecare_messages_rejected",
+                                "Messages sent to the dead-letter store", ["reason"], registry=r)
+        self.duplicates = Counter("homecare_messages_duplicate",
+                                  "Duplicate messages dropped (same device, seq, content)",
+                                  registry=r)
+        self.late = Counter("homecare_messages_late", "Messages that arrived out of order",
+                            registry=r)
+        self.seq_gaps = Counter("homecare_seq_gaps", "Sequence numbers skipped by devices",
+                                registry=r)
+        self.seq_resets = Counter("homecare_seq_resets", "Device counters that restarted",
+                                  registry=r)
+        self.auto_registered = Counter("homecare_devices_auto_registered",
+                                       "Devices registered on first sight", registry=r)
+        self.points_spooled = Counter("homecare_points_spooled",
+                                      "Points appended to the on-disk spool", registry=r)
+        self.points_written = Counter("homecare_points_written",
+                                      "Points written to the time-series database", registry=r)
+        self.points_replayed = Counter(
+            "homecare_points_replayed",
+            "Points written after having waited in the spool through a database outage",
+            registry=r)
+        self.points_dropped = Counter("homecare_points_dropped",
+                                      "Points dropped by the spool overflow policy", registry=r)
+        self.points_rejected_by_db = Counter(
+            "homecare_points_rejected_by_db", "Points the database refused (dead-lettered)",
+            registry=r)
+        self.write_errors = Counter("homecare_write_errors", "Failed database writes", ["kind"],
+                                    registry=r)
+        self.write_seconds = Histogram(
+            "homecare_write_seconds", "Database write latency", registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.commit_seconds = Histogram(
+            "homecare_commit_seconds", "Spool append + fsync latency before acknowledging",
+            registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+        self.inbox_depth = Gauge("homecare_inbox_depth", "Messages received, not yet processed",
+                                 registry=r)
+        self.spool_pending_points = Gauge("homecare_spool_pending_points",
+                                          "Points in the spool not yet written", registry=r)
+        self.spool_pending_bytes = Gauge("homecare_spool_pending_bytes",
+                                         "Bytes in the spool not yet written", registry=r)
+        self.db_up = Gauge("homecare_db_up", "1 if the last database write succeeded",
+                           registry=r)
+        self.mqtt_connected = Gauge("homecare_mqtt_connected", "1 while connected to the broker",
+                                    registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,159 @@
+"""The ingest pipeline: decode, deduplicate, route; then commit durably before acknowledging.
+
+``process`` is pure CPU work on the event loop (chunks of a few thousand messages): decode with
+the device codec, drop duplicates, format line protocol for the time-series sink, hand accepted
+messages to the downstream stages (detector, alerts, service log), and set aside rejected
+messages for the dead-letter store. ``commit`` is the blocking part, run in a worker thread: the
+spool append (fsync), the dead letters and every stage's own durable commit. Only after it
+returns are the batch's messages acknowledged to the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol
+
+from devices.codec import Codec, Message, Rejected
+from devices.registry import Registry
+from devices.topics import Address
+from gateway.deadletter import DeadLetter, DeadLetterStore
+from gateway.dedup import Deduplicator, Verdict
+from gateway.lineprotocol import LineEncoder
+from gateway.metrics import Metrics
+from gateway.mqtt import RawMessage
+from gateway.spool import Spool
+
+log = logging.getLogger("homecare.pipeline")
+
+CLOCK_SKEW_MS = 5 * 60 * 1000
+"""Device clocks further than this from receipt time are counted as skewed."""
+
+
+class Stage(Protocol):
+    """A downstream consumer of accepted messages (detector, alert engine, service log)."""
+
+    name: str
+
+    def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+        """Take a batch of new messages, in arrival order. Fast, in memory, no I/O."""
+
+    def commit(self) -> None:
+        """Make what ``accept`` took durable. Runs in a worker thread before acknowledgement."""
+
+
+class Pipeline:
+    def __init__(self, *, spool: Spool, deadletters: DeadLetterStore, metrics: Metrics,
+                 registry: Registry | None = None, stages: Sequence[Stage] = (),
+                 codec: Codec | None = None, dedup_window: int = 64) -> None:
+        self.codec = codec or Codec()
+        self.dedup = Deduplicator(window=dedup_window)
+        self.encoder = LineEncoder()
+        self.spool = spool
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.registry = registry or Registry()
+        self.stages = tuple(stages)
+        self._known: set[Address] = set()
+        self._lines: list[str] = []
+        self._points = 0
+        self._rejected: list[DeadLetter] = []
+        self._raws: list[RawMessage] = []
+        self._oldest: float | None = None
+        self.clock_skewed = 0
+        self._registered = 0
+        self._last_registered = ""
+
+    # --- CPU part (event loop) ----------------------------------------------------------------
+
+    def process(self, raws: Sequence[RawMessage]) -> None:
+        if not raws:
+            return
+        if self._oldest is None:
+            self._oldest = time.monotonic()
+        decode = self.codec.decode
+        check = self.dedup.check
+        lines = self._lines
+        to_line = self.encoder.lines
+        accepted: list[Message] = []
+        received: list[int] = []
+        rejected_by_reason: dict[str, int] = {}
+        duplicates_before = self.dedup.stats.duplicates
+        registered_before = self._registered
+        points = 0
+        for raw in raws:
+            message = decode(raw.topic, raw.payload)
+            if isinstance(message, Rejected):
+                topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode(
+                    "utf-8", "replace")
+                self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload,
+                                                 message.reason, message.detail))
+                rejected_by_reason[message.reason] = rejected_by_reason.get(message.reason, 0) + 1
+                continue
+            a = message.address
+            payload = message.payload
+            verdict = check((a.site, a.bed, a.device), payload.seq, payload.ts, hash(raw.payload))
+            if verdict is Verdict.DUPLICATE:
+                continue
+            if a not in self._known:
+                self._register(a)
+            if abs(payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
+                self.clock_skewed += 1
+            points += to_line(message, lines)
+            accepted.append(message)
+            received.append(raw.received_ms)
+        self._raws.extend(raws)
+        self._points += points
+        if accepted:
+            for stage in self.stages:
+                stage.accept(accepted, received)
+        m = self.metrics
+        m.received.inc(len(raws))
+        m.accepted.inc(len(accepted))
+        for reason, n in rejected_by_reason.items():
+            m.rejected.labels(reason).inc(n)
+        m.duplicates.inc(self.dedup.stats.duplicates - duplicates_before)
+        if self._registered > registered_before:
+            new = self._registered - registered_before
+            m.auto_registered.inc(new)
+            log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+
+    def _register(self, address: Address) -> None:
+        if len(self._known) > 1_000_000:
+            self._known.clear()
+        self._known.add(address)
+        _, new = self.registry.ensure(address)
+        if new:
+            self._registered += 1
+            self._last_registered = address.topic
+
+    @property
+    def pending_messages(self) -> int:
+        return len(self._raws)
+
+    @property
+    def pending_points(self) -> int:
+        return self._points
+
+    @property
+    def pending_age_s(self) -> float:
+        return 0.0 if self._oldest is None else time.monotonic() - self._oldest
+
+    def take(self) -> tuple[list[str], int, list[DeadLetter], list[RawMessage]]:
+        """Detach the current batch for committing; the pipeline starts a new one."""
+        batch = (self._lines, self._points, self._rejected, self._raws)
+        self._lines, self._points, self._rejected, self._raws = [], 0, [], []
+        self._oldest = None
+        return batch
+
+    # --- durable part (worker thread) ---------------------------------------------------------
+
+    def commit(self, lines: list[str], points: int, rejected: list[DeadLetter]) -> None:
+        """Spool the points (fsync), store dead letters, commit the stages. Blocking."""
+        if lines:
+            self.spool.append("\n".join(lines).encode(), points)
+        if rejected:
+            self.deadletters.add(rejected)
+        for stage in self.stages:
+            stage.commit()

@@ -1,0 +1,172 @@
+"""The gateway service: owns the MQTT source, the pipeline, the spool and the database writer.
+
+Shutdown (SIGTERM, Ctrl-C or :meth:`Gateway.stop`) stops intake, commits and acknowledges the
+batch in hand, disconnects (the broker keeps the session and whatever was not acknowledged),
+then gives the database writer a bounded time to drain the spool; whatever is left stays on
+disk for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import zoneinfo
+from collections.abc import Sequence
+from pathlib import Path
+
+from devices.registry import Registry
+from gateway.config import Settings
+from gateway.deadletter import DeadLetterStore
+from gateway.errors import SpoolFull
+from gateway.metrics import Metrics
+from gateway.mqtt import Inbox, MqttSource
+from gateway.pipeline import Pipeline, Stage
+from gateway.sink import SinkWriter
+from gateway.spool import Spool
+from gateway.tsdb import TimeSeriesWriter, writer_from_settings
+
+log = logging.getLogger("homecare.gateway")
+
+PROCESS_CHUNK = 2000
+"""Messages decoded per step on the event loop before yielding to other tasks."""
+
+
+class Gateway:
+    def __init__(self, settings: Settings, *, registry: Registry | None = None,
+                 stages: Sequence[Stage] = (), writer: TimeSeriesWriter | None = None,
+                 drain_timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        data_dir = Path(settings.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if registry is None:
+            registry = (Registry.load(settings.registry_file) if settings.registry_file
+                        else Registry())
+        self.registry = registry
+        self.timezone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
+        self.metrics = Metrics()
+        self.spool = Spool(data_dir / "spool", max_bytes=settings.spool_max_bytes,
+                           segment_bytes=settings.spool_segment_bytes,
+                           overflow=settings.spool_overflow, fsync=settings.spool_fsync)
+        self.deadletters = DeadLetterStore(data_dir / "deadletters.sqlite3")
+        self.inbox = Inbox(settings.inbox_max_messages)
+        self.source = MqttSource(settings, self.inbox,
+                                 on_connection_change=self._on_connection_change)
+        self.pipeline = Pipeline(spool=self.spool, deadletters=self.deadletters,
+                                 metrics=self.metrics, registry=registry, stages=stages,
+                                 dedup_window=settings.dedup_window)
+        self.writer = writer if writer is not None else writer_from_settings(settings)
+        self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,
+                                metrics=self.metrics, max_bytes=settings.write_max_bytes)
+                     if self.writer is not None else None)
+        self.drain_timeout_s = drain_timeout_s
+        self.started = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._ingest_done = asyncio.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; returns after a clean shutdown."""
+        if self.spool.pending_points:
+            log.info("spool.backlog points=%d records=%d; replaying to the database",
+                     self.spool.pending_points, self.spool.pending_records)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                mqtt = tasks.create_task(self.source.run(), name="mqtt")
+                ingest = tasks.create_task(self._ingest(), name="ingest")
+                sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
+                gauges = tasks.create_task(self._gauges(), name="gauges")
+                self.started.set()
+                await self._stopping.wait()
+                self.inbox.interrupt()
+                await ingest
+                await self.source.stop()
+                await mqtt
+                if self.sink is not None and sink is not None:
+                    drained = await self.sink.drain(self.drain_timeout_s)
+                    if not drained:
+                        log.warning("shutdown.spool_left points=%d; written on next start",
+                                    self.spool.pending_points)
+                    sink.cancel()
+                gauges.cancel()
+        finally:
+            if self.writer is not None:
+                await self.writer.close()
+            self.spool.close()
+            self.deadletters.close()
+            log.info("gateway.stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    async def _ingest(self) -> None:
+        pipeline = self.pipeline
+        max_points = self.settings.batch_max_points
+        max_age = self.settings.batch_max_age_ms / 1000
+        while not self._stopping.is_set():
+            raws = await self.inbox.get(PROCESS_CHUNK)
+            pipeline.process(raws)
+            if pipeline.pending_messages and (
+                    not len(self.inbox) or pipeline.pending_points >= max_points
+                    or pipeline.pending_age_s >= max_age or self._stopping.is_set()):
+                await self._flush()
+        if pipeline.pending_messages:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        lines, points, rejected, raws = self.pipeline.take()
+        started = time.perf_counter()
+        while True:
+            try:
+                await asyncio.to_thread(self.pipeline.commit, lines, points, rejected)
+                break
+            except OSError as exc:
+                # Disk trouble: nothing is acknowledged until the batch is on disk.
+                log.error("spool.commit_failed error=%s; retrying in 1 s", exc)
+                await asyncio.sleep(1.0)
+            except SpoolFull:
+                # Overflow policy "block": hold this batch (and so intake) until there is room.
+                await asyncio.sleep(0.2)
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self.metrics.points_spooled.inc(points)
+        self.source.ack(raws)
+        if self.sink is not None and points:
+            self.sink.notify()
+
+    # --- observability ------------------------------------------------------------------------
+
+    def _on_connection_change(self, connected: bool) -> None:
+        self.metrics.mqtt_connected.set(1 if connected else 0)
+
+    async def _gauges(self) -> None:
+        stats = self.pipeline.dedup.stats
+        seen = (0, 0, 0)
+        spool_stats = self.spool.stats
+        dropped_seen = 0
+        while not self._stopping.is_set():
+            m = self.metrics
+            m.inbox_depth.set(len(self.inbox))
+            m.spool_pending_points.set(self.spool.pending_points)
+            m.spool_pending_bytes.set(self.spool.pending_bytes)
+            m.late.inc(stats.late - seen[0])
+            m.seq_resets.inc(stats.resets - seen[2])
+            gaps = max(stats.gaps, seen[1])
+            m.seq_gaps.inc(gaps - seen[1])
+            seen = (stats.late, gaps, stats.resets)
+            if spool_stats.dropped_points > dropped_seen:
+                log.warning("spool.overflow dropped_points=%d policy=drop_oldest",
+                            spool_stats.dropped_points - dropped_seen)
+                m.points_dropped.inc(spool_stats.dropped_points - dropped_seen)
+                dropped_seen = spool_stats.dropped_points
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._stopping.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Broker connected and the database (if any) accepting writes."""
+        return self.source.connected.is_set() and (self.sink is None or self.sink.healthy)

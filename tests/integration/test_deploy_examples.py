@@ -1,0 +1,66 @@
+"""The sample configs in deploy/ load with the real loaders, so a copy-and-edit starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from devices import Kind, Registry
+from gateway.config import load
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+@pytest.fixture(autouse=True)
+def _no_homecare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("HOMECARE_"):
+            monkeypatch.delenv(key)
+
+
+def test_gateway_example_config_loads(tmp_path: Path) -> None:
+    for name in ("mqtt_password", "influx_token"):
+        (tmp_path / name).write_text("secret\n")
+    text = (DEPLOY / "gateway.example.toml").read_text()
+    config = tmp_path / "gateway.toml"
+    config.write_text(text.replace("/etc/homecare/secrets", str(tmp_path)))
+    settings = load(config)
+    assert settings.mqtt_username == "gateway"
+    assert settings.influx_api == "v2"
+    assert settings.secret("influx_token") == "secret"
+    assert settings.registry_file == Path("/etc/homecare/registry.toml")
+
+
+def test_registry_example_loads_with_overrides() -> None:
+    registry = Registry.load(DEPLOY / "registry.example.toml")
+    bed = registry.bed("site-01", "bed-0001")
+    assert bed is not None
+    assert bed.settings.heart_rate_max == 110
+    assert bed.devices["fs-0001"].kind is Kind.FALL
+    assert registry.timezone("site-02") == "Asia/Urumqi"
+    other = registry.bed("site-01", "bed-0002")
+    assert other is not None
+    assert other.settings.heart_rate_max == 130
+
+
+def test_compose_mounts_and_builds_only_files_that_exist() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for path in re.findall(r"(?:- |:-)\./(deploy/[\w./-]+?)(?=[:}])", compose):
+        assert (ROOT / path).is_file(), path
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "dockerfile: deploy/Dockerfile" in compose
+    for line in re.findall(r"^COPY (.+) \S+$", dockerfile, re.MULTILINE):
+        for source in line.split():
+            if source != "README.md":  # the image build needs it; the tests do not
+                assert (ROOT / source).exists(), source
+
+
+def test_systemd_unit_runs_the_gateway_with_its_config() -> None:
+    unit = (DEPLOY / "systemd" / "homecare-gateway.service").read_text()
+    assert re.search(r"^ExecStart=\S*homecare gateway --config /etc/homecare/gateway.toml$",
+                     unit, re.MULTILINE)
+    assert re.search(r"^Restart=always$", unit, re.MULTILINE)
