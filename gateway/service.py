@@ -36,7 +36,7 @@ PROCESS_CHUNK = 2000
 class Gateway:
     def __init__(self, settings: Settings, *, registry: Registry | None = None,
                  stages: Sequence[Stage] = (), writer: TimeSeriesWriter | None = None,
-                 drain_timeout_s: float = 10.0) -> None:
+                 drain_timeout_s: float = 10.0, serve_http: bool = True) -> None:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +61,10 @@ class Gateway:
                                 metrics=self.metrics, max_bytes=settings.write_max_bytes)
                      if self.writer is not None else None)
         self.drain_timeout_s = drain_timeout_s
+        self.serve_http = serve_http
+        self.http_started = asyncio.Event()
         self.started = asyncio.Event()
+        self._spool_ok = True
         self._stopping = asyncio.Event()
         self._ingest_done = asyncio.Event()
 
@@ -78,6 +81,13 @@ class Gateway:
                 ingest = tasks.create_task(self._ingest(), name="ingest")
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
+                http = None
+                if self.serve_http:
+                    from gateway.http import create_app, serve
+
+                    host, port = self.settings.api_host_port
+                    http = tasks.create_task(
+                        serve(create_app(self), host, port, self.http_started), name="http")
                 self.started.set()
                 await self._stopping.wait()
                 self.inbox.interrupt()
@@ -91,6 +101,8 @@ class Gateway:
                                     self.spool.pending_points)
                     sink.cancel()
                 gauges.cancel()
+                if http is not None:
+                    http.cancel()
         finally:
             if self.writer is not None:
                 await self.writer.close()
@@ -126,11 +138,13 @@ class Gateway:
                 break
             except OSError as exc:
                 # Disk trouble: nothing is acknowledged until the batch is on disk.
+                self._spool_ok = False
                 log.error("spool.commit_failed error=%s; retrying in 1 s", exc)
                 await asyncio.sleep(1.0)
             except SpoolFull:
                 # Overflow policy "block": hold this batch (and so intake) until there is room.
                 await asyncio.sleep(0.2)
+        self._spool_ok = True
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.points_spooled.inc(points)
         self.source.ack(raws)
@@ -166,7 +180,10 @@ class Gateway:
                 async with asyncio.timeout(1.0):
                     await self._stopping.wait()
 
-    @property
-    def ready(self) -> bool:
-        """Broker connected and the database (if any) accepting writes."""
-        return self.source.connected.is_set() and (self.sink is None or self.sink.healthy)
+    def readiness(self) -> dict[str, bool]:
+        """The checks behind ``/readyz``: broker connected, spool and database writable."""
+        checks = {"mqtt_connected": self.source.connected.is_set(),
+                  "spool_writable": self._spool_ok}
+        if self.sink is not None:
+            checks["tsdb_writable"] = self.sink.healthy
+        return checks

@@ -366,3 +366,71 @@ def _poll_http(url: str, ok: set[int], *, timeout: float,
             last = repr(exc)
         time.sleep(0.05)
     raise TimeoutError(f"{url} not ready after {timeout}s ({last})")
+
+
+class GatewayProcess(Server):
+    """``homecare gateway`` as a real process, configured through ``HOMECARE_*`` variables."""
+
+    name = "gateway"
+
+    def __init__(self, workdir: Path, *, mqtt_url: str, env: dict[str, str] | None = None,
+                 port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.data_dir = self.workdir / "data"
+        self.env = {
+            "HOMECARE_MQTT_URL": mqtt_url,
+            "HOMECARE_DATA_DIR": str(self.data_dir),
+            "HOMECARE_API_ADDR": f"{self.host}:{self.port}",
+            "HOMECARE_MQTT_CLIENT_ID": f"gw-{self.port}",
+            "HOMECARE_LOG_LEVEL": "info",
+            **(env or {}),
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        import sys
+
+        return [sys.executable, "-m", "gateway.cli", "gateway"]
+
+    def start(self, *, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=self.workdir, start_new_session=True, env={**os.environ, **self.env})
+        log.close()
+        try:
+            wait_for_port(self.host, self.port, timeout=timeout, proc=self.proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"gateway did not start: {exc}\n{self.log_tail()}") from exc
+
+    def metrics(self) -> dict[str, float]:
+        """The gateway's Prometheus metrics as ``{"name{labels}": value}``."""
+        import httpx
+
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        values: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                values[key] = float(value)
+        return values
+
+    def metric(self, name: str) -> float:
+        return self.metrics().get(name, 0.0)
+
+    def wait_connected(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited\n{self.log_tail()}")
+            with contextlib.suppress(Exception):
+                if self.metric("homecare_mqtt_connected") == 1:
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"gateway not connected to the broker\n{self.log_tail()}")
