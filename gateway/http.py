@@ -53,7 +53,7 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name="http")
     try:
-        while not server.started and not task.done():
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.01)
         if task.done():
             task.result()

@@ -39,7 +39,7 @@ def expected_points(messages: Iterable[tuple[str, bytes]]) -> Counter[PointKey]:
         if isinstance(body, Telemetry):
             measurement = _TELEMETRY[a.kind]
             for sample in body.samples:
-                for name, value in sample_fields(sample).items():
+                for name in sample_fields(sample):
                     points[(f"{measurement}_{name}", frozenset(tags), sample.t)] += 1
             continue
         measurement = _EVENTS[type(body)]
