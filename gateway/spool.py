@@ -74,8 +74,9 @@ class Spool:
                  segment_bytes: int = 16 * 1024 * 1024,
                  overflow: Literal["drop_oldest", "block"] = "drop_oldest",
                  fsync: bool = True) -> None:
-        if segment_bytes < 64 or max_bytes < segment_bytes:
-            raise ValueError("need 64 <= segment_bytes <= max_bytes")
+        if segment_bytes < 64 or max_bytes < 64:
+            raise ValueError("segment_bytes and max_bytes must be at least 64")
+        segment_bytes = min(segment_bytes, max_bytes)
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes

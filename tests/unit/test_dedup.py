@@ -1,0 +1,47 @@
+from gateway.dedup import Deduplicator, Verdict
+
+DEV = ("site-01", "bed-0001", "fs-0001")
+
+
+def test_same_seq_and_content_is_a_duplicate() -> None:
+    d = Deduplicator(window=8)
+    assert d.check(DEV, 1, 1000, 11) is Verdict.NEW
+    assert d.check(DEV, 1, 1000, 11) is Verdict.DUPLICATE
+    assert d.stats.duplicates == 1
+
+
+def test_same_seq_other_content_is_kept() -> None:
+    """A last-will status reuses the seq fixed at connect time; it must not vanish."""
+    d = Deduplicator(window=8)
+    d.check(DEV, 5, 5000, 1)
+    d.check(DEV, 6, 6000, 2)
+    assert d.check(DEV, 5, 4000, 99) is Verdict.LATE
+
+
+def test_reordered_messages_are_late_not_lost_and_gaps_are_counted() -> None:
+    d = Deduplicator(window=8)
+    d.check(DEV, 1, 1000, 1)
+    d.check(DEV, 4, 4000, 4)
+    assert d.stats.gaps == 2
+    assert d.check(DEV, 2, 2000, 2) is Verdict.LATE
+    assert d.stats.gaps == 1
+    assert d.check(DEV, 2, 2000, 2) is Verdict.DUPLICATE
+
+
+def test_counter_restart_is_recognised_by_the_clock_moving_on() -> None:
+    d = Deduplicator(window=8)
+    for seq in range(100, 110):
+        d.check(DEV, seq, seq * 1000, seq)
+    assert d.check(DEV, 0, 200_000, 7) is Verdict.NEW
+    assert d.stats.resets == 1
+    assert d.check(DEV, 1, 201_000, 8) is Verdict.NEW
+
+
+def test_memory_is_bounded_per_device_and_in_devices() -> None:
+    d = Deduplicator(window=4, max_devices=3)
+    for seq in range(100):
+        d.check(DEV, seq, seq, seq)
+    assert len(d._devices[DEV].seen) == 4
+    for i in range(10):
+        d.check(("s", "b", f"d{i}"), 1, 1, 1)
+    assert len(d._devices) == 3
