@@ -50,7 +50,8 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", h11_max_incomplete_event_size=16 * 1024)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # The gateway owns SIGTERM/SIGINT (clean shutdown of intake first); uvicorn must not.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
     task = asyncio.create_task(server.serve(), name="http")
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag

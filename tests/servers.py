@@ -60,6 +60,7 @@ class Server:
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
         self.log_path = self.workdir / f"{self.name}.log"
 
     def command(self) -> list[str]:
@@ -93,6 +94,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=timeout)
+        self.returncode = self.proc.returncode
         self.proc = None
 
     def kill(self) -> None:

@@ -40,4 +40,5 @@ def test_every_published_point_is_stored_exactly_once(
         assert m.get('homecare_messages_rejected_total{reason="invalid_payload"}', 0) == 0
     finally:
         gateway.stop()
+    assert gateway.returncode == 0, "SIGTERM is a clean shutdown, not a kill"
     assert gateway.log_tail().count("gateway.stopped") == 1

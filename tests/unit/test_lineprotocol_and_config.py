@@ -54,7 +54,8 @@ def test_settings_from_toml_sections_and_env_override(tmp_path: Path,
                     'db = "care"\n')
     monkeypatch.setenv("HOMECARE_INFLUX_DB", "other")
     settings = load(path)
-    assert settings.mqtt.tls and settings.mqtt.port == 8884
+    assert settings.mqtt.tls
+    assert settings.mqtt.port == 8884
     assert settings.mqtt.password == "p@ss"
     assert settings.influx_api == "v1"
     assert settings.influx_db == "other", "environment beats the file"
@@ -77,7 +78,7 @@ def test_bad_configuration_fails_naming_the_setting(env: str, value: str, named:
 def test_unknown_setting_in_file_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "gw.toml"
     path.write_text('mqtt_ulr = "mqtt://x"\n')
-    with pytest.raises(ConfigError, match="mqtt_ulr.*unknown setting"):
+    with pytest.raises(ConfigError, match=r"mqtt_ulr.*unknown setting"):
         load(path)
 
 
