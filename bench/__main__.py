@@ -8,10 +8,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decode, report
+from bench import decode, ingest, report
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
+    "ingest": ingest.run,
 }
 
 

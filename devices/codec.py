@@ -15,6 +15,7 @@ metric, and a human-readable ``detail``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -88,17 +89,19 @@ _Normaliser = Callable[[Any], Payload | Rejected]
 
 def _telemetry(sample_type: type[Sample]) -> _Normaliser:
     fields = SAMPLE_FIELDS[sample_type]
+    measured = operator.attrgetter(*fields)
+    empty = (None,) * len(fields)
 
     def normalise(wire: Any) -> Payload | Rejected:
         if wire.samples is not None:
             for sample in wire.samples:
-                if all(getattr(sample, name) is None for name in fields):
+                if measured(sample) == empty:
                     return Rejected("empty_sample", f"sample at t={sample.t} has no fields")
             return Telemetry(wire.ts, wire.seq, tuple(wire.samples))
-        values = {name: getattr(wire, name) for name in fields}
-        if all(value is None for value in values.values()):
+        values = measured(wire)
+        if values == empty:
             return Rejected("empty_sample", "telemetry has neither samples nor fields")
-        return Telemetry(wire.ts, wire.seq, (sample_type(t=wire.ts, **values),))
+        return Telemetry(wire.ts, wire.seq, (sample_type(wire.ts, *values),))
 
     return normalise
 

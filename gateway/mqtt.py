@@ -31,7 +31,8 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+import msgspec
 
 from gateway import mqttwire as wire
 from gateway.config import Settings
@@ -41,8 +42,7 @@ log = logging.getLogger("homecare.mqtt")
 CONNECT_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+class RawMessage(msgspec.Struct, frozen=True, gc=False):
     """A message as received, before decoding."""
 
     topic: str | bytes

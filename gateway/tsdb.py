@@ -142,8 +142,8 @@ def writer_from_settings(settings: Settings) -> TimeSeriesWriter | None:
         return InfluxV1Writer(
             url=settings.influx_url, db=settings.influx_db, rp=settings.influx_rp,
             username=settings.influx_username, password=settings.secret("influx_password"),
-            timeout_s=settings.influx_timeout_s, gzip_body=settings.influx_gzip)
+            timeout_s=settings.influx_timeout_s, gzip_body=settings.influx_gzip_enabled)
     return InfluxV2Writer(
         url=settings.influx_url, org=settings.influx_org, bucket=settings.influx_bucket,
         token=settings.secret("influx_token"), timeout_s=settings.influx_timeout_s,
-        gzip_body=settings.influx_gzip)
+        gzip_body=settings.influx_gzip_enabled)
