@@ -1,1 +1,58 @@
-"""Device simulators: realistic beds, scripted incidents with labels, faults, load."""
+"""Device simulators: realistic beds, scripted incidents with labels, faults, load.
+
+Offline, a run is recorded traffic (JSONL) plus ground-truth labels, byte-identical for a
+seed; live, every device is an MQTT client publishing at real or accelerated time. Nothing
+outside tests, benchmarks and the CLI imports this package (STYLE.md).
+
+>>> import io, datetime as dt
+>>> sim = offline(SimConfig(beds=1, seed=1), start=dt.date(2026, 11, 2), days=0.01)
+>>> summary = write(sim, io.BytesIO())
+>>> summary.messages > 0
+True
+"""
+
+from simulators.config import (
+    DEFAULT_START,
+    BedSpec,
+    ConfigError,
+    ForcedIncident,
+    SimConfig,
+    TelemetryConfig,
+    bed_specs,
+)
+from simulators.faults import FAULT_KINDS
+from simulators.labels import ALERT_TYPES, Label
+from simulators.live import LiveStats, run_live
+from simulators.load import PublishResult, pregenerate, publish_all
+from simulators.offline import Summary, read_labels, traffic_line, write
+from simulators.registry_toml import registry_toml
+from simulators.stream import Simulation, live, offline
+from simulators.traffic import Action, Emission
+
+__all__ = [
+    "ALERT_TYPES",
+    "DEFAULT_START",
+    "FAULT_KINDS",
+    "Action",
+    "BedSpec",
+    "ConfigError",
+    "Emission",
+    "ForcedIncident",
+    "Label",
+    "LiveStats",
+    "PublishResult",
+    "SimConfig",
+    "Simulation",
+    "Summary",
+    "TelemetryConfig",
+    "bed_specs",
+    "live",
+    "offline",
+    "pregenerate",
+    "publish_all",
+    "read_labels",
+    "registry_toml",
+    "run_live",
+    "traffic_line",
+    "write",
+]
