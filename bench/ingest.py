@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -41,14 +42,14 @@ def _prepare_session(mq: Mosquitto, client_id: str, *, v5: bool) -> None:
     """Create a persistent session subscribed to the device topics, then leave."""
     done = threading.Event()
     if v5:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=paho.MQTTv5)
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         client.on_subscribe = lambda *a: done.set()
         client.connect(mq.host, mq.port, clean_start=False, properties=props)
     else:
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              clean_session=False)
         client.on_subscribe = lambda *a: done.set()
         client.connect(mq.host, mq.port)
@@ -138,6 +139,7 @@ def _naive(mq: Mosquitto, vm: VictoriaMetrics, messages: list[tuple[str, bytes]]
     import aiomqtt
     from influxdb_client.client.influxdb_client import InfluxDBClient
     from influxdb_client.client.write_api import SYNCHRONOUS
+    from influxdb_client.domain.write_precision import WritePrecision
 
     _prepare_session(mq, "naive", v5=False)
     _fill(mq, messages)
@@ -164,8 +166,9 @@ def _naive(mq: Mosquitto, vm: VictoriaMetrics, messages: list[tuple[str, bytes]]
         async with aiomqtt.Client(mq.host, mq.port, identifier="naive", clean_session=False) as c:
             await c.subscribe(TOPIC, qos=1)
             async for message in c.messages:
-                line = to_line(str(message.topic), bytes(message.payload))  # type: ignore[arg-type]
-                await asyncio.to_thread(write_api.write, "homecare", "bench", line, "ms")
+                line = to_line(str(message.topic), bytes(message.payload))
+                await asyncio.to_thread(write_api.write, "homecare", "bench", line,
+                                        WritePrecision.MS)  # type: ignore[arg-type]
                 got += 1
                 if got >= len(messages):
                     break
@@ -178,7 +181,7 @@ def _naive(mq: Mosquitto, vm: VictoriaMetrics, messages: list[tuple[str, bytes]]
     try:
         return asyncio.run(bounded())
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def _client_drains(mq: Mosquitto, messages: list[tuple[str, bytes]]) -> dict[str, float]:
@@ -198,10 +201,10 @@ def _client_drains(mq: Mosquitto, messages: list[tuple[str, bytes]]) -> dict[str
             if count[0] >= n:
                 done.set()
 
-        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="paho-drain",
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="paho-drain",
                              protocol=paho.MQTTv5, manual_ack=True)
         client.on_message = on_message
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         props.ReceiveMaximum = 65535
         started = time.perf_counter()
