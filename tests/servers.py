@@ -66,13 +66,17 @@ class Server:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The child's environment; ``None`` inherits ours unchanged."""
+        return None
+
     def start(self, *, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True)
+            cwd=self.workdir, start_new_session=True, env=self.environment())
         log.close()
         try:
             wait_for_port(self.host, self.port, timeout=timeout, proc=self.proc)
@@ -397,19 +401,8 @@ class GatewayProcess(Server):
 
         return [sys.executable, "-m", "gateway.cli", "gateway"]
 
-    def start(self, *, timeout: float = 30.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            return
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True, env={**os.environ, **self.env})
-        log.close()
-        try:
-            wait_for_port(self.host, self.port, timeout=timeout, proc=self.proc)
-        except Exception as exc:
-            self.stop()
-            raise RuntimeError(f"gateway did not start: {exc}\n{self.log_tail()}") from exc
+    def environment(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
 
     def metrics(self) -> dict[str, float]:
         """The gateway's Prometheus metrics as ``{"name{labels}": value}``."""

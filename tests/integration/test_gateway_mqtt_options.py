@@ -44,27 +44,27 @@ def _wait_received(gateway: GatewayProcess, count: int, timeout: float = 20.0) -
     raise TimeoutError(gateway.log_tail())
 
 
-def _password_file(workdir: Path, users: dict[str, str]) -> Path:
-    path = workdir / "passwd"
+def _broker_with_passwords(workdir: Path, users: dict[str, str]) -> Mosquitto:
+    """A started mosquitto that refuses anonymous clients and knows ``users``."""
+    workdir.mkdir()
+    passwd = workdir / "passwd"
     binary = require_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
     for i, (user, password) in enumerate(users.items()):
         flags = ["-b", "-c"] if i == 0 else ["-b"]
-        subprocess.run([binary, *flags, str(path), user, password], check=True,
+        subprocess.run([binary, *flags, str(passwd), user, password], check=True,
                        capture_output=True)
-    return path
+    broker = Mosquitto(workdir, extra_config=f"password_file {passwd}\n")
+    config = broker.write_config()
+    config.write_text(config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    broker.config_file = config
+    broker.start()
+    return broker
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
 def test_gateway_authenticates_with_username_and_password(protocol: str, tmp_path: Path) -> None:
-    workdir = tmp_path / "mq"
-    workdir.mkdir()
-    passwd = _password_file(workdir, {"gateway": "gw-secret", "btn-0007": "dev-secret"})
-    broker = Mosquitto(workdir, extra_config=f"password_file {passwd}\n")
-    broker.write_config()
-    config = broker.workdir / "mosquitto.conf"
-    config.write_text(config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
-    broker.config_file = config
-    broker.start()
+    broker = _broker_with_passwords(tmp_path / "mq",
+                                    {"gateway": "gw-secret", "btn-0007": "dev-secret"})
     gateway = GatewayProcess(tmp_path / "gw", mqtt_url=f"mqtt://gateway:gw-secret@{broker.host}:"
                              f"{broker.port}", env={"HOMECARE_MQTT_PROTOCOL": protocol})
     try:
@@ -79,15 +79,7 @@ def test_gateway_authenticates_with_username_and_password(protocol: str, tmp_pat
 
 
 def test_refused_credentials_keep_the_gateway_alive_and_not_ready(tmp_path: Path) -> None:
-    workdir = tmp_path / "mq"
-    workdir.mkdir()
-    passwd = _password_file(workdir, {"gateway": "gw-secret"})
-    broker = Mosquitto(workdir, extra_config=f"password_file {passwd}\n")
-    broker.write_config()
-    config = broker.workdir / "mosquitto.conf"
-    config.write_text(config.read_text().replace("allow_anonymous true", "allow_anonymous false"))
-    broker.config_file = config
-    broker.start()
+    broker = _broker_with_passwords(tmp_path / "mq", {"gateway": "gw-secret"})
     gateway = GatewayProcess(tmp_path / "gw", mqtt_url=f"mqtt://gateway:wrong@{broker.host}:"
                              f"{broker.port}")
     try:
