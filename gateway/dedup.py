@@ -24,6 +24,10 @@ class _DeviceWindow:
     top_seq: int
     top_ts: int
     seen: dict[int, int]  # seq -> payload fingerprint, insertion ordered, bounded
+    gaps: int = 0
+    late: int = 0
+    duplicates: int = 0
+    resets: int = 0
 
 
 @dataclass(slots=True)
@@ -56,8 +60,9 @@ class Deduplicator:
             return Verdict.NEW
         seen = state.seen
         if seq > state.top_seq:
-            if state.seen and seq > state.top_seq + 1:
+            if seq > state.top_seq + 1:
                 self.stats.gaps += seq - state.top_seq - 1
+                state.gaps += seq - state.top_seq - 1
             state.top_seq = seq
             state.top_ts = max(state.top_ts, ts)
             self._remember(seen, seq, fingerprint)
@@ -65,23 +70,37 @@ class Deduplicator:
         previous = seen.get(seq)
         if previous == fingerprint:
             self.stats.duplicates += 1
+            state.duplicates += 1
             return Verdict.DUPLICATE
         if previous is None and seq > state.top_seq - self._window:
             # A gap filled late (reordering); it was counted as a gap, now it is late instead.
             self.stats.late += 1
             self.stats.gaps = max(0, self.stats.gaps - 1)
+            state.late += 1
+            state.gaps = max(0, state.gaps - 1)
             self._remember(seen, seq, fingerprint)
             return Verdict.LATE
         if ts > state.top_ts:
             # seq went back while device time went forward: the device restarted its counter.
             self.stats.resets += 1
+            state.resets += 1
             state.top_seq, state.top_ts = seq, ts
             seen.clear()
             seen[seq] = fingerprint
             return Verdict.NEW
         self.stats.late += 1
+        state.late += 1
         self._remember(seen, seq, fingerprint)
         return Verdict.LATE
+
+    def device_stats(self, device: tuple[str, str, str]) -> DedupStats | None:
+        """Counters of one ``(site, bed, device)``: messages missing (gaps not filled), late,
+        duplicate, counter resets; ``None`` for a device not seen (or evicted)."""
+        state = self._devices.get(device)
+        if state is None:
+            return None
+        return DedupStats(duplicates=state.duplicates, late=state.late, gaps=state.gaps,
+                          resets=state.resets)
 
     def _remember(self, seen: dict[int, int], seq: int, fingerprint: int) -> None:
         seen[seq] = fingerprint

@@ -1,4 +1,4 @@
-from gateway.dedup import Deduplicator, Verdict
+from gateway.dedup import DedupStats, Deduplicator, Verdict
 
 DEV = ("site-01", "bed-0001", "fs-0001")
 
@@ -26,6 +26,8 @@ def test_reordered_messages_are_late_not_lost_and_gaps_are_counted() -> None:
     assert d.check(DEV, 2, 2000, 2) is Verdict.LATE
     assert d.stats.gaps == 1
     assert d.check(DEV, 2, 2000, 2) is Verdict.DUPLICATE
+    assert d.device_stats(DEV) == DedupStats(duplicates=1, late=1, gaps=1, resets=0)
+    assert d.device_stats(("site-01", "bed-0002", "x")) is None
 
 
 def test_counter_restart_is_recognised_by_the_clock_moving_on() -> None:
