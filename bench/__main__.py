@@ -8,11 +8,12 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decode, ingest, report
+from bench import decode, ingest, latency, report
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
     "ingest": ingest.run,
+    "alert_latency_ms": latency.run,
 }
 
 

@@ -16,11 +16,16 @@ import os
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from devices.topics import SUBSCRIPTION
 
@@ -122,11 +127,48 @@ class Settings(BaseSettings):
     """Messages received but not yet processed; when full, the gateway stops reading (pushback)."""
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
 
+    # --- alerts -------------------------------------------------------------------------------
+    # An unacknowledged alert is escalated (re-notified, to a wider circle each step) on a
+    # schedule per severity: the first step ``alert_escalation_<severity>_s[0]`` seconds after
+    # the alert opened, each further listed step that long after the previous one, then one
+    # more every ``alert_repeat_<severity>_s`` (0: no more). Lists are comma-separated seconds in
+    # the environment (``HOMECARE_ALERT_ESCALATION_CRITICAL_S=60,180``) or TOML arrays
+    # (``[alert] escalation_critical_s = [60, 180]``); empty: never escalated. Acknowledging
+    # stops escalation; timers survive restarts (overdue steps are taken at start).
+    alert_escalation_critical_s: Annotated[tuple[float, ...], NoDecode] = (60.0, 180.0)
+    """Critical (emergency call, fall): 60 s, then 180 s later..."""
+    alert_repeat_critical_s: float = Field(default=300.0, ge=0)
+    """...then every 300 s until acknowledged."""
+    alert_escalation_high_s: Annotated[tuple[float, ...], NoDecode] = (300.0,)
+    alert_repeat_high_s: float = Field(default=600.0, ge=0)
+    alert_escalation_medium_s: Annotated[tuple[float, ...], NoDecode] = (1800.0,)
+    alert_repeat_medium_s: float = Field(default=0.0, ge=0)
+    alert_escalation_low_s: Annotated[tuple[float, ...], NoDecode] = ()
+    alert_repeat_low_s: float = Field(default=0.0, ge=0)
+    alert_cancel_window_s: float = Field(default=60.0, ge=0, le=3600)
+    """A ``cancel`` on the emergency button within this time of the press downgrades the call
+    from critical to high (it stays open until acknowledged); a later cancel is only recorded."""
+    alert_fall_no_motion_s: float = Field(default=300.0, gt=0, le=86_400)
+    """After ``fall_detected``, no infrared movement for this long raises urgency (evidence and
+    one escalation step at once)."""
+    alert_clear_grace_s: float = Field(default=120.0, ge=0, le=86_400)
+    """A non-critical alert whose condition cleared (device back online, battery replaced,
+    vital signs in range) is resolved by the system after staying clear this long. Critical
+    alerts, falls and emergency calls are never resolved by the system."""
+    alert_update_interval_s: float = Field(default=60.0, ge=0, le=3600)
+    """A condition that keeps being reported updates its alert in memory at once, but is
+    written to the audit log at most this often (severity changes are written at once)."""
+
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = None
     timezone: str | None = None
     """IANA zone for day/night logic; per-site override in the registry; default: machine's zone."""
     api_addr: str = "127.0.0.1:8080"
+    api_key: str | None = Field(default=None, min_length=16, max_length=512)
+    """Bootstrap API key (role admin, acting as ``bootstrap``), for a fresh gateway before any
+    key exists; at least 16 characters. Create named keys with ``homecare keys create``."""
+    api_key_file: Path | None = None
+    """...or read it from this file."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -141,6 +183,23 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Environment beats the TOML file (passed as init kwargs by ``load``).
         return (env_settings, init_settings)
+
+    @field_validator("alert_escalation_critical_s", "alert_escalation_high_s",
+                     "alert_escalation_medium_s", "alert_escalation_low_s", mode="before")
+    @classmethod
+    def _seconds_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+        return value
+
+    @field_validator("alert_escalation_critical_s", "alert_escalation_high_s",
+                     "alert_escalation_medium_s", "alert_escalation_low_s")
+    @classmethod
+    def _positive_steps(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(step <= 0 for step in value):
+            raise ValueError("every escalation step must be a positive number of seconds")
+        return value
 
     @field_validator("mqtt_url")
     @classmethod
@@ -178,7 +237,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
-        for name in ("mqtt_password_file", "influx_token_file", "influx_password_file"):
+        for name in ("mqtt_password_file", "influx_token_file", "influx_password_file",
+                     "api_key_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name}: no such file {path}")

@@ -1,15 +1,21 @@
-"""The gateway's HTTP app: health, readiness and Prometheus metrics (the alert API mounts here).
+"""The gateway's HTTP app: health, readiness, Prometheus metrics, the alert API and console.
 
 ``/healthz`` answers while the process runs; ``/readyz`` is 200 only while the broker is
 connected and the stores are writable (503 with the failing checks otherwise); ``/metrics`` is
-the Prometheus text format. Served by uvicorn inside the gateway's own event loop.
+the Prometheus text format. These three need no key. The alert API (:mod:`alerts.api`) is under
+``/api/v1`` and needs ``Authorization: Bearer <key>`` on every route; its OpenAPI document is
+``/openapi.json``, rendered at ``/docs``. The dispatcher console (static files) is at ``/``.
+Request bodies over 64 KiB are refused (413). Served by uvicorn inside the gateway's own event
+loop; on shutdown, open event streams are ended first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -17,10 +23,14 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from alerts.api import ApiContext, install, reader_from_settings
+
 if TYPE_CHECKING:
     from gateway.service import Gateway
 
 log = logging.getLogger("homecare.http")
+
+ShutdownHook = Callable[[], Awaitable[None] | None]
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -41,7 +51,31 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def metrics() -> Response:
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    history = reader_from_settings(gateway.settings)
+    close_streams = install(app, ApiContext(
+        keys=gateway.keys, registry=gateway.registry, live=gateway.live,
+        service_log=gateway.service_log, alert_store=gateway.alert_store,
+        engine=gateway.alerts, history=history))
+    hooks: list[ShutdownHook] = [close_streams]
+    if history is not None:
+        hooks.append(history.close)
+    app.state.shutdown_hooks = hooks
+
+    from alerts.console import router as console
+
+    app.include_router(console)
     return app
+
+
+async def shutdown(app: FastAPI) -> None:
+    """End open event streams and close the API's clients (before uvicorn stops)."""
+    for hook in getattr(app.state, "shutdown_hooks", ()):
+        try:
+            result = hook()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("http.shutdown_hook_failed hook=%r", hook)
 
 
 async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None
@@ -63,6 +97,8 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
             started.set()
         await task
     finally:
+        with contextlib.suppress(asyncio.CancelledError):
+            await shutdown(app)
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, 5)

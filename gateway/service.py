@@ -1,4 +1,11 @@
-"""The gateway service: owns the MQTT source, the pipeline, the spool and the database writer.
+"""The gateway service: owns the MQTT source, the pipeline, the spool, the database writer and
+the alert engine.
+
+Alerts: the alerting stage (:mod:`gateway.alerting`) is the pipeline's first stage, so alert
+changes are in ``data_dir/alerts.sqlite3`` before a batch is acknowledged to the broker; a batch
+that stages a change to a critical alert is flushed at once, never held for batching. A task
+ticks the engine every second (escalation, auto-resolution, detector windows) and commits what
+that staged. ``Gateway.alerts`` (the engine) and ``Gateway.alert_store`` serve the alert API.
 
 Shutdown (SIGTERM, Ctrl-C or :meth:`Gateway.stop`) stops intake, commits and acknowledges the
 batch in hand, disconnects (the broker keeps the session and whatever was not acknowledged),
@@ -16,13 +23,20 @@ import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
 
+from alerts.engine import AlertEngine
+from alerts.keys import KeyStore
+from alerts.rules import ImmediateRules
+from alerts.store import AlertStore
 from devices.registry import Registry
-from gateway.config import Settings
+from gateway.alerting import AlertingStage, engine_from_settings, load_detectors
+from gateway.config import ConfigError, Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.errors import SpoolFull
+from gateway.livestate import LiveState
 from gateway.metrics import Metrics
 from gateway.mqtt import Inbox, MqttSource
 from gateway.pipeline import Pipeline, Stage
+from gateway.servicelog import ServiceLog, ServiceLogRecorder
 from gateway.sink import SinkWriter
 from gateway.spool import Spool
 from gateway.tsdb import TimeSeriesWriter, writer_from_settings
@@ -31,6 +45,9 @@ log = logging.getLogger("homecare.gateway")
 
 PROCESS_CHUNK = 2000
 """Messages decoded per step on the event loop before yielding to other tasks."""
+
+ALERT_TICK_S = 1.0
+"""How often the alert engine is ticked (escalation timers, detector windows)."""
 
 
 class Gateway:
@@ -50,11 +67,28 @@ class Gateway:
                            segment_bytes=settings.spool_segment_bytes,
                            overflow=settings.spool_overflow, fsync=settings.spool_fsync)
         self.deadletters = DeadLetterStore(data_dir / "deadletters.sqlite3")
+        # For the alert API: live bed/device state, the caregiver service log, API keys.
+        self.live = LiveState()
+        self.service_log = ServiceLog(data_dir / "servicelog.sqlite3")
+        try:
+            self.keys = KeyStore(data_dir / "keys.sqlite3",
+                                 bootstrap_token=settings.secret("api_key"))
+        except ValueError as exc:
+            raise ConfigError(f"api_key (HOMECARE_API_KEY/_FILE): {exc}") from None
+        self.alert_store = AlertStore(data_dir / "alerts.sqlite3")
+        self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
+        self.alerting = AlertingStage(
+            self.alerts,
+            rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
+            detectors=load_detectors(registry, timezone=settings.timezone),
+            metrics=self.metrics.registry)
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
         self.pipeline = Pipeline(spool=self.spool, deadletters=self.deadletters,
-                                 metrics=self.metrics, registry=registry, stages=stages,
+                                 metrics=self.metrics, registry=registry,
+                                 stages=(self.alerting, *stages, self.live,
+                                         ServiceLogRecorder(self.service_log)),
                                  dedup_window=settings.dedup_window)
         self.writer = writer if writer is not None else writer_from_settings(settings)
         self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,
@@ -65,6 +99,7 @@ class Gateway:
         self.http_started = asyncio.Event()
         self.started = asyncio.Event()
         self._spool_ok = True
+        self._alerts_ok = True
         self._stopping = asyncio.Event()
         self._ingest_done = asyncio.Event()
 
@@ -81,6 +116,7 @@ class Gateway:
                 ingest = tasks.create_task(self._ingest(), name="ingest")
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
+                alert_ticks = tasks.create_task(self._alert_ticks(), name="alert-ticks")
                 http = None
                 if self.serve_http:
                     from gateway.http import create_app, serve
@@ -92,6 +128,8 @@ class Gateway:
                 await self._stopping.wait()
                 self.inbox.interrupt()
                 await ingest
+                await alert_ticks
+                await self._commit_alerts()
                 await self.source.stop()
                 await mqtt
                 if self.sink is not None and sink is not None:
@@ -108,6 +146,9 @@ class Gateway:
                 await self.writer.close()
             self.spool.close()
             self.deadletters.close()
+            self.alert_store.close()
+            self.service_log.close()
+            self.keys.close()
             log.info("gateway.stopped")
 
     def stop(self) -> None:
@@ -123,7 +164,8 @@ class Gateway:
             raws = await self.inbox.get(PROCESS_CHUNK)
             pipeline.process(raws)
             if pipeline.pending_messages and (
-                    not len(self.inbox) or pipeline.pending_points >= max_points
+                    not len(self.inbox) or self.alerts.urgent_pending
+                    or pipeline.pending_points >= max_points
                     or pipeline.pending_age_s >= max_age or self._stopping.is_set()):
                 await self._flush()
         if pipeline.pending_messages:
@@ -150,6 +192,34 @@ class Gateway:
         self.source.ack(raws)
         if self.sink is not None and points:
             self.sink.notify()
+
+    # --- alerts -------------------------------------------------------------------------------
+
+    async def _alert_ticks(self) -> None:
+        """Tick the alert engine every second (at once at start: overdue escalations after a
+        restart are taken immediately) and commit what the tick staged."""
+        next_tick = time.monotonic()
+        while not self._stopping.is_set():
+            self.alerting.tick(int(time.time() * 1000))
+            if self.alerts.staged:
+                await self._commit_alerts()
+            next_tick += ALERT_TICK_S
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
+                    await self._stopping.wait()
+
+    async def _commit_alerts(self) -> None:
+        try:
+            await asyncio.to_thread(self.alerting.commit)
+        except OSError as exc:
+            # The changes stay staged and go out with the next commit, in order.
+            if self._alerts_ok:
+                log.error("alerts.commit_failed error=%s; retrying every second", exc)
+            self._alerts_ok = False
+            return
+        if not self._alerts_ok:
+            log.info("alerts.commit_resumed last_seq=%d", self.alerts.last_seq)
+        self._alerts_ok = True
 
     # --- observability ------------------------------------------------------------------------
 
@@ -183,7 +253,7 @@ class Gateway:
     def readiness(self) -> dict[str, bool]:
         """The checks behind ``/readyz``: broker connected, spool and database writable."""
         checks = {"mqtt_connected": self.source.connected.is_set(),
-                  "spool_writable": self._spool_ok}
+                  "spool_writable": self._spool_ok, "alerts_writable": self._alerts_ok}
         if self.sink is not None:
             checks["tsdb_writable"] = self.sink.healthy
         return checks

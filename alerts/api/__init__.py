@@ -1,0 +1,75 @@
+"""The alert API: alerts, their change stream, beds, series, service logs, visits, keys.
+
+Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
+``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
+``{"error": <code>, "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, FastAPI
+
+from alerts.api import _alerts, _beds, _keys, _visits
+from alerts.api._auth import ApiAuth, known_query_only
+from alerts.api._context import ApiContext, wall_clock_ms
+from alerts.api._errors import ApiError, error_responses
+from alerts.api._errors import install as install_errors
+from alerts.api._history import (
+    HistoryError,
+    HistoryReader,
+    InfluxV1History,
+    InfluxV2History,
+    reader_from_settings,
+)
+from alerts.api._limits import BodyLimit
+from alerts.api._stream import ChangeHub, event_stream, format_event
+
+PREFIX = "/api/v1"
+MAX_BODY_BYTES = 64 * 1024
+
+
+def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
+    """Mount the API on ``app``; returns the function that ends open streams (shutdown).
+
+    Also installs, for the whole app: JSON errors, and the request body limit
+    (:data:`MAX_BODY_BYTES`, 413).
+    """
+    install_errors(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(ApiAuth, keys=ctx.keys)  # outermost: 401 before anything else
+    hub = ChangeHub(queue_size=ctx.sse_queue_size)
+    unsubscribe = ctx.engine.add_listener(hub.publish) if ctx.engine is not None else None
+    api = APIRouter(prefix=PREFIX, responses=error_responses(400, 401, 422),
+                    dependencies=[Depends(known_query_only)])
+    api.include_router(_alerts.router(ctx, hub))
+    api.include_router(_beds.router(ctx))
+    api.include_router(_visits.router(ctx))
+    api.include_router(_keys.router(ctx))
+    app.include_router(api)
+
+    def close() -> None:
+        if unsubscribe is not None:
+            unsubscribe()
+        hub.close()
+
+    return close
+
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "PREFIX",
+    "ApiContext",
+    "ApiError",
+    "ChangeHub",
+    "HistoryError",
+    "HistoryReader",
+    "InfluxV1History",
+    "InfluxV2History",
+    "event_stream",
+    "format_event",
+    "install",
+    "reader_from_settings",
+    "wall_clock_ms",
+]

@@ -1,0 +1,177 @@
+"""``/api/v1/alerts``: list, one with history, acknowledge, resolve, and the change stream."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Final
+
+import msgspec
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
+
+from alerts.api._auth import Dispatcher, require
+from alerts.api._context import ApiContext
+from alerts.api._errors import ApiError, error_responses
+from alerts.api._models import (
+    ALERT_ID_PATTERN,
+    EPOCH_MS_MAX,
+    ID_PATTERN,
+    AcknowledgeBody,
+    AlertChangeOut,
+    AlertDetail,
+    AlertOut,
+    AlertPage,
+    HistoryEntry,
+    ResolveBody,
+)
+from alerts.api._stream import ChangeHub, event_stream
+from alerts.engine import AlertEngine
+from alerts.errors import AlertNotFound
+from alerts.keys import Role
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.store import AlertStore
+
+EpochMs = Annotated[int, Query(ge=0, le=EPOCH_MS_MAX)]
+IdList = Annotated[list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] | None,
+                   Query(max_length=100)]
+AlertId = Annotated[str, Path(pattern=ALERT_ID_PATTERN, description="The alert's id.")]
+
+
+def _event_schema() -> dict[str, Any]:
+    change = AlertChangeOut.model_json_schema(ref_template="#/components/schemas/{model}",
+                                              mode="serialization")
+    change.pop("$defs", None)  # AlertOut and its enums are components already
+    return {
+        "type": "object",
+        "description": "One Server-Sent Event (the first carries only `retry`).",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "change seq"},
+            "event": {"type": "string", "description": "the change's action"},
+            "data": {"type": "string", "contentMediaType": "application/json",
+                     "contentSchema": change},
+            "retry": {"type": "integer", "minimum": 0},
+        },
+    }
+
+
+EVENT_SCHEMA: Final = _event_schema()
+"""The OpenAPI schema of one stream event (per-event, as before OpenAPI 3.2)."""
+
+
+def alert_out(alert: Alert) -> AlertOut:
+    return AlertOut.model_validate(msgspec.to_builtins(alert))
+
+
+def history_entry(change: AlertChange) -> HistoryEntry:
+    return HistoryEntry(seq=change.seq, at=change.at, action=change.action, actor=change.actor,
+                        note=change.note, status=change.alert.status,
+                        severity=change.alert.severity,
+                        escalation_level=change.alert.escalation_level)
+
+
+def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
+    api = APIRouter(prefix="/alerts", tags=["alerts"])
+    viewer = Depends(require(Role.VIEWER))
+
+    def store() -> AlertStore:
+        if ctx.alert_store is None:
+            raise ApiError(503, "the alert store is not running")
+        return ctx.alert_store
+
+    def engine() -> AlertEngine:
+        if ctx.engine is None:
+            raise ApiError(503, "the alert engine is not running")
+        return ctx.engine
+
+    @api.get("", response_model=AlertPage, dependencies=[viewer],
+             responses=error_responses(400, 503),
+             summary="List alerts (unresolved first, most severe first, newest first)")
+    async def list_alerts(
+        status: Annotated[list[AlertStatus] | None, Query(max_length=3)] = None,
+        severity: Annotated[list[Severity] | None, Query(max_length=4)] = None,
+        type: Annotated[list[AlertType] | None, Query(max_length=10)] = None,
+        site: IdList = None,
+        bed: IdList = None,
+        since: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="opened_at >= since (epoch ms)")] = None,
+        until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="opened_at < until (epoch ms)")] = None,
+        cursor: Annotated[str | None, Query(max_length=512,
+                                            pattern=r"^[A-Za-z0-9_=-]+$")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> AlertPage:
+        """Filters may repeat (``?status=open&status=acknowledged``): any value matches. Pass
+        ``next_cursor`` back as ``cursor`` for the next page."""
+        alerts, next_cursor = await asyncio.to_thread(
+            store().list_alerts, status=status, severity=severity, type=type, site=site,
+            bed=bed, since=since, until=until, cursor=cursor, limit=limit)
+        return AlertPage(items=[alert_out(a) for a in alerts], next_cursor=next_cursor)
+
+    @api.get("/stream", dependencies=[viewer], response_class=StreamingResponse,
+             summary="Server-Sent Events of alert changes",
+             responses={200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+                              "description": "`id:` change seq, `event:` action, `data:` the "
+                                             "change as JSON (AlertChangeOut)."},
+                        **error_responses(400, 503)})
+    async def stream(
+        last_event_id: Annotated[int | None, Query(
+            ge=0, le=EPOCH_MS_MAX, description="Resume after this change seq (same as the "
+                                               "Last-Event-ID header)")] = None,
+        follow: Annotated[bool, Query(description="false: send the changes since "
+                                                  "last_event_id and end")] = True,
+        last_event_id_header: Annotated[str | None, Header(
+            alias="Last-Event-ID", max_length=32, include_in_schema=False)] = None,
+    ) -> StreamingResponse:
+        """Every change after ``Last-Event-ID`` from the store, then live changes; keep-alive
+        comments when idle. Slow clients are disconnected and resume with Last-Event-ID."""
+        resume = last_event_id
+        if resume is None and last_event_id_header is not None and \
+                last_event_id_header.strip():
+            text = last_event_id_header.strip()
+            if not text.isdigit():
+                raise ApiError(400, "Last-Event-ID must be a change seq (a whole number)")
+            resume = int(text)
+        body = event_stream(hub, store(), last_event_id=resume, follow=follow,
+                            heartbeat_s=ctx.sse_heartbeat_s, retry_ms=ctx.sse_retry_ms)
+        return StreamingResponse(body, media_type="text/event-stream", headers={
+            "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @api.get("/{alert_id}", response_model=AlertDetail, dependencies=[viewer],
+             responses=error_responses(404, 503), summary="One alert with its history")
+    async def get_alert(alert_id: AlertId) -> AlertDetail:
+        def read() -> tuple[Alert | None, list[AlertChange]]:
+            found = engine().get(alert_id) if ctx.engine is not None else store().get(alert_id)
+            return found, store().history(alert_id) if found is not None else []
+
+        alert, history = await asyncio.to_thread(read)
+        if alert is None:
+            raise AlertNotFound(alert_id)
+        fields: dict[str, Any] = msgspec.to_builtins(alert)
+        return AlertDetail.model_validate(
+            {**fields, "history": [history_entry(c).model_dump() for c in history]})
+
+    @api.post("/{alert_id}/acknowledge", response_model=AlertOut,
+              responses=error_responses(403, 404, 409, 413, 503),
+              summary="Acknowledge an open alert (stops escalation)")
+    async def acknowledge(
+        alert_id: AlertId, key: Dispatcher,
+        body: Annotated[AcknowledgeBody | None, Body()] = None,
+    ) -> AlertOut:
+        """The key's name is recorded as who acknowledged; the note is optional."""
+        alert = await asyncio.to_thread(
+            engine().acknowledge, alert_id, actor=key.name,
+            note=body.note if body is not None else None, now_ms=ctx.clock())
+        return alert_out(alert)
+
+    @api.post("/{alert_id}/resolve", response_model=AlertOut,
+              responses=error_responses(403, 404, 409, 413, 503),
+              summary="Resolve an alert with a note")
+    async def resolve(alert_id: AlertId, key: Dispatcher,
+                      body: ResolveBody) -> AlertOut:
+        """The note (what was done) is required; the key's name is recorded as who resolved."""
+        alert = await asyncio.to_thread(engine().resolve, alert_id, actor=key.name,
+                                        note=body.note, now_ms=ctx.clock())
+        return alert_out(alert)
+
+    return api

@@ -1,0 +1,195 @@
+"""``/api/v1/beds``: beds with device state and recent values; metric series.
+
+Beds are those of the registry (auto-registered ones included) plus any the live state has
+seen. Device connectivity is judged at request time: what the device last said, unless it has
+been silent longer than its heartbeat times the registry's ``offline_factor``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Annotated, Literal, get_args
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from alerts.api._alerts import alert_out
+from alerts.api._auth import require
+from alerts.api._context import ApiContext
+from alerts.api._errors import ApiError, error_responses
+from alerts.api._history import HistoryError
+from alerts.api._models import (
+    EPOCH_MS_MAX,
+    ID_PATTERN,
+    BedDetail,
+    BedOut,
+    BedPage,
+    DeviceOut,
+    Metric,
+    Reading,
+    Series,
+)
+from alerts.keys import Role
+from alerts.model import Alert
+from gateway.livestate import METRICS, DeviceState, connectivity
+
+SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
+HOUR_MS = 3_600_000
+
+
+def _readings(points: list[tuple[int, float]]) -> list[Reading]:
+    return [Reading(t=t, value=v) for t, v in points]
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    api = APIRouter(prefix="/beds", tags=["beds"])
+    viewer = Depends(require(Role.VIEWER))
+
+    def bed_keys(site: str | None) -> list[tuple[str, str]]:
+        keys = {(b.site, b.id) for b in ctx.registry.beds()}
+        keys.update((b.site, b.bed) for b in ctx.live.beds())
+        return sorted(k for k in keys if site is None or k[0] == site)
+
+    def devices(site: str, bed: str, now: int) -> list[DeviceOut]:
+        registered = ctx.registry.bed(site, bed)
+        listed = dict(registered.devices) if registered is not None else {}
+        live = {d.device: d for d in ctx.live.devices_of(site, bed)}
+        defaults = ctx.registry.defaults
+        out = []
+        for device_id in sorted(set(listed) | set(live)):
+            entry = listed.get(device_id)
+            state = live.get(device_id)
+            heartbeat = (state.heartbeat_s if state is not None and state.heartbeat_s
+                         else entry.heartbeat_s if entry is not None else defaults.heartbeat_s)
+            kind = entry.kind.value if entry is not None else (
+                state.kind.value if state is not None else "unknown")
+            out.append(DeviceOut(
+                device=device_id, kind=kind,
+                state=connectivity(state, now_ms=now, heartbeat_s=heartbeat,
+                                   offline_factor=defaults.offline_factor)
+                if state is not None else "unknown",
+                reported_state=_reported(state), battery=state.battery if state else None,
+                fw=state.fw if state else None, heartbeat_s=heartbeat,
+                last_seen=state.last_seen or None if state else None,
+                status_at=state.status_at if state else None,
+                registered=entry is not None,
+                auto_registered=entry.auto_registered if entry is not None else False))
+        return out
+
+    def bed_out(site: str, bed: str, now: int, open_alerts: int) -> BedOut:
+        registered = ctx.registry.bed(site, bed)
+        live = ctx.live.bed(site, bed)
+        latest = live.latest() if live is not None else {}
+        return BedOut(
+            site=site, bed=bed, person=registered.person if registered is not None else None,
+            auto_registered=registered.auto_registered if registered is not None else False,
+            last_seen=live.last_seen or None if live is not None else None,
+            devices=devices(site, bed, now),
+            latest={m: Reading(t=t, value=v) for m, (t, v) in latest.items()},
+            open_alerts=open_alerts)
+
+    async def unresolved() -> list[Alert]:
+        if ctx.engine is not None:
+            return ctx.engine.open_alerts()
+        if ctx.alert_store is not None:
+            return await asyncio.to_thread(ctx.alert_store.open_alerts)
+        return []
+
+    def known(site: str, bed: str) -> None:
+        if ctx.registry.bed(site, bed) is None and ctx.live.bed(site, bed) is None:
+            raise ApiError(404, f"no bed {site}/{bed}")
+
+    @api.get("", response_model=BedPage, dependencies=[viewer],
+             summary="Beds with device state and latest values")
+    async def list_beds(
+        site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        cursor: Annotated[str | None, Query(
+            max_length=130, pattern=r"^[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,64}$",
+            description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> BedPage:
+        """Sorted by site then bed. ``next_cursor`` continues after the last bed."""
+        keys = bed_keys(site)
+        if cursor is not None:
+            after = tuple(cursor.split("/", 1))
+            keys = [k for k in keys if k > after]
+        page = keys[:limit]
+        counts = Counter((a.site, a.bed) for a in await unresolved())
+        now = ctx.clock()
+        items = [bed_out(s, b, now, counts[(s, b)]) for s, b in page]
+        return BedPage(items=items,
+                       next_cursor=f"{page[-1][0]}/{page[-1][1]}" if len(keys) > limit else None)
+
+    @api.get("/{site}/{bed}", response_model=BedDetail, dependencies=[viewer],
+             responses=error_responses(404), summary="One bed: devices, recent values, alerts")
+    async def get_bed(
+        site: SiteId, bed: SiteId,
+        recent_minutes: Annotated[int, Query(ge=0, le=1440,
+                                             description="how much of each metric")] = 60,
+    ) -> BedDetail:
+        known(site, bed)
+        alerts = sorted((a for a in await unresolved() if a.site == site and a.bed == bed),
+                        key=lambda a: (a.severity.rank, a.opened_at, a.id))
+        summary = bed_out(site, bed, ctx.clock(), len(alerts))
+        recent: dict[str, list[Reading]] = {}
+        live = ctx.live.bed(site, bed)
+        if live is not None and recent_minutes:
+            for metric, ring in live.rings.items():
+                if ring.newest >= 0:
+                    since = ring.newest - recent_minutes * 60_000
+                    recent[metric] = _readings(ring.points(since=since))
+        return BedDetail(**summary.model_dump(exclude={"devices", "latest"}),
+                         devices=summary.devices, latest=summary.latest, recent=recent,
+                         alerts=[alert_out(a) for a in alerts])
+
+    @api.get("/{site}/{bed}/series", response_model=Series, dependencies=[viewer],
+             responses=error_responses(400, 404, 502, 503),
+             summary="One metric of one bed over time")
+    async def series(
+        site: SiteId, bed: SiteId, metric: Metric,
+        since: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="epoch ms; default an hour ago")] = None,
+        until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="epoch ms, exclusive; default now")
+                         ] = None,
+        limit: Annotated[int, Query(ge=1, le=5000, description="most points returned; "
+                                                               "history is downsampled")] = 1440,
+    ) -> Series:
+        """From memory when the gateway's 24 h ring covers ``since``; otherwise from the
+        time-series database when one is configured (``source`` says which; database errors
+        are 502/503)."""
+        known(site, bed)
+        now = ctx.clock()
+        end = until if until is not None else now + 1
+        start = since if since is not None else end - HOUR_MS
+        if start >= end:
+            raise ApiError(400, "since must be before until")
+        in_memory = start >= ctx.live.coverage_start(site, bed, metric, now_ms=now)
+        if in_memory or ctx.history is None:
+            points = ctx.live.series(site, bed, metric, since=start, until=end)
+            if len(points) > limit:
+                points = points[-limit:]
+            return Series(site=site, bed=bed, metric=metric, since=start, until=end,
+                          source="memory", complete=in_memory, points=_readings(points))
+        try:
+            points = await ctx.history.series(site, bed, metric, since=start, until=end,
+                                              max_points=limit)
+        except HistoryError as exc:
+            raise ApiError(exc.status, str(exc)) from exc
+        return Series(site=site, bed=bed, metric=metric, since=start, until=end,
+                      source="influxdb", complete=True, points=_readings(points))
+
+    return api
+
+
+def _reported(state: DeviceState | None) -> Literal["online", "offline"] | None:
+    if state is None:
+        return None
+    if state.reported_state == "online":
+        return "online"
+    if state.reported_state == "offline":
+        return "offline"
+    return None
+
+
+assert set(METRICS) == set(get_args(Metric)), "the API's metrics are the live state's"

@@ -1,0 +1,42 @@
+"""What the API routes work on: the gateway's stores and live state, passed in explicitly."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from alerts.api._history import HistoryReader
+from alerts.engine import AlertEngine
+from alerts.keys import KeyStore
+from alerts.store import AlertStore
+from devices.registry import Registry
+from gateway.livestate import LiveState
+from gateway.servicelog import ServiceLog
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(kw_only=True)
+class ApiContext:
+    """The API's view of one gateway. ``alert_store``/``engine`` may be absent (then the alert
+    routes answer 503); ``history`` is absent without a time-series database."""
+
+    keys: KeyStore
+    registry: Registry
+    live: LiveState
+    service_log: ServiceLog
+    alert_store: AlertStore | None = None
+    engine: AlertEngine | None = None
+    history: HistoryReader | None = None
+    clock: Callable[[], int] = wall_clock_ms
+    """Epoch ms for transitions, check-ins and device connectivity."""
+    sse_heartbeat_s: float = 15.0
+    """A comment line this often on an idle stream keeps proxies and clients from timing out."""
+    sse_queue_size: int = 1000
+    """Changes buffered per stream client; a client further behind is disconnected and resumes
+    with ``Last-Event-ID``."""
+    sse_retry_ms: int = 2000
+    """Reconnection delay suggested to stream clients."""

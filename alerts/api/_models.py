@@ -1,0 +1,270 @@
+"""The API's JSON shapes (pydantic), mirroring :mod:`alerts.model`, the live state and the
+service log. Response models are what the OpenAPI document promises; request models are
+strict (unknown fields refused, strings bounded)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from alerts.keys import NAME_PATTERN, Role
+from alerts.model import AlertStatus, AlertType, Severity
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+"""Site, bed and device ids (the device contract)."""
+PERSON_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+"""Caregiver and visit ids: pseudonymous codes, never names."""
+ALERT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+EPOCH_MS_MAX = 2**53
+
+SiteId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
+ServiceCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Note = Annotated[str, StringConstraints(max_length=2000)]
+Metric = Literal["heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(_Out):
+    """Every error answer: a short machine-readable code and a human-readable detail."""
+
+    error: str = Field(examples=["unauthorized"])
+    detail: Any = Field(default=None, examples=["missing or invalid API key"])
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+class AlertOut(_Out):
+    """An alert (``alerts.model.Alert``). Times are epoch milliseconds."""
+
+    id: str
+    incident: str
+    type: AlertType
+    severity: Severity
+    site: str
+    bed: str
+    opened_at: int
+    updated_at: int
+    status: AlertStatus
+    summary: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    occurrences: int = 1
+    acknowledged_by: str | None = None
+    acknowledged_at: int | None = None
+    resolved_by: str | None = None
+    resolved_at: int | None = None
+    note: str | None = None
+    escalation_level: int = 0
+    next_escalation_at: int | None = None
+    cleared_at: int | None = None
+
+
+class AlertChangeOut(_Out):
+    """One transition (``alerts.model.AlertChange``): the ``data`` of a stream event."""
+
+    seq: int
+    at: int
+    action: str
+    actor: str | None = None
+    note: str | None = None
+    alert: AlertOut
+
+
+class HistoryEntry(_Out):
+    """One transition of an alert, without the full snapshot."""
+
+    seq: int
+    at: int
+    action: str
+    actor: str | None = None
+    note: str | None = None
+    status: AlertStatus
+    severity: Severity
+    escalation_level: int = 0
+
+
+class AlertDetail(AlertOut):
+    history: list[HistoryEntry]
+    """Every transition, oldest first (who did what when, with notes)."""
+
+
+class AlertPage(_Out):
+    items: list[AlertOut]
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the next page; ``null`` on the last page."""
+
+
+class AcknowledgeBody(_In):
+    note: Note | None = None
+
+
+class ResolveBody(_In):
+    note: Annotated[str, StringConstraints(min_length=1, max_length=2000,
+                                           pattern=r"\S")]
+    """Required: what was done."""
+
+
+# --- beds -------------------------------------------------------------------------------------
+
+
+class Reading(_Out):
+    t: int
+    """Device time, epoch ms."""
+    value: float
+    """Booleans (``in_bed``, ``presence``) are 0 or 1."""
+
+
+class DeviceOut(_Out):
+    device: str
+    kind: str
+    state: Literal["online", "offline", "unknown"]
+    """``offline`` when the device said so or has been silent for longer than its heartbeat
+    times the registry's ``offline_factor``; ``unknown`` before its first message."""
+    reported_state: Literal["online", "offline"] | None = None
+    battery: float | None = None
+    fw: str | None = None
+    heartbeat_s: float
+    """The heartbeat the device promised in its status, else the registry's."""
+    last_seen: int | None = None
+    """Gateway receipt time of its latest message, epoch ms."""
+    status_at: int | None = None
+    registered: bool
+    """Listed in the registry (including auto-registration on first sight)."""
+    auto_registered: bool
+
+
+class BedOut(_Out):
+    site: str
+    bed: str
+    person: str | None = None
+    """Pseudonymous person id from the registry."""
+    auto_registered: bool
+    last_seen: int | None = None
+    devices: list[DeviceOut]
+    latest: dict[str, Reading]
+    """The newest value of each metric seen."""
+    open_alerts: int
+    """Unresolved alerts of the bed."""
+
+
+class BedDetail(BedOut):
+    recent: dict[str, list[Reading]]
+    """Each metric over the last ``recent_minutes`` (from memory; one value per slot)."""
+    alerts: list[AlertOut]
+    """Unresolved alerts of the bed, most severe first."""
+
+
+class BedPage(_Out):
+    items: list[BedOut]
+    next_cursor: str | None = None
+
+
+class Series(_Out):
+    site: str
+    bed: str
+    metric: Metric
+    since: int
+    until: int
+    source: Literal["memory", "influxdb"]
+    """``memory``: the gateway's 24 h rings; ``influxdb``: the time-series database."""
+    complete: bool
+    """False when memory does not reach back to ``since`` and no database is configured."""
+    points: list[Reading]
+
+
+# --- service log ------------------------------------------------------------------------------
+
+
+class ServiceLogRecordOut(_Out):
+    seq: int
+    at: int
+    """When it happened: device time for badges, gateway time for the app."""
+    recorded_at: int
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    event: Literal["check_in", "check_out"]
+    method: str | None = None
+    services: list[str] | None = None
+    source: Literal["badge", "api"]
+    device: str | None = None
+    actor: str | None = None
+    """API key name for check-ins/outs made through the API."""
+    prev_hash: str
+    hash: str
+    """sha256(prev_hash + canonical JSON of the other fields)."""
+
+
+class ServiceLogPage(_Out):
+    items: list[ServiceLogRecordOut]
+    next_cursor: str | None = None
+
+
+class ChainCheck(_Out):
+    ok: bool
+    records: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    error: str | None = None
+
+
+class CheckInBody(_In):
+    site: SiteId
+    bed: SiteId
+    caregiver: PersonId
+    visit: PersonId
+
+
+class CheckOutBody(CheckInBody):
+    services: Annotated[list[ServiceCode], Field(max_length=100)] = Field(default_factory=list)
+    """Service item codes delivered during the visit."""
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+class KeyOut(_Out):
+    name: str
+    role: Role
+    created_at: int
+    created_by: str
+    revoked_at: int | None = None
+    revoked_by: str | None = None
+
+
+class KeyCreated(KeyOut):
+    token: str
+    """The bearer token; shown once, only its hash is kept."""
+
+
+class KeyList(_Out):
+    items: list[KeyOut]
+
+
+class KeyCreateBody(_In):
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
+    role: Role
+
+
+class AuditEntryOut(_Out):
+    id: int
+    at: int
+    actor: str
+    action: str
+    target: str
+    status: int
+
+
+class AuditList(_Out):
+    items: list[AuditEntryOut]

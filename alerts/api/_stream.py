@@ -1,0 +1,186 @@
+"""The alert change stream: Server-Sent Events, resumable without gaps or repeats.
+
+Each change is one event::
+
+    id: <change seq>
+    event: <action: opened, updated, escalated, acknowledged, resolved, ...>
+    data: <the AlertChange as JSON, one line>
+
+A client that reconnects with ``Last-Event-ID: <seq>`` (header, or ``?last_event_id=`` for
+clients that cannot set headers) first gets every change after ``seq`` from the alert store,
+then live changes; without it, only changes from now on. Idle streams carry a comment line
+(``: keep-alive``) every ``sse_heartbeat_s``.
+
+Live changes come from the engine's listener, called in the committing worker thread after the
+commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
+so the engine never waits for a client. Each client has a bounded buffer; a client that falls
+further behind is disconnected (a last comment says so) and resumes with ``Last-Event-ID``.
+Gaps are impossible by construction: a client subscribes before its final catch-up read of the
+store, every change is committed before it is published, and changes a client already has
+(``seq`` not above the last it was sent) are skipped; a hole in the live sequence, should one
+appear, is filled from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+import msgspec
+
+from alerts.model import AlertChange
+from alerts.store import AlertStore
+
+log = logging.getLogger("homecare.api.stream")
+
+REPLAY_PAGE = 500
+
+
+class Subscription:
+    """One client's bounded buffer of live changes (event loop only)."""
+
+    __slots__ = ("changes", "closed", "limit", "overflowed", "wake")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.changes: deque[AlertChange] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+
+    def offer(self, changes: list[AlertChange]) -> None:
+        if self.overflowed or self.closed:
+            return
+        if len(self.changes) + len(changes) > self.limit:
+            self.overflowed = True
+            self.changes.clear()
+        else:
+            self.changes.extend(changes)
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+
+class ChangeHub:
+    """Fans committed alert changes out to stream clients on the event loop."""
+
+    def __init__(self, *, queue_size: int = 1000) -> None:
+        if queue_size < 1:
+            raise ValueError("queue_size must be positive")
+        self.queue_size = queue_size
+        self._subscribers: set[Subscription] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
+        self.disconnected_slow = 0
+
+    # --- worker thread --------------------------------------------------------------------
+
+    def publish(self, changes: list[AlertChange]) -> None:
+        """The engine listener: never blocks, never raises."""
+        loop = self._loop
+        if loop is None or not self._subscribers or not changes:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
+            loop.call_soon_threadsafe(self._dispatch, changes)
+
+    # --- event loop -----------------------------------------------------------------------
+
+    def _dispatch(self, changes: list[AlertChange]) -> None:
+        for subscription in list(self._subscribers):
+            subscription.offer(changes)
+            if subscription.overflowed:
+                self._subscribers.discard(subscription)
+                self.disconnected_slow += 1
+
+    def subscribe(self) -> Subscription:
+        self._loop = asyncio.get_running_loop()
+        subscription = Subscription(self.queue_size)
+        if self.closed:
+            subscription.close()
+        else:
+            self._subscribers.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+    def close(self) -> None:
+        """End every stream (shutdown)."""
+        self.closed = True
+        for subscription in list(self._subscribers):
+            subscription.close()
+        self._subscribers.clear()
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def format_event(change: AlertChange) -> bytes:
+    data = _encoder.encode(change)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (change.seq, change.action.encode(), data)
+
+
+async def event_stream(hub: ChangeHub, store: AlertStore, *, last_event_id: int | None,
+                       follow: bool = True, heartbeat_s: float = 15.0, retry_ms: int = 2000,
+                       ) -> AsyncIterator[bytes]:
+    """The bytes of one client's stream; see the module docstring."""
+    yield b"retry: %d\n\n" % retry_ms
+    if last_event_id is None:
+        sent = await asyncio.to_thread(store.last_seq)
+    else:
+        sent = last_event_id
+
+    async def catch_up(until: int | None = None) -> AsyncIterator[bytes]:
+        nonlocal sent
+        while until is None or sent < until:
+            page = await asyncio.to_thread(store.changes_since, sent, REPLAY_PAGE)
+            for change in page:
+                if until is not None and change.seq > until:
+                    return
+                sent = change.seq
+                yield format_event(change)
+            if len(page) < REPLAY_PAGE:
+                return
+
+    async for chunk in catch_up():
+        yield chunk
+    if not follow:
+        return
+    subscription = hub.subscribe()
+    try:
+        # Changes committed between the read above and subscribing are in the store now.
+        async for chunk in catch_up():
+            yield chunk
+        while True:
+            if subscription.closed:
+                return
+            if subscription.overflowed:
+                yield b": disconnected: too far behind; reconnect with Last-Event-ID\n\n"
+                return
+            if not subscription.changes:
+                subscription.wake.clear()
+                try:
+                    async with asyncio.timeout(heartbeat_s):
+                        await subscription.wake.wait()
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                continue
+            change = subscription.changes.popleft()
+            if change.seq <= sent:
+                continue
+            if change.seq > sent + 1:
+                async for chunk in catch_up(until=change.seq - 1):
+                    yield chunk
+            sent = change.seq
+            yield format_event(change)
+    finally:
+        hub.unsubscribe(subscription)

@@ -1,0 +1,106 @@
+"""``/api/v1/service-logs`` and ``/api/v1/visits``: the caregiver service log and the app's
+check-in/check-out (recorded with ``source="api"`` and the API key's name as actor)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from alerts.api._auth import Dispatcher, require
+from alerts.api._context import ApiContext
+from alerts.api._errors import error_responses
+from alerts.api._models import (
+    EPOCH_MS_MAX,
+    ID_PATTERN,
+    PERSON_ID_PATTERN,
+    ChainCheck,
+    CheckInBody,
+    CheckOutBody,
+    ServiceLogPage,
+    ServiceLogRecordOut,
+)
+from alerts.keys import Role
+from gateway.servicelog import ServiceRecord, VisitEvent, api_origin
+
+
+def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
+    return ServiceLogRecordOut(
+        seq=record.seq, at=record.at, recorded_at=record.recorded_at, site=record.site,
+        bed=record.bed, caregiver=record.caregiver, visit=record.visit,
+        event="check_in" if record.event == "check_in" else "check_out", method=record.method,
+        services=list(record.services) if record.services is not None else None,
+        source="badge" if record.source == "badge" else "api", device=record.device,
+        actor=record.actor, prev_hash=record.prev_hash, hash=record.hash)
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    api = APIRouter(tags=["service log"])
+    viewer = Depends(require(Role.VIEWER))
+    log = ctx.service_log
+
+    @api.get("/service-logs", response_model=ServiceLogPage, dependencies=[viewer],
+             summary="Caregiver check-ins and check-outs, newest first")
+    async def service_logs(
+        site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        bed: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        caregiver: Annotated[str | None, Query(pattern=PERSON_ID_PATTERN)] = None,
+        visit: Annotated[str | None, Query(pattern=PERSON_ID_PATTERN)] = None,
+        since: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="at >= since (epoch ms)")] = None,
+        until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
+                                           description="at < until (epoch ms)")] = None,
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> ServiceLogPage:
+        records = await asyncio.to_thread(
+            log.query, site=site, bed=bed, caregiver=caregiver, visit=visit, since=since,
+            until=until, before_seq=int(cursor) if cursor is not None else None,
+            limit=limit + 1)
+        page = records[:limit]
+        return ServiceLogPage(
+            items=[record_out(r) for r in page],
+            next_cursor=str(page[-1].seq) if len(records) > limit else None)
+
+    @api.get("/service-logs/verify", response_model=ChainCheck, dependencies=[viewer],
+             summary="Verify the hash chain of the whole service log")
+    async def verify() -> ChainCheck:
+        """``ok`` false names the first record that was changed, removed or moved."""
+        result = await asyncio.to_thread(log.verify)
+        return ChainCheck(ok=result.ok, records=result.records, head_seq=result.head_seq,
+                          head_hash=result.head_hash, first_bad_seq=result.first_bad_seq,
+                          error=result.error)
+
+    async def record(event: VisitEvent, response: Response) -> ServiceLogRecordOut:
+        [(stored, new)] = await asyncio.to_thread(log.append, [event], now_ms=event.at)
+        response.status_code = 201 if new else 200
+        return record_out(stored)
+
+    answers = {201: {"model": ServiceLogRecordOut, "description": "Recorded"},
+               200: {"model": ServiceLogRecordOut,
+                     "description": "Already recorded (a retry): the earlier record"},
+               **error_responses(403, 413)}
+
+    @api.post("/visits/check-in", response_model=ServiceLogRecordOut, status_code=201,
+              responses=answers, tags=["visits"], summary="Check a caregiver in (the app)")
+    async def check_in(body: CheckInBody, key: Dispatcher,
+                       response: Response) -> ServiceLogRecordOut:
+        """Idempotent per visit: repeating it returns the first record with 200."""
+        return await record(VisitEvent(
+            origin=api_origin(body.site, body.bed, body.visit, "check_in"), at=ctx.clock(),
+            site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
+            event="check_in", source="api", method="app", actor=key.name), response)
+
+    @api.post("/visits/check-out", response_model=ServiceLogRecordOut, status_code=201,
+              responses=answers, tags=["visits"], summary="Check a caregiver out (the app)")
+    async def check_out(body: CheckOutBody, key: Dispatcher,
+                        response: Response) -> ServiceLogRecordOut:
+        """With the service item codes delivered; idempotent per visit like check-in."""
+        return await record(VisitEvent(
+            origin=api_origin(body.site, body.bed, body.visit, "check_out"), at=ctx.clock(),
+            site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
+            event="check_out", source="api", method="app", services=tuple(body.services),
+            actor=key.name), response)
+
+    return api

@@ -1,0 +1,153 @@
+// Beds: the list, and one bed's page (devices, 24 h of key metrics, alerts, service visits).
+
+import { itemsOf } from "./api.js";
+import { chartPanel } from "./chart.js";
+import { fmtAgo, fmtTime, h, humanize } from "./dom.js";
+import { queueOrder, typeLabel } from "./store.js";
+
+const DAY_MS = 24 * 3_600_000;
+
+const CHARTS = [
+  { metric: "heart_rate", title: "Heart rate", unit: "/min" },
+  { metric: "breathing_rate", title: "Breathing rate", unit: "/min" },
+  { metric: "in_bed", title: "In bed", kind: "step", min: 0, max: 1, format: (v) => (v ? "yes" : "no") },
+  { metric: "motion", title: "Motion", unit: "moves", kind: "bars" },
+  { metric: "level_db", title: "Sound level", unit: "dB" },
+];
+
+const bedHref = (site, bed) => `#/beds/${encodeURIComponent(site)}/${encodeURIComponent(bed)}`;
+
+function stateCell(device) {
+  const state = device.state || "unknown";
+  return h("span", { class: `state-${state}` }, state);
+}
+
+function batteryCell(device) {
+  if (typeof device.battery !== "number") return "–";
+  return h("span", { class: device.battery <= 20 ? "battery-low" : "" }, `${Math.round(device.battery)} %`);
+}
+
+function deviceSummary(bed) {
+  const devices = bed.devices || [];
+  const offline = devices.filter((d) => d.state === "offline").length;
+  return offline ? h("span", { class: "state-offline" }, `${offline} of ${devices.length} devices offline`)
+    : h("span", { class: "state-online" }, `${devices.length} devices online`);
+}
+
+export function bedsView(ctx) {
+  const root = h("div", {}, h("h1", {}, "Beds"), h("p", { class: "muted" }, "Loading…"));
+  let stopped = false;
+  const load = async () => {
+    const beds = [];
+    try {
+      let cursor = null;
+      for (let page = 0; page < 50; page += 1) {
+        const body = await ctx.api.get("/beds", { limit: 500, cursor });
+        beds.push(...itemsOf(body, "beds"));
+        cursor = body && body.next_cursor;
+        if (!cursor) break;
+      }
+    } catch (err) {
+      root.replaceChildren(h("h1", {}, "Beds"), h("p", { class: "form-error" }, `Could not load beds: ${err.message}`));
+      return;
+    }
+    if (stopped) return;
+    beds.sort((a, b) => (b.open_alerts || 0) - (a.open_alerts || 0) || `${a.site}/${a.bed}`.localeCompare(`${b.site}/${b.bed}`));
+    root.replaceChildren(
+      h("h1", {}, `Beds (${beds.length})`),
+      beds.length ? h("ul", { class: "bed-list" }, beds.map((bed) => h("li", {},
+        h("a", { class: "bed-card", href: bedHref(bed.site, bed.bed) },
+          h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`)),
+          h("div", {}, deviceSummary(bed)),
+          h("div", { class: "muted" }, bed.open_alerts ? `${bed.open_alerts} open alerts` : "no open alerts",
+            bed.last_seen ? ` · seen ${fmtAgo(bed.last_seen)}` : ""),
+        ))))
+        : h("p", { class: "muted" }, "No beds have been heard from yet."),
+    );
+  };
+  load();
+  const timer = setInterval(load, 30_000);
+  return { root, title: "Beds", update: () => {}, dispose: () => { stopped = true; clearInterval(timer); } };
+}
+
+function points(series) {
+  const raw = itemsOf(series, "points");
+  return raw
+    .map((p) => (Array.isArray(p) ? [p[0], p[1]] : [p.t ?? p.time, p.value ?? p.v]))
+    .filter(([t, v]) => typeof t === "number" && typeof v === "number")
+    .sort((a, b) => a[0] - b[0]);
+}
+
+export function bedView(ctx, site, bedId) {
+  const root = h("div", {}, h("p", {}, h("a", { href: "#/beds" }, "← Beds")), h("h1", {}, `${bedId}`),
+    h("p", { class: "muted" }, "Loading…"));
+  let stopped = false;
+
+  const load = async () => {
+    const base = `/beds/${encodeURIComponent(site)}/${encodeURIComponent(bedId)}`;
+    let bed;
+    try {
+      bed = await ctx.api.get(base);
+    } catch (err) {
+      root.replaceChildren(h("p", {}, h("a", { href: "#/beds" }, "← Beds")), h("h1", {}, bedId),
+        h("p", { class: "form-error" }, err.status === 404 ? "This bed has not been heard from." : `Could not load the bed: ${err.message}`));
+      return;
+    }
+    // The window ends at the newest reading or now, whichever is later: simulated beds may
+    // run on a clock ahead of the wall clock.
+    const latestT = Math.max(0, ...Object.values(bed.latest || {}).map((r) => r.t || 0));
+    const until = Math.max(Date.now(), latestT) + 60_000;
+    const since = until - DAY_MS;
+    const [series, alerts, visits] = await Promise.all([
+      Promise.all(CHARTS.map((c) => ctx.api.get(`${base}/series`, { metric: c.metric, since, until })
+        .then(points).catch(() => []))),
+      ctx.api.get("/alerts", { site, bed: bedId, limit: 20 }).then((b) => itemsOf(b, "alerts")).catch(() => []),
+      ctx.api.get("/service-logs", { site, bed: bedId, limit: 20 }).then((b) => itemsOf(b, "records")).catch(() => null),
+    ]);
+    if (stopped) return;
+    const open = (bed.alerts || []).slice().sort(queueOrder);
+    const devices = bed.devices || [];
+    root.replaceChildren(
+      h("p", {}, h("a", { href: "#/beds" }, "← Beds")),
+      h("div", { class: "page-head" },
+        h("div", {}, h("h1", {}, `${bed.bed || bedId}`, h("span", { class: "muted" }, ` · ${bed.site || site}`)),
+          h("p", { class: "muted" }, bed.person ? `Person ${bed.person} · ` : "",
+            bed.last_seen ? `last heard ${fmtAgo(bed.last_seen)} (${fmtTime(bed.last_seen)})` : "not heard from yet")),
+        open.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(open[0].id)}` },
+          `${open.length} open alert${open.length > 1 ? "s" : ""}`) : null),
+      h("section", { class: "panel", "aria-labelledby": "b-devices" },
+        h("h2", { id: "b-devices" }, "Devices"),
+        devices.length ? h("div", { class: "table-wrap" }, h("table", { id: "devices" },
+          h("thead", {}, h("tr", {}, ["Device", "Kind", "State", "Battery", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, devices.map((d) => h("tr", {},
+            h("td", { class: "mono" }, d.device), h("td", {}, d.kind), h("td", {}, stateCell(d)),
+            h("td", {}, batteryCell(d)),
+            h("td", {}, d.last_seen ? fmtAgo(d.last_seen) : "never")))),
+        )) : h("p", { class: "muted" }, "No devices known.")),
+      h("section", { "aria-labelledby": "b-charts", class: "panel" },
+        h("h2", { id: "b-charts" }, "Last 24 hours"),
+        h("div", { class: "grid-charts" }, CHARTS.map((c, i) => chartPanel({ ...c, points: series[i], t0: since, t1: until })))),
+      h("div", { class: "grid-2" },
+        h("section", { class: "panel", "aria-labelledby": "b-alerts" },
+          h("h2", { id: "b-alerts" }, "Recent alerts"),
+          alerts.length ? h("ul", { class: "timeline" }, alerts.map((a) => h("li", {},
+            h("span", { class: `sev sev-${a.severity}` }, a.severity), " ",
+            h("a", { href: `#/alerts/${encodeURIComponent(a.id)}` }, typeLabel(a.type)), " ",
+            h("span", { class: `status status-${a.status}` }, a.status), " ",
+            h("span", { class: "muted" }, fmtTime(a.opened_at)))))
+            : h("p", { class: "muted" }, "No alerts.")),
+        h("section", { class: "panel", "aria-labelledby": "b-visits" },
+          h("h2", { id: "b-visits" }, "Service visits"),
+          visits === null ? h("p", { class: "muted" }, "Service log unavailable.")
+            : visits.length ? h("ul", { class: "timeline" }, visits.map((v) => h("li", {},
+              h("strong", {}, humanize(v.event || "")), " ", fmtTime(v.at), ` · caregiver ${v.caregiver} · visit ${v.visit}`,
+              v.services && v.services.length ? h("div", { class: "muted" }, `services: ${v.services.join(", ")}`) : null,
+              v.method ? h("div", { class: "muted" }, `by ${v.method}`) : null)))
+              : h("p", { class: "muted" }, "No visits recorded.")),
+      ),
+    );
+  };
+  load();
+  const timer = setInterval(load, 60_000);
+  return { root, title: bedId, update: () => {}, dispose: () => { stopped = true; clearInterval(timer); } };
+}

@@ -1,0 +1,106 @@
+// The console's picture of the alerts: snapshots from the list API merged with the change
+// stream. Every change carries the whole alert, so merging keeps whichever version is newer;
+// order of arrival (stream vs. snapshot, replays after a reconnect) does not matter.
+
+export const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
+const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
+
+export const TYPE_LABELS = {
+  emergency_button: "Emergency button",
+  fall: "Fall",
+  inactivity: "No activity",
+  night_bed_exit: "Night bed exit",
+  abnormal_sound: "Abnormal sound",
+  vital_signs: "Vital signs",
+  device_offline: "Device offline",
+  low_battery: "Low battery",
+  sensor_fault: "Sensor fault",
+  service_anomaly: "Service anomaly",
+};
+
+export const typeLabel = (type) => TYPE_LABELS[type] || String(type || "alert").replaceAll("_", " ");
+
+/** True when `b` is at least as new as `a` (lifecycle only moves forward). */
+export function isNewer(a, b) {
+  if (!a) return true;
+  const sa = STATUS_RANK[a.status] ?? 0;
+  const sb = STATUS_RANK[b.status] ?? 0;
+  if (sb !== sa) return sb > sa;
+  const ua = a.updated_at ?? 0;
+  const ub = b.updated_at ?? 0;
+  if (ub !== ua) return ub > ua;
+  return (b.occurrences ?? 1) >= (a.occurrences ?? 1);
+}
+
+/** Queue order: most severe first, then oldest first (waiting longest). */
+export function queueOrder(a, b) {
+  const s = (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9);
+  if (s) return s;
+  if (a.opened_at !== b.opened_at) return (a.opened_at ?? 0) - (b.opened_at ?? 0);
+  return String(a.id).localeCompare(String(b.id));
+}
+
+export class AlertStore extends EventTarget {
+  constructor() {
+    super();
+    this.alerts = new Map();
+    this.lastSeq = null;
+    this._buffer = null;
+  }
+
+  /** Apply one change from the stream (an AlertChange: {seq, action, alert, ...}). */
+  applyChange(change) {
+    if (change && typeof change.seq === "number") {
+      this.lastSeq = this.lastSeq === null ? change.seq : Math.max(this.lastSeq, change.seq);
+    }
+    const alert = change && (change.alert || change);
+    if (!alert || alert.id === undefined) return false;
+    this._buffer?.push(alert);
+    return this._put(alert, change.action);
+  }
+
+  _put(alert, action) {
+    const known = this.alerts.get(alert.id);
+    if (!isNewer(known, alert)) return false;
+    this.alerts.set(alert.id, alert);
+    this.dispatchEvent(new CustomEvent("change", { detail: { alert, previous: known, action } }));
+    return true;
+  }
+
+  /** Alerts changed during a snapshot fetch are kept aside and re-applied on top of it. */
+  beginSnapshot() { this._buffer = []; }
+
+  /** Replace the open/acknowledged set with a snapshot taken after beginSnapshot(). */
+  finishSnapshot(alerts) {
+    const buffered = this._buffer || [];
+    this._buffer = null;
+    const next = new Map();
+    for (const alert of alerts) next.set(alert.id, alert);
+    for (const alert of buffered) {
+      if (isNewer(next.get(alert.id), alert)) next.set(alert.id, alert);
+    }
+    // Alerts no longer open in the snapshot were resolved while we were not looking; keep
+    // the resolved ones we know of (detail pages), drop stale open ones.
+    for (const [id, alert] of this.alerts) {
+      if (!next.has(id) && alert.status === "resolved") next.set(id, alert);
+    }
+    const before = this.alerts;
+    this.alerts = next;
+    const fresh = [...next.values()].filter((a) => !before.has(a.id));
+    this.dispatchEvent(new CustomEvent("reset", { detail: { fresh } }));
+  }
+
+  abortSnapshot() { this._buffer = null; }
+
+  get open() {
+    return [...this.alerts.values()].filter((a) => a.status === "open").sort(queueOrder);
+  }
+
+  get acknowledged() {
+    return [...this.alerts.values()].filter((a) => a.status === "acknowledged").sort(queueOrder);
+  }
+
+  get openCritical() {
+    return this.open.filter((a) => a.severity === "critical");
+  }
+}

@@ -1,0 +1,492 @@
+"""The alert engine: findings in, alerts with a lifecycle out, every transition durable.
+
+Folding. A finding belongs to the incident ``site/bed/type/episode``; while an alert of that
+incident is unresolved, every further finding updates it (occurrences, evidence merged with
+the newest values winning, severity raised if the finding is more severe, never lowered). Once
+it is resolved, the next finding opens a new alert, numbered ``#n+1`` in its ``incident``.
+
+Clearing. A finding with ``active=False`` says the condition is gone. A non-critical alert is
+then resolved by the system (``auto_resolved``) once the condition has stayed clear for
+``clear_grace_ms`` (``cleared`` meanwhile; a relapse within the grace re-arms it). Critical
+alerts, falls and emergency calls are never resolved by the system: they get ``cleared_at``
+and stay for a person to acknowledge and resolve.
+
+Evidence conventions that change what the engine does (set by :mod:`alerts.rules`):
+
+* ``cancelled_at`` (:data:`CANCELLED_AT`) on an ``emergency_button`` finding: the person
+  cancelled the call. Within ``cancel_window_ms`` of the last press (evidence ``pressed_at``,
+  else the opening) a critical call is downgraded to high (``downgraded``, never lower) and
+  stays open for acknowledgement; later, the cancel is only recorded. A cancel never opens an
+  alert. This is the only way a severity goes down.
+* ``update_only`` (:data:`UPDATE_ONLY`) true: the finding only adds to an unresolved alert
+  (more evidence, urgency) and never opens one: after a dispatcher resolved a fall, movement
+  seen later must not bring it back. The key itself is not kept in the evidence.
+* ``urgent`` (:data:`URGENT`) true: the condition got worse (a fall with no movement since);
+  an open alert takes one escalation step at once, the first time only.
+* A finding whose evidence (``device``, ``seq``, ``device_ts``) shows a message of the same
+  device not newer than the one the alert last folded in is a redelivery, and is ignored.
+* An evidence value of ``None`` removes that key from the alert's evidence.
+
+Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from its severity's
+:class:`~alerts.escalation.Schedule`; :meth:`AlertEngine.tick` takes every step that is due
+(``escalated``; after a downtime, the steps missed are taken at once on the original timeline).
+Acknowledging stops escalation. Timers live in the alert rows, so a restarted engine continues
+them.
+
+Threads. :meth:`apply`, :meth:`tick`, :meth:`acknowledge` and :meth:`resolve` change memory
+under a lock and *stage* the changes, numbered with the store's gap-free ``seq``;
+:meth:`commit` (a worker thread, before the ingest batch is acknowledged to the broker) writes
+everything staged in one transaction and then hands the changes to every listener, each change
+exactly once and in ``seq`` order. ``acknowledge`` and ``resolve`` commit before returning.
+
+Non-material repeats (same severity, condition still present) are staged at most once per
+``update_interval_ms`` per alert, so a detector that reports a condition every second does not
+flood the audit log; the alert in memory (:meth:`get`, :meth:`open_alerts`) is always current.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from alerts.errors import AlertNotFound, InvalidTransition
+from alerts.escalation import EscalationPolicy
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Finding, Severity
+from alerts.store import AlertStore, split_incident
+
+log = logging.getLogger("homecare.alerts")
+
+CANCELLED_AT: Final = "cancelled_at"
+PRESSED_AT: Final = "pressed_at"
+URGENT: Final = "urgent"
+UPDATE_ONLY: Final = "update_only"
+SYSTEM: Final = "system"
+"""The actor of transitions made by the engine itself."""
+PERSON: Final = "person"
+"""The actor of a cancel pressed by the person at home."""
+
+NEVER_AUTO_RESOLVED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
+
+Listener = Callable[[list[AlertChange]], None]
+IdFactory = Callable[[int], str]
+
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _ulid(ms: int, random_bits: int) -> str:
+    value = ((ms & ((1 << 48) - 1)) << 80) | (random_bits & ((1 << 80) - 1))
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def random_ids(now_ms: int) -> str:
+    """A ULID-style id: 48 bits of opening time and 80 random bits (26 characters).
+
+    Unique and not guessable from the bed or the person; sorts by opening time.
+    """
+    return _ulid(now_ms, secrets.randbits(80))
+
+
+def seeded_ids(seed: int) -> IdFactory:
+    """Reproducible ids for offline replay: the same traffic gives the same alert ids."""
+    rng = random.Random(seed)
+    return lambda now_ms: _ulid(now_ms, rng.getrandbits(80))
+
+
+def _merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    merged = {**old, **new}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def _stale(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """True for a device message not newer than the one the alert last folded in: same
+    device, ``seq`` and ``device_ts`` both not above the alert's (a redelivery after a restart,
+    when the pipeline's duplicate window is empty). A device that restarted its counter still
+    has a newer clock, so its messages are never taken for stale."""
+    try:
+        return bool(new["device"] == current["device"] and new["seq"] <= current["seq"]
+                    and new["device_ts"] <= current["device_ts"])
+    except (KeyError, TypeError):
+        return False
+
+
+def _earliest(*times: int | None) -> int | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
+
+
+class AlertEngine:
+    """Alerts from findings; see the module docstring for the guarantees."""
+
+    def __init__(self, store: AlertStore, *, policy: EscalationPolicy | None = None,
+                 cancel_window_ms: int = 60_000, clear_grace_ms: int = 120_000,
+                 update_interval_ms: int = 60_000, id_factory: IdFactory | None = None
+                 ) -> None:
+        if cancel_window_ms < 0 or clear_grace_ms < 0 or update_interval_ms < 0:
+            raise ValueError("cancel_window_ms, clear_grace_ms and update_interval_ms must not "
+                             "be negative")
+        self.store = store
+        self.policy = policy or EscalationPolicy()
+        self.cancel_window_ms = cancel_window_ms
+        self.clear_grace_ms = clear_grace_ms
+        self.update_interval_ms = update_interval_ms
+        self._new_id = id_factory or random_ids
+        self._lock = threading.Lock()
+        self._commit_lock = threading.RLock()
+        self._listeners: tuple[Listener, ...] = ()
+        self._staged: list[AlertChange] = []
+        self._undelivered: list[AlertChange] = []
+        self._delivering = False
+        self._urgent_staged = False
+        self._open: dict[str, Alert] = {}
+        self._by_key: dict[str, str] = {}
+        self._last_staged: dict[str, int] = {}
+        self._quiet: set[str] = set()
+        # Restore: incident folding and escalation timers continue where they were.
+        for alert in store.open_alerts():
+            key, _ = split_incident(alert.incident)
+            self._open[alert.id] = alert
+            self._by_key[key] = alert.id
+            self._last_staged[alert.id] = alert.updated_at
+        self._episodes = store.episode_counters()
+        self._seq = store.last_seq()
+        if self._open:
+            log.info("alerts.restored open=%d last_seq=%d", len(self._open), self._seq)
+
+    # --- findings (event loop, in memory) -----------------------------------------------------
+
+    def apply(self, findings: Sequence[Finding], now_ms: int) -> list[AlertChange]:
+        """Fold ``findings`` into alerts at ``now_ms``; returns the changes staged for commit."""
+        if not findings:
+            return []
+        with self._lock:
+            start = len(self._staged)
+            for finding in findings:
+                self._fold(finding, now_ms)
+            return self._staged[start:]
+
+    def tick(self, now_ms: int) -> list[AlertChange]:
+        """Escalate what is due, auto-resolve what stayed clear, stage held-back updates."""
+        with self._lock:
+            start = len(self._staged)
+            for alert in list(self._open.values()):
+                self._tick_one(alert, now_ms)
+            return self._staged[start:]
+
+    # --- people (event loop or a worker thread; durable before returning) ---------------------
+
+    def acknowledge(self, alert_id: str, *, actor: str, note: str | None, now_ms: int) -> Alert:
+        """``open`` -> ``acknowledged`` by ``actor``; stops escalation. Durable on return.
+
+        Raises :class:`AlertNotFound`, :class:`InvalidTransition` (already acknowledged or
+        resolved), :class:`~alerts.errors.StoreUnavailable` (then the transition stays staged
+        and is written by the next successful commit).
+        """
+        if not actor:
+            raise ValueError("actor is required")
+        with self._lock:
+            alert = self._open.get(alert_id)
+            if alert is not None:
+                if alert.status is not AlertStatus.OPEN:
+                    raise InvalidTransition(alert_id, alert.status, "acknowledge")
+                alert = self._put(msgspec.structs.replace(
+                    alert, status=AlertStatus.ACKNOWLEDGED, acknowledged_by=actor,
+                    acknowledged_at=now_ms, note=note or None, next_escalation_at=None,
+                    updated_at=now_ms))
+                self._stage("acknowledged", alert, now_ms, actor=actor, note=note or None)
+        if alert is None:
+            self._refuse(alert_id, "acknowledge")
+        self.commit()
+        assert alert is not None
+        return alert
+
+    def resolve(self, alert_id: str, *, actor: str, note: str, now_ms: int) -> Alert:
+        """``open``/``acknowledged`` -> ``resolved`` by ``actor`` with a note. Durable on return.
+
+        Raises :class:`AlertNotFound`, :class:`InvalidTransition` (already resolved),
+        :class:`~alerts.errors.StoreUnavailable` (as for :meth:`acknowledge`).
+        """
+        if not actor:
+            raise ValueError("actor is required")
+        if not note or not note.strip():
+            raise ValueError("a note is required to resolve an alert")
+        with self._lock:
+            alert = self._open.get(alert_id)
+            if alert is not None:
+                alert = self._close(alert, now_ms, by=actor, note=note)
+                self._stage("resolved", alert, now_ms, actor=actor, note=note)
+        if alert is None:
+            self._refuse(alert_id, "resolve")
+        self.commit()
+        assert alert is not None
+        return alert
+
+    def _refuse(self, alert_id: str, action: str) -> None:
+        with self._lock:
+            staged = next((c.alert for c in reversed(self._staged) if c.alert.id == alert_id),
+                          None)
+        alert = staged or self.store.get(alert_id)
+        if alert is None:
+            raise AlertNotFound(alert_id)
+        raise InvalidTransition(alert_id, AlertStatus.RESOLVED, action)
+
+    # --- durability and subscribers (worker thread) -------------------------------------------
+
+    def commit(self) -> None:
+        """Write every staged change in one transaction, then notify the listeners.
+
+        On failure (:class:`~alerts.errors.StoreUnavailable`) nothing is lost: the changes stay
+        staged, ahead of newer ones, for the next call.
+        """
+        with self._commit_lock:
+            with self._lock:
+                batch, self._staged = self._staged, []
+                self._urgent_staged = False
+            if batch:
+                try:
+                    self.store.write(batch)
+                except BaseException:
+                    with self._lock:
+                        self._staged[:0] = batch
+                        self._urgent_staged = any(
+                            c.alert.severity is Severity.CRITICAL for c in self._staged)
+                    raise
+                self._undelivered.extend(batch)
+            if self._delivering:
+                return  # a listener committed: the outer loop delivers, keeping the order
+            self._delivering = True
+            try:
+                while self._undelivered:
+                    changes, self._undelivered = self._undelivered, []
+                    for listener in self._listeners:
+                        try:
+                            listener(list(changes))
+                        except Exception:
+                            log.exception("alerts.listener_failed listener=%r first_seq=%d",
+                                          listener, changes[0].seq)
+            finally:
+                self._delivering = False
+
+    def add_listener(self, fn: Listener) -> Callable[[], None]:
+        """Call ``fn`` with every committed change from now on, once, in ``seq`` order, in the
+        committing thread right after the commit. Keep it quick (hand over to a queue or
+        ``loop.call_soon_threadsafe``); a listener that raises is logged and skipped for that
+        batch. Returns the function that unsubscribes ``fn``."""
+        with self._lock:
+            self._listeners = (*self._listeners, fn)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._listeners = tuple(f for f in self._listeners if f is not fn)
+
+        return unsubscribe
+
+    # --- queries ------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        """The alert as the engine knows it now (staged changes included)."""
+        with self._lock:
+            alert = self._open.get(alert_id)
+            if alert is None:
+                alert = next((c.alert for c in reversed(self._staged)
+                              if c.alert.id == alert_id), None)
+        return alert if alert is not None else self.store.get(alert_id)
+
+    def open_alerts(self) -> list[Alert]:
+        """Unresolved alerts, most severe first, then oldest first."""
+        with self._lock:
+            alerts = list(self._open.values())
+        alerts.sort(key=lambda a: (a.severity.rank, a.opened_at, a.id))
+        return alerts
+
+    @property
+    def open_count(self) -> int:
+        """How many alerts are unresolved."""
+        return len(self._open)
+
+    @property
+    def urgent_pending(self) -> bool:
+        """True while a change to a critical alert is staged: commit it now, do not batch."""
+        return self._urgent_staged
+
+    @property
+    def staged(self) -> int:
+        """How many changes wait for :meth:`commit`."""
+        return len(self._staged)
+
+    @property
+    def last_seq(self) -> int:
+        """The ``seq`` of the latest staged or committed change."""
+        return self._seq
+
+    # --- the state machine (callers hold the lock) --------------------------------------------
+
+    def _fold(self, finding: Finding, now: int) -> None:
+        key = f"{finding.site}/{finding.bed}/{finding.type.value}/{finding.episode}"
+        alert_id = self._by_key.get(key)
+        alert = self._open.get(alert_id) if alert_id is not None else None
+        if not finding.active:
+            if alert is not None:
+                self._clear(alert, finding, now)
+            return
+        if (finding.type is AlertType.EMERGENCY_BUTTON
+                and finding.evidence.get(CANCELLED_AT) is not None):
+            if alert is not None:
+                self._cancel(alert, finding, now)
+            return
+        if finding.evidence.get(UPDATE_ONLY):
+            if alert is None:
+                return
+            finding = msgspec.structs.replace(finding, evidence={
+                k: v for k, v in finding.evidence.items() if k != UPDATE_ONLY})
+        if alert is None:
+            self._open_new(key, finding, now)
+        else:
+            self._update(alert, finding, now)
+
+    def _open_new(self, key: str, finding: Finding, now: int) -> None:
+        episode = self._episodes.get(key, 0) + 1
+        self._episodes[key] = episode
+        evidence = _merge({}, finding.evidence)
+        if finding.started_at is not None:
+            evidence.setdefault("started_at", finding.started_at)
+        alert = self._put(Alert(
+            id=self._new_id(now), incident=f"{key}#{episode}", type=finding.type,
+            severity=finding.severity, site=finding.site, bed=finding.bed, opened_at=now,
+            updated_at=now, status=AlertStatus.OPEN, summary=finding.summary,
+            evidence=evidence,
+            next_escalation_at=self.policy.first_at(finding.severity, opened_at=now)))
+        self._by_key[key] = alert.id
+        self._stage("opened", alert, now)
+        if evidence.get(URGENT):
+            self._escalate_now(alert, now, "urgent")
+
+    def _update(self, alert: Alert, finding: Finding, now: int) -> None:
+        ev = finding.evidence
+        if _stale(alert.evidence, ev):
+            return
+        notes = []
+        severity = alert.severity
+        next_at = alert.next_escalation_at
+        if finding.severity.rank < severity.rank:
+            severity = finding.severity
+            notes.append(f"severity raised to {severity}")
+            if alert.status is AlertStatus.OPEN:
+                next_at = _earliest(next_at, self.policy.next_at(
+                    severity, level=alert.escalation_level, since=now))
+        if alert.cleared_at is not None:
+            notes.append("condition present again")
+        urgent = bool(ev.get(URGENT)) and not alert.evidence.get(URGENT)
+        alert = self._put(msgspec.structs.replace(
+            alert, severity=severity, evidence=_merge(alert.evidence, ev),
+            summary=finding.summary or alert.summary, occurrences=alert.occurrences + 1,
+            updated_at=now, cleared_at=None, next_escalation_at=next_at))
+        if urgent and alert.status is AlertStatus.OPEN:
+            self._escalate_now(alert, now, "; ".join(["urgent", *notes]))
+        elif urgent or notes or now - self._last_staged.get(alert.id, 0) >= \
+                self.update_interval_ms:
+            self._stage("updated", alert, now, note="; ".join(notes) or None)
+        else:
+            self._quiet.add(alert.id)
+
+    def _cancel(self, alert: Alert, finding: Finding, now: int) -> None:
+        if _stale(alert.evidence, finding.evidence):
+            return
+        cancelled_at = finding.evidence[CANCELLED_AT]
+        pressed_at = alert.evidence.get(PRESSED_AT, alert.opened_at)
+        in_window = (isinstance(cancelled_at, int) and isinstance(pressed_at, int)
+                     and cancelled_at - pressed_at <= self.cancel_window_ms)
+        evidence = _merge(alert.evidence, finding.evidence)
+        if in_window and alert.severity is Severity.CRITICAL:
+            severity = Severity.HIGH
+            next_at = (self.policy.next_at(severity, level=alert.escalation_level, since=now)
+                       if alert.status is AlertStatus.OPEN else None)
+            alert = self._put(msgspec.structs.replace(
+                alert, severity=severity, evidence=evidence, updated_at=now,
+                next_escalation_at=next_at))
+            self._stage("downgraded", alert, now, actor=PERSON,
+                        note="cancelled by the person within the cancel window")
+            return
+        if not in_window:
+            evidence["cancel_outside_window"] = True
+        alert = self._put(msgspec.structs.replace(alert, evidence=evidence, updated_at=now))
+        self._stage("updated", alert, now, actor=PERSON,
+                    note="cancelled by the person" + ("" if in_window
+                                                      else " after the cancel window"))
+
+    def _clear(self, alert: Alert, finding: Finding, now: int) -> None:
+        if alert.cleared_at is not None:
+            return
+        alert = self._put(msgspec.structs.replace(
+            alert, cleared_at=now, updated_at=now,
+            evidence=_merge(alert.evidence, finding.evidence)))
+        if self._auto_resolvable(alert) and self.clear_grace_ms == 0:
+            self._auto_resolve(alert, now)
+        else:
+            self._stage("cleared", alert, now, actor=SYSTEM)
+
+    def _tick_one(self, alert: Alert, now: int) -> None:
+        auto = self._auto_resolvable(alert)
+        if auto and alert.cleared_at is not None:
+            if now - alert.cleared_at >= self.clear_grace_ms:
+                self._auto_resolve(alert, now)
+            return  # condition gone, resolution pending: no escalation meanwhile
+        due = alert.next_escalation_at
+        if alert.status is AlertStatus.OPEN and due is not None and due <= now:
+            level, next_at, steps = self.policy.schedule(alert.severity).advance(
+                level=alert.escalation_level, due=due, now=now)
+            alert = self._put(msgspec.structs.replace(
+                alert, escalation_level=level, next_escalation_at=next_at, updated_at=now))
+            self._stage("escalated", alert, now, actor=SYSTEM,
+                        note=f"{steps} escalation steps were due" if steps > 1 else None)
+        elif (alert.id in self._quiet
+              and now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms):
+            self._stage("updated", alert, now)
+
+    def _escalate_now(self, alert: Alert, now: int, note: str) -> None:
+        level = alert.escalation_level + 1
+        alert = self._put(msgspec.structs.replace(
+            alert, escalation_level=level, updated_at=now,
+            next_escalation_at=self.policy.next_at(alert.severity, level=level, since=now)))
+        self._stage("escalated", alert, now, actor=SYSTEM, note=note)
+
+    def _auto_resolvable(self, alert: Alert) -> bool:
+        return (alert.severity is not Severity.CRITICAL
+                and alert.type not in NEVER_AUTO_RESOLVED)
+
+    def _auto_resolve(self, alert: Alert, now: int) -> None:
+        alert = self._close(alert, now, by=SYSTEM, note=None)
+        self._stage("auto_resolved", alert, now, actor=SYSTEM, note="condition cleared")
+
+    def _close(self, alert: Alert, now: int, *, by: str, note: str | None) -> Alert:
+        resolved = msgspec.structs.replace(
+            alert, status=AlertStatus.RESOLVED, resolved_by=by, resolved_at=now,
+            note=note if note is not None else alert.note, next_escalation_at=None,
+            updated_at=now)
+        del self._open[alert.id]
+        key, _ = split_incident(alert.incident)
+        if self._by_key.get(key) == alert.id:
+            del self._by_key[key]
+        self._last_staged.pop(alert.id, None)
+        self._quiet.discard(alert.id)
+        return resolved
+
+    def _put(self, alert: Alert) -> Alert:
+        self._open[alert.id] = alert
+        return alert
+
+    def _stage(self, action: str, alert: Alert, now: int, *, actor: str | None = None,
+               note: str | None = None) -> None:
+        self._seq += 1
+        self._staged.append(AlertChange(seq=self._seq, at=now, action=action, actor=actor,
+                                        note=note, alert=alert))
+        if alert.id in self._open:
+            self._last_staged[alert.id] = now
+            self._quiet.discard(alert.id)
+        if alert.severity is Severity.CRITICAL:
+            self._urgent_staged = True

@@ -1,0 +1,269 @@
+"""API keys: who may read alerts, who may handle them, who may manage keys (SQLite, WAL).
+
+A key is a random token shown once at creation; only its SHA-256 is stored, so a copy of the
+database does not let anyone in. Each key has a unique ``name`` (the actor recorded in audits
+and in alert transitions) and a :class:`Role`:
+
+* ``viewer`` reads alerts, beds, series and service logs;
+* ``dispatcher`` also acknowledges and resolves alerts and checks caregivers in and out;
+* ``admin`` also creates, lists and revokes keys.
+
+Tokens look like ``hck_<12 hex id>_<43 url-safe chars>`` (256 bits of secret). The id part
+finds the row; the hash is then compared in constant time. A *bootstrap* token (from
+``HOMECARE_API_KEY``) is accepted as the admin ``bootstrap`` without being stored, so a fresh
+gateway can be administered before any key exists.
+
+Revoked keys stay in the table (revoked_at/by) for the audit trail; their name may be reused.
+Every API write is recorded in the ``audit`` table with the key's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+BOOTSTRAP_NAME: Final = "bootstrap"
+"""Name under which the bootstrap token acts (reserved)."""
+RESERVED_NAMES: Final = frozenset({BOOTSTRAP_NAME, "system", "person", "environment"})
+"""Names a key cannot take: they are actors of the gateway itself in audits."""
+TOKEN_PREFIX: Final = "hck_"
+MIN_BOOTSTRAP_LENGTH: Final = 16
+NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
+_NAME = re.compile(NAME_PATTERN)
+_TOKEN = re.compile(r"^hck_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at INTEGER,
+    revoked_by TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys (name)
+    WHERE revoked_at IS NULL;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+"""
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    DISPATCHER = "dispatcher"
+    ADMIN = "admin"
+
+    def allows(self, required: Role) -> bool:
+        """Roles are ordered: an admin may do what a dispatcher may, who may do what a viewer
+        may."""
+        return _RANK[self] >= _RANK[required]
+
+
+_RANK: Final = {Role.VIEWER: 0, Role.DISPATCHER: 1, Role.ADMIN: 2}
+
+
+class KeyStoreError(Exception):
+    """Base of the key store's errors."""
+
+
+class KeyExists(KeyStoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an active key named {name!r} exists")
+        self.name = name
+
+
+class KeyNotFound(KeyStoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no active key named {name!r}")
+        self.name = name
+
+
+class InvalidKeyName(KeyStoreError, ValueError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"invalid key name {name[:80]!r} (allowed: [A-Za-z0-9_.@-]{{1,64}}, "
+                         f"not one of {', '.join(sorted(RESERVED_NAMES))})")
+        self.name = name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """A key as listed; never carries the token or its hash."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: int
+    created_by: str
+    revoked_at: int | None = None
+    revoked_by: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEntry:
+    id: int
+    at: int
+    actor: str
+    action: str
+    target: str
+    status: int
+    detail: str
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh ``(id, token)``."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{TOKEN_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+class KeyStore:
+    """Thread-safe; every method is a short blocking SQLite call (run off the event loop)."""
+
+    def __init__(self, path: str | Path, *, bootstrap_token: str | None = None) -> None:
+        if bootstrap_token is not None and len(bootstrap_token) < MIN_BOOTSTRAP_LENGTH:
+            raise ValueError(
+                f"bootstrap API key must have at least {MIN_BOOTSTRAP_LENGTH} characters")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._bootstrap = _digest(bootstrap_token) if bootstrap_token else None
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    # --- keys -------------------------------------------------------------------------------
+
+    def create(self, name: str, role: Role | str, *, actor: str,
+               now_ms: int | None = None) -> tuple[ApiKey, str]:
+        """A new key and its token (shown once; only the hash is kept)."""
+        if not _NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+            raise InvalidKeyName(name)
+        role = Role(role)
+        at = _now_ms() if now_ms is None else now_ms
+        key_id, token = new_token()
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO api_keys (id, name, role, token_sha256, created_at, created_by)"
+                    " VALUES (?, ?, ?, ?, ?, ?)", (key_id, name, role.value, _digest(token), at,
+                                                   actor))
+            except sqlite3.IntegrityError:
+                raise KeyExists(name) from None
+        return ApiKey(id=key_id, name=name, role=role, created_at=at, created_by=actor), token
+
+    def revoke(self, name: str, *, actor: str, now_ms: int | None = None) -> ApiKey:
+        """Revoke the active key called ``name``; it stops working at once."""
+        at = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE api_keys SET revoked_at = ?, revoked_by = ?"
+                " WHERE name = ? AND revoked_at IS NULL"
+                " RETURNING id, name, role, created_at, created_by, revoked_at, revoked_by",
+                (at, actor, name)).fetchone()
+        if row is None:
+            raise KeyNotFound(name)
+        return _key(row)
+
+    def list_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        query = ("SELECT id, name, role, created_at, created_by, revoked_at, revoked_by"
+                 " FROM api_keys")
+        if not include_revoked:
+            query += " WHERE revoked_at IS NULL"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created_at, id").fetchall()
+        return [_key(row) for row in rows]
+
+    def get(self, name: str) -> ApiKey | None:
+        """The active key called ``name``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, role, created_at, created_by, revoked_at, revoked_by"
+                " FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+        return _key(row) if row else None
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The active key behind ``token``, or ``None``. Comparison is constant-time."""
+        if len(token) > 512:
+            return None
+        digest = _digest(token)
+        if self._bootstrap is not None and hmac.compare_digest(digest, self._bootstrap):
+            return ApiKey(id="bootstrap", name=BOOTSTRAP_NAME, role=Role.ADMIN, created_at=0,
+                          created_by="environment")
+        match = _TOKEN.fullmatch(token)
+        if match is None:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, role, created_at, created_by, revoked_at, revoked_by,"
+                " token_sha256 FROM api_keys WHERE id = ?", (match.group(1),)).fetchone()
+        if row is None or not hmac.compare_digest(digest, row[7]) or row[5] is not None:
+            return None
+        return _key(row[:7])
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def audit(self, *, actor: str, action: str, target: str, status: int, detail: str = "",
+              now_ms: int | None = None) -> None:
+        """Record one write made through the API (append-only)."""
+        at = _now_ms() if now_ms is None else now_ms
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO audit (at, actor, action, target, status, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (at, actor[:128], action[:64], target[:512], status, detail[:1000]))
+
+    def audit_log(self, *, limit: int = 100, actor: str | None = None) -> list[AuditEntry]:
+        """Most recent first."""
+        query = "SELECT id, at, actor, action, target, status, detail FROM audit"
+        args: tuple[object, ...] = ()
+        if actor is not None:
+            query += " WHERE actor = ?"
+            args = (actor,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?",
+                                    (*args, limit)).fetchall()
+        return [AuditEntry(id=r[0], at=r[1], actor=r[2], action=r[3], target=r[4],
+                           status=r[5], detail=r[6]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _key(row: Any) -> ApiKey:
+    key_id, name, role, created_at, created_by, revoked_at, revoked_by = row
+    return ApiKey(id=str(key_id), name=str(name), role=Role(str(role)),
+                  created_at=int(created_at), created_by=str(created_by),
+                  revoked_at=None if revoked_at is None else int(revoked_at),
+                  revoked_by=None if revoked_by is None else str(revoked_by))

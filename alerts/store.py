@@ -1,0 +1,330 @@
+"""The alert store: every alert and every transition, durable before it is acknowledged.
+
+SQLite in WAL mode with ``synchronous=FULL``: a :meth:`AlertStore.write` that returned is on
+disk. Two tables:
+
+* ``alerts``: one row per alert, the alert as JSON plus indexed columns for the API's filters
+  and its default order (unresolved first, open before acknowledged, then by severity, newest
+  first).
+* ``changes``: one row per transition with a gap-free ``seq`` (its primary key), action, actor
+  and note, and the alert as it was right after the transition. It is the audit log, and the
+  log that subscribers (the API's event stream, the upstream outbox) read in ``seq`` order with
+  :meth:`AlertStore.changes_since`; a write that would leave a gap is refused.
+
+Thread-safe: one connection behind one lock. Every method blocks on SQLite; call it from a
+worker thread (``asyncio.to_thread``) in async code.
+
+>>> store = AlertStore(":memory:")
+>>> store.last_seq(), store.list_alerts()
+(0, ([], None))
+"""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from alerts.errors import AlertError, InvalidCursor, StoreUnavailable
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    incident TEXT NOT NULL UNIQUE,
+    incident_key TEXT NOT NULL,
+    episode INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    status_rank INTEGER NOT NULL,
+    severity TEXT NOT NULL,
+    severity_rank INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    opened_at INTEGER NOT NULL,
+    sort_opened INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    alert TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_default_order
+    ON alerts (status_rank, severity_rank, sort_opened, id);
+CREATE INDEX IF NOT EXISTS alerts_bed ON alerts (site, bed, status_rank);
+CREATE INDEX IF NOT EXISTS alerts_opened ON alerts (opened_at);
+CREATE INDEX IF NOT EXISTS alerts_incident_key ON alerts (incident_key, episode);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT,
+    note TEXT,
+    alert_id TEXT NOT NULL,
+    alert TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_alert ON changes (alert_id, seq);
+"""
+
+_STATUS_RANK: Final = {AlertStatus.OPEN: 0, AlertStatus.ACKNOWLEDGED: 1,
+                       AlertStatus.RESOLVED: 2}
+
+_E = TypeVar("_E", AlertStatus, Severity, AlertType)
+Filter = str | Sequence[str] | None
+"""One value or a list of values (any of them matches); None: no filter."""
+
+MAX_PAGE: Final = 1000
+
+
+def _enc_hook(obj: Any) -> Any:
+    # Evidence comes from detectors: numpy scalars and the like become plain numbers, anything
+    # else its text, so an odd value can never block an alert from being stored.
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return item()
+    return str(obj)
+
+
+def split_incident(incident: str) -> tuple[str, int]:
+    """``"site/bed/type/episode#n"`` -> ``("site/bed/type/episode", n)``."""
+    key, _, n = incident.rpartition("#")
+    if not key or not n.isdigit():
+        raise ValueError(f"not an incident key: {incident!r}")
+    return key, int(n)
+
+
+class AlertStore:
+    """Alerts and their transitions in SQLite; ``":memory:"`` for offline replay and tests."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = path if path == ":memory:" else Path(path)
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self._decoder = msgspec.json.Decoder(Alert)
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+            if row[0] is None:
+                self._db.execute("INSERT INTO schema_version (version) VALUES (?)",
+                                 (SCHEMA_VERSION,))
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise AlertError(f"alert store {path} has schema version {row[0]}, newer than "
+                                 f"this gateway's {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"cannot open alert store {path}: {exc}") from exc
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def write(self, changes: Sequence[AlertChange]) -> None:
+        """Append ``changes`` (continuing the sequence without a gap) and upsert their alerts,
+        in one transaction. Raises :class:`StoreUnavailable` on disk trouble (nothing is
+        written then) and ``ValueError`` for a batch that would break the sequence."""
+        if not changes:
+            return
+        change_rows = []
+        alerts: dict[str, Alert] = {}
+        for change in changes:
+            body = self._encoder.encode(change.alert).decode()
+            change_rows.append((change.seq, change.at, change.action, change.actor, change.note,
+                                change.alert.id, body))
+            alerts[change.alert.id] = change.alert
+        alert_rows = [self._alert_row(alert) for alert in alerts.values()]
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    last = self._db.execute("SELECT coalesce(max(seq), 0) FROM changes"
+                                            ).fetchone()[0]
+                    expected = list(range(last + 1, last + 1 + len(changes)))
+                    if [c.seq for c in changes] != expected:
+                        raise ValueError(
+                            f"changes must continue the sequence after {last} without gaps; "
+                            f"got seq {changes[0].seq}..{changes[-1].seq}")
+                    self._db.executemany(
+                        "INSERT INTO changes (seq, at, action, actor, note, alert_id, alert)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", change_rows)
+                    self._db.executemany(
+                        "INSERT INTO alerts (id, incident, incident_key, episode, status,"
+                        " status_rank, severity, severity_rank, type, site, bed, opened_at,"
+                        " sort_opened, updated_at, alert)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
+                        " status_rank = excluded.status_rank, severity = excluded.severity,"
+                        " severity_rank = excluded.severity_rank,"
+                        " updated_at = excluded.updated_at, alert = excluded.alert",
+                        alert_rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"alert store write failed: {exc}") from exc
+
+    def _alert_row(self, alert: Alert) -> tuple[object, ...]:
+        key, episode = split_incident(alert.incident)
+        return (alert.id, alert.incident, key, episode, alert.status.value,
+                _STATUS_RANK[alert.status], alert.severity.value, alert.severity.rank,
+                alert.type.value, alert.site, alert.bed, alert.opened_at, -alert.opened_at,
+                alert.updated_at, self._encoder.encode(alert).decode())
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> Alert | None:
+        rows = self._query("SELECT alert FROM alerts WHERE id = ?", (alert_id,))
+        return self._decoder.decode(rows[0][0]) if rows else None
+
+    def open_alerts(self) -> list[Alert]:
+        """Every alert not yet resolved, oldest first."""
+        rows = self._query("SELECT alert FROM alerts WHERE status_rank < 2"
+                           " ORDER BY opened_at, id")
+        return [self._decoder.decode(r[0]) for r in rows]
+
+    def episode_counters(self) -> dict[str, int]:
+        """The highest episode number of every incident key (``site/bed/type/episode``)."""
+        rows = self._query("SELECT incident_key, max(episode) FROM alerts"
+                           " GROUP BY incident_key")
+        return {str(k): int(n) for k, n in rows}
+
+    def history(self, alert_id: str) -> list[AlertChange]:
+        """Every transition of one alert, in order."""
+        rows = self._query("SELECT seq, at, action, actor, note, alert FROM changes"
+                           " WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [self._change(row) for row in rows]
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[AlertChange]:
+        """Transitions with a sequence number above ``seq``, in order, at most ``limit``."""
+        if limit < 1:
+            raise ValueError("limit must be positive")
+        rows = self._query("SELECT seq, at, action, actor, note, alert FROM changes"
+                           " WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        return [self._change(row) for row in rows]
+
+    def last_seq(self) -> int:
+        """The sequence number of the latest transition (0 when there is none)."""
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM changes")[0][0])
+
+    def list_alerts(self, *, status: Filter = None, severity: Filter = None,
+                    type: Filter = None, site: Filter = None,
+                    bed: Filter = None, since: int | None = None, until: int | None = None,
+                    cursor: str | None = None, limit: int = 100,
+                    ) -> tuple[list[Alert], str | None]:
+        """One page of alerts matching every given filter, and the cursor of the next page
+        (None on the last page).
+
+        Order: unresolved first (open before acknowledged), then by severity, then newest
+        ``opened_at`` first. ``since`` (inclusive) and ``until`` (exclusive) bound
+        ``opened_at``. The cursor is keyset-based: alerts inserted meanwhile never shift a
+        page, so no alert is served twice or skipped because of an insert.
+        """
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE}")
+        where: list[str] = []
+        args: list[object] = []
+
+        def any_of(column: str, values: Iterable[object]) -> None:
+            listed = list(values)
+            where.append(f"{column} IN ({', '.join('?' * len(listed))})")
+            args.extend(listed)
+
+        if status is not None:
+            any_of("status", (s.value for s in _values(AlertStatus, status)))
+        if severity is not None:
+            any_of("severity", (s.value for s in _values(Severity, severity)))
+        if type is not None:
+            any_of("type", (t.value for t in _values(AlertType, type)))
+        if site is not None:
+            any_of("site", _strings(site))
+        if bed is not None:
+            any_of("bed", _strings(bed))
+        if since is not None:
+            where.append("opened_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("opened_at < ?")
+            args.append(until)
+        if cursor is not None:
+            where.append("(status_rank, severity_rank, sort_opened, id) > (?, ?, ?, ?)")
+            args.extend(_decode_cursor(cursor))
+        sql = ("SELECT status_rank, severity_rank, sort_opened, id, alert FROM alerts"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY status_rank, severity_rank, sort_opened, id LIMIT ?")
+        rows = self._query(sql, (*args, limit + 1))
+        page = rows[:limit]
+        alerts = [self._decoder.decode(row[4]) for row in page]
+        next_cursor = _encode_cursor(page[-1][:4]) if len(rows) > limit else None
+        return alerts, next_cursor
+
+    def count(self, *, status: Filter = None) -> int:
+        if status is None:
+            return int(self._query("SELECT count(*) FROM alerts")[0][0])
+        values = [s.value for s in _values(AlertStatus, status)]
+        return int(self._query(
+            f"SELECT count(*) FROM alerts WHERE status IN ({', '.join('?' * len(values))})",
+            values)[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> AlertStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StoreUnavailable(f"alert store read failed: {exc}") from exc
+
+    def _change(self, row: tuple[Any, ...]) -> AlertChange:
+        seq, at, action, actor, note, body = row
+        return AlertChange(seq=seq, at=at, action=action, actor=actor, note=note,
+                           alert=self._decoder.decode(body))
+
+
+def _strings(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def _values(enum: type[_E], value: str | Sequence[str]) -> list[_E]:
+    try:
+        return [enum(v) for v in _strings(value)]
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum)
+        raise ValueError(f"unknown {enum.__name__} in {value!r} (one of {allowed})") from None
+
+
+def _encode_cursor(key: Sequence[object]) -> str:
+    raw = msgspec.json.encode(["c1", *key])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, int, int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, status_rank, severity_rank, sort_opened, alert_id = msgspec.json.decode(raw)
+    except (ValueError, TypeError, msgspec.DecodeError):
+        raise InvalidCursor(f"invalid cursor {cursor[:80]!r}") from None
+    if (tag != "c1" or not all(isinstance(v, int) and not isinstance(v, bool)
+                                for v in (status_rank, severity_rank, sort_opened))
+            or not isinstance(alert_id, str)):
+        raise InvalidCursor(f"invalid cursor {cursor[:80]!r}")
+    return status_rank, severity_rank, sort_opened, alert_id

@@ -1,0 +1,299 @@
+"""Alert latency: emergency button press published -> alert received on the API's SSE stream.
+
+Set-up, all real processes on this machine: mosquitto, ``homecare gateway`` (writing to
+VictoriaMetrics when it is installed, as a deployment would), a background publisher in its own
+process pushing realistic simulator traffic (:func:`simulators.load.pregenerate`) at a paced
+10,000 msg/s, and this process, which subscribes to ``/api/v1/alerts/stream`` and presses
+buttons. Each press is on its own bed (site ``bench``), so each one opens a new critical alert
+(the engine folds further presses of a bed into its open alert, which would not be a new
+event). Presses are spaced 10-30 ms apart at random so they do not line up with the gateway's
+batching.
+
+Latency is measured on one clock (this process): from just before the PUBLISH is written to
+the socket to the ``opened`` event for that bed being parsed from the stream. The background
+rate reported is what the gateway counted (``homecare_messages_received_total``) during the
+presses, not what was asked for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import random
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from simulators.load import pregenerate
+from simulators.mqtt import BrokerUrl, Publisher, publish_packet
+from tests.servers import GatewayProcess, Mosquitto, VictoriaMetrics
+
+SITE = "bench"
+BACKGROUND_RATE = 10_000
+BACKGROUND_BEDS = 2_500
+"""At ~4 messages per bed per second (DESIGN.md's scale anchor), 10k msg/s is ~2,500 beds."""
+WARMUP_S = 3.0
+DRAIN_TIMEOUT_S = 15.0
+
+
+# --- background traffic (child process) -------------------------------------------------------
+
+def _background_main(url: str, rate: float, n_messages: int, seed: int,
+                     conn: Connection) -> None:
+    messages = pregenerate(beds=BACKGROUND_BEDS, n_messages=n_messages, seed=seed)
+    conn.send(("ready", len(messages)))
+    if conn.recv() != "go":
+        return
+    sent, seconds = asyncio.run(_paced(url, messages, rate, conn))
+    conn.send(("done", sent, seconds))
+
+
+async def _paced(url: str, messages: list[tuple[str, bytes]], rate: float,
+                 conn: Connection, connections: int = 4) -> tuple[int, float]:
+    """Publish at ``rate`` msg/s (QoS 1, flow-controlled by PUBACKs) until done or told to
+    stop; messages of one topic always share a connection, so each device stays in order."""
+    broker = BrokerUrl.parse(url)
+    publishers = [Publisher(broker, client_id=f"bench-bg-{i}", max_inflight=5_000,
+                            reconnect=False, drain_timeout_s=5.0) for i in range(connections)]
+    await asyncio.gather(*(p.connect() for p in publishers))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = 0
+    tick = 0.005
+    try:
+        while sent < len(messages) and not conn.poll():
+            due = min(len(messages), int((loop.time() - started) * rate))
+            if due > sent:
+                shards: dict[int, list[tuple[bytes, bytes]]] = {}
+                for topic, payload in messages[sent:due]:
+                    raw = topic.encode()
+                    shards.setdefault(zlib.crc32(raw) % connections, []).append((raw, payload))
+                for i, chunk in shards.items():
+                    publisher = publishers[i]
+                    await publisher.wait_window(len(chunk))
+                    ids = publisher.allocate_ids(len(chunk))
+                    publisher.write_many(
+                        [publish_packet(t, p, qos=1, retain=False, packet_id=pid)
+                         for (t, p), pid in zip(chunk, ids, strict=True)], ids)
+                sent = due
+            await asyncio.sleep(tick)  # pacing: the next slice of the schedule
+        seconds = loop.time() - started
+        await asyncio.gather(*(p.drain() for p in publishers))
+    finally:
+        await asyncio.gather(*(p.disconnect() for p in publishers), return_exceptions=True)
+    return sent, seconds
+
+
+# --- presses and the stream (this process) ----------------------------------------------------
+
+class _Stream:
+    """The SSE stream: times the first ``opened`` event of each bench bed."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+        self.opened: dict[str, float] = {}
+        self.connected = asyncio.Event()
+        self.expected = 0
+        self.all_in = asyncio.Event()
+        self.events = 0
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        """Read the stream, reconnecting with ``Last-Event-ID`` when the server ends it (a
+        client that falls too far behind is disconnected by design)."""
+        last_id: str | None = None
+        timeout = httpx.Timeout(10.0, read=None)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            while True:
+                headers = {"Authorization": f"Bearer {self.key}",
+                           "Accept": "text/event-stream"}
+                if last_id is not None:
+                    headers["Last-Event-ID"] = last_id
+                    self.reconnects += 1
+                async with client.stream("GET", f"{self.url}/api/v1/alerts/stream",
+                                         headers=headers) as response:
+                    response.raise_for_status()
+                    self.connected.set()
+                    event = ""
+                    async for line in response.aiter_lines():
+                        if line.startswith("id:"):
+                            last_id = line[3:].strip()
+                        elif line.startswith("event:"):
+                            event = line[6:].strip()
+                        elif line.startswith("data:") and event == "opened":
+                            self._opened(json.loads(line[5:])["alert"], time.perf_counter())
+                        elif not line:
+                            event = ""
+
+    def _opened(self, alert: dict[str, Any], now: float) -> None:
+        self.events += 1
+        if alert["site"] == SITE:
+            self.opened.setdefault(alert["bed"], now)
+            if len(self.opened) >= self.expected:
+                self.all_in.set()
+
+
+async def _press_all(mqtt_url: str, presses: int, stream: _Stream, seed: int
+                     ) -> dict[str, float]:
+    rng = random.Random(seed)
+    client = Publisher(BrokerUrl.parse(mqtt_url), client_id="bench-presses", reconnect=False)
+    await client.connect()
+    pressed: dict[str, float] = {}
+    stream.expected = presses
+    try:
+        for i in range(presses):
+            bed = f"p-{i:05d}"
+            topic = f"homecare/v1/{SITE}/{bed}/button/btn-{i:05d}/event"
+            payload = json.dumps({"ts": time.time_ns() // 1_000_000, "seq": 1,
+                                  "event": "press"}).encode()
+            pressed[bed] = time.perf_counter()
+            client.publish_nowait(topic, payload, qos=1)
+            await asyncio.sleep(rng.uniform(0.010, 0.030))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await stream.all_in.wait()
+    finally:
+        await client.disconnect()
+    return pressed
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def run(*, quick: bool = False, presses: int | None = None,
+        background_rate: float = BACKGROUND_RATE, keep_dir: Path | None = None,
+        profile_to: Path | None = None) -> dict[str, Any]:
+    """The figures; ``profile_to``: also record the gateway with py-spy (collapsed stacks)
+    while the buttons are pressed."""
+    presses = presses or (100 if quick else 1000)
+    mean_gap_s = 0.020
+    seconds = WARMUP_S + presses * mean_gap_s + 5.0
+    n_background = int(background_rate * seconds)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    key = secrets.token_urlsafe(24)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    background: Any = None
+    mq = Mosquitto(workdir / "mosquitto")
+    vm: VictoriaMetrics | None = None
+    gateway: GatewayProcess | None = None
+    try:
+        mq.start()
+        background = ctx.Process(target=_background_main, name="bench-background",
+                                 args=(mq.url, background_rate, n_background, 11, child))
+        background.start()
+        env = {"HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning",
+               "HOMECARE_MQTT_CLIENT_ID": "bench-latency-gateway"}
+        store = "none (spool only)"
+        if shutil.which("victoria-metrics") or Path("/usr/bin/victoria-metrics").exists():
+            vm = VictoriaMetrics(workdir / "vm")
+            vm.start()
+            env.update({"HOMECARE_INFLUX_URL": vm.url, "HOMECARE_INFLUX_API": "v2",
+                        "HOMECARE_INFLUX_ORG": "bench", "HOMECARE_INFLUX_BUCKET": "homecare",
+                        "HOMECARE_INFLUX_TOKEN": "bench"})
+            store = "victoria-metrics (InfluxDB v2 write API)"
+        gateway = GatewayProcess(workdir / "gateway", mqtt_url=mq.url, env=env)
+        gateway.start()
+        gateway.wait_connected()
+        if not parent.poll(300):
+            raise TimeoutError("background traffic was not generated in time")
+        _, generated = parent.recv()
+        profiler = None
+        if profile_to is not None and gateway.proc is not None:
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(gateway.proc.pid), "--format", "raw", "--output", str(profile_to),
+                 "--rate", "200", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            figures = asyncio.run(_measure(gateway, mq.url, key, presses, parent,
+                                           background_rate))
+        finally:
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
+        figures["store"] = store
+        figures["background_generated_messages"] = generated
+        return figures
+    finally:
+        with contextlib.suppress(Exception):
+            parent.send("stop")
+        if background is not None:
+            background.join(30)
+            if background.is_alive():
+                background.kill()
+        if gateway is not None:
+            gateway.stop()
+        if vm is not None:
+            vm.stop()
+        mq.stop()
+        if keep_dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: int,
+                   control: Connection, background_rate: float) -> dict[str, Any]:
+    stream = _Stream(gateway.url, key)
+    reader = asyncio.create_task(stream.run(), name="bench-stream")
+    try:
+        async with asyncio.timeout(30):
+            await stream.connected.wait()
+        control.send("go")
+        await asyncio.sleep(WARMUP_S)  # background at full rate before the first press
+        before = await asyncio.to_thread(gateway.metrics)
+        started = time.perf_counter()
+        pressed = await _press_all(mqtt_url, presses, stream, seed=5)
+        elapsed = time.perf_counter() - started
+        after = await asyncio.to_thread(gateway.metrics)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+    control.send("stop")
+    bg_published = await asyncio.to_thread(control.recv) if control.poll(30) else None
+    latencies = [(stream.opened[bed] - t) * 1000 for bed, t in pressed.items()
+                 if bed in stream.opened]
+    received = (after.get("homecare_messages_received_total", 0)
+                - before.get("homecare_messages_received_total", 0))
+    figures: dict[str, Any] = {
+        "presses": presses,
+        "alerts_received": len(latencies),
+        "lost": presses - len(latencies),
+        "background_msgs_per_s": round((received - presses) / elapsed),
+        "background_target_msgs_per_s": background_rate,
+        "seconds": round(elapsed, 2),
+        "stream_reconnects": stream.reconnects,
+    }
+    if bg_published is not None:
+        _, sent, secs = bg_published
+        figures["background_published_msgs_per_s"] = round(sent / secs) if secs else None
+    if latencies:
+        figures.update({
+            "p50": round(_percentile(latencies, 50), 2),
+            "p95": round(_percentile(latencies, 95), 2),
+            "p99": round(_percentile(latencies, 99), 2),
+            "max": round(max(latencies), 2),
+            "mean": round(statistics.fmean(latencies), 2),
+        })
+    figures["gateway_inbox_depth_end"] = after.get("homecare_inbox_depth", 0)
+    return figures
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick=True), indent=2))

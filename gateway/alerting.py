@@ -1,0 +1,190 @@
+"""The alerting stage of the pipeline: immediate rules and detectors feed the alert engine.
+
+``accept`` (event loop, per batch) runs the immediate rules first and applies their findings
+before any detector runs, so an emergency call or a fall never waits for, or fails with, a
+detector. ``commit`` (worker thread, before the batch is acknowledged to the broker) makes the
+alert changes durable. ``tick`` (every second in the gateway; simulated time in replay) lets
+the rules and detectors report what is due at that moment and the engine escalate and
+auto-resolve. The clock is the receipt time of the messages, never the device clocks.
+
+A detector that raises is logged (at most once a minute per detector) and counted in
+``homecare_detector_errors_total``; the other detectors and the rules go on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Sequence
+from typing import Protocol, cast
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from alerts.engine import AlertEngine
+from alerts.escalation import EscalationPolicy, Schedule
+from alerts.model import AlertChange, Finding
+from alerts.rules import ImmediateRules
+from alerts.store import AlertStore
+from devices.codec import Message
+from devices.registry import Registry
+from gateway.config import Settings
+
+log = logging.getLogger("homecare.alerting")
+
+DETECTOR_LOG_INTERVAL_S = 60.0
+
+
+class Detector(Protocol):
+    """What the stage needs of a detector (``gateway.detect.Detector`` has more)."""
+
+    name: str
+
+    def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> object:
+        """Take a batch; may return findings at once (a sequence), or None."""
+
+    def evaluate(self, now_ms: int) -> Sequence[Finding]:
+        """Findings due at ``now_ms``."""
+
+
+def load_detectors(registry: Registry, *, timezone: str | None) -> list[Detector]:
+    """The detectors of ``gateway.detect`` for ``registry``; none while that package does not
+    exist yet. Any other import or construction error propagates (a bug must not be hidden)."""
+    try:
+        module = importlib.import_module("gateway.detect")
+    except ModuleNotFoundError as exc:
+        if exc.name != "gateway.detect":
+            raise
+        log.warning("alerting.no_detectors reason=gateway.detect missing; immediate rules only")
+        return []
+    detectors = module.build_detectors(registry, timezone=timezone)
+    return cast(list[Detector], list(detectors))
+
+
+def policy_from_settings(settings: Settings) -> EscalationPolicy:
+    s = settings
+    return EscalationPolicy(
+        critical=Schedule.seconds(s.alert_escalation_critical_s, s.alert_repeat_critical_s),
+        high=Schedule.seconds(s.alert_escalation_high_s, s.alert_repeat_high_s),
+        medium=Schedule.seconds(s.alert_escalation_medium_s, s.alert_repeat_medium_s),
+        low=Schedule.seconds(s.alert_escalation_low_s, s.alert_repeat_low_s))
+
+
+def engine_from_settings(settings: Settings, store: AlertStore) -> AlertEngine:
+    """An :class:`AlertEngine` on ``store`` with the escalation, cancel, clear and update
+    settings."""
+    return AlertEngine(
+        store, policy=policy_from_settings(settings),
+        cancel_window_ms=round(settings.alert_cancel_window_s * 1000),
+        clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
+        update_interval_ms=round(settings.alert_update_interval_s * 1000))
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.findings = Counter("homecare_alert_findings", "Findings from rules and detectors",
+                                registry=r)
+        self.changes = Counter("homecare_alert_changes", "Alert transitions staged",
+                               ["action"], registry=r)
+        self.open = Gauge("homecare_alerts_open", "Unresolved alerts", registry=r)
+        self.detector_errors = Counter("homecare_detector_errors",
+                                       "Exceptions raised by detectors", ["detector"],
+                                       registry=r)
+        self.commit_seconds = Histogram(
+            "homecare_alert_commit_seconds", "Alert store commit latency", registry=r,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+        self.open_latency = Histogram(
+            "homecare_alert_open_latency_seconds",
+            "From receipt of the message that opened an alert to the alert being on disk "
+            "(live gateway only)", ["severity"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+
+
+class AlertingStage:
+    """A pipeline :class:`~gateway.pipeline.Stage` around an :class:`AlertEngine`."""
+
+    name = "alerts"
+
+    def __init__(self, engine: AlertEngine, *, rules: ImmediateRules | None = None,
+                 detectors: Sequence[Detector] = (),
+                 metrics: CollectorRegistry | None = None) -> None:
+        """``metrics``: register the stage's Prometheus metrics there. Only the live gateway
+        passes it: the receipt-to-disk latency it measures compares with the wall clock."""
+        self.engine = engine
+        self.rules = rules if rules is not None else ImmediateRules()
+        self.detectors = tuple(detectors)
+        self._metrics = _Metrics(metrics) if metrics is not None else None
+        self._failure_logged: dict[str, float] = {}
+        self.rules.resume(engine.open_alerts())
+        if self._metrics is not None:
+            engine.add_listener(self._observe_committed)
+
+    def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+        if not messages:
+            return
+        now = max(received_ms)
+        found = self.rules.update(messages, received_ms)
+        if found:
+            self._apply(found, now)
+        for detector in self.detectors:
+            try:
+                result = detector.update(messages, received_ms)
+            except Exception:
+                self._detector_failed(detector, "update")
+                continue
+            if result:
+                self._apply(list(cast(Sequence[Finding], result)), now)
+
+    def commit(self) -> None:
+        started = time.perf_counter()
+        self.engine.commit()
+        if self._metrics is not None:
+            self._metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    def tick(self, now_ms: int) -> list[AlertChange]:
+        """Findings due at ``now_ms``, then escalation and auto-resolution; returns the
+        changes staged (commit them with :meth:`commit`)."""
+        findings = list(self.rules.evaluate(now_ms))
+        for detector in self.detectors:
+            try:
+                findings.extend(detector.evaluate(now_ms))
+            except Exception:
+                self._detector_failed(detector, "evaluate")
+        changes = self._apply(findings, now_ms) if findings else []
+        ticked = self.engine.tick(now_ms)
+        self._count(ticked)
+        if self._metrics is not None:
+            self._metrics.open.set(self.engine.open_count)
+        return changes + ticked
+
+    def _apply(self, findings: list[Finding], now_ms: int) -> list[AlertChange]:
+        changes = self.engine.apply(findings, now_ms)
+        if self._metrics is not None:
+            self._metrics.findings.inc(len(findings))
+        self._count(changes)
+        return changes
+
+    def _observe_committed(self, changes: list[AlertChange]) -> None:
+        assert self._metrics is not None
+        now_ms = time.time() * 1000
+        for change in changes:
+            if change.action == "opened":
+                self._metrics.open_latency.labels(change.alert.severity.value).observe(
+                    max(0.0, now_ms - change.alert.opened_at) / 1000)
+
+    def _count(self, changes: list[AlertChange]) -> None:
+        if self._metrics is not None:
+            for change in changes:
+                self._metrics.changes.labels(change.action).inc()
+
+    def _detector_failed(self, detector: Detector, where: str) -> None:
+        name = getattr(detector, "name", type(detector).__name__)
+        if self._metrics is not None:
+            self._metrics.detector_errors.labels(name).inc()
+        now = time.monotonic()
+        if now - self._failure_logged.get(name, -DETECTOR_LOG_INTERVAL_S) >= \
+                DETECTOR_LOG_INTERVAL_S:
+            self._failure_logged[name] = now
+            log.exception("detector.failed detector=%s in=%s; its findings are skipped, the "
+                          "rules and other detectors go on", name, where)

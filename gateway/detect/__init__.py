@@ -1,0 +1,85 @@
+"""Rolling-window detectors: device messages in, :class:`~alerts.model.Finding` values out.
+
+Every detector has the same small API (``update`` a batch, ``evaluate`` at a moment, ``state``
+and ``restore`` across restarts), so the alerting stage treats them alike and a new rule is one
+new class. :func:`build_detectors` returns the full set for a registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from alerts.model import Finding
+from devices.codec import Message
+from devices.registry import Registry
+from gateway.detect._base import DetectorBase
+from gateway.detect._fleet import Fleet
+from gateway.detect.battery import LowBatteryDetector
+from gateway.detect.bed_exit import NightBedExitDetector
+from gateway.detect.inactivity import InactivityDetector
+from gateway.detect.offline import DeviceOfflineDetector
+from gateway.detect.sensor_fault import SensorFaultDetector
+from gateway.detect.service import ServiceAnomalyDetector
+from gateway.detect.sound import AbnormalSoundDetector
+from gateway.detect.vitals import VitalSignsDetector
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A rolling-window detector over one bed's streams.
+
+    ``update`` takes a batch of accepted messages in arrival order with their receipt times
+    (epoch ms; the simulated clock in replay). ``evaluate(now_ms)`` returns the findings that
+    are due at ``now_ms``: new or continuing conditions (``active=True``) and conditions that
+    have cleared (``active=False``). ``state``/``restore`` round-trip everything learned.
+    """
+
+    name: str
+
+    def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None: ...
+
+    def evaluate(self, now_ms: int) -> list[Finding]: ...
+
+    def state(self) -> bytes: ...
+
+    def restore(self, blob: bytes) -> None: ...
+
+
+def build_detectors(registry: Registry, *, timezone: str | None) -> list[Detector]:
+    """Every detector, configured from ``registry`` (per-bed settings, site time zones).
+
+    ``timezone`` is the gateway's fallback IANA zone for sites without their own (``None``:
+    the machine's zone). The detectors share one :class:`Fleet` (bed and device numbering)
+    and so extract each batch's columns once.
+    """
+    fleet = Fleet(registry, timezone=timezone)
+    return [cls(fleet=fleet) for cls in DETECTORS]
+
+
+DETECTORS: tuple[type[DetectorBase], ...] = (
+    InactivityDetector,
+    NightBedExitDetector,
+    AbnormalSoundDetector,
+    VitalSignsDetector,
+    DeviceOfflineDetector,
+    LowBatteryDetector,
+    SensorFaultDetector,
+    ServiceAnomalyDetector,
+)
+"""Every detector class, in the order :func:`build_detectors` returns them."""
+
+__all__ = [
+    "DETECTORS",
+    "AbnormalSoundDetector",
+    "Detector",
+    "DeviceOfflineDetector",
+    "Fleet",
+    "InactivityDetector",
+    "LowBatteryDetector",
+    "NightBedExitDetector",
+    "SensorFaultDetector",
+    "ServiceAnomalyDetector",
+    "VitalSignsDetector",
+    "build_detectors",
+]

@@ -1,0 +1,158 @@
+"""Ring buffers of recent samples and slot baselines, as columns of a per-bed :class:`Table`.
+
+:class:`Ring`: the last ``width`` samples of each bed's stream of ``metrics`` values taken
+together (one time column, one value column per metric; NaN where a sample lacks a metric).
+A batch is scattered in with numpy indexing: samples are ordered by (bed, time), each gets
+its rank within its bed, and lands at ``(written + rank) % width``.
+
+:class:`SlotBaseline`: a person's own long-term level of each metric. Samples are averaged
+per slot (10 minutes); the last ``slots`` slot means (a day) are kept, and their 5 %, 50 %
+and 95 % quantiles are recomputed only when a slot closes, so reading the baseline costs
+nothing. Slots in which many samples were abnormal are stored as missing, so an incident
+does not become the person's normal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.detect._fleet import NONE
+from gateway.detect._table import Table
+
+I64 = npt.NDArray[np.int64]
+F32 = npt.NDArray[np.float32]
+Bool = npt.NDArray[np.bool_]
+
+SLOT_MS: Final = 10 * 60_000
+"""Baseline slot: samples are averaged over this long before entering the baseline."""
+BASELINE_SLOTS: Final = 144
+"""Slots kept per bed: a day of 10-minute means."""
+BAD_SLOT_SHARE: Final = 0.3
+"""A slot with more abnormal samples than this share is left out of the baseline."""
+QUANTILES: Final = (0.05, 0.5, 0.95)
+
+
+def group_starts(keys: I64) -> tuple[I64, I64]:
+    """For sorted ``keys``: start index and length of each run of equal keys."""
+    n = len(keys)
+    if not n:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    lengths = np.diff(np.append(starts, n))
+    return starts, lengths
+
+
+class Ring:
+    """Per bed, the last ``width`` samples: time and ``metrics`` values."""
+
+    __slots__ = ("_n", "_t", "_v", "metrics", "table", "width")
+
+    def __init__(self, table: Table, name: str, *, metrics: int, width: int) -> None:
+        self.table = table
+        self.metrics = metrics
+        self.width = width
+        self._v, self._t, self._n = f"{name}.v", f"{name}.t", f"{name}.n"
+        table.column(self._v, np.float32, np.nan, (metrics, width))
+        table.column(self._t, np.int64, NONE, (width,))
+        table.column(self._n, np.int64, 0)
+
+    def push(self, bed: I64, t: I64, values: F32) -> None:
+        """Add samples; ``values`` is ``len(t) x metrics``."""
+        if not len(t):
+            return
+        w = self.width
+        order = np.lexsort((t, bed))
+        bed, t, values = bed[order], t[order], values[order]
+        starts, lengths = group_starts(bed)
+        rank = np.arange(len(bed)) - np.repeat(starts, lengths)
+        keep = rank >= np.repeat(lengths, lengths) - w  # only the newest `width` per bed
+        heads = bed[starts]
+        if not keep.all():
+            bed, t, values, rank = bed[keep], t[keep], values[keep], rank[keep]
+        written = self.table[self._n]
+        position = (written[bed] + rank) % w
+        self.table[self._t][bed, position] = t
+        stored = self.table[self._v]
+        for m in range(self.metrics):
+            stored[bed, m, position] = values[:, m]
+        written[heads] += lengths
+
+    def window(self, beds: I64) -> tuple[I64, F32]:
+        """Times (``len(beds) x width``) and values (``len(beds) x metrics x width``)."""
+        return self.table[self._t][beds], self.table[self._v][beds]
+
+
+class SlotBaseline:
+    """Per bed and metric: slot means over a day and their 5/50/95 % quantiles."""
+
+    __slots__ = ("_name", "metrics", "slots", "table")
+
+    def __init__(self, table: Table, name: str, *, metrics: int,
+                 slots: int = BASELINE_SLOTS) -> None:
+        self.table = table
+        self._name = name
+        self.metrics = metrics
+        self.slots = slots
+        table.column(f"{name}.slot", np.int64, NONE)
+        table.column(f"{name}.sum", np.float64, 0.0, (metrics,))
+        table.column(f"{name}.count", np.int64, 0, (metrics,))
+        table.column(f"{name}.bad", np.int64, 0, (metrics,))
+        table.column(f"{name}.means", np.float32, np.nan, (metrics, slots))
+        table.column(f"{name}.pushed", np.int64, 0)
+        table.column(f"{name}.q", np.float32, np.nan, (metrics, len(QUANTILES)))
+        table.column(f"{name}.valid", np.int64, 0, (metrics,))
+
+    def _col(self, column: str) -> npt.NDArray[Any]:
+        return self.table[f"{self._name}.{column}"]
+
+    def add(self, bed: I64, t: I64, values: F32, bad: Bool) -> None:
+        """Add samples (``len(t) x metrics``; NaN values are ignored); ``bad`` marks the
+        abnormal ones."""
+        if not len(t):
+            return
+        slot = t // SLOT_MS
+        current = self._col("slot")
+        newest = np.full(len(current), NONE, np.int64)
+        np.maximum.at(newest, bed, slot)
+        closing = np.flatnonzero(newest > current)
+        if len(closing):
+            self._close(closing, newest[closing])
+        present = ~np.isnan(values)
+        np.add.at(self._col("sum"), bed, np.where(present, values, 0.0))
+        np.add.at(self._col("count"), bed, present)
+        np.add.at(self._col("bad"), bed, bad & present)
+
+    def _close(self, beds: I64, new_slot: I64) -> None:
+        total, count, bad = self._col("sum"), self._col("count"), self._col("bad")
+        had = beds[(count[beds] > 0).any(axis=1)]
+        if len(had):
+            n = count[had]
+            mean = (total[had] / np.maximum(n, 1)).astype(np.float32)
+            mean[(n == 0) | (bad[had] > BAD_SLOT_SHARE * n)] = np.nan
+            pushed = self._col("pushed")
+            self._col("means")[had, :, pushed[had] % self.slots] = mean
+            pushed[had] += 1
+            self._refresh(had)
+        self._col("slot")[beds] = new_slot
+        total[beds] = 0.0
+        count[beds] = 0
+        bad[beds] = 0
+
+    def _refresh(self, beds: I64) -> None:
+        ordered = np.sort(self._col("means")[beds], axis=2)  # NaN sorts last
+        valid = (~np.isnan(ordered)).sum(axis=2)
+        self._col("valid")[beds] = valid
+        top = np.maximum(valid - 1, 0)
+        quantiles = self._col("q")
+        for j, q in enumerate(QUANTILES):
+            pick = np.floor(q * top + 0.5).astype(np.int64)
+            quantiles[beds, :, j] = np.take_along_axis(ordered, pick[:, :, None], axis=2)[:, :, 0]
+
+    def quantiles(self, beds: I64, metric: int) -> tuple[F32, F32, F32, I64]:
+        """``(q05, median, q95, valid_slots)`` per bed; NaN where no slot is valid."""
+        q = self._col("q")[beds, metric]
+        valid: I64 = self._col("valid")[beds, metric]
+        return q[:, 0], q[:, 1], q[:, 2], valid

@@ -1,0 +1,94 @@
+"""``low_battery``: a device reports its battery under ``low_battery_pct`` (BedSettings).
+
+>>> from gateway.detect.battery import LowBatteryDetector
+>>> LowBatteryDetector(timezone="UTC").evaluate(0)
+[]
+
+One episode per device. It clears once the device reports at least ``low_battery_pct`` +
+:data:`HYSTERESIS_PCT` (the battery was replaced or recharged), so a level wobbling around
+the threshold does not open and close alerts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from alerts.model import AlertType, Finding, Severity
+from devices.topics import Kind
+from gateway.detect._base import DetectorBase, rounded, transitions
+from gateway.detect._batch import Batch
+from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
+
+HYSTERESIS_PCT: Final = 5.0
+_BUTTON: Final = KIND_CODES[Kind.BUTTON]
+
+
+class LowBatteryDetector(DetectorBase):
+    name = "low_battery"
+    alert_type = AlertType.LOW_BATTERY
+    severity = Severity.LOW
+
+    def _declare(self) -> None:
+        d = self.devices
+        d.column("battery", np.float32, np.nan)
+        d.column("low_since", np.int64, NONE)
+        d.column("active", np.bool_, False)
+        d.column("active_since", np.int64, NONE)
+
+    def _update(self, batch: Batch) -> None:
+        if not batch.statuses:
+            return
+        d = self.devices
+        battery, low_since = d["battery"], d["low_since"]
+        limit = self.fleet.settings["low_battery_pct"]
+        for record in batch.statuses:
+            level = record.status.battery
+            if level is None:
+                continue
+            battery[record.device] = level
+            low = level < limit[record.bed]
+            if low and low_since[record.device] == NONE:
+                low_since[record.device] = record.received
+            elif not low:
+                low_since[record.device] = NONE
+
+    def _evaluate(self, now_ms: int) -> list[Finding]:
+        fleet = self.fleet
+        n = fleet.n_devices
+        if not n:
+            return []
+        d = self.devices
+        battery = d["battery"][:n]
+        limit = fleet.settings["low_battery_pct"][fleet.device_bed[:n]]
+        active = d["active"][:n]
+        with np.errstate(invalid="ignore"):
+            desired = np.where(active, ~(battery >= limit + HYSTERESIS_PCT), battery < limit)
+        on, off = transitions(active, desired)
+        findings: list[Finding] = []
+        for i in on.tolist():
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]]
+            since = int(d["low_since"][i]) if d["low_since"][i] != NONE else now_ms
+            d["active_since"][i] = since
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=True, started_at=since,
+                episode=device,
+                severity=Severity.MEDIUM if fleet.device_kind[i] == _BUTTON else Severity.LOW,
+                summary=f"{kind.value} {device} battery at {battery[i]:.0f} %",
+                evidence={"device": device, "kind": kind.value,
+                          "battery_pct": rounded(battery[i]),
+                          "threshold_pct": rounded(limit[i])}))
+        for i in off.tolist():
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]]
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=False,
+                started_at=int(d["active_since"][i]), episode=device,
+                severity=Severity.MEDIUM if fleet.device_kind[i] == _BUTTON else Severity.LOW,
+                summary=f"{kind.value} {device} battery back at {battery[i]:.0f} %",
+                evidence={"device": device, "kind": kind.value,
+                          "battery_pct": rounded(battery[i])}))
+            d["active_since"][i] = NONE
+        return findings

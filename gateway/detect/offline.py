@@ -1,0 +1,130 @@
+"""``device_offline``: a device silent for longer than it promised, or announced offline.
+
+>>> from gateway.detect.offline import DeviceOfflineDetector
+>>> DeviceOfflineDetector(timezone="UTC").evaluate(0)
+[]
+
+Every device promises a status at least every ``heartbeat_s`` (from its latest status, else
+the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), measured
+on the receipt clock, or an explicit ``state: offline`` status (the MQTT last will, whose
+``ts`` is the connect time and ``seq`` 0, so neither is trusted) raises the condition; any
+later message from the device clears it. One episode per device. Badges travel with the
+caregiver and publish events only: they are never reported offline. A device must have been
+heard once to go offline: one listed in the registry that never spoke is a commissioning
+matter (shown with the bed's devices), not an outage.
+
+A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent, on
+at least :data:`DARK_SITE_MIN_BEDS` beds) is an outage of the site's link or of the gateway's
+own intake, which the gateway's health checks report; it does not become one alert per
+device. Explicit last wills are still reported one by one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from alerts.model import AlertType, Finding, Severity
+from devices.topics import Kind
+from gateway.detect._base import DetectorBase, rounded, transitions
+from gateway.detect._batch import Batch
+from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
+
+DARK_SITE_SHARE: Final = 0.5
+DARK_SITE_MIN_BEDS: Final = 3
+_BADGE: Final = KIND_CODES[Kind.BADGE]
+_BUTTON: Final = KIND_CODES[Kind.BUTTON]
+
+
+class DeviceOfflineDetector(DetectorBase):
+    name = "device_offline"
+    alert_type = AlertType.DEVICE_OFFLINE
+    severity = Severity.MEDIUM
+
+    def _declare(self) -> None:
+        d = self.devices
+        d.column("last_heard", np.int64, NONE)
+        d.column("heartbeat_ms", np.float64, np.nan)
+        d.column("will", np.bool_, False)
+        d.column("will_at", np.int64, NONE)
+        d.column("active", np.bool_, False)
+        d.column("active_since", np.int64, NONE)
+
+    def _update(self, batch: Batch) -> None:
+        d = self.devices
+        device, received, will = batch.device, batch.received, batch.is_will
+        heard = ~will
+        np.maximum.at(d["last_heard"], device[heard], received[heard])
+        last = np.full(self.fleet.n_devices, -1, np.int64)
+        np.maximum.at(last, device, np.arange(len(device)))
+        touched = np.flatnonzero(last >= 0)
+        final_will = will[last[touched]]
+        d["will"][touched] = final_will
+        announced = touched[final_will]
+        d["will_at"][announced] = received[last[announced]]
+        heartbeat = d["heartbeat_ms"]
+        for record in batch.statuses:
+            if record.status.heartbeat_s is not None:
+                heartbeat[record.device] = record.status.heartbeat_s * 1000.0
+
+    def _dark_sites(self, tracked: np.ndarray, silent: np.ndarray) -> np.ndarray:
+        """Per device: whether its site has gone dark as a whole."""
+        fleet = self.fleet
+        n = len(tracked)
+        site = fleet.bed_site[fleet.device_bed[:n]]
+        sites = fleet.n_sites
+        devices = np.bincount(site[tracked], minlength=sites)
+        quiet = np.bincount(site[silent], minlength=sites)
+        beds = np.bincount(fleet.bed_site[: fleet.n_beds], minlength=sites)
+        dark = (beds >= DARK_SITE_MIN_BEDS) & (quiet >= DARK_SITE_SHARE * np.maximum(devices, 1))
+        result: np.ndarray = dark[site]
+        return result
+
+    def _evaluate(self, now_ms: int) -> list[Finding]:
+        fleet = self.fleet
+        n = fleet.n_devices
+        if not n:
+            return []
+        d = self.devices
+        own = d["heartbeat_ms"][:n]
+        heartbeat = np.where(np.isnan(own), fleet.device_heartbeat_ms[:n], own)
+        last = d["last_heard"][:n]
+        silent = now_ms - last > heartbeat * fleet.offline_factor
+        will = d["will"][:n]
+        tracked = (fleet.device_kind[:n] != _BADGE) & (last != NONE)
+        active = d["active"][:n]
+        silent &= tracked
+        silent[silent & ~active] &= ~self._dark_sites(tracked, silent)[silent & ~active]
+        desired = tracked & (silent | will)
+        on, off = transitions(active, desired)
+        findings: list[Finding] = []
+        for i in on.tolist():
+            d["active_since"][i] = last[i]
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]]
+            reason = "last_will" if will[i] else "silent"
+            silent_s = (now_ms - int(last[i])) / 1000
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=True, started_at=int(last[i]),
+                episode=device,
+                severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
+                summary=(f"{kind.value} {device} announced offline" if will[i] else
+                         f"{kind.value} {device} silent for {silent_s / 60:.0f} min "
+                         f"(heartbeat {heartbeat[i] / 1000:.0f} s)"),
+                evidence={"device": device, "kind": kind.value, "reason": reason,
+                          "last_heard_ms": int(last[i]), "silent_s": rounded(silent_s),
+                          "heartbeat_s": rounded(heartbeat[i] / 1000),
+                          "offline_factor": fleet.offline_factor}))
+        for i in off.tolist():
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]]
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=False,
+                started_at=int(d["active_since"][i]), episode=device,
+                severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
+                summary=f"{kind.value} {device} heard again",
+                evidence={"device": device, "kind": kind.value,
+                          "heard_ms": int(last[i])}))
+            d["active_since"][i] = NONE
+        return findings

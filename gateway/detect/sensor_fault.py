@@ -1,0 +1,243 @@
+"""``sensor_fault``: a sensor that reports what cannot be true.
+
+>>> from gateway.detect.sensor_fault import SensorFaultDetector
+>>> SensorFaultDetector(timezone="UTC").evaluate(0)
+[]
+
+Three symptoms, one episode per device:
+
+* **stuck**: the same heart rate, breathing rate or sound level for
+  :data:`STUCK_MIN_SAMPLES` samples spanning :data:`STUCK_MIN_MS`, or the same non-zero
+  movement count for :data:`STUCK_MOTION_MIN_SAMPLES` spanning :data:`STUCK_MOTION_MIN_MS`;
+  live readings always jitter. (Zero movement repeats legitimately: sleep, an empty home;
+  small counts repeat by chance for a while, hence the longer run.)
+* **impossible**: heart rate above 230 or negative, breathing rate above 80 or negative, sound
+  below 0 or above 140 dB, at least :data:`IMPOSSIBLE_MIN` times within
+  :data:`IMPOSSIBLE_GAP_MS` of each other.
+* **clock skew**: :data:`SKEW_MIN_MESSAGES` consecutive messages whose device time is more
+  than :data:`SKEW_MS` from the receipt time, by a consistent offset (a single corrupted
+  timestamp is not a faulty clock). Last-will statuses carry their connect time and are
+  exempt.
+
+Each clears when the symptom is gone: the value changes, no impossible reading for
+:data:`IMPOSSIBLE_GAP_MS`, a message with a sane timestamp.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from alerts.model import AlertType, Finding, Severity
+from gateway.detect._base import DetectorBase, rounded, transitions
+from gateway.detect._batch import Batch
+from gateway.detect._fleet import KINDS_BY_CODE, NONE
+from gateway.detect._ring import group_starts
+
+MINUTE_MS: Final = 60_000
+MOTION, LEVEL, HEART, BREATHING = 0, 1, 2, 3
+METRICS: Final = ("motion", "level_db", "heart_rate", "breathing_rate")
+
+STUCK_MIN_SAMPLES: Final = 10
+STUCK_MIN_MS: Final = 10 * MINUTE_MS
+STUCK_MOTION_MIN_SAMPLES: Final = 20
+STUCK_MOTION_MIN_MS: Final = 15 * MINUTE_MS
+"""A movement count is a small integer: a count of 1 repeats ten times by chance about once
+in 20,000 samples, twenty times about once in 400 million."""
+STUCK_GAP_MS: Final = 30 * MINUTE_MS
+"""A run of identical values does not continue across a data gap this long."""
+STUCK_STALE_MS: Final = 30 * MINUTE_MS
+"""A stuck stream that stopped reporting this long ago no longer counts as stuck."""
+PLAUSIBLE: Final = {LEVEL: (0.0, 140.0), HEART: (0.0, 230.0), BREATHING: (0.0, 80.0)}
+IMPOSSIBLE_MIN: Final = 3
+IMPOSSIBLE_GAP_MS: Final = 15 * MINUTE_MS
+SKEW_MS: Final = 30 * MINUTE_MS
+SKEW_MIN_MESSAGES: Final = 2
+SKEW_CONSISTENT_MS: Final = 15 * MINUTE_MS
+"""Offsets of consecutive skewed messages must agree within this (network delay, bursts)."""
+_MAX = np.iinfo(np.int64).max
+
+
+class SensorFaultDetector(DetectorBase):
+    name = "sensor_fault"
+    alert_type = AlertType.SENSOR_FAULT
+    severity = Severity.MEDIUM
+
+    def _declare(self) -> None:
+        b, d = self.beds, self.devices
+        b.column("run_value", np.float32, np.nan, (4,))
+        b.column("run_start", np.int64, NONE, (4,))
+        b.column("run_last", np.int64, NONE, (4,))
+        b.column("run_count", np.int64, 0, (4,))
+        b.column("run_device", np.int64, -1, (4,))
+        d.column("impossible_first", np.int64, NONE)
+        d.column("impossible_last", np.int64, NONE)
+        d.column("impossible_count", np.int64, 0)
+        d.column("impossible_value", np.float32, np.nan)
+        d.column("skew_run", np.int64, 0)
+        d.column("skew_offset", np.int64, 0)
+        d.column("skew_since", np.int64, NONE)
+        d.column("active", np.bool_, False)
+        d.column("active_since", np.int64, NONE)
+
+    # --- update -------------------------------------------------------------------------------
+
+    def _update(self, batch: Batch) -> None:
+        ir, au, vi = batch.infrared, batch.audio, batch.vitals
+        streams = ((MOTION, ir.bed, ir.t, ir.device, ir.motion),
+                   (LEVEL, au.bed, au.t, au.device, au.level),
+                   (HEART, vi.bed, vi.t, vi.device, vi.heart),
+                   (BREATHING, vi.bed, vi.t, vi.device, vi.breathing))
+        bad_devices, bad_times, bad_values = [], [], []
+        for metric, bed, t, device, value in streams:
+            has = ~np.isnan(value)
+            if not has.any():
+                continue
+            bed, t, device, value = bed[has], t[has], device[has], value[has]
+            self._runs(metric, bed, t, device, value)
+            if metric in PLAUSIBLE:
+                low, high = PLAUSIBLE[metric]
+                bad = (value < low) | (value > high)
+                if bad.any():
+                    bad_devices.append(device[bad])
+                    bad_times.append(t[bad])
+                    bad_values.append(value[bad])
+        if bad_devices:
+            self._impossible(np.concatenate(bad_devices), np.concatenate(bad_times),
+                             np.concatenate(bad_values))
+        self._skew(batch)
+
+    def _runs(self, metric: int, bed: np.ndarray, t: np.ndarray, device: np.ndarray,
+              value: np.ndarray) -> None:
+        order = np.lexsort((t, bed))
+        bed, t, device, value = bed[order], t[order], device[order], value[order]
+        starts, lengths = group_starts(bed)
+        ends = starts + lengths - 1
+        n = len(bed)
+        breaks = np.concatenate(([True], (value[1:] != value[:-1]) | (bed[1:] != bed[:-1])
+                                 | (t[1:] - t[:-1] > STUCK_GAP_MS)))
+        last_break = np.maximum.reduceat(np.where(breaks, np.arange(n), -1), starts)
+        b = self.beds
+        rows = bed[starts]
+        old_value = b["run_value"][rows, metric]
+        old_count = b["run_count"][rows, metric]
+        old_last = b["run_last"][rows, metric]
+        continues = ((last_break == starts) & (value[starts] == old_value) & (old_count > 0)
+                     & (t[starts] - old_last <= STUCK_GAP_MS))
+        b["run_count"][rows, metric] = np.where(continues, old_count + lengths,
+                                                ends - last_break + 1)
+        b["run_start"][rows, metric] = np.where(continues, b["run_start"][rows, metric],
+                                                t[last_break])
+        b["run_last"][rows, metric] = np.maximum(np.where(continues, old_last, NONE), t[ends])
+        b["run_value"][rows, metric] = value[ends]
+        b["run_device"][rows, metric] = device[ends]
+
+    def _impossible(self, device: np.ndarray, t: np.ndarray, value: np.ndarray) -> None:
+        d = self.devices
+        devices, inverse = np.unique(device, return_inverse=True)
+        first = np.full(len(devices), _MAX, np.int64)
+        last = np.full(len(devices), NONE, np.int64)
+        np.minimum.at(first, inverse, t)
+        np.maximum.at(last, inverse, t)
+        count = np.bincount(inverse, minlength=len(devices))
+        previous = d["impossible_last"][devices]
+        new = (previous == NONE) | (first - previous > IMPOSSIBLE_GAP_MS)
+        d["impossible_first"][devices] = np.where(new, first, d["impossible_first"][devices])
+        d["impossible_count"][devices] = np.where(new, count,
+                                                  d["impossible_count"][devices] + count)
+        d["impossible_last"][devices] = np.maximum(previous, last)
+        d["impossible_value"][devices[inverse]] = value
+
+    def _skew(self, batch: Batch) -> None:
+        d = self.devices
+        run = d["skew_run"]
+        offset = batch.ts - batch.received
+        skewed = (np.abs(offset) > SKEW_MS) & ~batch.is_will
+        relevant = np.flatnonzero(skewed | (run[batch.device] > 0))
+        if not len(relevant):
+            return
+        last_offset, since = d["skew_offset"], d["skew_since"]
+        for i in relevant.tolist():
+            device = int(batch.device[i])
+            if batch.is_will[i]:
+                continue
+            if not skewed[i]:
+                run[device] = 0
+                since[device] = NONE
+                continue
+            off = int(offset[i])
+            if run[device] > 0 and abs(off - int(last_offset[device])) <= SKEW_CONSISTENT_MS:
+                run[device] += 1
+            else:
+                run[device] = 1
+                since[device] = int(batch.received[i])
+            last_offset[device] = off
+
+    # --- evaluate -----------------------------------------------------------------------------
+
+    def _evaluate(self, now_ms: int) -> list[Finding]:
+        fleet = self.fleet
+        n, n_beds = fleet.n_devices, fleet.n_beds
+        if not n:
+            return []
+        b, d = self.beds, self.devices
+        count, start = b["run_count"][:n_beds], b["run_start"][:n_beds]
+        last, value = b["run_last"][:n_beds], b["run_value"][:n_beds]
+        stuck = ((count >= STUCK_MIN_SAMPLES) & (last - start >= STUCK_MIN_MS)
+                 & (last >= now_ms - STUCK_STALE_MS))
+        stuck[:, MOTION] &= ((value[:, MOTION] > 0) & (count[:, MOTION] >= STUCK_MOTION_MIN_SAMPLES)
+                             & (last[:, MOTION] - start[:, MOTION] >= STUCK_MOTION_MIN_MS))
+        rows, metrics = np.nonzero(stuck)
+        stuck_device = np.zeros(n, np.bool_)
+        stuck_since = np.full(n, _MAX, np.int64)
+        owners = b["run_device"][rows, metrics]
+        stuck_device[owners] = True
+        np.minimum.at(stuck_since, owners, start[rows, metrics])
+        impossible = ((d["impossible_count"][:n] >= IMPOSSIBLE_MIN)
+                      & (d["impossible_last"][:n] >= now_ms - IMPOSSIBLE_GAP_MS))
+        skew = d["skew_run"][:n] >= SKEW_MIN_MESSAGES
+        active = d["active"][:n]
+        on, off = transitions(active, stuck_device | impossible | skew)
+        findings: list[Finding] = []
+        for i in on.tolist():
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]].value
+            faults: list[str] = []
+            evidence: dict[str, object] = {"device": device, "kind": kind}
+            starts: list[int] = []
+            if stuck_device[i]:
+                faults.append("stuck")
+                mine = owners == i
+                names = [METRICS[m] for m in metrics[mine].tolist()]
+                evidence["stuck"] = {name: rounded(value[r, m]) for name, r, m in
+                                     zip(names, rows[mine].tolist(), metrics[mine].tolist(),
+                                         strict=True)}
+                evidence["stuck_samples"] = int(count[rows[mine], metrics[mine]].max())
+                starts.append(int(stuck_since[i]))
+            if impossible[i]:
+                faults.append("impossible")
+                evidence["impossible_value"] = rounded(d["impossible_value"][i])
+                evidence["impossible_count"] = int(d["impossible_count"][i])
+                starts.append(int(d["impossible_first"][i]))
+            if skew[i]:
+                faults.append("clock_skew")
+                evidence["clock_offset_s"] = rounded(d["skew_offset"][i] / 1000)
+                starts.append(int(d["skew_since"][i]))
+            evidence["faults"] = faults
+            since = min(starts)
+            d["active_since"][i] = since
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=True, started_at=since,
+                episode=device, summary=f"{kind} {device}: {', '.join(faults)}",
+                evidence=evidence))
+        for i in off.tolist():
+            _, _, device = fleet.device_keys[i]
+            kind = KINDS_BY_CODE[fleet.device_kind[i]].value
+            findings.append(self._finding(
+                fleet.device_bed_list[i], at=now_ms, active=False,
+                started_at=int(d["active_since"][i]), episode=device,
+                summary=f"{kind} {device} reports plausibly again",
+                evidence={"device": device, "kind": kind}))
+            d["active_since"][i] = NONE
+        return findings

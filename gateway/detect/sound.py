@@ -1,0 +1,145 @@
+"""``abnormal_sound``: sound far above the room's own baseline, sustained, with voice.
+
+>>> from gateway.detect.sound import AbnormalSoundDetector
+>>> AbnormalSoundDetector(timezone="UTC").evaluate(0)
+[]
+
+The room's baseline is the median of its 10-minute mean levels over the last day
+(:class:`~gateway.detect._ring.SlotBaseline`; loud slots are left out). Until a few slots
+exist, the quieter quartile of the recent samples stands in. A sample is loud when it is at
+least ``sound_db_above_baseline`` (BedSettings) above the baseline; the condition holds when,
+over the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report voice
+activity have voice. Physically impossible levels (below 0 or above 140 dB) are a sensor
+fault, not a sound, and are ignored here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+
+from alerts.model import AlertType, Finding, Severity
+from gateway.detect._base import DetectorBase, rounded, transitions
+from gateway.detect._batch import Batch
+from gateway.detect._fleet import NONE
+from gateway.detect._ring import Ring, SlotBaseline
+
+MINUTE_MS: Final = 60_000
+LEVEL, VOICE = 0, 1
+
+SUSTAIN_MS: Final = 3 * MINUTE_MS
+"""Window over which loudness must be sustained."""
+MIN_SAMPLES: Final = 2
+LOUD_SHARE_ON: Final = 0.75
+LOUD_SHARE_OFF: Final = 0.25
+"""Share of loud samples in the window to raise / to clear (hysteresis)."""
+VOICE_SHARE: Final = 0.5
+"""Share of voice samples needed (when the recorder reports voice activity at all)."""
+MIN_SLOTS: Final = 3
+"""Baseline slots (10 min each) needed before the long-term baseline is used."""
+PLAUSIBLE_DB: Final = (0.0, 140.0)
+STALE_MS: Final = 30 * MINUTE_MS
+"""An active condition with no audio data for this long clears (nothing is observed)."""
+
+
+class AbnormalSoundDetector(DetectorBase):
+    name = "abnormal_sound"
+    alert_type = AlertType.ABNORMAL_SOUND
+    severity = Severity.HIGH
+
+    def _declare(self) -> None:
+        b = self.beds
+        self.ring = Ring(b, "recent", metrics=2, width=32)
+        self.baseline = SlotBaseline(b, "baseline", metrics=1)
+        b.column("loud", np.bool_, False)
+        b.column("loud_since", np.int64, NONE)
+        b.column("baseline_db", np.float32, np.nan)
+        b.column("last_received", np.int64, NONE)
+        b.column("active", np.bool_, False)
+        b.column("active_since", np.int64, NONE)
+
+    def _reference(self, beds: np.ndarray) -> np.ndarray:
+        _, median, _, valid = self.baseline.quantiles(beds, 0)
+        reference = np.where(valid >= MIN_SLOTS, median, np.nan).astype(np.float64)
+        cold = np.flatnonzero(np.isnan(reference))
+        if len(cold):
+            _, values = self.ring.window(beds[cold])
+            levels = values[:, LEVEL]
+            with np.errstate(all="ignore"):
+                has = ~np.isnan(levels).all(axis=1)
+                quartile = np.full(len(cold), np.nan)
+                if has.any():
+                    quartile[has] = np.nanpercentile(levels[has], 25, axis=1)
+            reference[cold] = quartile
+        return reference
+
+    def _update(self, batch: Batch) -> None:
+        au = batch.audio
+        level = au.level
+        ok = (level >= PLAUSIBLE_DB[0]) & (level <= PLAUSIBLE_DB[1])
+        if not ok.any():
+            return
+        bed, t, level, voice = au.bed[ok], au.t[ok], level[ok], au.voice[ok]
+        b = self.beds
+        above = self.fleet.settings["sound_db_above_baseline"]
+        reference = self._reference(bed)
+        loud_sample = level >= reference + above[bed]  # NaN reference: not loud
+        self.ring.push(bed, t, np.stack([level, voice], axis=1))
+        self.baseline.add(bed, t, level[:, None], loud_sample[:, None])
+        np.maximum.at(b["last_received"], bed, au.received[ok])
+        beds = np.unique(bed)
+        times, values = self.ring.window(beds)
+        levels, voices = values[:, LEVEL], values[:, VOICE]
+        newest = times.max(axis=1)
+        recent = times > (newest - SUSTAIN_MS)[:, None]
+        reference = self._reference(beds)
+        loud = recent & (levels >= (reference + above[beds])[:, None])
+        n = recent.sum(axis=1)
+        share = loud.sum(axis=1) / np.maximum(n, 1)
+        voiced = recent & ~np.isnan(voices)
+        n_voice = voiced.sum(axis=1)
+        voice_share = np.where(n_voice > 0, (voiced & (voices == 1)).sum(axis=1)
+                               / np.maximum(n_voice, 1), 1.0)
+        on = (n >= MIN_SAMPLES) & (share >= LOUD_SHARE_ON) & (voice_share >= VOICE_SHARE)
+        off = share <= LOUD_SHARE_OFF
+        was = b["loud"][beds]
+        now_loud = np.where(was, ~off, on)
+        started = now_loud & ~was
+        first_loud = np.where(loud, times, np.iinfo(np.int64).max).min(axis=1)
+        b["loud_since"][beds[started]] = first_loud[started]
+        b["loud"][beds] = now_loud
+        b["baseline_db"][beds] = reference
+
+    def _recent_level(self, bed: int) -> float:
+        times, values = self.ring.window(np.array([bed]))
+        recent = values[0, LEVEL][times[0] > times[0].max() - SUSTAIN_MS]
+        return float(np.mean(recent)) if len(recent) else float("nan")
+
+    def _evaluate(self, now_ms: int) -> list[Finding]:
+        n = self.fleet.n_beds
+        if not n:
+            return []
+        b = self.beds
+        active = b["active"][:n]
+        fresh = b["last_received"][:n] >= now_ms - STALE_MS
+        on, off = transitions(active, b["loud"][:n] & fresh)
+        findings: list[Finding] = []
+        above = self.fleet.setting("sound_db_above_baseline")
+        for i in on.tolist():
+            since = int(b["loud_since"][i])
+            b["active_since"][i] = since
+            level, base = self._recent_level(i), float(b["baseline_db"][i])
+            findings.append(self._finding(
+                i, at=now_ms, active=True, started_at=since,
+                summary=f"sound {level - base:.0f} dB above the room's baseline, with voice",
+                evidence={"level_db": rounded(level), "baseline_db": rounded(base),
+                          "above_db": rounded(level - base),
+                          "threshold_above_db": rounded(above[i])}))
+        for i in off.tolist():
+            findings.append(self._finding(
+                i, at=now_ms, active=False, started_at=int(b["active_since"][i]),
+                summary="sound back to normal",
+                evidence={"level_db": rounded(self._recent_level(i))}))
+            b["active_since"][i] = NONE
+        return findings

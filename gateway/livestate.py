@@ -1,0 +1,353 @@
+"""Live state of beds and devices, kept in memory for the dispatcher API.
+
+A pipeline :class:`~gateway.pipeline.Stage` that remembers, per device, the last status it
+reported (state, battery, firmware, promised heartbeat) and when it was last heard from, and per
+bed the recent values of the metrics a dispatcher looks at (:data:`METRICS`).
+
+Memory is bounded per bed, whatever the devices send: each metric of a bed is a ring of
+``window_ms / resolution_ms`` slots (by default 24 h of one-minute slots: 1,440 slots of 12
+bytes, about 17 KiB per metric and 104 KiB per bed with all six metrics; values are kept as
+float32, which is exact to the 7 significant digits sensors send). A slot keeps the sample
+with the latest device time that falls into it (the larger value on a tie), so the ring holds
+the same values whatever order samples arrive in (batches, retransmissions and late messages
+included); samples older than the window behind the newest one are ignored. The number of beds
+and devices is bounded too (``max_beds``, ``max_devices_per_bed``); past it the least recently
+heard-from are forgotten (they come back with their next message). Full-resolution history is
+in the time-series database.
+
+Everything here runs on the event loop (``accept`` in the pipeline, reads in the API), so no
+locks are needed; ``commit`` has nothing to make durable.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from devices.codec import Message
+from devices.schemas import AudioSample, InfraredSample, Status, Telemetry, VitalsSample
+from devices.topics import Kind
+
+METRICS: Final = ("heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db")
+"""The metrics kept per bed; booleans are kept as 0.0/1.0."""
+
+BOOLEAN_METRICS: Final = frozenset({"in_bed", "presence"})
+
+_FIELDS_BY_SAMPLE: Final[dict[type, tuple[str, ...]]] = {
+    VitalsSample: ("heart_rate", "breathing_rate", "in_bed"),
+    InfraredSample: ("presence", "motion"),
+    AudioSample: ("level_db",),
+}
+
+DAY_MS: Final = 86_400_000
+
+
+def _decimal(value: float) -> float:
+    """A float32 slot value back as the decimal the device sent (7 significant digits)."""
+    return float(f"{value:.7g}")
+
+
+class Ring:
+    """One metric of one bed: fixed slots of ``resolution_ms``, newest ``window_ms`` only.
+
+    >>> ring = Ring(window_ms=60_000, resolution_ms=10_000)
+    >>> ring.add(25_000, 70.0); ring.add(21_000, 99.0); ring.add(31_000, 72.0)
+    >>> ring.points()
+    [(25000, 70.0), (31000, 72.0)]
+    """
+
+    __slots__ = ("_slots", "_t", "_v", "newest", "resolution_ms")
+
+    def __init__(self, *, window_ms: int, resolution_ms: int) -> None:
+        if resolution_ms < 1 or window_ms < resolution_ms:
+            raise ValueError("need 1 <= resolution_ms <= window_ms")
+        self.resolution_ms = resolution_ms
+        self._slots = window_ms // resolution_ms
+        self._t = array("q", [-1]) * self._slots
+        self._v = array("f", [0.0]) * self._slots
+        self.newest = -1
+        """Device time of the newest sample kept, or -1."""
+
+    @property
+    def capacity(self) -> int:
+        return self._slots
+
+    @property
+    def nbytes(self) -> int:
+        return self._t.itemsize * len(self._t) + self._v.itemsize * len(self._v)
+
+    def add(self, t: int, value: float) -> None:
+        res = self.resolution_ms
+        slot = t // res
+        newest = self.newest
+        if newest >= 0 and slot <= newest // res - self._slots:
+            return  # older than the window behind the newest sample
+        i = slot % self._slots
+        held = self._t[i]
+        if held >= 0 and held // res == slot and (
+                held > t or (held == t and self._v[i] >= value)):
+            return  # the slot already holds a later sample (or, at the same time, a larger one)
+        self._t[i] = t
+        self._v[i] = value
+        if t > newest:
+            self.newest = t
+
+    def points(self, since: int | None = None, until: int | None = None
+               ) -> list[tuple[int, float]]:
+        """``(t, value)`` in time order, ``since <= t < until``."""
+        if self.newest < 0:
+            return []
+        res = self.resolution_ms
+        last = self.newest // res
+        first = last - self._slots + 1
+        if since is not None:
+            first = max(first, since // res)
+        out: list[tuple[int, float]] = []
+        t_arr, v_arr, n = self._t, self._v, self._slots
+        for slot in range(first, last + 1):
+            t = t_arr[slot % n]
+            if t < 0 or t // res != slot:
+                continue
+            if (since is not None and t < since) or (until is not None and t >= until):
+                continue
+            out.append((t, _decimal(v_arr[slot % n])))
+        return out
+
+    def latest(self) -> tuple[int, float] | None:
+        if self.newest < 0:
+            return None
+        i = (self.newest // self.resolution_ms) % self._slots
+        return self.newest, _decimal(self._v[i])
+
+    @property
+    def oldest_possible(self) -> int:
+        """The earliest device time this ring can still hold (its coverage starts here)."""
+        if self.newest < 0:
+            return 0
+        return (self.newest // self.resolution_ms - self._slots + 1) * self.resolution_ms
+
+
+@dataclass(slots=True)
+class DeviceState:
+    """What is known about one device from its messages (times are gateway receipt, ms)."""
+
+    site: str
+    bed: str
+    device: str
+    kind: Kind
+    last_seen: int = 0
+    """Receipt time of the device's latest message of any kind."""
+    last_ts: int = 0
+    """Device time of that message."""
+    reported_state: str | None = None
+    """``online``/``offline`` as the device (or its last will) last said."""
+    status_at: int | None = None
+    """Receipt time of the latest status."""
+    status_ts: int = -1
+    battery: float | None = None
+    fw: str | None = None
+    heartbeat_s: float | None = None
+
+
+class BedState:
+    """The devices and metric rings of one bed (rings created on first use of a metric)."""
+
+    __slots__ = ("bed", "devices", "last_seen", "rings", "site")
+
+    def __init__(self, site: str, bed: str) -> None:
+        self.site = site
+        self.bed = bed
+        self.rings: dict[str, Ring] = {}
+        self.devices: dict[str, DeviceState] = {}
+        self.last_seen = 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self.rings.values())
+
+    def latest(self) -> dict[str, tuple[int, float]]:
+        out = {}
+        for name in METRICS:
+            ring = self.rings.get(name)
+            if ring is not None and (value := ring.latest()) is not None:
+                out[name] = value
+        return out
+
+
+class LiveState:
+    """The pipeline stage; see the module docstring for what is kept and its bounds."""
+
+    name = "livestate"
+
+    def __init__(self, *, window_ms: int = DAY_MS, resolution_ms: int = 60_000,
+                 max_beds: int = 50_000, max_devices_per_bed: int = 32,
+                 started_ms: int | None = None) -> None:
+        if window_ms < resolution_ms or resolution_ms < 1:
+            raise ValueError("need 1 <= resolution_ms <= window_ms")
+        if max_beds < 1 or max_devices_per_bed < 1:
+            raise ValueError("max_beds and max_devices_per_bed must be positive")
+        self.window_ms = window_ms
+        self.resolution_ms = resolution_ms
+        self.max_beds = max_beds
+        self.max_devices_per_bed = max_devices_per_bed
+        self._beds: OrderedDict[tuple[str, str], BedState] = OrderedDict()
+        self.evicted_beds = 0
+        self.evicted_devices = 0
+        self.started_ms = time.time_ns() // 1_000_000 if started_ms is None else started_ms
+        """Since when this state has been watching: memory cannot answer for earlier times."""
+
+    # --- Stage ------------------------------------------------------------------------------
+
+    def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+        beds = self._beds
+        for message, received in zip(messages, received_ms, strict=True):
+            a = message.address
+            payload = message.payload
+            key = (a.site, a.bed)
+            bed = beds.get(key)
+            if bed is None:
+                bed = self._new_bed(key)
+            else:
+                beds.move_to_end(key)
+            if received > bed.last_seen:
+                bed.last_seen = received
+            device = bed.devices.get(a.device)
+            if device is None:
+                device = self._new_device(bed, message)
+            if received >= device.last_seen:
+                device.last_seen = received
+                device.last_ts = payload.ts
+            if type(payload) is Telemetry:
+                self._samples(bed, payload)
+            elif type(payload) is Status and payload.ts >= device.status_ts:
+                self._status(device, payload, received)
+
+    def commit(self) -> None:
+        """Nothing to make durable: live state is rebuilt from traffic after a restart."""
+
+    def _new_bed(self, key: tuple[str, str]) -> BedState:
+        bed = self._beds[key] = BedState(*key)
+        if len(self._beds) > self.max_beds:
+            self._beds.popitem(last=False)  # the least recently heard-from
+            self.evicted_beds += 1
+        return bed
+
+    def _new_device(self, bed: BedState, message: Message) -> DeviceState:
+        a = message.address
+        if len(bed.devices) >= self.max_devices_per_bed:
+            stale = min(bed.devices.values(), key=lambda d: d.last_seen)
+            del bed.devices[stale.device]
+            self.evicted_devices += 1
+        device = bed.devices[a.device] = DeviceState(a.site, a.bed, a.device, a.kind)
+        return device
+
+    @staticmethod
+    def _status(device: DeviceState, status: Status, received: int) -> None:
+        device.status_ts = status.ts
+        device.status_at = received
+        device.reported_state = status.state
+        if status.battery is not None:
+            device.battery = status.battery
+        if status.fw is not None:
+            device.fw = status.fw
+        if status.heartbeat_s is not None:
+            device.heartbeat_s = status.heartbeat_s
+
+    def _samples(self, bed: BedState, telemetry: Telemetry) -> None:
+        samples = telemetry.samples
+        rings = bed.rings
+        fields = _FIELDS_BY_SAMPLE[type(samples[0])]
+        if len(samples) == 1:
+            sample = samples[0]
+            for name in fields:
+                value = getattr(sample, name)
+                if value is not None:
+                    (rings.get(name) or self._ring(bed, name)).add(sample.t, value)
+            return
+        res = self.resolution_ms
+        for name in fields:
+            # A slot keeps only its latest sample: within one message, hand the ring one
+            # sample per run of samples in the same slot (the result is the same).
+            ring: Ring | None = None
+            slot = -1
+            best_t = -1
+            best_v: float = 0.0
+            for sample in samples:
+                value = getattr(sample, name)
+                if value is None:
+                    continue
+                t = sample.t
+                if t // res == slot:
+                    if t > best_t or (t == best_t and value > best_v):
+                        best_t, best_v = t, value
+                    continue
+                if slot >= 0:
+                    ring = ring or rings.get(name) or self._ring(bed, name)
+                    ring.add(best_t, best_v)
+                slot, best_t, best_v = t // res, t, value
+            if slot >= 0:
+                (ring or rings.get(name) or self._ring(bed, name)).add(best_t, best_v)
+
+    def _ring(self, bed: BedState, name: str) -> Ring:
+        ring = bed.rings[name] = Ring(window_ms=self.window_ms, resolution_ms=self.resolution_ms)
+        return ring
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def bed(self, site: str, bed: str) -> BedState | None:
+        return self._beds.get((site, bed))
+
+    def beds(self) -> Iterator[BedState]:
+        return iter(list(self._beds.values()))
+
+    def device(self, site: str, bed: str, device: str) -> DeviceState | None:
+        state = self._beds.get((site, bed))
+        return state.devices.get(device) if state is not None else None
+
+    def devices_of(self, site: str, bed: str) -> list[DeviceState]:
+        state = self._beds.get((site, bed))
+        if state is None:
+            return []
+        return [state.devices[d] for d in sorted(state.devices)]
+
+    def series(self, site: str, bed: str, metric: str, *, since: int | None = None,
+               until: int | None = None) -> list[tuple[int, float]]:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}")
+        state = self._beds.get((site, bed))
+        ring = state.rings.get(metric) if state is not None else None
+        return ring.points(since, until) if ring is not None else []
+
+    def coverage_start(self, site: str, bed: str, metric: str, *, now_ms: int) -> int:
+        """The earliest time memory can answer for: a range starting earlier needs the
+        time-series database. Memory starts when this state started watching and reaches back
+        at most one window (from the newest sample, or from now without samples)."""
+        state = self._beds.get((site, bed))
+        ring = state.rings.get(metric) if state is not None else None
+        if ring is None or ring.newest < 0:
+            return max(self.started_ms, now_ms - self.window_ms)
+        return max(self.started_ms, ring.oldest_possible)
+
+    def __len__(self) -> int:
+        return len(self._beds)
+
+
+def connectivity(device: DeviceState, *, now_ms: int, heartbeat_s: float,
+                 offline_factor: float) -> Literal["online", "offline", "unknown"]:
+    """``online``, ``offline`` or ``unknown``: what the device said, unless it has been silent
+    for longer than its promised heartbeat times ``offline_factor`` (then ``offline``)."""
+    if device.last_seen <= 0:
+        return "unknown"
+    promised = device.heartbeat_s or heartbeat_s
+    if now_ms - device.last_seen > promised * offline_factor * 1000:
+        return "offline"
+    if device.reported_state == "offline":
+        # A last will or a goodbye, unless the device has spoken since.
+        if device.status_at is not None and device.last_seen > device.status_at:
+            return "online"
+        return "offline"
+    return "online"

@@ -1,0 +1,284 @@
+"""Offline replay: recorded traffic through the whole pipeline on a simulated clock.
+
+Each JSONL line (DESIGN.md, "Recorded traffic") becomes a received message whose receipt time
+is the line's ``t``: decoded and validated by the device codec, deduplicated, counted or
+dead-lettered by the same :class:`~gateway.pipeline.Pipeline` as in the gateway, and handed to
+the :class:`~gateway.alerting.AlertingStage` (immediate rules, the detectors of
+:mod:`gateway.detect`, the real :class:`~alerts.engine.AlertEngine` on an in-memory
+:class:`~alerts.store.AlertStore`). Dead letters go to an in-memory store and are counted.
+Time-series points are neither formatted nor stored.
+
+The clock: messages are fed in batches of at most ``tick_ms`` of simulated time, and the stage
+is ticked at every ``tick_ms`` boundary, also across gaps in the traffic. A batch also ends
+right after an emergency-button or fall event, so those alerts open at that message's receipt
+time, exactly as in the live gateway. Alert ids are seeded: the same traffic, registry and
+settings give byte-identical alerts.
+
+Nobody answers alerts in a replay, yet an unresolved alert absorbs every later finding of its
+incident (a second emergency call from the same bed a day later would only update the first
+call). A simulated dispatcher therefore resolves every alert ``dispatcher_after_ms`` after it
+opened (actor :data:`DISPATCHER`); 0 leaves alerts as the engine left them.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Final, cast
+
+import msgspec
+
+from alerts.engine import AlertEngine, seeded_ids
+from alerts.model import Alert
+from alerts.rules import ImmediateRules
+from alerts.store import MAX_PAGE, AlertStore
+from devices.registry import Registry
+from gateway.alerting import AlertingStage, policy_from_settings
+from gateway.config import Settings
+from gateway.deadletter import DeadLetterStore
+from gateway.detect import build_detectors
+from gateway.lineprotocol import LineEncoder
+from gateway.metrics import Metrics
+from gateway.mqtt import RawMessage
+from gateway.pipeline import Pipeline
+from gateway.spool import Spool
+
+DEFAULT_TICK_MS: Final = 10_000
+"""Simulated time between two ticks of the alerting stage."""
+DEFAULT_DISPATCHER_AFTER_MS: Final = 60 * 60_000
+DISPATCHER: Final = "replay-dispatcher"
+MAX_BATCH: Final = 5_000
+"""Messages per pipeline batch at most (a burst of traffic within one tick)."""
+
+
+class TrafficLine(msgspec.Struct, frozen=True):
+    t: int
+    topic: str
+    payload: str | None = None
+    payload_b64: str | None = None
+
+
+@dataclass(slots=True)
+class ReplaySummary:
+    """What a replay saw and raised."""
+
+    lines: int = 0
+    unreadable_lines: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    ticks: int = 0
+    beds: int = 0
+    first_t: int | None = None
+    last_t: int | None = None
+    elapsed_s: float = 0.0
+
+    @property
+    def simulated_hours(self) -> float:
+        if self.first_t is None or self.last_t is None:
+            return 0.0
+        return (self.last_t - self.first_t) / 3_600_000
+
+    @property
+    def bed_hours_per_s(self) -> float:
+        return self.beds * self.simulated_hours / self.elapsed_s if self.elapsed_s else 0.0
+
+    def report(self) -> list[str]:
+        """A short human summary."""
+        out = [f"lines: {self.lines:,} ({self.unreadable_lines:,} unreadable), accepted "
+               f"{self.accepted:,}, duplicates {self.duplicates:,}, dead letters "
+               f"{sum(self.dead_letters.values()):,}"
+               + (" (" + ", ".join(f"{k} {v:,}" for k, v in sorted(self.dead_letters.items()))
+                  + ")" if self.dead_letters else ""),
+               f"simulated: {self.simulated_hours:,.1f} h, {self.beds} beds, {self.ticks:,} ticks "
+               f"in {self.elapsed_s:.1f} s ({self.bed_hours_per_s:,.0f} bed-hours/s)",
+               f"alerts: {sum(self.alerts.values())}"
+               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) + ")"
+                  if self.alerts else "")]
+        return out
+
+
+class _DiscardSpool:
+    """Stands in for the on-disk spool: replay stores no time series."""
+
+    def append(self, body: bytes, points: int) -> None:
+        del body, points
+
+
+class _NoPoints:
+    """Stands in for the line-protocol encoder: replay formats no points (a third of the
+    pipeline's time), since none would be stored."""
+
+    def lines(self, message: object, out: list[str]) -> int:
+        del message, out
+        return 0
+
+
+def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[RawMessage]:
+    """Received messages from traffic JSONL lines; unreadable lines are counted and skipped."""
+    decode = msgspec.json.Decoder(TrafficLine).decode
+    for line in lines:
+        if not line.strip():
+            continue
+        summary.lines += 1
+        try:
+            record = decode(line)
+            if record.payload is not None:
+                payload = record.payload.encode("utf-8")
+            elif record.payload_b64 is not None:
+                payload = base64.b64decode(record.payload_b64, validate=True)
+            else:
+                raise ValueError("no payload")
+        except (msgspec.DecodeError, ValueError):
+            summary.unreadable_lines += 1
+            continue
+        yield RawMessage(record.topic, payload, 0, 1, record.t)
+
+
+def _urgent(topic: str) -> bool:
+    return topic.endswith("/event") and ("/button/" in topic or "/fall/" in topic)
+
+
+class Replayer:
+    """One replay run: feed traffic, then read the alerts."""
+
+    def __init__(self, *, registry: Registry | None = None, timezone: str | None = None,
+                 settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
+                 seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS) -> None:
+        if tick_ms <= 0 or dispatcher_after_ms < 0:
+            raise ValueError("tick_ms must be positive, dispatcher_after_ms not negative")
+        self.dispatcher_after_ms = dispatcher_after_ms
+        settings = settings or Settings()
+        self.registry = registry if registry is not None else (
+            Registry.load(settings.registry_file) if settings.registry_file else Registry())
+        self.timezone = timezone or settings.timezone
+        self.tick_ms = tick_ms
+        self.store = AlertStore(":memory:")
+        self.engine = AlertEngine(
+            self.store, policy=policy_from_settings(settings),
+            cancel_window_ms=round(settings.alert_cancel_window_s * 1000),
+            clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
+            update_interval_ms=round(settings.alert_update_interval_s * 1000),
+            id_factory=seeded_ids(seed))
+        self.detectors = build_detectors(self.registry, timezone=self.timezone)
+        self.stage = AlertingStage(
+            self.engine,
+            rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
+            detectors=self.detectors)
+        self.deadletters = DeadLetterStore(":memory:")
+        self.pipeline = Pipeline(spool=cast(Spool, _DiscardSpool()),
+                                 deadletters=self.deadletters, metrics=Metrics(),
+                                 registry=self.registry, stages=(self.stage,),
+                                 dedup_window=settings.dedup_window)
+        self.pipeline.encoder = cast(LineEncoder, _NoPoints())
+        self.summary = ReplaySummary()
+        self._next_tick: int | None = None
+        self._batch: list[RawMessage] = []
+
+    def feed(self, messages: Iterable[RawMessage]) -> None:
+        started = time.perf_counter()
+        summary = self.summary
+        tick_ms = self.tick_ms
+        for raw in messages:
+            t = raw.received_ms
+            if summary.first_t is None:
+                summary.first_t = t
+                self._next_tick = (t // tick_ms + 1) * tick_ms
+            summary.last_t = t if summary.last_t is None else max(summary.last_t, t)
+            assert self._next_tick is not None
+            if t >= self._next_tick:
+                self._flush()
+                while self._next_tick <= t:
+                    self._tick(self._next_tick)
+                    self._next_tick += tick_ms
+            batch = self._batch
+            batch.append(raw)
+            topic = raw.topic
+            if len(batch) >= MAX_BATCH or (isinstance(topic, str) and _urgent(topic)):
+                self._flush()
+        summary.elapsed_s += time.perf_counter() - started
+
+    def finish(self) -> list[Alert]:
+        """Process what is left, tick at the last receipt time, and return every alert in its
+        final state, ordered by opening time."""
+        started = time.perf_counter()
+        self._flush()
+        if self.summary.last_t is not None:
+            self._tick(self.summary.last_t)
+        self._commit()
+        alerts: list[Alert] = []
+        cursor: str | None = None
+        while True:
+            page, cursor = self.store.list_alerts(cursor=cursor, limit=MAX_PAGE)
+            alerts.extend(page)
+            if cursor is None:
+                break
+        alerts.sort(key=lambda a: (a.opened_at, a.site, a.bed, a.type, a.incident))
+        summary = self.summary
+        summary.alerts = Counter(a.type.value for a in alerts)
+        summary.duplicates = self.pipeline.dedup.stats.duplicates
+        summary.beds = sum(1 for _ in self.registry.beds())
+        summary.elapsed_s += time.perf_counter() - started
+        return alerts
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        raws, self._batch = self._batch, []
+        pipeline = self.pipeline
+        duplicates = pipeline.dedup.stats.duplicates
+        pipeline.process(raws)
+        lines, points, rejected, _ = pipeline.take()
+        self.summary.accepted += (len(raws) - len(rejected)
+                                  - (pipeline.dedup.stats.duplicates - duplicates))
+        for letter in rejected:
+            self.summary.dead_letters[letter.reason] += 1
+        pipeline.commit(lines, points, rejected)
+
+    def _tick(self, now_ms: int) -> None:
+        self.stage.tick(now_ms)
+        self.summary.ticks += 1
+        if self.engine.staged:
+            self._commit()
+        if self.dispatcher_after_ms and self.engine.open_count:
+            due = now_ms - self.dispatcher_after_ms
+            for alert in self.engine.open_alerts():
+                if alert.opened_at <= due:
+                    self.engine.resolve(alert.id, actor=DISPATCHER, now_ms=now_ms,
+                                        note="resolved by the replay's simulated dispatcher")
+
+    def _commit(self) -> None:
+        self.stage.commit()
+
+    def close(self) -> None:
+        self.store.close()
+        self.deadletters.close()
+
+
+def replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
+                registry: Registry | None = None, timezone: str | None = None,
+                settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
+                seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS,
+                ) -> tuple[list[Alert], ReplaySummary]:
+    """Replay ``traffic`` (a path or an open binary file) and write every alert, one
+    msgspec-encoded :class:`~alerts.model.Alert` per line, to ``alerts_out``."""
+    replayer = Replayer(registry=registry, timezone=timezone, settings=settings,
+                        tick_ms=tick_ms, seed=seed, dispatcher_after_ms=dispatcher_after_ms)
+    try:
+        if isinstance(traffic, Path):
+            with traffic.open("rb") as handle:
+                replayer.feed(read_traffic(handle, replayer.summary))
+        else:
+            replayer.feed(read_traffic(traffic, replayer.summary))
+        alerts = replayer.finish()
+    finally:
+        replayer.close()
+    if alerts_out is not None:
+        encode = msgspec.json.Encoder().encode
+        alerts_out.write(b"".join(encode(alert) + b"\n" for alert in alerts))
+    return alerts, replayer.summary

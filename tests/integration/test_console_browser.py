@@ -1,0 +1,362 @@
+"""The dispatcher console in headless Chromium against the real app: mosquitto, a real
+``homecare gateway`` process, devices publishing over MQTT, the console driven as a
+dispatcher would (sign in, see the call, acknowledge, resolve with a note, reload).
+
+The browser is the system Chromium (``/usr/bin/chromium``); nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.servers import GatewayProcess, Mosquitto
+
+pytestmark = pytest.mark.integration
+
+sync_api = pytest.importorskip("playwright.sync_api")
+expect = sync_api.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+DOCS = ROOT / "docs"
+SITE = "site-01"
+DEADLINE_MS = 15_000
+"""How long an alert may take to show up in the console (polled, not slept)."""
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+class Devices:
+    """Publishes device messages like the real sensors would (QoS 1, increasing seq)."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"t-console-devices-{secrets.token_hex(3)}")
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self._seq = itertools.count(1)
+
+    def publish(self, bed: str, kind: str, device: str, channel: str, body: dict[str, Any],
+                *, retain: bool = False) -> None:
+        payload = {"ts": body.pop("ts", _now_ms()), "seq": next(self._seq), **body}
+        info = self.client.publish(f"homecare/v1/{SITE}/{bed}/{kind}/{device}/{channel}",
+                                   json.dumps(payload).encode(), qos=1, retain=retain)
+        info.wait_for_publish(10)
+
+    def fall(self, bed: str) -> None:
+        self.publish(bed, "fall", f"fs-{bed[-4:]}", "event",
+                     {"event": "fall_detected", "confidence": 0.94, "posture": "lying"})
+
+    def press(self, bed: str) -> None:
+        self.publish(bed, "button", f"btn-{bed[-4:]}", "event", {"event": "press"})
+
+    def cancel(self, bed: str) -> None:
+        self.publish(bed, "button", f"btn-{bed[-4:]}", "event", {"event": "cancel"})
+
+    def history(self, bed: str, *, minutes: int = 180) -> None:
+        """Online status and the last ``minutes`` of vital signs, presence and sound."""
+        n = bed[-4:]
+        for kind, device, battery in (("fall", f"fs-{n}", 81), ("infrared", f"ir-{n}", 64),
+                                      ("audio", f"au-{n}", 15), ("button", f"btn-{n}", 92)):
+            self.publish(bed, kind, device, "status",
+                         {"state": "online", "battery": battery, "fw": "2.1.0",
+                          "heartbeat_s": 300}, retain=True)
+        now = _now_ms()
+        for i in range(minutes, 0, -5):
+            t = now - i * 60_000
+            samples = [{"t": t + k * 60_000, "in_bed": i > 40,
+                        "breathing_rate": round(15 + 1.5 * math.sin((i - k) / 25), 1),
+                        "heart_rate": round(66 + 6 * math.sin((i - k) / 40), 1)}
+                       for k in range(5)]
+            self.publish(bed, "fall", f"fs-{n}", "telemetry", {"ts": t + 5 * 60_000,
+                                                               "samples": samples})
+            self.publish(bed, "infrared", f"ir-{n}", "telemetry",
+                         {"ts": t, "presence": True, "motion": 0 if i > 40 else 1 + i % 4,
+                          "people": 1, "zone": "bed" if i > 40 else "room"})
+            self.publish(bed, "audio", f"au-{n}", "telemetry",
+                         {"ts": t, "level_db": round(34 + 3 * math.sin(i / 15), 1),
+                          "voice": False})
+
+    def visit(self, bed: str, *, caregiver: str, visit: str, minutes_ago: int) -> None:
+        """A caregiver's badge checking in and, 40 minutes later, out."""
+        badge = f"bg-{caregiver}"
+        start = _now_ms() - minutes_ago * 60_000
+        self.publish(bed, "badge", badge, "event", {
+            "ts": start, "event": "check_in", "caregiver": caregiver, "visit": visit,
+            "method": "nfc"})
+        self.publish(bed, "badge", badge, "event", {
+            "ts": start + 40 * 60_000, "event": "check_out", "caregiver": caregiver,
+            "visit": visit, "method": "nfc", "services": ["bath", "meds"]})
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def bootstrap_key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, mosquitto: Mosquitto, bootstrap_key: str) -> Iterator[GatewayProcess]:
+    server = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url,
+                            env={"HOMECARE_API_KEY": bootstrap_key})
+    server.start()
+    try:
+        server.wait_connected()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dispatcher_key(gateway: GatewayProcess, bootstrap_key: str) -> str:
+    """A dispatcher key made through the API by the bootstrap admin, as an operator would."""
+    response = httpx.post(f"{gateway.url}/api/v1/keys",
+                          headers={"Authorization": f"Bearer {bootstrap_key}"},
+                          json={"name": "dispatcher-anna", "role": "dispatcher"}, timeout=10)
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+@pytest.fixture
+def devices(mosquitto: Mosquitto) -> Iterator[Devices]:
+    publisher = Devices(mosquitto)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("system chromium is not installed (make test installs it)")
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@contextlib.contextmanager
+def console_page(browser: Any, gateway: GatewayProcess, *, width: int, height: int,
+                 mobile: bool = False, expected_errors: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A fresh browser context on the console; fails on script errors and failed loads
+    other than refused keys (401) and ``expected_errors``."""
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  is_mobile=mobile, has_touch=mobile,
+                                  device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(gateway.url + "/")
+    try:
+        yield page
+    finally:
+        context.close()
+    unexpected = [e for e in errors
+                  if not any(allowed in e for allowed in ("401", *expected_errors))]
+    assert not unexpected, unexpected
+
+
+def sign_in(page: Any, key: str) -> None:
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
+
+
+def card(page: Any, alert_type: str, bed: str) -> Any:
+    return page.locator(".alert-card").filter(has_text=alert_type).filter(has_text=bed)
+
+
+def api_alerts(gateway: GatewayProcess, key: str, **params: Any) -> list[dict[str, Any]]:
+    response = httpx.get(f"{gateway.url}/api/v1/alerts", params=params,
+                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    response.raise_for_status()
+    return list(response.json()["items"])
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+    devices.history("bed-0007")
+    devices.visit("bed-0007", caregiver="c001", visit="v-88", minutes_ago=150)
+    with console_page(browser, gateway, width=1366, height=768) as page:
+        page.get_by_label("API key").fill("not-a-key-at-all")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("#login-error")).to_contain_text("refused")
+        sign_in(page, dispatcher_key)
+        expect(page.locator("#open-alerts")).to_contain_text("No open alerts")
+
+        devices.fall("bed-0007")
+        fall = card(page, "Fall", "bed-0007")
+        expect(fall).to_be_visible(timeout=DEADLINE_MS)
+        expect(fall).to_have_class(re.compile("sev-critical"))
+        expect(page).to_have_title("(1) Homecare")
+        expect(page.locator("#critical-banner")).to_contain_text("Fall")
+
+        devices.press("bed-0003")
+        devices.press("bed-0012")
+        expect(page).to_have_title("(3) Homecare", timeout=DEADLINE_MS)
+        # Same severity: the longest waiting first.
+        expect(page.locator("#open-alerts .alert-card").first).to_contain_text("bed-0007")
+        # A call cancelled by the person at once stays open, downgraded to high, below the
+        # critical ones.
+        devices.press("bed-0015")
+        devices.cancel("bed-0015")
+        cancelled = card(page, "Emergency button", "bed-0015")
+        expect(cancelled).to_have_class(re.compile("sev-high"), timeout=DEADLINE_MS)
+        expect(page.locator("#open-alerts .alert-card").last).to_contain_text("bed-0015")
+        expect(page).to_have_title("(3) Homecare")
+
+        card(page, "Emergency button", "bed-0003").get_by_role(
+            "button", name="Acknowledge").click()
+        acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0003")
+        expect(acked).to_contain_text("dispatcher-anna", timeout=DEADLINE_MS)
+        expect(page).to_have_title("(2) Homecare")
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        DOCS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "console.png"))
+        page.screenshot(path=str(DOCS / "console.png"))
+
+        # The fall: acknowledge (one click), then resolve with a note (two clicks and text).
+        fall.get_by_role("button", name="Acknowledge").click()
+        fall = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0007")
+        expect(fall).to_be_visible(timeout=DEADLINE_MS)
+        fall.get_by_role("button", name="Resolve…").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_role("button", name="Resolve").click()
+        expect(dialog.locator("#resolve-error")).to_contain_text("required")
+        dialog.get_by_label(re.compile("What happened")).fill(
+            "Caregiver on site in 6 min; helped up, no injury.")
+        dialog.get_by_role("button", name="Resolve").click()
+        expect(dialog).to_be_hidden()
+        expect(card(page, "Fall", "bed-0007")).to_have_count(0, timeout=DEADLINE_MS)
+
+        page.reload()
+        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
+        expect(page).to_have_title("(1) Homecare")
+        expect(card(page, "Fall", "bed-0007")).to_have_count(0)
+        expect(page.locator("#acknowledged-alerts")).to_contain_text("bed-0003")
+        expect(page.locator("#open-alerts")).to_contain_text("bed-0012")
+
+        resolved = [a for a in api_alerts(gateway, dispatcher_key, type="fall")
+                    if a["bed"] == "bed-0007"]
+        assert len(resolved) == 1
+        assert resolved[0]["status"] == "resolved"
+        assert resolved[0]["resolved_by"] == "dispatcher-anna"
+        assert resolved[0]["note"].startswith("Caregiver on site")
+
+        page.goto(f"{gateway.url}/#/alerts/{resolved[0]['id']}")
+        expect(page.locator("#alert-status")).to_have_text("resolved")
+        history = page.locator("#alert-history")
+        expect(history).to_contain_text("Opened")
+        expect(history).to_contain_text("Acknowledged")
+        expect(history).to_contain_text("Resolved")
+        expect(history).to_contain_text("Caregiver on site in 6 min")
+        expect(page.get_by_role("heading", name="Evidence")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("lying")
+
+        page.get_by_role("link", name="site-01 / bed-0007").click()
+        devices_table = page.locator("#devices")
+        expect(devices_table).to_contain_text("fs-0007")
+        for device in ("fs-0007", "ir-0007", "au-0007", "btn-0007"):
+            expect(devices_table.locator("tr").filter(has_text=device)).to_contain_text("online")
+        expect(devices_table.locator(".battery-low")).to_have_text("15 %")
+        for title in ("Heart rate", "Breathing rate", "In bed", "Motion", "Sound level"):
+            chart = page.locator("figure.chart").filter(has_text=title)
+            expect(chart.locator("svg path.line, svg path.area, svg path.bar")).to_have_count(1)
+        visits = page.locator("section").filter(
+            has=page.get_by_role("heading", name="Service visits"))
+        expect(visits).to_contain_text("caregiver c001")
+        expect(visits).to_contain_text("bath, meds")
+        expect(page.locator("section").filter(
+            has=page.get_by_role("heading", name="Recent alerts"))).to_contain_text("resolved")
+        page.screenshot(path=str(ARTIFACTS / "console-bed.png"), full_page=True)
+
+
+def test_console_works_at_phone_width(browser: Any, gateway: GatewayProcess,
+                                      dispatcher_key: str, devices: Devices) -> None:
+    with console_page(browser, gateway, width=390, height=844, mobile=True) as page:
+        sign_in(page, dispatcher_key)
+        devices.press("bed-0021")
+        call = card(page, "Emergency button", "bed-0021")
+        expect(call).to_be_visible(timeout=DEADLINE_MS)
+        expect(page).to_have_title("(1) Homecare")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(ARTIFACTS / "console-phone.png"))
+
+        call.get_by_role("button", name="Acknowledge").tap()
+        acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0021")
+        expect(acked).to_be_visible(timeout=DEADLINE_MS)
+        expect(page).to_have_title("Homecare")
+        acked.get_by_role("button", name="Resolve…").tap()
+        page.get_by_label(re.compile("What happened")).fill("Pressed by mistake; called back.")
+        page.get_by_role("dialog").get_by_role("button", name="Resolve").tap()
+        expect(acked).to_have_count(0, timeout=DEADLINE_MS)
+
+        page.reload()
+        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
+        expect(page.locator("#open-alerts")).to_contain_text("No open alerts")
+        expect(page.locator("#acknowledged-alerts")).to_contain_text("Nothing in progress")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_call_made_while_the_gateway_restarts_reaches_the_open_console(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+    with console_page(browser, gateway, width=1366, height=768,
+                      expected_errors=("ERR_CONNECTION_REFUSED",)) as page:
+        sign_in(page, dispatcher_key)
+        gateway.stop()
+        expect(page.locator("#conn")).to_have_text(re.compile("Reconnecting"),
+                                                   timeout=DEADLINE_MS)
+        devices.press("bed-0044")  # the broker keeps it for the gateway's session
+        expect(page.locator("#offline-banner")).to_contain_text("Connection to the gateway lost",
+                                                                timeout=DEADLINE_MS)
+        gateway.start()
+        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=30_000)
+        expect(page.locator("#offline-banner")).to_be_hidden()
+        expect(card(page, "Emergency button", "bed-0044")).to_be_visible(timeout=DEADLINE_MS)
+        expect(page).to_have_title("(1) Homecare")
+
+
+def test_alarm_sound_can_be_muted_and_stays_muted(browser: Any, gateway: GatewayProcess,
+                                                  dispatcher_key: str) -> None:
+    with console_page(browser, gateway, width=1366, height=768) as page:
+        sign_in(page, dispatcher_key)
+        toggle = page.locator("#sound-toggle")
+        expect(toggle).to_have_attribute("aria-pressed", "true")
+        toggle.click()
+        expect(toggle).to_have_attribute("aria-pressed", "false")
+        expect(toggle).to_contain_text("Sound off")
+        page.reload()
+        expect(page.locator("#sound-toggle")).to_have_attribute("aria-pressed", "false")

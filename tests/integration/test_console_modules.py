@@ -1,0 +1,209 @@
+"""The console's own logic, run in headless Chromium (the only JavaScript engine the tests
+rely on): the event-stream reader and the alert store's merging, which decide whether a
+dispatcher sees every change exactly as the server has it. Also the static routes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from alerts.console import router
+from tests.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def console_url() -> Iterator[str]:
+    """Only the console's static routes, served by uvicorn in a thread."""
+    app = FastAPI()
+    app.include_router(router)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(console_url: str) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("system chromium is not installed (make test installs it)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page()
+            tab.goto(console_url + "/")
+            yield tab
+        finally:
+            browser.close()
+
+
+def test_static_routes_serve_the_console_with_a_strict_policy(console_url: str) -> None:
+    page = httpx.get(console_url + "/", timeout=5)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    script = httpx.get(console_url + "/console/app.js", timeout=5)
+    assert script.headers["content-type"].startswith("text/javascript")
+    for path in ("/console/missing.js", "/console/..%2F__init__.py", "/console/__init__.py"):
+        assert httpx.get(console_url + path, timeout=5).status_code == 404, path
+
+
+def test_every_asset_the_page_references_is_local(console_url: str) -> None:
+    html = httpx.get(console_url + "/", timeout=5).text
+    assert "http://" not in html.replace("http://www.w3.org", "")
+    assert "https://" not in html
+    static = Path(__file__).resolve().parents[2] / "alerts" / "console" / "static"
+    for asset in static.iterdir():
+        text = asset.read_text(encoding="utf-8")
+        assert "https://" not in text, f"{asset.name} loads something from the internet"
+
+
+STREAM_READER = """async (chunks) => {
+  const { readEventStream } = await import("/console/api.js");
+  const encoder = new TextEncoder();
+  const realFetch = window.fetch;
+  let sent = null;
+  window.fetch = async (url, init) => {
+    sent = init.headers;
+    return new Response(new ReadableStream({
+      start(controller) {
+        for (const chunk of chunks) controller.enqueue(encoder.encode(chunk));
+        controller.close();
+      },
+    }), { status: 200, headers: { "Content-Type": "text/event-stream" } });
+  };
+  try {
+    const events = [];
+    let retry = null;
+    let opened = false;
+    await readEventStream("/api/v1/alerts/stream", {
+      headers: { Authorization: "Bearer k", "Last-Event-ID": "6" },
+      onOpen: () => { opened = true; },
+      onEvent: (e) => events.push(e),
+      onRetry: (ms) => { retry = ms; },
+    });
+    return { events, retry, opened, sent };
+  } finally {
+    window.fetch = realFetch;
+  }
+}"""
+
+
+def test_stream_reader_parses_events_split_anywhere_with_any_line_ending(page: Any) -> None:
+    chunks = ["retry: 2000\r", "\n\r\nid: 7\r\nevent: opened\r\ndata: {\"a\":", "1}\r\n",
+              "\r\n: keep-alive\n\nid: 8\nevent: acknowledged\ndata: x\ndata: y\n",
+              "\nid: 9\revent: resolved\rdata:z\r\r", "data: incomplete, never dispatched"]
+    result = page.evaluate(STREAM_READER, chunks)
+    assert result["opened"] is True
+    assert result["retry"] == 2000
+    assert result["sent"]["Last-Event-ID"] == "6"
+    assert result["events"] == [
+        {"id": "7", "event": "opened", "data": '{"a":1}'},
+        {"id": "8", "event": "acknowledged", "data": "x\ny"},
+        {"id": "9", "event": "resolved", "data": "z"},
+    ]
+
+
+STORE = """async (steps) => {
+  const { AlertStore } = await import("/console/store.js");
+  const store = new AlertStore();
+  const seen = [];
+  store.addEventListener("change", (e) => seen.push([e.detail.alert.id, e.detail.alert.status]));
+  for (const [kind, arg] of steps) {
+    if (kind === "change") store.applyChange(arg);
+    else if (kind === "begin") store.beginSnapshot();
+    else if (kind === "finish") store.finishSnapshot(arg);
+  }
+  return {
+    open: store.open.map((a) => a.id),
+    acknowledged: store.acknowledged.map((a) => a.id),
+    critical: store.openCritical.length,
+    lastSeq: store.lastSeq,
+    status: Object.fromEntries([...store.alerts.values()].map((a) => [a.id, a.status])),
+    seen,
+  };
+}"""
+
+
+def _alert(id_: str, *, status: str = "open", severity: str = "critical", opened: int = 1000,
+           updated: int | None = None, occurrences: int = 1) -> dict[str, Any]:
+    return {"id": id_, "type": "fall", "severity": severity, "site": "s", "bed": f"b-{id_}",
+            "status": status, "opened_at": opened, "updated_at": updated or opened,
+            "occurrences": occurrences, "evidence": {}}
+
+
+def test_store_keeps_the_newest_version_whatever_the_arrival_order(page: Any) -> None:
+    opened = _alert("a", opened=1000)
+    acked = _alert("a", status="acknowledged", updated=2000)
+    resolved = _alert("a", status="resolved", updated=3000)
+    result = page.evaluate(STORE, [
+        ["change", {"seq": 3, "action": "resolved", "alert": resolved}],
+        ["change", {"seq": 1, "action": "opened", "alert": opened}],  # a replay, older
+        ["change", {"seq": 2, "action": "acknowledged", "alert": acked}],
+    ])
+    assert result["status"] == {"a": "resolved"}
+    assert result["seen"] == [["a", "resolved"]]
+    assert result["lastSeq"] == 3
+
+
+def test_store_sorts_the_queue_by_severity_then_longest_waiting(page: Any) -> None:
+    result = page.evaluate(STORE, [
+        ["change", {"seq": 1, "action": "opened", "alert": _alert("low", severity="low",
+                                                                  opened=100)}],
+        ["change", {"seq": 2, "action": "opened", "alert": _alert("new", opened=3000)}],
+        ["change", {"seq": 3, "action": "opened", "alert": _alert("old", opened=2000)}],
+        ["change", {"seq": 4, "action": "opened", "alert": _alert("high", severity="high",
+                                                                  opened=50)}],
+        ["change", {"seq": 5, "action": "acknowledged",
+                    "alert": _alert("new", status="acknowledged", opened=3000,
+                                    updated=3500)}],
+    ])
+    assert result["open"] == ["old", "high", "low"]
+    assert result["acknowledged"] == ["new"]
+    assert result["critical"] == 1
+
+
+def test_snapshot_merges_with_changes_that_arrived_while_it_was_taken(page: Any) -> None:
+    result = page.evaluate(STORE, [
+        ["change", {"seq": 1, "action": "opened", "alert": _alert("gone")}],
+        ["change", {"seq": 2, "action": "opened", "alert": _alert("kept")}],
+        ["begin", None],
+        # While the snapshot was read: "kept" was acknowledged, "new" opened.
+        ["change", {"seq": 3, "action": "acknowledged",
+                    "alert": _alert("kept", status="acknowledged", updated=5000)}],
+        ["change", {"seq": 4, "action": "opened", "alert": _alert("new", opened=6000)}],
+        # The snapshot was read before those two; "gone" was resolved while we were away.
+        ["finish", [_alert("kept")]],
+    ])
+    assert result["open"] == ["new"]
+    assert result["acknowledged"] == ["kept"]
+    assert "gone" not in result["status"]

@@ -1,0 +1,248 @@
+"""Immediate rules: emergency button and fall, through the engine as the gateway runs them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from alerts.engine import AlertEngine
+from alerts.model import AlertChange, AlertStatus, AlertType, Finding, Severity
+from alerts.rules import ImmediateRules
+from alerts.store import AlertStore
+from devices import Codec, Message
+
+T0 = 1_763_884_800_000
+S = 1000
+MIN = 60 * S
+codec = Codec()
+
+
+def msg(kind: str, channel: str, device: str, payload: dict[str, Any], *,
+        bed: str = "bed-0007") -> Message:
+    m = codec.decode(f"homecare/v1/site-01/{bed}/{kind}/{device}/{channel}",
+                     json.dumps(payload).encode())
+    assert isinstance(m, Message), m
+    return m
+
+
+def button(event: str, seq: int, ts: int, bed: str = "bed-0007") -> Message:
+    return msg("button", "event", "btn-0007", {"ts": ts, "seq": seq, "event": event}, bed=bed)
+
+
+def fall(event: str, seq: int, ts: int, posture: str = "lying") -> Message:
+    return msg("fall", "event", "fs-0007", {"ts": ts, "seq": seq, "event": event,
+                                            "confidence": 0.93, "posture": posture})
+
+
+def infrared(seq: int, ts: int, *samples: tuple[int, int]) -> Message:
+    return msg("infrared", "telemetry", "ir-0007", {
+        "ts": ts, "seq": seq,
+        "samples": [{"t": t, "presence": True, "motion": m, "zone": "room"} for t, m in samples]})
+
+
+class Bed:
+    """Rules + engine, fed like the alerting stage feeds them."""
+
+    def __init__(self, **engine_kwargs: Any) -> None:
+        self.rules = ImmediateRules(no_motion_ms=5 * MIN)
+        self.engine = AlertEngine(AlertStore(":memory:"), update_interval_ms=0, **engine_kwargs)
+
+    def receive(self, message: Message, at: int) -> list[AlertChange]:
+        found = self.rules.update([message], [at])
+        return self.engine.apply(found, at)
+
+    def tick(self, now: int) -> list[AlertChange]:
+        return self.engine.apply(self.rules.evaluate(now), now) + self.engine.tick(now)
+
+    def alerts(self) -> list[Any]:
+        return self.engine.open_alerts()
+
+
+@pytest.mark.parametrize("event", ["press", "long_press"])
+def test_a_button_press_is_a_critical_emergency_call_at_once(event: str) -> None:
+    bed = Bed()
+    [change] = bed.receive(button(event, 41, T0), T0 + 30)
+    a = change.alert
+    assert (change.action, a.type, a.severity) == ("opened", AlertType.EMERGENCY_BUTTON,
+                                                    Severity.CRITICAL)
+    assert (a.site, a.bed, a.opened_at) == ("site-01", "bed-0007", T0 + 30)
+    assert a.evidence["event"] == event
+    assert a.evidence["device"] == "btn-0007"
+    assert a.evidence["seq"] == 41
+    assert a.evidence["device_ts"] == T0
+    assert "cancelled_at" not in a.evidence
+    assert bed.engine.urgent_pending
+
+
+def test_a_second_press_while_the_call_is_open_updates_it() -> None:
+    bed = Bed()
+    first = bed.receive(button("press", 1, T0), T0)[0].alert
+    [again] = bed.receive(button("press", 2, T0 + 20 * S), T0 + 20 * S)
+    assert (again.action, again.alert.id, again.alert.occurrences) == ("updated", first.id, 2)
+    assert len(bed.alerts()) == 1
+
+
+def test_the_same_press_delivered_again_after_a_restart_changes_nothing() -> None:
+    bed = Bed()
+    bed.receive(button("press", 1, T0), T0)
+    bed.rules = ImmediateRules()  # restarted: the pipeline's duplicate window is empty too
+    assert bed.receive(button("press", 1, T0), T0 + 5 * S) == []
+
+
+def test_a_cancel_in_the_window_downgrades_the_call_to_high_and_keeps_it_open() -> None:
+    bed = Bed(cancel_window_ms=60 * S)
+    bed.receive(button("press", 1, T0), T0)
+    [change] = bed.receive(button("cancel", 2, T0 + 45 * S), T0 + 45 * S)
+    assert change.action == "downgraded"
+    assert change.alert.severity is Severity.HIGH
+    assert change.alert.status is AlertStatus.OPEN
+    assert change.alert.evidence["cancelled_at"] == T0 + 45 * S
+    # Pressed again after cancelling: critical again, the cancel forgotten.
+    [again] = bed.receive(button("press", 3, T0 + 90 * S), T0 + 90 * S)
+    assert again.alert.severity is Severity.CRITICAL
+    assert "cancelled_at" not in again.alert.evidence
+
+
+def test_the_cancel_window_counts_from_the_last_press() -> None:
+    bed = Bed(cancel_window_ms=60 * S)
+    bed.receive(button("press", 1, T0), T0)
+    bed.receive(button("press", 2, T0 + 50 * S), T0 + 50 * S)
+    [change] = bed.receive(button("cancel", 3, T0 + 100 * S), T0 + 100 * S)
+    assert change.action == "downgraded"
+
+
+def test_a_cancel_after_the_window_does_not_downgrade() -> None:
+    bed = Bed(cancel_window_ms=60 * S)
+    bed.receive(button("press", 1, T0), T0)
+    [change] = bed.receive(button("cancel", 2, T0 + 61 * S), T0 + 61 * S)
+    assert change.action == "updated"
+    assert change.alert.severity is Severity.CRITICAL
+    assert change.alert.evidence["cancel_outside_window"] is True
+
+
+def test_a_cancel_alone_raises_nothing() -> None:
+    bed = Bed()
+    assert bed.receive(button("cancel", 1, T0), T0) == []
+
+
+def test_a_fall_is_critical_at_once_and_recovery_keeps_it_open_for_acknowledgement() -> None:
+    bed = Bed(clear_grace_ms=0)
+    [opened] = bed.receive(fall("fall_detected", 1, T0), T0)
+    assert (opened.alert.type, opened.alert.severity) == (AlertType.FALL, Severity.CRITICAL)
+    assert opened.alert.evidence["confidence"] == 0.93
+    [cleared] = bed.receive(fall("fall_cleared", 2, T0 + 3 * MIN, posture="standing"),
+                            T0 + 3 * MIN)
+    assert cleared.action == "cleared"
+    assert cleared.alert.cleared_at == T0 + 3 * MIN
+    assert cleared.alert.status is AlertStatus.OPEN
+    assert cleared.alert.evidence["posture"] == "standing"
+    bed.tick(T0 + 60 * MIN)
+    assert [a.status for a in bed.alerts()] == [AlertStatus.OPEN], "never auto-resolved"
+    assert bed.rules.watched_falls == 0
+
+
+def _urgent(changes: list[AlertChange]) -> list[AlertChange]:
+    return [c for c in changes if (c.note or "").startswith("urgent")]
+
+
+def test_a_fall_without_movement_raises_urgency_once_with_an_escalation_step() -> None:
+    bed = Bed()
+    bed.receive(fall("fall_detected", 1, T0), T0)
+    bed.receive(infrared(1, T0 + 2 * MIN, (T0 + MIN, 0), (T0 + 2 * MIN, 0)), T0 + 2 * MIN)
+    assert _urgent(bed.tick(T0 + 5 * MIN - 1)) == [], "not before N minutes"
+    level = bed.alerts()[0].escalation_level
+    [change] = _urgent(bed.tick(T0 + 5 * MIN))
+    a = change.alert
+    assert change.action == "escalated"
+    assert a.escalation_level == level + 1
+    assert a.evidence["urgent"] is True
+    assert a.evidence["no_motion_since"] == T0
+    assert a.evidence["infrared_samples_since_fall"] == 2
+    assert _urgent(bed.tick(T0 + 6 * MIN)) == [], "once per fall"
+
+
+def test_urgency_is_recorded_without_escalating_an_acknowledged_fall() -> None:
+    bed = Bed()
+    a = bed.receive(fall("fall_detected", 1, T0), T0)[0].alert
+    bed.engine.acknowledge(a.id, actor="d", note="calling", now_ms=T0 + 30 * S)
+    [change] = bed.tick(T0 + 5 * MIN)
+    assert change.action == "updated"
+    assert change.alert.evidence["urgent"] is True
+    assert change.alert.escalation_level == 0
+    assert change.alert.next_escalation_at is None
+
+
+def test_movement_after_the_fall_prevents_urgency_and_is_recorded() -> None:
+    bed = Bed()
+    bed.receive(fall("fall_detected", 1, T0), T0)
+    [change] = bed.receive(infrared(1, T0 + 2 * MIN, (T0 + 90 * S, 3)), T0 + 2 * MIN)
+    assert change.alert.evidence["motion_after_fall_at"] == T0 + 90 * S
+    assert bed.rules.evaluate(T0 + 30 * MIN) == []
+    assert bed.rules.watched_falls == 0
+
+
+def test_movement_before_the_fall_in_a_late_batch_does_not_count() -> None:
+    bed = Bed()
+    bed.receive(fall("fall_detected", 1, T0), T0)
+    # A batch received after the fall whose moving sample was taken before it.
+    assert bed.receive(infrared(1, T0 + 30 * S, (T0 - 30 * S, 5), (T0 + 30 * S, 0)),
+                       T0 + 30 * S) == []
+    assert len(bed.rules.evaluate(T0 + 5 * MIN)) == 1
+
+
+def test_device_clock_skew_does_not_fool_the_movement_check() -> None:
+    bed = Bed()
+    bed.receive(fall("fall_detected", 1, T0), T0)
+    skew = -3600 * S  # the infrared sensor's clock is an hour behind
+    found = bed.rules.update([infrared(1, T0 + 2 * MIN + skew,
+                                       (T0 + 2 * MIN + skew, 4))], [T0 + 2 * MIN])
+    assert [f.evidence.get("motion_after_fall_at") for f in found] == [T0 + 2 * MIN]
+
+
+def test_movement_after_a_resolved_fall_does_not_bring_the_alert_back() -> None:
+    bed = Bed()
+    a = bed.receive(fall("fall_detected", 1, T0), T0)[0].alert
+    bed.engine.resolve(a.id, actor="d", note="spoke to her", now_ms=T0 + MIN)
+    assert bed.receive(infrared(1, T0 + 2 * MIN, (T0 + 2 * MIN, 4)), T0 + 2 * MIN) == []
+    assert bed.tick(T0 + 10 * MIN) == []
+    assert bed.alerts() == []
+
+
+def test_a_restarted_gateway_still_raises_urgency_for_an_earlier_fall() -> None:
+    bed = Bed()
+    bed.receive(fall("fall_detected", 1, T0), T0)
+    fresh = ImmediateRules(no_motion_ms=5 * MIN)
+    fresh.resume(bed.alerts())
+    [urgent] = fresh.evaluate(T0 + 5 * MIN)
+    assert isinstance(urgent, Finding)
+    assert urgent.evidence["urgent"] is True
+    moved = ImmediateRules()
+    bed.receive(infrared(1, T0 + MIN, (T0 + MIN, 2)), T0 + MIN)
+    moved.resume(bed.alerts())
+    assert moved.watched_falls == 0
+
+
+def test_other_messages_raise_nothing_and_keep_no_state() -> None:
+    rules = ImmediateRules()
+    messages = [
+        msg("infrared", "telemetry", "ir-1", {"ts": T0, "seq": 1, "presence": True,
+                                              "motion": 0}),
+        msg("audio", "telemetry", "au-1", {"ts": T0, "seq": 1, "level_db": 80.0}),
+        msg("fall", "telemetry", "fs-1", {"ts": T0, "seq": 1, "in_bed": False}),
+        msg("button", "status", "btn-1", {"ts": T0, "seq": 1, "state": "offline"}),
+        msg("badge", "event", "bg-1", {"ts": T0, "seq": 1, "event": "check_in",
+                                       "caregiver": "c1", "visit": "v1"}),
+    ]
+    assert rules.update(messages, [T0] * len(messages)) == []
+    assert rules.evaluate(T0 + 10**9) == []
+    assert rules.watched_falls == 0
+
+
+def test_a_fall_watch_is_dropped_after_a_day() -> None:
+    rules = ImmediateRules()
+    rules.update([fall("fall_detected", 1, T0)], [T0])
+    rules.evaluate(T0 + 5 * MIN)
+    rules.evaluate(T0 + 25 * 3600 * S)
+    assert rules.watched_falls == 0

@@ -1,0 +1,186 @@
+"""Bed routes in process: registry beds with live device state, recent values, series from
+memory or the database (with its errors as 502/503)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alerts.api import HistoryError
+from alerts.api._history import HistoryFailed, HistoryUnavailable, flux, influxql
+from devices.registry import Registry
+from tests.unit.test_api_app import T0, Harness, api, build
+
+__all__ = ["api"]
+
+REGISTRY = {
+    "defaults": {"heartbeat_s": 60, "offline_factor": 2},
+    "sites": {"site-01": {"beds": {
+        "bed-0001": {"person": "p-3f9a1c", "devices": {
+            "btn-0001": {"kind": "button"}, "fs-0001": {"kind": "fall", "heartbeat_s": 30}}},
+        "bed-0002": {}}}},
+}
+
+
+def vitals(bed: str, seq: int, t: int, hr: float) -> tuple[str, str]:
+    return (f"homecare/v1/site-01/{bed}/fall/fs-{bed[-4:]}/telemetry",
+            f'{{"ts":{t},"seq":{seq},"in_bed":true,"heart_rate":{hr}}}')
+
+
+async def test_beds_list_registry_and_auto_registered_beds_with_device_state(
+        tmp_path: Path) -> None:
+    api = build(tmp_path, registry=Registry.from_mapping(REGISTRY))
+    api.feed(("homecare/v1/site-01/bed-0001/button/btn-0001/status",
+              f'{{"ts":{T0},"seq":1,"state":"online","battery":12,"fw":"2.1.0",'
+              '"heartbeat_s":600}'),
+             vitals("bed-0001", 1, T0, 68.5),
+             ("homecare/v1/site-02/bed-0099/audio/au-0099/telemetry",
+              f'{{"ts":{T0},"seq":1,"level_db":41.5}}'))
+    api.open_alert(site="site-01", bed="bed-0001")
+    api.now[0] = T0 + 90_000  # fs-0001 silent for 90 s > 2 x its 30 s heartbeat
+    body = (await api.client.get("/api/v1/beds", headers=api.auth("viewer"))).json()
+    beds = {(b["site"], b["bed"]): b for b in body["items"]}
+    assert list(beds) == [("site-01", "bed-0001"), ("site-01", "bed-0002"),
+                          ("site-02", "bed-0099")]
+    bed = beds[("site-01", "bed-0001")]
+    assert (bed["person"], bed["auto_registered"], bed["open_alerts"]) == ("p-3f9a1c", False, 1)
+    devices = {d["device"]: d for d in bed["devices"]}
+    assert devices["btn-0001"] == {
+        "device": "btn-0001", "kind": "button", "state": "online", "reported_state": "online",
+        "battery": 12.0, "fw": "2.1.0", "heartbeat_s": 600.0, "last_seen": T0,
+        "status_at": T0, "registered": True, "auto_registered": False}
+    assert devices["fs-0001"]["state"] == "offline"
+    assert devices["fs-0001"]["heartbeat_s"] == 30.0
+    assert bed["latest"]["heart_rate"] == {"t": T0, "value": 68.5}
+    assert beds[("site-01", "bed-0002")]["devices"] == []
+    auto = beds[("site-02", "bed-0099")]
+    assert auto["auto_registered"] is True
+    assert auto["devices"][0]["auto_registered"] is True
+    await api.client.aclose()
+
+
+async def test_beds_are_paged_by_site_and_bed(api: Harness) -> None:
+    for i in range(5):
+        api.feed(vitals(f"bed-{i:04d}", 1, T0, 60 + i))
+    first = (await api.client.get("/api/v1/beds", params={"limit": 2},
+                                  headers=api.auth("viewer"))).json()
+    assert [b["bed"] for b in first["items"]] == ["bed-0000", "bed-0001"]
+    assert first["next_cursor"] == "site-01/bed-0001"
+    rest = (await api.client.get("/api/v1/beds", params={"cursor": first["next_cursor"]},
+                                 headers=api.auth("viewer"))).json()
+    assert [b["bed"] for b in rest["items"]] == ["bed-0002", "bed-0003", "bed-0004"]
+    assert rest["next_cursor"] is None
+    other = (await api.client.get("/api/v1/beds", params={"site": "site-02"},
+                                  headers=api.auth("viewer"))).json()
+    assert other["items"] == []
+
+
+async def test_one_bed_has_recent_values_and_its_open_alerts(api: Harness) -> None:
+    for i in range(120):
+        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i % 10))
+    api.open_alert(bed="bed-0001")
+    api.open_alert(bed="bed-0002")
+    response = await api.client.get("/api/v1/beds/site-01/bed-0001",
+                                    params={"recent_minutes": 30},
+                                    headers=api.auth("viewer"))
+    assert response.status_code == 200
+    bed = response.json()
+    assert len(bed["recent"]["heart_rate"]) == 31
+    assert bed["recent"]["heart_rate"][-1] == {"t": T0 + 119 * 60_000, "value": 69.0}
+    assert [a["bed"] for a in bed["alerts"]] == ["bed-0001"]
+    missing = await api.client.get("/api/v1/beds/site-01/bed-9999",
+                                   headers=api.auth("viewer"))
+    assert missing.status_code == 404
+    assert missing.json()["error"] == "not_found"
+
+
+async def test_series_come_from_memory_when_it_covers_the_range(api: Harness) -> None:
+    for i in range(30):
+        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i))
+    api.now[0] = T0 + 30 * 60_000
+    body = (await api.client.get("/api/v1/beds/site-01/bed-0001/series",
+                                 params={"metric": "heart_rate", "since": T0 + 600_000,
+                                         "until": T0 + 900_000},
+                                 headers=api.auth("viewer"))).json()
+    assert (body["source"], body["complete"]) == ("memory", True)
+    assert [p["value"] for p in body["points"]] == [70.0, 71.0, 72.0, 73.0, 74.0]
+    default = (await api.client.get("/api/v1/beds/site-01/bed-0001/series",
+                                    params={"metric": "heart_rate", "limit": 3},
+                                    headers=api.auth("viewer"))).json()
+    assert [p["value"] for p in default["points"]] == [87.0, 88.0, 89.0]
+    older = (await api.client.get("/api/v1/beds/site-01/bed-0001/series",
+                                  params={"metric": "in_bed", "since": T0 - 86_400_000},
+                                  headers=api.auth("viewer"))).json()
+    assert (older["source"], older["complete"]) == ("memory", False), \
+        "no database configured: memory, flagged incomplete"
+    bad = await api.client.get("/api/v1/beds/site-01/bed-0001/series",
+                               params={"metric": "zone"}, headers=api.auth("viewer"))
+    assert bad.status_code == 422
+    reversed_range = await api.client.get(
+        "/api/v1/beds/site-01/bed-0001/series",
+        params={"metric": "heart_rate", "since": T0 + 10, "until": T0},
+        headers=api.auth("viewer"))
+    assert reversed_range.status_code == 400
+
+
+class FakeHistory:
+    name = "fake"
+
+    def __init__(self, error: HistoryError | None = None) -> None:
+        self.error = error
+        self.asked: list[tuple[str, str, str, int, int, int]] = []
+
+    async def series(self, site: str, bed: str, metric: str, *, since: int, until: int,
+                     max_points: int) -> list[tuple[int, float]]:
+        self.asked.append((site, bed, metric, since, until, max_points))
+        if self.error is not None:
+            raise self.error
+        return [(since, 1.0), (since + 1000, 2.0)]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_series_older_than_memory_come_from_the_database(tmp_path: Path) -> None:
+    history = FakeHistory()
+    api = build(tmp_path, history=history)
+    api.feed(vitals("bed-0001", 1, T0, 60))
+    week_ago = T0 - 7 * 86_400_000
+    body = (await api.client.get("/api/v1/beds/site-01/bed-0001/series",
+                                 params={"metric": "heart_rate", "since": week_ago,
+                                         "limit": 500},
+                                 headers=api.auth("viewer"))).json()
+    assert body["source"] == "influxdb"
+    assert body["points"] == [{"t": week_ago, "value": 1.0}, {"t": week_ago + 1000,
+                                                               "value": 2.0}]
+    assert history.asked == [("site-01", "bed-0001", "heart_rate", week_ago, T0 + 1, 500)]
+    await api.client.aclose()
+
+
+async def test_database_errors_are_502_or_503_json(tmp_path: Path) -> None:
+    for error, status in [(HistoryUnavailable("time-series database unreachable"), 503),
+                          (HistoryFailed("time-series database answered HTTP 500"), 502)]:
+        api = build(tmp_path / str(status), history=FakeHistory(error))
+        api.feed(vitals("bed-0001", 1, T0, 60))
+        response = await api.client.get(
+            "/api/v1/beds/site-01/bed-0001/series",
+            params={"metric": "heart_rate", "since": T0 - 7 * 86_400_000},
+            headers=api.auth("viewer"))
+        assert response.status_code == status
+        assert response.json() == {"error": "unavailable" if status == 503 else "bad_gateway",
+                                   "detail": str(error)}
+        await api.client.aclose()
+
+
+def test_history_queries_downsample_and_quote() -> None:
+    q = influxql("site-01", "bed-0001", "heart_rate", since=0, until=3_600_000,
+                 max_points=60, rp="week")
+    assert q == ('SELECT mean("heart_rate") FROM "week"."vitals" WHERE "site" = \'site-01\''
+                 " AND \"bed\" = 'bed-0001' AND time >= 0ms AND time < 3600000ms"
+                 " GROUP BY time(60000ms) fill(none)")
+    assert "last(\"presence\")" in influxql("s", "b", "presence", since=0, until=10,
+                                            max_points=5)
+    f = flux('buck"et', "s", "b", "in_bed", since=1_000, until=2_000, max_points=10)
+    assert 'from(bucket: "buck\\"et")' in f
+    assert "range(start: 1970-01-01T00:00:01.000Z, stop: 1970-01-01T00:00:02.000Z)" in f
+    assert "fn: last" in f
+    assert 'r._measurement == "vitals" and r._field == "in_bed"' in f

@@ -1,0 +1,201 @@
+"""The alert change stream: live changes in order, resumption without gaps or repeats, slow
+clients disconnected (never blocking the engine), keep-alives, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from alerts.api import ChangeHub, event_stream
+from alerts.engine import AlertEngine
+from alerts.model import AlertType, Finding, Severity
+from alerts.store import AlertStore
+from tests.unit.test_api_app import T0, Harness, api
+
+__all__ = ["api"]
+
+
+def parse(chunk: bytes) -> tuple[int, str, dict[str, object]] | str:
+    """An event as (id, event, data), or a comment/retry line as text."""
+    text = chunk.decode()
+    if not text.startswith("id:"):
+        return text.strip()
+    fields = dict(line.split(": ", 1) for line in text.strip().split("\n"))
+    return int(fields["id"]), fields["event"], json.loads(fields["data"])
+
+
+async def until(condition: Callable[[], bool], *, within: float = 5.0) -> None:
+    """Poll ``condition`` on the event loop until it holds; TimeoutError after ``within``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(0.005)
+
+
+class Client:
+    """Reads one stream in the background, like a browser would."""
+
+    def __init__(self, stream: AsyncIterator[bytes]) -> None:
+        self.stream = stream
+        self.items: list[tuple[int, str, dict[str, object]] | str] = []
+        self.ended = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for chunk in self.stream:
+                self.items.append(parse(chunk))
+        finally:
+            self.ended.set()
+
+    @property
+    def ids(self) -> list[int]:
+        return [item[0] for item in self.items if isinstance(item, tuple)]
+
+    async def wait_for(self, count: int, *, within: float = 5.0) -> list[int]:
+        await until(lambda: len(self.ids) >= count, within=within)
+        return self.ids
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> AlertEngine:
+    return AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
+
+
+async def raise_alerts(engine: AlertEngine, n: int, start: int = 0) -> None:
+    """Open ``n`` alerts, committing in a worker thread as the gateway does."""
+    for i in range(start, start + n):
+        engine.apply([Finding(type=AlertType.FALL, site="s", bed=f"b-{i}", at=T0 + i,
+                              severity=Severity.CRITICAL)], T0 + i)
+        await asyncio.to_thread(engine.commit)
+
+
+async def test_live_changes_arrive_in_order_as_events(engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    engine.add_listener(hub.publish)
+    client = Client(event_stream(hub, engine.store, last_event_id=None))
+    await until(lambda: hub.clients > 0)
+    await raise_alerts(engine, 5)
+    assert await client.wait_for(5) == [1, 2, 3, 4, 5]
+    assert client.items[0] == "retry: 2000"
+    seq, event, data = client.items[1]  # type: ignore[misc]
+    assert (seq, event, data["action"], data["seq"]) == (1, "opened", "opened", 1)
+    assert data["alert"]["bed"] == "b-0"  # type: ignore[index]
+    await client.close()
+    assert hub.clients == 0
+
+
+async def test_resuming_after_an_id_replays_exactly_the_missed_changes_then_goes_live(
+        engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    engine.add_listener(hub.publish)
+    await raise_alerts(engine, 6)
+    client = Client(event_stream(hub, engine.store, last_event_id=2))
+    assert await client.wait_for(4) == [3, 4, 5, 6]
+    await raise_alerts(engine, 3, start=6)
+    assert await client.wait_for(7) == [3, 4, 5, 6, 7, 8, 9]
+    await client.close()
+
+
+async def test_changes_committed_while_a_client_catches_up_are_neither_lost_nor_repeated(
+        engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    engine.add_listener(hub.publish)
+    await raise_alerts(engine, 1200)  # more than two replay pages
+    client = Client(event_stream(hub, engine.store, last_event_id=0))
+    writer = asyncio.create_task(raise_alerts(engine, 300, start=1200))
+    await writer
+    assert await client.wait_for(1500, within=30) == list(range(1, 1501))
+    await client.close()
+
+
+async def test_a_client_too_far_behind_is_disconnected_without_blocking_the_engine(
+        engine: AlertEngine) -> None:
+    hub = ChangeHub(queue_size=3)
+    engine.add_listener(hub.publish)
+    stream = event_stream(hub, engine.store, last_event_id=None, heartbeat_s=60)
+    assert await anext(stream) == b"retry: 2000\n\n"
+    pending = asyncio.ensure_future(anext(stream))  # subscribes, then waits for a change
+    await until(lambda: hub.clients > 0)
+    await raise_alerts(engine, 1)
+    assert parse(await pending)[0] == 1  # type: ignore[index]
+    # The client stops reading; the engine goes on committing regardless.
+    async with asyncio.timeout(10):
+        await raise_alerts(engine, 5, start=1)
+    await until(lambda: hub.disconnected_slow > 0)
+    rest = [parse(chunk) async for chunk in stream]
+    assert rest == [": disconnected: too far behind; reconnect with Last-Event-ID"]
+    assert hub.clients == 0
+    resumed = Client(event_stream(hub, engine.store, last_event_id=1))
+    assert await resumed.wait_for(5) == [2, 3, 4, 5, 6]
+    await resumed.close()
+
+
+async def test_idle_streams_carry_keep_alive_comments(engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    client = Client(event_stream(hub, engine.store, last_event_id=None, heartbeat_s=0.02))
+    await until(lambda: client.items.count(": keep-alive") >= 3)
+    await client.close()
+
+
+async def test_closing_the_hub_ends_every_stream(engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    clients = [Client(event_stream(hub, engine.store, last_event_id=None)) for _ in range(3)]
+    await until(lambda: hub.clients == 3)
+    async with asyncio.timeout(5):
+        hub.close()
+        for client in clients:
+            await client.ended.wait()
+    late = Client(event_stream(hub, engine.store, last_event_id=None))
+    async with asyncio.timeout(5):
+        await late.ended.wait()
+
+
+async def test_without_follow_the_stream_ends_after_the_backlog(engine: AlertEngine) -> None:
+    await raise_alerts(engine, 4)
+    hub = ChangeHub()
+    chunks = [parse(c) async for c in event_stream(hub, engine.store, last_event_id=1,
+                                                   follow=False)]
+    assert [c[0] for c in chunks if isinstance(c, tuple)] == [2, 3, 4]
+
+
+async def test_a_hole_in_the_live_sequence_is_filled_from_the_store(
+        engine: AlertEngine) -> None:
+    hub = ChangeHub()  # deliberately not an engine listener: changes are handed over by hand
+    await raise_alerts(engine, 1)
+    client = Client(event_stream(hub, engine.store, last_event_id=None))
+    await until(lambda: hub.clients > 0)
+    await raise_alerts(engine, 2, start=1)  # seq 2 and 3, in the store only
+    hub._dispatch(engine.store.changes_since(2))  # only seq 3 reaches the hub
+    assert await client.wait_for(2) == [2, 3]
+    await client.close()
+
+
+async def test_the_stream_route_resumes_from_the_last_event_id_header(api: Harness) -> None:
+    for i in range(3):
+        api.open_alert(bed=f"bed-{i}")
+    response = await api.client.get("/api/v1/alerts/stream", params={"follow": "false"},
+                                    headers={**api.auth("viewer"), "Last-Event-ID": "1"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    events = [parse(block.encode() + b"\n\n") for block in response.text.split("\n\n")
+              if block.startswith("id:")]
+    assert [e[0] for e in events if isinstance(e, tuple)] == [2, 3]
+    by_query = await api.client.get("/api/v1/alerts/stream",
+                                    params={"follow": "false", "last_event_id": 2},
+                                    headers=api.auth("viewer"))
+    assert by_query.text.count("id: ") == 1
+    bad = await api.client.get("/api/v1/alerts/stream", params={"follow": "false"},
+                               headers={**api.auth("viewer"), "Last-Event-ID": "abc"})
+    assert bad.status_code == 400

@@ -1,0 +1,184 @@
+"""Live state: per-device status and last seen, per-bed metric rings bounded in memory and
+independent of arrival order."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices.codec import Codec, Message
+from gateway.livestate import DAY_MS, LiveState, Ring, connectivity
+
+codec = Codec()
+T0 = 1_763_884_800_000
+
+
+def msg(topic: str, payload: str) -> Message:
+    decoded = codec.decode(topic, payload.encode())
+    assert isinstance(decoded, Message), decoded
+    return decoded
+
+
+def vitals(bed: str, seq: int, samples: list[tuple[int, float]]) -> Message:
+    body = ",".join(f'{{"t":{t},"in_bed":true,"heart_rate":{hr}}}' for t, hr in samples)
+    return msg(f"homecare/v1/site-01/{bed}/fall/fs-{bed}/telemetry",
+               f'{{"ts":{samples[-1][0]},"seq":{seq},"samples":[{body}]}}')
+
+
+def test_ring_keeps_the_latest_sample_of_each_slot_whatever_the_arrival_order() -> None:
+    samples = [(T0 + i * 7_000, float(60 + i % 30)) for i in range(2000)]
+    ordered = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    for t, v in samples:
+        ordered.add(t, v)
+    shuffled = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    rng = random.Random(3)
+    mixed = samples[:]
+    rng.shuffle(mixed)
+    for t, v in mixed + mixed[:100]:  # duplicates too
+        shuffled.add(t, v)
+    assert shuffled.points() == ordered.points()
+    points = ordered.points()
+    assert [t for t, _ in points] == sorted(t for t, _ in points)
+    by_slot: dict[int, tuple[int, float]] = {}
+    for t, v in samples:
+        by_slot[t // 60_000] = max(by_slot.get(t // 60_000, (-1, 0.0)), (t, v))
+    assert points == sorted(by_slot.values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3 * 3_600_000), st.integers(0, 250)),
+                min_size=1, max_size=300), st.randoms(use_true_random=False))
+def test_ring_content_does_not_depend_on_arrival_order(
+        samples: list[tuple[int, int]], rng: random.Random) -> None:
+    def fill(order: list[tuple[int, int]]) -> list[tuple[int, float]]:
+        ring = Ring(window_ms=3_600_000, resolution_ms=10_000)
+        for t, v in order:
+            ring.add(T0 + t, float(v))
+        return ring.points()
+
+    shuffled = samples[:]
+    rng.shuffle(shuffled)
+    expected = fill(sorted(samples))
+    assert fill(shuffled) == expected
+    assert len(expected) <= 360
+
+
+def test_samples_older_than_the_window_behind_the_newest_are_ignored() -> None:
+    ring = Ring(window_ms=600_000, resolution_ms=60_000)
+    ring.add(T0 + 3_600_000, 1.0)
+    ring.add(T0, 2.0)  # an hour late: outside the 10-minute window
+    ring.add(T0 + 3_600_000 - 540_000, 3.0)  # 9 minutes late: inside
+    assert ring.points() == [(T0 + 3_060_000, 3.0), (T0 + 3_600_000, 1.0)]
+    assert ring.latest() == (T0 + 3_600_000, 1.0)
+
+
+def test_ring_points_are_filtered_by_time_and_values_come_back_as_sent() -> None:
+    ring = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    for i, v in enumerate((68.3, 15.5, 41.57, 0.0, 1.0)):
+        ring.add(T0 + i * 60_000, v)
+    assert [v for _, v in ring.points()] == [68.3, 15.5, 41.57, 0.0, 1.0]
+    assert ring.points(since=T0 + 60_000, until=T0 + 180_000) == [
+        (T0 + 60_000, 15.5), (T0 + 120_000, 41.57)]
+
+
+def test_memory_per_bed_is_bounded_whatever_the_device_rate() -> None:
+    state = LiveState(resolution_ms=60_000)
+    for chunk in range(200):  # two days of a 1 Hz sensor, in 864-second batches
+        start = T0 + chunk * 864_000
+        state.accept([vitals("bed-1", chunk, [(start + i * 1000, 70.0) for i in range(864)])],
+                     [start + 864_000])
+    bed = state.bed("site-01", "bed-1")
+    assert bed is not None
+    ring = bed.rings["heart_rate"]
+    assert ring.capacity == 1440
+    assert len(ring.points()) == 1440
+    budget = 6 * 1440 * 12  # six metrics, 1440 slots, 8-byte time + 4-byte value
+    assert bed.nbytes <= budget
+    assert bed.nbytes == 2 * 1440 * 12  # heart_rate and in_bed: rings only for what is sent
+
+
+def test_beds_and_devices_beyond_the_bound_evict_the_least_recently_heard() -> None:
+    state = LiveState(max_beds=3)
+    for i in range(5):
+        state.accept([vitals(f"bed-{i}", 1, [(T0 + i, 70.0)])], [T0 + i])
+    state.accept([vitals("bed-2", 2, [(T0 + 9, 71.0)])], [T0 + 9])
+    state.accept([vitals("bed-5", 1, [(T0 + 10, 72.0)])], [T0 + 10])
+    assert sorted(b.bed for b in state.beds()) == ["bed-2", "bed-4", "bed-5"]
+    assert state.evicted_beds == 3
+    assert state.device("site-01", "bed-0", "fs-bed-0") is None
+    assert state.device("site-01", "bed-2", "fs-bed-2") is not None
+
+
+def test_device_status_last_seen_and_connectivity() -> None:
+    state = LiveState()
+    status = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
+                 '{"ts":1000,"seq":1,"state":"online","battery":87,"fw":"2.1.0",'
+                 '"heartbeat_s":60}')
+    state.accept([status], [T0])
+    device = state.device("site-01", "bed-1", "btn-1")
+    assert device is not None
+    assert (device.reported_state, device.battery, device.fw, device.heartbeat_s) == (
+        "online", 87.0, "2.1.0", 60.0)
+    assert device.last_seen == T0
+    assert device.status_at == T0
+    # An older status arriving late does not overwrite the newer one.
+    stale = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
+                '{"ts":500,"seq":0,"state":"offline"}')
+    state.accept([stale], [T0 + 5])
+    assert device.reported_state == "online"
+    assert connectivity(device, now_ms=T0 + 100_000, heartbeat_s=300, offline_factor=3) == \
+        "online"
+    assert connectivity(device, now_ms=T0 + 181_000, heartbeat_s=300, offline_factor=3) == \
+        "offline", "silent for longer than 3 x its own 60 s heartbeat"
+    will = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
+               '{"ts":2000,"seq":2,"state":"offline"}')
+    state.accept([will], [T0 + 10])
+    assert connectivity(device, now_ms=T0 + 11, heartbeat_s=300, offline_factor=3) == \
+        "offline"
+    press = msg("homecare/v1/site-01/bed-1/button/btn-1/event",
+                '{"ts":3000,"seq":3,"event":"press"}')
+    state.accept([press], [T0 + 20])
+    assert connectivity(device, now_ms=T0 + 21, heartbeat_s=300, offline_factor=3) == \
+        "online", "it spoke after its last will"
+
+
+def test_all_key_metrics_are_kept_and_booleans_are_zero_or_one() -> None:
+    state = LiveState()
+    state.accept([
+        msg("homecare/v1/s/b/infrared/ir-1/telemetry",
+            f'{{"ts":{T0},"seq":1,"presence":false,"motion":4,"zone":"room"}}'),
+        msg("homecare/v1/s/b/audio/au-1/telemetry",
+            f'{{"ts":{T0},"seq":1,"level_db":41.5,"voice":true}}'),
+        msg("homecare/v1/s/b/fall/fs-1/telemetry",
+            f'{{"ts":{T0},"seq":1,"in_bed":true,"breathing_rate":15.5,"heart_rate":68}}'),
+    ], [T0, T0, T0])
+    bed = state.bed("s", "b")
+    assert bed is not None
+    assert {m: v for m, (_, v) in bed.latest().items()} == {
+        "heart_rate": 68.0, "breathing_rate": 15.5, "in_bed": 1.0, "presence": 0.0,
+        "motion": 4.0, "level_db": 41.5}
+    assert [d.device for d in state.devices_of("s", "b")] == ["au-1", "fs-1", "ir-1"]
+    assert state.series("s", "b", "motion") == [(T0, 4.0)]
+    with pytest.raises(ValueError):
+        state.series("s", "b", "zone")
+
+
+def test_memory_coverage_starts_when_watching_began() -> None:
+    state = LiveState(started_ms=T0)
+    assert state.coverage_start("s", "b", "heart_rate", now_ms=T0 + 60_000) == T0
+    assert state.coverage_start("s", "b", "heart_rate", now_ms=T0 + 2 * DAY_MS) == T0 + DAY_MS
+    state.accept([vitals("b", 1, [(T0 + 3 * DAY_MS, 70.0)])], [T0 + 3 * DAY_MS])
+    assert state.coverage_start("site-01", "b", "heart_rate", now_ms=T0 + 3 * DAY_MS) == \
+        T0 + 2 * DAY_MS + 60_000
+
+
+def test_devices_per_bed_are_bounded_forgetting_the_least_recently_heard() -> None:
+    state = LiveState(max_devices_per_bed=2)
+    for i, received in enumerate((T0 + 5, T0 + 1, T0 + 9)):
+        state.accept([msg(f"homecare/v1/s/b/button/btn-{i}/event",
+                          f'{{"ts":{T0},"seq":1,"event":"press"}}')], [received])
+    assert [d.device for d in state.devices_of("s", "b")] == ["btn-0", "btn-2"]
+    assert state.evicted_devices == 1

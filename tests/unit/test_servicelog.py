@@ -1,0 +1,192 @@
+"""The service log: append-only, hash-chained, idempotent per origin; verify() finds any
+change, removal or reordering."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from devices.codec import Codec, Message
+from gateway.servicelog import (
+    GENESIS,
+    ServiceLog,
+    ServiceLogRecorder,
+    VisitEvent,
+    canonical_json,
+    chain_hash,
+)
+
+T0 = 1_763_884_800_000
+
+
+def event(i: int, kind: str = "check_in") -> VisitEvent:
+    return VisitEvent(origin=f"test:{i}", at=T0 + i, site="site-01", bed=f"bed-{i % 3}",
+                      caregiver=f"c-{i % 2}", visit=f"v-{i}", event=kind,  # type: ignore[arg-type]
+                      source="api", method="app", actor="alice",
+                      services=("bath", "meds") if kind == "check_out" else None)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> ServiceLog:
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    service_log.append([event(i, "check_in" if i % 2 else "check_out") for i in range(10)],
+                       now_ms=T0 + 100)
+    return service_log
+
+
+def tamper(path: Path, *statements: str) -> None:
+    """What someone with the file and the sqlite3 shell could do: triggers off, then edit."""
+    db = sqlite3.connect(path)
+    db.execute("DROP TRIGGER service_log_no_update")
+    db.execute("DROP TRIGGER service_log_no_delete")
+    for statement in statements:
+        db.execute(statement)
+    db.commit()
+    db.close()
+
+
+def test_records_chain_from_genesis_with_sha256_of_prev_hash_and_canonical_json(
+        log: ServiceLog) -> None:
+    records = log.query(newest_first=False, limit=100)
+    assert [r.seq for r in records] == list(range(1, 11))
+    assert records[0].prev_hash == GENESIS
+    for prev, record in itertools.pairwise(records):
+        assert record.prev_hash == prev.hash
+    first = records[0]
+    body = {"seq": 1, "origin": "test:0", "at": T0, "recorded_at": T0 + 100,
+            "site": "site-01", "bed": "bed-0", "caregiver": "c-0", "visit": "v-0",
+            "event": "check_out", "method": "app", "services": ["bath", "meds"],
+            "source": "api", "device": None, "actor": "alice"}
+    expected = hashlib.sha256(
+        GENESIS.encode() + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert first.hash == expected == chain_hash(GENESIS, first.body())
+    assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
+    result = log.verify()
+    assert result.ok
+    assert result.records == 10
+    assert result.head_seq == 10
+    assert log.head() == (10, records[-1].hash)
+
+
+def test_the_same_origin_is_recorded_once(log: ServiceLog) -> None:
+    [(again, new)] = log.append([event(3, "check_in")])
+    assert not new
+    assert again.seq == 4
+    [(fresh, new)] = log.append([event(10)])
+    assert new
+    assert fresh.seq == 11
+    assert log.verify().ok
+
+
+def test_updates_and_deletes_are_refused_by_the_database(log: ServiceLog,
+                                                         tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "servicelog.sqlite3")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("UPDATE service_log SET caregiver = 'c-9' WHERE seq = 2")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        db.execute("DELETE FROM service_log WHERE seq = 10")
+    db.close()
+    assert log.verify().ok
+
+
+@pytest.mark.parametrize(("statements", "bad_seq"), [
+    (["UPDATE service_log SET caregiver = 'c-9' WHERE seq = 4"], 4),
+    (["UPDATE service_log SET services = '[\"bath\"]' WHERE seq = 5"], 5),
+    (["UPDATE service_log SET at = at + 1 WHERE seq = 1"], 1),
+    (["DELETE FROM service_log WHERE seq = 6"], 6),
+    (["DELETE FROM service_log WHERE seq = 1"], 1),
+    # Swap two records' places (their contents exchange sequence numbers).
+    (["UPDATE service_log SET seq = -3 WHERE seq = 3",
+      "UPDATE service_log SET seq = 3 WHERE seq = 7",
+      "UPDATE service_log SET seq = 7 WHERE seq = -3"], 3),
+])
+def test_verify_finds_every_change_removal_and_reordering(
+        log: ServiceLog, tmp_path: Path, statements: list[str], bad_seq: int) -> None:
+    tamper(tmp_path / "servicelog.sqlite3", *statements)
+    result = log.verify()
+    assert not result.ok
+    assert result.first_bad_seq == bad_seq, result.error
+    assert result.error
+
+
+def test_verify_finds_a_re_hashed_edit_from_the_next_link(log: ServiceLog,
+                                                         tmp_path: Path) -> None:
+    record = log.query(visit="v-4")[0]
+    forged = record.body() | {"caregiver": "c-9"}
+    forged_hash = chain_hash(record.prev_hash, forged)
+    tamper(tmp_path / "servicelog.sqlite3",
+           f"UPDATE service_log SET caregiver = 'c-9', hash = '{forged_hash}' WHERE seq = 5")
+    result = log.verify()
+    assert not result.ok
+    assert result.first_bad_seq == 6
+
+
+def test_verify_finds_a_removed_tail_from_the_stored_head(log: ServiceLog,
+                                                          tmp_path: Path) -> None:
+    tamper(tmp_path / "servicelog.sqlite3", "DELETE FROM service_log WHERE seq >= 9")
+    result = log.verify()
+    assert not result.ok
+    assert result.first_bad_seq == 9
+
+
+def test_verify_against_a_kept_head_finds_a_removed_tail_even_with_the_head_rewritten(
+        log: ServiceLog, tmp_path: Path) -> None:
+    kept = log.head()
+    eighth = log.query(newest_first=False, limit=8)[-1]
+    tamper(tmp_path / "servicelog.sqlite3", "DELETE FROM service_log WHERE seq >= 9",
+           f"UPDATE chain_head SET seq = 8, hash = '{eighth.hash}'")
+    assert log.verify().ok, "without an outside anchor a clean cut looks like a shorter log"
+    result = log.verify(expected_head=kept)
+    assert not result.ok
+    assert result.first_bad_seq == 9
+
+
+def test_an_empty_log_verifies(tmp_path: Path) -> None:
+    empty = ServiceLog(tmp_path / "empty.sqlite3")
+    result = empty.verify()
+    assert result.ok
+    assert result.records == 0
+    assert result.head_hash == GENESIS
+
+
+def test_query_filters_and_pages(log: ServiceLog) -> None:
+    assert [r.seq for r in log.query(caregiver="c-1")] == [10, 8, 6, 4, 2]
+    assert [r.seq for r in log.query(site="site-01", bed="bed-0")] == [10, 7, 4, 1]
+    assert [r.seq for r in log.query(since=T0 + 3, until=T0 + 6)] == [6, 5, 4]
+    assert [r.seq for r in log.query(before_seq=4, limit=2)] == [3, 2]
+    assert [r.seq for r in log.query(after_seq=8, newest_first=False)] == [9, 10]
+    assert log.query(visit="v-0")[0].services == ("bath", "meds")
+
+
+def test_the_recorder_writes_badge_events_on_commit_and_keeps_them_if_it_fails(
+        tmp_path: Path) -> None:
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    recorder = ServiceLogRecorder(service_log)
+    codec = Codec()
+    messages = [codec.decode(
+        "homecare/v1/site-01/bed-0007/badge/bd-7/event",
+        b'{"ts":1763884800000,"seq":5,"event":"check_out","caregiver":"c-012",'
+        b'"visit":"v-88","method":"nfc","services":["bath","meds"]}'),
+        codec.decode("homecare/v1/site-01/bed-0007/button/btn-7/event",
+                     b'{"ts":1763884800000,"seq":6,"event":"press"}')]
+    assert all(isinstance(m, Message) for m in messages)
+    recorder.accept(messages, [T0, T0])  # type: ignore[arg-type]
+    service_log.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        recorder.commit()  # the disk "failed": nothing is lost
+    recorder.log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    recorder.commit()
+    recorder.accept(messages, [T0, T0])  # type: ignore[arg-type]  # redelivered
+    recorder.commit()
+    [record] = recorder.log.query()
+    assert (record.source, record.device, record.method, record.caregiver, record.visit,
+            record.event, record.services, record.at) == (
+        "badge", "bd-7", "nfc", "c-012", "v-88", "check_out", ("bath", "meds"), T0)
+    assert record.actor is None
+    assert recorder.log.verify().ok
