@@ -150,10 +150,16 @@ class Pipeline:
     # --- durable part (worker thread) ---------------------------------------------------------
 
     def commit(self, lines: list[str], points: int, rejected: list[DeadLetter]) -> None:
-        """Spool the points (fsync), store dead letters, commit the stages. Blocking."""
+        """Spool the points (fsync), store dead letters, commit the stages. Blocking.
+
+        Retry-safe: each part that succeeded empties its list, so calling again with the same
+        lists after a failure (disk trouble in a later part) does not store anything twice.
+        """
         if lines:
             self.spool.append("\n".join(lines).encode(), points)
+            lines.clear()
         if rejected:
             self.deadletters.add(rejected)
+            rejected.clear()
         for stage in self.stages:
             stage.commit()

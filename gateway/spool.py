@@ -170,9 +170,15 @@ class Spool:
                 self._rotate()
             assert self._active is not None
             record = _Record(self._active_id, self._active_size, len(body), points)
-            os.write(self._active, _HEADER.pack(len(body), zlib.crc32(body), points) + body)
-            if self.fsync:
-                os.fsync(self._active)
+            try:
+                os.write(self._active, _HEADER.pack(len(body), zlib.crc32(body), points) + body)
+                if self.fsync:
+                    os.fsync(self._active)
+            except OSError:
+                # Disk full or failing: cut a partial record off again so the segment stays
+                # readable past this point when the append is retried.
+                os.ftruncate(self._active, self._active_size)
+                raise
             self._active_size += size
             self._pending.append(record)
             self._pending_bytes += size

@@ -116,3 +116,31 @@ def test_whatever_is_appended_is_read_back_once_across_restarts(
         spool.close()
     out.extend(_drain(Spool(directory, segment_bytes=segment_bytes, max_bytes=1 << 24)))
     assert out == [b for chunk in chunks for b in chunk]
+
+
+def test_a_retried_commit_after_a_later_failure_stores_nothing_twice(tmp_path: Path) -> None:
+    from gateway.deadletter import DeadLetter, DeadLetterStore
+    from gateway.metrics import Metrics
+    from gateway.pipeline import Pipeline
+
+    class FailingOnce:
+        name = "failing"
+        calls = 0
+
+        def accept(self, messages: object, received_ms: object) -> None: ...
+
+        def commit(self) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise OSError("alert store unavailable")
+
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20, fsync=False)
+    letters = DeadLetterStore(tmp_path / "dl.sqlite3")
+    pipeline = Pipeline(spool=spool, deadletters=letters, metrics=Metrics(),
+                        stages=[FailingOnce()])
+    lines, rejected = ["m v=1i 1"], [DeadLetter(1, "t", b"x", "malformed_json", "bad")]
+    with pytest.raises(OSError):
+        pipeline.commit(lines, 1, rejected)
+    pipeline.commit(lines, 1, rejected)
+    assert spool.pending_points == 1
+    assert letters.count() == 1
