@@ -8,12 +8,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decode, ingest, latency, report
+from bench import decode, detector, ingest, latency, replay, report
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
     "ingest": ingest.run,
     "alert_latency_ms": latency.run,
+    "detector": detector.run,
+    "replay": replay.run,
 }
 
 

@@ -13,6 +13,11 @@ Latency is measured on one clock (this process): from just before the PUBLISH is
 the socket to the ``opened`` event for that bed being parsed from the stream. The background
 rate reported is what the gateway counted (``homecare_messages_received_total``) during the
 presses, not what was asked for.
+
+To show what limits the figure, the latency is also split at the gateway's receipt time (the
+alert's ``opened_at``, same machine clock): publish -> socket read (broker, TCP, the gateway's
+pushback when its inbox is full) and socket read -> stream (inbox, pipeline, commit, SSE), next
+to the gateway's own receipt-to-disk and batch-commit histograms.
 """
 
 from __future__ import annotations
@@ -106,6 +111,8 @@ class _Stream:
         self.url = url
         self.key = key
         self.opened: dict[str, float] = {}
+        self.opened_at: dict[str, tuple[int, float]] = {}
+        """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
         self.connected = asyncio.Event()
         self.expected = 0
         self.all_in = asyncio.Event()
@@ -143,16 +150,20 @@ class _Stream:
         self.events += 1
         if alert["site"] == SITE:
             self.opened.setdefault(alert["bed"], now)
+            self.opened_at.setdefault(alert["bed"], (alert["opened_at"], time.time() * 1000))
             if len(self.opened) >= self.expected:
                 self.all_in.set()
 
 
 async def _press_all(mqtt_url: str, presses: int, stream: _Stream, seed: int
-                     ) -> dict[str, float]:
+                     ) -> tuple[dict[str, float], dict[str, float]]:
+    """Press every button; returns when each press was published, on the monotonic clock
+    (for the latency) and the wall clock (to split it at the gateway's receipt time)."""
     rng = random.Random(seed)
     client = Publisher(BrokerUrl.parse(mqtt_url), client_id="bench-presses", reconnect=False)
     await client.connect()
     pressed: dict[str, float] = {}
+    pressed_wall: dict[str, float] = {}
     stream.expected = presses
     try:
         for i in range(presses):
@@ -160,15 +171,14 @@ async def _press_all(mqtt_url: str, presses: int, stream: _Stream, seed: int
             topic = f"homecare/v1/{SITE}/{bed}/button/btn-{i:05d}/event"
             payload = json.dumps({"ts": time.time_ns() // 1_000_000, "seq": 1,
                                   "event": "press"}).encode()
+            pressed_wall[bed] = time.time() * 1000
             pressed[bed] = time.perf_counter()
             client.publish_nowait(topic, payload, qos=1)
             await asyncio.sleep(rng.uniform(0.010, 0.030))
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                await stream.all_in.wait()
+        await client.drain()
     finally:
         await client.disconnect()
-    return pressed
+    return pressed, pressed_wall
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -177,10 +187,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run(*, quick: bool = False, presses: int | None = None,
-        background_rate: float = BACKGROUND_RATE, keep_dir: Path | None = None,
-        profile_to: Path | None = None) -> dict[str, Any]:
-    """The figures; ``profile_to``: also record the gateway with py-spy (collapsed stacks)
-    while the buttons are pressed."""
+        background_rate: float = BACKGROUND_RATE, keep: bool = False,
+        profile_to: Path | None = None, with_database: bool = True) -> dict[str, Any]:
+    """The figures. ``keep``: leave the servers' directories (logs) in the temp dir;
+    ``profile_to``: also record the gateway with py-spy (collapsed stacks) during the run;
+    ``with_database=False``: the gateway keeps points in its spool only."""
     presses = presses or (100 if quick else 1000)
     mean_gap_s = 0.020
     seconds = WARMUP_S + presses * mean_gap_s + 5.0
@@ -201,7 +212,8 @@ def run(*, quick: bool = False, presses: int | None = None,
         env = {"HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning",
                "HOMECARE_MQTT_CLIENT_ID": "bench-latency-gateway"}
         store = "none (spool only)"
-        if shutil.which("victoria-metrics") or Path("/usr/bin/victoria-metrics").exists():
+        if with_database and (shutil.which("victoria-metrics")
+                              or Path("/usr/bin/victoria-metrics").exists()):
             vm = VictoriaMetrics(workdir / "vm")
             vm.start()
             env.update({"HOMECARE_INFLUX_URL": vm.url, "HOMECARE_INFLUX_API": "v2",
@@ -243,7 +255,7 @@ def run(*, quick: bool = False, presses: int | None = None,
         if vm is not None:
             vm.stop()
         mq.stop()
-        if keep_dir is None:
+        if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -258,9 +270,13 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
         await asyncio.sleep(WARMUP_S)  # background at full rate before the first press
         before = await asyncio.to_thread(gateway.metrics)
         started = time.perf_counter()
-        pressed = await _press_all(mqtt_url, presses, stream, seed=5)
+        pressed, pressed_wall = await _press_all(mqtt_url, presses, stream, seed=5)
         elapsed = time.perf_counter() - started
         after = await asyncio.to_thread(gateway.metrics)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await stream.all_in.wait()
+        drained = await asyncio.to_thread(gateway.metrics)
     finally:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -292,7 +308,50 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
             "mean": round(statistics.fmean(latencies), 2),
         })
     figures["gateway_inbox_depth_end"] = after.get("homecare_inbox_depth", 0)
+    # Where the time goes, at the gateway's receipt time (the alert's opened_at; same
+    # machine, same wall clock): broker and socket before it, gateway and stream after.
+    before_receipt = [stream.opened_at[b][0] - pressed_wall[b] for b in pressed_wall
+                      if b in stream.opened_at]
+    after_receipt = [arrived - opened for opened, arrived in stream.opened_at.values()]
+    if before_receipt:
+        figures["publish_to_gateway_receipt_ms"] = _quantiles(before_receipt)
+        figures["gateway_receipt_to_stream_ms"] = _quantiles(after_receipt)
+    # The gateway's own histograms, up to when the last alert came in.
+    inside = _histogram_quantiles(before, drained, "homecare_alert_open_latency_seconds",
+                                  'severity="critical"')
+    if inside:
+        figures["gateway_receipt_to_disk_ms"] = inside
+    commit = _histogram_quantiles(before, drained, "homecare_commit_seconds", "le=")
+    if commit:
+        figures["gateway_batch_commit_ms"] = commit
     return figures
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    return {f"p{q}": round(_percentile(values, q), 1) for q in (50, 95, 99)}
+
+
+def _histogram_quantiles(before: dict[str, float], after: dict[str, float], name: str,
+                         labels: str) -> dict[str, float | None]:
+    """p50/p99 upper bounds (bucket edges, ms) of a Prometheus histogram over the run: the
+    gateway's own view of the same alerts, from socket read to alert store commit."""
+    buckets: list[tuple[float, float]] = []
+    prefix = f"{name}_bucket{{"
+    for key, value in after.items():
+        if not key.startswith(prefix) or labels not in key:
+            continue
+        le = key.split('le="', 1)[1].split('"', 1)[0]
+        buckets.append((float(le), value - before.get(key, 0.0)))
+    buckets.sort()
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return {}
+    out: dict[str, float | None] = {}
+    for q in (50, 99):
+        edge = next(le for le, count in buckets if count >= total * q / 100)
+        out[f"p{q}_le"] = edge * 1000 if edge != float("inf") else None
+    out["count"] = total
+    return out
 
 
 if __name__ == "__main__":

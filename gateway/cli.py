@@ -189,6 +189,100 @@ def keys_revoke(
     typer.echo(f"revoked key {name!r}", err=True)
 
 
+@app.command("replay")
+def replay_command(
+    traffic: Annotated[Path, typer.Argument(
+        help="Recorded traffic (JSONL: t, topic, payload or payload_b64), e.g. from "
+             "`homecare simulate --out`.", exists=True, dir_okay=False)],
+    alerts: Annotated[Path, typer.Option(
+        help="Write every alert in its final state here, one JSON object per line.")],
+    registry: Annotated[Path | None, typer.Option(
+        help="Registry TOML (sites' time zones, beds' thresholds, devices' heartbeats) "
+             "(default: registry_file of the settings).", exists=True, dir_okay=False)] = None,
+    timezone: Annotated[str | None, typer.Option(
+        metavar="ZONE", help="IANA zone for sites without their own (default: the settings' "
+        "timezone, else the machine's).")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Gateway TOML settings (alert escalation, cancel window, "
+        "clear grace...); HOMECARE_* variables apply as for the gateway.", exists=True,
+        dir_okay=False)] = None,
+    tick_s: Annotated[float, typer.Option(
+        help="Simulated seconds between ticks of the alerting stage.")] = 10.0,
+    dispatcher_after_min: Annotated[float, typer.Option(
+        help="A simulated dispatcher resolves every alert this many simulated minutes after "
+             "it opened, so that a later incident of the same kind opens a new alert; 0: "
+             "nobody resolves anything.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the alert ids.")] = 0,
+    quiet: Annotated[bool, typer.Option(help="No summary.")] = False,
+) -> None:
+    """Run recorded traffic through the whole pipeline offline (decode, dedup, dead letters,
+    immediate rules, detectors, alert engine) on a clock taken from each line's receipt time;
+    the same input gives the same alerts."""
+    from devices.registry import Registry, RegistryError
+    from gateway.config import ConfigError, load
+    from gateway.replay import replay_file
+
+    if tick_s <= 0 or dispatcher_after_min < 0:
+        raise typer.BadParameter("tick-s must be positive and dispatcher-after-min not negative")
+    try:
+        settings = load(config)
+        if timezone is not None:
+            settings = load(config, timezone=timezone)
+        chosen = registry or settings.registry_file
+        loaded = Registry.load(chosen) if chosen else None
+    except (ConfigError, RegistryError) as exc:
+        typer.echo(f"homecare replay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    with alerts.open("wb") as out:
+        _, summary = replay_file(traffic, out, registry=loaded, settings=settings,
+                                 tick_ms=round(tick_s * 1000),
+                                 dispatcher_after_ms=round(dispatcher_after_min * 60_000),
+                                 seed=seed)
+    if not quiet:
+        for line in summary.report():
+            typer.echo(line, err=True)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    labels: Annotated[Path, typer.Option(
+        help="Ground-truth labels (JSONL), e.g. from `homecare simulate --labels`.",
+        exists=True, dir_okay=False)],
+    alerts: Annotated[Path, typer.Option(
+        help="Alerts (JSONL), e.g. from `homecare replay --alerts`.", exists=True,
+        dir_okay=False)],
+    tolerance_s: Annotated[float, typer.Option(
+        help="An alert opened up to this long after a label's end still detects it.")] = 600.0,
+    bed_days: Annotated[float | None, typer.Option(
+        help="Beds x days observed, for false alerts per bed-day (default: from the beds "
+             "and time span in the labels and alerts).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Machine-readable output (with the missed labels and false "
+                       "alerts).")] = False,
+) -> None:
+    """Score alerts against ground-truth labels per alert type: recall, precision, detection
+    delay (median, p95), false alerts per bed-day. An alert detects a label of the same bed
+    and type when it opened between the label's start and its end plus the tolerance."""
+    import json
+
+    import msgspec
+
+    from gateway.evaluate import evaluate, read_alerts, read_labels
+
+    if tolerance_s < 0 or (bed_days is not None and bed_days <= 0):
+        raise typer.BadParameter("tolerance-s must not be negative, bed-days must be positive")
+    try:
+        scored = evaluate(read_labels(labels.read_bytes()), read_alerts(alerts.read_bytes()),
+                          tolerance_s=tolerance_s, bed_days=bed_days)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        typer.echo(f"homecare evaluate: unreadable input: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(scored.to_json(), indent=2))
+    else:
+        typer.echo(scored.table())
+
+
 def main() -> None:
     app()
 

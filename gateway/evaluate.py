@@ -6,7 +6,8 @@ between the label's start and its end plus a tolerance. Per alert type:
 * **recall**: labels matched by at least one alert / labels;
 * **precision**: alerts that match some label / alerts (a second alert for the same label is
   not false, but is counted under ``repeats``: alarm fatigue shows there);
-* **delay**: first matching alert's ``opened_at`` minus the label's start (median and p95);
+* **delay**: first matching alert's ``opened_at`` minus the label's start (median, p95 and
+  maximum);
 * **false per bed-day**: alerts matching no label / (beds x days).
 
 Bed-days come from ``bed_days`` when given, else from the beds and the time span seen in the
@@ -93,6 +94,7 @@ class Evaluation:
                 "precision": _round(score.precision),
                 "delay_median_s": _round(score.delay_s(50), 1),
                 "delay_p95_s": _round(score.delay_s(95), 1),
+                "delay_max_s": _round(score.delay_s(100), 3),
                 "false_per_bed_day": _round(self.false_per_bed_day(score), 4),
             })
         return out

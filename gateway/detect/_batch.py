@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain
+from operator import attrgetter, is_, itemgetter
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
@@ -20,15 +23,12 @@ import numpy.typing as npt
 
 from devices.codec import Message
 from devices.schemas import (
-    AudioSample,
     BadgeEvent,
     ButtonEvent,
     FallEvent,
-    InfraredSample,
     RecordingEvent,
     Status,
     Telemetry,
-    VitalsSample,
 )
 
 if TYPE_CHECKING:
@@ -81,12 +81,17 @@ class Vitals:
     breathing: F32
 
 
-@dataclass(frozen=True, slots=True)
-class StatusRecord:
-    device: int
-    bed: int
-    received: int
-    status: Status
+@dataclass(slots=True)
+class Statuses:
+    """Status messages, in arrival order."""
+
+    device: I64
+    bed: I64
+    received: I64
+    offline: npt.NDArray[np.bool_]
+    battery: F32
+    """NaN where not reported (the same for ``heartbeat_s``)."""
+    heartbeat_s: F32
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +115,7 @@ class Batch:
     infrared: Infrared
     audio: Audio
     vitals: Vitals
-    statuses: list[StatusRecord] = field(default_factory=list)
+    statuses: Statuses
     events: list[EventRecord] = field(default_factory=list)
 
     @property
@@ -118,114 +123,116 @@ class Batch:
         return len(self.infrared.t) + len(self.audio.t) + len(self.vitals.t)
 
 
-class _Columns:
-    __slots__ = ("bed", "count", "device", "received", "samples", "shift")
-
-    def __init__(self) -> None:
-        self.samples: list[object] = []
-        self.bed: list[int] = []
-        self.device: list[int] = []
-        self.count: list[int] = []
-        self.shift: list[int] = []
-        self.received: list[int] = []
-
-    def add(self, samples: tuple[object, ...], bed: int, device: int, shift: int,
-            received: int) -> None:
-        self.samples.extend(samples)
-        self.received.append(received)
-        self.bed.append(bed)
-        self.device.append(device)
-        self.count.append(len(samples))
-        self.shift.append(shift)
-
-    def expand(self) -> tuple[I64, I64, I64, I64]:
-        counts = np.array(self.count, dtype=np.int64)
-        received = np.repeat(np.array(self.received, dtype=np.int64), counts)
-        bed = np.repeat(np.array(self.bed, dtype=np.int64), counts)
-        device = np.repeat(np.array(self.device, dtype=np.int64), counts)
-        shift = np.repeat(np.array(self.shift, dtype=np.int64), counts)
-        t = np.fromiter((s.t for s in self.samples), np.int64,  # type: ignore[attr-defined]
-                        len(self.samples)) + shift
-        return bed, device, t, received
+def _telemetry_columns(fleet: Fleet, telemetry: Sequence[Telemetry], devices: I64,
+                       received: I64, ts: I64) -> tuple[list[object], I64, I64, I64, I64]:
+    """The samples of ``telemetry``, and per sample: bed, device, time (see the module
+    docstring), receipt time."""
+    if not telemetry:
+        empty = np.zeros(0, np.int64)
+        return [], empty, empty, empty, empty
+    counts = np.fromiter(map(len, map(_SAMPLES, telemetry)), np.int64, len(telemetry))
+    shift = np.where(np.abs(ts - received) > CLOCK_TRUST_MS, received - ts, 0)
+    samples: list[object] = list(chain.from_iterable(map(_SAMPLES, telemetry)))
+    t = np.fromiter(map(_T, samples), np.int64, len(samples)) + np.repeat(shift, counts)
+    device = np.repeat(devices, counts)
+    return samples, fleet.device_bed[device], device, t, np.repeat(received, counts)
 
 
-def _flags(values: list[object]) -> F32:
-    return np.array(values, dtype=np.float32) if values else np.zeros(0, np.float32)
+def _column(samples: Sequence[object], name: str) -> F32:
+    """One optional field of every sample: 1.0/0.0 for flags, NaN where absent."""
+    if not samples:
+        return np.zeros(0, np.float32)
+    return np.array(list(map(attrgetter(name), samples)), dtype=np.float32)
+
+
+def _pick(items: list[object], at: I64) -> list[object]:
+    """``items`` at the positions ``at`` (gathered in C)."""
+    if len(at) == 0:
+        return []
+    if len(at) == 1:
+        return [items[int(at[0])]]
+    return list(itemgetter(*at.tolist())(items))
+
+
+_SAMPLES = attrgetter("samples")
+_STATE = attrgetter("state")
+_OFFLINE = "offline"
+_TS = attrgetter("ts")
+_T = attrgetter("t")
+_ZONE = attrgetter("zone")
+_PAYLOAD = attrgetter("payload")
+_ADDRESS = attrgetter("address")
+OTHER: Final = 3
+"""Kind code of a message that is not telemetry (0 infrared, 1 audio, 2 fall telemetry)."""
 
 
 Chunk = tuple[Sequence[Message], Sequence[int]]
 
 
 def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
-    """The columns of the messages of ``chunks`` (each a batch with its receipt times)."""
-    device_of = fleet.message_device
-    bed_of = fleet.device_bed_list
-    ir, au, vi = _Columns(), _Columns(), _Columns()
-    devices: list[int] = []
-    tss: list[int] = []
-    wills: list[bool] = []
-    statuses: list[StatusRecord] = []
-    events: list[EventRecord] = []
-    trust = CLOCK_TRUST_MS
+    """The columns of the messages of ``chunks`` (each a batch with its receipt times).
+
+    No Python-level loop per message or per sample: devices are found through the fleet's
+    address cache with ``map``, samples are unpacked per kind with ``map``/``attrgetter``,
+    and every derived column is computed with numpy. Only statuses and events (a few per
+    device and hour) and first-seen addresses are handled one by one."""
+    messages: list[Message] = []
     received_all: list[int] = []
-    for messages, received_ms in chunks:
-        if len(messages) != len(received_ms):
+    for batch_messages, received_ms in chunks:
+        if len(batch_messages) != len(received_ms):
             raise ValueError("messages and received_ms differ in length")
+        messages.extend(batch_messages)
         received_all.extend(received_ms)
-        for message, received in zip(messages, received_ms, strict=True):
-            device = device_of(message)
-            bed = bed_of[device]
-            payload = message.payload
-            ts = payload.ts
-            devices.append(device)
-            tss.append(ts)
-            skewed = not -trust <= ts - received <= trust
-            kind = type(payload)
-            if kind is Telemetry:
-                wills.append(False)
-                samples = payload.samples  # type: ignore[union-attr]
-                if not samples:
-                    continue
-                first = type(samples[0])
-                shift = received - ts if skewed else 0
-                if first is VitalsSample:
-                    vi.add(samples, bed, device, shift, received)
-                elif first is AudioSample:
-                    au.add(samples, bed, device, shift, received)
-                elif first is InfraredSample:
-                    ir.add(samples, bed, device, shift, received)
-            elif kind is Status:
-                status: Status = payload  # type: ignore[assignment]
-                wills.append(status.state == "offline")
-                statuses.append(StatusRecord(device, bed, received, status))
-            else:
-                wills.append(False)
-                events.append(EventRecord(device, bed, received, received if skewed else ts,
-                                          payload))  # type: ignore[arg-type]
-    s_bed, s_device, s_t, s_received = ir.expand()
-    s = ir.samples
+    addresses = list(map(_ADDRESS, messages))
+    payloads: list[object] = list(map(_PAYLOAD, messages))
+    packed = list(map(fleet.address_cache.get, map(id, addresses)))
+    if None in packed:
+        for i, value in enumerate(packed):
+            if value is None:
+                packed[i] = fleet.address_code(addresses[i])
+    code_of = np.array(packed, dtype=np.int64)
+    device = code_of >> 2
+    code = code_of & 3
+    received = np.array(received_all, dtype=np.int64)
+    ts = np.fromiter(map(_TS, payloads), np.int64, len(payloads))
+    other = np.flatnonzero(code == OTHER)
+    kinds = list(map(type, _pick(payloads, other)))
+    is_status = np.fromiter(map(partial(is_, Status), kinds), np.bool_, len(kinds))
+    at = other[is_status]
+    status: list[Status] = _pick(payloads, at)  # type: ignore[assignment]
+    offline = np.array(list(map(_OFFLINE.__eq__, map(_STATE, status))), dtype=np.bool_) \
+        if status else np.zeros(0, np.bool_)
+    is_will = np.zeros(len(payloads), np.bool_)
+    is_will[at] = offline
+    statuses = Statuses(device[at], fleet.device_bed[device[at]], received[at], offline,
+                        _column(status, "battery"), _column(status, "heartbeat_s"))
+    events: list[EventRecord] = []
+    bed_of = fleet.device_bed_list
+    for index in other[~is_status].tolist():
+        payload = payloads[index]
+        got, owner = received_all[index], int(device[index])
+        event_ts: int = payload.ts
+        skewed = abs(event_ts - got) > CLOCK_TRUST_MS
+        events.append(EventRecord(owner, bed_of[owner], got, got if skewed else event_ts,
+                                  payload))
+
+    def sort(kind: int) -> tuple[list[object], I64, I64, I64, I64]:
+        at = np.flatnonzero(code == kind)
+        telemetry: list[Telemetry] = _pick(payloads, at)  # type: ignore[assignment]
+        return _telemetry_columns(fleet, telemetry, device[at], received[at], ts[at])
+
+    s, s_bed, s_device, s_t, s_received = sort(0)
     infrared = Infrared(
-        s_bed, s_t, s_device, s_received,
-        _flags([x.presence for x in s]),  # type: ignore[attr-defined]
-        _flags([x.motion for x in s]),  # type: ignore[attr-defined]
-        _flags([x.people for x in s]),  # type: ignore[attr-defined]
-        np.array([ZONE_CODES.get(x.zone, 0) for x in s], dtype=np.int8),  # type: ignore[attr-defined]
-    )
-    s_bed, s_device, s_t, s_received = au.expand()
-    s = au.samples
-    audio = Audio(s_bed, s_t, s_device, s_received,
-                  _flags([x.level_db for x in s]),  # type: ignore[attr-defined]
-                  _flags([x.voice for x in s]))  # type: ignore[attr-defined]
-    s_bed, s_device, s_t, s_received = vi.expand()
-    s = vi.samples
-    vitals = Vitals(s_bed, s_t, s_device, s_received,
-                    _flags([x.in_bed for x in s]),  # type: ignore[attr-defined]
-                    _flags([x.heart_rate for x in s]),  # type: ignore[attr-defined]
-                    _flags([x.breathing_rate for x in s]))  # type: ignore[attr-defined]
-    return Batch(
-        device=np.array(devices, dtype=np.int64),
-        received=np.array(received_all, dtype=np.int64),
-        ts=np.array(tss, dtype=np.int64),
-        is_will=np.array(wills, dtype=np.bool_),
-        infrared=infrared, audio=audio, vitals=vitals, statuses=statuses, events=events,
-    )
+        s_bed, s_t, s_device, s_received, _column(s, "presence"), _column(s, "motion"),
+        _column(s, "people"),
+        np.array(list(map(ZONE_CODES.get, map(_ZONE, s))), dtype=np.int8)
+        if s else np.zeros(0, np.int8))
+    s, s_bed, s_device, s_t, s_received = sort(1)
+    audio = Audio(s_bed, s_t, s_device, s_received, _column(s, "level_db"),
+                  _column(s, "voice"))
+    s, s_bed, s_device, s_t, s_received = sort(2)
+    vitals = Vitals(s_bed, s_t, s_device, s_received, _column(s, "in_bed"),
+                    _column(s, "heart_rate"), _column(s, "breathing_rate"))
+    return Batch(device=device, received=received, ts=ts, is_will=is_will,
+                 infrared=infrared, audio=audio, vitals=vitals, statuses=statuses,
+                 events=events)

@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from devices.codec import Message
 from devices.registry import BedSettings, Registry
-from devices.topics import Kind
+from devices.topics import Address, Channel, Kind
 from gateway.detect._batch import Batch, Chunk, extract
 
 I64 = npt.NDArray[np.int64]
@@ -31,6 +31,7 @@ NONE: Final = np.iinfo(np.int64).min // 4
 
 KIND_CODES: Final[dict[Kind, int]] = {k: i for i, k in enumerate(Kind)}
 KINDS_BY_CODE: Final[tuple[Kind, ...]] = tuple(Kind)
+_TELEMETRY_CODES: Final[dict[Kind, int]] = {Kind.INFRARED: 0, Kind.AUDIO: 1, Kind.FALL: 2}
 
 _OFFSET_BUCKET_MS: Final = 15 * 60_000
 """UTC offsets are cached per zone and quarter hour: every DST change in use falls on one."""
@@ -84,6 +85,12 @@ class Fleet:
         self._beds: dict[tuple[str, str], int] = {}
         self.bed_keys: list[tuple[str, str]] = []
         self._devices: dict[tuple[str, str, str], int] = {}
+        self.address_cache: dict[int, int] = {}
+        """``id(address) -> device * 4 + kind code`` (0 infrared, 1 audio, 2 fall telemetry,
+        3 anything else): the codec's topic cache hands out the same Address object for
+        every message of a topic, so a message's device is found by identity, in C."""
+        self._cached_addresses: list[Address] = []
+        """Keeps every cached Address alive, so that its id cannot be reused meanwhile."""
         self.device_keys: list[tuple[str, str, str]] = []
         self.device_bed_list: list[int] = []
         self.device_kind_list: list[int] = []
@@ -215,11 +222,22 @@ class Fleet:
         return index
 
     def message_device(self, message: Message) -> int:
-        a = message.address
+        return self.address_code(message.address) >> 2
+
+    def address_code(self, a: Address) -> int:
+        """``device * 4 + kind code`` of the messages from ``a`` (see :attr:`address_cache`)."""
         index = self._devices.get((a.site, a.bed, a.device))
         if index is None:
             index = self.device_index(a.site, a.bed, a.device, a.kind)
-        return index
+        code = _TELEMETRY_CODES.get(a.kind, 3) if a.channel is Channel.TELEMETRY else 3
+        if len(self.address_cache) >= 4 * len(self._devices) + 1024:
+            # Bounded: a few topics per device, unless addresses are not reused (then the
+            # cache only costs a lookup).
+            self.address_cache.clear()
+            self._cached_addresses.clear()
+        self.address_cache[id(a)] = index * 4 + code
+        self._cached_addresses.append(a)
+        return index * 4 + code
 
     def _add_settings(self, index: int, settings: BedSettings) -> None:
         size = index + 1

@@ -2,8 +2,8 @@
 
 :class:`Ring`: the last ``width`` samples of each bed's stream of ``metrics`` values taken
 together (one time column, one value column per metric; NaN where a sample lacks a metric).
-A batch is scattered in with numpy indexing: samples are ordered by (bed, time), each gets
-its rank within its bed, and lands at ``(written + rank) % width``.
+A batch is scattered in with numpy indexing: samples are grouped by bed (arrival order kept),
+each gets its rank within its bed, and lands at ``(written + rank) % width``.
 
 :class:`SlotBaseline`: a person's own long-term level of each metric. Samples are averaged
 per slot (10 minutes); the last ``slots`` slot means (a day) are kept, and their 5 %, 50 %
@@ -45,6 +45,17 @@ def group_starts(keys: I64) -> tuple[I64, I64]:
     return starts, lengths
 
 
+def row_quantile(values: F32, q: float) -> F32:
+    """The ``q`` quantile of each row, NaN ignored (NaN for an all-NaN row); nearest rank.
+
+    ``np.nanquantile`` along an axis loops over the rows in Python: this sorts once."""
+    ordered = np.sort(values, axis=1)  # NaN sorts last
+    valid = (~np.isnan(ordered)).sum(axis=1)
+    pick = np.floor(q * np.maximum(valid - 1, 0) + 0.5).astype(np.int64)
+    picked: F32 = ordered[np.arange(len(ordered)), pick]
+    return picked
+
+
 class Ring:
     """Per bed, the last ``width`` samples: time and ``metrics`` values."""
 
@@ -64,7 +75,8 @@ class Ring:
         if not len(t):
             return
         w = self.width
-        order = np.lexsort((t, bed))
+        # Grouped by bed, arrival order kept within a bed (windows select by time anyway).
+        order = np.argsort(bed, kind="stable")
         bed, t, values = bed[order], t[order], values[order]
         starts, lengths = group_starts(bed)
         rank = np.arange(len(bed)) - np.repeat(starts, lengths)
@@ -121,9 +133,13 @@ class SlotBaseline:
         if len(closing):
             self._close(closing, newest[closing])
         present = ~np.isnan(values)
-        np.add.at(self._col("sum"), bed, np.where(present, values, 0.0))
-        np.add.at(self._col("count"), bed, present)
-        np.add.at(self._col("bad"), bed, bad & present)
+        total, count, abnormal = self._col("sum"), self._col("count"), self._col("bad")
+        size = len(total)
+        for m in range(self.metrics):
+            has = present[:, m]
+            total[:, m] += np.bincount(bed, np.where(has, values[:, m], 0.0), size)
+            count[:, m] += np.bincount(bed[has], minlength=size)
+            abnormal[:, m] += np.bincount(bed[has & bad[:, m]], minlength=size)
 
     def _close(self, beds: I64, new_slot: I64) -> None:
         total, count, bad = self._col("sum"), self._col("count"), self._col("bad")

@@ -38,21 +38,26 @@ class LowBatteryDetector(DetectorBase):
         d.column("active_since", np.int64, NONE)
 
     def _update(self, batch: Batch) -> None:
-        if not batch.statuses:
+        st = batch.statuses
+        reported = np.flatnonzero(~np.isnan(st.battery))
+        if not len(reported):
             return
         d = self.devices
-        battery, low_since = d["battery"], d["low_since"]
-        limit = self.fleet.settings["low_battery_pct"]
-        for record in batch.statuses:
-            level = record.status.battery
-            if level is None:
-                continue
-            battery[record.device] = level
-            low = level < limit[record.bed]
-            if low and low_since[record.device] == NONE:
-                low_since[record.device] = record.received
-            elif not low:
-                low_since[record.device] = NONE
+        device, level = st.device[reported], st.battery[reported]
+        low = level < self.fleet.settings["low_battery_pct"][st.bed[reported]]
+        # The first low reading of the batch starts the episode; the last reading decides.
+        first_low = np.full(self.fleet.n_devices, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(first_low, device[low], st.received[reported][low])
+        last = np.full(self.fleet.n_devices, -1, np.int64)
+        np.maximum.at(last, device, np.arange(len(device)))
+        touched = np.flatnonzero(last >= 0)
+        final = last[touched]
+        d["battery"][touched] = level[final]
+        low_since = d["low_since"]
+        still_low = low[final]
+        starting = touched[still_low & (low_since[touched] == NONE)]
+        low_since[starting] = first_low[starting]
+        low_since[touched[~still_low]] = NONE
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         fleet = self.fleet

@@ -7,11 +7,14 @@
 
 Per bed, the *still run* is the time since the infrared sensor last saw movement or saw
 nobody home (or, after a gap in its data, since data resumed: a sensor that was silent says
-nothing about stillness). Per bed and local hour of day, the longest still run of each hour
-is folded into an exponentially weighted average over days (the person's usual stillness at
-that hour: long at night, short in the morning). The condition holds when the still run
-exceeds ``max(inactivity_min_minutes, inactivity_factor x usual)`` (BedSettings) and the
-sensor is still reporting; it clears with the next movement or absence.
+nothing about stillness). Per bed and local hour of day, the longest still run that covered
+the hour each day (counting runs that ended, never one that raised this alert) is folded into
+an exponentially weighted average over days: the person's usual stillness at that hour, long
+at night or at nap time, short in the morning. The condition holds when the still run exceeds
+``max(inactivity_min_minutes, inactivity_factor x usual)`` (BedSettings), ``usual`` being the
+longest of the hours the run covers, and the sensor is still reporting; it clears with the
+next movement or absence. A person whose naps are routinely longer than the minimum needs a
+higher ``inactivity_min_minutes``: a run that raised the alert is never learned as usual.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from gateway.detect._fleet import NONE
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 86_400_000
+_MAX = np.iinfo(np.int64).max
 
 DATA_GAP_MS: Final = 10 * MINUTE_MS
 """Infrared samples further apart than this break the still run (stillness is not known
@@ -51,9 +56,10 @@ class InactivityDetector(DetectorBase):
         b.column("last_t", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
         b.column("usual_min", np.float32, np.nan, (24,))
-        b.column("hour", np.int64, NONE)
-        """Local epoch hour whose longest still run is being tracked."""
-        b.column("hour_max_min", np.float32, 0.0)
+        b.column("day_max_min", np.float32, 0.0, (24,))
+        """Longest ended still run covering each local hour, today so far."""
+        b.column("day", np.int64, NONE)
+        """Local day (epoch days) that ``day_max_min`` belongs to."""
         b.column("active", np.bool_, False)
         b.column("active_since", np.int64, NONE)
 
@@ -73,41 +79,45 @@ class InactivityDetector(DetectorBase):
         gap = t - previous > DATA_GAP_MS
         moved = (motion > 0) | (presence == 0)
         reset = moved | gap
-        old_since = still_since.copy()
-        # A run that ended (movement seen, not a gap): how long it was, for the usual value.
-        ended = np.zeros(len(still_since), np.float64)
+        # The first run to end in this batch (by movement or absence, not by a data gap).
+        ended_at = np.full(len(still_since), _MAX, np.int64)
         ends = moved & ~gap
-        if ends.any():
-            first_end = np.full(len(still_since), np.iinfo(np.int64).max, np.int64)
-            np.minimum.at(first_end, bed[ends], t[ends])
-            touched = np.flatnonzero(first_end != np.iinfo(np.int64).max)
-            ok = old_since[touched] != NONE
-            ended[touched[ok]] = (first_end[touched[ok]] - old_since[touched[ok]]) / MINUTE_MS
+        np.minimum.at(ended_at, bed[ends], t[ends])
+        ended = np.flatnonzero((ended_at != _MAX) & (still_since != NONE))
+        ended = ended[~(b["active"][ended] & (still_since[ended] == b["active_since"][ended]))]
+        run_start, run_end = still_since[ended].copy(), ended_at[ended]
         np.maximum.at(still_since, bed[reset], t[reset])
         np.maximum.at(last_t, bed, t)
         np.maximum.at(b["last_received"], bed, ir.received[known][order])
-        self._track_hours(np.unique(bed), ended)
+        self._new_day(np.unique(bed))
+        self._learn(ended, run_start, run_end)
 
-    def _track_hours(self, beds: np.ndarray, ended: np.ndarray) -> None:
+    def _new_day(self, beds: np.ndarray) -> None:
+        """At a bed's local day change, fold yesterday's per-hour maxima into the usual."""
         b = self.beds
-        last_t, still_since = b["last_t"][beds], b["still_since"][beds]
-        hour = self.fleet.local_ms(beds, last_t) // HOUR_MS
-        tracked = b["hour"][beds]
-        hour_max = b["hour_max_min"]
-        moved_on = (hour != tracked) & (tracked != NONE)
-        fold = beds[moved_on & ~b["active"][beds]]
-        if len(fold):
-            of_day = (b["hour"][fold] % 24).astype(np.int64)
-            usual = b["usual_min"]
-            old = usual[fold, of_day]
-            seen = hour_max[fold]
-            usual[fold, of_day] = np.where(np.isnan(old), seen,
-                                           (1 - USUAL_ALPHA) * old + USUAL_ALPHA * seen)
-        reset = beds[hour != tracked]
-        hour_max[reset] = 0.0
-        b["hour"][beds] = hour
-        ongoing = np.where(still_since != NONE, (last_t - still_since) / MINUTE_MS, 0.0)
-        hour_max[beds] = np.maximum(hour_max[beds], np.maximum(ongoing, ended[beds]))
+        day = self.fleet.local_ms(beds, b["last_t"][beds]) // DAY_MS
+        changed = beds[(day != b["day"][beds]) & (b["day"][beds] != NONE)]
+        if len(changed):
+            seen = b["day_max_min"][changed]
+            usual = b["usual_min"][changed]
+            folded = np.where(np.isnan(usual), seen, (1 - USUAL_ALPHA) * usual + USUAL_ALPHA * seen)
+            b["usual_min"][changed] = np.where(seen > 0, folded, usual)
+            b["day_max_min"][changed] = 0.0
+        b["day"][beds] = day
+
+    def _learn(self, beds: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        """Count each ended still run for every local hour it covered."""
+        if not len(beds):
+            return
+        minutes = ((end - start) / MINUTE_MS).astype(np.float32)
+        first = self.fleet.local_ms(beds, start) // HOUR_MS
+        spanned = np.clip(self.fleet.local_ms(beds, end) // HOUR_MS - first, 0, 23)
+        day_max = self.beds["day_max_min"]
+        for k in range(int(spanned.max()) + 1):
+            inside = k <= spanned
+            hours = ((first[inside] + k) % 24).astype(np.int64)
+            rows = beds[inside]
+            day_max[rows, hours] = np.maximum(day_max[rows, hours], minutes[inside])
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         n = self.fleet.n_beds
@@ -125,9 +135,7 @@ class InactivityDetector(DetectorBase):
         threshold = np.zeros(n)
         usual = np.zeros(n)
         if len(candidate):
-            usual_now = self._usual(candidate, np.full(len(candidate), now_ms, np.int64))
-            usual_start = self._usual(candidate, since[candidate])
-            usual[candidate] = np.maximum(usual_now, usual_start)
+            usual[candidate] = self._usual(candidate, since[candidate], now_ms)
             factor = self.fleet.setting("inactivity_factor")[candidate]
             threshold[candidate] = np.maximum(minimum[candidate], factor * usual[candidate])
             desired[candidate] = now_ms - since[candidate] >= threshold[candidate] * MINUTE_MS
@@ -151,10 +159,18 @@ class InactivityDetector(DetectorBase):
             active_since[i] = NONE
         return findings
 
-    def _usual(self, beds: np.ndarray, times: np.ndarray) -> np.ndarray:
-        local = self.fleet.local_ms(beds, times)
-        of_day = ((local // HOUR_MS) % 24).astype(np.int64)
-        usual = self.beds["usual_min"][beds, of_day].astype(np.float64)
-        night = self.fleet.is_night(beds, (local % 86_400_000) / MINUTE_MS)
-        prior = np.where(night, PRIOR_NIGHT_MIN, PRIOR_DAY_MIN)
-        return np.where(np.isnan(usual), prior, usual)
+    def _usual(self, beds: np.ndarray, since: np.ndarray, now_ms: int) -> np.ndarray:
+        """The longest usual still run (minutes) of the local hours from ``since`` to now."""
+        first = self.fleet.local_ms(beds, since) // HOUR_MS
+        last = self.fleet.local_ms(beds, np.full(len(beds), now_ms, np.int64)) // HOUR_MS
+        spanned = np.clip(last - first, 0, 23)
+        usual = np.zeros(len(beds))
+        learned = self.beds["usual_min"]
+        for k in range(int(spanned.max()) + 1):
+            of_day = ((first + k) % 24).astype(np.int64)
+            value = learned[beds, of_day].astype(np.float64)
+            night = self.fleet.is_night(beds, (of_day * 60 + 30).astype(np.float64))
+            value = np.where(np.isnan(value), np.where(night, PRIOR_NIGHT_MIN, PRIOR_DAY_MIN),
+                             value)
+            usual = np.where(k <= spanned, np.maximum(usual, value), usual)
+        return usual

@@ -63,10 +63,9 @@ class DeviceOfflineDetector(DetectorBase):
         d["will"][touched] = final_will
         announced = touched[final_will]
         d["will_at"][announced] = received[last[announced]]
-        heartbeat = d["heartbeat_ms"]
-        for record in batch.statuses:
-            if record.status.heartbeat_s is not None:
-                heartbeat[record.device] = record.status.heartbeat_s * 1000.0
+        st = batch.statuses
+        promised = ~np.isnan(st.heartbeat_s)
+        d["heartbeat_ms"][st.device[promised]] = st.heartbeat_s[promised] * 1000.0
 
     def _dark_sites(self, tracked: np.ndarray, silent: np.ndarray) -> np.ndarray:
         """Per device: whether its site has gone dark as a whole."""
@@ -92,13 +91,15 @@ class DeviceOfflineDetector(DetectorBase):
         last = d["last_heard"][:n]
         silent = now_ms - last > heartbeat * fleet.offline_factor
         will = d["will"][:n]
-        tracked = (fleet.device_kind[:n] != _BADGE) & (last != NONE)
+        # A will means the device had connected, even if nothing else of it arrived.
+        tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
         silent &= tracked
         silent[silent & ~active] &= ~self._dark_sites(tracked, silent)[silent & ~active]
         desired = tracked & (silent | will)
         on, off = transitions(active, desired)
         findings: list[Finding] = []
+        last = np.where(last == NONE, d["will_at"][:n], last)
         for i in on.tolist():
             d["active_since"][i] = last[i]
             _, _, device = fleet.device_keys[i]

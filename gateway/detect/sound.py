@@ -6,9 +6,10 @@
 
 The room's baseline is the median of its 10-minute mean levels over the last day
 (:class:`~gateway.detect._ring.SlotBaseline`; loud slots are left out). Until a few slots
-exist, the quieter quartile of the recent samples stands in. A sample is loud when it is at
-least ``sound_db_above_baseline`` (BedSettings) above the baseline; the condition holds when,
-over the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report voice
+exist, the quieter quartile of the recent samples stands in (at most
+:data:`COLD_REFERENCE_DB`). A sample is loud when it is at least
+``sound_db_above_baseline`` (BedSettings) above the baseline; the condition holds when, over
+the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report voice
 activity have voice. Physically impossible levels (below 0 or above 140 dB) are a sensor
 fault, not a sound, and are ignored here.
 """
@@ -23,7 +24,7 @@ from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch
 from gateway.detect._fleet import NONE
-from gateway.detect._ring import Ring, SlotBaseline
+from gateway.detect._ring import Ring, SlotBaseline, row_quantile
 
 MINUTE_MS: Final = 60_000
 LEVEL, VOICE = 0, 1
@@ -38,6 +39,9 @@ VOICE_SHARE: Final = 0.5
 """Share of voice samples needed (when the recorder reports voice activity at all)."""
 MIN_SLOTS: Final = 3
 """Baseline slots (10 min each) needed before the long-term baseline is used."""
+COLD_REFERENCE_DB: Final = 40.0
+"""Until then the quieter quartile of the recent samples is the reference, but never above
+a quiet room's level: a room that is loud from the first sample on must still count as loud."""
 PLAUSIBLE_DB: Final = (0.0, 140.0)
 STALE_MS: Final = 30 * MINUTE_MS
 """An active condition with no audio data for this long clears (nothing is observed)."""
@@ -65,13 +69,7 @@ class AbnormalSoundDetector(DetectorBase):
         cold = np.flatnonzero(np.isnan(reference))
         if len(cold):
             _, values = self.ring.window(beds[cold])
-            levels = values[:, LEVEL]
-            with np.errstate(all="ignore"):
-                has = ~np.isnan(levels).all(axis=1)
-                quartile = np.full(len(cold), np.nan)
-                if has.any():
-                    quartile[has] = np.nanpercentile(levels[has], 25, axis=1)
-            reference[cold] = quartile
+            reference[cold] = np.minimum(row_quantile(values[:, LEVEL], 0.25), COLD_REFERENCE_DB)
         return reference
 
     def _update(self, batch: Batch) -> None:

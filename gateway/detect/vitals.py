@@ -38,8 +38,9 @@ ABNORMAL_SHARE_OFF: Final = 0.2
 MARGIN: Final = (12.0, 4.0)
 """Least distance (per minute) outside the person's own band that counts as abnormal:
 heart rate, breathing rate."""
-MIN_SLOTS: Final = 3
-"""Baseline slots (10 min each) needed before the person's own band is used."""
+MIN_SLOTS: Final = 2
+"""Baseline slots (10 min each) needed before the person's own band is used; until then
+only the absolute limits apply."""
 PLAUSIBLE: Final = ((0.0, 230.0), (0.0, 80.0))
 """Readings outside these are impossible (sensor_fault), for heart and breathing rate."""
 STALE_MS: Final = 15 * MINUTE_MS

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import random
+
+from devices import Message, Registry
+from gateway.detect import AbnormalSoundDetector
+from tests.unit.test_detect_support import HOUR, MINUTE, at, audio, cleared, opened, run
+
+ZONE = "UTC"
+T0 = at("2026-11-02", "06:00", ZONE)
+
+
+def detector(registry: Registry | None = None) -> AbnormalSoundDetector:
+    return AbnormalSoundDetector(registry or Registry(), timezone=ZONE)
+
+
+def room(start: int, end: int, level: float, *, voice: bool = False, step: int = 15_000,
+         seed: int = 1) -> list[tuple[int, Message]]:
+    rng = random.Random(seed)
+    return [(t + 100, audio("b1", t, round(level + rng.gauss(0, 1.3), 1), voice=voice))
+            for t in range(start, end, step)]
+
+
+def quiet_morning() -> list[tuple[int, Message]]:
+    return room(T0, T0 + 3 * HOUR, 34.0) + room(T0 + 3 * HOUR, T0 + 4 * HOUR, 49.0, voice=True)
+
+
+def test_distress_far_above_the_rooms_baseline_is_reported_and_clears() -> None:
+    start = T0 + 4 * HOUR
+    traffic = quiet_morning() + room(start, start + 10 * MINUTE, 76.0, voice=True)
+    traffic += room(start + 10 * MINUTE, start + HOUR, 34.0)
+    findings = run(detector(), traffic, start=T0, end=start + HOUR)
+    [raised] = opened(findings)
+    assert raised.started_at is not None
+    assert start <= raised.started_at <= start + MINUTE
+    assert raised.at - start <= 4 * MINUTE
+    assert raised.evidence["above_db"] > 35
+    [clear] = cleared(findings)
+    assert clear.at <= start + 14 * MINUTE
+
+
+def test_tv_loud_talk_and_spikes_are_not_abnormal() -> None:
+    start = T0 + 4 * HOUR
+    traffic = quiet_morning()
+    traffic += room(start, start + HOUR, 50.0, voice=True)  # TV, talk: +16 dB
+    traffic += [(start + HOUR + 100, audio("b1", start + HOUR, 95.0, voice=True))]  # a door
+    traffic += room(start + HOUR + 15_000, start + 2 * HOUR, 34.0)
+    assert run(detector(), traffic, start=T0, end=start + 2 * HOUR) == []
+
+
+def test_loud_without_voice_is_not_distress() -> None:
+    start = T0 + 4 * HOUR
+    traffic = quiet_morning() + room(start, start + 15 * MINUTE, 78.0, voice=False)
+    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+
+
+def test_impossible_levels_are_left_to_sensor_fault() -> None:
+    start = T0 + 4 * HOUR
+    traffic = quiet_morning() + room(start, start + 30 * MINUTE, 185.0, voice=True)
+    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+
+
+def test_the_threshold_comes_from_the_beds_settings() -> None:
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"settings": {
+        "sound_db_above_baseline": 12}}}}}})
+    start = T0 + 4 * HOUR
+    traffic = room(T0, start, 34.0) + room(start, start + 10 * MINUTE, 50.0, voice=True)
+    assert len(opened(run(detector(registry), traffic, start=T0, end=start + HOUR))) == 1
+    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+
+
+def test_late_batches_and_a_long_gap() -> None:
+    start = T0 + 10 * HOUR
+    traffic = room(T0, T0 + 2 * HOUR, 34.0)  # then nothing for 8 hours
+    traffic += room(start, start + 40 * MINUTE, 34.0)
+    traffic += room(start + 40 * MINUTE, start + 50 * MINUTE, 77.0, voice=True)
+    late = [(r + (2 * MINUTE if i % 4 == 0 else 0), m) for i, (r, m) in enumerate(traffic)]
+    [raised] = opened(run(detector(), late, start=T0, end=start + 2 * HOUR))
+    assert raised.started_at is not None
+    assert start + 40 * MINUTE <= raised.started_at <= start + 41 * MINUTE

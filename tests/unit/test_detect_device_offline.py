@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from devices import Message, Registry
+from gateway.detect import DeviceOfflineDetector
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    badge,
+    cleared,
+    infrared,
+    opened,
+    run,
+    status,
+)
+
+ZONE = "UTC"
+T0 = at("2026-11-02", "08:00", ZONE)
+
+
+def detector(registry: Registry | None = None) -> DeviceOfflineDetector:
+    return DeviceOfflineDetector(registry or Registry(), timezone=ZONE)
+
+
+def sensor(bed: str, start: int, end: int, *, site: str = "s1") -> list[tuple[int, Message]]:
+    """An infrared sensor: telemetry every minute, a status every 5 minutes."""
+    out = [(t + 100, infrared(bed, t, motion=1, site=site)) for t in range(start, end, MINUTE)]
+    out += [(t + 150, status(bed, "infrared", t, heartbeat_s=300, site=site))
+            for t in range(start, end, 5 * MINUTE)]
+    return out
+
+
+def test_silence_beyond_heartbeat_times_factor_then_heard_again() -> None:
+    silent = T0 + HOUR
+    traffic = sensor("b1", T0, silent) + sensor("b1", silent + 2 * HOUR, silent + 3 * HOUR)
+    findings = run(detector(), traffic, start=T0, end=silent + 3 * HOUR)
+    [raised] = opened(findings)
+    assert raised.episode == "ir-b1"
+    assert raised.started_at is not None
+    assert silent - MINUTE <= raised.started_at < silent
+    assert 15 * MINUTE <= raised.at - raised.started_at <= 17 * MINUTE
+    assert raised.evidence["reason"] == "silent"
+    [clear] = cleared(findings)
+    assert silent + 2 * HOUR <= clear.at <= silent + 2 * HOUR + 2 * MINUTE
+
+
+def test_last_will_is_reported_at_once_and_reconnect_clears() -> None:
+    lost = T0 + HOUR
+    traffic = sensor("b1", T0, lost)
+    # The broker publishes the will composed at connect time: seq 0, connect-time ts.
+    traffic.append((lost + 90_000, status("b1", "infrared", lost + 90_000, state="offline",
+                                          seq=0, ts=T0 - 3 * HOUR)))
+    traffic += sensor("b1", lost + HOUR, lost + 2 * HOUR)
+    findings = run(detector(), traffic, start=T0, end=lost + 2 * HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["reason"] == "last_will"
+    assert raised.at - lost <= 3 * MINUTE
+    assert len(cleared(findings)) == 1
+
+
+def test_the_heartbeat_a_device_promises_is_respected() -> None:
+    # A button promises a status every 600 s: 25 minutes of quiet is fine, 35 is not.
+    def button(start: int, end: int) -> list[tuple[int, Message]]:
+        return [(t + 100, status("b1", "button", t, heartbeat_s=600))
+                for t in range(start, end, 10 * MINUTE)]
+    quiet = button(T0, T0 + HOUR) + button(T0 + 75 * MINUTE, T0 + 2 * HOUR)  # 25 min gap
+    assert run(detector(), quiet, start=T0, end=T0 + 2 * HOUR) == []
+    gone = button(T0, T0 + HOUR)
+    [raised] = opened(run(detector(), gone, start=T0, end=T0 + 2 * HOUR))
+    assert raised.evidence["heartbeat_s"] == 600.0
+
+
+def test_registry_heartbeat_applies_until_the_device_says_otherwise() -> None:
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"devices": {
+        "ir-b1": {"kind": "infrared", "heartbeat_s": 60}}}}}}})
+    traffic = [(t + 100, infrared("b1", t)) for t in range(T0, T0 + 10 * MINUTE, MINUTE)]
+    [raised] = opened(run(detector(registry), traffic, start=T0, end=T0 + HOUR))
+    assert raised.at - (T0 + 9 * MINUTE) <= 5 * MINUTE
+
+
+def test_badges_and_never_heard_devices_are_never_offline() -> None:
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"devices": {
+        "btn-b1": {"kind": "button"}}}}}}})
+    traffic = [(T0, badge("b1", T0, "check_in", "v1")),
+               (T0 + 30 * MINUTE, badge("b1", T0 + 30 * MINUTE, "check_out", "v1"))]
+    assert run(detector(registry), traffic, start=T0, end=T0 + 10 * HOUR) == []
+
+
+def test_a_whole_site_going_quiet_is_one_outage_not_an_alert_per_device() -> None:
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, T0 + HOUR, site="dark")]
+    traffic += [p for n in range(4) for p in sensor(f"b{n}", T0, T0 + 4 * HOUR, site="lit")]
+    traffic += sensor("b9", T0, T0 + 2 * HOUR, site="lit")  # one device of a live site
+    findings = opened(run(detector(), traffic, start=T0, end=T0 + 4 * HOUR))
+    assert [(f.site, f.bed) for f in findings] == [("lit", "b9")]
+
+
+def test_large_gap_in_time_and_late_messages() -> None:
+    traffic = sensor("b1", T0, T0 + HOUR)
+    late = [(r + 3 * MINUTE, m) for r, m in sensor("b1", T0 + HOUR, T0 + 2 * HOUR)]
+    traffic += late
+    findings = run(detector(), traffic, start=T0, end=T0 + 2 * HOUR - MINUTE)
+    assert opened(findings) == []
+    findings = run(detector(), traffic, start=T0, end=T0 + 30 * 24 * HOUR, step=HOUR)
+    assert len(opened(findings)) == 1

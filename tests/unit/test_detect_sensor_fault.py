@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import random
+
+from devices import Message, Registry
+from gateway.detect import SensorFaultDetector
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    audio,
+    cleared,
+    infrared,
+    opened,
+    run,
+    status,
+    vitals,
+)
+
+ZONE = "UTC"
+T0 = at("2026-11-02", "08:00", ZONE)
+
+
+def detector() -> SensorFaultDetector:
+    return SensorFaultDetector(Registry(), timezone=ZONE)
+
+
+def live_vitals(start: int, end: int, *, flat: tuple[float, float] | None = None,
+                heart: float | None = None) -> list[tuple[int, Message]]:
+    rng = random.Random(start)
+    out = []
+    for t in range(start, end, MINUTE):
+        hr, br = flat or (round(64 + rng.gauss(0, 1.5), 1), round(14 + rng.gauss(0, 0.6), 1))
+        out.append((t + 200, vitals("b1", t, heart=heart if heart is not None else hr,
+                                    breathing=br, samples=6)))
+    return out
+
+
+def test_flatlined_vital_signs_are_a_stuck_sensor_until_they_move_again() -> None:
+    traffic = live_vitals(T0, T0 + HOUR) + live_vitals(T0 + HOUR, T0 + 2 * HOUR,
+                                                       flat=(66.2, 15.1))
+    traffic += live_vitals(T0 + 2 * HOUR, T0 + 3 * HOUR)
+    findings = run(detector(), traffic, start=T0, end=T0 + 3 * HOUR)
+    [raised] = opened(findings)
+    assert raised.episode == "fs-b1"
+    assert raised.evidence["faults"] == ["stuck"]
+    assert raised.evidence["stuck"] == {"heart_rate": 66.2, "breathing_rate": 15.1}
+    assert raised.at - (T0 + HOUR) <= 13 * MINUTE
+    assert len(cleared(findings)) == 1
+
+
+def test_repeated_movement_counts_and_zero_movement_are_not_stuck() -> None:
+    still = [(t + 100, infrared("b1", t, motion=0)) for t in range(T0, T0 + 3 * HOUR, MINUTE)]
+    ones = [(t + 100, infrared("b1", t, motion=1))
+            for t in range(T0 + 3 * HOUR, T0 + 3 * HOUR + 12 * MINUTE, MINUTE)]
+    assert run(detector(), still + ones, start=T0, end=T0 + 4 * HOUR) == []
+    stuck = [(t + 100, infrared("b1", t, motion=9)) for t in range(T0, T0 + HOUR, MINUTE)]
+    [raised] = opened(run(detector(), stuck, start=T0, end=T0 + HOUR))
+    assert raised.evidence["stuck"] == {"motion": 9.0}
+
+
+def test_impossible_readings_are_reported_but_not_a_single_one() -> None:
+    one = [*live_vitals(T0, T0 + HOUR), (T0 + HOUR, audio("b1", T0 + HOUR, 185.0))]
+    assert opened(run(detector(), one, start=T0, end=T0 + 2 * HOUR)) == []
+    many = live_vitals(T0, T0 + HOUR, heart=400.0)
+    [raised] = opened(run(detector(), many, start=T0, end=T0 + HOUR))
+    assert raised.evidence["faults"] == ["impossible"]
+    assert raised.evidence["impossible_value"] == 400.0
+    negative = [(T0 + m * MINUTE, audio("b1", T0 + m * MINUTE, -40.0)) for m in range(5)]
+    assert len(opened(run(detector(), negative, start=T0, end=T0 + HOUR))) == 1
+
+
+def test_a_consistently_skewed_clock_is_a_fault_a_single_bad_timestamp_is_not() -> None:
+    def statuses(offset: int, count: int, start: int) -> list[tuple[int, Message]]:
+        return [(start + k * 5 * MINUTE, status("b1", "infrared", start + k * 5 * MINUTE,
+                                                ts=start + k * 5 * MINUTE + offset))
+                for k in range(count)]
+    single = statuses(0, 3, T0) + statuses(-400 * 24 * HOUR, 1, T0 + 15 * MINUTE)
+    single += statuses(0, 3, T0 + 20 * MINUTE)
+    assert run(detector(), single, start=T0, end=T0 + HOUR) == []
+    skewed = statuses(0, 3, T0) + statuses(5 * HOUR, 4, T0 + 15 * MINUTE)
+    skewed += statuses(0, 2, T0 + 40 * MINUTE)
+    findings = run(detector(), skewed, start=T0, end=T0 + HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["faults"] == ["clock_skew"]
+    assert raised.evidence["clock_offset_s"] == 5 * 3600.0
+    assert raised.started_at == T0 + 15 * MINUTE
+    assert len(cleared(findings)) == 1
+
+
+def test_last_will_timestamps_are_not_clock_skew() -> None:
+    wills = [(T0 + k * HOUR, status("b1", "audio", T0 + k * HOUR, state="offline", seq=0,
+                                    ts=T0 - 40 * HOUR)) for k in range(3)]
+    assert run(detector(), wills, start=T0, end=T0 + 4 * HOUR) == []

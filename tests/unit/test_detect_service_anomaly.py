@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from devices import Message, Registry
+from gateway.detect import ServiceAnomalyDetector
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    badge,
+    cleared,
+    infrared,
+    opened,
+    run,
+)
+
+ZONE = "UTC"
+T0 = at("2026-11-02", "09:00", ZONE)
+CHECK_IN = T0 + HOUR
+
+
+def detector() -> ServiceAnomalyDetector:
+    return ServiceAnomalyDetector(Registry(), timezone=ZONE)
+
+
+def home(start: int, end: int, people: int = 1) -> list[tuple[int, Message]]:
+    return [(t + 100, infrared("b1", t, motion=3, people=people))
+            for t in range(start, end, MINUTE)]
+
+
+def visit(length_min: int, services: list[str], *, people: int = 2, check_out: bool = True
+          ) -> list[tuple[int, Message]]:
+    leave = CHECK_IN + length_min * MINUTE
+    traffic = home(T0, CHECK_IN) + home(CHECK_IN, leave, people) + home(leave, leave + 3 * HOUR)
+    traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
+    if check_out:
+        traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=services)))
+    return traffic
+
+
+def test_a_consistent_visit_is_not_an_anomaly() -> None:
+    traffic = visit(45, ["bathing", "medication"])
+    assert run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR) == []
+
+
+def test_checked_in_and_out_but_nobody_came() -> None:
+    traffic = visit(45, ["bathing", "medication"], people=1)
+    [raised] = opened(run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR))
+    assert raised.episode == "v-1"
+    assert raised.evidence["anomaly"] == "nobody_sensed"
+    assert raised.started_at == CHECK_IN
+    assert raised.at - (CHECK_IN + 45 * MINUTE) <= 3 * MINUTE
+
+
+def test_visit_much_shorter_than_the_services_claimed() -> None:
+    traffic = visit(6, ["bathing", "cleaning", "rehab", "medication"])
+    [raised] = opened(run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR))
+    assert raised.evidence["anomaly"] == "too_short"
+    assert raised.evidence["claimed_minutes"] == 90.0
+    assert raised.evidence["stayed_minutes"] == 6.0
+
+
+def test_missing_check_out_is_reported_after_the_caregiver_left_and_a_late_one_clears() -> None:
+    traffic = visit(25, [], check_out=False)
+    findings = run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["anomaly"] == "no_checkout"
+    left = CHECK_IN + 25 * MINUTE
+    assert left + 15 * MINUTE <= raised.at <= left + 25 * MINUTE
+    check_out = badge("b1", CHECK_IN + 4 * HOUR, "check_out", "v-1", services=["medication"])
+    late = [*traffic, (CHECK_IN + 4 * HOUR, check_out)]
+    findings = run(detector(), late, start=T0, end=CHECK_IN + 5 * HOUR)
+    assert [f.active for f in findings] == [True, False]
+    assert cleared(findings)[0].episode == "v-1"
+
+
+def test_without_infrared_data_a_missing_check_out_is_still_reported() -> None:
+    traffic = [(CHECK_IN, badge("b1", CHECK_IN, "check_in", "v-2"))]
+    [raised] = opened(run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR))
+    assert 4 * HOUR <= raised.at - CHECK_IN <= 4 * HOUR + 2 * MINUTE
+    assert raised.evidence["anomaly"] == "no_checkout"
+
+
+def test_an_open_visit_survives_a_restart() -> None:
+    traffic = visit(30, ["medication", "vitals_check"], people=1)
+    before = detector()
+    run(before, [p for p in traffic if p[0] < CHECK_IN + 10 * MINUTE], start=T0,
+        end=CHECK_IN + 10 * MINUTE)
+    after = detector()
+    after.restore(before.state())
+    rest = [p for p in traffic if p[0] >= CHECK_IN + 10 * MINUTE]
+    [raised] = opened(run(after, rest, start=CHECK_IN + 11 * MINUTE, end=CHECK_IN + 3 * HOUR))
+    assert raised.evidence["anomaly"] == "nobody_sensed"
+
+
+def test_check_out_without_check_in_and_unknown_services() -> None:
+    traffic = home(T0, T0 + 2 * HOUR)
+    traffic.append((T0 + HOUR, badge("b1", T0 + HOUR, "check_out", "v-9", services=["x"])))
+    assert run(detector(), traffic, start=T0, end=T0 + 3 * HOUR) == []
