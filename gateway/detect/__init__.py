@@ -27,12 +27,16 @@ from gateway.detect.vitals import VitalSignsDetector
 
 @runtime_checkable
 class Detector(Protocol):
-    """A rolling-window detector over one bed's streams.
+    """A rolling-window detector over every bed's streams.
 
     ``update`` takes a batch of accepted messages in arrival order with their receipt times
-    (epoch ms; the simulated clock in replay). ``evaluate(now_ms)`` returns the findings that
-    are due at ``now_ms``: new or continuing conditions (``active=True``) and conditions that
-    have cleared (``active=False``). ``state``/``restore`` round-trip everything learned.
+    (epoch ms; the simulated clock in replay); it only buffers. ``evaluate(now_ms)`` folds in
+    what was buffered and returns the findings due at ``now_ms``: a condition that began
+    (``active=True``, ``started_at`` when it began) or cleared (``active=False``), once each.
+    Between evaluation rounds (every minute of message-clock time, on a grid all detectors
+    share) it returns nothing and costs nothing, so it can be called every second.
+    ``state``/``restore`` round-trip everything learned, keyed by site, bed and device ids.
+    ``update`` may run on the event loop while ``evaluate`` runs in one worker thread.
     """
 
     name: str

@@ -1,7 +1,9 @@
 """The beds and devices the detectors know, as dense indices, with per-bed settings and zones.
 
 Detectors keep their state in numpy arrays indexed by bed (or device) number; the fleet hands
-out those numbers on first sight, in order of arrival, and never reuses them. It also holds
+out those numbers on first sight, in order of arrival, and never reuses them. It also buffers
+the batches handed to its detectors until their next evaluation round; ``update`` may be
+called (event loop) while one other thread evaluates (a worker thread), not more. It also holds
 what every detector needs about a bed (its :class:`~devices.registry.BedSettings` as arrays,
 its time zone) and answers local-time questions for whole arrays at once, DST included.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 import zoneinfo
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,6 +110,8 @@ class Fleet:
         self.night_start_min: F64 = np.zeros(0)
         self.night_end_min: F64 = np.zeros(0)
         self._offsets: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+        """Guards the buffer: ``update`` (event loop) may run while another thread evaluates."""
         self._pending: list[Chunk] = []
         self._pending_messages = 0
         self._last_fed: tuple[object, object, set[int]] | None = None
@@ -134,36 +139,41 @@ class Fleet:
         means a new batch."""
         if len(messages) != len(received_ms):
             raise ValueError("messages and received_ms differ in length")
-        last = self._last_fed
-        if last is not None and last[0] is messages and last[1] is received_ms \
-                and consumer not in last[2]:
-            last[2].add(consumer)
-            return
-        self._last_fed = (messages, received_ms, {consumer})
-        self._pending.append((messages, received_ms))
-        self._pending_messages += len(messages)
-        if self._pending_messages > MAX_PENDING_MESSAGES:
+        with self._lock:
+            last = self._last_fed
+            if last is not None and last[0] is messages and last[1] is received_ms \
+                    and consumer not in last[2]:
+                last[2].add(consumer)
+                return
+            self._last_fed = (messages, received_ms, {consumer})
+            self._pending.append((messages, received_ms))
+            self._pending_messages += len(messages)
+            full = self._pending_messages > MAX_PENDING_MESSAGES
+        if full:
             self.cut()
 
     def cut(self) -> None:
         """Extract everything buffered into the next round."""
-        if not self._pending:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            self._pending_messages = 0
+            self._last_fed = None
+        if not pending:
             return
-        batch = extract(self, self._pending)
-        self._pending = []
-        self._pending_messages = 0
-        self._last_fed = None
-        self._round += 1
-        self._rounds.append((self._round, batch))
+        batch = extract(self, pending)
+        with self._lock:
+            self._round += 1
+            self._rounds.append((self._round, batch))
 
     def rounds_for(self, consumer: int) -> list[Batch]:
         """The rounds ``consumer`` has not seen yet, oldest first."""
-        seen = self._consumers[consumer]
-        batches = [batch for number, batch in self._rounds if number > seen]
-        self._consumers[consumer] = self._round
-        oldest = min(self._consumers.values())
-        if self._rounds and self._rounds[0][0] <= oldest:
-            self._rounds = [(n, b) for n, b in self._rounds if n > oldest]
+        with self._lock:
+            seen = self._consumers[consumer]
+            batches = [batch for number, batch in self._rounds if number > seen]
+            self._consumers[consumer] = self._round
+            oldest = min(self._consumers.values())
+            if self._rounds and self._rounds[0][0] <= oldest:
+                self._rounds = [(n, b) for n, b in self._rounds if n > oldest]
         return batches
 
     # --- numbering ----------------------------------------------------------------------------

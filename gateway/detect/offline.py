@@ -5,10 +5,12 @@
 []
 
 Every device promises a status at least every ``heartbeat_s`` (from its latest status, else
-the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), measured
-on the receipt clock, or an explicit ``state: offline`` status (the MQTT last will, whose
-``ts`` is the connect time and ``seq`` 0, so neither is trusted) raises the condition; any
-later message from the device clears it. One episode per device. Badges travel with the
+the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), or an
+explicit ``state: offline`` status (the MQTT last will, whose ``ts`` is the connect time and
+``seq`` 0, so neither is trusted) raises the condition; a sign of life after it clears it. A
+message is a sign of life at the time it was sent (its ``ts``, when the device clock agrees
+with the receipt time), so a message held up in the network and delivered after the will
+does not cancel it. One episode per device. Badges travel with the
 caregiver and publish events only: they are never reported offline. A device must have been
 heard once to go offline: one listed in the registry that never spoke is a commissioning
 matter (shown with the bed's devices), not an outage.
@@ -28,7 +30,7 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch
+from gateway.detect._batch import CLOCK_TRUST_MS, Batch
 from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
 
 DARK_SITE_SHARE: Final = 0.5
@@ -45,24 +47,20 @@ class DeviceOfflineDetector(DetectorBase):
     def _declare(self) -> None:
         d = self.devices
         d.column("last_heard", np.int64, NONE)
+        """Latest sign of life (send time, see the module docstring)."""
         d.column("heartbeat_ms", np.float64, np.nan)
-        d.column("will", np.bool_, False)
         d.column("will_at", np.int64, NONE)
+        """Receipt time of the latest last will."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
 
     def _update(self, batch: Batch) -> None:
         d = self.devices
         device, received, will = batch.device, batch.received, batch.is_will
-        heard = ~will
-        np.maximum.at(d["last_heard"], device[heard], received[heard])
-        last = np.full(self.fleet.n_devices, -1, np.int64)
-        np.maximum.at(last, device, np.arange(len(device)))
-        touched = np.flatnonzero(last >= 0)
-        final_will = will[last[touched]]
-        d["will"][touched] = final_will
-        announced = touched[final_will]
-        d["will_at"][announced] = received[last[announced]]
+        sent = np.where(np.abs(batch.ts - received) <= CLOCK_TRUST_MS,
+                        np.minimum(batch.ts, received), received)
+        np.maximum.at(d["last_heard"], device[~will], sent[~will])
+        np.maximum.at(d["will_at"], device[will], received[will])
         st = batch.statuses
         promised = ~np.isnan(st.heartbeat_s)
         d["heartbeat_ms"][st.device[promised]] = st.heartbeat_s[promised] * 1000.0
@@ -90,7 +88,7 @@ class DeviceOfflineDetector(DetectorBase):
         heartbeat = np.where(np.isnan(own), fleet.device_heartbeat_ms[:n], own)
         last = d["last_heard"][:n]
         silent = now_ms - last > heartbeat * fleet.offline_factor
-        will = d["will"][:n]
+        will = d["will_at"][:n] > last
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]

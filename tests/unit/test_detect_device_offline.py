@@ -102,3 +102,17 @@ def test_large_gap_in_time_and_late_messages() -> None:
     assert opened(findings) == []
     findings = run(detector(), traffic, start=T0, end=T0 + 30 * 24 * HOUR, step=HOUR)
     assert len(opened(findings)) == 1
+
+
+def test_a_message_delayed_past_the_will_does_not_cancel_it() -> None:
+    lost = T0 + HOUR
+    traffic = sensor("b1", T0, lost)
+    will_at = lost + 90_000
+    traffic.append((will_at, status("b1", "infrared", will_at, state="offline", seq=0,
+                                    ts=T0 - 3 * HOUR)))
+    # Sent just before the connection dropped, held up by the network for three minutes.
+    traffic.append((lost + 3 * MINUTE, infrared("b1", lost - 20_000, motion=2)))
+    traffic += sensor("b1", lost + 2 * HOUR, lost + 3 * HOUR)
+    findings = run(detector(), traffic, start=T0, end=lost + 3 * HOUR)
+    assert [f.active for f in findings] == [True, False]
+    assert cleared(findings)[0].at >= lost + 2 * HOUR
