@@ -58,7 +58,10 @@ DRAIN_TIMEOUT_S = 15.0
 
 def _background_main(url: str, rate: float, n_messages: int, seed: int,
                      conn: Connection) -> None:
-    messages = pregenerate(beds=BACKGROUND_BEDS, n_messages=n_messages, seed=seed)
+    # Device clocks as a live fleet's: the traffic's time starts now (its publication follows
+    # within seconds; the gateway counts device clocks as skewed only beyond minutes).
+    messages = pregenerate(beds=BACKGROUND_BEDS, n_messages=n_messages, seed=seed,
+                           start_ms=int(time.time() * 1000))
     conn.send(("ready", len(messages)))
     if conn.recv() != "go":
         return

@@ -144,13 +144,36 @@ class AlertingStage:
 
     def tick(self, now_ms: int) -> list[AlertChange]:
         """Findings due at ``now_ms``, then escalation and auto-resolution; returns the
-        changes staged (commit them with :meth:`commit`)."""
-        findings = list(self.rules.evaluate(now_ms))
+        changes staged (commit them with :meth:`commit`). :meth:`detect` then
+        :meth:`apply_tick`, in one call (replay and tests)."""
+        return self.apply_tick(self.detect(now_ms), now_ms)
+
+    def detect(self, now_ms: int) -> list[Finding]:
+        """The detectors' findings due at ``now_ms``.
+
+        Thread-safe against :meth:`accept` on the event loop (the detectors' ``update`` only
+        buffers, under a lock), so the live gateway runs this, the CPU-heavy part (folding a
+        round of buffered messages into numpy columns and evaluating every bed), in a worker
+        thread, never blocking intake or the emergency path. Not concurrently with itself.
+        """
+        findings: list[Finding] = []
         for detector in self.detectors:
             try:
                 findings.extend(detector.evaluate(now_ms))
             except Exception:
                 self._detector_failed(detector, "evaluate")
+        return findings
+
+    def apply(self, findings: Sequence[Finding], now_ms: int) -> list[AlertChange]:
+        """Findings (from :meth:`detect`) into the engine; event loop only. Returns the changes
+        staged. The live gateway hands a large set over in slices, committing between them, so
+        that an alert storm never holds up an emergency call behind one huge commit."""
+        return self._apply(list(findings), now_ms) if findings else []
+
+    def apply_tick(self, detected: Sequence[Finding], now_ms: int) -> list[AlertChange]:
+        """The rules' timed findings and ``detected`` into the engine, then escalation and
+        auto-resolution; event loop only. Returns the changes staged."""
+        findings = [*self.rules.evaluate(now_ms), *detected]
         changes = self._apply(findings, now_ms) if findings else []
         ticked = self.engine.tick(now_ms)
         self._count(ticked)

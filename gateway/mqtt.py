@@ -54,8 +54,22 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     """Which connection delivered it; acknowledgements never cross connections."""
 
 
+def is_urgent(topic: str | bytes) -> bool:
+    """Whether a message on ``topic`` may open a critical alert at once (an emergency button
+    or fall sensor event), so it is looked at ahead of the telemetry queued before it."""
+    if isinstance(topic, bytes):
+        return False  # not UTF-8: not a device topic, the codec rejects it
+    return topic.endswith("/event") and ("/button/" in topic or "/fall/" in topic)
+
+
 class Inbox:
-    """A bounded hand-off from the MQTT connection to the pipeline (same event loop)."""
+    """A bounded hand-off from the MQTT connection to the pipeline (same event loop).
+
+    Messages stay in receipt order in the inbox. Those that may raise a critical alert
+    (:func:`is_urgent`) are also put in :attr:`urgent`, a second lane the gateway drains first,
+    so an emergency call never waits behind a backlog of telemetry; they still take their turn
+    in the inbox for storage and acknowledgement.
+    """
 
     def __init__(self, maxsize: int) -> None:
         if maxsize < 1:
@@ -64,14 +78,27 @@ class Inbox:
         self._items: deque[RawMessage] = deque()
         self._ready = asyncio.Event()
         self._interrupted = False
+        self.urgent: deque[RawMessage] = deque()
+        self.urgent_ready = asyncio.Event()
         self.on_space: Callable[[], None] | None = None
         self.pauses = 0
 
     def put_many(self, items: Sequence[RawMessage]) -> bool:
         """Add messages; returns False when the inbox is now full (stop reading)."""
         self._items.extend(items)
+        urgent = [item for item in items if is_urgent(item.topic)]
+        if urgent:
+            self.urgent.extend(urgent)
+            self.urgent_ready.set()
         self._ready.set()
         return len(self._items) < self.maxsize
+
+    def take_urgent(self) -> list[RawMessage]:
+        """Everything in the urgent lane (oldest first), emptying it."""
+        items = list(self.urgent)
+        self.urgent.clear()
+        self.urgent_ready.clear()
+        return items
 
     async def get(self, max_items: int) -> list[RawMessage]:
         """At least one message, at most ``max_items``; waits while empty.

@@ -46,7 +46,10 @@ class Stage(Protocol):
 class Pipeline:
     def __init__(self, *, spool: Spool, deadletters: DeadLetterStore, metrics: Metrics,
                  registry: Registry | None = None, stages: Sequence[Stage] = (),
-                 codec: Codec | None = None, dedup_window: int = 64) -> None:
+                 urgent_stages: Sequence[Stage] = (), codec: Codec | None = None,
+                 dedup_window: int = 64) -> None:
+        """``urgent_stages`` (a subset of ``stages``) also take urgent messages ahead of their
+        turn through :meth:`process_urgent`, and then not again in :meth:`process`."""
         self.codec = codec or Codec()
         self.dedup = Deduplicator(window=dedup_window)
         self.encoder = LineEncoder()
@@ -55,6 +58,13 @@ class Pipeline:
         self.metrics = metrics
         self.registry = registry or Registry()
         self.stages = tuple(stages)
+        self.urgent_stages = tuple(urgent_stages)
+        if any(stage not in self.stages for stage in self.urgent_stages):
+            raise ValueError("urgent_stages must be among stages")
+        self._early: dict[int, tuple[RawMessage, Message | None]] = {}
+        """Urgent messages handled ahead of their turn, by ``id`` of the raw message (which
+        the entry keeps alive, so the id is not reused): the decoded message, or None for a
+        duplicate. :meth:`process` removes the entry when it reaches the raw message."""
         self._known: set[Address] = set()
         self._lines: list[str] = []
         self._points = 0
@@ -82,15 +92,32 @@ class Pipeline:
         duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
         points = 0
+        early = self._early
+        early_accepted: list[Message] = []
         for raw in raws:
-            message = decode(raw.topic, raw.payload)
-            if isinstance(message, Rejected):
+            if early and id(raw) in early:
+                # Seen by process_urgent: decoded and deduplicated there, and given to the
+                # urgent stages; the rest of its way (storage, other stages) goes on here.
+                handled = early.pop(id(raw))[1]
+                if handled is None:
+                    continue
+                message = handled
+                early_accepted.append(message)
+                if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
+                    self.clock_skewed += 1
+                points += to_line(message, lines)
+                accepted.append(message)
+                received.append(raw.received_ms)
+                continue
+            decoded = decode(raw.topic, raw.payload)
+            if isinstance(decoded, Rejected):
                 topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode(
                     "utf-8", "replace")
                 self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload,
-                                                 message.reason, message.detail))
-                rejected_by_reason[message.reason] = rejected_by_reason.get(message.reason, 0) + 1
+                                                 decoded.reason, decoded.detail))
+                rejected_by_reason[decoded.reason] = rejected_by_reason.get(decoded.reason, 0) + 1
                 continue
+            message = decoded
             a = message.address
             payload = message.payload
             verdict = check((a.site, a.bed, a.device), payload.seq, payload.ts, hash(raw.payload))
@@ -105,9 +132,21 @@ class Pipeline:
             received.append(raw.received_ms)
         self._raws.extend(raws)
         self._points += points
+        rest_messages: list[Message] = []
+        rest_received: list[int] = []
         if accepted:
+            if early_accepted:
+                skip = {id(m) for m in early_accepted}
+                rest = [(m, r) for m, r in zip(accepted, received, strict=True)
+                        if id(m) not in skip]
+                rest_messages = [m for m, _ in rest]
+                rest_received = [r for _, r in rest]
             for stage in self.stages:
-                stage.accept(accepted, received)
+                if early_accepted and stage in self.urgent_stages:
+                    if rest_messages:
+                        stage.accept(rest_messages, rest_received)
+                else:
+                    stage.accept(accepted, received)
         m = self.metrics
         m.received.inc(len(raws))
         m.accepted.inc(len(accepted))
@@ -118,6 +157,46 @@ class Pipeline:
             new = self._registered - registered_before
             m.auto_registered.inc(new)
             log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+
+    def process_urgent(self, raws: Sequence[RawMessage]) -> int:
+        """Hand urgent messages (emergency button, fall) to the urgent stages ahead of the
+        messages received before them; returns how many were handed on.
+
+        Each raw message must also be passed to :meth:`process` later, in its turn, which
+        stores and acknowledges it as usual without giving it to the urgent stages again.
+        Malformed ones are left for :meth:`process` to dead-letter. Call it before
+        :meth:`process` sees the same raw messages.
+        """
+        accepted: list[Message] = []
+        received: list[int] = []
+        duplicates = 0
+        registered_before = self._registered
+        for raw in raws:
+            message = self.codec.decode(raw.topic, raw.payload)
+            if isinstance(message, Rejected):
+                continue
+            a = message.address
+            payload = message.payload
+            verdict = self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
+                                       hash(raw.payload))
+            if verdict is Verdict.DUPLICATE:
+                self._early[id(raw)] = (raw, None)
+                duplicates += 1
+                continue
+            if a not in self._known:
+                self._register(a)
+            self._early[id(raw)] = (raw, message)
+            accepted.append(message)
+            received.append(raw.received_ms)
+        if accepted:
+            for stage in self.urgent_stages:
+                stage.accept(accepted, received)
+        self.metrics.duplicates.inc(duplicates)
+        if self._registered > registered_before:
+            self.metrics.auto_registered.inc(self._registered - registered_before)
+            log.info("registry.auto_registered devices=%d last=%s",
+                     self._registered - registered_before, self._last_registered)
+        return len(accepted)
 
     def _register(self, address: Address) -> None:
         if len(self._known) > 1_000_000:

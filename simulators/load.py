@@ -26,13 +26,18 @@ from simulators.traffic import Action
 
 
 def pregenerate(beds: int, n_messages: int, seed: int = 1, *,
-                timezone: str = "Asia/Shanghai") -> list[tuple[str, bytes]]:
-    """``n_messages`` realistic messages of ``beds`` beds in receipt order, from a fixed start
-    (local midnight of the default start date), identical for the same arguments."""
+                timezone: str = "Asia/Shanghai", start_ms: int | None = None,
+                ) -> list[tuple[str, bytes]]:
+    """``n_messages`` realistic messages of ``beds`` beds in receipt order, identical for the
+    same arguments. Device times start at ``start_ms``, by default at a fixed start (local
+    midnight of the default start date); pass the current time for traffic that is published
+    at once, so that device clocks agree with the receipt clock as a live fleet's would."""
     if n_messages < 0:
         raise ValueError("n_messages must not be negative")
     config = SimConfig(beds=beds, seed=seed, timezones=(timezone,))
-    sim = live(config, start_ms=local_ms(DEFAULT_START, 0.0, timezone), chunk_ms=15 * 60_000)
+    if start_ms is None:
+        start_ms = local_ms(DEFAULT_START, 0.0, timezone)
+    sim = live(config, start_ms=start_ms, chunk_ms=15 * 60_000)
     wanted = ((e.topic, e.payload) for e in sim.messages() if e.action != Action.WILL)
     return list(islice(wanted, n_messages))
 

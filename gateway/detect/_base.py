@@ -4,12 +4,12 @@ A detector subclass declares its columns in ``_declare``, folds a batch into the
 ``_update`` (vectorised over the batch) and turns them into findings in ``_evaluate``
 (vectorised over beds or devices; findings are built only for the few that changed).
 
-``update`` only buffers (in the shared :class:`~gateway.detect._fleet.Fleet`); ``evaluate``
-folds in what was buffered and evaluates, at most every
-:data:`~gateway.detect._fleet.EVALUATE_INTERVAL_MS` of message-clock time (on a grid shared by
-all detectors) and returns nothing in between. ``state`` folds in the buffer first.
-Findings are edge-triggered: one ``active=True`` when a condition begins, one
-``active=False`` when it clears, so the alert engine is never flooded.
+``update`` only buffers (in the shared :class:`~gateway.detect._fleet.Fleet`, which extracts
+columns from every few thousand messages as they come); ``evaluate`` folds in what was buffered
+and evaluates, at most every :data:`~gateway.detect._fleet.EVALUATE_INTERVAL_MS` of
+message-clock time (on a grid shared by all detectors), and returns nothing in between.
+``state`` folds in the buffer first. Findings are edge-triggered: one ``active=True`` when a
+condition begins, one ``active=False`` when it clears, so the alert engine is never flooded.
 """
 
 from __future__ import annotations

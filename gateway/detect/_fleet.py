@@ -44,8 +44,11 @@ EVALUATE_INTERVAL_MS: Final = 60_000
 all on the same grid, so one round's columns are extracted once for all of them and numpy
 works on a round's worth of samples at a time. Conditions here last minutes or hours; the
 emergency path (buttons, falls) does not go through the detectors."""
-MAX_PENDING_MESSAGES: Final = 200_000
-"""Buffered messages beyond which a round is cut at once (bounded memory without ticks)."""
+MAX_PENDING_MESSAGES: Final = 4_000
+"""Buffered messages beyond which a round is cut at once, by the caller of ``update``: message
+objects do not pile up for a minute (memory, garbage-collector passes), and each extraction is
+a few milliseconds of work, done in the flow of intake instead of in one long block that would
+hold up the event loop or, in a worker thread, compete with it for the interpreter lock."""
 
 _SETTING_FIELDS: Final = (
     "bed_exit_return_min", "inactivity_factor", "inactivity_min_minutes", "heart_rate_min",
@@ -81,7 +84,11 @@ def _grow(array: npt.NDArray[np.generic], size: int, fill: object) -> npt.NDArra
 class Fleet:
     """Bed and device numbering shared by a set of detectors (one per alerting stage)."""
 
-    def __init__(self, registry: Registry | None = None, *, timezone: str | None = None) -> None:
+    def __init__(self, registry: Registry | None = None, *, timezone: str | None = None,
+                 round_messages: int = MAX_PENDING_MESSAGES) -> None:
+        if round_messages < 1:
+            raise ValueError("round_messages must be positive")
+        self.round_messages = round_messages
         self.registry = registry if registry is not None else Registry()
         self._fallback = (zoneinfo.ZoneInfo(timezone) if timezone
                           else None)
@@ -112,6 +119,8 @@ class Fleet:
         self._offsets: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         """Guards the buffer: ``update`` (event loop) may run while another thread evaluates."""
+        self._cutting = threading.Lock()
+        """One extraction at a time (it numbers new beds and devices), rounds in order."""
         self._pending: list[Chunk] = []
         self._pending_messages = 0
         self._last_fed: tuple[object, object, set[int]] | None = None
@@ -148,22 +157,23 @@ class Fleet:
             self._last_fed = (messages, received_ms, {consumer})
             self._pending.append((messages, received_ms))
             self._pending_messages += len(messages)
-            full = self._pending_messages > MAX_PENDING_MESSAGES
+            full = self._pending_messages > self.round_messages
         if full:
             self.cut()
 
     def cut(self) -> None:
         """Extract everything buffered into the next round."""
-        with self._lock:
-            pending, self._pending = self._pending, []
-            self._pending_messages = 0
-            self._last_fed = None
-        if not pending:
-            return
-        batch = extract(self, pending)
-        with self._lock:
-            self._round += 1
-            self._rounds.append((self._round, batch))
+        with self._cutting:
+            with self._lock:
+                pending, self._pending = self._pending, []
+                self._pending_messages = 0
+                self._last_fed = None
+            if not pending:
+                return
+            batch = extract(self, pending)
+            with self._lock:
+                self._round += 1
+                self._rounds.append((self._round, batch))
 
     def rounds_for(self, consumer: int) -> list[Batch]:
         """The rounds ``consumer`` has not seen yet, oldest first."""

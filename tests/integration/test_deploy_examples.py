@@ -33,6 +33,9 @@ def test_gateway_example_config_loads(tmp_path: Path) -> None:
     assert settings.influx_api == "v2"
     assert settings.secret("influx_token") == "secret"
     assert settings.registry_file == Path("/etc/homecare/registry.toml")
+    assert settings.alert_escalation_critical_s == (60.0, 180.0)
+    assert settings.alert_escalation_low_s == ()
+    assert settings.alert_cancel_window_s == 60.0
 
 
 def test_registry_example_loads_with_overrides() -> None:
