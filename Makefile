@@ -53,7 +53,13 @@ pytest: venv system-deps
 run: venv
 	$(BIN)/homecare demo
 
-bench: venv
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@
+
+bench: venv system-deps $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 clean:

@@ -4,9 +4,9 @@
 connected and the stores are writable (503 with the failing checks otherwise); ``/metrics`` is
 the Prometheus text format. These three need no key. The alert API (:mod:`alerts.api`) is under
 ``/api/v1`` and needs ``Authorization: Bearer <key>`` on every route; its OpenAPI document is
-``/openapi.json``, rendered at ``/docs``. The dispatcher console (static files) is at ``/``.
-Request bodies over 64 KiB are refused (413). Served by uvicorn inside the gateway's own event
-loop; on shutdown, open event streams are ended first.
+``/openapi.json``, rendered at ``/docs`` (assets served locally, no CDN). The dispatcher
+console (static files) is at ``/``. Request bodies over 64 KiB are refused (413). Served by
+uvicorn inside the gateway's own event loop; on shutdown, open event streams are ended first.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from alerts.api import ApiContext, install, reader_from_settings
@@ -34,8 +35,10 @@ ShutdownHook = Callable[[], Awaitable[None] | None]
 
 
 def create_app(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="Home-care gateway", version="1", docs_url="/docs",
-                  redoc_url=None)
+    # The OpenAPI page's script and styles are served by the gateway itself (fastapi-offline
+    # bundles them): a care station may have no internet, and no page of ours uses a CDN.
+    app = FastAPIOffline(title="Home-care gateway", version="1", docs_url="/docs",
+                         redoc_url=None, static_url="/docs-assets")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -80,9 +83,11 @@ async def shutdown(app: FastAPI) -> None:
 
 async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None
                 ) -> None:
-    """Run uvicorn until cancelled."""
+    """Run uvicorn until cancelled; then end the event streams, stop accepting connections and
+    let requests in flight finish (at most a few seconds)."""
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", h11_max_incomplete_event_size=16 * 1024)
+                            lifespan="off", h11_max_incomplete_event_size=16 * 1024,
+                            timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     # The gateway owns SIGTERM/SIGINT (clean shutdown of intake first); uvicorn must not.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
@@ -95,7 +100,9 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
         log.info("http.listening addr=%s:%d", host, port)
         if started is not None:
             started.set()
-        await task
+        # Shielded: cancelling this coroutine must not cancel uvicorn itself, which would cut
+        # off requests in flight (they answered 500); below it stops gracefully instead.
+        await asyncio.shield(task)
     finally:
         with contextlib.suppress(asyncio.CancelledError):
             await shutdown(app)

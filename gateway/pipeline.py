@@ -6,6 +6,12 @@ messages to the downstream stages (detector, alerts, service log), and set aside
 messages for the dead-letter store. ``commit`` is the blocking part, run in a worker thread: the
 spool append (fsync), the dead letters and every stage's own durable commit. Only after it
 returns are the batch's messages acknowledged to the broker.
+
+The urgent lane: ``process_urgent`` takes emergency button and fall events as soon as they are
+read from the socket, ahead of the telemetry queued before them, and hands them to the urgent
+stages (the alert rules) at once; the gateway commits the alert and the API stream shows it
+within milliseconds. The same raw messages still pass through ``process`` in their turn, which
+stores and acknowledges them as usual without giving them to the urgent stages again.
 """
 
 from __future__ import annotations

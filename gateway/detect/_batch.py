@@ -12,7 +12,7 @@ message with a corrupted ``ts``, so never shifts a window by days.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import partial
 from itertools import chain
 from operator import attrgetter, is_, itemgetter
@@ -236,3 +236,20 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
     return Batch(device=device, received=received, ts=ts, is_will=is_will,
                  infrared=infrared, audio=audio, vitals=vitals, statuses=statuses,
                  events=events)
+
+
+def concatenate(batches: Sequence[Batch]) -> Batch:
+    """One batch of several, in order (their bed and device numbers are the fleet's, so they
+    stay valid)."""
+
+    def join(parts: Sequence[object]) -> object:
+        first = parts[0]
+        if isinstance(first, np.ndarray):
+            return np.concatenate(parts)  # type: ignore[arg-type]
+        if isinstance(first, list):
+            return list(chain.from_iterable(parts))  # type: ignore[arg-type]
+        cls = type(first)
+        return cls(**{f.name: join([getattr(p, f.name) for p in parts])
+                      for f in fields(cls)})  # type: ignore[arg-type]
+
+    return join(batches)  # type: ignore[return-value]

@@ -24,7 +24,7 @@ import numpy.typing as npt
 from devices.codec import Message
 from devices.registry import BedSettings, Registry
 from devices.topics import Address, Channel, Kind
-from gateway.detect._batch import Batch, Chunk, extract
+from gateway.detect._batch import Batch, Chunk, concatenate, extract
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -45,10 +45,13 @@ all on the same grid, so one round's columns are extracted once for all of them 
 works on a round's worth of samples at a time. Conditions here last minutes or hours; the
 emergency path (buttons, falls) does not go through the detectors."""
 MAX_PENDING_MESSAGES: Final = 4_000
-"""Buffered messages beyond which a round is cut at once, by the caller of ``update``: message
-objects do not pile up for a minute (memory, garbage-collector passes), and each extraction is
-a few milliseconds of work, done in the flow of intake instead of in one long block that would
-hold up the event loop or, in a worker thread, compete with it for the interpreter lock."""
+"""Buffered messages beyond which they are extracted into columns at once, by the caller of
+``update``: message objects do not pile up for a minute (memory, garbage-collector passes),
+and each extraction is a few milliseconds of work, done in the flow of intake instead of in
+one long block that would hold up the event loop or, in a worker thread, compete with it for
+the interpreter lock. The extracted parts are joined into one round at evaluation."""
+ROUND_MAX_MESSAGES: Final = 200_000
+"""A round is sealed early once it holds this many messages (bounded memory without ticks)."""
 
 _SETTING_FIELDS: Final = (
     "bed_exit_return_min", "inactivity_factor", "inactivity_min_minutes", "heart_rate_min",
@@ -121,6 +124,9 @@ class Fleet:
         """Guards the buffer: ``update`` (event loop) may run while another thread evaluates."""
         self._cutting = threading.Lock()
         """One extraction at a time (it numbers new beds and devices), rounds in order."""
+        self._parts: list[Batch] = []
+        """Extracted, not yet sealed into a round (guarded by ``_cutting``)."""
+        self._parts_messages = 0
         self._pending: list[Chunk] = []
         self._pending_messages = 0
         self._last_fed: tuple[object, object, set[int]] | None = None
@@ -159,21 +165,41 @@ class Fleet:
             self._pending_messages += len(messages)
             full = self._pending_messages > self.round_messages
         if full:
-            self.cut()
+            self.extract_pending()
 
-    def cut(self) -> None:
-        """Extract everything buffered into the next round."""
+    def extract_pending(self) -> None:
+        """Extract the buffered messages into columns now (a part of the next round), so that
+        message objects do not pile up; the round is sealed by :meth:`cut`, or once it holds
+        :data:`ROUND_MAX_MESSAGES`."""
         with self._cutting:
             with self._lock:
+                # ``_last_fed`` stays: the other detectors may still hand over the same batch.
                 pending, self._pending = self._pending, []
                 self._pending_messages = 0
-                self._last_fed = None
             if not pending:
                 return
-            batch = extract(self, pending)
-            with self._lock:
-                self._round += 1
-                self._rounds.append((self._round, batch))
+            self._parts.append(extract(self, pending))
+            self._parts_messages += sum(len(messages) for messages, _ in pending)
+            if self._parts_messages >= ROUND_MAX_MESSAGES:
+                self._seal()
+
+    def cut(self) -> None:
+        """Extract everything buffered and seal it, with the parts extracted before, into the
+        next round: one batch per round, whatever the number of parts, since a detector's
+        ``_update`` costs the same for a small batch as for a large one at fleet scale."""
+        self.extract_pending()
+        with self._cutting:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Under ``_cutting``: the extracted parts become one round."""
+        if not self._parts:
+            return
+        batch = self._parts[0] if len(self._parts) == 1 else concatenate(self._parts)
+        self._parts, self._parts_messages = [], 0
+        with self._lock:
+            self._round += 1
+            self._rounds.append((self._round, batch))
 
     def rounds_for(self, consumer: int) -> list[Batch]:
         """The rounds ``consumer`` has not seen yet, oldest first."""

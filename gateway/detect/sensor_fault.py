@@ -15,9 +15,12 @@ Three symptoms, one episode per device:
   below 0 or above 140 dB, at least :data:`IMPOSSIBLE_MIN` times within
   :data:`IMPOSSIBLE_GAP_MS` of each other.
 * **clock skew**: :data:`SKEW_MIN_MESSAGES` consecutive messages whose device time is more
-  than :data:`SKEW_MS` from the receipt time, by a consistent offset (a single corrupted
-  timestamp is not a faulty clock). Last-will statuses carry their connect time and are
-  exempt.
+  than :data:`SKEW_MS` from the receipt time, all by the same offset (within
+  :data:`SKEW_CONSISTENT_MS` of the first), received over at least :data:`SKEW_MIN_SPAN_MS`.
+  A single corrupted timestamp is not a faulty clock, and neither is a backlog: a device
+  uploading hours of held-back messages at once sends old times with offsets that shrink as it
+  catches up, within seconds of receipt time. Last-will statuses carry their connect time and
+  are exempt.
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
 :data:`IMPOSSIBLE_GAP_MS`, a message with a sane timestamp.
@@ -55,7 +58,10 @@ IMPOSSIBLE_GAP_MS: Final = 15 * MINUTE_MS
 SKEW_MS: Final = 30 * MINUTE_MS
 SKEW_MIN_MESSAGES: Final = 2
 SKEW_CONSISTENT_MS: Final = 15 * MINUTE_MS
-"""Offsets of consecutive skewed messages must agree within this (network delay, bursts)."""
+"""Offsets of a run of skewed messages must agree with its first within this (network delay,
+bursts)."""
+SKEW_MIN_SPAN_MS: Final = 3 * MINUTE_MS
+"""A run of skewed messages must span this much receipt time to count (not a backlog flush)."""
 _MAX = np.iinfo(np.int64).max
 
 
@@ -78,6 +84,8 @@ class SensorFaultDetector(DetectorBase):
         d.column("skew_run", np.int64, 0)
         d.column("skew_offset", np.int64, 0)
         d.column("skew_since", np.int64, NONE)
+        d.column("skew_last", np.int64, NONE)
+        """Receipt time of the latest message of the run."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
 
@@ -157,7 +165,7 @@ class SensorFaultDetector(DetectorBase):
         relevant = np.flatnonzero(skewed | (run[batch.device] > 0))
         if not len(relevant):
             return
-        last_offset, since = d["skew_offset"], d["skew_since"]
+        first_offset, since, last = d["skew_offset"], d["skew_since"], d["skew_last"]
         for i in relevant.tolist():
             device = int(batch.device[i])
             if batch.is_will[i]:
@@ -167,12 +175,13 @@ class SensorFaultDetector(DetectorBase):
                 since[device] = NONE
                 continue
             off = int(offset[i])
-            if run[device] > 0 and abs(off - int(last_offset[device])) <= SKEW_CONSISTENT_MS:
+            if run[device] > 0 and abs(off - int(first_offset[device])) <= SKEW_CONSISTENT_MS:
                 run[device] += 1
             else:
                 run[device] = 1
                 since[device] = int(batch.received[i])
-            last_offset[device] = off
+                first_offset[device] = off
+            last[device] = int(batch.received[i])
 
     # --- evaluate -----------------------------------------------------------------------------
 
@@ -196,7 +205,8 @@ class SensorFaultDetector(DetectorBase):
         np.minimum.at(stuck_since, owners, start[rows, metrics])
         impossible = ((d["impossible_count"][:n] >= IMPOSSIBLE_MIN)
                       & (d["impossible_last"][:n] >= now_ms - IMPOSSIBLE_GAP_MS))
-        skew = d["skew_run"][:n] >= SKEW_MIN_MESSAGES
+        skew = ((d["skew_run"][:n] >= SKEW_MIN_MESSAGES)
+                & (d["skew_last"][:n] - d["skew_since"][:n] >= SKEW_MIN_SPAN_MS))
         active = d["active"][:n]
         on, off = transitions(active, stuck_device | impossible | skew)
         findings: list[Finding] = []

@@ -126,6 +126,16 @@ def test_health_readiness_metrics_and_docs_need_no_key(gateway: GatewayProcess) 
         assert httpx.get(f"{gateway.url}{path}", timeout=10).status_code == 200, path
 
 
+def test_docs_page_loads_nothing_from_outside_the_gateway(gateway: GatewayProcess) -> None:
+    page = httpx.get(f"{gateway.url}/docs", timeout=10).text
+    sources = re.findall(r'(?:src|href)=["\']([^"\']+)["\']', page)
+    assert any(source.endswith("swagger-ui-bundle.js") for source in sources), page
+    for source in sources:
+        assert source.startswith("/"), f"{source} is not served by the gateway"
+        assert httpx.get(f"{gateway.url}{source}", timeout=10).status_code == 200, source
+    assert "/openapi.json" in page
+
+
 def press_button(gateway: GatewayProcess, bed: str) -> str:
     """Publish a real button press over MQTT; the id of the alert it opens."""
     broker: Mosquitto = gateway.broker  # type: ignore[attr-defined]

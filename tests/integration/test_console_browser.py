@@ -360,3 +360,19 @@ def test_alarm_sound_can_be_muted_and_stays_muted(browser: Any, gateway: Gateway
         expect(toggle).to_contain_text("Sound off")
         page.reload()
         expect(page.locator("#sound-toggle")).to_have_attribute("aria-pressed", "false")
+
+
+def test_api_docs_render_without_internet(browser: Any, gateway: GatewayProcess) -> None:
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda request: outside.append(request.url)
+            if not request.url.startswith(gateway.url) else None)
+    try:
+        page.goto(gateway.url + "/docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "Home-care gateway", timeout=DEADLINE_MS)
+        expect(page.locator(".opblock").first).to_be_visible(timeout=DEADLINE_MS)
+    finally:
+        context.close()
+    assert outside == []

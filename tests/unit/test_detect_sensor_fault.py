@@ -92,3 +92,13 @@ def test_last_will_timestamps_are_not_clock_skew() -> None:
     wills = [(T0 + k * HOUR, status("b1", "audio", T0 + k * HOUR, state="offline", seq=0,
                                     ts=T0 - 40 * HOUR)) for k in range(3)]
     assert run(detector(), wills, start=T0, end=T0 + 4 * HOUR) == []
+
+
+def test_a_backlog_of_old_messages_uploaded_at_once_is_not_clock_skew() -> None:
+    # A home network held three hours of readings; the device sends them within seconds.
+    back = T0 + 3 * HOUR
+    backlog = [(back + k * 100, infrared("b1", T0 + k * 5 * MINUTE, motion=k % 4))
+               for k in range(36)]
+    backlog += [(back + MINUTE * (k + 1),
+                 infrared("b1", back + MINUTE * (k + 1), motion=k % 4)) for k in range(30)]
+    assert run(detector(), backlog, start=back, end=back + 40 * MINUTE, step=MINUTE) == []

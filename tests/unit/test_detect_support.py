@@ -208,3 +208,57 @@ def test_rounds_are_shared_by_detectors_and_each_sees_every_batch_once() -> None
     assert [len(x.infrared.t) for x in fleet.rounds_for(a)] == [2]
     assert [len(x.infrared.t) for x in fleet.rounds_for(b)] == [1, 2]
     assert fleet.rounds_for(b) == []
+
+
+def test_a_round_extracted_in_small_parts_equals_one_extraction() -> None:
+    t = at("2026-11-02", "10:00")
+    traffic = []
+    for i in range(40):
+        bed = f"b{i % 7}"
+        traffic.append(infrared(bed, t + i * 1000))
+        traffic.append(vitals(bed, t + i * 1000, heart=60 + i, breathing=14, samples=3))
+    traffic.append(status("b1", "infrared", t, state="offline", seq=0))
+    received = [t + i for i in range(len(traffic))]
+
+    whole = Fleet(Registry(), timezone="UTC")
+    whole.register()
+    whole.feed(0, traffic, received)
+    whole.cut()
+    [expected] = whole.rounds_for(0)
+
+    parts = Fleet(Registry(), timezone="UTC", round_messages=5)
+    parts.register()
+    for start in range(0, len(traffic), 3):  # extracted every 5+ messages, as they come
+        parts.feed(0, traffic[start:start + 3], received[start:start + 3])
+    parts.cut()
+    [got] = parts.rounds_for(0)  # still one round per evaluation
+
+    def columns(batch: Any) -> dict[str, Any]:
+        out = {}
+        for name in ("device", "received", "ts", "is_will"):
+            out[name] = getattr(batch, name).tolist()
+        for kind in ("infrared", "vitals", "statuses"):
+            part = getattr(batch, kind)
+            for name in part.__dataclass_fields__:
+                out[f"{kind}.{name}"] = str(np.asarray(getattr(part, name)).tolist())  # NaN
+        return out
+
+    assert columns(got) == columns(expected)
+    assert len(got.vitals.t) == 120
+
+
+def test_round_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="round_messages"):
+        Fleet(Registry(), round_messages=0)
+
+
+def test_a_batch_extracted_early_is_not_taken_again_from_the_next_detector() -> None:
+    fleet = Fleet(Registry(), timezone="UTC", round_messages=2)
+    consumers = [fleet.register() for _ in range(3)]
+    t = at("2026-11-02", "10:00")
+    batch = [infrared("b1", t + i) for i in range(5)]
+    received = [t + i for i in range(5)]
+    for consumer in consumers:  # the first hand-over is extracted at once (over 2 messages)
+        fleet.feed(consumer, batch, received)
+    fleet.cut()
+    assert [len(x.infrared.t) for x in fleet.rounds_for(consumers[2])] == [5]
