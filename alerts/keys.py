@@ -201,7 +201,8 @@ class KeyStore:
         if not include_revoked:
             query += " WHERE revoked_at IS NULL"
         with self._lock:
-            rows = self._db.execute(query + " ORDER BY created_at, id").fetchall()
+            # rowid: creation order, also for keys made in the same millisecond
+            rows = self._db.execute(query + " ORDER BY created_at, rowid").fetchall()
         return [_key(row) for row in rows]
 
     def get(self, name: str) -> ApiKey | None:

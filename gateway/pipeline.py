@@ -88,8 +88,7 @@ class Pipeline:
             return
         if self._oldest is None:
             self._oldest = time.monotonic()
-        decode = self.codec.decode
-        check = self.dedup.check
+        admit = self._admit
         lines = self._lines
         to_line = self.encoder.lines
         accepted: list[Message] = []
@@ -109,29 +108,20 @@ class Pipeline:
                     continue
                 message = handled
                 early_accepted.append(message)
-                if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
-                    self.clock_skewed += 1
-                points += to_line(message, lines)
-                accepted.append(message)
-                received.append(raw.received_ms)
-                continue
-            decoded = decode(raw.topic, raw.payload)
-            if isinstance(decoded, Rejected):
-                topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode(
-                    "utf-8", "replace")
-                self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload,
-                                                 decoded.reason, decoded.detail))
-                rejected_by_reason[decoded.reason] = rejected_by_reason.get(decoded.reason, 0) + 1
-                continue
-            message = decoded
-            a = message.address
-            payload = message.payload
-            verdict = check((a.site, a.bed, a.device), payload.seq, payload.ts, hash(raw.payload))
-            if verdict is Verdict.DUPLICATE:
-                continue
-            if a not in self._known:
-                self._register(a)
-            if abs(payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
+            else:
+                admitted = admit(raw)
+                if admitted is None:
+                    continue  # a duplicate
+                if isinstance(admitted, Rejected):
+                    topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode(
+                        "utf-8", "replace")
+                    self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload,
+                                                     admitted.reason, admitted.detail))
+                    rejected_by_reason[admitted.reason] = \
+                        rejected_by_reason.get(admitted.reason, 0) + 1
+                    continue
+                message = admitted
+            if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
                 self.clock_skewed += 1
             points += to_line(message, lines)
             accepted.append(message)
@@ -158,11 +148,7 @@ class Pipeline:
         m.accepted.inc(len(accepted))
         for reason, n in rejected_by_reason.items():
             m.rejected.labels(reason).inc(n)
-        m.duplicates.inc(self.dedup.stats.duplicates - duplicates_before)
-        if self._registered > registered_before:
-            new = self._registered - registered_before
-            m.auto_registered.inc(new)
-            log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+        self._count_admissions(duplicates_before, registered_before)
 
     def process_urgent(self, raws: Sequence[RawMessage]) -> int:
         """Hand urgent messages (emergency button, fall) to the urgent stages ahead of the
@@ -175,34 +161,43 @@ class Pipeline:
         """
         accepted: list[Message] = []
         received: list[int] = []
-        duplicates = 0
+        duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
         for raw in raws:
-            message = self.codec.decode(raw.topic, raw.payload)
-            if isinstance(message, Rejected):
+            admitted = self._admit(raw)
+            if isinstance(admitted, Rejected):
                 continue
-            a = message.address
-            payload = message.payload
-            verdict = self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
-                                       hash(raw.payload))
-            if verdict is Verdict.DUPLICATE:
-                self._early[id(raw)] = (raw, None)
-                duplicates += 1
-                continue
-            if a not in self._known:
-                self._register(a)
-            self._early[id(raw)] = (raw, message)
-            accepted.append(message)
-            received.append(raw.received_ms)
+            self._early[id(raw)] = (raw, admitted)
+            if admitted is not None:
+                accepted.append(admitted)
+                received.append(raw.received_ms)
         if accepted:
             for stage in self.urgent_stages:
                 stage.accept(accepted, received)
-        self.metrics.duplicates.inc(duplicates)
-        if self._registered > registered_before:
-            self.metrics.auto_registered.inc(self._registered - registered_before)
-            log.info("registry.auto_registered devices=%d last=%s",
-                     self._registered - registered_before, self._last_registered)
+        self._count_admissions(duplicates_before, registered_before)
         return len(accepted)
+
+    def _count_admissions(self, duplicates_before: int, registered_before: int) -> None:
+        """Metrics (and a log line for new devices) for what :meth:`_admit` did since."""
+        self.metrics.duplicates.inc(self.dedup.stats.duplicates - duplicates_before)
+        new = self._registered - registered_before
+        if new:
+            self.metrics.auto_registered.inc(new)
+            log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+
+    def _admit(self, raw: RawMessage) -> Message | Rejected | None:
+        """Decode; None for a duplicate; registers a device seen for the first time."""
+        decoded = self.codec.decode(raw.topic, raw.payload)
+        if isinstance(decoded, Rejected):
+            return decoded
+        a = decoded.address
+        payload = decoded.payload
+        if self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
+                            hash(raw.payload)) is Verdict.DUPLICATE:
+            return None
+        if a not in self._known:
+            self._register(a)
+        return decoded
 
     def _register(self, address: Address) -> None:
         if len(self._known) > 1_000_000:

@@ -14,7 +14,7 @@ from alerts.model import Finding
 from devices.codec import Message
 from devices.registry import Registry
 from gateway.detect._base import DetectorBase
-from gateway.detect._fleet import MAX_PENDING_MESSAGES, Fleet
+from gateway.detect._fleet import Fleet
 from gateway.detect.battery import LowBatteryDetector
 from gateway.detect.bed_exit import NightBedExitDetector
 from gateway.detect.inactivity import InactivityDetector
@@ -50,17 +50,14 @@ class Detector(Protocol):
     def restore(self, blob: bytes) -> None: ...
 
 
-def build_detectors(registry: Registry, *, timezone: str | None,
-                    round_messages: int = MAX_PENDING_MESSAGES) -> list[Detector]:
+def build_detectors(registry: Registry, *, timezone: str | None) -> list[Detector]:
     """Every detector, configured from ``registry`` (per-bed settings, site time zones).
 
     ``timezone`` is the gateway's fallback IANA zone for sites without their own (``None``:
     the machine's zone). The detectors share one :class:`Fleet` (bed and device numbering)
-    and so extract each batch's columns once. ``round_messages``: buffered messages that are
-    extracted at once, in the caller of ``update`` (small in the live gateway, so that no
-    extraction holds up the event loop for long; larger is a little cheaper per message).
+    and so extract each batch's columns once.
     """
-    fleet = Fleet(registry, timezone=timezone, round_messages=round_messages)
+    fleet = Fleet(registry, timezone=timezone)
     return [cls(fleet=fleet) for cls in DETECTORS]
 
 
