@@ -24,7 +24,7 @@ import numpy.typing as npt
 from devices.codec import Message
 from devices.registry import BedSettings, Registry
 from devices.topics import Address, Channel, Kind
-from gateway.detect._batch import Batch, Chunk, concatenate, extract
+from gateway.detect._batch import Batch, Chunk, concatenate, extract, sorted_round
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -176,17 +176,29 @@ class Fleet:
                 # ``_last_fed`` stays: the other detectors may still hand over the same batch.
                 pending, self._pending = self._pending, []
                 self._pending_messages = 0
-            if not pending:
-                return
-            self._parts.append(extract(self, pending))
-            self._parts_messages += sum(len(messages) for messages, _ in pending)
-            if self._parts_messages >= ROUND_MAX_MESSAGES:
-                self._seal()
+            if pending:
+                self._add_part(extract(self, pending))
+
+    def add_columns(self, batch: Batch) -> None:
+        """Add messages already extracted into columns (:func:`~gateway.detect._batch.extract`
+        with this fleet) to the next round, after what was fed before."""
+        self.extract_pending()
+        with self._cutting:
+            self._add_part(batch)
+
+    def _add_part(self, batch: Batch) -> None:
+        """Under ``_cutting``."""
+        self._parts.append(batch)
+        self._parts_messages += len(batch.device)
+        if self._parts_messages >= ROUND_MAX_MESSAGES:
+            self._seal()
 
     def cut(self) -> None:
         """Extract everything buffered and seal it, with the parts extracted before, into the
         next round: one batch per round, whatever the number of parts, since a detector's
-        ``_update`` costs the same for a small batch as for a large one at fleet scale."""
+        ``_update`` costs the same for a small batch as for a large one at fleet scale. A
+        round's samples are ordered by bed and time (:func:`~gateway.detect._batch.by_bed`):
+        detectors rely on it."""
         self.extract_pending()
         with self._cutting:
             self._seal()
@@ -195,7 +207,8 @@ class Fleet:
         """Under ``_cutting``: the extracted parts become one round."""
         if not self._parts:
             return
-        batch = self._parts[0] if len(self._parts) == 1 else concatenate(self._parts)
+        batch = sorted_round(self._parts[0] if len(self._parts) == 1
+                             else concatenate(self._parts))
         self._parts, self._parts_messages = [], 0
         with self._lock:
             self._round += 1

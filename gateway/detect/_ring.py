@@ -2,8 +2,9 @@
 
 :class:`Ring`: the last ``width`` samples of each bed's stream of ``metrics`` values taken
 together (one time column, one value column per metric; NaN where a sample lacks a metric).
-A batch is scattered in with numpy indexing: samples are grouped by bed (arrival order kept),
-each gets its rank within its bed, and lands at ``(written + rank) % width``.
+A batch is scattered in with numpy indexing: its samples come ordered by bed and time (as a
+round's are, :func:`~gateway.detect._batch.by_bed`), each gets its rank within its bed, and
+lands at ``(written + rank) % width``.
 
 :class:`SlotBaseline`: a person's own long-term level of each metric. Samples are averaged
 per slot (10 minutes); the last ``slots`` slot means (a day) are kept, and their 5 %, 50 %
@@ -19,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from gateway.detect._batch import groups
 from gateway.detect._fleet import NONE
 from gateway.detect._table import Table
 
@@ -33,16 +35,6 @@ BASELINE_SLOTS: Final = 144
 BAD_SLOT_SHARE: Final = 0.3
 """A slot with more abnormal samples than this share is left out of the baseline."""
 QUANTILES: Final = (0.05, 0.5, 0.95)
-
-
-def group_starts(keys: I64) -> tuple[I64, I64]:
-    """For sorted ``keys``: start index and length of each run of equal keys."""
-    n = len(keys)
-    if not n:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
-    lengths = np.diff(np.append(starts, n))
-    return starts, lengths
 
 
 def row_quantile(values: F32, q: float) -> F32:
@@ -71,29 +63,33 @@ class Ring:
         table.column(self._n, np.int64, 0)
 
     def push(self, bed: I64, t: I64, values: F32) -> None:
-        """Add samples; ``values`` is ``len(t) x metrics``."""
+        """Add samples ordered by bed (then time); ``values`` is ``len(t) x metrics``."""
         if not len(t):
             return
+        if (bed[1:] < bed[:-1]).any():
+            raise ValueError("samples must be ordered by bed")
         w = self.width
-        # Grouped by bed, arrival order kept within a bed (windows select by time anyway).
-        order = np.argsort(bed, kind="stable")
-        bed, t, values = bed[order], t[order], values[order]
-        starts, lengths = group_starts(bed)
+        heads, starts, _, lengths = groups(bed)
         rank = np.arange(len(bed)) - np.repeat(starts, lengths)
-        keep = rank >= np.repeat(lengths, lengths) - w  # only the newest `width` per bed
-        heads = bed[starts]
+        keep = rank >= np.repeat(lengths - w, lengths)  # only the newest `width` per bed
         if not keep.all():
             bed, t, values, rank = bed[keep], t[keep], values[keep], rank[keep]
         written = self.table[self._n]
         position = (written[bed] + rank) % w
-        self.table[self._t][bed, position] = t
-        stored = self.table[self._v]
+        # Flat indices into the (contiguous) columns: cheaper than indexing by row and slot.
+        self.table[self._t].reshape(-1)[bed * w + position] = t
+        stored = self.table[self._v].reshape(-1)
+        at = bed * (self.metrics * w) + position
         for m in range(self.metrics):
-            stored[bed, m, position] = values[:, m]
+            stored[at + m * w] = values[:, m]
         written[heads] += lengths
 
     def window(self, beds: I64) -> tuple[I64, F32]:
-        """Times (``len(beds) x width``) and values (``len(beds) x metrics x width``)."""
+        """Times (``len(beds) x width``) and values (``len(beds) x metrics x width``) of
+        ``beds`` (sorted, distinct): views, not copies, when they are all the first beds."""
+        n = len(beds)
+        if n and int(beds[0]) == 0 and int(beds[-1]) == n - 1:
+            return self.table[self._t][:n], self.table[self._v][:n]
         return self.table[self._t][beds], self.table[self._v][beds]
 
 
@@ -121,17 +117,16 @@ class SlotBaseline:
         return self.table[f"{self._name}.{column}"]
 
     def add(self, bed: I64, t: I64, values: F32, bad: Bool) -> None:
-        """Add samples (``len(t) x metrics``; NaN values are ignored); ``bad`` marks the
-        abnormal ones."""
+        """Add samples (``len(t) x metrics``; NaN values are ignored), ordered by bed and
+        time; ``bad`` marks the abnormal ones."""
         if not len(t):
             return
-        slot = t // SLOT_MS
+        heads, _, ends, _ = groups(bed)
+        newest = t[ends] // SLOT_MS
         current = self._col("slot")
-        newest = np.full(len(current), NONE, np.int64)
-        np.maximum.at(newest, bed, slot)
-        closing = np.flatnonzero(newest > current)
-        if len(closing):
-            self._close(closing, newest[closing])
+        closing = newest > current[heads]
+        if closing.any():
+            self._close(heads[closing], newest[closing])
         present = ~np.isnan(values)
         total, count, abnormal = self._col("sum"), self._col("count"), self._col("bad")
         size = len(total)

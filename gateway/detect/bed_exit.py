@@ -21,7 +21,7 @@ import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import ZONE_BED, Batch
+from gateway.detect._batch import ZONE_BED, Batch, groups
 from gateway.detect._fleet import NONE
 
 MINUTE_MS: Final = 60_000
@@ -68,8 +68,9 @@ class NightBedExitDetector(DetectorBase):
         t = np.concatenate([v_t, i_t])
         is_in = np.concatenate([v_in, i_in])
         received = np.concatenate([vi.received[v_known], ir.received[i_use]])
-        order = np.lexsort((t, bed))
-        bed, t, is_in = bed[order], t[order], is_in[order]
+        if len(i_bed):  # else vitals alone: a round's samples are ordered by bed and time
+            order = np.lexsort((t, bed))
+            bed, t, is_in = bed[order], t[order], is_in[order]
         last_t = b["last_t"]
         first = np.concatenate(([True], bed[1:] != bed[:-1]))
         previous = np.where(first, last_t[bed], np.concatenate(([NONE], t[:-1])))
@@ -82,7 +83,7 @@ class NightBedExitDetector(DetectorBase):
         out = ~is_in & (t > last_in[bed])
         np.minimum.at(first_out, bed[out], t[out])
         out_since = b["out_since"]
-        beds = np.unique(bed)
+        beds = groups(bed)[0]
         since = out_since[beds]
         since = np.where((since != NONE) & (since <= last_in[beds]), NONE, since)
         new = first_out[beds]

@@ -25,7 +25,7 @@ import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch
+from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import NONE
 
 MINUTE_MS: Final = 60_000
@@ -70,8 +70,7 @@ class InactivityDetector(DetectorBase):
             return
         bed, t = ir.bed[known], ir.t[known]
         presence, motion = ir.presence[known], ir.motion[known]
-        order = np.lexsort((t, bed))
-        bed, t, presence, motion = bed[order], t[order], presence[order], motion[order]
+        beds, _, _, _ = groups(bed)  # a round's samples are ordered by bed and time
         b = self.beds
         still_since, last_t = b["still_since"], b["last_t"]
         first = np.concatenate(([True], bed[1:] != bed[:-1]))
@@ -88,8 +87,8 @@ class InactivityDetector(DetectorBase):
         run_start, run_end = still_since[ended].copy(), ended_at[ended]
         np.maximum.at(still_since, bed[reset], t[reset])
         np.maximum.at(last_t, bed, t)
-        np.maximum.at(b["last_received"], bed, ir.received[known][order])
-        self._new_day(np.unique(bed))
+        np.maximum.at(b["last_received"], bed, ir.received[known])
+        self._new_day(beds)
         self._learn(ended, run_start, run_end)
 
     def _new_day(self, beds: np.ndarray) -> None:

@@ -34,9 +34,8 @@ import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch
+from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import KINDS_BY_CODE, NONE
-from gateway.detect._ring import group_starts
 
 MINUTE_MS: Final = 60_000
 MOTION, LEVEL, HEART, BREATHING = 0, 1, 2, 3
@@ -118,16 +117,13 @@ class SensorFaultDetector(DetectorBase):
 
     def _runs(self, metric: int, bed: np.ndarray, t: np.ndarray, device: np.ndarray,
               value: np.ndarray) -> None:
-        order = np.lexsort((t, bed))
-        bed, t, device, value = bed[order], t[order], device[order], value[order]
-        starts, lengths = group_starts(bed)
-        ends = starts + lengths - 1
+        # A round's samples are ordered by bed and time.
+        rows, starts, ends, lengths = groups(bed)
         n = len(bed)
         breaks = np.concatenate(([True], (value[1:] != value[:-1]) | (bed[1:] != bed[:-1])
                                  | (t[1:] - t[:-1] > STUCK_GAP_MS)))
         last_break = np.maximum.reduceat(np.where(breaks, np.arange(n), -1), starts)
         b = self.beds
-        rows = bed[starts]
         old_value = b["run_value"][rows, metric]
         old_count = b["run_count"][rows, metric]
         old_last = b["run_last"][rows, metric]

@@ -22,7 +22,7 @@ import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch
+from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import NONE
 from gateway.detect._ring import Ring, SlotBaseline, row_quantile
 
@@ -79,14 +79,15 @@ class AbnormalSoundDetector(DetectorBase):
         if not ok.any():
             return
         bed, t, level, voice = au.bed[ok], au.t[ok], level[ok], au.voice[ok]
+        beds, starts, _, lengths = groups(bed)  # a round's samples are ordered by bed
         b = self.beds
         above = self.fleet.settings["sound_db_above_baseline"]
-        reference = self._reference(bed)
-        loud_sample = level >= reference + above[bed]  # NaN reference: not loud
+        threshold = np.repeat(self._reference(beds) + above[beds], lengths)
+        loud_sample = level >= threshold  # NaN reference: not loud
         self.ring.push(bed, t, np.stack([level, voice], axis=1))
         self.baseline.add(bed, t, level[:, None], loud_sample[:, None])
-        np.maximum.at(b["last_received"], bed, au.received[ok])
-        beds = np.unique(bed)
+        last = b["last_received"]
+        last[beds] = np.maximum(last[beds], np.maximum.reduceat(au.received[ok], starts))
         times, values = self.ring.window(beds)
         levels, voices = values[:, LEVEL], values[:, VOICE]
         newest = times.max(axis=1)
@@ -103,9 +104,10 @@ class AbnormalSoundDetector(DetectorBase):
         off = share <= LOUD_SHARE_OFF
         was = b["loud"][beds]
         now_loud = np.where(was, ~off, on)
-        started = now_loud & ~was
-        first_loud = np.where(loud, times, np.iinfo(np.int64).max).min(axis=1)
-        b["loud_since"][beds[started]] = first_loud[started]
+        started = np.flatnonzero(now_loud & ~was)
+        if len(started):
+            b["loud_since"][beds[started]] = np.where(loud[started], times[started],
+                                                      np.iinfo(np.int64).max).min(axis=1)
         b["loud"][beds] = now_loud
         b["baseline_db"][beds] = reference
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch
+from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import NONE
 from gateway.detect._ring import Ring, SlotBaseline
 
@@ -44,6 +44,7 @@ only the absolute limits apply."""
 PLAUSIBLE: Final = ((0.0, 230.0), (0.0, 80.0))
 """Readings outside these are impossible (sensor_fault), for heart and breathing rate."""
 STALE_MS: Final = 15 * MINUTE_MS
+_MAX = np.iinfo(np.int64).max
 
 
 class VitalSignsDetector(DetectorBase):
@@ -71,7 +72,9 @@ class VitalSignsDetector(DetectorBase):
         own = valid >= MIN_SLOTS
         low = np.where(own, np.maximum(low, q05 - margin), low)
         high = np.where(own, np.minimum(high, q95 + margin), high)
-        return low, high
+        # In the readings' precision: comparing float32 readings to float64 bounds would
+        # convert every reading of every window first.
+        return low.astype(np.float32), high.astype(np.float32)
 
     def _update(self, batch: Batch) -> None:
         vi = batch.vitals
@@ -87,14 +90,18 @@ class VitalSignsDetector(DetectorBase):
         if not use.any():
             return
         bed, t, values = vi.bed[use], vi.t[use], values[use]
+        beds, starts, _, lengths = groups(bed)  # a round's samples are ordered by bed
         abnormal = np.zeros(values.shape, np.bool_)
         for metric in (HEART, BREATHING):
-            low, high = self._band(bed, metric)
-            abnormal[:, metric] = (values[:, metric] < low) | (values[:, metric] > high)
+            low, high = self._band(beds, metric)
+            value = values[:, metric]
+            abnormal[:, metric] = ((value < np.repeat(low, lengths))
+                                   | (value > np.repeat(high, lengths)))
         self.ring.push(bed, t, values)
         self.baseline.add(bed, t, values, abnormal)
-        np.maximum.at(self.beds["last_received"], bed, vi.received[use])
-        self._sustain(np.unique(bed))
+        last = self.beds["last_received"]
+        last[beds] = np.maximum(last[beds], np.maximum.reduceat(vi.received[use], starts))
+        self._sustain(beds)
 
     def _sustain(self, beds: np.ndarray) -> None:
         b = self.beds
@@ -105,16 +112,18 @@ class VitalSignsDetector(DetectorBase):
             value = values[:, metric]
             low, high = self._band(beds, metric)
             present = recent & ~np.isnan(value)
-            abnormal = present & ((value < low[:, None]) | (value > high[:, None]))
-            n = present.sum(axis=1)
-            share = abnormal.sum(axis=1) / np.maximum(n, 1)
+            # NaN compares False: a missing value is never abnormal.
+            abnormal = recent & ((value < low[:, None]) | (value > high[:, None]))
+            n = np.count_nonzero(present, axis=1)
+            share = np.count_nonzero(abnormal, axis=1) / np.maximum(n, 1)
             on = (n >= MIN_SAMPLES) & (share >= ABNORMAL_SHARE_ON)
             off = share <= ABNORMAL_SHARE_OFF
             was = b["abnormal"][beds, metric]
             now = np.where(was, ~off, on)
-            started = now & ~was
-            first = np.where(abnormal, times, np.iinfo(np.int64).max).min(axis=1)
-            b["abnormal_since"][beds[started], metric] = first[started]
+            started = np.flatnonzero(now & ~was)
+            if len(started):
+                first = np.where(abnormal[started], times[started], _MAX).min(axis=1)
+                b["abnormal_since"][beds[started], metric] = first
             b["abnormal"][beds, metric] = now
 
     def _recent_median(self, bed: int, metric: int) -> float:
