@@ -31,6 +31,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Final
 
 import msgspec
 
@@ -54,12 +55,18 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     """Which connection delivered it; acknowledgements never cross connections."""
 
 
+_URGENT_KINDS: Final = frozenset({"button", "fall"})
+
+
 def is_urgent(topic: str | bytes) -> bool:
     """Whether a message on ``topic`` may open a critical alert at once (an emergency button
     or fall sensor event), so it is looked at ahead of the telemetry queued before it."""
     if isinstance(topic, bytes):
         return False  # not UTF-8: not a device topic, the codec rejects it
-    return topic.endswith("/event") and ("/button/" in topic or "/fall/" in topic)
+    if not topic.endswith("/event"):
+        return False  # the cheap test first: nearly all traffic is telemetry and status
+    parts = topic.split("/")  # homecare/v1/{site}/{bed}/{kind}/{device}/{channel}
+    return len(parts) == 7 and parts[4] in _URGENT_KINDS
 
 
 class Inbox:

@@ -69,6 +69,10 @@ def test_urgent_topics_are_button_and_fall_events_only() -> None:
     assert not is_urgent("homecare/v1/site-01/bed-0001/button/btn-1/status")
     assert not is_urgent("homecare/v1/site-01/bed-0001/badge/b-1/event")
     assert not is_urgent(b"homecare/v1/\xff/button/x/event")
+    # Matched on the kind segment, not anywhere in the topic.
+    assert not is_urgent("homecare/v1/button/fall/infrared/ir-1/event")
+    assert not is_urgent("homecare/v1/site-01/bed-0001/badge/button/event")
+    assert is_urgent("homecare/v1/fall/button/fall/fs-1/event")
 
 
 async def test_inbox_keeps_receipt_order_and_copies_urgent_messages_to_their_lane() -> None:
