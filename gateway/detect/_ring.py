@@ -4,7 +4,9 @@
 together (one time column, one value column per metric; NaN where a sample lacks a metric).
 A batch is scattered in with numpy indexing: its samples come ordered by bed and time (as a
 round's are, :func:`~gateway.detect._batch.by_bed`), each gets its rank within its bed, and
-lands at ``(written + rank) % width``.
+lands at ``(written + rank) % width``. With a ``spacing_ms``, a bed keeps at most one sample per
+``spacing_ms`` of time (the first), so that ``width`` samples always reach back far enough,
+whatever the rate a device reports at.
 
 :class:`SlotBaseline`: a person's own long-term level of each metric. Samples are averaged
 per slot (10 minutes); the last ``slots`` slot means (a day) are kept, and their 5 %, 50 %
@@ -51,12 +53,14 @@ def row_quantile(values: F32, q: float) -> F32:
 class Ring:
     """Per bed, the last ``width`` samples: time and ``metrics`` values."""
 
-    __slots__ = ("_n", "_t", "_v", "metrics", "table", "width")
+    __slots__ = ("_n", "_t", "_v", "metrics", "spacing_ms", "table", "width")
 
-    def __init__(self, table: Table, name: str, *, metrics: int, width: int) -> None:
+    def __init__(self, table: Table, name: str, *, metrics: int, width: int,
+                 spacing_ms: int = 0) -> None:
         self.table = table
         self.metrics = metrics
         self.width = width
+        self.spacing_ms = spacing_ms
         self._v, self._t, self._n = f"{name}.v", f"{name}.t", f"{name}.n"
         table.column(self._v, np.float32, np.nan, (metrics, width))
         table.column(self._t, np.int64, NONE, (width,))
@@ -69,12 +73,16 @@ class Ring:
         if (bed[1:] < bed[:-1]).any():
             raise ValueError("samples must be ordered by bed")
         w = self.width
+        written = self.table[self._n]
+        if self.spacing_ms:
+            keep = self._spaced(bed, t, written)
+            if not keep.all():
+                bed, t, values = bed[keep], t[keep], values[keep]
         heads, starts, _, lengths = groups(bed)
         rank = np.arange(len(bed)) - np.repeat(starts, lengths)
         keep = rank >= np.repeat(lengths - w, lengths)  # only the newest `width` per bed
         if not keep.all():
             bed, t, values, rank = bed[keep], t[keep], values[keep], rank[keep]
-        written = self.table[self._n]
         position = (written[bed] + rank) % w
         # Flat indices into the (contiguous) columns: cheaper than indexing by row and slot.
         self.table[self._t].reshape(-1)[bed * w + position] = t
@@ -83,6 +91,38 @@ class Ring:
         for m in range(self.metrics):
             stored[at + m * w] = values[:, m]
         written[heads] += lengths
+
+    def _spaced(self, bed: I64, t: I64, written: I64) -> Bool:
+        """The first sample of each bed in each ``spacing_ms`` of time, unless the bed's
+        newest stored sample is already in it."""
+        slot = t // self.spacing_ms
+        first = np.concatenate(([True], bed[1:] != bed[:-1]))
+        keep = first | np.concatenate(([True], slot[1:] != slot[:-1]))
+        at = np.flatnonzero(first)
+        heads = bed[at]
+        stored = written[heads]
+        newest = self.table[self._t][heads, (stored - 1) % self.width]
+        keep[at] = (stored == 0) | (newest // self.spacing_ms != slot[at])
+        return keep
+
+    def kth_newest(self, beds: I64, k: int) -> I64:
+        """Per bed, the time of the ``k``-th most recently stored sample (``NONE`` if fewer
+        are stored): how far back a window must reach to hold ``k`` samples."""
+        stored = self.table[self._n][beds]
+        times: I64 = self.table[self._t][beds, (stored - k) % self.width]
+        times[stored < k] = NONE
+        return times
+
+    def recent(self, beds: I64, times: I64, *, span_ms: int, min_samples: int,
+               longest_ms: int) -> tuple[Bool, I64]:
+        """Which samples of ``times`` (the window of ``beds``) are recent, and each bed's
+        newest time. Recent: those of the last ``span_ms`` before the newest or, for a bed that
+        reports too rarely to have ``min_samples`` in that time, its last ``min_samples``,
+        reaching back at most ``longest_ms``."""
+        newest: I64 = times.max(axis=1)
+        reach = np.maximum(self.kth_newest(beds, min_samples) - 1, newest - longest_ms)
+        cutoff = np.minimum(newest - span_ms, reach)
+        return times > cutoff[:, None], newest
 
     def window(self, beds: I64) -> tuple[I64, F32]:
         """Times (``len(beds) x width``) and values (``len(beds) x metrics x width``) of

@@ -32,6 +32,13 @@ LEVEL, VOICE = 0, 1
 SUSTAIN_MS: Final = 3 * MINUTE_MS
 """Window over which loudness must be sustained."""
 MIN_SAMPLES: Final = 2
+LONGEST_MS: Final = 15 * MINUTE_MS
+"""A recorder that reports rarely is judged on its last :data:`MIN_SAMPLES` samples, over at
+most this long."""
+WIDTH: Final = 32
+SPACING_MS: Final = 6_000
+"""At most one sample per this much time is kept: 30 in :data:`SUSTAIN_MS`, within
+:data:`WIDTH`."""
 LOUD_SHARE_ON: Final = 0.75
 LOUD_SHARE_OFF: Final = 0.25
 """Share of loud samples in the window to raise / to clear (hysteresis)."""
@@ -54,7 +61,7 @@ class AbnormalSoundDetector(DetectorBase):
 
     def _declare(self) -> None:
         b = self.beds
-        self.ring = Ring(b, "recent", metrics=2, width=32)
+        self.ring = Ring(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
         self.baseline = SlotBaseline(b, "baseline", metrics=1)
         b.column("loud", np.bool_, False)
         b.column("loud_since", np.int64, NONE)
@@ -90,8 +97,8 @@ class AbnormalSoundDetector(DetectorBase):
         last[beds] = np.maximum(last[beds], np.maximum.reduceat(au.received[ok], starts))
         times, values = self.ring.window(beds)
         levels, voices = values[:, LEVEL], values[:, VOICE]
-        newest = times.max(axis=1)
-        recent = times > (newest - SUSTAIN_MS)[:, None]
+        recent, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
+                                     longest_ms=LONGEST_MS)
         reference = self._reference(beds)
         loud = recent & (levels >= (reference + above[beds])[:, None])
         n = recent.sum(axis=1)
@@ -112,9 +119,13 @@ class AbnormalSoundDetector(DetectorBase):
         b["baseline_db"][beds] = reference
 
     def _recent_level(self, bed: int) -> float:
-        times, values = self.ring.window(np.array([bed]))
-        recent = values[0, LEVEL][times[0] > times[0].max() - SUSTAIN_MS]
-        return float(np.mean(recent)) if len(recent) else float("nan")
+        beds = np.array([bed])
+        times, values = self.ring.window(beds)
+        recent, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
+                                     longest_ms=LONGEST_MS)
+        level = values[0, LEVEL][recent[0]]
+        level = level[~np.isnan(level)]
+        return float(np.mean(level)) if len(level) else float("nan")
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         n = self.fleet.n_beds

@@ -8,8 +8,11 @@ A rate is abnormal when it is outside the absolute limits of the bed (BedSetting
 ``heart_rate_min``/``_max``, ``breathing_rate_min``/``_max``) or far outside the person's own
 range: the 5-95 % band of their 10-minute means over the last day, widened by half its width
 and at least :data:`MARGIN` (asleep and awake, slow drifts are inside it). The condition holds
-when most samples of the last :data:`SUSTAIN_MS` are abnormal; it clears when few are, or
-when no rate has been reported for :data:`STALE_MS` (nobody in bed). Impossible readings
+when most samples of the last :data:`SUSTAIN_MS` are abnormal (at least :data:`MIN_SAMPLES`
+of them: a sensor that reports rarely is judged on its last :data:`MIN_SAMPLES` samples, over
+at most :data:`LONGEST_MS`, or on :data:`SPARSE_MIN_SAMPLES` spanning :data:`SUSTAIN_MS`; one
+that reports often keeps a sample per :data:`SPACING_MS`); it clears when few are, or when no
+rate has been reported for :data:`STALE_MS` (nobody in bed). Impossible readings
 (a heart rate of 400) belong to ``sensor_fault`` and are ignored here.
 """
 
@@ -33,6 +36,12 @@ LIMITS: Final = (("heart_rate_min", "heart_rate_max"),
 
 SUSTAIN_MS: Final = 5 * MINUTE_MS
 MIN_SAMPLES: Final = 10
+LONGEST_MS: Final = 20 * MINUTE_MS
+SPARSE_MIN_SAMPLES: Final = 4
+WIDTH: Final = 64
+SPACING_MS: Final = 5_000
+"""At most one sample per this much time is kept: 60 in :data:`SUSTAIN_MS`, within
+:data:`WIDTH`."""
 ABNORMAL_SHARE_ON: Final = 0.7
 ABNORMAL_SHARE_OFF: Final = 0.2
 MARGIN: Final = (12.0, 4.0)
@@ -54,7 +63,7 @@ class VitalSignsDetector(DetectorBase):
 
     def _declare(self) -> None:
         b = self.beds
-        self.ring = Ring(b, "recent", metrics=2, width=64)
+        self.ring = Ring(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
         self.baseline = SlotBaseline(b, "baseline", metrics=2)
         b.column("abnormal", np.bool_, False, (2,))
         b.column("abnormal_since", np.int64, NONE, (2,))
@@ -106,8 +115,8 @@ class VitalSignsDetector(DetectorBase):
     def _sustain(self, beds: np.ndarray) -> None:
         b = self.beds
         times, values = self.ring.window(beds)
-        newest = times.max(axis=1)
-        recent = times > (newest - SUSTAIN_MS)[:, None]
+        recent, newest = self.ring.recent(beds, times, span_ms=SUSTAIN_MS,
+                                          min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
         for metric in (HEART, BREATHING):
             value = values[:, metric]
             low, high = self._band(beds, metric)
@@ -116,7 +125,12 @@ class VitalSignsDetector(DetectorBase):
             abnormal = recent & ((value < low[:, None]) | (value > high[:, None]))
             n = np.count_nonzero(present, axis=1)
             share = np.count_nonzero(abnormal, axis=1) / np.maximum(n, 1)
-            on = (n >= MIN_SAMPLES) & (share >= ABNORMAL_SHARE_ON)
+            enough = n >= MIN_SAMPLES
+            sparse = np.flatnonzero(~enough & (n >= SPARSE_MIN_SAMPLES))
+            if len(sparse):
+                oldest = np.where(present[sparse], times[sparse], _MAX).min(axis=1)
+                enough[sparse] = newest[sparse] - oldest >= SUSTAIN_MS
+            on = enough & (share >= ABNORMAL_SHARE_ON)
             off = share <= ABNORMAL_SHARE_OFF
             was = b["abnormal"][beds, metric]
             now = np.where(was, ~off, on)
@@ -127,8 +141,11 @@ class VitalSignsDetector(DetectorBase):
             b["abnormal"][beds, metric] = now
 
     def _recent_median(self, bed: int, metric: int) -> float:
-        times, values = self.ring.window(np.array([bed]))
-        recent = values[0, metric][times[0] > times[0].max() - SUSTAIN_MS]
+        beds = np.array([bed])
+        times, values = self.ring.window(beds)
+        mask, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
+                                   longest_ms=LONGEST_MS)
+        recent = values[0, metric][mask[0]]
         recent = recent[~np.isnan(recent)]
         return float(np.median(recent)) if len(recent) else float("nan")
 

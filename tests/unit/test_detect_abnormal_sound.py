@@ -78,3 +78,26 @@ def test_late_batches_and_a_long_gap() -> None:
     [raised] = opened(run(detector(), late, start=T0, end=start + 2 * HOUR))
     assert raised.started_at is not None
     assert start + 40 * MINUTE <= raised.started_at <= start + 41 * MINUTE
+
+
+def test_a_recorder_reporting_every_five_minutes_is_judged_on_its_last_two_samples() -> None:
+    start = T0 + 4 * HOUR
+    traffic = room(T0, start, 34.0, step=5 * MINUTE)
+    traffic += room(start, start + 30 * MINUTE, 76.0, voice=True, step=5 * MINUTE)
+    [raised] = opened(run(detector(), traffic, start=T0, end=start + 30 * MINUTE))
+    assert raised.at - start <= 12 * MINUTE
+    one_loud = room(T0, start, 34.0, step=5 * MINUTE)
+    one_loud += room(start, start + MINUTE, 76.0, voice=True, step=5 * MINUTE)
+    one_loud += room(start + 5 * MINUTE, start + HOUR, 34.0, step=5 * MINUTE)
+    assert opened(run(detector(), one_loud, start=T0, end=start + HOUR)) == []
+
+
+def test_a_recorder_reporting_every_second_needs_the_sustain_time() -> None:
+    start = T0 + 4 * HOUR
+    warm = room(T0 + 3 * HOUR, start, 34.0, step=1_000)
+    brief = warm + room(start, start + 60_000, 76.0, voice=True, step=1_000)
+    brief += room(start + 60_000, start + 15 * MINUTE, 34.0, step=1_000)
+    assert opened(run(detector(), brief, start=T0 + 3 * HOUR, end=start + 15 * MINUTE)) == []
+    long = warm + room(start, start + 10 * MINUTE, 76.0, voice=True, step=1_000)
+    [raised] = opened(run(detector(), long, start=T0 + 3 * HOUR, end=start + 10 * MINUTE))
+    assert 2 * MINUTE <= raised.at - start <= 4 * MINUTE

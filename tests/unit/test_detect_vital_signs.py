@@ -90,3 +90,51 @@ def test_out_of_order_batches_give_the_same_alert() -> None:
     b = opened(run(detector(), late, start=T0, end=start + HOUR))
     assert len(a) == len(b) == 1
     assert abs(a[0].started_at - b[0].started_at) <= 2 * MINUTE  # type: ignore[operator]
+
+
+def every_period(start: int, end: int, period: int, *, heart: float,
+                 seed: int = 2) -> list[tuple[int, Message]]:
+    """One single-sample message per ``period``: a sensor reporting at another rate."""
+    rng = random.Random(seed)
+    return [(t + 300, vitals("b1", t, heart=round(heart + rng.gauss(0, 1.5), 1),
+                             breathing=round(14.5 + rng.gauss(0, 0.6), 1)))
+            for t in range(start, end, period)]
+
+
+def test_a_sensor_reporting_once_a_minute_is_judged_on_its_last_samples() -> None:
+    start = T0 + 3 * HOUR
+    traffic = every_period(T0, start, MINUTE, heart=64.0)
+    traffic += every_period(start, start + 30 * MINUTE, MINUTE, heart=148.0)
+    traffic += every_period(start + 30 * MINUTE, start + 2 * HOUR, MINUTE, heart=64.0)
+    findings = run(detector(), traffic, start=T0, end=start + 2 * HOUR)
+    [raised] = opened(findings)
+    assert raised.at - start <= 12 * MINUTE
+    [clear] = cleared(findings)
+    assert clear.at - (start + 30 * MINUTE) <= 12 * MINUTE
+    # ... and a few high readings are still a spike, not a sustained condition.
+    spike = every_period(T0, start, MINUTE, heart=64.0)
+    spike += every_period(start, start + 4 * MINUTE, MINUTE, heart=148.0)
+    spike += every_period(start + 4 * MINUTE, start + HOUR, MINUTE, heart=64.0)
+    assert opened(run(detector(), spike, start=T0, end=start + HOUR)) == []
+
+
+def test_a_sensor_reporting_every_five_minutes_still_raises_a_long_condition() -> None:
+    start = T0 + 3 * HOUR
+    traffic = every_period(T0, start, 5 * MINUTE, heart=64.0)
+    traffic += every_period(start, start + HOUR, 5 * MINUTE, heart=148.0)
+    [raised] = opened(run(detector(), traffic, start=T0, end=start + HOUR))
+    assert raised.at - start <= 25 * MINUTE
+
+
+def test_a_sensor_reporting_every_second_needs_minutes_not_seconds() -> None:
+    start = T0 + 3 * HOUR
+    fast = 1_000
+    traffic = every_period(T0 + 2 * HOUR, start, fast, heart=64.0)
+    traffic += every_period(start, start + 90_000, fast, heart=150.0)  # 90 s of agitation
+    traffic += every_period(start + 90_000, start + 20 * MINUTE, fast, heart=64.0)
+    assert opened(run(detector(), traffic, start=T0 + 2 * HOUR, end=start + 20 * MINUTE)) == []
+    sustained = every_period(T0 + 2 * HOUR, start, fast, heart=64.0)
+    sustained += every_period(start, start + 15 * MINUTE, fast, heart=150.0)
+    [raised] = opened(run(detector(), sustained, start=T0 + 2 * HOUR,
+                          end=start + 15 * MINUTE))
+    assert 3 * MINUTE <= raised.at - start <= 7 * MINUTE
