@@ -88,6 +88,10 @@ class _Metrics:
         self.changes = Counter("homecare_alert_changes", "Alert transitions staged",
                                ["action"], registry=r)
         self.open = Gauge("homecare_alerts_open", "Unresolved alerts", registry=r)
+        self.sites_dark = Gauge(
+            "homecare_sites_dark", "Sites whose devices went silent all at once (a link or "
+            "intake outage: no per-device alerts for them; see the detect.site_dark log)",
+            registry=r)
         self.detector_errors = Counter("homecare_detector_errors",
                                        "Exceptions raised by detectors", ["detector"],
                                        registry=r)
@@ -162,6 +166,9 @@ class AlertingStage:
                 findings.extend(detector.evaluate(now_ms))
             except Exception:
                 self._detector_failed(detector, "evaluate")
+            dark = getattr(detector, "dark_sites", None)
+            if dark is not None and self._metrics is not None:
+                self._metrics.sites_dark.set(len(dark))
         return findings
 
     def apply(self, findings: Sequence[Finding], now_ms: int) -> list[AlertChange]:

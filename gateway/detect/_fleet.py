@@ -239,6 +239,11 @@ class Fleet:
     def n_sites(self) -> int:
         return len(self._site_ids)
 
+    @property
+    def site_ids(self) -> dict[str, int]:
+        """Site name to site number (``bed_site``)."""
+        return self._site_ids
+
     def bed_index(self, site: str, bed: str) -> int:
         key = (site, bed)
         index = self._beds.get(key)

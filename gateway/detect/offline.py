@@ -15,14 +15,19 @@ caregiver and publish events only: they are never reported offline. A device mus
 heard once to go offline: one listed in the registry that never spoke is a commissioning
 matter (shown with the bed's devices), not an outage.
 
-A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent, on
-at least :data:`DARK_SITE_MIN_BEDS` beds) is an outage of the site's link or of the gateway's
-own intake, which the gateway's health checks report; it does not become one alert per
-device. Explicit last wills are still reported one by one.
+A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
+half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds) is an outage of the
+site's link or of the gateway's own intake: it does not become one alert per device. Half the
+limit, so that the vote holds when the first device crosses its limit: the devices of a site
+that went dark all at once fall silent within a minute or so of each other, and counting only
+those past their full limit let the first one or two through as alerts. Dark sites are
+logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
+(:attr:`DeviceOfflineDetector.dark_sites`). Explicit last wills are still reported one by one.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 import numpy as np
@@ -35,6 +40,9 @@ from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
 
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3
+DARK_VOTE: Final = 0.5
+"""A device counts as quiet, for the dark-site vote, once silent for this share of its limit."""
+log = logging.getLogger("homecare.detect")
 _BADGE: Final = KIND_CODES[Kind.BADGE]
 _BUTTON: Final = KIND_CODES[Kind.BUTTON]
 
@@ -65,16 +73,28 @@ class DeviceOfflineDetector(DetectorBase):
         promised = ~np.isnan(st.heartbeat_s)
         d["heartbeat_ms"][st.device[promised]] = st.heartbeat_s[promised] * 1000.0
 
-    def _dark_sites(self, tracked: np.ndarray, silent: np.ndarray) -> np.ndarray:
+    dark_sites: tuple[str, ...] = ()
+    """Sites dark as a whole at the latest evaluation."""
+
+    def _dark_sites(self, tracked: np.ndarray, quiet: np.ndarray) -> np.ndarray:
         """Per device: whether its site has gone dark as a whole."""
         fleet = self.fleet
         n = len(tracked)
         site = fleet.bed_site[fleet.device_bed[:n]]
         sites = fleet.n_sites
         devices = np.bincount(site[tracked], minlength=sites)
-        quiet = np.bincount(site[silent], minlength=sites)
+        silent = np.bincount(site[quiet & tracked], minlength=sites)
         beds = np.bincount(fleet.bed_site[: fleet.n_beds], minlength=sites)
-        dark = (beds >= DARK_SITE_MIN_BEDS) & (quiet >= DARK_SITE_SHARE * np.maximum(devices, 1))
+        dark = (beds >= DARK_SITE_MIN_BEDS) & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
+        names = tuple(sorted(name for name, i in fleet.site_ids.items() if dark[i]))
+        if names != self.dark_sites:
+            gone, back = set(names) - set(self.dark_sites), set(self.dark_sites) - set(names)
+            for name in sorted(gone):
+                log.warning("detect.site_dark site=%s devices=%d silent=%d", name,
+                            devices[fleet.site_ids[name]], silent[fleet.site_ids[name]])
+            for name in sorted(back):
+                log.info("detect.site_back site=%s", name)
+            self.dark_sites = names
         result: np.ndarray = dark[site]
         return result
 
@@ -87,13 +107,15 @@ class DeviceOfflineDetector(DetectorBase):
         own = d["heartbeat_ms"][:n]
         heartbeat = np.where(np.isnan(own), fleet.device_heartbeat_ms[:n], own)
         last = d["last_heard"][:n]
-        silent = now_ms - last > heartbeat * fleet.offline_factor
+        limit = heartbeat * fleet.offline_factor
+        silent = now_ms - last > limit
+        quiet = now_ms - last > DARK_VOTE * limit
         will = d["will_at"][:n] > last
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
         silent &= tracked
-        silent[silent & ~active] &= ~self._dark_sites(tracked, silent)[silent & ~active]
+        silent[silent & ~active] &= ~self._dark_sites(tracked, quiet)[silent & ~active]
         desired = tracked & (silent | will)
         on, off = transitions(active, desired)
         findings: list[Finding] = []

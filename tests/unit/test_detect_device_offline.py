@@ -94,6 +94,19 @@ def test_a_whole_site_going_quiet_is_one_outage_not_an_alert_per_device() -> Non
     assert [(f.site, f.bed) for f in findings] == [("lit", "b9")]
 
 
+def test_a_site_whose_devices_fall_silent_within_a_minute_is_dark_from_the_first() -> None:
+    # Devices report on their own phase: when the link drops, the first one is past its limit
+    # while the others are still seconds short of theirs.
+    phase = [40_000 + n * 8_000 for n in range(8)]  # last messages 8 s apart, over a minute
+    traffic = [p for n in range(8)
+               for p in sensor(f"b{n}", T0 + phase[n], T0 + HOUR + phase[n], site="dark")]
+    traffic += [p for n in range(4) for p in sensor(f"b{n}", T0, T0 + 3 * HOUR, site="lit")]
+    offline = detector()
+    findings = run(offline, traffic, start=T0, end=T0 + 2 * HOUR)
+    assert opened(findings) == []
+    assert offline.dark_sites == ("dark",)
+
+
 def test_large_gap_in_time_and_late_messages() -> None:
     traffic = sensor("b1", T0, T0 + HOUR)
     late = [(r + 3 * MINUTE, m) for r, m in sensor("b1", T0 + HOUR, T0 + 2 * HOUR)]
