@@ -24,7 +24,7 @@ import numpy.typing as npt
 from devices.codec import Message
 from devices.registry import BedSettings, Registry
 from devices.topics import Address, Channel, Kind
-from gateway.detect._batch import Batch, Chunk, concatenate, extract, sorted_round
+from gateway.detect._batch import Batch, Chunk, Infrared, concatenate, extract, sorted_round
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -50,6 +50,9 @@ MAX_PENDING_MESSAGES: Final = 4_000
 and each extraction is a few milliseconds of work, done in the flow of intake instead of in
 one long block that would hold up the event loop or, in a worker thread, compete with it for
 the interpreter lock. The extracted parts are joined into one round at evaluation."""
+PRESENCE_MEMORY_MS: Final = 5 * 60_000
+"""On a bed with several infrared sensors, a sensor that sees nobody is overruled by another
+that saw the person within this long (see :meth:`Fleet.reconcile_presence`)."""
 ROUND_MAX_MESSAGES: Final = 200_000
 """A round is sealed early once it holds this many messages (bounded memory without ticks)."""
 
@@ -131,6 +134,9 @@ class Fleet:
         self._pending_messages = 0
         self._last_fed: tuple[object, object, set[int]] | None = None
         self._rounds: list[tuple[int, Batch]] = []
+        self._presence_t: dict[int, int] = {}
+        self._presence_device: dict[int, int] = {}
+        """Per bed with several infrared sensors: the latest presence seen, and by which."""
         self._round = 0
         self._consumers: dict[int, int] = {}
         for bed in self.registry.beds():
@@ -209,10 +215,37 @@ class Fleet:
             return
         batch = sorted_round(self._parts[0] if len(self._parts) == 1
                              else concatenate(self._parts))
+        self.reconcile_presence(batch.infrared)
         self._parts, self._parts_messages = [], 0
         with self._lock:
             self._round += 1
             self._rounds.append((self._round, batch))
+
+    def reconcile_presence(self, ir: Infrared) -> None:
+        """On beds with more than one infrared sensor (a room each), "nobody here" from one
+        sensor says nothing of the person seen by another: such a sample's presence becomes
+        unknown (NaN, and no zone) when the bed's latest presence came from another sensor
+        within :data:`PRESENCE_MEMORY_MS`. Otherwise the bathroom sensor's "empty" would end
+        every still run in the bedroom (no inactivity alert) and put an IR-only bed's person
+        out of bed. ``ir`` is ordered by bed and time; changed in place."""
+        if not len(ir.bed):
+            return
+        infrared = self.device_kind[: self.n_devices] == KIND_CODES[Kind.INFRARED]
+        sensors = np.bincount(self.device_bed[: self.n_devices][infrared],
+                              minlength=self.n_beds)
+        shared = sensors[ir.bed] > 1
+        if not shared.any():
+            return
+        last_t, last_device = self._presence_t, self._presence_device
+        for i in np.flatnonzero(shared).tolist():
+            bed, t, device = int(ir.bed[i]), int(ir.t[i]), int(ir.device[i])
+            if ir.presence[i] == 1:
+                if t >= last_t.get(bed, NONE):
+                    last_t[bed], last_device[bed] = t, device
+            elif ir.presence[i] == 0 and last_device.get(bed, device) != device \
+                    and t - last_t[bed] <= PRESENCE_MEMORY_MS:
+                ir.presence[i] = np.nan
+                ir.zone[i] = 0
 
     def rounds_for(self, consumer: int) -> list[Batch]:
         """The rounds ``consumer`` has not seen yet, oldest first."""

@@ -95,3 +95,24 @@ def test_threshold_comes_from_the_beds_settings() -> None:
                    start=t0, end=t0 + HOUR)
     [raised] = opened(findings)
     assert raised.evidence["threshold_minutes"] == 45.0
+
+
+def test_a_second_infrared_sensor_in_an_empty_room_does_not_end_the_still_run() -> None:
+    t0 = at("2026-11-02", "08:00", ZONE)
+    still = t0 + 60 * MINUTE
+
+    def bathroom(start: int, end: int) -> list[tuple[int, Message]]:
+        return [(t + 300, infrared("b1", t + 20_000, motion=0, presence=False, people=0,
+                                   zone=None, device="ir-bath")) for t in range(start, end, MINUTE)]
+
+    traffic = home("b1", t0, still, motion=3) + home("b1", still, still + 150 * MINUTE)
+    traffic += bathroom(t0, still + 150 * MINUTE)
+    [raised] = opened(run(detector(), traffic, start=t0, end=still + 150 * MINUTE))
+    assert raised.started_at == still - MINUTE
+    # The person going to the other room is movement there: no alert.
+    moved = home("b1", t0, still, motion=3) + home("b1", still, still + 60 * MINUTE)
+    moved += bathroom(t0, still + 60 * MINUTE)
+    moved += [(t + 300, infrared("b1", t, motion=2, device="ir-bath", zone="bathroom"))
+              for t in range(still + 60 * MINUTE, still + 70 * MINUTE, MINUTE)]
+    moved += home("b1", still + 70 * MINUTE, still + 150 * MINUTE, presence=False)
+    assert opened(run(detector(), moved, start=t0, end=still + 150 * MINUTE)) == []
