@@ -124,6 +124,17 @@ class Ring:
         cutoff = np.minimum(newest - span_ms, reach)
         return times > cutoff[:, None], newest
 
+    def recent_values(self, bed: int, metric: int, *, span_ms: int, min_samples: int,
+                      longest_ms: int) -> F32:
+        """One bed's recent values of ``metric`` (see :meth:`recent`), missing ones left out:
+        the evidence of a finding."""
+        beds = np.array([bed])
+        times, values = self.window(beds)
+        mask, _ = self.recent(beds, times, span_ms=span_ms, min_samples=min_samples,
+                              longest_ms=longest_ms)
+        recent: F32 = values[0, metric][mask[0]]
+        return recent[~np.isnan(recent)]
+
     def window(self, beds: I64) -> tuple[I64, F32]:
         """Times (``len(beds) x width``) and values (``len(beds) x metrics x width``) of
         ``beds`` (sorted, distinct): views, not copies, when they are all the first beds."""

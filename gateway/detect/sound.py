@@ -119,12 +119,8 @@ class AbnormalSoundDetector(DetectorBase):
         b["baseline_db"][beds] = reference
 
     def _recent_level(self, bed: int) -> float:
-        beds = np.array([bed])
-        times, values = self.ring.window(beds)
-        recent, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
-                                     longest_ms=LONGEST_MS)
-        level = values[0, LEVEL][recent[0]]
-        level = level[~np.isnan(level)]
+        level = self.ring.recent_values(bed, LEVEL, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
+                                        longest_ms=LONGEST_MS)
         return float(np.mean(level)) if len(level) else float("nan")
 
     def _evaluate(self, now_ms: int) -> list[Finding]:

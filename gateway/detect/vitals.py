@@ -141,12 +141,8 @@ class VitalSignsDetector(DetectorBase):
             b["abnormal"][beds, metric] = now
 
     def _recent_median(self, bed: int, metric: int) -> float:
-        beds = np.array([bed])
-        times, values = self.ring.window(beds)
-        mask, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
-                                   longest_ms=LONGEST_MS)
-        recent = values[0, metric][mask[0]]
-        recent = recent[~np.isnan(recent)]
+        recent = self.ring.recent_values(bed, metric, span_ms=SUSTAIN_MS,
+                                         min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
         return float(np.median(recent)) if len(recent) else float("nan")
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
