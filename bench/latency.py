@@ -327,6 +327,11 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
     commit = _histogram_quantiles(before, drained, "homecare_commit_seconds", "le=")
     if commit:
         figures["gateway_batch_commit_ms"] = commit
+    for generation in (0, 1, 2):
+        pauses = _histogram_quantiles(before, drained, "homecare_gc_pause_seconds",
+                                      f'generation="{generation}"')
+        if pauses:
+            figures[f"gateway_gc_gen{generation}_pause_ms"] = pauses
     return figures
 
 
@@ -353,6 +358,8 @@ def _histogram_quantiles(before: dict[str, float], after: dict[str, float], name
     for q in (50, 99):
         edge = next(le for le, count in buckets if count >= total * q / 100)
         out[f"p{q}_le"] = edge * 1000 if edge != float("inf") else None
+    edge = next(le for le, count in buckets if count >= total)
+    out["max_le"] = edge * 1000 if edge != float("inf") else None
     out["count"] = total
     return out
 

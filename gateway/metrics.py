@@ -5,6 +5,10 @@ Hot paths count per batch (``inc(n)``), never per message.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
@@ -58,6 +62,23 @@ class Metrics:
                            registry=r)
         self.mqtt_connected = Gauge("homecare_mqtt_connected", "1 while connected to the broker",
                                     registry=r)
+        self.gc_pause = Histogram(
+            "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
+            "by generation", ["generation"], registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5))
+
+    def gc_callback(self) -> Callable[[str, dict[str, Any]], None]:
+        """A :data:`gc.callbacks` entry timing every collector pass into :attr:`gc_pause`."""
+        started = [0.0]
+        pause = self.gc_pause
+
+        def callback(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pause.labels(str(info["generation"])).observe(time.perf_counter() - started[0])
+
+        return callback
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
