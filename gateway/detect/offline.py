@@ -16,7 +16,8 @@ heard once to go offline: one listed in the registry that never spoke is a commi
 matter (shown with the bed's devices), not an outage.
 
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
-half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds) is an outage of the
+half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds; devices already
+reported offline do not vote) is an outage of the
 site's link or of the gateway's own intake: it does not become one alert per device. Half the
 limit, so that the vote holds when the first device crosses its limit: the devices of a site
 that went dark all at once fall silent within a minute or so of each other, and counting only
@@ -115,7 +116,10 @@ class DeviceOfflineDetector(DetectorBase):
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
         silent &= tracked
-        silent[silent & ~active] &= ~self._dark_sites(tracked, quiet)[silent & ~active]
+        # Devices already reported offline (dead for days, say) have no vote: otherwise a site
+        # with a few dead devices would count as dark and hide the next one to fail.
+        voters = tracked & ~active
+        silent[silent & ~active] &= ~self._dark_sites(voters, quiet)[silent & ~active]
         desired = tracked & (silent | will)
         on, off = transitions(active, desired)
         findings: list[Finding] = []

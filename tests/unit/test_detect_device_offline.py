@@ -107,6 +107,14 @@ def test_a_site_whose_devices_fall_silent_within_a_minute_is_dark_from_the_first
     assert offline.dark_sites == ("dark",)
 
 
+def test_devices_already_reported_offline_do_not_make_their_site_dark() -> None:
+    traffic = [p for n in range(2) for p in sensor(f"b{n}", T0, T0 + HOUR)]
+    traffic += sensor("b2", T0, T0 + 3 * HOUR)
+    traffic += [p for n in range(3, 6) for p in sensor(f"b{n}", T0, T0 + 6 * HOUR)]
+    findings = opened(run(detector(), traffic, start=T0, end=T0 + 6 * HOUR))
+    assert sorted(f.bed for f in findings) == ["b0", "b1", "b2"]
+
+
 def test_large_gap_in_time_and_late_messages() -> None:
     traffic = sensor("b1", T0, T0 + HOUR)
     late = [(r + 3 * MINUTE, m) for r, m in sensor("b1", T0 + HOUR, T0 + 2 * HOUR)]
