@@ -35,9 +35,15 @@ _MAX = np.iinfo(np.int64).max
 
 DATA_GAP_MS: Final = 10 * MINUTE_MS
 """Infrared samples further apart than this break the still run (stillness is not known
-across the gap)."""
+across the gap), or :data:`GAP_FACTOR` times the sensor's usual spacing if that is longer."""
 STALE_MS: Final = 15 * MINUTE_MS
-"""No infrared data received for this long: the condition is not raised (device_offline is)."""
+"""No infrared data received for this long (or :data:`GAP_FACTOR` times the sensor's usual
+spacing): the condition is not raised (device_offline is)."""
+GAP_FACTOR: Final = 2.5
+SPACING_MAX_MS: Final = 60 * MINUTE_MS
+"""A sensor's usual spacing (moving average of the time between its samples) is learnt from
+spacings up to this: a longer pause is an outage, not its rate."""
+SPACING_ALPHA: Final = 0.2
 USUAL_ALPHA: Final = 0.2
 """Weight of today's longest still run in an hour's usual value (about a week of memory)."""
 PRIOR_DAY_MIN: Final = 20.0
@@ -53,6 +59,8 @@ class InactivityDetector(DetectorBase):
     def _declare(self) -> None:
         b = self.beds
         b.column("still_since", np.int64, NONE)
+        b.column("spacing_ms", np.float64, 0.0)
+        """Usual time between the bed's infrared samples (0 until learnt)."""
         b.column("last_t", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
         b.column("usual_min", np.float32, np.nan, (24,))
@@ -75,7 +83,9 @@ class InactivityDetector(DetectorBase):
         still_since, last_t = b["still_since"], b["last_t"]
         first = np.concatenate(([True], bed[1:] != bed[:-1]))
         previous = np.where(first, last_t[bed], np.concatenate(([NONE], t[:-1])))
-        gap = t - previous > DATA_GAP_MS
+        spacing = b["spacing_ms"]
+        gap = t - previous > np.maximum(DATA_GAP_MS, GAP_FACTOR * spacing[bed])
+        self._learn_spacing(bed, t - previous, previous != NONE)
         moved = (motion > 0) | (presence == 0)
         reset = moved | gap
         # The first run to end in this batch (by movement or absence, not by a data gap).
@@ -90,6 +100,21 @@ class InactivityDetector(DetectorBase):
         np.maximum.at(b["last_received"], bed, ir.received[known])
         self._new_day(beds)
         self._learn(ended, run_start, run_end)
+
+    def _learn_spacing(self, bed: np.ndarray, step: np.ndarray, known: np.ndarray) -> None:
+        """Fold this round's mean spacing of each bed's samples into its usual spacing, so a
+        sensor that reports every 20 or 30 minutes is not one long series of data gaps."""
+        use = known & (step > 0) & (step <= SPACING_MAX_MS)
+        if not use.any():
+            return
+        size = self.beds.capacity
+        count = np.bincount(bed[use], minlength=size)
+        total = np.bincount(bed[use], step[use].astype(np.float64), minlength=size)
+        rows = np.flatnonzero(count)
+        mean = total[rows] / count[rows]
+        spacing = self.beds["spacing_ms"]
+        old = spacing[rows]
+        spacing[rows] = np.where(old > 0, (1 - SPACING_ALPHA) * old + SPACING_ALPHA * mean, mean)
 
     def _new_day(self, beds: np.ndarray) -> None:
         """At a bed's local day change, fold yesterday's per-hour maxima into the usual."""
@@ -127,7 +152,8 @@ class InactivityDetector(DetectorBase):
         active = b["active"][:n]
         active_since = b["active_since"][:n]
         minimum = self.fleet.setting("inactivity_min_minutes")
-        fresh = b["last_received"][:n] >= now_ms - STALE_MS
+        fresh = b["last_received"][:n] >= now_ms - np.maximum(
+            STALE_MS, GAP_FACTOR * b["spacing_ms"][:n])
         candidate = np.flatnonzero((since != NONE) & fresh & ~active
                                    & (now_ms - since >= minimum * MINUTE_MS))
         desired = active & (since == active_since)

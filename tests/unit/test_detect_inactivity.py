@@ -116,3 +116,17 @@ def test_a_second_infrared_sensor_in_an_empty_room_does_not_end_the_still_run() 
               for t in range(still + 60 * MINUTE, still + 70 * MINUTE, MINUTE)]
     moved += home("b1", still + 70 * MINUTE, still + 150 * MINUTE, presence=False)
     assert opened(run(detector(), moved, start=t0, end=still + 150 * MINUTE)) == []
+
+
+def test_a_sensor_reporting_every_half_hour_is_not_a_series_of_gaps() -> None:
+    t0 = at("2026-11-02", "06:00", ZONE)
+    still = t0 + 4 * HOUR
+    half_hour = 30 * MINUTE
+    traffic = home("b1", t0, still, motion=3, step=half_hour)
+    traffic += home("b1", still, still + 4 * HOUR, step=half_hour)
+    [raised] = opened(run(detector(), traffic, start=t0, end=still + 4 * HOUR))
+    assert raised.at - raised.started_at <= 3 * HOUR
+    # ... and its silence for hours is still a gap, not stillness.
+    gap = home("b1", t0, still, motion=3, step=half_hour)
+    gap += home("b1", still + 6 * HOUR, still + 7 * HOUR + 30 * MINUTE, step=half_hour)
+    assert opened(run(detector(), gap, start=t0, end=still + 7 * HOUR + 30 * MINUTE)) == []
