@@ -169,6 +169,18 @@ class Settings(BaseSettings):
     key exists; at least 16 characters. Create named keys with ``homecare keys create``."""
     api_key_file: Path | None = None
     """...or read it from this file."""
+    # --- upstream delivery (gateway/upstream.py) ---------------------------------------------
+    upstream_url: str | None = None
+    """The city platform's endpoint for alert changes and service-log records (POST, JSON,
+    signed); none: nothing goes upstream."""
+    upstream_secret: str | None = Field(default=None, min_length=16, max_length=512)
+    """Shared secret that signs every upstream request (HMAC-SHA256); needed with the URL."""
+    upstream_secret_file: Path | None = None
+    """...or read it from this file."""
+    upstream_source: str = Field(default="homecare-gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """This gateway's name in upstream idempotency keys (unique per gateway of a city)."""
+    upstream_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
@@ -227,6 +239,23 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value or None
 
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _upstream_secret(self) -> Settings:
+        if self.upstream_url and not (self.upstream_secret or self.upstream_secret_file):
+            raise ValueError("upstream_url needs upstream_secret or upstream_secret_file "
+                             "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
+        return self
+
     @field_validator("api_addr")
     @classmethod
     def _api_addr(cls, value: str) -> str:
@@ -238,7 +267,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
         for name in ("mqtt_password_file", "influx_token_file", "influx_password_file",
-                     "api_key_file"):
+                     "api_key_file", "upstream_secret_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name}: no such file {path}")
@@ -320,6 +349,6 @@ def from_environment() -> dict[str, str]:
     shown = {}
     for key, value in os.environ.items():
         if key.startswith(ENV_PREFIX):
-            secret = any(s in key for s in ("TOKEN", "PASSWORD", "KEY"))
+            secret = any(s in key for s in ("TOKEN", "PASSWORD", "KEY", "SECRET"))
             shown[key] = "***" if secret else value
     return shown

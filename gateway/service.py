@@ -42,6 +42,7 @@ from gateway.servicelog import ServiceLog, ServiceLogRecorder
 from gateway.sink import SinkWriter
 from gateway.spool import Spool
 from gateway.tsdb import TimeSeriesWriter, writer_from_settings
+from gateway.upstream import Outbox, Upstream
 
 log = logging.getLogger("homecare.gateway")
 
@@ -90,6 +91,14 @@ class Gateway:
         except ValueError as exc:
             raise ConfigError(f"api_key (HOMECARE_API_KEY/_FILE): {exc}") from None
         self.alert_store = AlertStore(data_dir / "alerts.sqlite3")
+        self.upstream: Upstream | None = None
+        if settings.upstream_url:
+            secret = settings.secret("upstream_secret") or ""
+            self.upstream = Upstream(
+                Outbox(data_dir / "outbox.sqlite3"), url=settings.upstream_url,
+                secret=secret.encode(), source=settings.upstream_source,
+                alert_store=self.alert_store, service_log=self.service_log,
+                timeout_s=settings.upstream_timeout_s, metrics=self.metrics.registry)
         self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
         self.alerting = AlertingStage(
             self.alerts,
@@ -134,6 +143,9 @@ class Gateway:
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
                 alert_ticks = tasks.create_task(self._alert_ticks(), name="alert-ticks")
+                upstream_stop = asyncio.Event()
+                upstream = (tasks.create_task(self.upstream.run(upstream_stop), name="upstream")
+                            if self.upstream is not None else None)
                 http = None
                 if self.serve_http:
                     from gateway.http import create_app, serve
@@ -154,6 +166,9 @@ class Gateway:
                 urgent.cancel()
                 await alert_ticks
                 await self._commit_alerts()
+                if upstream is not None:
+                    upstream_stop.set()  # what is not delivered goes after the restart
+                    await upstream
                 await self.source.stop()
                 await mqtt
                 if self.sink is not None and sink is not None:
@@ -172,6 +187,8 @@ class Gateway:
                 await self.writer.close()
             self.spool.close()
             self.deadletters.close()
+            if self.upstream is not None:
+                self.upstream.outbox.close()
             self.alert_store.close()
             self.service_log.close()
             self.keys.close()
@@ -275,6 +292,8 @@ class Gateway:
         if not self._alerts_ok:
             log.info("alerts.commit_resumed last_seq=%d", self.alerts.last_seq)
         self._alerts_ok = True
+        if self.upstream is not None:
+            self.upstream.wake()
 
     # --- observability ------------------------------------------------------------------------
 

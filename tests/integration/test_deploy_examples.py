@@ -23,7 +23,7 @@ def _no_homecare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gateway_example_config_loads(tmp_path: Path) -> None:
-    for name in ("mqtt_password", "influx_token"):
+    for name in ("mqtt_password", "influx_token", "upstream_secret"):
         (tmp_path / name).write_text("secret\n")
     text = (DEPLOY / "gateway.example.toml").read_text()
     config = tmp_path / "gateway.toml"
@@ -36,6 +36,9 @@ def test_gateway_example_config_loads(tmp_path: Path) -> None:
     assert settings.alert_escalation_critical_s == (60.0, 180.0)
     assert settings.alert_escalation_low_s == ()
     assert settings.alert_cancel_window_s == 60.0
+    assert settings.upstream_url == "https://platform.example/homecare/ingest"
+    assert settings.secret("upstream_secret") == "secret"
+    assert settings.upstream_source == "hub-01"
 
 
 def test_registry_example_loads_with_overrides() -> None:

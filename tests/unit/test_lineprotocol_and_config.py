@@ -67,6 +67,9 @@ def test_settings_from_toml_sections_and_env_override(tmp_path: Path,
     ("HOMECARE_TIMEZONE", "Mars/Olympus", "HOMECARE_TIMEZONE"),
     ("HOMECARE_API_ADDR", "localhost", "HOMECARE_API_ADDR"),
     ("HOMECARE_INFLUX_TOKEN_FILE", "/nonexistent/token", "influx_token_file"),
+    ("HOMECARE_UPSTREAM_URL", "ftp://platform/x", "HOMECARE_UPSTREAM_URL"),
+    ("HOMECARE_UPSTREAM_URL", "https://platform/x", "upstream_secret"),
+    ("HOMECARE_UPSTREAM_SOURCE", "a b", "HOMECARE_UPSTREAM_SOURCE"),
 ])
 def test_bad_configuration_fails_naming_the_setting(env: str, value: str, named: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,3 +90,14 @@ def test_secrets_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     token.write_text("s3cret\n")
     monkeypatch.setenv("HOMECARE_INFLUX_TOKEN_FILE", str(token))
     assert load().secret("influx_token") == "s3cret"
+
+
+def test_upstream_secret_is_masked_in_diagnostics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.config import from_environment
+
+    monkeypatch.setenv("HOMECARE_UPSTREAM_SECRET", "0123456789abcdef-upstream")
+    monkeypatch.setenv("HOMECARE_UPSTREAM_URL", "https://platform/x")
+    shown = from_environment()
+    assert shown["HOMECARE_UPSTREAM_SECRET"] == "***"
+    assert shown["HOMECARE_UPSTREAM_URL"] == "https://platform/x"
+    assert load().secret("upstream_secret") == "0123456789abcdef-upstream"

@@ -1,0 +1,359 @@
+"""Upstream delivery: alert changes and service-log records to the city platform, at least once.
+
+The outbox (SQLite, WAL, ``data_dir/outbox.sqlite3``) is filled from the two durable logs the
+gateway already keeps, by cursor: the alert store's change log (``seq``, gap-free) and the
+hash-chained service log (``seq``). New entries and the moved cursor are written in one
+transaction, so each is queued exactly once across crashes and restarts, and the edge never
+waits on the network: the logs are on disk before anything is acknowledged to the broker, the
+outbox catches up from them whenever it runs.
+
+Delivery is in queue order, one entry per request (``POST`` of a JSON body), so the platform sees
+an alert opened before it sees it resolved. Every request carries:
+
+* ``Idempotency-Key``: ``<source>/alert/<seq>`` or ``<source>/service/<seq>`` (``source``: the
+  gateway's :attr:`~gateway.config.Settings.upstream_source`); the same key on a retry, so the
+  platform drops a duplicate delivery;
+* ``X-Homecare-Signature: t=<epoch ms>,v1=<hex>``, HMAC-SHA256 over ``"<t>." + body`` with the
+  shared secret (:func:`signature`, checked by :func:`verify`).
+
+A 2xx answer delivers the entry. A network error, a timeout, 408, 425, 429 or a 5xx keeps it at
+the head of the queue and retries it after an exponential backoff with jitter (1 s doubling to
+:data:`MAX_BACKOFF_S`), so the order holds and a platform outage only delays. Any other answer
+(400, 401, 403, 404, 413, 422...) is a rejection the platform will repeat: the entry is set
+aside as ``rejected`` with the answer (visible in metrics and the log, kept in the outbox) and
+the queue goes on. Identifiers in the payloads are the registry's (pseudonymous) site, bed,
+device and person codes; no names, no audio or infrared content, only metadata and hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from alerts.store import AlertStore
+from gateway.servicelog import ServiceLog
+
+log = logging.getLogger("homecare.upstream")
+
+MAX_BACKOFF_S: Final = 300.0
+RETRY_STATUSES: Final = frozenset({408, 425, 429})
+PUMP_LIMIT: Final = 1000
+"""Entries read from each log per pass."""
+IDLE_S: Final = 0.5
+"""How often an idle delivery loop looks for new entries."""
+SIGNATURE_TOLERANCE_MS: Final = 5 * 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    body BLOB NOT NULL,
+    queued_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL DEFAULT 0,
+    done_at INTEGER,
+    status INTEGER,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, id);
+CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+"""
+
+_encoder = msgspec.json.Encoder()
+
+
+def signature(secret: bytes, body: bytes, t_ms: int) -> str:
+    """The ``X-Homecare-Signature`` header value of ``body`` sent at ``t_ms``."""
+    digest = hmac.new(secret, b"%d." % t_ms + body, hashlib.sha256).hexdigest()
+    return f"t={t_ms},v1={digest}"
+
+
+def verify(secret: bytes, header: str, body: bytes, *, now_ms: int | None = None,
+           tolerance_ms: int = SIGNATURE_TOLERANCE_MS) -> bool:
+    """Whether ``header`` signs ``body`` with ``secret``, sent within ``tolerance_ms`` of now
+    (what a receiving platform checks; replays of old requests fail)."""
+    try:
+        fields = dict(part.split("=", 1) for part in header.split(","))
+        t_ms = int(fields["t"])
+        given = fields["v1"]
+    except (KeyError, ValueError):
+        return False
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if abs(now - t_ms) > tolerance_ms:
+        return False
+    expected = signature(secret, body, t_ms).rsplit("v1=", 1)[1]
+    return hmac.compare_digest(expected, given)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: int
+    key: str
+    kind: str
+    body: bytes
+    attempts: int
+    next_at: int
+
+
+class Outbox:
+    """The durable queue (see the module docstring). Thread-safe; every method blocks on
+    SQLite (the delivery loop calls them from a worker thread)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                   timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def _execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    def cursor(self, source: str) -> int:
+        row = self._execute("SELECT seq FROM cursors WHERE source = ?", (source,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def enqueue(self, source: str, seq: int, entries: Sequence[tuple[str, str, bytes]],
+                now_ms: int) -> int:
+        """Queue ``entries`` (key, kind, body) read from ``source`` up to ``seq``, and move its
+        cursor there, in one transaction. A key already queued is left as it is."""
+        with self._lock, self._transaction():
+            added = 0
+            for key, kind, body in entries:
+                added += self._db.execute(
+                    "INSERT OR IGNORE INTO outbox (key, kind, body, queued_at) VALUES (?,?,?,?)",
+                    (key, kind, body, now_ms)).rowcount
+            self._db.execute("INSERT INTO cursors (source, seq) VALUES (?, ?) ON CONFLICT"
+                             " (source) DO UPDATE SET seq = excluded.seq", (source, seq))
+        return added
+
+    def head(self) -> Entry | None:
+        """The oldest entry not yet delivered or rejected."""
+        row = self._execute(
+            "SELECT id, key, kind, body, attempts, next_at FROM outbox WHERE state = 'pending'"
+            " ORDER BY id LIMIT 1").fetchone()
+        return Entry(int(row[0]), row[1], row[2], bytes(row[3]), int(row[4]),
+                     int(row[5])) if row else None
+
+    def delivered(self, entry: Entry, status: int, now_ms: int) -> None:
+        self._execute("UPDATE outbox SET state = 'delivered', done_at = ?, status = ?,"
+                         " attempts = attempts + 1, error = NULL WHERE id = ?",
+                         (now_ms, status, entry.id))
+
+    def rejected(self, entry: Entry, status: int, error: str, now_ms: int) -> None:
+        self._execute("UPDATE outbox SET state = 'rejected', done_at = ?, status = ?,"
+                         " attempts = attempts + 1, error = ? WHERE id = ?",
+                         (now_ms, status, error[:500], entry.id))
+
+    def retry(self, entry: Entry, next_at: int, status: int | None, error: str) -> None:
+        self._execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, status = ?,"
+                         " error = ? WHERE id = ?", (next_at, status, error[:500], entry.id))
+
+    def retry_now(self) -> None:
+        """Make every pending entry due now (at start: the platform may be back)."""
+        self._execute("UPDATE outbox SET next_at = 0 WHERE state = 'pending'")
+
+    def counts(self) -> dict[str, int]:
+        rows = self._execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        counts = {"pending": 0, "delivered": 0, "rejected": 0}
+        counts.update({str(state): int(n) for state, n in rows})
+        return counts
+
+    def entries(self, state: str | None = None) -> list[tuple[str, str, int | None]]:
+        """``(key, state, status)`` of every entry (or those in ``state``), in queue order."""
+        sql = "SELECT key, state, status FROM outbox"
+        args: tuple[object, ...] = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (state,)
+        return [(r[0], r[1], r[2]) for r in self._execute(sql + " ORDER BY id", args).fetchall()]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Any:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.pending = Gauge("homecare_upstream_pending", "Entries waiting to go upstream",
+                             registry=registry)
+        self.delivered = Counter("homecare_upstream_delivered", "Entries delivered upstream",
+                                 registry=registry)
+        self.rejected = Counter("homecare_upstream_rejected",
+                                "Entries the platform refused for good (kept in the outbox)",
+                                registry=registry)
+        self.failures = Counter("homecare_upstream_failures",
+                                "Delivery attempts to retry (network error or status)",
+                                ["reason"], registry=registry)
+
+
+class Upstream:
+    """Fills the outbox from the alert store and the service log and delivers it."""
+
+    def __init__(self, outbox: Outbox, *, url: str, secret: bytes, source: str,
+                 alert_store: AlertStore, service_log: ServiceLog, timeout_s: float = 10.0,
+                 metrics: CollectorRegistry | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 ) -> None:
+        if not secret:
+            raise ValueError("upstream delivery needs a signing secret")
+        self.outbox = outbox
+        self.url = url
+        self._secret = secret
+        self.source = source
+        self.alert_store = alert_store
+        self.service_log = service_log
+        self.timeout_s = timeout_s
+        self._metrics = _Metrics(metrics) if metrics is not None else None
+        self._transport = transport
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._wake = asyncio.Event()
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # --- from the logs to the outbox ----------------------------------------------------------
+
+    def pump(self) -> int:
+        """Queue what the logs hold beyond their cursors; returns how many were queued."""
+        added = 0
+        while True:
+            seq = self.outbox.cursor("alerts")
+            changes = self.alert_store.changes_since(seq, PUMP_LIMIT)
+            if not changes:
+                break
+            added += self.outbox.enqueue("alerts", changes[-1].seq, [
+                (f"{self.source}/alert/{c.seq}", "alert_change", _encoder.encode({
+                    "kind": "alert_change", "key": f"{self.source}/alert/{c.seq}",
+                    "source": self.source, "change": c})) for c in changes], self._now_ms())
+        while True:
+            seq = self.outbox.cursor("service_log")
+            records = self.service_log.query(after_seq=seq, newest_first=False,
+                                             limit=PUMP_LIMIT)
+            if not records:
+                break
+            added += self.outbox.enqueue("service_log", records[-1].seq, [
+                (f"{self.source}/service/{r.seq}", "service_record", _encoder.encode({
+                    "kind": "service_record", "key": f"{self.source}/service/{r.seq}",
+                    "source": self.source,
+                    "record": {**r.body(), "prev_hash": r.prev_hash, "hash": r.hash}}))
+                for r in records], self._now_ms())
+        if self._metrics is not None:
+            self._metrics.pending.set(self.outbox.counts()["pending"])
+        return added
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    async def deliver(self, client: httpx.AsyncClient) -> int:
+        """Send due entries in order until the queue is empty or the head must wait; returns
+        how many were delivered or set aside."""
+        done = 0
+        while (entry := await asyncio.to_thread(self.outbox.head)) is not None \
+                and entry.next_at <= self._now_ms():
+            outcome = await self._send(client, entry)
+            if outcome is None:
+                break
+            done += 1
+        if self._metrics is not None:
+            self._metrics.pending.set((await asyncio.to_thread(self.outbox.counts))["pending"])
+        return done
+
+    async def _send(self, client: httpx.AsyncClient, entry: Entry) -> str | None:
+        sent_ms = self._now_ms()
+        headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key,
+                   "X-Homecare-Signature": signature(self._secret, entry.body, sent_ms)}
+        try:
+            response = await client.post(self.url, content=entry.body, headers=headers)
+        except httpx.HTTPError as exc:
+            await asyncio.to_thread(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
+            return None
+        status = response.status_code
+        if 200 <= status < 300:
+            await asyncio.to_thread(self.outbox.delivered, entry, status, self._now_ms())
+            if self._metrics is not None:
+                self._metrics.delivered.inc()
+            return "delivered"
+        if status in RETRY_STATUSES or status >= 500:
+            await asyncio.to_thread(self._retry, entry, status, response.text[:300])
+            return None
+        await asyncio.to_thread(self.outbox.rejected, entry, status, response.text[:300],
+                                self._now_ms())
+        log.error("upstream.rejected key=%s status=%d detail=%r; set aside, the queue goes on",
+                  entry.key, status, response.text[:200])
+        if self._metrics is not None:
+            self._metrics.rejected.inc()
+        return "rejected"
+
+    def _retry(self, entry: Entry, status: int | None, error: str) -> None:
+        backoff = min(MAX_BACKOFF_S, 2.0 ** min(entry.attempts, 16))
+        backoff *= 0.8 + 0.4 * self._rng.random()
+        self.outbox.retry(entry, self._now_ms() + int(backoff * 1000), status, error)
+        level = logging.WARNING if entry.attempts in (0, 5, 10) or entry.attempts % 50 == 0 \
+            else logging.DEBUG
+        log.log(level, "upstream.retry key=%s attempt=%d status=%s error=%r wait_s=%.1f",
+                entry.key, entry.attempts + 1, status, error[:120], backoff)
+        if self._metrics is not None:
+            self._metrics.failures.labels("network" if status is None else str(status)).inc()
+
+    def wake(self) -> None:
+        """New entries are in the logs (an alert commit, a service record): look now."""
+        self._wake.set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Pump and deliver until ``stopping`` is set; never raises for upstream trouble."""
+        async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport,
+                                     follow_redirects=False) as client:
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.to_thread(self.outbox.retry_now)
+            while not stopping.is_set():
+                head = None
+                try:
+                    await asyncio.to_thread(self.pump)
+                    await self.deliver(client)
+                    head = await asyncio.to_thread(self.outbox.head)
+                except (sqlite3.Error, OSError) as exc:
+                    log.error("upstream.error %s: %s; retrying", type(exc).__name__, exc)
+                wait = IDLE_S
+                if head is not None:
+                    wait = max(0.05, min(IDLE_S * 4, (head.next_at - self._now_ms()) / 1000))
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        waiters = {asyncio.ensure_future(stopping.wait()),
+                                   asyncio.ensure_future(self._wake.wait())}
+                        try:
+                            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            for waiter in waiters:
+                                waiter.cancel()

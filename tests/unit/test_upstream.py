@@ -1,0 +1,166 @@
+"""Upstream delivery against a real HTTP server on loopback (tests/upstream_receiver.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.store import AlertStore
+from gateway.servicelog import ServiceLog, VisitEvent
+from gateway.upstream import Outbox, Upstream, signature, verify
+from tests.upstream_receiver import Receiver
+
+SECRET = b"a-test-secret-of-some-length"
+
+
+def _alert(n: int, status: AlertStatus = AlertStatus.OPEN) -> Alert:
+    return Alert(id=f"id-{n:04d}", incident=f"s1/bed-{n:04d}/emergency_button/#1",
+                 type=AlertType.EMERGENCY_BUTTON, severity=Severity.CRITICAL, site="s1",
+                 bed=f"bed-{n:04d}", opened_at=1_000 + n, updated_at=1_000 + n, status=status)
+
+
+def _changes(store: AlertStore, *alerts: Alert, action: str = "opened") -> None:
+    seq = store.last_seq()
+    store.write([AlertChange(seq=seq + i + 1, at=a.updated_at, action=action, alert=a)
+                 for i, a in enumerate(alerts)])
+
+
+def _visit(n: int, event: str = "check_in") -> VisitEvent:
+    return VisitEvent(origin=f"o-{n}-{event}", at=5_000 + n, site="s1", bed=f"bed-{n:04d}",
+                      caregiver="c-1", visit=f"v-{n}", event=event,  # type: ignore[arg-type]
+                      source="badge", method="nfc", device="bdg-1")
+
+
+class World:
+    def __init__(self, tmp_path: Path, receiver: Receiver) -> None:
+        self.tmp_path = tmp_path
+        self.receiver = receiver
+        self.alerts = AlertStore(tmp_path / "alerts.sqlite3")
+        self.log = ServiceLog(tmp_path / "servicelog.sqlite3")
+        self.upstream = self.open()
+
+    def open(self) -> Upstream:
+        return Upstream(Outbox(self.tmp_path / "outbox.sqlite3"), url=self.receiver.url,
+                        secret=SECRET, source="gw-1", alert_store=self.alerts,
+                        service_log=self.log, timeout_s=2.0)
+
+    async def deliver_until(self, accepted: int) -> None:
+        """Run the delivery loop until the receiver has accepted ``accepted`` keys."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.upstream.run(stop))
+        try:
+            assert await asyncio.to_thread(self.receiver.wait_for, accepted, 30.0), \
+                f"accepted {self.receiver.keys()}"
+        finally:
+            stop.set()
+            await task
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver(SECRET)
+    r.start()
+    yield r
+    r.stop()
+
+
+async def test_alert_changes_and_service_records_arrive_in_order_signed(
+        tmp_path: Path, receiver: Receiver) -> None:
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1), _alert(2))
+    _changes(world.alerts, _alert(1, AlertStatus.ACKNOWLEDGED), action="acknowledged")
+    world.log.append([_visit(1), _visit(1, "check_out")])
+    await world.deliver_until(5)
+    assert receiver.keys() == ["gw-1/alert/1", "gw-1/alert/2", "gw-1/alert/3",
+                               "gw-1/service/1", "gw-1/service/2"]
+    assert all(d.signed for d in receiver.accepted)
+    first = receiver.accepted[0].body
+    assert first["kind"] == "alert_change"
+    assert first["change"]["alert"]["bed"] == "bed-0001"
+    record = receiver.accepted[3].body["record"]
+    assert record["visit"] == "v-1"
+    assert record["hash"]
+    assert record["prev_hash"]
+    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 5, "rejected": 0}
+
+
+async def test_platform_down_then_back_delivers_everything_once_in_order(
+        tmp_path: Path, receiver: Receiver) -> None:
+    receiver.stop()  # connection refused
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, *(_alert(n) for n in range(1, 6)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(world.upstream.run(stop))
+    await asyncio.sleep(1.5)
+    assert world.upstream.outbox.counts()["pending"] == 5
+    _changes(world.alerts, _alert(6))  # the edge goes on meanwhile
+    receiver.mode = "unavailable"  # up, but answering 503
+    receiver.start()
+    await asyncio.sleep(2.5)
+    assert receiver.keys() == []
+    assert receiver.attempts, "the platform was tried while it answered 503"
+    receiver.mode = "ok"
+    try:
+        assert await asyncio.to_thread(receiver.wait_for, 6, 30.0)
+    finally:
+        stop.set()
+        await task
+    assert receiver.keys() == [f"gw-1/alert/{n}" for n in range(1, 7)]
+    assert receiver.duplicates == 0
+
+
+async def test_a_refused_entry_is_set_aside_and_the_queue_goes_on(
+        tmp_path: Path, receiver: Receiver) -> None:
+    receiver.refuse = {"gw-1/alert/2"}
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1), _alert(2), _alert(3))
+    await world.deliver_until(2)
+    assert receiver.keys() == ["gw-1/alert/1", "gw-1/alert/3"]
+    outbox = world.upstream.outbox
+    assert outbox.entries("rejected") == [("gw-1/alert/2", "rejected", 400)]
+
+
+async def test_a_restart_neither_queues_again_nor_loses_what_was_pending(
+        tmp_path: Path, receiver: Receiver) -> None:
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1), _alert(2))
+    await world.deliver_until(2)
+    receiver.mode = "unavailable"
+    _changes(world.alerts, _alert(3))
+    world.log.append([_visit(7)])
+    stop = asyncio.Event()
+    task = asyncio.create_task(world.upstream.run(stop))
+    await asyncio.sleep(1.0)
+    stop.set()
+    await task
+    world.upstream.outbox.close()
+    receiver.mode = "ok"
+    world.upstream = world.open()  # a restarted gateway: the same files
+    await world.deliver_until(4)
+    assert receiver.keys() == ["gw-1/alert/1", "gw-1/alert/2", "gw-1/alert/3",
+                               "gw-1/service/1"]
+    assert receiver.duplicates == 0
+    assert world.upstream.outbox.counts()["delivered"] == 4
+
+
+def test_signature_covers_body_and_time() -> None:
+    body = b'{"kind":"alert_change"}'
+    now = int(time.time() * 1000)
+    header = signature(SECRET, body, now)
+    assert verify(SECRET, header, body, now_ms=now)
+    assert not verify(SECRET, header, body + b" ", now_ms=now)
+    assert not verify(b"another secret", header, body, now_ms=now)
+    assert not verify(SECRET, header, body, now_ms=now + 10 * 60_000), "a replay, later"
+    assert not verify(SECRET, "garbage", body, now_ms=now)
+
+
+def test_upstream_needs_a_secret(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="secret"):
+        Upstream(Outbox(tmp_path / "o.sqlite3"), url="http://127.0.0.1:1/", secret=b"",
+                 source="gw", alert_store=AlertStore(tmp_path / "a.sqlite3"),
+                 service_log=ServiceLog(tmp_path / "s.sqlite3"))
