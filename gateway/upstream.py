@@ -57,6 +57,10 @@ PUMP_LIMIT: Final = 1000
 IDLE_S: Final = 0.5
 """How often an idle delivery loop looks for new entries."""
 SIGNATURE_TOLERANCE_MS: Final = 5 * 60_000
+KEEP_DELIVERED_MS: Final = 30 * 86_400_000
+"""Delivered entries are pruned from the outbox after this long (their source logs keep
+everything; rejected entries stay until someone looks)."""
+PRUNE_EVERY_S: Final = 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -167,6 +171,11 @@ class Outbox:
     def retry(self, entry: Entry, next_at: int, status: int | None, error: str) -> None:
         self._execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, status = ?,"
                          " error = ? WHERE id = ?", (next_at, status, error[:500], entry.id))
+
+    def prune(self, before_ms: int) -> int:
+        """Forget entries delivered before ``before_ms``; returns how many."""
+        return self._execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
+                             (before_ms,)).rowcount
 
     def retry_now(self) -> None:
         """Make every pending entry due now (at start: the platform may be back)."""
@@ -336,9 +345,14 @@ class Upstream:
                                      follow_redirects=False) as client:
             with contextlib.suppress(sqlite3.Error):
                 await asyncio.to_thread(self.outbox.retry_now)
+            pruned_at = 0.0
             while not stopping.is_set():
                 head = None
                 try:
+                    if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                        await asyncio.to_thread(self.outbox.prune,
+                                                self._now_ms() - KEEP_DELIVERED_MS)
+                        pruned_at = time.monotonic()
                     await asyncio.to_thread(self.pump)
                     await self.deliver(client)
                     head = await asyncio.to_thread(self.outbox.head)

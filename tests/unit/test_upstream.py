@@ -164,3 +164,15 @@ def test_upstream_needs_a_secret(tmp_path: Path) -> None:
         Upstream(Outbox(tmp_path / "o.sqlite3"), url="http://127.0.0.1:1/", secret=b"",
                  source="gw", alert_store=AlertStore(tmp_path / "a.sqlite3"),
                  service_log=ServiceLog(tmp_path / "s.sqlite3"))
+
+
+async def test_delivered_entries_are_pruned_after_their_time_and_not_queued_again(
+        tmp_path: Path, receiver: Receiver) -> None:
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1), _alert(2))
+    await world.deliver_until(2)
+    outbox = world.upstream.outbox
+    assert outbox.prune(int(time.time() * 1000) - 60_000) == 0, "too recent"
+    assert outbox.prune(int(time.time() * 1000) + 1) == 2
+    assert world.upstream.pump() == 0, "the cursor remembers them"
+    assert outbox.counts() == {"pending": 0, "delivered": 0, "rejected": 0}
