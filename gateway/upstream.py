@@ -358,6 +358,9 @@ class Upstream:
                     head = await asyncio.to_thread(self.outbox.head)
                 except (sqlite3.Error, OSError) as exc:
                     log.error("upstream.error %s: %s; retrying", type(exc).__name__, exc)
+                except Exception:
+                    # Upstream trouble of any kind must never take the gateway down with it.
+                    log.exception("upstream.failed; retrying")
                 wait = IDLE_S
                 if head is not None:
                     wait = max(0.05, min(IDLE_S * 4, (head.next_at - self._now_ms()) / 1000))
