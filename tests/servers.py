@@ -12,12 +12,39 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Poll ``predicate`` until it returns something true (returned), or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(what)
+
+
+def sqlite_rows(db_path: Path, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+    """Rows of a gateway's SQLite store, read from outside (empty while it does not exist
+    or the table is not made yet)."""
+    if not db_path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as db:
+        try:
+            return db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []
 
 
 def free_port() -> int:

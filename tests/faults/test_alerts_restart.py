@@ -8,20 +8,17 @@ delivers again.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from alerts.escalation import Schedule
 from simulators.load import pregenerate
 from tests.ingest import publish, start_gateway
-from tests.servers import GatewayProcess, Mosquitto
+from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -34,41 +31,22 @@ ENV = {
     "HOMECARE_ALERT_REPEAT_HIGH_S": "3",
     "HOMECARE_ALERT_CANCEL_WINDOW_S": "60",
 }
-T = TypeVar("T")
 SITE = "site-09"
 
 
-def _wait_for(predicate: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
-
-
-def _rows(db_path: Path, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-    if not db_path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as db:
-        try:
-            return db.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
 
 
 def alerts(db_path: Path, site: str | None = SITE) -> dict[str, dict[str, Any]]:
     """The alerts of ``site`` (this test's beds; the background may raise detector alerts
     elsewhere), or of every site."""
-    rows = _rows(db_path, "SELECT id, alert FROM alerts")
+    rows = sqlite_rows(db_path, "SELECT id, alert FROM alerts")
     found = {r[0]: json.loads(r[1]) for r in rows}
     return {k: a for k, a in found.items() if site is None or a["site"] == site}
 
 
 def changes(db_path: Path) -> list[tuple[int, int, str, str]]:
     """``(seq, at, action, alert_id)`` of the audit log, in order."""
-    return _rows(db_path, "SELECT seq, at, action, alert_id FROM changes ORDER BY seq")
+    return sqlite_rows(db_path, "SELECT seq, at, action, alert_id FROM changes ORDER BY seq")
 
 
 def _event(bed: str, kind: str, device: str, seq: int, **fields: object) -> tuple[str, bytes]:
@@ -92,7 +70,7 @@ def test_open_alerts_and_escalation_timers_survive_a_gateway_sigkill(
     try:
         publish(mosquitto.url, background[:1_500] + incidents + background[1_500:])
         # Running timers: every alert has been escalated at least once before the kill.
-        _wait_for(lambda: len(alerts(db)) == 3 and all(
+        wait_for(lambda: len(alerts(db)) == 3 and all(
             a["escalation_level"] >= 1 for a in alerts(db).values()),
             "three alerts, each escalated once")
     finally:
@@ -113,17 +91,17 @@ def test_open_alerts_and_escalation_timers_survive_a_gateway_sigkill(
     # falls due (the critical ones by at least two steps).
     publish(mosquitto.url, [press])
     overdue_at = max(a["next_escalation_at"] for a in before.values()) + 2_500
-    _wait_for(lambda: time.time() * 1000 >= overdue_at, "timers overdue", timeout=30)
+    wait_for(lambda: time.time() * 1000 >= overdue_at, "timers overdue", timeout=30)
 
     restarted = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env=gateway.env,
                                port=gateway.port)
     restarted.start()
     try:
         restarted.wait_connected()
-        _wait_for(lambda: restarted.metric("homecare_messages_accepted_total") >= 1,
+        wait_for(lambda: restarted.metric("homecare_messages_accepted_total") >= 1,
                   "the press published again is processed")
         # The first tick after the start takes the overdue steps at once.
-        _wait_for(lambda: all(
+        wait_for(lambda: all(
             any(action == "escalated" and alert_id == a_id and seq > log_before[-1][0]
                 for seq, _, action, alert_id in changes(db)) for a_id in before),
             "every alert escalated after the restart", timeout=30)

@@ -8,9 +8,7 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,10 @@ from devices import Codec, Rejected
 from simulators.load import pregenerate
 from tests.ingest import describe_difference, publish, start_gateway, wait_ingested, wait_stored
 from tests.oracle import expected_points
-from tests.servers import GatewayProcess, Influxd, Mosquitto, VictoriaMetrics
+from tests.servers import GatewayProcess, Influxd, Mosquitto, VictoriaMetrics, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 def test_database_outage_is_spooled_and_replayed_without_loss(
@@ -43,15 +33,15 @@ def test_database_outage_is_spooled_and_replayed_without_loss(
         wait_ingested(gateway, len(first))
         victoria_metrics.stop()
         publish(mosquitto.url, second)
-        _wait_for(lambda: gateway.metric("homecare_messages_received_total") >= len(traffic),
+        wait_for(lambda: gateway.metric("homecare_messages_received_total") >= len(traffic),
                   "gateway received everything while the database was down")
-        _wait_for(lambda: gateway.metric("homecare_spool_pending_points") > 0,
+        wait_for(lambda: gateway.metric("homecare_spool_pending_points") > 0,
                   "points waiting in the spool")
         assert gateway.metric('homecare_write_errors_total{kind="retryable"}') >= 1
         assert gateway.metric("homecare_db_up") == 0
         victoria_metrics.start()
         wait_ingested(gateway, len(traffic))
-        _wait_for(lambda: gateway.metric("homecare_spool_pending_points") == 0,
+        wait_for(lambda: gateway.metric("homecare_spool_pending_points") == 0,
                   "spool drained")
         expected = expected_points(traffic)
         stored = wait_stored(victoria_metrics, expected)
@@ -117,7 +107,7 @@ def test_gateway_sigkill_mid_run_loses_nothing_and_stores_each_point_once(
         gateway.proc.send_signal(signal.SIGSTOP)
         publish(mosquitto.url, traffic[5_000:])
         gateway.proc.send_signal(signal.SIGCONT)
-        _wait_for(lambda: gateway.metric("homecare_messages_received_total") > 5_000,
+        wait_for(lambda: gateway.metric("homecare_messages_received_total") > 5_000,
                   "gateway draining the backlog")
         gateway.kill()
         gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env=gateway.env,

@@ -9,45 +9,22 @@ each key once, alert changes in their order.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from tests.ingest import publish, start_gateway
-from tests.servers import GatewayProcess, Mosquitto
+from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 from tests.upstream_receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SECRET = "upstream-fault-test-secret"
 SITE = "site-07"
-T = TypeVar("T")
 
 
-def _wait_for(predicate: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
-
-
-def _rows(db_path: Path, sql: str) -> list[Any]:
-    if not db_path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(db_path, timeout=5)) as db:
-        try:
-            return db.execute(sql).fetchall()
-        except sqlite3.OperationalError:
-            return []
 
 
 def _event(bed: str, kind: str, device: str, seq: int, **fields: object) -> tuple[str, bytes]:
@@ -57,8 +34,8 @@ def _event(bed: str, kind: str, device: str, seq: int, **fields: object) -> tupl
 
 def _expected(data: Path) -> list[str]:
     """Every key the platform must get: the alert store's changes, the service log's records."""
-    alert_seqs = [r[0] for r in _rows(data / "alerts.sqlite3", "SELECT seq FROM changes")]
-    record_seqs = [r[0] for r in _rows(data / "servicelog.sqlite3",
+    alert_seqs = [r[0] for r in sqlite_rows(data / "alerts.sqlite3", "SELECT seq FROM changes")]
+    record_seqs = [r[0] for r in sqlite_rows(data / "servicelog.sqlite3",
                                        "SELECT seq FROM service_log")]
     return ([f"gw-fault/alert/{s}" for s in sorted(alert_seqs)]
             + [f"gw-fault/service/{s}" for s in sorted(record_seqs)])
@@ -82,24 +59,24 @@ def test_platform_outage_and_a_gateway_sigkill_lose_and_duplicate_nothing(
             _event("bed-0003", "badge", "bdg-3", 2, event="check_out", caregiver="c-9",
                    visit="v-31", method="nfc", services=["medication"]),
         ])
-        _wait_for(lambda: len(_expected(data)) >= 4, "two alerts and two service records")
-        _wait_for(lambda: _rows(data / "outbox.sqlite3",
+        wait_for(lambda: len(_expected(data)) >= 4, "two alerts and two service records")
+        wait_for(lambda: sqlite_rows(data / "outbox.sqlite3",
                                 "SELECT COUNT(*) FROM outbox WHERE state = 'pending'")[0][0]
                   >= 4, "queued in the outbox while the platform is down")
         assert receiver.keys() == []
 
         receiver.start()
-        _wait_for(lambda: set(receiver.keys()) == set(_expected(data)) or None,
+        wait_for(lambda: set(receiver.keys()) == set(_expected(data)) or None,
                   "everything delivered once the platform is back", timeout=60)
 
         receiver.mode = "unavailable"
         publish(mosquitto.url, [_event("bed-0004", "button", "btn-4", 1, event="press"),
                                 _event("bed-0005", "fall", "fs-5", 1, event="fall_detected",
                                        confidence=0.9, posture="lying")])
-        _wait_for(lambda: len([k for k in _expected(data) if "/alert/" in k]) >= 4,
+        wait_for(lambda: len([k for k in _expected(data) if "/alert/" in k]) >= 4,
                   "two more alerts")
         before_kill = _expected(data)
-        _wait_for(lambda: len(receiver.attempts) > len(receiver.keys()) or None,
+        wait_for(lambda: len(receiver.attempts) > len(receiver.keys()) or None,
                   "the platform answering 503 was tried")
     finally:
         gateway.kill()
@@ -110,9 +87,9 @@ def test_platform_outage_and_a_gateway_sigkill_lose_and_duplicate_nothing(
     restarted.start()
     try:
         restarted.wait_connected()
-        _wait_for(lambda: set(before_kill) <= set(receiver.keys()) or None,
+        wait_for(lambda: set(before_kill) <= set(receiver.keys()) or None,
                   "what was pending at the kill delivered after the restart", timeout=120)
-        _wait_for(lambda: set(receiver.keys()) == set(_expected(data)) or None,
+        wait_for(lambda: set(receiver.keys()) == set(_expected(data)) or None,
                   "everything in the stores delivered", timeout=30)
     finally:
         restarted.stop()
