@@ -12,6 +12,7 @@ from simulators.cli import simulate
 
 if TYPE_CHECKING:
     from alerts.keys import KeyStore
+    from gateway.upstream import Outbox
 
 app = typer.Typer(
     name="homecare",
@@ -88,17 +89,22 @@ _DataDirOption = Annotated[Path | None, typer.Option(
     "HOMECARE_DATA_DIR, else ./data].", file_okay=False)]
 
 
-def _key_store(config: Path | None, data_dir: Path | None) -> KeyStore:
-    from alerts.keys import KeyStore
+def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> Path:
     from gateway.config import ConfigError, load
 
     if data_dir is None:
         try:
             data_dir = Path(load(config).data_dir)
         except ConfigError as exc:
-            typer.echo(f"homecare keys: {exc}", err=True)
+            typer.echo(f"homecare {command}: {exc}", err=True)
             raise typer.Exit(2) from None
-    return KeyStore(data_dir / "keys.sqlite3")
+    return data_dir
+
+
+def _key_store(config: Path | None, data_dir: Path | None) -> KeyStore:
+    from alerts.keys import KeyStore
+
+    return KeyStore(_data_dir("keys", config, data_dir) / "keys.sqlite3")
 
 
 def _cli_actor() -> str:
@@ -116,6 +122,54 @@ def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+upstream_app = typer.Typer(
+    name="upstream", no_args_is_help=True,
+    help="The upstream outbox (<data dir>/outbox.sqlite3): alert changes and service-log "
+         "records on their way to the city platform (HOMECARE_UPSTREAM_URL).")
+app.add_typer(upstream_app)
+
+
+def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
+    from gateway.upstream import Outbox
+
+    path = _data_dir("upstream", config, data_dir) / "outbox.sqlite3"
+    if not path.exists():
+        typer.echo(f"homecare upstream: no outbox at {path} (is HOMECARE_UPSTREAM_URL set on "
+                   "the gateway?)", err=True)
+        raise typer.Exit(1)
+    return Outbox(path)
+
+
+@upstream_app.command("status")
+def upstream_status(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
+    """Entries pending, delivered and rejected; the rejected ones with the platform's answer."""
+    outbox = _outbox(config, data_dir)
+    try:
+        counts = outbox.counts()
+        rejected = outbox.rejected_entries()
+        head = outbox.head()
+    finally:
+        outbox.close()
+    typer.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
+    if head is not None:
+        typer.echo(f"next: {head.key} (attempts {head.attempts}, due {_when(head.next_at)})")
+    for key, status, error, at in rejected:
+        typer.echo(f"rejected {key} status {status} at {_when(at)}: {error}")
+
+
+@upstream_app.command("retry")
+def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
+    """Queue the rejected entries again (after the platform was fixed), and make everything
+    pending due now; a running gateway sends them within a second."""
+    outbox = _outbox(config, data_dir)
+    try:
+        requeued = outbox.requeue_rejected()
+        outbox.retry_now()
+    finally:
+        outbox.close()
+    typer.echo(f"requeued {requeued} rejected entries", err=True)
 
 
 @keys_app.command("create")

@@ -177,6 +177,17 @@ class Outbox:
         return self._execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
                              (before_ms,)).rowcount
 
+    def rejected_entries(self) -> list[tuple[str, int | None, str | None, int | None]]:
+        """``(key, status, error, when)`` of the entries set aside, oldest first."""
+        return [(r[0], r[1], r[2], r[3]) for r in self._execute(
+            "SELECT key, status, error, done_at FROM outbox WHERE state = 'rejected'"
+            " ORDER BY id").fetchall()]
+
+    def requeue_rejected(self) -> int:
+        """Put the rejected entries back in the queue (in their original places)."""
+        return self._execute("UPDATE outbox SET state = 'pending', next_at = 0, done_at = NULL"
+                             " WHERE state = 'rejected'").rowcount
+
     def retry_now(self) -> None:
         """Make every pending entry due now (at start: the platform may be back)."""
         self._execute("UPDATE outbox SET next_at = 0 WHERE state = 'pending'")

@@ -176,3 +176,32 @@ async def test_delivered_entries_are_pruned_after_their_time_and_not_queued_agai
     assert outbox.prune(int(time.time() * 1000) + 1) == 2
     assert world.upstream.pump() == 0, "the cursor remembers them"
     assert outbox.counts() == {"pending": 0, "delivered": 0, "rejected": 0}
+
+
+async def test_operators_see_rejected_entries_and_queue_them_again(
+        tmp_path: Path, receiver: Receiver) -> None:
+    from typer.testing import CliRunner
+
+    from gateway.cli import app
+
+    receiver.refuse = {"gw-1/alert/1"}
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1), _alert(2))
+    await world.deliver_until(1)
+    world.upstream.outbox.close()
+    runner = CliRunner()
+    status = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path)])
+    assert status.exit_code == 0, status.output
+    assert "pending 0  delivered 1  rejected 1" in status.output
+    assert "rejected gw-1/alert/1 status 400" in status.output
+    receiver.refuse = set()  # the platform was fixed
+    retry = runner.invoke(app, ["upstream", "retry", "--data-dir", str(tmp_path)])
+    assert retry.exit_code == 0, retry.output
+    assert "requeued 1" in retry.output
+    world.upstream = world.open()
+    await world.deliver_until(2)
+    assert receiver.keys() == ["gw-1/alert/2", "gw-1/alert/1"]
+    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 2, "rejected": 0}
+    missing = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path / "none")])
+    assert missing.exit_code == 1
+    assert "no outbox" in missing.output
