@@ -11,6 +11,8 @@ A registry file looks like this (every key but the ids is optional)::
 
     [sites.site-01.beds.bed-0001]
     person = "p-3f9a1c"          # pseudonymous person id, never a name
+    family_webhook = "https://family.example/hooks/p-3f9a1c"   # optional: this bed's alerts
+                                 # and visit records also go there (gateway/upstream.py)
 
     [sites.site-01.beds.bed-0001.settings]
     night_start = "22:00"
@@ -34,6 +36,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devices.topics import Address, Kind, is_valid_id
 
@@ -105,6 +108,9 @@ class Bed:
     site: str
     id: str
     person: str | None = None
+    family_webhook: str | None = None
+    """Where this bed's alert changes and visit records are also delivered (the family's
+    service), signed with a secret of the bed's own (see gateway/upstream.py)."""
     settings: BedSettings = field(default_factory=BedSettings)
     devices: dict[str, Device] = field(default_factory=dict)
     auto_registered: bool = False
@@ -131,6 +137,13 @@ def _check_timezone(name: str, key: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
         raise RegistryError(f"{key}: unknown IANA time zone {name!r}") from None
     return name
+
+
+def _check_url(value: object, key: str) -> str:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RegistryError(f"{key}: expected an http:// or https:// URL")
+    return str(value)
 
 
 def _check_id(value: str, key: str) -> str:
@@ -206,12 +219,16 @@ class Registry:
                         timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
             for bed_id, bed_raw in _table(site_raw, "beds", where).items():
                 bwhere = f"{where}.beds.{_check_id(bed_id, where + '.beds')}"
-                _only(_as_table(bed_raw, bwhere), {"person", "settings", "devices"}, bwhere)
+                _only(_as_table(bed_raw, bwhere),
+                      {"person", "family_webhook", "settings", "devices"}, bwhere)
                 person = bed_raw.get("person")
                 if person is not None and not isinstance(person, str):
                     raise RegistryError(f"{bwhere}.person: expected a string")
+                webhook = bed_raw.get("family_webhook")
+                if webhook is not None:
+                    _check_url(webhook, f"{bwhere}.family_webhook")
                 bed = Bed(
-                    site=site_id, id=bed_id, person=person,
+                    site=site_id, id=bed_id, person=person, family_webhook=webhook,
                     settings=BedSettings.from_mapping(
                         _table(bed_raw, "settings", bwhere), base=defaults.settings,
                         where=f"{bwhere}.settings"),

@@ -155,8 +155,8 @@ def upstream_status(config: _ConfigOption = None, data_dir: _DataDirOption = Non
     typer.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
     if head is not None:
         typer.echo(f"next: {head.key} (attempts {head.attempts}, due {_when(head.next_at)})")
-    for key, status, error, at in rejected:
-        typer.echo(f"rejected {key} status {status} at {_when(at)}: {error}")
+    for destination, key, status, error, at in rejected:
+        typer.echo(f"rejected {key} to {destination} status {status} at {_when(at)}: {error}")
 
 
 @upstream_app.command("retry")
@@ -170,6 +170,30 @@ def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None
     finally:
         outbox.close()
     typer.echo(f"requeued {requeued} rejected entries", err=True)
+
+
+@upstream_app.command("family-secret")
+def upstream_family_secret(
+    site: Annotated[str, typer.Argument(help="Site id of the bed.")],
+    bed: Annotated[str, typer.Argument(help="Bed id.")],
+    config: _ConfigOption = None,
+) -> None:
+    """Print the secret that signs what goes to this bed's family webhook (derived from
+    HOMECARE_UPSTREAM_SECRET; give it to the family's service, which checks
+    X-Homecare-Signature with it). It signs nothing for the platform or for another bed."""
+    from gateway.config import ConfigError, load
+    from gateway.upstream import family_secret
+
+    try:
+        secret = load(config).secret("upstream_secret")
+    except ConfigError as exc:
+        typer.echo(f"homecare upstream: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not secret:
+        typer.echo("homecare upstream: no upstream secret (HOMECARE_UPSTREAM_SECRET/_FILE)",
+                   err=True)
+        raise typer.Exit(2)
+    typer.echo(family_secret(secret.encode(), site, bed).decode())
 
 
 @keys_app.command("create")

@@ -92,13 +92,19 @@ class Gateway:
             raise ConfigError(f"api_key (HOMECARE_API_KEY/_FILE): {exc}") from None
         self.alert_store = AlertStore(data_dir / "alerts.sqlite3")
         self.upstream: Upstream | None = None
-        if settings.upstream_url:
+        families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
+                    if bed.family_webhook}
+        if settings.upstream_url or families:
             secret = settings.secret("upstream_secret") or ""
+            if not secret:
+                raise ConfigError("upstream_secret (HOMECARE_UPSTREAM_SECRET/_FILE): needed to "
+                                  "sign what goes to the registry's family webhooks")
             self.upstream = Upstream(
                 Outbox(data_dir / "outbox.sqlite3"), url=settings.upstream_url,
                 secret=secret.encode(), source=settings.upstream_source,
                 alert_store=self.alert_store, service_log=self.service_log,
-                timeout_s=settings.upstream_timeout_s, metrics=self.metrics.registry)
+                families=families, timeout_s=settings.upstream_timeout_s,
+                metrics=self.metrics.registry)
         self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
         self.alerting = AlertingStage(
             self.alerts,

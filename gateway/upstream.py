@@ -1,4 +1,5 @@
-"""Upstream delivery: alert changes and service-log records to the city platform, at least once.
+"""Upstream delivery: alert changes and service-log records to the city platform and to
+families, at least once.
 
 The outbox (SQLite, WAL, ``data_dir/outbox.sqlite3``) is filled from the two durable logs the
 gateway already keeps, by cursor: the alert store's change log (``seq``, gap-free) and the
@@ -7,14 +8,19 @@ transaction, so each is queued exactly once across crashes and restarts, and the
 waits on the network: the logs are on disk before anything is acknowledged to the broker, the
 outbox catches up from them whenever it runs.
 
-Delivery is in queue order, one entry per request (``POST`` of a JSON body), so the platform sees
-an alert opened before it sees it resolved. Every request carries:
+Destinations: the platform (``upstream_url``) gets everything; a bed with a ``family_webhook``
+in the registry also has its own alert changes and visit records delivered there. Each
+destination is a queue of its own, in order, so a family's service being down never holds up
+the platform or another family. Delivery is one entry per request (``POST`` of a JSON body), so
+the platform sees an alert opened before it sees it resolved. Every request carries:
 
 * ``Idempotency-Key``: ``<source>/alert/<seq>`` or ``<source>/service/<seq>`` (``source``: the
   gateway's :attr:`~gateway.config.Settings.upstream_source`); the same key on a retry, so the
   platform drops a duplicate delivery;
 * ``X-Homecare-Signature: t=<epoch ms>,v1=<hex>``, HMAC-SHA256 over ``"<t>." + body`` with the
-  shared secret (:func:`signature`, checked by :func:`verify`).
+  shared secret (:func:`signature`, checked by :func:`verify`); for a family, with the bed's
+  own secret derived from it (:func:`family_secret`, ``homecare upstream family-secret``), so
+  no family holds a key that signs for the platform or for another bed.
 
 A 2xx answer delivers the entry. A network error, a timeout, 408, 425, 429 or a 5xx keeps it at
 the head of the queue and retries it after an exponential backoff with jitter (1 s doubling to
@@ -36,7 +42,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -65,7 +71,8 @@ PRUNE_EVERY_S: Final = 3600.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
+    destination TEXT NOT NULL,
+    key TEXT NOT NULL,
     kind TEXT NOT NULL,
     body BLOB NOT NULL,
     queued_at INTEGER NOT NULL,
@@ -74,13 +81,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_at INTEGER NOT NULL DEFAULT 0,
     done_at INTEGER,
     status INTEGER,
-    error TEXT
+    error TEXT,
+    UNIQUE (destination, key)
 );
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, id);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, destination, id);
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 """
 
 _encoder = msgspec.json.Encoder()
+
+PLATFORM: Final = "platform"
+
+
+def family_destination(site: str, bed: str) -> str:
+    return f"family:{site}/{bed}"
+
+
+def family_secret(secret: bytes, site: str, bed: str) -> bytes:
+    """The signing secret of one bed's family webhook, derived from the gateway's secret."""
+    return hmac.new(secret, f"family/{site}/{bed}".encode(), hashlib.sha256).hexdigest().encode()
 
 
 def signature(secret: bytes, body: bytes, t_ms: int) -> str:
@@ -109,6 +128,7 @@ def verify(secret: bytes, header: str, body: bytes, *, now_ms: int | None = None
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: int
+    destination: str
     key: str
     kind: str
     body: bytes
@@ -127,6 +147,11 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+        if "destination" not in columns:
+            self._db.close()
+            raise sqlite3.DatabaseError(f"{path}: an outbox of an earlier development build "
+                                        "(no destinations); move it aside")
 
     def _execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
         with self._lock:
@@ -136,27 +161,42 @@ class Outbox:
         row = self._execute("SELECT seq FROM cursors WHERE source = ?", (source,)).fetchone()
         return int(row[0]) if row else 0
 
-    def enqueue(self, source: str, seq: int, entries: Sequence[tuple[str, str, bytes]],
-                now_ms: int) -> int:
-        """Queue ``entries`` (key, kind, body) read from ``source`` up to ``seq``, and move its
-        cursor there, in one transaction. A key already queued is left as it is."""
+    def enqueue(self, source: str, seq: int,
+                entries: Sequence[tuple[str, str, str, bytes]], now_ms: int) -> int:
+        """Queue ``entries`` (destination, key, kind, body) read from ``source`` up to ``seq``,
+        and move its cursor there, in one transaction. A key already queued for its destination
+        is left as it is."""
         with self._lock, self._transaction():
             added = 0
-            for key, kind, body in entries:
+            for destination, key, kind, body in entries:
                 added += self._db.execute(
-                    "INSERT OR IGNORE INTO outbox (key, kind, body, queued_at) VALUES (?,?,?,?)",
-                    (key, kind, body, now_ms)).rowcount
+                    "INSERT OR IGNORE INTO outbox (destination, key, kind, body, queued_at)"
+                    " VALUES (?,?,?,?,?)", (destination, key, kind, body, now_ms)).rowcount
             self._db.execute("INSERT INTO cursors (source, seq) VALUES (?, ?) ON CONFLICT"
                              " (source) DO UPDATE SET seq = excluded.seq", (source, seq))
         return added
 
-    def head(self) -> Entry | None:
-        """The oldest entry not yet delivered or rejected."""
-        row = self._execute(
-            "SELECT id, key, kind, body, attempts, next_at FROM outbox WHERE state = 'pending'"
-            " ORDER BY id LIMIT 1").fetchone()
-        return Entry(int(row[0]), row[1], row[2], bytes(row[3]), int(row[4]),
-                     int(row[5])) if row else None
+    def destinations(self) -> list[str]:
+        """Destinations with entries pending."""
+        return [r[0] for r in self._execute(
+            "SELECT DISTINCT destination FROM outbox WHERE state = 'pending'").fetchall()]
+
+    def head(self, destination: str | None = None) -> Entry | None:
+        """The oldest entry not yet delivered or rejected (of ``destination``)."""
+        sql = ("SELECT id, destination, key, kind, body, attempts, next_at FROM outbox"
+               " WHERE state = 'pending'")
+        args: tuple[object, ...] = ()
+        if destination is not None:
+            sql += " AND destination = ?"
+            args = (destination,)
+        row = self._execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
+        return Entry(int(row[0]), row[1], row[2], row[3], bytes(row[4]), int(row[5]),
+                     int(row[6])) if row else None
+
+    def next_due(self) -> int | None:
+        """When the earliest pending entry is due (epoch ms)."""
+        row = self._execute("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(row[0]) if row and row[0] is not None else None
 
     def delivered(self, entry: Entry, status: int, now_ms: int) -> None:
         self._execute("UPDATE outbox SET state = 'delivered', done_at = ?, status = ?,"
@@ -177,11 +217,12 @@ class Outbox:
         return self._execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
                              (before_ms,)).rowcount
 
-    def rejected_entries(self) -> list[tuple[str, int | None, str | None, int | None]]:
-        """``(key, status, error, when)`` of the entries set aside, oldest first."""
-        return [(r[0], r[1], r[2], r[3]) for r in self._execute(
-            "SELECT key, status, error, done_at FROM outbox WHERE state = 'rejected'"
-            " ORDER BY id").fetchall()]
+    def rejected_entries(self) -> list[tuple[str, str, int | None, str | None, int | None]]:
+        """``(destination, key, status, error, when)`` of the entries set aside, oldest
+        first."""
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in self._execute(
+            "SELECT destination, key, status, error, done_at FROM outbox"
+            " WHERE state = 'rejected' ORDER BY id").fetchall()]
 
     def requeue_rejected(self) -> int:
         """Put the rejected entries back in the queue (in their original places)."""
@@ -222,6 +263,11 @@ class Outbox:
             self._db.close()
 
 
+def _kind(destination: str) -> str:
+    """``platform`` or ``family`` (logs and metrics never name a bed's destination)."""
+    return destination.split(":", 1)[0]
+
+
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.pending = Gauge("homecare_upstream_pending", "Entries waiting to go upstream",
@@ -239,17 +285,27 @@ class _Metrics:
 class Upstream:
     """Fills the outbox from the alert store and the service log and delivers it."""
 
-    def __init__(self, outbox: Outbox, *, url: str, secret: bytes, source: str,
-                 alert_store: AlertStore, service_log: ServiceLog, timeout_s: float = 10.0,
-                 metrics: CollectorRegistry | None = None,
+    def __init__(self, outbox: Outbox, *, url: str | None, secret: bytes, source: str,
+                 alert_store: AlertStore, service_log: ServiceLog,
+                 families: Mapping[tuple[str, str], str] | None = None,
+                 timeout_s: float = 10.0, metrics: CollectorRegistry | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ) -> None:
+        """``url``: the platform's endpoint (``None``: families only); ``families``: the
+        family webhook of each ``(site, bed)`` that has one."""
         if not secret:
             raise ValueError("upstream delivery needs a signing secret")
         self.outbox = outbox
-        self.url = url
-        self._secret = secret
+        self.destinations: dict[str, tuple[str, bytes]] = {}
+        """Destination name -> (URL, signing secret)."""
+        if url:
+            self.destinations[PLATFORM] = (url, secret)
+        for (site, bed), webhook in (families or {}).items():
+            self.destinations[family_destination(site, bed)] = (
+                webhook, family_secret(secret, site, bed))
+        if not self.destinations:
+            raise ValueError("upstream delivery needs the platform's URL or a family webhook")
         self.source = source
         self.alert_store = alert_store
         self.service_log = service_log
@@ -273,48 +329,74 @@ class Upstream:
             changes = self.alert_store.changes_since(seq, PUMP_LIMIT)
             if not changes:
                 break
-            added += self.outbox.enqueue("alerts", changes[-1].seq, [
-                (f"{self.source}/alert/{c.seq}", "alert_change", _encoder.encode({
-                    "kind": "alert_change", "key": f"{self.source}/alert/{c.seq}",
-                    "source": self.source, "change": c})) for c in changes], self._now_ms())
+            entries = []
+            for c in changes:
+                key = f"{self.source}/alert/{c.seq}"
+                body = _encoder.encode({"kind": "alert_change", "key": key,
+                                        "source": self.source, "change": c})
+                entries += [(to, key, "alert_change", body)
+                            for to in self._destinations_of(c.alert.site, c.alert.bed)]
+            added += self.outbox.enqueue("alerts", changes[-1].seq, entries, self._now_ms())
         while True:
             seq = self.outbox.cursor("service_log")
             records = self.service_log.query(after_seq=seq, newest_first=False,
                                              limit=PUMP_LIMIT)
             if not records:
                 break
-            added += self.outbox.enqueue("service_log", records[-1].seq, [
-                (f"{self.source}/service/{r.seq}", "service_record", _encoder.encode({
-                    "kind": "service_record", "key": f"{self.source}/service/{r.seq}",
-                    "source": self.source,
-                    "record": {**r.body(), "prev_hash": r.prev_hash, "hash": r.hash}}))
-                for r in records], self._now_ms())
+            entries = []
+            for r in records:
+                key = f"{self.source}/service/{r.seq}"
+                body = _encoder.encode({
+                    "kind": "service_record", "key": key, "source": self.source,
+                    "record": {**r.body(), "prev_hash": r.prev_hash, "hash": r.hash}})
+                entries += [(to, key, "service_record", body)
+                            for to in self._destinations_of(r.site, r.bed)]
+            added += self.outbox.enqueue("service_log", records[-1].seq, entries,
+                                         self._now_ms())
         if self._metrics is not None:
             self._metrics.pending.set(self.outbox.counts()["pending"])
         return added
 
+    def _destinations_of(self, site: str, bed: str) -> list[str]:
+        family = family_destination(site, bed)
+        return [to for to in (PLATFORM, family) if to in self.destinations]
+
     # --- delivery -----------------------------------------------------------------------------
 
     async def deliver(self, client: httpx.AsyncClient) -> int:
-        """Send due entries in order until the queue is empty or the head must wait; returns
+        """Send due entries, each destination's in order, until its queue is empty or its head
+        must wait (destinations side by side: one that is down holds up no other); returns
         how many were delivered or set aside."""
+        destinations = await asyncio.to_thread(self.outbox.destinations)
+        done = sum(await asyncio.gather(*(self._deliver_to(client, to) for to in destinations)))
+        if self._metrics is not None:
+            self._metrics.pending.set((await asyncio.to_thread(self.outbox.counts))["pending"])
+        return done
+
+    async def _deliver_to(self, client: httpx.AsyncClient, destination: str) -> int:
         done = 0
-        while (entry := await asyncio.to_thread(self.outbox.head)) is not None \
+        while (entry := await asyncio.to_thread(self.outbox.head, destination)) is not None \
                 and entry.next_at <= self._now_ms():
             outcome = await self._send(client, entry)
             if outcome is None:
                 break
             done += 1
-        if self._metrics is not None:
-            self._metrics.pending.set((await asyncio.to_thread(self.outbox.counts))["pending"])
         return done
 
     async def _send(self, client: httpx.AsyncClient, entry: Entry) -> str | None:
+        target = self.destinations.get(entry.destination)
+        if target is None:
+            await asyncio.to_thread(self.outbox.rejected, entry, 0,
+                                    "destination no longer configured", self._now_ms())
+            log.error("upstream.rejected key=%s destination=%s: no longer configured",
+                      entry.key, entry.destination)
+            return "rejected"
+        url, secret = target
         sent_ms = self._now_ms()
         headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key,
-                   "X-Homecare-Signature": signature(self._secret, entry.body, sent_ms)}
+                   "X-Homecare-Signature": signature(secret, entry.body, sent_ms)}
         try:
-            response = await client.post(self.url, content=entry.body, headers=headers)
+            response = await client.post(url, content=entry.body, headers=headers)
         except httpx.HTTPError as exc:
             await asyncio.to_thread(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
             return None
@@ -329,8 +411,9 @@ class Upstream:
             return None
         await asyncio.to_thread(self.outbox.rejected, entry, status, response.text[:300],
                                 self._now_ms())
-        log.error("upstream.rejected key=%s status=%d detail=%r; set aside, the queue goes on",
-                  entry.key, status, response.text[:200])
+        log.error("upstream.rejected key=%s destination=%s status=%d detail=%r; set aside, "
+                  "the queue goes on", entry.key, _kind(entry.destination), status,
+                  response.text[:200])
         if self._metrics is not None:
             self._metrics.rejected.inc()
         return "rejected"
@@ -341,8 +424,9 @@ class Upstream:
         self.outbox.retry(entry, self._now_ms() + int(backoff * 1000), status, error)
         level = logging.WARNING if entry.attempts in (0, 5, 10) or entry.attempts % 50 == 0 \
             else logging.DEBUG
-        log.log(level, "upstream.retry key=%s attempt=%d status=%s error=%r wait_s=%.1f",
-                entry.key, entry.attempts + 1, status, error[:120], backoff)
+        log.log(level, "upstream.retry key=%s destination=%s attempt=%d status=%s error=%r "
+                "wait_s=%.1f", entry.key, _kind(entry.destination), entry.attempts + 1, status,
+                error[:120], backoff)
         if self._metrics is not None:
             self._metrics.failures.labels("network" if status is None else str(status)).inc()
 
@@ -358,7 +442,7 @@ class Upstream:
                 await asyncio.to_thread(self.outbox.retry_now)
             pruned_at = 0.0
             while not stopping.is_set():
-                head = None
+                due = None
                 try:
                     if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                         await asyncio.to_thread(self.outbox.prune,
@@ -366,15 +450,15 @@ class Upstream:
                         pruned_at = time.monotonic()
                     await asyncio.to_thread(self.pump)
                     await self.deliver(client)
-                    head = await asyncio.to_thread(self.outbox.head)
+                    due = await asyncio.to_thread(self.outbox.next_due)
                 except (sqlite3.Error, OSError) as exc:
                     log.error("upstream.error %s: %s; retrying", type(exc).__name__, exc)
                 except Exception:
                     # Upstream trouble of any kind must never take the gateway down with it.
                     log.exception("upstream.failed; retrying")
                 wait = IDLE_S
-                if head is not None:
-                    wait = max(0.05, min(IDLE_S * 4, (head.next_at - self._now_ms()) / 1000))
+                if due is not None:
+                    wait = max(0.05, min(IDLE_S * 4, (due - self._now_ms()) / 1000))
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):

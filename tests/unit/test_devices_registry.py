@@ -36,6 +36,7 @@ def test_docstring_example_loads(tmp_path: Path) -> None:
     bed = registry.bed("site-01", "bed-0001")
     assert bed is not None
     assert bed.person == "p-3f9a1c"
+    assert bed.family_webhook == "https://family.example/hooks/p-3f9a1c"
     assert bed.settings.night_start == dt.time(22, 0)
     assert bed.settings.heart_rate_max == 110
     assert bed.devices["btn-0001"].kind is Kind.BUTTON
@@ -104,6 +105,8 @@ def test_timezone_falls_back_site_then_defaults_then_caller() -> None:
     ("[sites.\"bad site\"]", "sites"),
     ("[sites.s.beds.\"b/1\"]", "sites.s.beds"),
     ("[defaults.settings]\nheart_rate_min = 150", "heart_rate_min"),
+    ("[sites.s.beds.b]\nfamily_webhook = \"ftp://x/y\"", "sites.s.beds.b.family_webhook"),
+    ("[sites.s.beds.b]\nfamily_webhook = 3", "sites.s.beds.b.family_webhook"),
 ])
 def test_bad_registry_is_rejected_naming_the_key(text: str, key: str) -> None:
     with pytest.raises(RegistryError, match=re.escape(key)):

@@ -12,7 +12,7 @@ import pytest
 from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
 from alerts.store import AlertStore
 from gateway.servicelog import ServiceLog, VisitEvent
-from gateway.upstream import Outbox, Upstream, signature, verify
+from gateway.upstream import Outbox, Upstream, family_secret, signature, verify
 from tests.upstream_receiver import Receiver
 
 SECRET = b"a-test-secret-of-some-length"
@@ -193,7 +193,7 @@ async def test_operators_see_rejected_entries_and_queue_them_again(
     status = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path)])
     assert status.exit_code == 0, status.output
     assert "pending 0  delivered 1  rejected 1" in status.output
-    assert "rejected gw-1/alert/1 status 400" in status.output
+    assert "rejected gw-1/alert/1 to platform status 400" in status.output
     receiver.refuse = set()  # the platform was fixed
     retry = runner.invoke(app, ["upstream", "retry", "--data-dir", str(tmp_path)])
     assert retry.exit_code == 0, retry.output
@@ -205,3 +205,50 @@ async def test_operators_see_rejected_entries_and_queue_them_again(
     missing = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path / "none")])
     assert missing.exit_code == 1
     assert "no outbox" in missing.output
+
+
+async def test_a_bed_with_a_family_webhook_has_its_records_delivered_there_too(
+        tmp_path: Path, receiver: Receiver) -> None:
+    family = Receiver(family_secret(SECRET, "s1", "bed-0001"))
+    family.start()
+    try:
+        world = World(tmp_path, receiver)
+        world.upstream.outbox.close()
+        world.upstream = Upstream(
+            Outbox(tmp_path / "outbox.sqlite3"), url=receiver.url, secret=SECRET,
+            source="gw-1", alert_store=world.alerts, service_log=world.log,
+            families={("s1", "bed-0001"): family.url}, timeout_s=2.0)
+        _changes(world.alerts, _alert(1), _alert(2))
+        world.log.append([_visit(1), _visit(2)])
+        await world.deliver_until(4)
+        assert await asyncio.to_thread(family.wait_for, 2, 10.0)
+        assert family.keys() == ["gw-1/alert/1", "gw-1/service/1"], "its own bed only"
+        assert all(d.signed for d in family.accepted), "signed with the bed's own secret"
+        assert receiver.keys() == ["gw-1/alert/1", "gw-1/alert/2", "gw-1/service/1",
+                                   "gw-1/service/2"]
+        # The family's service down holds up nothing for the platform.
+        family.stop()
+        _changes(world.alerts, _alert(1, AlertStatus.ACKNOWLEDGED),
+                 _alert(2, AlertStatus.ACKNOWLEDGED), action="acknowledged")
+        await world.deliver_until(6)
+        assert world.upstream.outbox.counts()["pending"] == 1, "the family's, waiting"
+    finally:
+        family.stop()
+    assert family_secret(SECRET, "s1", "bed-0001") != family_secret(SECRET, "s1", "bed-0002")
+    assert not verify(family_secret(SECRET, "s1", "bed-0001"),
+                      signature(SECRET, b"{}", int(time.time() * 1000)), b"{}")
+
+
+def test_family_webhooks_without_a_secret_fail_at_start(tmp_path: Path) -> None:
+    from devices.registry import Registry
+    from gateway.config import ConfigError, Settings
+    from gateway.service import Gateway
+
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"bed-0001": {
+        "family_webhook": "http://127.0.0.1:1/hook"}}}}})
+    with pytest.raises(ConfigError, match="upstream_secret"):
+        Gateway(Settings(data_dir=tmp_path), registry=registry, serve_http=False)
+    gateway = Gateway(Settings(data_dir=tmp_path, upstream_secret="s" * 20),
+                      registry=registry, serve_http=False)
+    assert gateway.upstream is not None
+    assert list(gateway.upstream.destinations) == ["family:s1/bed-0001"]
