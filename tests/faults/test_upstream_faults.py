@@ -4,7 +4,8 @@ A real ``homecare gateway`` process with real mosquitto delivers alert changes a
 records to a real HTTP server on loopback (tests/upstream_receiver.py). The platform is down
 (connection refused), then up, then answering 503 while the gateway is SIGKILLed; after the
 restart every change of the alert store and every record of the service log arrives, signed,
-each key once, alert changes in their order.
+each key once, alert changes in their order. A family webhook of one bed, up throughout, gets
+that bed's changes only, signed with the bed's own secret, while the platform is down.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.upstream import family_secret
 from tests.ingest import publish, start_gateway
 from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 from tests.upstream_receiver import Receiver
@@ -44,7 +46,12 @@ def _expected(data: Path) -> list[str]:
 def test_platform_outage_and_a_gateway_sigkill_lose_and_duplicate_nothing(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
     receiver = Receiver(SECRET.encode())  # not started: connection refused
+    family = Receiver(family_secret(SECRET.encode(), SITE, "bed-0001"))  # up throughout
+    family.start()
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[sites.{SITE}.beds.bed-0001]\nfamily_webhook = "{family.url}"\n')
     env = {"HOMECARE_UPSTREAM_URL": receiver.url, "HOMECARE_UPSTREAM_SECRET": SECRET,
+           "HOMECARE_REGISTRY_FILE": str(registry),
            "HOMECARE_UPSTREAM_SOURCE": "gw-fault", "HOMECARE_UPSTREAM_TIMEOUT_S": "2",
            # no escalation during the test: the set of changes is what the events made
            "HOMECARE_ALERT_ESCALATION_CRITICAL_S": "3600"}
@@ -94,6 +101,7 @@ def test_platform_outage_and_a_gateway_sigkill_lose_and_duplicate_nothing(
     finally:
         restarted.stop()
         receiver.stop()
+        family.stop()
 
     keys = receiver.keys()
     assert len(keys) == len(set(keys)), "each key accepted once"
@@ -108,3 +116,8 @@ def test_platform_outage_and_a_gateway_sigkill_lose_and_duplicate_nothing(
     visits = [d.body["record"]["event"] for d in receiver.accepted
               if d.body["kind"] == "service_record"]
     assert visits == ["check_in", "check_out"]
+    # The family of bed-0001 got that bed's alert changes, and only them, signed for it.
+    assert family.keys(), "the family's webhook was served while the platform was down"
+    assert all(d.signed for d in family.accepted)
+    assert {d.body["change"]["alert"]["bed"] for d in family.accepted} == {"bed-0001"}
+    assert set(family.keys()) <= set(keys)
