@@ -353,9 +353,7 @@ class Upstream:
                             for to in self._destinations_of(r.site, r.bed)]
             added += self.outbox.enqueue("service_log", records[-1].seq, entries,
                                          self._now_ms())
-        if self._metrics is not None:
-            self._metrics.pending.set(self.outbox.counts()["pending"])
-        return added
+        return added  # the pending gauge is set by deliver(), which always follows
 
     def _destinations_of(self, site: str, bed: str) -> list[str]:
         family = family_destination(site, bed)
