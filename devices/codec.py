@@ -11,6 +11,9 @@ metric, and a human-readable ``detail``.
 ('bed-0007', 'press')
 >>> codec.decode("homecare/v1/site-01/bed-0007/button/btn-0007/event", b'{"ts":1}').reason
 'invalid_payload'
+>>> codec.decode("homecare/v1/site-01/bed-0007/fall/fs-0007/status",
+...              b'{"ts":1,"seq":1,"state":"online","fw":"2.1\\xff"}').reason
+'invalid_utf8'
 """
 
 from __future__ import annotations
@@ -76,7 +79,12 @@ REASONS: Final = (
     "malformed_json",
     "invalid_payload",
     "empty_sample",
+    "invalid_utf8",
+    "bom",
+    "undecodable",
 )
+
+_BOM: Final = b"\xef\xbb\xbf"
 
 _WIRE_BY_SAMPLE: Final[dict[type[Struct], type[Struct]]] = {
     InfraredSample: InfraredWire,
@@ -161,7 +169,20 @@ class Codec:
     def decode(
         self, topic: str | bytes, payload: bytes | bytearray | memoryview
     ) -> Message | Rejected:
-        """Decode one message. Never raises for any input."""
+        """Decode one message. Never raises for any input.
+
+        Payloads must be UTF-8 throughout (RFC 8259), also in values and keys the decoder
+        would skip: invalid UTF-8 is ``invalid_utf8``, a leading byte-order mark ``bom``. An
+        exception from anywhere inside is a bug, and still a value: ``undecodable``.
+        """
+        try:
+            return self._decode(topic, payload)
+        except Exception as exc:  # the last resort of "never raises"
+            return Rejected("undecodable", f"{type(exc).__name__}: {exc}"[:500])
+
+    def _decode(
+        self, topic: str | bytes, payload: bytes | bytearray | memoryview
+    ) -> Message | Rejected:
         size = payload.nbytes if isinstance(payload, memoryview) else len(payload)
         if size > self._max_payload_bytes:
             return Rejected(
@@ -170,6 +191,12 @@ class Codec:
         address = self.parse_topic(topic)
         if isinstance(address, Rejected):
             return address
+        if isinstance(payload, memoryview):
+            payload = payload.tobytes()
+        if not payload.isascii():  # the common case costs one scan in C, no copy
+            text = _utf8_problem(payload)
+            if text is not None:
+                return text
         decoder, normalise = self._decoders[(address.kind, address.channel)]
         try:
             wire = decoder.decode(payload)
@@ -204,6 +231,18 @@ class Codec:
     def encode(self, message: Message) -> tuple[str, bytes]:
         """The ``(topic, payload)`` a device would publish for ``message``."""
         return message.address.topic, self.encode_payload(message.payload)
+
+
+def _utf8_problem(payload: bytes | bytearray) -> Rejected | None:
+    """Why ``payload`` is not UTF-8 JSON text, or None. The JSON decoder alone would let
+    invalid bytes through in skipped values and turn them into exceptions in known ones."""
+    if payload.startswith(_BOM):
+        return Rejected("bom", "payload starts with a UTF-8 byte-order mark")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejected("invalid_utf8", f"invalid UTF-8 at byte {exc.start}: {exc.reason}")
+    return None
 
 
 _default = Codec()
