@@ -24,8 +24,9 @@ from alerts.api._models import (
     AlertPage,
     HistoryEntry,
     ResolveBody,
+    StreamReset,
 )
-from alerts.api._stream import ChangeHub, event_stream
+from alerts.api._stream import ChangeHub, event_stream, resume_point
 from alerts.engine import AlertEngine
 from alerts.errors import AlertNotFound
 from alerts.keys import Role
@@ -42,14 +43,18 @@ def _event_schema() -> dict[str, Any]:
     change = AlertChangeOut.model_json_schema(ref_template="#/components/schemas/{model}",
                                               mode="serialization")
     change.pop("$defs", None)  # AlertOut and its enums are components already
+    reset = StreamReset.model_json_schema(mode="serialization")
     return {
         "type": "object",
-        "description": "One Server-Sent Event (the first carries only `retry`).",
+        "description": "One Server-Sent Event (the first carries only `retry`). `event: reset` "
+                       "(data: StreamReset) when Last-Event-ID cannot be resumed from (above "
+                       "the newest change, or not a change seq): reload the alerts; `id:` is "
+                       "the head the stream goes on from.",
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9]+$", "description": "change seq"},
-            "event": {"type": "string", "description": "the change's action"},
+            "event": {"type": "string", "description": "the change's action, or `reset`"},
             "data": {"type": "string", "contentMediaType": "application/json",
-                     "contentSchema": change},
+                     "contentSchema": {"oneOf": [change, reset]}},
             "retry": {"type": "integer", "minimum": 0},
         },
     }
@@ -112,7 +117,8 @@ def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
              summary="Server-Sent Events of alert changes",
              responses={200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
                               "description": "`id:` change seq, `event:` action, `data:` the "
-                                             "change as JSON (AlertChangeOut)."},
+                                             "change as JSON (AlertChangeOut); or `event: "
+                                             "reset` (StreamReset): reload the alerts."},
                         **error_responses(400, 503)})
     async def stream(
         last_event_id: Annotated[int | None, Query(
@@ -121,17 +127,13 @@ def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
         follow: Annotated[bool, Query(description="false: send the changes since "
                                                   "last_event_id and end")] = True,
         last_event_id_header: Annotated[str | None, Header(
-            alias="Last-Event-ID", max_length=32, include_in_schema=False)] = None,
+            alias="Last-Event-ID", max_length=256, include_in_schema=False)] = None,
     ) -> StreamingResponse:
         """Every change after ``Last-Event-ID`` from the store, then live changes; keep-alive
-        comments when idle. Slow clients are disconnected and resume with Last-Event-ID."""
-        resume = last_event_id
-        if resume is None and last_event_id_header is not None and \
-                last_event_id_header.strip():
-            text = last_event_id_header.strip()
-            if not text.isdigit():
-                raise ApiError(400, "Last-Event-ID must be a change seq (a whole number)")
-            resume = int(text)
+        comments when idle. Slow clients are disconnected and resume with Last-Event-ID.
+        A Last-Event-ID above the newest change (a restored store) or not a change seq is
+        answered with an ``event: reset`` first: reload the alerts, then read on."""
+        resume = resume_point(last_event_id, last_event_id_header)
         body = event_stream(hub, store(), last_event_id=resume, follow=follow,
                             heartbeat_s=ctx.sse_heartbeat_s, retry_ms=ctx.sse_retry_ms)
         return StreamingResponse(body, media_type="text/event-stream", headers={

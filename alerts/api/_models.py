@@ -97,6 +97,18 @@ class AlertDetail(AlertOut):
     """Every transition, oldest first (who did what when, with notes)."""
 
 
+class StreamReset(_Out):
+    """``data`` of a stream ``reset`` event: the client missed changes it cannot get back one
+    by one; it reloads the alerts and reads on from ``head``."""
+
+    reason: Literal["ahead_of_store", "invalid_last_event_id"]
+    """``ahead_of_store``: Last-Event-ID is above the newest change (the alert store was
+    restored or replaced); ``invalid_last_event_id``: it is not a change seq."""
+    head: int
+    """The newest change seq (also the event's ``id:``); the stream goes on after it."""
+    detail: str
+
+
 class AlertPage(_Out):
     items: list[AlertOut]
     next_cursor: str | None = None

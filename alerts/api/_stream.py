@@ -11,6 +11,19 @@ clients that cannot set headers) first gets every change after ``seq`` from the 
 then live changes; without it, only changes from now on. Idle streams carry a comment line
 (``: keep-alive``) every ``sse_heartbeat_s``.
 
+A ``Last-Event-ID`` the store cannot resume from never gives a silent stream: above the newest
+change (the alert store was restored from a backup or replaced) or not a change seq at all, the
+stream starts with one ``reset`` event::
+
+    id: <head: the newest change seq>
+    event: reset
+    data: {"reason": "ahead_of_store" | "invalid_last_event_id", "head": <seq>, "detail": ...}
+
+and then goes on from that head. The client has missed changes it cannot get back one by one:
+it reloads its alert list (``GET /api/v1/alerts``) and keeps reading; the ``id:`` of the reset
+makes its next reconnection resume from the head. (The store keeps every change, so a
+``Last-Event-ID`` below the head is always resumed exactly.)
+
 Live changes come from the engine's listener, called in the committing worker thread after the
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
 so the engine never waits for a client. Each client has a bounded buffer; a client that falls
@@ -28,6 +41,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Final, Literal
 
 import msgspec
 
@@ -37,6 +51,14 @@ from alerts.store import AlertStore
 log = logging.getLogger("homecare.api.stream")
 
 REPLAY_PAGE = 500
+
+ResetReason = Literal["ahead_of_store", "invalid_last_event_id"]
+RESET_DETAIL: Final[dict[str, str]] = {
+    "ahead_of_store": "Last-Event-ID is above the newest change (the alert store was restored "
+                      "or replaced): reload the alerts; the stream goes on from head",
+    "invalid_last_event_id": "Last-Event-ID is not a change seq: reload the alerts; the "
+                             "stream goes on from head",
+}
 
 
 class Subscription:
@@ -129,15 +151,42 @@ def format_event(change: AlertChange) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (change.seq, change.action.encode(), data)
 
 
-async def event_stream(hub: ChangeHub, store: AlertStore, *, last_event_id: int | None,
-                       follow: bool = True, heartbeat_s: float = 15.0, retry_ms: int = 2000,
+def format_reset(head: int, reason: ResetReason) -> bytes:
+    data = _encoder.encode({"reason": reason, "head": head, "detail": RESET_DETAIL[reason]})
+    return b"id: %d\nevent: reset\ndata: %s\n\n" % (head, data)
+
+
+def resume_point(query: int | None, header: str | None) -> int | str | None:
+    """Where a client resumes: ``?last_event_id=`` first, else the ``Last-Event-ID`` header
+    (a change seq as an ``int``; any other text as is, answered with a ``reset``)."""
+    if query is not None:
+        return query
+    if header is None or not header.strip():
+        return None
+    text = header.strip()
+    return int(text) if text.isascii() and text.isdigit() else text
+
+
+async def event_stream(hub: ChangeHub, store: AlertStore, *,
+                       last_event_id: int | str | None, follow: bool = True,
+                       heartbeat_s: float = 15.0, retry_ms: int = 2000,
                        ) -> AsyncIterator[bytes]:
-    """The bytes of one client's stream; see the module docstring."""
+    """The bytes of one client's stream; see the module docstring. ``last_event_id``: a change
+    seq, or text that is none (see :func:`resume_point`)."""
     yield b"retry: %d\n\n" % retry_ms
+    head = await asyncio.to_thread(store.last_seq)
+    reason: ResetReason | None = None
     if last_event_id is None:
-        sent = await asyncio.to_thread(store.last_seq)
+        sent = head
+    elif isinstance(last_event_id, str):
+        sent, reason = head, "invalid_last_event_id"
+    elif last_event_id > head:
+        sent, reason = head, "ahead_of_store"
     else:
         sent = last_event_id
+    if reason is not None:
+        log.info("api.stream_reset reason=%s head=%d", reason, head)
+        yield format_reset(head, reason)
 
     async def catch_up(until: int | None = None) -> AsyncIterator[bytes]:
         nonlocal sent

@@ -198,4 +198,67 @@ async def test_the_stream_route_resumes_from_the_last_event_id_header(api: Harne
     assert by_query.text.count("id: ") == 1
     bad = await api.client.get("/api/v1/alerts/stream", params={"follow": "false"},
                                headers={**api.auth("viewer"), "Last-Event-ID": "abc"})
-    assert bad.status_code == 400
+    assert bad.status_code == 200, "a browser's EventSource never reconnects after a 4xx"
+    [reset] = [parse(block.encode() + b"\n\n") for block in bad.text.split("\n\n")
+               if block.startswith("id:")]
+    assert reset[:2] == (3, "reset")  # type: ignore[index]
+
+
+async def test_a_last_event_id_above_the_newest_change_gets_a_reset_then_every_new_change(
+        engine: AlertEngine) -> None:
+    # The store was restored from a backup: the client has seen ids the store never made.
+    hub = ChangeHub()
+    engine.add_listener(hub.publish)
+    await raise_alerts(engine, 3)
+    client = Client(event_stream(hub, engine.store, last_event_id=40))
+    await until(lambda: hub.clients > 0)
+    await raise_alerts(engine, 2, start=3)
+    assert await client.wait_for(3) == [3, 4, 5]
+    seq, event, data = client.items[1]  # type: ignore[misc]
+    assert (seq, event) == (3, "reset")
+    assert data["reason"] == "ahead_of_store"
+    assert data["head"] == 3
+    assert [item[1] for item in client.items[2:] if isinstance(item, tuple)] == ["opened"] * 2
+    await client.close()
+
+
+@pytest.mark.parametrize("last_event_id", ["abc", "-1", "1.5", "٣", "0x10", "9" * 300])
+async def test_a_last_event_id_header_that_is_no_change_seq_gets_a_reset(
+        api: Harness, last_event_id: str) -> None:
+    api.open_alert(bed="bed-1")
+    api.open_alert(bed="bed-2")
+    response = await api.client.get(
+        "/api/v1/alerts/stream", params={"follow": "false"},
+        headers={**api.auth("viewer"), "Last-Event-ID": last_event_id.encode()})
+    if len(last_event_id) > 256:
+        assert response.status_code == 422
+        return
+    assert response.status_code == 200
+    events = [parse(block.encode() + b"\n\n") for block in response.text.split("\n\n")
+              if block.startswith("id:")]
+    assert len(events) == 1
+    seq, event, data = events[0]  # type: ignore[misc]
+    assert (seq, event, data["head"]) == (2, "reset", 2)
+    expected = "ahead_of_store" if last_event_id.isdigit() and last_event_id.isascii() \
+        else "invalid_last_event_id"
+    assert data["reason"] == expected
+
+
+async def test_a_reset_on_an_empty_store_still_tells_the_client_to_reload(
+        engine: AlertEngine) -> None:
+    hub = ChangeHub()
+    chunks = [parse(c) async for c in event_stream(hub, engine.store, last_event_id=7,
+                                                   follow=False)]
+    assert chunks[0] == "retry: 2000"
+    assert chunks[1][:2] == (0, "reset")  # type: ignore[index]
+    assert len(chunks) == 2
+
+
+async def test_the_openapi_document_describes_the_reset_event(api: Harness) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+    answer = document["paths"]["/api/v1/alerts/stream"]["get"]["responses"]["200"]
+    assert "reset" in answer["description"]
+    schema = answer["content"]["text/event-stream"]["schema"]
+    kinds = schema["properties"]["data"]["contentSchema"]["oneOf"]
+    reasons = set(kinds[1]["properties"]["reason"]["enum"])
+    assert reasons == {"ahead_of_store", "invalid_last_event_id"}
