@@ -27,6 +27,31 @@ Evidence conventions that change what the engine does (set by :mod:`alerts.rules
   device not newer than the one the alert last folded in is a redelivery, and is ignored.
 * An evidence value of ``None`` removes that key from the alert's evidence.
 
+Handled events. A finding from a device event carries it as a typed field,
+:attr:`Finding.event <alerts.model.Finding.event>` (an :class:`~alerts.model.EventRef`: device,
+``seq``, device time, digest of the content), not in its evidence: the engine acts on it. The
+engine remembers the last event it handled per device and lane (calls: press, long_press,
+fall_detected; the rest: cancel, fall_cleared) and ignores, counts
+(:attr:`AlertEngine.replays_ignored`) and logs at most once a minute every event that is not
+newer than it (:meth:`EventRef.newer_than <alerts.model.EventRef.newer_than>`: a higher
+``seq`` or a later device time): it opens, updates and cancels nothing, whether or not the
+alert of the first one is still open. The memory is staged with the changes the event caused
+and written in the same transaction (:meth:`AlertStore.write`), and restored at start, so a
+handled call never comes back as a new one after a restart, a retained or re-sent message, or
+a redelivery beyond the pipeline's duplicate window. A press delayed in the network but newer
+than anything handled from its device is a call like any other. Limit: a device that reset
+its counter *and* whose clock stands still (or once jumped far ahead) cannot be told from a
+replay; the device is then reporting a wrong clock, which the detectors flag.
+
+Repeats. A new call on an unresolved alert (another press or long_press, another
+fall_detected, the first ``urgent`` finding: no movement after the fall) is a repeat:
+``repeats`` goes up and the change is ``repeated``. On an acknowledged alert it puts the alert
+back to ``open`` (the earlier acknowledgement stays in the history; ``acknowledged_by``/``_at``
+are cleared) with escalation restarted from the repeat: level 0 and the first step of the
+severity's schedule after ``now``. On an alert still open, the status and the escalation
+timeline stay (a repeat never delays an escalation), except that ``urgent`` takes its
+escalation step at once (``escalated``).
+
 Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from its severity's
 :class:`~alerts.escalation.Schedule`; :meth:`AlertEngine.tick` takes every step that is due
 (``escalated``; after a downtime, the steps missed are taken at once on the original timeline).
@@ -50,6 +75,7 @@ import logging
 import random
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -57,7 +83,16 @@ import msgspec
 
 from alerts.errors import AlertNotFound, InvalidTransition
 from alerts.escalation import EscalationPolicy
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Finding, Severity
+from alerts.model import (
+    Alert,
+    AlertChange,
+    AlertStatus,
+    AlertType,
+    EventRef,
+    Finding,
+    HandledEvent,
+    Severity,
+)
 from alerts.store import AlertStore, split_incident
 
 log = logging.getLogger("homecare.alerts")
@@ -73,8 +108,13 @@ PERSON: Final = "person"
 
 NEVER_AUTO_RESOLVED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
 
+REPLAY_LOG_INTERVAL_S: Final = 60.0
+"""Ignored replays are logged at most this often (with how many there were meanwhile)."""
+
 Listener = Callable[[list[AlertChange]], None]
 IdFactory = Callable[[int], str]
+_DeviceLane = tuple[str, str, str, bool]
+"""(site, bed, device, call): the key of a remembered event."""
 
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -155,8 +195,17 @@ class AlertEngine:
             self._last_staged[alert.id] = alert.updated_at
         self._episodes = store.episode_counters()
         self._seq = store.last_seq()
+        self._handled: dict[_DeviceLane, EventRef] = {
+            (h.site, h.bed, h.event.device, h.event.call): h.event
+            for h in store.handled_events()}
+        self._handled_staged: dict[_DeviceLane, HandledEvent] = {}
+        self.replays_ignored = 0
+        """Device events ignored because they were not newer than the last one handled."""
+        self._replays_unlogged = 0
+        self._replay_logged_at = -REPLAY_LOG_INTERVAL_S
         if self._open:
-            log.info("alerts.restored open=%d last_seq=%d", len(self._open), self._seq)
+            log.info("alerts.restored open=%d last_seq=%d handled_devices=%d", len(self._open),
+                     self._seq, len(self._handled))
 
     # --- findings (event loop, in memory) -----------------------------------------------------
 
@@ -177,6 +226,13 @@ class AlertEngine:
             for alert in list(self._open.values()):
                 self._tick_one(alert, now_ms)
             return self._staged[start:]
+
+    def is_replay(self, site: str, bed: str, event: EventRef) -> bool:
+        """True if ``event`` of a device on ``site``/``bed`` is not newer than the last one of
+        its lane handled (the rules use it not to re-arm a fall watch on a replay)."""
+        with self._lock:
+            last = self._handled.get((site, bed, event.device, event.call))
+        return last is not None and not event.newer_than(last)
 
     # --- people (event loop or a worker thread; durable before returning) ---------------------
 
@@ -246,13 +302,15 @@ class AlertEngine:
         with self._commit_lock:
             with self._lock:
                 batch, self._staged = self._staged, []
+                handled, self._handled_staged = self._handled_staged, {}
                 self._urgent_staged = False
-            if batch:
+            if batch or handled:
                 try:
-                    self.store.write(batch)
+                    self.store.write(batch, list(handled.values()))
                 except BaseException:
                     with self._lock:
                         self._staged[:0] = batch
+                        self._handled_staged = {**handled, **self._handled_staged}
                         self._urgent_staged = any(
                             c.alert.severity is Severity.CRITICAL for c in self._staged)
                     raise
@@ -316,8 +374,8 @@ class AlertEngine:
 
     @property
     def staged(self) -> int:
-        """How many changes wait for :meth:`commit`."""
-        return len(self._staged)
+        """How many changes (and handled events to remember) wait for :meth:`commit`."""
+        return len(self._staged) + len(self._handled_staged)
 
     @property
     def last_seq(self) -> int:
@@ -327,6 +385,8 @@ class AlertEngine:
     # --- the state machine (callers hold the lock) --------------------------------------------
 
     def _fold(self, finding: Finding, now: int) -> None:
+        if finding.event is not None and not self._remember(finding, finding.event, now):
+            return
         key = f"{finding.site}/{finding.bed}/{finding.type.value}/{finding.episode}"
         alert_id = self._by_key.get(key)
         alert = self._open.get(alert_id) if alert_id is not None else None
@@ -348,6 +408,28 @@ class AlertEngine:
             self._open_new(key, finding, now)
         else:
             self._update(alert, finding, now)
+
+    def _remember(self, finding: Finding, event: EventRef, now: int) -> bool:
+        """Remember ``event`` as handled; False (counted, logged now and then) for a replay."""
+        lane = (finding.site, finding.bed, event.device, event.call)
+        last = self._handled.get(lane)
+        if last is None or event.newer_than(last):
+            self._handled[lane] = event
+            self._handled_staged[lane] = HandledEvent(site=finding.site, bed=finding.bed,
+                                                      event=event, at=now)
+            return True
+        self.replays_ignored += 1
+        self._replays_unlogged += 1
+        clock = time.monotonic()
+        if clock - self._replay_logged_at >= REPLAY_LOG_INTERVAL_S:
+            self._replay_logged_at = clock
+            log.warning("alerts.replay_ignored site=%s bed=%s device=%s seq=%d device_ts=%d "
+                        "identical=%s handled_seq=%d handled_device_ts=%d count=%d; an event "
+                        "not newer than one already handled opens nothing",
+                        finding.site, finding.bed, event.device, event.seq, event.device_ts,
+                        event.same_as(last), last.seq, last.device_ts, self._replays_unlogged)
+            self._replays_unlogged = 0
+        return False
 
     def _open_new(self, key: str, finding: Finding, now: int) -> None:
         episode = self._episodes.get(key, 0) + 1
@@ -382,14 +464,25 @@ class AlertEngine:
         if alert.cleared_at is not None:
             notes.append("condition present again")
         urgent = bool(ev.get(URGENT)) and not alert.evidence.get(URGENT)
+        repeat = urgent or (finding.event is not None and finding.event.call)
+        reopened = repeat and alert.status is AlertStatus.ACKNOWLEDGED
         alert = self._put(msgspec.structs.replace(
             alert, severity=severity, evidence=_merge(alert.evidence, ev),
             summary=finding.summary or alert.summary, occurrences=alert.occurrences + 1,
-            updated_at=now, cleared_at=None, next_escalation_at=next_at))
-        if urgent and alert.status is AlertStatus.OPEN:
+            updated_at=now, cleared_at=None, next_escalation_at=next_at,
+            repeats=alert.repeats + int(repeat)))
+        if reopened:
+            alert = self._put(msgspec.structs.replace(
+                alert, status=AlertStatus.OPEN, acknowledged_by=None, acknowledged_at=None,
+                escalation_level=0, next_escalation_at=self.policy.first_at(severity,
+                                                                            opened_at=now)))
+            notes.insert(0, "a new call after acknowledgement: needs acknowledgement again")
+        if urgent and alert.status is AlertStatus.OPEN and not reopened:
             self._escalate_now(alert, now, "; ".join(["urgent", *notes]))
-        elif urgent or notes or now - self._last_staged.get(alert.id, 0) >= \
-                self.update_interval_ms:
+        elif repeat:
+            self._stage("repeated", alert, now, note="; ".join(
+                [finding.summary or "a new call", *notes]))
+        elif notes or now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms:
             self._stage("updated", alert, now, note="; ".join(notes) or None)
         else:
             self._quiet.add(alert.id)

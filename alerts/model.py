@@ -8,6 +8,10 @@
   one alert instead of flooding the queue.
 * An :class:`AlertChange` is one transition of one alert, numbered by a gap-free sequence: the
   API stream and the upstream outbox read changes in that order, each exactly once.
+* An :class:`EventRef` names the device message a finding comes from (button and fall
+  events). It is a typed field of the finding, not part of its evidence, because the engine
+  acts on it: it remembers the last one handled per device, durably, and ignores an event that
+  is not newer (a replay), so a handled call never comes back as a new one.
 """
 
 from __future__ import annotations
@@ -52,6 +56,44 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+class EventRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The device message a finding comes from: what tells a new call from a replayed one.
+
+    Events of one device are remembered in two lanes, calls (``press``, ``long_press``,
+    ``fall_detected``) and the rest (``cancel``, ``fall_cleared``), so a cancel that overtook
+    its own press in the network never makes the press look old.
+    """
+
+    device: str
+    seq: int
+    device_ts: int
+    """The device's ``ts`` (epoch ms, its own clock)."""
+    digest: str
+    """SHA-256 (hex) of the decoded event, canonically encoded: equal for a replay."""
+    call: bool = False
+    """A new call (press, long_press, fall_detected): rung again on an acknowledged alert."""
+
+    def newer_than(self, other: EventRef) -> bool:
+        """A higher ``seq``, or a later device time (a device that reset its counter has a
+        newer clock). Neither: a replay (identical) or an old message delivered late."""
+        return self.seq > other.seq or self.device_ts > other.device_ts
+
+    def same_as(self, other: EventRef) -> bool:
+        """The very same message (``seq``, device time and content)."""
+        return (self.seq == other.seq and self.device_ts == other.device_ts
+                and self.digest == other.digest)
+
+
+class HandledEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """The last event of one device and lane that the engine handled (a row of the store)."""
+
+    site: str
+    bed: str
+    event: EventRef
+    at: int
+    """When it was handled (receipt clock, epoch ms)."""
+
+
 class Finding(msgspec.Struct, frozen=True, kw_only=True):
     """One observation of a condition on one bed (from a rule or a detector)."""
 
@@ -71,6 +113,10 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     summary: str = ""
     evidence: dict[str, Any] = msgspec.field(default_factory=dict)
     """Small JSON-ready facts: values, thresholds, device ids, clip hashes. No raw audio."""
+    event: EventRef | None = None
+    """The device event behind this finding (button and fall rules); None for detectors and
+    timed findings. The engine ignores a finding whose event is not newer than the last one
+    it handled from that device (see :mod:`alerts.engine`)."""
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +145,9 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     next_escalation_at: int | None = None
     cleared_at: int | None = None
     """When the condition was last seen clearing (the alert may stay open for acknowledgement)."""
+    repeats: int = 0
+    """New calls on this alert after it opened (another press, another fall, no movement
+    after the fall). One on an acknowledged alert puts it back to ``open``."""
 
 
 class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +156,8 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     at: int
     action: str
-    """opened, updated, escalated, downgraded, acknowledged, resolved, auto_resolved, cleared"""
+    """opened, updated, repeated, escalated, downgraded, acknowledged, resolved, auto_resolved,
+    cleared"""
     actor: str | None = None
     note: str | None = None
     alert: Alert

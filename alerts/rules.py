@@ -11,6 +11,12 @@
   own. ``fall_cleared`` clears the condition: the alert stays open for acknowledgement with
   ``cleared_at`` set.
 
+Every button and fall finding carries its message as :attr:`Finding.event
+<alerts.model.Finding.event>` (device, ``seq``, device time, SHA-256 of the decoded event): the
+engine ignores one it has already handled (a retained, re-sent or redelivered message), and
+:attr:`ImmediateRules.is_replay` (the engine's, set by the alerting stage) keeps such a replay
+from arming or ending a fall watch.
+
 Same API as the detectors (``update`` a batch, ``evaluate`` at a moment). The clock is the
 receipt time of the messages (the simulated clock in replay); device times are kept in the
 evidence as ``device_ts``, and a batched sample's time is carried over to the receipt clock by
@@ -26,15 +32,20 @@ record per bed with a fall under watch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from alerts.engine import CANCELLED_AT, PRESSED_AT, UPDATE_ONLY, URGENT
-from alerts.model import Alert, AlertStatus, AlertType, Finding, Severity
+from alerts.model import Alert, AlertStatus, AlertType, EventRef, Finding, Severity
 from devices.codec import Message
 from devices.schemas import ButtonEvent, FallEvent, InfraredSample, Telemetry
 from devices.topics import Address, Kind
 
+CALLS = frozenset({"press", "long_press", "fall_detected"})
+"""Events that are a call (a repeat on an unresolved alert), not a cancel or a recovery."""
 DEFAULT_NO_MOTION_MS = 5 * 60_000
 WATCH_LIMIT_MS = 24 * 3_600_000
 """A fall is watched for movement at most this long (the alert is long handled by then)."""
@@ -59,6 +70,9 @@ class ImmediateRules:
             raise ValueError("no_motion_ms must be positive")
         self.no_motion_ms = no_motion_ms
         self._falls: dict[tuple[str, str], _FallWatch] = {}
+        self.is_replay: Callable[[str, str, EventRef], bool] | None = None
+        """``(site, bed, event)`` -> True for an event already handled (the alert engine's
+        :meth:`~alerts.engine.AlertEngine.is_replay`); None: every event is taken as new."""
 
     def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> list[Finding]:
         """Findings raised by this batch (in arrival order)."""
@@ -119,38 +133,45 @@ class ImmediateRules:
     def _button(self, a: Address, event: ButtonEvent, received: int) -> Finding:
         message = {"event": event.event, "device": a.device, "seq": event.seq,
                    "device_ts": event.ts}
+        ref = _ref(a, event)
         if event.event == "cancel":
             return Finding(
                 type=AlertType.EMERGENCY_BUTTON, site=a.site, bed=a.bed, at=received,
                 severity=Severity.HIGH, summary="Emergency call cancelled by the person",
-                evidence={**message, CANCELLED_AT: received})
+                evidence={**message, CANCELLED_AT: received}, event=ref)
         long = event.event == "long_press"
         return Finding(
             type=AlertType.EMERGENCY_BUTTON, site=a.site, bed=a.bed, at=received,
             severity=Severity.CRITICAL,
             summary="Emergency call: button held" if long else "Emergency call: button pressed",
             evidence={**message, PRESSED_AT: received, CANCELLED_AT: None,
-                      "cancel_outside_window": None})
+                      "cancel_outside_window": None}, event=ref)
 
     def _fall(self, a: Address, event: FallEvent, received: int) -> Finding:
         message = {"event": event.event, "device": a.device, "seq": event.seq,
                    "device_ts": event.ts, "confidence": event.confidence,
                    "posture": event.posture}
         key = (a.site, a.bed)
+        ref = _ref(a, event)
+        # A replay changes no watch (the engine ignores its finding, and counts it).
+        new = self.is_replay is None or not self.is_replay(a.site, a.bed, ref)
         if event.event == "fall_cleared":
-            self._falls.pop(key, None)
+            if new:
+                self._falls.pop(key, None)
             return Finding(
                 type=AlertType.FALL, site=a.site, bed=a.bed, at=received,
                 severity=Severity.CRITICAL, active=False,
                 summary=f"Fall: person up again ({event.posture or 'posture unknown'})",
-                evidence={**message, "recovered_at": received})
-        self._falls[key] = _FallWatch(at=received)
+                evidence={**message, "recovered_at": received}, event=ref)
+        if new:
+            self._falls[key] = _FallWatch(at=received)
         return Finding(
             type=AlertType.FALL, site=a.site, bed=a.bed, at=received,
             severity=Severity.CRITICAL, summary="Fall detected",
             evidence={**message, "fall_at": received, "recovered_at": None, URGENT: None,
                       "no_motion_since": None, "no_motion_minutes": None,
-                      "infrared_samples_since_fall": None, "motion_after_fall_at": None})
+                      "infrared_samples_since_fall": None, "motion_after_fall_at": None},
+            event=ref)
 
     def _motion(self, a: Address, telemetry: Telemetry, received: int,
                 watch: _FallWatch) -> Finding | None:
@@ -172,3 +193,11 @@ class ImmediateRules:
             severity=Severity.CRITICAL, summary="Fall: movement seen since",
             evidence={UPDATE_ONLY: True, "motion_after_fall_at": moved_at,
                       "motion_device": a.device})
+
+
+def _ref(a: Address, event: ButtonEvent | FallEvent) -> EventRef:
+    """The event's identity: device, ``seq``, device time and a digest of its content (the
+    decoded event canonically encoded, unknown fields left out)."""
+    return EventRef(device=a.device, seq=event.seq, device_ts=event.ts,
+                    digest=hashlib.sha256(msgspec.json.encode(event)).hexdigest(),
+                    call=event.event in CALLS)

@@ -10,6 +10,10 @@ disk. Two tables:
   and note, and the alert as it was right after the transition. It is the audit log, and the
   log that subscribers (the API's event stream, the upstream outbox) read in ``seq`` order with
   :meth:`AlertStore.changes_since`; a write that would leave a gap is refused.
+* ``handled_events``: the last button/fall event handled per device and lane
+  (:class:`~alerts.model.HandledEvent`), written in the same transaction as the changes it
+  caused, so a crash never keeps one without the other: a restarted engine knows which calls
+  it has handled, whether or not their alerts are still open.
 
 Thread-safe: one connection behind one lock. Every method blocks on SQLite; call it from a
 worker thread (``asyncio.to_thread``) in async code.
@@ -30,10 +34,19 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
-from alerts.errors import AlertError, InvalidCursor, StoreUnavailable
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.errors import AlertError, InvalidCursor, StoreUnavailable, storage_fault
+from alerts.model import (
+    Alert,
+    AlertChange,
+    AlertStatus,
+    AlertType,
+    EventRef,
+    HandledEvent,
+    Severity,
+)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: ``handled_events`` added (a version-1 store is upgraded in place on open)."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -69,6 +82,17 @@ CREATE TABLE IF NOT EXISTS changes (
     alert TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_alert ON changes (alert_id, seq);
+CREATE TABLE IF NOT EXISTS handled_events (
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    device TEXT NOT NULL,
+    call INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    device_ts INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (site, bed, device, call)
+);
 """
 
 _STATUS_RANK: Final = {AlertStatus.OPEN: 0, AlertStatus.ACKNOWLEDGED: 1,
@@ -116,23 +140,29 @@ class AlertStore:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
-            if row[0] is None:
+            if row[0] is None or int(row[0]) < SCHEMA_VERSION:
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)",
                                  (SCHEMA_VERSION,))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise AlertError(f"alert store {path} has schema version {row[0]}, newer than "
                                  f"this gateway's {SCHEMA_VERSION}")
-        except sqlite3.OperationalError as exc:
-            raise StoreUnavailable(f"cannot open alert store {path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if storage_fault(exc) is None:
+                raise
+            raise StoreUnavailable.wrap("alerts", f"open ({path})", exc) from exc
 
     # --- writing ------------------------------------------------------------------------------
 
-    def write(self, changes: Sequence[AlertChange]) -> None:
-        """Append ``changes`` (continuing the sequence without a gap) and upsert their alerts,
-        in one transaction. Raises :class:`StoreUnavailable` on disk trouble (nothing is
-        written then) and ``ValueError`` for a batch that would break the sequence."""
-        if not changes:
+    def write(self, changes: Sequence[AlertChange],
+              handled: Sequence[HandledEvent] = ()) -> None:
+        """Append ``changes`` (continuing the sequence without a gap), upsert their alerts and
+        remember ``handled`` (each replaces the one of its device and lane), in one
+        transaction. Raises :class:`StoreUnavailable` on disk trouble (nothing is written then)
+        and ``ValueError`` for a batch that would break the sequence."""
+        if not changes and not handled:
             return
+        handled_rows = [(h.site, h.bed, h.event.device, int(h.event.call), h.event.seq,
+                         h.event.device_ts, h.event.digest, h.at) for h in handled]
         change_rows = []
         alerts: dict[str, Alert] = {}
         for change in changes:
@@ -148,7 +178,7 @@ class AlertStore:
                     last = self._db.execute("SELECT coalesce(max(seq), 0) FROM changes"
                                             ).fetchone()[0]
                     expected = list(range(last + 1, last + 1 + len(changes)))
-                    if [c.seq for c in changes] != expected:
+                    if changes and [c.seq for c in changes] != expected:
                         raise ValueError(
                             f"changes must continue the sequence after {last} without gaps; "
                             f"got seq {changes[0].seq}..{changes[-1].seq}")
@@ -165,13 +195,18 @@ class AlertStore:
                         " severity_rank = excluded.severity_rank,"
                         " updated_at = excluded.updated_at, alert = excluded.alert",
                         alert_rows)
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO handled_events (site, bed, device, call, seq,"
+                        " device_ts, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", handled_rows)
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                     raise
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"alert store write failed: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise StoreUnavailable.wrap("alerts", "write", exc) from exc
 
     def _alert_row(self, alert: Alert) -> tuple[object, ...]:
         key, episode = split_incident(alert.incident)
@@ -197,6 +232,15 @@ class AlertStore:
         rows = self._query("SELECT incident_key, max(episode) FROM alerts"
                            " GROUP BY incident_key")
         return {str(k): int(n) for k, n in rows}
+
+    def handled_events(self) -> list[HandledEvent]:
+        """The last event handled of every device and lane (see :meth:`write`)."""
+        rows = self._query("SELECT site, bed, device, call, seq, device_ts, digest, at"
+                           " FROM handled_events ORDER BY site, bed, device, call")
+        return [HandledEvent(site=site, bed=bed, at=at, event=EventRef(
+                    device=device, seq=seq, device_ts=device_ts, digest=digest,
+                    call=bool(call)))
+                for site, bed, device, call, seq, device_ts, digest, at in rows]
 
     def history(self, alert_id: str) -> list[AlertChange]:
         """Every transition of one alert, in order."""
@@ -291,8 +335,10 @@ class AlertStore:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
-            except sqlite3.OperationalError as exc:
-                raise StoreUnavailable(f"alert store read failed: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise StoreUnavailable.wrap("alerts", "read", exc) from exc
 
     def _change(self, row: tuple[Any, ...]) -> AlertChange:
         seq, at, action, actor, note, body = row

@@ -7,6 +7,10 @@ alert changes durable. ``tick`` (every second in the gateway; simulated time in 
 the rules and detectors report what is due at that moment and the engine escalate and
 auto-resolve. The clock is the receipt time of the messages, never the device clocks.
 
+Button and fall events already handled (a retained, re-sent or redelivered message: the
+engine remembers the last one per device, durably) open nothing; they are counted in
+``homecare_alert_replays_ignored_total`` and logged at most once a minute.
+
 A detector that raises is logged (at most once a minute per detector) and counted in
 ``homecare_detector_errors_total``; the other detectors and the rules go on.
 """
@@ -92,6 +96,11 @@ class _Metrics:
             "homecare_sites_dark", "Sites whose devices went silent all at once (a link or "
             "intake outage: no per-device alerts for them; see the detect.site_dark log)",
             registry=r)
+        self.replays = Counter(
+            "homecare_alert_replays_ignored",
+            "Button and fall events not newer than the last one handled from their device "
+            "(retained, re-sent or redelivered): they open, update and cancel nothing",
+            registry=r)
         self.detector_errors = Counter("homecare_detector_errors",
                                        "Exceptions raised by detectors", ["detector"],
                                        registry=r)
@@ -120,6 +129,9 @@ class AlertingStage:
         self.detectors = tuple(detectors)
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._failure_logged: dict[str, float] = {}
+        self._replays_counted = engine.replays_ignored
+        if self.rules.is_replay is None:
+            self.rules.is_replay = engine.is_replay
         self.rules.resume(engine.open_alerts())
         if self._metrics is not None:
             engine.add_listener(self._observe_committed)
@@ -192,6 +204,10 @@ class AlertingStage:
         changes = self.engine.apply(findings, now_ms)
         if self._metrics is not None:
             self._metrics.findings.inc(len(findings))
+            replays = self.engine.replays_ignored
+            if replays != self._replays_counted:
+                self._metrics.replays.inc(replays - self._replays_counted)
+                self._replays_counted = replays
         self._count(changes)
         return changes
 

@@ -66,6 +66,9 @@ class AlertOut(_Out):
     escalation_level: int = 0
     next_escalation_at: int | None = None
     cleared_at: int | None = None
+    repeats: int = 0
+    """New calls after the alert opened (another press or fall, no movement after a fall);
+    one on an acknowledged alert put it back to ``open`` (change ``repeated``)."""
 
 
 class AlertChangeOut(_Out):
@@ -74,6 +77,8 @@ class AlertChangeOut(_Out):
     seq: int
     at: int
     action: str
+    """opened, updated, repeated, escalated, downgraded, acknowledged, resolved,
+    auto_resolved, cleared"""
     actor: str | None = None
     note: str | None = None
     alert: AlertOut

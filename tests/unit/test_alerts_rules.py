@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
 from alerts.engine import AlertEngine
+from alerts.errors import StoreUnavailable
 from alerts.model import AlertChange, AlertStatus, AlertType, Finding, Severity
 from alerts.rules import ImmediateRules
 from alerts.store import AlertStore
@@ -45,9 +49,12 @@ def infrared(seq: int, ts: int, *samples: tuple[int, int]) -> Message:
 class Bed:
     """Rules + engine, fed like the alerting stage feeds them."""
 
-    def __init__(self, **engine_kwargs: Any) -> None:
+    def __init__(self, store: AlertStore | None = None, **engine_kwargs: Any) -> None:
         self.rules = ImmediateRules(no_motion_ms=5 * MIN)
-        self.engine = AlertEngine(AlertStore(":memory:"), update_interval_ms=0, **engine_kwargs)
+        self.engine = AlertEngine(store or AlertStore(":memory:"), update_interval_ms=0,
+                                  **engine_kwargs)
+        self.rules.is_replay = self.engine.is_replay  # as the alerting stage wires them
+        self.rules.resume(self.engine.open_alerts())
 
     def receive(self, message: Message, at: int) -> list[AlertChange]:
         found = self.rules.update([message], [at])
@@ -76,11 +83,15 @@ def test_a_button_press_is_a_critical_emergency_call_at_once(event: str) -> None
     assert bed.engine.urgent_pending
 
 
-def test_a_second_press_while_the_call_is_open_updates_it() -> None:
+def test_a_second_press_while_the_call_is_open_is_a_repeat_of_it() -> None:
     bed = Bed()
     first = bed.receive(button("press", 1, T0), T0)[0].alert
     [again] = bed.receive(button("press", 2, T0 + 20 * S), T0 + 20 * S)
-    assert (again.action, again.alert.id, again.alert.occurrences) == ("updated", first.id, 2)
+    assert (again.action, again.alert.id, again.alert.occurrences) == ("repeated", first.id, 2)
+    assert again.alert.repeats == 1
+    # Still open: the status and the escalation timeline stay (a repeat never delays one).
+    assert again.alert.status is AlertStatus.OPEN
+    assert again.alert.next_escalation_at == first.next_escalation_at
     assert len(bed.alerts()) == 1
 
 
@@ -89,6 +100,216 @@ def test_the_same_press_delivered_again_after_a_restart_changes_nothing() -> Non
     bed.receive(button("press", 1, T0), T0)
     bed.rules = ImmediateRules()  # restarted: the pipeline's duplicate window is empty too
     assert bed.receive(button("press", 1, T0), T0 + 5 * S) == []
+
+
+# --- handled calls never come back (durable memory per device) ------------------------------
+
+def restarted(bed: Bed, path: Path) -> Bed:
+    """The gateway restarted: everything staged committed, a fresh engine and fresh rules on
+    the same store (the pipeline's duplicate window is empty too)."""
+    bed.engine.commit()
+    bed.engine.store.close()
+    return Bed(AlertStore(path))
+
+
+def resolve_all(bed: Bed, now: int) -> None:
+    for alert in bed.alerts():
+        bed.engine.resolve(alert.id, actor="dispatcher", note="handled", now_ms=now)
+
+
+def test_the_same_press_after_a_restart_opens_nothing_although_its_call_was_resolved(
+        tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    bed.receive(button("press", 7, T0), T0)
+    resolve_all(bed, T0 + 2 * MIN)
+    bed = restarted(bed, path)
+    # The broker delivers the retained press again, or the device re-sends it.
+    assert bed.receive(button("press", 7, T0), T0 + 3 * MIN) == []
+    assert bed.engine.replays_ignored == 1
+    assert bed.alerts() == []
+    assert bed.engine.store.count() == 1
+
+
+def test_the_same_press_re_sent_hours_later_opens_nothing_after_its_call_was_resolved() -> None:
+    bed = Bed()
+    bed.receive(button("press", 7, T0), T0)
+    resolve_all(bed, T0 + 5 * MIN)
+    for hours in (1, 6, 30):
+        assert bed.receive(button("press", 7, T0), T0 + hours * 3_600_000) == []
+    # Nor does an even older event of the device (lower seq and older clock) open one.
+    assert bed.receive(button("long_press", 3, T0 - MIN), T0 + 31 * 3_600_000) == []
+    assert bed.engine.replays_ignored == 4
+    assert bed.engine.store.count() == 1
+
+
+def test_the_same_press_again_while_its_call_is_open_changes_nothing() -> None:
+    bed = Bed()
+    [opened] = bed.receive(button("press", 7, T0), T0)
+    assert bed.receive(button("press", 7, T0), T0 + 3 * 3_600_000) == []
+    assert bed.alerts()[0] == opened.alert
+
+
+def test_a_press_delayed_five_minutes_in_the_network_still_calls() -> None:
+    bed = Bed()
+    bed.receive(button("press", 7, T0), T0)
+    resolve_all(bed, T0 + MIN)
+    # Pressed at T0 + 2 min (seq 8), received 5 minutes later.
+    [change] = bed.receive(button("press", 8, T0 + 2 * MIN), T0 + 7 * MIN)
+    assert change.action == "opened"
+    assert change.alert.incident.endswith("#2")
+    assert bed.engine.replays_ignored == 0
+
+
+def test_a_button_that_reset_its_counter_still_calls_with_its_newer_clock(
+        tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    bed.receive(button("press", 500, T0), T0)
+    resolve_all(bed, T0 + MIN)
+    bed = restarted(bed, path)
+    [change] = bed.receive(button("press", 1, T0 + 2 * 3_600_000), T0 + 2 * 3_600_000)
+    assert change.action == "opened"
+
+
+def test_a_press_overtaken_by_its_cancel_still_calls() -> None:
+    bed = Bed()
+    assert bed.receive(button("cancel", 8, T0 + 10 * S), T0 + 10 * S) == []
+    [change] = bed.receive(button("press", 7, T0), T0 + 12 * S)
+    assert change.action == "opened"
+    # The cancel that was handled is not handled twice.
+    assert bed.receive(button("cancel", 8, T0 + 10 * S), T0 + 20 * S) == []
+
+
+def test_a_cancel_that_changed_nothing_is_remembered_all_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    bed.receive(button("press", 1, T0), T0)
+    bed.engine.commit()
+    assert bed.receive(button("cancel", 2, T0 + 5 * MIN), T0 + 5 * MIN)  # recorded on the call
+    resolve_all(bed, T0 + 6 * MIN)
+    assert bed.receive(button("cancel", 3, T0 + 7 * MIN), T0 + 7 * MIN) == []
+    assert bed.engine.staged == 1  # no change, but the event to remember
+    bed = restarted(bed, path)
+    [again] = bed.rules.update([button("cancel", 3, T0 + 7 * MIN)], [T0 + 8 * MIN])
+    assert again.event is not None
+    assert bed.engine.is_replay("site-01", "bed-0007", again.event)
+
+
+def test_a_replayed_fall_arms_no_watch_and_raises_no_urgency(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    [opened] = bed.receive(fall("fall_detected", 1, T0), T0)
+    bed.receive(infrared(1, T0 + MIN, (T0 + MIN, 2)), T0 + MIN)  # moving: watch ended
+    bed.engine.acknowledge(opened.alert.id, actor="d", note=None, now_ms=T0 + 2 * MIN)
+    bed = restarted(bed, path)
+    assert bed.receive(fall("fall_detected", 1, T0), T0 + 3 * MIN) == []
+    assert bed.rules.watched_falls == 0
+    assert bed.tick(T0 + 20 * MIN) == []
+    assert bed.alerts()[0].status is AlertStatus.ACKNOWLEDGED
+
+
+class _FailsOn:
+    """The store's connection, failing (as a full disk would) on a statement naming ``table``,
+    after the statements before it in the transaction succeeded."""
+
+    def __init__(self, db: sqlite3.Connection, table: str) -> None:
+        self.db = db
+        self.table = table
+
+    def executemany(self, sql: str, rows: Any) -> Any:
+        if self.table in sql:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.db.executemany(sql, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+
+def test_the_memory_of_a_press_is_durable_only_with_its_alert(tmp_path: Path) -> None:
+    """One transaction: a commit that fails keeps neither, so the redelivered press (never
+    acknowledged to the broker) still opens its call after a restart."""
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    bed.receive(button("press", 7, T0), T0)
+    store = bed.engine.store
+    connection = store._db
+    store._db = _FailsOn(connection, "handled_events")  # type: ignore[assignment]
+    with pytest.raises(StoreUnavailable):
+        bed.engine.commit()
+    store._db = connection
+    store.close()
+    fresh = Bed(AlertStore(path))
+    assert fresh.engine.store.count() == 0
+    assert fresh.engine.store.handled_events() == []
+    [change] = fresh.receive(button("press", 7, T0), T0 + 5 * S)
+    assert change.action == "opened"
+    fresh.engine.commit()
+    assert [h.event.seq for h in fresh.engine.store.handled_events()] == [7]
+    assert fresh.engine.store.count() == 1
+
+
+def test_a_failed_commit_keeps_the_memory_staged_for_the_next_one() -> None:
+    bed = Bed()
+    bed.receive(button("press", 7, T0), T0)
+    with mock.patch.object(bed.engine.store, "write", side_effect=StoreUnavailable("full")), \
+            pytest.raises(StoreUnavailable):
+        bed.engine.commit()
+    assert bed.engine.staged == 2  # the change and the event to remember
+    bed.engine.commit()
+    assert bed.engine.staged == 0
+    assert [h.event.seq for h in bed.engine.store.handled_events()] == [7]
+
+
+# --- repeat calls are never silent -------------------------------------------------------------
+
+@pytest.mark.parametrize("event", ["press", "long_press"])
+def test_a_new_press_on_an_acknowledged_call_needs_acknowledgement_again(
+        event: str, tmp_path: Path) -> None:
+    bed = Bed(AlertStore(tmp_path / "alerts.sqlite3"))
+    [opened] = bed.receive(button("press", 1, T0), T0)
+    bed.engine.acknowledge(opened.alert.id, actor="anna", note="calling back",
+                           now_ms=T0 + 30 * S)
+    assert bed.tick(T0 + 10 * MIN) == []  # acknowledged: no escalation
+    [change] = bed.receive(button(event, 2, T0 + 10 * MIN), T0 + 10 * MIN)
+    a = change.alert
+    assert (change.action, a.id) == ("repeated", opened.alert.id)
+    assert a.status is AlertStatus.OPEN
+    assert a.repeats == 1
+    assert (a.acknowledged_by, a.acknowledged_at) == (None, None)
+    # Escalation restarted from the repeat, at the start of the critical schedule.
+    assert (a.escalation_level, a.next_escalation_at) == (0, T0 + 11 * MIN)
+    assert "needs acknowledgement again" in (change.note or "")
+    assert bed.engine.urgent_pending
+    [escalated] = bed.tick(T0 + 11 * MIN)
+    assert (escalated.action, escalated.alert.escalation_level) == ("escalated", 1)
+    bed.engine.commit()
+    assert [c.action for c in bed.engine.store.history(a.id)] == [
+        "opened", "acknowledged", "repeated", "escalated"]
+    # A dispatcher acknowledges again; resolving ends it.
+    again = bed.engine.acknowledge(a.id, actor="ben", note=None, now_ms=T0 + 12 * MIN)
+    assert (again.status, again.repeats, again.next_escalation_at) == (
+        AlertStatus.ACKNOWLEDGED, 1, None)
+
+
+def test_a_second_fall_on_an_acknowledged_fall_needs_acknowledgement_again() -> None:
+    bed = Bed()
+    [opened] = bed.receive(fall("fall_detected", 1, T0), T0)
+    bed.engine.acknowledge(opened.alert.id, actor="d", note=None, now_ms=T0 + 30 * S)
+    bed.receive(fall("fall_cleared", 2, T0 + MIN, posture="standing"), T0 + MIN)
+    [change] = bed.receive(fall("fall_detected", 3, T0 + 4 * MIN), T0 + 4 * MIN)
+    assert (change.action, change.alert.status, change.alert.repeats) == (
+        "repeated", AlertStatus.OPEN, 1)
+    assert change.alert.next_escalation_at == T0 + 5 * MIN
+
+
+def test_a_press_on_a_call_downgraded_by_a_cancel_is_critical_and_a_repeat() -> None:
+    bed = Bed(cancel_window_ms=60 * S)
+    bed.receive(button("press", 1, T0), T0)
+    bed.receive(button("cancel", 2, T0 + 10 * S), T0 + 10 * S)
+    [change] = bed.receive(button("press", 3, T0 + 30 * S), T0 + 30 * S)
+    assert (change.action, change.alert.severity, change.alert.repeats) == (
+        "repeated", Severity.CRITICAL, 1)
 
 
 def test_a_cancel_in_the_window_downgrades_the_call_to_high_and_keeps_it_open() -> None:
@@ -163,15 +384,17 @@ def test_a_fall_without_movement_raises_urgency_once_with_an_escalation_step() -
     assert _urgent(bed.tick(T0 + 6 * MIN)) == [], "once per fall"
 
 
-def test_urgency_is_recorded_without_escalating_an_acknowledged_fall() -> None:
+def test_urgency_on_an_acknowledged_fall_needs_acknowledgement_again() -> None:
     bed = Bed()
     a = bed.receive(fall("fall_detected", 1, T0), T0)[0].alert
     bed.engine.acknowledge(a.id, actor="d", note="calling", now_ms=T0 + 30 * S)
     [change] = bed.tick(T0 + 5 * MIN)
-    assert change.action == "updated"
+    assert change.action == "repeated"
     assert change.alert.evidence["urgent"] is True
+    assert change.alert.status is AlertStatus.OPEN
+    assert change.alert.repeats == 1
     assert change.alert.escalation_level == 0
-    assert change.alert.next_escalation_at is None
+    assert change.alert.next_escalation_at == T0 + 5 * MIN + 60 * S
 
 
 def test_movement_after_the_fall_prevents_urgency_and_is_recorded() -> None:

@@ -87,6 +87,28 @@ def test_an_emergency_call_is_raised_and_committed_even_when_a_detector_fails(
     assert caplog.text.count("detector.failed") == 1, "logged once a minute, not per batch"
 
 
+def test_replayed_presses_are_counted_and_logged_once_a_minute_across_a_restart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    stage = AlertingStage(AlertEngine(AlertStore(path)), metrics=CollectorRegistry())
+    stage.accept([_press(seq=7)], [T0 + 5])
+    stage.commit()
+    [alert] = stage.engine.open_alerts()
+    stage.engine.resolve(alert.id, actor="anna", note="handled", now_ms=T0 + 60_000)
+    stage.engine.store.close()
+    registry = CollectorRegistry()  # a restarted gateway, the same store
+    stage = AlertingStage(AlertEngine(AlertStore(path)), metrics=registry)
+    for hours in (1, 2, 3):
+        stage.accept([_press(seq=7)], [T0 + hours * 3_600_000])
+    stage.commit()
+    assert stage.engine.open_alerts() == []
+    assert stage.engine.store.count() == 1
+    assert registry.get_sample_value("homecare_alert_replays_ignored_total") == 3
+    assert caplog.text.count("alerts.replay_ignored") == 1, "logged once a minute"
+    stage.accept([_press(seq=8)], [T0 + 4 * 3_600_000])  # a new press still calls
+    assert [a.incident[-2:] for a in stage.engine.open_alerts()] == ["#2"]
+
+
 def test_an_empty_batch_is_ignored() -> None:
     stage = AlertingStage(AlertEngine(AlertStore(":memory:")))
     stage.accept([], [])

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from alerts.errors import AlertError, InvalidCursor
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.model import (
+    Alert,
+    AlertChange,
+    AlertStatus,
+    AlertType,
+    EventRef,
+    HandledEvent,
+    Severity,
+)
 from alerts.store import AlertStore, split_incident
 
 
@@ -81,10 +89,44 @@ def test_store_is_wal_with_full_sync_and_has_a_schema_version(tmp_path: Path) ->
     AlertStore(path).close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
     store = AlertStore(path)
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
+
+
+def _handled(device: str, seq: int, *, call: bool = True, at: int = 5) -> HandledEvent:
+    return HandledEvent(site="s1", bed="bed-0001", at=at, event=EventRef(
+        device=device, seq=seq, device_ts=1_000 + seq, digest=f"d{seq}", call=call))
+
+
+def test_handled_events_are_kept_per_device_and_lane_with_the_changes(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = AlertStore(path)
+    store.write([AlertChange(seq=1, at=1, action="opened", alert=_alert(1))],
+                [_handled("btn-1", 7), _handled("btn-1", 8, call=False)])
+    store.write([], [_handled("btn-1", 9, at=6), _handled("fs-1", 3)])  # memory alone
+    assert store.last_seq() == 1
+    store.close()
+    reopened = AlertStore(path)
+    assert reopened.handled_events() == [
+        _handled("btn-1", 8, call=False), _handled("btn-1", 9, at=6), _handled("fs-1", 3)]
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_alerts(tmp_path: Path) -> None:
+    path = tmp_path / "a.sqlite3"
+    store = AlertStore(path)
+    _Log(store).add(_alert(1))
+    store.close()
+    with sqlite3.connect(path) as db:  # as a gateway before the memory of handled events
+        db.execute("DROP TABLE handled_events")
+        db.execute("UPDATE schema_version SET version = 1")
+    upgraded = AlertStore(path)
+    assert upgraded.get(_alert(1).id) == _alert(1)
+    assert upgraded.handled_events() == []
+    upgraded.write([], [_handled("btn-1", 1)])
+    assert upgraded._db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+    upgraded.close()
 
 
 def test_a_store_from_a_newer_gateway_is_refused(tmp_path: Path) -> None:
