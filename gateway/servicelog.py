@@ -17,6 +17,17 @@ shows it.
 
 Appends are idempotent per ``origin`` (a badge message's device and seq; for the API the visit
 and event), so a message redelivered after a crash is recorded once.
+
+Nothing that contradicts its visit enters the chain (:func:`refusal`, checked in the append's
+own transaction, so two writers cannot both pass): a check-out needs the visit's check-in, at
+the same bed, by the same caregiver, and is made once; a visit is checked in once. The API is
+told no (:class:`VisitRefused`, answered 409). A badge cannot be told no, and its message must
+still be acknowledged (retrying it would never help), so a badge event that does not fit is
+**set aside**, not chained: it is kept with its reason in the ``refused_visit`` table of the
+same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), once per origin.
+The service-anomaly detector sees every badge event on its own way and still raises its alert
+(a check-out without a check-in is a ``service_anomaly``). A check-out that overtook its
+check-in in the network is set aside too, and the check-in that follows opens the visit.
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ GENESIS: Final = "0" * 64
 
 VisitAction = Literal["check_in", "check_out"]
 Source = Literal["badge", "api"]
+RefusalReason = Literal["no_check_in", "already_checked_in", "already_checked_out",
+                        "other_bed", "other_caregiver"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS service_log (
@@ -66,6 +79,24 @@ CREATE TABLE IF NOT EXISTS chain_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS refused_visit (
+    id INTEGER PRIMARY KEY,
+    origin TEXT NOT NULL UNIQUE,
+    at INTEGER NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    caregiver TEXT NOT NULL,
+    visit TEXT NOT NULL,
+    event TEXT NOT NULL,
+    method TEXT,
+    services TEXT,
+    source TEXT NOT NULL,
+    device TEXT,
+    actor TEXT,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL
 );
 CREATE TRIGGER IF NOT EXISTS service_log_no_update BEFORE UPDATE ON service_log
 BEGIN SELECT RAISE(ABORT, 'service log is append-only'); END;
@@ -103,6 +134,67 @@ class VisitEvent:
     device: str | None = None
     actor: str | None = None
     """The API key's name for API records; ``None`` for device records."""
+
+
+class VisitRefused(ValueError):
+    """A check-in or check-out that contradicts its visit's records; nothing was recorded."""
+
+    def __init__(self, event: VisitEvent, reason: RefusalReason, detail: str) -> None:
+        super().__init__(detail)
+        self.event = event
+        self.reason: RefusalReason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefusedVisit:
+    """A device's check-in/out set aside (outside the chain) with the reason."""
+
+    event: VisitEvent
+    recorded_at: int
+    reason: RefusalReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitRecord:
+    """What :func:`refusal` needs of a visit's earlier record."""
+
+    site: str
+    bed: str
+    caregiver: str
+    event: str
+
+
+def refusal(event: VisitEvent, earlier: Sequence[VisitRecord]
+            ) -> tuple[RefusalReason, str] | None:
+    """Why ``event`` contradicts the earlier records of its visit (oldest first), or ``None``.
+
+    >>> visit = dict(origin="o", at=0, site="s", bed="b", caregiver="c-1", visit="v-1",
+    ...              source="api")
+    >>> refusal(VisitEvent(event="check_out", **visit), [])
+    ('no_check_in', 'visit v-1 has no check-in')
+    >>> refusal(VisitEvent(event="check_out", **visit), [VisitRecord(
+    ...     site="s", bed="b", caregiver="c-1", event="check_in")]) is None
+    True
+    """
+    check_in = next((r for r in earlier if r.event == "check_in"), None)
+    if event.event == "check_in":
+        if check_in is None:
+            return None
+        return "already_checked_in", (f"visit {event.visit} was already checked in at "
+                                      f"{check_in.site}/{check_in.bed}")
+    if check_in is None:
+        return "no_check_in", f"visit {event.visit} has no check-in"
+    if (check_in.site, check_in.bed) != (event.site, event.bed):
+        return "other_bed", (f"visit {event.visit} was checked in at {check_in.site}/"
+                             f"{check_in.bed}, not {event.site}/{event.bed}")
+    if any(r.event == "check_out" for r in earlier):
+        return "already_checked_out", f"visit {event.visit} was already checked out"
+    if check_in.caregiver != event.caregiver:
+        return "other_caregiver", (f"visit {event.visit} was checked in by caregiver "
+                                   f"{check_in.caregiver}")
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,21 +277,25 @@ class ServiceLog:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def append(self, events: Sequence[VisitEvent], *, now_ms: int | None = None
-               ) -> list[tuple[ServiceRecord, bool]]:
+    def append(self, events: Sequence[VisitEvent], *, now_ms: int | None = None,
+               set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:
         """Record ``events`` in order, one transaction. Returns each event's record and whether
-        it is new (``False``: its origin was recorded before; the earlier record is returned)."""
+        it is new (``False``: its origin was recorded before; the earlier record is returned).
+
+        An event that contradicts its visit (:func:`refusal`) raises :class:`VisitRefused` and
+        nothing of the batch is recorded; with ``set_aside_refused`` (devices, which cannot be
+        told no) it is kept in the refused table instead and left out of the result."""
         if not events:
             return []
         recorded_at = _now_ms() if now_ms is None else now_ms
         with self._lock:
             try:
-                return self._append(events, recorded_at)
+                return self._append(events, recorded_at, set_aside_refused)
             except sqlite3.OperationalError as exc:
                 raise ServiceLogUnavailable(f"service log write failed: {exc}") from exc
 
-    def _append(self, events: Sequence[VisitEvent], recorded_at: int
-                ) -> list[tuple[ServiceRecord, bool]]:
+    def _append(self, events: Sequence[VisitEvent], recorded_at: int,
+                set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:
         out: list[tuple[ServiceRecord, bool]] = []
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -211,6 +307,24 @@ class ServiceLog:
                                       (event.origin,)).fetchone()
                 if existing is not None:
                     out.append((_record(existing), False))
+                    continue
+                earlier = [VisitRecord(site=r[0], bed=r[1], caregiver=r[2], event=r[3])
+                           for r in db.execute(
+                               "SELECT site, bed, caregiver, event FROM service_log"
+                               " WHERE visit = ? ORDER BY seq", (event.visit,))]
+                refused = refusal(event, earlier)
+                if refused is not None:
+                    if not set_aside_refused:
+                        raise VisitRefused(event, *refused)
+                    db.execute(
+                        "INSERT INTO refused_visit (origin, at, recorded_at, site, bed,"
+                        " caregiver, visit, event, method, services, source, device, actor,"
+                        " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (origin) DO NOTHING",
+                        (event.origin, event.at, recorded_at, event.site, event.bed,
+                         event.caregiver, event.visit, event.event, event.method,
+                         None if event.services is None else json.dumps(list(event.services)),
+                         event.source, event.device, event.actor, *refused))
                     continue
                 seq += 1
                 unsealed = ServiceRecord(
@@ -265,6 +379,20 @@ class ServiceLog:
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [_record(row) for row in rows]
+
+    def refused(self, *, limit: int = 100) -> list[RefusedVisit]:
+        """Device check-ins/outs set aside (never chained), newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT origin, at, recorded_at, site, bed, caregiver, visit, event, method,"
+                " services, source, device, actor, reason, detail FROM refused_visit"
+                " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [RefusedVisit(
+            event=VisitEvent(origin=r[0], at=r[1], site=r[3], bed=r[4], caregiver=r[5],
+                             visit=r[6], event=r[7], method=r[8],
+                             services=None if r[9] is None else tuple(json.loads(r[9])),
+                             source=r[10], device=r[11], actor=r[12]),
+            recorded_at=r[2], reason=r[13], detail=r[14]) for r in rows]
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last record; ``(0, GENESIS)`` when empty. The platform keeps
@@ -330,7 +458,8 @@ class ServiceLog:
 
 
 class ServiceLogRecorder:
-    """Pipeline stage: badge check-ins/outs into the service log before acknowledgement."""
+    """Pipeline stage: badge check-ins/outs into the service log before acknowledgement;
+    those that contradict their visit are set aside with the reason (module docstring)."""
 
     name = "servicelog"
 
@@ -355,7 +484,7 @@ class ServiceLogRecorder:
         # is written, so a failed commit is retried with the same events (origins dedupe).
         n = len(self._pending)
         if n:
-            self.log.append(self._pending[:n])
+            self.log.append(self._pending[:n], set_aside_refused=True)
             del self._pending[:n]
 
 

@@ -227,6 +227,29 @@ class ServiceLogPage(_Out):
     next_cursor: str | None = None
 
 
+class RefusedVisitOut(_Out):
+    """A badge check-in/out set aside, never chained: it contradicts its visit's records."""
+
+    origin: str
+    at: int
+    recorded_at: int
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    event: Literal["check_in", "check_out"]
+    method: str | None = None
+    services: list[str] | None = None
+    device: str | None = None
+    reason: Literal["no_check_in", "already_checked_in", "already_checked_out", "other_bed",
+                    "other_caregiver"]
+    detail: str
+
+
+class RefusedVisitList(_Out):
+    items: list[RefusedVisitOut]
+
+
 class ChainCheck(_Out):
     ok: bool
     records: int

@@ -1,5 +1,13 @@
 """``/api/v1/service-logs`` and ``/api/v1/visits``: the caregiver service log and the app's
-check-in/check-out (recorded with ``source="api"`` and the API key's name as actor)."""
+check-in/check-out (recorded with ``source="api"`` and the API key's name as actor).
+
+A check-in/out is validated before anything enters the hash chain, which keeps what it is given
+for ever: 422 for a body that breaks the schema (ids as in the device contract), 404 for a site
+or bed the gateway does not know (neither in the registry, auto-registered ones included, nor
+seen live), 409 when it contradicts its visit (:func:`gateway.servicelog.refusal`: a check-out
+without the visit's check-in at that bed by that caregiver, a second check-out, a second
+check-in). The visit check runs in the append's transaction.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from alerts.api._auth import Dispatcher, require
 from alerts.api._context import ApiContext
-from alerts.api._errors import error_responses
+from alerts.api._errors import ApiError, error_responses
 from alerts.api._models import (
     EPOCH_MS_MAX,
     ID_PATTERN,
@@ -18,11 +26,13 @@ from alerts.api._models import (
     ChainCheck,
     CheckInBody,
     CheckOutBody,
+    RefusedVisitList,
+    RefusedVisitOut,
     ServiceLogPage,
     ServiceLogRecordOut,
 )
 from alerts.keys import Role
-from gateway.servicelog import ServiceRecord, VisitEvent, api_origin
+from gateway.servicelog import RefusedVisit, ServiceRecord, VisitEvent, VisitRefused, api_origin
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
@@ -33,6 +43,15 @@ def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
         services=list(record.services) if record.services is not None else None,
         source="badge" if record.source == "badge" else "api", device=record.device,
         actor=record.actor, prev_hash=record.prev_hash, hash=record.hash)
+
+
+def refused_out(refused: RefusedVisit) -> RefusedVisitOut:
+    e = refused.event
+    return RefusedVisitOut(
+        origin=e.origin, at=e.at, recorded_at=refused.recorded_at, site=e.site, bed=e.bed,
+        caregiver=e.caregiver, visit=e.visit, event=e.event, method=e.method,
+        services=list(e.services) if e.services is not None else None, device=e.device,
+        reason=refused.reason, detail=refused.detail)
 
 
 def router(ctx: ApiContext) -> APIRouter:
@@ -72,21 +91,41 @@ def router(ctx: ApiContext) -> APIRouter:
                           head_hash=result.head_hash, first_bad_seq=result.first_bad_seq,
                           error=result.error)
 
+    @api.get("/service-logs/refused", response_model=RefusedVisitList, dependencies=[viewer],
+             summary="Badge check-ins/outs set aside (never chained), newest first")
+    async def refused(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> RefusedVisitList:
+        """A badge event that contradicts its visit (say, a check-out without a check-in) is
+        kept here with the reason instead of entering the hash chain."""
+        items = await asyncio.to_thread(log.refused, limit=limit)
+        return RefusedVisitList(items=[refused_out(r) for r in items])
+
+    def known_bed(site: str, bed: str) -> None:
+        if ctx.registry.bed(site, bed) is not None or ctx.live.bed(site, bed) is not None:
+            return
+        if site not in ctx.registry.sites and all(b.site != site for b in ctx.live.beds()):
+            raise ApiError(404, f"no site {site}")
+        raise ApiError(404, f"no bed {site}/{bed}")
+
     async def record(event: VisitEvent, response: Response) -> ServiceLogRecordOut:
-        [(stored, new)] = await asyncio.to_thread(log.append, [event], now_ms=event.at)
+        known_bed(event.site, event.bed)
+        try:
+            [(stored, new)] = await asyncio.to_thread(log.append, [event], now_ms=event.at)
+        except VisitRefused as exc:
+            raise ApiError(409, {"reason": exc.reason, "message": exc.detail}) from exc
         response.status_code = 201 if new else 200
         return record_out(stored)
 
     answers = {201: {"model": ServiceLogRecordOut, "description": "Recorded"},
                200: {"model": ServiceLogRecordOut,
                      "description": "Already recorded (a retry): the earlier record"},
-               **error_responses(403, 413)}
+               **error_responses(403, 404, 409, 413)}
 
     @api.post("/visits/check-in", response_model=ServiceLogRecordOut, status_code=201,
               responses=answers, tags=["visits"], summary="Check a caregiver in (the app)")
     async def check_in(body: CheckInBody, key: Dispatcher,
                        response: Response) -> ServiceLogRecordOut:
-        """Idempotent per visit: repeating it returns the first record with 200."""
+        """Idempotent per visit: repeating it returns the first record with 200. 409 when the
+        visit was checked in already (by a badge, or at another bed)."""
         return await record(VisitEvent(
             origin=api_origin(body.site, body.bed, body.visit, "check_in"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
@@ -96,7 +135,9 @@ def router(ctx: ApiContext) -> APIRouter:
               responses=answers, tags=["visits"], summary="Check a caregiver out (the app)")
     async def check_out(body: CheckOutBody, key: Dispatcher,
                         response: Response) -> ServiceLogRecordOut:
-        """With the service item codes delivered; idempotent per visit like check-in."""
+        """With the service item codes delivered; idempotent per visit like check-in. 409
+        (``detail.reason``) unless the visit is open at that bed for that caregiver:
+        ``no_check_in``, ``other_bed``, ``other_caregiver``, ``already_checked_out``."""
         return await record(VisitEvent(
             origin=api_origin(body.site, body.bed, body.visit, "check_out"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,

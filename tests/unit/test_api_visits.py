@@ -1,13 +1,37 @@
 """Service log and visit routes in process: check-in/out by the app, idempotent retries,
-filters, pages, chain verification."""
+filters, pages, chain verification; validation before anything enters the chain (422, 404 for
+beds nobody knows, 409 for check-ins/outs that contradict their visit)."""
 
 from __future__ import annotations
 
-from tests.unit.test_api_app import T0, Harness, api
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
-__all__ = ["api"]
+import pytest
+
+from devices.registry import Registry
+from gateway.servicelog import VisitEvent
+from tests.unit.test_api_app import T0, Harness, build
 
 VISIT = {"site": "site-01", "bed": "bed-0007", "caregiver": "c-012", "visit": "v-88"}
+REGISTRY = {"sites": {"site-01": {"beds": {"bed-0007": {}, "bed-0001": {}}},
+                      "site-02": {"beds": {"bed-0002": {}}}}}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Harness]:
+    """The API harness with a registry listing site-01's bed-0007 and bed-0001."""
+    harness = build(tmp_path, registry=Registry.from_mapping(REGISTRY))
+    try:
+        yield harness
+    finally:
+        await harness.client.aclose()
+
+
+async def visit(api: Harness, action: str, body: dict[str, Any]) -> Any:
+    return await api.client.post(f"/api/v1/visits/{action}", json=body,
+                                 headers=api.auth("dispatcher"))
 
 
 async def test_check_in_and_out_are_recorded_with_the_key_name_and_chained(
@@ -64,12 +88,89 @@ async def test_service_logs_are_filtered_and_paged_newest_first(api: Harness) ->
 async def test_visit_bodies_are_validated(api: Harness) -> None:
     for body in [{**VISIT, "caregiver": "Jane Doe"},  # names are not pseudonymous ids
                  {**VISIT, "site": "x" * 65},
+                 {**VISIT, "bed": "bed 0007"}, {**VISIT, "bed": "bed-0007\n"},
+                 {**VISIT, "site": "site-ö1"}, {**VISIT, "bed": ""}, {**VISIT, "visit": None},
+                 {**VISIT, "caregiver": 12}, {**VISIT, "visit": "v" * 129},
                  {k: v for k, v in VISIT.items() if k != "visit"},
                  {**VISIT, "extra": 1},
-                 {**VISIT, "services": ["ok"] * 101}]:
+                 {**VISIT, "services": ["ok"] * 101}, {**VISIT, "services": "bath"},
+                 {**VISIT, "services": ["bath meds"]}, [VISIT], "check-out"]:
         response = await api.client.post("/api/v1/visits/check-out", json=body,
                                          headers=api.auth("dispatcher"))
         assert response.status_code == 422, body
+        assert response.json()["error"] == "invalid_request"
+    assert (await visit(api, "check-in", {**VISIT, "services": []})).status_code == 422
+    assert api.ctx.service_log.head()[0] == 0
+
+
+async def test_check_in_or_out_at_a_site_or_bed_nobody_knows_is_404_and_records_nothing(
+        api: Harness) -> None:
+    for action in ("check-in", "check-out"):
+        no_site = await visit(api, action, {**VISIT, "site": "site-99"})
+        assert no_site.status_code == 404
+        assert no_site.json() == {"error": "not_found", "detail": "no site site-99"}
+        no_bed = await visit(api, action, {**VISIT, "bed": "bed-0099"})
+        assert no_bed.status_code == 404
+        assert no_bed.json() == {"error": "not_found", "detail": "no bed site-01/bed-0099"}
+        elsewhere = await visit(api, action, {**VISIT, "site": "site-02"})
+        assert elsewhere.json()["detail"] == "no bed site-02/bed-0007"
+    assert api.ctx.service_log.head()[0] == 0
+    # A bed seen live (auto-registered on first sight) is known as well.
+    api.feed(("homecare/v1/site-03/bed-0300/button/btn-300/status",
+              '{"ts":1763884800000,"seq":1,"state":"online"}'))
+    assert (await visit(api, "check-in", {**VISIT, "site": "site-03", "bed": "bed-0300"})
+            ).status_code == 201
+
+
+async def test_a_check_out_must_close_the_open_check_in_of_its_visit_or_is_409(
+        api: Harness) -> None:
+    never = await visit(api, "check-out", {**VISIT, "services": ["bath"]})
+    assert never.status_code == 409
+    assert never.json() == {"error": "conflict", "detail": {
+        "reason": "no_check_in", "message": "visit v-88 has no check-in"}}
+    assert (await visit(api, "check-in", VISIT)).status_code == 201
+    conflicts = [({**VISIT, "bed": "bed-0001"}, "other_bed"),
+                 ({**VISIT, "caregiver": "c-999"}, "other_caregiver")]
+    for body, reason in conflicts:
+        response = await visit(api, "check-out", body)
+        assert response.status_code == 409, body
+        assert response.json()["detail"]["reason"] == reason
+    again = await visit(api, "check-in", {**VISIT, "bed": "bed-0001"})
+    assert again.status_code == 409
+    assert again.json()["detail"]["reason"] == "already_checked_in"
+    assert (await visit(api, "check-out", VISIT)).status_code == 201
+    assert (await visit(api, "check-out", VISIT)).status_code == 200, "a retry"
+    records = api.ctx.service_log.query(newest_first=False)
+    assert [(r.visit, r.event) for r in records] == [("v-88", "check_in"), ("v-88", "check_out")]
+    assert api.ctx.service_log.verify().ok
+
+
+async def test_the_app_cannot_check_in_again_or_out_twice_a_visit_a_badge_recorded(
+        api: Harness) -> None:
+    badge = {k: VISIT[k] for k in ("site", "bed", "caregiver", "visit")}
+    api.ctx.service_log.append([
+        VisitEvent(origin="badge:1", at=T0, event="check_in", source="badge", **badge),
+        VisitEvent(origin="badge:2", at=T0 + 1, event="check_out", source="badge", **badge)])
+    for action, reason in [("check-in", "already_checked_in"),
+                           ("check-out", "already_checked_out")]:
+        response = await visit(api, action, VISIT)
+        assert response.status_code == 409
+        assert response.json()["detail"]["reason"] == reason
+    assert api.ctx.service_log.head()[0] == 2
+
+
+async def test_badge_events_set_aside_are_listed_with_their_reason(api: Harness) -> None:
+    api.ctx.service_log.append([VisitEvent(
+        origin="badge:9", at=T0, site="site-01", bed="bed-0007", caregiver="c-1", visit="v-9",
+        event="check_out", source="badge", method="nfc", services=("bath",), device="bd-7")],
+        set_aside_refused=True)
+    page = await api.client.get("/api/v1/service-logs/refused", headers=api.auth("viewer"))
+    assert page.status_code == 200
+    [item] = page.json()["items"]
+    assert (item["visit"], item["event"], item["reason"], item["device"], item["services"]) == (
+        "v-9", "check_out", "no_check_in", "bd-7", ["bath"])
+    assert (await api.client.get("/api/v1/service-logs", headers=api.auth("viewer"))
+            ).json()["items"] == []
 
 
 async def test_a_failing_service_log_is_503_and_records_nothing(api: Harness) -> None:

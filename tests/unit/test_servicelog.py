@@ -1,5 +1,6 @@
 """The service log: append-only, hash-chained, idempotent per origin; verify() finds any
-change, removal or reordering."""
+change, removal or reordering; nothing that contradicts its visit enters the chain (the API is
+refused, a badge's event is set aside with its reason)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,22 @@ from gateway.servicelog import (
     ServiceLog,
     ServiceLogRecorder,
     VisitEvent,
+    VisitRecord,
+    VisitRefused,
     canonical_json,
     chain_hash,
+    refusal,
 )
 
 T0 = 1_763_884_800_000
 
 
-def event(i: int, kind: str = "check_in") -> VisitEvent:
-    return VisitEvent(origin=f"test:{i}", at=T0 + i, site="site-01", bed=f"bed-{i % 3}",
-                      caregiver=f"c-{i % 2}", visit=f"v-{i}", event=kind,  # type: ignore[arg-type]
+def event(i: int, kind: str | None = None) -> VisitEvent:
+    """The i-th event of a run of visits: visit ``v-{i // 2}`` checked in (even i), then out."""
+    kind = kind or ("check_in" if i % 2 == 0 else "check_out")
+    v = i // 2
+    return VisitEvent(origin=f"test:{i}", at=T0 + i, site="site-01", bed=f"bed-{v % 3}",
+                      caregiver=f"c-{v % 2}", visit=f"v-{v}", event=kind,  # type: ignore[arg-type]
                       source="api", method="app", actor="alice",
                       services=("bath", "meds") if kind == "check_out" else None)
 
@@ -34,8 +41,7 @@ def event(i: int, kind: str = "check_in") -> VisitEvent:
 @pytest.fixture
 def log(tmp_path: Path) -> ServiceLog:
     service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
-    service_log.append([event(i, "check_in" if i % 2 else "check_out") for i in range(10)],
-                       now_ms=T0 + 100)
+    service_log.append([event(i) for i in range(10)], now_ms=T0 + 100)
     return service_log
 
 
@@ -60,7 +66,7 @@ def test_records_chain_from_genesis_with_sha256_of_prev_hash_and_canonical_json(
     first = records[0]
     body = {"seq": 1, "origin": "test:0", "at": T0, "recorded_at": T0 + 100,
             "site": "site-01", "bed": "bed-0", "caregiver": "c-0", "visit": "v-0",
-            "event": "check_out", "method": "app", "services": ["bath", "meds"],
+            "event": "check_in", "method": "app", "services": None,
             "source": "api", "device": None, "actor": "alice"}
     expected = hashlib.sha256(
         GENESIS.encode() + json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -117,7 +123,7 @@ def test_verify_finds_every_change_removal_and_reordering(
 
 def test_verify_finds_a_re_hashed_edit_from_the_next_link(log: ServiceLog,
                                                          tmp_path: Path) -> None:
-    record = log.query(visit="v-4")[0]
+    record = log.query(newest_first=False, limit=5)[-1]
     forged = record.body() | {"caregiver": "c-9"}
     forged_hash = chain_hash(record.prev_hash, forged)
     tamper(tmp_path / "servicelog.sqlite3",
@@ -156,8 +162,8 @@ def test_an_empty_log_verifies(tmp_path: Path) -> None:
 
 
 def test_query_filters_and_pages(log: ServiceLog) -> None:
-    assert [r.seq for r in log.query(caregiver="c-1")] == [10, 8, 6, 4, 2]
-    assert [r.seq for r in log.query(site="site-01", bed="bed-0")] == [10, 7, 4, 1]
+    assert [r.seq for r in log.query(caregiver="c-1")] == [8, 7, 4, 3]
+    assert [r.seq for r in log.query(site="site-01", bed="bed-0")] == [8, 7, 2, 1]
     assert [r.seq for r in log.query(since=T0 + 3, until=T0 + 6)] == [6, 5, 4]
     assert [r.seq for r in log.query(before_seq=4, limit=2)] == [3, 2]
     assert [r.seq for r in log.query(after_seq=8, newest_first=False)] == [9, 10]
@@ -171,22 +177,110 @@ def test_the_recorder_writes_badge_events_on_commit_and_keeps_them_if_it_fails(
     codec = Codec()
     messages = [codec.decode(
         "homecare/v1/site-01/bed-0007/badge/bd-7/event",
+        b'{"ts":1763884000000,"seq":4,"event":"check_in","caregiver":"c-012",'
+        b'"visit":"v-88","method":"nfc"}'), codec.decode(
+        "homecare/v1/site-01/bed-0007/badge/bd-7/event",
         b'{"ts":1763884800000,"seq":5,"event":"check_out","caregiver":"c-012",'
         b'"visit":"v-88","method":"nfc","services":["bath","meds"]}'),
         codec.decode("homecare/v1/site-01/bed-0007/button/btn-7/event",
                      b'{"ts":1763884800000,"seq":6,"event":"press"}')]
     assert all(isinstance(m, Message) for m in messages)
-    recorder.accept(messages, [T0, T0])  # type: ignore[arg-type]
+    recorder.accept(messages, [T0] * 3)  # type: ignore[arg-type]
     service_log.close()
     with pytest.raises(sqlite3.ProgrammingError):
         recorder.commit()  # the disk "failed": nothing is lost
     recorder.log = ServiceLog(tmp_path / "servicelog.sqlite3")
     recorder.commit()
-    recorder.accept(messages, [T0, T0])  # type: ignore[arg-type]  # redelivered
+    recorder.accept(messages, [T0] * 3)  # type: ignore[arg-type]  # redelivered
     recorder.commit()
-    [record] = recorder.log.query()
+    [record, _] = recorder.log.query()
     assert (record.source, record.device, record.method, record.caregiver, record.visit,
             record.event, record.services, record.at) == (
         "badge", "bd-7", "nfc", "c-012", "v-88", "check_out", ("bath", "meds"), T0)
     assert record.actor is None
     assert recorder.log.verify().ok
+
+
+def visit_event(event: str, *, visit: str = "v-1", bed: str = "bed-1", caregiver: str = "c-1",
+                origin: str | None = None, source: str = "api") -> VisitEvent:
+    return VisitEvent(origin=origin or f"{source}:{visit}/{event}/{bed}/{caregiver}", at=T0,
+                      site="site-01", bed=bed, caregiver=caregiver, visit=visit,
+                      event=event, source=source,  # type: ignore[arg-type]
+                      method="nfc" if source == "badge" else "app",
+                      device="bd-1" if source == "badge" else None)
+
+
+CHECKED_IN = [VisitRecord(site="site-01", bed="bed-1", caregiver="c-1", event="check_in")]
+CHECKED_OUT = [*CHECKED_IN,
+               VisitRecord(site="site-01", bed="bed-1", caregiver="c-1", event="check_out")]
+
+
+@pytest.mark.parametrize(("new", "earlier", "reason"), [
+    (visit_event("check_in"), [], None),
+    (visit_event("check_out"), CHECKED_IN, None),
+    (visit_event("check_out"), [], "no_check_in"),
+    (visit_event("check_in"), CHECKED_IN, "already_checked_in"),
+    (visit_event("check_in", bed="bed-2"), CHECKED_IN, "already_checked_in"),
+    (visit_event("check_in"), CHECKED_OUT, "already_checked_in"),
+    (visit_event("check_out"), CHECKED_OUT, "already_checked_out"),
+    (visit_event("check_out", bed="bed-2"), CHECKED_IN, "other_bed"),
+    (visit_event("check_out", caregiver="c-2"), CHECKED_IN, "other_caregiver"),
+])
+def test_a_visit_is_checked_in_once_then_out_once_at_its_bed_by_its_caregiver(
+        new: VisitEvent, earlier: list[VisitRecord], reason: str | None) -> None:
+    found = refusal(new, earlier)
+    assert (found[0] if found else None) == reason
+    if found:
+        assert new.visit in found[1]
+
+
+def test_nothing_that_contradicts_its_visit_enters_the_chain(log: ServiceLog) -> None:
+    head = log.head()
+    for bad in [visit_event("check_out", visit="v-77"),  # never checked in
+                visit_event("check_in", visit="v-0", origin="api:again"),  # already in
+                visit_event("check_out", visit="v-0", bed="bed-0", caregiver="c-0",
+                            origin="api:twice")]:  # v-0 was checked out already
+        with pytest.raises(VisitRefused) as refused:
+            log.append([bad])
+        assert refused.value.event == bad
+    # One refused event refuses its whole batch: the valid check-in before it is not kept.
+    with pytest.raises(VisitRefused, match="v-78 has no check-in"):
+        log.append([visit_event("check_in", visit="v-79"), visit_event("check_out", visit="v-78")])
+    assert log.head() == head
+    assert log.refused() == []
+    assert log.verify().ok
+    [(opened, new)] = log.append([visit_event("check_in", visit="v-79")])
+    assert new
+    assert opened.seq == head[0] + 1
+
+
+def test_the_recorder_sets_a_badge_check_out_without_check_in_aside_with_its_reason(
+        tmp_path: Path) -> None:
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    recorder = ServiceLogRecorder(service_log)
+    codec = Codec()
+    topic = "homecare/v1/site-01/bed-0007/badge/bd-7/event"
+    payloads = [
+        b'{"ts":1763884800000,"seq":1,"event":"check_out","caregiver":"c-1","visit":"v-9",'
+        b'"method":"nfc","services":["bath"]}',  # no check-in: set aside
+        b'{"ts":1763884801000,"seq":2,"event":"check_in","caregiver":"c-1","visit":"v-10",'
+        b'"method":"nfc"}',
+        b'{"ts":1763884802000,"seq":3,"event":"check_in","caregiver":"c-1","visit":"v-10",'
+        b'"method":"qr"}',  # the same visit again: set aside
+        b'{"ts":1763884803000,"seq":4,"event":"check_out","caregiver":"c-1","visit":"v-10",'
+        b'"method":"nfc"}',
+    ]
+    messages = [codec.decode(topic, p) for p in payloads]
+    assert all(isinstance(m, Message) for m in messages)
+    for _ in range(2):  # the second time: the broker redelivered the batch after a crash
+        recorder.accept(messages, [T0] * len(messages))  # type: ignore[arg-type]
+        recorder.commit()
+    chained = service_log.query(newest_first=False)
+    assert [(r.visit, r.event) for r in chained] == [("v-10", "check_in"), ("v-10", "check_out")]
+    assert service_log.verify().ok
+    refused = service_log.refused()
+    assert [(r.event.visit, r.event.event, r.reason) for r in refused] == [
+        ("v-10", "check_in", "already_checked_in"), ("v-9", "check_out", "no_check_in")]
+    assert refused[1].event.services == ("bath",)
+    assert refused[1].event.device == "bd-7"
+    assert "v-9 has no check-in" in refused[1].detail
