@@ -349,6 +349,56 @@ def test_a_call_made_while_the_gateway_restarts_reaches_the_open_console(
         expect(page).to_have_title("(1) Homecare")
 
 
+TONE_COUNTER = """
+(() => {
+  // Count the alarm's tones as the page makes them (one oscillator per tone; a ring is six).
+  window.__tones = 0;
+  const make = AudioContext.prototype.createOscillator;
+  AudioContext.prototype.createOscillator = function () {
+    window.__tones += 1;
+    return make.call(this);
+  };
+})();
+"""
+
+
+def test_a_new_press_on_an_acknowledged_call_rings_again_and_needs_acknowledgement(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+    with console_page(browser, gateway, width=1366, height=768) as page:
+        page.add_init_script(TONE_COUNTER)
+        page.reload()
+        sign_in(page, dispatcher_key)
+        devices.press("bed-0031")
+        call = card(page, "Emergency button", "bed-0031")
+        expect(call).to_be_visible(timeout=DEADLINE_MS)
+        page.wait_for_function("window.__tones >= 6", timeout=DEADLINE_MS)  # it rang
+        call.get_by_role("button", name="Acknowledge").click()
+        acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0031")
+        expect(acked).to_be_visible(timeout=DEADLINE_MS)
+        expect(page).to_have_title("Homecare")
+        quiet = page.evaluate("window.__tones")
+        assert quiet % 6 == 0, quiet
+
+        devices.press("bed-0031")  # the person presses again: a new call
+        again = page.locator("#open-alerts .alert-card").filter(has_text="bed-0031")
+        expect(again).to_be_visible(timeout=DEADLINE_MS)
+        expect(again).to_contain_text("called again")
+        expect(again.get_by_role("button", name="Acknowledge")).to_be_visible()
+        expect(acked).to_have_count(0)
+        expect(page).to_have_title("(1) Homecare")
+        expect(page.locator("#critical-banner")).to_contain_text("Emergency button")
+        page.wait_for_function(f"window.__tones >= {quiet + 6}", timeout=5_000)  # rings again
+        page.screenshot(path=str(ARTIFACTS / "console-repeat.png"))
+
+        [alert] = [a for a in api_alerts(gateway, dispatcher_key, type="emergency_button")
+                   if a["bed"] == "bed-0031"]
+        assert (alert["status"], alert["repeats"]) == ("open", 1)
+        page.goto(f"{gateway.url}/#/alerts/{alert['id']}")
+        history = page.locator("#alert-history")
+        expect(history).to_contain_text("Acknowledged")
+        expect(history).to_contain_text("Repeated")
+
+
 def test_alarm_sound_can_be_muted_and_stays_muted(browser: Any, gateway: GatewayProcess,
                                                   dispatcher_key: str) -> None:
     with console_page(browser, gateway, width=1366, height=768) as page:

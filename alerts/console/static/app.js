@@ -286,6 +286,11 @@ function start(api) {
       }
     } else if (action === "escalated" && alert.status === "open") {
       ctx.alarm.ringNow();
+    } else if (action === "repeated" && alert.status === "open" && ctx.synced) {
+      // A new call on an alert (even one already acknowledged): ring again, as for a new one.
+      if (alert.severity === "critical") ctx.alarm.ringNow();
+      else ctx.alarm.chime();
+      flash(`Called again: ${typeLabel(alert.type)} — ${alert.bed} needs acknowledgement`);
     }
     refreshAttention();
     ctx.view?.update();

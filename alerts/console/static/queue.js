@@ -28,6 +28,9 @@ function card(ctx, alert) {
     }
     const extra = [];
     if (a.occurrences > 1) extra.push(h("span", {}, `${a.occurrences}×`));
+    if (a.repeats > 0) {
+      extra.push(h("span", { class: "repeats" }, a.repeats === 1 ? "called again" : `called again ${a.repeats}×`));
+    }
     if (a.escalation_level > 0) extra.push(h("span", {}, `escalated ${a.escalation_level}×`));
     if (a.cleared_at) extra.push(h("span", {}, "condition cleared"));
     if (a.evidence && a.evidence.cancelled_at) extra.push(h("span", {}, "cancelled by the person"));

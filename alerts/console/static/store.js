@@ -20,9 +20,16 @@ export const TYPE_LABELS = {
 
 export const typeLabel = (type) => TYPE_LABELS[type] || String(type || "alert").replaceAll("_", " ");
 
-/** True when `b` is at least as new as `a` (lifecycle only moves forward). */
+/** True when `b` is at least as new as `a`. The lifecycle moves forward, except that a new
+ * call (a repeat: `repeats` goes up) puts an acknowledged alert back to open; resolved is final. */
 export function isNewer(a, b) {
   if (!a) return true;
+  const ra = a.status === "resolved";
+  const rb = b.status === "resolved";
+  if (ra !== rb) return rb;
+  const pa = a.repeats ?? 0;
+  const pb = b.repeats ?? 0;
+  if (pa !== pb) return pb > pa;
   const sa = STATUS_RANK[a.status] ?? 0;
   const sb = STATUS_RANK[b.status] ?? 0;
   if (sb !== sa) return sb > sa;

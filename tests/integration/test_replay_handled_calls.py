@@ -1,0 +1,44 @@
+"""``homecare replay`` on recorded traffic in which a button sends the same press twice, hours
+apart (a re-send after a reconnect, beyond the duplicate window): one call, not two, even
+though the replay's simulated dispatcher resolved the first one meanwhile."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+T0 = 1_763_884_800_000
+MINUTE = 60_000
+TOPIC = "homecare/v1/s1/bed-0001/button/btn-1"
+
+
+def _line(t: int, channel: str, payload: dict[str, object]) -> str:
+    return json.dumps({"t": t, "topic": f"{TOPIC}/{channel}", "payload": json.dumps(payload)})
+
+
+def test_the_same_press_twice_hours_apart_is_one_call_in_replay(tmp_path: Path) -> None:
+    press = {"ts": T0, "seq": 7, "event": "press"}
+    lines = [_line(T0 + 40, "event", press)]
+    # A status every 2 minutes for 3 hours: 90 messages, beyond the 64-message duplicate window.
+    lines += [_line(T0 + k * 2 * MINUTE, "status",
+                    {"ts": T0 + k * 2 * MINUTE, "seq": 7 + k, "state": "online",
+                     "heartbeat_s": 300}) for k in range(1, 91)]
+    lines.append(_line(T0 + 185 * MINUTE, "event", press))  # the very same press again
+    lines.append(_line(T0 + 190 * MINUTE, "event", {"ts": T0 + 190 * MINUTE, "seq": 98,
+                                                    "event": "press"}))  # a new call
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "alerts.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "replay", str(traffic), "--alerts", str(out),
+         "--timezone", "UTC", "--dispatcher-after-min", "5"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    calls = [a for a in map(json.loads, out.read_text().splitlines())
+             if a["type"] == "emergency_button"]
+    assert [(a["opened_at"], a["evidence"]["seq"]) for a in calls] == [
+        (T0 + 40, 7), (T0 + 190 * MINUTE, 98)]
+    assert calls[0]["status"] == "resolved"
+    assert calls[0]["occurrences"] == 1
