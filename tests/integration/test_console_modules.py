@@ -207,3 +207,33 @@ def test_snapshot_merges_with_changes_that_arrived_while_it_was_taken(page: Any)
     assert result["open"] == ["new"]
     assert result["acknowledged"] == ["kept"]
     assert "gone" not in result["status"]
+
+
+LIVE_RESET = """async ([stale, fresh]) => {
+  const { LiveConnection } = await import("/console/live.js");
+  const { AlertStore } = await import("/console/store.js");
+  const store = new AlertStore();
+  store.applyChange({ seq: 40, action: "opened", alert: stale });
+  const asked = [];
+  const api = {
+    key: "k",
+    get: async (path, params) => {
+      asked.push([path, params.status]);
+      return { items: params.status === "open" ? [fresh] : [], next_cursor: null };
+    },
+  };
+  const live = new LiveConnection({ api, store });
+  const synced = new Promise((resolve) => live.addEventListener("synced", resolve, { once: true }));
+  live.onEvent({ id: "2", event: "reset",
+                 data: JSON.stringify({ reason: "ahead_of_store", head: 2, detail: "reload" }) });
+  await synced;
+  return { lastSeq: store.lastSeq, asked, open: store.open.map((a) => a.id) };
+}"""
+
+
+def test_a_stream_reset_reloads_the_alert_list_and_resumes_from_the_head(page: Any) -> None:
+    # The console had seen change 40 of a store since restored to change 2.
+    result = page.evaluate(LIVE_RESET, [_alert("stale"), _alert("fresh", opened=2000)])
+    assert result["asked"] == [["/alerts", "open"], ["/alerts", "acknowledged"]]
+    assert result["open"] == ["fresh"]
+    assert result["lastSeq"] == 2, "the next reconnection sends Last-Event-ID 2, not 40"

@@ -105,6 +105,12 @@ export class LiveConnection extends EventTarget {
       change.seq = Number(id);
     }
     if (event === "reset" || event === "resync") {
+      // The server cannot replay what this console missed (its Last-Event-ID was above the
+      // store's newest change, say after a restore, or not a change seq): reload the list and
+      // resume from the head it names, not from the stale id.
+      const head = change && Number.isSafeInteger(change.head) ? change.head
+        : (id && /^\d+$/.test(id) ? Number(id) : null);
+      if (event === "reset" && head !== null) this.store.lastSeq = head;
       this.resync();
       return;
     }
