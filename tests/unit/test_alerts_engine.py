@@ -13,7 +13,7 @@ import pytest
 from alerts.engine import CANCELLED_AT, PRESSED_AT, UPDATE_ONLY, URGENT, AlertEngine, seeded_ids
 from alerts.errors import AlertNotFound, InvalidTransition, StoreUnavailable
 from alerts.escalation import EscalationPolicy, Schedule
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Finding, Severity
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, EventRef, Finding, Severity
 from alerts.store import AlertStore
 
 T0 = 1_763_884_800_000
@@ -321,6 +321,59 @@ def test_a_redelivered_device_message_is_not_folded_in_twice() -> None:
 
 
 # --- people ----------------------------------------------------------------------------------
+
+# --- handled events ----------------------------------------------------------------------------
+
+def ref(seq: int, ts: int, *, device: str = "btn-1", digest: str = "d", call: bool = True
+        ) -> EventRef:
+    return EventRef(device=device, seq=seq, device_ts=ts, digest=digest, call=call)
+
+
+def call(event: EventRef, at: int, *, bed: str = "bed-0001") -> Finding:
+    return Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01", bed=bed, at=at,
+                   severity=Severity.CRITICAL, event=event)
+
+
+def test_an_event_is_newer_by_its_seq_or_by_its_device_time() -> None:
+    last = ref(7, T0)
+    assert ref(8, T0 - MIN).newer_than(last)  # a clock set back, the counter went on
+    assert ref(1, T0 + S).newer_than(last)  # a counter reset, the clock went on
+    assert not ref(7, T0).newer_than(last)
+    assert ref(7, T0).same_as(last)
+    assert not ref(7, T0, digest="other").newer_than(last)
+    assert not ref(7, T0, digest="other").same_as(last)
+    assert not ref(6, T0 - S).newer_than(last)
+
+
+def test_an_event_not_newer_than_the_last_handled_opens_nothing_whatever_its_alert() -> None:
+    e = engine()
+    a = one(e.apply([call(ref(7, T0), T0)], T0)).alert
+    e.resolve(a.id, actor="d", note="done", now_ms=T0 + MIN)
+    for finding_ in (call(ref(7, T0), T0 + 3_600_000),  # the same again, hours later
+                     call(ref(7, T0, digest="x"), T0 + 3_600_000),  # same seq and time
+                     call(ref(5, T0 - MIN), T0 + 3_600_000)):  # older
+        assert e.apply([finding_], T0 + 3_600_000) == []
+    assert e.replays_ignored == 3
+    # Another device, the other lane of the same device, and a newer event all count.
+    assert one(e.apply([call(ref(7, T0, device="btn-2"), T0)], T0)).action == "opened"
+    assert one(e.apply([call(ref(8, T0 + S), T0 + 2 * MIN, bed="bed-0003")],
+                       T0 + 2 * MIN)).action == "opened"
+    assert e.is_replay("site-01", "bed-0001", ref(7, T0))
+    assert not e.is_replay("site-01", "bed-0001", ref(7, T0, call=False))
+
+
+def test_handled_events_are_restored_by_a_restarted_engine(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    e = engine(AlertStore(path))
+    e.apply([call(ref(7, T0), T0)], T0)
+    e.commit()
+    e.store.close()
+    restarted = engine(AlertStore(path))
+    assert restarted.is_replay("site-01", "bed-0001", ref(7, T0))
+    assert not restarted.is_replay("site-01", "bed-0001", ref(8, T0 + S))
+    assert restarted.apply([call(ref(7, T0), T0 + 5 * S)], T0 + 5 * S) == []
+    assert restarted.replays_ignored == 1
+
 
 def test_acknowledge_and_resolve_are_durable_and_audited_with_actor_and_note(
         tmp_path: Path) -> None:
