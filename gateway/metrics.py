@@ -20,6 +20,15 @@ class Metrics:
                                 "Messages decoded and handed on", registry=r)
         self.rejected = Counter("homecare_messages_rejected",
                                 "Messages sent to the dead-letter store", ["reason"], registry=r)
+        self.internal_errors = Counter(
+            "homecare_pipeline_internal_errors",
+            "Messages whose handling raised (a bug met by this input), dead-lettered as "
+            "internal_error; step: admit (decode, dedup), format, stage:<name>", ["step"],
+            registry=r)
+        self.retained_events = Counter(
+            "homecare_retained_events",
+            "Retained event messages from the broker: stored as state, never a new call",
+            registry=r)
         self.duplicates = Counter("homecare_messages_duplicate",
                                   "Duplicate messages dropped (same device, seq, content)",
                                   registry=r)

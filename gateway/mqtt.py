@@ -53,6 +53,9 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     received_ms: int
     connection: int = 0
     """Which connection delivered it; acknowledgements never cross connections."""
+    retain: bool = False
+    """Sent by the broker from its retained store (on a new subscription), not published now:
+    stored state, never a new call (:class:`~gateway.pipeline.Pipeline`)."""
 
 
 _URGENT_KINDS: Final = frozenset({"button", "fall"})
@@ -93,7 +96,7 @@ class Inbox:
     def put_many(self, items: Sequence[RawMessage]) -> bool:
         """Add messages; returns False when the inbox is now full (stop reading)."""
         self._items.extend(items)
-        urgent = [item for item in items if is_urgent(item.topic)]
+        urgent = [item for item in items if not item.retain and is_urgent(item.topic)]
         if urgent:
             self.urgent.extend(urgent)
             self.urgent_ready.set()
@@ -172,7 +175,7 @@ class _Connection(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 raws.append(RawMessage(packet.topic, packet.payload, packet.mid, packet.qos,
-                                       now_ms, generation))
+                                       now_ms, generation, packet.retain))
                 continue
             kind, _, body = packet
             if kind == wire.CONNACK and not self.connack.done():

@@ -77,11 +77,20 @@ def connect_packet(*, client_id: str, version: int, keepalive: int, clean_start:
     return _packet(CONNECT << 4, body + payload)
 
 
+RETAIN_ON_NEW_SUBSCRIPTION: Final = 0x10
+"""MQTT 5 subscription option Retain Handling = 1: the broker sends retained messages only
+when the subscription is new, not when a persistent session subscribes again."""
+
+
 def subscribe_packet(packet_id: int, topic: str, qos: int, version: int) -> bytes:
+    """SUBSCRIBE to one filter. On MQTT 5 with Retain Handling 1 (MQTT 3.1.1 has no such
+    option: its broker sends the retained messages on every SUBSCRIBE, flagged retained)."""
     body = _U16.pack(packet_id)
+    options = qos
     if version == V5:
         body += b"\x00"
-    body += _string(topic) + bytes((qos,))
+        options |= RETAIN_ON_NEW_SUBSCRIPTION
+    body += _string(topic) + bytes((options,))
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 

@@ -12,18 +12,30 @@ read from the socket, ahead of the telemetry queued before them, and hands them 
 stages (the alert rules) at once; the gateway commits the alert and the API stream shows it
 within milliseconds. The same raw messages still pass through ``process`` in their turn, which
 stores and acknowledges them as usual without giving them to the urgent stages again.
+
+No message stops intake: the codec answers every input with a value, and a message whose
+handling raises anyway (decode, dedup, formatting, a stage's ``accept``) is dead-lettered as
+``internal_error`` with the exception and where it was raised, acknowledged with its batch,
+and the batch goes on; a stage that raises on a batch is given it again one message at a time,
+so the good messages of that batch still reach it.
+
+Retained messages (the broker's stored copy, sent on a new subscription) on an ``event``
+channel are stored state, never a new call: they are stored (time series) and acknowledged,
+but no stage and not the urgent lane sees them. Status and telemetry go on as usual.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
+import traceback
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from devices.codec import Codec, Message, Rejected
 from devices.registry import Registry
-from devices.topics import Address
+from devices.topics import Address, Channel
 from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.dedup import Deduplicator, Verdict
 from gateway.lineprotocol import LineEncoder
@@ -32,6 +44,11 @@ from gateway.mqtt import RawMessage
 from gateway.spool import Spool
 
 log = logging.getLogger("homecare.pipeline")
+
+INTERNAL_ERROR: Final = "internal_error"
+"""Dead-letter reason of a message whose handling raised: a bug of ours that this input met."""
+ERROR_LOG_INTERVAL_S: Final = 60.0
+"""Internal errors are logged (with a traceback) at most this often; every one is counted."""
 
 CLOCK_SKEW_MS = 5 * 60 * 1000
 """Device clocks further than this from receipt time are counted as skewed."""
@@ -43,7 +60,8 @@ class Stage(Protocol):
     name: str
 
     def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
-        """Take a batch of new messages, in arrival order. Fast, in memory, no I/O."""
+        """Take a batch of new messages, in arrival order. Fast, in memory, no I/O. After it
+        raised, the same messages come again one at a time: taking one twice has no effect."""
 
     def commit(self) -> None:
         """Make what ``accept`` took durable. Runs in a worker thread before acknowledgement."""
@@ -67,10 +85,11 @@ class Pipeline:
         self.urgent_stages = tuple(urgent_stages)
         if any(stage not in self.stages for stage in self.urgent_stages):
             raise ValueError("urgent_stages must be among stages")
-        self._early: dict[int, tuple[RawMessage, Message | None]] = {}
+        self._early: dict[int, tuple[RawMessage, Message | Rejected | None]] = {}
         """Urgent messages handled ahead of their turn, by ``id`` of the raw message (which
-        the entry keeps alive, so the id is not reused): the decoded message, or None for a
-        duplicate. :meth:`process` removes the entry when it reaches the raw message."""
+        the entry keeps alive, so the id is not reused): the decoded message, None for a
+        duplicate, or why it failed. :meth:`process` removes the entry when it reaches the raw
+        message."""
         self._known: set[Address] = set()
         self._lines: list[str] = []
         self._points = 0
@@ -80,10 +99,18 @@ class Pipeline:
         self.clock_skewed = 0
         self._registered = 0
         self._last_registered = ""
+        self._errors_unlogged = 0
+        self._next_error_log = 0.0
 
     # --- CPU part (event loop) ----------------------------------------------------------------
 
     def process(self, raws: Sequence[RawMessage]) -> None:
+        """Take the next raw messages in receipt order into the current batch.
+
+        Never raises for a message: one whose handling raises (a bug of ours met by this
+        input, in the codec, dedup, formatting or a stage) becomes a dead letter
+        (``internal_error``) and the others go on (:meth:`_hand_on`).
+        """
         if not raws:
             return
         if self._oldest is None:
@@ -93,59 +120,71 @@ class Pipeline:
         to_line = self.encoder.lines
         accepted: list[Message] = []
         received: list[int] = []
+        sources: list[RawMessage] = []
+        early_at: list[int] = []
+        """Positions in ``accepted`` of messages the urgent stages already took."""
         rejected_by_reason: dict[str, int] = {}
         duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
         points = 0
+        retained = 0
         early = self._early
-        early_accepted: list[Message] = []
         for raw in raws:
-            if early and id(raw) in early:
-                # Seen by process_urgent: decoded and deduplicated there, and given to the
-                # urgent stages; the rest of its way (storage, other stages) goes on here.
-                handled = early.pop(id(raw))[1]
-                if handled is None:
-                    continue
-                message = handled
-                early_accepted.append(message)
-            else:
-                admitted = admit(raw)
+            step = "admit"
+            try:
+                was_early = bool(early) and id(raw) in early
+                if was_early:
+                    # Seen by process_urgent: decoded and deduplicated there, and given to the
+                    # urgent stages; the rest of its way (storage, other stages) goes on here.
+                    admitted = early.pop(id(raw))[1]
+                else:
+                    admitted = admit(raw)
                 if admitted is None:
                     continue  # a duplicate
                 if isinstance(admitted, Rejected):
-                    topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode(
-                        "utf-8", "replace")
-                    self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload,
-                                                     admitted.reason, admitted.detail))
-                    rejected_by_reason[admitted.reason] = \
-                        rejected_by_reason.get(admitted.reason, 0) + 1
+                    self._dead_letter(raw, admitted, rejected_by_reason)
                     continue
                 message = admitted
-            if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
-                self.clock_skewed += 1
-            points += to_line(message, lines)
+                if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
+                    self.clock_skewed += 1
+                step = "format"
+                written = len(lines)
+                try:
+                    points += to_line(message, lines)
+                except BaseException:
+                    del lines[written:]
+                    raise
+            except Exception as exc:
+                self._dead_letter(raw, self._internal_error(step, exc), rejected_by_reason)
+                continue
+            if raw.retain and message.address.channel is Channel.EVENT:
+                retained += 1  # stored state (kept in the time series), never a new call
+                continue
+            if was_early:
+                early_at.append(len(accepted))
             accepted.append(message)
             received.append(raw.received_ms)
+            sources.append(raw)
         self._raws.extend(raws)
         self._points += points
-        rest_messages: list[Message] = []
-        rest_received: list[int] = []
         if accepted:
-            if early_accepted:
-                skip = {id(m) for m in early_accepted}
-                rest = [(m, r) for m, r in zip(accepted, received, strict=True)
-                        if id(m) not in skip]
-                rest_messages = [m for m, _ in rest]
-                rest_received = [r for _, r in rest]
+            rest: tuple[list[Message], list[int], list[RawMessage]] | None = None
             for stage in self.stages:
-                if early_accepted and stage in self.urgent_stages:
-                    if rest_messages:
-                        stage.accept(rest_messages, rest_received)
+                if early_at and stage in self.urgent_stages:
+                    if rest is None:
+                        skip = set(early_at)
+                        keep = [i for i in range(len(accepted)) if i not in skip]
+                        rest = ([accepted[i] for i in keep], [received[i] for i in keep],
+                                [sources[i] for i in keep])
+                    if rest[0]:
+                        self._hand_on(stage, *rest, rejected_by_reason)
                 else:
-                    stage.accept(accepted, received)
+                    self._hand_on(stage, accepted, received, sources, rejected_by_reason)
         m = self.metrics
         m.received.inc(len(raws))
-        m.accepted.inc(len(accepted))
+        m.accepted.inc(len(accepted) + retained)
+        if retained:
+            m.retained_events.inc(retained)
         for reason, n in rejected_by_reason.items():
             m.rejected.labels(reason).inc(n)
         self._count_admissions(duplicates_before, registered_before)
@@ -156,26 +195,79 @@ class Pipeline:
 
         Each raw message must also be passed to :meth:`process` later, in its turn, which
         stores and acknowledges it as usual without giving it to the urgent stages again.
-        Malformed ones are left for :meth:`process` to dead-letter. Call it before
-        :meth:`process` sees the same raw messages.
+        Malformed ones are left for :meth:`process` to dead-letter, and so are retained ones
+        to store (never a call). Call it before :meth:`process` sees the same raw messages.
+        Never raises for a message, like :meth:`process`.
         """
         accepted: list[Message] = []
         received: list[int] = []
+        sources: list[RawMessage] = []
+        rejected_by_reason: dict[str, int] = {}
         duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
         for raw in raws:
-            admitted = self._admit(raw)
+            if raw.retain:
+                continue
+            try:
+                admitted = self._admit(raw)
+            except Exception as exc:
+                self._early[id(raw)] = (raw, self._internal_error("admit", exc))
+                continue
             if isinstance(admitted, Rejected):
                 continue
             self._early[id(raw)] = (raw, admitted)
             if admitted is not None:
                 accepted.append(admitted)
                 received.append(raw.received_ms)
+                sources.append(raw)
         if accepted:
             for stage in self.urgent_stages:
-                stage.accept(accepted, received)
+                self._hand_on(stage, accepted, received, sources, rejected_by_reason)
+        for reason, n in rejected_by_reason.items():
+            self.metrics.rejected.labels(reason).inc(n)
         self._count_admissions(duplicates_before, registered_before)
         return len(accepted)
+
+    def _hand_on(self, stage: Stage, messages: list[Message], received_ms: list[int],
+                 sources: list[RawMessage], rejected_by_reason: dict[str, int]) -> None:
+        """``stage.accept`` the batch; if it raises, again one message at a time, so that
+        only the messages the stage cannot take are dead-lettered (``internal_error``) and
+        every other one reaches it. A stage takes a message it has seen again without effect
+        (it must already: after a crash the broker delivers unacknowledged messages again)."""
+        try:
+            stage.accept(messages, received_ms)
+            return
+        except Exception as exc:
+            if len(messages) == 1:
+                self._dead_letter(sources[0], self._internal_error(f"stage:{stage.name}", exc),
+                                  rejected_by_reason)
+                return
+        for message, received, raw in zip(messages, received_ms, sources, strict=True):
+            try:
+                stage.accept([message], [received])
+            except Exception as exc:
+                self._dead_letter(raw, self._internal_error(f"stage:{stage.name}", exc),
+                                  rejected_by_reason)
+
+    def _dead_letter(self, raw: RawMessage, rejected: Rejected,
+                     rejected_by_reason: dict[str, int]) -> None:
+        topic = raw.topic if isinstance(raw.topic, str) else raw.topic.decode("utf-8", "replace")
+        self._rejected.append(DeadLetter(raw.received_ms, topic, raw.payload, rejected.reason,
+                                         rejected.detail))
+        rejected_by_reason[rejected.reason] = rejected_by_reason.get(rejected.reason, 0) + 1
+
+    def _internal_error(self, step: str, exc: Exception) -> Rejected:
+        """The dead-letter reason for a message whose handling raised at ``step``; counted,
+        and logged with its traceback at most once per :data:`ERROR_LOG_INTERVAL_S`."""
+        self.metrics.internal_errors.labels(step).inc()
+        self._errors_unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_error_log:
+            self._next_error_log = now + ERROR_LOG_INTERVAL_S
+            log.error("pipeline.internal_error step=%s errors=%d; dead-lettered as %s, intake "
+                      "goes on", step, self._errors_unlogged, INTERNAL_ERROR, exc_info=exc)
+            self._errors_unlogged = 0
+        return Rejected(INTERNAL_ERROR, f"{step}: {_summary(exc)}")
 
     def _count_admissions(self, duplicates_before: int, registered_before: int) -> None:
         """Metrics (and a log line for new devices) for what :meth:`_admit` did since."""
@@ -243,3 +335,12 @@ class Pipeline:
             rejected.clear()
         for stage in self.stages:
             stage.commit()
+
+
+def _summary(exc: BaseException) -> str:
+    """``Type: message (at file:line function < ...)``, innermost frame first."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    where = " < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
+                       for f in reversed(frames))
+    text = f"{type(exc).__name__}: {exc}"[:300]
+    return f"{text} (at {where})" if where else text

@@ -68,6 +68,28 @@ def test_connect_packet_asks_for_a_persistent_session_with_expiry() -> None:
     assert b"\x21" + struct.pack("!H", 65535) in packet
 
 
+@pytest.mark.parametrize(("version", "options"), [(wire.V5, 0x11), (wire.V311, 0x01)])
+def test_subscribe_asks_for_retained_messages_only_on_a_new_subscription(
+        version: int, options: int) -> None:
+    """A restarted gateway's persistent session must not get retained events again (F2)."""
+    packet = wire.subscribe_packet(1, "homecare/v1/#", 1, version)
+    topic = b"\x00\x0dhomecare/v1/#"
+    assert packet.endswith(topic + bytes((options,)))
+    assert packet[0] == 0x82
+    assert packet[1] == len(packet) - 2
+
+
+def test_retain_flag_of_a_publish_is_read() -> None:
+    packet = bytearray(_publish("homecare/v1/s/b/button/d/event", b"{}", 1, 7, wire.V5))
+    packet[0] |= 0x01
+    (retained,) = wire.PacketReader(wire.V5).feed(bytes(packet))
+    assert isinstance(retained, wire.Publish)
+    assert retained.retain
+    (live,) = wire.PacketReader(wire.V5).feed(_publish("t", b"{}", 1, 7, wire.V5))
+    assert isinstance(live, wire.Publish)
+    assert not live.retain
+
+
 def test_pubacks_are_batched_in_order() -> None:
     assert wire.puback_packets([1, 258]) == b"\x40\x02\x00\x01\x40\x02\x01\x02"
 
