@@ -24,16 +24,17 @@ the same bed, by the same caregiver, and is made once; a visit is checked in onc
 told no (:class:`VisitRefused`, answered 409). A badge cannot be told no, and its message must
 still be acknowledged (retrying it would never help), so a badge event that does not fit is
 **set aside**, not chained: it is kept with its reason in the ``refused_visit`` table of the
-same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), once per origin.
-The service-anomaly detector sees every badge event on its own way and still raises its alert
-(a check-out without a check-in is a ``service_anomaly``). A check-out that overtook its
-check-in in the network is set aside too, and the check-in that follows opens the visit.
+same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), once per origin,
+and logged (``servicelog.visits_set_aside``, one line per batch). The detectors still see every
+badge event. A check-out that overtook its check-in in the network is set aside too, and the
+check-in that follows opens the visit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -44,6 +45,8 @@ from typing import Any, Final, Literal
 
 from devices.codec import Message
 from devices.schemas import BadgeEvent
+
+log = logging.getLogger("homecare.servicelog")
 
 GENESIS: Final = "0" * 64
 """``prev_hash`` of the first record."""
@@ -484,7 +487,10 @@ class ServiceLogRecorder:
         # is written, so a failed commit is retried with the same events (origins dedupe).
         n = len(self._pending)
         if n:
-            self.log.append(self._pending[:n], set_aside_refused=True)
+            kept = self.log.append(self._pending[:n], set_aside_refused=True)
+            if len(kept) < n:
+                log.warning("servicelog.visits_set_aside count=%d (they contradict their "
+                            "visits; GET /api/v1/service-logs/refused)", n - len(kept))
             del self._pending[:n]
 
 

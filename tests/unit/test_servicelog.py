@@ -255,7 +255,7 @@ def test_nothing_that_contradicts_its_visit_enters_the_chain(log: ServiceLog) ->
 
 
 def test_the_recorder_sets_a_badge_check_out_without_check_in_aside_with_its_reason(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
     recorder = ServiceLogRecorder(service_log)
     codec = Codec()
@@ -275,6 +275,9 @@ def test_the_recorder_sets_a_badge_check_out_without_check_in_aside_with_its_rea
     for _ in range(2):  # the second time: the broker redelivered the batch after a crash
         recorder.accept(messages, [T0] * len(messages))  # type: ignore[arg-type]
         recorder.commit()
+    set_aside = [r.getMessage() for r in caplog.records if "visits_set_aside" in r.getMessage()]
+    assert len(set_aside) == 2, "one line per batch, not per event"
+    assert set_aside[0].startswith("servicelog.visits_set_aside count=2")
     chained = service_log.query(newest_first=False)
     assert [(r.visit, r.event) for r in chained] == [("v-10", "check_in"), ("v-10", "check_out")]
     assert service_log.verify().ok
