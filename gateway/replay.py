@@ -60,6 +60,9 @@ class TrafficLine(msgspec.Struct, frozen=True):
     topic: str
     payload: str | None = None
     payload_b64: str | None = None
+    retain: bool = False
+    """Delivered by the broker from its retained store: an event so marked is stored state,
+    never a new call (as in the gateway)."""
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ class ReplaySummary:
     unreadable_lines: int = 0
     accepted: int = 0
     duplicates: int = 0
+    retained_events: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     ticks: int = 0
@@ -94,7 +98,9 @@ class ReplaySummary:
                f"{self.accepted:,}, duplicates {self.duplicates:,}, dead letters "
                f"{sum(self.dead_letters.values()):,}"
                + (" (" + ", ".join(f"{k} {v:,}" for k, v in sorted(self.dead_letters.items()))
-                  + ")" if self.dead_letters else ""),
+                  + ")" if self.dead_letters else "")
+               + (f", retained events {self.retained_events:,} (stored, not calls)"
+                  if self.retained_events else ""),
                f"simulated: {self.simulated_hours:,.1f} h, {self.beds} beds, {self.ticks:,} ticks "
                f"in {self.elapsed_s:.1f} s ({self.bed_hours_per_s:,.0f} bed-hours/s)",
                f"alerts: {sum(self.alerts.values())}"
@@ -137,7 +143,7 @@ def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[Raw
         except (msgspec.DecodeError, ValueError):
             summary.unreadable_lines += 1
             continue
-        yield RawMessage(record.topic, payload, 0, 1, record.t)
+        yield RawMessage(record.topic, payload, 0, 1, record.t, retain=record.retain)
 
 
 def _urgent(topic: str) -> bool:
@@ -222,6 +228,8 @@ class Replayer:
         summary = self.summary
         summary.alerts = Counter(a.type.value for a in alerts)
         summary.duplicates = self.pipeline.dedup.stats.duplicates
+        summary.retained_events = int(self.pipeline.metrics.registry.get_sample_value(
+            "homecare_retained_events_total") or 0)
         summary.beds = sum(1 for _ in self.registry.beds())
         summary.elapsed_s += time.perf_counter() - started
         return alerts

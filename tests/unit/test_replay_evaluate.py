@@ -68,7 +68,7 @@ def test_bad_lines_are_counted_and_bad_payloads_dead_lettered() -> None:
     _, summary, _ = replay(lines)
     assert summary.lines == 6
     assert summary.unreadable_lines == 2
-    assert summary.dead_letters == {"malformed_json": 1, "unknown_kind": 1}
+    assert summary.dead_letters == {"invalid_utf8": 1, "unknown_kind": 1}
     assert summary.duplicates == 1
     assert summary.accepted == 1
 
