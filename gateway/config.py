@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     """fsync the spool before acknowledging to the broker; off only trades durability for speed."""
     dedup_window: int = Field(default=64, ge=1, le=65_536)
     """How many recent sequence numbers per device are remembered to drop duplicates."""
+    clock_window_s: int = Field(default=7 * 86_400, ge=60, le=10 * 366 * 86_400)
+    """How far behind receipt time a device time (message ``ts``, sample ``t``) is stored as
+    sent; up to 15 min ahead is too. Outside, a point is stored at receipt time with the
+    device time in a ``device_ts`` field, and its device is flagged as having a wrong clock.
+    Default 7 days: as long as the broker queues messages for an absent gateway (a backlog
+    is stored as measured), well inside VictoriaMetrics' default 1-month retention, whose
+    older points it discards silently. Keep it below the database's retention."""
     inbox_max_messages: int = Field(default=50_000, ge=100)
     """Messages received but not yet processed; when full, the gateway stops reading (pushback)."""
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)

@@ -1,7 +1,10 @@
 """The time-series schema: how device messages become InfluxDB line-protocol points.
 
 One measurement per kind of reading, tags ``bed``, ``device``, ``site`` (sorted, as InfluxDB
-prefers), millisecond timestamps (device time: the sample's ``t`` or the message's ``ts``):
+prefers), millisecond timestamps (device time: the sample's ``t`` or the message's ``ts``,
+when the device clock is within the window of :class:`~gateway.devicetime.ClockWindow`;
+otherwise the receipt time, with the device time kept in an integer ``device_ts`` field, see
+:mod:`gateway.devicetime`):
 
 =================  ===============================  ==========================================
 measurement        from                             fields
@@ -20,9 +23,10 @@ measurement        from                             fields
 =================  ===============================  ==========================================
 
 A point is identified by measurement + tags + timestamp, so writing the same message twice
-stores it once (InfluxDB overwrites; VictoriaMetrics with deduplication keeps one): replays
-of the spool and redeliveries from the broker never duplicate points. Identifiers are limited
-by the contract to ``[A-Za-z0-9_-]``, so tags never need escaping.
+(with a trusted clock) stores it once (InfluxDB overwrites; VictoriaMetrics with
+deduplication keeps one): replays of the spool and redeliveries from the broker never
+duplicate points. Identifiers are limited by the contract to ``[A-Za-z0-9_-]``, so tags never
+need escaping.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from devices.schemas import (
     VitalsSample,
 )
 from devices.topics import Address, Kind
+from gateway.devicetime import ClockWindow
 
 MEASUREMENTS: Final = (
     "infrared", "audio", "vitals", "button_event", "recording", "fall_event", "badge_event",
@@ -154,12 +159,20 @@ _EVENT_FIELDS: Final[dict[type, tuple[str, Callable[..., str]]]] = {
 
 
 class LineEncoder:
-    """Formats messages as line protocol, caching each device's series key."""
+    """Formats messages as line protocol, caching each device's series key.
 
-    __slots__ = ("_keys",)
+    ``lines`` with a receipt time checks the message's timestamps against ``window`` and
+    retimes those outside it (:mod:`gateway.devicetime`); :attr:`retimed` counts the points
+    stored at a time other than their device time."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_keys", "_last_retimed", "retimed", "window")
+
+    def __init__(self, *, window: ClockWindow | None = None) -> None:
         self._keys: dict[tuple[str, Address], str] = {}
+        self._last_retimed: dict[str, int] = {}
+        """Per series key: the latest time given to a retimed point (later ones come after)."""
+        self.window = window or ClockWindow()
+        self.retimed = 0
 
     def _key(self, measurement: str, a: Address) -> str:
         key = self._keys.get((measurement, a))
@@ -171,9 +184,12 @@ class LineEncoder:
             self._keys[(measurement, a)] = key
         return key
 
-    def lines(self, message: Message, out: list[str]) -> int:
-        """Append the message's points to ``out``; return how many were appended."""
+    def lines(self, message: Message, out: list[str], received_ms: int | None = None) -> int:
+        """Append the message's points to ``out``; return how many were appended. Without
+        ``received_ms`` every timestamp is taken as sent."""
         payload = message.payload
+        if received_ms is not None and not self.window.trusts_message(payload, received_ms):
+            return self._retimed(message, out, received_ms)
         if isinstance(payload, Telemetry):
             key = self._key(_TELEMETRY_MEASUREMENT[message.address.kind], message.address)
             for sample in payload.samples:
@@ -182,3 +198,27 @@ class LineEncoder:
         measurement, fields = _EVENT_FIELDS[type(payload)]
         out.append(f"{self._key(measurement, message.address)}{fields(payload)} {payload.ts}")
         return 1
+
+    def _retimed(self, message: Message, out: list[str], received_ms: int) -> int:
+        payload = message.payload
+        if isinstance(payload, Telemetry):
+            key = self._key(_TELEMETRY_MEASUREMENT[message.address.kind], message.address)
+            device_times = [sample.t for sample in payload.samples]
+            bodies = [_SAMPLE_FIELDS[type(sample)](sample) for sample in payload.samples]
+        else:
+            measurement, fields = _EVENT_FIELDS[type(payload)]
+            key = self._key(measurement, message.address)
+            device_times = [payload.ts]
+            bodies = [fields(payload)]
+        times = self.window.times(payload.ts, device_times, received_ms)
+        last = self._last_retimed.get(key)
+        if last is not None and times[0] <= last:
+            shift = last + 1 - times[0]
+            times = [t + shift for t in times]
+        if len(self._last_retimed) > 500_000:
+            self._last_retimed.clear()
+        self._last_retimed[key] = times[-1]
+        for body, device_t, t in zip(bodies, device_times, times, strict=True):
+            out.append(f"{key}{body}{',' if body else ''}device_ts={device_t}i {t}")
+        self.retimed += len(times)
+        return len(times)

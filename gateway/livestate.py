@@ -1,8 +1,16 @@
 """Live state of beds and devices, kept in memory for the dispatcher API.
 
 A pipeline :class:`~gateway.pipeline.Stage` that remembers, per device, the last status it
-reported (state, battery, firmware, promised heartbeat) and when it was last heard from, and per
-bed the recent values of the metrics a dispatcher looks at (:data:`METRICS`).
+reported (state, battery, firmware, promised heartbeat), when it was last heard from and how
+far its clock is from receipt time, and per bed the recent values of the metrics a dispatcher
+looks at (:data:`METRICS`).
+
+Whether a device announced itself offline follows the one ordering rule of
+:mod:`gateway.devicetime`, the same as ``device_offline``'s: a last will takes effect when it
+is received, unless the device spoke after it. (A will's ``ts`` is its connect time, older
+than anything the device said since, so ordering statuses by device time kept the bed page
+``online`` after a will.) A device whose latest message had a time outside the clock window is
+flagged (:attr:`DeviceState.clock_wrong`, :meth:`LiveState.wrong_clocks`).
 
 Memory is bounded per bed, whatever the devices send: each metric of a bed is a ring of
 ``window_ms / resolution_ms`` slots (by default 24 h of one-minute slots: 1,440 slots of 12
@@ -31,6 +39,7 @@ from typing import Final, Literal
 from devices.codec import Message
 from devices.schemas import AudioSample, InfraredSample, Status, Telemetry, VitalsSample
 from devices.topics import Kind
+from gateway.devicetime import ClockWindow, announced_offline, is_offline, sent_ms
 
 METRICS: Final = ("heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db")
 """The metrics kept per bed; booleans are kept as 0.0/1.0."""
@@ -144,10 +153,23 @@ class DeviceState:
     last_ts: int = 0
     """Device time of that message."""
     reported_state: str | None = None
-    """``online``/``offline`` as the device (or its last will) last said."""
+    """``online``/``offline`` as the device (or its last will) last said, by the ordering rule
+    of :mod:`gateway.devicetime`; None before any status."""
     status_at: int | None = None
     """Receipt time of the latest status."""
     status_ts: int = -1
+    """Device time of the latest ``online`` status (the order of their fields)."""
+    heard_at: int | None = None
+    """Latest sign of life: when the device last said anything but ``offline``
+    (:func:`~gateway.devicetime.sent_ms`)."""
+    offline_at: int | None = None
+    """Receipt time of the latest ``offline`` status (a last will or a goodbye)."""
+    clock_offset_ms: int | None = None
+    """Device time minus receipt time of the latest message (``offline`` statuses excepted:
+    a will carries its connect time)."""
+    clock_wrong: bool = False
+    """The latest message had a time outside the clock window, so it was stored at receipt
+    time (:class:`~gateway.devicetime.ClockWindow`)."""
     battery: float | None = None
     fw: str | None = None
     heartbeat_s: float | None = None
@@ -185,7 +207,8 @@ class LiveState:
 
     def __init__(self, *, window_ms: int = DAY_MS, resolution_ms: int = 60_000,
                  max_beds: int = 50_000, max_devices_per_bed: int = 32,
-                 started_ms: int | None = None) -> None:
+                 started_ms: int | None = None, clock_window: ClockWindow | None = None
+                 ) -> None:
         if window_ms < resolution_ms or resolution_ms < 1:
             raise ValueError("need 1 <= resolution_ms <= window_ms")
         if max_beds < 1 or max_devices_per_bed < 1:
@@ -195,6 +218,8 @@ class LiveState:
         self.max_beds = max_beds
         self.max_devices_per_bed = max_devices_per_bed
         self._beds: OrderedDict[tuple[str, str], BedState] = OrderedDict()
+        self.clock_window = clock_window or ClockWindow()
+        self._wrong_clocks: dict[tuple[str, str, str], int] = {}
         self.evicted_beds = 0
         self.evicted_devices = 0
         self.started_ms = time.time_ns() // 1_000_000 if started_ms is None else started_ms
@@ -221,10 +246,22 @@ class LiveState:
             if received >= device.last_seen:
                 device.last_seen = received
                 device.last_ts = payload.ts
+            if is_offline(payload):
+                self._offline(device, payload, received)  # type: ignore[arg-type]
+                continue
+            said = sent_ms(payload.ts, received)
+            if device.heard_at is None or said > device.heard_at:
+                device.heard_at = said
+            self._clock(device, payload, received)
             if type(payload) is Telemetry:
                 self._samples(bed, payload)
-            elif type(payload) is Status and payload.ts >= device.status_ts:
-                self._status(device, payload, received)
+            elif type(payload) is Status:
+                if payload.ts >= device.status_ts:
+                    self._status(device, payload, received)
+                device.status_at = received
+            if device.reported_state is not None or type(payload) is Status:
+                device.reported_state = ("offline" if announced_offline(
+                    device.offline_at, device.heard_at) else "online")
 
     def commit(self) -> None:
         """Nothing to make durable: live state is rebuilt from traffic after a restart."""
@@ -232,7 +269,9 @@ class LiveState:
     def _new_bed(self, key: tuple[str, str]) -> BedState:
         bed = self._beds[key] = BedState(*key)
         if len(self._beds) > self.max_beds:
-            self._beds.popitem(last=False)  # the least recently heard-from
+            _, gone = self._beds.popitem(last=False)  # the least recently heard-from
+            for device in gone.devices.values():
+                self._wrong_clocks.pop((device.site, device.bed, device.device), None)
             self.evicted_beds += 1
         return bed
 
@@ -241,15 +280,40 @@ class LiveState:
         if len(bed.devices) >= self.max_devices_per_bed:
             stale = min(bed.devices.values(), key=lambda d: d.last_seen)
             del bed.devices[stale.device]
+            self._wrong_clocks.pop((stale.site, stale.bed, stale.device), None)
             self.evicted_devices += 1
         device = bed.devices[a.device] = DeviceState(a.site, a.bed, a.device, a.kind)
         return device
 
+    def _clock(self, device: DeviceState, payload: object, received: int) -> None:
+        device.clock_offset_ms = payload.ts - received  # type: ignore[attr-defined]
+        wrong = not self.clock_window.trusts_message(payload, received)
+        if wrong or device.clock_wrong:
+            key = (device.site, device.bed, device.device)
+            if wrong:
+                self._wrong_clocks[key] = device.clock_offset_ms
+            else:
+                self._wrong_clocks.pop(key, None)
+            device.clock_wrong = wrong
+
+    @staticmethod
+    def _offline(device: DeviceState, status: Status, received: int) -> None:
+        """A last will or a goodbye: effective at receipt (:mod:`gateway.devicetime`)."""
+        if device.offline_at is None or received > device.offline_at:
+            device.offline_at = received
+        device.status_at = received
+        device.reported_state = ("offline" if announced_offline(device.offline_at, device.heard_at)
+                                 else "online")
+        LiveState._fields(device, status)
+
     @staticmethod
     def _status(device: DeviceState, status: Status, received: int) -> None:
+        del received
         device.status_ts = status.ts
-        device.status_at = received
-        device.reported_state = status.state
+        LiveState._fields(device, status)
+
+    @staticmethod
+    def _fields(device: DeviceState, status: Status) -> None:
         if status.battery is not None:
             device.battery = status.battery
         if status.fw is not None:
@@ -332,22 +396,27 @@ class LiveState:
             return max(self.started_ms, now_ms - self.window_ms)
         return max(self.started_ms, ring.oldest_possible)
 
+    def wrong_clocks(self) -> list[tuple[str, str, str, int]]:
+        """``(site, bed, device, clock offset ms)`` of the devices whose clock is wrong now.
+        Safe to call from another thread (a metrics scrape)."""
+        return [(*key, offset) for key, offset in list(self._wrong_clocks.items())]
+
     def __len__(self) -> int:
         return len(self._beds)
 
 
 def connectivity(device: DeviceState, *, now_ms: int, heartbeat_s: float,
                  offline_factor: float) -> Literal["online", "offline", "unknown"]:
-    """``online``, ``offline`` or ``unknown``: what the device said, unless it has been silent
-    for longer than its promised heartbeat times ``offline_factor`` (then ``offline``)."""
+    """``online``, ``offline`` or ``unknown``: what the device said (a last will or a goodbye
+    counts unless the device spoke after it, :mod:`gateway.devicetime`), unless it has been
+    silent for longer than its promised heartbeat times ``offline_factor`` (then ``offline``).
+    The same rule as ``device_offline``'s."""
     if device.last_seen <= 0:
         return "unknown"
-    promised = device.heartbeat_s or heartbeat_s
-    if now_ms - device.last_seen > promised * offline_factor * 1000:
+    if announced_offline(device.offline_at, device.heard_at):
         return "offline"
-    if device.reported_state == "offline":
-        # A last will or a goodbye, unless the device has spoken since.
-        if device.status_at is not None and device.last_seen > device.status_at:
-            return "online"
+    promised = device.heartbeat_s or heartbeat_s
+    heard = device.heard_at if device.heard_at is not None else device.last_seen
+    if now_ms - heard > promised * offline_factor * 1000:
         return "offline"
     return "online"

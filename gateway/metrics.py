@@ -6,10 +6,40 @@ Hot paths count per batch (``inc(n)``), never per message.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+MAX_CLOCK_SERIES: Final = 100
+"""Devices with a wrong clock get a labelled series each, up to this many (first by site, bed
+and device): a fleet-wide firmware fault must not add thousands of series. The count of such
+devices is always complete."""
+
+WrongClocks = Callable[[], Sequence[tuple[str, str, str, int]]]
+"""``(site, bed, device, device time minus receipt time in ms)`` of every device whose clock
+is wrong now."""
+
+
+class _ClockCollector(Collector):
+    def __init__(self, source: WrongClocks) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        wrong = sorted(self.source())
+        yield GaugeMetricFamily(
+            "homecare_devices_clock_wrong",
+            "Devices whose latest message had a time outside the clock window (stored at "
+            "receipt time)", value=len(wrong))
+        offsets = GaugeMetricFamily(
+            "homecare_device_clock_offset_seconds",
+            f"Device time minus receipt time of devices with a wrong clock (the first "
+            f"{MAX_CLOCK_SERIES})", labels=["site", "bed", "device"])
+        for site, bed, device, offset_ms in wrong[:MAX_CLOCK_SERIES]:
+            offsets.add_metric([site, bed, device], offset_ms / 1000)
+        yield offsets
 
 
 class Metrics:
@@ -50,6 +80,9 @@ class Metrics:
             registry=r)
         self.points_dropped = Counter("homecare_points_dropped",
                                       "Points dropped by the spool overflow policy", registry=r)
+        self.points_retimed = Counter(
+            "homecare_points_retimed", "Points stored at receipt time because their device "
+            "time was outside the clock window (device time kept in device_ts)", registry=r)
         self.points_rejected_by_db = Counter(
             "homecare_points_rejected_by_db", "Points the database refused (dead-lettered)",
             registry=r)
@@ -69,12 +102,24 @@ class Metrics:
                                          "Bytes in the spool not yet written", registry=r)
         self.db_up = Gauge("homecare_db_up", "1 if the last database write succeeded",
                            registry=r)
+        self.db_credentials_refused = Gauge(
+            "homecare_db_credentials_refused", "1 while the database refuses the gateway's "
+            "credentials (HTTP 401/403: a configuration error; points stay spooled)",
+            registry=r)
+        self.messages_shed = Counter(
+            "homecare_messages_shed", "Messages left unacknowledged while a store failed and "
+            "the inbox was full (only emergency calls taken meanwhile; the broker sends the "
+            "rest again)", registry=r)
         self.mqtt_connected = Gauge("homecare_mqtt_connected", "1 while connected to the broker",
                                     registry=r)
         self.gc_pause = Histogram(
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
             "by generation", ["generation"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5))
+
+    def watch_clocks(self, source: WrongClocks) -> None:
+        """Report the devices with a wrong clock (read from ``source`` at each scrape)."""
+        self.registry.register(_ClockCollector(source))
 
     def gc_callback(self) -> Callable[[str, dict[str, Any]], None]:
         """A :data:`gc.callbacks` entry timing every collector pass into :attr:`gc_pause`."""

@@ -38,6 +38,7 @@ from devices.registry import Registry
 from devices.topics import Address, Channel
 from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.dedup import Deduplicator, Verdict
+from gateway.devicetime import ClockWindow
 from gateway.lineprotocol import LineEncoder
 from gateway.metrics import Metrics
 from gateway.mqtt import RawMessage
@@ -49,9 +50,6 @@ INTERNAL_ERROR: Final = "internal_error"
 """Dead-letter reason of a message whose handling raised: a bug of ours that this input met."""
 ERROR_LOG_INTERVAL_S: Final = 60.0
 """Internal errors are logged (with a traceback) at most this often; every one is counted."""
-
-CLOCK_SKEW_MS = 5 * 60 * 1000
-"""Device clocks further than this from receipt time are counted as skewed."""
 
 
 class Stage(Protocol):
@@ -71,12 +69,13 @@ class Pipeline:
     def __init__(self, *, spool: Spool, deadletters: DeadLetterStore, metrics: Metrics,
                  registry: Registry | None = None, stages: Sequence[Stage] = (),
                  urgent_stages: Sequence[Stage] = (), codec: Codec | None = None,
-                 dedup_window: int = 64) -> None:
+                 dedup_window: int = 64, clock_window: ClockWindow | None = None) -> None:
         """``urgent_stages`` (a subset of ``stages``) also take urgent messages ahead of their
-        turn through :meth:`process_urgent`, and then not again in :meth:`process`."""
+        turn through :meth:`process_urgent`, and then not again in :meth:`process`.
+        ``clock_window``: which device times are stored as sent (:mod:`gateway.devicetime`)."""
         self.codec = codec or Codec()
         self.dedup = Deduplicator(window=dedup_window)
-        self.encoder = LineEncoder()
+        self.encoder = LineEncoder(window=clock_window)
         self.spool = spool
         self.deadletters = deadletters
         self.metrics = metrics
@@ -96,7 +95,6 @@ class Pipeline:
         self._rejected: list[DeadLetter] = []
         self._raws: list[RawMessage] = []
         self._oldest: float | None = None
-        self.clock_skewed = 0
         self._registered = 0
         self._last_registered = ""
         self._errors_unlogged = 0
@@ -126,6 +124,7 @@ class Pipeline:
         rejected_by_reason: dict[str, int] = {}
         duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
+        retimed_before = self.encoder.retimed
         points = 0
         retained = 0
         early = self._early
@@ -145,12 +144,10 @@ class Pipeline:
                     self._dead_letter(raw, admitted, rejected_by_reason)
                     continue
                 message = admitted
-                if abs(message.payload.ts - raw.received_ms) > CLOCK_SKEW_MS:
-                    self.clock_skewed += 1
                 step = "format"
                 written = len(lines)
                 try:
-                    points += to_line(message, lines)
+                    points += to_line(message, lines, raw.received_ms)
                 except BaseException:
                     del lines[written:]
                     raise
@@ -183,6 +180,7 @@ class Pipeline:
         m = self.metrics
         m.received.inc(len(raws))
         m.accepted.inc(len(accepted) + retained)
+        m.points_retimed.inc(self.encoder.retimed - retimed_before)
         if retained:
             m.retained_events.inc(retained)
         for reason, n in rejected_by_reason.items():

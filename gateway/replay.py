@@ -120,8 +120,10 @@ class _NoPoints:
     """Stands in for the line-protocol encoder: replay formats no points (a third of the
     pipeline's time), since none would be stored."""
 
-    def lines(self, message: object, out: list[str]) -> int:
-        del message, out
+    retimed = 0
+
+    def lines(self, message: object, out: list[str], received_ms: int | None = None) -> int:
+        del message, out, received_ms
         return 0
 
 

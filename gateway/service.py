@@ -33,6 +33,7 @@ from devices.registry import Registry
 from gateway.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.config import ConfigError, Settings
 from gateway.deadletter import DeadLetterStore
+from gateway.devicetime import ClockWindow
 from gateway.errors import SpoolFull
 from gateway.livestate import LiveState
 from gateway.metrics import Metrics
@@ -83,7 +84,9 @@ class Gateway:
                            overflow=settings.spool_overflow, fsync=settings.spool_fsync)
         self.deadletters = DeadLetterStore(data_dir / "deadletters.sqlite3")
         # For the alert API: live bed/device state, the caregiver service log, API keys.
-        self.live = LiveState()
+        clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
+        self.live = LiveState(clock_window=clock_window)
+        self.metrics.watch_clocks(self.live.wrong_clocks)
         self.service_log = ServiceLog(data_dir / "servicelog.sqlite3")
         try:
             self.keys = KeyStore(data_dir / "keys.sqlite3",
@@ -119,7 +122,8 @@ class Gateway:
                                  stages=(self.alerting, *stages, self.live,
                                          ServiceLogRecorder(self.service_log)),
                                  urgent_stages=(self.alerting,),
-                                 dedup_window=settings.dedup_window)
+                                 dedup_window=settings.dedup_window,
+                                 clock_window=clock_window)
         self.writer = writer if writer is not None else writer_from_settings(settings)
         self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,
                                 metrics=self.metrics, max_bytes=settings.write_max_bytes)

@@ -2,7 +2,10 @@
 
 Beds are those of the registry (auto-registered ones included) plus any the live state has
 seen. Device connectivity is judged at request time: what the device last said, unless it has
-been silent longer than its heartbeat times the registry's ``offline_factor``.
+been silent longer than its heartbeat times the registry's ``offline_factor``; a last will
+counts from its receipt unless the device spoke after it, the rule ``device_offline`` follows
+too (:mod:`gateway.devicetime`). Each device shows how far its clock is from receipt time and
+whether it is wrong (outside the clock window).
 """
 
 from __future__ import annotations
@@ -73,7 +76,10 @@ def router(ctx: ApiContext) -> APIRouter:
                 last_seen=state.last_seen or None if state else None,
                 status_at=state.status_at if state else None,
                 registered=entry is not None,
-                auto_registered=entry.auto_registered if entry is not None else False))
+                auto_registered=entry.auto_registered if entry is not None else False,
+                clock_offset_s=state.clock_offset_ms / 1000
+                if state is not None and state.clock_offset_ms is not None else None,
+                clock_wrong=state.clock_wrong if state is not None else False))
         return out
 
     def bed_out(site: str, bed: str, now: int, open_alerts: int) -> BedOut:

@@ -157,6 +157,12 @@ class DeviceOut(_Out):
     registered: bool
     """Listed in the registry (including auto-registration on first sight)."""
     auto_registered: bool
+    clock_offset_s: float | None = None
+    """Device time minus receipt time of its latest message, in seconds (last wills, which
+    carry their connect time, excepted)."""
+    clock_wrong: bool = False
+    """Its latest message had a time outside the gateway's clock window: its points are
+    stored at receipt time, the device time kept as ``device_ts``."""
 
 
 class BedOut(_Out):

@@ -4,9 +4,9 @@ The fleet collects the batches handed to its detectors and extracts them togethe
 evaluation round, for all of them (see :meth:`~gateway.detect._fleet.Fleet.cut`).
 
 Sample times: a sample keeps its device time ``t`` when the device clock agrees with the
-receipt time (within :data:`CLOCK_TRUST_MS`); otherwise the message is placed at its receipt
-time and its samples keep their spacing. A device whose clock jumped to 2000-01-01, or one
-message with a corrupted ``ts``, so never shifts a window by days.
+receipt time (within :data:`~gateway.devicetime.CLOCK_TRUST_MS`); otherwise the message is
+placed at its receipt time and its samples keep their spacing. A device whose clock jumped
+to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window by days.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from devices.schemas import (
     Status,
     Telemetry,
 )
+from gateway.devicetime import CLOCK_TRUST_MS
 
 if TYPE_CHECKING:
     from gateway.detect._fleet import Fleet
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
 
-CLOCK_TRUST_MS: Final = 15 * 60_000
-"""Device time is trusted for sample placement when within this of the receipt time (covers
-network latency, reordering and a home network that held messages for minutes)."""
 
 ZONE_BED: Final = 1
 ZONE_CODES: Final[dict[str | None, int]] = {None: 0, "bed": ZONE_BED, "room": 2,

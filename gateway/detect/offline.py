@@ -7,13 +7,14 @@
 Every device promises a status at least every ``heartbeat_s`` (from its latest status, else
 the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), or an
 explicit ``state: offline`` status (the MQTT last will, whose ``ts`` is the connect time and
-``seq`` 0, so neither is trusted) raises the condition; a sign of life after it clears it. A
-message is a sign of life at the time it was sent (its ``ts``, when the device clock agrees
-with the receipt time), so a message held up in the network and delivered after the will
-does not cancel it. One episode per device. Badges travel with the
-caregiver and publish events only: they are never reported offline. A device must have been
-heard once to go offline: one listed in the registry that never spoke is a commissioning
-matter (shown with the bed's devices), not an outage.
+``seq`` 0, so neither is trusted) raises the condition; a sign of life after it clears it. The
+order of a will and a sign of life is the one rule of :mod:`gateway.devicetime`, which the bed
+page and the API follow too: a will counts at receipt, a message at the time it was sent (its
+``ts``, when the device clock agrees with the receipt time), so a message held up in the
+network and delivered after the will does not cancel it. One episode per device. Badges
+travel with the caregiver and publish events only: they are never reported offline. A device
+must have been heard once to go offline: one listed in the registry that never spoke is a
+commissioning matter (shown with the bed's devices), not an outage.
 
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
 half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds; devices already
@@ -36,8 +37,9 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import CLOCK_TRUST_MS, Batch
+from gateway.detect._batch import Batch
 from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
+from gateway.devicetime import announced_offline_array, sent_ms_array
 
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3
@@ -66,8 +68,7 @@ class DeviceOfflineDetector(DetectorBase):
     def _update(self, batch: Batch) -> None:
         d = self.devices
         device, received, will = batch.device, batch.received, batch.is_will
-        sent = np.where(np.abs(batch.ts - received) <= CLOCK_TRUST_MS,
-                        np.minimum(batch.ts, received), received)
+        sent = sent_ms_array(batch.ts, received)
         np.maximum.at(d["last_heard"], device[~will], sent[~will])
         np.maximum.at(d["will_at"], device[will], received[will])
         st = batch.statuses
@@ -111,7 +112,7 @@ class DeviceOfflineDetector(DetectorBase):
         limit = heartbeat * fleet.offline_factor
         silent = now_ms - last > limit
         quiet = now_ms - last > DARK_VOTE * limit
-        will = d["will_at"][:n] > last
+        will = announced_offline_array(d["will_at"][:n], last)
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]

@@ -16,11 +16,16 @@ Three symptoms, one episode per device:
   :data:`IMPOSSIBLE_GAP_MS` of each other.
 * **clock skew**: :data:`SKEW_MIN_MESSAGES` consecutive messages whose device time is more
   than :data:`SKEW_MS` from the receipt time, all by the same offset (within
-  :data:`SKEW_CONSISTENT_MS` of the first), received over at least :data:`SKEW_MIN_SPAN_MS`.
-  A single corrupted timestamp is not a faulty clock, and neither is a backlog: a device
-  uploading hours of held-back messages at once sends old times with offsets that shrink as it
-  catches up, within seconds of receipt time. Last-will statuses carry their connect time and
-  are exempt.
+  :data:`SKEW_CONSISTENT_MS` of the first) or all further than :data:`SKEW_FAR_MS` from it,
+  received over at least :data:`SKEW_MIN_SPAN_MS`. A single corrupted timestamp is not a
+  faulty clock, and neither is a backlog: a device uploading hours of held-back messages at
+  once sends old times with offsets that shrink as it catches up, within seconds of receipt
+  time. A clock counting seconds or microseconds instead of milliseconds drifts from receipt
+  time by about a second every second, so its offset is never consistent, but it is never
+  near receipt time either: one episode while it is wrong (before, a seconds clock raised a
+  new one every 16 minutes, as its drift outgrew the consistency bound). Last-will statuses
+  carry their connect time and are exempt. Such a clock's points are stored at receipt time
+  (:mod:`gateway.devicetime`), which also flags the device on the bed page and in metrics.
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
 :data:`IMPOSSIBLE_GAP_MS`, a message with a sane timestamp.
@@ -60,6 +65,9 @@ SKEW_CONSISTENT_MS: Final = 15 * MINUTE_MS
 """Offsets of a run of skewed messages must agree with its first within this (network delay,
 bursts)."""
 SKEW_MIN_SPAN_MS: Final = 3 * MINUTE_MS
+SKEW_FAR_MS: Final = 30 * 24 * 60 * MINUTE_MS
+"""Offsets this large are a wrong clock whatever their drift: no backlog is that old (the
+broker keeps queued messages 7 days by default), no network that slow."""
 """A run of skewed messages must span this much receipt time to count (not a backlog flush)."""
 _MAX = np.iinfo(np.int64).max
 
@@ -171,7 +179,9 @@ class SensorFaultDetector(DetectorBase):
                 since[device] = NONE
                 continue
             off = int(offset[i])
-            if run[device] > 0 and abs(off - int(first_offset[device])) <= SKEW_CONSISTENT_MS:
+            first = int(first_offset[device])
+            if run[device] > 0 and (abs(off - first) <= SKEW_CONSISTENT_MS or (
+                    abs(off) > SKEW_FAR_MS and abs(first) > SKEW_FAR_MS)):
                 run[device] += 1
             else:
                 run[device] = 1

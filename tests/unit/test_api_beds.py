@@ -47,7 +47,8 @@ async def test_beds_list_registry_and_auto_registered_beds_with_device_state(
     assert devices["btn-0001"] == {
         "device": "btn-0001", "kind": "button", "state": "online", "reported_state": "online",
         "battery": 12.0, "fw": "2.1.0", "heartbeat_s": 600.0, "last_seen": T0,
-        "status_at": T0, "registered": True, "auto_registered": False}
+        "status_at": T0, "registered": True, "auto_registered": False,
+        "clock_offset_s": 0.0, "clock_wrong": False}
     assert devices["fs-0001"]["state"] == "offline"
     assert devices["fs-0001"]["heartbeat_s"] == 30.0
     assert bed["latest"]["heart_rate"] == {"t": T0, "value": 68.5}
@@ -56,6 +57,26 @@ async def test_beds_list_registry_and_auto_registered_beds_with_device_state(
     assert auto["auto_registered"] is True
     assert auto["devices"][0]["auto_registered"] is True
     await api.client.aclose()
+
+
+async def test_a_bed_shows_a_last_will_at_once_and_each_device_clock(api: Harness) -> None:
+    status = "homecare/v1/site-01/bed-0001/fall/fs-0001/status"
+    api.feed((status, f'{{"ts":{T0 - 5_000},"seq":1,"state":"online","heartbeat_s":300}}'),
+             vitals("bed-0001", 2, T0 - 100, 66.0))
+    # The broker publishes the will: its ts is the time the sensor connected, hours ago.
+    api.now[0] = T0 + 2_000
+    api.feed((status, f'{{"ts":{T0 - 3 * 3_600_000},"seq":0,"state":"offline"}}'))
+    api.feed(("homecare/v1/site-01/bed-0001/audio/au-0001/telemetry",
+              f'{{"ts":{T0 // 1000},"seq":1,"level_db":41.5}}'))
+    body = (await api.client.get("/api/v1/beds/site-01/bed-0001",
+                                 headers=api.auth("viewer"))).json()
+    devices = {d["device"]: d for d in body["devices"]}
+    fall = devices["fs-0001"]
+    assert (fall["state"], fall["reported_state"]) == ("offline", "offline")
+    assert (fall["clock_wrong"], fall["clock_offset_s"]) == (False, -0.1)
+    sound = devices["au-0001"]
+    assert sound["clock_wrong"] is True
+    assert sound["clock_offset_s"] == (T0 // 1000 - T0 - 2_000) / 1000
 
 
 async def test_beds_are_paged_by_site_and_bed(api: Harness) -> None:

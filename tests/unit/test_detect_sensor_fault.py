@@ -102,3 +102,25 @@ def test_a_backlog_of_old_messages_uploaded_at_once_is_not_clock_skew() -> None:
     backlog += [(back + MINUTE * (k + 1),
                  infrared("b1", back + MINUTE * (k + 1), motion=k % 4)) for k in range(30)]
     assert run(detector(), backlog, start=back, end=back + 40 * MINUTE, step=MINUTE) == []
+
+
+def _wrong_unit_clock(unit: str) -> list[tuple[int, Message]]:
+    """Two hours of audio every 30 s from a device whose clock counts ``unit`` instead of
+    milliseconds, then an hour with the clock right again."""
+    out = []
+    for k in range(360):
+        received = T0 + k * 30_000
+        ts = (received // 1000 if unit == "s" else received * 1000) if k < 240 else received
+        out.append((received, audio("b1", received - 100, 40.0 + k % 7, ts=ts)))
+    return out
+
+
+def test_a_clock_in_seconds_or_microseconds_is_one_fault_until_it_is_right_again() -> None:
+    for unit in ("s", "us"):
+        findings = run(detector(), _wrong_unit_clock(unit), start=T0, end=T0 + 3 * HOUR,
+                       step=MINUTE)
+        raised = opened(findings)
+        assert len(raised) == 1, (unit, [f.summary for f in findings])
+        assert raised[0].evidence["faults"] == ["clock_skew"]
+        [back] = cleared(findings)
+        assert T0 + 2 * HOUR <= back.at <= T0 + 2 * HOUR + 2 * MINUTE, unit

@@ -47,6 +47,71 @@ def test_status_carries_kind_tag_and_integer_seq() -> None:
                     'state="online",seq=3i,battery=80.0 7')
 
 
+NOW = 1_796_000_000_000
+"""Receipt time of the clock tests (2026-11-30)."""
+
+
+def _at(topic: str, payload: str, received: int = NOW, encoder: LineEncoder | None = None
+        ) -> list[tuple[str, int]]:
+    """``(point without its time, time)`` of a message received at ``received``."""
+    message = codec.decode(topic, payload.encode())
+    assert isinstance(message, Message)
+    out: list[str] = []
+    (encoder or LineEncoder()).lines(message, out, received)
+    return [(line.rsplit(" ", 1)[0], int(line.rsplit(" ", 1)[1])) for line in out]
+
+
+AUDIO = "homecare/v1/s/b/audio/au-1/telemetry"
+VITALS = "homecare/v1/s/b/fall/fs-1/telemetry"
+
+
+def test_device_times_inside_the_clock_window_are_stored_as_sent() -> None:
+    backlog = NOW - 2 * 86_400_000  # two days queued in the broker: still as measured
+    assert _at(AUDIO, f'{{"ts":{backlog},"seq":1,"level_db":40}}') == [
+        ("audio,bed=b,device=au-1,site=s level_db=40.0", backlog)]
+    ahead = NOW + 60_000
+    assert _at(AUDIO, f'{{"ts":{ahead},"seq":1,"level_db":40}}')[0][1] == ahead
+
+
+@pytest.mark.parametrize("ts", [NOW // 1000, NOW * 1000, 946_684_800_000, NOW + 86_400_000,
+                                NOW - 8 * 86_400_000])
+def test_a_device_time_outside_the_window_is_stored_at_receipt_time_and_kept(ts: int) -> None:
+    encoder = LineEncoder()
+    assert _at(AUDIO, f'{{"ts":{ts},"seq":1,"level_db":40}}', encoder=encoder) == [
+        (f"audio,bed=b,device=au-1,site=s level_db=40.0,device_ts={ts}i", NOW)]
+    assert encoder.retimed == 1
+    (line,) = _lines("homecare/v1/s/b/button/btn-1/event", f'{{"ts":{ts},"seq":2,'
+                     '"event":"press"}'.encode())
+    assert line.endswith(f" {ts}"), "without a receipt time nothing is checked"
+
+
+def test_a_batch_with_seconds_keeps_its_samples_distinct_and_in_order() -> None:
+    samples = ",".join(f'{{"t":{NOW // 1000 - 20 + 10 * i},"heart_rate":{60 + i}}}'
+                       for i in range(3))
+    # Sample times in seconds, message time right: one millisecond apart before ts.
+    points = _at(VITALS, f'{{"ts":{NOW - 300},"seq":1,"samples":[{samples}]}}')
+    assert [t for _, t in points] == [NOW - 302, NOW - 301, NOW - 300]
+    assert [p for p, _ in points] == [
+        f"vitals,bed=b,device=fs-1,site=s heart_rate={60.0 + i},"
+        f"device_ts={NOW // 1000 - 20 + 10 * i}i" for i in range(3)]
+    # Every time in seconds: the samples keep their offsets from ts (in the device's unit).
+    points = _at(VITALS, f'{{"ts":{NOW // 1000},"seq":2,"samples":[{samples}]}}')
+    assert [t for _, t in points] == [NOW - 20, NOW - 10, NOW]
+
+
+def test_retimed_points_of_one_series_never_share_a_timestamp() -> None:
+    encoder = LineEncoder()
+    times: list[int] = []
+    for seq in range(5):  # a backlog burst from a microsecond clock, received in one ms
+        body = ",".join(f'{{"t":{(NOW - 9_000 + 3_000 * i) * 1000},"heart_rate":60}}'
+                        for i in range(3))
+        times += [t for _, t in _at(VITALS, f'{{"ts":{NOW * 1000},"seq":{seq},'
+                                            f'"samples":[{body}]}}', encoder=encoder)]
+    assert times == sorted(set(times))
+    assert len(times) == 15
+    assert encoder.retimed == 15
+
+
 def test_settings_from_toml_sections_and_env_override(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "gw.toml"
@@ -59,6 +124,9 @@ def test_settings_from_toml_sections_and_env_override(tmp_path: Path,
     assert settings.mqtt.password == "p@ss"
     assert settings.influx_api == "v1"
     assert settings.influx_db == "other", "environment beats the file"
+    assert settings.clock_window_s == 7 * 86_400
+    monkeypatch.setenv("HOMECARE_CLOCK_WINDOW_S", "3600")
+    assert load(path).clock_window_s == 3600
 
 
 @pytest.mark.parametrize(("env", "value", "named"), [

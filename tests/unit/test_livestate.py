@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices.codec import Codec, Message
+from gateway.devicetime import ClockWindow
 from gateway.livestate import DAY_MS, LiveState, Ring, connectivity
 
 codec = Codec()
@@ -115,7 +116,7 @@ def test_beds_and_devices_beyond_the_bound_evict_the_least_recently_heard() -> N
 def test_device_status_last_seen_and_connectivity() -> None:
     state = LiveState()
     status = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
-                 '{"ts":1000,"seq":1,"state":"online","battery":87,"fw":"2.1.0",'
+                 f'{{"ts":{T0 - 50},"seq":1,"state":"online","battery":87,"fw":"2.1.0",'
                  '"heartbeat_s":60}')
     state.accept([status], [T0])
     device = state.device("site-01", "bed-1", "btn-1")
@@ -124,25 +125,63 @@ def test_device_status_last_seen_and_connectivity() -> None:
         "online", 87.0, "2.1.0", 60.0)
     assert device.last_seen == T0
     assert device.status_at == T0
-    # An older status arriving late does not overwrite the newer one.
+    # An older online status arriving late does not overwrite the newer one's fields.
     stale = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
-                '{"ts":500,"seq":0,"state":"offline"}')
+                f'{{"ts":{T0 - 500},"seq":0,"state":"online","battery":90}}')
     state.accept([stale], [T0 + 5])
-    assert device.reported_state == "online"
+    assert (device.reported_state, device.battery) == ("online", 87.0)
     assert connectivity(device, now_ms=T0 + 100_000, heartbeat_s=300, offline_factor=3) == \
         "online"
     assert connectivity(device, now_ms=T0 + 181_000, heartbeat_s=300, offline_factor=3) == \
         "offline", "silent for longer than 3 x its own 60 s heartbeat"
-    will = msg("homecare/v1/site-01/bed-1/button/btn-1/status",
-               '{"ts":2000,"seq":2,"state":"offline"}')
-    state.accept([will], [T0 + 10])
-    assert connectivity(device, now_ms=T0 + 11, heartbeat_s=300, offline_factor=3) == \
-        "offline"
     press = msg("homecare/v1/site-01/bed-1/button/btn-1/event",
-                '{"ts":3000,"seq":3,"event":"press"}')
-    state.accept([press], [T0 + 20])
-    assert connectivity(device, now_ms=T0 + 21, heartbeat_s=300, offline_factor=3) == \
-        "online", "it spoke after its last will"
+                f'{{"ts":{T0 + 30},"seq":3,"event":"press"}}')
+    state.accept([press], [T0 + 40])
+    assert connectivity(device, now_ms=T0 + 41, heartbeat_s=300, offline_factor=3) == "online"
+
+
+def test_a_last_will_takes_effect_at_receipt_unless_the_device_spoke_after_it() -> None:
+    state = LiveState()
+    connected = T0 - 3_600_000
+    topic = "homecare/v1/site-01/bed-1/fall/fs-bed-1/status"
+    state.accept([msg(topic, f'{{"ts":{T0},"seq":1,"state":"online","heartbeat_s":300}}'),
+                  msg(topic, f'{{"ts":{T0 + 60_000},"seq":2,"state":"online"}}'),
+                  vitals("bed-1", 3, [(T0 + 61_000, 70.0)])],
+                 [T0 + 20, T0 + 60_020, T0 + 61_020])
+    device = state.device("site-01", "bed-1", "fs-bed-1")
+    assert device is not None
+    # The broker publishes the will (its ts is the connect time, older than everything).
+    state.accept([msg("homecare/v1/site-01/bed-1/fall/fs-bed-1/status",
+                      f'{{"ts":{connected},"seq":0,"state":"offline"}}')], [T0 + 62_000])
+    assert device.reported_state == "offline"
+    assert connectivity(device, now_ms=T0 + 63_000, heartbeat_s=300, offline_factor=3) == \
+        "offline"
+    # A reading sent before the will but delivered after it does not cancel it ...
+    state.accept([vitals("bed-1", 4, [(T0 + 61_500, 71.0)])], [T0 + 62_500])
+    assert connectivity(device, now_ms=T0 + 63_000, heartbeat_s=300, offline_factor=3) == \
+        "offline"
+    # ... one sent after it does.
+    state.accept([vitals("bed-1", 5, [(T0 + 90_000, 72.0)])], [T0 + 90_010])
+    assert device.reported_state == "online"
+    assert connectivity(device, now_ms=T0 + 91_000, heartbeat_s=300, offline_factor=3) == \
+        "online"
+
+
+def test_a_device_clock_outside_the_window_is_flagged_until_it_is_right_again() -> None:
+    state = LiveState(clock_window=ClockWindow(behind_ms=DAY_MS))
+    topic = "homecare/v1/site-01/bed-1/audio/au-1/telemetry"
+    state.accept([msg(topic, f'{{"ts":{T0 // 1000},"seq":1,"level_db":40}}')], [T0])
+    device = state.device("site-01", "bed-1", "au-1")
+    assert device is not None
+    assert device.clock_wrong
+    assert state.wrong_clocks() == [("site-01", "bed-1", "au-1", T0 // 1000 - T0)]
+    # A will carries its connect time: not a clock fault.
+    state.accept([msg("homecare/v1/site-01/bed-1/audio/au-1/status",
+                      '{"ts":5,"seq":0,"state":"offline"}')], [T0 + 1])
+    assert device.clock_wrong
+    state.accept([msg(topic, f'{{"ts":{T0 + 9_000},"seq":2,"level_db":41}}')], [T0 + 10_000])
+    assert (device.clock_wrong, device.clock_offset_ms) == (False, -1_000)
+    assert state.wrong_clocks() == []
 
 
 def test_all_key_metrics_are_kept_and_booleans_are_zero_or_one() -> None:

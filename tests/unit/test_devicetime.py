@@ -1,0 +1,74 @@
+"""Device time: the clock window of storage and the order of a device's state, one rule for
+the line encoder, the live state, the metrics and the detectors."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import numpy as np
+
+import gateway.devicetime
+from gateway.deadletter import DeadLetterStore
+from gateway.devicetime import (
+    CLOCK_TRUST_MS,
+    ClockWindow,
+    announced_offline,
+    announced_offline_array,
+    sent_ms,
+    sent_ms_array,
+)
+from gateway.livestate import LiveState
+from gateway.metrics import Metrics
+from gateway.mqtt import RawMessage
+from gateway.pipeline import Pipeline
+from gateway.spool import Spool
+
+NOW = 1_796_000_000_000
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(gateway.devicetime).failed == 0
+
+
+def test_the_scalar_and_column_rules_agree() -> None:
+    ts = np.array([NOW - 5, NOW + 5, NOW - CLOCK_TRUST_MS - 1, NOW // 1000], np.int64)
+    received = np.full(4, NOW, np.int64)
+    assert sent_ms_array(ts, received).tolist() == [sent_ms(int(t), NOW) for t in ts] == [
+        NOW - 5, NOW, NOW, NOW]
+    offline = np.array([NOW, NOW, NOW - 10], np.int64)
+    heard = np.array([NOW - 1, NOW, NOW], np.int64)
+    assert announced_offline_array(offline, heard).tolist() == [
+        announced_offline(int(o), int(h)) for o, h in zip(offline, heard, strict=True)] == [
+        True, False, False]
+    assert announced_offline(None, NOW) is False
+    assert announced_offline(NOW, None) is True
+
+
+def test_the_pipeline_stores_wrong_clocks_at_receipt_and_reports_them(tmp_path: Path) -> None:
+    metrics = Metrics()
+    live = LiveState(clock_window=ClockWindow(behind_ms=86_400_000))
+    metrics.watch_clocks(live.wrong_clocks)
+    spool = Spool(tmp_path / "spool")
+    pipeline = Pipeline(spool=spool, deadletters=DeadLetterStore(tmp_path / "dl.sqlite3"),
+                        metrics=metrics, stages=(live,),
+                        clock_window=ClockWindow(behind_ms=86_400_000))
+    topic = "homecare/v1/s1/b1/audio/{}/telemetry"
+    pipeline.process([
+        RawMessage(topic.format("au-ms"), f'{{"ts":{NOW - 40},"seq":1,"level_db":40}}'.encode(),
+                   1, 1, NOW),
+        RawMessage(topic.format("au-s"), f'{{"ts":{NOW // 1000},"seq":1,"level_db":40}}'.encode(),
+                   2, 1, NOW),
+        RawMessage(topic.format("au-us"), f'{{"ts":{NOW * 1000},"seq":1,"level_db":40}}'.encode(),
+                   3, 1, NOW + 1)])
+    lines, points, _, _ = pipeline.take()
+    assert points == 3
+    assert [line.rsplit(" ", 1)[1] for line in lines] == [str(NOW - 40), str(NOW), str(NOW + 1)]
+    assert "device_ts" not in lines[0]
+    assert f"device_ts={NOW * 1000}i" in lines[2]
+    text = metrics.render().decode()
+    assert "homecare_points_retimed_total 2.0" in text
+    assert "homecare_devices_clock_wrong 2.0" in text
+    assert ('homecare_device_clock_offset_seconds{bed="b1",device="au-s",site="s1"} '
+            f"{(NOW // 1000 - NOW) / 1000}") in text
+    assert 'device="au-ms"' not in text
