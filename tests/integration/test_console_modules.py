@@ -237,3 +237,25 @@ def test_a_stream_reset_reloads_the_alert_list_and_resumes_from_the_head(page: A
     assert result["asked"] == [["/alerts", "open"], ["/alerts", "acknowledged"]]
     assert result["open"] == ["fresh"]
     assert result["lastSeq"] == 2, "the next reconnection sends Last-Event-ID 2, not 40"
+
+
+def test_store_takes_a_repeat_after_an_acknowledgement_whatever_the_arrival_order(
+        page: Any) -> None:
+    acked = _alert("a", status="acknowledged", updated=2000)
+    repeated = {**_alert("a", updated=3000), "repeats": 1}  # open again: a new call
+    resolved = {**_alert("a", status="resolved", updated=4000), "repeats": 1}
+    in_order = page.evaluate(STORE, [
+        ["change", {"seq": 2, "action": "acknowledged", "alert": acked}],
+        ["change", {"seq": 3, "action": "repeated", "alert": repeated}],
+    ])
+    assert (in_order["open"], in_order["critical"]) == (["a"], 1)
+    late_ack = page.evaluate(STORE, [
+        ["change", {"seq": 3, "action": "repeated", "alert": repeated}],
+        ["change", {"seq": 2, "action": "acknowledged", "alert": acked}],  # a replay
+    ])
+    assert late_ack["status"] == {"a": "open"}
+    final = page.evaluate(STORE, [
+        ["change", {"seq": 4, "action": "resolved", "alert": resolved}],
+        ["change", {"seq": 3, "action": "repeated", "alert": repeated}],
+    ])
+    assert final["status"] == {"a": "resolved"}
