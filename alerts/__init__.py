@@ -14,7 +14,16 @@ from alerts.errors import (
     StoreUnavailable,
 )
 from alerts.escalation import EscalationPolicy, Schedule
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Finding, Severity
+from alerts.model import (
+    Alert,
+    AlertChange,
+    AlertStatus,
+    AlertType,
+    EventRef,
+    Finding,
+    HandledEvent,
+    Severity,
+)
 from alerts.rules import ImmediateRules
 from alerts.store import AlertStore
 
@@ -28,7 +37,9 @@ __all__ = [
     "AlertStore",
     "AlertType",
     "EscalationPolicy",
+    "EventRef",
     "Finding",
+    "HandledEvent",
     "ImmediateRules",
     "InvalidCursor",
     "InvalidTransition",
