@@ -16,7 +16,9 @@ low        --                                       --
 
 Timers are absolute times kept in the alert (``next_escalation_at``), so they survive a
 restart: :meth:`Schedule.advance` moves an overdue alert through every step whose time has
-passed, on the original timeline (timers honoured, not reset).
+passed, on the original timeline (timers honoured, not reset). The one reset: a new call on an
+acknowledged alert (a repeat, see :mod:`alerts.engine`) reopens it at level 0, the first step
+due ``steps_ms[0]`` after the repeat.
 
 >>> policy = EscalationPolicy()
 >>> policy.first_at(Severity.CRITICAL, opened_at=0)

@@ -57,6 +57,7 @@ export function detailView(ctx, alertId) {
             ["Opened", `${fmtTime(a.opened_at)} (${fmtAgo(a.opened_at)})`],
             ["Last update", fmtTime(a.updated_at)],
             ["Occurrences", String(a.occurrences ?? 1)],
+            ...(a.repeats ? [["Called again", `${a.repeats}×`]] : []),
             ["Escalation level", String(a.escalation_level ?? 0)],
             ...(a.next_escalation_at ? [["Next escalation", fmtTime(a.next_escalation_at)]] : []),
             ...(a.cleared_at ? [["Condition cleared", fmtTime(a.cleared_at)]] : []),
