@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     influx_password: str | None = None
     influx_password_file: Path | None = None
     influx_timeout_s: float = Field(default=10.0, gt=0)
+    influx_auth_retry_s: float = Field(default=60.0, gt=0, le=3600)
+    """When the database refuses the credentials (HTTP 401/403, a configuration error, said at
+    once in the log, on ``/readyz`` and in ``homecare_db_credentials_refused``), retry writing
+    only this often; the spool keeps the points meanwhile."""
+    history_max_concurrent: int = Field(default=4, ge=1, le=64)
+    """Bed history queries to the database (charts beyond the 24 h kept in memory) run at most
+    this many at a time, on threads of their own: a slow database never holds up the emergency
+    path, the ingest or the rest of the API."""
+    history_max_waiting: int = Field(default=8, ge=0, le=1000)
+    """History queries allowed to wait for one of those; more are refused at once (HTTP 503,
+    ``history_busy``, with ``Retry-After``)."""
+    history_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A history query not answered within this time (waiting included) is abandoned (HTTP
+    504, ``history_timeout``)."""
     influx_gzip: bool | None = None
     """Compress write bodies. Unset: on for a remote database, off on loopback, where it only
     costs CPU (influxdb-client compresses at level 9: ~20% of the gateway's CPU in the bench)."""

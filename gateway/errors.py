@@ -1,6 +1,16 @@
-"""The gateway's few domain exceptions: retryable vs permanent, with context on attributes."""
+"""The gateway's few domain exceptions: retryable vs permanent, with context on attributes.
+
+Storage errors (every store on disk, the alert store included) are classified in one place
+shared with the alert package, :mod:`alerts.errors` (:class:`StorageError`,
+:func:`storage_fault`), and re-exported here.
+"""
 
 from __future__ import annotations
+
+from alerts.errors import StorageError, StorageFault, storage_fault
+
+__all__ = ["CredentialsRefused", "GatewayError", "RejectedWriteError", "RetryableWriteError",
+           "SpoolFull", "StorageError", "StorageFault", "WriteError", "storage_fault"]
 
 
 class GatewayError(Exception):
@@ -32,3 +42,9 @@ class RetryableWriteError(WriteError):
 
 class RejectedWriteError(WriteError):
     """The database refused the points themselves (HTTP 400): retrying the same body fails."""
+
+
+class CredentialsRefused(WriteError):
+    """The database refused the gateway's credentials (HTTP 401/403): a configuration error
+    (token, user, password, org or bucket rights), not an outage. The points stay spooled;
+    retrying soon would not help, so it is retried slowly until someone fixes it."""

@@ -1,7 +1,8 @@
 """The gateway's HTTP app: health, readiness, Prometheus metrics, the alert API and console.
 
 ``/healthz`` answers while the process runs; ``/readyz`` is 200 only while the broker is
-connected and the stores are writable (503 with the failing checks otherwise); ``/metrics`` is
+connected and the stores and the database are writable (503 otherwise, with the failing checks
+and, under ``reasons``, why: "disk_full: ...", "credentials refused: ..."); ``/metrics`` is
 the Prometheus text format. These three need no key. The alert API (:mod:`alerts.api`) is under
 ``/api/v1`` and needs ``Authorization: Bearer <key>`` on every route; its OpenAPI document is
 ``/openapi.json``, rendered at ``/docs`` (assets served locally, no CDN). The dispatcher
@@ -48,13 +49,18 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def readyz() -> JSONResponse:
         checks = gateway.readiness()
         status = 200 if all(checks.values()) else 503
-        return JSONResponse({"ready": status == 200, "checks": checks}, status_code=status)
+        body: dict[str, object] = {"ready": status == 200, "checks": checks}
+        if status != 200:
+            reasons = gateway.readiness_reasons()
+            body["reasons"] = {name: reasons.get(name, "failing")
+                               for name, ok in checks.items() if not ok}
+        return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["operations"])
     async def metrics() -> Response:
         return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    history = reader_from_settings(gateway.settings)
+    history = reader_from_settings(gateway.settings, metrics=gateway.metrics.registry)
     close_streams = install(app, ApiContext(
         keys=gateway.keys, registry=gateway.registry, live=gateway.live,
         service_log=gateway.service_log, alert_store=gateway.alert_store,

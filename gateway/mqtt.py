@@ -79,6 +79,12 @@ class Inbox:
     (:func:`is_urgent`) are also put in :attr:`urgent`, a second lane the gateway drains first,
     so an emergency call never waits behind a backlog of telemetry; they still take their turn
     in the inbox for storage and acknowledgement.
+
+    While the gateway cannot commit (a store on disk failing), a full inbox would stop the
+    socket and hide new emergency calls behind the held telemetry. :meth:`shed_when_full`
+    then keeps the socket read: urgent messages are still taken (up to twice the bound), the
+    others are left unacknowledged (counted in :attr:`shed`) for the broker to send again
+    after :meth:`MqttSource.recall`.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -92,16 +98,31 @@ class Inbox:
         self.urgent_ready = asyncio.Event()
         self.on_space: Callable[[], None] | None = None
         self.pauses = 0
+        self.shedding = False
+        self.shed = 0
+        """Messages left unacknowledged while shedding (since the gateway started)."""
+
+    def shed_when_full(self, on: bool) -> None:
+        """Keep reading while full, taking only urgent messages (on), or push back (off)."""
+        self.shedding = on
+        if on and self.on_space is not None:
+            self.on_space()
 
     def put_many(self, items: Sequence[RawMessage]) -> bool:
         """Add messages; returns False when the inbox is now full (stop reading)."""
+        if self.shedding and len(self._items) >= self.maxsize:
+            kept = [item for item in items if is_urgent(item.topic)]
+            self.shed += len(items) - len(kept)
+            items = kept
+            if len(self._items) + len(kept) >= 2 * self.maxsize:
+                self.shedding = False  # a flood of urgent messages: push back after all
         self._items.extend(items)
         urgent = [item for item in items if not item.retain and is_urgent(item.topic)]
         if urgent:
             self.urgent.extend(urgent)
             self.urgent_ready.set()
         self._ready.set()
-        return len(self._items) < self.maxsize
+        return self.shedding or len(self._items) < self.maxsize
 
     def take_urgent(self) -> list[RawMessage]:
         """Everything in the urgent lane (oldest first), emptying it."""
@@ -344,6 +365,18 @@ class MqttSource:
     def _resume(self) -> None:
         if self._connection is not None:
             self._connection.resume()
+
+    def recall(self) -> None:
+        """Reconnect (the session stays) so the broker sends again every message it holds
+        unacknowledged, such as those the inbox shed; the copies already handled are dropped
+        as duplicates and acknowledged."""
+        if self._connection is not None:
+            log.info("mqtt.recall shed=%d; reconnecting so the broker sends them again",
+                     self.inbox.shed)
+            # A clean close: the acknowledgements written just before still reach the broker.
+            self._connection.write(wire.DISCONNECT_PACKET)
+            if self._connection.transport is not None:
+                self._connection.transport.close()
 
     # --- acknowledgement ----------------------------------------------------------------------
 

@@ -8,6 +8,19 @@ ticks the engine every second (escalation, auto-resolution, detector windows) an
 that staged; the detectors' share of a tick runs in a worker thread. ``Gateway.alerts`` (the
 engine) and ``Gateway.alert_store`` serve the alert API.
 
+Threads: the emergency path (alert commits, :meth:`Gateway._commit_alerts`) and the ingest
+path (the batch commit before acknowledgement) each have a dedicated thread of their own, and
+the detectors another; none of them uses the default thread pool, which the API and other
+neighbours share, so a slow database answering history queries (own bounded pool, time-out:
+:mod:`alerts.api._history`) never delays an emergency call.
+
+Storage trouble is never fatal (:mod:`gateway.storage`): a batch whose commit fails (disk
+full, I/O error, a corrupt dead-letter file) is held unacknowledged and retried; ``/readyz``
+and one log line say why. Meanwhile the inbox keeps the socket read for emergency calls,
+leaving the rest unacknowledged (:meth:`~gateway.mqtt.Inbox.shed_when_full`), so a press still
+reaches the alert store and the stream while the bulk stores cannot write; once the held batch
+is committed the gateway reconnects and the broker sends the rest again.
+
 Shutdown (SIGTERM, Ctrl-C or :meth:`Gateway.stop`) stops intake, commits and acknowledges the
 batch in hand, disconnects (the broker keeps the session and whatever was not acknowledged),
 then gives the database writer a bounded time to drain the spool; whatever is left stays on
@@ -22,8 +35,10 @@ import gc
 import logging
 import time
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
@@ -42,10 +57,13 @@ from gateway.pipeline import Pipeline, Stage
 from gateway.servicelog import ServiceLog, ServiceLogRecorder
 from gateway.sink import SinkWriter
 from gateway.spool import Spool
+from gateway.storage import StorageHealth, is_storage_error
 from gateway.tsdb import TimeSeriesWriter, writer_from_settings
 from gateway.upstream import Outbox, Upstream
 
 log = logging.getLogger("homecare.gateway")
+
+T = TypeVar("T")
 
 PROCESS_CHUNK = 500
 """Messages processed per step on the event loop before yielding to other tasks (socket reads,
@@ -125,15 +143,24 @@ class Gateway:
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)
         self.writer = writer if writer is not None else writer_from_settings(settings)
+        self.storage = StorageHealth(self.metrics.registry)
         self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,
-                                metrics=self.metrics, max_bytes=settings.write_max_bytes)
+                                metrics=self.metrics, max_bytes=settings.write_max_bytes,
+                                auth_retry_s=settings.influx_auth_retry_s,
+                                storage=self.storage)
                      if self.writer is not None else None)
         self.drain_timeout_s = drain_timeout_s
         self.serve_http = serve_http
         self.http_started = asyncio.Event()
         self.started = asyncio.Event()
-        self._spool_ok = True
-        self._alerts_ok = True
+        if self.deadletters.open_error is not None:
+            self.storage.failed("deadletters", self.deadletters.open_error)
+        # Dedicated threads: the emergency path and the ingest commit never wait for a thread
+        # of the default pool, which the API, history queries and other neighbours share.
+        self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
+        self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
+        self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
+        self._recall_pending = False
         self._stopping = asyncio.Event()
         self._ingest_done = asyncio.Event()
 
@@ -193,6 +220,8 @@ class Gateway:
         finally:
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(gc_timer)
+            for thread in (self._emergency_thread, self._ingest_thread, self._detect_thread):
+                thread.shutdown(wait=True, cancel_futures=True)
             if self.writer is not None:
                 await self.writer.close()
             self.spool.close()
@@ -227,6 +256,11 @@ class Gateway:
                 await self._flush()
             else:
                 await asyncio.sleep(0)  # let the socket, the urgent lane and the API run
+            if self._recall_pending and not len(self.inbox) and not pipeline.pending_messages:
+                # Storage is back and everything held is committed and acknowledged: have the
+                # broker send again what the inbox shed meanwhile.
+                self._recall_pending = False
+                self.source.recall()
         if pipeline.pending_messages:
             await self._flush()
 
@@ -243,22 +277,52 @@ class Gateway:
         if raws and self.pipeline.process_urgent(raws) and self.alerts.staged:
             await self._commit_alerts()
 
+    async def _in_thread(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: object
+                         ) -> T:
+        return await asyncio.get_running_loop().run_in_executor(thread, fn, *args)
+
     async def _flush(self) -> None:
+        """Commit the batch in hand (spool, dead letters, stages), then acknowledge it.
+
+        The one place of commit-then-acknowledge. A store failing holds the batch, and with it
+        intake, unacknowledged: retried until it commits (never given up, never fatal), while
+        the inbox sheds all but urgent messages so emergency calls still come in."""
         lines, points, rejected, raws = self.pipeline.take()
         started = time.perf_counter()
+        failing: str | None = None
+        shed_before = self.inbox.shed
         while True:
             try:
-                await asyncio.to_thread(self.pipeline.commit, lines, points, rejected)
+                await self._in_thread(self._ingest_thread, self.pipeline.commit, lines, points,
+                                      rejected)
                 break
-            except OSError as exc:
-                # Disk trouble: nothing is acknowledged until the batch is on disk.
-                self._spool_ok = False
-                log.error("spool.commit_failed error=%s; retrying in 1 s", exc)
-                await asyncio.sleep(1.0)
             except SpoolFull:
                 # Overflow policy "block": hold this batch (and so intake) until there is room.
                 await asyncio.sleep(0.2)
-        self._spool_ok = True
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                store = getattr(exc, "store", "") or "spool"
+                failing = store
+                delay = self.storage.failed(
+                    store, exc, holding=f"a batch of {len(raws)} messages "
+                    f"({points} points, {len(rejected)} dead letters)")
+                self.inbox.shed_when_full(True)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
+                if self._stopping.is_set():
+                    # Shutting down with the disk still failing: the batch stays with the
+                    # broker (unacknowledged), which sends it again after the restart.
+                    log.warning("shutdown.batch_not_committed messages=%d; the broker keeps "
+                                "them", len(raws))
+                    return
+        if failing is not None:
+            self.inbox.shed_when_full(False)
+            shed = self.inbox.shed - shed_before
+            self.storage.recovered(failing, what=f"committed_messages={len(raws)} "
+                                   f"shed_messages={shed} (the broker sends those again)")
+            self._recall_pending = shed > 0
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.points_spooled.inc(points)
         self.source.ack(raws)
@@ -276,7 +340,7 @@ class Gateway:
             # The detectors' work (a round of buffered messages into numpy columns, every
             # bed evaluated) runs in a worker thread: it never stalls intake or the emergency
             # path. Rules, engine and escalation stay on the loop.
-            detected = await asyncio.to_thread(self.alerting.detect, now_ms)
+            detected = await self._in_thread(self._detect_thread, self.alerting.detect, now_ms)
             for first in range(0, len(detected), FINDINGS_SLICE):
                 self.alerting.apply(detected[first:first + FINDINGS_SLICE], now_ms)
                 if len(detected) > FINDINGS_SLICE:
@@ -291,17 +355,19 @@ class Gateway:
                     await self._stopping.wait()
 
     async def _commit_alerts(self) -> None:
+        """The emergency path's commit, on its own thread."""
         try:
-            await asyncio.to_thread(self.alerting.commit)
-        except OSError as exc:
-            # The changes stay staged and go out with the next commit, in order.
-            if self._alerts_ok:
-                log.error("alerts.commit_failed error=%s; retrying every second", exc)
-            self._alerts_ok = False
+            await self._in_thread(self._emergency_thread, self.alerting.commit)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            # The changes stay staged and go out with the next commit (the tick retries every
+            # second), in order.
+            self.storage.failed("alerts", exc, holding=f"{self.alerts.staged} alert "
+                                "changes staged in memory")
             return
-        if not self._alerts_ok:
-            log.info("alerts.commit_resumed last_seq=%d", self.alerts.last_seq)
-        self._alerts_ok = True
+        if self.storage.failing("alerts"):
+            self.storage.recovered("alerts", what=f"last_seq={self.alerts.last_seq}")
         if self.upstream is not None:
             self.upstream.wake()
 
@@ -315,9 +381,12 @@ class Gateway:
         seen = (0, 0, 0)
         spool_stats = self.spool.stats
         dropped_seen = 0
+        shed_seen = 0
         while not self._stopping.is_set():
             m = self.metrics
             m.inbox_depth.set(len(self.inbox))
+            m.messages_shed.inc(self.inbox.shed - shed_seen)
+            shed_seen = self.inbox.shed
             m.spool_pending_points.set(self.spool.pending_points)
             m.spool_pending_bytes.set(self.spool.pending_bytes)
             m.late.inc(stats.late - seen[0])
@@ -335,9 +404,24 @@ class Gateway:
                     await self._stopping.wait()
 
     def readiness(self) -> dict[str, bool]:
-        """The checks behind ``/readyz``: broker connected, spool and database writable."""
+        """The checks behind ``/readyz``: broker connected, every store and the database
+        writable."""
+        failing = self.storage.reasons()
         checks = {"mqtt_connected": self.source.connected.is_set(),
-                  "spool_writable": self._spool_ok, "alerts_writable": self._alerts_ok}
+                  "spool_writable": "spool" not in failing,
+                  "alerts_writable": "alerts" not in failing,
+                  "deadletters_writable": "deadletters" not in failing,
+                  "servicelog_writable": "servicelog" not in failing}
+        checks.update({f"{store}_writable": False for store in failing})
         if self.sink is not None:
             checks["tsdb_writable"] = self.sink.healthy
         return checks
+
+    def readiness_reasons(self) -> dict[str, str]:
+        """Why each failing check of :meth:`readiness` fails, in words an operator acts on."""
+        reasons = {f"{store}_writable": why for store, why in self.storage.reasons().items()}
+        if not self.source.connected.is_set():
+            reasons["mqtt_connected"] = "not connected to the broker (reconnecting)"
+        if self.sink is not None and not self.sink.healthy:
+            reasons["tsdb_writable"] = self.sink.problem or "database writes failing"
+        return reasons

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from alerts.errors import StorageError, storage_fault
 from devices.codec import Message
 from devices.schemas import BadgeEvent
 
@@ -111,11 +112,12 @@ _COLUMNS: Final = ("seq, origin, at, recorded_at, site, bed, caregiver, visit, e
                    " services, source, device, actor, prev_hash, hash")
 
 
-class ServiceLogUnavailable(OSError):
-    """The service log could not be written or read (disk full, I/O error, locked): retry.
+class ServiceLogUnavailable(StorageError):
+    """The service log could not be written or read (disk full, I/O error, locked, corrupt).
 
-    An :class:`OSError`, so the ingest pipeline treats it like a failing spool: it retries and
-    acknowledges nothing meanwhile."""
+    A :class:`~alerts.errors.StorageError` (classified once in :mod:`alerts.errors`), so the
+    ingest pipeline treats it like a failing spool: it retries and acknowledges nothing
+    meanwhile."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,8 +296,10 @@ class ServiceLog:
         with self._lock:
             try:
                 return self._append(events, recorded_at, set_aside_refused)
-            except sqlite3.OperationalError as exc:
-                raise ServiceLogUnavailable(f"service log write failed: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
 
     def _append(self, events: Sequence[VisitEvent], recorded_at: int,
                 set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:

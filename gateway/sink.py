@@ -5,6 +5,13 @@ backoff while the spool absorbs new points; on recovery it logs once more with w
 meanwhile ("resumed after 42 s; replaying 41,200 spooled points"). A body the database refuses
 (HTTP 400) is split in halves until the refused lines are isolated; those go to the dead-letter
 store with the database's reason and the rest is written.
+
+A database that refuses the gateway's credentials (HTTP 401/403) is a configuration error,
+not an outage: it is logged at once as such (``tsdb.credentials_refused``), shown on
+``/readyz`` and in ``homecare_db_credentials_refused``, and retried only every
+``auth_retry_s`` while the spool keeps the points; the first write that passes logs once more.
+Disk trouble under the spool or the dead letters is held and retried (:mod:`gateway.storage`),
+never the end of the writer.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import logging
 import time
 
 from gateway.deadletter import DeadLetter, DeadLetterStore
-from gateway.errors import RejectedWriteError, RetryableWriteError
+from gateway.errors import CredentialsRefused, RejectedWriteError, RetryableWriteError
 from gateway.metrics import Metrics
 from gateway.spool import Spool
+from gateway.storage import StorageHealth, is_storage_error
 from gateway.tsdb import TimeSeriesWriter
 
 log = logging.getLogger("homecare.sink")
@@ -26,15 +34,21 @@ log = logging.getLogger("homecare.sink")
 class SinkWriter:
     def __init__(self, spool: Spool, writer: TimeSeriesWriter, *, deadletters: DeadLetterStore,
                  metrics: Metrics, max_bytes: int = 4 * 1024 * 1024,
-                 backoff_max_s: float = 30.0) -> None:
+                 backoff_max_s: float = 30.0, auth_retry_s: float = 60.0,
+                 storage: StorageHealth | None = None) -> None:
         self.spool = spool
         self.writer = writer
         self.deadletters = deadletters
         self.metrics = metrics
         self.max_bytes = max_bytes
         self.backoff_max_s = backoff_max_s
+        self.auth_retry_s = auth_retry_s
+        self.storage = storage
         self.wake = asyncio.Event()
         self.healthy = True
+        self.problem: str | None = None
+        """Why writes fail, for ``/readyz`` (None while they pass)."""
+        self._refused_since: float | None = None
         self._outage_since: float | None = None
         self._outage_failures = 0
         self._replay_left = 0
@@ -45,6 +59,17 @@ class SinkWriter:
         self.wake.set()
 
     async def run(self) -> None:
+        while True:
+            try:
+                await self._run()
+            except Exception as exc:
+                if not is_storage_error(exc):
+                    raise
+                delay = (self.storage.failed("spool", exc, holding="the database writer")
+                         if self.storage is not None else 1.0)
+                await asyncio.sleep(delay)
+
+    async def _run(self) -> None:
         backoff = 0.25
         while True:
             batch = await asyncio.to_thread(self.spool.read, self.max_bytes)
@@ -59,6 +84,11 @@ class SinkWriter:
             started = time.perf_counter()
             try:
                 await self._write(batch.body)
+            except CredentialsRefused as exc:
+                self.metrics.write_errors.labels("credentials").inc()
+                self._on_refused(exc)
+                await asyncio.sleep(self.auth_retry_s)
+                continue
             except RetryableWriteError as exc:
                 self.metrics.write_errors.labels("retryable").inc()
                 self._on_failure(exc)
@@ -98,9 +128,24 @@ class SinkWriter:
             await self._write(b"\n".join(lines[:half]))
             await self._write(b"\n".join(lines[half:]))
 
+    def _on_refused(self, exc: CredentialsRefused) -> None:
+        self.metrics.db_up.set(0)
+        self.metrics.db_credentials_refused.set(1)
+        self.healthy = False
+        self.problem = f"credentials refused: {exc}"
+        self._outage_failures += 1
+        if self._refused_since is None:
+            self._refused_since = time.monotonic()
+            self._outage_since = self._outage_since or self._refused_since
+            log.error("tsdb.credentials_refused backend=%s status=%s error=%s; a configuration "
+                      "error: points stay in the spool (%d now), retrying every %.0f s",
+                      self.writer.name, exc.status, exc, self.spool.pending_points,
+                      self.auth_retry_s)
+
     def _on_failure(self, exc: RetryableWriteError) -> None:
         self.metrics.db_up.set(0)
         self._outage_failures += 1
+        self.problem = f"database unreachable or failing: {exc}"
         if self._outage_since is None:
             self._outage_since = time.monotonic()
             self.healthy = False
@@ -109,12 +154,18 @@ class SinkWriter:
 
     def _on_success(self, points: int) -> None:
         self.metrics.db_up.set(1)
+        cause = ""
+        if self._refused_since is not None:
+            self.metrics.db_credentials_refused.set(0)
+            self._refused_since = None
+            cause = " cause=credentials_refused"
+        self.problem = None
         if self._outage_since is not None:
             took = time.monotonic() - self._outage_since
             self._replay_left = self.spool.pending_points + points
             log.info("tsdb.resumed backend=%s after_s=%.1f failed_attempts=%d "
-                     "replaying_points=%d", self.writer.name, took, self._outage_failures,
-                     self._replay_left)
+                     "replaying_points=%d%s", self.writer.name, took, self._outage_failures,
+                     self._replay_left, cause)
             self._outage_since = None
             self._outage_failures = 0
             self.healthy = True

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from alerts.errors import StorageError
 from gateway.errors import SpoolFull
 
 _HEADER = struct.Struct("<III")
@@ -159,7 +160,16 @@ class Spool:
     # --- writing ------------------------------------------------------------------------------
 
     def append(self, body: bytes, points: int) -> None:
-        """Append one batch durably. Raises :class:`SpoolFull` under the ``block`` policy."""
+        """Append one batch durably. Raises :class:`SpoolFull` under the ``block`` policy and
+        :class:`~alerts.errors.StorageError` (store ``spool``) when the disk fails."""
+        try:
+            self._append(body, points)
+        except StorageError:
+            raise
+        except OSError as exc:
+            raise StorageError.wrap("spool", "append", exc) from exc
+
+    def _append(self, body: bytes, points: int) -> None:
         size = _HEADER.size + len(body)
         with self._lock:
             if self._pending_bytes + size > self.max_bytes:

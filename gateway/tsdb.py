@@ -5,20 +5,24 @@
   call. Its batching ``WriteApi`` is deliberately not used: it has lost data on close and drops
   a batch after its retries run out; batching, retry and spooling are ours.
 
-Errors become :class:`RetryableWriteError` (keep the data, retry later) or
-:class:`RejectedWriteError` (the database refuses these points; HTTP 400/413) at this boundary.
+Errors become :class:`RetryableWriteError` (keep the data, retry later),
+:class:`RejectedWriteError` (the database refuses these points; HTTP 400/413) or
+:class:`CredentialsRefused` (HTTP 401/403: the token or user is wrong; a configuration error,
+said at once, retried slowly) at this boundary. Blocking client calls (v2) run on a thread of
+the writer's own, never the default pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import httpx
 
 from gateway.config import Settings
-from gateway.errors import RejectedWriteError, RetryableWriteError
+from gateway.errors import CredentialsRefused, RejectedWriteError, RetryableWriteError
 
 
 class TimeSeriesWriter(Protocol):
@@ -37,6 +41,10 @@ def _classify(status: int, text: str, retry_after: str | None = None) -> Excepti
     message = f"HTTP {status}: {text[:300]}"
     if status in (400, 413, 422):
         return RejectedWriteError(message, status=status)
+    if status in (401, 403):
+        return CredentialsRefused(f"{message} (the database refused the gateway's credentials: "
+                                  "check HOMECARE_INFLUX_TOKEN, or _USERNAME/_PASSWORD for v1, "
+                                  "and its rights on the bucket/db)", status=status)
     delay = None
     if retry_after is not None:
         try:
@@ -103,6 +111,7 @@ class InfluxV2Writer:
                                       retries=False)
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._url = url
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="tsdb-write")
 
     def _write_blocking(self, body: bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision
@@ -120,7 +129,8 @@ class InfluxV2Writer:
             raise RetryableWriteError(f"{type(exc).__name__}: {exc}") from exc
 
     async def write(self, body: bytes) -> None:
-        await asyncio.to_thread(self._write_blocking, body)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._write_blocking,
+                                                         body)
 
     async def ping(self) -> bool:
         try:
@@ -131,7 +141,8 @@ class InfluxV2Writer:
         return response.status_code < 300
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._client.close)
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._client.close)
+        self._thread.shutdown(wait=False)
 
 
 def writer_from_settings(settings: Settings) -> TimeSeriesWriter | None:

@@ -149,7 +149,7 @@ def router(ctx: ApiContext) -> APIRouter:
                          alerts=[alert_out(a) for a in alerts])
 
     @api.get("/{site}/{bed}/series", response_model=Series, dependencies=[viewer],
-             responses=error_responses(400, 404, 502, 503),
+             responses=error_responses(400, 404, 502, 503, 504),
              summary="One metric of one bed over time")
     async def series(
         site: SiteId, bed: SiteId, metric: Metric,
@@ -181,7 +181,8 @@ def router(ctx: ApiContext) -> APIRouter:
             points = await ctx.history.series(site, bed, metric, since=start, until=end,
                                               max_points=limit)
         except HistoryError as exc:
-            raise ApiError(exc.status, str(exc)) from exc
+            retry = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+            raise ApiError(exc.status, str(exc), error=exc.code, headers=retry) from exc
         return Series(site=site, bed=bed, metric=metric, since=start, until=end,
                       source="influxdb", complete=True, points=_readings(points))
 

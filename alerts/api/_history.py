@@ -6,8 +6,16 @@
 
 Long ranges are downsampled in the database to at most ``max_points`` windows (mean of the
 numbers; last value of the booleans). Failures become :class:`HistoryUnavailable` (the database
-cannot be reached: 503) or :class:`HistoryFailed` (it answered with an error: 502) here, at the
-boundary.
+cannot be reached: 503) or :class:`HistoryFailed` (it answered with an error: 502; 401/403 say
+that the credentials are refused) here, at the boundary.
+
+Bounded and timed out (:class:`BoundedHistory`, what :func:`reader_from_settings` returns): at
+most ``history_max_concurrent`` queries run at once, on threads of their own (v2), never the
+default pool that the rest of the API uses; ``history_max_waiting`` more may wait, any further
+one is refused at once (:class:`HistoryBusy`, 503 with ``Retry-After``); a query not answered
+within ``history_timeout_s`` is abandoned (:class:`HistoryTimeout`, 504). A slow database then
+costs a chart, never an emergency call (the gateway's alert and ingest commits have threads of
+their own, see :mod:`gateway.service`).
 """
 
 from __future__ import annotations
@@ -15,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, Protocol
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.config import Settings
 
@@ -33,12 +43,30 @@ MIN_WINDOW_MS: Final = 1000
 
 class HistoryError(Exception):
     status = 502
+    code = "bad_gateway"
+    retry_after_s: int | None = None
 
 
 class HistoryUnavailable(HistoryError):
     """The database could not be reached."""
 
     status = 503
+    code = "unavailable"
+
+
+class HistoryBusy(HistoryError):
+    """Too many history queries in flight already: refused at once, retry shortly."""
+
+    status = 503
+    code = "history_busy"
+    retry_after_s = 5
+
+
+class HistoryTimeout(HistoryError):
+    """The database did not answer in time: the query was abandoned."""
+
+    status = 504
+    code = "history_timeout"
 
 
 class HistoryFailed(HistoryError):
@@ -141,8 +169,7 @@ class InfluxV1History:
             raise HistoryUnavailable(f"time-series database unreachable: "
                                      f"{type(exc).__name__}") from exc
         if response.status_code >= 300:
-            raise HistoryFailed(f"time-series database answered HTTP {response.status_code}: "
-                                f"{response.text[:200]}")
+            raise HistoryFailed(_answered(response.status_code, response.text))
         try:
             body = response.json()
         except ValueError as exc:
@@ -166,13 +193,16 @@ class InfluxV2History:
     name = "influxdb-v2"
 
     def __init__(self, *, url: str, org: str, bucket: str, token: str | None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, max_threads: int = 4) -> None:
+        """``max_threads``: the blocking client's own threads (the default pool is never
+        used); :class:`BoundedHistory` keeps the number of queries within it."""
         from influxdb_client.client.influxdb_client import InfluxDBClient
 
         self.org = org
         self.bucket = bucket
         self._client = InfluxDBClient(url=url, token=token or "", org=org,
                                       timeout=int(timeout_s * 1000), retries=False)
+        self._threads = ThreadPoolExecutor(max_threads, thread_name_prefix="history")
 
     def _query(self, query: str) -> list[tuple[int, float]]:
         from influxdb_client.rest import ApiException
@@ -181,8 +211,8 @@ class InfluxV2History:
         try:
             tables = self._client.query_api().query(query, org=self.org)
         except ApiException as exc:
-            raise HistoryFailed(f"time-series database answered HTTP {exc.status}: "
-                                f"{str(exc.body or exc.reason)[:200]}") from exc
+            raise HistoryFailed(_answered(int(exc.status or 0), str(exc.body or exc.reason))
+                                ) from exc
         except (Urllib3Error, OSError) as exc:
             raise HistoryUnavailable(f"time-series database unreachable: "
                                      f"{type(exc).__name__}") from exc
@@ -199,21 +229,110 @@ class InfluxV2History:
                      max_points: int) -> list[tuple[int, float]]:
         query = flux(self.bucket, site, bed, metric, since=since, until=until,
                      max_points=max_points)
-        return _merge(await asyncio.to_thread(self._query, query), max_points)
+        loop = asyncio.get_running_loop()
+        return _merge(await loop.run_in_executor(self._threads, self._query, query), max_points)
 
     async def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
         await asyncio.to_thread(self._client.close)
 
 
-def reader_from_settings(settings: Settings) -> HistoryReader | None:
-    """The configured database's reader, or ``None`` when none is configured."""
+def _answered(status: int, text: str) -> str:
+    if status in (401, 403):
+        return (f"time-series database refused the gateway's credentials (HTTP {status}): "
+                "check HOMECARE_INFLUX_TOKEN (v1: _USERNAME/_PASSWORD) and its read rights")
+    return f"time-series database answered HTTP {status}: {text[:200]}"
+
+
+class BoundedHistory:
+    """A :class:`HistoryReader` with a bound on queries in flight and a time-out on each."""
+
+    def __init__(self, reader: HistoryReader, *, max_concurrent: int, max_waiting: int,
+                 timeout_s: float, metrics: CollectorRegistry | None = None) -> None:
+        if max_concurrent < 1 or max_waiting < 0 or timeout_s <= 0:
+            raise ValueError("max_concurrent >= 1, max_waiting >= 0, timeout_s > 0")
+        self.reader = reader
+        self.name = reader.name
+        self.max_concurrent = max_concurrent
+        self.max_waiting = max_waiting
+        self.timeout_s = timeout_s
+        self._running = asyncio.Semaphore(max_concurrent)
+        self._admitted = 0
+        self._queries: Counter | None = None
+        self._in_flight: Gauge | None = None
+        if metrics is not None:
+            self._queries = Counter(
+                "homecare_history_queries", "Bed history queries to the time-series database, "
+                "by outcome (ok, busy: refused at once, timeout, failed)", ["outcome"],
+                registry=metrics)
+            self._in_flight = Gauge("homecare_history_in_flight",
+                                    "History queries running or waiting", registry=metrics)
+
+    @property
+    def in_flight(self) -> int:
+        """Queries running or waiting now."""
+        return self._admitted
+
+    async def series(self, site: str, bed: str, metric: str, *, since: int, until: int,
+                     max_points: int) -> list[tuple[int, float]]:
+        if self._admitted >= self.max_concurrent + self.max_waiting:
+            self._count("busy")
+            raise HistoryBusy(f"{self._admitted} history queries are in flight already (at "
+                              f"most {self.max_concurrent} run at once, {self.max_waiting} "
+                              "wait); retry shortly")
+        self._admitted += 1
+        self._gauge()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async with self._running:
+                    points = await self.reader.series(site, bed, metric, since=since,
+                                                       until=until, max_points=max_points)
+        except TimeoutError:
+            self._count("timeout")
+            raise HistoryTimeout(f"the time-series database did not answer within "
+                                 f"{self.timeout_s:g} s (history_timeout_s); the query was "
+                                 "abandoned") from None
+        except HistoryError:
+            self._count("failed")
+            raise
+        finally:
+            self._admitted -= 1
+            self._gauge()
+        self._count("ok")
+        return points
+
+    async def close(self) -> None:
+        await self.reader.close()
+
+    def _count(self, outcome: str) -> None:
+        if self._queries is not None:
+            self._queries.labels(outcome).inc()
+
+    def _gauge(self) -> None:
+        if self._in_flight is not None:
+            self._in_flight.set(self._admitted)
+
+
+def reader_from_settings(settings: Settings, *, metrics: CollectorRegistry | None = None
+                         ) -> BoundedHistory | None:
+    """The configured database's reader, bounded and timed out as the ``history_*`` settings
+    say, or ``None`` when no database is configured. ``metrics``: register its metrics
+    there."""
     if settings.influx_url is None:
         return None
+    # The client's own time-out matches, so a thread whose query was abandoned frees itself.
+    timeout_s = settings.history_timeout_s
+    reader: HistoryReader
     if settings.influx_api == "v1":
-        return InfluxV1History(url=settings.influx_url, db=settings.influx_db,
-                               rp=settings.influx_rp, username=settings.influx_username,
-                               password=settings.secret("influx_password"),
-                               timeout_s=settings.influx_timeout_s)
-    return InfluxV2History(url=settings.influx_url, org=settings.influx_org,
-                           bucket=settings.influx_bucket, token=settings.secret("influx_token"),
-                           timeout_s=settings.influx_timeout_s)
+        reader = InfluxV1History(url=settings.influx_url, db=settings.influx_db,
+                                 rp=settings.influx_rp, username=settings.influx_username,
+                                 password=settings.secret("influx_password"),
+                                 timeout_s=timeout_s)
+    else:
+        reader = InfluxV2History(url=settings.influx_url, org=settings.influx_org,
+                                 bucket=settings.influx_bucket,
+                                 token=settings.secret("influx_token"), timeout_s=timeout_s,
+                                 max_threads=settings.history_max_concurrent)
+    return BoundedHistory(reader, max_concurrent=settings.history_max_concurrent,
+                          max_waiting=settings.history_max_waiting, timeout_s=timeout_s,
+                          metrics=metrics)

@@ -1,0 +1,119 @@
+"""Storage trouble is never fatal: a store that cannot write holds its batch unacknowledged,
+says why on ``/readyz`` and once in the log, and emergency calls still reach the alert store
+(and so the dispatchers' stream) meanwhile; once the disk is back, everything held or shed is
+stored exactly once.
+
+Faults are injected at the dead-letter store's SQLite boundary (``side_effect=`` the error
+SQLite raises on a full disk); the broker, the gateway and its other stores are real.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from unittest import mock
+
+import httpx
+import pytest
+
+from gateway.config import Settings
+from gateway.deadletter import DeadLetterStore
+from gateway.service import Gateway
+from tests.inprocess import API_KEY, invalid, press, publisher, running, until
+from tests.servers import Mosquitto, free_port
+
+pytestmark = [pytest.mark.integration]
+
+SITE = "site-storage"
+DISK_FULL = sqlite3.OperationalError("database or disk is full")
+
+
+def _gateway(tmp_path: Path, mosquitto: Mosquitto, **settings: object) -> Gateway:
+    return Gateway(Settings(mqtt_url=mosquitto.url, data_dir=tmp_path / "data",
+                            mqtt_client_id=f"gw-storage-{tmp_path.name}"[:60],
+                            api_addr=f"127.0.0.1:{free_port()}", api_key=API_KEY,
+                            **settings))  # type: ignore[arg-type]
+
+
+def _emergency_calls(gateway: Gateway, bed: str) -> int:
+    alerts, _ = gateway.alert_store.list_alerts(bed=bed, type="emergency_button")
+    return len(alerts)
+
+
+async def test_dead_letter_store_full_holds_intake_yet_an_emergency_call_opens_its_alert(
+        tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    gateway = _gateway(tmp_path, mosquitto, inbox_max_messages=100)
+    n_invalid = 400  # four times the inbox: the socket would pause without shedding
+    async with running(gateway), publisher(mosquitto.url) as devices, \
+            httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
+        with mock.patch.object(DeadLetterStore, "_insert", side_effect=DISK_FULL) as insert:
+            for n in range(n_invalid):
+                devices.publish_nowait(*invalid(SITE, "bed-bad", n))
+            await devices.drain()
+            await until(lambda: insert.call_count >= 3, "the commit is retried")
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            body = ready.json()
+            assert body["checks"]["deadletters_writable"] is False
+            assert body["reasons"]["deadletters_writable"].startswith("disk_full")
+            assert "database or disk is full" in body["reasons"]["deadletters_writable"]
+            # While the batch is held: an emergency call from another bed opens its alert.
+            devices.publish_nowait(*press(SITE, "bed-call"))
+            await until(lambda: _emergency_calls(gateway, "bed-call") == 1,
+                        "the emergency call reaches the alert store while dead letters fail")
+            assert gateway.deadletters.count() == 0, "nothing stored, so nothing acknowledged"
+            assert gateway.inbox.shed > 0, "the inbox was full: telemetry was shed"
+            metrics = (await http.get("/metrics")).text
+            assert 'homecare_storage_ok{store="deadletters"} 0.0' in metrics
+        # The disk is back: the held batch, the rest of the inbox and what was shed (sent
+        # again by the broker after the recall) are each stored exactly once.
+        await until(lambda: gateway.deadletters.count() >= n_invalid,
+                    "every invalid message is dead-lettered after the disk is back")
+        sentinel = n_invalid
+        devices.publish_nowait(*invalid(SITE, "bed-bad", sentinel))
+        await until(lambda: gateway.deadletters.count() >= n_invalid + 1, "the sentinel")
+        assert gateway.deadletters.count() == n_invalid + 1
+        assert _emergency_calls(gateway, "bed-call") == 1
+        assert (await http.get("/readyz")).status_code == 200
+    unavailable = [r for r in caplog.records if r.getMessage().startswith("storage.unavailable")]
+    resumed = [r for r in caplog.records if r.getMessage().startswith("storage.resumed")]
+    assert len(unavailable) == 1, "logged once, not once per retry"
+    assert len(resumed) == 1
+    assert "shed_messages=" in resumed[0].getMessage()
+
+
+async def test_held_batch_is_acknowledged_only_once_committed(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A gateway stopped while the dead-letter store is failing acknowledges nothing of the
+    held batch; the next one (disk back) stores every message once."""
+    first = _gateway(tmp_path, mosquitto)
+    async with running(first), publisher(mosquitto.url) as devices:
+        with mock.patch.object(DeadLetterStore, "_insert", side_effect=DISK_FULL) as insert:
+            for n in range(50):
+                devices.publish_nowait(*invalid(SITE, "bed-held", n))
+            await devices.drain()
+            await until(lambda: insert.call_count >= 2, "the commit is retried")
+            first.stop()
+    second = _gateway(tmp_path, mosquitto)
+    async with running(second), publisher(mosquitto.url, "test-devices-2") as devices:
+        await until(lambda: second.deadletters.count() >= 50, "the held messages, redelivered")
+        devices.publish_nowait(*invalid(SITE, "bed-held", 50))
+        await until(lambda: second.deadletters.count() >= 51, "the sentinel")
+        assert second.deadletters.count() == 51
+
+
+async def test_a_dead_letter_store_that_cannot_open_does_not_stop_the_gateway(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The disk full at start (every restart): the gateway runs, says why, takes calls."""
+    with mock.patch.object(DeadLetterStore, "_connect", side_effect=DISK_FULL):
+        gateway = _gateway(tmp_path, mosquitto)
+        async with running(gateway), publisher(mosquitto.url) as devices, \
+                httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
+            devices.publish_nowait(*invalid(SITE, "bed-bad", 1))
+            devices.publish_nowait(*press(SITE, "bed-start"))
+            await until(lambda: _emergency_calls(gateway, "bed-start") == 1,
+                        "the emergency call opens its alert")
+            ready = (await http.get("/readyz")).json()
+            assert ready["reasons"]["deadletters_writable"].startswith("disk_full")
