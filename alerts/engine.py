@@ -31,10 +31,11 @@ Handled events. A finding from a device event carries it as a typed field,
 :attr:`Finding.event <alerts.model.Finding.event>` (an :class:`~alerts.model.EventRef`: device,
 ``seq``, device time, digest of the content), not in its evidence: the engine acts on it. The
 engine remembers the last event it handled per device and lane (calls: press, long_press,
-fall_detected; the rest: cancel, fall_cleared) and ignores, counts
-(:attr:`AlertEngine.replays_ignored`) and logs at most once a minute every event that is not
-newer than it (:meth:`EventRef.newer_than <alerts.model.EventRef.newer_than>`: a higher
-``seq`` or a later device time): it opens, updates and cancels nothing, whether or not the
+fall_detected; the rest: cancel, fall_cleared, which must also be newer than the last call)
+and ignores, counts (:attr:`AlertEngine.replays_ignored`) and logs at most once a minute
+every event that is not newer than it (:meth:`EventRef.newer_than
+<alerts.model.EventRef.newer_than>`: a higher ``seq`` or a later device time): it opens,
+updates, cancels and clears nothing, whether or not the
 alert of the first one is still open. The memory is staged with the changes the event caused
 and written in the same transaction (:meth:`AlertStore.write`), and restored at start, so a
 handled call never comes back as a new one after a restart, a retained or re-sent message, or
@@ -228,11 +229,11 @@ class AlertEngine:
             return self._staged[start:]
 
     def is_replay(self, site: str, bed: str, event: EventRef) -> bool:
-        """True if ``event`` of a device on ``site``/``bed`` is not newer than the last one of
-        its lane handled (the rules use it not to re-arm a fall watch on a replay)."""
+        """True if the engine would ignore ``event`` of a device on ``site``/``bed`` as not
+        newer than one already handled (the rules use it not to arm or end a fall watch on a
+        replay)."""
         with self._lock:
-            last = self._handled.get((site, bed, event.device, event.call))
-        return last is not None and not event.newer_than(last)
+            return self._not_newer(site, bed, event) is not None
 
     # --- people (event loop or a worker thread; durable before returning) ---------------------
 
@@ -409,11 +410,22 @@ class AlertEngine:
         else:
             self._update(alert, finding, now)
 
+    def _not_newer(self, site: str, bed: str, event: EventRef) -> EventRef | None:
+        """The remembered event that ``event`` is not newer than, if any: the last of its own
+        lane, and for a cancel or a recovery also the last call (one older than the call it
+        would cancel or clear is stale; a call is never held back by a cancel)."""
+        lanes = (event.call,) if event.call else (False, True)
+        for call in lanes:
+            last = self._handled.get((site, bed, event.device, call))
+            if last is not None and not event.newer_than(last):
+                return last
+        return None
+
     def _remember(self, finding: Finding, event: EventRef, now: int) -> bool:
         """Remember ``event`` as handled; False (counted, logged now and then) for a replay."""
         lane = (finding.site, finding.bed, event.device, event.call)
-        last = self._handled.get(lane)
-        if last is None or event.newer_than(last):
+        last = self._not_newer(finding.site, finding.bed, event)
+        if last is None:
             self._handled[lane] = event
             self._handled_staged[lane] = HandledEvent(site=finding.site, bed=finding.bed,
                                                       event=event, at=now)

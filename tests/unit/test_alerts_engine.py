@@ -359,7 +359,15 @@ def test_an_event_not_newer_than_the_last_handled_opens_nothing_whatever_its_ale
     assert one(e.apply([call(ref(8, T0 + S), T0 + 2 * MIN, bed="bed-0003")],
                        T0 + 2 * MIN)).action == "opened"
     assert e.is_replay("site-01", "bed-0001", ref(7, T0))
-    assert not e.is_replay("site-01", "bed-0001", ref(7, T0, call=False))
+    # A cancel is held against the calls as well: not one older than the call it would cancel.
+    assert e.is_replay("site-01", "bed-0001", ref(7, T0, call=False))
+    assert not e.is_replay("site-01", "bed-0001", ref(8, T0 + S, call=False))
+    # A call is held against calls only: a cancel that overtook its press never hides it.
+    cancel = Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01", bed="bed-0001",
+                     at=T0 + 9 * S, severity=Severity.HIGH, evidence={CANCELLED_AT: T0 + 9 * S},
+                     event=ref(20, T0 + 9 * S, call=False))
+    e.apply([cancel], T0 + 9 * S)
+    assert not e.is_replay("site-01", "bed-0001", ref(19, T0 + 8 * S))
 
 
 def test_handled_events_are_restored_by_a_restarted_engine(tmp_path: Path) -> None:

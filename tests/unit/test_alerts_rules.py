@@ -181,6 +181,21 @@ def test_a_press_overtaken_by_its_cancel_still_calls() -> None:
     assert bed.receive(button("cancel", 8, T0 + 10 * S), T0 + 20 * S) == []
 
 
+def test_a_cancel_or_recovery_older_than_the_call_cancels_or_clears_nothing() -> None:
+    bed = Bed(cancel_window_ms=60 * S)
+    bed.receive(button("press", 7, T0), T0)
+    resolve_all(bed, T0 + MIN)
+    [call] = bed.receive(button("press", 9, T0 + 2 * MIN), T0 + 2 * MIN)
+    # A cancel sent before that press, delivered after it.
+    assert bed.receive(button("cancel", 8, T0 + MIN), T0 + 2 * MIN + 5 * S) == []
+    assert bed.alerts()[0].severity is Severity.CRITICAL
+    [fell] = bed.receive(fall("fall_detected", 5, T0), T0)
+    assert bed.receive(fall("fall_cleared", 4, T0 - MIN, posture="standing"), T0 + S) == []
+    assert bed.rules.watched_falls == 1, "the fall is still watched for movement"
+    assert {a.id: a.cleared_at for a in bed.alerts()} == {call.alert.id: None,
+                                                          fell.alert.id: None}
+
+
 def test_a_cancel_that_changed_nothing_is_remembered_all_the_same(tmp_path: Path) -> None:
     path = tmp_path / "alerts.sqlite3"
     bed = Bed(AlertStore(path))
