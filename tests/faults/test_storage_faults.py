@@ -9,17 +9,22 @@ SQLite raises on a full disk); the broker, the gateway and its other stores are 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from unittest import mock
 
 import httpx
 import pytest
 
+from alerts.errors import StorageError, StorageFault
 from gateway.config import Settings
-from gateway.deadletter import DeadLetterStore
+from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.service import Gateway
+from gateway.spool import Spool
 from tests.inprocess import API_KEY, invalid, press, publisher, running, until
 from tests.servers import Mosquitto, free_port
 
@@ -117,3 +122,59 @@ async def test_a_dead_letter_store_that_cannot_open_does_not_stop_the_gateway(
                         "the emergency call opens its alert")
             ready = (await http.get("/readyz")).json()
             assert ready["reasons"]["deadletters_writable"].startswith("disk_full")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a file system that really fills up."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+    return filler
+
+
+def test_stores_on_a_really_full_disk_raise_retryable_errors_and_work_again_once_freed(
+        small_disk: Path) -> None:
+    letters = DeadLetterStore(small_disk / "deadletters.sqlite3")
+    spool = Spool(small_disk / "spool", max_bytes=1024 * 1024, segment_bytes=64 * 1024)
+    letter = DeadLetter(1, "homecare/v1/s/b/button/d/event", b"x" * 60_000, "bad_json", "")
+    filler = _fill(small_disk)
+    with pytest.raises(StorageError) as raised:
+        _repeat(lambda: letters.add([letter]))
+    full = raised.value
+    assert isinstance(full, StorageError)
+    assert (full.store, full.fault) == ("deadletters", StorageFault("disk_full", True))
+    stored = letters.count()
+    with pytest.raises(StorageError) as raised:
+        _repeat(lambda: spool.append(b"m,t=1 v=1 1\n" * 5000, 5000))
+    spooled = raised.value
+    assert isinstance(spooled, StorageError)
+    assert (spooled.store, spooled.fault) == ("spool", StorageFault("disk_full", True))
+    filler.unlink()
+    letters.add([letter])
+    assert letters.count() == stored + 1
+    spool.append(b"m,t=1 v=1 1", 1)
+    letters.close()
+    spool.close()
+
+
+
+def _repeat(write: Callable[[], object], times: int = 100) -> None:
+    """Write until the disk is full (and more than full: some space is reserved)."""
+    for _ in range(times):
+        write()
