@@ -3,26 +3,105 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import time
 from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from gateway import logs
 from gateway.config import Settings, load
+from gateway.http import serve as serve_http
 from gateway.service import Gateway
+from gateway.storage import is_storage_error
 
 log = logging.getLogger("homecare.gateway")
 
 
+STORES_RETRY_S = 10.0
+"""How often a gateway whose stores cannot be opened at start (disk full, I/O errors) tries
+again, instead of exiting and being restarted into the same failure."""
+
+
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGTERM or SIGINT, then shut down cleanly."""
-    gateway = Gateway(settings)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    gateway = await _open(settings, stopping)
+    if gateway is None:
+        return
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, gateway.stop)
     log.info("gateway.starting mqtt=%s:%s tsdb=%s data_dir=%s", settings.mqtt.host,
              settings.mqtt.port, settings.influx_url or "none (spool only)", settings.data_dir)
     await gateway.run()
+
+
+async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
+    """The gateway with its stores open; while storage trouble keeps a store from opening,
+    log it once and retry (once more on success); ``None`` when stopped meanwhile."""
+    failed_since: float | None = None
+    attempts = 0
+    reason = {"stores_open": ""}
+    placeholder: asyncio.Task[None] | None = None
+    while True:
+        try:
+            gateway = Gateway(settings)
+        except Exception as exc:
+            if not is_storage_error(exc):
+                raise
+            attempts += 1
+            reason["stores_open"] = f"{type(exc).__name__}: {exc}"[:300]
+            if failed_since is None:
+                failed_since = time.monotonic()
+                host, port = settings.api_host_port
+                placeholder = asyncio.create_task(serve_http(_not_ready(reason), host, port),
+                                                  name="http-not-ready")
+                log.error("storage.unavailable_at_start data_dir=%s error=%s: %s; the stores "
+                          "cannot be opened, retrying every %.0f s (free space or fix the "
+                          "data directory)", settings.data_dir, type(exc).__name__, exc,
+                          STORES_RETRY_S)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STORES_RETRY_S):
+                    await stopping.wait()
+            if stopping.is_set():
+                await _cancel(placeholder)
+                return None
+            continue
+        await _cancel(placeholder)
+        if failed_since is not None:
+            log.info("storage.resumed_at_start after_s=%.1f failed_attempts=%d",
+                     time.monotonic() - failed_since, attempts)
+        return gateway
+
+
+def _not_ready(reason: dict[str, str]) -> FastAPI:
+    """What the gateway's address answers while its stores cannot be opened: alive, not
+    ready, and why."""
+    app = FastAPI(title="Home-care gateway (stores not open)", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        return JSONResponse({"ready": False, "checks": {"stores_open": False},
+                             "reasons": dict(reason)}, status_code=503)
+
+    return app
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def main(config: Path | None) -> None:

@@ -88,6 +88,29 @@ class Gateway:
     def __init__(self, settings: Settings, *, registry: Registry | None = None,
                  stages: Sequence[Stage] = (), writer: TimeSeriesWriter | None = None,
                  drain_timeout_s: float = 10.0, serve_http: bool = True) -> None:
+        """Opens every store; a store that cannot be opened (say, the disk full at start)
+        raises, after the ones already opened are closed again (the runner retries)."""
+        try:
+            self._build(settings, registry=registry, stages=stages, writer=writer,
+                        drain_timeout_s=drain_timeout_s, serve_http=serve_http)
+        except BaseException:
+            self._close_stores()
+            raise
+
+    def _close_stores(self) -> None:
+        for name in ("spool", "deadletters", "service_log", "keys", "alert_store"):
+            store = getattr(self, name, None)
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    store.close()
+        upstream = getattr(self, "upstream", None)
+        if upstream is not None:
+            with contextlib.suppress(Exception):
+                upstream.outbox.close()
+
+    def _build(self, settings: Settings, *, registry: Registry | None,
+               stages: Sequence[Stage], writer: TimeSeriesWriter | None,
+               drain_timeout_s: float, serve_http: bool) -> None:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -224,13 +247,7 @@ class Gateway:
                 thread.shutdown(wait=True, cancel_futures=True)
             if self.writer is not None:
                 await self.writer.close()
-            self.spool.close()
-            self.deadletters.close()
-            if self.upstream is not None:
-                self.upstream.outbox.close()
-            self.alert_store.close()
-            self.service_log.close()
-            self.keys.close()
+            self._close_stores()
             log.info("gateway.stopped")
 
     def stop(self) -> None:

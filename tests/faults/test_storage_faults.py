@@ -9,6 +9,7 @@ SQLite raises on a full disk); the broker, the gateway and its other stores are 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sqlite3
@@ -26,7 +27,7 @@ from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.service import Gateway
 from gateway.spool import Spool
 from tests.inprocess import API_KEY, invalid, press, publisher, running, until
-from tests.servers import Mosquitto, free_port
+from tests.servers import GatewayProcess, Mosquitto, free_port, sqlite_rows, wait_for
 
 pytestmark = [pytest.mark.integration]
 
@@ -126,10 +127,10 @@ async def test_a_dead_letter_store_that_cannot_open_does_not_stop_the_gateway(
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs: a file system that really fills up."""
+    """An 8 MiB tmpfs: a file system that really fills up."""
     mount = tmp_path / "small"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
@@ -178,3 +179,95 @@ def _repeat(write: Callable[[], object], times: int = 100) -> None:
     """Write until the disk is full (and more than full: some space is reserved)."""
     for _ in range(times):
         write()
+
+
+def test_a_gateway_on_a_full_disk_keeps_running_says_why_and_loses_nothing_once_freed(
+        small_disk: Path, mosquitto: Mosquitto) -> None:
+    """The field case: the data directory fills up, only invalid messages arrive, the gateway
+    is restarted while it stays full. Before: it exited on the dead-letter store's error, and
+    again at every start."""
+    gateway = GatewayProcess(small_disk.parent / "gw", mqtt_url=mosquitto.url,
+                             env={"HOMECARE_DATA_DIR": str(small_disk / "data")})
+    gateway.start()
+    gateway.wait_connected()
+    filler = _fill(small_disk)
+    sent = 0
+
+    def publish_invalid(count: int) -> None:
+        nonlocal sent
+        messages = [invalid(SITE, "bed-full", sent + n) for n in range(count)]
+        asyncio.run(_publish(mosquitto.url, messages))
+        sent += count
+
+    try:
+        publish_invalid(20)
+        reasons = wait_for(lambda: _reasons(gateway), "readyz says why")
+        assert any("disk_full" in why or "io_error" in why for why in reasons.values()), reasons
+        wait_for(lambda: gateway.metric("homecare_storage_errors_total"
+                                        '{reason="disk_full",store="deadletters"}') >= 3,
+                 "the held batch is retried")
+        assert gateway.running, "the gateway keeps running"
+        gateway.stop()
+        gateway.start()  # restarted while the disk is still full: stays up, not ready
+        reasons = wait_for(lambda: _reasons(gateway), "readyz says why after the restart")
+        publish_invalid(5)
+        assert gateway.running
+        log = gateway.log_tail(400)
+        assert log.count("storage.unavailable") <= 2, "logged once per outage, not per retry"
+    finally:
+        filler.unlink()
+    gateway.wait_connected(timeout=60)
+    wait_for(lambda: len(sqlite_rows(small_disk / "data" / "deadletters.sqlite3",
+                                     "SELECT id FROM dead_letters")) >= sent,
+             "every invalid message is dead-lettered once the disk is freed")
+    publish_invalid(1)
+    wait_for(lambda: len(sqlite_rows(small_disk / "data" / "deadletters.sqlite3",
+                                     "SELECT id FROM dead_letters")) >= sent, "the sentinel")
+    rows = sqlite_rows(small_disk / "data" / "deadletters.sqlite3",
+                       "SELECT payload FROM dead_letters")
+    assert len(rows) == sent, "each stored once"
+    assert wait_for(lambda: httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200,
+                    "ready again")
+    gateway.stop()
+
+
+async def _publish(url: str, messages: list[tuple[str, bytes]]) -> None:
+    async with publisher(url, "test-devices-full") as devices:
+        for topic, payload in messages:
+            devices.publish_nowait(topic, payload)
+        await devices.drain()
+
+
+def _reasons(gateway: GatewayProcess) -> dict[str, str] | None:
+    try:
+        answer = httpx.get(f"{gateway.url}/readyz", timeout=5)
+    except httpx.HTTPError:
+        return None
+    if answer.status_code != 503:
+        return None
+    reasons: dict[str, str] = answer.json().get("reasons", {})
+    return {name: why for name, why in reasons.items() if name != "mqtt_connected"} or None
+
+
+def test_a_gateway_whose_stores_cannot_open_waits_not_ready_instead_of_exiting(
+        small_disk: Path, mosquitto: Mosquitto) -> None:
+    data = small_disk / "data"
+    data.mkdir()
+    filler = _fill(small_disk)
+    gateway = GatewayProcess(small_disk.parent / "gw", mqtt_url=mosquitto.url,
+                             env={"HOMECARE_DATA_DIR": str(data)})
+    try:
+        gateway.start()  # the address answers: alive, not ready, and why
+        ready = httpx.get(f"{gateway.url}/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json()["checks"] == {"stores_open": False}
+        assert ready.json()["reasons"]["stores_open"]
+        assert httpx.get(f"{gateway.url}/healthz", timeout=5).status_code == 200
+        assert gateway.running
+    finally:
+        filler.unlink()
+    gateway.wait_connected(timeout=60)
+    assert wait_for(lambda: httpx.get(f"{gateway.url}/readyz", timeout=5).status_code == 200,
+                    "ready once the stores open")
+    gateway.stop()
+    assert gateway.log_tail(200).count("storage.unavailable_at_start") == 1
