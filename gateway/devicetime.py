@@ -103,6 +103,25 @@ class ClockWindow:
         return [base - (n - 1 - i) for i in range(n)]
 
 
+UNIT_TOLERANCE_MS: Final = 86_400_000
+"""A device time that reads as receipt time within this once scaled by 1000 is a clock in the
+wrong unit (:func:`wrong_unit`): nothing else lands there by chance."""
+
+
+def wrong_unit(device_ms: int, received_ms: int) -> str | None:
+    """``"s"`` for a time in seconds, ``"us"`` for one in microseconds, else None.
+
+    >>> wrong_unit(1_796_000_000, 1_796_000_000_500), wrong_unit(1_796_000_000_000_000,
+    ...                                                         1_796_000_000_500)
+    ('s', 'us')
+    """
+    if abs(device_ms * 1000 - received_ms) <= UNIT_TOLERANCE_MS:
+        return "s"
+    if abs(device_ms // 1000 - received_ms) <= UNIT_TOLERANCE_MS:
+        return "us"
+    return None
+
+
 def is_offline(payload: object) -> bool:
     """An offline status: a last will or a device's goodbye, effective at receipt."""
     return type(payload) is Status and payload.state == "offline"
@@ -137,6 +156,16 @@ def announced_offline_array(offline_at: I64, heard_at: I64) -> npt.NDArray[np.bo
 
 
 __all__ = [
-    "AHEAD_MS", "CLOCK_TRUST_MS", "DEFAULT_WINDOW_S", "MAX_BATCH_SPAN_MS", "ClockWindow",
-    "announced_offline", "announced_offline_array", "is_offline", "sent_ms", "sent_ms_array",
+    "AHEAD_MS",
+    "CLOCK_TRUST_MS",
+    "DEFAULT_WINDOW_S",
+    "MAX_BATCH_SPAN_MS",
+    "UNIT_TOLERANCE_MS",
+    "ClockWindow",
+    "announced_offline",
+    "announced_offline_array",
+    "is_offline",
+    "sent_ms",
+    "sent_ms_array",
+    "wrong_unit",
 ]

@@ -252,9 +252,10 @@ class LiveState:
             said = sent_ms(payload.ts, received)
             if device.heard_at is None or said > device.heard_at:
                 device.heard_at = said
-            self._clock(device, payload, received)
+            trusted = self._clock(device, payload, received)
             if type(payload) is Telemetry:
-                self._samples(bed, payload)
+                self._samples(bed, payload, None if trusted else self.clock_window.times(
+                    payload.ts, [sample.t for sample in payload.samples], received))
             elif type(payload) is Status:
                 if payload.ts >= device.status_ts:
                     self._status(device, payload, received)
@@ -285,7 +286,8 @@ class LiveState:
         device = bed.devices[a.device] = DeviceState(a.site, a.bed, a.device, a.kind)
         return device
 
-    def _clock(self, device: DeviceState, payload: object, received: int) -> None:
+    def _clock(self, device: DeviceState, payload: object, received: int) -> bool:
+        """Note the device's clock offset; whether the message's times are trusted."""
         device.clock_offset_ms = payload.ts - received  # type: ignore[attr-defined]
         wrong = not self.clock_window.trusts_message(payload, received)
         if wrong or device.clock_wrong:
@@ -295,6 +297,7 @@ class LiveState:
             else:
                 self._wrong_clocks.pop(key, None)
             device.clock_wrong = wrong
+        return not wrong
 
     @staticmethod
     def _offline(device: DeviceState, status: Status, received: int) -> None:
@@ -321,16 +324,19 @@ class LiveState:
         if status.heartbeat_s is not None:
             device.heartbeat_s = status.heartbeat_s
 
-    def _samples(self, bed: BedState, telemetry: Telemetry) -> None:
+    def _samples(self, bed: BedState, telemetry: Telemetry, times: list[int] | None) -> None:
+        """``times``: where the samples go when their device times are not trusted (the
+        times they are stored at, :class:`~gateway.devicetime.ClockWindow`)."""
         samples = telemetry.samples
         rings = bed.rings
         fields = _FIELDS_BY_SAMPLE[type(samples[0])]
         if len(samples) == 1:
             sample = samples[0]
+            t = sample.t if times is None else times[0]
             for name in fields:
                 value = getattr(sample, name)
                 if value is not None:
-                    (rings.get(name) or self._ring(bed, name)).add(sample.t, value)
+                    (rings.get(name) or self._ring(bed, name)).add(t, value)
             return
         res = self.resolution_ms
         for name in fields:
@@ -340,11 +346,11 @@ class LiveState:
             slot = -1
             best_t = -1
             best_v: float = 0.0
-            for sample in samples:
+            for k, sample in enumerate(samples):
                 value = getattr(sample, name)
                 if value is None:
                     continue
-                t = sample.t
+                t = sample.t if times is None else times[k]
                 if t // res == slot:
                     if t > best_t or (t == best_t and value > best_v):
                         best_t, best_v = t, value

@@ -15,14 +15,19 @@ MEASUREMENTS = ("infrared", "audio", "vitals", "button_event", "recording", "fal
                 "badge_event", "device_status")
 
 
+HISTORY_CLOCK_WINDOW = {"HOMECARE_CLOCK_WINDOW_S": str(5 * 365 * 86_400)}
+"""Simulated traffic starts at a fixed date in the past and the test stores keep it (100-year
+retention): its device times are stored as sent, as the oracle expects."""
+
+
 def store_env(store: Influxd | VictoriaMetrics) -> dict[str, str]:
     if isinstance(store, Influxd):
         store.create_database("homecare")
         return {"HOMECARE_INFLUX_URL": store.url, "HOMECARE_INFLUX_API": "v1",
-                "HOMECARE_INFLUX_DB": "homecare"}
+                "HOMECARE_INFLUX_DB": "homecare", **HISTORY_CLOCK_WINDOW}
     return {"HOMECARE_INFLUX_URL": store.url, "HOMECARE_INFLUX_API": "v2",
             "HOMECARE_INFLUX_ORG": "test", "HOMECARE_INFLUX_BUCKET": "homecare",
-            "HOMECARE_INFLUX_TOKEN": "test-token"}
+            "HOMECARE_INFLUX_TOKEN": "test-token", **HISTORY_CLOCK_WINDOW}
 
 
 def start_gateway(tmp_path: Path, mqtt_url: str, store: Influxd | VictoriaMetrics | None,

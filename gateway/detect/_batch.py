@@ -6,7 +6,10 @@ evaluation round, for all of them (see :meth:`~gateway.detect._fleet.Fleet.cut`)
 Sample times: a sample keeps its device time ``t`` when the device clock agrees with the
 receipt time (within :data:`~gateway.devicetime.CLOCK_TRUST_MS`); otherwise the message is
 placed at its receipt time and its samples keep their spacing. A device whose clock jumped
-to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window by days.
+to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window by days. A
+sample whose ``t`` is further from its message's ``ts`` than a batch can span
+(:data:`~gateway.devicetime.MAX_BATCH_SPAN_MS`: ``t`` in seconds, say) is placed at its
+message's time, and the message's ``clock_offset`` is that sample's.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from devices.schemas import (
     Status,
     Telemetry,
 )
-from gateway.devicetime import CLOCK_TRUST_MS
+from gateway.devicetime import CLOCK_TRUST_MS, MAX_BATCH_SPAN_MS
 
 if TYPE_CHECKING:
     from gateway.detect._fleet import Fleet
@@ -104,12 +107,16 @@ class EventRecord:
 
 @dataclass(slots=True)
 class Batch:
-    """Columns of one batch. Per message: ``device``, ``received``, ``ts``, ``is_will``."""
+    """Columns of one batch. Per message: ``device``, ``received``, ``ts``, ``is_will``,
+    ``clock_offset``."""
 
     device: I64
     received: I64
     ts: I64
     is_will: npt.NDArray[np.bool_]
+    clock_offset: I64
+    """Device time minus receipt time: of ``ts``, or of a sample whose ``t`` disagrees with
+    ``ts`` by more than a batch can span (see the module docstring)."""
     infrared: Infrared
     audio: Audio
     vitals: Vitals
@@ -122,16 +129,25 @@ class Batch:
 
 
 def _telemetry_columns(fleet: Fleet, telemetry: Sequence[Telemetry], devices: I64,
-                       received: I64, ts: I64) -> tuple[list[object], I64, I64, I64, I64]:
+                       received: I64, ts: I64, offset: I64
+                       ) -> tuple[list[object], I64, I64, I64, I64]:
     """The samples of ``telemetry``, and per sample: bed, device, time (see the module
-    docstring), receipt time."""
+    docstring), receipt time. ``offset`` (per message, ``ts - received``) is changed in place
+    for messages with a sample time far from their ``ts``."""
     if not telemetry:
         empty = np.zeros(0, np.int64)
         return [], empty, empty, empty, empty
     counts = np.fromiter(map(len, map(_SAMPLES, telemetry)), np.int64, len(telemetry))
     shift = np.where(np.abs(ts - received) > CLOCK_TRUST_MS, received - ts, 0)
     samples: list[object] = list(chain.from_iterable(map(_SAMPLES, telemetry)))
-    t = np.fromiter(map(_T, samples), np.int64, len(samples)) + np.repeat(shift, counts)
+    raw = np.fromiter(map(_T, samples), np.int64, len(samples))
+    message_ts = np.repeat(ts, counts)
+    t = raw + np.repeat(shift, counts)
+    astray = np.abs(message_ts - raw) > MAX_BATCH_SPAN_MS
+    if astray.any():
+        t[astray] = (message_ts + np.repeat(shift, counts))[astray]
+        owner = np.repeat(np.arange(len(telemetry)), counts)[astray]
+        offset[owner] = (raw - np.repeat(received, counts))[astray]
     device = np.repeat(devices, counts)
     return samples, fleet.device_bed[device], device, t, np.repeat(received, counts)
 
@@ -214,10 +230,16 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
         events.append(EventRecord(owner, bed_of[owner], got, got if skewed else event_ts,
                                   payload))
 
+    clock_offset = ts - received
+
     def sort(kind: int) -> tuple[list[object], I64, I64, I64, I64]:
         at = np.flatnonzero(code == kind)
         telemetry: list[Telemetry] = _pick(payloads, at)  # type: ignore[assignment]
-        return _telemetry_columns(fleet, telemetry, device[at], received[at], ts[at])
+        offset = clock_offset[at]
+        columns = _telemetry_columns(fleet, telemetry, device[at], received[at], ts[at],
+                                     offset)
+        clock_offset[at] = offset
+        return columns
 
     s, s_bed, s_device, s_t, s_received = sort(0)
     infrared = Infrared(
@@ -232,8 +254,8 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
     vitals = Vitals(s_bed, s_t, s_device, s_received, _column(s, "in_bed"),
                     _column(s, "heart_rate"), _column(s, "breathing_rate"))
     return Batch(device=device, received=received, ts=ts, is_will=is_will,
-                 infrared=infrared, audio=audio, vitals=vitals, statuses=statuses,
-                 events=events)
+                 clock_offset=clock_offset, infrared=infrared, audio=audio, vitals=vitals,
+                 statuses=statuses, events=events)
 
 
 Samples = Infrared | Audio | Vitals

@@ -23,8 +23,11 @@ Three symptoms, one episode per device:
   time. A clock counting seconds or microseconds instead of milliseconds drifts from receipt
   time by about a second every second, so its offset is never consistent, but it is never
   near receipt time either: one episode while it is wrong (before, a seconds clock raised a
-  new one every 16 minutes, as its drift outgrew the consistency bound). Last-will statuses
-  carry their connect time and are exempt. Such a clock's points are stored at receipt time
+  new one every 16 minutes, as its drift outgrew the consistency bound, and a batch whose
+  sample times were in seconds went unseen). A time in the wrong unit (it reads as receipt
+  time once scaled by 1000, :func:`~gateway.devicetime.wrong_unit`) is a fault from its first
+  message: nothing else lands there by chance. Sample times count as well as ``ts``. Last-will
+  statuses carry their connect time and are exempt. Such a clock's points are stored at receipt time
   (:mod:`gateway.devicetime`), which also flags the device on the bed page and in metrics.
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
@@ -41,6 +44,7 @@ from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import KINDS_BY_CODE, NONE
+from gateway.devicetime import wrong_unit
 
 MINUTE_MS: Final = 60_000
 MOTION, LEVEL, HEART, BREATHING = 0, 1, 2, 3
@@ -70,6 +74,8 @@ SKEW_FAR_MS: Final = 30 * 24 * 60 * MINUTE_MS
 broker keeps queued messages 7 days by default), no network that slow."""
 """A run of skewed messages must span this much receipt time to count (not a backlog flush)."""
 _MAX = np.iinfo(np.int64).max
+_UNIT_CODES: Final[dict[str | None, int]] = {"s": 1, "us": 2}
+_UNITS: Final = ("", "s", "us")
 
 
 class SensorFaultDetector(DetectorBase):
@@ -93,6 +99,8 @@ class SensorFaultDetector(DetectorBase):
         d.column("skew_since", np.int64, NONE)
         d.column("skew_last", np.int64, NONE)
         """Receipt time of the latest message of the run."""
+        d.column("skew_unit", np.int8, 0)
+        """The run's latest time is in the wrong unit: 1 seconds, 2 microseconds."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
 
@@ -164,12 +172,13 @@ class SensorFaultDetector(DetectorBase):
     def _skew(self, batch: Batch) -> None:
         d = self.devices
         run = d["skew_run"]
-        offset = batch.ts - batch.received
+        offset = batch.clock_offset
         skewed = (np.abs(offset) > SKEW_MS) & ~batch.is_will
         relevant = np.flatnonzero(skewed | (run[batch.device] > 0))
         if not len(relevant):
             return
         first_offset, since, last = d["skew_offset"], d["skew_since"], d["skew_last"]
+        unit = d["skew_unit"]
         for i in relevant.tolist():
             device = int(batch.device[i])
             if batch.is_will[i]:
@@ -177,6 +186,7 @@ class SensorFaultDetector(DetectorBase):
             if not skewed[i]:
                 run[device] = 0
                 since[device] = NONE
+                unit[device] = 0
                 continue
             off = int(offset[i])
             first = int(first_offset[device])
@@ -188,6 +198,8 @@ class SensorFaultDetector(DetectorBase):
                 since[device] = int(batch.received[i])
                 first_offset[device] = off
             last[device] = int(batch.received[i])
+            got = int(batch.received[i])
+            unit[device] = _UNIT_CODES.get(wrong_unit(got + off, got), 0)
 
     # --- evaluate -----------------------------------------------------------------------------
 
@@ -211,8 +223,9 @@ class SensorFaultDetector(DetectorBase):
         np.minimum.at(stuck_since, owners, start[rows, metrics])
         impossible = ((d["impossible_count"][:n] >= IMPOSSIBLE_MIN)
                       & (d["impossible_last"][:n] >= now_ms - IMPOSSIBLE_GAP_MS))
-        skew = ((d["skew_run"][:n] >= SKEW_MIN_MESSAGES)
-                & (d["skew_last"][:n] - d["skew_since"][:n] >= SKEW_MIN_SPAN_MS))
+        skew = (((d["skew_run"][:n] >= SKEW_MIN_MESSAGES)
+                 & (d["skew_last"][:n] - d["skew_since"][:n] >= SKEW_MIN_SPAN_MS))
+                | ((d["skew_run"][:n] >= 1) & (d["skew_unit"][:n] > 0)))
         active = d["active"][:n]
         on, off = transitions(active, stuck_device | impossible | skew)
         findings: list[Finding] = []
@@ -239,6 +252,8 @@ class SensorFaultDetector(DetectorBase):
             if skew[i]:
                 faults.append("clock_skew")
                 evidence["clock_offset_s"] = rounded(d["skew_offset"][i] / 1000)
+                if d["skew_unit"][i]:
+                    evidence["clock_unit"] = _UNITS[int(d["skew_unit"][i])]
                 starts.append(int(d["skew_since"][i]))
             evidence["faults"] = faults
             since = min(starts)

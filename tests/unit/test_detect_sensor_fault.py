@@ -11,6 +11,7 @@ from tests.unit.test_detect_support import (
     audio,
     cleared,
     infrared,
+    message,
     opened,
     run,
     status,
@@ -124,3 +125,18 @@ def test_a_clock_in_seconds_or_microseconds_is_one_fault_until_it_is_right_again
         assert raised[0].evidence["faults"] == ["clock_skew"]
         [back] = cleared(findings)
         assert T0 + 2 * HOUR <= back.at <= T0 + 2 * HOUR + 2 * MINUTE, unit
+
+
+def test_a_time_in_the_wrong_unit_is_a_fault_from_its_first_message() -> None:
+    got = T0 + 30_000
+    # The fall sensor's batch: message time right, sample times in seconds.
+    batch = message("b1", "fall", "fs-t", "telemetry", {"ts": got - 200, "samples": [
+        {"t": got // 1000 - 20 + 10 * i, "heart_rate": 66 + i} for i in range(3)]})
+    traffic = [(got, audio("b1", got, 41.0, ts=got // 1000, device="au-s")),
+               (got, audio("b1", got, 41.0, ts=got * 1000, device="au-us")),
+               (got, batch), (got, audio("b1", got, 41.0, ts=got - 300, device="au-ms"))]
+    findings = run(detector(), traffic, start=T0, end=T0 + 2 * MINUTE, step=MINUTE)
+    raised = {f.evidence["device"]: f.evidence for f in opened(findings)}
+    assert sorted(raised) == ["au-s", "au-us", "fs-t"]
+    assert [raised[d]["clock_unit"] for d in ("au-s", "au-us", "fs-t")] == ["s", "us", "s"]
+    assert cleared(findings) == []

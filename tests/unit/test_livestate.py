@@ -168,7 +168,7 @@ def test_a_last_will_takes_effect_at_receipt_unless_the_device_spoke_after_it() 
 
 
 def test_a_device_clock_outside_the_window_is_flagged_until_it_is_right_again() -> None:
-    state = LiveState(clock_window=ClockWindow(behind_ms=DAY_MS))
+    state = LiveState(clock_window=ClockWindow(behind_ms=DAY_MS), resolution_ms=1_000)
     topic = "homecare/v1/site-01/bed-1/audio/au-1/telemetry"
     state.accept([msg(topic, f'{{"ts":{T0 // 1000},"seq":1,"level_db":40}}')], [T0])
     device = state.device("site-01", "bed-1", "au-1")
@@ -182,6 +182,12 @@ def test_a_device_clock_outside_the_window_is_flagged_until_it_is_right_again() 
     state.accept([msg(topic, f'{{"ts":{T0 + 9_000},"seq":2,"level_db":41}}')], [T0 + 10_000])
     assert (device.clock_wrong, device.clock_offset_ms) == (False, -1_000)
     assert state.wrong_clocks() == []
+    # The microsecond reading is kept at its receipt time, not in year 58000 (where it would
+    # have pushed every later reading out of the ring).
+    state.accept([msg(topic, f'{{"ts":{T0 * 1000},"seq":3,"level_db":42}}')], [T0 + 20_000])
+    state.accept([msg(topic, f'{{"ts":{T0 + 29_000},"seq":4,"level_db":43}}')], [T0 + 30_000])
+    assert state.series("site-01", "bed-1", "level_db") == [
+        (T0, 40.0), (T0 + 9_000, 41.0), (T0 + 20_000, 42.0), (T0 + 29_000, 43.0)]
 
 
 def test_all_key_metrics_are_kept_and_booleans_are_zero_or_one() -> None:
