@@ -259,3 +259,17 @@ def test_store_takes_a_repeat_after_an_acknowledgement_whatever_the_arrival_orde
         ["change", {"seq": 3, "action": "repeated", "alert": repeated}],
     ])
     assert final["status"] == {"a": "resolved"}
+
+
+def test_a_bed_page_names_each_device_clock_and_marks_a_wrong_one(page: Any) -> None:
+    devices = [{"clock_offset_s": -0.2, "clock_wrong": False},
+               {"clock_offset_s": -5400.0, "clock_wrong": False},
+               {"clock_offset_s": -1.794e9, "clock_wrong": True},
+               {"clock_offset_s": 1.794e12, "clock_wrong": True},
+               {"clock_offset_s": None, "clock_wrong": False}]
+    texts = page.evaluate("""async (devices) => {
+  const { clockText } = await import("/console/bed.js");
+  return devices.map(clockText);
+}""", devices)
+    minus, dash = "\N{MINUS SIGN}", "\N{EN DASH}"
+    assert texts == ["ok", f"{minus}2 h", f"wrong ({minus}57 y)", "wrong (+56848 y)", dash]

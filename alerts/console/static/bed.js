@@ -27,6 +27,23 @@ function batteryCell(device) {
   return h("span", { class: device.battery <= 20 ? "battery-low" : "" }, `${Math.round(device.battery)} %`);
 }
 
+/** How far a device's clock is from the gateway's ("wrong" when its points are stored at
+ * receipt time, the device time kept beside them). */
+export function clockText(device) {
+  const offset = device.clock_offset_s;
+  if (typeof offset !== "number") return "–";
+  const size = Math.abs(offset);
+  const units = [[365.25 * 86_400, "y"], [86_400, "d"], [3_600, "h"], [60, "min"], [1, "s"]];
+  const [scale, unit] = units.find(([s]) => size >= s) || [1, "s"];
+  const amount = `${offset < 0 ? "−" : "+"}${Math.round(size / scale)} ${unit}`;
+  if (device.clock_wrong) return `wrong (${amount})`;
+  return size >= 60 ? amount : "ok";
+}
+
+function clockCell(device) {
+  return h("span", { class: device.clock_wrong ? "clock-wrong" : "" }, clockText(device));
+}
+
 function deviceSummary(bed) {
   const devices = bed.devices || [];
   const offline = devices.filter((d) => d.state === "offline").length;
@@ -118,10 +135,10 @@ export function bedView(ctx, site, bedId) {
       h("section", { class: "panel", "aria-labelledby": "b-devices" },
         h("h2", { id: "b-devices" }, "Devices"),
         devices.length ? h("div", { class: "table-wrap" }, h("table", { id: "devices" },
-          h("thead", {}, h("tr", {}, ["Device", "Kind", "State", "Battery", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ["Device", "Kind", "State", "Battery", "Clock", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
           h("tbody", {}, devices.map((d) => h("tr", {},
             h("td", { class: "mono" }, d.device), h("td", {}, d.kind), h("td", {}, stateCell(d)),
-            h("td", {}, batteryCell(d)),
+            h("td", {}, batteryCell(d)), h("td", {}, clockCell(d)),
             h("td", {}, d.last_seen ? fmtAgo(d.last_seen) : "never")))),
         )) : h("p", { class: "muted" }, "No devices known.")),
       h("section", { "aria-labelledby": "b-charts", class: "panel" },
