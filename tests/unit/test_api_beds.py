@@ -97,7 +97,7 @@ async def test_beds_are_paged_by_site_and_bed(api: Harness) -> None:
 
 async def test_one_bed_has_recent_values_and_its_open_alerts(api: Harness) -> None:
     for i in range(120):
-        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i % 10))
+        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i % 10), received=T0 + i * 60_000)
     api.open_alert(bed="bed-0001")
     api.open_alert(bed="bed-0002")
     response = await api.client.get("/api/v1/beds/site-01/bed-0001",
@@ -116,7 +116,7 @@ async def test_one_bed_has_recent_values_and_its_open_alerts(api: Harness) -> No
 
 async def test_series_come_from_memory_when_it_covers_the_range(api: Harness) -> None:
     for i in range(30):
-        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i))
+        api.feed(vitals("bed-0001", i, T0 + i * 60_000, 60 + i), received=T0 + i * 60_000)
     api.now[0] = T0 + 30 * 60_000
     body = (await api.client.get("/api/v1/beds/site-01/bed-0001/series",
                                  params={"metric": "heart_rate", "since": T0 + 600_000,
