@@ -43,18 +43,22 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from alerts.errors import storage_fault
 from alerts.store import AlertStore
 from gateway.servicelog import ServiceLog
 
 log = logging.getLogger("homecare.upstream")
+
+T = TypeVar("T")
 
 MAX_BACKOFF_S: Final = 300.0
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
@@ -297,6 +301,10 @@ class Upstream:
         if not secret:
             raise ValueError("upstream delivery needs a signing secret")
         self.outbox = outbox
+        # Its own thread for the outbox and the logs it reads: upstream work never takes a
+        # thread of the default pool, and is one at a time by construction.
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="upstream")
+        self._store_failing = False
         self.destinations: dict[str, tuple[str, bytes]] = {}
         """Destination name -> (URL, signing secret)."""
         if url:
@@ -318,6 +326,9 @@ class Upstream:
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     # --- from the logs to the outbox ----------------------------------------------------------
 
@@ -365,15 +376,15 @@ class Upstream:
         """Send due entries, each destination's in order, until its queue is empty or its head
         must wait (destinations side by side: one that is down holds up no other); returns
         how many were delivered or set aside."""
-        destinations = await asyncio.to_thread(self.outbox.destinations)
+        destinations = await self._io(self.outbox.destinations)
         done = sum(await asyncio.gather(*(self._deliver_to(client, to) for to in destinations)))
         if self._metrics is not None:
-            self._metrics.pending.set((await asyncio.to_thread(self.outbox.counts))["pending"])
+            self._metrics.pending.set((await self._io(self.outbox.counts))["pending"])
         return done
 
     async def _deliver_to(self, client: httpx.AsyncClient, destination: str) -> int:
         done = 0
-        while (entry := await asyncio.to_thread(self.outbox.head, destination)) is not None \
+        while (entry := await self._io(self.outbox.head, destination)) is not None \
                 and entry.next_at <= self._now_ms():
             outcome = await self._send(client, entry)
             if outcome is None:
@@ -384,7 +395,7 @@ class Upstream:
     async def _send(self, client: httpx.AsyncClient, entry: Entry) -> str | None:
         target = self.destinations.get(entry.destination)
         if target is None:
-            await asyncio.to_thread(self.outbox.rejected, entry, 0,
+            await self._io(self.outbox.rejected, entry, 0,
                                     "destination no longer configured", self._now_ms())
             log.error("upstream.rejected key=%s destination=%s: no longer configured",
                       entry.key, entry.destination)
@@ -396,18 +407,18 @@ class Upstream:
         try:
             response = await client.post(url, content=entry.body, headers=headers)
         except httpx.HTTPError as exc:
-            await asyncio.to_thread(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
+            await self._io(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
             return None
         status = response.status_code
         if 200 <= status < 300:
-            await asyncio.to_thread(self.outbox.delivered, entry, status, self._now_ms())
+            await self._io(self.outbox.delivered, entry, status, self._now_ms())
             if self._metrics is not None:
                 self._metrics.delivered.inc()
             return "delivered"
         if status in RETRY_STATUSES or status >= 500:
-            await asyncio.to_thread(self._retry, entry, status, response.text[:300])
+            await self._io(self._retry, entry, status, response.text[:300])
             return None
-        await asyncio.to_thread(self.outbox.rejected, entry, status, response.text[:300],
+        await self._io(self.outbox.rejected, entry, status, response.text[:300],
                                 self._now_ms())
         log.error("upstream.rejected key=%s destination=%s status=%d detail=%r; set aside, "
                   "the queue goes on", entry.key, _kind(entry.destination), status,
@@ -437,20 +448,28 @@ class Upstream:
         async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport,
                                      follow_redirects=False) as client:
             with contextlib.suppress(sqlite3.Error):
-                await asyncio.to_thread(self.outbox.retry_now)
+                await self._io(self.outbox.retry_now)
             pruned_at = 0.0
             while not stopping.is_set():
                 due = None
                 try:
                     if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                        await asyncio.to_thread(self.outbox.prune,
+                        await self._io(self.outbox.prune,
                                                 self._now_ms() - KEEP_DELIVERED_MS)
                         pruned_at = time.monotonic()
-                    await asyncio.to_thread(self.pump)
+                    await self._io(self.pump)
                     await self.deliver(client)
-                    due = await asyncio.to_thread(self.outbox.next_due)
+                    due = await self._io(self.outbox.next_due)
+                    if self._store_failing:
+                        log.info("upstream.store_resumed")
+                        self._store_failing = False
                 except (sqlite3.Error, OSError) as exc:
-                    log.error("upstream.error %s: %s; retrying", type(exc).__name__, exc)
+                    # Storage trouble (classified once, alerts.errors): logged once per outage.
+                    fault = storage_fault(exc)
+                    if not self._store_failing or fault is None:
+                        log.error("upstream.error %s: %s (%s); retrying", type(exc).__name__,
+                                  exc, fault.reason if fault else "not a storage fault")
+                    self._store_failing = fault is not None
                 except Exception:
                     # Upstream trouble of any kind must never take the gateway down with it.
                     log.exception("upstream.failed; retrying")

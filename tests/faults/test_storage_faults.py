@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import subprocess
@@ -42,6 +43,23 @@ def _gateway(tmp_path: Path, mosquitto: Mosquitto, **settings: object) -> Gatewa
                             **settings))  # type: ignore[arg-type]
 
 
+async def _watch_stream(http: httpx.AsyncClient, bed: str, connected: asyncio.Event,
+                        seen: asyncio.Event) -> None:
+    """Read the dispatchers' event stream; set ``seen`` when ``bed``'s alert opens on it."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "text/event-stream"}
+    async with http.stream("GET", "/api/v1/alerts/stream", headers=headers,
+                           timeout=httpx.Timeout(10, read=None)) as response:
+        assert response.status_code == 200
+        connected.set()
+        event = ""
+        async for line in response.aiter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif (line.startswith("data:") and event == "opened"
+                  and json.loads(line[5:])["alert"]["bed"] == bed):
+                seen.set()
+
+
 def _emergency_calls(gateway: Gateway, bed: str) -> int:
     alerts, _ = gateway.alert_store.list_alerts(bed=bed, type="emergency_button")
     return len(alerts)
@@ -55,7 +73,11 @@ async def test_dead_letter_store_full_holds_intake_yet_an_emergency_call_opens_i
     async with running(gateway), publisher(mosquitto.url) as devices, \
             httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
         with mock.patch.object(DeadLetterStore, "_insert", side_effect=DISK_FULL) as insert:
-            for n in range(n_invalid):
+            for n in range(50):
+                devices.publish_nowait(*invalid(SITE, "bed-bad", n))
+            await devices.drain()
+            await until(lambda: insert.call_count >= 1, "a batch is held")
+            for n in range(50, n_invalid):  # fill the inbox behind the held batch
                 devices.publish_nowait(*invalid(SITE, "bed-bad", n))
             await devices.drain()
             await until(lambda: insert.call_count >= 3, "the commit is retried")
@@ -65,10 +87,18 @@ async def test_dead_letter_store_full_holds_intake_yet_an_emergency_call_opens_i
             assert body["checks"]["deadletters_writable"] is False
             assert body["reasons"]["deadletters_writable"].startswith("disk_full")
             assert "database or disk is full" in body["reasons"]["deadletters_writable"]
-            # While the batch is held: an emergency call from another bed opens its alert.
+            # While the batch is held: an emergency call from another bed opens its alert,
+            # which the dispatchers' stream shows.
+            listening, streamed = asyncio.Event(), asyncio.Event()
+            stream = asyncio.create_task(_watch_stream(http, "bed-call", listening, streamed))
+            async with asyncio.timeout(30):
+                await listening.wait()
             devices.publish_nowait(*press(SITE, "bed-call"))
             await until(lambda: _emergency_calls(gateway, "bed-call") == 1,
                         "the emergency call reaches the alert store while dead letters fail")
+            async with asyncio.timeout(30):
+                await streamed.wait()
+            stream.cancel()
             assert gateway.deadletters.count() == 0, "nothing stored, so nothing acknowledged"
             assert gateway.inbox.shed > 0, "the inbox was full: telemetry was shed"
             metrics = (await http.get("/metrics")).text
