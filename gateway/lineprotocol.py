@@ -188,12 +188,21 @@ class LineEncoder:
         """Append the message's points to ``out``; return how many were appended. Without
         ``received_ms`` every timestamp is taken as sent."""
         payload = message.payload
-        if received_ms is not None and not self.window.trusts_message(payload, received_ms):
-            return self._retimed(message, out, received_ms)
+        if received_ms is None:
+            low, high = 0, 1 << 63
+        else:
+            low, high = received_ms - self.window.behind_ms, received_ms + self.window.ahead_ms
+            if not low <= payload.ts <= high:
+                return self._retimed(message, out, received_ms)
         if isinstance(payload, Telemetry):
             key = self._key(_TELEMETRY_MEASUREMENT[message.address.kind], message.address)
+            start = len(out)
             for sample in payload.samples:
-                out.append(f"{key}{_SAMPLE_FIELDS[type(sample)](sample)} {sample.t}")
+                t = sample.t
+                if not low <= t <= high:
+                    del out[start:]
+                    return self._retimed(message, out, received_ms)  # type: ignore[arg-type]
+                out.append(f"{key}{_SAMPLE_FIELDS[type(sample)](sample)} {t}")
             return len(payload.samples)
         measurement, fields = _EVENT_FIELDS[type(payload)]
         out.append(f"{self._key(measurement, message.address)}{fields(payload)} {payload.ts}")
