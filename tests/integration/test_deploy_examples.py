@@ -39,6 +39,7 @@ def test_gateway_example_config_loads(tmp_path: Path) -> None:
     assert settings.upstream_url == "https://platform.example/homecare/ingest"
     assert settings.secret("upstream_secret") == "secret"
     assert settings.upstream_source == "hub-01"
+    assert settings.clock_window_s == 7 * 86_400, "[clock] window_s"
 
 
 def test_registry_example_loads_with_overrides() -> None:
