@@ -18,6 +18,12 @@ To show what limits the figure, the latency is also split at the gateway's recei
 alert's ``opened_at``, same machine clock): publish -> socket read (broker, TCP, the gateway's
 pushback when its inbox is full) and socket read -> stream (inbox, pipeline, commit, SSE), next
 to the gateway's own receipt-to-disk and batch-commit histograms.
+
+A second row in the same run (``slow_database``) repeats the measurement with a slow neighbour:
+the gateway's database is a loopback HTTP server (:mod:`tests.slowdb`) that takes writes at once
+but answers queries only after 30 s, and 12 clients keep asking the API for bed history (two
+days back, so every request is a database query) throughout. Its p99 is reported beside the
+normal row's, with their ratio (target: at most 2x).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import httpx
 from simulators.load import pregenerate
 from simulators.mqtt import BrokerUrl, Publisher, publish_packet
 from tests.servers import GatewayProcess, Mosquitto, VictoriaMetrics
+from tests.slowdb import SlowDatabase
 
 SITE = "bench"
 BACKGROUND_RATE = 10_000
@@ -52,6 +59,12 @@ BACKGROUND_BEDS = 2_500
 """At ~4 messages per bed per second (DESIGN.md's scale anchor), 10k msg/s is ~2,500 beds."""
 WARMUP_S = 3.0
 DRAIN_TIMEOUT_S = 15.0
+SLOW_QUERY_S = 30.0
+"""The slow database answers history queries after this long (writes at once)."""
+HISTORY_CLIENTS = 12
+"""Concurrent bed-history requests kept in flight during the slow-database row."""
+HISTORY_BED = ("site-01", "bed-0001")
+"""A background bed (known to the gateway from the traffic) whose history is asked for."""
 
 
 # --- background traffic (child process) -------------------------------------------------------
@@ -191,29 +204,20 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run(*, quick: bool = False, presses: int | None = None,
         background_rate: float = BACKGROUND_RATE, keep: bool = False,
-        profile_to: Path | None = None, with_database: bool = True) -> dict[str, Any]:
+        profile_to: Path | None = None, with_database: bool = True,
+        slow_database: bool = True) -> dict[str, Any]:
     """The figures. ``keep``: leave the servers' directories (logs) in the temp dir;
     ``profile_to``: also record the gateway with py-spy (collapsed stacks) during the run;
-    ``with_database=False``: the gateway keeps points in its spool only."""
+    ``with_database=False``: the gateway keeps points in its spool only;
+    ``slow_database``: also the slow-database row (same run, after the normal one)."""
     presses = presses or (100 if quick else 1000)
-    mean_gap_s = 0.020
-    seconds = WARMUP_S + presses * mean_gap_s + 5.0
-    n_background = int(background_rate * seconds)
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     key = secrets.token_urlsafe(24)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    background: Any = None
     mq = Mosquitto(workdir / "mosquitto")
     vm: VictoriaMetrics | None = None
-    gateway: GatewayProcess | None = None
     try:
         mq.start()
-        background = ctx.Process(target=_background_main, name="bench-background",
-                                 args=(mq.url, background_rate, n_background, 11, child))
-        background.start()
-        env = {"HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning",
-               "HOMECARE_MQTT_CLIENT_ID": "bench-latency-gateway"}
+        env = {"HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning"}
         store = "none (spool only)"
         if with_database and (shutil.which("victoria-metrics")
                               or Path("/usr/bin/victoria-metrics").exists()):
@@ -223,7 +227,51 @@ def run(*, quick: bool = False, presses: int | None = None,
                         "HOMECARE_INFLUX_ORG": "bench", "HOMECARE_INFLUX_BUCKET": "homecare",
                         "HOMECARE_INFLUX_TOKEN": "bench"})
             store = "victoria-metrics (InfluxDB v2 write API)"
-        gateway = GatewayProcess(workdir / "gateway", mqtt_url=mq.url, env=env)
+        figures = _row(workdir / "normal", mq, key, env, presses, background_rate,
+                       profile_to=profile_to, history_clients=0)
+        figures["store"] = store
+        if slow_database:
+            with SlowDatabase(query_delay_s=SLOW_QUERY_S) as db:
+                env.update({"HOMECARE_INFLUX_URL": db.url, "HOMECARE_INFLUX_API": "v2",
+                            "HOMECARE_INFLUX_ORG": "bench",
+                            "HOMECARE_INFLUX_BUCKET": "homecare",
+                            "HOMECARE_INFLUX_TOKEN": "bench"})
+                slow = _row(workdir / "slow-db", mq, key, env, presses, background_rate,
+                            profile_to=None, history_clients=HISTORY_CLIENTS)
+                slow["database_queries"] = db.queries
+                slow["database_writes"] = db.writes
+            slow["store"] = (f"loopback server: writes at once, queries answered after "
+                             f"{SLOW_QUERY_S:g} s; {HISTORY_CLIENTS} concurrent history "
+                             "requests throughout")
+            figures["slow_database"] = slow
+            if figures.get("p99") and slow.get("p99"):
+                figures["slow_database_p99_ratio"] = round(slow["p99"] / figures["p99"], 2)
+        return figures
+    finally:
+        if vm is not None:
+            vm.stop()
+        mq.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _row(workdir: Path, mq: Mosquitto, key: str, env: dict[str, str], presses: int,
+         background_rate: float, *, profile_to: Path | None, history_clients: int
+         ) -> dict[str, Any]:
+    """One row: a fresh gateway (own session, data dir) and background publisher on ``mq``."""
+    mean_gap_s = 0.020
+    seconds = WARMUP_S + presses * mean_gap_s + 5.0
+    n_background = int(background_rate * seconds)
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    background: Any = None
+    gateway: GatewayProcess | None = None
+    try:
+        background = ctx.Process(target=_background_main, name="bench-background",
+                                 args=(mq.url, background_rate, n_background, 11, child))
+        background.start()
+        gateway = GatewayProcess(workdir, mqtt_url=mq.url, env={
+            **env, "HOMECARE_MQTT_CLIENT_ID": f"bench-latency-{workdir.name}"})
         gateway.start()
         gateway.wait_connected()
         if not parent.poll(300):
@@ -238,12 +286,11 @@ def run(*, quick: bool = False, presses: int | None = None,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             figures = asyncio.run(_measure(gateway, mq.url, key, presses, parent,
-                                           background_rate))
+                                           background_rate, history_clients))
         finally:
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)
                 profiler.wait(60)
-        figures["store"] = store
         figures["background_generated_messages"] = generated
         return figures
     finally:
@@ -255,21 +302,47 @@ def run(*, quick: bool = False, presses: int | None = None,
                 background.kill()
         if gateway is not None:
             gateway.stop()
-        if vm is not None:
-            vm.stop()
-        mq.stop()
-        if not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _history_load(url: str, key: str, clients: int, answers: dict[str, int]) -> None:
+    """Keep ``clients`` bed-history requests in flight (each asks again once answered)."""
+    site, bed = HISTORY_BED
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while True:
+            now = int(time.time() * 1000)
+            try:
+                r = await http.get(
+                    f"{url}/api/v1/beds/{site}/{bed}/series",
+                    params={"metric": "heart_rate", "since": now - 2 * 86_400_000,
+                            "until": now - 86_400_000},
+                    headers={"Authorization": f"Bearer {key}"})
+                outcome = str(r.status_code)
+            except httpx.HTTPError as exc:
+                outcome = type(exc).__name__
+            answers[outcome] = answers.get(outcome, 0) + 1
+            if outcome != "504":
+                await asyncio.sleep(0.5)  # refused at once: ask again shortly, not in a spin
+
+    limits = httpx.Limits(max_connections=clients * 2)
+    async with httpx.AsyncClient(timeout=SLOW_QUERY_S * 2, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
 
 
 async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: int,
-                   control: Connection, background_rate: float) -> dict[str, Any]:
+                   control: Connection, background_rate: float, history_clients: int = 0
+                   ) -> dict[str, Any]:
     stream = _Stream(gateway.url, key)
     reader = asyncio.create_task(stream.run(), name="bench-stream")
+    answers: dict[str, int] = {}
+    history: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(30):
             await stream.connected.wait()
         control.send("go")
+        if history_clients:
+            history = asyncio.create_task(
+                _history_load(gateway.url, key, history_clients, answers), name="history")
         await asyncio.sleep(WARMUP_S)  # background at full rate before the first press
         before = await asyncio.to_thread(gateway.metrics)
         started = time.perf_counter()
@@ -281,9 +354,11 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
                 await stream.all_in.wait()
         drained = await asyncio.to_thread(gateway.metrics)
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
+        for task in (reader, history):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
     control.send("stop")
     bg_published = await asyncio.to_thread(control.recv) if control.poll(30) else None
     latencies = [(stream.opened[bed] - t) * 1000 for bed, t in pressed.items()
@@ -311,6 +386,10 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
             "mean": round(statistics.fmean(latencies), 2),
         })
     figures["gateway_inbox_depth_end"] = after.get("homecare_inbox_depth", 0)
+    if history_clients:
+        figures["history_clients"] = history_clients
+        figures["history_answers"] = dict(sorted(answers.items()))
+        figures["history_in_flight_end"] = after.get("homecare_history_in_flight", 0)
     # Where the time goes, at the gateway's receipt time (the alert's opened_at; same
     # machine, same wall clock): broker and socket before it, gateway and stream after.
     before_receipt = [stream.opened_at[b][0] - pressed_wall[b] for b in pressed_wall
