@@ -21,8 +21,8 @@ retention, 1 month by default, and more than 2 days ahead, answering 204; Influx
 times after 2262 and keeps seconds as 1970).
 
 Retimed points are not idempotent: a message the broker redelivers after a gateway crash is
-received again later, so it can be stored twice (``device_ts`` and ``seq`` tell the copies
-apart). Points within the window are stored once, as before.
+received again later, so it can be stored twice (with the same ``device_ts``). Points within
+the window are stored once, as before.
 
 **Order of a device's state** (:func:`sent_ms`, :func:`announced_offline`). A last will
 (``state: offline``) carries the time its device connected, always older than what the device
