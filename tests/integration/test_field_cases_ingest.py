@@ -153,3 +153,32 @@ def test_field_case_f2_a_retained_press_after_a_restart_opens_no_new_call(
     assert retained == (1 if protocol == "3.1.1" or new_session else 0), \
         "MQTT 5 on the same session: the broker keeps the retained press to itself"
     assert ignored == 0, "a retained event never reaches the alert engine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_a_retained_press_published_while_the_gateway_is_down_is_still_a_call(
+        mosquitto: Mosquitto, tmp_path: Path, protocol: str) -> None:
+    """The broker queues it on the gateway's persistent session and delivers it as a new
+    message (retain flag cleared, as MQTT requires for an established subscription): a call
+    made during a restart is never taken for stored state."""
+    topic = "homecare/v1/site-f2/bed-f22/button/btn-f22/event"
+    gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url,
+                             env={"HOMECARE_MQTT_PROTOCOL": protocol})
+    db = gateway.data_dir / "alerts.sqlite3"
+    gateway.start()
+    try:
+        gateway.wait_connected()
+    finally:
+        gateway.stop()
+    press = json.dumps({"ts": int(time.time() * 1000), "seq": 3, "event": "press"}).encode()
+    _publish_retained(mosquitto.url, topic, press)
+    gateway.start()
+    try:
+        gateway.wait_connected()
+        [call] = wait_for(lambda: _alerts(db, bed="bed-f22") or None,
+                          "the press made while the gateway was down is a call", timeout=20)
+        assert gateway.metric("homecare_retained_events_total") == 0
+    finally:
+        gateway.stop()
+    assert (call["type"], call["severity"]) == ("emergency_button", "critical")
