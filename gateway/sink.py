@@ -49,6 +49,7 @@ class SinkWriter:
         self.problem: str | None = None
         """Why writes fail, for ``/readyz`` (None while they pass)."""
         self._refused_since: float | None = None
+        self._failed_stores: set[str] = set()
         self._outage_since: float | None = None
         self._outage_failures = 0
         self._replay_left = 0
@@ -65,7 +66,11 @@ class SinkWriter:
             except Exception as exc:
                 if not is_storage_error(exc):
                     raise
-                delay = (self.storage.failed("spool", exc, holding="the database writer")
+                # The spool's cursor or a dead letter for a refused point could not be
+                # written: the batch is written again after the retry (idempotent).
+                store = getattr(exc, "store", "") or "spool"
+                self._failed_stores.add(store)
+                delay = (self.storage.failed(store, exc, holding="the database writer's batch")
                          if self.storage is not None else 1.0)
                 await asyncio.sleep(delay)
 
@@ -101,6 +106,11 @@ class SinkWriter:
             await asyncio.to_thread(self.spool.commit, batch)
             self.metrics.points_written.inc(batch.points)
             self._on_success(batch.points)
+            if self._failed_stores:
+                for store in self._failed_stores:
+                    if self.storage is not None:
+                        self.storage.recovered(store, what="database writer going on")
+                self._failed_stores.clear()
 
     async def drain(self, timeout_s: float) -> bool:
         """Write what is spooled, for at most ``timeout_s``; True if the spool is empty."""

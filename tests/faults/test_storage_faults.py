@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import sqlite3
@@ -29,6 +30,7 @@ from gateway.service import Gateway
 from gateway.spool import Spool
 from tests.inprocess import API_KEY, invalid, press, publisher, running, until
 from tests.servers import GatewayProcess, Mosquitto, free_port, sqlite_rows, wait_for
+from tests.slowdb import SlowDatabase
 
 pytestmark = [pytest.mark.integration]
 
@@ -301,3 +303,24 @@ def test_a_gateway_whose_stores_cannot_open_waits_not_ready_instead_of_exiting(
                     "ready once the stores open")
     gateway.stop()
     assert gateway.log_tail(200).count("storage.unavailable_at_start") == 1
+
+
+async def test_the_database_writer_survives_a_spool_cursor_it_cannot_write(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Before: the writer task ended on the cursor's OSError and took the gateway with it."""
+    with SlowDatabase() as db:
+        gateway = _gateway(tmp_path, mosquitto, influx_url=db.url, influx_api="v2",
+                           influx_token="token")
+        no_space = OSError(errno.ENOSPC, "No space left on device")
+        async with running(gateway), publisher(mosquitto.url) as devices, \
+                httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
+            with mock.patch.object(Spool, "_write_cursor", side_effect=no_space) as cursor:
+                devices.publish_nowait(*press(SITE, "bed-cursor"))
+                await until(lambda: cursor.call_count >= 1, "the cursor write fails")
+                await until(lambda: not gateway.readiness()["spool_writable"], "said at once")
+                ready = (await http.get("/readyz")).json()
+                assert ready["reasons"]["spool_writable"].startswith("disk_full")
+            devices.publish_nowait(*press(SITE, "bed-cursor-2"))
+            await until(lambda: gateway.spool.pending_points == 0, "the spool drains")
+            await until(lambda: gateway.readiness()["spool_writable"], "ready again")
+            assert (await http.get("/readyz")).status_code == 200
