@@ -241,3 +241,43 @@ def test_queued_message_survives_broker_crash_after_autosave(
     broker.kill()
     broker.start()
     assert_gateway_gets(broker, peers, b'{"ts":6,"seq":6,"event":"press"}')
+
+
+@pytest.mark.parametrize("protocol", [mqtt.MQTTv5, mqtt.MQTTv311], ids=["5", "3.1.1"])
+def test_a_press_reaches_a_gateway_holding_hundreds_of_unacknowledged_messages(
+    broker: Mosquitto, peers: list[Peer], protocol: int
+) -> None:
+    """While a bulk store cannot commit, the gateway holds its batch unacknowledged and keeps
+    reading only for emergency calls. The broker must keep sending: a per-client in-flight
+    limit (mosquitto's ``max_inflight_messages``, which binds MQTT 3.1.1 clients; MQTT 5
+    clients set their own Receive Maximum) would hold the press behind the unacknowledged
+    telemetry."""
+    received: queue.Queue[str] = queue.Queue()
+    gateway = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"gw-held-{protocol}",
+                          protocol=protocol, manual_ack=True, reconnect_on_failure=False)
+    gateway.username_pw_set("gateway", PASSWORDS["gateway"])
+    gateway.on_message = lambda c, u, msg: received.put(msg.topic)  # never acknowledged
+    subscribed: queue.Queue[bool] = queue.Queue()
+    gateway.on_subscribe = lambda c, u, mid, rcs, p: subscribed.put(True)
+    if protocol == mqtt.MQTTv5:
+        props = Properties(PacketTypes.CONNECT)
+        props.ReceiveMaximum = 65535  # as the gateway sends it
+        gateway.connect(broker.host, broker.port, keepalive=30, properties=props)
+    else:
+        gateway.connect(broker.host, broker.port, keepalive=30)
+    gateway.loop_start()
+    try:
+        gateway.subscribe("homecare/v1/#", qos=1)
+        assert subscribed.get(timeout=TIMEOUT)
+        device = connected(peers, broker, "btn-0007", client_id="btn-0007")
+        status = OWN.rsplit("/", 1)[0] + "/status"
+        held = 500
+        for seq in range(held):
+            assert device.publish(status, b'{"ts":%d,"seq":%d,"state":"online"}'
+                                  % (seq + 1, seq + 1)) == 0
+        assert device.publish(OWN, b'{"ts":999,"seq":999,"event":"press"}') == 0
+        topics = [received.get(timeout=TIMEOUT) for _ in range(held + 1)]
+        assert topics[-1] == OWN
+    finally:
+        gateway.disconnect()
+        gateway.loop_stop()
