@@ -40,6 +40,9 @@ def test_gateway_example_config_loads(tmp_path: Path) -> None:
     assert settings.secret("upstream_secret") == "secret"
     assert settings.upstream_source == "hub-01"
     assert settings.clock_window_s == 7 * 86_400, "[clock] window_s"
+    assert settings.influx_auth_retry_s == 60.0, "[influx] auth_retry_s"
+    assert (settings.history_max_concurrent, settings.history_max_waiting,
+            settings.history_timeout_s) == (4, 8, 10.0), "[history]"
 
 
 def test_registry_example_loads_with_overrides() -> None:
