@@ -269,7 +269,9 @@ async def test_device_offline_incident_drops_the_device_and_it_comes_back(
     labels = io.BytesIO()
     try:
         started = time.monotonic()
-        stats = await run_live(config, mosquitto.url, speed=3000, duration_s=6,
+        # 10 simulated hours: the outage lasts 1-6 h (drawn per calendar day) and starts at
+        # the first free moment; 5 h left some days' outages unfinished when the run ended.
+        stats = await run_live(config, mosquitto.url, speed=6000, duration_s=6,
                                client_prefix="t-offline", labels_out=labels)
         assert stats.dropped == 1
         label = msgspec.json.decode(labels.getvalue().splitlines()[0])
