@@ -16,7 +16,10 @@ UPDATE and DELETE, so only someone bypassing this module can change the file —
 shows it.
 
 Appends are idempotent per ``origin`` (a badge message's device and seq; for the API the visit
-and event), so a message redelivered after a crash is recorded once.
+and event), so a message redelivered after a crash is recorded once. An API call is a retry
+only if it is the same call (:func:`repeats`): one under a recorded origin that says anything
+else (another caregiver, other services) is judged by :func:`refusal` like any new event,
+never answered with the earlier record.
 
 Nothing that contradicts its visit enters the chain (:func:`refusal`, checked in the append's
 own transaction, so two writers cannot both pass): a check-out needs the visit's check-in, at
@@ -125,7 +128,7 @@ class VisitEvent:
     """A check-in or check-out to record (before it has a place in the chain)."""
 
     origin: str
-    """Idempotency key: the same origin is recorded once."""
+    """Idempotency key: the same origin is recorded once (:func:`repeats`)."""
     at: int
     """When it happened (device time for badges, gateway time for the API), epoch ms."""
     site: str
@@ -232,6 +235,24 @@ class ServiceRecord:
         return fields
 
 
+def repeats(event: VisitEvent, recorded: ServiceRecord, *, last_of_visit: bool) -> bool:
+    """Whether ``event``, of the same origin as ``recorded``, is that call made again (answered
+    with ``recorded``, not chained twice) rather than a new event for :func:`refusal` to judge.
+
+    A badge's origin names one message (device, seq, time): the same origin is a redelivery,
+    whenever it comes. The API's origin names a visit's check-in or check-out, so an API call
+    is a retry only if it says the same (site, bed, caregiver, visit, event, method, services)
+    while the visit is where that call left it (``last_of_visit``): a check-in sent again after
+    the visit's check-out is a new check-in, refused as a badge's would be."""
+    if event.source == "badge":
+        return True
+    return last_of_visit and (
+        (event.site, event.bed, event.caregiver, event.visit, event.event, event.method,
+         event.services)
+        == (recorded.site, recorded.bed, recorded.caregiver, recorded.visit, recorded.event,
+            recorded.method, recorded.services))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verification:
     ok: bool
@@ -285,7 +306,8 @@ class ServiceLog:
     def append(self, events: Sequence[VisitEvent], *, now_ms: int | None = None,
                set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:
         """Record ``events`` in order, one transaction. Returns each event's record and whether
-        it is new (``False``: its origin was recorded before; the earlier record is returned).
+        it is new (``False``: the same call was recorded before, :func:`repeats`; the earlier
+        record is returned).
 
         An event that contradicts its visit (:func:`refusal`) raises :class:`VisitRefused` and
         nothing of the batch is recorded; with ``set_aside_refused`` (devices, which cannot be
@@ -310,15 +332,18 @@ class ServiceLog:
             head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
             for event in events:
+                rows = db.execute("SELECT seq, site, bed, caregiver, event FROM service_log"
+                                  " WHERE visit = ? ORDER BY seq", (event.visit,)).fetchall()
                 existing = db.execute(f"SELECT {_COLUMNS} FROM service_log WHERE origin = ?",
                                       (event.origin,)).fetchone()
                 if existing is not None:
-                    out.append((_record(existing), False))
-                    continue
-                earlier = [VisitRecord(site=r[0], bed=r[1], caregiver=r[2], event=r[3])
-                           for r in db.execute(
-                               "SELECT site, bed, caregiver, event FROM service_log"
-                               " WHERE visit = ? ORDER BY seq", (event.visit,))]
+                    recorded = _record(existing)
+                    last_of_visit = bool(rows) and rows[-1][0] == recorded.seq
+                    if repeats(event, recorded, last_of_visit=last_of_visit):
+                        out.append((recorded, False))
+                        continue
+                earlier = [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4])
+                           for r in rows]
                 refused = refusal(event, earlier)
                 if refused is not None:
                     if not set_aside_refused:
@@ -499,5 +524,6 @@ class ServiceLogRecorder:
 
 
 def api_origin(site: str, bed: str, visit: str, event: str) -> str:
-    """Idempotency key of an API check-in/out: one of each per visit."""
+    """Idempotency key of an API check-in/out: one of each per visit; a call under a recorded
+    key is a retry only if it is the same call (:func:`repeats`)."""
     return f"api:{site}/{bed}/{visit}/{event}"

@@ -6,7 +6,9 @@ for ever: 422 for a body that breaks the schema (ids as in the device contract),
 or bed the gateway does not know (neither in the registry, auto-registered ones included, nor
 seen live), 409 when it contradicts its visit (:func:`gateway.servicelog.refusal`: a check-out
 without the visit's check-in at that bed by that caregiver, a second check-out, a second
-check-in). The visit check runs in the append's transaction.
+check-in). Only the same call again is a retry, answered 200 with the earlier record
+(:func:`gateway.servicelog.repeats`); one that differs is judged like any other. The visit
+check runs in the append's transaction.
 """
 
 from __future__ import annotations
@@ -124,8 +126,10 @@ def router(ctx: ApiContext) -> APIRouter:
               responses=answers, tags=["visits"], summary="Check a caregiver in (the app)")
     async def check_in(body: CheckInBody, key: Dispatcher,
                        response: Response) -> ServiceLogRecordOut:
-        """Idempotent per visit: repeating it returns the first record with 200. 409 when the
-        visit was checked in already (by a badge, or at another bed)."""
+        """Idempotent per visit: the same call again (same bed and caregiver, the visit not
+        checked out since) returns the first record with 200. 409 ``already_checked_in`` for
+        any other check-in of a visit checked in already (by a badge, at another bed, by
+        another caregiver, or after its check-out)."""
         return await record(VisitEvent(
             origin=api_origin(body.site, body.bed, body.visit, "check_in"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
@@ -135,9 +139,11 @@ def router(ctx: ApiContext) -> APIRouter:
               responses=answers, tags=["visits"], summary="Check a caregiver out (the app)")
     async def check_out(body: CheckOutBody, key: Dispatcher,
                         response: Response) -> ServiceLogRecordOut:
-        """With the service item codes delivered; idempotent per visit like check-in. 409
-        (``detail.reason``) unless the visit is open at that bed for that caregiver:
-        ``no_check_in``, ``other_bed``, ``other_caregiver``, ``already_checked_out``."""
+        """With the service item codes delivered; idempotent per visit like check-in: only the
+        same call again (same caregiver and services) is 200. 409 (``detail.reason``) unless
+        the visit is open at that bed for that caregiver: ``no_check_in``, ``other_bed``,
+        ``other_caregiver``, ``already_checked_out`` (another caregiver's or other services
+        after the check-out too)."""
         return await record(VisitEvent(
             origin=api_origin(body.site, body.bed, body.visit, "check_out"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,

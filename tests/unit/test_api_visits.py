@@ -43,6 +43,10 @@ async def test_check_in_and_out_are_recorded_with_the_key_name_and_chained(
     assert (record["seq"], record["event"], record["source"], record["method"],
             record["actor"], record["at"]) == (1, "check_in", "api", "app", "dispatcher-1", T0)
     assert record["prev_hash"] == "0" * 64
+    retry = await api.client.post("/api/v1/visits/check-in", json=VISIT,
+                                  headers=api.auth("admin"))
+    assert retry.status_code == 200
+    assert retry.json() == record, "a retried check-in returns the first record"
     api.now[0] = T0 + 1_800_000
     out = await api.client.post("/api/v1/visits/check-out",
                                 json={**VISIT, "services": ["bath", "meds"]},
@@ -50,10 +54,6 @@ async def test_check_in_and_out_are_recorded_with_the_key_name_and_chained(
     assert out.status_code == 201
     assert out.json()["services"] == ["bath", "meds"]
     assert out.json()["prev_hash"] == record["hash"]
-    retry = await api.client.post("/api/v1/visits/check-in", json=VISIT,
-                                  headers=api.auth("admin"))
-    assert retry.status_code == 200
-    assert retry.json() == record, "a retried check-in returns the first record"
     check = (await api.client.get("/api/v1/service-logs/verify",
                                   headers=api.auth("viewer"))).json()
     assert check["ok"] is True
@@ -185,3 +185,71 @@ async def test_a_failing_service_log_is_503_and_records_nothing(api: Harness) ->
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["error"] == "unavailable"
+
+
+async def checked_in_and_out(api: Harness) -> tuple[dict[str, Any], dict[str, Any]]:
+    """VISIT checked in, then out with ``["bath"]``; both records as answered."""
+    checked_in = await visit(api, "check-in", VISIT)
+    assert checked_in.status_code == 201
+    api.now[0] = T0 + 1_800_000
+    checked_out = await visit(api, "check-out", {**VISIT, "services": ["bath"]})
+    assert checked_out.status_code == 201
+    return checked_in.json(), checked_out.json()
+
+
+def assert_refused(response: Any, reason: str) -> None:
+    assert response.status_code == 409, response.json()
+    assert response.json()["detail"]["reason"] == reason
+
+
+async def test_a_check_in_by_another_caregiver_is_409_not_a_retry_of_the_first(
+        api: Harness) -> None:
+    assert (await visit(api, "check-in", VISIT)).status_code == 201
+    assert_refused(await visit(api, "check-in", {**VISIT, "caregiver": "c-2"}),
+                   "already_checked_in")
+    api.now[0] = T0 + 1_800_000
+    assert (await visit(api, "check-out", {**VISIT, "services": ["bath"]})).status_code == 201
+    assert_refused(await visit(api, "check-in", {**VISIT, "caregiver": "c-2"}),
+                   "already_checked_in")
+    assert api.ctx.service_log.head()[0] == 2
+
+
+async def test_a_check_out_by_another_caregiver_after_the_check_out_is_409_not_a_retry(
+        api: Harness) -> None:
+    await checked_in_and_out(api)
+    assert_refused(await visit(api, "check-out", {**VISIT, "caregiver": "c-9",
+                                                  "services": ["bath"]}),
+                   "already_checked_out")
+    assert api.ctx.service_log.head()[0] == 2
+
+
+async def test_a_second_check_out_with_other_services_is_409_so_they_are_not_silently_lost(
+        api: Harness) -> None:
+    _, checked_out = await checked_in_and_out(api)
+    assert_refused(await visit(api, "check-out", {**VISIT, "services": ["meds"]}),
+                   "already_checked_out")
+    assert_refused(await visit(api, "check-out", {**VISIT, "services": ["bath", "meds"]}),
+                   "already_checked_out")
+    [record] = api.ctx.service_log.query(visit="v-88", newest_first=True, limit=1)
+    assert (record.seq, record.services) == (checked_out["seq"], ("bath",))
+
+
+async def test_the_same_check_in_after_the_check_out_is_409_not_a_retry(api: Harness) -> None:
+    await checked_in_and_out(api)
+    assert_refused(await visit(api, "check-in", VISIT), "already_checked_in")
+    assert api.ctx.service_log.head()[0] == 2
+    assert api.ctx.service_log.verify().ok
+
+
+async def test_the_identical_retry_is_still_200_with_the_first_record(api: Harness) -> None:
+    checked_in = await visit(api, "check-in", VISIT)
+    retry = await api.client.post("/api/v1/visits/check-in", json=VISIT,
+                                  headers=api.auth("admin"))
+    assert (retry.status_code, retry.json()) == (200, checked_in.json()), "another key too"
+    api.now[0] = T0 + 1_800_000
+    checked_out = await visit(api, "check-out", {**VISIT, "services": ["bath"]})
+    assert checked_out.status_code == 201
+    api.now[0] = T0 + 1_900_000
+    retry = await visit(api, "check-out", {**VISIT, "services": ["bath"]})
+    assert (retry.status_code, retry.json()) == (200, checked_out.json())
+    assert api.ctx.service_log.head()[0] == 2

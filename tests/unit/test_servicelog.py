@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,13 +82,40 @@ def test_records_chain_from_genesis_with_sha256_of_prev_hash_and_canonical_json(
 
 
 def test_the_same_origin_is_recorded_once(log: ServiceLog) -> None:
-    [(again, new)] = log.append([event(3, "check_in")])
+    [(again, new)] = log.append([event(3)])
     assert not new
     assert again.seq == 4
     [(fresh, new)] = log.append([event(10)])
     assert new
     assert fresh.seq == 11
     assert log.verify().ok
+
+
+def test_an_api_call_under_a_recorded_origin_is_a_retry_only_if_it_is_the_same_call(
+        log: ServiceLog) -> None:
+    head = log.head()
+    check_out = event(3)  # v-1 checked in (test:2), then out with bath and meds (test:3)
+    for other in [replace(check_out, caregiver="c-9"), replace(check_out, services=("meds",)),
+                  replace(check_out, method="qr"), event(2)]:  # check-in after the check-out
+        with pytest.raises(VisitRefused) as refused:
+            log.append([other])
+        assert refused.value.reason == (
+            "already_checked_in" if other.event == "check_in" else "already_checked_out")
+    [(again, new)] = log.append([replace(check_out, at=T0 + 999, actor="bob")])
+    assert (again.seq, new) == (4, False)
+    assert log.head() == head
+
+
+def test_a_badge_redelivered_after_its_visit_moved_on_is_still_recorded_once(
+        log: ServiceLog) -> None:
+    check_in = visit_event("check_in", visit="v-50", source="badge")
+    check_out = visit_event("check_out", visit="v-50", source="badge")
+    log.append([check_in, check_out], set_aside_refused=True)
+    head = log.head()
+    assert [new for _, new in log.append([check_in, check_out], set_aside_refused=True)] == [
+        False, False]
+    assert log.head() == head
+    assert log.refused() == []
 
 
 def test_updates_and_deletes_are_refused_by_the_database(log: ServiceLog,
