@@ -23,26 +23,35 @@ Evidence conventions that change what the engine does (set by :mod:`alerts.rules
   seen later must not bring it back. The key itself is not kept in the evidence.
 * ``urgent`` (:data:`URGENT`) true: the condition got worse (a fall with no movement since);
   an open alert takes one escalation step at once, the first time only.
-* A finding whose evidence (``device``, ``seq``, ``device_ts``) shows a message of the same
-  device not newer than the one the alert last folded in is a redelivery, and is ignored.
+* A finding without an event (below) whose evidence (``device``, ``seq``, ``device_ts``) shows
+  a message of the same device not newer than the one the alert last folded in is a
+  redelivery, and is ignored. A finding with an event is judged by the handled events only.
 * An evidence value of ``None`` removes that key from the alert's evidence.
 
 Handled events. A finding from a device event carries it as a typed field,
 :attr:`Finding.event <alerts.model.Finding.event>` (an :class:`~alerts.model.EventRef`: device,
 ``seq``, device time, digest of the content), not in its evidence: the engine acts on it. The
 engine remembers the last event it handled per device and lane (calls: press, long_press,
-fall_detected; the rest: cancel, fall_cleared, which must also be newer than the last call)
-and ignores, counts (:attr:`AlertEngine.replays_ignored`) and logs at most once a minute
-every event that is not newer than it (:meth:`EventRef.newer_than
-<alerts.model.EventRef.newer_than>`: a higher ``seq`` or a later device time): it opens,
-updates, cancels and clears nothing, whether or not the
+fall_detected; the rest: cancel, fall_cleared, which must also be newer than the last call),
+with the time it was received, and ignores, counts (:attr:`AlertEngine.replays_ignored`) and
+logs at most once a minute every *replay* of it: the very same message (``seq``, device time
+and digest: a retained or redelivered copy, whatever its clock says), or one that is not newer
+(:meth:`EventRef.newer_than <alerts.model.EventRef.newer_than>`: neither a higher ``seq`` nor a
+later device time) while both device times are trusted, each within ``clock_window_ms``
+before to ``clock_ahead_ms`` after its own receipt (the gateway's ``clock_window_s``, 7 days,
+and 15 minutes). A replay opens, updates, cancels and clears nothing, whether or not the
 alert of the first one is still open. The memory is staged with the changes the event caused
 and written in the same transaction (:meth:`AlertStore.write`), and restored at start, so a
 handled call never comes back as a new one after a restart, a retained or re-sent message, or
 a redelivery beyond the pipeline's duplicate window. A press delayed in the network but newer
-than anything handled from its device is a call like any other. Limit: a device that reset
-its counter *and* whose clock stands still (or once jumped far ahead) cannot be told from a
-replay; the device is then reporting a wrong clock, which the detectors flag.
+than anything handled from its device is a call like any other. When either clock is out of
+its window (a battery change that reset counter and clock to 2000 or 0, a clock that once
+counted microseconds), ``seq`` and device time order nothing, and every event that differs
+from the remembered one is a new call: a device with a wrong clock may have an *old* message
+re-sent taken for a call (it rings once too often), never a call taken for a replay. Limit: a
+device that reset its counter while its clock, within the window, stands still or went back
+cannot be told from a late old message; that is a wrong clock within the window, which the
+detectors flag.
 
 Repeats. A new call on an unresolved alert (another press or long_press, another
 fall_detected, the first ``urgent`` finding: no movement after the fall) is a repeat:
@@ -109,6 +118,13 @@ PERSON: Final = "person"
 
 NEVER_AUTO_RESOLVED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
 
+CLOCK_WINDOW_MS: Final = 7 * 86_400_000
+"""Default ``clock_window_ms``: a device time up to this before its receipt orders events (the
+gateway passes its ``clock_window_s`` setting)."""
+CLOCK_AHEAD_MS: Final = 15 * 60_000
+"""Default ``clock_ahead_ms``: a device time up to this after its receipt orders events (clock
+drift without time synchronisation; as ``gateway.devicetime.AHEAD_MS``)."""
+
 REPLAY_LOG_INTERVAL_S: Final = 60.0
 """Ignored replays are logged at most this often (with how many there were meanwhile)."""
 
@@ -147,8 +163,8 @@ def _merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 def _stale(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """True for a device message not newer than the one the alert last folded in: same
     device, ``seq`` and ``device_ts`` both not above the alert's (a redelivery after a restart,
-    when the pipeline's duplicate window is empty). A device that restarted its counter still
-    has a newer clock, so its messages are never taken for stale."""
+    when the pipeline's duplicate window is empty). Only for findings without an event: device
+    events are judged by the handled events, which know whether the clocks can be trusted."""
     try:
         return bool(new["device"] == current["device"] and new["seq"] <= current["seq"]
                     and new["device_ts"] <= current["device_ts"])
@@ -166,16 +182,22 @@ class AlertEngine:
 
     def __init__(self, store: AlertStore, *, policy: EscalationPolicy | None = None,
                  cancel_window_ms: int = 60_000, clear_grace_ms: int = 120_000,
-                 update_interval_ms: int = 60_000, id_factory: IdFactory | None = None
+                 update_interval_ms: int = 60_000, clock_window_ms: int = CLOCK_WINDOW_MS,
+                 clock_ahead_ms: int = CLOCK_AHEAD_MS, id_factory: IdFactory | None = None
                  ) -> None:
-        if cancel_window_ms < 0 or clear_grace_ms < 0 or update_interval_ms < 0:
-            raise ValueError("cancel_window_ms, clear_grace_ms and update_interval_ms must not "
-                             "be negative")
+        if min(cancel_window_ms, clear_grace_ms, update_interval_ms, clock_window_ms,
+               clock_ahead_ms) < 0:
+            raise ValueError("cancel_window_ms, clear_grace_ms, update_interval_ms, "
+                             "clock_window_ms and clock_ahead_ms must not be negative")
         self.store = store
         self.policy = policy or EscalationPolicy()
         self.cancel_window_ms = cancel_window_ms
         self.clear_grace_ms = clear_grace_ms
         self.update_interval_ms = update_interval_ms
+        self.clock_window_ms = clock_window_ms
+        """How far behind the receipt time a device time is trusted to order events."""
+        self.clock_ahead_ms = clock_ahead_ms
+        """How far ahead of the receipt time a device time is trusted."""
         self._new_id = id_factory or random_ids
         self._lock = threading.Lock()
         self._commit_lock = threading.RLock()
@@ -196,9 +218,8 @@ class AlertEngine:
             self._last_staged[alert.id] = alert.updated_at
         self._episodes = store.episode_counters()
         self._seq = store.last_seq()
-        self._handled: dict[_DeviceLane, EventRef] = {
-            (h.site, h.bed, h.event.device, h.event.call): h.event
-            for h in store.handled_events()}
+        self._handled: dict[_DeviceLane, HandledEvent] = {
+            (h.site, h.bed, h.event.device, h.event.call): h for h in store.handled_events()}
         self._handled_staged: dict[_DeviceLane, HandledEvent] = {}
         self.replays_ignored = 0
         """Device events ignored because they were not newer than the last one handled."""
@@ -228,12 +249,12 @@ class AlertEngine:
                 self._tick_one(alert, now_ms)
             return self._staged[start:]
 
-    def is_replay(self, site: str, bed: str, event: EventRef) -> bool:
-        """True if the engine would ignore ``event`` of a device on ``site``/``bed`` as not
-        newer than one already handled (the rules use it not to arm or end a fall watch on a
-        replay)."""
+    def is_replay(self, site: str, bed: str, event: EventRef, received_ms: int) -> bool:
+        """True if the engine would ignore ``event`` of a device on ``site``/``bed``, received
+        at ``received_ms``, as a replay of one already handled (the rules use it not to arm or
+        end a fall watch on a replay)."""
         with self._lock:
-            return self._not_newer(site, bed, event) is not None
+            return self._replayed(site, bed, event, received_ms) is not None
 
     # --- people (event loop or a worker thread; durable before returning) ---------------------
 
@@ -386,7 +407,7 @@ class AlertEngine:
     # --- the state machine (callers hold the lock) --------------------------------------------
 
     def _fold(self, finding: Finding, now: int) -> None:
-        if finding.event is not None and not self._remember(finding, finding.event, now):
+        if finding.event is not None and not self._remember(finding, finding.event):
             return
         key = f"{finding.site}/{finding.bed}/{finding.type.value}/{finding.episode}"
         alert_id = self._by_key.get(key)
@@ -410,25 +431,39 @@ class AlertEngine:
         else:
             self._update(alert, finding, now)
 
-    def _not_newer(self, site: str, bed: str, event: EventRef) -> EventRef | None:
-        """The remembered event that ``event`` is not newer than, if any: the last of its own
-        lane, and for a cancel or a recovery also the last call (one older than the call it
-        would cancel or clear is stale; a call is never held back by a cancel)."""
+    def _trusted(self, device_ts: int, received_ms: int) -> bool:
+        return (received_ms - self.clock_window_ms <= device_ts
+                <= received_ms + self.clock_ahead_ms)
+
+    def _replayed(self, site: str, bed: str, event: EventRef, received_ms: int
+                  ) -> EventRef | None:
+        """The remembered event that ``event`` (received at ``received_ms``) replays, if any:
+        the last of its own lane, and for a cancel or a recovery also the last call (one older
+        than the call it would cancel or clear is stale; a call is never held back by a
+        cancel). A replay is the very same message, or one not newer while both device
+        clocks are trusted (each within the clock window around its receipt); with a clock
+        out of the window, seq and device time order nothing and a different event is new."""
         lanes = (event.call,) if event.call else (False, True)
         for call in lanes:
-            last = self._handled.get((site, bed, event.device, call))
-            if last is not None and not event.newer_than(last):
+            handled = self._handled.get((site, bed, event.device, call))
+            if handled is None:
+                continue
+            last = handled.event
+            if event.same_as(last) or (
+                    not event.newer_than(last)
+                    and self._trusted(event.device_ts, received_ms)
+                    and self._trusted(last.device_ts, handled.at)):
                 return last
         return None
 
-    def _remember(self, finding: Finding, event: EventRef, now: int) -> bool:
+    def _remember(self, finding: Finding, event: EventRef) -> bool:
         """Remember ``event`` as handled; False (counted, logged now and then) for a replay."""
         lane = (finding.site, finding.bed, event.device, event.call)
-        last = self._not_newer(finding.site, finding.bed, event)
+        last = self._replayed(finding.site, finding.bed, event, finding.at)
         if last is None:
-            self._handled[lane] = event
-            self._handled_staged[lane] = HandledEvent(site=finding.site, bed=finding.bed,
-                                                      event=event, at=now)
+            self._handled[lane] = HandledEvent(site=finding.site, bed=finding.bed,
+                                               event=event, at=finding.at)
+            self._handled_staged[lane] = self._handled[lane]
             return True
         self.replays_ignored += 1
         self._replays_unlogged += 1
@@ -436,8 +471,8 @@ class AlertEngine:
         if clock - self._replay_logged_at >= REPLAY_LOG_INTERVAL_S:
             self._replay_logged_at = clock
             log.warning("alerts.replay_ignored site=%s bed=%s device=%s seq=%d device_ts=%d "
-                        "identical=%s handled_seq=%d handled_device_ts=%d count=%d; an event "
-                        "not newer than one already handled opens nothing",
+                        "identical=%s handled_seq=%d handled_device_ts=%d count=%d; a replay "
+                        "of an event already handled opens nothing",
                         finding.site, finding.bed, event.device, event.seq, event.device_ts,
                         event.same_as(last), last.seq, last.device_ts, self._replays_unlogged)
             self._replays_unlogged = 0
@@ -462,7 +497,7 @@ class AlertEngine:
 
     def _update(self, alert: Alert, finding: Finding, now: int) -> None:
         ev = finding.evidence
-        if _stale(alert.evidence, ev):
+        if finding.event is None and _stale(alert.evidence, ev):
             return
         notes = []
         severity = alert.severity
@@ -500,7 +535,7 @@ class AlertEngine:
             self._quiet.add(alert.id)
 
     def _cancel(self, alert: Alert, finding: Finding, now: int) -> None:
-        if _stale(alert.evidence, finding.evidence):
+        if finding.event is None and _stale(alert.evidence, finding.evidence):
             return
         cancelled_at = finding.evidence[CANCELLED_AT]
         pressed_at = alert.evidence.get(PRESSED_AT, alert.opened_at)

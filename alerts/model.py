@@ -10,8 +10,10 @@
   API stream and the upstream outbox read changes in that order, each exactly once.
 * An :class:`EventRef` names the device message a finding comes from (button and fall
   events). It is a typed field of the finding, not part of its evidence, because the engine
-  acts on it: it remembers the last one handled per device, durably, and ignores an event that
-  is not newer (a replay), so a handled call never comes back as a new one.
+  acts on it: it remembers the last one handled per device, durably, and ignores a replay (the
+  very same message, or one not newer while both device clocks are trusted), so a handled
+  call never comes back as a new one, and a call from a device whose clock was reset is
+  never taken for a replay.
 """
 
 from __future__ import annotations
@@ -75,7 +77,9 @@ class EventRef(msgspec.Struct, frozen=True, kw_only=True):
 
     def newer_than(self, other: EventRef) -> bool:
         """A higher ``seq``, or a later device time (a device that reset its counter has a
-        newer clock). Neither: a replay (identical) or an old message delivered late."""
+        newer clock, if its clock is right). Neither: a replay (identical) or an old message
+        delivered late, when both device times are trusted; with a wrong clock (reset to
+        2000, a far-future glitch) this orders nothing (see :mod:`alerts.engine`)."""
         return self.seq > other.seq or self.device_ts > other.device_ts
 
     def same_as(self, other: EventRef) -> bool:
@@ -91,7 +95,8 @@ class HandledEvent(msgspec.Struct, frozen=True, kw_only=True):
     bed: str
     event: EventRef
     at: int
-    """When it was handled (receipt clock, epoch ms)."""
+    """When it was received (receipt clock, epoch ms): its device time is trusted to order
+    later events only if within the engine's clock window around this."""
 
 
 class Finding(msgspec.Struct, frozen=True, kw_only=True):

@@ -70,9 +70,10 @@ class ImmediateRules:
             raise ValueError("no_motion_ms must be positive")
         self.no_motion_ms = no_motion_ms
         self._falls: dict[tuple[str, str], _FallWatch] = {}
-        self.is_replay: Callable[[str, str, EventRef], bool] | None = None
-        """``(site, bed, event)`` -> True for an event already handled (the alert engine's
-        :meth:`~alerts.engine.AlertEngine.is_replay`); None: every event is taken as new."""
+        self.is_replay: Callable[[str, str, EventRef, int], bool] | None = None
+        """``(site, bed, event, received_ms)`` -> True for a replay of an event already handled
+        (the alert engine's :meth:`~alerts.engine.AlertEngine.is_replay`); None: every event
+        is taken as new."""
 
     def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> list[Finding]:
         """Findings raised by this batch (in arrival order)."""
@@ -154,7 +155,7 @@ class ImmediateRules:
         key = (a.site, a.bed)
         ref = _ref(a, event)
         # A replay changes no watch (the engine ignores its finding, and counts it).
-        new = self.is_replay is None or not self.is_replay(a.site, a.bed, ref)
+        new = self.is_replay is None or not self.is_replay(a.site, a.bed, ref, received)
         if event.event == "fall_cleared":
             if new:
                 self._falls.pop(key, None)

@@ -8,7 +8,8 @@ the rules and detectors report what is due at that moment and the engine escalat
 auto-resolve. The clock is the receipt time of the messages, never the device clocks.
 
 Button and fall events already handled (a retained, re-sent or redelivered message: the
-engine remembers the last one per device, durably) open nothing; they are counted in
+engine remembers the last one per device, durably; an old one counts as handled only while
+both device clocks are within the ``clock_window_s`` window) open nothing; they are counted in
 ``homecare_alert_replays_ignored_total`` and logged at most once a minute.
 
 A detector that raises is logged (at most once a minute per detector) and counted in
@@ -33,6 +34,7 @@ from alerts.store import AlertStore
 from devices.codec import Message
 from devices.registry import Registry
 from gateway.config import Settings
+from gateway.devicetime import AHEAD_MS
 
 log = logging.getLogger("homecare.alerting")
 
@@ -76,12 +78,14 @@ def policy_from_settings(settings: Settings) -> EscalationPolicy:
 
 def engine_from_settings(settings: Settings, store: AlertStore) -> AlertEngine:
     """An :class:`AlertEngine` on ``store`` with the escalation, cancel, clear and update
-    settings."""
+    settings, and the clock window (:mod:`gateway.devicetime`): the device times the engine
+    trusts to tell a replay from a new call."""
     return AlertEngine(
         store, policy=policy_from_settings(settings),
         cancel_window_ms=round(settings.alert_cancel_window_s * 1000),
         clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
-        update_interval_ms=round(settings.alert_update_interval_s * 1000))
+        update_interval_ms=round(settings.alert_update_interval_s * 1000),
+        clock_window_ms=settings.clock_window_s * 1000, clock_ahead_ms=AHEAD_MS)
 
 
 class _Metrics:

@@ -358,16 +358,17 @@ def test_an_event_not_newer_than_the_last_handled_opens_nothing_whatever_its_ale
     assert one(e.apply([call(ref(7, T0, device="btn-2"), T0)], T0)).action == "opened"
     assert one(e.apply([call(ref(8, T0 + S), T0 + 2 * MIN, bed="bed-0003")],
                        T0 + 2 * MIN)).action == "opened"
-    assert e.is_replay("site-01", "bed-0001", ref(7, T0))
+    assert e.is_replay("site-01", "bed-0001", ref(7, T0), T0 + 2 * MIN)
     # A cancel is held against the calls as well: not one older than the call it would cancel.
-    assert e.is_replay("site-01", "bed-0001", ref(7, T0, call=False))
-    assert not e.is_replay("site-01", "bed-0001", ref(8, T0 + S, call=False))
+    assert e.is_replay("site-01", "bed-0001", ref(7, T0, call=False), T0 + 2 * MIN)
+    assert not e.is_replay("site-01", "bed-0001", ref(8, T0 + S, call=False),
+                          T0 + 2 * MIN)
     # A call is held against calls only: a cancel that overtook its press never hides it.
     cancel = Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01", bed="bed-0001",
                      at=T0 + 9 * S, severity=Severity.HIGH, evidence={CANCELLED_AT: T0 + 9 * S},
                      event=ref(20, T0 + 9 * S, call=False))
     e.apply([cancel], T0 + 9 * S)
-    assert not e.is_replay("site-01", "bed-0001", ref(19, T0 + 8 * S))
+    assert not e.is_replay("site-01", "bed-0001", ref(19, T0 + 8 * S), T0 + 10 * S)
 
 
 def test_handled_events_are_restored_by_a_restarted_engine(tmp_path: Path) -> None:
@@ -377,10 +378,39 @@ def test_handled_events_are_restored_by_a_restarted_engine(tmp_path: Path) -> No
     e.commit()
     e.store.close()
     restarted = engine(AlertStore(path))
-    assert restarted.is_replay("site-01", "bed-0001", ref(7, T0))
-    assert not restarted.is_replay("site-01", "bed-0001", ref(8, T0 + S))
+    assert restarted.is_replay("site-01", "bed-0001", ref(7, T0), T0 + 5 * S)
+    assert not restarted.is_replay("site-01", "bed-0001", ref(8, T0 + S), T0 + 5 * S)
     assert restarted.apply([call(ref(7, T0), T0 + 5 * S)], T0 + 5 * S) == []
     assert restarted.replays_ignored == 1
+
+
+def test_an_older_event_is_a_replay_only_while_both_clocks_are_within_the_window(
+        tmp_path: Path) -> None:
+    hour = 60 * MIN
+    path = tmp_path / "alerts.sqlite3"
+    first = engine(AlertStore(path), clock_window_ms=hour, clock_ahead_ms=MIN)
+    first.apply([call(ref(5, T0), T0)], T0)
+    first.apply([call(ref(9, T0 + 10 * MIN, device="btn-2"), T0)], T0)  # its clock 10 min ahead
+    first.commit()
+    first.store.close()
+    for e in (first, engine(AlertStore(path), clock_window_ms=hour, clock_ahead_ms=MIN)):
+        # Both clocks within the window: an older event is an old message delivered late.
+        assert e.is_replay("site-01", "bed-0001", ref(4, T0 - 30 * MIN), T0 + 10 * MIN)
+        # Its own clock out of the window (behind, or ahead): order means nothing.
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * hour), T0)
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * MIN), T0 - 4 * MIN)
+        # The remembered one's clock was out of the window when it was received.
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0, device="btn-2"), T0)
+        # The very same message is a replay whatever the clocks say.
+        assert e.is_replay("site-01", "bed-0001", ref(9, T0 + 10 * MIN, device="btn-2"),
+                           T0 + 3 * hour)
+
+
+def test_a_negative_clock_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="clock_window_ms"):
+        engine(clock_window_ms=-1)
+    with pytest.raises(ValueError, match="clock_ahead_ms"):
+        engine(clock_ahead_ms=-1)
 
 
 def test_acknowledge_and_resolve_are_durable_and_audited_with_actor_and_note(

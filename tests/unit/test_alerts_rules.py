@@ -172,6 +172,84 @@ def test_a_button_that_reset_its_counter_still_calls_with_its_newer_clock(
     assert change.action == "opened"
 
 
+Y2000 = 946_684_800_000
+"""2000-01-01: where a button's clock stands after a battery change without time sync."""
+HOUR = 60 * MIN
+
+
+def handled_press(tmp_path: Path, seq: int, ts: int, *, restart: bool) -> Bed:
+    """A button whose press ``seq`` (device time ``ts``, received at T0) was handled and
+    resolved, then, with ``restart``, a gateway restart."""
+    path = tmp_path / "alerts.sqlite3"
+    bed = Bed(AlertStore(path))
+    [opened] = bed.receive(button("press", seq, ts), T0)
+    assert opened.action == "opened"
+    resolve_all(bed, T0 + 2 * MIN)
+    return restarted(bed, path) if restart else bed
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_button_whose_battery_change_reset_counter_and_clock_to_2000_still_calls(
+        tmp_path: Path, restart: bool) -> None:
+    bed = handled_press(tmp_path, 8, T0, restart=restart)
+    [first] = bed.receive(button("press", 1, Y2000 + 5 * S), T0 + HOUR)
+    assert (first.action, first.alert.incident[-2:]) == ("opened", "#2")
+    assert first.alert.severity is Severity.CRITICAL
+    # The next press is a repeat of that new call, not dropped.
+    [second] = bed.receive(button("press", 2, Y2000 + 65 * S), T0 + HOUR + MIN)
+    assert (second.action, second.alert.id, second.alert.repeats) == (
+        "repeated", first.alert.id, 1)
+    assert bed.engine.replays_ignored == 0
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_button_whose_clock_reset_to_zero_still_calls(tmp_path: Path, restart: bool
+                                                        ) -> None:
+    bed = handled_press(tmp_path, 8, T0, restart=restart)
+    [first] = bed.receive(button("press", 1, 0), T0 + HOUR)
+    assert first.action == "opened"
+    [second] = bed.receive(button("press", 2, 60 * S), T0 + HOUR + MIN)
+    assert (second.action, second.alert.id) == ("repeated", first.alert.id)
+    assert bed.engine.replays_ignored == 0
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_a_press_after_a_press_with_a_microseconds_clock_still_calls(
+        tmp_path: Path, restart: bool) -> None:
+    # The handled press's time glitched to microseconds: far in the future.
+    bed = handled_press(tmp_path, 8, T0 * 1000, restart=restart)
+    [change] = bed.receive(button("press", 1, T0 + HOUR), T0 + HOUR)
+    assert change.action == "opened"
+    assert bed.engine.replays_ignored == 0
+
+
+def test_a_press_while_the_call_is_open_still_calls_after_a_clock_reset() -> None:
+    bed = Bed()
+    [opened] = bed.receive(button("press", 8, T0), T0)
+    bed.engine.acknowledge(opened.alert.id, actor="dispatcher", note=None, now_ms=T0 + MIN)
+    [again] = bed.receive(button("press", 1, Y2000), T0 + 2 * MIN)
+    assert (again.action, again.alert.status) == ("repeated", AlertStatus.OPEN)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_the_same_press_re_sent_opens_nothing_even_with_a_wrong_clock(
+        tmp_path: Path, restart: bool) -> None:
+    bed = handled_press(tmp_path, 1, Y2000 + 5 * S, restart=restart)
+    for hours in (1, 30):
+        assert bed.receive(button("press", 1, Y2000 + 5 * S), T0 + hours * HOUR) == []
+    assert bed.engine.replays_ignored == 2
+    assert bed.engine.store.count() == 1
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_an_older_press_re_sent_hours_later_opens_nothing_when_both_clocks_are_right(
+        tmp_path: Path, restart: bool) -> None:
+    bed = handled_press(tmp_path, 8, T0, restart=restart)
+    assert bed.receive(button("press", 7, T0 - 10 * MIN), T0 + 3 * HOUR) == []
+    assert bed.engine.replays_ignored == 1
+    assert bed.engine.store.count() == 1
+
+
 def test_a_press_overtaken_by_its_cancel_still_calls() -> None:
     bed = Bed()
     assert bed.receive(button("cancel", 8, T0 + 10 * S), T0 + 10 * S) == []
@@ -208,7 +286,7 @@ def test_a_cancel_that_changed_nothing_is_remembered_all_the_same(tmp_path: Path
     bed = restarted(bed, path)
     [again] = bed.rules.update([button("cancel", 3, T0 + 7 * MIN)], [T0 + 8 * MIN])
     assert again.event is not None
-    assert bed.engine.is_replay("site-01", "bed-0007", again.event)
+    assert bed.engine.is_replay("site-01", "bed-0007", again.event, T0 + 8 * MIN)
 
 
 def test_a_replayed_fall_arms_no_watch_and_raises_no_urgency(tmp_path: Path) -> None:

@@ -128,6 +128,7 @@ def test_alert_settings_build_the_engine(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("HOMECARE_ALERT_REPEAT_CRITICAL_S", "3")
     monkeypatch.setenv("HOMECARE_ALERT_ESCALATION_HIGH_S", "")
     monkeypatch.setenv("HOMECARE_ALERT_CANCEL_WINDOW_S", "30")
+    monkeypatch.setenv("HOMECARE_CLOCK_WINDOW_S", "3600")
     config = tmp_path / "gateway.toml"
     config.write_text("[alert]\nescalation_medium_s = [10]\nrepeat_medium_s = 20\n"
                       "clear_grace_s = 0\n")
@@ -143,6 +144,7 @@ def test_alert_settings_build_the_engine(tmp_path: Path, monkeypatch: pytest.Mon
     assert policy.low.repeat_ms is None
     engine = engine_from_settings(settings, AlertStore(":memory:"))
     assert (engine.cancel_window_ms, engine.clear_grace_ms) == (30_000, 0)
+    assert (engine.clock_window_ms, engine.clock_ahead_ms) == (3_600_000, 15 * 60_000)
 
 
 @pytest.mark.parametrize(("name", "value"), [
