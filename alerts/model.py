@@ -6,8 +6,10 @@
 * An :class:`Alert` is what a dispatcher handles. The alert engine folds findings into alerts
   by *incident key* (site, bed, type, episode), so a condition that keeps being observed updates
   one alert instead of flooding the queue.
-* An :class:`AlertChange` is one transition of one alert, numbered by a gap-free sequence: the
-  API stream and the upstream outbox read changes in that order, each exactly once.
+* An :class:`AlertChange` is one transition of one alert, numbered by a unique, increasing
+  sequence, gap-free except that it skips the numbers of changes lost when the alert store is
+  restored from a backup (never reusing them): the API stream and the upstream outbox read
+  changes in that order, each exactly once.
 * An :class:`EventRef` names the device message a finding comes from (button and fall
   events). It is a typed field of the finding, not part of its evidence, because the engine
   acts on it: it remembers the last one handled per device, durably, and ignores a replay (the
@@ -156,7 +158,8 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
-    """One transition of one alert; ``seq`` is gap-free and increasing across all alerts."""
+    """One transition of one alert; ``seq`` is unique and increasing across all alerts,
+    gap-free except for a range skipped after a restore of the alert store (never reused)."""
 
     seq: int
     at: int

@@ -6,14 +6,31 @@ disk. Two tables:
 * ``alerts``: one row per alert, the alert as JSON plus indexed columns for the API's filters
   and its default order (unresolved first, open before acknowledged, then by severity, newest
   first).
-* ``changes``: one row per transition with a gap-free ``seq`` (its primary key), action, actor
-  and note, and the alert as it was right after the transition. It is the audit log, and the
-  log that subscribers (the API's event stream, the upstream outbox) read in ``seq`` order with
-  :meth:`AlertStore.changes_since`; a write that would leave a gap is refused.
+* ``changes``: one row per transition with a unique, increasing ``seq`` (its primary key),
+  action, actor and note, and the alert as it was right after the transition. It is the audit
+  log, and the log that subscribers (the API's event stream, the upstream outbox) read in
+  ``seq`` order with :meth:`AlertStore.changes_since`; a write that would leave a gap is
+  refused. The one exception is a restore (below): there ``seq`` jumps, never goes back.
 * ``handled_events``: the last button/fall event handled per device and lane
   (:class:`~alerts.model.HandledEvent`), written in the same transaction as the changes it
   caused, so a crash never keeps one without the other: a restarted engine knows which calls
   it has handled, whether or not their alerts are still open.
+
+* ``seq_skips``: the ranges of ``seq`` skipped because the store was restored (below).
+
+A seq is never issued twice, even across a restore from a backup: the highest seq ever issued
+is kept *outside* the database, where restoring the database cannot roll it back. Durably in
+``<file>.seq-high`` (fsync and atomic rename), reserved :data:`SEQ_RESERVE` ahead so it is
+written once per that many changes, before the commit that needs it, and shrunk to the exact
+last seq by a clean :meth:`~AlertStore.close`; exactly, per commit, before it, in
+``<file>.seq-issued`` without fsync (cheap), tagged with the kernel's boot id: trusted only
+within the same boot, so a killed gateway restarts without a gap, and only a reboot without
+a clean stop (power loss) falls back to the reservation. Opened below the mark, the store was
+restored: it records the range (restored head, mark] in ``seq_skips``, logs
+``alerts.store_restored`` once, and numbers new changes after the mark. (After a power loss,
+the range may also hold reserved numbers never issued: skipped all the same.) :meth:`last_seq`
+includes skipped ranges, so an engine continues after them; a reader that holds a seq inside
+one (:meth:`AlertStore.skipped_range`) has seen changes the store no longer has.
 
 Thread-safe: one connection behind one lock. Every method blocks on SQLite; call it from a
 worker thread (``asyncio.to_thread``) in async code.
@@ -26,6 +43,8 @@ worker thread (``asyncio.to_thread``) in async code.
 from __future__ import annotations
 
 import base64
+import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -45,8 +64,24 @@ from alerts.model import (
     Severity,
 )
 
-SCHEMA_VERSION: Final = 2
-"""2: ``handled_events`` added (a version-1 store is upgraded in place on open)."""
+log = logging.getLogger("homecare.alerts.store")
+
+SCHEMA_VERSION: Final = 3
+"""2: ``handled_events`` added; 3: ``seq_skips`` added (older stores are upgraded in place on
+open; an older gateway refuses a newer store, which would let it reuse skipped numbers)."""
+
+SEQ_RESERVE: Final = 256
+"""How many seqs the high-water file reserves ahead: one fsync and rename per that many
+changes. Only a reboot without a clean stop (power loss) skips up to this many unused
+numbers at the next open."""
+
+
+def _boot_id() -> str:
+    """The kernel's id of this boot ("unknown" off Linux: the issued hint is never trusted)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -93,7 +128,16 @@ CREATE TABLE IF NOT EXISTS handled_events (
     at INTEGER NOT NULL,
     PRIMARY KEY (site, bed, device, call)
 );
+CREATE TABLE IF NOT EXISTS seq_skips (
+    after_seq INTEGER NOT NULL,
+    upto_seq INTEGER NOT NULL PRIMARY KEY,
+    at INTEGER NOT NULL,
+    clean_stop INTEGER NOT NULL
+);
 """
+
+_LAST_SEQ: Final = ("SELECT max(coalesce((SELECT max(seq) FROM changes), 0),"
+                    " coalesce((SELECT max(upto_seq) FROM seq_skips), 0))")
 
 _STATUS_RANK: Final = {AlertStatus.OPEN: 0, AlertStatus.ACKNOWLEDGED: 1,
                        AlertStatus.RESOLVED: 2}
@@ -127,8 +171,15 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = path if path == ":memory:" else Path(path)
+        self.high_water_path: Path | None = None
+        self._issued_path: Path | None = None
         if isinstance(self.path, Path):
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.high_water_path = self.path.with_name(self.path.name + ".seq-high")
+            self._issued_path = self.path.with_name(self.path.name + ".seq-issued")
+        self._reserved = 0
+        self._issued_fd: int | None = None
+        self._boot = _boot_id()
         self._lock = threading.Lock()
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._decoder = msgspec.json.Decoder(Alert)
@@ -146,16 +197,90 @@ class AlertStore:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise AlertError(f"alert store {path} has schema version {row[0]}, newer than "
                                  f"this gateway's {SCHEMA_VERSION}")
+            self._skip_restored()
         except sqlite3.DatabaseError as exc:
             if storage_fault(exc) is None:
                 raise
             raise StoreUnavailable.wrap("alerts", f"open ({path})", exc) from exc
+        except OSError as exc:
+            raise StoreUnavailable.wrap("alerts", f"open ({self.high_water_path})", exc
+                                        ) from exc
+
+    # --- the high-water mark ------------------------------------------------------------------
+
+    def _skip_restored(self) -> None:
+        """At open: number after the high-water mark if the database is below it."""
+        if self.high_water_path is None:
+            return
+        try:
+            mark, state = self.high_water_path.read_text().split()
+            high = int(mark)
+        except FileNotFoundError:
+            return  # a new store, or one from before the mark: reserved at the first write
+        except ValueError:
+            raise AlertError(f"unreadable seq high-water file {self.high_water_path}; it "
+                             f"must not be edited (the highest change seq ever issued)"
+                             ) from None
+        self._reserved = high
+        last_stop = "clean"
+        if state != "issued":
+            issued = self._read_issued()
+            if issued is not None and issued <= high:
+                high, last_stop = issued, "killed"
+            else:
+                last_stop = "rebooted"
+        head = int(self._db.execute(_LAST_SEQ).fetchone()[0])
+        if head >= high:
+            return
+        self._db.execute("INSERT INTO seq_skips (after_seq, upto_seq, at, clean_stop)"
+                         " VALUES (?, ?, strftime('%s', 'now') * 1000, ?)",
+                         (head, high, int(last_stop == "clean")))
+        log.warning("alerts.store_restored restored_head=%d high_water=%d skipped=%d "
+                    "last_stop=%s; the database is behind the highest change seq issued "
+                    "(restored from a backup%s): new changes are numbered after %d, stream "
+                    "clients inside the skipped range get a reset", head, high, high - head,
+                    last_stop,
+                    ", or reserved numbers left unused by a reboot without a clean stop"
+                    if last_stop == "rebooted" else "", high)
+
+    def _read_issued(self) -> int | None:
+        """The exact last seq issued, if written during this boot (else None: unknown)."""
+        assert self._issued_path is not None
+        try:
+            boot, seq = self._issued_path.read_text().split()
+            return int(seq) if boot == self._boot and self._boot != "unknown" else None
+        except (OSError, ValueError):
+            return None
+
+    def _write_issued(self, seq: int) -> None:
+        """Overwritten in place (one fixed-width line), no fsync: the page cache survives a
+        killed process, and after a reboot the hint is not trusted."""
+        assert self._issued_path is not None
+        if self._issued_fd is None:
+            self._issued_fd = os.open(self._issued_path, os.O_RDWR | os.O_CREAT, 0o644)
+        os.pwrite(self._issued_fd, f"{self._boot} {seq:020d}\n".encode(), 0)
+
+    def _write_high_water(self, seq: int, *, state: str) -> None:
+        """Durably: written to a temporary file, fsynced, renamed over, directory fsynced."""
+        assert self.high_water_path is not None
+        tmp = self.high_water_path.with_name(self.high_water_path.name + ".tmp")
+        with open(tmp, "w") as file:
+            file.write(f"{seq} {state}\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, self.high_water_path)
+        directory = os.open(self.high_water_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
     # --- writing ------------------------------------------------------------------------------
 
     def write(self, changes: Sequence[AlertChange],
               handled: Sequence[HandledEvent] = ()) -> None:
-        """Append ``changes`` (continuing the sequence without a gap), upsert their alerts and
+        """Append ``changes`` (continuing the sequence without a gap after :meth:`last_seq`),
+        upsert their alerts and
         remember ``handled`` (each replaces the one of its device and lane), in one
         transaction. Raises :class:`StoreUnavailable` on disk trouble (nothing is written then)
         and ``ValueError`` for a batch that would break the sequence."""
@@ -175,13 +300,19 @@ class AlertStore:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    last = self._db.execute("SELECT coalesce(max(seq), 0) FROM changes"
-                                            ).fetchone()[0]
+                    last = int(self._db.execute(_LAST_SEQ).fetchone()[0])
                     expected = list(range(last + 1, last + 1 + len(changes)))
                     if changes and [c.seq for c in changes] != expected:
                         raise ValueError(
                             f"changes must continue the sequence after {last} without gaps; "
                             f"got seq {changes[0].seq}..{changes[-1].seq}")
+                    top = last + len(changes)
+                    if self.high_water_path is not None and changes:
+                        # before the commit: no seq is ever on disk above either mark
+                        if top > self._reserved:
+                            self._write_high_water(top + SEQ_RESERVE, state="reserved")
+                            self._reserved = top + SEQ_RESERVE
+                        self._write_issued(top)
                     self._db.executemany(
                         "INSERT INTO changes (seq, at, action, actor, note, alert_id, alert)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)", change_rows)
@@ -207,6 +338,8 @@ class AlertStore:
                 if storage_fault(exc) is None:
                     raise
                 raise StoreUnavailable.wrap("alerts", "write", exc) from exc
+            except OSError as exc:
+                raise StoreUnavailable.wrap("alerts", "write (seq high-water)", exc) from exc
 
     def _alert_row(self, alert: Alert) -> tuple[object, ...]:
         key, episode = split_incident(alert.incident)
@@ -257,8 +390,17 @@ class AlertStore:
         return [self._change(row) for row in rows]
 
     def last_seq(self) -> int:
-        """The sequence number of the latest transition (0 when there is none)."""
-        return int(self._query("SELECT coalesce(max(seq), 0) FROM changes")[0][0])
+        """The sequence number of the latest transition, or the end of a range skipped after
+        a restore if that is higher (0 when there is neither): the next change is numbered
+        after it."""
+        return int(self._query(_LAST_SEQ)[0][0])
+
+    def skipped_range(self, seq: int) -> tuple[int, int] | None:
+        """The range ``(after, upto]`` skipped after a restore that holds ``seq``, if any: a
+        reader at ``seq`` saw changes the restored store does not have."""
+        rows = self._query("SELECT after_seq, upto_seq FROM seq_skips"
+                           " WHERE after_seq < ? AND ? <= upto_seq LIMIT 1", (seq, seq))
+        return (int(rows[0][0]), int(rows[0][1])) if rows else None
 
     def list_alerts(self, *, status: Filter = None, severity: Filter = None,
                     type: Filter = None, site: Filter = None,
@@ -320,8 +462,20 @@ class AlertStore:
             values)[0][0])
 
     def close(self) -> None:
+        """Close the database; the high-water mark shrinks from a reservation to the last seq
+        issued, so a clean restart skips nothing."""
         with self._lock:
-            self._db.close()
+            try:
+                if self.high_water_path is not None and self._reserved:
+                    last = int(self._db.execute(_LAST_SEQ).fetchone()[0])
+                    if last < self._reserved:
+                        self._write_high_water(last, state="issued")
+                        self._reserved = last
+            finally:
+                self._db.close()
+                if self._issued_fd is not None:
+                    os.close(self._issued_fd)
+                    self._issued_fd = None
 
     def __enter__(self) -> AlertStore:
         return self

@@ -2,11 +2,13 @@
 families, at least once.
 
 The outbox (SQLite, WAL, ``data_dir/outbox.sqlite3``) is filled from the two durable logs the
-gateway already keeps, by cursor: the alert store's change log (``seq``, gap-free) and the
-hash-chained service log (``seq``). New entries and the moved cursor are written in one
-transaction, so each is queued exactly once across crashes and restarts, and the edge never
-waits on the network: the logs are on disk before anything is acknowledged to the broker, the
-outbox catches up from them whenever it runs.
+gateway already keeps, by cursor: the alert store's change log (``seq``, unique and increasing;
+the cursor is the last seq queued and reads what is above it, so it follows the jump after a
+restore of the alert store, which numbers new changes above every seq it ever issued, never
+at or below this cursor) and the hash-chained service log (``seq``). New entries and the moved
+cursor are written in one transaction, so each is queued exactly once across crashes and
+restarts, and the edge never waits on the network: the logs are on disk before anything is
+acknowledged to the broker, the outbox catches up from them whenever it runs.
 
 Destinations: the platform (``upstream_url``) gets everything; a bed with a ``family_webhook``
 in the registry also has its own alert changes and visit records delivered there. Each

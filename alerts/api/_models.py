@@ -106,9 +106,11 @@ class StreamReset(_Out):
     """``data`` of a stream ``reset`` event: the client missed changes it cannot get back one
     by one; it reloads the alerts and reads on from ``head``."""
 
-    reason: Literal["ahead_of_store", "invalid_last_event_id"]
-    """``ahead_of_store``: Last-Event-ID is above the newest change (the alert store was
-    restored or replaced); ``invalid_last_event_id``: it is not a change seq."""
+    reason: Literal["store_restored", "ahead_of_store", "invalid_last_event_id"]
+    """``store_restored``: Last-Event-ID is in a range of seqs skipped after the alert store
+    was restored from a backup (changes the store lost); ``ahead_of_store``: it is above the
+    newest change (the store was replaced); ``invalid_last_event_id``: it is not a change
+    seq."""
     head: int
     """The newest change seq (also the event's ``id:``); the stream goes on after it."""
     detail: str

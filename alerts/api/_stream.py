@@ -11,18 +11,23 @@ clients that cannot set headers) first gets every change after ``seq`` from the 
 then live changes; without it, only changes from now on. Idle streams carry a comment line
 (``: keep-alive``) every ``sse_heartbeat_s``.
 
-A ``Last-Event-ID`` the store cannot resume from never gives a silent stream: above the newest
-change (the alert store was restored from a backup or replaced) or not a change seq at all, the
-stream starts with one ``reset`` event::
+Change seqs are unique and increasing, but may skip a range after the alert store was restored
+from a backup (see :mod:`alerts.store`): the numbers the lost changes had are never reused.
+
+A ``Last-Event-ID`` the store cannot resume from never gives a silent stream: inside a range
+skipped after a restore (the client saw changes the restored store lost), above the newest
+change (the store was replaced, or restored without its high-water file) or not a change seq at
+all, the stream starts with one ``reset`` event::
 
     id: <head: the newest change seq>
     event: reset
-    data: {"reason": "ahead_of_store" | "invalid_last_event_id", "head": <seq>, "detail": ...}
+    data: {"reason": "store_restored" | "ahead_of_store" | "invalid_last_event_id",
+           "head": <seq>, "detail": ...}
 
 and then goes on from that head. The client has missed changes it cannot get back one by one:
 it reloads its alert list (``GET /api/v1/alerts``) and keeps reading; the ``id:`` of the reset
-makes its next reconnection resume from the head. (The store keeps every change, so a
-``Last-Event-ID`` below the head is always resumed exactly.)
+makes its next reconnection resume from the head. (The store keeps every change it has, so any
+other ``Last-Event-ID`` below the head is resumed exactly.)
 
 Live changes come from the engine's listener, called in the committing worker thread after the
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
@@ -52,8 +57,11 @@ log = logging.getLogger("homecare.api.stream")
 
 REPLAY_PAGE = 500
 
-ResetReason = Literal["ahead_of_store", "invalid_last_event_id"]
+ResetReason = Literal["store_restored", "ahead_of_store", "invalid_last_event_id"]
 RESET_DETAIL: Final[dict[str, str]] = {
+    "store_restored": "the alert store was restored from a backup and no longer has the "
+                      "changes up to Last-Event-ID: reload the alerts; the stream goes on "
+                      "from head",
     "ahead_of_store": "Last-Event-ID is above the newest change (the alert store was restored "
                       "or replaced): reload the alerts; the stream goes on from head",
     "invalid_last_event_id": "Last-Event-ID is not a change seq: reload the alerts; the "
@@ -182,6 +190,8 @@ async def event_stream(hub: ChangeHub, store: AlertStore, *,
         sent, reason = head, "invalid_last_event_id"
     elif last_event_id > head:
         sent, reason = head, "ahead_of_store"
+    elif await asyncio.to_thread(store.skipped_range, last_event_id) is not None:
+        sent, reason = head, "store_restored"
     else:
         sent = last_event_id
     if reason is not None:

@@ -1,16 +1,18 @@
-"""The alert store: gap-free audit log, filters, keyset pagination, durability across reopen."""
+"""The alert store: gap-free audit log that never reuses a seq after a restore, filters,
+keyset pagination, durability across reopen."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 from pathlib import Path
+from unittest import mock
 
 import msgspec
 import numpy as np
 import pytest
 
-from alerts.errors import AlertError, InvalidCursor
+from alerts.errors import AlertError, InvalidCursor, StoreUnavailable
 from alerts.model import (
     Alert,
     AlertChange,
@@ -20,7 +22,7 @@ from alerts.model import (
     HandledEvent,
     Severity,
 )
-from alerts.store import AlertStore, split_incident
+from alerts.store import SCHEMA_VERSION, SEQ_RESERVE, AlertStore, split_incident
 
 
 def _alert(n: int, *, severity: Severity = Severity.HIGH, status: AlertStatus = AlertStatus.OPEN,
@@ -89,7 +91,7 @@ def test_store_is_wal_with_full_sync_and_has_a_schema_version(tmp_path: Path) ->
     AlertStore(path).close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     store = AlertStore(path)
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
@@ -125,7 +127,8 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_alerts(tmp_path: P
     assert upgraded.get(_alert(1).id) == _alert(1)
     assert upgraded.handled_events() == []
     upgraded.write([], [_handled("btn-1", 1)])
-    assert upgraded._db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 2
+    assert (upgraded._db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+            == SCHEMA_VERSION)
     upgraded.close()
 
 
@@ -305,3 +308,118 @@ def test_incident_keys_split_into_key_and_episode() -> None:
     assert split_incident("s/b/device_offline/ir-1#12") == ("s/b/device_offline/ir-1", 12)
     with pytest.raises(ValueError):
         split_incident("s/b/fall/")
+
+
+def _backup(path: Path, to: Path) -> None:
+    with sqlite3.connect(path) as source, sqlite3.connect(to) as copy:
+        source.backup(copy)
+
+
+def _restore(backup: Path, path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    backup.replace(path)
+
+
+def test_a_store_restored_from_a_backup_never_reuses_a_seq_and_records_the_skipped_range(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    log = _Log(store)
+    for n in range(1, 25):
+        log.add(_alert(n))
+    backup = tmp_path / "backup.sqlite3"
+    _backup(path, backup)
+    for n in range(25, 28):
+        log.add(_alert(n))
+    store.close()
+    assert path.with_name("alerts.sqlite3.seq-high").read_text() == "27 issued\n"
+
+    _restore(backup, path)
+    restored = AlertStore(path)
+    assert restored.last_seq() == 27
+    assert restored.changes_since(24) == []
+    assert restored.skipped_range(25) == restored.skipped_range(27) == (24, 27)
+    assert restored.skipped_range(24) is restored.skipped_range(28) is None
+    [record] = [r for r in caplog.records if "alerts.store_restored" in r.getMessage()]
+    assert "restored_head=24 high_water=27 skipped=3 last_stop=clean" in record.getMessage()
+    new = _Log(restored).add(_alert(30), _alert(31))
+    assert [c.seq for c in new] == [28, 29]
+    assert [c.seq for c in restored.changes_since(24)] == [28, 29]
+    with pytest.raises(ValueError, match="after 29"):
+        restored.write([AlertChange(seq=25, at=1, action="opened", alert=_alert(32))])
+    restored.close()
+
+    caplog.clear()
+    reopened = AlertStore(path)  # the range stays recorded; nothing new is skipped or logged
+    assert reopened.last_seq() == 29
+    assert reopened.skipped_range(26) == (24, 27)
+    assert not [r for r in caplog.records if "store_restored" in r.getMessage()]
+    reopened.close()
+
+
+def test_a_killed_store_restarts_without_a_gap_and_its_restore_still_skips(
+        tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    backup = tmp_path / "backup.sqlite3"
+    _Log(store).add(_alert(1))
+    _backup(path, backup)
+    _Log(store).add(_alert(2), _alert(3))
+    mark = path.with_name("alerts.sqlite3.seq-high")
+    assert mark.read_text() == f"{1 + SEQ_RESERVE} reserved\n", "written once per reservation"
+    store._db.close()  # killed: no clean close
+
+    restarted = AlertStore(path)
+    assert restarted.last_seq() == 3
+    assert [c.seq for c in _Log(restarted).add(_alert(4))] == [4]
+    restarted._db.close()  # killed again, then the backup (head 1) restored
+
+    _restore(backup, path)
+    restored = AlertStore(path)
+    assert restored.last_seq() == 4
+    assert restored.skipped_range(2) == (1, 4)
+    assert [c.seq for c in _Log(restored).add(_alert(5))] == [5]
+    restored.close()
+    assert mark.read_text() == "5 issued\n"
+
+
+def test_after_a_reboot_without_a_clean_stop_the_reserved_seqs_are_skipped_never_reused(
+        tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    _Log(store).add(_alert(1), _alert(2))
+    store._db.close()  # power lost: the exact hint is from another boot
+    issued = path.with_name("alerts.sqlite3.seq-issued")
+    issued.write_text(issued.read_text().replace(issued.read_text().split()[0], "other-boot"))
+
+    rebooted = AlertStore(path)
+    assert rebooted.last_seq() == 2 + SEQ_RESERVE
+    assert rebooted.skipped_range(3) == (2, 2 + SEQ_RESERVE)
+    [change] = _Log(rebooted).add(_alert(3))
+    assert change.seq == 3 + SEQ_RESERVE
+    rebooted.close()
+
+
+def test_a_clean_restart_skips_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.sqlite3"
+    store = AlertStore(path)
+    _Log(store).add(_alert(1))
+    store.close()
+    reopened = AlertStore(path)
+    assert reopened.last_seq() == 1
+    assert reopened.skipped_range(1) is None
+    assert [c.seq for c in _Log(reopened).add(_alert(2))] == [2]
+    reopened.close()
+
+
+def test_a_high_water_mark_that_cannot_be_written_fails_the_write_and_writes_nothing(
+        tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    with mock.patch("alerts.store.os.fsync", side_effect=OSError(28, "No space left")), \
+            pytest.raises(StoreUnavailable):
+        _Log(store).add(_alert(1))
+    assert store.last_seq() == 0
+    assert store.get(_alert(1).id) is None
+    assert [c.seq for c in _Log(store).add(_alert(1))] == [1]
+    store.close()

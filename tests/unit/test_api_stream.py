@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -222,6 +223,41 @@ async def test_a_last_event_id_above_the_newest_change_gets_a_reset_then_every_n
     await client.close()
 
 
+def _restore(backup: Path, path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    backup.replace(path)
+
+
+async def test_a_last_event_id_lost_in_a_store_restore_gets_a_reset_then_every_new_change(
+        tmp_path: Path) -> None:
+    # Backup at head 3, changes 4-6 reach the client, the backup is restored: the store
+    # numbers new changes from 7, and a client at 5 (a change that is gone) must reload.
+    path = tmp_path / "alerts.sqlite3"
+    before = AlertEngine(AlertStore(path))
+    await raise_alerts(before, 3)
+    backup = tmp_path / "backup.sqlite3"
+    with sqlite3.connect(path) as source, sqlite3.connect(backup) as copy:
+        source.backup(copy)
+    await raise_alerts(before, 3, start=3)
+    before.store.close()
+    _restore(backup, path)
+
+    engine = AlertEngine(AlertStore(path))
+    hub = ChangeHub()
+    engine.add_listener(hub.publish)
+    client = Client(event_stream(hub, engine.store, last_event_id=5))
+    at_restored_head = Client(event_stream(hub, engine.store, last_event_id=3))
+    await until(lambda: hub.clients == 2)
+    await raise_alerts(engine, 2, start=10)
+    assert await client.wait_for(3) == [6, 7, 8]
+    seq, event, data = client.items[1]  # type: ignore[misc]
+    assert (seq, event, data["reason"], data["head"]) == (6, "reset", "store_restored", 6)
+    assert await at_restored_head.wait_for(2) == [7, 8], "nothing of its own was lost"
+    await client.close()
+    await at_restored_head.close()
+
+
 @pytest.mark.parametrize("last_event_id", ["abc", "-1", "1.5", "٣", "0x10", "9" * 300])
 async def test_a_last_event_id_header_that_is_no_change_seq_gets_a_reset(
         api: Harness, last_event_id: str) -> None:
@@ -261,4 +297,4 @@ async def test_the_openapi_document_describes_the_reset_event(api: Harness) -> N
     schema = answer["content"]["text/event-stream"]["schema"]
     kinds = schema["properties"]["data"]["contentSchema"]["oneOf"]
     reasons = set(kinds[1]["properties"]["reason"]["enum"])
-    assert reasons == {"ahead_of_store", "invalid_last_event_id"}
+    assert reasons == {"store_restored", "ahead_of_store", "invalid_last_event_id"}

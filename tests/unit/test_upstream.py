@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -146,6 +147,34 @@ async def test_a_restart_neither_queues_again_nor_loses_what_was_pending(
                                "gw-1/service/1"]
     assert receiver.duplicates == 0
     assert world.upstream.outbox.counts()["delivered"] == 4
+
+
+async def test_changes_after_an_alert_store_restore_are_all_delivered_under_new_keys(
+        tmp_path: Path, receiver: Receiver) -> None:
+    # The outbox cursor (its own file) is at 3 when the alert store is restored to head 1:
+    # the restored store numbers new changes from 4, so the cursor skips none of them and no
+    # Idempotency-Key is reused for a different change.
+    world = World(tmp_path, receiver)
+    _changes(world.alerts, _alert(1))
+    backup = tmp_path / "alerts-backup.sqlite3"
+    with sqlite3.connect(tmp_path / "alerts.sqlite3") as source, \
+            sqlite3.connect(backup) as copy:
+        source.backup(copy)
+    _changes(world.alerts, _alert(2), _alert(3))
+    await world.deliver_until(3)
+    world.upstream.outbox.close()
+    world.alerts.close()
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"alerts.sqlite3{suffix}").unlink(missing_ok=True)
+    backup.replace(tmp_path / "alerts.sqlite3")
+    world.alerts = AlertStore(tmp_path / "alerts.sqlite3")
+    world.upstream = world.open()
+    _changes(world.alerts, _alert(4), _alert(5), _alert(6))
+    await world.deliver_until(6)
+    assert receiver.keys() == [f"gw-1/alert/{n}" for n in range(1, 7)]
+    assert [d.body["change"]["alert"]["bed"] for d in receiver.accepted[3:]] == [
+        "bed-0004", "bed-0005", "bed-0006"]
+    assert receiver.duplicates == 0
 
 
 def test_signature_covers_body_and_time() -> None:
