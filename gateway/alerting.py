@@ -34,7 +34,7 @@ from alerts.store import AlertStore
 from devices.codec import Message
 from devices.registry import Registry
 from gateway.config import Settings
-from gateway.devicetime import AHEAD_MS
+from gateway.devicetime import AHEAD_MS, ClockWindow
 
 log = logging.getLogger("homecare.alerting")
 
@@ -53,9 +53,11 @@ class Detector(Protocol):
         """Findings due at ``now_ms``."""
 
 
-def load_detectors(registry: Registry, *, timezone: str | None) -> list[Detector]:
-    """The detectors of ``gateway.detect`` for ``registry``; none while that package does not
-    exist yet. Any other import or construction error propagates (a bug must not be hidden)."""
+def load_detectors(registry: Registry, *, timezone: str | None,
+                   clock_window: ClockWindow | None = None) -> list[Detector]:
+    """The detectors of ``gateway.detect`` for ``registry`` and the gateway's clock window;
+    none while that package does not exist yet. Any other import or construction error
+    propagates (a bug must not be hidden)."""
     try:
         module = importlib.import_module("gateway.detect")
     except ModuleNotFoundError as exc:
@@ -63,7 +65,7 @@ def load_detectors(registry: Registry, *, timezone: str | None) -> list[Detector
             raise
         log.warning("alerting.no_detectors reason=gateway.detect missing; immediate rules only")
         return []
-    detectors = module.build_detectors(registry, timezone=timezone)
+    detectors = module.build_detectors(registry, timezone=timezone, clock_window=clock_window)
     return cast(list[Detector], list(detectors))
 
 

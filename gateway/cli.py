@@ -291,11 +291,19 @@ def replay_command(
              "it opened, so that a later incident of the same kind opens a new alert; 0: "
              "nobody resolves anything.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Seed of the alert ids.")] = 0,
-    quiet: Annotated[bool, typer.Option(help="No summary.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No summary (unreadable lines are still "
+                                               "reported).")] = False,
+    skip_unreadable: Annotated[bool, typer.Option(
+        "--skip-unreadable", help="Exit 0 even when some lines could not be read (not JSON, a "
+        "field missing, t not an integer epoch ms...); they are still counted and reported. "
+        "Without it such lines make the command exit 1, after writing the alerts of the "
+        "lines it could read.")] = False,
 ) -> None:
     """Run recorded traffic through the whole pipeline offline (decode, dedup, dead letters,
     immediate rules, detectors, alert engine) on a clock taken from each line's receipt time;
-    the same input gives the same alerts."""
+    the same input gives the same alerts. Lines that cannot be read are skipped and reported
+    on stderr per reason with their first line numbers; the command then exits 1 unless
+    --skip-unreadable is given."""
     from devices.registry import Registry, RegistryError
     from gateway.config import ConfigError, load
     from gateway.replay import replay_file
@@ -316,9 +324,13 @@ def replay_command(
                                  tick_ms=round(tick_s * 1000),
                                  dispatcher_after_ms=round(dispatcher_after_min * 60_000),
                                  seed=seed)
-    if not quiet:
-        for line in summary.report():
-            typer.echo(line, err=True)
+    for line in summary.report() if not quiet else summary.unreadable_report():
+        typer.echo(line, err=True)
+    if summary.unreadable_lines and not skip_unreadable:
+        typer.echo(f"homecare replay: {summary.unreadable_lines:,} of {summary.lines:,} lines "
+                   "could not be read (see above); fix them, or pass --skip-unreadable to "
+                   "accept replaying without them", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("evaluate")

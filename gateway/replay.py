@@ -18,11 +18,19 @@ Nobody answers alerts in a replay, yet an unresolved alert absorbs every later f
 incident (a second emergency call from the same bed a day later would only update the first
 call). A simulated dispatcher therefore resolves every alert ``dispatcher_after_ms`` after it
 opened (actor :data:`DISPATCHER`); 0 leaves alerts as the engine left them.
+
+A line that is not a traffic record (not JSON, a field missing or of the wrong type, ``t`` not
+an integer epoch ms, a payload that is not base64) is skipped, counted per reason with its
+first line numbers (:class:`ReplaySummary`): a replay never drops input silently, and
+``homecare replay`` fails unless told to accept it. A float ``t``, even an integral one such as
+``1.7955108e12``, is not read: recorded traffic carries integer milliseconds, and a tool that
+wrote floats may have rounded them.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -41,6 +49,7 @@ from gateway.alerting import AlertingStage, policy_from_settings
 from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.detect import build_detectors
+from gateway.devicetime import ClockWindow
 from gateway.lineprotocol import LineEncoder
 from gateway.metrics import Metrics
 from gateway.mqtt import RawMessage
@@ -53,6 +62,8 @@ DEFAULT_DISPATCHER_AFTER_MS: Final = 60 * 60_000
 DISPATCHER: Final = "replay-dispatcher"
 MAX_BATCH: Final = 5_000
 """Messages per pipeline batch at most (a burst of traffic within one tick)."""
+UNREADABLE_EXAMPLES: Final = 5
+"""Line numbers kept per reason a line could not be read."""
 
 
 class TrafficLine(msgspec.Struct, frozen=True):
@@ -71,6 +82,10 @@ class ReplaySummary:
 
     lines: int = 0
     unreadable_lines: int = 0
+    unreadable: Counter[str] = field(default_factory=Counter)
+    """Lines not read, per reason (``t is not an integer epoch ms``, ``not JSON``...)."""
+    unreadable_at: dict[str, list[int]] = field(default_factory=dict)
+    """Per reason, the first :data:`UNREADABLE_EXAMPLES` line numbers (1-based, in the file)."""
     accepted: int = 0
     duplicates: int = 0
     retained_events: int = 0
@@ -101,12 +116,49 @@ class ReplaySummary:
                   + ")" if self.dead_letters else "")
                + (f", retained events {self.retained_events:,} (stored, not calls)"
                   if self.retained_events else ""),
+               *self.unreadable_report(),
                f"simulated: {self.simulated_hours:,.1f} h, {self.beds} beds, {self.ticks:,} ticks "
                f"in {self.elapsed_s:.1f} s ({self.bed_hours_per_s:,.0f} bed-hours/s)",
                f"alerts: {sum(self.alerts.values())}"
                + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) + ")"
                   if self.alerts else "")]
         return out
+
+    def unreadable_report(self) -> list[str]:
+        """One line per reason a line could not be read: how many, the first line numbers."""
+        out = []
+        for reason, count in sorted(self.unreadable.items(), key=lambda item: -item[1]):
+            at = self.unreadable_at.get(reason, [])
+            more = ", ..." if count > len(at) else ""
+            where = ", ".join(f"line {n}" for n in at) + more
+            out.append(f"unreadable: {count:,} line{'s' if count != 1 else ''}: {reason} "
+                       f"({where})")
+        return out
+
+    def skipped(self, line_number: int, reason: str) -> None:
+        """Count line ``line_number`` as not read, for ``reason``."""
+        self.unreadable_lines += 1
+        self.unreadable[reason] += 1
+        at = self.unreadable_at.setdefault(reason, [])
+        if len(at) < UNREADABLE_EXAMPLES:
+            at.append(line_number)
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """Why a traffic line could not be read, in words that are the same for every such line
+    (so lines can be counted per reason)."""
+    if isinstance(exc, msgspec.ValidationError):
+        message = str(exc)
+        if message.endswith("at `$.t`"):
+            return "t is not an integer epoch ms"
+        return f"not a traffic record ({message})"
+    if isinstance(exc, msgspec.DecodeError):
+        return "not JSON"
+    if isinstance(exc, binascii.Error):
+        return "payload_b64 is not base64"
+    if isinstance(exc, UnicodeError):
+        return "payload is not text"
+    return str(exc)
 
 
 class _DiscardSpool:
@@ -128,9 +180,10 @@ class _NoPoints:
 
 
 def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[RawMessage]:
-    """Received messages from traffic JSONL lines; unreadable lines are counted and skipped."""
+    """Received messages from traffic JSONL lines; unreadable lines are counted per reason,
+    with their line numbers (:meth:`ReplaySummary.skipped`), and skipped."""
     decode = msgspec.json.Decoder(TrafficLine).decode
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         summary.lines += 1
@@ -141,9 +194,9 @@ def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[Raw
             elif record.payload_b64 is not None:
                 payload = base64.b64decode(record.payload_b64, validate=True)
             else:
-                raise ValueError("no payload")
-        except (msgspec.DecodeError, ValueError):
-            summary.unreadable_lines += 1
+                raise ValueError("no payload or payload_b64")
+        except ValueError as exc:  # msgspec.DecodeError, binascii.Error, UnicodeError too
+            summary.skipped(number, unreadable_reason(exc))
             continue
         yield RawMessage(record.topic, payload, 0, 1, record.t, retain=record.retain)
 
@@ -173,7 +226,9 @@ class Replayer:
             clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
             update_interval_ms=round(settings.alert_update_interval_s * 1000),
             id_factory=seeded_ids(seed))
-        self.detectors = build_detectors(self.registry, timezone=self.timezone)
+        clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
+        self.detectors = build_detectors(self.registry, timezone=self.timezone,
+                                         clock_window=clock_window)
         self.stage = AlertingStage(
             self.engine,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
@@ -182,7 +237,8 @@ class Replayer:
         self.pipeline = Pipeline(spool=cast(Spool, _DiscardSpool()),
                                  deadletters=self.deadletters, metrics=Metrics(),
                                  registry=self.registry, stages=(self.stage,),
-                                 dedup_window=settings.dedup_window)
+                                 dedup_window=settings.dedup_window,
+                                 clock_window=clock_window)
         self.pipeline.encoder = cast(LineEncoder, _NoPoints())
         self.summary = ReplaySummary()
         self._next_tick: int | None = None

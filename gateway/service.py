@@ -153,7 +153,8 @@ class Gateway:
         self.alerting = AlertingStage(
             self.alerts,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
-            detectors=load_detectors(registry, timezone=settings.timezone),
+            detectors=load_detectors(registry, timezone=settings.timezone,
+                                     clock_window=clock_window),
             metrics=self.metrics.registry)
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,

@@ -23,6 +23,7 @@ from gateway.detect.sensor_fault import SensorFaultDetector
 from gateway.detect.service import ServiceAnomalyDetector
 from gateway.detect.sound import AbnormalSoundDetector
 from gateway.detect.vitals import VitalSignsDetector
+from gateway.devicetime import ClockWindow
 
 
 @runtime_checkable
@@ -50,14 +51,17 @@ class Detector(Protocol):
     def restore(self, blob: bytes) -> None: ...
 
 
-def build_detectors(registry: Registry, *, timezone: str | None) -> list[Detector]:
+def build_detectors(registry: Registry, *, timezone: str | None,
+                    clock_window: ClockWindow | None = None) -> list[Detector]:
     """Every detector, configured from ``registry`` (per-bed settings, site time zones).
 
     ``timezone`` is the gateway's fallback IANA zone for sites without their own (``None``:
-    the machine's zone). The detectors share one :class:`Fleet` (bed and device numbering)
-    and so extract each batch's columns once.
+    the machine's zone). ``clock_window`` is the gateway's (the ``clock_window_s`` setting,
+    the same the line encoder stores by): a device time outside it is a wrong clock. The
+    detectors share one :class:`Fleet` (bed and device numbering) and so extract each batch's
+    columns once.
     """
-    fleet = Fleet(registry, timezone=timezone)
+    fleet = Fleet(registry, timezone=timezone, clock_window=clock_window)
     return [cls(fleet=fleet) for cls in DETECTORS]
 
 

@@ -25,6 +25,7 @@ from devices.codec import Message
 from devices.registry import BedSettings, Registry
 from devices.topics import Address, Channel, Kind
 from gateway.detect._batch import Batch, Chunk, Infrared, concatenate, extract, sorted_round
+from gateway.devicetime import ClockWindow
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -91,11 +92,15 @@ class Fleet:
     """Bed and device numbering shared by a set of detectors (one per alerting stage)."""
 
     def __init__(self, registry: Registry | None = None, *, timezone: str | None = None,
-                 round_messages: int = MAX_PENDING_MESSAGES) -> None:
+                 round_messages: int = MAX_PENDING_MESSAGES,
+                 clock_window: ClockWindow | None = None) -> None:
         if round_messages < 1:
             raise ValueError("round_messages must be positive")
         self.round_messages = round_messages
         self.registry = registry if registry is not None else Registry()
+        self.clock_window = clock_window or ClockWindow()
+        """The gateway's clock window (the ``clock_window_s`` setting): a device time outside
+        it is stored at receipt time and is a wrong clock (``sensor_fault``)."""
         self._fallback = (zoneinfo.ZoneInfo(timezone) if timezone
                           else None)
         self._beds: dict[tuple[str, str], int] = {}

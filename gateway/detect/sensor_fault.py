@@ -24,10 +24,18 @@ Three symptoms, one episode per device:
   time by about a second every second, so its offset is never consistent, but it is never
   near receipt time either: one episode while it is wrong (before, a seconds clock raised a
   new one every 16 minutes, as its drift outgrew the consistency bound, and a batch whose
-  sample times were in seconds went unseen). A time in the wrong unit (it reads as receipt
-  time once scaled by 1000, :func:`~gateway.devicetime.wrong_unit`) is a fault from its first
-  message: nothing else lands there by chance. Sample times count as well as ``ts``. Last-will
-  statuses carry their connect time and are exempt. Such a clock's points are stored at receipt time
+  sample times were in seconds went unseen). A time outside the gateway's clock window
+  (:class:`~gateway.devicetime.ClockWindow`, the ``clock_window_s`` setting the line encoder
+  stores by, handed in through the :class:`~gateway.detect.Fleet`) is a fault from its first
+  message (``started_at``) once nothing contradicts it: a second such message in a row, or no
+  sane one within the device's heartbeat (+ :data:`OUTSIDE_GRACE_MS`), by which a device that
+  sent one corrupted time has said something sane. The device is flagged ``clock_wrong`` from
+  that message on, and a button with a clock reset to 2000 may press once a week, never
+  showing a run over 3 minutes. A time in the wrong unit (it reads as receipt time once
+  scaled by 1000, :func:`~gateway.devicetime.wrong_unit`, named in the evidence) is a fault at
+  once: nothing else lands there by chance. Offsets within the window keep the run rule
+  above. Sample times count as well as ``ts``. Last-will statuses carry
+  their connect time and are exempt. Such a clock's points are stored at receipt time
   (:mod:`gateway.devicetime`), which also flags the device on the bed page and in metrics.
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
@@ -73,6 +81,9 @@ SKEW_FAR_MS: Final = 30 * 24 * 60 * MINUTE_MS
 """Offsets this large are a wrong clock whatever their drift: no backlog is that old (the
 broker keeps queued messages 7 days by default), no network that slow."""
 """A run of skewed messages must span this much receipt time to count (not a backlog flush)."""
+OUTSIDE_GRACE_MS: Final = MINUTE_MS
+"""Slack on a device's heartbeat before one time outside the clock window, not followed by a
+sane one, counts as a wrong clock."""
 _MAX = np.iinfo(np.int64).max
 _UNIT_CODES: Final[dict[str | None, int]] = {"s": 1, "us": 2}
 _UNITS: Final = ("", "s", "us")
@@ -101,6 +112,9 @@ class SensorFaultDetector(DetectorBase):
         """Receipt time of the latest message of the run."""
         d.column("skew_unit", np.int8, 0)
         """The run's latest time is in the wrong unit: 1 seconds, 2 microseconds."""
+        d.column("skew_outside", np.int64, 0)
+        """Consecutive messages (the latest included) with a time outside the gateway's clock
+        window."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
 
@@ -173,12 +187,14 @@ class SensorFaultDetector(DetectorBase):
         d = self.devices
         run = d["skew_run"]
         offset = batch.clock_offset
-        skewed = (np.abs(offset) > SKEW_MS) & ~batch.is_will
+        window = self.fleet.clock_window
+        outside_window = (offset < -window.behind_ms) | (offset > window.ahead_ms)
+        skewed = ((np.abs(offset) > SKEW_MS) | outside_window) & ~batch.is_will
         relevant = np.flatnonzero(skewed | (run[batch.device] > 0))
         if not len(relevant):
             return
         first_offset, since, last = d["skew_offset"], d["skew_since"], d["skew_last"]
-        unit = d["skew_unit"]
+        unit, outside = d["skew_unit"], d["skew_outside"]
         for i in relevant.tolist():
             device = int(batch.device[i])
             if batch.is_will[i]:
@@ -187,6 +203,7 @@ class SensorFaultDetector(DetectorBase):
                 run[device] = 0
                 since[device] = NONE
                 unit[device] = 0
+                outside[device] = 0
                 continue
             off = int(offset[i])
             first = int(first_offset[device])
@@ -200,6 +217,7 @@ class SensorFaultDetector(DetectorBase):
             last[device] = int(batch.received[i])
             got = int(batch.received[i])
             unit[device] = _UNIT_CODES.get(wrong_unit(got + off, got), 0)
+            outside[device] = outside[device] + 1 if outside_window[i] else 0
 
     # --- evaluate -----------------------------------------------------------------------------
 
@@ -225,7 +243,11 @@ class SensorFaultDetector(DetectorBase):
                       & (d["impossible_last"][:n] >= now_ms - IMPOSSIBLE_GAP_MS))
         skew = (((d["skew_run"][:n] >= SKEW_MIN_MESSAGES)
                  & (d["skew_last"][:n] - d["skew_since"][:n] >= SKEW_MIN_SPAN_MS))
-                | ((d["skew_run"][:n] >= 1) & (d["skew_unit"][:n] > 0)))
+                | ((d["skew_run"][:n] >= 1) & (d["skew_unit"][:n] > 0))
+                | (d["skew_outside"][:n] >= 2)
+                | ((d["skew_outside"][:n] >= 1) & (
+                    now_ms - d["skew_last"][:n]
+                    > fleet.device_heartbeat_ms[:n] + OUTSIDE_GRACE_MS)))
         active = d["active"][:n]
         on, off = transitions(active, stuck_device | impossible | skew)
         findings: list[Finding] = []

@@ -3,7 +3,8 @@ from __future__ import annotations
 import random
 
 from devices import Message, Registry
-from gateway.detect import SensorFaultDetector
+from gateway.detect import Fleet, SensorFaultDetector
+from gateway.devicetime import ClockWindow
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,
@@ -140,3 +141,56 @@ def test_a_time_in_the_wrong_unit_is_a_fault_from_its_first_message() -> None:
     assert sorted(raised) == ["au-s", "au-us", "fs-t"]
     assert [raised[d]["clock_unit"] for d in ("au-s", "au-us", "fs-t")] == ["s", "us", "s"]
     assert cleared(findings) == []
+
+
+Y2000_MS = 946_684_805_000
+
+
+def _button(ts: int) -> Message:
+    return message("b1", "button", "btn-b1", "event", {"ts": ts, "event": "press"})
+
+
+def test_a_lone_press_with_a_year_2000_clock_is_one_fault() -> None:
+    # The button's only message all week: no run of 3 minutes can ever show.
+    got = T0 + 30_000
+    findings = run(detector(), [(got, _button(Y2000_MS))], start=T0, end=T0 + 2 * HOUR,
+                   step=MINUTE)
+    [raised] = opened(findings)
+    assert raised.episode == "btn-b1"
+    assert raised.evidence["faults"] == ["clock_skew"]
+    assert raised.evidence["clock_offset_s"] == (Y2000_MS - got) / 1000
+    assert "clock_unit" not in raised.evidence
+    assert raised.started_at == got
+    assert cleared(findings) == []
+
+
+def test_a_year_2000_clock_is_one_fault_until_a_message_with_a_sane_time() -> None:
+    presses = [(T0 + k * 3 * HOUR, _button(Y2000_MS + k * HOUR)) for k in range(2)]
+    fixed = T0 + 5 * HOUR
+    traffic = [*presses, (fixed, _button(fixed - 200))]
+    findings = run(detector(), traffic, start=T0, end=T0 + 6 * HOUR, step=MINUTE)
+    [raised] = opened(findings)
+    assert raised.at <= T0 + 10 * MINUTE  # within its heartbeat, not at its next press
+    [back] = cleared(findings)
+    assert fixed <= back.at <= fixed + MINUTE
+
+
+def test_a_time_beyond_a_shorter_clock_window_is_a_fault_from_its_first_message() -> None:
+    # The detector judges by the gateway's window (clock_window_s), not a fixed one.
+    got = T0 + 30_000
+    traffic = [(got, _button(got - 2 * HOUR))]
+    assert run(detector(), traffic, start=T0, end=T0 + HOUR, step=MINUTE) == []
+    narrow = SensorFaultDetector(fleet=Fleet(Registry(), timezone=ZONE,
+                                             clock_window=ClockWindow(behind_ms=HOUR)))
+    assert len(opened(run(narrow, traffic, start=T0, end=T0 + HOUR, step=MINUTE))) == 1
+
+
+def test_a_backlog_uploaded_within_the_clock_window_is_not_a_fault() -> None:
+    # Six days of held-back presses and readings, sent within a minute of reconnecting.
+    back = T0 + 6 * 24 * HOUR
+    backlog = [(back + k * 100, _button(T0 + k * 6 * HOUR)) for k in range(24)]
+    backlog += [(back + k * 100 + 50, audio("b1", T0 + k * 6 * HOUR, 40.0 + k % 5))
+                for k in range(24)]
+    backlog += [(back + MINUTE * (k + 1), audio("b1", back + MINUTE * (k + 1), 41.0 + k % 5))
+                for k in range(30)]
+    assert run(detector(), backlog, start=back, end=back + 40 * MINUTE, step=MINUTE) == []
