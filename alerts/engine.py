@@ -69,7 +69,8 @@ Acknowledging stops escalation. Timers live in the alert rows, so a restarted en
 them.
 
 Threads. :meth:`apply`, :meth:`tick`, :meth:`acknowledge` and :meth:`resolve` change memory
-under a lock and *stage* the changes, numbered with the store's gap-free ``seq``;
+under a lock and *stage* the changes, numbered with the store's increasing ``seq`` (gap-free
+except after a restore of the store from a backup, see :mod:`alerts.store`);
 :meth:`commit` (a worker thread, before the ingest batch is acknowledged to the broker) writes
 everything staged in one transaction and then hands the changes to every listener, each change
 exactly once and in ``seq`` order. ``acknowledge`` and ``resolve`` commit before returning.

@@ -26,7 +26,7 @@ from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from alerts.engine import AlertEngine
+from alerts.engine import AlertEngine, IdFactory
 from alerts.escalation import EscalationPolicy, Schedule
 from alerts.model import AlertChange, Finding
 from alerts.rules import ImmediateRules
@@ -78,16 +78,18 @@ def policy_from_settings(settings: Settings) -> EscalationPolicy:
         low=Schedule.seconds(s.alert_escalation_low_s, s.alert_repeat_low_s))
 
 
-def engine_from_settings(settings: Settings, store: AlertStore) -> AlertEngine:
+def engine_from_settings(settings: Settings, store: AlertStore, *,
+                         id_factory: IdFactory | None = None) -> AlertEngine:
     """An :class:`AlertEngine` on ``store`` with the escalation, cancel, clear and update
     settings, and the clock window (:mod:`gateway.devicetime`): the device times the engine
-    trusts to tell a replay from a new call."""
+    trusts to tell a replay from a new call. ``id_factory``: seeded ids in replay."""
     return AlertEngine(
         store, policy=policy_from_settings(settings),
         cancel_window_ms=round(settings.alert_cancel_window_s * 1000),
         clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
         update_interval_ms=round(settings.alert_update_interval_s * 1000),
-        clock_window_ms=settings.clock_window_s * 1000, clock_ahead_ms=AHEAD_MS)
+        clock_window_ms=settings.clock_window_s * 1000, clock_ahead_ms=AHEAD_MS,
+        id_factory=id_factory)
 
 
 class _Metrics:

@@ -40,12 +40,12 @@ from typing import BinaryIO, Final, cast
 
 import msgspec
 
-from alerts.engine import AlertEngine, seeded_ids
+from alerts.engine import seeded_ids
 from alerts.model import Alert
 from alerts.rules import ImmediateRules
 from alerts.store import MAX_PAGE, AlertStore
 from devices.registry import Registry
-from gateway.alerting import AlertingStage, policy_from_settings
+from gateway.alerting import AlertingStage, engine_from_settings
 from gateway.config import Settings
 from gateway.deadletter import DeadLetterStore
 from gateway.detect import build_detectors
@@ -220,12 +220,7 @@ class Replayer:
         self.timezone = timezone or settings.timezone
         self.tick_ms = tick_ms
         self.store = AlertStore(":memory:")
-        self.engine = AlertEngine(
-            self.store, policy=policy_from_settings(settings),
-            cancel_window_ms=round(settings.alert_cancel_window_s * 1000),
-            clear_grace_ms=round(settings.alert_clear_grace_s * 1000),
-            update_interval_ms=round(settings.alert_update_interval_s * 1000),
-            id_factory=seeded_ids(seed))
+        self.engine = engine_from_settings(settings, self.store, id_factory=seeded_ids(seed))
         clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
         self.detectors = build_detectors(self.registry, timezone=self.timezone,
                                          clock_window=clock_window)
