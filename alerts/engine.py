@@ -30,28 +30,30 @@ Evidence conventions that change what the engine does (set by :mod:`alerts.rules
 
 Handled events. A finding from a device event carries it as a typed field,
 :attr:`Finding.event <alerts.model.Finding.event>` (an :class:`~alerts.model.EventRef`: device,
-``seq``, device time, digest of the content), not in its evidence: the engine acts on it. The
-engine remembers the last event it handled per device and lane (calls: press, long_press,
-fall_detected; the rest: cancel, fall_cleared, which must also be newer than the last call),
-with the time it was received, and ignores, counts (:attr:`AlertEngine.replays_ignored`) and
-logs at most once a minute every *replay* of it: the very same message (``seq``, device time
-and digest: a retained or redelivered copy, whatever its clock says), or one that is not newer
-(:meth:`EventRef.newer_than <alerts.model.EventRef.newer_than>`: neither a higher ``seq`` nor a
-later device time) while both device times are trusted, each within ``clock_window_ms``
-before to ``clock_ahead_ms`` after its own receipt (the gateway's ``clock_window_s``, 7 days,
-and 15 minutes). A replay opens, updates, cancels and clears nothing, whether or not the
-alert of the first one is still open. The memory is staged with the changes the event caused
-and written in the same transaction (:meth:`AlertStore.write`), and restored at start, so a
-handled call never comes back as a new one after a restart, a retained or re-sent message, or
-a redelivery beyond the pipeline's duplicate window. A press delayed in the network but newer
-than anything handled from its device is a call like any other. When either clock is out of
-its window (a battery change that reset counter and clock to 2000 or 0, a clock that once
-counted microseconds), ``seq`` and device time order nothing, and every event that differs
-from the remembered one is a new call: a device with a wrong clock may have an *old* message
-re-sent taken for a call (it rings once too often), never a call taken for a replay. Limit: a
-device that reset its counter while its clock, within the window, stands still or went back
-cannot be told from a late old message; that is a wrong clock within the window, which the
-detectors flag.
+``seq``, device time, digest of the content), not in its evidence: the engine acts on it.
+Replays (counted in :attr:`AlertEngine.replays_ignored`, logged at most once a minute) open,
+update, cancel and clear nothing, whether or not the alert of the first one is still open:
+
+* A *call* (press, long_press, fall_detected) is a replay only when it is the very same
+  message as a call already handled from that device (``seq``, device time and digest: a
+  retained, re-sent or redelivered copy), whatever its clock says. The engine remembers every
+  call it handled for :data:`~alerts.store.CALLS_KEPT_MS` (longer than the broker keeps a
+  session), so an old press sent again is recognised even when it was not the last one. Any
+  other call is a new call, newer or not: a device that rebooted may restart its counter and
+  bring its clock back behind (restored from flash, set to 2000 or 0, corrected by NTP), and
+  a call taken for a replay is lost, while a call taken for a new one rings once too often.
+* A *cancel* or *recovery* (cancel, fall_cleared) is stale when it is the same message as the
+  last one of its lane, or not newer than the last call or the last of its lane
+  (:meth:`EventRef.newer_than <alerts.model.EventRef.newer_than>`: neither a higher ``seq`` nor
+  a later device time) while both device times are trusted, each within ``clock_window_ms``
+  before to ``clock_ahead_ms`` after its own receipt (the gateway's ``clock_window_s``, 7
+  days, and 15 minutes): a cancel sent before a press and delivered after it never hides it.
+
+The memory is staged with the changes the event caused and written in the same transaction
+(:meth:`AlertStore.write`), and restored at start, so a handled call never comes back as a new
+one after a restart, a retained or re-sent message, or a redelivery beyond the pipeline's
+duplicate window. Limit: a device that sends the very same bytes for two presses (a counter
+and clock that both restart at the same values) cannot be told from a re-send.
 
 Repeats. A new call on an unresolved alert (another press or long_press, another
 fall_detected, the first ``urgent`` finding: no movement after the fall) is a repeat:
@@ -221,7 +223,16 @@ class AlertEngine:
         self._seq = store.last_seq()
         self._handled: dict[_DeviceLane, HandledEvent] = {
             (h.site, h.bed, h.event.device, h.event.call): h for h in store.handled_events()}
-        self._handled_staged: dict[_DeviceLane, HandledEvent] = {}
+        self._handled_staged: dict[tuple[object, ...], HandledEvent] = {}
+        """Handled events to write with the next commit: the last of each lane, and every
+        call (keyed by the message too, so two calls of one device in one commit are both
+        remembered)."""
+        self._calls: dict[tuple[str, str, str], dict[tuple[int, int, str], int]] = {}
+        """Per device, every call handled lately: (seq, device time, digest) -> receipt time."""
+        for h in [*store.handled_calls(),
+                  *(h for h in store.handled_events() if h.event.call)]:  # a v3 store's last
+            self._calls.setdefault((h.site, h.bed, h.event.device), {})[
+                (h.event.seq, h.event.device_ts, h.event.digest)] = h.at
         self.replays_ignored = 0
         """Device events ignored because they were not newer than the last one handled."""
         self._replays_unlogged = 0
@@ -444,8 +455,16 @@ class AlertEngine:
         cancel). A replay is the very same message, or one not newer while both device
         clocks are trusted (each within the clock window around its receipt); with a clock
         out of the window, seq and device time order nothing and a different event is new."""
-        lanes = (event.call,) if event.call else (False, True)
-        for call in lanes:
+        if event.call:
+            # A call is a replay only when it is one already handled, the very same message:
+            # a device that rebooted may restart its counter and bring its clock back behind
+            # (restored from flash, corrected by NTP), so "not newer" is no proof of a replay,
+            # and losing a call is worse than ringing twice.
+            calls = self._calls.get((site, bed, event.device))
+            if calls is not None and (event.seq, event.device_ts, event.digest) in calls:
+                return event
+            return None
+        for call in (False, True):
             handled = self._handled.get((site, bed, event.device, call))
             if handled is None:
                 continue
@@ -464,7 +483,17 @@ class AlertEngine:
         if last is None:
             self._handled[lane] = HandledEvent(site=finding.site, bed=finding.bed,
                                                event=event, at=finding.at)
-            self._handled_staged[lane] = self._handled[lane]
+            if event.call:
+                self._handled_staged[(*lane, event.seq, event.device_ts, event.digest)] = \
+                    self._handled[lane]
+            else:
+                self._handled_staged[lane] = self._handled[lane]
+            if event.call:
+                calls = self._calls.setdefault((finding.site, finding.bed, event.device), {})
+                calls[(event.seq, event.device_ts, event.digest)] = finding.at
+                horizon = finding.at - self.store.calls_kept_ms
+                for key in [k for k, at in calls.items() if at < horizon]:
+                    del calls[key]
             return True
         self.replays_ignored += 1
         self._replays_unlogged += 1

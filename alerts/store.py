@@ -83,6 +83,11 @@ def _boot_id() -> str:
     except OSError:
         return "unknown"
 
+CALLS_KEPT_MS: Final = 8 * 86_400_000
+"""Handled calls are remembered this long: longer than the broker keeps a session for an absent
+gateway (7 days), so a press the broker or a device sends again within it is recognised as one
+already handled, whatever its seq and clock say."""
+
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -128,6 +133,17 @@ CREATE TABLE IF NOT EXISTS handled_events (
     at INTEGER NOT NULL,
     PRIMARY KEY (site, bed, device, call)
 );
+CREATE TABLE IF NOT EXISTS handled_calls (
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    device_ts INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (site, bed, device, seq, device_ts, digest)
+);
+CREATE INDEX IF NOT EXISTS handled_calls_at ON handled_calls (at);
 CREATE TABLE IF NOT EXISTS seq_skips (
     after_seq INTEGER NOT NULL,
     upto_seq INTEGER NOT NULL PRIMARY KEY,
@@ -177,6 +193,8 @@ class AlertStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.high_water_path = self.path.with_name(self.path.name + ".seq-high")
             self._issued_path = self.path.with_name(self.path.name + ".seq-issued")
+        self.calls_kept_ms = CALLS_KEPT_MS
+        """How long a handled call is remembered (:meth:`handled_calls`)."""
         self._reserved = 0
         self._issued_fd: int | None = None
         self._boot = _boot_id()
@@ -329,6 +347,13 @@ class AlertStore:
                     self._db.executemany(
                         "INSERT OR REPLACE INTO handled_events (site, bed, device, call, seq,"
                         " device_ts, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", handled_rows)
+                    calls = [row[:3] + row[4:] for row in handled_rows if row[3]]
+                    if calls:
+                        self._db.executemany(
+                            "INSERT OR IGNORE INTO handled_calls (site, bed, device, seq,"
+                            " device_ts, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
+                        self._db.execute("DELETE FROM handled_calls WHERE at < ?",
+                                         (max(row[-1] for row in calls) - self.calls_kept_ms,))
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -365,6 +390,15 @@ class AlertStore:
         rows = self._query("SELECT incident_key, max(episode) FROM alerts"
                            " GROUP BY incident_key")
         return {str(k): int(n) for k, n in rows}
+
+    def handled_calls(self) -> list[HandledEvent]:
+        """Every call (press, long_press, fall_detected) handled within :attr:`calls_kept_ms`
+        of the newest, oldest first: what tells a replayed call from a new one."""
+        rows = self._query("SELECT site, bed, device, seq, device_ts, digest, at"
+                           " FROM handled_calls ORDER BY at")
+        return [HandledEvent(site=site, bed=bed, at=at, event=EventRef(
+                    device=device, seq=seq, device_ts=device_ts, digest=digest, call=True))
+                for site, bed, device, seq, device_ts, digest, at in rows]
 
     def handled_events(self) -> list[HandledEvent]:
         """The last event handled of every device and lane (see :meth:`write`)."""

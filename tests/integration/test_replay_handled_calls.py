@@ -44,24 +44,27 @@ def test_the_same_press_twice_hours_apart_is_one_call_in_replay(tmp_path: Path) 
     assert calls[0]["occurrences"] == 1
 
 
-def test_replay_judges_replays_with_the_configured_clock_window(tmp_path: Path) -> None:
-    """An older press is a replay only while both device clocks are inside the clock window
-    (``clock_window_s``); replay's alert engine takes the setting like the gateway's."""
+def test_replay_judges_stale_cancels_with_the_configured_clock_window(tmp_path: Path) -> None:
+    """A cancel older than the call it would cancel is stale only while both device clocks
+    are inside the clock window (``clock_window_s``); replay's engine takes the setting like
+    the gateway's."""
     from gateway.config import Settings
     from gateway.replay import replay_file
 
     lines = [_line(T0 + 40, "event", {"ts": T0, "seq": 8, "event": "press"}),
-             # seq 7, older than seq 8 by seq and device time, its device time 2 days
-             # before its receipt: a late re-send, or a reset clock if the clock is not trusted
+             # seq 7, older than the press by seq and device time, its device time 2 days
+             # before its receipt: a late old message, or a reset clock if not trusted
              _line(T0 + 86_400_000, "event", {"ts": T0 - 86_400_000, "seq": 7,
-                                              "event": "press"})]
+                                              "event": "cancel"})]
     traffic = tmp_path / "traffic.jsonl"
     traffic.write_text("\n".join(lines) + "\n")
 
-    def calls(window_s: int) -> int:
+    def cancelled(window_s: int) -> bool:
         alerts, _ = replay_file(traffic, None, timezone="UTC",
-                                settings=Settings(clock_window_s=window_s))
-        return sum(a.type == "emergency_button" for a in alerts)
+                                settings=Settings(clock_window_s=window_s),
+                                dispatcher_after_ms=3 * 86_400_000)  # still open at the cancel
+        [call] = [a for a in alerts if a.type == "emergency_button"]
+        return "cancelled_at" in call.evidence
 
-    assert calls(7 * 86_400) == 1, "within a 7-day window the older press is a replay"
-    assert calls(86_400) == 2, "outside a 1-day window its clock is not trusted: a new call"
+    assert not cancelled(7 * 86_400), "within a 7-day window the older cancel is stale"
+    assert cancelled(86_400), "outside a 1-day window its clock is not trusted: it counts"

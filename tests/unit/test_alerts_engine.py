@@ -349,11 +349,12 @@ def test_an_event_not_newer_than_the_last_handled_opens_nothing_whatever_its_ale
     e = engine()
     a = one(e.apply([call(ref(7, T0), T0)], T0)).alert
     e.resolve(a.id, actor="d", note="done", now_ms=T0 + MIN)
-    for finding_ in (call(ref(7, T0), T0 + 3_600_000),  # the same again, hours later
-                     call(ref(7, T0, digest="x"), T0 + 3_600_000),  # same seq and time
-                     call(ref(5, T0 - MIN), T0 + 3_600_000)):  # older
-        assert e.apply([finding_], T0 + 3_600_000) == []
-    assert e.replays_ignored == 3
+    assert e.apply([call(ref(7, T0), T0 + 3_600_000)], T0 + 3_600_000) == []  # hours later
+    assert e.replays_ignored == 1
+    # A call that differs (another content, or older but never handled: a rebooted device)
+    # is a new call, never taken for a replay.
+    assert not e.is_replay("site-01", "bed-0001", ref(7, T0, digest="x"), T0 + 3_600_000)
+    assert not e.is_replay("site-01", "bed-0001", ref(5, T0 - MIN), T0 + 3_600_000)
     # Another device, the other lane of the same device, and a newer event all count.
     assert one(e.apply([call(ref(7, T0, device="btn-2"), T0)], T0)).action == "opened"
     assert one(e.apply([call(ref(8, T0 + S), T0 + 2 * MIN, bed="bed-0003")],
@@ -384,8 +385,10 @@ def test_handled_events_are_restored_by_a_restarted_engine(tmp_path: Path) -> No
     assert restarted.replays_ignored == 1
 
 
-def test_an_older_event_is_a_replay_only_while_both_clocks_are_within_the_window(
+def test_an_older_cancel_is_stale_only_while_both_clocks_are_within_the_window(
         tmp_path: Path) -> None:
+    """Cancels and recoveries are held against the last call by seq and device time while
+    both clocks can be trusted; calls only against the calls handled, message for message."""
     hour = 60 * MIN
     path = tmp_path / "alerts.sqlite3"
     first = engine(AlertStore(path), clock_window_ms=hour, clock_ahead_ms=MIN)
@@ -394,13 +397,18 @@ def test_an_older_event_is_a_replay_only_while_both_clocks_are_within_the_window
     first.commit()
     first.store.close()
     for e in (first, engine(AlertStore(path), clock_window_ms=hour, clock_ahead_ms=MIN)):
-        # Both clocks within the window: an older event is an old message delivered late.
-        assert e.is_replay("site-01", "bed-0001", ref(4, T0 - 30 * MIN), T0 + 10 * MIN)
+        # Both clocks within the window: an older cancel is an old message delivered late.
+        assert e.is_replay("site-01", "bed-0001", ref(4, T0 - 30 * MIN, call=False),
+                           T0 + 10 * MIN)
         # Its own clock out of the window (behind, or ahead): order means nothing.
-        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * hour), T0)
-        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * MIN), T0 - 4 * MIN)
-        # The remembered one's clock was out of the window when it was received.
-        assert not e.is_replay("site-01", "bed-0001", ref(4, T0, device="btn-2"), T0)
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * hour, call=False), T0)
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 2 * MIN, call=False),
+                               T0 - 4 * MIN)
+        # The remembered call's clock was out of the window when it was received.
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0, device="btn-2", call=False),
+                               T0)
+        # An older call that was never handled is a call (a rebooted device), clocks or not.
+        assert not e.is_replay("site-01", "bed-0001", ref(4, T0 - 30 * MIN), T0 + 10 * MIN)
         # The very same message is a replay whatever the clocks say.
         assert e.is_replay("site-01", "bed-0001", ref(9, T0 + 10 * MIN, device="btn-2"),
                            T0 + 3 * hour)
