@@ -12,9 +12,10 @@
   changes in that order, each exactly once.
 * An :class:`EventRef` names the device message a finding comes from (button and fall
   events). It is a typed field of the finding, not part of its evidence, because the engine
-  acts on it: it remembers the last one handled per device, durably, and ignores a replay (the
-  very same message, or one not newer while both device clocks are trusted), so a handled
-  call never comes back as a new one, and a call from a device whose clock was reset is
+  acts on it: it remembers, durably, every call handled per device (and the last cancel or
+  recovery) and ignores a replay (a call: the very same message as one handled; a cancel or
+  recovery: also one not newer than the last call while both device clocks are trusted), so
+  a handled call never comes back as a new one, and a call from a device that rebooted is
   never taken for a replay.
 """
 
@@ -122,8 +123,8 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     """Small JSON-ready facts: values, thresholds, device ids, clip hashes. No raw audio."""
     event: EventRef | None = None
     """The device event behind this finding (button and fall rules); None for detectors and
-    timed findings. The engine ignores a finding whose event is not newer than the last one
-    it handled from that device (see :mod:`alerts.engine`)."""
+    timed findings. The engine ignores a finding whose event replays one it handled from
+    that device (see :mod:`alerts.engine`)."""
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):

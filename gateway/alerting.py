@@ -106,7 +106,7 @@ class _Metrics:
             registry=r)
         self.replays = Counter(
             "homecare_alert_replays_ignored",
-            "Button and fall events not newer than the last one handled from their device "
+            "Button and fall events that replay one already handled from their device "
             "(retained, re-sent or redelivered): they open, update and cancel nothing",
             registry=r)
         self.detector_errors = Counter("homecare_detector_errors",
