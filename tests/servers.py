@@ -15,7 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -456,3 +456,18 @@ class GatewayProcess(Server):
                     return
             time.sleep(0.05)
         raise TimeoutError(f"gateway not connected to the broker\n{self.log_tail()}")
+
+
+@contextlib.contextmanager
+def running_gateway(workdir: Path, mqtt_url: str, env: dict[str, str]
+                    ) -> Iterator[GatewayProcess]:
+    """A gateway process connected to its broker; stopped afterwards, and it must have exited
+    cleanly."""
+    process = GatewayProcess(workdir, mqtt_url=mqtt_url, env=env)
+    process.start()
+    try:
+        process.wait_connected()
+        yield process
+    finally:
+        process.stop()
+    assert process.returncode == 0, process.log_tail()

@@ -22,24 +22,18 @@ from tests.integration.test_api_alerts import (
     publish,
     wait_alerts,
 )
-from tests.servers import GatewayProcess, Mosquitto
+from tests.servers import GatewayProcess, Mosquitto, running_gateway
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def gateway(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env={
-        "HOMECARE_API_KEY": ADMIN_KEY,
-        # no escalation during the test: the changes are the presses' openings only
-        "HOMECARE_ALERT_ESCALATION_CRITICAL_S": "3600"})
-    process.start()
-    try:
-        process.wait_connected()
+    with running_gateway(tmp_path / "gateway", mosquitto.url, {
+            "HOMECARE_API_KEY": ADMIN_KEY,
+            # no escalation during the test: the changes are the presses' openings only
+            "HOMECARE_ALERT_ESCALATION_CRITICAL_S": "3600"}) as process:
         yield process
-    finally:
-        process.stop()
-    assert process.returncode == 0, process.log_tail()
 
 
 def press(broker: Mosquitto, bed: int) -> None:

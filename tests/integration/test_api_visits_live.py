@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.integration.test_api_alerts import ADMIN, ADMIN_KEY, now_ms, publish
-from tests.servers import GatewayProcess, Mosquitto, wait_for
+from tests.servers import GatewayProcess, Mosquitto, running_gateway, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -22,15 +22,9 @@ BADGE = "homecare/v1/site-v/bed-0001/badge/bd-0001/event"
 
 @pytest.fixture
 def gateway(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url,
-                             env={"HOMECARE_API_KEY": ADMIN_KEY})
-    process.start()
-    try:
-        process.wait_connected()
+    with running_gateway(tmp_path / "gateway", mosquitto.url,
+                         {"HOMECARE_API_KEY": ADMIN_KEY}) as process:
         yield process
-    finally:
-        process.stop()
-    assert process.returncode == 0, process.log_tail()
 
 
 def get(gateway: GatewayProcess, path: str) -> Any:
