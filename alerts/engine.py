@@ -126,7 +126,7 @@ CLOCK_WINDOW_MS: Final = 7 * 86_400_000
 gateway passes its ``clock_window_s`` setting)."""
 CLOCK_AHEAD_MS: Final = 15 * 60_000
 """Default ``clock_ahead_ms``: a device time up to this after its receipt orders events (clock
-drift without time synchronisation; as ``gateway.devicetime.AHEAD_MS``)."""
+drift without time synchronisation; as ``devices.devicetime.AHEAD_MS``)."""
 
 REPLAY_LOG_INTERVAL_S: Final = 60.0
 """Ignored replays are logged at most this often (with how many there were meanwhile)."""

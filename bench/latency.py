@@ -77,7 +77,7 @@ def _background_main(url: str, rate: float, n_messages: int, seed: int,
     # faster than it was "measured" (280,000 messages span ~29 simulated minutes, sent in
     # ~28 s), so it starts an hour back: had it started now, its device times would run
     # up to 29 min ahead of receipt, beyond the 15 min the gateway trusts, and most points
-    # would take the retiming path (gateway/devicetime.py) that only wrong clocks take.
+    # would take the retiming path (devices/devicetime.py) that only wrong clocks take.
     messages = pregenerate(beds=BACKGROUND_BEDS, n_messages=n_messages, seed=seed,
                            start_ms=int(time.time() * 1000) - BACKGROUND_BEHIND_MS)
     conn.send(("ready", len(messages)))

@@ -1,7 +1,7 @@
 """Replay speed: recorded traffic through the whole pipeline, in simulated bed-hours per second.
 
 The traffic is a simulated run with faults (``homecare simulate --faults``), written to a
-temporary JSONL file and replayed by :func:`gateway.replay.replay_file`: read, decode,
+temporary JSONL file and replayed by :func:`homecare.replay.replay_file`: read, decode,
 deduplicate, dead-letter, immediate rules, the eight detectors and the alert engine on an
 in-memory store, ticked every simulated 10 s. Simulation time is not in the figure.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devices import Registry
-from gateway.replay import replay_file
+from homecare.replay import replay_file
 from simulators.config import SimConfig
 from simulators.offline import write
 from simulators.registry_toml import registry_toml

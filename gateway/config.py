@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     key exists; at least 16 characters. Create named keys with ``homecare keys create``."""
     api_key_file: Path | None = None
     """...or read it from this file."""
-    # --- upstream delivery (gateway/upstream.py) ---------------------------------------------
+    # --- upstream delivery (gateway/upstream/) ----------------------------------------------
     upstream_url: str | None = None
     """The city platform's endpoint for alert changes and service-log records (POST, JSON,
     signed); none: nothing goes upstream."""

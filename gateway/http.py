@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from alerts.api import ApiContext, install, reader_from_settings
 
 if TYPE_CHECKING:
-    from gateway.service import Gateway
+    from gateway.runtime import Gateway
 
 log = logging.getLogger("homecare.http")
 

@@ -1,4 +1,4 @@
-"""Run a :class:`~gateway.service.Gateway` as a process: signals, logging, exit codes."""
+"""Run a :class:`~gateway.runtime.Gateway` as a process: signals, logging, exit codes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from fastapi.responses import JSONResponse
 from gateway import logs
 from gateway.config import Settings, load
 from gateway.http import serve as serve_http
-from gateway.service import Gateway
-from gateway.storage import is_storage_error
+from gateway.runtime import Gateway
+from gateway.storage.health import is_storage_error
 
 log = logging.getLogger("homecare.gateway")
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from gateway.service import Gateway
+from gateway.runtime import Gateway
 from simulators.mqtt import BrokerUrl, Publisher
 
 API_KEY = "in-process-admin-key-0123456789"

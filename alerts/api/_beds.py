@@ -4,7 +4,7 @@ Beds are those of the registry (auto-registered ones included) plus any the live
 seen. Device connectivity is judged at request time: what the device last said, unless it has
 been silent longer than its heartbeat times the registry's ``offline_factor``; a last will
 counts from its receipt unless the device spoke after it, the rule ``device_offline`` follows
-too (:mod:`gateway.devicetime`). Each device shows how far its clock is from receipt time and
+too (:mod:`devices.devicetime`). Each device shows how far its clock is from receipt time and
 whether it is wrong (outside the clock window).
 """
 
@@ -33,8 +33,8 @@ from alerts.api._models import (
     Series,
 )
 from alerts.keys import Role
+from alerts.livestate import METRICS, DeviceState, connectivity
 from alerts.model import Alert
-from gateway.livestate import METRICS, DeviceState, connectivity
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
 HOUR_MS = 3_600_000

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from alerts.api._history import HistoryReader
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
+from alerts.livestate import LiveState
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices.registry import Registry
-from gateway.livestate import LiveState
-from gateway.servicelog import ServiceLog
 
 
 def wall_clock_ms() -> int:

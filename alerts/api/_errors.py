@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api._models import ErrorBody
 from alerts.errors import AlertNotFound, InvalidCursor, InvalidTransition, StoreUnavailable
-from gateway.servicelog import ServiceLogUnavailable
+from alerts.servicelog import ServiceLogUnavailable
 
 log = logging.getLogger("homecare.api")
 

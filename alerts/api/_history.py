@@ -15,7 +15,7 @@ default pool that the rest of the API uses; ``history_max_waiting`` more may wai
 one is refused at once (:class:`HistoryBusy`, 503 with ``Retry-After``); a query not answered
 within ``history_timeout_s`` is abandoned (:class:`HistoryTimeout`, 504). A slow database then
 costs a chart, never an emergency call (the gateway's alert and ingest commits have threads of
-their own, see :mod:`gateway.service`).
+their own, see :mod:`gateway.runtime`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ FIELDS: Final = {
     "in_bed": ("vitals", True), "presence": ("infrared", True),
     "motion": ("infrared", False), "level_db": ("audio", False),
 }
-"""metric -> (measurement, is boolean): see ``gateway/lineprotocol.py``."""
+"""metric -> (measurement, is boolean): see ``gateway/tsdb/lineprotocol.py``."""
 
 MIN_WINDOW_MS: Final = 1000
 

@@ -4,10 +4,10 @@ check-in/check-out (recorded with ``source="api"`` and the API key's name as act
 A check-in/out is validated before anything enters the hash chain, which keeps what it is given
 for ever: 422 for a body that breaks the schema (ids as in the device contract), 404 for a site
 or bed the gateway does not know (neither in the registry, auto-registered ones included, nor
-seen live), 409 when it contradicts its visit (:func:`gateway.servicelog.refusal`: a check-out
+seen live), 409 when it contradicts its visit (:func:`alerts.servicelog.refusal`: a check-out
 without the visit's check-in at that bed by that caregiver, a second check-out, a second
 check-in). Only the same call again is a retry, answered 200 with the earlier record
-(:func:`gateway.servicelog.repeats`); one that differs is judged like any other. The visit
+(:func:`alerts.servicelog.repeats`); one that differs is judged like any other. The visit
 check runs in the append's transaction.
 """
 
@@ -34,7 +34,7 @@ from alerts.api._models import (
     ServiceLogRecordOut,
 )
 from alerts.keys import Role
-from gateway.servicelog import RefusedVisit, ServiceRecord, VisitEvent, VisitRefused, api_origin
+from alerts.servicelog import RefusedVisit, ServiceRecord, VisitEvent, VisitRefused, api_origin
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:

@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 from alerts.model import Finding
 from devices.codec import Message
+from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.detect._base import DetectorBase
 from gateway.detect._fleet import Fleet
@@ -20,10 +21,9 @@ from gateway.detect.bed_exit import NightBedExitDetector
 from gateway.detect.inactivity import InactivityDetector
 from gateway.detect.offline import DeviceOfflineDetector
 from gateway.detect.sensor_fault import SensorFaultDetector
-from gateway.detect.service import ServiceAnomalyDetector
+from gateway.detect.service_anomaly import ServiceAnomalyDetector
 from gateway.detect.sound import AbnormalSoundDetector
 from gateway.detect.vitals import VitalSignsDetector
-from gateway.devicetime import ClockWindow
 
 
 @runtime_checkable

@@ -4,11 +4,11 @@ The fleet collects the batches handed to its detectors and extracts them togethe
 evaluation round, for all of them (see :meth:`~gateway.detect._fleet.Fleet.cut`).
 
 Sample times: a sample keeps its device time ``t`` when the device clock agrees with the
-receipt time (within :data:`~gateway.devicetime.CLOCK_TRUST_MS`); otherwise the message is
+receipt time (within :data:`~devices.devicetime.CLOCK_TRUST_MS`); otherwise the message is
 placed at its receipt time and its samples keep their spacing. A device whose clock jumped
 to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window by days. A
 sample whose ``t`` is further from its message's ``ts`` than a batch can span
-(:data:`~gateway.devicetime.MAX_BATCH_SPAN_MS`: ``t`` in seconds, say) is placed at its
+(:data:`~devices.devicetime.MAX_BATCH_SPAN_MS`: ``t`` in seconds, say) is placed at its
 message's time, and the message's ``clock_offset`` is that sample's.
 """
 
@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from devices.codec import Message
+from devices.devicetime import CLOCK_TRUST_MS, MAX_BATCH_SPAN_MS
 from devices.schemas import (
     BadgeEvent,
     ButtonEvent,
@@ -33,7 +34,6 @@ from devices.schemas import (
     Status,
     Telemetry,
 )
-from gateway.devicetime import CLOCK_TRUST_MS, MAX_BATCH_SPAN_MS
 
 if TYPE_CHECKING:
     from gateway.detect._fleet import Fleet

@@ -22,10 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from devices.codec import Message
+from devices.devicetime import ClockWindow
 from devices.registry import BedSettings, Registry
 from devices.topics import Address, Channel, Kind
 from gateway.detect._batch import Batch, Chunk, Infrared, concatenate, extract, sorted_round
-from gateway.devicetime import ClockWindow
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]

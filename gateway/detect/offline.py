@@ -8,7 +8,7 @@ Every device promises a status at least every ``heartbeat_s`` (from its latest s
 the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), or an
 explicit ``state: offline`` status (the MQTT last will, whose ``ts`` is the connect time and
 ``seq`` 0, so neither is trusted) raises the condition; a sign of life after it clears it. The
-order of a will and a sign of life is the one rule of :mod:`gateway.devicetime`, which the bed
+order of a will and a sign of life is the one rule of :mod:`devices.devicetime`, which the bed
 page and the API follow too: a will counts at receipt, a message at the time it was sent (its
 ``ts``, when the device clock agrees with the receipt time), so a message held up in the
 network and delivered after the will does not cancel it. One episode per device. Badges
@@ -35,11 +35,11 @@ from typing import Final
 import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
+from devices.devicetime import announced_offline_array, sent_ms_array
 from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch
 from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
-from gateway.devicetime import announced_offline_array, sent_ms_array
 
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3

@@ -25,18 +25,18 @@ Three symptoms, one episode per device:
   near receipt time either: one episode while it is wrong (before, a seconds clock raised a
   new one every 16 minutes, as its drift outgrew the consistency bound, and a batch whose
   sample times were in seconds went unseen). A time outside the gateway's clock window
-  (:class:`~gateway.devicetime.ClockWindow`, the ``clock_window_s`` setting the line encoder
+  (:class:`~devices.devicetime.ClockWindow`, the ``clock_window_s`` setting the line encoder
   stores by, handed in through the :class:`~gateway.detect.Fleet`) is a fault from its first
   message (``started_at``) once nothing contradicts it: a second such message in a row, or no
   sane one within the device's heartbeat (+ :data:`OUTSIDE_GRACE_MS`), by which a device that
   sent one corrupted time has said something sane. The device is flagged ``clock_wrong`` from
   that message on, and a button with a clock reset to 2000 may press once a week, never
   showing a run over 3 minutes. A time in the wrong unit (it reads as receipt time once
-  scaled by 1000, :func:`~gateway.devicetime.wrong_unit`, named in the evidence) is a fault at
+  scaled by 1000, :func:`~devices.devicetime.wrong_unit`, named in the evidence) is a fault at
   once: nothing else lands there by chance. Offsets within the window keep the run rule
   above. Sample times count as well as ``ts``. Last-will statuses carry
   their connect time and are exempt. Such a clock's points are stored at receipt time
-  (:mod:`gateway.devicetime`), which also flags the device on the bed page and in metrics.
+  (:mod:`devices.devicetime`), which also flags the device on the bed page and in metrics.
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
 :data:`IMPOSSIBLE_GAP_MS`, a message with a sane timestamp.
@@ -49,10 +49,10 @@ from typing import Final
 import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
+from devices.devicetime import wrong_unit
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import KINDS_BY_CODE, NONE
-from gateway.devicetime import wrong_unit
 
 MINUTE_MS: Final = 60_000
 MOTION, LEVEL, HEART, BREATHING = 0, 1, 2, 3

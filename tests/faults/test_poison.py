@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from devices import REASONS
-from gateway.pipeline import INTERNAL_ERROR
+from gateway.ingest.pipeline import INTERNAL_ERROR
 from simulators.load import pregenerate
 from simulators.mqtt import BrokerUrl, Publisher
 from tests.corruption import BOM, corrupt

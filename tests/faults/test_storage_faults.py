@@ -25,9 +25,9 @@ import pytest
 
 from alerts.errors import StorageError, StorageFault
 from gateway.config import Settings
-from gateway.deadletter import DeadLetter, DeadLetterStore
-from gateway.service import Gateway
-from gateway.spool import Spool
+from gateway.runtime import Gateway
+from gateway.storage.deadletters import DeadLetter, DeadLetterStore
+from gateway.storage.spool import Spool
 from tests.inprocess import API_KEY, invalid, press, publisher, running, until
 from tests.servers import GatewayProcess, Mosquitto, free_port, sqlite_rows, wait_for
 from tests.slowdb import SlowDatabase

@@ -213,14 +213,14 @@ def test_keys_made_with_the_cli_work_in_the_running_gateway_and_revoke_at_once(
 
     data_dir = str(Path(gateway.env["HOMECARE_DATA_DIR"]))
     made = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "keys", "create", "--role", "viewer",
+        [sys.executable, "-m", "homecare.cli", "keys", "create", "--role", "viewer",
          "--name", "cli-made", "--data-dir", data_dir],
         capture_output=True, text=True, timeout=60, check=True)
     token = made.stdout.strip().splitlines()[-1]
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{gateway.url}/api/v1/beds", headers=headers, timeout=10
                      ).status_code == 200
-    subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "revoke", "cli-made",
+    subprocess.run([sys.executable, "-m", "homecare.cli", "keys", "revoke", "cli-made",
                     "--data-dir", data_dir], capture_output=True, timeout=60, check=True)
     assert httpx.get(f"{gateway.url}/api/v1/beds", headers=headers, timeout=10
                      ).status_code == 401

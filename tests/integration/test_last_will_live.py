@@ -6,7 +6,7 @@ another online status (seq 2) and one vitals sample, then loses power: its TCP c
 drops without DISCONNECT and the broker publishes the will. Before, a ``device_offline`` alert
 opened while the bed page said ``online`` for 15 minutes (it ordered statuses by device time,
 and a will's is always older). Now the bed page says ``offline`` within seconds, and agrees
-with the alert: one ordering rule (:mod:`gateway.devicetime`) for both.
+with the alert: one ordering rule (:mod:`devices.devicetime`) for both.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_the_same_press_twice_hours_apart_is_one_call_in_replay(tmp_path: Path) 
     traffic.write_text("\n".join(lines) + "\n")
     out = tmp_path / "alerts.jsonl"
     done = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "replay", str(traffic), "--alerts", str(out),
+        [sys.executable, "-m", "homecare.cli", "replay", str(traffic), "--alerts", str(out),
          "--timezone", "UTC", "--dispatcher-after-min", "5"],
         capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -49,7 +49,7 @@ def test_replay_judges_stale_cancels_with_the_configured_clock_window(tmp_path: 
     are inside the clock window (``clock_window_s``); replay's engine takes the setting like
     the gateway's."""
     from gateway.config import Settings
-    from gateway.replay import replay_file
+    from homecare.replay import replay_file
 
     lines = [_line(T0 + 40, "event", {"ts": T0, "seq": 8, "event": "press"}),
              # seq 7, older than the press by seq and device time, its device time 2 days

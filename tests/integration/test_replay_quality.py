@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def homecare(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "gateway.cli", *args], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "homecare.cli", *args], capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout

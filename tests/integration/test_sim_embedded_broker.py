@@ -13,7 +13,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+from homecare.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
 from simulators.config import SimConfig
 from simulators.live import run_live
 from simulators.mqtt import BrokerUrl, Publisher, Will

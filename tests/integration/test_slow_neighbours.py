@@ -19,7 +19,7 @@ import pytest
 
 from alerts.model import AlertChange
 from gateway.config import Settings
-from gateway.service import Gateway
+from gateway.runtime import Gateway
 from tests.inprocess import API_KEY, press, publisher, running, until
 from tests.servers import Mosquitto, free_port
 from tests.slowdb import SlowDatabase

@@ -13,10 +13,10 @@ import pytest
 from alerts.api import ChangeHub, event_stream
 from alerts.engine import AlertEngine
 from alerts.rules import ImmediateRules
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices import Codec, Message
-from gateway.servicelog import ServiceLog
-from gateway.upstream import Outbox, Upstream
+from gateway.upstream.delivery import Outbox, Upstream
 from tests.upstream_receiver import Receiver
 
 T0 = 1_763_884_800_000

@@ -17,12 +17,12 @@ from fastapi import FastAPI
 from alerts.api import MAX_BODY_BYTES, ApiContext, install
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore, Role
+from alerts.livestate import LiveState
 from alerts.model import Alert, AlertType, Finding, Severity
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices.codec import Codec, Message
 from devices.registry import Registry
-from gateway.livestate import LiveState
-from gateway.servicelog import ServiceLog
 
 T0 = 1_763_884_800_000
 BOOTSTRAP = "bootstrap-admin-key-for-tests"

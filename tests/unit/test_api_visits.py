@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from alerts.servicelog import VisitEvent
 from devices.registry import Registry
-from gateway.servicelog import VisitEvent
 from tests.unit.test_api_app import T0, Harness, build
 
 VISIT = {"site": "site-01", "bed": "bed-0007", "caregiver": "c-012", "visit": "v-88"}
@@ -174,7 +174,7 @@ async def test_badge_events_set_aside_are_listed_with_their_reason(api: Harness)
 
 
 async def test_a_failing_service_log_is_503_and_records_nothing(api: Harness) -> None:
-    from gateway.servicelog import ServiceLogUnavailable
+    from alerts.servicelog import ServiceLogUnavailable
 
     def failing(*args: object, **kwargs: object) -> None:
         raise ServiceLogUnavailable("service log write failed: disk I/O error")

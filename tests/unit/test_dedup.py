@@ -1,4 +1,4 @@
-from gateway.dedup import Deduplicator, DedupStats, Verdict
+from gateway.ingest.dedup import Deduplicator, DedupStats, Verdict
 
 DEV = ("site-01", "bed-0001", "fs-0001")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import random
 
 from devices import Message, Registry
+from devices.devicetime import ClockWindow
 from gateway.detect import Fleet, SensorFaultDetector
-from gateway.devicetime import ClockWindow
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-import gateway.devicetime
-from gateway.deadletter import DeadLetterStore
-from gateway.devicetime import (
+import devices.devicetime
+from alerts.livestate import LiveState
+from devices.devicetime import (
     CLOCK_TRUST_MS,
     ClockWindow,
     announced_offline,
@@ -18,17 +18,17 @@ from gateway.devicetime import (
     sent_ms,
     sent_ms_array,
 )
-from gateway.livestate import LiveState
-from gateway.metrics import Metrics
-from gateway.mqtt import RawMessage
-from gateway.pipeline import Pipeline
-from gateway.spool import Spool
+from gateway.ingest.connection import RawMessage
+from gateway.ingest.pipeline import Pipeline
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.spool import Spool
 
 NOW = 1_796_000_000_000
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(gateway.devicetime).failed == 0
+    assert doctest.testmod(devices.devicetime).failed == 0
 
 
 def test_the_scalar_and_column_rules_agree() -> None:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from alerts.keys import KeyStore, Role
-from gateway.cli import app
+from homecare.cli import app
 
 runner = CliRunner()
 

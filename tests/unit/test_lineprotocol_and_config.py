@@ -6,7 +6,7 @@ import pytest
 
 from devices import Codec, Message
 from gateway.config import ConfigError, load
-from gateway.lineprotocol import LineEncoder
+from gateway.tsdb.lineprotocol import LineEncoder
 
 codec = Codec()
 

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from alerts.livestate import DAY_MS, LiveState, Ring, connectivity
 from devices.codec import Codec, Message
-from gateway.devicetime import ClockWindow
-from gateway.livestate import DAY_MS, LiveState, Ring, connectivity
+from devices.devicetime import ClockWindow
 
 codec = Codec()
 T0 = 1_763_884_800_000

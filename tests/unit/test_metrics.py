@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import gc
 
-from gateway.metrics import Metrics
+from gateway.monitoring import Metrics
 
 
 def _count(metrics: Metrics, generation: str) -> float:

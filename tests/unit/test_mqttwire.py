@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway import mqttwire as wire
+from devices import mqttwire as wire
 
 
 def _publish(topic: str, payload: bytes, qos: int, mid: int, version: int,

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import Codec, Message, Rejected
-from gateway.deadletter import DeadLetterStore
-from gateway.metrics import Metrics
-from gateway.mqtt import Inbox, RawMessage
-from gateway.pipeline import INTERNAL_ERROR, Pipeline
-from gateway.spool import Spool
+from gateway.ingest.connection import Inbox, RawMessage
+from gateway.ingest.pipeline import INTERNAL_ERROR, Pipeline
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.spool import Spool
 from tests.unit.test_devices_codec import corrupted_payloads, messages
 
 T0 = 1_763_884_800_000

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from devices import Message
-from gateway.deadletter import DeadLetterStore
-from gateway.metrics import Metrics
-from gateway.mqtt import Inbox, RawMessage, is_urgent
-from gateway.pipeline import Pipeline
-from gateway.spool import Spool
+from gateway.ingest.connection import Inbox, RawMessage, is_urgent
+from gateway.ingest.pipeline import Pipeline
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.spool import Spool
 
 T0 = 1_763_884_800_000
 PRESS = "homecare/v1/site-01/bed-0001/button/btn-1/event"

@@ -1,4 +1,4 @@
-"""Offline replay (``gateway.replay``) and scoring against labels (``gateway.evaluate``)."""
+"""Offline replay (``homecare.replay``) and scoring against labels (``homecare.evaluate``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 
 from alerts.model import Alert, AlertStatus, AlertType, Severity
 from devices import Registry
-from gateway.evaluate import AlertRecord, Label, evaluate, read_alerts, read_labels
-from gateway.replay import DISPATCHER, ReplaySummary, replay_file
+from homecare.evaluate import AlertRecord, Label, evaluate, read_alerts, read_labels
+from homecare.replay import DISPATCHER, ReplaySummary, replay_file
 
 T0 = 1_793_548_800_000
 MINUTE = 60_000

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.replay import replay_file
+from homecare.replay import replay_file
 
 T0 = 1_795_510_800_000
 PRESS = "homecare/v1/s1/b1/button/btn-b1/event"
@@ -45,7 +45,7 @@ def test_only_the_first_line_numbers_of_a_reason_are_kept() -> None:
 
 
 def _cli(traffic: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(traffic),
+    return subprocess.run([sys.executable, "-m", "homecare.cli", "replay", str(traffic),
                            "--alerts", str(out), "--timezone", "UTC", *extra],
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -13,9 +13,9 @@ import msgspec
 import pytest
 
 from devices import Message
-from gateway.alerting import AlertingStage
-from gateway.pipeline import INTERNAL_ERROR
-from gateway.replay import replay_file
+from gateway.detect.alerting import AlertingStage
+from gateway.ingest.pipeline import INTERNAL_ERROR
+from homecare.replay import replay_file
 
 F1 = Path(__file__).parents[1] / "data" / "field-cases" / "F1-non-utf8.jsonl"
 T0 = 1_795_510_800_000
@@ -40,7 +40,7 @@ def test_replay_of_field_case_f1_gives_three_dead_letters_and_one_critical_call(
 def test_homecare_replay_command_on_f1_exits_0_and_reports_the_dead_letters(
         tmp_path: Path) -> None:
     out = tmp_path / "alerts.jsonl"
-    run = subprocess.run([sys.executable, "-m", "gateway.cli", "replay", str(F1), "--alerts",
+    run = subprocess.run([sys.executable, "-m", "homecare.cli", "replay", str(F1), "--alerts",
                           str(out), "--timezone", "UTC"], capture_output=True, text=True,
                          timeout=120, check=False)
     assert run.returncode == 0, run.stderr

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.codec import Codec, Message
-from gateway.servicelog import (
+from alerts.servicelog import (
     GENESIS,
     ServiceLog,
     ServiceLogRecorder,
@@ -25,6 +24,7 @@ from gateway.servicelog import (
     chain_hash,
     refusal,
 )
+from devices.codec import Codec, Message
 
 T0 = 1_763_884_800_000
 

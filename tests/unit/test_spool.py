@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import SpoolFull
-from gateway.spool import Spool
+from gateway.storage.spool import Spool
 
 
 def _drain(spool: Spool, max_bytes: int = 1 << 20) -> list[bytes]:
@@ -119,9 +119,9 @@ def test_whatever_is_appended_is_read_back_once_across_restarts(
 
 
 def test_a_retried_commit_after_a_later_failure_stores_nothing_twice(tmp_path: Path) -> None:
-    from gateway.deadletter import DeadLetter, DeadLetterStore
-    from gateway.metrics import Metrics
-    from gateway.pipeline import Pipeline
+    from gateway.ingest.pipeline import Pipeline
+    from gateway.monitoring import Metrics
+    from gateway.storage.deadletters import DeadLetter, DeadLetterStore
 
     class FailingOnce:
         name = "failing"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alerts.errors import StorageError, StorageFault, StoreUnavailable, storage_fault
-from gateway.servicelog import ServiceLogUnavailable
+from alerts.servicelog import ServiceLogUnavailable
 
 
 def _error(run: object) -> BaseException:

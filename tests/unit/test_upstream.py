@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.servicelog import ServiceLog, VisitEvent
 from alerts.store import AlertStore
-from gateway.servicelog import ServiceLog, VisitEvent
-from gateway.upstream import Outbox, Upstream, family_secret, signature, verify
+from gateway.upstream.delivery import Outbox, Upstream, family_secret, signature, verify
 from tests.upstream_receiver import Receiver
 
 SECRET = b"a-test-secret-of-some-length"
@@ -211,7 +211,7 @@ async def test_operators_see_rejected_entries_and_queue_them_again(
         tmp_path: Path, receiver: Receiver) -> None:
     from typer.testing import CliRunner
 
-    from gateway.cli import app
+    from homecare.cli import app
 
     receiver.refuse = {"gw-1/alert/1"}
     world = World(tmp_path, receiver)
@@ -271,7 +271,7 @@ async def test_a_bed_with_a_family_webhook_has_its_records_delivered_there_too(
 def test_family_webhooks_without_a_secret_fail_at_start(tmp_path: Path) -> None:
     from devices.registry import Registry
     from gateway.config import ConfigError, Settings
-    from gateway.service import Gateway
+    from gateway.runtime import Gateway
 
     registry = Registry.from_mapping({"sites": {"s1": {"beds": {"bed-0001": {
         "family_webhook": "http://127.0.0.1:1/hook"}}}}})

@@ -1,7 +1,7 @@
 """The gateway service: owns the MQTT source, the pipeline, the spool, the database writer and
 the alert engine.
 
-Alerts: the alerting stage (:mod:`gateway.alerting`) is the pipeline's first stage, so alert
+Alerts: the alerting stage (:mod:`gateway.detect.alerting`) is the pipeline's first stage, so alert
 changes are in ``data_dir/alerts.sqlite3`` before a batch is acknowledged to the broker; a batch
 that stages a change to a critical alert is flushed at once, never held for batching. A task
 ticks the engine every second (escalation, auto-resolution, detector windows) and commits what
@@ -14,10 +14,11 @@ the detectors another; none of them uses the default thread pool, which the API 
 neighbours share, so a slow database answering history queries (own bounded pool, time-out:
 :mod:`alerts.api._history`) never delays an emergency call.
 
-Storage trouble is never fatal (:mod:`gateway.storage`): a batch whose commit fails (disk
+Storage trouble is never fatal (:mod:`gateway.storage.health`): a batch whose commit fails (disk
 full, I/O error, a corrupt dead-letter file) is held unacknowledged and retried; ``/readyz``
 and one log line say why. Meanwhile the inbox keeps the socket read for emergency calls,
-leaving the rest unacknowledged (:meth:`~gateway.mqtt.Inbox.shed_when_full`), so a press still
+leaving the rest unacknowledged
+(:meth:`~gateway.ingest.connection.Inbox.shed_when_full`), so a press still
 reaches the alert store and the stream while the bulk stores cannot write; once the held batch
 is committed the gateway reconnects and the broker sends the rest again.
 
@@ -42,24 +43,24 @@ from typing import TypeVar
 
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
+from alerts.livestate import LiveState
 from alerts.rules import ImmediateRules
+from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import AlertStore
+from devices.devicetime import ClockWindow
 from devices.registry import Registry
-from gateway.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.config import ConfigError, Settings
-from gateway.deadletter import DeadLetterStore
-from gateway.devicetime import ClockWindow
+from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.errors import SpoolFull
-from gateway.livestate import LiveState
-from gateway.metrics import Metrics
-from gateway.mqtt import Inbox, MqttSource
-from gateway.pipeline import Pipeline, Stage
-from gateway.servicelog import ServiceLog, ServiceLogRecorder
-from gateway.sink import SinkWriter
-from gateway.spool import Spool
-from gateway.storage import StorageHealth, is_storage_error
-from gateway.tsdb import TimeSeriesWriter, writer_from_settings
-from gateway.upstream import Outbox, Upstream
+from gateway.ingest.connection import Inbox, MqttSource
+from gateway.ingest.pipeline import Pipeline, Stage
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.health import StorageHealth, is_storage_error
+from gateway.storage.spool import Spool
+from gateway.tsdb.drainer import SinkWriter
+from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
+from gateway.upstream.delivery import Outbox, Upstream
 
 log = logging.getLogger("homecare.gateway")
 

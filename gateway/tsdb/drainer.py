@@ -10,8 +10,8 @@ A database that refuses the gateway's credentials (HTTP 401/403) is a configurat
 not an outage: it is logged at once as such (``tsdb.credentials_refused``), shown on
 ``/readyz`` and in ``homecare_db_credentials_refused``, and retried only every
 ``auth_retry_s`` while the spool keeps the points; the first write that passes logs once more.
-Disk trouble under the spool or the dead letters is held and retried (:mod:`gateway.storage`),
-never the end of the writer.
+Disk trouble under the spool or the dead letters is held and retried
+(:mod:`gateway.storage.health`), never the end of the writer.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import contextlib
 import logging
 import time
 
-from gateway.deadletter import DeadLetter, DeadLetterStore
 from gateway.errors import CredentialsRefused, RejectedWriteError, RetryableWriteError
-from gateway.metrics import Metrics
-from gateway.spool import Spool
-from gateway.storage import StorageHealth, is_storage_error
-from gateway.tsdb import TimeSeriesWriter
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetter, DeadLetterStore
+from gateway.storage.health import StorageHealth, is_storage_error
+from gateway.storage.spool import Spool
+from gateway.tsdb.writers import TimeSeriesWriter
 
 log = logging.getLogger("homecare.sink")
 

@@ -1,6 +1,6 @@
 """``service_anomaly``: a caregiver visit whose badge record disagrees with the sensors.
 
->>> from gateway.detect.service import ServiceAnomalyDetector
+>>> from gateway.detect.service_anomaly import ServiceAnomalyDetector
 >>> ServiceAnomalyDetector(timezone="UTC").evaluate(0)
 []
 

@@ -10,7 +10,7 @@ queued for an absent gateway, so a backlog is stored at the time it was measured
 time synchronisation), it is stored as sent. Outside it (a clock counting seconds or
 microseconds, one reset to 2000-01-01, a firmware writing garbage), the message is stored at
 the time it was received, its device time kept in a ``device_ts`` field, and its device is
-flagged (:attr:`~gateway.livestate.DeviceState.clock_wrong`, the bed page, metrics). A batch
+flagged (:attr:`~alerts.livestate.DeviceState.clock_wrong`, the bed page, metrics). A batch
 keeps its samples distinct and in their order: each sample is placed at the message's time
 (its ``ts`` if trusted, else the receipt time) minus the sample's offset from ``ts`` when
 every offset is sane (0 to :data:`MAX_BATCH_SPAN_MS`), else one millisecond apart in batch

@@ -1,12 +1,12 @@
 """Live state of beds and devices, kept in memory for the dispatcher API.
 
-A pipeline :class:`~gateway.pipeline.Stage` that remembers, per device, the last status it
+A pipeline :class:`~gateway.ingest.pipeline.Stage` that remembers, per device, the last status it
 reported (state, battery, firmware, promised heartbeat), when it was last heard from and how
 far its clock is from receipt time, and per bed the recent values of the metrics a dispatcher
 looks at (:data:`METRICS`).
 
 Whether a device announced itself offline follows the one ordering rule of
-:mod:`gateway.devicetime`, the same as ``device_offline``'s: a last will takes effect when it
+:mod:`devices.devicetime`, the same as ``device_offline``'s: a last will takes effect when it
 is received, unless the device spoke after it. (A will's ``ts`` is its connect time, older
 than anything the device said since, so ordering statuses by device time kept the bed page
 ``online`` after a will.) A device whose latest message had a time outside the clock window is
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from devices.codec import Message
+from devices.devicetime import ClockWindow, announced_offline, is_offline, sent_ms
 from devices.schemas import AudioSample, InfraredSample, Status, Telemetry, VitalsSample
 from devices.topics import Kind
-from gateway.devicetime import ClockWindow, announced_offline, is_offline, sent_ms
 
 METRICS: Final = ("heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db")
 """The metrics kept per bed; booleans are kept as 0.0/1.0."""
@@ -154,14 +154,14 @@ class DeviceState:
     """Device time of that message."""
     reported_state: str | None = None
     """``online``/``offline`` as the device (or its last will) last said, by the ordering rule
-    of :mod:`gateway.devicetime`; None before any status."""
+    of :mod:`devices.devicetime`; None before any status."""
     status_at: int | None = None
     """Receipt time of the latest status."""
     status_ts: int = -1
     """Device time of the latest ``online`` status (the order of their fields)."""
     heard_at: int | None = None
     """Latest sign of life: when the device last said anything but ``offline``
-    (:func:`~gateway.devicetime.sent_ms`)."""
+    (:func:`~devices.devicetime.sent_ms`)."""
     offline_at: int | None = None
     """Receipt time of the latest ``offline`` status (a last will or a goodbye)."""
     clock_offset_ms: int | None = None
@@ -169,7 +169,7 @@ class DeviceState:
     a will carries its connect time)."""
     clock_wrong: bool = False
     """The latest message had a time outside the clock window, so it was stored at receipt
-    time (:class:`~gateway.devicetime.ClockWindow`)."""
+    time (:class:`~devices.devicetime.ClockWindow`)."""
     battery: float | None = None
     fw: str | None = None
     heartbeat_s: float | None = None
@@ -301,7 +301,7 @@ class LiveState:
 
     @staticmethod
     def _offline(device: DeviceState, status: Status, received: int) -> None:
-        """A last will or a goodbye: effective at receipt (:mod:`gateway.devicetime`)."""
+        """A last will or a goodbye: effective at receipt (:mod:`devices.devicetime`)."""
         if device.offline_at is None or received > device.offline_at:
             device.offline_at = received
         device.status_at = received
@@ -326,7 +326,7 @@ class LiveState:
 
     def _samples(self, bed: BedState, telemetry: Telemetry, times: list[int] | None) -> None:
         """``times``: where the samples go when their device times are not trusted (the
-        times they are stored at, :class:`~gateway.devicetime.ClockWindow`)."""
+        times they are stored at, :class:`~devices.devicetime.ClockWindow`)."""
         samples = telemetry.samples
         rings = bed.rings
         fields = _FIELDS_BY_SAMPLE[type(samples[0])]
@@ -414,7 +414,7 @@ class LiveState:
 def connectivity(device: DeviceState, *, now_ms: int, heartbeat_s: float,
                  offline_factor: float) -> Literal["online", "offline", "unknown"]:
     """``online``, ``offline`` or ``unknown``: what the device said (a last will or a goodbye
-    counts unless the device spoke after it, :mod:`gateway.devicetime`), unless it has been
+    counts unless the device spoke after it, :mod:`devices.devicetime`), unless it has been
     silent for longer than its promised heartbeat times ``offline_factor`` (then ``offline``).
     The same rule as ``device_offline``'s."""
     if device.last_seen <= 0:

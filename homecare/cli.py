@@ -12,7 +12,7 @@ from simulators.cli import simulate
 
 if TYPE_CHECKING:
     from alerts.keys import KeyStore
-    from gateway.upstream import Outbox
+    from gateway.upstream.delivery import Outbox
 
 app = typer.Typer(
     name="homecare",
@@ -46,7 +46,7 @@ def demo(
     emergency call and a fall within seconds, then an incident every few minutes), the
     gateway, and the dispatcher console with the alert API on http://127.0.0.1:8080 (a
     dispatcher key is printed). Ctrl-C stops."""
-    from gateway.demo import DemoOptions, run_demo
+    from homecare.demo import DemoOptions, run_demo
 
     if (duration is not None and duration <= 0) or speed <= 0 or beds < 1:
         raise typer.BadParameter("duration, speed and beds must be positive")
@@ -132,7 +132,7 @@ app.add_typer(upstream_app)
 
 
 def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
-    from gateway.upstream import Outbox
+    from gateway.upstream.delivery import Outbox
 
     path = _data_dir("upstream", config, data_dir) / "outbox.sqlite3"
     if not path.exists():
@@ -182,7 +182,7 @@ def upstream_family_secret(
     HOMECARE_UPSTREAM_SECRET; give it to the family's service, which checks
     X-Homecare-Signature with it). It signs nothing for the platform or for another bed."""
     from gateway.config import ConfigError, load
-    from gateway.upstream import family_secret
+    from gateway.upstream.delivery import family_secret
 
     try:
         secret = load(config).secret("upstream_secret")
@@ -306,7 +306,7 @@ def replay_command(
     --skip-unreadable is given."""
     from devices.registry import Registry, RegistryError
     from gateway.config import ConfigError, load
-    from gateway.replay import replay_file
+    from homecare.replay import replay_file
 
     if tick_s <= 0 or dispatcher_after_min < 0:
         raise typer.BadParameter("tick-s must be positive and dispatcher-after-min not negative")
@@ -357,7 +357,7 @@ def evaluate_command(
 
     import msgspec
 
-    from gateway.evaluate import evaluate, read_alerts, read_labels
+    from homecare.evaluate import evaluate, read_alerts, read_labels
 
     if tolerance_s < 0 or (bed_days is not None and bed_days <= 0):
         raise typer.BadParameter("tolerance-s must not be negative, bed-days must be positive")

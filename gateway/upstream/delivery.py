@@ -55,8 +55,8 @@ import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerts.errors import storage_fault
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
-from gateway.servicelog import ServiceLog
 
 log = logging.getLogger("homecare.upstream")
 

@@ -1,6 +1,6 @@
 """MQTT ingest: QoS 1, persistent session, acknowledgement only after durable hand-off.
 
-A lean asyncio subscriber (wire format in :mod:`gateway.mqttwire`) chosen by measurement: on
+A lean asyncio subscriber (wire format in :mod:`devices.mqttwire`) chosen by measurement: on
 this project's benchmark paho-mqtt drains ~10k msg/s (its network thread and our pipeline fight
 over the GIL), gmqtt ~42k msg/s but only ~20k msg/s when made to acknowledge after processing
 (one task per message; and on MQTT 3.1.1 it always acknowledges on receipt), aiomqtt
@@ -35,7 +35,7 @@ from typing import Final
 
 import msgspec
 
-from gateway import mqttwire as wire
+from devices import mqttwire as wire
 from gateway.config import Settings
 
 log = logging.getLogger("homecare.mqtt")
@@ -55,7 +55,7 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     """Which connection delivered it; acknowledgements never cross connections."""
     retain: bool = False
     """Sent by the broker from its retained store (on a new subscription), not published now:
-    stored state, never a new call (:class:`~gateway.pipeline.Pipeline`)."""
+    stored state, never a new call (:class:`~gateway.ingest.pipeline.Pipeline`)."""
 
 
 _URGENT_KINDS: Final = frozenset({"button", "fall"})

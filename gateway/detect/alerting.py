@@ -32,9 +32,9 @@ from alerts.model import AlertChange, Finding
 from alerts.rules import ImmediateRules
 from alerts.store import AlertStore
 from devices.codec import Message
+from devices.devicetime import AHEAD_MS, ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
-from gateway.devicetime import AHEAD_MS, ClockWindow
 
 log = logging.getLogger("homecare.alerting")
 
@@ -81,7 +81,7 @@ def policy_from_settings(settings: Settings) -> EscalationPolicy:
 def engine_from_settings(settings: Settings, store: AlertStore, *,
                          id_factory: IdFactory | None = None) -> AlertEngine:
     """An :class:`AlertEngine` on ``store`` with the escalation, cancel, clear and update
-    settings, and the clock window (:mod:`gateway.devicetime`): the device times the engine
+    settings, and the clock window (:mod:`devices.devicetime`): the device times the engine
     trusts to tell a replay from a new call. ``id_factory``: seeded ids in replay."""
     return AlertEngine(
         store, policy=policy_from_settings(settings),
@@ -123,7 +123,7 @@ class _Metrics:
 
 
 class AlertingStage:
-    """A pipeline :class:`~gateway.pipeline.Stage` around an :class:`AlertEngine`."""
+    """A pipeline :class:`~gateway.ingest.pipeline.Stage` around an :class:`AlertEngine`."""
 
     name = "alerts"
 

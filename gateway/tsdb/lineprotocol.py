@@ -2,9 +2,9 @@
 
 One measurement per kind of reading, tags ``bed``, ``device``, ``site`` (sorted, as InfluxDB
 prefers), millisecond timestamps (device time: the sample's ``t`` or the message's ``ts``,
-when the device clock is within the window of :class:`~gateway.devicetime.ClockWindow`;
+when the device clock is within the window of :class:`~devices.devicetime.ClockWindow`;
 otherwise the receipt time, with the device time kept in an integer ``device_ts`` field, see
-:mod:`gateway.devicetime`):
+:mod:`devices.devicetime`):
 
 =================  ===============================  ==========================================
 measurement        from                             fields
@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Final
 
 from devices.codec import Message
+from devices.devicetime import ClockWindow
 from devices.schemas import (
     AudioSample,
     BadgeEvent,
@@ -47,7 +48,6 @@ from devices.schemas import (
     VitalsSample,
 )
 from devices.topics import Address, Kind
-from gateway.devicetime import ClockWindow
 
 MEASUREMENTS: Final = (
     "infrared", "audio", "vitals", "button_event", "recording", "fall_event", "badge_event",
@@ -162,7 +162,7 @@ class LineEncoder:
     """Formats messages as line protocol, caching each device's series key.
 
     ``lines`` with a receipt time checks the message's timestamps against ``window`` and
-    retimes those outside it (:mod:`gateway.devicetime`); :attr:`retimed` counts the points
+    retimes those outside it (:mod:`devices.devicetime`); :attr:`retimed` counts the points
     stored at a time other than their device time."""
 
     __slots__ = ("_keys", "_last_retimed", "retimed", "window")

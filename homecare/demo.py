@@ -1,8 +1,8 @@
 """``homecare demo``: the whole system on one machine with nothing installed (``make run``).
 
-One process runs an embedded MQTT broker (:mod:`gateway.embedded_broker`), simulated beds
+One process runs an embedded MQTT broker (:mod:`homecare.embedded_broker`), simulated beds
 publishing to it with an incident every few minutes (:mod:`simulators.live`), and a real
-:class:`~gateway.service.Gateway` subscribed to it, serving the alert API and the dispatcher
+:class:`~gateway.runtime.Gateway` subscribed to it, serving the alert API and the dispatcher
 console on ``http://127.0.0.1:8080`` with a dispatcher key created at start and printed. Time
 series stay in the gateway's local spool and its in-memory 24 h window (no database needed).
 
@@ -35,8 +35,8 @@ from rich.text import Text
 from alerts.model import AlertChange, Severity
 from gateway import logs
 from gateway.config import Settings, load
-from gateway.embedded_broker import EmbeddedBroker
-from gateway.service import Gateway
+from gateway.runtime import Gateway
+from homecare.embedded_broker import EmbeddedBroker
 
 log = logging.getLogger("homecare.demo")
 

@@ -34,15 +34,15 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from devices.codec import Codec, Message, Rejected
+from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from devices.topics import Address, Channel
-from gateway.deadletter import DeadLetter, DeadLetterStore
-from gateway.dedup import Deduplicator, Verdict
-from gateway.devicetime import ClockWindow
-from gateway.lineprotocol import LineEncoder
-from gateway.metrics import Metrics
-from gateway.mqtt import RawMessage
-from gateway.spool import Spool
+from gateway.ingest.connection import RawMessage
+from gateway.ingest.dedup import Deduplicator, Verdict
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetter, DeadLetterStore
+from gateway.storage.spool import Spool
+from gateway.tsdb.lineprotocol import LineEncoder
 
 log = logging.getLogger("homecare.pipeline")
 
@@ -72,7 +72,7 @@ class Pipeline:
                  dedup_window: int = 64, clock_window: ClockWindow | None = None) -> None:
         """``urgent_stages`` (a subset of ``stages``) also take urgent messages ahead of their
         turn through :meth:`process_urgent`, and then not again in :meth:`process`.
-        ``clock_window``: which device times are stored as sent (:mod:`gateway.devicetime`)."""
+        ``clock_window``: which device times are stored as sent (:mod:`devices.devicetime`)."""
         self.codec = codec or Codec()
         self.dedup = Deduplicator(window=dedup_window)
         self.encoder = LineEncoder(window=clock_window)

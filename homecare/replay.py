@@ -2,8 +2,8 @@
 
 Each JSONL line (DESIGN.md, "Recorded traffic") becomes a received message whose receipt time
 is the line's ``t``: decoded and validated by the device codec, deduplicated, counted or
-dead-lettered by the same :class:`~gateway.pipeline.Pipeline` as in the gateway, and handed to
-the :class:`~gateway.alerting.AlertingStage` (immediate rules, the detectors of
+dead-lettered by the same :class:`~gateway.ingest.pipeline.Pipeline` as in the gateway, and
+handed to the :class:`~gateway.detect.alerting.AlertingStage` (immediate rules, the detectors of
 :mod:`gateway.detect`, the real :class:`~alerts.engine.AlertEngine` on an in-memory
 :class:`~alerts.store.AlertStore`). Dead letters go to an in-memory store and are counted.
 Time-series points are neither formatted nor stored.
@@ -44,17 +44,17 @@ from alerts.engine import seeded_ids
 from alerts.model import Alert
 from alerts.rules import ImmediateRules
 from alerts.store import MAX_PAGE, AlertStore
+from devices.devicetime import ClockWindow
 from devices.registry import Registry
-from gateway.alerting import AlertingStage, engine_from_settings
 from gateway.config import Settings
-from gateway.deadletter import DeadLetterStore
 from gateway.detect import build_detectors
-from gateway.devicetime import ClockWindow
-from gateway.lineprotocol import LineEncoder
-from gateway.metrics import Metrics
-from gateway.mqtt import RawMessage
-from gateway.pipeline import Pipeline
-from gateway.spool import Spool
+from gateway.detect.alerting import AlertingStage, engine_from_settings
+from gateway.ingest.connection import RawMessage
+from gateway.ingest.pipeline import Pipeline
+from gateway.monitoring import Metrics
+from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.spool import Spool
+from gateway.tsdb.lineprotocol import LineEncoder
 
 DEFAULT_TICK_MS: Final = 10_000
 """Simulated time between two ticks of the alerting stage."""
