@@ -5,6 +5,12 @@
 * :class:`StoreUnavailable` is the disk failing under the alert store. Changes that could not
   be written stay staged in the engine and go out with the next successful commit, in order.
 * :class:`InvalidCursor` is a pagination cursor the store did not make (HTTP 400).
+* :class:`KeyStoreError` and its kinds: an API key that exists, does not, or has a bad name.
+* :class:`VisitRefused`: a check-in or check-out contradicting its visit (HTTP 409/422 in the
+  API); :class:`ServiceLogUnavailable` is the disk failing under the service log.
+* :class:`HistoryError` and its kinds: bed history the database could not give (retryable:
+  :class:`HistoryUnavailable`, :class:`HistoryBusy`, :class:`HistoryTimeout`; permanent:
+  :class:`HistoryFailed`), each with the HTTP status the API answers.
 
 Storage errors of every store on disk (the gateway's spool, dead letters, service log, outbox
 and this package's alert store and keys) are classified here, once, by :func:`storage_fault`,
@@ -27,8 +33,12 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from alerts.servicelog import RefusalReason, VisitEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,3 +175,78 @@ class StoreUnavailable(AlertError, StorageError):
 
 class InvalidCursor(AlertError, ValueError):
     """A pagination cursor that this store did not produce."""
+
+
+class KeyStoreError(Exception):
+    """Base of the key store's errors."""
+
+
+class KeyExists(KeyStoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an active key named {name!r} exists")
+        self.name = name
+
+
+class KeyNotFound(KeyStoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no active key named {name!r}")
+        self.name = name
+
+
+class InvalidKeyName(KeyStoreError, ValueError):
+    def __init__(self, name: str, reserved: Iterable[str] = ()) -> None:
+        super().__init__(f"invalid key name {name[:80]!r} (allowed: [A-Za-z0-9_.@-]{{1,64}}, "
+                         f"not one of {', '.join(sorted(reserved))})")
+        self.name = name
+
+
+class ServiceLogUnavailable(StorageError):
+    """The service log could not be written or read (disk full, I/O error, locked, corrupt).
+
+    A :class:`~alerts.errors.StorageError` (classified once in :mod:`alerts.errors`), so the
+    ingest pipeline treats it like a failing spool: it retries and acknowledges nothing
+    meanwhile."""
+
+
+class VisitRefused(ValueError):
+    """A check-in or check-out that contradicts its visit's records; nothing was recorded."""
+
+    def __init__(self, event: VisitEvent, reason: RefusalReason, detail: str) -> None:
+        super().__init__(detail)
+        self.event = event
+        self.reason: RefusalReason = reason
+        self.detail = detail
+
+
+class HistoryError(Exception):
+    status = 502
+    code = "bad_gateway"
+    retry_after_s: int | None = None
+
+
+class HistoryUnavailable(HistoryError):
+    """The database could not be reached."""
+
+    status = 503
+    code = "unavailable"
+
+
+class HistoryBusy(HistoryError):
+    """Too many history queries in flight already: refused at once, retry shortly."""
+
+    status = 503
+    code = "history_busy"
+    retry_after_s = 5
+
+
+class HistoryTimeout(HistoryError):
+    """The database did not answer in time: the query was abandoned."""
+
+    status = 504
+    code = "history_timeout"
+
+
+class HistoryFailed(HistoryError):
+    """The database answered with an error."""
+
+    status = 502

@@ -31,6 +31,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from alerts.errors import InvalidKeyName, KeyExists, KeyNotFound
+
 BOOTSTRAP_NAME: Final = "bootstrap"
 """Name under which the bootstrap token acts (reserved)."""
 RESERVED_NAMES: Final = frozenset({BOOTSTRAP_NAME, "system", "person", "environment"})
@@ -78,29 +80,6 @@ class Role(StrEnum):
 
 
 _RANK: Final = {Role.VIEWER: 0, Role.DISPATCHER: 1, Role.ADMIN: 2}
-
-
-class KeyStoreError(Exception):
-    """Base of the key store's errors."""
-
-
-class KeyExists(KeyStoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"an active key named {name!r} exists")
-        self.name = name
-
-
-class KeyNotFound(KeyStoreError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no active key named {name!r}")
-        self.name = name
-
-
-class InvalidKeyName(KeyStoreError, ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"invalid key name {name[:80]!r} (allowed: [A-Za-z0-9_.@-]{{1,64}}, "
-                         f"not one of {', '.join(sorted(RESERVED_NAMES))})")
-        self.name = name
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,7 +147,7 @@ class KeyStore:
                now_ms: int | None = None) -> tuple[ApiKey, str]:
         """A new key and its token (shown once; only the hash is kept)."""
         if not _NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
-            raise InvalidKeyName(name)
+            raise InvalidKeyName(name, RESERVED_NAMES)
         role = Role(role)
         at = _now_ms() if now_ms is None else now_ms
         key_id, token = new_token()

@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from alerts.errors import StorageError, storage_fault
+from alerts.errors import ServiceLogUnavailable, VisitRefused, storage_fault
 from devices.codec import Message
 from devices.schemas import BadgeEvent
 
@@ -115,14 +115,6 @@ _COLUMNS: Final = ("seq, origin, at, recorded_at, site, bed, caregiver, visit, e
                    " services, source, device, actor, prev_hash, hash")
 
 
-class ServiceLogUnavailable(StorageError):
-    """The service log could not be written or read (disk full, I/O error, locked, corrupt).
-
-    A :class:`~alerts.errors.StorageError` (classified once in :mod:`alerts.errors`), so the
-    ingest pipeline treats it like a failing spool: it retries and acknowledges nothing
-    meanwhile."""
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VisitEvent:
     """A check-in or check-out to record (before it has a place in the chain)."""
@@ -142,16 +134,6 @@ class VisitEvent:
     device: str | None = None
     actor: str | None = None
     """The API key's name for API records; ``None`` for device records."""
-
-
-class VisitRefused(ValueError):
-    """A check-in or check-out that contradicts its visit's records; nothing was recorded."""
-
-    def __init__(self, event: VisitEvent, reason: RefusalReason, detail: str) -> None:
-        super().__init__(detail)
-        self.event = event
-        self.reason: RefusalReason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

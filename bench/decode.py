@@ -46,7 +46,8 @@ from devices import (
     VitalsSample,
     format_topic,
 )
-from devices.topics import TopicCache, TopicError
+from devices.errors import TopicError
+from devices.topics import TopicCache
 
 Decoder = Callable[[str, bytes], object]
 

@@ -48,8 +48,10 @@ from typing import Any
 
 import httpx
 
+from devices.broker import BrokerUrl
+from devices.mqttwire import publish_packet
 from simulators.load import pregenerate
-from simulators.mqtt import BrokerUrl, Publisher, publish_packet
+from simulators.mqtt import Publisher
 from tests.servers import GatewayProcess, Mosquitto, VictoriaMetrics
 from tests.slowdb import SlowDatabase
 

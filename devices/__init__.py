@@ -10,7 +10,8 @@ from devices.codec import (
     decode,
     encode,
 )
-from devices.registry import BedSettings, Defaults, Device, Registry, RegistryError
+from devices.errors import ConfigError, ProtocolError, RegistryError, TopicError
+from devices.registry import BedSettings, Defaults, Device, Registry
 from devices.schemas import (
     AudioSample,
     BadgeEvent,
@@ -33,7 +34,6 @@ from devices.topics import (
     Address,
     Channel,
     Kind,
-    TopicError,
     format_topic,
     parse_topic,
 )
@@ -53,6 +53,7 @@ __all__ = [
     "ButtonEvent",
     "Channel",
     "Codec",
+    "ConfigError",
     "Defaults",
     "Device",
     "FallEvent",
@@ -60,6 +61,7 @@ __all__ = [
     "Kind",
     "Message",
     "Payload",
+    "ProtocolError",
     "RecordingEvent",
     "Registry",
     "RegistryError",

@@ -25,6 +25,7 @@ from typing import Any, Final
 import msgspec
 from msgspec import Struct
 
+from devices.errors import TopicError
 from devices.schemas import (
     SAMPLE_FIELDS,
     AudioSample,
@@ -42,7 +43,7 @@ from devices.schemas import (
     VitalsSample,
     VitalsWire,
 )
-from devices.topics import Address, Channel, Kind, TopicCache, TopicError
+from devices.topics import Address, Channel, Kind, TopicCache
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 """Payloads larger than this are rejected (``oversize``) without being parsed."""

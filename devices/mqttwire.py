@@ -1,8 +1,13 @@
-"""The subset of the MQTT 3.1.1 / 5.0 wire format a subscribing gateway needs. Pure, no I/O.
+"""The subset of the MQTT 3.1.1 / 5.0 wire format that devices and the gateway need. Pure, no I/O.
 
-Packets built: CONNECT, SUBSCRIBE, PUBACK, PINGREQ, DISCONNECT. Packets parsed: CONNACK,
-SUBACK, PUBLISH, PINGRESP, PUBACK, DISCONNECT. :class:`PacketReader` splits a byte stream into
-packets, many per ``feed`` call, without copying more than each payload.
+The one packet codec of the project: the gateway's subscriber and the simulated devices both
+build and parse their packets here. Packets built: CONNECT (with a last will and credentials),
+SUBSCRIBE, PUBLISH, PUBACK, PINGREQ, DISCONNECT. Packets parsed: CONNACK, SUBACK, PUBLISH,
+PINGRESP, PUBACK, DISCONNECT. :class:`PacketReader` splits a byte stream into packets, many per
+``feed`` call, without copying more than each payload.
+
+>>> publish_packet("a/b", b"hi", qos=0, retain=False)
+b'0\\x07\\x00\\x03a/bhi'
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from typing import Final
+
+from devices.errors import ProtocolError
 
 CONNECT: Final = 1
 CONNACK: Final = 2
@@ -31,8 +38,20 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 
 
-class ProtocolError(Exception):
-    """The broker sent something this client cannot accept."""
+CONNACK_REFUSALS: Final = {1: "unacceptable protocol version", 2: "client id rejected",
+                            3: "server unavailable", 4: "bad user name or password",
+                            5: "not authorised"}
+"""MQTT 3.1.1 CONNACK return codes other than 0 (accepted), in words."""
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """A device's last will: published by the broker when the device vanishes."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = True
 
 
 def encode_varint(value: int) -> bytes:
@@ -59,9 +78,15 @@ def _packet(first: int, body: bytes) -> bytes:
 
 def connect_packet(*, client_id: str, version: int, keepalive: int, clean_start: bool,
                    username: str | None = None, password: str | None = None,
-                   session_expiry: int = 0, receive_maximum: int = 65535) -> bytes:
+                   will: Will | None = None, session_expiry: int = 0,
+                   receive_maximum: int = 65535) -> bytes:
     flags = 0x02 if clean_start else 0
     payload = _string(client_id)
+    if will is not None:
+        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
+        if version == V5:
+            payload += b"\x00"  # no will properties
+        payload += _string(will.topic) + _string(will.payload)
     if username is not None:
         flags |= 0x80
     if password is not None:
@@ -92,6 +117,14 @@ def subscribe_packet(packet_id: int, topic: str, qos: int, version: int) -> byte
         options |= RETAIN_ON_NEW_SUBSCRIPTION
     body += _string(topic) + bytes((options,))
     return _packet((SUBSCRIBE << 4) | 0x02, body)
+
+
+def publish_packet(topic: str | bytes, payload: bytes, *, qos: int, retain: bool,
+                   packet_id: int = 0, dup: bool = False) -> bytes:
+    """PUBLISH (MQTT 3.1.1 layout, no properties); ``packet_id`` only with QoS 1 or 2."""
+    header = (PUBLISH << 4) | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
+    variable = _string(topic) + (_U16.pack(packet_id) if qos else b"")
+    return bytes((header,)) + encode_varint(len(variable) + len(payload)) + variable + payload
 
 
 def puback_packets(mids: list[int]) -> bytes:

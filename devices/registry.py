@@ -38,11 +38,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from devices.errors import RegistryError
 from devices.topics import Address, Kind, is_valid_id
-
-
-class RegistryError(ValueError):
-    """A registry file that cannot be used; the message names the offending key."""
 
 
 def _clock(value: str, key: str) -> dt.time:

@@ -14,6 +14,8 @@ from typing import Final
 
 import msgspec
 
+from devices.errors import TopicError
+
 PREFIX: Final = "homecare"
 VERSION: Final = "v1"
 SUBSCRIPTION: Final = f"{PREFIX}/{VERSION}/#"
@@ -66,15 +68,6 @@ class Address(msgspec.Struct, frozen=True, gc=False):
     @property
     def topic(self) -> str:
         return format_topic(self.site, self.bed, self.kind, self.device, self.channel)
-
-
-class TopicError(ValueError):
-    """A topic outside the contract. ``reason`` is a short machine-readable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def format_topic(site: str, bed: str, kind: str, device: str, channel: str) -> str:
@@ -144,3 +137,27 @@ class TopicCache:
             del self._entries[next(iter(self._entries))]
         self._entries[topic] = result
         return result
+
+
+URGENT_KINDS: Final = frozenset({Kind.BUTTON, Kind.FALL})
+"""The kinds whose events may open a critical alert at once: the emergency button and the fall
+sensor. The one urgency rule of the project: the gateway's inbox puts their events in the
+urgent lane, replay ends a batch at them, and the immediate rules (:mod:`alerts.rules`) are
+what they reach first."""
+
+
+def is_urgent(topic: str | bytes) -> bool:
+    """Whether a message on ``topic`` may open a critical alert at once (an emergency button
+    or fall sensor event), so it is looked at ahead of the telemetry queued before it.
+
+    >>> is_urgent("homecare/v1/site-01/bed-0001/button/btn-1/event")
+    True
+    >>> is_urgent("homecare/v1/site-01/bed-0001/button/btn-1/status")
+    False
+    """
+    if isinstance(topic, bytes):
+        return False  # not UTF-8: not a device topic, the codec rejects it
+    if not topic.endswith("/event"):
+        return False  # the cheap test first: nearly all traffic is telemetry and status
+    parts = topic.split("/")  # homecare/v1/{site}/{bed}/{kind}/{device}/{channel}
+    return len(parts) == 7 and parts[4] in URGENT_KINDS

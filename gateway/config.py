@@ -17,7 +17,7 @@ import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -27,35 +27,11 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from devices.broker import BrokerUrl
 from devices.topics import SUBSCRIPTION
+from gateway.errors import ConfigError
 
 ENV_PREFIX = "HOMECARE_"
-
-
-class ConfigError(ValueError):
-    """Configuration that cannot work; the message names the setting and its env variable."""
-
-
-class MqttEndpoint:
-    """The parts of an ``mqtt://user:pass@host:port`` / ``mqtts://`` URL."""
-
-    __slots__ = ("host", "password", "port", "tls", "username")
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts"):
-            raise ValueError(f"scheme must be mqtt:// or mqtts://, got {parts.scheme!r}://")
-        if not parts.hostname:
-            raise ValueError("URL has no host")
-        self.tls = parts.scheme == "mqtts"
-        self.host = parts.hostname
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port: {exc}") from None
-        self.port = port or (8883 if self.tls else 1883)
-        self.username = unquote(parts.username) if parts.username else None
-        self.password = unquote(parts.password) if parts.password else None
 
 
 class Settings(BaseSettings):
@@ -237,7 +213,7 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        MqttEndpoint(value)
+        BrokerUrl.parse(value)
         return value
 
     @field_validator("influx_url")
@@ -297,8 +273,8 @@ class Settings(BaseSettings):
     # --- derived ------------------------------------------------------------------------------
 
     @property
-    def mqtt(self) -> MqttEndpoint:
-        return MqttEndpoint(self.mqtt_url)
+    def mqtt(self) -> BrokerUrl:
+        return BrokerUrl.parse(self.mqtt_url)
 
     def secret(self, name: str) -> str | None:
         """A secret from its setting, else from its ``<name>_file`` setting."""

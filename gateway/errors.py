@@ -1,5 +1,13 @@
 """The gateway's few domain exceptions: retryable vs permanent, with context on attributes.
 
+* Permanent, an operator must act: :class:`ConfigError` (settings that cannot work; defined
+  once for every tool in :mod:`devices.errors`), :class:`CredentialsRefused` (the database
+  refuses the gateway's credentials; retried slowly), :class:`RejectedWriteError` (the
+  database refuses these points: they go to the dead letters), :class:`ConnectRefused` (the
+  broker refuses the connection: bad credentials or not authorised).
+* Retryable, heals by itself: :class:`RetryableWriteError` (the database is down or slow),
+  :class:`SpoolFull` (with the ``block`` overflow policy, until the database drains it).
+
 Storage errors (every store on disk, the alert store included) are classified in one place
 shared with the alert package, :mod:`alerts.errors` (:class:`StorageError`,
 :func:`storage_fault`), and re-exported here.
@@ -8,9 +16,11 @@ shared with the alert package, :mod:`alerts.errors` (:class:`StorageError`,
 from __future__ import annotations
 
 from alerts.errors import StorageError, StorageFault, storage_fault
+from devices.errors import ConfigError
 
-__all__ = ["CredentialsRefused", "GatewayError", "RejectedWriteError", "RetryableWriteError",
-           "SpoolFull", "StorageError", "StorageFault", "WriteError", "storage_fault"]
+__all__ = ["ConfigError", "ConnectRefused", "CredentialsRefused", "GatewayError",
+           "RejectedWriteError", "RetryableWriteError", "SpoolFull", "StorageError",
+           "StorageFault", "WriteError", "storage_fault"]
 
 
 class GatewayError(Exception):
@@ -48,3 +58,11 @@ class CredentialsRefused(WriteError):
     """The database refused the gateway's credentials (HTTP 401/403): a configuration error
     (token, user, password, org or bucket rights), not an outage. The points stay spooled;
     retrying soon would not help, so it is retried slowly until someone fixes it."""
+
+
+class ConnectRefused(GatewayError):
+    """The broker refused the connection (CONNACK code): bad credentials, not authorised."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"broker refused the connection (code {code:#x})")
+        self.code = code

@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -25,17 +26,27 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from alerts.api import ApiContext, install, reader_from_settings
+from alerts.api import ApiContext, install
 
 if TYPE_CHECKING:
-    from gateway.runtime import Gateway
+    from gateway.monitoring import Metrics
 
 log = logging.getLogger("homecare.http")
 
 ShutdownHook = Callable[[], Awaitable[None] | None]
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``/readyz`` asks: each check's state, and why the failing ones fail."""
+
+    checks: Callable[[], dict[str, bool]]
+    reasons: Callable[[], dict[str, str]]
+
+
+def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
+    """The HTTP app from its parts: health checks, the metrics to expose, and what the alert
+    API works on (``api.history``, when set, is closed on :func:`shutdown`)."""
     # The OpenAPI page's script and styles are served by the gateway itself (fastapi-offline
     # bundles them): a care station may have no internet, and no page of ours uses a CDN.
     app = FastAPIOffline(title="Home-care gateway", version="1", docs_url="/docs",
@@ -47,27 +58,23 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/readyz", tags=["operations"])
     async def readyz() -> JSONResponse:
-        checks = gateway.readiness()
+        checks = health.checks()
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ready": status == 200, "checks": checks}
         if status != 200:
-            reasons = gateway.readiness_reasons()
+            reasons = health.reasons()
             body["reasons"] = {name: reasons.get(name, "failing")
                                for name, ok in checks.items() if not ok}
         return JSONResponse(body, status_code=status)
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
-        return Response(gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    history = reader_from_settings(gateway.settings, metrics=gateway.metrics.registry)
-    close_streams = install(app, ApiContext(
-        keys=gateway.keys, registry=gateway.registry, live=gateway.live,
-        service_log=gateway.service_log, alert_store=gateway.alert_store,
-        engine=gateway.alerts, history=history))
+    close_streams = install(app, api)
     hooks: list[ShutdownHook] = [close_streams]
-    if history is not None:
-        hooks.append(history.close)
+    if api.history is not None:
+        hooks.append(api.history.close)
     app.state.shutdown_hooks = hooks
 
     from alerts.console import router as console

@@ -12,7 +12,7 @@ Threads: the emergency path (alert commits, :meth:`Gateway._commit_alerts`) and 
 path (the batch commit before acknowledgement) each have a dedicated thread of their own, and
 the detectors another; none of them uses the default thread pool, which the API and other
 neighbours share, so a slow database answering history queries (own bounded pool, time-out:
-:mod:`alerts.api._history`) never delays an emergency call.
+:mod:`alerts.api._history`, :mod:`gateway.tsdb.history`) never delays an emergency call.
 
 Storage trouble is never fatal (:mod:`gateway.storage.health`): a batch whose commit fails (disk
 full, I/O error, a corrupt dead-letter file) is held unacknowledged and retried; ``/readyz``
@@ -39,7 +39,7 @@ import zoneinfo
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
@@ -49,9 +49,9 @@ from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import AlertStore
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
-from gateway.config import ConfigError, Settings
+from gateway.config import Settings
 from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
-from gateway.errors import SpoolFull
+from gateway.errors import ConfigError, SpoolFull
 from gateway.ingest.connection import Inbox, MqttSource
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.monitoring import Metrics
@@ -61,6 +61,9 @@ from gateway.storage.spool import Spool
 from gateway.tsdb.drainer import SinkWriter
 from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
 from gateway.upstream.delivery import Outbox, Upstream
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("homecare.gateway")
 
@@ -210,11 +213,11 @@ class Gateway:
                             if self.upstream is not None else None)
                 http = None
                 if self.serve_http:
-                    from gateway.http import create_app, serve
+                    from gateway.http import serve
 
                     host, port = self.settings.api_host_port
                     http = tasks.create_task(
-                        serve(create_app(self), host, port, self.http_started), name="http")
+                        serve(self._http_app(), host, port, self.http_started), name="http")
                 # Everything made so far (modules, classes, registry, app) lives as long as
                 # the process: keep it out of the collector's full passes, which otherwise
                 # stall the loop for 100+ ms under load (measured in the latency benchmark).
@@ -254,6 +257,20 @@ class Gateway:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _http_app(self) -> FastAPI:
+        """The HTTP app from explicit parts: health, metrics, and what the alert API reads."""
+        # Imported here: a gateway without HTTP (replay, benchmarks) never loads the web stack.
+        from alerts.api import ApiContext
+        from gateway.http import Health, create_app
+        from gateway.tsdb.history import reader_from_settings
+
+        history = reader_from_settings(self.settings, metrics=self.metrics.registry)
+        return create_app(
+            health=Health(self.readiness, self.readiness_reasons), metrics=self.metrics,
+            api=ApiContext(keys=self.keys, registry=self.registry, live=self.live,
+                           service_log=self.service_log, alert_store=self.alert_store,
+                           engine=self.alerts, history=history))
 
     # --- ingest -------------------------------------------------------------------------------
 

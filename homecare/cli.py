@@ -64,7 +64,7 @@ def gateway_command(
         "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Run the gateway service: MQTT in, time series out, until SIGTERM."""
-    from gateway.config import ConfigError
+    from gateway.errors import ConfigError
     from gateway.runner import main as run_gateway
 
     try:
@@ -90,7 +90,8 @@ _DataDirOption = Annotated[Path | None, typer.Option(
 
 
 def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> Path:
-    from gateway.config import ConfigError, load
+    from gateway.config import load
+    from gateway.errors import ConfigError
 
     if data_dir is None:
         try:
@@ -181,7 +182,8 @@ def upstream_family_secret(
     """Print the secret that signs what goes to this bed's family webhook (derived from
     HOMECARE_UPSTREAM_SECRET; give it to the family's service, which checks
     X-Homecare-Signature with it). It signs nothing for the platform or for another bed."""
-    from gateway.config import ConfigError, load
+    from gateway.config import load
+    from gateway.errors import ConfigError
     from gateway.upstream.delivery import family_secret
 
     try:
@@ -205,7 +207,8 @@ def keys_create(
     data_dir: _DataDirOption = None,
 ) -> None:
     """Create a key and print its token once (only its hash is kept)."""
-    from alerts.keys import KeyExists, KeyStoreError, Role
+    from alerts.errors import KeyExists, KeyStoreError
+    from alerts.keys import Role
 
     try:
         parsed = Role(role)
@@ -254,7 +257,7 @@ def keys_revoke(
     data_dir: _DataDirOption = None,
 ) -> None:
     """Revoke a key; it stops working at once, also in a running gateway."""
-    from alerts.keys import KeyNotFound
+    from alerts.errors import KeyNotFound
 
     store = _key_store(config, data_dir)
     try:
@@ -304,8 +307,10 @@ def replay_command(
     the same input gives the same alerts. Lines that cannot be read are skipped and reported
     on stderr per reason with their first line numbers; the command then exits 1 unless
     --skip-unreadable is given."""
-    from devices.registry import Registry, RegistryError
-    from gateway.config import ConfigError, load
+    from devices.errors import RegistryError
+    from devices.registry import Registry
+    from gateway.config import load
+    from gateway.errors import ConfigError
     from homecare.replay import replay_file
 
     if tick_s <= 0 or dispatcher_after_min < 0:
@@ -357,7 +362,8 @@ def evaluate_command(
 
     import msgspec
 
-    from homecare.evaluate import evaluate, read_alerts, read_labels
+    from devices.labels import read_labels
+    from homecare.evaluate import evaluate, read_alerts
 
     if tolerance_s < 0 or (bed_days is not None and bed_days <= 0):
         raise typer.BadParameter("tolerance-s must not be negative, bed-days must be positive")

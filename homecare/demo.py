@@ -171,7 +171,8 @@ def _data_dir(path: Path | None) -> Iterator[Path]:
 
 def create_demo_key(gateway: Gateway) -> str:
     """A fresh dispatcher key in the gateway's key store (an older demo key is revoked)."""
-    from alerts.keys import KeyNotFound, Role
+    from alerts.errors import KeyNotFound
+    from alerts.keys import Role
 
     keys = gateway.keys
     with contextlib.suppress(KeyNotFound):

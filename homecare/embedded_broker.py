@@ -19,13 +19,11 @@ from typing import Any
 
 from amqtt.broker import Broker
 
+from homecare.errors import EmbeddedBrokerError
+
 _PLUGINS = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
 """Only anonymous auth: amqtt's default packet logger and $SYS publisher cost time per message
 and add nothing to a demo."""
-
-
-class EmbeddedBrokerError(RuntimeError):
-    """The embedded broker could not start (port taken, bad address)."""
 
 
 class EmbeddedBroker:

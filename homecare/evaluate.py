@@ -25,17 +25,10 @@ import msgspec
 import numpy as np
 
 from alerts.model import AlertType
+from devices.labels import Label
 
 DAY_MS: Final = 86_400_000
 DEFAULT_TOLERANCE_S: Final = 600.0
-
-
-class Label(msgspec.Struct, frozen=True):
-    site: str
-    bed: str
-    type: str
-    start: int
-    end: int
 
 
 class AlertRecord(msgspec.Struct, frozen=True):
@@ -143,11 +136,6 @@ def _duration(seconds: float | None) -> str:
     if abs(seconds) < 120:
         return f"{seconds:.1f}s"
     return f"{seconds / 60:.1f}m"
-
-
-def read_labels(data: bytes) -> list[Label]:
-    decoder = msgspec.json.Decoder(Label)
-    return [decoder.decode(line) for line in data.splitlines() if line.strip()]
 
 
 def read_alerts(data: bytes) -> list[AlertRecord]:

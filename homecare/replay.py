@@ -29,8 +29,6 @@ wrote floats may have rounded them.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -46,6 +44,8 @@ from alerts.rules import ImmediateRules
 from alerts.store import MAX_PAGE, AlertStore
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
+from devices.topics import is_urgent
+from devices.traffic import decode_line, unreadable_reason
 from gateway.config import Settings
 from gateway.detect import build_detectors
 from gateway.detect.alerting import AlertingStage, engine_from_settings
@@ -64,16 +64,6 @@ MAX_BATCH: Final = 5_000
 """Messages per pipeline batch at most (a burst of traffic within one tick)."""
 UNREADABLE_EXAMPLES: Final = 5
 """Line numbers kept per reason a line could not be read."""
-
-
-class TrafficLine(msgspec.Struct, frozen=True):
-    t: int
-    topic: str
-    payload: str | None = None
-    payload_b64: str | None = None
-    retain: bool = False
-    """Delivered by the broker from its retained store: an event so marked is stored state,
-    never a new call (as in the gateway)."""
 
 
 @dataclass(slots=True)
@@ -144,23 +134,6 @@ class ReplaySummary:
             at.append(line_number)
 
 
-def unreadable_reason(exc: Exception) -> str:
-    """Why a traffic line could not be read, in words that are the same for every such line
-    (so lines can be counted per reason)."""
-    if isinstance(exc, msgspec.ValidationError):
-        message = str(exc)
-        if message.endswith("at `$.t`"):
-            return "t is not an integer epoch ms"
-        return f"not a traffic record ({message})"
-    if isinstance(exc, msgspec.DecodeError):
-        return "not JSON"
-    if isinstance(exc, binascii.Error):
-        return "payload_b64 is not base64"
-    if isinstance(exc, UnicodeError):
-        return "payload is not text"
-    return str(exc)
-
-
 class _DiscardSpool:
     """Stands in for the on-disk spool: replay stores no time series."""
 
@@ -182,27 +155,16 @@ class _NoPoints:
 def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[RawMessage]:
     """Received messages from traffic JSONL lines; unreadable lines are counted per reason,
     with their line numbers (:meth:`ReplaySummary.skipped`), and skipped."""
-    decode = msgspec.json.Decoder(TrafficLine).decode
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         summary.lines += 1
         try:
-            record = decode(line)
-            if record.payload is not None:
-                payload = record.payload.encode("utf-8")
-            elif record.payload_b64 is not None:
-                payload = base64.b64decode(record.payload_b64, validate=True)
-            else:
-                raise ValueError("no payload or payload_b64")
+            t, topic, payload, retain = decode_line(line)
         except ValueError as exc:  # msgspec.DecodeError, binascii.Error, UnicodeError too
             summary.skipped(number, unreadable_reason(exc))
             continue
-        yield RawMessage(record.topic, payload, 0, 1, record.t, retain=record.retain)
-
-
-def _urgent(topic: str) -> bool:
-    return topic.endswith("/event") and ("/button/" in topic or "/fall/" in topic)
+        yield RawMessage(topic, payload, 0, 1, t, retain=retain)
 
 
 class Replayer:
@@ -258,7 +220,7 @@ class Replayer:
             batch = self._batch
             batch.append(raw)
             topic = raw.topic
-            if len(batch) >= MAX_BATCH or (isinstance(topic, str) and _urgent(topic)):
+            if len(batch) >= MAX_BATCH or is_urgent(topic):
                 self._flush()
         summary.elapsed_s += time.perf_counter() - started
 

@@ -11,26 +11,24 @@ outside tests, benchmarks and the CLI imports this package (STYLE.md).
 True
 """
 
+from devices.errors import ConfigError
 from simulators.config import (
     DEFAULT_START,
     BedSpec,
-    ConfigError,
     ForcedIncident,
     SimConfig,
     TelemetryConfig,
     bed_specs,
 )
 from simulators.faults import FAULT_KINDS
-from simulators.labels import ALERT_TYPES, Label
 from simulators.live import LiveStats, run_live
 from simulators.load import PublishResult, pregenerate, publish_all
-from simulators.offline import Summary, read_labels, traffic_line, write
+from simulators.offline import Summary, traffic_line, write
 from simulators.registry_toml import registry_toml
 from simulators.stream import Simulation, live, offline
 from simulators.traffic import Action, Emission
 
 __all__ = [
-    "ALERT_TYPES",
     "DEFAULT_START",
     "FAULT_KINDS",
     "Action",
@@ -38,7 +36,6 @@ __all__ = [
     "ConfigError",
     "Emission",
     "ForcedIncident",
-    "Label",
     "LiveStats",
     "PublishResult",
     "SimConfig",
@@ -50,7 +47,6 @@ __all__ = [
     "offline",
     "pregenerate",
     "publish_all",
-    "read_labels",
     "registry_toml",
     "run_live",
     "traffic_line",

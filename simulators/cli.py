@@ -16,19 +16,20 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from devices.broker import BrokerUrl
+from devices.errors import ConfigError
+from devices.labels import ALERT_TYPES
 from simulators.config import (
     DEFAULT_FAULT_RATE,
     DEFAULT_INCIDENTS_PER_BED_DAY,
     DEFAULT_START,
     DEFAULT_TIMEZONE,
-    ConfigError,
     ForcedIncident,
     SimConfig,
     TelemetryConfig,
 )
-from simulators.labels import ALERT_TYPES
+from simulators.errors import MqttError
 from simulators.live import LiveStats, run_live
-from simulators.mqtt import BrokerUrl, MqttError
 from simulators.offline import write
 from simulators.registry_toml import registry_toml
 from simulators.stream import offline
@@ -139,7 +140,7 @@ def simulate(
         try:
             BrokerUrl.parse(mqtt_url)
         except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            raise typer.BadParameter(f"--mqtt-url: {exc}") from None
         if speed <= 0 or (rate is not None and rate <= 0) or (duration is not None
                                                               and duration <= 0):
             raise typer.BadParameter("speed, rate and duration must be positive")

@@ -11,7 +11,8 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Final
 
-from simulators.labels import ALERT_TYPES
+from devices.errors import ConfigError
+from devices.labels import ALERT_TYPES
 
 DEFAULT_START: Final = dt.date(2026, 11, 2)
 """Fixed default start date: a run never depends on the day it is made."""
@@ -25,10 +26,6 @@ DEFAULT_FAULT_RATE: Final = 0.002
 
 BEDS_PER_CAREGIVER: Final = 4
 """A caregiver serves this many beds of one site, one visit slot each, so never double-booked."""
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the setting."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -3,7 +3,7 @@
 Each incident type has one placer that picks a time in its plausible window (falls while
 awake, night bed-exits at night, inactivity in daytime...), keeps clear of other incidents
 and visits, and returns the activity overlay, device events and device conditions that make
-it visible, plus its :class:`~simulators.labels.Label`. Incidents are built to be
+it visible, plus its :class:`~devices.labels.Label`. Incidents are built to be
 unambiguous: a night fall is always recovered quickly (so it is not also a night bed-exit),
 a day fall without recovery is found within 80 minutes (so it is not also inactivity),
 vital signs leave the person's range by far and for at least 15 minutes.
@@ -18,6 +18,7 @@ from typing import Final
 import numpy as np
 
 from devices import ButtonEvent, FallEvent
+from devices.labels import Label
 from devices.schemas import ButtonAction, FallAction, Posture
 from simulators.activity import (
     ACTIVE,
@@ -39,7 +40,6 @@ from simulators.activity import (
 from simulators.clock import HOUR_MS, MINUTE_MS, LocalDay
 from simulators.config import BedSpec, TelemetryConfig
 from simulators.events import BATTERY_ROLES, SENSOR_ROLES, DeviceEffect, Event, Role
-from simulators.labels import Label
 from simulators.visits import Variant, VisitPlan, plan_visit, slot_window
 
 BUFFER_MS: Final = 45 * MINUTE_MS

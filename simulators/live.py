@@ -26,9 +26,12 @@ from typing import BinaryIO
 import msgspec
 
 from devices import Codec, Status
+from devices.broker import BrokerUrl
+from devices.labels import encode_label
+from devices.mqttwire import Will
 from simulators.config import SimConfig
-from simulators.labels import encode_label
-from simulators.mqtt import BrokerUrl, MqttError, Publisher, Will
+from simulators.errors import MqttError
+from simulators.mqtt import Publisher
 from simulators.stream import Simulation, live
 from simulators.traffic import Action, Emission
 

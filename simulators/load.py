@@ -18,9 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import islice
 
+from devices.broker import BrokerUrl
+from devices.mqttwire import publish_packet
 from simulators.clock import local_ms
 from simulators.config import DEFAULT_START, SimConfig
-from simulators.mqtt import BrokerUrl, Publisher, publish_packet
+from simulators.mqtt import Publisher
 from simulators.stream import live
 from simulators.traffic import Action
 

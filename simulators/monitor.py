@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from devices import KINDS, SUBSCRIPTION, TopicError, parse_topic
-from simulators.mqtt import BrokerUrl
+from devices.broker import BrokerUrl
 
 _KINDS = tuple(sorted(KINDS))
 

@@ -12,99 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-import struct
-from dataclasses import dataclass
-from typing import Final
-from urllib.parse import unquote, urlsplit
 
-_DEFAULT_PORTS: Final = {"mqtt": 1883, "tcp": 1883, "mqtts": 8883, "ssl": 8883}
-_CONNACK_ERRORS: Final = {1: "unacceptable protocol version", 2: "client id rejected",
-                          3: "server unavailable", 4: "bad user name or password",
-                          5: "not authorised"}
-_PINGREQ: Final = b"\xc0\x00"
-_DISCONNECT: Final = b"\xe0\x00"
-
-
-class MqttError(Exception):
-    """The broker refused us or the connection failed."""
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerUrl:
-    """``mqtt://[user:pass@]host[:port]``; ``mqtts://`` for TLS (verified with system CAs)."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerUrl:
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS:
-            raise ValueError(f"mqtt-url: scheme must be mqtt:// or mqtts://, got {url!r}")
-        if not parts.hostname:
-            raise ValueError(f"mqtt-url: no host in {url!r}")
-        try:
-            port = parts.port or _DEFAULT_PORTS[parts.scheme]
-        except ValueError:
-            raise ValueError(f"mqtt-url: bad port in {url!r}") from None
-        return cls(host=parts.hostname, port=port, tls=parts.scheme in ("mqtts", "ssl"),
-                   username=unquote(parts.username) if parts.username is not None else None,
-                   password=unquote(parts.password) if parts.password is not None else None)
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return ssl.create_default_context() if self.tls else None
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-def _length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(data: bytes) -> bytes:
-    return struct.pack("!H", len(data)) + data
-
-
-def connect_packet(client_id: str, *, keepalive: int, clean: bool, will: Will | None,
-                   username: str | None, password: str | None) -> bytes:
-    flags = 0x02 if clean else 0
-    body = _field(client_id.encode())
-    if will is not None:
-        flags |= 0x04 | (will.qos << 3) | (0x20 if will.retain else 0)
-        body += _field(will.topic.encode()) + _field(will.payload)
-    if username is not None:
-        flags |= 0x80
-        body += _field(username.encode())
-    if password is not None:
-        flags |= 0x40
-        body += _field(password.encode())
-    variable = b"\x00\x04MQTT\x04" + bytes([flags]) + struct.pack("!H", keepalive)
-    return b"\x10" + _length(len(variable) + len(body)) + variable + body
-
-
-def publish_packet(topic: bytes, payload: bytes, *, qos: int, retain: bool, packet_id: int = 0,
-                   dup: bool = False) -> bytes:
-    header = 0x30 | (0x08 if dup else 0) | (qos << 1) | (0x01 if retain else 0)
-    if qos:
-        variable = struct.pack("!H", len(topic)) + topic + struct.pack("!H", packet_id)
-    else:
-        variable = struct.pack("!H", len(topic)) + topic
-    return bytes([header]) + _length(len(variable) + len(payload)) + variable + payload
+from devices import mqttwire as wire
+from devices.broker import BrokerUrl
+from devices.mqttwire import Will, publish_packet
+from simulators.errors import MqttError
 
 
 class _Protocol(asyncio.Protocol):
@@ -223,14 +135,15 @@ class Publisher:
                 ssl=self.url.ssl_context())
             self._protocol = protocol
             self._connack = loop.create_future()
-            self._write(connect_packet(
-                self.client_id, keepalive=self.keepalive, clean=self.clean_session,
-                will=self.will, username=self.url.username, password=self.url.password))
+            self._write(wire.connect_packet(
+                client_id=self.client_id, version=wire.V311, keepalive=self.keepalive,
+                clean_start=self.clean_session, will=self.will, username=self.url.username,
+                password=self.url.password))
             code = await self._connack
         if code:
             self.abort()
             raise MqttError(f"broker refused {self.client_id}: "
-                            f"{_CONNACK_ERRORS.get(code, f'code {code}')}")
+                            f"{wire.CONNACK_REFUSALS.get(code, f'code {code}')}")
         for packet in list(self._inflight.values()):  # in send order
             self._write(bytes([packet[0] | 0x08]) + packet[1:])  # resend with DUP
         self._connected.set()
@@ -306,7 +219,7 @@ class Publisher:
         self._closing = True
         self.uncork()
         if self._protocol and self._protocol.transport and self.connected:
-            self._write(_DISCONNECT)
+            self._write(wire.DISCONNECT_PACKET)
             self._protocol.transport.close()
         self._stop()
 
@@ -366,7 +279,7 @@ class Publisher:
 
     def _send_ping(self) -> None:
         if self.connected:
-            self._write(_PINGREQ)
+            self._write(wire.PINGREQ_PACKET)
             self._schedule_ping()
 
     def _stop(self) -> None:

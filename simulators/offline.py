@@ -7,7 +7,6 @@ on the configuration and the seed, never on the machine, the clock or dict order
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -17,8 +16,9 @@ from typing import BinaryIO
 import msgspec
 
 from devices import KINDS, TopicError, parse_topic
+from devices.labels import ALERT_TYPES, encode_label
+from devices.traffic import encode_line
 from simulators.faults import FAULT_KINDS
-from simulators.labels import ALERT_TYPES, Label, encode_label
 from simulators.stream import Simulation
 from simulators.traffic import Emission
 
@@ -56,14 +56,8 @@ def _counts(counter: Counter[str], order: Iterable[str]) -> str:
 
 
 def traffic_line(e: Emission) -> bytes:
-    """The JSONL line (with newline) for one received message."""
-    try:
-        text = e.payload.decode("utf-8")
-    except UnicodeDecodeError:
-        body = b'"payload_b64":' + _encoder.encode(base64.b64encode(e.payload).decode("ascii"))
-    else:
-        body = b'"payload":' + _encoder.encode(text)
-    return b'{"t":%d,"topic":%s,%s}\n' % (e.t, _encoder.encode(e.topic), body)
+    """The JSONL line (with newline) for one received message (:mod:`devices.traffic`)."""
+    return encode_line(e.t, e.topic, e.payload)
 
 
 def write(sim: Simulation, out: BinaryIO, *, labels_out: BinaryIO | None = None,
@@ -119,10 +113,3 @@ def _kind_channel(topic: str) -> tuple[str, str]:
     except TopicError:
         return "invalid", "invalid"
     return address.kind.value, address.channel.value
-
-
-def read_labels(data: bytes) -> list[Label]:
-    """Labels from JSONL bytes (as written by :func:`write`)."""
-    decoder = msgspec.json.Decoder(Label)
-    return [decoder.decode(line) for line in data.splitlines() if line.strip()]
-

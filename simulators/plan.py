@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from devices.labels import ALERT_TYPES, Label
 from simulators.activity import Segment
 from simulators.clock import MINUTE_MS, LocalDay
 from simulators.config import BedSpec, SimConfig
 from simulators.events import DeviceEffect, Event
 from simulators.incidents import Context, Incident, place
-from simulators.labels import ALERT_TYPES, Label
 from simulators.person import Person
 from simulators.routine import plan_routine, sleep_window
 from simulators.visits import plan_visit, slot_window

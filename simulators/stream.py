@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from devices.labels import Label, label_sort_key
 from simulators.clock import HOUR_MS, local_ms
 from simulators.config import BedSpec, SimConfig, bed_specs
 from simulators.faults import FaultInjector
-from simulators.labels import Label, label_sort_key
 from simulators.plan import Deck
 from simulators.traffic import BedTraffic, Emission
 

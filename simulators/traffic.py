@@ -28,12 +28,12 @@ from devices import (
     VitalsSample,
     format_topic,
 )
+from devices.labels import Label
 from simulators.activity import ROOM_ZONE, ZONES
 from simulators.clock import HOUR_MS, MINUTE_MS, LocalDay, local_date
 from simulators.config import BedSpec, SimConfig
 from simulators.events import BATTERY_ROLES, SENSOR_ROLES, DeviceEffect, Event, Role
 from simulators.incidents import heartbeat_s
-from simulators.labels import Label
 from simulators.person import Person
 from simulators.plan import BedPlanner, DayPlan, Deck
 from simulators.render import Frame, render

@@ -10,8 +10,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from devices.broker import BrokerUrl
 from gateway.runtime import Gateway
-from simulators.mqtt import BrokerUrl, Publisher
+from simulators.mqtt import Publisher
 
 API_KEY = "in-process-admin-key-0123456789"
 

@@ -16,13 +16,7 @@ from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
-from alerts.api._history import (
-    HistoryError,
-    HistoryReader,
-    InfluxV1History,
-    InfluxV2History,
-    reader_from_settings,
-)
+from alerts.api._history import BoundedHistory, HistoryReader
 from alerts.api._limits import BodyLimit
 from alerts.api._stream import ChangeHub, event_stream, format_event
 
@@ -62,14 +56,11 @@ __all__ = [
     "PREFIX",
     "ApiContext",
     "ApiError",
+    "BoundedHistory",
     "ChangeHub",
-    "HistoryError",
     "HistoryReader",
-    "InfluxV1History",
-    "InfluxV2History",
     "event_stream",
     "format_event",
     "install",
-    "reader_from_settings",
     "wall_clock_ms",
 ]

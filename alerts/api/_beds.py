@@ -20,7 +20,6 @@ from alerts.api._alerts import alert_out
 from alerts.api._auth import require
 from alerts.api._context import ApiContext
 from alerts.api._errors import ApiError, error_responses
-from alerts.api._history import HistoryError
 from alerts.api._models import (
     EPOCH_MS_MAX,
     ID_PATTERN,
@@ -32,6 +31,7 @@ from alerts.api._models import (
     Reading,
     Series,
 )
+from alerts.errors import HistoryError
 from alerts.keys import Role
 from alerts.livestate import METRICS, DeviceState, connectivity
 from alerts.model import Alert

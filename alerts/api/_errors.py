@@ -21,8 +21,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api._models import ErrorBody
-from alerts.errors import AlertNotFound, InvalidCursor, InvalidTransition, StoreUnavailable
-from alerts.servicelog import ServiceLogUnavailable
+from alerts.errors import (
+    AlertNotFound,
+    InvalidCursor,
+    InvalidTransition,
+    ServiceLogUnavailable,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("homecare.api")
 

@@ -18,7 +18,8 @@ from alerts.api._models import (
     KeyList,
     KeyOut,
 )
-from alerts.keys import NAME_PATTERN, ApiKey, InvalidKeyName, KeyExists, KeyNotFound, Role
+from alerts.errors import InvalidKeyName, KeyExists, KeyNotFound
+from alerts.keys import NAME_PATTERN, ApiKey, Role
 
 
 def key_out(key: ApiKey) -> KeyOut:

@@ -33,8 +33,9 @@ from alerts.api._models import (
     ServiceLogPage,
     ServiceLogRecordOut,
 )
+from alerts.errors import VisitRefused
 from alerts.keys import Role
-from alerts.servicelog import RefusedVisit, ServiceRecord, VisitEvent, VisitRefused, api_origin
+from alerts.servicelog import RefusedVisit, ServiceRecord, VisitEvent, api_origin
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:

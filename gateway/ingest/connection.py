@@ -31,12 +31,14 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Final
 
 import msgspec
 
 from devices import mqttwire as wire
+from devices.errors import ProtocolError
+from devices.topics import is_urgent
 from gateway.config import Settings
+from gateway.errors import ConnectRefused
 
 log = logging.getLogger("homecare.mqtt")
 
@@ -56,20 +58,6 @@ class RawMessage(msgspec.Struct, frozen=True, gc=False):
     retain: bool = False
     """Sent by the broker from its retained store (on a new subscription), not published now:
     stored state, never a new call (:class:`~gateway.ingest.pipeline.Pipeline`)."""
-
-
-_URGENT_KINDS: Final = frozenset({"button", "fall"})
-
-
-def is_urgent(topic: str | bytes) -> bool:
-    """Whether a message on ``topic`` may open a critical alert at once (an emergency button
-    or fall sensor event), so it is looked at ahead of the telemetry queued before it."""
-    if isinstance(topic, bytes):
-        return False  # not UTF-8: not a device topic, the codec rejects it
-    if not topic.endswith("/event"):
-        return False  # the cheap test first: nearly all traffic is telemetry and status
-    parts = topic.split("/")  # homecare/v1/{site}/{bed}/{kind}/{device}/{channel}
-    return len(parts) == 7 and parts[4] in _URGENT_KINDS
 
 
 class Inbox:
@@ -159,12 +147,6 @@ class Inbox:
         return len(self._items)
 
 
-class ConnectRefused(Exception):
-    def __init__(self, code: int) -> None:
-        super().__init__(f"broker refused the connection (code {code:#x})")
-        self.code = code
-
-
 class _Connection(asyncio.Protocol):
     def __init__(self, source: MqttSource, version: int) -> None:
         self.source = source
@@ -186,7 +168,7 @@ class _Connection(asyncio.Protocol):
         self.last_received = time.monotonic()
         try:
             packets = self.reader.feed(data)
-        except (wire.ProtocolError, IndexError) as exc:
+        except (ProtocolError, IndexError) as exc:
             log.error("mqtt.protocol_error error=%s; reconnecting", exc)
             self.abort()
             return
@@ -202,12 +184,12 @@ class _Connection(asyncio.Protocol):
             if kind == wire.CONNACK and not self.connack.done():
                 try:
                     self.connack.set_result(wire.parse_connack(body))
-                except wire.ProtocolError as exc:
+                except ProtocolError as exc:
                     self.connack.set_exception(exc)
             elif kind == wire.SUBACK and not self.suback.done():
                 try:
                     self.suback.set_result(wire.parse_suback(body, self.reader.version)[1])
-                except wire.ProtocolError as exc:
+                except ProtocolError as exc:
                     self.suback.set_exception(exc)
             elif kind == wire.DISCONNECT:
                 reason = body[0] if body else 0
@@ -278,7 +260,7 @@ class MqttSource:
             try:
                 await self._session()
                 backoff, failures = 0.5, 0
-            except (OSError, TimeoutError, ConnectRefused, wire.ProtocolError) as exc:
+            except (OSError, TimeoutError, ConnectRefused, ProtocolError) as exc:
                 failures += 1
                 if failures == 1:
                     log.warning("mqtt.unavailable host=%s port=%s error=%s; retrying with "

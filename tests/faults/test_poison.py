@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from devices import REASONS
+from devices.broker import BrokerUrl
 from gateway.ingest.pipeline import INTERNAL_ERROR
 from simulators.load import pregenerate
-from simulators.mqtt import BrokerUrl, Publisher
+from simulators.mqtt import Publisher
 from tests.corruption import BOM, corrupt
 from tests.ingest import publish
 from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devices.broker import BrokerUrl
 from simulators.load import pregenerate
-from simulators.mqtt import BrokerUrl, Publisher
+from simulators.mqtt import Publisher
 from tests.ingest import start_gateway
 from tests.servers import GatewayProcess, Mosquitto
 

@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.mqtt import BrokerUrl, Publisher
+from devices.broker import BrokerUrl
+from simulators.mqtt import Publisher
 from tests.ingest import publish
 from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 

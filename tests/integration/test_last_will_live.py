@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from simulators.mqtt import BrokerUrl, Publisher, Will
+from devices.broker import BrokerUrl
+from devices.mqttwire import Will
+from simulators.mqtt import Publisher
 from tests.ingest import start_gateway
 from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 

@@ -13,10 +13,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from homecare.embedded_broker import EmbeddedBroker, EmbeddedBrokerError
+from devices.broker import BrokerUrl
+from devices.mqttwire import Will
+from homecare.embedded_broker import EmbeddedBroker
+from homecare.errors import EmbeddedBrokerError
 from simulators.config import SimConfig
 from simulators.live import run_live
-from simulators.mqtt import BrokerUrl, Publisher, Will
+from simulators.mqtt import Publisher
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,12 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from devices import SUBSCRIPTION, Codec, Message, Status
+from devices.broker import BrokerUrl
+from devices.mqttwire import Will
 from simulators.config import ForcedIncident, SimConfig
 from simulators.live import run_live
 from simulators.load import pregenerate, publish_all
-from simulators.mqtt import BrokerUrl, Publisher, Will
+from simulators.mqtt import Publisher
 from tests.servers import Mosquitto
 
 pytestmark = pytest.mark.integration

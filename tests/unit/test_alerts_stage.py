@@ -18,13 +18,14 @@ from alerts.engine import AlertEngine
 from alerts.model import AlertType, Finding, Severity
 from alerts.store import AlertStore
 from devices import Codec, Message, Registry
-from gateway.config import ConfigError, load
+from gateway.config import load
 from gateway.detect.alerting import (
     AlertingStage,
     engine_from_settings,
     load_detectors,
     policy_from_settings,
 )
+from gateway.errors import ConfigError
 
 T0 = 1_763_884_800_000
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alerts.api import HistoryError
-from alerts.api._history import HistoryFailed, HistoryUnavailable, flux, influxql
+from alerts.errors import HistoryError, HistoryFailed, HistoryUnavailable
 from devices.registry import Registry
+from gateway.tsdb.history import flux, influxql
 from tests.unit.test_api_app import T0, Harness, api, build
 
 __all__ = ["api"]

@@ -174,7 +174,7 @@ async def test_badge_events_set_aside_are_listed_with_their_reason(api: Harness)
 
 
 async def test_a_failing_service_log_is_503_and_records_nothing(api: Harness) -> None:
-    from alerts.servicelog import ServiceLogUnavailable
+    from alerts.errors import ServiceLogUnavailable
 
     def failing(*args: object, **kwargs: object) -> None:
         raise ServiceLogUnavailable("service log write failed: disk I/O error")

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from devices import Codec, Message
-from gateway.config import ConfigError, load
+from gateway.config import load
+from gateway.errors import ConfigError
 from gateway.tsdb.lineprotocol import LineEncoder
 
 codec = Codec()

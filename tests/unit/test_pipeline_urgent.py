@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from devices import Message
-from gateway.ingest.connection import Inbox, RawMessage, is_urgent
+from devices.topics import is_urgent
+from gateway.ingest.connection import Inbox, RawMessage
 from gateway.ingest.pipeline import Pipeline
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore

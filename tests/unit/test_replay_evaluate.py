@@ -11,7 +11,8 @@ import pytest
 
 from alerts.model import Alert, AlertStatus, AlertType, Severity
 from devices import Registry
-from homecare.evaluate import AlertRecord, Label, evaluate, read_alerts, read_labels
+from devices.labels import Label, read_labels
+from homecare.evaluate import AlertRecord, evaluate, read_alerts
 from homecare.replay import DISPATCHER, ReplaySummary, replay_file
 
 T0 = 1_793_548_800_000

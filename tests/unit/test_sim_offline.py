@@ -28,11 +28,11 @@ from devices import (
     Telemetry,
     VitalsSample,
 )
+from devices.labels import ALERT_TYPES, Label, read_labels
 from simulators.clock import LocalDay
 from simulators.config import DEFAULT_START, SimConfig, bed_specs
 from simulators.faults import FAULT_KINDS, VARIANTS
-from simulators.labels import ALERT_TYPES, Label
-from simulators.offline import Summary, read_labels, write
+from simulators.offline import Summary, write
 from simulators.stream import offline
 from simulators.visits import SERVICES
 

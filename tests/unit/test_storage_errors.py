@@ -14,8 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from alerts.errors import StorageError, StorageFault, StoreUnavailable, storage_fault
-from alerts.servicelog import ServiceLogUnavailable
+from alerts.errors import (
+    ServiceLogUnavailable,
+    StorageError,
+    StorageFault,
+    StoreUnavailable,
+    storage_fault,
+)
 
 
 def _error(run: object) -> BaseException:

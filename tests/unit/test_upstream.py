@@ -270,7 +270,8 @@ async def test_a_bed_with_a_family_webhook_has_its_records_delivered_there_too(
 
 def test_family_webhooks_without_a_secret_fail_at_start(tmp_path: Path) -> None:
     from devices.registry import Registry
-    from gateway.config import ConfigError, Settings
+    from gateway.config import Settings
+    from gateway.errors import ConfigError
     from gateway.runtime import Gateway
 
     registry = Registry.from_mapping({"sites": {"s1": {"beds": {"bed-0001": {

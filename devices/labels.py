@@ -1,4 +1,8 @@
-"""Ground-truth labels: what the simulator made happen, for scoring a detector.
+"""Ground-truth labels: what really happened, for scoring the alerts a gateway raised.
+
+The label format is part of the contract (DESIGN.md): simulators write it, ``homecare
+evaluate`` reads it, and so can any traffic generator nobody on the team wrote. One JSON object
+per line, fields in this order: ``{"site", "bed", "type", "start", "end"}`` (epoch ms).
 
 A label uses the alert types of DESIGN.md, so a detector's alerts and the labels can be joined
 on ``(site, bed, type)`` and overlapping time windows. ``start`` is when the condition began
@@ -59,3 +63,13 @@ def encode_label(label: Label) -> bytes:
 
 def label_sort_key(label: Label) -> tuple[int, str, str, str]:
     return (label.start, label.site, label.bed, label.type)
+
+
+def read_labels(data: bytes) -> list[Label]:
+    """Labels from JSONL bytes (blank lines skipped).
+
+    >>> read_labels(encode_label(Label("site-01", "bed-0001", "fall", 1000, 61000)))
+    [Label(site='site-01', bed='bed-0001', type='fall', start=1000, end=61000)]
+    """
+    decoder = msgspec.json.Decoder(Label)
+    return [decoder.decode(line) for line in data.splitlines() if line.strip()]
