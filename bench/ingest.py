@@ -284,7 +284,8 @@ def _client_drains(mq: Mosquitto, messages: list[tuple[str, bytes]]) -> dict[str
 
     def ours_drain() -> float:
         from gateway.config import load
-        from gateway.ingest.connection import Inbox, MqttSource
+        from gateway.ingest.connection import MqttSource
+        from gateway.ingest.inbox import Inbox
 
         _prepare_session(mq, "ours-drain", v5=True)
         _fill(mq, messages)

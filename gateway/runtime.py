@@ -51,8 +51,10 @@ from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
 from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
-from gateway.errors import ConfigError, SpoolFull
-from gateway.ingest.connection import Inbox, MqttSource
+from gateway.errors import ConfigError
+from gateway.ingest.checkpoint import Checkpoint
+from gateway.ingest.connection import MqttSource
+from gateway.ingest.inbox import Inbox
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
@@ -163,8 +165,7 @@ class Gateway:
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
-        self.pipeline = Pipeline(spool=self.spool, deadletters=self.deadletters,
-                                 metrics=self.metrics, registry=registry,
+        self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  stages=(self.alerting, *stages, self.live,
                                          ServiceLogRecorder(self.service_log)),
                                  urgent_stages=(self.alerting,),
@@ -185,11 +186,15 @@ class Gateway:
             self.storage.failed("deadletters", self.deadletters.open_error)
         # Dedicated threads: the emergency path and the ingest commit never wait for a thread
         # of the default pool, which the API, history queries and other neighbours share.
+        self._stopping = asyncio.Event()
         self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
-        self._recall_pending = False
-        self._stopping = asyncio.Event()
+        self.checkpoint = Checkpoint(
+            self.pipeline, spool=self.spool, deadletters=self.deadletters, source=self.source,
+            inbox=self.inbox, storage=self.storage, metrics=self.metrics,
+            thread=self._ingest_thread, stopping=self._stopping,
+            on_spooled=self.sink.notify if self.sink is not None else None)
         self._ingest_done = asyncio.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -289,16 +294,17 @@ class Gateway:
                     not len(self.inbox) or self.alerts.urgent_pending
                     or pipeline.pending_points >= max_points
                     or pipeline.pending_age_s >= max_age or self._stopping.is_set()):
-                await self._flush()
+                await self.checkpoint.flush()
             else:
                 await asyncio.sleep(0)  # let the socket, the urgent lane and the API run
-            if self._recall_pending and not len(self.inbox) and not pipeline.pending_messages:
+            if (self.checkpoint.recall_pending and not len(self.inbox)
+                    and not pipeline.pending_messages):
                 # Storage is back and everything held is committed and acknowledged: have the
                 # broker send again what the inbox shed meanwhile.
-                self._recall_pending = False
+                self.checkpoint.recall_pending = False
                 self.source.recall()
         if pipeline.pending_messages:
-            await self._flush()
+            await self.checkpoint.flush()
 
     async def _urgent_lane(self) -> None:
         """Emergency button and fall events as soon as they are read from the socket, even
@@ -316,54 +322,6 @@ class Gateway:
     async def _in_thread(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: object
                          ) -> T:
         return await asyncio.get_running_loop().run_in_executor(thread, fn, *args)
-
-    async def _flush(self) -> None:
-        """Commit the batch in hand (spool, dead letters, stages), then acknowledge it.
-
-        The one place of commit-then-acknowledge. A store failing holds the batch, and with it
-        intake, unacknowledged: retried until it commits (never given up, never fatal), while
-        the inbox sheds all but urgent messages so emergency calls still come in."""
-        lines, points, rejected, raws = self.pipeline.take()
-        started = time.perf_counter()
-        failing: str | None = None
-        shed_before = self.inbox.shed
-        while True:
-            try:
-                await self._in_thread(self._ingest_thread, self.pipeline.commit, lines, points,
-                                      rejected)
-                break
-            except SpoolFull:
-                # Overflow policy "block": hold this batch (and so intake) until there is room.
-                await asyncio.sleep(0.2)
-            except Exception as exc:
-                if not is_storage_error(exc):
-                    raise
-                store = getattr(exc, "store", "") or "spool"
-                failing = store
-                delay = self.storage.failed(
-                    store, exc, holding=f"a batch of {len(raws)} messages "
-                    f"({points} points, {len(rejected)} dead letters)")
-                self.inbox.shed_when_full(True)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._stopping.wait()
-                if self._stopping.is_set():
-                    # Shutting down with the disk still failing: the batch stays with the
-                    # broker (unacknowledged), which sends it again after the restart.
-                    log.warning("shutdown.batch_not_committed messages=%d; the broker keeps "
-                                "them", len(raws))
-                    return
-        if failing is not None:
-            self.inbox.shed_when_full(False)
-            shed = self.inbox.shed - shed_before
-            self.storage.recovered(failing, what=f"committed_messages={len(raws)} "
-                                   f"shed_messages={shed} (the broker sends those again)")
-            self._recall_pending = shed > 0
-        self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        self.metrics.points_spooled.inc(points)
-        self.source.ack(raws)
-        if self.sink is not None and points:
-            self.sink.notify()
 
     # --- alerts -------------------------------------------------------------------------------
 

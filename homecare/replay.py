@@ -49,11 +49,11 @@ from devices.traffic import decode_line, unreadable_reason
 from gateway.config import Settings
 from gateway.detect import build_detectors
 from gateway.detect.alerting import AlertingStage, engine_from_settings
-from gateway.ingest.connection import RawMessage
+from gateway.ingest.checkpoint import commit
+from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import Pipeline
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
-from gateway.storage.spool import Spool
 from gateway.tsdb.lineprotocol import LineEncoder
 
 DEFAULT_TICK_MS: Final = 10_000
@@ -191,8 +191,7 @@ class Replayer:
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
             detectors=self.detectors)
         self.deadletters = DeadLetterStore(":memory:")
-        self.pipeline = Pipeline(spool=cast(Spool, _DiscardSpool()),
-                                 deadletters=self.deadletters, metrics=Metrics(),
+        self.pipeline = Pipeline(metrics=Metrics(),
                                  registry=self.registry, stages=(self.stage,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)
@@ -256,12 +255,13 @@ class Replayer:
         pipeline = self.pipeline
         duplicates = pipeline.dedup.stats.duplicates
         pipeline.process(raws)
-        lines, points, rejected, _ = pipeline.take()
-        self.summary.accepted += (len(raws) - len(rejected)
+        batch = pipeline.take()
+        self.summary.accepted += (len(raws) - len(batch.deadletters)
                                   - (pipeline.dedup.stats.duplicates - duplicates))
-        for letter in rejected:
+        for letter in batch.deadletters:
             self.summary.dead_letters[letter.reason] += 1
-        pipeline.commit(lines, points, rejected)
+        commit(batch, spool=_DiscardSpool(), deadletters=self.deadletters,
+               stages=pipeline.stages)
 
     def _tick(self, now_ms: int) -> None:
         self.stage.tick(now_ms)

@@ -1,11 +1,11 @@
-"""The ingest pipeline: decode, deduplicate, route; then commit durably before acknowledging.
+"""The ingest pipeline: decode, deduplicate, route, and build the batch to commit.
 
 ``process`` is pure CPU work on the event loop (chunks of a few thousand messages): decode with
 the device codec, drop duplicates, format line protocol for the time-series sink, hand accepted
 messages to the downstream stages (detector, alerts, service log), and set aside rejected
-messages for the dead-letter store. ``commit`` is the blocking part, run in a worker thread: the
-spool append (fsync), the dead letters and every stage's own durable commit. Only after it
-returns are the batch's messages acknowledged to the broker.
+messages for the dead-letter store. ``take`` hands the batch to the checkpoint
+(:mod:`gateway.ingest.checkpoint`), which makes it durable (spool, dead letters, the stages'
+own commits) and only then acknowledges it to the broker.
 
 The urgent lane: ``process_urgent`` takes emergency button and fall events as soon as they are
 read from the socket, ahead of the telemetry queued before them, and hands them to the urgent
@@ -31,17 +31,16 @@ import os
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from devices.codec import Codec, Message, Rejected
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from devices.topics import Address, Channel
-from gateway.ingest.connection import RawMessage
 from gateway.ingest.dedup import Deduplicator, Verdict
+from gateway.ingest.message import RawMessage
 from gateway.monitoring import Metrics
-from gateway.storage.deadletters import DeadLetter, DeadLetterStore
-from gateway.storage.spool import Spool
+from gateway.storage.deadletters import DeadLetter
 from gateway.tsdb.lineprotocol import LineEncoder
 
 log = logging.getLogger("homecare.pipeline")
@@ -65,8 +64,19 @@ class Stage(Protocol):
         """Make what ``accept`` took durable. Runs in a worker thread before acknowledgement."""
 
 
+class Batch(NamedTuple):
+    """What one commit makes durable (:func:`gateway.ingest.checkpoint.commit`)."""
+
+    lines: list[str]
+    """Line-protocol points for the spool."""
+    points: int
+    deadletters: list[DeadLetter]
+    raws: list[RawMessage]
+    """The received messages, acknowledged once the rest is on disk."""
+
+
 class Pipeline:
-    def __init__(self, *, spool: Spool, deadletters: DeadLetterStore, metrics: Metrics,
+    def __init__(self, *, metrics: Metrics,
                  registry: Registry | None = None, stages: Sequence[Stage] = (),
                  urgent_stages: Sequence[Stage] = (), codec: Codec | None = None,
                  dedup_window: int = 64, clock_window: ClockWindow | None = None) -> None:
@@ -76,8 +86,6 @@ class Pipeline:
         self.codec = codec or Codec()
         self.dedup = Deduplicator(window=dedup_window)
         self.encoder = LineEncoder(window=clock_window)
-        self.spool = spool
-        self.deadletters = deadletters
         self.metrics = metrics
         self.registry = registry or Registry()
         self.stages = tuple(stages)
@@ -310,29 +318,12 @@ class Pipeline:
     def pending_age_s(self) -> float:
         return 0.0 if self._oldest is None else time.monotonic() - self._oldest
 
-    def take(self) -> tuple[list[str], int, list[DeadLetter], list[RawMessage]]:
+    def take(self) -> Batch:
         """Detach the current batch for committing; the pipeline starts a new one."""
-        batch = (self._lines, self._points, self._rejected, self._raws)
+        batch = Batch(self._lines, self._points, self._rejected, self._raws)
         self._lines, self._points, self._rejected, self._raws = [], 0, [], []
         self._oldest = None
         return batch
-
-    # --- durable part (worker thread) ---------------------------------------------------------
-
-    def commit(self, lines: list[str], points: int, rejected: list[DeadLetter]) -> None:
-        """Spool the points (fsync), store dead letters, commit the stages. Blocking.
-
-        Retry-safe: each part that succeeded empties its list, so calling again with the same
-        lists after a failure (disk trouble in a later part) does not store anything twice.
-        """
-        if lines:
-            self.spool.append("\n".join(lines).encode(), points)
-            lines.clear()
-        if rejected:
-            self.deadletters.add(rejected)
-            rejected.clear()
-        for stage in self.stages:
-            stage.commit()
 
 
 def _summary(exc: BaseException) -> str:

@@ -18,11 +18,9 @@ from devices.devicetime import (
     sent_ms,
     sent_ms_array,
 )
-from gateway.ingest.connection import RawMessage
+from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import Pipeline
 from gateway.monitoring import Metrics
-from gateway.storage.deadletters import DeadLetterStore
-from gateway.storage.spool import Spool
 
 NOW = 1_796_000_000_000
 
@@ -49,9 +47,7 @@ def test_the_pipeline_stores_wrong_clocks_at_receipt_and_reports_them(tmp_path: 
     metrics = Metrics()
     live = LiveState(clock_window=ClockWindow(behind_ms=86_400_000))
     metrics.watch_clocks(live.wrong_clocks)
-    spool = Spool(tmp_path / "spool")
-    pipeline = Pipeline(spool=spool, deadletters=DeadLetterStore(tmp_path / "dl.sqlite3"),
-                        metrics=metrics, stages=(live,),
+    pipeline = Pipeline(metrics=metrics, stages=(live,),
                         clock_window=ClockWindow(behind_ms=86_400_000))
     topic = "homecare/v1/s1/b1/audio/{}/telemetry"
     pipeline.process([

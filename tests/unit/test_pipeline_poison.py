@@ -17,7 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import Codec, Message, Rejected
-from gateway.ingest.connection import Inbox, RawMessage
+from gateway.ingest.checkpoint import commit
+from gateway.ingest.inbox import Inbox
+from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import INTERNAL_ERROR, Pipeline
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
@@ -76,12 +78,14 @@ class Parts(msgspec.Struct):
     others: Recorder
     deadletters: DeadLetterStore
     metrics: Metrics
+    spool: Spool
 
     def commit(self) -> list[RawMessage]:
         """Commit the batch; the raw messages the gateway would acknowledge."""
-        lines, points, rejected, raws = self.pipeline.take()
-        self.pipeline.commit(lines, points, rejected)
-        return raws
+        batch = self.pipeline.take()
+        commit(batch, spool=self.spool, deadletters=self.deadletters,
+               stages=self.pipeline.stages)
+        return batch.raws
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -93,9 +97,8 @@ def make_parts(tmp_path: Path, *, alerts: Recorder | None = None,
     others = others or Recorder("livestate")
     metrics = Metrics()
     deadletters = DeadLetterStore(tmp_path / "dl.sqlite3")
-    pipeline = Pipeline(spool=Spool(tmp_path / "spool"), deadletters=deadletters,
-                        metrics=metrics, stages=(alerts, others), urgent_stages=(alerts,))
-    return Parts(pipeline, alerts, others, deadletters, metrics)
+    pipeline = Pipeline(metrics=metrics, stages=(alerts, others), urgent_stages=(alerts,))
+    return Parts(pipeline, alerts, others, deadletters, metrics, Spool(tmp_path / "spool"))
 
 
 def f1_messages() -> list[RawMessage]:
@@ -169,7 +172,7 @@ def test_a_stage_that_raises_on_one_message_still_gets_every_other_one(tmp_path:
     assert letter.payload == batch[2].payload
     assert parts.metric("homecare_pipeline_internal_errors_total", step="stage:livestate") == 1
     assert parts.pipeline.pending_points == 0
-    assert parts.pipeline.spool.pending_points == 6, "stored all the same"
+    assert parts.spool.pending_points == 6, "stored all the same"
 
 
 def test_an_urgent_stage_that_raises_on_one_call_still_takes_the_other_call(

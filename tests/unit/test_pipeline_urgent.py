@@ -12,8 +12,10 @@ import pytest
 
 from devices import Message
 from devices.topics import is_urgent
-from gateway.ingest.connection import Inbox, RawMessage
-from gateway.ingest.pipeline import Pipeline
+from gateway.ingest.checkpoint import commit
+from gateway.ingest.inbox import Inbox
+from gateway.ingest.message import RawMessage
+from gateway.ingest.pipeline import Batch, Pipeline
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.storage.spool import Spool
@@ -58,8 +60,7 @@ def parts(tmp_path: Path) -> tuple[Pipeline, Recorder, Recorder, Spool, DeadLett
     alerts, others = Recorder("alerts"), Recorder("livestate")
     spool = Spool(tmp_path / "spool")
     deadletters = DeadLetterStore(tmp_path / "dl.sqlite3")
-    pipeline = Pipeline(spool=spool, deadletters=deadletters, metrics=Metrics(),
-                        stages=(alerts, others), urgent_stages=(alerts,))
+    pipeline = Pipeline(metrics=Metrics(), stages=(alerts, others), urgent_stages=(alerts,))
     return pipeline, alerts, others, spool, deadletters
 
 
@@ -88,7 +89,7 @@ async def test_inbox_keeps_receipt_order_and_copies_urgent_messages_to_their_lan
 
 
 def test_urgent_message_goes_to_the_alert_stage_first_and_once(parts: tuple) -> None:
-    pipeline, alerts, others, spool, _ = parts
+    pipeline, alerts, others, spool, deadletters = parts
     queued = [raw(IR, telemetry(i), i) for i in range(1, 5)]
     press = raw(PRESS, {"ts": T0, "seq": 9, "event": "press"}, 5)
     assert pipeline.process_urgent([press]) == 1
@@ -103,7 +104,8 @@ def test_urgent_message_goes_to_the_alert_stage_first_and_once(parts: tuple) -> 
     assert sum(line.startswith("button_event,") for line in lines) == 1
     assert raws == [*queued, press]  # acknowledged in receipt order, each once
     assert rejected == []
-    pipeline.commit(lines, points, rejected)
+    commit(Batch(lines, points, rejected, []), spool=spool, deadletters=deadletters,
+           stages=pipeline.stages)
     assert spool.pending_points == 5
 
 
@@ -122,21 +124,20 @@ def test_a_duplicate_press_seen_early_is_dropped_in_turn(parts: tuple) -> None:
 
 
 def test_a_malformed_urgent_message_is_dead_lettered_once(parts: tuple) -> None:
-    pipeline, alerts, _, _, deadletters = parts
+    pipeline, alerts, _, spool, deadletters = parts
     bad = raw(PRESS, b'{"ts": "yesterday", "seq": 1, "event": "press"}', 1)
     assert pipeline.process_urgent([bad]) == 0
     pipeline.process([bad])
     lines, points, rejected, _ = pipeline.take()
-    pipeline.commit(lines, points, rejected)
+    commit(Batch(lines, points, rejected, []), spool=spool, deadletters=deadletters,
+           stages=pipeline.stages)
     assert alerts.seen == []
     assert deadletters.count() == 1
 
 
 def test_urgent_stages_must_be_pipeline_stages(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="urgent_stages"):
-        Pipeline(spool=Spool(tmp_path / "spool"),
-                 deadletters=DeadLetterStore(tmp_path / "dl.sqlite3"), metrics=Metrics(),
-                 stages=(), urgent_stages=(Recorder("alerts"),))
+        Pipeline(metrics=Metrics(), stages=(), urgent_stages=(Recorder("alerts"),))
 
 
 def test_inbox_wakes_the_urgent_lane_without_the_ingest_loop() -> None:

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.errors import SpoolFull
+from gateway.ingest.checkpoint import commit
+from gateway.ingest.pipeline import Batch
 from gateway.storage.spool import Spool
 
 
@@ -119,8 +121,6 @@ def test_whatever_is_appended_is_read_back_once_across_restarts(
 
 
 def test_a_retried_commit_after_a_later_failure_stores_nothing_twice(tmp_path: Path) -> None:
-    from gateway.ingest.pipeline import Pipeline
-    from gateway.monitoring import Metrics
     from gateway.storage.deadletters import DeadLetter, DeadLetterStore
 
     class FailingOnce:
@@ -136,11 +136,10 @@ def test_a_retried_commit_after_a_later_failure_stores_nothing_twice(tmp_path: P
 
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20, fsync=False)
     letters = DeadLetterStore(tmp_path / "dl.sqlite3")
-    pipeline = Pipeline(spool=spool, deadletters=letters, metrics=Metrics(),
-                        stages=[FailingOnce()])
-    lines, rejected = ["m v=1i 1"], [DeadLetter(1, "t", b"x", "malformed_json", "bad")]
+    stages = [FailingOnce()]
+    batch = Batch(["m v=1i 1"], 1, [DeadLetter(1, "t", b"x", "malformed_json", "bad")], [])
     with pytest.raises(OSError):
-        pipeline.commit(lines, 1, rejected)
-    pipeline.commit(lines, 1, rejected)
+        commit(batch, spool=spool, deadletters=letters, stages=stages)
+    commit(batch, spool=spool, deadletters=letters, stages=stages)
     assert spool.pending_points == 1
     assert letters.count() == 1
