@@ -12,7 +12,7 @@ A registry file looks like this (every key but the ids is optional)::
     [sites.site-01.beds.bed-0001]
     person = "p-3f9a1c"          # pseudonymous person id, never a name
     family_webhook = "https://family.example/hooks/p-3f9a1c"   # optional: this bed's alerts
-                                 # and visit records also go there (gateway/upstream/delivery.py)
+                                 # and visit records also go there (gateway/upstream/)
 
     [sites.site-01.beds.bed-0001.settings]
     night_start = "22:00"
@@ -107,7 +107,7 @@ class Bed:
     person: str | None = None
     family_webhook: str | None = None
     """Where this bed's alert changes and visit records are also delivered (the family's
-    service), signed with a secret of the bed's own (see gateway/upstream/delivery.py)."""
+    service), signed with a secret of the bed's own (see gateway/upstream/signing.py)."""
     settings: BedSettings = field(default_factory=BedSettings)
     devices: dict[str, Device] = field(default_factory=dict)
     auto_registered: bool = False

@@ -62,7 +62,7 @@ from gateway.storage.health import StorageHealth, is_storage_error
 from gateway.storage.spool import Spool
 from gateway.tsdb.drainer import SinkWriter
 from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
-from gateway.upstream.delivery import Outbox, Upstream
+from gateway.upstream import Outbox, Upstream
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -12,7 +12,7 @@ from simulators.cli import simulate
 
 if TYPE_CHECKING:
     from alerts.keys import KeyStore
-    from gateway.upstream.delivery import Outbox
+    from gateway.upstream import Outbox
 
 app = typer.Typer(
     name="homecare",
@@ -133,7 +133,7 @@ app.add_typer(upstream_app)
 
 
 def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
-    from gateway.upstream.delivery import Outbox
+    from gateway.upstream import Outbox
 
     path = _data_dir("upstream", config, data_dir) / "outbox.sqlite3"
     if not path.exists():
@@ -184,7 +184,7 @@ def upstream_family_secret(
     X-Homecare-Signature with it). It signs nothing for the platform or for another bed."""
     from gateway.config import load
     from gateway.errors import ConfigError
-    from gateway.upstream.delivery import family_secret
+    from gateway.upstream import family_secret
 
     try:
         secret = load(config).secret("upstream_secret")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from gateway.upstream.delivery import verify
+from gateway.upstream import verify
 from tests.servers import free_port
 
 

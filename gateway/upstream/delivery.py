@@ -37,17 +37,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import random
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -57,6 +52,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from alerts.errors import storage_fault
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
+from gateway.upstream.outbox import KEEP_DELIVERED_MS, Entry, Outbox
+from gateway.upstream.pump import pump
+from gateway.upstream.signing import PLATFORM, family_destination, family_secret, signature
 
 log = logging.getLogger("homecare.upstream")
 
@@ -64,209 +62,12 @@ T = TypeVar("T")
 
 MAX_BACKOFF_S: Final = 300.0
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
-PUMP_LIMIT: Final = 1000
-"""Entries read from each log per pass."""
 IDLE_S: Final = 0.5
 """How often an idle delivery loop looks for new entries."""
-SIGNATURE_TOLERANCE_MS: Final = 5 * 60_000
-KEEP_DELIVERED_MS: Final = 30 * 86_400_000
-"""Delivered entries are pruned from the outbox after this long (their source logs keep
-everything; rejected entries stay until someone looks)."""
 PRUNE_EVERY_S: Final = 3600.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY,
-    destination TEXT NOT NULL,
-    key TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    body BLOB NOT NULL,
-    queued_at INTEGER NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_at INTEGER NOT NULL DEFAULT 0,
-    done_at INTEGER,
-    status INTEGER,
-    error TEXT,
-    UNIQUE (destination, key)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, destination, id);
-CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-"""
 
 _encoder = msgspec.json.Encoder()
 
-PLATFORM: Final = "platform"
-
-
-def family_destination(site: str, bed: str) -> str:
-    return f"family:{site}/{bed}"
-
-
-def family_secret(secret: bytes, site: str, bed: str) -> bytes:
-    """The signing secret of one bed's family webhook, derived from the gateway's secret."""
-    return hmac.new(secret, f"family/{site}/{bed}".encode(), hashlib.sha256).hexdigest().encode()
-
-
-def signature(secret: bytes, body: bytes, t_ms: int) -> str:
-    """The ``X-Homecare-Signature`` header value of ``body`` sent at ``t_ms``."""
-    digest = hmac.new(secret, b"%d." % t_ms + body, hashlib.sha256).hexdigest()
-    return f"t={t_ms},v1={digest}"
-
-
-def verify(secret: bytes, header: str, body: bytes, *, now_ms: int | None = None,
-           tolerance_ms: int = SIGNATURE_TOLERANCE_MS) -> bool:
-    """Whether ``header`` signs ``body`` with ``secret``, sent within ``tolerance_ms`` of now
-    (what a receiving platform checks; replays of old requests fail)."""
-    try:
-        fields = dict(part.split("=", 1) for part in header.split(","))
-        t_ms = int(fields["t"])
-        given = fields["v1"]
-    except (KeyError, ValueError):
-        return False
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    if abs(now - t_ms) > tolerance_ms:
-        return False
-    expected = signature(secret, body, t_ms).rsplit("v1=", 1)[1]
-    return hmac.compare_digest(expected, given)
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    id: int
-    destination: str
-    key: str
-    kind: str
-    body: bytes
-    attempts: int
-    next_at: int
-
-
-class Outbox:
-    """The durable queue (see the module docstring). Thread-safe; every method blocks on
-    SQLite (the delivery loop calls them from a worker thread)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
-        if "destination" not in columns:
-            self._db.close()
-            raise sqlite3.DatabaseError(f"{path}: an outbox of an earlier development build "
-                                        "(no destinations); move it aside")
-
-    def _execute(self, sql: str, args: Sequence[object] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            return self._db.execute(sql, args)
-
-    def cursor(self, source: str) -> int:
-        row = self._execute("SELECT seq FROM cursors WHERE source = ?", (source,)).fetchone()
-        return int(row[0]) if row else 0
-
-    def enqueue(self, source: str, seq: int,
-                entries: Sequence[tuple[str, str, str, bytes]], now_ms: int) -> int:
-        """Queue ``entries`` (destination, key, kind, body) read from ``source`` up to ``seq``,
-        and move its cursor there, in one transaction. A key already queued for its destination
-        is left as it is."""
-        with self._lock, self._transaction():
-            added = 0
-            for destination, key, kind, body in entries:
-                added += self._db.execute(
-                    "INSERT OR IGNORE INTO outbox (destination, key, kind, body, queued_at)"
-                    " VALUES (?,?,?,?,?)", (destination, key, kind, body, now_ms)).rowcount
-            self._db.execute("INSERT INTO cursors (source, seq) VALUES (?, ?) ON CONFLICT"
-                             " (source) DO UPDATE SET seq = excluded.seq", (source, seq))
-        return added
-
-    def destinations(self) -> list[str]:
-        """Destinations with entries pending."""
-        return [r[0] for r in self._execute(
-            "SELECT DISTINCT destination FROM outbox WHERE state = 'pending'").fetchall()]
-
-    def head(self, destination: str | None = None) -> Entry | None:
-        """The oldest entry not yet delivered or rejected (of ``destination``)."""
-        sql = ("SELECT id, destination, key, kind, body, attempts, next_at FROM outbox"
-               " WHERE state = 'pending'")
-        args: tuple[object, ...] = ()
-        if destination is not None:
-            sql += " AND destination = ?"
-            args = (destination,)
-        row = self._execute(sql + " ORDER BY id LIMIT 1", args).fetchone()
-        return Entry(int(row[0]), row[1], row[2], row[3], bytes(row[4]), int(row[5]),
-                     int(row[6])) if row else None
-
-    def next_due(self) -> int | None:
-        """When the earliest pending entry is due (epoch ms)."""
-        row = self._execute("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'").fetchone()
-        return int(row[0]) if row and row[0] is not None else None
-
-    def delivered(self, entry: Entry, status: int, now_ms: int) -> None:
-        self._execute("UPDATE outbox SET state = 'delivered', done_at = ?, status = ?,"
-                         " attempts = attempts + 1, error = NULL WHERE id = ?",
-                         (now_ms, status, entry.id))
-
-    def rejected(self, entry: Entry, status: int, error: str, now_ms: int) -> None:
-        self._execute("UPDATE outbox SET state = 'rejected', done_at = ?, status = ?,"
-                         " attempts = attempts + 1, error = ? WHERE id = ?",
-                         (now_ms, status, error[:500], entry.id))
-
-    def retry(self, entry: Entry, next_at: int, status: int | None, error: str) -> None:
-        self._execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, status = ?,"
-                         " error = ? WHERE id = ?", (next_at, status, error[:500], entry.id))
-
-    def prune(self, before_ms: int) -> int:
-        """Forget entries delivered before ``before_ms``; returns how many."""
-        return self._execute("DELETE FROM outbox WHERE state = 'delivered' AND done_at < ?",
-                             (before_ms,)).rowcount
-
-    def rejected_entries(self) -> list[tuple[str, str, int | None, str | None, int | None]]:
-        """``(destination, key, status, error, when)`` of the entries set aside, oldest
-        first."""
-        return [(r[0], r[1], r[2], r[3], r[4]) for r in self._execute(
-            "SELECT destination, key, status, error, done_at FROM outbox"
-            " WHERE state = 'rejected' ORDER BY id").fetchall()]
-
-    def requeue_rejected(self) -> int:
-        """Put the rejected entries back in the queue (in their original places)."""
-        return self._execute("UPDATE outbox SET state = 'pending', next_at = 0, done_at = NULL"
-                             " WHERE state = 'rejected'").rowcount
-
-    def retry_now(self) -> None:
-        """Make every pending entry due now (at start: the platform may be back)."""
-        self._execute("UPDATE outbox SET next_at = 0 WHERE state = 'pending'")
-
-    def counts(self) -> dict[str, int]:
-        rows = self._execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
-        counts = {"pending": 0, "delivered": 0, "rejected": 0}
-        counts.update({str(state): int(n) for state, n in rows})
-        return counts
-
-    def entries(self, state: str | None = None) -> list[tuple[str, str, int | None]]:
-        """``(key, state, status)`` of every entry (or those in ``state``), in queue order."""
-        sql = "SELECT key, state, status FROM outbox"
-        args: tuple[object, ...] = ()
-        if state is not None:
-            sql += " WHERE state = ?"
-            args = (state,)
-        return [(r[0], r[1], r[2]) for r in self._execute(sql + " ORDER BY id", args).fetchall()]
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Any:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 def _kind(destination: str) -> str:
@@ -336,37 +137,9 @@ class Upstream:
 
     def pump(self) -> int:
         """Queue what the logs hold beyond their cursors; returns how many were queued."""
-        added = 0
-        while True:
-            seq = self.outbox.cursor("alerts")
-            changes = self.alert_store.changes_since(seq, PUMP_LIMIT)
-            if not changes:
-                break
-            entries = []
-            for c in changes:
-                key = f"{self.source}/alert/{c.seq}"
-                body = _encoder.encode({"kind": "alert_change", "key": key,
-                                        "source": self.source, "change": c})
-                entries += [(to, key, "alert_change", body)
-                            for to in self._destinations_of(c.alert.site, c.alert.bed)]
-            added += self.outbox.enqueue("alerts", changes[-1].seq, entries, self._now_ms())
-        while True:
-            seq = self.outbox.cursor("service_log")
-            records = self.service_log.query(after_seq=seq, newest_first=False,
-                                             limit=PUMP_LIMIT)
-            if not records:
-                break
-            entries = []
-            for r in records:
-                key = f"{self.source}/service/{r.seq}"
-                body = _encoder.encode({
-                    "kind": "service_record", "key": key, "source": self.source,
-                    "record": {**r.body(), "prev_hash": r.prev_hash, "hash": r.hash}})
-                entries += [(to, key, "service_record", body)
-                            for to in self._destinations_of(r.site, r.bed)]
-            added += self.outbox.enqueue("service_log", records[-1].seq, entries,
-                                         self._now_ms())
-        return added  # the pending gauge is set by deliver(), which always follows
+        return pump(self.outbox, alert_store=self.alert_store, service_log=self.service_log,
+                    source=self.source, destinations_of=self._destinations_of,
+                    now_ms=self._now_ms())
 
     def _destinations_of(self, site: str, bed: str) -> list[str]:
         family = family_destination(site, bed)

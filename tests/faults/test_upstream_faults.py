@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.upstream.delivery import family_secret
+from gateway.upstream import family_secret
 from tests.ingest import publish, start_gateway
 from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 from tests.upstream_receiver import Receiver

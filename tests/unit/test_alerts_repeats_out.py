@@ -16,7 +16,7 @@ from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices import Codec, Message
-from gateway.upstream.delivery import Outbox, Upstream
+from gateway.upstream import Outbox, Upstream
 from tests.upstream_receiver import Receiver
 
 T0 = 1_763_884_800_000

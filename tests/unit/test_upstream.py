@@ -13,7 +13,7 @@ import pytest
 from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
 from alerts.servicelog import ServiceLog, VisitEvent
 from alerts.store import AlertStore
-from gateway.upstream.delivery import Outbox, Upstream, family_secret, signature, verify
+from gateway.upstream import Outbox, Upstream, family_secret, signature, verify
 from tests.upstream_receiver import Receiver
 
 SECRET = b"a-test-secret-of-some-length"
