@@ -6,8 +6,12 @@ or in a section (``[mqtt]`` then ``url = ...``). Secrets (``influx_token``, ``mq
 may instead be read from a file with the ``*_file`` setting, so they never sit in the config.
 Bad configuration fails at start with a message naming the setting.
 
-The reference of every setting is :class:`Settings` below; ``deploy/gateway.example.toml`` is
-a commented sample.
+The reference of every setting is :class:`Settings` below: each field carries its default, a
+``description`` and, where it has one, its unit (``json_schema_extra={"unit": ...}``; ``s``,
+``ms``, ``bytes`` or what is counted). The commented sample ``deploy/gateway.example.toml`` and
+the settings table in README.md are generated from them by :mod:`gateway.settings_reference`
+(``python -m gateway.settings_reference --write``); a test fails when they drift. This
+module is over 400 lines: that documentation is most of it, and this is its one place.
 """
 
 from __future__ import annotations
@@ -35,94 +39,188 @@ ENV_PREFIX = "HOMECARE_"
 
 
 class Settings(BaseSettings):
-    """Every gateway setting, with its default. Environment: ``HOMECARE_<NAME>``."""
+    """Every gateway setting, with its default, description and unit. Environment:
+    ``HOMECARE_<NAME>``."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, extra="forbid", frozen=True, validate_default=True
     )
 
     # --- MQTT ingest --------------------------------------------------------------------------
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
-    """Broker URL: ``mqtt://[user:pass@]host[:port]``; ``mqtts://`` for TLS (port 8883)."""
-    mqtt_client_id: str = "homecare-gateway"
-    """Fixed client id: the broker keeps this id's persistent session while the gateway is away."""
-    mqtt_protocol: Literal["5", "3.1.1"] = "5"
-    mqtt_session_expiry_s: int = Field(default=7 * 86_400, ge=60)
-    """MQTT 5 session expiry: how long the broker queues messages while the gateway is down."""
-    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
-    mqtt_topic: str = SUBSCRIPTION
-    """Subscription; use ``$share/<group>/homecare/v1/#`` to share load between gateways."""
-    mqtt_username: str | None = None
-    mqtt_password: str | None = None
-    mqtt_password_file: Path | None = None
-    mqtt_tls_ca_file: Path | None = None
-    mqtt_tls_cert_file: Path | None = None
-    mqtt_tls_key_file: Path | None = None
-    mqtt_tls_insecure: bool = False
-    """Skip broker certificate host-name checks (tests only)."""
-    mqtt_reconnect_max_s: float = Field(default=30.0, gt=0)
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL: `mqtt://[user:pass@]host[:port]`; `mqtts://` for TLS (default "
+        "port 8883). Prefer `mqtt_username` and a password from the environment or a file to "
+        "credentials in the URL.")
+    mqtt_client_id: str = Field(
+        default="homecare-gateway",
+        description="Fixed client id: the broker keeps this id's persistent session (and queues "
+        "QoS 1 messages for it) while the gateway is away. Give each gateway its own id.")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        default="5",
+        description="MQTT protocol version, `5` or `3.1.1`. With `3.1.1` there is no session "
+        "expiry: how long the broker keeps the session is up to its own configuration.")
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 86_400, ge=60, json_schema_extra={"unit": "s"},
+        description="MQTT 5 session expiry: how long the broker keeps the session, and queues "
+        "messages for it, while the gateway is down.")
+    mqtt_keepalive_s: int = Field(
+        default=30, ge=5, le=3600, json_schema_extra={"unit": "s"},
+        description="MQTT keep-alive: the gateway pings the broker every half of this, and takes "
+        "a broker silent for 1.5 times this long (while reading is not paused) as lost and "
+        "reconnects.")
+    mqtt_topic: str = Field(
+        default=SUBSCRIPTION,
+        description="Subscription (QoS 1); use `$share/<group>/homecare/v1/#` to share the load "
+        "between gateways.")
+    mqtt_username: str | None = Field(
+        default=None,
+        description="User name for the broker; unset: the one in `mqtt_url`, if any.")
+    mqtt_password: str | None = Field(
+        default=None,
+        description="Password for the broker; unset: `mqtt_password_file`, else the one in "
+        "`mqtt_url`, if any. A secret: give it in the environment or as a file, never in the "
+        "config file.")
+    mqtt_password_file: Path | None = Field(
+        default=None,
+        description="File holding `mqtt_password` (surrounding white space stripped), read when "
+        "that is unset; it must exist at start.")
+    mqtt_tls_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) that verify the broker with `mqtts://`; unset: the "
+        "system's trust store.")
+    mqtt_tls_cert_file: Path | None = Field(
+        default=None,
+        description="Client certificate (PEM), for a broker that authenticates clients by "
+        "certificate (`mqtts://`).")
+    mqtt_tls_key_file: Path | None = Field(
+        default=None,
+        description="Private key (PEM) of `mqtt_tls_cert_file`; unset: the key is in that file.")
+    mqtt_tls_insecure: bool = Field(
+        default=False,
+        description="Verify neither the broker's certificate nor its host name (tests only).")
+    mqtt_reconnect_max_s: float = Field(
+        default=30.0, gt=0, json_schema_extra={"unit": "s"},
+        description="Longest wait between reconnection attempts: the wait starts at 0.5 s and "
+        "doubles after each failure up to this, with +/-50% jitter.")
 
     # --- time-series database -----------------------------------------------------------------
-    influx_url: str | None = None
-    """InfluxDB (or compatible) base URL; unset keeps points only in the local spool."""
-    influx_api: Literal["v1", "v2"] = "v2"
-    influx_token: str | None = None
-    influx_token_file: Path | None = None
-    influx_org: str = "homecare"
-    influx_bucket: str = "homecare"
-    influx_db: str = "homecare"
-    influx_rp: str | None = None
-    influx_username: str | None = None
-    influx_password: str | None = None
-    influx_password_file: Path | None = None
-    influx_timeout_s: float = Field(default=10.0, gt=0)
-    influx_auth_retry_s: float = Field(default=60.0, gt=0, le=3600)
-    """When the database refuses the credentials (HTTP 401/403, a configuration error, said at
-    once in the log, on ``/readyz`` and in ``homecare_db_credentials_refused``), retry writing
-    only this often; the spool keeps the points meanwhile."""
-    history_max_concurrent: int = Field(default=4, ge=1, le=64)
-    """Bed history queries to the database (charts beyond the 24 h kept in memory) run at most
-    this many at a time, on threads of their own: a slow database never holds up the emergency
-    path, the ingest or the rest of the API."""
-    history_max_waiting: int = Field(default=8, ge=0, le=1000)
-    """History queries allowed to wait for one of those; more are refused at once (HTTP 503,
-    ``history_busy``, with ``Retry-After``)."""
-    history_timeout_s: float = Field(default=10.0, gt=0, le=300)
-    """A history query not answered within this time (waiting included) is abandoned (HTTP
-    504, ``history_timeout``)."""
-    influx_gzip: bool | None = None
-    """Compress write bodies. Unset: on for a remote database, off on loopback, where it only
-    costs CPU (influxdb-client compresses at level 9: ~20% of the gateway's CPU in the bench)."""
+    influx_url: str | None = Field(
+        default=None,
+        description="InfluxDB (or compatible, e.g. VictoriaMetrics) base URL, "
+        "`http(s)://host:port`; unset keeps points only in the local spool.")
+    influx_api: Literal["v1", "v2"] = Field(
+        default="v2",
+        description="`v2`: InfluxDB 2.x (`influx_org`, `influx_bucket`, `influx_token`); `v1`: "
+        "InfluxDB 1.x or VictoriaMetrics (`influx_db`, `influx_rp`, `influx_username`, "
+        "`influx_password`).")
+    influx_token: str | None = Field(
+        default=None,
+        description="API token for `v2`; unset: `influx_token_file`, else none. A secret: give "
+        "it in the environment or as a file, never in the config file.")
+    influx_token_file: Path | None = Field(
+        default=None,
+        description="File holding `influx_token` (surrounding white space stripped), read when "
+        "that is unset; it must exist at start.")
+    influx_org: str = Field(default="homecare", description="Organization (`v2`).")
+    influx_bucket: str = Field(default="homecare", description="Bucket points go to (`v2`).")
+    influx_db: str = Field(default="homecare", description="Database points go to (`v1`).")
+    influx_rp: str | None = Field(
+        default=None, description="Retention policy (`v1`); unset: the database's default.")
+    influx_username: str | None = Field(
+        default=None, description="User name (`v1`); unset: no authentication.")
+    influx_password: str | None = Field(
+        default=None,
+        description="Password (`v1`); unset: `influx_password_file`, else none. A secret: give "
+        "it in the environment or as a file, never in the config file.")
+    influx_password_file: Path | None = Field(
+        default=None,
+        description="File holding `influx_password` (surrounding white space stripped), read "
+        "when that is unset; it must exist at start.")
+    influx_timeout_s: float = Field(
+        default=10.0, gt=0, json_schema_extra={"unit": "s"},
+        description="Time-out of one write request to the database; a write that times out is "
+        "retried with backoff, and the spool keeps the points meanwhile.")
+    influx_auth_retry_s: float = Field(
+        default=60.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
+        description="When the database refuses the credentials (HTTP 401/403, a configuration "
+        "error, said at once in the log, on `/readyz` and in "
+        "`homecare_db_credentials_refused`), retry writing only this often; the spool keeps "
+        "the points meanwhile.")
+    history_max_concurrent: int = Field(
+        default=4, ge=1, le=64, json_schema_extra={"unit": "queries"},
+        description="Bed history queries to the database (charts beyond the 24 h kept in "
+        "memory) run at most this many at a time, on threads of their own: a slow database "
+        "never holds up the emergency path, the ingest or the rest of the API.")
+    history_max_waiting: int = Field(
+        default=8, ge=0, le=1000, json_schema_extra={"unit": "queries"},
+        description="History queries allowed to wait for one of those; more are refused at "
+        "once (HTTP 503, `history_busy`, with `Retry-After`).")
+    history_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, json_schema_extra={"unit": "s"},
+        description="A history query not answered within this time (waiting included) is "
+        "abandoned (HTTP 504, `history_timeout`).")
+    influx_gzip: bool | None = Field(
+        default=None,
+        description="Compress write bodies. Unset: on for a remote database, off on loopback, "
+        "where it only costs CPU (influxdb-client compresses at level 9: ~20% of the gateway's "
+        "CPU in the bench).")
 
     # --- pipeline, batching, spool ------------------------------------------------------------
-    data_dir: Path = Path("data")
-    """Spool, dead letters, alerts and service logs live here."""
-    batch_max_points: int = Field(default=5000, ge=1)
-    """Flush a batch to the spool once it holds this many points..."""
-    batch_max_age_ms: int = Field(default=100, ge=1, le=60_000)
-    """...or once its oldest message waited this long, whichever comes first."""
-    write_max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    """Largest uncompressed line-protocol body per database request."""
-    spool_max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024)
-    """Bound on the on-disk spool of points not yet in the database."""
-    spool_overflow: Literal["drop_oldest", "block"] = "drop_oldest"
-    """When the spool is full: drop the oldest spooled points (counted, logged) so intake and
-    alerts go on, or block intake (the broker then queues, up to its own limits)."""
-    spool_segment_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
-    spool_fsync: bool = True
-    """fsync the spool before acknowledging to the broker; off only trades durability for speed."""
-    dedup_window: int = Field(default=64, ge=1, le=65_536)
-    """How many recent sequence numbers per device are remembered to drop duplicates."""
-    clock_window_s: int = Field(default=7 * 86_400, ge=60, le=10 * 366 * 86_400)
-    """How far behind receipt time a device time (message ``ts``, sample ``t``) is stored as
-    sent; up to 15 min ahead is too. Outside, a point is stored at receipt time with the
-    device time in a ``device_ts`` field, and its device is flagged as having a wrong clock.
-    Default 7 days: as long as the broker queues messages for an absent gateway (a backlog
-    is stored as measured), well inside VictoriaMetrics' default 1-month retention, whose
-    older points it discards silently. Keep it below the database's retention."""
-    inbox_max_messages: int = Field(default=50_000, ge=100)
-    """Messages received but not yet processed; when full, the gateway stops reading (pushback)."""
-    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Where the spool, dead letters, alerts and their audit log, the service "
+        "log, API keys and the upstream outbox live. Put it on a disk that survives a reboot: "
+        "everything acknowledged to the broker is here first.")
+    batch_max_points: int = Field(
+        default=5000, ge=1, json_schema_extra={"unit": "points"},
+        description="Flush a batch to the spool once it holds this many points, or once "
+        "`batch_max_age_ms` has passed, whichever comes first.")
+    batch_max_age_ms: int = Field(
+        default=100, ge=1, le=60_000, json_schema_extra={"unit": "ms"},
+        description="Flush a batch to the spool once its oldest message waited this long, or "
+        "once it holds `batch_max_points`, whichever comes first.")
+    write_max_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, json_schema_extra={"unit": "bytes"},
+        description="Largest uncompressed line-protocol body per database request; the spool "
+        "is drained in requests up to this size.")
+    spool_max_bytes: int = Field(
+        default=2 * 1024**3, ge=1024 * 1024, json_schema_extra={"unit": "bytes"},
+        description="Bound on the on-disk spool of points not yet in the database.")
+    spool_overflow: Literal["drop_oldest", "block"] = Field(
+        default="drop_oldest",
+        description="When the spool is full: `drop_oldest` drops the oldest spooled points "
+        "(counted, logged) so intake and alerts go on; `block` stops intake (the broker then "
+        "queues, up to its own limits).")
+    spool_segment_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=4096, json_schema_extra={"unit": "bytes"},
+        description="Size of one spool segment file (at most `spool_max_bytes`); a segment is "
+        "deleted once the database has taken all of it.")
+    spool_fsync: bool = Field(
+        default=True,
+        description="fsync the spool before acknowledging to the broker; off only trades "
+        "durability for speed.")
+    dedup_window: int = Field(
+        default=64, ge=1, le=65_536, json_schema_extra={"unit": "sequence numbers"},
+        description="How many recent sequence numbers per device are remembered to drop "
+        "duplicates.")
+    clock_window_s: int = Field(
+        default=7 * 86_400, ge=60, le=10 * 366 * 86_400, json_schema_extra={"unit": "s"},
+        description="How far behind receipt time a device time (message `ts`, sample `t`) is "
+        "stored as sent; up to 15 min ahead is too. Outside, a point is stored at receipt time "
+        "with the device time in a `device_ts` field, and its device is flagged as having a "
+        "wrong clock. Default 7 days: as long as the broker queues messages for an absent "
+        "gateway (a backlog is stored as measured), well inside VictoriaMetrics' default "
+        "1-month retention, whose older points it discards silently. Keep it below the "
+        "database's retention.")
+    inbox_max_messages: int = Field(
+        default=50_000, ge=100, json_schema_extra={"unit": "messages"},
+        description="Messages received but not yet processed; when full, the gateway stops "
+        "reading (pushback: the broker keeps the rest).")
+    max_payload_bytes: int = Field(
+        default=64 * 1024, ge=256, json_schema_extra={"unit": "bytes"},
+        description="Largest payload accepted; larger ones are dead-lettered as `oversize` "
+        "without being parsed.")
 
     # --- alerts -------------------------------------------------------------------------------
     # An unacknowledged alert is escalated (re-notified, to a wider circle each step) on a
@@ -132,54 +230,112 @@ class Settings(BaseSettings):
     # the environment (``HOMECARE_ALERT_ESCALATION_CRITICAL_S=60,180``) or TOML arrays
     # (``[alert] escalation_critical_s = [60, 180]``); empty: never escalated. Acknowledging
     # stops escalation; timers survive restarts (overdue steps are taken at start).
-    alert_escalation_critical_s: Annotated[tuple[float, ...], NoDecode] = (60.0, 180.0)
-    """Critical (emergency call, fall): 60 s, then 180 s later..."""
-    alert_repeat_critical_s: float = Field(default=300.0, ge=0)
-    """...then every 300 s until acknowledged."""
-    alert_escalation_high_s: Annotated[tuple[float, ...], NoDecode] = (300.0,)
-    alert_repeat_high_s: float = Field(default=600.0, ge=0)
-    alert_escalation_medium_s: Annotated[tuple[float, ...], NoDecode] = (1800.0,)
-    alert_repeat_medium_s: float = Field(default=0.0, ge=0)
-    alert_escalation_low_s: Annotated[tuple[float, ...], NoDecode] = ()
-    alert_repeat_low_s: float = Field(default=0.0, ge=0)
-    alert_cancel_window_s: float = Field(default=60.0, ge=0, le=3600)
-    """A ``cancel`` on the emergency button within this time of the press downgrades the call
-    from critical to high (it stays open until acknowledged); a later cancel is only recorded."""
-    alert_fall_no_motion_s: float = Field(default=300.0, gt=0, le=86_400)
-    """After ``fall_detected``, no infrared movement for this long raises urgency (evidence and
-    one escalation step at once)."""
-    alert_clear_grace_s: float = Field(default=120.0, ge=0, le=86_400)
-    """A non-critical alert whose condition cleared (device back online, battery replaced,
-    vital signs in range) is resolved by the system after staying clear this long. Critical
-    alerts, falls and emergency calls are never resolved by the system."""
-    alert_update_interval_s: float = Field(default=60.0, ge=0, le=3600)
-    """A condition that keeps being reported updates its alert in memory at once, but is
-    written to the audit log at most this often (severity changes are written at once)."""
+    alert_escalation_critical_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=(60.0, 180.0), json_schema_extra={"unit": "s"},
+        description="Escalation steps of an unacknowledged critical alert (emergency call, "
+        "fall): the first this long after the alert opened, each further one that long after "
+        "the previous; empty: never escalated. In the environment: comma-separated (`60,180`).")
+    alert_repeat_critical_s: float = Field(
+        default=300.0, ge=0, json_schema_extra={"unit": "s"},
+        description="After the last critical step, escalate again this often until "
+        "acknowledged; 0: no more.")
+    alert_escalation_high_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=(300.0,), json_schema_extra={"unit": "s"},
+        description="Escalation steps of an unacknowledged high alert (e.g. vital signs, night "
+        "bed exit, inactivity, a cancelled call), as for critical.")
+    alert_repeat_high_s: float = Field(
+        default=600.0, ge=0, json_schema_extra={"unit": "s"},
+        description="After the last high step, escalate again this often; 0: no more.")
+    alert_escalation_medium_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=(1800.0,), json_schema_extra={"unit": "s"},
+        description="Escalation steps of an unacknowledged medium alert (e.g. device offline, "
+        "sensor fault), as for critical.")
+    alert_repeat_medium_s: float = Field(
+        default=0.0, ge=0, json_schema_extra={"unit": "s"},
+        description="After the last medium step, escalate again this often; 0: no more.")
+    alert_escalation_low_s: Annotated[tuple[float, ...], NoDecode] = Field(
+        default=(), json_schema_extra={"unit": "s"},
+        description="Escalation steps of an unacknowledged low alert (e.g. low battery), as for "
+        "critical.")
+    alert_repeat_low_s: float = Field(
+        default=0.0, ge=0, json_schema_extra={"unit": "s"},
+        description="After the last low step, escalate again this often; 0: no more.")
+    alert_cancel_window_s: float = Field(
+        default=60.0, ge=0, le=3600, json_schema_extra={"unit": "s"},
+        description="A `cancel` on the emergency button within this time of the press "
+        "downgrades the call from critical to high (it stays open until acknowledged); a later "
+        "cancel is only recorded.")
+    alert_fall_no_motion_s: float = Field(
+        default=300.0, gt=0, le=86_400, json_schema_extra={"unit": "s"},
+        description="After `fall_detected`, no infrared movement for this long raises urgency "
+        "(evidence and one escalation step at once).")
+    alert_clear_grace_s: float = Field(
+        default=120.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
+        description="A non-critical alert whose condition cleared (device back online, battery "
+        "replaced, vital signs in range) is resolved by the system after staying clear this "
+        "long. Critical alerts, falls and emergency calls are never resolved by the system.")
+    alert_update_interval_s: float = Field(
+        default=60.0, ge=0, le=3600, json_schema_extra={"unit": "s"},
+        description="A condition that keeps being reported updates its alert in memory at "
+        "once, but is written to the audit log at most this often (severity changes are "
+        "written at once).")
 
     # --- registry, time, API ------------------------------------------------------------------
-    registry_file: Path | None = None
-    timezone: str | None = None
-    """IANA zone for day/night logic; per-site override in the registry; default: machine's zone."""
-    api_addr: str = "127.0.0.1:8080"
-    api_key: str | None = Field(default=None, min_length=16, max_length=512)
-    """Bootstrap API key (role admin, acting as ``bootstrap``), for a fresh gateway before any
-    key exists; at least 16 characters. Create named keys with ``homecare keys create``."""
-    api_key_file: Path | None = None
-    """...or read it from this file."""
-    # --- upstream delivery (gateway/upstream/) ----------------------------------------------
-    upstream_url: str | None = None
-    """The city platform's endpoint for alert changes and service-log records (POST, JSON,
-    signed); none: nothing goes upstream."""
-    upstream_secret: str | None = Field(default=None, min_length=16, max_length=512)
-    """Shared secret that signs every upstream request (HMAC-SHA256); needed with the URL."""
-    upstream_secret_file: Path | None = None
-    """...or read it from this file."""
-    upstream_source: str = Field(default="homecare-gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    """This gateway's name in upstream idempotency keys (unique per gateway of a city)."""
-    upstream_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    registry_file: Path | None = Field(
+        default=None,
+        description="Sites, beds, devices and per-bed thresholds (TOML; format in "
+        "`devices/registry.py` and `deploy/registry.example.toml`). Unset: an empty registry. "
+        "Devices not listed are registered on first sight and flagged.")
+    timezone: str | None = Field(
+        default=None,
+        description="IANA zone for day/night logic (night bed exit, inactivity); sites may "
+        "override it in the registry. Unset: the machine's local zone.")
+    api_addr: str = Field(
+        default="127.0.0.1:8080",
+        description="`host:port` of the HTTP server: the alert API (`/api/v1`), the dispatcher "
+        "console, `/healthz`, `/readyz`, `/metrics` and `/docs`. Keep it on loopback behind a "
+        "reverse proxy with TLS, or on the care station's private network.")
+    api_key: str | None = Field(
+        default=None, min_length=16, max_length=512,
+        description="Bootstrap API key (role admin, acting as `bootstrap`), for a fresh gateway "
+        "before any key exists; at least 16 characters. Create named keys with `homecare keys "
+        "create`. A secret: give it in the environment or as a file, never in the config "
+        "file.")
+    api_key_file: Path | None = Field(
+        default=None,
+        description="File holding `api_key` (surrounding white space stripped), read when that "
+        "is unset; it must exist at start.")
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    # --- upstream delivery (gateway/upstream/) ----------------------------------------------
+    upstream_url: str | None = Field(
+        default=None,
+        description="The city platform's endpoint for alert changes and service-log records "
+        "(POST, JSON, signed); unset: nothing goes upstream.")
+    upstream_secret: str | None = Field(
+        default=None, min_length=16, max_length=512,
+        description="Shared secret that signs every upstream request (HMAC-SHA256), at least "
+        "16 characters; needed with `upstream_url` or with family webhooks in the registry. A "
+        "secret: give it in the environment or as a file, never in the config file.")
+    upstream_secret_file: Path | None = Field(
+        default=None,
+        description="File holding `upstream_secret` (surrounding white space stripped), read "
+        "when that is unset; it must exist at start.")
+    upstream_source: str = Field(
+        default="homecare-gateway", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="This gateway's name in upstream idempotency keys (unique per gateway of a "
+        "city; letters, digits, `_.-`, at most 64).")
+    upstream_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, json_schema_extra={"unit": "s"},
+        description="Time-out of one upstream request; a request that times out is retried "
+        "later (the outbox keeps it).")
+
+    # --- logging ------------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of the log lines written (to stderr).")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`, or `json`: one JSON object per line, for journald or log "
+        "shippers.")
 
     @classmethod
     def settings_customise_sources(
