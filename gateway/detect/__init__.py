@@ -16,14 +16,14 @@ from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.detect._base import DetectorBase
 from gateway.detect._fleet import Fleet
-from gateway.detect.battery import LowBatteryDetector
-from gateway.detect.bed_exit import NightBedExitDetector
+from gateway.detect.abnormal_sound import AbnormalSoundDetector
+from gateway.detect.device_offline import DeviceOfflineDetector
 from gateway.detect.inactivity import InactivityDetector
-from gateway.detect.offline import DeviceOfflineDetector
+from gateway.detect.low_battery import LowBatteryDetector
+from gateway.detect.night_bed_exit import NightBedExitDetector
 from gateway.detect.sensor_fault import SensorFaultDetector
 from gateway.detect.service_anomaly import ServiceAnomalyDetector
-from gateway.detect.sound import AbnormalSoundDetector
-from gateway.detect.vitals import VitalSignsDetector
+from gateway.detect.vital_signs import VitalSignsDetector
 
 
 @runtime_checkable

@@ -1,7 +1,8 @@
-"""Ring buffers of recent samples and slot baselines, as columns of a per-bed :class:`Table`.
+"""Per-bed sample rings and slot baselines, as columns of a per-bed :class:`Table`.
 
-:class:`Ring`: the last ``width`` samples of each bed's stream of ``metrics`` values taken
-together (one time column, one value column per metric; NaN where a sample lacks a metric).
+:class:`SampleRing`: the last ``width`` samples of each bed's stream of ``metrics`` values
+taken together (one time column, one value column per metric; NaN where a sample lacks a
+metric).
 A batch is scattered in with numpy indexing: its samples come ordered by bed and time (as a
 round's are, :func:`~gateway.detect._batch.by_bed`), each gets its rank within its bed, and
 lands at ``(written + rank) % width``. With a ``spacing_ms``, a bed keeps at most one sample per
@@ -50,7 +51,7 @@ def row_quantile(values: F32, q: float) -> F32:
     return picked
 
 
-class Ring:
+class SampleRing:
     """Per bed, the last ``width`` samples: time and ``metrics`` values."""
 
     __slots__ = ("_n", "_t", "_v", "metrics", "spacing_ms", "table", "width")

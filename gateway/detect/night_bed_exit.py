@@ -1,6 +1,6 @@
 """``night_bed_exit``: out of bed at night and not back within ``bed_exit_return_min``.
 
->>> from gateway.detect.bed_exit import NightBedExitDetector
+>>> from gateway.detect.night_bed_exit import NightBedExitDetector
 >>> NightBedExitDetector(timezone="Europe/Berlin").evaluate(0)
 []
 

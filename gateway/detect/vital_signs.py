@@ -1,6 +1,6 @@
 """``vital_signs``: heart or breathing rate out of range, sustained (never one spike).
 
->>> from gateway.detect.vitals import VitalSignsDetector
+>>> from gateway.detect.vital_signs import VitalSignsDetector
 >>> VitalSignsDetector(timezone="UTC").evaluate(0)
 []
 
@@ -26,7 +26,7 @@ from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import NONE
-from gateway.detect._ring import Ring, SlotBaseline
+from gateway.detect._ring import SampleRing, SlotBaseline
 
 MINUTE_MS: Final = 60_000
 HEART, BREATHING = 0, 1
@@ -63,7 +63,7 @@ class VitalSignsDetector(DetectorBase):
 
     def _declare(self) -> None:
         b = self.beds
-        self.ring = Ring(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
+        self.ring = SampleRing(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
         self.baseline = SlotBaseline(b, "baseline", metrics=2)
         b.column("abnormal", np.bool_, False, (2,))
         b.column("abnormal_since", np.int64, NONE, (2,))

@@ -1,6 +1,6 @@
 """``device_offline``: a device silent for longer than it promised, or announced offline.
 
->>> from gateway.detect.offline import DeviceOfflineDetector
+>>> from gateway.detect.device_offline import DeviceOfflineDetector
 >>> DeviceOfflineDetector(timezone="UTC").evaluate(0)
 []
 

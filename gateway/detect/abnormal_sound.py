@@ -1,6 +1,6 @@
 """``abnormal_sound``: sound far above the room's own baseline, sustained, with voice.
 
->>> from gateway.detect.sound import AbnormalSoundDetector
+>>> from gateway.detect.abnormal_sound import AbnormalSoundDetector
 >>> AbnormalSoundDetector(timezone="UTC").evaluate(0)
 []
 
@@ -24,7 +24,7 @@ from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
 from gateway.detect._fleet import NONE
-from gateway.detect._ring import Ring, SlotBaseline, row_quantile
+from gateway.detect._ring import SampleRing, SlotBaseline, row_quantile
 
 MINUTE_MS: Final = 60_000
 LEVEL, VOICE = 0, 1
@@ -61,7 +61,7 @@ class AbnormalSoundDetector(DetectorBase):
 
     def _declare(self) -> None:
         b = self.beds
-        self.ring = Ring(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
+        self.ring = SampleRing(b, "recent", metrics=2, width=WIDTH, spacing_ms=SPACING_MS)
         self.baseline = SlotBaseline(b, "baseline", metrics=1)
         b.column("loud", np.bool_, False)
         b.column("loud_since", np.int64, NONE)

@@ -1,6 +1,6 @@
 """``low_battery``: a device reports its battery under ``low_battery_pct`` (BedSettings).
 
->>> from gateway.detect.battery import LowBatteryDetector
+>>> from gateway.detect.low_battery import LowBatteryDetector
 >>> LowBatteryDetector(timezone="UTC").evaluate(0)
 []
 
