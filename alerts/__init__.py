@@ -1,19 +1,41 @@
-"""Alerts: model, lifecycle, rules, persistence, HTTP API and console.
+"""Alerts and what dispatchers work with: the domain below the HTTP API and the console.
 
-The public surface: the vocabulary (:mod:`alerts.model`), the engine that folds findings into
-alerts with a lifecycle (:class:`AlertEngine`), its durable store (:class:`AlertStore`), the
-escalation policy and the immediate rules (emergency button, fall).
+The vocabulary (:mod:`~alerts.model`), the engine that folds findings into alerts with a
+lifecycle (:class:`AlertEngine`) and its durable store (:class:`AlertStore`), the escalation
+policy, the immediate rules that decide an emergency (:mod:`~alerts.rules`: emergency button,
+fall), the live state of beds (:class:`LiveState`), the tamper-evident caregiver service log
+(:class:`ServiceLog`), API keys (:class:`KeyStore`), bounded bed history
+(:class:`BoundedHistory`) and the exceptions, storage faults classified once
+(:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
+(:mod:`alerts.console`) sit on top; nothing here imports the gateway.
 """
 
-from alerts.engine import AlertEngine, random_ids, seeded_ids
+from alerts.engine import AlertEngine, IdFactory, random_ids, seeded_ids
 from alerts.errors import (
     AlertError,
     AlertNotFound,
+    HistoryBusy,
+    HistoryError,
+    HistoryFailed,
+    HistoryTimeout,
+    HistoryUnavailable,
     InvalidCursor,
+    InvalidKeyName,
     InvalidTransition,
+    KeyExists,
+    KeyNotFound,
+    KeyStoreError,
+    ServiceLogUnavailable,
+    StorageError,
+    StorageFault,
     StoreUnavailable,
+    VisitRefused,
+    storage_fault,
 )
 from alerts.escalation import EscalationPolicy, Schedule
+from alerts.history import BoundedHistory, HistoryReader
+from alerts.keys import KeyStore, Role
+from alerts.livestate import LiveState
 from alerts.model import (
     Alert,
     AlertChange,
@@ -23,11 +45,14 @@ from alerts.model import (
     Finding,
     HandledEvent,
     Severity,
+    VisitEvent,
 )
 from alerts.rules import ImmediateRules
-from alerts.store import AlertStore
+from alerts.servicelog import ServiceLog, ServiceLogRecorder
+from alerts.store import MAX_PAGE, AlertStore
 
 __all__ = [
+    "MAX_PAGE",
     "Alert",
     "AlertChange",
     "AlertEngine",
@@ -36,16 +61,39 @@ __all__ = [
     "AlertStatus",
     "AlertStore",
     "AlertType",
+    "BoundedHistory",
     "EscalationPolicy",
     "EventRef",
     "Finding",
     "HandledEvent",
+    "HistoryBusy",
+    "HistoryError",
+    "HistoryFailed",
+    "HistoryReader",
+    "HistoryTimeout",
+    "HistoryUnavailable",
+    "IdFactory",
     "ImmediateRules",
     "InvalidCursor",
+    "InvalidKeyName",
     "InvalidTransition",
+    "KeyExists",
+    "KeyNotFound",
+    "KeyStore",
+    "KeyStoreError",
+    "LiveState",
+    "Role",
     "Schedule",
+    "ServiceLog",
+    "ServiceLogRecorder",
+    "ServiceLogUnavailable",
     "Severity",
+    "StorageError",
+    "StorageFault",
     "StoreUnavailable",
+    "VisitEvent",
+    "VisitRefused",
     "random_ids",
     "seeded_ids",
+    "storage_fault",
 ]

@@ -1,5 +1,9 @@
 """The alert engine: findings in, alerts with a lifecycle out, every transition durable.
 
+(A module over 400 lines: it is one state machine, the lifecycle of every alert type and the
+rules for replays, cancels and repeats, and each transition's rule is easier to check beside
+the others than in separate files.)
+
 Folding. A finding belongs to the incident ``site/bed/type/episode``; while an alert of that
 incident is unresolved, every further finding updates it (occurrences, evidence merged with
 the newest values winning, severity raised if the finding is more severe, never lowered). Once

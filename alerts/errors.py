@@ -35,10 +35,9 @@ import errno
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from alerts.servicelog import RefusalReason, VisitEvent
+from alerts.model import RefusalReason, VisitEvent
 
 
 @dataclass(frozen=True, slots=True)

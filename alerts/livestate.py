@@ -3,7 +3,7 @@
 A pipeline :class:`~gateway.ingest.pipeline.Stage` that remembers, per device, the last status it
 reported (state, battery, firmware, promised heartbeat), when it was last heard from and how
 far its clock is from receipt time, and per bed the recent values of the metrics a dispatcher
-looks at (:data:`METRICS`).
+looks at (:data:`READINGS`).
 
 Whether a device announced itself offline follows the one ordering rule of
 :mod:`devices.devicetime`, the same as ``device_offline``'s: a last will takes effect when it
@@ -30,21 +30,22 @@ locks are needed; ``commit`` has nothing to make durable.
 from __future__ import annotations
 
 import time
-from array import array
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from alerts.readings import ReadingSlots
 from devices.codec import Message
 from devices.devicetime import ClockWindow, announced_offline, is_offline, sent_ms
 from devices.schemas import AudioSample, InfraredSample, Status, Telemetry, VitalsSample
 from devices.topics import Kind
 
-METRICS: Final = ("heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db")
-"""The metrics kept per bed; booleans are kept as 0.0/1.0."""
+READINGS: Final = ("heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db")
+"""The readings kept per bed for the API (the ``metric`` of its series route; "metrics" in this
+project otherwise means the gateway's own Prometheus metrics); booleans are kept as 0.0/1.0."""
 
-BOOLEAN_METRICS: Final = frozenset({"in_bed", "presence"})
+BOOLEAN_READINGS: Final = frozenset({"in_bed", "presence"})
 
 _FIELDS_BY_SAMPLE: Final[dict[type, tuple[str, ...]]] = {
     VitalsSample: ("heart_rate", "breathing_rate", "in_bed"),
@@ -53,91 +54,6 @@ _FIELDS_BY_SAMPLE: Final[dict[type, tuple[str, ...]]] = {
 }
 
 DAY_MS: Final = 86_400_000
-
-
-def _decimal(value: float) -> float:
-    """A float32 slot value back as the decimal the device sent (7 significant digits)."""
-    return float(f"{value:.7g}")
-
-
-class Ring:
-    """One metric of one bed: fixed slots of ``resolution_ms``, newest ``window_ms`` only.
-
-    >>> ring = Ring(window_ms=60_000, resolution_ms=10_000)
-    >>> ring.add(25_000, 70.0); ring.add(21_000, 99.0); ring.add(31_000, 72.0)
-    >>> ring.points()
-    [(25000, 70.0), (31000, 72.0)]
-    """
-
-    __slots__ = ("_slots", "_t", "_v", "newest", "resolution_ms")
-
-    def __init__(self, *, window_ms: int, resolution_ms: int) -> None:
-        if resolution_ms < 1 or window_ms < resolution_ms:
-            raise ValueError("need 1 <= resolution_ms <= window_ms")
-        self.resolution_ms = resolution_ms
-        self._slots = window_ms // resolution_ms
-        self._t = array("q", [-1]) * self._slots
-        self._v = array("f", [0.0]) * self._slots
-        self.newest = -1
-        """Device time of the newest sample kept, or -1."""
-
-    @property
-    def capacity(self) -> int:
-        return self._slots
-
-    @property
-    def nbytes(self) -> int:
-        return self._t.itemsize * len(self._t) + self._v.itemsize * len(self._v)
-
-    def add(self, t: int, value: float) -> None:
-        res = self.resolution_ms
-        slot = t // res
-        newest = self.newest
-        if newest >= 0 and slot <= newest // res - self._slots:
-            return  # older than the window behind the newest sample
-        i = slot % self._slots
-        held = self._t[i]
-        if held >= 0 and held // res == slot and (
-                held > t or (held == t and self._v[i] >= value)):
-            return  # the slot already holds a later sample (or, at the same time, a larger one)
-        self._t[i] = t
-        self._v[i] = value
-        if t > newest:
-            self.newest = t
-
-    def points(self, since: int | None = None, until: int | None = None
-               ) -> list[tuple[int, float]]:
-        """``(t, value)`` in time order, ``since <= t < until``."""
-        if self.newest < 0:
-            return []
-        res = self.resolution_ms
-        last = self.newest // res
-        first = last - self._slots + 1
-        if since is not None:
-            first = max(first, since // res)
-        out: list[tuple[int, float]] = []
-        t_arr, v_arr, n = self._t, self._v, self._slots
-        for slot in range(first, last + 1):
-            t = t_arr[slot % n]
-            if t < 0 or t // res != slot:
-                continue
-            if (since is not None and t < since) or (until is not None and t >= until):
-                continue
-            out.append((t, _decimal(v_arr[slot % n])))
-        return out
-
-    def latest(self) -> tuple[int, float] | None:
-        if self.newest < 0:
-            return None
-        i = (self.newest // self.resolution_ms) % self._slots
-        return self.newest, _decimal(self._v[i])
-
-    @property
-    def oldest_possible(self) -> int:
-        """The earliest device time this ring can still hold (its coverage starts here)."""
-        if self.newest < 0:
-            return 0
-        return (self.newest // self.resolution_ms - self._slots + 1) * self.resolution_ms
 
 
 @dataclass(slots=True)
@@ -183,7 +99,7 @@ class BedState:
     def __init__(self, site: str, bed: str) -> None:
         self.site = site
         self.bed = bed
-        self.rings: dict[str, Ring] = {}
+        self.rings: dict[str, ReadingSlots] = {}
         self.devices: dict[str, DeviceState] = {}
         self.last_seen = 0
 
@@ -193,7 +109,7 @@ class BedState:
 
     def latest(self) -> dict[str, tuple[int, float]]:
         out = {}
-        for name in METRICS:
+        for name in READINGS:
             ring = self.rings.get(name)
             if ring is not None and (value := ring.latest()) is not None:
                 out[name] = value
@@ -342,7 +258,7 @@ class LiveState:
         for name in fields:
             # A slot keeps only its latest sample: within one message, hand the ring one
             # sample per run of samples in the same slot (the result is the same).
-            ring: Ring | None = None
+            ring: ReadingSlots | None = None
             slot = -1
             best_t = -1
             best_v: float = 0.0
@@ -362,8 +278,9 @@ class LiveState:
             if slot >= 0:
                 (ring or rings.get(name) or self._ring(bed, name)).add(best_t, best_v)
 
-    def _ring(self, bed: BedState, name: str) -> Ring:
-        ring = bed.rings[name] = Ring(window_ms=self.window_ms, resolution_ms=self.resolution_ms)
+    def _ring(self, bed: BedState, name: str) -> ReadingSlots:
+        ring = bed.rings[name] = ReadingSlots(window_ms=self.window_ms,
+                                              resolution_ms=self.resolution_ms)
         return ring
 
     # --- queries ----------------------------------------------------------------------------
@@ -386,7 +303,7 @@ class LiveState:
 
     def series(self, site: str, bed: str, metric: str, *, since: int | None = None,
                until: int | None = None) -> list[tuple[int, float]]:
-        if metric not in METRICS:
+        if metric not in READINGS:
             raise ValueError(f"unknown metric {metric!r}")
         state = self._beds.get((site, bed))
         ring = state.rings.get(metric) if state is not None else None

@@ -21,8 +21,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -170,3 +171,32 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     actor: str | None = None
     note: str | None = None
     alert: Alert
+
+
+# --- caregiver visits (the service log, alerts.servicelog) ---------------------------------
+
+VisitAction = Literal["check_in", "check_out"]
+Source = Literal["badge", "api"]
+RefusalReason = Literal["no_check_in", "already_checked_in", "already_checked_out",
+                        "other_bed", "other_caregiver"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitEvent:
+    """A check-in or check-out to record (before it has a place in the chain)."""
+
+    origin: str
+    """Idempotency key: the same origin is recorded once (:func:`alerts.servicelog.repeats`)."""
+    at: int
+    """When it happened (device time for badges, gateway time for the API), epoch ms."""
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    event: VisitAction
+    source: Source
+    method: str | None = None
+    services: tuple[str, ...] | None = None
+    device: str | None = None
+    actor: str | None = None
+    """The API key's name for API records; ``None`` for device records."""

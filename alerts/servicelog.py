@@ -1,5 +1,8 @@
 """The caregiver service log: append-only and tamper-evident (hash-chained SQLite, WAL).
 
+(A module over 400 lines: the chain's hashing, its visit rules and the store that applies
+both in one transaction are one guarantee, read in one place.)
+
 Visits are recorded by devices, not typed in: a badge check-in/check-out (``badge/event``)
 becomes a record through :class:`ServiceLogRecorder`, a pipeline stage whose ``commit`` writes
 the batch before the broker is acknowledged. The caregiver app checks in and out through the
@@ -44,9 +47,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from alerts.errors import ServiceLogUnavailable, VisitRefused, storage_fault
+from alerts.model import RefusalReason, VisitEvent
 from devices.codec import Message
 from devices.schemas import BadgeEvent
 
@@ -55,10 +59,6 @@ log = logging.getLogger("homecare.servicelog")
 GENESIS: Final = "0" * 64
 """``prev_hash`` of the first record."""
 
-VisitAction = Literal["check_in", "check_out"]
-Source = Literal["badge", "api"]
-RefusalReason = Literal["no_check_in", "already_checked_in", "already_checked_out",
-                        "other_bed", "other_caregiver"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS service_log (
@@ -113,27 +113,6 @@ BEGIN SELECT RAISE(ABORT, 'service log is append-only'); END;
 
 _COLUMNS: Final = ("seq, origin, at, recorded_at, site, bed, caregiver, visit, event, method,"
                    " services, source, device, actor, prev_hash, hash")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VisitEvent:
-    """A check-in or check-out to record (before it has a place in the chain)."""
-
-    origin: str
-    """Idempotency key: the same origin is recorded once (:func:`repeats`)."""
-    at: int
-    """When it happened (device time for badges, gateway time for the API), epoch ms."""
-    site: str
-    bed: str
-    caregiver: str
-    visit: str
-    event: VisitAction
-    source: Source
-    method: str | None = None
-    services: tuple[str, ...] | None = None
-    device: str | None = None
-    actor: str | None = None
-    """The API key's name for API records; ``None`` for device records."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,5 +1,8 @@
 """The alert store: every alert and every transition, durable before it is acknowledged.
 
+(A module over 400 lines: one SQLite schema and the transactions over it; each write's
+statements stay together so that what commits together is read together.)
+
 SQLite in WAL mode with ``synchronous=FULL``: a :meth:`AlertStore.write` that returned is on
 disk. Two tables:
 

@@ -1,5 +1,16 @@
-"""The device contract: topic scheme, typed payloads, codec and bed/device registry. No I/O."""
+"""The device contract, the one definition both sides use: the gateway and every device
+(simulated or not). Pure: no I/O.
 
+Topic scheme and the urgency rule (:mod:`~devices.topics`), typed payloads
+(:mod:`~devices.schemas`), the codec that answers every input with a message or a reason
+(:mod:`~devices.codec`), the bed/device registry (:mod:`~devices.registry`), device clocks
+against receipt time (:mod:`~devices.devicetime`), the broker URL (:mod:`~devices.broker`),
+the MQTT packet codec (:mod:`~devices.mqttwire`), recorded traffic (:mod:`~devices.traffic`),
+ground-truth labels (:mod:`~devices.labels`) and the exceptions (:mod:`~devices.errors`).
+"""
+
+from devices import mqttwire
+from devices.broker import BrokerUrl
 from devices.codec import (
     MAX_PAYLOAD_BYTES,
     PAYLOAD_TYPES,
@@ -10,20 +21,39 @@ from devices.codec import (
     decode,
     encode,
 )
+from devices.devicetime import (
+    AHEAD_MS,
+    CLOCK_TRUST_MS,
+    MAX_BATCH_SPAN_MS,
+    ClockWindow,
+    announced_offline,
+    announced_offline_array,
+    is_offline,
+    sent_ms,
+    sent_ms_array,
+    wrong_unit,
+)
 from devices.errors import ConfigError, ProtocolError, RegistryError, TopicError
+from devices.labels import ALERT_TYPES, Label, encode_label, label_sort_key, read_labels
+from devices.mqttwire import Will, publish_packet
 from devices.registry import BedSettings, Defaults, Device, Registry
 from devices.schemas import (
     AudioSample,
     BadgeEvent,
+    BadgeMethod,
+    ButtonAction,
     ButtonEvent,
+    FallAction,
     FallEvent,
     InfraredSample,
     Payload,
+    Posture,
     RecordingEvent,
     Sample,
     Status,
     Telemetry,
     VitalsSample,
+    Zone,
     sample_fields,
 )
 from devices.topics import (
@@ -31,37 +61,54 @@ from devices.topics import (
     CHANNELS_BY_KIND,
     KINDS,
     SUBSCRIPTION,
+    URGENT_KINDS,
     Address,
     Channel,
     Kind,
+    TopicCache,
     format_topic,
+    is_urgent,
     parse_topic,
 )
+from devices.traffic import Received, decode_line, encode_line, unreadable_reason
 
 __all__ = [
+    "AHEAD_MS",
+    "ALERT_TYPES",
     "CHANNELS",
     "CHANNELS_BY_KIND",
+    "CLOCK_TRUST_MS",
     "KINDS",
+    "MAX_BATCH_SPAN_MS",
     "MAX_PAYLOAD_BYTES",
     "PAYLOAD_TYPES",
     "REASONS",
     "SUBSCRIPTION",
+    "URGENT_KINDS",
     "Address",
     "AudioSample",
     "BadgeEvent",
+    "BadgeMethod",
     "BedSettings",
+    "BrokerUrl",
+    "ButtonAction",
     "ButtonEvent",
     "Channel",
+    "ClockWindow",
     "Codec",
     "ConfigError",
     "Defaults",
     "Device",
+    "FallAction",
     "FallEvent",
     "InfraredSample",
     "Kind",
+    "Label",
     "Message",
     "Payload",
+    "Posture",
     "ProtocolError",
+    "Received",
     "RecordingEvent",
     "Registry",
     "RegistryError",
@@ -69,11 +116,29 @@ __all__ = [
     "Sample",
     "Status",
     "Telemetry",
+    "TopicCache",
     "TopicError",
     "VitalsSample",
+    "Will",
+    "Zone",
+    "announced_offline",
+    "announced_offline_array",
     "decode",
+    "decode_line",
     "encode",
+    "encode_label",
+    "encode_line",
     "format_topic",
+    "is_offline",
+    "is_urgent",
+    "label_sort_key",
+    "mqttwire",
     "parse_topic",
+    "publish_packet",
+    "read_labels",
     "sample_fields",
+    "sent_ms",
+    "sent_ms_array",
+    "unreadable_reason",
+    "wrong_unit",
 ]

@@ -1,1 +1,25 @@
-"""Home-care gateway runtime: config, ingest, pipeline, sinks, spool, CLI."""
+"""The gateway runtime: one process that takes in every device message and never loses one.
+
+Rooms (each a package with its own public surface, used only from the rooms above it; the
+layers are checked by ``lint-imports``, see docs/ARCHITECTURE.md):
+
+* :mod:`gateway.runner`, :mod:`gateway.runtime`: the process (signals, logging, exit codes)
+  and the :class:`Gateway` that owns and wires every part;
+* :mod:`gateway.ingest`: socket, inbox and urgent lane, pipeline, and the checkpoint that
+  commits before it acknowledges;
+* :mod:`gateway.detect`: the detectors and the alerting stage feeding :mod:`alerts`;
+* :mod:`gateway.upstream`: the outbox and signed delivery to the platform and families;
+* :mod:`gateway.http`: health, readiness, metrics, and the alert API and console mounted;
+* :mod:`gateway.tsdb`: line protocol, database writers, the spool drainer, history readers;
+* :mod:`gateway.storage`: spool, dead letters, storage health;
+* :mod:`gateway.config`, :mod:`gateway.monitoring`, :mod:`gateway.logs`,
+  :mod:`gateway.errors`: settings, Prometheus metrics, logging, exceptions.
+"""
+
+from gateway.config import Settings, load
+from gateway.errors import ConfigError
+from gateway.monitoring import Metrics
+from gateway.runner import run_gateway
+from gateway.runtime import Gateway
+
+__all__ = ["ConfigError", "Gateway", "Metrics", "Settings", "load", "run_gateway"]

@@ -83,6 +83,23 @@ def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
     return app
 
 
+def not_ready_app(reason: dict[str, str]) -> FastAPI:
+    """What the gateway's address answers while its stores cannot be opened: alive, not
+    ready, and why."""
+    app = FastAPI(title="Home-care gateway (stores not open)", docs_url=None, redoc_url=None)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        return JSONResponse({"ready": False, "checks": {"stores_open": False},
+                             "reasons": dict(reason)}, status_code=503)
+
+    return app
+
+
 async def shutdown(app: FastAPI) -> None:
     """End open event streams and close the API's clients (before uvicorn stops)."""
     for hook in getattr(app.state, "shutdown_hooks", ()):

@@ -9,12 +9,8 @@ import signal
 import time
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-
 from gateway import logs
 from gateway.config import Settings, load
-from gateway.http import serve as serve_http
 from gateway.runtime import Gateway
 from gateway.storage.health import is_storage_error
 
@@ -59,8 +55,10 @@ async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
             reason["stores_open"] = f"{type(exc).__name__}: {exc}"[:300]
             if failed_since is None:
                 failed_since = time.monotonic()
+                from gateway.http import not_ready_app, serve
+
                 host, port = settings.api_host_port
-                placeholder = asyncio.create_task(serve_http(_not_ready(reason), host, port),
+                placeholder = asyncio.create_task(serve(not_ready_app(reason), host, port),
                                                   name="http-not-ready")
                 log.error("storage.unavailable_at_start data_dir=%s error=%s: %s; the stores "
                           "cannot be opened, retrying every %.0f s (free space or fix the "
@@ -80,23 +78,6 @@ async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
         return gateway
 
 
-def _not_ready(reason: dict[str, str]) -> FastAPI:
-    """What the gateway's address answers while its stores cannot be opened: alive, not
-    ready, and why."""
-    app = FastAPI(title="Home-care gateway (stores not open)", docs_url=None, redoc_url=None)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        return JSONResponse({"ready": False, "checks": {"stores_open": False},
-                             "reasons": dict(reason)}, status_code=503)
-
-    return app
-
-
 async def _cancel(task: asyncio.Task[None] | None) -> None:
     if task is not None:
         task.cancel()
@@ -104,7 +85,7 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
             await task
 
 
-def main(config: Path | None) -> None:
+def run_gateway(config: Path | None) -> None:
     settings = load(config)
     logs.setup(settings.log_level, settings.log_format)
     asyncio.run(serve(settings))

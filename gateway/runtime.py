@@ -1,5 +1,10 @@
-"""The gateway service: owns the MQTT source, the pipeline, the spool, the database writer and
-the alert engine.
+"""The gateway: builds every part from the settings, wires them, and runs their tasks.
+
+(A module over 400 lines: the wiring and the lifecycle of the tasks, start and clean shutdown
+in order, are the one place where every part meets; each part's logic lives in its room.)
+
+Owns the MQTT source, the pipeline, the checkpoint, the spool, the database writer and the
+alert engine.
 
 Alerts: the alerting stage (:mod:`gateway.detect.alerting`) is the pipeline's first stage, so alert
 changes are in ``data_dir/alerts.sqlite3`` before a batch is acknowledged to the broker; a batch
@@ -12,7 +17,7 @@ Threads: the emergency path (alert commits, :meth:`Gateway._commit_alerts`) and 
 path (the batch commit before acknowledgement) each have a dedicated thread of their own, and
 the detectors another; none of them uses the default thread pool, which the API and other
 neighbours share, so a slow database answering history queries (own bounded pool, time-out:
-:mod:`alerts.api._history`, :mod:`gateway.tsdb.history`) never delays an emergency call.
+:mod:`alerts.history`, :mod:`gateway.tsdb.history`) never delays an emergency call.
 
 Storage trouble is never fatal (:mod:`gateway.storage.health`): a batch whose commit fails (disk
 full, I/O error, a corrupt dead-letter file) is held unacknowledged and retried; ``/readyz``

@@ -64,8 +64,8 @@ def gateway_command(
         "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Run the gateway service: MQTT in, time series out, until SIGTERM."""
+    from gateway import run_gateway
     from gateway.errors import ConfigError
-    from gateway.runner import main as run_gateway
 
     try:
         run_gateway(config)

@@ -12,6 +12,7 @@ True
 """
 
 from devices.errors import ConfigError
+from simulators.cli import simulate
 from simulators.config import (
     DEFAULT_START,
     BedSpec,
@@ -23,6 +24,7 @@ from simulators.config import (
 from simulators.faults import FAULT_KINDS
 from simulators.live import LiveStats, run_live
 from simulators.load import PublishResult, pregenerate, publish_all
+from simulators.mqtt import Publisher
 from simulators.offline import Summary, traffic_line, write
 from simulators.registry_toml import registry_toml
 from simulators.stream import Simulation, live, offline
@@ -38,6 +40,7 @@ __all__ = [
     "ForcedIncident",
     "LiveStats",
     "PublishResult",
+    "Publisher",
     "SimConfig",
     "Simulation",
     "Summary",
@@ -49,6 +52,7 @@ __all__ = [
     "publish_all",
     "registry_toml",
     "run_live",
+    "simulate",
     "traffic_line",
     "write",
 ]

@@ -16,7 +16,6 @@ from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
-from alerts.api._history import BoundedHistory, HistoryReader
 from alerts.api._limits import BodyLimit
 from alerts.api._stream import ChangeHub, event_stream, format_event
 
@@ -56,9 +55,7 @@ __all__ = [
     "PREFIX",
     "ApiContext",
     "ApiError",
-    "BoundedHistory",
     "ChangeHub",
-    "HistoryReader",
     "event_stream",
     "format_event",
     "install",

@@ -33,7 +33,7 @@ from alerts.api._models import (
 )
 from alerts.errors import HistoryError
 from alerts.keys import Role
-from alerts.livestate import METRICS, DeviceState, connectivity
+from alerts.livestate import READINGS, DeviceState, connectivity
 from alerts.model import Alert
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
@@ -199,4 +199,4 @@ def _reported(state: DeviceState | None) -> Literal["online", "offline"] | None:
     return None
 
 
-assert set(METRICS) == set(get_args(Metric)), "the API's metrics are the live state's"
+assert set(READINGS) == set(get_args(Metric)), "the API's metrics are the live state's"

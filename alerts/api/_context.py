@@ -6,8 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from alerts.api._history import HistoryReader
 from alerts.engine import AlertEngine
+from alerts.history import HistoryReader
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
 from alerts.servicelog import ServiceLog

@@ -35,7 +35,8 @@ from alerts.api._models import (
 )
 from alerts.errors import VisitRefused
 from alerts.keys import Role
-from alerts.servicelog import RefusedVisit, ServiceRecord, VisitEvent, api_origin
+from alerts.model import VisitEvent
+from alerts.servicelog import RefusedVisit, ServiceRecord, api_origin
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:

@@ -1,1 +1,23 @@
-"""TODO"""
+"""What the gateway keeps on its own disk before anything is acknowledged.
+
+:mod:`~gateway.storage.spool` (points not yet in the database, append-only, fsynced),
+:mod:`~gateway.storage.deadletters` (every message it could not use, with the reason), and
+:mod:`~gateway.storage.health` (one account of every store's trouble, for the log, ``/readyz``
+and metrics). The alert store, keys and the service log live with the alerts
+(:mod:`alerts`); their disk errors are classified the same way, in :mod:`alerts.errors`.
+"""
+
+from gateway.storage.deadletters import DeadLetter, DeadLetterStore, StoredDeadLetter
+from gateway.storage.health import StorageHealth, is_storage_error
+from gateway.storage.spool import Spool, SpoolBatch, SpoolStats
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetterStore",
+    "Spool",
+    "SpoolBatch",
+    "SpoolStats",
+    "StorageHealth",
+    "StoredDeadLetter",
+    "is_storage_error",
+]

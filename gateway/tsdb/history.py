@@ -30,8 +30,8 @@ from typing import Any, Final
 import httpx
 from prometheus_client import CollectorRegistry
 
-from alerts.api import BoundedHistory, HistoryReader
 from alerts.errors import HistoryFailed, HistoryUnavailable
+from alerts.history import BoundedHistory, HistoryReader
 from gateway.config import Settings
 
 FIELDS: Final = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from alerts.servicelog import VisitEvent
+from alerts.model import VisitEvent
 from devices.registry import Registry
 from tests.unit.test_api_app import T0, Harness, build
 

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from alerts.livestate import DAY_MS, LiveState, Ring, connectivity
+from alerts.livestate import DAY_MS, LiveState, connectivity
+from alerts.readings import ReadingSlots
 from devices.codec import Codec, Message
 from devices.devicetime import ClockWindow
 
@@ -31,10 +32,10 @@ def vitals(bed: str, seq: int, samples: list[tuple[int, float]]) -> Message:
 
 def test_ring_keeps_the_latest_sample_of_each_slot_whatever_the_arrival_order() -> None:
     samples = [(T0 + i * 7_000, float(60 + i % 30)) for i in range(2000)]
-    ordered = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    ordered = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     for t, v in samples:
         ordered.add(t, v)
-    shuffled = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    shuffled = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     rng = random.Random(3)
     mixed = samples[:]
     rng.shuffle(mixed)
@@ -55,7 +56,7 @@ def test_ring_keeps_the_latest_sample_of_each_slot_whatever_the_arrival_order() 
 def test_ring_content_does_not_depend_on_arrival_order(
         samples: list[tuple[int, int]], rng: random.Random) -> None:
     def fill(order: list[tuple[int, int]]) -> list[tuple[int, float]]:
-        ring = Ring(window_ms=3_600_000, resolution_ms=10_000)
+        ring = ReadingSlots(window_ms=3_600_000, resolution_ms=10_000)
         for t, v in order:
             ring.add(T0 + t, float(v))
         return ring.points()
@@ -68,7 +69,7 @@ def test_ring_content_does_not_depend_on_arrival_order(
 
 
 def test_samples_older_than_the_window_behind_the_newest_are_ignored() -> None:
-    ring = Ring(window_ms=600_000, resolution_ms=60_000)
+    ring = ReadingSlots(window_ms=600_000, resolution_ms=60_000)
     ring.add(T0 + 3_600_000, 1.0)
     ring.add(T0, 2.0)  # an hour late: outside the 10-minute window
     ring.add(T0 + 3_600_000 - 540_000, 3.0)  # 9 minutes late: inside
@@ -77,7 +78,7 @@ def test_samples_older_than_the_window_behind_the_newest_are_ignored() -> None:
 
 
 def test_ring_points_are_filtered_by_time_and_values_come_back_as_sent() -> None:
-    ring = Ring(window_ms=DAY_MS, resolution_ms=60_000)
+    ring = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     for i, v in enumerate((68.3, 15.5, 41.57, 0.0, 1.0)):
         ring.add(T0 + i * 60_000, v)
     assert [v for _, v in ring.points()] == [68.3, 15.5, 41.57, 0.0, 1.0]

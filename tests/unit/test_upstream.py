@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
-from alerts.servicelog import ServiceLog, VisitEvent
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity, VisitEvent
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from gateway.upstream import Outbox, Upstream, family_secret, signature, verify
 from tests.upstream_receiver import Receiver

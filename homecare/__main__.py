@@ -1,0 +1,5 @@
+"""``python -m homecare``: the ``homecare`` command."""
+
+from homecare.cli import main
+
+main()
