@@ -52,6 +52,7 @@ from alerts.livestate import LiveState
 from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import AlertStore
+from devices.codec import Codec
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
@@ -171,6 +172,7 @@ class Gateway:
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
+                                 codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  stages=(self.alerting, *stages, self.live,
                                          ServiceLogRecorder(self.service_log)),
                                  urgent_stages=(self.alerting,),

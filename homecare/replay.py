@@ -42,6 +42,7 @@ from alerts.engine import seeded_ids
 from alerts.model import Alert
 from alerts.rules import ImmediateRules
 from alerts.store import MAX_PAGE, AlertStore
+from devices.codec import Codec
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from devices.topics import is_urgent
@@ -192,6 +193,7 @@ class Replayer:
             detectors=self.detectors)
         self.deadletters = DeadLetterStore(":memory:")
         self.pipeline = Pipeline(metrics=Metrics(),
+                                 codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  registry=self.registry, stages=(self.stage,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)

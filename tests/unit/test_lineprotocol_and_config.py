@@ -170,3 +170,23 @@ def test_upstream_secret_is_masked_in_diagnostics(monkeypatch: pytest.MonkeyPatc
     assert shown["HOMECARE_UPSTREAM_SECRET"] == "***"
     assert shown["HOMECARE_UPSTREAM_URL"] == "https://platform/x"
     assert load().secret("upstream_secret") == "0123456789abcdef-upstream"
+
+
+def test_max_payload_bytes_bounds_what_the_gateway_and_replay_accept(tmp_path: Path) -> None:
+    from devices.codec import Rejected
+    from gateway.config import Settings
+    from gateway.runtime import Gateway
+    from homecare.replay import Replayer
+
+    topic = "homecare/v1/s1/b1/button/btn-1/event"
+    small = b'{"ts":1,"seq":1,"event":"press"}'
+    large = small[:-1] + b',"note":"' + b"x" * 400 + b'"}'
+    settings = Settings(data_dir=tmp_path, max_payload_bytes=300)
+    gateway = Gateway(settings, serve_http=False)
+    for codec in (gateway.pipeline.codec, Replayer(settings=settings).pipeline.codec):
+        assert not isinstance(codec.decode(topic, small), Rejected)
+        rejected = codec.decode(topic, large)
+        assert isinstance(rejected, Rejected)
+        assert rejected.reason == "oversize"
+    default = Gateway(Settings(data_dir=tmp_path / "default"), serve_http=False)
+    assert not isinstance(default.pipeline.codec.decode(topic, large), Rejected)  # 64 KiB
