@@ -12,7 +12,7 @@ short window after it for conditions that end on their own.
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, get_args
 
 import msgspec
 
@@ -29,18 +29,8 @@ AlertType: TypeAlias = Literal[
     "service_anomaly",
 ]
 
-ALERT_TYPES: Final[tuple[AlertType, ...]] = (
-    "emergency_button",
-    "fall",
-    "inactivity",
-    "night_bed_exit",
-    "abnormal_sound",
-    "vital_signs",
-    "device_offline",
-    "low_battery",
-    "sensor_fault",
-    "service_anomaly",
-)
+ALERT_TYPES: Final[tuple[AlertType, ...]] = get_args(AlertType)
+"""Every alert type a bed can have, in DESIGN.md's order."""
 
 
 class Label(msgspec.Struct, frozen=True, gc=False):
