@@ -1,11 +1,12 @@
 # Developer and CI entry points. CI runs exactly `make test` (see .ci/run).
 #
-#   make test         venv + Debian services + ruff + mypy + pytest (unit, integration, faults)
+#   make test         venv + Debian services + ruff + import layers + mypy + pytest (unit,
+#                     integration, faults)
 #   make run          the zero-setup demo (`homecare demo`)
 #   make bench        every benchmark; results in bench/results/
 #   make venv         create .venv and install the package with its test extras
 #   make system-deps  install the missing Debian packages (mosquitto, influxdb, ...)
-#   make lint         ruff check
+#   make lint         ruff check, and the import layers (lint-imports, pyproject.toml)
 #   make typecheck    mypy (configured in pyproject.toml)
 
 SHELL := /bin/bash
@@ -40,6 +41,7 @@ system-deps:
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo --no-cache
 
 typecheck: venv
 	$(BIN)/mypy
