@@ -38,6 +38,7 @@ from devices.labels import ALERT_TYPES, Label, encode_label, label_sort_key, rea
 from devices.mqttwire import Will, publish_packet
 from devices.registry import BedSettings, Defaults, Device, Registry
 from devices.schemas import (
+    SERVICE_MINUTES,
     AudioSample,
     BadgeEvent,
     BadgeMethod,
@@ -83,6 +84,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "PAYLOAD_TYPES",
     "REASONS",
+    "SERVICE_MINUTES",
     "SUBSCRIPTION",
     "URGENT_KINDS",
     "Address",

@@ -9,7 +9,7 @@ that the detector can raise a ``sensor_fault`` instead of the data vanishing int
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta, Struct
@@ -102,8 +102,23 @@ class FallEvent(Struct, frozen=True, omit_defaults=True, gc=False):
     posture: Posture | None = None
 
 
+SERVICE_MINUTES: Final[dict[str, float]] = {
+    "bathing": 30.0,
+    "meal_assist": 20.0,
+    "medication": 5.0,
+    "cleaning": 25.0,
+    "vitals_check": 10.0,
+    "rehab": 30.0,
+    "companionship": 20.0,
+}
+"""The default catalogue of service item codes (a badge check-out's ``services``) and the
+nominal minutes each takes: what the simulated caregivers do and what ``service_anomaly``
+compares a visit's length with. Codes outside it are valid too."""
+
+
 class BadgeEvent(Struct, frozen=True, omit_defaults=True, gc=False):
-    """Caregiver check-in/out; ``services`` lists service item codes on check-out."""
+    """Caregiver check-in/out; ``services`` lists service item codes on check-out
+    (:data:`SERVICE_MINUTES`)."""
 
     ts: EpochMs
     seq: Seq

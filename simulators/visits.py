@@ -15,23 +15,11 @@ from typing import Final, Literal
 
 import numpy as np
 
-from devices import BadgeEvent, RecordingEvent
-from devices.schemas import BadgeMethod
+from devices import SERVICE_MINUTES, BadgeEvent, BadgeMethod, RecordingEvent
 from simulators.activity import VISIT, VISIT_BATH, Segment
 from simulators.clock import MINUTE_MS, LocalDay
 from simulators.config import BedSpec
 from simulators.events import Event, Role
-
-SERVICES: Final[dict[str, float]] = {
-    "bathing": 30.0,
-    "meal_assist": 20.0,
-    "medication": 5.0,
-    "cleaning": 25.0,
-    "vitals_check": 10.0,
-    "rehab": 30.0,
-    "companionship": 20.0,
-}
-"""Service item codes and their nominal minutes."""
 
 SLOT_STARTS: Final = (8 * 60 + 30, 10 * 60 + 30, 14 * 60, 16 * 60)
 """Local start of each visit slot (minutes); a visit starts within 20 minutes of it and
@@ -69,7 +57,7 @@ def clip_sha256(clip: str, duration_s: float) -> str:
 
 
 def _services(rng: np.random.Generator, count: int) -> tuple[str, ...]:
-    names = list(SERVICES)
+    names = list(SERVICE_MINUTES)
     picked = rng.choice(len(names), size=count, replace=False)
     return tuple(names[i] for i in sorted(picked))
 
@@ -91,7 +79,7 @@ def plan_visit(spec: BedSpec, day: LocalDay, rng: np.random.Generator,
         length_min = float(rng.uniform(3, 8))
     else:
         services = _services(rng, int(rng.integers(2, 4)))
-        nominal = sum(SERVICES[s] for s in services)
+        nominal = sum(SERVICE_MINUTES[s] for s in services)
         length_min = min(100.0, nominal * float(rng.uniform(1.0, 1.3)) + float(rng.uniform(3, 8)))
     leave_ms = start_ms + round(length_min * MINUTE_MS)
     plan = VisitPlan(check_in_ms=start_ms, leave_ms=leave_ms,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import msgspec
 import pytest
 
+from devices import SERVICE_MINUTES as SERVICES
 from devices import (
     AudioSample,
     BadgeEvent,
@@ -34,7 +35,6 @@ from simulators.config import DEFAULT_START, SimConfig, bed_specs
 from simulators.faults import FAULT_KINDS, VARIANTS
 from simulators.offline import Summary, write
 from simulators.stream import offline
-from simulators.visits import SERVICES
 
 ZONE = "Asia/Shanghai"
 
