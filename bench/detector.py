@@ -52,9 +52,7 @@ from devices import (
 )
 from devices.schemas import Zone
 from devices.topics import Channel
-from gateway.detect import build_detectors
-from gateway.detect._base import DetectorBase
-from gateway.detect._batch import extract
+from gateway.detect import DetectorBase, build_detectors, extract
 
 MINUTE = 60_000
 T0 = 1_793_548_800_000  # 2026-11-02 00:00 Asia/Shanghai

@@ -3,6 +3,25 @@
 Every detector has the same small API (``update`` a batch, ``evaluate`` at a moment, ``state``
 and ``restore`` across restarts), so the alerting stage treats them alike and a new rule is one
 new class. :func:`build_detectors` returns the full set for a registry.
+
+One module per alert type (``inactivity``, ``night_bed_exit``, ``abnormal_sound``,
+``vital_signs``, ``device_offline``, ``low_battery``, ``sensor_fault``, ``service_anomaly``),
+each a :class:`DetectorBase` subclass whose docstring shows one input producing one finding.
+What they share lives in private modules, one job each:
+
+* ``_base``: :class:`DetectorBase`, the protocol over per-bed and per-device tables,
+  save/restore, findings;
+* ``_fleet``: :class:`Fleet`, the one object a set of detectors shares, composed of
+  ``_numbering`` (ids to dense bed and device numbers), ``_bed_settings`` (registry thresholds
+  as arrays), ``_localtime`` (local time per site zone, DST, night windows), ``_rounds`` (the
+  round buffer) and ``_presence`` (presence across a bed's infrared sensors);
+* ``_batch`` (a batch of messages as columns), ``_table`` (per-bed arrays), ``_ring`` (per-bed
+  sample rings and slot baselines).
+
+``alerting`` is the pipeline stage that runs the immediate rules and these detectors and feeds
+their findings to the alert engine (:class:`AlertingStage`). :func:`extract` turns messages
+into the columns of a :class:`Batch` that :meth:`Fleet.add_columns` takes (as the benchmark
+does, to time the detectors without the extraction).
 """
 
 from __future__ import annotations
@@ -15,8 +34,10 @@ from devices.codec import Message
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.detect._base import DetectorBase
+from gateway.detect._batch import Batch, extract
 from gateway.detect._fleet import Fleet
 from gateway.detect.abnormal_sound import AbnormalSoundDetector
+from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.detect.device_offline import DeviceOfflineDetector
 from gateway.detect.inactivity import InactivityDetector
 from gateway.detect.low_battery import LowBatteryDetector
@@ -80,7 +101,10 @@ DETECTORS: tuple[type[DetectorBase], ...] = (
 __all__ = [
     "DETECTORS",
     "AbnormalSoundDetector",
+    "AlertingStage",
+    "Batch",
     "Detector",
+    "DetectorBase",
     "DeviceOfflineDetector",
     "Fleet",
     "InactivityDetector",
@@ -90,4 +114,7 @@ __all__ = [
     "ServiceAnomalyDetector",
     "VitalSignsDetector",
     "build_detectors",
+    "engine_from_settings",
+    "extract",
+    "load_detectors",
 ]

@@ -1,7 +1,7 @@
 """A batch of messages as column arrays: one pass over the messages, shared by every detector.
 
 The fleet collects the batches handed to its detectors and extracts them together, once per
-evaluation round, for all of them (see :meth:`~gateway.detect._fleet.Fleet.cut`).
+evaluation round, for all of them (see :class:`~gateway.detect._rounds.RoundBuffer`).
 
 Sample times: a sample keeps its device time ``t`` when the device clock agrees with the
 receipt time (within :data:`~devices.devicetime.CLOCK_TRUST_MS`); otherwise the message is
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from functools import partial
 from itertools import chain
 from operator import attrgetter, is_, itemgetter
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,9 +34,7 @@ from devices.schemas import (
     Status,
     Telemetry,
 )
-
-if TYPE_CHECKING:
-    from gateway.detect._fleet import Fleet
+from devices.topics import Address
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]
@@ -128,7 +126,24 @@ class Batch:
         return len(self.infrared.t) + len(self.audio.t) + len(self.vitals.t)
 
 
-def _telemetry_columns(fleet: Fleet, telemetry: Sequence[Telemetry], devices: I64,
+class DeviceNumbers(Protocol):
+    """What extraction needs of the fleet: its device numbers
+    (:class:`~gateway.detect._numbering.Numbering`; a :class:`~gateway.detect.Fleet` answers
+    for its own)."""
+
+    @property
+    def address_cache(self) -> dict[int, int]: ...
+
+    @property
+    def device_bed(self) -> I64: ...
+
+    @property
+    def device_bed_list(self) -> list[int]: ...
+
+    def address_code(self, a: Address) -> int: ...
+
+
+def _telemetry_columns(numbering: DeviceNumbers, telemetry: Sequence[Telemetry], devices: I64,
                        received: I64, ts: I64, offset: I64
                        ) -> tuple[list[object], I64, I64, I64, I64]:
     """The samples of ``telemetry``, and per sample: bed, device, time (see the module
@@ -149,7 +164,7 @@ def _telemetry_columns(fleet: Fleet, telemetry: Sequence[Telemetry], devices: I6
         owner = np.repeat(np.arange(len(telemetry)), counts)[astray]
         offset[owner] = (raw - np.repeat(received, counts))[astray]
     device = np.repeat(devices, counts)
-    return samples, fleet.device_bed[device], device, t, np.repeat(received, counts)
+    return samples, numbering.device_bed[device], device, t, np.repeat(received, counts)
 
 
 def _column(samples: Sequence[object], name: str) -> F32:
@@ -183,13 +198,15 @@ OTHER: Final = 3
 Chunk = tuple[Sequence[Message], Sequence[int]]
 
 
-def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
-    """The columns of the messages of ``chunks`` (each a batch with its receipt times).
+def extract(numbering: DeviceNumbers, chunks: Sequence[Chunk]) -> Batch:
+    """The columns of the messages of ``chunks`` (each a batch with its receipt times), their
+    beds and devices numbered by ``numbering`` (a fleet's: ``extract(fleet, chunks)``).
 
     No Python-level loop per message or per sample: devices are found through the fleet's
-    address cache with ``map``, samples are unpacked per kind with ``map``/``attrgetter``,
-    and every derived column is computed with numpy. Only statuses and events (a few per
-    device and hour) and first-seen addresses are handled one by one."""
+    address cache (:attr:`~gateway.detect._numbering.Numbering.address_cache`) with ``map``,
+    samples are unpacked per kind with ``map``/``attrgetter``, and every derived column is
+    computed with numpy. Only statuses and events (a few per device and hour) and first-seen
+    addresses are handled one by one."""
     messages: list[Message] = []
     received_all: list[int] = []
     for batch_messages, received_ms in chunks:
@@ -199,11 +216,11 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
         received_all.extend(received_ms)
     addresses = list(map(_ADDRESS, messages))
     payloads: list[object] = list(map(_PAYLOAD, messages))
-    packed = list(map(fleet.address_cache.get, map(id, addresses)))
+    packed = list(map(numbering.address_cache.get, map(id, addresses)))
     if None in packed:
         for i, value in enumerate(packed):
             if value is None:
-                packed[i] = fleet.address_code(addresses[i])
+                packed[i] = numbering.address_code(addresses[i])
     code_of = np.array(packed, dtype=np.int64)
     device = code_of >> 2
     code = code_of & 3
@@ -218,10 +235,10 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
         if status else np.zeros(0, np.bool_)
     is_will = np.zeros(len(payloads), np.bool_)
     is_will[at] = offline
-    statuses = Statuses(device[at], fleet.device_bed[device[at]], received[at], offline,
+    statuses = Statuses(device[at], numbering.device_bed[device[at]], received[at], offline,
                         _column(status, "battery"), _column(status, "heartbeat_s"))
     events: list[EventRecord] = []
-    bed_of = fleet.device_bed_list
+    bed_of = numbering.device_bed_list
     for index in other[~is_status].tolist():
         payload = payloads[index]
         got, owner = received_all[index], int(device[index])
@@ -236,7 +253,7 @@ def extract(fleet: Fleet, chunks: Sequence[Chunk]) -> Batch:
         at = np.flatnonzero(code == kind)
         telemetry: list[Telemetry] = _pick(payloads, at)  # type: ignore[assignment]
         offset = clock_offset[at]
-        columns = _telemetry_columns(fleet, telemetry, device[at], received[at], ts[at],
+        columns = _telemetry_columns(numbering, telemetry, device[at], received[at], ts[at],
                                      offset)
         clock_offset[at] = offset
         return columns

@@ -24,8 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.detect._batch import groups
-from gateway.detect._fleet import NONE
-from gateway.detect._table import Table
+from gateway.detect._table import NONE, Table
 
 I64 = npt.NDArray[np.int64]
 F32 = npt.NDArray[np.float32]

@@ -3,16 +3,31 @@
 A detector declares its columns once (name, dtype, fill, trailing shape); rows are the
 fleet's bed or device numbers. Growth doubles the capacity, so registering beds one by one
 costs amortised O(1). ``dump``/``load`` write the used rows with the keys they belong to, so a
-state restores correctly into a fleet that numbered the beds differently.
+state restores correctly into a fleet that numbered the beds differently. :func:`grow` does
+the same for a single array (the fleet's own per-bed and per-device arrays).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
+
+NONE: Final = np.iinfo(np.int64).min // 4
+"""'No time yet' in int64 time arrays: far below any epoch ms, so ``max`` ignores it."""
+
+
+def grow(array: npt.NDArray[Any], size: int, fill: object) -> npt.NDArray[Any]:
+    """``array`` with room for at least ``size`` rows (itself if it has them): capacity
+    doubles, new rows hold ``fill``."""
+    if len(array) >= size:
+        return array
+    capacity = max(size, 2 * len(array), 16)
+    grown = np.full((capacity, *array.shape[1:]), fill, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
 
 
 class Table:

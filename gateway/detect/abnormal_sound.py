@@ -1,9 +1,5 @@
 """``abnormal_sound``: sound far above the room's own baseline, sustained, with voice.
 
->>> from gateway.detect.abnormal_sound import AbnormalSoundDetector
->>> AbnormalSoundDetector(timezone="UTC").evaluate(0)
-[]
-
 The room's baseline is the median of its 10-minute mean levels over the last day
 (:class:`~gateway.detect._ring.SlotBaseline`; loud slots are left out). Until a few slots
 exist, the quieter quartile of the recent samples stands in (at most
@@ -12,6 +8,23 @@ exist, the quieter quartile of the recent samples stands in (at most
 the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report voice
 activity have voice. Physically impossible levels (below 0 or above 140 dB) are a sensor
 fault, not a sound, and are ignored here.
+
+For example, three minutes of 85 dB with voice in a room never heard before (the cold
+reference is then 40 dB, the default margin 25 dB):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.abnormal_sound import AbnormalSoundDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = AbnormalSoundDetector(timezone="UTC")
+>>> start = 1_793_628_000_000  # 2026-11-02 14:00 UTC
+>>> samples = [{"t": start + s * 30_000, "level_db": 85.0, "voice": True} for s in range(7)]
+>>> now = start + 180_000
+>>> detector.update([message("audio/au-1/telemetry", ts=now, seq=1, samples=samples)], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+abnormal_sound high sound 45 dB above the room's baseline, with voice
 """
 
 from __future__ import annotations
@@ -23,8 +36,8 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._fleet import NONE
 from gateway.detect._ring import SampleRing, SlotBaseline, row_quantile
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 LEVEL, VOICE = 0, 1

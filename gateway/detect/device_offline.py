@@ -1,9 +1,5 @@
 """``device_offline``: a device silent for longer than it promised, or announced offline.
 
->>> from gateway.detect.device_offline import DeviceOfflineDetector
->>> DeviceOfflineDetector(timezone="UTC").evaluate(0)
-[]
-
 Every device promises a status at least every ``heartbeat_s`` (from its latest status, else
 the registry). Silent for ``heartbeat_s x offline_factor`` (registry ``defaults``), or an
 explicit ``state: offline`` status (the MQTT last will, whose ``ts`` is the connect time and
@@ -25,6 +21,24 @@ that went dark all at once fall silent within a minute or so of each other, and 
 those past their full limit let the first one or two through as alerts. Dark sites are
 logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
 (:attr:`DeviceOfflineDetector.dark_sites`). Explicit last wills are still reported one by one.
+
+For example, a call button's last will (the broker publishes it when the connection
+drops):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.device_offline import DeviceOfflineDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = DeviceOfflineDetector(timezone="UTC")
+>>> now = 1_793_606_400_000  # 2026-11-02 08:00 UTC
+>>> will = message("button/btn-1/status", ts=now - 3_600_000, seq=0, state="offline")
+>>> detector.update([will], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+device_offline high button btn-1 announced offline
+>>> finding.evidence["reason"]
+'last_will'
 """
 
 from __future__ import annotations
@@ -39,7 +53,8 @@ from devices.devicetime import announced_offline_array, sent_ms_array
 from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch
-from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
+from gateway.detect._numbering import KIND_CODES, KINDS_BY_CODE
+from gateway.detect._table import NONE
 
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3

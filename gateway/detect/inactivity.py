@@ -1,10 +1,5 @@
 """``inactivity``: someone is home, but has not moved for far longer than usual at this hour.
 
->>> from gateway.detect.inactivity import InactivityDetector
->>> detector = InactivityDetector(timezone="UTC")
->>> detector.evaluate(0)
-[]
-
 Per bed, the *still run* is the time since the infrared sensor last saw movement or saw
 nobody home (or, after a gap in its data, since data resumed: a sensor that was silent says
 nothing about stillness). Per bed and local hour of day, the longest still run that covered
@@ -15,6 +10,24 @@ at night or at nap time, short in the morning. The condition holds when the stil
 longest of the hours the run covers, and the sensor is still reporting; it clears with the
 next movement or absence. A person whose naps are routinely longer than the minimum needs a
 higher ``inactivity_min_minutes``: a run that raised the alert is never learned as usual.
+
+For example, someone at home and still from 08:00 to 10:00, on a bed with nothing learnt
+yet (a usual 20 minutes in the day, so the default minimum of 120 minutes decides):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.inactivity import InactivityDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = InactivityDetector(timezone="UTC")
+>>> eight_am = 1_793_606_400_000  # 2026-11-02 08:00 UTC
+>>> times = [eight_am + m * 60_000 for m in range(0, 121, 5)]
+>>> still = [message("infrared/ir-1/telemetry", ts=t, seq=i, presence=True, motion=0)
+...          for i, t in enumerate(times)]
+>>> detector.update(still, times)
+>>> [finding] = detector.evaluate(times[-1])
+>>> print(finding.type, finding.severity, finding.summary)
+inactivity high no movement for 120 min (usual here 20 min)
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._fleet import NONE
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000

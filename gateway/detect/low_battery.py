@@ -1,12 +1,24 @@
 """``low_battery``: a device reports its battery under ``low_battery_pct`` (BedSettings).
 
->>> from gateway.detect.low_battery import LowBatteryDetector
->>> LowBatteryDetector(timezone="UTC").evaluate(0)
-[]
-
 One episode per device. It clears once the device reports at least ``low_battery_pct`` +
 :data:`HYSTERESIS_PCT` (the battery was replaced or recharged), so a level wobbling around
 the threshold does not open and close alerts.
+
+For example, a call button reporting 9 % (``medium`` for a button, which must be able to
+call; ``low`` for the other devices):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.low_battery import LowBatteryDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = LowBatteryDetector(timezone="UTC")
+>>> now = 1_793_606_400_000  # 2026-11-02 08:00 UTC
+>>> detector.update([message("button/btn-1/status", ts=now, seq=1, state="online",
+...                          battery=9)], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+low_battery medium button btn-1 battery at 9 %
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from alerts.model import AlertType, Finding, Severity
 from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch
-from gateway.detect._fleet import KIND_CODES, KINDS_BY_CODE, NONE
+from gateway.detect._numbering import KIND_CODES, KINDS_BY_CODE
+from gateway.detect._table import NONE
 
 HYSTERESIS_PCT: Final = 5.0
 _BUTTON: Final = KIND_CODES[Kind.BUTTON]

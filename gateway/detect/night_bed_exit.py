@@ -1,9 +1,5 @@
 """``night_bed_exit``: out of bed at night and not back within ``bed_exit_return_min``.
 
->>> from gateway.detect.night_bed_exit import NightBedExitDetector
->>> NightBedExitDetector(timezone="Europe/Berlin").evaluate(0)
-[]
-
 In or out of bed comes from the fall/vital-sign sensor's ``in_bed``; while that sensor is
 silent, from the infrared zone (``bed`` is in bed, any other zone or nobody home is out). Per
 bed the detector keeps the last moment seen in bed and the first moment seen out after it.
@@ -11,6 +7,25 @@ The condition holds when that exit happened in the bed's local night (BedSetting
 ``night_start``..``night_end`` in the site's time zone, so DST and zones are respected), has
 lasted ``bed_exit_return_min``, and a sensor still reports; it clears when the person is seen
 in bed again.
+
+For example, a bed sensor that saw the person leave the bed at 02:05 and not come back by
+02:35 (the default night is 22:00..06:00, the default return limit 30 minutes):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.night_bed_exit import NightBedExitDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = NightBedExitDetector(timezone="UTC")
+>>> two_am = 1_793_584_800_000  # 2026-11-02 02:00 UTC
+>>> minute = 60_000
+>>> samples = [{"t": two_am, "in_bed": True}] + [
+...     {"t": two_am + m * minute, "in_bed": False} for m in (5, 15, 25, 35)]
+>>> now = two_am + 35 * minute
+>>> detector.update([message("fall/fs-1/telemetry", ts=now, seq=1, samples=samples)], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+night_bed_exit high out of bed since 02:05 (local), 30 min
 """
 
 from __future__ import annotations
@@ -22,7 +37,7 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import ZONE_BED, Batch, groups
-from gateway.detect._fleet import NONE
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 _MAX = np.iinfo(np.int64).max

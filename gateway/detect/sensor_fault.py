@@ -1,9 +1,5 @@
 """``sensor_fault``: a sensor that reports what cannot be true.
 
->>> from gateway.detect.sensor_fault import SensorFaultDetector
->>> SensorFaultDetector(timezone="UTC").evaluate(0)
-[]
-
 Three symptoms, one episode per device:
 
 * **stuck**: the same heart rate, breathing rate or sound level for
@@ -40,6 +36,23 @@ Three symptoms, one episode per device:
 
 Each clears when the symptom is gone: the value changes, no impossible reading for
 :data:`IMPOSSIBLE_GAP_MS`, a message with a sane timestamp.
+
+For example, a status whose ``ts`` counts seconds, not milliseconds (a fault at once):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.sensor_fault import SensorFaultDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = SensorFaultDetector(timezone="UTC")
+>>> now = 1_793_606_400_000  # 2026-11-02 08:00 UTC
+>>> status = message("fall/fs-1/status", ts=now // 1000, seq=1, state="online")
+>>> detector.update([status], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+sensor_fault medium fall fs-1: clock_skew
+>>> finding.evidence["clock_unit"]
+'s'
 """
 
 from __future__ import annotations
@@ -52,7 +65,8 @@ from alerts.model import AlertType, Finding, Severity
 from devices.devicetime import wrong_unit
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._fleet import KINDS_BY_CODE, NONE
+from gateway.detect._numbering import KINDS_BY_CODE
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 MOTION, LEVEL, HEART, BREATHING = 0, 1, 2, 3

@@ -1,9 +1,5 @@
 """``service_anomaly``: a caregiver visit whose badge record disagrees with the sensors.
 
->>> from gateway.detect.service_anomaly import ServiceAnomalyDetector
->>> ServiceAnomalyDetector(timezone="UTC").evaluate(0)
-[]
-
 A visit opens with a badge ``check_in`` and closes with its ``check_out`` (same ``visit``
 id); the episode is the visit id. Three cross-checks:
 
@@ -17,6 +13,25 @@ id); the episode is the visit id. Three cross-checks:
 
 The first two are decided :data:`SETTLE_MS` after the check-out, so that sensor data held up
 by the home network is in.
+
+For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
+each):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.service_anomaly import ServiceAnomalyDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = ServiceAnomalyDetector(timezone="UTC")
+>>> ten_am = 1_793_613_600_000  # 2026-11-02 10:00 UTC
+>>> visit = {"caregiver": "c-1", "visit": "v-1", "method": "nfc"}
+>>> badge = [message("badge/bg-1/event", ts=ten_am, seq=1, event="check_in", **visit),
+...          message("badge/bg-1/event", ts=ten_am + 300_000, seq=2, event="check_out",
+...                  services=["bathing", "rehab"], **visit)]
+>>> detector.update(badge, [ten_am, ten_am + 300_000])
+>>> [finding] = detector.evaluate(ten_am + 360_000)
+>>> print(finding.type, finding.severity, finding.summary)
+service_anomaly medium checked out after 5 min; services claim 60 min
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ from alerts.model import AlertType, Finding, Severity
 from devices.schemas import BadgeEvent
 from gateway.detect._base import DetectorBase, rounded
 from gateway.detect._batch import Batch
-from gateway.detect._fleet import NONE
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 

@@ -1,9 +1,5 @@
 """``vital_signs``: heart or breathing rate out of range, sustained (never one spike).
 
->>> from gateway.detect.vital_signs import VitalSignsDetector
->>> VitalSignsDetector(timezone="UTC").evaluate(0)
-[]
-
 A rate is abnormal when it is outside the absolute limits of the bed (BedSettings
 ``heart_rate_min``/``_max``, ``breathing_rate_min``/``_max``) or far outside the person's own
 range: the 5-95 % band of their 10-minute means over the last day, widened by half its width
@@ -14,6 +10,23 @@ at most :data:`LONGEST_MS`, or on :data:`SPARSE_MIN_SAMPLES` spanning :data:`SUS
 that reports often keeps a sample per :data:`SPACING_MS`); it clears when few are, or when no
 rate has been reported for :data:`STALE_MS` (nobody in bed). Impossible readings
 (a heart rate of 400) belong to ``sensor_fault`` and are ignored here.
+
+For example, a heart rate of 150/min for five minutes (the default limit is 130/min):
+
+>>> import json
+>>> from devices import decode
+>>> from gateway.detect.vital_signs import VitalSignsDetector
+>>> def message(topic, **payload):  # a device message, decoded as the gateway decodes it
+...     return decode(f"homecare/v1/s1/b1/{topic}", json.dumps(payload).encode())
+>>> detector = VitalSignsDetector(timezone="UTC")
+>>> start = 1_793_588_400_000  # 2026-11-02 03:00 UTC
+>>> samples = [{"t": start + s * 30_000, "in_bed": True, "heart_rate": 150.0,
+...             "breathing_rate": 16.0} for s in range(11)]
+>>> now = start + 300_000
+>>> detector.update([message("fall/fs-1/telemetry", ts=now, seq=1, samples=samples)], [now])
+>>> [finding] = detector.evaluate(now)
+>>> print(finding.type, finding.severity, finding.summary)
+vital_signs high heart rate 150/min (normal 40-130)
 """
 
 from __future__ import annotations
@@ -25,8 +38,8 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._fleet import NONE
 from gateway.detect._ring import SampleRing, SlotBaseline
+from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 HEART, BREATHING = 0, 1
