@@ -6,7 +6,7 @@ id); the episode is the visit id. Three cross-checks:
 * **nobody sensed**: checked in and out while the infrared sensor, reporting throughout,
   never saw a second person (``people >= 2``) in the home.
 * **too short**: checked out after less than :data:`SHORT_SHARE` of the time the billed
-  services take (:data:`SERVICE_MINUTES`), and at least :data:`SHORT_MIN_MS` less.
+  services take (:data:`devices.SERVICE_MINUTES`), and at least :data:`SHORT_MIN_MS` less.
 * **no check-out**: the visit is over (nobody but the resident for
   :data:`NO_CHECKOUT_GRACE_MS`) or has lasted :data:`MAX_VISIT_MS`, and no check-out came.
   A late check-out clears it.
@@ -42,23 +42,13 @@ import msgspec
 import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
-from devices.schemas import BadgeEvent
+from devices import SERVICE_MINUTES, BadgeEvent
 from gateway.detect._base import DetectorBase, rounded
 from gateway.detect._batch import Batch
 from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
 
-SERVICE_MINUTES: Final[dict[str, float]] = {
-    "bathing": 30.0,
-    "meal_assist": 20.0,
-    "medication": 5.0,
-    "cleaning": 25.0,
-    "vitals_check": 10.0,
-    "rehab": 30.0,
-    "companionship": 20.0,
-}
-"""Nominal minutes of each service item code (the care institution's catalogue)."""
 UNKNOWN_SERVICE_MINUTES: Final = 15.0
 SHORT_SHARE: Final = 0.5
 SHORT_MIN_MS: Final = 15 * MINUTE_MS
