@@ -12,6 +12,13 @@ travel with the caregiver and publish events only: they are never reported offli
 must have been heard once to go offline: one listed in the registry that never spoke is a
 commissioning matter (shown with the bed's devices), not an outage.
 
+A device replaced on its bed (the old one says ``offline`` or falls silent, and a device of the
+same kind on the same bed that was never heard before starts speaking after it) is a planned
+swap, not an outage: the old device's condition clears when the new one speaks (evidence
+``replaced_by``), and is never raised once the new one has spoken. A second device of that kind
+that was already there (two infrared sensors in two rooms) is no replacement: the failure of
+one is still reported.
+
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
 half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds; devices already
 reported offline do not vote) is an outage of the
@@ -74,6 +81,8 @@ class DeviceOfflineDetector(DetectorBase):
         d = self.devices
         d.column("last_heard", np.int64, NONE)
         """Latest sign of life (send time, see the module docstring)."""
+        d.column("first_heard", np.int64, NONE)
+        """First sign of life (send time): tells a replacement from a device already there."""
         d.column("heartbeat_ms", np.float64, np.nan)
         d.column("will_at", np.int64, NONE)
         """Receipt time of the latest last will."""
@@ -85,6 +94,11 @@ class DeviceOfflineDetector(DetectorBase):
         device, received, will = batch.device, batch.received, batch.is_will
         sent = sent_ms_array(batch.ts, received)
         np.maximum.at(d["last_heard"], device[~will], sent[~will])
+        first = d["first_heard"]
+        heard, heard_at = device[~will], sent[~will]
+        new = first[heard] == NONE
+        # Reversed, so that a device's first message in the batch is the one that stays.
+        first[heard[new][::-1]] = heard_at[new][::-1]
         np.maximum.at(d["will_at"], device[will], received[will])
         st = batch.statuses
         promised = ~np.isnan(st.heartbeat_s)
@@ -131,6 +145,8 @@ class DeviceOfflineDetector(DetectorBase):
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
+        replaced = self._replaced(last, tracked & (silent | will | active), n)
+        tracked &= ~replaced
         silent &= tracked
         # Devices already reported offline (dead for days, say) have no vote: otherwise a site
         # with a few dead devices would count as dark and hide the next one to fail.
@@ -160,12 +176,52 @@ class DeviceOfflineDetector(DetectorBase):
         for i in off.tolist():
             _, _, device = fleet.device_keys[i]
             kind = KINDS_BY_CODE[fleet.device_kind[i]]
+            evidence: dict[str, object] = {"device": device, "kind": kind.value,
+                                           "heard_ms": int(last[i])}
+            summary = f"{kind.value} {device} heard again"
+            if replaced[i]:
+                j = self._successor(i, n)
+                successor = fleet.device_keys[j][2]
+                evidence = {"device": device, "kind": kind.value, "replaced_by": successor,
+                            "replacement_heard_ms": int(d["first_heard"][j])}
+                summary = f"{kind.value} {device} replaced by {successor}"
             findings.append(self._finding(
                 fleet.device_bed_list[i], at=now_ms, active=False,
                 started_at=int(d["active_since"][i]), episode=device,
                 severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
-                summary=f"{kind.value} {device} heard again",
-                evidence={"device": device, "kind": kind.value,
-                          "heard_ms": int(last[i])}))
+                summary=summary, evidence=evidence))
             d["active_since"][i] = NONE
         return findings
+
+    def _groups(self, n: int) -> np.ndarray:
+        """Per device: a number shared by the devices of the same bed and kind."""
+        fleet = self.fleet
+        groups: np.ndarray = (fleet.device_bed[:n].astype(np.int64) * len(KINDS_BY_CODE)
+                              + fleet.device_kind[:n])
+        return groups
+
+    def _replaced(self, last: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
+        """Per device: whether a device of its bed and kind first spoke after it went (its
+        last sign of life or its last will, whichever is later). Only ``candidates`` (devices
+        offline or about to be) are looked at: most ticks there are none."""
+        replaced = np.zeros(n, dtype=np.bool_)
+        if not candidates.any():
+            return replaced
+        d = self.devices
+        groups = self._groups(n)
+        mates = np.isin(groups, groups[candidates])
+        newest_first = np.full(int(groups.max()) + 1, NONE, dtype=np.int64)
+        np.maximum.at(newest_first, groups[mates], d["first_heard"][:n][mates])
+        gone = np.maximum(last, d["will_at"][:n])
+        replaced[candidates] = ((gone[candidates] != NONE)
+                                & (newest_first[groups[candidates]] > gone[candidates]))
+        return replaced
+
+    def _successor(self, i: int, n: int) -> int:
+        """The device that replaced device ``i`` (the first of them to speak)."""
+        d = self.devices
+        groups = self._groups(n)
+        gone = max(int(d["last_heard"][i]), int(d["will_at"][i]))
+        first = d["first_heard"][:n]
+        later = np.flatnonzero((groups == groups[i]) & (first > gone))
+        return int(later[np.argmin(first[later])])

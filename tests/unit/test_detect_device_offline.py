@@ -22,10 +22,12 @@ def detector(registry: Registry | None = None) -> DeviceOfflineDetector:
     return DeviceOfflineDetector(registry or Registry(), timezone=ZONE)
 
 
-def sensor(bed: str, start: int, end: int, *, site: str = "s1") -> list[tuple[int, Message]]:
+def sensor(bed: str, start: int, end: int, *, site: str = "s1",
+           device: str | None = None) -> list[tuple[int, Message]]:
     """An infrared sensor: telemetry every minute, a status every 5 minutes."""
-    out = [(t + 100, infrared(bed, t, motion=1, site=site)) for t in range(start, end, MINUTE)]
-    out += [(t + 150, status(bed, "infrared", t, heartbeat_s=300, site=site))
+    out = [(t + 100, infrared(bed, t, motion=1, site=site, device=device))
+           for t in range(start, end, MINUTE)]
+    out += [(t + 150, status(bed, "infrared", t, heartbeat_s=300, site=site, device=device))
             for t in range(start, end, 5 * MINUTE)]
     return out
 
@@ -137,3 +139,38 @@ def test_a_message_delayed_past_the_will_does_not_cancel_it() -> None:
     findings = run(detector(), traffic, start=T0, end=lost + 3 * HOUR)
     assert [f.active for f in findings] == [True, False]
     assert cleared(findings)[0].at >= lost + 2 * HOUR
+
+
+def test_a_device_replaced_on_its_bed_clears_when_the_new_one_speaks() -> None:
+    # The technician unplugs the old sensor (it says offline) and installs a new one with a
+    # new id half an hour later: one alert at the unplugging, resolved by the new device.
+    swap = T0 + HOUR
+    traffic = sensor("b1", T0, swap, device="ir-old")
+    traffic.append((swap, status("b1", "infrared", swap, device="ir-old", state="offline")))
+    traffic += sensor("b1", swap + 30 * MINUTE, swap + 6 * HOUR, device="ir-new")
+    findings = run(detector(), traffic, start=T0, end=swap + 6 * HOUR)
+    [raised] = opened(findings)
+    assert raised.episode == "ir-old"
+    [clear] = cleared(findings)
+    assert clear.evidence["replaced_by"] == "ir-new"
+    assert swap + 30 * MINUTE <= clear.at <= swap + 32 * MINUTE
+    assert len(findings) == 2, "the old device, silent for good, is never raised again"
+
+
+def test_a_silent_swap_before_the_limit_raises_nothing() -> None:
+    swap = T0 + HOUR
+    traffic = sensor("b1", T0, swap, device="ir-old")
+    traffic += sensor("b1", swap + 5 * MINUTE, swap + 6 * HOUR, device="ir-new")
+    assert run(detector(), traffic, start=T0, end=swap + 6 * HOUR) == []
+
+
+def test_one_of_two_sensors_of_a_bed_failing_is_still_reported() -> None:
+    # Two infrared sensors (bedroom and living room): the second was there all along, so the
+    # first one falling silent is an outage, not a replacement.
+    fails = T0 + HOUR
+    traffic = sensor("b1", T0, fails, device="ir-bedroom")
+    traffic += sensor("b1", T0, T0 + 6 * HOUR, device="ir-living")
+    findings = run(detector(), traffic, start=T0, end=T0 + 6 * HOUR)
+    [raised] = opened(findings)
+    assert raised.episode == "ir-bedroom"
+    assert cleared(findings) == []
