@@ -4,7 +4,7 @@ A visit opens with a badge ``check_in`` and closes with its ``check_out`` (same 
 id); the episode is the visit id. Three cross-checks:
 
 * **nobody sensed**: checked in and out while the infrared sensor, reporting throughout,
-  never saw a second person (``people >= 2``) in the home.
+  never saw more people than live there (the household's usual count, below).
 * **too short**: checked out after less than :data:`SHORT_SHARE` of the time the billed
   services take (:data:`devices.SERVICE_MINUTES`), and at least :data:`SHORT_MIN_MS` less.
 * **no check-out**: the visit is over (nobody but the resident for
@@ -13,6 +13,14 @@ id); the episode is the visit id. Three cross-checks:
 
 The first two are decided :data:`SETTLE_MS` after the check-out, so that sensor data held up
 by the home network is in.
+
+**The household.** The caregiver is the one person more than usual. How many people usually
+are at home is learnt per bed from the infrared ``people`` count outside visits, with someone
+home (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples with at
+least two, and at least three, people; over one half counts): an elderly couple is two, so the
+spouse is never taken for the caregiver. It starts as a household of one (the safe default of
+a new bed: a couple's second person counts as a visitor for the first hours, as before) and
+follows a change (a spouse moving in or away) within a day. Evidence names the count used.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -61,6 +69,8 @@ FRESH_MS: Final = 10 * MINUTE_MS
 """Infrared data received within this counts as the sensor still reporting."""
 KEEP_MS: Final = 24 * 60 * MINUTE_MS
 """Visits are forgotten this long after they were decided."""
+HOUSEHOLD_TAU_MS: Final = 12 * 60 * MINUTE_MS
+"""Time constant of the household's usual people count."""
 
 
 class _Visit(msgspec.Struct, kw_only=True):
@@ -85,7 +95,12 @@ class ServiceAnomalyDetector(DetectorBase):
     def _declare(self) -> None:
         b = self.beds
         b.column("people", np.int64, 0)
-        """Infrared samples seen with a second person (cumulative)."""
+        """Infrared samples seen with more people than the household (cumulative)."""
+        b.column("two_or_more", np.float64, 0.0)
+        b.column("three_or_more", np.float64, 0.0)
+        """Time-weighted share of samples outside visits with at least 2 (3) people."""
+        b.column("household_at", np.int64, NONE)
+        """Receipt time of the latest sample the household was learnt from."""
         b.column("samples", np.int64, 0)
         b.column("people_last", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
@@ -111,11 +126,45 @@ class ServiceAnomalyDetector(DetectorBase):
         known = ~np.isnan(ir.people)
         if known.any():
             bed = ir.bed[known]
+            people = ir.people[known]
+            received = ir.received[known]
             np.add.at(b["samples"], bed, 1)
-            np.maximum.at(b["last_received"], bed, ir.received[known])
-            two = ir.people[known] >= 2
-            np.add.at(b["people"], bed[two], 1)
-            np.maximum.at(b["people_last"], bed[two], ir.t[known][two])
+            np.maximum.at(b["last_received"], bed, received)
+            more = people > self.household(bed)
+            np.add.at(b["people"], bed[more], 1)
+            np.maximum.at(b["people_last"], bed[more], ir.t[known][more])
+            self._learn_household(bed, people, received)
+
+    def household(self, bed: np.ndarray) -> np.ndarray:
+        """How many people usually are at home, per bed (1 until learnt otherwise)."""
+        b = self.beds
+        usual: np.ndarray = (1 + (b["two_or_more"][bed] > 0.5).astype(np.int64)
+                             + (b["three_or_more"][bed] > 0.5).astype(np.int64))
+        return usual
+
+    def _learn_household(self, bed: np.ndarray, people: np.ndarray, received: np.ndarray
+                         ) -> None:
+        """Fold samples with someone home and no visit open into the household's count."""
+        open_beds = [v.bed for v in self._visits.values() if v.check_out is None]
+        home = people >= 1
+        if open_beds:
+            home &= ~np.isin(bed, open_beds)
+        if not home.any():
+            return
+        b = self.beds
+        n = len(b["two_or_more"])
+        bed, people, received = bed[home], people[home], received[home]
+        count = np.bincount(bed, minlength=n)
+        beds = np.flatnonzero(count)
+        latest = np.full(n, NONE, dtype=np.int64)
+        np.maximum.at(latest, bed, received)
+        since = b["household_at"][beds]
+        span = np.where(since == NONE, 0, np.maximum(latest[beds] - since, 0))
+        weight = 1.0 - np.exp(-span / HOUSEHOLD_TAU_MS)
+        for column, least in (("two_or_more", 2), ("three_or_more", 3)):
+            share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]
+            b[column][beds] += weight * (share - b[column][beds])
+        b["household_at"][beds] = latest[beds]
 
     def _badge(self, event: BadgeEvent, bed: int, t: int) -> None:
         visit = self._visits.get(event.visit)
@@ -188,7 +237,9 @@ class ServiceAnomalyDetector(DetectorBase):
                 visit, now_ms, active=True,
                 summary="checked in and out, but nobody but the resident was sensed",
                 evidence={"anomaly": "nobody_sensed", "infrared_samples": sensed,
-                          "samples_with_visitor": 0, **base})]
+                          "samples_with_visitor": 0,
+                          "household_people": int(self.household(np.array([visit.bed]))[0]),
+                          **base})]
         claimed_ms = claimed_min * MINUTE_MS
         if stayed_ms < SHORT_SHARE * claimed_ms and claimed_ms - stayed_ms >= SHORT_MIN_MS:
             visit.anomaly = "too_short"

@@ -96,3 +96,50 @@ def test_check_out_without_check_in_and_unknown_services() -> None:
     traffic = home(T0, T0 + 2 * HOUR)
     traffic.append((T0 + HOUR, badge("b1", T0 + HOUR, "check_out", "v-9", services=["x"])))
     assert run(detector(), traffic, start=T0, end=T0 + 3 * HOUR) == []
+
+
+def couple_visit(length_min: int, services: list[str], *, during: int,
+                 check_out: bool = True) -> list[tuple[int, Message]]:
+    """An elderly couple (two people at home for the day before), then a visit during which
+    the infrared sensor counts ``during`` people."""
+    leave = CHECK_IN + length_min * MINUTE
+    traffic = (home(T0 - 24 * HOUR, CHECK_IN, people=2) + home(CHECK_IN, leave, during)
+               + home(leave, leave + 3 * HOUR, people=2))
+    traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
+    if check_out:
+        traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=services)))
+    return traffic
+
+
+def test_a_couple_whose_caregiver_never_came_is_an_anomaly() -> None:
+    # The spouse is the second person; nobody more came.
+    traffic = couple_visit(45, ["bathing", "medication"], during=2)
+    findings = run(detector(), traffic, start=T0 - 24 * HOUR, end=CHECK_IN + 5 * HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["anomaly"] == "nobody_sensed"
+    assert raised.evidence["household_people"] == 2
+
+
+def test_a_couple_visited_by_the_caregiver_is_no_anomaly() -> None:
+    traffic = couple_visit(45, ["bathing", "medication"], during=3)
+    assert run(detector(), traffic, start=T0 - 24 * HOUR, end=CHECK_IN + 5 * HOUR) == []
+
+
+def test_a_caregiver_who_left_a_couple_without_checking_out_is_reported() -> None:
+    traffic = couple_visit(25, [], during=3, check_out=False)
+    findings = run(detector(), traffic, start=T0 - 24 * HOUR, end=CHECK_IN + 3 * HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["anomaly"] == "no_checkout"
+    left = CHECK_IN + 25 * MINUTE
+    assert left + 15 * MINUTE <= raised.at <= left + 25 * MINUTE
+
+
+def test_a_new_bed_is_a_household_of_one_until_a_day_shows_otherwise() -> None:
+    # The first visit of a new bed whose sensor counts two: the second person is taken for
+    # the caregiver (the safe default), so nothing is claimed against an honest caregiver.
+    traffic = [(t + 100, infrared("b1", t, motion=3, people=2))
+               for t in range(T0, CHECK_IN + 4 * HOUR, MINUTE)]
+    traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
+    leave = CHECK_IN + 45 * MINUTE
+    traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=["medication"])))
+    assert run(detector(), traffic, start=T0, end=CHECK_IN + 4 * HOUR) == []
