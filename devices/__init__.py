@@ -34,7 +34,16 @@ from devices.devicetime import (
     wrong_unit,
 )
 from devices.errors import ConfigError, ProtocolError, RegistryError, TopicError
-from devices.labels import ALERT_TYPES, Label, encode_label, label_sort_key, read_labels
+from devices.labels import (
+    ALERT_TYPES,
+    BedProfile,
+    Label,
+    encode_bed_profile,
+    encode_label,
+    label_sort_key,
+    read_bed_profiles,
+    read_labels,
+)
 from devices.mqttwire import Will, publish_packet
 from devices.registry import BedSettings, Defaults, Device, Registry
 from devices.schemas import (
@@ -91,6 +100,7 @@ __all__ = [
     "AudioSample",
     "BadgeEvent",
     "BadgeMethod",
+    "BedProfile",
     "BedSettings",
     "BrokerUrl",
     "ButtonAction",
@@ -128,6 +138,7 @@ __all__ = [
     "decode",
     "decode_line",
     "encode",
+    "encode_bed_profile",
     "encode_label",
     "encode_line",
     "format_topic",
@@ -137,6 +148,7 @@ __all__ = [
     "mqttwire",
     "parse_topic",
     "publish_packet",
+    "read_bed_profiles",
     "read_labels",
     "sample_fields",
     "sent_ms",

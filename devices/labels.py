@@ -8,6 +8,13 @@ A label uses the alert types of DESIGN.md, so a detector's alerts and the labels
 on ``(site, bed, type)`` and overlapping time windows. ``start`` is when the condition began
 (the press, the fall, leaving bed, the first silent moment); ``end`` is when it ended, or a
 short window after it for conditions that end on their own.
+
+Beside the labels, a generator may say what kind of life each bed's person leads, so that the
+false alerts can be counted per kind of person (``homecare evaluate --bed-profiles``): a *bed
+profiles* file, one JSON object per line, fields in this order: ``{"site", "bed", "profile"}``,
+``profile`` a free name (the simulators use ``standard``, ``early_riser``, ``couple``...). One
+line per bed; every bed listed counts as observed over the whole run. It is ground truth about
+normal life, never an incident: a profile raises no alert and excuses none.
 """
 
 from __future__ import annotations
@@ -53,6 +60,29 @@ def encode_label(label: Label) -> bytes:
 
 def label_sort_key(label: Label) -> tuple[int, str, str, str]:
     return (label.start, label.site, label.bed, label.type)
+
+
+class BedProfile(msgspec.Struct, frozen=True, gc=False):
+    """What kind of life a bed's person leads. Field order is the JSONL field order."""
+
+    site: str
+    bed: str
+    profile: str
+
+
+def encode_bed_profile(profile: BedProfile) -> bytes:
+    """One JSONL line (with the newline) for ``profile``."""
+    return _encoder.encode(profile) + b"\n"
+
+
+def read_bed_profiles(data: bytes) -> list[BedProfile]:
+    """Bed profiles from JSONL bytes (blank lines skipped).
+
+    >>> read_bed_profiles(encode_bed_profile(BedProfile("site-01", "bed-0001", "couple")))
+    [BedProfile(site='site-01', bed='bed-0001', profile='couple')]
+    """
+    decoder = msgspec.json.Decoder(BedProfile)
+    return [decoder.decode(line) for line in data.splitlines() if line.strip()]
 
 
 def read_labels(data: bytes) -> list[Label]:
