@@ -1,15 +1,48 @@
-"""``inactivity``: someone is home, but has not moved for far longer than usual at this hour.
+"""``inactivity``: someone is home, out of their usual sleep, and has not moved for far longer
+than usual at this hour.
 
 Per bed, the *still run* is the time since the infrared sensor last saw movement or saw
 nobody home (or, after a gap in its data, since data resumed: a sensor that was silent says
-nothing about stillness). Per bed and local hour of day, the longest still run that covered
-the hour each day (counting runs that ended, never one that raised this alert) is folded into
-an exponentially weighted average over days: the person's usual stillness at that hour, long
-at night or at nap time, short in the morning. The condition holds when the still run exceeds
-``max(inactivity_min_minutes, inactivity_factor x usual)`` (BedSettings), ``usual`` being the
-longest of the hours the run covers, and the sensor is still reporting; it clears with the
-next movement or absence. A person whose naps are routinely longer than the minimum needs a
-higher ``inactivity_min_minutes``: a run that raised the alert is never learned as usual.
+nothing about stillness), or since the person was last seen in bed at an hour of their usual
+sleep: a person in bed during their usual sleep is asleep, not inactive (stillness in bed is
+the bed sensor's and the vital signs' to judge, not the room's motion). In bed comes from the
+fall/vital-sign sensor's ``in_bed``, else (that sensor silent) from the infrared ``bed`` zone.
+
+What is learnt, per bed and local hour of day (the site's zone, DST included), folded into an
+exponentially weighted average over days (about a week of memory) at each local midnight:
+
+* the *usual stillness*: the longest still run reached within the hour each day (a run from
+  13:00 to 14:30 reached 60 minutes within 13:00 and 90 within 14:00), counting runs ended by
+  movement, never one that raised this alert, and never an hour in which nobody was home;
+* the *usual sleep*: the share of the hour spent in bed, weekdays and weekends apart (hours
+  with nobody home not counted). An hour is usual sleep when that share is at least
+  :data:`SLEEP_SHARE`; until it is learnt, the bed's night window (BedSettings
+  ``night_start``..``night_end``) stands in.
+
+The condition holds, while the infrared sensor is still reporting and the person is not in
+bed at a usual-sleep hour, when the still run reaches the threshold of this hour: the largest
+of the thresholds of the hour before, this one and the next (so a nap that starts or ends half
+an hour off its usual time is still usual), where an hour's threshold is
+
+* learnt: ``max(inactivity_min_minutes / 2, usual + max(30 min, 0.3 x usual))``: a still run
+  at an hour when the person is usually active (usual 10-30 min) is flagged 30 minutes after
+  it became unusual, after an hour at least; a usual afternoon nap raises the threshold of
+  its hours by itself;
+* not learnt yet (warm-up: the first day of a new bed, hours at which the person is never
+  home): ``max(inactivity_min_minutes, inactivity_factor x prior)``, the prior usual being 20
+  minutes by day and 40 at night, which is the threshold used before anything is learnt;
+* never above the ceiling ``2 x inactivity_min_minutes`` (4 hours by default), so a long
+  stillness out of bed, or in bed at an hour when the person is usually up (motionless in bed
+  at noon), is always flagged. The ceiling needs to know where the person is: on a bed
+  with no bed sensor and no infrared zone, the learnt usual alone decides.
+
+It clears with the next movement, absence, or the person asleep in bed. Nobody home (the
+infrared sensor's presence false) ends the still run. Warm-up: on the first day every hour
+uses the not-learnt threshold (as before this rule: 120 minutes by default), and the night
+window stands for sleep; from the second day the hours seen are learnt.
+
+The module is over 400 lines because it folds in two sensors (the room's motion and the bed
+sensor's in bed), learns two routines per hour from them, and explains each alert.
 
 For example, someone at home and still from 08:00 to 10:00, on a bed with nothing learnt
 yet (a usual 20 minutes in the day, so the default minimum of 120 minutes decides):
@@ -32,14 +65,18 @@ inactivity high no movement for 120 min (usual here 20 min)
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch, groups
+from gateway.detect._batch import ZONE_BED, Batch, groups
 from gateway.detect._table import NONE
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
 
 MINUTE_MS: Final = 60_000
 HOUR_MS: Final = 3_600_000
@@ -58,10 +95,76 @@ SPACING_MAX_MS: Final = 60 * MINUTE_MS
 spacings up to this: a longer pause is an outage, not its rate."""
 SPACING_ALPHA: Final = 0.2
 USUAL_ALPHA: Final = 0.2
-"""Weight of today's longest still run in an hour's usual value (about a week of memory)."""
+"""Weight of today's value in an hour's usual stillness and usual share in bed (about a week
+of memory)."""
 PRIOR_DAY_MIN: Final = 20.0
 PRIOR_NIGHT_MIN: Final = 40.0
 """Usual longest still run (minutes) assumed for an hour not yet observed."""
+MARGIN_MIN: Final = 30.0
+MARGIN_SHARE: Final = 0.3
+"""A learnt hour's threshold is its usual plus ``max(MARGIN_MIN, MARGIN_SHARE x usual)``."""
+FLOOR_SHARE: Final = 0.5
+"""... and at least this share of ``inactivity_min_minutes``."""
+CEILING_FACTOR: Final = 2.0
+"""No threshold is above this times ``inactivity_min_minutes`` (where in bed is known)."""
+SLEEP_SHARE: Final = 0.3
+"""An hour spent in bed at least this often (learnt) is usual sleep."""
+VITALS_STALE_MS: Final = 3 * MINUTE_MS
+"""The infrared zone stands in for ``in_bed`` when the bed sensor has been silent this long."""
+BED_FRESH_MS: Final = 30 * MINUTE_MS
+"""In bed, last seen this recently, is still in bed (or, if older, as long as nobody moved)."""
+BED_KNOWN_MS: Final = 60 * MINUTE_MS
+"""Whereabouts (in bed or not) older than this are unknown: the ceiling is not applied."""
+
+
+def _keys(bed: I64, t: I64, low: int) -> I64:
+    """One sortable key per (bed, time)."""
+    keys: I64 = (bed << 41) + (t - low)
+    return keys
+
+
+def _previous(keys: I64, sorted_keys: I64, values: I64, bed: I64, sorted_bed: I64) -> I64:
+    """For each key, ``values`` of the last of ``sorted_keys`` strictly before it on the same
+    bed (NONE if there is none)."""
+    if not len(sorted_keys):
+        return np.full(len(keys), NONE, np.int64)
+    at = np.searchsorted(sorted_keys, keys, side="left") - 1
+    safe = np.maximum(at, 0)
+    ok = (at >= 0) & (sorted_bed[safe] == bed)
+    found: I64 = np.where(ok, values[safe], NONE)
+    return found
+
+
+def _hour_runs(beds: I64, local: I64) -> I64:
+    """Where each bed's local hour begins in ``beds``/``local`` (ordered by bed and time)."""
+    if not len(beds):
+        return np.zeros(0, np.int64)
+    hour = local // HOUR_MS
+    step = np.flatnonzero((beds[1:] != beds[:-1]) | (hour[1:] != hour[:-1])) + 1
+    runs: I64 = np.concatenate(([0], step))
+    return runs
+
+
+def _thinned(beds: I64, t: I64, in_bed: npt.NDArray[np.float32]) -> tuple[I64, I64, Bool]:
+    """The bed sensor's known ``in_bed`` samples, keeping of each bed's minute the last one in
+    and the last one out (a sensor sampling every few seconds says no more, and the share of
+    an hour in bed is then counted in minutes, whatever the sensor's rate)."""
+    known = ~np.isnan(in_bed)
+    beds, t, is_in = beds[known], t[known], in_bed[known] == 1
+    if len(beds) < 2:
+        return beds, t, is_in
+    minute = t // MINUTE_MS
+    keep = np.ones(len(beds), np.bool_)
+    keep[:-1] = ((beds[1:] != beds[:-1]) | (minute[1:] != minute[:-1])
+                 | (is_in[1:] != is_in[:-1]))
+    return beds[keep], t[keep], is_in[keep]
+
+
+def _latest(column: I64, beds: I64, t: I64) -> None:
+    """``column[bed] = max(column[bed], latest t)`` for ``beds`` ordered by bed and time."""
+    if len(beds):
+        rows, _, last, _ = groups(beds)
+        column[rows] = np.maximum(column[rows], t[last])
 
 
 class InactivityDetector(DetectorBase):
@@ -78,43 +181,163 @@ class InactivityDetector(DetectorBase):
         b.column("last_received", np.int64, NONE)
         b.column("usual_min", np.float32, np.nan, (24,))
         b.column("day_max_min", np.float32, 0.0, (24,))
-        """Longest ended still run covering each local hour, today so far."""
+        """Longest still run reached within each local hour (ended by movement), today."""
         b.column("day", np.int64, NONE)
-        """Local day (epoch days) that ``day_max_min`` belongs to."""
+        """Local day (epoch days) that the ``day_*`` columns belong to."""
         b.column("active", np.bool_, False)
         b.column("active_since", np.int64, NONE)
+        b.column("bed_share", np.float32, np.nan, (2, 24))
+        """Usual share of each local hour spent in bed, [weekday, weekend] (NaN: not learnt)."""
+        b.column("day_in_bed", np.float32, 0.0, (24,))
+        b.column("day_bed_seen", np.float32, 0.0, (24,))
+        """Today's observations of in bed, and of in or out of bed, per local hour."""
+        b.column("day_away", np.bool_, False, (24,))
+        """Local hours of today in which nobody was home at some point (not learnt from)."""
+        b.column("last_vitals_t", np.int64, NONE)
+        b.column("in_bed", np.bool_, False)
+        b.column("in_bed_t", np.int64, NONE)
+        """The latest in or out of bed, and when (NONE: never known)."""
+        b.column("clock_t", np.int64, NONE)
+        """Latest sample time of either sensor (for the day change)."""
+
+    # --- folding a batch in ---------------------------------------------------------------
+
+    def _local(self, beds: I64, t: I64) -> I64:
+        """Local wall-clock ms; one offset per bed when no bed's offset changes in the batch."""
+        if not len(t):
+            return np.zeros(0, np.int64)
+        low, high = int(t.min()), int(t.max())
+        fleet = self.fleet
+        if high - low < 6 * HOUR_MS:
+            first = fleet.local_ms_now(low) - low
+            last = fleet.local_ms_now(high) - high
+            if np.array_equal(first, last):
+                local: I64 = t + first[beds]
+                return local
+        return fleet.local_ms(beds, t)
+
+    def _sleep_hour(self, beds: I64, local: I64, runs: I64 | None = None) -> Bool:
+        """Whether local time ``local[i]`` is in the usual sleep of bed ``beds[i]``; ``runs``
+        (the starts of each bed's local hours, see :func:`_hour_runs`) saves the look-ups."""
+        if runs is None:
+            runs = np.arange(len(beds))
+        lengths = np.diff(np.append(runs, len(beds)))
+        r_bed, r_local = beds[runs], local[runs]
+        hour = (r_local // HOUR_MS) % 24
+        weekend = (((r_local // DAY_MS) + 3) % 7 >= 5).astype(np.int64)
+        share = self.beds["bed_share"]
+        value = share[r_bed, weekend, hour]
+        value = np.repeat(np.where(np.isnan(value), share[r_bed, 1 - weekend, hour], value),
+                          lengths)
+        fleet = self.fleet
+        n = fleet.n_beds
+        if (fleet.night_start_min[:n] % 60).any() or (fleet.night_end_min[:n] % 60).any():
+            night = fleet.is_night(beds, ((local % DAY_MS) / MINUTE_MS).astype(np.float64))
+        else:  # nights of whole hours: one look-up per bed and hour
+            minutes = ((r_local % DAY_MS) / MINUTE_MS).astype(np.float64)
+            night = np.repeat(fleet.is_night(r_bed, minutes), lengths)
+        sleep: Bool = np.where(np.isnan(value), night, value >= SLEEP_SHARE)
+        return sleep
 
     def _update(self, batch: Batch) -> None:
-        ir = batch.infrared
+        ir, vi = batch.infrared, batch.vitals
+        b = self.beds
         known = ~(np.isnan(ir.presence) & np.isnan(ir.motion))
-        if not known.any():
-            return
         bed, t = ir.bed[known], ir.t[known]
         presence, motion = ir.presence[known], ir.motion[known]
-        beds, _, _, _ = groups(bed)  # a round's samples are ordered by bed and time
-        b = self.beds
+        zone = ir.zone[known]
+        # In or out of bed: the bed sensor, else (silent) the infrared zone. Two streams, each
+        # ordered by bed and time, as a round's samples are.
+        v_bed, v_t, v_in = _thinned(vi.bed, vi.t, vi.in_bed)
+        _latest(b["last_vitals_t"], v_bed, v_t)
+        i_obs = ((zone != 0) & (presence != 0)
+                 & (b["last_vitals_t"][bed] < t - VITALS_STALE_MS))
+        streams = [(v_bed, v_t, v_in),
+                   (bed[i_obs], t[i_obs], zone[i_obs] == ZONE_BED)]
+        if not len(bed) and not len(v_bed):
+            return
+        asleep: list[tuple[I64, I64]] = []
+        hours: list[tuple[I64, I64]] = []
+        for o_bed, o_t, o_in in streams:
+            o_local = self._local(o_bed, o_t)
+            runs = _hour_runs(o_bed, o_local)
+            hours.append((runs, (o_local[runs] // HOUR_MS) % 24))
+            sleeping = o_in & self._sleep_hour(o_bed, o_local, runs) if len(o_bed) else o_in
+            asleep.append((o_bed[sleeping], o_t[sleeping]))
+
         still_since, last_t = b["still_since"], b["last_t"]
+        before = still_since.copy() if len(bed) else still_since
         first = np.concatenate(([True], bed[1:] != bed[:-1]))
         previous = np.where(first, last_t[bed], np.concatenate(([NONE], t[:-1])))
-        spacing = b["spacing_ms"]
-        gap = t - previous > np.maximum(DATA_GAP_MS, GAP_FACTOR * spacing[bed])
+        gap = t - previous > np.maximum(DATA_GAP_MS, GAP_FACTOR * b["spacing_ms"][bed])
         self._learn_spacing(bed, t - previous, previous != NONE)
-        moved = (motion > 0) | (presence == 0)
-        reset = moved | gap
-        # The first run to end in this batch (by movement or absence, not by a data gap).
-        ended_at = np.full(len(still_since), _MAX, np.int64)
-        ends = moved & ~gap
-        np.minimum.at(ended_at, bed[ends], t[ends])
-        ended = np.flatnonzero((ended_at != _MAX) & (still_since != NONE))
-        ended = ended[~(b["active"][ended] & (still_since[ended] == b["active_since"][ended]))]
-        run_start, run_end = still_since[ended].copy(), ended_at[ended]
-        np.maximum.at(still_since, bed[reset], t[reset])
-        np.maximum.at(last_t, bed, t)
+        absent = presence == 0
+        moved = (motion > 0) & ~absent
+        reset = moved | absent | gap
+        ended = moved & ~gap
+        _latest(still_since, bed[reset], t[reset])
+        for a_bed, a_t in asleep:
+            _latest(still_since, a_bed, a_t)
+        _latest(last_t, bed, t)
         np.maximum.at(b["last_received"], bed, ir.received[known])
-        self._new_day(beds)
-        self._learn(ended, run_start, run_end)
+        self._whereabouts(streams)
+        touched = np.zeros(b.capacity, np.bool_)
+        for o_bed, o_t, _ in [(bed, t, None), *streams]:
+            _latest(b["clock_t"], o_bed, o_t)
+            touched[o_bed] = True
+        self._new_day(np.flatnonzero(touched))
+        # Today's observations, by local hour.
+        for (o_bed, o_t, o_in), (runs, hour) in zip(streams, hours, strict=True):
+            if len(o_bed):
+                rows = o_bed[runs]
+                in_so_far = np.concatenate(([0], np.cumsum(o_in, dtype=np.int64)))
+                bounds = np.append(runs, len(o_bed))
+                seen = np.diff(bounds).astype(np.float32)
+                inside = np.diff(in_so_far[bounds]).astype(np.float32)
+                if int(o_t.max()) - int(o_t.min()) < 23 * HOUR_MS:  # each (bed, hour) once
+                    b["day_bed_seen"][rows, hour] += seen
+                    b["day_in_bed"][rows, hour] += inside
+                else:
+                    np.add.at(b["day_bed_seen"], (rows, hour), seen)
+                    np.add.at(b["day_in_bed"], (rows, hour), inside)
+        if absent.any():
+            away_local = self._local(bed[absent], t[absent])
+            b["day_away"][bed[absent], (away_local // HOUR_MS) % 24] = True
+        if ended.any():
+            self._ended_runs(bed, t, reset, ended, asleep, before)
 
-    def _learn_spacing(self, bed: np.ndarray, step: np.ndarray, known: np.ndarray) -> None:
+    def _whereabouts(self, streams: list[tuple[I64, I64, Bool]]) -> None:
+        """Keep each bed's latest in or out of bed (each stream ordered by bed and time)."""
+        b = self.beds
+        for beds, t, in_bed in streams:
+            if not len(beds):
+                continue
+            rows, _, last, _ = groups(beds)
+            newer = t[last] >= b["in_bed_t"][rows]
+            b["in_bed_t"][rows[newer]] = t[last][newer]
+            b["in_bed"][rows[newer]] = in_bed[last][newer]
+
+    def _ended_runs(self, bed: I64, t: I64, reset: Bool, ended: Bool,
+                    asleep: list[tuple[I64, I64]], before: I64) -> None:
+        """Learn the still runs that movement ended in this batch: each from the latest reset
+        before it (movement, absence, data resumed, asleep in bed, or the run carried in)."""
+        low = min([int(t.min())] + [int(a_t.min()) for _, a_t in asleep if len(a_t)])
+        r_bed, r_t = bed[reset], t[reset]
+        r_keys = _keys(r_bed, r_t, low)
+        e_bed, e_t = bed[ended], t[ended]
+        e_keys = _keys(e_bed, e_t, low)
+        start = np.maximum(before[e_bed], _previous(e_keys, r_keys, r_t, e_bed, r_bed))
+        for a_bed, a_t in asleep:
+            if len(a_t):
+                start = np.maximum(start, _previous(e_keys, _keys(a_bed, a_t, low), a_t,
+                                                    e_bed, a_bed))
+        b = self.beds
+        alerted = b["active"][e_bed] & (start == b["active_since"][e_bed])
+        use = (start != NONE) & (start < e_t) & ~alerted
+        if use.any():
+            self._learn(e_bed[use], start[use], e_t[use])
+
+    def _learn_spacing(self, bed: I64, step: I64, known: Bool) -> None:
         """Fold this round's mean spacing of each bed's samples into its usual spacing, so a
         sensor that reports every 20 or 30 minutes is not one long series of data gaps."""
         use = known & (step > 0) & (step <= SPACING_MAX_MS)
@@ -129,32 +352,51 @@ class InactivityDetector(DetectorBase):
         old = spacing[rows]
         spacing[rows] = np.where(old > 0, (1 - SPACING_ALPHA) * old + SPACING_ALPHA * mean, mean)
 
-    def _new_day(self, beds: np.ndarray) -> None:
-        """At a bed's local day change, fold yesterday's per-hour maxima into the usual."""
+    def _new_day(self, beds: I64) -> None:
+        """At a bed's local day change, fold the day's per-hour values into the usual ones,
+        leaving out hours in which nobody was home."""
+        if not len(beds):
+            return
         b = self.beds
-        day = self.fleet.local_ms(beds, b["last_t"][beds]) // DAY_MS
-        changed = beds[(day != b["day"][beds]) & (b["day"][beds] != NONE)]
+        day = self._local(beds, b["clock_t"][beds]) // DAY_MS
+        old_day = b["day"][beds]
+        changed = beds[(day != old_day) & (old_day != NONE)]
         if len(changed):
+            home = ~b["day_away"][changed]
             seen = b["day_max_min"][changed]
             usual = b["usual_min"][changed]
             folded = np.where(np.isnan(usual), seen, (1 - USUAL_ALPHA) * usual + USUAL_ALPHA * seen)
-            b["usual_min"][changed] = np.where(seen > 0, folded, usual)
-            b["day_max_min"][changed] = 0.0
+            b["usual_min"][changed] = np.where((seen > 0) & home, folded, usual)
+            weekend = (((b["day"][changed] + 3) % 7) >= 5).astype(np.int64)
+            observed = b["day_bed_seen"][changed]
+            today = b["day_in_bed"][changed] / np.maximum(observed, 1.0)
+            share = b["bed_share"][changed, weekend]
+            mixed = np.where(np.isnan(share), today,
+                             (1 - USUAL_ALPHA) * share + USUAL_ALPHA * today)
+            b["bed_share"][changed, weekend] = np.where((observed > 0) & home, mixed, share)
+            for name in ("day_max_min", "day_in_bed", "day_bed_seen"):
+                b[name][changed] = 0.0
+            b["day_away"][changed] = False
         b["day"][beds] = day
 
-    def _learn(self, beds: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-        """Count each ended still run for every local hour it covered."""
-        if not len(beds):
-            return
-        minutes = ((end - start) / MINUTE_MS).astype(np.float32)
-        first = self.fleet.local_ms(beds, start) // HOUR_MS
-        spanned = np.clip(self.fleet.local_ms(beds, end) // HOUR_MS - first, 0, 23)
+    def _learn(self, beds: I64, start: I64, end: I64) -> None:
+        """For each ended still run, the length it reached within every local hour it
+        covered."""
+        first_local = self._local(beds, start)
+        first = first_local // HOUR_MS
+        spanned = np.clip(self._local(beds, end) // HOUR_MS - first, 0, 23)
         day_max = self.beds["day_max_min"]
         for k in range(int(spanned.max()) + 1):
             inside = k <= spanned
+            hour_end = (first[inside] + k + 1) * HOUR_MS - first_local[inside] + start[inside]
+            reached = (np.minimum(end[inside], hour_end) - start[inside]) / MINUTE_MS
             hours = ((first[inside] + k) % 24).astype(np.int64)
             rows = beds[inside]
-            day_max[rows, hours] = np.maximum(day_max[rows, hours], minutes[inside])
+            value = reached.astype(np.float32)
+            longer = value > day_max[rows, hours]  # most runs are not: few to fold in
+            np.maximum.at(day_max, (rows[longer], hours[longer]), value[longer])
+
+    # --- evaluating -----------------------------------------------------------------------
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         n = self.fleet.n_beds
@@ -164,30 +406,22 @@ class InactivityDetector(DetectorBase):
         since = b["still_since"][:n]
         active = b["active"][:n]
         active_since = b["active_since"][:n]
-        minimum = self.fleet.setting("inactivity_min_minutes")
+        minimum = self.fleet.setting("inactivity_min_minutes")[:n]
         fresh = b["last_received"][:n] >= now_ms - np.maximum(
             STALE_MS, GAP_FACTOR * b["spacing_ms"][:n])
         candidate = np.flatnonzero((since != NONE) & fresh & ~active
-                                   & (now_ms - since >= minimum * MINUTE_MS))
+                                   & (now_ms - since >= FLOOR_SHARE * minimum * MINUTE_MS))
         desired = active & (since == active_since)
-        threshold = np.zeros(n)
-        usual = np.zeros(n)
+        judged: dict[str, Any] = {}
         if len(candidate):
-            usual[candidate] = self._usual(candidate, since[candidate], now_ms)
-            factor = self.fleet.setting("inactivity_factor")[candidate]
-            threshold[candidate] = np.maximum(minimum[candidate], factor * usual[candidate])
-            desired[candidate] = now_ms - since[candidate] >= threshold[candidate] * MINUTE_MS
+            judged = self._judge(candidate, since[candidate], now_ms)
+            desired[candidate] = judged["raise"]
         on, off = transitions(active, desired)
         findings: list[Finding] = []
+        where = {int(i): k for k, i in enumerate(candidate.tolist())}
         for i in on.tolist():
             active_since[i] = since[i]
-            still = (now_ms - int(since[i])) / MINUTE_MS
-            findings.append(self._finding(
-                i, at=now_ms, active=True, started_at=int(since[i]),
-                summary=f"no movement for {still:.0f} min (usual here {usual[i]:.0f} min)",
-                evidence={"still_minutes": rounded(still), "threshold_minutes":
-                          rounded(threshold[i]), "usual_minutes": rounded(usual[i]),
-                          "last_movement_ms": int(since[i])}))
+            findings.append(self._raised(i, now_ms, int(since[i]), judged, where[i]))
         for i in off.tolist():
             findings.append(self._finding(
                 i, at=now_ms, active=False, started_at=int(active_since[i]),
@@ -197,18 +431,64 @@ class InactivityDetector(DetectorBase):
             active_since[i] = NONE
         return findings
 
-    def _usual(self, beds: np.ndarray, since: np.ndarray, now_ms: int) -> np.ndarray:
-        """The longest usual still run (minutes) of the local hours from ``since`` to now."""
-        first = self.fleet.local_ms(beds, since) // HOUR_MS
-        last = self.fleet.local_ms(beds, np.full(len(beds), now_ms, np.int64)) // HOUR_MS
-        spanned = np.clip(last - first, 0, 23)
+    def _judge(self, beds: I64, since: I64, now_ms: int) -> dict[str, Any]:
+        """For still beds: this hour's usual, whereabouts, threshold, and whether to raise."""
+        b = self.beds
+        local = self.fleet.local_ms_now(now_ms)[beds]
+        hour = (local // HOUR_MS) % 24
+        minimum = self.fleet.setting("inactivity_min_minutes")[beds]
+        factor = self.fleet.setting("inactivity_factor")[beds]
+        learned = b["usual_min"]
+        threshold = np.zeros(len(beds))
         usual = np.zeros(len(beds))
-        learned = self.beds["usual_min"]
-        for k in range(int(spanned.max()) + 1):
-            of_day = ((first + k) % 24).astype(np.int64)
+        for shift in (-1, 0, 1):
+            of_day = (hour + shift) % 24
             value = learned[beds, of_day].astype(np.float64)
             night = self.fleet.is_night(beds, (of_day * 60 + 30).astype(np.float64))
-            value = np.where(np.isnan(value), np.where(night, PRIOR_NIGHT_MIN, PRIOR_DAY_MIN),
-                             value)
-            usual = np.where(k <= spanned, np.maximum(usual, value), usual)
-        return usual
+            prior = np.where(night, PRIOR_NIGHT_MIN, PRIOR_DAY_MIN)
+            unknown = np.isnan(value)
+            value = np.where(unknown, prior, value)
+            limit = np.where(unknown, np.maximum(minimum, factor * prior),
+                             np.maximum(FLOOR_SHARE * minimum,
+                                        value + np.maximum(MARGIN_MIN, MARGIN_SHARE * value)))
+            usual = np.maximum(usual, value)
+            threshold = np.maximum(threshold, limit)
+        this_hour = learned[beds, hour].astype(np.float64)
+        in_bed_t = b["in_bed_t"][beds]
+        known = (in_bed_t != NONE) & (in_bed_t >= now_ms - BED_KNOWN_MS)
+        in_bed = b["in_bed"][beds] & (in_bed_t != NONE)
+        sleep = self._sleep_hour(beds, local)
+        asleep = in_bed & sleep & ((in_bed_t >= now_ms - BED_FRESH_MS) | (since <= in_bed_t))
+        ceiling = CEILING_FACTOR * minimum
+        threshold = np.where(known, np.minimum(threshold, ceiling), threshold)
+        still = (now_ms - since) / MINUTE_MS
+        weekend = (((local // DAY_MS) + 3) % 7 >= 5).astype(np.int64)
+        share = b["bed_share"][beds, weekend, hour].astype(np.float64)
+        return {"raise": ~asleep & (still >= threshold), "threshold": threshold,
+                "usual": usual, "this_hour": this_hour, "hour": hour, "known": known,
+                "in_bed": in_bed & known, "sleep": sleep, "ceiling": ceiling, "share": share,
+                "still": still}
+
+    def _raised(self, i: int, now_ms: int, since: int, judged: dict[str, Any],
+                k: int) -> Finding:
+        still = float(judged["still"][k])
+        usual = float(judged["usual"][k])
+        in_bed = bool(judged["in_bed"][k]) if judged["known"][k] else None
+        this_hour = float(judged["this_hour"][k])
+        share = float(judged["share"][k])
+        where = " in bed" if in_bed else ""
+        return self._finding(
+            i, at=now_ms, active=True, started_at=since,
+            summary=f"no movement{where} for {still:.0f} min (usual here {usual:.0f} min)",
+            evidence={
+                "still_minutes": rounded(still),
+                "threshold_minutes": rounded(judged["threshold"][k]),
+                "usual_minutes": rounded(usual),
+                "last_movement_ms": since,
+                "local_hour": int(judged["hour"][k]),
+                "usual_this_hour_minutes": None if np.isnan(this_hour) else rounded(this_hour),
+                "in_bed": in_bed,
+                "usual_sleep_hour": bool(judged["sleep"][k]),
+                "usual_share_in_bed": None if np.isnan(share) else rounded(share, 2),
+                "ceiling_minutes": rounded(judged["ceiling"][k]),
+            })

@@ -4,7 +4,16 @@ import random
 
 from devices import Message, Registry
 from gateway.detect import InactivityDetector
-from tests.unit.test_detect_support import HOUR, MINUTE, at, cleared, infrared, opened, run
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    cleared,
+    infrared,
+    opened,
+    run,
+    vitals,
+)
 
 ZONE = "Europe/Berlin"
 
@@ -130,3 +139,144 @@ def test_a_sensor_reporting_every_half_hour_is_not_a_series_of_gaps() -> None:
     gap = home("b1", t0, still, motion=3, step=half_hour)
     gap += home("b1", still + 6 * HOUR, still + 7 * HOUR + 30 * MINUTE, step=half_hour)
     assert opened(run(detector(), gap, start=t0, end=still + 7 * HOUR + 30 * MINUTE)) == []
+
+
+# --- issue #12: a person's sleep, their usual stillness by hour, nobody home -------------------
+
+
+def bed_sensor(bed: str, start: int, end: int, *, in_bed: bool,
+               step: int = MINUTE) -> list[tuple[int, Message]]:
+    return [(t + 300, vitals(bed, t, in_bed=in_bed, heart=62.0 if in_bed else None,
+                             breathing=14.0 if in_bed else None))
+            for t in range(start, end, step)]
+
+
+def lived_day(base: int, *, wake: int = 7, sleep: int = 22,
+              still: tuple[int, int] | None = None, still_in_bed: bool = False,
+              away: tuple[int, int] | None = None) -> list[tuple[int, Message]]:
+    """One local day from ``base`` (midnight): asleep in bed (no motion at all) until ``wake``
+    and from ``sleep`` o'clock, up and moving in between, but for a ``still`` stretch (local
+    minutes after midnight, out of bed unless ``still_in_bed``) and an ``away`` one."""
+    traffic: list[tuple[int, Message]] = []
+    up, down = base + wake * HOUR, base + sleep * HOUR
+    traffic += home("b1", base, up) + bed_sensor("b1", base, up, in_bed=True)
+    traffic += home("b1", down, base + 24 * HOUR) + bed_sensor("b1", down, base + 24 * HOUR,
+                                                             in_bed=True)
+    cut = [(a, b, k) for a, b, k in ((*(still or (0, 0)), "still"), (*(away or (0, 0)), "away"))
+           if b > a]
+    at_ = up
+    for a, b, kind in sorted(cut):
+        a_ms, b_ms = base + a * MINUTE, base + b * MINUTE
+        traffic += home("b1", at_, a_ms, motion=2) + bed_sensor("b1", at_, a_ms, in_bed=False)
+        if kind == "away":
+            traffic += home("b1", a_ms, b_ms, presence=False, motion=0)
+            traffic += bed_sensor("b1", a_ms, b_ms, in_bed=False)
+        else:
+            traffic += home("b1", a_ms, b_ms) + bed_sensor("b1", a_ms, b_ms,
+                                                           in_bed=still_in_bed)
+        at_ = b_ms
+    traffic += home("b1", at_, down, motion=2) + bed_sensor("b1", at_, down, in_bed=False)
+    return traffic
+
+
+def days(first: str, count: int, **kwargs: object) -> tuple[int, list[tuple[int, Message]]]:
+    day1 = at(first, "00:00", ZONE)
+    traffic: list[tuple[int, Message]] = []
+    for day in range(count):
+        traffic += lived_day(day1 + day * 24 * HOUR, **kwargs)  # type: ignore[arg-type]
+    return day1, traffic
+
+
+def test_asleep_in_bed_at_night_is_not_inactivity() -> None:
+    # A real month: the bed sensor says in bed all night, the infrared motion stays 0.
+    day1, traffic = days("2026-11-02", 4)
+    assert opened(run(detector(), traffic, start=day1, end=day1 + 4 * 24 * HOUR,
+                      step=MINUTE)) == []
+
+
+def test_a_late_sleepers_mornings_in_bed_are_learnt_as_sleep() -> None:
+    # Asleep until 10:00 every day, outside the default night (22:00..06:00).
+    day1, traffic = days("2026-11-02", 5, wake=10)
+    findings = opened(run(detector(), traffic, start=day1, end=day1 + 5 * 24 * HOUR,
+                          step=MINUTE))
+    assert all(f.at < day1 + 24 * HOUR for f in findings)  # the first morning only (warm-up)
+
+
+def test_motionless_in_bed_at_noon_still_counts() -> None:
+    day1, traffic = days("2026-11-02", 3)
+    day4 = day1 + 3 * 24 * HOUR
+    traffic += lived_day(day4, still=(11 * 60, 15 * 60), still_in_bed=True)
+    findings = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    [raised] = findings
+    assert raised.started_at >= day4 + 11 * HOUR - 2 * MINUTE
+    assert raised.evidence["in_bed"] is True
+    assert raised.evidence["usual_sleep_hour"] is False
+    assert raised.at - raised.started_at <= 90 * MINUTE
+
+
+def test_ninety_still_minutes_at_an_active_hour_are_flagged_soon_after_they_become_unusual(
+) -> None:
+    day1, traffic = days("2026-11-02", 3)
+    day4 = day1 + 3 * 24 * HOUR
+    traffic += lived_day(day4, still=(12 * 60, 13 * 60 + 30))
+    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    usual = raised.evidence["usual_minutes"]
+    assert usual < 30
+    assert raised.started_at == day4 + 12 * HOUR - MINUTE
+    # Unusual once longer than this hour's usual and than 30 min (still that long, anyone
+    # is now and then): flagged within 30 min of that.
+    assert raised.at - raised.started_at <= (max(usual, 30) + 30) * MINUTE + 2 * MINUTE
+    assert raised.evidence["in_bed"] is False
+    assert raised.evidence["local_hour"] in (12, 13)
+
+
+def test_a_usual_nap_in_a_chair_is_not_inactivity_even_half_an_hour_late() -> None:
+    day1 = at("2026-11-02", "00:00", ZONE)
+    traffic: list[tuple[int, Message]] = []
+    for day, (start, end) in enumerate([(14 * 60, 15 * 60 + 20), (14 * 60, 15 * 60 + 30),
+                                        (14 * 60, 15 * 60 + 10), (14 * 60, 15 * 60 + 25),
+                                        (14 * 60 + 30, 16 * 60)]):
+        traffic += lived_day(day1 + day * 24 * HOUR, still=(start, end))
+    assert opened(run(detector(), traffic, start=day1, end=day1 + 5 * 24 * HOUR,
+                      step=MINUTE)) == []
+
+
+def test_a_long_stillness_out_of_bed_is_flagged_by_the_ceiling() -> None:
+    # A bed whose factor puts the evening threshold at 400 min (10 x the night's 40): still
+    # out of bed (the bed sensor says so) from 20:00 to 01:00 is flagged at the 4 h ceiling.
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"settings": {
+        "inactivity_factor": 10}}}}}})
+    day1 = at("2026-11-02", "00:00", ZONE)
+    evening, late = day1 + 20 * HOUR, day1 + 25 * HOUR
+    traffic = home("b1", day1 + 8 * HOUR, evening, motion=2) + home("b1", evening, late)
+    traffic += bed_sensor("b1", day1 + 8 * HOUR, late, in_bed=False)
+    traffic += home("b1", late, late + 6 * HOUR) + bed_sensor("b1", late, late + 6 * HOUR,
+                                                              in_bed=True)
+    findings = opened(run(InactivityDetector(registry, timezone=ZONE), traffic,
+                          start=day1 + 8 * HOUR, end=late + 6 * HOUR, step=MINUTE))
+    [raised] = findings
+    assert raised.started_at == evening - MINUTE
+    assert raised.evidence["threshold_minutes"] == raised.evidence["ceiling_minutes"] == 240.0
+    assert raised.evidence["in_bed"] is False
+    assert raised.at - raised.started_at <= 242 * MINUTE
+
+
+def test_hours_with_nobody_home_are_not_learnt_as_usual() -> None:
+    day1, traffic = days("2026-11-02", 3, away=(9 * 60, 12 * 60))
+    day4 = day1 + 3 * 24 * HOUR
+    traffic += lived_day(day4, still=(9 * 60, 12 * 60))
+    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    assert raised.evidence["usual_minutes"] == 20.0  # the prior: nothing learnt when away
+    assert raised.evidence["threshold_minutes"] == 120.0
+
+
+def test_learnt_sleep_and_stillness_survive_a_restart() -> None:
+    day1, traffic = days("2026-11-02", 3)
+    day4 = day1 + 3 * 24 * HOUR
+    later = lived_day(day4, still=(12 * 60, 13 * 60 + 30))
+    learnt = detector()
+    run(learnt, traffic, start=day1, end=day4)
+    restored = detector()
+    restored.restore(learnt.state())
+    [raised] = opened(run(restored, later, start=day4, end=day4 + 24 * HOUR, step=MINUTE))
+    assert raised.evidence["usual_minutes"] < 30
