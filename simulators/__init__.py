@@ -19,6 +19,7 @@ from simulators.config import (
     ForcedIncident,
     SimConfig,
     TelemetryConfig,
+    bed_profiles,
     bed_specs,
 )
 from simulators.faults import FAULT_KINDS
@@ -26,6 +27,7 @@ from simulators.live import LiveStats, run_live
 from simulators.load import PublishResult, pregenerate, publish_all
 from simulators.mqtt import Publisher
 from simulators.offline import Summary, traffic_line, write
+from simulators.profiles import PROFILES, Profile, parse_profiles
 from simulators.registry_toml import registry_toml
 from simulators.stream import Simulation, live, offline
 from simulators.traffic import Action, Emission
@@ -33,21 +35,25 @@ from simulators.traffic import Action, Emission
 __all__ = [
     "DEFAULT_START",
     "FAULT_KINDS",
+    "PROFILES",
     "Action",
     "BedSpec",
     "ConfigError",
     "Emission",
     "ForcedIncident",
     "LiveStats",
+    "Profile",
     "PublishResult",
     "Publisher",
     "SimConfig",
     "Simulation",
     "Summary",
     "TelemetryConfig",
+    "bed_profiles",
     "bed_specs",
     "live",
     "offline",
+    "parse_profiles",
     "pregenerate",
     "publish_all",
     "registry_toml",

@@ -43,11 +43,17 @@ MEAL: Final = Activity("meal", ROOM_ZONE, motion=3.0, sound=8.0, voice=0.1)
 QUIET: Final = Activity("quiet", ROOM_ZONE, motion=1.0, sound=2.0, voice=0.03)
 ACTIVE: Final = Activity("active", ROOM_ZONE, motion=6.0, sound=6.0, voice=0.08)
 TV: Final = Activity("tv", ROOM_ZONE, motion=1.3, sound=15.0, voice=0.75)
+RADIO: Final = Activity("radio", ROOM_ZONE, motion=1.5, sound=12.0, voice=0.6)
 DOOR: Final = Activity("door", DOOR_ZONE, motion=5.0, sound=4.0)
 AWAY: Final = Activity("away", AWAY_ZONE, motion=0.0, people=0, sound=-3.0)
 VISIT: Final = Activity("visit", ROOM_ZONE, motion=5.0, people=2, sound=13.0, voice=0.85)
 VISIT_BATH: Final = Activity("visit_bath", BATHROOM_ZONE, motion=6.0, people=2, sound=12.0,
                              voice=0.7)
+# The other resident of a couple (profile ``couple``): markers on the companion track, not
+# what the resident does. Up at night (walking in the room while the resident lies in bed), or
+# out alone (the resident is home alone).
+SPOUSE_UP: Final = Activity("spouse_up", ROOM_ZONE, motion=4.0)
+SPOUSE_OUT: Final = Activity("spouse_out", AWAY_ZONE, motion=0.0, people=0)
 # Incident activities: never part of a normal day.
 ON_FLOOR: Final = Activity("on_floor", ROOM_ZONE, motion=0.0, sound=0.0)
 ON_BATHROOM_FLOOR: Final = Activity("on_bathroom_floor", BATHROOM_ZONE, motion=0.0, sound=0.0)
@@ -56,6 +62,12 @@ STILL: Final = Activity("still", ROOM_ZONE, motion=0.0, sound=-1.0)
 DISTRESS: Final = Activity("distress", ROOM_ZONE, motion=3.0, sound=45.0, voice=1.0)
 WANDER: Final = Activity("wander", ROOM_ZONE, motion=3.0, sound=2.0)
 UNWELL: Final = Activity("unwell", BED_ZONE, in_bed=True, motion=0.6, sound=0.0, voice=0.05)
+
+
+def family(people: int) -> Activity:
+    """Family visiting (profile ``frequent_visitors``): ``people`` in the room in all, talking;
+    its loudness is set per segment (``Segment.sound_extra``)."""
+    return Activity("family", ROOM_ZONE, motion=6.0, people=people, sound=0.0, voice=0.9)
 
 
 @dataclass(frozen=True, slots=True)

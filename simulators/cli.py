@@ -18,7 +18,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from devices.broker import BrokerUrl
 from devices.errors import ConfigError
-from devices.labels import ALERT_TYPES
+from devices.labels import ALERT_TYPES, encode_bed_profile
 from simulators.config import (
     DEFAULT_FAULT_RATE,
     DEFAULT_INCIDENTS_PER_BED_DAY,
@@ -27,14 +27,17 @@ from simulators.config import (
     ForcedIncident,
     SimConfig,
     TelemetryConfig,
+    bed_profiles,
 )
 from simulators.errors import MqttError
 from simulators.live import LiveStats, run_live
 from simulators.offline import write
+from simulators.profiles import MIXES, PROFILES, parse_profiles
 from simulators.registry_toml import registry_toml
 from simulators.stream import offline
 
 _TYPES = ", ".join(ALERT_TYPES)
+_PROFILES = ", ".join(PROFILES)
 
 
 def simulate(
@@ -102,6 +105,15 @@ def simulate(
     registry: Annotated[Path | None, typer.Option(
         help="Also write a registry TOML of the simulated sites (time zones), beds and "
              "devices (heartbeats), in the devices.Registry format.")] = None,
+    profiles: Annotated[str, typer.Option(
+        metavar="MIX",
+        help="Person profiles, assigned to the beds in turn: 'standard' (the default person), "
+             f"'{', '.join(MIXES)}' (every profile), or a comma list of: {_PROFILES}. "
+             "Profiles change normal life only, never the labels.")] = "standard",
+    bed_profiles_out: Annotated[Path | None, typer.Option(
+        "--bed-profiles",
+        help="Write each bed's profile (JSONL: site, bed, profile), for `homecare evaluate "
+             "--bed-profiles`.")] = None,
     quiet: Annotated[bool, typer.Option(
         help="No progress display and no summary.")] = False,
 ) -> None:
@@ -121,12 +133,16 @@ def simulate(
                 vitals_period_s=vitals_period, vitals_samples=vitals_samples,
                 heartbeat_s=heartbeat, button_heartbeat_s=2 * heartbeat),
             forced=tuple(_forced(spec, bed) for spec in incident or ()),
+            profiles=parse_profiles(profiles),
         )
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from None
     show = not quiet and err.is_terminal
     if registry is not None:
         registry.write_text(registry_toml(config), encoding="utf-8")
+    if bed_profiles_out is not None:
+        bed_profiles_out.write_bytes(b"".join(encode_bed_profile(p)
+                                              for p in bed_profiles(config)))
     if out is not None:
         try:
             first_day = dt.date.fromisoformat(start)

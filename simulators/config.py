@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from devices.errors import ConfigError
-from devices.labels import ALERT_TYPES
+from devices.labels import ALERT_TYPES, BedProfile
+from simulators.profiles import PROFILES, Profile
 
 DEFAULT_START: Final = dt.date(2026, 11, 2)
 """Fixed default start date: a run never depends on the day it is made."""
@@ -82,6 +83,8 @@ class SimConfig:
     fault_rate: float = DEFAULT_FAULT_RATE
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     forced: tuple[ForcedIncident, ...] = ()
+    profiles: tuple[str, ...] = ("standard",)
+    """Person profiles (:mod:`simulators.profiles`), assigned to the beds in turn."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.beds <= 99_999:
@@ -101,10 +104,20 @@ class SimConfig:
             raise ConfigError("incidents-per-bed-day: must be between 0 and 24")
         if not 0.0 <= self.fault_rate <= 0.5:
             raise ConfigError("fault-rate: must be between 0 and 0.5")
+        if not self.profiles:
+            raise ConfigError("profiles: name at least one profile")
+        for name in self.profiles:
+            if name not in PROFILES:
+                raise ConfigError(f"profiles: unknown profile {name!r}; one of "
+                                  f"{', '.join(PROFILES)}")
         known = {spec.bed for spec in bed_specs(self)}
         for forced in self.forced:
             if forced.bed not in known:
                 raise ConfigError(f"bed: {forced.bed!r} is not one of the simulated beds")
+
+    def profile(self, bed_index: int) -> Profile:
+        """The profile of the bed with this index (0 for bed-0001)."""
+        return PROFILES[self.profiles[bed_index % len(self.profiles)]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -147,3 +160,9 @@ def bed_specs(config: SimConfig) -> list[BedSpec]:
             ))
         caregivers_before += -(-(last - first) // BEDS_PER_CAREGIVER)
     return specs
+
+
+def bed_profiles(config: SimConfig) -> list[BedProfile]:
+    """Each bed's profile, as the bed-profile records of :mod:`devices.labels`."""
+    return [BedProfile(site=spec.site, bed=spec.bed, profile=config.profile(spec.index).name)
+            for spec in bed_specs(config)]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, TypeAlias
 
 from devices import BadgeEvent, ButtonEvent, FallEvent, RecordingEvent, Status
+from simulators.config import TelemetryConfig
 
 Role: TypeAlias = Literal["button", "infrared", "audio", "fall", "badge"]
 """A device's job in the bed; the device id follows from the bed (``ir-0007``...)."""
@@ -18,6 +19,13 @@ SENSOR_ROLES: Final[tuple[Role, ...]] = ("button", "infrared", "audio", "fall")
 """Devices installed in the home (the badge travels with the caregiver)."""
 BATTERY_ROLES: Final[tuple[Role, ...]] = ("button", "infrared", "fall")
 """Devices on batteries; the audio recorder is mains-powered."""
+
+
+
+def heartbeat_s(role: Role, telemetry: TelemetryConfig) -> float:
+    """The status period a device of ``role`` promises (buttons their own, longer one)."""
+    return telemetry.button_heartbeat_s if role == "button" else telemetry.heartbeat_s
+
 
 EventPayload: TypeAlias = ButtonEvent | RecordingEvent | FallEvent | BadgeEvent | Status
 

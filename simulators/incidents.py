@@ -39,7 +39,7 @@ from simulators.activity import (
 )
 from simulators.clock import HOUR_MS, MINUTE_MS, LocalDay
 from simulators.config import BedSpec, TelemetryConfig
-from simulators.events import BATTERY_ROLES, SENSOR_ROLES, DeviceEffect, Event, Role
+from simulators.events import BATTERY_ROLES, SENSOR_ROLES, DeviceEffect, Event, heartbeat_s
 from simulators.visits import Variant, VisitPlan, plan_visit, slot_window
 
 BUFFER_MS: Final = 45 * MINUTE_MS
@@ -77,6 +77,7 @@ class Context:
     asap: bool
     """Place at the first free moment (an incident injected on demand) instead of at random."""
     busy: list[tuple[int, int]]
+    asleep_ms: int | None = None  # when the night's sleep began, if after midnight (night owl)
 
     def free(self, start: int, end: int) -> bool:
         gap = ASAP_BUFFER_MS if self.asap else BUFFER_MS
@@ -104,6 +105,11 @@ class Context:
     def at(self, minutes: float) -> int:
         return self.day.at(minutes)
 
+    def asleep_for(self, minutes: int) -> int:
+        """``minutes`` after midnight, or after a bedtime past midnight when that is later."""
+        at = self.at(minutes)
+        return at if self.asleep_ms is None else max(at, self.asleep_ms + minutes * MINUTE_MS)
+
     def window(self, low_min: float, high_min: float) -> tuple[int, int]:
         """Start window in local minutes; on demand (``asap``) any time of this day."""
         if self.asap:
@@ -125,7 +131,7 @@ class Context:
         ``length_ms`` still ends well before getting up."""
         evening = self.start_in(max(self.at(22 * 60 + 15), self.bedtime_ms + 30 * MINUTE_MS),
                                 self.at(23 * 60 + 30), length_ms)
-        morning = self.start_in(self.at(30), min(self.at(3 * 60),
+        morning = self.start_in(self.asleep_for(30), min(self.at(3 * 60),
                                                  self.wake_ms - length_ms - 30 * MINUTE_MS),
                                 length_ms)
         options = [s for s in (morning, evening) if s is not None]
@@ -169,7 +175,7 @@ def _fall(ctx: Context) -> Incident | None:
     if night:
         # At night: on a bathroom trip, up again within minutes (never also a bed-exit).
         length = 20 * MINUTE_MS
-        start = ctx.start_in(ctx.at(60), ctx.wake_ms - 60 * MINUTE_MS, length)
+        start = ctx.start_in(ctx.asleep_for(60), ctx.wake_ms - 60 * MINUTE_MS, length)
         if ctx.asap:
             start = ctx.start_in(ctx.day.start_ms, ctx.day.end_ms, length)
         if start is None:
@@ -209,7 +215,7 @@ def _fall(ctx: Context) -> Incident | None:
 def _inactivity(ctx: Context) -> Incident | None:
     length = ctx.minutes(180, 300)
     latest = min(ctx.at(13 * 60 + 30), ctx.bedtime_ms - length - 90 * MINUTE_MS)
-    start = ctx.start_in(ctx.at(9 * 60), latest, length)
+    start = ctx.start_in(max(ctx.at(9 * 60), ctx.wake_ms + 60 * MINUTE_MS), latest, length)
     if start is None:
         return None
     end = start + length
@@ -271,7 +277,7 @@ def _vital_signs(ctx: Context) -> Incident | None:
         if ctx.asap:
             start = ctx.start_in(ctx.day.start_ms, ctx.day.end_ms, length)
         else:
-            start = ctx.start_in(ctx.at(30), ctx.wake_ms - length - 20 * MINUTE_MS, length)
+            start = ctx.start_in(ctx.asleep_for(30), ctx.wake_ms - length - 20 * MINUTE_MS, length)
         if start is None:
             return None
         end = start + length
@@ -288,10 +294,6 @@ def _vital_signs(ctx: Context) -> Incident | None:
                     Segment(end, end + 20 * MINUTE_MS, UNWELL)]
         busy = (start - 10 * MINUTE_MS, end + 20 * MINUTE_MS)
     return Incident(ctx.label("vital_signs", start, end), busy, segments)
-
-
-def heartbeat_s(role: Role, telemetry: TelemetryConfig) -> float:
-    return telemetry.button_heartbeat_s if role == "button" else telemetry.heartbeat_s
 
 
 def _device_offline(ctx: Context) -> Incident | None:

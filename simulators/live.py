@@ -4,8 +4,9 @@ accelerated time (or at a fixed message rate) until stopped.
 Each home device connects with its own client id and a last will (``state: offline``,
 retained, on its status topic) and publishes its online status retained. A ``device_offline``
 incident with a will drops the device's connection, so the broker itself announces it
-offline; the device reconnects when the incident ends. Badges travel between homes, so they
-have no status topic of their own and no will.
+offline; the device reconnects when the incident ends. A replaced device publishes its
+offline status and disconnects cleanly; its successor connects only when it is installed.
+Badges travel between homes, so they have no status topic of their own and no will.
 
 Traffic is generated in a worker thread a batch ahead of publishing, so generating the next
 chunk of a thousand devices never stalls the event loop that paces and publishes.
@@ -69,6 +70,7 @@ class _Devices:
         self.clients: dict[str, Publisher] = {}
         self.status_topics: dict[str, str] = {}
         self.down: set[str] = set()
+        """Devices without a connection: lost, replaced, or not installed yet."""
         for bed in sim.beds:
             traffic = bed.traffic
             for device in traffic.devices:
@@ -76,6 +78,8 @@ class _Devices:
                     url, client_id=f"{prefix}-{traffic.spec.site}-{device.id}",
                     will=Will(device.status_topic, device.will()), keepalive=keepalive)
                 self.status_topics[device.id] = device.status_topic
+                if device.active_from_ms is not None:
+                    self.down.add(device.id)
             badge = traffic.spec.badge
             if badge not in self.clients:
                 self.clients[badge] = Publisher(
@@ -88,7 +92,7 @@ class _Devices:
             async with gate:
                 await client.connect()
 
-        await asyncio.gather(*(one(c) for c in self.clients.values()))
+        await asyncio.gather(*(one(c) for d, c in self.clients.items() if d not in self.down))
 
     async def close_all(self) -> None:
         await asyncio.gather(*(c.disconnect() for c in self.clients.values()),
@@ -134,7 +138,7 @@ async def run_live(config: SimConfig, url: str | BrokerUrl, *, speed: float = 1.
     messages = sim.messages()
     try:
         await devices.connect_all()
-        stats.connected = len(devices.clients)
+        stats.connected = len(devices.clients) - len(devices.down)
         await _publish(messages, devices, stats, stop=stop, speed=speed, rate=rate,
                        duration_s=duration_s, on_tick=on_tick)
         if offline_on_exit:
@@ -227,9 +231,14 @@ async def _one(e: Emission, devices: _Devices, stats: LiveStats) -> None:
         devices.down.discard(e.device)
         stats.connected += 1
         stats.recent.append(f"{e.device} back online")
-    retain = e.action in (Action.RETAIN, Action.CONNECT)
+    retain = e.action in (Action.RETAIN, Action.CONNECT, Action.RETIRE)
     await client.publish(e.topic, e.payload, qos=1, retain=retain)
     stats.published += 1
+    if e.action == Action.RETIRE:
+        await client.disconnect()
+        devices.down.add(e.device)
+        stats.connected -= 1
+        stats.recent.append(f"{e.device} replaced (offline, disconnected)")
     parts = e.topic.split("/")
     kind = parts[4] if len(parts) == 7 else "invalid"
     stats.kinds[kind] += 1

@@ -2,7 +2,8 @@
 
 A detector that learns "normal for this person" needs persons that differ: one sleeps at
 20:50 with a resting heart rate of 56, another at 21:40 with 64. Normal traffic keeps every
-vital sign inside the person's own range; only a ``vital_signs`` incident leaves it.
+vital sign inside the person's own range; only a ``vital_signs`` incident leaves it. A
+profile (:mod:`simulators.profiles`) then fits the person to its kind of life.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ class Person:
     breathing_low: float
     breathing_high: float
     bedtime_min: float
-    """Usual local bedtime, minutes after midnight (always before 22:00, the night start)."""
+    """Usual local bedtime, minutes after midnight (for the ``standard`` profile always before
+    22:00, the night start; after midnight, 1440 or more, for a night owl)."""
     wake_min: float
-    """Usual local wake time (always after 06:00, the night end)."""
+    """Usual local wake time (for the ``standard`` profile always after 06:00, the night
+    end)."""
     room_db: float
     """Quiet-room sound level; TV, talk and meals sit a fixed offset above it."""
     activity: float

@@ -4,6 +4,10 @@ Days are planned in order and each draws from its own random stream seeded by
 ``(seed, bed, day)``, so a run is reproducible, a day's routine does not change when the
 incident rate does, and a live run can plan days lazily for as long as it runs.
 
+The bed's profile (:mod:`simulators.profiles`) shapes the routine and adds days away, device
+replacements and a spouse (:mod:`simulators.household`); incidents and visits keep clear of
+the days away and of the swaps, and a spouse is out while an incident needs the person alone.
+
 Incident types are dealt from one :class:`Deck` shared by all beds: the ``j``-th incident of
 bed ``i`` gets deck slot ``j * beds + i``, so a run with ten incidents in total already holds
 every type once, and a 50-bed week at the default rate holds each type seven times.
@@ -12,21 +16,27 @@ every type once, and a 50-bed week at the default rate holds each type seven tim
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
 import numpy as np
 
 from devices.labels import ALERT_TYPES, Label
-from simulators.activity import Segment
-from simulators.clock import MINUTE_MS, LocalDay
+from simulators.activity import SLEEP, SPOUSE_OUT, Segment
+from simulators.clock import DAY_MS, MINUTE_MS, LocalDay
 from simulators.config import BedSpec, SimConfig
 from simulators.events import DeviceEffect, Event
+from simulators.household import away_segments, away_windows, spouse_track
 from simulators.incidents import Context, Incident, place
 from simulators.person import Person
-from simulators.routine import plan_routine, sleep_window
+from simulators.routine import plan_routine, sleep_times
 from simulators.visits import plan_visit, slot_window
 
 _MAX_RETRIES = 3
 """Days an incident that found no room is carried over before it is dropped."""
+_ALONE: Final = frozenset({"inactivity", "fall"})
+"""Incidents during which a spouse is out: someone lying still or on the floor is alone."""
+_LIFE_STREAM: Final = 7
+_SPOUSE_STREAM: Final = 8
 
 
 @dataclass(slots=True)
@@ -35,6 +45,9 @@ class DayPlan:
     routine: list[Segment]
     overlays: list[Segment] = field(default_factory=list)
     """Visit and incident segments, painted over every day's routine."""
+    companion: list[Segment] = field(default_factory=list)
+    """A spouse's own moves (``SPOUSE_UP``, ``SPOUSE_OUT``); empty for a person living
+    alone."""
     events: list[Event] = field(default_factory=list)
     effects: list[DeviceEffect] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
@@ -70,14 +83,18 @@ class BedPlanner:
     """Plans one bed's days in order from ``first_day``.
 
     Incidents start no earlier than ``earliest_ms`` (the run start; a live run adds a short
-    lead) and no later than ``end_ms`` when given; label ends are cut at ``end_ms``.
+    lead) and no later than ``end_ms`` when given; label ends are cut at ``end_ms``. Incidents
+    and visits keep clear of ``blocked`` windows (device replacements).
     """
 
     def __init__(self, *, spec: BedSpec, person: Person, config: SimConfig,
-                 deck: Deck, earliest_ms: int, end_ms: int | None) -> None:
+                 deck: Deck, earliest_ms: int, end_ms: int | None,
+                 blocked: tuple[tuple[int, int], ...] = ()) -> None:
         self.spec = spec
         self.person = person
         self.config = config
+        self.profile = config.profile(spec.index)
+        self.blocked = blocked
         self.deck = deck
         self.earliest_ms = earliest_ms
         self.end_ms = end_ms
@@ -88,17 +105,35 @@ class BedPlanner:
         self._carried: list[tuple[int, int]] = []
 
     def plan(self, day: LocalDay) -> DayPlan:
-        seed, index = self.config.seed, self.spec.index
+        seed, index, profile = self.config.seed, self.spec.index, self.profile
         slot = slot_window(self.spec)
         routine = plan_routine(day, self.person, day_rng(seed, index, 1, day.number),
-                               avoid=[slot])
+                               avoid=[slot], profile=profile,
+                               life=day_rng(seed, index, _LIFE_STREAM, day.number))
+        times = sleep_times(routine, day)
+        away = away_windows(profile, seed, index, day)
+        routine.extend(away_segments(away, day))
         plan = DayPlan(day=day, routine=routine, last_ms=day.end_ms)
-        wake_ms, bedtime_ms, _, _ = sleep_window(routine)
+        if profile.household == 2:
+            plan.companion = spouse_track(
+                profile, day, day_rng(seed, index, _SPOUSE_STREAM, day.number), times,
+                [(day.at(slot[0]), day.at(slot[1]))])
         busy = [w for w in self._carried if w[1] > day.start_ms]
+        # Days away, cut to this day (each day adds its own part); device swaps up to a day
+        # ahead, so that an incident running past midnight keeps clear of them too.
+        busy.extend((max(a, day.start_ms), min(b, day.end_ms)) for a, b in away)
+        busy.extend(w for w in self.blocked
+                    if w[0] < day.end_ms + DAY_MS and w[1] > day.start_ms and w not in busy)
+        if profile.insomnia_nights:
+            # Night incidents keep clear of sleepless spells, so a label's start is the moment
+            # the person left a bed they had been asleep in.
+            busy.extend((s.start_ms, s.end_ms) for s in routine if s.activity is not SLEEP
+                        and s.start_ms < times.wake_ms and s.end_ms > times.asleep_ms)
         ctx = Context(day=day, spec=self.spec, telemetry=self.config.telemetry,
-                      rng=day_rng(seed, index, 3, day.number), wake_ms=wake_ms,
-                      bedtime_ms=bedtime_ms, earliest_ms=max(self.earliest_ms, day.start_ms),
-                      asap=True, busy=busy)
+                      rng=day_rng(seed, index, 3, day.number), wake_ms=times.wake_ms,
+                      bedtime_ms=times.bedtime_ms,
+                      earliest_ms=max(self.earliest_ms, day.start_ms), asap=True, busy=busy,
+                      asleep_ms=times.asleep_ms if times.asleep_ms > day.start_ms else None)
         has_anomaly_visit = False
         if day.end_ms > self.earliest_ms and (self.end_ms is None or day.start_ms < self.end_ms):
             for type_ in list(self._forced):
@@ -152,6 +187,8 @@ class BedPlanner:
                 label = Label(site=label.site, bed=label.bed, type=label.type,
                               start=label.start, end=self.end_ms)
         ctx.busy.append(incident.busy)
+        if self.profile.household == 2 and label.type in _ALONE:
+            plan.companion.append(Segment(*incident.busy, SPOUSE_OUT))
         plan.overlays.extend(incident.segments)
         plan.events.extend(incident.events)
         plan.effects.extend(incident.effects)

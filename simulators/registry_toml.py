@@ -3,7 +3,11 @@
 A gateway replaying simulated traffic needs the sites' time zones for its day/night rules and
 the devices' heartbeats for offline detection; writing them from the same configuration
 keeps the two in agreement. Badges are not listed: they move between homes, publish only
-events and never promise a heartbeat, so a gateway registers them on first sight.
+events and never promise a heartbeat, so a gateway registers them on first sight. A bed whose
+devices get replaced (profile ``device_replacement``) lists the new devices too, as an
+installer would register them before the swap; a bed with a profile other than ``standard``
+says which in a comment (the profile file of ``homecare simulate --bed-profiles`` is the
+record ``homecare evaluate`` reads).
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import hashlib
 
 from simulators.config import SimConfig, bed_specs
-from simulators.events import Role
-from simulators.incidents import heartbeat_s
+from simulators.events import Role, heartbeat_s
+from simulators.household import replacements
 
 
 def registry_toml(config: SimConfig) -> str:
@@ -25,10 +29,14 @@ def registry_toml(config: SimConfig) -> str:
             site = spec.site
             lines += [f"[sites.{site}]", f'timezone = "{spec.timezone}"', ""]
         person = hashlib.sha256(f"{config.seed}:{spec.bed}".encode()).hexdigest()[:8]
+        profile = config.profile(spec.index)
+        if profile.name != "standard":
+            lines.append(f"# profile: {profile.name}")
         lines += [f"[sites.{site}.beds.{spec.bed}]", f'person = "p-{person}"', ""]
         devices: tuple[tuple[Role, str], ...] = (
             ("button", spec.button), ("infrared", spec.infrared), ("audio", spec.audio),
-            ("fall", spec.fall))
+            ("fall", spec.fall),
+            *((swap.role, swap.new) for swap in replacements(profile, config.seed, spec)))
         for role, device in devices:
             lines += [f"[sites.{site}.beds.{spec.bed}.devices.{device}]", f'kind = "{role}"',
                       f"heartbeat_s = {heartbeat_s(role, telemetry):g}", ""]

@@ -5,10 +5,15 @@ its channels, a status at least every ``heartbeat_s`` it declares (except while 
 silences it), telemetry at its own rate and phase, device clocks a few hundred ms off, and
 network latency between the device's ``ts`` and the receipt time ``t``. Payloads are made
 with :class:`devices.Codec`, so they are the contract by construction.
+
+A device replaced on its bed (profile ``device_replacement``) says ``offline`` (retained) and
+falls silent; about half an hour later its successor, a new device id of the same kind on the
+same bed, connects and counts from seq 1 (:mod:`simulators.household`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import NamedTuple
@@ -18,25 +23,29 @@ import numpy as np
 import numpy.typing as npt
 
 from devices import (
-    AudioSample,
     Codec,
-    InfraredSample,
     Kind,
     Sample,
     Status,
     Telemetry,
-    VitalsSample,
     format_topic,
 )
 from devices.labels import Label
-from simulators.activity import ROOM_ZONE, ZONES
 from simulators.clock import HOUR_MS, MINUTE_MS, LocalDay, local_date
 from simulators.config import BedSpec, SimConfig
-from simulators.events import BATTERY_ROLES, SENSOR_ROLES, DeviceEffect, Event, Role
-from simulators.incidents import heartbeat_s
+from simulators.events import (
+    BATTERY_ROLES,
+    SENSOR_ROLES,
+    DeviceEffect,
+    Event,
+    Role,
+    heartbeat_s,
+)
+from simulators.household import Replacement, replacements
 from simulators.person import Person
 from simulators.plan import BedPlanner, DayPlan, Deck
 from simulators.render import Frame, render
+from simulators.sensors import sensor_samples
 
 LOW_BATTERY_PCT = 15.0
 REPLACE_BATTERY_PCT = 20.0
@@ -58,6 +67,13 @@ class Action(IntEnum):
     offline, the line is the will as the broker would publish it."""
     CONNECT = 3
     """The device (re)connects, then publishes this online status retained."""
+    RETIRE = 4
+    """The device is taken away: it publishes this offline status retained, then disconnects
+    cleanly (no will)."""
+
+
+_STATUS_ACTIONS = {0: Action.RETAIN, 3: Action.CONNECT, 4: Action.RETIRE}
+"""Status category (see ``BedTraffic._device_chunk``) to the action that publishes it."""
 
 
 class Emission(NamedTuple):
@@ -95,6 +111,15 @@ class Device:
     drift_phase: float = 0.0
     received_ms: int = 0
     """Receipt time of the device's latest message (receipt order follows send order)."""
+    active_from_ms: int | None = None
+    """A replacement: installed (connects, seq 1) at this moment; None: from the start."""
+    retire_ms: int | None = None
+    """Replaced: says offline at this moment and is silent after it; None: never."""
+
+    def serves(self, moment: int) -> bool:
+        """Whether the device is installed at ``moment``."""
+        return ((self.active_from_ms is None or moment >= self.active_from_ms)
+                and (self.retire_ms is None or moment < self.retire_ms))
 
     def will(self) -> bytes:
         """The last will this device registers when it connects: composed at connect time, so
@@ -113,7 +138,9 @@ class BedTraffic:
         self.start_ms = start_ms
         self.end_ms = end_ms
         layout = np.random.default_rng([config.seed, spec.index, 0])
-        self.person = Person.sample(layout)
+        self.profile = config.profile(spec.index)
+        self.person = self.profile.fit(Person.sample(layout),
+                                       np.random.default_rng([config.seed, spec.index, 12]))
         self.rng = np.random.default_rng([config.seed, spec.index, 5])
         self.codec = Codec()
         telemetry = config.telemetry
@@ -150,8 +177,17 @@ class BedTraffic:
                 connect_ms=start_ms, drift_phase=float(layout.uniform(0, 2 * np.pi)),
             ))
         self.badge_topic = self._topic("badge", spec.badge, "event")
+        first_day = local_date(start_ms, spec.timezone)
+        blocked = []
+        for k, swap in enumerate(replacements(self.profile, config.seed, spec)):
+            day = LocalDay.of(first_day + dt.timedelta(days=swap.day), spec.timezone, swap.day)
+            removed = day.at(swap.minute)
+            installed = removed + round(swap.gap_min * MINUTE_MS)
+            self.devices.append(self._successor(swap, k, removed, installed))
+            # Incidents and visits keep clear of the swap (no call falls into the gap).
+            blocked.append((removed - 15 * MINUTE_MS, installed + 15 * MINUTE_MS))
         self.planner = BedPlanner(spec=spec, person=self.person, config=config, deck=deck,
-                                  earliest_ms=earliest_ms, end_ms=end_ms)
+                                  earliest_ms=earliest_ms, end_ms=end_ms, blocked=tuple(blocked))
         self.labels: list[Label] = []
         """Labels of the days planned so far (grows as chunks are generated)."""
         # From the day before: its routine covers samples just before the start.
@@ -164,6 +200,27 @@ class BedTraffic:
     def _topic(self, role: Role, device: str, channel: str) -> str:
         return format_topic(self.spec.site, self.spec.bed, _KINDS[role], device, channel)
 
+    def _successor(self, swap: Replacement, k: int, removed_ms: int, installed: int) -> Device:
+        """The new device of a replacement; the old one retires at ``removed_ms``."""
+        old = next(d for d in self.devices if d.id == swap.old)
+        old.retire_ms = removed_ms
+        rng = np.random.default_rng([self.config.seed, self.spec.index, 11, k])
+        return Device(
+            role=swap.role, id=swap.new,
+            status_topic=self._topic(swap.role, swap.new, "status"),
+            data_topic=(self._topic(swap.role, swap.new, "telemetry") if old.data_topic
+                        else None),
+            event_topic=self._topic(swap.role, swap.new, "event"),
+            heartbeat_s=old.heartbeat_s, status_period_ms=old.status_period_ms,
+            status_phase_ms=int(rng.integers(0, old.status_period_ms)),
+            period_ms=old.period_ms, batch=old.batch,
+            phase_ms=int(rng.integers(0, max(1, old.period_ms))),
+            clock_ms=int(rng.integers(-400, 401)),
+            fw=f"{swap.old.split('-')[0]}-{rng.integers(4, 6)}.{rng.integers(0, 10)}.0",
+            seq=0, battery=100.0 if old.battery is not None else None,
+            battery_ref_ms=installed, drain_per_ms=old.drain_per_ms, connect_ms=installed,
+            drift_phase=float(rng.uniform(0, 2 * np.pi)), active_from_ms=installed)
+
     # --- chunks ---------------------------------------------------------------------------------
 
     def chunk(self, a: int, b: int) -> list[Emission]:
@@ -175,7 +232,7 @@ class BedTraffic:
             self._next_day = self._next_day.next()
         self._plans = [p for p in self._plans if p.last_ms > a - HOUR_MS]
         margin = max(d.period_ms for d in self.devices) + MINUTE_MS
-        frame = render(self._plans, a - margin, b, self.person)
+        frame = render(self._plans, a - margin, b, self.person, profile=self.profile)
         effects = [e for p in self._plans for e in p.effects
                    if e.end_ms > a - margin and e.start_ms < b]
         events = [e for p in self._plans for e in p.events if a <= e.ms < b]
@@ -204,10 +261,16 @@ class BedTraffic:
     def _device_chunk(self, device: Device, a: int, b: int, frame: Frame,
                       effects: list[DeviceEffect], events: list[Event], first: bool,
                       out: list[Emission]) -> None:
-        # (moment, category, index): category 0 status, 1 telemetry, 2 event, 3 connect status
+        # (moment, category, index): category 0 status, 1 telemetry, 2 event, 3 connect status,
+        # 4 offline status when the device is taken away
+        replaced = device.active_from_ms is not None or device.retire_ms is not None
+        if replaced and ((device.active_from_ms or a) >= b or (device.retire_ms or b) < a):
+            return
         plan: list[tuple[int, int, int]] = []
-        if first:
+        if first and device.active_from_ms is None:
             plan.append((a + int(self.rng.integers(0, 5000)), 3, 0))
+        if device.active_from_ms is not None and a <= device.active_from_ms < b:
+            plan.append((device.active_from_ms, 3, 0))
         k0 = -(-(a - device.status_phase_ms) // device.status_period_ms)
         moment = device.status_phase_ms + k0 * device.status_period_ms
         while moment < b:
@@ -218,6 +281,8 @@ class BedTraffic:
             k0 = -(-(a - device.phase_ms) // device.period_ms)
             k1 = -(-(b - device.phase_ms) // device.period_ms)
             telemetry_ts = device.phase_ms + np.arange(k0, k1, dtype=np.int64) * device.period_ms
+            if replaced:
+                telemetry_ts = telemetry_ts[[device.serves(t) for t in telemetry_ts.tolist()]]
             plan.extend((int(ts), 1, i) for i, ts in enumerate(telemetry_ts.tolist()))
         plan.extend((event.ms, 2, i) for i, event in enumerate(events))
         for effect in effects:
@@ -231,12 +296,19 @@ class BedTraffic:
             if a <= effect.end_ms < b:
                 plan.append((effect.end_ms + int(self.rng.integers(0, 3000)),
                              3 if effect.will else 0, 0))
-            if effect.will and a <= effect.start_ms < b:
+            if effect.will and a <= effect.start_ms < b and device.serves(effect.start_ms):
                 lost = effect.start_ms + round(1500 * self.config.telemetry.keepalive_s)
                 self._emit(out, lost, device.id, device.status_topic, device.will(), Action.WILL)
+        if replaced:
+            plan = [p for p in plan if device.serves(p[0])]
+            if device.retire_ms is not None and a <= device.retire_ms < b:
+                plan.append((device.retire_ms, 4, 0))
         plan.sort()
-        samples = (self._samples(device, telemetry_ts, frame, effects)
-                   if telemetry_ts is not None and len(telemetry_ts) else [])
+        samples = (sensor_samples(
+            role=device.role, batch=device.batch, period_ms=device.period_ms,
+            clock_ms=device.clock_ms, drift_phase=device.drift_phase, message_ts=telemetry_ts,
+            frame=frame, effects=effects, person=self.person, rng=self.rng)
+            if telemetry_ts is not None and len(telemetry_ts) else [])
         skews = [e for e in effects if e.kind == "clock_skew"]
         encode = self.codec.encode_payload
         latencies = np.minimum(15 + self.rng.exponential(40.0, len(plan)), 3000).astype(np.int64)
@@ -263,11 +335,12 @@ class BedTraffic:
             else:
                 if category == 3:
                     device.connect_ms = moment
-                status = Status(ts=ts, seq=device.seq, state="online",
+                status = Status(ts=ts, seq=device.seq,
+                                state="offline" if category == 4 else "online",
                                 battery=self._battery(device, moment, effects), fw=device.fw,
                                 heartbeat_s=device.heartbeat_s)
-                append(Emission(received, bed, n, name, device.status_topic,
-                                encode(status), Action.CONNECT if category == 3 else Action.RETAIN))
+                append(Emission(received, bed, n, name, device.status_topic, encode(status),
+                                _STATUS_ACTIONS[category]))
         self._n = n
         device.received_ms = received
 
@@ -286,100 +359,6 @@ class BedTraffic:
         return round(level, 1)
 
     # --- samples --------------------------------------------------------------------------------
-
-    def _samples(self, device: Device, message_ts: npt.NDArray[np.int64], frame: Frame,
-                 effects: list[DeviceEffect]) -> list[tuple[Sample, ...]]:
-        """Samples of each message, stamped by the device clock (clock skew is added later)."""
-        k = device.batch
-        spacing = device.period_ms // k
-        times = (message_ts[:, None] - np.arange(k - 1, -1, -1, dtype=np.int64)[None, :] * spacing)
-        flat = times.ravel()
-        idx = frame.index(flat)
-        windows = [(e, (flat >= e.start_ms) & (flat < e.end_ms)) for e in effects]
-        stamps = np.maximum(flat + device.clock_ms, 0).tolist()
-        if device.role == "infrared":
-            built: list[Sample] = self._infrared(stamps, idx, spacing, frame, windows)
-        elif device.role == "audio":
-            built = self._audio(stamps, idx, frame, windows)
-        else:
-            built = self._vitals(device, stamps, flat, idx, frame, windows)
-        return [tuple(built[i:i + k]) for i in range(0, len(built), k)]
-
-    def _infrared(self, stamps: list[int], idx: npt.NDArray[np.int64], spacing: int,
-                  frame: Frame, windows: list[tuple[DeviceEffect, npt.NDArray[np.bool_]]],
-                  ) -> list[Sample]:
-        zone = frame.zone[idx].copy()
-        people = frame.people[idx].copy()
-        motion = self.rng.poisson(frame.motion[idx] * (spacing / MINUTE_MS))
-        for effect, mask in windows:
-            if effect.kind == "stuck_motion":
-                motion[mask] = int(effect.values[0])
-                zone[mask] = ROOM_ZONE
-                people[mask] = 1
-        zones = [ZONES[z] for z in zone.tolist()]
-        return [InfraredSample(t=t, presence=z is not None, motion=m, people=p, zone=z)
-                for t, z, m, p in zip(stamps, zones, motion.tolist(), people.tolist(),
-                                      strict=True)]
-
-    def _audio(self, stamps: list[int], idx: npt.NDArray[np.int64], frame: Frame,
-               windows: list[tuple[DeviceEffect, npt.NDArray[np.bool_]]]) -> list[Sample]:
-        n = len(stamps)
-        level = np.round(frame.sound[idx] + self.rng.normal(0.0, 1.3, n), 1)
-        voice = self.rng.random(n) < frame.voice[idx]
-        for effect, mask in windows:
-            if effect.kind == "flatline":
-                level[mask] = effect.values[0]
-                voice[mask] = False
-            elif effect.kind == "impossible":
-                level[mask] = np.round(self.rng.choice([-40.0, 185.0], int(mask.sum()))
-                                       + self.rng.normal(0, 3, int(mask.sum())), 1)
-        return [AudioSample(t=t, level_db=lv, voice=v)
-                for t, lv, v in zip(stamps, level.tolist(), voice.tolist(), strict=True)]
-
-    def _vitals(self, device: Device, stamps: list[int], flat: npt.NDArray[np.int64],
-                idx: npt.NDArray[np.int64], frame: Frame,
-                windows: list[tuple[DeviceEffect, npt.NDArray[np.bool_]]]) -> list[Sample]:
-        p, n = self.person, len(flat)
-        asleep = frame.asleep[idx]
-        in_bed = frame.in_bed[idx].copy()
-        hours = flat / HOUR_MS
-        heart = _within(p.heart_rate_low, p.heart_rate_high, asleep, hours, device.drift_phase,
-                        self.rng.normal(0.0, 1.0, n))
-        breath = _within(p.breathing_low, p.breathing_high, asleep, hours,
-                         device.drift_phase + 1.0, self.rng.normal(0.0, 1.0, n))
-        target = frame.heart_rate[idx]
-        has = ~np.isnan(target)
-        heart[has] = target[has] + self.rng.normal(0.0, 2.0, int(has.sum()))
-        target = frame.breathing_rate[idx]
-        has = ~np.isnan(target)
-        breath[has] = target[has] + self.rng.normal(0.0, 0.7, int(has.sum()))
-        heart, breath = np.round(heart, 1), np.round(breath, 1)
-        for effect, mask in windows:
-            if effect.kind == "flatline":
-                in_bed[mask] = True
-                heart[mask], breath[mask] = effect.values[0], effect.values[1]
-            elif effect.kind == "impossible":
-                m = int(mask.sum())
-                in_bed[mask] = True
-                heart[mask] = np.round(self.rng.uniform(250.0, 400.0, m), 1)
-                breath[mask] = np.round(self.rng.choice([0.0, 95.0], m)
-                                        + self.rng.uniform(0.0, 40.0, m), 1)
-        return [VitalsSample(t=t, in_bed=True, breathing_rate=br, heart_rate=hr) if bed
-                else VitalsSample(t=t, in_bed=False)
-                for t, bed, br, hr in zip(stamps, in_bed.tolist(), breath.tolist(),
-                                          heart.tolist(), strict=True)]
-
-
-def _within(low: float, high: float, asleep: npt.NDArray[np.bool_], hours: npt.NDArray[np.float64],
-            phase: float, noise: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A rate that wanders inside ``(low, high)`` and never touches the edges: lower asleep,
-    slow cycles (about 90 minutes and a day), sample noise, squashed with tanh."""
-    mid, half = (low + high) / 2, (high - low) / 2
-    base = np.where(asleep, mid - 0.45 * half, mid + 0.3 * half)
-    drift = (0.2 * np.sin(2 * np.pi * hours / 1.5 + phase)
-             + 0.15 * np.sin(2 * np.pi * hours / 24 + 2 * phase))
-    x = base + half * (drift + 0.12 * noise)
-    return mid + 0.97 * half * np.tanh((x - mid) / half)
 
 
 def _shift(samples: tuple[Sample, ...], offset: int) -> tuple[Sample, ...]:

@@ -1,0 +1,89 @@
+"""Profiles live: a replaced device says offline and leaves; its successor connects later and
+counts from 1 (through the embedded broker, with a real paho subscriber)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import msgspec
+import paho.mqtt.client as mqtt
+import pytest
+
+from devices import Status
+from homecare.embedded_broker import EmbeddedBroker
+from simulators.clock import local_ms
+from simulators.config import DEFAULT_START, SimConfig, bed_specs
+from simulators.household import replacements
+from simulators.live import run_live
+from simulators.profiles import PROFILES
+
+pytestmark = pytest.mark.integration
+
+
+class Subscriber:
+    def __init__(self, host: str, port: int, client_id: str) -> None:
+        self.statuses: list[tuple[str, Status, bool]] = []
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_connect = lambda c, *_: c.subscribe("homecare/v1/+/+/+/+/status", qos=1)
+        self.client.on_subscribe = lambda *_: self.ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect(host, port)
+        self.client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        status = msgspec.json.decode(msg.payload, type=Status)
+        with self.lock:
+            self.statuses.append((msg.topic.split("/")[5], status, bool(msg.retain)))
+
+    def snapshot(self) -> list[tuple[str, Status, bool]]:
+        with self.lock:
+            return list(self.statuses)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def _until(check: Callable[[], object], *, within_s: float = 20.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_replaced_device_goes_offline_and_its_successor_starts_at_seq_1() -> None:
+    config = SimConfig(beds=1, seed=2, profiles=("device_replacement",),
+                       incidents_per_bed_day=0.0)
+    swap = replacements(PROFILES["device_replacement"], config.seed, bed_specs(config)[0])[0]
+    async with EmbeddedBroker() as broker:
+        sub = Subscriber(broker.host, broker.port, "t-swap-sub")
+        try:
+            await _until(sub.ready.is_set)
+            stop = asyncio.Event()
+            run = asyncio.create_task(run_live(
+                config, broker.url, rate=4000, stop=stop, client_prefix="t-swap",
+                start_ms=local_ms(DEFAULT_START, 0.0, "Asia/Shanghai")))
+            await _until(lambda: any(d == swap.new for d, _, _ in sub.snapshot()),
+                         within_s=60)
+            stop.set()
+            stats = await asyncio.wait_for(run, timeout=30)
+            assert stats.published > 0
+            seen = sub.snapshot()
+            old = [s for d, s, _ in seen if d == swap.old]
+            new = [s for d, s, _ in seen if d == swap.new]
+            goodbye = next(i for i, s in enumerate(old) if s.state == "offline")
+            assert old[goodbye].seq > 0  # said by the device, not a will
+            assert all(s.state == "online" for s in old[:goodbye])
+            assert new[0].state == "online"
+            assert new[0].seq == 1
+            assert new[0].ts - old[goodbye].ts >= 20 * 60_000
+            order = [d for d, _, _ in seen if d in (swap.old, swap.new)]
+            assert order.index(swap.new) > len(old[:goodbye])
+        finally:
+            sub.close()
