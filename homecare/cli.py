@@ -354,22 +354,29 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Machine-readable output (with the missed labels and false "
                        "alerts).")] = False,
+    bed_profiles: Annotated[Path | None, typer.Option(
+        help="Each bed's profile (JSONL: site, bed, profile), e.g. from `homecare simulate "
+             "--bed-profiles`: also count labels, recall and false alerts per bed-day per "
+             "profile and alert type.", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Score alerts against ground-truth labels per alert type: recall, precision, detection
-    delay (median, p95), false alerts per bed-day. An alert detects a label of the same bed
-    and type when it opened between the label's start and its end plus the tolerance."""
+    delay (median, p95), false alerts per bed-day; with --bed-profiles also per profile. An
+    alert detects a label of the same bed and type when it opened between the label's start
+    and its end plus the tolerance."""
     import json
 
     import msgspec
 
-    from devices.labels import read_labels
+    from devices.labels import read_bed_profiles, read_labels
     from homecare.evaluate import evaluate, read_alerts
 
     if tolerance_s < 0 or (bed_days is not None and bed_days <= 0):
         raise typer.BadParameter("tolerance-s must not be negative, bed-days must be positive")
     try:
+        profiles = (read_bed_profiles(bed_profiles.read_bytes()) if bed_profiles is not None
+                    else None)
         scored = evaluate(read_labels(labels.read_bytes()), read_alerts(alerts.read_bytes()),
-                          tolerance_s=tolerance_s, bed_days=bed_days)
+                          tolerance_s=tolerance_s, bed_days=bed_days, profiles=profiles)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         typer.echo(f"homecare evaluate: unreadable input: {exc}", err=True)
         raise typer.Exit(2) from None
