@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+
 import pytest
 
 from devices import Message, Registry
@@ -148,3 +151,236 @@ def test_batches_out_of_order_give_the_same_alert() -> None:
     b = run(detector(zone), shuffled, start=evening, end=back + HOUR)
     assert [f.started_at for f in opened(a)] == [f.started_at for f in opened(b)] == [left]
     assert len(cleared(b)) == 1
+
+
+
+# --- the person's own night (issue #12) -----------------------------------------------------
+
+
+def clock(date: str, time: str, zone: str, days: int = 0) -> int:
+    return at(str(dt.date.fromisoformat(date) + dt.timedelta(days=days)), time, zone)
+
+
+def spans(bed: str, parts: Sequence[tuple[int, int, bool]], every: int = 5 * MINUTE
+          ) -> list[tuple[int, Message]]:
+    """A bed sensor reporting every ``every`` through ``(start, end, in_bed)`` spans."""
+    traffic = []
+    for start, end, in_bed in parts:
+        traffic += [(t + 300, vitals(bed, t, in_bed=in_bed, heart=60.0 if in_bed else None,
+                                     breathing=14.0 if in_bed else None))
+                    for t in range(start, end, every)]
+    return traffic
+
+
+def room(bed: str, start: int, end: int, *, every: int = 5 * MINUTE, home: bool = True,
+         zone: str | None = "room", people: int = 1) -> list[tuple[int, Message]]:
+    """The infrared sensor through ``[start, end)``: someone home in ``zone``, or nobody."""
+    return [(t + 200, infrared(bed, t, presence=home, people=people if home else 0,
+                               zone=zone if home else None, motion=2 if home else 0))
+            for t in range(start, end, every)]
+
+
+def sleep(first: str, count: int, zone: str, *, bedtimes: Sequence[str],
+          wakes: Sequence[str], trips: dict[int, tuple[str, int]] | None = None
+          ) -> tuple[list[tuple[int, Message]], int, int]:
+    """``count`` nights from the evening of ``first``: in bed at ``bedtimes[n]``, up for good
+    at ``wakes[n]`` the next morning (both cycled), out of bed for ``minutes`` from ``left`` on
+    the nights ``n`` of ``trips``; from noon of ``first`` to noon after the last night.
+    Returns the bed sensor's traffic, its start and its end."""
+    parts: list[tuple[int, int, bool]] = []
+    start = clock(first, "12:00", zone)
+    up_since = start
+    for n in range(count):
+        bedtime = clock(first, bedtimes[n % len(bedtimes)], zone, n)
+        wake = clock(first, wakes[n % len(wakes)], zone, n + 1)
+        parts.append((up_since, bedtime, False))
+        trip = (trips or {}).get(n)
+        if trip is None:
+            parts.append((bedtime, wake, True))
+        else:
+            left = clock(first, trip[0], zone, n + (1 if trip[0] < "12:00" else 0))
+            back = min(left + trip[1] * MINUTE, wake)
+            parts += [(bedtime, left, True), (left, back, False), (back, wake, True)]
+        up_since = wake
+    end = clock(first, "12:00", zone, count)
+    parts.append((up_since, end, False))
+    return spans("b1", parts), start, end
+
+
+def hhmm(local: str) -> int:
+    hours, minutes = local.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+EARLY_WAKES = ["05:10", "04:55", "05:40", "05:05", "05:25", "04:50", "05:30", "05:15"]
+EARLY_BEDTIMES = ["20:15", "20:40", "20:05", "20:30"]
+
+
+def test_an_early_riser_up_at_their_usual_time_is_not_a_night_exit_once_learnt() -> None:
+    zone = "Europe/Berlin"  # the nights cross the end of summer time (2026-10-25)
+    traffic, start, end = sleep("2026-10-19", 12, zone, bedtimes=EARLY_BEDTIMES,
+                                wakes=EARLY_WAKES)
+    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    # Warm-up: until four nights are learnt, night is the registry's 22:00-06:00, as before.
+    assert findings, "the first mornings are judged by the registry's night"
+    learnt = clock("2026-10-19", "00:00", zone, 5)
+    assert all(f.at < learnt for f in findings), [f.evidence for f in findings]
+    assert all(f.evidence["night_rule"] == "registry" for f in findings)
+    assert findings[0].evidence["night_local"] == "22:00-06:00"
+
+
+def test_an_early_riser_up_at_night_is_still_reported_with_their_night_as_evidence() -> None:
+    zone = "Europe/Berlin"
+    traffic, start, end = sleep("2026-10-19", 9, zone, bedtimes=EARLY_BEDTIMES,
+                                wakes=EARLY_WAKES, trips={8: ("01:30", 120)})
+    findings = run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE)
+    left = clock("2026-10-19", "01:30", zone, 9)
+    [raised] = [f for f in opened(findings) if f.started_at == left]
+    assert 30 * MINUTE <= raised.at - left <= 36 * MINUTE
+    evidence = raised.evidence
+    assert evidence["night_rule"] == "learnt"
+    assert evidence["nights_learnt"] == 6  # weekday nights (this is a Tuesday night)
+    assert 5 * 60 <= hhmm(evidence["usual_wake_local"]) <= 5 * 60 + 15
+    assert 20 * 60 + 10 <= hhmm(evidence["usual_bedtime_local"]) <= 20 * 60 + 30
+    night_start, night_end = evidence["night_local"].split("-")
+    assert night_start == "22:00"  # never before the registry's night
+    assert 4 * 60 <= hhmm(night_end) <= 4 * 60 + 45
+    assert evidence["return_limit_minutes"] == 30
+
+
+def test_weekday_and_weekend_nights_are_learnt_apart() -> None:
+    zone = "UTC"
+    # From Monday 2026-11-02: in bed at 21:00, up at 05:00 on weekdays, 06:50 at weekends.
+    first = dt.date(2026, 11, 2)
+    wakes = ["06:50" if (first + dt.timedelta(days=n + 1)).weekday() >= 5 else "05:00"
+             for n in range(19)]
+    wakes[16] = "04:40"  # Thursday 2026-11-19: a little early, still the morning
+    wakes[18] = "05:05"  # Saturday 2026-11-21: up before five past five, at the weekend
+    traffic, start, end = sleep("2026-11-02", 19, zone, bedtimes=["21:00"], wakes=wakes)
+    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    learnt = [f for f in findings if f.evidence["night_rule"] == "learnt"]
+    assert [f.started_at for f in learnt] == [at("2026-11-21", "05:05", zone)]
+    assert learnt[0].evidence["night_type"] == "weekend"
+    assert learnt[0].evidence["usual_wake_local"] == "06:45"  # the last moment seen in bed
+    weekday_mornings = [f for f in findings if f.evidence["night_rule"] == "registry"]
+    assert len(weekday_mornings) == 4  # the warm-up: Tuesday to Friday of the first week
+
+
+def test_learnt_nights_survive_a_restart() -> None:
+    zone = "Asia/Shanghai"
+    traffic, start, end = sleep("2026-11-02", 8, zone, bedtimes=EARLY_BEDTIMES,
+                                wakes=EARLY_WAKES)
+    middle = clock("2026-11-02", "23:00", zone, 6)
+    before = detector(zone)
+    run(before, [p for p in traffic if p[0] < middle], start=start, end=middle,
+        step=5 * MINUTE)
+    after = detector(zone)
+    after.restore(before.state())
+    rest = [p for p in traffic if p[0] >= middle]
+    assert opened(run(after, rest, start=middle, end=end, step=5 * MINUTE)) == []
+    assert opened(run(detector(zone), rest, start=middle, end=end, step=5 * MINUTE))
+
+
+INSOMNIA = [25, 38, 44, 31, 40, 28, 42, 35, 33, 41]
+
+
+def test_usual_sleepless_spells_are_not_reported_but_a_long_absence_is() -> None:
+    zone = "UTC"
+    trips = {n: ("02:10", minutes) for n, minutes in enumerate(INSOMNIA)}
+    trips[len(INSOMNIA)] = ("01:40", 150)
+    traffic, start, end = sleep("2026-11-02", len(INSOMNIA) + 1, zone, bedtimes=["21:30"],
+                                wakes=["07:00"], trips=trips)
+    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    # Warm-up: until six night trips are learnt, the registry's 30 minutes, as before.
+    warm_up = clock("2026-11-02", "12:00", zone, 6)
+    assert [f.at < warm_up for f in findings] == [True] * (len(findings) - 1) + [False]
+    long_absence = findings[-1]
+    assert long_absence.started_at == clock("2026-11-02", "01:40", zone, len(INSOMNIA) + 1)
+    evidence = long_absence.evidence
+    assert 40 <= evidence["usual_night_trip_minutes"] <= 44
+    assert evidence["night_trips_learnt"] == len(INSOMNIA)
+    limit = evidence["return_limit_minutes"]
+    assert 44 < limit <= 60
+    assert limit * MINUTE <= long_absence.at - long_absence.started_at <= (limit + 6) * MINUTE
+
+
+def test_out_of_bed_at_night_is_always_reported_after_the_ceiling() -> None:
+    zone = "UTC"
+    long_trips = [70, 85, 75, 80, 72, 84, 78]
+    trips = {n: ("01:00", minutes) for n, minutes in enumerate(long_trips)}
+    trips[len(long_trips)] = ("01:20", 240)
+    traffic, start, end = sleep("2026-11-02", len(long_trips) + 1, zone, bedtimes=["21:30"],
+                                wakes=["07:00"], trips=trips)
+    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    last = findings[-1]
+    assert last.started_at == clock("2026-11-02", "01:20", zone, len(long_trips) + 1)
+    assert last.evidence["return_limit_minutes"] == 90
+    assert 90 * MINUTE <= last.at - last.started_at <= 96 * MINUTE
+
+
+# --- nobody home, and a second resident --------------------------------------------------------
+
+
+def test_no_night_exit_while_nobody_is_home_even_across_a_data_gap() -> None:
+    zone = "UTC"
+    evening, morning = at("2026-11-02", "21:00", zone), at("2026-11-03", "07:00", zone)
+    leaves, back = at("2026-11-03", "09:00", zone), at("2026-11-05", "10:00", zone)
+    outage = at("2026-11-04", "23:00", zone)  # the home's network is down for 40 minutes
+    parts = [(evening, morning, True), (morning, outage, False),
+             (outage + 40 * MINUTE, back + 3 * HOUR, False)]
+    traffic = spans("b1", parts)
+    traffic += room("b1", evening, leaves) + room("b1", leaves, outage, home=False)
+    traffic += room("b1", outage + 40 * MINUTE, back, home=False)
+    traffic += room("b1", back, back + 3 * HOUR)
+    assert opened(run(detector(zone), traffic, start=evening, end=back + 3 * HOUR,
+                      step=5 * MINUTE)) == []
+
+
+def test_coming_home_late_after_days_away_is_not_a_night_exit() -> None:
+    zone = "UTC"
+    evening, morning = at("2026-11-02", "21:00", zone), at("2026-11-03", "07:00", zone)
+    leaves = at("2026-11-03", "09:00", zone)
+    back, bedtime = at("2026-11-04", "22:30", zone), at("2026-11-04", "23:20", zone)
+    end = at("2026-11-05", "07:00", zone)
+    # Both sensors fall quiet half an hour after everybody left (nothing to report).
+    parts = [(evening, morning, True), (morning, leaves + 30 * MINUTE, False),
+             (back, bedtime, False), (bedtime, end, True)]
+    traffic = spans("b1", parts) + room("b1", evening, leaves)
+    traffic += room("b1", leaves, leaves + 30 * MINUTE, home=False) + room("b1", back, end)
+    assert opened(run(detector(zone), traffic, start=evening, end=end, step=5 * MINUTE)) == []
+
+
+def test_leaving_the_bed_and_the_home_at_night_is_reported() -> None:
+    zone = "UTC"
+    evening, left = at("2026-11-02", "21:00", zone), at("2026-11-03", "01:00", zone)
+    end = left + 2 * HOUR
+    traffic = spans("b1", [(evening, left, True), (left, end, False)], every=MINUTE)
+    traffic += room("b1", evening, left, zone="bed") + room("b1", left, left + 3 * MINUTE,
+                                                            zone="door", every=MINUTE)
+    traffic += room("b1", left + 3 * MINUTE, end, home=False, every=MINUTE)
+    [raised] = opened(run(detector(zone), traffic, start=evening, end=end))
+    assert raised.started_at == left
+    assert raised.evidence["home_empty"] is True
+
+
+def test_a_second_resident_up_at_night_is_not_the_residents_bed_exit() -> None:
+    zone = "UTC"
+    evening, morning = at("2026-11-02", "21:00", zone), at("2026-11-03", "07:00", zone)
+    up, down = at("2026-11-03", "01:00", zone), at("2026-11-03", "03:00", zone)
+    # The resident's bed sensor reports slowly (every 45 minutes); the spouse walks about.
+    traffic = spans("b1", [(evening, morning, True)], every=45 * MINUTE)
+    traffic += room("b1", evening, up, zone="bed", people=2, every=MINUTE)
+    traffic += room("b1", up, down, zone="room", people=2, every=MINUTE)
+    traffic += room("b1", down, morning, zone="bed", people=2, every=MINUTE)
+    assert opened(run(detector(zone), traffic, start=evening, end=morning)) == []
+
+
+def test_the_resident_leaving_the_bed_is_reported_beside_a_second_resident() -> None:
+    zone = "UTC"
+    evening, morning = at("2026-11-02", "21:00", zone), at("2026-11-03", "07:00", zone)
+    left, back = at("2026-11-03", "02:00", zone), at("2026-11-03", "03:00", zone)
+    traffic = spans("b1", [(evening, left, True), (left, back, False), (back, morning, True)],
+                    every=MINUTE)
+    traffic += room("b1", evening, morning, zone="bed", people=2, every=MINUTE)
+    [raised] = opened(run(detector(zone), traffic, start=evening, end=morning))
+    assert raised.started_at == left
