@@ -1,9 +1,10 @@
 """Issue #12's measuring stick: ordinary lives must not raise alerts.
 
-A diverse population (every person profile of :mod:`simulators.profiles` on three beds: 33
-beds, 7 days, a fixed seed, incidents at the default rate) is simulated, replayed through the
-whole pipeline by the ``homecare`` command and scored per alert type and per profile by
-``homecare evaluate --bed-profiles``. The target is recall >= 0.95 for every type that has
+A diverse population (every person profile of :mod:`simulators.profiles` on two beds: 22
+beds, 5 days, a fixed seed, incidents at the default rate; sized to keep the suite short, the
+README's commands run larger ones) is simulated, replayed through the whole pipeline by the
+``homecare`` command and scored per alert type and per profile by ``homecare evaluate
+--bed-profiles``. The target is recall >= 0.95 for every type that has
 labels and at most 0.1 false alerts per bed-day. Today's detectors judge every person against
 fixed windows and one sound level for the day and raise far more (early risers, loud TVs,
 insomnia...), so that test is an expected failure, strict: the day the detectors meet the
@@ -22,7 +23,7 @@ import pytest
 
 from simulators.profiles import PROFILES
 
-PER_PROFILE, DAYS, SEED = 3, 7, 12
+PER_PROFILE, DAYS, SEED = 2, 5, 12
 BEDS = PER_PROFILE * len(PROFILES)
 TARGET_FALSE_PER_BED_DAY = 0.1
 TARGET_RECALL = 0.95
@@ -73,7 +74,7 @@ def test_the_report_counts_every_profile_over_its_own_bed_days(run: dict[str, An
     assert total == next(t for t in run["report"]["types"] if t["type"] == "all")[
         "false_alerts"]
     assert "false alerts per bed-day by profile and alert type" in run["text"]
-    assert sum(row["labels"] for row in rows.values()) > 30, "incidents still happen"
+    assert sum(row["labels"] for row in rows.values()) > 10, "incidents still happen"
 
 
 @pytest.mark.xfail(strict=True, reason="issue #12: detectors do not yet know the person")
