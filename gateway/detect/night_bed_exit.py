@@ -97,7 +97,7 @@ STALE_MS: Final = 15 * MINUTE_MS
 
 NIGHTS: Final = 12
 """Nights kept per kind (weekday, weekend) for the usual bedtime and wake time."""
-WARMUP_NIGHTS: Final = 4
+WARMUP_NIGHTS: Final = 3
 """Nights of a kind needed before the learnt night replaces the registry's window."""
 MERGE_GAP_MS: Final = 90 * MINUTE_MS
 """Out of bed (or unseen) for less than this, a stretch in bed goes on: a night trip."""
@@ -116,7 +116,7 @@ WAKE_MARGIN_MIN: Final = (15.0, 30.0, 90.0)
 
 TRIPS: Final = 20
 """Night trips kept per bed."""
-WARMUP_TRIPS: Final = 6
+WARMUP_TRIPS: Final = 5
 TRIP_MIN_MS: Final = 2 * MINUTE_MS
 """Shorter out-of-bed spells are not trips (a sensor flicker, sitting up)."""
 TRIP_PERCENTILE: Final = 90.0
@@ -354,7 +354,7 @@ class NightBedExitDetector(DetectorBase):
         rows = np.arange(len(beds))
         own = counts[rows, kind] >= WARMUP_NIGHTS
         learnt = own | (counts[rows, 1 - kind] >= WARMUP_NIGHTS)
-        kind = np.where(own, kind, 1 - kind)
+        kind = np.where(own | ~learnt, kind, 1 - kind)
         nan = np.full(len(beds), np.nan)
         start, end, bedtime, wake = nan.copy(), nan.copy(), nan.copy(), nan.copy()
         night = fleet.is_night(beds, (local % DAY_MS) / MINUTE_MS)

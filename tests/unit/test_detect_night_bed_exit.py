@@ -221,9 +221,9 @@ def test_an_early_riser_up_at_their_usual_time_is_not_a_night_exit_once_learnt()
     traffic, start, end = sleep("2026-10-19", 12, zone, bedtimes=EARLY_BEDTIMES,
                                 wakes=EARLY_WAKES)
     findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
-    # Warm-up: until four nights are learnt, night is the registry's 22:00-06:00, as before.
-    assert findings, "the first mornings are judged by the registry's night"
-    learnt = clock("2026-10-19", "00:00", zone, 5)
+    # Warm-up: until three nights are learnt, night is the registry's 22:00-06:00, as before.
+    assert len(findings) == 3, "the first mornings are judged by the registry's night"
+    learnt = clock("2026-10-19", "00:00", zone, 4)
     assert all(f.at < learnt for f in findings), [f.evidence for f in findings]
     assert all(f.evidence["night_rule"] == "registry" for f in findings)
     assert findings[0].evidence["night_local"] == "22:00-06:00"
@@ -263,7 +263,8 @@ def test_weekday_and_weekend_nights_are_learnt_apart() -> None:
     assert learnt[0].evidence["night_type"] == "weekend"
     assert learnt[0].evidence["usual_wake_local"] == "06:45"  # the last moment seen in bed
     weekday_mornings = [f for f in findings if f.evidence["night_rule"] == "registry"]
-    assert len(weekday_mornings) == 4  # the warm-up: Tuesday to Friday of the first week
+    assert len(weekday_mornings) == 3  # the warm-up: Tuesday to Thursday of the first week
+    assert [f.evidence["nights_learnt"] for f in weekday_mornings] == [0, 1, 2]
 
 
 def test_learnt_nights_survive_a_restart() -> None:
@@ -291,8 +292,8 @@ def test_usual_sleepless_spells_are_not_reported_but_a_long_absence_is() -> None
     traffic, start, end = sleep("2026-11-02", len(INSOMNIA) + 1, zone, bedtimes=["21:30"],
                                 wakes=["07:00"], trips=trips)
     findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
-    # Warm-up: until six night trips are learnt, the registry's 30 minutes, as before.
-    warm_up = clock("2026-11-02", "12:00", zone, 6)
+    # Warm-up: until five night trips are learnt, the registry's 30 minutes, as before.
+    warm_up = clock("2026-11-02", "12:00", zone, 5)
     assert [f.at < warm_up for f in findings] == [True] * (len(findings) - 1) + [False]
     long_absence = findings[-1]
     assert long_absence.started_at == clock("2026-11-02", "01:40", zone, len(INSOMNIA) + 1)
