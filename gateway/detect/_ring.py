@@ -14,13 +14,6 @@ per slot (10 minutes); the last ``slots`` slot means (a day) are kept, and their
 and 95 % quantiles are recomputed only when a slot closes, so reading the baseline costs
 nothing. Slots in which many samples were abnormal are stored as missing, so an incident
 does not become the person's normal.
-
-:class:`HourOfDay`: a room's usual level at each hour of the local day, learnt from its own
-days. Samples (at local wall-clock time) are averaged per 10-minute slot; each day keeps, per
-hour, its loudest slot that was not marked (an incident, nobody home); the usual level of an
-hour is a high quantile over the last :data:`HOUR_DAYS` days of the loudest slot within an
-hour of it (so the TV that starts at 19:50 one day and 20:10 the next is usual at both hours).
-Recomputed only when a slot closes, so reading it costs nothing.
 """
 
 from __future__ import annotations
@@ -44,13 +37,6 @@ BASELINE_SLOTS: Final = 144
 BAD_SLOT_SHARE: Final = 0.3
 """A slot with more abnormal samples than this share is left out of the baseline."""
 QUANTILES: Final = (0.05, 0.5, 0.95)
-DAY_MS: Final = 86_400_000
-HOUR_MS: Final = 3_600_000
-HOUR_DAYS: Final = 7
-"""Days of each hour kept by :class:`HourOfDay`: a week."""
-HOUR_QUANTILE: Final = 0.7
-"""Quantile over the days of an hour's level: what the room reaches on most days at that hour
-(the TV that is on three evenings of seven is usual; one loud day is not)."""
 
 
 def row_quantile(values: F32, q: float) -> F32:
@@ -232,91 +218,3 @@ class SlotBaseline:
         q = self._col("q")[beds, metric]
         valid: I64 = self._col("valid")[beds, metric]
         return q[:, 0], q[:, 1], q[:, 2], valid
-
-
-class HourOfDay:
-    """Per bed: a metric's usual level at each local hour of the day (see the module
-    docstring)."""
-
-    __slots__ = ("_name", "days", "quantile", "table")
-
-    def __init__(self, table: Table, name: str, *, days: int = HOUR_DAYS,
-                 quantile: float = HOUR_QUANTILE) -> None:
-        self.table = table
-        self._name = name
-        self.days = days
-        self.quantile = quantile
-        table.column(f"{name}.slot", np.int64, NONE)
-        """The open slot: local wall-clock ms // SLOT_MS."""
-        table.column(f"{name}.sum", np.float64, 0.0)
-        table.column(f"{name}.count", np.int64, 0)
-        table.column(f"{name}.marked", np.bool_, False)
-        table.column(f"{name}.level", np.float32, np.nan, (24, days))
-        """Per hour and day (local day number % days): the day's loudest unmarked slot."""
-        table.column(f"{name}.day", np.int32, -1, (24, days))
-        """The local day number each ``level`` belongs to (-1: none)."""
-        table.column(f"{name}.usual", np.float32, np.nan, (24,))
-        table.column(f"{name}.valid", np.int8, 0, (24,))
-        """Days the usual level of each hour was learnt from."""
-
-    def _col(self, column: str) -> npt.NDArray[Any]:
-        return self.table[f"{self._name}.{column}"]
-
-    def add(self, bed: I64, newest_local_ms: I64, values: F32, marked: Bool) -> None:
-        """Add samples (NaN values ignored), ordered by bed; ``newest_local_ms`` is the local
-        wall-clock time of each bed's newest sample (in the order of the beds, as
-        :func:`~gateway.detect._batch.groups` gives them); ``marked`` samples spoil their slot."""
-        if not len(bed):
-            return
-        heads = groups(bed)[0]
-        newest = newest_local_ms // SLOT_MS
-        current = self._col("slot")
-        closing = newest > current[heads]
-        if closing.any():
-            self._close(heads[closing], newest[closing])
-        present = ~np.isnan(values)
-        size = len(current)
-        self._col("sum")[:] += np.bincount(bed, np.where(present, values, 0.0), size)
-        self._col("count")[:] += np.bincount(bed[present], minlength=size)
-        self._col("marked")[np.unique(bed[marked & present])] = True
-
-    def _close(self, beds: I64, new_slot: I64) -> None:
-        total, count, marked = self._col("sum"), self._col("count"), self._col("marked")
-        slot = self._col("slot")[beds]
-        done = (count[beds] > 0) & ~marked[beds] & (slot != NONE)
-        had, slot = beds[done], slot[done]
-        if len(had):
-            mean = (total[had] / count[had]).astype(np.float32)
-            start = slot * SLOT_MS
-            day = (start // DAY_MS).astype(np.int32)
-            hour = (start % DAY_MS) // HOUR_MS
-            at = day % self.days
-            level, stamp = self._col("level"), self._col("day")
-            same = stamp[had, hour, at] == day
-            level[had, hour, at] = np.where(same, np.fmax(level[had, hour, at], mean), mean)
-            stamp[had, hour, at] = day
-            self._refresh(had, day)
-        self._col("slot")[beds] = new_slot
-        total[beds] = 0.0
-        count[beds] = 0
-        marked[beds] = False
-
-    def _refresh(self, beds: I64, today: npt.NDArray[np.int32]) -> None:
-        stamp = self._col("day")[beds]
-        recent = (stamp >= 0) & (stamp > today[:, None, None] - self.days)
-        level = np.where(recent, self._col("level")[beds], np.nan)
-        # Within an hour of it: the same day's hour before and after (23 and 0 wrap).
-        near = np.fmax(np.fmax(np.roll(level, 1, axis=1), level), np.roll(level, -1, axis=1))
-        ordered = np.sort(near, axis=2)  # NaN sorts last
-        valid = (~np.isnan(ordered)).sum(axis=2)
-        pick = np.floor(self.quantile * np.maximum(valid - 1, 0) + 0.5).astype(np.int64)
-        self._col("usual")[beds] = np.take_along_axis(ordered, pick[:, :, None], axis=2)[:, :, 0]
-        self._col("valid")[beds] = valid
-
-    def usual(self, beds: I64, local_ms: I64) -> tuple[F32, I64, I64]:
-        """``(usual level, days learnt from, local hour)`` per bed at ``local_ms``; NaN (and
-        0 days) for an hour not learnt yet."""
-        hour = (local_ms % DAY_MS) // HOUR_MS
-        usual: F32 = self._col("usual")[beds, hour]
-        valid: I64 = self._col("valid")[beds, hour].astype(np.int64)
-        return usual, valid, hour
