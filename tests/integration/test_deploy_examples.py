@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,15 @@ def test_compose_mounts_and_builds_only_files_that_exist() -> None:
         for source in line.split():
             if source != "README.md":  # the image build needs it; the tests do not
                 assert (ROOT / source).exists(), source
+    # Every package the project installs is in the image (the `homecare` command lives in
+    # homecare/: without it the image's entry point cannot start).
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = [p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]
+                ["include"]]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", dockerfile, re.MULTILINE))
+    assert set(packages) <= copied, f"the Dockerfile does not copy {set(packages) - copied}"
+    entry = pyproject["project"]["scripts"]["homecare"].split(":")[0].split(".")[0]
+    assert entry in copied
 
 
 def test_systemd_unit_runs_the_gateway_with_its_config() -> None:
