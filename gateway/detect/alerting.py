@@ -18,7 +18,6 @@ A detector that raises is logged (at most once a minute per detector) and counte
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Sequence
@@ -55,17 +54,12 @@ class Detector(Protocol):
 
 def load_detectors(registry: Registry, *, timezone: str | None,
                    clock_window: ClockWindow | None = None) -> list[Detector]:
-    """The detectors of ``gateway.detect`` for ``registry`` and the gateway's clock window;
-    none while that package does not exist yet. Any other import or construction error
-    propagates (a bug must not be hidden)."""
-    try:
-        module = importlib.import_module("gateway.detect")
-    except ModuleNotFoundError as exc:
-        if exc.name != "gateway.detect":
-            raise
-        log.warning("alerting.no_detectors reason=gateway.detect missing; immediate rules only")
-        return []
-    detectors = module.build_detectors(registry, timezone=timezone, clock_window=clock_window)
+    """The detectors of :mod:`gateway.detect` for ``registry`` and the gateway's clock window.
+    Any import or construction error propagates (a bug must not be hidden)."""
+    # Imported here: this module is part of gateway.detect, whose __init__ imports it.
+    from gateway.detect import build_detectors
+
+    detectors = build_detectors(registry, timezone=timezone, clock_window=clock_window)
     return cast(list[Detector], list(detectors))
 
 
