@@ -15,6 +15,7 @@ import contextlib
 
 from devices import mqttwire as wire
 from devices.broker import BrokerUrl
+from devices.errors import ProtocolError
 from devices.mqttwire import Will, publish_packet
 from simulators.errors import MqttError
 
@@ -22,7 +23,7 @@ from simulators.errors import MqttError
 class _Protocol(asyncio.Protocol):
     def __init__(self, owner: Publisher) -> None:
         self.owner = owner
-        self.buffer = bytearray()
+        self.reader = wire.PacketReader(wire.V311)
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -30,32 +31,20 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buffer
-        buf += data
-        pos, end = 0, len(buf)
-        while end - pos >= 2:
-            kind = buf[pos]
-            if kind == 0x40 and buf[pos + 1] == 2:  # PUBACK, the hot path
-                if end - pos < 4:
-                    break
-                self.owner._acked((buf[pos + 2] << 8) | buf[pos + 3])
-                pos += 4
-                continue
-            length, shift, i = 0, 0, pos + 1
-            while i < end:
-                byte = buf[i]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not byte & 0x80:
-                    break
-            else:
-                break
-            if end - i < length:
-                break
-            self.owner._packet(kind, bytes(buf[i:i + length]))
-            pos = i + length
-        del buf[:pos]
+        acked, packet = self.owner._acked, self.owner._packet
+        try:
+            packets = self.reader.feed(data)
+        except ProtocolError:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        for item in packets:
+            if isinstance(item, tuple):
+                kind, _, body = item
+                if kind == wire.PUBACK and len(body) >= 2:
+                    acked((body[0] << 8) | body[1])
+                else:
+                    packet(kind, body)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner._lost(self, exc)
@@ -269,8 +258,12 @@ class Publisher:
                 self._empty.set()
 
     def _packet(self, kind: int, body: bytes) -> None:
-        if kind == 0x20 and self._connack is not None and not self._connack.done():
-            self._connack.set_result(body[1] if len(body) >= 2 else 255)
+        if kind == wire.CONNACK and self._connack is not None and not self._connack.done():
+            try:
+                code = wire.parse_connack(body).code
+            except ProtocolError:
+                code = 255
+            self._connack.set_result(code)
 
     def _schedule_ping(self) -> None:
         if self.keepalive > 0:
