@@ -3,7 +3,6 @@ carry no label, and leave the default population exactly as it was."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import io
@@ -12,7 +11,6 @@ import zoneinfo
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-import msgspec
 import pytest
 
 from devices import (
@@ -32,6 +30,7 @@ from devices import (
 )
 from devices.errors import ConfigError
 from devices.labels import ALERT_TYPES, Label, read_labels
+from devices.traffic import decode_line
 from simulators.clock import LocalDay
 from simulators.config import DEFAULT_START, SimConfig, bed_profiles, bed_specs
 from simulators.household import away_windows, replacements
@@ -43,20 +42,6 @@ from simulators.stream import offline
 ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 DIVERSE = parse_profiles("diverse")
 MINUTE = 60_000
-
-
-class Line(msgspec.Struct):
-    t: int
-    topic: str
-    payload: str | None = None
-    payload_b64: str | None = None
-
-    @property
-    def raw(self) -> bytes:
-        if self.payload is not None:
-            return self.payload.encode()
-        assert self.payload_b64 is not None
-        return base64.b64decode(self.payload_b64)
 
 
 @dataclass
@@ -75,11 +60,10 @@ def simulate(config: SimConfig, *, days: float) -> Run:
     out, labels_out = io.BytesIO(), io.BytesIO()
     write(offline(config, start=DEFAULT_START, days=days), out, labels_out=labels_out)
     codec = Codec()
-    decoder = msgspec.json.Decoder(Line)
     messages, rejected = [], []
     for raw in out.getvalue().splitlines():
-        line = decoder.decode(raw)
-        decoded = codec.decode(line.topic, line.raw)
+        line = decode_line(raw)
+        decoded = codec.decode(line.topic, line.payload)
         if isinstance(decoded, Rejected):
             rejected.append((line.topic, decoded))
         else:
