@@ -45,7 +45,7 @@ from devices.labels import (
     read_labels,
 )
 from devices.mqttwire import Will, publish_packet
-from devices.registry import BedSettings, Defaults, Device, Registry
+from devices.registry import BedSettings, Defaults, Device, Placement, Registry
 from devices.schemas import (
     SERVICE_MINUTES,
     AudioSample,
@@ -118,6 +118,7 @@ __all__ = [
     "Label",
     "Message",
     "Payload",
+    "Placement",
     "Posture",
     "ProtocolError",
     "Received",

@@ -24,6 +24,20 @@ A registry file looks like this (every key but the ids is optional)::
 
 Devices and beds that publish without being listed are registered on first sight with default
 settings and flagged ``auto_registered``, so a new sensor is never ignored.
+
+A listed device has one place: its site, bed and kind (:class:`Placement`; a badge travels with
+its caregiver, so its place is its site and kind). Its id is its MQTT user name
+(``homecare acl`` writes the broker's rules from here), so an id is listed once. A message
+that puts a listed device anywhere else is :meth:`Registry.misplaced`, never registered there:
+
+>>> registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b7": {"devices": {
+...     "btn-7": {"kind": "button"}}}}}}})
+>>> from devices.topics import parse_topic
+>>> place = registry.misplaced(parse_topic("homecare/v1/s1/b9/button/btn-7/event"))
+>>> place, place.differs(parse_topic("homecare/v1/s1/b9/button/btn-7/event"))
+(Placement(site='s1', bed='b7', kind=<Kind.BUTTON: 'button'>), 'bed')
+>>> registry.misplaced(parse_topic("homecare/v1/s1/b7/button/btn-7/event")) is None
+True
 """
 
 from __future__ import annotations
@@ -98,6 +112,27 @@ class Device:
     kind: Kind
     heartbeat_s: float
     auto_registered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a listed device belongs: its site, bed and kind. A badge's place is its site and
+    kind: it travels with its caregiver between the site's beds."""
+
+    site: str
+    bed: str
+    kind: Kind
+
+    def differs(self, address: Address) -> str | None:
+        """What of ``address`` is not this place: ``"site"``, ``"bed"`` or ``"kind"`` (the
+        first that differs, in that order), or None when the device is at home there."""
+        if address.site != self.site:
+            return "site"
+        if address.bed != self.bed and self.kind is not Kind.BADGE:
+            return "bed"
+        if address.kind is not self.kind:
+            return "kind"
+        return None
 
 
 @dataclass(kw_only=True, slots=True)
@@ -179,6 +214,8 @@ class Registry:
     def __init__(self, *, defaults: Defaults | None = None) -> None:
         self.defaults = defaults or Defaults()
         self.sites: dict[str, Site] = {}
+        self._places: dict[str, Placement] = {}
+        """Listed devices (never auto-registered ones) by id: one dict look-up per check."""
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -238,6 +275,13 @@ class Registry:
                     except ValueError:
                         raise RegistryError(
                             f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
+                    other = registry._places.get(dev_id)
+                    if other is not None:
+                        raise RegistryError(
+                            f"{dwhere}: device id already listed at sites.{other.site}.beds."
+                            f"{other.bed} (the id is the device's MQTT user name: one place "
+                            "per device)")
+                    registry._places[dev_id] = Placement(site_id, bed_id, kind)
                     bed.devices[dev_id] = Device(
                         id=dev_id, kind=kind,
                         heartbeat_s=_positive(dev_raw, "heartbeat_s", defaults.heartbeat_s,
@@ -262,11 +306,35 @@ class Registry:
         s = self.sites.get(site)
         return (s.timezone if s else None) or self.defaults.timezone or fallback
 
+    def place(self, device: str) -> Placement | None:
+        """Where the registry lists ``device``; None for a device it does not list (also one
+        registered on first sight)."""
+        return self._places.get(device)
+
+    def placements(self) -> Iterator[tuple[str, Placement]]:
+        """Every listed device with its place, in the order of the registry file."""
+        yield from self._places.items()
+
+    def misplaced(self, address: Address) -> Placement | None:
+        """The place of a listed device that ``address`` puts somewhere else (another site,
+        bed or kind); None when it is at home there or not listed at all. One dict look-up."""
+        place = self._places.get(address.device)
+        if place is None or place.differs(address) is None:
+            return None
+        return place
+
     def ensure(self, address: Address) -> tuple[Device, bool]:
         """The device behind ``address``, registering it (flagged) on first sight.
 
-        Returns the device and whether it was just registered.
+        Returns the device and whether it was just registered. A listed device is never
+        registered in another place: for an address :meth:`misplaced` names, this raises
+        :class:`~devices.errors.RegistryError`.
         """
+        place = self.misplaced(address)
+        if place is not None:
+            raise RegistryError(
+                f"device {address.device} is listed at {place.site}/{place.bed} as "
+                f"{place.kind}, not at {address.site}/{address.bed} as {address.kind}")
         site = self.sites.get(address.site)
         if site is None:
             site = self.sites[address.site] = Site(id=address.site)

@@ -70,6 +70,11 @@ class Metrics:
                                   registry=r)
         self.auto_registered = Counter("homecare_devices_auto_registered",
                                        "Devices registered on first sight", registry=r)
+        self.misplaced = Counter(
+            "homecare_messages_misplaced",
+            "Messages of a device the registry lists, seen on another site, bed or kind "
+            "(dead-lettered as device_misplaced); differs: site, bed or kind", ["differs"],
+            registry=r)
         self.points_spooled = Counter("homecare_points_spooled",
                                       "Points appended to the on-disk spool", registry=r)
         self.points_written = Counter("homecare_points_written",

@@ -22,6 +22,14 @@ so the good messages of that batch still reach it.
 Retained messages (the broker's stored copy, sent on a new subscription) on an ``event``
 channel are stored state, never a new call: they are stored (time series) and acknowledged,
 but no stage and not the urgent lane sees them. Status and telemetry go on as usual.
+
+A device the registry lists has one place (:meth:`devices.registry.Registry.misplaced`): a
+message that puts it on another site, bed or kind is a dead letter (``device_misplaced``,
+the detail naming where it is registered and where it was seen), counted in
+``homecare_messages_misplaced``, and reaches no stage, so it raises no alert for that bed and
+opens no live state there; the broker's ACL (``homecare acl``) refuses it first. The check is
+one dict look-up, made only for an address not seen before in its place, so presses pay
+nothing for it. Devices the registry does not list are registered on first sight as before.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from typing import Final, NamedTuple, Protocol
 
 from devices.codec import Codec, Message, Rejected
 from devices.devicetime import ClockWindow
-from devices.registry import Registry
+from devices.registry import Placement, Registry
 from devices.topics import Address, Channel
 from gateway.ingest.dedup import Deduplicator, Verdict
 from gateway.ingest.message import RawMessage
@@ -49,6 +57,12 @@ INTERNAL_ERROR: Final = "internal_error"
 """Dead-letter reason of a message whose handling raised: a bug of ours that this input met."""
 ERROR_LOG_INTERVAL_S: Final = 60.0
 """Internal errors are logged (with a traceback) at most this often; every one is counted."""
+DEVICE_MISPLACED: Final = "device_misplaced"
+"""Dead-letter reason of a message from a device the registry lists for another site, bed or
+kind."""
+MISPLACED_LOG_INTERVAL_S: Final = 60.0
+"""Misplaced devices are logged at most this often (the latest one, and how many since);
+every message is counted."""
 
 
 class Stage(Protocol):
@@ -107,6 +121,11 @@ class Pipeline:
         self._last_registered = ""
         self._errors_unlogged = 0
         self._next_error_log = 0.0
+        self._misplaced: dict[str, int] = {}
+        """Misplaced messages since the last count, by what differs (site, bed, kind)."""
+        self._misplaced_unlogged = 0
+        self._last_misplaced = ""
+        self._next_misplaced_log = 0.0
 
     # --- CPU part (event loop) ----------------------------------------------------------------
 
@@ -201,9 +220,10 @@ class Pipeline:
 
         Each raw message must also be passed to :meth:`process` later, in its turn, which
         stores and acknowledges it as usual without giving it to the urgent stages again.
-        Malformed ones are left for :meth:`process` to dead-letter, and so are retained ones
-        to store (never a call). Call it before :meth:`process` sees the same raw messages.
-        Never raises for a message, like :meth:`process`.
+        Rejected ones (malformed, misplaced) are left for :meth:`process` to dead-letter with
+        their reason, and retained ones to store (never a call). Call it before
+        :meth:`process` sees the same raw messages. Never raises for a message, like
+        :meth:`process`.
         """
         accepted: list[Message] = []
         received: list[int] = []
@@ -219,9 +239,9 @@ class Pipeline:
             except Exception as exc:
                 self._early[id(raw)] = (raw, self._internal_error("admit", exc))
                 continue
+            self._early[id(raw)] = (raw, admitted)
             if isinstance(admitted, Rejected):
                 continue
-            self._early[id(raw)] = (raw, admitted)
             if admitted is not None:
                 accepted.append(admitted)
                 received.append(raw.received_ms)
@@ -282,20 +302,47 @@ class Pipeline:
         if new:
             self.metrics.auto_registered.inc(new)
             log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+        if self._misplaced:
+            for differs, n in self._misplaced.items():
+                self.metrics.misplaced.labels(differs).inc(n)
+            self._misplaced.clear()
+            now = time.monotonic()
+            if now >= self._next_misplaced_log:
+                self._next_misplaced_log = now + MISPLACED_LOG_INTERVAL_S
+                log.warning("ingest.device_misplaced messages=%d last=%r; dead-lettered as %s",
+                            self._misplaced_unlogged, self._last_misplaced, DEVICE_MISPLACED)
+                self._misplaced_unlogged = 0
 
     def _admit(self, raw: RawMessage) -> Message | Rejected | None:
-        """Decode; None for a duplicate; registers a device seen for the first time."""
+        """Decode; None for a duplicate; a listed device out of its place is rejected; registers
+        a device seen for the first time. Called once per raw message (the urgent lane keeps
+        its answer for :meth:`process`)."""
         decoded = self.codec.decode(raw.topic, raw.payload)
         if isinstance(decoded, Rejected):
             return decoded
         a = decoded.address
+        first_sight = a not in self._known
+        if first_sight and (place := self.registry.misplaced(a)) is not None:
+            return self._misplaced_device(a, place)
         payload = decoded.payload
         if self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
                             hash(raw.payload)) is Verdict.DUPLICATE:
             return None
-        if a not in self._known:
+        if first_sight:
             self._register(a)
         return decoded
+
+    def _misplaced_device(self, address: Address, place: Placement) -> Rejected:
+        """The dead-letter reason for a listed device seen out of its place; counted (by what
+        differs) in :meth:`_count_admissions`. Misplaced addresses never enter ``_known``, so
+        every one of their messages comes here."""
+        differs = place.differs(address) or "kind"
+        self._misplaced[differs] = self._misplaced.get(differs, 0) + 1
+        self._misplaced_unlogged += 1
+        detail = (f"{address.device} is registered at {place.site}/{place.bed} as {place.kind}; "
+                  f"seen at {address.site}/{address.bed} as {address.kind}")
+        self._last_misplaced = detail
+        return Rejected(DEVICE_MISPLACED, detail)
 
     def _register(self, address: Address) -> None:
         if len(self._known) > 1_000_000:

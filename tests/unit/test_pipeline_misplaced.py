@@ -1,0 +1,150 @@
+"""A device the registry lists, seen on another site, bed or kind, is a dead letter
+(``device_misplaced``): counted, never handed to the alert rules, the detectors or the live
+state, in the urgent lane as in turn. Devices the registry does not list keep being registered
+on first sight, stored and alerted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from collections.abc import Sequence
+
+import pytest
+
+from devices import Message, Registry
+from gateway.ingest.message import RawMessage
+from gateway.ingest.pipeline import DEVICE_MISPLACED, Pipeline
+from gateway.monitoring import Metrics
+
+T0 = 1_763_884_800_000
+REGISTRY = """
+[sites.site-01.beds.bed-0007.devices.btn-0007]
+kind = "button"
+[sites.site-01.beds.bed-0007.devices.badge-c01]
+kind = "badge"
+[sites.site-01.beds.bed-0099.devices.btn-0099]
+kind = "button"
+"""
+HOME = "homecare/v1/site-01/bed-0007/button/btn-0007"
+OTHER_BED = "homecare/v1/site-01/bed-0099/button/btn-0007"
+AS_FALL = "homecare/v1/site-01/bed-0099/fall/btn-0007"
+OTHER_SITE = "homecare/v1/site-02/bed-0007/button/btn-0007"
+PRESS = {"event": "press"}
+FALL = {"event": "fall_detected", "confidence": 0.97, "posture": "lying"}
+OFFLINE = {"state": "offline"}
+
+
+class Recorder:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: list[str] = []
+
+    def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+        self.seen.extend(m.address.topic for m in messages)
+
+    def commit(self) -> None:
+        pass
+
+
+def raw(topic: str, fields: dict[str, object], seq: int, *, retain: bool = False
+        ) -> RawMessage:
+    body = json.dumps({"ts": T0 + seq, "seq": seq, **fields}).encode()
+    return RawMessage(topic, body, seq, 1, T0 + seq, retain=retain)
+
+
+@pytest.fixture
+def parts() -> tuple[Pipeline, Recorder, Recorder, Registry, Metrics]:
+    registry = Registry.from_mapping(tomllib.loads(REGISTRY))
+    rules, live = Recorder("alerts"), Recorder("livestate")
+    metrics = Metrics()
+    pipeline = Pipeline(metrics=metrics, registry=registry, stages=(rules, live),
+                        urgent_stages=(rules,))
+    return pipeline, rules, live, registry, metrics
+
+
+def metric(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_a_registered_button_pressing_elsewhere_is_a_dead_letter_never_a_call(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics]) -> None:
+    pipeline, rules, live, registry, metrics = parts
+    raws = [raw(f"{OTHER_BED}/event", PRESS, 1), raw(f"{AS_FALL}/event", FALL, 2),
+            raw(f"{OTHER_SITE}/event", PRESS, 3), raw(f"{HOME}/event", PRESS, 4)]
+    urgent = pipeline.process_urgent(raws)
+    pipeline.process(raws)
+    assert urgent == 1
+    assert rules.seen == live.seen == [f"{HOME}/event"]
+    batch = pipeline.take()
+    assert [(d.topic, d.reason) for d in batch.deadletters] == [
+        (f"{OTHER_BED}/event", DEVICE_MISPLACED), (f"{AS_FALL}/event", DEVICE_MISPLACED),
+        (f"{OTHER_SITE}/event", DEVICE_MISPLACED)]
+    assert batch.deadletters[0].detail == (
+        "btn-0007 is registered at site-01/bed-0007 as button; seen at site-01/bed-0099 as "
+        "button")
+    assert batch.deadletters[1].detail.endswith("seen at site-01/bed-0099 as fall")
+    assert batch.points == 1  # only the press at home is stored as a point
+    assert len(batch.raws) == 4  # every message is acknowledged with its batch
+    # Counted once each (the urgent lane and the turn do not count twice).
+    assert metric(metrics, "homecare_messages_misplaced_total", differs="bed") == 2
+    assert metric(metrics, "homecare_messages_misplaced_total", differs="site") == 1
+    assert metric(metrics, "homecare_messages_rejected_total", reason=DEVICE_MISPLACED) == 3
+    # Nothing was registered where the device was seen.
+    bed = registry.bed("site-01", "bed-0099")
+    assert bed is not None
+    assert set(bed.devices) == {"btn-0099"}
+    assert registry.bed("site-02", "bed-0007") is None
+    assert metric(metrics, "homecare_devices_auto_registered_total") == 0
+
+
+def test_a_retained_offline_status_on_another_bed_reaches_no_detector(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics]) -> None:
+    pipeline, rules, live, _, metrics = parts
+    pipeline.process([raw(f"{OTHER_BED}/status", OFFLINE, 0, retain=True),
+                      raw(f"{HOME}/status", {"state": "online"}, 1)])
+    assert rules.seen == live.seen == [f"{HOME}/status"]
+    assert [d.reason for d in pipeline.take().deadletters] == [DEVICE_MISPLACED]
+    assert metric(metrics, "homecare_messages_misplaced_total", differs="bed") == 1
+
+
+def test_misplaced_again_and_again_stays_a_dead_letter(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics]) -> None:
+    """The check is not a first-sight check: the hundredth message from the wrong bed is
+    refused like the first, and the device's own bed keeps working in between."""
+    pipeline, rules, _, _, _ = parts
+    for seq in range(1, 101):
+        pipeline.process([raw(f"{OTHER_BED}/event", PRESS, 2 * seq),
+                          raw(f"{HOME}/event", PRESS, 2 * seq + 1)])
+    assert rules.seen == [f"{HOME}/event"] * 100
+    assert len(pipeline.take().deadletters) == 100
+
+
+def test_unregistered_devices_are_still_registered_stored_and_alerted(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics]) -> None:
+    pipeline, rules, _, registry, metrics = parts
+    new = "homecare/v1/site-01/bed-0099/button/btn-new/event"
+    badge = "homecare/v1/site-01/bed-0099/badge/badge-c01/event"
+    check_in = {"event": "check_in", "caregiver": "c01", "visit": "v1", "method": "nfc"}
+    raws = [raw(new, PRESS, 1), raw(badge, check_in, 2)]
+    assert pipeline.process_urgent(raws[:1]) == 1  # the inbox's urgent lane: the press
+    pipeline.process(raws)
+    assert rules.seen == [new, badge]
+    assert pipeline.take().deadletters == []
+    bed = registry.bed("site-01", "bed-0099")
+    assert bed is not None
+    assert bed.devices["btn-new"].auto_registered
+    assert metric(metrics, "homecare_messages_misplaced_total", differs="bed") == 0
+
+
+def test_misplaced_devices_are_logged_at_most_once_a_minute(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics],
+        caplog: pytest.LogCaptureFixture) -> None:
+    pipeline, _, _, _, _ = parts
+    with caplog.at_level(logging.WARNING, logger="homecare.pipeline"):
+        for seq in range(1, 51):
+            pipeline.process([raw(f"{OTHER_BED}/event", PRESS, seq)])
+    lines = [r.getMessage() for r in caplog.records if "misplaced" in r.getMessage()]
+    assert len(lines) == 1
+    assert "btn-0007" in lines[0]
+    assert "site-01/bed-0099" in lines[0]
