@@ -204,6 +204,12 @@ class Settings(BaseSettings):
         default=64, ge=1, le=65_536, json_schema_extra={"unit": "sequence numbers"},
         description="How many recent sequence numbers per device are remembered to drop "
         "duplicates.")
+    detector_snapshot_interval_s: float = Field(
+        default=300.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
+        description="How often the detectors' learnt routines and running episodes are "
+        "snapshotted to `data_dir/detectors.snapshot` (also at a clean shutdown) and restored "
+        "at start; a crash loses at most this much detector input, never an alert. 0: never "
+        "snapshot, and every start learns from scratch.")
     clock_window_s: int = Field(
         default=7 * 86_400, ge=60, le=10 * 366 * 86_400, json_schema_extra={"unit": "s"},
         description="How far behind receipt time a device time (message `ts`, sample `t`) is "

@@ -117,6 +117,15 @@ class Metrics:
             "rest again)", registry=r)
         self.mqtt_connected = Gauge("homecare_mqtt_connected", "1 while connected to the broker",
                                     registry=r)
+        self.snapshot_seconds = Histogram(
+            "homecare_detector_snapshot_seconds", "Time to write the detectors' snapshot "
+            "(on the detectors' thread)", registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.snapshot_bytes = Gauge("homecare_detector_snapshot_bytes",
+                                    "Size of the latest detectors' snapshot", registry=r)
+        self.snapshot_failures = Counter(
+            "homecare_detector_snapshot_failures", "Detector snapshots that could not be "
+            "written (the previous one is kept)", registry=r)
         self.gc_pause = Histogram(
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
             "by generation", ["generation"], registry=r,

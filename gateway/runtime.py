@@ -56,6 +56,7 @@ from devices.codec import Codec
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
+from gateway.detect import SNAPSHOT_FILE, restore_snapshot, save_snapshot
 from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
@@ -168,6 +169,13 @@ class Gateway:
             detectors=load_detectors(registry, timezone=settings.timezone,
                                      clock_window=clock_window),
             metrics=self.metrics.registry)
+        self.snapshot_path = data_dir / SNAPSHOT_FILE
+        if settings.detector_snapshot_interval_s > 0:
+            restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
+            if restored.taken_at_ms is not None:
+                log.info("detect.snapshot_restored age_s=%.0f restored=%d fresh=%s",
+                         time.time() - restored.taken_at_ms / 1000, len(restored.restored),
+                         ",".join(sorted(restored.fresh)) or "-")
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
@@ -243,6 +251,8 @@ class Gateway:
                 urgent.cancel()
                 await alert_ticks
                 await self._commit_alerts()
+                if self.settings.detector_snapshot_interval_s > 0:
+                    await self._snapshot_detectors()
                 if upstream is not None:
                     upstream_stop.set()  # what is not delivered goes after the restart
                     await upstream
@@ -336,8 +346,13 @@ class Gateway:
         """Tick the alert engine every second (at once at start: overdue escalations after a
         restart are taken immediately) and commit what the tick staged."""
         next_tick = time.monotonic()
+        interval = self.settings.detector_snapshot_interval_s
+        next_snapshot = next_tick + interval
         while not self._stopping.is_set():
             now_ms = int(time.time() * 1000)
+            if interval > 0 and time.monotonic() >= next_snapshot:
+                next_snapshot = time.monotonic() + interval
+                await self._snapshot_detectors()
             # The detectors' work (a round of buffered messages into numpy columns, every
             # bed evaluated) runs in a worker thread: it never stalls intake or the emergency
             # path. Rules, engine and escalation stay on the loop.
@@ -354,6 +369,21 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
                     await self._stopping.wait()
+
+    async def _snapshot_detectors(self) -> None:
+        """Snapshot the detectors' state (:mod:`gateway.detect.snapshot`) on the detectors'
+        thread, between two of their evaluations; a failure is logged, never fatal."""
+        started = time.perf_counter()
+        try:
+            size = await self._in_thread(self._detect_thread, save_snapshot, self.snapshot_path,
+                                         self.alerting.detectors)
+        except Exception as exc:
+            self.metrics.snapshot_failures.inc()
+            log.error("detect.snapshot_failed path=%s error=%s: %s; the previous snapshot is "
+                      "kept", self.snapshot_path, type(exc).__name__, exc)
+            return
+        self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
+        self.metrics.snapshot_bytes.set(size)
 
     async def _commit_alerts(self) -> None:
         """The emergency path's commit, on its own thread."""

@@ -294,6 +294,11 @@ def replay_command(
              "it opened, so that a later incident of the same kind opens a new alert; 0: "
              "nobody resolves anything.")] = 60.0,
     seed: Annotated[int, typer.Option(help="Seed of the alert ids.")] = 0,
+    restart_after_h: Annotated[list[float] | None, typer.Option(
+        metavar="HOURS", help="Restart this many simulated hours after the first message, as "
+        "a gateway restarts: commit, snapshot the detectors to a file, drop every in-memory "
+        "part, restore from the file, go on (repeatable). The alerts must equal those of a "
+        "replay without restarts.")] = None,
     quiet: Annotated[bool, typer.Option(help="No summary (unreadable lines are still "
                                                "reported).")] = False,
     skip_unreadable: Annotated[bool, typer.Option(
@@ -315,6 +320,10 @@ def replay_command(
 
     if tick_s <= 0 or dispatcher_after_min < 0:
         raise typer.BadParameter("tick-s must be positive and dispatcher-after-min not negative")
+    restarts = restart_after_h or []
+    if any(not 0 <= hours < 1e6 for hours in restarts):
+        raise typer.BadParameter("restart-after-h must be hours from 0 up",
+                                 param_hint="--restart-after-h")
     try:
         settings = load(config)
         if timezone is not None:
@@ -328,7 +337,8 @@ def replay_command(
         _, summary = replay_file(traffic, out, registry=loaded, settings=settings,
                                  tick_ms=round(tick_s * 1000),
                                  dispatcher_after_ms=round(dispatcher_after_min * 60_000),
-                                 seed=seed)
+                                 seed=seed,
+                                 restart_after_ms=[round(h * 3_600_000) for h in restarts])
     for line in summary.report() if not quiet else summary.unreadable_report():
         typer.echo(line, err=True)
     if summary.unreadable_lines and not skip_unreadable:

@@ -29,9 +29,10 @@ wrote floats may have rounded them.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final, cast
@@ -48,7 +49,7 @@ from devices.registry import Registry
 from devices.topics import is_urgent
 from devices.traffic import decode_line, unreadable_reason
 from gateway.config import Settings
-from gateway.detect import build_detectors
+from gateway.detect import SNAPSHOT_FILE, Restored, build_detectors, restore_snapshot, save_snapshot
 from gateway.detect.alerting import AlertingStage, engine_from_settings
 from gateway.ingest.checkpoint import commit
 from gateway.ingest.message import RawMessage
@@ -83,6 +84,7 @@ class ReplaySummary:
     dead_letters: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)
     ticks: int = 0
+    restarts: int = 0
     beds: int = 0
     first_t: int | None = None
     last_t: int | None = None
@@ -109,7 +111,9 @@ class ReplaySummary:
                   if self.retained_events else ""),
                *self.unreadable_report(),
                f"simulated: {self.simulated_hours:,.1f} h, {self.beds} beds, {self.ticks:,} ticks "
-               f"in {self.elapsed_s:.1f} s ({self.bed_hours_per_s:,.0f} bed-hours/s)",
+               f"in {self.elapsed_s:.1f} s ({self.bed_hours_per_s:,.0f} bed-hours/s)"
+               + (f", {self.restarts} restart{'s' if self.restarts != 1 else ''} through a "
+                  "detector snapshot" if self.restarts else ""),
                f"alerts: {sum(self.alerts.values())}"
                + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) + ")"
                   if self.alerts else "")]
@@ -173,17 +177,37 @@ class Replayer:
 
     def __init__(self, *, registry: Registry | None = None, timezone: str | None = None,
                  settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
-                 seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS) -> None:
+                 seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS,
+                 restart_at_ms: Iterable[int] = (), snapshot_dir: Path | None = None) -> None:
+        """``restart_at_ms``: simulated times (receipt clock) at which the replay restarts as a
+        gateway would (:meth:`restart`), through a snapshot file in ``snapshot_dir`` (needed
+        then)."""
         if tick_ms <= 0 or dispatcher_after_ms < 0:
             raise ValueError("tick_ms must be positive, dispatcher_after_ms not negative")
+        self._restarts = sorted(restart_at_ms)
+        if self._restarts and snapshot_dir is None:
+            raise ValueError("restarting needs a snapshot_dir")
+        self.snapshot_dir = snapshot_dir
         self.dispatcher_after_ms = dispatcher_after_ms
-        settings = settings or Settings()
+        self.settings = settings = settings or Settings()
         self.registry = registry if registry is not None else (
             Registry.load(settings.registry_file) if settings.registry_file else Registry())
         self.timezone = timezone or settings.timezone
         self.tick_ms = tick_ms
         self.store = AlertStore(":memory:")
-        self.engine = engine_from_settings(settings, self.store, id_factory=seeded_ids(seed))
+        self._ids = seeded_ids(seed)
+        self.deadletters = DeadLetterStore(":memory:")
+        self.summary = ReplaySummary()
+        self._next_tick: int | None = None
+        self._batch: list[RawMessage] = []
+        self._earlier_duplicates = self._earlier_retained = 0
+        self._build()
+
+    def _build(self) -> None:
+        """What a gateway builds at start: the engine on the (durable) alert store, the
+        detectors, the immediate rules (resumed from the open alerts), the pipeline."""
+        settings = self.settings
+        self.engine = engine_from_settings(settings, self.store, id_factory=self._ids)
         clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
         self.detectors = build_detectors(self.registry, timezone=self.timezone,
                                          clock_window=clock_window)
@@ -191,16 +215,35 @@ class Replayer:
             self.engine,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
             detectors=self.detectors)
-        self.deadletters = DeadLetterStore(":memory:")
         self.pipeline = Pipeline(metrics=Metrics(),
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  registry=self.registry, stages=(self.stage,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)
         self.pipeline.encoder = cast(LineEncoder, _NoPoints())
-        self.summary = ReplaySummary()
-        self._next_tick: int | None = None
-        self._batch: list[RawMessage] = []
+
+    def restart(self) -> Restored:
+        """Stop and start again as the gateway does at a clean restart: what is in hand is
+        committed, the detectors are snapshotted to a file, every in-memory part is dropped
+        and built anew (the alert store is durable and kept), and the detectors are restored
+        from the file. The same traffic then gives the same alerts as without the restart."""
+        assert self.snapshot_dir is not None
+        self._flush()
+        self._commit()
+        path = self.snapshot_dir / SNAPSHOT_FILE
+        save_snapshot(path, self.detectors, taken_at_ms=self.summary.last_t)
+        self._earlier_duplicates += self.pipeline.dedup.stats.duplicates
+        self._earlier_retained += self._retained_events()
+        self._build()
+        restored = restore_snapshot(path, self.detectors)
+        if restored.fresh:
+            raise RuntimeError(f"detectors not restored: {restored.fresh}")
+        self.summary.restarts += 1
+        return restored
+
+    def _retained_events(self) -> int:
+        return int(self.pipeline.metrics.registry.get_sample_value(
+            "homecare_retained_events_total") or 0)
 
     def feed(self, messages: Iterable[RawMessage]) -> None:
         started = time.perf_counter()
@@ -218,6 +261,9 @@ class Replayer:
                 while self._next_tick <= t:
                     self._tick(self._next_tick)
                     self._next_tick += tick_ms
+                while self._restarts and self._restarts[0] <= t:
+                    self._restarts.pop(0)
+                    self.restart()
             batch = self._batch
             batch.append(raw)
             topic = raw.topic
@@ -243,9 +289,8 @@ class Replayer:
         alerts.sort(key=lambda a: (a.opened_at, a.site, a.bed, a.type, a.incident))
         summary = self.summary
         summary.alerts = Counter(a.type.value for a in alerts)
-        summary.duplicates = self.pipeline.dedup.stats.duplicates
-        summary.retained_events = int(self.pipeline.metrics.registry.get_sample_value(
-            "homecare_retained_events_total") or 0)
+        summary.duplicates = self._earlier_duplicates + self.pipeline.dedup.stats.duplicates
+        summary.retained_events = self._earlier_retained + self._retained_events()
         summary.beds = sum(1 for _ in self.registry.beds())
         summary.elapsed_s += time.perf_counter() - started
         return alerts
@@ -289,11 +334,29 @@ def replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
                 registry: Registry | None = None, timezone: str | None = None,
                 settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
                 seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS,
+                restart_after_ms: Sequence[int] = (),
                 ) -> tuple[list[Alert], ReplaySummary]:
     """Replay ``traffic`` (a path or an open binary file) and write every alert, one
-    msgspec-encoded :class:`~alerts.model.Alert` per line, to ``alerts_out``."""
+    msgspec-encoded :class:`~alerts.model.Alert` per line, to ``alerts_out``.
+    ``restart_after_ms``: restart (:meth:`Replayer.restart`) this long after the first
+    message, each (simulated time), through a snapshot in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="homecare-replay-") as snapshots:
+        return _replay_file(traffic, alerts_out, registry=registry, timezone=timezone,
+                            settings=settings, tick_ms=tick_ms, seed=seed,
+                            dispatcher_after_ms=dispatcher_after_ms,
+                            restart_after_ms=restart_after_ms, snapshot_dir=Path(snapshots))
+
+
+def _replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
+                 registry: Registry | None, timezone: str | None, settings: Settings | None,
+                 tick_ms: int, seed: int, dispatcher_after_ms: int,
+                 restart_after_ms: Sequence[int], snapshot_dir: Path,
+                 ) -> tuple[list[Alert], ReplaySummary]:
+    first_t = _first_time(traffic) if restart_after_ms else None
     replayer = Replayer(registry=registry, timezone=timezone, settings=settings,
-                        tick_ms=tick_ms, seed=seed, dispatcher_after_ms=dispatcher_after_ms)
+                        tick_ms=tick_ms, seed=seed, dispatcher_after_ms=dispatcher_after_ms,
+                        restart_at_ms=[first_t + after for after in restart_after_ms]
+                        if first_t is not None else (), snapshot_dir=snapshot_dir)
     try:
         if isinstance(traffic, Path):
             with traffic.open("rb") as handle:
@@ -307,3 +370,21 @@ def replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
         encode = msgspec.json.Encoder().encode
         alerts_out.write(b"".join(encode(alert) + b"\n" for alert in alerts))
     return alerts, replayer.summary
+
+
+def _first_time(traffic: Path | BinaryIO) -> int | None:
+    """The receipt time of the first readable line of ``traffic`` (rewound after)."""
+    if isinstance(traffic, Path):
+        with traffic.open("rb") as handle:
+            return _first_time(handle)
+    start = traffic.tell()
+    try:
+        for line in traffic:
+            if line.strip():
+                try:
+                    return decode_line(line)[0]
+                except ValueError:
+                    continue
+        return None
+    finally:
+        traffic.seek(start)

@@ -18,6 +18,9 @@ What they share lives in private modules, one job each:
 * ``_batch`` (a batch of messages as columns), ``_table`` (per-bed arrays), ``_ring`` (per-bed
   sample rings and slot baselines).
 
+``snapshot`` writes every detector's state to one durable file and restores it at start
+(:func:`save_snapshot`, :func:`restore_snapshot`).
+
 ``alerting`` is the pipeline stage that runs the immediate rules and these detectors and feeds
 their findings to the alert engine (:class:`AlertingStage`). :func:`extract` turns messages
 into the columns of a :class:`Batch` that :meth:`Fleet.add_columns` takes (as the benchmark
@@ -44,6 +47,7 @@ from gateway.detect.low_battery import LowBatteryDetector
 from gateway.detect.night_bed_exit import NightBedExitDetector
 from gateway.detect.sensor_fault import SensorFaultDetector
 from gateway.detect.service_anomaly import ServiceAnomalyDetector
+from gateway.detect.snapshot import SNAPSHOT_FILE, Restored, restore_snapshot, save_snapshot
 from gateway.detect.vital_signs import VitalSignsDetector
 
 
@@ -100,6 +104,7 @@ DETECTORS: tuple[type[DetectorBase], ...] = (
 
 __all__ = [
     "DETECTORS",
+    "SNAPSHOT_FILE",
     "AbnormalSoundDetector",
     "AlertingStage",
     "Batch",
@@ -110,6 +115,7 @@ __all__ = [
     "InactivityDetector",
     "LowBatteryDetector",
     "NightBedExitDetector",
+    "Restored",
     "SensorFaultDetector",
     "ServiceAnomalyDetector",
     "VitalSignsDetector",
@@ -117,4 +123,6 @@ __all__ = [
     "engine_from_settings",
     "extract",
     "load_detectors",
+    "restore_snapshot",
+    "save_snapshot",
 ]

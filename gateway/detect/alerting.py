@@ -51,6 +51,12 @@ class Detector(Protocol):
     def evaluate(self, now_ms: int) -> Sequence[Finding]:
         """Findings due at ``now_ms``."""
 
+    def state(self) -> bytes:
+        """Everything learned, for :mod:`gateway.detect.snapshot`."""
+
+    def restore(self, blob: bytes) -> None:
+        """Take back what :meth:`state` gave."""
+
 
 def load_detectors(registry: Registry, *, timezone: str | None,
                    clock_window: ClockWindow | None = None) -> list[Detector]:

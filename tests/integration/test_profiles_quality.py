@@ -54,7 +54,11 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout)
     text = homecare("evaluate", "--labels", str(labels), "--alerts", str(alerts),
                     "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout
-    return {"report": report, "replay": replayed.stderr, "text": text}
+    restarted = tmp / "restarted.jsonl"
+    homecare("replay", str(traffic), "--alerts", str(restarted), "--registry", str(registry),
+             "--restart-after-h", "40", "--restart-after-h", "77.5")
+    return {"report": report, "replay": replayed.stderr, "text": text,
+            "alerts": alerts.read_bytes(), "restarted": restarted.read_bytes()}
 
 
 def test_every_profile_replays_without_a_dead_letter(run: dict[str, Any]) -> None:
@@ -75,6 +79,14 @@ def test_the_report_counts_every_profile_over_its_own_bed_days(run: dict[str, An
         "false_alerts"]
     assert "false alerts per bed-day by profile and alert type" in run["text"]
     assert sum(row["labels"] for row in rows.values()) > 10, "incidents still happen"
+
+
+def test_a_restart_in_the_middle_of_the_replay_gives_the_same_alerts(
+        run: dict[str, Any]) -> None:
+    """Issue #12: learnt routines and running episodes survive a restart (a detector snapshot
+    written, every in-memory part dropped, restored from the file)."""
+    assert run["alerts"].count(b"\n") > 20
+    assert run["restarted"] == run["alerts"]
 
 
 @pytest.mark.xfail(strict=True, reason="issue #12: detectors do not yet know the person")
