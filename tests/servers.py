@@ -151,17 +151,23 @@ class Server:
 
 
 class Mosquitto(Server):
-    """Eclipse Mosquitto with persistence on, as the deployment config has it."""
+    """Eclipse Mosquitto with persistence on, as the deployment config has it.
+
+    Anonymous and unrestricted unless given a ``password_file`` (then nobody connects without
+    a password) and an ``acl_file`` (then nobody does what it does not allow)."""
 
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, *, extra_config: str = "",
-                 config_file: Path | None = None) -> None:
+                 config_file: Path | None = None, password_file: Path | None = None,
+                 acl_file: Path | None = None) -> None:
         super().__init__(workdir, port)
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(exist_ok=True)
         self.extra_config = extra_config
         self.config_file = config_file
+        self.password_file = password_file
+        self.acl_file = acl_file
 
     @property
     def url(self) -> str:
@@ -171,8 +177,10 @@ class Mosquitto(Server):
         path = self.workdir / "mosquitto.conf"
         path.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "user root\n"
+            + (f"allow_anonymous false\npassword_file {self.password_file}\n"
+               if self.password_file else "allow_anonymous true\n")
+            + (f"acl_file {self.acl_file}\n" if self.acl_file else "")
+            + "user root\n"
             "persistence true\n"
             f"persistence_location {self.data_dir}/\n"
             "autosave_interval 1\n"

@@ -2,11 +2,14 @@
 
 Only what cannot work in a test is rewritten: the listener (a free loopback port), the file
 paths (a temp dir) and ``user root``; authentication, the ACL, persistence and the queue
-limits are the committed ones.
+limits are the committed ones. The shipped ACL is the one ``homecare acl`` writes for
+deploy/registry.example.toml (its users below); the password file is made by Debian's
+``mosquitto_passwd``, or by ``homecare acl`` itself.
 """
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import shutil
@@ -22,25 +25,43 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from devices import Registry
+from homecare.acl import write_broker_files
 from tests.servers import Mosquitto, require_binary
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-PASSWORDS = {"gateway": "gw-secret", "btn-0007": "dev7-secret", "btn-0008": "dev8-secret"}
-OWN = "homecare/v1/site-01/bed-0007/button/btn-0007/event"
-OTHER = "homecare/v1/site-01/bed-0008/button/btn-0008/event"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "mosquitto"
+PASSWORDS = {"gateway": "gw-secret", "btn-0001": "dev1-secret", "btn-0002": "dev2-secret"}
+"""Users of the shipped ACL (deploy/registry.example.toml): btn-0001 is the button of
+site-01/bed-0001, btn-0002 of site-01/bed-0002."""
+OWN = "homecare/v1/site-01/bed-0001/button/btn-0001/event"
+OTHER = "homecare/v1/site-01/bed-0002/button/btn-0002/event"
 TIMEOUT = 10.0
 
 
-def deployed_config(server: Mosquitto) -> Path:
-    """deploy/mosquitto/mosquitto.conf with test ports and paths; asserts what it rewrites."""
+def deployed_config(server: Mosquitto, *, generated: bool = False) -> Path:
+    """deploy/mosquitto/mosquitto.conf with test ports and paths; asserts what it rewrites.
+
+    The password file is made with ``mosquitto_passwd`` from :data:`PASSWORDS`, or (with
+    ``generated``) by ``homecare acl`` for the example registry: then :data:`PASSWORDS` is
+    filled from the credentials it wrote."""
     text = (DEPLOY / "mosquitto.conf").read_text()
     acl = shutil.copy(DEPLOY / "acl", server.workdir / "acl")
     passwd = server.workdir / "passwd"
-    binary = require_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
-    for i, (user, password) in enumerate(PASSWORDS.items()):
-        flags = ["-b", "-c"] if i == 0 else ["-b"]
-        subprocess.run([binary, *flags, str(passwd), user, password], check=True,
-                       capture_output=True, timeout=30)
+    if generated:
+        done = write_broker_files(Registry.load(ROOT / "deploy" / "registry.example.toml"),
+                                  server.workdir / "homecare-acl")
+        assert done.acl.read_text() == Path(acl).read_text()
+        shutil.copy(done.passwd, passwd)
+        for user in PASSWORDS:
+            PASSWORDS[user] = json.loads((done.credentials / f"{user}.json").read_text())[
+                "password"]
+    else:
+        binary = require_binary("mosquitto_passwd", "/usr/bin/mosquitto_passwd")
+        for i, (user, password) in enumerate(PASSWORDS.items()):
+            flags = ["-b", "-c"] if i == 0 else ["-b"]
+            subprocess.run([binary, *flags, str(passwd), user, password], check=True,
+                           capture_output=True, timeout=30)
     rewrites = {
         r"^listener 1883$": f"listener {server.port} {server.host}",
         r"^persistence_location .*$": f"persistence_location {server.data_dir}/",
@@ -55,10 +76,12 @@ def deployed_config(server: Mosquitto) -> Path:
     return path
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+@pytest.fixture(params=["mosquitto_passwd", "homecare acl"])
+def broker(request: pytest.FixtureRequest, tmp_path: Path,
+           monkeypatch: pytest.MonkeyPatch) -> Iterator[Mosquitto]:
     server = Mosquitto(tmp_path / "broker")
-    server.config_file = deployed_config(server)
+    monkeypatch.setattr(f"{__name__}.PASSWORDS", dict(PASSWORDS))
+    server.config_file = deployed_config(server, generated=request.param == "homecare acl")
     server.start()
     try:
         yield server
@@ -154,7 +177,7 @@ def test_device_publishes_only_its_own_topics_and_gateway_receives_them(
 ) -> None:
     gateway = connected(peers, broker, "gateway", client_id="gw")
     assert not gateway.subscribe("homecare/v1/#").is_failure
-    device = connected(peers, broker, "btn-0007", client_id="btn-0007")
+    device = connected(peers, broker, "btn-0001", client_id="btn-0001")
 
     denied = device.publish(OTHER, b'{"ts":1,"seq":1,"event":"press"}')
     assert denied.is_failure, "a device wrote another device's topic"
@@ -175,10 +198,10 @@ def test_device_subscribed_to_all_device_topics_receives_nothing(
     so the proof is that nothing is delivered, not the SUBACK."""
     gateway = connected(peers, broker, "gateway", client_id="gw")
     assert not gateway.subscribe("homecare/v1/#").is_failure
-    snoop = connected(peers, broker, "btn-0008", client_id="btn-0008")
+    snoop = connected(peers, broker, "btn-0002", client_id="btn-0002")
     snoop.subscribe("homecare/v1/#")
     snoop.subscribe(OWN)
-    device = connected(peers, broker, "btn-0007", client_id="btn-0007")
+    device = connected(peers, broker, "btn-0001", client_id="btn-0001")
 
     assert device.publish(OWN, b'{"ts":1,"seq":1,"event":"press"}') == 0
     own = OTHER.rsplit("/", 1)[0] + "/status"
@@ -190,11 +213,30 @@ def test_device_subscribed_to_all_device_topics_receives_nothing(
     assert snoop.messages.empty()
 
 
+def test_device_cannot_write_under_its_own_id_on_another_bed_site_or_kind(
+    broker: Mosquitto, peers: list[Peer]
+) -> None:
+    """The old pattern rule (``homecare/v1/+/+/+/%u/+``) let a button raise calls for any bed
+    under its own id (issue #17); the shipped ACL binds it to its site, bed and kind."""
+    gateway = connected(peers, broker, "gateway", client_id="gw")
+    assert not gateway.subscribe("homecare/v1/#").is_failure
+    device = connected(peers, broker, "btn-0001", client_id="btn-0001")
+    press = b'{"ts":1,"seq":1,"event":"press"}'
+    for topic in ("homecare/v1/site-01/bed-0002/button/btn-0001/event",
+                  "homecare/v1/site-01/bed-0001/fall/btn-0001/event",
+                  "homecare/v1/site-02/bed-0001/button/btn-0001/event",
+                  "homecare/v1/site-01/bed-0002/button/btn-0001/status"):
+        assert device.publish(topic, press).is_failure, f"the broker took {topic}"
+    assert device.publish(OWN, press) == 0
+    assert gateway.receive().topic == OWN  # in order: a refused one would have come first
+    assert gateway.messages.empty()
+
+
 def test_device_cannot_write_outside_the_contract(broker: Mosquitto, peers: list[Peer]) -> None:
-    device = connected(peers, broker, "btn-0007", client_id="btn-0007")
-    assert device.publish("homecare/v2/site-01/bed-0007/button/btn-0007/event", b"{}").is_failure
+    device = connected(peers, broker, "btn-0001", client_id="btn-0001")
+    assert device.publish("homecare/v2/site-01/bed-0001/button/btn-0001/event", b"{}").is_failure
     assert device.publish("$SYS/broker/uptime", b"0").is_failure
-    assert device.publish("other/btn-0007", b"{}").is_failure
+    assert device.publish("other/btn-0001", b"{}").is_failure
 
 
 def queue_for_offline_gateway(broker: Mosquitto, peers: list[Peer], payload: bytes) -> None:
@@ -202,7 +244,7 @@ def queue_for_offline_gateway(broker: Mosquitto, peers: list[Peer], payload: byt
                         session_expiry=3600)
     assert not gateway.subscribe("homecare/v1/#").is_failure
     gateway.close()
-    device = connected(peers, broker, "btn-0007", client_id="btn-0007")
+    device = connected(peers, broker, "btn-0001", client_id="btn-0001")
     assert device.publish(OWN, payload) == 0
     device.close()
 
@@ -269,7 +311,7 @@ def test_a_press_reaches_a_gateway_holding_hundreds_of_unacknowledged_messages(
     try:
         gateway.subscribe("homecare/v1/#", qos=1)
         assert subscribed.get(timeout=TIMEOUT)
-        device = connected(peers, broker, "btn-0007", client_id="btn-0007")
+        device = connected(peers, broker, "btn-0001", client_id="btn-0001")
         status = OWN.rsplit("/", 1)[0] + "/status"
         held = 500
         for seq in range(held):
