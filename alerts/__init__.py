@@ -3,10 +3,11 @@
 The vocabulary (:mod:`~alerts.model`), the engine that folds findings into alerts with a
 lifecycle (:class:`AlertEngine`) and its durable store (:class:`AlertStore`), the escalation
 policy, the immediate rules that decide an emergency (:mod:`~alerts.rules`: emergency button,
-fall), the live state of beds (:class:`LiveState`), the tamper-evident caregiver service log
-(:class:`ServiceLog`), API keys (:class:`KeyStore`), bounded bed history
-(:class:`BoundedHistory`) and the exceptions, storage faults classified once
-(:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
+fall), alert storms and devices outside the registry folded into one summary alert per
+site and type (:class:`AlertStorms`), the live state of beds (:class:`LiveState`), the
+tamper-evident caregiver service log (:class:`ServiceLog`), API keys (:class:`KeyStore`),
+bounded bed history (:class:`BoundedHistory`) and the exceptions, storage faults classified
+once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 (:mod:`alerts.console`) sit on top; nothing here imports the gateway.
 """
 
@@ -50,6 +51,7 @@ from alerts.model import (
 from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import MAX_PAGE, AlertStore
+from alerts.storms import AlertStorms
 
 __all__ = [
     "MAX_PAGE",
@@ -60,6 +62,7 @@ __all__ = [
     "AlertNotFound",
     "AlertStatus",
     "AlertStore",
+    "AlertStorms",
     "AlertType",
     "BoundedHistory",
     "EscalationPolicy",

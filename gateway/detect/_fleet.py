@@ -11,7 +11,11 @@ Detectors keep their state in numpy arrays indexed by bed (or device) number and
 * :class:`~gateway.detect._rounds.RoundBuffer`: the batches handed to the detectors, extracted
   once and sealed into one round per evaluation;
 * :class:`~gateway.detect._presence.PresenceReconciler`: presence across a bed's several
-  infrared sensors, settled once per round.
+  infrared sensors, settled once per round;
+* :class:`~gateway.detect._quarantine.Quarantine`: which beds and devices the registry lists
+  (:attr:`Fleet.bed_registered`, :attr:`Fleet.device_registered`), and at most
+  ``max_unregistered_beds``/``_devices`` of the others watched: the messages of any further
+  one are left out of the rounds, so made-up ids cannot grow the detectors' arrays without end.
 
 The fleet wires them (a bed numbered for the first time gets its settings and zone at once;
 a sealed round is reconciled before any detector takes it) and answers for them, so a
@@ -36,10 +40,17 @@ from gateway.detect._bed_settings import BedSettingArrays
 from gateway.detect._localtime import LocalClock
 from gateway.detect._numbering import Numbering
 from gateway.detect._presence import PresenceReconciler
+from gateway.detect._quarantine import (
+    MAX_UNREGISTERED_BEDS,
+    MAX_UNREGISTERED_DEVICES,
+    Quarantine,
+)
 from gateway.detect._rounds import MAX_PENDING_MESSAGES, RoundBuffer
+from gateway.detect._table import grow
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+Bool = npt.NDArray[np.bool_]
 
 
 class Fleet:
@@ -47,7 +58,9 @@ class Fleet:
 
     def __init__(self, registry: Registry | None = None, *, timezone: str | None = None,
                  round_messages: int = MAX_PENDING_MESSAGES,
-                 clock_window: ClockWindow | None = None) -> None:
+                 clock_window: ClockWindow | None = None,
+                 max_unregistered_beds: int = MAX_UNREGISTERED_BEDS,
+                 max_unregistered_devices: int = MAX_UNREGISTERED_DEVICES) -> None:
         self.rounds = RoundBuffer(extract=self._extract, prepare=self._prepare,
                                   round_messages=round_messages)
         self.registry = registry if registry is not None else Registry()
@@ -56,8 +69,13 @@ class Fleet:
         it is stored at receipt time and is a wrong clock (``sensor_fault``)."""
         self.local_time = LocalClock(fallback=timezone)
         self.settings = BedSettingArrays(self.registry)
-        self.numbering = Numbering(on_new_bed=self._new_bed,
-                                   on_new_device=self.settings.add_device)
+        self.quarantine = Quarantine(self.registry, max_beds=max_unregistered_beds,
+                                     max_devices=max_unregistered_devices)
+        self.bed_registered: Bool = np.zeros(0, np.bool_)
+        """Per bed number: listed in the registry (not registered on first sight)."""
+        self.device_registered: Bool = np.zeros(0, np.bool_)
+        """Per device number: listed in the registry on its bed."""
+        self.numbering = Numbering(on_new_bed=self._new_bed, on_new_device=self._new_device)
         self.presence = PresenceReconciler(self.numbering)
         for bed in self.registry.beds():
             self.bed_index(bed.site, bed.id)
@@ -68,9 +86,22 @@ class Fleet:
         settings = self.settings.add_bed(index, site, bed)
         self.local_time.add_bed(index, zone=self.registry.timezone(site),
                                 night_start=settings.night_start, night_end=settings.night_end)
+        self.bed_registered = grow(self.bed_registered, index + 1, False)
+        self.bed_registered[index] = self.quarantine.note_bed(site, bed)
+
+    def _new_device(self, index: int, site: str, bed: str, device: str) -> None:
+        self.settings.add_device(index, site, bed, device)
+        self.device_registered = grow(self.device_registered, index + 1, False)
+        self.device_registered[index] = self.quarantine.note_device(site, bed, device)
 
     def _extract(self, chunks: Sequence[Chunk]) -> Batch:
-        return extract(self.numbering, chunks)
+        return extract(self.numbering, self.quarantine.admit(self.numbering, chunks))
+
+    @property
+    def unwatched_messages(self) -> int:
+        """Messages of devices outside the registry left out of the detectors (beyond the
+        caps; see :mod:`~gateway.detect._quarantine`)."""
+        return self.quarantine.unwatched_messages
 
     def _prepare(self, batch: Batch) -> None:
         self.presence.reconcile(batch.infrared)

@@ -83,6 +83,14 @@ class Numbering:
         """Site name to site number (``bed_site``)."""
         return self._site_ids
 
+    def has_bed(self, site: str, bed: str) -> bool:
+        """Whether bed ``bed`` of ``site`` is numbered."""
+        return (site, bed) in self._beds
+
+    def has_device(self, site: str, bed: str, device: str) -> bool:
+        """Whether ``device`` (on ``bed`` of ``site``) is numbered."""
+        return (site, bed, device) in self._devices
+
     def bed_index(self, site: str, bed: str) -> int:
         """The number of bed ``bed`` of ``site``, numbering it if it is new."""
         key = (site, bed)

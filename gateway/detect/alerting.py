@@ -14,6 +14,11 @@ both device clocks are within the ``clock_window_s`` window) open nothing; they 
 
 A detector that raises is logged (at most once a minute per detector) and counted in
 ``homecare_detector_errors_total``; the other detectors and the rules go on.
+
+Every finding passes :class:`~alerts.storms.AlertStorms` on its way to the engine: those of
+devices and beds outside the registry, and alert storms on a site, become one summary alert
+per site and type (``homecare_alert_findings_summarised_total``); emergency calls and falls
+are never held or folded.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from alerts.escalation import EscalationPolicy, Schedule
 from alerts.model import AlertChange, Finding
 from alerts.rules import ImmediateRules
 from alerts.store import AlertStore
+from alerts.storms import AlertStorms
 from devices.codec import Message
 from devices.devicetime import AHEAD_MS, ClockWindow
 from devices.registry import Registry
@@ -92,6 +98,15 @@ def engine_from_settings(settings: Settings, store: AlertStore, *,
         id_factory=id_factory)
 
 
+def _registry_of(detectors: Sequence[Detector]) -> Registry | None:
+    """The registry the detectors' fleet was built from, if they have one."""
+    for detector in detectors:
+        registry = getattr(getattr(detector, "fleet", None), "registry", None)
+        if isinstance(registry, Registry):
+            return registry
+    return None
+
+
 class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         r = registry
@@ -108,6 +123,19 @@ class _Metrics:
             "homecare_alert_replays_ignored",
             "Button and fall events that replay one already handled from their device "
             "(retained, re-sent or redelivered): they open, update and cancel nothing",
+            registry=r)
+        self.summarised = Counter(
+            "homecare_alert_findings_summarised",
+            "Findings folded into a summary alert (one per site and type) instead of opening "
+            "their own: of devices and beds outside the registry, or in an alert storm",
+            ["reason"], registry=r)
+        self.summaries = Gauge("homecare_alert_summaries",
+                               "Summary alerts (unregistered devices, storms) with members",
+                               registry=r)
+        self.unwatched = Gauge(
+            "homecare_detect_unwatched_messages",
+            "Messages of devices outside the registry left out of the detectors since start "
+            "(beyond their cap of unregistered beds and devices; stored and alerted as usual)",
             registry=r)
         self.detector_errors = Counter("homecare_detector_errors",
                                        "Exceptions raised by detectors", ["detector"],
@@ -129,12 +157,17 @@ class AlertingStage:
 
     def __init__(self, engine: AlertEngine, *, rules: ImmediateRules | None = None,
                  detectors: Sequence[Detector] = (),
-                 metrics: CollectorRegistry | None = None) -> None:
+                 metrics: CollectorRegistry | None = None,
+                 storms: AlertStorms | None = None) -> None:
         """``metrics``: register the stage's Prometheus metrics there. Only the live gateway
-        passes it: the receipt-to-disk latency it measures compares with the wall clock."""
+        passes it: the receipt-to-disk latency it measures compares with the wall clock.
+        ``storms``: default, on the registry the detectors were built from."""
         self.engine = engine
         self.rules = rules if rules is not None else ImmediateRules()
         self.detectors = tuple(detectors)
+        self.storms = storms if storms is not None else AlertStorms(_registry_of(detectors))
+        self.storms.resume(engine.open_alerts())
+        self._summarised = dict(self.storms.summarised)
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._failure_logged: dict[str, float] = {}
         self._replays_counted = engine.replays_ignored
@@ -189,6 +222,10 @@ class AlertingStage:
             dark = getattr(detector, "dark_sites", None)
             if dark is not None and self._metrics is not None:
                 self._metrics.sites_dark.set(len(dark))
+        unwatched = getattr(getattr(self.detectors[0], "fleet", None), "unwatched_messages",
+                            None) if self.detectors else None
+        if isinstance(unwatched, int) and self._metrics is not None:
+            self._metrics.unwatched.set(unwatched)
         return findings
 
     def apply(self, findings: Sequence[Finding], now_ms: int) -> list[AlertChange]:
@@ -209,9 +246,17 @@ class AlertingStage:
         return changes + ticked
 
     def _apply(self, findings: list[Finding], now_ms: int) -> list[AlertChange]:
+        received = len(findings)
+        findings = self.storms.filter(findings, now_ms)
         changes = self.engine.apply(findings, now_ms)
         if self._metrics is not None:
-            self._metrics.findings.inc(len(findings))
+            self._metrics.findings.inc(received)
+            for reason, count in self.storms.summarised.items():
+                if count != self._summarised.get(reason, 0):
+                    self._metrics.summarised.labels(reason).inc(
+                        count - self._summarised.get(reason, 0))
+                    self._summarised[reason] = count
+            self._metrics.summaries.set(self.storms.summaries)
             replays = self.engine.replays_ignored
             if replays != self._replays_counted:
                 self._metrics.replays.inc(replays - self._replays_counted)

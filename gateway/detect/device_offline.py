@@ -28,6 +28,10 @@ that went dark all at once fall silent within a minute or so of each other, and 
 those past their full limit let the first one or two through as alerts. Dark sites are
 logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
 (:attr:`DeviceOfflineDetector.dark_sites`). Explicit last wills are still reported one by one.
+On a site with devices the registry lists, only those vote (and only its listed beds count):
+devices nobody registered falling silent in any number (a flood of made-up ids) never make a
+site dark and so never hide the failure of a listed one. On a site without listed devices,
+every device votes.
 
 For example, a call button's last will (the broker publishes it when the connection
 drops):
@@ -113,9 +117,15 @@ class DeviceOfflineDetector(DetectorBase):
         n = len(tracked)
         site = fleet.bed_site[fleet.device_bed[:n]]
         sites = fleet.n_sites
+        listed = fleet.device_registered[:n]
+        # Sites with listed devices: only those vote, and only listed beds count.
+        vetted = np.bincount(site[listed], minlength=sites) > 0
+        tracked = tracked & (listed | ~vetted[site])
         devices = np.bincount(site[tracked], minlength=sites)
         silent = np.bincount(site[quiet & tracked], minlength=sites)
-        beds = np.bincount(fleet.bed_site[: fleet.n_beds], minlength=sites)
+        bed_site = fleet.bed_site[: fleet.n_beds]
+        counted = fleet.bed_registered[: fleet.n_beds] | ~vetted[bed_site]
+        beds = np.bincount(bed_site[counted], minlength=sites)
         dark = (beds >= DARK_SITE_MIN_BEDS) & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
         names = tuple(sorted(name for name, i in fleet.site_ids.items() if dark[i]))
         if names != self.dark_sites:

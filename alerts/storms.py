@@ -1,0 +1,349 @@
+"""Alert storms and unregistered devices: many findings of one kind become one summary alert.
+
+Between the detectors and the alert engine (:class:`AlertStorms`, used by the gateway's
+alerting stage), non-emergency findings are folded into *one alert per site and type*, the
+summary, instead of one alert each, in two cases:
+
+* **Unregistered.** The finding is about a bed the registry does not list (auto-registered on
+  first sight, :meth:`devices.registry.Registry.ensure`), or, for the device types
+  (:data:`DEVICE_TYPES`: ``device_offline``, ``low_battery``, ``sensor_fault``), a device it
+  does not list. Always summarised: a hundred thousand made-up device ids going silent are one
+  alert, not a hundred thousand. Sites that the registry does not list at all (no registered
+  bed) share one summary per type, under the site :data:`UNREGISTERED_SITES`, so made-up
+  *sites* do not flood the queue either. (Without a registry, or with one that lists no bed,
+  nothing is unregistered: only storms are summarised.)
+* **Storm.** More than ``threshold`` findings of one type on one registered site open within
+  ``window_ms`` (a site losing power on some of its floors, a fleet whose clocks went wrong):
+  the ones beyond the threshold go into the site's summary (all of them when they come in one
+  batch, as a detector round delivers them), until every one has cleared. The ones opened
+  before stay alerts of their own.
+
+**Never aggregated**: ``emergency_button`` and ``fall`` (:data:`NEVER_SUMMARISED`), whoever
+sends them, registered or not: they pass through untouched, at the cost of one type
+test each, so the emergency path is never slowed or hidden by a storm.
+
+A summary is a plain alert of the member's type: site, ``bed`` empty (a site-level alert),
+episode :data:`EPISODE`, severity the highest of its members, and evidence ``summary: true``
+(:data:`SUMMARY`), ``count`` (members now), ``unregistered`` and ``storm`` (how many of each),
+``members`` (the first :data:`LISTED` members by arrival, ``bed/device`` or ``bed``;
+``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``. A member's clear
+(``active=False``) takes it out; the summary clears when the last one has (the engine then
+resolves it after its grace, as any alert). Its updates are findings like any other, so the
+engine stages them at most once per update interval.
+
+Memory is bounded whatever arrives: at most :data:`MEMBERS_KEPT` named members per summary
+(beyond, members are only counted, and a clear of a member not named takes one off that
+count), :data:`INDIVIDUAL_KEPT` individual conditions remembered (oldest forgotten first), and
+``threshold`` opening times per site and type; summaries exist per registered site and type,
+plus one per type for :data:`UNREGISTERED_SITES`.
+
+After a restart, :meth:`AlertStorms.resume` takes back the open summaries (their listed
+members by name, the rest by count) and the open individual alerts.
+
+>>> from alerts.model import AlertType, Finding, Severity
+>>> storms = AlertStorms(Registry.from_mapping({"sites": {"s0": {"beds": {"b1": {}}}}}))
+>>> found = [Finding(type=AlertType.DEVICE_OFFLINE, site="s1", bed=f"b{n}", at=1000,
+...                  severity=Severity.MEDIUM, episode=f"ir-{n}") for n in range(3)]
+>>> [summary] = storms.filter(found, 1000)
+>>> summary.site, summary.bed, summary.summary
+('_unregistered', '', '3 unregistered devices on unregistered sites: device offline')
+>>> summary.evidence["members"]
+['s1/b0/ir-0', 's1/b1/ir-1', 's1/b2/ir-2']
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from alerts.model import Alert, AlertStatus, AlertType, Finding, Severity
+from alerts.store import split_incident
+from devices.registry import Registry
+
+log = logging.getLogger("homecare.alerts")
+
+NEVER_SUMMARISED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
+"""Emergencies: always one alert each, never held, never folded."""
+DEVICE_TYPES: Final = frozenset({AlertType.DEVICE_OFFLINE, AlertType.LOW_BATTERY,
+                                 AlertType.SENSOR_FAULT})
+"""Types about one device (its id is the finding's episode): a device the registry does not
+list makes them unregistered even on a registered bed."""
+UNREGISTERED_SITES: Final = "_unregistered"
+"""The site of the summaries of sites the registry does not list."""
+EPISODE: Final = "summary"
+SUMMARY: Final = "summary"
+"""Evidence key, true on a summary alert."""
+STORM_THRESHOLD: Final = 10
+"""Alerts of one type on one site that may open, within :data:`STORM_WINDOW_MS`, one by one."""
+STORM_WINDOW_MS: Final = 5 * 60_000
+LISTED: Final = 50
+"""Members named in a summary's evidence (the first to arrive); the rest are counted."""
+MEMBERS_KEPT: Final = 10_000
+"""Members of one summary remembered by name (to take them out when they clear)."""
+INDIVIDUAL_KEPT: Final = 100_000
+"""Individual conditions remembered (so that their updates go to their own alerts)."""
+
+_Member = tuple[str, str, str]
+"""(site, bed, episode)"""
+_Key = tuple[str, AlertType]
+"""(site of the summary, type)"""
+
+
+@dataclass(slots=True)
+class _Summary:
+    site: str
+    type: AlertType
+    severity: Severity
+    started_at: int
+    members: dict[_Member, bool] = field(default_factory=dict)
+    """Member -> unregistered, in order of arrival."""
+    anonymous: int = 0
+    """Members known only by count (beyond :data:`MEMBERS_KEPT`, or restored unlisted)."""
+    unregistered: int = 0
+    """Named members that are unregistered (the others are in a storm)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.members) + self.anonymous
+
+    @property
+    def storming(self) -> bool:
+        return len(self.members) > self.unregistered
+
+
+class AlertStorms:
+    """Folds unregistered and storming findings into summaries; see the module docstring."""
+
+    def __init__(self, registry: Registry | None = None, *,
+                 threshold: int = STORM_THRESHOLD, window_ms: int = STORM_WINDOW_MS,
+                 listed: int = LISTED) -> None:
+        """``registry``: who is registered (None, or one that lists no bed: everyone is, and
+        only storms are summarised). Its registered sites are taken now: auto-registration
+        never adds one."""
+        if threshold < 1 or window_ms < 0 or listed < 1:
+            raise ValueError("threshold and listed must be positive, window_ms not negative")
+        self._sites = frozenset(bed.site for bed in registry.beds()
+                                if not bed.auto_registered) if registry is not None else None
+        self.registry = registry if self._sites else None
+        self.threshold = threshold
+        self.window_ms = window_ms
+        self.listed = listed
+        self._summaries: dict[_Key, _Summary] = {}
+        self._individual: dict[tuple[AlertType, _Member], None] = {}
+        self._openings: dict[_Key, deque[int]] = {}
+        self.summarised: dict[str, int] = {"unregistered": 0, "storm": 0}
+        """Findings folded into summaries so far, by reason (for metrics)."""
+
+    @property
+    def summaries(self) -> int:
+        """Summary alerts with members now."""
+        return len(self._summaries)
+
+    def filter(self, findings: Sequence[Finding], now_ms: int) -> list[Finding]:
+        """``findings`` with the unregistered and storming ones replaced by one finding per
+        summary they changed (after the others, in order). Event loop only."""
+        if all(f.type in NEVER_SUMMARISED for f in findings):
+            return list(findings)
+        incoming = self._new_openings(findings)
+        passed: list[Finding] = []
+        changed: dict[_Key, _Summary] = {}
+        for f in findings:
+            if f.type in NEVER_SUMMARISED:
+                passed.append(f)
+                continue
+            summary = self._route(f, now_ms, incoming)
+            if summary is None:
+                passed.append(f)
+            elif summary is not _UNCHANGED:
+                changed[(summary.site, summary.type)] = summary
+        return passed + [self._finding(s, now_ms) for s in changed.values()]
+
+    def resume(self, alerts: Sequence[Alert]) -> None:
+        """Take back the open summaries and individual alerts (after a restart)."""
+        for alert in alerts:
+            if alert.status is AlertStatus.RESOLVED or alert.type in NEVER_SUMMARISED:
+                continue
+            key, _ = split_incident(alert.incident)
+            site, bed, _, episode = key.split("/", 3)
+            if not (alert.evidence.get(SUMMARY) is True and bed == "" and episode == EPISODE):
+                self._remember((alert.type, (site, bed, episode)))
+                continue
+            summary = _Summary(site=site, type=alert.type, severity=alert.severity,
+                               started_at=alert.opened_at)
+            for label in alert.evidence.get("members", []):
+                member = self._parse(site, str(label))
+                if member is not None and member not in summary.members:
+                    self._add(summary, member, self._unregistered_member(alert.type, member))
+            count = alert.evidence.get("count")
+            if isinstance(count, int):
+                summary.anonymous = max(0, count - len(summary.members))
+            if summary.count:
+                self._summaries[(site, alert.type)] = summary
+
+    # --- routing ----------------------------------------------------------------------------
+
+    def _new_openings(self, findings: Sequence[Finding]) -> dict[_Key, int]:
+        """Per site and type, the registered conditions that would open an alert now."""
+        incoming: dict[_Key, int] = {}
+        for f in findings:
+            if not f.active or f.type in NEVER_SUMMARISED:
+                continue
+            member = (f.site, f.bed, f.episode)
+            if (f.type, member) in self._individual or self._unregistered(f):
+                continue
+            key = (f.site, f.type)
+            summary = self._summaries.get(key)
+            if summary is None or member not in summary.members:
+                incoming[key] = incoming.get(key, 0) + 1
+        return incoming
+
+    def _route(self, f: Finding, now: int, incoming: dict[_Key, int]) -> _Summary | None:
+        """The summary ``f`` changed (:data:`_UNCHANGED`: one it belongs to, unchanged), or
+        None: ``f`` goes to the engine as it is."""
+        member = (f.site, f.bed, f.episode)
+        unregistered = self._unregistered(f)
+        key = (self._site_of(f.site) if unregistered else f.site, f.type)
+        summary = self._summaries.get(key)
+        if not f.active:
+            if summary is not None and member in summary.members:
+                self._remove(summary, member)
+                return self._after_removal(key, summary)
+            if (summary is not None and summary.anonymous
+                    and (f.type, member) not in self._individual):
+                summary.anonymous -= 1
+                return self._after_removal(key, summary)
+            self._individual.pop((f.type, member), None)
+            return None
+        if summary is not None and member in summary.members:
+            if f.severity.rank < summary.severity.rank:
+                summary.severity = f.severity
+                return summary
+            return _UNCHANGED
+        if not unregistered:
+            if (f.type, member) in self._individual:
+                return None  # an update of its own alert
+            storming = self._storming(key, summary, now, incoming)
+            incoming[key] = incoming.get(key, 1) - 1  # decided: an opening, or a member
+            if not storming:
+                self._remember((f.type, member))
+                self._openings.setdefault(key, deque(maxlen=self.threshold)).append(now)
+                return None
+        if summary is None:
+            summary = self._summaries[key] = _Summary(
+                site=key[0], type=f.type, severity=f.severity,
+                started_at=f.started_at if f.started_at is not None else f.at)
+            log.warning("alerts.summary_opened site=%s type=%s reason=%s; one alert for the "
+                        "site and type, its members listed in the evidence", key[0],
+                        f.type.value, "unregistered" if unregistered else "storm")
+        elif not unregistered and not summary.storming:
+            log.warning("alerts.storm site=%s type=%s threshold=%d window_s=%d; further "
+                        "alerts of this type join the site's summary", key[0], f.type.value,
+                        self.threshold, self.window_ms // 1000)
+        if f.severity.rank < summary.severity.rank:
+            summary.severity = f.severity
+        self._add(summary, member, unregistered)
+        self.summarised["unregistered" if unregistered else "storm"] += 1
+        return summary
+
+    def _storming(self, key: _Key, summary: _Summary | None, now: int,
+                  incoming: dict[_Key, int]) -> bool:
+        if summary is not None and summary.storming:
+            return True
+        opened = self._openings.get(key)
+        recent = sum(1 for at in opened if now - at <= self.window_ms) if opened else 0
+        return recent + incoming.get(key, 0) > self.threshold
+
+    def _after_removal(self, key: _Key, summary: _Summary) -> _Summary:
+        if not summary.count:
+            del self._summaries[key]
+            if opened := self._openings.get(key):
+                opened.clear()  # the storm is over: count afresh
+        return summary
+
+    # --- registry -----------------------------------------------------------------------------
+
+    def _unregistered(self, f: Finding) -> bool:
+        return self._unregistered_member(f.type, (f.site, f.bed, f.episode))
+
+    def _unregistered_member(self, alert_type: AlertType, member: _Member) -> bool:
+        if self.registry is None:
+            return False
+        site, bed_id, episode = member
+        bed = self.registry.bed(site, bed_id)
+        if bed is None or bed.auto_registered:
+            return True
+        if alert_type in DEVICE_TYPES and episode:
+            device = bed.devices.get(episode)
+            return device is None or device.auto_registered
+        return False
+
+    def _site_of(self, site: str) -> str:
+        """The site of an unregistered member's summary."""
+        return site if self._sites is None or site in self._sites else UNREGISTERED_SITES
+
+    # --- members ------------------------------------------------------------------------------
+
+    def _add(self, summary: _Summary, member: _Member, unregistered: bool) -> None:
+        if len(summary.members) >= MEMBERS_KEPT:
+            summary.anonymous += 1
+            return
+        summary.members[member] = unregistered
+        summary.unregistered += unregistered
+
+    def _remove(self, summary: _Summary, member: _Member) -> None:
+        summary.unregistered -= summary.members.pop(member)
+
+    def _remember(self, item: tuple[AlertType, _Member]) -> None:
+        if len(self._individual) >= INDIVIDUAL_KEPT:
+            del self._individual[next(iter(self._individual))]
+        self._individual[item] = None
+
+    def _label(self, summary_site: str, member: _Member) -> str:
+        site, bed, episode = member
+        parts = (bed, episode) if summary_site != UNREGISTERED_SITES else (site, bed, episode)
+        return "/".join(p for p in parts if p)
+
+    def _parse(self, summary_site: str, label: str) -> _Member | None:
+        parts = label.split("/")
+        if summary_site == UNREGISTERED_SITES:
+            if len(parts) not in (2, 3):
+                return None
+            return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
+        if len(parts) not in (1, 2):
+            return None
+        return summary_site, parts[0], parts[1] if len(parts) == 2 else ""
+
+    def _finding(self, summary: _Summary, now: int) -> Finding:
+        count = summary.count
+        listed = [self._label(summary.site, m)
+                  for m, _ in zip(summary.members, range(self.listed), strict=False)]
+        unregistered = summary.unregistered
+        storm = len(summary.members) - unregistered
+        noun = "devices" if summary.type in DEVICE_TYPES else "beds"
+        what = summary.type.value.replace("_", " ")
+        where = ("unregistered sites" if summary.site == UNREGISTERED_SITES
+                 else f"site {summary.site}")
+        if not count:
+            text = f"{what} on {where}: every member cleared"
+        elif storm == 0:
+            text = f"{count} unregistered {noun[:-1] if count == 1 else noun} on {where}: {what}"
+        elif unregistered == 0:
+            text = f"Alert storm on {where}: {what} on {count} {noun}"
+        else:
+            text = f"{what} on {where}: {count} {noun} ({unregistered} unregistered)"
+        return Finding(
+            type=summary.type, site=summary.site, bed="", at=now, severity=summary.severity,
+            episode=EPISODE, active=count > 0, started_at=summary.started_at, summary=text,
+            evidence={SUMMARY: True, "count": count, "unregistered": unregistered,
+                      "storm": storm, "members": listed,
+                      "members_omitted": count - len(listed),
+                      "storm_threshold": self.threshold,
+                      "storm_window_s": self.window_ms // 1000})
+
+
+_UNCHANGED: Final = _Summary(site="", type=AlertType.DEVICE_OFFLINE, severity=Severity.LOW,
+                             started_at=0)
+"""Returned by routing for a finding that belongs to a summary and changes nothing in it."""

@@ -1,0 +1,179 @@
+"""alerts.storms: unregistered and storming findings folded into one summary per site and type,
+emergencies never; bounded; taken back after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import alerts.storms
+from alerts.engine import AlertEngine
+from alerts.model import AlertType, Finding, Severity
+from alerts.store import AlertStore
+from alerts.storms import (
+    LISTED,
+    STORM_THRESHOLD,
+    STORM_WINDOW_MS,
+    UNREGISTERED_SITES,
+    AlertStorms,
+)
+from devices import Registry
+
+T0 = 1_793_606_400_000
+OFFLINE = AlertType.DEVICE_OFFLINE
+
+
+def _registry() -> Registry:
+    return Registry.from_mapping({"sites": {"s1": {"beds": {
+        f"b{n}": {"devices": {f"ir-{n}": {"kind": "infrared"}}} for n in range(100)}}}})
+
+
+def _finding(site: str, bed: str, *, type: AlertType = OFFLINE, episode: str | None = None,
+             active: bool = True, severity: Severity = Severity.MEDIUM,
+             at: int = T0) -> Finding:
+    if episode is None:
+        episode = f"ir-{bed[1:]}" if type is OFFLINE else ""
+    return Finding(type=type, site=site, bed=bed, at=at, severity=severity, episode=episode,
+                   active=active)
+
+
+def _summaries(found: list[Finding]) -> list[Finding]:
+    return [f for f in found if f.evidence.get("summary")]
+
+
+def test_emergencies_are_never_summarised_registered_or_not_storm_or_not() -> None:
+    storms = AlertStorms(_registry())
+    calls = [_finding("s1", f"b{n}", type=AlertType.FALL, severity=Severity.CRITICAL)
+             for n in range(50)]
+    calls += [_finding("made-up", f"x{n}", type=AlertType.EMERGENCY_BUTTON,
+                       severity=Severity.CRITICAL) for n in range(50)]
+    assert storms.filter(calls, T0) == calls
+    mixed = [_finding("made-up", f"x{n}") for n in range(30)] + calls[:3]
+    out = storms.filter(mixed, T0)
+    assert out[:3] == calls[:3]
+    [summary] = out[3:]
+    assert summary.evidence["count"] == 30
+
+
+def test_unregistered_beds_and_devices_are_one_summary_per_site_and_type() -> None:
+    storms = AlertStorms(_registry())
+    found = [_finding("s1", f"new-{n}", episode=f"d{n}") for n in range(3)]  # unknown beds
+    found += [_finding("s1", "b7", episode="extra-sensor")]  # unknown device, listed bed
+    found += [_finding(f"made-up-{n}", "x", episode="d") for n in range(5)]
+    found += [_finding("s1", "b8")]  # listed device on a listed bed: its own alert
+    found += [_finding("s1", "new-0", type=AlertType.LOW_BATTERY, episode="d0")]
+    out = storms.filter(found, T0)
+    assert out[0] == found[9]
+    by_key = {(f.site, f.type): f for f in _summaries(out)}
+    assert set(by_key) == {("s1", OFFLINE), (UNREGISTERED_SITES, OFFLINE),
+                           ("s1", AlertType.LOW_BATTERY)}
+    local = by_key[("s1", OFFLINE)]
+    assert local.evidence["members"] == ["new-0/d0", "new-1/d1", "new-2/d2", "b7/extra-sensor"]
+    assert local.summary == "4 unregistered devices on site s1: device offline"
+    elsewhere = by_key[(UNREGISTERED_SITES, OFFLINE)]
+    assert elsewhere.evidence["members"][0] == "made-up-0/x/d"
+    assert elsewhere.evidence["count"] == 5
+    assert (elsewhere.bed, elsewhere.episode, elsewhere.active) == ("", "summary", True)
+
+
+def test_a_bed_alert_from_an_unlisted_device_on_a_listed_bed_is_its_own() -> None:
+    storms = AlertStorms(_registry())
+    inactivity = _finding("s1", "b3", type=AlertType.INACTIVITY, severity=Severity.HIGH)
+    assert storms.filter([inactivity], T0) == [inactivity]
+
+
+def test_a_storm_beyond_the_threshold_joins_one_summary_until_all_clear() -> None:
+    storms = AlertStorms(_registry())
+    first = [_finding("s1", f"b{n}") for n in range(STORM_THRESHOLD)]
+    assert storms.filter(first, T0) == first  # up to the threshold: alerts of their own
+    more = [_finding("s1", f"b{n}", at=T0 + 60_000) for n in range(STORM_THRESHOLD, 25)]
+    [summary] = storms.filter(more, T0 + 60_000)
+    assert summary.evidence["count"] == 25 - STORM_THRESHOLD
+    assert summary.evidence["storm"] == 25 - STORM_THRESHOLD
+    assert summary.summary == "Alert storm on site s1: device offline on 15 devices"
+    # An update of an alert opened before the storm still goes to that alert.
+    again = _finding("s1", "b0", severity=Severity.HIGH, at=T0 + 120_000)
+    assert storms.filter([again], T0 + 120_000) == [again]
+    # Clears: an individual one passes, a member's leaves the summary; the last clears it.
+    out = storms.filter([_finding("s1", "b0", active=False), _finding("s1", "b20",
+                                                                      active=False)], T0)
+    assert [(f.bed, f.active) for f in out] == [("b0", False), ("", True)]
+    assert out[1].evidence["count"] == 14
+    ends = storms.filter([_finding("s1", f"b{n}", active=False)
+                          for n in range(STORM_THRESHOLD, 25) if n != 20], T0 + 180_000)
+    [cleared] = ends
+    assert (cleared.active, cleared.evidence["count"]) == (False, 0)
+    assert storms.summaries == 0
+
+
+def test_a_storm_arriving_in_one_round_is_summarised_whole() -> None:
+    storms = AlertStorms(_registry())
+    found = [_finding("s1", f"b{n}", type=AlertType.SENSOR_FAULT) for n in range(80)]
+    [summary] = storms.filter(found, T0)
+    assert summary.evidence["count"] == 80
+    assert summary.evidence["members"] == [f"b{n}" for n in range(LISTED)]
+    assert summary.evidence["members_omitted"] == 80 - LISTED
+
+
+def test_openings_spread_beyond_the_window_are_no_storm() -> None:
+    storms = AlertStorms(_registry())
+    for n in range(3 * STORM_THRESHOLD):
+        f = _finding("s1", f"b{n}", at=T0 + n * STORM_WINDOW_MS // 5)
+        assert storms.filter([f], f.at) == [f]
+
+
+def test_a_members_severity_raises_the_summary() -> None:
+    storms = AlertStorms(_registry())
+    storms.filter([_finding("x", "y", episode="d1")], T0)
+    [summary] = storms.filter([_finding("x", "y", episode="d1", severity=Severity.HIGH)], T0)
+    assert summary.severity is Severity.HIGH
+    assert storms.filter([_finding("x", "y", episode="d1")], T0) == []  # nothing new
+
+
+def test_without_a_registry_only_storms_are_summarised() -> None:
+    for storms in (AlertStorms(None), AlertStorms(Registry())):
+        few = [_finding(f"site-{n}", "b1") for n in range(20)]
+        assert storms.filter(few, T0) == few
+
+
+def test_memory_is_bounded_members_beyond_the_cap_are_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts.storms, "MEMBERS_KEPT", 100)
+    monkeypatch.setattr(alerts.storms, "INDIVIDUAL_KEPT", 50)
+    storms = AlertStorms(_registry())
+    [summary] = storms.filter([_finding("x", f"b{n}", episode="d") for n in range(300)], T0)
+    assert summary.evidence["count"] == 300
+    assert len(storms._summaries[(UNREGISTERED_SITES, OFFLINE)].members) == 100
+    # A clear of a member known only by count takes one off the count.
+    [summary] = storms.filter([_finding("x", "b250", episode="d", active=False)], T0)
+    assert summary.evidence["count"] == 299
+    for n in range(10):  # individual conditions over many sites, types and times
+        storms.filter([_finding("s1", f"b{m}", type=t, at=T0 + n * 2 * STORM_WINDOW_MS)
+                       for m in range(STORM_THRESHOLD)
+                       for t in (AlertType.LOW_BATTERY, AlertType.INACTIVITY)],
+                      T0 + n * 2 * STORM_WINDOW_MS)
+    assert len(storms._individual) <= 50
+
+
+def test_summaries_and_individual_alerts_are_taken_back_after_a_restart(
+        tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    engine = AlertEngine(store)
+    storms = AlertStorms(_registry())
+    found = [_finding("s1", f"new-{n}", episode=f"d{n}") for n in range(LISTED + 5)]
+    found += [_finding("s1", "b1")]
+    engine.apply(storms.filter(found, T0), T0)
+    engine.commit()
+    store.close()
+
+    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
+    again = AlertStorms(_registry())
+    again.resume(engine.open_alerts())
+    assert again.summaries == 1
+    # A listed member clears by name, an unlisted one by count, the individual alert as is.
+    out = again.filter([_finding("s1", "new-0", episode="d0", active=False),
+                        _finding("s1", f"new-{LISTED + 2}", episode="dx", active=False),
+                        _finding("s1", "b1", active=False)], T0 + 1000)
+    assert [(f.bed, f.active) for f in out] == [("b1", False), ("", True)]
+    assert out[1].evidence["count"] == LISTED + 3
