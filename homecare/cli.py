@@ -355,12 +355,14 @@ def replay_command(
 @app.command("acl")
 def acl_command(
     registry: Annotated[Path | None, typer.Option(
-        help="Registry TOML [default: registry_file of the settings].", exists=True,
-        dir_okay=False)] = None,
+        help="Registry TOML (default: registry_file of the settings, "
+             "HOMECARE_REGISTRY_FILE).", exists=True, dir_okay=False)] = None,
     out_dir: Annotated[Path, typer.Option(
         help="Where acl, passwd and credentials/ go.", file_okay=False)] = Path("var/mosquitto"),
     gateway_user: Annotated[str, typer.Option(help="MQTT user of the gateway.")] = "gateway",
-    config: _ConfigOption = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Gateway TOML settings file (for its registry_file).",
+        exists=True, dir_okay=False)] = None,
 ) -> None:
     """Write the broker's ACL and password file from the registry: each device may publish
     only on its own site, bed and kind; the gateway reads. New users get a random password in

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +222,29 @@ def test_a_last_will_on_another_bed_never_reaches_the_gateway(
     assert gateway.messages.get(timeout=TIMEOUT).topic == (
         "homecare/v1/site-01/bed-0099/button/btn-0099/event")
     assert gateway.messages.empty()
+
+
+def test_a_device_moved_in_the_registry_is_bound_to_its_new_bed_after_a_reload(
+        broker: Mosquitto, generated: Path, clients: list[Client], tmp_path: Path) -> None:
+    """Re-run ``homecare acl``, SIGHUP the broker: the connected device keeps its connection
+    and its password, and from then on may write only its new bed's topics."""
+    button = connect(clients, broker, generated, "btn-0007")
+    old, new = HOME + "/event", "homecare/v1/site-01/bed-0100/button/btn-0007/event"
+    assert not button.publish(old, PRESS).is_failure  # (no subscriber here: reason 0x10)
+    assert button.publish(new, PRESS).is_failure
+    registry = tmp_path / "registry.toml"
+    registry.write_text(REGISTRY.replace("bed-0007.devices.btn-0007",
+                                         "bed-0100.devices.btn-0007"))
+    done = subprocess.run(
+        [sys.executable, "-m", "homecare.cli", "acl", "--registry", str(registry),
+         "--out-dir", str(generated)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "0 new" in done.stderr
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + TIMEOUT
+    while button.publish(new, PRESS).is_failure:  # the reload takes effect when it does
+        assert time.monotonic() < deadline, "the reloaded ACL never took effect"
+        time.sleep(0.05)
+    assert button.publish(old, PRESS).is_failure
+    assert not button.result.is_failure
