@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import decode, detector, ingest, latency, replay, report
+from bench import deadletters, decode, detector, ingest, latency, replay, report
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "alert_latency_ms": latency.run,
     "detector": detector.run,
     "replay": replay.run,
+    "deadletters": deadletters.run,
 }
 
 

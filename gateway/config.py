@@ -227,6 +227,28 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=256, json_schema_extra={"unit": "bytes"},
         description="Largest payload accepted; larger ones are dead-lettered as `oversize` "
         "without being parsed.")
+    dead_letter_max_bytes: int = Field(
+        default=256 * 1024**2, ge=1024**2, json_schema_extra={"unit": "bytes"},
+        description="Disk the dead-letter store may take, `data_dir/deadletters.sqlite3` with "
+        "its `-wal` and `-shm` files together; past it the oldest dead letters are deleted "
+        "(counted in `homecare_dead_letters_evicted_total`) and their space reused. A file "
+        "over it at start (an older gateway's) is rebuilt to three quarters of it.")
+    dead_letter_head_bytes: int = Field(
+        default=1024, ge=0, le=64 * 1024, json_schema_extra={"unit": "bytes"},
+        description="Bytes of a dead letter's payload kept; the whole payload's size and "
+        "SHA-256 are always kept. `internal_error` and `undecodable` (a bug of ours) keep up "
+        "to 64 KiB, to reproduce it.")
+    dead_letter_source_bytes_per_second: float = Field(
+        default=4096, ge=0, json_schema_extra={"unit": "bytes/s"},
+        description="Dead letters one source (site/bed/device of the topic) may store per "
+        "second on average (head, topic and detail); beyond it and "
+        "`dead_letter_source_burst_bytes` they are counted "
+        "(`homecare_dead_letters_shed_total`, a log line a minute) but not stored, so one "
+        "flooding publisher cannot push the others' out. 0: no per-source limit.")
+    dead_letter_source_burst_bytes: int = Field(
+        default=256 * 1024, ge=1024, json_schema_extra={"unit": "bytes"},
+        description="Dead letters one source may store at once before "
+        "`dead_letter_source_bytes_per_second` applies.")
 
     # --- alerts -------------------------------------------------------------------------------
     # An unacknowledged alert is escalated (re-notified, to a wider circle each step) on a

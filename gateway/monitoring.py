@@ -50,6 +50,13 @@ class Metrics:
                                 "Messages decoded and handed on", registry=r)
         self.rejected = Counter("homecare_messages_rejected",
                                 "Messages sent to the dead-letter store", ["reason"], registry=r)
+        self.dead_letters_shed = Counter(
+            "homecare_dead_letters_shed", "Dead letters counted but not stored: their source "
+            "(site/bed/device) was over dead_letter_source_bytes_per_second", ["reason"],
+            registry=r)
+        self.dead_letters_evicted = Counter(
+            "homecare_dead_letters_evicted", "Oldest dead letters deleted to keep the store "
+            "within dead_letter_max_bytes", registry=r)
         self.internal_errors = Counter(
             "homecare_pipeline_internal_errors",
             "Messages whose handling raised (a bug met by this input), dead-lettered as "

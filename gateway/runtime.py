@@ -136,7 +136,11 @@ class Gateway:
         self.spool = Spool(data_dir / "spool", max_bytes=settings.spool_max_bytes,
                            segment_bytes=settings.spool_segment_bytes,
                            overflow=settings.spool_overflow, fsync=settings.spool_fsync)
-        self.deadletters = DeadLetterStore(data_dir / "deadletters.sqlite3")
+        self.deadletters = DeadLetterStore(
+            data_dir / "deadletters.sqlite3", max_bytes=settings.dead_letter_max_bytes,
+            head_bytes=settings.dead_letter_head_bytes,
+            source_bytes_per_s=settings.dead_letter_source_bytes_per_second,
+            source_burst_bytes=settings.dead_letter_source_burst_bytes, metrics=self.metrics)
         # For the alert API: live bed/device state, the caregiver service log, API keys.
         clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
         self.live = LiveState(clock_window=clock_window)

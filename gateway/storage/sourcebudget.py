@@ -1,0 +1,122 @@
+"""The per-source rate budget of the dead-letter store: a token bucket of bytes per source.
+
+A source is where a dead letter came from, as far as the gateway can tell (MQTT does not pass
+the publisher's client id on): for a topic of the device contract its site, bed and device
+(``homecare/v1/{site}/{bed}/{kind}/{device}/{channel}`` gives ``site/bed/device``), for any
+other topic its first three levels. Each source may store ``bytes_per_s`` on average and
+``burst_bytes`` at once; past that its dead letters are shed (counted by the store, not
+stored), so one flooding publisher cannot push every other source's evidence out of the store.
+
+Time is the letters' receipt time, not the clock of the moment: a replay decides as the live
+run did, and tests need no clock of their own. Deciding and charging are two steps
+(:meth:`SourceBudget.plan`, :meth:`SourceBudget.apply`), so a write that failed and is retried
+with the same letters is decided the same way and charged once.
+
+>>> budget = SourceBudget(bytes_per_s=100, burst_bytes=300)
+>>> plan = budget.plan([("s/b/d", 200, 0), ("s/b/d", 200, 0), ("s/b/e", 200, 0),
+...                     ("s/b/d", 200, 2_000)])
+>>> plan.admitted
+[True, False, True, True]
+>>> budget.apply(plan)
+>>> budget.plan([("s/b/d", 200, 2_000)]).admitted
+[False]
+>>> budget.plan([("s/b/d", 200, 1_000), ("s/b/d", 200, 3_000)]).admitted  # clock set back 1 s
+[False, True]
+>>> source_of("homecare/v1/site-01/bed-0007/button/btn-0007/event")
+'site-01/bed-0007/btn-0007'
+>>> source_of("tsdb:vitals")
+'tsdb:vitals'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+MAX_SOURCES: Final = 10_000
+"""Sources whose bucket is remembered (least recently seen forgotten first): a flood of
+made-up ids costs bounded memory. A forgotten source starts again with a full bucket, so such
+a flood is bounded by the store's byte budget, not by this."""
+
+_MAX_SOURCE_CHARS: Final = 200
+
+
+def source_of(topic: str) -> str:
+    """The source a dead letter's topic names (see the module docstring), at most 200
+    characters, whatever the topic."""
+    levels = topic.split("/", 7)
+    if len(levels) >= 6 and levels[0] == "homecare":
+        source = "/".join(level[:64] for level in (levels[2], levels[3], levels[5]))
+    else:
+        source = "/".join(levels[:3])
+    return source[:_MAX_SOURCE_CHARS]
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at_ms: int
+
+
+@dataclass(slots=True)
+class Plan:
+    """What :meth:`SourceBudget.plan` decided: one flag per letter, and the buckets as they
+    are once the admitted letters are charged (applied only by :meth:`SourceBudget.apply`)."""
+
+    admitted: list[bool] = field(default_factory=list)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+
+class SourceBudget:
+    """Token buckets of bytes, one per source. ``bytes_per_s`` 0: no limit (every letter
+    admitted). A letter costing more than ``burst_bytes`` is admitted when its source's bucket
+    is full, and empties it (the debt is paid back at ``bytes_per_s``)."""
+
+    def __init__(self, *, bytes_per_s: float, burst_bytes: int,
+                 max_sources: int = MAX_SOURCES) -> None:
+        if bytes_per_s < 0 or burst_bytes <= 0 or max_sources <= 0:
+            raise ValueError("bytes_per_s must be >= 0, burst_bytes and max_sources > 0")
+        self.bytes_per_s = float(bytes_per_s)
+        self.burst_bytes = burst_bytes
+        self.max_sources = max_sources
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def plan(self, letters: Iterable[tuple[str, int, int]]) -> Plan:
+        """Decide ``(source, cost in bytes, receipt time in ms)`` letters in order, without
+        changing the buckets."""
+        plan = Plan()
+        if not self.bytes_per_s:
+            plan.admitted = [True for _ in letters]
+            return plan
+        for source, cost, at_ms in letters:
+            bucket = plan.buckets.get(source)
+            if bucket is None:
+                known = self._buckets.get(source)
+                bucket = (_Bucket(known.tokens, known.at_ms) if known is not None
+                          else _Bucket(float(self.burst_bytes), at_ms))
+                plan.buckets[source] = bucket
+            if at_ms > bucket.at_ms:
+                bucket.tokens = min(float(self.burst_bytes),
+                                    bucket.tokens + (at_ms - bucket.at_ms) * self.bytes_per_s
+                                    / 1000)
+            # A clock set back refills nothing, and refilling resumes from the new time (not
+            # after the old time comes round again).
+            bucket.at_ms = at_ms
+            admitted = bucket.tokens >= min(cost, self.burst_bytes)
+            if admitted:
+                bucket.tokens -= cost
+            plan.admitted.append(admitted)
+        return plan
+
+    def apply(self, plan: Plan) -> None:
+        """Charge what ``plan`` admitted (once its letters are stored)."""
+        for source, bucket in plan.buckets.items():
+            self._buckets[source] = bucket
+            self._buckets.move_to_end(source)
+        while len(self._buckets) > self.max_sources:
+            self._buckets.popitem(last=False)
