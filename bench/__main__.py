@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import deadletters, decode, detector, ingest, latency, replay, report
+from bench import deadletters, decode, detector, flood, ingest, latency, replay, report
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "detector": detector.run,
     "replay": replay.run,
     "deadletters": deadletters.run,
+    "unknown_device_flood": flood.run,
 }
 
 

@@ -1,0 +1,422 @@
+"""Flood of unknown devices: made-up ids by the hundred thousand, then their silence.
+
+Set-up, all real processes on this machine: mosquitto, ``homecare gateway`` (points kept in its
+spool: no database, so the figure is the gateway's own), with a registry of one site
+(``bench``) of :data:`REGISTERED_BEDS` beds, each with a listed button, and short default
+heartbeats (:data:`HEARTBEAT_S` x :data:`OFFLINE_FACTOR`: a device not listed is offline after
+10 s of silence). Then, from a publisher in its own process, :data:`FLOOD_IDS` devices the
+registry does not know, one valid message each (a status, or one infrared, audio or vitals
+sample), every one a made-up site, bed and device (one in ten a made-up bed of the registered
+site), published as fast as the broker takes them; then silence, so that every one of them is
+overdue at the detectors' next round.
+
+Throughout, this process presses a listed button every 50-150 ms (each on its own bed, so each
+press opens a new critical alert) and times it from the PUBLISH to the ``opened`` event on the
+API's SSE stream, as :mod:`bench.latency` does. Presses are grouped by phase: ``quiet`` (before
+the flood), and ``storm``: from the flood's first message until :data:`AFTER_FLOOD_S` after
+its last, which covers the intake of the flood and the detectors' round that finds the devices
+silent; ``storm_flood`` and ``storm_offline`` split it (the presses published while the flood
+is taken in, and those within 10 s of the round that found them offline).
+
+Reported: the gateway's peak RSS (the kernel's high-water mark, ``VmHWM``) beside its RSS when
+quiet; the alerts opened per site and type (``site/type``; the made-up sites share
+``_unregistered``) and the members of each summary; the messages left out of the detectors;
+and button -> stream p50/p99 per phase with the storm/quiet ratios (target: p99 within 2x).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import random
+import secrets
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import zlib
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devices.broker import BrokerUrl
+from devices.mqttwire import publish_packet
+from simulators.mqtt import Publisher
+from tests.servers import GatewayProcess, Mosquitto
+
+SITE = "bench"
+REGISTERED_BEDS = 1_500
+FLOOD_IDS = 100_000
+HEARTBEAT_S = 5
+OFFLINE_FACTOR = 2
+QUIET_S = 10.0
+AFTER_FLOOD_S = 80.0
+"""The storm phase lasts this long after the flood's last message: the detectors evaluate once
+a minute, and the silent devices are overdue 10 s after it."""
+PRESS_GAP_S = (0.05, 0.15)
+KINDS = ("infrared", "audio", "fall", "button")
+
+
+def registry_toml(beds: int) -> str:
+    lines = ["[defaults]", f"heartbeat_s = {HEARTBEAT_S}", f"offline_factor = {OFFLINE_FACTOR}",
+             'timezone = "UTC"', ""]
+    for n in range(beds):
+        lines += [f"[sites.{SITE}.beds.p-{n:05d}.devices.btn-{n:05d}]", 'kind = "button"',
+                  "heartbeat_s = 86400", ""]
+    return "\n".join(lines)
+
+
+def flood_messages(n: int, now_ms: int) -> list[tuple[str, bytes]]:
+    """``n`` made-up devices, one valid message each."""
+    out = []
+    for i in range(n):
+        site, bed = (SITE, f"x-{i:06d}") if i % 10 == 0 else (f"x-{i:06d}", "bed")
+        kind = KINDS[i % len(KINDS)]
+        device = f"{kind[:2]}-x{i:06d}"
+        if kind == "infrared":
+            channel, body = "telemetry", {"presence": True, "motion": 0, "people": 1,
+                                          "zone": "room"}
+        elif kind == "audio":
+            channel, body = "telemetry", {"level_db": 40.0, "voice": False}
+        elif kind == "fall":
+            channel, body = "telemetry", {"in_bed": True, "heart_rate": 70.0,
+                                          "breathing_rate": 15.0}
+        else:
+            channel, body = "status", {"state": "online", "battery": 80}
+        payload = json.dumps({"ts": now_ms, "seq": 1, **body}).encode()
+        out.append((f"homecare/v1/{site}/{bed}/{kind}/{device}/{channel}", payload))
+    return out
+
+
+# --- the flood (child process) ------------------------------------------------------------------
+
+def _flood_main(url: str, n: int, conn: Connection) -> None:
+    messages = flood_messages(n, int(time.time() * 1000))
+    conn.send(("ready", len(messages)))
+    if conn.recv() != "go":
+        return
+    sent, seconds = asyncio.run(_publish_all(url, messages))
+    conn.send(("done", sent, seconds))
+
+
+async def _publish_all(url: str, messages: list[tuple[str, bytes]], connections: int = 2,
+                       slice_size: int = 2_000) -> tuple[int, float]:
+    broker = BrokerUrl.parse(url)
+    publishers = [Publisher(broker, client_id=f"bench-flood-{i}", max_inflight=5_000,
+                            reconnect=False, drain_timeout_s=120.0) for i in range(connections)]
+    await asyncio.gather(*(p.connect() for p in publishers))
+    started = time.perf_counter()
+    try:
+        for first in range(0, len(messages), slice_size):
+            shards: dict[int, list[tuple[bytes, bytes]]] = {}
+            for topic, payload in messages[first:first + slice_size]:
+                raw = topic.encode()
+                shards.setdefault(zlib.crc32(raw) % connections, []).append((raw, payload))
+            for i, chunk in shards.items():
+                publisher = publishers[i]
+                await publisher.wait_window(len(chunk))
+                ids = publisher.allocate_ids(len(chunk))
+                publisher.write_many(
+                    [publish_packet(t, p, qos=1, retain=False, packet_id=pid)
+                     for (t, p), pid in zip(chunk, ids, strict=True)], ids)
+            await asyncio.sleep(0)
+        await asyncio.gather(*(p.drain() for p in publishers))
+        return len(messages), time.perf_counter() - started
+    finally:
+        await asyncio.gather(*(p.disconnect() for p in publishers), return_exceptions=True)
+
+
+# --- this process: stream, presses, RSS ---------------------------------------------------------
+
+class _Stream:
+    """The SSE stream: alerts opened per site and type, and when each press's alert came."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+        self.opened: dict[str, int] = {}
+        self.pressed_opened: dict[str, float] = {}
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.expected: int | None = None
+        self.all_in = asyncio.Event()
+
+    async def run(self) -> None:
+        last_id: str | None = None
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
+            while True:
+                headers = {"Authorization": f"Bearer {self.key}",
+                           "Accept": "text/event-stream"}
+                if last_id is not None:
+                    headers["Last-Event-ID"] = last_id
+                    self.reconnects += 1
+                with contextlib.suppress(httpx.HTTPError):
+                    async with client.stream("GET", f"{self.url}/api/v1/alerts/stream",
+                                             headers=headers) as response:
+                        response.raise_for_status()
+                        self.connected.set()
+                        event = ""
+                        async for line in response.aiter_lines():
+                            if line.startswith("id:"):
+                                last_id = line[3:].strip()
+                            elif line.startswith("event:"):
+                                event = line[6:].strip()
+                            elif line.startswith("data:") and event == "opened":
+                                self._opened(json.loads(line[5:])["alert"], time.perf_counter())
+                            elif not line:
+                                event = ""
+                await asyncio.sleep(0.2)
+
+    def _opened(self, alert: dict[str, Any], now: float) -> None:
+        key = f"{alert['site']}/{alert['type']}"
+        self.opened[key] = self.opened.get(key, 0) + 1
+        if alert["site"] == SITE and alert["type"] == "emergency_button":
+            self.pressed_opened.setdefault(alert["bed"], now)
+        if self.expected is not None and len(self.pressed_opened) >= self.expected:
+            self.all_in.set()
+
+
+class _RssSampler(threading.Thread):
+    """The gateway's resident memory, sampled every 0.25 s (and its high-water mark)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(name="bench-rss", daemon=True)
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self.stop = threading.Event()
+
+    def status_mb(self, field: str) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def run(self) -> None:
+        while not self.stop.wait(0.25):
+            rss = self.status_mb("VmRSS")
+            if rss is not None:
+                self.samples.append((time.perf_counter(), rss))
+
+
+async def _press(client: Publisher, n: int) -> tuple[str, float]:
+    bed = f"p-{n:05d}"
+    topic = f"homecare/v1/{SITE}/{bed}/button/btn-{n:05d}/event"
+    payload = json.dumps({"ts": time.time_ns() // 1_000_000, "seq": 1,
+                          "event": "press"}).encode()
+    at = time.perf_counter()
+    client.publish_nowait(topic, payload, qos=1)
+    return bed, at
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def _latency(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {"presses": len(values), "p50": round(_percentile(values, 50), 2),
+            "p99": round(_percentile(values, 99), 2), "max": round(max(values), 2),
+            "mean": round(statistics.fmean(values), 2)}
+
+
+def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
+        ) -> dict[str, Any]:
+    """The figures. ``flood_ids``: how many made-up devices (default :data:`FLOOD_IDS`, a
+    tenth with ``quick``); ``keep``: leave the servers' directories (logs) in the temp dir."""
+    n = flood_ids or (FLOOD_IDS // 10 if quick else FLOOD_IDS)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
+    key = secrets.token_urlsafe(24)
+    registry = workdir / "registry.toml"
+    registry.write_text(registry_toml(REGISTERED_BEDS), encoding="utf-8")
+    mq = Mosquitto(workdir / "mosquitto")
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    flood: Any = None
+    gateway: GatewayProcess | None = None
+    try:
+        mq.start()
+        flood = ctx.Process(target=_flood_main, name="bench-flood", args=(mq.url, n, child))
+        flood.start()
+        gateway = GatewayProcess(workdir / "gateway", mqtt_url=mq.url, env={
+            "HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning",
+            "HOMECARE_REGISTRY_FILE": str(registry),
+            "HOMECARE_MQTT_CLIENT_ID": "bench-flood-gateway"})
+        gateway.start()
+        gateway.wait_connected()
+        if not parent.poll(300):
+            raise TimeoutError("the flood was not generated in time")
+        _, generated = parent.recv()
+        assert gateway.proc is not None
+        rss = _RssSampler(gateway.proc.pid)
+        rss.start()
+        try:
+            figures = asyncio.run(_measure(gateway, mq.url, key, parent, rss))
+        finally:
+            rss.stop.set()
+        figures["flood_ids"] = generated
+        figures["registered_beds"] = REGISTERED_BEDS
+        figures["offline_after_s"] = HEARTBEAT_S * OFFLINE_FACTOR
+        figures["store"] = "none (spool only)"
+        return figures
+    finally:
+        with contextlib.suppress(Exception):
+            parent.send("stop")
+        if flood is not None:
+            flood.join(30)
+            if flood.is_alive():
+                flood.kill()
+        if gateway is not None:
+            gateway.stop()
+        mq.stop()
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Connection,
+                   rss: _RssSampler) -> dict[str, Any]:
+    stream = _Stream(gateway.url, key)
+    reader = asyncio.create_task(stream.run(), name="bench-stream")
+    rng = random.Random(17)
+    client = Publisher(BrokerUrl.parse(mqtt_url), client_id="bench-flood-presses",
+                       reconnect=False)
+    pressed: dict[str, tuple[float, str]] = {}
+    marks: dict[str, float] = {}
+    summarised_at: list[float] = []
+    count = 0
+    try:
+        async with asyncio.timeout(30):
+            await stream.connected.wait()
+        await client.connect()
+        await asyncio.sleep(1.0)
+        # Quiet: presses only.
+        started = time.perf_counter()
+        while time.perf_counter() - started < QUIET_S:
+            bed, at = await _press(client, count)
+            pressed[bed] = (at, "quiet")
+            count += 1
+            await asyncio.sleep(rng.uniform(*PRESS_GAP_S))
+        marks["quiet_rss_mb"] = rss.status_mb("VmRSS") or 0.0
+        before = await asyncio.to_thread(gateway.metrics)
+        # The flood, then silence; presses go on.
+        control.send("go")
+        marks["flood_start"] = time.perf_counter()
+        flood_end: float | None = None
+        summarised = before.get('homecare_alert_findings_summarised_total{reason="unregistered"}',
+                                0.0)
+        next_poll = 0.0
+        while flood_end is None or time.perf_counter() - flood_end < AFTER_FLOOD_S:
+            if count >= REGISTERED_BEDS:
+                break
+            now = time.perf_counter()
+            if flood_end is None and control.poll():
+                _, sent, seconds = control.recv()
+                flood_end = now
+                marks["flood_published"] = sent
+                marks["flood_seconds"] = seconds
+            if now >= next_poll:
+                next_poll = now + 1.0
+                metrics = await asyncio.to_thread(gateway.metrics)
+                value = metrics.get(
+                    'homecare_alert_findings_summarised_total{reason="unregistered"}', 0.0)
+                if value > summarised:
+                    summarised_at.append(time.perf_counter())
+                    summarised = value
+            if now - marks["flood_start"] > 600:
+                raise TimeoutError("the flood took over 10 minutes")
+            bed, at = await _press(client, count)
+            phase = "storm_flood" if flood_end is None else "storm"
+            pressed[bed] = (at, phase)
+            count += 1
+            await asyncio.sleep(rng.uniform(*PRESS_GAP_S))
+        await client.drain()
+        stream.expected = len(pressed)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await stream.all_in.wait()
+        after = await asyncio.to_thread(gateway.metrics)
+        alerts = await _open_summaries(gateway.url, key)
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await reader
+        await client.disconnect()
+    # Latency by phase; presses within 10 s of the round that found the devices offline.
+    offline_round = summarised_at[0] if summarised_at else None
+    phases: dict[str, list[float]] = {"quiet": [], "storm": [], "storm_flood": [],
+                                      "storm_offline": []}
+    for bed, (at, phase) in pressed.items():
+        if bed not in stream.pressed_opened:
+            continue
+        ms = (stream.pressed_opened[bed] - at) * 1000
+        if phase == "quiet":
+            phases["quiet"].append(ms)
+            continue
+        phases["storm"].append(ms)
+        if phase == "storm_flood":
+            phases["storm_flood"].append(ms)
+        if offline_round is not None and abs(at - offline_round) <= 10:
+            phases["storm_offline"].append(ms)
+    latency = {name: _latency(values) for name, values in phases.items()}
+    figures: dict[str, Any] = {
+        "peak_rss_mb": round(rss.status_mb("VmHWM") or max(r for _, r in rss.samples), 1),
+        "quiet_rss_mb": round(marks["quiet_rss_mb"], 1),
+        "end_rss_mb": round(rss.samples[-1][1], 1) if rss.samples else None,
+        "flood_msgs_per_s": round(marks["flood_published"] / marks["flood_seconds"])
+        if marks.get("flood_seconds") else None,
+        "flood_received": round(after.get("homecare_messages_received_total", 0)
+                                - before.get("homecare_messages_received_total", 0)),
+        "unwatched_messages": round(after.get("homecare_detect_unwatched_messages", 0)),
+        "offline_round_after_flood_s": round(offline_round - marks["flood_start"], 1)
+        if offline_round is not None else None,
+        "alerts_opened": dict(sorted(
+            (k, v) for k, v in stream.opened.items() if not k.endswith("/emergency_button"))),
+        "max_opened_per_site_and_type": max(
+            (v for k, v in stream.opened.items() if not k.endswith("/emergency_button")),
+            default=0),
+        "summaries_open": alerts,
+        "presses": len(pressed),
+        "lost": len(pressed) - sum(1 for b in pressed if b in stream.pressed_opened),
+        "stream_reconnects": stream.reconnects,
+    }
+    for name, values in latency.items():
+        if values:
+            figures[f"{name}_ms"] = values
+    quiet, storm = latency["quiet"], latency["storm"]
+    if quiet and storm:
+        figures["storm_p50_ratio"] = round(storm["p50"] / quiet["p50"], 2)
+        figures["storm_p99_ratio"] = round(storm["p99"] / quiet["p99"], 2)
+    return figures
+
+
+async def _open_summaries(url: str, key: str) -> dict[str, int]:
+    """Members of each open summary alert (``site/type``), from the API."""
+    out: dict[str, int] = {}
+    params: dict[str, Any] = {"status": "open", "severity": ["high", "medium", "low"],
+                              "limit": 1000}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(200):  # bounded: 200,000 alerts at most
+            r = await client.get(f"{url}/api/v1/alerts", params=params,
+                                 headers={"Authorization": f"Bearer {key}"})
+            r.raise_for_status()
+            page = r.json()
+            for alert in page["items"]:
+                if alert.get("evidence", {}).get("summary"):
+                    out[f"{alert['site']}/{alert['type']}"] = alert["evidence"]["count"]
+            if not page.get("next_cursor"):
+                break
+            params["cursor"] = page["next_cursor"]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(quick=True), indent=2))
