@@ -33,7 +33,10 @@ import multiprocessing as mp
 import random
 import secrets
 import shutil
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -50,14 +53,15 @@ from simulators.mqtt import Publisher
 from tests.servers import GatewayProcess, Mosquitto
 
 SITE = "bench"
-REGISTERED_BEDS = 1_500
+REGISTERED_BEDS = 2_000
 FLOOD_IDS = 100_000
 HEARTBEAT_S = 5
 OFFLINE_FACTOR = 2
 QUIET_S = 10.0
-AFTER_FLOOD_S = 80.0
-"""The storm phase lasts this long after the flood's last message: the detectors evaluate once
-a minute, and the silent devices are overdue 10 s after it."""
+AFTER_FLOOD_S = 130.0
+"""The storm phase lasts this long after the flood's last message is published: the detectors
+evaluate once a minute, the silent devices are overdue 10 s after their message, and a round
+that came while the flood was still being taken in leaves the rest to the next one."""
 PRESS_GAP_S = (0.05, 0.15)
 KINDS = ("infrared", "audio", "fall", "button")
 
@@ -141,6 +145,8 @@ class _Stream:
         self.key = key
         self.opened: dict[str, int] = {}
         self.pressed_opened: dict[str, float] = {}
+        self.opened_at: dict[str, tuple[int, float]] = {}
+        """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
         self.connected = asyncio.Event()
         self.reconnects = 0
         self.expected: int | None = None
@@ -177,6 +183,7 @@ class _Stream:
         self.opened[key] = self.opened.get(key, 0) + 1
         if alert["site"] == SITE and alert["type"] == "emergency_button":
             self.pressed_opened.setdefault(alert["bed"], now)
+            self.opened_at.setdefault(alert["bed"], (alert["opened_at"], time.time() * 1000))
         if self.expected is not None and len(self.pressed_opened) >= self.expected:
             self.all_in.set()
 
@@ -206,14 +213,16 @@ class _RssSampler(threading.Thread):
                 self.samples.append((time.perf_counter(), rss))
 
 
-async def _press(client: Publisher, n: int) -> tuple[str, float]:
+async def _press(client: Publisher, n: int) -> tuple[str, float, float]:
+    """Press listed button ``n``: its bed, and when (monotonic clock, wall-clock ms)."""
     bed = f"p-{n:05d}"
     topic = f"homecare/v1/{SITE}/{bed}/button/btn-{n:05d}/event"
     payload = json.dumps({"ts": time.time_ns() // 1_000_000, "seq": 1,
                           "event": "press"}).encode()
+    wall = time.time() * 1000
     at = time.perf_counter()
     client.publish_nowait(topic, payload, qos=1)
-    return bed, at
+    return bed, at, wall
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -229,13 +238,14 @@ def _latency(values: list[float]) -> dict[str, float]:
             "mean": round(statistics.fmean(values), 2)}
 
 
-def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
-        ) -> dict[str, Any]:
+def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False,
+        profile_to: Path | None = None) -> dict[str, Any]:
     """The figures. ``flood_ids``: how many made-up devices (default :data:`FLOOD_IDS`, a
-    tenth with ``quick``); ``keep``: leave the servers' directories (logs) in the temp dir."""
+    tenth with ``quick``); ``keep``: leave the servers' directories (logs) in the temp dir;
+    ``profile_to``: also record the gateway with py-spy (raw collapsed stacks)."""
     n = flood_ids or (FLOOD_IDS // 10 if quick else FLOOD_IDS)
     workdir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
-    key = secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(32)
     registry = workdir / "registry.toml"
     registry.write_text(registry_toml(REGISTERED_BEDS), encoding="utf-8")
     mq = Mosquitto(workdir / "mosquitto")
@@ -259,10 +269,20 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
         assert gateway.proc is not None
         rss = _RssSampler(gateway.proc.pid)
         rss.start()
+        profiler = None
+        if profile_to is not None:
+            profiler = subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                 str(gateway.proc.pid), "--format", "raw", "--output", str(profile_to),
+                 "--rate", "100", "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             figures = asyncio.run(_measure(gateway, mq.url, key, parent, rss))
         finally:
             rss.stop.set()
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(60)
         figures["flood_ids"] = generated
         figures["registered_beds"] = REGISTERED_BEDS
         figures["offline_after_s"] = HEARTBEAT_S * OFFLINE_FACTOR
@@ -290,6 +310,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     client = Publisher(BrokerUrl.parse(mqtt_url), client_id="bench-flood-presses",
                        reconnect=False)
     pressed: dict[str, tuple[float, str]] = {}
+    pressed_wall: dict[str, float] = {}
     marks: dict[str, float] = {}
     summarised_at: list[float] = []
     count = 0
@@ -301,8 +322,9 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         # Quiet: presses only.
         started = time.perf_counter()
         while time.perf_counter() - started < QUIET_S:
-            bed, at = await _press(client, count)
+            bed, at, wall = await _press(client, count)
             pressed[bed] = (at, "quiet")
+            pressed_wall[bed] = wall
             count += 1
             await asyncio.sleep(rng.uniform(*PRESS_GAP_S))
         marks["quiet_rss_mb"] = rss.status_mb("VmRSS") or 0.0
@@ -333,9 +355,10 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
                     summarised = value
             if now - marks["flood_start"] > 600:
                 raise TimeoutError("the flood took over 10 minutes")
-            bed, at = await _press(client, count)
+            bed, at, wall = await _press(client, count)
             phase = "storm_flood" if flood_end is None else "storm"
             pressed[bed] = (at, phase)
+            pressed_wall[bed] = wall
             count += 1
             await asyncio.sleep(rng.uniform(*PRESS_GAP_S))
         await client.drain()
@@ -367,6 +390,16 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         if offline_round is not None and abs(at - offline_round) <= 10:
             phases["storm_offline"].append(ms)
     latency = {name: _latency(values) for name, values in phases.items()}
+    # Where the storm's time goes, at the gateway's receipt time (the alert's opened_at, same
+    # machine clock): broker and socket (the gateway reading the flood in order) before it,
+    # pipeline, alert commit and stream after.
+    split: dict[str, dict[str, list[float]]] = {}
+    for bed, (_, phase) in pressed.items():
+        if bed in stream.opened_at and phase != "quiet":
+            opened, arrived = stream.opened_at[bed]
+            parts = split.setdefault(phase, {"before": [], "after": []})
+            parts["before"].append(opened - pressed_wall[bed])
+            parts["after"].append(arrived - opened)
     figures: dict[str, Any] = {
         "peak_rss_mb": round(rss.status_mb("VmHWM") or max(r for _, r in rss.samples), 1),
         "quiet_rss_mb": round(marks["quiet_rss_mb"], 1),
@@ -391,6 +424,9 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     for name, values in latency.items():
         if values:
             figures[f"{name}_ms"] = values
+    for phase, parts in split.items():
+        figures[f"{phase}_publish_to_receipt_ms"] = _latency(parts["before"])
+        figures[f"{phase}_receipt_to_stream_ms"] = _latency(parts["after"])
     quiet, storm = latency["quiet"], latency["storm"]
     if quiet and storm:
         figures["storm_p50_ratio"] = round(storm["p50"] / quiet["p50"], 2)
