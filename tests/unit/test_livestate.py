@@ -4,6 +4,7 @@ independent of arrival order."""
 from __future__ import annotations
 
 import random
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -34,13 +35,13 @@ def test_ring_keeps_the_latest_sample_of_each_slot_whatever_the_arrival_order() 
     samples = [(T0 + i * 7_000, float(60 + i % 30)) for i in range(2000)]
     ordered = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     for t, v in samples:
-        ordered.add(t, v)
+        ordered.add(t, v, t)
     shuffled = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     rng = random.Random(3)
     mixed = samples[:]
     rng.shuffle(mixed)
     for t, v in mixed + mixed[:100]:  # duplicates too
-        shuffled.add(t, v)
+        shuffled.add(t, v, t)
     assert shuffled.points() == ordered.points()
     points = ordered.points()
     assert [t for t, _ in points] == sorted(t for t, _ in points)
@@ -58,7 +59,7 @@ def test_ring_content_does_not_depend_on_arrival_order(
     def fill(order: list[tuple[int, int]]) -> list[tuple[int, float]]:
         ring = ReadingSlots(window_ms=3_600_000, resolution_ms=10_000)
         for t, v in order:
-            ring.add(T0 + t, float(v))
+            ring.add(T0 + t, float(v), T0 + t)
         return ring.points()
 
     shuffled = samples[:]
@@ -66,13 +67,37 @@ def test_ring_content_does_not_depend_on_arrival_order(
     expected = fill(sorted(samples))
     assert fill(shuffled) == expected
     assert len(expected) <= 360
+    # And what it holds is each slot's latest sample inside the window behind the newest
+    # (the ring grows its arrays as samples spread; nothing inside the window is lost).
+    last = max(T0 + t for t, _ in samples) // 10_000
+    model: dict[int, tuple[int, float]] = {}
+    for t, v in samples:
+        slot = (T0 + t) // 10_000
+        if slot > last - 360:
+            model[slot] = max(model.get(slot, (-1, 0.0)), (T0 + t, float(v)))
+    assert expected == sorted(model.values())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 2 * DAY_MS), min_size=1, max_size=200))
+def test_ring_memory_is_what_it_says_and_at_most_a_full_window(times: list[int]) -> None:
+    ring = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
+    total = ring.nbytes
+    for t in times:
+        total += ring.add(T0 + t, 1.0, T0 + t)
+    assert total == ring.nbytes
+    parts = [ring, ring._t, ring._v]
+    assert ring.nbytes == sum(sys.getsizeof(p) for p in parts)
+    assert ring.nbytes <= sys.getsizeof(ring) + 1440 * 12 + 2 * 64 + 16
+    if len(times) == 1:
+        assert ring.nbytes < 500, "a reading heard once costs a few hundred bytes"
 
 
 def test_samples_older_than_the_window_behind_the_newest_are_ignored() -> None:
     ring = ReadingSlots(window_ms=600_000, resolution_ms=60_000)
-    ring.add(T0 + 3_600_000, 1.0)
-    ring.add(T0, 2.0)  # an hour late: outside the 10-minute window
-    ring.add(T0 + 3_600_000 - 540_000, 3.0)  # 9 minutes late: inside
+    ring.add(T0 + 3_600_000, 1.0, T0 + 3_600_000)
+    ring.add(T0, 2.0, T0 + 3_600_000)  # an hour late: outside the 10-minute window
+    ring.add(T0 + 3_600_000 - 540_000, 3.0, T0 + 3_600_000)  # 9 minutes late: inside
     assert ring.points() == [(T0 + 3_060_000, 3.0), (T0 + 3_600_000, 1.0)]
     assert ring.latest() == (T0 + 3_600_000, 1.0)
 
@@ -80,7 +105,7 @@ def test_samples_older_than_the_window_behind_the_newest_are_ignored() -> None:
 def test_ring_points_are_filtered_by_time_and_values_come_back_as_sent() -> None:
     ring = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
     for i, v in enumerate((68.3, 15.5, 41.57, 0.0, 1.0)):
-        ring.add(T0 + i * 60_000, v)
+        ring.add(T0 + i * 60_000, v, T0 + i * 60_000)
     assert [v for _, v in ring.points()] == [68.3, 15.5, 41.57, 0.0, 1.0]
     assert ring.points(since=T0 + 60_000, until=T0 + 180_000) == [
         (T0 + 60_000, 15.5), (T0 + 120_000, 41.57)]
@@ -97,9 +122,11 @@ def test_memory_per_bed_is_bounded_whatever_the_device_rate() -> None:
     ring = bed.rings["heart_rate"]
     assert ring.capacity == 1440
     assert len(ring.points()) == 1440
-    budget = 6 * 1440 * 12  # six metrics, 1440 slots, 8-byte time + 4-byte value
-    assert bed.nbytes <= budget
-    assert bed.nbytes == 2 * 1440 * 12  # heart_rate and in_bed: rings only for what is sent
+    budget = 6 * 1440 * 12 * 1.1  # six metrics, 1440 slots of an 8-byte time and a 4-byte
+    assert bed.nbytes <= budget   # value, and the pages' and objects' overhead
+    assert sorted(bed.rings) == ["heart_rate", "in_bed"]  # rings only for what is sent
+    assert sum(r.nbytes for r in bed.rings.values()) <= 2 * 1440 * 12 * 1.02
+    assert bed.nbytes < state.nbytes < bed.nbytes + 2_000  # and the indexes of beds
 
 
 def test_beds_and_devices_beyond_the_bound_evict_the_least_recently_heard() -> None:
@@ -228,3 +255,78 @@ def test_devices_per_bed_are_bounded_forgetting_the_least_recently_heard() -> No
                           f'{{"ts":{T0},"seq":1,"event":"press"}}')], [received])
     assert [d.device for d in state.devices_of("s", "b")] == ["btn-0", "btn-2"]
     assert state.evicted_devices == 1
+
+
+Y2099 = 4_070_908_800_000
+STATUS = "homecare/v1/site-01/bed-1/fall/fs-bed-1/status"
+
+
+def status(seq: int, ts: int, battery: float) -> Message:
+    return msg(STATUS, f'{{"ts":{ts},"seq":{seq},"state":"online","battery":{battery}}}')
+
+
+def test_a_future_dated_status_does_not_hide_the_real_ones_after_it() -> None:
+    state = LiveState()
+    state.accept([status(1, T0, 80)], [T0])
+    state.accept([status(2, Y2099, 5)], [T0 + 60_000])
+    device = state.device("site-01", "bed-1", "fs-bed-1")
+    assert device is not None
+    assert (device.battery, device.clock_wrong) == (5.0, True), "the latest status received"
+    state.accept([status(3, T0 + 120_000, 90)], [T0 + 120_000])
+    assert (device.battery, device.clock_wrong) == (90.0, False)
+    state.accept([status(4, T0 + 180_000, 89)], [T0 + 180_000])
+    assert device.battery == 89.0
+
+
+def test_a_clock_wrong_then_corrected_and_one_right_then_in_2099_order_statuses_by_receipt(
+) -> None:
+    state = LiveState()
+    # Wrong (seconds, then 1970) and corrected: each status replaces the one before.
+    for seq, (ts, received, battery) in enumerate([
+            (T0 // 1000, T0, 70), (1_000, T0 + 60_000, 69), (T0 + 119_000, T0 + 120_000, 68),
+            (T0 + 180_000, T0 + 180_000, 67)]):
+        state.accept([status(seq, ts, battery)], [received])
+        device = state.device("site-01", "bed-1", "fs-bed-1")
+        assert device is not None
+        assert device.battery == battery
+    # Right, then 2099 for a while, then right again.
+    for seq, (ts, received, battery) in enumerate([
+            (Y2099, T0 + 240_000, 66), (Y2099 + 60_000, T0 + 300_000, 65),
+            (T0 + 359_000, T0 + 360_000, 64)], start=10):
+        state.accept([status(seq, ts, battery)], [received])
+        assert device.battery == battery
+    # Inside the window device time still orders: a status sent earlier, delivered late,
+    # does not replace a newer one.
+    state.accept([status(20, T0 + 300_000, 50)], [T0 + 361_000])
+    assert device.battery == 64.0
+
+
+def test_a_future_dated_sample_does_not_push_the_real_ones_out() -> None:
+    state = LiveState()
+    topic = "homecare/v1/site-01/bed-1/fall/fs-bed-1/telemetry"
+    state.accept([vitals("bed-1", 1, [(T0, 70.0)])], [T0])
+    state.accept([msg(topic, f'{{"ts":{Y2099},"seq":2,"in_bed":true,"heart_rate":71}}')],
+                 [T0 + 60_000])
+    # A batch with one sample in 2099: kept by the storage rule, one millisecond before the
+    # next (ClockWindow.times), not in 2099.
+    state.accept([msg(topic, f'{{"ts":{T0 + 180_000},"seq":3,"samples":[{{"t":{Y2099},'
+                             f'"in_bed":true,"heart_rate":72}},{{"t":{T0 + 179_000},'
+                             f'"in_bed":true,"heart_rate":73}}]}}')], [T0 + 180_000])
+    state.accept([vitals("bed-1", 4, [(T0 + 240_000, 74.0)])], [T0 + 240_000])
+    points = state.series("site-01", "bed-1", "heart_rate")
+    assert points == [(T0, 70.0), (T0 + 60_000, 71.0), (T0 + 179_999, 72.0),
+                      (T0 + 180_000, 73.0), (T0 + 240_000, 74.0)]
+    bed = state.bed("site-01", "bed-1")
+    assert bed is not None
+    assert bed.latest()["heart_rate"] == (T0 + 240_000, 74.0)
+
+
+def test_the_ring_keeps_a_reading_from_the_future_at_its_receipt_time() -> None:
+    ring = ReadingSlots(window_ms=DAY_MS, resolution_ms=60_000)
+    ring.add(T0, 70.0, T0)
+    ring.add(Y2099, 5.0, T0 + 60_000)
+    ring.add(T0 + 120_000, 72.0, T0 + 120_000)
+    ring.add(T0 + 120_000 + 14 * 60_000, 73.0, T0 + 120_000)  # a fast clock, inside the window
+    assert ring.points() == [(T0, 70.0), (T0 + 60_000, 5.0), (T0 + 120_000, 72.0),
+                             (T0 + 960_000, 73.0)]
+    assert ring.newest == T0 + 960_000
