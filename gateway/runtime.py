@@ -143,7 +143,9 @@ class Gateway:
             source_burst_bytes=settings.dead_letter_source_burst_bytes, metrics=self.metrics)
         # For the alert API: live bed/device state, the caregiver service log, API keys.
         clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
-        self.live = LiveState(clock_window=clock_window)
+        self.live = LiveState(clock_window=clock_window, max_bytes=settings.live_state_max_bytes,
+                              registered=lambda site, bed: (b := registry.bed(site, bed))
+                              is not None and not b.auto_registered)
         self.metrics.watch_clocks(self.live.wrong_clocks)
         self.service_log = ServiceLog(data_dir / "servicelog.sqlite3")
         try:
