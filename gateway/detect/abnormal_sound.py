@@ -1,13 +1,30 @@
-"""``abnormal_sound``: sound far above the room's own baseline, sustained, with voice.
+"""``abnormal_sound``: sound far above what this room usually hears, sustained, with voice.
 
-The room's baseline is the median of its 10-minute mean levels over the last day
-(:class:`~gateway.detect._ring.SlotBaseline`; loud slots are left out). Until a few slots
-exist, the quieter quartile of the recent samples stands in (at most
-:data:`COLD_REFERENCE_DB`). A sample is loud when it is at least
-``sound_db_above_baseline`` (BedSettings) above the baseline; the condition holds when, over
-the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report voice
-activity have voice. Physically impossible levels (below 0 or above 140 dB) are a sensor
-fault, not a sound, and are ignored here.
+Three references, all this person's own:
+
+* the *quiet room*: the median of the room's 10-minute mean levels over the last day
+  (:class:`~gateway.detect._ring.SlotBaseline`; loud slots, and slots with nobody home, are left
+  out: an empty home is quieter than a lived-in one). Until a few slots exist, the quieter
+  quartile of the recent samples stands in (at most :data:`COLD_REFERENCE_DB`);
+* the *hour profile*: the loudest 10-minute mean of each local hour (the site's zone) on each
+  of the last :data:`DAYS` days, not learnt while nobody is home. What is usual at this hour is
+  the :data:`USUAL_RANK`-th loudest of the values of the hour before, this one and the next
+  (the evening TV heard on most days), fewer while fewer days are known (warm-up: on the first
+  day the TV an hour ago is what is usual now; on the very first evening nothing is);
+* what the room reaches on *most days* at any hour (a TV watched at any time), by a smaller
+  margin (:data:`DAY_MARGIN_DB`).
+
+A sample is loud when it is at least ``sound_db_above_baseline`` (BedSettings) above the
+quiet room and :data:`USUAL_MARGIN_DB` above what is usual at this hour; the condition holds
+when, over the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report
+voice activity have voice, and nobody has company (the infrared counts
+:data:`COMPANY_PEOPLE` or more: visitors talking, a child shouting). Physically impossible
+levels (below 0 or above 140 dB) are a sensor fault, not a sound, and are ignored here. The
+evidence says what was usual at this hour for this person.
+
+The limit, stated: a distress call no louder than the person's own usual TV (a hard-of-hearing
+resident's 76 dB) cannot be told from it by level and voice activity alone; such a room's
+sound alerts begin a few dB above its usual loudest.
 
 For example, three minutes of 85 dB with voice in a room never heard before (the cold
 reference is then 40 dB, the default margin 25 dB):
@@ -65,6 +82,36 @@ a quiet room's level: a room that is loud from the first sample on must still co
 PLAUSIBLE_DB: Final = (0.0, 140.0)
 STALE_MS: Final = 30 * MINUTE_MS
 """An active condition with no audio data for this long clears (nothing is observed)."""
+HOUR_MS: Final = 60 * MINUTE_MS
+DAY_MS: Final = 24 * HOUR_MS
+SLOT_MS: Final = 10 * MINUTE_MS
+"""The usual level of an hour is learnt from the means of its 10-minute slots."""
+USUAL_MARGIN_DB: Final = 6.0
+"""Loud also means this far above the loudest this person's room usually is at this hour."""
+DAYS: Final = 7
+"""The hour profile remembers the loudest 10-minute mean of each local hour on each of the
+last this many days."""
+USUAL_RANK: Final = 4
+"""The usual loudest of an hour is the this-th loudest of those days' values for the hour
+before, this one and the next: a level heard on at least this many of them (the TV most
+evenings) is usual, one heard once or twice (an incident, a party) is not. With fewer values
+(the first days) nothing is usual yet and the quiet-room rule alone applies."""
+DAY_RANK: Final = 4
+"""A level reached on at least this many of the last days (half of them while fewer are
+known) is usual at any hour..."""
+DAY_MARGIN_DB: Final = 3.0
+"""... and loud means this far above it."""
+COMPANY_PEOPLE: Final = 3
+COMPANY_MS: Final = 10 * MINUTE_MS
+"""With company (the infrared counted this many people or more within this long: family
+visiting, a couple with a guest), loud talk and a child's shout are the company's; a new
+condition is not raised (they can call for help themselves, and the button is there)."""
+WARM_UP_SHARE: Final = 4
+"""With fewer than ``4 x USUAL_RANK`` values (the first days), the rank is one in this many
+values, at least the loudest: today's TV an hour ago makes the TV now usual from day one."""
+AWAY_MS: Final = 30 * MINUTE_MS
+"""An infrared sensor that has seen nobody for this long means nobody is home: the room's
+sound is not learnt then (an empty home is quieter than a lived-in one)."""
 
 
 class AbnormalSoundDetector(DetectorBase):
@@ -82,6 +129,101 @@ class AbnormalSoundDetector(DetectorBase):
         b.column("last_received", np.int64, NONE)
         b.column("active", np.bool_, False)
         b.column("active_since", np.int64, NONE)
+        b.column("usual_db", np.float32, np.nan)
+        """The hour's usual loudest level at the latest update (NaN: not learnt)."""
+        # The hour profile: the loudest 10-minute mean of each local hour, remembered.
+        b.column("hour_high", np.float32, np.nan, (DAYS, 24))
+        b.column("day", np.int64, NONE)
+        b.column("slot", np.int64, NONE)
+        b.column("slot_sum", np.float64, 0.0)
+        b.column("slot_n", np.int64, 0)
+        b.column("slot_skip", np.bool_, False)
+        b.column("home_t", np.int64, NONE)
+        """Latest infrared sample that saw someone (NONE: no presence data for this bed)."""
+        b.column("empty_t", np.int64, NONE)
+        """Latest infrared sample that saw nobody."""
+        b.column("company_t", np.int64, NONE)
+        """Latest infrared sample that counted :data:`COMPANY_PEOPLE` or more."""
+
+    def _away(self, beds: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether nobody is home at ``t`` (per bed): the infrared saw nobody and nobody for
+        :data:`AWAY_MS`. Without infrared data, someone is taken to be home."""
+        home, empty = self.beds["home_t"][beds], self.beds["empty_t"][beds]
+        away: np.ndarray = (empty != NONE) & (empty >= home) & (home < t - AWAY_MS)
+        return away
+
+    def _usual(self, beds: np.ndarray, local: np.ndarray) -> np.ndarray:
+        """The loudest this room usually is at local time ``local`` (per bed), from the hour
+        profile (:data:`USUAL_RANK`); NaN while not enough is known."""
+        hour = (local // HOUR_MS) % 24
+        around = (hour[:, None] + np.array([-1, 0, 1])) % 24
+        known = self.beds["hour_high"][beds[:, None, None], np.arange(DAYS)[None, :, None],
+                                       around[:, None, :]].reshape(len(beds), -1)
+        ordered = -np.sort(-np.nan_to_num(known, nan=-np.inf), axis=1)  # loudest first
+        values = np.isfinite(known).sum(axis=1)
+        rank = np.clip(values // WARM_UP_SHARE, 1, USUAL_RANK)
+        usual: np.ndarray = ordered[np.arange(len(beds)), rank - 1]
+        # A sound this room reaches on most days, at whatever hour (a TV watched at any
+        # time, family over on most afternoons), is usual too, by a smaller margin.
+        daily = np.nanmax(np.nan_to_num(self.beds["hour_high"][beds], nan=-np.inf), axis=2)
+        days = np.isfinite(daily).sum(axis=1)
+        day_rank = np.clip((days + 1) // 2, 1, DAY_RANK)
+        most_days = -np.sort(-daily, axis=1)[np.arange(len(beds)), day_rank - 1]
+        usual = np.fmax(usual, most_days - (USUAL_MARGIN_DB - DAY_MARGIN_DB))
+        usual[~np.isfinite(usual)] = np.nan
+        return usual
+
+    def _learn(self, bed: np.ndarray, local: np.ndarray, level: np.ndarray,
+               skip: np.ndarray) -> None:
+        """Fold samples (ordered by bed and time) into the 10-minute slots of the hour
+        profile; a slot closes when a later slot's sample arrives."""
+        b = self.beds
+        slot = local // SLOT_MS
+        late = slot < b["slot"][bed]  # delivered after its slot closed: not learnt
+        if late.any():
+            bed, slot, level, skip = bed[~late], slot[~late], level[~late], skip[~late]
+            if not len(bed):
+                return
+        cut = np.flatnonzero((bed[1:] != bed[:-1]) | (slot[1:] != slot[:-1])) + 1
+        starts = np.concatenate(([0], cut))
+        run_bed, run_slot = bed[starts], slot[starts]
+        sums = np.add.reduceat(level.astype(np.float64), starts)
+        counts = np.diff(np.append(starts, len(bed)))
+        skips = np.logical_or.reduceat(skip, starts)
+        first = np.concatenate(([True], run_bed[1:] != run_bed[:-1]))
+        last = np.append(first[1:], True)
+        # A bed's first run continues its open slot, or closes it.
+        head = run_bed[first]
+        same = b["slot"][head] == run_slot[first]
+        close = head[~same & (b["slot_n"][head] > 0)]
+        self._close(close, b["slot"][close], b["slot_sum"][close] / b["slot_n"][close],
+                    b["slot_skip"][close])
+        cont = head[same]
+        sums[np.flatnonzero(first)[same]] += b["slot_sum"][cont]
+        counts[np.flatnonzero(first)[same]] += b["slot_n"][cont]
+        skips[np.flatnonzero(first)[same]] |= b["slot_skip"][cont]
+        done = ~last
+        self._close(run_bed[done], run_slot[done], sums[done] / counts[done], skips[done])
+        tail = run_bed[last]
+        b["slot"][tail] = run_slot[last]
+        b["slot_sum"][tail] = sums[last]
+        b["slot_n"][tail] = counts[last]
+        b["slot_skip"][tail] = skips[last]
+
+    def _close(self, beds: np.ndarray, slot: np.ndarray, mean: np.ndarray,
+               skip: np.ndarray) -> None:
+        """Closed slots into the hour profile (a bed may close several, in order)."""
+        b = self.beds
+        keep = ~skip & np.isfinite(mean)
+        beds, slot, mean = beds[keep], slot[keep], mean[keep]
+        for k in range(len(beds)):  # a few per round: one per bed every 10 minutes
+            i, day = int(beds[k]), int(slot[k]) * SLOT_MS // DAY_MS
+            if day != b["day"][i]:
+                b["hour_high"][i, day % DAYS] = np.nan  # that row held the day a week ago
+                b["day"][i] = day
+            hour = int(slot[k]) * SLOT_MS // HOUR_MS % 24
+            b["hour_high"][i, day % DAYS, hour] = np.fmax(b["hour_high"][i, day % DAYS, hour],
+                                                          mean[k])
 
     def _reference(self, beds: np.ndarray) -> np.ndarray:
         _, median, _, valid = self.baseline.quantiles(beds, 0)
@@ -93,6 +235,13 @@ class AbnormalSoundDetector(DetectorBase):
         return reference
 
     def _update(self, batch: Batch) -> None:
+        b = self.beds
+        ir = batch.infrared
+        if len(ir.bed):
+            _latest(b["home_t"], ir.bed[ir.presence == 1], ir.t[ir.presence == 1])
+            _latest(b["empty_t"], ir.bed[ir.presence == 0], ir.t[ir.presence == 0])
+            company = ir.people >= COMPANY_PEOPLE
+            _latest(b["company_t"], ir.bed[company], ir.t[company])
         au = batch.audio
         level = au.level
         ok = (level >= PLAUSIBLE_DB[0]) & (level <= PLAUSIBLE_DB[1])
@@ -100,12 +249,15 @@ class AbnormalSoundDetector(DetectorBase):
             return
         bed, t, level, voice = au.bed[ok], au.t[ok], level[ok], au.voice[ok]
         beds, starts, _, lengths = groups(bed)  # a round's samples are ordered by bed
-        b = self.beds
         above = self.fleet.settings["sound_db_above_baseline"]
         threshold = np.repeat(self._reference(beds) + above[beds], lengths)
         loud_sample = level >= threshold  # NaN reference: not loud
+        away = self._away(bed, t)
         self.ring.push(bed, t, np.stack([level, voice], axis=1))
-        self.baseline.add(bed, t, level[:, None], loud_sample[:, None])
+        # Nobody home: not the room's sound (neither the quiet baseline nor the hour profile).
+        self.baseline.add(bed, t, level[:, None], (loud_sample | away)[:, None])
+        local = self.fleet.local_ms(bed, t)
+        self._learn(bed, local, level, away)
         last = b["last_received"]
         last[beds] = np.maximum(last[beds], np.maximum.reduceat(au.received[ok], starts))
         times, values = self.ring.window(beds)
@@ -113,14 +265,21 @@ class AbnormalSoundDetector(DetectorBase):
         recent, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
                                      longest_ms=LONGEST_MS)
         reference = self._reference(beds)
-        loud = recent & (levels >= (reference + above[beds])[:, None])
+        usual = self._usual(beds, local[np.append(starts[1:], len(bed)) - 1])
         n = recent.sum(axis=1)
-        share = loud.sum(axis=1) / np.maximum(n, 1)
         voiced = recent & ~np.isnan(voices)
         n_voice = voiced.sum(axis=1)
-        voice_share = np.where(n_voice > 0, (voiced & (voices == 1)).sum(axis=1)
-                               / np.maximum(n_voice, 1), 1.0)
-        on = (n >= MIN_SAMPLES) & (share >= LOUD_SHARE_ON) & (voice_share >= VOICE_SHARE)
+        calling = (voiced & (voices == 1)).sum(axis=1)
+        voice_share = np.where(n_voice > 0, calling / np.maximum(n_voice, 1), 1.0)
+        # Loud: over the quiet room by the bed's margin, and over what is usual at this hour
+        # (the TV of a hard-of-hearing person is not news).
+        floor = np.fmax(reference + above[beds], usual + USUAL_MARGIN_DB)
+        floor[np.isnan(reference)] = np.nan
+        loud = recent & (levels >= floor[:, None])
+        share = loud.sum(axis=1) / np.maximum(n, 1)
+        with_company = b["company_t"][beds] >= times.max(axis=1) - COMPANY_MS
+        on = ((n >= MIN_SAMPLES) & (share >= LOUD_SHARE_ON) & (voice_share >= VOICE_SHARE)
+              & ~with_company)
         off = share <= LOUD_SHARE_OFF
         was = b["loud"][beds]
         now_loud = np.where(was, ~off, on)
@@ -130,6 +289,7 @@ class AbnormalSoundDetector(DetectorBase):
                                                       np.iinfo(np.int64).max).min(axis=1)
         b["loud"][beds] = now_loud
         b["baseline_db"][beds] = reference
+        b["usual_db"][beds] = usual
 
     def _recent_level(self, bed: int) -> float:
         level = self.ring.recent_values(bed, LEVEL, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
@@ -150,12 +310,17 @@ class AbnormalSoundDetector(DetectorBase):
             since = int(b["loud_since"][i])
             b["active_since"][i] = since
             level, base = self._recent_level(i), float(b["baseline_db"][i])
+            usual = float(b["usual_db"][i])
+            expected = (f"; usually up to {usual:.0f} dB at this hour" if not np.isnan(usual)
+                        else "")
             findings.append(self._finding(
                 i, at=now_ms, active=True, started_at=since,
-                summary=f"sound {level - base:.0f} dB above the room's baseline, with voice",
+                summary=f"sound {level - base:.0f} dB above the room's baseline, with voice"
+                        f"{expected}",
                 evidence={"level_db": rounded(level), "baseline_db": rounded(base),
                           "above_db": rounded(level - base),
-                          "threshold_above_db": rounded(above[i])}))
+                          "threshold_above_db": rounded(above[i]),
+                          "usual_at_this_hour_db": None if np.isnan(usual) else rounded(usual)}))
         for i in off.tolist():
             findings.append(self._finding(
                 i, at=now_ms, active=False, started_at=int(b["active_since"][i]),
@@ -163,3 +328,9 @@ class AbnormalSoundDetector(DetectorBase):
                 evidence={"level_db": rounded(self._recent_level(i))}))
             b["active_since"][i] = NONE
         return findings
+
+
+def _latest(column: np.ndarray, beds: np.ndarray, t: np.ndarray) -> None:
+    """``column[bed] = max(column[bed], t)`` for every sample."""
+    if len(beds):
+        np.maximum.at(column, beds, t)

@@ -4,7 +4,16 @@ import random
 
 from devices import Message, Registry
 from gateway.detect import AbnormalSoundDetector
-from tests.unit.test_detect_support import HOUR, MINUTE, at, audio, cleared, opened, run
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    audio,
+    cleared,
+    infrared,
+    opened,
+    run,
+)
 
 ZONE = "UTC"
 T0 = at("2026-11-02", "06:00", ZONE)
@@ -101,3 +110,67 @@ def test_a_recorder_reporting_every_second_needs_the_sustain_time() -> None:
     long = warm + room(start, start + 10 * MINUTE, 76.0, voice=True, step=1_000)
     [raised] = opened(run(detector(), long, start=T0 + 3 * HOUR, end=start + 10 * MINUTE))
     assert 2 * MINUTE <= raised.at - start <= 4 * MINUTE
+
+
+# --- the person's routine (issue #12) ---------------------------------------------------------
+
+DAY = 24 * HOUR
+
+
+def people(start: int, end: int, count: int, *, present: bool = True,
+           step: int = 60_000) -> list[tuple[int, Message]]:
+    return [(t + 100, infrared("b1", t, motion=2 if present else 0, presence=present,
+                               people=count if present else 0))
+            for t in range(start, end, step)]
+
+
+def day_with_tv(day: int, tv_db: float, *, seed: int) -> list[tuple[int, Message]]:
+    """Quiet 06:00-19:00 and 22:00-06:00, the TV at ``tv_db`` 19:00-22:00 (with voice)."""
+    start = T0 + day * DAY
+    return (room(start, start + 13 * HOUR, 34.0, seed=seed)
+            + room(start + 13 * HOUR, start + 16 * HOUR, tv_db, voice=True, seed=seed + 1)
+            + room(start + 16 * HOUR, start + DAY, 33.0, seed=seed + 2))
+
+
+def test_a_hard_of_hearing_persons_evening_tv_becomes_usual_and_distress_above_it_still_counts(
+        ) -> None:
+    traffic = sorted(sum((day_with_tv(d, 70.0, seed=10 * d) for d in range(4)), []),
+                     key=lambda p: p[0])
+    evening = T0 + 4 * DAY + 14 * HOUR  # day 5, 20:00
+    traffic += room(T0 + 4 * DAY, evening, 34.0)[: -1]
+    traffic += room(evening, evening + 10 * MINUTE, 88.0, voice=True, seed=99)
+    traffic += room(evening + 10 * MINUTE, evening + HOUR, 70.0, voice=True, seed=98)
+    findings = run(detector(), traffic, start=T0, end=evening + HOUR)
+    raised = opened(findings)
+    # The first evening's TV is news (nothing is known yet); from the second on it is usual.
+    assert all(f.at < T0 + DAY for f in raised[:-1]), [f.summary for f in raised]
+    last = raised[-1]
+    assert evening <= last.at <= evening + 5 * MINUTE
+    assert last.evidence["usual_at_this_hour_db"] >= 65
+    assert "usually up to" in last.summary
+
+
+def test_talk_in_company_is_not_distress_but_the_same_sound_alone_is() -> None:
+    start = T0 + 4 * HOUR
+    visit = room(start, start + HOUR, 68.0, voice=True)
+    company = quiet_morning() + visit + people(start - 5 * MINUTE, start + HOUR, 4)
+    assert opened(run(detector(), sorted(company, key=lambda p: p[0]), start=T0,
+                      end=start + HOUR)) == []
+    alone = quiet_morning() + visit + people(start - 5 * MINUTE, start + HOUR, 1)
+    assert len(opened(run(detector(), sorted(alone, key=lambda p: p[0]), start=T0,
+                          end=start + HOUR))) == 1
+
+
+def test_an_empty_home_does_not_teach_the_rooms_quiet_level() -> None:
+    """Lived in at 40 dB, then two days away (an empty home hums at 28 dB): the first evening
+    back, talk at 62 dB is 22 dB over the lived-in room, not news."""
+    lived = room(T0, T0 + 12 * HOUR, 40.0) + people(T0, T0 + 12 * HOUR, 1)
+    away_start = T0 + 12 * HOUR
+    back = away_start + 2 * DAY
+    empty = (room(away_start, back, 28.0, seed=5)
+             + people(away_start, back, 0, present=False, step=5 * 60_000))
+    evening = room(back, back + 30 * MINUTE, 40.0, seed=6) + room(
+        back + 30 * MINUTE, back + 2 * HOUR, 62.0, voice=True, seed=7)
+    home = people(back, back + 2 * HOUR, 1)
+    traffic = sorted(lived + empty + evening + home, key=lambda p: p[0])
+    assert opened(run(detector(), traffic, start=T0, end=back + 2 * HOUR)) == []
