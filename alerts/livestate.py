@@ -75,6 +75,8 @@ _FIELDS_BY_SAMPLE: Final[dict[type, tuple[str, ...]]] = {
 }
 
 DAY_MS: Final = 86_400_000
+AWAY_MS: Final = 30 * 60_000
+"""Nobody seen by the infrared for this long: nobody is home (:meth:`BedState.away_since`)."""
 DEFAULT_MAX_BYTES: Final = 512 * 2**20
 """Default of the ``live_state_max_bytes`` setting: about 4,900 beds sending all six readings
 all day."""
@@ -154,6 +156,24 @@ class BedState:
         have been forgotten before)."""
         self.nbytes = BED_BYTES + len(site) + len(bed)
         """The bed's share of :attr:`LiveState.nbytes` (devices and rings included)."""
+
+    def away_since(self) -> int | None:
+        """Since when nobody has been home, if nobody is (issue #12: "away since" on the bed
+        page): the infrared presence readings of the last :data:`AWAY_MS` are all "nobody",
+        and away began with the first "nobody" after the last time someone was seen (the
+        oldest reading in memory if nobody was seen all day). None: someone is home, or the
+        bed has no presence readings. A bed with sensors in several rooms is away only when
+        none of them saw anyone for that long."""
+        ring = self.rings.get("presence")
+        latest = ring.latest() if ring is not None else None
+        if ring is None or latest is None or latest[1] != 0.0:
+            return None
+        points = ring.points()
+        last_present = max((t for t, v in points if v != 0.0), default=None)
+        absent = [t for t, v in points if v == 0.0 and (last_present is None or t > last_present)]
+        if not absent or latest[0] - absent[0] < AWAY_MS:
+            return None
+        return absent[0]
 
     def latest(self) -> dict[str, tuple[int, float]]:
         out = {}

@@ -92,7 +92,8 @@ def router(ctx: ApiContext) -> APIRouter:
             last_seen=live.last_seen or None if live is not None else None,
             devices=devices(site, bed, now),
             latest={m: Reading(t=t, value=v) for m, (t, v) in latest.items()},
-            open_alerts=open_alerts)
+            open_alerts=open_alerts,
+            away_since=live.away_since() if live is not None else None)
 
     async def unresolved() -> list[Alert]:
         if ctx.engine is not None:

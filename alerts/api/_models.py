@@ -179,6 +179,10 @@ class BedOut(_Out):
     """The newest value of each metric seen."""
     open_alerts: int
     """Unresolved alerts of the bed."""
+    away_since: int | None = None
+    """Nobody home since then (epoch ms): the infrared has seen nobody for 30 minutes or more
+    (the detectors' presence rules are suspended meanwhile); None: someone is home or it is
+    not known."""
 
 
 class BedDetail(BedOut):

@@ -205,3 +205,35 @@ def test_history_queries_downsample_and_quote() -> None:
     assert "range(start: 1970-01-01T00:00:01.000Z, stop: 1970-01-01T00:00:02.000Z)" in f
     assert "fn: last" in f
     assert 'r._measurement == "vitals" and r._field == "in_bed"' in f
+
+
+def presence(bed: str, seq: int, t: int, present: bool) -> tuple[str, str]:
+    return (f"homecare/v1/site-01/{bed}/infrared/ir-{bed[-4:]}/telemetry",
+            f'{{"ts":{t},"seq":{seq},"presence":{str(present).lower()},"motion":0,'
+            f'"people":{int(present)}}}')
+
+
+async def test_a_bed_says_since_when_nobody_is_home(tmp_path: Path) -> None:
+    """Issue #12: "away since" on the bed page, once the infrared has seen nobody for half
+    an hour; not for a moment in the bathroom, and gone when someone is back."""
+    api = build(tmp_path, registry=Registry.from_mapping(REGISTRY))
+    minute = 60_000
+    left = T0 + 10 * minute
+    api.feed(*[presence("bed-0001", i, T0 + i * minute, T0 + i * minute < left)
+               for i in range(20)], received=T0 + 19 * minute)
+
+    async def away() -> int | None:
+        body = (await api.client.get("/api/v1/beds/site-01/bed-0001",
+                                     headers=api.auth("viewer"))).json()
+        value: int | None = body["away_since"]
+        return value
+
+    assert await away() is None, "nobody for 10 minutes is not away yet"
+    api.feed(*[presence("bed-0001", i, T0 + i * minute, False) for i in range(20, 45)],
+             received=T0 + 44 * minute)
+    assert await away() == left
+    listed = (await api.client.get("/api/v1/beds", headers=api.auth("viewer"))).json()
+    assert {b["bed"]: b["away_since"] for b in listed["items"]}["bed-0001"] == left
+    api.feed(presence("bed-0001", 45, T0 + 45 * minute, True), received=T0 + 45 * minute)
+    assert await away() is None
+    await api.client.aclose()

@@ -77,7 +77,8 @@ export function bedsView(ctx) {
           h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`)),
           h("div", {}, deviceSummary(bed)),
           h("div", { class: "muted" }, bed.open_alerts ? `${bed.open_alerts} open alerts` : "no open alerts",
-            bed.last_seen ? ` · seen ${fmtAgo(bed.last_seen)}` : ""),
+            bed.last_seen ? ` · seen ${fmtAgo(bed.last_seen)}` : "",
+            bed.away_since ? ` · away since ${fmtTime(bed.away_since)}` : ""),
         ))))
         : h("p", { class: "muted" }, "No beds have been heard from yet."),
     );
@@ -129,7 +130,9 @@ export function bedView(ctx, site, bedId) {
       h("div", { class: "page-head" },
         h("div", {}, h("h1", {}, `${bed.bed || bedId}`, h("span", { class: "muted" }, ` · ${bed.site || site}`)),
           h("p", { class: "muted" }, bed.person ? `Person ${bed.person} · ` : "",
-            bed.last_seen ? `last heard ${fmtAgo(bed.last_seen)} (${fmtTime(bed.last_seen)})` : "not heard from yet")),
+            bed.last_seen ? `last heard ${fmtAgo(bed.last_seen)} (${fmtTime(bed.last_seen)})` : "not heard from yet",
+            bed.away_since ? h("span", { class: "away", id: "away-since" },
+              ` · nobody home since ${fmtTime(bed.away_since)} (${fmtAgo(bed.away_since)})`) : null)),
         open.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(open[0].id)}` },
           `${open.length} open alert${open.length > 1 ? "s" : ""}`) : null),
       h("section", { class: "panel", "aria-labelledby": "b-devices" },
