@@ -35,7 +35,7 @@ from alerts.errors import (
 )
 from alerts.escalation import EscalationPolicy, Schedule
 from alerts.history import BoundedHistory, HistoryReader
-from alerts.keys import KeyStore, Role
+from alerts.keys import KeyStore, Role, bootstrap_key_problem
 from alerts.livestate import LiveState
 from alerts.model import (
     Alert,
@@ -96,6 +96,7 @@ __all__ = [
     "StoreUnavailable",
     "VisitEvent",
     "VisitRefused",
+    "bootstrap_key_problem",
     "random_ids",
     "seeded_ids",
     "storage_fault",

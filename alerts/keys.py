@@ -11,7 +11,11 @@ and in alert transitions) and a :class:`Role`:
 Tokens look like ``hck_<12 hex id>_<43 url-safe chars>`` (256 bits of secret). The id part
 finds the row; the hash is then compared in constant time. A *bootstrap* token (from
 ``HOMECARE_API_KEY``) is accepted as the admin ``bootstrap`` without being stored, so a fresh
-gateway can be administered before any key exists.
+gateway can be administered before any key exists. Because it is chosen by a person, it must
+prove to be a secret: at least :data:`MIN_BOOTSTRAP_LENGTH` characters and an estimated
+:data:`MIN_BOOTSTRAP_BITS` bits (:func:`estimated_entropy_bits`), else the store refuses to
+open and says how to make one. Long-lived requests (event streams) re-check their key by id
+(:meth:`KeyStore.is_active`), so revoking a key also ends what it has open.
 
 Revoked keys stay in the table (revoked_at/by) for the audit trail; their name may be reused.
 Every API write is recorded in the ``audit`` table with the key's name.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import sqlite3
@@ -29,7 +34,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from alerts.errors import InvalidKeyName, KeyExists, KeyNotFound
 
@@ -38,7 +43,13 @@ BOOTSTRAP_NAME: Final = "bootstrap"
 RESERVED_NAMES: Final = frozenset({BOOTSTRAP_NAME, "system", "person", "environment"})
 """Names a key cannot take: they are actors of the gateway itself in audits."""
 TOKEN_PREFIX: Final = "hck_"
-MIN_BOOTSTRAP_LENGTH: Final = 16
+MIN_BOOTSTRAP_LENGTH: Final = 32
+MIN_BOOTSTRAP_BITS: Final = 112
+"""Estimated bits a bootstrap key must carry: 112 is the least security strength NIST allows
+(SP 800-131A). ``secrets.token_urlsafe(32)`` gives 256 real bits and is always accepted; a
+random 32-character key is refused about once in 3,000 by this conservative estimate."""
+GENERATE_COMMAND: Final = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+MAX_TOKEN_LENGTH: Final = 512
 NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
 _NAME = re.compile(NAME_PATTERN)
 _TOKEN = re.compile(r"^hck_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
@@ -118,6 +129,91 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_WORD = re.compile(r"[A-Z]?[a-z]{3,}|[A-Z]{3,}")
+_WORD_BITS: Final = 16.0
+
+
+def _alphabet_bits(secret: str) -> float:
+    size = (26 * any("a" <= c <= "z" for c in secret) + 26 * any("A" <= c <= "Z" for c in secret)
+            + 10 * any("0" <= c <= "9" for c in secret)
+            + 33 * any(c.isascii() and not c.isalnum() for c in secret)
+            + 100 * any(not c.isascii() for c in secret))
+    return math.log2(max(size, 2))
+
+
+def _run_length(secret: str, i: int) -> int:
+    """Length of the run at ``i`` of one character repeated or counting up or down by one."""
+    if i + 1 >= len(secret):
+        return 1
+    step = ord(secret[i + 1]) - ord(secret[i])
+    if step not in (-1, 0, 1):
+        return 1
+    run = 2
+    while i + run < len(secret) and ord(secret[i + run]) - ord(secret[i + run - 1]) == step:
+        run += 1
+    return run
+
+
+def estimated_entropy_bits(secret: str) -> float:
+    """A conservative estimate of the bits an attacker must guess to find ``secret``.
+
+    Each character is worth the bits of the alphabet classes the secret uses (lower, upper,
+    digits, symbols), except where people's patterns make it cheap: a run of one character or
+    of counting characters is worth one character, a word-like run of letters at most 16 bits
+    (a word from a large dictionary), and a repeat of an earlier word, chunk or separator
+    2 bits. Random keys score near their real strength; phrases and patterns far below it.
+
+    >>> round(estimated_entropy_bits("a" * 40))
+    7
+    >>> round(estimated_entropy_bits("integration-admin-key-0123456789"))
+    66
+    >>> estimated_entropy_bits("u8Kq0-ZrT1xYw3Vn9LpA2sDf6GhJ4bMe_RcXo7iUyE5") > 200
+    True
+    """
+    per_char = _alphabet_bits(secret)
+    bits, i, words = 0.0, 0, set()
+    while i < len(secret):
+        run = _run_length(secret, i)
+        if run >= 3:
+            bits, i = bits + per_char + 2, i + run
+            continue
+        word = _WORD.match(secret, i)
+        if word is not None:
+            text = word.group().lower()
+            bits += 2 if text in words else min(_WORD_BITS, len(text) * per_char)
+            words.add(text)
+            i = word.end()
+            continue
+        repeat = 0
+        while (i >= 4 and i + repeat < len(secret)
+               and secret[i:i + repeat + 1] in secret[:i]):
+            repeat += 1
+        if repeat >= 4:
+            bits, i = bits + 2, i + repeat
+            continue
+        char = secret[i]
+        bits += 2 if not char.isalnum() and char in secret[:i] else per_char
+        i += 1
+    return bits
+
+
+def bootstrap_key_problem(token: str) -> str | None:
+    """Why ``token`` cannot be a bootstrap key (too short, too guessable), or ``None``.
+
+    >>> bootstrap_key_problem("letmein") is not None
+    True
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        return f"the bootstrap API key has more than {MAX_TOKEN_LENGTH} characters"
+    bits = estimated_entropy_bits(token)
+    if len(token) >= MIN_BOOTSTRAP_LENGTH and bits >= MIN_BOOTSTRAP_BITS:
+        return None
+    return (f"the bootstrap API key must be a random secret of at least "
+            f"{MIN_BOOTSTRAP_LENGTH} characters and {MIN_BOOTSTRAP_BITS} bits of estimated "
+            f"entropy (this one: {len(token)} characters, about {bits:.0f} bits); make one "
+            f"with: {GENERATE_COMMAND}")
+
+
 def new_token() -> tuple[str, str]:
     """A fresh ``(id, token)``."""
     key_id = secrets.token_hex(6)
@@ -128,9 +224,10 @@ class KeyStore:
     """Thread-safe; every method is a short blocking SQLite call (run off the event loop)."""
 
     def __init__(self, path: str | Path, *, bootstrap_token: str | None = None) -> None:
-        if bootstrap_token is not None and len(bootstrap_token) < MIN_BOOTSTRAP_LENGTH:
-            raise ValueError(
-                f"bootstrap API key must have at least {MIN_BOOTSTRAP_LENGTH} characters")
+        if bootstrap_token is not None:
+            problem = bootstrap_key_problem(bootstrap_token)
+            if problem is not None:
+                raise ValueError(problem)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._bootstrap = _digest(bootstrap_token) if bootstrap_token else None
@@ -194,22 +291,38 @@ class KeyStore:
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The active key behind ``token``, or ``None``. Comparison is constant-time."""
-        if len(token) > 512:
-            return None
+        return self.verify(token)[0]
+
+    def verify(self, token: str) -> tuple[ApiKey | None, Literal["ok", "unknown", "revoked"]]:
+        """The active key behind ``token`` and ``"ok"``; else ``None`` and why: ``"revoked"``
+        (the token was a key, since revoked) or ``"unknown"``. Comparison is constant-time."""
+        if len(token) > MAX_TOKEN_LENGTH:
+            return None, "unknown"
         digest = _digest(token)
         if self._bootstrap is not None and hmac.compare_digest(digest, self._bootstrap):
-            return ApiKey(id="bootstrap", name=BOOTSTRAP_NAME, role=Role.ADMIN, created_at=0,
-                          created_by="environment")
+            return _bootstrap_key(), "ok"
         match = _TOKEN.fullmatch(token)
         if match is None:
-            return None
+            return None, "unknown"
         with self._lock:
             row = self._db.execute(
                 "SELECT id, name, role, created_at, created_by, revoked_at, revoked_by,"
                 " token_sha256 FROM api_keys WHERE id = ?", (match.group(1),)).fetchone()
-        if row is None or not hmac.compare_digest(digest, row[7]) or row[5] is not None:
-            return None
-        return _key(row[:7])
+        if row is None or not hmac.compare_digest(digest, row[7]):
+            return None, "unknown"
+        if row[5] is not None:
+            return None, "revoked"
+        return _key(row[:7]), "ok"
+
+    def is_active(self, key_id: str) -> bool:
+        """Whether the key with this id (as authenticated earlier) still works: re-checked by
+        requests that outlive their authentication, such as event streams."""
+        if key_id == BOOTSTRAP_ID:
+            return self._bootstrap is not None
+        with self._lock:
+            row = self._db.execute("SELECT revoked_at FROM api_keys WHERE id = ?",
+                                   (key_id,)).fetchone()
+        return row is not None and row[0] is None
 
     # --- audit ------------------------------------------------------------------------------
 
@@ -239,6 +352,15 @@ class KeyStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+BOOTSTRAP_ID: Final = "bootstrap"
+"""The id of the bootstrap key (stored ids are 12 hex digits, so never this)."""
+
+
+def _bootstrap_key() -> ApiKey:
+    return ApiKey(id=BOOTSTRAP_ID, name=BOOTSTRAP_NAME, role=Role.ADMIN, created_at=0,
+                  created_by="environment")
 
 
 def _key(row: Any) -> ApiKey:

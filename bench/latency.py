@@ -219,7 +219,7 @@ def run(*, quick: bool = False, presses: int | None = None,
     ``slow_database``: also the slow-database row (same run, after the normal one)."""
     presses = presses or (100 if quick else 1000)
     workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
-    key = secrets.token_urlsafe(24)
+    key = secrets.token_urlsafe(32)
     mq = Mosquitto(workdir / "mosquitto")
     vm: VictoriaMetrics | None = None
     try:

@@ -31,6 +31,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from alerts import bootstrap_key_problem
 from devices.broker import BrokerUrl
 from devices.topics import SUBSCRIPTION
 from gateway.errors import ConfigError
@@ -333,11 +334,13 @@ class Settings(BaseSettings):
         "console, `/healthz`, `/readyz`, `/metrics` and `/docs`. Keep it on loopback behind a "
         "reverse proxy with TLS, or on the care station's private network.")
     api_key: str | None = Field(
-        default=None, min_length=16, max_length=512,
+        default=None,
         description="Bootstrap API key (role admin, acting as `bootstrap`), for a fresh gateway "
-        "before any key exists; at least 16 characters. Create named keys with `homecare keys "
-        "create`. A secret: give it in the environment or as a file, never in the config "
-        "file.")
+        "before any key exists: a random secret of at least 32 characters and 112 bits of "
+        "estimated entropy, else the gateway does not start (make one with `python3 -c "
+        "\"import secrets; print(secrets.token_urlsafe(32))\"`). Create named keys with "
+        "`homecare keys create`. A secret: give it in the environment or as a file, never in "
+        "the config file.")
     api_key_file: Path | None = Field(
         default=None,
         description="File holding `api_key` (surrounding white space stripped), read when that "
@@ -445,6 +448,15 @@ class Settings(BaseSettings):
             raise ValueError("upstream_url needs upstream_secret or upstream_secret_file "
                              "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
         return self
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = bootstrap_key_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
 
     @field_validator("api_addr")
     @classmethod

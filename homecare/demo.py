@@ -210,7 +210,7 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None) -> N
         async with EmbeddedBroker() as broker:
             console.print(f"embedded broker at {broker.url}")
             settings = demo_settings(mqtt_url=broker.url, data_dir=data_dir, port=port,
-                                     bootstrap_key=secrets.token_urlsafe(24))
+                                     bootstrap_key=secrets.token_urlsafe(32))
             gateway = Gateway(settings)
             key = create_demo_key(gateway)
             url = f"http://127.0.0.1:{port}/"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -14,7 +15,7 @@ from devices.broker import BrokerUrl
 from gateway.runtime import Gateway
 from simulators.mqtt import Publisher
 
-API_KEY = "in-process-admin-key-0123456789"
+API_KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,7 @@ call. A genuinely new press of the same button still calls, and so does one deli
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SITE = "site-11"
-KEY = "test-admin-key-for-handled-calls"
+KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 
 
 def _press(bed: str, device: str, seq: int, ts: int) -> tuple[str, bytes]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from tests.servers import GatewayProcess, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ADMIN_KEY = "integration-admin-key-alerts-0123"
+ADMIN_KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 

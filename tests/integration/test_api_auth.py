@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.servers import GatewayProcess, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ADMIN_KEY = "integration-admin-key-0123456789"
+ADMIN_KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +32,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     root = tmp_path_factory.mktemp("api-auth")
     broker = Mosquitto(root / "mosquitto")
     broker.start()
+    # Wrong keys from one address on purpose, far more than a minute's budget (the limit
+    # itself is tested in test_http_hardening.py).
     process = GatewayProcess(root / "gateway", mqtt_url=broker.url,
-                             env={"HOMECARE_API_KEY": ADMIN_KEY})
+                             env={"HOMECARE_API_KEY": ADMIN_KEY,
+                                  "HOMECARE_API_AUTH_FAILURES_PER_MINUTE": "100000"})
     try:
         process.start()
         process.wait_connected()

@@ -5,6 +5,7 @@ is a clear 503."""
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from tests.servers import Influxd, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ADMIN_KEY = "integration-admin-key-beds-012345"
+ADMIN_KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 DAY_MS = 86_400_000
 

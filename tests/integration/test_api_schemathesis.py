@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from tests.servers import GatewayProcess, Mosquitto
 
 pytestmark = pytest.mark.integration
 
-ADMIN_KEY = "integration-admin-key-schemathesis"
+ADMIN_KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 8}
 
 
@@ -38,8 +39,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     root: Path = tmp_path_factory.mktemp("api-schemathesis")
     broker = Mosquitto(root / "mosquitto")
     broker.start()
+    # Wrong keys from one address on purpose, far more than a minute's budget (the limit
+    # itself is tested in test_http_hardening.py).
     process = GatewayProcess(root / "gateway", mqtt_url=broker.url,
-                             env={"HOMECARE_API_KEY": ADMIN_KEY})
+                             env={"HOMECARE_API_KEY": ADMIN_KEY,
+                                  "HOMECARE_API_AUTH_FAILURES_PER_MINUTE": "100000"})
     try:
         process.start()
         process.wait_connected()

@@ -119,7 +119,7 @@ def _now_ms() -> int:
 
 @pytest.fixture
 def bootstrap_key() -> str:
-    return secrets.token_urlsafe(24)
+    return secrets.token_urlsafe(32)
 
 
 @pytest.fixture

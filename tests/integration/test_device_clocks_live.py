@@ -13,6 +13,7 @@ metrics and the bed API), and each is one ``sensor_fault`` episode.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ from tests.servers import (
 
 pytestmark = [pytest.mark.integration]
 
-KEY = "test-admin-key-for-device-clocks"
+KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 SITE, BED = "site-f4", "bed-f4"
 WRONG = ("au-s", "au-us", "fs-t")
 

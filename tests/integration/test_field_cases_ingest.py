@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 pytestmark = [pytest.mark.integration]
 
 F1 = Path(__file__).parents[1] / "data" / "field-cases" / "F1-non-utf8.jsonl"
-KEY = "test-admin-key-for-field-cases"
+KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 
 
 def _f1_messages() -> list[tuple[str, bytes]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from tests.servers import GatewayProcess, Mosquitto, sqlite_rows, wait_for
 
 pytestmark = [pytest.mark.integration]
 
-KEY = "test-admin-key-for-last-wills"
+KEY = secrets.token_urlsafe(32)  # a bootstrap key must be a random secret
 SITE, BED, DEVICE = "site-f3", "bed-f3", "fs-f3"
 STATUS = f"homecare/v1/{SITE}/{BED}/fall/{DEVICE}/status"
 TELEMETRY = f"homecare/v1/{SITE}/{BED}/fall/{DEVICE}/telemetry"

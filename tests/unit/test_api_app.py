@@ -6,6 +6,7 @@ FastAPI app with the API installed on real stores in a temp dir (SQLite) and a s
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from devices.codec import Codec, Message
 from devices.registry import Registry
 
 T0 = 1_763_884_800_000
-BOOTSTRAP = "bootstrap-admin-key-for-tests"
+BOOTSTRAP = secrets.token_urlsafe(32)
 
 
 @dataclass

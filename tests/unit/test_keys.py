@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_roles_are_ordered() -> None:
 
 
 def test_the_bootstrap_token_is_an_admin_that_is_never_stored(tmp_path: Path) -> None:
-    token = "a-long-bootstrap-secret-123"
+    token = secrets.token_urlsafe(32)
     store = KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=token)
     key = store.authenticate(token)
     assert key is not None

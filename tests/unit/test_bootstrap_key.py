@@ -1,0 +1,76 @@
+"""The bootstrap API key must be a real secret: long and high-entropy, or the gateway refuses
+to start (issue 17); keys are re-checked by id for long-lived streams."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from alerts.keys import (
+    MIN_BOOTSTRAP_BITS,
+    MIN_BOOTSTRAP_LENGTH,
+    KeyStore,
+    Role,
+    bootstrap_key_problem,
+    estimated_entropy_bits,
+)
+
+WEAK = [
+    "short",
+    "sixteen-chars-ok",  # was enough before
+    "a" * 40,
+    "0123456789abcdef0123456789abcdef",
+    "integration-admin-key-0123456789",
+    "test-admin-key-for-handled-calls",
+    "Password1234567890!Password1234567890!",
+    "ab" * 20,
+    "abc123" * 6,
+]
+
+
+@pytest.mark.parametrize("token", WEAK)
+def test_a_weak_bootstrap_key_is_refused_with_the_command_to_make_one(
+        tmp_path: Path, token: str) -> None:
+    problem = bootstrap_key_problem(token)
+    assert problem is not None
+    assert "secrets.token_urlsafe(32)" in problem
+    with pytest.raises(ValueError, match=r"token_urlsafe\(32\)"):
+        KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=token)
+
+
+def test_generated_keys_are_accepted(tmp_path: Path) -> None:
+    for _ in range(2000):
+        assert bootstrap_key_problem(secrets.token_urlsafe(32)) is None
+        assert bootstrap_key_problem(secrets.token_hex(32)) is None
+    token = secrets.token_urlsafe(32)
+    store = KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=token)
+    key = store.authenticate(token)
+    assert key is not None
+    assert key.role is Role.ADMIN
+
+
+def test_the_estimate_sees_repeats_sequences_and_words() -> None:
+    assert estimated_entropy_bits("a" * 64) < 20
+    assert estimated_entropy_bits("abcdefghijklmnopqrstuvwxyz") < 20
+    random_bits = estimated_entropy_bits(secrets.token_urlsafe(32))
+    assert random_bits >= MIN_BOOTSTRAP_BITS
+    assert estimated_entropy_bits("correct-horse-battery-staple") < MIN_BOOTSTRAP_BITS
+    assert len(secrets.token_urlsafe(32)) >= MIN_BOOTSTRAP_LENGTH
+
+
+def test_a_key_is_active_until_revoked_by_id(tmp_path: Path) -> None:
+    bootstrap = secrets.token_urlsafe(32)
+    store = KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=bootstrap)
+    key, token = store.create("alice", Role.VIEWER, actor="admin")
+    assert store.is_active(key.id)
+    assert store.verify(token) == (key, "ok")
+    store.revoke("alice", actor="admin")
+    assert not store.is_active(key.id)
+    assert store.verify(token) == (None, "revoked")
+    assert store.verify("hck_" + "0" * 12 + "_" + "A" * 43) == (None, "unknown")
+    assert store.verify("not-a-key") == (None, "unknown")
+    assert store.is_active("bootstrap")
+    assert not KeyStore(tmp_path / "keys.sqlite3").is_active("bootstrap")
+    assert not store.is_active("no-such-id")
