@@ -345,6 +345,42 @@ class Settings(BaseSettings):
         default=None,
         description="File holding `api_key` (surrounding white space stripped), read when that "
         "is unset; it must exist at start.")
+    api_auth_failures_per_minute: int = Field(
+        default=60, ge=1, le=100_000, json_schema_extra={"unit": "failures"},
+        description="Unknown or revoked API keys one client address (IPv6: its /64) may try in "
+        "any minute; past it, every API request from that address answers 429 with "
+        "`Retry-After`, its key unchecked, until the oldest failure is a minute old. Failures "
+        "are counted in `homecare_api_auth_failures_total{reason}` and logged without the key.")
+    api_streams_per_key: int = Field(
+        default=16, ge=1, le=10_000, json_schema_extra={"unit": "streams"},
+        description="Event streams (`/api/v1/alerts/stream`) one key may hold open at once; one "
+        "more answers 429.")
+    api_key_recheck_s: float = Field(
+        default=2.0, gt=0, le=300, json_schema_extra={"unit": "s"},
+        description="How often an open event stream re-checks its key: the stream of a revoked "
+        "key ends within this time.")
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, json_schema_extra={"unit": "s"},
+        description="A connection must send a complete request head (request line and headers) "
+        "within this time of opening, or of the previous answer on it; otherwise it is closed "
+        "(`homecare_http_connections_closed_total{reason=\"header_timeout\"}`), so idle or "
+        "half-sent connections cannot pile up.")
+    http_body_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
+        description="A request body (at most 64 KiB) must have arrived within this time of its "
+        "head; otherwise the connection is closed.")
+    http_max_connections: int = Field(
+        default=1024, ge=16, le=1_000_000, json_schema_extra={"unit": "connections"},
+        description="Open HTTP connections at most. A new connection past it closes the oldest "
+        "one still waiting for a request head (idle or half-sent); when every one is busy, the "
+        "new one is closed at once. Requests being answered and event streams are never cut. "
+        "Kept below the process's open-files limit (raised to its hard limit at start), less "
+        "room for the stores and the broker.")
+    http_max_connections_per_client: int = Field(
+        default=256, ge=1, le=1_000_000, json_schema_extra={"unit": "connections"},
+        description="Open HTTP connections one client address (IPv6: its /64) may hold, with "
+        "the same rule (its own oldest waiting connection makes room). Behind a reverse proxy "
+        "every connection comes from the proxy: set it to `http_max_connections`.")
 
     # --- upstream delivery (gateway/upstream/) ----------------------------------------------
     upstream_url: str | None = Field(

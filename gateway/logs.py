@@ -1,11 +1,47 @@
-"""Structured logging: one event name and key=value fields per line, or JSON lines."""
+"""Structured logging: one event name and key=value fields per line, or JSON lines.
+
+Values in a line may come from outside (a request path, a topic, an exception's message): in
+text lines every control character (NUL, CR, LF, ESC, ...) is written as an escape (``\\x00``,
+``\\n``), so no input can forge a log line, hide text from a terminal or put raw bytes in the
+file; a traceback keeps its own line breaks. JSON lines are escaped by JSON itself.
+
+>>> escape("GET /a\\x00b\\r\\nforged")
+'GET /a\\\\x00b\\\\r\\\\nforged'
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
+                                else f"\\u{ord(char):04x}")
+
+
+def escape(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with its control characters escaped (line breaks kept if asked)."""
+    return (_CONTROL_BUT_NEWLINE if keep_newlines else _CONTROL).sub(_escaped, text)
+
+
+class _TextFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+    def formatException(self, ei: object) -> str:
+        return escape(super().formatException(ei), keep_newlines=True)  # type: ignore[arg-type]
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape(super().formatStack(stack_info), keep_newlines=True)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -27,7 +63,7 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
+        handler.setFormatter(_TextFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

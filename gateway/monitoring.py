@@ -133,6 +133,16 @@ class Metrics:
         self.snapshot_failures = Counter(
             "homecare_detector_snapshot_failures", "Detector snapshots that could not be "
             "written (the previous one is kept)", registry=r)
+        self.http_connections_open = Gauge(
+            "homecare_http_connections_open", "Open HTTP connections (API, console, health)",
+            registry=r)
+        self.http_connections_closed = Counter(
+            "homecare_http_connections_closed",
+            "HTTP connections the gateway closed itself, by reason: header_timeout (no complete "
+            "request head in http_header_timeout_s), body_timeout, evicted (the oldest one "
+            "waiting for a request head, to make room under http_max_connections or the "
+            "per-client cap), refused (a cap reached and every connection busy)", ["reason"],
+            registry=r)
         self.gc_pause = Histogram(
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
             "by generation", ["generation"], registry=r,

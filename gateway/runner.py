@@ -55,11 +55,12 @@ async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
             reason["stores_open"] = f"{type(exc).__name__}: {exc}"[:300]
             if failed_since is None:
                 failed_since = time.monotonic()
-                from gateway.http import not_ready_app, serve
+                from gateway.http import HttpLimits, not_ready_app, serve
 
                 host, port = settings.api_host_port
-                placeholder = asyncio.create_task(serve(not_ready_app(reason), host, port),
-                                                  name="http-not-ready")
+                placeholder = asyncio.create_task(
+                    serve(not_ready_app(reason), host, port,
+                          limits=HttpLimits.from_settings(settings)), name="http-not-ready")
                 log.error("storage.unavailable_at_start data_dir=%s error=%s: %s; the stores "
                           "cannot be opened, retrying every %.0f s (free space or fix the "
                           "data directory)", settings.data_dir, type(exc).__name__, exc,

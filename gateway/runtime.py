@@ -239,11 +239,13 @@ class Gateway:
                             if self.upstream is not None else None)
                 http = None
                 if self.serve_http:
-                    from gateway.http import serve
+                    from gateway.http import HttpLimits, serve
 
                     host, port = self.settings.api_host_port
                     http = tasks.create_task(
-                        serve(self._http_app(), host, port, self.http_started), name="http")
+                        serve(self._http_app(), host, port, self.http_started,
+                              limits=HttpLimits.from_settings(self.settings),
+                              metrics=self.metrics), name="http")
                 # Everything made so far (modules, classes, registry, app) lives as long as
                 # the process: keep it out of the collector's full passes, which otherwise
                 # stall the loop for 100+ ms under load (measured in the latency benchmark).
@@ -298,7 +300,10 @@ class Gateway:
             health=Health(self.readiness, self.readiness_reasons), metrics=self.metrics,
             api=ApiContext(keys=self.keys, registry=self.registry, live=self.live,
                            service_log=self.service_log, alert_store=self.alert_store,
-                           engine=self.alerts, history=history))
+                           engine=self.alerts, history=history, metrics=self.metrics.registry,
+                           auth_failures_per_minute=self.settings.api_auth_failures_per_minute,
+                           sse_streams_per_key=self.settings.api_streams_per_key,
+                           key_recheck_s=self.settings.api_key_recheck_s))
 
     # --- ingest -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
-from alerts.api._limits import BodyLimit
+from alerts.api._limits import ApiMetrics, AuthThrottle, BodyLimit, PathGuard, client_group
 from alerts.api._stream import ChangeHub, event_stream, format_event
 
 PREFIX = "/api/v1"
@@ -26,17 +26,21 @@ MAX_BODY_BYTES = 64 * 1024
 def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     """Mount the API on ``app``; returns the function that ends open streams (shutdown).
 
-    Also installs, for the whole app: JSON errors, and the request body limit
-    (:data:`MAX_BODY_BYTES`, 413).
+    Also installs, for the whole app: JSON errors, the request body limit
+    (:data:`MAX_BODY_BYTES`, 413) and the path check (400 for a path that names nothing,
+    :class:`PathGuard`).
     """
+    metrics = ApiMetrics(ctx.metrics)
     install_errors(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(ApiAuth, keys=ctx.keys)  # outermost: 401 before anything else
-    hub = ChangeHub(queue_size=ctx.sse_queue_size)
+    app.add_middleware(ApiAuth, keys=ctx.keys, metrics=metrics,
+                       throttle=AuthThrottle(failures_per_minute=ctx.auth_failures_per_minute))
+    app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing
+    hub = ChangeHub(queue_size=ctx.sse_queue_size, streams_per_key=ctx.sse_streams_per_key)
     unsubscribe = ctx.engine.add_listener(hub.publish) if ctx.engine is not None else None
-    api = APIRouter(prefix=PREFIX, responses=error_responses(400, 401, 422),
+    api = APIRouter(prefix=PREFIX, responses=error_responses(400, 401, 422, 429),
                     dependencies=[Depends(known_query_only)])
-    api.include_router(_alerts.router(ctx, hub))
+    api.include_router(_alerts.router(ctx, hub, metrics))
     api.include_router(_beds.router(ctx))
     api.include_router(_visits.router(ctx))
     api.include_router(_keys.router(ctx))
@@ -56,6 +60,7 @@ __all__ = [
     "ApiContext",
     "ApiError",
     "ChangeHub",
+    "client_group",
     "event_stream",
     "format_event",
     "install",

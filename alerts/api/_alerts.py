@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import weakref
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -10,9 +12,10 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import StringConstraints
 
-from alerts.api._auth import Dispatcher, require
+from alerts.api._auth import Dispatcher, Viewer, require
 from alerts.api._context import ApiContext
 from alerts.api._errors import ApiError, error_responses
+from alerts.api._limits import ApiMetrics
 from alerts.api._models import (
     ALERT_ID_PATTERN,
     EPOCH_MS_MAX,
@@ -26,12 +29,14 @@ from alerts.api._models import (
     ResolveBody,
     StreamReset,
 )
-from alerts.api._stream import ChangeHub, event_stream, resume_point
+from alerts.api._stream import ChangeHub, StreamEnd, event_stream, resume_point
 from alerts.engine import AlertEngine
 from alerts.errors import AlertNotFound
 from alerts.keys import Role
 from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
 from alerts.store import AlertStore
+
+log = logging.getLogger("homecare.api.stream")
 
 EpochMs = Annotated[int, Query(ge=0, le=EPOCH_MS_MAX)]
 IdList = Annotated[list[Annotated[str, StringConstraints(pattern=ID_PATTERN)]] | None,
@@ -75,7 +80,7 @@ def history_entry(change: AlertChange) -> HistoryEntry:
                         escalation_level=change.alert.escalation_level)
 
 
-def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
+def router(ctx: ApiContext, hub: ChangeHub, metrics: ApiMetrics) -> APIRouter:
     api = APIRouter(prefix="/alerts", tags=["alerts"])
     viewer = Depends(require(Role.VIEWER))
 
@@ -113,14 +118,15 @@ def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
             bed=bed, since=since, until=until, cursor=cursor, limit=limit)
         return AlertPage(items=[alert_out(a) for a in alerts], next_cursor=next_cursor)
 
-    @api.get("/stream", dependencies=[viewer], response_class=StreamingResponse,
+    @api.get("/stream", response_class=StreamingResponse,
              summary="Server-Sent Events of alert changes",
              responses={200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
                               "description": "`id:` change seq, `event:` action, `data:` the "
                                              "change as JSON (AlertChangeOut); or `event: "
                                              "reset` (StreamReset): reload the alerts."},
-                        **error_responses(400, 503)})
+                        **error_responses(400, 429, 503)})
     async def stream(
+        key: Viewer,
         last_event_id: Annotated[int | None, Query(
             ge=0, le=EPOCH_MS_MAX, description="Resume after this change seq (same as the "
                                                "Last-Event-ID header)")] = None,
@@ -132,10 +138,28 @@ def router(ctx: ApiContext, hub: ChangeHub) -> APIRouter:
         """Every change after ``Last-Event-ID`` from the store, then live changes; keep-alive
         comments when idle. Slow clients are disconnected and resume with Last-Event-ID.
         A Last-Event-ID above the newest change (a restored store) or not a change seq is
-        answered with an ``event: reset`` first: reload the alerts, then read on."""
+        answered with an ``event: reset`` first: reload the alerts, then read on. The stream
+        ends once its key is revoked; one key holds a bounded number of streams (429)."""
         resume = resume_point(last_event_id, last_event_id_header)
-        body = event_stream(hub, store(), last_event_id=resume, follow=follow,
-                            heartbeat_s=ctx.sse_heartbeat_s, retry_ms=ctx.sse_retry_ms)
+        alert_store = store()
+        slot = hub.take_slot(key.id)
+        if slot is None:
+            metrics.streams_refused.inc()
+            raise ApiError(429, f"the key {key.name!r} already has {hub.streams_per_key} "
+                                f"streams open; close one first", error="too_many_requests",
+                           headers={"Retry-After": "5"})
+
+        def ended(reason: StreamEnd) -> None:
+            slot.release()
+            if reason != "closed":
+                metrics.streams_ended.labels(reason).inc()
+                log.info("api.stream_closed reason=%s key=%s", reason, key.name)
+
+        body = event_stream(hub, alert_store, last_event_id=resume, follow=follow,
+                            heartbeat_s=ctx.sse_heartbeat_s, retry_ms=ctx.sse_retry_ms,
+                            key_active=lambda: ctx.keys.is_active(key.id),
+                            recheck_s=ctx.key_recheck_s, on_end=ended)
+        weakref.finalize(body, slot.release)  # a stream never started still gives it back
         return StreamingResponse(body, media_type="text/event-stream", headers={
             "Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

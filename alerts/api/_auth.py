@@ -6,6 +6,13 @@ so no route (or unknown path) under ``/api`` says anything without a key. It put
 ``request.state.api_key`` and records every write (POST/PUT/PATCH/DELETE) in the key store's
 audit table with the key's name and the answer's status.
 
+Every refusal is counted (``homecare_api_auth_failures_total{reason}``). Wrong keys are
+limited per client address (:class:`~alerts.api._limits.AuthThrottle`): once an address has
+tried ``api_auth_failures_per_minute`` unknown or revoked keys within a minute, each of its API
+requests is answered 429 with ``Retry-After``, its key unchecked, until the oldest failure is a
+minute old. Failures are logged, never the key: an address's first failure in a minute and its
+lockout, at most 20 lines a minute in all (the rest counted).
+
 :func:`require` is the per-route dependency that checks the role (403) and declares the bearer
 scheme in the OpenAPI document.
 """
@@ -23,13 +30,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.api._errors import ApiError
-from alerts.keys import ApiKey, KeyStore, Role
+from alerts.api._limits import ApiMetrics, AuthThrottle, LogBudget, client_address
+from alerts.keys import MAX_TOKEN_LENGTH, ApiKey, KeyStore, Role
 
 log = logging.getLogger("homecare.api")
 
 PREFIX: Final = "/api"
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAX_HEADER_TOKEN: Final = 512
+COUNTED_REASONS: Final = frozenset({"unknown", "revoked"})
+"""Failures that spend an address's budget: a key was tried. A request without one, or with
+a header that is not ``Bearer <key>``, guesses nothing (it is counted, not limited)."""
 
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                     description="An API key: `Authorization: Bearer <key>`. Roles: viewer "
@@ -37,35 +47,50 @@ bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                                 "admin (also manage keys).")
 
 
-def _token(scope: Scope) -> str | None:
+def _token(scope: Scope) -> tuple[str | None, str]:
+    """The bearer token, or ``None`` and why not (``missing``, ``malformed``)."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             text: str = bytes(value).decode("latin-1")
             scheme, _, token = text.partition(" ")
             token = token.strip()
-            if scheme.lower() == "bearer" and token and len(token) <= MAX_HEADER_TOKEN:
-                return token
-            return None
-    return None
+            if scheme.lower() == "bearer" and token and len(token) <= MAX_TOKEN_LENGTH:
+                return token, ""
+            return None, "malformed"
+    return None, "missing"
 
 
 class ApiAuth:
-    """ASGI middleware: 401 for ``/api`` without a valid key; audit of every write."""
+    """ASGI middleware: 401 for ``/api`` without a valid key, 429 for an address that tried
+    too many wrong ones; audit of every write."""
 
-    def __init__(self, app: ASGIApp, *, keys: KeyStore) -> None:
+    def __init__(self, app: ASGIApp, *, keys: KeyStore, throttle: AuthThrottle,
+                 metrics: ApiMetrics) -> None:
         self.app = app
         self.keys = keys
+        self.throttle = throttle
+        self.metrics = metrics
+        self.log_budget = LogBudget()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         if scope["type"] != "http" or not (path == PREFIX or path.startswith(PREFIX + "/")):
             await self.app(scope, receive, send)
             return
-        token = _token(scope)
-        key = await asyncio.to_thread(self.keys.authenticate, token) if token else None
+        client = client_address(scope)
+        retry_after = self.throttle.retry_after_s(client)
+        if retry_after is not None:
+            self.metrics.auth_failures.labels("throttled").inc()
+            await _too_many(send, retry_after)
+            return
+        token, reason = _token(scope)
+        key = None
+        if token is not None:
+            key, reason = await asyncio.to_thread(self.keys.verify, token)
         if key is None:
+            self._failed(client, reason, path)
             await _unauthorized(send, "missing API key: send Authorization: Bearer <key>"
-                                if token is None else "invalid or revoked API key")
+                                if reason == "missing" else "invalid or revoked API key")
             return
         scope.setdefault("state", {})["api_key"] = key
         method: str = scope.get("method", "GET")
@@ -93,6 +118,37 @@ class ApiAuth:
                                         target=path, status=status)
             except Exception:
                 log.exception("api.audit_failed actor=%s path=%s", key.name, path)
+
+
+    def _failed(self, client: str, reason: str, path: str) -> None:
+        self.metrics.auth_failures.labels(reason).inc()
+        if reason not in COUNTED_REASONS:
+            return
+        failures = self.throttle.failed(client)
+        locked = failures >= self.throttle.failures_per_minute
+        if failures != 1 and not locked:
+            return
+        allowed, suppressed = self.log_budget.allow()
+        if not allowed:
+            return
+        if locked:
+            log.warning("api.auth_throttled client=%s failures=%d window_s=60 retry_after_s=%d "
+                        "suppressed=%d; its API requests answer 429 meanwhile", client,
+                        failures, self.throttle.retry_after_s(client) or 0, suppressed)
+        else:
+            log.info("api.auth_failed client=%s reason=%s path=%s suppressed=%d; further "
+                     "failures from it are counted (homecare_api_auth_failures_total)",
+                     client, reason, path[:200], suppressed)
+
+
+async def _too_many(send: Send, retry_after: int) -> None:
+    body = json.dumps({"error": "too_many_requests",
+                       "detail": f"too many failed authentications from this address; retry "
+                                 f"after {retry_after} s"}).encode()
+    await send({"type": "http.response.start", "status": 429, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(retry_after).encode()), (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _unauthorized(send: Send, detail: str) -> None:

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry
+
 from alerts.engine import AlertEngine
 from alerts.history import HistoryReader
 from alerts.keys import KeyStore
@@ -40,3 +42,12 @@ class ApiContext:
     with ``Last-Event-ID``."""
     sse_retry_ms: int = 2000
     """Reconnection delay suggested to stream clients."""
+    sse_streams_per_key: int = 16
+    """Event streams one key may hold open at once; one more is refused (429)."""
+    key_recheck_s: float = 2.0
+    """How often an open event stream re-checks its key: a revoked key's stream ends within
+    this time."""
+    auth_failures_per_minute: int = 60
+    """Unknown or revoked keys one client address may try in any minute; then 429."""
+    metrics: CollectorRegistry | None = None
+    """Where the API's counters go (the gateway's registry); ``None``: a private one."""

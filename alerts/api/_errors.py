@@ -4,7 +4,9 @@ Installed on the whole app, so ``/healthz`` and friends answer errors in the sam
 422: the request breaks the OpenAPI document (validation errors keep ``loc``, ``msg`` and
 ``type`` but never echo the input back). 400: the request fits the document but cannot be
 served as asked (a cursor this gateway did not make, ``since`` after ``until``, a reserved key
-name).
+name), or its path names nothing. 429: too many failed authentications from the address, or
+too many streams on one key (with ``Retry-After``). A client gone while its request was read
+(a body cut off by the body timeout) is no error of ours: nothing is logged.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from alerts.api._models import ErrorBody
 from alerts.errors import (
@@ -34,7 +37,7 @@ log = logging.getLogger("homecare.api")
 CODES: Final = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "invalid_request",
-    500: "internal_error", 502: "bad_gateway", 503: "unavailable",
+    429: "too_many_requests", 500: "internal_error", 502: "bad_gateway", 503: "unavailable",
 }
 
 
@@ -100,6 +103,9 @@ def install(app: FastAPI) -> None:
         return error_response(503, "storage is unavailable; retry shortly",
                               headers={"Retry-After": "5"})
 
+    async def client_gone(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(400, "the client went away while the request was read")
+
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.error("api.internal_error path=%s", request.url.path, exc_info=exc)
         return error_response(500, "internal error; it has been logged")
@@ -113,4 +119,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StoreUnavailable, unavailable)
     app.add_exception_handler(ServiceLogUnavailable, unavailable)
     app.add_exception_handler(sqlite3.OperationalError, unavailable)
+    app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, internal)

@@ -29,6 +29,11 @@ it reloads its alert list (``GET /api/v1/alerts``) and keeps reading; the ``id:`
 makes its next reconnection resume from the head. (The store keeps every change it has, so any
 other ``Last-Event-ID`` below the head is resumed exactly.)
 
+A stream lives as long as its key: it re-checks the key every ``key_recheck_s`` and, once
+the key is revoked, ends with a last comment (``: key revoked``); reconnecting then answers
+401. One key holds at most ``sse_streams_per_key`` streams at once (:meth:`ChangeHub.take_slot`;
+one more is refused with 429), so a leaked key cannot pin the gateway's connections.
+
 Live changes come from the engine's listener, called in the committing worker thread after the
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
 so the engine never waits for a client. Each client has a bounded buffer; a client that falls
@@ -44,8 +49,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import AsyncIterator
+from collections import Counter, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Final, Literal
 
 import msgspec
@@ -96,17 +101,49 @@ class Subscription:
         self.wake.set()
 
 
+class StreamSlot:
+    """One of a key's places for an open stream; :meth:`release` gives it back (once)."""
+
+    __slots__ = ("_owner", "_slots")
+
+    def __init__(self, slots: Counter[str], owner: str) -> None:
+        self._slots: Counter[str] | None = slots
+        self._owner = owner
+
+    def release(self) -> None:
+        slots, self._slots = self._slots, None
+        if slots is not None:
+            slots[self._owner] -= 1
+            if slots[self._owner] <= 0:
+                del slots[self._owner]
+
+
 class ChangeHub:
     """Fans committed alert changes out to stream clients on the event loop."""
 
-    def __init__(self, *, queue_size: int = 1000) -> None:
+    def __init__(self, *, queue_size: int = 1000, streams_per_key: int = 16) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be positive")
+        if streams_per_key < 1:
+            raise ValueError("streams_per_key must be positive")
         self.queue_size = queue_size
+        self.streams_per_key = streams_per_key
         self._subscribers: set[Subscription] = set()
+        self._slots: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
         self.disconnected_slow = 0
+
+    def take_slot(self, owner: str) -> StreamSlot | None:
+        """A place for one more stream of ``owner`` (a key id), or ``None`` when it has
+        ``streams_per_key`` open. The stream releases it when it ends."""
+        if self._slots[owner] >= self.streams_per_key:
+            return None
+        self._slots[owner] += 1
+        return StreamSlot(self._slots, owner)
+
+    def streams_of(self, owner: str) -> int:
+        return self._slots.get(owner, 0)
 
     # --- worker thread --------------------------------------------------------------------
 
@@ -175,12 +212,44 @@ def resume_point(query: int | None, header: str | None) -> int | str | None:
     return int(text) if text.isascii() and text.isdigit() else text
 
 
+StreamEnd = Literal["closed", "key_revoked", "too_slow"]
+
+
 async def event_stream(hub: ChangeHub, store: AlertStore, *,
                        last_event_id: int | str | None, follow: bool = True,
                        heartbeat_s: float = 15.0, retry_ms: int = 2000,
+                       key_active: Callable[[], bool] | None = None, recheck_s: float = 2.0,
+                       on_end: Callable[[StreamEnd], None] | None = None,
                        ) -> AsyncIterator[bytes]:
     """The bytes of one client's stream; see the module docstring. ``last_event_id``: a change
-    seq, or text that is none (see :func:`resume_point`)."""
+    seq, or text that is none (see :func:`resume_point`). ``key_active`` (a blocking call, run
+    on a thread) is asked every ``recheck_s`` whether the stream's key still works; the stream
+    ends when it does not. ``on_end`` hears why the stream ended, however it ends."""
+    ended: StreamEnd = "closed"
+    try:
+        async with contextlib.aclosing(_event_stream(
+                hub, store, last_event_id=last_event_id, follow=follow,
+                heartbeat_s=heartbeat_s, retry_ms=retry_ms, key_active=key_active,
+                recheck_s=recheck_s)) as chunks:
+            async for chunk in chunks:
+                if chunk is _KEY_REVOKED:
+                    ended = "key_revoked"
+                elif chunk is _TOO_SLOW:
+                    ended = "too_slow"
+                yield chunk
+    finally:
+        if on_end is not None:
+            on_end(ended)
+
+
+_KEY_REVOKED: Final = b": key revoked; this stream is closed\n\n"
+_TOO_SLOW: Final = b": disconnected: too far behind; reconnect with Last-Event-ID\n\n"
+
+
+async def _event_stream(hub: ChangeHub, store: AlertStore, *,
+                        last_event_id: int | str | None, follow: bool, heartbeat_s: float,
+                        retry_ms: int, key_active: Callable[[], bool] | None,
+                        recheck_s: float) -> AsyncGenerator[bytes, None]:
     yield b"retry: %d\n\n" % retry_ms
     head = await asyncio.to_thread(store.last_seq)
     reason: ResetReason | None = None
@@ -215,23 +284,38 @@ async def event_stream(hub: ChangeHub, store: AlertStore, *,
     if not follow:
         return
     subscription = hub.subscribe()
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + recheck_s
     try:
         # Changes committed between the read above and subscribing are in the store now.
         async for chunk in catch_up():
             yield chunk
+        quiet_since = loop.time()
         while True:
             if subscription.closed:
                 return
             if subscription.overflowed:
-                yield b": disconnected: too far behind; reconnect with Last-Event-ID\n\n"
+                yield _TOO_SLOW
                 return
+            now = loop.time()
+            if key_active is not None and now >= next_check:
+                if not await asyncio.to_thread(key_active):
+                    yield _KEY_REVOKED
+                    return
+                next_check = loop.time() + recheck_s
+                continue
             if not subscription.changes:
-                subscription.wake.clear()
-                try:
-                    async with asyncio.timeout(heartbeat_s):
-                        await subscription.wake.wait()
-                except TimeoutError:
+                if now - quiet_since >= heartbeat_s:
+                    quiet_since = now
                     yield b": keep-alive\n\n"
+                    continue
+                wait = quiet_since + heartbeat_s - now
+                if key_active is not None:
+                    wait = min(wait, next_check - now)
+                subscription.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await subscription.wake.wait()
                 continue
             change = subscription.changes.popleft()
             if change.seq <= sent:
@@ -240,6 +324,7 @@ async def event_stream(hub: ChangeHub, store: AlertStore, *,
                 async for chunk in catch_up(until=change.seq - 1):
                     yield chunk
             sent = change.seq
+            quiet_since = loop.time()
             yield format_event(change)
     finally:
         hub.unsubscribe(subscription)

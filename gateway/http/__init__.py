@@ -6,8 +6,16 @@ and, under ``reasons``, why: "disk_full: ...", "credentials refused: ..."); ``/m
 the Prometheus text format. These three need no key. The alert API (:mod:`alerts.api`) is under
 ``/api/v1`` and needs ``Authorization: Bearer <key>`` on every route; its OpenAPI document is
 ``/openapi.json``, rendered at ``/docs`` (assets served locally, no CDN). The dispatcher
-console (static files) is at ``/``. Request bodies over 64 KiB are refused (413). Served by
-uvicorn inside the gateway's own event loop; on shutdown, open event streams are ended first.
+console (static files) is at ``/``. Request bodies over 64 KiB are refused (413), paths that
+name nothing 400. Served by uvicorn inside the gateway's own event loop; on shutdown, open
+event streams are ended first.
+
+The server holds against cheap tricks (:mod:`gateway.http._connections`): a request head must
+be complete within ``http_header_timeout_s``, its body within ``http_body_timeout_s``; open
+connections are capped in total and per client address, the oldest idle or half-sent one
+making room for a new one, below the open-files limit (raised to its hard limit at start).
+Every answer says ``nosniff``, every HTML page carries a Content-Security-Policy, ``DENY``
+framing and no referrer (:mod:`gateway.http._pages`).
 """
 
 from __future__ import annotations
@@ -21,12 +29,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import uvicorn
-from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from alerts.api import ApiContext, install
+from gateway.http._connections import (
+    BACKLOG,
+    ConnectionGuard,
+    HttpLimits,
+    connection_cap,
+    guarded_protocol,
+    raise_open_files_limit,
+)
+from gateway.http._pages import SecurityHeaders, docs_page
 
 if TYPE_CHECKING:
     from gateway.monitoring import Metrics
@@ -34,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("homecare.http")
 
 ShutdownHook = Callable[[], Awaitable[None] | None]
+DOCS_ASSETS = "/docs-assets"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +67,14 @@ def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
     API works on (``api.history``, when set, is closed on :func:`shutdown`)."""
     # The OpenAPI page's script and styles are served by the gateway itself (fastapi-offline
     # bundles them): a care station may have no internet, and no page of ours uses a CDN.
-    app = FastAPIOffline(title="Home-care gateway", version="1", docs_url="/docs",
-                         redoc_url=None, static_url="/docs-assets")
+    app = FastAPIOffline(title="Home-care gateway", version="1", docs_url=None,
+                         redoc_url=None, static_url=DOCS_ASSETS)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return docs_page(title=f"{app.title} - Swagger UI", openapi_url=f"{root}{app.openapi_url}",
+                         assets_url=f"{root}{DOCS_ASSETS}")
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
@@ -80,6 +104,7 @@ def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
     from alerts.console import router as console
 
     app.include_router(console)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -87,6 +112,7 @@ def not_ready_app(reason: dict[str, str]) -> FastAPI:
     """What the gateway's address answers while its stores cannot be opened: alive, not
     ready, and why."""
     app = FastAPI(title="Home-care gateway (stores not open)", docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -111,13 +137,28 @@ async def shutdown(app: FastAPI) -> None:
             log.exception("http.shutdown_hook_failed hook=%r", hook)
 
 
-async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None
-                ) -> None:
+async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None,
+                *, limits: HttpLimits, metrics: Metrics | None = None) -> None:
     """Run uvicorn until cancelled; then end the event streams, stop accepting connections and
     let requests in flight finish (at most a few seconds)."""
+    before, after = raise_open_files_limit()
+    max_connections = connection_cap(limits.max_connections)
+    closed = (metrics.http_connections_closed.labels if metrics is not None else None)
+
+    def count_closed(reason: str) -> None:
+        if closed is not None:
+            closed(reason).inc()
+
+    guard = ConnectionGuard(max_connections=max_connections,
+                            max_per_client=min(limits.max_connections_per_client,
+                                               max_connections),
+                            closed=count_closed)
+    if metrics is not None:
+        metrics.http_connections_open.set_function(lambda: guard.open)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", h11_max_incomplete_event_size=16 * 1024,
-                            timeout_graceful_shutdown=3)
+                            http=guarded_protocol(limits, guard, count_closed),
+                            backlog=BACKLOG, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
     # The gateway owns SIGTERM/SIGINT (clean shutdown of intake first); uvicorn must not.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
@@ -127,7 +168,15 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
-        log.info("http.listening addr=%s:%d", host, port)
+        log.info("http.listening addr=%s:%d max_connections=%d per_client=%d "
+                 "header_timeout_s=%g body_timeout_s=%g open_files=%d%s", host, port,
+                 max_connections, guard.max_per_client, limits.header_timeout_s,
+                 limits.body_timeout_s, after,
+                 f" (raised from {before})" if after != before else "")
+        if max_connections < limits.max_connections:
+            log.warning("http.connections_capped wanted=%d max_connections=%d open_files=%d; "
+                        "raise the open-files limit (LimitNOFILE) for more",
+                        limits.max_connections, max_connections, after)
         if started is not None:
             started.set()
         # Shielded: cancelling this coroutine must not cancel uvicorn itself, which would cut
@@ -139,3 +188,6 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, 5)
+
+
+__all__ = ["Health", "HttpLimits", "create_app", "not_ready_app", "serve", "shutdown"]
