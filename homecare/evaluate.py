@@ -7,7 +7,9 @@ between the label's start and its end plus a tolerance. Per alert type:
 * **precision**: alerts that match some label / alerts (a second alert for the same label is
   not false, but is counted under ``repeats``: alarm fatigue shows there);
 * **delay**: first matching alert's ``opened_at`` minus the label's start (median, p95 and
-  maximum);
+  maximum); for alerts that say what was usual for the person (inactivity's
+  ``usual_minutes``), also the median delay from the moment the stillness became longer than
+  usual;
 * **false per bed-day**: alerts matching no label / (beds x days).
 
 Bed-days come from ``bed_days`` when given, else from the beds and the time span seen in the
@@ -57,6 +59,7 @@ class AlertRecord(msgspec.Struct, frozen=True):
     site: str
     bed: str
     opened_at: int
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -68,6 +71,9 @@ class TypeScore:
     matched_alerts: int = 0
     repeats: int = 0
     delays_ms: list[int] = field(default_factory=list)
+    past_usual_ms: list[int] = field(default_factory=list)
+    """Per detected label whose alert says what was usual (inactivity's ``usual_minutes``):
+    from the moment the stillness became longer than usual to the alert."""
     missed: list[Label] = field(default_factory=list)
     false_alerts: list[AlertRecord] = field(default_factory=list)
 
@@ -133,6 +139,9 @@ class Evaluation:
                 "delay_median_s": _round(score.delay_s(50), 1),
                 "delay_p95_s": _round(score.delay_s(95), 1),
                 "delay_max_s": _round(score.delay_s(100), 3),
+                "delay_past_usual_median_s": _round(
+                    float(np.median(score.past_usual_ms)) / 1000, 1)
+                if score.past_usual_ms else None,
                 "false_per_bed_day": _round(self.false_per_bed_day(score), 4),
             })
         return out
@@ -181,6 +190,11 @@ class Evaluation:
         text.insert(1, "-" * len(text[0]))
         text.insert(len(text) - 1, "-" * len(text[0]))
         text.append(f"bed-days {self.bed_days:.1f}, tolerance {self.tolerance_s:g} s")
+        for row in self.rows():
+            if row.get("delay_past_usual_median_s") is not None:
+                text.append(f"{row['type']}: median delay from the moment it became longer "
+                            "than usual for the person at that hour: "
+                            f"{_duration(row['delay_past_usual_median_s'])}")
         if self.profiles:
             text += ["", self.profile_table()]
         return "\n".join(text)
@@ -249,6 +263,7 @@ def evaluate(labels: Sequence[Label], alerts: Sequence[AlertRecord], *,
         by_key[(label.site, label.bed, label.type)].append(i)
         scores[label.type].labels += 1
     first_alert: dict[int, int] = {}
+    usual_ms: dict[int, int] = {}
     for alert in sorted(alerts, key=lambda a: (a.opened_at, a.id)):
         score = scores[alert.type]
         score.alerts += 1
@@ -264,11 +279,17 @@ def evaluate(labels: Sequence[Label], alerts: Sequence[AlertRecord], *,
             continue
         first = min(fresh, key=lambda i: labels[i].start)
         first_alert[first] = alert.opened_at
+        usual = alert.evidence.get("usual_minutes")
+        if isinstance(usual, int | float):
+            usual_ms[first] = round(usual * 60_000)
     for i, label in enumerate(labels):
         score = scores[label.type]
         if i in first_alert:
             score.detected += 1
             score.delays_ms.append(first_alert[i] - label.start)
+            if i in usual_ms:
+                score.past_usual_ms.append(
+                    max(0, first_alert[i] - label.start - usual_ms[i]))
         else:
             score.missed.append(label)
     total = TypeScore("all")

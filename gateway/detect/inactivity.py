@@ -24,10 +24,11 @@ bed at a usual-sleep hour, when the still run reaches the threshold of this hour
 of the thresholds of the hour before, this one and the next (so a nap that starts or ends half
 an hour off its usual time is still usual), where an hour's threshold is
 
-* learnt: ``max(inactivity_min_minutes / 2, usual + max(30 min, 0.3 x usual))``: a still run
-  at an hour when the person is usually active (usual 10-30 min) is flagged 30 minutes after
-  it became unusual, after an hour at least; a usual afternoon nap raises the threshold of
-  its hours by itself;
+* learnt: ``max(inactivity_min_minutes / 4, usual + max(MARGIN_MIN, 0.3 x usual))``: a still
+  run at an hour when the person is usually active (usual 10-30 min) is flagged
+  :data:`MARGIN_MIN` after it became unusual, so within 30 minutes with the minute's
+  evaluation rounds (after 35-55 minutes); in bed, at least ``inactivity_min_minutes / 2``; a
+  usual afternoon nap raises the threshold of its hours by itself;
 * not learnt yet (warm-up: the first day of a new bed, hours at which the person is never
   home): ``max(inactivity_min_minutes, inactivity_factor x prior)``, the prior usual being 20
   minutes by day and 40 at night, which is the threshold used before anything is learnt;
@@ -100,11 +101,13 @@ of memory)."""
 PRIOR_DAY_MIN: Final = 20.0
 PRIOR_NIGHT_MIN: Final = 40.0
 """Usual longest still run (minutes) assumed for an hour not yet observed."""
-MARGIN_MIN: Final = 30.0
+MARGIN_MIN: Final = 25.0
 MARGIN_SHARE: Final = 0.3
 """A learnt hour's threshold is its usual plus ``max(MARGIN_MIN, MARGIN_SHARE x usual)``."""
-FLOOR_SHARE: Final = 0.5
-"""... and at least this share of ``inactivity_min_minutes``."""
+FLOOR_SHARE: Final = 0.25
+IN_BED_FLOOR_SHARE: Final = 0.5
+"""... and at least this share of ``inactivity_min_minutes`` (30 minutes by default; in bed
+out of the usual sleep, 60: a nap the routine has not learnt is not an emergency)."""
 CEILING_FACTOR: Final = 2.0
 """No threshold is above this times ``inactivity_min_minutes`` (where in bed is known)."""
 SLEEP_SHARE: Final = 0.3
@@ -460,6 +463,10 @@ class InactivityDetector(DetectorBase):
         sleep = self._sleep_hour(beds, local)
         asleep = in_bed & sleep & ((in_bed_t >= now_ms - BED_FRESH_MS) | (since <= in_bed_t))
         ceiling = CEILING_FACTOR * minimum
+        # Lying still in bed out of the usual sleep (a nap the routine does not know yet) is
+        # given the in-bed floor; still in the room, the lower floor.
+        threshold = np.where(in_bed & known, np.maximum(threshold, IN_BED_FLOOR_SHARE * minimum),
+                             threshold)
         threshold = np.where(known, np.minimum(threshold, ceiling), threshold)
         still = (now_ms - since) / MINUTE_MS
         weekend = (((local // DAY_MS) + 3) % 7 >= 5).astype(np.int64)

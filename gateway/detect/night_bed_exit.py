@@ -23,9 +23,11 @@ the median distance from them. The night then runs from the usual bedtime less
 before, the usual wake time is the morning (an early riser's morning is not a night exit), and
 the evening before a night owl's usual bedtime is not night.
 
-**Warm-up**: until :data:`WARMUP_NIGHTS` nights of the kind (weekday or weekend) are learnt,
-the other kind's are used; until neither has that many, the night is the registry's window,
-as before learning existed. An away night has no stretch in bed and teaches nothing.
+**Warm-up**: until :data:`WARMUP_NIGHTS` night of the kind (weekday or weekend) is learnt,
+the other kind's are used; until neither has one, the night is the registry's window, as
+before learning existed (so an early riser's first morning is judged by it). An away night has
+no stretch in bed and teaches nothing, nor does a stretch whose start was not seen (the bed
+first seen, or seen again after a data gap, with the person already in bed).
 
 **The return limit** is judged against this person's night trips: the length of each
 out-of-bed spell that began in their night, was seen to begin (not made up after a data gap)
@@ -97,8 +99,14 @@ STALE_MS: Final = 15 * MINUTE_MS
 
 NIGHTS: Final = 12
 """Nights kept per kind (weekday, weekend) for the usual bedtime and wake time."""
-WARMUP_NIGHTS: Final = 3
-"""Nights of a kind needed before the learnt night replaces the registry's window."""
+WARMUP_NIGHTS: Final = 1
+"""Nights of a kind needed before the learnt night replaces the registry's window: one (an
+early riser is taken for an early riser from the second morning; a night whose start was not
+seen, the first after a new install or a data gap, teaches nothing)."""
+SPREAD_NIGHTS: Final = 3
+"""Nights of the kind needed to know how much bedtime and wake time vary; with fewer, the
+margins are at their widest (an early riser up 40 minutes before their one learnt morning
+is still the morning; the middle of the night is still night)."""
 MERGE_GAP_MS: Final = 90 * MINUTE_MS
 """Out of bed (or unseen) for less than this, a stretch in bed goes on: a night trip."""
 SLEEP_MIN_MS: Final = 3 * HOUR_MS
@@ -185,6 +193,10 @@ class NightBedExitDetector(DetectorBase):
         b.column("night_of", np.int64, NONE)
         """Local noon-to-noon day of the latest stretch in bed, and its longest stretch."""
         b.column("best_start", np.int64, NONE)
+        b.column("stretch_cut", np.bool_, False)
+        b.column("best_cut", np.bool_, False)
+        """The stretch (the night's longest) began when the bed was first seen or after a data
+        gap: the person may have been in bed long before, so its bedtime is not learnt."""
         b.column("best_end", np.int64, NONE)
         b.column("bedtimes", np.float32, np.nan, (2, NIGHTS))
         b.column("wakes", np.float32, np.nan, (2, NIGHTS))
@@ -250,7 +262,7 @@ class NightBedExitDetector(DetectorBase):
         np.maximum.at(last_t, bed, t)
         np.maximum.at(b["last_received"], bed, received)
         self._learn_trips(beds, old_since, was_out & observed, bed[is_in], t[is_in])
-        self._learn_stretches(bed[is_in], t[is_in])
+        self._learn_stretches(bed[is_in], t[is_in], gap[is_in])
         np.maximum.at(b["seen_in"], bed[is_in], t[is_in])
         self._fold_home(ir)
 
@@ -298,8 +310,9 @@ class NightBedExitDetector(DetectorBase):
             trips[i, trip_next[i]] = minutes
             trip_next[i] = (trip_next[i] + 1) % TRIPS
 
-    def _learn_stretches(self, bed: I64, t: I64) -> None:
-        """Stretches in bed, each night's longest, and the nights learnt from them."""
+    def _learn_stretches(self, bed: I64, t: I64, unseen_before: Bool) -> None:
+        """Stretches in bed, each night's longest, and the nights learnt from them;
+        ``unseen_before``: nothing was seen just before the sample (first sight, data gap)."""
         if not len(bed):
             return
         b = self.beds
@@ -313,21 +326,24 @@ class NightBedExitDetector(DetectorBase):
         best_start, best_end = b["best_start"], b["best_end"]
         fresh = (previous[breaks] == NONE) & (night_of[bed[breaks]] == NONE)  # first sight
         start[bed[breaks[fresh]]], night_of[bed[breaks[fresh]]] = t[breaks[fresh]], days[fresh]
+        cut, best_cut = b["stretch_cut"], b["best_cut"]
+        cut[bed[breaks[fresh]]] = unseen_before[breaks[fresh]]
         for k, day in zip(breaks[~fresh].tolist(), days[~fresh].tolist(), strict=True):
             i, began, ended = int(bed[k]), int(start[bed[k]]), int(previous[k])
             if began != NONE and ended != NONE and ended > began and (
                     best_start[i] == NONE or ended - began > best_end[i] - best_start[i]):
-                best_start[i], best_end[i] = began, ended
+                best_start[i], best_end[i], best_cut[i] = began, ended, cut[i]
             if night_of[i] == NONE or day > night_of[i]:
                 if night_of[i] != NONE:
                     self._learn_night(i)
                 night_of[i], best_start[i], best_end[i] = day, NONE, NONE
-            start[i] = t[k]
+            start[i], cut[i] = t[k], unseen_before[k]
 
     def _learn_night(self, i: int) -> None:
         b = self.beds
         began, ended = int(b["best_start"][i]), int(b["best_end"][i])
-        if began == NONE or not SLEEP_MIN_MS <= ended - began <= SLEEP_MAX_MS:
+        if began == NONE or not SLEEP_MIN_MS <= ended - began <= SLEEP_MAX_MS \
+                or b["best_cut"][i]:
             return
         local = self.fleet.local_ms(np.array([i, i]), np.array([began, ended]))
         noon = (int(local[0]) - NOON_MS) // DAY_MS * DAY_MS + NOON_MS
@@ -366,6 +382,9 @@ class NightBedExitDetector(DetectorBase):
             wake[at] = np.nanmedian(wakes, axis=1)
             bed_spread = np.nanmedian(np.abs(bedtimes - bedtime[at, None]), axis=1)
             wake_spread = np.nanmedian(np.abs(wakes - wake[at, None]), axis=1)
+            # From one or two nights the spread is not known yet: the widest margins.
+            unsure = counts[rows, kind][at] < SPREAD_NIGHTS
+            bed_spread[unsure] = wake_spread[unsure] = np.inf
             first = bedtime[at] - _margin(bed_spread, BED_MARGIN_MIN)
             last = wake[at] - _margin(wake_spread, WAKE_MARGIN_MIN)
             registry_start = (fleet.night_start_min[beds[at]] - 12 * 60) % DAY_MIN

@@ -148,3 +148,17 @@ def test_reading_labels_and_alerts_jsonl() -> None:
         id="x", incident="s1/b1/fall/#1", type=AlertType.FALL, severity=Severity.CRITICAL,
         site="s1", bed="b1", opened_at=1, updated_at=1, status=AlertStatus.OPEN)) + b"\n")
     assert evaluate(labels, alerts).scores["fall"].recall == 1.0
+
+
+def test_inactivity_delay_is_also_reported_from_the_moment_it_became_unusual() -> None:
+    """Issue #12: still from 10:00, usually still for 20 minutes at that hour, flagged at 10:50:
+    50 minutes after the start, 30 after it became longer than usual."""
+    minute = 60_000
+    labels = [label("b1", "inactivity", 0, 90 * minute)]
+    alerts = [AlertRecord(id="a", type="inactivity", site="s1", bed="b1",
+                          opened_at=50 * minute, evidence={"usual_minutes": 20.0})]
+    scored = evaluate(labels, alerts, bed_days=1)
+    row = next(r for r in scored.rows() if r["type"] == "inactivity")
+    assert row["delay_median_s"] == 3000
+    assert row["delay_past_usual_median_s"] == 1800
+    assert "became longer than usual for the person at that hour: 30.0m" in scored.table()
