@@ -134,7 +134,7 @@ def day_with_tv(day: int, tv_db: float, *, seed: int) -> list[tuple[int, Message
 
 def test_a_hard_of_hearing_persons_evening_tv_becomes_usual_and_distress_above_it_still_counts(
         ) -> None:
-    traffic = sorted(sum((day_with_tv(d, 70.0, seed=10 * d) for d in range(4)), []),
+    traffic = sorted((p for d in range(4) for p in day_with_tv(d, 70.0, seed=10 * d)),
                      key=lambda p: p[0])
     evening = T0 + 4 * DAY + 14 * HOUR  # day 5, 20:00
     traffic += room(T0 + 4 * DAY, evening, 34.0)[: -1]

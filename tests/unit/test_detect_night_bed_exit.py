@@ -392,8 +392,8 @@ def test_a_night_whose_start_was_not_seen_teaches_no_bedtime() -> None:
     that stretch says nothing of when they went to bed. Learning it as a 02:00 bedtime would
     make the next evening's 23:00 exit 'before their night' and miss it."""
     zone = "UTC"
-    traffic, start, end = sleep("2026-11-02", 3, zone, bedtimes=["21:00"], wakes=["07:00"],
-                                trips={1: ("23:00", 60)})
+    traffic, _, end = sleep("2026-11-02", 3, zone, bedtimes=["21:00"], wakes=["07:00"],
+                            trips={1: ("23:00", 60)})
     first_seen = clock("2026-11-02", "02:00", zone, 1)
     late_start = [p for p in traffic if p[0] >= first_seen]
     findings = opened(run(detector(zone), late_start, start=first_seen, end=end,
