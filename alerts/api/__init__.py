@@ -1,4 +1,5 @@
-"""The alert API: alerts, their change stream, beds, series, service logs, visits, keys.
+"""The alert API: alerts, their change stream, beds, series, service logs, visits, keys,
+the station (its time zone).
 
 Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
 ``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from alerts.api import _alerts, _beds, _keys, _visits
+from alerts.api import _alerts, _beds, _keys, _station, _visits
 from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
@@ -44,6 +45,7 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     api.include_router(_beds.router(ctx))
     api.include_router(_visits.router(ctx))
     api.include_router(_keys.router(ctx))
+    api.include_router(_station.router(ctx))
     app.include_router(api)
 
     def close() -> None:

@@ -33,6 +33,8 @@ class ApiContext:
     alert_store: AlertStore | None = None
     engine: AlertEngine | None = None
     history: HistoryReader | None = None
+    timezone: str | None = None
+    """The gateway's ``timezone`` setting (IANA); the registry's default zone comes first."""
     clock: Callable[[], int] = wall_clock_ms
     """Epoch ms for transitions, check-ins and device connectivity."""
     sse_heartbeat_s: float = 15.0

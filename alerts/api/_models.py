@@ -185,6 +185,11 @@ class BedOut(_Out):
     not known."""
 
 
+class StationOut(_Out):
+    timezone: str | None = None
+    """IANA zone of the care station (dates and times on the console); None: not configured."""
+
+
 class BedDetail(BedOut):
     recent: dict[str, list[Reading]]
     """Each metric over the last ``recent_minutes`` (from memory; one value per slot)."""

@@ -1,0 +1,27 @@
+"""``/api/v1/station``: what a console needs to know about the care station it serves.
+
+Today only the station's time zone, so that the console shows dates and times as the
+dispatchers' wall clocks do, whatever zone the browser's machine is set to.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from alerts.api._auth import require
+from alerts.api._context import ApiContext
+from alerts.api._models import StationOut
+from alerts.keys import Role
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    api = APIRouter(prefix="/station", tags=["station"])
+
+    @api.get("", response_model=StationOut, dependencies=[Depends(require(Role.VIEWER))],
+             summary="The care station: its time zone")
+    async def station() -> StationOut:
+        """``timezone``: the registry's default zone, else the gateway's ``timezone``
+        setting; null when neither is set (the machine's local zone is used)."""
+        return StationOut(timezone=ctx.registry.defaults.timezone or ctx.timezone)
+
+    return api
