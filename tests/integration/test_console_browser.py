@@ -1,6 +1,8 @@
 """The dispatcher console in headless Chromium against the real app: mosquitto, a real
 ``homecare gateway`` process, devices publishing over MQTT, the console driven as a
-dispatcher would (sign in, see the call, acknowledge, resolve with a note, reload).
+dispatcher would (sign in, see the call, acknowledge, resolve with a note, reload), in
+English and in Simplified Chinese (chosen by the browser's language, as in Beijing and
+Shanghai), with times in the station's zone (Asia/Shanghai, the browser in another).
 
 The browser is the system Chromium (``/usr/bin/chromium``); nothing is downloaded.
 """
@@ -15,8 +17,10 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -40,6 +44,48 @@ DOCS = ROOT / "docs"
 SITE = "site-01"
 DEADLINE_MS = 15_000
 """How long an alert may take to show up in the console (polled, not slept)."""
+STATION_ZONE = "Asia/Shanghai"
+BROWSER_ZONE = "America/New_York"
+"""The browser's machine is set to another zone: times must still be the station's."""
+
+LANGUAGES = ["en", "zh-CN"]
+TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "key": "API key", "sign_in": "Sign in", "refused": "refused", "live": "Live",
+        "reconnecting": "Reconnecting", "lost": "Connection to the gateway lost",
+        "no_open": "No open alerts", "nothing": "Nothing in progress",
+        "fall": "Fall", "button": "Emergency button", "brand": "Homecare",
+        "acknowledge": "Acknowledge", "resolve_more": "Resolve…", "resolve": "Resolve",
+        "required": "required", "what": "What happened", "resolved": "resolved",
+        "h_opened": "Opened", "h_acknowledged": "Acknowledged", "h_resolved": "Resolved",
+        "h_repeated": "Repeated", "evidence": "Evidence", "lying": "lying", "online": "online",
+        "battery": "15 %", "visits": "Service visits", "caregiver": "caregiver c001",
+        "recent": "Recent alerts", "called_again": "called again", "sound_off": "Sound off",
+        "charts": "Heart rate|Breathing rate|In bed|Motion|Sound level",
+    },
+    "zh-CN": {
+        "key": "API 密钥", "sign_in": "登录", "refused": "拒绝", "live": "实时在线",
+        "reconnecting": "重新连接", "lost": "与网关的连接于",
+        "no_open": "没有待确认的告警", "nothing": "没有处理中的告警",
+        "fall": "跌倒", "button": "紧急呼叫", "brand": "居家照护",
+        "acknowledge": "确认", "resolve_more": "处理完毕…", "resolve": "处理完毕",
+        "required": "必须填写", "what": "发生了什么", "resolved": "已处理",
+        "h_opened": "告警发生", "h_acknowledged": "已确认", "h_resolved": "处理完毕",
+        "h_repeated": "再次呼叫", "evidence": "检测依据", "lying": "lying", "online": "在线",
+        "battery": "15%", "visits": "上门服务", "caregiver": "护理员 c001",
+        "recent": "最近告警", "called_again": "再次呼叫", "sound_off": "已静音",
+        "charts": "心率|呼吸频率|在床|体动|声音强度",
+    },
+}
+
+
+def title(lang: str, count: int = 0) -> str:
+    brand = TEXT[lang]["brand"]
+    if not count:
+        return brand
+    if lang == "en":
+        return f"({count}) {brand}"
+    return f"\N{FULLWIDTH LEFT PARENTHESIS}{count}\N{FULLWIDTH RIGHT PARENTHESIS}{brand}"
 
 
 # --- devices ----------------------------------------------------------------------------------
@@ -124,8 +170,11 @@ def bootstrap_key() -> str:
 
 @pytest.fixture
 def gateway(tmp_path: Path, mosquitto: Mosquitto, bootstrap_key: str) -> Iterator[GatewayProcess]:
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[defaults]\ntimezone = "{STATION_ZONE}"\n', encoding="utf-8")
     server = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url,
-                            env={"HOMECARE_API_KEY": bootstrap_key})
+                            env={"HOMECARE_API_KEY": bootstrap_key,
+                                 "HOMECARE_REGISTRY_FILE": str(registry)})
     server.start()
     try:
         server.wait_connected()
@@ -167,12 +216,14 @@ def browser() -> Iterator[Any]:
 
 @contextlib.contextmanager
 def console_page(browser: Any, gateway: GatewayProcess, *, width: int, height: int,
-                 mobile: bool = False, expected_errors: tuple[str, ...] = ()) -> Iterator[Any]:
-    """A fresh browser context on the console; fails on script errors and failed loads
-    other than refused keys (401) and ``expected_errors``."""
+                 lang: str = "en", mobile: bool = False,
+                 expected_errors: tuple[str, ...] = ()) -> Iterator[Any]:
+    """A fresh browser context on the console, the browser preferring ``lang``; fails on
+    script errors and failed loads other than refused keys (401) and ``expected_errors``."""
     context = browser.new_context(viewport={"width": width, "height": height},
                                   is_mobile=mobile, has_touch=mobile,
-                                  device_scale_factor=1)
+                                  device_scale_factor=1, locale=lang,
+                                  timezone_id=BROWSER_ZONE)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -187,10 +238,43 @@ def console_page(browser: Any, gateway: GatewayProcess, *, width: int, height: i
     assert not unexpected, unexpected
 
 
-def sign_in(page: Any, key: str) -> None:
-    page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
+def sign_in(page: Any, key: str, lang: str = "en") -> None:
+    page.get_by_label(TEXT[lang]["key"]).fill(key)
+    page.get_by_role("button", name=TEXT[lang]["sign_in"]).click()
+    expect(page.locator("#conn")).to_have_text(re.compile(TEXT[lang]["live"]),
+                                               timeout=DEADLINE_MS)
+
+
+def station_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(STATION_ZONE)).strftime("%H:%M:%S")
+
+
+NO_ENGLISH = r"""async () => {
+  // Every English catalogue text that differs in Chinese: none of its words may be on screen.
+  const { CATALOGUES } = await import("/console/i18n.js");
+  // The gateway's own English (alert summaries, marked lang="en") is data, not the console's.
+  let shown = document.body.innerText;
+  const data = [...document.querySelectorAll('[lang="en"]')].map((el) => el.innerText);
+  for (const text of data.sort((a, b) => b.length - a.length)) shown = shown.replaceAll(text, "");
+  const found = [];
+  for (const [key, value] of Object.entries(CATALOGUES.en)) {
+    const en = typeof value === "object" ? Object.values(value) : [value];
+    if (JSON.stringify(CATALOGUES["zh-CN"][key]) === JSON.stringify(value)) continue;
+    for (const text of en) {
+      for (const part of text.split(/\{\w+\}/)) {
+        const words = part.trim();
+        if (/[A-Za-z]{3,}/.test(words) && shown.includes(words)) found.push([key, words]);
+      }
+    }
+  }
+  return found;
+}"""
+
+
+def assert_no_english(page: Any, lang: str) -> None:
+    if lang != "en":
+        assert page.evaluate("document.documentElement.lang") == lang
+        assert page.evaluate(NO_ENGLISH) == []
 
 
 def card(page: Any, alert_type: str, bed: str) -> Any:
@@ -206,66 +290,76 @@ def api_alerts(gateway: GatewayProcess, key: str, **params: Any) -> list[dict[st
 
 # --- tests ------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees(
-        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
     devices.history("bed-0007")
     devices.visit("bed-0007", caregiver="c001", visit="v-88", minutes_ago=150)
-    with console_page(browser, gateway, width=1366, height=768) as page:
-        page.get_by_label("API key").fill("not-a-key-at-all")
-        page.get_by_role("button", name="Sign in").click()
-        expect(page.locator("#login-error")).to_contain_text("refused")
-        sign_in(page, dispatcher_key)
-        expect(page.locator("#open-alerts")).to_contain_text("No open alerts")
+    with console_page(browser, gateway, width=1366, height=768, lang=lang) as page:
+        expect(page).to_have_title(title(lang))
+        page.get_by_label(text["key"]).fill("not-a-key-at-all")
+        page.get_by_role("button", name=text["sign_in"]).click()
+        expect(page.locator("#login-error")).to_contain_text(text["refused"])
+        assert_no_english(page, lang)
+        sign_in(page, dispatcher_key, lang)
+        expect(page.locator("#open-alerts")).to_contain_text(text["no_open"])
 
         devices.fall("bed-0007")
-        fall = card(page, "Fall", "bed-0007")
+        fall = card(page, text["fall"], "bed-0007")
         expect(fall).to_be_visible(timeout=DEADLINE_MS)
         expect(fall).to_have_class(re.compile("sev-critical"))
-        expect(page).to_have_title("(1) Homecare")
-        expect(page.locator("#critical-banner")).to_contain_text("Fall")
+        expect(page).to_have_title(title(lang, 1))
+        expect(page.locator("#critical-banner")).to_contain_text(text["fall"])
+        # Opened at the station's wall-clock time, not the browser machine's.
+        [opened] = [a for a in api_alerts(gateway, dispatcher_key, type="fall")
+                    if a["bed"] == "bed-0007"]
+        expect(fall).to_contain_text(station_time(opened["opened_at"]))
 
         devices.press("bed-0003")
         devices.press("bed-0012")
-        expect(page).to_have_title("(3) Homecare", timeout=DEADLINE_MS)
+        expect(page).to_have_title(title(lang, 3), timeout=DEADLINE_MS)
         # Same severity: the longest waiting first.
         expect(page.locator("#open-alerts .alert-card").first).to_contain_text("bed-0007")
         # A call cancelled by the person at once stays open, downgraded to high, below the
         # critical ones.
         devices.press("bed-0015")
         devices.cancel("bed-0015")
-        cancelled = card(page, "Emergency button", "bed-0015")
+        cancelled = card(page, text["button"], "bed-0015")
         expect(cancelled).to_have_class(re.compile("sev-high"), timeout=DEADLINE_MS)
         expect(page.locator("#open-alerts .alert-card").last).to_contain_text("bed-0015")
-        expect(page).to_have_title("(3) Homecare")
+        expect(page).to_have_title(title(lang, 3))
 
-        card(page, "Emergency button", "bed-0003").get_by_role(
-            "button", name="Acknowledge").click()
+        card(page, text["button"], "bed-0003").get_by_role(
+            "button", name=text["acknowledge"]).click()
         acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0003")
         expect(acked).to_contain_text("dispatcher-anna", timeout=DEADLINE_MS)
-        expect(page).to_have_title("(2) Homecare")
+        expect(page).to_have_title(title(lang, 2))
+        assert_no_english(page, lang)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         DOCS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "console.png"))
-        page.screenshot(path=str(DOCS / "console.png"))
+        page.screenshot(path=str(ARTIFACTS / f"console-{lang}.png"))
+        page.screenshot(path=str(DOCS / ("console.png" if lang == "en" else f"console-{lang}.png")))
 
         # The fall: acknowledge (one click), then resolve with a note (two clicks and text).
-        fall.get_by_role("button", name="Acknowledge").click()
+        fall.get_by_role("button", name=text["acknowledge"]).click()
         fall = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0007")
         expect(fall).to_be_visible(timeout=DEADLINE_MS)
-        fall.get_by_role("button", name="Resolve…").click()
+        fall.get_by_role("button", name=text["resolve_more"]).click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_role("button", name="Resolve").click()
-        expect(dialog.locator("#resolve-error")).to_contain_text("required")
-        dialog.get_by_label(re.compile("What happened")).fill(
+        dialog.get_by_role("button", name=text["resolve"], exact=True).click()
+        expect(dialog.locator("#resolve-error")).to_contain_text(text["required"])
+        dialog.get_by_label(re.compile(text["what"])).fill(
             "Caregiver on site in 6 min; helped up, no injury.")
-        dialog.get_by_role("button", name="Resolve").click()
+        dialog.get_by_role("button", name=text["resolve"], exact=True).click()
         expect(dialog).to_be_hidden()
-        expect(card(page, "Fall", "bed-0007")).to_have_count(0, timeout=DEADLINE_MS)
+        expect(card(page, text["fall"], "bed-0007")).to_have_count(0, timeout=DEADLINE_MS)
 
         page.reload()
-        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
-        expect(page).to_have_title("(1) Homecare")
-        expect(card(page, "Fall", "bed-0007")).to_have_count(0)
+        expect(page.locator("#conn")).to_have_text(re.compile(text["live"]), timeout=DEADLINE_MS)
+        expect(page).to_have_title(title(lang, 1))
+        expect(card(page, text["fall"], "bed-0007")).to_have_count(0)
         expect(page.locator("#acknowledged-alerts")).to_contain_text("bed-0003")
         expect(page.locator("#open-alerts")).to_contain_text("bed-0012")
 
@@ -277,76 +371,104 @@ def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees
         assert resolved[0]["note"].startswith("Caregiver on site")
 
         page.goto(f"{gateway.url}/#/alerts/{resolved[0]['id']}")
-        expect(page.locator("#alert-status")).to_have_text("resolved")
+        expect(page.locator("#alert-status")).to_have_text(text["resolved"])
         history = page.locator("#alert-history")
-        expect(history).to_contain_text("Opened")
-        expect(history).to_contain_text("Acknowledged")
-        expect(history).to_contain_text("Resolved")
+        expect(history).to_contain_text(text["h_opened"])
+        expect(history).to_contain_text(text["h_acknowledged"])
+        expect(history).to_contain_text(text["h_resolved"])
         expect(history).to_contain_text("Caregiver on site in 6 min")
-        expect(page.get_by_role("heading", name="Evidence")).to_be_visible()
-        expect(page.locator("main")).to_contain_text("lying")
+        expect(history).to_contain_text(station_time(resolved[0]["resolved_at"]))
+        expect(page.get_by_role("heading", name=text["evidence"])).to_be_visible()
+        expect(page.locator("main")).to_contain_text(text["lying"])
 
         page.get_by_role("link", name="site-01 / bed-0007").click()
         devices_table = page.locator("#devices")
         expect(devices_table).to_contain_text("fs-0007")
         for device in ("fs-0007", "ir-0007", "au-0007", "btn-0007"):
-            expect(devices_table.locator("tr").filter(has_text=device)).to_contain_text("online")
-        expect(devices_table.locator(".battery-low")).to_have_text("15 %")
-        for title in ("Heart rate", "Breathing rate", "In bed", "Motion", "Sound level"):
-            chart = page.locator("figure.chart").filter(has_text=title)
+            expect(devices_table.locator("tr").filter(has_text=device)).to_contain_text(
+                text["online"])
+        expect(devices_table.locator(".battery-low")).to_have_text(text["battery"])
+        for chart_title in text["charts"].split("|"):
+            chart = page.locator("figure.chart").filter(has_text=chart_title)
             expect(chart.locator("svg path.line, svg path.area, svg path.bar")).to_have_count(1)
         visits = page.locator("section").filter(
-            has=page.get_by_role("heading", name="Service visits"))
-        expect(visits).to_contain_text("caregiver c001")
+            has=page.get_by_role("heading", name=text["visits"]))
+        expect(visits).to_contain_text(text["caregiver"])
         expect(visits).to_contain_text("bath, meds")
         expect(page.locator("section").filter(
-            has=page.get_by_role("heading", name="Recent alerts"))).to_contain_text("resolved")
-        page.screenshot(path=str(ARTIFACTS / "console-bed.png"), full_page=True)
+            has=page.get_by_role("heading", name=text["recent"]))).to_contain_text(
+                text["resolved"])
+        assert_no_english(page, lang)
+        page.screenshot(path=str(ARTIFACTS / f"console-bed-{lang}.png"), full_page=True)
 
 
+def test_the_language_switch_changes_every_text_and_is_remembered(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+    with console_page(browser, gateway, width=1366, height=768, lang="en-GB") as page:
+        sign_in(page, dispatcher_key, "en")
+        devices.press("bed-0061")
+        expect(card(page, "Emergency button", "bed-0061")).to_be_visible(timeout=DEADLINE_MS)
+        page.locator("#lang").select_option("zh-CN")
+        expect(card(page, TEXT["zh-CN"]["button"], "bed-0061")).to_be_visible()
+        expect(page.locator("#conn")).to_have_text(TEXT["zh-CN"]["live"])
+        expect(page).to_have_title(title("zh-CN", 1))
+        assert_no_english(page, "zh-CN")
+        page.reload()
+        expect(page.locator("#conn")).to_have_text(TEXT["zh-CN"]["live"], timeout=DEADLINE_MS)
+        expect(page.locator("#lang")).to_have_value("zh-CN")
+        page.locator("#lang").select_option("en")
+        expect(card(page, "Emergency button", "bed-0061")).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_console_works_at_phone_width(browser: Any, gateway: GatewayProcess,
-                                      dispatcher_key: str, devices: Devices) -> None:
-    with console_page(browser, gateway, width=390, height=844, mobile=True) as page:
-        sign_in(page, dispatcher_key)
+                                      dispatcher_key: str, devices: Devices, lang: str) -> None:
+    text = TEXT[lang]
+    with console_page(browser, gateway, width=390, height=844, mobile=True, lang=lang) as page:
+        sign_in(page, dispatcher_key, lang)
         devices.press("bed-0021")
-        call = card(page, "Emergency button", "bed-0021")
+        call = card(page, text["button"], "bed-0021")
         expect(call).to_be_visible(timeout=DEADLINE_MS)
-        expect(page).to_have_title("(1) Homecare")
+        expect(page).to_have_title(title(lang, 1))
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
-        page.screenshot(path=str(ARTIFACTS / "console-phone.png"))
+        page.screenshot(path=str(ARTIFACTS / f"console-phone-{lang}.png"))
 
-        call.get_by_role("button", name="Acknowledge").tap()
+        call.get_by_role("button", name=text["acknowledge"]).tap()
         acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0021")
         expect(acked).to_be_visible(timeout=DEADLINE_MS)
-        expect(page).to_have_title("Homecare")
-        acked.get_by_role("button", name="Resolve…").tap()
-        page.get_by_label(re.compile("What happened")).fill("Pressed by mistake; called back.")
-        page.get_by_role("dialog").get_by_role("button", name="Resolve").tap()
+        expect(page).to_have_title(title(lang))
+        acked.get_by_role("button", name=text["resolve_more"]).tap()
+        page.get_by_label(re.compile(text["what"])).fill("Pressed by mistake; called back.")
+        page.get_by_role("dialog").get_by_role("button", name=text["resolve"], exact=True).tap()
         expect(acked).to_have_count(0, timeout=DEADLINE_MS)
 
         page.reload()
-        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=DEADLINE_MS)
-        expect(page.locator("#open-alerts")).to_contain_text("No open alerts")
-        expect(page.locator("#acknowledged-alerts")).to_contain_text("Nothing in progress")
+        expect(page.locator("#conn")).to_have_text(re.compile(text["live"]), timeout=DEADLINE_MS)
+        expect(page.locator("#open-alerts")).to_contain_text(text["no_open"])
+        expect(page.locator("#acknowledged-alerts")).to_contain_text(text["nothing"])
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_a_call_made_while_the_gateway_restarts_reaches_the_open_console(
-        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
-    with console_page(browser, gateway, width=1366, height=768,
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
+    with console_page(browser, gateway, width=1366, height=768, lang=lang,
                       expected_errors=("ERR_CONNECTION_REFUSED",)) as page:
-        sign_in(page, dispatcher_key)
+        sign_in(page, dispatcher_key, lang)
         gateway.stop()
-        expect(page.locator("#conn")).to_have_text(re.compile("Reconnecting"),
+        expect(page.locator("#conn")).to_have_text(re.compile(text["reconnecting"]),
                                                    timeout=DEADLINE_MS)
         devices.press("bed-0044")  # the broker keeps it for the gateway's session
-        expect(page.locator("#offline-banner")).to_contain_text("Connection to the gateway lost",
+        expect(page.locator("#offline-banner")).to_contain_text(text["lost"],
                                                                 timeout=DEADLINE_MS)
         gateway.start()
-        expect(page.locator("#conn")).to_have_text(re.compile("Live"), timeout=30_000)
+        expect(page.locator("#conn")).to_have_text(re.compile(text["live"]), timeout=30_000)
         expect(page.locator("#offline-banner")).to_be_hidden()
-        expect(card(page, "Emergency button", "bed-0044")).to_be_visible(timeout=DEADLINE_MS)
-        expect(page).to_have_title("(1) Homecare")
+        expect(card(page, text["button"], "bed-0044")).to_be_visible(timeout=DEADLINE_MS)
+        expect(page).to_have_title(title(lang, 1))
 
 
 TONE_COUNTER = """
@@ -362,52 +484,57 @@ TONE_COUNTER = """
 """
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_a_new_press_on_an_acknowledged_call_rings_again_and_needs_acknowledgement(
-        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
-    with console_page(browser, gateway, width=1366, height=768) as page:
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
+    with console_page(browser, gateway, width=1366, height=768, lang=lang) as page:
         page.add_init_script(TONE_COUNTER)
         page.reload()
-        sign_in(page, dispatcher_key)
+        sign_in(page, dispatcher_key, lang)
         devices.press("bed-0031")
-        call = card(page, "Emergency button", "bed-0031")
+        call = card(page, text["button"], "bed-0031")
         expect(call).to_be_visible(timeout=DEADLINE_MS)
         page.wait_for_function("window.__tones >= 6", timeout=DEADLINE_MS)  # it rang
-        call.get_by_role("button", name="Acknowledge").click()
+        call.get_by_role("button", name=text["acknowledge"]).click()
         acked = page.locator("#acknowledged-alerts .alert-card").filter(has_text="bed-0031")
         expect(acked).to_be_visible(timeout=DEADLINE_MS)
-        expect(page).to_have_title("Homecare")
+        expect(page).to_have_title(title(lang))
         quiet = page.evaluate("window.__tones")
         assert quiet % 6 == 0, quiet
 
         devices.press("bed-0031")  # the person presses again: a new call
         again = page.locator("#open-alerts .alert-card").filter(has_text="bed-0031")
         expect(again).to_be_visible(timeout=DEADLINE_MS)
-        expect(again).to_contain_text("called again")
-        expect(again.get_by_role("button", name="Acknowledge")).to_be_visible()
+        expect(again).to_contain_text(text["called_again"])
+        expect(again.get_by_role("button", name=text["acknowledge"])).to_be_visible()
         expect(acked).to_have_count(0)
-        expect(page).to_have_title("(1) Homecare")
-        expect(page.locator("#critical-banner")).to_contain_text("Emergency button")
+        expect(page).to_have_title(title(lang, 1))
+        expect(page.locator("#critical-banner")).to_contain_text(text["button"])
         page.wait_for_function(f"window.__tones >= {quiet + 6}", timeout=5_000)  # rings again
-        page.screenshot(path=str(ARTIFACTS / "console-repeat.png"))
+        page.screenshot(path=str(ARTIFACTS / f"console-repeat-{lang}.png"))
 
         [alert] = [a for a in api_alerts(gateway, dispatcher_key, type="emergency_button")
                    if a["bed"] == "bed-0031"]
         assert (alert["status"], alert["repeats"]) == ("open", 1)
         page.goto(f"{gateway.url}/#/alerts/{alert['id']}")
         history = page.locator("#alert-history")
-        expect(history).to_contain_text("Acknowledged")
-        expect(history).to_contain_text("Repeated")
+        expect(history).to_contain_text(text["h_acknowledged"])
+        expect(history).to_contain_text(text["h_repeated"])
+        assert_no_english(page, lang)
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
 def test_alarm_sound_can_be_muted_and_stays_muted(browser: Any, gateway: GatewayProcess,
-                                                  dispatcher_key: str) -> None:
-    with console_page(browser, gateway, width=1366, height=768) as page:
-        sign_in(page, dispatcher_key)
+                                                  dispatcher_key: str, lang: str) -> None:
+    with console_page(browser, gateway, width=1366, height=768, lang=lang) as page:
+        sign_in(page, dispatcher_key, lang)
         toggle = page.locator("#sound-toggle")
         expect(toggle).to_have_attribute("aria-pressed", "true")
         toggle.click()
         expect(toggle).to_have_attribute("aria-pressed", "false")
-        expect(toggle).to_contain_text("Sound off")
+        expect(toggle).to_contain_text(TEXT[lang]["sound_off"])
         page.reload()
         expect(page.locator("#sound-toggle")).to_have_attribute("aria-pressed", "false")
 

@@ -4,9 +4,11 @@ dispatcher sees every change exactly as the server has it. Also the static route
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -273,3 +275,145 @@ def test_a_bed_page_names_each_device_clock_and_marks_a_wrong_one(page: Any) -> 
 }""", devices)
     minus, dash = "\N{MINUS SIGN}", "\N{EN DASH}"
     assert texts == ["ok", f"{minus}2 h", f"wrong ({minus}57 y)", "wrong (+56848 y)", dash]
+
+
+# --- languages ------------------------------------------------------------------------------
+
+STATIC = Path(__file__).resolve().parents[2] / "alerts" / "console" / "static"
+
+CATALOGUE_CHECK = r"""async () => {
+  const { CATALOGUES } = await import("/console/i18n.js");
+  const holes = (v) => [...new Set((typeof v === "object" ? Object.values(v) : [v])
+    .flatMap((s) => [...s.matchAll(/\{(\w+)\}/g)].map((m) => m[1])))].sort();
+  const out = {};
+  for (const [lang, cat] of Object.entries(CATALOGUES)) {
+    out[lang] = Object.fromEntries(Object.entries(cat).map(([k, v]) => [k, holes(v)]));
+  }
+  return out;
+}"""
+
+
+def test_both_catalogues_have_the_same_texts_with_the_same_placeholders(page: Any) -> None:
+    catalogues = page.evaluate(CATALOGUE_CHECK)
+    assert set(catalogues) == {"en", "zh-CN"}
+    en, zh = catalogues["en"], catalogues["zh-CN"]
+    assert sorted(set(en) ^ set(zh)) == []
+    assert {k: (en[k], zh[k]) for k in en if en[k] != zh[k]} == {}
+    assert len(en) > 150
+
+
+CODE_WORDS = {"Bearer", "Authorization", "Accept", "Content", "Type", "Last", "Event",
+              "Error"}
+"""Capitalised words that are HTTP, not text for a person."""
+NOT_SHOWN = {"stream idle"}
+"""English that never reaches the screen (an abort reason the connection loop swallows)."""
+
+
+def _literals(code: str) -> list[str]:
+    """String and template literals of ``code`` (``${...}`` parts blanked), comments skipped."""
+    out: list[str] = []
+    i, n = 0, len(code)
+    while i < n:
+        c = code[i]
+        if code.startswith("//", i):
+            end = code.find("\n", i)
+            i = n if end < 0 else end
+        elif code.startswith("/*", i):
+            i = code.index("*/", i) + 2
+        elif c in "\"'`":
+            j, text = i + 1, []
+            while j < n and code[j] != c:
+                if code[j] == "\\":
+                    text.append(code[j:j + 2])
+                    j += 2
+                elif c == "`" and code.startswith("${", j):
+                    depth, j = 1, j + 2
+                    while depth:
+                        depth += {"{": 1, "}": -1}.get(code[j], 0)
+                        j += 1
+                    text.append(" ")
+                else:
+                    text.append(code[j])
+                    j += 1
+            out.append("".join(text))
+            i = j + 1
+        else:
+            i += 1
+    return out
+
+
+def _english(literal: str) -> bool:
+    if literal in NOT_SHOWN:
+        return False
+    capitalised = set(re.findall(r"\b[A-Z][a-z]+\b", literal)) - CODE_WORDS
+    phrase = r"\b[a-z]{2,}(?:[,;:!?]? )+[a-z]{2,}\b"
+    lower_phrase = "-" not in literal and re.search(phrase, literal)
+    return bool(capitalised or lower_phrase)
+
+
+def test_no_text_for_a_person_is_written_outside_the_catalogue() -> None:
+    """A heuristic: the modules' literals hold no English words or phrases (only keys, class
+    names, HTTP), no Chinese; index.html's elements are empty, filled from data-i18n."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(STATIC.glob("*.js")):
+        if path.name == "i18n.js":
+            continue
+        literals = _literals(path.read_text(encoding="utf-8"))
+        bad = [s for s in literals if _english(s) or re.search(r"[\u3000-\u9fff\uff00-\uffef]", s)]
+        if bad:
+            found[path.name] = bad
+    assert found == {}
+
+    class Texts(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.texts: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.texts += [f"{tag}[{name}]={value}" for name, value in attrs
+                           if name in {"aria-label", "title", "alt", "placeholder"} and value]
+
+        def handle_data(self, data: str) -> None:
+            if data.strip():
+                self.texts.append(data.strip())
+
+    parser = Texts()
+    parser.feed((STATIC / "index.html").read_text(encoding="utf-8"))
+    assert parser.texts == []
+
+
+FORMATS = """async ([ms, now]) => {
+  const i18n = await import("/console/i18n.js");
+  try {
+    const out = { choose: [
+      i18n.chooseLanguage(null, ["zh-TW", "en"]), i18n.chooseLanguage(null, ["fr", "en-GB"]),
+      i18n.chooseLanguage(null, ["de"]), i18n.chooseLanguage("en", ["zh-CN"]),
+      i18n.chooseLanguage("xx", ["zh"])] };
+    i18n.setTimeZone("Asia/Shanghai");
+    for (const lang of ["en", "zh-CN"]) {
+      i18n.setLanguage(lang, { save: false });
+      out[lang] = [i18n.fmtTime(ms, now), i18n.fmtTime(ms, now + 86_400_000), i18n.fmtClock(ms),
+                   i18n.fmtAgo(ms, ms + 2 * 60_000), i18n.fmtAgo(ms, ms + 3 * 3_600_000),
+                   i18n.t("beds.open_alerts", { n: 1 }), i18n.t("beds.open_alerts", { n: 3 }),
+                   i18n.label("type", "fall"), i18n.label("severity", "critical"),
+                   i18n.label("type", "new_kind_of_alert")];
+    }
+    return out;
+  } finally {
+    i18n.setLanguage("en", { save: false });
+    i18n.setTimeZone(null);
+  }
+}"""
+
+
+def test_times_are_the_stations_in_the_languages_format(page: Any) -> None:
+    # 2026-12-03 06:02:11 UTC is 14:02:11 in Shanghai, whatever the browser's zone.
+    ms = 1_796_277_731_000
+    result = page.evaluate(FORMATS, [ms, ms + 60_000])
+    assert result["choose"] == ["zh-CN", "en", "en", "en", "zh-CN"]
+    assert result["en"] == ["14:02:11", "Dec 3 14:02:11", "14:02", "2 min ago", "3 h 0 min ago",
+                            "1 open alert", "3 open alerts", "Fall", "critical",
+                            "New kind of alert"]
+    assert result["zh-CN"] == ["14:02:11", "12月3日 14:02:11", "14:02", "2 分钟前",
+                               "3 小时 0 分钟前", "1 条未处理告警", "3 条未处理告警", "跌倒",
+                               "紧急", "New kind of alert"]

@@ -1,11 +1,13 @@
 // The alert API as the console uses it: JSON calls with the Bearer key, and the alert change
 // stream read with fetch() so that the Authorization header can be sent (EventSource cannot).
 
+import { t } from "./i18n.js";
+
 export const API = "/api/v1";
 
 export class AuthError extends Error {
   constructor(status, message) {
-    super(message || (status === 403 ? "This key may not do that." : "The API key was refused."));
+    super(message || t(status === 403 ? "api.forbidden" : "login.refused"));
     this.status = status;
   }
 }

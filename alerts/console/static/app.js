@@ -5,13 +5,13 @@ import { Api, ApiError, AuthError } from "./api.js";
 import { bedView, bedsView } from "./bed.js";
 import { detailView } from "./detail.js";
 import { fmtAgo } from "./dom.js";
+import { fmtClock, label, language, setLanguage, setTimeZone, t, timeZone, translatePage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 import { alertTitle, queueView } from "./queue.js";
 import { Alarm } from "./sound.js";
 import { AlertStore, typeLabel } from "./store.js";
 
 const KEY_STORAGE = "homecare.console.key";
-const TITLE = "Homecare";
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,7 +34,7 @@ function showLogin(message = "") {
   ctx.alarm.setActive(false);
   ctx.view?.dispose?.();
   ctx.view = null;
-  document.title = TITLE;
+  document.title = t("app.name");
   $("shell").hidden = true;
   $("login").hidden = false;
   $("login-error").textContent = message;
@@ -54,7 +54,7 @@ $("login-form").addEventListener("submit", async (event) => {
   const key = $("login-key").value.trim();
   const button = event.submitter || $("login-form").querySelector("button");
   if (!key) {
-    $("login-error").textContent = "Enter your API key.";
+    $("login-error").textContent = t("login.empty");
     return;
   }
   button.disabled = true;
@@ -64,8 +64,8 @@ $("login-form").addEventListener("submit", async (event) => {
     sessionStorage.setItem(KEY_STORAGE, key);
     start(api);
   } catch (err) {
-    $("login-error").textContent = err instanceof AuthError ? "The API key was refused."
-      : `Cannot reach the gateway (${err.message}).`;
+    $("login-error").textContent = err instanceof AuthError ? t("login.refused")
+      : t("login.unreachable", { error: err.message });
   } finally {
     button.disabled = false;
   }
@@ -104,41 +104,51 @@ function showOffline(live) {
   if (offlineSince === null) offlineSince = new Date();
   if (offlineTimer !== null) return;
   offlineTimer = setTimeout(() => {
-    const since = offlineSince ? offlineSince.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "";
-    banner.textContent = `Connection to the gateway lost at ${since}. Retrying — new alerts appear once it is back.`;
     banner.hidden = false;
+    renderOffline();
   }, OFFLINE_WARNING_MS);
 }
+
+function renderOffline() {
+  if (offlineSince) $("offline-banner").textContent = t("conn.lost", { time: fmtClock(offlineSince.getTime()) });
+}
+
+let connection = { state: "connecting" };
 
 function setConnection({ state, retryInMs, auth }) {
   if (auth) {
     sessionStorage.removeItem(KEY_STORAGE);
-    showLogin("Your API key is no longer accepted. Sign in again.");
+    showLogin(t("login.expired"));
     return;
   }
+  connection = { state, retryInMs };
   showOffline(state === "live");
+  renderConnection();
+}
+
+function renderConnection() {
+  const { state, retryInMs } = connection;
   const el = $("conn");
   el.className = `conn conn-${state}`;
-  $("conn-text").textContent = state === "live" ? "Live"
-    : state === "reconnecting" ? `Reconnecting${retryInMs ? ` in ${Math.ceil(retryInMs / 1000)} s` : "…"}`
-      : state === "connecting" ? "Connecting…" : "Offline";
-  el.title = state === "live" ? "Receiving alert changes as they happen"
-    : "Not receiving live changes; the queue may be out of date";
+  $("conn-text").textContent = state === "live" ? t("conn.live")
+    : state === "reconnecting" ? (retryInMs ? t("conn.reconnecting_in", { s: Math.ceil(retryInMs / 1000) }) : t("conn.reconnecting"))
+      : state === "connecting" ? t("conn.connecting") : t("conn.offline");
+  el.title = t(state === "live" ? "conn.live_title" : "conn.stale_title");
 }
 
 function refreshAttention() {
   const critical = ctx.store.openCritical;
   const open = ctx.store.open;
-  document.title = critical.length ? `(${critical.length}) ${TITLE}` : TITLE;
+  document.title = critical.length ? t("app.title_count", { n: critical.length }) : t("app.name");
   const count = $("nav-open-count");
   count.hidden = open.length === 0;
   count.textContent = String(open.length);
-  count.setAttribute("aria-label", `${open.length} open alerts`);
+  count.setAttribute("aria-label", t("nav.open_count", { n: open.length }));
   const banner = $("critical-banner");
   banner.classList.toggle("calm", critical.length === 0);
-  const text = !critical.length ? "No open critical alerts"
-    : critical.length === 1 ? `CRITICAL: ${alertTitle(critical[0])} (${critical[0].site})`
-      : `${critical.length} CRITICAL alerts need acknowledgement — oldest: ${alertTitle(critical[0])}`;
+  const text = !critical.length ? t("banner.calm")
+    : critical.length === 1 ? t("banner.one", { title: alertTitle(critical[0]), site: critical[0].site })
+      : t("banner.many", { n: critical.length, title: alertTitle(critical[0]) });
   // Written only when it changes: it is a live region, read out by screen readers.
   if ($("critical-text").textContent !== text) $("critical-text").textContent = text;
   $("critical-first").hidden = critical.length === 0;
@@ -150,8 +160,8 @@ function refreshAttention() {
 function refreshSoundControls() {
   const toggle = $("sound-toggle");
   toggle.setAttribute("aria-pressed", String(!ctx.alarm.muted));
-  toggle.querySelector(".sound-label").textContent = ctx.alarm.muted ? "Sound off" : "Sound on";
-  toggle.title = ctx.alarm.muted ? "Alarm sound is muted: click to turn it on" : "Mute the alarm sound";
+  toggle.querySelector(".sound-label").textContent = t(ctx.alarm.muted ? "sound.off" : "sound.on");
+  toggle.title = t(ctx.alarm.muted ? "sound.muted_title" : "sound.mute_title");
   $("sound-blocked").hidden = !ctx.alarm.blocked;
 }
 
@@ -171,14 +181,14 @@ function applyAlert(alert) {
 
 async function handleActionError(err, what) {
   if (err instanceof AuthError && err.status === 403) {
-    flash(`Your key may not ${what} alerts (viewer role).`, { error: true });
+    flash(t(`error.forbidden_${what}`), { error: true });
   } else if (err instanceof AuthError) {
     setConnection({ auth: err });
   } else if (err instanceof ApiError && err.status === 409) {
-    flash(`Already handled by someone else: ${err.message}`, { error: true });
+    flash(t("error.conflict", { error: err.message }), { error: true });
     ctx.live?.resync();
   } else {
-    flash(`Could not ${what} the alert: ${err.message}. Try again.`, { error: true });
+    flash(t(`error.${what}`, { error: err.message }), { error: true });
   }
 }
 
@@ -188,7 +198,7 @@ ctx.acknowledge = async (id) => {
   try {
     const alert = await ctx.api.post(`/alerts/${encodeURIComponent(id)}/acknowledge`, {});
     applyAlert(alert);
-    flash(`Acknowledged: ${alert ? alertTitle(alert) : id}`);
+    flash(t("flash.acknowledged", { title: alert ? alertTitle(alert) : id }));
   } catch (err) {
     await handleActionError(err, "acknowledge");
   } finally {
@@ -201,7 +211,7 @@ let resolving = null;
 ctx.openResolve = (id) => {
   const alert = ctx.store.alerts.get(id);
   resolving = id;
-  $("resolve-what").textContent = alert ? `${alertTitle(alert)} · ${alert.site}` : id;
+  $("resolve-what").textContent = alert ? t("alert.what", { title: alertTitle(alert), site: alert.site }) : id;
   $("resolve-note").value = "";
   $("resolve-error").textContent = "";
   $("resolve-dialog").showModal();
@@ -214,7 +224,7 @@ $("resolve-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const note = $("resolve-note").value.trim();
   if (!note) {
-    $("resolve-error").textContent = "A note is required: say what happened and what was done.";
+    $("resolve-error").textContent = t("resolve.required");
     $("resolve-note").focus();
     return;
   }
@@ -224,10 +234,10 @@ $("resolve-form").addEventListener("submit", async (event) => {
     const alert = await ctx.api.post(`/alerts/${encodeURIComponent(resolving)}/resolve`, { note });
     applyAlert(alert);
     $("resolve-dialog").close();
-    flash(`Resolved: ${alert ? alertTitle(alert) : resolving}`);
+    flash(t("flash.resolved", { title: alert ? alertTitle(alert) : resolving }));
   } catch (err) {
     if (err instanceof ApiError && err.status !== 409) {
-      $("resolve-error").textContent = `Could not resolve: ${err.message}`;
+      $("resolve-error").textContent = t("resolve.failed", { error: err.message });
     } else {
       $("resolve-dialog").close();
       await handleActionError(err, "resolve");
@@ -268,6 +278,38 @@ function route() {
 }
 window.addEventListener("hashchange", route);
 
+// --- language and time zone ------------------------------------------------------------------
+
+/** Put every text on screen in the current language (after a switch). */
+function applyLanguage() {
+  translatePage();
+  for (const select of document.querySelectorAll(".lang-select")) select.value = language();
+  if (!ctx.store) return;
+  renderConnection();
+  renderOffline();
+  refreshAttention();
+  route.moved = false;
+  route();
+}
+
+for (const select of document.querySelectorAll(".lang-select")) {
+  select.addEventListener("change", () => {
+    setLanguage(select.value);
+    applyLanguage();
+  });
+}
+
+/** Dates and times are shown in the station's zone (the registry's), not the browser's. */
+async function loadStation(api) {
+  try {
+    const station = await api.get("/station");
+    const before = timeZone();
+    setTimeZone(station && station.timezone);
+    return timeZone() !== before;
+  } catch { /* an older gateway: the browser's zone */ }
+  return false;
+}
+
 // --- start -----------------------------------------------------------------------------------
 
 function start(api) {
@@ -282,7 +324,7 @@ function start(api) {
       if (alert.severity === "critical") ctx.alarm.ringNow();
       else if (alert.severity === "high") ctx.alarm.chime();
       if (alert.severity === "critical" || alert.severity === "high") {
-        flash(`New ${alert.severity} alert: ${typeLabel(alert.type)} — ${alert.bed}`);
+        flash(t("flash.new", { severity: label("severity", alert.severity), type: typeLabel(alert.type), bed: alert.bed }));
       }
     } else if (action === "escalated" && alert.status === "open") {
       ctx.alarm.ringNow();
@@ -290,12 +332,13 @@ function start(api) {
       // A new call on an alert (even one already acknowledged): ring again, as for a new one.
       if (alert.severity === "critical") ctx.alarm.ringNow();
       else ctx.alarm.chime();
-      flash(`Called again: ${typeLabel(alert.type)} — ${alert.bed} needs acknowledgement`);
+      flash(t("flash.repeated", { type: typeLabel(alert.type), bed: alert.bed }));
     }
     refreshAttention();
     ctx.view?.update();
   });
   ctx.store.addEventListener("reset", () => { refreshAttention(); ctx.view?.update(); });
+  loadStation(api).then((changed) => { if (changed && ctx.api === api) { route.moved = false; route(); } });
   ctx.live = new LiveConnection({ api, store: ctx.store });
   ctx.live.addEventListener("state", (event) => setConnection(event.detail));
   ctx.live.addEventListener("synced", () => {
@@ -316,12 +359,14 @@ setInterval(() => {
   refreshAttention();
 }, 15_000);
 
+applyLanguage();
+
 const saved = sessionStorage.getItem(KEY_STORAGE);
 if (saved) {
   verify(saved).then(start).catch((err) => {
     if (err instanceof AuthError) {
       sessionStorage.removeItem(KEY_STORAGE);
-      showLogin("Your API key is no longer accepted. Sign in again.");
+      showLogin(t("login.expired"));
     } else {
       // The gateway is unreachable right now: start anyway, the connection keeps retrying.
       start(new Api(saved));

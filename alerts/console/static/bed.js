@@ -2,29 +2,30 @@
 
 import { itemsOf } from "./api.js";
 import { chartPanel } from "./chart.js";
-import { fmtAgo, fmtTime, h, humanize } from "./dom.js";
+import { fmtAgo, fmtTime, h } from "./dom.js";
+import { label, t } from "./i18n.js";
 import { queueOrder, typeLabel } from "./store.js";
 
 const DAY_MS = 24 * 3_600_000;
 
 const CHARTS = [
-  { metric: "heart_rate", title: "Heart rate", unit: "/min" },
-  { metric: "breathing_rate", title: "Breathing rate", unit: "/min" },
-  { metric: "in_bed", title: "In bed", kind: "step", min: 0, max: 1, format: (v) => (v ? "yes" : "no") },
-  { metric: "motion", title: "Motion", unit: "moves", kind: "bars" },
-  { metric: "level_db", title: "Sound level", unit: "dB" },
+  { metric: "heart_rate", unit: "chart.per_min" },
+  { metric: "breathing_rate", unit: "chart.per_min" },
+  { metric: "in_bed", kind: "step", min: 0, max: 1, format: (v) => t(v ? "value.yes" : "value.no") },
+  { metric: "motion", unit: "chart.moves", kind: "bars" },
+  { metric: "level_db", unit: "chart.db" },
 ];
 
 const bedHref = (site, bed) => `#/beds/${encodeURIComponent(site)}/${encodeURIComponent(bed)}`;
 
 function stateCell(device) {
   const state = device.state || "unknown";
-  return h("span", { class: `state-${state}` }, state);
+  return h("span", { class: `state-${state}` }, label("state", state));
 }
 
 function batteryCell(device) {
   if (typeof device.battery !== "number") return "–";
-  return h("span", { class: device.battery <= 20 ? "battery-low" : "" }, `${Math.round(device.battery)} %`);
+  return h("span", { class: device.battery <= 20 ? "battery-low" : "" }, t("bed.battery", { n: Math.round(device.battery) }));
 }
 
 /** How far a device's clock is from the gateway's ("wrong" when its points are stored at
@@ -33,11 +34,11 @@ export function clockText(device) {
   const offset = device.clock_offset_s;
   if (typeof offset !== "number") return "–";
   const size = Math.abs(offset);
-  const units = [[365.25 * 86_400, "y"], [86_400, "d"], [3_600, "h"], [60, "min"], [1, "s"]];
-  const [scale, unit] = units.find(([s]) => size >= s) || [1, "s"];
-  const amount = `${offset < 0 ? "−" : "+"}${Math.round(size / scale)} ${unit}`;
-  if (device.clock_wrong) return `wrong (${amount})`;
-  return size >= 60 ? amount : "ok";
+  const units = [[365.25 * 86_400, "unit.y"], [86_400, "unit.d"], [3_600, "unit.h"], [60, "unit.min"], [1, "unit.s"]];
+  const [scale, unit] = units.find(([s]) => size >= s) || [1, "unit.s"];
+  const amount = t("clock.amount", { sign: offset < 0 ? "−" : "+", n: Math.round(size / scale), unit: t(unit) });
+  if (device.clock_wrong) return t("clock.wrong", { amount });
+  return size >= 60 ? amount : t("clock.ok");
 }
 
 function clockCell(device) {
@@ -47,12 +48,12 @@ function clockCell(device) {
 function deviceSummary(bed) {
   const devices = bed.devices || [];
   const offline = devices.filter((d) => d.state === "offline").length;
-  return offline ? h("span", { class: "state-offline" }, `${offline} of ${devices.length} devices offline`)
-    : h("span", { class: "state-online" }, `${devices.length} devices online`);
+  return offline ? h("span", { class: "state-offline" }, t("beds.devices_offline", { offline, total: devices.length }))
+    : h("span", { class: "state-online" }, t("beds.devices_online", { n: devices.length }));
 }
 
 export function bedsView(ctx) {
-  const root = h("div", {}, h("h1", {}, "Beds"), h("p", { class: "muted" }, "Loading…"));
+  const root = h("div", {}, h("h1", {}, t("beds.title")), h("p", { class: "muted" }, t("loading")));
   let stopped = false;
   const load = async () => {
     const beds = [];
@@ -65,27 +66,27 @@ export function bedsView(ctx) {
         if (!cursor) break;
       }
     } catch (err) {
-      root.replaceChildren(h("h1", {}, "Beds"), h("p", { class: "form-error" }, `Could not load beds: ${err.message}`));
+      root.replaceChildren(h("h1", {}, t("beds.title")), h("p", { class: "form-error" }, t("beds.load_failed", { error: err.message })));
       return;
     }
     if (stopped) return;
     beds.sort((a, b) => (b.open_alerts || 0) - (a.open_alerts || 0) || `${a.site}/${a.bed}`.localeCompare(`${b.site}/${b.bed}`));
     root.replaceChildren(
-      h("h1", {}, `Beds (${beds.length})`),
+      h("h1", {}, t("beds.title_count", { n: beds.length })),
       beds.length ? h("ul", { class: "bed-list" }, beds.map((bed) => h("li", {},
         h("a", { class: "bed-card", href: bedHref(bed.site, bed.bed) },
           h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`)),
           h("div", {}, deviceSummary(bed)),
-          h("div", { class: "muted" }, bed.open_alerts ? `${bed.open_alerts} open alerts` : "no open alerts",
-            bed.last_seen ? ` · seen ${fmtAgo(bed.last_seen)}` : "",
-            bed.away_since ? ` · away since ${fmtTime(bed.away_since)}` : ""),
+          h("div", { class: "muted" }, bed.open_alerts ? t("beds.open_alerts", { n: bed.open_alerts }) : t("beds.no_open_alerts"),
+            bed.last_seen ? t("beds.seen", { ago: fmtAgo(bed.last_seen) }) : "",
+            bed.away_since ? t("beds.away", { time: fmtTime(bed.away_since) }) : ""),
         ))))
-        : h("p", { class: "muted" }, "No beds have been heard from yet."),
+        : h("p", { class: "muted" }, t("beds.none")),
     );
   };
   load();
   const timer = setInterval(load, 30_000);
-  return { root, title: "Beds", update: () => {}, dispose: () => { stopped = true; clearInterval(timer); } };
+  return { root, title: t("beds.title"), update: () => {}, dispose: () => { stopped = true; clearInterval(timer); } };
 }
 
 function points(series) {
@@ -97,8 +98,8 @@ function points(series) {
 }
 
 export function bedView(ctx, site, bedId) {
-  const root = h("div", {}, h("p", {}, h("a", { href: "#/beds" }, "← Beds")), h("h1", {}, `${bedId}`),
-    h("p", { class: "muted" }, "Loading…"));
+  const root = h("div", {}, h("p", {}, h("a", { href: "#/beds" }, t("bed.back"))), h("h1", {}, `${bedId}`),
+    h("p", { class: "muted" }, t("loading")));
   let stopped = false;
 
   const load = async () => {
@@ -107,8 +108,8 @@ export function bedView(ctx, site, bedId) {
     try {
       bed = await ctx.api.get(base);
     } catch (err) {
-      root.replaceChildren(h("p", {}, h("a", { href: "#/beds" }, "← Beds")), h("h1", {}, bedId),
-        h("p", { class: "form-error" }, err.status === 404 ? "This bed has not been heard from." : `Could not load the bed: ${err.message}`));
+      root.replaceChildren(h("p", {}, h("a", { href: "#/beds" }, t("bed.back"))), h("h1", {}, bedId),
+        h("p", { class: "form-error" }, err.status === 404 ? t("bed.not_found") : t("bed.load_failed", { error: err.message })));
       return;
     }
     // The window ends at the newest reading or now, whichever is later: simulated beds may
@@ -126,44 +127,45 @@ export function bedView(ctx, site, bedId) {
     const open = (bed.alerts || []).slice().sort(queueOrder);
     const devices = bed.devices || [];
     root.replaceChildren(
-      h("p", {}, h("a", { href: "#/beds" }, "← Beds")),
+      h("p", {}, h("a", { href: "#/beds" }, t("bed.back"))),
       h("div", { class: "page-head" },
         h("div", {}, h("h1", {}, `${bed.bed || bedId}`, h("span", { class: "muted" }, ` · ${bed.site || site}`)),
-          h("p", { class: "muted" }, bed.person ? `Person ${bed.person} · ` : "",
-            bed.last_seen ? `last heard ${fmtAgo(bed.last_seen)} (${fmtTime(bed.last_seen)})` : "not heard from yet",
+          h("p", { class: "muted" }, bed.person ? t("bed.person", { person: bed.person }) : "",
+            bed.last_seen ? t("bed.last_heard", { ago: fmtAgo(bed.last_seen), time: fmtTime(bed.last_seen) }) : t("bed.never_heard"),
             bed.away_since ? h("span", { class: "away", id: "away-since" },
-              ` · nobody home since ${fmtTime(bed.away_since)} (${fmtAgo(bed.away_since)})`) : null)),
+              t("bed.away", { time: fmtTime(bed.away_since), ago: fmtAgo(bed.away_since) })) : null)),
         open.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(open[0].id)}` },
-          `${open.length} open alert${open.length > 1 ? "s" : ""}`) : null),
+          t("beds.open_alerts", { n: open.length })) : null),
       h("section", { class: "panel", "aria-labelledby": "b-devices" },
-        h("h2", { id: "b-devices" }, "Devices"),
+        h("h2", { id: "b-devices" }, t("bed.devices")),
         devices.length ? h("div", { class: "table-wrap" }, h("table", { id: "devices" },
-          h("thead", {}, h("tr", {}, ["Device", "Kind", "State", "Battery", "Clock", "Last seen"].map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ["device", "kind", "state", "battery", "clock", "seen"].map((c) => h("th", { scope: "col" }, t(`bed.col_${c}`))))),
           h("tbody", {}, devices.map((d) => h("tr", {},
-            h("td", { class: "mono" }, d.device), h("td", {}, d.kind), h("td", {}, stateCell(d)),
+            h("td", { class: "mono" }, d.device), h("td", {}, label("kind", d.kind)), h("td", {}, stateCell(d)),
             h("td", {}, batteryCell(d)), h("td", {}, clockCell(d)),
-            h("td", {}, d.last_seen ? fmtAgo(d.last_seen) : "never")))),
-        )) : h("p", { class: "muted" }, "No devices known.")),
+            h("td", {}, d.last_seen ? fmtAgo(d.last_seen) : t("bed.never"))))),
+        )) : h("p", { class: "muted" }, t("bed.no_devices"))),
       h("section", { "aria-labelledby": "b-charts", class: "panel" },
-        h("h2", { id: "b-charts" }, "Last 24 hours"),
-        h("div", { class: "grid-charts" }, CHARTS.map((c, i) => chartPanel({ ...c, points: series[i], t0: since, t1: until })))),
+        h("h2", { id: "b-charts" }, t("bed.charts")),
+        h("div", { class: "grid-charts" }, CHARTS.map((c, i) => chartPanel({ ...c, title: t(`chart.${c.metric}`), unit: c.unit ? t(c.unit) : "", points: series[i], t0: since, t1: until })))),
       h("div", { class: "grid-2" },
         h("section", { class: "panel", "aria-labelledby": "b-alerts" },
-          h("h2", { id: "b-alerts" }, "Recent alerts"),
+          h("h2", { id: "b-alerts" }, t("bed.alerts")),
           alerts.length ? h("ul", { class: "timeline" }, alerts.map((a) => h("li", {},
-            h("span", { class: `sev sev-${a.severity}` }, a.severity), " ",
+            h("span", { class: `sev sev-${a.severity}` }, label("severity", a.severity)), " ",
             h("a", { href: `#/alerts/${encodeURIComponent(a.id)}` }, typeLabel(a.type)), " ",
-            h("span", { class: `status status-${a.status}` }, a.status), " ",
+            h("span", { class: `status status-${a.status}` }, label("status", a.status)), " ",
             h("span", { class: "muted" }, fmtTime(a.opened_at)))))
-            : h("p", { class: "muted" }, "No alerts.")),
+            : h("p", { class: "muted" }, t("bed.no_alerts"))),
         h("section", { class: "panel", "aria-labelledby": "b-visits" },
-          h("h2", { id: "b-visits" }, "Service visits"),
-          visits === null ? h("p", { class: "muted" }, "Service log unavailable.")
+          h("h2", { id: "b-visits" }, t("bed.visits")),
+          visits === null ? h("p", { class: "muted" }, t("bed.visits_unavailable"))
             : visits.length ? h("ul", { class: "timeline" }, visits.map((v) => h("li", {},
-              h("strong", {}, humanize(v.event || "")), " ", fmtTime(v.at), ` · caregiver ${v.caregiver} · visit ${v.visit}`,
-              v.services && v.services.length ? h("div", { class: "muted" }, `services: ${v.services.join(", ")}`) : null,
-              v.method ? h("div", { class: "muted" }, `by ${v.method}`) : null)))
-              : h("p", { class: "muted" }, "No visits recorded.")),
+              h("strong", {}, label("visit", v.event || "")), " ", fmtTime(v.at),
+              t("bed.visit", { caregiver: v.caregiver, visit: v.visit }),
+              v.services && v.services.length ? h("div", { class: "muted" }, t("bed.services", { list: v.services.join(", ") })) : null,
+              v.method ? h("div", { class: "muted" }, t("bed.method", { method: v.method })) : null)))
+              : h("p", { class: "muted" }, t("bed.no_visits"))),
       ),
     );
   };

@@ -3,6 +3,7 @@
 // stays legible on a phone.
 
 import { h, svg } from "./dom.js";
+import { fmtClock, t, zoneHourMinute } from "./i18n.js";
 
 const HEIGHT = 140;
 const PAD = { left: 38, right: 8, top: 8, bottom: 22 };
@@ -18,15 +19,16 @@ function niceTicks(min, max, count) {
   return ticks;
 }
 
+/** Whole hours in the station's zone (some zones are off the hour by 30 or 45 min). */
 function hourTicks(t0, t1, width) {
   const span = t1 - t0;
   const wanted = Math.max(2, Math.floor(width / 70));
   const hours = [1, 2, 3, 4, 6, 12, 24].find((hh) => span / (hh * 3_600_000) <= wanted) || 24;
-  const first = new Date(t0);
-  first.setMinutes(0, 0, 0);
+  const step = 15 * 60_000;
   const ticks = [];
-  for (let t = first.getTime(); t <= t1; t += 3_600_000) {
-    if (t >= t0 && new Date(t).getHours() % hours === 0) ticks.push(t);
+  for (let at = Math.ceil(t0 / step) * step; at <= t1; at += step) {
+    const [hour, minute] = zoneHourMinute(at);
+    if (minute === 0 && hour % hours === 0) ticks.push(at);
   }
   return ticks;
 }
@@ -54,20 +56,18 @@ function draw(el, { points, t0, t1, kind, unit, min, max }) {
   const yTicks = kind === "step" ? [0, 1] : niceTicks(lo, hi, 3);
   for (const v of yTicks) {
     root.append(svg("line", { class: "grid", x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v) }));
-    const label = kind === "step" ? (v ? "yes" : "no") : String(v);
+    const label = kind === "step" ? t(v ? "value.yes" : "value.no") : String(v);
     root.append(svg("text", { class: "tick", x: PAD.left - 4, y: y(v) + 4, "text-anchor": "end" }, label));
   }
-  for (const t of hourTicks(t0, t1, innerW)) {
-    const d = new Date(t);
-    root.append(svg("line", { class: "axis", x1: x(t), x2: x(t), y1: HEIGHT - PAD.bottom, y2: HEIGHT - PAD.bottom + 4 }));
-    root.append(svg("text", { class: "tick", x: x(t), y: HEIGHT - 6, "text-anchor": "middle" },
-      `${String(d.getHours()).padStart(2, "0")}:00`));
+  for (const at of hourTicks(t0, t1, innerW)) {
+    root.append(svg("line", { class: "axis", x1: x(at), x2: x(at), y1: HEIGHT - PAD.bottom, y2: HEIGHT - PAD.bottom + 4 }));
+    root.append(svg("text", { class: "tick", x: x(at), y: HEIGHT - 6, "text-anchor": "middle" }, fmtClock(at)));
   }
   root.append(svg("line", { class: "axis", x1: PAD.left, x2: width - PAD.right, y1: HEIGHT - PAD.bottom, y2: HEIGHT - PAD.bottom }));
 
   if (!points.length) {
     root.append(svg("text", { class: "nodata", x: PAD.left + innerW / 2, y: PAD.top + innerH / 2, "text-anchor": "middle" },
-      "no data in the last 24 h"));
+      t("chart.no_data")));
   } else if (kind === "bars") {
     const barW = Math.max(1, innerW / ((t1 - t0) / 60_000) * 0.9);
     let d = "";
@@ -103,10 +103,11 @@ function draw(el, { points, t0, t1, kind, unit, min, max }) {
  */
 export function chartPanel({ title, unit = "", points, t0, t1, kind = "line", min, max, format }) {
   const latest = points.length ? points[points.length - 1][1] : null;
-  const shown = latest === null ? "–" : format ? format(latest) : `${+latest.toFixed(1)}${unit ? ` ${unit}` : ""}`;
+  const shown = latest === null ? "–" : format ? format(latest)
+    : unit ? t("chart.value", { value: +latest.toFixed(1), unit }) : String(+latest.toFixed(1));
   const area = h("div", { class: "chart-area" });
   const summary = points.length
-    ? `${title}: ${points.length} values, latest ${shown}` : `${title}: no data in the last 24 hours`;
+    ? t("chart.summary", { title, n: points.length, shown }) : t("chart.summary_empty", { title });
   const panel = h("figure", { class: "chart", "aria-label": summary },
     h("h3", {}, h("span", {}, title), h("span", { class: "muted" }, shown)),
     area);

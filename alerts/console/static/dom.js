@@ -1,5 +1,9 @@
 // Tiny DOM helpers. Text always goes through textContent: nothing from the API is parsed as HTML.
 
+import { t } from "./i18n.js";
+
+export { fmtAge, fmtAgo, fmtTime } from "./i18n.js";
+
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 function build(el, attrs, children) {
@@ -29,42 +33,10 @@ export function svg(tag, attrs, ...children) {
   return build(document.createElementNS(SVG_NS, tag), attrs, children);
 }
 
-export function fmtTime(ms) {
-  if (typeof ms !== "number") return "–";
-  const d = new Date(ms);
-  const today = new Date();
-  const sameDay = d.toDateString() === today.toDateString();
-  const time = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  return sameDay ? time : `${d.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
-}
-
-/** "just now", "4 min", "2 h 5 min", "3 d": how long ago `ms` was (never negative). */
-export function fmtAge(ms, now = Date.now()) {
-  if (typeof ms !== "number") return "–";
-  const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (s < 45) return "just now";
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m} min`;
-  const hours = Math.floor(m / 60);
-  if (hours < 48) return `${hours} h ${m % 60} min`;
-  return `${Math.floor(hours / 24)} d`;
-}
-
-/** "just now" or "4 min ago". */
-export function fmtAgo(ms, now = Date.now()) {
-  const age = fmtAge(ms, now);
-  return age === "just now" || age === "–" ? age : `${age} ago`;
-}
-
 export function fmtValue(value) {
   if (value === null || value === undefined) return "–";
-  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "boolean") return t(value ? "value.yes" : "value.no");
   if (typeof value === "number") return Number.isInteger(value) ? String(value) : value.toFixed(2).replace(/\.?0+$/, "");
   if (typeof value === "object") return JSON.stringify(value);
   return String(value);
-}
-
-export function humanize(name) {
-  const s = String(name).replaceAll("_", " ");
-  return s.charAt(0).toUpperCase() + s.slice(1);
 }

@@ -3,51 +3,57 @@
 // in the list survive the stream's updates.
 
 import { fmtAgo, fmtTime, h } from "./dom.js";
+import { label, t, tNodes } from "./i18n.js";
 import { typeLabel } from "./store.js";
 
 export function alertTitle(alert) {
-  return `${typeLabel(alert.type)} — ${alert.bed}`;
+  return t("alert.title", { type: typeLabel(alert.type), bed: alert.bed });
 }
 
 function card(ctx, alert) {
   const li = h("li", { class: "alert-card", "data-alert-id": alert.id });
   li._render = (a) => {
     li.className = `alert-card sev-${a.severity} status-${a.status}`;
-    li.setAttribute("aria-label", `${a.severity} ${typeLabel(a.type)}, ${a.site} ${a.bed}, ${a.status}`);
+    li.setAttribute("aria-label", t("queue.card_label", { severity: label("severity", a.severity),
+      type: typeLabel(a.type), site: a.site, bed: a.bed, status: label("status", a.status) }));
     const actions = h("div", { class: "alert-actions" });
     if (ctx.canHandle && a.status === "open") {
       actions.append(h("button", {
         type: "button", class: a.severity === "critical" ? "btn btn-danger" : "btn btn-primary",
         "data-action": "acknowledge", onclick: () => ctx.acknowledge(a.id),
-      }, "Acknowledge"));
+      }, t("action.acknowledge")));
     }
     if (ctx.canHandle && a.status !== "resolved") {
       actions.append(h("button", {
         type: "button", class: "btn", "data-action": "resolve", onclick: () => ctx.openResolve(a.id),
-      }, "Resolve…"));
+      }, t("action.resolve")));
     }
     const extra = [];
-    if (a.occurrences > 1) extra.push(h("span", {}, `${a.occurrences}×`));
+    if (a.occurrences > 1) extra.push(h("span", {}, t("queue.occurrences", { n: a.occurrences })));
     if (a.repeats > 0) {
-      extra.push(h("span", { class: "repeats" }, a.repeats === 1 ? "called again" : `called again ${a.repeats}×`));
+      extra.push(h("span", { class: "repeats" }, t("queue.called_again", { n: a.repeats })));
     }
-    if (a.escalation_level > 0) extra.push(h("span", {}, `escalated ${a.escalation_level}×`));
-    if (a.cleared_at) extra.push(h("span", {}, "condition cleared"));
-    if (a.evidence && a.evidence.cancelled_at) extra.push(h("span", {}, "cancelled by the person"));
+    if (a.escalation_level > 0) extra.push(h("span", {}, t("queue.escalated", { n: a.escalation_level })));
+    if (a.cleared_at) extra.push(h("span", {}, t("queue.cleared")));
+    if (a.evidence && a.evidence.cancelled_at) extra.push(h("span", {}, t("queue.cancelled")));
     if (a.status === "acknowledged" && a.acknowledged_by) {
-      extra.push(h("span", {}, `ack by ${a.acknowledged_by} ${fmtTime(a.acknowledged_at)}`));
+      extra.push(h("span", {}, t("queue.ack_by", { who: a.acknowledged_by, time: fmtTime(a.acknowledged_at) })));
     }
     const main = h("div", { class: "alert-main" },
       h("div", { class: "alert-title" },
-        h("span", { class: "sev" }, a.severity),
+        h("span", { class: "sev" }, label("severity", a.severity)),
         h("a", { href: `#/alerts/${encodeURIComponent(a.id)}` }, typeLabel(a.type)),
         h("a", { href: `#/beds/${encodeURIComponent(a.site)}/${encodeURIComponent(a.bed)}` }, `${a.bed}`),
       ),
-      a.summary ? h("p", { class: "alert-summary" }, a.summary) : null,
+      // The gateway's rules write the summary in English: shown as given, marked so.
+      a.summary ? h("p", { class: "alert-summary", lang: "en" }, a.summary) : null,
       h("div", { class: "alert-meta" },
         h("span", {}, a.site),
-        h("span", {}, "opened ", h("time", { "data-age": a.opened_at, datetime: new Date(a.opened_at).toISOString() },
-          fmtAgo(a.opened_at)), ` (${fmtTime(a.opened_at)})`),
+        h("span", {}, tNodes("queue.opened", {
+          ago: h("time", { "data-age": a.opened_at, datetime: new Date(a.opened_at).toISOString() },
+            fmtAgo(a.opened_at)),
+          time: fmtTime(a.opened_at),
+        })),
         extra,
       ),
     );
@@ -86,18 +92,18 @@ export function queueView(ctx) {
   const ackCount = h("span", { class: "muted" });
   const root = h("div", { class: "queue" },
     h("section", { class: "queue-section", "aria-labelledby": "q-open" },
-      h("h2", { id: "q-open" }, "Needs acknowledgement", openCount), openList),
+      h("h2", { id: "q-open" }, t("queue.open"), openCount), openList),
     h("section", { class: "queue-section", "aria-labelledby": "q-ack" },
-      h("h2", { id: "q-ack" }, "Acknowledged, not resolved", ackCount), ackList),
+      h("h2", { id: "q-ack" }, t("queue.acknowledged"), ackCount), ackList),
   );
   const update = () => {
     const open = ctx.store.open;
     const acked = ctx.store.acknowledged;
     openCount.textContent = String(open.length);
     ackCount.textContent = String(acked.length);
-    reconcile(ctx, openList, open, ctx.synced ? "No open alerts." : "Loading…");
-    reconcile(ctx, ackList, acked, ctx.synced ? "Nothing in progress." : "Loading…");
+    reconcile(ctx, openList, open, t(ctx.synced ? "queue.no_open" : "loading"));
+    reconcile(ctx, ackList, acked, t(ctx.synced ? "queue.none_in_progress" : "loading"));
   };
   update();
-  return { root, update, title: "Queue" };
+  return { root, update, title: t("queue.title") };
 }

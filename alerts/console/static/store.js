@@ -2,23 +2,13 @@
 // stream. Every change carries the whole alert, so merging keeps whichever version is newer;
 // order of arrival (stream vs. snapshot, replays after a reconnect) does not matter.
 
+import { label } from "./i18n.js";
+
 export const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
 
-export const TYPE_LABELS = {
-  emergency_button: "Emergency button",
-  fall: "Fall",
-  inactivity: "No activity",
-  night_bed_exit: "Night bed exit",
-  abnormal_sound: "Abnormal sound",
-  vital_signs: "Vital signs",
-  device_offline: "Device offline",
-  low_battery: "Low battery",
-  sensor_fault: "Sensor fault",
-  service_anomaly: "Service anomaly",
-};
-
-export const typeLabel = (type) => TYPE_LABELS[type] || String(type || "alert").replaceAll("_", " ");
+/** The alert type in the dispatcher's language (the API value stays English). */
+export const typeLabel = (type) => label("type", type || "alert");
 
 /** True when `b` is at least as new as `a`. The lifecycle moves forward, except that a new
  * call (a repeat: `repeats` goes up) puts an acknowledged alert back to open; resolved is final. */
