@@ -134,6 +134,9 @@ class AbnormalSoundDetector(DetectorBase):
         # The hour profile: the loudest 10-minute mean of each local hour, remembered.
         b.column("hour_high", np.float32, np.nan, (DAYS, 24))
         b.column("day", np.int64, NONE)
+        b.column("usual_hour", np.float32, np.nan, (24,))
+        b.column("most_days", np.float32, np.nan)
+        """Worked out from ``hour_high`` when a slot closes (:meth:`_refresh_usual`)."""
         b.column("slot", np.int64, NONE)
         b.column("slot_sum", np.float64, 0.0)
         b.column("slot_n", np.int64, 0)
@@ -154,24 +157,46 @@ class AbnormalSoundDetector(DetectorBase):
 
     def _usual(self, beds: np.ndarray, local: np.ndarray) -> np.ndarray:
         """The loudest this room usually is at local time ``local`` (per bed), from the hour
-        profile (:data:`USUAL_RANK`); NaN while not enough is known."""
-        hour = (local // HOUR_MS) % 24
-        around = (hour[:, None] + np.array([-1, 0, 1])) % 24
-        known = self.beds["hour_high"][beds[:, None, None], np.arange(DAYS)[None, :, None],
-                                       around[:, None, :]].reshape(len(beds), -1)
-        ordered = -np.sort(-np.nan_to_num(known, nan=-np.inf), axis=1)  # loudest first
-        values = np.isfinite(known).sum(axis=1)
+        profile (:data:`USUAL_RANK`); NaN while not enough is known. Looked up in what
+        :meth:`_refresh_usual` worked out when a slot last closed."""
+        b = self.beds
+        usual: np.ndarray = np.fmax(b["usual_hour"][beds, (local // HOUR_MS) % 24],
+                                    b["most_days"][beds] - (USUAL_MARGIN_DB - DAY_MARGIN_DB))
+        return usual
+
+    def _refresh_usual(self, beds: np.ndarray, hour: np.ndarray | None = None) -> None:
+        """Usual loudest per hour for ``beds`` (distinct), from the hour profile: every hour,
+        or (``hour`` given, one per bed: the slot that closed) the three hours it bears on."""
+        if not len(beds):
+            return
+        b = self.beds
+        high = b["hour_high"][beds]  # (beds, days, 24)
+        if hour is None:
+            targets = np.broadcast_to(np.arange(24), (len(beds), 24))
+        else:
+            targets = (hour[:, None] + np.array([-1, 0, 1])) % 24
+        # For each target hour, the hour before, it and the next, on every day.
+        sources = (targets[:, :, None] + np.array([-1, 0, 1])) % 24  # (beds, targets, 3)
+        rows = np.arange(len(beds))[:, None, None, None]
+        days = np.arange(DAYS)[None, None, :, None]
+        around = high[rows, days, sources[:, :, None, :]].reshape(
+            len(beds), targets.shape[1], -1)  # (beds, targets, days x 3)
+        finite = np.isfinite(around)
+        values = finite.sum(axis=2)
+        loud = np.where(finite, around, -np.inf)
+        top = np.partition(loud, range(loud.shape[2] - USUAL_RANK, loud.shape[2]), axis=2)
         rank = np.clip(values // WARM_UP_SHARE, 1, USUAL_RANK)
-        usual: np.ndarray = ordered[np.arange(len(beds)), rank - 1]
+        usual = np.take_along_axis(top, (loud.shape[2] - rank)[:, :, None], axis=2)[:, :, 0]
+        usual[~np.isfinite(usual)] = np.nan
+        b["usual_hour"][beds[:, None], targets] = usual
         # A sound this room reaches on most days, at whatever hour (a TV watched at any
         # time, family over on most afternoons), is usual too, by a smaller margin.
-        daily = np.nanmax(np.nan_to_num(self.beds["hour_high"][beds], nan=-np.inf), axis=2)
-        days = np.isfinite(daily).sum(axis=1)
-        day_rank = np.clip((days + 1) // 2, 1, DAY_RANK)
-        most_days = -np.sort(-daily, axis=1)[np.arange(len(beds)), day_rank - 1]
-        usual = np.fmax(usual, most_days - (USUAL_MARGIN_DB - DAY_MARGIN_DB))
-        usual[~np.isfinite(usual)] = np.nan
-        return usual
+        daily = np.max(np.where(np.isfinite(high), high, -np.inf), axis=2)
+        n_days = np.isfinite(daily).sum(axis=1)
+        day_rank = np.clip((n_days + 1) // 2, 1, DAY_RANK)
+        most = -np.sort(-daily, axis=1)[np.arange(len(beds)), day_rank - 1]
+        most[~np.isfinite(most)] = np.nan
+        b["most_days"][beds] = most
 
     def _learn(self, bed: np.ndarray, local: np.ndarray, level: np.ndarray,
                skip: np.ndarray) -> None:
@@ -216,14 +241,24 @@ class AbnormalSoundDetector(DetectorBase):
         b = self.beds
         keep = ~skip & np.isfinite(mean)
         beds, slot, mean = beds[keep], slot[keep], mean[keep]
-        for k in range(len(beds)):  # a few per round: one per bed every 10 minutes
-            i, day = int(beds[k]), int(slot[k]) * SLOT_MS // DAY_MS
-            if day != b["day"][i]:
-                b["hour_high"][i, day % DAYS] = np.nan  # that row held the day a week ago
-                b["day"][i] = day
-            hour = int(slot[k]) * SLOT_MS // HOUR_MS % 24
-            b["hour_high"][i, day % DAYS, hour] = np.fmax(b["hour_high"][i, day % DAYS, hour],
-                                                          mean[k])
+        whole_day: list[np.ndarray] = []
+        while len(beds):  # a bed closes one slot per round, or a few after a gap
+            _, first = np.unique(beds, return_index=True)
+            i, s, m = beds[first], slot[first], mean[first]
+            day = s * SLOT_MS // DAY_MS
+            row = day % DAYS
+            new_day = day != b["day"][i]
+            b["hour_high"][i[new_day], row[new_day]] = np.nan  # that row held a week ago
+            b["day"][i[new_day]] = day[new_day]
+            hour = s * SLOT_MS // HOUR_MS % 24
+            b["hour_high"][i, row, hour] = np.fmax(b["hour_high"][i, row, hour], m)
+            whole_day.append(i[new_day])
+            self._refresh_usual(i[~new_day], hour[~new_day])
+            rest = np.ones(len(beds), np.bool_)
+            rest[first] = False
+            beds, slot, mean = beds[rest], slot[rest], mean[rest]
+        if whole_day:
+            self._refresh_usual(np.unique(np.concatenate(whole_day)))
 
     def _reference(self, beds: np.ndarray) -> np.ndarray:
         _, median, _, valid = self.baseline.quantiles(beds, 0)
