@@ -88,6 +88,8 @@ class Statuses:
     bed: I64
     received: I64
     offline: npt.NDArray[np.bool_]
+    goodbye: npt.NDArray[np.bool_]
+    """An ``offline`` the device said itself (``seq`` above 0), not its last will."""
     battery: F32
     """NaN where not reported (the same for ``heartbeat_s``)."""
     heartbeat_s: F32
@@ -235,8 +237,10 @@ def extract(numbering: DeviceNumbers, chunks: Sequence[Chunk]) -> Batch:
         if status else np.zeros(0, np.bool_)
     is_will = np.zeros(len(payloads), np.bool_)
     is_will[at] = offline
+    goodbye = offline & np.array([item.seq > 0 for item in status], dtype=np.bool_) \
+        if status else np.zeros(0, np.bool_)
     statuses = Statuses(device[at], numbering.device_bed[device[at]], received[at], offline,
-                        _column(status, "battery"), _column(status, "heartbeat_s"))
+                        goodbye, _column(status, "battery"), _column(status, "heartbeat_s"))
     events: list[EventRecord] = []
     bed_of = numbering.device_bed_list
     for index in other[~is_status].tolist():

@@ -15,7 +15,10 @@ commissioning matter (shown with the bed's devices), not an outage.
 A device replaced on its bed (the old one says ``offline`` or falls silent, and a device of the
 same kind on the same bed that was never heard before starts speaking after it) is a planned
 swap, not an outage: the old device's condition clears when the new one speaks (evidence
-``replaced_by``), and is never raised once the new one has spoken. A second device of that kind
+``replaced_by``), and is never raised once the new one has spoken. An ``offline`` the device
+says itself (``seq`` above 0: switched off, not a lost connection) is raised only after
+:data:`GOODBYE_GRACE_MS`, so a swap whose successor speaks within it raises nothing; a last
+will (``seq`` 0) is raised at once. A second device of that kind
 that was already there (two infrared sensors in two rooms) is no replacement: the failure of
 one is still reported.
 
@@ -67,6 +70,10 @@ from gateway.detect._batch import Batch
 from gateway.detect._numbering import KIND_CODES, KINDS_BY_CODE
 from gateway.detect._table import NONE
 
+GOODBYE_GRACE_MS: Final = 45 * 60_000
+"""A device that announced ``offline`` itself is reported this much later (its last will, a
+connection lost, at once): a planned replacement's successor speaks within it (about half an
+hour), and the swap then raises nothing."""
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3
 DARK_VOTE: Final = 0.5
@@ -90,6 +97,8 @@ class DeviceOfflineDetector(DetectorBase):
         d.column("heartbeat_ms", np.float64, np.nan)
         d.column("will_at", np.int64, NONE)
         """Receipt time of the latest last will."""
+        d.column("goodbye", np.bool_, False)
+        """The latest ``offline`` was said by the device itself (``seq`` above 0)."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
 
@@ -105,6 +114,7 @@ class DeviceOfflineDetector(DetectorBase):
         first[heard[new][::-1]] = heard_at[new][::-1]
         np.maximum.at(d["will_at"], device[will], received[will])
         st = batch.statuses
+        d["goodbye"][st.device[st.offline]] = st.goodbye[st.offline]
         promised = ~np.isnan(st.heartbeat_s)
         d["heartbeat_ms"][st.device[promised]] = st.heartbeat_s[promised] * 1000.0
 
@@ -162,7 +172,10 @@ class DeviceOfflineDetector(DetectorBase):
         # with a few dead devices would count as dark and hide the next one to fail.
         voters = tracked & ~active
         silent[silent & ~active] &= ~self._dark_sites(voters, quiet)[silent & ~active]
-        desired = tracked & (silent | will)
+        # A device that said goodbye itself (switched off for a swap, not a lost connection)
+        # gets GOODBYE_GRACE_MS for its successor to speak before it counts as offline.
+        held = will & d["goodbye"][:n] & (now_ms - d["will_at"][:n] < GOODBYE_GRACE_MS)
+        desired = tracked & (silent | will) & ~(held & ~active)
         on, off = transitions(active, desired)
         findings: list[Finding] = []
         last = np.where(last == NONE, d["will_at"][:n], last)

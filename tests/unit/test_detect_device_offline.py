@@ -141,20 +141,42 @@ def test_a_message_delayed_past_the_will_does_not_cancel_it() -> None:
     assert cleared(findings)[0].at >= lost + 2 * HOUR
 
 
-def test_a_device_replaced_on_its_bed_clears_when_the_new_one_speaks() -> None:
-    # The technician unplugs the old sensor (it says offline) and installs a new one with a
-    # new id half an hour later: one alert at the unplugging, resolved by the new device.
+def test_a_device_replaced_on_its_bed_raises_nothing() -> None:
+    # The technician unplugs the old sensor (it says offline itself, seq above 0) and installs
+    # a new one with a new id half an hour later (issue #12: a planned swap is no outage).
     swap = T0 + HOUR
     traffic = sensor("b1", T0, swap, device="ir-old")
-    traffic.append((swap, status("b1", "infrared", swap, device="ir-old", state="offline")))
+    traffic.append((swap, status("b1", "infrared", swap, device="ir-old", state="offline",
+                                 seq=900)))
+    traffic += sensor("b1", swap + 30 * MINUTE, swap + 6 * HOUR, device="ir-new")
+    assert run(detector(), traffic, start=T0, end=swap + 6 * HOUR) == []
+
+
+def test_a_lost_connection_is_raised_at_once_and_cleared_by_a_replacement() -> None:
+    # The old sensor's last will (seq 0: the broker's word for a lost connection) is raised at
+    # once; a new sensor on the bed half an hour later resolves it as replaced.
+    swap = T0 + HOUR
+    traffic = sensor("b1", T0, swap, device="ir-old")
+    traffic.append((swap, status("b1", "infrared", swap, device="ir-old", state="offline",
+                                 seq=0, ts=T0)))
     traffic += sensor("b1", swap + 30 * MINUTE, swap + 6 * HOUR, device="ir-new")
     findings = run(detector(), traffic, start=T0, end=swap + 6 * HOUR)
     [raised] = opened(findings)
     assert raised.episode == "ir-old"
+    assert raised.at - swap <= 2 * MINUTE
     [clear] = cleared(findings)
     assert clear.evidence["replaced_by"] == "ir-new"
     assert swap + 30 * MINUTE <= clear.at <= swap + 32 * MINUTE
     assert len(findings) == 2, "the old device, silent for good, is never raised again"
+
+
+def test_a_goodbye_with_no_successor_is_raised_after_the_grace() -> None:
+    off = T0 + HOUR
+    traffic = sensor("b1", T0, off, device="ir-old")
+    traffic.append((off, status("b1", "infrared", off, device="ir-old", state="offline",
+                                seq=900)))
+    [raised] = opened(run(detector(), traffic, start=T0, end=off + 3 * HOUR))
+    assert 45 * MINUTE <= raised.at - off <= 47 * MINUTE
 
 
 def test_a_silent_swap_before_the_limit_raises_nothing() -> None:
