@@ -24,6 +24,7 @@ import pytest
 from simulators.profiles import PROFILES
 
 PER_PROFILE, DAYS, SEED = 2, 5, 12
+WARM_UP_DAYS = 2
 BEDS = PER_PROFILE * len(PROFILES)
 TARGET_FALSE_PER_BED_DAY = 0.1
 TARGET_RECALL = 0.95
@@ -54,11 +55,37 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout)
     text = homecare("evaluate", "--labels", str(labels), "--alerts", str(alerts),
                     "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout
+    # After the warm-up (the first two days: nights, hours and sounds being learnt), the same
+    # population scored on what it raised from then on.
+    start = min(json.loads(line)["t"] for line in _head(traffic, 1000))
+    learnt_from = start + WARM_UP_DAYS * 86_400_000
+    later_alerts, later_labels = tmp / "later-alerts.jsonl", tmp / "later-labels.jsonl"
+    later_alerts.write_bytes(b"".join(line for line in alerts.read_bytes().splitlines(True)
+                                      if json.loads(line)["opened_at"] >= learnt_from))
+    later_labels.write_bytes(b"".join(line for line in labels.read_bytes().splitlines(True)
+                                      if json.loads(line)["start"] >= learnt_from))
+    later: dict[str, Any] = json.loads(homecare(
+        "evaluate", "--labels", str(later_labels), "--alerts", str(later_alerts), "--json",
+        "--bed-days", str(BEDS * (DAYS - WARM_UP_DAYS))).stdout)
     restarted = tmp / "restarted.jsonl"
     homecare("replay", str(traffic), "--alerts", str(restarted), "--registry", str(registry),
              "--restart-after-h", "40", "--restart-after-h", "77.5")
     return {"report": report, "replay": replayed.stderr, "text": text,
-            "alerts": alerts.read_bytes(), "restarted": restarted.read_bytes()}
+            "alerts": alerts.read_bytes(), "restarted": restarted.read_bytes(), "later": later}
+
+
+def _head(path: Any, lines: int) -> list[bytes]:
+    with path.open("rb") as handle:
+        return [line for _, line in zip(range(lines), handle, strict=False) if line.strip()]
+
+
+def _failures(report: dict[str, Any]) -> list[str]:
+    failures = [f"{row['type']}: recall {row['recall']}" for row in report["types"]
+                if row["labels"] and row["recall"] < TARGET_RECALL]
+    overall = next(row for row in report["types"] if row["type"] == "all")
+    if overall["false_per_bed_day"] > TARGET_FALSE_PER_BED_DAY:
+        failures.append(f"{overall['false_per_bed_day']} false alerts per bed-day")
+    return failures
 
 
 def test_every_profile_replays_without_a_dead_letter(run: dict[str, Any]) -> None:
@@ -89,13 +116,15 @@ def test_a_restart_in_the_middle_of_the_replay_gives_the_same_alerts(
     assert run["restarted"] == run["alerts"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12: detectors do not yet know the person")
+def test_once_the_routines_are_learnt_ordinary_lives_raise_at_most_a_tenth_of_a_false_alert(
+        run: dict[str, Any]) -> None:
+    """Issue #12's target, from the third day on (the README gives the full acceptance run:
+    50 beds x 14 days x 3 seeds, warm-up included, under 0.1)."""
+    assert not _failures(run["later"]), run["later"]["types"]
+
+
+@pytest.mark.xfail(strict=True, reason="over 5 days the two days of warm-up (registry night, "
+                   "first TV evenings) weigh too much; over 14 days the target is met (README)")
 def test_ordinary_lives_raise_at_most_a_tenth_of_a_false_alert_per_bed_day(
         run: dict[str, Any]) -> None:
-    report = run["report"]
-    failures = [f"{row['type']}: recall {row['recall']}" for row in report["types"]
-                if row["labels"] and row["recall"] < TARGET_RECALL]
-    overall = next(row for row in report["types"] if row["type"] == "all")
-    if overall["false_per_bed_day"] > TARGET_FALSE_PER_BED_DAY:
-        failures.append(f"{overall['false_per_bed_day']} false alerts per bed-day")
-    assert not failures, (failures, run["text"])
+    assert not _failures(run["report"]), run["text"]
