@@ -117,6 +117,8 @@ class DeviceState:
     status_at: int | None = None
     """Receipt time of the latest status."""
     status_order: int = -1
+    status_untrusted_at: int | None = None
+    """Receipt time of the status shown, when its device time was outside the clock window."""
     """When the latest ``online`` status counts as sent (the order of their fields): its device
     time inside the clock window (at most its receipt time), else its receipt time."""
     heard_at: int | None = None
@@ -269,8 +271,13 @@ class LiveState:
                         self._charge(bed, grown)
                 elif type(payload) is Status:
                     order = min(payload.ts, received) if trusted else received
-                    if order >= device.status_order:
+                    # A status ordered by receipt (its clock was wrong: 2099, say) gives way to
+                    # any trusted status received after it, even from a clock running late.
+                    if order >= device.status_order or (
+                            trusted and device.status_untrusted_at is not None
+                            and received >= device.status_untrusted_at):
                         device.status_order = order
+                        device.status_untrusted_at = None if trusted else received
                         self._fields(bed, device, payload)
                     device.status_at = received
                 if device.reported_state is not None or type(payload) is Status:

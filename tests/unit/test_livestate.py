@@ -278,6 +278,21 @@ def test_a_future_dated_status_does_not_hide_the_real_ones_after_it() -> None:
     assert device.battery == 89.0
 
 
+def test_a_2099_status_gives_way_to_a_real_one_from_a_clock_running_an_hour_late() -> None:
+    """Found by the fresh tester of #17: the real status (device time an hour behind, inside
+    the clock window) was hidden until the device clock passed the 2099 status's receipt."""
+    state = LiveState()
+    state.accept([status(1, Y2099, 5)], [T0])
+    state.accept([status(2, T0 + 60_000 - 3_600_000, 91)], [T0 + 60_000])
+    device = state.device("site-01", "bed-1", "fs-bed-1")
+    assert device is not None
+    assert device.battery == 91.0
+    state.accept([status(3, T0 + 120_000 - 3_600_000, 90)], [T0 + 120_000])
+    assert device.battery == 90.0
+    state.accept([status(4, T0 - 7_200_000, 70)], [T0 + 180_000])  # older than the last
+    assert device.battery == 90.0
+
+
 def test_a_clock_wrong_then_corrected_and_one_right_then_in_2099_order_statuses_by_receipt(
 ) -> None:
     state = LiveState()
