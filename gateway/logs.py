@@ -2,8 +2,10 @@
 
 Values in a line may come from outside (a request path, a topic, an exception's message): in
 text lines every control character (NUL, CR, LF, ESC, ...) is written as an escape (``\\x00``,
-``\\n``), so no input can forge a log line, hide text from a terminal or put raw bytes in the
-file; a traceback keeps its own line breaks. JSON lines are escaped by JSON itself.
+``\\n``, and the bidirectional overrides such as U+202E as ``\\u202e``), so no input can
+forge a log line, hide or reorder text on a terminal or put raw bytes in the file (values that
+may hold spaces, such as request paths, are logged quoted); a traceback keeps its own line
+breaks. JSON lines are escaped by JSON itself.
 
 >>> escape("GET /a\\x00b\\r\\nforged")
 'GET /a\\\\x00b\\\\r\\\\nforged'
@@ -17,8 +19,9 @@ import re
 import sys
 import time
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 

@@ -136,7 +136,7 @@ class ApiAuth:
                         "suppressed=%d; its API requests answer 429 meanwhile", client,
                         failures, self.throttle.retry_after_s(client) or 0, suppressed)
         else:
-            log.info("api.auth_failed client=%s reason=%s path=%s suppressed=%d; further "
+            log.info("api.auth_failed client=%s reason=%s path=%r suppressed=%d; further "
                      "failures from it are counted (homecare_api_auth_failures_total)",
                      client, reason, path[:200], suppressed)
 

@@ -235,7 +235,7 @@ class PathGuard:
         allowed, suppressed = self.log_budget.allow()
         if allowed:
             path: str = scope.get("path", "")
-            log.info("http.bad_request reason=%s client=%s path=%s suppressed=%d", problem,
+            log.info("http.bad_request reason=%s client=%s path=%r suppressed=%d", problem,
                      client_address(scope), path[:200], suppressed)
         if scope["type"] == "http":
             await _json_answer(send, 400, "bad_request", _PATH_DETAIL[problem])

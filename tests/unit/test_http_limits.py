@@ -208,3 +208,10 @@ def test_log_lines_cannot_carry_control_characters(capsys: pytest.CaptureFixture
     assert "value=x\\ty" in err
     assert "\nforged" not in err
     assert "\\x1b[31m value" in err
+
+
+def test_bidirectional_overrides_are_escaped_in_log_lines() -> None:
+    """Found by the fresh tester of #17: U+202E reorders what a terminal shows."""
+    from gateway.logs import escape
+
+    assert escape("/a\u202eb\u2066c\u200f") == "/a\\u202eb\\u2066c\\u200f"
