@@ -303,6 +303,7 @@ class Gateway:
                            engine=self.alerts, history=history, metrics=self.metrics.registry,
                            auth_failures_per_minute=self.settings.api_auth_failures_per_minute,
                            sse_streams_per_key=self.settings.api_streams_per_key,
+                           timezone=self.settings.timezone,
                            key_recheck_s=self.settings.api_key_recheck_s))
 
     # --- ingest -------------------------------------------------------------------------------
