@@ -369,11 +369,17 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
         description="A request body (at most 64 KiB) must have arrived within this time of its "
         "head; otherwise the connection is closed.")
+    http_write_timeout_s: float = Field(
+        default=30.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
+        description="An answer (an event stream's included) whose client has not read "
+        "anything for this long while the gateway's send buffer is full is cut off: a client "
+        "that never reads cannot hold a connection.")
     http_max_connections: int = Field(
         default=1024, ge=16, le=1_000_000, json_schema_extra={"unit": "connections"},
         description="Open HTTP connections at most. A new connection past it closes the oldest "
         "one still waiting for a request head (idle or half-sent); when every one is busy, the "
-        "new one is closed at once. Requests being answered and event streams are never cut. "
+        "new one is closed at once. Requests being answered and event streams are not cut for "
+        "room (only by http_write_timeout_s). "
         "Kept below the process's open-files limit (raised to its hard limit at start), less "
         "room for the stores and the broker.")
     http_max_connections_per_client: int = Field(

@@ -10,10 +10,13 @@ the common 1,024 limit, and ``/healthz``, the API and the console went dark. Her
   keeps those *waiting* for a request head (fresh, idle between requests, or half-sent) in
   age order. A new connection past a cap closes the oldest waiting one (of its own address
   first, for the per-client cap); if every connection is busy, the new one is closed at once.
-  A connection being answered (an event stream included) is never cut.
-* :func:`guarded_protocol` is uvicorn's h11 protocol with that guard and two deadlines: the
+  A connection being answered (an event stream included) is not cut for room, only by the
+  write timeout below.
+* :func:`guarded_protocol` is uvicorn's h11 protocol with that guard and three deadlines: the
   request head must be complete within ``header_timeout_s`` of the connection opening (or of
-  its previous answer), its body within ``body_timeout_s`` of the head.
+  its previous answer), its body within ``body_timeout_s`` of the head, and an answer whose
+  client reads nothing (the send buffer full, :data:`SEND_BUFFER_BYTES` in the kernel) may
+  stall for ``write_timeout_s`` at most: a slow-read client cannot hold a connection.
 * :func:`connection_cap` keeps the cap below the process's open-files limit, and
   :func:`raise_open_files_limit` raises that limit to its hard limit first.
 
@@ -24,8 +27,10 @@ so the listening backlog is small (:data:`BACKLOG`) and counted in the headroom.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("homecare.http")
 
 BACKLOG: Final = 128
+SEND_BUFFER_BYTES: Final = 256 * 1024
+"""Kernel send buffer per HTTP connection (instead of autotuned up to 4 MiB)."""
 """Listening backlog: connections accepted in one turn of the event loop at most."""
 FD_HEADROOM: Final = 256
 """Descriptors kept for everything but HTTP connections (stores, spool, broker, threads)."""
@@ -59,6 +66,7 @@ class HttpLimits:
 
     header_timeout_s: float
     body_timeout_s: float
+    write_timeout_s: float
     max_connections: int
     max_connections_per_client: int
 
@@ -66,6 +74,7 @@ class HttpLimits:
     def from_settings(cls, settings: Settings) -> HttpLimits:
         return cls(header_timeout_s=settings.http_header_timeout_s,
                    body_timeout_s=settings.http_body_timeout_s,
+                   write_timeout_s=settings.http_write_timeout_s,
                    max_connections=settings.http_max_connections,
                    max_connections_per_client=settings.http_max_connections_per_client)
 
@@ -197,8 +206,15 @@ class _GuardedH11Protocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_reason = ""
         self._request: object | None = None
+        self._stalled: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # A bounded kernel send buffer: what a client that never reads can pin in memory
+            # (autotuned, up to 4 MiB each), and what the write timeout sees as stalled.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         super().connection_made(transport)  # type: ignore[arg-type]
         peer = client_group(str(self.client[0])) if self.client else "unknown"
         if not self.guarded.guard.admit(self, peer):
@@ -206,7 +222,24 @@ class _GuardedH11Protocol(H11Protocol):
             return
         self._arm(self.guarded.limits.header_timeout_s, "header_timeout")
 
+    def pause_writing(self) -> None:
+        """The send buffer is full (the client reads nothing): cut the connection if it stays
+        so for ``write_timeout_s`` (a slow-read client cannot hold a busy connection)."""
+        super().pause_writing()
+        if self._stalled is None:
+            self._stalled = self.loop.call_later(self.guarded.limits.write_timeout_s,
+                                                 self._expire, "write_timeout")
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._stalled is not None:
+            self._stalled.cancel()
+            self._stalled = None
         self._disarm()
         self.guarded.guard.forget(self)
         super().connection_lost(exc)

@@ -61,6 +61,26 @@ def _enough_open_files(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+def test_a_client_that_never_reads_its_answer_is_cut_off(gateway: GatewayProcess) -> None:
+    """Slow read (found by the fresh tester of #17): a small receive window, a large answer
+    asked for and never read held the connection for good; 250 such per address took the
+    server's every connection with no key."""
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    slow.settimeout(10)
+    slow.connect((gateway.host, gateway.port))
+    slow.sendall(b"GET /docs-assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: gateway\r\n\r\n")
+    try:
+        closed = 'homecare_http_connections_closed_total{reason="write_timeout"}'
+        deadline = time.monotonic() + 30
+        while gateway.metrics().get(closed, 0) < 1:
+            assert time.monotonic() < deadline, "a stalled answer was never cut off"
+            time.sleep(0.5)
+    finally:
+        slow.close()
+    assert httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200
+
+
 def _half_sent(gateway: GatewayProcess, source: str) -> socket.socket:
     """A connection that sends most of a request head and then nothing."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -227,6 +247,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
         "HOMECARE_HTTP_HEADER_TIMEOUT_S": "2",
         "HOMECARE_HTTP_BODY_TIMEOUT_S": "2",
         "HOMECARE_API_STREAMS_PER_KEY": "2",
+        "HOMECARE_HTTP_WRITE_TIMEOUT_S": "2",
     })
     try:
         process.start()
