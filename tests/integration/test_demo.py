@@ -100,8 +100,11 @@ def test_demo_serves_console_and_api_with_a_printed_key_and_stops_after_its_dura
     assert httpx.get(f"{demo.url}/healthz", timeout=5).json() == {"status": "ok"}
     page = httpx.get(f"{demo.url}/", timeout=5)
     assert page.status_code == 200
-    assert "Homecare" in page.text
+    assert 'data-i18n="app.name"' in page.text  # texts come from the console's catalogue
     assert "/console/app.js" in page.text
+    catalogue = httpx.get(f"{demo.url}/console/i18n.js", timeout=5)
+    assert catalogue.status_code == 200
+    assert "zh-CN" in catalogue.text
     assert httpx.get(f"{demo.url}/console/app.js", timeout=5).status_code == 200
     assert httpx.get(f"{demo.url}/api/v1/alerts", timeout=5).status_code == 401
 
