@@ -16,6 +16,7 @@ module is over 400 lines: that documentation is most of it, and this is its one 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 import zoneinfo
@@ -387,6 +388,13 @@ class Settings(BaseSettings):
         description="Open HTTP connections one client address (IPv6: its /64) may hold, with "
         "the same rule (its own oldest waiting connection makes room). Behind a reverse proxy "
         "every connection comes from the proxy: set it to `http_max_connections`.")
+    http_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose "
+        "`X-Forwarded-For` and `X-Forwarded-Proto` name the real client (for the per-client "
+        "limits, the wrong-key throttle and the logs), e.g. `127.0.0.1` for a proxy on this "
+        "host. Empty (the default): the header is ignored from everyone, so no local process "
+        "can pose as another client.")
 
     # --- upstream delivery (gateway/upstream/) ----------------------------------------------
     upstream_url: str | None = Field(
@@ -446,6 +454,17 @@ class Settings(BaseSettings):
     def _positive_steps(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if any(step <= 0 for step in value):
             raise ValueError("every escalation step must be a positive number of seconds")
+        return value
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f"not an address or network: {item!r}") from None
         return value
 
     @field_validator("mqtt_url")

@@ -10,8 +10,13 @@ Every refusal is counted (``homecare_api_auth_failures_total{reason}``). Wrong k
 limited per client address (:class:`~alerts.api._limits.AuthThrottle`): once an address has
 tried ``api_auth_failures_per_minute`` unknown or revoked keys within a minute, each of its API
 requests is answered 429 with ``Retry-After``, its key unchecked, until the oldest failure is a
-minute old. Failures are logged, never the key: an address's first failure in a minute and its
-lockout, at most 20 lines a minute in all (the rest counted).
+minute old; except a key that has worked (from anywhere) within the last day
+(:class:`~alerts.api._limits.ProvenKeys`): it is checked as usual and, if still valid, served.
+Several dispatchers behind one address (a station's NAT) are so not locked out by one
+misconfigured client, while the guesses from that address still get 429 unchecked. Failures
+are logged, never the key: an address's first failure in a minute and its lockout, at most 20
+lines a minute in all (the rest counted). The client address is the peer's unless
+``http_trusted_proxies`` names the peer (then its ``X-Forwarded-For``).
 
 :func:`require` is the per-route dependency that checks the role (403) and declares the bearer
 scheme in the OpenAPI document.
@@ -30,7 +35,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.api._errors import ApiError
-from alerts.api._limits import ApiMetrics, AuthThrottle, LogBudget, client_address
+from alerts.api._limits import ApiMetrics, AuthThrottle, LogBudget, ProvenKeys, client_address
 from alerts.keys import MAX_TOKEN_LENGTH, ApiKey, KeyStore, Role
 
 log = logging.getLogger("homecare.api")
@@ -71,6 +76,7 @@ class ApiAuth:
         self.throttle = throttle
         self.metrics = metrics
         self.log_budget = LogBudget()
+        self.proven = ProvenKeys()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -78,15 +84,17 @@ class ApiAuth:
             await self.app(scope, receive, send)
             return
         client = client_address(scope)
+        token, reason = _token(scope)
         retry_after = self.throttle.retry_after_s(client)
-        if retry_after is not None:
+        if retry_after is not None and (token is None or not self.proven.known(token)):
             self.metrics.auth_failures.labels("throttled").inc()
             await _too_many(send, retry_after)
             return
-        token, reason = _token(scope)
         key = None
         if token is not None:
             key, reason = await asyncio.to_thread(self.keys.verify, token)
+            if key is not None:
+                self.proven.add(token)
         if key is None:
             self._failed(client, reason, path)
             await _unauthorized(send, "missing API key: send Authorization: Bearer <key>"

@@ -10,12 +10,14 @@
   :data:`LOG_LINES_PER_MINUTE` times a minute.
 * :class:`AuthThrottle`: failed authentications per client address in a sliding minute; once
   an address has used up its budget, every API request from it is refused (429 with
-  ``Retry-After``) without its key being checked, until the oldest failure is a minute old.
+  ``Retry-After``) without its key being checked, until the oldest failure is a minute old;
+  :class:`ProvenKeys` lets a key that worked within the last day through all the same.
 * :class:`ApiMetrics`: the API's Prometheus counters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -39,6 +41,9 @@ LOG_LINES_PER_MINUTE: Final = 20
 most, over all clients together; the rest are counted, and the next line says how many."""
 AUTH_WINDOW_S: Final = 60.0
 MAX_TRACKED_CLIENTS: Final = 4096
+PROVEN_KEY_S: Final = 86_400.0
+"""How long a key that authenticated stays welcome from a throttled address."""
+MAX_PROVEN_KEYS: Final = 4096
 """Client addresses whose failures are remembered (the least recent are forgotten first)."""
 
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -239,6 +244,42 @@ class PathGuard:
                      client_address(scope), path[:200], suppressed)
         if scope["type"] == "http":
             await _json_answer(send, 400, "bad_request", _PATH_DETAIL[problem])
+
+
+class ProvenKeys:
+    """Digests of tokens that authenticated within the last :data:`PROVEN_KEY_S` (bounded,
+    oldest forgotten first): such a token is still checked while its address is throttled
+    (see :mod:`alerts.api._auth`). Only a digest is kept, never the token.
+
+    >>> now = [0.0]
+    >>> proven = ProvenKeys(clock=lambda: now[0])
+    >>> proven.add("hc_k1_secret"); proven.known("hc_k1_secret"), proven.known("guess")
+    (True, False)
+    >>> now[0] = PROVEN_KEY_S + 1
+    >>> proven.known("hc_k1_secret")
+    False
+    """
+
+    def __init__(self, *, max_keys: int = MAX_PROVEN_KEYS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_keys = max_keys
+        self.clock = clock
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def add(self, token: str) -> None:
+        digest = self._digest(token)
+        self._seen.pop(digest, None)
+        self._seen[digest] = self.clock()
+        while len(self._seen) > self.max_keys:
+            self._seen.popitem(last=False)
+
+    def known(self, token: str) -> bool:
+        seen = self._seen.get(self._digest(token))
+        return seen is not None and self.clock() - seen < PROVEN_KEY_S
 
 
 class AuthThrottle:

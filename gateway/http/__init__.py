@@ -158,7 +158,12 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             lifespan="off", h11_max_incomplete_event_size=16 * 1024,
                             http=guarded_protocol(limits, guard, count_closed),
-                            backlog=BACKLOG, timeout_graceful_shutdown=3)
+                            backlog=BACKLOG, timeout_graceful_shutdown=3,
+                            # X-Forwarded-For only from the configured proxies: uvicorn's
+                            # default trusts loopback, where any local process could pose
+                            # as another client to dodge the per-client limits.
+                            proxy_headers=bool(limits.trusted_proxies),
+                            forwarded_allow_ips=list(limits.trusted_proxies) or None)
     server = uvicorn.Server(config)
     # The gateway owns SIGTERM/SIGINT (clean shutdown of intake first); uvicorn must not.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]

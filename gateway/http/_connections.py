@@ -69,6 +69,8 @@ class HttpLimits:
     write_timeout_s: float
     max_connections: int
     max_connections_per_client: int
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks whose ``X-Forwarded-For`` is believed (none by default)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpLimits:
@@ -76,7 +78,10 @@ class HttpLimits:
                    body_timeout_s=settings.http_body_timeout_s,
                    write_timeout_s=settings.http_write_timeout_s,
                    max_connections=settings.http_max_connections,
-                   max_connections_per_client=settings.http_max_connections_per_client)
+                   max_connections_per_client=settings.http_max_connections_per_client,
+                   trusted_proxies=tuple(part.strip() for part in
+                                         settings.http_trusted_proxies.split(",")
+                                         if part.strip()))
 
 
 class ConnectionGuard:

@@ -288,6 +288,13 @@ def test_wrong_keys_from_one_address_get_429_after_the_budget(gateway: GatewayPr
     budget = Settings.model_fields["api_auth_failures_per_minute"].default
     assert budget < 3000
     wrong = [f"hck_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}" for _ in range(3001)]
+    # Two dispatchers behind the same address (a station's NAT): one has used her key today,
+    # the other's key is new and has never been used.
+    keys = [httpx.post(f"{gateway.url}/api/v1/keys", headers=AUTH, timeout=10,
+                       json={"name": name, "role": "dispatcher"}).json()["token"]
+            for name in ("nat-used", "nat-new")]
+    used, new = ({"Authorization": f"Bearer {token}"} for token in keys)
+    assert httpx.get(f"{gateway.url}/api/v1/beds", headers=used, timeout=10).status_code == 200
     answers: list[httpx.Response] = []
     deadline = time.monotonic() + 180
     transport = httpx.HTTPTransport(local_address=THROTTLED)
@@ -298,7 +305,11 @@ def test_wrong_keys_from_one_address_get_429_after_the_budget(gateway: GatewayPr
                                         headers={"Authorization": f"Bearer {token}"}))
             assert time.monotonic() < deadline
         sent_s = time.monotonic() - started
-        locked_out = attacker.get("/api/v1/beds", headers=AUTH)
+        locked_out = attacker.get("/api/v1/beds", headers=new)
+        colleague = attacker.get("/api/v1/beds", headers=used)
+        # Without a trusted proxy configured, X-Forwarded-For names nobody.
+        posing = attacker.get("/api/v1/beds", headers={
+            "Authorization": f"Bearer {wrong[0]}", "X-Forwarded-For": "127.0.0.1"})
     statuses = [a.status_code for a in answers]
     assert statuses[:budget] == [401] * budget
     assert set(statuses[budget:]) == {429}
@@ -306,11 +317,13 @@ def test_wrong_keys_from_one_address_get_429_after_the_budget(gateway: GatewayPr
     assert last.status_code == 429
     assert 1 <= int(last.headers["Retry-After"]) <= 60
     assert last.json()["error"] == "too_many_requests"
-    assert locked_out.status_code == 429, "no key is tried from a locked-out address"
+    assert locked_out.status_code == 429, "a key not yet proven is not tried from there"
+    assert colleague.status_code == 200, "a key that worked today still works from there"
+    assert posing.status_code == 429, "a forwarded-for header does not dodge the throttle"
     assert httpx.get(f"{gateway.url}/api/v1/beds", headers=AUTH, timeout=10).status_code == 200
     metrics = gateway.metrics()
     assert metrics['homecare_api_auth_failures_total{reason="unknown"}'] == budget
-    assert metrics['homecare_api_auth_failures_total{reason="throttled"}'] == 3001 - budget + 1
+    assert metrics['homecare_api_auth_failures_total{reason="throttled"}'] == 3001 - budget + 2
     log = gateway.log_path.read_text(errors="replace")
     auth_lines = [line for line in log.splitlines() if "api.auth" in line]
     assert any("api.auth_failed" in line and THROTTLED in line for line in auth_lines)
@@ -450,6 +463,35 @@ def test_the_docs_page_works_under_its_policy(gateway: GatewayProcess) -> None:
         finally:
             browser.close()
     assert not errors, errors
+
+
+# --- reverse proxies ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("trusted", ["", "127.0.0.1"])
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+        mosquitto: Mosquitto, tmp_path: Path, trusted: str) -> None:
+    """A local process sending a new X-Forwarded-For with each wrong key must not pass as
+    many clients (uvicorn's default believes it from loopback); from a configured proxy the
+    header names the client, which is then throttled on its own."""
+    budget = 5
+    process = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env={
+        "HOMECARE_API_KEY": KEY, "HOMECARE_API_AUTH_FAILURES_PER_MINUTE": str(budget),
+        "HOMECARE_HTTP_TRUSTED_PROXIES": trusted})
+    process.start()
+    try:
+        process.wait_connected()
+        statuses = [httpx.get(f"{process.url}/api/v1/beds", timeout=10, headers={
+            "Authorization": f"Bearer hck_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}",
+            "X-Forwarded-For": f"198.51.100.{n}"}).status_code for n in range(2 * budget)]
+        honest = httpx.get(f"{process.url}/api/v1/beds", headers=AUTH, timeout=10)
+        if trusted:
+            assert statuses == [401] * (2 * budget), "each forwarded client has its own budget"
+            assert honest.status_code == 200
+            assert "client=198.51.100.0" in process.log_path.read_text(errors="replace")
+        else:
+            assert statuses == [401] * budget + [429] * budget, "one client: the peer"
+    finally:
+        process.stop()
 
 
 # --- the bootstrap key ------------------------------------------------------------------------
