@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import re
 import secrets
 import sqlite3
@@ -37,6 +36,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from alerts.errors import InvalidKeyName, KeyExists, KeyNotFound
+from alerts.secret_strength import estimated_entropy_bits
 
 BOOTSTRAP_NAME: Final = "bootstrap"
 """Name under which the bootstrap token acts (reserved)."""
@@ -47,7 +47,9 @@ MIN_BOOTSTRAP_LENGTH: Final = 32
 MIN_BOOTSTRAP_BITS: Final = 112
 """Estimated bits a bootstrap key must carry: 112 is the least security strength NIST allows
 (SP 800-131A). ``secrets.token_urlsafe(32)`` gives 256 real bits and is always accepted; a
-random 32-character key is refused about once in 3,000 by this conservative estimate."""
+random 32-character key is refused about once in 3,000 by this conservative estimate, 32 random
+hex digits (128 bits) about once in 500; phrases of common words, years and digests of a word
+never pass (:mod:`alerts.secret_strength`)."""
 GENERATE_COMMAND: Final = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 MAX_TOKEN_LENGTH: Final = 512
 NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
@@ -127,74 +129,6 @@ def _now_ms() -> int:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-_WORD = re.compile(r"[A-Z]?[a-z]{3,}|[A-Z]{3,}")
-_WORD_BITS: Final = 16.0
-
-
-def _alphabet_bits(secret: str) -> float:
-    size = (26 * any("a" <= c <= "z" for c in secret) + 26 * any("A" <= c <= "Z" for c in secret)
-            + 10 * any("0" <= c <= "9" for c in secret)
-            + 33 * any(c.isascii() and not c.isalnum() for c in secret)
-            + 100 * any(not c.isascii() for c in secret))
-    return math.log2(max(size, 2))
-
-
-def _run_length(secret: str, i: int) -> int:
-    """Length of the run at ``i`` of one character repeated or counting up or down by one."""
-    if i + 1 >= len(secret):
-        return 1
-    step = ord(secret[i + 1]) - ord(secret[i])
-    if step not in (-1, 0, 1):
-        return 1
-    run = 2
-    while i + run < len(secret) and ord(secret[i + run]) - ord(secret[i + run - 1]) == step:
-        run += 1
-    return run
-
-
-def estimated_entropy_bits(secret: str) -> float:
-    """A conservative estimate of the bits an attacker must guess to find ``secret``.
-
-    Each character is worth the bits of the alphabet classes the secret uses (lower, upper,
-    digits, symbols), except where people's patterns make it cheap: a run of one character or
-    of counting characters is worth one character, a word-like run of letters at most 16 bits
-    (a word from a large dictionary), and a repeat of an earlier word, chunk or separator
-    2 bits. Random keys score near their real strength; phrases and patterns far below it.
-
-    >>> round(estimated_entropy_bits("a" * 40))
-    7
-    >>> round(estimated_entropy_bits("integration-admin-key-0123456789"))
-    66
-    >>> estimated_entropy_bits("u8Kq0-ZrT1xYw3Vn9LpA2sDf6GhJ4bMe_RcXo7iUyE5") > 200
-    True
-    """
-    per_char = _alphabet_bits(secret)
-    bits, i, words = 0.0, 0, set()
-    while i < len(secret):
-        run = _run_length(secret, i)
-        if run >= 3:
-            bits, i = bits + per_char + 2, i + run
-            continue
-        word = _WORD.match(secret, i)
-        if word is not None:
-            text = word.group().lower()
-            bits += 2 if text in words else min(_WORD_BITS, len(text) * per_char)
-            words.add(text)
-            i = word.end()
-            continue
-        repeat = 0
-        while (i >= 4 and i + repeat < len(secret)
-               and secret[i:i + repeat + 1] in secret[:i]):
-            repeat += 1
-        if repeat >= 4:
-            bits, i = bits + 2, i + repeat
-            continue
-        char = secret[i]
-        bits += 2 if not char.isalnum() and char in secret[:i] else per_char
-        i += 1
-    return bits
 
 
 def bootstrap_key_problem(token: str) -> str | None:

@@ -3,6 +3,7 @@ to start (issue 17); keys are re-checked by id for long-lived streams."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -27,6 +28,15 @@ WEAK = [
     "Password1234567890!Password1234567890!",
     "ab" * 20,
     "abc123" * 6,
+    # Found by a fresh tester: long phrases of common words and a year, and digests of a
+    # common word, looked random to the estimate.
+    "homecare-gateway-bootstrap-admin-key-2026",
+    "Homecare_Gateway_Admin_Password_2026!",
+    "the-admin-password-for-the-gateway-is-secret",
+    hashlib.md5(b"admin").hexdigest(),
+    hashlib.sha1(b"password").hexdigest(),
+    hashlib.sha256(b"homecare").hexdigest().upper(),
+    "19491001-20261130-12345678-87654321",
 ]
 
 
