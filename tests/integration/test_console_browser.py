@@ -16,7 +16,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,9 @@ TEXT: dict[str, dict[str, str]] = {
         "battery": "15 %", "visits": "Service visits", "caregiver": "caregiver c001",
         "recent": "Recent alerts", "called_again": "called again", "sound_off": "Sound off",
         "charts": "Heart rate|Breathing rate|In bed|Motion|Sound level",
+        "heart_rate": "Heart rate", "per_min": "/min", "sign_out": "Sign out",
+        "signed_out_elsewhere": "You were signed out in another tab",
+        "critical": "critical", "high": "high", "beds_order": "most severe open alert first",
     },
     "zh-CN": {
         "key": "API 密钥", "sign_in": "登录", "refused": "拒绝", "live": "实时在线",
@@ -75,6 +78,9 @@ TEXT: dict[str, dict[str, str]] = {
         "battery": "15%", "visits": "上门服务", "caregiver": "护理员 c001",
         "recent": "最近告警", "called_again": "再次呼叫", "sound_off": "已静音",
         "charts": "心率|呼吸频率|在床|体动|声音强度",
+        "heart_rate": "心率", "per_min": "次/分", "sign_out": "退出登录",
+        "signed_out_elsewhere": "您已在另一个标签页退出登录",
+        "critical": "紧急", "high": "重要", "beds_order": "最严重的未处理告警",
     },
 }
 
@@ -215,27 +221,48 @@ def browser() -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def console_page(browser: Any, gateway: GatewayProcess, *, width: int, height: int,
-                 lang: str = "en", mobile: bool = False,
-                 expected_errors: tuple[str, ...] = ()) -> Iterator[Any]:
-    """A fresh browser context on the console, the browser preferring ``lang``; fails on
-    script errors and failed loads other than refused keys (401) and ``expected_errors``."""
+def console_session(browser: Any, gateway: GatewayProcess, *, width: int = 1366,
+                    height: int = 768, lang: str = "en", mobile: bool = False,
+                    expected_errors: tuple[str, ...] = (),
+                    fixed_time_ms: int | None = None) -> Iterator[Callable[[], Any]]:
+    """A fresh browser context (one browser session) preferring ``lang``, with the browser's
+    machine in another zone (and its clock stopped at ``fixed_time_ms`` if given). Yields a
+    function that opens a new tab on the console. Fails on script errors and failed loads
+    other than refused keys (401) and ``expected_errors``."""
     context = browser.new_context(viewport={"width": width, "height": height},
                                   is_mobile=mobile, has_touch=mobile,
                                   device_scale_factor=1, locale=lang,
                                   timezone_id=BROWSER_ZONE)
-    page = context.new_page()
+    if fixed_time_ms is not None:
+        context.clock.set_fixed_time(fixed_time_ms / 1000)
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.goto(gateway.url + "/")
+
+    def open_tab() -> Any:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.goto(gateway.url + "/")
+        return page
+
     try:
-        yield page
+        yield open_tab
     finally:
         context.close()
     unexpected = [e for e in errors
                   if not any(allowed in e for allowed in ("401", *expected_errors))]
     assert not unexpected, unexpected
+
+
+@contextlib.contextmanager
+def console_page(browser: Any, gateway: GatewayProcess, *, width: int, height: int,
+                 lang: str = "en", mobile: bool = False,
+                 expected_errors: tuple[str, ...] = (),
+                 fixed_time_ms: int | None = None) -> Iterator[Any]:
+    """One tab of :func:`console_session`."""
+    with console_session(browser, gateway, width=width, height=height, lang=lang,
+                         mobile=mobile, expected_errors=expected_errors,
+                         fixed_time_ms=fixed_time_ms) as open_tab:
+        yield open_tab()
 
 
 def sign_in(page: Any, key: str, lang: str = "en") -> None:
@@ -553,3 +580,51 @@ def test_api_docs_render_without_internet(browser: Any, gateway: GatewayProcess)
     finally:
         context.close()
     assert outside == []
+
+
+# --- the sign-in across tabs ------------------------------------
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_sign_in_is_kept_for_the_browser_session_not_per_tab(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
+    with console_session(browser, gateway, lang=lang) as open_tab:
+        first = open_tab()
+        sign_in(first, dispatcher_key, lang)
+        # A new tab of the same browser gets the key from the signed-in one: no sign-in form.
+        second = open_tab()
+        expect(second.locator("#conn")).to_have_text(re.compile(text["live"]),
+                                                     timeout=DEADLINE_MS)
+        expect(second.locator("#login")).to_be_hidden()
+        devices.press("bed-0071")
+        for tab in (first, second):
+            expect(card(tab, text["button"], "bed-0071")).to_be_visible(timeout=DEADLINE_MS)
+            # Nothing that outlives the browser session holds the key.
+            assert dispatcher_key not in tab.evaluate(
+                "JSON.stringify(Object.entries(localStorage)) + document.cookie")
+        assert first.context.cookies() == []
+
+        # Another browser session (another profile, a private window) is not signed in.
+        with console_page(browser, gateway, width=1366, height=768, lang=lang) as stranger:
+            expect(stranger.get_by_label(text["key"])).to_be_visible()
+            expect(stranger.locator("#shell")).to_be_hidden()
+
+        # Signing out in one tab signs out every tab, and nothing is left to sign in with.
+        second.get_by_role("button", name=text["sign_out"]).click()
+        expect(second.get_by_label(text["key"])).to_be_visible()
+        expect(first.get_by_label(text["key"])).to_be_visible(timeout=DEADLINE_MS)
+        expect(first.locator("#login-error")).to_contain_text(text["signed_out_elsewhere"])
+        expect(first.locator("#shell")).to_be_hidden()
+        assert_no_english(first, lang)
+        first.reload()
+        expect(first.get_by_label(text["key"])).to_be_visible()
+        third = open_tab()
+        expect(third.get_by_label(text["key"])).to_be_visible()
+
+        # Signing in again in one tab signs in the tabs waiting at the sign-in form.
+        sign_in(third, dispatcher_key, lang)
+        for tab in (first, second):
+            expect(tab.locator("#conn")).to_have_text(re.compile(text["live"]),
+                                                      timeout=DEADLINE_MS)
+            expect(card(tab, text["button"], "bed-0071")).to_be_visible(timeout=DEADLINE_MS)

@@ -9,13 +9,15 @@ import { fmtClock, label, language, setLanguage, setTimeZone, t, timeZone, trans
 import { LiveConnection } from "./live.js";
 import { alertTitle, queueView } from "./queue.js";
 import { Alarm } from "./sound.js";
+import { Session } from "./session.js";
 import { AlertStore, typeLabel } from "./store.js";
-
-const KEY_STORAGE = "homecare.console.key";
 
 const $ = (id) => document.getElementById(id);
 
+const session = new Session();
+
 const ctx = {
+  signedIn: false,
   api: null,
   store: null,
   live: null,
@@ -28,6 +30,7 @@ const ctx = {
 // --- sign-in ---------------------------------------------------------------------------------
 
 function showLogin(message = "") {
+  ctx.signedIn = false;
   showOffline(true);
   ctx.live?.stop();
   ctx.live = null;
@@ -61,7 +64,7 @@ $("login-form").addEventListener("submit", async (event) => {
   $("login-error").textContent = "";
   try {
     const api = await verify(key);
-    sessionStorage.setItem(KEY_STORAGE, key);
+    session.signedIn(key);
     start(api);
   } catch (err) {
     $("login-error").textContent = err instanceof AuthError ? t("login.refused")
@@ -72,8 +75,25 @@ $("login-form").addEventListener("submit", async (event) => {
 });
 
 $("logout").addEventListener("click", () => {
-  sessionStorage.removeItem(KEY_STORAGE);
+  session.signOut();
   showLogin();
+});
+
+// Another tab of this browser signed in (or answered late): a tab at its sign-in form follows.
+let booting = true;
+session.addEventListener("key", async (event) => {
+  if (booting || ctx.signedIn) return;
+  const { key } = event.detail;
+  try {
+    const api = await verify(key);
+    if (ctx.signedIn) return;
+    session.keep(key);
+    start(api);
+  } catch { /* refused or unreachable: stay at the sign-in form */ }
+});
+
+session.addEventListener("signedout", () => {
+  if (ctx.signedIn) showLogin(t("login.signed_out_elsewhere"));
 });
 
 // --- the shell -------------------------------------------------------------------------------
@@ -117,7 +137,7 @@ let connection = { state: "connecting" };
 
 function setConnection({ state, retryInMs, auth }) {
   if (auth) {
-    sessionStorage.removeItem(KEY_STORAGE);
+    session.forget();
     showLogin(t("login.expired"));
     return;
   }
@@ -168,7 +188,7 @@ function refreshSoundControls() {
 $("sound-toggle").addEventListener("click", () => ctx.alarm.setMuted(!ctx.alarm.muted));
 $("sound-enable").addEventListener("click", () => ctx.alarm.unlock());
 ctx.alarm.addEventListener("state", refreshSoundControls);
-// Any interaction unlocks audio after a reload (sessionStorage kept the key, no sign-in click).
+// Any interaction unlocks audio after a reload or in a tab signed in by another (no click).
 for (const type of ["pointerdown", "keydown"]) {
   document.addEventListener(type, () => { if (ctx.alarm.blocked) ctx.alarm.unlock(); }, { capture: true });
 }
@@ -313,6 +333,7 @@ async function loadStation(api) {
 // --- start -----------------------------------------------------------------------------------
 
 function start(api) {
+  ctx.signedIn = true;
   ctx.api = api;
   ctx.store = new AlertStore();
   ctx.synced = false;
@@ -361,17 +382,25 @@ setInterval(() => {
 
 applyLanguage();
 
-const saved = sessionStorage.getItem(KEY_STORAGE);
-if (saved) {
-  verify(saved).then(start).catch((err) => {
+session.find().then(async (saved) => {
+  try {
+    if (!saved) {
+      showLogin();
+      return;
+    }
+    const api = await verify(saved);
+    session.keep(saved);
+    start(api);
+  } catch (err) {
     if (err instanceof AuthError) {
-      sessionStorage.removeItem(KEY_STORAGE);
+      session.forget();
       showLogin(t("login.expired"));
     } else {
       // The gateway is unreachable right now: start anyway, the connection keeps retrying.
+      session.keep(saved);
       start(new Api(saved));
     }
-  });
-} else {
-  showLogin();
-}
+  } finally {
+    booting = false;
+  }
+});
