@@ -582,7 +582,63 @@ def test_api_docs_render_without_internet(browser: Any, gateway: GatewayProcess)
     assert outside == []
 
 
-# --- the sign-in across tabs ------------------------------------
+# --- the beds page, the charts and the sign-in across tabs ------------------------------------
+
+def resolve(gateway: GatewayProcess, key: str, alert_id: str, note: str) -> None:
+    response = httpx.post(f"{gateway.url}/api/v1/alerts/{alert_id}/resolve",
+                          headers={"Authorization": f"Bearer {key}"}, json={"note": note},
+                          timeout=10)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_beds_with_open_critical_alerts_come_first_and_the_order_follows_alerts_live(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
+    for bed in ("bed-0101", "bed-0102", "bed-0103", "bed-0104", "bed-0105"):
+        devices.publish(bed, "button", f"btn-{bed[-4:]}", "status",
+                        {"state": "online", "battery": 90, "heartbeat_s": 300}, retain=True)
+    devices.press("bed-0102")
+    devices.cancel("bed-0102")  # cancelled at once: high
+    devices.press("bed-0104")
+    devices.fall("bed-0105")
+    with console_page(browser, gateway, width=1366, height=768, lang=lang) as page:
+        sign_in(page, dispatcher_key, lang)
+        expect(card(page, text["button"], "bed-0102")).to_have_class(re.compile("sev-high"),
+                                                                     timeout=DEADLINE_MS)
+        expect(page).to_have_title(title(lang, 2), timeout=DEADLINE_MS)
+        page.locator('[data-nav="beds"]').click()
+        names = page.locator(".bed-card .bed-name")
+        cards = page.locator(".bed-card")
+
+        def order(*beds: str) -> list[re.Pattern[str]]:
+            return [re.compile(bed) for bed in beds]
+
+        expect(names).to_have_text(order("bed-0104", "bed-0105", "bed-0102", "bed-0101",
+                                          "bed-0103"), timeout=DEADLINE_MS)
+        for i, severity in ((0, "critical"), (1, "critical"), (2, "high")):
+            badge = cards.nth(i).locator(".sev")
+            expect(badge).to_have_text(text[severity])
+            expect(badge).to_have_class(re.compile(f"sev-{severity}"))
+        expect(cards.nth(3).locator(".sev")).to_have_count(0)
+        expect(page.locator("main")).to_contain_text(text["beds_order"])
+        page.screenshot(path=str(ARTIFACTS / f"console-beds-{lang}.png"))
+
+        # Live, without a reload: keyboard focus stays on its bed while the list reorders.
+        cards.filter(has_text="bed-0101").focus()
+        [call] = [a for a in api_alerts(gateway, dispatcher_key, type="emergency_button")
+                  if a["bed"] == "bed-0104"]
+        resolve(gateway, dispatcher_key, call["id"], "Pressed by mistake; called back.")
+        expect(names).to_have_text(order("bed-0105", "bed-0102", "bed-0101", "bed-0103",
+                                          "bed-0104"), timeout=DEADLINE_MS)
+        devices.press("bed-0103")
+        expect(names).to_have_text(order("bed-0103", "bed-0105", "bed-0102", "bed-0101",
+                                          "bed-0104"), timeout=DEADLINE_MS)
+        expect(cards.first.locator(".sev")).to_have_text(text["critical"])
+        assert "bed-0101" in page.evaluate("document.activeElement.textContent")
+        assert_no_english(page, lang)
+
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_the_sign_in_is_kept_for_the_browser_session_not_per_tab(

@@ -417,3 +417,34 @@ def test_times_are_the_stations_in_the_languages_format(page: Any) -> None:
     assert result["zh-CN"] == ["14:02:11", "12月3日 14:02:11", "14:02", "2 分钟前",
                                "3 小时 0 分钟前", "1 条未处理告警", "3 条未处理告警", "跌倒",
                                "紧急", "New kind of alert"]
+
+
+# --- beds page order --------------------------------------------------------------------------
+
+BED_ORDER = """async ([beds, alerts]) => {
+  const { orderBeds } = await import("/console/bed.js");
+  return orderBeds(beds, alerts).map(({ bed, attention }) =>
+    [bed.bed, attention.worst, attention.worstCount, attention.open]);
+}"""
+
+
+def test_beds_with_open_critical_alerts_come_first_then_by_severity_then_by_bed(
+        page: Any) -> None:
+    beds = [{"site": "s", "bed": f"b-{n}"} for n in (1, 2, 3, 4, 5, 6, 9, 10)]
+
+    def alert(id_: str, bed: str | None, severity: str, status: str = "open") -> dict[str, Any]:
+        return {**_alert(id_, severity=severity, status=status), "bed": bed}
+
+    alerts = [
+        alert("a1", "b-5", "critical", "acknowledged"),  # being handled: still critical
+        alert("a2", "b-3", "critical"), alert("a3", "b-3", "low"), alert("a4", "b-3", "critical"),
+        alert("a5", "b-2", "high"), alert("a6", "b-6", "medium"), alert("a7", "b-1", "low"),
+        alert("a8", "b-4", "critical", "resolved"),  # over: no longer counts
+        alert("a9", None, "critical"),  # a site-level alert has no bed
+    ]
+    assert page.evaluate(BED_ORDER, [beds, alerts]) == [
+        ["b-3", "critical", 2, 3], ["b-5", "critical", 1, 1], ["b-2", "high", 1, 1],
+        ["b-6", "medium", 1, 1], ["b-1", "low", 1, 1],
+        # No open alert: by bed id, in natural order (b-9 before b-10).
+        ["b-4", None, 0, 0], ["b-9", None, 0, 0], ["b-10", None, 0, 0]]
+

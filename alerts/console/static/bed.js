@@ -4,7 +4,7 @@ import { itemsOf } from "./api.js";
 import { chartPanel } from "./chart.js";
 import { fmtAgo, fmtTime, h } from "./dom.js";
 import { label, t } from "./i18n.js";
-import { queueOrder, typeLabel } from "./store.js";
+import { SEVERITY_RANK, queueOrder, typeLabel } from "./store.js";
 
 const DAY_MS = 24 * 3_600_000;
 
@@ -52,41 +52,139 @@ function deviceSummary(bed) {
     : h("span", { class: "state-online" }, t("beds.devices_online", { n: devices.length }));
 }
 
+const bedKey = (site, bed) => `${site}/${bed}`;
+const ids = new Intl.Collator("en", { numeric: true });
+
+/** Per bed ("site/bed"): how many unresolved alerts, the most severe one's severity and how
+ * many have it. Site-level alerts (no bed) and resolved ones do not count. */
+export function bedAttention(alerts) {
+  const beds = new Map();
+  for (const a of alerts) {
+    if (!a.bed || a.status === "resolved") continue;
+    const key = bedKey(a.site, a.bed);
+    const seen = beds.get(key) || { open: 0, worst: null, worstCount: 0 };
+    seen.open += 1;
+    const rank = SEVERITY_RANK[a.severity] ?? 9;
+    const worst = seen.worst === null ? 99 : SEVERITY_RANK[seen.worst] ?? 9;
+    if (rank < worst) { seen.worst = a.severity; seen.worstCount = 1; } else if (rank === worst) seen.worstCount += 1;
+    beds.set(key, seen);
+  }
+  return beds;
+}
+
+const CALM = Object.freeze({ open: 0, worst: null, worstCount: 0 });
+
+/** Beds with unresolved critical alerts first, then high, medium, low, then the others; each
+ * group by site and bed id (natural order: bed-9 before bed-10), so a bed moves only when its
+ * alerts change. Returns [{bed, attention}]. */
+export function orderBeds(beds, alerts) {
+  const attention = bedAttention(alerts);
+  const rank = (a) => (a.worst === null ? 99 : SEVERITY_RANK[a.worst] ?? 9);
+  return beds
+    .map((bed) => ({ bed, attention: attention.get(bedKey(bed.site, bed.bed)) || CALM }))
+    .sort((a, b) => rank(a.attention) - rank(b.attention)
+      || ids.compare(a.bed.site, b.bed.site) || ids.compare(a.bed.bed, b.bed.bed));
+}
+
+function bedCard(bed, attention, live) {
+  const open = live ? attention.open : bed.open_alerts || 0;
+  return [
+    h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`),
+      attention.worst ? h("span", { class: `sev sev-${attention.worst}` }, label("severity", attention.worst)) : null),
+    h("div", {}, deviceSummary(bed)),
+    attention.worst ? h("div", { class: `bed-worst sev-text-${attention.worst}` },
+      t("beds.severity_count", { n: attention.worstCount, severity: label("severity", attention.worst) })) : null,
+    h("div", { class: "muted" }, open ? t("beds.open_alerts", { n: open }) : t("beds.no_open_alerts"),
+      bed.last_seen ? t("beds.seen", { ago: fmtAgo(bed.last_seen) }) : "",
+      bed.away_since ? t("beds.away", { time: fmtTime(bed.away_since) }) : ""),
+  ];
+}
+
+/** The beds, most urgent first. The list comes from the API (every 30 s); the order and the
+ * badges follow the live alert store, and cards are kept per bed and moved, not rebuilt, so
+ * keyboard focus and the dispatcher's place survive a reorder. */
 export function bedsView(ctx) {
-  const root = h("div", {}, h("h1", {}, t("beds.title")), h("p", { class: "muted" }, t("loading")));
+  const heading = h("h1", {}, t("beds.title"));
+  const status = h("p", { class: "muted" }, t("loading"));
+  const list = h("ul", { class: "bed-list", id: "beds" });
+  const root = h("div", {}, heading, h("p", { class: "muted" }, t("beds.order")), status, list);
+  const cards = new Map();
+  let beds = null;
   let stopped = false;
-  const load = async () => {
-    const beds = [];
-    try {
-      let cursor = null;
-      for (let page = 0; page < 50; page += 1) {
-        const body = await ctx.api.get("/beds", { limit: 500, cursor });
-        beds.push(...itemsOf(body, "beds"));
-        cursor = body && body.next_cursor;
-        if (!cursor) break;
+  let loading = null;
+
+  const render = () => {
+    if (beds === null) return;
+    heading.textContent = t("beds.title_count", { n: beds.length });
+    status.hidden = beds.length > 0;
+    status.className = "muted";
+    status.textContent = t("beds.none");
+    const live = ctx.synced;
+    const ordered = orderBeds(beds, live ? [...ctx.store.alerts.values()] : []);
+    const wanted = ordered.map(({ bed, attention }) => {
+      const key = bedKey(bed.site, bed.bed);
+      let item = cards.get(key);
+      if (!item) {
+        const link = h("a", { class: "bed-card", href: bedHref(bed.site, bed.bed) });
+        item = h("li", {}, link);
+        cards.set(key, item);
       }
-    } catch (err) {
-      root.replaceChildren(h("h1", {}, t("beds.title")), h("p", { class: "form-error" }, t("beds.load_failed", { error: err.message })));
-      return;
+      const drawn = `${attention.worst}|${attention.worstCount}|${attention.open}|${live}`;
+      if (item._bed !== bed || item._drawn !== drawn) {
+        const link = item.firstChild;
+        link.className = attention.worst ? `bed-card bed-sev-${attention.worst}` : "bed-card";
+        link.replaceChildren(...bedCard(bed, attention, live).filter(Boolean));
+        item._bed = bed;
+        item._drawn = drawn;
+      }
+      return item;
+    });
+    const keep = new Set(wanted);
+    for (const [key, item] of cards) {
+      if (!keep.has(item)) { item.remove(); cards.delete(key); }
     }
-    if (stopped) return;
-    beds.sort((a, b) => (b.open_alerts || 0) - (a.open_alerts || 0) || `${a.site}/${a.bed}`.localeCompare(`${b.site}/${b.bed}`));
-    root.replaceChildren(
-      h("h1", {}, t("beds.title_count", { n: beds.length })),
-      beds.length ? h("ul", { class: "bed-list" }, beds.map((bed) => h("li", {},
-        h("a", { class: "bed-card", href: bedHref(bed.site, bed.bed) },
-          h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`)),
-          h("div", {}, deviceSummary(bed)),
-          h("div", { class: "muted" }, bed.open_alerts ? t("beds.open_alerts", { n: bed.open_alerts }) : t("beds.no_open_alerts"),
-            bed.last_seen ? t("beds.seen", { ago: fmtAgo(bed.last_seen) }) : "",
-            bed.away_since ? t("beds.away", { time: fmtTime(bed.away_since) }) : ""),
-        ))))
-        : h("p", { class: "muted" }, t("beds.none")),
-    );
+    wanted.forEach((item, i) => {
+      if (list.children[i] !== item) list.insertBefore(item, list.children[i] || null);
+    });
   };
+
+  const load = () => {
+    loading ??= (async () => {
+      const fetched = [];
+      try {
+        let cursor = null;
+        for (let page = 0; page < 50; page += 1) {
+          const body = await ctx.api.get("/beds", { limit: 500, cursor });
+          fetched.push(...itemsOf(body, "beds"));
+          cursor = body && body.next_cursor;
+          if (!cursor) break;
+        }
+        if (stopped) return;
+        beds = fetched;
+        render();
+      } catch (err) {
+        if (stopped || beds !== null) return; // a list on screen stays; the next load retries
+        status.className = "form-error";
+        status.textContent = t("beds.load_failed", { error: err.message });
+      } finally {
+        loading = null;
+      }
+    })();
+  };
+
+  /** An alert for a bed not on the list yet (first heard just now): fetch the list again. */
+  const update = () => {
+    if (beds === null) return;
+    render();
+    const listed = new Set(beds.map((b) => bedKey(b.site, b.bed)));
+    for (const a of ctx.store.alerts.values()) {
+      if (a.bed && a.status !== "resolved" && !listed.has(bedKey(a.site, a.bed))) { load(); break; }
+    }
+  };
+
   load();
   const timer = setInterval(load, 30_000);
-  return { root, title: t("beds.title"), update: () => {}, dispose: () => { stopped = true; clearInterval(timer); } };
+  return { root, title: t("beds.title"), update, dispose: () => { stopped = true; clearInterval(timer); } };
 }
 
 function points(series) {
