@@ -17,7 +17,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -637,6 +637,83 @@ def test_beds_with_open_critical_alerts_come_first_and_the_order_follows_alerts_
                                           "bed-0104"), timeout=DEADLINE_MS)
         expect(cards.first.locator(".sev")).to_have_text(text["critical"])
         assert "bed-0101" in page.evaluate("document.activeElement.textContent")
+        assert_no_english(page, lang)
+
+
+def next_half_day(ms: int) -> int:
+    """The first midnight or noon in the station's zone after ``ms`` (epoch ms)."""
+    at = datetime.fromtimestamp(ms / 1000, ZoneInfo(STATION_ZONE))
+    start = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    for half in (start + timedelta(hours=12), start + timedelta(hours=24)):
+        if half > at:
+            return int(half.timestamp() * 1000)
+    raise AssertionError(at)
+
+
+def js_number(value: float) -> str:
+    """``+value.toFixed(1)`` as the console writes a value."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
+LABELS_OUTSIDE = """() => {
+  const out = [];
+  for (const chart of document.querySelectorAll("figure.chart svg")) {
+    const box = chart.getBoundingClientRect();
+    for (const label of chart.querySelectorAll("text.tick, text.nodata")) {
+      const r = label.getBoundingClientRect();
+      if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5
+          || r.bottom > box.bottom + 0.5) out.push(label.textContent);
+    }
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_bed_charts_show_values_on_hover_and_from_the_keyboard_with_no_label_clipped(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
+        lang: str) -> None:
+    text = TEXT[lang]
+    devices.history("bed-0081", minutes=120)
+    # The browser's clock stands 20 s after the station's next midnight or noon: the charts'
+    # window ends 80 s after a whole hour, with an hour's label at its right edge.
+    half_day = next_half_day(_now_ms() + 60_000)
+    with console_page(browser, gateway, width=1366, height=768, lang=lang,
+                      fixed_time_ms=half_day + 20_000) as page:
+        sign_in(page, dispatcher_key, lang)
+        page.goto(f"{gateway.url}/#/beds/{SITE}/bed-0081")
+        heart = page.locator("figure.chart").filter(has_text=text["heart_rate"])
+        expect(heart.locator("svg path.line")).to_have_count(1, timeout=DEADLINE_MS)
+        edge = datetime.fromtimestamp(half_day / 1000, ZoneInfo(STATION_ZONE)).strftime("%H:%M")
+        expect(heart.locator("text.tick").filter(has_text=edge)).to_have_count(1)
+        assert page.locator("figure.chart text.tick").count() > 20
+        assert page.evaluate(LABELS_OUTSIDE) == []
+
+        response = httpx.get(f"{gateway.url}/api/v1/beds/{SITE}/bed-0081/series",
+                             params={"metric": "heart_rate", "since": half_day - 86_400_000,
+                                     "until": half_day + 80_000},
+                             headers={"Authorization": f"Bearer {dispatcher_key}"}, timeout=10)
+        points = response.json()["points"]
+        tip = heart.locator(".tip-text")
+        cursor = heart.locator(".cursor")
+        heart.locator(".chart-area").focus()
+        page.keyboard.press("End")
+        expect(cursor).to_have_attribute("visibility", "visible")
+        expect(tip.first).to_contain_text(station_time(points[-1]["t"]))
+        expect(tip.nth(1)).to_have_text(f"{js_number(points[-1]['value'])} {text['per_min']}")
+        page.keyboard.press("ArrowLeft")
+        expect(tip.first).to_contain_text(station_time(points[-2]["t"]))
+        page.keyboard.press("Escape")
+        expect(cursor).to_have_attribute("visibility", "hidden")
+
+        box = heart.locator("svg").bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+        expect(cursor).to_have_attribute("visibility", "visible")
+        expect(tip.first).to_have_text(re.compile(r"\d\d:\d\d:\d\d$"))
+        expect(tip.nth(1)).to_contain_text(text["per_min"])
+        page.screenshot(path=str(ARTIFACTS / f"console-chart-{lang}.png"))
+        page.mouse.move(1, 1)
+        expect(cursor).to_have_attribute("visibility", "hidden")
         assert_no_english(page, lang)
 
 

@@ -303,8 +303,9 @@ def test_both_catalogues_have_the_same_texts_with_the_same_placeholders(page: An
 
 
 CODE_WORDS = {"Bearer", "Authorization", "Accept", "Content", "Type", "Last", "Event",
-              "Error"}
-"""Capitalised words that are HTTP, not text for a person."""
+              "Error", "Home", "End", "Escape"}
+"""Capitalised words that are HTTP or keyboard key names (``KeyboardEvent.key``), not text for
+a person."""
 NOT_SHOWN = {"stream idle"}
 """English that never reaches the screen (an abort reason the connection loop swallows)."""
 
@@ -448,3 +449,105 @@ def test_beds_with_open_critical_alerts_come_first_then_by_severity_then_by_bed(
         # No open alert: by bed id, in natural order (b-9 before b-10).
         ["b-4", None, 0, 0], ["b-9", None, 0, 0], ["b-10", None, 0, 0]]
 
+
+# --- charts: labels inside the picture, values on hover and from the keyboard ----------------
+
+CHART = r"""async ([lang, width, spec, keys]) => {
+  const i18n = await import("/console/i18n.js");
+  const { chartPanel } = await import("/console/chart.js");
+  i18n.setLanguage(lang, { save: false });
+  i18n.setTimeZone("Asia/Shanghai");
+  const holder = document.createElement("div");
+  holder.style.width = `${width}px`;
+  document.body.append(holder);
+  try {
+    const format = spec.kind === "step" ? (v) => i18n.t(v ? "value.yes" : "value.no") : undefined;
+    holder.append(chartPanel({ ...spec, title: i18n.t(spec.title), format,
+                               unit: spec.unit ? i18n.t(spec.unit) : "" }));
+    const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+    for (let i = 0; i < 100 && !holder.querySelector("svg"); i += 1) await frame();
+    const chart = holder.querySelector("svg");
+    const inside = (el) => {
+      const box = chart.getBoundingClientRect();
+      const r = el.getBoundingClientRect();
+      return r.width > 0 && r.left >= box.left - 0.5 && r.right <= box.right + 0.5
+        && r.top >= box.top - 0.5 && r.bottom <= box.bottom + 0.5;
+    };
+    const labels = [...chart.querySelectorAll("text.tick, text.nodata")];
+    const out = { labels: labels.map((el) => el.textContent),
+                  outside: labels.filter((el) => !inside(el)).map((el) => el.textContent),
+                  tips: [] };
+    const area = holder.querySelector(".chart-area");
+    area.focus();
+    for (const key of keys) {
+      area.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true }));
+      await frame();
+      const tip = [...chart.querySelectorAll(".tip-text")];
+      out.tips.push({ key, texts: tip.map((el) => el.textContent),
+                      inside: tip.every(inside) && inside(chart.querySelector(".tip-box")),
+                      said: holder.querySelector("[aria-live]").textContent,
+                      shown: chart.querySelector(".cursor").getAttribute("visibility") });
+    }
+    return out;
+  } finally {
+    holder.remove();
+    i18n.setLanguage("en", { save: false });
+    i18n.setTimeZone(null);
+  }
+}"""
+
+HOUR_MS = 3_600_000
+SHANGHAI_MIDNIGHT = 1_796_227_200_000
+"""2026-12-03 00:00 in Shanghai (16:00 UTC the day before): a tick on every hour scale."""
+
+CHART_TEXT = {"en": {"unit": "/min", "yes": "yes", "no": "no"},
+              "zh-CN": {"unit": "次/分", "yes": "是", "no": "否"}}
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+@pytest.mark.parametrize("width", [260, 420, 900])
+def test_chart_axis_labels_lie_inside_the_picture(page: Any, lang: str, width: int) -> None:
+    # The line's window ends 80 s after a whole hour (a tick at the right edge) and its values
+    # need six-digit labels; the step chart's window starts on a whole hour (a tick at the
+    # left edge).
+    t1 = SHANGHAI_MIDNIGHT + 80_000
+    t0 = t1 - 24 * HOUR_MS
+    wide = {"t0": t0, "t1": t1, "kind": "line", "title": "chart.level_db", "unit": "chart.db",
+            "points": [[t0 + i * 600_000, 100_000 + 1_500 * i] for i in range(144)]}
+    step = {"t0": SHANGHAI_MIDNIGHT - 12 * HOUR_MS, "t1": SHANGHAI_MIDNIGHT + 12 * HOUR_MS,
+            "kind": "step", "min": 0, "max": 1, "title": "chart.in_bed",
+            "points": [[SHANGHAI_MIDNIGHT - 12 * HOUR_MS + i * 60_000, i % 2] for i in range(60)]}
+    empty = {"t0": t0, "t1": t1, "kind": "bars", "title": "chart.motion", "unit": "chart.moves",
+             "points": []}
+    for spec in (wide, step, empty):
+        result = page.evaluate(CHART, [lang, width, spec, []])
+        assert len(result["labels"]) >= 3, result
+        assert result["outside"] == [], (spec["kind"], result)
+    step_labels = page.evaluate(CHART, [lang, width, step, []])["labels"]
+    assert {CHART_TEXT[lang]["yes"], CHART_TEXT[lang]["no"]} <= set(step_labels)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_chart_values_can_be_read_from_the_keyboard_in_the_stations_time(
+        page: Any, lang: str) -> None:
+    t1 = SHANGHAI_MIDNIGHT + 80_000
+    first, last = SHANGHAI_MIDNIGHT - 3 * HOUR_MS, SHANGHAI_MIDNIGHT - 60_000
+    points = [[first, 61.0], [first + 60_000, 62.25], [last, 66.14]]
+    spec = {"t0": t1 - 24 * HOUR_MS, "t1": t1, "kind": "line", "title": "chart.heart_rate",
+            "unit": "chart.per_min", "points": points}
+    result = page.evaluate(CHART, [lang, 420, spec, ["End", "ArrowLeft", "Home", "Escape"]])
+    unit = CHART_TEXT[lang]["unit"]
+    end, left, home, escape = result["tips"]
+    # 15:59:00 UTC is 23:59:00 in Shanghai; 21:00:00 for the first point.
+    assert end["texts"][0].endswith("23:59:00"), end
+    assert end["texts"][1] == f"66.1 {unit}"
+    assert left["texts"][0].endswith("21:01:00"), left
+    assert left["texts"][1] == f"62.3 {unit}", left
+    assert home["texts"][0].endswith("21:00:00"), home
+    assert home["texts"][1] == f"61 {unit}", home
+    for tip in (end, left, home):
+        assert tip["shown"] == "visible", tip
+        assert tip["inside"], tip
+        assert tip["texts"][0] in tip["said"], tip
+        assert tip["texts"][1] in tip["said"], tip
+    assert escape["shown"] == "hidden"
