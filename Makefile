@@ -23,7 +23,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: test run bench venv system-deps lint typecheck pytest clean
+.PHONY: test run bench screenshots venv system-deps lint typecheck pytest clean
 
 test: venv system-deps lint typecheck pytest
 
@@ -63,6 +63,11 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: venv system-deps $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+# The console screenshots in docs/ (the tests write them only when asked).
+screenshots: venv system-deps
+	UPDATE_DOCS_SCREENSHOTS=1 $(BIN)/pytest -q tests/integration/test_console_browser.py \
+		-k test_dispatcher_sees_a_fall
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
