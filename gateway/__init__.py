@@ -16,10 +16,11 @@ layers are checked by ``lint-imports``, see docs/ARCHITECTURE.md):
   :mod:`gateway.errors`: settings, Prometheus metrics, logging, exceptions.
 """
 
-from gateway.config import Settings, load
+from gateway.config import ENV_PREFIX, OTHER_VARIABLES, Settings, load, unknown_variables
 from gateway.errors import ConfigError
 from gateway.monitoring import Metrics
 from gateway.runner import run_gateway
 from gateway.runtime import Gateway
 
-__all__ = ["ConfigError", "Gateway", "Metrics", "Settings", "load", "run_gateway"]
+__all__ = ["ENV_PREFIX", "OTHER_VARIABLES", "ConfigError", "Gateway", "Metrics", "Settings", "load",
+           "run_gateway", "unknown_variables"]

@@ -16,12 +16,14 @@ module is over 400 lines: that documentation is most of it, and this is its one 
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import tomllib
 import zoneinfo
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -605,6 +607,34 @@ def _explain(exc: ValidationError) -> str:
             msg = "unknown setting"
         lines.append(f"  {where}: {msg}")
     return "\n".join(lines)
+
+
+OTHER_VARIABLES: Final[Mapping[str, str]] = {
+    "HOMECARE_REGISTRY": "docker-compose.yml: the registry file on the host, mounted into the "
+    "gateway's container (deploy/compose.env.example)",
+}
+"""``HOMECARE_*`` variables the project uses outside the settings, with where: not errors.
+Every other ``HOMECARE_*`` variable must name a setting (:func:`unknown_variables`)."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each ``HOMECARE_*`` variable of ``environ`` that names no setting (and is not one of
+    :data:`OTHER_VARIABLES`), with the closest known variable, if any is close: a misspelt
+    variable would otherwise be ignored silently. Names are compared ignoring case, as the
+    settings read them.
+
+    >>> unknown_variables({"HOMECARE_MQTT_URLL": "x", "HOMECARE_DATA_DIR": "/d", "HOME": "/"})
+    [('HOMECARE_MQTT_URLL', 'HOMECARE_MQTT_URL')]
+    """
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields]
+    known_set = {*known, *OTHER_VARIABLES}
+    out: list[tuple[str, str | None]] = []
+    for key in sorted(environ):
+        upper = key.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in known_set:
+            close = difflib.get_close_matches(upper, [*known, *OTHER_VARIABLES], n=1, cutoff=0.75)
+            out.append((key, close[0] if close else None))
+    return out
 
 
 def from_environment() -> dict[str, str]:

@@ -68,14 +68,57 @@ def gateway_command(
         "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Run the gateway service: MQTT in, time series out, until SIGTERM."""
+    import os
+
     from gateway import run_gateway
+    from gateway.config import unknown_variables
     from gateway.errors import ConfigError
 
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        for key, close in unknown:
+            hint = f" (did you mean {close}?)" if close else ""
+            typer.echo(f"homecare gateway: unknown environment variable {key}{hint}", err=True)
+        typer.echo("homecare gateway: every HOMECARE_* variable must name a setting (see "
+                   "`homecare config check`); not started", err=True)
+        raise typer.Exit(2)
     try:
         run_gateway(config)
     except ConfigError as exc:
         typer.echo(f"homecare gateway: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+config_app = typer.Typer(
+    name="config", no_args_is_help=True,
+    help="The gateway's configuration: the settings file, HOMECARE_* variables, the registry.")
+app.add_typer(config_app)
+
+
+@config_app.command("check")
+def config_check(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML settings file, as given to `homecare gateway --config`.",
+        dir_okay=False)] = None,
+    registry: Annotated[Path | None, typer.Option(
+        help="Registry TOML [default: registry_file of the settings].", dir_okay=False)] = None,
+) -> None:
+    """Check the settings file, the environment and the registry as the gateway reads them,
+    and list every problem at once.
+
+    Each problem names where it is (the file, the environment, the registry), the setting or
+    key, and what is wrong; unknown settings and HOMECARE_* variables are problems, with the
+    closest known name. Exit status 1 on any problem, 0 when the gateway would take the
+    configuration."""
+    from homecare.configcheck import check
+
+    result = check(config, registry=registry)
+    first, *rest = result.report()
+    typer.echo(f"homecare config check: {first}")
+    for line in rest:
+        typer.echo(line)
+    if not result.ok:
+        raise typer.Exit(1)
 
 
 keys_app = typer.Typer(

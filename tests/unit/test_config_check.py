@@ -1,0 +1,146 @@
+"""``homecare config check`` names every problem of the settings file, the environment and the
+registry at once; an unknown ``HOMECARE_*`` variable is a problem there and stops the gateway
+at start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gateway.config import OTHER_VARIABLES, unknown_variables
+from homecare.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_homecare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.upper().startswith("HOMECARE_"):
+            monkeypatch.delenv(key)
+
+
+def _line(output: str, *parts: str) -> str:
+    """The one output line holding every part."""
+    lines = [line for line in output.splitlines() if all(part in line for part in parts)]
+    assert len(lines) == 1, f"no single line with {parts} in:\n{output}"
+    return lines[0]
+
+
+def test_every_problem_is_named_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n'
+        'spool_overflow = "explode"\n'
+        "[mqtt]\n"
+        "keepalive_s = 2\n"
+        'urll = "mqtt://127.0.0.1:1883"\n')
+    registry = tmp_path / "registry.toml"
+    registry.write_text('[sites.site-01]\ntimezone = "Asia/Shangai"\n')
+    monkeypatch.setenv("HOMECARE_MQTT_URLL", "mqtt://127.0.0.1:1883")
+    monkeypatch.setenv("HOMECARE_BATCH_MAX_POINTS", "many")
+    monkeypatch.setenv("HOMECARE_INFLUX_TOKEN_FILE", str(tmp_path / "missing-token"))
+    monkeypatch.setenv("HOMECARE_MQTT_TLS_CA_FILE", str(tmp_path / "missing-ca.pem"))
+    monkeypatch.setenv("HOMECARE_REGISTRY_FILE", str(registry))
+
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+
+    out = result.stdout
+    assert result.exit_code == 1, out
+    assert "8 problems" in out, out
+    _line(out, str(config), "[mqtt] keepalive_s (mqtt_keepalive_s)", "greater than or equal to 5",
+          "(got 2)")
+    _line(out, str(config), "[mqtt] urll", "unknown setting", "did you mean mqtt_url")
+    _line(out, str(config), "spool_overflow", "'drop_oldest' or 'block'", "'explode'")
+    _line(out, "environment: HOMECARE_MQTT_URLL", "unknown variable",
+          "did you mean HOMECARE_MQTT_URL?")
+    _line(out, "environment: HOMECARE_BATCH_MAX_POINTS", "valid integer", "'many'")
+    _line(out, "environment: HOMECARE_INFLUX_TOKEN_FILE", "no such file")
+    _line(out, "environment: HOMECARE_MQTT_TLS_CA_FILE", "no such file")
+    # The registry is read too, although the settings have problems.
+    _line(out, f"registry {registry}: sites.site-01.timezone", "'Asia/Shangai'")
+
+
+def test_the_registry_is_checked(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.toml"
+    registry.write_text('[sites.site-01]\ntimezone = "Asia/Shangai"\n'
+                        '[sites.site-01.beds.bed-1]\nfamily_webhook = "https://family.test/h"\n')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path}"\nregistry_file = "{registry}"\n')
+    bad = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert bad.exit_code == 1, bad.stdout
+    _line(bad.stdout, f"registry {registry}: sites.site-01.timezone",
+          "unknown IANA time zone 'Asia/Shangai'")
+
+    registry.write_text('[sites.site-01]\ntimezone = "Asia/Shanghai"\n'
+                        '[sites.site-01.beds.bed-1]\nfamily_webhook = "https://family.test/h"\n')
+    unsigned = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert unsigned.exit_code == 1, unsigned.stdout
+    _line(unsigned.stdout, "sites.site-01.beds.bed-1.family_webhook", "upstream_secret")
+
+
+def test_a_good_configuration_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\n')
+    monkeypatch.setenv("HOMECARE_LOG_FORMAT", "json")
+    # Used by docker-compose.yml outside the settings: not unknown.
+    monkeypatch.setenv("HOMECARE_REGISTRY", "./deploy/registry.example.toml")
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.stdout
+    assert result.stdout.startswith("homecare config check: OK"), result.stdout
+    assert str(config) in result.stdout
+
+
+def test_the_examples_in_the_repository_pass(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMECARE_DATA_DIR", str(tmp_path))
+    for secret in ("MQTT_PASSWORD", "INFLUX_TOKEN", "UPSTREAM_SECRET"):
+        path = tmp_path / secret.lower()
+        path.write_text("0123456789abcdef-0123456789abcdef\n")
+        monkeypatch.setenv(f"HOMECARE_{secret}_FILE", str(path))
+    result = runner.invoke(app, ["config", "check", "-c", str(ROOT / "deploy/gateway.example.toml"),
+                                 "--registry", str(ROOT / "deploy/registry.example.toml")])
+    assert result.exit_code == 0, result.stdout
+
+
+def test_values_of_secrets_are_not_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOMECARE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("HOMECARE_API_KEY", "password1")
+    monkeypatch.setenv("HOMECARE_MQTT_URL", "ftp://gateway:hunter2-secret@127.0.0.1")
+    result = runner.invoke(app, ["config", "check"])
+    assert result.exit_code == 1, result.stdout
+    _line(result.stdout, "environment: HOMECARE_API_KEY")
+    _line(result.stdout, "environment: HOMECARE_MQTT_URL")
+    assert "password1" not in result.stdout
+    assert "hunter2" not in result.stdout
+
+
+def test_unknown_variables_get_the_closest_setting() -> None:
+    environ = {"HOMECARE_INFLUX_TOKENFILE": "x", "HOMECARE_DATA_DIR": "/d", "homecare_timezon": "",
+               "HOMECARE_WHATEVER": "1", "HOME": "/root", **dict.fromkeys(OTHER_VARIABLES, "")}
+    assert unknown_variables(environ) == [
+        ("HOMECARE_INFLUX_TOKENFILE", "HOMECARE_INFLUX_TOKEN_FILE"),
+        ("HOMECARE_WHATEVER", None),
+        ("homecare_timezon", "HOMECARE_TIMEZONE")]
+
+
+def test_every_homecare_variable_the_repository_uses_is_known() -> None:
+    """Variables written anywhere in the project (docs, compose, systemd, tests) are settings
+    or listed in OTHER_VARIABLES, so setting them never stops a gateway."""
+    import re
+
+    misspelt_on_purpose = [f":!{path}" for path in (
+        "gateway/config.py", "homecare/configcheck.py", "tests/unit/test_config_check.py",
+        "tests/integration/test_gateway_config_live.py")]
+    listed = subprocess.run(["git", "grep", "-h", "-o", "-I", r"HOMECARE_[A-Z0-9_]*[A-Z0-9]",
+                             "--", ".", *misspelt_on_purpose],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    used = set(re.findall(r"HOMECARE_[A-Z0-9_]*[A-Z0-9]", listed)) - {"HOMECARE_HISTORY"}
+    assert used, "git grep found nothing"
+    assert unknown_variables(dict.fromkeys(used, "")) == []
