@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,17 +18,43 @@ if TYPE_CHECKING:
     from alerts.keys import KeyStore
     from gateway.upstream import Outbox
 
+# Plain help (no rich markup): typer's markup took "[default: ...]" in help texts for tags and
+# kept the line breaks of docstrings in the command list. Each command has a one-line summary.
+_HELP: dict[str, Any] = {"rich_markup_mode": None, "no_args_is_help": True,
+                         "context_settings": {"max_content_width": 100}}
+
 app = typer.Typer(
     name="homecare",
     help="Home-care bed gateway: device ingest, time series, alerts, simulators.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    **_HELP,
 )
-app.command("simulate")(simulate)
+app.command("simulate", short_help="Simulated beds: recorded traffic and labels, or live.")(
+    simulate)
 
 
-@app.command("demo")
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"homecare {version('homecare-gateway')}")
+        except PackageNotFoundError:
+            typer.echo("homecare (version unknown: the package is not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version (of the installed package) and exit.")] = False,
+) -> None:
+    """Home-care bed gateway: device ingest, time series, alerts, simulators."""
+
+
+@app.command("demo", short_help="Everything on embedded defaults (what `make run` starts).")
 def demo(
     duration: Annotated[float | None, typer.Option(
         help="Stop after this many seconds (default: until Ctrl-C).")] = None,
@@ -61,13 +87,20 @@ def demo(
         incidents_per_bed_day=incidents_per_bed_day)))
 
 
-@app.command("gateway")
+@app.command("gateway", short_help="The gateway service, until SIGTERM.")
 def gateway_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML settings file; every setting can be overridden by a "
         "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
 ) -> None:
-    """Run the gateway service: MQTT in, time series out, until SIGTERM."""
+    """Run the gateway service: MQTT in, decode, spool and time series out, alerts, the alert
+    API and console, upstream delivery, until SIGTERM.
+
+    Settings come from the TOML file given with --config and from HOMECARE_<NAME> environment
+    variables, which win over the file. Every setting, with its default, unit and variable, is
+    in the settings reference: deploy/gateway.example.toml (a commented sample to copy) and the
+    settings table in README.md. Check a configuration before starting with `homecare config
+    check`. Bad settings and unknown HOMECARE_* variables stop the start (exit status 2)."""
     import os
 
     from gateway import run_gateway
@@ -90,12 +123,13 @@ def gateway_command(
 
 
 config_app = typer.Typer(
-    name="config", no_args_is_help=True,
-    help="The gateway's configuration: the settings file, HOMECARE_* variables, the registry.")
+    name="config", short_help="Check the gateway's settings, variables and registry.",
+    help="The gateway's configuration: the settings file, HOMECARE_* variables, the registry.",
+    **_HELP)
 app.add_typer(config_app)
 
 
-@config_app.command("check")
+@config_app.command("check", short_help="List every problem of the configuration at once.")
 def config_check(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML settings file, as given to `homecare gateway --config`.",
@@ -122,7 +156,7 @@ def config_check(
 
 
 keys_app = typer.Typer(
-    name="keys", no_args_is_help=True,
+    name="keys", short_help="API keys of the alert API: create, list, revoke.", **_HELP,
     help="API keys of the alert API (roles: viewer reads; dispatcher also acknowledges, "
          "resolves and checks in/out; admin also manages keys). Keys are stored hashed in "
          "<data dir>/keys.sqlite3; changes apply to a running gateway at once.")
@@ -173,7 +207,7 @@ def _when(ms: int | None) -> str:
 
 
 upstream_app = typer.Typer(
-    name="upstream", no_args_is_help=True,
+    name="upstream", short_help="The upstream outbox: status, retry, family secrets.", **_HELP,
     help="The upstream outbox (<data dir>/outbox.sqlite3): alert changes and service-log "
          "records on their way to the city platform (HOMECARE_UPSTREAM_URL).")
 app.add_typer(upstream_app)
@@ -190,7 +224,7 @@ def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
     return Outbox(path)
 
 
-@upstream_app.command("status")
+@upstream_app.command("status", short_help="Entries pending, delivered and rejected.")
 def upstream_status(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
     """Entries pending, delivered and rejected; the rejected ones with the platform's answer."""
     outbox = _outbox(config, data_dir)
@@ -207,7 +241,7 @@ def upstream_status(config: _ConfigOption = None, data_dir: _DataDirOption = Non
         typer.echo(f"rejected {key} to {destination} status {status} at {_when(at)}: {error}")
 
 
-@upstream_app.command("retry")
+@upstream_app.command("retry", short_help="Queue the rejected entries again.")
 def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
     """Queue the rejected entries again (after the platform was fixed), and make everything
     pending due now; a running gateway sends them within a second."""
@@ -220,7 +254,8 @@ def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None
     typer.echo(f"requeued {requeued} rejected entries", err=True)
 
 
-@upstream_app.command("family-secret")
+@upstream_app.command("family-secret",
+                      short_help="The secret a bed's family webhook checks signatures with.")
 def upstream_family_secret(
     site: Annotated[str, typer.Argument(help="Site id of the bed.")],
     bed: Annotated[str, typer.Argument(help="Bed id.")],
@@ -245,7 +280,7 @@ def upstream_family_secret(
     typer.echo(family_secret(secret.encode(), site, bed).decode())
 
 
-@keys_app.command("create")
+@keys_app.command("create", short_help="Create a key and print its token once.")
 def keys_create(
     name: Annotated[str, typer.Option(help="Unique name; recorded as the actor of every "
                                            "write made with the key.")],
@@ -278,7 +313,7 @@ def keys_create(
     typer.echo(token)
 
 
-@keys_app.command("list")
+@keys_app.command("list", short_help="List keys (never their tokens).")
 def keys_list(
     all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
     config: _ConfigOption = None,
@@ -297,7 +332,7 @@ def keys_list(
                    f"{key.created_by:<16} {revoked}")
 
 
-@keys_app.command("revoke")
+@keys_app.command("revoke", short_help="Revoke a key, at once.")
 def keys_revoke(
     name: Annotated[str, typer.Argument(help="Name of the key to revoke.")],
     config: _ConfigOption = None,
@@ -317,7 +352,7 @@ def keys_revoke(
     typer.echo(f"revoked key {name!r}", err=True)
 
 
-@app.command("replay")
+@app.command("replay", short_help="Recorded traffic through the whole pipeline, offline.")
 def replay_command(
     traffic: Annotated[Path, typer.Argument(
         help="Recorded traffic (JSONL: t, topic, payload or payload_b64), e.g. from "
@@ -395,7 +430,7 @@ def replay_command(
         raise typer.Exit(1)
 
 
-@app.command("acl")
+@app.command("acl", short_help="The broker's ACL and password file from the registry.")
 def acl_command(
     registry: Annotated[Path | None, typer.Option(
         help="Registry TOML (default: registry_file of the settings, "
@@ -436,7 +471,7 @@ def _settings_registry(config: Path | None) -> Path:
     return path
 
 
-@app.command("evaluate")
+@app.command("evaluate", short_help="Score alerts against ground-truth labels.")
 def evaluate_command(
     labels: Annotated[Path, typer.Option(
         help="Ground-truth labels (JSONL), e.g. from `homecare simulate --labels`.",
