@@ -54,6 +54,19 @@ def _main(
     """Home-care bed gateway: device ingest, time series, alerts, simulators."""
 
 
+DEFAULT_CONFIG = Path("/etc/homecare/gateway.toml")
+"""Where the Debian install puts the gateway's settings (deploy/systemd): the tools that work
+on the gateway's data read it when no --config is given, so that they find the gateway's data
+directory as the gateway does."""
+
+
+def _settings_file(config: Path | None) -> Path | None:
+    """``config``, else :data:`DEFAULT_CONFIG` when it exists."""
+    if config is None and DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    return config
+
+
 @app.command("demo", short_help="Everything on embedded defaults (what `make run` starts).")
 def demo(
     duration: Annotated[float | None, typer.Option(
@@ -132,8 +145,8 @@ app.add_typer(config_app)
 @config_app.command("check", short_help="List every problem of the configuration at once.")
 def config_check(
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="TOML settings file, as given to `homecare gateway --config`.",
-        dir_okay=False)] = None,
+        "--config", "-c", help="TOML settings file, as given to `homecare gateway --config` "
+        "[default: /etc/homecare/gateway.toml if it exists].", dir_okay=False)] = None,
     registry: Annotated[Path | None, typer.Option(
         help="Registry TOML [default: registry_file of the settings].", dir_okay=False)] = None,
 ) -> None:
@@ -146,7 +159,7 @@ def config_check(
     configuration."""
     from homecare.configcheck import check
 
-    result = check(config, registry=registry)
+    result = check(_settings_file(config), registry=registry)
     first, *rest = result.report()
     typer.echo(f"homecare config check: {first}")
     for line in rest:
@@ -163,30 +176,56 @@ keys_app = typer.Typer(
 app.add_typer(keys_app)
 
 _ConfigOption = Annotated[Path | None, typer.Option(
-    "--config", "-c", help="Gateway TOML settings file (for its data_dir).", exists=True,
-    dir_okay=False)]
+    "--config", "-c", help="The gateway's TOML settings file (for its data_dir) [default: "
+    f"{DEFAULT_CONFIG} if it exists].", exists=True, dir_okay=False)]
 _DataDirOption = Annotated[Path | None, typer.Option(
-    "--data-dir", help="The gateway's data directory [default: data_dir of the settings, "
-    "HOMECARE_DATA_DIR, else ./data].", file_okay=False)]
+    "--data-dir", help="The gateway's data directory [default: as the gateway finds it: "
+    "HOMECARE_DATA_DIR, else data_dir of the settings file, else ./data if it exists].",
+    file_okay=False)]
 
 
-def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> Path:
-    from gateway.config import load
+def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> tuple[Path, str]:
+    """The gateway's data directory as the gateway finds it (the environment, then the settings
+    file, then the default), and where it came from. The bare default (``./data``) is taken
+    only when it exists: a key written to a new directory there would be refused by a gateway
+    that keeps its data elsewhere."""
+    import os
+
+    from gateway.config import ENV_PREFIX, load
     from gateway.errors import ConfigError
 
-    if data_dir is None:
-        try:
-            data_dir = Path(load(config).data_dir)
-        except ConfigError as exc:
-            typer.echo(f"homecare {command}: {exc}", err=True)
-            raise typer.Exit(2) from None
-    return data_dir
+    if data_dir is not None:
+        return data_dir, "--data-dir"
+    config = _settings_file(config)
+    try:
+        settings = load(config)
+    except ConfigError as exc:
+        typer.echo(f"homecare {command}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    found = Path(settings.data_dir)
+    variable = f"{ENV_PREFIX}DATA_DIR"
+    if any(key.upper() == variable for key in os.environ):
+        return found, variable
+    if config is not None and found != Path(type(settings).model_fields["data_dir"].default):
+        return found, f"data_dir of {config}"
+    if not found.is_dir():
+        typer.echo(
+            f"homecare {command}: no gateway data directory here: {found.resolve()} does not "
+            f"exist (the default data_dir, relative to the current directory"
+            f"{f', and {config} does not set one' if config else ''}). Say where the gateway "
+            f"keeps its data, as the gateway is told: --config <its settings file> "
+            f"(default {DEFAULT_CONFIG}), {variable}, or --data-dir.", err=True)
+        raise typer.Exit(1)
+    return found, f"the default data_dir in {Path.cwd()}"
 
 
-def _key_store(config: Path | None, data_dir: Path | None) -> KeyStore:
+def _key_store(config: Path | None, data_dir: Path | None) -> tuple[KeyStore, str]:
+    """The gateway's key store, and a phrase saying which file it is and why."""
     from alerts.keys import KeyStore
 
-    return KeyStore(_data_dir("keys", config, data_dir) / "keys.sqlite3")
+    directory, source = _data_dir("keys", config, data_dir)
+    path = (directory / "keys.sqlite3").resolve()
+    return KeyStore(path), f"{path} (data_dir from {source})"
 
 
 def _cli_actor() -> str:
@@ -216,10 +255,11 @@ app.add_typer(upstream_app)
 def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
     from gateway.upstream import Outbox
 
-    path = _data_dir("upstream", config, data_dir) / "outbox.sqlite3"
+    directory, source = _data_dir("upstream", config, data_dir)
+    path = (directory / "outbox.sqlite3").resolve()
     if not path.exists():
-        typer.echo(f"homecare upstream: no outbox at {path} (is HOMECARE_UPSTREAM_URL set on "
-                   "the gateway?)", err=True)
+        typer.echo(f"homecare upstream: no outbox at {path} (data_dir from {source}; is "
+                   "HOMECARE_UPSTREAM_URL set on the gateway?)", err=True)
         raise typer.Exit(1)
     return Outbox(path)
 
@@ -269,7 +309,7 @@ def upstream_family_secret(
     from gateway.upstream import family_secret
 
     try:
-        secret = load(config).secret("upstream_secret")
+        secret = load(_settings_file(config)).secret("upstream_secret")
     except ConfigError as exc:
         typer.echo(f"homecare upstream: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -297,7 +337,7 @@ def keys_create(
     except ValueError:
         raise typer.BadParameter("expected viewer, dispatcher or admin",
                                  param_hint="--role") from None
-    store = _key_store(config, data_dir)
+    store, where = _key_store(config, data_dir)
     try:
         key, token = store.create(name, parsed, actor=_cli_actor())
     except KeyExists as exc:
@@ -308,8 +348,8 @@ def keys_create(
         raise typer.Exit(1) from None
     finally:
         store.close()
-    typer.echo(f"created {key.role.value} key {key.name!r}; the token is shown only now:",
-               err=True)
+    typer.echo(f"created {key.role.value} key {key.name!r} in {where}; the token is shown only "
+               "now:", err=True)
     typer.echo(token)
 
 
@@ -320,7 +360,8 @@ def keys_list(
     data_dir: _DataDirOption = None,
 ) -> None:
     """List keys (never their tokens)."""
-    store = _key_store(config, data_dir)
+    store, where = _key_store(config, data_dir)
+    typer.echo(f"keys in {where}", err=True)
     try:
         keys = store.list_keys(include_revoked=all_keys)
     finally:
@@ -341,7 +382,7 @@ def keys_revoke(
     """Revoke a key; it stops working at once, also in a running gateway."""
     from alerts.errors import KeyNotFound
 
-    store = _key_store(config, data_dir)
+    store, where = _key_store(config, data_dir)
     try:
         store.revoke(name, actor=_cli_actor())
     except KeyNotFound as exc:
@@ -349,7 +390,7 @@ def keys_revoke(
         raise typer.Exit(1) from None
     finally:
         store.close()
-    typer.echo(f"revoked key {name!r}", err=True)
+    typer.echo(f"revoked key {name!r} in {where}", err=True)
 
 
 @app.command("replay", short_help="Recorded traffic through the whole pipeline, offline.")
@@ -439,8 +480,8 @@ def acl_command(
         help="Where acl, passwd and credentials/ go.", file_okay=False)] = Path("var/mosquitto"),
     gateway_user: Annotated[str, typer.Option(help="MQTT user of the gateway.")] = "gateway",
     config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="Gateway TOML settings file (for its registry_file).",
-        exists=True, dir_okay=False)] = None,
+        "--config", "-c", help="Gateway TOML settings file (for its registry_file) [default: "
+        "/etc/homecare/gateway.toml if it exists].", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Write the broker's ACL and password file from the registry: each device may publish
     only on its own site, bed and kind; the gateway reads. New users get a random password in
@@ -464,7 +505,7 @@ def _settings_registry(config: Path | None) -> Path:
     from devices.errors import ConfigError
     from gateway.config import load
 
-    path = load(config).registry_file
+    path = load(_settings_file(config)).registry_file
     if path is None:
         raise ConfigError("no registry: give --registry, or registry_file in the settings "
                           "(HOMECARE_REGISTRY_FILE)")
