@@ -5,11 +5,22 @@ Hot paths count per batch (``inc(n)``), never per message.
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -42,9 +53,64 @@ class _ClockCollector(Collector):
         yield offsets
 
 
+DB_STATES: Final = ("none", "unknown", "up", "down", "credentials_refused")
+"""The states of ``homecare_db_state`` (see :attr:`Metrics.database_state`)."""
+
+
+class _Flag:
+    """A value the database writer sets, read at each scrape (None: never set)."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def set(self, value: float) -> None:
+        self.value = value
+
+
+class _DatabaseCollector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        for name in ("homecare_db_state", "homecare_db_up", "homecare_db_credentials_refused"):
+            yield GaugeMetricFamily(name, "")
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        m = self.metrics
+        current = m.database_state
+        state = GaugeMetricFamily(
+            "homecare_db_state", "The time-series database: 1 for the state it is in; none: no "
+            "database configured (points stay in the spool), unknown: nothing written yet",
+            labels=["state"])
+        for name in DB_STATES:
+            state.add_metric([name], 1 if name == current else 0)
+        yield state
+        if current != "none":
+            yield GaugeMetricFamily("homecare_db_up", "1 if the last database write "
+                                    "succeeded (only while a database is configured)",
+                                    value=m.db_up.value or 0)
+            yield GaugeMetricFamily(
+                "homecare_db_credentials_refused", "1 while the database refuses the "
+                "gateway's credentials (HTTP 401/403: a configuration error; points stay "
+                "spooled)", value=m.db_credentials_refused.value or 0)
+
+
+def _build_info() -> dict[str, str]:
+    try:
+        package = version("homecare-gateway")
+    except PackageNotFoundError:
+        package = "unknown"
+    return {"version": package, "python": platform.python_version()}
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # The process (process_*: memory, CPU, open files, start time) and the build.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("homecare_build", "The gateway's version and Python", registry=r).info(
+            _build_info())
         self.received = Counter("homecare_messages_received", "MQTT messages received", registry=r)
         self.accepted = Counter("homecare_messages_accepted",
                                 "Messages decoded and handed on", registry=r)
@@ -112,12 +178,12 @@ class Metrics:
                                           "Points in the spool not yet written", registry=r)
         self.spool_pending_bytes = Gauge("homecare_spool_pending_bytes",
                                          "Bytes in the spool not yet written", registry=r)
-        self.db_up = Gauge("homecare_db_up", "1 if the last database write succeeded",
-                           registry=r)
-        self.db_credentials_refused = Gauge(
-            "homecare_db_credentials_refused", "1 while the database refuses the gateway's "
-            "credentials (HTTP 401/403: a configuration error; points stay spooled)",
-            registry=r)
+        self.db_up = _Flag()
+        """1 once a database write passed, 0 after one failed (``homecare_db_up``, shown only
+        while a database is configured: :meth:`database_configured`)."""
+        self.db_credentials_refused = _Flag()
+        self._database = False
+        r.register(_DatabaseCollector(self))
         self.messages_shed = Counter(
             "homecare_messages_shed", "Messages left unacknowledged while a store failed and "
             "the inbox was full (only emergency calls taken meanwhile; the broker sends the "
@@ -147,6 +213,23 @@ class Metrics:
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
             "by generation", ["generation"], registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5))
+
+    def database_configured(self) -> None:
+        """A database is written to: ``homecare_db_up`` is reported (0 until a write passes)
+        and ``homecare_db_state`` leaves ``none``."""
+        self._database = True
+
+    @property
+    def database_state(self) -> str:
+        """One of :data:`DB_STATES`: ``none`` (no database configured), ``unknown`` (nothing
+        written yet), ``up``, ``down``, ``credentials_refused``."""
+        if not self._database:
+            return "none"
+        if self.db_credentials_refused.value:
+            return "credentials_refused"
+        if self.db_up.value is None:
+            return "unknown"
+        return "up" if self.db_up.value else "down"
 
     def watch_clocks(self, source: WrongClocks) -> None:
         """Report the devices with a wrong clock (read from ``source`` at each scrape)."""

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerts.engine import AlertEngine, IdFactory
 from alerts.escalation import EscalationPolicy, Schedule
-from alerts.model import AlertChange, Finding
+from alerts.model import Alert, AlertChange, AlertStatus, Finding
 from alerts.rules import ImmediateRules
 from alerts.store import AlertStore
 from alerts.storms import AlertStorms
@@ -112,9 +112,12 @@ class _Metrics:
         r = registry
         self.findings = Counter("homecare_alert_findings", "Findings from rules and detectors",
                                 registry=r)
-        self.changes = Counter("homecare_alert_changes", "Alert transitions staged",
+        self.changes = Counter("homecare_alert_changes", "Alert transitions committed, "
+                               "whoever made them (acknowledged and resolved by people too)",
                                ["action"], registry=r)
-        self.open = Gauge("homecare_alerts_open", "Unresolved alerts", registry=r)
+        self.open = Gauge("homecare_alerts_open", "Unresolved alerts (status open or "
+                          "acknowledged), by severity, status and type",
+                          ["severity", "status", "type"], registry=r)
         self.sites_dark = Gauge(
             "homecare_sites_dark", "Sites whose devices went silent all at once (a link or "
             "intake outage: no per-device alerts for them; see the detect.site_dark log)",
@@ -169,12 +172,15 @@ class AlertingStage:
         self.storms.resume(engine.open_alerts())
         self._summarised = dict(self.storms.summarised)
         self._metrics = _Metrics(metrics) if metrics is not None else None
+        self._unresolved: dict[str, tuple[str, str, str]] = {}
+        """Labels of every unresolved alert, for ``homecare_alerts_open``."""
         self._failure_logged: dict[str, float] = {}
         self._replays_counted = engine.replays_ignored
         if self.rules.is_replay is None:
             self.rules.is_replay = engine.is_replay
         self.rules.resume(engine.open_alerts())
         if self._metrics is not None:
+            self._observe_unresolved(engine.open_alerts())
             engine.add_listener(self._observe_committed)
 
     def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
@@ -240,9 +246,6 @@ class AlertingStage:
         findings = [*self.rules.evaluate(now_ms), *detected]
         changes = self._apply(findings, now_ms) if findings else []
         ticked = self.engine.tick(now_ms)
-        self._count(ticked)
-        if self._metrics is not None:
-            self._metrics.open.set(self.engine.open_count)
         return changes + ticked
 
     def _apply(self, findings: list[Finding], now_ms: int) -> list[AlertChange]:
@@ -261,21 +264,30 @@ class AlertingStage:
             if replays != self._replays_counted:
                 self._metrics.replays.inc(replays - self._replays_counted)
                 self._replays_counted = replays
-        self._count(changes)
         return changes
 
     def _observe_committed(self, changes: list[AlertChange]) -> None:
+        """Every committed change, whoever made it (the engine's listeners run serially)."""
         assert self._metrics is not None
         now_ms = time.time() * 1000
         for change in changes:
+            self._metrics.changes.labels(change.action).inc()
             if change.action == "opened":
                 self._metrics.open_latency.labels(change.alert.severity.value).observe(
                     max(0.0, now_ms - change.alert.opened_at) / 1000)
+        self._observe_unresolved(change.alert for change in changes)
 
-    def _count(self, changes: list[AlertChange]) -> None:
-        if self._metrics is not None:
-            for change in changes:
-                self._metrics.changes.labels(change.action).inc()
+    def _observe_unresolved(self, alerts: Iterable[Alert]) -> None:
+        assert self._metrics is not None
+        gauge = self._metrics.open
+        for alert in alerts:
+            before = self._unresolved.pop(alert.id, None)
+            if before is not None:
+                gauge.labels(*before).dec()
+            if alert.status is not AlertStatus.RESOLVED:
+                after = (alert.severity.value, alert.status.value, alert.type.value)
+                self._unresolved[alert.id] = after
+                gauge.labels(*after).inc()
 
     def _detector_failed(self, detector: Detector, where: str) -> None:
         name = getattr(detector, "name", type(detector).__name__)

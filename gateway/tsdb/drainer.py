@@ -40,6 +40,7 @@ class SinkWriter:
         self.writer = writer
         self.deadletters = deadletters
         self.metrics = metrics
+        metrics.database_configured()
         self.max_bytes = max_bytes
         self.backoff_max_s = backoff_max_s
         self.auth_retry_s = auth_retry_s

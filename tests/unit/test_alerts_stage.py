@@ -83,7 +83,10 @@ def test_an_emergency_call_is_raised_and_committed_even_when_a_detector_fails(
                                      {"detector": "broken"}) == 2
     assert registry.get_sample_value("homecare_alert_changes_total",
                                      {"action": "opened"}) == 2
-    assert registry.get_sample_value("homecare_alerts_open") == 2
+    assert registry.get_sample_value("homecare_alerts_open", {
+        "severity": "critical", "status": "open", "type": "emergency_button"}) == 1
+    assert registry.get_sample_value("homecare_alerts_open", {
+        "severity": "low", "status": "open", "type": "low_battery"}) == 1
     assert registry.get_sample_value("homecare_alert_findings_total") == 2
     assert caplog.text.count("detector.failed") == 1, "logged once a minute, not per batch"
 
