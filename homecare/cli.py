@@ -16,6 +16,7 @@ from simulators.cli import simulate
 
 if TYPE_CHECKING:
     from alerts.keys import KeyStore
+    from devices.registry import Registry
     from gateway.upstream import Outbox
 
 # Plain help (no rich markup): typer's markup took "[default: ...]" in help texts for tags and
@@ -435,10 +436,13 @@ def replay_command(
     the same input gives the same alerts. Lines that cannot be read are skipped and reported
     on stderr per reason with their first line numbers; the command then exits 1 unless
     --skip-unreadable is given."""
+    from rich.console import Console
+
     from devices.errors import RegistryError
     from devices.registry import Registry
     from gateway.config import load
     from gateway.errors import ConfigError
+    from homecare.progress import CountingReader, Progress
     from homecare.replay import replay_file
 
     if tick_s <= 0 or dispatcher_after_min < 0:
@@ -456,19 +460,58 @@ def replay_command(
     except (ConfigError, RegistryError) as exc:
         typer.echo(f"homecare replay: {exc}", err=True)
         raise typer.Exit(2) from None
-    with alerts.open("wb") as out:
-        _, summary = replay_file(traffic, out, registry=loaded, settings=settings,
+    err = Console(stderr=True)
+    warning = _zone_warning(settings.timezone, loaded)
+    if warning:
+        err.print(f"homecare replay: WARNING: {warning}", style="bold red", markup=False,
+                  highlight=False, soft_wrap=True)
+    warned = frozenset(loaded.sites) if loaded is not None else frozenset()
+    with Progress("replay", traffic.stat().st_size, console=err, enabled=not quiet) as shown, \
+            CountingReader(traffic, shown.update) as lines, alerts.open("wb") as out:
+        _, summary = replay_file(lines, out, registry=loaded, settings=settings,
                                  tick_ms=round(tick_s * 1000),
                                  dispatcher_after_ms=round(dispatcher_after_min * 60_000),
                                  seed=seed,
                                  restart_after_ms=[round(h * 3_600_000) for h in restarts])
     for line in summary.report() if not quiet else summary.unreadable_report():
         typer.echo(line, err=True)
+    # Sites the traffic brought that the registry does not list (registered on first sight).
+    warning = _zone_warning(settings.timezone, loaded, warned) if loaded is not None else None
+    if warning:
+        err.print(f"homecare replay: WARNING: {warning}", style="bold red", markup=False,
+                  highlight=False, soft_wrap=True)
     if summary.unreadable_lines and not skip_unreadable:
         typer.echo(f"homecare replay: {summary.unreadable_lines:,} of {summary.lines:,} lines "
                    "could not be read (see above); fix them, or pass --skip-unreadable to "
                    "accept replaying without them", err=True)
         raise typer.Exit(1)
+
+
+def _zone_warning(timezone: str | None, registry: Registry | None,
+                  known: frozenset[str] = frozenset()) -> str | None:
+    """Why day and night are judged in this machine's zone at some sites, if they are:
+    ``timezone`` is the replay's fallback zone; sites in ``known`` were warned about."""
+    import datetime as dt
+
+    if timezone is not None or (registry is not None and registry.defaults.timezone):
+        return None
+    here = dt.datetime.now().astimezone()
+    machine = f"this machine's zone, {here:%Z} (UTC{here:%z})"
+    fix = ("Give --timezone ZONE (the sites' IANA zone, e.g. Asia/Shanghai), the timezone "
+           "setting, or a registry with the sites' zones (--registry)")
+    if registry is None:
+        return (f"no time zone given: recorded traffic does not carry the sites' zones, so "
+                f"day and night are judged in {machine}, at every site. Night rules in the "
+                f"wrong zone raise false night bed-exit and inactivity alerts. {fix}.")
+    bare = sorted(site.id for site in registry.sites.values()
+                  if not site.timezone and site.id not in known)
+    if not bare:
+        return None
+    named = f"{', '.join(bare[:5])}{'...' if len(bare) > 5 else ''}"
+    return (f"no time zone for {len(bare)} site{'s' if len(bare) != 1 else ''} ({named}; "
+            f"no --timezone, no timezone setting, no defaults.timezone in the registry, and "
+            f"none of their own): day and night are judged there in {machine}. Night rules "
+            f"in the wrong zone raise false night bed-exit and inactivity alerts. {fix}.")
 
 
 @app.command("acl", short_help="The broker's ACL and password file from the registry.")
@@ -543,14 +586,20 @@ def evaluate_command(
 
     from devices.labels import read_bed_profiles, read_labels
     from homecare.evaluate import evaluate, read_alerts
+    from homecare.progress import Progress, read_bytes
 
     if tolerance_s < 0 or (bed_days is not None and bed_days <= 0):
         raise typer.BadParameter("tolerance-s must not be negative, bed-days must be positive")
+    inputs = [labels, alerts, *([bed_profiles] if bed_profiles is not None else [])]
     try:
-        profiles = (read_bed_profiles(bed_profiles.read_bytes()) if bed_profiles is not None
-                    else None)
-        scored = evaluate(read_labels(labels.read_bytes()), read_alerts(alerts.read_bytes()),
-                          tolerance_s=tolerance_s, bed_days=bed_days, profiles=profiles)
+        with Progress("evaluate", sum(path.stat().st_size for path in inputs)) as shown:
+            label_bytes = read_bytes(labels, shown.update)
+            alert_bytes = read_bytes(alerts, shown.update, already=shown.done)
+            profiles = (read_bed_profiles(read_bytes(bed_profiles, shown.update,
+                                                     already=shown.done))
+                        if bed_profiles is not None else None)
+            scored = evaluate(read_labels(label_bytes), read_alerts(alert_bytes),
+                              tolerance_s=tolerance_s, bed_days=bed_days, profiles=profiles)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         typer.echo(f"homecare evaluate: unreadable input: {exc}", err=True)
         raise typer.Exit(2) from None
