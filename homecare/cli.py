@@ -423,7 +423,8 @@ def replay_command(
         "a gateway restarts: commit, snapshot the detectors to a file, drop every in-memory "
         "part, restore from the file, go on (repeatable). The alerts must equal those of a "
         "replay without restarts.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No summary (unreadable lines are still "
+    quiet: Annotated[bool, typer.Option(help="No progress and no summary (unreadable lines "
+                                               "and a missing time zone are still "
                                                "reported).")] = False,
     skip_unreadable: Annotated[bool, typer.Option(
         "--skip-unreadable", help="Exit 0 even when some lines could not be read (not JSON, a "
