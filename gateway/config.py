@@ -107,6 +107,14 @@ class Settings(BaseSettings):
         default=30.0, gt=0, json_schema_extra={"unit": "s"},
         description="Longest wait between reconnection attempts: the wait starts at 0.5 s and "
         "doubles after each failure up to this, with +/-50% jitter.")
+    mqtt_urgent_session: bool = Field(
+        default=True,
+        description="A second MQTT session (client id `<mqtt_client_id>-urgent`, persistent, "
+        "QoS 1) subscribed only to the button and fall events of `mqtt_topic`, so the broker "
+        "delivers an emergency call at once even while the main session works through a "
+        "backlog. Each call still opens one alert and is stored once (the main session's copy "
+        "is the one stored). Not used with a shared subscription (`$share/...`), whose broker "
+        "could hand a call's two copies to two gateways.")
 
     # --- time-series database -----------------------------------------------------------------
     influx_url: str | None = Field(

@@ -190,6 +190,16 @@ class Metrics:
             "rest again)", registry=r)
         self.mqtt_connected = Gauge("homecare_mqtt_connected", "1 while connected to the broker",
                                     registry=r)
+        self.mqtt_urgent_connected = Gauge(
+            "homecare_mqtt_urgent_connected", "1 while the urgent session (button and fall "
+            "events only, client id <mqtt_client_id>-urgent) is connected; 0 when it is down or "
+            "switched off (mqtt_urgent_session)", registry=r)
+        self.calls_first = Counter(
+            "homecare_urgent_calls_first", "Emergency button and fall events handed to the "
+            "alert rules, by the MQTT session whose copy came first: urgent (the session of "
+            "their own) or main (the one behind any backlog)", ["session"], registry=r)
+        for session in ("main", "urgent"):
+            self.calls_first.labels(session)
         self.snapshot_seconds = Histogram(
             "homecare_detector_snapshot_seconds", "Time to write the detectors' snapshot "
             "(on the detectors' thread)", registry=r,

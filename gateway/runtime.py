@@ -13,6 +13,14 @@ ticks the engine every second (escalation, auto-resolution, detector windows) an
 that staged; the detectors' share of a tick runs in a worker thread. ``Gateway.alerts`` (the
 engine) and ``Gateway.alert_store`` serve the alert API.
 
+Two MQTT sessions (:mod:`gateway.ingest.urgentsession`): the main one takes everything, the
+urgent one (``mqtt_urgent_session``) only button and fall events, which the broker then hands
+over at once even while the main session works through a backlog. Both feed the urgent lane;
+the first copy of a call reaches the alert rules, the main session's copy is stored. The
+urgent session's copies are acknowledged after the alert commit that follows their handling
+(:meth:`Gateway._commit_alerts`), so a call is acknowledged there only once its alert is on
+disk; the main session's after the batch commit, as ever.
+
 Threads: the emergency path (alert commits, :meth:`Gateway._commit_alerts`) and the ingest
 path (the batch commit before acknowledgement) each have a dedicated thread of their own, and
 the detectors another; none of them uses the default thread pool, which the API and other
@@ -61,8 +69,10 @@ from gateway.detect.alerting import AlertingStage, engine_from_settings, load_de
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
-from gateway.ingest.inbox import Inbox
+from gateway.ingest.inbox import Inbox, UrgentFeed
+from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import Pipeline, Stage
+from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.storage.health import StorageHealth, is_storage_error
@@ -185,6 +195,24 @@ class Gateway:
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
+        self.urgent_source: MqttSource | None = None
+        """The urgent session (button and fall events only), unless switched off or not
+        usable with ``mqtt_topic``."""
+        self._urgent_unacked: list[RawMessage] = []
+        """Copies of the urgent session handled, acknowledged after the next alert commit."""
+        if settings.mqtt_urgent_session:
+            filters = urgent_filters(settings.mqtt_topic)
+            if filters:
+                self.urgent_source = MqttSource(
+                    settings, UrgentFeed(self.inbox),
+                    client_id=urgent_client_id(settings.mqtt_client_id), topics=filters,
+                    urgent=True, on_connection_change=self._on_urgent_connection_change)
+            else:
+                log.warning("mqtt.urgent_session_unused topic=%s reason=%s; emergency calls "
+                            "come through the main session only, behind any backlog",
+                            settings.mqtt_topic,
+                            "shared_subscription" if is_shared(settings.mqtt_topic)
+                            else "no_button_or_fall_events_in_topic")
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  stages=(self.alerting, *stages, self.live,
@@ -229,6 +257,8 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 mqtt = tasks.create_task(self.source.run(), name="mqtt")
+                urgent_mqtt = (tasks.create_task(self.urgent_source.run(), name="mqtt-urgent")
+                               if self.urgent_source is not None else None)
                 ingest = tasks.create_task(self._ingest(), name="ingest")
                 urgent = tasks.create_task(self._urgent_lane(), name="urgent")
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
@@ -264,6 +294,9 @@ class Gateway:
                 if upstream is not None:
                     upstream_stop.set()  # what is not delivered goes after the restart
                     await upstream
+                if self.urgent_source is not None and urgent_mqtt is not None:
+                    await self.urgent_source.stop()
+                    await urgent_mqtt
                 await self.source.stop()
                 await mqtt
                 if self.sink is not None and sink is not None:
@@ -336,16 +369,22 @@ class Gateway:
             await self.checkpoint.flush()
 
     async def _urgent_lane(self) -> None:
-        """Emergency button and fall events as soon as they are read from the socket, even
+        """Emergency button and fall events as soon as they are read from either socket, even
         while the ingest task is busy committing: rules, alert engine, alert store (durable),
-        then the API stream. Storage and acknowledgement follow in the messages' turn."""
+        then the API stream. The main session's copies are stored and acknowledged in their
+        turn; the urgent session's are acknowledged after the alert commit."""
         while True:
             await self.inbox.urgent_ready.wait()
             await self._handle_urgent()
 
     async def _handle_urgent(self) -> None:
         raws = self.inbox.take_urgent()
-        if raws and self.pipeline.process_urgent(raws) and self.alerts.staged:
+        if not raws:
+            return
+        handed = self.pipeline.process_urgent(raws)
+        if self.urgent_source is not None:
+            self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
+        if (handed and self.alerts.staged) or self._urgent_unacked:
             await self._commit_alerts()
 
     async def _in_thread(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: object
@@ -398,17 +437,25 @@ class Gateway:
         self.metrics.snapshot_bytes.set(size)
 
     async def _commit_alerts(self) -> None:
-        """The emergency path's commit, on its own thread."""
+        """The emergency path's commit, on its own thread; then the acknowledgement of the
+        urgent session's copies handled before it began. Commits run one at a time (one
+        thread, and the engine's lock), and each writes every change staged when it runs, so
+        once this one succeeds whatever those copies caused is on disk, whichever commit
+        wrote it; a copy that duplicated one handled earlier waits the same way."""
+        held, self._urgent_unacked = self._urgent_unacked, []
         try:
             await self._in_thread(self._emergency_thread, self.alerting.commit)
-        except Exception as exc:
-            if not is_storage_error(exc):
+        except BaseException as exc:
+            self._urgent_unacked[:0] = held  # acknowledged after a later commit, in order
+            if not isinstance(exc, Exception) or not is_storage_error(exc):
                 raise
             # The changes stay staged and go out with the next commit (the tick retries every
             # second), in order.
             self.storage.failed("alerts", exc, holding=f"{self.alerts.staged} alert "
                                 "changes staged in memory")
             return
+        if held and self.urgent_source is not None:
+            self.urgent_source.ack(held)
         if self.storage.failing("alerts"):
             self.storage.recovered("alerts", what=f"last_seq={self.alerts.last_seq}")
         if self.upstream is not None:
@@ -418,6 +465,9 @@ class Gateway:
 
     def _on_connection_change(self, connected: bool) -> None:
         self.metrics.mqtt_connected.set(1 if connected else 0)
+
+    def _on_urgent_connection_change(self, connected: bool) -> None:
+        self.metrics.mqtt_urgent_connected.set(1 if connected else 0)
 
     async def _gauges(self) -> None:
         stats = self.pipeline.dedup.stats

@@ -19,13 +19,23 @@ Guarantees:
   Receive Maximum is 65535 so that batched acknowledgement does not starve intake.
 * Reconnects with capped exponential backoff and resubscribes; packet ids belong to one
   connection, so acknowledgements for messages of an earlier connection are not sent (the broker
-  redelivers those, and the copy is dropped as a duplicate and acknowledged).
+  redelivers those, and the copy is dropped as a duplicate and acknowledged). Every connection
+  of every source in the process has its own number (:attr:`RawMessage.connection
+  <gateway.ingest.message.RawMessage.connection>`), so an acknowledgement never crosses from
+  one session to the other either.
+
+The gateway runs two of these sources: the main session (``mqtt_client_id``, everything of
+``mqtt_topic``) and the urgent session (``<mqtt_client_id>-urgent``, only the emergency button
+and fall events of the same subscription: :mod:`gateway.ingest.urgentsession`), each with its
+own persistent session at the broker, so the broker delivers a press at once on the second
+while the first is still working through a backlog.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import ssl
@@ -36,12 +46,15 @@ from devices import mqttwire as wire
 from devices.errors import ProtocolError
 from gateway.config import Settings
 from gateway.errors import ConnectRefused
-from gateway.ingest.inbox import Inbox
+from gateway.ingest.inbox import Intake
 from gateway.ingest.message import RawMessage
 
 log = logging.getLogger("homecare.mqtt")
 
 CONNECT_TIMEOUT_S = 10.0
+
+_CONNECTIONS = itertools.count(1)
+"""Numbers of connections, unique in the process across every source."""
 
 
 class _Connection(asyncio.Protocol):
@@ -71,11 +84,12 @@ class _Connection(asyncio.Protocol):
             return
         now_ms = int(time.time() * 1000)
         generation = self.generation
+        urgent = self.source.urgent
         raws = []
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 raws.append(RawMessage(packet.topic, packet.payload, packet.mid, packet.qos,
-                                       now_ms, generation, packet.retain))
+                                       now_ms, generation, packet.retain, urgent))
                 continue
             kind, _, body = packet
             if kind == wire.CONNACK and not self.connack.done():
@@ -119,12 +133,28 @@ class _Connection(asyncio.Protocol):
 
 
 class MqttSource:
-    """The gateway's MQTT connection; :meth:`run` owns it, reconnecting until :meth:`stop`."""
+    """One MQTT session of the gateway; :meth:`run` owns its connection, reconnecting until
+    :meth:`stop`.
 
-    def __init__(self, settings: Settings, inbox: Inbox, *,
-                 on_connection_change: Callable[[bool], None] | None = None) -> None:
+    By default the main session: ``mqtt_client_id`` subscribed to ``mqtt_topic``. With
+    ``client_id``, ``topics`` and ``urgent=True`` the urgent session: its messages are flagged
+    :attr:`RawMessage.urgent_session <gateway.ingest.message.RawMessage.urgent_session>` and
+    go where ``inbox`` puts them (:class:`~gateway.ingest.inbox.UrgentFeed`: the urgent lane
+    only).
+    """
+
+    def __init__(self, settings: Settings, inbox: Intake, *,
+                 on_connection_change: Callable[[bool], None] | None = None,
+                 client_id: str | None = None, topics: Sequence[str] | None = None,
+                 urgent: bool = False) -> None:
         self.settings = settings
         self.inbox = inbox
+        self.client_id = client_id or settings.mqtt_client_id
+        self.topics = tuple(topics) if topics is not None else (settings.mqtt_topic,)
+        if not self.topics:
+            raise ValueError("an MQTT session needs at least one topic filter")
+        self.urgent = urgent
+        self.session = "urgent" if urgent else "main"
         self.connected = asyncio.Event()
         self.generation = 0
         self.connects = 0
@@ -160,8 +190,9 @@ class MqttSource:
             except (OSError, TimeoutError, ConnectRefused, ProtocolError) as exc:
                 failures += 1
                 if failures == 1:
-                    log.warning("mqtt.unavailable host=%s port=%s error=%s; retrying with "
-                                "backoff", self._endpoint.host, self._endpoint.port, exc)
+                    log.warning("mqtt.unavailable session=%s host=%s port=%s error=%s; retrying "
+                                "with backoff", self.session, self._endpoint.host,
+                                self._endpoint.port, exc)
             if self._stopping.is_set():
                 break
             delay = backoff * (0.5 + random.random())
@@ -180,7 +211,7 @@ class MqttSource:
                 ssl=self._ssl, server_hostname=endpoint.host if self._ssl else None)
         try:
             connection.write(wire.connect_packet(
-                client_id=s.mqtt_client_id, version=self._version, keepalive=s.mqtt_keepalive_s,
+                client_id=self.client_id, version=self._version, keepalive=s.mqtt_keepalive_s,
                 clean_start=False, username=s.mqtt_username or endpoint.username,
                 password=s.secret("mqtt_password") or endpoint.password,
                 session_expiry=s.mqtt_session_expiry_s))
@@ -188,18 +219,22 @@ class MqttSource:
                 connack = await connection.connack
             if not connack.ok:
                 raise ConnectRefused(connack.code)
-            self.generation += 1
+            self.generation = next(_CONNECTIONS)
             connection.generation = self.generation
             self._connection = connection
-            connection.write(wire.subscribe_packet(1, s.mqtt_topic, 1, self._version))
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                granted = await connection.suback
-            if not granted or granted[0] >= 0x80:
-                raise ConnectRefused(granted[0] if granted else 0x80)
+            for packet_id, topic in enumerate(self.topics, start=1):
+                if packet_id > 1:
+                    connection.suback = loop.create_future()
+                connection.write(wire.subscribe_packet(packet_id, topic, 1, self._version))
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    granted = await connection.suback
+                if not granted or granted[0] >= 0x80:
+                    raise ConnectRefused(granted[0] if granted else 0x80)
             self.connects += 1
             self.connected.set()
-            log.info("mqtt.connected host=%s port=%s protocol=%s session_present=%s",
-                     endpoint.host, endpoint.port, s.mqtt_protocol, connack.session_present)
+            log.info("mqtt.connected session=%s client_id=%s host=%s port=%s protocol=%s "
+                     "session_present=%s", self.session, self.client_id, endpoint.host,
+                     endpoint.port, s.mqtt_protocol, connack.session_present)
             if self._on_change:
                 self._on_change(True)
             await self._keepalive(connection)
@@ -210,7 +245,8 @@ class MqttSource:
             connection.abort()
             if was_connected:
                 if not self._stopping.is_set():
-                    log.warning("mqtt.disconnected; reconnecting with backoff")
+                    log.warning("mqtt.disconnected session=%s; reconnecting with backoff",
+                                self.session)
                 if self._on_change:
                     self._on_change(False)
 
@@ -224,7 +260,8 @@ class MqttSource:
                 break
             silent = time.monotonic() - connection.last_received
             if silent > interval * 1.5 and not connection.paused:
-                log.warning("mqtt.keepalive_timeout silent_s=%.1f", silent)
+                log.warning("mqtt.keepalive_timeout session=%s silent_s=%.1f", self.session,
+                            silent)
                 connection.abort()
                 break
             connection.write(wire.PINGREQ_PACKET)
@@ -250,8 +287,8 @@ class MqttSource:
         unacknowledged, such as those the inbox shed; the copies already handled are dropped
         as duplicates and acknowledged."""
         if self._connection is not None:
-            log.info("mqtt.recall shed=%d; reconnecting so the broker sends them again",
-                     self.inbox.shed)
+            log.info("mqtt.recall session=%s shed=%d; reconnecting so the broker sends them "
+                     "again", self.session, self.inbox.shed)
             # A clean close: the acknowledgements written just before still reach the broker.
             self._connection.write(wire.DISCONNECT_PACKET)
             if self._connection.transport is not None:

@@ -5,12 +5,27 @@ A duplicate is the same device sending the same ``seq`` with byte-identical payl
 things that are *not* duplicates: a last-will status whose ``seq`` was fixed at connect time,
 and a device that restarted its counter. A ``seq`` far below the highest seen while the
 device's clock moved on counts as a counter reset, not as lateness.
+
+:class:`FirstCopies` is the other memory of this kind: which emergency calls the urgent stages
+already took, from whichever MQTT session delivered them first (the main session and the
+urgent session both deliver every button and fall event). It is separate from the
+:class:`Deduplicator`, which sees the main session's copies only: what is stored, and so
+stored once, is decided by the main session alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
+
+CallKey = tuple[str, str, str, int, int]
+"""``(site, bed, device, seq, payload fingerprint)``: one message, whichever session brought
+it."""
+
+FIRST_COPIES_MAX: Final = 20_000
+"""Calls remembered by :class:`FirstCopies`: the second copy of a call comes within a backlog's
+reading time (calls are a few a minute per site), so this covers hours of calls."""
 
 
 class Verdict(Enum):
@@ -106,3 +121,47 @@ class Deduplicator:
         seen[seq] = fingerprint
         if len(seen) > self._window:
             del seen[next(iter(seen))]
+
+
+class FirstCopies:
+    """The emergency calls (button and fall events) the urgent stages have taken, so that the
+    second copy of one (from the other MQTT session) is not handed to them again.
+
+    A call is one message: ``(site, bed, device, seq, fingerprint of the payload)``
+    (:data:`CallKey`). Bounded: at most ``max_calls``, the oldest forgotten first. A call
+    forgotten before its second copy comes is handed to the urgent stages twice, which take a
+    message again without effect (the alert engine remembers every call it handled, across
+    restarts): the bound costs a repeated look-up, never a second alert or a lost one.
+
+    >>> copies = FirstCopies(max_calls=2)
+    >>> call = ("site-01", "bed-0001", "btn-1", 41, 123)
+    >>> copies.first(call), copies.first(call)
+    (True, False)
+    >>> copies.forget(call); copies.first(call)
+    True
+    """
+
+    __slots__ = ("_calls", "_max")
+
+    def __init__(self, *, max_calls: int = FIRST_COPIES_MAX) -> None:
+        if max_calls < 1:
+            raise ValueError("max_calls must be positive")
+        self._max = max_calls
+        self._calls: dict[CallKey, None] = {}
+
+    def first(self, call: CallKey) -> bool:
+        """True (and remembered) when no copy of ``call`` was taken before."""
+        calls = self._calls
+        if call in calls:
+            return False
+        if len(calls) >= self._max:
+            del calls[next(iter(calls))]
+        calls[call] = None
+        return True
+
+    def forget(self, call: CallKey) -> None:
+        """Forget ``call`` (its copy could not be handed on: the next copy should be)."""
+        self._calls.pop(call, None)
+
+    def __len__(self) -> int:
+        return len(self._calls)

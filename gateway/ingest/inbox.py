@@ -1,13 +1,31 @@
-"""The bounded hand-off from the MQTT connection to the pipeline, with the urgent lane."""
+"""The bounded hand-off from the MQTT connections to the pipeline, with the urgent lane."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import Final, Protocol
 
 from devices.topics import is_urgent
 from gateway.ingest.message import RawMessage
+
+URGENT_FEED_MAX: Final = 10_000
+"""Messages of the urgent session waiting in the urgent lane beyond which its socket stops
+being read (pushback, as for the inbox): only a flood of button or fall events gets there."""
+
+
+class Intake(Protocol):
+    """Where an MQTT connection puts what it reads (:class:`Inbox`, :class:`UrgentFeed`)."""
+
+    on_space: Callable[[], None] | None
+    """Called when there is room again after :meth:`put_many` said stop."""
+    pauses: int
+    shed: int
+
+    def put_many(self, items: Sequence[RawMessage]) -> bool:
+        """Take messages; False when the connection should stop reading for now."""
+        ...
 
 
 class Inbox:
@@ -35,6 +53,8 @@ class Inbox:
         self.urgent: deque[RawMessage] = deque()
         self.urgent_ready = asyncio.Event()
         self.on_space: Callable[[], None] | None = None
+        self.on_urgent_space: Callable[[], None] | None = None
+        """Called when the urgent lane is emptied (:class:`UrgentFeed` resumes its socket)."""
         self.pauses = 0
         self.shedding = False
         self.shed = 0
@@ -62,11 +82,20 @@ class Inbox:
         self._ready.set()
         return self.shedding or len(self._items) < self.maxsize
 
+    def put_urgent(self, items: Sequence[RawMessage]) -> None:
+        """Add messages to the urgent lane only (the urgent session's copies: never stored,
+        so never in the inbox proper)."""
+        if items:
+            self.urgent.extend(items)
+            self.urgent_ready.set()
+
     def take_urgent(self) -> list[RawMessage]:
         """Everything in the urgent lane (oldest first), emptying it."""
         items = list(self.urgent)
         self.urgent.clear()
         self.urgent_ready.clear()
+        if self.on_urgent_space is not None:
+            self.on_urgent_space()
         return items
 
     async def get(self, max_items: int) -> list[RawMessage]:
@@ -95,3 +124,40 @@ class Inbox:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+class UrgentFeed:
+    """The urgent session's intake: what it reads goes to the :class:`Inbox`'s urgent lane
+    only, never to the inbox proper (the main session delivers the same messages, and those
+    are the copies stored and acknowledged in turn).
+
+    Bounded like the inbox: with ``maxsize`` or more messages in the urgent lane the urgent
+    session stops reading until the lane is taken.
+
+    >>> inbox = Inbox(100)
+    >>> feed = UrgentFeed(inbox, maxsize=2)
+    >>> press = RawMessage("homecare/v1/s/b/button/btn/event", b"{}", 1, 1, 0,
+    ...                    urgent_session=True)
+    >>> feed.put_many([press]), len(inbox), len(inbox.urgent)
+    (True, 0, 1)
+    >>> feed.put_many([press])  # the lane is full: stop reading
+    False
+    """
+
+    def __init__(self, inbox: Inbox, *, maxsize: int = URGENT_FEED_MAX) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be positive")
+        self.inbox = inbox
+        self.maxsize = maxsize
+        self.on_space: Callable[[], None] | None = None
+        self.pauses = 0
+        self.shed = 0
+        inbox.on_urgent_space = self._space
+
+    def put_many(self, items: Sequence[RawMessage]) -> bool:
+        self.inbox.put_urgent(items)
+        return len(self.inbox.urgent) < self.maxsize
+
+    def _space(self) -> None:
+        if self.on_space is not None:
+            self.on_space()

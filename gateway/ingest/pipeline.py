@@ -7,11 +7,22 @@ messages for the dead-letter store. ``take`` hands the batch to the checkpoint
 (:mod:`gateway.ingest.checkpoint`), which makes it durable (spool, dead letters, the stages'
 own commits) and only then acknowledges it to the broker.
 
+(A module over 400 lines: the two ways in, ``process`` and ``process_urgent``, share the
+admission, the hand-over to the stages and its failure handling, which must stay one code.)
+
 The urgent lane: ``process_urgent`` takes emergency button and fall events as soon as they are
-read from the socket, ahead of the telemetry queued before them, and hands them to the urgent
+read from a socket, ahead of the telemetry queued before them, and hands them to the urgent
 stages (the alert rules) at once; the gateway commits the alert and the API stream shows it
 within milliseconds. The same raw messages still pass through ``process`` in their turn, which
 stores and acknowledges them as usual without giving them to the urgent stages again.
+
+Two MQTT sessions deliver those events (:mod:`gateway.ingest.urgentsession`): the main one,
+in order behind whatever the broker queued for it, and the urgent one, which carries nothing
+else. Each call reaches the urgent stages once, from whichever copy came first
+(:class:`~gateway.ingest.dedup.FirstCopies`, keyed by device, ``seq`` and content, counted by
+session in ``homecare_urgent_calls_first``); only the main session's copy is deduplicated,
+stored and handed to the other stages, so a call is stored once whichever session was first,
+and still raises its alert when either session is down.
 
 No message stops intake: the codec answers every input with a value, and a message whose
 handling raises anyway (decode, dedup, formatting, a stage's ``accept``) is dead-lettered as
@@ -38,14 +49,14 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple, Protocol
 
 from devices.codec import Codec, Message, Rejected
 from devices.devicetime import ClockWindow
 from devices.registry import Placement, Registry
 from devices.topics import Address, Channel
-from gateway.ingest.dedup import Deduplicator, Verdict
+from gateway.ingest.dedup import CallKey, Deduplicator, FirstCopies, Verdict
 from gateway.ingest.message import RawMessage
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetter
@@ -111,6 +122,8 @@ class Pipeline:
         the entry keeps alive, so the id is not reused): the decoded message, None for a
         duplicate, or why it failed. :meth:`process` removes the entry when it reaches the raw
         message."""
+        self._first_copies = FirstCopies()
+        """The calls the urgent stages took, from either session's copy."""
         self._known: set[Address] = set()
         self._lines: list[str] = []
         self._points = 0
@@ -218,62 +231,103 @@ class Pipeline:
         """Hand urgent messages (emergency button, fall) to the urgent stages ahead of the
         messages received before them; returns how many were handed on.
 
-        Each raw message must also be passed to :meth:`process` later, in its turn, which
-        stores and acknowledges it as usual without giving it to the urgent stages again.
-        Rejected ones (malformed, misplaced) are left for :meth:`process` to dead-letter with
-        their reason, and retained ones to store (never a call). Call it before
-        :meth:`process` sees the same raw messages. Never raises for a message, like
-        :meth:`process`.
+        A message of the main session must also be passed to :meth:`process` later, in its
+        turn, which stores and acknowledges it as usual without giving it to the urgent
+        stages again. Rejected ones (malformed, misplaced) are left for :meth:`process` to
+        dead-letter with their reason, and retained ones to store (never a call). Call it
+        before :meth:`process` sees the same raw messages.
+
+        A copy from the urgent session (:attr:`RawMessage.urgent_session`) only ever goes to
+        the urgent stages, and only when no copy of the same call reached them before; it is
+        never deduplicated, stored or dead-lettered here (the main session's copy is), and its
+        acknowledgement is the caller's, once the alert changes are committed. If an urgent
+        stage cannot take it, the main session's copy is handed to the stages in its place.
+
+        Never raises for a message, like :meth:`process`.
         """
         accepted: list[Message] = []
         received: list[int] = []
         sources: list[RawMessage] = []
+        keys: dict[int, CallKey] = {}
+        by_session = [0, 0]
+        """Calls handed on, by session: main, urgent."""
         rejected_by_reason: dict[str, int] = {}
         duplicates_before = self.dedup.stats.duplicates
         registered_before = self._registered
+        first = self._first_copies.first
         for raw in raws:
             if raw.retain:
                 continue
+            copy = raw.urgent_session
             try:
-                admitted = self._admit(raw)
+                admitted = self._admit_copy(raw) if copy else self._admit(raw)
             except Exception as exc:
-                self._early[id(raw)] = (raw, self._internal_error("admit", exc))
+                rejected = self._internal_error("urgent_copy" if copy else "admit", exc)
+                if not copy:
+                    self._early[id(raw)] = (raw, rejected)
                 continue
-            self._early[id(raw)] = (raw, admitted)
-            if isinstance(admitted, Rejected):
+            if not copy:
+                self._early[id(raw)] = (raw, admitted)
+            if admitted is None or isinstance(admitted, Rejected):
                 continue
-            if admitted is not None:
-                accepted.append(admitted)
-                received.append(raw.received_ms)
-                sources.append(raw)
+            a = admitted.address
+            key = (a.site, a.bed, a.device, admitted.payload.seq, hash(raw.payload))
+            if not first(key):
+                continue  # the other session's copy reached the urgent stages first
+            keys[id(raw)] = key
+            accepted.append(admitted)
+            received.append(raw.received_ms)
+            sources.append(raw)
+            by_session[copy] += 1
+
+        def failed(raw: RawMessage, rejected: Rejected) -> None:
+            if raw.urgent_session:
+                self._first_copies.forget(keys[id(raw)])  # the main copy goes in its place
+            else:
+                self._dead_letter(raw, rejected, rejected_by_reason)
+
         if accepted:
             for stage in self.urgent_stages:
-                self._hand_on(stage, accepted, received, sources, rejected_by_reason)
+                self._hand_on(stage, accepted, received, sources, rejected_by_reason,
+                              failed=failed)
+            calls = self.metrics.calls_first
+            for session, n in zip(("main", "urgent"), by_session, strict=True):
+                if n:
+                    calls.labels(session).inc(n)
         for reason, n in rejected_by_reason.items():
             self.metrics.rejected.labels(reason).inc(n)
         self._count_admissions(duplicates_before, registered_before)
         return len(accepted)
 
     def _hand_on(self, stage: Stage, messages: list[Message], received_ms: list[int],
-                 sources: list[RawMessage], rejected_by_reason: dict[str, int]) -> None:
+                 sources: list[RawMessage], rejected_by_reason: dict[str, int], *,
+                 failed: Callable[[RawMessage, Rejected], None] | None = None) -> None:
         """``stage.accept`` the batch; if it raises, again one message at a time, so that
         only the messages the stage cannot take are dead-lettered (``internal_error``) and
         every other one reaches it. A stage takes a message it has seen again without effect
-        (it must already: after a crash the broker delivers unacknowledged messages again)."""
+        (it must already: after a crash the broker delivers unacknowledged messages again).
+        ``failed``: what becomes of a message the stage cannot take, instead of a dead
+        letter."""
         try:
             stage.accept(messages, received_ms)
             return
         except Exception as exc:
             if len(messages) == 1:
-                self._dead_letter(sources[0], self._internal_error(f"stage:{stage.name}", exc),
-                                  rejected_by_reason)
+                rejected = self._internal_error(f"stage:{stage.name}", exc)
+                if failed is not None:
+                    failed(sources[0], rejected)
+                else:
+                    self._dead_letter(sources[0], rejected, rejected_by_reason)
                 return
         for message, received, raw in zip(messages, received_ms, sources, strict=True):
             try:
                 stage.accept([message], [received])
             except Exception as exc:
-                self._dead_letter(raw, self._internal_error(f"stage:{stage.name}", exc),
-                                  rejected_by_reason)
+                rejected = self._internal_error(f"stage:{stage.name}", exc)
+                if failed is not None:
+                    failed(raw, rejected)
+                else:
+                    self._dead_letter(raw, rejected, rejected_by_reason)
 
     def _dead_letter(self, raw: RawMessage, rejected: Rejected,
                      rejected_by_reason: dict[str, int]) -> None:
@@ -329,6 +383,21 @@ class Pipeline:
                             hash(raw.payload)) is Verdict.DUPLICATE:
             return None
         if first_sight:
+            self._register(a)
+        return decoded
+
+    def _admit_copy(self, raw: RawMessage) -> Message | Rejected:
+        """:meth:`_admit` for the urgent session's copy of a call: decoded, a listed device out
+        of its place refused (the main session's copy is counted and dead-lettered), a device
+        seen for the first time registered; not deduplicated (:meth:`process_urgent` keeps
+        the calls taken; the main session's copies are deduplicated as ever)."""
+        decoded = self.codec.decode(raw.topic, raw.payload)
+        if isinstance(decoded, Rejected):
+            return decoded
+        a = decoded.address
+        if a not in self._known:
+            if self.registry.misplaced(a) is not None:
+                return Rejected(DEVICE_MISPLACED, "seen by the urgent session")
             self._register(a)
         return decoded
 
