@@ -16,8 +16,13 @@ API's SSE stream, as :mod:`bench.latency` does. Presses are grouped by phase: ``
 the flood), and ``storm``: from the flood's first message until :data:`AFTER_FLOOD_S` after
 its last, which covers the intake of the flood and the detectors' round that finds the devices
 silent; ``storm_flood`` and ``storm_offline`` split it (the presses published while the flood
-is taken in, and those from 2 s before the first alert other than a press opened to the
-latest, at least 10 s: the alert storm).
+is published, and those from 2 s before the first alert other than a press opened to the
+latest, at least 10 s: the alert storm). ``storm_intake`` are the presses published from the
+flood's first message until the gateway has received all of it (its
+``homecare_messages_received_total``, polled every 0.2 s): the presses that, on one MQTT
+session, wait behind the flood queued at the broker, which the urgent session
+(:mod:`gateway.ingest.urgentsession`) takes out of band. Which session delivered each call
+first is reported from the gateway (``homecare_urgent_calls_first_total``).
 
 Reported: the gateway's peak RSS (the kernel's high-water mark, ``VmHWM``) beside its RSS when
 quiet; the alerts opened other than presses (in all, how many site and type pairs, the ten
@@ -318,6 +323,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     pressed: dict[str, tuple[float, str]] = {}
     pressed_wall: dict[str, float] = {}
     marks: dict[str, float] = {}
+    intake: asyncio.Task[None] | None = None
     count = 0
     try:
         async with asyncio.timeout(30):
@@ -337,6 +343,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         # The flood, then silence; presses go on.
         control.send("go")
         marks["flood_start"] = time.perf_counter()
+        intake = asyncio.create_task(_intake_done(gateway, before, marks), name="bench-intake")
         flood_end: float | None = None
         while flood_end is None or time.perf_counter() - flood_end < AFTER_FLOOD_S:
             if count >= REGISTERED_BEDS:
@@ -363,6 +370,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         after = await asyncio.to_thread(gateway.metrics)
         alerts = await _open_summaries(gateway.url, key)
     finally:
+        if intake is not None:
+            intake.cancel()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
@@ -373,7 +382,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     first, last = stream.storm_seen
     storm_window = (first - 2, max(last, first + 10)) if first else None
     phases: dict[str, list[float]] = {"quiet": [], "storm": [], "storm_flood": [],
-                                      "storm_offline": []}
+                                      "storm_intake": [], "storm_offline": []}
+    intake_end = marks.get("intake_end", float("-inf"))
     for bed, (at, phase) in pressed.items():
         if bed not in stream.pressed_opened:
             continue
@@ -384,6 +394,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         phases["storm"].append(ms)
         if phase == "storm_flood":
             phases["storm_flood"].append(ms)
+        if at <= intake_end:
+            phases["storm_intake"].append(ms)
         if storm_window is not None and storm_window[0] <= at <= storm_window[1]:
             phases["storm_offline"].append(ms)
     latency = {name: _latency(values) for name, values in phases.items()}
@@ -392,12 +404,13 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     # machine clock): broker and socket (the gateway reading the flood in order) before it,
     # pipeline, alert commit and stream after.
     split: dict[str, dict[str, list[float]]] = {}
-    for bed, (_, phase) in pressed.items():
+    for bed, (at, phase) in pressed.items():
         if bed in stream.opened_at and phase != "quiet":
             received, arrived = stream.opened_at[bed]
-            parts = split.setdefault(phase, {"before": [], "after": []})
-            parts["before"].append(received - pressed_wall[bed])
-            parts["after"].append(arrived - received)
+            for name in {phase, "storm_intake" if at <= intake_end else phase}:
+                parts = split.setdefault(name, {"before": [], "after": []})
+                parts["before"].append(received - pressed_wall[bed])
+                parts["after"].append(arrived - received)
     figures: dict[str, Any] = {
         "peak_rss_mb": round(rss.status_mb("VmHWM") or max(r for _, r in rss.samples), 1),
         "quiet_rss_mb": round(marks["quiet_rss_mb"], 1),
@@ -406,6 +419,13 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         if marks.get("flood_seconds") else None,
         "flood_received": round(after.get("homecare_messages_received_total", 0)
                                 - before.get("homecare_messages_received_total", 0)),
+        "flood_intake_s": round(marks["intake_end"] - marks["flood_start"], 1)
+        if "intake_end" in marks else None,
+        "calls_first_by_session": {
+            session: round(after[f'homecare_urgent_calls_first_total{{session="{session}"}}'])
+            for session in ("main", "urgent")
+            if f'homecare_urgent_calls_first_total{{session="{session}"}}' in after}
+        or None,
         "unwatched_messages": round(after.get("homecare_detect_unwatched_messages", 0)),
         "alert_storm_after_flood_s": round(first - marks["flood_start"], 1) if first else None,
         "alert_storm_s": round(last - first, 1) if first else None,
@@ -428,10 +448,26 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     if quiet and storm:
         figures["storm_p50_ratio"] = round(storm["p50"] / quiet["p50"], 2)
         figures["storm_p99_ratio"] = round(storm["p99"] / quiet["p99"], 2)
-    for phase in ("storm_flood", "storm_offline"):
+    for phase in ("storm_flood", "storm_intake", "storm_offline"):
         if quiet and latency[phase]:
             figures[f"{phase}_p99_ratio"] = round(latency[phase]["p99"] / quiet["p99"], 2)
     return figures
+
+
+async def _intake_done(gateway: GatewayProcess, before: dict[str, float],
+                       marks: dict[str, float]) -> None:
+    """Set ``marks["intake_end"]`` once the gateway has received the whole flood (the
+    messages it counted since ``before`` reach what the publisher says it sent)."""
+    start = before.get("homecare_messages_received_total", 0)
+    while True:
+        await asyncio.sleep(0.2)
+        if "flood_published" not in marks:
+            continue
+        with contextlib.suppress(Exception):
+            now = await asyncio.to_thread(gateway.metrics)
+            if now.get("homecare_messages_received_total", 0) - start >= marks["flood_published"]:
+                marks["intake_end"] = time.perf_counter()
+                return
 
 
 async def _open_summaries(url: str, key: str) -> dict[str, int]:
