@@ -38,6 +38,9 @@ F64 = npt.NDArray[np.float64]
 _OFFSET_BUCKET_MS: Final = 15 * 60_000
 """UTC offsets are cached per zone and quarter hour: every DST change in use falls on one."""
 DAY_MS: Final = 86_400_000
+_TABLE_LOOKUPS: Final = 400
+"""Times spanning at most this many quarter hours x zones are converted through a table of
+the offsets in between (:meth:`LocalClock._offsets_over`); longer spans sort their times."""
 
 
 def local_zone() -> zoneinfo.ZoneInfo:
@@ -109,8 +112,12 @@ class LocalClock:
         """``times[i]`` as local wall-clock epoch ms in the zone of bed ``beds[i]``."""
         if len(times) == 0:
             return np.zeros(0, np.int64)
-        zones = self.bed_zone[beds]
         buckets = times // _OFFSET_BUCKET_MS
+        low, high = int(buckets.min()), int(buckets.max())
+        if self.zones and (high - low + 1) * len(self.zones) <= _TABLE_LOOKUPS:
+            fast: I64 = times + self._offsets_over(beds, buckets, low, high)
+            return fast
+        zones = self.bed_zone[beds]
         offsets = np.empty(len(times), np.int64)
         for zone_id in np.unique(zones).tolist():
             in_zone = zones == zone_id
@@ -120,6 +127,25 @@ class LocalClock:
             offsets[in_zone] = per_bucket[inverse]
         local: I64 = times + offsets
         return local
+
+    def _offsets_over(self, beds: I64, buckets: I64, low: int, high: int) -> I64 | int:
+        """The UTC offset of each time (or one for all), from a table of every zone's offset
+        in every quarter hour from ``low`` to ``high``: a round's times span a few, so this
+        costs a few look-ups instead of sorting the times. The same offsets as looking each
+        time up on its own."""
+        n_zones = len(self.zones)
+        table = np.array([[self._offset_ms(z, b) for b in range(low, high + 1)]
+                          for z in range(n_zones)], dtype=np.int64).reshape(n_zones, -1)
+        if (table == table[:, :1]).all():  # no offset changes in the span (nearly always)
+            if n_zones == 1:
+                return int(table[0, 0])
+            constant: I64 = table[:, 0][self.bed_zone[beds]]
+            return constant
+        if n_zones == 1:
+            one: I64 = table[0][buckets - low]
+            return one
+        offsets: I64 = table[self.bed_zone[beds], buckets - low]
+        return offsets
 
     def local_minutes(self, beds: I64, times: I64) -> F64:
         """Minutes after local midnight (0..1440) of ``times[i]`` at bed ``beds[i]``."""

@@ -39,6 +39,32 @@ BAD_SLOT_SHARE: Final = 0.3
 QUANTILES: Final = (0.05, 0.5, 0.95)
 
 
+_BYTES: Final = np.uint64(0x0101010101010101)
+
+
+def count_true(mask: Bool) -> I64:
+    """The number of True values in each row of a 2-D boolean array (``mask.sum(axis=1)``).
+
+    A ring's rows are short (32 or 64 samples), and numpy reduces along a short axis one row
+    at a time. So rows whose width is a multiple of 8 and below 256 are read as 64-bit words,
+    the words of a row added (each byte counts one of its eight columns), and the eight byte
+    counts of the sum added by one multiplication: about four times faster.
+
+    >>> count_true(np.array([[True, False] * 4, [True] * 8, [False] * 8]))
+    array([4, 8, 0])
+    """
+    width = mask.shape[1]
+    if width % 8 or width > 255 or not mask.flags.c_contiguous or not width:
+        counts: I64 = mask.sum(axis=1, dtype=np.int64)
+        return counts
+    words = mask.view(np.uint64)
+    total = words[:, 0].copy()
+    for column in range(1, width // 8):
+        total += words[:, column]
+    counted: I64 = ((total * _BYTES) >> np.uint64(56)).astype(np.int64)
+    return counted
+
+
 def row_quantile(values: F32, q: float) -> F32:
     """The ``q`` quantile of each row, NaN ignored (NaN for an all-NaN row); nearest rank.
 
@@ -205,7 +231,8 @@ class SlotBaseline:
 
     def _refresh(self, beds: I64) -> None:
         ordered = np.sort(self._col("means")[beds], axis=2)  # NaN sorts last
-        valid = (~np.isnan(ordered)).sum(axis=2)
+        valid = count_true((~np.isnan(ordered)).reshape(-1, self.slots)).reshape(
+            len(beds), self.metrics)
         self._col("valid")[beds] = valid
         top = np.maximum(valid - 1, 0)
         quantiles = self._col("q")

@@ -53,7 +53,7 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._ring import SampleRing, SlotBaseline, row_quantile
+from gateway.detect._ring import SampleRing, SlotBaseline, count_true, row_quantile
 from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
@@ -170,33 +170,37 @@ class AbnormalSoundDetector(DetectorBase):
         if not len(beds):
             return
         b = self.beds
-        high = b["hour_high"][beds]  # (beds, days, 24)
+        days = b["hour_high"].take(beds, axis=0)  # (beds, days, 24)
         if hour is None:
-            targets = np.broadcast_to(np.arange(24), (len(beds), 24))
-        else:
-            targets = (hour[:, None] + np.array([-1, 0, 1])) % 24
-        # For each target hour, the hour before, it and the next, on every day.
-        sources = (targets[:, :, None] + np.array([-1, 0, 1])) % 24  # (beds, targets, 3)
-        rows = np.arange(len(beds))[:, None, None, None]
-        days = np.arange(DAYS)[None, None, :, None]
-        around = high[rows, days, sources[:, :, None, :]].reshape(
-            len(beds), targets.shape[1], -1)  # (beds, targets, days x 3)
-        finite = np.isfinite(around)
-        values = finite.sum(axis=2)
-        loud = np.where(finite, around, -np.inf)
-        top = np.partition(loud, range(loud.shape[2] - USUAL_RANK, loud.shape[2]), axis=2)
-        rank = np.clip(values // WARM_UP_SHARE, 1, USUAL_RANK)
-        usual = np.take_along_axis(top, (loud.shape[2] - rank)[:, :, None], axis=2)[:, :, 0]
-        usual[~np.isfinite(usual)] = np.nan
-        b["usual_hour"][beds[:, None], targets] = usual
+            parts = [(np.arange(len(beds)), 0, 24)]
+        else:  # beds of one zone close the same hour: usually one part
+            first = (hour - 1) % 24
+            parts = [(np.flatnonzero(first == f), f, 3) for f in np.unique(first).tolist()]
+        for at, f, count in parts:
+            # For each target hour, the hour before, it and the next, on every day.
+            hours = np.arange(f - 1, f + count + 1) % 24
+            around = (days if len(parts) == 1 else days[at]).take(hours, axis=2)
+            finite = ~np.isnan(around)
+            per_hour = finite[:, 0].astype(np.int64)
+            for day in range(1, DAYS):  # (short axes are slow to reduce along)
+                per_hour += finite[:, day]
+            values = per_hour[:, :-2] + per_hour[:, 1:-1] + per_hour[:, 2:]  # (beds, count)
+            loud = np.where(finite, around, -np.inf)
+            ordered = np.sort(np.stack([loud[:, :, k:k + 3].reshape(len(at), -1)
+                                        for k in range(count)], axis=1), axis=2)
+            rank = np.clip(values // WARM_UP_SHARE, 1, USUAL_RANK)
+            usual = np.take_along_axis(ordered, (DAYS * 3 - rank)[:, :, None], axis=2)[:, :, 0]
+            usual[~np.isfinite(usual)] = np.nan
+            b["usual_hour"][beds[at][:, None], hours[1:-1]] = usual
         # A sound this room reaches on most days, at whatever hour (a TV watched at any
         # time, family over on most afternoons), is usual too, by a smaller margin.
-        daily = np.max(np.where(np.isfinite(high), high, -np.inf), axis=2)
-        n_days = np.isfinite(daily).sum(axis=1)
+        daily = days[:, :, 0]  # the loudest of each day, NaN: a day not heard
+        for hour_of_day in range(1, 24):
+            daily = np.fmax(daily, days[:, :, hour_of_day])
+        n_days = (~np.isnan(daily)).sum(axis=1)
         day_rank = np.clip((n_days + 1) // 2, 1, DAY_RANK)
-        most = -np.sort(-daily, axis=1)[np.arange(len(beds)), day_rank - 1]
-        most[~np.isfinite(most)] = np.nan
-        b["most_days"][beds] = most
+        # The day_rank-th loudest day (NaN sorts last; all NaN: NaN).
+        b["most_days"][beds] = np.sort(daily, axis=1)[np.arange(len(beds)), n_days - day_rank]
 
     def _learn(self, bed: np.ndarray, local: np.ndarray, level: np.ndarray,
                skip: np.ndarray) -> None:
@@ -204,7 +208,14 @@ class AbnormalSoundDetector(DetectorBase):
         profile; a slot closes when a later slot's sample arrives."""
         b = self.beds
         slot = local // SLOT_MS
-        late = slot < b["slot"][bed]  # delivered after its slot closed: not learnt
+        open_slot = b["slot"][bed]
+        if (slot == open_slot).all():  # most rounds: every bed goes on with its open slot
+            heads, starts, _, lengths = groups(bed)
+            b["slot_sum"][heads] += np.add.reduceat(level.astype(np.float64), starts)
+            b["slot_n"][heads] += lengths
+            b["slot_skip"][heads] |= np.logical_or.reduceat(skip, starts)
+            return
+        late = slot < open_slot  # delivered after its slot closed: not learnt
         if late.any():
             bed, slot, level, skip = bed[~late], slot[~late], level[~late], skip[~late]
             if not len(bed):
@@ -251,9 +262,13 @@ class AbnormalSoundDetector(DetectorBase):
             b["hour_high"][i[new_day], row[new_day]] = np.nan  # that row held a week ago
             b["day"][i[new_day]] = day[new_day]
             hour = s * SLOT_MS // HOUR_MS % 24
-            b["hour_high"][i, row, hour] = np.fmax(b["hour_high"][i, row, hour], m)
+            before = b["hour_high"][i, row, hour]
+            after = np.fmax(before, m)
+            b["hour_high"][i, row, hour] = after
             whole_day.append(i[new_day])
-            self._refresh_usual(i[~new_day], hour[~new_day])
+            # What is usual follows from the hour profile alone: unchanged where it is.
+            changed = ~new_day & ~(before == after)
+            self._refresh_usual(i[changed], hour[changed])
             rest = np.ones(len(beds), np.bool_)
             rest[first] = False
             beds, slot, mean = beds[rest], slot[rest], mean[rest]
@@ -297,22 +312,22 @@ class AbnormalSoundDetector(DetectorBase):
         last[beds] = np.maximum(last[beds], np.maximum.reduceat(au.received[ok], starts))
         times, values = self.ring.window(beds)
         levels, voices = values[:, LEVEL], values[:, VOICE]
-        recent, _ = self.ring.recent(beds, times, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
-                                     longest_ms=LONGEST_MS)
+        recent, newest = self.ring.recent(beds, times, span_ms=SUSTAIN_MS,
+                                          min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
         reference = self._reference(beds)
         usual = self._usual(beds, local[np.append(starts[1:], len(bed)) - 1])
-        n = recent.sum(axis=1)
+        n = count_true(recent)
         voiced = recent & ~np.isnan(voices)
-        n_voice = voiced.sum(axis=1)
-        calling = (voiced & (voices == 1)).sum(axis=1)
+        n_voice = count_true(voiced)
+        calling = count_true(voiced & (voices == 1))
         voice_share = np.where(n_voice > 0, calling / np.maximum(n_voice, 1), 1.0)
         # Loud: over the quiet room by the bed's margin, and over what is usual at this hour
         # (the TV of a hard-of-hearing person is not news).
         floor = np.fmax(reference + above[beds], usual + USUAL_MARGIN_DB)
         floor[np.isnan(reference)] = np.nan
         loud = recent & (levels >= floor[:, None])
-        share = loud.sum(axis=1) / np.maximum(n, 1)
-        with_company = b["company_t"][beds] >= times.max(axis=1) - COMPANY_MS
+        share = count_true(loud) / np.maximum(n, 1)
+        with_company = b["company_t"][beds] >= newest - COMPANY_MS
         on = ((n >= MIN_SAMPLES) & (share >= LOUD_SHARE_ON) & (voice_share >= VOICE_SHARE)
               & ~with_company)
         off = share <= LOUD_SHARE_OFF
@@ -366,6 +381,8 @@ class AbnormalSoundDetector(DetectorBase):
 
 
 def _latest(column: np.ndarray, beds: np.ndarray, t: np.ndarray) -> None:
-    """``column[bed] = max(column[bed], t)`` for every sample."""
+    """``column[bed] = max(column[bed], t)`` for every sample (ordered by bed and time, as a
+    round's are: each bed's last is its latest)."""
     if len(beds):
-        np.maximum.at(column, beds, t)
+        rows, _, last, _ = groups(beds)
+        column[rows] = np.maximum(column[rows], t[last])

@@ -38,7 +38,7 @@ import numpy as np
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch, groups
-from gateway.detect._ring import SampleRing, SlotBaseline
+from gateway.detect._ring import SampleRing, SlotBaseline, count_true
 from gateway.detect._table import NONE
 
 MINUTE_MS: Final = 60_000
@@ -108,10 +108,12 @@ class VitalSignsDetector(DetectorBase):
                           | (values[:, HEART] > PLAUSIBLE[0][1])
                           | (values[:, BREATHING] < PLAUSIBLE[1][0])
                           | (values[:, BREATHING] > PLAUSIBLE[1][1]))
-        use = ~impossible & ~np.isnan(values).all(axis=1)
+        use = ~impossible & ~(np.isnan(vi.heart) & np.isnan(vi.breathing))
         if not use.any():
             return
-        bed, t, values = vi.bed[use], vi.t[use], values[use]
+        bed, t, received = vi.bed, vi.t, vi.received
+        if not use.all():
+            bed, t, values, received = bed[use], t[use], values[use], received[use]
         beds, starts, _, lengths = groups(bed)  # a round's samples are ordered by bed
         abnormal = np.zeros(values.shape, np.bool_)
         for metric in (HEART, BREATHING):
@@ -122,7 +124,7 @@ class VitalSignsDetector(DetectorBase):
         self.ring.push(bed, t, values)
         self.baseline.add(bed, t, values, abnormal)
         last = self.beds["last_received"]
-        last[beds] = np.maximum(last[beds], np.maximum.reduceat(vi.received[use], starts))
+        last[beds] = np.maximum(last[beds], np.maximum.reduceat(received, starts))
         self._sustain(beds)
 
     def _sustain(self, beds: np.ndarray) -> None:
@@ -136,8 +138,8 @@ class VitalSignsDetector(DetectorBase):
             present = recent & ~np.isnan(value)
             # NaN compares False: a missing value is never abnormal.
             abnormal = recent & ((value < low[:, None]) | (value > high[:, None]))
-            n = np.count_nonzero(present, axis=1)
-            share = np.count_nonzero(abnormal, axis=1) / np.maximum(n, 1)
+            n = count_true(present)
+            share = count_true(abnormal) / np.maximum(n, 1)
             enough = n >= MIN_SAMPLES
             sparse = np.flatnonzero(~enough & (n >= SPARSE_MIN_SAMPLES))
             if len(sparse):
