@@ -31,7 +31,11 @@ first seen, or seen again after a data gap, with the person already in bed).
 
 **The return limit** is judged against this person's night trips: the length of each
 out-of-bed spell that began in their night, was seen to begin (not made up after a data gap)
-and ended back in bed within :data:`CEILING_MIN`, is kept (the last :data:`TRIPS`). With at
+and ended back in bed within :data:`CEILING_MIN`, is kept (the last :data:`TRIPS`), unless
+it raised this alert once the person's trips were known: a reported exit is not a usual trip,
+so five 50-minute exits of a person whose trips take 10 minutes are all reported (during the
+warm-up, judged by the registry's floor alone, an exit that raised the alert is still learnt:
+an insomniac's 40-minute spells become their usual; a real long exit then is too). With at
 least :data:`WARMUP_TRIPS` of them the limit is :data:`TRIP_FACTOR` times their
 :data:`TRIP_PERCENTILE` th percentile, never below the registry's ``bed_exit_return_min``
 (the floor, and the limit during the warm-up) and never above :data:`CEILING_MIN` (unless the
@@ -297,9 +301,15 @@ class NightBedExitDetector(DetectorBase):
         after = in_t > since_of[in_bed]
         np.minimum.at(back, in_bed[after], in_t[after])
         trip_ms = back[beds] - old_since
+        b = self.beds
+        # An exit that raised this alert against the person's known trips is not one of
+        # them (as inactivity leaves out its own episodes); in the warm-up, when only the
+        # registry's floor judged it, it is learnt (an insomniac's 40-minute spells).
+        alerted = b["active"][beds] & (b["active_since"][beds] == old_since)
+        known = (~np.isnan(b["trips"][beds])).sum(axis=1) >= WARMUP_TRIPS
         ended = (learnable & (back[beds] != _MAX) & (trip_ms >= TRIP_MIN_MS)
-                 & (trip_ms < CEILING_MIN * MINUTE_MS)
-                 & (self.beds["empty_since"][beds] == NONE))
+                 & (trip_ms < CEILING_MIN * MINUTE_MS) & ~(alerted & known)
+                 & (b["empty_since"][beds] == NONE))
         if not ended.any():
             return
         which = beds[ended]

@@ -305,6 +305,24 @@ def test_usual_sleepless_spells_are_not_reported_but_a_long_absence_is() -> None
     assert limit * MINUTE <= long_absence.at - long_absence.started_at <= (limit + 6) * MINUTE
 
 
+def test_long_exits_that_raised_the_alert_are_not_learnt_as_usual_night_trips() -> None:
+    """A person whose usual night trip is 10 minutes, then out of bed for 50 minutes on five
+    nights: each is reported. Learning the reported exits as usual trips raised the limit to an
+    hour after the second, and the next three were missed."""
+    zone = "UTC"
+    trips = dict.fromkeys(range(6), ("02:00", 10)) | dict.fromkeys(range(6, 11), ("02:00", 50))
+    traffic, start, end = sleep("2026-11-02", 11, zone, bedtimes=["21:30"], wakes=["07:00"],
+                                trips=trips)
+    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    exits = [clock("2026-11-02", "02:00", zone, n + 1) for n in range(6, 11)]
+    assert [f.started_at for f in findings] == exits
+    for raised in findings:
+        assert raised.evidence["usual_night_trip_minutes"] == 10.0
+        assert raised.evidence["night_trips_learnt"] == 6
+        assert raised.evidence["return_limit_minutes"] == 30
+        assert raised.at - raised.started_at <= 36 * MINUTE
+
+
 def test_out_of_bed_at_night_is_always_reported_after_the_ceiling() -> None:
     zone = "UTC"
     long_trips = [70, 85, 75, 80, 72, 84, 78]
