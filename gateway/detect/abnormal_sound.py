@@ -20,11 +20,18 @@ when, over the last :data:`SUSTAIN_MS`, most samples are loud and most of those 
 voice activity have voice, and nobody has company (the infrared counts
 :data:`COMPANY_PEOPLE` or more: visitors talking, a child shouting). Physically impossible
 levels (below 0 or above 140 dB) are a sensor fault, not a sound, and are ignored here. The
-evidence says what was usual at this hour for this person.
+evidence says what was usual for this person, the two parts apart: the loudest this room
+usually is at this hour (``usual_at_this_hour_db``, from the hour profile) and what it reaches
+on most days at any hour (``usual_any_hour_db``: the evening TV, at 15:00 too). The clearing
+gives the level then under its own key (``cleared_level_db``), since the alert's evidence keeps
+the level that raised it.
 
 The limit, stated: a distress call no louder than the person's own usual TV (a hard-of-hearing
 resident's 76 dB) cannot be told from it by level and voice activity alone; such a room's
 sound alerts begin a few dB above its usual loudest.
+
+The module is over 400 lines because its three references are learnt and judged on one set
+of per-bed columns (saved and restored together) and each alert explains all of them.
 
 For example, three minutes of 85 dB with voice in a room never heard before (the cold
 reference is then 40 dB, the default margin 25 dB):
@@ -360,24 +367,47 @@ class AbnormalSoundDetector(DetectorBase):
             since = int(b["loud_since"][i])
             b["active_since"][i] = since
             level, base = self._recent_level(i), float(b["baseline_db"][i])
-            usual = float(b["usual_db"][i])
-            expected = (f"; usually up to {usual:.0f} dB at this hour" if not np.isnan(usual)
-                        else "")
+            this_hour, any_hour = self._usual_parts(i)
+            expected = []
+            if not np.isnan(this_hour):
+                expected.append(f"usually up to {this_hour:.0f} dB at this hour")
+            if not np.isnan(any_hour):
+                expected.append(f"{any_hour:.0f} dB on most days")
+            summary = f"sound {level - base:.0f} dB above the room's baseline, with voice"
             findings.append(self._finding(
                 i, at=now_ms, active=True, started_at=since,
-                summary=f"sound {level - base:.0f} dB above the room's baseline, with voice"
-                        f"{expected}",
+                summary=f"{summary}; {', '.join(expected)}" if expected else summary,
                 evidence={"level_db": rounded(level), "baseline_db": rounded(base),
                           "above_db": rounded(level - base),
                           "threshold_above_db": rounded(above[i]),
-                          "usual_at_this_hour_db": None if np.isnan(usual) else rounded(usual)}))
+                          "usual_at_this_hour_db": _or_none(this_hour),
+                          "usual_any_hour_db": _or_none(any_hour)}))
         for i in off.tolist():
+            # Under keys of its own: the engine merges this into the alert's evidence, which
+            # keeps the level that raised it.
+            recent = self.ring.recent_values(i, LEVEL, span_ms=SUSTAIN_MS,
+                                             min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
             findings.append(self._finding(
                 i, at=now_ms, active=False, started_at=int(b["active_since"][i]),
                 summary="sound back to normal",
-                evidence={"level_db": rounded(self._recent_level(i))}))
+                evidence={"cleared_level_db": _or_none(
+                    float(np.median(recent)) if len(recent) else float("nan"))}))
             b["active_since"][i] = NONE
         return findings
+
+    def _usual_parts(self, i: int) -> tuple[float, float]:
+        """What the latest update of bed ``i`` took as usual, in its two parts: the loudest
+        this room usually is at this hour (the hour profile) and the level it reaches on most
+        days at any hour (NaN: not learnt)."""
+        times, _ = self.ring.window(np.array([i]))
+        local = self.fleet.local_ms(np.array([i]), times.max(axis=1))
+        b = self.beds
+        return (float(b["usual_hour"][i, int(local[0] // HOUR_MS % 24)]),
+                float(b["most_days"][i]))
+
+
+def _or_none(value: float) -> float | None:
+    return None if np.isnan(value) else rounded(value)
 
 
 def _latest(column: np.ndarray, beds: np.ndarray, t: np.ndarray) -> None:

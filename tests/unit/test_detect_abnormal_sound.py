@@ -174,3 +174,35 @@ def test_an_empty_home_does_not_teach_the_rooms_quiet_level() -> None:
     home = people(back, back + 2 * HOUR, 1)
     traffic = sorted(lived + empty + evening + home, key=lambda p: p[0])
     assert opened(run(detector(), traffic, start=T0, end=back + 2 * HOUR)) == []
+
+
+def test_the_evening_tv_is_not_said_to_be_usual_in_the_afternoon() -> None:
+    """The TV at 69 dB every evening is reached on most days, so it is usual at any hour by a
+    smaller margin; the evidence of a 15:00 alert tells that apart from what this room usually
+    hears at 15:00, and does not say the room is usually that loud at this hour."""
+    traffic = sorted((p for d in range(5) for p in day_with_tv(d, 69.0, seed=10 * d)),
+                     key=lambda p: p[0])
+    afternoon = T0 + 5 * DAY + 9 * HOUR  # day 6, 15:00
+    traffic += room(T0 + 5 * DAY, afternoon, 34.0, seed=97)
+    traffic += room(afternoon, afternoon + 10 * MINUTE, 90.0, voice=True, seed=99)
+    findings = run(detector(), traffic, start=afternoon - 2 * HOUR, end=afternoon + HOUR)
+    [raised] = opened(findings)
+    evidence = raised.evidence
+    assert evidence["usual_at_this_hour_db"] < 40
+    assert 66 <= evidence["usual_any_hour_db"] <= 72
+    assert raised.summary.endswith(
+        f"; usually up to {evidence['usual_at_this_hour_db']:.0f} dB at this hour, "
+        f"{evidence['usual_any_hour_db']:.0f} dB on most days"), raised.summary
+
+
+def test_the_clearing_does_not_overwrite_the_level_that_raised_the_alert() -> None:
+    """The engine merges a clearing finding's evidence into the alert's: the level heard when
+    it cleared goes under its own key, so the alert still says how loud it was."""
+    start = T0 + 4 * HOUR
+    traffic = quiet_morning() + room(start, start + 10 * MINUTE, 76.0, voice=True)
+    traffic += room(start + 10 * MINUTE, start + HOUR, 34.0)
+    findings = run(detector(), traffic, start=T0, end=start + HOUR)
+    [raised], [clear] = opened(findings), cleared(findings)
+    assert raised.evidence["level_db"] > 70
+    assert not set(clear.evidence) & set(raised.evidence), clear.evidence
+    assert "cleared_level_db" in clear.evidence
