@@ -6,6 +6,9 @@ policy, the immediate rules that decide an emergency (:mod:`~alerts.rules`: emer
 fall), alert storms and devices outside the registry folded into one summary alert per
 site and type (:class:`AlertStorms`), the live state of beds (:class:`LiveState`), the
 tamper-evident caregiver service log (:class:`ServiceLog`), API keys (:class:`KeyStore`),
+resident profiles kept only at the hub (:class:`Resident`, :class:`ResidentStore`, CSV import
+with :func:`parse_csv`), what dispatchers do while handling an alert and the outcome codes to
+resolve it with (:mod:`~alerts.handling`, :class:`ResponsePlan`),
 bounded bed history (:class:`BoundedHistory`) and the exceptions, storage faults classified
 once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 (:mod:`alerts.console`) sit on top; nothing here imports the gateway.
@@ -15,6 +18,7 @@ from alerts.engine import AlertEngine, IdFactory, random_ids, seeded_ids
 from alerts.errors import (
     AlertError,
     AlertNotFound,
+    HandlingRefused,
     HistoryBusy,
     HistoryError,
     HistoryFailed,
@@ -26,6 +30,7 @@ from alerts.errors import (
     KeyExists,
     KeyNotFound,
     KeyStoreError,
+    ResidentStoreUnavailable,
     ServiceLogUnavailable,
     StorageError,
     StorageFault,
@@ -34,6 +39,13 @@ from alerts.errors import (
     storage_fault,
 )
 from alerts.escalation import EscalationPolicy, Schedule
+from alerts.handling import (
+    DEFAULT_CHECKLISTS,
+    DEFAULT_OUTCOMES,
+    ITEM_PATTERN,
+    OUTCOME_PATTERN,
+    ResponsePlan,
+)
 from alerts.history import BoundedHistory, HistoryReader
 from alerts.keys import KeyStore, Role, bootstrap_key_problem
 from alerts.livestate import LiveState
@@ -42,19 +54,26 @@ from alerts.model import (
     AlertChange,
     AlertStatus,
     AlertType,
+    ContactCall,
     EventRef,
     Finding,
     HandledEvent,
     Severity,
     VisitEvent,
 )
+from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
+from alerts.residentstore import ImportResult, ResidentStore
 from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
 
 __all__ = [
+    "DEFAULT_CHECKLISTS",
+    "DEFAULT_OUTCOMES",
+    "ITEM_PATTERN",
     "MAX_PAGE",
+    "OUTCOME_PATTERN",
     "Alert",
     "AlertChange",
     "AlertEngine",
@@ -65,10 +84,14 @@ __all__ = [
     "AlertStorms",
     "AlertType",
     "BoundedHistory",
+    "Contact",
+    "ContactCall",
+    "CsvImport",
     "EscalationPolicy",
     "EventRef",
     "Finding",
     "HandledEvent",
+    "HandlingRefused",
     "HistoryBusy",
     "HistoryError",
     "HistoryFailed",
@@ -77,6 +100,7 @@ __all__ = [
     "HistoryUnavailable",
     "IdFactory",
     "ImmediateRules",
+    "ImportResult",
     "InvalidCursor",
     "InvalidKeyName",
     "InvalidTransition",
@@ -85,7 +109,12 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "LiveState",
+    "Resident",
+    "ResidentStore",
+    "ResidentStoreUnavailable",
+    "ResponsePlan",
     "Role",
+    "RowProblem",
     "Schedule",
     "ServiceLog",
     "ServiceLogRecorder",
@@ -97,6 +126,7 @@ __all__ = [
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
+    "parse_csv",
     "random_ids",
     "seeded_ids",
     "storage_fault",

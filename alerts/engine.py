@@ -74,12 +74,18 @@ Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from i
 Acknowledging stops escalation. Timers live in the alert rows, so a restarted engine continues
 them.
 
-Threads. :meth:`apply`, :meth:`tick`, :meth:`acknowledge` and :meth:`resolve` change memory
-under a lock and *stage* the changes, numbered with the store's increasing ``seq`` (gap-free
-except after a restore of the store from a backup, see :mod:`alerts.store`);
+Handling. :meth:`handle` records what a dispatcher does with an unresolved alert (assignment,
+comments, checklist items, calls; the rules are in :mod:`alerts.handling`) as a change of its
+own, in its history and on the stream, without touching its status or escalation;
+:meth:`resolve` keeps the outcome code in the alert.
+
+Threads. :meth:`apply`, :meth:`tick`, :meth:`acknowledge`, :meth:`handle` and :meth:`resolve`
+change memory under a lock and *stage* the changes, numbered with the store's increasing
+``seq`` (gap-free except after a restore of the store from a backup, see :mod:`alerts.store`);
 :meth:`commit` (a worker thread, before the ingest batch is acknowledged to the broker) writes
 everything staged in one transaction and then hands the changes to every listener, each change
-exactly once and in ``seq`` order. ``acknowledge`` and ``resolve`` commit before returning.
+exactly once and in ``seq`` order. ``acknowledge``, ``handle`` and ``resolve`` commit before
+returning.
 
 Non-material repeats (same severity, condition still present) are staged at most once per
 ``update_interval_ms`` per alert, so a detector that reports a condition every second does not
@@ -299,8 +305,11 @@ class AlertEngine:
         assert alert is not None
         return alert
 
-    def resolve(self, alert_id: str, *, actor: str, note: str, now_ms: int) -> Alert:
-        """``open``/``acknowledged`` -> ``resolved`` by ``actor`` with a note. Durable on return.
+    def resolve(self, alert_id: str, *, actor: str, note: str, now_ms: int,
+                outcome: str | None = None) -> Alert:
+        """``open``/``acknowledged`` -> ``resolved`` by ``actor`` with a note and the
+        ``outcome`` code (the API requires one; offline replay resolves without). Durable on
+        return.
 
         Raises :class:`AlertNotFound`, :class:`InvalidTransition` (already resolved),
         :class:`~alerts.errors.StoreUnavailable` (as for :meth:`acknowledge`).
@@ -309,13 +318,47 @@ class AlertEngine:
             raise ValueError("actor is required")
         if not note or not note.strip():
             raise ValueError("a note is required to resolve an alert")
+        if outcome is not None and not outcome:
+            raise ValueError("an outcome, if given, must not be empty")
         with self._lock:
             alert = self._open.get(alert_id)
             if alert is not None:
                 alert = self._close(alert, now_ms, by=actor, note=note)
+                alert = msgspec.structs.replace(alert, outcome=outcome)
                 self._stage("resolved", alert, now_ms, actor=actor, note=note)
         if alert is None:
             self._refuse(alert_id, "resolve")
+        self.commit()
+        assert alert is not None
+        return alert
+
+    def handle(self, alert_id: str, *, action: str, actor: str, now_ms: int,
+               note: str | None = None, change: Callable[[Alert], Alert] | None = None
+               ) -> Alert:
+        """Record what a dispatcher did while handling an unresolved alert (``action``:
+        ``assigned``, ``commented``, ``checklist_checked``, ``contact_called``, ...; see
+        :mod:`alerts.handling`), with ``change`` applied to the alert; a ``change`` that
+        returns the alert itself (nothing to do) records nothing. The status and the
+        escalation timeline stay as they are. Durable on return.
+
+        Raises :class:`AlertNotFound`, :class:`InvalidTransition` (the alert is resolved),
+        :class:`~alerts.errors.StoreUnavailable` (as for :meth:`acknowledge`).
+        """
+        if not actor:
+            raise ValueError("actor is required")
+        with self._lock:
+            alert = self._open.get(alert_id)
+            if alert is not None:
+                changed = change(alert) if change is not None else None
+                if changed is alert:
+                    return alert  # already so: nothing to record
+                if changed is not None and (changed.id, changed.status, changed.incident) != (
+                        alert.id, alert.status, alert.incident):
+                    raise ValueError("handling never changes an alert's id, status or incident")
+                alert = self._put(msgspec.structs.replace(changed or alert, updated_at=now_ms))
+                self._stage(action, alert, now_ms, actor=actor, note=note)
+        if alert is None:
+            self._refuse(alert_id, "change")
         self.commit()
         assert alert is not None
         return alert

@@ -8,6 +8,9 @@
 * :class:`KeyStoreError` and its kinds: an API key that exists, does not, or has a bad name.
 * :class:`VisitRefused`: a check-in or check-out contradicting its visit (HTTP 409/422 in the
   API); :class:`ServiceLogUnavailable` is the disk failing under the service log.
+* :class:`HandlingRefused`: a dispatcher's action that cannot apply to this alert (an item not
+  on its checklist, a contact the profile lacks; HTTP 400); :class:`ResidentStoreUnavailable`
+  is the disk failing under the resident profiles.
 * :class:`HistoryError` and its kinds: bed history the database could not give (retryable:
   :class:`HistoryUnavailable`, :class:`HistoryBusy`, :class:`HistoryTimeout`; permanent:
   :class:`HistoryFailed`), each with the HTTP status the API answers.
@@ -205,6 +208,21 @@ class ServiceLogUnavailable(StorageError):
     A :class:`~alerts.errors.StorageError` (classified once in :mod:`alerts.errors`), so the
     ingest pipeline treats it like a failing spool: it retries and acknowledges nothing
     meanwhile."""
+
+
+class ResidentStoreUnavailable(StorageError):
+    """The resident profiles could not be read or written (disk trouble, or a file the
+    gateway's user cannot keep private): :attr:`~StorageError.fault` says which."""
+
+
+class HandlingRefused(AlertError, ValueError):
+    """A dispatcher's action that cannot apply to this alert; nothing was recorded.
+    ``reason``: ``not_on_checklist``, ``no_such_contact``, ``no_profile``, ``not_a_dispatcher``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
 
 
 class VisitRefused(ValueError):

@@ -17,6 +17,11 @@
   recovery: also one not newer than the last call while both device clocks are trusted), so
   a handled call never comes back as a new one, and a call from a device that rebooted is
   never taken for a replay.
+* What dispatchers do while handling an alert is part of it and of its history: who it is
+  assigned to, the response checklist items done, the calls to the resident and their contacts
+  (:class:`ContactCall`: which one, by position, and whether they answered, never their name
+  or number, which stay at the hub in :mod:`alerts.residents`), comments, and the outcome code
+  it was resolved with.
 """
 
 from __future__ import annotations
@@ -128,6 +133,20 @@ class Finding(msgspec.Struct, frozen=True, kw_only=True):
     that device (see :mod:`alerts.engine`)."""
 
 
+CallResult = Literal["answered", "no_answer"]
+
+
+class ContactCall(msgspec.Struct, frozen=True, kw_only=True):
+    """One call a dispatcher made while handling an alert, by the contact's place in the
+    resident's profile: 0 the resident's own phone, 1.. the emergency contacts in order."""
+
+    contact: int
+    result: CallResult
+    at: int
+    by: str
+    """The API key's name of the dispatcher who called."""
+
+
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
     """An alert as stored, served by the API and sent upstream."""
 
@@ -157,6 +176,16 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     repeats: int = 0
     """New calls on this alert after it opened (another press, another fall, no movement
     after the fall). One on an acknowledged alert puts it back to ``open``."""
+    assigned_to: str | None = None
+    """The dispatcher (API key name) handling it; None: nobody in particular."""
+    assigned_at: int | None = None
+    checklist: tuple[str, ...] = ()
+    """The response checklist items done, in the order they were checked."""
+    contact_calls: tuple[ContactCall, ...] = ()
+    """Every call made while handling it, oldest first."""
+    outcome: str | None = None
+    """How it ended (``false_alarm``, ``ambulance_called``, ...): required when a person
+    resolves it; None while unresolved and when the system resolved it."""
 
 
 class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,7 +196,8 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
     at: int
     action: str
     """opened, updated, repeated, escalated, downgraded, acknowledged, resolved, auto_resolved,
-    cleared"""
+    cleared; and what dispatchers do while handling it: assigned, unassigned, commented,
+    checklist_checked, checklist_unchecked, contact_called"""
     actor: str | None = None
     note: str | None = None
     alert: Alert
