@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -34,12 +34,22 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from alerts import bootstrap_key_problem
+from alerts import (
+    DEFAULT_CHECKLISTS,
+    DEFAULT_OUTCOMES,
+    AlertType,
+    ResponsePlan,
+    bootstrap_key_problem,
+)
 from devices.broker import BrokerUrl
 from devices.topics import SUBSCRIPTION
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "HOMECARE_"
+CHECKLIST_SETTINGS: Final[Mapping[str, str]] = {
+    str(alert_type): f"alert_checklist_{alert_type}" for alert_type in DEFAULT_CHECKLISTS}
+"""The setting that holds each alert type's response checklist (types without one have
+none)."""
 
 
 class Settings(BaseSettings):
@@ -329,6 +339,52 @@ class Settings(BaseSettings):
         "once, but is written to the audit log at most this often (severity changes are "
         "written at once).")
 
+    # Handling an alert: the response checklist of each alert type (items a dispatcher ticks
+    # off, recorded in the alert's history) and the outcome codes an alert is resolved with.
+    # Items are codes the console translates (call_resident, call_first_contact,
+    # send_caregiver, consider_ambulance, ask_duty_nurse, call_caregiver, check_visit_record,
+    # arrange_device_check, arrange_battery_change) or a station's own words; lists are
+    # comma-separated in the environment.
+    alert_outcomes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_OUTCOMES,
+        description="Outcome codes an alert is resolved with; a dispatcher must pick one "
+        "(the console translates these; others are shown as written). Lower-case letters, "
+        "digits and `_`. Counted in `homecare_alert_outcomes_total{type,outcome}`.")
+    alert_checklist_emergency_button: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.EMERGENCY_BUTTON],
+        description="Response checklist shown with an emergency call: the steps a dispatcher "
+        "ticks off while handling it, each recorded in the alert's history. An item is a code "
+        "the console translates or the station's own words (1 to 80 characters); empty: no "
+        "checklist.")
+    alert_checklist_fall: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.FALL],
+        description="Response checklist of a fall, as for `alert_checklist_emergency_button`.")
+    alert_checklist_inactivity: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.INACTIVITY],
+        description="Response checklist of an inactivity alert, as above.")
+    alert_checklist_night_bed_exit: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.NIGHT_BED_EXIT],
+        description="Response checklist of a night bed exit, as above.")
+    alert_checklist_abnormal_sound: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.ABNORMAL_SOUND],
+        description="Response checklist of an abnormal sound, as above.")
+    alert_checklist_vital_signs: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.VITAL_SIGNS],
+        description="Response checklist of vital signs out of range, as above.")
+    alert_checklist_device_offline: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.DEVICE_OFFLINE],
+        description="Response checklist of a device gone offline, as above.")
+    alert_checklist_low_battery: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.LOW_BATTERY],
+        description="Response checklist of a low battery, as above.")
+    alert_checklist_sensor_fault: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.SENSOR_FAULT],
+        description="Response checklist of a sensor fault, as above.")
+    alert_checklist_service_anomaly: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CHECKLISTS[AlertType.SERVICE_ANOMALY],
+        description="Response checklist of a service anomaly (a visit the sensors do not "
+        "confirm), as above.")
+
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = Field(
         default=None,
@@ -466,6 +522,25 @@ class Settings(BaseSettings):
             raise ValueError("every escalation step must be a positive number of seconds")
         return value
 
+    @field_validator("alert_outcomes", *CHECKLIST_SETTINGS.values(), mode="before")
+    @classmethod
+    def _text_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("alert_outcomes")
+    @classmethod
+    def _outcomes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        ResponsePlan(outcomes=value, checklists={})
+        return value
+
+    @field_validator(*CHECKLIST_SETTINGS.values())
+    @classmethod
+    def _checklist(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        ResponsePlan(checklists={str(info.field_name).removeprefix("alert_checklist_"): value})
+        return value
+
     @field_validator("http_trusted_proxies")
     @classmethod
     def _proxies(cls, value: str) -> str:
@@ -547,6 +622,11 @@ class Settings(BaseSettings):
         return self
 
     # --- derived ------------------------------------------------------------------------------
+
+    def response_plan(self) -> ResponsePlan:
+        """The checklists per alert type and the outcome codes, for the alert API."""
+        return ResponsePlan(outcomes=self.alert_outcomes, checklists={
+            alert_type: getattr(self, name) for alert_type, name in CHECKLIST_SETTINGS.items()})
 
     @property
     def mqtt(self) -> BrokerUrl:

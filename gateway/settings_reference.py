@@ -218,7 +218,9 @@ def _toml_entry(setting: Setting) -> list[str]:
         unit = f" {setting.unit}" if setting.unit and setting.default != () else ""
         default = f"{_toml(setting.default)}{unit}{_in_words(setting.default, setting.unit)}"
     lines = _comment(setting.description)
-    lines += _comment(f"Default: {default}. Environment: {setting.env}.")
+    # "Environment: NAME." stays on one line (searched for; a NUL wraps as part of a word).
+    lines += [line.replace("\0", " ") for line in
+              _comment(f"Default: {default}. Environment:\0{setting.env}.")]
     if setting.secret:
         return lines  # no value, not even commented out; its description says where it comes from
     if setting.name in EXAMPLES:
