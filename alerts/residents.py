@@ -45,6 +45,8 @@ ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 PHONE_PATTERN: Final = r"^\+?[0-9(][0-9 ()-]{1,30}[0-9]$"
 LINE_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
 """One line of text: no control characters."""
+PERSON_NAME_PATTERN: Final = r"^[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s][^\x00-\x1f\x7f]*$"
+"""One line of text with something in it (a name)."""
 TEXT_PATTERN: Final = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 """Text that may run over several lines (and hold tabs), no other control characters."""
 MAX_CONTACTS: Final = 5

@@ -201,7 +201,9 @@ class ResidentStore:
                         changed = row
                     bad = problems(changed)
                     if bad:
-                        raise ValueError(f"row {number}: " + "; ".join(
+                        where = f"row {number}: " if isinstance(row, ResidentRow) or len(
+                            rows) > 1 else ""
+                        raise ValueError(where + "; ".join(
                             f"{column}: {what}" for column, what in bad))
                     if stored is not None and stored.same_profile(changed):
                         done.append((number, row.site, row.bed, "unchanged"))

@@ -121,7 +121,7 @@ class Gateway:
             raise
 
     def _close_stores(self) -> None:
-        for name in ("spool", "deadletters", "service_log", "keys", "alert_store"):
+        for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents"):
             store = getattr(self, name, None)
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -164,6 +164,9 @@ class Gateway:
         except ValueError as exc:
             raise ConfigError(f"api_key (HOMECARE_API_KEY/_FILE): {exc}") from None
         self.alert_store = AlertStore(data_dir / "alerts.sqlite3")
+        from alerts.residentstore import ResidentStore  # for the API only; never fails a start
+
+        self.residents = ResidentStore(data_dir / "residents.sqlite3")
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}
@@ -337,7 +340,9 @@ class Gateway:
                            auth_failures_per_minute=self.settings.api_auth_failures_per_minute,
                            sse_streams_per_key=self.settings.api_streams_per_key,
                            timezone=self.settings.timezone,
-                           key_recheck_s=self.settings.api_key_recheck_s))
+                           key_recheck_s=self.settings.api_key_recheck_s,
+                           residents=self.residents,
+                           response_plan=self.settings.response_plan()))
 
     # --- ingest -------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""The alert API: alerts, their change stream, beds, series, service logs, visits, keys,
-the station (its time zone).
+"""The alert API: alerts, their change stream and their handling (assignment, comments,
+checklists, calls, outcomes), beds, resident profiles (dispatcher and admin keys only), series,
+service logs, visits, keys, the station (its time zone) and the caller's key.
 
 Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
 ``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from alerts.api import _alerts, _beds, _keys, _station, _visits
+from alerts.api import _alerts, _beds, _handling, _keys, _residents, _station, _visits
 from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
@@ -39,18 +40,24 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing
     hub = ChangeHub(queue_size=ctx.sse_queue_size, streams_per_key=ctx.sse_streams_per_key)
     unsubscribe = ctx.engine.add_listener(hub.publish) if ctx.engine is not None else None
+    uncount = (_handling.count_outcomes(ctx.engine, ctx.metrics) if ctx.engine is not None
+               else None)
     api = APIRouter(prefix=PREFIX, responses=error_responses(400, 401, 422, 429),
                     dependencies=[Depends(known_query_only)])
     api.include_router(_alerts.router(ctx, hub, metrics))
+    api.include_router(_handling.router(ctx))
     api.include_router(_beds.router(ctx))
+    api.include_router(_residents.router(ctx))
     api.include_router(_visits.router(ctx))
     api.include_router(_keys.router(ctx))
     api.include_router(_station.router(ctx))
+    api.include_router(_station.me_router())
     app.include_router(api)
 
     def close() -> None:
-        if unsubscribe is not None:
-            unsubscribe()
+        for stop in (unsubscribe, uncount):
+            if stop is not None:
+                stop()
         hub.close()
 
     return close

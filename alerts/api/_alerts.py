@@ -25,9 +25,11 @@ from alerts.api._models import (
     AlertDetail,
     AlertOut,
     AlertPage,
+    ContactCallOut,
     HistoryEntry,
     ResolveBody,
     StreamReset,
+    resolve_body,
 )
 from alerts.api._stream import ChangeHub, StreamEnd, event_stream, resume_point
 from alerts.engine import AlertEngine
@@ -74,10 +76,14 @@ def alert_out(alert: Alert) -> AlertOut:
 
 
 def history_entry(change: AlertChange) -> HistoryEntry:
+    alert = change.alert
+    call = (ContactCallOut.model_validate(msgspec.to_builtins(alert.contact_calls[-1]))
+            if change.action == "contact_called" and alert.contact_calls else None)
     return HistoryEntry(seq=change.seq, at=change.at, action=change.action, actor=change.actor,
-                        note=change.note, status=change.alert.status,
-                        severity=change.alert.severity,
-                        escalation_level=change.alert.escalation_level)
+                        note=change.note, status=alert.status, severity=alert.severity,
+                        escalation_level=alert.escalation_level,
+                        assigned_to=alert.assigned_to, outcome=alert.outcome,
+                        contact_call=call)
 
 
 def router(ctx: ApiContext, hub: ChangeHub, metrics: ApiMetrics) -> APIRouter:
@@ -190,14 +196,21 @@ def router(ctx: ApiContext, hub: ChangeHub, metrics: ApiMetrics) -> APIRouter:
             note=body.note if body is not None else None, now_ms=ctx.clock())
         return alert_out(alert)
 
-    @api.post("/{alert_id}/resolve", response_model=AlertOut,
-              responses=error_responses(403, 404, 409, 413, 503),
-              summary="Resolve an alert with a note")
-    async def resolve(alert_id: AlertId, key: Dispatcher,
-                      body: ResolveBody) -> AlertOut:
-        """The note (what was done) is required; the key's name is recorded as who resolved."""
+    async def resolve(alert_id: AlertId, key: Dispatcher, body: ResolveBody) -> AlertOut:
+        """The note (what was done) and the outcome code (how it ended: one of the station's,
+        ``GET /handling``) are required; the key's name is recorded as who resolved. The
+        outcome is kept in the alert, its history and the stream, and counted in
+        ``homecare_alert_outcomes_total{type,outcome}``."""
         alert = await asyncio.to_thread(engine().resolve, alert_id, actor=key.name,
-                                        note=body.note, now_ms=ctx.clock())
+                                        note=body.note, outcome=body.outcome,
+                                        now_ms=ctx.clock())
         return alert_out(alert)
+
+    # The body names the station's outcome codes: the document lists them, pydantic refuses
+    # any other with them named (422).
+    resolve.__annotations__["body"] = resolve_body(ctx.response_plan.outcomes)
+    api.post("/{alert_id}/resolve", response_model=AlertOut,
+             responses=error_responses(403, 404, 409, 413, 503),
+             summary="Resolve an alert with a note and an outcome code")(resolve)
 
     return api

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
 from alerts.engine import AlertEngine
+from alerts.handling import ResponsePlan
 from alerts.history import HistoryReader
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
+from alerts.residentstore import ResidentStore
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices.registry import Registry
@@ -33,6 +35,11 @@ class ApiContext:
     alert_store: AlertStore | None = None
     engine: AlertEngine | None = None
     history: HistoryReader | None = None
+    residents: ResidentStore | None = None
+    """The resident profiles (dispatcher and admin keys only); absent: those routes answer
+    503."""
+    response_plan: ResponsePlan = field(default_factory=ResponsePlan)
+    """The response checklists per alert type and the outcome codes to resolve with."""
     timezone: str | None = None
     """The gateway's ``timezone`` setting (IANA); the registry's default zone comes first."""
     clock: Callable[[], int] = wall_clock_ms

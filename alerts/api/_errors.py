@@ -26,13 +26,21 @@ from starlette.requests import ClientDisconnect
 from alerts.api._models import ErrorBody
 from alerts.errors import (
     AlertNotFound,
+    HandlingRefused,
     InvalidCursor,
     InvalidTransition,
+    ResidentStoreUnavailable,
     ServiceLogUnavailable,
     StoreUnavailable,
 )
 
 log = logging.getLogger("homecare.api")
+
+MISSING_HINTS: Final = {
+    "outcome": "Field required: an outcome code says how the alert ended (one of the "
+               "station's codes, GET /api/v1/handling)",
+}
+"""Clearer words for a required field left out than "Field required", by field name."""
 
 CODES: Final = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -85,7 +93,7 @@ def install(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")),
+        detail = [{"loc": list(e.get("loc", ())), "msg": _message(e),
                    "type": str(e.get("type", ""))} for e in exc.errors()[:20]]
         return error_response(422, detail)
 
@@ -94,6 +102,10 @@ def install(app: FastAPI) -> None:
 
     async def conflict(request: Request, exc: Exception) -> JSONResponse:
         return error_response(409, str(exc))
+
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HandlingRefused)
+        return error_response(400, exc.detail, error=exc.reason)
 
     async def bad_cursor(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, str(exc))
@@ -115,9 +127,18 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(AlertNotFound, not_found)
     app.add_exception_handler(InvalidTransition, conflict)
+    app.add_exception_handler(HandlingRefused, refused)
     app.add_exception_handler(InvalidCursor, bad_cursor)
     app.add_exception_handler(StoreUnavailable, unavailable)
     app.add_exception_handler(ServiceLogUnavailable, unavailable)
+    app.add_exception_handler(ResidentStoreUnavailable, unavailable)
     app.add_exception_handler(sqlite3.OperationalError, unavailable)
     app.add_exception_handler(ClientDisconnect, client_gone)
     app.add_exception_handler(Exception, internal)
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    loc = error.get("loc", ())
+    if error.get("type") == "missing" and loc and str(loc[-1]) in MISSING_HINTS:
+        return MISSING_HINTS[str(loc[-1])]
+    return str(error.get("msg", ""))

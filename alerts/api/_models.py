@@ -1,15 +1,31 @@
-"""The API's JSON shapes (pydantic), mirroring :mod:`alerts.model`, the live state and the
-service log. Response models are what the OpenAPI document promises; request models are
-strict (unknown fields refused, strings bounded)."""
+"""The API's JSON shapes (pydantic), mirroring :mod:`alerts.model`, the live state, the
+service log and the resident profiles. Response models are what the OpenAPI document promises;
+request models are strict (unknown fields refused, strings bounded).
+
+(A module over 400 lines: it is the API's vocabulary, one small class per shape; kept in one
+place so that the document's components are read and changed together.)"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
+from alerts.handling import COMMENT_MAX, ITEM_PATTERN
 from alerts.keys import NAME_PATTERN, Role
 from alerts.model import AlertStatus, AlertType, Severity
+from alerts.residents import (
+    ADDRESS_MAX,
+    LINE_PATTERN,
+    MAX_CONTACTS,
+    NAME_MAX,
+    NOTES_MAX,
+    PERSON_NAME_PATTERN,
+    PHONE_PATTERN,
+    RELATION_MAX,
+    TEXT_PATTERN,
+)
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Site, bed and device ids (the device contract)."""
@@ -43,6 +59,17 @@ class ErrorBody(_Out):
 # --- alerts -----------------------------------------------------------------------------------
 
 
+class ContactCallOut(_Out):
+    """A call made while handling an alert (``alerts.model.ContactCall``)."""
+
+    contact: int
+    """0: the resident's own phone; 1..: the emergency contacts in the profile's order."""
+    result: Literal["answered", "no_answer"]
+    at: int
+    by: str
+    """Who called (API key name)."""
+
+
 class AlertOut(_Out):
     """An alert (``alerts.model.Alert``). Times are epoch milliseconds."""
 
@@ -69,6 +96,15 @@ class AlertOut(_Out):
     repeats: int = 0
     """New calls after the alert opened (another press or fall, no movement after a fall);
     one on an acknowledged alert put it back to ``open`` (change ``repeated``)."""
+    assigned_to: str | None = None
+    """The dispatcher handling it (API key name)."""
+    assigned_at: int | None = None
+    checklist: list[str] = Field(default_factory=list)
+    """Items of its type's response checklist done, in the order they were checked."""
+    contact_calls: list[ContactCallOut] = Field(default_factory=list)
+    """Calls made while handling it, oldest first (contacts by position only)."""
+    outcome: str | None = None
+    """How it ended: the code a dispatcher resolved it with (see ``GET /handling``)."""
 
 
 class AlertChangeOut(_Out):
@@ -78,9 +114,12 @@ class AlertChangeOut(_Out):
     at: int
     action: str
     """opened, updated, repeated, escalated, downgraded, acknowledged, resolved,
-    auto_resolved, cleared"""
+    auto_resolved, cleared; while handling: assigned, unassigned, commented,
+    checklist_checked, checklist_unchecked, contact_called"""
     actor: str | None = None
     note: str | None = None
+    """A comment's text, the checklist item, the assignee; the dispatcher's note when
+    acknowledged or resolved; the gateway's own words otherwise."""
     alert: AlertOut
 
 
@@ -95,6 +134,12 @@ class HistoryEntry(_Out):
     status: AlertStatus
     severity: Severity
     escalation_level: int = 0
+    assigned_to: str | None = None
+    """Who the alert was assigned to after this change."""
+    outcome: str | None = None
+    """The outcome code (on ``resolved``)."""
+    contact_call: ContactCallOut | None = None
+    """The call recorded (on ``contact_called``)."""
 
 
 class AlertDetail(AlertOut):
@@ -126,10 +171,65 @@ class AcknowledgeBody(_In):
     note: Note | None = None
 
 
+RequiredNote = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"\S")]
+
+
 class ResolveBody(_In):
-    note: Annotated[str, StringConstraints(min_length=1, max_length=2000,
-                                           pattern=r"\S")]
+    note: RequiredNote
     """Required: what was done."""
+    outcome: str
+    """Required: how it ended, one of the station's outcome codes (``GET /handling``)."""
+
+
+def resolve_body(outcomes: Sequence[str]) -> type[ResolveBody]:
+    """:class:`ResolveBody` with ``outcome`` one of ``outcomes`` (the station's codes, so the
+    OpenAPI document lists them and anything else is refused with them named)."""
+    code: Any = Literal[tuple(outcomes)]
+    model: type[ResolveBody] = create_model(
+        "ResolveBody", __base__=ResolveBody, __doc__="What was done, and how it ended.",
+        outcome=(code, Field(description="How it ended (required): one of the station's "
+                                         "outcome codes.")))
+    return model
+
+
+class CommentBody(_In):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=COMMENT_MAX,
+                                           pattern=r"\S")]
+    """The comment, in the dispatcher's words."""
+
+
+class AssignBody(_In):
+    to: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] | None = None
+    """The dispatcher (API key name) to assign it to; absent: the caller."""
+
+
+class ChecklistBody(_In):
+    item: Annotated[str, StringConstraints(pattern=ITEM_PATTERN)]
+    """An item of the alert type's checklist (``GET /handling``)."""
+    done: bool = True
+    """False: uncheck it."""
+
+
+class ContactCallBody(_In):
+    contact: Annotated[int, Field(ge=0, le=MAX_CONTACTS)]
+    """0: the resident's own phone; 1..: the emergency contacts in the profile's order."""
+    result: Literal["answered", "no_answer"]
+
+
+class HandlingOut(_Out):
+    """How alerts are handled at this station."""
+
+    outcomes: list[str]
+    """The outcome codes an alert is resolved with (one is required)."""
+    checklists: dict[str, list[str]]
+    """The response checklist of each alert type (types without one are absent)."""
+
+
+class MeOut(_Out):
+    """The key a request is made with."""
+
+    name: str
+    role: Role
 
 
 # --- beds -------------------------------------------------------------------------------------
@@ -286,6 +386,103 @@ class CheckInBody(_In):
 class CheckOutBody(CheckInBody):
     services: Annotated[list[ServiceCode], Field(max_length=100)] = Field(default_factory=list)
     """Service item codes delivered during the visit."""
+
+
+# --- residents --------------------------------------------------------------------------------
+
+Phone = Annotated[str, StringConstraints(pattern=PHONE_PATTERN)]
+
+
+class ContactIn(_In):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX,
+                                           pattern=PERSON_NAME_PATTERN)]
+    relation: Annotated[str, StringConstraints(max_length=RELATION_MAX,
+                                               pattern=LINE_PATTERN)] = ""
+    """How they relate to the resident (daughter, neighbour)."""
+    phone: Phone
+
+
+class ContactOut(_Out):
+    name: str
+    relation: str = ""
+    phone: str
+
+
+class ResidentIn(_In):
+    """A bed's resident profile (replaces the stored one). Kept at the hub only."""
+
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX,
+                                                   pattern=PERSON_NAME_PATTERN)]
+    """How to address the person."""
+    address: Annotated[str, StringConstraints(max_length=ADDRESS_MAX,
+                                              pattern=TEXT_PATTERN)] = ""
+    phone: Phone | Literal[""] = ""
+    """The resident's own phone; empty: none."""
+    contacts: Annotated[list[ContactIn], Field(max_length=MAX_CONTACTS)] = Field(
+        default_factory=list)
+    """Emergency contacts in the order they are to be called."""
+    medical_notes: Annotated[str, StringConstraints(max_length=NOTES_MAX,
+                                                    pattern=TEXT_PATTERN)] = ""
+    access_notes: Annotated[str, StringConstraints(max_length=NOTES_MAX,
+                                                   pattern=TEXT_PATTERN)] = ""
+    """How to get in: key safe, a neighbour with a key."""
+
+
+class ResidentOut(_Out):
+    """A bed's resident profile: for dispatcher and admin keys only."""
+
+    site: str
+    bed: str
+    display_name: str
+    address: str = ""
+    phone: str = ""
+    contacts: list[ContactOut]
+    medical_notes: str = ""
+    access_notes: str = ""
+    updated_at: int
+    updated_by: str
+
+
+class ResidentImportBody(_In):
+    csv: Annotated[str, StringConstraints(min_length=1, max_length=60_000)]
+    """The CSV file's text (UTF-8; header row; columns as for ``homecare residents import``).
+    Larger files: the command line."""
+    dry_run: bool = False
+    """Say what would change, change nothing."""
+
+
+class ResidentImportRow(_Out):
+    row: int
+    """As a spreadsheet counts (the header is row 1)."""
+    site: str
+    bed: str
+    result: Literal["created", "updated", "unchanged"]
+
+
+class ResidentImportOut(_Out):
+    dry_run: bool
+    created: int
+    updated: int
+    unchanged: int
+    rows: list[ResidentImportRow]
+
+
+class RowProblemOut(_Out):
+    """What is wrong with one row of a CSV file (never its value)."""
+
+    row: int
+    column: str
+    """Empty: the whole row."""
+    msg: str
+
+
+class ImportRefused(_Out):
+    """A CSV file refused: nothing was imported."""
+
+    error: str
+    """``invalid_csv``"""
+    detail: list[RowProblemOut] | Any = None
+    """Every problem (the first 200), by row and column."""
 
 
 # --- keys -------------------------------------------------------------------------------------

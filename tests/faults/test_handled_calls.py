@@ -52,7 +52,8 @@ def test_a_resolved_press_sent_again_after_a_restart_opens_no_second_call(
         publish(mosquitto.url, [press])
         [call] = wait_for(lambda: _calls(db, "bed-0001") or None, "the call opened")
         response = httpx.post(f"{gateway.url}/api/v1/alerts/{call['id']}/resolve", headers=auth,
-                              json={"note": "Called back: pressed by mistake."}, timeout=10)
+                              json={"note": "Called back: pressed by mistake.",
+                                    "outcome": "false_alarm"}, timeout=10)
         assert response.status_code == 200, response.text
     finally:
         gateway.stop()

@@ -214,7 +214,8 @@ def test_button_and_fall_become_alerts_handled_through_the_api_and_streamed_in_o
                          json={}, timeout=10)
     assert no_note.status_code == 422
     resolved = httpx.post(f"{gateway.url}/api/v1/alerts/{call['id']}/resolve", headers=auth,
-                          json={"note": "pressed by mistake; person fine"}, timeout=10)
+                          json={"note": "pressed by mistake; person fine",
+                                "outcome": "false_alarm"}, timeout=10)
     assert resolved.status_code == 200
     detail = httpx.get(f"{gateway.url}/api/v1/alerts/{call['id']}", headers=ADMIN,
                        timeout=10).json()
@@ -242,7 +243,8 @@ def test_button_and_fall_become_alerts_handled_through_the_api_and_streamed_in_o
                timeout=10).raise_for_status()
     other = next(a for a in calls if a["bed"] == "bed-0003")
     httpx.post(f"{gateway.url}/api/v1/alerts/{other['id']}/resolve", headers=auth,
-               json={"note": "caregiver on site"}, timeout=10).raise_for_status()
+               json={"note": "caregiver on site", "outcome": "caregiver_sent"},
+               timeout=10).raise_for_status()
     missed = [c for c in all_changes(gateway) if c[0] > last]
     assert [a for _, a in missed][-2:] == ["acknowledged", "resolved"]
     resumed = EventStream(f"{gateway.url}/api/v1/alerts/stream",

@@ -169,7 +169,7 @@ def test_a_viewer_reads_but_cannot_handle_alerts_or_check_in(gateway: GatewayPro
                      timeout=10).status_code == 200
     visit = {"site": "site-auth", "bed": "bed-v", "caregiver": "c-1", "visit": "v-1"}
     for path, body in [(f"/api/v1/alerts/{alert_id}/acknowledge", {"note": "x"}),
-                       (f"/api/v1/alerts/{alert_id}/resolve", {"note": "x"}),
+                       (f"/api/v1/alerts/{alert_id}/resolve", {"note": "x", "outcome": "other"}),
                        ("/api/v1/visits/check-in", visit),
                        ("/api/v1/visits/check-out", {**visit, "services": ["bath"]}),
                        ("/api/v1/keys", {"name": "mine", "role": "admin"})]:
@@ -190,7 +190,8 @@ def test_a_dispatcher_handles_alerts_and_checks_in_under_its_own_name(
     assert acked.status_code == 200, acked.text
     assert acked.json()["acknowledged_by"] == "dispatch-d"
     resolved = httpx.post(f"{gateway.url}/api/v1/alerts/{alert_id}/resolve",
-                          headers=dispatcher, json={"note": "called back, all well"},
+                          headers=dispatcher,
+                          json={"note": "called back, all well", "outcome": "handled_by_phone"},
                           timeout=10)
     assert resolved.status_code == 200
     assert resolved.json()["resolved_by"] == "dispatch-d"

@@ -123,7 +123,8 @@ def test_field_case_f2_a_retained_press_after_a_restart_opens_no_new_call(
         assert (call["type"], call["severity"]) == ("emergency_button", "critical")
         response = httpx.post(f"{gateway.url}/api/v1/alerts/{call['id']}/resolve",
                               headers={"Authorization": f"Bearer {KEY}"},
-                              json={"note": "Visited: the resident is fine."}, timeout=10)
+                              json={"note": "Visited: the resident is fine.",
+                                    "outcome": "caregiver_sent"}, timeout=10)
         assert response.status_code == 200, response.text
         assert gateway.metric("homecare_retained_events_total") == 0, "delivered live"
     finally:

@@ -122,7 +122,7 @@ def test_every_alert_transition_is_counted_and_open_alerts_carry_their_severity(
     assert metrics.get(f"homecare_alerts_open{{{labels.format('open')}}}", 0) == 0
 
     resolved = httpx.post(f"{gateway.url}/api/v1/alerts/{call['id']}/resolve", headers=ADMIN,
-                          json={"note": "pressed by mistake"}, timeout=10)
+                          json={"note": "pressed by mistake", "outcome": "false_alarm"}, timeout=10)
     assert resolved.status_code == 200, resolved.text
     metrics = _wait(gateway, "the resolution", lambda m: m.get(
         'homecare_alert_changes_total{action="resolved"}') == 1)

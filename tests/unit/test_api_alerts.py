@@ -1,5 +1,5 @@
 """Alert routes in process: list with filters and cursor pages, one with history, acknowledge,
-resolve with a note."""
+resolve with a note and an outcome code."""
 
 from __future__ import annotations
 
@@ -75,31 +75,46 @@ async def test_acknowledge_then_resolve_records_who_when_and_notes_in_the_histor
     blank = await api.client.post(f"/api/v1/alerts/{alert.id}/resolve", json={"note": "  "},
                                   headers=api.auth("dispatcher"))
     assert blank.status_code == 422
+    no_outcome = await api.client.post(f"/api/v1/alerts/{alert.id}/resolve",
+                                       json={"note": "visited, person fine"},
+                                       headers=api.auth("dispatcher"))
+    assert no_outcome.status_code == 422
+    [missing] = no_outcome.json()["detail"]
+    assert missing["loc"] == ["body", "outcome"]
+    assert "outcome code" in missing["msg"]
+    unknown = await api.client.post(f"/api/v1/alerts/{alert.id}/resolve",
+                                    json={"note": "visited", "outcome": "fine"},
+                                    headers=api.auth("dispatcher"))
+    assert unknown.status_code == 422
+    assert "'false_alarm'" in unknown.json()["detail"][0]["msg"]  # the codes are named
     api.now[0] = T0 + 90_000
     resolved = await api.client.post(f"/api/v1/alerts/{alert.id}/resolve",
-                                     json={"note": "visited, person fine"},
+                                     json={"note": "visited, person fine",
+                                           "outcome": "caregiver_sent"},
                                      headers=api.auth("admin"))
     assert resolved.status_code == 200
     body = resolved.json()
-    assert (body["status"], body["resolved_by"], body["resolved_at"], body["note"]) == (
-        "resolved", "bootstrap", T0 + 90_000, "visited, person fine")
+    assert (body["status"], body["resolved_by"], body["resolved_at"], body["note"],
+            body["outcome"]) == ("resolved", "bootstrap", T0 + 90_000, "visited, person fine",
+                                 "caregiver_sent")
     detail = (await api.client.get(f"/api/v1/alerts/{alert.id}",
                                    headers=api.auth("viewer"))).json()
     assert detail["evidence"] == {"device": "dev-bed-1"}
-    assert [(h["action"], h["actor"], h["note"], h["status"]) for h in detail["history"]] == [
-        ("opened", None, None, "open"),
-        ("acknowledged", "dispatcher-1", None, "acknowledged"),
-        ("resolved", "bootstrap", "visited, person fine", "resolved")]
+    assert [(h["action"], h["actor"], h["note"], h["status"], h["outcome"])
+            for h in detail["history"]] == [
+        ("opened", None, None, "open", None),
+        ("acknowledged", "dispatcher-1", None, "acknowledged", None),
+        ("resolved", "bootstrap", "visited, person fine", "resolved", "caregiver_sent")]
     assert [h["seq"] for h in detail["history"]] == [1, 2, 3]
 
 
 async def test_resolving_an_open_alert_directly_is_allowed_once(api: Harness) -> None:
     alert = api.open_alert()
     path = f"/api/v1/alerts/{alert.id}/resolve"
-    first = await api.client.post(path, json={"note": "false alarm"},
+    first = await api.client.post(path, json={"note": "spoke to her", "outcome": "false_alarm"},
                                   headers=api.auth("dispatcher"))
     assert first.status_code == 200
-    again = await api.client.post(path, json={"note": "again"},
+    again = await api.client.post(path, json={"note": "again", "outcome": "other"},
                                   headers=api.auth("dispatcher"))
     assert again.status_code == 409
 
