@@ -175,6 +175,7 @@ keys_app = typer.Typer(
          "resolves and checks in/out; admin also manages keys). Keys are stored hashed in "
          "<data dir>/keys.sqlite3; changes apply to a running gateway at once.")
 app.add_typer(keys_app)
+app.add_typer(__import__("homecare.residents_cli").residents_cli.residents_app)
 
 _ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The gateway's TOML settings file (for its data_dir) [default: "
