@@ -232,6 +232,29 @@ class Settings(BaseSettings):
         "snapshotted to `data_dir/detectors.snapshot` (also at a clean shutdown) and restored "
         "at start; a crash loses at most this much detector input, never an alert. 0: never "
         "snapshot, and every start learns from scratch.")
+    detector_evaluate_interval_s: float = Field(
+        default=60.0, ge=1, le=3_600, json_schema_extra={"unit": "s"},
+        description="How often the detectors judge what they have taken in (silence, "
+        "inactivity, night exits, sound, vital signs, batteries, visits), in message time. "
+        "Button presses and falls never wait for it (immediate rules). Shorter finds a "
+        "silent device or a still person up to this much sooner at the cost of CPU.")
+    unregistered_watched_beds: int = Field(
+        default=1_000, ge=0, le=1_000_000, json_schema_extra={"unit": "beds"},
+        description="Beds outside the registry the detectors watch at most (about 10 KB each), "
+        "first come first watched; further ones are stored and their calls alerted, but not "
+        "watched for silence or inactivity until the registry lists them.")
+    unregistered_watched_devices: int = Field(
+        default=4_000, ge=0, le=1_000_000, json_schema_extra={"unit": "devices"},
+        description="Devices outside the registry the detectors watch at most (under 1 KB "
+        "each), with the same rule.")
+    alert_storm_threshold: int = Field(
+        default=10, ge=1, le=1_000_000, json_schema_extra={"unit": "alerts"},
+        description="More non-emergency alerts of one type on one site than this within "
+        "`alert_storm_window_s` are folded into one storm alert naming the beds (a site losing "
+        "power, a fleet with wrong clocks). Button presses and falls are never folded.")
+    alert_storm_window_s: float = Field(
+        default=300.0, ge=1, le=86_400, json_schema_extra={"unit": "s"},
+        description="The window of `alert_storm_threshold`.")
     clock_window_s: int = Field(
         default=7 * 86_400, ge=60, le=10 * 366 * 86_400, json_schema_extra={"unit": "s"},
         description="How far behind receipt time a device time (message `ts`, sample `t`) is "

@@ -65,7 +65,13 @@ from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
 from gateway.detect import SNAPSHOT_FILE, restore_snapshot, save_snapshot
-from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
+from gateway.detect.alerting import (
+    AlertingStage,
+    detector_limits,
+    engine_from_settings,
+    load_detectors,
+    storms_from_settings,
+)
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -186,8 +192,9 @@ class Gateway:
             self.alerts,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
             detectors=load_detectors(registry, timezone=settings.timezone,
-                                     clock_window=clock_window),
-            metrics=self.metrics.registry)
+                                     clock_window=clock_window,
+                                     **detector_limits(settings)),
+            metrics=self.metrics.registry, storms=storms_from_settings(settings, registry))
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)

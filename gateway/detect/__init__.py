@@ -39,6 +39,8 @@ from devices.registry import Registry
 from gateway.detect._base import DetectorBase
 from gateway.detect._batch import Batch, extract
 from gateway.detect._fleet import Fleet
+from gateway.detect._quarantine import MAX_UNREGISTERED_BEDS, MAX_UNREGISTERED_DEVICES
+from gateway.detect._rounds import EVALUATE_INTERVAL_MS
 from gateway.detect.abnormal_sound import AbnormalSoundDetector
 from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
 from gateway.detect.device_offline import DeviceOfflineDetector
@@ -77,16 +79,23 @@ class Detector(Protocol):
 
 
 def build_detectors(registry: Registry, *, timezone: str | None,
-                    clock_window: ClockWindow | None = None) -> list[Detector]:
+                    clock_window: ClockWindow | None = None,
+                    evaluate_interval_ms: int = EVALUATE_INTERVAL_MS,
+                    max_unregistered_beds: int = MAX_UNREGISTERED_BEDS,
+                    max_unregistered_devices: int = MAX_UNREGISTERED_DEVICES) -> list[Detector]:
     """Every detector, configured from ``registry`` (per-bed settings, site time zones).
 
     ``timezone`` is the gateway's fallback IANA zone for sites without their own (``None``:
     the machine's zone). ``clock_window`` is the gateway's (the ``clock_window_s`` setting,
     the same the line encoder stores by): a device time outside it is a wrong clock. The
     detectors share one :class:`Fleet` (bed and device numbering) and so extract each batch's
-    columns once.
+    columns once. ``evaluate_interval_ms`` and the caps on unregistered beds and devices are
+    the gateway's settings (``detector_evaluate_interval_s``, ``unregistered_watched_*``).
     """
-    fleet = Fleet(registry, timezone=timezone, clock_window=clock_window)
+    fleet = Fleet(registry, timezone=timezone, clock_window=clock_window,
+                  evaluate_interval_ms=evaluate_interval_ms,
+                  max_unregistered_beds=max_unregistered_beds,
+                  max_unregistered_devices=max_unregistered_devices)
     return [cls(fleet=fleet) for cls in DETECTORS]
 
 

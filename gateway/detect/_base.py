@@ -6,7 +6,8 @@ A detector subclass declares its columns in ``_declare``, folds a batch into the
 
 ``update`` only buffers (in the shared :class:`~gateway.detect._fleet.Fleet`, which extracts
 columns from every few thousand messages as they come); ``evaluate`` folds in what was buffered
-and evaluates, at most every :data:`~gateway.detect._rounds.EVALUATE_INTERVAL_MS` of
+and evaluates, at most every ``fleet.evaluate_interval_ms`` (default
+:data:`~gateway.detect._rounds.EVALUATE_INTERVAL_MS`) of
 message-clock time (on a grid shared by all detectors), and returns nothing in between.
 ``state`` folds in the buffer first. Findings are edge-triggered: one ``active=True`` when a
 condition begins, one ``active=False`` when it clears, so the alert engine is never flooded.
@@ -27,7 +28,6 @@ from devices.registry import Registry
 from gateway.detect._batch import Batch
 from gateway.detect._fleet import Fleet
 from gateway.detect._numbering import KINDS_BY_CODE
-from gateway.detect._rounds import EVALUATE_INTERVAL_MS
 from gateway.detect._table import NONE, Table
 
 I64 = npt.NDArray[np.int64]
@@ -91,7 +91,8 @@ class DetectorBase:
         now_ms = int(now_ms)
         if now_ms < self._next_evaluation:
             return []
-        self._next_evaluation = (now_ms // EVALUATE_INTERVAL_MS + 1) * EVALUATE_INTERVAL_MS
+        every = self.fleet.evaluate_interval_ms
+        self._next_evaluation = (now_ms // every + 1) * every
         self._catch_up()
         return self._evaluate(now_ms)
 

@@ -45,7 +45,7 @@ from gateway.detect._quarantine import (
     MAX_UNREGISTERED_DEVICES,
     Quarantine,
 )
-from gateway.detect._rounds import MAX_PENDING_MESSAGES, RoundBuffer
+from gateway.detect._rounds import EVALUATE_INTERVAL_MS, MAX_PENDING_MESSAGES, RoundBuffer
 from gateway.detect._table import grow
 
 I64 = npt.NDArray[np.int64]
@@ -60,7 +60,12 @@ class Fleet:
                  round_messages: int = MAX_PENDING_MESSAGES,
                  clock_window: ClockWindow | None = None,
                  max_unregistered_beds: int = MAX_UNREGISTERED_BEDS,
-                 max_unregistered_devices: int = MAX_UNREGISTERED_DEVICES) -> None:
+                 max_unregistered_devices: int = MAX_UNREGISTERED_DEVICES,
+                 evaluate_interval_ms: int = EVALUATE_INTERVAL_MS) -> None:
+        if evaluate_interval_ms < 1:
+            raise ValueError("evaluate_interval_ms must be positive")
+        self.evaluate_interval_ms = evaluate_interval_ms
+        """How often (message time) the detectors sharing this fleet evaluate."""
         self.rounds = RoundBuffer(extract=self._extract, prepare=self._prepare,
                                   round_messages=round_messages)
         self.registry = registry if registry is not None else Registry()

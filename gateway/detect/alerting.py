@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from typing import Protocol, cast
+from typing import Protocol, TypedDict, Unpack, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -65,14 +65,39 @@ class Detector(Protocol):
 
 
 def load_detectors(registry: Registry, *, timezone: str | None,
-                   clock_window: ClockWindow | None = None) -> list[Detector]:
+                   clock_window: ClockWindow | None = None,
+                   **limits: Unpack[DetectorLimits]) -> list[Detector]:
     """The detectors of :mod:`gateway.detect` for ``registry`` and the gateway's clock window.
-    Any import or construction error propagates (a bug must not be hidden)."""
+    ``limits``: the keyword arguments of :func:`~gateway.detect.build_detectors` from the
+    gateway's settings (:func:`detector_limits`). Any import or construction error propagates
+    (a bug must not be hidden)."""
     # Imported here: this module is part of gateway.detect, whose __init__ imports it.
     from gateway.detect import build_detectors
 
-    detectors = build_detectors(registry, timezone=timezone, clock_window=clock_window)
+    detectors = build_detectors(registry, timezone=timezone, clock_window=clock_window,
+                                **limits)
     return cast(list[Detector], list(detectors))
+
+
+class DetectorLimits(TypedDict, total=False):
+    """Keyword arguments of :func:`~gateway.detect.build_detectors` set by the gateway."""
+
+    evaluate_interval_ms: int
+    max_unregistered_beds: int
+    max_unregistered_devices: int
+
+
+def detector_limits(settings: Settings) -> DetectorLimits:
+    """The settings :func:`load_detectors` takes as ``limits``."""
+    return {"evaluate_interval_ms": round(settings.detector_evaluate_interval_s * 1000),
+            "max_unregistered_beds": settings.unregistered_watched_beds,
+            "max_unregistered_devices": settings.unregistered_watched_devices}
+
+
+def storms_from_settings(settings: Settings, registry: Registry) -> AlertStorms:
+    """The alert storm folding of ``registry`` with the gateway's thresholds."""
+    return AlertStorms(registry, threshold=settings.alert_storm_threshold,
+                       window_ms=round(settings.alert_storm_window_s * 1000))
 
 
 def policy_from_settings(settings: Settings) -> EscalationPolicy:

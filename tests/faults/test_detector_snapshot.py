@@ -44,7 +44,8 @@ def test_a_device_that_falls_silent_across_a_sigkill_is_still_reported(
     registry = tmp_path / "sites.toml"
     registry.write_text(REGISTRY)
     env = {"HOMECARE_REGISTRY_FILE": str(registry),
-           "HOMECARE_DETECTOR_SNAPSHOT_INTERVAL_S": "1"}
+           "HOMECARE_DETECTOR_SNAPSHOT_INTERVAL_S": "1",
+           "HOMECARE_DETECTOR_EVALUATE_INTERVAL_S": "5"}
     # The device promises a status every 4 s: silent for 12 s, it is offline.
     status = (f"homecare/v1/{SITE}/{BED}/infrared/{DEVICE}/status",
               json.dumps({"ts": int(time.time() * 1000), "seq": 1, "state": "online",

@@ -97,6 +97,7 @@ def test_field_case_f4_timestamps_in_the_wrong_unit_are_stored_at_receipt_and_fl
         request: pytest.FixtureRequest) -> None:
     store = request.getfixturevalue(store_fixture)
     gateway = start_gateway(tmp_path, mosquitto.url, store, HOMECARE_API_KEY=KEY,
+                            HOMECARE_DETECTOR_EVALUATE_INTERVAL_S="5",
                             HOMECARE_CLOCK_WINDOW_S=str(7 * 86_400))
     try:
         before = time.time_ns() // 1_000_000

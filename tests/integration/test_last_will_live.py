@@ -73,7 +73,8 @@ def _offline_alerts(gateway: GatewayProcess) -> list[dict[str, Any]]:
 
 def test_field_case_f3_the_bed_page_shows_a_last_will_at_once_as_the_alert_does(
         mosquitto: Mosquitto, tmp_path: Path) -> None:
-    gateway = start_gateway(tmp_path, mosquitto.url, None, HOMECARE_API_KEY=KEY)
+    gateway = start_gateway(tmp_path, mosquitto.url, None, HOMECARE_API_KEY=KEY,
+                            HOMECARE_DETECTOR_EVALUATE_INTERVAL_S="5")
     try:
         asyncio.run(_sensor_loses_power(mosquitto.url))
         # Not a timing test: a silent sensor would only be called offline after its promised

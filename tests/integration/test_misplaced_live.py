@@ -55,7 +55,8 @@ def fall(seq: int) -> bytes:
 def gateway_for(tmp_path: Path, mosquitto: Mosquitto, registry: Registry,
                 opened: list[tuple[str, str]]) -> Gateway:
     gateway = Gateway(Settings(mqtt_url=mosquitto.url, data_dir=tmp_path / "data",
-                               mqtt_client_id=f"gw-misplaced-{tmp_path.name}"[:60]),
+                               mqtt_client_id=f"gw-misplaced-{tmp_path.name}"[:60],
+                               detector_evaluate_interval_s=5),
                       registry=registry, serve_http=False)
 
     def on_commit(changes: list[AlertChange]) -> None:
