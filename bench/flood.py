@@ -54,6 +54,7 @@ from typing import Any
 
 import httpx
 
+from bench.alertstream import AlertStream
 from devices.broker import BrokerUrl
 from devices.mqttwire import publish_packet
 from simulators.mqtt import Publisher
@@ -144,50 +145,21 @@ async def _publish_all(url: str, messages: list[tuple[str, bytes]], connections:
 
 # --- this process: stream, presses, RSS ---------------------------------------------------------
 
-class _Stream:
+class _Stream(AlertStream):
     """The SSE stream: alerts opened per site and type, and when each press's alert came."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.url = url
-        self.key = key
+        super().__init__(url, key)
         self.opened: dict[str, int] = {}
         self.pressed_opened: dict[str, float] = {}
         self.opened_at: dict[str, tuple[int, float]] = {}
         """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
-        self.connected = asyncio.Event()
-        self.reconnects = 0
         self.expected: int | None = None
         self.all_in = asyncio.Event()
         self.storm_seen: tuple[float, float] = (0.0, 0.0)
         """When the first and the latest alert other than a press opened (monotonic)."""
 
-    async def run(self) -> None:
-        last_id: str | None = None
-        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=None)) as client:
-            while True:
-                headers = {"Authorization": f"Bearer {self.key}",
-                           "Accept": "text/event-stream"}
-                if last_id is not None:
-                    headers["Last-Event-ID"] = last_id
-                    self.reconnects += 1
-                with contextlib.suppress(httpx.HTTPError):
-                    async with client.stream("GET", f"{self.url}/api/v1/alerts/stream",
-                                             headers=headers) as response:
-                        response.raise_for_status()
-                        self.connected.set()
-                        event = ""
-                        async for line in response.aiter_lines():
-                            if line.startswith("id:"):
-                                last_id = line[3:].strip()
-                            elif line.startswith("event:"):
-                                event = line[6:].strip()
-                            elif line.startswith("data:") and event == "opened":
-                                self._opened(json.loads(line[5:])["alert"], time.perf_counter())
-                            elif not line:
-                                event = ""
-                await asyncio.sleep(0.2)
-
-    def _opened(self, alert: dict[str, Any], now: float) -> None:
+    def on_opened(self, alert: dict[str, Any], now: float) -> None:
         key = f"{alert['site']}/{alert['type']}"
         self.opened[key] = self.opened.get(key, 0) + 1
         if alert["type"] != "emergency_button":

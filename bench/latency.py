@@ -48,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from bench.alertstream import AlertStream
 from devices.broker import BrokerUrl
 from devices.mqttwire import publish_packet
 from simulators.load import pregenerate
@@ -127,49 +128,19 @@ async def _paced(url: str, messages: list[tuple[str, bytes]], rate: float,
 
 # --- presses and the stream (this process) ----------------------------------------------------
 
-class _Stream:
+class _Stream(AlertStream):
     """The SSE stream: times the first ``opened`` event of each bench bed."""
 
     def __init__(self, url: str, key: str) -> None:
-        self.url = url
-        self.key = key
+        super().__init__(url, key)
         self.opened: dict[str, float] = {}
         self.opened_at: dict[str, tuple[int, float]] = {}
         """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
-        self.connected = asyncio.Event()
         self.expected = 0
         self.all_in = asyncio.Event()
         self.events = 0
-        self.reconnects = 0
 
-    async def run(self) -> None:
-        """Read the stream, reconnecting with ``Last-Event-ID`` when the server ends it (a
-        client that falls too far behind is disconnected by design)."""
-        last_id: str | None = None
-        timeout = httpx.Timeout(10.0, read=None)
-        async with httpx.AsyncClient(timeout=timeout) as client:
-            while True:
-                headers = {"Authorization": f"Bearer {self.key}",
-                           "Accept": "text/event-stream"}
-                if last_id is not None:
-                    headers["Last-Event-ID"] = last_id
-                    self.reconnects += 1
-                async with client.stream("GET", f"{self.url}/api/v1/alerts/stream",
-                                         headers=headers) as response:
-                    response.raise_for_status()
-                    self.connected.set()
-                    event = ""
-                    async for line in response.aiter_lines():
-                        if line.startswith("id:"):
-                            last_id = line[3:].strip()
-                        elif line.startswith("event:"):
-                            event = line[6:].strip()
-                        elif line.startswith("data:") and event == "opened":
-                            self._opened(json.loads(line[5:])["alert"], time.perf_counter())
-                        elif not line:
-                            event = ""
-
-    def _opened(self, alert: dict[str, Any], now: float) -> None:
+    def on_opened(self, alert: dict[str, Any], now: float) -> None:
         self.events += 1
         if alert["site"] == SITE:
             self.opened.setdefault(alert["bed"], now)
