@@ -166,6 +166,24 @@ class ResidentStore:
                 (site, bed)).fetchone())
         return self._decoder.decode(row[0]) if row else None
 
+    def list(self, *, site: str | None = None, bed: str | None = None,
+             after: tuple[str, str] | None = None, limit: int = 100) -> list[Resident]:
+        """Profiles by site and bed, those of ``site`` (and ``bed``) only if given, after the
+        bed ``after`` (a cursor), at most ``limit``."""
+        where, args = [], []
+        for column, value in (("site", site), ("bed", bed)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if after is not None:
+            where.append("(site, bed) > (?, ?)")
+            args += after
+        sql = ("SELECT profile FROM residents" + (" WHERE " + " AND ".join(where) if where
+                                                  else "") + " ORDER BY site, bed LIMIT ?")
+        with self._lock:
+            rows = self._run(lambda db: db.execute(sql, (*args, limit)).fetchall())
+        return [self._decoder.decode(row[0]) for row in rows]
+
     def count(self) -> int:
         with self._lock:
             row = self._run(lambda db: db.execute("SELECT count(*) FROM residents").fetchone())

@@ -443,6 +443,11 @@ class ResidentOut(_Out):
     updated_by: str
 
 
+class ResidentPage(_Out):
+    items: list[ResidentOut]
+    next_cursor: str | None = None
+
+
 class ResidentImportBody(_In):
     csv: Annotated[str, StringConstraints(min_length=1, max_length=60_000)]
     """The CSV file's text (UTF-8; header row; columns as for ``homecare residents import``).

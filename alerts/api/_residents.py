@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from alerts.api._auth import Admin, require
 from alerts.api._context import ApiContext
@@ -27,6 +27,7 @@ from alerts.api._models import (
     ResidentImportRow,
     ResidentIn,
     ResidentOut,
+    ResidentPage,
     RowProblemOut,
 )
 from alerts.keys import Role
@@ -54,6 +55,29 @@ def router(ctx: ApiContext) -> APIRouter:
         if ctx.residents is None:
             raise ApiError(503, "resident profiles are not available")
         return ctx.residents
+
+    @api.get("", response_model=ResidentPage, dependencies=[dispatcher],
+             responses=error_responses(403, 503),
+             summary="Resident profiles, by site and bed (dispatcher and admin keys)")
+    async def list_residents(
+        site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        bed: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+        cursor: Annotated[str | None, Query(
+            max_length=130, pattern=r"^[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_-]{1,64}$",
+            description="next_cursor of the previous page")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> ResidentPage:
+        """Those of ``site`` and ``bed`` if given (an empty page when a bed has none)."""
+        after = None
+        if cursor is not None:
+            after_site, after_bed = cursor.split("/", 1)
+            after = (after_site, after_bed)
+        found = await asyncio.to_thread(store().list, site=site, bed=bed, after=after,
+                                        limit=limit + 1)
+        page = found[:limit]
+        return ResidentPage(items=[resident_out(r) for r in page],
+                            next_cursor=f"{page[-1].site}/{page[-1].bed}"
+                            if len(found) > limit else None)
 
     @api.get("/{site}/{bed}", response_model=ResidentOut, dependencies=[dispatcher],
              responses=error_responses(403, 404, 503),

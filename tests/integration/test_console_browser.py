@@ -66,6 +66,8 @@ TEXT: dict[str, dict[str, str]] = {
         "heart_rate": "Heart rate", "per_min": "/min", "sign_out": "Sign out",
         "signed_out_elsewhere": "You were signed out in another tab",
         "critical": "critical", "high": "high", "beds_order": "most severe open alert first",
+        "outcome": "How did it end", "choose_outcome": "Choose how it ended",
+        "caregiver_sent": "Caregiver sent", "false_alarm": "False alarm",
     },
     "zh-CN": {
         "key": "API 密钥", "sign_in": "登录", "refused": "拒绝", "live": "实时在线",
@@ -82,6 +84,8 @@ TEXT: dict[str, dict[str, str]] = {
         "heart_rate": "心率", "per_min": "次/分", "sign_out": "退出登录",
         "signed_out_elsewhere": "您已在另一个标签页退出登录",
         "critical": "紧急", "high": "重要", "beds_order": "最严重的未处理告警",
+        "outcome": "处理结果", "choose_outcome": "请选择处理结果",
+        "caregiver_sent": "已派护理员", "false_alarm": "误报",
     },
 }
 
@@ -378,6 +382,9 @@ def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees
         fall.get_by_role("button", name=text["resolve_more"]).click()
         dialog = page.get_by_role("dialog")
         dialog.get_by_role("button", name=text["resolve"], exact=True).click()
+        expect(dialog.locator("#resolve-error")).to_contain_text(text["choose_outcome"])
+        dialog.get_by_label(text["outcome"]).select_option(label=text["caregiver_sent"])
+        dialog.get_by_role("button", name=text["resolve"], exact=True).click()
         expect(dialog.locator("#resolve-error")).to_contain_text(text["required"])
         dialog.get_by_label(re.compile(text["what"])).fill(
             "Caregiver on site in 6 min; helped up, no injury.")
@@ -398,6 +405,7 @@ def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees
         assert resolved[0]["status"] == "resolved"
         assert resolved[0]["resolved_by"] == "dispatcher-anna"
         assert resolved[0]["note"].startswith("Caregiver on site")
+        assert resolved[0]["outcome"] == "caregiver_sent"
 
         page.goto(f"{gateway.url}/#/alerts/{resolved[0]['id']}")
         expect(page.locator("#alert-status")).to_have_text(text["resolved"])
@@ -468,6 +476,7 @@ def test_console_works_at_phone_width(browser: Any, gateway: GatewayProcess,
         expect(acked).to_be_visible(timeout=DEADLINE_MS)
         expect(page).to_have_title(title(lang))
         acked.get_by_role("button", name=text["resolve_more"]).tap()
+        page.get_by_label(text["outcome"]).select_option(label=text["false_alarm"])
         page.get_by_label(re.compile(text["what"])).fill("Pressed by mistake; called back.")
         page.get_by_role("dialog").get_by_role("button", name=text["resolve"], exact=True).tap()
         expect(acked).to_have_count(0, timeout=DEADLINE_MS)
@@ -588,8 +597,8 @@ def test_api_docs_render_without_internet(browser: Any, gateway: GatewayProcess)
 
 def resolve(gateway: GatewayProcess, key: str, alert_id: str, note: str) -> None:
     response = httpx.post(f"{gateway.url}/api/v1/alerts/{alert_id}/resolve",
-                          headers={"Authorization": f"Bearer {key}"}, json={"note": note},
-                          timeout=10)
+                          headers={"Authorization": f"Bearer {key}"},
+                          json={"note": note, "outcome": "handled_by_phone"}, timeout=10)
     assert response.status_code == 200, response.text
 
 
@@ -763,3 +772,177 @@ def test_the_sign_in_is_kept_for_the_browser_session_not_per_tab(
             expect(tab.locator("#conn")).to_have_text(re.compile(text["live"]),
                                                       timeout=DEADLINE_MS)
             expect(card(tab, text["button"], "bed-0071")).to_be_visible(timeout=DEADLINE_MS)
+
+
+# --- the alert page: what the dispatcher needs to act -----------------------------------------
+
+RESIDENTS = {
+    "en": {"display_name": "Wu Yufen (synthetic)", "address": "Example Road 21\nFlat 3",
+           "phone": "010-5555-2101", "medical_notes": "Takes warfarin (synthetic)",
+           "access_notes": "Key safe by the door, code at the station",
+           "contacts": [{"name": "Wu Gang (synthetic)", "relation": "son",
+                         "phone": "138 0555 2102"},
+                        {"name": "Zheng Li (synthetic)", "relation": "neighbour",
+                         "phone": "139 0555 2103"}]},
+    "zh-CN": {"display_name": "吴玉芬 (虚构)", "address": "测试路 21 号\n3 室",
+              "phone": "010-5555-2101", "medical_notes": "服用华法林 (虚构)",
+              "access_notes": "门旁钥匙盒 密码在站里",
+              "contacts": [{"name": "吴刚 (虚构)", "relation": "儿子",
+                            "phone": "138 0555 2102"},
+                           {"name": "郑丽 (虚构)", "relation": "邻居",
+                            "phone": "139 0555 2103"}]},
+}
+HANDLING_TEXT = {
+    "en": {"profile": "Resident", "contacts": "Whom to call", "answered": "Answered",
+           "no_answer": "No answer", "checklist": "Response checklist",
+           "call_resident": "Call the resident", "call_first": "Call the first contact",
+           "comments": "Comments", "add_comment": "Add comment", "comment_label": "Add a comment",
+           "write_first": "Write the comment first", "assign_me": "Assign to me",
+           "unassign": "Unassign", "assigned": "assigned to dispatcher-anna",
+           "outcome": "How did it end", "family_came": "Family came",
+           "h_assigned": "Assigned to dispatcher-anna", "h_comment": "Comment",
+           "h_checked": "Checked off", "h_call": "Call", "h_outcome": "Outcome: Family came",
+           "no_answer_by": "No answer · dispatcher-anna",
+           "answered_by": "Answered · dispatcher-anna",
+           "comment": "Son on his way, 10 min.", "other_comment": "Caregiver Qian is near.",
+           "note": "Son came; she is fine."},
+    "zh-CN": {"profile": "老人信息", "contacts": "联系电话", "answered": "已接通",
+              "no_answer": "未接通", "checklist": "处置步骤", "call_resident": "致电老人",
+              "call_first": "致电第一联系人", "comments": "处理备注", "add_comment": "添加备注",
+              "comment_label": "添加备注", "write_first": "请先填写备注",
+              "assign_me": "由我处理", "unassign": "取消分派",
+              "assigned": "负责人\uff1adispatcher-anna", "outcome": "处理结果",
+              "family_came": "家属到场", "h_assigned": "分派给 dispatcher-anna",
+              "h_comment": "备注", "h_checked": "已完成", "h_call": "电话联系",
+              "h_outcome": "处理结果\uff1a家属到场", "no_answer_by": "未接通 · dispatcher-anna",
+              "answered_by": "已接通 · dispatcher-anna",
+              "comment": "儿子十分钟后到", "other_comment": "护理员钱在附近",
+              "note": "儿子到了 老人没事"},
+}
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_alert_page_gives_the_dispatcher_the_resident_the_calls_the_checklist_and_an_outcome(
+        browser: Any, gateway: GatewayProcess, bootstrap_key: str, dispatcher_key: str,
+        devices: Devices, lang: str) -> None:
+    text, handling = TEXT[lang], HANDLING_TEXT[lang]
+    resident = RESIDENTS[lang]
+    admin = {"Authorization": f"Bearer {bootstrap_key}"}
+    httpx.put(f"{gateway.url}/api/v1/residents/{SITE}/bed-0021", headers=admin, json=resident,
+              timeout=10).raise_for_status()
+    viewer = httpx.post(f"{gateway.url}/api/v1/keys", headers=admin, timeout=10,
+                        json={"name": "viewer-vera", "role": "viewer"}).json()["token"]
+    other = httpx.post(f"{gateway.url}/api/v1/keys", headers=admin, timeout=10,
+                       json={"name": "dispatcher-bo", "role": "dispatcher"}).json()["token"]
+    devices.press("bed-0021")
+    with console_page(browser, gateway, width=1366, height=900, lang=lang) as page:
+        sign_in(page, dispatcher_key, lang)
+        call = card(page, text["button"], "bed-0021")
+        expect(call).to_be_visible(timeout=DEADLINE_MS)
+        call.get_by_role("link", name=text["button"]).click()
+
+        profile = page.locator("section").filter(
+            has=page.get_by_role("heading", name=handling["profile"]))
+        expect(profile).to_contain_text(resident["display_name"], timeout=DEADLINE_MS)
+        for field in ("phone", "medical_notes", "access_notes"):
+            expect(profile).to_contain_text(resident[field])
+        expect(profile).to_contain_text(resident["address"].splitlines()[1])
+
+        # Calls: the resident does not answer, the first contact does; each in its own log.
+        contacts = page.locator("#contact-list > li")
+        expect(contacts).to_have_count(3)
+        expect(contacts.nth(1)).to_contain_text(resident["contacts"][0]["name"])
+        expect(contacts.nth(1)).to_contain_text(resident["contacts"][0]["relation"])
+        expect(contacts.nth(2)).to_contain_text(resident["contacts"][1]["phone"])
+        contacts.nth(0).get_by_role("button", name=handling["no_answer"]).click()
+        expect(contacts.nth(0).locator(".call-log")).to_contain_text(handling["no_answer_by"])
+        contacts.nth(1).get_by_role("button", name=handling["answered"]).click()
+        expect(contacts.nth(1).locator(".call-log")).to_contain_text(handling["answered_by"])
+        expect(contacts.nth(2).locator(".call-log li")).to_have_count(1)  # "not called yet"
+
+        # The checklist of an emergency call; the comment form; the assignment.
+        checklist = page.locator("#checklist")
+        checklist.get_by_label(handling["call_resident"]).check()
+        expect(checklist.get_by_label(handling["call_resident"])).to_be_checked()
+        checklist.get_by_label(handling["call_first"]).check()
+        expect(checklist.get_by_label(handling["call_first"])).to_be_checked()
+        comments = page.locator("section").filter(
+            has=page.get_by_role("heading", name=handling["comments"]))
+        comments.get_by_role("button", name=handling["add_comment"]).click()
+        expect(comments.locator(".form-error")).to_contain_text(handling["write_first"])
+        comments.get_by_label(handling["comment_label"]).fill(handling["comment"])
+        comments.get_by_role("button", name=handling["add_comment"]).click()
+        expect(comments.locator("#comment-list")).to_contain_text(handling["comment"])
+        expect(comments.get_by_label(handling["comment_label"])).to_have_value("")
+        page.get_by_role("button", name=handling["assign_me"]).click()
+        expect(page.locator("#alert-assignee")).to_have_text(handling["assigned"])
+        expect(page.get_by_role("button", name=handling["unassign"])).to_be_visible()
+
+        # Another dispatcher's comment arrives live, and what is being typed stays.
+        comments.get_by_label(handling["comment_label"]).fill("typing…")
+        [alert] = api_alerts(gateway, dispatcher_key, bed="bed-0021")
+        httpx.post(f"{gateway.url}/api/v1/alerts/{alert['id']}/comments", timeout=10,
+                   headers={"Authorization": f"Bearer {other}"},
+                   json={"text": handling["other_comment"]}).raise_for_status()
+        expect(comments.locator("#comment-list")).to_contain_text(handling["other_comment"],
+                                                                  timeout=DEADLINE_MS)
+        expect(comments.get_by_label(handling["comment_label"])).to_have_value("typing…")
+        comments.get_by_label(handling["comment_label"]).fill("")
+        assert_no_english(page, lang)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"console-alert-{lang}.png"), full_page=True)
+
+        # Resolving asks how it ended.
+        page.get_by_role("button", name=text["resolve_more"]).click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label(re.compile(text["what"])).fill(handling["note"])
+        dialog.get_by_role("button", name=text["resolve"], exact=True).click()
+        expect(dialog.locator("#resolve-error")).to_contain_text(text["choose_outcome"])
+        dialog.get_by_label(handling["outcome"]).select_option(label=handling["family_came"])
+        dialog.get_by_role("button", name=text["resolve"], exact=True).click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#alert-status")).to_have_text(text["resolved"],
+                                                           timeout=DEADLINE_MS)
+        expect(page.locator("#alert-outcome")).to_have_text(handling["family_came"])
+        expect(checklist.get_by_label(handling["call_resident"])).to_be_disabled()
+        history = page.locator("#alert-history")
+        for entry in (handling["h_assigned"], handling["h_comment"], handling["h_checked"],
+                      handling["h_call"], handling["h_outcome"], handling["comment"],
+                      handling["call_resident"], resident["contacts"][0]["name"]):
+            expect(history).to_contain_text(entry)
+        assert_no_english(page, lang)
+        page.screenshot(path=str(ARTIFACTS / f"console-alert-resolved-{lang}.png"),
+                        full_page=True)
+        # The bed page shows the profile with the contacts to a dispatcher too.
+        page.get_by_role("link", name=f"{SITE} / bed-0021").click()
+        bed_profile = page.locator("#resident-profile")
+        expect(bed_profile).to_contain_text(resident["display_name"], timeout=DEADLINE_MS)
+        expect(bed_profile).to_contain_text(resident["contacts"][1]["phone"])
+        assert_no_english(page, lang)
+    resolved = httpx.get(f"{gateway.url}/api/v1/alerts/{alert['id']}", timeout=10,
+                         headers={"Authorization": f"Bearer {dispatcher_key}"}).json()
+    assert (resolved["outcome"], resolved["assigned_to"], resolved["checklist"]) == (
+        "family_came", "dispatcher-anna", ["call_resident", "call_first_contact"])
+    assert [(c["contact"], c["result"]) for c in resolved["contact_calls"]] == [
+        (0, "no_answer"), (1, "answered")]
+
+    # A viewer's console shows nothing of the profile, and never asks for it.
+    with console_page(browser, gateway, width=1366, height=900, lang=lang) as page:
+        asked: list[str] = []
+        page.on("request", lambda request: asked.append(request.url))
+        sign_in(page, viewer, lang)
+        page.goto(f"{gateway.url}/#/alerts/{alert['id']}")
+        expect(page.locator("#alert-history")).to_contain_text(handling["h_outcome"],
+                                                               timeout=DEADLINE_MS)
+        expect(page.get_by_role("heading", name=handling["profile"])).to_have_count(0)
+        expect(page.locator("#contact-list")).to_have_count(0)
+        shown = page.locator("body").inner_text()
+        page.goto(f"{gateway.url}/#/beds/{SITE}/bed-0021")
+        expect(page.locator("#devices")).to_contain_text("btn-0021", timeout=DEADLINE_MS)
+        expect(page.locator("#resident-profile")).to_have_count(0)
+        shown += page.locator("body").inner_text()
+        for value in (resident["display_name"], resident["phone"], resident["access_notes"],
+                      resident["medical_notes"], resident["contacts"][1]["name"]):
+            assert value not in shown
+        assert not [url for url in asked if "/residents" in url]
+        assert_no_english(page, lang)

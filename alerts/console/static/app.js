@@ -4,7 +4,8 @@
 import { Api, ApiError, AuthError } from "./api.js";
 import { bedView, bedsView } from "./bed.js";
 import { detailView } from "./detail.js";
-import { fmtAgo } from "./dom.js";
+import { fmtAgo, h } from "./dom.js";
+import { outcomeLabel } from "./handling.js";
 import { fmtClock, label, language, setLanguage, setTimeZone, t, timeZone, translatePage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 import { alertTitle, queueView } from "./queue.js";
@@ -24,6 +25,8 @@ const ctx = {
   alarm: new Alarm(),
   synced: false,
   canHandle: true,
+  me: null,
+  plan: null,
   view: null,
 };
 
@@ -212,6 +215,8 @@ async function handleActionError(err, what) {
   }
 }
 
+ctx.handleError = handleActionError;
+
 ctx.acknowledge = async (id) => {
   const buttons = document.querySelectorAll(`[data-alert-id="${CSS.escape(id)}"] [data-action="acknowledge"]`);
   buttons.forEach((b) => { b.disabled = true; });
@@ -232,10 +237,16 @@ ctx.openResolve = (id) => {
   const alert = ctx.store.alerts.get(id);
   resolving = id;
   $("resolve-what").textContent = alert ? t("alert.what", { title: alertTitle(alert), site: alert.site }) : id;
+  // The outcome codes are the station's (an older gateway has none to ask for).
+  const outcomes = ctx.plan?.outcomes || [];
+  $("resolve-outcome").replaceChildren(h("option", { value: "" }, t("resolve.outcome_choose")),
+    ...outcomes.map((code) => h("option", { value: code }, outcomeLabel(code))));
+  $("resolve-outcome").hidden = !outcomes.length;
+  $("resolve-outcome").previousElementSibling.hidden = !outcomes.length;
   $("resolve-note").value = "";
   $("resolve-error").textContent = "";
   $("resolve-dialog").showModal();
-  $("resolve-note").focus();
+  (outcomes.length ? $("resolve-outcome") : $("resolve-note")).focus();
 };
 
 $("resolve-cancel").addEventListener("click", () => $("resolve-dialog").close());
@@ -243,6 +254,12 @@ $("resolve-cancel").addEventListener("click", () => $("resolve-dialog").close())
 $("resolve-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const note = $("resolve-note").value.trim();
+  const outcome = $("resolve-outcome").value;
+  if (!$("resolve-outcome").hidden && !outcome) {
+    $("resolve-error").textContent = t("resolve.outcome_required");
+    $("resolve-outcome").focus();
+    return;
+  }
   if (!note) {
     $("resolve-error").textContent = t("resolve.required");
     $("resolve-note").focus();
@@ -251,7 +268,8 @@ $("resolve-form").addEventListener("submit", async (event) => {
   const submit = $("resolve-submit");
   submit.disabled = true;
   try {
-    const alert = await ctx.api.post(`/alerts/${encodeURIComponent(resolving)}/resolve`, { note });
+    const alert = await ctx.api.post(`/alerts/${encodeURIComponent(resolving)}/resolve`,
+      outcome ? { note, outcome } : { note });
     applyAlert(alert);
     $("resolve-dialog").close();
     flash(t("flash.resolved", { title: alert ? alertTitle(alert) : resolving }));
@@ -303,6 +321,8 @@ window.addEventListener("hashchange", route);
 /** Put every text on screen in the current language (after a switch). */
 function applyLanguage() {
   translatePage();
+  $("flash").hidden = true; // a message in the other language is stale
+  clearTimeout(flash.timer);
   for (const select of document.querySelectorAll(".lang-select")) select.value = language();
   if (!ctx.store) return;
   renderConnection();
@@ -328,6 +348,19 @@ async function loadStation(api) {
     return timeZone() !== before;
   } catch { /* an older gateway: the browser's zone */ }
   return false;
+}
+
+/** Who is signed in (a viewer is offered no actions and no resident profiles) and how alerts
+ * are handled here (the checklists, the outcome codes). */
+async function loadHandling(api) {
+  const [me, plan] = await Promise.allSettled([api.get("/me"), api.get("/handling")]);
+  if (ctx.api !== api) return false;
+  if (me.status === "fulfilled" && me.value) {
+    ctx.me = me.value;
+    ctx.canHandle = me.value.role !== "viewer";
+  }
+  if (plan.status === "fulfilled") ctx.plan = plan.value;
+  return true;
 }
 
 // --- start -----------------------------------------------------------------------------------
@@ -360,6 +393,10 @@ function start(api) {
   });
   ctx.store.addEventListener("reset", () => { refreshAttention(); ctx.view?.update(); });
   loadStation(api).then((changed) => { if (changed && ctx.api === api) { route.moved = false; route(); } });
+  ctx.me = null;
+  ctx.plan = null;
+  ctx.canHandle = true;
+  loadHandling(api).then((changed) => { if (changed && ctx.api === api) { route.moved = false; route(); } });
   ctx.live = new LiveConnection({ api, store: ctx.store });
   ctx.live.addEventListener("state", (event) => setConnection(event.detail));
   ctx.live.addEventListener("synced", () => {

@@ -3,6 +3,7 @@
 import { itemsOf } from "./api.js";
 import { chartPanel } from "./chart.js";
 import { fmtAgo, fmtTime, h } from "./dom.js";
+import { profilePanel } from "./handling.js";
 import { label, t } from "./i18n.js";
 import { SEVERITY_RANK, queueOrder, typeLabel } from "./store.js";
 
@@ -215,11 +216,15 @@ export function bedView(ctx, site, bedId) {
     const latestT = Math.max(0, ...Object.values(bed.latest || {}).map((r) => r.t || 0));
     const until = Math.max(Date.now(), latestT) + 60_000;
     const since = until - DAY_MS;
-    const [series, alerts, visits] = await Promise.all([
+    // The resident's profile only for a key known to be allowed to see it (never a viewer's).
+    const withProfile = Boolean(ctx.me) && ctx.canHandle;
+    const [series, alerts, visits, residents] = await Promise.all([
       Promise.all(CHARTS.map((c) => ctx.api.get(`${base}/series`, { metric: c.metric, since, until })
         .then(points).catch(() => []))),
       ctx.api.get("/alerts", { site, bed: bedId, limit: 20 }).then((b) => itemsOf(b, "alerts")).catch(() => []),
       ctx.api.get("/service-logs", { site, bed: bedId, limit: 20 }).then((b) => itemsOf(b, "records")).catch(() => null),
+      withProfile ? ctx.api.get("/residents", { site, bed: bedId }).then((b) => ({ profile: itemsOf(b)[0] || null }))
+        .catch((err) => ({ error: t("profile.load_failed", { error: err.message }) })) : null,
     ]);
     if (stopped) return;
     const open = (bed.alerts || []).slice().sort(queueOrder);
@@ -234,6 +239,7 @@ export function bedView(ctx, site, bedId) {
               t("bed.away", { time: fmtTime(bed.away_since), ago: fmtAgo(bed.away_since) })) : null)),
         open.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(open[0].id)}` },
           t("beds.open_alerts", { n: open.length })) : null),
+      residents ? profilePanel(residents, { contacts: true }) : null,
       h("section", { class: "panel", "aria-labelledby": "b-devices" },
         h("h2", { id: "b-devices" }, t("bed.devices")),
         devices.length ? h("div", { class: "table-wrap" }, h("table", { id: "devices" },

@@ -36,6 +36,7 @@ function card(ctx, alert) {
     if (a.escalation_level > 0) extra.push(h("span", {}, t("queue.escalated", { n: a.escalation_level })));
     if (a.cleared_at) extra.push(h("span", {}, t("queue.cleared")));
     if (a.evidence && a.evidence.cancelled_at) extra.push(h("span", {}, t("queue.cancelled")));
+    if (a.assigned_to) extra.push(h("span", { class: "assignee" }, t("queue.assigned", { who: a.assigned_to })));
     if (a.status === "acknowledged" && a.acknowledged_by) {
       extra.push(h("span", {}, t("queue.ack_by", { who: a.acknowledged_by, time: fmtTime(a.acknowledged_at) })));
     }
