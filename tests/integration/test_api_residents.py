@@ -147,6 +147,12 @@ def test_profiles_are_shown_to_dispatchers_only_changed_by_admins_audited_and_pr
     assert find_profile(refused.text) == []
     shown = httpx.get(url, headers=dispatcher, timeout=10).json()
     assert {k: shown[k] for k in PROFILE} == PROFILE
+    listed = f"{gateway.url}/api/v1/residents"
+    assert httpx.get(listed, headers=viewer, timeout=10).status_code == 403
+    assert httpx.get(listed, params={"site": SITE, "bed": "bed-0007"}, headers=dispatcher,
+                     timeout=10).json()["items"] == [shown]
+    assert httpx.get(listed, params={"site": SITE, "bed": "bed-0008"}, headers=dispatcher,
+                     timeout=10).json() == {"items": [], "next_cursor": None}
     again = httpx.put(url, headers=ADMIN, json=PROFILE, timeout=10).json()
     assert again["updated_at"] == shown["updated_at"], "the same profile changes nothing"
     bad = httpx.put(url, headers=ADMIN, json={**PROFILE, "phone": "ring me"}, timeout=10)

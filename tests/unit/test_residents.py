@@ -246,3 +246,15 @@ def test_no_profile_field_is_ever_logged(tmp_path: Path, caplog: pytest.LogCaptu
     assert logged  # the tightening was logged
     for value in ("Zhao", "钱", "5555", "Key safe", "diabetes", "son", "neighbour", "Example"):
         assert value not in logged
+
+
+def test_profiles_are_listed_by_site_and_bed_a_page_at_a_time() -> None:
+    store = ResidentStore(":memory:")
+    for site, bed in (("site-02", "bed-0001"), ("site-01", "bed-0002"), ("site-01", "bed-0001")):
+        store.put(profile(site=site, bed=bed), actor="admin", now_ms=T0)
+    assert [(r.site, r.bed) for r in store.list()] == [
+        ("site-01", "bed-0001"), ("site-01", "bed-0002"), ("site-02", "bed-0001")]
+    assert [r.bed for r in store.list(site="site-01", limit=1)] == ["bed-0001"]
+    assert [r.bed for r in store.list(site="site-01", after=("site-01", "bed-0001"))] == [
+        "bed-0002"]
+    assert store.list(site="site-01", bed="bed-0009") == []
