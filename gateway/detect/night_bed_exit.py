@@ -32,10 +32,10 @@ first seen, or seen again after a data gap, with the person already in bed).
 **The return limit** is judged against this person's night trips: the length of each
 out-of-bed spell that began in their night, was seen to begin (not made up after a data gap)
 and ended back in bed within :data:`CEILING_MIN`, is kept (the last :data:`TRIPS`), unless
-it raised this alert once the person's trips were known: a reported exit is not a usual trip,
-so five 50-minute exits of a person whose trips take 10 minutes are all reported (during the
-warm-up, judged by the registry's floor alone, an exit that raised the alert is still learnt:
-an insomniac's 40-minute spells become their usual; a real long exit then is too). With at
+it raised this alert and ended more than :data:`ALERTED_TRIP_FACTOR` times the limit it was
+judged by: a reported exit is not a usual trip, so five 50-minute exits of a person whose trips
+take 10 minutes are all reported, while an insomniac's 40-minute spells over the registry's 30
+minutes become their usual (a real exit a little over the limit is learnt too). With at
 least :data:`WARMUP_TRIPS` of them the limit is :data:`TRIP_FACTOR` times their
 :data:`TRIP_PERCENTILE` th percentile, never below the registry's ``bed_exit_return_min``
 (the floor, and the limit during the warm-up) and never above :data:`CEILING_MIN` (unless the
@@ -133,6 +133,9 @@ TRIP_MIN_MS: Final = 2 * MINUTE_MS
 """Shorter out-of-bed spells are not trips (a sensor flicker, sitting up)."""
 TRIP_PERCENTILE: Final = 90.0
 TRIP_FACTOR: Final = 1.2
+ALERTED_TRIP_FACTOR: Final = 1.4
+"""An exit that raised the alert is learnt as a night trip only if it ended within this times
+the limit it was judged by."""
 CEILING_MIN: Final = 90.0
 """Out of bed at night this long is always raised (unless the registry's floor is higher)."""
 _WEEKEND: Final = (4, 5)
@@ -302,13 +305,16 @@ class NightBedExitDetector(DetectorBase):
         np.minimum.at(back, in_bed[after], in_t[after])
         trip_ms = back[beds] - old_since
         b = self.beds
-        # An exit that raised this alert against the person's known trips is not one of
-        # them (as inactivity leaves out its own episodes); in the warm-up, when only the
-        # registry's floor judged it, it is learnt (an insomniac's 40-minute spells).
-        alerted = b["active"][beds] & (b["active_since"][beds] == old_since)
-        known = (~np.isnan(b["trips"][beds])).sum(axis=1) >= WARMUP_TRIPS
+        # An exit that raised this alert is not a usual trip (as inactivity leaves out its
+        # own episodes) unless it ended a little over the limit it was judged by: an
+        # insomniac's 40-minute spells over the registry's 30 minutes are their night.
+        unusual = b["active"][beds] & (b["active_since"][beds] == old_since)
+        if unusual.any():
+            at = np.flatnonzero(unusual)
+            limit_ms = self._limits(beds[at]).limit_min * MINUTE_MS
+            unusual[at] = trip_ms[at] > ALERTED_TRIP_FACTOR * limit_ms
         ended = (learnable & (back[beds] != _MAX) & (trip_ms >= TRIP_MIN_MS)
-                 & (trip_ms < CEILING_MIN * MINUTE_MS) & ~(alerted & known)
+                 & (trip_ms < CEILING_MIN * MINUTE_MS) & ~unusual
                  & (b["empty_since"][beds] == NONE))
         if not ended.any():
             return
