@@ -75,6 +75,8 @@ _FIELDS_BY_SAMPLE: Final[dict[type, tuple[str, ...]]] = {
 }
 
 DAY_MS: Final = 86_400_000
+_SIGNS_OF_LIFE: Final = ("motion", "in_bed", "heart_rate", "breathing_rate")
+"""Readings that show someone at home whatever the infrared's presence says (any non-zero)."""
 AWAY_MS: Final = 30 * 60_000
 """Nobody seen by the infrared for this long: nobody is home (:meth:`BedState.away_since`)."""
 DEFAULT_MAX_BYTES: Final = 512 * 2**20
@@ -165,7 +167,11 @@ class BedState:
         and away began with the first "nobody" after the last time someone was seen (the
         oldest reading in memory if nobody was seen all day). None: someone is home, or the
         bed has no presence readings. A bed with sensors in several rooms is away only when
-        none of them saw anyone for that long."""
+        none of them saw anyone for that long. The infrared's "nobody" alone is not enough
+        (a person out of its view, or still under a sensor that sees presence by movement):
+        since then no other reading may show someone, movement, in bed or a heart or
+        breathing rate (the detectors weigh more, door and sound included:
+        :class:`gateway.detect` ``HomeWatch``)."""
         ring = self.rings.get("presence")
         latest = ring.latest() if ring is not None else None
         if ring is None or latest is None or latest[1] != 0.0:
@@ -175,6 +181,10 @@ class BedState:
         absent = [t for t, v in points if v == 0.0 and (last_present is None or t > last_present)]
         if not absent or latest[0] - absent[0] < AWAY_MS:
             return None
+        for name in _SIGNS_OF_LIFE:
+            signs = self.rings.get(name)
+            if signs is not None and any(v != 0.0 for _, v in signs.points(absent[0])):
+                return None
         return absent[0]
 
     def latest(self) -> dict[str, tuple[int, float]]:

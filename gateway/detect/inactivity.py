@@ -1,8 +1,8 @@
 """``inactivity``: someone is home, out of their usual sleep, and has not moved for far longer
 than usual at this hour.
 
-Per bed, the *still run* is the time since the infrared sensor last saw movement or saw
-nobody home (or, after a gap in its data, since data resumed: a sensor that was silent says
+Per bed, the *still run* is the time since the infrared sensor last saw movement or nobody
+was home (or, after a gap in its data, since data resumed: a sensor that was silent says
 nothing about stillness), or since the person was last seen in bed at an hour of their usual
 sleep: a person in bed during their usual sleep is asleep, not inactive (stillness in bed is
 the bed sensor's and the vital signs' to judge, not the room's motion). In bed comes from the
@@ -37,8 +37,15 @@ an hour off its usual time is still usual), where an hour's threshold is
   at noon), is always flagged. The ceiling needs to know where the person is: on a bed
   with no bed sensor and no infrared zone, the learnt usual alone decides.
 
-It clears with the next movement, absence, or the person asleep in bed. Nobody home (the
-infrared sensor's presence false) ends the still run. Warm-up: on the first day every hour
+It clears with the next movement, nobody home, or the person asleep in bed. *Nobody home* is
+decided from every sensor (:class:`~gateway.detect._presence.HomeWatch`), not from the
+infrared's "nobody" alone, which is also what it says of a person out of its view or lying
+still under a sensor that sees presence by movement: the person was last seen at the door and
+nothing has shown a sign of life since (the infrared seeing or counting someone, the bed
+sensor, a voice or sound above the room's usual level, a button, a fall), or, without the
+door, a room that sounds empty (3 dB under its usual level for 20 minutes) or nothing at all
+for three hours; those do not clear an alert already raised.
+Warm-up: on the first day every hour
 uses the not-learnt threshold (as before this rule: 120 minutes by default), and the night
 window stands for sleep; from the second day the hours seen are learnt.
 
@@ -74,6 +81,7 @@ import numpy.typing as npt
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import ZONE_BED, Batch, groups
+from gateway.detect._presence import HomeWatch
 from gateway.detect._table import NONE
 
 I64 = npt.NDArray[np.int64]
@@ -202,6 +210,7 @@ class InactivityDetector(DetectorBase):
         """The latest in or out of bed, and when (NONE: never known)."""
         b.column("clock_t", np.int64, NONE)
         """Latest sample time of either sensor (for the day change)."""
+        self.home = HomeWatch(b)
 
     # --- folding a batch in ---------------------------------------------------------------
 
@@ -245,6 +254,7 @@ class InactivityDetector(DetectorBase):
     def _update(self, batch: Batch) -> None:
         ir, vi = batch.infrared, batch.vitals
         b = self.beds
+        self.home.update(batch)
         known = ~(np.isnan(ir.presence) & np.isnan(ir.motion))
         bed, t = ir.bed[known], ir.t[known]
         presence, motion = ir.presence[known], ir.motion[known]
@@ -274,8 +284,12 @@ class InactivityDetector(DetectorBase):
         previous = np.where(first, last_t[bed], np.concatenate(([NONE], t[:-1])))
         gap = t - previous > np.maximum(DATA_GAP_MS, GAP_FACTOR * b["spacing_ms"][bed])
         self._learn_spacing(bed, t - previous, previous != NONE)
-        absent = presence == 0
-        moved = (motion > 0) & ~absent
+        # Nobody home, from the whole evidence (not the infrared's "nobody" alone: a person
+        # out of its view is still). Two hours unseen and unheard do not end a still run that
+        # raised this alert; leaving through the door does.
+        away_since = self.home.away_since(bed, t, unseen=~b["active"][bed])
+        absent = (away_since != NONE) & (t >= away_since)
+        moved = (motion > 0) & (presence != 0)
         reset = moved | absent | gap
         ended = moved & ~gap
         _latest(still_since, bed[reset], t[reset])
@@ -426,9 +440,10 @@ class InactivityDetector(DetectorBase):
             active_since[i] = since[i]
             findings.append(self._raised(i, now_ms, int(since[i]), judged, where[i]))
         for i in off.tolist():
+            gone = self.home.away_since(np.array([i]), np.array([now_ms]))[0] != NONE
             findings.append(self._finding(
                 i, at=now_ms, active=False, started_at=int(active_since[i]),
-                summary="movement seen again",
+                summary="nobody home" if gone else "movement seen again",
                 evidence={"still_minutes": rounded((int(since[i]) - int(active_since[i]))
                                                    / MINUTE_MS)}))
             active_since[i] = NONE

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from devices import Message, Registry
 from gateway.detect import InactivityDetector
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,
     at,
+    audio,
     cleared,
     infrared,
     opened,
@@ -24,8 +27,15 @@ def detector() -> InactivityDetector:
 
 def home(bed: str, start: int, end: int, *, motion: int = 0, presence: bool = True,
          step: int = MINUTE) -> list[tuple[int, Message]]:
-    return [(t + 200, infrared(bed, t, motion=motion, presence=presence))
+    """The infrared sensor through ``[start, end)``: someone in the room, or nobody seen."""
+    return [(t + 200, infrared(bed, t, motion=motion, presence=presence,
+                               people=1 if presence else 0, zone="room" if presence else None))
             for t in range(start, end, step)]
+
+
+def leaves(bed: str, t: int) -> list[tuple[int, Message]]:
+    """Seen at the door at ``t`` (then, say, nobody: gone out)."""
+    return [(t + 200, infrared(bed, t, motion=3, zone="door"))]
 
 
 def test_still_person_at_home_is_reported_after_the_minimum_and_cleared_by_movement() -> None:
@@ -44,16 +54,77 @@ def test_still_person_at_home_is_reported_after_the_minimum_and_cleared_by_movem
 
 def test_nobody_home_is_not_inactivity() -> None:
     t0 = at("2026-11-02", "09:00", ZONE)
-    traffic = home("b1", t0, t0 + 5 * HOUR, presence=False)
+    traffic = leaves("b1", t0 - 30_000) + home("b1", t0, t0 + 5 * HOUR, presence=False)
     assert run(detector(), traffic, start=t0, end=t0 + 5 * HOUR) == []
 
 
 def test_coming_home_restarts_the_still_run() -> None:
     t0 = at("2026-11-02", "09:00", ZONE)
-    traffic = (home("b1", t0, t0 + 100 * MINUTE) + home("b1", t0 + 100 * MINUTE,
-               t0 + 110 * MINUTE, presence=False) + home("b1", t0 + 110 * MINUTE,
-                                                         t0 + 200 * MINUTE))
+    traffic = (home("b1", t0, t0 + 100 * MINUTE) + leaves("b1", t0 + 100 * MINUTE - 30_000)
+               + home("b1", t0 + 100 * MINUTE, t0 + 110 * MINUTE, presence=False)
+               + home("b1", t0 + 110 * MINUTE, t0 + 200 * MINUTE))
     assert opened(run(detector(), traffic, start=t0, end=t0 + 200 * MINUTE)) == []
+
+
+def out_of_view(start: int, end: int, *, voice: bool = False, people: int = 0,
+                in_bed: bool | None = None) -> list[tuple[int, Message]]:
+    """The infrared sees nobody (``presence`` false), while the other sensors say what they
+    say: the room's ordinary sound (or a voice), the bed sensor (out of or in bed)."""
+    traffic = [(t + 200, infrared("b1", t, motion=0, presence=False, people=people, zone=None))
+               for t in range(start, end, MINUTE)]
+    traffic += [(t + 250, audio("b1", t, 41.0 if voice else 35.0, voice=voice))
+                for t in range(start, end, MINUTE)]
+    if in_bed is not None:
+        traffic += [(t + 300, vitals("b1", t, in_bed=in_bed, heart=60.0 if in_bed else None))
+                    for t in range(start, end, MINUTE)]
+    return traffic
+
+
+@pytest.mark.parametrize("case", ["no door", "people count", "voice", "in bed"])
+def test_a_person_the_infrared_does_not_see_is_not_away(case: str) -> None:
+    """The infrared's "nobody" alone is not an empty home: a person out of its view (or lying
+    still under a sensor that sees presence by movement) who did not leave through the door,
+    whom it counts, who is heard or who lies in bed is still watched. Found by a fresh
+    verifier: every "nobody" ended the still run, so such a person was never reported."""
+    t0 = at("2026-11-02", "09:00", ZONE)
+    still = t0 + HOUR
+    traffic = home("b1", t0, still, motion=3)
+    traffic += [(t + 250, audio("b1", t, 36.0)) for t in range(t0, still, MINUTE)]
+    if case == "voice":  # seen at the door, then talking out of its view
+        traffic += leaves("b1", still - 30_000)
+    traffic += out_of_view(still, still + 3 * HOUR, voice=case == "voice",
+                           people=1 if case == "people count" else 0,
+                           in_bed={"in bed": True, "no door": False}.get(case))
+    [raised] = opened(run(detector(), traffic, start=t0, end=still + 3 * HOUR))
+    assert still - MINUTE <= raised.started_at <= still
+    assert raised.at - raised.started_at <= 125 * MINUTE
+
+
+def test_nobody_seen_or_heard_for_hours_without_the_door_is_nobody_home() -> None:
+    """Without the door, three hours of nobody seen, heard or in bed is an empty home: no
+    still run is counted on from before it, but an alert raised before it is not cleared."""
+    t0 = at("2026-11-02", "07:00", ZONE)
+    traffic = home("b1", t0, t0 + HOUR, motion=3) + out_of_view(t0 + HOUR, t0 + 8 * HOUR)
+    findings = run(detector(), traffic, start=t0, end=t0 + 8 * HOUR)
+    [raised] = opened(findings)
+    assert raised.at - raised.started_at <= 125 * MINUTE
+    assert cleared(findings) == []
+    registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"settings": {
+        "inactivity_min_minutes": 200}}}}}})
+    patient = InactivityDetector(registry, timezone=ZONE)
+    assert run(patient, traffic, start=t0, end=t0 + 8 * HOUR) == []
+
+
+def test_a_room_that_sounds_empty_is_nobody_home_without_the_door() -> None:
+    """Gone out unseen at the door (the infrared looks elsewhere, or reports rarely): the
+    empty home hums 6 dB under the lived-in room, so nobody is home after 20 minutes."""
+    t0 = at("2026-11-02", "07:00", ZONE)
+    traffic = home("b1", t0, t0 + 2 * HOUR, motion=3)
+    traffic += [(t + 250, audio("b1", t, 36.0)) for t in range(t0, t0 + 2 * HOUR, MINUTE)]
+    gone = t0 + 2 * HOUR
+    traffic += home("b1", gone, gone + 5 * HOUR, presence=False)
+    traffic += [(t + 250, audio("b1", t, 30.0)) for t in range(gone, gone + 5 * HOUR, MINUTE)]
+    assert run(detector(), traffic, start=t0, end=gone + 5 * HOUR) == []
 
 
 def test_a_silent_sensor_is_not_stillness_and_a_gap_restarts_the_run() -> None:
@@ -169,6 +240,7 @@ def lived_day(base: int, *, wake: int = 7, sleep: int = 22,
         a_ms, b_ms = base + a * MINUTE, base + b * MINUTE
         traffic += home("b1", at_, a_ms, motion=2) + bed_sensor("b1", at_, a_ms, in_bed=False)
         if kind == "away":
+            traffic += leaves("b1", a_ms - 30_000)
             traffic += home("b1", a_ms, b_ms, presence=False, motion=0)
             traffic += bed_sensor("b1", a_ms, b_ms, in_bed=False)
         else:

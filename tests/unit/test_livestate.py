@@ -345,3 +345,27 @@ def test_the_ring_keeps_a_reading_from_the_future_at_its_receipt_time() -> None:
     assert ring.points() == [(T0, 70.0), (T0 + 60_000, 5.0), (T0 + 120_000, 72.0),
                              (T0 + 960_000, 73.0)]
     assert ring.newest == T0 + 960_000
+
+
+def test_nobody_seen_by_the_infrared_is_not_away_while_another_sensor_shows_someone() -> None:
+    """Issue #12: the bed page's "away since" is not the infrared's "nobody" alone: the bed
+    sensor saying in bed (a person out of the infrared's view, or lying still under a sensor
+    that sees presence by movement) keeps someone at home."""
+    minute = 60_000
+
+    def infrared(seq: int, t: int) -> Message:
+        return msg("homecare/v1/s/b/infrared/ir-1/telemetry",
+                   f'{{"ts":{t},"seq":{seq},"presence":false,"motion":0,"people":0}}')
+
+    def bed(seq: int, t: int, in_bed: bool) -> Message:
+        return msg("homecare/v1/s/b/fall/fs-1/telemetry",
+                   f'{{"ts":{t},"seq":{seq},"in_bed":{str(in_bed).lower()}}}')
+
+    for in_bed, expected in ((True, None), (False, T0)):
+        state = LiveState()
+        times = [T0 + i * minute for i in range(45)]
+        state.accept([infrared(i + 1, t) for i, t in enumerate(times)]
+                     + [bed(i + 1, t, in_bed) for i, t in enumerate(times)], times + times)
+        live = state.bed("s", "b")
+        assert live is not None
+        assert live.away_since() == expected
