@@ -170,6 +170,27 @@ def test_local_time_follows_dst_changes(zone: str, date: str) -> None:
     assert np.allclose(got, want)
 
 
+@pytest.mark.parametrize("span", [MINUTE, 2 * HOUR, 30 * HOUR, 40 * 24 * HOUR])
+def test_local_time_of_beds_in_several_zones_over_short_and_long_spans(span: int) -> None:
+    """A round's times (a minute or hours) are converted through a table of the quarter hours
+    they span, longer spans one time at a time: the same local times either way, across DST."""
+    zones = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kolkata", "UTC"]
+    registry = Registry.from_mapping({"sites": {f"s{n}": {"timezone": zone}
+                                                for n, zone in enumerate(zones)}})
+    fleet = Fleet(registry, timezone="UTC")
+    beds = [fleet.bed_index(f"s{n}", "b1") for n in range(len(zones))]
+    rng = np.random.default_rng(7)
+    for start in (at("2026-03-29", "00:40", "UTC"), at("2026-10-04", "15:50", "UTC"),
+                  at("2026-11-01", "05:55", "UTC")):
+        times = np.sort(rng.integers(start, start + span, 200))
+        bed = rng.choice(beds, len(times))
+        got = fleet.local_ms(bed, times)
+        want = [t + round(dt.datetime.fromtimestamp(t / 1000, zoneinfo.ZoneInfo(
+                    zones[beds.index(b)])).utcoffset().total_seconds() * 1000)
+                for t, b in zip(times.tolist(), bed.tolist(), strict=True)]
+        assert got.tolist() == want
+
+
 def test_night_window_crossing_midnight_and_not() -> None:
     registry = Registry.from_mapping({"sites": {SITE: {"beds": {
         "late": {"settings": {"night_start": "22:00", "night_end": "06:00"}},
