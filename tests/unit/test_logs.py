@@ -83,7 +83,7 @@ def test_lines_outside_the_convention_keep_their_message(
         capsys: pytest.CaptureFixture[str]) -> None:
     log = logging.getLogger("homecare.test")
     with _logging("json"):
-        logging.getLogger("uvicorn.error").info("Started server process [%d]", 4242)
+        logging.getLogger("thirdparty.lib").info("Started server process [%d]", 4242)
         log.info("gateway.stopped")
         log.info("alerts.x site=%s", "s1", extra={"bed": "bed-7"})
         try:
