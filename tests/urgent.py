@@ -5,12 +5,14 @@ can be looked at too)."""
 from __future__ import annotations
 
 import json
+import signal
 import struct
 import time
 from collections import Counter
 from pathlib import Path
 
-from tests.servers import sqlite_rows
+from tests.ingest import publish
+from tests.servers import GatewayProcess, sqlite_rows
 
 _RECORD = struct.Struct("<III")  # length, crc32, points: gateway/storage/spool.py
 
@@ -68,3 +70,17 @@ def alerts_of(db_path: Path, site: str, bed: str) -> list[dict[str, object]]:
     rows = sqlite_rows(db_path, "SELECT alert FROM alerts")
     found = [json.loads(r[0]) for r in rows]
     return [a for a in found if a["site"] == site and a["bed"] == bed]
+
+
+def press_behind_backlog(gateway: GatewayProcess, url: str, site: str, bed: str,
+                         n: int) -> None:
+    """With the gateway frozen (it reads nothing), publish ``n`` telemetry messages and then a
+    press on ``bed``: the broker queues the backlog and the press for the main session, the
+    press alone for the urgent one. The gateway runs again afterwards."""
+    assert gateway.proc is not None
+    gateway.proc.send_signal(signal.SIGSTOP)
+    try:
+        publish(url, backlog(site, n))
+        publish(url, [press(site, bed)])
+    finally:
+        gateway.proc.send_signal(signal.SIGCONT)

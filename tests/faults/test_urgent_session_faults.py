@@ -5,14 +5,13 @@ call is stored once and opens no second alert."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 
-from tests.ingest import publish, start_gateway
+from tests.ingest import start_gateway
 from tests.servers import GatewayProcess, Mosquitto, wait_for
-from tests.urgent import alerts_of, backlog, press, sessions_connected, stored
+from tests.urgent import alerts_of, press_behind_backlog, sessions_connected, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +26,7 @@ def test_a_kill_between_the_urgent_copy_and_the_main_copy_leaves_one_alert_and_o
     spool = gateway.data_dir / "spool"
     try:
         wait_for(lambda: sessions_connected(gateway.metrics()), "both sessions connected")
-        assert gateway.proc is not None
-        gateway.proc.send_signal(signal.SIGSTOP)
-        try:
-            publish(mosquitto.url, backlog(SITE, BACKLOG))
-            publish(mosquitto.url, [press(SITE, "bed-kill")])
-        finally:
-            gateway.proc.send_signal(signal.SIGCONT)
+        press_behind_backlog(gateway, mosquitto.url, SITE, "bed-kill", BACKLOG)
         wait_for(lambda: alerts_of(db, SITE, "bed-kill"), "the urgent copy opens the alert",
                  timeout=120)
     finally:

@@ -24,10 +24,10 @@ from gateway.config import Settings
 from gateway.ingest.connection import MqttSource
 from gateway.ingest.message import RawMessage
 from gateway.runtime import Gateway
-from tests.ingest import publish, start_gateway
+from tests.ingest import start_gateway
 from tests.inprocess import publisher, until
 from tests.servers import Mosquitto, free_port, wait_for
-from tests.urgent import alerts_of, backlog, press, sessions_connected, stored
+from tests.urgent import alerts_of, press, press_behind_backlog, sessions_connected, stored
 
 pytestmark = [pytest.mark.integration]
 
@@ -47,15 +47,8 @@ def test_a_press_behind_a_backlog_opens_its_alert_before_the_backlog_is_read(
     spool = gateway.data_dir / "spool"
     try:
         wait_for(lambda: sessions_connected(gateway.metrics()), "both sessions connected")
+        press_behind_backlog(gateway, mosquitto.url, SITE, "bed-call", BACKLOG)
         assert gateway.proc is not None
-        # Frozen, the gateway reads nothing: the broker queues the backlog and then the press
-        # for the main session, and the press alone for the urgent one.
-        gateway.proc.send_signal(signal.SIGSTOP)
-        try:
-            publish(mosquitto.url, backlog(SITE, BACKLOG))
-            publish(mosquitto.url, [press(SITE, "bed-call")])
-        finally:
-            gateway.proc.send_signal(signal.SIGCONT)
         wait_for(lambda: alerts_of(db, SITE, "bed-call"), "the press's alert opens",
                  timeout=120)
         gateway.proc.send_signal(signal.SIGSTOP)  # hold the position while it is counted
