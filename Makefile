@@ -2,9 +2,11 @@
 #
 #   make test         venv + Debian services + ruff + import layers + mypy + pytest (unit,
 #                     integration, faults)
-#   make run          the zero-setup demo (`homecare demo`)
+#   make run          the zero-setup demo (`homecare demo`; installs the package with its demo
+#                     extra only: the embedded broker)
 #   make bench        every benchmark; results in bench/results/
-#   make venv         create .venv and install the package with its test extras
+#   make venv         create .venv and install the package with its test extra (which has the
+#                     demo extra in it)
 #   make system-deps  install the missing Debian packages (mosquitto, influxdb, ...)
 #   make lint         ruff check, and the import layers (lint-imports, pyproject.toml)
 #   make typecheck    mypy (configured in pyproject.toml)
@@ -16,8 +18,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Re-install only when the dependencies may have changed.
-STAMP := $(VENV)/.installed
+# Re-install only when the dependencies may have changed. The runtime alone is
+# `pip install .` (what a hub installs, deploy/README.md); each target adds its extra.
+STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
 PYTEST_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
@@ -34,6 +38,10 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[demo]'
 	touch $@
 
 system-deps:
@@ -52,7 +60,7 @@ pytest: venv system-deps
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
-run: venv
+run: $(DEMO_STAMP)
 	$(BIN)/homecare demo
 
 BENCH_STAMP := $(VENV)/.installed-bench

@@ -68,6 +68,10 @@ def _settings_file(config: Path | None) -> Path | None:
     return config
 
 
+DEMO_MODULES = frozenset({"amqtt"})
+"""What only ``homecare demo`` imports, installed by the package's ``demo`` extra."""
+
+
 @app.command("demo", short_help="Everything on embedded defaults (what `make run` starts).")
 def demo(
     duration: Annotated[float | None, typer.Option(
@@ -90,7 +94,15 @@ def demo(
     emergency call and a fall within seconds, then an incident every few minutes), the
     gateway, and the dispatcher console with the alert API on http://127.0.0.1:8080 (a
     dispatcher key is printed). Ctrl-C stops."""
-    from homecare.demo import DemoOptions, run_demo
+    try:
+        from homecare.demo import DemoOptions, run_demo
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in DEMO_MODULES:
+            raise
+        typer.echo(f"homecare demo: needs the demo extra ({exc.name} is not installed): "
+                   "pip install 'homecare-gateway[demo]' (in a checkout: make run); the "
+                   "gateway itself does not need it", err=True)
+        raise typer.Exit(1) from None
 
     if (duration is not None and duration <= 0) or speed <= 0 or beds < 1:
         raise typer.BadParameter("duration, speed and beds must be positive")
