@@ -50,6 +50,8 @@ from alerts.history import BoundedHistory, HistoryReader
 from alerts.keys import KeyStore, Role, bootstrap_key_problem
 from alerts.livestate import LiveState
 from alerts.model import (
+    GATEWAY_SITE,
+    SITE_TYPES,
     Alert,
     AlertChange,
     AlertStatus,
@@ -71,9 +73,11 @@ from alerts.storms import AlertStorms
 __all__ = [
     "DEFAULT_CHECKLISTS",
     "DEFAULT_OUTCOMES",
+    "GATEWAY_SITE",
     "ITEM_PATTERN",
     "MAX_PAGE",
     "OUTCOME_PATTERN",
+    "SITE_TYPES",
     "Alert",
     "AlertChange",
     "AlertEngine",

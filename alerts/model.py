@@ -44,6 +44,19 @@ class AlertType(StrEnum):
     LOW_BATTERY = "low_battery"
     SENSOR_FAULT = "sensor_fault"
     SERVICE_ANOMALY = "service_anomaly"
+    SITE_OFFLINE = "site_offline"
+    GATEWAY_HEALTH = "gateway_health"
+
+
+SITE_TYPES: Final = frozenset({AlertType.SITE_OFFLINE, AlertType.GATEWAY_HEALTH})
+"""Alert types about a whole site or the gateway itself, not one bed: ``bed`` is empty.
+``site_offline``: every device of a site silent at once (its link, its power); episode empty.
+``gateway_health``: the gateway's own broker connection, database or storage failing, on the
+site :data:`GATEWAY_SITE`, one episode per check (``mqtt_connected``, ``tsdb_writable``...).
+The types of ground-truth labels (:data:`devices.labels.ALERT_TYPES`) are the others."""
+GATEWAY_SITE: Final = "_gateway"
+"""The site of ``gateway_health`` alerts: the gateway serves several sites, and its own health
+is none of theirs (as ``_unregistered`` in :mod:`alerts.storms`, a name no registry uses)."""
 
 
 class Severity(StrEnum):

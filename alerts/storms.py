@@ -20,7 +20,9 @@ summary, instead of one alert each, in two cases:
 
 **Never aggregated**: ``emergency_button`` and ``fall`` (:data:`NEVER_SUMMARISED`), whoever
 sends them, registered or not: they pass through untouched, at the cost of one type
-test each, so the emergency path is never slowed or hidden by a storm.
+test each, so the emergency path is never slowed or hidden by a storm. Site-level alerts
+(:data:`~alerts.model.SITE_TYPES`: a site gone dark, the gateway's own health) pass through
+too: each is one alert for a whole site already, and its empty bed is no unregistered bed.
 
 A summary is a plain alert of the member's type: site, ``bed`` empty (a site-level alert),
 episode :data:`EPISODE`, severity the highest of its members, and evidence ``summary: true``
@@ -59,7 +61,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from alerts.model import Alert, AlertStatus, AlertType, Finding, Severity
+from alerts.model import SITE_TYPES, Alert, AlertStatus, AlertType, Finding, Severity
 from alerts.store import split_incident
 from devices.registry import Registry
 
@@ -67,6 +69,8 @@ log = logging.getLogger("homecare.alerts")
 
 NEVER_SUMMARISED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
 """Emergencies: always one alert each, never held, never folded."""
+PASSED: Final = NEVER_SUMMARISED | SITE_TYPES
+"""Types that pass through as they are: emergencies and site-level alerts."""
 DEVICE_TYPES: Final = frozenset({AlertType.DEVICE_OFFLINE, AlertType.LOW_BATTERY,
                                  AlertType.SENSOR_FAULT})
 """Types about one device (its id is the finding's episode): a device the registry does not
@@ -145,13 +149,13 @@ class AlertStorms:
     def filter(self, findings: Sequence[Finding], now_ms: int) -> list[Finding]:
         """``findings`` with the unregistered and storming ones replaced by one finding per
         summary they changed (after the others, in order). Event loop only."""
-        if all(f.type in NEVER_SUMMARISED for f in findings):
+        if all(f.type in PASSED for f in findings):
             return list(findings)
         incoming = self._new_openings(findings)
         passed: list[Finding] = []
         changed: dict[_Key, _Summary] = {}
         for f in findings:
-            if f.type in NEVER_SUMMARISED:
+            if f.type in PASSED:
                 passed.append(f)
                 continue
             summary = self._route(f, now_ms, incoming)
@@ -164,7 +168,7 @@ class AlertStorms:
     def resume(self, alerts: Sequence[Alert]) -> None:
         """Take back the open summaries and individual alerts (after a restart)."""
         for alert in alerts:
-            if alert.status is AlertStatus.RESOLVED or alert.type in NEVER_SUMMARISED:
+            if alert.status is AlertStatus.RESOLVED or alert.type in PASSED:
                 continue
             key, _ = split_incident(alert.incident)
             site, bed, _, episode = key.split("/", 3)
@@ -189,7 +193,7 @@ class AlertStorms:
         """Per site and type, the registered conditions that would open an alert now."""
         incoming: dict[_Key, int] = {}
         for f in findings:
-            if not f.active or f.type in NEVER_SUMMARISED:
+            if not f.active or f.type in PASSED:
                 continue
             member = (f.site, f.bed, f.episode)
             if (f.type, member) in self._individual or self._unregistered(f):

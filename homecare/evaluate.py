@@ -42,8 +42,7 @@ from typing import Any, Final
 import msgspec
 import numpy as np
 
-from alerts.model import AlertType
-from devices.labels import BedProfile, Label
+from devices.labels import ALERT_TYPES, BedProfile, Label
 
 DAY_MS: Final = 86_400_000
 DEFAULT_TOLERANCE_S: Final = 600.0
@@ -253,7 +252,7 @@ def evaluate(labels: Sequence[Label], alerts: Sequence[AlertRecord], *,
     """Match ``alerts`` to ``labels`` and score them per type, and per profile when the beds'
     ``profiles`` are given (see the module docstring)."""
     tolerance_ms = round(tolerance_s * 1000)
-    names = list(types) if types is not None else [t.value for t in AlertType]
+    names: list[str] = list(types) if types is not None else list(ALERT_TYPES)
     for name in [*(x.type for x in labels), *(a.type for a in alerts)]:
         if name not in names:
             names.append(name)

@@ -177,3 +177,40 @@ def test_summaries_and_individual_alerts_are_taken_back_after_a_restart(
                         _finding("s1", "b1", active=False)], T0 + 1000)
     assert [(f.bed, f.active) for f in out] == [("b1", False), ("", True)]
     assert out[1].evidence["count"] == LISTED + 3
+
+
+def test_site_level_alerts_pass_through_as_they_are_on_any_site() -> None:
+    # A site gone dark, and the gateway's own health, are already one alert each: never an
+    # "unregistered bed" (their bed is empty), never folded into a storm summary.
+    storms = AlertStorms(_registry())
+    site = [Finding(type=AlertType.SITE_OFFLINE, site=s, bed="", at=T0,
+                    severity=Severity.HIGH, summary=f"{s} dark", evidence={"beds": ["b1"]})
+            for s in ("s1", "made-up")]
+    health = [Finding(type=AlertType.GATEWAY_HEALTH, site="_gateway", bed="", at=T0,
+                      severity=Severity.HIGH, episode=check)
+              for check in ("mqtt_connected", "tsdb_writable")]
+    many = [Finding(type=AlertType.SITE_OFFLINE, site=f"site-{n}", bed="", at=T0,
+                    severity=Severity.HIGH) for n in range(STORM_THRESHOLD * 3)]
+    for findings in (site, health, many, [*site, *[_finding("made-up", "x1")]]):
+        out = storms.filter(findings, T0)
+        assert [f for f in out if f.type in (AlertType.SITE_OFFLINE,
+                                               AlertType.GATEWAY_HEALTH)] == [
+            f for f in findings if f.type is not OFFLINE]
+    assert storms.summaries == 1  # the unregistered device only
+    cleared = [Finding(type=AlertType.SITE_OFFLINE, site="s1", bed="", at=T0 + 1,
+                       severity=Severity.HIGH, active=False)]
+    assert storms.filter(cleared, T0 + 1) == cleared
+
+
+def test_open_site_level_alerts_are_not_taken_back_as_members_after_a_restart(
+        tmp_path: Path) -> None:
+    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
+    engine.apply([Finding(type=AlertType.SITE_OFFLINE, site="s1", bed="", at=T0,
+                          severity=Severity.HIGH, evidence={"beds": ["b1", "b2"]})], T0)
+    engine.commit()
+    storms = AlertStorms(_registry())
+    storms.resume(engine.open_alerts())
+    assert storms.summaries == 0
+    again = [Finding(type=AlertType.SITE_OFFLINE, site="s1", bed="", at=T0 + 5,
+                     severity=Severity.HIGH, active=False)]
+    assert storms.filter(again, T0 + 5) == again
