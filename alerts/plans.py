@@ -1,0 +1,353 @@
+"""Service plans: the visits a care institution plans for each bed, and the service catalogue.
+
+A :class:`PlannedVisit` says who (a caregiver's pseudonymous id) is to visit which bed, when
+(a local date and a time window in the site's zone, kept also as epoch ms) and for what
+(service item codes). The ``service_anomaly`` detector compares each visit the devices record
+with it: a visit outside its window, a visit without a plan, a planned visit that never
+happened. The institution's id of the planned visit (``plan``) with the site is its key, so
+importing the same schedule again changes nothing and a corrected row replaces the old one.
+
+The :class:`Catalogue` lists the service item codes the station bills, with the minutes each
+is expected to take and whether it must be recorded (audio or infrared recording covering the
+visit): the gateway's ``service_catalogue`` setting, entries ``code:minutes`` or
+``code:minutes:recorded``. Codes outside it are refused in plans; a badge may still report
+them (they count :data:`UNKNOWN_SERVICE_MINUTES`).
+
+Bad input is a value: :func:`make_plan` and :func:`parse_plans_csv` say what is wrong where
+(row, column, what), never repeating the value of an id or a time, except an unknown service
+code, which is the station's own vocabulary.
+
+CSV: UTF-8 (a byte-order mark is fine), comma-separated, a header row naming the columns
+``site``, ``bed``, ``plan``, ``caregiver``, ``date`` (``YYYY-MM-DD``), ``start``, ``end``
+(``HH:MM`` local time; an end before the start is on the next day), ``services`` (codes
+separated by ``;`` or spaces) and optionally ``cancelled`` (``yes``/``no``). Rows are counted
+as a spreadsheet shows them (the header is row 1).
+
+>>> import zoneinfo
+>>> catalogue = Catalogue.parse(DEFAULT_CATALOGUE)
+>>> result = parse_plans_csv(
+...     "site,bed,plan,caregiver,date,start,end,services\\n"
+...     "site-01,bed-0001,p-1,c001,2026-11-02,08:30,10:30,bathing;medication\\n"
+...     "site-01,bed-0002,p-2,c001,2026-11-02,11:00,10:30,haircut\\n",
+...     catalogue=catalogue, zone_of=lambda site: zoneinfo.ZoneInfo("Asia/Shanghai"))
+>>> [(row.plan.plan, row.plan.end_ms - row.plan.start_ms) for row in result.rows]
+[('p-1', 7200000)]
+>>> for problem in result.problems:  # doctest: +ELLIPSIS
+...     print(problem)
+row 3, end: the window is longer than 12 hours (an end before the start is the next day)
+row 3, services: unknown service code haircut (the catalogue: bathing, meal_assist, ...)
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from alerts.residents import MAX_ROWS, RowProblem
+from devices import SERVICE_MINUTES
+
+ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+"""Site and bed ids (the device contract)."""
+PLAN_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
+"""Plan and caregiver ids: pseudonymous codes, never names."""
+SERVICE_CODE_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
+UNKNOWN_SERVICE_MINUTES: Final = 15.0
+"""Minutes counted for a code outside the catalogue (a badge may report any)."""
+MAX_WINDOW_MS: Final = 12 * 3_600_000
+MAX_SERVICES: Final = 20
+DEFAULT_RECORDED: Final = frozenset({"bathing", "medication", "rehab"})
+"""Items whose delivery must be recorded by default: personal care, medicines, therapy."""
+DEFAULT_CATALOGUE: Final[tuple[str, ...]] = tuple(
+    f"{code}:{minutes:g}{':recorded' if code in DEFAULT_RECORDED else ''}"
+    for code, minutes in SERVICE_MINUTES.items())
+"""The contract's service items (:data:`devices.SERVICE_MINUTES`) as catalogue entries."""
+
+_ID = re.compile(ID_PATTERN)
+_PLAN_ID = re.compile(PLAN_ID_PATTERN)
+_CODE = re.compile(SERVICE_CODE_PATTERN)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+_SEPARATORS = re.compile(r"[;\s]+")
+_YES: Final = {"yes": True, "y": True, "true": True, "1": True,
+               "no": False, "n": False, "false": False, "0": False, "": False}
+
+COLUMNS: Final = ("site", "bed", "plan", "caregiver", "date", "start", "end", "services",
+                  "cancelled")
+REQUIRED_COLUMNS: Final = COLUMNS[:-1]
+
+
+class ServiceItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One code of the catalogue: expected minutes, and whether it must be recorded."""
+
+    code: str
+    minutes: float
+    recording: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The service items by code, in the order they were given."""
+
+    items: Mapping[str, ServiceItem]
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> Catalogue:
+        """From ``code:minutes[:recorded]`` entries; raises ``ValueError`` naming the bad one.
+
+        >>> Catalogue.parse(["bathing:30:recorded", "cleaning:25"]).recorded(["cleaning",
+        ...                                                                  "bathing"])
+        ('bathing',)
+        """
+        items: dict[str, ServiceItem] = {}
+        for entry in entries:
+            parts = entry.strip().split(":")
+            if len(parts) not in (2, 3):
+                raise ValueError(f"{entry!r}: write code:minutes or code:minutes:recorded")
+            code, minutes_text = parts[0].strip(), parts[1].strip()
+            if not _CODE.fullmatch(code):
+                raise ValueError(f"{entry!r}: the code is letters, digits, _ . -, at most 64")
+            try:
+                minutes = float(minutes_text)
+            except ValueError:
+                minutes = -1.0
+            if not 0 < minutes <= 24 * 60:
+                raise ValueError(f"{entry!r}: minutes must be a number above 0, at most 1440")
+            if len(parts) == 3 and parts[2].strip() != "recorded":
+                raise ValueError(f"{entry!r}: the third part may only be 'recorded'")
+            if code in items:
+                raise ValueError(f"{entry!r}: the code {code} is listed twice")
+            items[code] = ServiceItem(code=code, minutes=minutes, recording=len(parts) == 3)
+        if not items:
+            raise ValueError("the catalogue is empty: list at least one service item")
+        return cls(items)
+
+    def __getitem__(self, code: str) -> ServiceItem:
+        return self.items[code]
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.items
+
+    def __iter__(self) -> Iterator[ServiceItem]:
+        return iter(self.items.values())
+
+    def minutes(self, codes: Iterable[str]) -> float:
+        """Expected minutes of ``codes`` together (:data:`UNKNOWN_SERVICE_MINUTES` for a code
+        outside the catalogue)."""
+        return sum(item.minutes if (item := self.items.get(code)) else UNKNOWN_SERVICE_MINUTES
+                   for code in codes)
+
+    def recorded(self, codes: Iterable[str]) -> tuple[str, ...]:
+        """Those of ``codes`` that must be recorded, in their order, each once."""
+        return tuple(dict.fromkeys(c for c in codes if (i := self.items.get(c)) and i.recording))
+
+    def entries(self) -> tuple[str, ...]:
+        """The catalogue as setting entries (what :meth:`parse` takes)."""
+        return tuple(f"{i.code}:{i.minutes:g}{':recorded' if i.recording else ''}"
+                     for i in self.items.values())
+
+
+class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
+    """One planned visit of a caregiver to a bed; key ``(site, plan)``."""
+
+    site: str
+    bed: str
+    plan: str
+    """The institution's id of this planned visit."""
+    caregiver: str
+    date: str
+    """Local date of the window's start, ``YYYY-MM-DD``."""
+    start: str
+    end: str
+    """Local times ``HH:MM``; an end before the start is on the next day."""
+    start_ms: int
+    end_ms: int
+    """The window in epoch ms (from the local times in the site's zone)."""
+    services: tuple[str, ...]
+    cancelled: bool = False
+    """Not expected any more (kept, so the record says it was planned and called off)."""
+    updated_at: int = 0
+    updated_by: str = ""
+
+    def same_plan(self, other: PlannedVisit) -> bool:
+        """Equal but for who changed it when."""
+        return msgspec.structs.replace(self, updated_at=0, updated_by="") == \
+            msgspec.structs.replace(other, updated_at=0, updated_by="")
+
+
+def _time(text: str, *, end: bool) -> tuple[int, int] | None:
+    found = _TIME.fullmatch(text)
+    if found is None:
+        return None
+    hour, minute = int(found[1]), int(found[2])
+    if minute > 59 or hour > 24 or (hour == 24 and (minute or not end)):
+        return None
+    return hour, minute
+
+
+def _epoch_ms(day: dt.date, hour: int, minute: int, zone: dt.tzinfo) -> int:
+    moment = dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=hour, minutes=minute)
+    return round(moment.replace(tzinfo=zone).timestamp() * 1000)
+
+
+def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, start: str,
+              end: str, services: Sequence[str], catalogue: Catalogue, zone: dt.tzinfo,
+              cancelled: bool = False) -> tuple[PlannedVisit | None, list[tuple[str, str]]]:
+    """A planned visit from its fields as given (times local to ``zone``), or ``None`` and
+    what is wrong: ``(field, what)`` pairs, in field order.
+
+    >>> import zoneinfo
+    >>> make_plan(site="s", bed="b", plan="p-1", caregiver="c001", date="2026-11-02",
+    ...           start="09:00", end="9:00", services=["bathing"],
+    ...           catalogue=Catalogue.parse(DEFAULT_CATALOGUE), zone=zoneinfo.ZoneInfo("UTC"))
+    (None, [('end', 'the window has no length')])
+    """
+    found: list[tuple[str, str]] = []
+    for name, value in (("site", site), ("bed", bed)):
+        if not _ID.fullmatch(value):
+            found.append((name, "not an id (letters, digits, _ and -, at most 64)"))
+    for name, value in (("plan", plan), ("caregiver", caregiver)):
+        if not _PLAN_ID.fullmatch(value):
+            found.append((name, "not an id (letters, digits, _ . : -, at most 128)"))
+    day: dt.date | None = None
+    if _DATE.fullmatch(date):
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            day = None
+    if day is None:
+        found.append(("date", "not a date (YYYY-MM-DD)"))
+    begins, ends = _time(start, end=False), _time(end, end=True)
+    if begins is None:
+        found.append(("start", "not a time of day (HH:MM, 00:00 to 23:59)"))
+    if ends is None:
+        found.append(("end", "not a time of day (HH:MM, 00:00 to 24:00)"))
+    start_ms = end_ms = 0
+    if day is not None and begins is not None and ends is not None:
+        start_ms = _epoch_ms(day, *begins, zone)
+        end_ms = _epoch_ms(day, *ends, zone)
+        if end_ms < start_ms:
+            end_ms = _epoch_ms(day + dt.timedelta(days=1), *ends, zone)
+        if end_ms == start_ms:
+            found.append(("end", "the window has no length"))
+        elif end_ms - start_ms > MAX_WINDOW_MS:
+            found.append(("end", "the window is longer than 12 hours (an end before the start "
+                                 "is the next day)"))
+    codes = tuple(services)
+    if not codes:
+        found.append(("services", "at least one service item code"))
+    if len(codes) > MAX_SERVICES:
+        found.append(("services", f"at most {MAX_SERVICES} service items"))
+    for code in codes[:MAX_SERVICES]:
+        if not _CODE.fullmatch(code):
+            found.append(("services", "not a service code (letters, digits, _ . : -)"))
+        elif code not in catalogue:
+            found.append(("services", f"unknown service code {code} (the catalogue: "
+                                      f"{', '.join(catalogue.items)})"))
+    for code in sorted({c for c in codes if codes.count(c) > 1}):
+        found.append(("services", f"{code} is listed twice"))
+    if found or day is None or begins is None or ends is None:
+        return None, found
+    return PlannedVisit(site=site, bed=bed, plan=plan, caregiver=caregiver, date=date,
+                        start=f"{begins[0]:02d}:{begins[1]:02d}",
+                        end=f"{ends[0]:02d}:{ends[1]:02d}", start_ms=start_ms, end_ms=end_ms,
+                        services=codes, cancelled=cancelled), []
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """One good row of a CSV file."""
+
+    row: int
+    plan: PlannedVisit
+
+
+@dataclass(frozen=True, slots=True)
+class PlanImport:
+    """A CSV file of plans read: its good rows and, for every other one, what is wrong."""
+
+    rows: tuple[PlanRow, ...]
+    problems: tuple[RowProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def parse_plans_csv(text: str, *, catalogue: Catalogue,
+                    zone_of: Callable[[str], dt.tzinfo]) -> PlanImport:
+    """Read a CSV file of planned visits (format in the module docstring); ``zone_of(site)``
+    is the zone of a site's local times. Rows without any value are skipped; every problem is
+    reported (row, column, what), none raised."""
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    try:
+        header = [name.strip().lower() for name in next(reader)]
+    except StopIteration:
+        return PlanImport((), (RowProblem(1, "", "the file is empty: a header row naming the "
+                                                 "columns comes first"),))
+    except csv.Error as exc:
+        return PlanImport((), (RowProblem(1, "", f"not CSV ({exc})"),))
+    found = _header_problems(header)
+    if found:
+        return PlanImport((), tuple(found))
+    rows: list[PlanRow] = []
+    first_row: dict[tuple[str, str], int] = {}
+    number = 1
+    try:
+        for cells in reader:
+            number += 1
+            if number > MAX_ROWS + 1:
+                found.append(RowProblem(number, "", f"more than {MAX_ROWS} rows: split the "
+                                                    "file"))
+                break
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(header):
+                found.append(RowProblem(number, "", f"{len(cells)} cells for {len(header)} "
+                                                    "columns"))
+                continue
+            values = dict(zip(header, (c.strip() for c in cells), strict=False))
+            cancelled = _YES.get(values.get("cancelled", "").lower())
+            site = values.get("site", "")
+            plan, problems = make_plan(
+                site=site, bed=values.get("bed", ""), plan=values.get("plan", ""),
+                caregiver=values.get("caregiver", ""), date=values.get("date", ""),
+                start=values.get("start", ""), end=values.get("end", ""),
+                services=[c for c in _SEPARATORS.split(values.get("services", "")) if c],
+                catalogue=catalogue, zone=zone_of(site) if _ID.fullmatch(site) else dt.UTC,
+                cancelled=bool(cancelled))
+            found += [RowProblem(number, column, what) for column, what in problems]
+            if cancelled is None:
+                found.append(RowProblem(number, "cancelled", "yes or no (or empty)"))
+            if plan is None or cancelled is None:
+                continue
+            key = (plan.site, plan.plan)
+            if key in first_row:
+                found.append(RowProblem(number, "plan", f"this plan is also on row "
+                                                        f"{first_row[key]}"))
+                continue
+            first_row[key] = number
+            rows.append(PlanRow(number, plan))
+    except csv.Error as exc:
+        found.append(RowProblem(number + 1, "", f"not CSV ({exc})"))
+    return PlanImport(tuple(rows), tuple(found))
+
+
+def _header_problems(header: Sequence[str]) -> list[RowProblem]:
+    found = []
+    for name in sorted({n for n in header if header.count(n) > 1}):
+        found.append(RowProblem(1, name, "this column is named twice"))
+    for name in header:
+        if name not in COLUMNS:
+            found.append(RowProblem(1, name or "(empty)",
+                                    f"unknown column (known: {', '.join(COLUMNS)})"))
+    for name in REQUIRED_COLUMNS:
+        if name not in header:
+            found.append(RowProblem(1, name, "required column missing"))
+    return found
