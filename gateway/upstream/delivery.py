@@ -12,9 +12,13 @@ acknowledged to the broker, the outbox catches up from them whenever it runs.
 
 Destinations: the platform (``upstream_url``) gets everything; a bed with a ``family_webhook``
 in the registry also has its own alert changes and visit records delivered there. Each
-destination is a queue of its own, in order, so a family's service being down never holds up
-the platform or another family. Delivery is one entry per request (``POST`` of a JSON body), so
-the platform sees an alert opened before it sees it resolved. Every request carries:
+destination is a queue of its own, in order, delivered by a task of its own with its own
+request deadline, so a family's service being slow or down never holds up the platform or
+another family; one pump task fills the queues and wakes each destination whose head is due.
+A stop starts no new request and gives those in flight :data:`STOP_GRACE_S`, then cancels
+them: their entries stay queued and go after the restart under the same key. Delivery is one
+entry per request (``POST`` of a JSON body), so the platform sees an alert opened before it
+sees it resolved. Every request carries:
 
 * ``Idempotency-Key``: ``<source>/alert/<seq>`` or ``<source>/service/<seq>`` (``source``: the
   gateway's :attr:`~gateway.config.Settings.upstream_source`); the same key on a retry, so the
@@ -43,10 +47,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import httpx
-import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerts.errors import storage_fault
@@ -63,10 +67,12 @@ T = TypeVar("T")
 MAX_BACKOFF_S: Final = 300.0
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
 IDLE_S: Final = 0.5
-"""How often an idle delivery loop looks for new entries."""
+"""How often the pump loop looks for new entries and for destinations whose head is due."""
+LANE_IDLE_S: Final = 10.0
+"""How long a destination's task sleeps unwoken (the pump loop wakes it when it is due)."""
+STOP_GRACE_S: Final = 2.0
+"""How long a stop waits for the requests in flight before cancelling them."""
 PRUNE_EVERY_S: Final = 3600.0
-
-_encoder = msgspec.json.Encoder()
 
 
 
@@ -89,18 +95,32 @@ class _Metrics:
                                 ["reason"], registry=registry)
 
 
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where one queue of the outbox goes."""
+
+    name: str
+    url: str
+    secret: bytes
+    timeout_s: float
+
+
 class Upstream:
-    """Fills the outbox from the alert store and the service log and delivers it."""
+    """Fills the outbox from the alert store and the service log and delivers it: one task
+    pumps, and each destination has a delivery task of its own."""
 
     def __init__(self, outbox: Outbox, *, url: str | None, secret: bytes, source: str,
                  alert_store: AlertStore, service_log: ServiceLog,
                  families: Mapping[tuple[str, str], str] | None = None,
-                 timeout_s: float = 10.0, metrics: CollectorRegistry | None = None,
+                 timeout_s: float = 10.0, stop_grace_s: float = STOP_GRACE_S,
+                 metrics: CollectorRegistry | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ) -> None:
         """``url``: the platform's endpoint (``None``: families only); ``families``: the
-        family webhook of each ``(site, bed)`` that has one."""
+        family webhook of each ``(site, bed)`` that has one; ``stop_grace_s``: how long a stop
+        waits for the requests in flight (then they are cancelled: sent again after the
+        restart)."""
         if not secret:
             raise ValueError("upstream delivery needs a signing secret")
         self.outbox = outbox
@@ -108,24 +128,27 @@ class Upstream:
         # thread of the default pool, and is one at a time by construction.
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="upstream")
         self._store_failing = False
-        self.destinations: dict[str, tuple[str, bytes]] = {}
-        """Destination name -> (URL, signing secret)."""
+        self.destinations: dict[str, Destination] = {}
         if url:
-            self.destinations[PLATFORM] = (url, secret)
+            self.destinations[PLATFORM] = Destination(PLATFORM, url, secret, timeout_s)
         for (site, bed), webhook in (families or {}).items():
-            self.destinations[family_destination(site, bed)] = (
-                webhook, family_secret(secret, site, bed))
+            name = family_destination(site, bed)
+            self.destinations[name] = Destination(name, webhook,
+                                                  family_secret(secret, site, bed), timeout_s)
         if not self.destinations:
             raise ValueError("upstream delivery needs the platform's URL or a family webhook")
         self.source = source
         self.alert_store = alert_store
         self.service_log = service_log
         self.timeout_s = timeout_s
+        self.stop_grace_s = stop_grace_s
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._transport = transport
         self._clock = clock
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
+        self._lanes: dict[str, asyncio.Event] = {}
+        """Each destination's wake-up: its head is due."""
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -147,40 +170,28 @@ class Upstream:
 
     # --- delivery -----------------------------------------------------------------------------
 
-    async def deliver(self, client: httpx.AsyncClient) -> int:
-        """Send due entries, each destination's in order, until its queue is empty or its head
-        must wait (destinations side by side: one that is down holds up no other); returns
-        how many were delivered or set aside."""
-        destinations = await self._io(self.outbox.destinations)
-        done = sum(await asyncio.gather(*(self._deliver_to(client, to) for to in destinations)))
-        if self._metrics is not None:
-            self._metrics.pending.set((await self._io(self.outbox.counts))["pending"])
-        return done
-
-    async def _deliver_to(self, client: httpx.AsyncClient, destination: str) -> int:
+    async def _deliver_due(self, client: httpx.AsyncClient, destination: Destination,
+                           stopping: asyncio.Event) -> int:
+        """Send ``destination``'s due entries in order until its queue is empty, its head must
+        wait or the gateway stops; returns how many were delivered or set aside."""
         done = 0
-        while (entry := await self._io(self.outbox.head, destination)) is not None \
-                and entry.next_at <= self._now_ms():
-            outcome = await self._send(client, entry)
-            if outcome is None:
+        while not stopping.is_set():
+            entry = await self._io(self.outbox.head, destination.name)
+            if entry is None or entry.next_at > self._now_ms():
                 break
+            if await self._send(client, destination, entry) is None:
+                continue  # its next_at moved on: the head now waits
             done += 1
         return done
 
-    async def _send(self, client: httpx.AsyncClient, entry: Entry) -> str | None:
-        target = self.destinations.get(entry.destination)
-        if target is None:
-            await self._io(self.outbox.rejected, entry, 0,
-                                    "destination no longer configured", self._now_ms())
-            log.error("upstream.rejected key=%s destination=%s: no longer configured",
-                      entry.key, entry.destination)
-            return "rejected"
-        url, secret = target
+    async def _send(self, client: httpx.AsyncClient, destination: Destination,
+                    entry: Entry) -> str | None:
         sent_ms = self._now_ms()
         headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key,
-                   "X-Homecare-Signature": signature(secret, entry.body, sent_ms)}
+                   "X-Homecare-Signature": signature(destination.secret, entry.body, sent_ms)}
         try:
-            response = await client.post(url, content=entry.body, headers=headers)
+            response = await client.post(destination.url, content=entry.body, headers=headers,
+                                         timeout=destination.timeout_s)
         except httpx.HTTPError as exc:
             await self._io(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
             return None
@@ -194,7 +205,7 @@ class Upstream:
             await self._io(self._retry, entry, status, response.text[:300])
             return None
         await self._io(self.outbox.rejected, entry, status, response.text[:300],
-                                self._now_ms())
+                       self._now_ms())
         log.error("upstream.rejected key=%s destination=%s status=%d detail=%r; set aside, "
                   "the queue goes on", entry.key, _kind(entry.destination), status,
                   response.text[:200])
@@ -219,45 +230,101 @@ class Upstream:
         self._wake.set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Pump and deliver until ``stopping`` is set; never raises for upstream trouble."""
+        """Pump and deliver until ``stopping`` is set; never raises for upstream trouble.
+
+        Once ``stopping`` is set no request starts; the ones in flight get ``stop_grace_s``
+        to be answered and are then cancelled (their entries stay queued, sent again after
+        the restart under the same key)."""
         async with httpx.AsyncClient(timeout=self.timeout_s, transport=self._transport,
                                      follow_redirects=False) as client:
             with contextlib.suppress(sqlite3.Error):
                 await self._io(self.outbox.retry_now)
-            pruned_at = 0.0
-            while not stopping.is_set():
-                due = None
-                try:
-                    if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
-                        await self._io(self.outbox.prune,
-                                                self._now_ms() - KEEP_DELIVERED_MS)
-                        pruned_at = time.monotonic()
-                    await self._io(self.pump)
-                    await self.deliver(client)
-                    due = await self._io(self.outbox.next_due)
-                    if self._store_failing:
-                        log.info("upstream.store_resumed")
-                        self._store_failing = False
-                except (sqlite3.Error, OSError) as exc:
-                    # Storage trouble (classified once, alerts.errors): logged once per outage.
-                    fault = storage_fault(exc)
-                    if not self._store_failing or fault is None:
-                        log.error("upstream.error %s: %s (%s); retrying", type(exc).__name__,
-                                  exc, fault.reason if fault else "not a storage fault")
-                    self._store_failing = fault is not None
-                except Exception:
-                    # Upstream trouble of any kind must never take the gateway down with it.
-                    log.exception("upstream.failed; retrying")
-                wait = IDLE_S
-                if due is not None:
-                    wait = max(0.05, min(IDLE_S * 4, (due - self._now_ms()) / 1000))
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        waiters = {asyncio.ensure_future(stopping.wait()),
-                                   asyncio.ensure_future(self._wake.wait())}
-                        try:
-                            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                        finally:
-                            for waiter in waiters:
-                                waiter.cancel()
+            with contextlib.suppress(sqlite3.Error):
+                orphaned = await self._io(self.outbox.reject_elsewhere, list(self.destinations),
+                                          "destination no longer configured", self._now_ms())
+                if orphaned:
+                    log.error("upstream.rejected entries=%d: their destination is no longer "
+                              "configured; set aside", orphaned)
+            self._lanes = {name: asyncio.Event() for name in self.destinations}
+            lanes = [asyncio.create_task(self._lane(client, destination, stopping),
+                                         name=f"upstream[{_kind(destination.name)}]")
+                     for destination in self.destinations.values()]
+            try:
+                await self._pump_loop(stopping)
+            finally:
+                for wake in self._lanes.values():
+                    wake.set()
+                if not stopping.is_set():  # cancelled from outside
+                    for lane in lanes:
+                        lane.cancel()
+                _, late = await asyncio.wait(lanes, timeout=self.stop_grace_s)
+                for lane in late:
+                    lane.cancel()
+                await asyncio.gather(*lanes, return_exceptions=True)
+                if late:
+                    log.info("upstream.stopped in_flight=%d; sent again after the restart",
+                             len(late))
+
+    async def _lane(self, client: httpx.AsyncClient, destination: Destination,
+                    stopping: asyncio.Event) -> None:
+        """One destination's delivery task: its due entries in order, whenever the pump loop
+        says its head is due."""
+        wake = self._lanes[destination.name]
+        failing = False
+        while not stopping.is_set():
+            wake.clear()
+            try:
+                await self._deliver_due(client, destination, stopping)
+                if failing:
+                    log.info("upstream.resumed destination=%s", _kind(destination.name))
+                    failing = False
+            except (sqlite3.Error, OSError) as exc:
+                if not failing:
+                    log.error("upstream.error destination=%s %s: %s; retrying",
+                              _kind(destination.name), type(exc).__name__, exc)
+                failing = True
+            except Exception:
+                log.exception("upstream.failed destination=%s; retrying",
+                              _kind(destination.name))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(LANE_IDLE_S):
+                    await wake.wait()
+
+    async def _pump_loop(self, stopping: asyncio.Event) -> None:
+        """Queue what the logs hold and wake each destination whose head is due, whenever an
+        alert commit says so and at least every :data:`IDLE_S`."""
+        pruned_at = 0.0
+        while not stopping.is_set():
+            self._wake.clear()
+            try:
+                if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                    await self._io(self.outbox.prune, self._now_ms() - KEEP_DELIVERED_MS)
+                    pruned_at = time.monotonic()
+                await self._io(self.pump)
+                for name in await self._io(self.outbox.due, self._now_ms()):
+                    if (wake := self._lanes.get(name)) is not None:
+                        wake.set()
+                if self._metrics is not None:
+                    self._metrics.pending.set(await self._io(self.outbox.pending))
+                if self._store_failing:
+                    log.info("upstream.store_resumed")
+                    self._store_failing = False
+            except (sqlite3.Error, OSError) as exc:
+                # Storage trouble (classified once, alerts.errors): logged once per outage.
+                fault = storage_fault(exc)
+                if not self._store_failing or fault is None:
+                    log.error("upstream.error %s: %s (%s); retrying", type(exc).__name__,
+                              exc, fault.reason if fault else "not a storage fault")
+                self._store_failing = fault is not None
+            except Exception:
+                # Upstream trouble of any kind must never take the gateway down with it.
+                log.exception("upstream.failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(IDLE_S):
+                    waiters = {asyncio.ensure_future(stopping.wait()),
+                               asyncio.ensure_future(self._wake.wait())}
+                    try:
+                        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        for waiter in waiters:
+                            waiter.cancel()

@@ -110,10 +110,26 @@ class Outbox:
         return Entry(int(row[0]), row[1], row[2], row[3], bytes(row[4]), int(row[5]),
                      int(row[6])) if row else None
 
-    def next_due(self) -> int | None:
-        """When the earliest pending entry is due (epoch ms)."""
-        row = self._execute("SELECT MIN(next_at) FROM outbox WHERE state = 'pending'").fetchone()
-        return int(row[0]) if row and row[0] is not None else None
+    def due(self, now_ms: int) -> list[str]:
+        """Destinations whose head (oldest pending entry) is due at ``now_ms``."""
+        return [r[0] for r in self._execute(
+            "SELECT o.destination FROM outbox AS o JOIN (SELECT MIN(id) AS id FROM outbox"
+            " WHERE state = 'pending' GROUP BY destination) AS head ON o.id = head.id"
+            " WHERE o.next_at <= ?", (now_ms,)).fetchall()]
+
+    def pending(self) -> int:
+        """How many entries are pending (the index answers: the delivered are not counted)."""
+        return int(self._execute(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0])
+
+    def reject_elsewhere(self, destinations: Sequence[str], error: str, now_ms: int) -> int:
+        """Set aside as rejected every pending entry of a destination not in ``destinations``
+        (a family webhook taken out of the registry); returns how many."""
+        marks = ",".join("?" * len(destinations))
+        return self._execute(
+            "UPDATE outbox SET state = 'rejected', done_at = ?, error = ? WHERE state ="
+            f" 'pending' AND destination NOT IN ({marks})",
+            (now_ms, error[:500], *destinations)).rowcount
 
     def delivered(self, entry: Entry, status: int, now_ms: int) -> None:
         self._execute("UPDATE outbox SET state = 'delivered', done_at = ?, status = ?,"
