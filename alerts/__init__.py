@@ -7,7 +7,9 @@ fall), alert storms and devices outside the registry folded into one summary ale
 site and type (:class:`AlertStorms`), the live state of beds (:class:`LiveState`), the
 tamper-evident caregiver service log (:class:`ServiceLog`), API keys (:class:`KeyStore`),
 resident profiles kept only at the hub (:class:`Resident`, :class:`ResidentStore`, CSV import
-with :func:`parse_csv`), what dispatchers do while handling an alert and the outcome codes to
+with :func:`parse_csv`), the institutions' service plans and the catalogue of service items
+(:class:`PlannedVisit`, :class:`Catalogue`, :class:`PlanStore`, CSV import with
+:func:`parse_plans_csv`), what dispatchers do while handling an alert and the outcome codes to
 resolve it with (:mod:`~alerts.handling`, :class:`ResponsePlan`),
 bounded bed history (:class:`BoundedHistory`) and the exceptions, storage faults classified
 once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
@@ -30,6 +32,7 @@ from alerts.errors import (
     KeyExists,
     KeyNotFound,
     KeyStoreError,
+    PlanStoreUnavailable,
     ResidentStoreUnavailable,
     ServiceLogUnavailable,
     StorageError,
@@ -63,6 +66,17 @@ from alerts.model import (
     Severity,
     VisitEvent,
 )
+from alerts.plans import (
+    DEFAULT_CATALOGUE,
+    Catalogue,
+    PlanImport,
+    PlannedVisit,
+    PlanRow,
+    ServiceItem,
+    make_plan,
+    parse_plans_csv,
+)
+from alerts.planstore import PlanImportResult, PlanStore
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
 from alerts.residentstore import ImportResult, ResidentStore
 from alerts.rules import ImmediateRules
@@ -71,6 +85,7 @@ from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
 
 __all__ = [
+    "DEFAULT_CATALOGUE",
     "DEFAULT_CHECKLISTS",
     "DEFAULT_OUTCOMES",
     "GATEWAY_SITE",
@@ -88,6 +103,7 @@ __all__ = [
     "AlertStorms",
     "AlertType",
     "BoundedHistory",
+    "Catalogue",
     "Contact",
     "ContactCall",
     "CsvImport",
@@ -113,6 +129,12 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "LiveState",
+    "PlanImport",
+    "PlanImportResult",
+    "PlanRow",
+    "PlanStore",
+    "PlanStoreUnavailable",
+    "PlannedVisit",
     "Resident",
     "ResidentStore",
     "ResidentStoreUnavailable",
@@ -120,6 +142,7 @@ __all__ = [
     "Role",
     "RowProblem",
     "Schedule",
+    "ServiceItem",
     "ServiceLog",
     "ServiceLogRecorder",
     "ServiceLogUnavailable",
@@ -130,7 +153,9 @@ __all__ = [
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
+    "make_plan",
     "parse_csv",
+    "parse_plans_csv",
     "random_ids",
     "seeded_ids",
     "storage_fault",

@@ -215,6 +215,11 @@ class ResidentStoreUnavailable(StorageError):
     gateway's user cannot keep private): :attr:`~StorageError.fault` says which."""
 
 
+class PlanStoreUnavailable(StorageError):
+    """The service plans could not be read or written (disk trouble):
+    :attr:`~StorageError.fault` says which."""
+
+
 class HandlingRefused(AlertError, ValueError):
     """A dispatcher's action that cannot apply to this alert; nothing was recorded.
     ``reason``: ``not_on_checklist``, ``no_such_contact``, ``no_profile``, ``not_a_dispatcher``."""
