@@ -1,4 +1,6 @@
-"""Run a :class:`~gateway.runtime.Gateway` as a process: signals, logging, exit codes."""
+"""Run a :class:`~gateway.runtime.Gateway` as a process: signals, logging, exit codes, and
+systemd's notifications (:mod:`gateway.sdnotify`: ready once serving, stopping, and the
+watchdog fed from the event loop for the whole life of the process)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,13 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway import logs
 from gateway.config import Settings, load
 from gateway.runtime import Gateway
+from gateway.sdnotify import Notifier
 from gateway.storage.health import is_storage_error
 
 log = logging.getLogger("homecare.gateway")
@@ -24,21 +28,52 @@ again, instead of exiting and being restarted into the same failure."""
 
 async def serve(settings: Settings) -> None:
     """Run the gateway until SIGTERM or SIGINT, then shut down cleanly."""
+    notifier = Notifier.from_environ()
+    if notifier is None:
+        await _serve(settings, None)
+        return
+    watchdog = asyncio.create_task(notifier.feed_watchdog(), name="sd-watchdog")
+    try:
+        await _serve(settings, notifier)
+    finally:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+
+
+async def _serve(settings: Settings, notifier: Notifier | None) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+
+    def stop(then: Callable[[], None]) -> Callable[[], None]:
+        def handler() -> None:
+            if notifier is not None:
+                notifier.stopping()
+            then()
+        return handler
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
-    gateway = await _open(settings, stopping)
+        loop.add_signal_handler(sig, stop(stopping.set))
+    gateway = await _open(settings, stopping, notifier)
     if gateway is None:
         return
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, gateway.stop)
+        loop.add_signal_handler(sig, stop(gateway.stop))
     log.info("gateway.starting mqtt=%s:%s tsdb=%s data_dir=%s", settings.mqtt.host,
              settings.mqtt.port, settings.influx_url or "none (spool only)", settings.data_dir)
-    await gateway.run()
+    run = asyncio.create_task(gateway.run(), name="gateway")
+    if notifier is not None:
+        started = asyncio.gather(gateway.started.wait(), gateway.http_started.wait())
+        await asyncio.wait((run, started), return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            notifier.ready(f"serving on {settings.api_addr}")
+        else:
+            started.cancel()
+    await run
 
 
-async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
+async def _open(settings: Settings, stopping: asyncio.Event,
+                notifier: Notifier | None = None) -> Gateway | None:
     """The gateway with its stores open; while storage trouble keeps a store from opening,
     log it once and retry (once more on success); ``None`` when stopped meanwhile."""
     failed_since: float | None = None
@@ -65,6 +100,10 @@ async def _open(settings: Settings, stopping: asyncio.Event) -> Gateway | None:
                           "cannot be opened, retrying every %.0f s (free space or fix the "
                           "data directory)", settings.data_dir, type(exc).__name__, exc,
                           STORES_RETRY_S)
+                if notifier is not None:
+                    # Up and saying why it is not ready (/readyz): a start timeout would only
+                    # restart it into the same failure.
+                    notifier.ready(f"stores cannot be opened, retrying: {reason['stores_open']}")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STORES_RETRY_S):
                     await stopping.wait()
