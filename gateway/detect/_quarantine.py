@@ -12,9 +12,14 @@ alert (the immediate rules do not use the detectors), but nobody watches them fo
 inactivity or vital signs until the registry lists them (read at start).
 
 Beds and devices the registry lists are numbered when the fleet is built and always watched.
-A device outside the registry on a registered bed counts against ``max_devices`` only. A
-registry that lists no bed at all (a demo, a replay without ``--registry``) quarantines
-nothing: every device is watched, as if listed.
+A device outside the registry on a bed the registry lists (a replacement device not yet entered,
+a second sensor a technician added) has its own allowance: up to
+:data:`MAX_UNLISTED_DEVICES_PER_LISTED_BED` per listed bed, not taken from ``max_devices``, so a
+flood of made-up ids, which fills the shared caps first come first served and keeps them (the
+detectors never reuse a number), cannot leave a real new device in a real home unwatched until
+the next restart. One listed bed's allowance is its own: a device spraying ids on one bed
+cannot use another's. A registry that lists no bed at all (a demo, a replay without
+``--registry``) quarantines nothing: every device is watched, as if listed.
 
 >>> from devices import Codec, Registry
 >>> from gateway.detect._numbering import Numbering
@@ -49,6 +54,8 @@ MAX_UNREGISTERED_BEDS: Final = 1_000
 at most ~10 MB)."""
 MAX_UNREGISTERED_DEVICES: Final = 4_000
 """Devices outside the registry the detectors watch at most (under 1 KB each)."""
+MAX_UNLISTED_DEVICES_PER_LISTED_BED: Final = 8
+"""Devices outside the registry watched on each bed the registry lists, beside the shared cap."""
 LOG_INTERVAL_S: Final = 60.0
 
 _ADDRESS = attrgetter("address")
@@ -81,6 +88,9 @@ class Quarantine:
         self.unregistered_beds = 0
         """Beds outside the registry that are numbered (watched)."""
         self.unregistered_devices = 0
+        """Devices outside the registry on beds outside it that are numbered (watched)."""
+        self.unlisted_on_listed: dict[tuple[str, str], int] = {}
+        """(site, bed) of a listed bed -> devices outside the registry watched there."""
         self.unwatched_messages = 0
         """Messages left out of the detectors since start."""
         self._unlogged = 0
@@ -106,7 +116,11 @@ class Quarantine:
         """A device was numbered; whether the registry lists it."""
         registered = self.device_registered(site, bed, device)
         if not registered:
-            self.unregistered_devices += 1
+            if self.bed_registered(site, bed):
+                key = (site, bed)
+                self.unlisted_on_listed[key] = self.unlisted_on_listed.get(key, 0) + 1
+            else:
+                self.unregistered_devices += 1
         return registered
 
     def admit(self, numbering: _Numbers, chunks: Sequence[Chunk]) -> list[Chunk]:
@@ -137,9 +151,12 @@ class Quarantine:
         if numbering.has_device(a.site, a.bed, a.device):
             return True
         if not self.device_registered(a.site, a.bed, a.device):
-            if self.unregistered_devices >= self.max_devices:
-                return False
-            if (not numbering.has_bed(a.site, a.bed) and not self.bed_registered(a.site, a.bed)
+            if self.bed_registered(a.site, a.bed):
+                if (self.unlisted_on_listed.get((a.site, a.bed), 0)
+                        >= MAX_UNLISTED_DEVICES_PER_LISTED_BED):
+                    return False
+            elif self.unregistered_devices >= self.max_devices or (
+                    not numbering.has_bed(a.site, a.bed)
                     and self.unregistered_beds >= self.max_beds):
                 return False
         numbering.device_index(a.site, a.bed, a.device, a.kind)
