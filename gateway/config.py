@@ -52,6 +52,24 @@ CHECKLIST_SETTINGS: Final[Mapping[str, str]] = {
 none)."""
 
 
+def topic_filter_problem(topic: str) -> str | None:
+    """What makes ``topic`` no valid MQTT topic filter, or None.
+
+    >>> topic_filter_problem("homecare/v1/site-01/#") is None
+    True
+    >>> topic_filter_problem("homecare/v1/site-#")
+    "a '#' or '+' must be a whole level, '#' the last"
+    """
+    if not topic or len(topic.encode()) > 65_535 or "\0" in topic:
+        return "empty, too long, or with a NUL character"
+    levels = topic.split("/")
+    for i, level in enumerate(levels):
+        if ("#" in level and (level != "#" or i != len(levels) - 1)) or (
+                "+" in level and level != "+"):
+            return "a '#' or '+' must be a whole level, '#' the last"
+    return None
+
+
 class Settings(BaseSettings):
     """Every gateway setting, with its default, description and unit. Environment:
     ``HOMECARE_<NAME>``."""
@@ -83,10 +101,14 @@ class Settings(BaseSettings):
         description="MQTT keep-alive: the gateway pings the broker every half of this, and takes "
         "a broker silent for 1.5 times this long (while reading is not paused) as lost and "
         "reconnects.")
-    mqtt_topic: str = Field(
-        default=SUBSCRIPTION,
-        description="Subscription (QoS 1); use `$share/<group>/homecare/v1/#` to share the load "
-        "between gateways.")
+    mqtt_topic: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(SUBSCRIPTION,),
+        description="Topic filters subscribed (QoS 1): one, or several (a TOML array, or "
+        "comma-separated in the environment), e.g. `homecare/v1/site-01/#,homecare/v1/site-02/#`"
+        " for a gateway that serves those two sites. Several gateways on one broker split the "
+        "sites between them, each with its own `mqtt_client_id` (README, \"More than one "
+        "gateway\"); never with `$share/...`, which hands one bed's messages to different "
+        "gateways.")
     mqtt_username: str | None = Field(
         default=None,
         description="User name for the broker; unset: the one in `mqtt_url`, if any.")
@@ -562,6 +584,26 @@ class Settings(BaseSettings):
     @classmethod
     def _checklist(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         ResponsePlan(checklists={str(info.field_name).removeprefix("alert_checklist_"): value})
+        return value
+
+    @field_validator("mqtt_topic", mode="before")
+    @classmethod
+    def _topic_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("mqtt_topic")
+    @classmethod
+    def _topic_filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one topic filter")
+        for topic in value:
+            problem = topic_filter_problem(topic)
+            if problem is not None:
+                raise ValueError(f"{topic!r}: {problem}")
+        if len(set(value)) != len(value):
+            raise ValueError("a topic filter is given twice")
         return value
 
     @field_validator("http_trusted_proxies")

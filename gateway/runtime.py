@@ -211,7 +211,8 @@ class Gateway:
         self._urgent_unacked: list[RawMessage] = []
         """Copies of the urgent session handled, acknowledged after the next alert commit."""
         if settings.mqtt_urgent_session:
-            filters = urgent_filters(settings.mqtt_topic)
+            filters = list(dict.fromkeys(
+                f for topic in settings.mqtt_topic for f in urgent_filters(topic)))
             if filters:
                 self.urgent_source = MqttSource(
                     settings, UrgentFeed(self.inbox),
@@ -220,8 +221,9 @@ class Gateway:
             else:
                 log.warning("mqtt.urgent_session_unused topic=%s reason=%s; emergency calls "
                             "come through the main session only, behind any backlog",
-                            settings.mqtt_topic,
-                            "shared_subscription" if is_shared(settings.mqtt_topic)
+                            ",".join(settings.mqtt_topic),
+                            "shared_subscription"
+                            if any(is_shared(topic) for topic in settings.mqtt_topic)
                             else "no_button_or_fall_events_in_topic")
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),

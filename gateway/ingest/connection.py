@@ -150,7 +150,7 @@ class MqttSource:
         self.settings = settings
         self.inbox = inbox
         self.client_id = client_id or settings.mqtt_client_id
-        self.topics = tuple(topics) if topics is not None else (settings.mqtt_topic,)
+        self.topics = tuple(topics) if topics is not None else settings.mqtt_topic
         if not self.topics:
             raise ValueError("an MQTT session needs at least one topic filter")
         self.urgent = urgent
