@@ -575,6 +575,13 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("alert_outcomes")
+    upstream_park_after_s: float = Field(
+        default=3600.0, ge=1, json_schema_extra={"unit": "s"},
+        description="Retry horizon: an entry still failing this long after its first failure "
+        "is parked (set aside, kept, shown by `homecare upstream status`, the station's API and "
+        "`homecare_upstream_parked`) as soon as the entry behind it goes through, so it no longer "
+        "blocks its destination's queue; put back with `homecare upstream requeue`. A "
+        "destination that fails everything parks nothing.")
     @classmethod
     def _outcomes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         ResponsePlan(outcomes=value, checklists={})

@@ -186,7 +186,7 @@ class Gateway:
                 secret=secret.encode(), source=settings.upstream_source,
                 alert_store=self.alert_store, service_log=self.service_log,
                 families=families, timeout_s=settings.upstream_timeout_s,
-                metrics=self.metrics.registry)
+                park_after_s=settings.upstream_park_after_s, metrics=self.metrics.registry)
         self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
         self.alerting = AlertingStage(
             self.alerts,
@@ -347,6 +347,7 @@ class Gateway:
                            service_log=self.service_log, alert_store=self.alert_store,
                            engine=self.alerts, history=history, metrics=self.metrics.registry,
                            auth_failures_per_minute=self.settings.api_auth_failures_per_minute,
+                           upstream=self.upstream.report if self.upstream is not None else None,
                            sse_streams_per_key=self.settings.api_streams_per_key,
                            timezone=self.settings.timezone,
                            key_recheck_s=self.settings.api_key_recheck_s,

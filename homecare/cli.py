@@ -260,7 +260,8 @@ def _when(ms: int | None) -> str:
 
 
 upstream_app = typer.Typer(
-    name="upstream", short_help="The upstream outbox: status, retry, family secrets.", **_HELP,
+    name="upstream", short_help="The upstream outbox: status, requeue, family secrets.",
+    **_HELP,
     help="The upstream outbox (<data dir>/outbox.sqlite3): alert changes and service-log "
          "records on their way to the city platform (HOMECARE_UPSTREAM_URL).")
 app.add_typer(upstream_app)
@@ -278,34 +279,49 @@ def _outbox(config: Path | None, data_dir: Path | None) -> Outbox:
     return Outbox(path)
 
 
-@upstream_app.command("status", short_help="Entries pending, delivered and rejected.")
+@upstream_app.command("status", short_help="Entries pending, delivered, rejected and parked.")
 def upstream_status(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
-    """Entries pending, delivered and rejected; the rejected ones with the platform's answer."""
+    """Entries pending, delivered, rejected and parked; the ones set aside (rejected by their
+    destination, or parked after failing past the retry horizon) with the last answer."""
     outbox = _outbox(config, data_dir)
     try:
         counts = outbox.counts()
-        rejected = outbox.rejected_entries()
+        set_aside = outbox.set_aside()
         head = outbox.head()
     finally:
         outbox.close()
     typer.echo("  ".join(f"{state} {n}" for state, n in counts.items()))
     if head is not None:
         typer.echo(f"next: {head.key} (attempts {head.attempts}, due {_when(head.next_at)})")
-    for destination, key, status, error, at in rejected:
-        typer.echo(f"rejected {key} to {destination} status {status} at {_when(at)}: {error}")
+    for entry in set_aside:
+        typer.echo(f"{entry.state} {entry.key} to {entry.destination} status {entry.status} "
+                   f"at {_when(entry.at)} after {entry.attempts} attempts: {entry.error}")
 
 
-@upstream_app.command("retry", short_help="Queue the rejected entries again.")
-def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
-    """Queue the rejected entries again (after the platform was fixed), and make everything
-    pending due now; a running gateway sends them within a second."""
+@upstream_app.command("requeue", short_help="Put the parked and rejected entries back.")
+def upstream_requeue(
+    config: _ConfigOption = None, data_dir: _DataDirOption = None,
+    destination: Annotated[str | None, typer.Option(
+        help="Only this destination's: platform, institution or family:SITE/BED.")] = None,
+) -> None:
+    """Put the entries set aside (parked after failing past the retry horizon, or rejected by
+    their destination) back in their queues, in their original places, and make everything
+    pending due now; a running gateway sends them within a second. They arrive after the
+    entries that went past them."""
     outbox = _outbox(config, data_dir)
     try:
-        requeued = outbox.requeue_rejected()
+        requeued = outbox.requeue(destination=destination)
         outbox.retry_now()
     finally:
         outbox.close()
-    typer.echo(f"requeued {requeued} rejected entries", err=True)
+    typer.echo(f"requeued {sum(requeued.values())} ({requeued['parked']} parked, "
+               f"{requeued['rejected']} rejected)", err=True)
+
+
+@upstream_app.command("retry", short_help="The same as requeue (its older name).")
+def upstream_retry(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
+    """The same as ``homecare upstream requeue``: put the parked and rejected entries back."""
+    upstream_requeue(config=config, data_dir=data_dir, destination=None)
 
 
 @upstream_app.command("family-secret",

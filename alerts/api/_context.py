@@ -60,3 +60,7 @@ class ApiContext:
     """Unknown or revoked keys one client address may try in any minute; then 429."""
     metrics: CollectorRegistry | None = None
     """Where the API's counters go (the gateway's registry); ``None``: a private one."""
+    upstream: Callable[[], object] | None = None
+    """The upstream outbox's state: each destination's queue and the entries set aside (an
+    object with ``queues`` and ``set_aside``, read by attribute; it blocks on SQLite and is
+    called from a worker thread); ``None``: nothing goes upstream."""

@@ -33,7 +33,19 @@ the head of the queue and retries it after an exponential backoff with jitter (1
 :data:`MAX_BACKOFF_S`), so the order holds and a platform outage only delays. Any other answer
 (400, 401, 403, 404, 413, 422...) is a rejection the platform will repeat: the entry is set
 aside as ``rejected`` with the answer (visible in metrics and the log, kept in the outbox) and
-the queue goes on. Identifiers in the payloads are the registry's (pseudonymous) site, bed,
+the queue goes on.
+
+An entry failing for longer than the retry horizon (``park_after_s``, from its first failure)
+no longer holds its queue for ever: after each further failure the entry right behind it is
+tried once, and if that one goes through (delivered or rejected) the failing entry is
+``parked`` (kept, logged, counted in ``homecare_upstream_parked``, shown by the station's API
+and ``homecare upstream status``, put back in its place by ``homecare upstream requeue``) and
+the queue goes on. If the one behind fails too, the destination is at fault, not the entry:
+nothing is parked and the order holds, however long the outage. The last entry of a queue is
+never parked (it holds up nothing). So each destination receives its entries in queue order,
+except the ones set aside: the one behind a parked entry, and everything after it, arrive
+before the parked one, which arrives after it is requeued (its key and its seq say where it
+belongs). Identifiers in the payloads are the registry's (pseudonymous) site, bed,
 device and person codes; no names, no audio or infrared content, only metadata and hashes.
 """
 
@@ -56,7 +68,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from alerts.errors import storage_fault
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
-from gateway.upstream.outbox import KEEP_DELIVERED_MS, Entry, Outbox
+from gateway.upstream.outbox import KEEP_DELIVERED_MS, Entry, Outbox, Report
 from gateway.upstream.pump import pump
 from gateway.upstream.signing import PLATFORM, family_destination, family_secret, signature
 
@@ -70,6 +82,8 @@ IDLE_S: Final = 0.5
 """How often the pump loop looks for new entries and for destinations whose head is due."""
 LANE_IDLE_S: Final = 10.0
 """How long a destination's task sleeps unwoken (the pump loop wakes it when it is due)."""
+PARK_AFTER_S: Final = 3600.0
+"""The retry horizon by default (setting ``upstream_park_after_s``)."""
 STOP_GRACE_S: Final = 2.0
 """How long a stop waits for the requests in flight before cancelling them."""
 PRUNE_EVERY_S: Final = 3600.0
@@ -85,6 +99,9 @@ class _Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.pending = Gauge("homecare_upstream_pending", "Entries waiting to go upstream",
                              registry=registry)
+        self.parked = Gauge("homecare_upstream_parked",
+                            "Entries parked after failing past the retry horizon (put back "
+                            "with `homecare upstream requeue`)", registry=registry)
         self.delivered = Counter("homecare_upstream_delivered", "Entries delivered upstream",
                                  registry=registry)
         self.rejected = Counter("homecare_upstream_rejected",
@@ -112,15 +129,16 @@ class Upstream:
     def __init__(self, outbox: Outbox, *, url: str | None, secret: bytes, source: str,
                  alert_store: AlertStore, service_log: ServiceLog,
                  families: Mapping[tuple[str, str], str] | None = None,
-                 timeout_s: float = 10.0, stop_grace_s: float = STOP_GRACE_S,
+                 timeout_s: float = 10.0, park_after_s: float = PARK_AFTER_S,
+                 stop_grace_s: float = STOP_GRACE_S,
                  metrics: CollectorRegistry | None = None,
                  transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
                  ) -> None:
         """``url``: the platform's endpoint (``None``: families only); ``families``: the
-        family webhook of each ``(site, bed)`` that has one; ``stop_grace_s``: how long a stop
-        waits for the requests in flight (then they are cancelled: sent again after the
-        restart)."""
+        family webhook of each ``(site, bed)`` that has one; ``park_after_s``: the retry
+        horizon (see the module docstring); ``stop_grace_s``: how long a stop waits for the
+        requests in flight (then they are cancelled: sent again after the restart)."""
         if not secret:
             raise ValueError("upstream delivery needs a signing secret")
         self.outbox = outbox
@@ -142,6 +160,7 @@ class Upstream:
         self.service_log = service_log
         self.timeout_s = timeout_s
         self.stop_grace_s = stop_grace_s
+        self.park_after_ms = int(park_after_s * 1000)
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._transport = transport
         self._clock = clock
@@ -179,13 +198,39 @@ class Upstream:
             entry = await self._io(self.outbox.head, destination.name)
             if entry is None or entry.next_at > self._now_ms():
                 break
-            if await self._send(client, destination, entry) is None:
-                continue  # its next_at moved on: the head now waits
-            done += 1
+            if await self._send(client, destination, entry) is not None \
+                    or (not stopping.is_set() and await self._park(client, destination, entry)):
+                done += 1
+            # else its next_at moved on: the head now waits
         return done
 
+    async def _park(self, client: httpx.AsyncClient, destination: Destination,
+                    entry: Entry) -> bool:
+        """Park ``entry``, which just failed again, if it has been failing past the retry
+        horizon and the entry behind it goes through (so the fault is the entry's, not the
+        destination's); returns whether it was parked. The entry behind is delivered (or
+        rejected) ahead of it: that is the one place where a queue's order gives way."""
+        since = entry.failing_since
+        if since is None or self._now_ms() - since < self.park_after_ms:
+            return False
+        behind = await self._io(self.outbox.behind, entry)
+        if behind is None:
+            return False  # it blocks nothing: it keeps its place
+        if await self._send(client, destination, behind, out_of_turn=True) is None:
+            return False  # the destination fails too, not only this entry
+        await self._io(self.outbox.park, entry, self._now_ms())
+        log.warning("upstream.parked key=%s destination=%s attempts=%d failing_s=%.0f; the "
+                    "entry behind it went through, the queue goes on (homecare upstream "
+                    "requeue puts it back)", entry.key, _kind(entry.destination),
+                    entry.attempts + 1, (self._now_ms() - since) / 1000)
+        if self._metrics is not None:
+            self._metrics.parked.inc()
+        return True
+
     async def _send(self, client: httpx.AsyncClient, destination: Destination,
-                    entry: Entry) -> str | None:
+                    entry: Entry, *, out_of_turn: bool = False) -> str | None:
+        """Post ``entry``; returns ``delivered``, ``rejected``, or ``None`` when it is to be
+        retried (``out_of_turn``: it is not the head, and its failure only counts)."""
         sent_ms = self._now_ms()
         headers = {"Content-Type": "application/json", "Idempotency-Key": entry.key,
                    "X-Homecare-Signature": signature(destination.secret, entry.body, sent_ms)}
@@ -193,7 +238,8 @@ class Upstream:
             response = await client.post(destination.url, content=entry.body, headers=headers,
                                          timeout=destination.timeout_s)
         except httpx.HTTPError as exc:
-            await self._io(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300])
+            await self._io(self._retry, entry, None, f"{type(exc).__name__}: {exc}"[:300],
+                           out_of_turn)
             return None
         status = response.status_code
         if 200 <= status < 300:
@@ -202,7 +248,7 @@ class Upstream:
                 self._metrics.delivered.inc()
             return "delivered"
         if status in RETRY_STATUSES or status >= 500:
-            await self._io(self._retry, entry, status, response.text[:300])
+            await self._io(self._retry, entry, status, response.text[:300], out_of_turn)
             return None
         await self._io(self.outbox.rejected, entry, status, response.text[:300],
                        self._now_ms())
@@ -213,17 +259,26 @@ class Upstream:
             self._metrics.rejected.inc()
         return "rejected"
 
-    def _retry(self, entry: Entry, status: int | None, error: str) -> None:
+    def _retry(self, entry: Entry, status: int | None, error: str, out_of_turn: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.failures.labels("network" if status is None else str(status)).inc()
+        if out_of_turn:
+            self.outbox.attempted(entry, status, error)
+            return
         backoff = min(MAX_BACKOFF_S, 2.0 ** min(entry.attempts, 16))
         backoff *= 0.8 + 0.4 * self._rng.random()
-        self.outbox.retry(entry, self._now_ms() + int(backoff * 1000), status, error)
+        now = self._now_ms()
+        self.outbox.retry(entry, now + int(backoff * 1000), status, error, now)
         level = logging.WARNING if entry.attempts in (0, 5, 10) or entry.attempts % 50 == 0 \
             else logging.DEBUG
         log.log(level, "upstream.retry key=%s destination=%s attempt=%d status=%s error=%r "
                 "wait_s=%.1f", entry.key, _kind(entry.destination), entry.attempts + 1, status,
                 error[:120], backoff)
-        if self._metrics is not None:
-            self._metrics.failures.labels("network" if status is None else str(status)).inc()
+
+    def report(self) -> Report:
+        """Each destination's queue and the entries set aside (for the station's API; blocks
+        on SQLite: call it from a thread)."""
+        return self.outbox.report()
 
     def wake(self) -> None:
         """New entries are in the logs (an alert commit, a service record): look now."""
@@ -305,7 +360,8 @@ class Upstream:
                     if (wake := self._lanes.get(name)) is not None:
                         wake.set()
                 if self._metrics is not None:
-                    self._metrics.pending.set(await self._io(self.outbox.pending))
+                    self._metrics.pending.set(await self._io(self.outbox.count, "pending"))
+                    self._metrics.parked.set(await self._io(self.outbox.count, "parked"))
                 if self._store_failing:
                     log.info("upstream.store_resumed")
                     self._store_failing = False

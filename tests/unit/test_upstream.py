@@ -87,7 +87,8 @@ async def test_alert_changes_and_service_records_arrive_in_order_signed(
     assert record["visit"] == "v-1"
     assert record["hash"]
     assert record["prev_hash"]
-    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 5, "rejected": 0}
+    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 5, "rejected": 0,
+                                              "parked": 0}
 
 
 async def test_platform_down_then_back_delivers_everything_once_in_order(
@@ -204,7 +205,7 @@ async def test_delivered_entries_are_pruned_after_their_time_and_not_queued_agai
     assert outbox.prune(int(time.time() * 1000) - 60_000) == 0, "too recent"
     assert outbox.prune(int(time.time() * 1000) + 1) == 2
     assert world.upstream.pump() == 0, "the cursor remembers them"
-    assert outbox.counts() == {"pending": 0, "delivered": 0, "rejected": 0}
+    assert outbox.counts() == {"pending": 0, "delivered": 0, "rejected": 0, "parked": 0}
 
 
 async def test_operators_see_rejected_entries_and_queue_them_again(
@@ -221,7 +222,7 @@ async def test_operators_see_rejected_entries_and_queue_them_again(
     runner = CliRunner()
     status = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path)])
     assert status.exit_code == 0, status.output
-    assert "pending 0  delivered 1  rejected 1" in status.output
+    assert "pending 0  delivered 1  rejected 1  parked 0" in status.output
     assert "rejected gw-1/alert/1 to platform status 400" in status.output
     receiver.refuse = set()  # the platform was fixed
     retry = runner.invoke(app, ["upstream", "retry", "--data-dir", str(tmp_path)])
@@ -230,7 +231,8 @@ async def test_operators_see_rejected_entries_and_queue_them_again(
     world.upstream = world.open()
     await world.deliver_until(2)
     assert receiver.keys() == ["gw-1/alert/2", "gw-1/alert/1"]
-    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 2, "rejected": 0}
+    assert world.upstream.outbox.counts() == {"pending": 0, "delivered": 2, "rejected": 0,
+                                              "parked": 0}
     missing = runner.invoke(app, ["upstream", "status", "--data-dir", str(tmp_path / "none")])
     assert missing.exit_code == 1
     assert "no outbox" in missing.output
