@@ -17,6 +17,10 @@ Detectors keep their state in numpy arrays indexed by bed (or device) number and
   ``max_unregistered_beds``/``_devices`` of the others watched: the messages of any further
   one are left out of the rounds, so made-up ids cannot grow the detectors' arrays without end.
 
+It also knows whether the gateway's intake is up (:meth:`Fleet.intake_changed`: the broker
+connection, told by the gateway): while it is down no device can be heard, so silence says
+nothing about them, and once it is back they are judged from its return.
+
 The fleet wires them (a bed numbered for the first time gets its settings and zone at once;
 a sealed round is reconciled before any detector takes it) and answers for them, so a
 detector asks ``self.fleet`` and need not know which part holds what. ``update`` may be called
@@ -46,7 +50,7 @@ from gateway.detect._quarantine import (
     Quarantine,
 )
 from gateway.detect._rounds import EVALUATE_INTERVAL_MS, MAX_PENDING_MESSAGES, RoundBuffer
-from gateway.detect._table import grow
+from gateway.detect._table import NONE, grow
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -80,12 +84,24 @@ class Fleet:
         """Per bed number: listed in the registry (not registered on first sight)."""
         self.device_registered: Bool = np.zeros(0, np.bool_)
         """Per device number: listed in the registry on its bed."""
+        self.intake_up = True
+        """False while the gateway's intake (its broker connection) is down; replay and tests
+        never say otherwise."""
+        self.intake_since_ms = int(NONE)
+        """When the intake last came up (:data:`~gateway.detect._table.NONE`: never said)."""
         self.numbering = Numbering(on_new_bed=self._new_bed, on_new_device=self._new_device)
         self.presence = PresenceReconciler(self.numbering)
         for bed in self.registry.beds():
             self.bed_index(bed.site, bed.id)
             for device in bed.devices.values():
                 self.device_index(bed.site, bed.id, device.id, device.kind)
+
+    def intake_changed(self, *, up: bool, now_ms: int) -> None:
+        """The gateway's intake went down or came up at ``now_ms`` (any thread: two plain
+        attributes the detectors read at their next evaluation)."""
+        if up and not self.intake_up:
+            self.intake_since_ms = int(now_ms)
+        self.intake_up = up
 
     def _new_bed(self, index: int, site: str, bed: str) -> None:
         settings = self.settings.add_bed(index, site, bed)

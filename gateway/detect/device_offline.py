@@ -23,18 +23,28 @@ that was already there (two infrared sensors in two rooms) is no replacement: th
 one is still reported.
 
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
-half their limit or more, on at least :data:`DARK_SITE_MIN_BEDS` beds; devices already
-reported offline do not vote) is an outage of the
-site's link or of the gateway's own intake: it does not become one alert per device. Half the
-limit, so that the vote holds when the first device crosses its limit: the devices of a site
-that went dark all at once fall silent within a minute or so of each other, and counting only
-those past their full limit let the first one or two through as alerts. Dark sites are
-logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
-(:attr:`DeviceOfflineDetector.dark_sites`). Explicit last wills are still reported one by one.
-On a site with devices the registry lists, only those vote (and only its listed beds count):
-devices nobody registered falling silent in any number (a flood of made-up ids) never make a
-site dark and so never hide the failure of a listed one. On a site without listed devices,
-every device votes.
+half their limit or more, or announced offline by a last will, on at least
+:data:`DARK_SITE_MIN_BEDS` beds; devices already reported offline do not vote) is an outage of
+the site's link or power: it does not become one alert per device but one ``site_offline``
+finding for the site (:mod:`~gateway.detect._sites`: bed empty, the beds affected named in its
+evidence), raised when the first of its devices passes its own limit (or, for last wills, one
+evaluation round after they came), and cleared once the site is no longer dark; its devices
+still silent then are judged from its return (they get their limit again). Half the limit, so
+that the vote holds when the first device crosses its limit: the devices of a site that went
+dark all at once fall silent within a minute or so of each other, and counting only those past
+their full limit let the first one or two through as alerts. For the same reason a last will
+(a lost connection) on a site that could go dark is raised only one evaluation round after it
+came: the broker announces a whole site's devices over a few seconds when its link drops. Dark
+sites are also logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
+(:attr:`DeviceOfflineDetector.dark_sites`). On a site with devices the registry lists, only
+those vote (and only its listed beds count): devices nobody registered falling silent in any
+number (a flood of made-up ids) never make a site dark and so never hide the failure of a
+listed one. On a site without listed devices, every device votes.
+
+While the gateway's own intake is down (:meth:`Fleet.intake_changed
+<gateway.detect._fleet.Fleet.intake_changed>`: the broker connection lost) nothing is raised or
+cleared: no device can be heard, which says nothing about them. Once it is back, every device
+is judged from its return, as after a restart.
 
 For example, a call button's last will (the broker publishes it when the connection
 drops):
@@ -58,9 +68,11 @@ device_offline high button btn-1 announced offline
 from __future__ import annotations
 
 import logging
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 
 from alerts.model import AlertType, Finding, Severity
 from devices.devicetime import announced_offline_array, sent_ms_array
@@ -68,6 +80,7 @@ from devices.topics import Kind
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import Batch
 from gateway.detect._numbering import KIND_CODES, KINDS_BY_CODE
+from gateway.detect._sites import SiteOutages, SiteState
 from gateway.detect._table import NONE
 
 GOODBYE_GRACE_MS: Final = 45 * 60_000
@@ -81,6 +94,8 @@ DARK_VOTE: Final = 0.5
 log = logging.getLogger("homecare.detect")
 _BADGE: Final = KIND_CODES[Kind.BADGE]
 _BUTTON: Final = KIND_CODES[Kind.BUTTON]
+Bool = npt.NDArray[np.bool_]
+I64 = npt.NDArray[np.int64]
 
 
 class DeviceOfflineDetector(DetectorBase):
@@ -89,6 +104,8 @@ class DeviceOfflineDetector(DetectorBase):
     severity = Severity.MEDIUM
 
     def _declare(self) -> None:
+        self.outages = SiteOutages()
+        """The sites reported dark (:mod:`~gateway.detect._sites`)."""
         d = self.devices
         d.column("last_heard", np.int64, NONE)
         """Latest sign of life (send time, see the module docstring)."""
@@ -121,8 +138,15 @@ class DeviceOfflineDetector(DetectorBase):
     dark_sites: tuple[str, ...] = ()
     """Sites dark as a whole at the latest evaluation."""
 
-    def _dark_sites(self, tracked: np.ndarray, quiet: np.ndarray) -> np.ndarray:
-        """Per device: whether its site has gone dark as a whole."""
+    def _restore_extra(self, extra: Any, bed_map: Sequence[int]) -> None:
+        self.outages.restore(extra)
+
+    def _extra_state(self) -> Any:
+        return self.outages.state()
+
+    def _dark_sites(self, tracked: Bool, quiet: Bool) -> tuple[Bool, Bool, Bool]:
+        """Per device: whether its site has gone dark as a whole, whether its site could (it
+        has :data:`DARK_SITE_MIN_BEDS` beds), and whether the device votes."""
         fleet = self.fleet
         n = len(tracked)
         site = fleet.bed_site[fleet.device_bed[:n]]
@@ -136,7 +160,8 @@ class DeviceOfflineDetector(DetectorBase):
         bed_site = fleet.bed_site[: fleet.n_beds]
         counted = fleet.bed_registered[: fleet.n_beds] | ~vetted[bed_site]
         beds = np.bincount(bed_site[counted], minlength=sites)
-        dark = (beds >= DARK_SITE_MIN_BEDS) & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
+        possible = beds >= DARK_SITE_MIN_BEDS
+        dark = possible & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
         names = tuple(sorted(name for name, i in fleet.site_ids.items() if dark[i]))
         if names != self.dark_sites:
             gone, back = set(names) - set(self.dark_sites), set(self.dark_sites) - set(names)
@@ -146,22 +171,51 @@ class DeviceOfflineDetector(DetectorBase):
             for name in sorted(back):
                 log.info("detect.site_back site=%s", name)
             self.dark_sites = names
-        result: np.ndarray = dark[site]
-        return result
+        return dark[site], possible[site], tracked
+
+    def _site_states(self, dark: Bool, due: Bool, voters: Bool, quiet: Bool, will: Bool,
+                     last: I64) -> dict[str, SiteState]:
+        """The dark sites with a device due (one that would be reported on its own) or
+        already reported dark, as the site alert describes them."""
+        fleet = self.fleet
+        if not dark.any():
+            return {}
+        n = len(dark)
+        site = fleet.bed_site[fleet.device_bed[:n]]
+        names = {i: name for name, i in fleet.site_ids.items()}
+        due_sites = set(np.unique(site[due & dark]).tolist())
+        states: dict[str, SiteState] = {}
+        for i in np.unique(site[dark]).tolist():
+            name = names[i]
+            if i not in due_sites and name not in self.outages.reported:
+                continue
+            here = (site == i) & voters
+            members = np.flatnonzero(here & quiet)
+            states[name] = SiteState(
+                beds=tuple(sorted({fleet.device_keys[j][1] for j in members.tolist()})),
+                devices=int(here.sum()), silent=len(members),
+                wills=int(will[members].sum()),
+                started_at=int(last[members].min()) if len(members) else 0)
+        return states
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         fleet = self.fleet
         n = fleet.n_devices
-        if not n:
-            return []
+        if not n or not fleet.intake_up:
+            return []  # the gateway hears nobody: that says nothing about the devices
         d = self.devices
         own = d["heartbeat_ms"][:n]
         heartbeat = np.where(np.isnan(own), fleet.device_heartbeat_ms[:n], own)
         last = d["last_heard"][:n]
+        will_at = d["will_at"][:n]
         limit = heartbeat * fleet.offline_factor
-        silent = now_ms - last > limit
+        site = fleet.bed_site[fleet.device_bed[:n]]
+        # Watched since: the intake's return (a restart, a broker reconnected) and, for a site
+        # reported dark, its return: a device is silent only for longer than that.
+        since = self.outages.since(fleet.site_ids, fleet.n_sites, fleet.intake_since_ms)[site]
+        silent = now_ms - np.maximum(last, since) > limit
         quiet = now_ms - last > DARK_VOTE * limit
-        will = announced_offline_array(d["will_at"][:n], last)
+        will = announced_offline_array(will_at, last)
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
@@ -169,16 +223,33 @@ class DeviceOfflineDetector(DetectorBase):
         tracked &= ~replaced
         silent &= tracked
         # Devices already reported offline (dead for days, say) have no vote: otherwise a site
-        # with a few dead devices would count as dark and hide the next one to fail.
-        voters = tracked & ~active
-        silent[silent & ~active] &= ~self._dark_sites(voters, quiet)[silent & ~active]
+        # with a few dead devices would count as dark and hide the next one to fail. A last
+        # will votes as silence does: a link that drops makes the broker announce them all.
+        dark, possible, voters = self._dark_sites(tracked & ~active, quiet | will)
         # A device that said goodbye itself (switched off for a swap, not a lost connection)
-        # gets GOODBYE_GRACE_MS for its successor to speak before it counts as offline.
-        held = will & d["goodbye"][:n] & (now_ms - d["will_at"][:n] < GOODBYE_GRACE_MS)
-        desired = tracked & (silent | will) & ~(held & ~active)
+        # gets GOODBYE_GRACE_MS for its successor to speak before it counts as offline. A lost
+        # connection on a site that could go dark waits one evaluation round (from the will,
+        # or the site's return), so that the wills of a site whose link dropped, arriving over
+        # a few seconds, are judged together.
+        goodbye = d["goodbye"][:n]
+        held = will & ((goodbye & (now_ms - will_at < GOODBYE_GRACE_MS))
+                       | (~goodbye & possible & (now_ms - np.maximum(will_at, since)
+                                                 < fleet.evaluate_interval_ms)))
+        due = tracked & ~active & (silent | will) & ~held
+        gone = np.where(last == NONE, will_at, last)
+        sites = self.outages.judge(
+            now_ms, self._site_states(dark, due, voters, quiet | will, will, gone),
+            dark=set(self.dark_sites))
+        returned = [fleet.site_ids[f.site] for f in sites if not f.active]
+        if returned:  # watched from now on, as the next evaluations will (SiteOutages.since)
+            back = np.isin(site, returned)
+            silent &= ~back
+            held |= will & ~goodbye & possible & back
+        # Devices of a dark site are the site's alert, not alerts of their own.
+        desired = tracked & (silent | will) & ~(held & ~active) & ~(dark & ~active)
         on, off = transitions(active, desired)
         findings: list[Finding] = []
-        last = np.where(last == NONE, d["will_at"][:n], last)
+        last = gone
         for i in on.tolist():
             d["active_since"][i] = last[i]
             _, _, device = fleet.device_keys[i]
@@ -214,7 +285,7 @@ class DeviceOfflineDetector(DetectorBase):
                 severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
                 summary=summary, evidence=evidence))
             d["active_since"][i] = NONE
-        return findings
+        return findings + sites
 
     def _groups(self, n: int) -> np.ndarray:
         """Per device: a number shared by the devices of the same bed and kind."""

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from alerts.model import AlertType, Finding, Severity
 from devices import Message, Registry
 from gateway.detect import DeviceOfflineDetector
 from tests.unit.test_detect_support import (
@@ -16,6 +17,9 @@ from tests.unit.test_detect_support import (
 
 ZONE = "UTC"
 T0 = at("2026-11-02", "08:00", ZONE)
+OFFLINE, SITE_OFFLINE = AlertType.DEVICE_OFFLINE, AlertType.SITE_OFFLINE
+LIMIT = 15 * MINUTE
+"""The sensors' limit: a status promised every 300 s, times the default offline factor 3."""
 
 
 def detector(registry: Registry | None = None) -> DeviceOfflineDetector:
@@ -93,7 +97,8 @@ def test_a_whole_site_going_quiet_is_one_outage_not_an_alert_per_device() -> Non
     traffic += [p for n in range(4) for p in sensor(f"b{n}", T0, T0 + 4 * HOUR, site="lit")]
     traffic += sensor("b9", T0, T0 + 2 * HOUR, site="lit")  # one device of a live site
     findings = opened(run(detector(), traffic, start=T0, end=T0 + 4 * HOUR))
-    assert [(f.site, f.bed) for f in findings] == [("lit", "b9")]
+    assert [(f.type, f.site, f.bed) for f in findings] == [
+        (SITE_OFFLINE, "dark", ""), (OFFLINE, "lit", "b9")]
 
 
 def test_a_site_whose_devices_fall_silent_within_a_minute_is_dark_from_the_first() -> None:
@@ -105,7 +110,7 @@ def test_a_site_whose_devices_fall_silent_within_a_minute_is_dark_from_the_first
     traffic += [p for n in range(4) for p in sensor(f"b{n}", T0, T0 + 3 * HOUR, site="lit")]
     offline = detector()
     findings = run(offline, traffic, start=T0, end=T0 + 2 * HOUR)
-    assert opened(findings) == []
+    assert [(f.type, f.site) for f in opened(findings)] == [(SITE_OFFLINE, "dark")]
     assert offline.dark_sites == ("dark",)
 
 
@@ -196,3 +201,111 @@ def test_one_of_two_sensors_of_a_bed_failing_is_still_reported() -> None:
     [raised] = opened(findings)
     assert raised.episode == "ir-bedroom"
     assert cleared(findings) == []
+
+
+# --- a whole site dark: one site alert ------------------------------------------------------
+
+
+def will(bed: str, received: int, *, site: str = "s1") -> tuple[int, Message]:
+    """The broker's last will for a bed's infrared sensor: seq 0, the connect time."""
+    return (received, status(bed, "infrared", received, state="offline", seq=0,
+                             ts=T0 - 3 * HOUR, site=site))
+
+
+def site_findings(findings: list[Finding]) -> list[Finding]:
+    return [f for f in findings if f.type is SITE_OFFLINE]
+
+
+def test_a_dark_site_is_one_site_alert_naming_its_beds_and_closes_when_they_return() -> None:
+    silent, back = T0 + HOUR, T0 + 3 * HOUR
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, silent, site="dark")]
+    traffic += [p for n in range(4) for p in sensor(f"b{n}", back, back + HOUR, site="dark")]
+    traffic += [p for n in range(4) for p in sensor(f"b{n}", T0, back + HOUR, site="lit")]
+    findings = run(detector(), traffic, start=T0, end=back + HOUR)
+    assert [f for f in findings if f.type is OFFLINE] == []
+    raised, closed = site_findings(findings)
+    assert (raised.site, raised.bed, raised.episode, raised.active) == ("dark", "", "", True)
+    assert raised.severity is Severity.HIGH
+    # Within the devices' limit of their last message (and the minute's evaluation round).
+    assert raised.started_at is not None
+    assert silent - MINUTE <= raised.started_at < silent
+    assert raised.at - raised.started_at <= LIMIT + MINUTE
+    assert raised.evidence["beds"] == ["b0", "b1", "b2", "b3"]
+    assert raised.evidence["beds_count"] == 4
+    assert (raised.evidence["devices"], raised.evidence["silent"]) == (4, 4)
+    assert "b0" in raised.summary or "4 beds" in raised.summary
+    assert not closed.active
+    assert back <= closed.at <= back + 2 * MINUTE
+
+
+def test_a_site_losing_its_link_is_one_site_alert_not_a_last_will_per_device() -> None:
+    # The broker publishes the wills of a site's devices within seconds when its link drops;
+    # here the first comes just before an evaluation round and the rest just after it.
+    lost = T0 + HOUR
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, lost, site="cut")]
+    traffic += [will(f"b{n}", lost + 58_000 + 3_000 * n, site="cut") for n in range(4)]
+    traffic += [p for n in range(4) for p in sensor(f"b{n}", lost + HOUR, lost + 2 * HOUR,
+                                                     site="cut")]
+    findings = run(detector(), traffic, start=T0, end=lost + 2 * HOUR)
+    assert [f for f in findings if f.type is OFFLINE] == []
+    raised, closed = site_findings(findings)
+    assert raised.site == "cut"
+    assert raised.at - lost <= 3 * MINUTE
+    assert raised.evidence["last_wills"] == 4
+    assert raised.evidence["beds"] == ["b0", "b1", "b2", "b3"]
+    assert not closed.active
+    assert lost + HOUR <= closed.at <= lost + HOUR + 2 * MINUTE
+
+
+def test_a_last_will_on_a_site_that_stays_lit_is_raised_within_two_rounds() -> None:
+    lost = T0 + HOUR
+    traffic = [p for n in range(1, 4) for p in sensor(f"b{n}", T0, lost + HOUR)]
+    traffic += [*sensor("b0", T0, lost), will("b0", lost + 58_000)]
+    [raised] = opened(run(detector(), traffic, start=T0, end=lost + HOUR))
+    assert (raised.type, raised.bed, raised.evidence["reason"]) == (OFFLINE, "b0", "last_will")
+    assert raised.at - (lost + 58_000) <= 2 * MINUTE
+
+
+def test_devices_still_silent_when_their_site_returns_get_their_limit_from_the_return(
+        ) -> None:
+    silent, back = T0 + HOUR, T0 + 3 * HOUR
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, silent, site="dark")]
+    traffic += [p for n in range(3) for p in sensor(f"b{n}", back, back + 2 * HOUR,
+                                                     site="dark")]
+    findings = run(detector(), traffic, start=T0, end=back + 2 * HOUR)
+    assert [f.active for f in site_findings(findings)] == [True, False]
+    [b3] = [f for f in findings if f.type is OFFLINE]
+    assert (b3.bed, b3.active) == ("b3", True)
+    assert back + LIMIT <= b3.at <= back + LIMIT + 2 * MINUTE
+
+
+def test_while_the_gateways_intake_is_down_nothing_goes_offline_and_then_from_its_return(
+        ) -> None:
+    # The broker connection lost: no device is heard, and that says nothing about them.
+    down, up = T0 + HOUR, T0 + 3 * HOUR
+    offline = detector()
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, down)]
+    traffic += [p for n in range(3) for p in sensor(f"b{n}", up, up + 2 * HOUR)]
+    findings = run(offline, traffic, start=T0, end=down)
+    offline.fleet.intake_changed(up=False, now_ms=down)
+    findings += run(offline, [], start=down + 10_000, end=up)
+    assert findings == []
+    offline.fleet.intake_changed(up=True, now_ms=up)
+    findings += run(offline, [p for p in traffic if p[0] >= up], start=up + 10_000,
+                    end=up + 2 * HOUR)
+    [b3] = findings
+    assert (b3.type, b3.bed, b3.active) == (OFFLINE, "b3", True)
+    assert up + LIMIT <= b3.at <= up + LIMIT + 2 * MINUTE
+
+
+def test_a_site_reported_dark_is_still_known_after_a_restore_and_closes() -> None:
+    silent, back = T0 + HOUR, T0 + 3 * HOUR
+    traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, silent, site="dark")]
+    before = detector()
+    [raised] = site_findings(run(before, traffic, start=T0, end=T0 + 2 * HOUR))
+    assert raised.active
+    after = detector()
+    after.restore(before.state())
+    later = [p for n in range(4) for p in sensor(f"b{n}", back, back + HOUR, site="dark")]
+    [closed] = run(after, later, start=T0 + 2 * HOUR, end=back + HOUR)
+    assert (closed.type, closed.site, closed.active) == (SITE_OFFLINE, "dark", False)
