@@ -529,6 +529,13 @@ class Settings(BaseSettings):
         default=10.0, gt=0, le=300, json_schema_extra={"unit": "s"},
         description="Time-out of one upstream request; a request that times out is retried "
         "later (the outbox keeps it).")
+    upstream_park_after_s: float = Field(
+        default=3600.0, ge=1, json_schema_extra={"unit": "s"},
+        description="Retry horizon: an entry still failing this long after its first failure "
+        "is parked (set aside, kept, shown by `homecare upstream status`, the station's API and "
+        "`homecare_upstream_parked`) as soon as the entry behind it goes through, so it no longer "
+        "blocks its destination's queue; put back with `homecare upstream requeue`. A "
+        "destination that fails everything parks nothing.")
 
     # --- logging ------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -575,13 +582,6 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("alert_outcomes")
-    upstream_park_after_s: float = Field(
-        default=3600.0, ge=1, json_schema_extra={"unit": "s"},
-        description="Retry horizon: an entry still failing this long after its first failure "
-        "is parked (set aside, kept, shown by `homecare upstream status`, the station's API and "
-        "`homecare_upstream_parked`) as soon as the entry behind it goes through, so it no longer "
-        "blocks its destination's queue; put back with `homecare upstream requeue`. A "
-        "destination that fails everything parks nothing.")
     @classmethod
     def _outcomes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         ResponsePlan(outcomes=value, checklists={})
