@@ -430,6 +430,50 @@ class Settings(BaseSettings):
         description="Response checklist of a service anomaly (a visit the sensors do not "
         "confirm), as above.")
 
+    # Service supervision (issue #14): each caregiver visit cross-checked with the plans and
+    # the sensors; flagged visits are `service_anomaly` alerts.
+    service_catalogue: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_CATALOGUE,
+        description="The service items a visit may bill and a plan may list: `code:minutes` "
+        "(the minutes the item is expected to take) or `code:minutes:recorded` (its delivery "
+        "must be covered by an audio or infrared recording). Comma-separated in the "
+        "environment.")
+    service_anomaly_severity: Literal["critical", "high", "medium", "low"] = Field(
+        default="medium",
+        description="Severity of a `service_anomaly` alert (a visit the plans or the sensors "
+        "do not confirm, a planned visit that never happened).")
+    service_short_share: float = Field(
+        default=0.5, gt=0, lt=1, json_schema_extra={"unit": "share"},
+        description="A visit is too short when the caregiver was sensed (more people at home "
+        "than the household's usual count) for less than this share of the time claimed (the "
+        "stay, or the billed items' minutes when longer), and at least 15 minutes less.")
+    service_checkout_grace_s: float = Field(
+        default=1200.0, ge=60, le=86_400, json_schema_extra={"unit": "s"},
+        description="A visit with no check-out is flagged this long after the caregiver was "
+        "last sensed at the home.")
+    service_visit_max_s: float = Field(
+        default=14_400.0, ge=600, le=86_400, json_schema_extra={"unit": "s"},
+        description="A visit with no check-out is flagged at the latest this long after its "
+        "check-in (also without sensors).")
+    service_window_tolerance_s: float = Field(
+        default=900.0, ge=0, le=43_200, json_schema_extra={"unit": "s"},
+        description="How far a visit may begin before, or end after, its planned window "
+        "before it is flagged as outside it.")
+    service_missed_grace_s: float = Field(
+        default=3600.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
+        description="A planned visit with no check-in is flagged as never happened this long "
+        "after its window ended.")
+    service_recording_coverage: float = Field(
+        default=0.5, gt=0, le=1, json_schema_extra={"unit": "share"},
+        description="A visit billing an item that must be recorded needs recordings (clips "
+        "of the home's infrared or audio recorder, started and stopped) covering at least "
+        "this share of it.")
+    service_open_visits_max: int = Field(
+        default=20_000, ge=10, le=10_000_000, json_schema_extra={"unit": "visits"},
+        description="Visits the gateway follows at once (checked in and not yet judged); past "
+        "it the oldest open one is dropped (logged). An open visit is given up a day after "
+        "its check-in.")
+
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = Field(
         default=None,
@@ -611,6 +655,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{topic!r}: {problem}")
         if len(set(value)) != len(value):
             raise ValueError("a topic filter is given twice")
+        return value
+
+    @field_validator("service_catalogue", mode="before")
+    @classmethod
+    def _catalogue_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("service_catalogue")
+    @classmethod
+    def _catalogue(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        Catalogue.parse(value)
         return value
 
     @field_validator("http_trusted_proxies")

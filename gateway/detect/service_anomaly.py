@@ -1,26 +1,58 @@
-"""``service_anomaly``: a caregiver visit whose badge record disagrees with the sensors.
+"""``service_anomaly``: a caregiver visit that the plans, the sensors or the recordings do not
+confirm, and a planned visit that never happened.
 
-A visit opens with a badge ``check_in`` and closes with its ``check_out`` (same ``visit``
-id); the episode is the visit id. Three cross-checks:
+(A module over 400 lines: the cross-checks judge one visit together, each reason beside the
+others, with the visit's bookkeeping; what they share with nothing else lives in ``_visits``
+and ``_planbook``.)
 
-* **nobody sensed**: checked in and out while the infrared sensor, reporting throughout,
-  never saw more people than live there (the household's usual count, below).
-* **too short**: checked out after less than :data:`SHORT_SHARE` of the time the billed
-  services take (:data:`devices.SERVICE_MINUTES`), and at least :data:`SHORT_MIN_MS` less.
-* **no check-out**: the visit is over (nobody but the resident for
-  :data:`NO_CHECKOUT_GRACE_MS`) or has lasted :data:`MAX_VISIT_MS`, and no check-out came.
-  A late check-out clears it.
+**Visits.** A visit opens with a check-in and closes with its check-out, by a badge
+(``badge/event``) or by the caregiver app through the API, which the detector reads from the
+service log (:meth:`ServiceAnomalyDetector.configure`, ``visit_log``), so both paths are
+checked alike; the log also gives back, after a restart, the check-ins and check-outs that
+came while the detectors' last snapshot was being overtaken. A visit is keyed by site, bed,
+caregiver and visit id (:func:`~gateway.detect._visits.visit_key`), never by the visit id
+alone. At most ``open_visits_max`` visits are followed at once (the oldest open one is
+dropped beyond, counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open
+visit is given up :data:`OPEN_VISIT_EXPIRY_MS` after its check-in; judged visits are kept
+:data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings, plan marks and
+the service-log cursor are in the detector's snapshot.
 
-The first two are decided :data:`SETTLE_MS` after the check-out, so that sensor data held up
-by the home network is in.
+**The cross-checks** (evidence ``reasons``, in this order; ``anomaly`` is the first), decided
+:data:`SETTLE_MS` after the check-out, so that data held up by the home network is in:
+
+* ``nobody_sensed``: the infrared sensor counted people throughout (at least
+  :data:`MIN_SENSED_SAMPLES` samples) and never more than the household's usual count;
+* ``too_short``: the caregiver (more people than the household's usual count) was sensed for
+  less than ``short_share`` of the time claimed, and at least :data:`SHORT_MIN_MS` less. The
+  time claimed is the stay (check-in to check-out) or the billed items' minutes in the
+  catalogue when longer; the sensed time is the stay times the share of samples with the
+  caregiver (without enough samples: the stay, so the catalogue alone decides only then);
+* ``no_recording``: an item billed (or, without a check-out list, planned) must be recorded
+  (catalogue) and the clips of the bed's recorders overlapping the visit cover less than
+  ``recording_coverage`` of it. Evidence: every clip linked to the visit with its id,
+  device, times, duration and hash;
+* ``outside_window``: it began more than ``window_tolerance`` before its plan's window, or
+  ended (or began) more than that after it; ``unplanned``: it took no plan although its bed
+  has plans (a bed nobody plans is not judged by plans);
+* ``overlap``: the same caregiver was checked in at another home (any bed or site of this
+  gateway) for more than :data:`OVERLAP_TOLERANCE_MS` of it; raised on the visit checked in
+  later, naming the other. An open visit there ends where the caregiver was last sensed.
+
+Two more are raised while a visit is open or a plan is due:
+
+* ``no_checkout``: the caregiver left (sensed, then not for ``checkout_grace``) or the visit
+  has lasted ``visit_max``; a late check-out clears it (then the time claimed is the billed
+  items' alone), or turns it into the reasons it has;
+* ``missed``: a plan's window ended ``missed_grace`` ago and no visit took it (episode
+  ``plan:<id>``); a visit taking it later clears it.
 
 **The household.** The caregiver is the one person more than usual. How many people usually
 are at home is learnt per bed from the infrared ``people`` count outside visits, with someone
 home (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples with at
 least two, and at least three, people; over one half counts): an elderly couple is two, so the
 spouse is never taken for the caregiver. It starts as a household of one (the safe default of
-a new bed: a couple's second person counts as a visitor for the first hours, as before) and
-follows a change (a spouse moving in or away) within a day. Evidence names the count used.
+a new bed: a couple's second person counts as a visitor for the first hours) and follows a
+change within a day. Evidence names the count used.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -38,53 +70,114 @@ each):
 ...                  services=["bathing", "rehab"], **visit)]
 >>> detector.update(badge, [ten_am, ten_am + 300_000])
 >>> [finding] = detector.evaluate(ten_am + 360_000)
->>> print(finding.type, finding.severity, finding.summary)
-service_anomaly medium checked out after 5 min; services claim 60 min
+>>> print(finding.type, finding.severity, finding.evidence["reasons"])
+service_anomaly medium ['too_short', 'no_recording']
+>>> print(finding.summary)  # doctest: +ELLIPSIS
+visit v-1 by c-1: checked out after 5 min; services claim 60 min; no recording of bathing, ...
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
 
 import msgspec
 import numpy as np
 
-from alerts.model import AlertType, Finding, Severity
-from devices import SERVICE_MINUTES, BadgeEvent
+from alerts import DEFAULT_CATALOGUE, Catalogue, Finding, PlannedVisit, Severity, StorageError
+from alerts.model import AlertType
+from devices import BadgeEvent, RecordingEvent
+from devices.devicetime import CLOCK_TRUST_MS
+from gateway.config import Settings
 from gateway.detect._base import DetectorBase, rounded
 from gateway.detect._batch import Batch
+from gateway.detect._planbook import PlanBook, PlanSource
 from gateway.detect._table import NONE
+from gateway.detect._visits import Clip, ClipShelf, Visit, coverage, visit_key
+
+log = logging.getLogger("homecare.detect.service")
 
 MINUTE_MS: Final = 60_000
-
-UNKNOWN_SERVICE_MINUTES: Final = 15.0
-SHORT_SHARE: Final = 0.5
+HOUR_MS: Final = 60 * MINUTE_MS
 SHORT_MIN_MS: Final = 15 * MINUTE_MS
 SETTLE_MS: Final = 60_000
 MIN_SENSED_SAMPLES: Final = 5
-"""Infrared samples needed during a visit before "nobody sensed" can be claimed."""
-NO_CHECKOUT_GRACE_MS: Final = 20 * MINUTE_MS
-MAX_VISIT_MS: Final = 4 * 60 * MINUTE_MS
+"""Infrared samples needed during a visit before what they show is believed."""
 FRESH_MS: Final = 10 * MINUTE_MS
 """Infrared data received within this counts as the sensor still reporting."""
-KEEP_MS: Final = 24 * 60 * MINUTE_MS
-"""Visits are forgotten this long after they were decided."""
-HOUSEHOLD_TAU_MS: Final = 12 * 60 * MINUTE_MS
+KEEP_MS: Final = 24 * HOUR_MS
+"""Judged visits (and recordings) are forgotten this long after."""
+OPEN_VISIT_EXPIRY_MS: Final = 24 * HOUR_MS
+OVERLAP_TOLERANCE_MS: Final = 2 * MINUTE_MS
+"""Badge clocks of two homes may disagree this much."""
+HOUSEHOLD_TAU_MS: Final = 12 * HOUR_MS
 """Time constant of the household's usual people count."""
+LOG_PAGE: Final = 1000
+LOG_INTERVAL_S: Final = 60.0
 
 
-class _Visit(msgspec.Struct, kw_only=True):
-    visit: str
-    bed: int
+@dataclass(frozen=True, kw_only=True)
+class ServiceChecks:
+    """The thresholds of the cross-checks (the ``service_*`` settings: :func:`service_checks`)."""
+
+    catalogue: Catalogue = field(default_factory=lambda: Catalogue.parse(DEFAULT_CATALOGUE))
+    severity: Severity = Severity.MEDIUM
+    short_share: float = 0.5
+    checkout_grace_ms: int = 20 * MINUTE_MS
+    visit_max_ms: int = 4 * HOUR_MS
+    window_tolerance_ms: int = 15 * MINUTE_MS
+    missed_grace_ms: int = HOUR_MS
+    recording_coverage: float = 0.5
+    open_visits_max: int = 20_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.short_share < 1 or not 0 < self.recording_coverage <= 1:
+            raise ValueError("short_share must be in (0, 1), recording_coverage in (0, 1]")
+        if min(self.checkout_grace_ms, self.visit_max_ms, self.open_visits_max) < 1 or min(
+                self.window_tolerance_ms, self.missed_grace_ms) < 0:
+            raise ValueError("durations and open_visits_max must be positive")
+
+
+def service_checks(settings: Settings) -> ServiceChecks:
+    """The cross-checks' thresholds from the gateway's ``service_*`` settings."""
+    s = settings
+    return ServiceChecks(
+        catalogue=Catalogue.parse(s.service_catalogue),
+        severity=Severity(s.service_anomaly_severity), short_share=s.service_short_share,
+        checkout_grace_ms=round(s.service_checkout_grace_s * 1000),
+        visit_max_ms=round(s.service_visit_max_s * 1000),
+        window_tolerance_ms=round(s.service_window_tolerance_s * 1000),
+        missed_grace_ms=round(s.service_missed_grace_s * 1000),
+        recording_coverage=s.service_recording_coverage,
+        open_visits_max=s.service_open_visits_max)
+
+
+class VisitRecord(Protocol):
+    """What the detector reads of a service-log record (:class:`alerts.ServiceLog`)."""
+
+    seq: int
+    at: int
+    recorded_at: int
+    site: str
+    bed: str
     caregiver: str
-    check_in: int
-    people_before: int
-    samples_before: int
-    check_out: int | None = None
-    services: list[str] = msgspec.field(default_factory=list)
-    decided_at: int | None = None
-    anomaly: str | None = None
-    """``nobody_sensed``, ``too_short`` or ``no_checkout`` once raised."""
+    visit: str
+    event: str
+    method: str | None
+    services: tuple[str, ...] | None
+    source: str
+
+
+class VisitLog(Protocol):
+    """The service log, read by cursor (:meth:`alerts.ServiceLog.query`)."""
+
+    def query(self, *, since: int | None = None, after_seq: int | None = None,
+              newest_first: bool = True, limit: int = 100) -> Sequence[VisitRecord]: ...
+
+    def head(self) -> tuple[int, str]: ...
 
 
 class ServiceAnomalyDetector(DetectorBase):
@@ -94,46 +187,195 @@ class ServiceAnomalyDetector(DetectorBase):
 
     def _declare(self) -> None:
         b = self.beds
-        b.column("people", np.int64, 0)
-        """Infrared samples seen with more people than the household (cumulative)."""
         b.column("two_or_more", np.float64, 0.0)
         b.column("three_or_more", np.float64, 0.0)
         """Time-weighted share of samples outside visits with at least 2 (3) people."""
         b.column("household_at", np.int64, NONE)
         """Receipt time of the latest sample the household was learnt from."""
-        b.column("samples", np.int64, 0)
-        b.column("people_last", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
-        self._visits: dict[str, _Visit] = {}
+        self.checks = ServiceChecks()
+        self.book = PlanBook()
+        self.clips = ClipShelf()
+        self._log: VisitLog | None = None
+        self._log_cursor: int | None = None
+        self._log_failing = False
+        self._active: dict[str, Visit] = {}
+        """Visits not judged yet, by key, in check-in order of arrival."""
+        self._done: dict[str, Visit] = {}
+        """Judged visits, in the order they were judged."""
+        self._by_caregiver: dict[str, set[str]] = {}
+        self._watching_since: int | None = None
+        self._now: int | None = None
+        self._pending: list[Finding] = []
+        self.dropped_visits = 0
+        self._dropped_logged_at = 0.0
+
+    def configure(self, *, checks: ServiceChecks | None = None, plans: PlanSource | None = None,
+                  visit_log: VisitLog | None = None) -> None:
+        """The station's thresholds, its plan store and its service log (the app path); the
+        gateway calls it once, before restoring the snapshot."""
+        if checks is not None:
+            self.checks = checks
+        if plans is not None:
+            self.book.source = plans
+        if visit_log is not None:
+            self._log = visit_log
+
+    def open_visits(self) -> list[Visit]:
+        """The visits not judged yet."""
+        return list(self._active.values())
+
+    # --- state --------------------------------------------------------------------------------
 
     def _extra_state(self) -> Any:
-        return msgspec.to_builtins(list(self._visits.values()))
+        return {"active": msgspec.to_builtins(list(self._active.values())),
+                "done": msgspec.to_builtins(list(self._done.values())),
+                "clips": msgspec.to_builtins(self.clips.dump()),
+                "book": self.book.dump(), "log_cursor": self._log_cursor,
+                "watching_since": self._watching_since, "dropped": self.dropped_visits}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
-        if not extra:
+        if not isinstance(extra, dict):
+            return  # a snapshot of the detector before visits were keyed: start afresh
+        for name, into in (("active", self._active), ("done", self._done)):
+            for visit in msgspec.convert(extra.get(name, []), list[Visit]):
+                if visit.bed >= 0:
+                    visit.bed = bed_map[visit.bed]
+                into[visit.key] = visit
+                self._by_caregiver.setdefault(visit.caregiver, set()).add(visit.key)
+        self.clips.load(msgspec.convert(extra.get("clips", []), list[tuple[int, list[Clip]]]),
+                        bed_map)
+        self.book.load(extra.get("book", {}))
+        self._log_cursor = extra.get("log_cursor")
+        self._watching_since = extra.get("watching_since")
+        self.dropped_visits = int(extra.get("dropped", 0))
+
+    # --- taking in ----------------------------------------------------------------------------
+
+    def evaluate(self, now_ms: int) -> list[Finding]:
+        self._now = int(now_ms)
+        return super().evaluate(now_ms)
+
+    def _catch_up(self) -> None:
+        self._read_log()
+        super()._catch_up()
+
+    def _read_log(self) -> None:
+        """Check-ins and check-outs recorded in the service log since the cursor (the app's,
+        and after a restart the badges' too; those seen already change nothing)."""
+        if self._log is None or self._now is None:
             return
-        for visit in msgspec.convert(extra, list[_Visit]):
-            visit.bed = bed_map[visit.bed]
-            self._visits[visit.visit] = visit
+        try:
+            if self._log_cursor is None:
+                first = self._log.query(since=self._now - self.checks.visit_max_ms,
+                                        newest_first=False, limit=1)
+                self._log_cursor = (first[0].seq - 1) if first else self._log.head()[0]
+            while True:
+                records = self._log.query(after_seq=self._log_cursor, newest_first=False,
+                                          limit=LOG_PAGE)
+                for r in records:
+                    t = r.at if abs(r.at - r.recorded_at) <= CLOCK_TRUST_MS else r.recorded_at
+                    self._visit_event(r.site, r.bed, None, r.caregiver, r.visit, r.event, t,
+                                      r.services, r.method, r.source)
+                    self._log_cursor = r.seq
+                if len(records) < LOG_PAGE:
+                    break
+        except StorageError as exc:
+            if not self._log_failing:
+                self._log_failing = True
+                log.error("detect.service_log_unreadable error=%s; app check-ins wait until it "
+                          "can be read", exc)
+            return
+        self._log_failing = False
 
     def _update(self, batch: Batch) -> None:
-        b = self.beds
+        keys = self.fleet.bed_keys
         for record in batch.events:
             event = record.event
             if isinstance(event, BadgeEvent):
-                self._badge(event, record.bed, record.t)
+                site, bed_id = keys[record.bed]
+                self._visit_event(site, bed_id, record.bed, event.caregiver, event.visit,
+                                  event.event, record.t, event.services, event.method, "badge")
+            elif isinstance(event, RecordingEvent):
+                device = self.fleet.device_keys[record.device][2]
+                if event.event == "recording_started":
+                    self.clips.started(record.bed, device, event.clip, record.t)
+                else:
+                    self.clips.stopped(record.bed, device, event.clip, record.t,
+                                       event.duration_s, event.sha256)
         ir = batch.infrared
         known = ~np.isnan(ir.people)
-        if known.any():
-            bed = ir.bed[known]
-            people = ir.people[known]
-            received = ir.received[known]
-            np.add.at(b["samples"], bed, 1)
-            np.maximum.at(b["last_received"], bed, received)
-            more = people > self.household(bed)
-            np.add.at(b["people"], bed[more], 1)
-            np.maximum.at(b["people_last"], bed[more], ir.t[known][more])
-            self._learn_household(bed, people, received)
+        if not known.any():
+            return
+        bed, people, received, t = (ir.bed[known], ir.people[known], ir.received[known],
+                                    ir.t[known])
+        np.maximum.at(self.beds["last_received"], bed, received)
+        self._sense(bed, people, t)
+        self._learn_household(bed, people, received)
+
+    def _visit_event(self, site: str, bed_id: str, bed: int | None, caregiver: str, visit: str,
+                     event: str, t: int, services: Iterable[str] | None, method: str | None,
+                     source: str) -> None:
+        key = visit_key(site, bed_id, caregiver, visit)
+        found = self._active.get(key) or self._done.get(key)
+        if event == "check_in":
+            if found is not None:
+                return
+            if bed is None:
+                bed = (self.fleet.bed_index(site, bed_id)
+                       if self.fleet.numbering.has_bed(site, bed_id) else -1)
+            opened = Visit(site=site, bed_id=bed_id, bed=bed, caregiver=caregiver, visit=visit,
+                           source=source, method=method, check_in=t)
+            self._active[key] = opened
+            self._by_caregiver.setdefault(caregiver, set()).add(key)
+            _, was_missed = self.book.match(opened)
+            if was_missed:
+                self._pending.append(self._missed_cleared(opened))
+            self._bound(t)
+        elif found is not None and found.check_out is None and found.decided_at is None:
+            found.check_out = max(t, found.check_in)
+            found.services = list(services or ())
+
+    def _bound(self, t: int) -> None:
+        excess = len(self._active) - self.checks.open_visits_max
+        if excess <= 0:
+            return
+        for key in list(self._active)[:excess]:
+            self._retire(self._active[key], t)
+        self.dropped_visits += excess
+        clock = time.monotonic()
+        if clock - self._dropped_logged_at >= LOG_INTERVAL_S:
+            self._dropped_logged_at = clock
+            log.warning("detect.visits_dropped total=%d open_visits_max=%d; the oldest open "
+                        "visits are no longer followed", self.dropped_visits,
+                        self.checks.open_visits_max)
+
+    def _sense(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
+        """Count each open visit's samples, and those with the caregiver."""
+        watched: dict[int, list[Visit]] = {}
+        for visit in self._active.values():
+            if visit.bed >= 0:
+                watched.setdefault(visit.bed, []).append(visit)
+        if not watched:
+            return
+        chosen = np.flatnonzero(np.isin(bed, np.fromiter(watched, np.int64, len(watched))))
+        if not chosen.size:
+            return
+        bed, people, t = bed[chosen], people[chosen], t[chosen]
+        extra = people > self.household(bed)
+        for number, visits in watched.items():
+            mine = bed == number
+            if not mine.any():
+                continue
+            for visit in visits:
+                end = visit.check_out if visit.check_out is not None else np.iinfo(np.int64).max
+                during = mine & (t >= visit.check_in) & (t < end)
+                visit.samples += int(during.sum())
+                seen = during & extra
+                if seen.any():
+                    visit.extra += int(seen.sum())
+                    last = int(t[seen].max())
+                    visit.extra_last = max(last, visit.extra_last or last)
 
     def household(self, bed: np.ndarray) -> np.ndarray:
         """How many people usually are at home, per bed (1 until learnt otherwise)."""
@@ -142,10 +384,14 @@ class ServiceAnomalyDetector(DetectorBase):
                              + (b["three_or_more"][bed] > 0.5).astype(np.int64))
         return usual
 
+    def _household_of(self, visit: Visit) -> int:
+        return int(self.household(np.array([visit.bed]))[0]) if visit.bed >= 0 else 1
+
     def _learn_household(self, bed: np.ndarray, people: np.ndarray, received: np.ndarray
                          ) -> None:
         """Fold samples with someone home and no visit open into the household's count."""
-        open_beds = [v.bed for v in self._visits.values() if v.check_out is None]
+        open_beds = [v.bed for v in self._active.values()
+                     if v.check_out is None and v.bed >= 0]
         home = people >= 1
         if open_beds:
             home &= ~np.isin(bed, open_beds)
@@ -166,94 +412,236 @@ class ServiceAnomalyDetector(DetectorBase):
             b[column][beds] += weight * (share - b[column][beds])
         b["household_at"][beds] = latest[beds]
 
-    def _badge(self, event: BadgeEvent, bed: int, t: int) -> None:
-        visit = self._visits.get(event.visit)
-        if event.event == "check_in":
-            if visit is None:
-                self._visits[event.visit] = _Visit(
-                    visit=event.visit, bed=bed, caregiver=event.caregiver, check_in=t,
-                    people_before=int(self.beds["people"][bed]),
-                    samples_before=int(self.beds["samples"][bed]))
-        elif visit is not None and visit.check_out is None:
-            visit.check_out = max(t, visit.check_in)
-            visit.services = list(event.services or ())
+    # --- judging ------------------------------------------------------------------------------
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
-        if not self._visits:
-            return []
-        b = self.beds
-        findings: list[Finding] = []
-        forget: list[str] = []
-        for key, visit in self._visits.items():
-            if visit.decided_at is not None:
-                if now_ms - visit.decided_at > KEEP_MS:
-                    forget.append(key)
-                continue
-            bed = visit.bed
-            sensed = int(b["samples"][bed]) - visit.samples_before
-            people = int(b["people"][bed]) - visit.people_before
+        if self._watching_since is None:
+            self._watching_since = now_ms
+        self.book.refresh(now_ms)
+        findings, self._pending = self._pending, []
+        fresh_since = now_ms - FRESH_MS
+        for visit in list(self._active.values()):
+            if visit.bed < 0 and self.fleet.numbering.has_bed(visit.site, visit.bed_id):
+                visit.bed = self.fleet.bed_index(visit.site, visit.bed_id)
             if visit.check_out is not None:
-                if visit.anomaly == "no_checkout":
-                    findings.append(self._visit_finding(
-                        visit, now_ms, active=False, summary="checked out late",
-                        evidence={"check_out_ms": visit.check_out}))
-                    visit.decided_at = now_ms
-                elif now_ms >= visit.check_out + SETTLE_MS:
-                    findings.extend(self._checked_out(visit, now_ms, sensed, people))
-                    visit.decided_at = now_ms
+                if now_ms >= visit.check_out + SETTLE_MS:
+                    if visit.plan is None or self.book.plan_of(visit) is None:
+                        self.book.match(visit)
+                    findings.extend(self._judge(visit, now_ms))
+                    self._retire(visit, now_ms)
                 continue
-            if visit.anomaly is not None:
+            if now_ms >= visit.check_in + OPEN_VISIT_EXPIRY_MS:
+                self._retire(visit, now_ms)
                 continue
-            last_people = int(b["people_last"][bed])
-            fresh = int(b["last_received"][bed]) >= now_ms - FRESH_MS
-            over = (people > 0 and fresh and last_people >= visit.check_in
-                    and now_ms >= last_people + NO_CHECKOUT_GRACE_MS)
-            if over or now_ms >= visit.check_in + MAX_VISIT_MS:
-                visit.anomaly = "no_checkout"
+            if visit.no_checkout:
+                continue
+            fresh = visit.bed >= 0 and int(self.beds["last_received"][visit.bed]) >= fresh_since
+            last = visit.extra_last
+            left = (last is not None and fresh
+                    and now_ms >= last + self.checks.checkout_grace_ms)
+            if left or now_ms >= visit.check_in + self.checks.visit_max_ms:
+                visit.no_checkout = True
                 minutes = (now_ms - visit.check_in) / MINUTE_MS
-                evidence: dict[str, Any] = {"anomaly": "no_checkout",
-                                            "minutes_since_check_in": rounded(minutes)}
-                if over:
-                    evidence["caregiver_last_sensed_ms"] = last_people
+                evidence: dict[str, Any] = {"minutes_since_check_in": rounded(minutes)}
+                if left:
+                    evidence["caregiver_last_sensed_ms"] = last
                 findings.append(self._visit_finding(
-                    visit, now_ms, active=True,
-                    summary=f"no check-out {minutes:.0f} min after check-in", evidence=evidence))
-        for key in forget:
-            del self._visits[key]
+                    visit, now_ms, active=True, reasons=["no_checkout"],
+                    phrases=[f"no check-out {minutes:.0f} min after check-in"],
+                    evidence=evidence))
+        findings.extend(self._missed(now_ms))
+        self._forget(now_ms)
         return findings
 
-    def _checked_out(self, visit: _Visit, now_ms: int, sensed: int,
-                     people: int) -> list[Finding]:
+    def _judge(self, visit: Visit, now_ms: int) -> list[Finding]:
+        """The reasons of a checked-out visit, as one finding (or the clearing of its missing
+        check-out when it has none)."""
         assert visit.check_out is not None
-        stayed_ms = visit.check_out - visit.check_in
-        claimed_min = sum(SERVICE_MINUTES.get(s, UNKNOWN_SERVICE_MINUTES)
-                          for s in visit.services)
-        base: dict[str, Any] = {"stayed_minutes": rounded(stayed_ms / MINUTE_MS),
-                                "services": visit.services,
-                                "claimed_minutes": rounded(claimed_min)}
-        if sensed >= MIN_SENSED_SAMPLES and people == 0:
-            visit.anomaly = "nobody_sensed"
-            return [self._visit_finding(
-                visit, now_ms, active=True,
-                summary="checked in and out, but nobody but the resident was sensed",
-                evidence={"anomaly": "nobody_sensed", "infrared_samples": sensed,
-                          "samples_with_visitor": 0,
-                          "household_people": int(self.household(np.array([visit.bed]))[0]),
-                          **base})]
-        claimed_ms = claimed_min * MINUTE_MS
-        if stayed_ms < SHORT_SHARE * claimed_ms and claimed_ms - stayed_ms >= SHORT_MIN_MS:
-            visit.anomaly = "too_short"
-            return [self._visit_finding(
-                visit, now_ms, active=True,
-                summary=(f"checked out after {stayed_ms / MINUTE_MS:.0f} min; services claim "
-                         f"{claimed_min:.0f} min"),
-                evidence={"anomaly": "too_short", **base})]
-        return []
+        checks = self.checks
+        stay_ms = visit.check_out - visit.check_in
+        household = self._household_of(visit)
+        services = visit.services
+        services_ms = checks.catalogue.minutes(services) * MINUTE_MS
+        sensed = visit.samples >= MIN_SENSED_SAMPLES
+        reasons: list[str] = []
+        phrases: list[str] = []
+        evidence: dict[str, Any] = {
+            "stayed_minutes": rounded(stay_ms / MINUTE_MS), "services": services,
+            "services_minutes": rounded(services_ms / MINUTE_MS),
+            "household_people": household, "infrared_samples": visit.samples,
+            "samples_with_caregiver": visit.extra}
+        if sensed and visit.extra == 0:
+            reasons.append("nobody_sensed")
+            phrases.append(f"checked in and out, but nobody beyond the household "
+                           f"({household}) was sensed")
+        else:
+            claimed_ms = services_ms if visit.no_checkout else max(stay_ms, services_ms)
+            sensed_ms = stay_ms * visit.extra / visit.samples if sensed else stay_ms
+            evidence["claimed_minutes"] = rounded(claimed_ms / MINUTE_MS)
+            evidence["sensed_minutes"] = rounded(sensed_ms / MINUTE_MS) if sensed else None
+            if (sensed_ms < checks.short_share * claimed_ms
+                    and claimed_ms - sensed_ms >= SHORT_MIN_MS):
+                reasons.append("too_short")
+                phrases.append(
+                    f"caregiver sensed {sensed_ms / MINUTE_MS:.0f} of the "
+                    f"{claimed_ms / MINUTE_MS:.0f} min claimed" if sensed else
+                    f"checked out after {stay_ms / MINUTE_MS:.0f} min; services claim "
+                    f"{services_ms / MINUTE_MS:.0f} min")
+        plan = self.book.plan_of(visit)
+        self._recordings(visit, plan.services if plan and not services else services,
+                         reasons, phrases, evidence)
+        if plan is not None:
+            self._window(visit, plan, reasons, phrases, evidence)
+        elif self.book.is_planned(visit.site, visit.bed_id):
+            reasons.append("unplanned")
+            phrases.append("no plan for this visit")
+        self._overlap(visit, now_ms, reasons, phrases, evidence)
+        if not reasons:
+            if visit.no_checkout:
+                return [self._visit_finding(visit, now_ms, active=False, reasons=[],
+                                            phrases=["checked out late"], evidence={})]
+            return []
+        if visit.no_checkout:
+            evidence["checked_out_late"] = True
+        return [self._visit_finding(visit, now_ms, active=True, reasons=reasons,
+                                    phrases=phrases, evidence=evidence)]
 
-    def _visit_finding(self, visit: _Visit, now_ms: int, *, active: bool, summary: str,
-                       evidence: dict[str, Any]) -> Finding:
-        return self._finding(
-            visit.bed, at=now_ms, active=active, started_at=visit.check_in,
-            episode=visit.visit, summary=summary,
-            evidence={"visit": visit.visit, "caregiver": visit.caregiver,
-                      "check_in_ms": visit.check_in, **evidence})
+    def _recordings(self, visit: Visit, codes: Iterable[str], reasons: list[str],
+                    phrases: list[str], evidence: dict[str, Any]) -> None:
+        assert visit.check_out is not None
+        end = visit.check_out
+        if visit.no_checkout and visit.extra_last is not None:
+            end = min(end, max(visit.extra_last, visit.check_in + 1))
+        clips = self.clips.linked(visit.bed, visit.check_in, end) if visit.bed >= 0 else []
+        evidence["recordings"] = [clip.evidence() for clip in clips]
+        required = self.checks.catalogue.recorded(codes)
+        if not required:
+            return
+        covered = coverage(clips, visit.check_in, end)
+        evidence["recording_required"] = list(required)
+        evidence["recording_coverage"] = rounded(covered, 2)
+        if covered < self.checks.recording_coverage:
+            reasons.append("no_recording")
+            phrases.append(f"no recording of {', '.join(required)} ({covered:.0%} of the "
+                           "visit)")
+
+    def _window(self, visit: Visit, plan: PlannedVisit, reasons: list[str], phrases: list[str],
+                evidence: dict[str, Any]) -> None:
+        assert visit.check_out is not None
+        tolerance = self.checks.window_tolerance_ms
+        evidence["planned_caregiver"] = plan.caregiver
+        evidence["window"] = f"{plan.date} {plan.start}-{plan.end}"
+        early = plan.start_ms - visit.check_in
+        late = max(visit.check_out, visit.check_in) - plan.end_ms
+        window = f"{plan.start}-{plan.end}"
+        if early > tolerance:
+            evidence["early_minutes"] = rounded(early / MINUTE_MS)
+            phrases.append(f"began {early / MINUTE_MS:.0f} min before its planned window "
+                           f"{window}")
+        elif late > tolerance:
+            evidence["late_minutes"] = rounded(late / MINUTE_MS)
+            phrases.append(f"ended {late / MINUTE_MS:.0f} min after its planned window "
+                           f"{window}")
+        else:
+            return
+        reasons.append("outside_window")
+
+    def _overlap(self, visit: Visit, now_ms: int, reasons: list[str], phrases: list[str],
+                 evidence: dict[str, Any]) -> None:
+        assert visit.check_out is not None
+        mine = (visit.check_in, visit.key)
+        for key in self._by_caregiver.get(visit.caregiver, ()):
+            other = self._active.get(key) or self._done.get(key)
+            if (other is None or other is visit or (other.site, other.bed_id)
+                    == (visit.site, visit.bed_id) or (other.check_in, other.key) >= mine):
+                continue
+            end = other.check_out if other.check_out is not None else self._open_end(other,
+                                                                                    now_ms)
+            overlap = min(visit.check_out, end) - max(visit.check_in, other.check_in)
+            if overlap > OVERLAP_TOLERANCE_MS:
+                reasons.append("overlap")
+                evidence["other_visit"] = {"site": other.site, "bed": other.bed_id,
+                                           "visit": other.visit,
+                                           "check_in_ms": other.check_in,
+                                           "check_out_ms": other.check_out}
+                evidence["overlap_minutes"] = rounded(overlap / MINUTE_MS)
+                phrases.append(f"the caregiver was checked in at {other.site}/{other.bed_id} "
+                               f"at the same time ({overlap / MINUTE_MS:.0f} min)")
+                return
+
+    @staticmethod
+    def _open_end(visit: Visit, now_ms: int) -> int:
+        """Where an open visit ends as the sensors see it: the caregiver last sensed, its
+        check-in when the sensor never saw them, else now."""
+        if visit.extra_last is not None:
+            return visit.extra_last
+        if visit.samples >= MIN_SENSED_SAMPLES:
+            return visit.check_in
+        return now_ms
+
+    def _missed(self, now_ms: int) -> list[Finding]:
+        assert self._watching_since is not None
+        found = []
+        for plan in self.book.due_missed(now_ms, self.checks.missed_grace_ms,
+                                         self._watching_since):
+            window = f"{plan.date} {plan.start}-{plan.end}"
+            found.append(Finding(
+                type=self.alert_type, site=plan.site, bed=plan.bed, at=now_ms,
+                severity=self.checks.severity, episode=f"plan:{plan.plan}", active=True,
+                started_at=plan.start_ms,
+                summary=f"planned visit {plan.plan} ({window}, caregiver {plan.caregiver}) "
+                        "never happened",
+                evidence={"anomaly": "missed", "reasons": ["missed"], "plan": plan.plan,
+                          "caregiver": plan.caregiver, "window": window,
+                          "window_start_ms": plan.start_ms, "window_end_ms": plan.end_ms,
+                          "services": list(plan.services)}))
+        return found
+
+    def _missed_cleared(self, visit: Visit) -> Finding:
+        assert visit.plan is not None
+        return Finding(type=self.alert_type, site=visit.site, bed=visit.bed_id,
+                       at=visit.check_in, severity=self.checks.severity,
+                       episode=f"plan:{visit.plan}", active=False,
+                       summary=f"visit {visit.visit} came after all",
+                       evidence={"visit": visit.visit, "check_in_ms": visit.check_in})
+
+    def _visit_finding(self, visit: Visit, now_ms: int, *, active: bool, reasons: list[str],
+                       phrases: list[str], evidence: dict[str, Any]) -> Finding:
+        summary = "; ".join(phrases)
+        if reasons:
+            summary = f"visit {visit.visit} by {visit.caregiver}: {summary}"
+        base: dict[str, Any] = {
+            "visit": visit.visit, "caregiver": visit.caregiver, "check_in_ms": visit.check_in,
+            "check_out_ms": visit.check_out, "source": visit.source, "method": visit.method,
+            "plan": visit.plan}
+        if reasons:
+            base["anomaly"] = reasons[0]
+            base["reasons"] = reasons
+        return Finding(type=self.alert_type, site=visit.site, bed=visit.bed_id, at=now_ms,
+                       severity=self.checks.severity, episode=visit.episode, active=active,
+                       started_at=visit.check_in, summary=summary, evidence={**base, **evidence})
+
+    # --- forgetting ---------------------------------------------------------------------------
+
+    def _retire(self, visit: Visit, now_ms: int) -> None:
+        key = visit.key
+        self._active.pop(key, None)
+        visit.decided_at = now_ms
+        self._done[key] = visit
+
+    def _forget(self, now_ms: int) -> None:
+        horizon = now_ms - KEEP_MS
+        limit = 4 * self.checks.open_visits_max
+        while self._done:
+            key, visit = next(iter(self._done.items()))
+            if (visit.decided_at or 0) >= horizon and len(self._done) <= limit:
+                break
+            del self._done[key]
+            keys = self._by_caregiver.get(visit.caregiver)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_caregiver[visit.caregiver]
+        self.clips.forget_before(horizon)
+        self.book.forget_before(now_ms - 3 * KEEP_MS)
+

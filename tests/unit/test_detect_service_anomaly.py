@@ -9,6 +9,7 @@ from tests.unit.test_detect_support import (
     badge,
     cleared,
     infrared,
+    message,
     opened,
     run,
 )
@@ -27,10 +28,21 @@ def home(start: int, end: int, people: int = 1) -> list[tuple[int, Message]]:
             for t in range(start, end, MINUTE)]
 
 
+def recorded(start: int, stop: int) -> list[tuple[int, Message]]:
+    """The home's audio recorder covering ``[start, stop]`` (items that must be recorded)."""
+    clip = {"clip": f"au-{start}"}
+    return [(start + 50, message("b1", "audio", "au-b1", "event",
+                                 {"ts": start, "event": "recording_started", **clip})),
+            (stop + 50, message("b1", "audio", "au-b1", "event",
+                                {"ts": stop, "event": "recording_stopped", **clip,
+                                 "duration_s": (stop - start) / 1000, "sha256": "0" * 64}))]
+
+
 def visit(length_min: int, services: list[str], *, people: int = 2, check_out: bool = True
           ) -> list[tuple[int, Message]]:
     leave = CHECK_IN + length_min * MINUTE
     traffic = home(T0, CHECK_IN) + home(CHECK_IN, leave, people) + home(leave, leave + 3 * HOUR)
+    traffic += recorded(CHECK_IN, leave)
     traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
     if check_out:
         traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=services)))
@@ -45,7 +57,7 @@ def test_a_consistent_visit_is_not_an_anomaly() -> None:
 def test_checked_in_and_out_but_nobody_came() -> None:
     traffic = visit(45, ["bathing", "medication"], people=1)
     [raised] = opened(run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR))
-    assert raised.episode == "v-1"
+    assert raised.episode == "c-1/v-1"
     assert raised.evidence["anomaly"] == "nobody_sensed"
     assert raised.started_at == CHECK_IN
     assert raised.at - (CHECK_IN + 45 * MINUTE) <= 3 * MINUTE
@@ -70,7 +82,7 @@ def test_missing_check_out_is_reported_after_the_caregiver_left_and_a_late_one_c
     late = [*traffic, (CHECK_IN + 4 * HOUR, check_out)]
     findings = run(detector(), late, start=T0, end=CHECK_IN + 5 * HOUR)
     assert [f.active for f in findings] == [True, False]
-    assert cleared(findings)[0].episode == "v-1"
+    assert cleared(findings)[0].episode == "c-1/v-1"
 
 
 def test_without_infrared_data_a_missing_check_out_is_still_reported() -> None:
@@ -104,7 +116,7 @@ def couple_visit(length_min: int, services: list[str], *, during: int,
     the infrared sensor counts ``during`` people."""
     leave = CHECK_IN + length_min * MINUTE
     traffic = (home(T0 - 24 * HOUR, CHECK_IN, people=2) + home(CHECK_IN, leave, during)
-               + home(leave, leave + 3 * HOUR, people=2))
+               + home(leave, leave + 3 * HOUR, people=2) + recorded(CHECK_IN, leave))
     traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
     if check_out:
         traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=services)))
@@ -142,4 +154,5 @@ def test_a_new_bed_is_a_household_of_one_until_a_day_shows_otherwise() -> None:
     traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")))
     leave = CHECK_IN + 45 * MINUTE
     traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=["medication"])))
+    traffic += recorded(CHECK_IN, leave)
     assert run(detector(), traffic, start=T0, end=CHECK_IN + 4 * HOUR) == []

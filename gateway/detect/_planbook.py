@@ -1,0 +1,182 @@
+"""The service plans as the ``service_anomaly`` detector holds them: a window of them in
+memory, which visit took which plan, and which plans were reported as never happened.
+
+The plans live in the plan store (:class:`~alerts.planstore.PlanStore`, any
+:class:`PlanSource`). :meth:`PlanBook.refresh` asks it for its revision at every evaluation and
+reloads the plans around now only when it changed (an import through the API or by ``homecare
+plans import``) or an hour has passed (the window moves on): the detector never reads the
+whole store, and a store in trouble leaves it with the plans it had.
+
+A visit takes the plan of its bed nearest to its check-in, the same caregiver's first, within
+:data:`MATCH_MS` of its window, each plan one visit (:meth:`PlanBook.match`). A plan is judged
+as never happened only if the gateway knew of it before its window ended and was watching
+when it began (:meth:`PlanBook.due_missed`): a schedule imported afterwards, or the hours
+before a fresh start, say nothing about the visits the gateway did not see.
+
+>>> book = PlanBook()
+>>> book.is_planned("s1", "b1")
+False
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, Protocol
+
+import msgspec
+
+from alerts.errors import StorageError
+from alerts.plans import PlannedVisit
+from gateway.detect._visits import Visit
+
+log = logging.getLogger("homecare.detect.plans")
+
+HOUR_MS: Final = 3_600_000
+DAY_MS: Final = 24 * HOUR_MS
+LOOKBACK_MS: Final = 2 * DAY_MS
+LOOKAHEAD_MS: Final = DAY_MS
+"""Plans whose window overlaps ``[now - LOOKBACK_MS, now + LOOKAHEAD_MS)`` are held."""
+PLANNED_SPAN_MS: Final = 7 * DAY_MS
+"""A bed with a plan within this of now is planned: its visits are expected to have one."""
+RELOAD_MS: Final = HOUR_MS
+MATCH_MS: Final = 3 * HOUR_MS
+"""A visit checked in this far from a window is still that plan's (early or late)."""
+KEEP_MARKS_MS: Final = 3 * DAY_MS
+
+
+class PlanSource(Protocol):
+    """Where the plans come from (:class:`~alerts.planstore.PlanStore`)."""
+
+    def revision(self) -> int: ...
+
+    def between(self, since_ms: int, until_ms: int) -> list[PlannedVisit]: ...
+
+    def planned_beds(self, since_ms: int, until_ms: int) -> set[tuple[str, str]]: ...
+
+
+class PlanMark(msgspec.Struct, kw_only=True):
+    """What the detector knows of one plan beyond the plan itself."""
+
+    end_ms: int
+    known_at: int
+    """When the detector first saw the plan."""
+    visit: str | None = None
+    """The key of the visit that took it."""
+    missed: bool = False
+    """Reported as never happened."""
+
+
+def plan_key(site: str, plan: str) -> str:
+    return f"{site}/{plan}"
+
+
+class PlanBook:
+    """The plans around now, with their marks; ``source`` None: no plans at all."""
+
+    def __init__(self, source: PlanSource | None = None) -> None:
+        self.source = source
+        self.plans: dict[str, PlannedVisit] = {}
+        self.by_bed: dict[tuple[str, str], list[PlannedVisit]] = {}
+        self.planned: set[tuple[str, str]] = set()
+        self.marks: dict[str, PlanMark] = {}
+        self.revision: int | None = None
+        self.loaded_at: int | None = None
+        self._failing = False
+
+    def refresh(self, now_ms: int) -> None:
+        """Reload the plans around ``now_ms`` if the store changed or an hour passed."""
+        if self.source is None:
+            return
+        try:
+            revision = self.source.revision()
+            if (revision == self.revision and self.loaded_at is not None
+                    and now_ms < self.loaded_at + RELOAD_MS):
+                return
+            plans = self.source.between(now_ms - LOOKBACK_MS, now_ms + LOOKAHEAD_MS)
+            planned = self.source.planned_beds(now_ms - PLANNED_SPAN_MS,
+                                               now_ms + PLANNED_SPAN_MS)
+        except StorageError as exc:
+            if not self._failing:
+                self._failing = True
+                log.error("detect.plans_unavailable error=%s; visits are checked against the "
+                          "plans already loaded", exc)
+            return
+        if self._failing:
+            self._failing = False
+            log.info("detect.plans_available plans=%d", len(plans))
+        self.plans = {plan_key(p.site, p.plan): p for p in plans}
+        self.by_bed = {}
+        for plan in plans:
+            self.by_bed.setdefault((plan.site, plan.bed), []).append(plan)
+            mark = self.marks.get(plan_key(plan.site, plan.plan))
+            if mark is None:
+                self.marks[plan_key(plan.site, plan.plan)] = PlanMark(end_ms=plan.end_ms,
+                                                                      known_at=now_ms)
+            else:
+                mark.end_ms = plan.end_ms
+        self.planned = planned
+        self.revision, self.loaded_at = revision, now_ms
+
+    def is_planned(self, site: str, bed: str) -> bool:
+        """Whether the bed's visits are expected to follow a plan."""
+        return (site, bed) in self.planned
+
+    def plan_of(self, visit: Visit) -> PlannedVisit | None:
+        """The plan ``visit`` took, if it is still there."""
+        if visit.plan is None:
+            return None
+        plan = self.plans.get(plan_key(visit.site, visit.plan))
+        return plan if plan is not None and plan.bed == visit.bed_id else None
+
+    def match(self, visit: Visit) -> tuple[PlannedVisit | None, bool]:
+        """Give ``visit`` the free plan of its bed nearest to its check-in (the same
+        caregiver's first) within :data:`MATCH_MS`; returns the plan and whether it had been
+        reported as never happened."""
+        t = visit.check_in
+        best: tuple[tuple[bool, int, int], PlannedVisit] | None = None
+        for plan in self.by_bed.get((visit.site, visit.bed_id), ()):
+            mark = self.marks.get(plan_key(plan.site, plan.plan))
+            if plan.cancelled or (mark is not None and mark.visit not in (None, visit.key)):
+                continue
+            distance = (0 if plan.start_ms <= t <= plan.end_ms
+                        else min(abs(t - plan.start_ms), abs(t - plan.end_ms)))
+            if distance > MATCH_MS:
+                continue
+            rank = (plan.caregiver != visit.caregiver, distance, plan.start_ms)
+            if best is None or rank < best[0]:
+                best = (rank, plan)
+        if best is None:
+            return None, False
+        plan = best[1]
+        key = plan_key(plan.site, plan.plan)
+        mark = self.marks.setdefault(key, PlanMark(end_ms=plan.end_ms, known_at=t))
+        mark.visit = visit.key
+        visit.plan = plan.plan
+        was_missed, mark.missed = mark.missed, False
+        return plan, was_missed
+
+    def due_missed(self, now_ms: int, grace_ms: int, watching_since: int
+                   ) -> list[PlannedVisit]:
+        """Plans whose window ended ``grace_ms`` ago with no visit, known before they ended,
+        whose start the gateway watched; each is returned once (marked missed)."""
+        due = []
+        for key, plan in self.plans.items():
+            mark = self.marks.get(key)
+            if (plan.cancelled or mark is None or mark.visit is not None or mark.missed
+                    or plan.end_ms + grace_ms > now_ms or mark.known_at > plan.end_ms
+                    or plan.start_ms < watching_since):
+                continue
+            mark.missed = True
+            due.append(plan)
+        return due
+
+    def forget_before(self, t: int) -> None:
+        """Drop the marks of plans that ended before ``t``."""
+        for key in [k for k, m in self.marks.items() if m.end_ms < t]:
+            del self.marks[key]
+
+    def dump(self) -> dict[str, Any]:
+        return {"marks": msgspec.to_builtins(self.marks)}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        self.marks.update(msgspec.convert(saved.get("marks", {}), dict[str, PlanMark]))

@@ -1,0 +1,178 @@
+"""What the ``service_anomaly`` detector keeps of each caregiver visit and each recording.
+
+A :class:`Visit` is keyed by site, bed, caregiver and visit id (:func:`visit_key`): two
+caregivers whose apps both number their visits ``v-1`` are two visits, and a check-out closes
+only the visit its own badge or app checked in at the same bed. It counts the infrared samples
+taken while it lasts and those with more people than the household's usual count (the
+caregiver), so that the share of the visit the caregiver was sensed does not depend on the
+sensor's rate.
+
+A :class:`Clip` is one recording of the home's infrared or audio recorder, from its
+``recording_started`` to its ``recording_stopped`` (with the duration and hash the recorder
+reports); :class:`ClipShelf` keeps each bed's recent clips, a bounded number per bed, and
+links those that overlap a visit (:func:`coverage`: the share of a span they cover
+together).
+
+>>> clips = [Clip(clip="a", device="au-1", started=0, stopped=600_000, duration_s=600.0),
+...          Clip(clip="b", device="ir-1", started=300_000, stopped=900_000, duration_s=600.0)]
+>>> coverage(clips, 0, 1_800_000)
+0.5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import msgspec
+
+CLIPS_PER_BED: Final = 32
+"""Recent clips kept per bed (a visit has a few: one per recorder, restarted now and then)."""
+
+
+def visit_key(site: str, bed: str, caregiver: str, visit: str) -> str:
+    """One visit's key (ids hold no ``/``)."""
+    return f"{site}/{bed}/{caregiver}/{visit}"
+
+
+class Visit(msgspec.Struct, kw_only=True):
+    """One caregiver visit, from its check-in until it is judged (and a day after, so a
+    redelivered check-in does not open it again)."""
+
+    site: str
+    bed_id: str
+    bed: int
+    """The fleet's bed number; -1 while the fleet has not numbered the bed (an app visit at a
+    bed never heard)."""
+    caregiver: str
+    visit: str
+    source: str
+    """``badge`` or ``api`` (the caregiver app, through the service log)."""
+    method: str | None
+    check_in: int
+    check_out: int | None = None
+    services: list[str] = msgspec.field(default_factory=list)
+    plan: str | None = None
+    """The plan id it was matched to (same site)."""
+    samples: int = 0
+    """Infrared samples with a people count taken between check-in and check-out."""
+    extra: int = 0
+    """Of those, samples with more people than the household's usual count."""
+    extra_last: int | None = None
+    """Time of the latest such sample (the caregiver last sensed)."""
+    no_checkout: bool = False
+    """A missing check-out was raised (active until the late check-out)."""
+    decided_at: int | None = None
+
+    @property
+    def key(self) -> str:
+        return visit_key(self.site, self.bed_id, self.caregiver, self.visit)
+
+    @property
+    def episode(self) -> str:
+        """The alert episode of this visit (site and bed are the alert's own)."""
+        return f"{self.caregiver}/{self.visit}"
+
+
+class Clip(msgspec.Struct, kw_only=True):
+    """One recording; ``started`` is known from the start event or, without it, from the stop
+    event's duration."""
+
+    clip: str
+    device: str
+    started: int | None = None
+    stopped: int | None = None
+    duration_s: float | None = None
+    sha256: str | None = None
+
+    def span(self) -> tuple[int, int] | None:
+        """``(start, stop)`` of a finished recording; None while it runs."""
+        if self.stopped is None:
+            return None
+        start = self.started
+        if start is None:
+            start = self.stopped - round((self.duration_s or 0.0) * 1000)
+        return start, max(start, self.stopped)
+
+    def evidence(self) -> dict[str, Any]:
+        span = self.span()
+        return {"clip": self.clip, "device": self.device,
+                "started_ms": span[0] if span else self.started,
+                "stopped_ms": self.stopped, "duration_s": self.duration_s,
+                "sha256": self.sha256}
+
+
+def coverage(clips: Iterable[Clip], start: int, end: int) -> float:
+    """The share of ``[start, end)`` covered by the finished clips together."""
+    if end <= start:
+        return 1.0
+    spans = sorted(s for c in clips if (s := c.span()) is not None)
+    covered, reach = 0, start
+    for a, b in spans:
+        a, b = max(a, reach), min(b, end)
+        if b > a:
+            covered += b - a
+            reach = b
+    return covered / (end - start)
+
+
+class ClipShelf:
+    """Recent clips per bed, at most :data:`CLIPS_PER_BED` each, oldest dropped first."""
+
+    def __init__(self) -> None:
+        self.by_bed: dict[int, list[Clip]] = {}
+
+    def started(self, bed: int, device: str, clip: str, t: int) -> None:
+        found = self._find(bed, device, clip)
+        if found is None:
+            self._add(bed, Clip(clip=clip, device=device, started=t))
+        elif found.started is None:
+            found.started = t
+
+    def stopped(self, bed: int, device: str, clip: str, t: int, duration_s: float | None,
+                sha256: str | None) -> None:
+        found = self._find(bed, device, clip)
+        if found is None:
+            found = self._add(bed, Clip(clip=clip, device=device))
+        if found.stopped is None:
+            found.stopped, found.duration_s, found.sha256 = t, duration_s, sha256
+
+    def linked(self, bed: int, start: int, end: int) -> list[Clip]:
+        """Clips of ``bed`` overlapping ``[start, end]`` (finished or running), by start."""
+        found = []
+        for clip in self.by_bed.get(bed, ()):
+            span = clip.span()
+            a, b = span if span is not None else (clip.started or 0, end)
+            if a <= end and b >= start:
+                found.append(clip)
+        return sorted(found, key=lambda c: (c.span() or (c.started or 0, 0))[0])
+
+    def forget_before(self, t: int) -> None:
+        """Drop finished clips that stopped before ``t`` and running ones started before."""
+        for bed in list(self.by_bed):
+            kept = [c for c in self.by_bed[bed]
+                    if (c.stopped if c.stopped is not None else (c.started or 0)) >= t]
+            if kept:
+                self.by_bed[bed] = kept
+            else:
+                del self.by_bed[bed]
+
+    def dump(self) -> list[tuple[int, list[Clip]]]:
+        return list(self.by_bed.items())
+
+    def load(self, saved: Sequence[tuple[int, list[Clip]]], bed_map: Sequence[int]) -> None:
+        for bed, clips in saved:
+            self.by_bed[bed_map[bed]] = list(clips)
+
+    def _find(self, bed: int, device: str, clip: str) -> Clip | None:
+        for found in self.by_bed.get(bed, ()):
+            if found.clip == clip and found.device == device:
+                return found
+        return None
+
+    def _add(self, bed: int, clip: Clip) -> Clip:
+        shelf = self.by_bed.setdefault(bed, [])
+        shelf.append(clip)
+        if len(shelf) > CLIPS_PER_BED:
+            del shelf[: len(shelf) - CLIPS_PER_BED]
+        return clip
