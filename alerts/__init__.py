@@ -75,6 +75,7 @@ from alerts.plans import (
     ServiceItem,
     make_plan,
     parse_plans_csv,
+    zone_named,
 )
 from alerts.planstore import PlanImportResult, PlanStore
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
@@ -159,4 +160,5 @@ __all__ = [
     "random_ids",
     "seeded_ids",
     "storage_fault",
+    "zone_named",
 ]

@@ -43,9 +43,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import re
+import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import msgspec
@@ -179,6 +182,23 @@ class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
         """Equal but for who changed it when."""
         return msgspec.structs.replace(self, updated_at=0, updated_by="") == \
             msgspec.structs.replace(other, updated_at=0, updated_by="")
+
+
+def zone_named(name: str | None) -> dt.tzinfo:
+    """The zone a site's plan times are in: ``name`` (IANA; the registry's zone of the site,
+    else the gateway's ``timezone`` setting), else the machine's (``TZ``, else
+    ``/etc/localtime``), as the detectors take it; UTC when none is usable."""
+    for candidate in (name, os.environ.get("TZ", "").lstrip(":")):
+        if candidate:
+            try:
+                return zoneinfo.ZoneInfo(candidate)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+    try:
+        with Path("/etc/localtime").open("rb") as handle:
+            return zoneinfo.ZoneInfo.from_file(handle, key="localtime")
+    except (OSError, ValueError):
+        return dt.UTC
 
 
 def _time(text: str, *, end: bool) -> tuple[int, int] | None:

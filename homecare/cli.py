@@ -188,6 +188,7 @@ keys_app = typer.Typer(
          "<data dir>/keys.sqlite3; changes apply to a running gateway at once.")
 app.add_typer(keys_app)
 app.add_typer(__import__("homecare.residents_cli").residents_cli.residents_app)
+app.add_typer(__import__("homecare.plans_cli").plans_cli.plans_app)
 
 _ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The gateway's TOML settings file (for its data_dir) [default: "
