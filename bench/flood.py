@@ -29,6 +29,13 @@ quiet; the alerts opened other than presses (in all, how many site and type pair
 largest ``site/type`` counts: the made-up sites share ``_unregistered``) and the members of
 each open summary; the messages left out of the detectors; and button -> stream p50/p99 per
 phase with the storm/quiet ratios (target: p99 within 2x), split at the gateway's receipt.
+
+The ceiling, in the same run: the C ``mosquitto_sub`` subscribed (QoS 1, its own session) to
+the listed buttons' event topics, stamping each press on arrival. Publish -> its arrival is the
+fastest any client on this machine is handed a press by the broker while the flood is in
+flight; the gateway's publish -> receipt is reported against it per phase (``*_ceiling_ms``,
+``*_p99_vs_ceiling``), so the share of the delay that is the broker and the shared CPU, not the
+gateway, is measured rather than guessed.
 """
 
 from __future__ import annotations
@@ -208,6 +215,36 @@ async def _press(client: Publisher, n: int) -> tuple[str, float, float]:
     return bed, at, wall
 
 
+class _CeilingSubscriber:
+    """``mosquitto_sub`` on the listed buttons' events: bed -> wall-clock ms of arrival."""
+
+    def __init__(self, mqtt_url: str, out: Path) -> None:
+        broker = BrokerUrl.parse(mqtt_url)
+        self.out = out
+        self._file = out.open("wb")
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-q", "1",
+             "-i", "bench-flood-ceiling", "-t", f"homecare/v1/{SITE}/+/button/+/event",
+             "-F", "%U %t"], stdout=self._file, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> dict[str, float]:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._file.close()
+        arrived: dict[str, float] = {}
+        for line in self.out.read_text(encoding="utf-8", errors="replace").splitlines():
+            stamp, _, topic = line.partition(" ")
+            parts = topic.split("/")
+            if len(parts) == 7:
+                with contextlib.suppress(ValueError):
+                    arrived.setdefault(parts[3], float(stamp) * 1000)
+        return arrived
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -297,6 +334,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     marks: dict[str, float] = {}
     intake: asyncio.Task[None] | None = None
     count = 0
+    ceiling = _CeilingSubscriber(mqtt_url, Path(tempfile.mkstemp(prefix="bench-ceiling-")[1]))
+    ceiling_arrived: dict[str, float] = {}
     try:
         async with asyncio.timeout(30):
             await stream.connected.wait()
@@ -348,6 +387,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
         await client.disconnect()
+        ceiling_arrived = ceiling.stop()
+        ceiling.out.unlink(missing_ok=True)
     # Latency by phase. The alert storm: from 2 s before the first alert other than a press
     # opened (the detectors' round that found the devices offline) to the latest, at least
     # 10 s.
@@ -376,10 +417,21 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     # machine clock): broker and socket (the gateway reading the flood in order) before it,
     # pipeline, alert commit and stream after.
     split: dict[str, dict[str, list[float]]] = {}
+    ceilings: dict[str, list[float]] = {}
     for bed, (at, phase) in pressed.items():
-        if bed in stream.opened_at and phase != "quiet":
+        if bed in ceiling_arrived:
+            names = {"quiet"} if phase == "quiet" else {"storm", phase}
+            if phase != "quiet" and at <= intake_end:
+                names.add("storm_intake")
+            for name in names:
+                ceilings.setdefault(name, []).append(ceiling_arrived[bed] - pressed_wall[bed])
+    for bed, (at, phase) in pressed.items():
+        if bed in stream.opened_at:
             received, arrived = stream.opened_at[bed]
-            for name in {phase, "storm_intake" if at <= intake_end else phase}:
+            names = {phase} if phase == "quiet" else {phase, "storm"}
+            if phase != "quiet" and at <= intake_end:
+                names.add("storm_intake")
+            for name in names:
                 parts = split.setdefault(name, {"before": [], "after": []})
                 parts["before"].append(received - pressed_wall[bed])
                 parts["after"].append(arrived - received)
@@ -410,12 +462,31 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         "lost": len(pressed) - sum(1 for b in pressed if b in stream.pressed_opened),
         "stream_reconnects": stream.reconnects,
     }
+    # Collector passes during the run (they stop the loop): count, total and over 100 ms.
+    gc_passes: dict[str, dict[str, float]] = {}
+    for gen in ("0", "1", "2"):
+        def delta(metric: str, gen: str = gen) -> float:
+            name = f'homecare_gc_pause_seconds_{metric}'
+            return after.get(name, 0.0) - before.get(name, 0.0)
+        passes = delta(f'count{{generation="{gen}"}}')
+        if passes:
+            gc_passes[gen] = {
+                "passes": round(passes), "total_ms": round(1000 * delta(
+                    f'sum{{generation="{gen}"}}'), 1),
+                "over_100ms": round(passes - delta(f'bucket{{generation="{gen}",le="0.1"}}'))}
+    figures["gc_passes"] = gc_passes
     for name, values in latency.items():
         if values:
             figures[f"{name}_ms"] = values
     for phase, parts in split.items():
         figures[f"{phase}_publish_to_receipt_ms"] = _latency(parts["before"])
         figures[f"{phase}_receipt_to_stream_ms"] = _latency(parts["after"])
+    for phase, delays in ceilings.items():
+        figures[f"{phase}_ceiling_ms"] = _latency(delays)
+        ours = figures.get(f"{phase}_publish_to_receipt_ms")
+        if ours:
+            figures[f"{phase}_receipt_p99_vs_ceiling"] = round(
+                ours["p99"] / max(_percentile(delays, 99), 0.01), 2)
     quiet, storm = latency["quiet"], latency["storm"]
     if quiet and storm:
         figures["storm_p50_ratio"] = round(storm["p50"] / quiet["p50"], 2)

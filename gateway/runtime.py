@@ -77,6 +77,7 @@ from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
 from gateway.ingest.inbox import Inbox, UrgentFeed
 from gateway.ingest.message import RawMessage
+from gateway.ingest.pacing import StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.monitoring import Metrics
@@ -93,11 +94,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("homecare.gateway")
 
 T = TypeVar("T")
-
-PROCESS_CHUNK = 500
-"""Messages processed per step on the event loop before yielding to other tasks (socket reads,
-the urgent lane, the API): about 10 ms of work, so an emergency call read from the socket
-waits at most that long for the loop."""
 
 GC_THRESHOLDS = (50_000, 20, 10)
 """Collector thresholds while the gateway runs: a young-generation pass per 50,000 new objects
@@ -360,13 +356,18 @@ class Gateway:
         pipeline = self.pipeline
         max_points = self.settings.batch_max_points
         max_age = self.settings.batch_max_age_ms / 1000
+        # Steps sized by time, not count (gateway.ingest.pacing): between two steps the loop
+        # reads the sockets, the urgent lane and the API run.
+        pacer = StepPacer()
         while not self._stopping.is_set():
-            raws = await self.inbox.get(PROCESS_CHUNK)
+            raws = await self.inbox.get(pacer.size)
             if self.inbox.urgent:
                 # Emergency calls and falls among them (or received while this task waited)
                 # go first, before the telemetry ahead of them.
                 await self._handle_urgent()
+            started = time.perf_counter()
             pipeline.process(raws)
+            pacer.took(len(raws), time.perf_counter() - started)
             if pipeline.pending_messages and (
                     not len(self.inbox) or self.alerts.urgent_pending
                     or pipeline.pending_points >= max_points
