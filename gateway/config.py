@@ -383,6 +383,12 @@ class Settings(BaseSettings):
         description="A condition that keeps being reported updates its alert in memory at "
         "once, but is written to the audit log at most this often (severity changes are "
         "written at once).")
+    gateway_health_alert_after_s: float = Field(
+        default=120.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
+        description="The gateway's own broker connection, database or a store failing for "
+        "this long opens a `gateway_health` alert (one per check of `/readyz`), cleared when "
+        "it passes again; the console shows any failure at once as a banner. Shorter ones (a "
+        "broker restart) raise nothing. 0: at once.")
 
     # Handling an alert: the response checklist of each alert type (items a dispatcher ticks
     # off, recorded in the alert's history) and the outcome codes an alert is resolved with.

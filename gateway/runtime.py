@@ -72,6 +72,7 @@ from gateway.detect.alerting import (
     load_detectors,
     storms_from_settings,
 )
+from gateway.detect.gateway_health import GatewayHealthWatch
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -191,6 +192,12 @@ class Gateway:
                                      clock_window=clock_window,
                                      **detector_limits(settings)),
             metrics=self.metrics.registry, storms=storms_from_settings(settings, registry))
+        # The gateway's own health as alerts (broker, database, stores), and the detectors told
+        # that nothing is heard until the broker connects.
+        self.health = GatewayHealthWatch(
+            after_ms=round(settings.gateway_health_alert_after_s * 1000))
+        self.health.resume(self.alerts.open_alerts())
+        self.alerting.intake_changed(up=False, now_ms=int(time.time() * 1000))
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
@@ -429,7 +436,10 @@ class Gateway:
                 if len(detected) > FINDINGS_SLICE:
                     await self._commit_alerts()
                     await asyncio.sleep(0)
-            self.alerting.apply_tick((), now_ms)
+            checks = self.readiness()
+            self.alerting.apply_tick(self.health.observe(
+                checks, self.readiness_reasons() if not all(checks.values()) else {}, now_ms),
+                now_ms)
             if self.alerts.staged:
                 await self._commit_alerts()
             next_tick += ALERT_TICK_S
@@ -481,6 +491,7 @@ class Gateway:
 
     def _on_connection_change(self, connected: bool) -> None:
         self.metrics.mqtt_connected.set(1 if connected else 0)
+        self.alerting.intake_changed(up=connected, now_ms=int(time.time() * 1000))
 
     def _on_urgent_connection_change(self, connected: bool) -> None:
         self.metrics.mqtt_urgent_connected.set(1 if connected else 0)

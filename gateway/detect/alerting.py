@@ -236,6 +236,16 @@ class AlertingStage:
         :meth:`apply_tick`, in one call (replay and tests)."""
         return self.apply_tick(self.detect(now_ms), now_ms)
 
+    def intake_changed(self, *, up: bool, now_ms: int) -> None:
+        """The gateway's intake (its broker connection) went down or came up: while it is down
+        the detectors take no silence for a device gone, and afterwards they judge every device
+        from its return (:meth:`~gateway.detect._fleet.Fleet.intake_changed`)."""
+        for detector in self.detectors:
+            fleet = getattr(detector, "fleet", None)
+            if fleet is not None and hasattr(fleet, "intake_changed"):
+                fleet.intake_changed(up=up, now_ms=now_ms)
+                return  # one fleet, shared by every detector
+
     def detect(self, now_ms: int) -> list[Finding]:
         """The detectors' findings due at ``now_ms``.
 
