@@ -35,9 +35,11 @@ from pydantic_settings import (
 )
 
 from alerts import (
+    DEFAULT_CATALOGUE,
     DEFAULT_CHECKLISTS,
     DEFAULT_OUTCOMES,
     AlertType,
+    Catalogue,
     ResponsePlan,
     bootstrap_key_problem,
 )
