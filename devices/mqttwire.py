@@ -2,9 +2,9 @@
 
 The one packet codec of the project: the gateway's subscriber and the simulated devices both
 build and parse their packets here. Packets built: CONNECT (with a last will and credentials),
-SUBSCRIBE, PUBLISH, PUBACK, PINGREQ, DISCONNECT. Packets parsed: CONNACK, SUBACK, PUBLISH,
-PINGRESP, PUBACK, DISCONNECT. :class:`PacketReader` splits a byte stream into packets, many per
-``feed`` call, without copying more than each payload.
+SUBSCRIBE, UNSUBSCRIBE, PUBLISH, PUBACK, PINGREQ, DISCONNECT. Packets parsed: CONNACK, SUBACK,
+UNSUBACK, PUBLISH, PINGRESP, PUBACK, DISCONNECT. :class:`PacketReader` splits a byte stream into
+packets, many per ``feed`` call, without copying more than each payload.
 
 >>> publish_packet("a/b", b"hi", qos=0, retain=False)
 b'0\\x07\\x00\\x03a/bhi'
@@ -24,6 +24,8 @@ PUBLISH: Final = 3
 PUBACK: Final = 4
 SUBSCRIBE: Final = 8
 SUBACK: Final = 9
+UNSUBSCRIBE: Final = 10
+UNSUBACK: Final = 11
 PINGREQ: Final = 12
 PINGRESP: Final = 13
 DISCONNECT: Final = 14
@@ -117,6 +119,31 @@ def subscribe_packet(packet_id: int, topic: str, qos: int, version: int) -> byte
         options |= RETAIN_ON_NEW_SUBSCRIPTION
     body += _string(topic) + bytes((options,))
     return _packet((SUBSCRIBE << 4) | 0x02, body)
+
+
+def unsubscribe_packet(packet_id: int, topics: list[str], version: int) -> bytes:
+    """UNSUBSCRIBE from filters a persistent session holds (the broker keeps a session's
+    subscriptions until they are unsubscribed or the session ends).
+
+    >>> unsubscribe_packet(1, ["a/#"], V311)
+    b'\\xa2\\x07\\x00\\x01\\x00\\x03a/#'
+    """
+    body = _U16.pack(packet_id) + (b"\x00" if version == V5 else b"")
+    body += b"".join(_string(topic) for topic in topics)
+    return _packet((UNSUBSCRIBE << 4) | 0x02, body)
+
+
+def parse_unsuback(body: bytes, version: int) -> tuple[int, list[int]]:
+    """Packet id and, on MQTT 5, a reason code per filter (0 unsubscribed, 0x11 there was no
+    such subscription); MQTT 3.1.1 has no reason codes."""
+    if len(body) < 2:
+        raise ProtocolError("short UNSUBACK")
+    packet_id = _U16.unpack_from(body, 0)[0]
+    offset = 2
+    if version == V5 and len(body) > 2:
+        length, offset = _read_varint(body, offset)
+        offset += length
+    return packet_id, list(body[offset:])
 
 
 def publish_packet(topic: str | bytes, payload: bytes, *, qos: int, retain: bool,

@@ -17,6 +17,8 @@ Guarantees:
 * The session survives gateway restarts: fixed client id, clean start off and, on MQTT 5, a
   session expiry interval (with expiry 0 the broker would end the session on disconnect).
   Receive Maximum is 65535 so that batched acknowledgement does not starve intake.
+* A filter dropped from ``mqtt_topic`` is unsubscribed when the session is found again
+  (:mod:`gateway.ingest.subscriptions`): the broker would keep it with the session.
 * Reconnects with capped exponential backoff and resubscribes; packet ids belong to one
   connection, so acknowledgements for messages of an earlier connection are not sent (the broker
   redelivers those, and the copy is dropped as a duplicate and acknowledged). Every connection
@@ -48,6 +50,7 @@ from gateway.config import Settings
 from gateway.errors import ConnectRefused
 from gateway.ingest.inbox import Intake
 from gateway.ingest.message import RawMessage
+from gateway.ingest.subscriptions import SessionFilters
 
 log = logging.getLogger("homecare.mqtt")
 
@@ -65,6 +68,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.connack: asyncio.Future[wire.ConnAck] = loop.create_future()
         self.suback: asyncio.Future[list[int]] = loop.create_future()
+        self.unsuback: asyncio.Future[list[int]] = loop.create_future()
         self.closed: asyncio.Future[Exception | None] = loop.create_future()
         self.generation = 0
         self.last_received = time.monotonic()
@@ -102,6 +106,11 @@ class _Connection(asyncio.Protocol):
                     self.suback.set_result(wire.parse_suback(body, self.reader.version)[1])
                 except ProtocolError as exc:
                     self.suback.set_exception(exc)
+            elif kind == wire.UNSUBACK and not self.unsuback.done():
+                try:
+                    self.unsuback.set_result(wire.parse_unsuback(body, self.reader.version)[1])
+                except ProtocolError as exc:
+                    self.unsuback.set_exception(exc)
             elif kind == wire.DISCONNECT:
                 reason = body[0] if body else 0
                 log.warning("mqtt.server_disconnect reason=%#x", reason)
@@ -125,7 +134,7 @@ class _Connection(asyncio.Protocol):
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for future in (self.connack, self.suback):
+        for future in (self.connack, self.suback, self.unsuback):
             if not future.done():
                 future.set_exception(ConnectionResetError("connection lost"))
         if not self.closed.done():
@@ -153,6 +162,8 @@ class MqttSource:
         self.topics = tuple(topics) if topics is not None else settings.mqtt_topic
         if not self.topics:
             raise ValueError("an MQTT session needs at least one topic filter")
+        self.filters = SessionFilters(settings.data_dir, self.client_id)
+        """What this session may hold at the broker, across restarts."""
         self.urgent = urgent
         self.session = "urgent" if urgent else "main"
         self.connected = asyncio.Event()
@@ -222,6 +233,9 @@ class MqttSource:
             self.generation = next(_CONNECTIONS)
             connection.generation = self.generation
             self._connection = connection
+            held = self.filters.held() if connack.session_present else ()
+            dropped = [topic for topic in held if topic not in self.topics]
+            self.filters.record([*self.topics, *dropped])
             for packet_id, topic in enumerate(self.topics, start=1):
                 if packet_id > 1:
                     connection.suback = loop.create_future()
@@ -230,6 +244,15 @@ class MqttSource:
                     granted = await connection.suback
                 if not granted or granted[0] >= 0x80:
                     raise ConnectRefused(granted[0] if granted else 0x80)
+            if dropped:
+                # Subscribed first, then unsubscribed: the filters kept never lapse.
+                connection.write(wire.unsubscribe_packet(len(self.topics) + 1, dropped,
+                                                         self._version))
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await connection.unsuback
+                log.info("mqtt.unsubscribed session=%s filters=%s; no longer in mqtt_topic",
+                         self.session, ",".join(dropped))
+            self.filters.record(self.topics)
             self.connects += 1
             self.connected.set()
             log.info("mqtt.connected session=%s client_id=%s host=%s port=%s protocol=%s "

@@ -10,6 +10,7 @@ included) are split between the gateways."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
@@ -115,3 +116,54 @@ def test_two_gateways_split_the_sites_and_process_every_message_once(
             gateway.stop()
     for name, gateway in gateways.items():
         assert gateway.returncode == 0, f"{name}: {gateway.log_tail()}"
+
+
+def test_a_site_moved_to_another_gateway_reaches_only_that_gateway(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """The broker keeps a persistent session's subscriptions: a gateway restarted without a
+    site's filter unsubscribes it (both sessions), so the site's messages go only to the
+    gateway that took it over."""
+    def gateway(name: str, sites: tuple[str, ...]) -> GatewayProcess:
+        return start_gateway(tmp_path / f"gw-{name}", mosquitto.url, None,
+                             HOMECARE_MQTT_CLIENT_ID=f"homecare-gateway-{name}",
+                             HOMECARE_MQTT_TOPIC=",".join(f"homecare/v1/{s}/#" for s in sites))
+
+    first = gateway("a", ("site-01", "site-03"))
+    first.stop()
+    assert first.returncode == 0, first.log_tail()
+    a = gateway("a", ("site-01",))
+    b = gateway("b", ("site-03",))
+    try:
+        now = time.time_ns() // 1_000_000
+        moved = press_message("site-03", "bed-0003", now)
+        kept = press_message("site-01", "bed-0001", now)
+        # In this order: the broker queues the moved site's press (if it still went to the
+        # first gateway) ahead of the kept one, so once the kept one is in, it would be too.
+        publish(mosquitto.url, [moved])
+        publish(mosquitto.url, [kept])
+        deadline = time.monotonic() + 30
+        while not all(gw.metric(OPEN_CALLS) >= 1
+                      and gw.metric("homecare_messages_received_total") >= 1 for gw in (a, b)):
+            assert time.monotonic() < deadline, a.log_tail() + b.log_tail()
+            time.sleep(0.1)
+        for gw in (a, b):
+            m = gw.metrics()
+            assert m["homecare_messages_received_total"] == 1, gw.log_tail()
+            assert m[OPEN_CALLS] == 1, "one call each: the moved site's press opened nothing " \
+                "on the gateway that gave the site up"
+            first_copies = sum(v for k, v in m.items()
+                               if k.startswith("homecare_urgent_calls_first_total"))
+            assert first_copies == 1
+    finally:
+        a.stop()
+        b.stop()
+    assert a.returncode == 0, a.log_tail()
+    assert b.returncode == 0, b.log_tail()
+
+
+OPEN_CALLS = 'homecare_alerts_open{severity="critical",status="open",type="emergency_button"}'
+
+
+def press_message(site: str, bed: str, now_ms: int) -> tuple[str, bytes]:
+    topic = f"homecare/v1/{site}/{bed}/button/btn-{site}-{bed}/event"
+    return topic, json.dumps({"ts": now_ms, "seq": 1, "event": "press"}).encode()
