@@ -1,6 +1,7 @@
 """The alert API: alerts, their change stream and their handling (assignment, comments,
 checklists, calls, outcomes), beds, resident profiles (dispatcher and admin keys only), series,
-service logs, visits, keys, the station (its time zone) and the caller's key.
+service logs, visits, service plans, keys, the station (its time zone), the caller's key and
+the response report (:mod:`alerts.reports`).
 
 Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
 ``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
@@ -13,13 +14,24 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, FastAPI
 
-from alerts.api import _alerts, _beds, _handling, _keys, _residents, _station, _visits
+from alerts.api import (
+    _alerts,
+    _beds,
+    _handling,
+    _keys,
+    _plans,
+    _reports,
+    _residents,
+    _station,
+    _visits,
+)
 from alerts.api._auth import ApiAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
 from alerts.api._limits import ApiMetrics, AuthThrottle, BodyLimit, PathGuard, client_group
 from alerts.api._stream import ChangeHub, event_stream, format_event
+from alerts.reports import ResponseMetrics
 
 PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
@@ -42,6 +54,8 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     unsubscribe = ctx.engine.add_listener(hub.publish) if ctx.engine is not None else None
     uncount = (_handling.count_outcomes(ctx.engine, ctx.metrics) if ctx.engine is not None
                else None)
+    untime = (ctx.engine.add_listener(ResponseMetrics(ctx.metrics, ctx.alert_store).observe)
+              if ctx.engine is not None else None)
     api = APIRouter(prefix=PREFIX, responses=error_responses(400, 401, 422, 429),
                     dependencies=[Depends(known_query_only)])
     api.include_router(_alerts.router(ctx, hub, metrics))
@@ -49,13 +63,15 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     api.include_router(_beds.router(ctx))
     api.include_router(_residents.router(ctx))
     api.include_router(_visits.router(ctx))
+    api.include_router(_plans.router(ctx))
     api.include_router(_keys.router(ctx))
     api.include_router(_station.router(ctx))
+    api.include_router(_reports.router(ctx))
     api.include_router(_station.me_router())
     app.include_router(api)
 
     def close() -> None:
-        for stop in (unsubscribe, uncount):
+        for stop in (unsubscribe, uncount, untime):
             if stop is not None:
                 stop()
         hub.close()

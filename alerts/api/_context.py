@@ -13,6 +13,9 @@ from alerts.handling import ResponsePlan
 from alerts.history import HistoryReader
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
+from alerts.plans import DEFAULT_CATALOGUE, Catalogue
+from alerts.planstore import PlanStore
+from alerts.reports import ReportSettings
 from alerts.residentstore import ResidentStore
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
@@ -38,8 +41,14 @@ class ApiContext:
     residents: ResidentStore | None = None
     """The resident profiles (dispatcher and admin keys only); absent: those routes answer
     503."""
+    plans: PlanStore | None = None
+    """The service plans; absent: the plan routes answer 503."""
+    catalogue: Catalogue = field(default_factory=lambda: Catalogue.parse(DEFAULT_CATALOGUE))
+    """The service items plans may list (the ``service_catalogue`` setting)."""
     response_plan: ResponsePlan = field(default_factory=ResponsePlan)
     """The response checklists per alert type and the outcome codes to resolve with."""
+    reports: ReportSettings = field(default_factory=ReportSettings)
+    """The shifts and the answer target of the response report."""
     timezone: str | None = None
     """The gateway's ``timezone`` setting (IANA); the registry's default zone comes first."""
     clock: Callable[[], int] = wall_clock_ms

@@ -158,17 +158,28 @@ def service_checks(settings: Settings) -> ServiceChecks:
 class VisitRecord(Protocol):
     """What the detector reads of a service-log record (:class:`alerts.ServiceLog`)."""
 
-    seq: int
-    at: int
-    recorded_at: int
-    site: str
-    bed: str
-    caregiver: str
-    visit: str
-    event: str
-    method: str | None
-    services: tuple[str, ...] | None
-    source: str
+    @property
+    def seq(self) -> int: ...
+    @property
+    def at(self) -> int: ...
+    @property
+    def recorded_at(self) -> int: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def bed(self) -> str: ...
+    @property
+    def caregiver(self) -> str: ...
+    @property
+    def visit(self) -> str: ...
+    @property
+    def event(self) -> str: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def services(self) -> tuple[str, ...] | None: ...
+    @property
+    def source(self) -> str: ...
 
 
 class VisitLog(Protocol):
