@@ -48,6 +48,11 @@ from devices.topics import SUBSCRIPTION
 from gateway.errors import ConfigError
 
 ENV_PREFIX = "HOMECARE_"
+UPSTREAM_FAMILY_ALERT_TYPES: Final = (
+    "emergency_button", "fall", "inactivity", "night_bed_exit", "abnormal_sound", "vital_signs",
+    "device_offline", "low_battery")
+"""The alert types a family webhook receives unless ``upstream_family_alert_types`` says
+otherwise."""
 CHECKLIST_SETTINGS: Final[Mapping[str, str]] = {
     str(alert_type): f"alert_checklist_{alert_type}" for alert_type in DEFAULT_CHECKLISTS}
 """The setting that holds each alert type's response checklist (types without one have
@@ -588,6 +593,41 @@ class Settings(BaseSettings):
         "`homecare_upstream_parked`) as soon as the entry behind it goes through, so it no longer "
         "blocks its destination's queue; put back with `homecare upstream requeue`. A "
         "destination that fails everything parks nothing.")
+    upstream_institution_url: str | None = Field(
+        default=None,
+        description="The care institution's endpoint: the alert changes and service records of "
+        "every bed of this gateway, as `upstream_institution_detail` and "
+        "`upstream_institution_alert_types` say (POST, JSON, signed with a secret of its own "
+        "derived from `upstream_secret`: `homecare upstream institution-secret`); unset: "
+        "nothing goes to an institution.")
+    upstream_platform_detail: Literal["full", "no_staff"] = Field(
+        default="full",
+        description="What the platform receives of each alert change and record: `full` (as "
+        "stored) or `no_staff` (without staff key names, notes and comments).")
+    upstream_platform_alert_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*",),
+        description="Alert types whose changes go to the platform; `*`: every type. It "
+        "receives every service record (the hash chain is whole only so). Comma-separated in "
+        "the environment.")
+    upstream_institution_detail: Literal["full", "no_staff"] = Field(
+        default="no_staff", description="As `upstream_platform_detail`, for the institution.")
+    upstream_institution_alert_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("*",),
+        description="Alert types whose changes go to the institution; `*`: every type. It "
+        "receives every service record.")
+    upstream_family_alert_types: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=UPSTREAM_FAMILY_ALERT_TYPES,
+        description="Alert types whose changes go to a bed's family webhook (the registry's "
+        "`family_webhook`); `*`: every type. A family gets its own bed's alerts only, when one "
+        "opens, is called again or off, clears, is acknowledged or resolved: the state, times "
+        "and summary, never who handled it, notes, comments, assignee, calls, outcome, evidence "
+        "or profile data (until this setting, families got every change of every type in "
+        "full).")
+    upstream_family_visits: bool = Field(
+        default=True,
+        description="Whether a family webhook receives its bed's visit records (check-in and "
+        "check-out: visit, caregiver code, times, services, the record's hash; not who entered "
+        "it through the app).")
 
     # --- logging ------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
@@ -715,7 +755,26 @@ class Settings(BaseSettings):
                 raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value or None
 
-    @field_validator("upstream_url")
+    @field_validator("upstream_platform_alert_types", "upstream_institution_alert_types",
+                     "upstream_family_alert_types", mode="before")
+    @classmethod
+    def _alert_type_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("upstream_platform_alert_types", "upstream_institution_alert_types",
+                     "upstream_family_alert_types")
+    @classmethod
+    def _alert_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        known = {str(t) for t in AlertType}
+        unknown = [name for name in value if name != "*" and name not in known]
+        if unknown:
+            raise ValueError(f"unknown alert type {unknown[0]!r}; `*` or some of "
+                             f"{', '.join(sorted(known))}")
+        return value
+
+    @field_validator("upstream_url", "upstream_institution_url")
     @classmethod
     def _upstream_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -727,9 +786,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _upstream_secret(self) -> Settings:
-        if self.upstream_url and not (self.upstream_secret or self.upstream_secret_file):
-            raise ValueError("upstream_url needs upstream_secret or upstream_secret_file "
-                             "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
+        for name in ("upstream_url", "upstream_institution_url"):
+            if getattr(self, name) and not (self.upstream_secret or self.upstream_secret_file):
+                raise ValueError(f"{name} needs upstream_secret or upstream_secret_file "
+                                 "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
         return self
 
     @field_validator("api_key")

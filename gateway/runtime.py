@@ -54,7 +54,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from alerts import Catalogue, PlanStore
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
@@ -65,12 +64,7 @@ from devices.codec import Codec
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
-from gateway.detect import (
-    SNAPSHOT_FILE,
-    ServiceAnomalyDetector,
-    restore_snapshot,
-    save_snapshot,
-)
+from gateway.detect import SNAPSHOT_FILE, restore_snapshot, save_snapshot
 from gateway.detect.alerting import (
     AlertingStage,
     detector_limits,
@@ -79,7 +73,6 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
-from gateway.detect.service_anomaly import service_checks
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -94,7 +87,7 @@ from gateway.storage.health import StorageHealth, is_storage_error
 from gateway.storage.spool import Spool
 from gateway.tsdb.drainer import SinkWriter
 from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
-from gateway.upstream import Outbox, Upstream
+from gateway.upstream import Outbox, Shares, Upstream
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -131,8 +124,7 @@ class Gateway:
             raise
 
     def _close_stores(self) -> None:
-        for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents",
-                     "plans"):
+        for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents"):
             store = getattr(self, name, None)
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -178,11 +170,10 @@ class Gateway:
         from alerts.residentstore import ResidentStore  # for the API only; never fails a start
 
         self.residents = ResidentStore(data_dir / "residents.sqlite3")
-        self.plans = PlanStore(data_dir / "plans.sqlite3")  # never fails a start either
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}
-        if settings.upstream_url or families:
+        if settings.upstream_url or settings.upstream_institution_url or families:
             secret = settings.secret("upstream_secret") or ""
             if not secret:
                 raise ConfigError("upstream_secret (HOMECARE_UPSTREAM_SECRET/_FILE): needed to "
@@ -191,7 +182,8 @@ class Gateway:
                 Outbox(data_dir / "outbox.sqlite3"), url=settings.upstream_url,
                 secret=secret.encode(), source=settings.upstream_source,
                 alert_store=self.alert_store, service_log=self.service_log,
-                families=families, timeout_s=settings.upstream_timeout_s,
+                families=families, institution_url=settings.upstream_institution_url,
+                shares=Shares.from_settings(settings), timeout_s=settings.upstream_timeout_s,
                 park_after_s=settings.upstream_park_after_s, metrics=self.metrics.registry)
         self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
         self.alerting = AlertingStage(
@@ -207,11 +199,6 @@ class Gateway:
             after_ms=round(settings.gateway_health_alert_after_s * 1000))
         self.health.resume(self.alerts.open_alerts())
         self.alerting.intake_changed(up=False, now_ms=int(time.time() * 1000))
-        # Visits checked against the plans and the sensors, badges and the app alike.
-        for detector in self.alerting.detectors:
-            if isinstance(detector, ServiceAnomalyDetector):
-                detector.configure(checks=service_checks(settings), plans=self.plans,
-                                   visit_log=self.service_log)
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
@@ -369,8 +356,6 @@ class Gateway:
                            timezone=self.settings.timezone,
                            key_recheck_s=self.settings.api_key_recheck_s,
                            residents=self.residents,
-                           plans=self.plans,
-                           catalogue=Catalogue.parse(self.settings.service_catalogue),
                            response_plan=self.settings.response_plan()))
 
     # --- ingest -------------------------------------------------------------------------------

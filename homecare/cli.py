@@ -351,6 +351,29 @@ def upstream_family_secret(
     typer.echo(family_secret(secret.encode(), site, bed).decode())
 
 
+@upstream_app.command("institution-secret",
+                      short_help="The secret the institution checks signatures with.")
+def upstream_institution_secret(config: _ConfigOption = None) -> None:
+    """Print the secret that signs what goes to the care institution's endpoint
+    (HOMECARE_UPSTREAM_INSTITUTION_URL; derived from HOMECARE_UPSTREAM_SECRET; give it to the
+    institution, which checks X-Homecare-Signature with it). It signs nothing for the platform
+    or a family."""
+    from gateway.config import load
+    from gateway.errors import ConfigError
+    from gateway.upstream import institution_secret
+
+    try:
+        secret = load(_settings_file(config)).secret("upstream_secret")
+    except ConfigError as exc:
+        typer.echo(f"homecare upstream: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not secret:
+        typer.echo("homecare upstream: no upstream secret (HOMECARE_UPSTREAM_SECRET/_FILE)",
+                   err=True)
+        raise typer.Exit(2)
+    typer.echo(institution_secret(secret.encode()).decode())
+
+
 @keys_app.command("create", short_help="Create a key and print its token once.")
 def keys_create(
     name: Annotated[str, typer.Option(help="Unique name; recorded as the actor of every "

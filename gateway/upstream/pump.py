@@ -5,7 +5,9 @@ cursor for each (``seq``); new entries, one per destination, and the moved curso
 in one transaction (:meth:`Outbox.enqueue <gateway.upstream.outbox.Outbox.enqueue>`), so each
 is queued exactly once across crashes and restarts. Bodies are JSON: ``{"kind":
 "alert_change" | "service_record", "key", "source", "change" | "record"}``; the key
-(``<source>/alert/<seq>``, ``<source>/service/<seq>``) is the request's idempotency key.
+(``<source>/alert/<seq>``, ``<source>/service/<seq>``) is the request's idempotency key. Each
+destination is queued its share (:mod:`gateway.upstream.shares`), or nothing when the record
+is not its share; the body of a share is encoded once for every destination that has it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import msgspec
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from gateway.upstream.outbox import Outbox
+from gateway.upstream.shares import Share
 
 PUMP_LIMIT: Final = 1000
 """Entries read from each log per pass."""
@@ -26,9 +29,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, source: str,
-         destinations_of: Callable[[str, str], list[str]], now_ms: int) -> int:
+         destinations_of: Callable[[str, str], list[tuple[str, Share]]], now_ms: int) -> int:
     """Queue what the logs hold beyond their cursors; returns how many were queued.
-    ``destinations_of(site, bed)``: where that bed's entries go."""
+    ``destinations_of(site, bed)``: where that bed's entries go, each with its share."""
     added = 0
     while True:
         seq = outbox.cursor("alerts")
@@ -38,10 +41,14 @@ def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, so
         entries = []
         for c in changes:
             key = f"{source}/alert/{c.seq}"
-            body = _encoder.encode({"kind": "alert_change", "key": key,
-                                    "source": source, "change": c})
-            entries += [(to, key, "alert_change", body)
-                        for to in destinations_of(c.alert.site, c.alert.bed)]
+            bodies: dict[Share, bytes | None] = {}
+            for to, share in destinations_of(c.alert.site, c.alert.bed):
+                if share not in bodies:
+                    part = share.alert_change(c)
+                    bodies[share] = None if part is None else _encoder.encode(
+                        {"kind": "alert_change", "key": key, "source": source, "change": part})
+                if (body := bodies[share]) is not None:
+                    entries.append((to, key, "alert_change", body))
         added += outbox.enqueue("alerts", changes[-1].seq, entries, now_ms)
     while True:
         seq = outbox.cursor("service_log")
@@ -52,11 +59,15 @@ def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, so
         entries = []
         for r in records:
             key = f"{source}/service/{r.seq}"
-            body = _encoder.encode({
-                "kind": "service_record", "key": key, "source": source,
-                "record": {**r.body(), "prev_hash": r.prev_hash, "hash": r.hash}})
-            entries += [(to, key, "service_record", body)
-                        for to in destinations_of(r.site, r.bed)]
+            shared: dict[Share, bytes | None] = {}
+            for to, share in destinations_of(r.site, r.bed):
+                if share not in shared:
+                    part = share.service_record(r)
+                    shared[share] = None if part is None else _encoder.encode(
+                        {"kind": "service_record", "key": key, "source": source,
+                         "record": part})
+                if (body := shared[share]) is not None:
+                    entries.append((to, key, "service_record", body))
         added += outbox.enqueue("service_log", records[-1].seq, entries,
                                      now_ms)
     return added  # the pending gauge is set by deliver(), which always follows

@@ -3,7 +3,9 @@
 ``X-Homecare-Signature: t=<epoch ms>,v1=<hex>``, HMAC-SHA256 over ``"<t>." + body`` with the
 shared secret (:func:`signature`, checked by :func:`verify`, which a receiver can copy); for a
 family, with the bed's own secret derived from the gateway's (:func:`family_secret`, ``homecare
-upstream family-secret``), so no family holds a key that signs for the platform or another bed.
+upstream family-secret``), so no family holds a key that signs for the platform or another bed;
+for the institution, with its own derived secret (:func:`institution_secret`, ``homecare
+upstream institution-secret``).
 
 >>> header = signature(b"secret", b"{}", 1_000)
 >>> verify(b"secret", header, b"{}", now_ms=2_000)
@@ -22,6 +24,8 @@ from typing import Final
 SIGNATURE_TOLERANCE_MS: Final = 5 * 60_000
 PLATFORM: Final = "platform"
 """The platform's destination name; a family's is :func:`family_destination`."""
+INSTITUTION: Final = "institution"
+"""The care institution's destination name."""
 
 
 def family_destination(site: str, bed: str) -> str:
@@ -31,6 +35,11 @@ def family_destination(site: str, bed: str) -> str:
 def family_secret(secret: bytes, site: str, bed: str) -> bytes:
     """The signing secret of one bed's family webhook, derived from the gateway's secret."""
     return hmac.new(secret, f"family/{site}/{bed}".encode(), hashlib.sha256).hexdigest().encode()
+
+
+def institution_secret(secret: bytes) -> bytes:
+    """The signing secret of the institution's endpoint, derived from the gateway's secret."""
+    return hmac.new(secret, b"institution", hashlib.sha256).hexdigest().encode()
 
 
 def signature(secret: bytes, body: bytes, t_ms: int) -> str:
