@@ -54,6 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from alerts import Catalogue, PlanStore
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
@@ -64,7 +65,12 @@ from devices.codec import Codec
 from devices.devicetime import ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
-from gateway.detect import SNAPSHOT_FILE, restore_snapshot, save_snapshot
+from gateway.detect import (
+    SNAPSHOT_FILE,
+    ServiceAnomalyDetector,
+    restore_snapshot,
+    save_snapshot,
+)
 from gateway.detect.alerting import (
     AlertingStage,
     detector_limits,
@@ -73,6 +79,7 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
+from gateway.detect.service_anomaly import service_checks
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -124,7 +131,8 @@ class Gateway:
             raise
 
     def _close_stores(self) -> None:
-        for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents"):
+        for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents",
+                     "plans"):
             store = getattr(self, name, None)
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -170,6 +178,7 @@ class Gateway:
         from alerts.residentstore import ResidentStore  # for the API only; never fails a start
 
         self.residents = ResidentStore(data_dir / "residents.sqlite3")
+        self.plans = PlanStore(data_dir / "plans.sqlite3")  # never fails a start either
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}
@@ -199,6 +208,11 @@ class Gateway:
             after_ms=round(settings.gateway_health_alert_after_s * 1000))
         self.health.resume(self.alerts.open_alerts())
         self.alerting.intake_changed(up=False, now_ms=int(time.time() * 1000))
+        # Visits checked against the plans and the sensors, badges and the app alike.
+        for detector in self.alerting.detectors:
+            if isinstance(detector, ServiceAnomalyDetector):
+                detector.configure(checks=service_checks(settings), plans=self.plans,
+                                   visit_log=self.service_log)
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
@@ -356,6 +370,8 @@ class Gateway:
                            timezone=self.settings.timezone,
                            key_recheck_s=self.settings.api_key_recheck_s,
                            residents=self.residents,
+                           plans=self.plans,
+                           catalogue=Catalogue.parse(self.settings.service_catalogue),
                            response_plan=self.settings.response_plan()))
 
     # --- ingest -------------------------------------------------------------------------------
