@@ -10,7 +10,8 @@ resident profiles kept only at the hub (:class:`Resident`, :class:`ResidentStore
 with :func:`parse_csv`), the institutions' service plans and the catalogue of service items
 (:class:`PlannedVisit`, :class:`Catalogue`, :class:`PlanStore`, CSV import with
 :func:`parse_plans_csv`), what dispatchers do while handling an alert and the outcome codes to
-resolve it with (:mod:`~alerts.handling`, :class:`ResponsePlan`),
+resolve it with (:mod:`~alerts.handling`, :class:`ResponsePlan`), how alerts were answered
+(:mod:`~alerts.reports`: the response report, its shifts, the response-time histograms),
 bounded bed history (:class:`BoundedHistory`) and the exceptions, storage faults classified
 once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 (:mod:`alerts.console`) sit on top; nothing here imports the gateway.
@@ -78,6 +79,13 @@ from alerts.plans import (
     zone_named,
 )
 from alerts.planstore import PlanImportResult, PlanStore
+from alerts.reports import (
+    DEFAULT_SHIFTS,
+    ReportSettings,
+    ResponseMetrics,
+    ResponseReport,
+    Shift,
+)
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
 from alerts.residentstore import ImportResult, ResidentStore
 from alerts.rules import ImmediateRules
@@ -89,6 +97,7 @@ __all__ = [
     "DEFAULT_CATALOGUE",
     "DEFAULT_CHECKLISTS",
     "DEFAULT_OUTCOMES",
+    "DEFAULT_SHIFTS",
     "GATEWAY_SITE",
     "ITEM_PATTERN",
     "MAX_PAGE",
@@ -136,10 +145,13 @@ __all__ = [
     "PlanStore",
     "PlanStoreUnavailable",
     "PlannedVisit",
+    "ReportSettings",
     "Resident",
     "ResidentStore",
     "ResidentStoreUnavailable",
+    "ResponseMetrics",
     "ResponsePlan",
+    "ResponseReport",
     "Role",
     "RowProblem",
     "Schedule",
@@ -148,6 +160,7 @@ __all__ = [
     "ServiceLogRecorder",
     "ServiceLogUnavailable",
     "Severity",
+    "Shift",
     "StorageError",
     "StorageFault",
     "StoreUnavailable",

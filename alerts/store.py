@@ -52,7 +52,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import msgspec
 
@@ -490,6 +490,28 @@ class AlertStore:
         next_cursor = _encode_cursor(page[-1][:4]) if len(rows) > limit else None
         return alerts, next_cursor
 
+    def responses(self, *, since: int, until: int, site: Filter = None,
+                  limit: int = 100_000) -> list[FirstResponse]:
+        """Every alert opened in ``[since, until)`` (on ``site``, if given), oldest first, with
+        its first acknowledgement and whether it was ever downgraded (a critical call the
+        person cancelled): what the response report measures. At most ``limit`` (the caller
+        refuses a period with more)."""
+        where = ["a.opened_at >= ?", "a.opened_at < ?"]
+        args: list[object] = [since, until]
+        if site is not None:
+            sites = _strings(site)
+            where.append(f"a.site IN ({', '.join('?' * len(sites))})")
+            args.extend(sites)
+        first_ack = ("SELECT c.{} FROM changes c WHERE c.alert_id = a.id"
+                     " AND c.action = 'acknowledged' ORDER BY c.seq LIMIT 1")
+        rows = self._query(
+            f"SELECT a.alert, ({first_ack.format('at')}), ({first_ack.format('actor')}),"
+            " EXISTS (SELECT 1 FROM changes c WHERE c.alert_id = a.id"
+            " AND c.action = 'downgraded') FROM alerts a WHERE " + " AND ".join(where)
+            + " ORDER BY a.opened_at, a.id LIMIT ?", (*args, limit))
+        return [FirstResponse(self._decoder.decode(body), at, actor, bool(downgraded))
+                for body, at, actor, downgraded in rows]
+
     def count(self, *, status: Filter = None) -> int:
         if status is None:
             return int(self._query("SELECT count(*) FROM alerts")[0][0])
@@ -535,6 +557,16 @@ class AlertStore:
         seq, at, action, actor, note, body = row
         return AlertChange(seq=seq, at=at, action=action, actor=actor, note=note,
                            alert=self._decoder.decode(body))
+
+
+class FirstResponse(NamedTuple):
+    """An alert with its first acknowledgement (:meth:`AlertStore.responses`)."""
+
+    alert: Alert
+    acknowledged_at: int | None
+    acknowledged_by: str | None
+    downgraded: bool
+    """Ever downgraded from critical (a call cancelled by the person within the window)."""
 
 
 def _strings(value: str | Sequence[str]) -> list[str]:

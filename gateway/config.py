@@ -38,8 +38,10 @@ from alerts import (
     DEFAULT_CATALOGUE,
     DEFAULT_CHECKLISTS,
     DEFAULT_OUTCOMES,
+    DEFAULT_SHIFTS,
     AlertType,
     Catalogue,
+    ReportSettings,
     ResponsePlan,
     bootstrap_key_problem,
 )
@@ -443,6 +445,22 @@ class Settings(BaseSettings):
         description="Response checklist of a service anomaly (a visit the sensors do not "
         "confirm), as above.")
 
+    # The response report (`GET /api/v1/reports/response`, the console's report page): time to
+    # acknowledge and to resolve, and the share of critical alerts answered within the target,
+    # per day, shift, site and dispatcher. Until there is a roster, shifts are start times in
+    # the station's zone (the registry's, else `timezone`).
+    report_shifts: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_SHIFTS,
+        description="The station's shifts as `name=HH:MM` (a name of lower-case letters, "
+        "digits and `_`, and its start in the station's zone); each lasts until the next one "
+        "starts, the last past midnight until the first. Comma-separated in the environment "
+        "(`day=08:00,night=20:00`).")
+    report_ack_target_s: float = Field(
+        default=60.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
+        description="A critical alert counts as answered in time when a person acknowledged "
+        "it (or resolved it) within this long of its opening (the telecare norm: 97.5 % of "
+        "alarm calls within 60 s).")
+
     # Service supervision (issue #14): each caregiver visit cross-checked with the plans and
     # the sensors; flagged visits are `service_anomaly` alerts.
     service_catalogue: Annotated[tuple[str, ...], NoDecode] = Field(
@@ -673,6 +691,19 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("report_shifts", mode="before")
+    @classmethod
+    def _shift_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("report_shifts")
+    @classmethod
+    def _shifts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        ReportSettings(shifts=ReportSettings.parse_shifts(value))
+        return value
+
     @field_validator("alert_outcomes")
     @classmethod
     def _outcomes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -824,6 +855,11 @@ class Settings(BaseSettings):
         """The checklists per alert type and the outcome codes, for the alert API."""
         return ResponsePlan(outcomes=self.alert_outcomes, checklists={
             alert_type: getattr(self, name) for alert_type, name in CHECKLIST_SETTINGS.items()})
+
+    def report_settings(self) -> ReportSettings:
+        """The shifts and the answer target of the response report."""
+        return ReportSettings(shifts=ReportSettings.parse_shifts(self.report_shifts),
+                              ack_target_s=self.report_ack_target_s)
 
     @property
     def mqtt(self) -> BrokerUrl:

@@ -372,7 +372,8 @@ class Gateway:
                            residents=self.residents,
                            plans=self.plans,
                            catalogue=Catalogue.parse(self.settings.service_catalogue),
-                           response_plan=self.settings.response_plan()))
+                           response_plan=self.settings.response_plan(),
+                           reports=self.settings.report_settings()))
 
     # --- ingest -------------------------------------------------------------------------------
 
