@@ -22,6 +22,8 @@ class Delivery:
     key: str
     body: dict[str, Any]
     signed: bool
+    at: float = field(default_factory=time.monotonic)
+    """When it was accepted (``time.monotonic()``)."""
 
 
 @dataclass
