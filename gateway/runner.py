@@ -63,13 +63,18 @@ async def _serve(settings: Settings, notifier: Notifier | None) -> None:
              settings.mqtt.port, settings.influx_url or "none (spool only)", settings.data_dir)
     run = asyncio.create_task(gateway.run(), name="gateway")
     if notifier is not None:
-        started = asyncio.gather(gateway.started.wait(), gateway.http_started.wait())
+        started = asyncio.create_task(_started(gateway), name="sd-ready")
         await asyncio.wait((run, started), return_when=asyncio.FIRST_COMPLETED)
         if started.done():
             notifier.ready(f"serving on {settings.api_addr}")
-        else:
-            started.cancel()
+        else:  # the gateway ended (failed) before it served
+            await _cancel(started)
     await run
+
+
+async def _started(gateway: Gateway) -> None:
+    await gateway.started.wait()
+    await gateway.http_started.wait()
 
 
 async def _open(settings: Settings, stopping: asyncio.Event,

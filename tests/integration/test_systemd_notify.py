@@ -6,7 +6,11 @@ keeps coming while it runs, STOPPING=1 on SIGTERM, and it exits cleanly."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -54,3 +58,30 @@ def test_the_gateway_tells_systemd_it_is_ready_alive_and_stopping(mosquitto: Mos
         finally:
             gateway.stop()
     assert gateway.returncode == 0, gateway.log_tail()
+
+
+def test_a_gateway_that_fails_before_serving_never_says_ready(mosquitto: Mosquitto,
+                                                              tmp_path: Path) -> None:
+    """Its HTTP port is taken: the start fails, systemd hears no READY (it restarts the
+    service), and nothing is left unretrieved."""
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, \
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        sock.bind(str(path))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
+        env.update(NOTIFY_SOCKET=str(path), WATCHDOG_USEC="600000",
+                   HOMECARE_MQTT_URL=mosquitto.url, HOMECARE_DATA_DIR=str(tmp_path / "data"),
+                   HOMECARE_API_ADDR=f"127.0.0.1:{port}")
+        done = subprocess.run([sys.executable, "-m", "homecare.cli", "gateway"], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0, done.stderr
+        sock.setblocking(False)
+        notifications = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                notifications.append(sock.recv(4096).decode())
+        assert not [n for n in notifications if n.startswith("READY=1")], notifications
+        assert "never retrieved" not in done.stderr + done.stdout, done.stderr[-3000:]
