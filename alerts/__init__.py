@@ -79,15 +79,10 @@ from alerts.plans import (
     zone_named,
 )
 from alerts.planstore import PlanImportResult, PlanStore
-from alerts.reports import (
-    DEFAULT_SHIFTS,
-    ReportSettings,
-    ResponseMetrics,
-    ResponseReport,
-    Shift,
-)
+from alerts.reports import DEFAULT_SHIFTS, ReportSettings, ResponseReport, Shift
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
 from alerts.residentstore import ImportResult, ResidentStore
+from alerts.responsemetrics import ResponseMetrics
 from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import MAX_PAGE, AlertStore

@@ -26,9 +26,8 @@ start times in the station's zone; each lasts until the next one starts, the las
 midnight until the first (``day=08:00``, ``night=20:00``: a call at 02:00 is in the night
 shift, of the calendar day it opened in).
 
-:class:`ResponseMetrics` observes the same two times as Prometheus histograms
-(``homecare_alert_acknowledge_seconds{type,severity}``,
-``homecare_alert_resolve_seconds{type,severity,by}``), from the engine's committed changes.
+:class:`~alerts.responsemetrics.ResponseMetrics` observes the same two times as Prometheus
+histograms, from the engine's committed changes.
 
 >>> settings = ReportSettings(shifts=ReportSettings.parse_shifts(["day=08:00", "night=20:00"]))
 >>> [settings.shift_at(minute) for minute in (0, 8 * 60, 19 * 60 + 59, 20 * 60)]
@@ -42,17 +41,14 @@ from __future__ import annotations
 import math
 import re
 import statistics
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from prometheus_client import CollectorRegistry, Histogram
-
-from alerts.model import Alert, AlertChange, AlertStatus, Severity
+from alerts.model import AlertStatus, Severity
 from alerts.store import AlertStore, FirstResponse
 
 SHIFT_PATTERN: Final = re.compile(r"^([a-z0-9_]{1,32})=([01][0-9]|2[0-3]):([0-5][0-9])$")
@@ -63,8 +59,6 @@ SYSTEM: Final = "system"
 MAX_ALERTS: Final = 100_000
 """Alerts one report reads at most; a longer period is refused (narrow it)."""
 MAX_DAYS: Final = 366
-ACK_BUCKETS: Final = (5, 10, 15, 30, 45, 60, 90, 120, 180, 300, 600, 1800, 3600)
-RESOLVE_BUCKETS: Final = (60, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +146,8 @@ class AlertResponse:
 @dataclass(frozen=True, slots=True)
 class GroupStats:
     key: str | None
+    start: int | None
+    """A day's local midnight (epoch ms); None for the other groups."""
     alerts: int
     answered: int
     ack_median_s: float | None
@@ -254,14 +250,16 @@ def respond(row: FirstResponse, *, settings: ReportSettings, zone: tzinfo | None
         outcome=alert.outcome)
 
 
-def group(key: str | None, rows: Sequence[AlertResponse]) -> GroupStats:
+def group(key: str | None, rows: Sequence[AlertResponse], start: int | None = None
+          ) -> GroupStats:
     acks = [r.ack_s for r in rows if r.ack_s is not None]
     resolves = [r.resolve_s for r in rows if r.resolve_s is not None]
     critical = [r for r in rows if r.critical]
     decided = [r for r in critical if r.within_target is not None]
     within = sum(1 for r in decided if r.within_target)
     return GroupStats(
-        key=key, alerts=len(rows), answered=len(acks), ack_median_s=_seconds(median(acks)),
+        key=key, start=start, alerts=len(rows), answered=len(acks),
+        ack_median_s=_seconds(median(acks)),
         ack_p90_s=nearest_rank(acks, 0.9),
         ack_mean_s=_seconds(statistics.fmean(acks)) if acks else None,
         ack_max_s=max(acks) if acks else None, resolved=len(resolves),
@@ -271,25 +269,29 @@ def group(key: str | None, rows: Sequence[AlertResponse]) -> GroupStats:
         critical_within_target_share=round(within / len(decided), 4) if decided else None)
 
 
-def _days(since: int, until: int, zone: tzinfo | None) -> list[str]:
+def _days(since: int, until: int, zone: tzinfo | None) -> dict[str, int]:
+    """Every local day of ``[since, until)`` with its midnight (epoch ms)."""
     first: date = _local(since, zone).date()
     last: date = _local(max(since, until - 1), zone).date()
-    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    days = (first + timedelta(days=n) for n in range((last - first).days + 1))
+    return {d.isoformat(): int(datetime.combine(d, time(), zone).timestamp() * 1000)
+            for d in days}
 
 
 def build_report(rows: Sequence[FirstResponse], *, since: int, until: int,
                  settings: ReportSettings, timezone: str | None, now_ms: int) -> ResponseReport:
     """The report of the alerts ``rows`` (opened in ``[since, until)``)."""
     zone = ZoneInfo(timezone) if timezone else None
+    days = _days(since, until, zone)
     answers = [respond(r, settings=settings, zone=zone, now_ms=now_ms) for r in rows]
 
-    def by(key: Callable[[AlertResponse], str | None], order: Iterable[str | None] = ()
-           ) -> list[GroupStats]:
+    def by(key: Callable[[AlertResponse], str | None], order: Iterable[str | None] = (),
+           starts: Mapping[str, int] | None = None) -> list[GroupStats]:
         groups: dict[str | None, list[AlertResponse]] = {k: [] for k in order}
         for answer in answers:
             groups.setdefault(key(answer), []).append(answer)
         keys = list(groups) if order else sorted(groups, key=lambda k: (k is None, k or ""))
-        return [group(k, groups[k]) for k in keys]
+        return [group(k, groups[k], (starts or {}).get(k or "")) for k in keys]
 
     outcomes: dict[str, dict[str, int]] = defaultdict(dict)
     by_system: dict[str, int] = defaultdict(int)
@@ -303,7 +305,7 @@ def build_report(rows: Sequence[FirstResponse], *, since: int, until: int,
     return ResponseReport(
         since=since, until=until, timezone=timezone, ack_target_s=settings.ack_target_s,
         shifts=[{"name": s.name, "start": s.start} for s in settings.shifts],
-        totals=group(None, answers), by_day=by(lambda a: a.day, _days(since, until, zone)),
+        totals=group(None, answers), by_day=by(lambda a: a.day, days, days),
         by_shift=by(lambda a: a.shift, [s.name for s in settings.shifts]),
         by_site=by(lambda a: a.site), by_dispatcher=by(lambda a: a.answered_by),
         outcomes=[_outcomes(t, dict(sorted(outcomes[t].items())), by_system[t])
@@ -333,65 +335,3 @@ def read_report(store: AlertStore, *, since: int, until: int, sites: Sequence[st
         raise ValueError(f"more than {MAX_ALERTS} alerts in the period: narrow it")
     return build_report(rows, since=since, until=until, settings=settings, timezone=timezone,
                         now_ms=now_ms)
-
-# --- Prometheus ------------------------------------------------------------------------------
-
-
-class ResponseMetrics:
-    """Time to acknowledge (first answer by a person) and time to resolve of every alert, as
-    histograms, from committed changes (an engine listener). Remembers, for unresolved alerts
-    only, whether they were answered and whether they were critical, so a call acknowledged
-    again after it came again is not measured twice; restarted, it learns that from the
-    store."""
-
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 store: AlertStore | None = None) -> None:
-        r = registry if registry is not None else CollectorRegistry()
-        self.acknowledge = Histogram(
-            "homecare_alert_acknowledge_seconds", "From an alert's opening to its first answer "
-            "by a person (the first acknowledgement, or its resolution without one), by type "
-            "and severity (critical: critical at any time)", ["type", "severity"],
-            registry=r, buckets=ACK_BUCKETS)
-        self.resolve = Histogram(
-            "homecare_alert_resolve_seconds", "From an alert's opening to its resolution, by "
-            "type, severity and who resolved it (person or system)",
-            ["type", "severity", "by"], registry=r, buckets=RESOLVE_BUCKETS)
-        self._lock = threading.Lock()
-        self._answered: set[str] = set()
-        self._critical: set[str] = set()
-        if store is not None:
-            for alert in store.open_alerts():
-                history = store.history(alert.id)
-                if any(c.action == "acknowledged" for c in history):
-                    self._answered.add(alert.id)
-                if any(c.alert.severity is Severity.CRITICAL for c in history):
-                    self._critical.add(alert.id)
-
-    def observe(self, changes: list[AlertChange]) -> None:
-        with self._lock:
-            for change in changes:
-                self._observe(change)
-
-    def _observe(self, change: AlertChange) -> None:
-        alert = change.alert
-        if alert.severity is Severity.CRITICAL:
-            self._critical.add(alert.id)
-        severity = self._severity(alert)
-        answered = alert.id in self._answered
-        if change.action == "acknowledged" and not answered:
-            self._answered.add(alert.id)
-            self.acknowledge.labels(alert.type.value, severity).observe(
-                max(0, change.at - alert.opened_at) / 1000)
-        elif change.action in ("resolved", "auto_resolved"):
-            person = change.action == "resolved"
-            if person and not answered:
-                self.acknowledge.labels(alert.type.value, severity).observe(
-                    max(0, change.at - alert.opened_at) / 1000)
-            self.resolve.labels(alert.type.value, severity,
-                                "person" if person else SYSTEM).observe(
-                max(0, change.at - alert.opened_at) / 1000)
-            self._answered.discard(alert.id)
-            self._critical.discard(alert.id)
-
-    def _severity(self, alert: Alert) -> str:
-        return Severity.CRITICAL.value if alert.id in self._critical else alert.severity.value

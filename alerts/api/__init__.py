@@ -31,7 +31,7 @@ from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
 from alerts.api._limits import ApiMetrics, AuthThrottle, BodyLimit, PathGuard, client_group
 from alerts.api._stream import ChangeHub, event_stream, format_event
-from alerts.reports import ResponseMetrics
+from alerts.responsemetrics import ResponseMetrics
 
 PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024

@@ -105,6 +105,8 @@ class GroupStatsOut(_Out):
     key: str | None
     """The day (``YYYY-MM-DD``), shift, site or dispatcher; null: the dispatcher of alerts
     nobody answered (and the totals)."""
+    start: int | None = None
+    """A day's local midnight (epoch ms); null for the other groups."""
     alerts: int
     answered: int
     ack_median_s: float | None

@@ -179,6 +179,8 @@ async def test_the_report_matches_the_values_computed_by_hand(station: Station) 
 
     days = {d["key"]: d for d in body["by_day"]}
     assert list(days) == ["2026-12-02", "2026-12-03"]
+    assert [d["start"] for d in body["by_day"]] == [SINCE, SINCE + 86_400_000]  # local midnights
+    assert {g["start"] for g in (*body["by_shift"], *body["by_site"])} == {None}
     assert stats(days["2026-12-02"]) == (4, 4, 4, 4, 3, 0.75)  # A1 A2 A3 A9
     assert days["2026-12-02"]["ack_median_s"] == 42.5  # 30 40 45 90
     assert stats(days["2026-12-03"]) == (5, 2, 3, 2, 1, 0.5)  # A4 A5 A6 A7 A8
