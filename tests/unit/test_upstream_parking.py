@@ -113,7 +113,12 @@ async def test_an_entry_failing_past_the_horizon_is_parked_and_the_queue_goes_on
     assert "parked 1" in status.output
     assert "parked gw-1/alert/2 to platform status 500" in status.output
     receiver.fail = set()
-    requeue = runner.invoke(app, ["upstream", "requeue", "--data-dir", str(tmp_path)])
+    elsewhere = runner.invoke(app, ["upstream", "requeue", "--data-dir", str(tmp_path),
+                                    "--destination", "family:s1/bed-0002"])
+    assert elsewhere.exit_code == 0, elsewhere.output
+    assert "requeued 0" in elsewhere.output, "another destination's: none"
+    requeue = runner.invoke(app, ["upstream", "requeue", "--data-dir", str(tmp_path),
+                                  "--destination", "platform"])
     assert requeue.exit_code == 0, requeue.output
     assert "requeued 1" in requeue.output
     world.upstream = world.open()
