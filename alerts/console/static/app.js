@@ -6,9 +6,11 @@ import { bedView, bedsView } from "./bed.js";
 import { detailView } from "./detail.js";
 import { fmtAgo, h } from "./dom.js";
 import { outcomeLabel } from "./handling.js";
+import { HealthBanner } from "./health.js";
 import { fmtClock, label, language, setLanguage, setTimeZone, t, timeZone, translatePage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
 import { alertTitle, queueView } from "./queue.js";
+import { reportView } from "./report.js";
 import { Alarm } from "./sound.js";
 import { Session } from "./session.js";
 import { AlertStore, typeLabel } from "./store.js";
@@ -16,6 +18,7 @@ import { AlertStore, typeLabel } from "./store.js";
 const $ = (id) => document.getElementById(id);
 
 const session = new Session();
+const health = new HealthBanner($("health-banner"));
 
 const ctx = {
   signedIn: false,
@@ -38,6 +41,7 @@ function showLogin(message = "") {
   ctx.live?.stop();
   ctx.live = null;
   ctx.alarm.setActive(false);
+  health.stop();
   ctx.view?.dispose?.();
   ctx.view = null;
   document.title = t("app.name");
@@ -300,6 +304,9 @@ function route() {
   } else if (parts[0] === "beds") {
     ctx.view = bedsView(ctx);
     nav = "beds";
+  } else if (parts[0] === "reports") {
+    ctx.view = reportView(ctx);
+    nav = "reports";
   } else {
     ctx.view = queueView(ctx);
   }
@@ -327,6 +334,7 @@ function applyLanguage() {
   if (!ctx.store) return;
   renderConnection();
   renderOffline();
+  health.render();
   refreshAttention();
   route.moved = false;
   route();
@@ -403,6 +411,7 @@ function start(api) {
     if (!ctx.synced) { ctx.synced = true; ctx.view?.update(); }
   });
   setConnection({ state: "connecting" });
+  health.start();
   route.moved = false;
   route();
   refreshAttention();

@@ -1,12 +1,12 @@
 // Small SVG time-series charts: a line (rates, levels), a step band (in bed yes/no) or bars
-// (movement counts). Drawn at the element's real width and redrawn when it changes, so text
+// (movement counts), over hours (the bed page) or days (the response report). Drawn at the element's real width and redrawn when it changes, so text
 // stays legible on a phone. The margins around the plot are measured from the labels as the
 // browser draws them (their language, font and digits), so no axis label is cut off. Pointing
 // at a chart, or focusing it and using the arrow keys, shows the nearest value with its time
 // in the station's zone.
 
 import { h, svg } from "./dom.js";
-import { fmtClock, fmtTime, t, zoneHourMinute } from "./i18n.js";
+import { fmtClock, fmtDay, fmtTime, t, zoneHourMinute } from "./i18n.js";
 
 const HEIGHT = 140;
 const EDGE = 2;     // labels keep this far from the picture's edges
@@ -39,6 +39,22 @@ function hourTicks(t0, t1, width) {
   }
   return ticks;
 }
+
+/** Local midnights in the station's zone, every `step` days so that their labels fit. */
+function dayTicks(t0, t1, width) {
+  const midnights = [];
+  for (let at = Math.ceil(t0 / 3_600_000) * 3_600_000; at <= t1; at += 3_600_000) {
+    const [hour, minute] = zoneHourMinute(at);
+    if (hour === 0 && minute === 0) midnights.push(at);
+  }
+  const wanted = Math.max(2, Math.floor(width / 70));
+  const step = Math.max(1, Math.ceil(midnights.length / wanted));
+  return midnights.filter((_, i) => i % step === 0);
+}
+
+/** The axis and tooltip texts of a time: a clock time over hours, a date over days. */
+const tickText = (spec, at) => (spec.axis === "days" ? fmtDay(at) : fmtClock(at));
+const tipText = (spec, at) => (spec.axis === "days" ? fmtDay(at) : fmtTime(at));
 
 /** A value as the chart's heading and its tooltip write it ("66.1 /min", "yes"). */
 function valueText(v, { unit, format }) {
@@ -91,7 +107,7 @@ function draw(el, spec) {
   const yTicks = (kind === "step" ? [0, 1] : niceTicks(lo, hi, 3))
     .map((v) => ({ v, text: kind === "step" ? t(v ? "value.yes" : "value.no") : String(v) }))
     .map((tick) => ({ ...tick, size: measure(tick.text) }));
-  const lineH = Math.max(measure(fmtClock(t0)).height, ...yTicks.map((tick) => tick.size.height));
+  const lineH = Math.max(measure(tickText(spec, t0)).height, ...yTicks.map((tick) => tick.size.height));
 
   // Margins from the labels: the widest value label on the left, half a line above the top
   // one, a line of hour labels below; half the widest hour label at each side, so a tick at
@@ -107,7 +123,8 @@ function draw(el, spec) {
   for (let round = 0; round < 4; round += 1) {
     const innerW = width - pad.left - pad.right;
     x = (at) => pad.left + ((at - t0) / (t1 - t0)) * innerW;
-    xTicks = hourTicks(t0, t1, innerW).map((at) => ({ at, text: fmtClock(at), size: measure(fmtClock(at)) }));
+    xTicks = (spec.axis === "days" ? dayTicks : hourTicks)(t0, t1, innerW)
+      .map((at) => ({ at, text: tickText(spec, at), size: measure(tickText(spec, at)) }));
     const half = Math.ceil(Math.max(0, ...xTicks.map((tick) => tick.size.width / 2))) + EDGE;
     const right = Math.max(pad.right, half);
     const left = Math.max(pad.left, half);
@@ -135,14 +152,14 @@ function draw(el, spec) {
   root.append(svg("line", { class: "axis", x1: pad.left, x2: width - pad.right, y1: bottom, y2: bottom }));
 
   if (!points.length) {
-    const text = t("chart.no_data");
+    const text = spec.noData || t("chart.no_data");
     const size = measure(text, "nodata");
     const half = size.width / 2;
     const cx = Math.min(Math.max(pad.left + innerW / 2, EDGE + half), width - EDGE - half);
     root.append(svg("text", { class: "nodata", x: cx, y: pad.top + innerH / 2 + size.ascent - size.height / 2,
       "text-anchor": "middle" }, text));
   } else if (kind === "bars") {
-    const barW = Math.max(1, innerW / ((t1 - t0) / 60_000) * 0.9);
+    const barW = Math.max(1, innerW / ((t1 - t0) / spec.barMs) * 0.9);
     let d = "";
     for (const [at, v] of points) {
       if (!v) continue;
@@ -154,7 +171,7 @@ function draw(el, spec) {
     for (let i = 0; i < points.length; i += 1) {
       const [at, v] = points[i];
       const next = points[i + 1];
-      const end = next && next[0] - at <= GAP_MS ? next[0] : Math.min(t1, at + 60_000);
+      const end = next && next[0] - at <= spec.gapMs ? next[0] : Math.min(t1, at + 60_000);
       if (v) d += `M${x(at).toFixed(1)} ${y(0).toFixed(1)}V${y(1).toFixed(1)}H${x(end).toFixed(1)}V${y(0).toFixed(1)}z`;
     }
     root.append(svg("path", { class: "area", d }));
@@ -162,10 +179,16 @@ function draw(el, spec) {
     let d = "";
     let prev = null;
     for (const [at, v] of points) {
-      d += `${prev === null || at - prev > GAP_MS ? "M" : "L"}${x(at).toFixed(1)} ${y(v).toFixed(1)}`;
+      d += `${prev === null || at - prev > spec.gapMs ? "M" : "L"}${x(at).toFixed(1)} ${y(v).toFixed(1)}`;
       prev = at;
     }
     root.append(svg("path", { class: "line", d }));
+    // A point with no neighbour within the gap draws no line: a dot shows it (one value a day).
+    points.forEach(([at, v], i) => {
+      const before = i > 0 && at - points[i - 1][0] <= spec.gapMs;
+      const after = i < points.length - 1 && points[i + 1][0] - at <= spec.gapMs;
+      if (!before && !after) root.append(svg("circle", { class: "point", cx: x(at), cy: y(v), r: 3 }));
+    });
   }
 
   const cursor = svg("g", { class: "cursor", visibility: "hidden" },
@@ -182,7 +205,7 @@ function draw(el, spec) {
  * inside the picture. Returns the two texts. */
 function place(plot, spec, i) {
   const [at, v] = spec.points[i];
-  const time = fmtTime(at);
+  const time = tipText(spec, at);
   const value = valueText(v, spec);
   const { cursor, width, pad, innerH, measure } = plot;
   const px = plot.x(at);
@@ -230,10 +253,13 @@ const STEPS = { ArrowLeft: -1, ArrowRight: 1, ArrowDown: -1, ArrowUp: 1, PageDow
 
 /**
  * A chart panel: title, latest value and the SVG. `points` are [t, value] pairs sorted by t;
- * `t0`..`t1` is the window shown.
+ * `t0`..`t1` is the window shown. Over days (`axis: "days"`, one point a day) the axis and the
+ * tooltip name dates; `gapMs` is the hole that breaks a line, `barMs` a bar's width, `noData`
+ * the text of an empty chart.
  */
-export function chartPanel({ title, unit = "", points, t0, t1, kind = "line", min, max, format }) {
-  const spec = { points, t0, t1, kind, unit, min, max, format };
+export function chartPanel({ title, unit = "", points, t0, t1, kind = "line", min, max, format,
+  axis = "hours", gapMs = GAP_MS, barMs = 60_000, noData }) {
+  const spec = { points, t0, t1, kind, unit, min, max, format, axis, gapMs, barMs, noData };
   const latest = points.length ? points[points.length - 1][1] : null;
   const shown = latest === null ? "–" : valueText(latest, spec);
   const area = h("div", points.length
@@ -241,7 +267,8 @@ export function chartPanel({ title, unit = "", points, t0, t1, kind = "line", mi
     : { class: "chart-area" });
   const said = h("p", { class: "sr-only", "aria-live": "polite" });
   const summary = points.length
-    ? t("chart.summary", { title, n: points.length, shown }) : t("chart.summary_empty", { title });
+    ? t("chart.summary", { title, n: points.length, shown })
+    : noData ? t("chart.summary_custom", { title, text: noData }) : t("chart.summary_empty", { title });
   const panel = h("figure", { class: "chart", "aria-label": summary },
     h("h3", {}, h("span", {}, title), h("span", { class: "muted" }, shown)),
     area, said);

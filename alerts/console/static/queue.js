@@ -7,6 +7,8 @@ import { label, t, tNodes } from "./i18n.js";
 import { typeLabel } from "./store.js";
 
 export function alertTitle(alert) {
+  // A site-level alert (a site gone dark, the gateway's health) has no bed: named by its site.
+  if (!alert.bed) return t("alert.title_site", { type: typeLabel(alert.type), site: alert.site });
   return t("alert.title", { type: typeLabel(alert.type), bed: alert.bed });
 }
 
@@ -44,7 +46,7 @@ function card(ctx, alert) {
       h("div", { class: "alert-title" },
         h("span", { class: "sev" }, label("severity", a.severity)),
         h("a", { href: `#/alerts/${encodeURIComponent(a.id)}` }, typeLabel(a.type)),
-        h("a", { href: `#/beds/${encodeURIComponent(a.site)}/${encodeURIComponent(a.bed)}` }, `${a.bed}`),
+        a.bed ? h("a", { href: `#/beds/${encodeURIComponent(a.site)}/${encodeURIComponent(a.bed)}` }, `${a.bed}`) : null,
       ),
       // The gateway's rules write the summary in English: shown as given, marked so.
       a.summary ? h("p", { class: "alert-summary", lang: "en" }, a.summary) : null,
