@@ -42,7 +42,7 @@ from alerts.errors import (
     VisitRefused,
     storage_fault,
 )
-from alerts.escalation import EscalationPolicy, Schedule
+from alerts.escalation import CHANNELS, RECIPIENTS, Chain, EscalationPolicy, Schedule, Step
 from alerts.handling import (
     DEFAULT_CHECKLISTS,
     DEFAULT_OUTCOMES,
@@ -89,6 +89,7 @@ from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
 
 __all__ = [
+    "CHANNELS",
     "DEFAULT_CATALOGUE",
     "DEFAULT_CHECKLISTS",
     "DEFAULT_OUTCOMES",
@@ -97,6 +98,7 @@ __all__ = [
     "ITEM_PATTERN",
     "MAX_PAGE",
     "OUTCOME_PATTERN",
+    "RECIPIENTS",
     "SITE_TYPES",
     "Alert",
     "AlertChange",
@@ -109,6 +111,7 @@ __all__ = [
     "AlertType",
     "BoundedHistory",
     "Catalogue",
+    "Chain",
     "Contact",
     "ContactCall",
     "CsvImport",
@@ -156,6 +159,7 @@ __all__ = [
     "ServiceLogUnavailable",
     "Severity",
     "Shift",
+    "Step",
     "StorageError",
     "StorageFault",
     "StoreUnavailable",

@@ -68,11 +68,13 @@ severity's schedule after ``now``. On an alert still open, the status and the es
 timeline stay (a repeat never delays an escalation), except that ``urgent`` takes its
 escalation step at once (``escalated``).
 
-Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from its severity's
-:class:`~alerts.escalation.Schedule`; :meth:`AlertEngine.tick` takes every step that is due
-(``escalated``; after a downtime, the steps missed are taken at once on the original timeline).
-Acknowledging stops escalation. Timers live in the alert rows, so a restarted engine continues
-them.
+Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from the timeline of
+its chain (:meth:`~alerts.escalation.EscalationPolicy.chain`: by severity and type);
+:meth:`AlertEngine.tick` takes every step that is due (``escalated``; after a downtime, the
+steps missed are taken at once on the original timeline). Acknowledging stops escalation.
+Timers live in the alert rows, so a restarted engine continues them. :meth:`record` keeps a
+fact about an alert that changes nothing in it (a notification sent for a step, its delivery)
+in its history and on the stream.
 
 Handling. :meth:`handle` records what a dispatcher does with an unresolved alert (assignment,
 comments, checklist items, calls; the rules are in :mod:`alerts.handling`) as a change of its
@@ -363,6 +365,30 @@ class AlertEngine:
         assert alert is not None
         return alert
 
+    def record(self, alert_id: str, *, action: str, note: str, now_ms: int,
+               actor: str = SYSTEM) -> AlertChange:
+        """Record a fact about an alert that changes nothing in it (a notification of its
+        escalation chain queued, delivered or failed: :mod:`gateway.notify`): a change of its
+        own carrying the alert as it is, in its history and on the stream, whatever its status.
+        Durable on return.
+
+        Raises :class:`AlertNotFound`, :class:`~alerts.errors.StoreUnavailable` (as for
+        :meth:`acknowledge`).
+        """
+        with self._lock:
+            alert = self._open.get(alert_id) or next(
+                (c.alert for c in reversed(self._staged) if c.alert.id == alert_id), None)
+        if alert is None:
+            alert = self.store.get(alert_id)  # resolved: it changes no more
+            if alert is None:
+                raise AlertNotFound(alert_id)
+        with self._lock:
+            alert = self._open.get(alert_id, alert)
+            self._stage(action, alert, now_ms, actor=actor, note=note)
+            change = self._staged[-1]
+        self.commit()
+        return change
+
     def _refuse(self, alert_id: str, action: str) -> None:
         with self._lock:
             staged = next((c.alert for c in reversed(self._staged) if c.alert.id == alert_id),
@@ -566,7 +592,8 @@ class AlertEngine:
             severity=finding.severity, site=finding.site, bed=finding.bed, opened_at=now,
             updated_at=now, status=AlertStatus.OPEN, summary=finding.summary,
             evidence=evidence,
-            next_escalation_at=self.policy.first_at(finding.severity, opened_at=now)))
+            next_escalation_at=self.policy.first_at(finding.severity, opened_at=now,
+                                                   type=finding.type)))
         self._by_key[key] = alert.id
         self._stage("opened", alert, now)
         if evidence.get(URGENT):
@@ -584,7 +611,7 @@ class AlertEngine:
             notes.append(f"severity raised to {severity}")
             if alert.status is AlertStatus.OPEN:
                 next_at = _earliest(next_at, self.policy.next_at(
-                    severity, level=alert.escalation_level, since=now))
+                    severity, level=alert.escalation_level, since=now, type=alert.type))
         if alert.cleared_at is not None:
             notes.append("condition present again")
         urgent = bool(ev.get(URGENT)) and not alert.evidence.get(URGENT)
@@ -598,8 +625,8 @@ class AlertEngine:
         if reopened:
             alert = self._put(msgspec.structs.replace(
                 alert, status=AlertStatus.OPEN, acknowledged_by=None, acknowledged_at=None,
-                escalation_level=0, next_escalation_at=self.policy.first_at(severity,
-                                                                            opened_at=now)))
+                escalation_level=0, next_escalation_at=self.policy.first_at(
+                    severity, opened_at=now, type=alert.type)))
             notes.insert(0, "a new call after acknowledgement: needs acknowledgement again")
         if urgent and alert.status is AlertStatus.OPEN and not reopened:
             self._escalate_now(alert, now, "; ".join(["urgent", *notes]))
@@ -621,7 +648,8 @@ class AlertEngine:
         evidence = _merge(alert.evidence, finding.evidence)
         if in_window and alert.severity is Severity.CRITICAL:
             severity = Severity.HIGH
-            next_at = (self.policy.next_at(severity, level=alert.escalation_level, since=now)
+            next_at = (self.policy.next_at(severity, level=alert.escalation_level, since=now,
+                                           type=alert.type)
                        if alert.status is AlertStatus.OPEN else None)
             alert = self._put(msgspec.structs.replace(
                 alert, severity=severity, evidence=evidence, updated_at=now,
@@ -655,7 +683,7 @@ class AlertEngine:
             return  # condition gone, resolution pending: no escalation meanwhile
         due = alert.next_escalation_at
         if alert.status is AlertStatus.OPEN and due is not None and due <= now:
-            level, next_at, steps = self.policy.schedule(alert.severity).advance(
+            level, next_at, steps = self.policy.schedule(alert.severity, alert.type).advance(
                 level=alert.escalation_level, due=due, now=now)
             alert = self._put(msgspec.structs.replace(
                 alert, escalation_level=level, next_escalation_at=next_at, updated_at=now))
@@ -669,7 +697,8 @@ class AlertEngine:
         level = alert.escalation_level + 1
         alert = self._put(msgspec.structs.replace(
             alert, escalation_level=level, updated_at=now,
-            next_escalation_at=self.policy.next_at(alert.severity, level=level, since=now)))
+            next_escalation_at=self.policy.next_at(alert.severity, level=level, since=now,
+                                                   type=alert.type)))
         self._stage("escalated", alert, now, actor=SYSTEM, note=note)
 
     def _auto_resolvable(self, alert: Alert) -> bool:
