@@ -12,11 +12,15 @@ API (``source="api"``, with the API key's name as ``actor``). Identifiers are ps
 Each record carries ``prev_hash`` and ``hash = sha256(prev_hash + canonical JSON of the
 record)`` where the canonical JSON has sorted keys, no spaces, UTF-8, and covers every field
 but the two hashes (``seq`` included, so records cannot be reordered). The first record's
-``prev_hash`` is 64 zeros. :meth:`ServiceLog.verify` recomputes the chain and reports the first
-record that was changed, removed or moved; a removed *tail* is caught against the stored head
-and, stronger, against a head the platform kept (``expected_head``). SQLite triggers refuse
-UPDATE and DELETE, so only someone bypassing this module can change the file — and ``verify``
-shows it.
+``prev_hash`` is 64 zeros. SQLite triggers refuse UPDATE and DELETE, so only someone bypassing
+this module can change the file — and :meth:`ServiceLog.verify` shows it: it recomputes the
+chain and reports the first record that was changed, removed or moved. The chain alone cannot
+show a rewrite that re-hashed every record after an edit and the stored head too: that takes a
+head kept elsewhere. Each record goes upstream with the chain's head as of it (``seq`` and
+``hash``), the platform keeps them, and ``verify(heads=...)`` (``homecare verify-log --head``)
+names the first record that is not the one a kept head says, or that is gone. Verification
+goes on from the last record verified (a checkpoint, itself checked as a head); ``full``
+recomputes every record, which also finds an edit behind the checkpoint left un-hashed.
 
 Appends are idempotent per ``origin`` (a badge message's device and seq; for the API the visit
 and event), so a message redelivered after a crash is recorded once. An API call is a retry
@@ -44,7 +48,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -86,6 +90,12 @@ CREATE TABLE IF NOT EXISTS chain_head (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verify_checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    verified_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS refused_visit (
     id INTEGER PRIMARY KEY,
@@ -189,11 +199,12 @@ class ServiceRecord:
 
     def body(self) -> dict[str, Any]:
         """The fields the hash covers (everything but the two hashes)."""
-        fields = asdict(self)
-        del fields["prev_hash"], fields["hash"]
-        if self.services is not None:
-            fields["services"] = list(self.services)
-        return fields
+        return {"seq": self.seq, "origin": self.origin, "at": self.at,
+                "recorded_at": self.recorded_at, "site": self.site, "bed": self.bed,
+                "caregiver": self.caregiver, "visit": self.visit, "event": self.event,
+                "method": self.method,
+                "services": None if self.services is None else list(self.services),
+                "source": self.source, "device": self.device, "actor": self.actor}
 
 
 def repeats(event: VisitEvent, recorded: ServiceRecord, *, last_of_visit: bool) -> bool:
@@ -216,23 +227,50 @@ def repeats(event: VisitEvent, recorded: ServiceRecord, *, last_of_visit: bool) 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Verification:
+    """What :meth:`ServiceLog.verify` found."""
+
     ok: bool
     records: int
-    """Records checked."""
+    """Records in the chain known good: up to the last record verified, or to the one before
+    the first bad one."""
     head_seq: int
     head_hash: str
+    """The last record known good."""
+    checked: int = 0
+    """Records recomputed by this verification (the rest were verified before it)."""
+    from_seq: int = 1
+    """The first record recomputed (after the checkpoint; 1 for a full pass)."""
     first_bad_seq: int | None = None
     error: str | None = None
 
 
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                     allow_nan=False)
+
+
 def canonical_json(fields: dict[str, Any]) -> bytes:
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """Sorted keys, no spaces, UTF-8 (what :func:`chain_hash` hashes)."""
+    return _CANONICAL.encode(fields).encode("utf-8")
 
 
 def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     """``sha256(prev_hash + canonical JSON of fields)`` as hex."""
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(fields)).hexdigest()
+
+
+_BODY_KEYS: Final = ("seq", "origin", "at", "recorded_at", "site", "bed", "caregiver", "visit",
+                     "event", "method", "services", "source", "device", "actor")
+"""The hashed fields, in the order of :data:`_COLUMNS`."""
+VERIFY_PAGE: Final = 2000
+"""Records read per page by :meth:`ServiceLog.verify` (the lock is released between pages)."""
+
+
+def _row_body(row: Sequence[Any]) -> dict[str, Any]:
+    """:meth:`ServiceRecord.body` straight from a row (verification reads thousands)."""
+    body = dict(zip(_BODY_KEYS, row, strict=False))
+    if body["services"] is not None:
+        body["services"] = json.loads(body["services"])
+    return body
 
 
 def _now_ms() -> int:
@@ -394,56 +432,117 @@ class ServiceLog:
             row = self._db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
         return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
-    def _pages(self, page: int = 1000) -> Iterator[list[ServiceRecord]]:
-        after = -1
-        while True:
+    def verify(self, *, heads: Iterable[tuple[int, str]] = (), full: bool = False
+               ) -> Verification:
+        """Recompute the chain from the last record verified (the stored checkpoint), or from
+        the first with ``full``, and check it against ``heads``: ``(seq, hash)`` pairs kept
+        elsewhere (the heads delivered upstream with each record, :meth:`head`). Reports the
+        first record that was changed, removed, moved or is not the one a kept head names.
+
+        The checkpoint is itself a head: a verification starts after it only if its record
+        and every kept head at or before it are still as they were (else it recomputes all).
+        A record behind the checkpoint edited without re-hashing keeps every hash, so only a
+        ``full`` pass finds it; a rewrite that re-hashed the chain is found by any head kept
+        after the edit. After a clean pass the checkpoint moves to the stored head; never
+        past a bad record. Reads in pages, releasing the lock between them; the chain is
+        verified as it stood when the verification began."""
+        kept: dict[int, list[tuple[str, str]]] = {}
+        for seq, digest in heads:
+            if seq > 0:
+                kept.setdefault(int(seq), []).append((str(digest), "kept head"))
+        with self._lock:
+            head_seq, head_hash, last_row, checkpoint_seq, checkpoint_hash = self._db.execute(
+                "SELECT (SELECT seq FROM chain_head WHERE id = 1),"
+                " (SELECT hash FROM chain_head WHERE id = 1), (SELECT max(seq) FROM service_log),"
+                " (SELECT seq FROM verify_checkpoint WHERE id = 1),"
+                " (SELECT hash FROM verify_checkpoint WHERE id = 1)").fetchone()
+        head_seq, head_hash = int(head_seq or 0), str(head_hash or GENESIS)
+        if checkpoint_seq is not None:
+            kept.setdefault(int(checkpoint_seq), []).append((str(checkpoint_hash),
+                                                             "verified checkpoint"))
+        start = (0, GENESIS)
+        if (not full and checkpoint_seq is not None and 0 < checkpoint_seq <= head_seq
+                and self._still_kept(kept, int(checkpoint_seq))):
+            start = (int(checkpoint_seq), str(checkpoint_hash))
+        result = self._verify_from(start, head_seq, head_hash, int(last_row or 0), kept)
+        if result.ok and head_seq > 0 and (head_seq, result.head_hash) != (
+                checkpoint_seq, checkpoint_hash):
+            self._store_checkpoint(head_seq, result.head_hash)
+        return result
+
+    def _still_kept(self, kept: dict[int, list[tuple[str, str]]], upto: int) -> bool:
+        """Whether the records of every kept head up to ``upto`` still have its hash."""
+        behind = [seq for seq in kept if seq <= upto]
+        found: dict[int, str] = {}
+        for first in range(0, len(behind), 500):
+            chunk = behind[first:first + 500]
+            with self._lock:
+                marks = ",".join("?" * len(chunk))
+                found.update(self._db.execute(
+                    f"SELECT seq, hash FROM service_log WHERE seq IN ({marks})", chunk).fetchall())
+        return all(found.get(seq) == digest for seq in behind for digest, _ in kept[seq])
+
+    def _verify_from(self, start: tuple[int, str], head_seq: int, head_hash: str,
+                     last_row: int, kept: dict[int, list[tuple[str, str]]]) -> Verification:
+        prev_seq, prev = start
+        checked = 0
+        agreed = 0
+        """The last record a kept head vouched for."""
+
+        def bad(seq: int, error: str) -> Verification:
+            return Verification(ok=False, records=prev_seq, head_seq=prev_seq, head_hash=prev,
+                                checked=checked, from_seq=start[0] + 1, first_bad_seq=seq,
+                                error=error)
+
+        while prev_seq < head_seq:
             with self._lock:
                 rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM service_log WHERE seq > ? ORDER BY seq LIMIT ?",
-                    (after, page)).fetchall()
+                    f"SELECT {_COLUMNS} FROM service_log WHERE seq > ? AND seq <= ?"
+                    " ORDER BY seq LIMIT ?", (prev_seq, head_seq, VERIFY_PAGE)).fetchall()
             if not rows:
-                return
-            records = [_record(row) for row in rows]
-            yield records
-            after = records[-1].seq
+                break
+            for row in rows:
+                seq, digest, linked = row[0], row[15], row[14]
+                if seq != prev_seq + 1:
+                    return bad(prev_seq + 1, f"record {prev_seq + 1} is missing (next is {seq})")
+                if linked != prev:
+                    return bad(seq, f"record {seq} does not link to the previous record")
+                if chain_hash(prev, _row_body(row)) != digest:
+                    return bad(seq, f"record {seq} was changed")
+                checked += 1
+                for expected, what in kept.get(seq, ()):
+                    if digest != expected:
+                        since = f" after record {agreed}" if agreed else ""
+                        return bad(seq, f"record {seq} differs from the {what} "
+                                        f"({expected[:12]}...): the chain was rewritten{since} "
+                                        f"up to it and re-hashed")
+                    agreed = seq
+                prev_seq, prev = seq, digest
+            time.sleep(0)  # let the event loop's thread have the GIL between pages
+        if prev_seq < head_seq:
+            return bad(prev_seq + 1, f"records after {prev_seq} were removed (the stored head "
+                                     f"is record {head_seq})")
+        if prev != head_hash:
+            return bad(head_seq, f"record {head_seq} is not the stored head")
+        if last_row > head_seq:
+            return bad(head_seq + 1, f"record {head_seq + 1} lies beyond the stored head "
+                                     f"(record {head_seq})")
+        beyond = [seq for seq in kept if seq > head_seq]
+        if beyond:
+            return bad(head_seq + 1, f"the kept head (record {max(beyond)}) is gone: records "
+                                     f"after {head_seq} were removed")
+        return Verification(ok=True, records=head_seq, head_seq=head_seq, head_hash=prev,
+                            checked=checked, from_seq=start[0] + 1)
 
-    def verify(self, *, expected_head: tuple[int, str] | None = None) -> Verification:
-        """Recompute the chain. ``expected_head``: a ``(seq, hash)`` from :meth:`head` kept
-        elsewhere; the log must still contain exactly that record."""
-        prev = GENESIS
-        expected_seq = 1
-        count = 0
-        witnessed = expected_head is None or expected_head == (0, GENESIS)
-
-        def bad(seq: int | None, error: str) -> Verification:
-            return Verification(ok=False, records=count, head_seq=expected_seq - 1,
-                                head_hash=prev, first_bad_seq=seq, error=error)
-
-        for records in self._pages():
-            for record in records:
-                if record.seq != expected_seq:
-                    return bad(expected_seq, f"record {expected_seq} is missing "
-                                             f"(next is {record.seq})")
-                if record.prev_hash != prev:
-                    return bad(record.seq, f"record {record.seq} does not link to the previous "
-                                           "record")
-                if chain_hash(prev, record.body()) != record.hash:
-                    return bad(record.seq, f"record {record.seq} was changed")
-                if expected_head is not None and record.seq == expected_head[0]:
-                    if record.hash != expected_head[1]:
-                        return bad(record.seq, f"record {record.seq} differs from the kept head")
-                    witnessed = True
-                prev = record.hash
-                expected_seq += 1
-                count += 1
-        stored = self.head()
-        if stored != (count, prev):
-            return bad(count + 1, f"records after {count} were removed (stored head is "
-                                  f"record {stored[0]})")
-        if not witnessed:
-            return bad(count + 1, f"the kept head (record {expected_head and expected_head[0]})"
-                                  " is gone: records were removed")
-        return Verification(ok=True, records=count, head_seq=count, head_hash=prev)
+    def _store_checkpoint(self, seq: int, digest: str) -> None:
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO verify_checkpoint (id, seq, hash, verified_at) VALUES (1, ?, ?, ?)"
+                    " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+                    " verified_at = excluded.verified_at", (seq, digest, _now_ms()))
+        except sqlite3.DatabaseError as exc:  # a read-only copy, a full disk: verified anyway
+            log.warning("servicelog.checkpoint_not_stored seq=%d error=%s", seq, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -8,7 +8,17 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench import deadletters, decode, detector, flood, ingest, latency, replay, report
+from bench import (
+    deadletters,
+    decode,
+    detector,
+    flood,
+    ingest,
+    latency,
+    replay,
+    report,
+    servicelog_verify,
+)
 
 BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "decode": decode.run,
@@ -18,6 +28,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "replay": replay.run,
     "deadletters": deadletters.run,
     "unknown_device_flood": flood.run,
+    "servicelog_verify": servicelog_verify.run,
 }
 
 

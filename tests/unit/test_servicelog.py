@@ -49,8 +49,8 @@ def log(tmp_path: Path) -> ServiceLog:
 def tamper(path: Path, *statements: str) -> None:
     """What someone with the file and the sqlite3 shell could do: triggers off, then edit."""
     db = sqlite3.connect(path)
-    db.execute("DROP TRIGGER service_log_no_update")
-    db.execute("DROP TRIGGER service_log_no_delete")
+    db.execute("DROP TRIGGER IF EXISTS service_log_no_update")
+    db.execute("DROP TRIGGER IF EXISTS service_log_no_delete")
     for statement in statements:
         db.execute(statement)
     db.commit()
@@ -176,7 +176,7 @@ def test_verify_against_a_kept_head_finds_a_removed_tail_even_with_the_head_rewr
     tamper(tmp_path / "servicelog.sqlite3", "DELETE FROM service_log WHERE seq >= 9",
            f"UPDATE chain_head SET seq = 8, hash = '{eighth.hash}'")
     assert log.verify().ok, "without an outside anchor a clean cut looks like a shorter log"
-    result = log.verify(expected_head=kept)
+    result = log.verify(heads=[kept])
     assert not result.ok
     assert result.first_bad_seq == 9
 

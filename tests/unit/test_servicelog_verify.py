@@ -1,0 +1,164 @@
+"""Verifying the service log against heads kept elsewhere, from a stored checkpoint: a chain
+rewritten and re-hashed after an edit passes its own links but not the heads the platform
+kept, which name the first record that differs; each verification goes on from the last
+record verified, and a rewrite behind that checkpoint is still found."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from alerts.servicelog import GENESIS, ServiceLog, ServiceRecord, chain_hash
+from tests.unit.test_servicelog import event, tamper
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "servicelog.sqlite3"
+
+
+@pytest.fixture
+def log(path: Path) -> ServiceLog:
+    service_log = ServiceLog(path)
+    service_log.append([event(i) for i in range(10)], now_ms=1)
+    return service_log
+
+
+def heads(log: ServiceLog) -> list[tuple[int, str]]:
+    """What the platform keeps: each record's ``(seq, hash)`` as it was delivered."""
+    return [(r.seq, r.hash) for r in log.query(newest_first=False, limit=1000)]
+
+
+def rewrite(path: Path, log: ServiceLog, seq: int, caregiver: str = "c-9") -> None:
+    """Edit record ``seq`` and re-hash it and every record after it, and the stored head: a
+    forger who knows the scheme. The chain's own links are all right afterwards."""
+    records = log.query(newest_first=False, limit=1000)
+    statements = []
+    prev = records[seq - 2].hash if seq > 1 else GENESIS
+    for record in records[seq - 1:]:
+        body = record.body()
+        if record.seq == seq:
+            body["caregiver"] = caregiver
+        digest = chain_hash(prev, body)
+        statements.append(f"UPDATE service_log SET caregiver = '{body['caregiver']}',"
+                          f" prev_hash = '{prev}', hash = '{digest}' WHERE seq = {record.seq}")
+        prev = digest
+    statements.append(f"UPDATE chain_head SET hash = '{prev}'")
+    tamper(path, *statements)
+
+
+def test_a_rewritten_chain_passes_its_own_links_but_not_the_heads_kept_elsewhere(
+        log: ServiceLog, path: Path) -> None:
+    kept = heads(log)
+    rewrite(path, log, 4)
+    assert log.verify(full=True).ok, "re-hashed: every link and the stored head agree"
+    last_only = log.verify(heads=[kept[-1]], full=True)
+    assert not last_only.ok
+    assert last_only.first_bad_seq == 10, last_only.error
+    every = log.verify(heads=kept, full=True)
+    assert not every.ok
+    assert every.first_bad_seq == 4, "the heads of every record name the first one rewritten"
+    assert "record 4 differs from the kept head" in (every.error or "")
+
+
+def test_heads_kept_before_a_record_was_added_say_nothing_against_it(
+        log: ServiceLog) -> None:
+    kept = heads(log)[:5]
+    log.append([event(10), event(11)])
+    assert log.verify(heads=kept).ok
+
+
+def test_a_kept_head_beyond_the_log_means_its_tail_was_removed(log: ServiceLog,
+                                                               path: Path) -> None:
+    kept = log.head()
+    seventh = heads(log)[6]
+    tamper(path, "DELETE FROM service_log WHERE seq >= 8",
+           f"UPDATE chain_head SET seq = 7, hash = '{seventh[1]}'")
+    result = log.verify(heads=[kept])
+    assert not result.ok
+    assert result.first_bad_seq == 8, result.error
+
+
+def test_a_record_beyond_the_stored_head_is_found(log: ServiceLog, path: Path) -> None:
+    eighth = heads(log)[7]
+    tamper(path, f"UPDATE chain_head SET seq = 8, hash = '{eighth[1]}'")
+    result = log.verify()
+    assert not result.ok
+    assert result.first_bad_seq == 9, result.error
+
+
+def test_verification_goes_on_from_the_last_record_verified(log: ServiceLog) -> None:
+    first = log.verify()
+    assert (first.ok, first.checked, first.records, first.from_seq) == (True, 10, 10, 1)
+    log.append([event(10), event(11), event(12)])
+    then = log.verify()
+    assert (then.ok, then.checked, then.records, then.from_seq) == (True, 3, 13, 11)
+    assert then.head_seq == 13
+    again = log.verify()
+    assert (again.ok, again.checked, again.records) == (True, 0, 13)
+    assert log.verify(full=True).checked == 13
+
+
+def test_the_checkpoint_survives_a_restart(log: ServiceLog, path: Path) -> None:
+    assert log.verify().checked == 10
+    log.close()
+    reopened = ServiceLog(path)
+    reopened.append([event(10)])
+    assert reopened.verify().checked == 1
+
+
+def test_a_rewrite_behind_the_checkpoint_is_found_by_the_next_verification(
+        log: ServiceLog, path: Path) -> None:
+    kept = heads(log)
+    assert log.verify().ok
+    rewrite(path, log, 4)
+    result = log.verify()
+    assert not result.ok, "the checkpoint is a head too: the rewrite changed its record"
+    assert result.first_bad_seq == 10, result.error
+    assert log.verify(heads=kept).first_bad_seq == 4
+
+
+def test_a_head_kept_elsewhere_is_checked_behind_the_checkpoint(log: ServiceLog,
+                                                                path: Path) -> None:
+    kept = heads(log)
+    assert log.verify().ok
+    rewrite(path, log, 4)
+    # The forger rewrote the checkpoint too (it is in the same file): the kept heads still see.
+    tamper(path, f"UPDATE verify_checkpoint SET hash = '{log.head()[1]}'")
+    assert log.verify().ok, "without a head from elsewhere a complete forgery passes"
+    result = log.verify(heads=kept[5:6])
+    assert not result.ok
+    assert result.first_bad_seq == 6, result.error
+
+
+def test_an_edit_behind_the_checkpoint_is_found_by_a_full_pass(log: ServiceLog,
+                                                               path: Path) -> None:
+    assert log.verify().ok
+    tamper(path, "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 4")
+    assert log.verify().ok, ("a plain edit behind the checkpoint leaves every hash in place: "
+                             "only recomputing the records finds it")
+    result = log.verify(full=True)
+    assert not result.ok
+    assert result.first_bad_seq == 4
+
+
+def test_the_checkpoint_never_moves_past_a_bad_record(log: ServiceLog, path: Path) -> None:
+    assert log.verify().ok
+    log.append([event(10), event(11), event(12)])
+    tamper(path, "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 12")
+    for _ in range(2):
+        result = log.verify()
+        assert not result.ok
+        assert (result.first_bad_seq, result.from_seq) == (12, 11)
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT seq FROM verify_checkpoint").fetchone() == (10,)
+    db.close()
+
+
+def test_a_record_hashes_the_same_whether_read_as_a_record_or_verified_from_its_row(
+        log: ServiceLog) -> None:
+    record: ServiceRecord = log.query(newest_first=False, limit=1)[0]
+    assert chain_hash(GENESIS, record.body()) == record.hash
+    assert "detail" not in record.body(), "records without detail hash as they always did"
