@@ -12,11 +12,15 @@ with :func:`parse_csv`), the institutions' service plans and the catalogue of se
 :func:`parse_plans_csv`), what dispatchers do while handling an alert and the outcome codes to
 resolve it with (:mod:`~alerts.handling`, :class:`ResponsePlan`), how alerts were answered
 (:mod:`~alerts.reports`: the response report, its shifts, the response-time histograms),
+who is on call (:class:`Roster`, :class:`RosterStore`), what each escalation step sends to whom
+(:func:`plan_step`, escalation chains :class:`Chain`) and the one-time acknowledge links the
+notifications carry (:class:`AckLinks`),
 bounded bed history (:class:`BoundedHistory`) and the exceptions, storage faults classified
 once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 (:mod:`alerts.console`) sit on top; nothing here imports the gateway.
 """
 
+from alerts.acklinks import AckLinks, Claim, Use
 from alerts.engine import AlertEngine, IdFactory, random_ids, seeded_ids
 from alerts.errors import (
     AlertError,
@@ -67,6 +71,14 @@ from alerts.model import (
     Severity,
     VisitEvent,
 )
+from alerts.notify import (
+    DEFAULT_PAGING_TOPIC,
+    PROFILE_FIELDS,
+    NotifyChannels,
+    Outgoing,
+    StepPlan,
+    plan_step,
+)
 from alerts.plans import (
     DEFAULT_CATALOGUE,
     Catalogue,
@@ -83,6 +95,8 @@ from alerts.reports import DEFAULT_SHIFTS, ReportSettings, ResponseReport, Shift
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
 from alerts.residentstore import ImportResult, ResidentStore
 from alerts.responsemetrics import ResponseMetrics
+from alerts.roster import OnDuty, Roster, RosterError, Staff
+from alerts.rosterstore import RosterStore
 from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import MAX_PAGE, AlertStore
@@ -93,13 +107,16 @@ __all__ = [
     "DEFAULT_CATALOGUE",
     "DEFAULT_CHECKLISTS",
     "DEFAULT_OUTCOMES",
+    "DEFAULT_PAGING_TOPIC",
     "DEFAULT_SHIFTS",
     "GATEWAY_SITE",
     "ITEM_PATTERN",
     "MAX_PAGE",
     "OUTCOME_PATTERN",
+    "PROFILE_FIELDS",
     "RECIPIENTS",
     "SITE_TYPES",
+    "AckLinks",
     "Alert",
     "AlertChange",
     "AlertEngine",
@@ -112,6 +129,7 @@ __all__ = [
     "BoundedHistory",
     "Catalogue",
     "Chain",
+    "Claim",
     "Contact",
     "ContactCall",
     "CsvImport",
@@ -137,6 +155,9 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "LiveState",
+    "NotifyChannels",
+    "OnDuty",
+    "Outgoing",
     "PlanImport",
     "PlanImportResult",
     "PlanRow",
@@ -151,6 +172,9 @@ __all__ = [
     "ResponsePlan",
     "ResponseReport",
     "Role",
+    "Roster",
+    "RosterError",
+    "RosterStore",
     "RowProblem",
     "Schedule",
     "ServiceItem",
@@ -159,16 +183,20 @@ __all__ = [
     "ServiceLogUnavailable",
     "Severity",
     "Shift",
+    "Staff",
     "Step",
+    "StepPlan",
     "StorageError",
     "StorageFault",
     "StoreUnavailable",
+    "Use",
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
     "make_plan",
     "parse_csv",
     "parse_plans_csv",
+    "plan_step",
     "random_ids",
     "seeded_ids",
     "storage_fault",
