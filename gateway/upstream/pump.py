@@ -4,7 +4,10 @@ The alert store's change log and the hash-chained service log are read beyond th
 cursor for each (``seq``); new entries, one per destination, and the moved cursor are written
 in one transaction (:meth:`Outbox.enqueue <gateway.upstream.outbox.Outbox.enqueue>`), so each
 is queued exactly once across crashes and restarts. Bodies are JSON: ``{"kind":
-"alert_change" | "service_record", "key", "source", "change" | "record"}``; the key
+"alert_change" | "service_record", "key", "source", "change" | "record"}``, and a service
+record's also ``"head": {"seq", "hash"}``: the service log's chain head as of that record,
+whatever share of the record the destination has, for the platform (and anyone it goes to) to
+keep and check the log against later (``homecare verify-log --head``); the key
 (``<source>/alert/<seq>``, ``<source>/service/<seq>``) is the request's idempotency key. Each
 destination is queued its share (:mod:`gateway.upstream.shares`), or nothing when the record
 is not its share; the body of a share is encoded once for every destination that has it.
@@ -65,7 +68,7 @@ def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, so
                     part = share.service_record(r)
                     shared[share] = None if part is None else _encoder.encode(
                         {"kind": "service_record", "key": key, "source": source,
-                         "record": part})
+                         "record": part, "head": {"seq": r.seq, "hash": r.hash}})
                 if (body := shared[share]) is not None:
                     entries.append((to, key, "service_record", body))
         added += outbox.enqueue("service_log", records[-1].seq, entries,
