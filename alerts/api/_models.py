@@ -370,8 +370,16 @@ class RefusedVisitList(_Out):
 class ChainCheck(_Out):
     ok: bool
     records: int
+    """Records known good: up to the last one verified, or to the one before the first bad."""
     head_seq: int
     head_hash: str
+    """The last record known good."""
+    checked: int = 0
+    """Records recomputed by this verification (the others were verified before it)."""
+    from_seq: int = 1
+    """The first record recomputed."""
+    kept_heads: int = 0
+    """Heads kept elsewhere it was checked against (``head``)."""
     first_bad_seq: int | None = None
     error: str | None = None
 

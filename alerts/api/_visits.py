@@ -14,7 +14,8 @@ check runs in the append's transaction.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import re
+from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -37,6 +38,9 @@ from alerts.errors import VisitRefused
 from alerts.keys import Role
 from alerts.model import VisitEvent
 from alerts.servicelog import RefusedVisit, ServiceRecord, api_origin
+
+HEAD: Final = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
+MAX_KEPT_HEADS: Final = 100
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
@@ -87,13 +91,29 @@ def router(ctx: ApiContext) -> APIRouter:
             next_cursor=str(page[-1].seq) if len(records) > limit else None)
 
     @api.get("/service-logs/verify", response_model=ChainCheck, dependencies=[viewer],
-             summary="Verify the hash chain of the whole service log")
-    async def verify() -> ChainCheck:
-        """``ok`` false names the first record that was changed, removed or moved."""
-        result = await asyncio.to_thread(log.verify)
+             summary="Verify the service log's hash chain against heads kept elsewhere")
+    async def verify(
+        head: Annotated[list[str] | None, Query(
+            max_length=MAX_KEPT_HEADS, description="A head kept elsewhere, SEQ:HASH (the seq "
+            "and hash delivered upstream with a record); repeat for more")] = None,
+        full: Annotated[bool, Query(description="Recompute every record, not only those "
+                                                "after the last one verified")] = False,
+    ) -> ChainCheck:
+        """``ok`` false names the first record that was changed, removed, moved, or is not the
+        one a kept head says. Goes on from the last record verified unless ``full`` (which
+        also finds an edit behind it that kept the old hashes); in a worker thread."""
+        kept = []
+        for text in head or ():
+            found = HEAD.fullmatch(text)
+            if found is None:
+                raise ApiError(422, f"head: expected SEQ:HASH with a 64-digit hex hash, got "
+                                    f"{text[:80]!r}")
+            kept.append((int(found[1]), found[2].lower()))
+        result = await asyncio.to_thread(log.verify, heads=kept, full=full)
         return ChainCheck(ok=result.ok, records=result.records, head_seq=result.head_seq,
-                          head_hash=result.head_hash, first_bad_seq=result.first_bad_seq,
-                          error=result.error)
+                          head_hash=result.head_hash, checked=result.checked,
+                          from_seq=result.from_seq, kept_heads=len(kept),
+                          first_bad_seq=result.first_bad_seq, error=result.error)
 
     @api.get("/service-logs/refused", response_model=RefusedVisitList, dependencies=[viewer],
              summary="Badge check-ins/outs set aside (never chained), newest first")

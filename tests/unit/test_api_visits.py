@@ -253,3 +253,36 @@ async def test_the_identical_retry_is_still_200_with_the_first_record(api: Harne
     retry = await visit(api, "check-out", {**VISIT, "services": ["bath"]})
     assert (retry.status_code, retry.json()) == (200, checked_out.json())
     assert api.ctx.service_log.head()[0] == 2
+
+
+async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_checkpoint(
+        api: Harness, tmp_path: Path) -> None:
+    from tests.unit.test_servicelog import tamper
+
+    for n in range(3):
+        body = {**VISIT, "visit": f"v-{n}"}
+        assert (await visit(api, "check-in", body)).status_code == 201
+        assert (await visit(api, "check-out", {**body, "services": ["bath"]})).status_code == 201
+    kept = [(r.seq, r.hash) for r in api.ctx.service_log.query(newest_first=False)]
+    heads = [f"{seq}:{digest}" for seq, digest in kept]
+    first = (await api.client.get("/api/v1/service-logs/verify", params={"head": heads},
+                                  headers=api.auth("viewer"))).json()
+    assert (first["ok"], first["records"], first["checked"], first["from_seq"]) == (
+        True, 6, 6, 1)
+    assert (await visit(api, "check-in", {**VISIT, "visit": "v-9"})).status_code == 201
+    then = (await api.client.get("/api/v1/service-logs/verify", params={"head": heads[-1]},
+                                 headers=api.auth("viewer"))).json()
+    assert (then["ok"], then["records"], then["checked"], then["from_seq"]) == (True, 7, 1, 7)
+    third = kept[2]
+    tamper(tmp_path / "servicelog.sqlite3",
+           "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 3")
+    routine = (await api.client.get("/api/v1/service-logs/verify",
+                                    headers=api.auth("viewer"))).json()
+    assert routine["ok"] is True, "a plain edit behind the checkpoint needs a full pass"
+    full = (await api.client.get("/api/v1/service-logs/verify",
+                                 params={"full": "true", "head": f"{third[0]}:{third[1]}"},
+                                 headers=api.auth("viewer"))).json()
+    assert (full["ok"], full["first_bad_seq"], full["checked"]) == (False, 3, 2)
+    bad = await api.client.get("/api/v1/service-logs/verify", params={"head": "3:nothex"},
+                               headers=api.auth("viewer"))
+    assert bad.status_code == 422
