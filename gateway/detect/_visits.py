@@ -62,6 +62,9 @@ class Visit(msgspec.Struct, kw_only=True):
     """Time of the latest such sample (the caregiver last sensed)."""
     no_checkout: bool = False
     """A missing check-out was raised (active until the late check-out)."""
+    sensed_until: int | None = None
+    """Samples are counted until then once the caregiver is judged gone without checking
+    out (later company is not theirs); None: until the check-out."""
     decided_at: int | None = None
 
     @property

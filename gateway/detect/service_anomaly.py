@@ -362,31 +362,43 @@ class ServiceAnomalyDetector(DetectorBase):
                         self.checks.open_visits_max)
 
     def _sense(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
-        """Count each open visit's samples, and those with the caregiver."""
-        watched: dict[int, list[Visit]] = {}
-        for visit in self._active.values():
-            if visit.bed >= 0:
-                watched.setdefault(visit.bed, []).append(visit)
-        if not watched:
+        """Count each open visit's samples, and those with the caregiver (vectorised: pairs
+        of a sample and an open visit of its bed, kept when the sample falls in the visit)."""
+        # Once the caregiver is judged gone (no check-out), later company at the home (family,
+        # a neighbour) is not theirs.
+        watched = [v for v in self._active.values() if v.bed >= 0 and not v.no_checkout]
+        if not watched or not len(bed):
             return
-        chosen = np.flatnonzero(np.isin(bed, np.fromiter(watched, np.int64, len(watched))))
-        if not chosen.size:
+        never = np.iinfo(np.int64).max
+        v_bed = np.fromiter((v.bed for v in watched), np.int64, len(watched))
+        v_in = np.fromiter((v.check_in for v in watched), np.int64, len(watched))
+        v_out = np.fromiter((never if v.check_out is None else v.check_out for v in watched),
+                            np.int64, len(watched))
+        order = np.argsort(v_bed, kind="stable")
+        sorted_beds = v_bed[order]
+        low = np.searchsorted(sorted_beds, bed, "left")
+        count = np.searchsorted(sorted_beds, bed, "right") - low
+        if not count.any():
             return
-        bed, people, t = bed[chosen], people[chosen], t[chosen]
-        extra = people > self.household(bed)
-        for number, visits in watched.items():
-            mine = bed == number
-            if not mine.any():
-                continue
-            for visit in visits:
-                end = visit.check_out if visit.check_out is not None else np.iinfo(np.int64).max
-                during = mine & (t >= visit.check_in) & (t < end)
-                visit.samples += int(during.sum())
-                seen = during & extra
-                if seen.any():
-                    visit.extra += int(seen.sum())
-                    last = int(t[seen].max())
-                    visit.extra_last = max(last, visit.extra_last or last)
+        sample = np.repeat(np.arange(len(bed)), count)
+        offset = np.arange(len(sample)) - np.repeat(np.cumsum(count) - count, count)
+        visit = order[np.repeat(low, count) + offset]
+        when = t[sample]
+        during = (when >= v_in[visit]) & (when < v_out[visit])
+        if not during.any():
+            return
+        sample, visit, when = sample[during], visit[during], when[during]
+        extra = people[sample] > self.household(bed[sample])
+        samples = np.bincount(visit, minlength=len(watched))
+        extras = np.bincount(visit[extra], minlength=len(watched))
+        last = np.full(len(watched), NONE, np.int64)
+        np.maximum.at(last, visit[extra], when[extra])
+        for i in np.flatnonzero(samples):
+            found = watched[i]
+            found.samples += int(samples[i])
+            if extras[i]:
+                found.extra += int(extras[i])
+                found.extra_last = max(int(last[i]), found.extra_last or int(last[i]))
 
     def household(self, bed: np.ndarray) -> np.ndarray:
         """How many people usually are at home, per bed (1 until learnt otherwise)."""
@@ -452,6 +464,7 @@ class ServiceAnomalyDetector(DetectorBase):
                     and now_ms >= last + self.checks.checkout_grace_ms)
             if left or now_ms >= visit.check_in + self.checks.visit_max_ms:
                 visit.no_checkout = True
+                visit.sensed_until = now_ms
                 minutes = (now_ms - visit.check_in) / MINUTE_MS
                 evidence: dict[str, Any] = {"minutes_since_check_in": rounded(minutes)}
                 if left:
@@ -487,7 +500,9 @@ class ServiceAnomalyDetector(DetectorBase):
                            f"({household}) was sensed")
         else:
             claimed_ms = services_ms if visit.no_checkout else max(stay_ms, services_ms)
-            sensed_ms = stay_ms * visit.extra / visit.samples if sensed else stay_ms
+            watched_ms = (visit.sensed_until or visit.check_out) - visit.check_in
+            sensed_ms = (min(stay_ms, watched_ms) * visit.extra / visit.samples if sensed
+                         else stay_ms)
             evidence["claimed_minutes"] = rounded(claimed_ms / MINUTE_MS)
             evidence["sensed_minutes"] = rounded(sensed_ms / MINUTE_MS) if sensed else None
             if (sensed_ms < checks.short_share * claimed_ms
