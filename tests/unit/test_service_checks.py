@@ -322,6 +322,21 @@ def test_back_to_back_visits_and_a_forgotten_check_out_are_no_overlap() -> None:
     assert flags(findings) == {("b1", "c-1/v-1"): ["no_checkout"]}
 
 
+def test_family_arriving_after_a_caregiver_left_without_checking_out_is_not_the_caregiver(
+        ) -> None:
+    # The caregiver left b1 at 09:30 without checking out; family (four people) came at
+    # 11:00. The caregiver's honest visit at b2 at 11:30 is no overlap.
+    left = NINE + 30 * MINUTE
+    forgot = visit("b1", NINE, None, services=[], sensed_until=left)
+    forgot = [(r, m) for r, m in forgot
+              if not ("/infrared/" in m.address.topic and r >= NINE + 2 * HOUR)]
+    forgot += home("b1", NINE + 2 * HOUR, NINE + 4 * HOUR, people=4)
+    honest = visit("b2", NINE + 150 * MINUTE, NINE + 195 * MINUTE, services=["medication"],
+                   visit_id="v-2")
+    findings = run(detector(), forgot + honest, start=T0, end=NINE + 6 * HOUR)
+    assert flags(findings) == {("b1", "c-1/v-1"): ["no_checkout"]}
+
+
 # --- the app path ------------------------------------------------------------------------------
 
 
