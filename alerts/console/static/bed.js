@@ -5,6 +5,7 @@ import { chartPanel } from "./chart.js";
 import { fmtAgo, fmtTime, h } from "./dom.js";
 import { profilePanel } from "./handling.js";
 import { label, t } from "./i18n.js";
+import { plansPanel } from "./plans.js";
 import { SEVERITY_RANK, queueOrder, typeLabel } from "./store.js";
 
 const DAY_MS = 24 * 3_600_000;
@@ -271,6 +272,7 @@ export function bedView(ctx, site, bedId) {
               v.method ? h("div", { class: "muted" }, t("bed.method", { method: v.method })) : null)))
               : h("p", { class: "muted" }, t("bed.no_visits"))),
       ),
+      plansPanel(ctx, site, bedId),
     );
   };
   load();
