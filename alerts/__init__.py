@@ -5,7 +5,8 @@ lifecycle (:class:`AlertEngine`) and its durable store (:class:`AlertStore`), th
 policy, the immediate rules that decide an emergency (:mod:`~alerts.rules`: emergency button,
 fall), alert storms and devices outside the registry folded into one summary alert per
 site and type (:class:`AlertStorms`), the live state of beds (:class:`LiveState`), the
-tamper-evident caregiver service log (:class:`ServiceLog`), API keys (:class:`KeyStore`),
+tamper-evident caregiver service log (:class:`ServiceLog`) with each finished visit settled into
+its service record (:class:`Settlement`), API keys (:class:`KeyStore`),
 resident profiles kept only at the hub (:class:`Resident`, :class:`ResidentStore`, CSV import
 with :func:`parse_csv`), the institutions' service plans and the catalogue of service items
 (:class:`PlannedVisit`, :class:`Catalogue`, :class:`PlanStore`, CSV import with
@@ -98,7 +99,8 @@ from alerts.responsemetrics import ResponseMetrics
 from alerts.roster import OnDuty, Roster, RosterError, Staff
 from alerts.rosterstore import RosterStore
 from alerts.rules import ImmediateRules
-from alerts.servicelog import ServiceLog, ServiceLogRecorder
+from alerts.servicelog import ServiceEntry, ServiceLog, ServiceLogRecorder
+from alerts.servicerecords import Settlement
 from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
 
@@ -177,10 +179,12 @@ __all__ = [
     "RosterStore",
     "RowProblem",
     "Schedule",
+    "ServiceEntry",
     "ServiceItem",
     "ServiceLog",
     "ServiceLogRecorder",
     "ServiceLogUnavailable",
+    "Settlement",
     "Severity",
     "Shift",
     "Staff",

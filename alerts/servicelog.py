@@ -49,7 +49,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -91,6 +91,11 @@ CREATE TABLE IF NOT EXISTS chain_head (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settlement (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    log_seq INTEGER NOT NULL,
+    alert_seq INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS verify_checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     seq INTEGER NOT NULL,
@@ -122,7 +127,11 @@ BEGIN SELECT RAISE(ABORT, 'service log is append-only'); END;
 """
 
 _COLUMNS: Final = ("seq, origin, at, recorded_at, site, bed, caregiver, visit, event, method,"
-                   " services, source, device, actor, prev_hash, hash")
+                   " services, source, device, actor, prev_hash, hash, detail")
+SERVICE_RECORD: Final = "service"
+"""``event`` of a finished visit's service record (:meth:`ServiceLog.append_service`)."""
+GATEWAY: Final = "gateway"
+"""``source`` of a service record: the gateway settled it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,15 +205,43 @@ class ServiceRecord:
     actor: str | None
     prev_hash: str
     hash: str
+    detail: dict[str, Any] | None = None
+    """A service record's content (:mod:`alerts.servicerecords`); ``None`` for a check-in or
+    check-out (and then not hashed: the records of before hash as they always did)."""
 
     def body(self) -> dict[str, Any]:
         """The fields the hash covers (everything but the two hashes)."""
-        return {"seq": self.seq, "origin": self.origin, "at": self.at,
+        body = {"seq": self.seq, "origin": self.origin, "at": self.at,
                 "recorded_at": self.recorded_at, "site": self.site, "bed": self.bed,
                 "caregiver": self.caregiver, "visit": self.visit, "event": self.event,
                 "method": self.method,
                 "services": None if self.services is None else list(self.services),
                 "source": self.source, "device": self.device, "actor": self.actor}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceEntry:
+    """A finished visit's service record, before it has a place in the chain: chained as
+    ``event="service"``, ``source="gateway"``, once per visit and revision (:attr:`origin`)."""
+
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    at: int
+    """The visit's check-out."""
+    method: str | None
+    services: tuple[str, ...]
+    detail: dict[str, Any]
+    revision: int = 1
+
+    @property
+    def origin(self) -> str:
+        base = f"service:{self.site}/{self.bed}/{self.caregiver}/{self.visit}"
+        return base if self.revision == 1 else f"{base}#{self.revision}"
 
 
 def repeats(event: VisitEvent, recorded: ServiceRecord, *, last_of_visit: bool) -> bool:
@@ -270,6 +307,8 @@ def _row_body(row: Sequence[Any]) -> dict[str, Any]:
     body = dict(zip(_BODY_KEYS, row, strict=False))
     if body["services"] is not None:
         body["services"] = json.loads(body["services"])
+    if row[16] is not None:
+        body["detail"] = json.loads(row[16])
     return body
 
 
@@ -279,12 +318,13 @@ def _now_ms() -> int:
 
 def _record(row: Any) -> ServiceRecord:
     (seq, origin, at, recorded_at, site, bed, caregiver, visit, event, method, services, source,
-     device, actor, prev_hash, digest) = row
+     device, actor, prev_hash, digest, detail) = row
     return ServiceRecord(
         seq=seq, origin=origin, at=at, recorded_at=recorded_at, site=site, bed=bed,
         caregiver=caregiver, visit=visit, event=event, method=method,
         services=None if services is None else tuple(json.loads(services)), source=source,
-        device=device, actor=actor, prev_hash=prev_hash, hash=digest)
+        device=device, actor=actor, prev_hash=prev_hash, hash=digest,
+        detail=None if detail is None else json.loads(detail))
 
 
 class ServiceLog:
@@ -299,6 +339,8 @@ class ServiceLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        if "detail" not in {row[1] for row in self._db.execute("PRAGMA table_info(service_log)")}:
+            self._db.execute("ALTER TABLE service_log ADD COLUMN detail TEXT")  # a log of before
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -332,7 +374,8 @@ class ServiceLog:
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
             for event in events:
                 rows = db.execute("SELECT seq, site, bed, caregiver, event FROM service_log"
-                                  " WHERE visit = ? ORDER BY seq", (event.visit,)).fetchall()
+                                  " WHERE visit = ? AND event IN ('check_in', 'check_out')"
+                                  " ORDER BY seq", (event.visit,)).fetchall()
                 existing = db.execute(f"SELECT {_COLUMNS} FROM service_log WHERE origin = ?",
                                       (event.origin,)).fetchone()
                 if existing is not None:
@@ -365,14 +408,8 @@ class ServiceLog:
                     services=event.services, source=event.source, device=event.device,
                     actor=event.actor, prev_hash=prev, hash="")
                 digest = chain_hash(prev, unsealed.body())
-                db.execute(
-                    f"INSERT INTO service_log ({_COLUMNS}) VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, event.origin, event.at, recorded_at, event.site, event.bed,
-                     event.caregiver, event.visit, event.event, event.method,
-                     None if event.services is None else json.dumps(list(event.services)),
-                     event.source, event.device, event.actor, prev, digest))
-                out.append((ServiceRecord(**{**asdict(unsealed), "hash": digest}), True))
+                self._insert(db, unsealed, digest)
+                out.append((replace(unsealed, hash=digest), True))
                 prev = digest
             db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
                        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
@@ -384,20 +421,91 @@ class ServiceLog:
             raise
         return out
 
+    @staticmethod
+    def _insert(db: sqlite3.Connection, record: ServiceRecord, digest: str) -> None:
+        db.execute(
+            f"INSERT INTO service_log ({_COLUMNS}) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.seq, record.origin, record.at, record.recorded_at, record.site, record.bed,
+             record.caregiver, record.visit, record.event, record.method,
+             None if record.services is None else json.dumps(list(record.services)),
+             record.source, record.device, record.actor, record.prev_hash, digest,
+             None if record.detail is None else canonical_json(record.detail).decode()))
+
+    def append_service(self, entries: Sequence[ServiceEntry], *,
+                       cursor: tuple[int, int] | None = None, now_ms: int | None = None
+                       ) -> list[tuple[ServiceRecord, bool]]:
+        """Chain the service records of finished visits, in order, each once per
+        :attr:`~ServiceEntry.origin` (``False``: recorded before; the earlier record), and move
+        the settlement's ``cursor`` (:meth:`settlement_cursor`) in the same transaction."""
+        recorded_at = _now_ms() if now_ms is None else now_ms
+        out: list[tuple[ServiceRecord, bool]] = []
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+                    seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+                    for entry in entries:
+                        existing = db.execute(f"SELECT {_COLUMNS} FROM service_log"
+                                              " WHERE origin = ?", (entry.origin,)).fetchone()
+                        if existing is not None:
+                            out.append((_record(existing), False))
+                            continue
+                        seq += 1
+                        unsealed = ServiceRecord(
+                            seq=seq, origin=entry.origin, at=entry.at, recorded_at=recorded_at,
+                            site=entry.site, bed=entry.bed, caregiver=entry.caregiver,
+                            visit=entry.visit, event=SERVICE_RECORD, method=entry.method,
+                            services=entry.services, source=GATEWAY, device=None, actor=None,
+                            prev_hash=prev, hash="", detail=entry.detail)
+                        digest = chain_hash(prev, unsealed.body())
+                        self._insert(db, unsealed, digest)
+                        out.append((replace(unsealed, hash=digest), True))
+                        prev = digest
+                    db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
+                               " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
+                               " hash = excluded.hash", (seq, prev))
+                    if cursor is not None:
+                        db.execute("INSERT INTO settlement (id, log_seq, alert_seq)"
+                                   " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                                   " log_seq = excluded.log_seq, alert_seq = excluded.alert_seq",
+                                   cursor)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
+        return out
+
+    def settlement_cursor(self) -> tuple[int, int]:
+        """``(log_seq, alert_seq)``: the last check-out settled and the last alert change read
+        by :class:`~alerts.servicerecords.Settlement`; ``(0, 0)`` at first."""
+        with self._lock:
+            row = self._db.execute("SELECT log_seq, alert_seq FROM settlement WHERE id = 1"
+                                   ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
     # --- reading ----------------------------------------------------------------------------
 
     def query(self, *, site: str | None = None, bed: str | None = None,
               caregiver: str | None = None, visit: str | None = None,
               since: int | None = None, until: int | None = None,
               before_seq: int | None = None, after_seq: int | None = None,
-              newest_first: bool = True, limit: int = 100) -> list[ServiceRecord]:
+              event: str | None = None, newest_first: bool = True, limit: int = 100
+              ) -> list[ServiceRecord]:
         """Records matching every given filter (``since <= at < until``), by ``seq``."""
         where: list[str] = []
         args: list[object] = []
         filters: tuple[tuple[str, object], ...] = (
             ("site = ?", site), ("bed = ?", bed), ("caregiver = ?", caregiver),
             ("visit = ?", visit), ("at >= ?", since), ("at < ?", until),
-            ("seq < ?", before_seq), ("seq > ?", after_seq))
+            ("seq < ?", before_seq), ("seq > ?", after_seq), ("event = ?", event))
         for clause, value in filters:
             if value is not None:
                 where.append(clause)

@@ -504,6 +504,12 @@ class Settings(BaseSettings):
         description="Visits the gateway follows at once (checked in and not yet judged); past "
         "it the oldest open one is dropped (logged). An open visit is given up a day after "
         "its check-in.")
+    service_record_settle_s: float = Field(
+        default=600.0, ge=90, le=86_400, json_schema_extra={"unit": "s"},
+        description="A finished visit becomes its service record in the service log (verdict "
+        "with the reasons of its `service_anomaly` alerts, plan, claimed and sensed times, "
+        "recordings, evidence) this long after its check-out was recorded (and after a "
+        "start), once the detectors have judged it; a finding that comes later revises it.")
 
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = Field(

@@ -54,7 +54,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from alerts import Catalogue, PlanStore
+from alerts import Catalogue, PlanStore, Settlement
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
@@ -179,6 +179,12 @@ class Gateway:
 
         self.residents = ResidentStore(data_dir / "residents.sqlite3")
         self.plans = PlanStore(data_dir / "plans.sqlite3")  # never fails a start either
+        # Each finished visit settled into its service record once the detectors judged it.
+        self.settlement = Settlement(
+            self.service_log, alerts=self.alert_store, plans=self.plans,
+            catalogue=Catalogue.parse(settings.service_catalogue),
+            settle_ms=round(settings.service_record_settle_s * 1000),
+            started_ms=int(time.time() * 1000))
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}
@@ -297,6 +303,9 @@ class Gateway:
                 upstream_stop = asyncio.Event()
                 upstream = (tasks.create_task(self.upstream.run(upstream_stop), name="upstream")
                             if self.upstream is not None else None)
+                tasks.create_task(self.settlement.run(
+                    self._stopping, on_settled=self.upstream.wake if self.upstream is not None
+                    else lambda: None), name="service-records")
                 http = None
                 if self.serve_http:
                     from gateway.http import HttpLimits, serve

@@ -327,16 +327,21 @@ class ServiceLogRecordOut(_Out):
     bed: str
     caregiver: str
     visit: str
-    event: Literal["check_in", "check_out"]
+    event: Literal["check_in", "check_out", "service"]
+    """``service``: the visit's service record, settled after its check-out (``detail``)."""
     method: str | None = None
     services: list[str] | None = None
-    source: Literal["badge", "api"]
+    source: Literal["badge", "api", "gateway"]
     device: str | None = None
     actor: str | None = None
     """API key name for check-ins/outs made through the API."""
     prev_hash: str
     hash: str
     """sha256(prev_hash + canonical JSON of the other fields)."""
+    detail: dict[str, Any] | None = None
+    """A service record's content: verdict (verified, flagged) and reasons, plan, claimed and
+    sensed times, recording coverage and recordings, evidence references (the check-in and
+    check-out records, the alerts). Hashed with the record."""
 
 
 class ServiceLogPage(_Out):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -39,6 +39,10 @@ from alerts.keys import Role
 from alerts.model import VisitEvent
 from alerts.servicelog import RefusedVisit, ServiceRecord, api_origin
 
+EVENTS: Final[dict[str, Literal["check_in", "check_out", "service"]]] = {
+    "check_in": "check_in", "check_out": "check_out", "service": "service"}
+SOURCES: Final[dict[str, Literal["badge", "api", "gateway"]]] = {
+    "badge": "badge", "api": "api", "gateway": "gateway"}
 HEAD: Final = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
 MAX_KEPT_HEADS: Final = 100
 
@@ -47,10 +51,10 @@ def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
     return ServiceLogRecordOut(
         seq=record.seq, at=record.at, recorded_at=record.recorded_at, site=record.site,
         bed=record.bed, caregiver=record.caregiver, visit=record.visit,
-        event="check_in" if record.event == "check_in" else "check_out", method=record.method,
+        event=EVENTS.get(record.event, "check_out"), method=record.method,
         services=list(record.services) if record.services is not None else None,
-        source="badge" if record.source == "badge" else "api", device=record.device,
-        actor=record.actor, prev_hash=record.prev_hash, hash=record.hash)
+        source=SOURCES.get(record.source, "api"), device=record.device,
+        actor=record.actor, prev_hash=record.prev_hash, hash=record.hash, detail=record.detail)
 
 
 def refused_out(refused: RefusedVisit) -> RefusedVisitOut:
@@ -68,7 +72,7 @@ def router(ctx: ApiContext) -> APIRouter:
     log = ctx.service_log
 
     @api.get("/service-logs", response_model=ServiceLogPage, dependencies=[viewer],
-             summary="Caregiver check-ins and check-outs, newest first")
+             summary="Caregiver check-ins, check-outs and service records, newest first")
     async def service_logs(
         site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
         bed: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
@@ -79,12 +83,14 @@ def router(ctx: ApiContext) -> APIRouter:
         until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
                                            description="at < until (epoch ms)")] = None,
         cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+        event: Annotated[Literal["check_in", "check_out", "service"] | None, Query(
+            description="Only check-ins, check-outs or service records")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> ServiceLogPage:
         records = await asyncio.to_thread(
             log.query, site=site, bed=bed, caregiver=caregiver, visit=visit, since=since,
             until=until, before_seq=int(cursor) if cursor is not None else None,
-            limit=limit + 1)
+            event=event, limit=limit + 1)
         page = records[:limit]
         return ServiceLogPage(
             items=[record_out(r) for r in page],

@@ -286,3 +286,24 @@ async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_check
     bad = await api.client.get("/api/v1/service-logs/verify", params={"head": "3:nothex"},
                                headers=api.auth("viewer"))
     assert bad.status_code == 422
+
+
+async def test_service_records_are_served_with_their_detail_and_found_by_event(
+        api: Harness) -> None:
+    from alerts.servicelog import ServiceEntry
+
+    assert (await visit(api, "check-in", VISIT)).status_code == 201
+    assert (await visit(api, "check-out", {**VISIT, "services": ["bath"]})).status_code == 201
+    api.ctx.service_log.append_service([ServiceEntry(
+        site="site-01", bed="bed-0007", caregiver="c-012", visit="v-88", at=T0, method="app",
+        services=("bath",), detail={"verdict": "verified", "reasons": []})])
+    page = (await api.client.get("/api/v1/service-logs", params={"event": "service"},
+                                 headers=api.auth("viewer"))).json()
+    [record] = page["items"]
+    assert (record["seq"], record["event"], record["source"], record["actor"]) == (
+        3, "service", "gateway", None)
+    assert record["detail"] == {"verdict": "verified", "reasons": []}
+    check_ins = (await api.client.get("/api/v1/service-logs", params={"event": "check_in"},
+                                      headers=api.auth("viewer"))).json()
+    assert [r["seq"] for r in check_ins["items"]] == [1]
+    assert all(r.get("detail") is None for r in check_ins["items"])

@@ -1,0 +1,307 @@
+"""Service records: each finished visit settled into one record of the hash-chained service log.
+
+A visit's check-in and check-out are recorded as they happen (:mod:`alerts.servicelog`); the
+``service_anomaly`` detector judges the visit a minute after its check-out and raises what it
+finds as an alert, with its reasons and evidence (sensed time, recordings, the plan taken).
+:class:`Settlement` waits ``settle_ms`` after the check-out is recorded (and after the gateway
+started: the detectors judge what they missed first), then chains the visit's **service
+record** (``event="service"``, ``source="gateway"``, :class:`~alerts.servicelog.ServiceEntry`),
+whose ``detail`` holds:
+
+* ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts, or
+  ``verified`` when there are none (a missing check-out cleared by the late check-out is not a
+  reason: ``checked_out_late``);
+* the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, the ``services``
+  billed with their catalogue minutes and ``claimed_minutes`` (the stay, or the items' minutes
+  when longer, as the detector counts it);
+* what the sensors saw, as the detector measured it: ``sensed_minutes``, ``household_people``,
+  ``infrared_samples`` (``None`` when the visit was verified: the detector reports them only
+  with a finding; the caregiver was then sensed for at least the share it requires);
+* ``recording_required`` (the catalogue's items that must be recorded), ``recording_coverage``
+  and the ``recordings`` linked to the visit (clip, device, times, duration, sha256) as the
+  detector reported them;
+* ``plan``: the planned visit taken (the detector's, else the bed's plan nearest the check-in
+  within :data:`PLAN_MATCH_MS`, the same caregiver's first: the rule the detector follows);
+* ``evidence``: the check-in and check-out records (seq and hash) and the alerts (ids).
+
+A finding that comes after the visit was settled (a detector that caught up late) gives the
+visit a new revision (origin ``...#2``, ``supersedes`` the earlier record's seq): the chain
+keeps both, the latest counts. The cursors (the last check-out settled, the last alert change
+read) move in the transaction that chains the records, so each is settled once.
+
+Blocking (SQLite): the gateway calls :meth:`Settlement.settle` from a worker thread.
+
+>>> from alerts.plans import DEFAULT_CATALOGUE, Catalogue
+>>> detail = service_detail(check_in=(1, "a" * 64, 0), check_out=(2, "b" * 64, 1_800_000),
+...                         services=("bathing",), alerts=[], plan=None,
+...                         catalogue=Catalogue.parse(DEFAULT_CATALOGUE))
+>>> detail["verdict"], detail["claimed_minutes"], detail["recording_required"]
+('verified', 30.0, ['bathing'])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, Protocol
+
+from alerts.errors import StorageError
+from alerts.model import Alert, AlertChange, AlertType
+from alerts.plans import Catalogue, PlannedVisit
+from alerts.servicelog import SERVICE_RECORD, ServiceEntry, ServiceLog, ServiceRecord
+
+log = logging.getLogger("homecare.servicerecords")
+
+MINUTE_MS: Final = 60_000
+PLAN_MATCH_MS: Final = 3 * 3_600_000
+"""A visit checked in this far from a plan's window may still be that plan's (the detector's
+rule)."""
+ALERT_LOOKBACK_MS: Final = 24 * 3_600_000
+"""A visit's alerts are looked for among those opened from this long before its check-in."""
+SETTLE_PER_PASS: Final = 500
+"""Visits settled per :meth:`Settlement.settle` (a first pass over a long log goes in steps)."""
+SETTLE_EVERY_S: Final = 30.0
+"""How often :meth:`Settlement.run` looks for visits due."""
+SETTLE_MS: Final = 600_000
+"""How long after its check-out was recorded a visit is settled, by default (the setting
+``service_record_settle_s``)."""
+
+
+class AlertSource(Protocol):
+    """The alert store (:class:`alerts.store.AlertStore`), as far as settling reads it."""
+
+    def changes_since(self, seq: int, limit: int = 1000) -> list[AlertChange]: ...
+
+    def list_alerts(self, *, type: Any = None, site: Any = None, bed: Any = None,
+                    since: int | None = None, limit: int = 100) -> tuple[list[Alert], str | None]:
+        ...
+
+
+class PlanSource(Protocol):
+    """The plan store (:class:`alerts.planstore.PlanStore`)."""
+
+    def get(self, site: str, plan: str) -> PlannedVisit | None: ...
+
+    def between(self, since_ms: int, until_ms: int) -> list[PlannedVisit]: ...
+
+
+def _minutes(ms: int) -> float:
+    return round(ms / MINUTE_MS, 1)
+
+
+def _reasons(alerts: Iterable[Alert]) -> tuple[list[str], bool]:
+    """The reasons of a visit's alerts (in the order raised, each once) and whether a missing
+    check-out was cleared by the late one."""
+    reasons: list[str] = []
+    late = False
+    for alert in alerts:
+        raised = [str(r) for r in alert.evidence.get("reasons") or ()]
+        if raised == ["no_checkout"] and alert.cleared_at is not None:
+            late = True
+            continue
+        late = late or bool(alert.evidence.get("checked_out_late"))
+        reasons.extend(r for r in raised if r not in reasons)
+    return reasons, late
+
+
+def plan_out(plan: PlannedVisit | None) -> dict[str, Any] | None:
+    if plan is None:
+        return None
+    return {"plan": plan.plan, "caregiver": plan.caregiver,
+            "window": f"{plan.date} {plan.start}-{plan.end}", "start_at": plan.start_ms,
+            "end_at": plan.end_ms, "services": list(plan.services),
+            "cancelled": plan.cancelled}
+
+
+def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str, int],
+                   services: Sequence[str], alerts: Sequence[Alert],
+                   plan: PlannedVisit | None, catalogue: Catalogue) -> dict[str, Any]:
+    """The ``detail`` of a visit's service record (module docstring). ``check_in`` and
+    ``check_out``: each record's ``(seq, hash, at)``; ``alerts``: the visit's
+    ``service_anomaly`` alerts, oldest first."""
+    reasons, late = _reasons(alerts)
+    evidence: dict[str, Any] = {}
+    for alert in alerts:
+        evidence.update(alert.evidence)
+    stay_ms = max(0, check_out[2] - check_in[2])
+    services_minutes = catalogue.minutes(services)
+    claimed = evidence.get("claimed_minutes")
+    return {
+        "verdict": "flagged" if reasons else "verified",
+        "reasons": reasons,
+        "check_in_at": check_in[2], "check_out_at": check_out[2],
+        "stayed_minutes": _minutes(stay_ms), "services": list(services),
+        "services_minutes": round(services_minutes, 1),
+        "claimed_minutes": claimed if claimed is not None else round(
+            max(stay_ms / MINUTE_MS, services_minutes), 1),
+        "sensed_minutes": evidence.get("sensed_minutes"),
+        "household_people": evidence.get("household_people"),
+        "infrared_samples": evidence.get("infrared_samples"),
+        "recording_required": list(catalogue.recorded(services)),
+        "recording_coverage": evidence.get("recording_coverage"),
+        "recordings": list(evidence.get("recordings") or ()),
+        "checked_out_late": late,
+        "plan": plan_out(plan),
+        "evidence": {"check_in": {"seq": check_in[0], "hash": check_in[1]},
+                     "check_out": {"seq": check_out[0], "hash": check_out[1]},
+                     "alerts": [alert.id for alert in alerts]},
+    }
+
+
+def nearest_plan(plans: Iterable[PlannedVisit], *, site: str, bed: str, caregiver: str,
+                 check_in: int) -> PlannedVisit | None:
+    """The bed's plan nearest to ``check_in`` within :data:`PLAN_MATCH_MS` of its window, the
+    same caregiver's first (cancelled ones never)."""
+    best: tuple[tuple[bool, int, int], PlannedVisit] | None = None
+    for plan in plans:
+        if (plan.site, plan.bed) != (site, bed) or plan.cancelled:
+            continue
+        distance = (0 if plan.start_ms <= check_in <= plan.end_ms
+                    else min(abs(check_in - plan.start_ms), abs(check_in - plan.end_ms)))
+        if distance > PLAN_MATCH_MS:
+            continue
+        rank = (plan.caregiver != caregiver, distance, plan.start_ms)
+        if best is None or rank < best[0]:
+            best = (rank, plan)
+    return best[1] if best else None
+
+
+class Settlement:
+    """Settles finished visits into service records (module docstring)."""
+
+    def __init__(self, log: ServiceLog, *, alerts: AlertSource, catalogue: Catalogue,
+                 plans: PlanSource | None = None, settle_ms: int = SETTLE_MS,
+                 started_ms: int = 0) -> None:
+        """``started_ms``: when the gateway started (its detectors judge what they missed
+        before anything is settled)."""
+        self.log = log
+        self.alerts = alerts
+        self.catalogue = catalogue
+        self.plans = plans
+        self.settle_ms = settle_ms
+        self.started_ms = started_ms
+
+    async def run(self, stopping: asyncio.Event, *,
+                  on_settled: Callable[[], object] = lambda: None,
+                  every_s: float = SETTLE_EVERY_S,
+                  clock: Callable[[], float] = time.time) -> None:
+        """Settle what is due every ``every_s`` in a worker thread until ``stopping``; calls
+        ``on_settled`` after records were chained (upstream looks at once). Storage trouble is
+        logged once, and once more when it is over; it never ends the task."""
+        failing = False
+        while not stopping.is_set():
+            try:
+                settled = await asyncio.to_thread(self.settle, int(clock() * 1000))
+            except (StorageError, OSError) as exc:
+                if not failing:
+                    log.error("servicerecords.failing error=%s; visits are settled when the "
+                              "stores can be read and written again", exc)
+                failing = True
+            except Exception:  # a bug must not end the task (the next round tries again)
+                log.exception("servicerecords.failed; retrying")
+            else:
+                if failing:
+                    log.info("servicerecords.resumed")
+                    failing = False
+                if settled:
+                    on_settled()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every_s):
+                    await stopping.wait()
+
+    def settle(self, now_ms: int) -> list[ServiceRecord]:
+        """Chain the service records of the visits due at ``now_ms`` and the revisions of those
+        an alert came for since; returns the new records."""
+        log_seq, alert_seq = self.log.settlement_cursor()
+        entries: list[ServiceEntry] = []
+        if now_ms >= self.started_ms + self.settle_ms:
+            for check_out in self.log.query(after_seq=log_seq, event="check_out",
+                                            newest_first=False, limit=SETTLE_PER_PASS):
+                if check_out.recorded_at + self.settle_ms > now_ms:
+                    break
+                entry = self._entry(check_out)
+                if entry is not None:
+                    entries.append(entry)
+                log_seq = check_out.seq
+        alert_seq = self._revisions(alert_seq, log_seq, entries)
+        if not entries and (log_seq, alert_seq) == self.log.settlement_cursor():
+            return []
+        recorded = self.log.append_service(entries, cursor=(log_seq, alert_seq))
+        return [record for record, new in recorded if new]
+
+    def _revisions(self, alert_seq: int, log_seq: int, entries: list[ServiceEntry]) -> int:
+        """Add to ``entries`` a new revision of each settled visit whose service_anomaly
+        alerts changed its verdict since ``alert_seq``; returns the alert changes read."""
+        touched: dict[tuple[str, str, str, str], None] = {}
+        while True:
+            changes = self.alerts.changes_since(alert_seq, 1000)
+            for change in changes:
+                alert = change.alert
+                visit, caregiver = alert.evidence.get("visit"), alert.evidence.get("caregiver")
+                if (alert.type == AlertType.SERVICE_ANOMALY and isinstance(visit, str)
+                        and isinstance(caregiver, str)):
+                    touched[(alert.site, alert.bed, caregiver, visit)] = None
+                alert_seq = change.seq
+            if len(changes) < 1000:
+                break
+        pending = {(e.site, e.bed, e.caregiver, e.visit) for e in entries}
+        for site, bed, caregiver, visit in touched:
+            if (site, bed, caregiver, visit) in pending:
+                continue
+            records = self.log.query(site=site, bed=bed, caregiver=caregiver, visit=visit,
+                                     newest_first=True, limit=20)
+            latest = next((r for r in records if r.event == SERVICE_RECORD), None)
+            check_out = next((r for r in records if r.event == "check_out"), None)
+            if latest is None or check_out is None or check_out.seq > log_seq or \
+                    latest.detail is None:
+                continue
+            entry = self._entry(check_out, revision=int(latest.detail.get("revision", 1)) + 1)
+            if entry is None or (entry.detail["verdict"], entry.detail["reasons"]) == (
+                    latest.detail["verdict"], latest.detail["reasons"]):
+                continue
+            entry.detail["supersedes"] = latest.seq
+            entries.append(entry)
+        return alert_seq
+
+    def _entry(self, check_out: ServiceRecord, revision: int = 1) -> ServiceEntry | None:
+        site, bed, caregiver, visit = (check_out.site, check_out.bed, check_out.caregiver,
+                                       check_out.visit)
+        check_in = next(iter(self.log.query(site=site, bed=bed, caregiver=caregiver,
+                                            visit=visit, event="check_in", limit=1)), None)
+        if check_in is None:  # the chain admits no check-out without its check-in
+            log.error("servicerecords.no_check_in seq=%d", check_out.seq)
+            return None
+        found, _ = self.alerts.list_alerts(
+            type=AlertType.SERVICE_ANOMALY, site=check_out.site, bed=check_out.bed,
+            since=min(check_in.at, check_in.recorded_at) - ALERT_LOOKBACK_MS, limit=1000)
+        alerts = sorted((a for a in found if a.evidence.get("visit") == check_out.visit
+                         and a.evidence.get("caregiver") == check_out.caregiver),
+                        key=lambda a: (a.opened_at, a.id))
+        detail = service_detail(
+            check_in=(check_in.seq, check_in.hash, check_in.at),
+            check_out=(check_out.seq, check_out.hash, check_out.at),
+            services=check_out.services or (), alerts=alerts,
+            plan=self._plan(check_in, alerts), catalogue=self.catalogue)
+        if revision > 1:
+            detail["revision"] = revision
+        return ServiceEntry(site=site, bed=bed, caregiver=caregiver, visit=visit,
+                            at=check_out.at, method=check_in.method,
+                            services=tuple(check_out.services or ()), detail=detail,
+                            revision=revision)
+
+    def _plan(self, check_in: ServiceRecord, alerts: Sequence[Alert]) -> PlannedVisit | None:
+        if self.plans is None:
+            return None
+        taken = next((a.evidence["plan"] for a in reversed(alerts)
+                      if isinstance(a.evidence.get("plan"), str)), None)
+        if taken is not None:
+            return self.plans.get(check_in.site, taken)
+        if any("unplanned" in (a.evidence.get("reasons") or ()) for a in alerts):
+            return None
+        return nearest_plan(self.plans.between(check_in.at - PLAN_MATCH_MS,
+                                               check_in.at + PLAN_MATCH_MS),
+                            site=check_in.site, bed=check_in.bed,
+                            caregiver=check_in.caregiver, check_in=check_in.at)

@@ -1,0 +1,211 @@
+"""Each finished visit becomes one service record in the hash chain, settled after its
+check-out: its plan, claimed and sensed times, recording coverage, evidence references and
+verdict, verified or flagged with the reasons of the visit's service_anomaly alerts; once per
+visit, across restarts, and revised when a finding comes after it was settled."""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerts.engine import AlertEngine
+from alerts.model import AlertType, Finding, Severity, VisitEvent
+from alerts.plans import DEFAULT_CATALOGUE, Catalogue, PlannedVisit, make_plan
+from alerts.planstore import PlanStore
+from alerts.servicelog import ServiceLog, ServiceRecord
+from alerts.servicerecords import Settlement
+from alerts.store import AlertStore
+
+T0 = 1_793_613_600_000  # 2026-11-02 10:00 UTC
+MIN = 60_000
+SETTLE = 10 * MIN
+CATALOGUE = Catalogue.parse(DEFAULT_CATALOGUE)
+
+
+class Station:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "servicelog.sqlite3"
+        self.log = ServiceLog(self.path)
+        self.store = AlertStore(tmp_path / "alerts.sqlite3")
+        self.engine = AlertEngine(self.store)
+        self.plans = PlanStore(tmp_path / "plans.sqlite3")
+        self.settlement = self.settling()
+
+    def settling(self) -> Settlement:
+        return Settlement(self.log, alerts=self.store, catalogue=CATALOGUE, plans=self.plans,
+                          settle_ms=SETTLE, started_ms=T0 - SETTLE)
+
+    def visit(self, visit: str, *, check_in: int, check_out: int | None,
+              services: tuple[str, ...] = ("bathing",), bed: str = "bed-1",
+              caregiver: str = "c-1") -> None:
+        common: dict[str, Any] = {"site": "site-01", "bed": bed, "caregiver": caregiver,
+                                  "visit": visit, "source": "badge", "method": "nfc",
+                                  "device": "bg-1"}
+        self.log.append([VisitEvent(origin=f"{bed}/{visit}/in", at=check_in,
+                                    event="check_in", **common)], now_ms=check_in)
+        if check_out is not None:
+            self.log.append([VisitEvent(origin=f"{bed}/{visit}/out", at=check_out,
+                                        event="check_out", services=services, **common)],
+                            now_ms=check_out)
+
+    def flag(self, visit: str, at: int, reasons: list[str], *, active: bool = True,
+             bed: str = "bed-1", caregiver: str = "c-1", **evidence: Any) -> None:
+        """What the service_anomaly detector raises for a visit (a clearing finding has no
+        reasons)."""
+        if reasons:
+            evidence = {"anomaly": reasons[0], "reasons": reasons, **evidence}
+        self.engine.apply([Finding(
+            type=AlertType.SERVICE_ANOMALY, site="site-01", bed=bed, at=at,
+            severity=Severity.MEDIUM, episode=f"{caregiver}/{visit}", active=active,
+            summary=f"visit {visit}", evidence={"visit": visit, "caregiver": caregiver,
+                                                **evidence})], at)
+        self.engine.commit()
+
+    def plan(self, plan: str, start: str, end: str, caregiver: str = "c-1") -> PlannedVisit:
+        made, problems = make_plan(site="site-01", bed="bed-1", plan=plan, caregiver=caregiver,
+                                   date="2026-11-02", start=start, end=end,
+                                   services=["bathing"], catalogue=CATALOGUE,
+                                   zone=zoneinfo.ZoneInfo("UTC"))
+        assert made is not None, problems
+        self.plans.put(made, actor="test", now_ms=T0)
+        return made
+
+    def records(self) -> list[ServiceRecord]:
+        return self.log.query(event="service", newest_first=False, limit=1000)
+
+
+@pytest.fixture
+def station(tmp_path: Path) -> Iterator[Station]:
+    s = Station(tmp_path)
+    yield s
+    s.log.close()
+    s.store.close()
+    s.plans.close()
+
+
+def test_a_visit_nobody_flagged_is_settled_verified_with_its_plan_times_and_references(
+        station: Station) -> None:
+    station.plan("p-1", "09:45", "11:00")
+    station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN,
+                  services=("bathing", "meal_assist"))
+    assert station.settlement.settle(T0 + 40 * MIN + SETTLE - 1) == [], "not settled yet"
+    [record] = station.settlement.settle(T0 + 40 * MIN + SETTLE)
+    check_in, check_out = station.log.query(visit="v-1", newest_first=False)[:2]
+    assert (record.event, record.source, record.site, record.bed, record.caregiver,
+            record.visit, record.services, record.at) == (
+        "service", "gateway", "site-01", "bed-1", "c-1", "v-1", ("bathing", "meal_assist"),
+        T0 + 40 * MIN)
+    d = record.detail
+    assert d is not None
+    assert (d["verdict"], d["reasons"]) == ("verified", [])
+    assert (d["check_in_at"], d["check_out_at"], d["stayed_minutes"]) == (
+        T0, T0 + 40 * MIN, 40.0)
+    assert (d["services_minutes"], d["claimed_minutes"]) == (50.0, 50.0)
+    assert d["recording_required"] == ["bathing"]
+    assert d["plan"]["plan"] == "p-1"
+    assert d["plan"]["window"] == "2026-11-02 09:45-11:00"
+    assert d["evidence"] == {"check_in": {"seq": check_in.seq, "hash": check_in.hash},
+                             "check_out": {"seq": check_out.seq, "hash": check_out.hash},
+                             "alerts": []}
+    assert station.log.verify(full=True).ok, "the record is in the chain, its detail hashed"
+    assert station.settlement.settle(T0 + 3 * SETTLE) == [], "once"
+
+
+def test_a_flagged_visit_carries_the_reasons_sensed_time_recordings_and_alerts(
+        station: Station) -> None:
+    plan = station.plan("p-1", "10:00", "11:00")
+    station.visit("v-1", check_in=T0, check_out=T0 + 35 * MIN)
+    clip = {"clip": "k-1", "device": "au-1", "started_ms": T0, "stopped_ms": T0 + 5 * MIN,
+            "duration_s": 300.0, "sha256": "ab" * 32}
+    station.flag("v-1", T0 + 36 * MIN, ["too_short", "no_recording"], plan="p-1",
+                 claimed_minutes=35.0, sensed_minutes=6.0, household_people=2,
+                 infrared_samples=30, recording_coverage=0.14, recordings=[clip])
+    [record] = station.settlement.settle(T0 + 35 * MIN + SETTLE)
+    d = record.detail
+    assert d is not None
+    assert (d["verdict"], d["reasons"]) == ("flagged", ["too_short", "no_recording"])
+    assert (d["claimed_minutes"], d["sensed_minutes"], d["household_people"],
+            d["infrared_samples"]) == (35.0, 6.0, 2, 30)
+    assert (d["recording_coverage"], d["recordings"]) == (0.14, [clip])
+    assert d["plan"]["plan"] == plan.plan
+    [alert] = station.store.open_alerts()
+    assert d["evidence"]["alerts"] == [alert.id]
+
+
+def test_a_missing_check_out_cleared_by_the_late_one_is_no_reason(station: Station) -> None:
+    station.visit("v-1", check_in=T0, check_out=None)
+    station.flag("v-1", T0 + 60 * MIN, ["no_checkout"])
+    station.log.append([VisitEvent(origin="late", at=T0 + 90 * MIN, event="check_out",
+                                   site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
+                                   source="badge", services=("bathing",))], now_ms=T0 + 90 * MIN)
+    station.flag("v-1", T0 + 92 * MIN, [], active=False)
+    [record] = station.settlement.settle(T0 + 90 * MIN + SETTLE)
+    assert record.detail is not None
+    assert (record.detail["verdict"], record.detail["checked_out_late"]) == ("verified", True)
+
+
+def test_a_visit_takes_only_its_own_alerts_keyed_by_bed_caregiver_and_visit(
+        station: Station) -> None:
+    station.visit("v-1", check_in=T0, check_out=T0 + 30 * MIN)
+    station.visit("v-2", check_in=T0, check_out=T0 + 30 * MIN, bed="bed-2", caregiver="c-2")
+    station.flag("v-1", T0 + 31 * MIN, ["nobody_sensed"], bed="bed-2", caregiver="c-2")
+    station.flag("v-1", T0 + 31 * MIN, ["overlap"], bed="bed-1", caregiver="c-7")
+    station.flag("v-2", T0 + 31 * MIN, ["too_short"], bed="bed-2", caregiver="c-2")
+    records = station.settlement.settle(T0 + 30 * MIN + SETTLE)
+    reasons = {(r.bed, r.caregiver): r.detail["reasons"] for r in records if r.detail}
+    assert reasons == {("bed-1", "c-1"): [], ("bed-2", "c-2"): ["too_short"]}
+
+
+def test_nothing_is_settled_until_the_detectors_had_their_time_after_a_start(
+        station: Station) -> None:
+    station.visit("v-1", check_in=T0, check_out=T0 + 30 * MIN)
+    late_start = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                            settle_ms=SETTLE, started_ms=T0 + 5 * 60 * MIN)
+    assert late_start.settle(T0 + 5 * 60 * MIN + SETTLE - 1) == []
+    assert len(late_start.settle(T0 + 5 * 60 * MIN + SETTLE)) == 1
+
+
+def test_settling_survives_a_restart_without_settling_twice(station: Station) -> None:
+    station.visit("v-1", check_in=T0, check_out=T0 + 30 * MIN)
+    station.visit("v-2", check_in=T0 + 60 * MIN, check_out=T0 + 90 * MIN)
+    assert [r.visit for r in station.settlement.settle(T0 + 30 * MIN + SETTLE)] == ["v-1"]
+    again = station.settling()
+    assert [r.visit for r in again.settle(T0 + 90 * MIN + SETTLE)] == ["v-2"]
+    assert [r.visit for r in station.records()] == ["v-1", "v-2"]
+
+
+def test_a_finding_after_the_visit_was_settled_revises_its_record(station: Station) -> None:
+    station.visit("v-1", check_in=T0, check_out=T0 + 30 * MIN)
+    [first] = station.settlement.settle(T0 + 30 * MIN + SETTLE)
+    assert first.detail is not None
+    assert first.detail["verdict"] == "verified"
+    station.flag("v-1", T0 + 50 * MIN, ["overlap"])
+    [revised] = station.settlement.settle(T0 + 51 * MIN)
+    assert revised.detail is not None
+    assert (revised.detail["verdict"], revised.detail["reasons"]) == ("flagged", ["overlap"])
+    assert (revised.detail["supersedes"], revised.detail["revision"]) == (first.seq, 2)
+    assert revised.origin.endswith("#2")
+    assert station.settlement.settle(T0 + 60 * MIN) == [], "the same verdict is not revised"
+    assert station.log.verify(full=True).ok
+
+
+async def test_the_settling_task_runs_in_rounds_and_says_when_it_chained_records(
+        station: Station) -> None:
+    import asyncio
+
+    station.visit("v-1", check_in=T0, check_out=T0 + 30 * MIN)
+    stopping = asyncio.Event()
+    told: list[int] = []
+
+    def settled() -> None:
+        told.append(len(station.records()))
+        stopping.set()
+
+    clock = [(T0 + 30 * MIN + SETTLE) / 1000]
+    await asyncio.wait_for(station.settlement.run(stopping, on_settled=settled, every_s=0.01,
+                                                  clock=lambda: clock[0]), 10)
+    assert told == [1]
