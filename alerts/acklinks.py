@@ -146,11 +146,14 @@ class AckLinks:
                 " used_at, client, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (claim.key, claim.alert_id, claim.recipient, claim.step, claim.channel, now_ms,
                  client[:200], result[:200])).rowcount
-            if added:
-                return None
+        return None if added else self.used(claim.key)
+
+    def used(self, key: str) -> Use | None:
+        """The use that spent the link of notification ``key``, if any."""
+        with self._lock:
             row = self._db.execute("SELECT used_at, recipient, client, result FROM used_links"
-                                   " WHERE key = ?", (claim.key,)).fetchone()
-        return Use(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
+                                   " WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Use(int(row[0]), str(row[1]), str(row[2]), str(row[3]))
 
     def settle(self, claim: Claim, result: str) -> None:
         """Record how the use of ``claim``'s link ended (``acknowledged``, ``already

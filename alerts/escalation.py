@@ -268,14 +268,15 @@ class EscalationPolicy:
     medium: Schedule = Schedule(steps_ms=(1_800_000,))
     low: Schedule = Schedule()
     chains: tuple[Chain, ...] = ()
-    _defaults: dict[Severity, Chain] = field(default_factory=dict, repr=False, compare=False)
+    _defaults: dict[Severity, Chain] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.chains]
         if len(set(names)) != len(names):
             raise ValueError("two chains have the same name")
-        for severity in Severity:
-            self._defaults[severity] = default_chain(severity, self.severity_schedule(severity))
+        object.__setattr__(self, "_defaults", {
+            severity: default_chain(severity, self.severity_schedule(severity))
+            for severity in Severity})
 
     def severity_schedule(self, severity: Severity) -> Schedule:
         """The ``alert_escalation_<severity>_s`` timeline (the default chain's)."""
@@ -286,6 +287,10 @@ class EscalationPolicy:
         if severity is Severity.MEDIUM:
             return self.medium
         return self.low
+
+    def default(self, severity: Severity) -> Chain:
+        """The chain of ``severity``'s alerts that no configured chain matches."""
+        return self._defaults[severity]
 
     def chain(self, severity: Severity, alert_type: str | None = None) -> Chain:
         """The chain an alert of ``severity`` and ``alert_type`` follows."""

@@ -19,9 +19,10 @@ the family contact (whose phone number is profile data) be notified at all (on t
 Each notification is one outbox entry (:class:`Outgoing`): its destination is
 ``<channel>:<recipient>`` (a queue of its own, so one person's failing mailbox holds up no one
 else), its key ``<source>/notify/<alert>/<change seq>/<channel>/<recipient>`` (the same on every
-retry: the webhook's ``Idempotency-Key``, the email's ``Message-ID``), its body what the
-channel sends: the webhook's JSON (``docs/schemas/notification-webhook.schema.json``), an
-email's address, subject and text, or an MQTT page's topic and JSON.
+retry: the webhook's ``Idempotency-Key``, the email's ``Message-ID``), its body the alert, step
+and recipient it belongs to and the message the channel sends: the webhook's JSON
+(``docs/schemas/notification-webhook.schema.json``), an email's address, subject and text, or
+an MQTT page's topic and JSON.
 """
 
 from __future__ import annotations
@@ -53,13 +54,35 @@ LinkMaker = Callable[[str, str, str], tuple[str, int]]
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One notification, as queued in the outbox."""
+    """One notification, as queued in the outbox: ``body`` is JSON, ``{"alert", "step",
+    "repeat", "recipient", "channel", "message"}``, the message being what the channel sends
+    (:func:`message`)."""
 
     destination: str
     key: str
     channel: str
     recipient: str
     body: bytes
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """An outbox entry's body (:class:`Outgoing`)."""
+
+    alert: str
+    step: int
+    repeat: int
+    recipient: str
+    channel: str
+    message: dict[str, Any]
+
+
+_envelope = msgspec.json.Decoder(Envelope)
+
+
+def envelope(body: bytes) -> Envelope:
+    """What an outbox entry's body says (raises ``msgspec.ValidationError`` for a body that
+    is not one)."""
+    return _envelope.decode(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +175,9 @@ def plan_step(alert: Alert, *, seq: int, chain: Chain, level: int, sent_for: str
                              chain=chain.name, step=number, repeat=repeat, url=url,
                              expires_at=expires, now_ms=now_ms, zone=zone,
                              profile=resident if channel in channels.profile_channels else None)
-            body = _BODY[channel](common, person, channels)
+            body = _encoder.encode(Envelope(
+                alert=alert.id, step=number, repeat=repeat, recipient=person.id,
+                channel=channel, message=_MESSAGE[channel](common, person, channels)))
             outgoing.append(Outgoing(f"{channel}:{person.id}", key, channel, person.id, body))
             sent.setdefault(f"{person.recipient} {person.id}", []).append(channel)
     parts = [", ".join(f"{who} ({', '.join(how)})" for who, how in sent.items())] \
@@ -241,7 +266,7 @@ def _recipient(person: _Person) -> dict[str, Any]:
     return out
 
 
-def _webhook(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
+def _webhook(c: _Common, person: _Person, channels: NotifyChannels) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "notification", "version": WEBHOOK_VERSION, "key": c.key, "source": c.source,
         "sent_for": c.sent_for, "chain": c.chain, "step": c.step, "repeat": c.repeat,
@@ -250,10 +275,10 @@ def _webhook(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
         "created_at": c.now_ms}
     if (profile := c.profile_fields()) is not None:
         body["resident"] = profile
-    return _encoder.encode(body)
+    return body
 
 
-def _email(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
+def _email(c: _Common, person: _Person, channels: NotifyChannels) -> dict[str, Any]:
     assert person.staff is not None
     a = c.alert
     kind = str(a.type).replace("_", " ")
@@ -270,11 +295,10 @@ def _email(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
         lines += ["", "Resident:", *(f"  {name.replace('_', ' ')}: {value}"
                                      for name, value in profile.items() if value)]
     lines += ["", f"Alert {a.id} ({c.source}). Notification {c.key}."]
-    return _encoder.encode({"to": person.staff.email, "subject": subject,
-                            "text": "\n".join(lines) + "\n"})
+    return {"to": person.staff.email, "subject": subject, "text": "\n".join(lines) + "\n"}
 
 
-def _page(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
+def _page(c: _Common, person: _Person, channels: NotifyChannels) -> dict[str, Any]:
     assert person.staff is not None
     topic = channels.paging_topic.format(site=c.alert.site, pager=person.staff.pager)
     payload: dict[str, Any] = {
@@ -284,8 +308,8 @@ def _page(c: _Common, person: _Person, channels: NotifyChannels) -> bytes:
         "acknowledge_expires_at": c.expires_at, "created_at": c.now_ms}
     if (profile := c.profile_fields()) is not None:
         payload["resident"] = profile
-    return _encoder.encode({"topic": topic, "payload": payload})
+    return {"topic": topic, "payload": payload}
 
 
-_BODY: Final[dict[str, Callable[[_Common, _Person, NotifyChannels], bytes]]] = {
+_MESSAGE: Final[dict[str, Callable[[_Common, _Person, NotifyChannels], dict[str, Any]]]] = {
     "webhook": _webhook, "email": _email, "mqtt": _page}

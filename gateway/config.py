@@ -38,6 +38,7 @@ from alerts import (
     DEFAULT_CATALOGUE,
     DEFAULT_CHECKLISTS,
     DEFAULT_OUTCOMES,
+    DEFAULT_PAGING_TOPIC,
     DEFAULT_SHIFTS,
     AlertType,
     Catalogue,
@@ -653,6 +654,103 @@ class Settings(BaseSettings):
         "check-out: visit, caregiver code, times, services, the record's hash; not who entered "
         "it through the app).")
 
+    # --- on-call notification (gateway/notify/, issue #13) -------------------------------------
+    # Who is on duty (the roster) and the escalation chains are in the on-call file; each
+    # step's notifications go out through an outbox of their own (data_dir/notify.sqlite3),
+    # recorded in the alert's history. The console is always told; the channels below are
+    # used once configured.
+    oncall_file: Path | None = Field(
+        default=None,
+        description="The on-call file (TOML): `[[staff]]` (id, name, role `dispatcher`, "
+        "`nurse` or `manager`, email, phone, pager), `[[shifts]]` (name, start `HH:MM`; none: "
+        "`report_shifts`), `[[duty]]` (site or `*`, shift, optional date or weekdays, "
+        "dispatchers, nurse, manager) and `[[chains]]` (name, severities, types, steps with "
+        "recipients, channels and `wait_s`); format in README (On-call notification) and "
+        "`deploy/oncall.example.toml`. An admin may replace the roster through the API "
+        "(kept in `data_dir/oncall.json` until this file's roster changes). Unset: nobody "
+        "on call, and the default chains (the `alert_escalation_*` timelines) notify the "
+        "console only.")
+    notify_public_url: str | None = Field(
+        default=None,
+        description="The gateway's address as the people notified reach it, for the one-time "
+        "acknowledge links (`<url>/ack/<token>`), e.g. the reverse proxy's "
+        "`https://<host>`; unset: `http://<api_addr>`.")
+    notify_link_ttl_s: float = Field(
+        default=3600.0, ge=60, le=7 * 86_400, json_schema_extra={"unit": "s"},
+        description="An acknowledge link expires this long after its notification was "
+        "queued; it works once.")
+    notify_link_secret: str | None = Field(
+        default=None, min_length=16, max_length=512,
+        description="Secret that signs acknowledge links (HMAC-SHA256), at least 16 "
+        "characters; unset: `notify_link_secret_file`, else a random one kept in "
+        "`data_dir/notify-link.key` (0600). A secret: give it in the environment or as a "
+        "file, never in the config file.")
+    notify_link_secret_file: Path | None = Field(
+        default=None,
+        description="File holding `notify_link_secret`, read when that is unset; it must "
+        "exist at start.")
+    notify_webhook_url: str | None = Field(
+        default=None,
+        description="The notification webhook (POST, JSON as "
+        "`docs/schemas/notification-webhook.schema.json`, signed with "
+        "`notify_webhook_secret`): the bridge to an SMS or voice-call gateway or a paging "
+        "system; unset: no webhook channel.")
+    notify_webhook_secret: str | None = Field(
+        default=None, min_length=16, max_length=512,
+        description="Secret that signs each notification webhook request (HMAC-SHA256, the "
+        "`X-Homecare-Signature` scheme of upstream delivery); needed with "
+        "`notify_webhook_url`. A secret: environment or file only.")
+    notify_webhook_secret_file: Path | None = Field(
+        default=None,
+        description="File holding `notify_webhook_secret`, read when that is unset.")
+    notify_smtp_host: str | None = Field(
+        default=None,
+        description="SMTP server for notification email; unset: no email channel.")
+    notify_smtp_port: int = Field(
+        default=587, ge=1, le=65_535,
+        description="SMTP port (587 submission with STARTTLS; 465 with `tls`).")
+    notify_smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="`starttls`: STARTTLS required before anything else is sent (a server "
+        "that does not offer it gets no mail, retried); `tls`: TLS from the start "
+        "(`smtps`, port 465); `none`: plain text (a relay on this host only).")
+    notify_smtp_username: str | None = Field(
+        default=None, description="SMTP user (AUTH after STARTTLS); unset: no AUTH.")
+    notify_smtp_password: str | None = Field(
+        default=None,
+        description="SMTP password; unset: `notify_smtp_password_file`. A secret: "
+        "environment or file only.")
+    notify_smtp_password_file: Path | None = Field(
+        default=None,
+        description="File holding `notify_smtp_password`, read when that is unset.")
+    notify_smtp_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificates (PEM) that verify the SMTP server; unset: the system's.")
+    notify_email_from: str = Field(
+        default="homecare-gateway@localhost", pattern=r"^[^@\s<>]{1,64}@[A-Za-z0-9.-]{1,190}$",
+        description="The sender address of notification email.")
+    notify_mqtt_url: str | None = Field(
+        default=None,
+        description="Broker for MQTT pages (`mqtt://[user:pass@]host[:port]`, `mqtts://`), "
+        "which may be the devices' broker; its user must be allowed to write "
+        "`notify_mqtt_topic` (a page the broker refuses is recorded as refused). Unset: no "
+        "MQTT pages.")
+    notify_mqtt_topic: str = Field(
+        default=DEFAULT_PAGING_TOPIC,
+        description="Topic of an MQTT page, with `{site}` and `{pager}` (the recipient's "
+        "pager id in the roster): a pager subscribes to its own, a wall display or a siren "
+        "to `homecare/paging/<site>/+`. QoS 1, not retained.")
+    notify_profile_channels: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Channels allowed to carry the resident profile (name, address, phone, "
+        "medical and access notes) and to reach the family contact: some of `webhook`, "
+        "`email`, `mqtt`. Empty (the default): no notification carries any of it, and the "
+        "family contact is not notified. Comma-separated in the environment.")
+    notify_retry_max_s: float = Field(
+        default=30.0, ge=1, le=3600, json_schema_extra={"unit": "s"},
+        description="A notification that failed is tried again after 1 s, doubling up to "
+        "this, until it is delivered, refused, or its alert is acknowledged or resolved.")
+
     # --- logging ------------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of the log lines written (to stderr).")
@@ -829,6 +927,58 @@ class Settings(BaseSettings):
                                  "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
         return self
 
+    @field_validator("notify_profile_channels", mode="before")
+    @classmethod
+    def _channel_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("notify_profile_channels")
+    @classmethod
+    def _profile_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in ("webhook", "email", "mqtt")]
+        if unknown:
+            raise ValueError(f"unknown channel {unknown[0]!r}; some of webhook, email, mqtt")
+        return value
+
+    @field_validator("notify_webhook_url", "notify_public_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("notify_mqtt_url")
+    @classmethod
+    def _notify_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            BrokerUrl.parse(value)
+        return value
+
+    @field_validator("notify_mqtt_topic")
+    @classmethod
+    def _paging_topic(cls, value: str) -> str:
+        try:
+            sample = value.format(site="site-01", pager="pager-01")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("only {site} and {pager} may be filled in") from None
+        if "+" in sample or "#" in sample or topic_filter_problem(sample) is not None:
+            raise ValueError("a topic name: no wildcards, no empty or NUL")
+        return value
+
+    @model_validator(mode="after")
+    def _notify_secrets(self) -> Settings:
+        if self.notify_webhook_url and not (self.notify_webhook_secret
+                                            or self.notify_webhook_secret_file):
+            raise ValueError("notify_webhook_url needs notify_webhook_secret or "
+                             "notify_webhook_secret_file (HOMECARE_NOTIFY_WEBHOOK_SECRET/_FILE) "
+                             "to sign requests")
+        return self
+
     @field_validator("api_key")
     @classmethod
     def _api_key(cls, value: str | None) -> str | None:
@@ -849,7 +999,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
         for name in ("mqtt_password_file", "influx_token_file", "influx_password_file",
-                     "api_key_file", "upstream_secret_file"):
+                     "api_key_file", "upstream_secret_file", "notify_link_secret_file",
+                     "notify_webhook_secret_file", "notify_smtp_password_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name}: no such file {path}")

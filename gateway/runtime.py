@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -54,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from alerts import Catalogue, PlanStore, Settlement
+from alerts import AckLinks, Catalogue, PlanStore, RosterStore, Settlement, institution_of
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
@@ -89,6 +90,14 @@ from gateway.ingest.pacing import StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.monitoring import Metrics
+from gateway.notify import (
+    LINKS_FILE,
+    ROSTER_FILE,
+    Notifier,
+    link_secret,
+    notifier_from_settings,
+    read_oncall_file,
+)
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.storage.health import StorageHealth, is_storage_error
 from gateway.storage.spool import Spool
@@ -132,15 +141,15 @@ class Gateway:
 
     def _close_stores(self) -> None:
         for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents",
-                     "plans"):
+                     "plans", "acklinks"):
             store = getattr(self, name, None)
             if store is not None:
                 with contextlib.suppress(Exception):
                     store.close()
-        upstream = getattr(self, "upstream", None)
-        if upstream is not None:
-            with contextlib.suppress(Exception):
-                upstream.outbox.close()
+        for sender in (getattr(self, "upstream", None), getattr(self, "notifier", None)):
+            if sender is not None:
+                with contextlib.suppress(Exception):
+                    sender.outbox.close()
 
     def _build(self, settings: Settings, *, registry: Registry | None,
                stages: Sequence[Stage], writer: TimeSeriesWriter | None,
@@ -201,6 +210,24 @@ class Gateway:
                 shares=Shares.from_settings(settings), timeout_s=settings.upstream_timeout_s,
                 park_after_s=settings.upstream_park_after_s, metrics=self.metrics.registry)
         self.alerts: AlertEngine = engine_from_settings(settings, self.alert_store)
+        # On-call notification (gateway/notify): the on-call file's roster and chains (the
+        # chains set the engine's escalation timelines), the acknowledge links, and the
+        # notifier, woken by every alert commit; nothing of it without an on-call file or a
+        # channel.
+        roster, chains = read_oncall_file(settings.oncall_file, settings)
+        if chains:
+            self.alerts.policy = dataclasses.replace(self.alerts.policy, chains=chains)
+        self.roster = RosterStore(data_dir / ROSTER_FILE, seed=roster)
+        self.acklinks = AckLinks(data_dir / LINKS_FILE, secret=link_secret(settings, data_dir),
+                                 ttl_ms=round(settings.notify_link_ttl_s * 1000))
+        self.notifier: Notifier | None = None
+        if settings.oncall_file or settings.notify_webhook_url or settings.notify_smtp_host \
+                or settings.notify_mqtt_url:
+            self.notifier = notifier_from_settings(
+                settings, data_dir=data_dir, engine=self.alerts, store=self.alert_store,
+                roster=self.roster, residents=self.residents, registry=registry,
+                links=self.acklinks, metrics=self.metrics.registry)
+            self.alerts.add_listener(self.notifier.wake)
         self.alerting = AlertingStage(
             self.alerts,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
@@ -306,6 +333,9 @@ class Gateway:
                 tasks.create_task(self.settlement.run(
                     self._stopping, on_settled=self.upstream.wake if self.upstream is not None
                     else lambda: None), name="service-records")
+                notify_stop = asyncio.Event()
+                notify = (tasks.create_task(self.notifier.run(notify_stop), name="notify")
+                          if self.notifier is not None else None)
                 http = None
                 if self.serve_http:
                     from gateway.http import HttpLimits, serve
@@ -332,6 +362,10 @@ class Gateway:
                     await self._snapshot_detectors()
                 if upstream is not None:
                     upstream_stop.set()  # what is not delivered goes after the restart
+                if notify is not None:
+                    notify_stop.set()  # likewise
+                    await notify
+                if upstream is not None:
                     await upstream
                 if self.urgent_source is not None and urgent_mqtt is not None:
                     await self.urgent_source.stop()
@@ -379,8 +413,11 @@ class Gateway:
                            timezone=self.settings.timezone,
                            key_recheck_s=self.settings.api_key_recheck_s,
                            residents=self.residents,
+                           oncall=self.roster, acklinks=self.acklinks,
+                           escalation=self.alerts.policy,
                            plans=self.plans,
                            catalogue=Catalogue.parse(self.settings.service_catalogue),
+                           institutions=institution_of(self.settings.service_institutions),
                            response_plan=self.settings.response_plan(),
                            reports=self.settings.report_settings()))
 

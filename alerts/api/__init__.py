@@ -1,11 +1,14 @@
 """The alert API: alerts, their change stream and their handling (assignment, comments,
-checklists, calls, outcomes), beds, resident profiles (dispatcher and admin keys only), series,
+checklists, calls, outcomes), beds, resident profiles (dispatcher and admin keys only), the
+on-call roster and escalation chains, series,
 service logs, visits, service plans, keys, the station (its time zone), the caller's key and
-the response report (:mod:`alerts.reports`).
+the response report (:mod:`alerts.reports`) and the supervision and settlement report
+(:mod:`alerts.supervision`).
 
 Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
 ``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
-``{"error": <code>, "detail": ...}``.
+``{"error": <code>, "detail": ...}``. Outside ``/api``: ``/ack/<token>``, the one-time
+acknowledge link of a notification, whose signed token is its own permission.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Depends, FastAPI
 
 from alerts.api import (
+    _acklink,
     _alerts,
     _beds,
     _handling,
@@ -22,7 +26,9 @@ from alerts.api import (
     _plans,
     _reports,
     _residents,
+    _roster,
     _station,
+    _supervision,
     _visits,
 )
 from alerts.api._auth import ApiAuth, known_query_only
@@ -62,13 +68,16 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     api.include_router(_handling.router(ctx))
     api.include_router(_beds.router(ctx))
     api.include_router(_residents.router(ctx))
+    api.include_router(_roster.router(ctx))
     api.include_router(_visits.router(ctx))
     api.include_router(_plans.router(ctx))
     api.include_router(_keys.router(ctx))
     api.include_router(_station.router(ctx))
     api.include_router(_reports.router(ctx))
+    api.include_router(_supervision.router(ctx))
     api.include_router(_station.me_router())
     app.include_router(api)
+    app.include_router(_acklink.router(ctx))  # no key: the signed link is the permission
 
     def close() -> None:
         for stop in (unsubscribe, uncount, untime):

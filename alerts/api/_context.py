@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from alerts.acklinks import AckLinks
 from alerts.engine import AlertEngine
+from alerts.escalation import EscalationPolicy
 from alerts.handling import ResponsePlan
 from alerts.history import HistoryReader
 from alerts.keys import KeyStore
@@ -17,6 +19,7 @@ from alerts.plans import DEFAULT_CATALOGUE, Catalogue
 from alerts.planstore import PlanStore
 from alerts.reports import ReportSettings
 from alerts.residentstore import ResidentStore
+from alerts.rosterstore import RosterStore
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from devices.registry import Registry
@@ -41,10 +44,20 @@ class ApiContext:
     residents: ResidentStore | None = None
     """The resident profiles (dispatcher and admin keys only); absent: those routes answer
     503."""
+    oncall: RosterStore | None = None
+    """The on-call roster (staff contact details: dispatcher and admin keys); absent: those
+    routes answer 503."""
+    acklinks: AckLinks | None = None
+    """The one-time acknowledge links of notifications (``/ack/<token>``); absent: 404."""
+    escalation: EscalationPolicy | None = None
+    """The escalation chains in force (shown with the roster)."""
     plans: PlanStore | None = None
     """The service plans; absent: the plan routes answer 503."""
     catalogue: Catalogue = field(default_factory=lambda: Catalogue.parse(DEFAULT_CATALOGUE))
     """The service items plans may list (the ``service_catalogue`` setting)."""
+    institutions: dict[str, str] = field(default_factory=dict)
+    """The care institution of each site in the supervision report (``service_institutions``;
+    a site not listed is its own)."""
     response_plan: ResponsePlan = field(default_factory=ResponsePlan)
     """The response checklists per alert type and the outcome codes to resolve with."""
     reports: ReportSettings = field(default_factory=ReportSettings)

@@ -81,7 +81,7 @@ def test_the_webhook_body_follows_its_json_schema_and_carries_a_one_time_link() 
     validator = jsonschema_rs.validator_for(SCHEMA)
     links = AckLinks(":memory:", secret=b"k" * 32)
     allowed = NotifyChannels(webhook=True, email=True, profile_channels=frozenset({"webhook"}))
-    bodies = [json.loads(n.body) for p in (plan(0, links=links), plan(1, links=links),
+    bodies = [json.loads(n.body)["message"] for p in (plan(0, links=links), plan(1, links=links),
                                            plan(1, allowed, links=links))
               for n in p.notifications if n.channel == "webhook"]
     assert len(bodies) == 4
@@ -107,20 +107,20 @@ def test_no_notification_carries_the_profile_unless_its_channel_is_allowed_it() 
             assert [v for v in PROFILE_VALUES if v in text] == [], (n.destination, text)
     allowed = plan(1, NotifyChannels(webhook=True, email=True, mqtt=True,
                                profile_channels=frozenset({"webhook"})))
-    by = {n.destination: json.loads(n.body) for n in allowed.notifications}
+    by = {n.destination: json.loads(n.body)["message"] for n in allowed.notifications}
     assert by["webhook:li"]["resident"]["display_name"] == "Feng Yuying (synthetic)"
     family = by["webhook:family_contact-1"]
     assert family["recipient"]["phone"] == "+86 138 0555 7702"
     assert [v for v in PROFILE_VALUES if v in json.dumps(by["email:li"])] == []
     email_allowed = plan(1, NotifyChannels(email=True, profile_channels=frozenset({"email"})))
     [email] = email_allowed.notifications
-    assert "key safe behind the meter box" in json.loads(email.body)["text"]
+    assert "key safe behind the meter box" in json.loads(email.body)["message"]["text"]
 
 
 @pytest.mark.parametrize("channel", ["email", "mqtt"])
 def test_email_and_pages_name_the_alert_the_step_and_the_link(channel: str) -> None:
     [n] = [n for n in plan(0).notifications if n.channel == channel]
-    body = json.loads(n.body)
+    body = json.loads(n.body)["message"]
     if channel == "email":
         assert body["to"] == "anna@station.invalid"
         assert body["subject"] == ("[critical] emergency button at site-01/bed-0007: step 1, "

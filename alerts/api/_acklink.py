@@ -1,0 +1,177 @@
+"""``/ack/<token>``: the one-time acknowledge link every notification carries.
+
+Outside ``/api`` (the person notified has no API key: the signed token is the permission).
+``GET`` shows the alert (type, severity, site and bed, when it opened, its status) and an
+Acknowledge button; it never acknowledges, so a mail scanner or a link preview that fetches the
+link changes nothing. ``POST`` (the button, or a client such as an SMS bridge) spends the link
+and acknowledges the alert as ``oncall:<recipient>`` with a note naming the step and channel;
+a second use answers 410 with who used it and when. An expired link is 410, one that is not
+ours 404, an alert already acknowledged or resolved 409 (the link is spent all the same). Every
+``POST`` is in the key store's audit log (``ACK_LINK`` by ``oncall:<recipient>``, with the
+alert, the step, the channel and the client address) and each use in the link log
+(:mod:`alerts.acklinks`). Answers are small HTML pages, or JSON when the client asks for it
+(``Accept: application/json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import html
+import zoneinfo
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from alerts.acklinks import AckLinks, Claim
+from alerts.api._context import ApiContext
+from alerts.api._limits import client_address
+from alerts.errors import AlertNotFound, InvalidTransition, StoreUnavailable
+from alerts.model import Alert, AlertStatus
+
+PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+               "frame-ancestors 'none'; base-uri 'none'")
+"""The pages post their one form to themselves, and load nothing else."""
+ACTOR_PREFIX = "oncall:"
+
+
+def router(ctx: ApiContext) -> APIRouter:
+    api = APIRouter(prefix="/ack", include_in_schema=False)
+
+    def links() -> AckLinks | None:
+        return ctx.acklinks
+
+    async def current(alert_id: str) -> Alert | None:
+        engine = ctx.engine
+        return None if engine is None else await asyncio.to_thread(engine.get, alert_id)
+
+    def when(ms: int, site: str) -> str:
+        name = ctx.registry.timezone(site, ctx.timezone)
+        zone = zoneinfo.ZoneInfo(name) if name else None
+        moment = dt.datetime.fromtimestamp(ms / 1000, tz=zone) if zone is not None \
+            else dt.datetime.fromtimestamp(ms / 1000).astimezone()
+        return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    def answer(request: Request, status: int, title: str, text: str, *,
+               alert: Alert | None = None, form: str | None = None,
+               extra: dict[str, Any] | None = None) -> Response:
+        if "application/json" in request.headers.get("accept", "") \
+                and "text/html" not in request.headers.get("accept", ""):
+            body: dict[str, Any] = {"result": title, "detail": text, **(extra or {})}
+            if alert is not None:
+                body["alert"] = {"id": alert.id, "status": alert.status.value,
+                                 "acknowledged_by": alert.acknowledged_by}
+            return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+        parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(text)}</p>"]
+        if alert is not None:
+            where = f"{alert.site}/{alert.bed}" if alert.bed else alert.site
+            rows = [("Alert", f"{alert.severity.value} {alert.type.value.replace('_', ' ')}"),
+                    ("Where", where), ("Summary", alert.summary or "-"),
+                    ("Opened", when(alert.opened_at, alert.site)),
+                    ("Status", alert.status.value
+                     + (f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""))]
+            parts.append("<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
+                                          for k, v in rows) + "</dl>")
+        if form is not None:
+            parts.append('<form method="post"><button type="submit">'
+                         f"{html.escape(form)}</button></form>")
+        page = ('<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{html.escape(title)}</title></head><body>{''.join(parts)}"
+                "</body></html>")
+        return HTMLResponse(page, status_code=status, headers={
+            "Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-store"})
+
+    def check(request: Request, token: str) -> Claim | Response:
+        held = links()
+        if held is None:
+            return answer(request, 404, "Not found", "This gateway sends no acknowledge links.")
+        claim = held.read(token, now_ms=ctx.clock())
+        if claim == "invalid":
+            return answer(request, 404, "Not a valid link",
+                          "This acknowledge link is not one of this gateway's.")
+        if claim == "expired":
+            return answer(request, 410, "Link expired",
+                          "This acknowledge link has expired: acknowledge in the console.")
+        assert isinstance(claim, Claim)
+        return claim
+
+    def spent_answer(request: Request, used: Any, alert: Alert | None) -> Response:
+        return answer(request, 410, "Link already used",
+                      f"This link was used at {when(used.used_at, alert.site if alert else '')}"
+                      f" by {ACTOR_PREFIX}{used.recipient} ({used.result}); it works once.",
+                      alert=alert, extra={"used_at": used.used_at,
+                                          "used_by": f"{ACTOR_PREFIX}{used.recipient}"})
+
+    @api.get("/{token}")
+    async def show(request: Request, token: str) -> Response:
+        claim = check(request, token)
+        if not isinstance(claim, Claim):
+            return claim
+        held = links()
+        assert held is not None
+        alert = await current(claim.alert_id)
+        used = await asyncio.to_thread(held.used, claim.key)
+        if used is not None:
+            return spent_answer(request, used, alert)
+        if alert is None:
+            return answer(request, 404, "No such alert", "The alert of this link is gone.")
+        who = f"{ACTOR_PREFIX}{claim.recipient}"
+        if alert.status is not AlertStatus.OPEN:
+            return answer(request, 200, f"Already {alert.status.value}",
+                          "Nothing to do: someone has answered this alert.", alert=alert)
+        return answer(request, 200, "Acknowledge this alert?",
+                      f"Sent to {claim.recipient} (step {claim.step}, {claim.channel}). "
+                      f"Acknowledging records it as {who}; the link works once.",
+                      alert=alert, form=f"Acknowledge as {claim.recipient}")
+
+    @api.post("/{token}")
+    async def acknowledge(request: Request, token: str) -> Response:
+        claim = check(request, token)
+        if not isinstance(claim, Claim):
+            return claim
+        held = links()
+        assert held is not None
+        client = client_address(request.scope)
+        actor = f"{ACTOR_PREFIX}{claim.recipient}"
+        used = await asyncio.to_thread(lambda: held.use(claim, client=client,
+                                                        result="pending", now_ms=ctx.clock()))
+        alert = await current(claim.alert_id)
+        if used is not None:
+            await audit(actor, claim, 410, f"used again from {client}")
+            return spent_answer(request, used, alert)
+        status, title, text = 200, "Acknowledged", ""
+        try:
+            if ctx.engine is None:
+                raise AlertNotFound(claim.alert_id)
+            alert = await asyncio.to_thread(
+                ctx.engine.acknowledge, claim.alert_id, actor=actor,
+                note=f"through the acknowledge link of step {claim.step} ({claim.channel})",
+                now_ms=ctx.clock())
+            text = f"The alert is acknowledged by {actor}. Escalation has stopped."
+            result = "acknowledged"
+        except InvalidTransition:
+            alert = await current(claim.alert_id)
+            state = alert.status.value if alert is not None else "resolved"
+            by = (alert.acknowledged_by or alert.resolved_by) if alert is not None else None
+            status, title = 409, f"Already {state}"
+            text = f"Nothing to do: the alert was already {state}" + (f" by {by}." if by else ".")
+            result = f"already {state}" + (f" by {by}" if by else "")
+        except AlertNotFound:
+            status, title, text, result = 404, "No such alert", "The alert is gone.", "no alert"
+        except StoreUnavailable:
+            status, title, result = 503, "Not recorded yet", "store unavailable"
+            text = ("The gateway's alert store is failing: the acknowledgement is held and "
+                    "written once it works; check the console.")
+        await asyncio.to_thread(held.settle, claim, result)
+        await audit(actor, claim, status, f"{result} from {client}")
+        return answer(request, status, title, text, alert=alert,
+                      extra={"acknowledged_by": actor} if status == 200 else None)
+
+    async def audit(actor: str, claim: Claim, status: int, detail: str) -> None:
+        await asyncio.to_thread(
+            ctx.keys.audit, actor=actor, action="ACK_LINK", target=f"/alerts/{claim.alert_id}",
+            status=status, detail=f"step {claim.step} {claim.channel}: {detail}")
+
+    return api

@@ -1,0 +1,147 @@
+"""``/api/v1/oncall`` (the roster: dispatchers read it, admins replace it, checked whole) and
+``/ack/<token>`` (the one-time acknowledge link: a page, then a POST that acknowledges once,
+audited; expired, foreign and spent links refused)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from alerts.acklinks import AckLinks
+from alerts.escalation import Chain, EscalationPolicy, Step
+from alerts.model import AlertType, Finding, Severity
+from alerts.roster import Roster
+from alerts.rosterstore import RosterStore
+from devices.registry import Registry
+from tests.unit.test_api_app import T0, build
+
+ROSTER: dict[str, Any] = {
+    "staff": [{"id": "anna", "name": "Anna (synthetic)", "role": "dispatcher",
+               "email": "anna@station.invalid", "phone": "+86 138 0000 0001"},
+              {"id": "li", "name": "Li (synthetic)", "role": "nurse"}],
+    "shifts": [{"name": "day", "start": "08:00"}, {"name": "night", "start": "20:00"}],
+    "duty": [{"site": "*", "shift": "day", "dispatchers": ["anna"], "nurse": "li"}]}
+CHAINS = (Chain(name="calls", severities=frozenset({Severity.CRITICAL}),
+                steps=(Step(recipients=("dispatchers_on_duty",), wait_s=60),)),)
+SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
+
+
+def harness(tmp_path: Path, **options: object):  # type: ignore[no-untyped-def]
+    registry = Registry.from_mapping({"sites": {"site-01": {"timezone": "Asia/Shanghai"}}})
+    store = RosterStore(tmp_path / "oncall.json", seed=Roster.from_mapping(ROSTER))
+    return build(tmp_path, registry=registry, oncall=store,
+                 escalation=EscalationPolicy(chains=CHAINS), **options)
+
+
+async def test_the_roster_is_shown_to_dispatchers_and_replaced_whole_by_admins(
+        tmp_path: Path) -> None:
+    api = harness(tmp_path)
+    try:
+        url = "/api/v1/oncall"
+        assert (await api.client.get(url, headers=api.auth("viewer"))).status_code == 403
+        shown = (await api.client.get(url, headers=api.auth("dispatcher"))).json()
+        assert shown["source"] == "file"
+        assert shown["staff"][0]["phone"] == "+86 138 0000 0001"
+        assert [c["name"] for c in shown["chains"]] == [
+            "calls", "default-critical", "default-high", "default-medium", "default-low"]
+        ten_am = int(dt.datetime(2026, 1, 2, 10, tzinfo=SHANGHAI).timestamp() * 1000)
+        now = (await api.client.get(f"{url}/now", params={"site": "site-01", "at": ten_am},
+                                    headers=api.auth("dispatcher"))).json()
+        assert (now["timezone"], now["shift"], now["date"]) == ("Asia/Shanghai", "day",
+                                                                 "2026-01-02")
+        assert [s["id"] for s in now["dispatchers"]] == ["anna"]
+        assert now["nurse"]["id"] == "li"
+
+        night = {**ROSTER, "duty": [{"site": "*", "shift": "night", "dispatchers": ["anna"]}]}
+        assert (await api.client.put(url, json=night, headers=api.auth("dispatcher"))
+                ).status_code == 403
+        bad = {**ROSTER, "duty": [{"site": "*", "shift": "dawn", "dispatchers": ["li"]}],
+               "staff": [*ROSTER["staff"], {"id": "x", "name": "X", "role": "nurse",
+                                            "email": "not an address"}]}
+        refused = await api.client.put(url, json=bad, headers=api.auth("admin"))
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_roster"
+        assert any("duty[0].shift" in p for p in refused.json()["detail"])
+        assert "not an address" not in refused.text
+        replaced = await api.client.put(url, json=night, headers=api.auth("admin"))
+        assert replaced.status_code == 200, replaced.text
+        assert (replaced.json()["source"], replaced.json()["updated_by"]) == ("api",
+                                                                               "bootstrap")
+        now = (await api.client.get(f"{url}/now", params={"site": "site-01", "at": ten_am},
+                                    headers=api.auth("dispatcher"))).json()
+        assert (now["dispatchers"], now["nurse"]) == ([], None)
+        assert RosterStore(tmp_path / "oncall.json",
+                           seed=Roster.from_mapping(ROSTER)).source == "api"
+        audit = api.keys.audit_log()
+        assert [(e.actor, e.action, e.status) for e in reversed(audit)
+                if e.target == url] == [("dispatcher-1", "PUT", 403), ("bootstrap", "PUT", 400),
+                                        ("bootstrap", "PUT", 200)]
+    finally:
+        await api.client.aclose()
+
+
+async def test_an_acknowledge_link_shows_the_alert_acknowledges_once_and_is_audited(
+        tmp_path: Path) -> None:
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32, ttl_ms=600_000)
+    api = harness(tmp_path, acklinks=links)
+    try:
+        alert = api.engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01",
+                                          bed="bed-0007", at=T0, severity=Severity.CRITICAL,
+                                          summary="emergency button pressed")], T0)[0].alert
+        api.engine.commit()
+        token = links.mint(key="gw/notify/x/1/email/li", alert_id=alert.id, recipient="li",
+                           step=2, channel="email", now_ms=T0)
+        page = await api.client.get(f"/ack/{token}")
+        assert page.status_code == 200
+        assert "Acknowledge as li" in page.text
+        assert "emergency button pressed" in page.text
+        assert "form-action 'self'" in page.headers["content-security-policy"]
+        assert api.engine.get(alert.id).status.value == "open"  # type: ignore[union-attr]
+        done = await api.client.post(f"/ack/{token}", headers={"Accept": "application/json"})
+        assert done.status_code == 200, done.text
+        assert done.json()["acknowledged_by"] == "oncall:li"
+        acknowledged = api.engine.get(alert.id)
+        assert acknowledged is not None
+        assert (acknowledged.acknowledged_by, acknowledged.note) == (
+            "oncall:li", "through the acknowledge link of step 2 (email)")
+        again = await api.client.post(f"/ack/{token}")
+        assert again.status_code == 410
+        assert "oncall:li" in again.text
+        assert (await api.client.get(f"/ack/{token}")).status_code == 410
+        assert (await api.client.post(f"/ack/{token[:-4]}AAAA")).status_code == 404
+        assert (await api.client.get("/ack/not-a-token")).status_code == 404
+        api.now[0] = T0 + 600_001
+        other = links.mint(key="gw/notify/x/1/webhook/anna", alert_id=alert.id,
+                           recipient="anna", step=1, channel="webhook", now_ms=T0)
+        assert (await api.client.post(f"/ack/{other}")).status_code == 410, "expired"
+        uses = [(e.actor, e.action, e.status, e.target) for e in reversed(api.keys.audit_log())
+                if e.action == "ACK_LINK"]
+        assert uses == [("oncall:li", "ACK_LINK", 200, f"/alerts/{alert.id}"),
+                        ("oncall:li", "ACK_LINK", 410, f"/alerts/{alert.id}")]
+        [(key, use)] = links.uses(alert.id)
+        assert (key, use.recipient, use.result) == ("gw/notify/x/1/email/li", "li",
+                                                    "acknowledged")
+    finally:
+        await api.client.aclose()
+
+
+async def test_a_link_for_an_alert_someone_answered_is_spent_and_says_who(
+        tmp_path: Path) -> None:
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32)
+    api = harness(tmp_path, acklinks=links)
+    try:
+        alert = api.engine.apply([Finding(type=AlertType.FALL, site="site-01", bed="bed-1",
+                                          at=T0, severity=Severity.CRITICAL)], T0)[0].alert
+        api.engine.acknowledge(alert.id, actor="dispatcher-1", note=None, now_ms=T0 + 1)
+        token = links.mint(key="k", alert_id=alert.id, recipient="li", step=1,
+                           channel="webhook", now_ms=T0)
+        shown = await api.client.get(f"/ack/{token}")
+        assert (shown.status_code, "Already acknowledged" in shown.text) == (200, True)
+        late = await api.client.post(f"/ack/{token}")
+        assert late.status_code == 409
+        assert "dispatcher-1" in late.text
+        assert (await api.client.post(f"/ack/{token}")).status_code == 410
+    finally:
+        await api.client.aclose()
