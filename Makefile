@@ -5,6 +5,9 @@
 #   make run          the zero-setup demo (`homecare demo`; installs the package with its demo
 #                     extra only: the embedded broker)
 #   make bench        every benchmark; results in bench/results/
+#   make chaos        the guarantees together at volume: 1M messages, kills, broker, database
+#                     and upstream outages, one ledger (~20-25 min; RELIABILITY.md; not in test)
+#   make soak         30 minutes at a steady load: RSS, queue depths, latency, plot
 #   make venv         create .venv and install the package with its test extra (which has the
 #                     demo extra in it)
 #   make system-deps  install the missing Debian packages (mosquitto, influxdb, ...)
@@ -27,7 +30,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: test run bench screenshots venv system-deps lint typecheck pytest clean
+.PHONY: test run bench chaos soak screenshots venv system-deps lint typecheck pytest clean
 
 test: venv system-deps lint typecheck pytest
 
@@ -71,6 +74,18 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 
 bench: venv system-deps $(BENCH_STAMP)
 	$(BIN)/python -m bench
+
+# Results in bench/results/chaos.{json,md} and chaos-soak.{json,md,svg}; each exits non-zero when
+# a guarantee is broken. Options: CHAOS_ARGS='--quick' (a minute), '--messages N --kills K
+# --db-outage-s S ...'; SOAK_ARGS='--minutes M --rate R'. See `python -m bench.chaos --help`.
+CHAOS_ARGS ?=
+SOAK_ARGS ?=
+
+chaos: venv system-deps
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
+soak: venv system-deps
+	$(BIN)/python -m bench.chaos soak $(SOAK_ARGS)
 
 # The console screenshots in docs/ (the tests write them only when asked).
 screenshots: venv system-deps
