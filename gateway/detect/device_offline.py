@@ -44,7 +44,11 @@ listed one. On a site without listed devices, every device votes.
 While the gateway's own intake is down (:meth:`Fleet.intake_changed
 <gateway.detect._fleet.Fleet.intake_changed>`: the broker connection lost) nothing is raised or
 cleared: no device can be heard, which says nothing about them. Once it is back, every device
-is judged from its return, as after a restart.
+is judged from its return, as after a restart, last wills included: the will of a device not
+heard since the return is held until the device's limit from the return has passed (a broker
+that restarts announces every device offline as it stops, and hands the wills over when the
+gateway reconnects, seconds before the devices reconnect); a device heard since and then
+announced offline is raised as ever.
 
 For example, a call button's last will (the broker publishes it when the connection
 drops):
@@ -235,6 +239,11 @@ class DeviceOfflineDetector(DetectorBase):
         held = will & ((goodbye & (now_ms - will_at < GOODBYE_GRACE_MS))
                        | (~goodbye & possible & (now_ms - np.maximum(will_at, since)
                                                  < fleet.evaluate_interval_ms)))
+        # A will of a device not heard since the intake's return (or the site's) is no better
+        # proof than its silence until its limit from then: a broker that restarted announced
+        # every device as it stopped, and hands those wills over when the gateway reconnects,
+        # seconds before the devices do.
+        held |= will & (last < since) & (now_ms - since < limit)
         due = tracked & ~active & (silent | will) & ~held
         gone = np.where(last == NONE, will_at, last)
         sites = self.outages.judge(

@@ -309,3 +309,23 @@ def test_a_site_reported_dark_is_still_known_after_a_restore_and_closes() -> Non
     later = [p for n in range(4) for p in sensor(f"b{n}", back, back + HOUR, site="dark")]
     [closed] = run(after, later, start=T0 + 2 * HOUR, end=back + HOUR)
     assert (closed.type, closed.site, closed.active) == (SITE_OFFLINE, "dark", False)
+
+
+def test_wills_queued_while_the_intake_was_down_wait_for_the_devices_limit_after_it(
+        ) -> None:
+    # A broker restart: the broker announces every device offline as it stops, hands those
+    # wills to the gateway when it reconnects, and the devices reconnect seconds later.
+    down, up = T0 + HOUR, T0 + 2 * HOUR
+    offline = detector()
+    before = [p for n in range(4) for p in sensor(f"b{n}", T0, down)]
+    findings = run(offline, before, start=T0, end=down)
+    offline.fleet.intake_changed(up=False, now_ms=down)
+    offline.fleet.intake_changed(up=True, now_ms=up)
+    wills = [will(f"b{n}", up + 1_000 + 100 * n) for n in range(4)]
+    back = [p for n in range(3) for p in sensor(f"b{n}", up + 2 * MINUTE, up + 2 * HOUR)]
+    findings += run(offline, wills + back, start=up, end=up + 2 * HOUR)
+    # b3 never came back: reported one limit after the return, on its own (1 bed in 4).
+    [b3] = findings
+    assert (b3.type, b3.bed, b3.active, b3.evidence["reason"]) == (OFFLINE, "b3", True,
+                                                                   "last_will")
+    assert up + LIMIT <= b3.at <= up + LIMIT + 2 * MINUTE
