@@ -35,10 +35,15 @@ from alerts import (
     zone_named,
 )
 from devices import Codec, Registry, Rejected
-from gateway.detect import ServiceAnomalyDetector
-from gateway.detect.service_anomaly import ServiceChecks
-from simulators.config import DEFAULT_TIMEZONE, SimConfig
-from simulators.service_visits import KINDS, ServiceRun, service_simulation
+from gateway.detect import ServiceAnomalyDetector, ServiceChecks
+from simulators import (
+    DEFAULT_TIMEZONE,
+    PROFILES,
+    SERVICE_KINDS,
+    ServiceRun,
+    SimConfig,
+    service_simulation,
+)
 
 TICK_MS: Final = 60_000
 TAIL_MS: Final = 3 * 3_600_000
@@ -216,7 +221,7 @@ def _score(run: ServiceRun, findings: Iterable[Finding], score: ServiceScore) ->
             raised.setdefault((f.site, f.bed, f.episode), set()).update(
                 f.evidence.get("reasons", ()))
     seen: set[tuple[str, str, str]] = set()
-    score.reasons = {kind: ReasonScore() for kind in KINDS}
+    score.reasons = {kind: ReasonScore() for kind in SERVICE_KINDS}
     for visit in run.visits:
         key = (visit.site, visit.bed, f"{visit.caregiver}/{visit.visit}")
         seen.add(key)
@@ -264,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import tempfile
-
-    from simulators.profiles import PROFILES
 
     parser = argparse.ArgumentParser(prog="python -m homecare.service_eval",
                                      description=__doc__.split("\n\n")[0])

@@ -15,6 +15,7 @@ from devices.errors import ConfigError
 from simulators.cli import simulate
 from simulators.config import (
     DEFAULT_START,
+    DEFAULT_TIMEZONE,
     BedSpec,
     ForcedIncident,
     SimConfig,
@@ -29,26 +30,40 @@ from simulators.mqtt import Publisher
 from simulators.offline import Summary, traffic_line, write
 from simulators.profiles import PROFILES, Profile, parse_profiles
 from simulators.registry_toml import registry_toml
+from simulators.service_visits import (
+    SERVICE_KINDS,
+    AppEvent,
+    MissedTruth,
+    ServiceRun,
+    VisitTruth,
+    service_simulation,
+)
 from simulators.stream import Simulation, live, offline
 from simulators.traffic import Action, Emission
 
 __all__ = [
     "DEFAULT_START",
+    "DEFAULT_TIMEZONE",
     "FAULT_KINDS",
     "PROFILES",
+    "SERVICE_KINDS",
     "Action",
+    "AppEvent",
     "BedSpec",
     "ConfigError",
     "Emission",
     "ForcedIncident",
     "LiveStats",
+    "MissedTruth",
     "Profile",
     "PublishResult",
     "Publisher",
+    "ServiceRun",
     "SimConfig",
     "Simulation",
     "Summary",
     "TelemetryConfig",
+    "VisitTruth",
     "bed_profiles",
     "bed_specs",
     "live",
@@ -58,6 +73,7 @@ __all__ = [
     "publish_all",
     "registry_toml",
     "run_live",
+    "service_simulation",
     "simulate",
     "traffic_line",
     "write",

@@ -11,7 +11,7 @@ through the caregiver app instead of a badge (for the gateway's API or service l
 truth: every visit with the reason injected, or none for an honest one, and every planned
 visit that never happened.
 
-The kinds (:data:`KINDS`): ``nobody_sensed`` (checked in and out, nobody came),
+The kinds (:data:`SERVICE_KINDS`): ``nobody_sensed`` (checked in and out, nobody came),
 ``too_short`` (left after 15-35 % of the stay, checked out at the end), ``no_checkout``,
 ``no_recording`` (no recording, an item that must be recorded billed), ``outside_window``
 (the plan's window two and a half hours later than the visit), ``unplanned`` (no plan that
@@ -44,8 +44,8 @@ from simulators.plan import DayPlan
 from simulators.stream import Simulation, offline
 from simulators.visits import SLOT_LENGTH_MIN, SLOT_STARTS
 
-KINDS: Final = ("nobody_sensed", "too_short", "no_checkout", "no_recording", "outside_window",
-                "unplanned", "overlap", "missed")
+SERVICE_KINDS: Final = ("nobody_sensed", "too_short", "no_checkout", "no_recording",
+                         "outside_window", "unplanned", "overlap", "missed")
 RECORDED: Final = ("bathing", "medication", "rehab")
 """Items the default catalogue wants recorded."""
 WINDOW_SHIFT_MIN: Final = 150.0
@@ -253,8 +253,8 @@ def _choose(visits: list[_Visit], rng: np.random.Generator, anomaly_share: float
             continue
         if rng.random() >= anomaly_share:
             continue
-        for _ in range(len(KINDS)):
-            kind = KINDS[turn % len(KINDS)]
+        for _ in range(len(SERVICE_KINDS)):
+            kind = SERVICE_KINDS[turn % len(SERVICE_KINDS)]
             turn += 1
             if kind == "overlap" and not _has_partner(visit, by_caregiver_day):
                 continue

@@ -48,7 +48,7 @@ from gateway.detect.inactivity import InactivityDetector
 from gateway.detect.low_battery import LowBatteryDetector
 from gateway.detect.night_bed_exit import NightBedExitDetector
 from gateway.detect.sensor_fault import SensorFaultDetector
-from gateway.detect.service_anomaly import ServiceAnomalyDetector
+from gateway.detect.service_anomaly import ServiceAnomalyDetector, ServiceChecks, service_checks
 from gateway.detect.snapshot import SNAPSHOT_FILE, Restored, restore_snapshot, save_snapshot
 from gateway.detect.vital_signs import VitalSignsDetector
 
@@ -127,6 +127,7 @@ __all__ = [
     "Restored",
     "SensorFaultDetector",
     "ServiceAnomalyDetector",
+    "ServiceChecks",
     "VitalSignsDetector",
     "build_detectors",
     "engine_from_settings",
@@ -134,4 +135,5 @@ __all__ = [
     "load_detectors",
     "restore_snapshot",
     "save_snapshot",
+    "service_checks",
 ]

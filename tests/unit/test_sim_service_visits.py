@@ -15,7 +15,7 @@ import pytest
 
 from alerts import DEFAULT_CATALOGUE, Catalogue, parse_plans_csv
 from simulators.config import SimConfig
-from simulators.service_visits import KINDS, ServiceRun, service_simulation
+from simulators.service_visits import SERVICE_KINDS, ServiceRun, service_simulation
 
 START = dt.date(2026, 11, 2)
 CONFIG = SimConfig(beds=12, seed=5, incidents_per_bed_day=0.0, profiles=("standard", "couple"))
@@ -72,9 +72,10 @@ def test_the_plans_are_a_valid_csv_with_one_visit_per_bed_and_day(run: ServiceRu
 
 def test_every_kind_is_injected_and_most_visits_stay_honest(run: ServiceRun) -> None:
     reasons = Counter(v.reason for v in run.visits)
-    injected = {k for k in KINDS if reasons[k]} | ({"missed"} if any(
+    injected = {k for k in SERVICE_KINDS if reasons[k]} | ({"missed"} if any(
         m.injected for m in run.missed) else set())
-    assert set(KINDS) - {"overlap"} <= injected  # an overlap needs a neighbour's honest visit
+    # An overlap needs the caregiver's honest visit just before.
+    assert set(SERVICE_KINDS) - {"overlap"} <= injected
     assert reasons[None] > 0
     assert any(v.couple and v.reason == "nobody_sensed" for v in run.visits)
     assert any(m.couple and m.injected for m in run.missed)
