@@ -6,7 +6,8 @@ policy, the immediate rules that decide an emergency (:mod:`~alerts.rules`: emer
 fall), alert storms and devices outside the registry folded into one summary alert per
 site and type (:class:`AlertStorms`), the live state of beds (:class:`LiveState`), the
 tamper-evident caregiver service log (:class:`ServiceLog`) with each finished visit settled into
-its service record (:class:`Settlement`), API keys (:class:`KeyStore`),
+its service record (:class:`Settlement`), the supervision and settlement report
+(:func:`supervision_report`), API keys (:class:`KeyStore`),
 resident profiles kept only at the hub (:class:`Resident`, :class:`ResidentStore`, CSV import
 with :func:`parse_csv`), the institutions' service plans and the catalogue of service items
 (:class:`PlannedVisit`, :class:`Catalogue`, :class:`PlanStore`, CSV import with
@@ -105,6 +106,8 @@ from alerts.servicelog import ServiceEntry, ServiceLog, ServiceLogRecorder
 from alerts.servicerecords import Settlement
 from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
+from alerts.supervision import SupervisionReport, institution_of, supervision_report
+from alerts.supervisionpage import SUPERVISION_TABLES, supervision_csv, supervision_html
 
 __all__ = [
     "CHANNELS",
@@ -120,6 +123,7 @@ __all__ = [
     "PROFILE_FIELDS",
     "RECIPIENTS",
     "SITE_TYPES",
+    "SUPERVISION_TABLES",
     "AckLinks",
     "Alert",
     "AlertChange",
@@ -196,11 +200,13 @@ __all__ = [
     "StorageError",
     "StorageFault",
     "StoreUnavailable",
+    "SupervisionReport",
     "Use",
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
     "envelope",
+    "institution_of",
     "make_plan",
     "parse_csv",
     "parse_plans_csv",
@@ -208,5 +214,8 @@ __all__ = [
     "random_ids",
     "seeded_ids",
     "storage_fault",
+    "supervision_csv",
+    "supervision_html",
+    "supervision_report",
     "zone_named",
 ]

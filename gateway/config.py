@@ -45,6 +45,7 @@ from alerts import (
     ReportSettings,
     ResponsePlan,
     bootstrap_key_problem,
+    institution_of,
 )
 from devices.broker import BrokerUrl
 from devices.topics import SUBSCRIPTION
@@ -511,6 +512,11 @@ class Settings(BaseSettings):
         "with the reasons of its `service_anomaly` alerts, plan, claimed and sensed times, "
         "recordings, evidence) this long after its check-out was recorded (and after a "
         "start), once the detectors have judged it; a finding that comes later revises it.")
+    service_institutions: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="The care institution each site's visits are reported under in the "
+        "supervision report, as `site=institution` (ids of letters, digits, `_` and `-`); a "
+        "site not listed is its own institution. Comma-separated in the environment.")
 
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = Field(
@@ -793,6 +799,19 @@ class Settings(BaseSettings):
     def _text_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("service_institutions", mode="before")
+    @classmethod
+    def _institution_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("service_institutions")
+    @classmethod
+    def _institutions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        institution_of(value)
         return value
 
     @field_validator("report_shifts", mode="before")

@@ -55,7 +55,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from alerts import AckLinks, Catalogue, PlanStore, RosterStore, Settlement
+from alerts import AckLinks, Catalogue, PlanStore, RosterStore, Settlement, institution_of
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
 from alerts.livestate import LiveState
@@ -417,6 +417,7 @@ class Gateway:
                            escalation=self.alerts.policy,
                            plans=self.plans,
                            catalogue=Catalogue.parse(self.settings.service_catalogue),
+                           institutions=institution_of(self.settings.service_institutions),
                            response_plan=self.settings.response_plan(),
                            reports=self.settings.report_settings()))
 

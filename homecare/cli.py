@@ -191,6 +191,7 @@ app.add_typer(__import__("homecare.residents_cli").residents_cli.residents_app)
 app.add_typer(__import__("homecare.plans_cli").plans_cli.plans_app)
 app.command("verify-log", short_help="Check the service log's hash chain against kept heads.")(
     __import__("homecare.servicelog_cli").servicelog_cli.verify_log)
+app.add_typer(__import__("homecare.report_cli").report_cli.report_app)
 
 _ConfigOption = Annotated[Path | None, typer.Option(
     "--config", "-c", help="The gateway's TOML settings file (for its data_dir) [default: "

@@ -2,7 +2,8 @@
 checklists, calls, outcomes), beds, resident profiles (dispatcher and admin keys only), the
 on-call roster and escalation chains, series,
 service logs, visits, service plans, keys, the station (its time zone), the caller's key and
-the response report (:mod:`alerts.reports`).
+the response report (:mod:`alerts.reports`) and the supervision and settlement report
+(:mod:`alerts.supervision`).
 
 Mounted on the gateway's FastAPI app under ``/api/v1`` by :func:`install`; every route needs
 ``Authorization: Bearer <key>`` (see :mod:`alerts.keys` for roles). Errors are JSON
@@ -27,6 +28,7 @@ from alerts.api import (
     _residents,
     _roster,
     _station,
+    _supervision,
     _visits,
 )
 from alerts.api._auth import ApiAuth, known_query_only
@@ -72,6 +74,7 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     api.include_router(_keys.router(ctx))
     api.include_router(_station.router(ctx))
     api.include_router(_reports.router(ctx))
+    api.include_router(_supervision.router(ctx))
     api.include_router(_station.me_router())
     app.include_router(api)
     app.include_router(_acklink.router(ctx))  # no key: the signed link is the permission

@@ -55,6 +55,9 @@ class ApiContext:
     """The service plans; absent: the plan routes answer 503."""
     catalogue: Catalogue = field(default_factory=lambda: Catalogue.parse(DEFAULT_CATALOGUE))
     """The service items plans may list (the ``service_catalogue`` setting)."""
+    institutions: dict[str, str] = field(default_factory=dict)
+    """The care institution of each site in the supervision report (``service_institutions``;
+    a site not listed is its own)."""
     response_plan: ResponsePlan = field(default_factory=ResponsePlan)
     """The response checklists per alert type and the outcome codes to resolve with."""
     reports: ReportSettings = field(default_factory=ReportSettings)

@@ -1,0 +1,355 @@
+"""The supervision and settlement report: per care institution, caregiver and month, the planned,
+performed, verified and flagged visits (with their reasons), the service items and minutes,
+and what is billable. Rendered as CSV and a printable page by :mod:`alerts.supervisionpage`.
+
+Everything comes from the hash-chained service log (check-ins, check-outs and the visits'
+service records, :mod:`alerts.servicerecords`), the plan store and the service catalogue, so
+every figure can be traced to records of the chain (each visit line names its service record's
+seq and hash). The rules:
+
+* A visit belongs to the month, and the day, of its check-in in its site's zone.
+* **performed**: checked in and out. By its service record (the latest revision), it is
+  **verified**, or **flagged** with its reasons; **pending** while it is not settled yet.
+  **unfinished**: checked in, never checked out (not billable).
+* **planned**: the month's plans (by their local date) that were not called off, counted for
+  the caregiver the plan names. A plan is taken by the visit whose service record names it
+  (a visit not settled yet: the plan nearest its check-in, as settling would take it);
+  **missed**: planned, its window over at the report's time and taken by no visit.
+  **unplanned**: a performed visit that took no plan.
+* **items** and **minutes**: the service items billed at check-out, with the catalogue's
+  minutes (``claimed_minutes``: the visit's claim, its stay or its items' minutes when longer;
+  ``sensed_minutes``: what the sensors confirmed, where the detector measured it).
+* **billable**: the verified visits: their items at the catalogue's minutes. A flagged visit's
+  minutes are **held** until the institution has reviewed it; a pending one's wait.
+
+The institution of a site is the ``service_institutions`` setting's (``site=institution``),
+else the site itself.
+
+>>> institution_of(["site-01=care-north", "site-02=care-north"])
+{'site-01': 'care-north', 'site-02': 'care-north'}
+>>> month_range("2026-11", dt.UTC)
+(1793491200000, 1796083200000)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, Protocol
+
+from alerts.plans import Catalogue, PlannedVisit
+from alerts.servicelog import SERVICE_RECORD, ServiceRecord
+from alerts.servicerecords import nearest_plan
+
+MONTH_PATTERN: Final = r"^(20[0-9]{2})-(0[1-9]|1[0-2])$"
+_MONTH = re.compile(MONTH_PATTERN)
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DAY_MS: Final = 86_400_000
+PAGE: Final = 1000
+MAX_RECORDS: Final = 1_000_000
+"""Records one report reads at most (a month of a large station is far below)."""
+
+Status = Literal["verified", "flagged", "pending", "unfinished"]
+STATUSES: Final[tuple[Status, ...]] = ("verified", "flagged", "pending", "unfinished")
+
+
+class RecordSource(Protocol):
+    """The service log (:class:`alerts.servicelog.ServiceLog`)."""
+
+    def query(self, *, since: int | None = None, until: int | None = None,
+              after_seq: int | None = None, event: str | None = None,
+              newest_first: bool = True, limit: int = 100) -> list[ServiceRecord]: ...
+
+
+class PlanSource(Protocol):
+    """The plan store (:class:`alerts.planstore.PlanStore`)."""
+
+    def list(self, *, since_ms: int | None = None, until_ms: int | None = None,
+             after: tuple[int, str, str] | None = None, limit: int = 100
+             ) -> list[PlannedVisit]: ...
+
+
+def institution_of(pairs: Iterable[str]) -> dict[str, str]:
+    """The ``service_institutions`` setting as ``{site: institution}``; raises ``ValueError``
+    naming a bad entry."""
+    found: dict[str, str] = {}
+    for pair in pairs:
+        site, _, institution = (part.strip() for part in pair.partition("="))
+        if not _ID.match(site) or not _ID.match(institution):
+            raise ValueError(f"{pair!r}: write site=institution (ids of letters, digits, _ "
+                             "and -)")
+        if site in found:
+            raise ValueError(f"{pair!r}: the site {site} is given twice")
+        found[site] = institution
+    return found
+
+
+def month_range(month: str, zone: dt.tzinfo) -> tuple[int, int]:
+    """``[start, end)`` of a ``YYYY-MM`` month in ``zone``, epoch ms; ``ValueError`` if it is
+    not a month."""
+    found = _MONTH.match(month)
+    if found is None:
+        raise ValueError(f"{month!r}: expected a month YYYY-MM")
+    year, number = int(found[1]), int(found[2])
+    start = dt.datetime(year, number, 1, tzinfo=zone)
+    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitLine:
+    """One visit checked in during the month."""
+
+    institution: str
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    day: str
+    """Local date of the check-in."""
+    check_in_at: int
+    check_out_at: int | None
+    status: Status
+    reasons: tuple[str, ...]
+    plan: str | None
+    services: tuple[str, ...]
+    services_minutes: float
+    """The items' minutes in the catalogue."""
+    claimed_minutes: float | None
+    sensed_minutes: float | None
+    billable_minutes: float
+    record_seq: int | None
+    """The service record this line is read from (None: not settled); with its hash, what
+    proves it against the chain."""
+    record_hash: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MissedPlan:
+    institution: str
+    site: str
+    bed: str
+    plan: str
+    caregiver: str
+    window: str
+    services: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class Tally:
+    """The figures of one caregiver in one institution (or of a total: ``*``)."""
+
+    institution: str
+    caregiver: str
+    planned: int = 0
+    performed: int = 0
+    verified: int = 0
+    flagged: int = 0
+    pending: int = 0
+    unfinished: int = 0
+    missed: int = 0
+    unplanned: int = 0
+    claimed_minutes: float = 0.0
+    sensed_minutes: float = 0.0
+    services_minutes: float = 0.0
+    billable_minutes: float = 0.0
+    held_minutes: float = 0.0
+    reasons: Counter[str] = field(default_factory=Counter)
+    items: Counter[str] = field(default_factory=Counter)
+    billable_items: Counter[str] = field(default_factory=Counter)
+
+    def add(self, line: VisitLine) -> None:
+        if line.status == "unfinished":
+            self.unfinished += 1
+            return
+        self.performed += 1
+        if line.status == "verified":
+            self.verified += 1
+            self.billable_minutes += line.billable_minutes
+            self.billable_items.update(line.services)
+        elif line.status == "flagged":
+            self.flagged += 1
+            self.held_minutes += line.services_minutes
+            self.reasons.update(line.reasons)
+        else:
+            self.pending += 1
+        if line.plan is None:
+            self.unplanned += 1
+        self.items.update(line.services)
+        self.services_minutes += line.services_minutes
+        self.claimed_minutes += line.claimed_minutes or 0.0
+        self.sensed_minutes += line.sensed_minutes or 0.0
+
+    def merge(self, other: Tally) -> None:
+        for name in ("planned", "performed", "verified", "flagged", "pending", "unfinished",
+                     "missed", "unplanned", "claimed_minutes", "sensed_minutes",
+                     "services_minutes", "billable_minutes", "held_minutes"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.reasons.update(other.reasons)
+        self.items.update(other.items)
+        self.billable_items.update(other.billable_items)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        for name in ("claimed_minutes", "sensed_minutes", "services_minutes",
+                     "billable_minutes", "held_minutes"):
+            out[name] = round(out[name], 1)
+        for name in ("reasons", "items", "billable_items"):
+            out[name] = dict(sorted(out[name].items()))
+        return out
+
+
+@dataclass(slots=True, kw_only=True)
+class SupervisionReport:
+    month: str
+    generated_at: int
+    institution: str | None
+    """The institution reported on; None: all."""
+    caregivers: list[Tally]
+    institutions: list[Tally]
+    total: Tally
+    visits: list[VisitLine]
+    missed: list[MissedPlan]
+    catalogue: dict[str, float]
+    """Minutes of each item, as the report counted them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"month": self.month, "generated_at": self.generated_at,
+                "institution": self.institution,
+                "total": self.total.to_json(),
+                "institutions": [t.to_json() for t in self.institutions],
+                "caregivers": [t.to_json() for t in self.caregivers],
+                "visits": [dataclasses.asdict(v) for v in self.visits],
+                "missed": [dataclasses.asdict(m) for m in self.missed],
+                "catalogue": self.catalogue}
+
+
+def _read(log: RecordSource, event: str, since: int, until: int) -> list[ServiceRecord]:
+    out: list[ServiceRecord] = []
+    after = 0
+    while len(out) < MAX_RECORDS:
+        page = log.query(since=since, until=until, after_seq=after, event=event,
+                         newest_first=False, limit=PAGE)
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        after = page[-1].seq
+    raise ValueError(f"more than {MAX_RECORDS} records of one kind in a month")
+
+
+def _plans(plans: PlanSource | None, since: int, until: int) -> list[PlannedVisit]:
+    out: list[PlannedVisit] = []
+    if plans is None:
+        return out
+    after: tuple[int, str, str] | None = None
+    while True:
+        page = plans.list(since_ms=since, until_ms=until, after=after, limit=PAGE)
+        out.extend(page)
+        if len(page) < PAGE:
+            return out
+        last = page[-1]
+        after = (last.start_ms, last.site, last.plan)
+
+
+def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue: Catalogue,
+                 month: str, zone_of: Callable[[str], dt.tzinfo],
+                 institutions: Mapping[str, str], now_ms: int,
+                 institution: str | None = None) -> SupervisionReport:
+    """The report of ``month`` (``YYYY-MM``) as the log and the plans stand at ``now_ms``;
+    ``institution``: only that one's sites. Blocks on SQLite (call it from a thread)."""
+    utc_start, utc_end = month_range(month, dt.UTC)
+    since, until = utc_start - DAY_MS, utc_end + 2 * DAY_MS  # every zone, visits over midnight
+    zones: dict[str, dt.tzinfo] = {}
+
+    def zone(site: str) -> dt.tzinfo:
+        if site not in zones:
+            zones[site] = zone_of(site)
+        return zones[site]
+
+    def local_day(site: str, ms: int) -> str:
+        return dt.datetime.fromtimestamp(ms / 1000, zone(site)).date().isoformat()
+
+    def institution_of_site(site: str) -> str:
+        return institutions.get(site, site)
+
+    def wanted(site: str) -> bool:
+        return institution is None or institution_of_site(site) == institution
+
+    def key(r: ServiceRecord) -> tuple[str, str, str, str]:
+        return (r.site, r.bed, r.caregiver, r.visit)
+
+    check_ins = [r for r in _read(log, "check_in", since, until)
+                 if wanted(r.site) and local_day(r.site, r.at).startswith(month)]
+    check_outs = {key(r): r for r in _read(log, "check_out", since, until + DAY_MS)}
+    settled: dict[tuple[str, str, str, str], ServiceRecord] = {}
+    for stored in _read(log, SERVICE_RECORD, since, until + DAY_MS):
+        settled[key(stored)] = stored  # by seq: the latest revision wins
+    month_plans = [p for p in _plans(plans, since, until)
+                   if p.date.startswith(month) and wanted(p.site)]
+    taken = {(r.site, took["plan"]) for r in settled.values()
+             if r.detail is not None and isinstance(took := r.detail.get("plan"), dict)}
+    lines: list[VisitLine] = []
+    for check_in in check_ins:
+        k = key(check_in)
+        check_out, record = check_outs.get(k), settled.get(k)
+        detail = record.detail if record is not None and record.detail is not None else None
+        services = tuple(check_out.services or ()) if check_out is not None else ()
+        services_minutes = round(catalogue.minutes(services), 1)
+        plan: str | None
+        if detail is not None:
+            status: Status = "verified" if detail.get("verdict") == "verified" else "flagged"
+            plan = (detail.get("plan") or {}).get("plan")
+        else:
+            status = "pending" if check_out is not None else "unfinished"
+            nearest = nearest_plan((p for p in month_plans if (p.site, p.plan) not in taken),
+                                   site=check_in.site, bed=check_in.bed,
+                                   caregiver=check_in.caregiver, check_in=check_in.at)
+            plan = nearest.plan if nearest is not None else None
+        if plan is not None:
+            taken.add((check_in.site, plan))
+        lines.append(VisitLine(
+            institution=institution_of_site(check_in.site), site=check_in.site,
+            bed=check_in.bed, caregiver=check_in.caregiver, visit=check_in.visit,
+            day=local_day(check_in.site, check_in.at), check_in_at=check_in.at,
+            check_out_at=check_out.at if check_out is not None else None, status=status,
+            reasons=tuple(detail.get("reasons") or ()) if detail else (), plan=plan,
+            services=services, services_minutes=services_minutes,
+            claimed_minutes=detail.get("claimed_minutes") if detail else None,
+            sensed_minutes=detail.get("sensed_minutes") if detail else None,
+            billable_minutes=services_minutes if status == "verified" else 0.0,
+            record_seq=record.seq if record is not None else None,
+            record_hash=record.hash if record is not None else None))
+    missed = [MissedPlan(institution=institution_of_site(p.site), site=p.site, bed=p.bed,
+                         plan=p.plan, caregiver=p.caregiver,
+                         window=f"{p.date} {p.start}-{p.end}", services=p.services)
+              for p in month_plans
+              if not p.cancelled and (p.site, p.plan) not in taken and p.end_ms < now_ms]
+    tallies: dict[tuple[str, str], Tally] = {}
+
+    def tally(inst: str, caregiver: str) -> Tally:
+        return tallies.setdefault((inst, caregiver), Tally(inst, caregiver))
+
+    for p in month_plans:
+        if not p.cancelled:
+            tally(institution_of_site(p.site), p.caregiver).planned += 1
+    for m in missed:
+        tally(m.institution, m.caregiver).missed += 1
+    for line in lines:
+        tally(line.institution, line.caregiver).add(line)
+    caregivers = [tallies[k] for k in sorted(tallies)]
+    by_institution: dict[str, Tally] = {}
+    total = Tally("*", "*")
+    for t in caregivers:
+        by_institution.setdefault(t.institution, Tally(t.institution, "*")).merge(t)
+        total.merge(t)
+    lines.sort(key=lambda v: (v.institution, v.caregiver, v.check_in_at, v.site, v.bed))
+    missed.sort(key=lambda m: (m.institution, m.caregiver, m.window, m.site, m.plan))
+    return SupervisionReport(
+        month=month, generated_at=now_ms, institution=institution, caregivers=caregivers,
+        institutions=[by_institution[k] for k in sorted(by_institution)], total=total,
+        visits=lines, missed=missed,
+        catalogue={item.code: item.minutes for item in catalogue})
