@@ -211,18 +211,27 @@ def start_stack(workdir: Path, registry: Path, *, vm_dedup: bool = True,
                          dedup_interval="1ms" if vm_dedup else None)
     receiver = Receiver(SECRET.encode())
     key = secrets.token_urlsafe(32)
-    mq.start()
-    vm.start()
-    receiver.start()
-    env = store_env(vm)
-    env.pop("HOMECARE_CLOCK_WINDOW_S", None)  # the deployment's default window (7 days)
-    env.update({"HOMECARE_REGISTRY_FILE": str(registry), "HOMECARE_API_KEY": key,
-                "HOMECARE_UPSTREAM_URL": receiver.url, "HOMECARE_UPSTREAM_SECRET": SECRET,
-                "HOMECARE_UPSTREAM_SOURCE": SOURCE, "HOMECARE_UPSTREAM_TIMEOUT_S": "5",
-                "HOMECARE_MQTT_CLIENT_ID": "chaos-gateway", **(extra_env or {})})
+    env = {"HOMECARE_REGISTRY_FILE": str(registry), "HOMECARE_API_KEY": key,
+           "HOMECARE_UPSTREAM_URL": receiver.url, "HOMECARE_UPSTREAM_SECRET": SECRET,
+           "HOMECARE_UPSTREAM_SOURCE": SOURCE, "HOMECARE_UPSTREAM_TIMEOUT_S": "5",
+           "HOMECARE_MQTT_CLIENT_ID": "chaos-gateway", **(extra_env or {})}
     gateway = GatewayProcess(workdir / "gateway", mqtt_url=mq.url, env=env)
-    gateway.start()
-    gateway.wait_connected(60)
+    started: list[Callable[[], None]] = []
+    try:
+        for server in (mq, vm, receiver):
+            server.start()
+            started.append(server.stop)
+        store = store_env(vm)
+        store.pop("HOMECARE_CLOCK_WINDOW_S", None)  # the deployment's default window (7 days)
+        gateway.env.update({**store, **env})
+        started.append(gateway.stop)
+        gateway.start()
+        gateway.wait_connected(60)
+    except BaseException:
+        for stop in reversed(started):  # nothing left running behind a failed start
+            with contextlib.suppress(Exception):
+                stop()
+        raise
     return Stack(workdir, mq, vm, receiver, gateway, key)
 
 
@@ -575,7 +584,12 @@ def run(options: ChaosOptions) -> dict[str, Any]:
                                               int(time.time() * 1000)))
     registry_path = workdir / "registry.toml"
     registry_path.write_text(registry_toml(plan.config()))
-    stack = start_stack(workdir, registry_path, vm_dedup=options.vm_dedup)
+    try:
+        stack = start_stack(workdir, registry_path, vm_dedup=options.vm_dedup)
+    except BaseException:
+        if not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     plan = replace(plan, mqtt_url=stack.mq.url)
     state = RunState()
     ctx = mp.get_context("spawn")

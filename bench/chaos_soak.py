@@ -212,7 +212,12 @@ def run(options: SoakOptions) -> dict[str, Any]:
                        client_prefix="soak-pub")
     registry = workdir / "registry.toml"
     registry.write_text(registry_toml(plan.config()) + "\n" + probe_registry(options.probe_beds))
-    stack = chaos.start_stack(workdir, registry)
+    try:
+        stack = chaos.start_stack(workdir, registry)
+    except BaseException:
+        if not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     plan = replace(plan, mqtt_url=stack.mq.url)
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
