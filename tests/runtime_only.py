@@ -9,7 +9,7 @@ homecare-gateway`` installed nothing more:
     python -m tests.runtime_only gateway --config gateway.toml
 
 Attempts to import a blocked module are appended to the file named by
-``HOMECARE_TEST_BLOCKED_LOG`` (when set), one name a line.
+``RUNTIME_ONLY_BLOCKED_LOG`` (when set), one name a line.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main() -> None:
     blocked = blocked_modules()
     for name in [name for name in sys.modules if name.partition(".")[0] in blocked]:
         del sys.modules[name]
-    sys.meta_path.insert(0, _Blocker(blocked, os.environ.get("HOMECARE_TEST_BLOCKED_LOG")))
+    sys.meta_path.insert(0, _Blocker(blocked, os.environ.get("RUNTIME_ONLY_BLOCKED_LOG")))
     from homecare.cli import main as homecare
 
     sys.argv = ["homecare", *sys.argv[1:]]
