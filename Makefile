@@ -87,10 +87,12 @@ chaos: venv system-deps
 soak: venv system-deps
 	$(BIN)/python -m bench.chaos soak $(SOAK_ARGS)
 
-# The console screenshots in docs/ (the tests write them only when asked).
+# The console screenshots in docs/ (the tests write them only when asked), and the supervision
+# report's (a seeded month rendered and captured by tests/report_screenshot.py, no test).
 screenshots: venv system-deps
 	UPDATE_DOCS_SCREENSHOTS=1 $(BIN)/pytest -q tests/integration/test_console_browser.py \
 		-k test_dispatcher_sees_a_fall
+	$(BIN)/python -m tests.report_screenshot --out docs/supervision-report.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -114,6 +114,8 @@ PAGE_POLICY: Final = (
 
 
 def _num(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, float):
         return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
     return f"{value:,}"
@@ -216,13 +218,12 @@ def supervision_html(report: SupervisionReport) -> str:
                            ("billable", round(t.billable_minutes, 1)),
                            ("held", round(t.held_minutes, 1))])
         for t in report.caregivers], stacked=False)
-    head = ["institution", "caregiver", *COUNTS, "claimed min", "sensed min", "billable min",
-            "held min"]
+    head = ["institution", "caregiver", *COUNTS, "claimed min", "billable min", "held min"]
 
     def figures(t: Tally, cls: str = "") -> str:
         return _row([t.institution, t.caregiver, *(getattr(t, n) for n in COUNTS),
-                     round(t.claimed_minutes, 1), round(t.sensed_minutes, 1),
-                     round(t.billable_minutes, 1), round(t.held_minutes, 1)], left=2, cls=cls)
+                     round(t.claimed_minutes, 1), round(t.billable_minutes, 1),
+                     round(t.held_minutes, 1)], left=2, cls=cls)
 
     tally_rows = [figures(t) for t in report.caregivers]
     tally_rows += [figures(t, "sum") for t in report.institutions]
