@@ -9,6 +9,10 @@ without the visit's check-in at that bed by that caregiver, a second check-out, 
 check-in). Only the same call again is a retry, answered 200 with the earlier record
 (:func:`alerts.servicelog.repeats`); one that differs is judged like any other. The visit
 check runs in the append's transaction.
+
+A visit recorded here is then checked like a badge's: the ``service_anomaly`` detector reads
+the app's check-ins and check-outs from the service log and judges them against the plans, the
+sensors and the recordings (README, "Service supervision").
 """
 
 from __future__ import annotations
