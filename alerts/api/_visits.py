@@ -18,10 +18,10 @@ sensors and the recordings (README, "Service supervision").
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
+from pydantic import StringConstraints
 
 from alerts.api._auth import Dispatcher, require
 from alerts.api._context import ApiContext
@@ -47,7 +47,7 @@ EVENTS: Final[dict[str, Literal["check_in", "check_out", "service"]]] = {
     "check_in": "check_in", "check_out": "check_out", "service": "service"}
 SOURCES: Final[dict[str, Literal["badge", "api", "gateway"]]] = {
     "badge": "badge", "api": "api", "gateway": "gateway"}
-HEAD: Final = re.compile(r"([0-9]{1,18}):([0-9a-fA-F]{64})")
+HEAD_PATTERN: Final = r"^[0-9]{1,18}:[0-9a-fA-F]{64}$"
 MAX_KEPT_HEADS: Final = 100
 
 
@@ -103,22 +103,18 @@ def router(ctx: ApiContext) -> APIRouter:
     @api.get("/service-logs/verify", response_model=ChainCheck, dependencies=[viewer],
              summary="Verify the service log's hash chain against heads kept elsewhere")
     async def verify(
-        head: Annotated[list[str] | None, Query(
-            max_length=MAX_KEPT_HEADS, description="A head kept elsewhere, SEQ:HASH (the seq "
-            "and hash delivered upstream with a record); repeat for more")] = None,
+        head: Annotated[list[Annotated[str, StringConstraints(pattern=HEAD_PATTERN)]] | None,
+                        Query(max_length=MAX_KEPT_HEADS, description="A head kept elsewhere, "
+                              "SEQ:HASH (the seq and hash delivered upstream with a record); "
+                              "repeat for more")] = None,
         full: Annotated[bool, Query(description="Recompute every record, not only those "
                                                 "after the last one verified")] = False,
     ) -> ChainCheck:
         """``ok`` false names the first record that was changed, removed, moved, or is not the
         one a kept head says. Goes on from the last record verified unless ``full`` (which
         also finds an edit behind it that kept the old hashes); in a worker thread."""
-        kept = []
-        for text in head or ():
-            found = HEAD.fullmatch(text)
-            if found is None:
-                raise ApiError(422, f"head: expected SEQ:HASH with a 64-digit hex hash, got "
-                                    f"{text[:80]!r}")
-            kept.append((int(found[1]), found[2].lower()))
+        kept = [(int(seq), digest.lower())
+                for seq, _, digest in (text.partition(":") for text in head or ())]
         result = await asyncio.to_thread(log.verify, heads=kept, full=full)
         return ChainCheck(ok=result.ok, records=result.records, head_seq=result.head_seq,
                           head_hash=result.head_hash, checked=result.checked,
