@@ -149,6 +149,7 @@ def test_every_api_operation_conforms_to_its_openapi_document(
             assert statuses[200] > 0, (name, statuses)
     refused = sum(s[401] for s in answers.values())
     assert refused < calls / 4, f"{refused} of {calls} answers were 401: {dict(answers)}"
-    assert elapsed < 60, f"{calls} calls took {elapsed:.1f} s"
+    # Speed is the benchmarks' business, never a test's: the figure is printed only.
+    print(f"schemathesis: {calls} calls over {len(api_operations)} operations in {elapsed:.1f} s")
     health = httpx.get(f"{gateway.url}/readyz", timeout=10)
     assert health.status_code == 200, "the gateway is still healthy afterwards"
