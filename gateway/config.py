@@ -548,8 +548,9 @@ class Settings(BaseSettings):
     api_auth_failures_per_minute: int = Field(
         default=60, ge=1, le=100_000, json_schema_extra={"unit": "failures"},
         description="Unknown or revoked API keys one client address (IPv6: its /64) may try in "
-        "any minute; past it, every API request from that address answers 429 with "
-        "`Retry-After`, its key unchecked, until the oldest failure is a minute old. Failures "
+        "any minute; past it, requests from that address answer 429 with `Retry-After` until "
+        "the oldest failure is a minute old, except with a key accepted within the last day "
+        "(a station's dispatchers behind one address keep working). Failures "
         "are counted in `homecare_api_auth_failures_total{reason}` and logged without the key.")
     api_streams_per_key: int = Field(
         default=16, ge=1, le=10_000, json_schema_extra={"unit": "streams"},
