@@ -14,7 +14,13 @@ characters suggest. :func:`estimated_entropy_bits` charges
   :data:`YEAR_BITS` in all;
 * a repeat of an earlier word, chunk or separator: 2 bits;
 * a whole secret that is the hex digest (MD5, SHA-1, SHA-256, SHA-512) of a common word: that
-  word's bits (people "make a key" by hashing ``admin``).
+  word's bits (people "make a key" by hashing ``admin``);
+* a whole secret that is the base64 or hex encoding of readable text: that text's bits, plus 2
+  (``MTIzNDU2Nzg5MA==`` is ``1234567890``);
+* characters interleaved from two or three patterns (``a1b2c3d4...``): each pattern's bits,
+  plus 2.
+
+Capitalised words are words (``ThisIsTheAdminKey``), two-letter ones included.
 
 Random keys score near their real strength; phrases and patterns far below it.
 
@@ -24,10 +30,14 @@ Random keys score near their real strength; phrases and patterns far below it.
 True
 >>> estimated_entropy_bits("u8Kq0-ZrT1xYw3Vn9LpA2sDf6GhJ4bMe_RcXo7iUyE5") > 200
 True
+>>> estimated_entropy_bits("a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8") < 40
+True
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 import re
@@ -35,8 +45,8 @@ from typing import Final
 
 WORD_BITS: Final = 16.0
 """A word-like run of letters not in :data:`COMMON_WORDS` (a 65,000-word dictionary)."""
-COMMON_WORD_BITS: Final = 9.0
-"""A word of :data:`COMMON_WORDS` (about 2^8 words, plus its capitalisation)."""
+COMMON_WORD_BITS: Final = 8.0
+"""A word of :data:`COMMON_WORDS` (about 2^8 words; capitalisation follows the words around)."""
 DIGIT_BITS: Final = math.log2(10)
 YEAR_BITS: Final = 7.0
 """A year 1900-2099: 200 choices, people's favourite number."""
@@ -56,13 +66,16 @@ _COMMON_TEXT = """
     make many more only over such take than them well were what year years month week today
     new first last next monday friday summer winter spring autumn love life world star dragon
     monkey shadow sunshine princess football baseball superman batman trustno
-    one two three four five six seven eight nine ten
+    one two three four five six seven eight nine ten number numbers code pin word words
+    is in on at to of it be by my me we an or no so up us go do if as am
     """
 COMMON_WORDS: Final = frozenset(_COMMON_TEXT.split())
 
-_WORD = re.compile(r"[A-Z]?[a-z]{3,}|[A-Z]{3,}")
+_WORD = re.compile(r"[A-Z]?[a-z]{2,}|[A-Z][a-z]|[A-Z]{3,}")
 _YEAR = re.compile(r"(?:19|20)\d\d(?!\d)")
 _NUMBER = re.compile(r"\d{4,}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 _DIGESTS: Final = frozenset(
     getattr(hashlib, name)(variant.encode()).hexdigest()
     for word in COMMON_WORDS for variant in (word, word.capitalize(), word.upper())
@@ -90,9 +103,42 @@ def _run_length(secret: str, i: int) -> int:
     return run
 
 
-def estimated_entropy_bits(secret: str) -> float:
+def estimated_entropy_bits(secret: str, *, _depth: int = 0) -> float:
     """A conservative estimate of the bits an attacker must guess to find ``secret`` (see the
-    module docstring)."""
+    module docstring): the cheapest of its readings."""
+    bits = _estimate(secret)
+    if _depth < 2:
+        decoded = _decoded_text(secret)
+        if decoded is not None:
+            bits = min(bits, estimated_entropy_bits(decoded, _depth=_depth + 1) + 2)
+    for stride in (2, 3):
+        if len(secret) >= 4 * stride:
+            bits = min(bits, sum(_estimate(secret[k::stride]) for k in range(stride)) + 2)
+    return bits
+
+
+def _decoded_text(secret: str) -> str | None:
+    """The readable text ``secret`` is the base64 (either alphabet) or hex encoding of."""
+    raw: bytes | None = None
+    if _HEX.fullmatch(secret) and len(secret) % 2 == 0:
+        raw = bytes.fromhex(secret)
+    elif _BASE64.fullmatch(secret):
+        padded = secret.replace("-", "+").replace("_", "/")
+        padded += "=" * (-len(padded.rstrip("=")) % 4 if not padded.endswith("=") else 0)
+        try:
+            raw = base64.b64decode(padded, validate=True)
+        except (binascii.Error, ValueError):
+            raw = None
+    if raw is None or len(raw) < 4:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
+def _estimate(secret: str) -> float:
     if secret.lower() in _DIGESTS:
         return COMMON_WORD_BITS
     per_char = _alphabet_bits(secret)

@@ -37,6 +37,12 @@ WEAK = [
     hashlib.sha1(b"password").hexdigest(),
     hashlib.sha256(b"homecare").hexdigest().upper(),
     "19491001-20261130-12345678-87654321",
+    # Found by the next fresh tester: a sentence in capitalised words, interleaved sequences,
+    # and the base64 of digits.
+    "ThisIsTheAdminKeyForSiteNumberOneInBeijing2026",
+    "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8",
+    "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw",
+    "aG9tZWNhcmUtZ2F0ZXdheS1hZG1pbi1rZXktMjAyNg",
 ]
 
 
