@@ -76,7 +76,11 @@ def _loop_lateness(work: Callable[[], object]) -> dict[str, float]:
 
     async def measure() -> list[float]:
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (work(), done.set()))
+        def run() -> None:
+            work()
+            done.set()
+
+        worker = threading.Thread(target=run)
         late: list[float] = []
         worker.start()
         deadline = time.monotonic() + 60
