@@ -9,8 +9,9 @@ bed. Applied to each round once, as it is sealed, before any detector sees it.
 
 :class:`HomeWatch`: nobody home is decided from the whole evidence, not from the infrared's
 "nobody" alone (which is also what it says of a person out of its view, or one lying still
-under a sensor that sees presence by movement): left through the door, or a room that sounds
-empty, or unseen and unheard for long, with no sign of life from any sensor since.
+under a sensor that sees presence by movement): left through the door, or unseen and unheard
+for long, with no sign of life from any sensor since. A room that sounds emptier than usual is
+not enough: a person motionless out of view (collapsed in the bathroom) sounds the same.
 """
 
 from __future__ import annotations
@@ -84,11 +85,11 @@ SOUND_SIGN_DB: Final = 6.0
 EMPTY_BELOW_DB: Final = 3.0
 EMPTY_SOUND_MS: Final = 20 * 60_000
 EMPTY_SAMPLES: Final = 10
-"""Without the door: the recorder's mean since the infrared began to see nobody at least this
-far below the room's usual level (an empty home hums more quietly than a lived-in one), over
-at least this long and this many samples, means nobody is home; shorter than any inactivity
-threshold (30 minutes at least), so a departure the infrared did not see at the door raises
-nothing."""
+"""Once, the recorder's mean since the infrared began to see nobody this far below the room's
+usual level, over this long and this many samples, made a bed "away" without the door. No
+longer: a still person out of view is as quiet as an empty home, so a departure the infrared
+did not see at the door may raise an inactivity alert (the safe side). The room's levels are
+still learnt (``home.room_db``, ``home.run_db``: kept in snapshots) for the sound evidence."""
 PLAUSIBLE_DB: Final = 140.0
 ROOM_STEP_DB: Final = 0.1
 """The room's usual level follows the median of what the recorder hears while someone is seen,
@@ -104,9 +105,8 @@ class HomeWatch:
 
     * the last time anyone was seen, it was at the door (``zone`` door), with no sign of life
       since, or :data:`SIGN_HOLD_MS` without one after a sign; or
-    * without the door, the room has sounded empty since (:data:`EMPTY_BELOW_DB` under its
-      usual level for :data:`EMPTY_SOUND_MS`) with no sign of life, or nothing at all was seen
-      or heard for :data:`UNSEEN_MS`;
+    * without the door, nothing at all was seen or heard for :data:`UNSEEN_MS` (a room that
+      merely sounds emptier than usual does not count: a motionless person sounds the same);
 
     where a sign of life is any of: the infrared sees someone (presence, movement, a people
     count of one or more, even beside a "nobody"); the bed sensor says in bed or reports a
@@ -194,17 +194,14 @@ class HomeWatch:
     def away_since(self, beds: I64, now: I64, *, unseen: Bool | bool = True) -> I64:
         """Since when nobody has been home at ``now`` (per bed), NONE where someone is;
         ``unseen`` False (per bed or for all): only a departure through the door counts, not
-        a room that sounds empty or :data:`UNSEEN_MS` without a sign of life."""
+        :data:`UNSEEN_MS` without a sign of life."""
         b = self.table
         since, sign = b["home.nobody_since"][beds], b["home.sign_t"][beds]
         door = b["home.door_t"][beds]
         left = (door != NONE) & (door >= b["home.seen_t"][beds])  # last seen at the door
-        count = b["home.run_n"][beds]
-        empty = (count >= EMPTY_SAMPLES) & (b["home.run_db"][beds] / np.maximum(count, 1)
-                                            <= b["home.room_db"][beds] - EMPTY_BELOW_DB)
         quiet_from = np.maximum(since, sign + 1)
         hold = np.where(left, np.where(sign < since, 0, SIGN_HOLD_MS),
-                        np.where(unseen, np.where(empty, EMPTY_SOUND_MS, UNSEEN_MS), _NEVER))
+                        np.where(unseen, UNSEEN_MS, _NEVER))
         away = (since != NONE) & (now - quiet_from >= hold)
         result: I64 = np.where(away, np.where(left & (sign < since), since, quiet_from), NONE)
         return result
