@@ -6,6 +6,7 @@ the station's severity."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,13 @@ def api(gateway: GatewayProcess, method: str, path: str, body: Any = None,
                          params=params, timeout=10)
 
 
+_SEQ = itertools.count(1)
+
+
 def samples(start: int, people: int, count: int) -> dict[str, Any]:
-    return {"ts": start + count, "seq": start // 1000 % 1_000_000,
+    # A new seq for every message: derived from the start second, two messages in one second
+    # shared it and the second was taken for a duplicate (an intermittent failure).
+    return {"ts": start + count, "seq": next(_SEQ),
             "samples": [{"t": start + i * 10, "presence": True, "people": people,
                          "motion": 1, "zone": "room"} for i in range(count)]}
 
