@@ -70,7 +70,10 @@ class _Connection(asyncio.Protocol):
         self.suback: asyncio.Future[list[int]] = loop.create_future()
         self.unsuback: asyncio.Future[list[int]] = loop.create_future()
         self.closed: asyncio.Future[Exception | None] = loop.create_future()
-        self.generation = 0
+        self.generation = next(_CONNECTIONS)
+        """Numbered before any packet arrives: the broker sends what it holds for a resumed
+        session right behind the CONNACK, often in the same read, and those messages must carry
+        the number their acknowledgement is checked against."""
         self.last_received = time.monotonic()
         self.paused = False
 
@@ -230,8 +233,7 @@ class MqttSource:
                 connack = await connection.connack
             if not connack.ok:
                 raise ConnectRefused(connack.code)
-            self.generation = next(_CONNECTIONS)
-            connection.generation = self.generation
+            self.generation = connection.generation
             self._connection = connection
             held = self.filters.held() if connack.session_present else ()
             dropped = [topic for topic in held if topic not in self.topics]
