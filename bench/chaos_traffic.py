@@ -26,7 +26,8 @@ What was sent is written to ``out_dir``:
   (up to :data:`LABELS_BEFORE_END_MS` before its end).
 
 The parent process talks to :func:`publisher_main` over a pipe: ``"go"`` starts publishing,
-``"stop"`` ends it early; the child answers ``("ready", {...})`` once connected and
+``"stop"`` ends it early; the child answers ``("ready", {...})`` once connected,
+``("warm", {...})`` once a warm-up (:attr:`TrafficPlan.warmup_messages`) is out, and
 ``("done", {...})`` with its figures. ``published`` (a shared counter) follows the progress.
 """
 
@@ -90,6 +91,10 @@ class TrafficPlan:
     max_inflight: int = 5_000
     client_prefix: str = "chaos-pub"
     drain_timeout_s: float = 180.0
+    warmup_messages: int = 0
+    """The first messages, published at ``warmup_rate`` (then ``rate``); the child says
+    ``("warm", {...})`` once they are out."""
+    warmup_rate: float = 0.0
 
     def config(self) -> SimConfig:
         return SimConfig(beds=self.beds, sites=self.sites, seed=self.seed,
@@ -177,6 +182,7 @@ async def _publish(plan: TrafficPlan, published: Counter, conn: Connection) -> d
     last_t = plan.sim_start_ms
     clock: list[tuple[int, int]] = []
     calls = 0
+    steady: float | None = None
     stopped_early = False
     with (plan.out_dir / "traffic.jsonl").open("wb") as traffic, \
             (plan.out_dir / "calls.jsonl").open("wb") as calls_out:
@@ -185,7 +191,18 @@ async def _publish(plan: TrafficPlan, published: Counter, conn: Connection) -> d
                 stopped_early = conn.recv() == "stop"
                 if stopped_early:
                     break
-            due = min(plan.messages, int((loop.time() - started) * plan.rate))
+            if sent < plan.warmup_messages:
+                due = min(plan.warmup_messages,
+                          int((loop.time() - started) * plan.warmup_rate))
+            else:
+                if steady is None:
+                    steady = loop.time()
+                    if plan.warmup_messages:
+                        conn.send(("warm", {"messages": sent,
+                                            "seconds": round(steady - started, 1),
+                                            "sim_ms": last_t}))
+                due = min(plan.messages,
+                          plan.warmup_messages + int((loop.time() - steady) * plan.rate))
             if due <= sent:
                 await asyncio.sleep(TICK_S)
                 continue

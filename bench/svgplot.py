@@ -139,10 +139,11 @@ def chart(panels: Sequence[Panel], *, title: str, x_label: str = "minutes",
             lx = LEFT + 10 + 150 * i
             out.append(f'<rect x="{lx}" y="{top + 6}" width="10" height="3" fill="{colour}"/>')
             out.append(f'<text x="{lx + 14}" y="{top + 11}">{escape(series.name)}</text>')
-        for i in range(6):
-            x = x_max * i / 5
+        step = _nice_max(x_max / 6)
+        for i in range(int(x_max / step) + 1):
+            x = step * i
             out.append(f'<text x="{sx(x):.1f}" y="{bottom + 14}" text-anchor="middle">'
-                       f'{x:.3g}</text>')
+                       f'{x:g}</text>')
     out.append(f'<text x="{LEFT + plot_w / 2}" y="{height - 4}" text-anchor="middle">'
                f'{escape(x_label)}</text>')
     out.append("</svg>")
