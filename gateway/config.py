@@ -158,6 +158,22 @@ class Settings(BaseSettings):
         "backlog. Each call still opens one alert and is stored once (the main session's copy "
         "is the one stored). Not used with a shared subscription (`$share/...`), whose broker "
         "could hand a call's two copies to two gateways.")
+    mqtt_urgent_username: str | None = Field(
+        default=None,
+        description="User name of the urgent session; unset: the main session's (`mqtt_username`"
+        ", else the one in `mqtt_url`). Set it (e.g. `gateway-urgent`, which `homecare acl` "
+        "writes) on a broker that makes the user name the client id (`use_username_as_clientid`"
+        ", as deploy/mosquitto/mosquitto.conf does): there the two sessions under one user would "
+        "take over each other.")
+    mqtt_urgent_password: str | None = Field(
+        default=None,
+        description="Password of `mqtt_urgent_username`; unset: `mqtt_urgent_password_file`, "
+        "else the main session's password. A secret: give it in the environment or as a file, "
+        "never in the config file.")
+    mqtt_urgent_password_file: Path | None = Field(
+        default=None,
+        description="File holding `mqtt_urgent_password` (surrounding white space stripped), "
+        "read when that is unset; it must exist at start.")
 
     # --- time-series database -----------------------------------------------------------------
     influx_url: str | None = Field(
@@ -1018,9 +1034,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _secret_files(self) -> Settings:
-        for name in ("mqtt_password_file", "influx_token_file", "influx_password_file",
-                     "api_key_file", "upstream_secret_file", "notify_link_secret_file",
-                     "notify_webhook_secret_file", "notify_smtp_password_file"):
+        for name in ("mqtt_password_file", "mqtt_urgent_password_file", "influx_token_file",
+                     "influx_password_file", "api_key_file", "upstream_secret_file",
+                     "notify_link_secret_file", "notify_webhook_secret_file",
+                     "notify_smtp_password_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ValueError(f"{name}: no such file {path}")

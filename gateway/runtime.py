@@ -269,6 +269,12 @@ class Gateway:
                     settings, UrgentFeed(self.inbox),
                     client_id=urgent_client_id(settings.mqtt_client_id), topics=filters,
                     urgent=True, on_connection_change=self._on_urgent_connection_change)
+                main_user = self.source.credentials()[0]
+                if main_user is not None and self.urgent_source.credentials()[0] == main_user:
+                    log.warning("mqtt.urgent_session_shares_user user=%s; a broker that makes "
+                                "the user name the client id (use_username_as_clientid, as "
+                                "deploy/mosquitto/mosquitto.conf) has the two sessions take "
+                                "over each other: set mqtt_urgent_username", main_user)
             else:
                 log.warning("mqtt.urgent_session_unused topic=%s reason=%s; emergency calls "
                             "come through the main session only, behind any backlog",

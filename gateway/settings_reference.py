@@ -86,6 +86,8 @@ EXAMPLES: Final[Mapping[str, object]] = {
     "mqtt_client_id": "homecare-gateway-site-01",
     "mqtt_username": "gateway",
     "mqtt_password_file": "/etc/homecare/secrets/mqtt_password",
+    "mqtt_urgent_username": "gateway-urgent",
+    "mqtt_urgent_password_file": "/etc/homecare/secrets/mqtt_urgent_password",
     "influx_url": "http://127.0.0.1:8086",
     "influx_token_file": "/etc/homecare/secrets/influx_token",
     "influx_gzip": True,

@@ -192,6 +192,20 @@ class MqttSource:
             context.verify_mode = ssl.CERT_NONE
         return context
 
+    def credentials(self) -> tuple[str | None, str | None]:
+        """The user name and password this session connects with: the main session's
+        (``mqtt_username``, ``mqtt_password``, else those in ``mqtt_url``); the urgent session's
+        own (``mqtt_urgent_username``, ``mqtt_urgent_password``) where set. A broker that makes
+        the user name the client id (Mosquitto's ``use_username_as_clientid``) keeps a session
+        per user, so there the two sessions need two users."""
+        s = self.settings
+        username = s.mqtt_username or self._endpoint.username
+        password = s.secret("mqtt_password") or self._endpoint.password
+        if self.urgent:
+            username = s.mqtt_urgent_username or username
+            password = s.secret("mqtt_urgent_password") or password
+        return username, password
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -224,10 +238,10 @@ class MqttSource:
                 lambda: _Connection(self, self._version), endpoint.host, endpoint.port,
                 ssl=self._ssl, server_hostname=endpoint.host if self._ssl else None)
         try:
+            username, password = self.credentials()
             connection.write(wire.connect_packet(
                 client_id=self.client_id, version=self._version, keepalive=s.mqtt_keepalive_s,
-                clean_start=False, username=s.mqtt_username or endpoint.username,
-                password=s.secret("mqtt_password") or endpoint.password,
+                clean_start=False, username=username, password=password,
                 session_expiry=s.mqtt_session_expiry_s))
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 connack = await connection.connack
@@ -257,9 +271,10 @@ class MqttSource:
             self.filters.record(self.topics)
             self.connects += 1
             self.connected.set()
-            log.info("mqtt.connected session=%s client_id=%s host=%s port=%s protocol=%s "
-                     "session_present=%s", self.session, self.client_id, endpoint.host,
-                     endpoint.port, s.mqtt_protocol, connack.session_present)
+            log.info("mqtt.connected session=%s client_id=%s user=%s host=%s port=%s "
+                     "protocol=%s session_present=%s", self.session, self.client_id,
+                     username or "-", endpoint.host, endpoint.port, s.mqtt_protocol,
+                     connack.session_present)
             if self._on_change:
                 self._on_change(True)
             await self._keepalive(connection)

@@ -24,13 +24,15 @@ def _no_homecare_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_gateway_example_config_loads(tmp_path: Path) -> None:
-    for name in ("mqtt_password", "influx_token", "upstream_secret"):
+    for name in ("mqtt_password", "mqtt_urgent_password", "influx_token", "upstream_secret"):
         (tmp_path / name).write_text("secret\n")
     text = (DEPLOY / "gateway.example.toml").read_text()
     config = tmp_path / "gateway.toml"
     config.write_text(text.replace("/etc/homecare/secrets", str(tmp_path)))
     settings = load(config)
     assert settings.mqtt_username == "gateway"
+    assert settings.mqtt_urgent_username == "gateway-urgent", "its own user: client id = user"
+    assert settings.secret("mqtt_urgent_password") == "secret"
     assert settings.influx_api == "v2"
     assert settings.secret("influx_token") == "secret"
     assert settings.registry_file == Path("/etc/homecare/registry.toml")

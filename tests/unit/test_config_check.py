@@ -100,7 +100,7 @@ def test_a_good_configuration_passes(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_the_examples_in_the_repository_pass(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOMECARE_DATA_DIR", str(tmp_path))
-    for secret in ("MQTT_PASSWORD", "INFLUX_TOKEN", "UPSTREAM_SECRET"):
+    for secret in ("MQTT_PASSWORD", "MQTT_URGENT_PASSWORD", "INFLUX_TOKEN", "UPSTREAM_SECRET"):
         path = tmp_path / secret.lower()
         path.write_text("0123456789abcdef-0123456789abcdef\n")
         monkeypatch.setenv(f"HOMECARE_{secret}_FILE", str(path))

@@ -71,9 +71,9 @@ def test_example_config_loads_without_secrets_and_sets_only_its_examples(tmp_pat
     text = (ROOT / EXAMPLE_PATH).read_text(encoding="utf-8")
     written = _flat(tomllib.loads(text))
     secrets = {s.name for s in settings() if s.secret}
-    assert secrets == {"mqtt_password", "influx_token", "influx_password", "api_key",
-                       "upstream_secret", "notify_link_secret", "notify_webhook_secret",
-                       "notify_smtp_password"}
+    assert secrets == {"mqtt_password", "mqtt_urgent_password", "influx_token",
+                       "influx_password", "api_key", "upstream_secret", "notify_link_secret",
+                       "notify_webhook_secret", "notify_smtp_password"}
     assert not secrets & written.keys(), "a secret has a value in the example config"
     assert written.keys() == EXAMPLES.keys(), "only the example overrides are set"
     _assert_loads_as(text, {**EXAMPLES}, tmp_path)
