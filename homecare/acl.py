@@ -10,8 +10,17 @@ button could raise calls for any bed under its own id. The registry knows each d
     topic write homecare/v1/site-01/bed-0007/button/btn-0007/+
 
 (a badge's place is its site and kind: ``homecare/v1/site-01/+/badge/<id>/+``; it travels with
-its caregiver). The gateway user reads ``homecare/v1/#``; nobody else reads anything, and a
-device the registry does not list has no password and no rule.
+its caregiver). The gateway user reads ``homecare/v1/#``; its urgent session has a user of its
+own, ``<gateway user>-urgent``, that reads only button and fall events (what that session
+subscribes to, :func:`gateway.ingest.urgentsession.urgent_filters`); nobody else reads
+anything, and a device the registry does not list has no password and no rule.
+
+Two users for the gateway because the shipped broker makes every client's user name its client
+id (``use_username_as_clientid true``): a device can then no longer connect under the
+gateway's client id and take over (and, with a clean start, discard) the gateway's persistent
+sessions, which it could with its own valid password before (issue #17), and so each session
+needs a user of its own. Several gateways on one broker: one ``--gateway-user`` each (every one
+gets its urgent user).
 
 Files written into one directory, all of them again on every run (nothing is appended):
 
@@ -48,16 +57,23 @@ import os
 import re
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from devices import Kind, Placement, Registry
+from devices import URGENT_KINDS, Channel, Kind, Placement, Registry
 from devices.errors import ConfigError
 
 GATEWAY_USER: Final = "gateway"
 GATEWAY_RULE: Final = "topic read homecare/v1/#"
+URGENT_USER_SUFFIX: Final = "-urgent"
+"""``<gateway user>-urgent``: the user of a gateway's urgent session
+(``mqtt_urgent_username``)."""
+URGENT_RULE: Final = "\n".join(
+    f"topic read homecare/v1/+/+/{kind.value}/+/{Channel.EVENT.value}"
+    for kind in sorted(URGENT_KINDS))
+"""The urgent session reads emergency button and fall events, nothing else."""
 PBKDF2_ITERATIONS: Final = 101
 """What ``mosquitto_passwd`` 2.0 writes (the broker reads the count from each line). The
 passwords made here carry 256 random bits, so the iteration count adds nothing against
@@ -77,7 +93,9 @@ _HEADER = """\
 # A device's MQTT user name is its device id, and it may write only the topics of its own site,
 # bed and kind (a badge: any bed of its site, it travels with its caregiver): its telemetry,
 # events and (retained) status, its last will included. Devices read nothing. A device the
-# registry does not list has no rule here: the broker refuses whatever it publishes.
+# registry does not list has no rule here: the broker refuses whatever it publishes. The
+# broker makes every user name the client id (use_username_as_clientid in mosquitto.conf), so
+# no device can connect under the gateway's client ids.
 """
 
 
@@ -87,13 +105,38 @@ def device_rule(device: str, place: Placement) -> str:
     return f"topic write homecare/v1/{place.site}/{bed}/{place.kind}/{device}/+"
 
 
-def render_acl(registry: Registry, *, gateway_user: str = GATEWAY_USER) -> str:
-    """The mosquitto ACL file for ``registry``: the gateway's read rule, then one block per
-    listed device, grouped under a comment per bed, in the registry's order."""
-    _check_user(gateway_user, registry)
-    lines = [_HEADER,
-             "# The gateway: reads every device topic of contract v1 and nothing else.",
-             f"user {gateway_user}", GATEWAY_RULE]
+def urgent_user(gateway_user: str) -> str:
+    """The user of a gateway's urgent session.
+
+    >>> urgent_user("gateway")
+    'gateway-urgent'
+    """
+    return gateway_user + URGENT_USER_SUFFIX
+
+
+def gateway_rules(gateway_users: Sequence[str]) -> dict[str, str]:
+    """``{user: rules}`` of the gateways' users: each gateway's main and urgent user."""
+    rules: dict[str, str] = {}
+    for user in gateway_users:
+        rules[user] = GATEWAY_RULE
+        rules[urgent_user(user)] = URGENT_RULE
+    return rules
+
+
+def render_acl(registry: Registry, *,
+               gateway_user: str | Sequence[str] = GATEWAY_USER) -> str:
+    """The mosquitto ACL file for ``registry``: the gateway users' read rules (each gateway's
+    main and urgent user), then one block per listed device, grouped under a comment per
+    bed, in the registry's order."""
+    users = _gateway_users(gateway_user, registry)
+    lines = [_HEADER.rstrip("\n")]
+    for user in users:
+        lines += ["", "# The gateway: reads every device topic of contract v1 and nothing else.",
+                  f"user {user}", GATEWAY_RULE, "",
+                  "# Its urgent session (mqtt_urgent_username, a user of its own: the broker "
+                  "makes the",
+                  "# user name the client id): button and fall events only.",
+                  f"user {urgent_user(user)}", URGENT_RULE]
     bed = None
     for device, place in registry.placements():
         where = f"{place.site} / {place.bed}"
@@ -161,13 +204,14 @@ class BrokerFiles:
 
 
 def write_broker_files(registry: Registry, out_dir: Path, *,
-                       gateway_user: str = GATEWAY_USER) -> BrokerFiles:
+                       gateway_user: str | Sequence[str] = GATEWAY_USER) -> BrokerFiles:
     """Write ``acl``, ``passwd`` and new ``credentials/<user>.json`` into ``out_dir`` for the
-    gateway user and every device ``registry`` lists; idempotent (see the module docstring).
-    Raises :class:`~devices.errors.ConfigError` for an unreadable or malformed password or
-    credentials file, before anything is written."""
+    gateway users (each gateway's main and urgent user) and every device ``registry`` lists;
+    idempotent (see the module docstring). Raises :class:`~devices.errors.ConfigError` for an
+    unreadable or malformed password or credentials file, before anything is written."""
     acl_text = render_acl(registry, gateway_user=gateway_user)
-    rules = {gateway_user: GATEWAY_RULE}
+    rules = gateway_rules(_gateway_users(gateway_user, registry))
+    gateways = len(rules)
     rules.update((device, device_rule(device, place)) for device, place in
                  registry.placements())
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +244,7 @@ def write_broker_files(registry: Registry, out_dir: Path, *,
     _replace(out_dir / ACL_FILE, acl_text, mode=0o644)
     return BrokerFiles(
         acl=out_dir / ACL_FILE, passwd=passwd_path, credentials=credentials,
-        devices=len(rules) - 1, kept=tuple(kept), created=tuple(missing),
+        devices=len(rules) - gateways, kept=tuple(kept), created=tuple(missing),
         restored=tuple(restored), removed=tuple(user for user in existing if user not in rules))
 
 
@@ -236,6 +280,19 @@ def read_credentials(path: Path) -> str | None:
     if not isinstance(password, str) or not password:
         raise ConfigError(f"credentials file {path} has no password; fix or remove it")
     return password
+
+
+def _gateway_users(gateway_user: str | Sequence[str], registry: Registry) -> tuple[str, ...]:
+    users = (gateway_user,) if isinstance(gateway_user, str) else tuple(gateway_user)
+    if not users:
+        raise ConfigError("no gateway user")
+    every = [name for user in users for name in (user, urgent_user(user))]
+    for user in every:
+        _check_user(user, registry)
+    if len(set(every)) != len(every):
+        raise ConfigError(f"gateway users {', '.join(users)}: each needs a name of its own, "
+                          f"its urgent session's (<user>{URGENT_USER_SUFFIX}) included")
+    return users
 
 
 def _check_user(gateway_user: str, registry: Registry) -> None:

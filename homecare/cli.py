@@ -578,13 +578,16 @@ def acl_command(
              "HOMECARE_REGISTRY_FILE).", exists=True, dir_okay=False)] = None,
     out_dir: Annotated[Path, typer.Option(
         help="Where acl, passwd and credentials/ go.", file_okay=False)] = Path("var/mosquitto"),
-    gateway_user: Annotated[str, typer.Option(help="MQTT user of the gateway.")] = "gateway",
+    gateway_user: Annotated[list[str] | None, typer.Option(
+        metavar="<user>", help="MQTT user of the gateway (its urgent session's is "
+        "<user>-urgent); once per gateway on this broker [default: gateway].")] = None,
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="Gateway TOML settings file (for its registry_file) [default: "
         "/etc/homecare/gateway.toml if it exists].", exists=True, dir_okay=False)] = None,
 ) -> None:
     """Write the broker's ACL and password file from the registry: each device may publish
-    only on its own site, bed and kind; the gateway reads. New users get a random password in
+    only on its own site, bed and kind; the gateway reads (its urgent session, as its own
+    user <user>-urgent, button and fall events only). New users get a random password in
     credentials/<user>.json (mode 0600, printed nowhere); running again keeps every password
     (deploy/mosquitto/README.md)."""
     from devices.errors import ConfigError, RegistryError
@@ -593,7 +596,8 @@ def acl_command(
 
     try:
         path = registry or _settings_registry(config)
-        done = write_broker_files(Registry.load(path), out_dir, gateway_user=gateway_user)
+        done = write_broker_files(Registry.load(path), out_dir,
+                                  gateway_user=gateway_user or "gateway")
     except (ConfigError, RegistryError, OSError) as exc:
         typer.echo(f"homecare acl: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -58,6 +58,9 @@ def rules(acl: str) -> list[str]:
 def test_each_device_may_write_only_its_own_site_bed_and_kind() -> None:
     assert rules(render_acl(load())) == [
         "user gateway", "topic read homecare/v1/#",
+        # The urgent session, a user of its own (the broker makes the user the client id).
+        "user gateway-urgent", "topic read homecare/v1/+/+/button/+/event",
+        "topic read homecare/v1/+/+/fall/+/event",
         "user btn-0007", "topic write homecare/v1/site-01/bed-0007/button/btn-0007/+",
         "user fs-0007", "topic write homecare/v1/site-01/bed-0007/fall/fs-0007/+",
         # A badge travels with its caregiver between the beds of its site.
@@ -77,6 +80,20 @@ def test_the_gateway_user_is_checked() -> None:
         render_acl(load(), gateway_user="btn-0007")
     with pytest.raises(ConfigError, match="gateway user"):
         render_acl(load(), gateway_user="gate way\ntopic write #")
+    with pytest.raises(ConfigError, match="device id"):  # its urgent user would be a device
+        render_acl(load(text=REGISTRY.replace("btn-0099]", "gw-urgent]")), gateway_user="gw")
+    with pytest.raises(ConfigError, match="a name of its own"):
+        render_acl(load(), gateway_user=["gw", "gw-urgent"])
+
+
+def test_each_gateway_on_the_broker_gets_its_two_users(tmp_path: Path) -> None:
+    """The broker makes the user name the client id: two gateways need two users each."""
+    assert [line for line in rules(render_acl(load(), gateway_user=["gw-a", "gw-b"]))
+            if line.startswith("user gw")] == [
+        "user gw-a", "user gw-a-urgent", "user gw-b", "user gw-b-urgent"]
+    done = write_broker_files(load(), tmp_path, gateway_user=["gw-a", "gw-b"])
+    assert done.created[:4] == ("gw-a", "gw-a-urgent", "gw-b", "gw-b-urgent")
+    assert done.devices == 4
 
 
 def test_the_shipped_example_acl_is_the_one_generated_from_the_example_registry() -> None:
@@ -104,7 +121,8 @@ def test_files_are_written_with_modes_and_every_password_matches_its_hash(
     assert mode(out / "acl") == 0o644
     assert mode(out / PASSWORD_FILE) == 0o600
     assert mode(out / "credentials") == 0o700
-    assert done.created == ("gateway", "btn-0007", "fs-0007", "badge-c01", "btn-0099")
+    assert done.created == ("gateway", "gateway-urgent", "btn-0007", "fs-0007", "badge-c01",
+                            "btn-0099")
     assert done.devices == 4
     hashes = read_password_file(out / PASSWORD_FILE)
     assert list(hashes) == list(done.created)
@@ -127,7 +145,7 @@ def test_running_again_changes_nothing(tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     again = write_broker_files(load(), tmp_path)
     assert again.created == again.restored == again.removed == ()
-    assert len(again.kept) == 5
+    assert len(again.kept) == 6
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
 
 
@@ -171,7 +189,7 @@ def test_a_lost_password_file_is_made_again_from_the_credentials_kept(tmp_path: 
     (tmp_path / PASSWORD_FILE).unlink()
     done = write_broker_files(load(), tmp_path)
     assert done.created == ()
-    assert len(done.restored) == 5
+    assert len(done.restored) == 6
     assert check_password(password, read_password_file(tmp_path / PASSWORD_FILE)["fs-0007"])
 
 
