@@ -593,16 +593,26 @@ class Settings(BaseSettings):
         "that never reads cannot hold a connection.")
     http_max_connections: int = Field(
         default=1024, ge=16, le=1_000_000, json_schema_extra={"unit": "connections"},
-        description="Open HTTP connections at most. A new connection past it closes the oldest "
-        "one still waiting for a request head (idle or half-sent); when every one is busy, the "
-        "new one is closed at once. Requests being answered and event streams are not cut for "
-        "room (only by http_write_timeout_s). "
-        "Kept below the process's open-files limit (raised to its hard limit at start), less "
+        description="Open HTTP connections at most. A new connection past it closes one of the "
+        "address holding the most connections: its oldest one still waiting for a request head "
+        "(idle or half-sent), else its longest-stalled one (see "
+        "`http_evict_stalled_after_s`); when none is either, the new one is closed at once. "
+        "Requests being answered and event streams whose clients keep up are never cut for "
+        "room. Kept below the process's open-files limit (raised to its hard limit at start), less "
         "room for the stores and the broker.")
+    http_evict_stalled_after_s: float = Field(
+        default=2.0, gt=0, le=300, json_schema_extra={"unit": "s"},
+        description="A connection being answered whose client has taken nothing for this long "
+        "(the gateway's send buffer full) or whose request body is still incomplete this long "
+        "after its head is *stalled*: at a connection cap it may be closed to make room "
+        "(`homecare_http_connections_closed_total{reason=\"evicted_stalled\"}`), so clients "
+        "that ask for large answers and read them slowly or never cannot hold every "
+        "connection.")
     http_max_connections_per_client: int = Field(
         default=256, ge=1, le=1_000_000, json_schema_extra={"unit": "connections"},
         description="Open HTTP connections one client address (IPv6: its /64) may hold, with "
-        "the same rule (its own oldest waiting connection makes room). Behind a reverse proxy "
+        "the same rule (its own oldest waiting connection, else its longest-stalled one, makes "
+        "room). Behind a reverse proxy "
         "every connection comes from the proxy: set it to `http_max_connections`.")
     http_trusted_proxies: str = Field(
         default="",

@@ -215,9 +215,11 @@ class Metrics:
         self.http_connections_closed = Counter(
             "homecare_http_connections_closed",
             "HTTP connections the gateway closed itself, by reason: header_timeout (no complete "
-            "request head in http_header_timeout_s), body_timeout, evicted (the oldest one "
+            "request head in http_header_timeout_s), body_timeout, write_timeout, evicted (one "
             "waiting for a request head, to make room under http_max_connections or the "
-            "per-client cap), refused (a cap reached and every connection busy)", ["reason"],
+            "per-client cap), evicted_stalled (one whose client has not read its answer or "
+            "sent its body for http_evict_stalled_after_s, to make room), refused (a cap "
+            "reached and no connection waiting or stalled)", ["reason"],
             registry=r)
         self.gc_pause = Histogram(
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "

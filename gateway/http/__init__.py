@@ -13,7 +13,9 @@ event streams are ended first.
 The server holds against cheap tricks (:mod:`gateway.http._connections`): a request head must
 be complete within ``http_header_timeout_s``, its body within ``http_body_timeout_s``; open
 connections are capped in total and per client address, the oldest idle or half-sent one
-making room for a new one, below the open-files limit (raised to its hard limit at start).
+making room for a new one, else (from the address holding the most) one stalled on its
+client for ``http_evict_stalled_after_s`` (a body not sent, an answer not read), below the
+open-files limit (raised to its hard limit at start).
 Every answer says ``nosniff``, every HTML page carries a Content-Security-Policy, ``DENY``
 framing and no referrer (:mod:`gateway.http._pages`).
 """
@@ -152,6 +154,7 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     guard = ConnectionGuard(max_connections=max_connections,
                             max_per_client=min(limits.max_connections_per_client,
                                                max_connections),
+                            stalled_after_s=limits.evict_stalled_after_s,
                             closed=count_closed)
     if metrics is not None:
         metrics.http_connections_open.set_function(lambda: guard.open)
@@ -174,9 +177,9 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
         if task.done():
             task.result()
         log.info("http.listening addr=%s:%d max_connections=%d per_client=%d "
-                 "header_timeout_s=%g body_timeout_s=%g open_files=%d%s", host, port,
-                 max_connections, guard.max_per_client, limits.header_timeout_s,
-                 limits.body_timeout_s, after,
+                 "header_timeout_s=%g body_timeout_s=%g evict_stalled_after_s=%g open_files=%d%s",
+                 host, port, max_connections, guard.max_per_client, limits.header_timeout_s,
+                 limits.body_timeout_s, limits.evict_stalled_after_s, after,
                  f" (raised from {before})" if after != before else "")
         if max_connections < limits.max_connections:
             log.warning("http.connections_capped wanted=%d max_connections=%d open_files=%d; "

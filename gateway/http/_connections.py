@@ -7,11 +7,16 @@ connections that each sent half a request head held every file descriptor of a p
 the common 1,024 limit, and ``/healthz``, the API and the console went dark. Here:
 
 * :class:`ConnectionGuard` counts open connections, in total and per client address, and
-  keeps those *waiting* for a request head (fresh, idle between requests, or half-sent) in
-  age order. A new connection past a cap closes the oldest waiting one (of its own address
-  first, for the per-client cap); if every connection is busy, the new one is closed at once.
-  A connection being answered (an event stream included) is not cut for room, only by the
-  write timeout below.
+  keeps those *waiting* for a request head (fresh, idle between requests, or half-sent) and
+  those *stalled* on their client mid-request (its request body still incomplete, or its
+  answer not taken: the send buffer full) in age order. A new connection past the cap closes
+  one of them, taken from the address holding the most connections: its oldest waiting one,
+  else its longest-stalled one if stalled for ``evict_stalled_after_s`` at least (past the
+  per-client cap, the same from its own address). If none qualifies, the new one is closed at
+  once. A connection making progress (an answer being read, an event stream its client
+  keeps up with) is never cut for room. Without the stalled ones, connections that ask for a
+  large public answer and read it slowly or never held every place: busy, never evicted,
+  and the write timeout only set the pace at which an attacker reopened them.
 * :func:`guarded_protocol` is uvicorn's h11 protocol with that guard and three deadlines: the
   request head must be complete within ``header_timeout_s`` of the connection opening (or of
   its previous answer), its body within ``body_timeout_s`` of the head, and an answer whose
@@ -31,7 +36,8 @@ import contextlib
 import logging
 import resource
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
@@ -57,7 +63,7 @@ MIN_CONNECTIONS: Final = 16
 
 class Evictable(Protocol):
     def evict(self) -> None:
-        """Close this connection now (it was waiting for a request head)."""
+        """Close this connection now (it was waiting for a request head, or stalled)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,6 +75,7 @@ class HttpLimits:
     write_timeout_s: float
     max_connections: int
     max_connections_per_client: int
+    evict_stalled_after_s: float = 2.0
     trusted_proxies: tuple[str, ...] = ()
     """Addresses or networks whose ``X-Forwarded-For`` is believed (none by default)."""
 
@@ -79,21 +86,25 @@ class HttpLimits:
                    write_timeout_s=settings.http_write_timeout_s,
                    max_connections=settings.http_max_connections,
                    max_connections_per_client=settings.http_max_connections_per_client,
+                   evict_stalled_after_s=settings.http_evict_stalled_after_s,
                    trusted_proxies=tuple(part.strip() for part in
                                          settings.http_trusted_proxies.split(",")
                                          if part.strip()))
 
 
 class ConnectionGuard:
-    """Open connections counted in total and per client; the waiting ones in age order.
+    """Open connections counted in total and per client; the evictable ones in age order.
 
-    Pure bookkeeping on the event loop: it never closes a connection itself, it tells the one
-    to evict (:meth:`Evictable.evict`).
+    Evictable: *waiting* for a request head, or *stalled* on the client mid-request for
+    ``stalled_after_s`` at least. Pure bookkeeping on the event loop: it never closes a
+    connection itself, it tells the one to evict (:meth:`Evictable.evict`).
 
     >>> class Conn:
     ...     def __init__(self, name): self.name = name
     ...     def evict(self): print("evicted", self.name)
-    >>> guard = ConnectionGuard(max_connections=2, max_per_client=2)
+    >>> now = [0.0]
+    >>> guard = ConnectionGuard(max_connections=2, max_per_client=2, stalled_after_s=2,
+    ...                         clock=lambda: now[0])
     >>> a, b, c = Conn("a"), Conn("b"), Conn("c")
     >>> guard.admit(a, "192.0.2.1"), guard.admit(b, "192.0.2.2")
     (True, True)
@@ -102,19 +113,32 @@ class ConnectionGuard:
     evicted a
     True
     >>> guard.busy(c)
-    >>> guard.admit(Conn("d"), "192.0.2.4")
+    >>> guard.stalled(c)  # its client reads nothing of the answer
+    >>> guard.admit(Conn("d"), "192.0.2.4")  # c not stalled long enough yet
     False
+    >>> now[0] = 2.0
+    >>> guard.admit(Conn("e"), "192.0.2.5")
+    evicted c
+    True
     """
 
     def __init__(self, *, max_connections: int, max_per_client: int,
-                 closed: Callable[[str], None] | None = None) -> None:
+                 stalled_after_s: float = 2.0, closed: Callable[[str], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_connections = max_connections
         self.max_per_client = max_per_client
+        self.stalled_after_s = stalled_after_s
         self.closed = closed
+        self._clock = clock
+        self._seq = 0
         self._client: dict[Evictable, str] = {}
         self._per_client: dict[str, int] = {}
-        self._waiting: dict[Evictable, None] = {}
-        self._waiting_by_client: dict[str, dict[Evictable, None]] = {}
+        self._waiting: dict[Evictable, str] = {}
+        self._waiting_by_client: dict[str, dict[Evictable, int]] = {}
+        """Per address, its waiting connections, oldest first (value: order of waiting)."""
+        self._stalled: dict[Evictable, str] = {}
+        self._stalled_by_client: dict[str, dict[Evictable, tuple[float, int]]] = {}
+        """Per address, its stalled connections, longest stalled first (since, order)."""
 
     @property
     def open(self) -> int:
@@ -124,20 +148,22 @@ class ConnectionGuard:
     def waiting_count(self) -> int:
         return len(self._waiting)
 
+    @property
+    def stalled_count(self) -> int:
+        return len(self._stalled)
+
     def admit(self, conn: Evictable, client: str) -> bool:
-        """Count a new connection, evicting the oldest waiting one to stay under the caps
-        (waiting from now on); ``False`` when nothing can make room (close it)."""
-        if self._per_client.get(client, 0) >= self.max_per_client:
-            mine = self._waiting_by_client.get(client)
-            if not mine:
-                self._count("refused")
-                return False
-            self._evict(next(iter(mine)))
-        if len(self._client) >= self.max_connections:
-            if not self._waiting:
-                self._count("refused")
-                return False
-            self._evict(next(iter(self._waiting)))
+        """Count a new connection, evicting a waiting or long-stalled one to stay under the
+        caps (waiting from now on); ``False`` when nothing can make room (close it)."""
+        if (self._per_client.get(client, 0) >= self.max_per_client
+                and not self._evict_one((client,))):
+            self._count("refused")
+            return False
+        if (len(self._client) >= self.max_connections
+                and not self._evict_one(self._waiting_by_client.keys()
+                                        | self._stalled_by_client.keys())):
+            self._count("refused")
+            return False
         self._client[conn] = client
         self._per_client[client] = self._per_client.get(client, 0) + 1
         self.waiting(conn)
@@ -148,40 +174,89 @@ class ConnectionGuard:
         client = self._client.get(conn)
         if client is None:
             return
-        self._unwait(conn, client)
-        self._waiting[conn] = None
-        self._waiting_by_client.setdefault(client, {})[conn] = None
+        self._unwait(conn)
+        self._unstall(conn)
+        self._seq += 1
+        self._waiting[conn] = client
+        self._waiting_by_client.setdefault(client, {})[conn] = self._seq
 
     def busy(self, conn: Evictable) -> None:
-        """``conn`` is being answered: never evicted."""
+        """``conn`` is being answered and making progress: not evicted."""
+        if conn in self._client:
+            self._unwait(conn)
+            self._unstall(conn)
+
+    def stalled(self, conn: Evictable) -> None:
+        """``conn``, being answered, waits on its client (the rest of its request body, or
+        room in the send buffer): evictable once so for ``stalled_after_s``."""
         client = self._client.get(conn)
-        if client is not None:
-            self._unwait(conn, client)
+        if client is None or conn in self._waiting or conn in self._stalled:
+            return
+        self._seq += 1
+        self._stalled[conn] = client
+        self._stalled_by_client.setdefault(client, {})[conn] = (self._clock(), self._seq)
+
+    def progressing(self, conn: Evictable) -> None:
+        """``conn``'s client caught up: busy again."""
+        self._unstall(conn)
 
     def forget(self, conn: Evictable) -> None:
         """``conn`` is closed (idempotent)."""
         client = self._client.pop(conn, None)
         if client is None:
             return
-        self._unwait(conn, client)
+        self._unwait(conn)
+        self._unstall(conn)
         left = self._per_client[client] - 1
         if left:
             self._per_client[client] = left
         else:
             del self._per_client[client]
 
-    def _unwait(self, conn: Evictable, client: str) -> None:
-        if conn in self._waiting:
-            del self._waiting[conn]
+    def _unwait(self, conn: Evictable) -> None:
+        client = self._waiting.pop(conn, None)
+        if client is not None:
             mine = self._waiting_by_client[client]
             del mine[conn]
             if not mine:
                 del self._waiting_by_client[client]
 
-    def _evict(self, victim: Evictable) -> None:
+    def _unstall(self, conn: Evictable) -> None:
+        client = self._stalled.pop(conn, None)
+        if client is not None:
+            mine = self._stalled_by_client[client]
+            del mine[conn]
+            if not mine:
+                del self._stalled_by_client[client]
+
+    def _evict_one(self, clients: Iterable[str]) -> bool:
+        """Evict, among ``clients``, from the address holding the most connections: its oldest
+        waiting connection, else its longest-stalled one if stalled long enough (ties: the
+        oldest). ``False`` if none qualifies. Linear in the addresses with a candidate."""
+        cutoff = self._clock() - self.stalled_after_s
+        victim: Evictable | None = None
+        best: tuple[int, bool, int] | None = None
+        for client in clients:
+            waiting = self._waiting_by_client.get(client)
+            if waiting:
+                conn, seq = next(iter(waiting.items()))
+                key = (self._per_client[client], True, -seq)
+            else:
+                stalled = self._stalled_by_client.get(client)
+                if not stalled:
+                    continue
+                conn, (since, seq) = next(iter(stalled.items()))
+                if since > cutoff:
+                    continue
+                key = (self._per_client[client], False, -seq)
+            if best is None or key > best:
+                victim, best = conn, key
+        if victim is None or best is None:
+            return False
         self.forget(victim)
-        self._count("evicted")
+        self._count("evicted" if best[1] else "evicted_stalled")
         victim.evict()
+        return True
 
     def _count(self, reason: str) -> None:
         if self.closed is not None:
@@ -201,7 +276,8 @@ class _GuardedH11Protocol(H11Protocol):
     States: *waiting* (from the connection's start, and again after each answer, until a
     request head is complete: the head deadline runs, the guard may evict it), *busy* (from a
     complete head until its answer is complete: the body deadline runs while the body is
-    incomplete).
+    incomplete), within it *stalled* while the body is incomplete or the send buffer is full
+    (the guard may evict it once so for ``evict_stalled_after_s``).
     """
 
     guarded: ClassVar[_Guarded]
@@ -212,6 +288,9 @@ class _GuardedH11Protocol(H11Protocol):
         self._deadline_reason = ""
         self._request: object | None = None
         self._stalled: asyncio.TimerHandle | None = None
+        self._paused = False
+        self._body_pending = False
+        self._stall_told = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         sock = transport.get_extra_info("socket")
@@ -234,12 +313,26 @@ class _GuardedH11Protocol(H11Protocol):
         if self._stalled is None:
             self._stalled = self.loop.call_later(self.guarded.limits.write_timeout_s,
                                                  self._expire, "write_timeout")
+        self._paused = True
+        self._tell_stall()
 
     def resume_writing(self) -> None:
         super().resume_writing()
         if self._stalled is not None:
             self._stalled.cancel()
             self._stalled = None
+        self._paused = False
+        self._tell_stall()
+
+    def _tell_stall(self) -> None:
+        """Tell the guard whether this connection waits on its client mid-request."""
+        stalled = self._paused or self._body_pending
+        if stalled and not self._stall_told:
+            self._stall_told = True
+            self.guarded.guard.stalled(self)
+        elif not stalled and self._stall_told:
+            self._stall_told = False
+            self.guarded.guard.progressing(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._stalled is not None:
@@ -257,12 +350,17 @@ class _GuardedH11Protocol(H11Protocol):
         if cycle is not self._request:  # a request head is complete
             self._request = cycle
             self.guarded.guard.busy(self)
+            self._stall_told = False
+            self._body_pending = cycle.more_body
             if cycle.more_body:
                 self._arm(self.guarded.limits.body_timeout_s, "body_timeout")
             else:
                 self._disarm()
+            self._tell_stall()
         elif not cycle.more_body and self._deadline_reason == "body_timeout":
             self._disarm()
+            self._body_pending = False
+            self._tell_stall()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # may start a pipelined request (handle_events)
@@ -270,6 +368,8 @@ class _GuardedH11Protocol(H11Protocol):
         if self.transport.is_closing() or (cycle is not None and not cycle.response_complete):
             return
         self.guarded.guard.waiting(self)
+        self._stall_told = False
+        self._body_pending = False
         self._arm(self.guarded.limits.header_timeout_s, "header_timeout")
 
     def evict(self) -> None:

@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -233,6 +233,111 @@ def test_healthz_and_a_press_get_through_1100_idle_half_sent_connections(
           f"{max(latencies):.1f} ms (n=20); closed by the server while held: {cut_while_held}; "
           f"all closed {all_closed_s:.1f} s after the checks; closed by reason: "
           f"{ {k: v for k, v in metrics.items() if 'connections_closed' in k} }")
+
+
+# --- a flood of slow readers ------------------------------------------------------------------
+
+SLOW_CAP = 100
+"""``http_max_connections`` of the slow-read flood's gateway (small, so the flood is too)."""
+SLOW_READERS = 150
+SLOW_SOURCES = [f"127.0.0.{n}" for n in range(2, 7)]
+"""Five source addresses, 30 slow readers each: each under the per-client cap of 40."""
+BIG_ANSWER = b"GET /docs-assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: gateway\r\n\r\n"
+"""A public answer of 1.5 MB, larger than the kernel buffers between the two ends."""
+
+
+def _slow_reader(gateway: GatewayProcess, source: str) -> socket.socket | None:
+    """A connection that asks for a large answer with a tiny receive window and then reads
+    only its first bytes; ``None`` if the server closed it before it could ask."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.settimeout(10)
+    try:
+        sock.bind((source, 0))
+        sock.connect((gateway.host, gateway.port))
+        sock.sendall(BIG_ANSWER)
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def _being_answered(sock: socket.socket) -> bool:
+    """The server started the answer (its status line came back) and keeps the connection."""
+    try:
+        return sock.recv(12).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _answers(call: Callable[[], httpx.Response], timeout: float) -> httpx.Response | None:
+    """``call``'s answer, retried on a refused or reset connection until ``timeout`` seconds
+    have passed; ``None`` if it never answered."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return call()
+        except httpx.TransportError:
+            time.sleep(0.2)
+    return None
+
+
+def test_healthz_the_api_and_an_open_stream_get_through_slow_readers(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Slow read at the cap (found by a verifier of #17): 1,100 connections from five
+    addresses, each asking for a large public answer and reading it slowly or never, held
+    every connection; busy ones were never cut for room, and the write timeout only set the
+    pace at which they were reopened. Scaled down: a cap of 100, 150 slow readers. The write
+    timeout is set long here, so only making room at the cap can let anyone in."""
+    _enough_open_files(SLOW_READERS + 512)
+    gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env={
+        "HOMECARE_API_KEY": KEY,
+        "HOMECARE_HTTP_MAX_CONNECTIONS": str(SLOW_CAP),
+        "HOMECARE_HTTP_MAX_CONNECTIONS_PER_CLIENT": "40",
+        "HOMECARE_HTTP_WRITE_TIMEOUT_S": "300",
+    })
+    gateway.start()
+    readers: list[socket.socket] = []
+    try:
+        gateway.wait_connected()
+        with httpx.Client(base_url=gateway.url, timeout=30) as console, \
+                console.stream("GET", "/api/v1/alerts/stream", headers=AUTH) as stream:
+            assert stream.status_code == 200
+            lines = stream.iter_lines()
+            for n in range(SLOW_READERS):
+                sock = _slow_reader(gateway, SLOW_SOURCES[n % len(SLOW_SOURCES)])
+                if sock is not None:
+                    readers.append(sock)
+            held = sum(_being_answered(sock) for sock in readers)
+            assert held >= SLOW_CAP // 2, f"the flood did not take hold: {held} answered"
+            started = time.monotonic()
+            health = _answers(lambda: httpx.get(f"{gateway.url}/healthz", timeout=20), 20)
+            health_s = time.monotonic() - started
+            assert health is not None, "/healthz never answered during the slow-read flood"
+            assert health.status_code == 200
+            beds = _answers(lambda: httpx.get(f"{gateway.url}/api/v1/beds", headers=AUTH,
+                                              timeout=20), 20)
+            assert beds is not None, "the API never answered during the slow-read flood"
+            assert beds.status_code == 200
+            _press(mosquitto, "bed-slow-read")
+            deadline = time.monotonic() + 30
+            for line in lines:  # the console's stream, opened before the flood, still runs
+                if "bed-slow-read" in line:
+                    break
+                assert time.monotonic() < deadline, "the press never reached the open stream"
+        closed: dict[str, float] = {}
+        with contextlib.suppress(httpx.TransportError):  # the figures, while the flood is held
+            closed = {k: v for k, v in gateway.metrics().items()
+                      if k.startswith("homecare_http_connections_closed_total")}
+        assert gateway.proc is not None
+        assert gateway.proc.poll() is None
+    finally:
+        for sock in readers:
+            sock.close()
+        gateway.stop()
+    print(f"\n[figures] {SLOW_READERS} slow readers from {len(SLOW_SOURCES)} addresses against "
+          f"a cap of {SLOW_CAP}: {held} were being answered; /healthz answered "
+          f"{health_s:.1f} s after the first try; closed by reason: {closed}")
 
 
 # --- one gateway for the rest -----------------------------------------------------------------

@@ -90,6 +90,90 @@ def test_one_client_past_its_cap_evicts_its_own_oldest_not_others() -> None:
     assert not busy_client.admit(Conn("more"), "192.0.2.1")
 
 
+def test_at_the_cap_a_long_stalled_answer_makes_room_from_the_address_holding_most() -> None:
+    """Slow read: connections being answered whose clients take nothing filled the cap and,
+    being busy, were never evicted; every new connection was refused."""
+    now = [0.0]
+    closed: list[str] = []
+    guard = ConnectionGuard(max_connections=6, max_per_client=10, stalled_after_s=2,
+                            closed=closed.append, clock=lambda: now[0])
+    stream = Conn("stream")  # a dispatcher's event stream, read as it comes
+    guard.admit(stream, "198.51.100.1")
+    guard.busy(stream)
+    few = Conn("few")  # stalled, but its address holds fewer connections
+    guard.admit(few, "192.0.2.1")
+    guard.busy(few)
+    guard.stalled(few)
+    many = [Conn(f"many-{n}") for n in range(4)]
+    for conn in many:
+        guard.admit(conn, "203.0.113.9")
+        guard.busy(conn)
+        guard.stalled(conn)
+        now[0] += 0.1
+    assert not guard.admit(Conn("too-early"), "198.51.100.1"), "not stalled long enough yet"
+    now[0] = 10.0
+    assert guard.admit(Conn("probe"), "198.51.100.1")
+    assert [c.evicted for c in many] == [True, False, False, False], "the longest stalled one"
+    assert not few.evicted
+    assert not stream.evicted
+    assert closed == ["refused", "evicted_stalled"]
+    guard.progressing(many[1])  # its client read some: busy again, not evictable
+    assert guard.admit(Conn("probe-2"), "198.51.100.1")
+    assert [c.evicted for c in many] == [True, False, True, False]
+    assert guard.stalled_count == 2
+
+
+def test_at_the_cap_a_waiting_connection_of_the_same_address_goes_before_a_stalled_one() -> None:
+    now = [0.0]
+    guard = ConnectionGuard(max_connections=3, max_per_client=10, stalled_after_s=1,
+                            clock=lambda: now[0])
+    stalled, idle = Conn("stalled"), Conn("idle")
+    guard.admit(stalled, "203.0.113.9")
+    guard.busy(stalled)
+    guard.stalled(stalled)
+    guard.admit(idle, "203.0.113.9")
+    guard.admit(Conn("other"), "192.0.2.1")
+    now[0] = 5.0
+    assert guard.admit(Conn("new"), "192.0.2.2")
+    assert (idle.evicted, stalled.evicted) == (True, False)
+
+
+def test_one_client_past_its_cap_makes_room_from_its_own_stalled_answers() -> None:
+    now = [0.0]
+    guard = ConnectionGuard(max_connections=100, max_per_client=2, stalled_after_s=1,
+                            clock=lambda: now[0])
+    other = Conn("other")
+    guard.admit(other, "198.51.100.1")
+    guard.busy(other)
+    guard.stalled(other)
+    mine = [Conn(f"mine-{n}") for n in range(2)]
+    for conn in mine:
+        guard.admit(conn, "192.0.2.1")
+        guard.busy(conn)
+    guard.stalled(mine[1])
+    now[0] = 5.0
+    assert guard.admit(Conn("mine-2"), "192.0.2.1")
+    assert [c.evicted for c in mine] == [False, True]
+    assert not other.evicted
+
+
+def test_a_connection_answered_again_or_closed_is_no_longer_stalled() -> None:
+    guard = ConnectionGuard(max_connections=10, max_per_client=10)
+    conn = Conn("a")
+    guard.admit(conn, "a")
+    guard.stalled(conn)  # waiting for a head: already evictable, not counted twice
+    assert guard.stalled_count == 0
+    guard.busy(conn)
+    guard.stalled(conn)
+    assert guard.stalled_count == 1
+    guard.waiting(conn)  # its answer is complete
+    assert guard.stalled_count == 0
+    guard.busy(conn)
+    guard.stalled(conn)
+    guard.forget(conn)
+    assert (guard.stalled_count, guard.open) == (0, 0)
+
+
 def test_forgetting_is_idempotent_and_frees_the_place() -> None:
     guard = ConnectionGuard(max_connections=1, max_per_client=1)
     conn = Conn("a")
