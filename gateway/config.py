@@ -287,6 +287,13 @@ class Settings(BaseSettings):
         "inactivity, night exits, sound, vital signs, batteries, visits), in message time. "
         "Button presses and falls never wait for it (immediate rules). Shorter finds a "
         "silent device or a still person up to this much sooner at the cost of CPU.")
+    device_replacement_window_s: float = Field(
+        default=7_200.0, ge=0, le=7 * 86_400, json_schema_extra={"unit": "s"},
+        description="A device that announces `offline` (its own status or its last will) is "
+        "a replacement under way for this long: one low `device_offline` note, resolved when a "
+        "new device of the same kind on the bed speaks, raised to its usual severity if none "
+        "has when it ends (a call button's last will stays high at once). A new device that "
+        "arrived up to this long before the old one went counts as its replacement too.")
     unregistered_watched_beds: int = Field(
         default=1_000, ge=0, le=1_000_000, json_schema_extra={"unit": "beds"},
         description="Beds outside the registry the detectors watch at most (about 10 KB each), "

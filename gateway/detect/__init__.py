@@ -43,7 +43,7 @@ from gateway.detect._quarantine import MAX_UNREGISTERED_BEDS, MAX_UNREGISTERED_D
 from gateway.detect._rounds import EVALUATE_INTERVAL_MS
 from gateway.detect.abnormal_sound import AbnormalSoundDetector
 from gateway.detect.alerting import AlertingStage, engine_from_settings, load_detectors
-from gateway.detect.device_offline import DeviceOfflineDetector
+from gateway.detect.device_offline import REPLACEMENT_WINDOW_MS, DeviceOfflineDetector
 from gateway.detect.inactivity import InactivityDetector
 from gateway.detect.low_battery import LowBatteryDetector
 from gateway.detect.night_bed_exit import NightBedExitDetector
@@ -81,6 +81,7 @@ class Detector(Protocol):
 def build_detectors(registry: Registry, *, timezone: str | None,
                     clock_window: ClockWindow | None = None,
                     evaluate_interval_ms: int = EVALUATE_INTERVAL_MS,
+                    device_replacement_window_ms: int = REPLACEMENT_WINDOW_MS,
                     max_unregistered_beds: int = MAX_UNREGISTERED_BEDS,
                     max_unregistered_devices: int = MAX_UNREGISTERED_DEVICES) -> list[Detector]:
     """Every detector, configured from ``registry`` (per-bed settings, site time zones).
@@ -90,13 +91,18 @@ def build_detectors(registry: Registry, *, timezone: str | None,
     the same the line encoder stores by): a device time outside it is a wrong clock. The
     detectors share one :class:`Fleet` (bed and device numbering) and so extract each batch's
     columns once. ``evaluate_interval_ms`` and the caps on unregistered beds and devices are
-    the gateway's settings (``detector_evaluate_interval_s``, ``unregistered_watched_*``).
+    the gateway's settings (``detector_evaluate_interval_s``, ``unregistered_watched_*``), as
+    is ``device_replacement_window_ms`` (``device_replacement_window_s``).
     """
     fleet = Fleet(registry, timezone=timezone, clock_window=clock_window,
                   evaluate_interval_ms=evaluate_interval_ms,
                   max_unregistered_beds=max_unregistered_beds,
                   max_unregistered_devices=max_unregistered_devices)
-    return [cls(fleet=fleet) for cls in DETECTORS]
+    detectors: list[Detector] = [cls(fleet=fleet) for cls in DETECTORS]
+    for detector in detectors:
+        if isinstance(detector, DeviceOfflineDetector):
+            detector.replacement_window_ms = device_replacement_window_ms
+    return detectors
 
 
 DETECTORS: tuple[type[DetectorBase], ...] = (

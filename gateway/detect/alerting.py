@@ -83,6 +83,7 @@ class DetectorLimits(TypedDict, total=False):
     """Keyword arguments of :func:`~gateway.detect.build_detectors` set by the gateway."""
 
     evaluate_interval_ms: int
+    device_replacement_window_ms: int
     max_unregistered_beds: int
     max_unregistered_devices: int
 
@@ -90,6 +91,7 @@ class DetectorLimits(TypedDict, total=False):
 def detector_limits(settings: Settings) -> DetectorLimits:
     """The settings :func:`load_detectors` takes as ``limits``."""
     return {"evaluate_interval_ms": round(settings.detector_evaluate_interval_s * 1000),
+            "device_replacement_window_ms": round(settings.device_replacement_window_s * 1000),
             "max_unregistered_beds": settings.unregistered_watched_beds,
             "max_unregistered_devices": settings.unregistered_watched_devices}
 

@@ -13,14 +13,24 @@ must have been heard once to go offline: one listed in the registry that never s
 commissioning matter (shown with the bed's devices), not an outage.
 
 A device replaced on its bed (the old one says ``offline`` or falls silent, and a device of the
-same kind on the same bed that was never heard before starts speaking after it) is a planned
-swap, not an outage: the old device's condition clears when the new one speaks (evidence
-``replaced_by``), and is never raised once the new one has spoken. An ``offline`` the device
-says itself (``seq`` above 0: switched off, not a lost connection) is raised only after
-:data:`GOODBYE_GRACE_MS`, so a swap whose successor speaks within it raises nothing; a last
-will (``seq`` 0) is raised at once. A second device of that kind
-that was already there (two infrared sensors in two rooms) is no replacement: the failure of
-one is still reported.
+same kind on the same bed that was new there speaks) is a planned swap, not an outage: the old
+device's condition clears when the new one speaks (evidence ``replaced_by``), and is never
+raised once the new one has spoken. The new device may come after the old one went (however
+long after: its first message clears an alert still open) or before it, within
+:attr:`~DeviceOfflineDetector.replacement_window_ms` (the ``device_replacement_window_s``
+setting, 2 h) of its going, if it first spoke well after the old one had (more than the old
+one's silence limit later: a device that was there all along would have spoken by then). An
+``offline`` announced (the device's own, ``seq`` above 0, or its last will) is a replacement
+under way for that window: it is raised as one **low** note (the device's own ``offline`` only
+after :data:`GOODBYE_GRACE_MS`, so a swap whose successor speaks within it raises nothing; a
+last will at once), resolved when the successor speaks, and raised to the kind's severity
+(medium) if none has spoken when the window ends: a real failure is still an alert. A call
+button's last will (a lost connection) is not demoted: a resident who cannot call for help is
+high at once, swap or not. A repeated ``offline`` (a retained one the broker hands over again
+after a reconnect) keeps the time of the first since the device last spoke, so it never dates
+the going after its successor's arrival. A second device of that kind that was already there
+(two infrared sensors in two rooms) is no replacement: the failure of one is still reported
+(unless the other was installed within the window before it, which looks the same).
 
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
 half their limit or more, or announced offline by a last will, on at least
@@ -91,6 +101,9 @@ GOODBYE_GRACE_MS: Final = 45 * 60_000
 """A device that announced ``offline`` itself is reported this much later (its last will, a
 connection lost, at once): a planned replacement's successor speaks within it (about half an
 hour), and the swap then raises nothing."""
+REPLACEMENT_WINDOW_MS: Final = 2 * 3_600_000
+"""Default of :attr:`DeviceOfflineDetector.replacement_window_ms` (the
+``device_replacement_window_s`` setting)."""
 DARK_SITE_SHARE: Final = 0.5
 DARK_SITE_MIN_BEDS: Final = 3
 DARK_VOTE: Final = 0.5
@@ -106,6 +119,9 @@ class DeviceOfflineDetector(DetectorBase):
     name = "device_offline"
     alert_type = AlertType.DEVICE_OFFLINE
     severity = Severity.MEDIUM
+    replacement_window_ms: int = REPLACEMENT_WINDOW_MS
+    """How long an announced ``offline`` is a replacement under way (a low note), and how long
+    before the old device went a new one may have arrived to count as its replacement."""
 
     def _declare(self) -> None:
         self.outages = SiteOutages()
@@ -122,6 +138,8 @@ class DeviceOfflineDetector(DetectorBase):
         """The latest ``offline`` was said by the device itself (``seq`` above 0)."""
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
+        d.column("noted", np.bool_, False)
+        """Raised as a low note (a replacement under way), not yet at the kind's severity."""
 
     def _update(self, batch: Batch) -> None:
         d = self.devices
@@ -133,7 +151,15 @@ class DeviceOfflineDetector(DetectorBase):
         new = first[heard] == NONE
         # Reversed, so that a device's first message in the batch is the one that stays.
         first[heard[new][::-1]] = heard_at[new][::-1]
-        np.maximum.at(d["will_at"], device[will], received[will])
+        # The first offline since the device last spoke counts: a repeated one (a retained
+        # status handed over again after a reconnect) does not move its going later.
+        will_at, last_heard = d["will_at"], d["last_heard"]
+        said, said_at = device[will], received[will]
+        fresh = said_at > last_heard[said]
+        first_will = np.full(len(will_at), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_will, said[fresh], said_at[fresh])
+        renew = (first_will != np.iinfo(np.int64).max) & (will_at <= last_heard)
+        will_at[renew] = first_will[renew]
         st = batch.statuses
         d["goodbye"][st.device[st.offline]] = st.goodbye[st.offline]
         promised = ~np.isnan(st.heartbeat_s)
@@ -223,7 +249,7 @@ class DeviceOfflineDetector(DetectorBase):
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
-        replaced = self._replaced(last, tracked & (silent | will | active), n)
+        replaced = self._replaced(last, tracked & (silent | will | active), limit, n)
         tracked &= ~replaced
         silent &= tracked
         # Devices already reported offline (dead for days, say) have no vote: otherwise a site
@@ -256,26 +282,25 @@ class DeviceOfflineDetector(DetectorBase):
             held |= will & ~goodbye & possible & back
         # Devices of a dark site are the site's alert, not alerts of their own.
         desired = tracked & (silent | will) & ~(held & ~active) & ~(dark & ~active)
+        # An announced offline is a replacement under way for the window: a low note, raised
+        # to the kind's severity when the window ends with no successor (a button's lost
+        # connection excepted: high at once).
+        window = self.replacement_window_ms
+        swapping = will & (now_ms - will_at < window) & (
+            goodbye | (fleet.device_kind[:n] != _BUTTON))
         on, off = transitions(active, desired)
+        noted = d["noted"]
         findings: list[Finding] = []
         last = gone
         for i in on.tolist():
             d["active_since"][i] = last[i]
-            _, _, device = fleet.device_keys[i]
-            kind = KINDS_BY_CODE[fleet.device_kind[i]]
-            reason = "last_will" if will[i] else "silent"
-            silent_s = (now_ms - int(last[i])) / 1000
-            findings.append(self._finding(
-                fleet.device_bed_list[i], at=now_ms, active=True, started_at=int(last[i]),
-                episode=device,
-                severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
-                summary=(f"{kind.value} {device} announced offline" if will[i] else
-                         f"{kind.value} {device} silent for {silent_s / 60:.0f} min "
-                         f"(heartbeat {heartbeat[i] / 1000:.0f} s)"),
-                evidence={"device": device, "kind": kind.value, "reason": reason,
-                          "last_heard_ms": int(last[i]), "silent_s": rounded(silent_s),
-                          "heartbeat_s": rounded(heartbeat[i] / 1000),
-                          "offline_factor": fleet.offline_factor}))
+            noted[i] = swapping[i]
+            findings.append(self._raised(i, now_ms, int(last[i]), bool(will[i]),
+                                         bool(swapping[i]), float(heartbeat[i]), window))
+        for i in np.flatnonzero(active & noted[:n] & ~swapping).tolist():
+            noted[i] = False  # the window ended and no successor spoke: a failure after all
+            findings.append(self._raised(i, now_ms, int(d["active_since"][i]), bool(will[i]),
+                                         False, float(heartbeat[i]), window))
         for i in off.tolist():
             _, _, device = fleet.device_keys[i]
             kind = KINDS_BY_CODE[fleet.device_kind[i]]
@@ -283,7 +308,7 @@ class DeviceOfflineDetector(DetectorBase):
                                            "heard_ms": int(last[i])}
             summary = f"{kind.value} {device} heard again"
             if replaced[i]:
-                j = self._successor(i, n)
+                j = self._successor(i, limit, n)
                 successor = fleet.device_keys[j][2]
                 evidence = {"device": device, "kind": kind.value, "replaced_by": successor,
                             "replacement_heard_ms": int(d["first_heard"][j])}
@@ -291,10 +316,42 @@ class DeviceOfflineDetector(DetectorBase):
             findings.append(self._finding(
                 fleet.device_bed_list[i], at=now_ms, active=False,
                 started_at=int(d["active_since"][i]), episode=device,
-                severity=Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM,
+                severity=(Severity.LOW if noted[i] else
+                          Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM),
                 summary=summary, evidence=evidence))
             d["active_since"][i] = NONE
+            noted[i] = False
         return findings + sites
+
+    def _raised(self, i: int, now_ms: int, since: int, will: bool, note: bool,
+                heartbeat_ms: float, window_ms: int) -> Finding:
+        """Device ``i`` offline since ``since``: announced (``will``) or silent; ``note``: as
+        the low note of a replacement under way."""
+        fleet = self.fleet
+        _, _, device = fleet.device_keys[i]
+        kind = KINDS_BY_CODE[fleet.device_kind[i]]
+        silent_s = (now_ms - since) / 1000
+        evidence: dict[str, object] = {
+            "device": device, "kind": kind.value, "reason": "last_will" if will else "silent",
+            "last_heard_ms": since, "silent_s": rounded(silent_s),
+            "heartbeat_s": rounded(heartbeat_ms / 1000), "offline_factor": fleet.offline_factor}
+        if not will:
+            summary = (f"{kind.value} {device} silent for {silent_s / 60:.0f} min "
+                       f"(heartbeat {heartbeat_ms / 1000:.0f} s)")
+        elif note:
+            until = int(self.devices["will_at"][i]) + window_ms
+            evidence.update(replacement_expected=True, replacement_expected_until_ms=until)
+            summary = (f"{kind.value} {device} announced offline; a replacement is expected "
+                       f"within {window_ms / 60_000:.0f} min")
+        else:
+            summary = f"{kind.value} {device} announced offline"
+            if self.devices["noted"][i] or now_ms - int(self.devices["will_at"][i]) >= window_ms:
+                summary += f" and no replacement spoke within {window_ms / 60_000:.0f} min"
+        return self._finding(
+            fleet.device_bed_list[i], at=now_ms, active=True, started_at=since, episode=device,
+            severity=(Severity.LOW if note else
+                      Severity.HIGH if kind == Kind.BUTTON else Severity.MEDIUM),
+            summary=summary, evidence=evidence)
 
     def _groups(self, n: int) -> np.ndarray:
         """Per device: a number shared by the devices of the same bed and kind."""
@@ -303,10 +360,13 @@ class DeviceOfflineDetector(DetectorBase):
                               + fleet.device_kind[:n])
         return groups
 
-    def _replaced(self, last: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
-        """Per device: whether a device of its bed and kind first spoke after it went (its
-        last sign of life or its last will, whichever is later). Only ``candidates`` (devices
-        offline or about to be) are looked at: most ticks there are none."""
+    def _replaced(self, last: np.ndarray, candidates: np.ndarray, limit: np.ndarray,
+                  n: int) -> np.ndarray:
+        """Per device: whether a device of its bed and kind new there arrived for it (module
+        docstring): first spoke after it went (its last sign of life or its last will,
+        whichever is later), or within the replacement window before, more than its ``limit``
+        after it first spoke. Only ``candidates`` (devices offline or about to be) are looked
+        at: most ticks there are none."""
         replaced = np.zeros(n, dtype=np.bool_)
         if not candidates.any():
             return replaced
@@ -315,16 +375,23 @@ class DeviceOfflineDetector(DetectorBase):
         mates = np.isin(groups, groups[candidates])
         newest_first = np.full(int(groups.max()) + 1, NONE, dtype=np.int64)
         np.maximum.at(newest_first, groups[mates], d["first_heard"][:n][mates])
-        gone = np.maximum(last, d["will_at"][:n])
-        replaced[candidates] = ((gone[candidates] != NONE)
-                                & (newest_first[groups[candidates]] > gone[candidates]))
+        gone = np.maximum(last, d["will_at"][:n])[candidates]
+        newest = newest_first[groups[candidates]]
+        first = d["first_heard"][:n][candidates]
+        replaced[candidates] = (gone != NONE) & (
+            (newest > gone)
+            | ((newest >= gone - self.replacement_window_ms)
+               & (newest > first + limit[candidates])))
         return replaced
 
-    def _successor(self, i: int, n: int) -> int:
+    def _successor(self, i: int, limit: np.ndarray, n: int) -> int:
         """The device that replaced device ``i`` (the first of them to speak)."""
         d = self.devices
         groups = self._groups(n)
         gone = max(int(d["last_heard"][i]), int(d["will_at"][i]))
         first = d["first_heard"][:n]
-        later = np.flatnonzero((groups == groups[i]) & (first > gone))
+        mine = int(first[i])
+        later = np.flatnonzero((groups == groups[i]) & (
+            (first > gone) | ((first >= gone - self.replacement_window_ms)
+                              & (first > mine + limit[i]))))
         return int(later[np.argmin(first[later])])

@@ -168,6 +168,7 @@ def test_a_lost_connection_is_raised_at_once_and_cleared_by_a_replacement() -> N
     findings = run(detector(), traffic, start=T0, end=swap + 6 * HOUR)
     [raised] = opened(findings)
     assert raised.episode == "ir-old"
+    assert raised.severity is Severity.LOW
     assert raised.at - swap <= 2 * MINUTE
     [clear] = cleared(findings)
     assert clear.evidence["replaced_by"] == "ir-new"
@@ -176,12 +177,18 @@ def test_a_lost_connection_is_raised_at_once_and_cleared_by_a_replacement() -> N
 
 
 def test_a_goodbye_with_no_successor_is_raised_after_the_grace() -> None:
+    # A low note after the grace (a replacement may still come), raised to medium when the
+    # replacement window (2 h) ends with no successor: a device switched off for good.
     off = T0 + HOUR
     traffic = sensor("b1", T0, off, device="ir-old")
     traffic.append((off, status("b1", "infrared", off, device="ir-old", state="offline",
                                 seq=900)))
-    [raised] = opened(run(detector(), traffic, start=T0, end=off + 3 * HOUR))
-    assert 45 * MINUTE <= raised.at - off <= 47 * MINUTE
+    note, failure = opened(run(detector(), traffic, start=T0, end=off + 3 * HOUR))
+    assert 45 * MINUTE <= note.at - off <= 47 * MINUTE
+    assert note.severity is Severity.LOW
+    assert (failure.episode, failure.severity) == (note.episode, Severity.MEDIUM)
+    assert 2 * HOUR <= failure.at - off <= 2 * HOUR + 2 * MINUTE
+    assert "no replacement" in failure.summary
 
 
 def test_a_silent_swap_before_the_limit_raises_nothing() -> None:
@@ -201,6 +208,118 @@ def test_one_of_two_sensors_of_a_bed_failing_is_still_reported() -> None:
     [raised] = opened(findings)
     assert raised.episode == "ir-bedroom"
     assert cleared(findings) == []
+
+
+# --- device replacement (issue #12, 3): at most one low note, resolved by the successor ------
+
+
+SWAP = T0 + HOUR
+
+
+def offline(device: str, t: int, *, last_will: bool) -> tuple[int, Message]:
+    """The old sensor's ``offline``: its last will (seq 0, the connect time), or its own
+    (retained) status, as a device switched off says it."""
+    if last_will:
+        return (t, status("b1", "infrared", t, device=device, state="offline", seq=0, ts=T0))
+    return (t, status("b1", "infrared", t, device=device, state="offline", seq=900))
+
+
+def swap_traffic(*, last_will: bool, gap: int) -> list[tuple[int, Message]]:
+    """ir-old says offline at SWAP; ir-new (seq 1 on) starts ``gap`` later (before if < 0)."""
+    end = SWAP + 6 * HOUR
+    traffic = sensor("b1", T0, SWAP, device="ir-old")
+    traffic.append(offline("ir-old", SWAP, last_will=last_will))
+    return traffic + sensor("b1", SWAP + gap, end, device="ir-new")
+
+
+def test_a_replacement_50_minutes_after_a_last_will_is_one_low_note_resolved_by_it() -> None:
+    # The fresh verifier's case: a medium device_offline (reason last_will) was raised.
+    findings = run(detector(), swap_traffic(last_will=True, gap=50 * MINUTE), start=T0,
+                   end=SWAP + 6 * HOUR)
+    [note] = opened(findings)
+    assert (note.episode, note.severity) == ("ir-old", Severity.LOW)
+    assert note.evidence["replacement_expected"] is True
+    [clear] = cleared(findings)
+    assert clear.evidence["replaced_by"] == "ir-new"
+    assert SWAP + 50 * MINUTE <= clear.at <= SWAP + 52 * MINUTE
+
+
+def test_a_replacement_50_minutes_after_a_retained_offline_is_one_low_note_at_most() -> None:
+    findings = run(detector(), swap_traffic(last_will=False, gap=50 * MINUTE), start=T0,
+                   end=SWAP + 6 * HOUR)
+    assert {f.severity for f in findings} <= {Severity.LOW}
+    assert len(opened(findings)) <= 1
+    assert len(cleared(findings)) == len(opened(findings))
+
+
+def test_a_replacement_up_to_the_window_later_is_still_a_low_note() -> None:
+    findings = run(detector(), swap_traffic(last_will=True, gap=110 * MINUTE), start=T0,
+                   end=SWAP + 6 * HOUR)
+    assert [(f.active, f.severity) for f in findings] == [(True, Severity.LOW),
+                                                          (False, Severity.LOW)]
+
+
+def test_a_new_device_that_arrived_before_the_old_one_went_offline_replaces_it() -> None:
+    # The technician installs the new sensor first, then unplugs the old one: it was raised
+    # and never cleared, as the new device had spoken before the old one went.
+    for last_will in (True, False):
+        findings = run(detector(), swap_traffic(last_will=last_will, gap=-20 * MINUTE),
+                       start=T0, end=SWAP + 6 * HOUR)
+        assert findings == [], last_will
+
+
+def test_a_retained_offline_handed_over_again_after_the_swap_raises_nothing() -> None:
+    # The broker hands the old device's retained offline over again (the gateway's session
+    # reconnected) hours after the new device took its place: the same going, not a new one.
+    for last_will in (True, False):
+        traffic = swap_traffic(last_will=last_will, gap=30 * MINUTE)
+        again = offline("ir-old", SWAP, last_will=last_will)[1]
+        traffic.append((SWAP + 3 * HOUR, again))
+        findings = run(detector(), traffic, start=T0, end=SWAP + 6 * HOUR)
+        assert len(opened(findings)) <= 1
+        assert len(cleared(findings)) == len(opened(findings))
+        assert all(f.at < SWAP + 3 * HOUR for f in findings), last_will
+
+
+def test_a_last_will_with_no_replacement_is_raised_to_medium_when_the_window_ends() -> None:
+    traffic = sensor("b1", T0, SWAP, device="ir-old")
+    traffic.append(offline("ir-old", SWAP, last_will=True))
+    found = detector()
+    found.replacement_window_ms = 30 * MINUTE  # the device_replacement_window_s setting
+    findings = run(found, traffic, start=T0, end=SWAP + 6 * HOUR)
+    note, failure = findings
+    assert (note.active, note.severity, note.evidence["reason"]) == (True, Severity.LOW,
+                                                                     "last_will")
+    assert note.at - SWAP <= 2 * MINUTE
+    assert (failure.active, failure.severity, failure.episode) == (True, Severity.MEDIUM,
+                                                                   "ir-old")
+    assert 30 * MINUTE <= failure.at - SWAP <= 32 * MINUTE
+
+
+def test_a_call_buttons_last_will_stays_high_at_once() -> None:
+    def button(device: str, start: int, end: int) -> list[tuple[int, Message]]:
+        return [(t + 100, status("b1", "button", t, device=device, heartbeat_s=300))
+                for t in range(start, end, 5 * MINUTE)]
+    traffic = button("btn-old", T0, SWAP)
+    traffic.append((SWAP, status("b1", "button", SWAP, device="btn-old", state="offline",
+                                 seq=0, ts=T0)))
+    traffic += button("btn-new", SWAP + 50 * MINUTE, SWAP + 3 * HOUR)
+    findings = run(detector(), traffic, start=T0, end=SWAP + 3 * HOUR)
+    assert [(f.active, f.severity) for f in findings] == [(True, Severity.HIGH),
+                                                          (False, Severity.HIGH)]
+    assert findings[1].evidence["replaced_by"] == "btn-new"
+
+
+def test_a_low_note_survives_a_restore_and_is_raised_when_the_window_ends() -> None:
+    traffic = sensor("b1", T0, SWAP, device="ir-old")
+    traffic.append(offline("ir-old", SWAP, last_will=True))
+    before = detector()
+    [note] = run(before, traffic, start=T0, end=SWAP + HOUR)
+    assert note.severity is Severity.LOW
+    after = detector()
+    after.restore(before.state())
+    [failure] = run(after, [], start=SWAP + HOUR, end=SWAP + 4 * HOUR)
+    assert (failure.active, failure.severity) == (True, Severity.MEDIUM)
 
 
 # --- a whole site dark: one site alert ------------------------------------------------------

@@ -30,10 +30,18 @@ def test_the_detectors_take_their_limits_from_the_settings() -> None:
     assert offline._next_evaluation == 5_000  # type: ignore[attr-defined]
 
 
+def test_the_device_replacement_window_is_a_setting() -> None:
+    settings = Settings(device_replacement_window_s=1_800)
+    detectors = load_detectors(REGISTRY, timezone="UTC", **detector_limits(settings))
+    offline = next(d for d in detectors if d.name == "device_offline")
+    assert offline.replacement_window_ms == 1_800_000  # type: ignore[attr-defined]
+
+
 def test_the_defaults_are_a_minute_and_the_documented_caps() -> None:
     limits = detector_limits(Settings())
     assert limits == {"evaluate_interval_ms": 60_000, "max_unregistered_beds": 1_000,
-                      "max_unregistered_devices": 4_000}
+                      "max_unregistered_devices": 4_000,
+                      "device_replacement_window_ms": 7_200_000}
 
 
 def test_storms_take_their_threshold_and_window_from_the_settings() -> None:
