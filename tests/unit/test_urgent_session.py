@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -314,3 +315,32 @@ def test_the_urgent_feed_fills_the_urgent_lane_only_and_pushes_back() -> None:
     inbox.put_many([raw(PRESS, press(9), 9)])
     assert len(inbox) == 1
     assert len(inbox.take_urgent()) == 1
+
+
+def test_the_urgent_session_connects_as_its_own_user_where_one_is_set(tmp_path: Path) -> None:
+    """On a broker that makes the user name the client id (the shipped mosquitto.conf), two
+    sessions under one user would take over each other: the urgent one has its own user."""
+    from gateway.config import load
+    from gateway.ingest.connection import MqttSource
+
+    secret = tmp_path / "urgent-password"
+    secret.write_text("urgent-secret\n")
+
+    def credentials(urgent: bool, **settings: Any) -> tuple[str | None, str | None]:
+        s = load(None, mqtt_url="mqtt://url-user:url-secret@127.0.0.1:1883",
+                 data_dir=tmp_path, **settings)
+        return MqttSource(s, Inbox(10), urgent=urgent,
+                          client_id=urgent_client_id(s.mqtt_client_id) if urgent else None
+                          ).credentials()
+
+    # Unset: both sessions use the main session's credentials, as before.
+    assert credentials(False) == credentials(True) == ("url-user", "url-secret")
+    main = {"mqtt_username": "gateway", "mqtt_password": "main-secret"}
+    assert credentials(True, **main) == ("gateway", "main-secret")
+    own = {**main, "mqtt_urgent_username": "gateway-urgent"}
+    assert credentials(False, **own) == ("gateway", "main-secret")
+    assert credentials(True, **own) == ("gateway-urgent", "main-secret")
+    assert credentials(True, **own, mqtt_urgent_password_file=secret) == (
+        "gateway-urgent", "urgent-secret")
+    assert credentials(True, **own, mqtt_urgent_password="env-secret",
+                       mqtt_urgent_password_file=secret) == ("gateway-urgent", "env-secret")
