@@ -210,3 +210,21 @@ def test_a_device_under_the_gateways_client_ids_neither_drops_its_sessions_nor_i
         f"dropped {takeovers} times by {attack.connections} connections under their ids")
     assert len(re.findall(r"mqtt\.connected session=(main|urgent)", log)) == 2, (
         "each session connected once, and stayed")
+
+
+def test_a_gateway_whose_two_sessions_share_one_user_says_so(
+        broker: Mosquitto, files: Path, tmp_path: Path) -> None:
+    """Without ``mqtt_urgent_username`` both sessions connect as ``gateway``, which this
+    broker makes one client id: they would take over each other. The gateway warns at start."""
+    gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=broker.url, env={
+        "HOMECARE_MQTT_USERNAME": "gateway",
+        "HOMECARE_MQTT_PASSWORD": password(files, "gateway"),
+    })
+    gateway.start()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while "mqtt.urgent_session_shares_user user=gateway" not in gateway.log_tail(200):
+            assert time.monotonic() < deadline, f"no warning\n{gateway.log_tail()}"
+            time.sleep(0.05)
+    finally:
+        gateway.stop()
