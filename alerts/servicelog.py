@@ -22,15 +22,21 @@ names the first record that is not the one a kept head says, or that is gone. Ve
 goes on from the last record verified (a checkpoint, itself checked as a head); ``full``
 recomputes every record, which also finds an edit behind the checkpoint left un-hashed.
 
-Appends are idempotent per ``origin`` (a badge message's device and seq; for the API the visit
-and event), so a message redelivered after a crash is recorded once. An API call is a retry
+Appends are idempotent per ``origin`` (a badge message's device and seq; for the API the site,
+bed, caregiver, visit and event: :func:`api_origin`), so a message redelivered after a crash is
+recorded once. An API call is a retry
 only if it is the same call (:func:`repeats`): one under a recorded origin that says anything
 else (another caregiver, other services) is judged by :func:`refusal` like any new event,
 never answered with the earlier record.
 
-Nothing that contradicts its visit enters the chain (:func:`refusal`, checked in the append's
-own transaction, so two writers cannot both pass): a check-out needs the visit's check-in, at
-the same bed, by the same caregiver, and is made once; a visit is checked in once. The API is
+A visit is keyed by site, bed, caregiver and visit id, never by the visit id alone: caregivers'
+badges and apps number their visits on their own, so ``v-1`` checked in at two beds, or by two
+caregivers, is two visits, each checked and recorded as its own. Nothing that contradicts its
+visit enters the chain (:func:`refusal`, checked in the append's own transaction, so two
+writers cannot both pass): a check-out needs the visit's check-in, at the same bed, by the same
+caregiver, and is made once; a visit is checked in once. A check-out whose visit has no
+check-in under its key, while that visit id is checked in (and not out) at another bed or by
+another caregiver, is refused naming that (``other_bed``, ``other_caregiver``). The API is
 told no (:class:`VisitRefused`, answered 409). A badge cannot be told no, and its message must
 still be acknowledged (retrying it would never help), so a badge event that does not fit is
 **set aside**, not chained: it is kept with its reason in the ``refused_visit`` table of the
@@ -376,17 +382,22 @@ class ServiceLog:
                 rows = db.execute("SELECT seq, site, bed, caregiver, event FROM service_log"
                                   " WHERE visit = ? AND event IN ('check_in', 'check_out')"
                                   " ORDER BY seq", (event.visit,)).fetchall()
+                key = (event.site, event.bed, event.caregiver)
+                own = [r for r in rows if (r[1], r[2], r[3]) == key]
                 existing = db.execute(f"SELECT {_COLUMNS} FROM service_log WHERE origin = ?",
                                       (event.origin,)).fetchone()
+                if existing is None and event.source == "api":
+                    # Recorded before the API's origin named the caregiver: the same call.
+                    existing = db.execute(
+                        f"SELECT {_COLUMNS} FROM service_log WHERE origin = ? AND caregiver = ?",
+                        (_legacy_api_origin(event), event.caregiver)).fetchone()
                 if existing is not None:
                     recorded = _record(existing)
-                    last_of_visit = bool(rows) and rows[-1][0] == recorded.seq
+                    last_of_visit = bool(own) and own[-1][0] == recorded.seq
                     if repeats(event, recorded, last_of_visit=last_of_visit):
                         out.append((recorded, False))
                         continue
-                earlier = [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4])
-                           for r in rows]
-                refused = refusal(event, earlier)
+                refused = refusal(event, _earlier(event, own, rows))
                 if refused is not None:
                     if not set_aside_refused:
                         raise VisitRefused(event, *refused)
@@ -691,7 +702,27 @@ class ServiceLogRecorder:
             del self._pending[:n]
 
 
-def api_origin(site: str, bed: str, visit: str, event: str) -> str:
-    """Idempotency key of an API check-in/out: one of each per visit; a call under a recorded
-    key is a retry only if it is the same call (:func:`repeats`)."""
-    return f"api:{site}/{bed}/{visit}/{event}"
+def api_origin(site: str, bed: str, caregiver: str, visit: str, event: str) -> str:
+    """Idempotency key of an API check-in/out: one of each per visit (site, bed, caregiver and
+    visit id); a call under a recorded key is a retry only if it is the same call
+    (:func:`repeats`)."""
+    return f"api:{site}/{bed}/{caregiver}/{visit}/{event}"
+
+
+def _legacy_api_origin(event: VisitEvent) -> str:
+    """The API's origin before it named the caregiver (logs written by earlier versions)."""
+    return f"api:{event.site}/{event.bed}/{event.visit}/{event.event}"
+
+
+def _earlier(event: VisitEvent, own: Sequence[Sequence[Any]], rows: Sequence[Sequence[Any]]
+             ) -> list[VisitRecord]:
+    """What :func:`refusal` judges ``event`` by: the check-in and check-out records of its
+    own visit (site, bed, caregiver, visit id), or, for a check-out with none, the latest
+    check-in of that visit id still open elsewhere (so that it is refused as ``other_bed`` or
+    ``other_caregiver``, not as a visit never checked in)."""
+    if own or event.event != "check_out":
+        return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4]) for r in own]
+    closed = {(r[1], r[2], r[3]) for r in rows if r[4] == "check_out"}
+    elsewhere = [r for r in rows if r[4] == "check_in" and (r[1], r[2], r[3]) not in closed]
+    return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4])
+            for r in elsewhere[-1:]]

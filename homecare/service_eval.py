@@ -184,10 +184,11 @@ def _feed(run: ServiceRun, detector: ServiceAnomalyDetector, log: ServiceLog) ->
         due = []
         while app and app[-1].at < now:
             e = app.pop()
-            due.append(VisitEvent(origin=f"api:{e.site}/{e.bed}/{e.visit}/{e.event}", at=e.at,
-                                  site=e.site, bed=e.bed, caregiver=e.caregiver,
-                                  visit=e.visit, event=e.event, source="api", method="app",
-                                  services=e.services, actor="caregiver-app"))
+            origin = f"api:{e.site}/{e.bed}/{e.caregiver}/{e.visit}/{e.event}"  # api_origin
+            due.append(VisitEvent(origin=origin, at=e.at, site=e.site, bed=e.bed,
+                                  caregiver=e.caregiver, visit=e.visit, event=e.event,
+                                  source="api", method="app", services=e.services,
+                                  actor="caregiver-app"))
         for event in due:
             log.append([event], now_ms=event.at)
         findings.extend(detector.evaluate(now))

@@ -154,12 +154,14 @@ def router(ctx: ApiContext) -> APIRouter:
               responses=answers, tags=["visits"], summary="Check a caregiver in (the app)")
     async def check_in(body: CheckInBody, key: Dispatcher,
                        response: Response) -> ServiceLogRecordOut:
-        """Idempotent per visit: the same call again (same bed and caregiver, the visit not
-        checked out since) returns the first record with 200. 409 ``already_checked_in`` for
-        any other check-in of a visit checked in already (by a badge, at another bed, by
-        another caregiver, or after its check-out)."""
+        """Idempotent per visit (site, bed, caregiver and visit id: the same visit id at
+        another bed or by another caregiver is another visit): the same call again (the visit
+        not checked out since) returns the first record with 200. 409 ``already_checked_in``
+        for any other check-in of a visit checked in already (by a badge, or after its
+        check-out)."""
         return await record(VisitEvent(
-            origin=api_origin(body.site, body.bed, body.visit, "check_in"), at=ctx.clock(),
+            origin=api_origin(body.site, body.bed, body.caregiver, body.visit,
+                              "check_in"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
             event="check_in", source="api", method="app", actor=key.name), response)
 
@@ -169,11 +171,12 @@ def router(ctx: ApiContext) -> APIRouter:
                         response: Response) -> ServiceLogRecordOut:
         """With the service item codes delivered; idempotent per visit like check-in: only the
         same call again (same caregiver and services) is 200. 409 (``detail.reason``) unless
-        the visit is open at that bed for that caregiver: ``no_check_in``, ``other_bed``,
-        ``other_caregiver``, ``already_checked_out`` (another caregiver's or other services
-        after the check-out too)."""
+        the visit is open at that bed for that caregiver: ``no_check_in``, ``other_bed`` or
+        ``other_caregiver`` (that visit id is open only at another bed or for another
+        caregiver), ``already_checked_out`` (other services after the check-out too)."""
         return await record(VisitEvent(
-            origin=api_origin(body.site, body.bed, body.visit, "check_out"), at=ctx.clock(),
+            origin=api_origin(body.site, body.bed, body.caregiver, body.visit,
+                              "check_out"), at=ctx.clock(),
             site=body.site, bed=body.bed, caregiver=body.caregiver, visit=body.visit,
             event="check_out", source="api", method="app", services=tuple(body.services),
             actor=key.name), response)

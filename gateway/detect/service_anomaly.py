@@ -246,11 +246,14 @@ class ServiceAnomalyDetector(DetectorBase):
                 "watching_since": self._watching_since, "dropped": self.dropped_visits}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
+        if isinstance(extra, list):
+            extra = {"active": self._unkeyed(extra, bed_map), "bed_mapped": True}
         if not isinstance(extra, dict):
-            return  # a snapshot of the detector before visits were keyed: start afresh
+            return
+        mapped = bool(extra.get("bed_mapped"))
         for name, into in (("active", self._active), ("done", self._done)):
             for visit in msgspec.convert(extra.get(name, []), list[Visit]):
-                if visit.bed >= 0:
+                if visit.bed >= 0 and not mapped:
                     visit.bed = bed_map[visit.bed]
                 into[visit.key] = visit
                 self._by_caregiver.setdefault(visit.caregiver, set()).add(visit.key)
@@ -434,6 +437,28 @@ class ServiceAnomalyDetector(DetectorBase):
             share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]
             b[column][beds] += weight * (share - b[column][beds])
         b["household_at"][beds] = latest[beds]
+
+    def _unkeyed(self, saved: list[Any], bed_map: Any) -> list[dict[str, Any]]:
+        """The open visits of a snapshot written before visits were keyed by site, bed,
+        caregiver and visit id (a list of visits by visit id, with the fleet's bed number), as
+        visits of today, so that an upgrade forgets none. Their sensed counts were kept per
+        bed then: they start at none (too few samples to claim that nobody came)."""
+        out = []
+        for old in saved:
+            if not isinstance(old, dict) or old.get("decided_at") is not None:
+                continue
+            try:
+                bed = bed_map[int(old["bed"])]
+                site, bed_id = self.fleet.bed_keys[bed]
+                out.append({"site": site, "bed_id": bed_id, "bed": bed,
+                            "caregiver": str(old["caregiver"]), "visit": str(old["visit"]),
+                            "source": "badge", "method": None,
+                            "check_in": int(old["check_in"]), "check_out": old.get("check_out"),
+                            "services": list(old.get("services") or ()),
+                            "no_checkout": old.get("anomaly") == "no_checkout"})
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue  # not a visit this version can read: left out, as before
+        return out
 
     # --- judging ------------------------------------------------------------------------------
 

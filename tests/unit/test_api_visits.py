@@ -135,13 +135,19 @@ async def test_a_check_out_must_close_the_open_check_in_of_its_visit_or_is_409(
         response = await visit(api, "check-out", body)
         assert response.status_code == 409, body
         assert response.json()["detail"]["reason"] == reason
-    again = await visit(api, "check-in", {**VISIT, "bed": "bed-0001"})
-    assert again.status_code == 409
-    assert again.json()["detail"]["reason"] == "already_checked_in"
+    again = await visit(api, "check-in", VISIT)
+    assert again.status_code == 200, "a retry"
     assert (await visit(api, "check-out", VISIT)).status_code == 201
     assert (await visit(api, "check-out", VISIT)).status_code == 200, "a retry"
+    # The same visit id at another bed is another visit (visits are keyed by site, bed,
+    # caregiver and visit id), with its own check-in and check-out.
+    elsewhere = {**VISIT, "bed": "bed-0001"}
+    assert (await visit(api, "check-in", elsewhere)).status_code == 201
+    assert (await visit(api, "check-out", elsewhere)).status_code == 201
     records = api.ctx.service_log.query(newest_first=False)
-    assert [(r.visit, r.event) for r in records] == [("v-88", "check_in"), ("v-88", "check_out")]
+    assert [(r.bed, r.visit, r.event) for r in records] == [
+        ("bed-0007", "v-88", "check_in"), ("bed-0007", "v-88", "check_out"),
+        ("bed-0001", "v-88", "check_in"), ("bed-0001", "v-88", "check_out")]
     assert api.ctx.service_log.verify().ok
 
 
@@ -202,16 +208,19 @@ def assert_refused(response: Any, reason: str) -> None:
     assert response.json()["detail"]["reason"] == reason
 
 
-async def test_a_check_in_by_another_caregiver_is_409_not_a_retry_of_the_first(
+async def test_a_check_in_by_another_caregiver_is_their_own_visit_not_a_retry_of_the_first(
         api: Harness) -> None:
-    assert (await visit(api, "check-in", VISIT)).status_code == 201
-    assert_refused(await visit(api, "check-in", {**VISIT, "caregiver": "c-2"}),
-                   "already_checked_in")
+    # Two caregivers' apps numbering their visits alike: two visits, each recorded.
+    first = await visit(api, "check-in", VISIT)
+    assert first.status_code == 201
+    theirs = await visit(api, "check-in", {**VISIT, "caregiver": "c-2"})
+    assert theirs.status_code == 201
+    assert theirs.json()["seq"] != first.json()["seq"]
+    assert (await visit(api, "check-in", {**VISIT, "caregiver": "c-2"})).status_code == 200
     api.now[0] = T0 + 1_800_000
     assert (await visit(api, "check-out", {**VISIT, "services": ["bath"]})).status_code == 201
-    assert_refused(await visit(api, "check-in", {**VISIT, "caregiver": "c-2"}),
-                   "already_checked_in")
-    assert api.ctx.service_log.head()[0] == 2
+    assert_refused(await visit(api, "check-in", VISIT), "already_checked_in")
+    assert api.ctx.service_log.head()[0] == 3
 
 
 async def test_a_check_out_by_another_caregiver_after_the_check_out_is_409_not_a_retry(
@@ -219,7 +228,7 @@ async def test_a_check_out_by_another_caregiver_after_the_check_out_is_409_not_a
     await checked_in_and_out(api)
     assert_refused(await visit(api, "check-out", {**VISIT, "caregiver": "c-9",
                                                   "services": ["bath"]}),
-                   "already_checked_out")
+                   "no_check_in")  # c-9's own v-88 was never checked in
     assert api.ctx.service_log.head()[0] == 2
 
 

@@ -104,6 +104,53 @@ def test_an_open_visit_survives_a_restart() -> None:
     assert raised.evidence["anomaly"] == "nobody_sensed"
 
 
+def test_open_visits_with_one_visit_id_at_two_beds_survive_a_restart_apart() -> None:
+    # Keyed by site, bed, caregiver and visit id in the snapshot too: after the restart a
+    # check-out at b2 closes b2's visit, not b1's, and b1's still raises its own anomaly.
+    both = [(t + 100, infrared(bed, t, motion=3, people=1)) for bed in ("b1", "b2")
+            for t in range(T0, CHECK_IN + 6 * HOUR, MINUTE)]
+    both += [(CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-1")),
+             (CHECK_IN + 60, badge("b2", CHECK_IN, "check_in", "v-1", caregiver="c-2"))]
+    before = detector()
+    run(before, [p for p in both if p[0] < CHECK_IN + 10 * MINUTE], start=T0,
+        end=CHECK_IN + 10 * MINUTE)
+    after = detector()
+    after.restore(before.state())
+    assert sorted((v.bed_id, v.caregiver, v.visit) for v in after.open_visits()) == [
+        ("b1", "c-1", "v-1"), ("b2", "c-2", "v-1")]
+    leave = CHECK_IN + 40 * MINUTE
+    rest = [p for p in both if p[0] >= CHECK_IN + 10 * MINUTE]
+    rest.append((leave + 50, badge("b2", leave, "check_out", "v-1", caregiver="c-2",
+                                   services=["medication"])))
+    findings = run(after, rest, start=CHECK_IN + 11 * MINUTE, end=CHECK_IN + 6 * HOUR)
+    assert sorted((f.bed, f.episode, f.evidence["anomaly"]) for f in opened(findings)) == [
+        ("b1", "c-1/v-1", "no_checkout"), ("b2", "c-2/v-1", "nobody_sensed")]
+
+
+def test_open_visits_of_a_snapshot_from_before_visits_were_keyed_are_kept() -> None:
+    # The snapshot format of the detector before visits were keyed (a list of visits by visit
+    # id, with the fleet's bed number): an upgrade forgot its open visits, and so a caregiver
+    # who never checked out was never reported.
+    import msgspec
+
+    before = detector()
+    traffic = [(CHECK_IN + 50, badge("b1", CHECK_IN, "check_in", "v-3"))]
+    run(before, traffic, start=T0, end=CHECK_IN + 10 * MINUTE)
+    saved = msgspec.msgpack.decode(before.state())
+    saved["extra"] = [{"visit": "v-3", "bed": 0, "caregiver": "c-1", "check_in": CHECK_IN,
+                       "people_before": 0, "samples_before": 0, "check_out": None,
+                       "services": [], "decided_at": None, "anomaly": None},
+                      {"visit": "v-2", "bed": 0, "caregiver": "c-1", "check_in": T0,
+                       "people_before": 0, "samples_before": 0, "check_out": T0 + 1,
+                       "services": [], "decided_at": T0 + 2, "anomaly": None}]
+    after = detector()
+    after.restore(msgspec.msgpack.encode(saved))
+    assert [(v.site, v.bed_id, v.caregiver, v.visit) for v in after.open_visits()] == [
+        ("s1", "b1", "c-1", "v-3")]
+    [raised] = opened(run(after, [], start=CHECK_IN + 11 * MINUTE, end=CHECK_IN + 5 * HOUR))
+    assert (raised.episode, raised.evidence["anomaly"]) == ("c-1/v-3", "no_checkout")
+
+
 def test_check_out_without_check_in_and_unknown_services() -> None:
     traffic = home(T0, T0 + 2 * HOUR)
     traffic.append((T0 + HOUR, badge("b1", T0 + HOUR, "check_out", "v-9", services=["x"])))

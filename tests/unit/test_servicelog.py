@@ -20,6 +20,7 @@ from alerts.servicelog import (
     VisitEvent,
     VisitRecord,
     VisitRefused,
+    api_origin,
     canonical_json,
     chain_hash,
     refusal,
@@ -99,8 +100,11 @@ def test_an_api_call_under_a_recorded_origin_is_a_retry_only_if_it_is_the_same_c
                   replace(check_out, method="qr"), event(2)]:  # check-in after the check-out
         with pytest.raises(VisitRefused) as refused:
             log.append([other])
+        # Another caregiver's check-out of that visit id is one of a visit of their own,
+        # never checked in (visits are keyed by site, bed, caregiver and visit id).
         assert refused.value.reason == (
-            "already_checked_in" if other.event == "check_in" else "already_checked_out")
+            "already_checked_in" if other.event == "check_in" else
+            "no_check_in" if other.caregiver == "c-9" else "already_checked_out")
     [(again, new)] = log.append([replace(check_out, at=T0 + 999, actor="bob")])
     assert (again.seq, new) == (4, False)
     assert log.head() == head
@@ -265,7 +269,8 @@ def test_a_visit_is_checked_in_once_then_out_once_at_its_bed_by_its_caregiver(
 def test_nothing_that_contradicts_its_visit_enters_the_chain(log: ServiceLog) -> None:
     head = log.head()
     for bad in [visit_event("check_out", visit="v-77"),  # never checked in
-                visit_event("check_in", visit="v-0", origin="api:again"),  # already in
+                visit_event("check_in", visit="v-0", bed="bed-0", caregiver="c-0",
+                            origin="api:again"),  # already in
                 visit_event("check_out", visit="v-0", bed="bed-0", caregiver="c-0",
                             origin="api:twice")]:  # v-0 was checked out already
         with pytest.raises(VisitRefused) as refused:
@@ -280,6 +285,55 @@ def test_nothing_that_contradicts_its_visit_enters_the_chain(log: ServiceLog) ->
     [(opened, new)] = log.append([visit_event("check_in", visit="v-79")])
     assert new
     assert opened.seq == head[0] + 1
+
+
+def test_a_visit_id_reused_at_another_bed_or_by_another_caregiver_is_its_own_visit(
+        tmp_path: Path) -> None:
+    # Badges and apps number their visits on their own: v-1 at bed-1 by c-1, at bed-2 by c-2
+    # and at bed-1 by c-3 are three visits. Keyed by the visit id alone, the second and third
+    # check-ins were set aside as "already checked in" and their visits never recorded.
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    visits = [("bed-1", "c-1"), ("bed-2", "c-2"), ("bed-1", "c-3")]
+    for n, (bed, caregiver) in enumerate(visits):
+        service_log.append([visit_event("check_in", visit="v-1", bed=bed, caregiver=caregiver,
+                                        source="badge", origin=f"badge:bd-{n}:1")],
+                           set_aside_refused=True)
+    for n, (bed, caregiver) in enumerate(visits):
+        service_log.append([visit_event("check_out", visit="v-1", bed=bed, caregiver=caregiver,
+                                        source="badge", origin=f"badge:bd-{n}:2")],
+                           set_aside_refused=True)
+    assert service_log.refused() == []
+    chained = service_log.query(visit="v-1", newest_first=False)
+    assert [(r.bed, r.caregiver, r.event) for r in chained] == [
+        (bed, caregiver, event) for event in ("check_in", "check_out")
+        for bed, caregiver in visits]
+    assert service_log.verify().ok
+    # A check-out where that visit id is open only elsewhere is still named as such.
+    service_log.append([visit_event("check_in", visit="v-2", bed="bed-1", caregiver="c-1")])
+    for other, reason in [({"bed": "bed-2"}, "other_bed"), ({"caregiver": "c-2"},
+                                                            "other_caregiver")]:
+        with pytest.raises(VisitRefused) as refused:
+            service_log.append([visit_event("check_out", visit="v-2", **other)])
+        assert refused.value.reason == reason
+    service_log.close()
+
+
+def test_an_app_call_recorded_before_its_origin_named_the_caregiver_is_still_a_retry(
+        tmp_path: Path) -> None:
+    # A log written by the earlier version: the app's origin was site/bed/visit/event.
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    legacy = visit_event("check_in", visit="v-5", origin="api:site-01/bed-1/v-5/check_in")
+    [(first, _)] = service_log.append([legacy])
+    retry = replace(legacy, origin=api_origin("site-01", "bed-1", "c-1", "v-5", "check_in"))
+    [(again, new)] = service_log.append([retry])
+    assert (again.seq, new) == (first.seq, False)
+    # Another caregiver's check-in under that visit id is their own visit, not a retry.
+    [(theirs, new)] = service_log.append([replace(
+        retry, caregiver="c-2", origin=api_origin("site-01", "bed-1", "c-2", "v-5",
+                                                  "check_in"))])
+    assert new
+    assert theirs.seq == first.seq + 1
+    service_log.close()
 
 
 def test_the_recorder_sets_a_badge_check_out_without_check_in_aside_with_its_reason(
