@@ -41,7 +41,7 @@ def test_a_finished_app_visit_becomes_its_service_record_and_is_in_the_months_re
     # By the samples' own time: ``last_seen`` is the receipt time, which can be within 10 ms of
     # the check-in (a failure in CI).
     wait_for(lambda: api(gateway, "GET", "/beds/site-v/bed-0001").json()["latest"]
-             .get("people", {}).get("t", 0) >= t_in + 10, "the samples are in", timeout=20)
+             .get("presence", {}).get("t", 0) >= t_in + 10, "the samples are in", timeout=20)
     out = api(gateway, "POST", "/visits/check-out", {**visit, "services": ["cleaning"]})
     assert out.status_code == 201
 
