@@ -58,8 +58,12 @@ typecheck: venv
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no tests: that fails the build like any other non-zero.
+# Two workers (pytest-xdist), one test file each at a time: the integration tests mostly wait
+# on their own servers, so two share a 2-core machine well (PYTEST_WORKERS=0: one process).
+PYTEST_WORKERS ?= 2
 pytest: venv system-deps
-	@rc=0; $(BIN)/pytest $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) \
+		$(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
