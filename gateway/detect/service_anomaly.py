@@ -48,11 +48,17 @@ Two more are raised while a visit is open or a plan is due:
 
 **The household.** The caregiver is the one person more than usual. How many people usually
 are at home is learnt per bed from the infrared ``people`` count outside visits, with someone
-home (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples with at
-least two, and at least three, people; over one half counts): an elderly couple is two, so the
-spouse is never taken for the caregiver. It starts as a household of one (the safe default of
-a new bed: a couple's second person counts as a visitor for the first hours) and follows a
-change within a day. Evidence names the count used.
+home and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples
+with at least two, and at least three, people; over one half counts; a sample stands for at
+most :data:`HOUSEHOLD_SAMPLE_MS`): an elderly couple is two, so the spouse is never taken for
+the caregiver. Samples with no motion (asleep, or still) are left out: a couple asleep, whom
+the sensor counts as one for ten hours, was learnt as a household of one by morning, and the
+first samples after a night with nothing learnt weighed as much as the whole night. It
+starts as a household of one (the safe default of a new bed: a couple's second person counts
+as a visitor for the first hours) and follows a change within a day. Evidence names the count
+used. Limits: a spouse in the sensor's view for under about two thirds of the active day makes
+the count waver around one half (a visit that never happened may then be missed), and family
+present for half of every waking day counts as the household.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -115,6 +121,8 @@ OVERLAP_TOLERANCE_MS: Final = 2 * MINUTE_MS
 """Badge clocks of two homes may disagree this much."""
 HOUSEHOLD_TAU_MS: Final = 12 * HOUR_MS
 """Time constant of the household's usual people count."""
+HOUSEHOLD_SAMPLE_MS: Final = 5 * MINUTE_MS
+"""The most time one infrared sample stands for in the household's count."""
 LOG_PAGE: Final = 1000
 LOG_INTERVAL_S: Final = 60.0
 
@@ -325,7 +333,8 @@ class ServiceAnomalyDetector(DetectorBase):
                                     ir.t[known])
         np.maximum.at(self.beds["last_received"], bed, received)
         self._sense(bed, people, t)
-        self._learn_household(bed, people, received)
+        awake = ir.motion[known] != 0  # NaN (not reported) included
+        self._learn_household(bed[awake], people[awake], received[awake])
 
     def _visit_event(self, site: str, bed_id: str, bed: int | None, caregiver: str, visit: str,
                      event: str, t: int, services: Iterable[str] | None, method: str | None,
@@ -431,7 +440,10 @@ class ServiceAnomalyDetector(DetectorBase):
         latest = np.full(n, NONE, dtype=np.int64)
         np.maximum.at(latest, bed, received)
         since = b["household_at"][beds]
-        span = np.where(since == NONE, 0, np.maximum(latest[beds] - since, 0))
+        # The time the samples stand for, not the gap since the last ones: after a night
+        # with nobody learnt, the morning's first sample must not outweigh the day before.
+        span = np.where(since == NONE, 0, np.minimum(np.maximum(latest[beds] - since, 0),
+                                                     count[beds] * HOUSEHOLD_SAMPLE_MS))
         weight = 1.0 - np.exp(-span / HOUSEHOLD_TAU_MS)
         for column, least in (("two_or_more", 2), ("three_or_more", 3)):
             share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]

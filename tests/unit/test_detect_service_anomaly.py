@@ -193,6 +193,44 @@ def test_a_caregiver_who_left_a_couple_without_checking_out_is_reported() -> Non
     assert left + 15 * MINUTE <= raised.at <= left + 25 * MINUTE
 
 
+def couple_days(night_people: int, ghosts: set[int]) -> list[tuple[int, Message]]:
+    """Four days of an elderly couple as a sensor sees them: by day both moving, the spouse in
+    view nine minutes in ten; asleep from 21:00 to 07:00, no motion, the sensor counting
+    ``night_people``. A 45-minute visit at 10:00 each day: on the ``ghosts`` days the caregiver
+    never came (the couple as before), on the others the caregiver counted (3 people) nearly
+    throughout."""
+    start = T0 - 9 * HOUR  # midnight
+    traffic = []
+    for day in range(4):
+        midnight = start + day * 24 * HOUR
+        check_in, leave = midnight + 10 * HOUR, midnight + 10 * HOUR + 45 * MINUTE
+        for n, t in enumerate(range(midnight, midnight + 24 * HOUR, MINUTE)):
+            asleep = not 7 * HOUR <= t - midnight < 21 * HOUR
+            people = night_people if asleep else 1 if n % 10 == 3 else 2
+            if check_in <= t < leave and day not in ghosts:
+                people = 2 if n % 10 == 3 else 3
+            traffic.append((t + 100, infrared("b1", t, motion=0 if asleep else 3,
+                                              people=people)))
+        traffic += recorded(check_in, leave)
+        traffic += [(check_in + 50, badge("b1", check_in, "check_in", f"v-{day}")),
+                    (leave + 50, badge("b1", leave, "check_out", f"v-{day}",
+                                       services=["bathing", "medication"]))]
+    return traffic
+
+
+def test_a_couple_asleep_is_still_a_household_of_two_by_morning() -> None:
+    # A fresh verifier's couple: learnt from every sample, ten hours of the couple asleep
+    # (counted as one, or as nobody) made a household of one by the morning (and the first
+    # sample after a night with nothing learnt weighed as much as the night), so the spouse
+    # was taken for the caregiver and the visits that never happened were missed.
+    for night_people in (1, 0):
+        found = run(detector(), couple_days(night_people, ghosts={1, 3}), start=T0 - 9 * HOUR,
+                    end=T0 + 4 * 24 * HOUR)
+        assert sorted((f.episode, f.evidence["anomaly"], f.evidence["household_people"])
+                      for f in opened(found)) == [("c-1/v-1", "nobody_sensed", 2),
+                                                  ("c-1/v-3", "nobody_sensed", 2)], night_people
+
+
 def test_a_new_bed_is_a_household_of_one_until_a_day_shows_otherwise() -> None:
     # The first visit of a new bed whose sensor counts two: the second person is taken for
     # the caregiver (the safe default), so nothing is claimed against an honest caregiver.
