@@ -87,6 +87,8 @@ class Statuses:
     device: I64
     bed: I64
     received: I64
+    ts: I64
+    """The device's time (its ``ts``; whether it is trusted is for the reader to judge)."""
     offline: npt.NDArray[np.bool_]
     goodbye: npt.NDArray[np.bool_]
     """An ``offline`` the device said itself (``seq`` above 0), not its last will."""
@@ -239,7 +241,8 @@ def extract(numbering: DeviceNumbers, chunks: Sequence[Chunk]) -> Batch:
     is_will[at] = offline
     goodbye = offline & np.array([item.seq > 0 for item in status], dtype=np.bool_) \
         if status else np.zeros(0, np.bool_)
-    statuses = Statuses(device[at], numbering.device_bed[device[at]], received[at], offline,
+    statuses = Statuses(device[at], numbering.device_bed[device[at]], received[at], ts[at],
+                        offline,
                         goodbye, _column(status, "battery"), _column(status, "heartbeat_s"))
     events: list[EventRecord] = []
     bed_of = numbering.device_bed_list

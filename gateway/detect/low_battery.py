@@ -4,6 +4,13 @@ One episode per device. It clears once the device reports at least ``low_battery
 :data:`HYSTERESIS_PCT` (the battery was replaced or recharged), so a level wobbling around
 the threshold does not open and close alerts.
 
+Statuses count in the order they were sent, by the rule the bed page's live state follows
+(:mod:`alerts.livestate`): their device time when it is inside the gateway's clock window
+(never later than receipt), else their receipt time; a status ordered by receipt gives way to
+any trusted status received after it. So a status held back for two days and delivered late
+(90 %) does not clear an alert a newer one opened (7 %), and the alert and the bed page say
+the same level.
+
 For example, a call button reporting 9 % (``medium`` for a button, which must be able to
 call; ``low`` for the other devices):
 
@@ -49,6 +56,8 @@ class LowBatteryDetector(DetectorBase):
         d.column("low_since", np.int64, NONE)
         d.column("active", np.bool_, False)
         d.column("active_since", np.int64, NONE)
+        d.column("status_order", np.int64, NONE)
+        d.column("untrusted_at", np.int64, NONE)
 
     def _update(self, batch: Batch) -> None:
         st = batch.statuses
@@ -57,20 +66,26 @@ class LowBatteryDetector(DetectorBase):
             return
         d = self.devices
         device, level = st.device[reported], st.battery[reported]
+        received, ts = st.received[reported], st.ts[reported]
+        window = self.fleet.clock_window
+        trusted = (ts >= received - window.behind_ms) & (ts <= received + window.ahead_ms)
+        order = np.where(trusted, np.minimum(ts, received), received)
         low = level < self.fleet.settings["low_battery_pct"][st.bed[reported]]
-        # The first low reading of the batch starts the episode; the last reading decides.
-        first_low = np.full(self.fleet.n_devices, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(first_low, device[low], st.received[reported][low])
-        last = np.full(self.fleet.n_devices, -1, np.int64)
-        np.maximum.at(last, device, np.arange(len(device)))
-        touched = np.flatnonzero(last >= 0)
-        final = last[touched]
-        d["battery"][touched] = level[final]
-        low_since = d["low_since"]
-        still_low = low[final]
-        starting = touched[still_low & (low_since[touched] == NONE)]
-        low_since[starting] = first_low[starting]
-        low_since[touched[~still_low]] = NONE
+        battery, low_since = d["battery"], d["low_since"]
+        status_order, untrusted_at = d["status_order"], d["untrusted_at"]
+        # A few statuses per device and hour: one by one, in arrival order.
+        for i, dev in enumerate(device.tolist()):
+            got, ordered, sure = int(received[i]), int(order[i]), bool(trusted[i])
+            held = int(untrusted_at[dev])
+            if not (ordered >= status_order[dev] or (sure and held != NONE and got >= held)):
+                continue  # older than the status that counts (sent earlier, delivered late)
+            status_order[dev] = ordered
+            untrusted_at[dev] = NONE if sure else got
+            battery[dev] = level[i]
+            if not low[i]:
+                low_since[dev] = NONE
+            elif low_since[dev] == NONE:
+                low_since[dev] = got
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         fleet = self.fleet

@@ -33,3 +33,32 @@ def test_statuses_without_battery_change_nothing_and_settings_apply() -> None:
                           start=T0, end=T0 + HOUR))) == 1
     assert run(LowBatteryDetector(Registry(), timezone=ZONE), traffic,  # type: ignore[arg-type]
                start=T0, end=T0 + HOUR) == []
+
+
+def test_a_status_sent_long_ago_and_delivered_late_does_not_clear_the_alert() -> None:
+    """Issue #17 (device time bounded in every view): a status sent two days ago (90 %), held by
+    the home's network and delivered after a newer one (7 %), is older than what counts: the
+    alert stays open at 7 %, as the bed page shows (``alerts.livestate``'s order)."""
+    day = 24 * HOUR
+    traffic = [(T0, status("b1", "fall", T0, battery=7.0)),
+               (T0 + 5 * MINUTE, status("b1", "fall", T0 + 5 * MINUTE, ts=T0 - 2 * day,
+                                        battery=90.0))]
+    findings = run(LowBatteryDetector(Registry(), timezone=ZONE), traffic,  # type: ignore[arg-type]
+                   start=T0, end=T0 + HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["battery_pct"] == 7.0
+    assert cleared(findings) == []
+
+
+def test_a_status_dated_far_ahead_counts_when_it_arrives_and_gives_way_to_the_next() -> None:
+    """A clock outside the window (2099) orders by receipt: its 5 % counts when it arrives and
+    the device's next real status (90 %) replaces it, whatever its date says."""
+    far = at("2099-01-01", "00:00", ZONE)
+    traffic = [(T0, status("b1", "fall", T0, ts=far, battery=5.0)),
+               (T0 + 10 * MINUTE, status("b1", "fall", T0 + 10 * MINUTE, battery=90.0))]
+    findings = run(LowBatteryDetector(Registry(), timezone=ZONE), traffic,  # type: ignore[arg-type]
+                   start=T0, end=T0 + HOUR)
+    [raised] = opened(findings)
+    assert raised.evidence["battery_pct"] == 5.0
+    [clear] = cleared(findings)
+    assert clear.evidence["battery_pct"] == 90.0
