@@ -27,6 +27,9 @@ the common 1,024 limit, and ``/healthz``, the API and the console went dark. Her
 
 The asyncio accept loop takes up to ``backlog`` connections per turn before any is seen here,
 so the listening backlog is small (:data:`BACKLOG`) and counted in the headroom.
+
+This module is over 400 lines: the guard, the protocol that applies it and the limits that
+size it are one mechanism, read together (split, each part would have to explain the others).
 """
 
 from __future__ import annotations
@@ -51,9 +54,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("homecare.http")
 
 BACKLOG: Final = 128
+"""Listening backlog: connections accepted in one turn of the event loop at most."""
 SEND_BUFFER_BYTES: Final = 256 * 1024
 """Kernel send buffer per HTTP connection (instead of autotuned up to 4 MiB)."""
-"""Listening backlog: connections accepted in one turn of the event loop at most."""
 FD_HEADROOM: Final = 256
 """Descriptors kept for everything but HTTP connections (stores, spool, broker, threads)."""
 OPEN_FILES_WANTED: Final = 65_536
