@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -125,12 +126,38 @@ def check(config: Path | None, *, registry: Path | None = None) -> CheckResult:
         if settings.influx_url is None:
             result.notes.append("no influx_url: points stay in the local spool until a "
                                 "database is configured")
+        result.notes.extend(_shared_broker_users(settings))
     if not result.problems:
         try:
             load(config)
         except ConfigError as exc:  # a rule this check does not know yet: still reported
             result.problems.append(Problem(str(config or "settings"), "settings", str(exc)))
     return result
+
+
+def _shared_broker_users(settings: Settings) -> list[str]:
+    """Sessions that would connect to the devices' broker as one user. A broker that makes the
+    user name the client id (``use_username_as_clientid``, as ``deploy/mosquitto/mosquitto.conf``)
+    keeps one session per user: two connections as one user take over each other, and a clean
+    one (a page) discards the gateway's persistent session and what it held."""
+    main = settings.mqtt_username or urlsplit(settings.mqtt_url).username
+    if main is None:
+        return []
+    notes = []
+    if settings.mqtt_urgent_session and (settings.mqtt_urgent_username or main) == main:
+        notes.append(f"the urgent MQTT session connects as {main!r} like the main one: on a "
+                     "broker with use_username_as_clientid (deploy/mosquitto) they take over "
+                     "each other; set mqtt_urgent_username (homecare acl writes its user)")
+    if settings.notify_mqtt_url is not None:
+        pages = urlsplit(settings.notify_mqtt_url)
+        same_broker = (pages.hostname, pages.port) == (urlsplit(settings.mqtt_url).hostname,
+                                                       urlsplit(settings.mqtt_url).port)
+        if same_broker and pages.username == main:
+            notes.append(f"MQTT pages (notify_mqtt_url) connect to the devices' broker as "
+                         f"{main!r} like the gateway: give them a user of their own (on a "
+                         "broker with use_username_as_clientid each page would end the "
+                         "gateway's session)")
+    return notes
 
 
 def _read_file(config: Path | None, result: CheckResult) -> tuple[dict[str, Any], dict[str, str]]:

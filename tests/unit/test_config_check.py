@@ -163,3 +163,23 @@ def test_every_homecare_variable_the_repository_uses_is_known() -> None:
     assert len(used) > 20, "the scan found almost nothing"
     unknown = unknown_variables(dict.fromkeys(used, ""))
     assert unknown == [], [(name, used[name]) for name, _ in unknown]
+
+
+def test_sessions_sharing_one_broker_user_are_named(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the shipped broker (use_username_as_clientid) two connections as one user take over
+    each other: the urgent session and MQTT pages need users of their own (issue #17)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      '[mqtt]\nurl = "mqtt://127.0.0.1:1883"\nusername = "gateway"\n')
+    monkeypatch.setenv("HOMECARE_NOTIFY_MQTT_URL", "mqtt://gateway:pw@127.0.0.1:1883")
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert result.exit_code == 0, result.stdout
+    assert "urgent MQTT session connects as 'gateway'" in result.stdout
+    assert "MQTT pages (notify_mqtt_url) connect to the devices' broker as 'gateway'" in \
+        result.stdout
+    monkeypatch.setenv("HOMECARE_MQTT_URGENT_USERNAME", "gateway-urgent")
+    monkeypatch.setenv("HOMECARE_NOTIFY_MQTT_URL", "mqtt://pager:pw@127.0.0.1:1883")
+    result = runner.invoke(app, ["config", "check", "--config", str(config)])
+    assert "connects as" not in result.stdout, result.stdout
+    assert "MQTT pages" not in result.stdout, result.stdout
