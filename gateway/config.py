@@ -360,6 +360,43 @@ class Settings(BaseSettings):
         description="Dead letters one source may store at once before "
         "`dead_letter_source_bytes_per_second` applies.")
 
+    # --- housekeeping (gateway/storage/housekeeping.py; README "Disk use and housekeeping") --
+    housekeeping_interval_s: float = Field(
+        default=3600.0, ge=0, le=7 * 86_400, json_schema_extra={"unit": "s"},
+        description="How often the data directory is tidied (first a minute after start, at "
+        "most): SQLite WAL files checkpointed, dead letters and used acknowledge links past "
+        "their age deleted, old alert changes and key audit archived, free pages reclaimed; "
+        "one `housekeeping.done` log line per run. 0: never.")
+    housekeeping_dead_letter_max_age_s: float = Field(
+        default=30 * 86_400.0, ge=0, json_schema_extra={"unit": "s"},
+        description="Dead letters older than this are deleted (on top of "
+        "`dead_letter_max_bytes`). 0: no age limit.")
+    housekeeping_alert_changes_live_months: int = Field(
+        default=13, ge=0, le=1200,
+        description="Whole months of alert changes kept in `alerts.sqlite3` besides the "
+        "current one; older months are archived to `data_dir/archive/alert-changes-YYYY-MM"
+        ".jsonl.gz` (verifiable, kept) and their resolved alerts leave the live API. 0: never "
+        "archived.")
+    housekeeping_audit_live_months: int = Field(
+        default=13, ge=0, le=1200,
+        description="Whole months of the API key audit kept in `keys.sqlite3` besides the "
+        "current one; older months are archived to `data_dir/archive/key-audit-YYYY-MM.jsonl"
+        ".gz`. 0: never archived.")
+    housekeeping_ack_link_max_age_s: float = Field(
+        default=90 * 86_400.0, ge=0, json_schema_extra={"unit": "s"},
+        description="Records of used one-time acknowledge links older than this are deleted "
+        "(never before the link itself expired, `notify_link_ttl_s`); the acknowledgement "
+        "itself stays in the alert changes.")
+    housekeeping_vacuum_free_share: float = Field(
+        default=0.25, gt=0, le=1,
+        description="A SQLite file off the emergency path whose free pages are at least this "
+        "share of it is VACUUMed (given back to the file system) if no larger than "
+        "`housekeeping_vacuum_max_bytes`; otherwise its free pages are reused by new rows.")
+    housekeeping_vacuum_max_bytes: int = Field(
+        default=64 * 1024**2, ge=0, json_schema_extra={"unit": "bytes"},
+        description="The largest SQLite file VACUUMed (a VACUUM locks the file while it "
+        "copies it).")
+
     # --- alerts -------------------------------------------------------------------------------
     # An unacknowledged alert is escalated (re-notified, to a wider circle each step) on a
     # schedule per severity: the first step ``alert_escalation_<severity>_s[0]`` seconds after

@@ -100,6 +100,7 @@ from gateway.notify import (
 )
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.storage.health import StorageHealth, is_storage_error
+from gateway.storage.housekeeping import Housekeeper, HousekeepingMetrics, Policy
 from gateway.storage.spool import Spool
 from gateway.tsdb.drainer import SinkWriter
 from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
@@ -308,6 +309,10 @@ class Gateway:
         self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
+        # Housekeeping (its own thread; SQLite work in small slices): archive, age, checkpoint.
+        self.housekeeper = Housekeeper(data_dir, Policy.from_settings(settings),
+                                       metrics=HousekeepingMetrics(self.metrics.registry))
+        self._housekeeping_thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
         self.checkpoint = Checkpoint(
             self.pipeline, spool=self.spool, deadletters=self.deadletters, source=self.source,
             inbox=self.inbox, storage=self.storage, metrics=self.metrics,
@@ -333,6 +338,7 @@ class Gateway:
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
                 alert_ticks = tasks.create_task(self._alert_ticks(), name="alert-ticks")
+                housekeeping = tasks.create_task(self._housekeeping(), name="housekeeping")
                 upstream_stop = asyncio.Event()
                 upstream = (tasks.create_task(self.upstream.run(upstream_stop), name="upstream")
                             if self.upstream is not None else None)
@@ -385,12 +391,16 @@ class Gateway:
                                     self.spool.pending_points)
                     sink.cancel()
                 gauges.cancel()
+                self.housekeeper.stopping.set()  # a run in hand ends after its slice
+                housekeeping.cancel()
                 if http is not None:
                     http.cancel()
         finally:
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(gc_timer)
-            for thread in (self._emergency_thread, self._ingest_thread, self._detect_thread):
+            self.housekeeper.stopping.set()
+            for thread in (self._emergency_thread, self._ingest_thread, self._detect_thread,
+                           self._housekeeping_thread):
                 thread.shutdown(wait=True, cancel_futures=True)
             if self.writer is not None:
                 await self.writer.close()
@@ -556,6 +566,24 @@ class Gateway:
             self.storage.recovered("alerts", what=f"last_seq={self.alerts.last_seq}")
         if self.upstream is not None:
             self.upstream.wake()
+
+    async def _housekeeping(self) -> None:
+        """Tidy the data directory (:mod:`gateway.storage.housekeeping`) every
+        ``housekeeping_interval_s``, first at most a minute after start; a failure is logged
+        by the run, never fatal."""
+        interval = self.settings.housekeeping_interval_s
+        delay = min(interval, 60.0)
+        while interval > 0 and not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                await self._in_thread(self._housekeeping_thread, self.housekeeper.run)
+            except Exception as exc:  # a bug: logged, tried again next time
+                log.exception("housekeeping.failed error=%s", type(exc).__name__)
+            delay = interval
 
     # --- observability ------------------------------------------------------------------------
 

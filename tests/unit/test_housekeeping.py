@@ -1,0 +1,253 @@
+"""Housekeeping of the data directory (gateway/storage/housekeeping.py): old alert changes and
+key audit archived by month and still verifiable, recent ones kept; dead letters and used
+acknowledge links deleted by age; WAL files checkpointed; metrics and the log line."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerts.acklinks import AckLinks
+from alerts.keys import KeyStore
+from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.store import AlertStore
+from gateway.storage.deadletters import DeadLetter, DeadLetterStore
+from gateway.storage.housekeeping import (
+    ARCHIVE_DIR,
+    MANIFEST,
+    Housekeeper,
+    HousekeepingMetrics,
+    Policy,
+    archive_cutoff_ms,
+    month_start_ms,
+    verify_archive,
+)
+
+DAY = 86_400_000
+NOW = month_start_ms(2026, 6) + 14 * DAY  # 2026-06-15
+OLD_JAN = month_start_ms(2025, 1) + 3 * DAY
+OLD_FEB = month_start_ms(2025, 2) + 3 * DAY
+RECENT = month_start_ms(2026, 5) + 3 * DAY
+
+
+def _alert(incident: str, at: int, status: AlertStatus, n: int) -> Alert:
+    return Alert(id=f"id-{n}", incident=incident, type=AlertType.DEVICE_OFFLINE,
+                 severity=Severity.HIGH, site="s1", bed="b1", opened_at=at, updated_at=at,
+                 status=status)
+
+
+def _write(store: AlertStore, alert: Alert, *actions: tuple[str, int, AlertStatus]) -> None:
+    for action, at, status in actions:
+        seq = store.last_seq() + 1
+        store.write([AlertChange(seq=seq, at=at, action=action, alert=msgspec.structs.replace(
+            alert, status=status, updated_at=at))])
+
+
+def _alert_history(data_dir: Path) -> AlertStore:
+    """Episode 1 (January 2025) and 2 (February 2025) of one incident, both resolved; an alert
+    of another incident opened in May 2026 and still open."""
+    store = AlertStore(data_dir / "alerts.sqlite3")
+    key = "s1/b1/device_offline"
+    _write(store, _alert(f"{key}/#1", OLD_JAN, AlertStatus.OPEN, 1),
+           ("opened", OLD_JAN, AlertStatus.OPEN), ("resolved", OLD_JAN + 60_000,
+                                                   AlertStatus.RESOLVED))
+    _write(store, _alert(f"{key}/#2", OLD_FEB, AlertStatus.OPEN, 2),
+           ("opened", OLD_FEB, AlertStatus.OPEN), ("resolved", OLD_FEB + 60_000,
+                                                   AlertStatus.RESOLVED))
+    _write(store, _alert("s1/b1/low_battery/#1", RECENT, AlertStatus.OPEN, 3),
+           ("opened", RECENT, AlertStatus.OPEN))
+    return store
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+
+
+def _keeper(data_dir: Path, **policy: object) -> Housekeeper:
+    return Housekeeper(data_dir, Policy(**policy))  # type: ignore[arg-type]
+
+
+def test_cutoff_keeps_the_current_month_and_whole_months_before() -> None:
+    assert archive_cutoff_ms(NOW, 13) == month_start_ms(2025, 5)
+    assert archive_cutoff_ms(month_start_ms(2026, 1), 1) == month_start_ms(2025, 12)
+
+
+def test_old_alert_changes_are_archived_by_month_and_recent_ones_kept(tmp_path: Path) -> None:
+    store = _alert_history(tmp_path)
+    counters = store.episode_counters()
+    report = _keeper(tmp_path).run(NOW)
+
+    assert report.archived == {"alert-changes": 4}
+    archive = tmp_path / ARCHIVE_DIR
+    assert sorted(p.name for p in archive.glob("*.gz")) == [
+        "alert-changes-2025-01.jsonl.gz", "alert-changes-2025-02.jsonl.gz"]
+    rows = _rows(archive / "alert-changes-2025-01.jsonl.gz")
+    assert [(r["seq"], r["action"]) for r in rows] == [(1, "opened"), (2, "resolved")]
+    assert json.loads(rows[1]["alert"])["status"] == "resolved"
+    # Live: only the recent change; the recent alert's history intact.
+    assert [c.seq for c in store.changes_since(0)] == [5]
+    assert [c.action for c in store.history("id-3")] == ["opened"]
+    # Episode 1 left the live API; episode 2, the last of its incident key, stays so the
+    # next episode is numbered 3, as before.
+    assert store.get("id-1") is None
+    assert store.get("id-2") is not None
+    assert store.episode_counters() == counters
+    assert store.last_seq() == 5
+    check = verify_archive(tmp_path)
+    assert check.ok, check.problems
+    assert check.rows == {"alert-changes": 4}
+    # A second run archives nothing more.
+    assert _keeper(tmp_path).run(NOW).archived == {}
+    store.close()
+
+
+def test_an_archive_changed_or_removed_is_found(tmp_path: Path) -> None:
+    _alert_history(tmp_path).close()
+    _keeper(tmp_path).run(NOW)
+    archive = tmp_path / ARCHIVE_DIR
+    path = archive / "alert-changes-2025-01.jsonl.gz"
+    lines = gzip.decompress(path.read_bytes()).replace(b'"resolved"', b'"acknowledged"', 1)
+    path.write_bytes(gzip.compress(lines))
+    assert any("SHA-256" in p for p in verify_archive(tmp_path).problems)
+
+    path.unlink()
+    problems = verify_archive(tmp_path).problems
+    assert any("missing" in p for p in problems)
+    assert any("seq 1..2 are neither archived nor live" in p for p in problems)
+
+
+def test_a_manifest_line_changed_breaks_its_chain(tmp_path: Path) -> None:
+    _alert_history(tmp_path).close()
+    _keeper(tmp_path).run(NOW)
+    manifest = tmp_path / ARCHIVE_DIR / MANIFEST
+    lines = manifest.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["rows"] = 1
+    manifest.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    assert any("chain is broken" in p for p in verify_archive(tmp_path).problems)
+
+
+def test_changes_a_reader_has_not_read_stay_live(tmp_path: Path) -> None:
+    _alert_history(tmp_path).close()
+    outbox = sqlite3.connect(tmp_path / "outbox.sqlite3")
+    outbox.execute("CREATE TABLE cursors (source TEXT PRIMARY KEY, seq INTEGER NOT NULL)")
+    outbox.execute("INSERT INTO cursors VALUES ('alerts', 1)")
+    outbox.commit()
+    outbox.close()
+    report = _keeper(tmp_path).run(NOW)
+    assert report.archived == {"alert-changes": 1}
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    assert [c.seq for c in store.changes_since(0)] == [2, 3, 4, 5]
+    store.close()
+    assert verify_archive(tmp_path).ok
+
+
+def test_a_deletion_interrupted_after_the_archive_is_finished_next_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _alert_history(tmp_path).close()
+    keeper = _keeper(tmp_path)
+
+    def crash(*args: object) -> None:
+        raise OSError("killed")
+
+    monkeypatch.setattr(keeper, "_delete_range", crash)
+    keeper.run(NOW)
+    assert any("still in the live store" in p for p in verify_archive(tmp_path).problems)
+    monkeypatch.undo()
+    _keeper(tmp_path).run(NOW)
+    check = verify_archive(tmp_path)
+    assert check.ok, check.problems
+    assert check.rows == {"alert-changes": 4}  # each change archived once
+
+
+def test_key_audit_is_archived_by_month(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys.sqlite3")
+    for at in (OLD_JAN, OLD_JAN + 1, RECENT):
+        keys.audit(actor="admin", action="key.create", target="k", status=201, now_ms=at)
+    report = _keeper(tmp_path).run(NOW)
+    assert report.archived == {"key-audit": 2}
+    assert [e.at for e in keys.audit_log()] == [RECENT]
+    rows = _rows(tmp_path / ARCHIVE_DIR / "key-audit-2025-01.jsonl.gz")
+    assert [r["at"] for r in rows] == [OLD_JAN, OLD_JAN + 1]
+    assert verify_archive(tmp_path).ok
+    keys.close()
+
+
+def test_dead_letters_past_their_age_are_deleted(tmp_path: Path) -> None:
+    store = DeadLetterStore(tmp_path / "deadletters.sqlite3")
+    store.add([DeadLetter(received_ms=NOW - 31 * DAY, topic="t/old", payload=b"x",
+                          reason="undecodable", detail=""),
+               DeadLetter(received_ms=NOW - 29 * DAY, topic="t/new", payload=b"y",
+                          reason="undecodable", detail="")])
+    report = _keeper(tmp_path, dead_letter_max_age_ms=30 * DAY).run(NOW)
+    assert report.deleted == {"deadletters": 1}
+    assert [d.topic for d in store.recent()] == ["t/new"]
+    store.close()
+
+
+def test_used_ack_links_past_their_age_are_deleted_never_before_they_expire(
+        tmp_path: Path) -> None:
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"s" * 32, ttl_ms=3_600_000)
+    for key, at in (("old", NOW - 91 * DAY), ("new", NOW - 89 * DAY), ("live", NOW - 1000)):
+        token = links.mint(key=key, alert_id="A1", recipient="anna", step=1, channel="email",
+                           now_ms=at)
+        claim = links.read(token, now_ms=at)
+        assert not isinstance(claim, str)
+        links.use(claim, client="127.0.0.1", result="acknowledged", now_ms=at)
+    _keeper(tmp_path, ack_link_max_age_ms=90 * DAY).run(NOW)
+    assert [links.used(k) is not None for k in ("old", "new", "live")] == [False, True, True]
+    # An age shorter than the links' lifetime: the lifetime holds.
+    _keeper(tmp_path, ack_link_max_age_ms=1, ack_link_ttl_ms=3_600_000).run(NOW)
+    assert links.used("live") is not None
+    links.close()
+
+
+def test_a_checkpoint_shrinks_a_wal_that_grew(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    alert = _alert("s1/b1/device_offline/#1", RECENT, AlertStatus.OPEN, 1)
+    big = msgspec.structs.replace(alert, summary="x" * 2000)
+    for i in range(500):
+        _write(store, big, ("updated", RECENT + i, AlertStatus.OPEN))
+    wal = tmp_path / "alerts.sqlite3-wal"
+    grown = wal.stat().st_size
+    assert grown > 1024 * 1024  # the store keeps its connection open: nothing shrinks it
+    report = _keeper(tmp_path).run(NOW)
+    assert wal.stat().st_size == 0
+    assert report.wal_truncated_bytes == grown
+    assert len(store.history("id-1")) == 500  # nothing lost
+    store.close()
+
+
+def test_a_file_mostly_free_is_vacuumed_and_metrics_and_log_tell(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = DeadLetterStore(tmp_path / "deadletters.sqlite3")
+    store.add([DeadLetter(received_ms=NOW - 40 * DAY, topic=f"t/{i}", payload=b"x" * 900,
+                          reason="undecodable", detail="") for i in range(2000)])
+    store.close()
+    before = (tmp_path / "deadletters.sqlite3").stat().st_size
+    registry = CollectorRegistry()
+    keeper = Housekeeper(tmp_path, Policy(), metrics=HousekeepingMetrics(registry))
+    with caplog.at_level(logging.INFO, logger="homecare.housekeeping"):
+        report = keeper.run(NOW)
+    assert report.deleted == {"deadletters": 2000}
+    assert "deadletters.sqlite3" in report.vacuumed
+    after = (tmp_path / "deadletters.sqlite3").stat().st_size
+    assert after < before / 4
+    assert report.freed_bytes >= before - after
+    assert registry.get_sample_value("homecare_store_bytes",
+                                     {"store": "deadletters"}) == report.store_bytes["deadletters"]
+    assert registry.get_sample_value("homecare_housekeeping_last_freed_bytes") == \
+        report.freed_bytes
+    assert registry.get_sample_value("homecare_housekeeping_rows_total",
+                                     {"store": "deadletters", "action": "deleted"}) == 2000
+    line = next(r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("housekeeping.done"))
+    assert f"freed_bytes={report.freed_bytes}" in line
+    assert "deleted_deadletters=2000" in line
