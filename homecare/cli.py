@@ -237,6 +237,27 @@ def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> tuple
     return found, f"the default data_dir in {Path.cwd()}"
 
 
+@app.command("verify-archive", short_help="Check the housekeeping archive of alert changes "
+             "and key audit.")
+def verify_archive(config: _ConfigOption = None, data_dir: _DataDirOption = None) -> None:
+    """Check <data dir>/archive/ (months of alert changes and key audit housekeeping moved
+    there): every file's SHA-256, rows and numbers against manifest.jsonl, the manifest's hash
+    chain, and that the alert changes run on without a gap through the archives into the
+    live store. Exit status 1 on any problem, each named."""
+    from gateway.storage.housekeeping import verify_archive as check
+
+    directory, source = _data_dir("verify-archive", config, data_dir)
+    result = check(directory)
+    rows = ", ".join(f"{kind} {n} (up to {result.heads[kind]})"
+                     for kind, n in sorted(result.rows.items())) or "nothing archived"
+    typer.echo(f"homecare verify-archive: {directory} (data_dir from {source}): "
+               f"{result.files} files, {rows}: {'ok' if result.ok else 'PROBLEMS'}")
+    for problem in result.problems:
+        typer.echo(f"  {problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
 def _key_store(config: Path | None, data_dir: Path | None) -> tuple[KeyStore, str]:
     """The gateway's key store, and a phrase saying which file it is and why."""
     from alerts.keys import KeyStore

@@ -251,3 +251,21 @@ def test_a_file_mostly_free_is_vacuumed_and_metrics_and_log_tell(
                 if r.getMessage().startswith("housekeeping.done"))
     assert f"freed_bytes={report.freed_bytes}" in line
     assert "deleted_deadletters=2000" in line
+
+
+def test_homecare_verify_archive_names_what_is_wrong(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from homecare.cli import app
+
+    _alert_history(tmp_path).close()
+    _keeper(tmp_path).run(NOW)
+    runner = CliRunner()
+    good = runner.invoke(app, ["verify-archive", "--data-dir", str(tmp_path)])
+    assert good.exit_code == 0, good.output
+    assert "2 files, alert-changes 4 (up to 4): ok" in good.output
+    (tmp_path / ARCHIVE_DIR / "alert-changes-2025-02.jsonl.gz").unlink()
+    bad = runner.invoke(app, ["verify-archive", "--data-dir", str(tmp_path)])
+    assert bad.exit_code == 1
+    assert "alert-changes-2025-02.jsonl.gz: missing" in bad.output
+    assert "seq 3..4 are neither archived nor live" in bad.output
