@@ -32,10 +32,13 @@ What the gateway writes under ``data_dir`` and what bounds it:
 
 Every SQLite file is checkpointed on each run: a ``PASSIVE`` checkpoint first (it never blocks
 a writer), then ``TRUNCATE``, which then has next to nothing to copy and only resets the WAL
-file to zero bytes. Free pages: every store is created with ``auto_vacuum=NONE`` (changing it
-takes a full VACUUM), so pages freed by deletions are reused by the rows that follow; where a
-file has ``auto_vacuum=INCREMENTAL`` it gets ``PRAGMA incremental_vacuum`` in slices; a file
-off the emergency path (not ``alerts.sqlite3``, not ``acklinks.sqlite3``, which an
+file to zero bytes; it waits at most :data:`CHECKPOINT_WAIT_MS` for readers (new writers wait
+behind it meanwhile), else it is tried again next run.
+
+Free pages: every store is created with ``auto_vacuum=NONE`` (changing it takes a full
+VACUUM), so pages freed by deletions are reused by the rows that follow; where a file has
+``auto_vacuum=INCREMENTAL`` it gets ``PRAGMA incremental_vacuum`` in slices; a file off the
+emergency path (not ``alerts.sqlite3``, not ``acklinks.sqlite3``, which an
 acknowledgement writes) whose free pages are at least ``housekeeping_vacuum_free_share`` of it
 and which is at most ``housekeeping_vacuum_max_bytes`` is VACUUMed.
 
@@ -88,6 +91,10 @@ GENESIS: Final = "0" * 64
 NO_VACUUM: Final = frozenset({"alerts.sqlite3", "acklinks.sqlite3"})
 """Files on the emergency or acknowledgement path: a VACUUM locks the whole file for its
 duration, so they are only checkpointed (their free pages are reused by new rows)."""
+
+CHECKPOINT_WAIT_MS: Final = 50
+"""How long a ``TRUNCATE`` checkpoint may wait for readers to finish; new writers (an alert
+commit) wait behind it meanwhile, so never longer than this."""
 
 SLICE_PAUSE_S: Final = 0.005
 """Pause between two slices: a waiting writer takes the file in between."""
@@ -611,7 +618,11 @@ class Housekeeper:
                 if db is None:
                     continue
                 db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # TRUNCATE holds new writers back while it waits for readers: not longer than
+                # CHECKPOINT_WAIT_MS (then it is tried again next run).
+                db.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
                 busy = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                db.execute("PRAGMA busy_timeout=5000")
                 if busy:
                     log.info("housekeeping.checkpoint_busy file=%s; a reader held it, tried "
                              "again next run", path.name)
