@@ -13,9 +13,15 @@ exponentially weighted average over days (about a week of memory) at each local 
 
 * the *usual stillness*: the longest still run reached within the hour each day (a run from
   13:00 to 14:30 reached 60 minutes within 13:00 and 90 within 14:00), counting runs ended by
-  movement, never one that raised this alert, and never an hour in which nobody was home;
-* the *usual sleep*: the share of the hour spent in bed, weekdays and weekends apart (hours
-  with nobody home not counted). An hour is usual sleep when that share is at least
+  movement, never an hour in which nobody was home, and never a run that raised this alert
+  unless movement ended it within :data:`ALERTED_RUN_FACTOR` times the threshold it was
+  raised at (35 minutes of reading, flagged at 31, are this person's; three hours are not).
+  A day longer than the usual weighs :data:`USUAL_ALPHA_UP` (a shorter one
+  :data:`USUAL_ALPHA`), so a usual afternoon read is learnt in a day or two;
+* the *usual sleep*: the share of the hour spent in bed, weekday and weekend nights apart as
+  night_bed_exit keeps them (Friday and Saturday nights, noon to noon: Saturday's lie-in is
+  the weekend's, Sunday evening's early bedtime a weekday's; hours with nobody home not
+  counted). An hour is usual sleep when that share is at least
   :data:`SLEEP_SHARE`; until it is learnt, the bed's night window (BedSettings
   ``night_start``..``night_end``) stands in.
 
@@ -29,6 +35,9 @@ an hour off its usual time is still usual), where an hour's threshold is
   :data:`MARGIN_MIN` after it became unusual, so within 30 minutes with the minute's
   evaluation rounds (after 35-55 minutes); in bed, at least ``inactivity_min_minutes / 2``; a
   usual afternoon nap raises the threshold of its hours by itself;
+* *resting*: in bed (out of the usual sleep) with the bed sensor reporting a heart or
+  breathing rate in the last 10 minutes, the ceiling alone: a nap or a lie-in is judged by
+  the bed sensor and the vital-sign rules, not by the room's motion;
 * not learnt yet (warm-up: the first day of a new bed, hours at which the person is never
   home): ``max(inactivity_min_minutes, inactivity_factor x prior)``, the prior usual being 20
   minutes by day and 40 at night, which is the threshold used before anything is learnt;
@@ -106,6 +115,16 @@ SPACING_ALPHA: Final = 0.2
 USUAL_ALPHA: Final = 0.2
 """Weight of today's value in an hour's usual stillness and usual share in bed (about a week
 of memory)."""
+USUAL_ALPHA_UP: Final = 0.5
+"""... and in an hour's usual stillness when today's is longer: a person who reads for 35
+minutes after lunch is taken for one after a day or two, not a week of alerts (a day of
+stillness that raised this alert is learnt only within :data:`ALERTED_RUN_FACTOR`)."""
+ALERTED_RUN_FACTOR: Final = 1.4
+"""A still run that raised this alert is learnt as usual if movement ended it within this
+times the threshold it was judged by (reading for 36 minutes, flagged at 31, is this person's
+afternoon; three hours motionless is not, and is never learnt)."""
+RESTING_FRESH_MS: Final = 10 * 60_000
+"""In bed with a heart or breathing rate from the bed sensor this recently is *resting*."""
 PRIOR_DAY_MIN: Final = 20.0
 PRIOR_NIGHT_MIN: Final = 40.0
 """Usual longest still run (minutes) assumed for an hour not yet observed."""
@@ -171,6 +190,15 @@ def _thinned(beds: I64, t: I64, in_bed: npt.NDArray[np.float32]) -> tuple[I64, I
     return beds[keep], t[keep], is_in[keep]
 
 
+def _weekend(local: I64) -> I64:
+    """1 where local time ``local`` belongs to a weekend night (Friday and Saturday nights,
+    noon to noon, as night_bed_exit learns them: Saturday morning's lie-in and Saturday
+    evening's late bedtime are the weekend's, Sunday evening's early one a weekday's), else 0."""
+    night = (local - DAY_MS // 2) // DAY_MS
+    kind: I64 = np.isin((night + 3) % 7, (4, 5)).astype(np.int64)
+    return kind
+
+
 def _latest(column: I64, beds: I64, t: I64) -> None:
     """``column[bed] = max(column[bed], latest t)`` for ``beds`` ordered by bed and time."""
     if len(beds):
@@ -210,6 +238,10 @@ class InactivityDetector(DetectorBase):
         """The latest in or out of bed, and when (NONE: never known)."""
         b.column("clock_t", np.int64, NONE)
         """Latest sample time of either sensor (for the day change)."""
+        b.column("rates_t", np.int64, NONE)
+        """Latest in-bed sample of the bed sensor with a heart or breathing rate."""
+        b.column("active_threshold", np.float32, np.nan)
+        """The threshold (minutes) the running alert was raised at."""
         self.home = HomeWatch(b)
 
     # --- folding a batch in ---------------------------------------------------------------
@@ -236,7 +268,7 @@ class InactivityDetector(DetectorBase):
         lengths = np.diff(np.append(runs, len(beds)))
         r_bed, r_local = beds[runs], local[runs]
         hour = (r_local // HOUR_MS) % 24
-        weekend = (((r_local // DAY_MS) + 3) % 7 >= 5).astype(np.int64)
+        weekend = _weekend(r_local)
         share = self.beds["bed_share"]
         value = share[r_bed, weekend, hour]
         value = np.repeat(np.where(np.isnan(value), share[r_bed, 1 - weekend, hour], value),
@@ -263,6 +295,8 @@ class InactivityDetector(DetectorBase):
         # ordered by bed and time, as a round's samples are.
         v_bed, v_t, v_in = _thinned(vi.bed, vi.t, vi.in_bed)
         _latest(b["last_vitals_t"], v_bed, v_t)
+        rates = (vi.in_bed == 1) & (~np.isnan(vi.heart) | ~np.isnan(vi.breathing))
+        _latest(b["rates_t"], vi.bed[rates], vi.t[rates])
         i_obs = ((zone != 0) & (presence != 0)
                  & (b["last_vitals_t"][bed] < t - VITALS_STALE_MS))
         streams = [(v_bed, v_t, v_in),
@@ -350,7 +384,10 @@ class InactivityDetector(DetectorBase):
                                                     e_bed, a_bed))
         b = self.beds
         alerted = b["active"][e_bed] & (start == b["active_since"][e_bed])
-        use = (start != NONE) & (start < e_t) & ~alerted
+        # A run that raised this alert is not usual, unless it ended a little after the
+        # threshold it was judged by (the usual was too short: the person's own stillness).
+        within = (e_t - start) <= (ALERTED_RUN_FACTOR * MINUTE_MS) * b["active_threshold"][e_bed]
+        use = (start != NONE) & (start < e_t) & (~alerted | within)
         if use.any():
             self._learn(e_bed[use], start[use], e_t[use])
 
@@ -382,15 +419,19 @@ class InactivityDetector(DetectorBase):
             home = ~b["day_away"][changed]
             seen = b["day_max_min"][changed]
             usual = b["usual_min"][changed]
-            folded = np.where(np.isnan(usual), seen, (1 - USUAL_ALPHA) * usual + USUAL_ALPHA * seen)
+            alpha = np.where(seen > usual, USUAL_ALPHA_UP, USUAL_ALPHA)
+            folded = np.where(np.isnan(usual), seen, (1 - alpha) * usual + alpha * seen)
             b["usual_min"][changed] = np.where((seen > 0) & home, folded, usual)
-            weekend = (((b["day"][changed] + 3) % 7) >= 5).astype(np.int64)
+            # Each hour's kind is its night's: the morning the night before's.
+            hours = np.arange(24)
+            rows = changed[:, None]
+            weekend = _weekend(b["day"][rows] * DAY_MS + hours * HOUR_MS)
             observed = b["day_bed_seen"][changed]
             today = b["day_in_bed"][changed] / np.maximum(observed, 1.0)
-            share = b["bed_share"][changed, weekend]
+            share = b["bed_share"][rows, weekend, hours]
             mixed = np.where(np.isnan(share), today,
                              (1 - USUAL_ALPHA) * share + USUAL_ALPHA * today)
-            b["bed_share"][changed, weekend] = np.where((observed > 0) & home, mixed, share)
+            b["bed_share"][rows, weekend, hours] = np.where((observed > 0) & home, mixed, share)
             for name in ("day_max_min", "day_in_bed", "day_bed_seen"):
                 b[name][changed] = 0.0
             b["day_away"][changed] = False
@@ -438,6 +479,7 @@ class InactivityDetector(DetectorBase):
         where = {int(i): k for k, i in enumerate(candidate.tolist())}
         for i in on.tolist():
             active_since[i] = since[i]
+            b["active_threshold"][i] = judged["threshold"][where[i]]
             findings.append(self._raised(i, now_ms, int(since[i]), judged, where[i]))
         for i in off.tolist():
             gone = self.home.away_since(np.array([i]), np.array([now_ms]))[0] != NONE
@@ -482,13 +524,19 @@ class InactivityDetector(DetectorBase):
         # given the in-bed floor; still in the room, the lower floor.
         threshold = np.where(in_bed & known, np.maximum(threshold, IN_BED_FLOOR_SHARE * minimum),
                              threshold)
+        # In bed with the bed sensor reporting a heart or breathing rate is resting (a nap, a
+        # lie-in), whatever the room's motion: the vital-sign rules judge it; only the
+        # ceiling applies (motionless in bed for hours at noon is still flagged).
+        rates_t = b["rates_t"][beds]
+        resting = in_bed & known & (rates_t != NONE) & (rates_t >= now_ms - RESTING_FRESH_MS)
+        threshold = np.where(resting, ceiling, threshold)
         threshold = np.where(known, np.minimum(threshold, ceiling), threshold)
         still = (now_ms - since) / MINUTE_MS
-        weekend = (((local // DAY_MS) + 3) % 7 >= 5).astype(np.int64)
-        share = b["bed_share"][beds, weekend, hour].astype(np.float64)
+        share = b["bed_share"][beds, _weekend(local), hour].astype(np.float64)
         return {"raise": ~asleep & (still >= threshold), "threshold": threshold,
                 "usual": usual, "this_hour": this_hour, "hour": hour, "known": known,
                 "in_bed": in_bed & known, "sleep": sleep, "ceiling": ceiling, "share": share,
+                "resting": resting,
                 "still": still}
 
     def _raised(self, i: int, now_ms: int, since: int, judged: dict[str, Any],
@@ -511,6 +559,7 @@ class InactivityDetector(DetectorBase):
                 "usual_this_hour_minutes": None if np.isnan(this_hour) else rounded(this_hour),
                 "in_bed": in_bed,
                 "usual_sleep_hour": bool(judged["sleep"][k]),
+                "resting_in_bed": bool(judged["resting"][k]),
                 "usual_share_in_bed": None if np.isnan(share) else rounded(share, 2),
                 "ceiling_minutes": rounded(judged["ceiling"][k]),
             })

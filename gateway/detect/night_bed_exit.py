@@ -18,16 +18,21 @@ it lasted :data:`SLEEP_MIN_MS` to :data:`SLEEP_MAX_MS` and its middle falls betw
 nights) are kept apart; the usual bedtime and wake time are their medians, and the spread is
 the median distance from them. The night then runs from the usual bedtime less
 ``max(45, min(120, 30 + 2.5 x spread))`` minutes to the usual wake time less
-``max(30, min(90, 15 + 2.5 x spread))`` minutes, within the registry's window (BedSettings
-``night_start``..``night_end``; :data:`REGISTRY_REACH_MIN`). So getting up at, or a little
-before, the usual wake time is the morning (an early riser's morning is not a night exit), and
-the evening before a night owl's usual bedtime is not night.
+``max(30, min(90, 15 + 2.5 x spread))`` minutes, and no later than 15 minutes before the 10th
+percentile of the learnt wake times (:data:`EARLY_WAKE_PERCENTILE`), within the registry's
+window (BedSettings ``night_start``..``night_end``; :data:`REGISTRY_REACH_MIN`). So getting
+up at, or a little before, the usual wake time is the morning (an early riser up anywhere
+from 04:45 to 05:30 is not a night exit), and the evening before a night owl's usual bedtime
+is not night.
 
 **Warm-up**: until :data:`WARMUP_NIGHTS` night of the kind (weekday or weekend) is learnt,
 the other kind's are used; until neither has one, the night is the registry's window, as
-before learning existed (so an early riser's first morning is judged by it). An away night has
-no stretch in bed and teaches nothing, nor does a stretch whose start was not seen (the bed
-first seen, or seen again after a data gap, with the person already in bed).
+before learning existed, but for getting up in its last :data:`WARMUP_MORNING_MIN` minutes
+after at least 5 hours in bed: that is the morning (an early riser up at 04:45 on their first
+days), so a fall in the middle of the first night is found and an early morning is not one.
+An away night has no stretch in bed and teaches nothing, nor does a stretch whose start was
+not seen (the bed first seen, or seen again after a data gap, with the person already in
+bed).
 
 **The return limit** is judged against this person's night trips: the length of each
 out-of-bed spell that began in their night, was seen to begin (not made up after a data gap)
@@ -35,17 +40,23 @@ and ended back in bed within :data:`CEILING_MIN`, is kept (the last :data:`TRIPS
 it raised this alert and ended more than :data:`ALERTED_TRIP_FACTOR` times the limit it was
 judged by: a reported exit is not a usual trip, so five 50-minute exits of a person whose trips
 take 10 minutes are all reported, while an insomniac's 40-minute spells over the registry's 30
-minutes become their usual (a real exit a little over the limit is learnt too). With at
+minutes become their usual (a real exit a little over the limit is learnt too). Two
+exceptions learn a reported exit back in bed within the ceiling all the same: in the warm-up
+(fewer than :data:`WARMUP_TRIPS` trips known, nothing to judge it by yet), and a *regular
+sleepless spell*: such exits on at least :data:`REGULAR_NIGHTS` nights and half the nights in
+bed of the last :data:`RECENT_NIGHTS` days (an insomniac up 35-60 minutes on most nights;
+the person with five 50-minute exits after a week of 10-minute trips is below half). With at
 least :data:`WARMUP_TRIPS` of them the limit is :data:`TRIP_FACTOR` times their
 :data:`TRIP_PERCENTILE` th percentile, never below the registry's ``bed_exit_return_min``
 (the floor, and the limit during the warm-up) and never above :data:`CEILING_MIN` (unless the
 registry's floor is higher), so a fall in the bathroom at night is never missed for long.
 
 The condition holds when the exit happened in this person's night, has lasted the return
-limit and a sensor still reports; it clears when the person is seen in bed again. Leaving the
-bed and then the home at night is reported like any other exit. The evidence gives the night
-used (learnt or the registry's), the usual bedtime, wake time and night trips, the limit and
-why, and what was seen.
+limit and a sensor still reports (and the person was seen in bed at least once: a bed first
+heard while they were up has no exit from it); it clears when the person is seen in bed
+again. Leaving the bed and then the home at night is reported like any other exit. The
+evidence gives the night used (learnt or the registry's), the usual bedtime, wake time and
+night trips, the limit and why, and what was seen.
 
 The module is over 400 lines because learning the person's night and trips and judging an
 exit by them are one rule on one set of per-bed columns (saved and restored together).
@@ -107,6 +118,10 @@ WARMUP_NIGHTS: Final = 1
 """Nights of a kind needed before the learnt night replaces the registry's window: one (an
 early riser is taken for an early riser from the second morning; a night whose start was not
 seen, the first after a new install or a data gap, teaches nothing)."""
+WARMUP_MORNING_MIN: Final = 90.0
+WARMUP_MORNING_SLEEP_MS: Final = 5 * HOUR_MS
+"""Until a night is learnt, out of bed in the last 90 minutes of the registry's night after
+at least 5 hours in bed is getting up (an early riser's first mornings), not a night exit."""
 SPREAD_NIGHTS: Final = 3
 """Nights of the kind needed to know how much bedtime and wake time vary; with fewer, the
 margins are at their widest (an early riser up 40 minutes before their one learnt morning
@@ -120,6 +135,10 @@ REGISTRY_REACH_MIN: Final = 0.0
 """How far the learnt night may reach beyond the registry's window, either side. None: on
 simulated standard lives (up 06:12-07:50), reaching an hour past 06:00 raised a person up half
 an hour before their usual time; within the window, learning only ever removes night."""
+EARLY_WAKE_PERCENTILE: Final = 10.0
+EARLY_WAKE_MARGIN_MIN: Final = 15.0
+"""The night also ends this long before the 10th percentile of the learnt wake times: an
+early riser up anywhere between 04:45 and 05:30 is up at the morning's usual time."""
 SPREAD_FACTOR: Final = 2.5
 BED_MARGIN_MIN: Final = (30.0, 45.0, 120.0)
 WAKE_MARGIN_MIN: Final = (15.0, 30.0, 90.0)
@@ -136,6 +155,12 @@ TRIP_FACTOR: Final = 1.2
 ALERTED_TRIP_FACTOR: Final = 1.4
 """An exit that raised the alert is learnt as a night trip only if it ended within this times
 the limit it was judged by."""
+RECENT_NIGHTS: Final = 14
+REGULAR_NIGHTS: Final = 3
+REGULAR_SHARE: Final = 0.5
+"""A reported exit back in bed within the ceiling is a regular sleepless spell, learnt as a
+night trip, when such spells happened on at least 3 nights and half the nights in bed of the
+last 14 days."""
 CEILING_MIN: Final = 90.0
 """Out of bed at night this long is always raised (unless the registry's floor is higher)."""
 _WEEKEND: Final = (4, 5)
@@ -212,6 +237,13 @@ class NightBedExitDetector(DetectorBase):
         b.column("trips", np.float32, np.nan, (TRIPS,))
         """Learnt night trips, minutes, ring."""
         b.column("trip_next", np.int32, 0)
+        b.column("recent_nights", np.int64, NONE, (RECENT_NIGHTS,))
+        b.column("recent_long", np.bool_, False, (RECENT_NIGHTS,))
+        b.column("recent_next", np.int32, 0)
+        """The last nights in bed (local noon-to-noon days), ring, and whether each had a
+        reported exit back in bed within the ceiling."""
+        b.column("long_night", np.int64, NONE)
+        """The night of the latest reported exit back in bed within the ceiling."""
 
     # --- update -------------------------------------------------------------------------------
 
@@ -309,10 +341,15 @@ class NightBedExitDetector(DetectorBase):
         # own episodes) unless it ended a little over the limit it was judged by: an
         # insomniac's 40-minute spells over the registry's 30 minutes are their night.
         unusual = b["active"][beds] & (b["active_since"][beds] == old_since)
+        # Until this person's trips are known (the warm-up), every trip back in bed within the
+        # ceiling is theirs: an insomniac's 35-60 minute spells from the first nights, over
+        # the registry's 30 minutes, are their usual, not a series of alerts.
+        unusual &= (~np.isnan(b["trips"][beds])).sum(axis=1) >= WARMUP_TRIPS
         if unusual.any():
             at = np.flatnonzero(unusual)
             limit_ms = self._limits(beds[at]).limit_min * MINUTE_MS
             unusual[at] = trip_ms[at] > ALERTED_TRIP_FACTOR * limit_ms
+            unusual[at] &= ~self._regular(beds[at], old_since[at], trip_ms[at])
         ended = (learnable & (back[beds] != _MAX) & (trip_ms >= TRIP_MIN_MS)
                  & (trip_ms < CEILING_MIN * MINUTE_MS) & ~unusual
                  & (b["empty_since"][beds] == NONE))
@@ -325,6 +362,28 @@ class NightBedExitDetector(DetectorBase):
                               (trip_ms[ended][at_night] / MINUTE_MS).tolist(), strict=True):
             trips[i, trip_next[i]] = minutes
             trip_next[i] = (trip_next[i] + 1) % TRIPS
+
+    def _regular(self, beds: I64, since: I64, trip_ms: I64) -> Bool:
+        """Whether each reported exit, back in bed within the ceiling, is one of this person's
+        regular sleepless spells: such spells (counting this one) on at least
+        :data:`REGULAR_NIGHTS` nights and at least :data:`REGULAR_SHARE` of the nights seen in
+        the last :data:`RECENT_NIGHTS` days. Then it is learnt as a night trip (an insomniac
+        up 35-60 minutes on most nights); a person whose trips take 10 minutes, out for 50 on
+        a few nights, is reported each time."""
+        b = self.beds
+        night = (self.fleet.local_ms(beds, since) - NOON_MS) // DAY_MS
+        back = trip_ms < CEILING_MIN * MINUTE_MS
+        regular = np.zeros(len(beds), np.bool_)
+        for k, (i, n) in enumerate(zip(beds.tolist(), night.tolist(), strict=True)):
+            if not back[k]:
+                continue
+            nights, long = b["recent_nights"][i], b["recent_long"][i]
+            recent = (nights != NONE) & (nights > n - RECENT_NIGHTS) & (nights != n)
+            spells = int((recent & long).sum()) + 1
+            seen = int(recent.sum()) + 1
+            regular[k] = spells >= REGULAR_NIGHTS and spells >= REGULAR_SHARE * seen
+            b["long_night"][i] = n
+        return regular
 
     def _learn_stretches(self, bed: I64, t: I64, unseen_before: Bool) -> None:
         """Stretches in bed, each night's longest, and the nights learnt from them;
@@ -358,6 +417,11 @@ class NightBedExitDetector(DetectorBase):
     def _learn_night(self, i: int) -> None:
         b = self.beds
         began, ended = int(b["best_start"][i]), int(b["best_end"][i])
+        if began != NONE:  # a night in bed (not away): kept for the regular spells
+            slot = int(b["recent_next"][i])
+            b["recent_nights"][i, slot] = b["night_of"][i]
+            b["recent_long"][i, slot] = b["long_night"][i] == b["night_of"][i]
+            b["recent_next"][i] = (slot + 1) % RECENT_NIGHTS
         if began == NONE or not SLEEP_MIN_MS <= ended - began <= SLEEP_MAX_MS \
                 or b["best_cut"][i]:
             return
@@ -389,7 +453,17 @@ class NightBedExitDetector(DetectorBase):
         kind = np.where(own | ~learnt, kind, 1 - kind)
         nan = np.full(len(beds), np.nan)
         start, end, bedtime, wake = nan.copy(), nan.copy(), nan.copy(), nan.copy()
-        night = fleet.is_night(beds, (local % DAY_MS) / MINUTE_MS)
+        wall = (local % DAY_MS) / MINUTE_MS
+        night = fleet.is_night(beds, wall)
+        if not learnt.all():
+            # Warm-up: up after hours in bed, near the end of the registry's night, is the
+            # morning (an early riser's first mornings), not an exit.
+            at = np.flatnonzero(~learnt)
+            began = b["stretch_start"][beds[at]]
+            to_end = (fleet.night_end_min[beds[at]] - wall[at]) % DAY_MIN
+            morning = ((to_end <= WARMUP_MORNING_MIN) & (began != NONE)
+                       & (since[at] - began >= WARMUP_MORNING_SLEEP_MS))
+            night[at] &= ~morning
         if learnt.any():
             at = np.flatnonzero(learnt)
             bedtimes = b["bedtimes"][beds[at], kind[at]].astype(np.float64)
@@ -402,7 +476,9 @@ class NightBedExitDetector(DetectorBase):
             unsure = counts[rows, kind][at] < SPREAD_NIGHTS
             bed_spread[unsure] = wake_spread[unsure] = np.inf
             first = bedtime[at] - _margin(bed_spread, BED_MARGIN_MIN)
-            last = wake[at] - _margin(wake_spread, WAKE_MARGIN_MIN)
+            early = np.nanpercentile(wakes, EARLY_WAKE_PERCENTILE, axis=1)
+            last = np.minimum(wake[at] - _margin(wake_spread, WAKE_MARGIN_MIN),
+                              early - EARLY_WAKE_MARGIN_MIN)
             registry_start = (fleet.night_start_min[beds[at]] - 12 * 60) % DAY_MIN
             registry_end = (fleet.night_end_min[beds[at]] - 12 * 60) % DAY_MIN
             bounded = registry_start < registry_end
@@ -438,7 +514,10 @@ class NightBedExitDetector(DetectorBase):
         floor_ms = self.fleet.setting("bed_exit_return_min") * MINUTE_MS
         fresh = b["last_received"][:n] >= now_ms - STALE_MS
         desired = active & (since == active_since)
+        # A bed where the person was never seen in bed (first heard while they were up) has
+        # no exit from it.
         candidate = np.flatnonzero((since != NONE) & ~active & fresh & (since != judged)
+                                   & (b["seen_in"][:n] != NONE)
                                    & (now_ms - since >= floor_ms))
         if len(candidate):
             night = self._judge(candidate, since[candidate]).night

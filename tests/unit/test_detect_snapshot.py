@@ -42,7 +42,7 @@ def replay(traffic: tuple[Path, Registry], restarts: list[int]) -> list[bytes]:
 def test_a_replay_restarted_twice_raises_exactly_the_alerts_of_one_without(
         traffic: tuple[Path, Registry], monkeypatch: pytest.MonkeyPatch) -> None:
     whole = replay(traffic, [])
-    assert len(whole) > 5
+    assert len(whole) >= 5  # five since an early riser's first morning is no night exit
     assert replay(traffic, [9 * HOUR, 17 * HOUR + 1234]) == whole
     # The comparison can fail: restarted without restoring, the detectors forget what they
     # learnt and what they were in the middle of, and the alerts differ.
