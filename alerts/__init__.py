@@ -102,7 +102,7 @@ from alerts.responsemetrics import ResponseMetrics
 from alerts.roster import OnDuty, Roster, RosterError, Staff
 from alerts.rosterstore import RosterStore
 from alerts.rules import ImmediateRules
-from alerts.servicelog import ServiceEntry, ServiceLog, ServiceLogRecorder
+from alerts.servicelog import JudgedVisit, ServiceEntry, ServiceLog, ServiceLogRecorder
 from alerts.servicerecords import Settlement
 from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
@@ -159,6 +159,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidKeyName",
     "InvalidTransition",
+    "JudgedVisit",
     "KeyExists",
     "KeyNotFound",
     "KeyStore",

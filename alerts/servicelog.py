@@ -44,6 +44,14 @@ same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), on
 and logged (``servicelog.visits_set_aside``, one line per batch). The detectors still see every
 badge event. A check-out that overtook its check-in in the network is set aside too, and the
 check-in that follows opens the visit.
+
+**Judged visits.** The ``service_anomaly`` detector's measurements of each visit it judged
+(sensed time, the household's usual people count, infrared samples, the recordings linked and
+their coverage, its verdict: :class:`JudgedVisit`) are kept in the ``judged_visit`` table of
+the same file, outside the chain (:meth:`ServiceLog.record_judged`), one row per visit (site,
+bed, caregiver, visit id), for :data:`JUDGED_KEEP_MS` after its judgement. Settling reads them
+(:meth:`ServiceLog.judged`) into the visit's service record, which is chained: that record, not
+the table, is what can be traced and verified. A file of before gets the table when opened.
 """
 
 from __future__ import annotations
@@ -126,6 +134,16 @@ CREATE TABLE IF NOT EXISTS refused_visit (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS judged_visit (
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    caregiver TEXT NOT NULL,
+    visit TEXT NOT NULL,
+    judged_at INTEGER NOT NULL,
+    measured TEXT NOT NULL,
+    PRIMARY KEY (site, bed, caregiver, visit)
+);
+CREATE INDEX IF NOT EXISTS judged_visit_at ON judged_visit (judged_at);
 CREATE TRIGGER IF NOT EXISTS service_log_no_update BEFORE UPDATE ON service_log
 BEGIN SELECT RAISE(ABORT, 'service log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS service_log_no_delete BEFORE DELETE ON service_log
@@ -138,6 +156,9 @@ SERVICE_RECORD: Final = "service"
 """``event`` of a finished visit's service record (:meth:`ServiceLog.append_service`)."""
 GATEWAY: Final = "gateway"
 """``source`` of a service record: the gateway settled it."""
+JUDGED_KEEP_MS: Final = 35 * 86_400_000
+"""How long a judged visit's measurements are kept (its service record, settled minutes after
+the judgement, keeps them in the chain for good)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -226,6 +247,22 @@ class ServiceRecord:
         if self.detail is not None:
             body["detail"] = self.detail
         return body
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JudgedVisit:
+    """What the ``service_anomaly`` detector measured of one finished visit when it judged it,
+    whether it found anything or not. ``measured``: small JSON-ready facts, as the detector
+    reports them (``gateway/detect/service_anomaly.py``): ``verdict``, ``reasons``,
+    ``sensed_minutes``, ``household_people``, ``infrared_samples``, ``recordings``,
+    ``recording_coverage`` and more."""
+
+    site: str
+    bed: str
+    caregiver: str
+    visit: str
+    judged_at: int
+    measured: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -493,6 +530,46 @@ class ServiceLog:
                     raise
                 raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
         return out
+
+    def record_judged(self, visits: Sequence[JudgedVisit]) -> None:
+        """Keep the detector's judgements, one transaction (a visit judged again: the latest);
+        forgets those older than :data:`JUDGED_KEEP_MS` before the newest."""
+        if not visits:
+            return
+        rows = [(v.site, v.bed, v.caregiver, v.visit, v.judged_at,
+                 canonical_json(v.measured).decode()) for v in visits]
+        horizon = max(v.judged_at for v in visits) - JUDGED_KEEP_MS
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.executemany(
+                        "INSERT INTO judged_visit (site, bed, caregiver, visit, judged_at,"
+                        " measured) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, bed,"
+                        " caregiver, visit) DO UPDATE SET judged_at = excluded.judged_at,"
+                        " measured = excluded.measured", rows)
+                    db.execute("DELETE FROM judged_visit WHERE judged_at < ?", (horizon,))
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
+
+    def judged(self, site: str, bed: str, caregiver: str, visit: str) -> JudgedVisit | None:
+        """The detector's judgement of a visit (:meth:`record_judged`), if it is kept."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT judged_at, measured FROM judged_visit WHERE site = ? AND bed = ? AND"
+                " caregiver = ? AND visit = ?", (site, bed, caregiver, visit)).fetchone()
+        if row is None:
+            return None
+        return JudgedVisit(site=site, bed=bed, caregiver=caregiver, visit=visit,
+                           judged_at=int(row[0]), measured=json.loads(row[1]))
 
     def settlement_cursor(self) -> tuple[int, int]:
         """``(log_seq, alert_seq)``: the last check-out settled and the last alert change read

@@ -14,15 +14,22 @@ whose ``detail`` holds:
 * the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, the ``services``
   billed with their catalogue minutes and ``claimed_minutes`` (the stay, or the items' minutes
   when longer, as the detector counts it);
-* what the sensors saw, as the detector measured it: ``sensed_minutes``, ``household_people``,
-  ``infrared_samples`` (``None`` when the visit was verified: the detector reports them only
-  with a finding; the caregiver was then sensed for at least the share it requires);
+* what the sensors saw, as the detector measured it when it judged the visit, verified or
+  not (its judgement, :class:`~alerts.servicelog.JudgedVisit`, kept in the service log's file
+  until settled, so a restart in between loses nothing): ``sensed_minutes`` (the caregiver
+  present: more people than the household's usual; ``None`` with too few infrared samples),
+  ``household_people``, ``infrared_samples``, ``samples_with_caregiver``;
 * ``recording_required`` (the catalogue's items that must be recorded), ``recording_coverage``
-  and the ``recordings`` linked to the visit (clip, device, times, duration, sha256) as the
-  detector reported them;
+  (of the visit by the clips, whether or not an item requires it) and the ``recordings``
+  linked to the visit (clip, device, times, duration, sha256);
 * ``plan``: the planned visit taken (the detector's, else the bed's plan nearest the check-in
   within :data:`PLAN_MATCH_MS`, the same caregiver's first: the rule the detector follows);
-* ``evidence``: the check-in and check-out records (seq and hash) and the alerts (ids).
+* ``evidence``: the check-in and check-out records (seq and hash), the alerts (ids) and
+  ``judged_at``, when the detector judged the visit (absent without a judgement: a visit
+  judged by a gateway of before, or whose detector had not judged it when it was settled;
+  its measurements are then the alerts' only, ``None`` for a verified visit).
+
+A record of before (settled without a judgement) reads as it did: its measurements ``None``.
 
 A finding that comes after the visit was settled (a detector that caught up late) gives the
 visit a new revision (origin ``...#2``, ``supersedes`` the earlier record's seq): the chain
@@ -51,7 +58,13 @@ from typing import Any, Final, Protocol
 from alerts.errors import StorageError
 from alerts.model import Alert, AlertChange, AlertType
 from alerts.plans import Catalogue, PlannedVisit
-from alerts.servicelog import SERVICE_RECORD, ServiceEntry, ServiceLog, ServiceRecord
+from alerts.servicelog import (
+    SERVICE_RECORD,
+    JudgedVisit,
+    ServiceEntry,
+    ServiceLog,
+    ServiceRecord,
+)
 
 log = logging.getLogger("homecare.servicerecords")
 
@@ -107,6 +120,11 @@ def _reasons(alerts: Iterable[Alert]) -> tuple[list[str], bool]:
     return reasons, late
 
 
+MEASURED: Final = ("claimed_minutes", "sensed_minutes", "household_people", "infrared_samples",
+                   "samples_with_caregiver", "recording_coverage", "recordings")
+"""What a record takes from the detector's judgement of the visit (else from its alerts)."""
+
+
 def plan_out(plan: PlannedVisit | None) -> dict[str, Any] | None:
     if plan is None:
         return None
@@ -118,14 +136,17 @@ def plan_out(plan: PlannedVisit | None) -> dict[str, Any] | None:
 
 def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str, int],
                    services: Sequence[str], alerts: Sequence[Alert],
-                   plan: PlannedVisit | None, catalogue: Catalogue) -> dict[str, Any]:
+                   plan: PlannedVisit | None, catalogue: Catalogue,
+                   judged: JudgedVisit | None = None) -> dict[str, Any]:
     """The ``detail`` of a visit's service record (module docstring). ``check_in`` and
     ``check_out``: each record's ``(seq, hash, at)``; ``alerts``: the visit's
-    ``service_anomaly`` alerts, oldest first."""
+    ``service_anomaly`` alerts, oldest first; ``judged``: the detector's judgement of it."""
     reasons, late = _reasons(alerts)
     evidence: dict[str, Any] = {}
     for alert in alerts:
         evidence.update(alert.evidence)
+    if judged is not None:
+        evidence.update((k, judged.measured[k]) for k in MEASURED if k in judged.measured)
     stay_ms = max(0, check_out[2] - check_in[2])
     services_minutes = catalogue.minutes(services)
     claimed = evidence.get("claimed_minutes")
@@ -140,6 +161,7 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
         "sensed_minutes": evidence.get("sensed_minutes"),
         "household_people": evidence.get("household_people"),
         "infrared_samples": evidence.get("infrared_samples"),
+        "samples_with_caregiver": evidence.get("samples_with_caregiver"),
         "recording_required": list(catalogue.recorded(services)),
         "recording_coverage": evidence.get("recording_coverage"),
         "recordings": list(evidence.get("recordings") or ()),
@@ -147,7 +169,8 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
         "plan": plan_out(plan),
         "evidence": {"check_in": {"seq": check_in[0], "hash": check_in[1]},
                      "check_out": {"seq": check_out[0], "hash": check_out[1]},
-                     "alerts": [alert.id for alert in alerts]},
+                     "alerts": [alert.id for alert in alerts],
+                     **({"judged_at": judged.judged_at} if judged is not None else {})},
     }
 
 
@@ -284,7 +307,8 @@ class Settlement:
             check_in=(check_in.seq, check_in.hash, check_in.at),
             check_out=(check_out.seq, check_out.hash, check_out.at),
             services=check_out.services or (), alerts=alerts,
-            plan=self._plan(check_in, alerts), catalogue=self.catalogue)
+            plan=self._plan(check_in, alerts), catalogue=self.catalogue,
+            judged=self.log.judged(site, bed, caregiver, visit))
         if revision > 1:
             detail["revision"] = revision
         return ServiceEntry(site=site, bed=bed, caregiver=caregiver, visit=visit,

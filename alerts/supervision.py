@@ -18,7 +18,8 @@ seq and hash). The rules:
   **unplanned**: a performed visit that took no plan.
 * **items** and **minutes**: the service items billed at check-out, with the catalogue's
   minutes (``claimed_minutes``: the visit's claim, its stay or its items' minutes when longer;
-  ``sensed_minutes``: what the sensors confirmed, where the detector measured it).
+  ``sensed_minutes``: what the sensors confirmed, as the detector measured it when it judged
+  the visit, verified or flagged; none for records settled without a judgement).
 * **billable**: the verified visits: their items at the catalogue's minutes. A flagged visit's
   minutes are **held** until the institution has reviewed it; a pending one's wait.
 

@@ -14,8 +14,21 @@ caregiver and visit id (:func:`~gateway.detect._visits.visit_key`), never by the
 alone. At most ``open_visits_max`` visits are followed at once (the oldest open one is
 dropped beyond, counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open
 visit is given up :data:`OPEN_VISIT_EXPIRY_MS` after its check-in; judged visits are kept
-:data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings, plan marks and
-the service-log cursor are in the detector's snapshot.
+:data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings, plan marks,
+judgements not written yet and the service-log cursor are in the detector's snapshot.
+
+**Judgements.** Every visit judged, flagged or not, leaves what was measured (the times
+claimed and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
+``infrared_samples``, ``samples_with_caregiver``, the ``recordings`` linked to the visit with
+clip id, device, times, duration and sha256, ``recording_coverage`` of the visit by them, and
+the ``verdict`` with its ``reasons``) as an :class:`~alerts.servicelog.JudgedVisit`, written
+at the end of the evaluation that judged it to the service log's file
+(:meth:`alerts.ServiceLog.record_judged`, the ``visit_log`` given to :meth:`configure`), one
+transaction for the visits of that evaluation and none when there are none. Settling reads
+it there into the visit's service record (:mod:`alerts.servicerecords`), so a verified
+record shows what the sensors saw too. A judgement that cannot be written (storage trouble,
+logged once) waits in memory and in the snapshot, at most :data:`JUDGED_PENDING_MAX`, and is
+written with the next one; without a ``visit_log`` (replay) nothing is kept.
 
 **The cross-checks** (evidence ``reasons``, in this order; ``anomaly`` is the first), decided
 :data:`SETTLE_MS` after the check-out, so that data held up by the home network is in:
@@ -88,12 +101,20 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, runtime_checkable
 
 import msgspec
 import numpy as np
 
-from alerts import DEFAULT_CATALOGUE, Catalogue, Finding, PlannedVisit, Severity, StorageError
+from alerts import (
+    DEFAULT_CATALOGUE,
+    Catalogue,
+    Finding,
+    JudgedVisit,
+    PlannedVisit,
+    Severity,
+    StorageError,
+)
 from alerts.model import AlertType
 from devices import BadgeEvent, RecordingEvent
 from devices.devicetime import CLOCK_TRUST_MS
@@ -123,6 +144,8 @@ HOUSEHOLD_TAU_MS: Final = 12 * HOUR_MS
 """Time constant of the household's usual people count."""
 HOUSEHOLD_SAMPLE_MS: Final = 5 * MINUTE_MS
 """The most time one infrared sample stands for in the household's count."""
+JUDGED_PENDING_MAX: Final = 10_000
+"""Judgements kept in memory while the service log cannot be written (the oldest dropped)."""
 LOG_PAGE: Final = 1000
 LOG_INTERVAL_S: Final = 60.0
 
@@ -199,6 +222,13 @@ class VisitLog(Protocol):
     def head(self) -> tuple[int, str]: ...
 
 
+@runtime_checkable
+class JudgementSink(Protocol):
+    """Where judgements are kept (:meth:`alerts.ServiceLog.record_judged`)."""
+
+    def record_judged(self, visits: Sequence[JudgedVisit]) -> None: ...
+
+
 class ServiceAnomalyDetector(DetectorBase):
     name = "service_anomaly"
     alert_type = AlertType.SERVICE_ANOMALY
@@ -226,6 +256,10 @@ class ServiceAnomalyDetector(DetectorBase):
         self._watching_since: int | None = None
         self._now: int | None = None
         self._pending: list[Finding] = []
+        self._sink: JudgementSink | None = None
+        self._judged: list[JudgedVisit] = []
+        """Judgements not written yet (:meth:`_write_judged`)."""
+        self._sink_failing = False
         self.dropped_visits = 0
         self._dropped_logged_at = 0.0
 
@@ -239,6 +273,7 @@ class ServiceAnomalyDetector(DetectorBase):
             self.book.source = plans
         if visit_log is not None:
             self._log = visit_log
+            self._sink = visit_log if isinstance(visit_log, JudgementSink) else None
 
     def open_visits(self) -> list[Visit]:
         """The visits not judged yet."""
@@ -251,7 +286,8 @@ class ServiceAnomalyDetector(DetectorBase):
                 "done": msgspec.to_builtins(list(self._done.values())),
                 "clips": msgspec.to_builtins(self.clips.dump()),
                 "book": self.book.dump(), "log_cursor": self._log_cursor,
-                "watching_since": self._watching_since, "dropped": self.dropped_visits}
+                "watching_since": self._watching_since, "dropped": self.dropped_visits,
+                "judged": msgspec.to_builtins(self._judged)}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
         if isinstance(extra, list):
@@ -271,12 +307,35 @@ class ServiceAnomalyDetector(DetectorBase):
         self._log_cursor = extra.get("log_cursor")
         self._watching_since = extra.get("watching_since")
         self.dropped_visits = int(extra.get("dropped", 0))
+        self._judged = msgspec.convert(extra.get("judged", []), list[JudgedVisit])
 
     # --- taking in ----------------------------------------------------------------------------
 
     def evaluate(self, now_ms: int) -> list[Finding]:
         self._now = int(now_ms)
-        return super().evaluate(now_ms)
+        findings = super().evaluate(now_ms)
+        if self._judged:
+            self._write_judged()
+        return findings
+
+    def _write_judged(self) -> None:
+        """Write the judgements waiting (module docstring, Judgements)."""
+        if self._sink is None:
+            self._judged.clear()
+            return
+        try:
+            self._sink.record_judged(self._judged)
+        except StorageError as exc:
+            if not self._sink_failing:
+                self._sink_failing = True
+                log.error("detect.judgements_unwritten visits=%d error=%s; written when the "
+                          "service log can be written again", len(self._judged), exc)
+            del self._judged[:-JUDGED_PENDING_MAX]
+            return
+        if self._sink_failing:
+            self._sink_failing = False
+            log.info("detect.judgements_written visits=%d", len(self._judged))
+        self._judged.clear()
 
     def _catch_up(self) -> None:
         self._read_log()
@@ -551,14 +610,15 @@ class ServiceAnomalyDetector(DetectorBase):
                     f"checked out after {stay_ms / MINUTE_MS:.0f} min; services claim "
                     f"{services_ms / MINUTE_MS:.0f} min")
         plan = self.book.plan_of(visit)
-        self._recordings(visit, plan.services if plan and not services else services,
-                         reasons, phrases, evidence)
+        covered = self._recordings(visit, plan.services if plan and not services else services,
+                                   reasons, phrases, evidence)
         if plan is not None:
             self._window(visit, plan, reasons, phrases, evidence)
         elif self.book.is_planned(visit.site, visit.bed_id):
             reasons.append("unplanned")
             phrases.append("no plan for this visit")
         self._overlap(visit, now_ms, reasons, phrases, evidence)
+        self._keep_judged(visit, now_ms, reasons, evidence, covered)
         if not reasons:
             if visit.no_checkout:
                 return [self._visit_finding(visit, now_ms, active=False, reasons=[],
@@ -569,24 +629,47 @@ class ServiceAnomalyDetector(DetectorBase):
         return [self._visit_finding(visit, now_ms, active=True, reasons=reasons,
                                     phrases=phrases, evidence=evidence)]
 
+    def _keep_judged(self, visit: Visit, now_ms: int, reasons: list[str],
+                     evidence: dict[str, Any], covered: float) -> None:
+        """What was measured of a judged visit, for its service record (module docstring)."""
+        stay_ms = max(0, (visit.check_out or visit.check_in) - visit.check_in)
+        measured: dict[str, Any] = {k: evidence[k] for k in (
+            "stayed_minutes", "services", "services_minutes", "claimed_minutes",
+            "sensed_minutes", "household_people", "infrared_samples", "samples_with_caregiver",
+            "recordings", "recording_required", "recording_coverage") if k in evidence}
+        if "claimed_minutes" not in measured:  # nobody sensed: the claim is the stay's
+            measured["claimed_minutes"] = rounded(max(
+                stay_ms / MINUTE_MS, evidence["services_minutes"]))
+            measured["sensed_minutes"] = 0.0
+        measured["recording_coverage"] = rounded(covered, 2)
+        self._judged.append(JudgedVisit(
+            site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver, visit=visit.visit,
+            judged_at=now_ms, measured={
+                "verdict": "flagged" if reasons else "verified", "reasons": list(reasons),
+                "check_in_ms": visit.check_in, "check_out_ms": visit.check_out,
+                "source": visit.source, "method": visit.method, "plan": visit.plan,
+                **measured}))
+
     def _recordings(self, visit: Visit, codes: Iterable[str], reasons: list[str],
-                    phrases: list[str], evidence: dict[str, Any]) -> None:
+                    phrases: list[str], evidence: dict[str, Any]) -> float:
+        """Checks the recordings; returns the share of the visit they cover."""
         assert visit.check_out is not None
         end = visit.check_out
         if visit.no_checkout and visit.extra_last is not None:
             end = min(end, max(visit.extra_last, visit.check_in + 1))
         clips = self.clips.linked(visit.bed, visit.check_in, end) if visit.bed >= 0 else []
         evidence["recordings"] = [clip.evidence() for clip in clips]
+        covered = coverage(clips, visit.check_in, end)
         required = self.checks.catalogue.recorded(codes)
         if not required:
-            return
-        covered = coverage(clips, visit.check_in, end)
+            return covered
         evidence["recording_required"] = list(required)
         evidence["recording_coverage"] = rounded(covered, 2)
         if covered < self.checks.recording_coverage:
             reasons.append("no_recording")
             phrases.append(f"no recording of {', '.join(required)} ({covered:.0%} of the "
                            "visit)")
+        return covered
 
     def _window(self, visit: Visit, plan: PlannedVisit, reasons: list[str], phrases: list[str],
                 evidence: dict[str, Any]) -> None:

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+from alerts.errors import ServiceLogUnavailable
+from alerts.servicelog import ServiceLog
 from devices import Message, Registry
 from gateway.detect import ServiceAnomalyDetector
 from tests.unit.test_detect_support import (
@@ -241,3 +245,68 @@ def test_a_new_bed_is_a_household_of_one_until_a_day_shows_otherwise() -> None:
     traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=["medication"])))
     traffic += recorded(CHECK_IN, leave)
     assert run(detector(), traffic, start=T0, end=CHECK_IN + 4 * HOUR) == []
+
+
+def test_an_honest_visit_is_judged_with_what_the_sensors_saw_and_it_is_kept(
+        tmp_path: Path) -> None:
+    # Measurements came only with a finding: a verified visit's service record had no sensed
+    # time and no recordings. Every judged visit now leaves its measurements in the service
+    # log's file (not chained: its service record chains them), where settling reads them.
+    log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    try:
+        honest = detector()
+        honest.configure(visit_log=log)
+        traffic = visit(45, ["bathing", "medication"])
+        assert run(honest, traffic, start=T0, end=CHECK_IN + 2 * HOUR) == []
+        judged = log.judged("s1", "b1", "c-1", "v-1")
+        assert judged is not None
+        m = judged.measured
+        assert (m["verdict"], m["reasons"]) == ("verified", [])
+        assert (m["check_in_ms"], m["check_out_ms"]) == (CHECK_IN, CHECK_IN + 45 * MINUTE)
+        assert (m["stayed_minutes"], m["claimed_minutes"], m["household_people"]) == (
+            45.0, 45.0, 1)
+        assert m["sensed_minutes"] == 45.0
+        assert m["infrared_samples"] == m["samples_with_caregiver"] >= 40
+        assert (m["recording_required"], m["recording_coverage"]) == (
+            ["bathing", "medication"], 1.0)
+        [clip] = m["recordings"]
+        assert (clip["clip"], clip["device"], clip["started_ms"], clip["stopped_ms"],
+                clip["duration_s"], clip["sha256"]) == (
+            f"au-{CHECK_IN}", "au-b1", CHECK_IN, CHECK_IN + 45 * MINUTE, 2700.0, "0" * 64)
+        assert log.judged("s1", "b1", "c-1", "v-2") is None
+    finally:
+        log.close()
+
+
+class BrokenLog:
+    """A service log whose file cannot be written (a full disk)."""
+
+    def __init__(self, log: ServiceLog) -> None:
+        self.log = log
+
+    def query(self, **kwargs: object) -> list[object]:
+        return []
+
+    def head(self) -> tuple[int, str]:
+        return self.log.head()
+
+    def record_judged(self, visits: object) -> None:
+        raise ServiceLogUnavailable("disk full", store="servicelog")
+
+
+def test_a_judgement_not_written_yet_survives_a_restart(tmp_path: Path) -> None:
+    log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    try:
+        before = detector()
+        before.configure(visit_log=BrokenLog(log))  # type: ignore[arg-type]
+        traffic = visit(45, ["bathing", "medication"])
+        run(before, traffic, start=T0, end=CHECK_IN + 2 * HOUR)
+        after = detector()
+        after.configure(visit_log=log)
+        after.restore(before.state())
+        run(after, [], start=CHECK_IN + 2 * HOUR + MINUTE, end=CHECK_IN + 2 * HOUR + MINUTE)
+        judged = log.judged("s1", "b1", "c-1", "v-1")
+        assert judged is not None
+        assert judged.measured["sensed_minutes"] == 45.0
+    finally:
+        log.close()

@@ -16,8 +16,8 @@ from alerts.engine import AlertEngine
 from alerts.model import AlertType, Finding, Severity, VisitEvent
 from alerts.plans import DEFAULT_CATALOGUE, Catalogue, PlannedVisit, make_plan
 from alerts.planstore import PlanStore
-from alerts.servicelog import ServiceLog, ServiceRecord
-from alerts.servicerecords import Settlement
+from alerts.servicelog import JudgedVisit, ServiceLog, ServiceRecord
+from alerts.servicerecords import Settlement, service_detail
 from alerts.store import AlertStore
 
 T0 = 1_793_613_600_000  # 2026-11-02 10:00 UTC
@@ -134,6 +134,50 @@ def test_a_flagged_visit_carries_the_reasons_sensed_time_recordings_and_alerts(
     assert d["plan"]["plan"] == plan.plan
     [alert] = station.store.open_alerts()
     assert d["evidence"]["alerts"] == [alert.id]
+
+
+CLIP = {"clip": "k-7", "device": "au-1", "started_ms": T0 + MIN, "stopped_ms": T0 + 39 * MIN,
+        "duration_s": 2280.0, "sha256": "cd" * 32}
+MEASURED = {"verdict": "verified", "reasons": [], "check_in_ms": T0, "check_out_ms": T0 + 40 * MIN,
+            "stayed_minutes": 40.0, "claimed_minutes": 50.0, "sensed_minutes": 38.0,
+            "household_people": 2, "infrared_samples": 40, "samples_with_caregiver": 38,
+            "recording_required": ["bathing"], "recording_coverage": 0.95,
+            "recordings": [CLIP]}
+JUDGED = JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
+                     judged_at=T0 + 41 * MIN, measured=MEASURED)
+
+
+def test_a_verified_visit_carries_what_the_sensors_saw_as_the_detector_measured_it() -> None:
+    # The detector's measurements came only with a finding, so a verified record had no sensed
+    # time, no people count and no recordings: it could not be traced to what the sensors saw.
+    detail = service_detail(check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+                            services=("bathing", "meal_assist"), alerts=[], plan=None,
+                            catalogue=CATALOGUE, judged=JUDGED)
+    assert (detail["verdict"], detail["reasons"]) == ("verified", [])
+    assert (detail["claimed_minutes"], detail["sensed_minutes"], detail["household_people"],
+            detail["infrared_samples"], detail["samples_with_caregiver"]) == (
+        50.0, 38.0, 2, 40, 38)
+    assert (detail["recording_coverage"], detail["recordings"]) == (0.95, [CLIP])
+    assert detail["recording_required"] == ["bathing"]
+    assert detail["evidence"]["judged_at"] == T0 + 41 * MIN
+
+
+def test_a_verified_visit_is_settled_with_its_judgement_across_a_restart(
+        station: Station, tmp_path: Path) -> None:
+    station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN,
+                  services=("bathing", "meal_assist"))
+    station.log.record_judged([JUDGED])
+    station.log.record_judged([JudgedVisit(site="site-01", bed="bed-2", caregiver="c-1",
+                                           visit="v-1", judged_at=T0 + 41 * MIN,
+                                           measured={**MEASURED, "sensed_minutes": 1.0})])
+    station.log.close()  # the gateway restarts between the judgement and the settlement
+    station.log = ServiceLog(station.path)
+    [record] = station.settling().settle(T0 + 40 * MIN + SETTLE)
+    d = record.detail
+    assert d is not None
+    assert (d["verdict"], d["sensed_minutes"], d["household_people"], d["infrared_samples"],
+            d["recording_coverage"], d["recordings"]) == ("verified", 38.0, 2, 40, 0.95, [CLIP])
+    assert station.log.verify(full=True).ok
 
 
 def test_a_missing_check_out_cleared_by_the_late_one_is_no_reason(station: Station) -> None:
