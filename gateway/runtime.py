@@ -311,7 +311,8 @@ class Gateway:
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
         # Housekeeping (its own thread; SQLite work in small slices): archive, age, checkpoint.
         self.housekeeper = Housekeeper(data_dir, Policy.from_settings(settings),
-                                       metrics=HousekeepingMetrics(self.metrics.registry))
+                                       metrics=HousekeepingMetrics(self.metrics.registry),
+                                       deadletters=self.deadletters)
         self._housekeeping_thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
         self.checkpoint = Checkpoint(
             self.pipeline, spool=self.spool, deadletters=self.deadletters, source=self.source,

@@ -395,6 +395,17 @@ class DeadLetterStore:
         self._shed_bytes_since_log = 0
         self._last_shed_log = now
 
+    def delete_older_than(self, before_ms: int, limit: int) -> int:
+        """Delete at most ``limit`` of the oldest letters received before ``before_ms``, in
+        one transaction (housekeeping's age limit, a slice at a time); how many went."""
+        with self._lock:
+            db = self._open()
+            deleted = db.execute(
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE"
+                " received_ms < ? ORDER BY id LIMIT ?)", (before_ms, limit)).rowcount
+            self._rows -= deleted
+        return int(deleted)
+
     # --- reading ----------------------------------------------------------------------------
 
     def count(self, reason: str | None = None) -> int:

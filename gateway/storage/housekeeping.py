@@ -82,6 +82,8 @@ from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from gateway.storage.deadletters import DeadLetterStore
+
 log = logging.getLogger("homecare.housekeeping")
 
 ARCHIVE_DIR: Final = "archive"
@@ -401,8 +403,12 @@ class Housekeeper:
 
     def __init__(self, data_dir: str | Path, policy: Policy, *,
                  metrics: HousekeepingMetrics | None = None,
+                 deadletters: DeadLetterStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        """``deadletters``: the gateway's open dead-letter store, which keeps count of its
+        rows: its letters are deleted through it (without, through a connection of our own)."""
         self.data_dir = Path(data_dir)
+        self.deadletters = deadletters
         self.archive = self.data_dir / ARCHIVE_DIR
         self.policy = policy
         self.metrics = metrics
@@ -428,9 +434,8 @@ class Housekeeper:
             steps.append(("key-audit", lambda: self._archive(
                 KEY_AUDIT, archive_cutoff_ms(now_ms, p.audit_live_months), None, report)))
         if p.dead_letter_max_age_ms > 0:
-            steps.append(("deadletters", lambda: self._delete_sliced(
-                "deadletters", "deadletters.sqlite3", "dead_letters", "id",
-                "received_ms < ?", (now_ms - p.dead_letter_max_age_ms,), report)))
+            steps.append(("deadletters", lambda: self._delete_dead_letters(
+                now_ms - p.dead_letter_max_age_ms, report)))
         steps.append(("acklinks", lambda: self._delete_sliced(
             "acklinks", "acklinks.sqlite3", "used_links", "rowid", "used_at < ?",
             (now_ms - max(p.ack_link_max_age_ms, p.ack_link_ttl_ms),), report)))
@@ -496,6 +501,22 @@ class Housekeeper:
             report.deleted[store] = report.deleted.get(store, 0) + deleted
         return deleted
 
+    def _delete_dead_letters(self, before_ms: int, report: Report) -> None:
+        store = self.deadletters
+        if store is None:
+            self._delete_sliced("deadletters", "deadletters.sqlite3", "dead_letters", "id",
+                                "received_ms < ?", (before_ms,), report)
+            return
+        deleted = 0
+        while True:
+            n = store.delete_older_than(before_ms, self.policy.slice_rows)
+            deleted += n
+            if n < self.policy.slice_rows:
+                break
+            self._pause()
+        if deleted:
+            report.deleted["deadletters"] = report.deleted.get("deadletters", 0) + deleted
+
     def _alert_readers_seq(self) -> int | None:
         """The lowest alert seq a reader of the change log still needs to have read past (the
         upstream and notification outboxes, the service records' settlement); None: none."""
@@ -548,7 +569,6 @@ class Housekeeper:
                      end_ms: int, limit: int) -> dict[str, Any] | None:
         """Write the month's rows (up to number ``limit``) to their archive file and the
         manifest; None when there is nothing it may archive."""
-        columns = [r[1] for r in db.execute(f"PRAGMA table_info({kind.table})")]
         name = f"{kind.name}-{year:04d}-{month:02d}.jsonl.gz"
         taken = {e["file"] for e in read_manifest(self.archive)}
         n = 1
@@ -557,9 +577,31 @@ class Housekeeper:
             name = f"{kind.name}-{year:04d}-{month:02d}.{n}.jsonl.gz"
         tmp = self.archive / (name + ".tmp")
         digest = hashlib.sha256()
+        try:
+            rows, first, last = self._write_rows(db, kind, tmp, end_ms, limit, digest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if not rows:
+            tmp.unlink()
+            return None
+        os.replace(tmp, self.archive / name)
+        _fsync_dir(self.archive)
+        return _append_manifest(self.archive, {
+            "kind": kind.name, "month": f"{year:04d}-{month:02d}", "file": name, "rows": rows,
+            "first": first, "last": last, "sha256": digest.hexdigest(),
+            "archived_at": int(self.clock() * 1000)})
+
+    def _write_rows(self, db: sqlite3.Connection, kind: Kind, tmp: Path, end_ms: int,
+                    limit: int, digest: Any) -> tuple[int, int | None, int | None]:
+        """The rows below ``end_ms`` up to number ``limit``, in order, gzipped into ``tmp``
+        (fsynced); read a slice at a time, the gateway's stop looked at between slices."""
+        columns = [r[1] for r in db.execute(f"PRAGMA table_info({kind.table})")]
         rows, first, last, after = 0, None, None, -1
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
             while True:
+                if self.stopping.is_set():
+                    raise Stopped
                 batch = db.execute(
                     f"SELECT {', '.join(columns)} FROM {kind.table} WHERE {kind.key} > ? AND"
                     f" {kind.key} <= ? AND {kind.at} < ? ORDER BY {kind.key} LIMIT ?",
@@ -579,15 +621,7 @@ class Housekeeper:
             out.close()
             raw.flush()
             os.fsync(raw.fileno())
-        if not rows:
-            tmp.unlink()
-            return None
-        os.replace(tmp, self.archive / name)
-        _fsync_dir(self.archive)
-        return _append_manifest(self.archive, {
-            "kind": kind.name, "month": f"{year:04d}-{month:02d}", "file": name, "rows": rows,
-            "first": first, "last": last, "sha256": digest.hexdigest(),
-            "archived_at": int(self.clock() * 1000)})
+        return rows, first, last
 
     def _delete_range(self, db: sqlite3.Connection, kind: Kind, first: int, last: int,
                       report: Report) -> None:

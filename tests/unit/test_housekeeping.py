@@ -269,3 +269,68 @@ def test_homecare_verify_archive_names_what_is_wrong(tmp_path: Path) -> None:
     assert bad.exit_code == 1
     assert "alert-changes-2025-02.jsonl.gz: missing" in bad.output
     assert "seq 3..4 are neither archived nor live" in bad.output
+
+
+def test_deletions_go_in_slices_through_the_open_store(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway's dead-letter store counts its rows: they are deleted through it, a slice
+    at a time, so its count (the API's, the budget's) stays true."""
+    store = DeadLetterStore(tmp_path / "deadletters.sqlite3")
+    store.add([DeadLetter(received_ms=NOW - 40 * DAY, topic=f"t/{i}", payload=b"x",
+                          reason="undecodable", detail="") for i in range(1050)])
+    keeper = Housekeeper(tmp_path, Policy(slice_rows=100), deadletters=store)
+    seen: list[int] = []
+    pause = keeper._pause
+
+    def between_slices() -> None:  # another writer gets in here: the file is not locked
+        seen.append(store.count())
+        assert store.count() == len(store.recent(10_000))
+        pause()
+
+    monkeypatch.setattr(keeper, "_pause", between_slices)
+    keeper.run(NOW)
+    assert seen[:3] == [950, 850, 750]
+    assert store.count() == 0
+    store.close()
+
+
+def test_a_checkpoint_a_reader_holds_up_gives_way_and_the_run_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = _alert_history(tmp_path)
+    reader = sqlite3.connect(tmp_path / "alerts.sqlite3", isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM changes").fetchone()  # holds its snapshot
+    _write(store, _alert("s1/b1/low_battery/#1", RECENT, AlertStatus.OPEN, 3),
+           ("updated", RECENT + 1, AlertStatus.OPEN))
+    with caplog.at_level(logging.INFO, logger="homecare.housekeeping"):
+        report = _keeper(tmp_path).run(NOW)
+    reader.execute("COMMIT")
+    assert any("housekeeping.checkpoint_busy file=alerts.sqlite3" in r.getMessage()
+               for r in caplog.records)
+    assert report.errors == []
+    assert (tmp_path / "alerts.sqlite3-wal").stat().st_size > 0
+    assert _keeper(tmp_path).run(NOW).wal_truncated_bytes > 0  # next run, reader gone
+    store.close()
+
+
+def test_a_stop_while_archiving_leaves_no_partial_file(tmp_path: Path) -> None:
+    _alert_history(tmp_path).close()
+    keeper = _keeper(tmp_path)
+    keeper.stopping.set()
+    keeper.run(NOW)
+    assert not list((tmp_path / ARCHIVE_DIR).glob("*"))
+    assert verify_archive(tmp_path).ok
+    keeper = _keeper(tmp_path)
+    original = keeper._write_rows
+
+    def stop_midway(*args: object) -> object:
+        keeper.stopping.set()
+        return original(*args)  # type: ignore[arg-type]
+
+    keeper._write_rows = stop_midway  # type: ignore[method-assign]
+    report = keeper.run(NOW)
+    assert report.archived == {}
+    assert not list((tmp_path / ARCHIVE_DIR).glob("*"))
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    assert len(store.changes_since(0)) == 5
+    store.close()
