@@ -48,8 +48,7 @@ from alerts.store import AlertStore
 from devices.registry import Registry
 from gateway.config import Settings
 from gateway.ingest.message import RawMessage
-from gateway.storage.deadletters import DeadLetterStore
-from gateway.storage.housekeeping import Housekeeper, Policy, store_bytes
+from gateway.storage import DeadLetterStore, Housekeeper, Policy, store_bytes
 from gateway.upstream.outbox import Outbox
 from gateway.upstream.pump import pump
 from gateway.upstream.shares import Share

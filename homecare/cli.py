@@ -244,7 +244,7 @@ def verify_archive(config: _ConfigOption = None, data_dir: _DataDirOption = None
     there): every file's SHA-256, rows and numbers against manifest.jsonl, the manifest's hash
     chain, and that the alert changes run on without a gap through the archives into the
     live store. Exit status 1 on any problem, each named."""
-    from gateway.storage.housekeeping import verify_archive as check
+    from gateway.storage import verify_archive as check
 
     directory, source = _data_dir("verify-archive", config, data_dir)
     result = check(directory)

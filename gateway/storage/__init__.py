@@ -3,21 +3,34 @@
 :mod:`~gateway.storage.spool` (points not yet in the database, append-only, fsynced),
 :mod:`~gateway.storage.deadletters` (every message it could not use, with the reason), and
 :mod:`~gateway.storage.health` (one account of every store's trouble, for the log, ``/readyz``
-and metrics). The alert store, keys and the service log live with the alerts
+and metrics), and :mod:`~gateway.storage.housekeeping` (what keeps the data directory bounded:
+archives, ages, checkpoints). The alert store, keys and the service log live with the alerts
 (:mod:`alerts`); their disk errors are classified the same way, in :mod:`alerts.errors`.
 """
 
 from gateway.storage.deadletters import DeadLetter, DeadLetterStore, StoredDeadLetter
 from gateway.storage.health import StorageHealth, is_storage_error
+from gateway.storage.housekeeping import (
+    Housekeeper,
+    HousekeepingMetrics,
+    Policy,
+    store_bytes,
+    verify_archive,
+)
 from gateway.storage.spool import Spool, SpoolBatch, SpoolStats
 
 __all__ = [
     "DeadLetter",
     "DeadLetterStore",
+    "Housekeeper",
+    "HousekeepingMetrics",
+    "Policy",
     "Spool",
     "SpoolBatch",
     "SpoolStats",
     "StorageHealth",
     "StoredDeadLetter",
     "is_storage_error",
+    "store_bytes",
+    "verify_archive",
 ]
