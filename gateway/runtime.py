@@ -26,6 +26,8 @@ path (the batch commit before acknowledgement) each have a dedicated thread of t
 the detectors another; none of them uses the default thread pool, which the API and other
 neighbours share, so a slow database answering history queries (own bounded pool, time-out:
 :mod:`alerts.history`, :mod:`gateway.tsdb.history`) never delays an emergency call.
+Housekeeping (:mod:`gateway.storage.housekeeping`) has a thread of its own too, and deletes in
+slices: an alert commit waits for one slice at most.
 
 Storage trouble is never fatal (:mod:`gateway.storage.health`): a batch whose commit fails (disk
 full, I/O error, a corrupt dead-letter file) is held unacknowledged and retried; ``/readyz``

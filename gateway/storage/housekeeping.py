@@ -78,11 +78,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.storage.deadletters import DeadLetterStore
+
+if TYPE_CHECKING:
+    from gateway.config import Settings
 
 log = logging.getLogger("homecare.housekeeping")
 
@@ -132,7 +135,7 @@ class Policy:
     slice_rows: int = 500
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Policy:
+    def from_settings(cls, settings: Settings) -> Policy:
         return cls(
             dead_letter_max_age_ms=round(settings.housekeeping_dead_letter_max_age_s * 1000),
             alert_changes_live_months=settings.housekeeping_alert_changes_live_months,
@@ -273,14 +276,14 @@ def _entry_hash(prev: str, entry: dict[str, Any]) -> str:
 
 
 def read_manifest(archive: Path) -> list[dict[str, Any]]:
+    """The manifest's lines; a last line without its newline (an append cut short by a power
+    loss: its month is archived again) is not one."""
     path = archive / MANIFEST
     if not path.exists():
         return []
-    entries = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            entries.append(json.loads(line))
-    return entries
+    text = path.read_text()
+    return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()
+            if line.strip()]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -296,7 +299,13 @@ def _append_manifest(archive: Path, entry: dict[str, Any]) -> dict[str, Any]:
     prev = entries[-1]["hash"] if entries else GENESIS
     entry = {**entry, "prev": prev}
     entry["hash"] = _entry_hash(prev, entry)
-    with open(archive / MANIFEST, "a", encoding="utf-8") as out:
+    path = archive / MANIFEST
+    if path.exists():  # drop a last line cut short (read_manifest ignores it)
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(path, "r+b") as cut:
+                cut.truncate(data.rfind(b"\n") + 1)
+    with open(path, "a", encoding="utf-8") as out:
         out.write(json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n")
         out.flush()
         os.fsync(out.fileno())

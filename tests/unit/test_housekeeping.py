@@ -334,3 +334,28 @@ def test_a_stop_while_archiving_leaves_no_partial_file(tmp_path: Path) -> None:
     store = AlertStore(tmp_path / "alerts.sqlite3")
     assert len(store.changes_since(0)) == 5
     store.close()
+
+
+def test_a_manifest_line_cut_short_is_archived_again(tmp_path: Path) -> None:
+    _alert_history(tmp_path).close()
+    keeper = _keeper(tmp_path)
+    delete_range = keeper._delete_range
+    calls: list[object] = []
+
+    def crash(*args: object) -> None:
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError("power lost")
+        delete_range(*args)  # type: ignore[arg-type]
+
+    keeper._delete_range = crash  # type: ignore[method-assign]
+    keeper.run(NOW)  # January archived and deleted, February archived only
+    manifest = tmp_path / ARCHIVE_DIR / MANIFEST
+    first, second = manifest.read_text().splitlines()
+    manifest.write_text(first + "\n" + second[:40])  # the second append cut short
+    report = _keeper(tmp_path).run(NOW)
+    assert report.archived == {"alert-changes": 2}  # February again
+    check = verify_archive(tmp_path)
+    assert check.ok, check.problems
+    assert check.rows == {"alert-changes": 4}
+    assert len(manifest.read_text().splitlines()) == 2
