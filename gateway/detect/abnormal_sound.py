@@ -18,7 +18,12 @@ A sample is loud when it is at least ``sound_db_above_baseline`` (BedSettings) a
 quiet room and :data:`USUAL_MARGIN_DB` above what is usual at this hour; the condition holds
 when, over the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report
 voice activity have voice, and nobody has company (the infrared counts
-:data:`COMPANY_PEOPLE` or more: visitors talking, a child shouting). Physically impossible
+:data:`COMPANY_PEOPLE` or more: visitors talking, a child shouting). The condition is judged
+at the time of every sample the detector keeps (one per :data:`SPACING_MS`), however the
+recorder batches them: three minutes of distress in the middle of a message of 300 one-second
+samples are found as they are when the samples come one a message, and the alert is at the
+sample time where the condition became true (``sustained_at`` in the evidence; ``level_db``
+is the loud samples' mean level then). Physically impossible
 levels (below 0 or above 140 dB) are a sensor fault, not a sound, and are ignored here. The
 evidence says what was usual for this person, the two parts apart: the loudest this room
 usually is at this hour (``usual_at_this_hour_db``, from the hour profile) and what it reaches
@@ -28,10 +33,13 @@ the level that raised it.
 
 The limit, stated: a distress call no louder than the person's own usual TV (a hard-of-hearing
 resident's 76 dB) cannot be told from it by level and voice activity alone; such a room's
-sound alerts begin a few dB above its usual loudest.
+sound alerts begin a few dB above its usual loudest. And a call for help loud for less than
+three quarters of :data:`SUSTAIN_MS` (2 min 15 s), a single shout of a minute, is not
+sustained distress, however the recorder sends it.
 
 The module is over 400 lines because its three references are learnt and judged on one set
-of per-bed columns (saved and restored together) and each alert explains all of them.
+of per-bed columns (saved and restored together), judged at every sample time of a batch, and
+each alert explains all of them.
 
 For example, three minutes of 85 dB with voice in a room never heard before (the cold
 reference is then 40 dB, the default margin 25 dB):
@@ -53,16 +61,18 @@ abnormal_sound high sound 45 dB above the room's baseline, with voice
 
 from __future__ import annotations
 
-from typing import Final
+from dataclasses import fields
+from typing import Final, TypeVar
 
 import numpy as np
 
 from alerts.model import AlertType, Finding, Severity
-from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import Batch, groups
+from gateway.detect._base import DetectorBase, rounded
+from gateway.detect._batch import Audio, Batch, Infrared, groups
 from gateway.detect._ring import SampleRing, SlotBaseline, count_true, row_quantile
 from gateway.detect._table import NONE
 
+S = TypeVar("S", Infrared, Audio)
 MINUTE_MS: Final = 60_000
 LEVEL, VOICE = 0, 1
 
@@ -89,6 +99,10 @@ a quiet room's level: a room that is loud from the first sample on must still co
 PLAUSIBLE_DB: Final = (0.0, 140.0)
 STALE_MS: Final = 30 * MINUTE_MS
 """An active condition with no audio data for this long clears (nothing is observed)."""
+PIECE_MS: Final = 10 * MINUTE_MS
+"""A round whose samples span more than this (a backlog) is folded in pieces of this much
+sample time, each judged with what the ones before taught (the quiet room, the hour
+profile)."""
 HOUR_MS: Final = 60 * MINUTE_MS
 DAY_MS: Final = 24 * HOUR_MS
 SLOT_MS: Final = 10 * MINUTE_MS
@@ -132,12 +146,9 @@ class AbnormalSoundDetector(DetectorBase):
         self.baseline = SlotBaseline(b, "baseline", metrics=1)
         b.column("loud", np.bool_, False)
         b.column("loud_since", np.int64, NONE)
-        b.column("baseline_db", np.float32, np.nan)
         b.column("last_received", np.int64, NONE)
         b.column("active", np.bool_, False)
         b.column("active_since", np.int64, NONE)
-        b.column("usual_db", np.float32, np.nan)
-        """The hour's usual loudest level at the latest update (NaN: not learnt)."""
         # The hour profile: the loudest 10-minute mean of each local hour, remembered.
         b.column("hour_high", np.float32, np.nan, (DAYS, 24))
         b.column("day", np.int64, NONE)
@@ -154,6 +165,17 @@ class AbnormalSoundDetector(DetectorBase):
         """Latest infrared sample that saw nobody."""
         b.column("company_t", np.int64, NONE)
         """Latest infrared sample that counted :data:`COMPANY_PEOPLE` or more."""
+        b.column("raised_at", np.int64, NONE)
+        """The sample time where the condition last became true (:meth:`_judge`)..."""
+        b.column("raised_new", np.bool_, False)
+        """... not yet reported (:meth:`_evaluate`), and what was heard and expected then:"""
+        b.column("raised_level", np.float32, np.nan)
+        b.column("raised_baseline", np.float32, np.nan)
+        b.column("raised_hour_db", np.float32, np.nan)
+        b.column("raised_any_db", np.float32, np.nan)
+        b.column("cleared_at", np.int64, NONE)
+        """The sample time where it last cleared, and the level then."""
+        b.column("cleared_level", np.float32, np.nan)
 
     def _away(self, beds: np.ndarray, t: np.ndarray) -> np.ndarray:
         """Whether nobody is home at ``t`` (per bed): the infrared saw nobody and nobody for
@@ -286,72 +308,201 @@ class AbnormalSoundDetector(DetectorBase):
         _, median, _, valid = self.baseline.quantiles(beds, 0)
         reference = np.where(valid >= MIN_SLOTS, median, np.nan).astype(np.float64)
         cold = np.flatnonzero(np.isnan(reference))
-        if len(cold):
+        if len(cold):  # (a room heard for the first time: the cold reference itself)
             _, values = self.ring.window(beds[cold])
-            reference[cold] = np.minimum(row_quantile(values[:, LEVEL], 0.25), COLD_REFERENCE_DB)
+            reference[cold] = np.fmin(row_quantile(values[:, LEVEL], 0.25), COLD_REFERENCE_DB)
         return reference
 
+    def _floor(self, beds: np.ndarray, local: np.ndarray, reference: np.ndarray,
+               above: np.ndarray) -> np.ndarray:
+        """The level a sample of bed ``beds[i]`` at local time ``local[i]`` must reach to be
+        loud: over the quiet room by the bed's margin, and over what is usual at that hour (the
+        TV of a hard-of-hearing person is not news). NaN (nothing is loud) without a
+        reference."""
+        floor: np.ndarray = np.fmax(reference + above,
+                                    self._usual(beds, local) + USUAL_MARGIN_DB)
+        floor[np.isnan(reference)] = np.nan
+        return floor
+
     def _update(self, batch: Batch) -> None:
+        ir, au = batch.infrared, batch.audio
+        if not len(au.t) or int(au.t.max()) - int(au.t.min()) <= PIECE_MS:
+            self._fold(ir, au)
+            return
+        # A backlog (hours of samples in one round, after an outage): judged a piece of
+        # sample time after the other, each with what the pieces before taught.
+        ir_piece, au_piece = ir.t // PIECE_MS, au.t // PIECE_MS
+        ir_order = np.argsort(ir_piece, kind="stable")  # (bed and time order kept)
+        au_order = np.argsort(au_piece, kind="stable")
+        ir_piece, au_piece = ir_piece[ir_order], au_piece[au_order]
+        for piece in np.union1d(ir_piece, au_piece).tolist():
+            self._fold(
+                _select(ir, ir_order[np.searchsorted(ir_piece, piece):
+                                     np.searchsorted(ir_piece, piece, side="right")]),
+                _select(au, au_order[np.searchsorted(au_piece, piece):
+                                     np.searchsorted(au_piece, piece, side="right")]))
+
+    def _fold(self, ir: Infrared, au: Audio) -> None:
         b = self.beds
-        ir = batch.infrared
         if len(ir.bed):
             _latest(b["home_t"], ir.bed[ir.presence == 1], ir.t[ir.presence == 1])
             _latest(b["empty_t"], ir.bed[ir.presence == 0], ir.t[ir.presence == 0])
             company = ir.people >= COMPANY_PEOPLE
             _latest(b["company_t"], ir.bed[company], ir.t[company])
-        au = batch.audio
         level = au.level
         ok = (level >= PLAUSIBLE_DB[0]) & (level <= PLAUSIBLE_DB[1])
         if not ok.any():
             return
         bed, t, level, voice = au.bed[ok], au.t[ok], level[ok], au.voice[ok]
         beds, starts, _, lengths = groups(bed)  # a round's samples are ordered by bed
-        above = self.fleet.settings["sound_db_above_baseline"]
-        threshold = np.repeat(self._reference(beds) + above[beds], lengths)
-        loud_sample = level >= threshold  # NaN reference: not loud
+        above = self.fleet.settings["sound_db_above_baseline"][beds]
+        reference = self._reference(beds)  # the quiet room as known before this round
+        loud_sample = level >= np.repeat(reference + above, lengths)  # NaN reference: not loud
         away = self._away(bed, t)
+        local = self.fleet.local_ms(bed, t)
+        # Judged at every sample time first, on the ring as it was before this round (views:
+        # read before the push).
+        self._judge(beds, starts, lengths, bed, t, level, voice, local, reference, above)
         self.ring.push(bed, t, np.stack([level, voice], axis=1))
         # Nobody home: not the room's sound (neither the quiet baseline nor the hour profile).
         self.baseline.add(bed, t, level[:, None], (loud_sample | away)[:, None])
-        local = self.fleet.local_ms(bed, t)
         self._learn(bed, local, level, away)
         last = b["last_received"]
         last[beds] = np.maximum(last[beds], np.maximum.reduceat(au.received[ok], starts))
-        times, values = self.ring.window(beds)
-        levels, voices = values[:, LEVEL], values[:, VOICE]
-        recent, newest = self.ring.recent(beds, times, span_ms=SUSTAIN_MS,
-                                          min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
-        reference = self._reference(beds)
-        usual = self._usual(beds, local[np.append(starts[1:], len(bed)) - 1])
-        n = count_true(recent)
-        voiced = recent & ~np.isnan(voices)
-        n_voice = count_true(voiced)
-        calling = count_true(voiced & (voices == 1))
-        voice_share = np.where(n_voice > 0, calling / np.maximum(n_voice, 1), 1.0)
-        # Loud: over the quiet room by the bed's margin, and over what is usual at this hour
-        # (the TV of a hard-of-hearing person is not news).
-        floor = np.fmax(reference + above[beds], usual + USUAL_MARGIN_DB)
-        floor[np.isnan(reference)] = np.nan
-        loud = recent & (levels >= floor[:, None])
-        share = count_true(loud) / np.maximum(n, 1)
-        with_company = b["company_t"][beds] >= newest - COMPANY_MS
+
+    def _judge(self, beds: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+               bed: np.ndarray, t: np.ndarray, level: np.ndarray, voice: np.ndarray,
+               local: np.ndarray, reference: np.ndarray, above: np.ndarray) -> None:
+        """The condition at the time of every sample of this round the ring keeps (one per
+        :data:`SPACING_MS`), in time order per bed, so that a loud spell inside a batch of
+        samples (a recorder sending 300 one-second samples every 5 minutes) is judged as it
+        is when the samples come one by one: each sample time's window is the samples of the
+        :data:`SUSTAIN_MS` before it (the ring's, then this round's), counted with cumulative
+        sums; the times where the condition became true and where it cleared are kept, with
+        what was heard and expected then (the alert's evidence). ``beds``/``starts``/
+        ``lengths``: the round's runs of ``bed``; ``reference`` and ``above`` per run."""
+        b = self.beds
+        ring_t, ring_v = self.ring.window(beds)
+        newest_before = self.ring.kth_newest(beds, 1)  # (NONE: nothing yet)
+        # This round's samples the ring keeps: the first of each SPACING_MS (as the ring does).
+        slot = t // SPACING_MS
+        keep = np.concatenate(([True], slot[1:] != slot[:-1]))
+        keep[starts] = newest_before // SPACING_MS != slot[starts]
+        run_start = np.zeros(len(t), np.int64)
+        run_start[starts[1:]] = 1
+        run = np.cumsum(run_start)  # each sample's run
+        if keep.all():  # (one sample per bed and round, or sparser)
+            kt, k_local, k_level, k_voice, k_bed = t, local, level, voice, bed
+        else:
+            kept = np.flatnonzero(keep)
+            run = run[kept]
+            kt, k_local, k_level, k_voice = t[kept], local[kept], level[kept], voice[kept]
+            k_bed = bed[kept]
+        k_floor = self._floor(k_bed, k_local, reference[run], above[run])
+        k_loud = k_level >= k_floor
+        # Judged: the kept samples newer than the ring's newest (a late one is counted in the
+        # windows after it, not judged on its own).
+        points = np.flatnonzero(kt > newest_before[run])
+        if not len(points):
+            return
+        p_run, p_t = run[points], kt[points]
+        # Each point's window, as SampleRing.recent has it: the last SUSTAIN_MS or, for a
+        # recorder that reports rarely, its last MIN_SAMPLES (2) samples within LONGEST_MS.
+        first_kept = np.concatenate(([True], run[1:] != run[:-1]))
+        previous = np.where(first_kept[points], NONE, kt[points - 1])
+        previous = np.maximum(previous, newest_before[p_run])
+        cutoff = np.minimum(p_t - SUSTAIN_MS, np.maximum(previous - 1, p_t - LONGEST_MS))
+        low = int(kt.min()) - LONGEST_MS
+        span = int(kt.max()) - low + 1
+        if len(beds) * span < 1 << 62:  # one sorted key: (run, time)
+            key = run * span + (kt - low)
+            lo = np.searchsorted(key, p_run * span + (cutoff - low), side="right")
+        else:  # times ages apart (a clock gone astray): run by run
+            lo = np.array([s + int(np.searchsorted(kt[s:e], c, side="right")) for s, e, c in zip(
+                np.searchsorted(run, p_run, side="left").tolist(),
+                np.searchsorted(run, p_run, side="right").tolist(), cutoff.tolist(),
+                strict=True)], dtype=np.int64)
+        hi = points + 1
+        loud_sum, voiced_sum, calling_sum = (
+            np.concatenate(([0], np.cumsum(flag, dtype=np.int64)))
+            for flag in (k_loud, ~np.isnan(k_voice), k_voice == 1))
+        n = hi - lo
+        n_loud = loud_sum[hi] - loud_sum[lo]
+        n_voiced = voiced_sum[hi] - voiced_sum[lo]
+        n_calling = calling_sum[hi] - calling_sum[lo]
+        # The ring's part of each window (its samples are older than this round's points).
+        heads, firsts, lasts, counts = groups(p_run)
+        whole = len(heads) == len(beds)
+        r_t = ring_t if whole else ring_t[heads]
+        r_level = ring_v[:, LEVEL] if whole else ring_v[heads, LEVEL]
+        r_voice = ring_v[:, VOICE] if whole else ring_v[heads, VOICE]
+        hb = beds[heads]
+        # A ring sample is loud against its own hour's usual: the first point's hour or, for a
+        # window reaching back over the full hour, the hour before.
+        first_local = k_local[points[firsts]]
+        hour_start = p_t[firsts] - first_local % HOUR_MS
+        f_now = k_floor[points[firsts]]
+        r_loud = r_level >= f_now.astype(np.float32)[:, None]
+        spans = np.flatnonzero(hour_start > cutoff[firsts])
+        if len(spans):
+            f_before = self._floor(hb[spans], first_local[spans] - HOUR_MS,
+                                   reference[heads][spans], above[heads][spans])
+            r_loud[spans] = r_level[spans] >= np.where(
+                r_t[spans] >= hour_start[spans, None], f_now[spans, None], f_before[:, None])
+        r_voiced = ~np.isnan(r_voice)
+        r_calling = r_voice == 1
+        row = np.repeat(np.arange(len(heads)), counts)
+        one_each = len(points) == len(heads)
+        recent = (r_t if one_each else r_t[row]) > cutoff[:, None]
+        n += count_true(recent)
+        n_loud += count_true(recent & (r_loud if one_each else r_loud[row]))
+        n_voiced += count_true(recent & (r_voiced if one_each else r_voiced[row]))
+        n_calling += count_true(recent & (r_calling if one_each else r_calling[row]))
+        share = n_loud / np.maximum(n, 1)
+        voice_share = np.where(n_voiced > 0, n_calling / np.maximum(n_voiced, 1), 1.0)
+        with_company = b["company_t"][beds[p_run]] >= p_t - COMPANY_MS
         on = ((n >= MIN_SAMPLES) & (share >= LOUD_SHARE_ON) & (voice_share >= VOICE_SHARE)
               & ~with_company)
         off = share <= LOUD_SHARE_OFF
-        was = b["loud"][beds]
-        now_loud = np.where(was, ~off, on)
-        started = np.flatnonzero(now_loud & ~was)
-        if len(started):
-            b["loud_since"][beds[started]] = np.where(loud[started], times[started],
-                                                      np.iinfo(np.int64).max).min(axis=1)
-        b["loud"][beds] = now_loud
-        b["baseline_db"][beds] = reference
-        b["usual_db"][beds] = usual
-
-    def _recent_level(self, bed: int) -> float:
-        level = self.ring.recent_values(bed, LEVEL, span_ms=SUSTAIN_MS, min_samples=MIN_SAMPLES,
-                                        longest_ms=LONGEST_MS)
-        return float(np.mean(level)) if len(level) else float("nan")
+        # The state after each point (hysteresis): that of the bed's latest point that decided
+        # (on or off), else the bed's state before this round.
+        prior = b["loud"][hb]
+        decided = np.maximum.accumulate(np.where(on | off, np.arange(len(points)), -1))
+        state = np.where(decided >= np.repeat(firsts, counts), on[np.maximum(decided, 0)],
+                         np.repeat(prior, counts))
+        before = np.concatenate(([False], state[:-1]))
+        before[firsts] = prior
+        b["loud"][hb] = state[lasts]
+        # Few: the first rise and the last fall of a bed in this round.
+        rises = np.flatnonzero(state & ~before)
+        if len(rises):
+            _, first_rise = np.unique(p_run[rises], return_index=True)
+            for q in rises[first_rise].tolist():
+                i = int(beds[p_run[q]])
+                if b["raised_new"][i]:  # an earlier rise, not reported yet, stands
+                    continue
+                r = int(row[q])
+                mask = r_t[r] > cutoff[q]
+                window = slice(lo[q], hi[q])
+                loud_levels = np.concatenate((r_level[r][mask & r_loud[r]],
+                                              k_level[window][k_loud[window]]))
+                loud_times = np.concatenate((r_t[r][mask & r_loud[r]],
+                                             kt[window][k_loud[window]]))
+                b["loud_since"][i] = loud_times.min()  # (most of the window is loud)
+                b["raised_at"][i] = p_t[q]
+                b["raised_new"][i] = True
+                b["raised_level"][i] = np.mean(loud_levels)
+                b["raised_baseline"][i] = reference[p_run[q]]
+                b["raised_hour_db"][i] = b["usual_hour"][i, k_local[points[q]] // HOUR_MS % 24]
+                b["raised_any_db"][i] = b["most_days"][i]
+        falls = np.flatnonzero(~state & before)
+        if len(falls):
+            _, last_fall = np.unique(p_run[falls][::-1], return_index=True)
+            for q in falls[::-1][last_fall].tolist():
+                i, r = int(beds[p_run[q]]), int(row[q])
+                values = np.concatenate((r_level[r][r_t[r] > cutoff[q]], k_level[lo[q]:hi[q]]))
+                b["cleared_at"][i] = p_t[q]
+                b["cleared_level"][i] = np.median(values)
 
     def _evaluate(self, now_ms: int) -> list[Finding]:
         n = self.fleet.n_beds
@@ -359,15 +510,18 @@ class AbnormalSoundDetector(DetectorBase):
             return []
         b = self.beds
         active = b["active"][:n]
-        fresh = b["last_received"][:n] >= now_ms - STALE_MS
-        on, off = transitions(active, b["loud"][:n] & fresh)
+        loud = b["loud"][:n] & (b["last_received"][:n] >= now_ms - STALE_MS)
+        new = b["raised_new"][:n]
+        # A condition that became true since the last evaluation is reported at the sample
+        # time where it did, even if it cleared again within the same batch of samples.
+        on = np.flatnonzero(~active & (loud | new))
         findings: list[Finding] = []
         above = self.fleet.setting("sound_db_above_baseline")
         for i in on.tolist():
             since = int(b["loud_since"][i])
             b["active_since"][i] = since
-            level, base = self._recent_level(i), float(b["baseline_db"][i])
-            this_hour, any_hour = self._usual_parts(i)
+            level, base = float(b["raised_level"][i]), float(b["raised_baseline"][i])
+            this_hour, any_hour = float(b["raised_hour_db"][i]), float(b["raised_any_db"][i])
             expected = []
             if not np.isnan(this_hour):
                 expected.append(f"usually up to {this_hour:.0f} dB at this hour")
@@ -375,39 +529,47 @@ class AbnormalSoundDetector(DetectorBase):
                 expected.append(f"{any_hour:.0f} dB on most days")
             summary = f"sound {level - base:.0f} dB above the room's baseline, with voice"
             findings.append(self._finding(
-                i, at=now_ms, active=True, started_at=since,
+                i, at=int(b["raised_at"][i]) if new[i] else now_ms, active=True,
+                started_at=since,
                 summary=f"{summary}; {', '.join(expected)}" if expected else summary,
-                evidence={"level_db": rounded(level), "baseline_db": rounded(base),
-                          "above_db": rounded(level - base),
+                evidence={"sustained_at": int(b["raised_at"][i]),
+                          "level_db": _or_none(level), "baseline_db": _or_none(base),
+                          "above_db": _or_none(level - base),
                           "threshold_above_db": rounded(above[i]),
                           "usual_at_this_hour_db": _or_none(this_hour),
                           "usual_any_hour_db": _or_none(any_hour)}))
+        active[on] = True
+        new[:] = False
+        off = np.flatnonzero(active & ~loud)
         for i in off.tolist():
-            # Under keys of its own: the engine merges this into the alert's evidence, which
-            # keeps the level that raised it.
-            recent = self.ring.recent_values(i, LEVEL, span_ms=SUSTAIN_MS,
-                                             min_samples=MIN_SAMPLES, longest_ms=LONGEST_MS)
+            # Cleared where the samples said so; with no data for STALE_MS, now, on what was
+            # last heard. Under keys of its own: the engine merges this into the alert's
+            # evidence, which keeps the level that raised it.
+            at, cleared = now_ms, float("nan")
+            raised = int(b["raised_at"][i])
+            if not b["loud"][i] and raised != NONE and b["cleared_at"][i] >= raised:
+                at, cleared = int(b["cleared_at"][i]), float(b["cleared_level"][i])
+            else:
+                recent = self.ring.recent_values(i, LEVEL, span_ms=SUSTAIN_MS,
+                                                 min_samples=MIN_SAMPLES,
+                                                 longest_ms=LONGEST_MS)
+                if len(recent):
+                    cleared = float(np.median(recent))
             findings.append(self._finding(
-                i, at=now_ms, active=False, started_at=int(b["active_since"][i]),
-                summary="sound back to normal",
-                evidence={"cleared_level_db": _or_none(
-                    float(np.median(recent)) if len(recent) else float("nan"))}))
+                i, at=at, active=False, started_at=int(b["active_since"][i]),
+                summary="sound back to normal", evidence={"cleared_level_db": _or_none(cleared)}))
             b["active_since"][i] = NONE
+        active[off] = False
         return findings
-
-    def _usual_parts(self, i: int) -> tuple[float, float]:
-        """What the latest update of bed ``i`` took as usual, in its two parts: the loudest
-        this room usually is at this hour (the hour profile) and the level it reaches on most
-        days at any hour (NaN: not learnt)."""
-        times, _ = self.ring.window(np.array([i]))
-        local = self.fleet.local_ms(np.array([i]), times.max(axis=1))
-        b = self.beds
-        return (float(b["usual_hour"][i, int(local[0] // HOUR_MS % 24)]),
-                float(b["most_days"][i]))
 
 
 def _or_none(value: float) -> float | None:
     return None if np.isnan(value) else rounded(value)
+
+
+def _select(samples: S, at: np.ndarray) -> S:
+    """The samples at positions ``at``."""
+    return type(samples)(**{f.name: getattr(samples, f.name)[at] for f in fields(samples)})
 
 
 def _latest(column: np.ndarray, beds: np.ndarray, t: np.ndarray) -> None:
