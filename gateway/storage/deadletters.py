@@ -396,13 +396,14 @@ class DeadLetterStore:
         self._last_shed_log = now
 
     def delete_older_than(self, before_ms: int, limit: int) -> int:
-        """Delete at most ``limit`` of the oldest letters received before ``before_ms``, in
-        one transaction (housekeeping's age limit, a slice at a time); how many went."""
+        """Of the ``limit`` oldest letters (by id), delete those received before
+        ``before_ms``, in one short transaction (housekeeping's age limit, a slice at a time:
+        it goes on while a whole slice went); how many went."""
         with self._lock:
             db = self._open()
             deleted = db.execute(
-                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters WHERE"
-                " received_ms < ? ORDER BY id LIMIT ?)", (before_ms, limit)).rowcount
+                "DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id"
+                " LIMIT ?) AND received_ms < ?", (limit, before_ms)).rowcount
             self._rows -= deleted
         return int(deleted)
 

@@ -491,19 +491,25 @@ class Housekeeper:
     def _delete_sliced(self, store: str, file: str, table: str, key: str, where: str,
                        args: tuple[object, ...], report: Report, *, keep_newest: bool = False
                        ) -> int:
+        """Delete the rows ``where`` says, a slice at a time: the rows are looked for in a
+        read (no lock: the search may scan the table), then deleted by key with ``where``
+        checked again, a short write."""
         deleted = 0
+        limit = self.policy.slice_rows
         with self._open(file) as db:
             if db is None or not _has_table(db, table):
                 return 0
-            guard = ""
             if keep_newest:
-                guard = f" AND {key} < (SELECT max({key}) FROM {table})"
-            sql = (f"DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE"
-                   f" {where}{guard} ORDER BY {key} LIMIT {int(self.policy.slice_rows)})")
+                where = f"({where}) AND {key} < (SELECT max({key}) FROM {table})"
+            find = f"SELECT {key} FROM {table} WHERE {where} ORDER BY {key} LIMIT ?"
             while True:
-                n = db.execute(sql, args).rowcount
-                deleted += n
-                if n < self.policy.slice_rows:
+                keys = [row[0] for row in db.execute(find, (*args, limit))]
+                if not keys:
+                    break
+                marks = ",".join("?" * len(keys))
+                deleted += db.execute(f"DELETE FROM {table} WHERE {key} IN ({marks}) AND"
+                                      f" ({where})", (*keys, *args)).rowcount
+                if len(keys) < limit:
                     break
                 self._pause()
         if deleted:
