@@ -312,9 +312,12 @@ class Gateway:
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
         # Housekeeping (its own thread; SQLite work in small slices): archive, age, checkpoint.
+        readers = {"servicelog.sqlite3": True, "outbox.sqlite3": self.upstream is not None,
+                   "notify.sqlite3": self.notifier is not None}
         self.housekeeper = Housekeeper(data_dir, Policy.from_settings(settings),
                                        metrics=HousekeepingMetrics(self.metrics.registry),
-                                       deadletters=self.deadletters)
+                                       deadletters=self.deadletters,
+                                       alert_readers=[f for f, used in readers.items() if used])
         self._housekeeping_thread = ThreadPoolExecutor(1, thread_name_prefix="housekeeping")
         self.checkpoint = Checkpoint(
             self.pipeline, spool=self.spool, deadletters=self.deadletters, source=self.source,

@@ -75,7 +75,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -100,6 +100,13 @@ duration, so they are only checkpointed (their free pages are reused by new rows
 CHECKPOINT_WAIT_MS: Final = 50
 """How long a ``TRUNCATE`` checkpoint may wait for readers to finish; new writers (an alert
 commit) wait behind it meanwhile, so never longer than this."""
+
+ALERT_READERS: Final = {
+    "outbox.sqlite3": "SELECT seq FROM cursors WHERE source = 'alerts'",
+    "notify.sqlite3": "SELECT seq FROM cursors WHERE source = 'alerts'",
+    "servicelog.sqlite3": "SELECT alert_seq FROM settlement",
+}
+"""Readers of the alert change log, by file, and where each keeps the last seq it read."""
 
 SLICE_PAUSE_S: Final = 0.005
 """Pause between two slices: a waiting writer takes the file in between."""
@@ -413,11 +420,16 @@ class Housekeeper:
     def __init__(self, data_dir: str | Path, policy: Policy, *,
                  metrics: HousekeepingMetrics | None = None,
                  deadletters: DeadLetterStore | None = None,
+                 alert_readers: Iterable[str] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         """``deadletters``: the gateway's open dead-letter store, which keeps count of its
-        rows: its letters are deleted through it (without, through a connection of our own)."""
+        rows: its letters are deleted through it (without, through a connection of our own).
+        ``alert_readers``: the files of the alert change log's readers in use, of
+        :data:`ALERT_READERS` (an outbox left by an upstream no longer configured holds nothing
+        back); None: every one there is."""
         self.data_dir = Path(data_dir)
         self.deadletters = deadletters
+        self.alert_readers = None if alert_readers is None else frozenset(alert_readers)
         self.archive = self.data_dir / ARCHIVE_DIR
         self.policy = policy
         self.metrics = metrics
@@ -536,9 +548,9 @@ class Housekeeper:
         """The lowest alert seq a reader of the change log still needs to have read past (the
         upstream and notification outboxes, the service records' settlement); None: none."""
         seqs = []
-        for file, sql in (("outbox.sqlite3", "SELECT seq FROM cursors WHERE source = 'alerts'"),
-                          ("notify.sqlite3", "SELECT seq FROM cursors WHERE source = 'alerts'"),
-                          ("servicelog.sqlite3", "SELECT alert_seq FROM settlement")):
+        for file, sql in ALERT_READERS.items():
+            if self.alert_readers is not None and file not in self.alert_readers:
+                continue
             with self._open(file) as db:
                 if db is None:
                     continue

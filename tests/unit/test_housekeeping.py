@@ -147,6 +147,9 @@ def test_changes_a_reader_has_not_read_stay_live(tmp_path: Path) -> None:
     assert [c.seq for c in store.changes_since(0)] == [2, 3, 4, 5]
     store.close()
     assert verify_archive(tmp_path).ok
+    # An outbox the gateway no longer uses (its upstream unset) holds nothing back.
+    report = Housekeeper(tmp_path, Policy(), alert_readers=["servicelog.sqlite3"]).run(NOW)
+    assert report.archived == {"alert-changes": 3}
 
 
 def test_a_deletion_interrupted_after_the_archive_is_finished_next_run(
