@@ -125,6 +125,9 @@ FINDINGS_SLICE = 200
 (thousands of findings in one round) an emergency call commits after one slice, not after
 the whole storm."""
 
+STORE_BYTES_EVERY_S = 60.0
+"""How often the stores' bytes on disk are measured between housekeeping runs."""
+
 ALERT_TICK_S = 1.0
 """How often the alert engine is ticked (escalation timers, detector windows)."""
 
@@ -575,21 +578,25 @@ class Gateway:
 
     async def _housekeeping(self) -> None:
         """Tidy the data directory (:mod:`gateway.storage.housekeeping`) every
-        ``housekeeping_interval_s``, first at most a minute after start; a failure is logged
-        by the run, never fatal."""
+        ``housekeeping_interval_s``, first at most a minute after start, and measure the
+        stores' bytes on disk (``homecare_store_bytes``) at start and every minute between
+        runs; a failure is logged, never fatal."""
         interval = self.settings.housekeeping_interval_s
-        delay = min(interval, 60.0)
-        while interval > 0 and not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._stopping.wait()
-            if self._stopping.is_set():
-                return
+        next_run = time.monotonic() + min(interval, 60.0) if interval > 0 else None
+        while not self._stopping.is_set():
+            due = next_run is not None and time.monotonic() >= next_run
+            if due:
+                next_run = time.monotonic() + interval
             try:
-                await self._in_thread(self._housekeeping_thread, self.housekeeper.run)
+                await self._in_thread(self._housekeeping_thread, self.housekeeper.run
+                                      if due else self.housekeeper.measure)
             except Exception as exc:  # a bug: logged, tried again next time
                 log.exception("housekeeping.failed error=%s", type(exc).__name__)
-            delay = interval
+            wait = STORE_BYTES_EVERY_S if next_run is None else max(
+                0.0, min(STORE_BYTES_EVERY_S, next_run - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._stopping.wait()
 
     # --- observability ------------------------------------------------------------------------
 

@@ -437,6 +437,14 @@ class Housekeeper:
         self.stopping = threading.Event()
         self.last: Report | None = None
 
+    def measure(self) -> dict[str, int]:
+        """Bytes on disk per store, into ``homecare_store_bytes`` (between runs)."""
+        sizes = store_bytes(self.data_dir)
+        if self.metrics is not None:
+            for store, size in sizes.items():
+                self.metrics.store_bytes.labels(store).set(size)
+        return sizes
+
     # -- one run --
 
     def run(self, now_ms: int | None = None) -> Report:

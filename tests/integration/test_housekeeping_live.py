@@ -71,3 +71,19 @@ def test_the_running_gateway_archives_ages_and_reports(tmp_path: Path,
     check = verify_archive(data_dir)
     assert check.ok, check.problems
     assert check.rows == {"alert-changes": 2}
+
+
+def test_bytes_per_store_are_measured_with_housekeeping_off(tmp_path: Path,
+                                                            mosquitto: Mosquitto) -> None:
+    workdir = tmp_path / "gw"
+    _old_data(workdir / "data", int(time.time() * 1000))
+    with running_gateway(workdir, mosquitto.url,
+                         {"HOMECARE_HOUSEKEEPING_INTERVAL_S": "0"}) as gateway:
+        metrics = wait_for(lambda: (m := gateway.metrics()).get(
+            'homecare_store_bytes{store="deadletters"}') and m, "store bytes measured")
+        assert metrics['homecare_store_bytes{store="deadletters"}'] > 150_000
+        assert metrics['homecare_store_bytes{store="alerts"}'] > 0
+        assert metrics.get("homecare_housekeeping_last_run_timestamp_seconds", 0) == 0
+        assert sqlite_rows(gateway.data_dir / "deadletters.sqlite3",
+                           "SELECT count(*) FROM dead_letters") == [(300,)]
+    assert not (gateway.data_dir / "archive").exists()
