@@ -378,28 +378,30 @@ def verify_archive(data_dir: str | Path) -> ArchiveCheck:
         check.rows[entry["kind"]] = check.rows.get(entry["kind"], 0) + len(numbers)
     for kind, numbers in keys.items():
         check.heads[kind] = max(numbers)
-    seqs = sorted(keys.get(ALERT_CHANGES.name, []))
-    if seqs:
+    archived = keys.get(ALERT_CHANGES.name, [])
+    if archived:
+        top = max(archived)
         live = data_dir / ALERT_CHANGES.file
         skips: list[tuple[int, int]] = []
-        live_first = None
+        live_seqs: list[int] = []
         if live.exists():
             db = sqlite3.connect(f"file:{live}?mode=ro", uri=True)
             try:
-                row = db.execute("SELECT min(seq) FROM changes WHERE seq > ?",
-                                 (seqs[-1],)).fetchone()
-                live_first = row[0]
+                # The live changes numbered among the archived ones (none, unless a clock set
+                # back interleaved two months) and the first after them.
+                live_seqs = [int(r[0]) for r in db.execute(
+                    "SELECT seq FROM changes WHERE seq <= ? UNION ALL SELECT min(seq) FROM"
+                    " changes WHERE seq > ?", (top, top)) if r[0] is not None]
                 skips = [(int(a), int(b)) for a, b in
                          db.execute("SELECT after_seq, upto_seq FROM seq_skips")]
-                overlap = db.execute("SELECT count(*) FROM changes WHERE seq <= ?",
-                                     (seqs[-1],)).fetchone()[0]
             finally:
                 db.close()
-            if overlap:
-                check.problems.append(f"alert changes: {overlap} archived changes still in the "
-                                      "live store (a deletion not finished yet)")
+        overlap = len(set(live_seqs) & set(archived))
+        if overlap:
+            check.problems.append(f"alert changes: {overlap} archived changes still in the "
+                                  "live store (a deletion not finished yet)")
         # Numbers start at 1: anything between 0 and the first archived one is missing too.
-        following = [0, *seqs, *([live_first] if live_first is not None else [])]
+        following = [0, *sorted({*archived, *live_seqs})]
         for before, after in itertools.pairwise(following):
             if after == before + 1 or any(a <= before and after <= b + 1 for a, b in skips):
                 continue
@@ -579,7 +581,7 @@ class Housekeeper:
             # A deletion a crash interrupted: rows already in an archive file.
             for entry in read_manifest(self.archive):
                 if entry["kind"] == kind.name:
-                    self._delete_range(db, kind, entry["first"], entry["last"], report)
+                    self._delete_range(db, kind, entry)
             while True:
                 row = db.execute(f"SELECT min({kind.at}), max({kind.key}) FROM {kind.table}"
                                  ).fetchone()
@@ -595,7 +597,7 @@ class Housekeeper:
                 written = self._write_month(db, kind, year, month, end_ms, limit)
                 if written is None:
                     return
-                self._delete_range(db, kind, written["first"], written["last"], report)
+                self._delete_range(db, kind, written)
                 report.archived[kind.name] = (report.archived.get(kind.name, 0)
                                               + written["rows"])
                 self._pause()
@@ -658,12 +660,17 @@ class Housekeeper:
             os.fsync(raw.fileno())
         return rows, first, last
 
-    def _delete_range(self, db: sqlite3.Connection, kind: Kind, first: int, last: int,
-                      report: Report) -> None:
+    def _delete_range(self, db: sqlite3.Connection, kind: Kind, entry: dict[str, Any]
+                      ) -> None:
+        """Delete the rows an archive file holds: numbered ``first`` to ``last`` and of its
+        month or before (a row numbered among them but of a later month, its clock set back
+        meanwhile, is not in the file)."""
+        year, month = (int(part) for part in str(entry["month"]).split("-"))
+        end_ms = month_start_ms(*next_month(year, month))
         sql = (f"DELETE FROM {kind.table} WHERE {kind.key} IN (SELECT {kind.key} FROM"
-               f" {kind.table} WHERE {kind.key} BETWEEN ? AND ? ORDER BY {kind.key}"
-               f" LIMIT {int(self.policy.slice_rows)})")
-        while db.execute(sql, (first, last)).rowcount:
+               f" {kind.table} WHERE {kind.key} BETWEEN ? AND ? AND {kind.at} < ?"
+               f" ORDER BY {kind.key} LIMIT {int(self.policy.slice_rows)})")
+        while db.execute(sql, (entry["first"], entry["last"], end_ms)).rowcount:
             self._pause()
 
     def _delete_archived_alerts(self, report: Report) -> None:

@@ -362,3 +362,23 @@ def test_a_manifest_line_cut_short_is_archived_again(tmp_path: Path) -> None:
     assert check.ok, check.problems
     assert check.rows == {"alert-changes": 4}
     assert len(manifest.read_text().splitlines()) == 2
+
+
+def test_a_change_numbered_among_archived_ones_but_of_a_later_month_stays(
+        tmp_path: Path) -> None:
+    """The clock set back: seq 2 was written in March, seq 3 (clock back) in January. January
+    is archived (seqs 1 and 3), March is not due yet: seq 2 stays live, and the whole still
+    verifies."""
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    alert = _alert("s1/b1/device_offline/#1", OLD_JAN, AlertStatus.OPEN, 1)
+    march = month_start_ms(2025, 3) + 3 * DAY
+    _write(store, alert, ("opened", OLD_JAN, AlertStatus.OPEN),
+           ("updated", march, AlertStatus.OPEN), ("updated", OLD_JAN + 1, AlertStatus.OPEN),
+           ("updated", RECENT, AlertStatus.OPEN))
+    now = month_start_ms(2026, 4) + 14 * DAY  # the cutoff: 2025-03-01
+    report = _keeper(tmp_path).run(now)
+    assert report.archived == {"alert-changes": 2}
+    assert [c.seq for c in store.changes_since(0)] == [2, 4]
+    check = verify_archive(tmp_path)
+    assert check.ok, check.problems
+    store.close()
