@@ -12,8 +12,10 @@ elsewhere (:data:`gateway.config.OTHER_VARIABLES`); every setting's value, from 
 the environment (the environment wins, as in the gateway), each on its own; the checks
 across settings (a secret's file exists, ``upstream_url`` has a secret), each on its own; the
 files settings point to; the registry (the first problem in it: the registry stops at its
-first); a family webhook in the registry has a secret to sign with; the data directory can be
-written (as the user running the check). Then the settings are loaded exactly as the gateway
+first); a family webhook in the registry has a secret to sign with; the on-call file
+(``oncall_file``), read by the gateway's own parser, every problem of its roster and chains
+each on its own line naming the entry; the data directory can be written (as the user running
+the check). Then the settings are loaded exactly as the gateway
 loads them, so a check that passes means the gateway reads them.
 
 >>> Problem("environment", "HOMECARE_MQTT_URLL", "unknown variable").line()
@@ -35,10 +37,13 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
+from alerts.escalation import Chain
+from alerts.roster import Roster, RosterError
 from devices.errors import RegistryError
 from devices.registry import Registry
 from gateway.config import ENV_PREFIX, Settings, load, unknown_variables
 from gateway.errors import ConfigError
+from gateway.notify import read_oncall_file
 
 __all__ = ["ENVIRONMENT", "CheckResult", "Problem", "check"]
 
@@ -122,6 +127,7 @@ def check(config: Path | None, *, registry: Path | None = None) -> CheckResult:
     settings = _validate(values, where, result)
     if settings is not None:
         _check_registry(settings, registry, result)
+        _check_oncall(settings, result)
         _check_data_dir(settings, where, result)
         if settings.influx_url is None:
             result.notes.append("no influx_url: points stay in the local spool until a "
@@ -129,7 +135,8 @@ def check(config: Path | None, *, registry: Path | None = None) -> CheckResult:
         result.notes.extend(_shared_broker_users(settings))
     if not result.problems:
         try:
-            load(config)
+            settings = load(config)
+            read_oncall_file(settings.oncall_file, settings)
         except ConfigError as exc:  # a rule this check does not know yet: still reported
             result.problems.append(Problem(str(config or "settings"), "settings", str(exc)))
     return result
@@ -324,6 +331,48 @@ def _check_registry(settings: Settings, registry: Path | None, result: CheckResu
                 f"sites without a time zone ({', '.join(bare[:5])}{'...' if len(bare) > 5 else ''}"
                 ") and sites not in the registry use this machine's zone: set timezone, or "
                 "defaults.timezone in the registry")
+
+
+def _check_oncall(settings: Settings, result: CheckResult) -> None:
+    """The on-call file read by the gateway's own parser (:class:`Roster`, :class:`Chain`):
+    every problem of the roster, and each chain's, as a problem of its own naming the entry."""
+    path = settings.oncall_file
+    if path is None or not Path(path).is_file():
+        return  # unset, or reported with the other missing files
+    source = f"oncall_file {path}"
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        result.problems.append(Problem(source, "file", f"cannot read: {exc.strerror}"))
+        return
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        result.problems.append(Problem(source, "file", f"not valid TOML: {exc}"))
+        return
+    before = len(result.problems)
+    try:
+        Roster.from_mapping(raw, default_shifts=settings.report_settings().shifts)
+    except RosterError as exc:
+        for problem in exc.problems:
+            entry, sep, message = problem.partition(": ")
+            if not sep or " " in entry:
+                entry, message = "roster", problem
+            result.problems.append(Problem(source, entry, message))
+    chains = raw.get("chains", [])
+    if not isinstance(chains, list):
+        result.problems.append(Problem(source, "chains", "a list of tables ([[chains]])"))
+        chains = []
+    names: list[str] = []
+    for i, item in enumerate(chains):
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("a table")
+            names.append(Chain.from_mapping(item).name)
+        except ValueError as exc:
+            result.problems.append(Problem(source, f"chains[{i}]", str(exc)))
+    if len(set(names)) != len(names):
+        result.problems.append(Problem(source, "chains", "two chains have the same name"))
+    if len(result.problems) == before:
+        result.checked.append(f"oncall_file {path}")
 
 
 def _registry_key(message: str) -> str:

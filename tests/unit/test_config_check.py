@@ -183,3 +183,43 @@ def test_sessions_sharing_one_broker_user_are_named(tmp_path: Path,
     result = runner.invoke(app, ["config", "check", "--config", str(config)])
     assert "connects as" not in result.stdout, result.stdout
     assert "MQTT pages" not in result.stdout, result.stdout
+
+
+def test_the_oncall_file_is_checked_like_the_gateway_reads_it(tmp_path: Path) -> None:
+    """The gateway refuses to start on a bad on-call file: the check names every problem of
+    it, each with its entry (issue #13: it printed OK, and the gateway exited 2)."""
+    oncall = tmp_path / "oncall.toml"
+    oncall.write_text(
+        '[[staff]]\nid = "anna"\nname = "Anna"\nrole = "dispatcher"\n'
+        '[[shifts]]\nname = "day"\nstart = "8:00"\n'
+        '[[shifts]]\nname = "night"\nstart = "20:00"\n'
+        '[[duty]]\nsite = "*"\nshift = "night"\ndispatchers = ["zed"]\n'
+        '[[chains]]\nname = "falls"\nsteps = [{recipients = ["dispatchers_on_duty"], '
+        'wait_s = "soon"}]\n')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      f'oncall_file = "{oncall}"\n')
+    bad = runner.invoke(app, ["config", "check", "-c", str(config)])
+    out = bad.stdout
+    assert bad.exit_code == 1, out
+    assert "3 problems" in out, out
+    _line(out, f"oncall_file {oncall}: shifts[0].start", "HH:MM")
+    _line(out, f"oncall_file {oncall}: duty[0].dispatchers", "'zed' is no dispatcher")
+    _line(out, f"oncall_file {oncall}: chains[0]", "wait_s")
+
+    oncall.write_text(
+        '[[staff]]\nid = "anna"\nname = "Anna"\nrole = "dispatcher"\n'
+        '[[duty]]\nsite = "*"\nshift = "day"\ndispatchers = ["anna"]\n')
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      f'oncall_file = "{oncall}"\nreport_shifts = ["day=08:00"]\n')
+    good = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert good.exit_code == 0, good.stdout
+    assert f"oncall_file {oncall}" in good.stdout
+
+
+def test_the_example_oncall_file_passes(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      f'oncall_file = "{ROOT / "deploy/oncall.example.toml"}"\n')
+    result = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert result.exit_code == 0, result.stdout
