@@ -18,6 +18,9 @@ each on its own line naming the entry; the data directory can be written (as the
 the check). Then the settings are loaded exactly as the gateway
 loads them, so a check that passes means the gateway reads them.
 
+The module is over 400 lines: each check is short, and they are kept together so that what
+`homecare config check` covers is read in one place.
+
 >>> Problem("environment", "HOMECARE_MQTT_URLL", "unknown variable").line()
 'environment: HOMECARE_MQTT_URLL: unknown variable'
 """
