@@ -70,8 +70,11 @@ escalation step at once (``escalated``).
 
 Escalation. An open (unacknowledged) alert carries ``next_escalation_at`` from the timeline of
 its chain (:meth:`~alerts.escalation.EscalationPolicy.chain`: by severity and type);
-:meth:`AlertEngine.tick` takes every step that is due (``escalated``; after a downtime, the
-steps missed are taken at once on the original timeline). Acknowledging stops escalation.
+:meth:`AlertEngine.tick` takes every step that is due (``escalated``). After a downtime, the
+steps missed are taken at once, in order, on the original timeline: one ``escalated`` change
+per step, each with its own level, so that each step's recipients are told (a note says how
+many were due); only the last step's repeats missed are one change (the same people).
+Acknowledging stops escalation.
 Timers live in the alert rows, so a restarted engine continues them. :meth:`record` keeps a
 fact about an alert that changes nothing in it (a notification sent for a step, its delivery)
 in its history and on the stream.
@@ -107,7 +110,7 @@ from typing import Any, Final
 import msgspec
 
 from alerts.errors import AlertNotFound, InvalidTransition
-from alerts.escalation import EscalationPolicy
+from alerts.escalation import Chain, EscalationPolicy
 from alerts.model import (
     Alert,
     AlertChange,
@@ -190,6 +193,19 @@ def _stale(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 def _earliest(*times: int | None) -> int | None:
     present = [t for t in times if t is not None]
     return min(present) if present else None
+
+
+def _late_note(chain: Chain, start: int, levels: Sequence[int], i: int) -> str | None:
+    """The note of the ``i``-th (from 1) of the escalation ``levels`` taken at once from
+    level ``start``; None for a single step on time."""
+    before = levels[i - 2] if i > 1 else start
+    times = levels[i - 1] - before  # > 1: the last step's repeats missed, taken once
+    if len(levels) == 1 and times == 1:
+        return None
+    number, repeat = chain.step(levels[i - 1])
+    return (f"{levels[-1] - start} escalation steps were due: step {number}"
+            + (f" (repeat {repeat})" if repeat else "") + f", {i} of {len(levels)} at once"
+            + (f", once for {times} due" if times > 1 else ""))
 
 
 class AlertEngine:
@@ -683,12 +699,18 @@ class AlertEngine:
             return  # condition gone, resolution pending: no escalation meanwhile
         due = alert.next_escalation_at
         if alert.status is AlertStatus.OPEN and due is not None and due <= now:
-            level, next_at, steps = self.policy.schedule(alert.severity, alert.type).advance(
+            # One change per step due (after a downtime: several, in order, at once), each
+            # with its own level: each step's recipients are told (alerts.notify); only the
+            # repeats of the last step missed are one change (the same people).
+            levels, next_at = self.policy.schedule(alert.severity, alert.type).due_levels(
                 level=alert.escalation_level, due=due, now=now)
-            alert = self._put(msgspec.structs.replace(
-                alert, escalation_level=level, next_escalation_at=next_at, updated_at=now))
-            self._stage("escalated", alert, now, actor=SYSTEM,
-                        note=f"{steps} escalation steps were due" if steps > 1 else None)
+            chain, start = self.policy.chain(alert.severity, alert.type), alert.escalation_level
+            for i, level in enumerate(levels, 1):
+                alert = self._put(msgspec.structs.replace(
+                    alert, escalation_level=level, updated_at=now,
+                    next_escalation_at=next_at if i == len(levels) else now))
+                self._stage("escalated", alert, now, actor=SYSTEM,
+                            note=_late_note(chain, start, levels, i))
         elif (alert.id in self._quiet
               and now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms):
             self._stage("updated", alert, now)

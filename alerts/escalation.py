@@ -15,8 +15,9 @@ low        --                                       --
 =========  =======================================  ==========
 
 Timers are absolute times kept in the alert (``next_escalation_at``), so they survive a
-restart: :meth:`Schedule.advance` moves an overdue alert through every step whose time has
-passed, on the original timeline (timers honoured, not reset). The one reset: a new call on an
+restart: :meth:`Schedule.due_levels` moves an overdue alert through every step whose time has
+passed, on the original timeline (timers honoured, not reset), one step at a time, so that the
+engine records (and the notifier tells) each. The one reset: a new call on an
 acknowledged alert (a repeat, see :mod:`alerts.engine`) reopens it at level 0, the first step
 due ``steps_ms[0]`` after the repeat.
 
@@ -121,6 +122,31 @@ class Schedule:
                 return level + skipped, next_due + (skipped + 1) * delay, steps + skipped
             next_due += delay
         return level, next_due, steps
+
+    def due_levels(self, *, level: int, due: int, now: int) -> tuple[list[int], int | None]:
+        """Each step due by ``now`` (the first due at ``due``) as the level it brings the alert
+        to, in order, and the next due time (or None): one level per step, so that each step's
+        recipients are told after a downtime; the periods of the repeating tail (the last step
+        again and again) missed are one level: its people are told once.
+
+        >>> Schedule(steps_ms=(10, 10), repeat_ms=100).due_levels(level=0, due=10, now=450)
+        ([1, 6], 520)
+        """
+        levels: list[int] = []
+        next_due: int | None = due
+        while next_due is not None and next_due <= now:
+            level += 1
+            delay = self.delay(level)
+            if delay is None:
+                levels.append(level)
+                return levels, None
+            if level >= len(self.steps_ms):
+                skipped = (now - next_due) // delay
+                levels.append(level + skipped)
+                return levels, next_due + (skipped + 1) * delay
+            levels.append(level)
+            next_due += delay
+        return levels, next_due
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

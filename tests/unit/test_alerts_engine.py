@@ -260,10 +260,43 @@ def test_an_unacknowledged_critical_alert_escalates_on_its_schedule() -> None:
 def test_overdue_steps_are_taken_at_once_on_the_original_timeline() -> None:
     e = engine()
     e.apply([finding(severity=Severity.CRITICAL)], T0)
-    change = one(e.tick(T0 + 1000 * S))  # steps due at 60, 240, 540, 840 s
-    assert change.alert.escalation_level == 4
-    assert change.note == "4 escalation steps were due"
-    assert change.alert.next_escalation_at == T0 + 1140 * S
+    # Steps due at 60, 240, 540, 840 s: step 2, then step 3 once for its first time and the
+    # two repeats missed (the same people).
+    second, third = e.tick(T0 + 1000 * S)
+    assert [c.alert.escalation_level for c in (second, third)] == [1, 4]
+    assert second.note == "4 escalation steps were due: step 2, 1 of 2 at once"
+    assert third.note == ("4 escalation steps were due: step 3 (repeat 2), 2 of 2 at once,"
+                          " once for 3 due")
+    assert third.alert.next_escalation_at == T0 + 1140 * S
+
+
+def test_every_step_due_after_a_restore_is_its_own_change_in_order(tmp_path: Path) -> None:
+    """Issue #13: a restart during an escalation must not merge the steps missed (step 2's
+    recipients were never told)."""
+    from alerts.escalation import Chain, Step
+    chain = Chain(name="press", steps=(
+        Step(recipients=("dispatchers_on_duty",), wait_s=10),
+        Step(recipients=("duty_nurse",), wait_s=10),
+        Step(recipients=("station_manager",))))
+    policy = EscalationPolicy(chains=(chain,))
+    path = tmp_path / "alerts.sqlite3"
+    first = engine(AlertStore(path), policy=policy)
+    first.apply([finding(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL)], T0)
+    first.commit()
+    first.store.close()
+    restarted = engine(AlertStore(path), policy=policy)
+    changes = restarted.tick(T0 + 30 * S)  # steps 2 and 3 were due at 10 s and 20 s
+    assert [(c.action, c.alert.escalation_level, chain.step(c.alert.escalation_level)[0])
+            for c in changes] == [("escalated", 1, 2), ("escalated", 2, 3)]
+    assert [c.note for c in changes] == ["2 escalation steps were due: step 2, 1 of 2 at once",
+                                         "2 escalation steps were due: step 3, 2 of 2 at once"]
+    assert changes[0].seq < changes[1].seq
+    assert changes[-1].alert.next_escalation_at is None  # the last step has no wait
+    restarted.commit()
+    history = restarted.store.history(changes[0].alert.id)
+    assert [(c.action, c.alert.escalation_level) for c in history] == [
+        ("opened", 0), ("escalated", 1), ("escalated", 2)]
+    assert restarted.tick(T0 + 60 * S) == []
 
 
 def test_acknowledging_stops_escalation() -> None:
