@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite starts for real, and only the missing ones:
-# mosquitto (+ clients), influxdb 1.x (influxd), victoria-metrics and chromium.
+# mosquitto (+ clients), influxdb 1.x (influxd), victoria-metrics, chromium, and docker-compose
+# (only its `config` check of docker-compose.yml: no Docker engine is needed or started).
 #
 # Non-interactive and idempotent: safe on a fresh CI machine (root, no stdin) and on a
 # developer machine where everything is already there (then it does nothing and asks no
@@ -16,6 +17,7 @@ declare -A probe=(
   [influxdb]=influxd
   [victoria-metrics]=victoria-metrics
   [chromium]=chromium
+  [docker-compose]=docker-compose
 )
 services=(mosquitto influxdb victoria-metrics)
 
@@ -26,7 +28,7 @@ installed() {
 }
 
 missing=()
-for pkg in mosquitto mosquitto-clients influxdb victoria-metrics chromium; do
+for pkg in mosquitto mosquitto-clients influxdb victoria-metrics chromium docker-compose; do
   installed "$pkg" || missing+=("$pkg")
 done
 
