@@ -49,6 +49,8 @@ ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 ANY_SITE: Final = "*"
 MAX_STAFF: Final = 1000
 MAX_DUTY: Final = 10_000
+COVERAGE_DAYS: Final = 7
+"""How far ahead a roster's coverage gaps are looked for (:meth:`Roster.gaps`)."""
 
 Role = Literal["dispatcher", "nurse", "manager"]
 
@@ -124,6 +126,39 @@ class OnDuty:
     manager: Staff | None
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A time when no dispatcher is on duty at a site: calls there reach the console only."""
+
+    site: str
+    start: int
+    """Epoch ms, inclusive."""
+    end: int
+    """Epoch ms, exclusive."""
+    zone: str | None
+    """The site's zone (IANA) the shifts were read in; None: the machine's."""
+
+    def local(self, at_ms: int) -> str:
+        """``at_ms`` in the site's zone, to the minute with its offset."""
+        zone = ZoneInfo(self.zone) if self.zone else None
+        return _local(at_ms, zone).isoformat(timespec="minutes")
+
+    def text(self) -> str:
+        return (f"{self.site} from {self.local(self.start)} to {self.local(self.end)} "
+                f"({self.zone or 'local time'})")
+
+
+def _local(at_ms: int, zone: ZoneInfo | None) -> dt.datetime:
+    return dt.datetime.fromtimestamp(at_ms / 1000, tz=zone) if zone is not None \
+        else dt.datetime.fromtimestamp(at_ms / 1000).astimezone()
+
+
+def _epoch_ms(day: dt.date, minute: int, zone: ZoneInfo | None) -> int:
+    """Epoch ms of ``minute`` after midnight on ``day`` in ``zone``."""
+    wall = dt.datetime.combine(day, dt.time(minute // 60, minute % 60), tzinfo=zone)
+    return round(wall.timestamp() * 1000)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Roster:
     """Staff, shifts and duty (see the module docstring); validated by :meth:`from_mapping`."""
@@ -149,12 +184,15 @@ class Roster:
     def on_duty(self, site: str, at_ms: int, zone: ZoneInfo | None) -> OnDuty:
         """Who is on duty at ``site`` at ``at_ms`` (epoch ms), shifts read in ``zone`` (the
         site's; None: the machine's local zone)."""
-        local = dt.datetime.fromtimestamp(at_ms / 1000, tz=zone) if zone is not None \
-            else dt.datetime.fromtimestamp(at_ms / 1000).astimezone()
+        local = _local(at_ms, zone)
         found = self.shift_at(local)
         if found is None:
             return OnDuty(site, None, None, (), None, None)
         shift, date = found
+        return self._on_shift(site, shift, date)
+
+    def _on_shift(self, site: str, shift: Shift, date: dt.date) -> OnDuty:
+        """Who is on ``shift`` started on ``date`` at ``site``."""
         iso, weekday = date.isoformat(), WEEKDAYS[date.weekday()]
         ranked = sorted(((rank, d) for d in self.duty if d.shift == shift.name
                          and (rank := d.rank(site, iso, weekday)) is not None),
@@ -165,6 +203,48 @@ class Roster:
         people = {s.id: s for s in self.staff}
         return OnDuty(site, shift.name, iso, tuple(people[i] for i in dispatchers),
                       people[nurse] if nurse else None, people[manager] if manager else None)
+
+    def gaps(self, site: str, zone: ZoneInfo | None, start_ms: int,
+             days: int = COVERAGE_DAYS) -> list[Gap]:
+        """The times from ``start_ms`` for ``days`` when no dispatcher is on duty at ``site``
+        (shifts read in ``zone``, None: the machine's), adjacent shifts merged; a roster
+        without shifts is one gap.
+
+        >>> roster = Roster.from_mapping({
+        ...     "staff": [{"id": "anna", "name": "Anna", "role": "dispatcher"}],
+        ...     "shifts": [{"name": "day", "start": "08:00"}, {"name": "night", "start": "20:00"}],
+        ...     "duty": [{"site": "*", "shift": "day", "dispatchers": ["anna"]},
+        ...              {"site": "*", "shift": "night", "date": "2026-01-02",
+        ...               "dispatchers": ["anna"]}]})
+        >>> import zoneinfo
+        >>> utc = zoneinfo.ZoneInfo("UTC")
+        >>> [g.text() for g in roster.gaps("s", utc, 1_767_268_800_000, days=2)]  # Jan 1 12:00
+        ['s from 2026-01-01T20:00+00:00 to 2026-01-02T08:00+00:00 (UTC)']
+        """
+        end_ms = start_ms + days * 86_400_000
+        zone_name = zone.key if zone is not None else None
+        if not self.shifts:
+            return [Gap(site, start_ms, end_ms, zone_name)]
+        ordered = sorted(self.shifts, key=lambda s: s.start_minute)
+        first = _local(start_ms, zone).date() - dt.timedelta(days=1)
+        last = _local(end_ms, zone).date()
+        out: list[Gap] = []
+        day = first
+        while day <= last:
+            for i, shift in enumerate(ordered):
+                begin = _epoch_ms(day, shift.start_minute, zone)
+                after = ordered[i + 1] if i + 1 < len(ordered) else ordered[0]
+                until = _epoch_ms(day + dt.timedelta(days=0 if i + 1 < len(ordered) else 1),
+                                  after.start_minute, zone)
+                begin, until = max(begin, start_ms), min(until, end_ms)
+                if begin >= until or self._on_shift(site, shift, day).dispatchers:
+                    continue
+                if out and out[-1].end >= begin:
+                    out[-1] = Gap(site, out[-1].start, max(until, out[-1].end), zone_name)
+                else:
+                    out.append(Gap(site, begin, until, zone_name))
+            day += dt.timedelta(days=1)
+        return out
 
     # --- reading and writing ------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ dispatcher (or admin) key, since they carry the staff's phone numbers and addres
 /oncall`` (admin) replaces the roster, checked whole (400 ``invalid_roster`` with every
 problem, never a contact's value): kept until the on-call file's roster changes
 (:mod:`alerts.rosterstore`); the chains are the file's only (they set the escalation
-timelines of the alert engine). Audited like every write.
+timelines of the alert engine). Audited like every write. Both answers carry ``warnings``:
+the roster's coverage gaps over the next week (times when no dispatcher is on duty at a
+site of the registry or of the duty, in its zone); a roster with gaps is accepted all the
+same (an admin may be halfway through an edit), but says so.
 """
 
 from __future__ import annotations
@@ -111,6 +114,17 @@ class ChainOut(_Out):
     steps: list[StepOut]
 
 
+class GapOut(_Out):
+    site: str
+    """A site id, or ``*``: any site (no site is known)."""
+    start: int
+    """Epoch ms."""
+    end: int
+    timezone: str | None
+    """The site's zone the shifts were read in (null: the gateway machine's)."""
+    message: str
+
+
 class OnCallOut(_Out):
     source: Literal["file", "api"]
     """``file``: the on-call file's roster; ``api``: one put through the API since."""
@@ -121,6 +135,9 @@ class OnCallOut(_Out):
     duty: list[DutyOut]
     chains: list[ChainOut]
     """The configured chains, first match wins; then the default chain of each severity."""
+    warnings: list[GapOut] = Field(default_factory=list)
+    """Coverage gaps over the next week: no dispatcher on duty at a site (calls there reach
+    the console only); the first 200."""
 
 
 class OnDutyOut(_Out):
@@ -160,6 +177,16 @@ def router(ctx: ApiContext) -> APIRouter:
             raise ApiError(503, "the on-call roster is not available")
         return ctx.oncall
 
+    def zone(site: str) -> ZoneInfo | None:
+        name = ctx.registry.timezone(site, ctx.timezone)
+        return ZoneInfo(name) if name else None
+
+    def warnings(held: RosterStore) -> list[GapOut]:
+        gaps = held.gaps(ctx.clock(), sites=list(ctx.registry.sites), zone=zone)
+        return [GapOut(site=g.site, start=g.start, end=g.end, timezone=g.zone,
+                       message=f"no dispatcher on duty at {g.text()}: calls there reach the "
+                       "console only") for g in gaps[:200]]
+
     def answer(held: RosterStore) -> OnCallOut:
         raw: dict[str, Any] = held.roster.to_mapping()
         return OnCallOut(source="api" if held.source == "api" else "file",
@@ -167,7 +194,7 @@ def router(ctx: ApiContext) -> APIRouter:
                          staff=[StaffOut.model_validate(s) for s in raw["staff"]],
                          shifts=[ShiftOut.model_validate(s) for s in raw["shifts"]],
                          duty=[DutyOut.model_validate(d) for d in raw["duty"]],
-                         chains=_chains(ctx.escalation))
+                         chains=_chains(ctx.escalation), warnings=warnings(held))
 
     @api.get("", response_model=OnCallOut, dependencies=[dispatcher],
              responses=error_responses(403, 503),
@@ -200,7 +227,8 @@ def router(ctx: ApiContext) -> APIRouter:
              summary="Replace the on-call roster (admin)")
     async def put_oncall(body: RosterIn, key: Admin) -> OnCallOut:
         """Staff, shifts and duty, checked whole; the same roster again changes nothing but
-        the time. Kept until the on-call file's roster changes; the chains stay the file's."""
+        the time. Kept until the on-call file's roster changes; the chains stay the file's.
+        Accepted with coverage gaps, listed in ``warnings``."""
         held = store()
         raw = body.model_dump(exclude_none=True)
         if body.shifts is None:

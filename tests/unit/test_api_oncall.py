@@ -9,6 +9,8 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from alerts.acklinks import AckLinks
 from alerts.escalation import Chain, EscalationPolicy, Step
 from alerts.model import AlertType, Finding, Severity
@@ -78,6 +80,53 @@ async def test_the_roster_is_shown_to_dispatchers_and_replaced_whole_by_admins(
         assert [(e.actor, e.action, e.status) for e in reversed(audit)
                 if e.target == url] == [("dispatcher-1", "PUT", 403), ("bootstrap", "PUT", 400),
                                         ("bootstrap", "PUT", 200)]
+    finally:
+        await api.client.aclose()
+
+
+async def test_a_roster_leaving_a_site_without_a_dispatcher_is_accepted_with_warnings(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #13: a roster with nobody on duty somewhere was answered 200 and said nothing.
+    It is still accepted (an admin may be halfway through an edit) but the answers list every
+    coverage gap of the next week, per site in its zone, and the gateway logs them."""
+    api = harness(tmp_path)
+    try:
+        url = "/api/v1/oncall"
+        # The file's roster has dispatchers for the day only: every night of the week is a gap
+        # at the registry's site, in Shanghai's zone (T0 is 16:00 there).
+        shown = (await api.client.get(url, headers=api.auth("dispatcher"))).json()
+        gaps = shown["warnings"]
+        assert len(gaps) == 7, gaps
+        first = dt.datetime.fromtimestamp(T0 / 1000, SHANGHAI).replace(hour=20)
+        assert (gaps[0]["site"], gaps[0]["timezone"], gaps[0]["start"], gaps[0]["end"]) == (
+            "site-01", "Asia/Shanghai", int(first.timestamp() * 1000),
+            int((first + dt.timedelta(hours=12)).timestamp() * 1000))
+        assert "no dispatcher on duty at site-01" in gaps[0]["message"]
+
+        caplog.set_level("WARNING", logger="homecare.alerts.oncall")
+        caplog.clear()
+        site_sh_days = {**ROSTER, "duty": [
+            {"site": "site-01", "shift": "day", "dispatchers": ["anna"]},
+            {"site": "site-01", "shift": "night", "dispatchers": ["anna"]},
+            {"site": "site-sh", "shift": "night", "weekdays": ["mon", "tue", "wed", "thu", "fri",
+                                                              "sat"],
+             "dispatchers": ["anna"]},
+            {"site": "site-sh", "shift": "day", "dispatchers": ["anna"], "nurse": "li"}]}
+        put = await api.client.put(url, json=site_sh_days, headers=api.auth("admin"))
+        assert put.status_code == 200, put.text
+        # Sunday's night at site-sh (a site the duty names, not in the registry) is the only
+        # gap: its own entries name dispatchers for every other shift.
+        assert [w["site"] for w in put.json()["warnings"]] == ["site-sh"], put.text
+        assert any(r.getMessage().startswith("oncall.gap site=site-sh from=")
+                   for r in caplog.records), caplog.records
+
+        covered = {**ROSTER, "duty": [
+            {"site": "*", "shift": "day", "dispatchers": ["anna"]},
+            {"site": "*", "shift": "night", "dispatchers": ["anna"]}]}
+        put = await api.client.put(url, json=covered, headers=api.auth("admin"))
+        assert (put.status_code, put.json()["warnings"]) == (200, [])
+        assert (await api.client.get(url, headers=api.auth("dispatcher"))
+                ).json()["warnings"] == []
     finally:
         await api.client.aclose()
 

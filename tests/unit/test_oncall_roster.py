@@ -123,3 +123,62 @@ def test_a_roster_replaced_through_the_api_is_kept_privately_until_the_file_chan
     assert (after_edit.source, after_edit.roster) == ("file", edited)
     assert not path.exists()
     assert (tmp_path / "oncall.json.replaced").exists()
+
+
+def test_coverage_gaps_are_the_times_no_dispatcher_is_on_duty_per_site_in_its_zone() -> None:
+    """A site whose entry names a nurse for the night but no dispatcher is covered by the
+    ``*`` dispatchers; a site whose own night has no dispatcher at all is not (issue #13: such
+    a roster was accepted silently and calls reached nobody off-console)."""
+    roster = Roster.from_mapping({**RAW, "duty": [
+        {"site": "*", "shift": "day", "dispatchers": ["anna"]},
+        {"site": "site-02", "shift": "night", "nurse": "ma"},
+        {"site": "site-03", "shift": "night", "dispatchers": ["bo"], "date": "2026-01-02"}]})
+    start = at(SHANGHAI, 2026, 1, 1, 12)
+    shanghai = roster.gaps("site-02", SHANGHAI, start, days=2)
+    assert [(g.start, g.end) for g in shanghai] == [
+        (at(SHANGHAI, 2026, 1, 1, 20), at(SHANGHAI, 2026, 1, 2, 8)),
+        (at(SHANGHAI, 2026, 1, 2, 20), at(SHANGHAI, 2026, 1, 3, 8))]
+    assert shanghai[0].text() == \
+        "site-02 from 2026-01-01T20:00+08:00 to 2026-01-02T08:00+08:00 (Asia/Shanghai)"
+    # The same shifts in London's zone are other instants (start is 04:00 there, at night).
+    assert [(g.start, g.end) for g in roster.gaps("site-02", LONDON, start, days=1)] == [
+        (start, at(LONDON, 2026, 1, 1, 8)), (at(LONDON, 2026, 1, 1, 20), start + 86_400_000)]
+    # A date entry covers its night only.
+    assert [(g.start, g.end) for g in roster.gaps("site-03", SHANGHAI, start, days=2)] == [
+        (at(SHANGHAI, 2026, 1, 1, 20), at(SHANGHAI, 2026, 1, 2, 8))]
+    assert Roster.from_mapping(RAW).gaps("site-02", SHANGHAI, start) == []
+    nobody = Roster.from_mapping({"staff": RAW["staff"], "shifts": RAW["shifts"]})
+    assert [(g.start, g.end) for g in nobody.gaps("site-01", SHANGHAI, start)] == [
+        (start, start + 7 * 86_400_000)]
+
+
+def test_the_store_logs_its_gaps_at_load_and_on_change_and_counts_sites_without_a_dispatcher(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    day_only = Roster.from_mapping({**RAW, "duty": [
+        {"site": "*", "shift": "day", "dispatchers": ["anna"]}]})
+    noon, night = at(SHANGHAI, 2026, 1, 1, 12), at(SHANGHAI, 2026, 1, 1, 22)
+    zones = {"site-01": SHANGHAI, "site-sh": SHANGHAI}
+    caplog.set_level("WARNING", logger="homecare.alerts.oncall")
+    store = RosterStore(tmp_path / "oncall.json", seed=day_only, sites=lambda: ["site-01"],
+                        zone=zones.get, clock=lambda: noon)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 7, lines
+    assert lines[0].startswith("oncall.gap site=site-01 from=2026-01-01T20:00+08:00 "
+                               "to=2026-01-02T08:00+08:00 zone=Asia/Shanghai"), lines
+    assert (store.sites_uncovered(noon), store.sites_uncovered(night)) == (0, 1)
+
+    caplog.clear()
+    store.replace(Roster.from_mapping({**RAW, "duty": [
+        {"site": "*", "shift": "day", "dispatchers": ["anna"]},
+        {"site": "*", "shift": "night", "dispatchers": ["bo"]},
+        {"site": "site-sh", "shift": "night", "dispatchers": ["chen"], "weekdays": ["mon"]},
+        {"site": "site-sh", "shift": "day", "nurse": "li"}]}), actor="a", now_ms=noon)
+    assert caplog.records == []
+    assert store.sites_uncovered(night) == 0
+    caplog.clear()
+    store.replace(day_only, actor="a", now_ms=noon)
+    assert len(caplog.records) == 7
+    # No on-call file: nobody is meant to be on call, nothing to warn of.
+    caplog.clear()
+    quiet = RosterStore(tmp_path / "other.json", seed=Roster(), check=False)
+    assert (quiet.gaps(noon), quiet.sites_uncovered(night), caplog.records) == ([], 0, [])
