@@ -28,6 +28,9 @@ an MQTT page's topic and JSON.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -39,6 +42,27 @@ from alerts.escalation import Chain
 from alerts.model import Alert
 from alerts.residents import Resident
 from alerts.roster import OnDuty, Staff
+
+log = logging.getLogger("homecare.alerts.oncall")
+
+_NOBODY_REMEMBERED: Final = 10_000
+"""Alerts whose 'nobody on duty' warning was logged, remembered up to this many (oldest
+forgotten first), so each alert's is logged once and not at every step or repeat."""
+_nobody_warned: OrderedDict[tuple[str, str], None] = OrderedDict()
+_nobody_lock = threading.Lock()
+
+
+def _warn_nobody(alert: Alert, recipient: str, step: int) -> None:
+    """Log once per alert and recipient that nobody of that role was on duty to tell."""
+    with _nobody_lock:
+        if (alert.id, recipient) in _nobody_warned:
+            return
+        _nobody_warned[(alert.id, recipient)] = None
+        while len(_nobody_warned) > _NOBODY_REMEMBERED:
+            _nobody_warned.popitem(last=False)
+    log.warning("oncall.nobody alert=%s site=%s recipient=%s step=%d; nobody on duty for "
+                "it: the roster has a gap (GET /api/v1/oncall warnings), the call reaches "
+                "the console only", alert.id, alert.site, recipient, step)
 
 WEBHOOK_VERSION: Final = 1
 """``version`` of the webhook payload (docs/schemas/notification-webhook.schema.json)."""
@@ -154,6 +178,8 @@ def plan_step(alert: Alert, *, seq: int, chain: Chain, level: int, sent_for: str
             unreached.append(f"nobody for {recipient}"
                              + (" (no profile contact)" if recipient == "family_contact"
                                 else " on duty"))
+            if recipient != "family_contact":
+                _warn_nobody(alert, recipient, number)
         for person in found:
             if all(p.id != person.id for p in people):
                 people.append(person)

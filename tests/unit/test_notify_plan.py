@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import jsonschema_rs
+import msgspec
 import pytest
 
 from alerts.acklinks import AckLinks
@@ -131,3 +132,24 @@ def test_email_and_pages_name_the_alert_the_step_and_the_link(channel: str) -> N
         assert body["topic"] == "homecare/paging/site-01/pg-1"
         assert (body["payload"]["step"], body["payload"]["pager"]) == (1, "pg-1")
         assert "/ack/" in body["payload"]["acknowledge_url"]
+
+
+def test_nobody_on_duty_for_a_step_is_logged_once_per_alert(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #13: a step that found nobody on duty was only a note in the history ('not sent:
+    nobody for dispatchers_on_duty on duty'); the gateway's log said nothing."""
+    alert = msgspec.structs.replace(ALERT, id="01JNOBODY")
+    nobody = OnDuty("site-01", "night", "2026-01-01", (), None, None)
+    caplog.set_level("WARNING", logger="homecare.alerts.oncall")
+    for level in (0, 0, 1):  # step 1, its repeat, step 2
+        planned = plan_step(alert, seq=50 + level, chain=CHAIN, level=level,
+                            sent_for="escalated", on_duty=nobody, resident=None,
+                            channels=ALL, source="gw-1",
+                            link=lambda key, who, channel: ("http://127.0.0.1/ack/T", 1),
+                            zone=None, now_ms=T0)
+        assert "nobody for" in planned.note
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(";")[0] for line in lines] == [
+        "oncall.nobody alert=01JNOBODY site=site-01 recipient=dispatchers_on_duty step=1",
+        "oncall.nobody alert=01JNOBODY site=site-01 recipient=duty_nurse step=2",
+        "oncall.nobody alert=01JNOBODY site=site-01 recipient=station_manager step=2"], lines
