@@ -31,7 +31,8 @@ from tests.servers import Mosquitto, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "mosquitto"
-PASSWORDS = {"gateway": "gw-secret", "btn-0001": "dev1-secret", "btn-0002": "dev2-secret"}
+PASSWORDS = {"gateway": "gw-secret", "gateway-urgent": "gw-urgent-secret",
+             "btn-0001": "dev1-secret", "btn-0002": "dev2-secret"}
 """Users of the shipped ACL (deploy/registry.example.toml): btn-0001 is the button of
 site-01/bed-0001, btn-0002 of site-01/bed-0002."""
 OWN = "homecare/v1/site-01/bed-0001/button/btn-0001/event"

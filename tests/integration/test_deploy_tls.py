@@ -104,6 +104,9 @@ def tls_peer(broker: TlsBroker, username: str, *, ca_file: Path | None) -> Peer:
 def test_the_gateway_takes_in_a_press_sent_over_tls(broker: TlsBroker, tmp_path: Path) -> None:
     gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=broker.tls_url, env={
         "HOMECARE_MQTT_USERNAME": "gateway", "HOMECARE_MQTT_PASSWORD": PASSWORDS["gateway"],
+        # The shipped broker keeps a session per user: the urgent session has its own.
+        "HOMECARE_MQTT_URGENT_USERNAME": "gateway-urgent",
+        "HOMECARE_MQTT_URGENT_PASSWORD": PASSWORDS["gateway-urgent"],
         "HOMECARE_MQTT_TLS_CA_FILE": str(broker.ca_file)})
     gateway.start()
     try:
