@@ -97,7 +97,7 @@ from alerts.plans import (
 from alerts.planstore import PlanImportResult, PlanStore
 from alerts.reports import DEFAULT_SHIFTS, ReportSettings, ResponseReport, Shift
 from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
-from alerts.residentstore import ImportResult, ResidentStore
+from alerts.residentstore import ImportResult, ResidentStore, make_private
 from alerts.responsemetrics import ResponseMetrics
 from alerts.roster import OnDuty, Roster, RosterError, Staff
 from alerts.rosterstore import RosterStore
@@ -209,6 +209,7 @@ __all__ = [
     "envelope",
     "institution_of",
     "make_plan",
+    "make_private",
     "parse_csv",
     "parse_plans_csv",
     "plan_step",

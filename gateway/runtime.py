@@ -103,6 +103,7 @@ from gateway.notify import (
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.storage.health import StorageHealth, is_storage_error
 from gateway.storage.housekeeping import Housekeeper, HousekeepingMetrics, Policy
+from gateway.storage.private import keep_private
 from gateway.storage.spool import Spool
 from gateway.tsdb.drainer import SinkWriter
 from gateway.tsdb.writers import TimeSeriesWriter, writer_from_settings
@@ -173,7 +174,8 @@ class Gateway:
                            segment_bytes=settings.spool_segment_bytes,
                            overflow=settings.spool_overflow, fsync=settings.spool_fsync)
         self.deadletters = DeadLetterStore(
-            data_dir / "deadletters.sqlite3", max_bytes=settings.dead_letter_max_bytes,
+            keep_private(data_dir / "deadletters.sqlite3"),
+            max_bytes=settings.dead_letter_max_bytes,
             head_bytes=settings.dead_letter_head_bytes,
             source_bytes_per_s=settings.dead_letter_source_bytes_per_second,
             source_burst_bytes=settings.dead_letter_source_burst_bytes, metrics=self.metrics)
@@ -183,17 +185,18 @@ class Gateway:
                               registered=lambda site, bed: (b := registry.bed(site, bed))
                               is not None and not b.auto_registered)
         self.metrics.watch_clocks(self.live.wrong_clocks)
-        self.service_log = ServiceLog(data_dir / "servicelog.sqlite3")
+        self.service_log = ServiceLog(keep_private(data_dir / "servicelog.sqlite3"))
         try:
-            self.keys = KeyStore(data_dir / "keys.sqlite3",
+            self.keys = KeyStore(keep_private(data_dir / "keys.sqlite3"),
                                  bootstrap_token=settings.secret("api_key"))
         except ValueError as exc:
             raise ConfigError(f"api_key (HOMECARE_API_KEY/_FILE): {exc}") from None
-        self.alert_store = AlertStore(data_dir / "alerts.sqlite3")
+        self.alert_store = AlertStore(keep_private(data_dir / "alerts.sqlite3"))
         from alerts.residentstore import ResidentStore  # for the API only; never fails a start
 
         self.residents = ResidentStore(data_dir / "residents.sqlite3")
-        self.plans = PlanStore(data_dir / "plans.sqlite3")  # never fails a start either
+        # Never fails a start either.
+        self.plans = PlanStore(keep_private(data_dir / "plans.sqlite3"))
         # Each finished visit settled into its service record once the detectors judged it.
         self.settlement = Settlement(
             self.service_log, alerts=self.alert_store, plans=self.plans,
@@ -209,7 +212,7 @@ class Gateway:
                 raise ConfigError("upstream_secret (HOMECARE_UPSTREAM_SECRET/_FILE): needed to "
                                   "sign what goes to the registry's family webhooks")
             self.upstream = Upstream(
-                Outbox(data_dir / "outbox.sqlite3"), url=settings.upstream_url,
+                Outbox(keep_private(data_dir / "outbox.sqlite3")), url=settings.upstream_url,
                 secret=secret.encode(), source=settings.upstream_source,
                 alert_store=self.alert_store, service_log=self.service_log,
                 families=families, institution_url=settings.upstream_institution_url,
@@ -224,7 +227,8 @@ class Gateway:
         if chains:
             self.alerts.policy = dataclasses.replace(self.alerts.policy, chains=chains)
         self.roster = RosterStore(data_dir / ROSTER_FILE, seed=roster)
-        self.acklinks = AckLinks(data_dir / LINKS_FILE, secret=link_secret(settings, data_dir),
+        self.acklinks = AckLinks(keep_private(data_dir / LINKS_FILE),
+                                 secret=link_secret(settings, data_dir),
                                  ttl_ms=round(settings.notify_link_ttl_s * 1000))
         self.notifier: Notifier | None = None
         if settings.oncall_file or settings.notify_webhook_url or settings.notify_smtp_host \

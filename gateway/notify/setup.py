@@ -42,6 +42,7 @@ from gateway.notify.channels import (
     WebhookChannel,
 )
 from gateway.notify.notifier import Notifier
+from gateway.storage import keep_private
 from gateway.upstream import Outbox
 
 LINK_KEY_FILE = "notify-link.key"
@@ -130,6 +131,7 @@ def notifier_from_settings(settings: Settings, *, data_dir: Path, engine: AlertE
     """The notifier of this gateway (its outbox in ``data_dir/notify.sqlite3``)."""
     path = data_dir / OUTBOX_FILE
     fresh = not path.exists()
+    keep_private(path)  # every live acknowledge URL, and profile data on allowed channels
     channels, config = channels_from_settings(settings)
     public_url = settings.notify_public_url or f"http://{settings.api_addr}"
 

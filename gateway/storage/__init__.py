@@ -4,7 +4,8 @@
 :mod:`~gateway.storage.deadletters` (every message it could not use, with the reason), and
 :mod:`~gateway.storage.health` (one account of every store's trouble, for the log, ``/readyz``
 and metrics), and :mod:`~gateway.storage.housekeeping` (what keeps the data directory bounded:
-archives, ages, checkpoints). The alert store, keys and the service log live with the alerts
+archives, ages, checkpoints); :mod:`~gateway.storage.private` keeps the data files 0600.
+The alert store, keys and the service log live with the alerts
 (:mod:`alerts`); their disk errors are classified the same way, in :mod:`alerts.errors`.
 """
 
@@ -17,6 +18,7 @@ from gateway.storage.housekeeping import (
     store_bytes,
     verify_archive,
 )
+from gateway.storage.private import keep_private
 from gateway.storage.spool import Spool, SpoolBatch, SpoolStats
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "StorageHealth",
     "StoredDeadLetter",
     "is_storage_error",
+    "keep_private",
     "store_bytes",
     "verify_archive",
 ]
