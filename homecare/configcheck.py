@@ -14,8 +14,9 @@ across settings (a secret's file exists, ``upstream_url`` has a secret), each on
 files settings point to; the registry (the first problem in it: the registry stops at its
 first); a family webhook in the registry has a secret to sign with; the on-call file
 (``oncall_file``), read by the gateway's own parser, every problem of its roster and chains
-each on its own line naming the entry; the data directory can be written (as the user running
-the check). Then the settings are loaded exactly as the gateway
+each on its own line naming the entry, and its coverage gaps of the next week (times when
+no dispatcher is on duty at a site, in the site's zone) as notes; the data directory can be
+written (as the user running the check). Then the settings are loaded exactly as the gateway
 loads them, so a check that passes means the gateway reads them.
 
 The module is over 400 lines: each check is short, and they are kept together so that what
@@ -30,18 +31,21 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import time
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from alerts.escalation import Chain
 from alerts.roster import Roster, RosterError
+from alerts.rosterstore import coverage
 from devices.errors import RegistryError
 from devices.registry import Registry
 from gateway.config import ENV_PREFIX, Settings, load, unknown_variables
@@ -56,6 +60,8 @@ _FILE_SETTINGS: Final = tuple(name for name in Settings.model_fields
                               if name.endswith("_file") and name != "registry_file")
 """Settings naming a file that must exist (the registry is read and checked on its own)."""
 _URL_PASSWORD: Final = re.compile(r"(://[^:/@\s]*:)[^@\s]*@")
+MAX_GAP_NOTES: Final = 20
+"""The on-call roster's coverage gaps noted one a line up to this many."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +135,8 @@ def check(config: Path | None, *, registry: Path | None = None) -> CheckResult:
         where.setdefault(name, (str(config), spelling[name]))
     settings = _validate(values, where, result)
     if settings is not None:
-        _check_registry(settings, registry, result)
-        _check_oncall(settings, result)
+        sites = _check_registry(settings, registry, result)
+        _check_oncall(settings, sites, result)
         _check_data_dir(settings, where, result)
         if settings.influx_url is None:
             result.notes.append("no influx_url: points stay in the local spool until a "
@@ -304,20 +310,22 @@ def _check_files(settings: Settings, where: Mapping[str, tuple[str, str]],
     return missing
 
 
-def _check_registry(settings: Settings, registry: Path | None, result: CheckResult) -> None:
+def _check_registry(settings: Settings, registry: Path | None,
+                    result: CheckResult) -> Registry:
+    """The registry read (an empty one when there is none or it is wrong)."""
     path = registry or settings.registry_file
     if path is None:
         result.checked.append("no registry (devices are registered on first sight)")
         if settings.timezone is None:
             result.notes.append("no timezone and no registry: night and day rules use this "
                                 "machine's zone")
-        return
+        return Registry()
     try:
         loaded = Registry.load(path)
     except RegistryError as exc:
         result.problems.append(Problem(f"registry {path}", _registry_key(str(exc)),
                                        _registry_message(str(exc))))
-        return
+        return Registry()
     beds = list(loaded.beds())
     result.checked.append(f"registry {path} ({len(loaded.sites)} sites, {len(beds)} beds)")
     webhooks = [bed for bed in beds if bed.family_webhook]
@@ -334,11 +342,14 @@ def _check_registry(settings: Settings, registry: Path | None, result: CheckResu
                 f"sites without a time zone ({', '.join(bare[:5])}{'...' if len(bare) > 5 else ''}"
                 ") and sites not in the registry use this machine's zone: set timezone, or "
                 "defaults.timezone in the registry")
+    return loaded
 
 
-def _check_oncall(settings: Settings, result: CheckResult) -> None:
+def _check_oncall(settings: Settings, registry: Registry, result: CheckResult) -> None:
     """The on-call file read by the gateway's own parser (:class:`Roster`, :class:`Chain`):
-    every problem of the roster, and each chain's, as a problem of its own naming the entry."""
+    every problem of the roster, and each chain's, as a problem of its own naming the entry;
+    the roster's coverage gaps over the next week (no dispatcher on duty at a site of the
+    registry or of the duty, in its zone) as notes."""
     path = settings.oncall_file
     if path is None or not Path(path).is_file():
         return  # unset, or reported with the other missing files
@@ -353,7 +364,8 @@ def _check_oncall(settings: Settings, result: CheckResult) -> None:
         return
     before = len(result.problems)
     try:
-        Roster.from_mapping(raw, default_shifts=settings.report_settings().shifts)
+        roster = Roster.from_mapping(raw, default_shifts=settings.report_settings().shifts)
+        _note_gaps(roster, registry, settings, source, result)
     except RosterError as exc:
         for problem in exc.problems:
             entry, sep, message = problem.partition(": ")
@@ -376,6 +388,20 @@ def _check_oncall(settings: Settings, result: CheckResult) -> None:
         result.problems.append(Problem(source, "chains", "two chains have the same name"))
     if len(result.problems) == before:
         result.checked.append(f"oncall_file {path}")
+
+
+def _note_gaps(roster: Roster, registry: Registry, settings: Settings, source: str,
+               result: CheckResult) -> None:
+    def zone(site: str) -> ZoneInfo | None:
+        name = registry.timezone(site, settings.timezone)
+        return ZoneInfo(name) if name else None
+
+    gaps = coverage(roster, list(registry.sites), zone, int(time.time() * 1000))
+    result.notes.extend(f"{source}: no dispatcher on duty at {gap.text()}: calls there reach "
+                        "the console only" for gap in gaps[:MAX_GAP_NOTES])
+    if len(gaps) > MAX_GAP_NOTES:
+        result.notes.append(f"{source}: {len(gaps) - MAX_GAP_NOTES} more times without a "
+                            "dispatcher on duty this week")
 
 
 def _registry_key(message: str) -> str:

@@ -223,3 +223,33 @@ def test_the_example_oncall_file_passes(tmp_path: Path) -> None:
                       f'oncall_file = "{ROOT / "deploy/oncall.example.toml"}"\n')
     result = runner.invoke(app, ["config", "check", "-c", str(config)])
     assert result.exit_code == 0, result.stdout
+
+
+def test_the_oncall_rosters_coverage_gaps_are_noted(tmp_path: Path) -> None:
+    """A roster with no dispatcher on duty at a site for a while is valid (the gateway starts)
+    but calls there reach the console only: the check names each gap, per site in its zone."""
+    oncall = tmp_path / "oncall.toml"
+    oncall.write_text(
+        '[[staff]]\nid = "anna"\nname = "Anna"\nrole = "dispatcher"\n'
+        '[[shifts]]\nname = "day"\nstart = "08:00"\n'
+        '[[shifts]]\nname = "night"\nstart = "20:00"\n'
+        '[[duty]]\nsite = "*"\nshift = "day"\ndispatchers = ["anna"]\n'
+        '[[duty]]\nsite = "site-02"\nshift = "night"\ndispatchers = ["anna"]\n')
+    registry = tmp_path / "registry.toml"
+    registry.write_text('[sites.site-01]\ntimezone = "Asia/Shanghai"\n'
+                        '[sites.site-02]\ntimezone = "Asia/Shanghai"\n')
+    config = tmp_path / "gateway.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\ntimezone = "Asia/Shanghai"\n'
+                      f'oncall_file = "{oncall}"\nregistry_file = "{registry}"\n')
+    result = runner.invoke(app, ["config", "check", "-c", str(config)])
+    out = result.stdout
+    assert result.exit_code == 0, out
+    gaps = [line for line in out.splitlines() if "no dispatcher on duty" in line]
+    # Every night of the week at site-01 (site-02 has its own): 7, or 8 when the check runs
+    # at night (tonight's rest and the same night a week on, cut at the week's end).
+    assert len(gaps) in (7, 8), out
+    assert all(line.startswith(f"note: oncall_file {oncall}: no dispatcher on duty at site-01 "
+                               "from ") and line.endswith("(Asia/Shanghai): calls there reach "
+                                                          "the console only")
+               for line in gaps), out
+    assert sum("T20:00+08:00 to " in line and "T08:00+08:00 (" in line for line in gaps) >= 6
