@@ -212,6 +212,10 @@ class Metrics:
         self.http_connections_open = Gauge(
             "homecare_http_connections_open", "Open HTTP connections (API, console, health)",
             registry=r)
+        self.oncall_sites_uncovered = Gauge(
+            "homecare_oncall_sites_uncovered", "Sites with no dispatcher on duty now in the "
+            "on-call roster (calls there reach the console only); 0 without an on-call file",
+            registry=r)
         self.http_connections_closed = Counter(
             "homecare_http_connections_closed",
             "HTTP connections the gateway closed itself, by reason: header_timeout (no complete "

@@ -158,6 +158,12 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     sender.outbox.close()
 
+    def _site_zone(self, site: str) -> zoneinfo.ZoneInfo | None:
+        """A site's zone: the registry's, else the station's ``timezone``; None: the
+        machine's."""
+        name = self.registry.timezone(site, self.settings.timezone)
+        return zoneinfo.ZoneInfo(name) if name else None
+
     def _build(self, settings: Settings, *, registry: Registry | None,
                stages: Sequence[Stage], writer: TimeSeriesWriter | None,
                drain_timeout_s: float, serve_http: bool) -> None:
@@ -226,7 +232,10 @@ class Gateway:
         roster, chains = read_oncall_file(settings.oncall_file, settings)
         if chains:
             self.alerts.policy = dataclasses.replace(self.alerts.policy, chains=chains)
-        self.roster = RosterStore(data_dir / ROSTER_FILE, seed=roster)
+        self.roster = RosterStore(
+            data_dir / ROSTER_FILE, seed=roster, sites=lambda: list(registry.sites),
+            zone=self._site_zone, check=settings.oncall_file is not None)
+        self.metrics.oncall_sites_uncovered.set_function(self.roster.sites_uncovered)
         self.acklinks = AckLinks(keep_private(data_dir / LINKS_FILE),
                                  secret=link_secret(settings, data_dir),
                                  ttl_ms=round(settings.notify_link_ttl_s * 1000))
