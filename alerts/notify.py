@@ -13,8 +13,12 @@ Every notification carries the alert's id, type, severity, site, bed, summary an
 step, and a one-time acknowledge link (:mod:`alerts.acklinks`). **No resident profile data**
 (name, address, phone, contacts, notes) goes into any of them unless its channel is one of
 ``profile_channels`` (the setting ``notify_profile_channels``, empty by default): only then do
-the resident's name, address, phone, medical and access notes travel with it, and only then can
-the family contact (whose phone number is profile data) be notified at all (on the webhook).
+the resident's name, address, phone, medical and access notes travel with it to the staff (the
+dispatchers, the nurse, the manager), and only then can the family contact (whose phone number
+is profile data) be notified at all (on the webhook). The family contact's notification carries
+none of the profile, even on an allowed channel, but the fields listed in
+``family_profile_fields`` (the setting ``notify_profile_to_family``, empty by default): the
+medical notes go to a family only when that names them.
 
 Each notification is one outbox entry (:class:`Outgoing`): its destination is
 ``<channel>:<recipient>`` (a queue of its own, so one person's failing mailbox holds up no one
@@ -129,6 +133,9 @@ class NotifyChannels:
     mqtt: bool = False
     paging_topic: str = DEFAULT_PAGING_TOPIC
     profile_channels: frozenset[str] = frozenset()
+    family_profile_fields: frozenset[str] = frozenset()
+    """Which of :data:`PROFILE_FIELDS` the family contact's notification carries (on a
+    channel of ``profile_channels``); empty: none."""
 
     def configured(self, channel: str) -> bool:
         return channel == "console" or bool(getattr(self, channel, False))
@@ -200,7 +207,8 @@ def plan_step(alert: Alert, *, seq: int, chain: Chain, level: int, sent_for: str
             common = _Common(alert=alert, key=key, source=source, sent_for=sent_for,
                              chain=chain.name, step=number, repeat=repeat, url=url,
                              expires_at=expires, now_ms=now_ms, zone=zone,
-                             profile=resident if channel in channels.profile_channels else None)
+                             profile=resident if channel in channels.profile_channels else None,
+                             fields=_profile_fields(person, channels))
             body = _encoder.encode(Envelope(
                 alert=alert.id, step=number, repeat=repeat, recipient=person.id,
                 channel=channel, message=_MESSAGE[channel](common, person, channels)))
@@ -233,6 +241,14 @@ def _people(recipient: str, on_duty: OnDuty, resident: Resident | None) -> list[
     return [_Person(recipient, s.id, s) for s in staff if s is not None]
 
 
+def _profile_fields(person: _Person, channels: NotifyChannels) -> tuple[str, ...]:
+    """What of the profile ``person`` may be sent: all of it to the staff, to the family
+    contact only the fields the station named for families (none by default)."""
+    if person.staff is not None:
+        return PROFILE_FIELDS
+    return tuple(name for name in PROFILE_FIELDS if name in channels.family_profile_fields)
+
+
 def _unreachable(person: _Person, channel: str, channels: NotifyChannels) -> str | None:
     if person.staff is None:  # the family contact: their phone is profile data
         return None if channel in channels.profile_channels else \
@@ -259,6 +275,8 @@ class _Common:
     zone: ZoneInfo | None
     profile: Resident | None
     """The resident profile, when this channel is allowed it; else None."""
+    fields: tuple[str, ...] = PROFILE_FIELDS
+    """What of the profile this recipient may be sent (:func:`_profile_fields`)."""
 
     def alert_fields(self) -> dict[str, Any]:
         a = self.alert
@@ -268,9 +286,9 @@ class _Common:
                 "escalation_level": a.escalation_level}
 
     def profile_fields(self) -> dict[str, str] | None:
-        if self.profile is None:
+        if self.profile is None or not self.fields:
             return None
-        return {name: getattr(self.profile, name) for name in PROFILE_FIELDS}
+        return {name: getattr(self.profile, name) for name in self.fields}
 
     def local(self, ms: int) -> str:
         when = dt.datetime.fromtimestamp(ms / 1000, tz=self.zone) if self.zone is not None \

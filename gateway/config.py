@@ -820,9 +820,15 @@ class Settings(BaseSettings):
     notify_profile_channels: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="Channels allowed to carry the resident profile (name, address, phone, "
-        "medical and access notes) and to reach the family contact: some of `webhook`, "
-        "`email`, `mqtt`. Empty (the default): no notification carries any of it, and the "
-        "family contact is not notified. Comma-separated in the environment.")
+        "medical and access notes) to the staff on call, and to reach the family contact: "
+        "some of `webhook`, `email`, `mqtt`. Empty (the default): no notification carries any "
+        "of it, and the family contact is not notified. Comma-separated in the environment.")
+    notify_profile_to_family: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="What of the resident profile the family contact's notification carries "
+        "(on a channel of `notify_profile_channels`): some of `display_name`, `address`, "
+        "`phone`, `medical_notes`, `access_notes`. Empty (the default): none of it; the "
+        "medical notes only when named here. Comma-separated in the environment.")
     notify_retry_max_s: float = Field(
         default=30.0, ge=1, le=3600, json_schema_extra={"unit": "s"},
         description="A notification that failed is tried again after 1 s, doubling up to "
@@ -1017,7 +1023,7 @@ class Settings(BaseSettings):
                                  "(HOMECARE_UPSTREAM_SECRET/_FILE) to sign requests")
         return self
 
-    @field_validator("notify_profile_channels", mode="before")
+    @field_validator("notify_profile_channels", "notify_profile_to_family", mode="before")
     @classmethod
     def _channel_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -1030,6 +1036,16 @@ class Settings(BaseSettings):
         unknown = [name for name in value if name not in ("webhook", "email", "mqtt")]
         if unknown:
             raise ValueError(f"unknown channel {unknown[0]!r}; some of webhook, email, mqtt")
+        return value
+
+    @field_validator("notify_profile_to_family")
+    @classmethod
+    def _family_fields(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        fields = ("display_name", "address", "phone", "medical_notes", "access_notes")
+        unknown = [name for name in value if name not in fields]
+        if unknown:
+            raise ValueError(f"unknown profile field {unknown[0]!r}; some of "
+                             + ", ".join(fields))
         return value
 
     @field_validator("notify_webhook_url", "notify_public_url")

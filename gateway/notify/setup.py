@@ -121,7 +121,8 @@ def channels_from_settings(settings: Settings) -> tuple[dict[str, Channel], Noti
     return channels, NotifyChannels(
         webhook="webhook" in channels, email="email" in channels, mqtt="mqtt" in channels,
         paging_topic=s.notify_mqtt_topic,
-        profile_channels=frozenset(s.notify_profile_channels))
+        profile_channels=frozenset(s.notify_profile_channels),
+        family_profile_fields=frozenset(s.notify_profile_to_family))
 
 
 def notifier_from_settings(settings: Settings, *, data_dir: Path, engine: AlertEngine,

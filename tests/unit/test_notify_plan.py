@@ -118,6 +118,37 @@ def test_no_notification_carries_the_profile_unless_its_channel_is_allowed_it() 
     assert "key safe behind the meter box" in json.loads(email.body)["message"]["text"]
 
 
+def test_the_profile_goes_to_the_staff_and_to_a_family_only_what_is_named_for_families(
+        ) -> None:
+    """Issue #13 (a verifier's defect): with notify_profile_channels=webhook the family
+    contact's webhook body carried the whole profile, medical and access notes included."""
+    validator = jsonschema_rs.validator_for(SCHEMA)
+    webhook = NotifyChannels(webhook=True, profile_channels=frozenset({"webhook"}))
+    by = {n.destination: json.loads(n.body)["message"] for n in plan(1, webhook).notifications}
+    assert set(by) == {"webhook:li", "webhook:family_contact-1"}
+    assert by["webhook:li"]["resident"]["medical_notes"] == RESIDENT.medical_notes
+    assert by["webhook:li"]["resident"]["access_notes"] == RESIDENT.access_notes
+    family = by["webhook:family_contact-1"]
+    assert "resident" not in family
+    own = ("Feng Lei", "grandson", "0555 7702")  # the family contact's own name and phone
+    assert [v for v in PROFILE_VALUES if v in json.dumps(family) and v not in own] == []
+    named = NotifyChannels(webhook=True, profile_channels=frozenset({"webhook"}),
+                           family_profile_fields=frozenset({"display_name", "access_notes"}))
+    [family] = [json.loads(n.body)["message"] for n in plan(1, named).notifications
+                if n.recipient == "family_contact-1"]
+    assert family["resident"] == {"display_name": RESIDENT.display_name,
+                                  "access_notes": RESIDENT.access_notes}
+    assert not [e.message for e in validator.iter_errors(family)]
+    medical = NotifyChannels(webhook=True, profile_channels=frozenset({"webhook"}),
+                             family_profile_fields=frozenset({"medical_notes"}))
+    [family] = [json.loads(n.body)["message"] for n in plan(1, medical).notifications
+                if n.recipient == "family_contact-1"]
+    assert family["resident"] == {"medical_notes": RESIDENT.medical_notes}
+    # Named for families, but the webhook not allowed the profile: the family is not told.
+    closed = NotifyChannels(webhook=True, family_profile_fields=frozenset({"medical_notes"}))
+    assert [n.recipient for n in plan(1, closed).notifications] == ["li"]
+
+
 @pytest.mark.parametrize("channel", ["email", "mqtt"])
 def test_email_and_pages_name_the_alert_the_step_and_the_link(channel: str) -> None:
     [n] = [n for n in plan(0).notifications if n.channel == channel]

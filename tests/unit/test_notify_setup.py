@@ -65,8 +65,13 @@ def test_only_configured_channels_are_used_and_their_settings_are_checked(
         notify_profile_channels=("webhook",)))
     assert sorted(channels) == ["email", "mqtt", "webhook"]
     assert config.profile_channels == frozenset({"webhook"})
+    assert config.family_profile_fields == frozenset()  # the family is sent none of it
+    _, config = channels_from_settings(load(notify_profile_to_family=("access_notes",)))
+    assert config.family_profile_fields == frozenset({"access_notes"})
     for bad, setting in [({"notify_webhook_url": "http://127.0.0.1:9/hook"}, "needs"),
                          ({"notify_profile_channels": ("fax",)}, "notify_profile_channels"),
+                         ({"notify_profile_to_family": ("notes",)},
+                          "notify_profile_to_family"),
                          ({"notify_mqtt_topic": "paging/{room}"}, "notify_mqtt_topic"),
                          ({"notify_mqtt_topic": "paging/+/{site}"}, "notify_mqtt_topic"),
                          ({"notify_mqtt_url": "http://127.0.0.1"}, "notify_mqtt_url")]:
@@ -74,3 +79,5 @@ def test_only_configured_channels_are_used_and_their_settings_are_checked(
             load(**bad)
     monkeypatch.setenv("HOMECARE_NOTIFY_PROFILE_CHANNELS", "webhook,email")
     assert load().notify_profile_channels == ("webhook", "email")
+    monkeypatch.setenv("HOMECARE_NOTIFY_PROFILE_TO_FAMILY", "display_name, medical_notes")
+    assert load().notify_profile_to_family == ("display_name", "medical_notes")
