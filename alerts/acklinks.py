@@ -10,6 +10,14 @@ result, in one statement that only one caller can win, so a link works once, eve
 requests race. The acknowledgement itself is the alert engine's (by ``oncall:<recipient>``),
 and the HTTP side (:mod:`alerts.api._acklink`) audits every use in the key store's audit log.
 
+A link is bound to the call it was sent for: the alert's change that took the step (its seq,
+``q`` in the token; a token minted before this field carries it in the notification key,
+``<source>/notify/<alert>/<seq>/...``, and is bound the same way). A new call after an
+acknowledgement reopens the alert (:mod:`alerts.engine`): from then on, the links sent before it
+are refused (:func:`call_started`, :meth:`Claim.stale`), so a link sent for the first press
+never silences the second. A token with no seq at all (none this gateway minted) counts as sent
+for the alert's first call: refused once a second call came.
+
 >>> links = AckLinks(":memory:", secret=b"s" * 32, ttl_ms=60_000)
 >>> token = links.mint(key="N1", alert_id="A1", recipient="anna", step=1, channel="email",
 ...                    now_ms=0)
@@ -24,6 +32,9 @@ True
 'expired'
 >>> links.read(token[:-2] + "xx", now_ms=1_000)
 'invalid'
+>>> links.read(links.mint(key="gw/notify/A1/7/email/anna", alert_id="A1", recipient="anna",
+...     step=1, channel="email", now_ms=0), now_ms=1).seq  # from the key
+7
 """
 
 from __future__ import annotations
@@ -33,11 +44,15 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
+
+from alerts.model import AlertChange, AlertStatus
 
 DEFAULT_TTL_MS: Final = 3_600_000
 """A link expires this long after its notification was queued (``notify_link_ttl_s``)."""
@@ -71,6 +86,45 @@ class Claim:
     step: int
     channel: str
     expires_at: int
+    seq: int | None = None
+    """The alert change the notification was sent for (None: a token that does not say)."""
+
+    def stale(self, call: int | None) -> bool:
+        """Whether this link was sent before the alert's current call (started by change
+        ``call``, :func:`call_started`; None: its first call): a newer call came after it.
+        A link that names no change counts as sent for the first call."""
+        return call is not None and (self.seq is None or self.seq < call)
+
+
+def call_started(history: Sequence[AlertChange]) -> int | None:
+    """The seq of the change that started the alert's current call: the last that put it back
+    to ``open`` from ``acknowledged`` (a new call after an acknowledgement); None while it is
+    in its first call. Every link sent before it is stale (:meth:`Claim.stale`).
+
+    >>> from alerts.model import Alert
+    >>> def c(seq, status):
+    ...     return AlertChange(seq=seq, at=0, action="x", alert=Alert(
+    ...         id="A", incident="i", type="fall", severity="high", site="s", bed="b",
+    ...         opened_at=0, updated_at=0, status=AlertStatus(status)))
+    >>> call_started([c(3, "open"), c(4, "acknowledged"), c(9, "open"), c(12, "open")])
+    9
+    >>> call_started([c(3, "open"), c(5, "acknowledged")]) is None
+    True
+    """
+    for before, change in zip(reversed(history[:-1]), reversed(history[1:]), strict=True):
+        if change.alert.status is AlertStatus.OPEN \
+                and before.alert.status is AlertStatus.ACKNOWLEDGED:
+            return change.seq
+    return None
+
+
+_KEY_SEQ = re.compile(r"/notify/([^/]+)/([0-9]{1,18})/")
+
+
+def _seq_of(key: str, alert_id: str) -> int | None:
+    """The change seq in a notification key (:mod:`alerts.notify`), if it has one."""
+    match = _KEY_SEQ.search(key)
+    return int(match.group(2)) if match and match.group(1) == alert_id else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,29 +167,43 @@ class AckLinks:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest()[:16])
 
     def mint(self, *, key: str, alert_id: str, recipient: str, step: int, channel: str,
-             now_ms: int) -> str:
-        """The token of a notification queued at ``now_ms``."""
-        payload = _b64(json.dumps({"k": key, "a": alert_id, "r": recipient, "s": step,
-                                   "c": channel, "e": now_ms + self.ttl_ms},
-                                  separators=(",", ":")).encode())
+             now_ms: int, seq: int | None = None) -> str:
+        """The token of a notification queued at ``now_ms``, sent for the alert's change
+        ``seq`` (by default the seq in ``key``, see the module docstring)."""
+        if seq is None:
+            seq = _seq_of(key, alert_id)
+        fields: dict[str, object] = {"k": key, "a": alert_id, "r": recipient, "s": step,
+                                     "c": channel, "e": now_ms + self.ttl_ms}
+        if seq is not None:
+            fields["q"] = seq
+        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
         return f"{payload}.{self._sign(payload)}"
 
     def read(self, token: str, *, now_ms: int) -> Claim | Problem:
         """What ``token`` says, or why it cannot be used (``invalid``: not ours, altered or
         malformed; ``expired``)."""
-        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
-            return "invalid"
-        payload, signature = token.split(".")
-        if not hmac.compare_digest(self._sign(payload), signature):
-            return "invalid"
-        try:
-            fields = json.loads(_unb64(payload))
-            claim = Claim(key=str(fields["k"]), alert_id=str(fields["a"]),
-                          recipient=str(fields["r"]), step=int(fields["s"]),
-                          channel=str(fields["c"]), expires_at=int(fields["e"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        claim = self.inspect(token)
+        if claim is None:
             return "invalid"
         return "expired" if now_ms >= claim.expires_at else claim
+
+    def inspect(self, token: str) -> Claim | None:
+        """What a token of ours says, expired or not (None: not ours, altered or malformed)."""
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+            return None
+        payload, signature = token.split(".")
+        if not hmac.compare_digest(self._sign(payload), signature):
+            return None
+        try:
+            fields = json.loads(_unb64(payload))
+            key, alert_id = str(fields["k"]), str(fields["a"])
+            seq = fields.get("q")
+            return Claim(key=key, alert_id=alert_id, recipient=str(fields["r"]),
+                         step=int(fields["s"]), channel=str(fields["c"]),
+                         expires_at=int(fields["e"]),
+                         seq=int(seq) if seq is not None else _seq_of(key, alert_id))
+        except (ValueError, KeyError, TypeError, AttributeError, binascii.Error):
+            return None
 
     def use(self, claim: Claim, *, client: str, result: str, now_ms: int) -> Use | None:
         """Spend the link of ``claim``: None when this was its first use (recorded with

@@ -109,7 +109,7 @@ from typing import Any, Final
 
 import msgspec
 
-from alerts.errors import AlertNotFound, InvalidTransition
+from alerts.errors import AlertNotFound, InvalidTransition, NewerCall
 from alerts.escalation import Chain, EscalationPolicy
 from alerts.model import (
     Alert,
@@ -241,6 +241,8 @@ class AlertEngine:
         self._by_key: dict[str, str] = {}
         self._last_staged: dict[str, int] = {}
         self._quiet: set[str] = set()
+        self._reopened: dict[str, int] = {}
+        """Per alert, the seq of the last new call that reopened it (while this engine ran)."""
         # Restore: incident folding and escalation timers continue where they were.
         for alert in store.open_alerts():
             key, _ = split_incident(alert.incident)
@@ -298,18 +300,27 @@ class AlertEngine:
 
     # --- people (event loop or a worker thread; durable before returning) ---------------------
 
-    def acknowledge(self, alert_id: str, *, actor: str, note: str | None, now_ms: int) -> Alert:
+    def acknowledge(self, alert_id: str, *, actor: str, note: str | None, now_ms: int,
+                    sent_for: int | None = None) -> Alert:
         """``open`` -> ``acknowledged`` by ``actor``; stops escalation. Durable on return.
 
+        ``sent_for``: the seq of the change an acknowledge link was sent for (0: the first
+        call); refused when a new call reopened the alert after it, while this engine ran
+        (the caller checks the history written before, :func:`alerts.acklinks.call_started`).
+
         Raises :class:`AlertNotFound`, :class:`InvalidTransition` (already acknowledged or
-        resolved), :class:`~alerts.errors.StoreUnavailable` (then the transition stays staged
-        and is written by the next successful commit).
+        resolved), :class:`~alerts.errors.NewerCall`,
+        :class:`~alerts.errors.StoreUnavailable` (then the transition stays staged and is
+        written by the next successful commit).
         """
         if not actor:
             raise ValueError("actor is required")
         with self._lock:
             alert = self._open.get(alert_id)
             if alert is not None:
+                reopened = self._reopened.get(alert_id)
+                if sent_for is not None and reopened is not None and sent_for < reopened:
+                    raise NewerCall(alert_id, reopened)
                 if alert.status is not AlertStatus.OPEN:
                     raise InvalidTransition(alert_id, alert.status, "acknowledge")
                 alert = self._put(msgspec.structs.replace(
@@ -649,6 +660,8 @@ class AlertEngine:
         elif repeat:
             self._stage("repeated", alert, now, note="; ".join(
                 [finding.summary or "a new call", *notes]))
+            if reopened:
+                self._reopened[alert.id] = self._seq
         elif notes or now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms:
             self._stage("updated", alert, now, note="; ".join(notes) or None)
         else:
@@ -742,6 +755,7 @@ class AlertEngine:
             del self._by_key[key]
         self._last_staged.pop(alert.id, None)
         self._quiet.discard(alert.id)
+        self._reopened.pop(alert.id, None)
         return resolved
 
     def _put(self, alert: Alert) -> Alert:

@@ -170,6 +170,16 @@ class InvalidTransition(AlertError):
         self.action = action
 
 
+class NewerCall(AlertError):
+    """An acknowledgement sent for an earlier call of the alert (an acknowledge link of the
+    first press, used after a second press reopened it): it does not answer this call."""
+
+    def __init__(self, alert_id: str, call_seq: int) -> None:
+        super().__init__(f"alert {alert_id}: a newer call (change {call_seq}) came after this")
+        self.alert_id = alert_id
+        self.call_seq = call_seq
+
+
 class StoreUnavailable(AlertError, StorageError):
     """The alert store could not write or read (disk full, I/O error, locked, corrupt):
     :attr:`~StorageError.fault` says whether it heals by itself."""

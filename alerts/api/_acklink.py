@@ -5,10 +5,14 @@ Outside ``/api`` (the person notified has no API key: the signed token is the pe
 Acknowledge button; it never acknowledges, so a mail scanner or a link preview that fetches the
 link changes nothing. ``POST`` (the button, or a client such as an SMS bridge) spends the link
 and acknowledges the alert as ``oncall:<recipient>`` with a note naming the step and channel;
-a second use answers 410 with who used it and when. An expired link is 410, one that is not
-ours 404, an alert already acknowledged or resolved 409 (the link is spent all the same). Every
-``POST`` is in the key store's audit log (``ACK_LINK`` by ``oncall:<recipient>``, with the
-alert, the step, the channel and the client address) and each use in the link log
+a second use answers 410 with who used it and when. A link is bound to the call it was sent
+for (:mod:`alerts.acklinks`): once a new call reopened the alert after an acknowledgement, a
+link sent before it answers 410 ("a newer call came after this link was sent") and is not
+spent. An expired link is 410, one that is not ours 404, an alert already acknowledged or
+resolved 409 with who answered it (the link is spent all the same). Every ``POST`` is in the
+key store's audit log (``ACK_LINK`` by ``oncall:<recipient>``, with the alert, the step, the
+channel, the result and the client address; a link that is not ours, altered or malformed by
+``oncall:unknown`` on ``/ack``, never with the token) and each use in the link log
 (:mod:`alerts.acklinks`). Answers are small HTML pages, or JSON when the client asks for it
 (``Accept: application/json``).
 """
@@ -24,16 +28,27 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from alerts.acklinks import AckLinks, Claim
+from alerts.acklinks import AckLinks, Claim, call_started
 from alerts.api._context import ApiContext
 from alerts.api._limits import client_address
-from alerts.errors import AlertNotFound, InvalidTransition, StoreUnavailable
+from alerts.errors import AlertNotFound, InvalidTransition, NewerCall, StoreUnavailable
 from alerts.model import Alert, AlertStatus
 
 PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                "frame-ancestors 'none'; base-uri 'none'")
 """The pages post their one form to themselves, and load nothing else."""
 ACTOR_PREFIX = "oncall:"
+NEWER_CALL = "a newer call came after this link was sent"
+
+
+def answered_by(alert: Alert) -> str | None:
+    """Who answered ``alert`` as its status says: who resolved a resolved one, who
+    acknowledged an acknowledged one."""
+    if alert.status is AlertStatus.RESOLVED:
+        return alert.resolved_by
+    if alert.status is AlertStatus.ACKNOWLEDGED:
+        return alert.acknowledged_by
+    return None
 
 
 def router(ctx: ApiContext) -> APIRouter:
@@ -70,7 +85,7 @@ def router(ctx: ApiContext) -> APIRouter:
                     ("Where", where), ("Summary", alert.summary or "-"),
                     ("Opened", when(alert.opened_at, alert.site)),
                     ("Status", alert.status.value
-                     + (f" by {alert.acknowledged_by}" if alert.acknowledged_by else ""))]
+                     + (f" by {by}" if (by := answered_by(alert)) else ""))]
             parts.append("<dl>" + "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>"
                                           for k, v in rows) + "</dl>")
         if form is not None:
@@ -97,6 +112,20 @@ def router(ctx: ApiContext) -> APIRouter:
         assert isinstance(claim, Claim)
         return claim
 
+    async def stale(claim: Claim) -> bool:
+        """Whether a newer call of the alert came after ``claim``'s link was sent."""
+        engine = ctx.engine
+        if engine is None:
+            return False
+        history = await asyncio.to_thread(engine.store.history, claim.alert_id)
+        return claim.stale(call_started(history))
+
+    def stale_answer(request: Request, alert: Alert | None) -> Response:
+        return answer(request, 410, "Link of an earlier call",
+                      f"Not acknowledged: {NEWER_CALL}. The alert needs acknowledgement again:"
+                      " use the link of the newest notification, or the console.", alert=alert,
+                      extra={"reason": NEWER_CALL})
+
     def spent_answer(request: Request, used: Any, alert: Alert | None) -> Response:
         return answer(request, 410, "Link already used",
                       f"This link was used at {when(used.used_at, alert.site if alert else '')}"
@@ -117,6 +146,8 @@ def router(ctx: ApiContext) -> APIRouter:
             return spent_answer(request, used, alert)
         if alert is None:
             return answer(request, 404, "No such alert", "The alert of this link is gone.")
+        if await stale(claim):
+            return stale_answer(request, alert)
         who = f"{ACTOR_PREFIX}{claim.recipient}"
         if alert.status is not AlertStatus.OPEN:
             return answer(request, 200, f"Already {alert.status.value}",
@@ -128,13 +159,17 @@ def router(ctx: ApiContext) -> APIRouter:
 
     @api.post("/{token}")
     async def acknowledge(request: Request, token: str) -> Response:
+        client = client_address(request.scope)
         claim = check(request, token)
         if not isinstance(claim, Claim):
+            await refused(token, claim.status_code, client)
             return claim
         held = links()
         assert held is not None
-        client = client_address(request.scope)
         actor = f"{ACTOR_PREFIX}{claim.recipient}"
+        if await stale(claim):
+            await audit(actor, claim, 410, f"refused: {NEWER_CALL}; from {client}")
+            return stale_answer(request, await current(claim.alert_id))
         used = await asyncio.to_thread(lambda: held.use(claim, client=client,
                                                         result="pending", now_ms=ctx.clock()))
         alert = await current(claim.alert_id)
@@ -148,13 +183,17 @@ def router(ctx: ApiContext) -> APIRouter:
             alert = await asyncio.to_thread(
                 ctx.engine.acknowledge, claim.alert_id, actor=actor,
                 note=f"through the acknowledge link of step {claim.step} ({claim.channel})",
-                now_ms=ctx.clock())
+                now_ms=ctx.clock(), sent_for=claim.seq if claim.seq is not None else 0)
             text = f"The alert is acknowledged by {actor}. Escalation has stopped."
             result = "acknowledged"
+        except NewerCall:
+            await asyncio.to_thread(held.settle, claim, f"refused: {NEWER_CALL}")
+            await audit(actor, claim, 410, f"refused: {NEWER_CALL}; from {client}")
+            return stale_answer(request, await current(claim.alert_id))
         except InvalidTransition:
             alert = await current(claim.alert_id)
             state = alert.status.value if alert is not None else "resolved"
-            by = (alert.acknowledged_by or alert.resolved_by) if alert is not None else None
+            by = answered_by(alert) if alert is not None else None
             status, title = 409, f"Already {state}"
             text = f"Nothing to do: the alert was already {state}" + (f" by {by}." if by else ".")
             result = f"already {state}" + (f" by {by}" if by else "")
@@ -168,6 +207,20 @@ def router(ctx: ApiContext) -> APIRouter:
         await audit(actor, claim, status, f"{result} from {client}")
         return answer(request, status, title, text, alert=alert,
                       extra={"acknowledged_by": actor} if status == 200 else None)
+
+    async def refused(token: str, status: int, client: str) -> None:
+        """Audit a POST of a link refused before use (not ours, altered, malformed, expired),
+        never with the token."""
+        held = links()
+        claim = held.inspect(token) if held is not None else None
+        if claim is not None:  # ours and intact: expired
+            await audit(f"{ACTOR_PREFIX}{claim.recipient}", claim, status,
+                        f"refused: expired; from {client}")
+            return
+        await asyncio.to_thread(
+            ctx.keys.audit, actor=f"{ACTOR_PREFIX}unknown", action="ACK_LINK", target="/ack",
+            status=status, detail=f"refused: not a valid link ({len(token)} characters); "
+                                  f"from {client}")
 
     async def audit(actor: str, claim: Claim, status: int, detail: str) -> None:
         await asyncio.to_thread(

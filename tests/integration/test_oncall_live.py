@@ -270,7 +270,8 @@ def test_a_scripted_shift_pages_step_by_step_until_acknowledged_through_the_link
         audit = httpx.get(f"{gateway.url}/api/v1/audit", headers=ADMIN, timeout=10).json()
         uses = [(e["actor"], e["action"], e["status"]) for e in reversed(audit["items"])
                 if e["action"] == "ACK_LINK"]
-        assert uses == [("oncall:li", "ACK_LINK", 200), ("oncall:li", "ACK_LINK", 410)]
+        assert uses == [("oncall:li", "ACK_LINK", 200), ("oncall:li", "ACK_LINK", 410),
+                        ("oncall:unknown", "ACK_LINK", 404)]  # the altered link: audited
 
         # --- no step 3: past the time it would have been taken, nothing for the manager ------
         quiet_until = acknowledged + WAIT_S + 3

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from alerts.acklinks import AckLinks
+from alerts.errors import NewerCall
 from alerts.escalation import Chain, EscalationPolicy, Step
-from alerts.model import AlertType, Finding, Severity
+from alerts.model import AlertType, EventRef, Finding, Severity
 from alerts.roster import Roster
 from alerts.rosterstore import RosterStore
 from devices.registry import Registry
@@ -165,13 +166,97 @@ async def test_an_acknowledge_link_shows_the_alert_acknowledges_once_and_is_audi
         other = links.mint(key="gw/notify/x/1/webhook/anna", alert_id=alert.id,
                            recipient="anna", step=1, channel="webhook", now_ms=T0)
         assert (await api.client.post(f"/ack/{other}")).status_code == 410, "expired"
-        uses = [(e.actor, e.action, e.status, e.target) for e in reversed(api.keys.audit_log())
-                if e.action == "ACK_LINK"]
+        entries = [e for e in reversed(api.keys.audit_log()) if e.action == "ACK_LINK"]
+        uses = [(e.actor, e.action, e.status, e.target) for e in entries]
+        # The tampered and the expired POST are audited too, without the token.
         assert uses == [("oncall:li", "ACK_LINK", 200, f"/alerts/{alert.id}"),
-                        ("oncall:li", "ACK_LINK", 410, f"/alerts/{alert.id}")]
+                        ("oncall:li", "ACK_LINK", 410, f"/alerts/{alert.id}"),
+                        ("oncall:unknown", "ACK_LINK", 404, "/ack"),
+                        ("oncall:anna", "ACK_LINK", 410, f"/alerts/{alert.id}")]
+        assert "expired" in entries[-1].detail
+        assert all(token[:20] not in e.detail and other[:20] not in e.detail for e in entries)
         [(key, use)] = links.uses(alert.id)
         assert (key, use.recipient, use.result) == ("gw/notify/x/1/email/li", "li",
                                                     "acknowledged")
+    finally:
+        await api.client.aclose()
+
+
+async def test_a_link_of_an_earlier_call_does_not_acknowledge_a_newer_call(
+        tmp_path: Path) -> None:
+    """Issue #13: press, acknowledge through the link, press again: a link sent for the first
+    press is refused (410, audited), not spent; one sent for the new call works."""
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32)
+    api = harness(tmp_path, acklinks=links)
+    try:
+        def press(at: int, seq: int) -> Any:
+            changes = api.engine.apply([Finding(
+                type=AlertType.EMERGENCY_BUTTON, site="site-01", bed="bed-0007", at=at,
+                severity=Severity.CRITICAL, summary="emergency button pressed",
+                event=EventRef(device="btn-1", seq=seq, device_ts=at, digest=f"d{seq}",
+                               call=True))], at)
+            api.engine.commit()
+            return changes[-1]
+
+        opened = press(T0, 1)
+        alert = opened.alert
+
+        def link(change_seq: int, who: str, channel: str) -> str:
+            # The notification key as alerts.notify makes it: the seq binds the link.
+            return links.mint(key=f"gw/notify/{alert.id}/{change_seq}/{channel}/{who}",
+                              alert_id=alert.id, recipient=who, step=1, channel=channel,
+                              now_ms=T0)
+
+        email, webhook = link(opened.seq, "li", "email"), link(opened.seq, "anna", "webhook")
+        first = await api.client.post(f"/ack/{email}")
+        assert first.status_code == 200, first.text
+        repeat = press(T0 + 60_000, 2)
+        assert repeat.note.startswith("emergency button pressed; a new call after ack")
+        assert api.engine.get(alert.id).status.value == "open"  # type: ignore[union-attr]
+
+        shown = await api.client.get(f"/ack/{webhook}")
+        assert shown.status_code == 410
+        assert "a newer call came after this link was sent" in shown.text
+        late = await api.client.post(f"/ack/{webhook}", headers={"Accept": "application/json"})
+        assert late.status_code == 410, late.text
+        assert late.json()["reason"] == "a newer call came after this link was sent"
+        assert api.engine.get(alert.id).status.value == "open"  # type: ignore[union-attr]
+        assert [k for k, _ in links.uses(alert.id)] == [f"gw/notify/{alert.id}/{opened.seq}"
+                                                        "/email/li"], "not spent"
+        refused = next(e for e in api.keys.audit_log() if e.action == "ACK_LINK")
+        assert (refused.actor, refused.status) == ("oncall:anna", 410)
+        assert "a newer call came after this link was sent" in refused.detail
+        # A link of the new call acknowledges it.
+        fresh = link(repeat.seq, "anna", "webhook")
+        assert (await api.client.post(f"/ack/{fresh}")).status_code == 200
+        assert api.engine.get(alert.id).acknowledged_by == "oncall:anna"  # type: ignore[union-attr]
+    finally:
+        await api.client.aclose()
+
+
+async def test_the_engine_refuses_an_acknowledgement_sent_for_an_earlier_call(
+        tmp_path: Path) -> None:
+    """The engine's own check: the new call is only staged (not yet in the written history)
+    when the old link is used."""
+    api = harness(tmp_path)
+    try:
+        def press(at: int, seq: int) -> Any:
+            return api.engine.apply([Finding(
+                type=AlertType.EMERGENCY_BUTTON, site="site-01", bed="bed-0007", at=at,
+                severity=Severity.CRITICAL,
+                event=EventRef(device="btn-1", seq=seq, device_ts=at, digest=f"d{seq}",
+                               call=True))], at)[-1]
+
+        opened = press(T0, 1)
+        api.engine.acknowledge(opened.alert.id, actor="d1", note=None, now_ms=T0 + 1,
+                               sent_for=opened.seq)
+        repeat = press(T0 + 60_000, 2)
+        with pytest.raises(NewerCall):
+            api.engine.acknowledge(opened.alert.id, actor="oncall:li", note=None,
+                                   now_ms=T0 + 61_000, sent_for=opened.seq)
+        done = api.engine.acknowledge(opened.alert.id, actor="oncall:li", note=None,
+                                      now_ms=T0 + 62_000, sent_for=repeat.seq)
+        assert done.acknowledged_by == "oncall:li"
     finally:
         await api.client.aclose()
 
@@ -192,5 +277,16 @@ async def test_a_link_for_an_alert_someone_answered_is_spent_and_says_who(
         assert late.status_code == 409
         assert "dispatcher-1" in late.text
         assert (await api.client.post(f"/ack/{token}")).status_code == 410
+        # Resolved by someone else than who acknowledged it: the page names who resolved it.
+        api.engine.resolve(alert.id, actor="dispatcher-2", note="handled",
+                           outcome="false_alarm", now_ms=T0 + 2)
+        other = links.mint(key="k2", alert_id=alert.id, recipient="li", step=1,
+                           channel="email", now_ms=T0)
+        shown = await api.client.get(f"/ack/{other}")
+        assert "resolved by dispatcher-2" in shown.text
+        assert "dispatcher-1" not in shown.text
+        resolved = await api.client.post(f"/ack/{other}")
+        assert resolved.status_code == 409
+        assert "already resolved by dispatcher-2" in resolved.text
     finally:
         await api.client.aclose()
