@@ -226,6 +226,9 @@ class Roster:
         if not self.shifts:
             return [Gap(site, start_ms, end_ms, zone_name)]
         ordered = sorted(self.shifts, key=lambda s: s.start_minute)
+        # Only the entries that may apply at this site (a long duty list is read once per site).
+        mine = Roster(staff=self.staff, shifts=self.shifts,
+                      duty=tuple(d for d in self.duty if d.site in (site, ANY_SITE)))
         first = _local(start_ms, zone).date() - dt.timedelta(days=1)
         last = _local(end_ms, zone).date()
         out: list[Gap] = []
@@ -237,7 +240,7 @@ class Roster:
                 until = _epoch_ms(day + dt.timedelta(days=0 if i + 1 < len(ordered) else 1),
                                   after.start_minute, zone)
                 begin, until = max(begin, start_ms), min(until, end_ms)
-                if begin >= until or self._on_shift(site, shift, day).dispatchers:
+                if begin >= until or mine._on_shift(site, shift, day).dispatchers:
                     continue
                 if out and out[-1].end >= begin:
                     out[-1] = Gap(site, out[-1].start, max(until, out[-1].end), zone_name)
