@@ -1,5 +1,5 @@
 """``python -m homecare``: the ``homecare`` command."""
 
-from homecare.cli import main
+from homecare.entry import main
 
 main()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from homecare.gateway_cli import gateway_command
 from simulators.cli import simulate
 
 if TYPE_CHECKING:
@@ -113,39 +114,7 @@ def demo(
         incidents_per_bed_day=incidents_per_bed_day)))
 
 
-@app.command("gateway", short_help="The gateway service, until SIGTERM.")
-def gateway_command(
-    config: Annotated[Path | None, typer.Option(
-        "--config", "-c", help="TOML settings file; every setting can be overridden by a "
-        "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
-) -> None:
-    """Run the gateway service: MQTT in, decode, spool and time series out, alerts, the alert
-    API and console, upstream delivery, until SIGTERM.
-
-    Settings come from the TOML file given with --config and from HOMECARE_<NAME> environment
-    variables, which win over the file. Every setting, with its default, unit and variable, is
-    in the settings reference: deploy/gateway.example.toml (a commented sample to copy) and the
-    settings table in README.md. Check a configuration before starting with `homecare config
-    check`. Bad settings and unknown HOMECARE_* variables stop the start (exit status 2)."""
-    import os
-
-    from gateway import run_gateway
-    from gateway.config import unknown_variables
-    from gateway.errors import ConfigError
-
-    unknown = unknown_variables(os.environ)
-    if unknown:
-        for key, close in unknown:
-            hint = f" (did you mean {close}?)" if close else ""
-            typer.echo(f"homecare gateway: unknown environment variable {key}{hint}", err=True)
-        typer.echo("homecare gateway: every HOMECARE_* variable must name a setting (see "
-                   "`homecare config check`); not started", err=True)
-        raise typer.Exit(2)
-    try:
-        run_gateway(config)
-    except ConfigError as exc:
-        typer.echo(f"homecare gateway: {exc}", err=True)
-        raise typer.Exit(2) from None
+app.command("gateway", short_help="The gateway service, until SIGTERM.")(gateway_command)
 
 
 config_app = typer.Typer(

@@ -434,7 +434,7 @@ class GatewayProcess(Server):
     def command(self) -> list[str]:
         import sys
 
-        return [sys.executable, "-m", "homecare.cli", "gateway"]
+        return [sys.executable, "-m", "homecare", "gateway"]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env}
