@@ -144,7 +144,8 @@ class Gap:
         return _local(at_ms, zone).isoformat(timespec="minutes")
 
     def text(self) -> str:
-        return (f"{self.site} from {self.local(self.start)} to {self.local(self.end)} "
+        site = "every site (*)" if self.site == ANY_SITE else self.site
+        return (f"{site} from {self.local(self.start)} to {self.local(self.end)} "
                 f"({self.zone or 'local time'})")
 
 
