@@ -200,7 +200,7 @@ def router(ctx: ApiContext) -> APIRouter:
              responses=error_responses(403, 503),
              summary="The on-call roster and the escalation chains (dispatcher and admin keys)")
     async def get_oncall() -> OnCallOut:
-        return answer(store())
+        return await asyncio.to_thread(answer, store())
 
     @api.get("/now", response_model=OnDutyOut, dependencies=[dispatcher],
              responses=error_responses(403, 503),
@@ -238,7 +238,7 @@ def router(ctx: ApiContext) -> APIRouter:
         except RosterError as exc:
             raise ApiError(400, list(exc.problems[:200]), error="invalid_roster") from exc
         await asyncio.to_thread(held.replace, roster, actor=key.name, now_ms=ctx.clock())
-        return answer(held)
+        return await asyncio.to_thread(answer, held)
 
     return api
 
