@@ -80,8 +80,9 @@ class GatewayHealthWatch:
         return findings
 
     def _finding(self, name: str, now_ms: int, since: int, reason: str) -> Finding:
-        minutes = max(0, now_ms - since) / 60_000
-        summary = f"{_what(name)} for {minutes:.0f} min" + (f": {reason}" if reason else "")
+        seconds = max(0, now_ms - since) / 1000
+        lasted = f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+        summary = f"{_what(name)} for {lasted}" + (f": {reason}" if reason else "")
         return Finding(
             type=AlertType.GATEWAY_HEALTH, site=GATEWAY_SITE, bed="", at=now_ms,
             severity=_severity(name), episode=name, started_at=since, summary=summary,

@@ -68,3 +68,15 @@ def test_alerts_raised_before_a_restart_are_taken_back_and_cleared(tmp_path: Pat
     resolved = engine.get(alert.id)
     assert resolved is not None
     assert resolved.status is AlertStatus.RESOLVED
+
+
+def test_the_summary_says_how_long_in_seconds_until_a_minute_and_a_half() -> None:
+    """A verifier saw "lost for 0 min" 15 s after the broker went (issue #13)."""
+    health = GatewayHealthWatch(after_ms=15_000)
+    assert health.observe({"mqtt_connected": False}, {}, 1_000) == []
+    [raised] = health.observe({"mqtt_connected": False}, {}, 16_000)
+    assert " for 15 s" in raised.summary, raised.summary
+    later = GatewayHealthWatch(after_ms=600_000)
+    later.observe({"tsdb_writable": False}, {}, 0)
+    [raised] = later.observe({"tsdb_writable": False}, {}, 600_000)
+    assert " for 10 min" in raised.summary, raised.summary
