@@ -14,17 +14,19 @@ Per alert, this measures:
   *critical* alert is one that was critical at any time: a call the person cancelled at once
   (downgraded to high) still had to be answered.
 
-Grouped by the day and the shift it opened in (the station's zone), by site and by the
-dispatcher who answered it (those nobody answered together), each group gives how many
-alerts, how many answered, the median, 90th percentile (nearest rank), mean and longest time
-to acknowledge, the same of the time to resolve, and the share of critical alerts answered
-within the target. Outcomes by type: how each type was resolved (the outcome codes,
-``false_alarm`` counted apart), and how many the system resolved.
+Grouped by the day and the shift it opened in, read in its site's zone (the registry's
+``timezone`` of the site, else the station's), by site and by the dispatcher who answered
+it (those nobody answered together), each group gives how many alerts, how many answered,
+the median, 90th percentile (nearest rank), mean and longest time to acknowledge, the same of
+the time to resolve, and the share of critical alerts answered within the target. Outcomes
+by type: how each type was resolved (the outcome codes, ``false_alarm`` counted apart), and
+how many the system resolved.
 
-Shifts (:class:`Shift`, the ``report_shifts`` setting, until there is a roster) are named
-start times in the station's zone; each lasts until the next one starts, the last one past
-midnight until the first (``day=08:00``, ``night=20:00``: a call at 02:00 is in the night
-shift, of the calendar day it opened in).
+Shifts (:class:`Shift`: the on-call roster's shifts in force when it has any, else the
+``report_shifts`` setting) are named start times in the site's zone; each lasts until the next
+one starts, the last one past midnight until the first (``day=08:00``, ``night=20:00``: a call
+at 02:00 is in the night shift, of the calendar day it opened in; ``shift_date`` says the shift
+started the day before, as the roster that paged it says).
 
 :class:`~alerts.responsemetrics.ResponseMetrics` observes the same two times as Prometheus
 histograms, from the engine's committed changes.
@@ -130,7 +132,10 @@ class AlertResponse:
     opened_at: int
     opened_at_local: str
     day: str
+    """The calendar day it opened, in its site's zone."""
     shift: str
+    shift_date: str
+    """The day its shift started (the night shift's of the evening before, after midnight)."""
     answer: str | None
     """``acknowledged``, ``resolved`` (resolved without an acknowledgement), None."""
     answered_at: int | None
@@ -212,9 +217,24 @@ def _local(ms: int, zone: tzinfo | None) -> datetime:
     return datetime.fromtimestamp(ms / 1000, zone)
 
 
+ShiftOf = Callable[[datetime], tuple[str, date]]
+"""``local time -> (shift name, the date the shift started)``."""
+
+
+def shift_of(settings: ReportSettings) -> ShiftOf:
+    """The shifts of ``settings`` as a :data:`ShiftOf` (the report's without a roster)."""
+    def of(local: datetime) -> tuple[str, date]:
+        minute = local.hour * 60 + local.minute
+        started = local.date() if minute >= settings.shifts[0].start_minute \
+            else local.date() - timedelta(days=1)
+        return settings.shift_at(minute), started
+    return of
+
+
 def respond(row: FirstResponse, *, settings: ReportSettings, zone: tzinfo | None,
-            now_ms: int) -> AlertResponse:
-    """One alert's answer, as the module docstring measures it."""
+            now_ms: int, shifts: ShiftOf | None = None) -> AlertResponse:
+    """One alert's answer, as the module docstring measures it; ``zone``: its site's,
+    ``shifts``: the shifts in force (default: ``settings``')."""
     alert = row.alert
     answer = answered_at = answered_by = None
     if row.acknowledged_at is not None:
@@ -233,6 +253,7 @@ def respond(row: FirstResponse, *, settings: ReportSettings, zone: tzinfo | None
     else:
         within = None
     opened = _local(alert.opened_at, zone)
+    shift, started = (shifts or shift_of(settings))(opened)
     resolve_ms = (alert.resolved_at - alert.opened_at
                   if alert.status is AlertStatus.RESOLVED and alert.resolved_at is not None
                   else None)
@@ -241,7 +262,7 @@ def respond(row: FirstResponse, *, settings: ReportSettings, zone: tzinfo | None
         critical=alert.severity is Severity.CRITICAL or row.downgraded, site=alert.site,
         bed=alert.bed, status=alert.status.value, opened_at=alert.opened_at,
         opened_at_local=opened.strftime("%Y-%m-%d %H:%M:%S"), day=opened.date().isoformat(),
-        shift=settings.shift_at(opened.hour * 60 + opened.minute), answer=answer,
+        shift=shift, shift_date=started.isoformat(), answer=answer,
         answered_at=answered_at, answered_by=answered_by,
         ack_s=_seconds(ack_ms / 1000) if ack_ms is not None else None, within_target=within,
         resolved_at=alert.resolved_at if resolve_ms is not None else None,
@@ -279,11 +300,29 @@ def _days(since: int, until: int, zone: tzinfo | None) -> dict[str, int]:
 
 
 def build_report(rows: Sequence[FirstResponse], *, since: int, until: int,
-                 settings: ReportSettings, timezone: str | None, now_ms: int) -> ResponseReport:
-    """The report of the alerts ``rows`` (opened in ``[since, until)``)."""
+                 settings: ReportSettings, timezone: str | None, now_ms: int,
+                 zone_of: Callable[[str], str | None] | None = None,
+                 roster_shifts: tuple[Sequence[Shift], ShiftOf] | None = None
+                 ) -> ResponseReport:
+    """The report of the alerts ``rows`` (opened in ``[since, until)``). ``timezone``: the
+    station's (the days listed, their midnights); ``zone_of``: a site's zone (IANA; default
+    and None: the station's); ``roster_shifts``: the roster's shifts and its
+    :meth:`~alerts.roster.Roster.shift_at`, in place of ``settings``'."""
     zone = ZoneInfo(timezone) if timezone else None
+    zones: dict[str, tzinfo | None] = {}
+
+    def site_zone(site: str) -> tzinfo | None:
+        if site not in zones:
+            name = zone_of(site) if zone_of is not None else None
+            zones[site] = ZoneInfo(name) if name else zone
+        return zones[site]
+
+    shifts, shift_at = roster_shifts if roster_shifts is not None \
+        else (settings.shifts, shift_of(settings))
     days = _days(since, until, zone)
-    answers = [respond(r, settings=settings, zone=zone, now_ms=now_ms) for r in rows]
+    answers = [respond(r, settings=settings, zone=site_zone(r.alert.site), now_ms=now_ms,
+                       shifts=shift_at) for r in rows]
+    day_order = sorted(set(days) | {a.day for a in answers})
 
     def by(key: Callable[[AlertResponse], str | None], order: Iterable[str | None] = (),
            starts: Mapping[str, int] | None = None) -> list[GroupStats]:
@@ -304,9 +343,11 @@ def build_report(rows: Sequence[FirstResponse], *, since: int, until: int,
     types = sorted(set(outcomes) | set(by_system))
     return ResponseReport(
         since=since, until=until, timezone=timezone, ack_target_s=settings.ack_target_s,
-        shifts=[{"name": s.name, "start": s.start} for s in settings.shifts],
-        totals=group(None, answers), by_day=by(lambda a: a.day, days, days),
-        by_shift=by(lambda a: a.shift, [s.name for s in settings.shifts]),
+        shifts=[{"name": s.name, "start": s.start}
+                for s in sorted(shifts, key=lambda s: s.start_minute)],
+        totals=group(None, answers), by_day=by(lambda a: a.day, day_order, days),
+        by_shift=by(lambda a: a.shift, [s.name for s in sorted(shifts,
+                                                              key=lambda s: s.start_minute)]),
         by_site=by(lambda a: a.site), by_dispatcher=by(lambda a: a.answered_by),
         outcomes=[_outcomes(t, dict(sorted(outcomes[t].items())), by_system[t])
                   for t in types],
@@ -322,7 +363,9 @@ def _outcomes(alert_type: str, codes: dict[str, int], by_system: int) -> TypeOut
 
 
 def read_report(store: AlertStore, *, since: int, until: int, sites: Sequence[str] | None,
-                settings: ReportSettings, timezone: str | None, now_ms: int
+                settings: ReportSettings, timezone: str | None, now_ms: int,
+                zone_of: Callable[[str], str | None] | None = None,
+                roster_shifts: tuple[Sequence[Shift], ShiftOf] | None = None
                 ) -> ResponseReport:
     """Read the alerts of the period and build the report (blocks on SQLite: a worker thread).
     ``ValueError`` for a period that is empty, too long or holds too many alerts."""
@@ -334,4 +377,4 @@ def read_report(store: AlertStore, *, since: int, until: int, sites: Sequence[st
     if len(rows) > MAX_ALERTS:
         raise ValueError(f"more than {MAX_ALERTS} alerts in the period: narrow it")
     return build_report(rows, since=since, until=until, settings=settings, timezone=timezone,
-                        now_ms=now_ms)
+                        now_ms=now_ms, zone_of=zone_of, roster_shifts=roster_shifts)

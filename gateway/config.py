@@ -514,8 +514,9 @@ class Settings(BaseSettings):
     report_shifts: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_SHIFTS,
         description="The station's shifts as `name=HH:MM` (a name of lower-case letters, "
-        "digits and `_`, and its start in the station's zone); each lasts until the next one "
-        "starts, the last past midnight until the first. Comma-separated in the environment "
+        "digits and `_`, and its start in each site's zone); each lasts until the next one "
+        "starts, the last past midnight until the first. The on-call roster's shifts, when it "
+        "has any, take their place. Comma-separated in the environment "
         "(`day=08:00,night=20:00`).")
     report_ack_target_s: float = Field(
         default=60.0, gt=0, le=3600, json_schema_extra={"unit": "s"},

@@ -4,8 +4,10 @@ For any key (as the other reading routes): the alerts opened in ``[since, until)
 the 7 days up to now; at most 366 days), on the given sites, with the time to acknowledge and
 to resolve of each, grouped by day, shift, site and dispatcher, and the outcomes by type.
 JSON by default; ``format=csv`` gives one ``table`` of it (``alerts``, ``days``, ``shifts``,
-``sites``, ``dispatchers``, ``outcomes``) as a CSV download. Days and shifts are the
-station's: its zone is the one ``/station`` names.
+``sites``, ``dispatchers``, ``outcomes``) as a CSV download. Each alert's day and shift are
+read in its site's zone (the registry's ``timezone`` of the site, else the station's, the one
+``/station`` names), the shifts being the on-call roster's in force when it has any (else
+``report_shifts``); the days listed, with their midnights, are the station's.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import asyncio
 import csv
 import dataclasses
 import io
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -25,7 +29,15 @@ from alerts.api._context import ApiContext
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._models import EPOCH_MS_MAX, ID_PATTERN
 from alerts.keys import Role
-from alerts.reports import AlertResponse, GroupStats, ResponseReport, read_report
+from alerts.reports import (
+    AlertResponse,
+    GroupStats,
+    ResponseReport,
+    Shift,
+    ShiftOf,
+    read_report,
+)
+from alerts.roster import Roster
 
 WEEK_MS = 7 * 86_400_000
 TABLES: Final = ("alerts", "days", "shifts", "sites", "dispatchers", "outcomes")
@@ -82,9 +94,13 @@ class AlertResponseOut(_Out):
     status: str
     opened_at: int
     opened_at_local: str
-    """In the station's zone, ``YYYY-MM-DD HH:MM:SS``."""
+    """In its site's zone, ``YYYY-MM-DD HH:MM:SS``."""
     day: str
+    """The calendar day it opened, in its site's zone."""
     shift: str
+    """The shift it opened in (the roster's shifts when it has any), in its site's zone."""
+    shift_date: str
+    """The day that shift started (after midnight, a night shift's is the day before)."""
     answer: Literal["acknowledged", "resolved"] | None
     """How a person first answered it: acknowledged, or resolved without an acknowledgement;
     null: nobody has."""
@@ -137,7 +153,7 @@ class TypeOutcomesOut(_Out):
 class ShiftOut(_Out):
     name: str
     start: str
-    """``HH:MM`` in the station's zone; a shift lasts until the next one starts."""
+    """``HH:MM`` in each site's zone; a shift lasts until the next one starts."""
 
 
 class ResponseReportOut(_Out):
@@ -189,17 +205,28 @@ def router(ctx: ApiContext) -> APIRouter:
         as :mod:`alerts.reports` says: the first answer by a person (an acknowledgement, or a
         resolution without one), the resolution, and whether a critical alert was answered
         within the station's target (``report_ack_target_s``); grouped by day and shift
-        (``report_shifts``, the station's zone), site and dispatcher; outcomes by type."""
+        (each alert's in its site's zone; the roster's shifts, else ``report_shifts``), site
+        and dispatcher; outcomes by type."""
         if ctx.alert_store is None:
             raise ApiError(503, "the alert store is not running")
         now = ctx.clock()
         end = until if until is not None else now
         start = since if since is not None else end - WEEK_MS
         zone = ctx.registry.defaults.timezone or ctx.timezone
+        roster = ctx.oncall.roster if ctx.oncall is not None else None
+        roster_shifts: tuple[Sequence[Shift], ShiftOf] | None = None
+        if roster is not None and roster.shifts:
+            def on_shift(local: datetime, roster: Roster = roster) -> tuple[str, date]:
+                found = roster.shift_at(local)
+                assert found is not None  # the roster has shifts
+                return found[0].name, found[1]
+            roster_shifts = (roster.shifts, on_shift)
         try:
             report = await asyncio.to_thread(
                 read_report, ctx.alert_store, since=start, until=end, sites=site,
-                settings=ctx.reports, timezone=zone, now_ms=now)
+                settings=ctx.reports, timezone=zone, now_ms=now,
+                zone_of=lambda name: ctx.registry.timezone(name, ctx.timezone),
+                roster_shifts=roster_shifts)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         if format == "csv":

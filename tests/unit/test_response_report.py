@@ -344,3 +344,56 @@ def test_shifts_and_the_target_are_settings_and_a_bad_shift_stops_the_start(
         monkeypatch.setenv("HOMECARE_REPORT_SHIFTS", bad)
         with pytest.raises(ConfigError, match="report_shifts"):
             load(None)
+
+
+async def test_day_and_shift_are_the_sites_zone_and_the_rosters_shifts(tmp_path: Path) -> None:
+    """Issue #13 (a verifier's defect): a press at 04:30 in New York, which the roster paged as
+    the night shift of 30 November, was reported at the station's 17:30, day shift."""
+    from alerts.roster import Roster
+    from alerts.rosterstore import RosterStore
+
+    registry = Registry.from_mapping({"defaults": {"timezone": "Asia/Shanghai"},
+                                      "sites": {"ny-01": {"timezone": "America/New_York"}}})
+    roster = Roster.from_mapping({
+        "staff": [{"id": "anna", "name": "Anna", "role": "dispatcher"}],
+        "shifts": [{"name": "early", "start": "07:00"}, {"name": "late", "start": "15:00"},
+                   {"name": "nights", "start": "23:00"}],
+        "duty": [{"site": "*", "shift": "nights", "dispatchers": ["anna"]}]})
+    api = build(tmp_path, registry=registry, oncall=RosterStore(tmp_path / "oncall.json",
+                                                                seed=roster),
+                reports=ReportSettings(shifts=(Shift("day", 8 * 60), Shift("night", 20 * 60))))
+    s = Station(api)
+    new_york = ZoneInfo("America/New_York")
+    press = int(datetime(2026, 12, 1, 4, 30, 58, tzinfo=new_york).timestamp() * 1000)
+    assert press == at("2026-12-01 17:30:58")  # the station's time
+    paged = roster.on_duty("ny-01", press, new_york)
+    assert (paged.shift, paged.date) == ("nights", "2026-11-30")
+    s.open("NY", "2026-12-01 17:30:58", "ny-01", "bed-1", BUTTON)
+    s.open("SH", "2026-12-01 17:30:58", "sh-01", "bed-1", BUTTON)  # the registry's default zone
+    api.now[0] = press + 3_600_000
+    try:
+        response = await api.client.get(
+            "/api/v1/reports/response", headers=api.auth("viewer"),
+            params={"since": at("2026-11-30 00:00:00"), "until": at("2026-12-03 00:00:00")})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        rows = {r["site"]: r for r in body["alerts"]}
+        assert (rows["ny-01"]["opened_at_local"], rows["ny-01"]["day"],
+                rows["ny-01"]["shift"]) == ("2026-12-01 04:30:58", "2026-12-01", "nights")
+        assert rows["ny-01"]["shift_date"] == "2026-11-30"  # the night the roster paged
+        assert (rows["sh-01"]["opened_at_local"], rows["sh-01"]["day"], rows["sh-01"]["shift"],
+                rows["sh-01"]["shift_date"]) == (
+            "2026-12-01 17:30:58", "2026-12-01", "late", "2026-12-01")
+        assert body["shifts"] == [{"name": "early", "start": "07:00"},
+                                  {"name": "late", "start": "15:00"},
+                                  {"name": "nights", "start": "23:00"}]
+        assert [(g["key"], g["alerts"]) for g in body["by_shift"]] == [
+            ("early", 0), ("late", 1), ("nights", 1)]
+        csv_rows = list(csv.DictReader(io.StringIO((await api.client.get(
+            "/api/v1/reports/response", headers=api.auth("viewer"),
+            params={"since": at("2026-11-30 00:00:00"), "until": at("2026-12-03 00:00:00"),
+                    "format": "csv", "table": "alerts"})).text)))
+        assert {(r["site"], r["shift"], r["shift_date"]) for r in csv_rows} == {
+            ("ny-01", "nights", "2026-11-30"), ("sh-01", "late", "2026-12-01")}
+    finally:
+        await api.client.aclose()
