@@ -100,7 +100,7 @@ from alerts.residents import Contact, CsvImport, Resident, RowProblem, parse_csv
 from alerts.residentstore import ImportResult, ResidentStore, make_private
 from alerts.responsemetrics import ResponseMetrics
 from alerts.roster import OnDuty, Roster, RosterError, Staff
-from alerts.rosterstore import RosterStore
+from alerts.rosterstore import RosterStore, coverage
 from alerts.rules import ImmediateRules
 from alerts.servicelog import JudgedVisit, ServiceEntry, ServiceLog, ServiceLogRecorder
 from alerts.servicerecords import Settlement
@@ -206,6 +206,7 @@ __all__ = [
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
+    "coverage",
     "envelope",
     "institution_of",
     "make_plan",

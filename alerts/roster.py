@@ -9,6 +9,9 @@ Staff contact details are the station's own, not the residents': they may travel
 channels that reach the staff (:mod:`alerts.notify`); the resident profile never does unless
 a channel is allowed it.
 
+The module is over 400 lines: the roster's parts (staff, shifts, duty, chains) and the rule
+that decides who is on duty are read and checked together.
+
 Who is on duty (:meth:`Roster.on_duty`) is decided in the site's zone: the shift whose start
 is the latest not after the local time, on the date it started (a night shift from 20:00 is
 the previous day's after midnight). Each role is taken from the most specific duty entry that

@@ -21,7 +21,7 @@ that passes by then clears the alert raised before.
 []
 >>> [finding] = watch.observe({"mqtt_connected": False}, why, 60_000)
 >>> print(finding.type, finding.severity, finding.episode, finding.summary)
-gateway_health high mqtt_connected broker connection lost for 1 min: not connected to the broker (reconnecting)
+gateway_health high mqtt_connected broker connection lost for 60 s: not connected to the broker (reconnecting)
 """  # noqa: E501
 
 from __future__ import annotations
