@@ -73,6 +73,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -299,6 +300,16 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _private_dir(path: Path) -> None:
+    """The archive directory, mode 0700 (what it holds is residents' alerts and the API's
+    audit): created so, tightened when found looser."""
+    path.mkdir(mode=0o700, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o700)
+        log.warning("housekeeping.tightened dir=%s old_mode=%o new_mode=700", path.name, mode)
 
 
 def _append_manifest(archive: Path, entry: dict[str, Any]) -> dict[str, Any]:
@@ -574,7 +585,7 @@ class Housekeeper:
     def _archive(self, kind: Kind, cutoff_ms: int, readers_seq: int | None,
                  report: Report) -> None:
         """Archive whole months of ``kind`` before ``cutoff_ms``, oldest first."""
-        self.archive.mkdir(exist_ok=True)
+        _private_dir(self.archive)
         with self._open(kind.file) as db:
             if db is None or not _has_table(db, kind.table):
                 return
@@ -636,6 +647,7 @@ class Housekeeper:
         columns = [r[1] for r in db.execute(f"PRAGMA table_info({kind.table})")]
         rows, first, last, after = 0, None, None, -1
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
+            os.fchmod(raw.fileno(), 0o600)  # residents' alerts and the API's audit
             while True:
                 if self.stopping.is_set():
                     raise Stopped

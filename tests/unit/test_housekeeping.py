@@ -382,3 +382,25 @@ def test_a_change_numbered_among_archived_ones_but_of_a_later_month_stays(
     check = verify_archive(tmp_path)
     assert check.ok, check.problems
     store.close()
+
+
+def test_the_archive_is_private_under_umask_022(tmp_path: Path) -> None:
+    """Issue #13: archived alert changes and key audit (residents' alerts, who did what) were
+    0644 files in a 0755 directory under the common umask 022, readable by every local user."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        _alert_history(tmp_path).close()
+        archive = tmp_path / ARCHIVE_DIR
+        archive.mkdir(mode=0o755)  # an older gateway made it so
+        assert stat.S_IMODE(archive.stat().st_mode) == 0o755
+        assert _keeper(tmp_path).run(NOW).archived == {"alert-changes": 4}
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in archive.glob("*.gz")}
+    assert files == {"alert-changes-2025-01.jsonl.gz": 0o600,
+                     "alert-changes-2025-02.jsonl.gz": 0o600}
+    assert verify_archive(tmp_path).ok
