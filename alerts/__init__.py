@@ -22,7 +22,7 @@ once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 (:mod:`alerts.console`) sit on top; nothing here imports the gateway.
 """
 
-from alerts.acklinks import AckLinks, Claim, Use
+from alerts.acklinks import AckLinks, Claim, Use, call_started
 from alerts.engine import AlertEngine, IdFactory, random_ids, seeded_ids
 from alerts.errors import (
     AlertError,
@@ -39,6 +39,7 @@ from alerts.errors import (
     KeyExists,
     KeyNotFound,
     KeyStoreError,
+    NewerCall,
     PlanStoreUnavailable,
     ResidentStoreUnavailable,
     ServiceLogUnavailable,
@@ -165,6 +166,7 @@ __all__ = [
     "KeyStore",
     "KeyStoreError",
     "LiveState",
+    "NewerCall",
     "NotifyChannels",
     "OnDuty",
     "Outgoing",
@@ -206,6 +208,7 @@ __all__ = [
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",
+    "call_started",
     "coverage",
     "envelope",
     "institution_of",
