@@ -204,7 +204,8 @@ def _late_note(chain: Chain, start: int, levels: Sequence[int], i: int) -> str |
         return None
     number, repeat = chain.step(levels[i - 1])
     return (f"{levels[-1] - start} escalation steps were due: step {number}"
-            + (f" (repeat {repeat})" if repeat else "") + f", {i} of {len(levels)} at once"
+            + (f" (repeat {repeat})" if repeat else "")
+            + (f", {i} of {len(levels)} at once" if len(levels) > 1 else "")
             + (f", once for {times} due" if times > 1 else ""))
 
 

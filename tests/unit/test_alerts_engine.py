@@ -268,6 +268,10 @@ def test_overdue_steps_are_taken_at_once_on_the_original_timeline() -> None:
     assert third.note == ("4 escalation steps were due: step 3 (repeat 2), 2 of 2 at once,"
                           " once for 3 due")
     assert third.alert.next_escalation_at == T0 + 1140 * S
+    # Later, only repeats of the last step were missed: one change, the same people.
+    repeated = one(e.tick(T0 + 1800 * S))  # repeats due at 1140, 1440, 1740 s
+    assert repeated.alert.escalation_level == 7
+    assert repeated.note == "3 escalation steps were due: step 3 (repeat 5), once for 3 due"
 
 
 def test_every_step_due_after_a_restore_is_its_own_change_in_order(tmp_path: Path) -> None:
