@@ -52,6 +52,7 @@ from alerts import (
     RosterStore,
     StepPlan,
     StoreUnavailable,
+    call_started,
     envelope,
     plan_step,
 )
@@ -160,13 +161,19 @@ class Notifier:
         if change.action not in STEP_ACTIONS:
             return None
         alert = self.engine.get(change.alert.id)
-        if alert is None or alert.status is not AlertStatus.OPEN \
-                or alert.escalation_level != change.alert.escalation_level:
-            return None  # answered meanwhile, or a later step follows
+        if alert is None or alert.status is not AlertStatus.OPEN:
+            return None  # answered meanwhile
+        history = self.store.history(change.alert.id)
+        call = call_started(history)
+        if call is not None and change.seq < call:
+            return None  # a step of an earlier call: a new call restarted the chain
         if change.action == "repeated" and not self._reopened(change):
             return None
+        # Each step at its own level: steps taken at once (a catch-up after a restart) are
+        # each notified, in order (issue #13).
+        level = change.alert.escalation_level
         chain = self.engine.policy.chain(alert.severity, alert.type)
-        step, _ = chain.step(alert.escalation_level)
+        step, _ = chain.step(level)
         now = self._now_ms()
         zone = self.zone_of(alert.site)
 
@@ -175,7 +182,7 @@ class Notifier:
                                     step=step, channel=channel, now_ms=now)
             return f"{self.public_url}/ack/{token}", now + self.links.ttl_ms
 
-        return plan_step(alert, seq=change.seq, chain=chain, level=alert.escalation_level,
+        return plan_step(alert, seq=change.seq, chain=chain, level=level,
                          sent_for=change.action,
                          on_duty=self.roster.roster.on_duty(alert.site, now, zone),
                          resident=self._resident(alert), channels=self.config,

@@ -339,9 +339,6 @@ def test_a_scripted_shift_pages_step_by_step_until_acknowledged_through_the_link
         pages.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the notifier skips a step whose level is no longer the "
-                   "alert's (gateway/notify/notifier.py _plan): fix pending; remove this "
-                   "marker with it")
 def test_steps_due_during_a_restart_are_each_notified_in_order_on_catch_up(
         gateway: GatewayProcess, mosquitto: Mosquitto,
         servers: tuple[SmtpReceiver, Receiver]) -> None:
