@@ -56,13 +56,14 @@ the table, is what can be traced and verified. A file of before gets the table w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -488,47 +489,34 @@ class ServiceLog:
         the settlement's ``cursor`` (:meth:`settlement_cursor`) in the same transaction."""
         recorded_at = _now_ms() if now_ms is None else now_ms
         out: list[tuple[ServiceRecord, bool]] = []
-        with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
-                    seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
-                    for entry in entries:
-                        existing = db.execute(f"SELECT {_COLUMNS} FROM service_log"
-                                              " WHERE origin = ?", (entry.origin,)).fetchone()
-                        if existing is not None:
-                            out.append((_record(existing), False))
-                            continue
-                        seq += 1
-                        unsealed = ServiceRecord(
-                            seq=seq, origin=entry.origin, at=entry.at, recorded_at=recorded_at,
-                            site=entry.site, bed=entry.bed, caregiver=entry.caregiver,
-                            visit=entry.visit, event=SERVICE_RECORD, method=entry.method,
-                            services=entry.services, source=GATEWAY, device=None, actor=None,
-                            prev_hash=prev, hash="", detail=entry.detail)
-                        digest = chain_hash(prev, unsealed.body())
-                        self._insert(db, unsealed, digest)
-                        out.append((replace(unsealed, hash=digest), True))
-                        prev = digest
-                    db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
-                               " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
-                               " hash = excluded.hash", (seq, prev))
-                    if cursor is not None:
-                        db.execute("INSERT INTO settlement (id, log_seq, alert_seq)"
-                                   " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
-                                   " log_seq = excluded.log_seq, alert_seq = excluded.alert_seq",
-                                   cursor)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
-            except sqlite3.DatabaseError as exc:
-                if storage_fault(exc) is None:
-                    raise
-                raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
+        with self._writing() as db:
+            head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
+            seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+            for entry in entries:
+                existing = db.execute(f"SELECT {_COLUMNS} FROM service_log"
+                                      " WHERE origin = ?", (entry.origin,)).fetchone()
+                if existing is not None:
+                    out.append((_record(existing), False))
+                    continue
+                seq += 1
+                unsealed = ServiceRecord(
+                    seq=seq, origin=entry.origin, at=entry.at, recorded_at=recorded_at,
+                    site=entry.site, bed=entry.bed, caregiver=entry.caregiver,
+                    visit=entry.visit, event=SERVICE_RECORD, method=entry.method,
+                    services=entry.services, source=GATEWAY, device=None, actor=None,
+                    prev_hash=prev, hash="", detail=entry.detail)
+                digest = chain_hash(prev, unsealed.body())
+                self._insert(db, unsealed, digest)
+                out.append((replace(unsealed, hash=digest), True))
+                prev = digest
+            db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
+                       " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
+                       " hash = excluded.hash", (seq, prev))
+            if cursor is not None:
+                db.execute("INSERT INTO settlement (id, log_seq, alert_seq)"
+                           " VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET"
+                           " log_seq = excluded.log_seq, alert_seq = excluded.alert_seq",
+                           cursor)
         return out
 
     def record_judged(self, visits: Sequence[JudgedVisit]) -> None:
@@ -539,17 +527,24 @@ class ServiceLog:
         rows = [(v.site, v.bed, v.caregiver, v.visit, v.judged_at,
                  canonical_json(v.measured).decode()) for v in visits]
         horizon = max(v.judged_at for v in visits) - JUDGED_KEEP_MS
+        with self._writing() as db:
+            db.executemany(
+                "INSERT INTO judged_visit (site, bed, caregiver, visit, judged_at,"
+                " measured) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, bed,"
+                " caregiver, visit) DO UPDATE SET judged_at = excluded.judged_at,"
+                " measured = excluded.measured", rows)
+            db.execute("DELETE FROM judged_visit WHERE judged_at < ?", (horizon,))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction under the lock (rolled back on any error); a storage fault
+        (disk full, I/O) comes out as :class:`ServiceLogUnavailable`."""
         with self._lock:
             db = self._db
             try:
                 db.execute("BEGIN IMMEDIATE")
                 try:
-                    db.executemany(
-                        "INSERT INTO judged_visit (site, bed, caregiver, visit, judged_at,"
-                        " measured) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (site, bed,"
-                        " caregiver, visit) DO UPDATE SET judged_at = excluded.judged_at,"
-                        " measured = excluded.measured", rows)
-                    db.execute("DELETE FROM judged_visit WHERE judged_at < ?", (horizon,))
+                    yield db
                     db.execute("COMMIT")
                 except BaseException:
                     if db.in_transaction:
