@@ -32,9 +32,11 @@ the going after its successor's arrival. A second device of that kind that was a
 (two infrared sensors in two rooms) is no replacement: the failure of one is still reported
 (unless the other was installed within the window before it, which looks the same).
 
-A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its devices silent for
-half their limit or more, or announced offline by a last will, on at least
-:data:`DARK_SITE_MIN_BEDS` beds; devices already reported offline do not vote) is an outage of
+A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its voting devices silent
+for half their limit or more, or announced offline by a last will, on at least
+:data:`DARK_SITE_MIN_BEDS` beds; the voting devices are those heard at least once and not
+already reported offline, and beds count only by them, so a bed whose devices never spoke is
+no evidence, and one device silent on one bed is its own ``device_offline``) is an outage of
 the site's link or power: it does not become one alert per device but one ``site_offline``
 finding for the site (:mod:`~gateway.detect._sites`: bed empty, the beds affected named in its
 evidence), raised when the first of its devices passes its own limit (or, for last wills, one
@@ -47,7 +49,7 @@ their full limit let the first one or two through as alerts. For the same reason
 came: the broker announces a whole site's devices over a few seconds when its link drops. Dark
 sites are also logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
 (:attr:`DeviceOfflineDetector.dark_sites`). On a site with devices the registry lists, only
-those vote (and only its listed beds count): devices nobody registered falling silent in any
+those vote (and so only its listed beds count): devices nobody registered falling silent in any
 number (a flood of made-up ids) never make a site dark and so never hide the failure of a
 listed one. On a site without listed devices, every device votes.
 
@@ -175,23 +177,23 @@ class DeviceOfflineDetector(DetectorBase):
         return self.outages.state()
 
     def _dark_sites(self, tracked: Bool, quiet: Bool) -> tuple[Bool, Bool, Bool]:
-        """Per device: whether its site has gone dark as a whole, whether its site could (it
-        has :data:`DARK_SITE_MIN_BEDS` beds), and whether the device votes."""
+        """Per device: whether its site has gone dark as a whole, whether its site could (its
+        voting devices are on :data:`DARK_SITE_MIN_BEDS` beds), and whether the device votes.
+        Beds count by their voting devices: a bed whose devices were never heard (or are
+        already reported offline) is no evidence of a site's outage."""
         fleet = self.fleet
         n = len(tracked)
         site = fleet.bed_site[fleet.device_bed[:n]]
         sites = fleet.n_sites
         listed = fleet.device_registered[:n]
-        # Sites with listed devices: only those vote, and only listed beds count.
+        # Sites with listed devices: only those vote.
         vetted = np.bincount(site[listed], minlength=sites) > 0
         tracked = tracked & (listed | ~vetted[site])
         devices = np.bincount(site[tracked], minlength=sites)
         silent = np.bincount(site[quiet & tracked], minlength=sites)
-        bed_site = fleet.bed_site[: fleet.n_beds]
-        counted = fleet.bed_registered[: fleet.n_beds] | ~vetted[bed_site]
-        beds = np.bincount(bed_site[counted], minlength=sites)
-        possible = beds >= DARK_SITE_MIN_BEDS
-        dark = possible & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
+        possible = self._beds(tracked, sites) >= DARK_SITE_MIN_BEDS
+        dark = (possible & (silent >= DARK_SITE_SHARE * np.maximum(devices, 1))
+                & (self._beds(quiet & tracked, sites) >= DARK_SITE_MIN_BEDS))
         names = tuple(sorted(name for name, i in fleet.site_ids.items() if dark[i]))
         if names != self.dark_sites:
             gone, back = set(names) - set(self.dark_sites), set(self.dark_sites) - set(names)
@@ -202,6 +204,14 @@ class DeviceOfflineDetector(DetectorBase):
                 log.info("detect.site_back site=%s", name)
             self.dark_sites = names
         return dark[site], possible[site], tracked
+
+    def _beds(self, devices: Bool, sites: int) -> I64:
+        """Per site number: how many beds have one of ``devices`` (a mask of devices)."""
+        fleet = self.fleet
+        beds = np.zeros(fleet.n_beds, dtype=np.bool_)
+        beds[fleet.device_bed[: len(devices)][devices]] = True
+        counted: I64 = np.bincount(fleet.bed_site[: fleet.n_beds][beds], minlength=sites)
+        return counted
 
     def _site_states(self, dark: Bool, due: Bool, voters: Bool, quiet: Bool, will: Bool,
                      last: I64) -> dict[str, SiteState]:

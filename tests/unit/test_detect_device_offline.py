@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from alerts.model import AlertType, Finding, Severity
 from devices import Message, Registry
 from gateway.detect import DeviceOfflineDetector
@@ -448,3 +450,60 @@ def test_wills_queued_while_the_intake_was_down_wait_for_the_devices_limit_after
     assert (b3.type, b3.bed, b3.active, b3.evidence["reason"]) == (OFFLINE, "b3", True,
                                                                    "last_will")
     assert up + LIMIT <= b3.at <= up + LIMIT + 2 * MINUTE
+
+
+def button_site(beds: int, *, site: str = "site-ny") -> Registry:
+    """A registry site with ``beds`` beds, each with its call button (heartbeat 5 s)."""
+    return Registry.from_mapping({"sites": {site: {"beds": {
+        f"b-ny{n}": {"devices": {f"btn-ny{n}": {"kind": "button", "heartbeat_s": 5}}}
+        for n in range(1, beds + 1)}}}})
+
+
+def buttons(heard: range, start: int, end: int, *, site: str = "site-ny"
+            ) -> list[tuple[int, Message]]:
+    """The buttons ``btn-ny<n>`` for ``n`` in ``heard``: a status every 5 s."""
+    return [(t + 100, status(f"b-ny{n}", "button", t, heartbeat_s=5, site=site,
+                             device=f"btn-ny{n}"))
+            for n in heard for t in range(start, end, 5_000)]
+
+
+@pytest.mark.parametrize("heard", [1, 2])
+def test_devices_never_heard_do_not_make_a_few_silent_ones_a_dark_site(heard: int) -> None:
+    # A verifier's finding (issue #13): the registry lists 4 beds with their buttons, only
+    # some ever spoke; those falling silent are their own device_offline alerts, not the site
+    # gone dark (the listed beds counted towards the 3, the devices never heard did not vote).
+    silent = T0 + 10 * MINUTE
+    offline = detector(button_site(4))
+    findings = run(offline, buttons(range(1, heard + 1), T0, silent), start=T0,
+                   end=silent + 5 * MINUTE, step=1_000)
+    assert site_findings(findings) == []
+    assert offline.dark_sites == ()
+    raised = opened(findings)
+    assert sorted((f.type, f.bed, f.episode) for f in raised) == [
+        (OFFLINE, f"b-ny{n}", f"btn-ny{n}") for n in range(1, heard + 1)]
+    assert all(f.evidence["reason"] == "silent" for f in raised)
+
+
+def test_silence_on_fewer_beds_than_a_dark_site_needs_is_device_alerts() -> None:
+    # Four beds heard, two of them fall silent: half the voters, but on 2 beds, not 3.
+    silent, end = T0 + 10 * MINUTE, T0 + 20 * MINUTE
+    traffic = buttons(range(1, 3), T0, silent) + buttons(range(3, 5), T0, end)
+    offline = detector(button_site(4))
+    findings = run(offline, traffic, start=T0, end=end, step=1_000)
+    assert site_findings(findings) == []
+    assert sorted(f.bed for f in opened(findings)) == ["b-ny1", "b-ny2"]
+
+
+def test_three_beds_heard_going_silent_together_are_one_site_alert() -> None:
+    # The registry lists 5 beds; 3 were heard (2 never spoke) and fall silent together.
+    silent, back = T0 + 10 * MINUTE, T0 + 20 * MINUTE
+    traffic = buttons(range(1, 4), T0, silent) + buttons(range(1, 4), back, back + 5 * MINUTE)
+    offline = detector(button_site(5))
+    findings = run(offline, traffic, start=T0, end=back + 5 * MINUTE, step=1_000)
+    assert [f for f in findings if f.type is OFFLINE] == []
+    raised, closed = site_findings(findings)
+    assert (raised.site, raised.bed, raised.active) == ("site-ny", "", True)
+    assert raised.evidence["beds"] == ["b-ny1", "b-ny2", "b-ny3"]
+    assert (raised.evidence["devices"], raised.evidence["silent"]) == (3, 3)
+    assert (closed.site, closed.active) == ("site-ny", False)
+    assert back <= closed.at <= back + MINUTE
