@@ -13,21 +13,40 @@ export class AuthError extends Error {
 }
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  /** `problems`: each problem the API listed (a validation error per entry), if it did. */
+  constructor(status, message, problems = []) {
     super(message);
     this.status = status;
+    this.problems = problems;
   }
 }
 
-async function errorMessage(res) {
+/** A 422's entry ({loc, msg}) as "duty.0.site: msg"; a plain string as it is. */
+function problemText(d) {
+  if (typeof d === "string") return d;
+  if (d && d.msg) {
+    const where = Array.isArray(d.loc) ? d.loc.filter((p) => p !== "body").join(".") : "";
+    return where ? `${where}: ${d.msg}` : d.msg;
+  }
+  return JSON.stringify(d);
+}
+
+async function errorBody(res) {
   try {
     const body = await res.json();
     const detail = body && (body.detail ?? body.error ?? body.message);
-    if (typeof detail === "string") return detail;
-    if (Array.isArray(detail)) return detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
-    if (detail) return JSON.stringify(detail);
+    if (typeof detail === "string") return { message: detail, problems: [] };
+    if (Array.isArray(detail)) {
+      const problems = detail.map(problemText);
+      return { message: problems.join("; "), problems };
+    }
+    if (detail) return { message: JSON.stringify(detail), problems: [] };
   } catch { /* not JSON */ }
-  return `HTTP ${res.status}`;
+  return { message: `HTTP ${res.status}`, problems: [] };
+}
+
+async function errorMessage(res) {
+  return (await errorBody(res)).message;
 }
 
 export class Api {
@@ -52,13 +71,17 @@ export class Api {
     }
     const res = await fetch(url, init);
     if (res.status === 401 || res.status === 403) throw new AuthError(res.status, await errorMessage(res));
-    if (!res.ok) throw new ApiError(res.status, await errorMessage(res));
+    if (!res.ok) {
+      const { message, problems } = await errorBody(res);
+      throw new ApiError(res.status, message, problems);
+    }
     if (res.status === 204) return null;
     return res.json();
   }
 
   get(path, query, signal) { return this.request("GET", path, { query, signal }); }
   post(path, body) { return this.request("POST", path, { body }); }
+  put(path, body) { return this.request("PUT", path, { body }); }
 }
 
 /** The items of a list answer, whatever the envelope ({items}, {alerts}, {data} or a bare list). */

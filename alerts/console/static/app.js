@@ -9,6 +9,7 @@ import { outcomeLabel } from "./handling.js";
 import { HealthBanner } from "./health.js";
 import { fmtClock, label, language, setLanguage, setTimeZone, t, timeZone, translatePage } from "./i18n.js";
 import { LiveConnection } from "./live.js";
+import { oncallView } from "./oncall.js";
 import { alertTitle, queueView } from "./queue.js";
 import { reportView } from "./report.js";
 import { Alarm } from "./sound.js";
@@ -307,6 +308,9 @@ function route() {
   } else if (parts[0] === "reports") {
     ctx.view = reportView(ctx);
     nav = "reports";
+  } else if (parts[0] === "oncall") {
+    ctx.view = oncallView(ctx);
+    nav = "oncall";
   } else {
     ctx.view = queueView(ctx);
   }
