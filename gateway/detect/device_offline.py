@@ -65,6 +65,9 @@ announced offline is raised as ever.
 For example, a call button's last will (the broker publishes it when the connection
 drops):
 
+The module is over 400 lines: silence, announced offlines, replacements and dark sites are
+one device's states, decided together in one pass (apart, each would need the others' state).
+
 >>> import json
 >>> from devices import decode
 >>> from gateway.detect.device_offline import DeviceOfflineDetector
