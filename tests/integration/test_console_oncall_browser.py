@@ -43,7 +43,16 @@ __all__ = ["bootstrap_key", "browser", "dispatcher_key"]  # fixtures
 expect = pytest.importorskip("playwright.sync_api").expect
 
 # site-01 has the same people on both shifts (whatever the time, anna, li and wang are on
-# duty); site-02 has a nurse but no dispatcher: a coverage gap all week.
+# duty); site-02 has a nurse but no dispatcher: a coverage gap all week. site-03 is only the
+# registry's (a bed there): nobody on duty, a gap too.
+REGISTRY = f"""
+[defaults]
+timezone = "{STATION_ZONE}"
+
+[sites.site-03.beds.bed-0301.devices.btn-0301]
+kind = "button"
+heartbeat_s = 600
+"""
 ONCALL = """
 [[staff]]
 id = "anna"
@@ -122,7 +131,7 @@ OWN = {
 def gateway(tmp_path: Path, mosquitto: Mosquitto, bootstrap_key: str) -> Iterator[GatewayProcess]:
     """The console tests' gateway, with an on-call file."""
     registry = tmp_path / "registry.toml"
-    registry.write_text(f'[defaults]\ntimezone = "{STATION_ZONE}"\n', encoding="utf-8")
+    registry.write_text(REGISTRY, encoding="utf-8")
     oncall = tmp_path / "oncall.toml"
     oncall.write_text(ONCALL, encoding="utf-8")
     server = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url,
@@ -181,6 +190,10 @@ def test_a_dispatcher_sees_who_is_on_duty_at_each_site_and_the_rosters_gap(
         expect(gaps).to_have_attribute("role", "alert")
         expect(gaps.locator('li[data-site="site-02"]')).to_contain_text(own["gap"])
         expect(gaps.locator('li[data-site="site-01"]')).to_have_count(0)
+        # The registry's site, with nobody in the roster: every role empty, a gap.
+        third = _site(page, "site-03")
+        expect(third.locator("dd")).to_have_text([own["nobody"]] * 3)
+        expect(gaps.locator('li[data-site="site-03"]')).to_contain_text(own["gap"])
         # The shift running now, as the API says.
         now = _request(gateway, dispatcher_key, "GET", "/oncall/now",
                        params={"site": "site-01"}).json()
@@ -235,10 +248,12 @@ def test_an_admin_edits_the_roster_and_the_page_shows_the_new_person_on_duty(
         page.get_by_role("button", name=own["save"]).click()
         expect(errors).to_contain_text("JSON")
 
-        # A valid edit: bo dispatches at site-02 on both shifts.
+        # A valid edit: bo dispatches at site-02 and site-03 on both shifts.
         fixed = json.loads(json.dumps(roster))
         for duty in fixed["duty"][2:]:
             duty["dispatchers"] = ["bo"]
+        fixed["duty"] += [{"site": "site-03", "shift": shift, "dispatchers": ["bo"]}
+                          for shift in ("day", "night")]
         editor.fill(json.dumps(fixed, indent=2))
         page.get_by_role("button", name=own["save"]).click()
         expect(page.locator("#oncall-saved")).to_contain_text(own["saved"])
@@ -247,6 +262,7 @@ def test_an_admin_edits_the_roster_and_the_page_shows_the_new_person_on_duty(
         expect(second).to_contain_text("Bo Liu")
         expect(second).to_contain_text("+86 138 0000 0002")
         expect(second.locator(".oncall-none")).to_have_count(0)  # a dispatcher now
+        expect(_site(page, "site-03")).to_contain_text("Bo Liu")
         expect(page.locator("#oncall-gaps")).to_contain_text(own["no_gaps"])
         expect(page.locator("#oncall-gaps li")).to_have_count(0)
         expect(page.locator("#oncall-source")).to_contain_text("bootstrap")
