@@ -9,7 +9,10 @@ it does not take, a topic the broker does not allow; recorded, not retried).
 * :class:`WebhookChannel`: ``POST`` of the JSON (``docs/schemas/notification-webhook.schema.json``)
   with ``Idempotency-Key`` and ``X-Homecare-Signature`` (HMAC-SHA256, as upstream:
   :func:`gateway.upstream.signature`). 2xx delivers; no answer, 408, 425, 429 and 5xx are
-  retried; any other status is a refusal.
+  retried; so are 401, 403, 404 and 407 (:data:`MISCONFIGURED_STATUSES`: the bridge's URL,
+  secret or proxy is wrong, which an operator fixes; refused for good, a misconfigured SMS
+  bridge lost every page sent before the fix, a verifier found), logged as an error; any other
+  status (400, 413, 422: this message is refused) is a refusal.
 * :class:`EmailChannel`: SMTP with the standard library (``smtplib``) in a thread of the
   channel's own: STARTTLS (required unless switched off) or TLS from the start (``smtps://``),
   then AUTH when a user is set. A ``Message-ID`` made from the notification's key lets a
@@ -48,6 +51,9 @@ from gateway.upstream import signature
 log = logging.getLogger("homecare.notify")
 
 RETRY_STATUSES: Final = frozenset({408, 425, 429})
+MISCONFIGURED_STATUSES: Final = frozenset({401, 403, 404, 407})
+"""Webhook answers that say the destination is set up wrong, not that this message is bad:
+retried (until the alert is answered) so the pages go out once the setup is fixed."""
 DISCONNECT: Final = b"\xe0\x00"
 
 Result = Literal["delivered", "retry", "refused"]
@@ -108,6 +114,11 @@ class WebhookChannel:
             return Outcome.delivered(detail)
         if status in RETRY_STATUSES or status >= 500:
             return Outcome.retry(detail)
+        if status in MISCONFIGURED_STATUSES:
+            log.error("notify.webhook_misconfigured status=%s url=%s; check the webhook's URL "
+                      "and secret (notify_webhook_url, notify_webhook_secret): pages to it are "
+                      "retried until it takes them", status, self.url)
+            return Outcome.retry(f"{detail}: check the webhook's URL and secret")
         return Outcome.refused(f"{detail} {response.text[:200]}")
 
     async def close(self) -> None:

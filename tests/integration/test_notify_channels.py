@@ -114,7 +114,10 @@ async def test_the_webhook_is_signed_keyed_and_retried_or_refused_as_answered() 
         refused = await channel.send("k3", body)
         assert (refused.result, refused.detail[:8]) == ("refused", "HTTP 400")
         wrong = WebhookChannel(receiver.url, secret=b"another-secret-0123456789", timeout_s=5)
-        assert (await wrong.send("k4", body)).result == "refused", "401: a wrong secret"
+        # A wrong secret (401): the setup is wrong, not the page; retried until it is fixed
+        # (a verifier's misconfigured SMS bridge lost step-1 pages for good).
+        misconfigured = await wrong.send("k4", body)
+        assert (misconfigured.result, misconfigured.detail[:8]) == ("retry", "HTTP 401")
         await wrong.close()
     finally:
         await channel.close()
