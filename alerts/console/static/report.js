@@ -1,7 +1,8 @@
 // The response report: how fast alerts were answered and how they ended, by day, shift, site
 // and dispatcher (GET /api/v1/reports/response), with charts by day and its tables as CSV.
-// Days and shifts are the station's; the figures are the gateway's, computed as
-// alerts/reports.py says (the first answer by a person, critical at any time).
+// The days listed are the station's; each alert's own day and shift are in its site's zone and
+// the roster's shifts; the figures are the gateway's, computed as alerts/reports.py says (the
+// first answer by a person, critical at any time).
 
 import { API } from "./api.js";
 import { chartPanel } from "./chart.js";
