@@ -69,8 +69,11 @@ async def test_a_replaced_device_goes_offline_and_its_successor_starts_at_seq_1(
             run = asyncio.create_task(run_live(
                 config, broker.url, rate=4000, stop=stop, client_prefix="t-swap",
                 start_ms=local_ms(DEFAULT_START, 0.0, "Asia/Shanghai")))
-            await _until(lambda: any(d == swap.new for d, _, _ in sub.snapshot()),
-                         within_s=60)
+            # The new device and the old one's goodbye come over two connections: either may
+            # be seen first (a loaded machine), so wait for both before stopping the run.
+            await _until(lambda: any(d == swap.new for d, _, _ in sub.snapshot()) and any(
+                d == swap.old and s.state == "offline" and s.seq > 0
+                for d, s, _ in sub.snapshot()), within_s=60)
             stop.set()
             stats = await asyncio.wait_for(run, timeout=30)
             assert stats.published > 0
