@@ -46,9 +46,12 @@ def _gateway(tmp_path: Path, mosquitto: Mosquitto, **settings: object) -> Gatewa
 
 
 async def _watch_stream(http: httpx.AsyncClient, bed: str, connected: asyncio.Event,
-                        seen: asyncio.Event) -> None:
-    """Read the dispatchers' event stream; set ``seen`` when ``bed``'s alert opens on it."""
-    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "text/event-stream"}
+                        seen: asyncio.Event, after: int) -> None:
+    """Read the dispatchers' event stream from the change ``after`` on (so nothing committed
+    while it connects is missed: a loaded two-worker run pressed before the stream had read
+    its head); set ``seen`` when ``bed``'s alert opens on it."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "text/event-stream",
+               "Last-Event-ID": str(after)}
     async with http.stream("GET", "/api/v1/alerts/stream", headers=headers,
                            timeout=httpx.Timeout(10, read=None)) as response:
         assert response.status_code == 200
@@ -92,7 +95,8 @@ async def test_dead_letter_store_full_holds_intake_yet_an_emergency_call_opens_i
             # While the batch is held: an emergency call from another bed opens its alert,
             # which the dispatchers' stream shows.
             listening, streamed = asyncio.Event(), asyncio.Event()
-            stream = asyncio.create_task(_watch_stream(http, "bed-call", listening, streamed))
+            stream = asyncio.create_task(_watch_stream(http, "bed-call", listening, streamed,
+                                                       gateway.alert_store.last_seq()))
             async with asyncio.timeout(30):
                 await listening.wait()
             devices.publish_nowait(*press(SITE, "bed-call"))
