@@ -203,7 +203,10 @@ def plan_step(alert: Alert, *, seq: int, chain: Chain, level: int, sent_for: str
                 unreached.append(f"{person.id} {channel} ({why})")
                 continue
             key = f"{source}/notify/{alert.id}/{seq}/{channel}/{person.id}"
-            url, expires = link(key, person.id, channel)
+            # A relative is told, not asked to answer for the station: no acknowledge link (a
+            # family's link acknowledged the call and stopped the staff's chain: a verifier).
+            url, expires = link(key, person.id, channel) if person.staff is not None \
+                else (None, None)
             common = _Common(alert=alert, key=key, source=source, sent_for=sent_for,
                              chain=chain.name, step=number, repeat=repeat, url=url,
                              expires_at=expires, now_ms=now_ms, zone=zone,
@@ -269,8 +272,9 @@ class _Common:
     chain: str
     step: int
     repeat: int
-    url: str
-    expires_at: int
+    url: str | None
+    """The acknowledge link; None for the family contact."""
+    expires_at: int | None
     now_ms: int
     zone: ZoneInfo | None
     profile: Resident | None
@@ -324,6 +328,8 @@ def _webhook(c: _Common, person: _Person, channels: NotifyChannels) -> dict[str,
 
 def _email(c: _Common, person: _Person, channels: NotifyChannels) -> dict[str, Any]:
     assert person.staff is not None
+    assert c.url is not None  # staff always have a link
+    assert c.expires_at is not None
     a = c.alert
     kind = str(a.type).replace("_", " ")
     where = f"{a.site}/{a.bed}" if a.bed else a.site

@@ -39,6 +39,8 @@ PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-actio
 """The pages post their one form to themselves, and load nothing else."""
 ACTOR_PREFIX = "oncall:"
 NEWER_CALL = "a newer call came after this link was sent"
+FAMILY_CONTACT = "family_contact"
+"""Recipient ids of a resident's family contacts (``family_contact-1``): never responders."""
 
 
 def answered_by(alert: Alert) -> str | None:
@@ -149,6 +151,9 @@ def router(ctx: ApiContext) -> APIRouter:
         if await stale(claim):
             return stale_answer(request, alert)
         who = f"{ACTOR_PREFIX}{claim.recipient}"
+        if claim.recipient.startswith(FAMILY_CONTACT):
+            return answer(request, 200, "For your information",
+                          "The station's staff have been called about this alert.", alert=alert)
         if alert.status is not AlertStatus.OPEN:
             return answer(request, 200, f"Already {alert.status.value}",
                           "Nothing to do: someone has answered this alert.", alert=alert)
@@ -167,6 +172,14 @@ def router(ctx: ApiContext) -> APIRouter:
         held = links()
         assert held is not None
         actor = f"{ACTOR_PREFIX}{claim.recipient}"
+        if claim.recipient.startswith(FAMILY_CONTACT):
+            # Sent before family notifications lost their link: a relative is not a responder,
+            # and their acknowledgement stopped the staff's chain (a verifier).
+            await audit(actor, claim, 403, f"refused: a family contact's link; from {client}")
+            return answer(request, 403, "Not a responder's link",
+                          "This notification went to a relative: it does not acknowledge the "
+                          "alert. The station's staff are still being called.",
+                          alert=await current(claim.alert_id))
         if await stale(claim):
             await audit(actor, claim, 410, f"refused: {NEWER_CALL}; from {client}")
             return stale_answer(request, await current(claim.alert_id))

@@ -290,3 +290,29 @@ async def test_a_link_for_an_alert_someone_answered_is_spent_and_says_who(
         assert "already resolved by dispatcher-2" in resolved.text
     finally:
         await api.client.aclose()
+
+
+async def test_a_family_contacts_link_never_acknowledges_the_call(tmp_path: Path) -> None:
+    """Issue #13 (a verifier's defect): a link sent to a relative (before their notifications
+    lost it) acknowledged the emergency call and stopped the staff's chain. Refused (403,
+    audited); the alert stays open."""
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32, ttl_ms=600_000)
+    api = harness(tmp_path, acklinks=links)
+    try:
+        alert = api.engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01",
+                                          bed="bed-0007", at=T0, severity=Severity.CRITICAL,
+                                          summary="emergency button pressed")], T0)[0].alert
+        api.engine.commit()
+        token = links.mint(key=f"gw/notify/{alert.id}/1/webhook/family_contact-1",
+                           alert_id=alert.id, recipient="family_contact-1", step=1,
+                           channel="webhook", now_ms=T0)
+        page = await api.client.get(f"/ack/{token}")
+        assert page.status_code == 200
+        assert "Acknowledge as" not in page.text
+        done = await api.client.post(f"/ack/{token}", headers={"Accept": "application/json"})
+        assert done.status_code == 403, done.text
+        assert api.engine.get(alert.id).status.value == "open"  # type: ignore[union-attr]
+        [refused] = [e for e in api.keys.audit_log() if e.action == "ACK_LINK"]
+        assert (refused.actor, refused.status) == ("oncall:family_contact-1", 403)
+    finally:
+        await api.client.aclose()

@@ -184,3 +184,16 @@ def test_nobody_on_duty_for_a_step_is_logged_once_per_alert(
         "oncall.nobody alert=01JNOBODY site=site-01 recipient=dispatchers_on_duty step=1",
         "oncall.nobody alert=01JNOBODY site=site-01 recipient=duty_nurse step=2",
         "oncall.nobody alert=01JNOBODY site=site-01 recipient=station_manager step=2"], lines
+
+
+def test_a_family_contact_is_told_and_given_no_acknowledge_link() -> None:
+    """Issue #13 (a verifier's defect): a family contact's link acknowledged the emergency call
+    and stopped the staff's chain. A relative is told, not asked to answer for the station:
+    their notification carries no link, and it still follows the webhook's schema."""
+    allowed = plan(1, NotifyChannels(webhook=True, email=True, mqtt=True,
+                               profile_channels=frozenset({"webhook"})))
+    by = {n.destination: json.loads(n.body)["message"] for n in allowed.notifications}
+    family = by["webhook:family_contact-1"]
+    assert (family["acknowledge_url"], family["acknowledge_expires_at"]) == (None, None)
+    assert by["webhook:li"]["acknowledge_url"].startswith("http")
+    assert jsonschema_rs.validator_for(SCHEMA).is_valid(family)
