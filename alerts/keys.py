@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import sqlite3
@@ -164,6 +165,10 @@ class KeyStore:
                 raise ValueError(problem)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(path) != ":memory:" and not self.path.exists():
+            # Key hashes and the audit log: private from the first write (SQLite gives its WAL
+            # files the main file's mode), also when `homecare keys create` makes it.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
         self._bootstrap = _digest(bootstrap_token) if bootstrap_token else None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,

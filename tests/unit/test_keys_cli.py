@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,18 @@ def test_the_data_dir_comes_from_the_settings(tmp_path: Path,
     created = runner.invoke(app, ["keys", "create", "--name", "bob"])
     assert created.exit_code == 0, created.output
     assert (tmp_path / "gw" / "keys.sqlite3").is_file()
+
+
+def test_keys_create_on_a_fresh_data_directory_makes_a_private_key_store(
+        tmp_path: Path) -> None:
+    """A verifier's finding (issue #13): `homecare keys create` before the gateway's first start
+    wrote keys.sqlite3 (key hashes, the audit log) with mode 0644 under umask 022."""
+    old = os.umask(0o022)
+    try:
+        result = runner.invoke(app, ["keys", "create", "--role", "viewer", "--name", "wall",
+                                     "--data-dir", str(tmp_path / "data")])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.stdout
+    for path in (tmp_path / "data").iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
