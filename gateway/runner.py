@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from gateway import logs
 from gateway.config import Settings, load
+from gateway.errors import ConfigError
 from gateway.runtime import Gateway
 from gateway.sdnotify import Notifier
 from gateway.storage.health import is_storage_error
@@ -133,4 +136,32 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
 def run_gateway(config: Path | None) -> None:
     settings = load(config)
     logs.setup(settings.log_level, settings.log_format)
-    asyncio.run(serve(settings))
+    lock = lock_data_dir(settings.data_dir)
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        os.close(lock)
+
+
+LOCK_FILE = "gateway.lock"
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold ``data_dir/gateway.lock`` (an exclusive ``flock``, released when the process ends,
+    also by SIGKILL) for the life of the process; raises :class:`ConfigError` when another
+    gateway holds it. Two gateways on one data directory would share its spool, stores and
+    outboxes: a second one started by mistake got as far as restoring alerts and replaying the
+    spool before its port was found taken (a verifier)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"another gateway (pid {holder}) is running on the data directory "
+                          f"{data_dir} (it holds {path}); not started") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
