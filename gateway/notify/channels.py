@@ -96,6 +96,9 @@ class WebhookChannel:
             raise ValueError("the webhook needs a signing secret")
         self.url = url
         self._secret = secret
+        self._misconfigured: int | None = None
+        """The status it last answered that says it is set up wrong (logged once until it
+        answers otherwise)."""
         self._client = httpx.AsyncClient(timeout=timeout_s, transport=transport,
                                          follow_redirects=False)
 
@@ -110,14 +113,18 @@ class WebhookChannel:
             return Outcome.retry(f"{type(exc).__name__}: {exc}")
         status = response.status_code
         detail = f"HTTP {status}"
+        if status not in MISCONFIGURED_STATUSES:
+            self._misconfigured = None
         if 200 <= status < 300:
             return Outcome.delivered(detail)
         if status in RETRY_STATUSES or status >= 500:
             return Outcome.retry(detail)
         if status in MISCONFIGURED_STATUSES:
-            log.error("notify.webhook_misconfigured status=%s url=%s; check the webhook's URL "
-                      "and secret (notify_webhook_url, notify_webhook_secret): pages to it are "
-                      "retried until it takes them", status, self.url)
+            if self._misconfigured != status:
+                self._misconfigured = status
+                log.error("notify.webhook_misconfigured status=%s url=%s; check the webhook's URL "
+                          "and secret (notify_webhook_url, notify_webhook_secret): pages to it "
+                          "are retried until it takes them", status, self.url)
             return Outcome.retry(f"{detail}: check the webhook's URL and secret")
         return Outcome.refused(f"{detail} {response.text[:200]}")
 
