@@ -937,6 +937,7 @@ def test_the_alert_page_gives_the_dispatcher_the_resident_the_calls_the_checklis
         expect(page.get_by_role("heading", name=handling["profile"])).to_have_count(0)
         expect(page.locator("#contact-list")).to_have_count(0)
         shown = page.locator("body").inner_text()
+        assert "null" not in shown.split(), "no literal null where the handling panels are"
         page.goto(f"{gateway.url}/#/beds/{SITE}/bed-0021")
         expect(page.locator("#devices")).to_contain_text("btn-0021", timeout=DEADLINE_MS)
         expect(page.locator("#resident-profile")).to_have_count(0)

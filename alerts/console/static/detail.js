@@ -111,7 +111,7 @@ export function detailView(ctx, alertId) {
         resident.forbidden ? null
           : contactsPanel(ctx, a, resident.profile, (n, result, button) => record("calls", { contact: n, result }, button)),
         checklistPanel(ctx, a, (item, done, box) => record("checklist", { item, done }, box)),
-        commentsPanel(ctx, a, history, form)) : null,
+        commentsPanel(ctx, a, history, form)) : "", // replaceChildren writes a null as "null"
       h("div", { class: "grid-2" },
         h("section", { class: "panel", "aria-labelledby": "d-facts" },
           h("h2", { id: "d-facts" }, t("detail.facts")),
