@@ -168,7 +168,7 @@ class KeyStore:
         if str(path) != ":memory:" and not self.path.exists():
             # Key hashes and the audit log: private from the first write (SQLite gives its WAL
             # files the main file's mode), also when `homecare keys create` makes it.
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._bootstrap = _digest(bootstrap_token) if bootstrap_token else None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
