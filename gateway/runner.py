@@ -140,7 +140,8 @@ def run_gateway(config: Path | None) -> None:
     try:
         asyncio.run(serve(settings))
     finally:
-        os.close(lock)
+        if lock >= 0:
+            os.close(lock)
 
 
 LOCK_FILE = "gateway.lock"
@@ -151,10 +152,18 @@ def lock_data_dir(data_dir: Path) -> int:
     also by SIGKILL) for the life of the process; raises :class:`ConfigError` when another
     gateway holds it. Two gateways on one data directory would share its spool, stores and
     outboxes: a second one started by mistake got as far as restoring alerts and replaying the
-    spool before its port was found taken (a verifier)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    spool before its port was found taken (a verifier). Returns the lock's descriptor, or -1
+    when the lock file cannot be made (a full disk: the start goes on, unguarded)."""
     path = data_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        # A full or failing disk must not stop the start: the gateway waits, not ready, for
+        # its stores (STORES_RETRY_S). Only the guard against a second gateway is lost.
+        log.warning("data_dir.unlocked path=%s error=%r; a second gateway on this directory "
+                    "would not be stopped", path, str(exc))
+        return -1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -162,6 +171,7 @@ def lock_data_dir(data_dir: Path) -> int:
         os.close(fd)
         raise ConfigError(f"another gateway (pid {holder}) is running on the data directory "
                           f"{data_dir} (it holds {path}); not started") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # the pid is for the message only (a full disk)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     return fd
