@@ -370,15 +370,8 @@ class Gateway:
                 notify_stop = asyncio.Event()
                 notify = (tasks.create_task(self.notifier.run(notify_stop), name="notify")
                           if self.notifier is not None else None)
-                http = None
-                if self.serve_http:
-                    from gateway.http import HttpLimits, serve
-
-                    host, port = self.settings.api_host_port
-                    http = tasks.create_task(
-                        serve(self._http_app(), host, port, self.http_started,
-                              limits=HttpLimits.from_settings(self.settings),
-                              metrics=self.metrics), name="http")
+                http = (tasks.create_task(self._serve_http(), name="http")
+                        if self.serve_http else None)
                 # Everything made so far (modules, classes, registry, app) lives as long as
                 # the process: keep it out of the collector's full passes, which otherwise
                 # stall the loop for 100+ ms under load (measured in the latency benchmark).
@@ -431,6 +424,21 @@ class Gateway:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _serve_http(self) -> None:
+        """The API and console, started beside the intake rather than before it.
+
+        Importing the web stack and building the app take about half a second, which the
+        intake must not wait for after a restart (chaos: ingest resumed < 2 s after a kill):
+        they run in a thread while the MQTT sessions connect and the backlog is read.
+        """
+        app = await asyncio.to_thread(self._http_app)
+        from gateway.http import HttpLimits, serve  # imported by now, in the thread
+
+        gc.freeze()  # the app lives as long as the process, like what was frozen at start
+        host, port = self.settings.api_host_port
+        await serve(app, host, port, self.http_started,
+                    limits=HttpLimits.from_settings(self.settings), metrics=self.metrics)
 
     def _http_app(self) -> FastAPI:
         """The HTTP app from explicit parts: health, metrics, and what the alert API reads."""

@@ -140,6 +140,10 @@ class _Connection(asyncio.Protocol):
         for future in (self.connack, self.suback, self.unsuback):
             if not future.done():
                 future.set_exception(ConnectionResetError("connection lost"))
+                # Nobody awaits an acknowledgement that was never asked for (the unsuback of a
+                # session with nothing to drop): mark it seen, or asyncio logs "Future
+                # exception was never retrieved" as an ERROR at every stop.
+                future.exception()
         if not self.closed.done():
             self.closed.set_result(exc)
 
