@@ -382,6 +382,13 @@ class Settings(BaseSettings):
         description="Whole months of the API key audit kept in `keys.sqlite3` besides the "
         "current one; older months are archived to `data_dir/archive/key-audit-YYYY-MM.jsonl"
         ".gz`. 0: never archived.")
+    housekeeping_plans_live_months: int = Field(
+        default=13, ge=0, le=1200,
+        description="Whole months of planned visits (by their end) and of the service log's "
+        "side tables (visits judged from the sensors, app check-ins refused) kept besides the "
+        "current one; older months are archived to `data_dir/archive/plans-YYYY-MM.jsonl.gz`, "
+        "`judged-visits-...` and `refused-visits-...`, then deleted (the supervision report of "
+        "an archived month no longer sees its plans). 0: never archived.")
     housekeeping_ack_link_max_age_s: float = Field(
         default=90 * 86_400.0, ge=0, json_schema_extra={"unit": "s"},
         description="Records of used one-time acknowledge links older than this are deleted "

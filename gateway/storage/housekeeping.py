@@ -23,8 +23,11 @@ What the gateway writes under ``data_dir`` and what bounds it:
                             operator acts on them (the API lists them)
 ``servicelog.sqlite3``      **not bounded**: hash-chained, its triggers refuse DELETE; grows by
                             the visits recorded (README, "Disk use and housekeeping")
-``plans.sqlite3``,          one row per planned visit or resident: not bounded here
-``residents.sqlite3``
+``plans.sqlite3``           planned visits whose end is older than
+                            ``housekeeping_plans_live_months`` whole months **archived**, then
+                            deleted; likewise the service log's side tables ``judged_visit``
+                            (by ``judged_at``) and ``refused_visit`` (by ``at``)
+``residents.sqlite3``       one row per resident (bed): bounded by the registry
 ``detectors.snapshot``,     one file each, rewritten in place
 ``oncall.json``,
 ``mqtt-session-*.json``
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import gzip
 import hashlib
 import itertools
@@ -126,6 +130,12 @@ class Kind:
 
 ALERT_CHANGES: Final = Kind("alert-changes", "alerts.sqlite3", "changes", "seq", "at")
 KEY_AUDIT: Final = Kind("key-audit", "keys.sqlite3", "audit", "id", "at")
+PLANS: Final = Kind("plans", "plans.sqlite3", "plans", "rowid", "end_ms")
+JUDGED_VISITS: Final = Kind("judged-visits", "servicelog.sqlite3", "judged_visit", "rowid",
+                            "judged_at")
+REFUSED_VISITS: Final = Kind("refused-visits", "servicelog.sqlite3", "refused_visit", "id", "at")
+ARCHIVED_KINDS: Final = {kind.name: kind for kind in (ALERT_CHANGES, KEY_AUDIT, PLANS,
+                                                       JUDGED_VISITS, REFUSED_VISITS)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +146,8 @@ class Policy:
     """0: never archived."""
     audit_live_months: int = 13
     """0: never archived."""
+    plans_live_months: int = 13
+    """Plans, judged and refused visits; 0: never archived."""
     ack_link_max_age_ms: int = 90 * 86_400_000
     ack_link_ttl_ms: int = 3_600_000
     vacuum_free_share: float = 0.25
@@ -148,6 +160,7 @@ class Policy:
             dead_letter_max_age_ms=round(settings.housekeeping_dead_letter_max_age_s * 1000),
             alert_changes_live_months=settings.housekeeping_alert_changes_live_months,
             audit_live_months=settings.housekeeping_audit_live_months,
+            plans_live_months=settings.housekeeping_plans_live_months,
             ack_link_max_age_ms=round(settings.housekeeping_ack_link_max_age_s * 1000),
             ack_link_ttl_ms=round(settings.notify_link_ttl_s * 1000),
             vacuum_free_share=settings.housekeeping_vacuum_free_share,
@@ -370,7 +383,8 @@ def verify_archive(data_dir: str | Path) -> ArchiveCheck:
             continue
         digest = hashlib.sha256()
         numbers = []
-        key = "seq" if entry["kind"] == ALERT_CHANGES.name else "id"
+        archived_kind = ARCHIVED_KINDS.get(str(entry["kind"]))
+        key = archived_kind.key if archived_kind is not None else "id"
         try:
             for line in _archive_lines(path):
                 digest.update(line)
@@ -475,6 +489,11 @@ class Housekeeper:
         if p.audit_live_months > 0:
             steps.append(("key-audit", lambda: self._archive(
                 KEY_AUDIT, archive_cutoff_ms(now_ms, p.audit_live_months), None, report)))
+        if p.plans_live_months > 0:
+            cutoff = archive_cutoff_ms(now_ms, p.plans_live_months)
+            for kind in (PLANS, JUDGED_VISITS, REFUSED_VISITS):
+                steps.append((kind.name, functools.partial(self._archive, kind, cutoff, None,
+                                                           report)))
         if p.dead_letter_max_age_ms > 0:
             steps.append(("deadletters", lambda: self._delete_dead_letters(
                 now_ms - p.dead_letter_max_age_ms, report)))
@@ -645,6 +664,8 @@ class Housekeeper:
         """The rows below ``end_ms`` up to number ``limit``, in order, gzipped into ``tmp``
         (fsynced); read a slice at a time, the gateway's stop looked at between slices."""
         columns = [r[1] for r in db.execute(f"PRAGMA table_info({kind.table})")]
+        if kind.key not in columns:
+            columns.insert(0, kind.key)  # rowid: a table keyed by name, numbered by SQLite
         rows, first, last, after = 0, None, None, -1
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
             os.fchmod(raw.fileno(), 0o600)  # residents' alerts and the API's audit

@@ -17,6 +17,9 @@ from prometheus_client import CollectorRegistry
 from alerts.acklinks import AckLinks
 from alerts.keys import KeyStore
 from alerts.model import Alert, AlertChange, AlertStatus, AlertType, Severity
+from alerts.plans import PlannedVisit
+from alerts.planstore import PlanStore
+from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
 from gateway.storage.deadletters import DeadLetter, DeadLetterStore
 from gateway.storage.housekeeping import (
@@ -181,6 +184,45 @@ def test_key_audit_is_archived_by_month(tmp_path: Path) -> None:
     assert [r["at"] for r in rows] == [OLD_JAN, OLD_JAN + 1]
     assert verify_archive(tmp_path).ok
     keys.close()
+
+
+def _plan(n: int, start_ms: int) -> PlannedVisit:
+    return PlannedVisit(site="s1", bed="b1", plan=f"p{n}", caregiver="cg-1", date="2025-01-04",
+                        start="09:00", end="10:00", start_ms=start_ms,
+                        end_ms=start_ms + 3_600_000, services=("bath",))
+
+
+def test_past_plans_are_archived_by_month_and_current_ones_kept(tmp_path: Path) -> None:
+    with PlanStore(tmp_path / "plans.sqlite3") as plans:
+        for n, at in enumerate((OLD_JAN, OLD_FEB, RECENT, NOW + DAY)):
+            plans.put(_plan(n, at), actor="admin", now_ms=at)
+    report = _keeper(tmp_path).run(NOW)
+    assert report.archived == {"plans": 2}
+    with PlanStore(tmp_path / "plans.sqlite3") as plans:
+        assert [p.plan for p in plans.list()] == ["p2", "p3"]
+    rows = _rows(tmp_path / ARCHIVE_DIR / "plans-2025-01.jsonl.gz")
+    assert [(r["plan"], r["end_ms"]) for r in rows] == [("p0", OLD_JAN + 3_600_000)]
+    assert json.loads(str(rows[0]["body"]))["caregiver"] == "cg-1"
+    assert verify_archive(tmp_path).ok
+    # Off: nothing archived.
+    with PlanStore(tmp_path / "off" / "plans.sqlite3") as plans:
+        plans.put(_plan(0, OLD_JAN), actor="admin", now_ms=OLD_JAN)
+        plans.put(_plan(1, RECENT), actor="admin", now_ms=RECENT)
+    assert _keeper(tmp_path / "off", plans_live_months=0).run(NOW).archived == {}
+
+
+def test_judged_visits_of_past_months_are_archived(tmp_path: Path) -> None:
+    ServiceLog(tmp_path / "servicelog.sqlite3").close()
+    db = sqlite3.connect(tmp_path / "servicelog.sqlite3")
+    with db:
+        db.executemany("INSERT INTO judged_visit VALUES ('s1', 'b1', 'cg-1', ?, ?, '{}')",
+                       [(f"v{n}", at) for n, at in enumerate((OLD_JAN, RECENT, NOW))])
+    assert _keeper(tmp_path).run(NOW).archived == {"judged-visits": 1}
+    assert [r[0] for r in db.execute("SELECT visit FROM judged_visit")] == ["v1", "v2"]
+    db.close()
+    assert [r["visit"] for r in _rows(tmp_path / ARCHIVE_DIR / "judged-visits-2025-01.jsonl.gz")
+            ] == ["v0"]
+    assert verify_archive(tmp_path).ok
 
 
 def test_dead_letters_past_their_age_are_deleted(tmp_path: Path) -> None:
