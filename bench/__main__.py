@@ -12,6 +12,7 @@ from bench import (
     deadletters,
     decode,
     detector,
+    diskuse,
     flood,
     ingest,
     latency,
@@ -29,6 +30,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "deadletters": deadletters.run,
     "unknown_device_flood": flood.run,
     "servicelog_verify": servicelog_verify.run,
+    "diskuse": diskuse.bench,
 }
 
 

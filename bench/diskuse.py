@@ -337,6 +337,24 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(result: dict[str, Any]) -> str:
+    """``bench/results/diskuse.json`` and ``.md``; the Markdown."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "diskuse.json").write_text(json.dumps(result, indent=1) + "\n")
+    text = markdown(result)
+    (RESULTS / "diskuse.md").write_text(text)
+    return text
+
+
+def bench(*, quick: bool = False) -> dict[str, Any]:
+    """As ``make bench`` runs it: the defaults (``quick``: 5 beds, 2 days, nothing written)."""
+    if quick:
+        return run(beds=5, days=2)
+    result = run()
+    write(result)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.diskuse", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -348,11 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=False)
     result = run(args.beds, args.days, args.seed, workdir=args.keep)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "diskuse.json").write_text(json.dumps(result, indent=1) + "\n")
-    text = markdown(result)
-    (RESULTS / "diskuse.md").write_text(text)
-    print(text)
+    print(write(result))
     print(f"({result['seconds']} s)")
     return 0
 
