@@ -142,6 +142,12 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
     ``check_out``: each record's ``(seq, hash, at)``; ``alerts``: the visit's
     ``service_anomaly`` alerts, oldest first; ``judged``: the detector's judgement of it."""
     reasons, late = _reasons(alerts)
+    if judged is not None:
+        # The detector's own reasons count even when its finding raised no alert of this
+        # visit: folded into a site's storm summary (alerts.storms) with the others of a busy
+        # hour, it would otherwise settle the visit as verified.
+        reasons.extend(r for r in map(str, judged.measured.get("reasons") or ())
+                       if r not in reasons)
     evidence: dict[str, Any] = {}
     for alert in alerts:
         evidence.update(alert.evidence)

@@ -162,6 +162,21 @@ def test_a_verified_visit_carries_what_the_sensors_saw_as_the_detector_measured_
     assert detail["evidence"]["judged_at"] == T0 + 41 * MIN
 
 
+def test_a_finding_folded_into_a_storm_summary_still_flags_its_visit() -> None:
+    # More than ten service anomalies on one site within five minutes are folded into one
+    # summary alert of the site (alerts.storms), not an alert of the visit: the record was
+    # settled "verified" although the detector had judged the visit too short.
+    judged = JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
+                         judged_at=T0 + 41 * MIN, measured={
+                             **MEASURED, "verdict": "flagged", "reasons": ["too_short"],
+                             "sensed_minutes": 4.0})
+    detail = service_detail(check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+                            services=("bathing",), alerts=[], plan=None, catalogue=CATALOGUE,
+                            judged=judged)
+    assert (detail["verdict"], detail["reasons"], detail["sensed_minutes"]) == (
+        "flagged", ["too_short"], 4.0)
+
+
 def test_a_verified_visit_is_settled_with_its_judgement_across_a_restart(
         station: Station, tmp_path: Path) -> None:
     station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN,
