@@ -51,10 +51,15 @@ from gateway.errors import ConnectRefused
 from gateway.ingest.inbox import Intake
 from gateway.ingest.message import RawMessage
 from gateway.ingest.subscriptions import SessionFilters
+from gateway.ingest.urgentsession import is_urgent_topic
 
 log = logging.getLogger("homecare.mqtt")
 
 CONNECT_TIMEOUT_S = 10.0
+SESSION_TAKEN_OVER = 0x8E
+"""MQTT 5 DISCONNECT reason: another connection took this client id."""
+TAKEN_OVER_LIMIT = 2
+"""Takeovers after which the urgent session stops (:meth:`MqttSource.shared_with_main`)."""
 
 _CONNECTIONS = itertools.count(1)
 """Numbers of connections, unique in the process across every source."""
@@ -95,6 +100,11 @@ class _Connection(asyncio.Protocol):
         raws = []
         for packet in packets:
             if isinstance(packet, wire.Publish):
+                if urgent and not is_urgent_topic(packet.topic):
+                    # The broker handed this connection the main session: left unacknowledged,
+                    # the message goes to the main session when it has its session back.
+                    self.source.shared_with_main(f"topic={packet.topic!r}")
+                    break
                 raws.append(RawMessage(packet.topic, packet.payload, packet.mid, packet.qos,
                                        now_ms, generation, packet.retain, urgent))
                 continue
@@ -116,7 +126,10 @@ class _Connection(asyncio.Protocol):
                     self.unsuback.set_exception(exc)
             elif kind == wire.DISCONNECT:
                 reason = body[0] if body else 0
-                log.warning("mqtt.server_disconnect reason=%#x", reason)
+                log.warning("mqtt.server_disconnect session=%s reason=%#x", self.source.session,
+                            reason)
+                if reason == SESSION_TAKEN_OVER:
+                    self.source.taken_over += 1
                 self.abort()
         if raws and not self.source.inbox.put_many(raws) and self.transport is not None:
             self.transport.pause_reading()
@@ -182,7 +195,30 @@ class MqttSource:
         self._connection: _Connection | None = None
         self._stopping = asyncio.Event()
         self._ssl = self._tls_context() if self._endpoint.tls else None
+        self.taken_over = 0
+        """Times the broker ended this session's connection because another connection took
+        its client id (MQTT 5 reason 0x8E)."""
+        self.shared = False
+        """The urgent session found itself holding the main session (:meth:`shared_with_main`)
+        and stopped for good."""
         inbox.on_space = self._resume
+
+    def shared_with_main(self, seen: str) -> None:
+        """The urgent session was handed a message it never subscribed to, or its client id
+        was taken over again and again: the broker puts it and the main session under one
+        client id (``use_username_as_clientid`` and no ``mqtt_urgent_username``). Stop it for
+        good, nothing more acknowledged, so the main session keeps its session and gets every
+        message back; calls then come through the main session."""
+        if self.shared:
+            return
+        self.shared = True
+        log.error("mqtt.urgent_session_shared %s user=%s; the broker gives the urgent session "
+                  "the main session's client id (set mqtt_urgent_username, "
+                  "deploy/mosquitto/README.md); urgent session stopped, emergency calls come "
+                  "through the main session", seen, self.credentials()[0] or "-")
+        self._stopping.set()
+        if self._connection is not None:
+            self._connection.abort()
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings
@@ -225,6 +261,8 @@ class MqttSource:
                     log.warning("mqtt.unavailable session=%s host=%s port=%s error=%s; retrying "
                                 "with backoff", self.session, self._endpoint.host,
                                 self._endpoint.port, exc)
+            if self.urgent and self.taken_over >= TAKEN_OVER_LIMIT:
+                self.shared_with_main(f"taken_over={self.taken_over}")
             if self._stopping.is_set():
                 break
             delay = backoff * (0.5 + random.random())

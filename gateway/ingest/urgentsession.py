@@ -49,6 +49,29 @@ def is_shared(subscription: str) -> bool:
     return subscription.startswith("$share/")
 
 
+_URGENT_KIND_NAMES: Final = frozenset(kind.value for kind in URGENT_KINDS)
+
+
+def is_urgent_topic(topic: str | bytes) -> bool:
+    """Whether ``topic`` is a button or fall event, the only topics the urgent session
+    subscribes to. Anything else reaching it means the broker gave it the main session (a
+    broker that makes the user name the client id, both sessions under one user): its
+    telemetry must not be taken there, where nothing is stored.
+
+    >>> is_urgent_topic("homecare/v1/s/b/button/btn-1/event")
+    True
+    >>> is_urgent_topic("homecare/v1/s/b/infrared/ir-1/telemetry")
+    False
+    >>> is_urgent_topic("homecare/v1/s/b/fall/f-1/status")
+    False
+    """
+    if not isinstance(topic, str):
+        return False  # not UTF-8: no filter of the urgent session matches it
+    levels = topic.split("/")
+    return (len(levels) == _LEVELS and levels[:2] == _ROOT and levels[4] in _URGENT_KIND_NAMES
+            and levels[6] == Channel.EVENT.value)
+
+
 def urgent_filters(subscription: str) -> list[str]:
     """The filters that match exactly the button and fall events ``subscription`` matches;
     empty when it matches none, or is shared (:func:`is_shared`).

@@ -20,6 +20,7 @@ import json
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,10 +213,30 @@ def test_a_device_under_the_gateways_client_ids_neither_drops_its_sessions_nor_i
         "each session connected once, and stayed")
 
 
-def test_a_gateway_whose_two_sessions_share_one_user_says_so(
+def status(broker: Mosquitto, files: Path, bed: str, seq: int) -> None:
+    """One status of the bed's button (not an urgent topic), QoS 1, acknowledged."""
+    device = f"btn-{bed[4:]}"
+    client = connect(broker, device, password(files, device), client_id=device)
+    try:
+        payload = json.dumps({"ts": time.time_ns() // 1_000_000, "seq": seq, "state": "online",
+                              "battery": 80}).encode()
+        info = client.publish(f"homecare/v1/{SITE}/{bed}/button/{device}/status", payload,
+                              qos=1)
+        info.wait_for_publish(TIMEOUT)
+        assert info.is_published(), f"no PUBACK for {bed}'s status"
+    finally:
+        close(client)
+
+
+def test_two_sessions_under_one_user_lose_nothing_and_the_gateway_says_so(
         broker: Mosquitto, files: Path, tmp_path: Path) -> None:
-    """Without ``mqtt_urgent_username`` both sessions connect as ``gateway``, which this
-    broker makes one client id: they would take over each other. The gateway warns at start."""
+    """Without ``mqtt_urgent_username`` (a gateway upgraded without re-running ``homecare
+    acl``) both sessions connect as ``gateway``, which this broker makes one client id: the
+    urgent session was handed the main session's queue, whose telemetry it acknowledged and
+    nobody stored, and the two took over each other. The gateway warns at start; the urgent
+    session stops as soon as it is handed a message it never subscribed to (or is taken over
+    twice), unacknowledged, so the main session gets everything: every status stored, every
+    press alerted."""
     gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=broker.url, env={
         "HOMECARE_MQTT_USERNAME": "gateway",
         "HOMECARE_MQTT_PASSWORD": password(files, "gateway"),
@@ -226,5 +247,30 @@ def test_a_gateway_whose_two_sessions_share_one_user_says_so(
         while "mqtt.urgent_session_shares_user user=gateway" not in gateway.log_tail(200):
             assert time.monotonic() < deadline, f"no warning\n{gateway.log_tail()}"
             time.sleep(0.05)
+        for n, bed in enumerate(BEDS):
+            status(broker, files, bed, 10 + n)
+            press(broker, files, bed)
+            time.sleep(0.1)  # spread over the sessions' reconnections, not an assertion
+        db = gateway.data_dir / "alerts.sqlite3"
+        spool = gateway.data_dir / "spool"
+
+        def missing() -> tuple[list[str], list[str], list[str]]:
+            points = stored(spool)
+            statuses = Counter(key.split("/", 1)[1] for key in points.elements()
+                               if not key.startswith("button_event/"))
+            return ([bed for bed in BEDS if statuses[f"btn-{bed[4:]}"] < 1],
+                    [bed for bed in BEDS if points[f"button_event/btn-{bed[4:]}"] < 1],
+                    [bed for bed in BEDS if not any(a["type"] == "emergency_button"
+                                                    for a in alerts_of(db, SITE, bed))])
+
+        deadline = time.monotonic() + SETTLE_S
+        while any(missing()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        lost_status, lost_press, not_alerted = missing()
+        log = gateway.log_path.read_text(errors="replace")
     finally:
         gateway.stop()
+    assert (lost_status, lost_press, not_alerted) == ([], [], []), (
+        f"statuses never stored {lost_status}, presses never stored {lost_press}, never "
+        f"alerted {not_alerted}\n{log[-3000:]}")
+    assert "mqtt.urgent_session_shared" in log, log[-3000:]
