@@ -9,9 +9,9 @@ record** (``event="service"``, ``source="gateway"``, :class:`~alerts.servicelog.
 whose ``detail`` holds:
 
 * ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts and
-  of the detector's judgement (a finding folded into a site's storm summary raises no alert of
-  the visit), or ``verified`` when there are none (a missing check-out cleared by the late check-out is not a
-  reason: ``checked_out_late``);
+  of the detector's judgement (a finding folded into a site's storm summary raises no alert
+  of the visit), or ``verified`` when there are none (a missing check-out cleared by the late
+  check-out is not a reason: ``checked_out_late``);
 * the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, the ``services``
   billed with their catalogue minutes and ``claimed_minutes`` (the stay, or the items' minutes
   when longer, as the detector counts it);
