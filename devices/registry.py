@@ -42,8 +42,12 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
+import json
+import os
 import tomllib
 import zoneinfo
 from collections.abc import Iterator, Mapping
@@ -220,11 +224,19 @@ class Registry:
     # --- loading ---------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | Path) -> Registry:
+    def load(cls, path: str | Path, *, cache: str | Path | None = None) -> Registry:
+        """The registry in the TOML file ``path``. With ``cache``, a file where the parsed
+        file is kept as JSON beside the SHA-256 of its bytes: a registry of thousands of beds
+        takes TOML's pure-Python parser a good part of a second, which a gateway's restart
+        should not pay while the file has not changed (:func:`_parse_cached`)."""
         try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+            data = Path(path).read_bytes()
+            raw = _parse_cached(data, Path(cache)) if cache is not None else tomllib.loads(
+                data.decode("utf-8"))
         except OSError as exc:
             raise RegistryError(f"cannot read registry {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"registry {path} is not UTF-8: {exc}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise RegistryError(f"registry {path} is not valid TOML: {exc}") from exc
         return cls.from_mapping(raw)
@@ -350,3 +362,38 @@ class Registry:
                 auto_registered=True)
             return device, True
         return device, False
+
+
+def _parse_cached(data: bytes, cache: Path) -> dict[str, Any]:
+    """``data`` (TOML) parsed, from ``cache`` when it holds the parse of these very bytes.
+
+    The cache is a hint, never trusted beyond its digest: unreadable, corrupt or of other
+    bytes, it is parsed again and rewritten (best effort: a read-only data directory only
+    costs the parse). A file whose parse JSON cannot carry exactly (TOML dates and times) is
+    not cached.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        kept = json.loads(cache.read_bytes())
+        parsed = kept.get("registry") if isinstance(kept, dict) else None
+        if isinstance(parsed, dict) and kept.get("sha256") == digest:
+            return parsed
+    except (OSError, ValueError):
+        pass
+    raw = tomllib.loads(data.decode("utf-8"))
+    try:
+        text = json.dumps({"sha256": digest, "registry": raw}, separators=(",", ":"))
+    except TypeError:
+        return raw  # dates or times in the file: not JSON
+    if json.loads(text)["registry"] != raw:
+        return raw
+    tmp = cache.with_name(cache.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(tmp, cache)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return raw

@@ -124,6 +124,9 @@ generation is collected every 5 young passes, so it holds at most ~100,000 objec
 (50,000, 20) a flood of new devices (whose state survives) filled it to a million and its pass
 held the loop 218 ms while presses waited (flood benchmark, 2026-12-01; ≤ 57 ms now)."""
 
+REGISTRY_CACHE = "registry.cache.json"
+"""The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
+
 FINDINGS_SLICE = 200
 """Detector findings applied and committed at a time (a few ms each): during an alert storm
 (thousands of findings in one round) an emergency call commits after one slice, not after
@@ -174,8 +177,9 @@ class Gateway:
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         if registry is None:
-            registry = (Registry.load(settings.registry_file) if settings.registry_file
-                        else Registry())
+            registry = (Registry.load(settings.registry_file,
+                                      cache=data_dir / REGISTRY_CACHE)
+                        if settings.registry_file else Registry())
         self.registry = registry
         self.timezone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
         self.metrics = Metrics()

@@ -30,7 +30,8 @@ What the gateway writes under ``data_dir`` and what bounds it:
 ``residents.sqlite3``       one row per resident (bed): bounded by the registry
 ``detectors.snapshot``,     one file each, rewritten in place
 ``oncall.json``,
-``mqtt-session-*.json``
+``mqtt-session-*.json``,
+``registry.cache.json``
 =========================== ======================================================================
 
 Every SQLite file is checkpointed on each run: a ``PASSIVE`` checkpoint first (it never blocks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import textwrap
 import tomllib
@@ -200,3 +201,32 @@ def test_bed_settings_validate_at_once() -> None:
 def test_bed_settings_reject_negative_ints() -> None:
     with pytest.raises(RegistryError, match="low_battery_pct"):
         BedSettings(low_battery_pct=-1)  # type: ignore[arg-type]
+
+
+def test_a_cached_parse_is_used_only_for_the_very_same_file(tmp_path: Path) -> None:
+    # A restart parsed the whole TOML again (a good part of a second for thousands of beds);
+    # the cache must never serve a registry the file no longer says.
+    path, cache = tmp_path / "registry.toml", tmp_path / "registry.cache.json"
+    path.write_text('[sites.s1.beds.b1.devices.btn-1]\nkind = "button"\n')
+    first = Registry.load(path, cache=cache)
+    assert cache.exists()
+    assert oct(cache.stat().st_mode & 0o777) == "0o600"
+    kept = json.loads(cache.read_text())
+    kept["registry"]["sites"]["s1"]["beds"]["b9"] = {}  # what the cache says is what is used
+    cache.write_text(json.dumps(kept))
+    assert sorted(Registry.load(path, cache=cache).sites["s1"].beds) == ["b1", "b9"]
+    path.write_text('[sites.s2.beds.b2.devices.btn-2]\nkind = "button"\n')  # file changed
+    assert sorted(Registry.load(path, cache=cache).sites) == ["s2"]
+    cache.write_text("{not json")  # corrupt: parsed again, rewritten
+    assert sorted(Registry.load(path, cache=cache).sites) == ["s2"]
+    assert json.loads(cache.read_text())["registry"]["sites"].keys() == {"s2"}
+    assert sorted(first.sites) == ["s1"]
+
+
+def test_a_registry_with_toml_dates_is_parsed_not_cached(tmp_path: Path) -> None:
+    path, cache = tmp_path / "registry.toml", tmp_path / "registry.cache.json"
+    path.write_text('[sites.s1.beds.b1]\n[sites.s1.beds.b1.devices.btn-1]\nkind = "button"\n'
+                    'installed = 2026-01-05\n')
+    with pytest.raises(RegistryError):  # not a key the registry knows, cached or not
+        Registry.load(path, cache=cache)
+    assert not cache.exists()
