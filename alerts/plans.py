@@ -184,6 +184,54 @@ class PlannedVisit(msgspec.Struct, frozen=True, kw_only=True):
             msgspec.structs.replace(other, updated_at=0, updated_by="")
 
 
+PLAN_MATCH_MS: Final = 3 * 3_600_000
+"""A visit checked in this far from a plan's window may still be that plan's (early or late)."""
+
+
+def plan_for_visit(plans: Iterable[PlannedVisit], *, site: str, bed: str, caregiver: str,
+                   check_in: int, taken: Callable[[PlannedVisit], bool] = lambda plan: False
+                   ) -> PlannedVisit | None:
+    """The plan a visit takes: the plan of its own caregiver on its bed nearest to its
+    ``check_in`` within :data:`PLAN_MATCH_MS` of the window (the earlier window on a tie),
+    never a cancelled one nor one ``taken`` by another visit. The one rule of the detector
+    (``service_anomaly``), the service records and the supervision report.
+
+    A visit by another caregiver than the planned one (a substitute) takes no plan: it is
+    ``unplanned``, and the plan, if nobody of its own came, ``missed``. So a visit can neither
+    hide a missed plan of a colleague nor take a plan another visit took.
+
+    >>> import zoneinfo
+    >>> def planned(plan, caregiver, start, end):
+    ...     made, _ = make_plan(site="s", bed="b", plan=plan, caregiver=caregiver,
+    ...                         date="2026-11-02", start=start, end=end, services=["meal_assist"],
+    ...                         catalogue=Catalogue.parse(DEFAULT_CATALOGUE),
+    ...                         zone=zoneinfo.ZoneInfo("UTC"))
+    ...     return made
+    >>> plans = [planned("p-1", "c-10", "12:50", "12:55"), planned("p-2", "c-4", "12:00", "12:30")]
+    >>> at = plans[0].start_ms - 120_000  # 12:48
+    >>> plan_for_visit(plans, site="s", bed="b", caregiver="c-11", check_in=at) is None
+    True
+    >>> plan_for_visit(plans, site="s", bed="b", caregiver="c-4", check_in=at).plan
+    'p-2'
+    >>> plan_for_visit(plans, site="s", bed="b", caregiver="c-4", check_in=at,
+    ...                taken=lambda plan: plan.plan == "p-2") is None
+    True
+    """
+    best: tuple[tuple[int, int], PlannedVisit] | None = None
+    for plan in plans:
+        if ((plan.site, plan.bed, plan.caregiver) != (site, bed, caregiver) or plan.cancelled
+                or taken(plan)):
+            continue
+        distance = (0 if plan.start_ms <= check_in <= plan.end_ms
+                    else min(abs(check_in - plan.start_ms), abs(check_in - plan.end_ms)))
+        if distance > PLAN_MATCH_MS:
+            continue
+        rank = (distance, plan.start_ms)
+        if best is None or rank < best[0]:
+            best = (rank, plan)
+    return best[1] if best else None
+
+
 def zone_named(name: str | None) -> dt.tzinfo:
     """The zone a site's plan times are in: ``name`` (IANA; the registry's zone of the site,
     else the gateway's ``timezone`` setting), else the machine's (``TZ``, else

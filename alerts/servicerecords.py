@@ -23,8 +23,10 @@ whose ``detail`` holds:
 * ``recording_required`` (the catalogue's items that must be recorded), ``recording_coverage``
   (of the visit by the clips, whether or not an item requires it) and the ``recordings``
   linked to the visit (clip, device, times, duration, sha256);
-* ``plan``: the planned visit taken (the detector's, else the bed's plan nearest the check-in
-  within :data:`PLAN_MATCH_MS`, the same caregiver's first: the rule the detector follows);
+* ``plan``: the planned visit taken, the one the detector gave the visit (its judgement, else
+  its alerts); for a visit it never judged, the plan :func:`alerts.plans.plan_for_visit`
+  picks (the detector's rule: the visit's own caregiver's plan of the bed nearest the
+  check-in, none taken by another visit's record; a substitute's visit takes none);
 * ``evidence``: the check-in and check-out records (seq and hash), the alerts (ids) and
   ``judged_at``, when the detector judged the visit (absent without a judgement: a visit
   judged by a gateway of before, or whose detector had not judged it when it was settled;
@@ -58,7 +60,7 @@ from typing import Any, Final, Protocol
 
 from alerts.errors import StorageError
 from alerts.model import Alert, AlertChange, AlertType
-from alerts.plans import Catalogue, PlannedVisit
+from alerts.plans import PLAN_MATCH_MS, Catalogue, PlannedVisit, plan_for_visit
 from alerts.servicelog import (
     SERVICE_RECORD,
     JudgedVisit,
@@ -70,9 +72,6 @@ from alerts.servicelog import (
 log = logging.getLogger("homecare.servicerecords")
 
 MINUTE_MS: Final = 60_000
-PLAN_MATCH_MS: Final = 3 * 3_600_000
-"""A visit checked in this far from a plan's window may still be that plan's (the detector's
-rule)."""
 ALERT_LOOKBACK_MS: Final = 24 * 3_600_000
 """A visit's alerts are looked for among those opened from this long before its check-in."""
 SETTLE_PER_PASS: Final = 500
@@ -179,24 +178,6 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
                      "alerts": [alert.id for alert in alerts],
                      **({"judged_at": judged.judged_at} if judged is not None else {})},
     }
-
-
-def nearest_plan(plans: Iterable[PlannedVisit], *, site: str, bed: str, caregiver: str,
-                 check_in: int) -> PlannedVisit | None:
-    """The bed's plan nearest to ``check_in`` within :data:`PLAN_MATCH_MS` of its window, the
-    same caregiver's first (cancelled ones never)."""
-    best: tuple[tuple[bool, int, int], PlannedVisit] | None = None
-    for plan in plans:
-        if (plan.site, plan.bed) != (site, bed) or plan.cancelled:
-            continue
-        distance = (0 if plan.start_ms <= check_in <= plan.end_ms
-                    else min(abs(check_in - plan.start_ms), abs(check_in - plan.end_ms)))
-        if distance > PLAN_MATCH_MS:
-            continue
-        rank = (plan.caregiver != caregiver, distance, plan.start_ms)
-        if best is None or rank < best[0]:
-            best = (rank, plan)
-    return best[1] if best else None
 
 
 class Settlement:
@@ -310,12 +291,13 @@ class Settlement:
         alerts = sorted((a for a in found if a.evidence.get("visit") == check_out.visit
                          and a.evidence.get("caregiver") == check_out.caregiver),
                         key=lambda a: (a.opened_at, a.id))
+        judged = self.log.judged(site, bed, caregiver, visit)
         detail = service_detail(
             check_in=(check_in.seq, check_in.hash, check_in.at),
             check_out=(check_out.seq, check_out.hash, check_out.at),
             services=check_out.services or (), alerts=alerts,
-            plan=self._plan(check_in, alerts), catalogue=self.catalogue,
-            judged=self.log.judged(site, bed, caregiver, visit))
+            plan=self._plan(check_in, alerts, judged), catalogue=self.catalogue,
+            judged=judged)
         if revision > 1:
             detail["revision"] = revision
         return ServiceEntry(site=site, bed=bed, caregiver=caregiver, visit=visit,
@@ -323,16 +305,29 @@ class Settlement:
                             services=tuple(check_out.services or ()), detail=detail,
                             revision=revision)
 
-    def _plan(self, check_in: ServiceRecord, alerts: Sequence[Alert]) -> PlannedVisit | None:
+    def _plan(self, check_in: ServiceRecord, alerts: Sequence[Alert],
+              judged: JudgedVisit | None) -> PlannedVisit | None:
+        """The plan the detector gave the visit (its judgement, else its alerts' evidence);
+        only when it judged nothing, the plan :func:`~alerts.plans.plan_for_visit` picks, of
+        those no other visit's record took: the detector's rule, so both take the same."""
         if self.plans is None:
             return None
+        if judged is not None and "plan" in judged.measured:
+            taken = judged.measured["plan"]
+            return self.plans.get(check_in.site, taken) if isinstance(taken, str) else None
         taken = next((a.evidence["plan"] for a in reversed(alerts)
                       if isinstance(a.evidence.get("plan"), str)), None)
         if taken is not None:
             return self.plans.get(check_in.site, taken)
-        if any("unplanned" in (a.evidence.get("reasons") or ()) for a in alerts):
+        if any("plan" in a.evidence for a in alerts):  # the detector gave it none
             return None
-        return nearest_plan(self.plans.between(check_in.at - PLAN_MATCH_MS,
-                                               check_in.at + PLAN_MATCH_MS),
-                            site=check_in.site, bed=check_in.bed,
-                            caregiver=check_in.caregiver, check_in=check_in.at)
+        others = {(r.detail["plan"] or {}).get("plan") for r in self.log.query(
+            site=check_in.site, bed=check_in.bed, since=check_in.at - 2 * PLAN_MATCH_MS,
+            until=check_in.at + 2 * PLAN_MATCH_MS, event=SERVICE_RECORD, limit=1000)
+            if r.detail is not None and isinstance(r.detail.get("plan"), dict)
+            and (r.caregiver, r.visit) != (check_in.caregiver, check_in.visit)}
+        return plan_for_visit(self.plans.between(check_in.at - PLAN_MATCH_MS,
+                                                 check_in.at + PLAN_MATCH_MS),
+                              site=check_in.site, bed=check_in.bed,
+                              caregiver=check_in.caregiver, check_in=check_in.at,
+                              taken=lambda plan: plan.plan in others)

@@ -42,9 +42,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
-from alerts.plans import Catalogue, PlannedVisit
+from alerts.plans import Catalogue, PlannedVisit, plan_for_visit
 from alerts.servicelog import SERVICE_RECORD, ServiceRecord
-from alerts.servicerecords import nearest_plan
 
 MONTH_PATTERN: Final = r"^(20[0-9]{2})-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
@@ -306,9 +305,9 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
             plan = (detail.get("plan") or {}).get("plan")
         else:
             status = "pending" if check_out is not None else "unfinished"
-            nearest = nearest_plan((p for p in month_plans if (p.site, p.plan) not in taken),
-                                   site=check_in.site, bed=check_in.bed,
-                                   caregiver=check_in.caregiver, check_in=check_in.at)
+            nearest = plan_for_visit(month_plans, site=check_in.site, bed=check_in.bed,
+                                     caregiver=check_in.caregiver, check_in=check_in.at,
+                                     taken=lambda p: (p.site, p.plan) in taken)
             plan = nearest.plan if nearest is not None else None
         if plan is not None:
             taken.add((check_in.site, plan))

@@ -7,8 +7,10 @@ reloads the plans around now only when it changed (an import through the API or 
 plans import``) or an hour has passed (the window moves on): the detector never reads the
 whole store, and a store in trouble leaves it with the plans it had.
 
-A visit takes the plan of its bed nearest to its check-in, the same caregiver's first, within
-:data:`MATCH_MS` of its window, each plan one visit (:meth:`PlanBook.match`). A plan is judged
+A visit takes its own caregiver's plan of its bed nearest to its check-in, within
+:data:`MATCH_MS` of its window, each plan one visit (:meth:`PlanBook.match`, the rule of
+:func:`alerts.plans.plan_for_visit` that the service records follow too): a substitute's
+visit takes none, so it is ``unplanned`` and the plan it stood in for ``missed``. A plan is judged
 as never happened only if the gateway knew of it before its window ended and was watching
 when it began (:meth:`PlanBook.due_missed`): a schedule imported afterwards, or the hours
 before a fresh start, say nothing about the visits the gateway did not see.
@@ -26,7 +28,7 @@ from typing import Any, Final, Protocol
 import msgspec
 
 from alerts.errors import StorageError
-from alerts.plans import PlannedVisit
+from alerts.plans import PLAN_MATCH_MS, PlannedVisit, plan_for_visit
 from gateway.detect._visits import Visit
 
 log = logging.getLogger("homecare.detect.plans")
@@ -39,7 +41,7 @@ LOOKAHEAD_MS: Final = DAY_MS
 PLANNED_SPAN_MS: Final = 7 * DAY_MS
 """A bed with a plan within this of now is planned: its visits are expected to have one."""
 RELOAD_MS: Final = HOUR_MS
-MATCH_MS: Final = 3 * HOUR_MS
+MATCH_MS: Final = PLAN_MATCH_MS
 """A visit checked in this far from a window is still that plan's (early or late)."""
 KEEP_MARKS_MS: Final = 3 * DAY_MS
 
@@ -129,27 +131,21 @@ class PlanBook:
         return plan if plan is not None and plan.bed == visit.bed_id else None
 
     def match(self, visit: Visit) -> tuple[PlannedVisit | None, bool]:
-        """Give ``visit`` the free plan of its bed nearest to its check-in (the same
-        caregiver's first) within :data:`MATCH_MS`; returns the plan and whether it had been
-        reported as never happened."""
-        t = visit.check_in
-        best: tuple[tuple[bool, int, int], PlannedVisit] | None = None
-        for plan in self.by_bed.get((visit.site, visit.bed_id), ()):
+        """Give ``visit`` the plan :func:`~alerts.plans.plan_for_visit` picks (its own
+        caregiver's on its bed nearest to its check-in within :data:`MATCH_MS`, not taken by
+        another visit); returns the plan and whether it had been reported as never happened."""
+
+        def taken(plan: PlannedVisit) -> bool:
             mark = self.marks.get(plan_key(plan.site, plan.plan))
-            if plan.cancelled or (mark is not None and mark.visit not in (None, visit.key)):
-                continue
-            distance = (0 if plan.start_ms <= t <= plan.end_ms
-                        else min(abs(t - plan.start_ms), abs(t - plan.end_ms)))
-            if distance > MATCH_MS:
-                continue
-            rank = (plan.caregiver != visit.caregiver, distance, plan.start_ms)
-            if best is None or rank < best[0]:
-                best = (rank, plan)
-        if best is None:
+            return mark is not None and mark.visit not in (None, visit.key)
+
+        plan = plan_for_visit(self.by_bed.get((visit.site, visit.bed_id), ()),
+                              site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver,
+                              check_in=visit.check_in, taken=taken)
+        if plan is None:
             return None, False
-        plan = best[1]
         key = plan_key(plan.site, plan.plan)
-        mark = self.marks.setdefault(key, PlanMark(end_ms=plan.end_ms, known_at=t))
+        mark = self.marks.setdefault(key, PlanMark(end_ms=plan.end_ms, known_at=visit.check_in))
         mark.visit = visit.key
         visit.plan = plan.plan
         was_missed, mark.missed = mark.missed, False

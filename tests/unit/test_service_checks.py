@@ -287,6 +287,45 @@ def test_a_cancelled_plan_is_not_expected(plans: PlanStore) -> None:
                end=NINE + 4 * HOUR) == []
 
 
+def visits(bed: str, *stays: tuple[int, int, str, str]) -> Traffic:
+    """A bed's day with several visits (check-in, check-out, caregiver, visit id), each
+    sensed and recorded throughout."""
+    traffic: Traffic = []
+    edge = T0
+    for check_in, check_out, caregiver, visit_id in stays:
+        traffic += home(bed, edge, check_in) + home(bed, check_in, check_out, 2)
+        traffic += [(check_in + 50, badge(bed, check_in, "check_in", visit_id,
+                                          caregiver=caregiver)),
+                    (check_out + 50, badge(bed, check_out, "check_out", visit_id,
+                                           services=["medication"], caregiver=caregiver))]
+        traffic += recording(bed, check_in + 10_000, check_out - 10_000, f"au-{visit_id}")
+        edge = check_out
+    return traffic + home(bed, edge, NINE + 8 * HOUR)
+
+
+def test_a_substitute_caregiver_takes_no_colleagues_plan_and_the_plan_is_missed(
+        plans: PlanStore) -> None:
+    # The verifier's case: c-4's visit took r-pd; c-10's plan r-px at 12:50-12:55 is never
+    # kept; c-11, who has no plan, visits the bed 12:48-12:51. Until 2026-12-01 c-11's visit
+    # took r-px (the nearest plan of any caregiver): no `missed`, no `unplanned`.
+    noon = T0 + 4 * HOUR
+    plan(plans, "r-pd", "b1", "12:00", "12:30", caregiver="c-4")
+    plan(plans, "r-px", "b1", "12:50", "12:55", caregiver="c-10")
+    used = (noon + 2 * MINUTE, noon + 28 * MINUTE, "c-4", "v-4")
+    findings = run(with_plans(plans), visits(
+        "b1", used, (noon + 48 * MINUTE, noon + 51 * MINUTE, "c-11", "v-11")),
+        start=T0, end=noon + 5 * HOUR)
+    assert flags(findings) == {("b1", "c-11/v-11"): ["unplanned"],
+                               ("b1", "plan:r-px"): ["missed"]}
+    [unplanned] = [f for f in opened(findings) if f.episode == "c-11/v-11"]
+    assert unplanned.evidence["plan"] is None
+    # The plan's own caregiver, late, still takes it; nothing is missed.
+    findings = run(with_plans(plans), visits(
+        "b1", used, (noon + 60 * MINUTE, noon + 68 * MINUTE, "c-10", "v-10")),
+        start=T0, end=noon + 5 * HOUR)
+    assert flags(findings) == {}
+
+
 # --- one caregiver in two homes ----------------------------------------------------------------
 
 

@@ -268,3 +268,36 @@ async def test_the_settling_task_runs_in_rounds_and_says_when_it_chained_records
     await asyncio.wait_for(station.settlement.run(stopping, on_settled=settled, every_s=0.01,
                                                   clock=lambda: clock[0]), 10)
     assert told == [1]
+
+
+def test_the_record_takes_the_plan_the_detector_gave_and_a_substitute_takes_none(
+        station: Station) -> None:
+    # The verifier's case, detector and settlement together: c-4's visit takes its plan r-pd;
+    # c-11, who has no plan, visits 10:48-10:51, by c-10's plan r-px (10:50-10:55), which
+    # nobody keeps. Until 2026-12-01 the detector gave c-11's visit r-px (hiding the missed
+    # plan, no `unplanned`) and the record named r-pd (c-4's, taken already).
+    from devices import Registry
+    from gateway.detect import ServiceAnomalyDetector
+
+    station.plan("r-pd", "10:00", "10:30", caregiver="c-4")
+    station.plan("r-px", "10:50", "10:55", caregiver="c-10")
+    detector = ServiceAnomalyDetector(Registry(), timezone="UTC")
+    detector.configure(plans=station.plans, visit_log=station.log)
+    stays = {T0 + 2 * MIN: ("v-4", "c-4", T0 + 22 * MIN), T0 + 48 * MIN: ("v-11", "c-11",
+                                                                          T0 + 51 * MIN)}
+    for now in range(T0 - 10 * MIN, T0 + 3 * 60 * MIN, MIN):
+        if now in stays:
+            visit, caregiver, check_out = stays[now]
+            station.visit(visit, check_in=now, check_out=check_out, caregiver=caregiver,
+                          services=("vitals_check",))
+        station.engine.apply(detector.evaluate(now), now)
+        station.engine.commit()
+    records = {r.caregiver: r.detail for r in station.settlement.settle(T0 + 3 * 60 * MIN)}
+    assert records["c-4"] is not None
+    assert records["c-11"] is not None
+    assert records["c-4"]["plan"]["plan"] == "r-pd"
+    assert (records["c-11"]["verdict"], records["c-11"]["reasons"], records["c-11"]["plan"]) \
+        == ("flagged", ["unplanned"], None)
+    missed = [a for a in station.store.list_alerts(type=AlertType.SERVICE_ANOMALY)[0]
+              if a.evidence.get("reasons") == ["missed"]]
+    assert [a.evidence["plan"] for a in missed] == ["r-px"]
