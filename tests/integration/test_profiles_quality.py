@@ -5,13 +5,11 @@ beds, 5 days, a fixed seed, incidents at the default rate; sized to keep the sui
 README's commands run larger ones) is simulated, replayed through the whole pipeline by the
 ``homecare`` command and scored per alert type and per profile by ``homecare evaluate
 --bed-profiles``. The target is recall >= 0.95 for every type that has labels and at most 0.1
-false alerts per bed-day. The detectors learn each person's routine, so the target is held
-from the third day on (after two days of warm-up) as a plain test. Over these 5 days with the
-warm-up included the early risers' first mornings, the first TV evenings and an insomniac's
-first spells weigh too much, and that test is a strict expected failure (it fails the day it
-passes); over 14 days, warm-up included, the target is met (the README's acceptance run: 50
-beds x 14 days x 3 seeds). A replay with two restarts in the middle must give the very same
-alerts.
+false alerts per bed-day, held over these 5 days with the warm-up included (the detectors'
+safe defaults while a person's hours and night trips are not learnt: an ordinary TV, an hour
+for a person up and about) and from the third day on (after two days of warm-up); the
+README's acceptance run is larger (50 beds x 14 days x 3 seeds). A replay with two restarts
+in the middle must give the very same alerts.
 """
 
 from __future__ import annotations
@@ -20,6 +18,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +41,24 @@ def homecare(*args: str) -> subprocess.CompletedProcess[str]:
     return done
 
 
+def homecare_started(*args: str, out: Path) -> subprocess.Popen[bytes]:
+    """A ``homecare`` command started beside the test's own work (its output in ``out``);
+    :func:`finished` waits for it."""
+    with out.open("wb") as log:
+        return subprocess.Popen([sys.executable, "-m", "homecare.cli", *args], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def finished(process: subprocess.Popen[bytes], out: Path) -> None:
+    try:
+        process.wait(timeout=1100)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out.read_text(errors="replace")
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The evaluation (``--json``) of the diverse population, and the replay's summary."""
@@ -51,28 +68,37 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     homecare("simulate", "--beds", str(BEDS), "--days", str(DAYS), "--seed", str(SEED),
              "--profiles", "diverse", "--quiet", "--out", str(traffic), "--labels", str(labels),
              "--registry", str(registry), "--bed-profiles", str(profiles))
-    replayed = homecare("replay", str(traffic), "--alerts", str(alerts), "--registry",
-                        str(registry))
-    report: dict[str, Any] = json.loads(homecare(
-        "evaluate", "--labels", str(labels), "--alerts", str(alerts), "--json",
-        "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout)
-    text = homecare("evaluate", "--labels", str(labels), "--alerts", str(alerts),
-                    "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout
-    # After the warm-up (the first two days: nights, hours and sounds being learnt), the same
-    # population scored on what it raised from then on.
-    start = min(json.loads(line)["t"] for line in _head(traffic, 1000))
-    learnt_from = start + WARM_UP_DAYS * 86_400_000
-    later_alerts, later_labels = tmp / "later-alerts.jsonl", tmp / "later-labels.jsonl"
-    later_alerts.write_bytes(b"".join(line for line in alerts.read_bytes().splitlines(True)
-                                      if json.loads(line)["opened_at"] >= learnt_from))
-    later_labels.write_bytes(b"".join(line for line in labels.read_bytes().splitlines(True)
-                                      if json.loads(line)["start"] >= learnt_from))
-    later: dict[str, Any] = json.loads(homecare(
-        "evaluate", "--labels", str(later_labels), "--alerts", str(later_alerts), "--json",
-        "--bed-days", str(BEDS * (DAYS - WARM_UP_DAYS))).stdout)
-    restarted = tmp / "restarted.jsonl"
-    homecare("replay", str(traffic), "--alerts", str(restarted), "--registry", str(registry),
-             "--restart-after-h", "40", "--restart-after-h", "77.5")
+    # The replay with two restarts runs beside the plain one and the scoring (the two do not
+    # share a file; it was the fixture's longest step after the plain replay).
+    restarted, restarted_out = tmp / "restarted.jsonl", tmp / "restarted.out"
+    restarting = homecare_started(
+        "replay", str(traffic), "--alerts", str(restarted), "--registry", str(registry),
+        "--restart-after-h", "40", "--restart-after-h", "77.5", out=restarted_out)
+    try:
+        replayed = homecare("replay", str(traffic), "--alerts", str(alerts), "--registry",
+                            str(registry))
+        report: dict[str, Any] = json.loads(homecare(
+            "evaluate", "--labels", str(labels), "--alerts", str(alerts), "--json",
+            "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout)
+        text = homecare("evaluate", "--labels", str(labels), "--alerts", str(alerts),
+                        "--bed-days", str(BEDS * DAYS), "--bed-profiles", str(profiles)).stdout
+        # After the warm-up (the first two days: nights, hours and sounds being learnt), the same
+        # population scored on what it raised from then on.
+        start = min(json.loads(line)["t"] for line in _head(traffic, 1000))
+        learnt_from = start + WARM_UP_DAYS * 86_400_000
+        later_alerts, later_labels = tmp / "later-alerts.jsonl", tmp / "later-labels.jsonl"
+        later_alerts.write_bytes(b"".join(line for line in alerts.read_bytes().splitlines(True)
+                                          if json.loads(line)["opened_at"] >= learnt_from))
+        later_labels.write_bytes(b"".join(line for line in labels.read_bytes().splitlines(True)
+                                          if json.loads(line)["start"] >= learnt_from))
+        later: dict[str, Any] = json.loads(homecare(
+            "evaluate", "--labels", str(later_labels), "--alerts", str(later_alerts), "--json",
+            "--bed-days", str(BEDS * (DAYS - WARM_UP_DAYS))).stdout)
+    except BaseException:
+        restarting.kill()
+        restarting.wait()
+        raise
+    finished(restarting, restarted_out)
     return {"report": report, "replay": replayed.stderr, "text": text,
             "alerts": alerts.read_bytes(), "restarted": restarted.read_bytes(), "later": later}
 
@@ -126,8 +152,8 @@ def test_once_the_routines_are_learnt_ordinary_lives_raise_at_most_a_tenth_of_a_
     assert not _failures(run["later"]), run["later"]["types"]
 
 
-@pytest.mark.xfail(strict=True, reason="over 5 days the two days of warm-up (registry night, "
-                   "first TV evenings) weigh too much; over 14 days the target is met (README)")
 def test_ordinary_lives_raise_at_most_a_tenth_of_a_false_alert_per_bed_day(
         run: dict[str, Any]) -> None:
+    """Warm-up included (until issue #12's safe defaults for the first days, a strict expected
+    failure: the first TV evenings and an insomniac's first spells weighed too much)."""
     assert not _failures(run["report"]), run["text"]
