@@ -50,6 +50,16 @@ least :data:`WARMUP_TRIPS` of them the limit is :data:`TRIP_FACTOR` times their
 :data:`TRIP_PERCENTILE` th percentile, never below the registry's ``bed_exit_return_min``
 (the floor, and the limit during the warm-up) and never above :data:`CEILING_MIN` (unless the
 registry's floor is higher), so a fall in the bathroom at night is never missed for long.
+A person *up and about* (the infrared sees one person moving at home since the exit, a
+movement within :data:`MOVING_MS`, never at the door) is given up to :data:`AWAKE_MIN` in the
+first nights (fewer than :data:`WARMUP_TRIPS` trips known and fewer than
+:data:`AWAKE_WARMUP_NIGHTS` nights in bed seen: the warm-up's safe default, an insomniac's
+first sleepless spells of 20-45 minutes are not news) and when their usual trip reaches the
+registry's limit (their nights have sleepless spells: a 45-minute one after a week of 35s is
+not news either); a person still for 10 minutes (on the floor), gone from the home or at its
+door (wandering, leaving) is judged by the learnt or the registry's limit at once, so a fall
+at night is found as before, and so is a person whose trips take 10 minutes, up and about or
+not.
 
 The condition holds when the exit happened in this person's night, has lasted the return
 limit and a sensor still reports (and the person was seen in bed at least once: a bed first
@@ -91,7 +101,7 @@ import numpy.typing as npt
 
 from alerts.model import AlertType, Finding, Severity
 from gateway.detect._base import DetectorBase, rounded, transitions
-from gateway.detect._batch import ZONE_BED, Batch, Infrared, groups
+from gateway.detect._batch import ZONE_BED, ZONE_CODES, Batch, Infrared, groups
 from gateway.detect._table import NONE
 
 I64 = npt.NDArray[np.int64]
@@ -163,6 +173,18 @@ night trip, when such spells happened on at least 3 nights and half the nights i
 last 14 days."""
 CEILING_MIN: Final = 90.0
 """Out of bed at night this long is always raised (unless the registry's floor is higher)."""
+AWAKE_MIN: Final = 60.0
+MOVING_MS: Final = 10 * MINUTE_MS
+AWAKE_WARMUP_NIGHTS: Final = 3
+"""A person *up and about* (the infrared sees one person moving at home since the exit, the
+last movement within 10 minutes, and not at the door) is given up to an hour in the first
+nights (fewer than :data:`WARMUP_TRIPS` trips known and fewer than 3 nights in bed seen: the
+warm-up's safe default, an insomniac's first sleepless spells of 20-45 minutes are not news)
+and when their usual trip (the percentile) reaches the registry's limit (their nights have
+sleepless spells: 45 minutes after a week of 35-minute spells). Still for 10 minutes (on the
+floor), gone from the home or at its door (wandering, leaving), the learnt or the registry's
+limit applies at once; so it does for a person whose trips are short, up and about or not."""
+DOOR: Final = ZONE_CODES["door"]
 _WEEKEND: Final = (4, 5)
 """Friday and Saturday nights (Monday is 0; day 0 of the epoch was a Thursday)."""
 
@@ -186,6 +208,10 @@ class Limit(NamedTuple):
     usual_min: F64
     """The percentile of the bed's night trips (NaN before :data:`WARMUP_TRIPS`)."""
     trips: I64
+    awake: Bool
+    """Up and about, in the warm-up or with sleepless spells (:data:`AWAKE_MIN` applied)."""
+    warm_up: Bool
+    """Fewer than :data:`WARMUP_TRIPS` night trips known."""
 
 
 def _clock(minutes: float) -> str:
@@ -218,6 +244,10 @@ class NightBedExitDetector(DetectorBase):
         b.column("seen_in", np.int64, NONE)
         """Last moment seen in bed (``last_in`` also moves after a data gap)."""
         b.column("empty_since", np.int64, NONE)
+        b.column("moved_t", np.int64, NONE)
+        """Latest infrared sample that saw one person home moving (:data:`MOVING_MS`)..."""
+        b.column("door_t", np.int64, NONE)
+        """... and at the door."""
         """Since when the infrared sensor has seen nobody home (NONE: someone, or unknown)."""
         b.column("judged_since", np.int64, NONE)
         """An exit already judged to be outside the night (not judged again)."""
@@ -306,7 +336,15 @@ class NightBedExitDetector(DetectorBase):
         self._fold_home(ir)
 
     def _fold_home(self, ir: Infrared) -> None:
-        """``empty_since``: the start of the infrared sensor's latest run of "nobody home"."""
+        """``empty_since``: the start of the infrared sensor's latest run of "nobody home";
+        ``moved_t``: the latest sample that saw one person (not two: the other's moves) move."""
+        one = (ir.presence == 1) & ~(ir.people >= 2)
+        moving = one & (ir.motion > 0)
+        if moving.any():
+            np.maximum.at(self.beds["moved_t"], ir.bed[moving], ir.t[moving])
+        door = one & (ir.zone == DOOR)
+        if door.any():
+            np.maximum.at(self.beds["door_t"], ir.bed[door], ir.t[door])
         nobody = (ir.presence == 0) | (ir.people == 0)
         known = nobody | (ir.presence == 1)
         if not known.any():
@@ -488,17 +526,30 @@ class NightBedExitDetector(DetectorBase):
             night[at] = (minute[at] >= start[at]) & (minute[at] < end[at])
         return Night(night, learnt, weekend, counts[rows, kind], start, end, bedtime, wake)
 
-    def _limits(self, beds: I64) -> Limit:
-        """Each bed's return limit, in minutes, from its night trips (see the module doc)."""
+    def _limits(self, beds: I64, now_ms: int | None = None) -> Limit:
+        """Each bed's return limit, in minutes, from its night trips (see the module doc);
+        with ``now_ms``, up to :data:`AWAKE_MIN` for a person up and about at home then, in
+        the warm-up or with sleepless spells known."""
+        b = self.beds
         floor = self.fleet.setting("bed_exit_return_min")[beds]
-        trips = self.beds["trips"][beds].astype(np.float64)
+        trips = b["trips"][beds].astype(np.float64)
         count = (~np.isnan(trips)).sum(axis=1)
         usual = np.full(len(beds), np.nan)
         enough = count >= WARMUP_TRIPS
         if enough.any():
             usual[enough] = np.nanpercentile(trips[enough], TRIP_PERCENTILE, axis=1)
-        learnt = np.minimum(np.where(enough, usual * TRIP_FACTOR, floor), CEILING_MIN)
-        return Limit(np.maximum(floor, learnt), usual, count)
+        learnt = np.where(enough, usual * TRIP_FACTOR, floor)
+        awake = np.zeros(len(beds), np.bool_)
+        if now_ms is not None:
+            moved, since = b["moved_t"][beds], b["out_since"][beds]
+            first_nights = ~enough & ((b["recent_nights"][beds] != NONE).sum(axis=1)
+                                      < AWAKE_WARMUP_NIGHTS)
+            spells = enough & (usual >= floor)
+            awake = ((first_nights | spells) & (moved != NONE) & (moved >= now_ms - MOVING_MS)
+                     & (moved > since) & ~(b["door_t"][beds] > since)
+                     & (b["empty_since"][beds] == NONE) & (learnt < AWAKE_MIN))
+        learnt = np.minimum(np.where(awake, AWAKE_MIN, learnt), CEILING_MIN)
+        return Limit(np.maximum(floor, learnt), usual, count, awake, ~enough)
 
     # --- evaluate -----------------------------------------------------------------------------
 
@@ -523,7 +574,7 @@ class NightBedExitDetector(DetectorBase):
             night = self._judge(candidate, since[candidate]).night
             judged[candidate[~night]] = since[candidate[~night]]
             candidate = candidate[night]
-            limit_ms = self._limits(candidate).limit_min * MINUTE_MS
+            limit_ms = self._limits(candidate, now_ms).limit_min * MINUTE_MS
             desired[candidate] = now_ms - since[candidate] >= limit_ms
         on, off = transitions(active, desired)
         findings: list[Finding] = []
@@ -546,7 +597,7 @@ class NightBedExitDetector(DetectorBase):
         out = (now_ms - left_ms) / MINUTE_MS
         left = _clock(float(self.fleet.local_minutes(beds, since)[0]) - 12 * 60)
         night = self._judge(beds, since)
-        limit = self._limits(beds)
+        limit = self._limits(beds, now_ms)
         limit_min, usual = float(limit.limit_min[0]), float(limit.usual_min[0])
         floor = float(self.fleet.setting("bed_exit_return_min")[i])
         if bool(night.learnt[0]):
@@ -556,6 +607,8 @@ class NightBedExitDetector(DetectorBase):
             window = f"{_clock(start)}-{_clock(float(self.fleet.night_end_min[i]) - 12 * 60)}"
         learnt = bool(night.learnt[0])
         rule = ("registry" if limit_min == floor
+                else "warm-up, up and about" if bool(limit.awake[0] & limit.warm_up[0])
+                else "sleepless spells, up and about" if bool(limit.awake[0])
                 else "ceiling" if limit_min == CEILING_MIN else "usual night trips")
         return self._finding(
             i, at=now_ms, active=True, started_at=left_ms,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from alerts.model import Finding
 from devices import Message, Registry
@@ -165,9 +165,18 @@ def test_an_early_riser_up_between_0445_and_0530_is_not_a_night_exit_once_learnt
 
 def test_a_fall_on_the_first_night_is_found_by_the_registrys_night() -> None:
     life = early_life({0: ("02:30", 150)})  # out of bed from 02:30 to 05:00, nothing learnt
+    # On the floor from 02:33 (no movement): the registry's 30 minutes, as before the warm-up
+    # gave a person up and about an hour (issue #12: an insomniac's first spells).
+    life.days[1] = replace(life.days[1], still=[("02:33", 147)])
     [raised] = [f for f in night_exits(life) if f.started_at == life.t(1, "02:30")]
     assert raised.evidence["night_rule"] == "registry"
+    assert raised.evidence["return_limit_rule"] == "registry"
     assert raised.at - raised.started_at <= 31 * MINUTE
+    # Up and about for the 150 minutes instead: an hour, then reported all the same.
+    [raised] = [f for f in night_exits(early_life({0: ("02:30", 150)}))
+                if f.started_at == life.t(1, "02:30")]
+    assert raised.evidence["return_limit_rule"] == "warm-up, up and about"
+    assert 60 * MINUTE <= raised.at - raised.started_at <= 62 * MINUTE
 
 
 def test_an_early_riser_out_of_bed_at_two_is_still_found() -> None:

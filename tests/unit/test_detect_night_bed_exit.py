@@ -418,3 +418,72 @@ def test_a_night_whose_start_was_not_seen_teaches_no_bedtime() -> None:
                           step=5 * MINUTE))
     left = clock("2026-11-02", "23:00", zone, 1)
     assert [f.started_at for f in findings] == [left]
+
+
+# --- the warm-up's safe default for a person up and about (issue #12) ---------------------------
+
+
+def up_at_night(moving_until: int, *, out_for: int, zone: str = "UTC"
+                ) -> tuple[list[tuple[int, Message]], int, int]:
+    """The first night of a new bed: in bed at 21:00, out of bed at 02:00 for ``out_for``
+    minutes, the infrared seeing one person in the room moving until ``moving_until`` minutes
+    after the exit, still after it."""
+    evening, left = at("2026-11-02", "21:00", zone), at("2026-11-03", "02:00", zone)
+    back, morning = left + out_for * MINUTE, left + 3 * HOUR
+    traffic = night("b1", evening, left, back, morning)
+    traffic += [(t + 200, infrared("b1", t, motion=2 if t < left + moving_until * MINUTE
+                                   else 0, zone="room"))
+                for t in range(left + MINUTE, back, MINUTE)]
+    return sorted(traffic, key=lambda p: p[0]), left, morning
+
+
+def test_an_insomniacs_first_sleepless_spell_up_and_about_is_not_reported() -> None:
+    """No night trip known yet: up for 45 minutes, moving about at home, then back to bed is
+    a sleepless spell (the warm-up gives a person up and about an hour), not a night exit."""
+    traffic, left, morning = up_at_night(45, out_for=45)
+    assert opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning)) == []
+
+
+def test_in_the_warm_up_a_person_still_out_of_bed_is_reported_at_the_registrys_limit() -> None:
+    """Moving for 15 minutes, then still (on the floor): reported at 30 minutes as before the
+    warm-up default; up and about for longer than an hour: reported at the hour, and the
+    evidence says which limit was used and why."""
+    traffic, left, morning = up_at_night(15, out_for=120)
+    [raised] = opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning))
+    assert 30 * MINUTE <= raised.at - left <= 32 * MINUTE
+    assert raised.evidence["return_limit_rule"] == "registry"
+    traffic, left, morning = up_at_night(120, out_for=120)
+    [raised] = opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning))
+    assert 60 * MINUTE <= raised.at - left <= 62 * MINUTE
+    assert raised.evidence["return_limit_minutes"] == 60
+    assert raised.evidence["return_limit_rule"] == "warm-up, up and about"
+
+
+def test_a_person_with_sleepless_spells_up_and_about_longer_than_usual_is_not_reported() -> None:
+    """After a week of 25-32 minute spells (limit 38), a 50-minute spell moving about at home
+    is still a sleepless spell (up to an hour); the same spell with nobody seen moving (the bed
+    sensor alone) is reported at the learnt limit; a person whose trips take 10 minutes is
+    reported at 30 minutes, up and about or not."""
+    zone = "UTC"
+    spells = [25, 30, 28, 32, 30, 27, 31]
+    trips = {n: ("02:10", minutes) for n, minutes in enumerate(spells)}
+    trips[len(spells)] = ("02:00", 50)
+    traffic, start, end = sleep("2026-11-02", len(spells) + 1, zone, bedtimes=["21:30"],
+                                wakes=["07:00"], trips=trips)
+    left = clock("2026-11-02", "02:00", zone, len(spells) + 1)
+    about = room("b1", left + MINUTE, left + 50 * MINUTE)
+    findings = opened(run(detector(zone), sorted(traffic + about, key=lambda p: p[0]),
+                          start=start, end=end, step=5 * MINUTE))
+    assert [f for f in findings if f.started_at == left] == []
+    [raised] = [f for f in opened(run(detector(zone), traffic, start=start, end=end,
+                                      step=5 * MINUTE)) if f.started_at == left]
+    assert raised.evidence["return_limit_rule"] == "usual night trips"
+    assert 35 <= raised.evidence["return_limit_minutes"] <= 40
+    short = dict.fromkeys(range(7), ("02:10", 10)) | {7: ("02:00", 50)}
+    traffic, start, end = sleep("2026-11-02", 8, zone, bedtimes=["21:30"], wakes=["07:00"],
+                                trips=short)
+    [raised] = opened(run(detector(zone), sorted(traffic + about, key=lambda p: p[0]),
+                          start=start, end=end, step=5 * MINUTE))
+    assert raised.started_at == left
+    assert raised.evidence["return_limit_minutes"] == 30
+    assert raised.at - left <= 36 * MINUTE
