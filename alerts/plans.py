@@ -21,7 +21,12 @@ CSV: UTF-8 (a byte-order mark is fine), comma-separated, a header row naming the
 ``site``, ``bed``, ``plan``, ``caregiver``, ``date`` (``YYYY-MM-DD``), ``start``, ``end``
 (``HH:MM`` local time; an end before the start is on the next day), ``services`` (codes
 separated by ``;`` or spaces) and optionally ``cancelled`` (``yes``/``no``). Rows are counted
-as a spreadsheet shows them (the header is row 1).
+as a spreadsheet shows them (the header is row 1); a row repeated exactly counts once.
+
+Also refused: a date outside :data:`FIRST_DATE` to :data:`LAST_DATE`; a time the clocks skip
+that day (a window in the hour they repeat has the length its clock times say); with the
+registry's beds by site (:func:`registry_places`), a site it does not list or a bed it does not
+place at that site (:func:`place_problems`).
 
 >>> import zoneinfo
 >>> catalogue = Catalogue.parse(DEFAULT_CATALOGUE)
@@ -46,15 +51,18 @@ import io
 import os
 import re
 import zoneinfo
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from alerts.residents import MAX_ROWS, RowProblem
 from devices import SERVICE_MINUTES
+
+if TYPE_CHECKING:
+    from devices import Registry
 
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 """Site and bed ids (the device contract)."""
@@ -64,6 +72,10 @@ SERVICE_CODE_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
 UNKNOWN_SERVICE_MINUTES: Final = 15.0
 """Minutes counted for a code outside the catalogue (a badge may report any)."""
 MAX_WINDOW_MS: Final = 12 * 3_600_000
+FIRST_DATE: Final = dt.date(2000, 1, 1)
+LAST_DATE: Final = dt.date(2099, 12, 31)
+"""The dates a plan may have (a year like 0001 or 9999 is a typing error, and beyond the
+times the stores and the zone rules can hold)."""
 MAX_SERVICES: Final = 20
 DEFAULT_RECORDED: Final = frozenset({"bathing", "medication", "rehab"})
 """Items whose delivery must be recorded by default: personal care, medicines, therapy."""
@@ -249,6 +261,35 @@ def zone_named(name: str | None) -> dt.tzinfo:
         return dt.UTC
 
 
+Places = Mapping[str, Collection[str]]
+"""The registry's beds by site (:func:`registry_places`)."""
+
+
+def registry_places(registry: Registry) -> dict[str, frozenset[str]] | None:
+    """The beds plans may name, by site: the registry's; ``None`` when it lists no site (no
+    registry configured: any site and bed)."""
+    if not registry.sites:
+        return None
+    return {site.id: frozenset(site.beds) for site in registry.sites.values()}
+
+
+def place_problems(site: str, bed: str, places: Places | None) -> list[tuple[str, str]]:
+    """What is wrong with a plan's site and bed against the registry's (none without one):
+    a site it does not list, a bed it lists under another site, a bed of a site whose beds
+    it lists that is not one of them."""
+    if places is None or not _ID.fullmatch(site) or not _ID.fullmatch(bed):
+        return []
+    if site not in places:
+        return [("site", "not a site of the registry (its time zone and beds are unknown)")]
+    if bed in places[site]:
+        return []
+    if any(bed in beds for name, beds in places.items() if name != site):
+        return [("bed", "the registry lists this bed under another site")]
+    if places[site]:  # a site listed without beds: its beds register as their devices come
+        return [("bed", "not a bed of this site in the registry")]
+    return []
+
+
 def _time(text: str, *, end: bool) -> tuple[int, int] | None:
     found = _TIME.fullmatch(text)
     if found is None:
@@ -259,16 +300,60 @@ def _time(text: str, *, end: bool) -> tuple[int, int] | None:
     return hour, minute
 
 
-def _epoch_ms(day: dt.date, hour: int, minute: int, zone: dt.tzinfo) -> int:
-    moment = dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=hour, minutes=minute)
-    return round(moment.replace(tzinfo=zone).timestamp() * 1000)
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+_MS: Final = dt.timedelta(milliseconds=1)
+
+
+def _instants(day: dt.date, hour: int, minute: int, zone: dt.tzinfo) -> tuple[int, ...]:
+    """The epoch ms a local time of ``day`` names in ``zone``: one, two in the hour the clocks
+    go back (earlier first), none in the hour they skip going forward."""
+    wall = dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=hour, minutes=minute)
+    local_ms = (wall - _EPOCH) // _MS
+    offsets = {(wall.replace(tzinfo=zone, fold=fold).utcoffset() or dt.timedelta()) // _MS
+               for fold in (0, 1)}
+    if len(offsets) == 1:  # every time but those of a change of the clocks
+        return (local_ms - offsets.pop(),)
+    found = []
+    for offset in offsets:  # a time the clocks skip has neither offset at its instants
+        at = local_ms - offset
+        moment = dt.datetime.fromtimestamp(at / 1000, zone)
+        if (moment.utcoffset() or dt.timedelta()) // _MS == offset:
+            found.append(at)
+    return tuple(sorted(found))
+
+
+def _window(day: dt.date, begins: tuple[int, int], ends: tuple[int, int], zone: dt.tzinfo
+            ) -> tuple[int, int] | tuple[str, str]:
+    """The window ``begins``-``ends`` (local, an end before the start on the next day) in
+    epoch ms, or the ``(field, what)`` wrong with it. In the hour the clocks go back, of the
+    instants a time names, those that give the window the length its clock times say (else
+    the earliest start and the latest end); a time the clocks skip does not exist."""
+    start_at = _instants(day, *begins, zone)
+    end_day = day + dt.timedelta(days=1) if ends < begins else day
+    end_at = _instants(end_day, *ends, zone)
+    if not start_at:
+        return ("start", "this time does not exist on that day: the clocks go forward "
+                         "(daylight saving time); plan it after the change")
+    if not end_at:
+        return ("end", "this time does not exist on that day: the clocks go forward "
+                       "(daylight saving time); plan it after the change")
+    if ends == begins:
+        return ("end", "the window has no length")
+    wall_ms = ((ends[0] - begins[0]) * 60 + ends[1] - begins[1]) * 60_000 % (24 * 3_600_000)
+    pairs = [(a, b) for a in start_at for b in end_at if b > a]
+    fitting = [(a, b) for a, b in pairs if b - a == wall_ms]
+    if not pairs:
+        return ("end", "the window has no length")
+    return fitting[0] if fitting else (start_at[0], end_at[-1])
 
 
 def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, start: str,
               end: str, services: Sequence[str], catalogue: Catalogue, zone: dt.tzinfo,
-              cancelled: bool = False) -> tuple[PlannedVisit | None, list[tuple[str, str]]]:
+              cancelled: bool = False, places: Places | None = None
+              ) -> tuple[PlannedVisit | None, list[tuple[str, str]]]:
     """A planned visit from its fields as given (times local to ``zone``), or ``None`` and
-    what is wrong: ``(field, what)`` pairs, in field order.
+    what is wrong: ``(field, what)`` pairs. ``places``: the registry's beds by site
+    (:func:`registry_places`); a site or bed not there is refused (``None``: no registry).
 
     >>> import zoneinfo
     >>> make_plan(site="s", bed="b", plan="p-1", caregiver="c001", date="2026-11-02",
@@ -283,6 +368,7 @@ def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, star
     for name, value in (("plan", plan), ("caregiver", caregiver)):
         if not _PLAN_ID.fullmatch(value):
             found.append((name, "not an id (letters, digits, _ . : -, at most 128)"))
+    found += place_problems(site, bed, places)
     day: dt.date | None = None
     if _DATE.fullmatch(date):
         try:
@@ -296,17 +382,20 @@ def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, star
         found.append(("start", "not a time of day (HH:MM, 00:00 to 23:59)"))
     if ends is None:
         found.append(("end", "not a time of day (HH:MM, 00:00 to 24:00)"))
+    if day is not None and not FIRST_DATE <= day <= LAST_DATE:
+        found.append(("date", f"outside the dates plans may have ({FIRST_DATE} to "
+                              f"{LAST_DATE})"))
+        day = None
     start_ms = end_ms = 0
     if day is not None and begins is not None and ends is not None:
-        start_ms = _epoch_ms(day, *begins, zone)
-        end_ms = _epoch_ms(day, *ends, zone)
-        if end_ms < start_ms:
-            end_ms = _epoch_ms(day + dt.timedelta(days=1), *ends, zone)
-        if end_ms == start_ms:
-            found.append(("end", "the window has no length"))
-        elif end_ms - start_ms > MAX_WINDOW_MS:
-            found.append(("end", "the window is longer than 12 hours (an end before the start "
-                                 "is the next day)"))
+        window = _window(day, begins, ends, zone)
+        if isinstance(window[0], str):
+            found.append((window[0], str(window[1])))
+        else:
+            start_ms, end_ms = int(window[0]), int(window[1])
+            if end_ms - start_ms > MAX_WINDOW_MS:
+                found.append(("end", "the window is longer than 12 hours (an end before the "
+                                     "start is the next day)"))
     codes = tuple(services)
     if not codes:
         found.append(("services", "at least one service item code"))
@@ -349,10 +438,13 @@ class PlanImport:
 
 
 def parse_plans_csv(text: str, *, catalogue: Catalogue,
-                    zone_of: Callable[[str], dt.tzinfo]) -> PlanImport:
+                    zone_of: Callable[[str], dt.tzinfo],
+                    places: Places | None = None) -> PlanImport:
     """Read a CSV file of planned visits (format in the module docstring); ``zone_of(site)``
-    is the zone of a site's local times. Rows without any value are skipped; every problem is
-    reported (row, column, what), none raised."""
+    is the zone of a site's local times; ``places`` the registry's beds by site (a row for
+    another site or bed is refused; ``None``: no registry). Rows without any value are
+    skipped, and so is a row that repeats an earlier one exactly; every problem is reported
+    (row, column, what), none raised."""
     reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
     try:
         header = [name.strip().lower() for name in next(reader)]
@@ -365,7 +457,7 @@ def parse_plans_csv(text: str, *, catalogue: Catalogue,
     if found:
         return PlanImport((), tuple(found))
     rows: list[PlanRow] = []
-    first_row: dict[tuple[str, str], int] = {}
+    first_row: dict[tuple[str, str], PlanRow] = {}
     number = 1
     try:
         for cells in reader:
@@ -389,7 +481,7 @@ def parse_plans_csv(text: str, *, catalogue: Catalogue,
                 start=values.get("start", ""), end=values.get("end", ""),
                 services=[c for c in _SEPARATORS.split(values.get("services", "")) if c],
                 catalogue=catalogue, zone=zone_of(site) if _ID.fullmatch(site) else dt.UTC,
-                cancelled=bool(cancelled))
+                cancelled=bool(cancelled), places=places)
             found += [RowProblem(number, column, what) for column, what in problems]
             if cancelled is None:
                 found.append(RowProblem(number, "cancelled", "yes or no (or empty)"))
@@ -397,11 +489,13 @@ def parse_plans_csv(text: str, *, catalogue: Catalogue,
                 continue
             key = (plan.site, plan.plan)
             if key in first_row:
-                found.append(RowProblem(number, "plan", f"this plan is also on row "
-                                                        f"{first_row[key]}"))
-                continue
-            first_row[key] = number
-            rows.append(PlanRow(number, plan))
+                earlier = first_row[key]
+                if not earlier.plan.same_plan(plan):
+                    found.append(RowProblem(number, "plan", f"this plan is also on row "
+                                                            f"{earlier.row}, with other values"))
+                continue  # the same row again: imported once
+            first_row[key] = PlanRow(number, plan)
+            rows.append(first_row[key])
     except csv.Error as exc:
         found.append(RowProblem(number + 1, "", f"not CSV ({exc})"))
     return PlanImport(tuple(rows), tuple(found))

@@ -636,8 +636,8 @@ class Settings(BaseSettings):
         "half-sent connections cannot pile up.")
     http_body_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
-        description="A request body (at most 64 KiB) must have arrived within this time of its "
-        "head; otherwise the connection is closed.")
+        description="A request body (at most 64 KiB; a plan import 4 MiB) must have arrived "
+        "within this time of its head; otherwise the connection is closed.")
     http_write_timeout_s: float = Field(
         default=30.0, gt=0, le=3600, json_schema_extra={"unit": "s"},
         description="An answer (an event stream's included) whose client has not read "

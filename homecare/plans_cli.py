@@ -32,7 +32,7 @@ COLUMNS_HELP = (
     "of the planned visit), caregiver, date (YYYY-MM-DD), start, end (HH:MM, local to the "
     "site; an end before the start is the next day), services (codes of the service_catalogue "
     "setting, separated by ; or spaces), and optionally cancelled (yes/no). A plan is keyed by "
-    "site and plan id: a row again replaces it.")
+    "site and plan id: a row again replaces it. With a registry, its sites and beds only.")
 
 
 @plans_app.command("import", short_help="Upsert planned visits from a CSV file, all or nothing.")
@@ -62,6 +62,7 @@ def plans_import(
         parse_plans_csv,
         zone_named,
     )
+    from alerts.plans import registry_places
     from devices import Registry
     from gateway.config import load
     from gateway.errors import ConfigError
@@ -82,12 +83,14 @@ def plans_import(
         raise typer.Exit(1) from None
     parsed = parse_plans_csv(
         text, catalogue=Catalogue.parse(settings.service_catalogue),
-        zone_of=lambda site: zone_named(registry.timezone(site, settings.timezone)))
+        zone_of=lambda site: zone_named(registry.timezone(site, settings.timezone)),
+        places=registry_places(registry))
     if parsed.problems:
         for problem in parsed.problems:
             typer.echo(f"{file}: {problem}", err=True)
-        typer.echo(f"homecare plans: {len(parsed.problems)} problems in {file}; nothing was "
-                   "imported", err=True)
+        count = len(parsed.problems)
+        typer.echo(f"homecare plans: {count} problem{'' if count == 1 else 's'} in {file}; "
+                   "nothing was imported", err=True)
         raise typer.Exit(1)
     directory, source = _data_dir("plans", config, data_dir)
     path = (directory / "plans.sqlite3").resolve()

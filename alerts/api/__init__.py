@@ -47,12 +47,14 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     """Mount the API on ``app``; returns the function that ends open streams (shutdown).
 
     Also installs, for the whole app: JSON errors, the request body limit
-    (:data:`MAX_BODY_BYTES`, 413) and the path check (400 for a path that names nothing,
-    :class:`PathGuard`).
+    (:data:`MAX_BODY_BYTES`, 413; a plan import's
+    :data:`alerts.api._plans.MAX_IMPORT_BYTES`) and the path check (400 for a path that names
+    nothing, :class:`PathGuard`).
     """
     metrics = ApiMetrics(ctx.metrics)
     install_errors(app)
-    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES,
+                       larger={PREFIX + _plans.IMPORT_PATH: _plans.MAX_IMPORT_BYTES})
     app.add_middleware(ApiAuth, keys=ctx.keys, metrics=metrics,
                        throttle=AuthThrottle(failures_per_minute=ctx.auth_failures_per_minute))
     app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing

@@ -153,3 +153,46 @@ async def test_without_a_plan_store_the_routes_answer_503(tmp_path: Path) -> Non
         assert answer.status_code == 503
     finally:
         await harness.client.aclose()
+
+
+async def test_a_site_or_bed_the_registry_does_not_list_is_refused(api: Harness) -> None:
+    unknown_site = await put(api, "site-77", "p-1", PLAN)
+    assert unknown_site.status_code == 400, unknown_site.text
+    assert [(p["column"], p["msg"][:26]) for p in unknown_site.json()["detail"]] == [
+        ("site", "not a site of the registry")]
+    other_sites = await put(api, "site-01", "p-1", {**PLAN, "bed": "bed-0101"})
+    assert other_sites.status_code == 400
+    assert "under another site" in other_sites.json()["detail"][0]["msg"]
+    rows = CSV + "site-77,bed-0001,p-4,c001,2026-11-02,08:30,09:30,cleaning\n"
+    refused = await api.client.post("/api/v1/plans/import", json={"csv": rows},
+                                    headers=api.auth("admin"))
+    assert refused.status_code == 400
+    assert [(p["row"], p["column"]) for p in refused.json()["detail"]] == [(5, "site")]
+    assert "site-77" not in refused.text
+
+
+async def test_a_date_out_of_range_is_a_clear_400_not_a_500(api: Harness) -> None:
+    # 9999-12-31 23:00-01:00 ended past the last datetime: 500 internal_error until 2026-12-01.
+    for date in ("9999-12-31", "0001-01-01"):
+        answer = await put(api, "site-01", "p-1", {**PLAN, "date": date, "start": "23:00",
+                                                   "end": "01:00"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["detail"][0]["column"] == "date"
+
+
+async def test_a_month_of_a_large_station_is_imported_in_one_request(api: Harness) -> None:
+    # 64 KiB (about 1,000 rows) was the limit until 2026-12-01 (413).
+    rows = [f"site-01,bed-000{1 + n % 2},p-{n:06d},c{n % 40:03d},2026-11-{1 + n % 30:02d},"
+            f"{8 + n % 10:02d}:00,{9 + n % 10:02d}:30,bathing;medication" for n in range(24_800)]
+    text = CSV.split("\n", 1)[0] + "\n" + "\n".join(rows) + "\n"
+    assert len(text.encode()) > 1_800_000
+    done = await api.client.post("/api/v1/plans/import", json={"csv": text, "dry_run": True},
+                                 headers=api.auth("admin"))
+    assert done.status_code == 200, done.text[:300]
+    assert done.json()["created"] == 24_800
+    # Still bounded: past 4 MiB is 413, and other routes keep 64 KiB.
+    huge = await api.client.post("/api/v1/plans/import", json={"csv": text * 3},
+                                 headers=api.auth("admin"))
+    assert huge.status_code == 413
+    big_put = await put(api, "site-01", "p-1", {**PLAN, "pad": "x" * 70_000})
+    assert big_put.status_code == 413

@@ -15,6 +15,7 @@ from alerts.plans import (
     make_plan,
     parse_plans_csv,
 )
+from alerts.residents import RowProblem
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 CATALOGUE = Catalogue.parse(DEFAULT_CATALOGUE)
@@ -116,7 +117,7 @@ def test_csv_rows_become_plans_and_each_bad_row_is_named_without_its_value() -> 
         "row 4, date: not a date (YYYY-MM-DD)",
         "row 4, services: unknown service code massage (the catalogue: bathing, meal_assist, "
         "medication, cleaning, vitals_check, rehab, companionship)",
-        "row 6, plan: this plan is also on row 2",
+        "row 6, plan: this plan is also on row 2, with other values",
     ]
     assert "Li Ping" not in " ".join(str(p) for p in result.problems)
 
@@ -163,3 +164,83 @@ def test_same_plan_compares_everything_but_who_changed_it_when() -> None:
     stamped = msgspec.structs.replace(plan, updated_at=5, updated_by="anna")
     assert plan.same_plan(stamped)
     assert not plan.same_plan(msgspec.structs.replace(plan, caregiver="c2"))
+
+
+# --- found by a fresh verifier (2026-12-01) -------------------------------------------------
+
+PLACES = {"site-01": frozenset({"bed-0001", "bed-0002"}), "site-02": frozenset({"bed-0009"})}
+
+
+def test_with_a_registry_a_row_for_another_site_or_bed_is_refused() -> None:
+    parsed = parse_plans_csv(
+        HEADER + "site-01,bed-0001,p-1,c001,2026-11-02,08:30,09:30,bathing\n"
+        "site-99,bed-0001,p-2,c001,2026-11-02,08:30,09:30,bathing\n"
+        "site-01,bed-0009,p-3,c001,2026-11-02,08:30,09:30,bathing\n"
+        "site-01,bed-0077,p-4,c001,2026-11-02,08:30,09:30,bathing\n",
+        catalogue=CATALOGUE, zone_of=zone_of, places=PLACES)
+    assert [(p.row, p.column) for p in parsed.problems] == [(3, "site"), (4, "bed"), (5, "bed")]
+    assert "not a site of the registry" in parsed.problems[0].message
+    assert "under another site" in parsed.problems[1].message
+    assert "under another site" not in parsed.problems[2].message
+    # A site listed without beds (they register as their devices come): any bed of its own.
+    assert parse_plans_csv(HEADER + "site-03,bed-0077,p-5,c001,2026-11-02,08:30,09:30,bathing\n"
+                           "site-03,bed-0001,p-6,c001,2026-11-02,08:30,09:30,bathing\n",
+                           catalogue=CATALOGUE, zone_of=zone_of,
+                           places={**PLACES, "site-03": frozenset()}).problems == (
+        RowProblem(3, "bed", "the registry lists this bed under another site"),)
+    assert not any("site-99" in str(p) or "bed-00" in str(p) for p in parsed.problems)
+    # Without a registry, any site and bed.
+    assert parse_plans_csv(HEADER + "site-99,bed-0001,p-2,c001,2026-11-02,08:30,09:30,bathing\n",
+                           catalogue=CATALOGUE, zone_of=zone_of).ok
+
+
+@pytest.mark.parametrize("date", ["9999-12-31", "0001-01-01", "1999-12-31", "2100-01-01"])
+def test_a_date_outside_the_sane_range_is_refused_not_a_crash(date: str) -> None:
+    plan, problems = make_plan(site="s", bed="b", plan="p-1", caregiver="c001", date=date,
+                               start="23:00", end="01:00", services=["bathing"],
+                               catalogue=CATALOGUE, zone=SHANGHAI)
+    assert plan is None
+    assert problems == [("date", "outside the dates plans may have (2000-01-01 to 2099-12-31)")]
+    parsed = parse_plans_csv(HEADER + f"s,b,p-1,c001,{date},23:00,01:00,bathing\n",
+                             catalogue=CATALOGUE, zone_of=lambda site: dt.UTC)
+    assert [(p.row, p.column) for p in parsed.problems] == [(2, "date")]
+
+
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+
+
+def berlin(date: str, start: str, end: str) -> tuple[PlannedVisit | None, list[tuple[str, str]]]:
+    return make_plan(site="s", bed="b", plan="p-1", caregiver="c001", date=date, start=start,
+                     end=end, services=["bathing"], catalogue=CATALOGUE, zone=BERLIN)
+
+
+def test_a_start_the_clocks_skip_is_named_not_a_window_of_no_length() -> None:
+    # 2026-03-29 in Berlin: 02:00 becomes 03:00.
+    assert berlin("2026-03-29", "02:00", "03:00") == (None, [(
+        "start", "this time does not exist on that day: the clocks go forward (daylight "
+                 "saving time); plan it after the change")])
+    assert berlin("2026-03-29", "01:30", "02:30")[1][0][0] == "end"
+    plan, _ = berlin("2026-03-29", "01:30", "03:30")
+    assert plan is not None
+    assert plan.end_ms - plan.start_ms == 3_600_000, "the hour skipped is not there"
+
+
+def test_a_window_in_the_hour_the_clocks_repeat_has_its_clock_length() -> None:
+    # 2026-10-25 in Berlin: 03:00 becomes 02:00; 02:00-03:00 happens twice.
+    for start, end, minutes in (("02:00", "03:00", 60), ("02:15", "02:45", 30),
+                                ("01:30", "02:30", 60), ("02:30", "03:30", 60),
+                                ("01:00", "04:00", 240)):
+        plan, problems = berlin("2026-10-25", start, end)
+        assert plan is not None, problems
+        assert plan.end_ms - plan.start_ms == minutes * 60_000, (start, end)
+
+
+def test_an_exact_duplicate_row_is_imported_once_a_different_one_is_named() -> None:
+    row = "site-01,bed-0001,p-1,c001,2026-11-02,08:30,09:30,bathing\n"
+    parsed = parse_plans_csv(HEADER + row + row, catalogue=CATALOGUE, zone_of=zone_of)
+    assert parsed.ok
+    assert [r.row for r in parsed.rows] == [2]
+    parsed = parse_plans_csv(HEADER + row + row.replace("09:30", "09:45"),
+                             catalogue=CATALOGUE, zone_of=zone_of)
+    assert [str(p) for p in parsed.problems] == [
+        "row 3, plan: this plan is also on row 2, with other values"]

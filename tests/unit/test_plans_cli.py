@@ -22,8 +22,15 @@ REGISTRY = """
 [defaults]
 timezone = "Asia/Shanghai"
 
+[sites.site-01.beds.bed-0001]
+
 [sites.site-02]
 timezone = "Europe/Berlin"
+
+[sites.site-03]
+timezone = "America/New_York"
+
+[sites.site-03.beds.bed-0301]
 """
 
 
@@ -117,3 +124,31 @@ def test_a_non_utf8_file_is_refused_with_advice(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plans", "import", str(schedule), "--config", str(config)])
     assert result.exit_code == 1
     assert "not UTF-8" in result.stderr
+
+
+def test_rows_the_registry_does_not_place_and_absurd_dates_are_refused_per_row(
+        tmp_path: Path) -> None:
+    # Until 2026-12-01 the first three were imported (site-77's times read in UTC) and the
+    # last one ended in a traceback (OverflowError).
+    config, data = gateway(tmp_path)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("site,bed,plan,caregiver,date,start,end,services\n"
+                   "site-77,bed-0001,p-1,c001,2026-11-02,08:30,10:35,bathing\n"
+                   "site-01,bed-0301,p-2,c001,2026-11-02,08:30,10:35,bathing\n"
+                   "site-03,bed-0399,p-3,c001,2026-11-02,08:30,10:35,bathing\n"
+                   "site-01,bed-0001,p-4,c001,9999-12-31,23:00,01:00,bathing\n",
+                   encoding="utf-8")
+    result = runner.invoke(app, ["plans", "import", str(bad), "--config", str(config)])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.splitlines() == [
+        f"{bad}: row 2, site: not a site of the registry (its time zone and beds are unknown)",
+        f"{bad}: row 3, bed: the registry lists this bed under another site",
+        f"{bad}: row 4, bed: not a bed of this site in the registry",
+        f"{bad}: row 5, date: outside the dates plans may have (2000-01-01 to 2099-12-31)",
+        f"homecare plans: 4 problems in {bad}; nothing was imported"]
+    assert not (data / "plans.sqlite3").exists()
+    one = tmp_path / "one.csv"
+    one.write_text(SCHEDULE.replace("site-02", "site-77"), encoding="utf-8")
+    result = runner.invoke(app, ["plans", "import", str(one), "--config", str(config)])
+    assert f"homecare plans: 1 problem in {one}; nothing was imported" in result.stderr
