@@ -87,3 +87,21 @@ def test_an_app_visit_nobody_was_sensed_at_on_a_planned_bed_is_an_alert(
     assert "unplanned" in evidence["reasons"]
     assert (evidence["source"], evidence["method"], evidence["visit"]) == ("api", "app",
                                                                           "v-app-1")
+
+
+def test_a_month_of_a_large_station_is_imported_through_the_real_server(
+        gateway: GatewayProcess) -> None:
+    # 200 beds, four visits a day, 31 days: 24,800 rows, about 2 MB (the limit was 64 KiB).
+    rows = [f"site-v,bed-{n % 200:04d},p-{n:06d},c-{n % 60:03d},2026-12-{1 + n // 800:02d},"
+            f"{7 + n % 4 * 3:02d}:00,{8 + n % 4 * 3:02d}:30,bathing;medication"
+            for n in range(24_800)]
+    text = PLANS.split("\n", 1)[0] + "\n" + "\n".join(rows) + "\n"
+    assert len(text.encode()) > 1_800_000
+    done = httpx.post(f"{gateway.url}/api/v1/plans/import", headers=ADMIN,
+                      json={"csv": text}, timeout=120)
+    assert done.status_code == 200, done.text[:300]
+    assert done.json()["created"] == 24_800
+    assert api(gateway, "GET", "/plans", site="site-v", limit=1).json()["items"]
+    too_large = httpx.post(f"{gateway.url}/api/v1/plans/import", headers=ADMIN,
+                           json={"csv": text * 3}, timeout=120)
+    assert too_large.status_code == 413
