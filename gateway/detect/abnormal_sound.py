@@ -14,6 +14,15 @@ Three references, all this person's own:
 * what the room reaches on *most days* at any hour (a TV watched at any time), by a smaller
   margin (:data:`DAY_MARGIN_DB`).
 
+**Warm-up**: while an hour is not learnt (the hour profile holds fewer than
+:data:`LEARNT_VALUES` values for it and the hours either side: the first four days of a bed,
+or of an hour it was not heard at), a safe default stands in for what is usual then, a TV or
+radio at an ordinary listening level (:data:`DEFAULT_USUAL_DB`, under what was learnt when that
+is louder), instead of a profile learnt from a few days or from silence: the first TV evenings
+of a new install, a hard-of-hearing resident's loud TV before it is usual, are not distress;
+a call for help louder than an ordinary TV still is. The evidence says so (``hour_learnt``,
+``warm_up_usual_db``).
+
 A sample is loud when it is at least ``sound_db_above_baseline`` (BedSettings) above the
 quiet room and :data:`USUAL_MARGIN_DB` above what is usual at this hour; the condition holds
 when, over the last :data:`SUSTAIN_MS`, most samples are loud and most of those that report
@@ -42,7 +51,8 @@ of per-bed columns (saved and restored together), judged at every sample time of
 each alert explains all of them.
 
 For example, three minutes of 85 dB with voice in a room never heard before (the cold
-reference is then 40 dB, the default margin 25 dB):
+reference is then 40 dB, the default margin 25 dB, and no hour is learnt: an ordinary TV
+stands in for what is usual, so loud means 72 dB or more):
 
 >>> import json
 >>> from devices import decode
@@ -55,8 +65,10 @@ reference is then 40 dB, the default margin 25 dB):
 >>> now = start + 180_000
 >>> detector.update([message("audio/au-1/telemetry", ts=now, seq=1, samples=samples)], [now])
 >>> [finding] = detector.evaluate(now)
->>> print(finding.type, finding.severity, finding.summary)
+>>> print(finding.type, finding.severity, finding.summary.split("; ")[0])
 abnormal_sound high sound 45 dB above the room's baseline, with voice
+>>> finding.evidence["hour_learnt"], finding.evidence["warm_up_usual_db"]
+(False, 66.0)
 """
 
 from __future__ import annotations
@@ -133,6 +145,16 @@ values, at least the loudest: today's TV an hour ago makes the TV now usual from
 AWAY_MS: Final = 30 * MINUTE_MS
 """An infrared sensor that has seen nobody for this long means nobody is home: the room's
 sound is not learnt then (an empty home is quieter than a lived-in one)."""
+DEFAULT_USUAL_DB: Final = 66.0
+"""The safe default for an hour not learnt yet: a TV or radio at an ordinary listening level,
+up to this, is taken as what the room may usually hear (loud means :data:`USUAL_MARGIN_DB`
+over it, 72 dB, as well as over the quiet room). A new install's first TV evenings, a
+hard-of-hearing resident's loud TV before it is usual, are not distress; a call for help
+above an ordinary TV still is."""
+LEARNT_VALUES: Final = 3 * USUAL_RANK
+"""An hour is learnt when the hour profile holds this many values for it and the hours either
+side (the three hours on :data:`USUAL_RANK` days): until then the default stands in
+(:data:`DEFAULT_USUAL_DB`), under what was learnt when that is louder."""
 
 
 class AbnormalSoundDetector(DetectorBase):
@@ -154,6 +176,8 @@ class AbnormalSoundDetector(DetectorBase):
         b.column("day", np.int64, NONE)
         b.column("usual_hour", np.float32, np.nan, (24,))
         b.column("most_days", np.float32, np.nan)
+        b.column("usual_values", np.int16, 0, (24,))
+        """How many values each hour's usual is drawn from (:data:`LEARNT_VALUES`)."""
         """Worked out from ``hour_high`` when a slot closes (:meth:`_refresh_usual`)."""
         b.column("slot", np.int64, NONE)
         b.column("slot_sum", np.float64, 0.0)
@@ -173,6 +197,11 @@ class AbnormalSoundDetector(DetectorBase):
         b.column("raised_baseline", np.float32, np.nan)
         b.column("raised_hour_db", np.float32, np.nan)
         b.column("raised_any_db", np.float32, np.nan)
+        b.column("raised_default", np.bool_, False)
+        """The default (:data:`DEFAULT_USUAL_DB`) decided what was usual (the hour was not
+        learnt, and what was learnt was quieter)..."""
+        b.column("raised_learnt", np.bool_, False)
+        """... and whether the hour was learnt then (:data:`LEARNT_VALUES`)."""
         b.column("cleared_at", np.int64, NONE)
         """The sample time where it last cleared, and the level then."""
         b.column("cleared_level", np.float32, np.nan)
@@ -189,8 +218,11 @@ class AbnormalSoundDetector(DetectorBase):
         profile (:data:`USUAL_RANK`); NaN while not enough is known. Looked up in what
         :meth:`_refresh_usual` worked out when a slot last closed."""
         b = self.beds
-        usual: np.ndarray = np.fmax(b["usual_hour"][beds, (local // HOUR_MS) % 24],
+        hour = (local // HOUR_MS) % 24
+        usual: np.ndarray = np.fmax(b["usual_hour"][beds, hour],
                                     b["most_days"][beds] - (USUAL_MARGIN_DB - DAY_MARGIN_DB))
+        warm_up = b["usual_values"][beds, hour] < LEARNT_VALUES
+        usual[warm_up] = np.fmax(usual[warm_up], DEFAULT_USUAL_DB)
         return usual
 
     def _refresh_usual(self, beds: np.ndarray, hour: np.ndarray | None = None) -> None:
@@ -221,6 +253,7 @@ class AbnormalSoundDetector(DetectorBase):
             usual = np.take_along_axis(ordered, (DAYS * 3 - rank)[:, :, None], axis=2)[:, :, 0]
             usual[~np.isfinite(usual)] = np.nan
             b["usual_hour"][beds[at][:, None], hours[1:-1]] = usual
+            b["usual_values"][beds[at][:, None], hours[1:-1]] = values
         # A sound this room reaches on most days, at whatever hour (a TV watched at any
         # time, family over on most afternoons), is usual too, by a smaller margin.
         daily = days[:, :, 0]  # the loudest of each day, NaN: a day not heard
@@ -495,6 +528,11 @@ class AbnormalSoundDetector(DetectorBase):
                 b["raised_baseline"][i] = reference[p_run[q]]
                 b["raised_hour_db"][i] = b["usual_hour"][i, k_local[points[q]] // HOUR_MS % 24]
                 b["raised_any_db"][i] = b["most_days"][i]
+                hour = int(k_local[points[q]] // HOUR_MS % 24)
+                learnt = np.fmax(b["usual_hour"][i, hour],
+                                 b["most_days"][i] - (USUAL_MARGIN_DB - DAY_MARGIN_DB))
+                b["raised_learnt"][i] = b["usual_values"][i, hour] >= LEARNT_VALUES
+                b["raised_default"][i] = ~b["raised_learnt"][i] & ~(learnt >= DEFAULT_USUAL_DB)
         falls = np.flatnonzero(~state & before)
         if len(falls):
             _, last_fall = np.unique(p_run[falls][::-1], return_index=True)
@@ -522,11 +560,15 @@ class AbnormalSoundDetector(DetectorBase):
             b["active_since"][i] = since
             level, base = float(b["raised_level"][i]), float(b["raised_baseline"][i])
             this_hour, any_hour = float(b["raised_hour_db"][i]), float(b["raised_any_db"][i])
+            warm_up = bool(b["raised_default"][i])
             expected = []
             if not np.isnan(this_hour):
                 expected.append(f"usually up to {this_hour:.0f} dB at this hour")
             if not np.isnan(any_hour):
                 expected.append(f"{any_hour:.0f} dB on most days")
+            if warm_up:
+                expected.append(f"this hour not learnt yet: up to {DEFAULT_USUAL_DB:.0f} dB "
+                                "(an ordinary TV) taken as usual")
             summary = f"sound {level - base:.0f} dB above the room's baseline, with voice"
             findings.append(self._finding(
                 i, at=int(b["raised_at"][i]) if new[i] else now_ms, active=True,
@@ -537,7 +579,9 @@ class AbnormalSoundDetector(DetectorBase):
                           "above_db": _or_none(level - base),
                           "threshold_above_db": rounded(above[i]),
                           "usual_at_this_hour_db": _or_none(this_hour),
-                          "usual_any_hour_db": _or_none(any_hour)}))
+                          "usual_any_hour_db": _or_none(any_hour),
+                          "hour_learnt": bool(b["raised_learnt"][i]),
+                          "warm_up_usual_db": DEFAULT_USUAL_DB if warm_up else None}))
         active[on] = True
         new[:] = False
         off = np.flatnonzero(active & ~loud)

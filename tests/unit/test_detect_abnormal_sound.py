@@ -71,12 +71,16 @@ def test_impossible_levels_are_left_to_sensor_fault() -> None:
 
 
 def test_the_threshold_comes_from_the_beds_settings() -> None:
+    """Once the room's hours are learnt (four quiet days; before that the warm-up's default,
+    an ordinary TV, stands in whatever the setting)."""
     registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"settings": {
         "sound_db_above_baseline": 12}}}}}})
     start = T0 + 4 * HOUR
-    traffic = room(T0, start, 34.0) + room(start, start + 10 * MINUTE, 50.0, voice=True)
-    assert len(opened(run(detector(registry), traffic, start=T0, end=start + HOUR))) == 1
-    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+    learnt = room(T0 - 4 * 24 * HOUR, start, 34.0, step=2 * MINUTE)
+    traffic = learnt + room(start, start + 10 * MINUTE, 50.0, voice=True)
+    assert len(opened(run(detector(registry), traffic, start=start - HOUR,
+                          end=start + HOUR))) == 1
+    assert opened(run(detector(), traffic, start=start - HOUR, end=start + HOUR)) == []
 
 
 def test_late_batches_and_a_long_gap() -> None:
@@ -153,7 +157,7 @@ def test_a_hard_of_hearing_persons_evening_tv_becomes_usual_and_distress_above_i
 
 def test_talk_in_company_is_not_distress_but_the_same_sound_alone_is() -> None:
     start = T0 + 4 * HOUR
-    visit = room(start, start + HOUR, 68.0, voice=True)
+    visit = room(start, start + HOUR, 78.0, voice=True)  # (above an ordinary TV)
     company = quiet_morning() + visit + people(start - 5 * MINUTE, start + HOUR, 4)
     assert opened(run(detector(), sorted(company, key=lambda p: p[0]), start=T0,
                       end=start + HOUR)) == []
@@ -317,3 +321,37 @@ def test_a_loud_evening_tv_in_batches_of_five_minutes_is_as_quiet_as_sample_by_s
                     end=evening + 3 * HOUR)
         assert [f for f in opened(found) if f.at >= evening] == [], (
             size, [(f.at, f.summary) for f in opened(found)])
+
+
+def test_a_loud_tv_before_its_hours_are_learnt_is_not_distress_but_a_call_above_it_is() -> None:
+    """Issue #12, the warm-up: a hard-of-hearing resident's TV at 70 dB on the first days (no
+    hour learnt yet, the quiet room at 34 dB: 36 dB over it) is an ordinary TV, not news; a
+    call for help louder than an ordinary TV is, and its evidence says what was taken as
+    usual and why."""
+    traffic = sorted((p for d in range(3) for p in day_with_tv(d, 70.0, seed=10 * d)),
+                     key=lambda p: p[0])
+    assert opened(run(detector(), traffic, start=T0, end=T0 + 3 * DAY)) == []
+    call = T0 + 8 * HOUR  # the first day, 14:00: nothing loud heard yet
+    traffic = room(T0, call, 34.0, seed=5) + room(call, call + 10 * MINUTE, 82.0, voice=True,
+                                                   seed=6)
+    [raised] = opened(run(detector(), traffic, start=T0, end=call + HOUR))
+    assert call <= raised.at <= call + 5 * MINUTE
+    assert raised.evidence["hour_learnt"] is False
+    assert raised.evidence["warm_up_usual_db"] == 66.0
+    assert "this hour not learnt yet: up to 66 dB (an ordinary TV) taken as usual" \
+        in raised.summary
+
+
+def test_once_the_hour_is_learnt_the_rooms_own_levels_decide_again() -> None:
+    """After the warm-up a quiet person's room is judged by its own hours: talk at 62 dB in a
+    room whose 14:00 is 34 dB on every one of five days is news (no default hides it)."""
+    traffic = sorted((p for d in range(5) for p in day_with_tv(d, 45.0, seed=10 * d)),
+                     key=lambda p: p[0])
+    call = T0 + 5 * DAY + 8 * HOUR
+    traffic += room(T0 + 5 * DAY, call, 34.0, seed=5)
+    traffic += room(call, call + 10 * MINUTE, 64.0, voice=True, seed=6)
+    [raised] = opened(run(detector(), traffic, start=T0, end=call + HOUR))
+    assert call <= raised.at <= call + 5 * MINUTE
+    assert raised.evidence["hour_learnt"] is True
+    assert raised.evidence["warm_up_usual_db"] is None
+
