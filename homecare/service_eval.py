@@ -38,8 +38,9 @@ from devices import Codec, Registry, Rejected
 from gateway.detect import ServiceAnomalyDetector, ServiceChecks
 from simulators import (
     DEFAULT_TIMEZONE,
+    EXPECTED_REASON,
+    INJECTED_KINDS,
     PROFILES,
-    SERVICE_KINDS,
     ServiceRun,
     SimConfig,
     service_simulation,
@@ -222,7 +223,7 @@ def _score(run: ServiceRun, findings: Iterable[Finding], score: ServiceScore) ->
             raised.setdefault((f.site, f.bed, f.episode), set()).update(
                 f.evidence.get("reasons", ()))
     seen: set[tuple[str, str, str]] = set()
-    score.reasons = {kind: ReasonScore() for kind in SERVICE_KINDS}
+    score.reasons = {kind: ReasonScore() for kind in INJECTED_KINDS}
     for visit in run.visits:
         key = (visit.site, visit.bed, f"{visit.caregiver}/{visit.visit}")
         seen.add(key)
@@ -236,14 +237,15 @@ def _score(run: ServiceRun, findings: Iterable[Finding], score: ServiceScore) ->
                 score.false_reasons.update(reasons)
                 score.false_flags.append(f"{where}: {sorted(reasons)}")
             continue
+        expected = EXPECTED_REASON.get(visit.reason, visit.reason)
         for tally in (score.reasons[visit.reason],
                       *((score.couple_ghosts,) if visit.couple
                         and visit.reason == "nobody_sensed" else ()),
                       *((score.app_visits,) if visit.path == "app" else ())):
             tally.injected += 1
-            tally.right += visit.reason in reasons
+            tally.right += expected in reasons
             tally.flagged += bool(reasons)
-        if visit.reason not in reasons:
+        if expected not in reasons:
             score.misses.append(f"{where} {visit.reason}: got {sorted(reasons)}")
     for missed in run.missed:
         key = (missed.site, missed.bed, f"plan:{missed.plan}")

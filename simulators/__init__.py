@@ -31,6 +31,8 @@ from simulators.offline import Summary, traffic_line, write
 from simulators.profiles import PROFILES, Profile, parse_profiles
 from simulators.registry_toml import registry_toml
 from simulators.service_visits import (
+    EXPECTED_REASON,
+    INJECTED_KINDS,
     SERVICE_KINDS,
     AppEvent,
     MissedTruth,
@@ -44,7 +46,9 @@ from simulators.traffic import Action, Emission
 __all__ = [
     "DEFAULT_START",
     "DEFAULT_TIMEZONE",
+    "EXPECTED_REASON",
     "FAULT_KINDS",
+    "INJECTED_KINDS",
     "PROFILES",
     "SERVICE_KINDS",
     "Action",

@@ -17,7 +17,9 @@ The kinds (:data:`SERVICE_KINDS`): ``nobody_sensed`` (checked in and out, nobody
 (the plan's window two and a half hours later than the visit), ``unplanned`` (no plan that
 day), ``overlap`` (checked in at the caregiver's next home 20 minutes before leaving the
 previous one) and ``missed`` (no visit at all). Badge visit ids repeat across caregivers
-(``v1102-0``: the day and the slot), as apps that number their own visits do. On a bed of a
+(``v1102-0``: the day and the slot), as apps that number their own visits do. Besides, about
+one honest visit in :data:`SUBSTITUTE_EVERY` is made by a substitute caregiver (``substitute``:
+its visit is unplanned, the plan it stood in for missed). On a bed of a
 couple (profile ``couple``) the third visit is a caregiver who never came and the fourth
 planned one never happens, whatever the draw.
 
@@ -46,6 +48,13 @@ from simulators.visits import SLOT_LENGTH_MIN, SLOT_STARTS
 
 SERVICE_KINDS: Final = ("nobody_sensed", "too_short", "no_checkout", "no_recording",
                          "outside_window", "unplanned", "overlap", "missed")
+SUBSTITUTE_EVERY: Final = 37
+"""One honest visit in about this many (by day and bed, not drawn: the other kinds' draws stay
+as they were) is made by a substitute caregiver instead of the planned one."""
+INJECTED_KINDS: Final = (*SERVICE_KINDS, "substitute")
+EXPECTED_REASON: Final = {"substitute": "unplanned"}
+"""The reason a kind should be flagged with, where it is not the kind's own name (a
+substitute's visit is unplanned for them; the plan they stood in for is missed)."""
 RECORDED: Final = ("bathing", "medication", "rehab")
 """Items the default catalogue wants recorded."""
 WINDOW_SHIFT_MIN: Final = 150.0
@@ -159,6 +168,7 @@ def service_simulation(config: SimConfig, *, start: dt.date, days: float,
     couples = {spec.bed for spec in (b.traffic.spec for b in simulation.beds)
                if config.profile(spec.index).name == "couple"}
     _choose(visits, rng, anomaly_share, app_share, couples)
+    _substitute(visits, couples)
     run = ServiceRun(simulation=simulation, plans_csv="")
     rows = ["site,bed,plan,caregiver,date,start,end,services"]
     taken = {(v.spec.bed, v.plan.day.number): v for v in visits}
@@ -177,7 +187,7 @@ def service_simulation(config: SimConfig, *, start: dt.date, days: float,
             rows.append(f"{spec.site},{spec.bed},{plan_id},{spec.caregiver},"
                         f"{plan.day.date.isoformat()},{_hhmm(slot_start)},"
                         f"{_hhmm(slot_start + SLOT_LENGTH_MIN)},{';'.join(services)}")
-        if visit is None or visit.kind == "missed":
+        if visit is None or visit.kind in ("missed", "substitute"):
             run.missed.append(MissedTruth(site=spec.site, bed=spec.bed, plan=plan_id,
                                           start_ms=plan.day.at(slot_start),
                                           injected=visit is not None,
@@ -264,6 +274,17 @@ def _choose(visits: list[_Visit], rng: np.random.Generator, anomaly_share: float
             break
 
 
+def _substitute(visits: list[_Visit], couples: set[str]) -> None:
+    """Make about one honest visit in :data:`SUBSTITUTE_EVERY` a substitute's (none that an
+    overlap was built on, none at a couple's)."""
+    partners = {id(v.partner) for v in visits if v.partner is not None}
+    for visit in visits:
+        day = visit.plan.day.number
+        if (visit.kind is None and id(visit) not in partners and visit.spec.bed not in couples
+                and day >= 1 and (day * 7 + visit.spec.index) % SUBSTITUTE_EVERY == 0):
+            visit.kind = "substitute"
+
+
 def _partner(visit: _Visit, by_caregiver_day: dict[tuple[str, int], list[_Visit]]
              ) -> _Visit | None:
     """The caregiver's visit just before this one that day."""
@@ -323,6 +344,15 @@ def _apply(visit: _Visit, rng: np.random.Generator) -> None:
                     payload, services=(*services, "medication")))
                 plan.events[plan.events.index(visit.check_out)] = billed
                 visit.check_out = billed
+    elif kind == "substitute":  # a colleague with no plan at this bed comes instead
+        for attribute in ("check_in", "check_out"):
+            event = getattr(visit, attribute)
+            if event is None:
+                continue
+            renamed = replace(event, payload=msgspec.structs.replace(
+                event.payload, caregiver=f"sub-{visit.spec.bed}"))
+            plan.events[plan.events.index(event)] = renamed
+            setattr(visit, attribute, renamed)
     elif kind == "overlap":
         partner = visit.partner
         assert partner is not None

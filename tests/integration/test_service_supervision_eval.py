@@ -1,11 +1,12 @@
 """Issue #14's acceptance, scaled to the suite: simulated beds of every profile with plans and
 service anomalies of every kind injected (checked in and nobody came, left early, no
 check-out, no recording, outside the window, no plan, one caregiver in two homes, a planned
-visit that never happened; a fifth of the visits through the app), judged by the gateway's
-detector on the simulated clock (homecare/service_eval.py). Every anomaly must be flagged with
-the reason injected, at most 2 % of the honest visits flagged, and a caregiver who never came
-to an elderly couple flagged. The full-size run (50 beds x 14 days x 3 seeds) is
-``python -m homecare.service_eval``; its figures are in the README."""
+visit that never happened, a substitute caregiver in the planned one's stead; a fifth of the
+visits through the app), judged by the gateway's detector on the simulated clock
+(homecare/service_eval.py). Every anomaly must be flagged with the reason injected (a
+substitute's visit `unplanned`, its plan `missed`), at most 2 % of the honest visits flagged,
+and a caregiver who never came to an elderly couple flagged. The full-size run (50 beds x 14
+days x 3 seeds) is ``python -m homecare.service_eval``; its figures are in the README."""
 
 from __future__ import annotations
 

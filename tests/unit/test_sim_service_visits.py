@@ -114,3 +114,22 @@ def test_a_run_is_reproducible() -> None:
     assert first.plans_csv == second.plans_csv
     assert first.visits == second.visits
     assert first.app_events == second.app_events
+
+
+def test_a_substitute_visits_in_the_planned_caregivers_stead_and_the_plan_stays() -> None:
+    # About one honest visit in 37 (by day and bed: the fixture's 12 beds over 4 days may have
+    # none). The plan stays the planned caregiver's, and it is a plan that never happened.
+    config = SimConfig(beds=40, seed=5, incidents_per_bed_day=0.0, profiles=("standard",))
+    made = service_simulation(config, start=START, days=6, anomaly_share=0.2, seed=2)
+    substitutes = [v for v in made.visits if v.reason == "substitute"]
+    assert substitutes
+    plans = {(p.plan.bed, p.plan.date): p.plan.caregiver for p in parse_plans_csv(
+        made.plans_csv, catalogue=Catalogue.parse(DEFAULT_CATALOGUE),
+        zone_of=lambda site: zoneinfo.ZoneInfo("Asia/Shanghai")).rows}
+    zone = zoneinfo.ZoneInfo("Asia/Shanghai")
+    for visit in substitutes:
+        day = dt.datetime.fromtimestamp(visit.check_in_ms / 1000, zone).date().isoformat()
+        assert visit.caregiver == f"sub-{visit.bed}"
+        assert plans[(visit.bed, day)] not in (None, visit.caregiver)
+        plan_id = f"p{day.replace('-', '')}-{visit.bed}"
+        assert any(m.plan == plan_id and m.injected for m in made.missed), visit
