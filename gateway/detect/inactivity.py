@@ -3,7 +3,9 @@ than usual at this hour.
 
 Per bed, the *still run* is the time since the infrared sensor last saw movement or nobody
 was home (or, after a gap in its data, since data resumed: a sensor that was silent says
-nothing about stillness), or since the person was last seen in bed at an hour of their usual
+nothing about stillness), since the person got into or out of bed (movement, whatever the
+room's motion says: the stillness in bed does not carry over to the chair after getting up),
+or since the person was last seen in bed at an hour of their usual
 sleep: a person in bed during their usual sleep is asleep, not inactive (stillness in bed is
 the bed sensor's and the vital signs' to judge, not the room's motion). In bed comes from the
 fall/vital-sign sensor's ``in_bed``, else (that sensor silent) from the infrared ``bed`` zone.
@@ -13,11 +15,16 @@ exponentially weighted average over days (about a week of memory) at each local 
 
 * the *usual stillness*: the longest still run reached within the hour each day (a run from
   13:00 to 14:30 reached 60 minutes within 13:00 and 90 within 14:00), counting runs ended by
-  movement, never an hour in which nobody was home, and never a run that raised this alert
-  unless movement ended it within :data:`ALERTED_RUN_FACTOR` times the threshold it was
-  raised at (35 minutes of reading, flagged at 31, are this person's; three hours are not).
-  A day longer than the usual weighs :data:`USUAL_ALPHA_UP` (a shorter one
-  :data:`USUAL_ALPHA`), so a usual afternoon read is learnt in a day or two;
+  movement or by getting into or out of bed, never an hour in which nobody was home, and
+  never a run that raised this alert unless movement ended it within
+  :data:`ALERTED_RUN_FACTOR` times the threshold it was raised at (35 minutes of reading,
+  flagged at 31, are this person's; three hours are not). A day longer than the usual weighs
+  :data:`USUAL_ALPHA_UP` (a shorter one :data:`USUAL_ALPHA`), so a usual afternoon read is
+  learnt in a day or two. A longer run that raised the alert and that the person ended, up to
+  ``inactivity_min_minutes`` (:data:`REPEAT_MAX_SHARE`), is a *routine* when one did at the
+  same local hour on an earlier day within :data:`REPEAT_DAYS`: that hour's usual becomes at
+  least the shorter of the two at once (a doze in the armchair before bed on most evenings is
+  flagged once or twice, then learnt; over two hours still, by default, is never learnt);
 * the *usual sleep*: the share of the hour spent in bed, weekday and weekend nights apart as
   night_bed_exit keeps them (Friday and Saturday nights, noon to noon: Saturday's lie-in is
   the weekend's, Sunday evening's early bedtime a weekday's; hours with nobody home not
@@ -46,14 +53,22 @@ an hour off its usual time is still usual), where an hour's threshold is
   at noon), is always flagged. The ceiling needs to know where the person is: on a bed
   with no bed sensor and no infrared zone, the learnt usual alone decides.
 
+It is not raised, below the ceiling, for a still run that is another alert's spell: one that
+began no later than :data:`FALL_COVER_MS` after a ``fall_detected`` of the bed (the fall's
+critical alert, whose urgency rises with the stillness), or out of bed since the person left
+it at an hour of their usual sleep, while that sleep lasts (night_bed_exit's to judge, its
+limit at most 90 minutes). One incident is one alert; beyond the ceiling, or once the usual
+sleep is over, the stillness is judged here as any other.
+
 It clears with the next movement, nobody home, or the person asleep in bed. *Nobody home* is
 decided from every sensor (:class:`~gateway.detect._presence.HomeWatch`), not from the
 infrared's "nobody" alone, which is also what it says of a person out of its view or lying
 still under a sensor that sees presence by movement: the person was last seen at the door and
 nothing has shown a sign of life since (the infrared seeing or counting someone, the bed
 sensor, a voice or sound above the room's usual level, a button, a fall), or, without the
-door, a room that sounds empty (3 dB under its usual level for 20 minutes) or nothing at all
-for three hours; those do not clear an alert already raised.
+door, nothing has shown anyone for three hours (a room that merely sounds empty is not
+enough: a person motionless out of view sounds the same). Nobody unseen for those hours does
+not clear an alert already raised; leaving through the door does.
 Warm-up: on the first day every hour
 uses the not-learnt threshold (as before this rule: 120 minutes by default), and the night
 window stands for sleep; from the second day the hours seen are learnt.
@@ -88,6 +103,7 @@ import numpy as np
 import numpy.typing as npt
 
 from alerts.model import AlertType, Finding, Severity
+from devices.schemas import FallEvent
 from gateway.detect._base import DetectorBase, rounded, transitions
 from gateway.detect._batch import ZONE_BED, Batch, groups
 from gateway.detect._presence import HomeWatch
@@ -123,6 +139,18 @@ ALERTED_RUN_FACTOR: Final = 1.4
 """A still run that raised this alert is learnt as usual if movement ended it within this
 times the threshold it was judged by (reading for 36 minutes, flagged at 31, is this person's
 afternoon; three hours motionless is not, and is never learnt)."""
+REPEAT_DAYS: Final = 7
+"""A still spell that raised this alert and was ended by the person (beyond
+:data:`ALERTED_RUN_FACTOR`) is learnt as usual when another one did at the same local hour
+within this many days before: a routine (a doze in the armchair before bed on most evenings),
+not an incident."""
+REPEAT_MAX_SHARE: Final = 1.0
+"""... and only up to this times ``inactivity_min_minutes`` (120 minutes by default): a longer
+stillness is never a routine, however often it happens."""
+FALL_COVER_MS: Final = 10 * MINUTE_MS
+"""A still run that began no later than this after a ``fall_detected`` of the bed is the fall's
+(its own critical alert, whose urgency rises with the stillness): not raised here below the
+ceiling."""
 RESTING_FRESH_MS: Final = 10 * 60_000
 """In bed with a heart or breathing rate from the bed sensor this recently is *resting*."""
 PRIOR_DAY_MIN: Final = 20.0
@@ -163,6 +191,12 @@ def _previous(keys: I64, sorted_keys: I64, values: I64, bed: I64, sorted_bed: I6
     ok = (at >= 0) & (sorted_bed[safe] == bed)
     found: I64 = np.where(ok, values[safe], NONE)
     return found
+
+
+def _by_key(bed: I64, t: I64) -> tuple[I64, I64]:
+    """``bed``/``t`` ordered by bed and time."""
+    order = np.lexsort((t, bed))
+    return bed[order], t[order]
 
 
 def _hour_runs(beds: I64, local: I64) -> I64:
@@ -242,6 +276,16 @@ class InactivityDetector(DetectorBase):
         """Latest in-bed sample of the bed sensor with a heart or breathing rate."""
         b.column("active_threshold", np.float32, np.nan)
         """The threshold (minutes) the running alert was raised at."""
+        b.column("day_alerted_min", np.float32, 0.0, (24,))
+        """Like ``day_max_min``, of the still runs that raised this alert and were not learnt."""
+        b.column("alerted_min", np.float32, np.nan, (24,))
+        b.column("alerted_day", np.int64, NONE, (24,))
+        """The latest earlier day's ``day_alerted_min`` per hour, and that local day."""
+        b.column("fall_t", np.int64, NONE)
+        """The latest ``fall_detected`` of the bed."""
+        b.column("night_exit_t", np.int64, NONE)
+        """Out of bed since this exit at an hour of the usual sleep (NONE: back in bed, or the
+        latest exit was not at such an hour)."""
         self.home = HomeWatch(b)
 
     # --- folding a batch in ---------------------------------------------------------------
@@ -312,8 +356,13 @@ class InactivityDetector(DetectorBase):
             sleeping = o_in & self._sleep_hour(o_bed, o_local, runs) if len(o_bed) else o_in
             asleep.append((o_bed[sleeping], o_t[sleeping]))
 
+        c_bed, c_t = self._bed_changes(streams)
+        for record in batch.events:
+            if isinstance(record.event, FallEvent) and record.event.event == "fall_detected":
+                b["fall_t"][record.bed] = max(int(b["fall_t"][record.bed]), record.t)
+
         still_since, last_t = b["still_since"], b["last_t"]
-        before = still_since.copy() if len(bed) else still_since
+        before = still_since.copy() if len(bed) or len(c_bed) else still_since
         first = np.concatenate(([True], bed[1:] != bed[:-1]))
         previous = np.where(first, last_t[bed], np.concatenate(([NONE], t[:-1])))
         gap = t - previous > np.maximum(DATA_GAP_MS, GAP_FACTOR * b["spacing_ms"][bed])
@@ -327,6 +376,9 @@ class InactivityDetector(DetectorBase):
         reset = moved | absent | gap
         ended = moved & ~gap
         _latest(still_since, bed[reset], t[reset])
+        # Getting into or out of bed is movement, whatever the room's motion says: the
+        # stillness in bed does not carry over to the chair, nor the chair's into bed.
+        _latest(still_since, c_bed, c_t)
         for a_bed, a_t in asleep:
             _latest(still_since, a_bed, a_t)
         _latest(last_t, bed, t)
@@ -354,8 +406,45 @@ class InactivityDetector(DetectorBase):
         if absent.any():
             away_local = self._local(bed[absent], t[absent])
             b["day_away"][bed[absent], (away_local // HOUR_MS) % 24] = True
-        if ended.any():
-            self._ended_runs(bed, t, reset, ended, asleep, before)
+        if ended.any() or len(c_bed):
+            r_bed, r_t = _by_key(np.concatenate((bed[reset], c_bed)),
+                                 np.concatenate((t[reset], c_t)))
+            e_bed, e_t = _by_key(np.concatenate((bed[ended], c_bed)),
+                                 np.concatenate((t[ended], c_t)))
+            self._ended_runs(r_bed, r_t, e_bed, e_t, asleep, before)
+
+    def _bed_changes(self, streams: list[tuple[I64, I64, Bool]]) -> tuple[I64, I64]:
+        """Where each bed's person got into or out of bed in this round (against the latest
+        whereabouts before it), ordered by bed and time; keeps ``night_exit_t``: out of bed
+        since an exit at an hour of the usual sleep (cleared by a return to bed)."""
+        b = self.beds
+        beds_out: list[I64] = []
+        times_out: list[I64] = []
+        into: list[Bool] = []
+        for o_bed, o_t, o_in in streams:
+            if not len(o_bed):
+                continue
+            first = np.concatenate(([True], o_bed[1:] != o_bed[:-1]))
+            known_t = b["in_bed_t"][o_bed]
+            was_known = (known_t != NONE) & (known_t <= o_t)
+            prior = np.where(was_known, b["in_bed"][o_bed], o_in)
+            previous = np.where(first, prior, np.concatenate(([False], o_in[:-1])))
+            change = previous != o_in
+            beds_out.append(o_bed[change])
+            times_out.append(o_t[change])
+            into.append(o_in[change])
+        if not beds_out:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        c_bed, c_t = np.concatenate(beds_out), np.concatenate(times_out)
+        c_in = np.concatenate(into)
+        order = np.lexsort((c_t, c_bed))
+        c_bed, c_t, c_in = c_bed[order], c_t[order], c_in[order]
+        if len(c_bed):
+            rows, _, last, _ = groups(c_bed)
+            at_night = self._sleep_hour(c_bed[last], self._local(c_bed[last], c_t[last]))
+            exit_t = np.where(~c_in[last] & at_night, c_t[last], NONE)
+            b["night_exit_t"][rows] = exit_t
+        return c_bed, c_t
 
     def _whereabouts(self, streams: list[tuple[I64, I64, Bool]]) -> None:
         """Keep each bed's latest in or out of bed (each stream ordered by bed and time)."""
@@ -368,14 +457,17 @@ class InactivityDetector(DetectorBase):
             b["in_bed_t"][rows[newer]] = t[last][newer]
             b["in_bed"][rows[newer]] = in_bed[last][newer]
 
-    def _ended_runs(self, bed: I64, t: I64, reset: Bool, ended: Bool,
+    def _ended_runs(self, r_bed: I64, r_t: I64, e_bed: I64, e_t: I64,
                     asleep: list[tuple[I64, I64]], before: I64) -> None:
-        """Learn the still runs that movement ended in this batch: each from the latest reset
-        before it (movement, absence, data resumed, asleep in bed, or the run carried in)."""
-        low = min([int(t.min())] + [int(a_t.min()) for _, a_t in asleep if len(a_t)])
-        r_bed, r_t = bed[reset], t[reset]
+        """Learn the still runs that movement (or getting into or out of bed) ended in this
+        batch, ``e_bed``/``e_t``: each from the latest reset before it, ``r_bed``/``r_t``
+        (movement, absence, data resumed, in or out of bed, asleep in bed, or the run carried
+        in); both ordered by bed and time."""
+        if not len(e_bed):
+            return
+        low = min([int(r_t.min()), int(e_t.min())]
+                  + [int(a_t.min()) for _, a_t in asleep if len(a_t)])
         r_keys = _keys(r_bed, r_t, low)
-        e_bed, e_t = bed[ended], t[ended]
         e_keys = _keys(e_bed, e_t, low)
         start = np.maximum(before[e_bed], _previous(e_keys, r_keys, r_t, e_bed, r_bed))
         for a_bed, a_t in asleep:
@@ -390,6 +482,14 @@ class InactivityDetector(DetectorBase):
         use = (start != NONE) & (start < e_t) & (~alerted | within)
         if use.any():
             self._learn(e_bed[use], start[use], e_t[use])
+        # One that did not is kept aside: learnt only if it recurs at the same hour (see
+        # _new_day), and never if longer than a routine can be.
+        minimum = self.fleet.setting("inactivity_min_minutes")[e_bed]
+        aside = ((start != NONE) & (start < e_t) & alerted & ~within
+                 & (e_t - start <= REPEAT_MAX_SHARE * minimum * MINUTE_MS))
+        if aside.any():
+            self._routine(e_bed[aside], start[aside], e_t[aside])
+            self._learn(e_bed[aside], start[aside], e_t[aside], "day_alerted_min")
 
     def _learn_spacing(self, bed: I64, step: I64, known: Bool) -> None:
         """Fold this round's mean spacing of each bed's samples into its usual spacing, so a
@@ -414,7 +514,8 @@ class InactivityDetector(DetectorBase):
         b = self.beds
         day = self._local(beds, b["clock_t"][beds]) // DAY_MS
         old_day = b["day"][beds]
-        changed = beds[(day != old_day) & (old_day != NONE)]
+        turned = (day != old_day) & (old_day != NONE)
+        changed = beds[turned]
         if len(changed):
             home = ~b["day_away"][changed]
             seen = b["day_max_min"][changed]
@@ -422,6 +523,13 @@ class InactivityDetector(DetectorBase):
             alpha = np.where(seen > usual, USUAL_ALPHA_UP, USUAL_ALPHA)
             folded = np.where(np.isnan(usual), seen, (1 - alpha) * usual + alpha * seen)
             b["usual_min"][changed] = np.where((seen > 0) & home, folded, usual)
+            # Today's spells that raised the alert, kept for the days to come (_routine).
+            spell = b["day_alerted_min"][changed]
+            last_spell, last_day = b["alerted_min"][changed], b["alerted_day"][changed]
+            this_day = old_day[turned][:, None]
+            kept = (spell > 0) & home
+            b["alerted_min"][changed] = np.where(kept, spell, last_spell)
+            b["alerted_day"][changed] = np.where(kept, this_day, last_day)
             # Each hour's kind is its night's: the morning the night before's.
             hours = np.arange(24)
             rows = changed[:, None]
@@ -432,27 +540,48 @@ class InactivityDetector(DetectorBase):
             mixed = np.where(np.isnan(share), today,
                              (1 - USUAL_ALPHA) * share + USUAL_ALPHA * today)
             b["bed_share"][rows, weekend, hours] = np.where((observed > 0) & home, mixed, share)
-            for name in ("day_max_min", "day_in_bed", "day_bed_seen"):
+            for name in ("day_max_min", "day_in_bed", "day_bed_seen", "day_alerted_min"):
                 b[name][changed] = 0.0
             b["day_away"][changed] = False
         b["day"][beds] = day
 
-    def _learn(self, beds: I64, start: I64, end: I64) -> None:
-        """For each ended still run, the length it reached within every local hour it
-        covered."""
+    def _reached(self, beds: I64, start: I64, end: I64
+                 ) -> list[tuple[I64, I64, npt.NDArray[np.float32]]]:
+        """For each ended still run, the length (minutes) it reached within every local hour
+        it covered: (beds, hours, minutes) per hour step."""
         first_local = self._local(beds, start)
         first = first_local // HOUR_MS
         spanned = np.clip(self._local(beds, end) // HOUR_MS - first, 0, 23)
-        day_max = self.beds["day_max_min"]
+        steps = []
         for k in range(int(spanned.max()) + 1):
             inside = k <= spanned
             hour_end = (first[inside] + k + 1) * HOUR_MS - first_local[inside] + start[inside]
             reached = (np.minimum(end[inside], hour_end) - start[inside]) / MINUTE_MS
             hours = ((first[inside] + k) % 24).astype(np.int64)
-            rows = beds[inside]
-            value = reached.astype(np.float32)
+            steps.append((beds[inside], hours, reached.astype(np.float32)))
+        return steps
+
+    def _learn(self, beds: I64, start: I64, end: I64, column: str = "day_max_min") -> None:
+        """Fold ended still runs into today's ``column`` (see :meth:`_reached`)."""
+        day_max = self.beds[column]
+        for rows, hours, value in self._reached(beds, start, end):
             longer = value > day_max[rows, hours]  # most runs are not: few to fold in
             np.maximum.at(day_max, (rows[longer], hours[longer]), value[longer])
+
+    def _routine(self, beds: I64, start: I64, end: I64) -> None:
+        """Spells that raised this alert and that the person ended: where one did at the same
+        local hour on an earlier day within :data:`REPEAT_DAYS`, it is this person's routine,
+        usual at that hour from now on (the shorter of the two)."""
+        b = self.beds
+        usual, last, last_day = b["usual_min"], b["alerted_min"], b["alerted_day"]
+        for rows, hours, value in self._reached(beds, start, end):
+            seen = last_day[rows, hours]
+            recent = (seen != NONE) & (b["day"][rows] - seen <= REPEAT_DAYS)
+            recent &= ~np.isnan(last[rows, hours])
+            if recent.any():
+                rows, hours = rows[recent], hours[recent]
+                routine = np.minimum(value[recent], last[rows, hours])
+                np.fmax.at(usual, (rows, hours), routine)
 
     # --- evaluating -----------------------------------------------------------------------
 
@@ -533,7 +662,14 @@ class InactivityDetector(DetectorBase):
         threshold = np.where(known, np.minimum(threshold, ceiling), threshold)
         still = (now_ms - since) / MINUTE_MS
         share = b["bed_share"][beds, _weekend(local), hour].astype(np.float64)
-        return {"raise": ~asleep & (still >= threshold), "threshold": threshold,
+        # Another alert's spell below the ceiling: still since a fall (the fall alert, whose
+        # urgency rises with the stillness), or out of bed since leaving it in the usual sleep
+        # and still in it (night_bed_exit's to judge).
+        fall_t = b["fall_t"][beds]
+        after_fall = (fall_t != NONE) & (since <= fall_t + FALL_COVER_MS)
+        night_exit = (b["night_exit_t"][beds] != NONE) & ~in_bed & sleep
+        covered = (after_fall | night_exit) & (still < ceiling)
+        return {"raise": ~asleep & ~covered & (still >= threshold), "threshold": threshold,
                 "usual": usual, "this_hour": this_hour, "hour": hour, "known": known,
                 "in_bed": in_bed & known, "sleep": sleep, "ceiling": ceiling, "share": share,
                 "resting": resting,

@@ -13,6 +13,7 @@ from tests.unit.test_detect_support import (
     audio,
     cleared,
     infrared,
+    message,
     opened,
     run,
     vitals,
@@ -363,3 +364,158 @@ def test_learnt_sleep_and_stillness_survive_a_restart() -> None:
     restored.restore(learnt.state())
     [raised] = opened(run(restored, later, start=day4, end=day4 + 24 * HOUR, step=MINUTE))
     assert raised.evidence["usual_minutes"] < 30
+
+
+# --- a fresh verifier's false alerts (independent traffic, 2026-12-01) -------------------------
+
+
+def timeline(base: int, spans: list[tuple[int, int, str]]) -> list[tuple[int, Message]]:
+    """Local minutes after ``base`` (midnight), each span ``bed`` (asleep: in bed, no motion),
+    ``up`` (moving about, out of bed) or ``chair`` (out of bed, no motion)."""
+    traffic: list[tuple[int, Message]] = []
+    for a, b, kind in spans:
+        a_ms, b_ms = base + a * MINUTE, base + b * MINUTE
+        traffic += home("b1", a_ms, b_ms, motion=2 if kind == "up" else 0)
+        traffic += bed_sensor("b1", a_ms, b_ms, in_bed=kind == "bed")
+    return traffic
+
+
+def turns_in_bed(start: int, end: int) -> list[tuple[int, Message]]:
+    """A turn in bed now and then (so the night's still runs are learnt, and short)."""
+    return [(t + 200, infrared("b1", t, motion=1, zone="bed"))
+            for t in range(start + 20 * MINUTE, end, 40 * MINUTE)]
+
+
+def dozing_evenings(day1: int, count: int, *, doze: int = 80) -> list[tuple[int, Message]]:
+    """Up 07:00-23:00, to bed at 23:15 on the first two days; from the third on, dozing in the
+    armchair from 23:00 for ``doze`` minutes, then to bed."""
+    traffic = timeline(day1, [(0, 7 * 60, "bed")]) + turns_in_bed(day1, day1 + 7 * HOUR)
+    for day in range(count):
+        base = day1 + day * 24 * HOUR
+        chair = doze if day >= 2 else 0
+        traffic += timeline(base, [(7 * 60, 23 * 60 + (0 if chair else 15), "up"),
+                                   (23 * 60, 23 * 60 + chair, "chair"),
+                                   (23 * 60 + max(chair, 15), 31 * 60, "bed")])
+        traffic += turns_in_bed(base + 23 * HOUR + max(chair, 15) * MINUTE, base + 31 * HOUR)
+    return traffic
+
+
+def test_an_armchair_doze_before_bed_on_every_evening_becomes_the_persons_usual() -> None:
+    """A fresh verifier's case: dozing 80 minutes in the armchair at 23:00 every evening, then
+    going to bed, was flagged every evening and never learnt (a spell longer than 1.4 times the
+    threshold is never learnt as usual, and going to bed did not end the spell at all). A spell
+    that raised the alert at the same hour as on an earlier day of the week is a routine."""
+    day1 = at("2026-11-02", "00:00", ZONE)
+    findings = opened(run(detector(), dozing_evenings(day1, 8), start=day1,
+                          end=day1 + 8 * 24 * HOUR + 7 * HOUR, step=MINUTE))
+    assert 1 <= len(findings) <= 2, [f.summary for f in findings]
+    assert all(f.at < day1 + 4 * 24 * HOUR for f in findings)  # the third and fourth dozes
+
+
+def test_a_learnt_doze_still_leaves_a_long_stillness_at_that_hour_flagged() -> None:
+    """The routine raises the hour's threshold to about the doze (plus the margin), never to
+    the ceiling: motionless for three hours from 23:00 is flagged at once after that."""
+    day1 = at("2026-11-02", "00:00", ZONE)
+    traffic = dozing_evenings(day1, 5)
+    day6 = day1 + 5 * 24 * HOUR
+    traffic += timeline(day6, [(7 * 60, 23 * 60, "up"), (23 * 60, 26 * 60, "chair"),
+                               (26 * 60, 31 * 60, "bed")])
+    traffic += turns_in_bed(day6 + 26 * HOUR, day6 + 31 * HOUR)
+    findings = opened(run(detector(), traffic, start=day1, end=day6 + 31 * HOUR, step=MINUTE))
+    [late] = [f for f in findings if f.at >= day6]
+    assert late.started_at >= day6 + 23 * HOUR - MINUTE
+    assert late.evidence["usual_minutes"] >= 60  # the doze, learnt
+    assert late.at - late.started_at <= 130 * MINUTE  # well before the 4-hour ceiling
+
+
+def test_a_long_stillness_is_never_a_routine_however_often() -> None:
+    """Still out of bed for 3 hours every afternoon is more than a routine can be
+    (inactivity_min_minutes, 2 hours by default): flagged on every day, never learnt."""
+    day1 = at("2026-11-02", "00:00", ZONE)
+    traffic = timeline(day1, [(0, 7 * 60, "bed")])
+    for day in range(6):
+        traffic += timeline(day1 + day * 24 * HOUR, [
+            (7 * 60, 13 * 60, "up"), (13 * 60, 16 * 60, "chair"), (16 * 60, 22 * 60, "up"),
+            (22 * 60, 31 * 60, "bed")])
+    findings = opened(run(detector(), traffic, start=day1, end=day1 + 6 * 24 * HOUR,
+                          step=MINUTE))
+    assert len(findings) == 6
+
+
+def test_getting_out_of_bed_restarts_the_still_run() -> None:
+    """A fresh verifier's case: in bed (heart rate reported, no motion in the room) until
+    06:40, a lie-in past the usual 06:00, then sitting still for 20 minutes was flagged at once
+    as 'still 48 min since 05:59': the stillness in bed carried over into the chair."""
+    day1 = at("2026-11-02", "00:00", ZONE)
+    traffic: list[tuple[int, Message]] = []
+    for day in range(3):
+        traffic += timeline(day1 + day * 24 * HOUR, [(0, 6 * 60, "bed"), (6 * 60, 22 * 60, "up"),
+                                                     (22 * 60, 24 * 60, "bed")])
+    day4 = day1 + 3 * 24 * HOUR
+    traffic += timeline(day4, [(0, 6 * 60 + 40, "bed"), (6 * 60 + 40, 7 * 60, "chair"),
+                               (7 * 60, 22 * 60, "up")])
+    assert opened(run(detector(), traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE)) == []
+    # Still in the chair for longer than this hour's usual after getting up is flagged, from
+    # the moment the person left the bed.
+    traffic = [pair for pair in traffic if pair[0] < day4 + 6 * HOUR + 40 * MINUTE]
+    traffic += timeline(day4, [(6 * 60 + 40, 9 * 60, "chair")])
+    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 9 * HOUR, step=MINUTE))
+    assert day4 + 6 * HOUR + 39 * MINUTE <= raised.started_at <= day4 + 6 * HOUR + 41 * MINUTE
+    assert raised.evidence["in_bed"] is False
+
+
+def fall(t: int) -> tuple[int, Message]:
+    return (t + 100, message("b1", "fall", "fs-b1", "event",
+                             {"ts": t, "event": "fall_detected", "posture": "lying"}))
+
+
+@pytest.mark.parametrize("lying", [90, 300])
+def test_stillness_after_a_fall_is_the_falls_alert_below_the_ceiling(lying: int) -> None:
+    """A fresh verifier's case: a fall (its own critical alert, whose urgency rises as the
+    person stays still) was followed by an inactivity alert 50 minutes later: one incident,
+    two alerts. Still below the ceiling after a fall is the fall's; beyond it (4 hours),
+    inactivity flags it as any long stillness."""
+    day1, traffic = days("2026-11-02", 3)
+    day4 = day1 + 3 * 24 * HOUR
+    noon = day4 + 12 * HOUR
+    traffic += timeline(day4, [(0, 7 * 60, "bed"), (7 * 60, 12 * 60, "up"),
+                               (12 * 60, 12 * 60 + lying, "chair"),
+                               (12 * 60 + lying, 22 * 60, "up")])
+    traffic.append(fall(noon + 30_000))
+    findings = opened(run(detector(), traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
+    if lying < 240:
+        assert findings == []
+    else:
+        [raised] = findings
+        assert raised.at - raised.started_at <= 242 * MINUTE
+    # Without the fall, the same stillness is flagged soon after it became unusual.
+    without = [pair for pair in traffic if pair != traffic[-1]]
+    [raised] = opened(run(detector(), without, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
+    assert raised.at - raised.started_at <= 60 * MINUTE
+
+
+@pytest.mark.parametrize("lying", [150, 330])
+def test_out_of_bed_at_night_is_night_bed_exits_below_the_ceiling(lying: int) -> None:
+    """A fresh verifier's case: every night exit without return (out of bed at 02:00, on the
+    floor) raised both night_bed_exit and, a minute later, inactivity. Out of bed since
+    leaving it in the usual sleep is night_bed_exit's to judge (its limit is at most 90
+    minutes); inactivity flags it only at the ceiling or once the usual sleep is over."""
+    day1 = at("2026-11-02", "00:00", ZONE)
+    traffic: list[tuple[int, Message]] = []
+    for day in range(4):  # now and then a turn in bed: the night's still runs are short
+        base = day1 + day * 24 * HOUR
+        traffic += timeline(base, [(0, 7 * 60, "bed"), (7 * 60, 22 * 60, "up"),
+                                   (22 * 60, 24 * 60, "bed")])
+        traffic += turns_in_bed(base, base + 7 * HOUR)
+    day5 = day1 + 4 * 24 * HOUR
+    two = 2 * 60
+    traffic += timeline(day5, [(0, two, "bed"), (two, two + lying, "chair"),
+                               (two + lying, 22 * 60, "up")])
+    findings = opened(run(detector(), traffic, start=day1, end=day5 + 22 * HOUR, step=MINUTE))
+    late = [f for f in findings if f.at >= day5]
+    if lying < 240:
+        assert late == []
+    else:
+        [raised] = late
+        assert raised.started_at >= day5 + two * MINUTE - MINUTE
+        assert raised.at - raised.started_at <= 242 * MINUTE
