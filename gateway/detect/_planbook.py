@@ -124,16 +124,24 @@ class PlanBook:
         return (site, bed) in self.planned
 
     def plan_of(self, visit: Visit) -> PlannedVisit | None:
-        """The plan ``visit`` took, if it is still there."""
+        """The plan ``visit`` took, if it is still there, its bed's and its caregiver's (a
+        visit of a snapshot from before 2026-12-01 may hold a colleague's)."""
         if visit.plan is None:
             return None
         plan = self.plans.get(plan_key(visit.site, visit.plan))
-        return plan if plan is not None and plan.bed == visit.bed_id else None
+        return plan if plan is not None and (plan.bed, plan.caregiver) == (
+            visit.bed_id, visit.caregiver) else None
 
     def match(self, visit: Visit) -> tuple[PlannedVisit | None, bool]:
         """Give ``visit`` the plan :func:`~alerts.plans.plan_for_visit` picks (its own
         caregiver's on its bed nearest to its check-in within :data:`MATCH_MS`, not taken by
         another visit); returns the plan and whether it had been reported as never happened."""
+
+        if visit.plan is not None:  # a plan it no longer takes (moved, or a colleague's)
+            held = self.marks.get(plan_key(visit.site, visit.plan))
+            if held is not None and held.visit == visit.key:
+                held.visit = None
+            visit.plan = None
 
         def taken(plan: PlannedVisit) -> bool:
             mark = self.marks.get(plan_key(plan.site, plan.plan))

@@ -326,6 +326,28 @@ def test_a_substitute_caregiver_takes_no_colleagues_plan_and_the_plan_is_missed(
     assert flags(findings) == {}
 
 
+def test_a_colleagues_plan_held_by_a_visit_of_an_older_snapshot_is_given_back(
+        plans: PlanStore) -> None:
+    # A visit under way at the upgrade took c-10's plan by the rule of before: judged, it
+    # takes none (unplanned) and the plan, free again, is missed.
+    from gateway.detect._planbook import PlanBook, PlanMark, plan_key
+    from gateway.detect._visits import Visit, visit_key
+
+    noon = T0 + 4 * HOUR
+    plan(plans, "r-px", "b1", "12:50", "12:55", caregiver="c-10")
+    book = PlanBook(plans)
+    book.refresh(T0)
+    held = Visit(site="s1", bed_id="b1", bed=0, caregiver="c-11", visit="v-11", source="badge",
+                 method=None, check_in=noon + 48 * MINUTE, plan="r-px")
+    book.marks[plan_key("s1", "r-px")] = PlanMark(end_ms=noon + 55 * MINUTE, known_at=T0,
+                                                  visit=visit_key("s1", "b1", "c-11", "v-11"))
+    assert book.plan_of(held) is None
+    assert book.match(held) == (None, False)
+    assert held.plan is None
+    [missed] = book.due_missed(noon + 3 * HOUR, HOUR, T0)
+    assert missed.plan == "r-px"
+
+
 # --- one caregiver in two homes ----------------------------------------------------------------
 
 
