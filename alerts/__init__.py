@@ -86,6 +86,7 @@ from alerts.notify import (
 )
 from alerts.plans import (
     DEFAULT_CATALOGUE,
+    PLAN_MATCH_MS,
     Catalogue,
     PlanImport,
     PlannedVisit,
@@ -93,6 +94,8 @@ from alerts.plans import (
     ServiceItem,
     make_plan,
     parse_plans_csv,
+    plan_for_visit,
+    registry_places,
     zone_named,
 )
 from alerts.planstore import PlanImportResult, PlanStore
@@ -121,6 +124,7 @@ __all__ = [
     "ITEM_PATTERN",
     "MAX_PAGE",
     "OUTCOME_PATTERN",
+    "PLAN_MATCH_MS",
     "PROFILE_FIELDS",
     "RECIPIENTS",
     "SITE_TYPES",
@@ -216,8 +220,10 @@ __all__ = [
     "make_private",
     "parse_csv",
     "parse_plans_csv",
+    "plan_for_visit",
     "plan_step",
     "random_ids",
+    "registry_places",
     "seeded_ids",
     "storage_fault",
     "supervision_csv",

@@ -1,5 +1,9 @@
 """Service plans: the visits a care institution plans for each bed, and the service catalogue.
 
+(A module over 400 lines: a plan's shape, the rule that matches a visit to its plan, and the
+CSV import that validates rows against the catalogue, the registry and the site's clock are
+one contract with the institution, read in one place.)
+
 A :class:`PlannedVisit` says who (a caregiver's pseudonymous id) is to visit which bed, when
 (a local date and a time window in the site's zone, kept also as epoch ms) and for what
 (service item codes). The ``service_anomaly`` detector compares each visit the devices record
