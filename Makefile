@@ -10,6 +10,7 @@
 #   make soak         30 minutes at a steady load: RSS, queue depths, latency, plot
 #   make venv         create .venv and install the package with its test extra (which has the
 #                     demo extra in it)
+#   make bytecode     the project's .pyc written ahead (run by test, run, bench, chaos, soak)
 #   make system-deps  install the missing Debian packages (mosquitto, influxdb, ...)
 #   make lint         ruff check, and the import layers (lint-imports, pyproject.toml)
 #   make typecheck    mypy (configured in pyproject.toml)
