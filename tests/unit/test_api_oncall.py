@@ -38,6 +38,15 @@ def harness(tmp_path: Path, **options: object):  # type: ignore[no-untyped-def]
                  escalation=EscalationPolicy(chains=CHAINS), **options)
 
 
+def _pressed(api):  # type: ignore[no-untyped-def]
+    """bed-0007's emergency button pressed at T0: its critical alert, committed."""
+    alert = api.engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01",
+                                      bed="bed-0007", at=T0, severity=Severity.CRITICAL,
+                                      summary="emergency button pressed")], T0)[0].alert
+    api.engine.commit()
+    return alert
+
+
 async def test_the_roster_is_shown_to_dispatchers_and_replaced_whole_by_admins(
         tmp_path: Path) -> None:
     api = harness(tmp_path)
@@ -137,10 +146,7 @@ async def test_an_acknowledge_link_shows_the_alert_acknowledges_once_and_is_audi
     links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32, ttl_ms=600_000)
     api = harness(tmp_path, acklinks=links)
     try:
-        alert = api.engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01",
-                                          bed="bed-0007", at=T0, severity=Severity.CRITICAL,
-                                          summary="emergency button pressed")], T0)[0].alert
-        api.engine.commit()
+        alert = _pressed(api)
         token = links.mint(key="gw/notify/x/1/email/li", alert_id=alert.id, recipient="li",
                            step=2, channel="email", now_ms=T0)
         page = await api.client.get(f"/ack/{token}")
@@ -299,10 +305,7 @@ async def test_a_family_contacts_link_never_acknowledges_the_call(tmp_path: Path
     links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32, ttl_ms=600_000)
     api = harness(tmp_path, acklinks=links)
     try:
-        alert = api.engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="site-01",
-                                          bed="bed-0007", at=T0, severity=Severity.CRITICAL,
-                                          summary="emergency button pressed")], T0)[0].alert
-        api.engine.commit()
+        alert = _pressed(api)
         token = links.mint(key=f"gw/notify/{alert.id}/1/webhook/family_contact-1",
                            alert_id=alert.id, recipient="family_contact-1", step=1,
                            channel="webhook", now_ms=T0)
