@@ -458,6 +458,41 @@ def test_the_language_switch_changes_every_text_and_is_remembered(
         expect(page.locator("html")).to_have_attribute("lang", "en")
 
 
+def test_a_half_written_comment_survives_the_page_being_redrawn(
+        browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices) -> None:
+    """The station's zone arriving late (a slow hub) and a language switch redraw the alert
+    page; what the dispatcher is typing stays, with the caret (a CI run lost it once)."""
+    devices.press("bed-0063")
+    with console_page(browser, gateway, width=1366, height=900) as page:
+        held: list[Any] = []
+
+        def hold(request: Any) -> None:  # answered only when released below
+            held.append(request)
+
+        page.route("**/api/v1/station*", hold)
+        sign_in(page, dispatcher_key)
+        call = card(page, "Emergency button", "bed-0063")
+        expect(call).to_be_visible(timeout=DEADLINE_MS)
+        call.get_by_role("link", name="Emergency button").click()
+        box = page.locator("#comment-text")
+        expect(box).to_be_visible(timeout=DEADLINE_MS)
+        box.fill("Daughter on her way, says")
+        assert held, "the console did not ask for the station's zone"
+        for request in held:
+            request.continue_()
+        page.unroute("**/api/v1/station*", hold)
+        # The zone moved every time on screen to the station's: the page was drawn again.
+        expect(page.locator("main")).to_contain_text(
+            station_time(api_alerts(gateway, dispatcher_key, bed="bed-0063")[0]["opened_at"]),
+            timeout=DEADLINE_MS)
+        expect(box).to_have_value("Daughter on her way, says")
+        expect(box).to_be_focused()
+        page.keyboard.type(" ten minutes")
+        page.locator("#lang").select_option("zh-CN")
+        expect(page.get_by_role("heading", name=HANDLING_TEXT["zh-CN"]["comments"])).to_be_visible()
+        expect(box).to_have_value("Daughter on her way, says ten minutes")
+
+
 @pytest.mark.parametrize("lang", LANGUAGES)
 def test_console_works_at_phone_width(browser: Any, gateway: GatewayProcess,
                                       dispatcher_key: str, devices: Devices, lang: str) -> None:
@@ -887,6 +922,7 @@ def test_the_alert_page_gives_the_dispatcher_the_resident_the_calls_the_checklis
         expect(comments.locator("#comment-list")).to_contain_text(handling["other_comment"],
                                                                   timeout=DEADLINE_MS)
         expect(comments.get_by_label(handling["comment_label"])).to_have_value("typing…")
+        expect(comments.get_by_label(handling["comment_label"])).to_be_focused()  # the caret too
         comments.get_by_label(handling["comment_label"]).fill("")
         assert_no_english(page, lang)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,8 @@ function showLogin(message = "") {
   health.stop();
   ctx.view?.dispose?.();
   ctx.view = null;
+  $("main").replaceChildren(); // nothing of this session (a half-written comment) stays behind
+  route.shown = null;
   document.title = t("app.name");
   $("shell").hidden = true;
   $("login").hidden = false;
@@ -292,9 +294,33 @@ $("resolve-form").addEventListener("submit", async (event) => {
 
 // --- routing ---------------------------------------------------------------------------------
 
+/** What is being typed on the page (its text fields by id, and which one has the caret), so a
+ * redraw of the same page (the station's zone or the key's role arriving, a language switch)
+ * never loses a dispatcher's half-written comment. */
+function typedInput(main) {
+  return [...main.querySelectorAll("textarea[id]")].map((area) => ({
+    id: area.id, value: area.value, focused: document.activeElement === area,
+    start: area.selectionStart, end: area.selectionEnd,
+  }));
+}
+
+function restoreInput(main, typed) {
+  for (const was of typed) {
+    const area = main.querySelector(`#${CSS.escape(was.id)}`);
+    if (!area || area.tagName !== "TEXTAREA" || area.value === was.value) continue;
+    area.value = was.value;
+    area.dispatchEvent(new Event("input")); // the view's own draft and dirty flags
+    if (was.focused) {
+      area.focus({ preventScroll: true });
+      area.setSelectionRange(was.start, was.end);
+    }
+  }
+}
+
 function route() {
   if (!ctx.store) return;
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  const typed = route.shown === location.hash ? typedInput($("main")) : [];
   ctx.view?.dispose?.();
   let nav = "queue";
   if (parts[0] === "alerts" && parts[1]) {
@@ -322,6 +348,8 @@ function route() {
   const hadFocus = main.contains(document.activeElement);
   main.replaceChildren(ctx.view.root);
   if (hadFocus || route.moved) main.focus({ preventScroll: true });
+  restoreInput(main, typed);
+  route.shown = location.hash;
   route.moved = true;
   window.scrollTo(0, 0);
 }

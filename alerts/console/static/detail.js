@@ -92,7 +92,10 @@ export function detailView(ctx, alertId) {
     }
     const focused = body.contains(document.activeElement) ? document.activeElement : null;
     const focusKey = focused && (focused.dataset.item !== undefined ? `[data-item="${CSS.escape(focused.dataset.item)}"]`
-      : focused.dataset.action ? `[data-action="${CSS.escape(focused.dataset.action)}"]` : null);
+      : focused.dataset.action ? `[data-action="${CSS.escape(focused.dataset.action)}"]`
+        : focused.id ? `#${CSS.escape(focused.id)}` : null);
+    // The comment being typed keeps its caret through a live update (moving it blurs it).
+    const caret = focused?.tagName === "TEXTAREA" ? [focused.selectionStart, focused.selectionEnd] : null;
     const evidence = Object.entries(a.evidence || {});
     body.replaceChildren(
       h("div", { class: "page-head" },
@@ -143,7 +146,9 @@ export function detailView(ctx, alertId) {
           ? h("ol", { class: "timeline", id: "alert-history" }, history.map((c) => historyItem(c, resident.profile)))
           : h("p", { class: "muted" }, t("detail.no_history"))),
     );
-    if (focusKey) body.querySelector(focusKey)?.focus();
+    const refocus = focusKey ? body.querySelector(focusKey) : null;
+    refocus?.focus({ preventScroll: true });
+    if (caret && refocus?.tagName === "TEXTAREA") refocus.setSelectionRange(...caret);
   };
 
   const loadProfile = async (site, bed) => {

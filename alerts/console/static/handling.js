@@ -121,7 +121,8 @@ export function commentForm(onComment) {
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      if (await onComment(value, error)) text.value = "";
+      // Cleared once recorded, unless more was typed while it was being sent.
+      if (await onComment(value, error) && text.value.trim() === value) text.value = "";
     } finally {
       button.disabled = false;
     }
