@@ -221,7 +221,7 @@ class AlertChange(msgspec.Struct, frozen=True, kw_only=True):
 VisitAction = Literal["check_in", "check_out"]
 Source = Literal["badge", "api"]
 RefusalReason = Literal["no_check_in", "already_checked_in", "already_checked_out",
-                        "other_bed", "other_caregiver"]
+                        "other_bed", "other_caregiver", "visit_id_reused"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

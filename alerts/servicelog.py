@@ -34,14 +34,20 @@ badges and apps number their visits on their own, so ``v-1`` checked in at two b
 caregivers, is two visits, each checked and recorded as its own. Nothing that contradicts its
 visit enters the chain (:func:`refusal`, checked in the append's own transaction, so two
 writers cannot both pass): a check-out needs the visit's check-in, at the same bed, by the same
-caregiver, and is made once; a visit is checked in once. A check-out whose visit has no
+caregiver, and is made once; a visit is checked in once. A check-in under the key of a visit
+that was checked out before it, or checked in :data:`VISIT_GIVEN_UP_MS` before it and never
+out (a badge that always sends the same visit id, an app retrying days later), is a new visit
+that the log cannot record under that key: refused as ``visit_id_reused``, naming the earlier
+visit (any other check-in of a visit checked in already cannot be told from a retry:
+``already_checked_in``). A check-out whose visit has no
 check-in under its key, while that visit id is checked in (and not out) at another bed or by
 another caregiver, is refused naming that (``other_bed``, ``other_caregiver``). The API is
 told no (:class:`VisitRefused`, answered 409). A badge cannot be told no, and its message must
 still be acknowledged (retrying it would never help), so a badge event that does not fit is
 **set aside**, not chained: it is kept with its reason in the ``refused_visit`` table of the
 same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), once per origin,
-and logged (``servicelog.visits_set_aside``, one line per batch). The detectors still see every
+logged (``servicelog.visits_set_aside``, one line per batch, with the reasons) and counted
+(``homecare_service_visits_set_aside_total{reason}``). The detectors still see every
 badge event. A check-out that overtook its check-in in the network is set aside too, and the
 check-in that follows opens the visit.
 
@@ -56,6 +62,7 @@ the table, is what can be traced and verified. A file of before gets the table w
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
@@ -63,10 +70,12 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter
 
 from alerts.errors import ServiceLogUnavailable, VisitRefused, storage_fault
 from alerts.model import RefusalReason, VisitEvent
@@ -180,6 +189,13 @@ class VisitRecord:
     bed: str
     caregiver: str
     event: str
+    at: int | None = None
+    """When it happened (None: not known, so a later check-in cannot be told from a retry)."""
+
+
+VISIT_GIVEN_UP_MS: Final = 24 * 3_600_000
+"""A visit checked in this long before and never checked out is given up (as the
+``service_anomaly`` detector gives it up): a check-in under its key is a new visit."""
 
 
 def refusal(event: VisitEvent, earlier: Sequence[VisitRecord]
@@ -198,6 +214,18 @@ def refusal(event: VisitEvent, earlier: Sequence[VisitRecord]
     if event.event == "check_in":
         if check_in is None:
             return None
+        check_out = next((r for r in earlier if r.event == "check_out"), None)
+        if check_out is not None and check_out.at is not None and event.at > check_out.at:
+            return "visit_id_reused", (
+                f"visit {event.visit} of caregiver {event.caregiver} was checked out at "
+                f"{event.site}/{event.bed} before this check-in: a new visit under the same "
+                f"visit id (at {check_out.at}), not recorded under it")
+        if (check_out is None and check_in.at is not None
+                and event.at >= check_in.at + VISIT_GIVEN_UP_MS):
+            return "visit_id_reused", (
+                f"visit {event.visit} of caregiver {event.caregiver} was checked in at "
+                f"{event.site}/{event.bed} a day or more before this check-in and given up: a "
+                f"new visit under the same visit id (at {check_in.at}), not recorded under it")
         return "already_checked_in", (f"visit {event.visit} was already checked in at "
                                       f"{check_in.site}/{check_in.bed}")
     if check_in is None:
@@ -389,27 +417,36 @@ class ServiceLog:
     # --- writing ----------------------------------------------------------------------------
 
     def append(self, events: Sequence[VisitEvent], *, now_ms: int | None = None,
-               set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:
+               set_aside_refused: bool = False,
+               on_set_aside: Callable[[RefusedVisit], object] | None = None
+               ) -> list[tuple[ServiceRecord, bool]]:
         """Record ``events`` in order, one transaction. Returns each event's record and whether
         it is new (``False``: the same call was recorded before, :func:`repeats`; the earlier
         record is returned).
 
         An event that contradicts its visit (:func:`refusal`) raises :class:`VisitRefused` and
         nothing of the batch is recorded; with ``set_aside_refused`` (devices, which cannot be
-        told no) it is kept in the refused table instead and left out of the result."""
+        told no) it is kept in the refused table instead and left out of the result, and
+        ``on_set_aside`` is called with each one set aside for the first time, once committed."""
         if not events:
             return []
         recorded_at = _now_ms() if now_ms is None else now_ms
+        set_aside: list[RefusedVisit] = []
         with self._lock:
             try:
-                return self._append(events, recorded_at, set_aside_refused)
+                out = self._append(events, recorded_at, set_aside_refused, set_aside)
             except sqlite3.DatabaseError as exc:
                 if storage_fault(exc) is None:
                     raise
                 raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
+        if on_set_aside is not None:
+            for refused in set_aside:
+                on_set_aside(refused)
+        return out
 
     def _append(self, events: Sequence[VisitEvent], recorded_at: int,
-                set_aside_refused: bool = False) -> list[tuple[ServiceRecord, bool]]:
+                set_aside_refused: bool = False, set_aside: list[RefusedVisit] | None = None
+                ) -> list[tuple[ServiceRecord, bool]]:
         out: list[tuple[ServiceRecord, bool]] = []
         db = self._db
         db.execute("BEGIN IMMEDIATE")
@@ -417,7 +454,7 @@ class ServiceLog:
             head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
             for event in events:
-                rows = db.execute("SELECT seq, site, bed, caregiver, event FROM service_log"
+                rows = db.execute("SELECT seq, site, bed, caregiver, event, at FROM service_log"
                                   " WHERE visit = ? AND event IN ('check_in', 'check_out')"
                                   " ORDER BY seq", (event.visit,)).fetchall()
                 key = (event.site, event.bed, event.caregiver)
@@ -439,7 +476,7 @@ class ServiceLog:
                 if refused is not None:
                     if not set_aside_refused:
                         raise VisitRefused(event, *refused)
-                    db.execute(
+                    inserted = db.execute(
                         "INSERT INTO refused_visit (origin, at, recorded_at, site, bed,"
                         " caregiver, visit, event, method, services, source, device, actor,"
                         " reason, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -447,7 +484,10 @@ class ServiceLog:
                         (event.origin, event.at, recorded_at, event.site, event.bed,
                          event.caregiver, event.visit, event.event, event.method,
                          None if event.services is None else json.dumps(list(event.services)),
-                         event.source, event.device, event.actor, *refused))
+                         event.source, event.device, event.actor, *refused)).rowcount
+                    if inserted and set_aside is not None:
+                        set_aside.append(RefusedVisit(event=event, recorded_at=recorded_at,
+                                                      reason=refused[0], detail=refused[1]))
                     continue
                 seq += 1
                 unsealed = ServiceRecord(
@@ -746,9 +786,13 @@ class ServiceLogRecorder:
 
     name = "servicelog"
 
-    def __init__(self, log: ServiceLog) -> None:
+    def __init__(self, log: ServiceLog, *, metrics: CollectorRegistry | None = None) -> None:
         self.log = log
         self._pending: list[VisitEvent] = []
+        self.set_aside = Counter(
+            "homecare_service_visits_set_aside", "Badge check-ins and check-outs set aside "
+            "(not chained: GET /api/v1/service-logs/refused), by the reason they contradict "
+            "their visit", ["reason"], registry=metrics)
 
     def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
         for message in messages:
@@ -767,10 +811,15 @@ class ServiceLogRecorder:
         # is written, so a failed commit is retried with the same events (origins dedupe).
         n = len(self._pending)
         if n:
-            kept = self.log.append(self._pending[:n], set_aside_refused=True)
+            reasons: collections.Counter[str] = collections.Counter()
+            kept = self.log.append(self._pending[:n], set_aside_refused=True,
+                                   on_set_aside=lambda refused: reasons.update((refused.reason,)))
+            for reason, count in reasons.items():
+                self.set_aside.labels(reason).inc(count)
             if len(kept) < n:
-                log.warning("servicelog.visits_set_aside count=%d (they contradict their "
-                            "visits; GET /api/v1/service-logs/refused)", n - len(kept))
+                log.warning("servicelog.visits_set_aside count=%d reasons=%s (they contradict "
+                            "their visits; GET /api/v1/service-logs/refused)", n - len(kept),
+                            ",".join(f"{r}:{c}" for r, c in sorted(reasons.items())) or "already_set_aside")
             del self._pending[:n]
 
 
@@ -793,8 +842,9 @@ def _earlier(event: VisitEvent, own: Sequence[Sequence[Any]], rows: Sequence[Seq
     check-in of that visit id still open elsewhere (so that it is refused as ``other_bed`` or
     ``other_caregiver``, not as a visit never checked in)."""
     if own or event.event != "check_out":
-        return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4]) for r in own]
+        return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4], at=r[5])
+                for r in own]
     closed = {(r[1], r[2], r[3]) for r in rows if r[4] == "check_out"}
     elsewhere = [r for r in rows if r[4] == "check_in" and (r[1], r[2], r[3]) not in closed]
-    return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4])
+    return [VisitRecord(site=r[1], bed=r[2], caregiver=r[3], event=r[4], at=r[5])
             for r in elsewhere[-1:]]

@@ -311,7 +311,8 @@ class Gateway:
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  stages=(self.alerting, *stages, self.live,
-                                         ServiceLogRecorder(self.service_log)),
+                                         ServiceLogRecorder(self.service_log,
+                                                            metrics=self.metrics.registry)),
                                  urgent_stages=(self.alerting,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)

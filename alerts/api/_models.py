@@ -364,7 +364,7 @@ class RefusedVisitOut(_Out):
     services: list[str] | None = None
     device: str | None = None
     reason: Literal["no_check_in", "already_checked_in", "already_checked_out", "other_bed",
-                    "other_caregiver"]
+                    "other_caregiver", "visit_id_reused"]
     detail: str
 
 

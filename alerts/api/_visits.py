@@ -156,9 +156,10 @@ def router(ctx: ApiContext) -> APIRouter:
                        response: Response) -> ServiceLogRecordOut:
         """Idempotent per visit (site, bed, caregiver and visit id: the same visit id at
         another bed or by another caregiver is another visit): the same call again (the visit
-        not checked out since) returns the first record with 200. 409 ``already_checked_in``
-        for any other check-in of a visit checked in already (by a badge, or after its
-        check-out)."""
+        not checked out since) returns the first record with 200. 409 ``visit_id_reused``
+        for a check-in after the visit's check-out (or a day after a check-in never checked
+        out): a new visit under a visit id used before; ``already_checked_in`` for any other
+        check-in of a visit checked in already."""
         return await record(VisitEvent(
             origin=api_origin(body.site, body.bed, body.caregiver, body.visit,
                               "check_in"), at=ctx.clock(),

@@ -179,6 +179,21 @@ async def test_badge_events_set_aside_are_listed_with_their_reason(api: Harness)
             ).json()["items"] == []
 
 
+async def test_a_badge_visit_id_reused_at_the_same_bed_is_listed_as_such(api: Harness) -> None:
+    # The second visit of a badge that always sends v-9 (a reason the listing did not know).
+    badge = {"site": "site-01", "bed": "bed-0007", "caregiver": "c-1", "visit": "v-9",
+             "source": "badge", "method": "nfc", "device": "bd-7"}
+    api.ctx.service_log.append([
+        VisitEvent(origin=f"badge:{n}", at=T0 + n * 60_000, event=event, **badge)
+        for n, event in enumerate(("check_in", "check_out", "check_in"))],
+        set_aside_refused=True)
+    page = await api.client.get("/api/v1/service-logs/refused", headers=api.auth("viewer"))
+    assert page.status_code == 200
+    [item] = page.json()["items"]
+    assert (item["visit"], item["event"], item["reason"]) == ("v-9", "check_in",
+                                                              "visit_id_reused")
+
+
 async def test_a_failing_service_log_is_503_and_records_nothing(api: Harness) -> None:
     from alerts.errors import ServiceLogUnavailable
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alerts.servicelog import (
     GENESIS,
@@ -369,3 +370,58 @@ def test_the_recorder_sets_a_badge_check_out_without_check_in_aside_with_its_rea
     assert refused[1].event.services == ("bath",)
     assert refused[1].event.device == "bd-7"
     assert "v-9 has no check-in" in refused[1].detail
+
+
+def test_a_visit_id_reused_by_the_same_caregiver_at_the_same_bed_is_set_aside_and_counted(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A badge that always sends visit id v-1: its second visit, checked in after the first
+    # was checked out, was set aside as if it were the first check-in again ("already checked
+    # in"), uncounted; now it is named as a new visit under a reused id, logged with its reason
+    # and counted. So is a check-in a day after a check-in never checked out (given up).
+    registry = CollectorRegistry()
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    recorder = ServiceLogRecorder(service_log, metrics=registry)
+    codec = Codec()
+    topic = "homecare/v1/site-01/bed-0007/badge/bd-7/event"
+    day, half_hour = 86_400_000, 1_800_000
+
+    def badge(seq: int, ts: int, event: str, visit: str) -> Message:
+        message = codec.decode(topic, json.dumps(
+            {"ts": ts, "seq": seq, "event": event, "caregiver": "c-1", "visit": visit,
+             "method": "nfc", **({"services": ["bath"]} if event == "check_out" else {})}
+        ).encode())
+        assert isinstance(message, Message)
+        return message
+
+    messages = [badge(1, T0, "check_in", "v-1"), badge(2, T0 + 60_000, "check_in", "v-1"),
+                badge(3, T0 + half_hour, "check_out", "v-1"),
+                badge(4, T0 + day, "check_in", "v-1"),
+                badge(5, T0 + day + half_hour, "check_out", "v-1"),
+                badge(6, T0 + 2 * day, "check_in", "v-2"),
+                badge(7, T0 + 3 * day + 60_000, "check_in", "v-2")]
+    for _ in range(2):  # the second time: redelivered, counted once
+        recorder.accept(messages, [T0] * len(messages))
+        recorder.commit()
+    chained = service_log.query(newest_first=False)
+    assert [(r.visit, r.event, r.at) for r in chained] == [
+        ("v-1", "check_in", T0), ("v-1", "check_out", T0 + half_hour),
+        ("v-2", "check_in", T0 + 2 * day)]
+    refused = {(r.event.visit, r.event.at): r for r in service_log.refused()}
+    assert {key: r.reason for key, r in refused.items()} == {
+        ("v-1", T0 + 60_000): "already_checked_in",  # cannot be told from a retry
+        ("v-1", T0 + day): "visit_id_reused", ("v-1", T0 + day + half_hour): "already_checked_out",
+        ("v-2", T0 + 3 * day + 60_000): "visit_id_reused"}
+    assert "was checked out at site-01/bed-0007 before" in refused[("v-1", T0 + day)].detail
+    assert "given up" in refused[("v-2", T0 + 3 * day + 60_000)].detail
+    counted = {reason: registry.get_sample_value("homecare_service_visits_set_aside_total",
+                                                 {"reason": reason})
+               for reason in ("visit_id_reused", "already_checked_in", "already_checked_out")}
+    assert counted == {"visit_id_reused": 2.0, "already_checked_in": 1.0,
+                       "already_checked_out": 1.0}
+    [line, again] = [r.getMessage() for r in caplog.records
+                     if "visits_set_aside" in r.getMessage()]
+    assert line.startswith("servicelog.visits_set_aside count=4 reasons=already_checked_in:1,"
+                           "already_checked_out:1,visit_id_reused:2")
+    assert again.startswith("servicelog.visits_set_aside count=4 reasons=already_set_aside")
+    assert service_log.verify().ok
+    service_log.close()
