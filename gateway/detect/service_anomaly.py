@@ -11,11 +11,15 @@ service log (:meth:`ServiceAnomalyDetector.configure`, ``visit_log``), so both p
 checked alike; the log also gives back, after a restart, the check-ins and check-outs that
 came while the detectors' last snapshot was being overtaken. A visit is keyed by site, bed,
 caregiver and visit id (:func:`~gateway.detect._visits.visit_key`), never by the visit id
-alone. At most ``open_visits_max`` visits are followed at once (the oldest open one is
-dropped beyond, counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open
-visit is given up :data:`OPEN_VISIT_EXPIRY_MS` after its check-in; judged visits are kept
-:data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings, plan marks,
-judgements not written yet and the service-log cursor are in the detector's snapshot.
+alone. A check-in under the key of a visit checked out before it (or given up) is a new visit
+under a visit id used before: it is not followed (the service log sets it aside as
+``visit_id_reused``), but counted in :attr:`ServiceAnomalyDetector.reused_visits` and logged
+(``detect.visit_id_reused``). At most ``open_visits_max`` visits are followed at once (the
+oldest open one is dropped beyond, counted in :attr:`ServiceAnomalyDetector.dropped_visits`
+and logged); an open visit is given up :data:`OPEN_VISIT_EXPIRY_MS` after its check-in;
+judged visits are kept :data:`KEEP_MS` (a redelivered check-in opens nothing). Visits,
+recordings, plan marks, judgements not written yet and the service-log cursor are in the
+detector's snapshot.
 
 **Judgements.** Every visit judged, flagged or not, leaves what was measured (the times
 claimed and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
@@ -54,8 +58,10 @@ written with the next one; without a ``visit_log`` (replay) nothing is kept.
 Two more are raised while a visit is open or a plan is due:
 
 * ``no_checkout``: the caregiver left (sensed, then not for ``checkout_grace``) or the visit
-  has lasted ``visit_max``; a late check-out clears it (then the time claimed is the billed
-  items' alone), or turns it into the reasons it has;
+  has lasted ``visit_max``; a late check-out clears it, or turns it into the reasons it
+  has. Only a check-out after the visit's plan window (and the tolerance), or of a visit
+  with no plan, is late: the time claimed is then the billed items' alone. One within the
+  window claims the stay like any other (who left early and checked out at the usual time);
 * ``missed``: a plan's window ended ``missed_grace`` ago and no visit took it (episode
   ``plan:<id>``); a visit taking it later clears it.
 
@@ -68,8 +74,12 @@ the caregiver. Samples with no motion (asleep, or still) are left out: a couple 
 the sensor counts as one for ten hours, was learnt as a household of one by morning, and the
 first samples after a night with nothing learnt weighed as much as the whole night. It
 starts as a household of one (the safe default of a new bed: a couple's second person counts
-as a visitor for the first hours) and follows a change within a day. Evidence names the count
-used. Limits: a spouse in the sensor's view for under about two thirds of the active day makes
+as a visitor for the first hours) and follows a change within a day. Once
+:data:`HOUSEHOLD_EVIDENCE_MS` with someone home and moving were watched, the average is read
+against the weight it was learnt with, not against the start of one: read from one, a couple
+seen for eight waking hours was still a household of one, and a caregiver who never came on a
+gateway's first morning was missed. Evidence names the count used. Limits: a spouse in the
+sensor's view for under about two thirds of the active day makes
 the count waver around one half (a visit that never happened may then be missed), and family
 present for half of every waking day counts as the household.
 
@@ -144,8 +154,13 @@ HOUSEHOLD_TAU_MS: Final = 12 * HOUR_MS
 """Time constant of the household's usual people count."""
 HOUSEHOLD_SAMPLE_MS: Final = 5 * MINUTE_MS
 """The most time one infrared sample stands for in the household's count."""
+HOUSEHOLD_EVIDENCE_MS: Final = 4 * HOUR_MS
+"""Time with someone home and moving watched before the household's count is read as the
+average of what was watched; until then it is read as it starts, from a household of one (a
+new bed's safe default: an afternoon's visit of family alone does not make a household)."""
 JUDGED_PENDING_MAX: Final = 10_000
 """Judgements kept in memory while the service log cannot be written (the oldest dropped)."""
+_EVIDENCE_WEIGHT: Final = 1.0 - float(np.exp(-HOUSEHOLD_EVIDENCE_MS / HOUSEHOLD_TAU_MS))
 LOG_PAGE: Final = 1000
 LOG_INTERVAL_S: Final = 60.0
 
@@ -239,6 +254,11 @@ class ServiceAnomalyDetector(DetectorBase):
         b.column("two_or_more", np.float64, 0.0)
         b.column("three_or_more", np.float64, 0.0)
         """Time-weighted share of samples outside visits with at least 2 (3) people."""
+        b.column("learnt", np.float64, 0.0)
+        """The weight those shares were learnt with (the same average of ones), which they
+        are read against once it is :data:`HOUSEHOLD_EVIDENCE_MS`'s: they start at none, and
+        read alone they kept a couple a household of one for its first eight to ten waking
+        hours watched (a fresh verifier's couple, a gateway's first morning)."""
         b.column("household_at", np.int64, NONE)
         """Receipt time of the latest sample the household was learnt from."""
         b.column("last_received", np.int64, NONE)
@@ -262,6 +282,9 @@ class ServiceAnomalyDetector(DetectorBase):
         self._sink_failing = False
         self.dropped_visits = 0
         self._dropped_logged_at = 0.0
+        self.reused_visits = 0
+        """Check-ins of a new visit under the key of one checked out or given up before."""
+        self._reused_logged_at = 0.0
 
     def configure(self, *, checks: ServiceChecks | None = None, plans: PlanSource | None = None,
                   visit_log: VisitLog | None = None) -> None:
@@ -287,6 +310,7 @@ class ServiceAnomalyDetector(DetectorBase):
                 "clips": msgspec.to_builtins(self.clips.dump()),
                 "book": self.book.dump(), "log_cursor": self._log_cursor,
                 "watching_since": self._watching_since, "dropped": self.dropped_visits,
+                "reused": self.reused_visits,
                 "judged": msgspec.to_builtins(self._judged)}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
@@ -307,7 +331,11 @@ class ServiceAnomalyDetector(DetectorBase):
         self._log_cursor = extra.get("log_cursor")
         self._watching_since = extra.get("watching_since")
         self.dropped_visits = int(extra.get("dropped", 0))
+        self.reused_visits = int(extra.get("reused", 0))
         self._judged = msgspec.convert(extra.get("judged", []), list[JudgedVisit])
+        b = self.beds
+        # A snapshot of before the weight was kept: what it learnt is read as it was.
+        b["learnt"][(b["learnt"] == 0.0) & (b["household_at"] != NONE)] = 1.0
 
     # --- taking in ----------------------------------------------------------------------------
 
@@ -402,7 +430,10 @@ class ServiceAnomalyDetector(DetectorBase):
         found = self._active.get(key) or self._done.get(key)
         if event == "check_in":
             if found is not None:
-                return
+                if (t > found.check_out if found.check_out is not None
+                        else t >= found.check_in + OPEN_VISIT_EXPIRY_MS):
+                    self._reused(found, t)
+                return  # else the same check-in again (redelivered, or read back from the log)
             if bed is None:
                 bed = (self.fleet.bed_index(site, bed_id)
                        if self.fleet.numbering.has_bed(site, bed_id) else -1)
@@ -417,6 +448,21 @@ class ServiceAnomalyDetector(DetectorBase):
         elif found is not None and found.check_out is None and found.decided_at is None:
             found.check_out = max(t, found.check_in)
             found.services = list(services or ())
+
+    def _reused(self, earlier: Visit, t: int) -> None:
+        """A check-in under the key of a visit checked out (or given up) before it: a new
+        visit under the same visit id, which the service log sets aside as ``visit_id_reused``
+        (:func:`alerts.servicelog.refusal`); not followed here either, but counted and
+        logged, never dropped silently."""
+        self.reused_visits += 1
+        clock = time.monotonic()
+        if clock - self._reused_logged_at >= LOG_INTERVAL_S:
+            self._reused_logged_at = clock
+            log.warning("detect.visit_id_reused site=%s bed=%s caregiver=%s visit=%s "
+                        "check_in_ms=%d earlier_check_in_ms=%d total=%d; a new visit under a "
+                        "visit id used before is set aside (GET /api/v1/service-logs/refused)",
+                        earlier.site, earlier.bed_id, earlier.caregiver, earlier.visit, t,
+                        earlier.check_in, self.reused_visits)
 
     def _bound(self, t: int) -> None:
         excess = len(self._active) - self.checks.open_visits_max
@@ -474,8 +520,10 @@ class ServiceAnomalyDetector(DetectorBase):
     def household(self, bed: np.ndarray) -> np.ndarray:
         """How many people usually are at home, per bed (1 until learnt otherwise)."""
         b = self.beds
-        usual: np.ndarray = (1 + (b["two_or_more"][bed] > 0.5).astype(np.int64)
-                             + (b["three_or_more"][bed] > 0.5).astype(np.int64))
+        learnt = b["learnt"][bed]
+        learnt = np.where(learnt >= _EVIDENCE_WEIGHT, learnt, 1.0)
+        usual: np.ndarray = (1 + (b["two_or_more"][bed] > 0.5 * learnt).astype(np.int64)
+                             + (b["three_or_more"][bed] > 0.5 * learnt).astype(np.int64))
         return usual
 
     def _household_of(self, visit: Visit) -> int:
@@ -507,6 +555,7 @@ class ServiceAnomalyDetector(DetectorBase):
         for column, least in (("two_or_more", 2), ("three_or_more", 3)):
             share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]
             b[column][beds] += weight * (share - b[column][beds])
+        b["learnt"][beds] += weight * (1.0 - b["learnt"][beds])
         b["household_at"][beds] = latest[beds]
 
     def _unkeyed(self, saved: list[Any], bed_map: Any) -> list[dict[str, Any]]:
@@ -583,6 +632,7 @@ class ServiceAnomalyDetector(DetectorBase):
         services = visit.services
         services_ms = checks.catalogue.minutes(services) * MINUTE_MS
         sensed = visit.samples >= MIN_SENSED_SAMPLES
+        plan = self.book.plan_of(visit)
         reasons: list[str] = []
         phrases: list[str] = []
         evidence: dict[str, Any] = {
@@ -595,7 +645,8 @@ class ServiceAnomalyDetector(DetectorBase):
             phrases.append(f"checked in and out, but nobody beyond the household "
                            f"({household}) was sensed")
         else:
-            claimed_ms = services_ms if visit.no_checkout else max(stay_ms, services_ms)
+            claimed_ms = (services_ms if self._checked_out_late(visit, plan)
+                          else max(stay_ms, services_ms))
             watched_ms = (visit.sensed_until or visit.check_out) - visit.check_in
             sensed_ms = (min(stay_ms, watched_ms) * visit.extra / visit.samples if sensed
                          else stay_ms)
@@ -609,7 +660,6 @@ class ServiceAnomalyDetector(DetectorBase):
                     f"{claimed_ms / MINUTE_MS:.0f} min claimed" if sensed else
                     f"checked out after {stay_ms / MINUTE_MS:.0f} min; services claim "
                     f"{services_ms / MINUTE_MS:.0f} min")
-        plan = self.book.plan_of(visit)
         covered = self._recordings(visit, plan.services if plan and not services else services,
                                    reasons, phrases, evidence)
         if plan is not None:
@@ -628,6 +678,18 @@ class ServiceAnomalyDetector(DetectorBase):
             evidence["checked_out_late"] = True
         return [self._visit_finding(visit, now_ms, active=True, reasons=reasons,
                                     phrases=phrases, evidence=evidence)]
+
+    def _checked_out_late(self, visit: Visit, plan: PlannedVisit | None) -> bool:
+        """Whether the check-out came late, so that the stay up to it is no claim (a caregiver
+        who forgot to check out): after the missing check-out was raised and, for a visit with
+        a plan, after its window (and the tolerance) was over. A check-out within its window
+        claims the stay like any other, even once the caregiver was judged gone: who left
+        early and checked out at the usual time claims the whole stay."""
+        if not visit.no_checkout:
+            return False
+        if plan is None or visit.check_out is None:
+            return True
+        return visit.check_out > plan.end_ms + self.checks.window_tolerance_ms
 
     def _keep_judged(self, visit: Visit, now_ms: int, reasons: list[str],
                      evidence: dict[str, Any], covered: float) -> None:
