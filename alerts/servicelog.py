@@ -817,9 +817,10 @@ class ServiceLogRecorder:
             for reason, count in reasons.items():
                 self.set_aside.labels(reason).inc(count)
             if len(kept) < n:
+                named = ",".join(f"{r}:{c}" for r, c in sorted(reasons.items()))
                 log.warning("servicelog.visits_set_aside count=%d reasons=%s (they contradict "
                             "their visits; GET /api/v1/service-logs/refused)", n - len(kept),
-                            ",".join(f"{r}:{c}" for r, c in sorted(reasons.items())) or "already_set_aside")
+                            named or "already_set_aside")
             del self._pending[:n]
 
 
