@@ -19,6 +19,7 @@ from alerts.model import Finding
 from devices import Message, Registry
 from gateway.detect import InactivityDetector, NightBedExitDetector
 from gateway.detect._base import DetectorBase
+from tests.unit.detect_warmup import shared_run
 from tests.unit.test_detect_support import MINUTE, at, infrared, opened, run, vitals
 
 ZONE = "Europe/Paris"
@@ -102,13 +103,21 @@ class Life:
         return opened(run(detector, self.traffic(), start=self.start, end=self.end,
                           step=kwargs.get("step", 2 * MINUTE)))
 
+    def replay_new(self, kind: type[DetectorBase]) -> list[Finding]:
+        """:meth:`replay` through a new ``kind`` of detector (the registry's defaults), from
+        the days this life shares with one replayed before (:mod:`tests.unit.detect_warmup`)."""
+        return opened(shared_run((kind, self.zone), lambda: kind(Registry(), timezone=self.zone),
+                                 self.traffic(), start=self.start, end=self.end, step=2 * MINUTE))
+
 
 def night_exits(life: Life, registry: Registry | None = None) -> list[Finding]:
-    return life.replay(NightBedExitDetector(registry or Registry(), timezone=life.zone))
+    if registry is None:
+        return life.replay_new(NightBedExitDetector)
+    return life.replay(NightBedExitDetector(registry, timezone=life.zone))
 
 
 def inactivity(life: Life) -> list[Finding]:
-    return life.replay(InactivityDetector(Registry(), timezone=life.zone))
+    return life.replay_new(InactivityDetector)
 
 
 def local(life: Life, finding: Finding) -> str:
