@@ -48,8 +48,12 @@ still be acknowledged (retrying it would never help), so a badge event that does
 same file (:meth:`ServiceLog.refused`, ``GET /api/v1/service-logs/refused``), once per origin,
 logged (``servicelog.visits_set_aside``, one line per batch, with the reasons) and counted
 (``homecare_service_visits_set_aside_total{reason}``). The detectors still see every
-badge event. A check-out that overtook its check-in in the network is set aside too, and the
-check-in that follows opens the visit.
+badge event. A check-out that overtook its check-in (a batch, a QoS 1 redelivery, two sessions: the
+device contract allows reordering) is not lost: in one batch the check-in is chained first
+(:func:`in_visit_order`); a check-out that came in an earlier batch is set aside as
+``no_check_in`` until its check-in comes, then taken out of the refused table and chained
+right after it (if its device time is at or after the check-in's and less than
+:data:`VISIT_GIVEN_UP_MS` later; logged ``servicelog.check_out_chained``).
 
 **Judged visits.** The ``service_anomaly`` detector's measurements of each visit it judged
 (sensed time, the household's usual people count, infrared samples, the recordings linked and
@@ -432,20 +436,27 @@ class ServiceLog:
             return []
         recorded_at = _now_ms() if now_ms is None else now_ms
         set_aside: list[RefusedVisit] = []
+        readmitted: list[VisitEvent] = []
         with self._lock:
             try:
-                out = self._append(events, recorded_at, set_aside_refused, set_aside)
+                out = self._append(events, recorded_at, set_aside_refused, set_aside,
+                                   readmitted)
             except sqlite3.DatabaseError as exc:
                 if storage_fault(exc) is None:
                     raise
                 raise ServiceLogUnavailable.wrap("servicelog", "write", exc) from exc
+        for held in readmitted:
+            log.info("servicelog.check_out_chained site=%s bed=%s caregiver=%s visit=%s at=%d; "
+                     "set aside until its check-in came, chained after it", held.site, held.bed,
+                     held.caregiver, held.visit, held.at)
         if on_set_aside is not None:
             for refused in set_aside:
                 on_set_aside(refused)
         return out
 
     def _append(self, events: Sequence[VisitEvent], recorded_at: int,
-                set_aside_refused: bool = False, set_aside: list[RefusedVisit] | None = None
+                set_aside_refused: bool = False, set_aside: list[RefusedVisit] | None = None,
+                readmitted: list[VisitEvent] | None = None
                 ) -> list[tuple[ServiceRecord, bool]]:
         out: list[tuple[ServiceRecord, bool]] = []
         db = self._db
@@ -453,7 +464,7 @@ class ServiceLog:
         try:
             head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
-            for event in events:
+            for event in in_visit_order(events):
                 rows = db.execute("SELECT seq, site, bed, caregiver, event, at FROM service_log"
                                   " WHERE visit = ? AND event IN ('check_in', 'check_out')"
                                   " ORDER BY seq", (event.visit,)).fetchall()
@@ -489,17 +500,13 @@ class ServiceLog:
                         set_aside.append(RefusedVisit(event=event, recorded_at=recorded_at,
                                                       reason=refused[0], detail=refused[1]))
                     continue
-                seq += 1
-                unsealed = ServiceRecord(
-                    seq=seq, origin=event.origin, at=event.at, recorded_at=recorded_at,
-                    site=event.site, bed=event.bed, caregiver=event.caregiver,
-                    visit=event.visit, event=event.event, method=event.method,
-                    services=event.services, source=event.source, device=event.device,
-                    actor=event.actor, prev_hash=prev, hash="")
-                digest = chain_hash(prev, unsealed.body())
-                self._insert(db, unsealed, digest)
-                out.append((replace(unsealed, hash=digest), True))
-                prev = digest
+                seq, prev = self._chain(db, event, seq, prev, recorded_at, out)
+                if event.event == "check_in" and set_aside_refused:
+                    held = self._held_check_out(db, event)
+                    if held is not None:
+                        seq, prev = self._chain(db, held, seq, prev, recorded_at, out)
+                        if readmitted is not None:
+                            readmitted.append(held)
             db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
                        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
                        " hash = excluded.hash", (seq, prev))
@@ -509,6 +516,42 @@ class ServiceLog:
                 db.execute("ROLLBACK")
             raise
         return out
+
+    def _chain(self, db: sqlite3.Connection, event: VisitEvent, seq: int, prev: str,
+               recorded_at: int, out: list[tuple[ServiceRecord, bool]]) -> tuple[int, str]:
+        seq += 1
+        unsealed = ServiceRecord(
+            seq=seq, origin=event.origin, at=event.at, recorded_at=recorded_at,
+            site=event.site, bed=event.bed, caregiver=event.caregiver,
+            visit=event.visit, event=event.event, method=event.method,
+            services=event.services, source=event.source, device=event.device,
+            actor=event.actor, prev_hash=prev, hash="")
+        digest = chain_hash(prev, unsealed.body())
+        self._insert(db, unsealed, digest)
+        out.append((replace(unsealed, hash=digest), True))
+        return seq, digest
+
+    @staticmethod
+    def _held_check_out(db: sqlite3.Connection, check_in: VisitEvent) -> VisitEvent | None:
+        """A device's check-out of ``check_in``'s own visit that came before it and was set
+        aside for want of it (at or after it by device time, less than
+        :data:`VISIT_GIVEN_UP_MS` later): taken out of the refused table to be chained after
+        the check-in (module docstring, out of order)."""
+        row = db.execute(
+            "SELECT id, origin, at, method, services, source, device, actor FROM refused_visit"
+            " WHERE site = ? AND bed = ? AND caregiver = ? AND visit = ? AND event = 'check_out'"
+            " AND reason IN ('no_check_in', 'other_bed', 'other_caregiver')"
+            " AND at >= ? AND at < ? ORDER BY at, id LIMIT 1",
+            (check_in.site, check_in.bed, check_in.caregiver, check_in.visit, check_in.at,
+             check_in.at + VISIT_GIVEN_UP_MS)).fetchone()
+        if row is None:
+            return None
+        db.execute("DELETE FROM refused_visit WHERE id = ?", (row[0],))
+        return VisitEvent(origin=row[1], at=row[2], site=check_in.site, bed=check_in.bed,
+                          caregiver=check_in.caregiver, visit=check_in.visit,
+                          event="check_out", method=row[3],
+                          services=None if row[4] is None else tuple(json.loads(row[4])),
+                          source=row[5], device=row[6], actor=row[7])
 
     @staticmethod
     def _insert(db: sqlite3.Connection, record: ServiceRecord, digest: str) -> None:
@@ -822,6 +865,30 @@ class ServiceLogRecorder:
                             "their visits; GET /api/v1/service-logs/refused)", n - len(kept),
                             named or "already_set_aside")
             del self._pending[:n]
+
+
+def in_visit_order(events: Sequence[VisitEvent]) -> list[VisitEvent]:
+    """``events`` in order, but a check-in that came after its own visit's check-out (same
+    site, bed, caregiver and visit id, device times in order) moved just before it: a batch,
+    a redelivery or two sessions may reorder one visit's events.
+
+    >>> e = dict(origin="o", site="s", bed="b", caregiver="c", visit="v", source="badge")
+    >>> [x.event for x in in_visit_order([VisitEvent(event="check_out", at=9, **e),
+    ...                                   VisitEvent(event="check_in", at=1, **e)])]
+    ['check_in', 'check_out']
+    """
+    first_out: dict[tuple[str, str, str, str], int] = {}
+    rank: list[float] = []
+    for i, event in enumerate(events):
+        key = (event.site, event.bed, event.caregiver, event.visit)
+        out = first_out.get(key)
+        if event.event == "check_out":
+            first_out.setdefault(key, i)
+        elif event.event == "check_in" and out is not None and event.at <= events[out].at:
+            rank.append(out - 0.5)
+            continue
+        rank.append(float(i))
+    return [events[i] for i in sorted(range(len(events)), key=lambda i: (rank[i], i))]
 
 
 def api_origin(site: str, bed: str, caregiver: str, visit: str, event: str) -> str:

@@ -8,18 +8,20 @@ and ``_planbook``.)
 **Visits.** A visit opens with a check-in and closes with its check-out, by a badge
 (``badge/event``) or by the caregiver app through the API, which the detector reads from the
 service log (:meth:`ServiceAnomalyDetector.configure`, ``visit_log``), so both paths are
-checked alike; the log also gives back, after a restart, the check-ins and check-outs that
-came while the detectors' last snapshot was being overtaken. A visit is keyed by site, bed,
+checked alike; the log also gives back, after a restart, the check-ins and check-outs that came
+while the detectors' last snapshot was being overtaken. A visit is keyed by site, bed,
 caregiver and visit id (:func:`~gateway.detect._visits.visit_key`), never by the visit id
-alone. A check-in under the key of a visit checked out before it (or given up) is a new visit
-under a visit id used before: it is not followed (the service log sets it aside as
-``visit_id_reused``), but counted in :attr:`ServiceAnomalyDetector.reused_visits` and logged
-(``detect.visit_id_reused``). At most ``open_visits_max`` visits are followed at once (the
-oldest open one is dropped beyond, counted in :attr:`ServiceAnomalyDetector.dropped_visits`
-and logged); an open visit is given up :data:`OPEN_VISIT_EXPIRY_MS` after its check-in;
-judged visits are kept :data:`KEEP_MS` (a redelivered check-in opens nothing). Visits,
-recordings, plan marks, judgements not written yet and the service-log cursor are in the
-detector's snapshot.
+alone. A check-out that came before its visit's check-in is held (bounded, in the snapshot) and
+closes the visit when the check-in comes, if that is not later by device time: events of one
+visit may arrive out of order. A check-in under the key of a visit checked out before it (or
+given up) is a new visit under a visit id used before: it is not followed (the service log sets
+it aside as ``visit_id_reused``), but counted in :attr:`ServiceAnomalyDetector.reused_visits`
+and logged (``detect.visit_id_reused``). At most ``open_visits_max`` visits are followed at
+once (the oldest open one is dropped beyond, counted in
+:attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open visit is given up
+:data:`OPEN_VISIT_EXPIRY_MS` after its check-in; judged visits are kept :data:`KEEP_MS` (a
+redelivered check-in opens nothing). Visits, recordings, plan marks, judgements not written yet
+and the service-log cursor are in the detector's snapshot.
 
 **Judgements.** Every visit judged, flagged or not, leaves what was measured (the times
 claimed and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
@@ -273,6 +275,9 @@ class ServiceAnomalyDetector(DetectorBase):
         self._done: dict[str, Visit] = {}
         """Judged visits, in the order they were judged."""
         self._by_caregiver: dict[str, set[str]] = {}
+        self._held_outs: dict[str, tuple[int, int, list[str]]] = {}
+        """Check-outs that came before their visit's check-in, by visit key: time, device
+        time and items (bounded: :meth:`_hold_check_out`)."""
         self._watching_since: int | None = None
         self._now: int | None = None
         self._pending: list[Finding] = []
@@ -311,6 +316,7 @@ class ServiceAnomalyDetector(DetectorBase):
                 "book": self.book.dump(), "log_cursor": self._log_cursor,
                 "watching_since": self._watching_since, "dropped": self.dropped_visits,
                 "reused": self.reused_visits,
+                "held_outs": [[k, *held] for k, held in self._held_outs.items()],
                 "judged": msgspec.to_builtins(self._judged)}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
@@ -332,6 +338,8 @@ class ServiceAnomalyDetector(DetectorBase):
         self._watching_since = extra.get("watching_since")
         self.dropped_visits = int(extra.get("dropped", 0))
         self.reused_visits = int(extra.get("reused", 0))
+        self._held_outs = {str(k): (int(t), int(ts), list(items))
+                           for k, t, ts, items in extra.get("held_outs", [])}
         self._judged = msgspec.convert(extra.get("judged", []), list[JudgedVisit])
         b = self.beds
         # A snapshot of before the weight was kept: what it learnt is read as it was.
@@ -385,7 +393,7 @@ class ServiceAnomalyDetector(DetectorBase):
                 for r in records:
                     t = r.at if abs(r.at - r.recorded_at) <= CLOCK_TRUST_MS else r.recorded_at
                     self._visit_event(r.site, r.bed, None, r.caregiver, r.visit, r.event, t,
-                                      r.services, r.method, r.source)
+                                      r.services, r.method, r.source, r.at)
                     self._log_cursor = r.seq
                 if len(records) < LOG_PAGE:
                     break
@@ -404,7 +412,8 @@ class ServiceAnomalyDetector(DetectorBase):
             if isinstance(event, BadgeEvent):
                 site, bed_id = keys[record.bed]
                 self._visit_event(site, bed_id, record.bed, event.caregiver, event.visit,
-                                  event.event, record.t, event.services, event.method, "badge")
+                                  event.event, record.t, event.services, event.method, "badge",
+                                  event.ts)
             elif isinstance(event, RecordingEvent):
                 device = self.fleet.device_keys[record.device][2]
                 if event.event == "recording_started":
@@ -425,7 +434,9 @@ class ServiceAnomalyDetector(DetectorBase):
 
     def _visit_event(self, site: str, bed_id: str, bed: int | None, caregiver: str, visit: str,
                      event: str, t: int, services: Iterable[str] | None, method: str | None,
-                     source: str) -> None:
+                     source: str, device_ts: int) -> None:
+        """``t``: when it happened as the detectors place it (device time when trusted, else
+        receipt); ``device_ts``: what the device said (orders one visit's events)."""
         key = visit_key(site, bed_id, caregiver, visit)
         found = self._active.get(key) or self._done.get(key)
         if event == "check_in":
@@ -439,15 +450,36 @@ class ServiceAnomalyDetector(DetectorBase):
                        if self.fleet.numbering.has_bed(site, bed_id) else -1)
             opened = Visit(site=site, bed_id=bed_id, bed=bed, caregiver=caregiver, visit=visit,
                            source=source, method=method, check_in=t)
+            held = self._held_outs.pop(key, None)
+            if held is not None and 0 <= held[1] - device_ts < OPEN_VISIT_EXPIRY_MS:
+                # Its check-out came first. By the device's own interval (a clock off by hours
+                # cancels out), from a check-in time not trusted (received late) too.
+                opened.check_in = min(t, held[0] - (held[1] - device_ts))
+                opened.check_out, opened.services = held[0], held[2]
             self._active[key] = opened
             self._by_caregiver.setdefault(caregiver, set()).add(key)
             _, was_missed = self.book.match(opened)
             if was_missed:
                 self._pending.append(self._missed_cleared(opened))
             self._bound(t)
-        elif found is not None and found.check_out is None and found.decided_at is None:
+        elif found is None:
+            self._hold_check_out(key, t, device_ts, services)
+        elif found.check_out is None and found.decided_at is None:
             found.check_out = max(t, found.check_in)
             found.services = list(services or ())
+
+    def _hold_check_out(self, key: str, t: int, device_ts: int,
+                        services: Iterable[str] | None) -> None:
+        """A check-out before its visit's check-in (a batch, a redelivery, two sessions may
+        reorder a visit's events): held until the check-in comes, which it then closes if it
+        is at or after it by the device's time (less than :data:`OPEN_VISIT_EXPIRY_MS`); at
+        most ``open_visits_max`` held (the oldest dropped first), each for
+        :data:`OPEN_VISIT_EXPIRY_MS`. Before, it was dropped and the honest visit ended as a
+        missing check-out."""
+        if key not in self._held_outs:
+            self._held_outs[key] = (t, device_ts, list(services or ()))
+        while len(self._held_outs) > self.checks.open_visits_max:
+            del self._held_outs[next(iter(self._held_outs))]
 
     def _reused(self, earlier: Visit, t: int) -> None:
         """A check-in under the key of a visit checked out (or given up) before it: a new
@@ -851,5 +883,8 @@ class ServiceAnomalyDetector(DetectorBase):
                 if not keys:
                     del self._by_caregiver[visit.caregiver]
         self.clips.forget_before(horizon)
+        for key in [k for k, (t, _, _) in self._held_outs.items()
+                    if t < now_ms - OPEN_VISIT_EXPIRY_MS]:
+            del self._held_outs[key]
         self.book.forget_before(now_ms - 3 * KEEP_MS)
 

@@ -310,3 +310,32 @@ def test_a_judgement_not_written_yet_survives_a_restart(tmp_path: Path) -> None:
         assert judged.measured["sensed_minutes"] == 45.0
     finally:
         log.close()
+
+
+def test_a_check_in_delivered_after_its_check_out_closes_the_visit() -> None:
+    # A fresh verifier's badge (reordered delivery): the check-out at 10:45 reached the
+    # gateway first, the check-in (device time 10:00) a minute after it. The check-out was
+    # dropped and the honest visit ended with a missing check-out; it is one visit now, from
+    # the check-in's own device time, and judged as such. Across a restart in between too.
+    leave = CHECK_IN + 45 * MINUTE
+    traffic = home(T0, CHECK_IN) + home(CHECK_IN, leave, 2) + home(leave, leave + 3 * HOUR)
+    traffic += recorded(CHECK_IN, leave)
+    traffic.append((leave + 50, badge("b1", leave, "check_out", "v-1", services=["bathing"])))
+    traffic.append((leave + 60_000, badge("b1", CHECK_IN, "check_in", "v-1")))
+    assert run(detector(), traffic, start=T0, end=CHECK_IN + 5 * HOUR) == []
+    before = detector()
+    run(before, [p for p in traffic if p[0] < leave + 30_000], start=T0, end=leave + 30_000)
+    after = detector()
+    after.restore(before.state())
+    rest = [p for p in traffic if p[0] >= leave + 30_000]
+    assert run(after, rest, start=leave + 40_000, end=CHECK_IN + 5 * HOUR) == []
+    [visit] = after._done.values()
+    assert (visit.check_in, visit.check_out, visit.services) == (CHECK_IN, leave, ["bathing"])
+
+
+def test_a_check_out_before_a_later_check_in_is_not_its_visits() -> None:
+    traffic = home(T0, CHECK_IN + 6 * HOUR)
+    traffic.append((CHECK_IN + 50, badge("b1", CHECK_IN, "check_out", "v-1")))
+    traffic.append((CHECK_IN + 60_050, badge("b1", CHECK_IN + 60_000, "check_in", "v-1")))
+    findings = opened(run(detector(), traffic, start=T0, end=CHECK_IN + 6 * HOUR))
+    assert [f.evidence["anomaly"] for f in findings] == ["no_checkout"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -425,3 +426,51 @@ def test_a_visit_id_reused_by_the_same_caregiver_at_the_same_bed_is_set_aside_an
     assert again.startswith("servicelog.visits_set_aside count=4 reasons=already_set_aside")
     assert service_log.verify().ok
     service_log.close()
+
+
+def _badge(seq: int, ts: int, event: str) -> bytes:
+    services = ',"services":["bath"]' if event == "check_out" else ""
+    return (f'{{"ts":{ts},"seq":{seq},"event":"{event}","caregiver":"c-1","visit":"v-7",'
+            f'"method":"nfc"{services}}}').encode()
+
+
+@pytest.mark.parametrize("one_batch", [True, False])
+def test_a_badge_check_out_delivered_before_its_check_in_is_chained_after_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, one_batch: bool) -> None:
+    # A fresh verifier's badge: check-in at 10:00 and check-out at 10:40 (device times in
+    # order), delivered check-out first, in one publish or in two messages. The check-out was
+    # set aside as no_check_in and the visit stayed open (unfinished, never settled).
+    caplog.set_level(logging.INFO, "homecare.servicelog")
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    recorder = ServiceLogRecorder(service_log)
+    codec = Codec()
+    topic = "homecare/v1/site-01/bed-0007/badge/bd-7/event"
+    check_out = codec.decode(topic, _badge(2, T0 + 2_400_000, "check_out"))
+    check_in = codec.decode(topic, _badge(1, T0, "check_in"))
+    batches = [[check_out, check_in]] if one_batch else [[check_out], [check_in]]
+    for _ in range(2):  # the second time: redelivered
+        for batch in batches:
+            recorder.accept(batch, [T0 + 2_500_000] * len(batch))  # type: ignore[arg-type]
+            recorder.commit()
+    chained = service_log.query(newest_first=False)
+    assert [(r.visit, r.event, r.at) for r in chained] == [
+        ("v-7", "check_in", T0), ("v-7", "check_out", T0 + 2_400_000)]
+    assert chained[1].services == ("bath",)
+    assert service_log.refused() == []
+    assert service_log.verify().ok
+    if not one_batch:
+        assert any(r.getMessage().startswith("servicelog.check_out_chained site=site-01")
+                   for r in caplog.records)
+
+
+def test_a_check_out_set_aside_is_not_chained_after_a_later_check_in(tmp_path: Path) -> None:
+    # A check-in after the check-out by device time is not its visit's (bounded hold).
+    service_log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    badge = {"site": "site-01", "bed": "bed-1", "caregiver": "c-1", "visit": "v-1",
+             "source": "badge", "method": "nfc", "device": "bd-1"}
+    service_log.append([VisitEvent(origin="b:1", at=T0, event="check_out", **badge)],
+                       set_aside_refused=True)
+    service_log.append([VisitEvent(origin="b:2", at=T0 + 1, event="check_in", **badge)],
+                       set_aside_refused=True)
+    assert [r.event for r in service_log.query(newest_first=False)] == ["check_in"]
+    assert [r.reason for r in service_log.refused()] == ["no_check_in"]
