@@ -423,6 +423,11 @@ class Pipeline:
             self._last_registered = address.topic
 
     @property
+    def registered_total(self) -> int:
+        """Devices registered on first sight (not in the registry) since start."""
+        return self._registered
+
+    @property
     def pending_messages(self) -> int:
         return len(self._raws)
 
