@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from alerts.residents import MAX_ROWS, RowProblem
-from devices import SERVICE_MINUTES
+from devices import SERVICE_MINUTES, person_id_problem
 
 if TYPE_CHECKING:
     from devices import Registry
@@ -71,7 +71,8 @@ if TYPE_CHECKING:
 ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
 """Site and bed ids (the device contract)."""
 PLAN_ID_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,128}$"
-"""Plan and caregiver ids: pseudonymous codes, never names."""
+"""Plan ids (the institution's codes). Caregiver ids follow the rule of every place that takes
+them, badges included (:func:`devices.person_id_problem`): any printable text, no spaces."""
 SERVICE_CODE_PATTERN: Final = r"^[A-Za-z0-9_.:-]{1,64}$"
 UNKNOWN_SERVICE_MINUTES: Final = 15.0
 """Minutes counted for a code outside the catalogue (a badge may report any)."""
@@ -369,9 +370,10 @@ def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, star
     for name, value in (("site", site), ("bed", bed)):
         if not _ID.fullmatch(value):
             found.append((name, "not an id (letters, digits, _ and -, at most 64)"))
-    for name, value in (("plan", plan), ("caregiver", caregiver)):
-        if not _PLAN_ID.fullmatch(value):
-            found.append((name, "not an id (letters, digits, _ . : -, at most 128)"))
+    if not _PLAN_ID.fullmatch(plan):
+        found.append(("plan", "not an id (letters, digits, _ . : -, at most 128)"))
+    if (problem := person_id_problem(caregiver)) is not None:
+        found.append(("caregiver", problem))
     found += place_problems(site, bed, places)
     day: dt.date | None = None
     if _DATE.fullmatch(date):

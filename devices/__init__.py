@@ -47,6 +47,9 @@ from devices.labels import (
 from devices.mqttwire import Will, publish_packet
 from devices.registry import BedSettings, Defaults, Device, Placement, Registry
 from devices.schemas import (
+    PERSON_ID_MAX,
+    PERSON_ID_PATTERN,
+    PERSON_ID_RULE,
     SERVICE_MINUTES,
     AudioSample,
     BadgeEvent,
@@ -64,6 +67,7 @@ from devices.schemas import (
     Telemetry,
     VitalsSample,
     Zone,
+    person_id_problem,
     sample_fields,
 )
 from devices.topics import (
@@ -92,6 +96,9 @@ __all__ = [
     "MAX_BATCH_SPAN_MS",
     "MAX_PAYLOAD_BYTES",
     "PAYLOAD_TYPES",
+    "PERSON_ID_MAX",
+    "PERSON_ID_PATTERN",
+    "PERSON_ID_RULE",
     "REASONS",
     "SERVICE_MINUTES",
     "SUBSCRIPTION",
@@ -148,6 +155,7 @@ __all__ = [
     "label_sort_key",
     "mqttwire",
     "parse_topic",
+    "person_id_problem",
     "publish_packet",
     "read_bed_profiles",
     "read_labels",

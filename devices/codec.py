@@ -42,6 +42,7 @@ from devices.schemas import (
     Telemetry,
     VitalsSample,
     VitalsWire,
+    person_id_problem,
 )
 from devices.topics import Address, Channel, Kind, TopicCache
 
@@ -119,6 +120,16 @@ def _identity(payload: Any) -> Payload | Rejected:
     return payload  # type: ignore[no-any-return]
 
 
+def _badge(payload: BadgeEvent) -> Payload | Rejected:
+    """The caregiver and visit ids checked against the one rule of every place that takes
+    them (:func:`devices.schemas.person_id_problem`): an event the plans, the API and the app
+    could not name is dead-lettered with its reason rather than recorded."""
+    for name, value in (("caregiver", payload.caregiver), ("visit", payload.visit)):
+        if (problem := person_id_problem(value)) is not None:
+            return Rejected("invalid_payload", f"{name}: {problem}")
+    return payload
+
+
 _TYPES: Final[dict[tuple[Kind, Channel], tuple[type[Struct], _Normaliser]]] = {
     (Kind.BUTTON, Channel.EVENT): (ButtonEvent, _identity),
     (Kind.INFRARED, Channel.TELEMETRY): (InfraredWire, _telemetry(InfraredSample)),
@@ -127,13 +138,13 @@ _TYPES: Final[dict[tuple[Kind, Channel], tuple[type[Struct], _Normaliser]]] = {
     (Kind.AUDIO, Channel.EVENT): (RecordingEvent, _identity),
     (Kind.FALL, Channel.TELEMETRY): (VitalsWire, _telemetry(VitalsSample)),
     (Kind.FALL, Channel.EVENT): (FallEvent, _identity),
-    (Kind.BADGE, Channel.EVENT): (BadgeEvent, _identity),
+    (Kind.BADGE, Channel.EVENT): (BadgeEvent, _badge),
     **{(kind, Channel.STATUS): (Status, _identity) for kind in Kind},
 }
 
 PAYLOAD_TYPES: Final[dict[tuple[Kind, Channel], type[Struct]]] = {
-    key: Telemetry if normalise is not _identity else wire
-    for key, (wire, normalise) in _TYPES.items()
+    key: Telemetry if wire in _WIRE_BY_SAMPLE.values() else wire
+    for key, (wire, _) in _TYPES.items()
 }
 """The payload type each kind/channel pair decodes to."""
 

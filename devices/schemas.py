@@ -24,6 +24,35 @@ Battery = Annotated[float, Meta(ge=0.0, le=100.0)]
 Interval = Annotated[float, Meta(gt=0.0, le=7 * 86_400)]
 Duration = Annotated[float, Meta(ge=0.0, le=7 * 86_400)]
 
+PERSON_ID_MAX: Final = 128
+"""The most characters a caregiver or visit id may have."""
+PERSON_ID_PATTERN: Final = r"^[^\p{C}\p{Z}/\\]{1,128}$"
+r"""The caregiver and visit id rule (:func:`person_id_problem`) as a regular expression of the
+API's validator (Unicode classes: ``\p{C}`` control, format, surrogate, private-use and
+unassigned, ``\p{Z}`` spaces and separators)."""
+PERSON_ID_RULE: Final = "printable characters, no spaces, / or \\, at most 128"
+
+
+def person_id_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a caregiver or visit id, or ``None``: the one rule of
+    intake, plans (CSV and API), query parameters and the app's check-in and check-out.
+
+    Any printable text in any script (``护工-李``, ``2026-12-02T00:10+08:00``) of 1 to
+    :data:`PERSON_ID_MAX` characters, with no control or format characters (bidirectional
+    overrides, zero-width joiners), no whitespace (a ``key=value`` log line keeps it whole) and
+    no path separator ``/`` or ``\\`` (it is put into URLs). Stored as given, escaped where it
+    is shown (HTML, CSV quoting, log escapes), percent-encoded in URLs.
+
+    >>> [person_id_problem(v) is None for v in ("护工-李", "c-01", "Li Ping", "a/b", "")]
+    [True, True, False, False, False]
+    >>> print(person_id_problem("a\\u202eb"))
+    not an id (printable characters, no spaces, / or \\, at most 128)
+    """
+    if (0 < len(value) <= PERSON_ID_MAX and value.isprintable() and " " not in value
+            and "/" not in value and "\\" not in value):
+        return None
+    return f"not an id ({PERSON_ID_RULE})"
+
 Zone: TypeAlias = Literal["bed", "room", "bathroom", "door"]
 Posture: TypeAlias = Literal["lying", "sitting", "standing"]
 BadgeMethod: TypeAlias = Literal["qr", "nfc", "app"]
@@ -118,7 +147,9 @@ compares a visit's length with. Codes outside it are valid too."""
 
 class BadgeEvent(Struct, frozen=True, omit_defaults=True, gc=False):
     """Caregiver check-in/out; ``services`` lists service item codes on check-out
-    (:data:`SERVICE_MINUTES`)."""
+    (:data:`SERVICE_MINUTES`). ``caregiver`` and ``visit`` follow :func:`person_id_problem`
+    (checked by the codec: a badge event that does not is dead-lettered as
+    ``invalid_payload``)."""
 
     ts: EpochMs
     seq: Seq

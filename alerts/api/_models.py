@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from alerts.handling import COMMENT_MAX, ITEM_PATTERN
 from alerts.keys import NAME_PATTERN, Role
@@ -26,16 +26,31 @@ from alerts.residents import (
     RELATION_MAX,
     TEXT_PATTERN,
 )
+from devices import PERSON_ID_PATTERN as DEVICE_PERSON_ID_PATTERN
+from devices import person_id_problem
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Site, bed and device ids (the device contract)."""
-PERSON_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
-"""Caregiver and visit ids: pseudonymous codes, never names."""
+PERSON_ID_PATTERN = DEVICE_PERSON_ID_PATTERN
+"""Caregiver and visit ids: the one rule of badges, plans and the app
+(:func:`devices.person_id_problem`: printable text in any script, no spaces, ``/`` or ``\\``,
+at most 128 characters)."""
 ALERT_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 EPOCH_MS_MAX = 2**53
 
 SiteId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
+
+
+def _person_id(value: str) -> str:
+    if (problem := person_id_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN), AfterValidator(_person_id)]
+"""A caregiver or visit id, body or query parameter: the pattern (for the OpenAPI document;
+its Unicode tables may be newer than Python's and take a character just assigned) and then the
+rule itself (:func:`devices.person_id_problem`)."""
 ServiceCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Note = Annotated[str, StringConstraints(max_length=2000)]
 Metric = Literal["heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db"]

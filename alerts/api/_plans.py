@@ -28,10 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from alerts.api._auth import Admin, require
 from alerts.api._context import ApiContext
 from alerts.api._errors import ApiError, error_responses
-from alerts.api._models import EPOCH_MS_MAX, ID_PATTERN, PERSON_ID_PATTERN, RowProblemOut
+from alerts.api._models import EPOCH_MS_MAX, ID_PATTERN, PersonId, RowProblemOut
 from alerts.errors import PlanStoreUnavailable
 from alerts.keys import Role
 from alerts.plans import (
+    PLAN_ID_PATTERN,
     PlannedVisit,
     make_plan,
     parse_plans_csv,
@@ -53,7 +54,7 @@ IMPORT_PATH: Final = "/plans/import"
 """The route (under the API's prefix) allowed :data:`MAX_IMPORT_BYTES`."""
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
-PlanId = Annotated[str, Path(pattern=PERSON_ID_PATTERN)]
+PlanId = Annotated[str, Path(pattern=PLAN_ID_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 CURSOR = r"^[0-9]{1,16}/[A-Za-z0-9_-]{1,64}/[A-Za-z0-9_.:-]{1,128}$"
 
@@ -82,8 +83,9 @@ class PlanIn(_In):
     """One planned visit (replaces the stored one of the same site and plan id)."""
 
     bed: Annotated[str, StringConstraints(pattern=ID_PATTERN)]
-    caregiver: Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN)]
-    """The caregiver's pseudonymous code, never a name."""
+    caregiver: PersonId
+    """The caregiver's code as the badges send it: printable text in any script, no spaces,
+    ``/`` or ``\\``, at most 128 characters (:func:`devices.person_id_problem`)."""
     date: Annotated[str, StringConstraints(pattern=r"^\d{4}-\d{2}-\d{2}$")]
     """Local date of the window's start."""
     start: Annotated[str, StringConstraints(pattern=r"^\d{1,2}:\d{2}$")]
@@ -191,7 +193,7 @@ def router(ctx: ApiContext) -> APIRouter:
     async def list_plans(
         site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
         bed: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-        caregiver: Annotated[str | None, Query(pattern=PERSON_ID_PATTERN)] = None,
+        caregiver: Annotated[PersonId | None, Query()] = None,
         since: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX, description=(
             "windows ending after this (epoch ms)"))] = None,
         until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX, description=(
