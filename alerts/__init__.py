@@ -91,6 +91,7 @@ from alerts.plans import (
     PlanImport,
     PlannedVisit,
     PlanRow,
+    PlanZones,
     ServiceItem,
     make_plan,
     parse_plans_csv,
@@ -106,7 +107,14 @@ from alerts.responsemetrics import ResponseMetrics
 from alerts.roster import OnDuty, Roster, RosterError, Staff
 from alerts.rosterstore import RosterStore, coverage
 from alerts.rules import ImmediateRules
-from alerts.servicelog import JudgedVisit, ServiceEntry, ServiceLog, ServiceLogRecorder
+from alerts.servicelog import (
+    Audit,
+    JudgedVisit,
+    ServiceEntry,
+    ServiceLog,
+    ServiceLogRecorder,
+    Verification,
+)
 from alerts.servicerecords import Settlement
 from alerts.store import MAX_PAGE, AlertStore
 from alerts.storms import AlertStorms
@@ -139,6 +147,7 @@ __all__ = [
     "AlertStore",
     "AlertStorms",
     "AlertType",
+    "Audit",
     "BoundedHistory",
     "Catalogue",
     "Chain",
@@ -179,6 +188,7 @@ __all__ = [
     "PlanRow",
     "PlanStore",
     "PlanStoreUnavailable",
+    "PlanZones",
     "PlannedVisit",
     "ReportSettings",
     "Resident",
@@ -209,6 +219,7 @@ __all__ = [
     "StoreUnavailable",
     "SupervisionReport",
     "Use",
+    "Verification",
     "VisitEvent",
     "VisitRefused",
     "bootstrap_key_problem",

@@ -68,9 +68,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -79,7 +81,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alerts.errors import ServiceLogUnavailable, VisitRefused, storage_fault
 from alerts.model import RefusalReason, VisitEvent
@@ -129,6 +131,16 @@ CREATE TABLE IF NOT EXISTS verify_checkpoint (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL,
     verified_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verify_audit (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    head_seq INTEGER NOT NULL,
+    first_bad_seq INTEGER,
+    error TEXT,
+    seconds REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS refused_visit (
     id INTEGER PRIMARY KEY,
@@ -354,7 +366,34 @@ class Verification:
     from_seq: int = 1
     """The first record recomputed (after the checkpoint; 1 for a full pass)."""
     first_bad_seq: int | None = None
+    """The first record changed, removed or moved; None when ``ok``, and when a kept head
+    shows the chain rewritten without saying where (``suspect_from``)."""
     error: str | None = None
+    suspect_from: int | None = None
+    """A kept head the chain does not reach: some record from this one to ``first_bad_seq``
+    or, when that is None, to the kept head's, was changed, removed or re-hashed."""
+    suspect_to: int | None = None
+    """The kept head's record the chain does not reach (with ``suspect_from``)."""
+    last_full: Audit | None = None
+    """The last full verification (the gateway runs one in the background on the
+    housekeeping's schedule, :meth:`ServiceLog.audit`); an incremental one vouches for the
+    records before ``from_seq`` only as of it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Audit:
+    """What the last full verification found (:meth:`ServiceLog.audit`)."""
+
+    at: int
+    """When it ended (epoch ms)."""
+    ok: bool
+    records: int
+    """Records recomputed (every one, up to the stored head as of then)."""
+    head_seq: int
+    """The last record known good as of then."""
+    first_bad_seq: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
 
 
 _CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
@@ -415,6 +454,8 @@ class ServiceLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._audit: Audit | None = None
+        self._audit_loaded = False
         if "detail" not in {row[1] for row in self._db.execute("PRAGMA table_info(service_log)")}:
             self._db.execute("ALTER TABLE service_log ADD COLUMN detail TEXT")  # a log of before
 
@@ -738,11 +779,72 @@ class ServiceLog:
         if (not full and checkpoint_seq is not None and 0 < checkpoint_seq <= head_seq
                 and self._still_kept(kept, int(checkpoint_seq))):
             start = (int(checkpoint_seq), str(checkpoint_hash))
+        started = time.perf_counter()
         result = self._verify_from(start, head_seq, head_hash, int(last_row or 0), kept)
         if result.ok and head_seq > 0 and (head_seq, result.head_hash) != (
                 checkpoint_seq, checkpoint_hash):
             self._store_checkpoint(head_seq, result.head_hash)
+        if start[0] == 0:
+            self._store_audit(Audit(
+                at=_now_ms(), ok=result.ok, records=result.checked, head_seq=result.head_seq,
+                first_bad_seq=result.first_bad_seq, error=result.error,
+                seconds=round(time.perf_counter() - started, 3)))
+        last_full = self.last_audit()
+        if (result.ok and start[0] > 0 and last_full is not None and not last_full.ok
+                and last_full.first_bad_seq is not None and last_full.first_bad_seq <= start[0]):
+            # Checked from the checkpoint on, sound; but the last full pass found a bad record
+            # behind it, and nothing since says otherwise: not sound until a full pass is.
+            return replace(result, ok=False, first_bad_seq=last_full.first_bad_seq,
+                           records=min(result.records, last_full.head_seq),
+                           head_seq=last_full.head_seq, head_hash="", last_full=last_full,
+                           error=f"the last full verification (at {last_full.at}) found: "
+                                 f"{last_full.error}")
+        return replace(result, last_full=last_full)
+
+    def audit(self) -> Verification:
+        """A full verification, kept as :meth:`last_audit` (the gateway runs it in the
+        housekeeping's thread on its schedule, first within a minute of start): what an
+        incremental one no longer recomputes (records before the checkpoint) is re-checked,
+        so an edit behind it that kept the old hashes is found without a ``full`` call.
+        Logged: ``servicelog.audit_failed`` (error) names the first bad record."""
+        result = self.verify(full=True)
+        if result.ok:
+            log.info("servicelog.audit_ok records=%d head_seq=%d", result.checked,
+                     result.head_seq)
+        else:
+            log.error("servicelog.audit_failed first_bad_seq=%s sound_up_to=%d error=%s; the "
+                      "service log's chain is NOT SOUND (homecare verify-log --heads FILE)",
+                      result.first_bad_seq, result.head_seq, result.error)
         return result
+
+    def last_audit(self) -> Audit | None:
+        """The last full verification (:meth:`audit`, or ``verify(full=True)``)."""
+        if self._audit_loaded:
+            return self._audit
+        with self._lock:
+            row = self._db.execute("SELECT at, ok, records, head_seq, first_bad_seq, error,"
+                                   " seconds FROM verify_audit WHERE id = 1").fetchone()
+        self._audit_loaded = True
+        if row is None:
+            return None
+        self._audit = Audit(at=row[0], ok=bool(row[1]), records=row[2], head_seq=row[3],
+                            first_bad_seq=row[4], error=row[5], seconds=row[6])
+        return self._audit
+
+    def _store_audit(self, audit: Audit) -> None:
+        self._audit, self._audit_loaded = audit, True
+        try:
+            with self._lock:
+                self._db.execute(
+                    "INSERT INTO verify_audit (id, at, ok, records, head_seq, first_bad_seq,"
+                    " error, seconds) VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE"
+                    " SET at = excluded.at, ok = excluded.ok, records = excluded.records,"
+                    " head_seq = excluded.head_seq, first_bad_seq = excluded.first_bad_seq,"
+                    " error = excluded.error, seconds = excluded.seconds",
+                    (audit.at, int(audit.ok), audit.records, audit.head_seq,
+                     audit.first_bad_seq, audit.error, audit.seconds))
+        except sqlite3.DatabaseError as exc:  # a read-only copy: known in memory
+            log.warning("servicelog.audit_not_stored error=%s", exc)
 
     def _still_kept(self, kept: dict[int, list[tuple[str, str]]], upto: int) -> bool:
         """Whether the records of every kept head up to ``upto`` still have its hash."""
@@ -760,8 +862,8 @@ class ServiceLog:
                      last_row: int, kept: dict[int, list[tuple[str, str]]]) -> Verification:
         prev_seq, prev = start
         checked = 0
-        agreed = 0
-        """The last record a kept head vouched for."""
+        agreed, agreed_hash = start
+        """The last record a kept head (or the checkpoint verified from) vouched for."""
 
         def bad(seq: int, error: str) -> Verification:
             return Verification(ok=False, records=prev_seq, head_seq=prev_seq, head_hash=prev,
@@ -786,11 +888,9 @@ class ServiceLog:
                 checked += 1
                 for expected, what in kept.get(seq, ()):
                     if digest != expected:
-                        since = f" after record {agreed}" if agreed else ""
-                        return bad(seq, f"record {seq} differs from the {what} "
-                                        f"({expected[:12]}...): the chain was rewritten{since} "
-                                        f"up to it and re-hashed")
-                    agreed = seq
+                        return self._unreached(start, checked, agreed, agreed_hash, seq,
+                                               expected, what)
+                    agreed, agreed_hash = seq, digest
                 prev_seq, prev = seq, digest
             time.sleep(0)  # let the event loop's thread have the GIL between pages
         if prev_seq < head_seq:
@@ -807,6 +907,31 @@ class ServiceLog:
                                      f"after {head_seq} were removed")
         return Verification(ok=True, records=head_seq, head_seq=head_seq, head_hash=prev,
                             checked=checked, from_seq=start[0] + 1)
+
+    @staticmethod
+    def _unreached(start: tuple[int, str], checked: int, agreed: int, agreed_hash: str,
+                   seq: int, expected: str, what: str) -> Verification:
+        """Record ``seq`` is sound by its own links but not the one a kept head says: the
+        chain was rewritten and re-hashed from some record after ``agreed`` (the last a head
+        vouched for) up to it. Which one, only a head kept for each of them can say; with
+        one for the record before, it is ``seq`` itself."""
+        if agreed == seq - 1:
+            return Verification(
+                ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash,
+                checked=checked, from_seq=start[0] + 1, first_bad_seq=seq,
+                suspect_from=seq, suspect_to=seq,
+                error=f"record {seq} differs from the {what} ({expected[:12]}...): it was "
+                      f"changed and the chain re-hashed from it")
+        vouched = (f"records up to {agreed} are as kept" if agreed
+                   else "no kept head vouches for any record before it")
+        return Verification(
+            ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash, checked=checked,
+            from_seq=start[0] + 1, first_bad_seq=None, suspect_from=agreed + 1,
+            suspect_to=seq,
+            error=f"the chain does not reach the {what} (record {seq}, {expected[:12]}...): "
+                  f"some record from {agreed + 1} to {seq} was changed, removed or moved and "
+                  f"the chain re-hashed ({vouched}); the heads kept for more records "
+                  f"(--heads FILE) name the first bad one")
 
     def _store_checkpoint(self, seq: int, digest: str) -> None:
         try:
@@ -836,6 +961,18 @@ class ServiceLogRecorder:
             "homecare_service_visits_set_aside", "Badge check-ins and check-outs set aside "
             "(not chained: GET /api/v1/service-logs/refused), by the reason they contradict "
             "their visit", ["reason"], registry=metrics)
+        log.last_audit()  # loaded now: the gauges below read it from memory
+        for name, what, read in (
+                ("ok", "1 if the last full verification of the service log's chain found it "
+                 "sound, 0 if not (NaN: never run)", lambda a: float(a.ok)),
+                ("timestamp_seconds", "When the last full verification of the service log "
+                 "ended (NaN: never)", lambda a: a.at / 1000),
+                ("records", "Records the last full verification recomputed",
+                 lambda a: float(a.records)),
+                ("first_bad_seq", "The first bad record the last full verification found "
+                 "(0: none)", lambda a: float(a.first_bad_seq or 0))):
+            Gauge(f"homecare_service_log_full_verify_{name}", what, registry=metrics
+                  ).set_function(functools.partial(_audit_value, log, read))
 
     def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
         for message in messages:
@@ -865,6 +1002,11 @@ class ServiceLogRecorder:
                             "their visits; GET /api/v1/service-logs/refused)", n - len(kept),
                             named or "already_set_aside")
             del self._pending[:n]
+
+
+def _audit_value(service_log: ServiceLog, read: Callable[[Audit], float]) -> float:
+    audit = service_log.last_audit()
+    return math.nan if audit is None else read(audit)
 
 
 def in_visit_order(events: Sequence[VisitEvent]) -> list[VisitEvent]:

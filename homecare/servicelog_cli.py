@@ -6,18 +6,26 @@ record goes upstream with the chain's head as of it (``seq`` and ``hash``); the 
 them, and gives one back (``--head SEQ:HASH``) or all of them (``--heads FILE``): a chain edited
 and re-hashed with its stored head passes its own links, but not the heads kept elsewhere. The
 command recomputes every record (an audit: it finds an edit that kept the old hashes too), or
-only those after the last record verified (``--incremental``, what the gateway's API does).
-Exit status 0: sound; 1: not (the first bad record is named); 2: the command was used wrongly.
+only those after the last record verified (``--incremental``, what the gateway's API does; it
+says when the records before were last fully verified, and a bad record that pass found keeps
+it not sound). A kept head the chain does not reach says only that some record up to it was
+changed, removed or re-hashed: the first bad record is named when a head was kept for the
+record before it (``--heads FILE``). Exit status 0: sound; 1: not; 2: the command was used
+wrongly.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from alerts import Audit
 
 _HEAD = re.compile(r"^\s*(\d{1,18})\s*[:, ]\s*([0-9a-fA-F]{64})\s*$")
 
@@ -87,19 +95,50 @@ def verify_log(
         result = log.verify(heads=kept, full=not incremental)
     finally:
         log.close()
+    audit = result.last_full
     if as_json:
         typer.echo(json.dumps({
             "ok": result.ok, "records": result.records, "head_seq": result.head_seq,
             "head_hash": result.head_hash, "checked": result.checked,
             "from_seq": result.from_seq, "kept_heads": len(kept),
-            "first_bad_seq": result.first_bad_seq, "error": result.error}))
+            "first_bad_seq": result.first_bad_seq, "error": result.error,
+            "suspect_from": result.suspect_from, "suspect_to": result.suspect_to,
+            "last_full": None if audit is None else {
+                "at": audit.at, "ok": audit.ok, "records": audit.records,
+                "head_seq": audit.head_seq, "first_bad_seq": audit.first_bad_seq,
+                "error": audit.error}}))
     elif result.ok:
         typer.echo(f"{path}: sound, {result.records} records, head {result.head_seq}:"
                    f"{result.head_hash} ({result.checked} recomputed from record "
                    f"{result.from_seq}; {len(kept)} kept heads matched)")
+        if result.from_seq > 1:
+            typer.echo(f"records before {result.from_seq} were not recomputed now: "
+                       f"{full_check_line(audit)}")
     else:
         typer.echo(f"{path}: NOT SOUND: {result.error}")
-        typer.echo(f"first bad record: {result.first_bad_seq}")
-        typer.echo(f"sound up to record {result.head_seq} ({result.head_hash})")
+        if result.first_bad_seq is not None:
+            typer.echo(f"first bad record: {result.first_bad_seq}")
+        else:
+            typer.echo(f"first bad record: not known (one of records {result.suspect_from} to "
+                       f"{result.suspect_to}; give more kept heads with --heads FILE)")
+        if result.head_seq > 0:
+            typer.echo(f"sound up to record {result.head_seq} ({result.head_hash})")
+        else:
+            typer.echo("no record is known sound")
     if not result.ok:
         raise typer.Exit(1)
+
+
+def full_check_line(audit: Audit | None) -> str:
+    """When the whole chain was last recomputed, and what that found.
+
+    >>> full_check_line(None)
+    'never fully verified (run homecare verify-log without --incremental)'
+    """
+    if audit is None:
+        return "never fully verified (run homecare verify-log without --incremental)"
+    when = dt.datetime.fromtimestamp(audit.at / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    if audit.ok:
+        return f"last fully verified {when}, sound up to record {audit.head_seq}"
+    return (f"last fully verified {when}: NOT SOUND, first bad record "
+            f"{audit.first_bad_seq}: {audit.error}")

@@ -21,7 +21,7 @@ import asyncio
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import StringConstraints
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from alerts.api._auth import Dispatcher, require
 from alerts.api._context import ApiContext
@@ -41,7 +41,7 @@ from alerts.api._models import (
 from alerts.errors import VisitRefused
 from alerts.keys import Role
 from alerts.model import VisitEvent
-from alerts.servicelog import RefusedVisit, ServiceRecord, api_origin
+from alerts.servicelog import Audit, RefusedVisit, ServiceRecord, Verification, api_origin
 
 EVENTS: Final[dict[str, Literal["check_in", "check_out", "service"]]] = {
     "check_in": "check_in", "check_out": "check_out", "service": "service"}
@@ -49,6 +49,60 @@ SOURCES: Final[dict[str, Literal["badge", "api", "gateway"]]] = {
     "badge": "badge", "api": "api", "gateway": "gateway"}
 HEAD_PATTERN: Final = r"^[0-9]{1,18}:[0-9a-fA-F]{64}$"
 MAX_KEPT_HEADS: Final = 100
+
+
+class FullCheck(BaseModel):
+    """The last full verification (every record recomputed), run in the background."""
+
+    model_config = ConfigDict(frozen=True)
+    at: int
+    """When it ended (epoch ms)."""
+    ok: bool
+    records: int
+    """Records it recomputed."""
+    head_seq: int
+    """The last record it found sound."""
+    first_bad_seq: int | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class ChainVerified(ChainCheck):
+    suspect_from: int | None = None
+    """A kept head the chain does not reach: some record from this one up to
+    ``suspect_to`` was changed, removed or re-hashed (``first_bad_seq`` null: not known)."""
+    suspect_to: int | None = None
+    last_full: FullCheck | None = None
+    """The last full verification; the records before ``from_seq`` were not recomputed by
+    this one and are vouched for only as of it (null: never)."""
+    scope: str
+    """What this answer vouches for, in words."""
+
+
+def full_check(audit: Audit | None) -> FullCheck | None:
+    if audit is None:
+        return None
+    return FullCheck(at=audit.at, ok=audit.ok, records=audit.records, head_seq=audit.head_seq,
+                     first_bad_seq=audit.first_bad_seq, error=audit.error,
+                     seconds=audit.seconds)
+
+
+def scope(result: Verification) -> str:
+    """What a verification vouches for: the records recomputed now, and those before them as
+    of the last full verification."""
+    now = (f"records {result.from_seq} to {result.from_seq + result.checked - 1} recomputed "
+           f"now" if result.checked else "no record recomputed now")
+    if result.from_seq <= 1:
+        return now
+    audit = result.last_full
+    if audit is None:
+        return (f"{now}; records before {result.from_seq} were verified earlier and never "
+                f"fully re-verified since (full=true recomputes every record)")
+    if audit.ok:
+        return (f"{now}; records before {result.from_seq} as of the full verification at "
+                f"{audit.at} (sound up to record {audit.head_seq})")
+    return (f"{now}; the full verification at {audit.at} found record "
+            f"{audit.first_bad_seq} bad: {audit.error}")
 
 
 def record_out(record: ServiceRecord) -> ServiceLogRecordOut:
@@ -100,7 +154,7 @@ def router(ctx: ApiContext) -> APIRouter:
             items=[record_out(r) for r in page],
             next_cursor=str(page[-1].seq) if len(records) > limit else None)
 
-    @api.get("/service-logs/verify", response_model=ChainCheck, dependencies=[viewer],
+    @api.get("/service-logs/verify", response_model=ChainVerified, dependencies=[viewer],
              summary="Verify the service log's hash chain against heads kept elsewhere")
     async def verify(
         head: Annotated[list[Annotated[str, StringConstraints(pattern=HEAD_PATTERN)]] | None,
@@ -109,17 +163,23 @@ def router(ctx: ApiContext) -> APIRouter:
                               "repeat for more")] = None,
         full: Annotated[bool, Query(description="Recompute every record, not only those "
                                                 "after the last one verified")] = False,
-    ) -> ChainCheck:
+    ) -> ChainVerified:
         """``ok`` false names the first record that was changed, removed, moved, or is not the
-        one a kept head says. Goes on from the last record verified unless ``full`` (which
-        also finds an edit behind it that kept the old hashes); in a worker thread."""
+        one a kept head says (or, from one kept head the chain does not reach, the records it
+        may be: ``suspect_from`` to ``suspect_to``). Goes on from the last record verified
+        unless ``full`` (which also finds an edit behind it that kept the old hashes); in a
+        worker thread. The records before ``from_seq`` are vouched for as of ``last_full``,
+        the full verification the gateway runs in the background (``scope`` says it in
+        words); a bad record it found keeps ``ok`` false until a full one finds none."""
         kept = [(int(seq), digest.lower())
                 for seq, _, digest in (text.partition(":") for text in head or ())]
         result = await asyncio.to_thread(log.verify, heads=kept, full=full)
-        return ChainCheck(ok=result.ok, records=result.records, head_seq=result.head_seq,
-                          head_hash=result.head_hash, checked=result.checked,
-                          from_seq=result.from_seq, kept_heads=len(kept),
-                          first_bad_seq=result.first_bad_seq, error=result.error)
+        return ChainVerified(
+            ok=result.ok, records=result.records, head_seq=result.head_seq,
+            head_hash=result.head_hash, checked=result.checked, from_seq=result.from_seq,
+            kept_heads=len(kept), first_bad_seq=result.first_bad_seq, error=result.error,
+            suspect_from=result.suspect_from, suspect_to=result.suspect_to,
+            last_full=full_check(result.last_full), scope=scope(result))
 
     @api.get("/service-logs/refused", response_model=RefusedVisitList, dependencies=[viewer],
              summary="Badge check-ins/outs set aside (never chained), newest first")

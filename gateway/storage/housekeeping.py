@@ -449,15 +449,20 @@ class Housekeeper:
                  metrics: HousekeepingMetrics | None = None,
                  deadletters: DeadLetterStore | None = None,
                  alert_readers: Iterable[str] | None = None,
+                 audits: Iterable[tuple[str, Callable[[], object]]] = (),
                  clock: Callable[[], float] = time.time) -> None:
         """``deadletters``: the gateway's open dead-letter store, which keeps count of its
         rows: its letters are deleted through it (without, through a connection of our own).
         ``alert_readers``: the files of the alert change log's readers in use, of
         :data:`ALERT_READERS` (an outbox left by an upstream no longer configured holds nothing
-        back); None: every one there is."""
+        back); None: every one there is. ``audits``: named checks run last in each run (the
+        service log's full verification, :meth:`alerts.ServiceLog.audit`: what incremental
+        verification no longer recomputes is recomputed on this schedule, off the event
+        loop)."""
         self.data_dir = Path(data_dir)
         self.deadletters = deadletters
         self.alert_readers = None if alert_readers is None else frozenset(alert_readers)
+        self.audits = list(audits)
         self.archive = self.data_dir / ARCHIVE_DIR
         self.policy = policy
         self.metrics = metrics
@@ -502,6 +507,7 @@ class Housekeeper:
             "acklinks", "acklinks.sqlite3", "used_links", "rowid", "used_at < ?",
             (now_ms - max(p.ack_link_max_age_ms, p.ack_link_ttl_ms),), report)))
         steps.append(("compact", lambda: self._compact(report)))
+        steps.extend(self.audits)
         for name, step in steps:
             if self.stopping.is_set():
                 break

@@ -303,10 +303,22 @@ async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_check
     routine = (await api.client.get("/api/v1/service-logs/verify",
                                     headers=api.auth("viewer"))).json()
     assert routine["ok"] is True, "a plain edit behind the checkpoint needs a full pass"
+    # ...and says so: the records before from_seq are vouched for as of the last full pass.
+    assert (routine["checked"], routine["from_seq"]) == (0, 8)
+    assert routine["last_full"]["ok"] is True
+    assert routine["last_full"]["head_seq"] == 6
+    assert "records before 8 as of the full verification at" in routine["scope"]
     full = (await api.client.get("/api/v1/service-logs/verify",
                                  params={"full": "true", "head": f"{third[0]}:{third[1]}"},
                                  headers=api.auth("viewer"))).json()
     assert (full["ok"], full["first_bad_seq"], full["checked"]) == (False, 3, 2)
+    # A fresh verifier: after the full pass (the gateway's background audit) found record 3,
+    # the default, incremental answer said ok with checked 0. Not sound until a full one is.
+    again = (await api.client.get("/api/v1/service-logs/verify",
+                                  headers=api.auth("viewer"))).json()
+    assert (again["ok"], again["first_bad_seq"], again["checked"]) == (False, 3, 0)
+    assert again["last_full"]["first_bad_seq"] == 3
+    assert "found record 3 bad" in again["scope"]
     bad = await api.client.get("/api/v1/service-logs/verify", params={"head": "3:nothex"},
                                headers=api.auth("viewer"))
     assert bad.status_code == 422

@@ -56,7 +56,13 @@ def test_a_rewritten_chain_passes_its_own_links_but_not_the_heads_kept_elsewhere
     assert log.verify(full=True).ok, "re-hashed: every link and the stored head agree"
     last_only = log.verify(heads=[kept[-1]], full=True)
     assert not last_only.ok
-    assert last_only.first_bad_seq == 10, last_only.error
+    # One head after the edit cannot say which record changed (a fresh verifier: "record 10,
+    # sound up to record 9" was false): the chain does not reach it, nothing before is vouched.
+    assert last_only.first_bad_seq is None, last_only.error
+    assert (last_only.suspect_from, last_only.suspect_to, last_only.records) == (1, 10, 0)
+    assert "does not reach the kept head (record 10" in (last_only.error or "")
+    two = log.verify(heads=[kept[1], kept[-1]], full=True)
+    assert (two.first_bad_seq, two.suspect_from, two.records) == (None, 3, 2), two.error
     every = log.verify(heads=kept, full=True)
     assert not every.ok
     assert every.first_bad_seq == 4, "the heads of every record name the first one rewritten"
@@ -116,7 +122,8 @@ def test_a_rewrite_behind_the_checkpoint_is_found_by_the_next_verification(
     rewrite(path, log, 4)
     result = log.verify()
     assert not result.ok, "the checkpoint is a head too: the rewrite changed its record"
-    assert result.first_bad_seq == 10, result.error
+    assert (result.first_bad_seq, result.suspect_from, result.suspect_to) == (None, 1, 10), (
+        result.error)
     assert log.verify(heads=kept).first_bad_seq == 4
 
 
@@ -130,7 +137,7 @@ def test_a_head_kept_elsewhere_is_checked_behind_the_checkpoint(log: ServiceLog,
     assert log.verify().ok, "without a head from elsewhere a complete forgery passes"
     result = log.verify(heads=kept[5:6])
     assert not result.ok
-    assert result.first_bad_seq == 6, result.error
+    assert (result.first_bad_seq, result.suspect_to) == (None, 6), result.error
 
 
 def test_an_edit_behind_the_checkpoint_is_found_by_a_full_pass(log: ServiceLog,
@@ -162,3 +169,62 @@ def test_a_record_hashes_the_same_whether_read_as_a_record_or_verified_from_its_
     record: ServiceRecord = log.query(newest_first=False, limit=1)[0]
     assert chain_hash(GENESIS, record.body()) == record.hash
     assert "detail" not in record.body(), "records without detail hash as they always did"
+
+
+def test_the_background_audit_rechecks_what_incremental_verification_skips(
+        log: ServiceLog, path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A fresh verifier: an edit behind the checkpoint (record 4, hashes kept) was answered
+    # ok by every incremental verification (the API's default). The gateway's housekeeping
+    # runs the full one (ServiceLog.audit) on its schedule; its result is kept, counted in
+    # metrics, logged loudly, and keeps the incremental answer from saying sound.
+    from prometheus_client import CollectorRegistry
+
+    from alerts.servicelog import ServiceLogRecorder
+    from gateway.config import Settings
+    from gateway.storage.housekeeping import Housekeeper, Policy
+
+    registry = CollectorRegistry()
+    ServiceLogRecorder(log, metrics=registry)
+    assert registry.get_sample_value("homecare_service_log_full_verify_ok") != 1.0  # never
+    first = log.verify()
+    assert first.ok
+    assert first.last_full is not None, "the first one recomputed every record: a full one"
+    assert first.last_full.ok
+    log.append([event(10), event(11)])
+    tamper(path, "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 4")
+    routine = log.verify()
+    assert routine.ok
+    assert routine.checked == 2
+    assert routine.last_full == first.last_full
+    housekeeper = Housekeeper(path.parent, Policy.from_settings(Settings()),
+                              audits=[("servicelog-audit", log.audit)])
+    housekeeper.run()
+    assert "servicelog.audit_failed first_bad_seq=4" in caplog.text
+    audit = log.last_audit()
+    assert audit is not None
+    assert (audit.ok, audit.first_bad_seq) == (False, 4)
+    assert registry.get_sample_value("homecare_service_log_full_verify_ok") == 0.0
+    assert registry.get_sample_value("homecare_service_log_full_verify_first_bad_seq") == 4.0
+    after = log.verify()
+    assert (after.ok, after.first_bad_seq, after.checked) == (False, 4, 0)
+    assert ServiceLog(path).last_audit() == audit, "kept in the file"
+
+
+def test_verify_log_incremental_says_when_the_rest_was_last_fully_verified(
+        log: ServiceLog, path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from homecare.cli import app
+
+    runner = CliRunner()
+    args = ["verify-log", "--data-dir", str(path.parent), "--incremental"]
+    assert runner.invoke(app, args).exit_code == 0  # the first: every record
+    log.append([event(10)])
+    tamper(path, "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 4")
+    routine = runner.invoke(app, args)
+    assert routine.exit_code == 0, routine.output
+    assert "records before 11 were not recomputed now: last fully verified" in routine.output
+    assert runner.invoke(app, args[:-1]).exit_code == 1  # the full pass finds record 4
+    after = runner.invoke(app, args)
+    assert after.exit_code == 1, after.output
+    assert "first bad record: 4" in after.output

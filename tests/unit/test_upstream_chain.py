@@ -154,6 +154,10 @@ async def test_tampering_is_found_against_the_heads_the_platform_kept_naming_the
     assert "first bad record: 5" in every.output, every.output
     if kind != "rewrite_and_rehash":  # one head after the edit cannot say where it was
         assert "first bad record: 5" in last.output, last.output
+    else:  # ...and says only what is true (a fresh verifier: "sound up to record 7" was not)
+        assert "the chain does not reach the kept head (record 8" in last.output, last.output
+        assert "first bad record: not known (one of records 1 to 8" in last.output
+        assert "sound up to" not in last.output
 
     # The platform's receiver: reading the log back, and as new records arrive.
     assert receiver.audit(_wire(station.log))[0] == 5
