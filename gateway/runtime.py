@@ -50,6 +50,7 @@ import contextlib
 import dataclasses
 import gc
 import logging
+import sys
 import time
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -123,6 +124,21 @@ for tens of ms, come several times less often (measured in the latency benchmark
 generation is collected every 5 young passes, so it holds at most ~100,000 objects: with
 (50,000, 20) a flood of new devices (whose state survives) filled it to a million and its pass
 held the loop 218 ms while presses waited (flood benchmark, 2026-12-01; ≤ 57 ms now)."""
+
+SWITCH_INTERVAL_S = 0.001
+"""How long a thread may hold the interpreter while another waits for it (Python's default:
+5 ms). The detectors' rounds run in a worker thread; with the default, each time the event
+loop gave the interpreter up (a socket read) it waited up to 5 ms to get it back, several times
+per emergency call, while a flood of new devices kept that thread busy."""
+
+FLOOD_FREEZE_DEVICES = 100
+"""An ingest step that registered at least this many devices on first sight is a flood of new
+devices (a real deployment adds a few a day): what it left is moved out of the collector's
+reach (``gc.freeze``, as at start). Their state lives as long as their ids (and what the live
+state's byte cap evicts is still freed, by reference counting); otherwise the collector's
+passes over it, growing with each new id, held the loop tens of ms at a time while presses
+waited (flood benchmark). Only garbage in reference cycles at that moment is kept for good,
+once per such step."""
 
 REGISTRY_CACHE = "registry.cache.json"
 """The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
@@ -386,6 +402,7 @@ class Gateway:
                 # stall the loop for 100+ ms under load (measured in the latency benchmark).
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
                 gc.callbacks.append(gc_timer)
                 self.started.set()
                 await self._stopping.wait()
@@ -492,8 +509,11 @@ class Gateway:
                 # go first, before the telemetry ahead of them.
                 await self._handle_urgent()
             started = time.perf_counter()
+            registered = pipeline.registered_total
             pipeline.process(raws)
             pacer.took(len(raws), time.perf_counter() - started)
+            if pipeline.registered_total - registered >= FLOOD_FREEZE_DEVICES:
+                gc.freeze()  # a flood of new devices: keep their state out of the passes
             if pipeline.pending_messages and (
                     not len(self.inbox) or self.alerts.urgent_pending
                     or pipeline.pending_points >= max_points
