@@ -23,6 +23,7 @@ once (:mod:`~alerts.errors`). The HTTP API (:mod:`alerts.api`) and the console
 """
 
 from alerts.acklinks import AckLinks, Claim, Use, call_started
+from alerts.chainstatus import ChainStatus, chain_status
 from alerts.engine import AlertEngine, IdFactory, random_ids, seeded_ids
 from alerts.errors import (
     AlertError,
@@ -151,6 +152,7 @@ __all__ = [
     "BoundedHistory",
     "Catalogue",
     "Chain",
+    "ChainStatus",
     "Claim",
     "Contact",
     "ContactCall",
@@ -224,6 +226,7 @@ __all__ = [
     "VisitRefused",
     "bootstrap_key_problem",
     "call_started",
+    "chain_status",
     "coverage",
     "envelope",
     "institution_of",

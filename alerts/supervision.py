@@ -23,6 +23,9 @@ seq and hash). The rules:
 * **billable**: the verified visits: their items at the catalogue's minutes. A flagged visit's
   minutes are **held** until the institution has reviewed it; a pending one's wait.
 
+The report states the chain's verification (:mod:`alerts.chainstatus`): a figure is only as
+good as the records it comes from.
+
 The institution of a site is the ``service_institutions`` setting's (``site=institution``),
 else the site itself.
 
@@ -42,6 +45,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+from alerts.chainstatus import ChainStatus
 from alerts.plans import Catalogue, PlannedVisit, plan_for_visit
 from alerts.servicelog import SERVICE_RECORD, ServiceRecord
 
@@ -216,10 +220,13 @@ class SupervisionReport:
     missed: list[MissedPlan]
     catalogue: dict[str, float]
     """Minutes of each item, as the report counted them."""
+    chain: ChainStatus | None = None
+    """The service log's chain as verified for the report (None: not verified)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"month": self.month, "generated_at": self.generated_at,
                 "institution": self.institution,
+                "chain": None if self.chain is None else self.chain.to_json(),
                 "total": self.total.to_json(),
                 "institutions": [t.to_json() for t in self.institutions],
                 "caregivers": [t.to_json() for t in self.caregivers],
@@ -258,9 +265,12 @@ def _plans(plans: PlanSource | None, since: int, until: int) -> list[PlannedVisi
 def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue: Catalogue,
                  month: str, zone_of: Callable[[str], dt.tzinfo],
                  institutions: Mapping[str, str], now_ms: int,
-                 institution: str | None = None) -> SupervisionReport:
+                 institution: str | None = None, chain: ChainStatus | None = None
+                 ) -> SupervisionReport:
     """The report of ``month`` (``YYYY-MM``) as the log and the plans stand at ``now_ms``;
-    ``institution``: only that one's sites. Blocks on SQLite (call it from a thread)."""
+    ``institution``: only that one's sites; ``chain``: the log's chain as verified for it
+    (:mod:`alerts.chainstatus`, stated on the report). Blocks on SQLite (call it from a
+    thread)."""
     utc_start, utc_end = month_range(month, dt.UTC)
     since, until = utc_start - DAY_MS, utc_end + 2 * DAY_MS  # every zone, visits over midnight
     zones: dict[str, dt.tzinfo] = {}
@@ -352,4 +362,4 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
         month=month, generated_at=now_ms, institution=institution, caregivers=caregivers,
         institutions=[by_institution[k] for k in sorted(by_institution)], total=total,
         visits=lines, missed=missed,
-        catalogue={item.code: item.minutes for item in catalogue})
+        catalogue={item.code: item.minutes for item in catalogue}, chain=chain)

@@ -92,6 +92,8 @@ body{font:13px/1.4 system-ui,-apple-system,"Segoe UI","Noto Sans","Noto Sans CJK
 color:#1b1b1b;margin:24px;max-width:1180px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:24px 0 8px;border-bottom:1px solid #ccc}
 .meta{color:#555;margin-bottom:16px}
+.chain{border:1px solid #9c9;background:#f3fbf3;border-radius:6px;padding:6px 10px;margin:8px 0}
+.chain.bad{border:3px solid #c00;background:#fee;color:#900;font-size:16px;font-weight:bold}
 .cards{display:flex;flex-wrap:wrap;gap:10px;margin:12px 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:110px}
 .card b{display:block;font-size:20px}.card span{color:#555}
@@ -192,6 +194,21 @@ def _when(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _chain_banner(report: SupervisionReport) -> str:
+    """The service log chain's verification, first on the page (red when it is not sound)."""
+    chain = report.chain
+    if chain is None:
+        return ('<div class="chain bad">Service log chain NOT VERIFIED for this report: its '
+                'figures are not vouched for</div>')
+    checked = (f" · verified {escape(_when(chain.verified_at))}, {chain.checked} records "
+               f"recomputed from record {chain.from_seq}")
+    if chain.full_verified_at is not None:
+        checked += (f"; last full verification {escape(_when(chain.full_verified_at))}"
+                    f" ({'sound' if chain.full_sound else 'NOT SOUND'})")
+    cls = "chain" if chain.sound else "chain bad"
+    return f'<div class="{cls}">{escape(chain.headline())}{checked}</div>'
+
+
 def supervision_html(report: SupervisionReport) -> str:
     """The printable page: totals, charts (visits by caregiver, flagged by reason, minutes
     claimed, billable and held), the tables per institution and caregiver, the flagged visits
@@ -248,7 +265,8 @@ def supervision_html(report: SupervisionReport) -> str:
 <body>
 <header><h1>Supervision and settlement report · {escape(report.month)}</h1>
 <div class="meta">{escape(scope)} · generated {escape(_when(report.generated_at))} ·
-visits by check-in in the site's zone ({escape(status_counts)})</div></header>
+visits by check-in in the site's zone ({escape(status_counts)})</div>
+{_chain_banner(report)}</header>
 <section><div class="cards">{cards}</div></section>
 <section><h2>Charts</h2>{_legend(series)}<div class="charts">{visits_chart}{reasons_chart}
 </div>{_legend(("claimed", "billable", "held"))}<div class="charts">{minutes_chart}</div>

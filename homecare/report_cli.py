@@ -5,7 +5,10 @@ page with its charts; to standard output or a file.
 It reads ``<data dir>/servicelog.sqlite3`` and ``plans.sqlite3`` (a running gateway may go on
 writing to them), the ``service_catalogue``, ``service_institutions`` and ``timezone``
 settings and the registry's site zones, as the gateway's ``GET /api/v1/reports/supervision``
-does.
+does. It recomputes the service log's whole hash chain first, against the heads kept elsewhere
+given (``--head``, ``--heads FILE``: only they find a chain re-hashed after an edit), and the
+report states the result (:mod:`alerts.chainstatus`). A chain that is not sound: the report is
+still written (marked so), the same line goes to standard error and the exit status is 3.
 """
 
 from __future__ import annotations
@@ -15,6 +18,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from homecare.servicelog_cli import HEAD_HELP, HEADS_HELP, read_heads
+
+CHAIN_NOT_SOUND = 3
+"""Exit status of a report written from a service log whose chain is not sound."""
 
 _HELP: dict[str, Any] = {"rich_markup_mode": None, "no_args_is_help": True,
                          "context_settings": {"max_content_width": 100}}
@@ -47,6 +55,9 @@ def supervision(
         "--data-dir", help="The gateway's data directory [default: as the gateway finds it: "
         "HOMECARE_DATA_DIR, else data_dir of the settings file, else ./data if it exists].",
         file_okay=False)] = None,
+    head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP)] = None,
+    heads: Annotated[Path | None, typer.Option(
+        "--heads", help=HEADS_HELP, exists=True, dir_okay=False)] = None,
 ) -> None:
     """Per care institution, caregiver and month: planned, performed, verified and flagged
     visits with the reasons, service items and minutes, what is billable (verified visits) and
@@ -58,6 +69,7 @@ def supervision(
         Catalogue,
         PlanStore,
         ServiceLog,
+        chain_status,
         institution_of,
         supervision_csv,
         supervision_html,
@@ -74,6 +86,7 @@ def supervision(
     if table not in SUPERVISION_TABLES:
         raise typer.BadParameter(f"expected {', '.join(SUPERVISION_TABLES)}",
                                  param_hint="--table")
+    kept = read_heads(head, heads)
     try:
         settings = load(_settings_file(config))
         registry = (Registry.load(settings.registry_file) if settings.registry_file
@@ -90,12 +103,15 @@ def supervision(
     log = ServiceLog(path)
     plans = PlanStore(directory / "plans.sqlite3")
     try:
+        now_ms = time.time_ns() // 1_000_000
+        chain = chain_status(log.verify(heads=kept, full=True), kept_heads=len(kept),
+                             at_ms=now_ms)
         report = supervision_report(
             log=log, plans=plans, catalogue=Catalogue.parse(settings.service_catalogue),
             month=month,
             zone_of=lambda site: zone_named(registry.timezone(site, settings.timezone)),
             institutions=institution_of(settings.service_institutions),
-            now_ms=time.time_ns() // 1_000_000, institution=institution)
+            now_ms=now_ms, institution=institution, chain=chain)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--month") from None
     finally:
@@ -109,9 +125,12 @@ def supervision(
         text = supervision_csv(report, table)
     if out is None:
         typer.echo(text, nl=False)
-        return
-    out.write_text(text, encoding="utf-8")
-    total = report.total
-    typer.echo(f"wrote {out}: {month}, {total.performed} visits performed ({total.verified} "
-               f"verified, {total.flagged} flagged, {total.pending} pending), "
-               f"{total.billable_minutes:.0f} billable minutes", err=True)
+    else:
+        out.write_text(text, encoding="utf-8")
+        total = report.total
+        typer.echo(f"wrote {out}: {month}, {total.performed} visits performed ({total.verified} "
+                   f"verified, {total.flagged} flagged, {total.pending} pending), "
+                   f"{total.billable_minutes:.0f} billable minutes", err=True)
+    typer.echo(chain.headline(), err=True)
+    if not chain.sound:
+        raise typer.Exit(CHAIN_NOT_SOUND)

@@ -45,12 +45,35 @@ def parse_head(text: str) -> tuple[int, str] | None:
     return (int(found[1]), found[2].lower()) if found else None
 
 
+HEADS_HELP = ("A file of kept heads, one SEQ:HASH (or SEQ HASH) a line, as the platform kept "
+              "them; blank lines and lines starting with # are skipped.")
+
+
+def read_heads(head: list[str] | None, heads: Path | None) -> list[tuple[int, str]]:
+    """The kept heads of ``--head`` and ``--heads FILE`` (a bad one: ``BadParameter``)."""
+    kept: list[tuple[int, str]] = []
+    for text in head or ():
+        parsed = parse_head(text)
+        if parsed is None:
+            raise typer.BadParameter(f"{text!r}: expected SEQ:HASH (a 64-digit hex hash)",
+                                     param_hint="--head")
+        kept.append(parsed)
+    if heads is not None:
+        for number, line in enumerate(heads.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parsed = parse_head(line)
+            if parsed is None:
+                raise typer.BadParameter(f"{heads}, line {number}: expected SEQ:HASH",
+                                         param_hint="--heads")
+            kept.append(parsed)
+    return kept
+
+
 def verify_log(
     head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP)] = None,
     heads: Annotated[Path | None, typer.Option(
-        "--heads", help="A file of kept heads, one SEQ:HASH (or SEQ HASH) a line, as the "
-        "platform kept them; blank lines and lines starting with # are skipped.",
-        exists=True, dir_okay=False)] = None,
+        "--heads", help=HEADS_HELP, exists=True, dir_okay=False)] = None,
     incremental: Annotated[bool, typer.Option(
         "--incremental", help="Recompute only the records after the last one verified (the "
         "checkpoint, itself checked); without it every record is recomputed.")] = False,
@@ -68,22 +91,7 @@ def verify_log(
     from alerts import ServiceLog
     from homecare.cli import _data_dir
 
-    kept: list[tuple[int, str]] = []
-    for text in head or ():
-        parsed = parse_head(text)
-        if parsed is None:
-            raise typer.BadParameter(f"{text!r}: expected SEQ:HASH (a 64-digit hex hash)",
-                                     param_hint="--head")
-        kept.append(parsed)
-    if heads is not None:
-        for number, line in enumerate(heads.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip() or line.lstrip().startswith("#"):
-                continue
-            parsed = parse_head(line)
-            if parsed is None:
-                raise typer.BadParameter(f"{heads}, line {number}: expected SEQ:HASH",
-                                         param_hint="--heads")
-            kept.append(parsed)
+    kept = read_heads(head, heads)
     directory, source = _data_dir("verify-log", config, data_dir)
     path = (directory / "servicelog.sqlite3").resolve()
     if not path.exists():

@@ -32,6 +32,7 @@ from alerts import (
     Settlement,
     Severity,
     VisitEvent,
+    chain_status,
     make_plan,
     supervision_html,
     supervision_report,
@@ -88,9 +89,10 @@ def build(workdir: Path, seed: int = 11) -> str:
     now = _ms(dt.date(2026, 12, 1), 9 * 60)
     while settlement.settle(now):
         pass
+    chain = chain_status(log.verify(full=True), kept_heads=0, at_ms=now)
     report = supervision_report(log=log, plans=plans, catalogue=CATALOGUE, month="2026-11",
                                 zone_of=lambda site: ZONE, institutions=INSTITUTIONS,
-                                now_ms=now)
+                                now_ms=now, chain=chain)
     for closing in (log, store, plans):
         closing.close()
     return supervision_html(report)

@@ -81,3 +81,32 @@ async def test_a_month_is_yyyy_mm(api: tuple[Harness, Station]) -> None:
         bad = await harness.client.get("/api/v1/reports/supervision", params={"month": month},
                                        headers=harness.auth("dispatcher"))
         assert bad.status_code == 422, month
+
+
+async def test_the_report_states_the_chain_and_a_bad_one_prominently(
+        api: tuple[Harness, Station], tmp_path: Path) -> None:
+    # A fresh verifier: the report trusted a tampered log without a word.
+    from tests.unit.test_servicelog import tamper
+
+    harness, station = api
+    url = "/api/v1/reports/supervision"
+    sound = await harness.client.get(url, params={"month": "2026-11"},
+                                     headers=harness.auth("dispatcher"))
+    assert sound.headers["x-service-log-chain"].startswith("sound; records=")
+    assert sound.json()["chain"]["sound"] is True
+    assert sound.json()["chain"]["headline"].startswith("Service log chain: sound up to")
+    tamper(tmp_path / "api" / "servicelog.sqlite3",
+           "UPDATE service_log SET services = '[\"bath\",\"rehab\"]' WHERE seq = 2")
+    assert not station.log.audit().ok  # the gateway's background full verification
+    for format in ("json", "html", "csv"):
+        answer = await harness.client.get(url, params={"month": "2026-11", "format": format},
+                                          headers=harness.auth("dispatcher"))
+        assert answer.headers["x-service-log-chain"].startswith("NOT SOUND"), format
+        assert "first_bad_seq=2" in answer.headers["x-service-log-chain"]
+    assert answer.status_code == 200
+    page = await harness.client.get(url, params={"month": "2026-11", "format": "html"},
+                                    headers=harness.auth("dispatcher"))
+    assert '<div class="chain bad">Service log chain NOT SOUND (first bad record 2' in page.text
+    chain = (await harness.client.get(url, params={"month": "2026-11"},
+                                      headers=harness.auth("dispatcher"))).json()["chain"]
+    assert (chain["sound"], chain["first_bad_seq"]) == (False, 2)
