@@ -266,6 +266,78 @@ def zone_named(name: str | None) -> dt.tzinfo:
         return dt.UTC
 
 
+class PlanZones:
+    """The zone each site's plan times are read in, and where it comes from; a callable
+    ``zone_of`` for :func:`parse_plans_csv` and :func:`make_plan`.
+
+    A site's configured zone (``configured(site)``: the registry's, else the ``timezone``
+    setting) is used; a site without one takes ``given`` (an import's ``--timezone`` or
+    ``timezone``: the zone the file's times are in). A site with neither is refused
+    (:meth:`problems`), never read in the machine's zone: a station's server often runs on UTC
+    while its caregivers' schedules are in Beijing time, 8 hours off. A ``given`` zone that
+    contradicts a configured one is refused too.
+
+    >>> zones = PlanZones({"s1": "Asia/Shanghai"}.get)
+    >>> zones("s1"), zones("s2") is not None
+    (zoneinfo.ZoneInfo(key='Asia/Shanghai'), True)
+    >>> zones.used, zones.problems()[0][:52]
+    ({'s1': 'Asia/Shanghai (configured)'}, 'no time zone is configured for site s2 (the registry')
+    >>> zones = PlanZones({"s1": "Europe/Berlin"}.get, given="Asia/Shanghai")
+    >>> _ = zones("s1"), zones("s2")
+    >>> zones.used, zones.problems()
+    ({'s2': 'Asia/Shanghai (given)'}, ["site s1's zone is Europe/Berlin (configured), not \
+Asia/Shanghai as given: leave the zone out or correct the configuration"])
+    """
+
+    def __init__(self, configured: Callable[[str], str | None], *,
+                 given: str | None = None) -> None:
+        """``ValueError`` for a ``given`` name that is not an IANA zone."""
+        self._configured = configured
+        self._given: dt.tzinfo | None = None
+        self.given = given or None
+        if self.given is not None:
+            try:
+                self._given = zoneinfo.ZoneInfo(self.given)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.given!r} (an IANA name such as "
+                                 "Asia/Shanghai)") from None
+        self.used: dict[str, str] = {}
+        """Each site's zone and where it comes from (``configured`` or ``given``)."""
+        self._unzoned: set[str] = set()
+        self._conflicts: dict[str, str] = {}
+
+    def __call__(self, site: str) -> dt.tzinfo:
+        name = self._configured(site)
+        if name is not None and self.given is not None and name != self.given:
+            self._conflicts[site] = name
+        elif name is not None:
+            self.used[site] = f"{name} (configured)"
+            return zone_named(name)
+        elif self._given is not None:
+            self.used[site] = f"{self.given} (given)"
+            return self._given
+        else:
+            self._unzoned.add(site)
+        return dt.UTC  # refused by problems()
+
+    def problems(self) -> list[str]:
+        """Why the sites read so far cannot be imported, or nothing."""
+        machine = zone_named(None)
+        found = [f"no time zone is configured for site {site} (the registry's timezone, or "
+                 f"the timezone setting): its times would be read as the machine's "
+                 f"({machine}); give the zone the file's times are in (such as --timezone "
+                 "Asia/Shanghai, or timezone in the request) or configure it"
+                 for site in sorted(self._unzoned)]
+        found += [f"site {site}'s zone is {name} (configured), not {self.given} as given: "
+                  "leave the zone out or correct the configuration"
+                  for site, name in sorted(self._conflicts.items())]
+        return found
+
+    def summary(self) -> str:
+        """``site-01 Asia/Shanghai (configured), ...``: what to tell whoever imports."""
+        return ", ".join(f"{site} {used}" for site, used in sorted(self.used.items()))
+
+
 Places = Mapping[str, Collection[str]]
 """The registry's beds by site (:func:`registry_places`)."""
 

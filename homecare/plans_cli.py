@@ -5,8 +5,10 @@ The plans live in ``<data dir>/plans.sqlite3``; the gateway checks every visit a
 happened) and notices an import at its next evaluation. ``homecare plans import FILE.csv``
 upserts every row in one transaction: any bad row and nothing is imported, each problem named
 by row and column; the same file again changes nothing. Times are local to each site's zone
-(the registry's, else the ``timezone`` setting, else the machine's), service codes those of
-the ``service_catalogue`` setting. The import is recorded in the key store's audit log with
+(the registry's, else the ``timezone`` setting; for a site with neither, ``--timezone``: the
+zone the file's times are in, else the import is refused rather than read in the machine's
+zone, often UTC on a server), and the zone used for each site is printed; service codes are
+those of the ``service_catalogue`` setting. The import is recorded in the key store's audit log with
 the operator's name.
 """
 
@@ -48,6 +50,11 @@ def plans_import(
         "--data-dir", help="The gateway's data directory [default: as the gateway finds it: "
         "HOMECARE_DATA_DIR, else data_dir of the settings file, else ./data if it exists].",
         file_okay=False)] = None,
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", help="The IANA zone the file's times are in (such as Asia/Shanghai), for "
+        "sites with no zone configured (the registry's timezone, or the timezone setting); "
+        "without it such a site is refused. A zone that contradicts a site's configured one "
+        "is refused.")] = None,
 ) -> None:
     """Upsert the planned visits of FILE (one row per visit) in one transaction.
 
@@ -59,8 +66,8 @@ def plans_import(
         KeyStore,
         PlanStore,
         PlanStoreUnavailable,
+        PlanZones,
         parse_plans_csv,
-        zone_named,
     )
     from alerts.plans import registry_places
     from devices import Registry
@@ -72,6 +79,8 @@ def plans_import(
         settings = load(_settings_file(config))
         registry = (Registry.load(settings.registry_file) if settings.registry_file
                     else Registry())
+        zones = PlanZones(lambda site: registry.timezone(site, settings.timezone),
+                          given=timezone)
     except (ConfigError, OSError, ValueError) as exc:
         typer.echo(f"homecare plans: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -83,15 +92,17 @@ def plans_import(
         raise typer.Exit(1) from None
     parsed = parse_plans_csv(
         text, catalogue=Catalogue.parse(settings.service_catalogue),
-        zone_of=lambda site: zone_named(registry.timezone(site, settings.timezone)),
-        places=registry_places(registry))
-    if parsed.problems:
-        for problem in parsed.problems:
+        zone_of=zones, places=registry_places(registry))
+    if parsed.problems or zones.problems():
+        for problem in [*zones.problems(), *map(str, parsed.problems)]:
             typer.echo(f"{file}: {problem}", err=True)
-        count = len(parsed.problems)
+        count = len(parsed.problems) + len(zones.problems())
         typer.echo(f"homecare plans: {count} problem{'' if count == 1 else 's'} in {file}; "
                    "nothing was imported", err=True)
         raise typer.Exit(1)
+    if zones.used:
+        typer.echo(f"homecare plans: the times of {file} are read in: {zones.summary()}",
+                   err=True)
     directory, source = _data_dir("plans", config, data_dir)
     path = (directory / "plans.sqlite3").resolve()
     actor = _cli_actor()

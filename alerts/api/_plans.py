@@ -9,7 +9,9 @@ a month of a large station). A plan that does not hold together (a date that doe
 is outside 2000-2099, a time the clocks skip, a window of no length or over 12 hours, a code
 outside the catalogue, a site or bed the registry does not list) is 400 ``invalid_plan`` with
 a problem per field, never the value of an id or a time. Times are local to the site's zone
-(the registry's, else the gateway's ``timezone``). Every write is in
+(the registry's, else the gateway's ``timezone``; for a site with neither, the request's
+``timezone``, else 400 ``no_timezone`` rather than the machine's zone, often UTC on a server);
+an import answers the zone each site's times were read in. Every write is in
 the key store's audit log. 503 when the plan file cannot be used.
 
 The shapes are here rather than in ``_models``: they are this route's alone.
@@ -18,7 +20,6 @@ The shapes are here rather than in ``_models``: they are this route's alone.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, ParamSpec, TypeVar
 
@@ -34,10 +35,10 @@ from alerts.keys import Role
 from alerts.plans import (
     PLAN_ID_PATTERN,
     PlannedVisit,
+    PlanZones,
     make_plan,
     parse_plans_csv,
     registry_places,
-    zone_named,
 )
 from alerts.planstore import PlanStore
 
@@ -78,6 +79,10 @@ class ServiceItemOut(_Out):
 class CatalogueOut(_Out):
     items: list[ServiceItemOut]
 
+Zone = Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                        pattern=r"^[A-Za-z0-9_+/-]{1,64}$")]
+"""An IANA zone name (``Asia/Shanghai``)."""
+
 
 class PlanIn(_In):
     """One planned visit (replaces the stored one of the same site and plan id)."""
@@ -93,6 +98,9 @@ class PlanIn(_In):
     """Local times (HH:MM); an end before the start is on the next day."""
     services: Annotated[list[Code], Field(min_length=1, max_length=20)]
     cancelled: bool = False
+    timezone: Zone | None = None
+    """The zone the times are in, for a site with none configured (refused without it);
+    refused when it contradicts the site's configured zone."""
 
 
 class PlanOut(_Out):
@@ -122,6 +130,10 @@ class PlanImportBody(_In):
     """The CSV file's text (columns as for ``homecare plans import``), at most
     :data:`MAX_IMPORT_BYTES` in the request. Larger files: the command line."""
     dry_run: bool = False
+    timezone: Zone | None = None
+    """The zone the file's times are in, for sites with none configured (the registry's, or
+    the ``timezone`` setting): without it such a site is refused (400 ``no_timezone``) rather
+    than read in the machine's zone. Refused when it contradicts a site's configured zone."""
 
 
 class PlanImportRow(_Out):
@@ -137,6 +149,9 @@ class PlanImportOut(_Out):
     updated: int
     unchanged: int
     rows: list[PlanImportRow]
+    zones: dict[str, str]
+    """The zone each site's times were read in, and where it comes from: ``Asia/Shanghai
+    (configured)`` or ``(given)``."""
 
 
 class PlanRefused(_Out):
@@ -176,8 +191,18 @@ def router(ctx: ApiContext) -> APIRouter:
             raise ApiError(503, "service plans are not available")
         return ctx.plans
 
-    def zone_of(site: str) -> dt.tzinfo:
-        return zone_named(ctx.registry.timezone(site, ctx.timezone))
+    def zones(given: str | None) -> PlanZones:
+        try:
+            return PlanZones(lambda site: ctx.registry.timezone(site, ctx.timezone),
+                             given=given)
+        except ValueError as exc:
+            raise ApiError(400, [RowProblemOut(row=0, column="timezone", msg=str(exc)
+                                               ).model_dump()], error="no_timezone") from None
+
+    def refuse_unzoned(zone_of: PlanZones) -> None:
+        if problems := zone_of.problems():
+            raise ApiError(400, [RowProblemOut(row=0, column="timezone", msg=m).model_dump()
+                                 for m in problems], error="no_timezone")
 
     @api.get("/catalogue", response_model=CatalogueOut, dependencies=[viewer],
              summary="The service items plans may list and visits may bill")
@@ -229,11 +254,13 @@ def router(ctx: ApiContext) -> APIRouter:
                        response: Response) -> PlanOut:
         """The whole planned visit; the same again changes nothing (200, ``updated_at``
         stays); 201 when it is new."""
+        zone_of = zones(body.timezone)
         made, problems = make_plan(
             site=site, bed=body.bed, plan=plan, caregiver=body.caregiver, date=body.date,
             start=body.start, end=body.end, services=body.services, catalogue=ctx.catalogue,
             zone=zone_of(site), cancelled=body.cancelled,
             places=registry_places(ctx.registry))
+        refuse_unzoned(zone_of)
         if made is None:
             raise ApiError(400, [RowProblemOut(row=0, column=f, msg=m).model_dump()
                                  for f, m in problems], error="invalid_plan")
@@ -260,8 +287,10 @@ def router(ctx: ApiContext) -> APIRouter:
         """Upserts every row, all or nothing. Format: ``homecare plans import --help``.
         ``dry_run``: only say what would change."""
         # A month of a large station's rows: read off the event loop.
+        zone_of = zones(body.timezone)
         parsed = await asyncio.to_thread(parse_plans_csv, body.csv, catalogue=ctx.catalogue,
                                          zone_of=zone_of, places=registry_places(ctx.registry))
+        refuse_unzoned(zone_of)
         if parsed.problems:
             raise ApiError(400, [RowProblemOut(row=p.row, column=p.column, msg=p.message
                                                ).model_dump() for p in parsed.problems[:200]],
@@ -272,6 +301,6 @@ def router(ctx: ApiContext) -> APIRouter:
             dry_run=body.dry_run, created=result.count("created"),
             updated=result.count("updated"), unchanged=result.count("unchanged"),
             rows=[PlanImportRow(row=row, site=site, plan=plan, result=done)
-                  for row, site, plan, done in result.rows])
+                  for row, site, plan, done in result.rows], zones=zone_of.used)
 
     return api
