@@ -4,8 +4,10 @@ import random
 
 import pytest
 
+from alerts.model import Finding
 from devices import Message, Registry
 from gateway.detect import InactivityDetector
+from tests.unit.detect_warmup import shared_run
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,
@@ -26,6 +28,13 @@ def detector() -> InactivityDetector:
     return InactivityDetector(Registry(), timezone=ZONE)
 
 
+def run_new(traffic: list[tuple[int, Message]], *, start: int, end: int,
+            step: int = 10_000) -> list[Finding]:
+    """``run(detector(), ...)``, from the days shared with a test run before
+    (:mod:`tests.unit.detect_warmup`)."""
+    return shared_run(("inactivity", ZONE), detector, traffic, start=start, end=end, step=step)
+
+
 def home(bed: str, start: int, end: int, *, motion: int = 0, presence: bool = True,
          step: int = MINUTE) -> list[tuple[int, Message]]:
     """The infrared sensor through ``[start, end)``: someone in the room, or nobody seen."""
@@ -44,7 +53,7 @@ def test_still_person_at_home_is_reported_after_the_minimum_and_cleared_by_movem
     still = t0 + 60 * MINUTE
     traffic = (home("b1", t0, still, motion=3) + home("b1", still, still + 150 * MINUTE)
                + home("b1", still + 150 * MINUTE, still + 160 * MINUTE, motion=4))
-    findings = run(detector(), traffic, start=t0, end=still + 170 * MINUTE)
+    findings = run_new(traffic, start=t0, end=still + 170 * MINUTE)
     [raised] = opened(findings)
     assert raised.started_at == still - MINUTE  # the last movement
     assert 120 * MINUTE <= raised.at - raised.started_at <= 123 * MINUTE
@@ -56,7 +65,7 @@ def test_still_person_at_home_is_reported_after_the_minimum_and_cleared_by_movem
 def test_nobody_home_is_not_inactivity() -> None:
     t0 = at("2026-11-02", "09:00", ZONE)
     traffic = leaves("b1", t0 - 30_000) + home("b1", t0, t0 + 5 * HOUR, presence=False)
-    assert run(detector(), traffic, start=t0, end=t0 + 5 * HOUR) == []
+    assert run_new(traffic, start=t0, end=t0 + 5 * HOUR) == []
 
 
 def test_coming_home_restarts_the_still_run() -> None:
@@ -64,7 +73,7 @@ def test_coming_home_restarts_the_still_run() -> None:
     traffic = (home("b1", t0, t0 + 100 * MINUTE) + leaves("b1", t0 + 100 * MINUTE - 30_000)
                + home("b1", t0 + 100 * MINUTE, t0 + 110 * MINUTE, presence=False)
                + home("b1", t0 + 110 * MINUTE, t0 + 200 * MINUTE))
-    assert opened(run(detector(), traffic, start=t0, end=t0 + 200 * MINUTE)) == []
+    assert opened(run_new(traffic, start=t0, end=t0 + 200 * MINUTE)) == []
 
 
 def out_of_view(start: int, end: int, *, voice: bool = False, people: int = 0,
@@ -98,7 +107,7 @@ def test_a_person_the_infrared_does_not_see_is_not_away(case: str) -> None:
     traffic += out_of_view(still, still + length, voice=case == "voice",
                            people=1 if case == "people count" else 0,
                            in_bed={"in bed": True, "no door": False}.get(case))
-    [raised] = opened(run(detector(), traffic, start=t0, end=still + length))
+    [raised] = opened(run_new(traffic, start=t0, end=still + length))
     assert still - MINUTE <= raised.started_at <= still
     assert raised.at - raised.started_at <= limit
 
@@ -108,7 +117,7 @@ def test_nobody_seen_or_heard_for_hours_without_the_door_is_nobody_home() -> Non
     still run is counted on from before it, but an alert raised before it is not cleared."""
     t0 = at("2026-11-02", "07:00", ZONE)
     traffic = home("b1", t0, t0 + HOUR, motion=3) + out_of_view(t0 + HOUR, t0 + 8 * HOUR)
-    findings = run(detector(), traffic, start=t0, end=t0 + 8 * HOUR)
+    findings = run_new(traffic, start=t0, end=t0 + 8 * HOUR)
     [raised] = opened(findings)
     assert raised.at - raised.started_at <= 125 * MINUTE
     assert cleared(findings) == []
@@ -130,7 +139,7 @@ def test_a_room_that_sounds_empty_is_not_nobody_home_without_the_door() -> None:
     still = t0 + 2 * HOUR
     traffic += home("b1", still, still + 5 * HOUR, presence=False)
     traffic += [(t + 250, audio("b1", t, 30.0)) for t in range(still, still + 5 * HOUR, MINUTE)]
-    [raised] = opened(run(detector(), traffic, start=t0, end=still + 5 * HOUR))
+    [raised] = opened(run_new(traffic, start=t0, end=still + 5 * HOUR))
     assert still - MINUTE <= raised.started_at <= still
     assert raised.at - raised.started_at <= 125 * MINUTE
 
@@ -140,7 +149,7 @@ def test_a_silent_sensor_is_not_stillness_and_a_gap_restarts_the_run() -> None:
     # Still for 100 min, then the sensor is silent for 6 h, then still again for 100 min.
     traffic = home("b1", t0, t0 + 100 * MINUTE) + home("b1", t0 + 7 * HOUR,
                                                         t0 + 8 * HOUR + 40 * MINUTE)
-    assert opened(run(detector(), traffic, start=t0, end=t0 + 9 * HOUR)) == []
+    assert opened(run_new(traffic, start=t0, end=t0 + 9 * HOUR)) == []
 
 
 def test_usual_stillness_at_an_hour_raises_that_hours_threshold_only() -> None:
@@ -157,7 +166,7 @@ def test_usual_stillness_at_an_hour_raises_that_hours_threshold_only() -> None:
     traffic += home("b1", day4 + 11 * HOUR + 20 * MINUTE, day4 + 14 * HOUR, motion=2)
     traffic += home("b1", day4 + 14 * HOUR, day4 + 16 * HOUR + 20 * MINUTE)  # 140 min at 14:00
     traffic += home("b1", day4 + 16 * HOUR + 20 * MINUTE, day4 + 18 * HOUR, motion=2)
-    findings = opened(run(detector(), traffic, start=day1, end=day4 + 18 * HOUR,
+    findings = opened(run_new(traffic, start=day1, end=day4 + 18 * HOUR,
                           step=MINUTE))
     assert [f.started_at for f in findings] == [day4 + 9 * HOUR - MINUTE]
     assert findings[0].evidence["usual_minutes"] < 40
@@ -167,10 +176,10 @@ def test_late_and_reordered_batches_give_the_same_alert() -> None:
     t0 = at("2026-11-02", "08:00", ZONE)
     traffic = home("b1", t0, t0 + 60 * MINUTE, motion=2) + home("b1", t0 + 60 * MINUTE,
                                                                  t0 + 4 * HOUR)
-    in_order = opened(run(detector(), traffic, start=t0, end=t0 + 4 * HOUR))
+    in_order = opened(run_new(traffic, start=t0, end=t0 + 4 * HOUR))
     rng = random.Random(3)
     late = [(r + rng.randrange(0, 4 * MINUTE), m) for r, m in traffic]
-    reordered = opened(run(detector(), late, start=t0, end=t0 + 4 * HOUR))
+    reordered = opened(run_new(late, start=t0, end=t0 + 4 * HOUR))
     assert [f.started_at for f in reordered] == [f.started_at for f in in_order]
     assert abs(reordered[0].at - in_order[0].at) <= 5 * MINUTE
 
@@ -195,7 +204,7 @@ def test_a_second_infrared_sensor_in_an_empty_room_does_not_end_the_still_run() 
 
     traffic = home("b1", t0, still, motion=3) + home("b1", still, still + 150 * MINUTE)
     traffic += bathroom(t0, still + 150 * MINUTE)
-    [raised] = opened(run(detector(), traffic, start=t0, end=still + 150 * MINUTE))
+    [raised] = opened(run_new(traffic, start=t0, end=still + 150 * MINUTE))
     assert raised.started_at == still - MINUTE
     # The person going to the other room is movement there: no alert.
     moved = home("b1", t0, still, motion=3) + home("b1", still, still + 60 * MINUTE)
@@ -203,7 +212,7 @@ def test_a_second_infrared_sensor_in_an_empty_room_does_not_end_the_still_run() 
     moved += [(t + 300, infrared("b1", t, motion=2, device="ir-bath", zone="bathroom"))
               for t in range(still + 60 * MINUTE, still + 70 * MINUTE, MINUTE)]
     moved += home("b1", still + 70 * MINUTE, still + 150 * MINUTE, presence=False)
-    assert opened(run(detector(), moved, start=t0, end=still + 150 * MINUTE)) == []
+    assert opened(run_new(moved, start=t0, end=still + 150 * MINUTE)) == []
 
 
 def test_a_sensor_reporting_every_half_hour_is_not_a_series_of_gaps() -> None:
@@ -212,12 +221,12 @@ def test_a_sensor_reporting_every_half_hour_is_not_a_series_of_gaps() -> None:
     half_hour = 30 * MINUTE
     traffic = home("b1", t0, still, motion=3, step=half_hour)
     traffic += home("b1", still, still + 4 * HOUR, step=half_hour)
-    [raised] = opened(run(detector(), traffic, start=t0, end=still + 4 * HOUR))
+    [raised] = opened(run_new(traffic, start=t0, end=still + 4 * HOUR))
     assert raised.at - raised.started_at <= 3 * HOUR
     # ... and its silence for hours is still a gap, not stillness.
     gap = home("b1", t0, still, motion=3, step=half_hour)
     gap += home("b1", still + 6 * HOUR, still + 7 * HOUR + 30 * MINUTE, step=half_hour)
-    assert opened(run(detector(), gap, start=t0, end=still + 7 * HOUR + 30 * MINUTE)) == []
+    assert opened(run_new(gap, start=t0, end=still + 7 * HOUR + 30 * MINUTE)) == []
 
 
 # --- issue #12: a person's sleep, their usual stillness by hour, nobody home -------------------
@@ -270,14 +279,14 @@ def days(first: str, count: int, **kwargs: object) -> tuple[int, list[tuple[int,
 def test_asleep_in_bed_at_night_is_not_inactivity() -> None:
     # A real month: the bed sensor says in bed all night, the infrared motion stays 0.
     day1, traffic = days("2026-11-02", 4)
-    assert opened(run(detector(), traffic, start=day1, end=day1 + 4 * 24 * HOUR,
+    assert opened(run_new(traffic, start=day1, end=day1 + 4 * 24 * HOUR,
                       step=MINUTE)) == []
 
 
 def test_a_late_sleepers_mornings_in_bed_are_learnt_as_sleep() -> None:
     # Asleep until 10:00 every day, outside the default night (22:00..06:00).
     day1, traffic = days("2026-11-02", 5, wake=10)
-    findings = opened(run(detector(), traffic, start=day1, end=day1 + 5 * 24 * HOUR,
+    findings = opened(run_new(traffic, start=day1, end=day1 + 5 * 24 * HOUR,
                           step=MINUTE))
     assert all(f.at < day1 + 24 * HOUR for f in findings)  # the first morning only (warm-up)
 
@@ -288,7 +297,7 @@ def test_motionless_in_bed_at_noon_still_counts() -> None:
     day1, traffic = days("2026-11-02", 3)
     day4 = day1 + 3 * 24 * HOUR
     traffic += lived_day(day4, still=(11 * 60, 16 * 60), still_in_bed=True)
-    findings = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    findings = opened(run_new(traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
     [raised] = findings
     assert raised.started_at >= day4 + 11 * HOUR - 2 * MINUTE
     assert raised.evidence["in_bed"] is True
@@ -303,7 +312,7 @@ def test_ninety_still_minutes_at_an_active_hour_are_flagged_soon_after_they_beco
     day1, traffic = days("2026-11-02", 3)
     day4 = day1 + 3 * 24 * HOUR
     traffic += lived_day(day4, still=(12 * 60, 13 * 60 + 30))
-    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    [raised] = opened(run_new(traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
     usual = raised.evidence["usual_minutes"]
     assert usual < 30
     assert raised.started_at == day4 + 12 * HOUR - MINUTE
@@ -321,7 +330,7 @@ def test_a_usual_nap_in_a_chair_is_not_inactivity_even_half_an_hour_late() -> No
                                         (14 * 60, 15 * 60 + 10), (14 * 60, 15 * 60 + 25),
                                         (14 * 60 + 30, 16 * 60)]):
         traffic += lived_day(day1 + day * 24 * HOUR, still=(start, end))
-    assert opened(run(detector(), traffic, start=day1, end=day1 + 5 * 24 * HOUR,
+    assert opened(run_new(traffic, start=day1, end=day1 + 5 * 24 * HOUR,
                       step=MINUTE)) == []
 
 
@@ -349,7 +358,7 @@ def test_hours_with_nobody_home_are_not_learnt_as_usual() -> None:
     day1, traffic = days("2026-11-02", 3, away=(9 * 60, 12 * 60))
     day4 = day1 + 3 * 24 * HOUR
     traffic += lived_day(day4, still=(9 * 60, 12 * 60))
-    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
+    [raised] = opened(run_new(traffic, start=day1, end=day4 + 24 * HOUR, step=MINUTE))
     assert raised.evidence["usual_minutes"] == 20.0  # the prior: nothing learnt when away
     assert raised.evidence["threshold_minutes"] == 120.0
 
@@ -406,7 +415,7 @@ def test_an_armchair_doze_before_bed_on_every_evening_becomes_the_persons_usual(
     threshold is never learnt as usual, and going to bed did not end the spell at all). A spell
     that raised the alert at the same hour as on an earlier day of the week is a routine."""
     day1 = at("2026-11-02", "00:00", ZONE)
-    findings = opened(run(detector(), dozing_evenings(day1, 8), start=day1,
+    findings = opened(run_new(dozing_evenings(day1, 8), start=day1,
                           end=day1 + 8 * 24 * HOUR + 7 * HOUR, step=MINUTE))
     assert 1 <= len(findings) <= 2, [f.summary for f in findings]
     assert all(f.at < day1 + 4 * 24 * HOUR for f in findings)  # the third and fourth dozes
@@ -421,7 +430,7 @@ def test_a_learnt_doze_still_leaves_a_long_stillness_at_that_hour_flagged() -> N
     traffic += timeline(day6, [(7 * 60, 23 * 60, "up"), (23 * 60, 26 * 60, "chair"),
                                (26 * 60, 31 * 60, "bed")])
     traffic += turns_in_bed(day6 + 26 * HOUR, day6 + 31 * HOUR)
-    findings = opened(run(detector(), traffic, start=day1, end=day6 + 31 * HOUR, step=MINUTE))
+    findings = opened(run_new(traffic, start=day1, end=day6 + 31 * HOUR, step=MINUTE))
     [late] = [f for f in findings if f.at >= day6]
     assert late.started_at >= day6 + 23 * HOUR - MINUTE
     assert late.evidence["usual_minutes"] >= 60  # the doze, learnt
@@ -437,7 +446,7 @@ def test_a_long_stillness_is_never_a_routine_however_often() -> None:
         traffic += timeline(day1 + day * 24 * HOUR, [
             (7 * 60, 13 * 60, "up"), (13 * 60, 16 * 60, "chair"), (16 * 60, 22 * 60, "up"),
             (22 * 60, 31 * 60, "bed")])
-    findings = opened(run(detector(), traffic, start=day1, end=day1 + 6 * 24 * HOUR,
+    findings = opened(run_new(traffic, start=day1, end=day1 + 6 * 24 * HOUR,
                           step=MINUTE))
     assert len(findings) == 6
 
@@ -454,12 +463,12 @@ def test_getting_out_of_bed_restarts_the_still_run() -> None:
     day4 = day1 + 3 * 24 * HOUR
     traffic += timeline(day4, [(0, 6 * 60 + 40, "bed"), (6 * 60 + 40, 7 * 60, "chair"),
                                (7 * 60, 22 * 60, "up")])
-    assert opened(run(detector(), traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE)) == []
+    assert opened(run_new(traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE)) == []
     # Still in the chair for longer than this hour's usual after getting up is flagged, from
     # the moment the person left the bed.
     traffic = [pair for pair in traffic if pair[0] < day4 + 6 * HOUR + 40 * MINUTE]
     traffic += timeline(day4, [(6 * 60 + 40, 9 * 60, "chair")])
-    [raised] = opened(run(detector(), traffic, start=day1, end=day4 + 9 * HOUR, step=MINUTE))
+    [raised] = opened(run_new(traffic, start=day1, end=day4 + 9 * HOUR, step=MINUTE))
     assert day4 + 6 * HOUR + 39 * MINUTE <= raised.started_at <= day4 + 6 * HOUR + 41 * MINUTE
     assert raised.evidence["in_bed"] is False
 
@@ -482,7 +491,7 @@ def test_stillness_after_a_fall_is_the_falls_alert_below_the_ceiling(lying: int)
                                (12 * 60, 12 * 60 + lying, "chair"),
                                (12 * 60 + lying, 22 * 60, "up")])
     traffic.append(fall(noon + 30_000))
-    findings = opened(run(detector(), traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
+    findings = opened(run_new(traffic, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
     if lying < 240:
         assert findings == []
     else:
@@ -490,7 +499,7 @@ def test_stillness_after_a_fall_is_the_falls_alert_below_the_ceiling(lying: int)
         assert raised.at - raised.started_at <= 242 * MINUTE
     # Without the fall, the same stillness is flagged soon after it became unusual.
     without = [pair for pair in traffic if pair != traffic[-1]]
-    [raised] = opened(run(detector(), without, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
+    [raised] = opened(run_new(without, start=day1, end=day4 + 22 * HOUR, step=MINUTE))
     assert raised.at - raised.started_at <= 60 * MINUTE
 
 
@@ -511,7 +520,7 @@ def test_out_of_bed_at_night_is_night_bed_exits_below_the_ceiling(lying: int) ->
     two = 2 * 60
     traffic += timeline(day5, [(0, two, "bed"), (two, two + lying, "chair"),
                                (two + lying, 22 * 60, "up")])
-    findings = opened(run(detector(), traffic, start=day1, end=day5 + 22 * HOUR, step=MINUTE))
+    findings = opened(run_new(traffic, start=day1, end=day5 + 22 * HOUR, step=MINUTE))
     late = [f for f in findings if f.at >= day5]
     if lying < 240:
         assert late == []
