@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import random
 
+from alerts.model import Finding
 from devices import Message, Registry
 from gateway.detect import AbnormalSoundDetector
+from tests.unit.detect_warmup import shared_run
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,
@@ -24,6 +26,12 @@ def detector(registry: Registry | None = None) -> AbnormalSoundDetector:
     return AbnormalSoundDetector(registry or Registry(), timezone=ZONE)
 
 
+def run_new(traffic: list[tuple[int, Message]], *, start: int, end: int) -> list[Finding]:
+    """``run(detector(), ...)``, from the days shared with a test run before
+    (:mod:`tests.unit.detect_warmup`)."""
+    return shared_run(("abnormal_sound", ZONE), detector, traffic, start=start, end=end)
+
+
 def room(start: int, end: int, level: float, *, voice: bool = False, step: int = 15_000,
          seed: int = 1) -> list[tuple[int, Message]]:
     rng = random.Random(seed)
@@ -39,7 +47,7 @@ def test_distress_far_above_the_rooms_baseline_is_reported_and_clears() -> None:
     start = T0 + 4 * HOUR
     traffic = quiet_morning() + room(start, start + 10 * MINUTE, 76.0, voice=True)
     traffic += room(start + 10 * MINUTE, start + HOUR, 34.0)
-    findings = run(detector(), traffic, start=T0, end=start + HOUR)
+    findings = run_new(traffic, start=T0, end=start + HOUR)
     [raised] = opened(findings)
     assert raised.started_at is not None
     assert start <= raised.started_at <= start + MINUTE
@@ -55,19 +63,19 @@ def test_tv_loud_talk_and_spikes_are_not_abnormal() -> None:
     traffic += room(start, start + HOUR, 50.0, voice=True)  # TV, talk: +16 dB
     traffic += [(start + HOUR + 100, audio("b1", start + HOUR, 95.0, voice=True))]  # a door
     traffic += room(start + HOUR + 15_000, start + 2 * HOUR, 34.0)
-    assert run(detector(), traffic, start=T0, end=start + 2 * HOUR) == []
+    assert run_new(traffic, start=T0, end=start + 2 * HOUR) == []
 
 
 def test_loud_without_voice_is_not_distress() -> None:
     start = T0 + 4 * HOUR
     traffic = quiet_morning() + room(start, start + 15 * MINUTE, 78.0, voice=False)
-    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+    assert opened(run_new(traffic, start=T0, end=start + HOUR)) == []
 
 
 def test_impossible_levels_are_left_to_sensor_fault() -> None:
     start = T0 + 4 * HOUR
     traffic = quiet_morning() + room(start, start + 30 * MINUTE, 185.0, voice=True)
-    assert opened(run(detector(), traffic, start=T0, end=start + HOUR)) == []
+    assert opened(run_new(traffic, start=T0, end=start + HOUR)) == []
 
 
 def test_the_threshold_comes_from_the_beds_settings() -> None:
@@ -80,7 +88,7 @@ def test_the_threshold_comes_from_the_beds_settings() -> None:
     traffic = learnt + room(start, start + 10 * MINUTE, 50.0, voice=True)
     assert len(opened(run(detector(registry), traffic, start=start - HOUR,
                           end=start + HOUR))) == 1
-    assert opened(run(detector(), traffic, start=start - HOUR, end=start + HOUR)) == []
+    assert opened(run_new(traffic, start=start - HOUR, end=start + HOUR)) == []
 
 
 def test_late_batches_and_a_long_gap() -> None:
@@ -89,7 +97,7 @@ def test_late_batches_and_a_long_gap() -> None:
     traffic += room(start, start + 40 * MINUTE, 34.0)
     traffic += room(start + 40 * MINUTE, start + 50 * MINUTE, 77.0, voice=True)
     late = [(r + (2 * MINUTE if i % 4 == 0 else 0), m) for i, (r, m) in enumerate(traffic)]
-    [raised] = opened(run(detector(), late, start=T0, end=start + 2 * HOUR))
+    [raised] = opened(run_new(late, start=T0, end=start + 2 * HOUR))
     assert raised.started_at is not None
     assert start + 40 * MINUTE <= raised.started_at <= start + 41 * MINUTE
 
@@ -98,12 +106,12 @@ def test_a_recorder_reporting_every_five_minutes_is_judged_on_its_last_two_sampl
     start = T0 + 4 * HOUR
     traffic = room(T0, start, 34.0, step=5 * MINUTE)
     traffic += room(start, start + 30 * MINUTE, 76.0, voice=True, step=5 * MINUTE)
-    [raised] = opened(run(detector(), traffic, start=T0, end=start + 30 * MINUTE))
+    [raised] = opened(run_new(traffic, start=T0, end=start + 30 * MINUTE))
     assert raised.at - start <= 12 * MINUTE
     one_loud = room(T0, start, 34.0, step=5 * MINUTE)
     one_loud += room(start, start + MINUTE, 76.0, voice=True, step=5 * MINUTE)
     one_loud += room(start + 5 * MINUTE, start + HOUR, 34.0, step=5 * MINUTE)
-    assert opened(run(detector(), one_loud, start=T0, end=start + HOUR)) == []
+    assert opened(run_new(one_loud, start=T0, end=start + HOUR)) == []
 
 
 def test_a_recorder_reporting_every_second_needs_the_sustain_time() -> None:
@@ -111,9 +119,9 @@ def test_a_recorder_reporting_every_second_needs_the_sustain_time() -> None:
     warm = room(T0 + 3 * HOUR, start, 34.0, step=1_000)
     brief = warm + room(start, start + 60_000, 76.0, voice=True, step=1_000)
     brief += room(start + 60_000, start + 15 * MINUTE, 34.0, step=1_000)
-    assert opened(run(detector(), brief, start=T0 + 3 * HOUR, end=start + 15 * MINUTE)) == []
+    assert opened(run_new(brief, start=T0 + 3 * HOUR, end=start + 15 * MINUTE)) == []
     long = warm + room(start, start + 10 * MINUTE, 76.0, voice=True, step=1_000)
-    [raised] = opened(run(detector(), long, start=T0 + 3 * HOUR, end=start + 10 * MINUTE))
+    [raised] = opened(run_new(long, start=T0 + 3 * HOUR, end=start + 10 * MINUTE))
     assert 2 * MINUTE <= raised.at - start <= 4 * MINUTE
 
 
@@ -145,7 +153,7 @@ def test_a_hard_of_hearing_persons_evening_tv_becomes_usual_and_distress_above_i
     traffic += room(T0 + 4 * DAY, evening, 34.0)[: -1]
     traffic += room(evening, evening + 10 * MINUTE, 88.0, voice=True, seed=99)
     traffic += room(evening + 10 * MINUTE, evening + HOUR, 70.0, voice=True, seed=98)
-    findings = run(detector(), traffic, start=T0, end=evening + HOUR)
+    findings = run_new(traffic, start=T0, end=evening + HOUR)
     raised = opened(findings)
     # The first evening's TV is news (nothing is known yet); from the second on it is usual.
     assert all(f.at < T0 + DAY for f in raised[:-1]), [f.summary for f in raised]
@@ -159,10 +167,10 @@ def test_talk_in_company_is_not_distress_but_the_same_sound_alone_is() -> None:
     start = T0 + 4 * HOUR
     visit = room(start, start + HOUR, 78.0, voice=True)  # (above an ordinary TV)
     company = quiet_morning() + visit + people(start - 5 * MINUTE, start + HOUR, 4)
-    assert opened(run(detector(), sorted(company, key=lambda p: p[0]), start=T0,
+    assert opened(run_new(sorted(company, key=lambda p: p[0]), start=T0,
                       end=start + HOUR)) == []
     alone = quiet_morning() + visit + people(start - 5 * MINUTE, start + HOUR, 1)
-    assert len(opened(run(detector(), sorted(alone, key=lambda p: p[0]), start=T0,
+    assert len(opened(run_new(sorted(alone, key=lambda p: p[0]), start=T0,
                           end=start + HOUR))) == 1
 
 
@@ -178,7 +186,7 @@ def test_an_empty_home_does_not_teach_the_rooms_quiet_level() -> None:
         back + 30 * MINUTE, back + 2 * HOUR, 62.0, voice=True, seed=7)
     home = people(back, back + 2 * HOUR, 1)
     traffic = sorted(lived + empty + evening + home, key=lambda p: p[0])
-    assert opened(run(detector(), traffic, start=T0, end=back + 2 * HOUR)) == []
+    assert opened(run_new(traffic, start=T0, end=back + 2 * HOUR)) == []
 
 
 def test_the_evening_tv_is_not_said_to_be_usual_in_the_afternoon() -> None:
@@ -190,7 +198,7 @@ def test_the_evening_tv_is_not_said_to_be_usual_in_the_afternoon() -> None:
     afternoon = T0 + 5 * DAY + 9 * HOUR  # day 6, 15:00
     traffic += room(T0 + 5 * DAY, afternoon, 34.0, seed=97)
     traffic += room(afternoon, afternoon + 10 * MINUTE, 90.0, voice=True, seed=99)
-    findings = run(detector(), traffic, start=afternoon - 2 * HOUR, end=afternoon + HOUR)
+    findings = run_new(traffic, start=afternoon - 2 * HOUR, end=afternoon + HOUR)
     # (The five days come as one backlog, judged at every sample time: the first evening's
     # TV, before anything is usual, is raised as it is when they come minute by minute.)
     [raised] = [f for f in opened(findings) if f.at >= afternoon]
@@ -208,7 +216,7 @@ def test_the_clearing_does_not_overwrite_the_level_that_raised_the_alert() -> No
     start = T0 + 4 * HOUR
     traffic = quiet_morning() + room(start, start + 10 * MINUTE, 76.0, voice=True)
     traffic += room(start + 10 * MINUTE, start + HOUR, 34.0)
-    findings = run(detector(), traffic, start=T0, end=start + HOUR)
+    findings = run_new(traffic, start=T0, end=start + HOUR)
     [raised], [clear] = opened(findings), cleared(findings)
     assert raised.evidence["level_db"] > 70
     assert not set(clear.evidence) & set(raised.evidence), clear.evidence
@@ -251,7 +259,7 @@ def batched(samples: list[tuple[int, float, bool]],
 
 def replayed(samples: list[tuple[int, float, bool]], size: int, *, start: int,
              end: int) -> list[tuple[bool, int, int | None, str, dict[str, object]]]:
-    findings = run(detector(), batched(samples, size), start=start, end=end)
+    findings = run_new(batched(samples, size), start=start, end=end)
     return [(f.active, f.at, f.started_at, f.summary, f.evidence) for f in findings]
 
 
@@ -317,7 +325,7 @@ def test_a_loud_evening_tv_in_batches_of_five_minutes_is_as_quiet_as_sample_by_s
     samples = [(t, level, True) for t, level, _ in samples]  # voices all evening
     learnt = traffic + room(T0 + 3 * DAY, evening, 34.0, seed=40)
     for size in (1, 300):
-        found = run(detector(), learnt + batched(samples, size), start=T0,
+        found = run_new(learnt + batched(samples, size), start=T0,
                     end=evening + 3 * HOUR)
         assert [f for f in opened(found) if f.at >= evening] == [], (
             size, [(f.at, f.summary) for f in opened(found)])
@@ -330,11 +338,11 @@ def test_a_loud_tv_before_its_hours_are_learnt_is_not_distress_but_a_call_above_
     usual and why."""
     traffic = sorted((p for d in range(3) for p in day_with_tv(d, 70.0, seed=10 * d)),
                      key=lambda p: p[0])
-    assert opened(run(detector(), traffic, start=T0, end=T0 + 3 * DAY)) == []
+    assert opened(run_new(traffic, start=T0, end=T0 + 3 * DAY)) == []
     call = T0 + 8 * HOUR  # the first day, 14:00: nothing loud heard yet
     traffic = room(T0, call, 34.0, seed=5) + room(call, call + 10 * MINUTE, 82.0, voice=True,
                                                    seed=6)
-    [raised] = opened(run(detector(), traffic, start=T0, end=call + HOUR))
+    [raised] = opened(run_new(traffic, start=T0, end=call + HOUR))
     assert call <= raised.at <= call + 5 * MINUTE
     assert raised.evidence["hour_learnt"] is False
     assert raised.evidence["warm_up_usual_db"] == 66.0
@@ -350,7 +358,7 @@ def test_once_the_hour_is_learnt_the_rooms_own_levels_decide_again() -> None:
     call = T0 + 5 * DAY + 8 * HOUR
     traffic += room(T0 + 5 * DAY, call, 34.0, seed=5)
     traffic += room(call, call + 10 * MINUTE, 64.0, voice=True, seed=6)
-    [raised] = opened(run(detector(), traffic, start=T0, end=call + HOUR))
+    [raised] = opened(run_new(traffic, start=T0, end=call + HOUR))
     assert call <= raised.at <= call + 5 * MINUTE
     assert raised.evidence["hour_learnt"] is True
     assert raised.evidence["warm_up_usual_db"] is None
