@@ -427,6 +427,11 @@ def _row_body(row: Sequence[Any]) -> dict[str, Any]:
     return body
 
 
+def _iso(ms: int) -> str:
+    """``ms`` as UTC ISO 8601 to the second (in messages)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -784,7 +789,10 @@ class ServiceLog:
         if result.ok and head_seq > 0 and (head_seq, result.head_hash) != (
                 checkpoint_seq, checkpoint_hash):
             self._store_checkpoint(head_seq, result.head_hash)
-        if start[0] == 0:
+        if start[0] == 0 and not any(what == "kept head" for marks in kept.values()
+                                     for _, what in marks):
+            # What the file says of itself (a caller's heads, which anyone with a viewer key
+            # may send, never mark the log unsound for later answers).
             self._store_audit(Audit(
                 at=_now_ms(), ok=result.ok, records=result.checked, head_seq=result.head_seq,
                 first_bad_seq=result.first_bad_seq, error=result.error,
@@ -797,8 +805,8 @@ class ServiceLog:
             return replace(result, ok=False, first_bad_seq=last_full.first_bad_seq,
                            records=min(result.records, last_full.head_seq),
                            head_seq=last_full.head_seq, head_hash="", last_full=last_full,
-                           error=f"the last full verification (at {last_full.at}) found: "
-                                 f"{last_full.error}")
+                           error=f"the last full verification (at {_iso(last_full.at)}) "
+                                 f"found: {last_full.error}")
         return replace(result, last_full=last_full)
 
     def audit(self) -> Verification:

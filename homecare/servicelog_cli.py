@@ -130,7 +130,8 @@ def verify_log(
             typer.echo(f"first bad record: not known (one of records {result.suspect_from} to "
                        f"{result.suspect_to}; give more kept heads with --heads FILE)")
         if result.head_seq > 0:
-            typer.echo(f"sound up to record {result.head_seq} ({result.head_hash})")
+            typer.echo(f"sound up to record {result.head_seq}"
+                       + (f" ({result.head_hash})" if result.head_hash else ""))
         else:
             typer.echo("no record is known sound")
     if not result.ok:

@@ -18,6 +18,7 @@ sensors and the recordings (README, "Service supervision").
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Annotated, Final, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -87,6 +88,10 @@ def full_check(audit: Audit | None) -> FullCheck | None:
                      seconds=audit.seconds)
 
 
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def scope(result: Verification) -> str:
     """What a verification vouches for: the records recomputed now, and those before them as
     of the last full verification."""
@@ -100,8 +105,8 @@ def scope(result: Verification) -> str:
                 f"fully re-verified since (full=true recomputes every record)")
     if audit.ok:
         return (f"{now}; records before {result.from_seq} as of the full verification at "
-                f"{audit.at} (sound up to record {audit.head_seq})")
-    return (f"{now}; the full verification at {audit.at} found record "
+                f"{_iso(audit.at)} (sound up to record {audit.head_seq})")
+    return (f"{now}; the full verification at {_iso(audit.at)} found record "
             f"{audit.first_bad_seq} bad: {audit.error}")
 
 

@@ -298,6 +298,7 @@ async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_check
                                  headers=api.auth("viewer"))).json()
     assert (then["ok"], then["records"], then["checked"], then["from_seq"]) == (True, 7, 1, 7)
     third = kept[2]
+    assert api.ctx.service_log.audit().ok  # the gateway's background full verification
     tamper(tmp_path / "servicelog.sqlite3",
            "UPDATE service_log SET caregiver = 'c-9' WHERE seq = 3")
     routine = (await api.client.get("/api/v1/service-logs/verify",
@@ -306,14 +307,18 @@ async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_check
     # ...and says so: the records before from_seq are vouched for as of the last full pass.
     assert (routine["checked"], routine["from_seq"]) == (0, 8)
     assert routine["last_full"]["ok"] is True
-    assert routine["last_full"]["head_seq"] == 6
+    assert routine["last_full"]["head_seq"] == 7
     assert "records before 8 as of the full verification at" in routine["scope"]
     full = (await api.client.get("/api/v1/service-logs/verify",
                                  params={"full": "true", "head": f"{third[0]}:{third[1]}"},
                                  headers=api.auth("viewer"))).json()
     assert (full["ok"], full["first_bad_seq"], full["checked"]) == (False, 3, 2)
-    # A fresh verifier: after the full pass (the gateway's background audit) found record 3,
-    # the default, incremental answer said ok with checked 0. Not sound until a full one is.
+    # A fresh verifier: the default, incremental answer said ok with checked 0. Once the
+    # gateway's background audit found record 3, it is not sound until a full pass is (a
+    # caller's heads never mark the log unsound for later answers: only the file's own pass).
+    assert (await api.client.get("/api/v1/service-logs/verify", headers=api.auth("viewer"))
+            ).json()["ok"] is True
+    assert not api.ctx.service_log.audit().ok
     again = (await api.client.get("/api/v1/service-logs/verify",
                                   headers=api.auth("viewer"))).json()
     assert (again["ok"], again["first_bad_seq"], again["checked"]) == (False, 3, 0)
