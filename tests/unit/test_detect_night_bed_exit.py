@@ -5,8 +5,10 @@ from collections.abc import Sequence
 
 import pytest
 
+from alerts.model import Finding
 from devices import Message, Registry
 from gateway.detect import NightBedExitDetector
+from tests.unit.detect_warmup import shared_run
 from tests.unit.test_detect_support import (
     HOUR,
     MINUTE,
@@ -23,6 +25,14 @@ from tests.unit.test_detect_support import (
 def detector(zone: str = "Asia/Shanghai", registry: Registry | None = None
              ) -> NightBedExitDetector:
     return NightBedExitDetector(registry or Registry(), timezone=zone)
+
+
+def run_new(zone: str, traffic: list[tuple[int, Message]], *, start: int, end: int,
+            step: int = 10_000) -> list[Finding]:
+    """``run(detector(zone), ...)``, from the nights shared with a test run before
+    (:mod:`tests.unit.detect_warmup`)."""
+    return shared_run(("night_bed_exit", zone), lambda: detector(zone), traffic, start=start,
+                      end=end, step=step)
 
 
 def bed_sensor(bed: str, start: int, end: int, *, in_bed: bool,
@@ -45,7 +55,7 @@ def test_out_of_bed_at_night_without_return_is_reported_then_cleared_on_return()
     zone = "Asia/Shanghai"
     evening = at("2026-11-02", "21:00", zone)
     left, back = at("2026-11-03", "01:30", zone), at("2026-11-03", "02:40", zone)
-    findings = run(detector(zone), night("b1", evening, left, back, back + HOUR),
+    findings = run_new(zone, night("b1", evening, left, back, back + HOUR),
                    start=evening, end=back + HOUR)
     [raised] = opened(findings)
     assert raised.started_at == left
@@ -60,7 +70,7 @@ def test_a_short_trip_at_night_is_not_reported() -> None:
     evening = at("2026-11-02", "21:00", zone)
     left = at("2026-11-03", "02:00", zone)
     traffic = night("b1", evening, left, left + 20 * MINUTE, left + 2 * HOUR)
-    assert run(detector(zone), traffic, start=evening, end=left + 2 * HOUR) == []
+    assert run_new(zone, traffic, start=evening, end=left + 2 * HOUR) == []
 
 
 def test_up_in_the_evening_and_morning_is_not_a_night_exit() -> None:
@@ -70,7 +80,7 @@ def test_up_in_the_evening_and_morning_is_not_a_night_exit() -> None:
     morning_up = at("2026-11-03", "06:10", zone)
     traffic = night("b1", evening, left, left + 2 * HOUR, morning_up)
     traffic += bed_sensor("b1", morning_up, morning_up + 3 * HOUR, in_bed=False)
-    assert run(detector(zone), traffic, start=evening, end=morning_up + 3 * HOUR) == []
+    assert run_new(zone, traffic, start=evening, end=morning_up + 3 * HOUR) == []
 
 
 @pytest.mark.parametrize(("zone", "date"), [
@@ -116,7 +126,7 @@ def test_infrared_zone_stands_in_while_the_bed_sensor_is_silent() -> None:
     traffic = bed_sensor("b1", evening, evening + HOUR, in_bed=True)  # then the sensor dies
     traffic += [(t + 200, infrared("b1", t, zone="bed" if t < left else "room", motion=1))
                 for t in range(evening, left + HOUR, MINUTE)]
-    [raised] = opened(run(detector(zone), traffic, start=evening, end=left + HOUR))
+    [raised] = opened(run_new(zone, traffic, start=evening, end=left + HOUR))
     assert raised.started_at == left
 
 
@@ -126,7 +136,7 @@ def test_a_stuck_infrared_zone_does_not_override_the_bed_sensor() -> None:
     traffic = bed_sensor("b1", evening, evening + 9 * HOUR, in_bed=True)
     traffic += [(t + 200, infrared("b1", t, zone="room", motion=7))
                 for t in range(evening, evening + 9 * HOUR, MINUTE)]
-    assert run(detector(zone), traffic, start=evening, end=evening + 9 * HOUR) == []
+    assert run_new(zone, traffic, start=evening, end=evening + 9 * HOUR) == []
 
 
 def test_no_data_for_hours_forgets_where_the_person_was() -> None:
@@ -138,7 +148,7 @@ def test_no_data_for_hours_forgets_where_the_person_was() -> None:
     traffic += bed_sensor("b1", left, left + 5 * MINUTE, in_bed=False)
     traffic += bed_sensor("b1", left + 3 * HOUR, left + 3 * HOUR + 20 * MINUTE, in_bed=False)
     traffic += bed_sensor("b1", left + 3 * HOUR + 20 * MINUTE, left + 4 * HOUR, in_bed=True)
-    assert opened(run(detector(zone), traffic, start=evening, end=left + 4 * HOUR)) == []
+    assert opened(run_new(zone, traffic, start=evening, end=left + 4 * HOUR)) == []
 
 
 def test_batches_out_of_order_give_the_same_alert() -> None:
@@ -147,8 +157,8 @@ def test_batches_out_of_order_give_the_same_alert() -> None:
     left, back = at("2026-11-03", "01:30", zone), at("2026-11-03", "02:45", zone)
     traffic = night("b1", evening, left, back, back + HOUR)
     shuffled = [(r + (3 * MINUTE if i % 3 == 0 else 0), m) for i, (r, m) in enumerate(traffic)]
-    a = run(detector(zone), traffic, start=evening, end=back + HOUR)
-    b = run(detector(zone), shuffled, start=evening, end=back + HOUR)
+    a = run_new(zone, traffic, start=evening, end=back + HOUR)
+    b = run_new(zone, shuffled, start=evening, end=back + HOUR)
     assert [f.started_at for f in opened(a)] == [f.started_at for f in opened(b)] == [left]
     assert len(cleared(b)) == 1
 
@@ -220,7 +230,7 @@ def test_an_early_riser_up_at_their_usual_time_is_not_a_night_exit_once_learnt()
     zone = "Europe/Berlin"  # the nights cross the end of summer time (2026-10-25)
     traffic, start, end = sleep("2026-10-19", 12, zone, bedtimes=EARLY_BEDTIMES,
                                 wakes=EARLY_WAKES)
-    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    findings = opened(run_new(zone, traffic, start=start, end=end, step=5 * MINUTE))
     # Warm-up: until one night is learnt, night is the registry's 22:00-06:00, but up in its
     # last 90 minutes after hours in bed is the morning (it raised the first one before).
     assert findings == []
@@ -230,7 +240,7 @@ def test_an_early_riser_up_at_night_is_still_reported_with_their_night_as_eviden
     zone = "Europe/Berlin"
     traffic, start, end = sleep("2026-10-19", 9, zone, bedtimes=EARLY_BEDTIMES,
                                 wakes=EARLY_WAKES, trips={8: ("01:30", 120)})
-    findings = run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE)
+    findings = run_new(zone, traffic, start=start, end=end, step=5 * MINUTE)
     left = clock("2026-10-19", "01:30", zone, 9)
     [raised] = [f for f in opened(findings) if f.started_at == left]
     assert 30 * MINUTE <= raised.at - left <= 36 * MINUTE
@@ -254,7 +264,7 @@ def test_weekday_and_weekend_nights_are_learnt_apart() -> None:
     wakes[16] = "04:40"  # Thursday 2026-11-19: a little early, still the morning
     wakes[18] = "05:05"  # Saturday 2026-11-21: up before five past five, at the weekend
     traffic, start, end = sleep("2026-11-02", 19, zone, bedtimes=["21:00"], wakes=wakes)
-    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    findings = opened(run_new(zone, traffic, start=start, end=end, step=5 * MINUTE))
     learnt = [f for f in findings if f.evidence["night_rule"] == "learnt"]
     assert [f.started_at for f in learnt] == [at("2026-11-21", "05:05", zone)]
     assert learnt[0].evidence["night_type"] == "weekend"
@@ -275,7 +285,7 @@ def test_learnt_nights_survive_a_restart() -> None:
     after.restore(before.state())
     rest = [p for p in traffic if p[0] >= middle]
     assert opened(run(after, rest, start=middle, end=end, step=5 * MINUTE)) == []
-    assert opened(run(detector(zone), rest, start=middle, end=end, step=5 * MINUTE))
+    assert opened(run_new(zone, rest, start=middle, end=end, step=5 * MINUTE))
 
 
 INSOMNIA = [25, 38, 44, 31, 40, 28, 42, 35, 33, 41]
@@ -287,7 +297,7 @@ def test_usual_sleepless_spells_are_not_reported_but_a_long_absence_is() -> None
     trips[len(INSOMNIA)] = ("01:40", 150)
     traffic, start, end = sleep("2026-11-02", len(INSOMNIA) + 1, zone, bedtimes=["21:30"],
                                 wakes=["07:00"], trips=trips)
-    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    findings = opened(run_new(zone, traffic, start=start, end=end, step=5 * MINUTE))
     # Warm-up: until five night trips are learnt, the registry's 30 minutes, as before.
     warm_up = clock("2026-11-02", "12:00", zone, 5)
     assert [f.at < warm_up for f in findings] == [True] * (len(findings) - 1) + [False]
@@ -311,7 +321,7 @@ def test_long_exits_that_raised_the_alert_are_not_learnt_as_usual_night_trips() 
     trips = dict.fromkeys(range(6), ("02:00", 10)) | dict.fromkeys(range(6, 11), ("02:00", 50))
     traffic, start, end = sleep("2026-11-02", 11, zone, bedtimes=["21:30"], wakes=["07:00"],
                                 trips=trips)
-    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    findings = opened(run_new(zone, traffic, start=start, end=end, step=5 * MINUTE))
     exits = [clock("2026-11-02", "02:00", zone, n + 1) for n in range(6, 11)]
     assert [f.started_at for f in findings] == exits
     for raised in findings:
@@ -330,7 +340,7 @@ def test_out_of_bed_at_night_is_always_reported_after_the_ceiling() -> None:
     trips[len(long_trips)] = ("01:20", 240)
     traffic, start, end = sleep("2026-11-02", len(long_trips) + 1, zone, bedtimes=["21:30"],
                                 wakes=["07:00"], trips=trips)
-    findings = opened(run(detector(zone), traffic, start=start, end=end, step=5 * MINUTE))
+    findings = opened(run_new(zone, traffic, start=start, end=end, step=5 * MINUTE))
     last = findings[-1]
     assert last.started_at == clock("2026-11-02", "01:20", zone, len(long_trips) + 1)
     assert last.evidence["return_limit_minutes"] == 90
@@ -351,7 +361,7 @@ def test_no_night_exit_while_nobody_is_home_even_across_a_data_gap() -> None:
     traffic += room("b1", evening, leaves) + room("b1", leaves, outage, home=False)
     traffic += room("b1", outage + 40 * MINUTE, back, home=False)
     traffic += room("b1", back, back + 3 * HOUR)
-    assert opened(run(detector(zone), traffic, start=evening, end=back + 3 * HOUR,
+    assert opened(run_new(zone, traffic, start=evening, end=back + 3 * HOUR,
                       step=5 * MINUTE)) == []
 
 
@@ -366,7 +376,7 @@ def test_coming_home_late_after_days_away_is_not_a_night_exit() -> None:
              (back, bedtime, False), (bedtime, end, True)]
     traffic = spans("b1", parts) + room("b1", evening, leaves)
     traffic += room("b1", leaves, leaves + 30 * MINUTE, home=False) + room("b1", back, end)
-    assert opened(run(detector(zone), traffic, start=evening, end=end, step=5 * MINUTE)) == []
+    assert opened(run_new(zone, traffic, start=evening, end=end, step=5 * MINUTE)) == []
 
 
 def test_leaving_the_bed_and_the_home_at_night_is_reported() -> None:
@@ -377,7 +387,7 @@ def test_leaving_the_bed_and_the_home_at_night_is_reported() -> None:
     traffic += room("b1", evening, left, zone="bed") + room("b1", left, left + 3 * MINUTE,
                                                             zone="door", every=MINUTE)
     traffic += room("b1", left + 3 * MINUTE, end, home=False, every=MINUTE)
-    [raised] = opened(run(detector(zone), traffic, start=evening, end=end))
+    [raised] = opened(run_new(zone, traffic, start=evening, end=end))
     assert raised.started_at == left
     assert raised.evidence["home_empty"] is True
 
@@ -391,7 +401,7 @@ def test_a_second_resident_up_at_night_is_not_the_residents_bed_exit() -> None:
     traffic += room("b1", evening, up, zone="bed", people=2, every=MINUTE)
     traffic += room("b1", up, down, zone="room", people=2, every=MINUTE)
     traffic += room("b1", down, morning, zone="bed", people=2, every=MINUTE)
-    assert opened(run(detector(zone), traffic, start=evening, end=morning)) == []
+    assert opened(run_new(zone, traffic, start=evening, end=morning)) == []
 
 
 def test_the_resident_leaving_the_bed_is_reported_beside_a_second_resident() -> None:
@@ -401,7 +411,7 @@ def test_the_resident_leaving_the_bed_is_reported_beside_a_second_resident() -> 
     traffic = spans("b1", [(evening, left, True), (left, back, False), (back, morning, True)],
                     every=MINUTE)
     traffic += room("b1", evening, morning, zone="bed", people=2, every=MINUTE)
-    [raised] = opened(run(detector(zone), traffic, start=evening, end=morning))
+    [raised] = opened(run_new(zone, traffic, start=evening, end=morning))
     assert raised.started_at == left
 
 
@@ -414,7 +424,7 @@ def test_a_night_whose_start_was_not_seen_teaches_no_bedtime() -> None:
                             trips={1: ("23:00", 60)})
     first_seen = clock("2026-11-02", "02:00", zone, 1)
     late_start = [p for p in traffic if p[0] >= first_seen]
-    findings = opened(run(detector(zone), late_start, start=first_seen, end=end,
+    findings = opened(run_new(zone, late_start, start=first_seen, end=end,
                           step=5 * MINUTE))
     left = clock("2026-11-02", "23:00", zone, 1)
     assert [f.started_at for f in findings] == [left]
@@ -441,7 +451,7 @@ def test_an_insomniacs_first_sleepless_spell_up_and_about_is_not_reported() -> N
     """No night trip known yet: up for 45 minutes, moving about at home, then back to bed is
     a sleepless spell (the warm-up gives a person up and about an hour), not a night exit."""
     traffic, left, morning = up_at_night(45, out_for=45)
-    assert opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning)) == []
+    assert opened(run_new("UTC", traffic, start=left - HOUR, end=morning)) == []
 
 
 def test_in_the_warm_up_a_person_still_out_of_bed_is_reported_at_the_registrys_limit() -> None:
@@ -449,11 +459,11 @@ def test_in_the_warm_up_a_person_still_out_of_bed_is_reported_at_the_registrys_l
     warm-up default; up and about for longer than an hour: reported at the hour, and the
     evidence says which limit was used and why."""
     traffic, left, morning = up_at_night(15, out_for=120)
-    [raised] = opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning))
+    [raised] = opened(run_new("UTC", traffic, start=left - HOUR, end=morning))
     assert 30 * MINUTE <= raised.at - left <= 32 * MINUTE
     assert raised.evidence["return_limit_rule"] == "registry"
     traffic, left, morning = up_at_night(120, out_for=120)
-    [raised] = opened(run(detector("UTC"), traffic, start=left - HOUR, end=morning))
+    [raised] = opened(run_new("UTC", traffic, start=left - HOUR, end=morning))
     assert 60 * MINUTE <= raised.at - left <= 62 * MINUTE
     assert raised.evidence["return_limit_minutes"] == 60
     assert raised.evidence["return_limit_rule"] == "warm-up, up and about"
@@ -472,17 +482,17 @@ def test_a_person_with_sleepless_spells_up_and_about_longer_than_usual_is_not_re
                                 wakes=["07:00"], trips=trips)
     left = clock("2026-11-02", "02:00", zone, len(spells) + 1)
     about = room("b1", left + MINUTE, left + 50 * MINUTE)
-    findings = opened(run(detector(zone), sorted(traffic + about, key=lambda p: p[0]),
+    findings = opened(run_new(zone, sorted(traffic + about, key=lambda p: p[0]),
                           start=start, end=end, step=5 * MINUTE))
     assert [f for f in findings if f.started_at == left] == []
-    [raised] = [f for f in opened(run(detector(zone), traffic, start=start, end=end,
+    [raised] = [f for f in opened(run_new(zone, traffic, start=start, end=end,
                                       step=5 * MINUTE)) if f.started_at == left]
     assert raised.evidence["return_limit_rule"] == "usual night trips"
     assert 35 <= raised.evidence["return_limit_minutes"] <= 40
     short = dict.fromkeys(range(7), ("02:10", 10)) | {7: ("02:00", 50)}
     traffic, start, end = sleep("2026-11-02", 8, zone, bedtimes=["21:30"], wakes=["07:00"],
                                 trips=short)
-    [raised] = opened(run(detector(zone), sorted(traffic + about, key=lambda p: p[0]),
+    [raised] = opened(run_new(zone, sorted(traffic + about, key=lambda p: p[0]),
                           start=start, end=end, step=5 * MINUTE))
     assert raised.started_at == left
     assert raised.evidence["return_limit_minutes"] == 30
