@@ -23,8 +23,9 @@ entry per request (``POST`` of a JSON body), so the platform sees an alert opene
 sees it resolved. Every request carries:
 
 * ``Idempotency-Key``: ``<source>/alert/<seq>`` or ``<source>/service/<seq>`` (``source``: the
-  gateway's :attr:`~gateway.config.Settings.upstream_source`); the same key on a retry, so the
-  platform drops a duplicate delivery;
+  gateway's :attr:`~gateway.config.Settings.upstream_source`; a family's names no log-wide
+  number: :meth:`Share.key <gateway.upstream.shares.Share.key>`); the same key on a retry, so
+  the platform drops a duplicate delivery;
 * ``X-Homecare-Signature: t=<epoch ms>,v1=<hex>``, HMAC-SHA256 over ``"<t>." + body`` with the
   shared secret (:func:`signature`, checked by :func:`verify`); for a family, with the bed's
   own secret derived from it (:func:`family_secret`, ``homecare upstream family-secret``), so

@@ -8,7 +8,9 @@ is queued exactly once across crashes and restarts. Bodies are JSON: ``{"kind":
 record's also ``"head": {"seq", "hash"}``: the service log's chain head as of that record,
 whatever share of the record the destination has, for the platform (and anyone it goes to) to
 keep and check the log against later (``homecare verify-log --head``); the key
-(``<source>/alert/<seq>``, ``<source>/service/<seq>``) is the request's idempotency key. Each
+(``<source>/alert/<seq>``, ``<source>/service/<seq>``) is the request's idempotency key. A
+family's entries carry no log-wide number (no head, no ``seq``, a key of the record's hash or
+a digest: :meth:`Share.key <gateway.upstream.shares.Share.key>`). Each
 destination is queued its share (:mod:`gateway.upstream.shares`), or nothing when the record
 is not its share; the body of a share is encoded once for every destination that has it.
 """
@@ -43,15 +45,15 @@ def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, so
             break
         entries = []
         for c in changes:
-            key = f"{source}/alert/{c.seq}"
-            bodies: dict[Share, bytes | None] = {}
+            bodies: dict[Share, tuple[str, bytes] | None] = {}
             for to, share in destinations_of(c.alert.site, c.alert.bed):
                 if share not in bodies:
                     part = share.alert_change(c)
-                    bodies[share] = None if part is None else _encoder.encode(
-                        {"kind": "alert_change", "key": key, "source": source, "change": part})
-                if (body := bodies[share]) is not None:
-                    entries.append((to, key, "alert_change", body))
+                    key = None if part is None else share.key(source, "alert", c.seq, part)
+                    bodies[share] = None if key is None else (key, _encoder.encode(
+                        {"kind": "alert_change", "key": key, "source": source, "change": part}))
+                if (queued := bodies[share]) is not None:
+                    entries.append((to, queued[0], "alert_change", queued[1]))
         added += outbox.enqueue("alerts", changes[-1].seq, entries, now_ms)
     while True:
         seq = outbox.cursor("service_log")
@@ -61,16 +63,21 @@ def pump(outbox: Outbox, *, alert_store: AlertStore, service_log: ServiceLog, so
             break
         entries = []
         for r in records:
-            key = f"{source}/service/{r.seq}"
-            shared: dict[Share, bytes | None] = {}
+            shared: dict[Share, tuple[str, bytes] | None] = {}
             for to, share in destinations_of(r.site, r.bed):
                 if share not in shared:
                     part = share.service_record(r)
-                    shared[share] = None if part is None else _encoder.encode(
-                        {"kind": "service_record", "key": key, "source": source,
-                         "record": part, "head": {"seq": r.seq, "hash": r.hash}})
-                if (body := shared[share]) is not None:
-                    entries.append((to, key, "service_record", body))
+                    if part is None:
+                        shared[share] = None
+                        continue
+                    key = share.key(source, "service", r.seq, part)
+                    body = {"kind": "service_record", "key": key, "source": source,
+                            "record": part}
+                    if share.log_wide:
+                        body["head"] = {"seq": r.seq, "hash": r.hash}
+                    shared[share] = (key, _encoder.encode(body))
+                if (queued := shared[share]) is not None:
+                    entries.append((to, queued[0], "service_record", queued[1]))
         added += outbox.enqueue("service_log", records[-1].seq, entries,
                                      now_ms)
     return added  # the pending gauge is set by deliver(), which always follows

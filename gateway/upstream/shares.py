@@ -15,7 +15,12 @@ level of :data:`Detail`, the alert types it takes and whether it takes service r
   caregiver code, times, services and the record's hash. Nothing else: no key names, notes,
   assignee, handling details, outcome, evidence (which may name another bed or device) or
   resident profile data. An allow-list, so a field added to alerts or records later reaches a
-  family only when it is added here.
+  family only when it is added here. No number of the gateway's logs either: the change log's
+  and the service log's sequence numbers count every bed's entries, so a family reading them
+  (``seq``, the service log's chain head, ``<source>/alert/<seq>`` keys) would learn how busy
+  the other beds are. A family's entry has no ``seq`` and no ``head``, and its key
+  (:meth:`Share.key`) is ``<source>/service/<record hash>`` or ``<source>/alert/<digest of
+  what it receives>``; it orders its entries by ``at`` (they arrive in order).
 
 >>> from alerts.model import Alert, AlertChange
 >>> alert = Alert(id="a1", incident="s1/b1/fall/#1", type="fall", severity="critical",
@@ -32,6 +37,7 @@ level of :data:`Detail`, the alert types it takes and whether it takes service r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
@@ -42,6 +48,8 @@ from alerts import AlertChange
 from gateway.config import UPSTREAM_FAMILY_ALERT_TYPES, Settings
 
 Detail = Literal["full", "no_staff", "family"]
+
+_encoder = msgspec.json.Encoder(order="sorted")
 
 
 class ServiceRecord(Protocol):
@@ -58,12 +66,12 @@ FAMILY_ACTIONS: Final = frozenset({
 """The alert changes a family receives: the alert opened, called again, called off by the
 person, its condition cleared, someone on it, over."""
 
-FAMILY_CHANGE_FIELDS: Final = ("seq", "at", "action")
+FAMILY_CHANGE_FIELDS: Final = ("at", "action")
 FAMILY_ALERT_FIELDS: Final = ("id", "type", "severity", "site", "bed", "status", "summary",
                               "opened_at", "updated_at", "acknowledged_at", "resolved_at",
                               "cleared_at", "repeats")
-FAMILY_RECORD_FIELDS: Final = ("seq", "at", "site", "bed", "caregiver", "visit", "event",
-                               "method", "services", "hash")
+FAMILY_RECORD_FIELDS: Final = ("at", "site", "bed", "caregiver", "visit", "event", "method",
+                               "services", "hash")
 
 STAFF_CHANGE_FIELDS: Final = ("actor", "note")
 """What ``no_staff`` leaves out of a change: who did it, and the words."""
@@ -79,6 +87,23 @@ class Share:
     alert_types: frozenset[str] | None = None
     """The alert types whose changes it receives; ``None``: every type."""
     service_records: bool = True
+
+    @property
+    def log_wide(self) -> bool:
+        """Whether its entries carry the logs' sequence numbers (keys, the chain head): not a
+        family's (see the module docstring)."""
+        return self.detail != "family"
+
+    def key(self, source: str, kind: Literal["alert", "service"], seq: int, part: Any) -> str:
+        """The idempotency key of ``part`` (this destination's share of the entry ``seq`` of
+        the ``kind`` log): ``<source>/<kind>/<seq>``; a family's names no log-wide number (a
+        service record's hash, else a digest of ``part``, the same on every retry)."""
+        if self.log_wide:
+            return f"{source}/{kind}/{seq}"
+        if kind == "service" and isinstance(part, Mapping) and "hash" in part:
+            return f"{source}/service/{part['hash']}"
+        digest = hashlib.blake2b(_encoder.encode(part), digest_size=16).hexdigest()
+        return f"{source}/{kind}/{digest}"
 
     def alert_change(self, change: AlertChange) -> Any:
         """``change`` as this destination receives it (a value to encode), or ``None``: not
