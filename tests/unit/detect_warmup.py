@@ -8,6 +8,9 @@ clock grid (``start``, ``step``) and the very same messages fed by then. What th
 what it would have seen from the start: the same messages in the same batches, the same
 evaluations, the same findings. ``DETECT_WARMUP_SHARED=0`` runs everything from the start;
 ``DETECT_WARMUP_SHARED=check`` runs both ways and fails if their findings differ.
+
+A test that patches the detectors' code or settings (monkeypatch) must use ``run`` itself: the
+checkpoints were taken with the code as it was, under the same ``key``.
 """
 
 from __future__ import annotations
