@@ -64,6 +64,14 @@ class Health:
     reasons: Callable[[], dict[str, str]]
 
 
+def _no_slash_redirects(app: FastAPI) -> None:
+    """No redirect from ``/path/`` to ``/path``: Starlette builds its ``Location`` from the
+    request's ``Host`` header, so ``GET /console/index.html/`` with ``Host: evil.example``
+    would send a browser to ``http://evil.example/...``. Such a path answers 404; every route
+    has one spelling."""
+    app.router.redirect_slashes = False
+
+
 def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
     """The HTTP app from its parts: health checks, the metrics to expose, and what the alert
     API works on (``api.history``, when set, is closed on :func:`shutdown`)."""
@@ -71,6 +79,7 @@ def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
     # bundles them): a care station may have no internet, and no page of ours uses a CDN.
     app = FastAPIOffline(title="Home-care gateway", version="1", docs_url=None,
                          redoc_url=None, static_url=DOCS_ASSETS)
+    _no_slash_redirects(app)
 
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
@@ -114,6 +123,7 @@ def not_ready_app(reason: dict[str, str]) -> FastAPI:
     """What the gateway's address answers while its stores cannot be opened: alive, not
     ready, and why."""
     app = FastAPI(title="Home-care gateway (stores not open)", docs_url=None, redoc_url=None)
+    _no_slash_redirects(app)
     app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz")

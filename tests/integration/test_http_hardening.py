@@ -518,6 +518,20 @@ def test_values_in_the_log_are_escaped(gateway: GatewayProcess) -> None:
     assert b"index.html\\x00.js" in log
 
 
+@pytest.mark.parametrize("path", [b"/console/index.html/", b"/api/v1/beds/", b"/healthz/",
+                                  b"/docs/"])
+def test_no_redirect_is_built_from_the_host_header(gateway: GatewayProcess, path: bytes) -> None:
+    """A trailing slash once answered 307 to ``http://<Host header>/...``: an open redirect
+    for anyone who can make a browser send a forged Host."""
+    status, answer = _raw(gateway, b"GET " + path + b" HTTP/1.1\r\nHost: evil.example\r\n"
+                                   b"Authorization: Bearer " + KEY.encode() + b"\r\n"
+                                   b"Connection: close\r\n\r\n")
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert b"evil.example" not in head, head
+    assert not 300 <= status < 400, head
+    assert status == 404, head
+
+
 HTML_HEADERS = {
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
