@@ -27,7 +27,9 @@ whose ``detail`` holds:
   its alerts); for a visit it never judged, the plan :func:`alerts.plans.plan_for_visit`
   picks (the detector's rule: the visit's own caregiver's plan of the bed nearest the
   check-in, none taken by another visit's record; a substitute's visit takes none);
-* ``evidence``: the check-in and check-out records (seq and hash), the alerts (ids) and
+* ``evidence``: the check-in and check-out records (seq and hash), the alerts (ids: the
+  visit's own, and the storm summary of its site a finding of the visit was folded into,
+  :mod:`alerts.storms`, whose ``member_reasons`` give the visit's reasons) and
   ``judged_at``, when the detector judged the visit (absent without a judgement: a visit
   judged by a gateway of before, or whose detector had not judged it when it was settled;
   its measurements are then the alerts' only, ``None`` for a verified visit).
@@ -68,6 +70,7 @@ from alerts.servicelog import (
     ServiceLog,
     ServiceRecord,
 )
+from alerts.storms import SUMMARY, UNREGISTERED_SITES
 
 log = logging.getLogger("homecare.servicerecords")
 
@@ -137,11 +140,16 @@ def plan_out(plan: PlannedVisit | None) -> dict[str, Any] | None:
 def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str, int],
                    services: Sequence[str], alerts: Sequence[Alert],
                    plan: PlannedVisit | None, catalogue: Catalogue,
-                   judged: JudgedVisit | None = None) -> dict[str, Any]:
+                   judged: JudgedVisit | None = None,
+                   summaries: Sequence[tuple[Alert, Sequence[str]]] = ()) -> dict[str, Any]:
     """The ``detail`` of a visit's service record (module docstring). ``check_in`` and
     ``check_out``: each record's ``(seq, hash, at)``; ``alerts``: the visit's
-    ``service_anomaly`` alerts, oldest first; ``judged``: the detector's judgement of it."""
+    ``service_anomaly`` alerts, oldest first; ``judged``: the detector's judgement of it;
+    ``summaries``: the storm summaries a finding of the visit was folded into, each with the
+    visit's reasons it lists."""
     reasons, late = _reasons(alerts)
+    for _, listed in summaries:
+        reasons.extend(str(r) for r in listed if str(r) not in reasons)
     if judged is not None:
         # The detector's own reasons count even when its finding raised no alert of this
         # visit: folded into a site's storm summary (alerts.storms) with the others of a busy
@@ -175,7 +183,8 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
         "plan": plan_out(plan),
         "evidence": {"check_in": {"seq": check_in[0], "hash": check_in[1]},
                      "check_out": {"seq": check_out[0], "hash": check_out[1]},
-                     "alerts": [alert.id for alert in alerts],
+                     "alerts": [alert.id for alert in alerts]
+                     + [summary.id for summary, _ in summaries],
                      **({"judged_at": judged.judged_at} if judged is not None else {})},
     }
 
@@ -255,6 +264,10 @@ class Settlement:
                 if (alert.type == AlertType.SERVICE_ANOMALY and isinstance(visit, str)
                         and isinstance(caregiver, str)):
                     touched[(alert.site, alert.bed, caregiver, visit)] = None
+                elif alert.type == AlertType.SERVICE_ANOMALY and _is_summary(alert):
+                    for label in _member_reasons(alert):
+                        if (member := _member(alert.site, label)) is not None:
+                            touched[member] = None
                 alert_seq = change.seq
             if len(changes) < 1000:
                 break
@@ -292,18 +305,39 @@ class Settlement:
                          and a.evidence.get("caregiver") == check_out.caregiver),
                         key=lambda a: (a.opened_at, a.id))
         judged = self.log.judged(site, bed, caregiver, visit)
+        summaries = self._summaries(check_out, since=min(check_in.at, check_in.recorded_at)
+                                    - ALERT_LOOKBACK_MS)
         detail = service_detail(
             check_in=(check_in.seq, check_in.hash, check_in.at),
             check_out=(check_out.seq, check_out.hash, check_out.at),
             services=check_out.services or (), alerts=alerts,
             plan=self._plan(check_in, alerts, judged), catalogue=self.catalogue,
-            judged=judged)
+            judged=judged, summaries=summaries)
         if revision > 1:
             detail["revision"] = revision
         return ServiceEntry(site=site, bed=bed, caregiver=caregiver, visit=visit,
                             at=check_out.at, method=check_in.method,
                             services=tuple(check_out.services or ()), detail=detail,
                             revision=revision)
+
+    def _summaries(self, check_out: ServiceRecord, *, since: int
+                   ) -> list[tuple[Alert, list[str]]]:
+        """The storm summaries of the visit's site (or of the unregistered sites) that list
+        the visit among their members, each with the visit's reasons they list."""
+        found, _ = self.alerts.list_alerts(
+            type=AlertType.SERVICE_ANOMALY, site=[check_out.site, UNREGISTERED_SITES], bed="",
+            since=since, limit=1000)
+        key = (check_out.site, check_out.bed, check_out.caregiver, check_out.visit)
+        taken = []
+        for alert in sorted(found, key=lambda a: (a.opened_at, a.id)):
+            if not _is_summary(alert):
+                continue
+            listed = _member_reasons(alert)
+            reasons = next((r for label, r in listed.items()
+                            if _member(alert.site, label) == key), None)
+            if reasons is not None:
+                taken.append((alert, reasons))
+        return taken
 
     def _plan(self, check_in: ServiceRecord, alerts: Sequence[Alert],
               judged: JudgedVisit | None) -> PlannedVisit | None:
@@ -331,3 +365,28 @@ class Settlement:
                               site=check_in.site, bed=check_in.bed,
                               caregiver=check_in.caregiver, check_in=check_in.at,
                               taken=lambda plan: plan.plan in others)
+
+
+def _is_summary(alert: Alert) -> bool:
+    return alert.bed == "" and alert.evidence.get(SUMMARY) is True
+
+
+def _member_reasons(summary: Alert) -> dict[str, list[str]]:
+    """A storm summary's listed members with their reasons (``bed/caregiver/visit``, or
+    ``site/bed/caregiver/visit`` on the unregistered sites' summary)."""
+    listed = summary.evidence.get("member_reasons")
+    if not isinstance(listed, dict):
+        return {}
+    return {str(label): [str(r) for r in reasons] for label, reasons in listed.items()
+            if isinstance(reasons, list)}
+
+
+def _member(summary_site: str, label: str) -> tuple[str, str, str, str] | None:
+    """``(site, bed, caregiver, visit)`` of a member label of a summary of ``summary_site``
+    (ids of sites and beds hold no ``/``, nor caregiver ids: :func:`devices.person_id_problem`;
+    a visit id may not either)."""
+    if summary_site == UNREGISTERED_SITES:
+        parts = label.split("/", 3)
+        return (parts[0], parts[1], parts[2], parts[3]) if len(parts) == 4 else None
+    parts = label.split("/", 2)
+    return (summary_site, parts[0], parts[1], parts[2]) if len(parts) == 3 else None

@@ -28,7 +28,11 @@ A summary is a plain alert of the member's type: site, ``bed`` empty (a site-lev
 episode :data:`EPISODE`, severity the highest of its members, and evidence ``summary: true``
 (:data:`SUMMARY`), ``count`` (members now), ``unregistered`` and ``storm`` (how many of each),
 ``members`` (the first :data:`LISTED` members by arrival, ``bed/device`` or ``bed``;
-``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``. A member's clear
+``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``, and
+``member_reasons``: for each listed member whose finding names its ``reasons`` (a
+``service_anomaly``: ``bed/caregiver/visit`` -> ``["too_short", ...]``), those reasons, so a
+folded visit keeps why it was flagged and its service record can name the summary
+(:mod:`alerts.servicerecords`). A member's clear
 (``active=False``) takes it out; the summary clears when the last one has (the engine then
 resolves it after its grace, as any alert). Its updates are findings like any other, so the
 engine stages them at most once per update interval.
@@ -108,6 +112,8 @@ class _Summary:
     """Members known only by count (beyond :data:`MEMBERS_KEPT`, or restored unlisted)."""
     unregistered: int = 0
     """Named members that are unregistered (the others are in a storm)."""
+    reasons: dict[_Member, tuple[str, ...]] = field(default_factory=dict)
+    """The ``reasons`` of named members whose findings give them."""
 
     @property
     def count(self) -> int:
@@ -177,10 +183,14 @@ class AlertStorms:
                 continue
             summary = _Summary(site=site, type=alert.type, severity=alert.severity,
                                started_at=alert.opened_at)
+            kept = alert.evidence.get("member_reasons")
+            kept = kept if isinstance(kept, dict) else {}
             for label in alert.evidence.get("members", []):
                 member = self._parse(site, str(label))
                 if member is not None and member not in summary.members:
-                    self._add(summary, member, self._unregistered_member(alert.type, member))
+                    reasons = kept.get(str(label))
+                    self._add(summary, member, self._unregistered_member(alert.type, member),
+                              tuple(map(str, reasons)) if isinstance(reasons, list) else ())
             count = alert.evidence.get("count")
             if isinstance(count, int):
                 summary.anonymous = max(0, count - len(summary.members))
@@ -222,10 +232,13 @@ class AlertStorms:
             self._individual.pop((f.type, member), None)
             return None
         if summary is not None and member in summary.members:
+            changed = _reasons(f) not in ((), summary.reasons.get(member))
+            if changed:
+                summary.reasons[member] = _reasons(f)
             if f.severity.rank < summary.severity.rank:
                 summary.severity = f.severity
                 return summary
-            return _UNCHANGED
+            return summary if changed else _UNCHANGED
         if not unregistered:
             if (f.type, member) in self._individual:
                 return None  # an update of its own alert
@@ -248,7 +261,7 @@ class AlertStorms:
                         self.threshold, self.window_ms // 1000)
         if f.severity.rank < summary.severity.rank:
             summary.severity = f.severity
-        self._add(summary, member, unregistered)
+        self._add(summary, member, unregistered, _reasons(f))
         self.summarised["unregistered" if unregistered else "storm"] += 1
         return summary
 
@@ -290,15 +303,19 @@ class AlertStorms:
 
     # --- members ------------------------------------------------------------------------------
 
-    def _add(self, summary: _Summary, member: _Member, unregistered: bool) -> None:
+    def _add(self, summary: _Summary, member: _Member, unregistered: bool,
+             reasons: tuple[str, ...] = ()) -> None:
         if len(summary.members) >= MEMBERS_KEPT:
             summary.anonymous += 1
             return
         summary.members[member] = unregistered
         summary.unregistered += unregistered
+        if reasons:
+            summary.reasons[member] = reasons
 
     def _remove(self, summary: _Summary, member: _Member) -> None:
         summary.unregistered -= summary.members.pop(member)
+        summary.reasons.pop(member, None)
 
     def _remember(self, item: tuple[AlertType, _Member]) -> None:
         if len(self._individual) >= INDIVIDUAL_KEPT:
@@ -311,19 +328,20 @@ class AlertStorms:
         return "/".join(p for p in parts if p)
 
     def _parse(self, summary_site: str, label: str) -> _Member | None:
-        parts = label.split("/")
+        """The member a label names; the episode is the rest after the site and bed (which
+        hold no ``/``): a service anomaly's ``caregiver/visit`` too."""
         if summary_site == UNREGISTERED_SITES:
+            parts = label.split("/", 2)
             if len(parts) not in (2, 3):
                 return None
             return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
-        if len(parts) not in (1, 2):
-            return None
+        parts = label.split("/", 1)
         return summary_site, parts[0], parts[1] if len(parts) == 2 else ""
 
     def _finding(self, summary: _Summary, now: int) -> Finding:
         count = summary.count
-        listed = [self._label(summary.site, m)
-                  for m, _ in zip(summary.members, range(self.listed), strict=False)]
+        named = [m for m, _ in zip(summary.members, range(self.listed), strict=False)]
+        listed = [self._label(summary.site, m) for m in named]
         unregistered = summary.unregistered
         storm = len(summary.members) - unregistered
         noun = "devices" if summary.type in DEVICE_TYPES else "beds"
@@ -344,8 +362,17 @@ class AlertStorms:
             evidence={SUMMARY: True, "count": count, "unregistered": unregistered,
                       "storm": storm, "members": listed,
                       "members_omitted": count - len(listed),
+                      "member_reasons": {label: list(summary.reasons[m])
+                                         for label, m in zip(listed, named, strict=True)
+                                         if m in summary.reasons},
                       "storm_threshold": self.threshold,
                       "storm_window_s": self.window_ms // 1000})
+
+
+def _reasons(f: Finding) -> tuple[str, ...]:
+    """The reasons a finding's evidence names (a ``service_anomaly``'s), or none."""
+    reasons = f.evidence.get("reasons") if f.evidence else None
+    return tuple(map(str, reasons)) if isinstance(reasons, list | tuple) else ()
 
 
 _UNCHANGED: Final = _Summary(site="", type=AlertType.DEVICE_OFFLINE, severity=Severity.LOW,
