@@ -9,7 +9,9 @@ looks at (:data:`READINGS`).
 :mod:`devices.devicetime`, the same as ``device_offline``'s: a last will takes effect when it
 is received, unless the device spoke after it. (A will's ``ts`` is its connect time, older
 than anything the device said since, so ordering statuses by device time kept the bed page
-``online`` after a will.) The other statuses (battery, firmware, heartbeat) count in the order
+``online`` after a will.) The fields of an ``offline`` status (battery, firmware) count only
+in the order of its device time: an old will marks the device offline at once but never puts
+its old battery and firmware over newer ones. The other statuses' fields count in the order
 they were sent: their device time when it is inside the clock window
 (:class:`~devices.devicetime.ClockWindow`, the rule the line encoder stores by; never later than
 its receipt), else their receipt time. So a status dated 2099 counts when it arrives and the
@@ -389,7 +391,14 @@ class LiveState:
         device.status_at = received
         device.reported_state = ("offline" if announced_offline(device.offline_at, device.heard_at)
                                  else "online")
-        self._fields(bed, device, status)
+        # Its other fields (battery, firmware) count in the order of its device time, never
+        # its receipt: a will's ts is its connect time, and a will stored an hour or six days
+        # ago must not put back the battery and firmware of then over newer ones.
+        order = min(status.ts, received)
+        if order >= device.status_order:
+            device.status_order = order
+            device.status_untrusted_at = None
+            self._fields(bed, device, status)
 
     def _fields(self, bed: BedState, device: DeviceState, status: Status) -> None:
         if status.battery is not None:

@@ -369,3 +369,25 @@ def test_nobody_seen_by_the_infrared_is_not_away_while_another_sensor_shows_some
         live = state.bed("s", "b")
         assert live is not None
         assert live.away_since() == expected
+
+
+@pytest.mark.parametrize("age_ms", [3_600_000, 6 * DAY_MS])
+def test_an_old_offline_status_marks_the_device_offline_but_keeps_the_newer_fields(
+        age_ms: int) -> None:
+    """Found by the fresh verifier of #17: a last will (its ts fixed at connect time, field
+    case F3) an hour or six days old replaced battery 93 and firmware 1.3 with 54 and 0.5."""
+    state = LiveState()
+    state.accept([msg(STATUS, f'{{"ts":{T0},"seq":1,"state":"online","battery":93,'
+                              f'"fw":"1.3","heartbeat_s":60}}')], [T0 + 10])
+    device = state.device("site-01", "bed-1", "fs-bed-1")
+    assert device is not None
+    state.accept([msg(STATUS, f'{{"ts":{T0 - age_ms},"seq":0,"state":"offline","battery":54,'
+                              f'"fw":"0.5","heartbeat_s":600}}')], [T0 + 60_000])
+    assert device.reported_state == "offline", "a will takes effect at once"
+    assert connectivity(device, now_ms=T0 + 61_000, heartbeat_s=300, offline_factor=3) == \
+        "offline"
+    assert (device.battery, device.fw, device.heartbeat_s) == (93.0, "1.3", 60.0)
+    # A goodbye sent now still brings its own fields.
+    state.accept([msg(STATUS, f'{{"ts":{T0 + 120_000},"seq":2,"state":"offline",'
+                              f'"battery":92}}')], [T0 + 120_010])
+    assert (device.battery, device.reported_state) == (92.0, "offline")
