@@ -26,11 +26,14 @@ Duration = Annotated[float, Meta(ge=0.0, le=7 * 86_400)]
 
 PERSON_ID_MAX: Final = 128
 """The most characters a caregiver or visit id may have."""
-PERSON_ID_PATTERN: Final = r"^[^\p{C}\p{Z}/\\]{1,128}$"
+PERSON_ID_PATTERN: Final = r"^[^\p{C}\p{Z}/\\=+@-][^\p{C}\p{Z}/\\]{0,127}$"
 r"""The caregiver and visit id rule (:func:`person_id_problem`) as a regular expression of the
 API's validator (Unicode classes: ``\p{C}`` control, format, surrogate, private-use and
 unassigned, ``\p{Z}`` spaces and separators)."""
-PERSON_ID_RULE: Final = "printable characters, no spaces, / or \\, at most 128"
+PERSON_ID_RULE: Final = ("printable characters, no spaces, / or \\, not starting with = + - "
+                         "@, at most 128")
+_FORMULA: Final = ("=", "+", "-", "@")
+"""What a spreadsheet reads as the start of a formula (a CSV export's cell)."""
 
 
 def person_id_problem(value: str) -> str | None:
@@ -40,16 +43,17 @@ def person_id_problem(value: str) -> str | None:
     Any printable text in any script (``护工-李``, ``2026-12-02T00:10+08:00``) of 1 to
     :data:`PERSON_ID_MAX` characters, with no control or format characters (bidirectional
     overrides, zero-width joiners), no whitespace (a ``key=value`` log line keeps it whole) and
-    no path separator ``/`` or ``\\`` (it is put into URLs). Stored as given, escaped where it
-    is shown (HTML, CSV quoting, log escapes), percent-encoded in URLs.
+    no path separator ``/`` or ``\\`` (it is put into URLs), and no ``=``, ``+``, ``-`` or ``@``
+    first (a spreadsheet opening a CSV export would run it as a formula). Stored as given,
+    escaped where it is shown (HTML, CSV quoting, log escapes), percent-encoded in URLs.
 
-    >>> [person_id_problem(v) is None for v in ("护工-李", "c-01", "Li Ping", "a/b", "")]
-    [True, True, False, False, False]
+    >>> [person_id_problem(v) is None for v in ("护工-李", "c-01", "Li Ping", "a/b", "=1+1", "")]
+    [True, True, False, False, False, False]
     >>> print(person_id_problem("a\\u202eb"))
-    not an id (printable characters, no spaces, / or \\, at most 128)
+    not an id (printable characters, no spaces, / or \\, not starting with = + - @, at most 128)
     """
     if (0 < len(value) <= PERSON_ID_MAX and value.isprintable() and " " not in value
-            and "/" not in value and "\\" not in value):
+            and "/" not in value and "\\" not in value and not value.startswith(_FORMULA)):
         return None
     return f"not an id ({PERSON_ID_RULE})"
 

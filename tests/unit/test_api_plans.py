@@ -95,7 +95,8 @@ async def test_an_import_is_all_or_nothing_with_a_problem_per_row(api: Harness) 
     assert refused.json()["error"] == "invalid_csv"
     assert refused.json()["detail"] == [{"row": 4, "column": "caregiver",
                                          "msg": "not an id (printable characters, no spaces, "
-                                                "/ or \\, at most 128)"}]
+                                                "/ or \\, not starting with = + - @, at most "
+                                                "128)"}]
     assert "Li Ping" not in refused.text
     listed = await api.client.get("/api/v1/plans", headers=api.auth("viewer"))
     assert listed.json()["items"] == []

@@ -113,7 +113,8 @@ def test_csv_rows_become_plans_and_each_bad_row_is_named_without_its_value() -> 
     assert [(r.row, r.plan.plan) for r in result.rows] == [(2, "p-1"), (3, "p-2")]
     assert result.rows[1].plan.services == ("meal_assist", "cleaning")
     assert [str(p) for p in result.problems] == [
-        "row 4, caregiver: not an id (printable characters, no spaces, / or \\, at most 128)",
+        "row 4, caregiver: not an id (printable characters, no spaces, / or \\, not starting "
+        "with = + - @, at most 128)",
         "row 4, date: not a date (YYYY-MM-DD)",
         "row 4, services: unknown service code massage (the catalogue: bathing, meal_assist, "
         "medication, cleaning, vitals_check, rehab, companionship)",
