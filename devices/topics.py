@@ -9,6 +9,7 @@ new version, never a silent change.
 from __future__ import annotations
 
 import re
+import sys
 from enum import StrEnum
 from typing import Final
 
@@ -111,32 +112,77 @@ def parse_topic(topic: str) -> Address:
     return Address(site, bed, parsed_kind, device, _channel(kind, channel))
 
 
+MAX_TOPIC_CHARS: Final = (len(f"{PREFIX}/{VERSION}/") + 3 * 64 + max(map(len, KINDS))
+                          + max(map(len, CHANNELS)) + 4)
+"""The longest topic the contract allows (64-character ids, the longest kind and channel)."""
+
+_SLOT_BYTES: Final = 180
+"""What one entry costs beyond its strings (measured with tracemalloc): the dict's slot
+(amortised over the table's growth), the entry tuple and the Address or rejection."""
+
+
 class TopicCache:
-    """A bounded memo of :func:`parse_topic`; topics repeat for every message of a device."""
+    """A bounded memo of :func:`parse_topic`; topics repeat for every message of a device.
 
-    __slots__ = ("_entries", "_limit")
+    Bounded by entries (``limit``) and by bytes (``max_bytes``, the topics and what they parse
+    to, as :func:`sys.getsizeof` counts them): made-up topics cannot grow it past either, and
+    the oldest entries go first (a real device's topic re-enters on its next message).
+    A rejection is kept as its two short strings (reason, detail), never the exception with
+    its traceback (which held about 2.9 KB per topic); a topic longer than any the contract
+    allows (:data:`MAX_TOPIC_CHARS`) is rejected without being kept.
+    """
 
-    def __init__(self, *, limit: int = 200_000) -> None:
+    __slots__ = ("_bytes", "_entries", "_limit", "_max_bytes")
+
+    def __init__(self, *, limit: int = 200_000, max_bytes: int = 32 * 1024 * 1024) -> None:
         if limit < 1:
             raise ValueError("limit must be positive")
+        if max_bytes < 1:
+            raise ValueError("max_bytes must be positive")
         self._limit = limit
-        self._entries: dict[str, Address | TopicError] = {}
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: dict[str, tuple[Address | tuple[str, str], int]] = {}
+        """topic -> (its Address or rejection (reason, detail), the bytes it is counted as)"""
+
+    @property
+    def bytes(self) -> int:
+        """The bytes the entries are counted as (topics, addresses, rejections)."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def parse(self, topic: str) -> Address | TopicError:
+        """:func:`parse_topic`'s answer; a rejection is returned as a :class:`TopicError`
+        (fresh, never raised: it carries no traceback)."""
         hit = self._entries.get(topic)
         if hit is not None:
-            return hit
-        result: Address | TopicError
+            found = hit[0]
+            return found if isinstance(found, Address) else TopicError(*found)
+        result: Address | tuple[str, str]
+        size = _SLOT_BYTES + sys.getsizeof(topic)
         try:
             result = parse_topic(topic)
+            size += (sys.getsizeof(result.site) + sys.getsizeof(result.bed)
+                     + sys.getsizeof(result.device))
         except TopicError as exc:
-            result = exc
-        if len(self._entries) >= self._limit:
+            result = (exc.reason, exc.detail)
+            size += sys.getsizeof(exc.detail)
+        if len(topic) <= MAX_TOPIC_CHARS:
+            self._keep(topic, result, size)
+        return result if isinstance(result, Address) else TopicError(*result)
+
+    def _keep(self, topic: str, result: Address | tuple[str, str], size: int) -> None:
+        entries = self._entries
+        while entries and (len(entries) >= self._limit
+                           or self._bytes + size > self._max_bytes):
             # Evict the oldest entry (dicts keep insertion order): hostile traffic with endless
             # fresh topics cannot grow memory, and real devices re-enter on their next message.
-            del self._entries[next(iter(self._entries))]
-        self._entries[topic] = result
-        return result
+            self._bytes -= entries.pop(next(iter(entries)))[1]
+        if size <= self._max_bytes:
+            entries[topic] = (result, size)
+            self._bytes += size
 
 
 URGENT_KINDS: Final = frozenset({Kind.BUTTON, Kind.FALL})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,7 +21,7 @@ from devices import (
     format_topic,
     parse_topic,
 )
-from devices.topics import TopicCache, is_valid_id
+from devices.topics import MAX_TOPIC_CHARS, TopicCache, is_valid_id
 
 PROPERTY = settings(deadline=None, max_examples=200)
 
@@ -127,3 +129,49 @@ def test_topic_cache_is_bounded_and_agrees_with_parse(topics: list[str]) -> None
 def test_topic_cache_needs_a_positive_limit() -> None:
     with pytest.raises(ValueError):
         TopicCache(limit=0)
+
+
+def _made_up(i: int) -> str:
+    """A topic of the shape a flood uses: a made-up bed id of 65 characters (one too many)."""
+    return f"homecare/v1/site-01/b{i:06d}{'x' * 58}/infrared/d{i:06d}/status"
+
+
+def test_rejected_topics_are_kept_as_short_strings_not_exceptions() -> None:
+    """Each kept TopicError held its traceback (frames and all): 2.9 KB per made-up topic, 447
+    MB after a flood of 100,000 (issue 17)."""
+    cache = TopicCache()
+    first = cache.parse(_made_up(1))
+    again = cache.parse(_made_up(1))
+    for answer in (first, again):
+        assert isinstance(answer, TopicError)
+        assert (answer.reason, answer.__traceback__) == ("bad_topic", None)
+    assert not any(isinstance(value, BaseException) or isinstance(value[0], BaseException)
+                   for value in cache._entries.values())
+    tracemalloc.start()
+    try:
+        for i in range(2, 20_002):
+            assert isinstance(cache.parse(_made_up(i)), TopicError)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held / 20_000 < 700  # bytes per kept rejection: the topic, reason and detail
+
+
+def test_topic_cache_is_bounded_by_bytes() -> None:
+    cache = TopicCache(max_bytes=64 * 1024)
+    good = [f"homecare/v1/site-01/b{i:06d}{'y' * 57}/infrared/d{i:06d}{'z' * 57}/status"
+            for i in range(2_000)]
+    for i, topic in enumerate(good):
+        assert isinstance(cache.parse(topic), Address)
+        assert isinstance(cache.parse(_made_up(i)), TopicError)
+        assert cache.bytes <= 64 * 1024
+    assert 0 < len(cache) < 2_000
+    assert cache.parse(good[-1]) == parse_topic(good[-1])  # the newest are still there
+
+
+def test_a_topic_longer_than_any_valid_one_is_not_kept() -> None:
+    cache = TopicCache()
+    huge = "homecare/v1/" + "s" * 60_000 + "/b/button/d/event"
+    assert len(huge) > MAX_TOPIC_CHARS
+    assert cache.parse(huge).reason == "bad_topic"  # type: ignore[union-attr]
+    assert (len(cache), cache.bytes) == (0, 0)
