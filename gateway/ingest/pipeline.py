@@ -74,6 +74,11 @@ kind."""
 MISPLACED_LOG_INTERVAL_S: Final = 60.0
 """Misplaced devices are logged at most this often (the latest one, and how many since);
 every message is counted."""
+AUTO_REGISTERED_LOG_INTERVAL_S: Final = 60.0
+"""Devices registered on first sight are logged at most this often (how many since the last
+line, and the latest one's topic): the first at once, then one line per interval while more
+come, however many made-up ids a flood brings; every one is counted in
+``homecare_devices_auto_registered``."""
 
 
 class Stage(Protocol):
@@ -132,6 +137,8 @@ class Pipeline:
         self._oldest: float | None = None
         self._registered = 0
         self._last_registered = ""
+        self._registered_unlogged = 0
+        self._next_registered_log = 0.0
         self._errors_unlogged = 0
         self._next_error_log = 0.0
         self._misplaced: dict[str, int] = {}
@@ -355,7 +362,14 @@ class Pipeline:
         new = self._registered - registered_before
         if new:
             self.metrics.auto_registered.inc(new)
-            log.info("registry.auto_registered devices=%d last=%s", new, self._last_registered)
+            self._registered_unlogged += new
+        if self._registered_unlogged:
+            now = time.monotonic()
+            if now >= self._next_registered_log:
+                self._next_registered_log = now + AUTO_REGISTERED_LOG_INTERVAL_S
+                log.info("registry.auto_registered devices=%d last=%r",
+                         self._registered_unlogged, self._last_registered)
+                self._registered_unlogged = 0
         if self._misplaced:
             for differs, n in self._misplaced.items():
                 self.metrics.misplaced.labels(differs).inc(n)

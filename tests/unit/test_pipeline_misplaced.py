@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from devices import Message, Registry
+from gateway.ingest import pipeline as pipeline_module
 from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import DEVICE_MISPLACED, Pipeline
 from gateway.monitoring import Metrics
@@ -148,3 +149,27 @@ def test_misplaced_devices_are_logged_at_most_once_a_minute(
     assert len(lines) == 1
     assert "btn-0007" in lines[0]
     assert "site-01/bed-0099" in lines[0]
+
+
+def test_devices_registered_on_first_sight_are_logged_once_per_interval(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics],
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood of made-up ids wrote a line per batch (113 lines/s, 1.1 MB for 200,000 ids,
+    each naming a topic the device chose): now the first at once, then one line per interval
+    with the count since and the latest, escaped; every device still counted (issue 17)."""
+    clock = [1000.0]
+    monkeypatch.setattr(pipeline_module.time, "monotonic", lambda: clock[0])
+    pipeline, _, _, _, metrics = parts
+    with caplog.at_level(logging.INFO, logger="homecare.pipeline"):
+        for n in range(1, 51):
+            pipeline.process([raw(f"homecare/v1/site-01/made-up-{n}/infrared/ir-{n}/status",
+                                  {"state": "online"}, n)])
+        clock[0] += pipeline_module.AUTO_REGISTERED_LOG_INTERVAL_S
+        pipeline.process([raw(f"{HOME}/status", {"state": "online"}, 51)])  # a listed one
+    lines = [r.getMessage() for r in caplog.records if "auto_registered" in r.getMessage()]
+    assert lines == [
+        "registry.auto_registered devices=1 "
+        "last='homecare/v1/site-01/made-up-1/infrared/ir-1/status'",
+        "registry.auto_registered devices=49 "
+        "last='homecare/v1/site-01/made-up-50/infrared/ir-50/status'"]
+    assert metric(metrics, "homecare_devices_auto_registered_total") == 50
