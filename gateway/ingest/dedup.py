@@ -53,25 +53,63 @@ class DedupStats:
     resets: int = 0
 
 
+MAX_DEVICES: Final = 100_000
+"""Devices whose window :class:`Deduplicator` keeps (the oldest forgotten first)."""
+MAX_FINGERPRINTS: Final = 1_000_000
+"""Fingerprints kept over all devices (about 70 bytes each): a flood of made-up devices
+sending many ``seq`` each cannot hold ``window`` of them per device (issue 17)."""
+
+
 class Deduplicator:
-    """Bounded memory: ``window`` fingerprints per device, ``max_devices`` devices."""
+    """Bounded memory: ``window`` fingerprints per device, ``max_devices`` devices and
+    ``max_fingerprints`` fingerprints in all; past either bound the devices seen first are
+    forgotten first (a forgotten device's next message is new: a redelivery of an older one
+    is then taken again, which every stage takes without effect)."""
 
-    __slots__ = ("_devices", "_max_devices", "_window", "stats")
+    __slots__ = ("_devices", "_fingerprints", "_max_devices", "_max_fingerprints", "_window",
+                 "stats")
 
-    def __init__(self, *, window: int = 64, max_devices: int = 1_000_000) -> None:
-        if window < 1 or max_devices < 1:
-            raise ValueError("window and max_devices must be positive")
+    def __init__(self, *, window: int = 64, max_devices: int = MAX_DEVICES,
+                 max_fingerprints: int = MAX_FINGERPRINTS) -> None:
+        if window < 1 or max_devices < 1 or max_fingerprints < 1:
+            raise ValueError("window, max_devices and max_fingerprints must be positive")
         self._window = window
         self._max_devices = max_devices
+        self._max_fingerprints = max_fingerprints
+        self._fingerprints = 0
         self._devices: dict[tuple[str, str, str], _DeviceWindow] = {}
         self.stats = DedupStats()
+
+    def __len__(self) -> int:
+        """Devices whose window is kept."""
+        return len(self._devices)
+
+    @property
+    def fingerprints(self) -> int:
+        """Fingerprints kept over all devices."""
+        return self._fingerprints
+
+    def _make_room(self, devices_at_most: int, fingerprints_at_most: int,
+                   keep: tuple[str, str, str] | None = None) -> None:
+        """Forget the devices seen first until both counts are within these (never ``keep``,
+        the device being checked)."""
+        devices = self._devices
+        while devices and (len(devices) > devices_at_most
+                           or self._fingerprints > fingerprints_at_most):
+            oldest = next(iter(devices))
+            if oldest == keep:
+                if len(devices) == 1:
+                    return
+                devices[oldest] = devices.pop(oldest)  # the device being checked stays
+                continue
+            self._fingerprints -= len(devices.pop(oldest).seen)
 
     def check(self, device: tuple[str, str, str], seq: int, ts: int, fingerprint: int) -> Verdict:
         state = self._devices.get(device)
         if state is None:
-            if len(self._devices) >= self._max_devices:
-                del self._devices[next(iter(self._devices))]
+            self._make_room(self._max_devices - 1, self._max_fingerprints - 1)
             self._devices[device] = _DeviceWindow(seq, ts, {seq: fingerprint})
+            self._fingerprints += 1
             return Verdict.NEW
         seen = state.seen
         if seq > state.top_seq:
@@ -80,7 +118,7 @@ class Deduplicator:
                 state.gaps += seq - state.top_seq - 1
             state.top_seq = seq
             state.top_ts = max(state.top_ts, ts)
-            self._remember(seen, seq, fingerprint)
+            self._remember(device, seen, seq, fingerprint)
             return Verdict.NEW
         previous = seen.get(seq)
         if previous == fingerprint:
@@ -93,19 +131,20 @@ class Deduplicator:
             self.stats.gaps = max(0, self.stats.gaps - 1)
             state.late += 1
             state.gaps = max(0, state.gaps - 1)
-            self._remember(seen, seq, fingerprint)
+            self._remember(device, seen, seq, fingerprint)
             return Verdict.LATE
         if ts > state.top_ts:
             # seq went back while device time went forward: the device restarted its counter.
             self.stats.resets += 1
             state.resets += 1
             state.top_seq, state.top_ts = seq, ts
+            self._fingerprints -= len(seen) - 1
             seen.clear()
             seen[seq] = fingerprint
             return Verdict.NEW
         self.stats.late += 1
         state.late += 1
-        self._remember(seen, seq, fingerprint)
+        self._remember(device, seen, seq, fingerprint)
         return Verdict.LATE
 
     def device_stats(self, device: tuple[str, str, str]) -> DedupStats | None:
@@ -117,10 +156,16 @@ class Deduplicator:
         return DedupStats(duplicates=state.duplicates, late=state.late, gaps=state.gaps,
                           resets=state.resets)
 
-    def _remember(self, seen: dict[int, int], seq: int, fingerprint: int) -> None:
+    def _remember(self, device: tuple[str, str, str], seen: dict[int, int], seq: int,
+                  fingerprint: int) -> None:
+        if seq not in seen:
+            self._fingerprints += 1
         seen[seq] = fingerprint
         if len(seen) > self._window:
             del seen[next(iter(seen))]
+            self._fingerprints -= 1
+        elif self._fingerprints > self._max_fingerprints:
+            self._make_room(self._max_devices, self._max_fingerprints, keep=device)
 
 
 class FirstCopies:

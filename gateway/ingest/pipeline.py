@@ -74,6 +74,10 @@ kind."""
 MISPLACED_LOG_INTERVAL_S: Final = 60.0
 """Misplaced devices are logged at most this often (the latest one, and how many since);
 every message is counted."""
+KNOWN_MAX: Final = 100_000
+"""Addresses remembered as seen in their place (so their messages skip the placement check
+and registration, both idempotent): the oldest forgotten first, so made-up ids cannot grow it
+(each holds its Address, about 500 bytes with 64-character ids)."""
 AUTO_REGISTERED_LOG_INTERVAL_S: Final = 60.0
 """Devices registered on first sight are logged at most this often (how many since the last
 line, and the latest one's topic): the first at once, then one line per interval while more
@@ -129,7 +133,8 @@ class Pipeline:
         message."""
         self._first_copies = FirstCopies()
         """The calls the urgent stages took, from either session's copy."""
-        self._known: set[Address] = set()
+        self._known: dict[Address, None] = {}
+        """Addresses seen in their place and registered, at most :data:`KNOWN_MAX`."""
         self._lines: list[str] = []
         self._points = 0
         self._rejected: list[DeadLetter] = []
@@ -428,9 +433,10 @@ class Pipeline:
         return Rejected(DEVICE_MISPLACED, detail)
 
     def _register(self, address: Address) -> None:
-        if len(self._known) > 1_000_000:
-            self._known.clear()
-        self._known.add(address)
+        known = self._known
+        if len(known) >= KNOWN_MAX:
+            del known[next(iter(known))]
+        known[address] = None
         _, new = self.registry.ensure(address)
         if new:
             self._registered += 1

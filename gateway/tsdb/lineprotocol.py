@@ -158,6 +158,12 @@ _EVENT_FIELDS: Final[dict[type, tuple[str, Callable[..., str]]]] = {
 }
 
 
+SERIES_KEYS_MAX: Final = 100_000
+"""Series keys :class:`LineEncoder` keeps formatted (and series it keeps the latest retimed
+time of), the oldest forgotten first: about 400 bytes each with 64-character ids, so made-up
+ids cannot grow it past about 40 MB (issue 17); a forgotten key is formatted again."""
+
+
 class LineEncoder:
     """Formats messages as line protocol, caching each device's series key.
 
@@ -177,8 +183,8 @@ class LineEncoder:
     def _key(self, measurement: str, a: Address) -> str:
         key = self._keys.get((measurement, a))
         if key is None:
-            if len(self._keys) > 500_000:
-                self._keys.clear()
+            if len(self._keys) >= SERIES_KEYS_MAX:
+                del self._keys[next(iter(self._keys))]
             kind = f",kind={a.kind}" if measurement in ("recording", "device_status") else ""
             key = f"{measurement},bed={a.bed},device={a.device}{kind},site={a.site} "
             self._keys[(measurement, a)] = key
@@ -224,8 +230,8 @@ class LineEncoder:
         if last is not None and times[0] <= last:
             shift = last + 1 - times[0]
             times = [t + shift for t in times]
-        if len(self._last_retimed) > 500_000:
-            self._last_retimed.clear()
+        if key not in self._last_retimed and len(self._last_retimed) >= SERIES_KEYS_MAX:
+            del self._last_retimed[next(iter(self._last_retimed))]
         self._last_retimed[key] = times[-1]
         for body, device_t, t in zip(bodies, device_times, times, strict=True):
             out.append(f"{key}{body}{',' if body else ''}device_ts={device_t}i {t}")

@@ -47,3 +47,27 @@ def test_memory_is_bounded_per_device_and_in_devices() -> None:
     for i in range(10):
         d.check(("s", "b", f"d{i}"), 1, 1, 1)
     assert len(d._devices) == 3
+
+
+def test_fingerprints_are_bounded_over_all_devices() -> None:
+    """A flood of made-up devices each sending many seq held ``window`` fingerprints apiece
+    (issue 17): now ``max_fingerprints`` in all, the devices seen first forgotten first, never
+    the one being checked; the count stays exact through late messages and counter resets."""
+    d = Deduplicator(window=64, max_devices=1_000, max_fingerprints=100)
+    for i in range(50):
+        for seq in range(1, 11):
+            d.check(("s", "b", f"d{i}"), seq, seq, seq)
+        assert d.fingerprints <= 100
+        assert d.fingerprints == sum(len(w.seen) for w in d._devices.values())
+    assert 0 < len(d) <= 10
+    assert d.check(("s", "b", "d49"), 10, 10, 10) is Verdict.DUPLICATE  # the newest kept
+    mine = ("s", "b", "mine")
+    for seq in range(1, 200):
+        assert d.check(mine, seq, seq, seq) is Verdict.NEW
+        assert d.fingerprints <= 100
+    assert len(d._devices[mine].seen) == 64
+    assert d.check(mine, 150, 150, 150) is Verdict.DUPLICATE
+    assert d.check(mine, 1, 10_000, 7) is Verdict.NEW  # a counter reset
+    assert d.check(mine, 3, 10_001, 8) is Verdict.NEW
+    assert d.check(mine, 2, 10_001, 9) is Verdict.LATE  # a gap filled late
+    assert d.fingerprints == sum(len(w.seen) for w in d._devices.values())

@@ -7,6 +7,7 @@ import pytest
 from devices import Codec, Message
 from gateway.config import load
 from gateway.errors import ConfigError
+from gateway.tsdb import lineprotocol
 from gateway.tsdb.lineprotocol import LineEncoder
 
 codec = Codec()
@@ -190,3 +191,23 @@ def test_max_payload_bytes_bounds_what_the_gateway_and_replay_accept(tmp_path: P
         assert rejected.reason == "oversize"
     default = Gateway(Settings(data_dir=tmp_path / "default"), serve_http=False)
     assert not isinstance(default.pipeline.codec.decode(topic, large), Rejected)  # 64 KiB
+
+
+def test_series_keys_are_kept_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The encoder's series keys (formatted tags) and latest retimed times were kept for up to
+    500,000 series (about 400 bytes each with 64-character ids) and the retimed ones never
+    forgotten one by one (issue 17): now at most SERIES_KEYS_MAX each, the oldest first."""
+    monkeypatch.setattr(lineprotocol, "SERIES_KEYS_MAX", 5)
+    encoder = LineEncoder()
+    for n in range(20):
+        _at(f"homecare/v1/s/b/audio/au-{n}/telemetry", f'{{"ts":{NOW},"seq":1,"level_db":40}}',
+            encoder=encoder)
+        _at(f"homecare/v1/s/b/audio/au-{n}/telemetry", f'{{"ts":{NOW * 1000},"seq":2,'
+            '"level_db":40}', encoder=encoder)
+        assert len(encoder._keys) <= 5
+        assert len(encoder._last_retimed) <= 5
+    assert encoder.retimed == 20
+    points = _at("homecare/v1/s/b/audio/au-19/telemetry", f'{{"ts":{NOW * 1000},"seq":3,'
+                 '"level_db":41}', encoder=encoder)
+    assert points == [(f"audio,bed=b,device=au-19,site=s level_db=41.0,device_ts={NOW * 1000}i",
+                       NOW + 1)]  # the newest series still kept its latest retimed time

@@ -173,3 +173,22 @@ def test_devices_registered_on_first_sight_are_logged_once_per_interval(
         "registry.auto_registered devices=49 "
         "last='homecare/v1/site-01/made-up-50/infrared/ir-50/status'"]
     assert metric(metrics, "homecare_devices_auto_registered_total") == 50
+
+
+def test_addresses_seen_are_remembered_up_to_a_bound(
+        parts: tuple[Pipeline, Recorder, Recorder, Registry, Metrics],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set of addresses seen was cleared only past 1,000,000, each holding its Address
+    (about 500 bytes with 64-character ids) (issue 17): now the oldest go first; one forgotten
+    and seen again is taken as before, and not counted as a new device again."""
+    monkeypatch.setattr(pipeline_module, "KNOWN_MAX", 10)
+    pipeline, rules, _, registry, metrics = parts
+    topics = [f"homecare/v1/site-01/made-up-{n}/button/btn-{n}/event" for n in range(30)]
+    pipeline.process([raw(t, PRESS, n + 1) for n, t in enumerate(topics)])
+    assert len(pipeline._known) == 10
+    pipeline.process([raw(topics[0], PRESS, 100), raw(f"{OTHER_BED}/event", PRESS, 101)])
+    assert len(pipeline._known) == 10
+    assert rules.seen == [*topics, topics[0]]
+    assert [d.reason for d in pipeline.take().deadletters] == [DEVICE_MISPLACED]
+    assert metric(metrics, "homecare_devices_auto_registered_total") == 30
+    assert registry.bed("site-01", "made-up-0") is not None
