@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 from alerts.readings import ReadingSlots
+from devices import bedkeys
 from devices.codec import Message
 from devices.devicetime import ClockWindow, announced_offline, is_offline, sent_ms
 from devices.schemas import AudioSample, InfraredSample, Status, Telemetry, VitalsSample
@@ -229,6 +230,8 @@ class LiveState:
         # Two least-recently-heard orders: unregistered beds are evicted first.
         self._listed: OrderedDict[tuple[str, str], BedState] = OrderedDict()
         self._unlisted: OrderedDict[tuple[str, str], BedState] = OrderedDict()
+        self._keys = bedkeys.BedKeys()
+        """Every bed held, sorted (the API's pages, :meth:`bed_keys`)."""
         self.clock_window = clock_window or ClockWindow()
         self._wrong_clocks: dict[tuple[str, str, str], int] = {}
         self._index_bytes = 0
@@ -306,6 +309,7 @@ class LiveState:
         bed = BedState(*key, registered=registered,
                        since_ms=self.started_ms if not self.evicted_beds else received)
         (self._listed if registered else self._unlisted)[key] = bed
+        self._keys.add(key)
         self.nbytes += bed.nbytes
         self._count_indexes()
         return bed
@@ -319,7 +323,7 @@ class LiveState:
     def _count_indexes(self) -> None:
         """Follow the indexes' tables (they grow in steps, and never shrink)."""
         held = (sys.getsizeof(self._listed) + sys.getsizeof(self._unlisted)
-                + sys.getsizeof(self._wrong_clocks))
+                + sys.getsizeof(self._wrong_clocks) + self._keys.nbytes)
         self.nbytes += held - self._index_bytes
         self._index_bytes = held
         self._check()
@@ -339,6 +343,7 @@ class LiveState:
                 self._forget(gone)
 
     def _forget(self, gone: BedState) -> None:
+        self._keys.discard((gone.site, gone.bed))
         for device in gone.devices.values():
             self._wrong_clocks.pop((device.site, device.bed, device.device), None)
         self.nbytes -= gone.nbytes
@@ -473,6 +478,10 @@ class LiveState:
 
     def beds(self) -> Iterator[BedState]:
         return iter([*self._listed.values(), *self._unlisted.values()])
+
+    def bed_keys(self) -> bedkeys.BedKeys:
+        """The ``(site, bed)`` of every bed held, sorted (read only)."""
+        return self._keys
 
     def forgotten(self, site: str, bed: str) -> bool:
         """Whether memory may have held this bed and forgotten it (no state for it, and beds

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from devices.bedkeys import BedKeys
 from devices.errors import RegistryError
 from devices.topics import Address, Kind, is_valid_id
 
@@ -220,6 +221,8 @@ class Registry:
         self.sites: dict[str, Site] = {}
         self._places: dict[str, Placement] = {}
         """Listed devices (never auto-registered ones) by id: one dict look-up per check."""
+        self.bed_keys = BedKeys()
+        """Every bed's ``(site, bed)``, sorted (read only; :meth:`ensure` keeps it)."""
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -254,8 +257,7 @@ class Registry:
             offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
             timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
             settings=BedSettings.from_mapping(_table(d, "settings", "defaults"),
-                                              where="defaults.settings"),
-        )
+                                              where="defaults.settings"))
         registry = cls(defaults=defaults)
         for site_id, site_raw in _table(raw, "sites", "registry").items():
             where = f"sites.{_check_id(site_id, 'sites')}"
@@ -277,8 +279,7 @@ class Registry:
                     site=site_id, id=bed_id, person=person, family_webhook=webhook,
                     settings=BedSettings.from_mapping(
                         _table(bed_raw, "settings", bwhere), base=defaults.settings,
-                        where=f"{bwhere}.settings"),
-                )
+                        where=f"{bwhere}.settings"))
                 for dev_id, dev_raw in _table(bed_raw, "devices", bwhere).items():
                     dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
                     _only(_as_table(dev_raw, dwhere), {"kind", "heartbeat_s"}, dwhere)
@@ -301,6 +302,7 @@ class Registry:
                     )
                 site.beds[bed_id] = bed
             registry.sites[site_id] = site
+        registry.bed_keys = BedKeys.of((s.id, b) for s in registry.sites.values() for b in s.beds)
         return registry
 
     # --- queries ----------------------------------------------------------------------------
@@ -331,9 +333,7 @@ class Registry:
         """The place of a listed device that ``address`` puts somewhere else (another site,
         bed or kind); None when it is at home there or not listed at all. One dict look-up."""
         place = self._places.get(address.device)
-        if place is None or place.differs(address) is None:
-            return None
-        return place
+        return place if place is not None and place.differs(address) is not None else None
 
     def ensure(self, address: Address) -> tuple[Device, bool]:
         """The device behind ``address``, registering it (flagged) on first sight.
@@ -355,6 +355,7 @@ class Registry:
             bed = site.beds[address.bed] = Bed(
                 site=address.site, id=address.bed, settings=self.defaults.settings,
                 auto_registered=True)
+            self.bed_keys.add((address.site, address.bed))
         device = bed.devices.get(address.device)
         if device is None:
             device = bed.devices[address.device] = Device(

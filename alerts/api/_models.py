@@ -290,6 +290,11 @@ class BedOut(_Out):
     auto_registered: bool
     last_seen: int | None = None
     devices: list[DeviceOut]
+    """Sorted by id: every device the registry file lists or live state holds, and at most 32
+    registered on first sight that live state does not hold (a flood of made-up ids on one
+    bed is counted in ``devices_not_shown``, not listed)."""
+    devices_not_shown: int = 0
+    """The bed's devices registered on first sight that are not listed in ``devices``."""
     latest: dict[str, Reading]
     """The newest value of each metric seen."""
     open_alerts: int

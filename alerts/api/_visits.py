@@ -197,7 +197,7 @@ def router(ctx: ApiContext) -> APIRouter:
     def known_bed(site: str, bed: str) -> None:
         if ctx.registry.bed(site, bed) is not None or ctx.live.bed(site, bed) is not None:
             return
-        if site not in ctx.registry.sites and all(b.site != site for b in ctx.live.beds()):
+        if site not in ctx.registry.sites and not ctx.live.bed_keys().has_site(site):
             raise ApiError(404, f"no site {site}")
         raise ApiError(404, f"no bed {site}/{bed}")
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from alerts.api._beds import MAX_UNHEARD_DEVICES
 from alerts.errors import HistoryError, HistoryFailed, HistoryUnavailable
+from alerts.livestate import LiveState
+from devices.codec import Codec
 from devices.registry import Registry
 from gateway.tsdb.history import flux, influxql
 from tests.unit.test_api_app import T0, Harness, api, build
@@ -236,4 +241,75 @@ async def test_a_bed_says_since_when_nobody_is_home(tmp_path: Path) -> None:
     assert {b["bed"]: b["away_since"] for b in listed["items"]}["bed-0001"] == left
     api.feed(presence("bed-0001", 45, T0 + 45 * minute, True), received=T0 + 45 * minute)
     assert await away() is None
+    await api.client.aclose()
+
+
+async def test_bed_pages_merge_registry_and_live_beds_without_walking_every_bed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue #17 (fresh verifier): after a flood of made-up ids every /beds call sorted all
+    beds on the event loop (1.2 s at 100,000). Pages now come from indexes kept sorted: the
+    route never walks the registry's or the live state's beds, and a page of the union of
+    registry beds and beds only live state holds (none here are fed through the registry)
+    is the same as paging the sorted union by hand."""
+    registry = Registry.from_mapping({"sites": {
+        "s1": {"beds": {f"r{i:02d}": {} for i in range(0, 12, 3)}},
+        "s3": {"beds": {"r00": {}}}}})
+    api = build(tmp_path, registry=registry)
+    codec = Codec()
+    live_only = [("s1", f"r{i:02d}") for i in range(0, 12, 2)] + [("s2", "x1")]
+    messages = [codec.decode(f"homecare/v1/{s}/{b}/audio/au-{s}-{b}/telemetry",
+                             f'{{"ts":{T0},"seq":1,"level_db":40}}'.encode())
+                for s, b in live_only]
+    api.ctx.live.accept(messages, [T0] * len(messages))  # type: ignore[arg-type]
+    everything = sorted({(b.site, b.id) for b in registry.beds()} | set(live_only))
+
+    def walked(*_: object) -> None:
+        raise AssertionError("the bed list walked every bed")
+    monkeypatch.setattr(Registry, "beds", walked)
+    monkeypatch.setattr(LiveState, "beds", walked)
+    for site in (None, "s1", "s2"):
+        expected = [k for k in everything if site is None or k[0] == site]
+        for limit in (1, 2, 3, 100):
+            got: list[tuple[str, str]] = []
+            cursor = None
+            while True:
+                params: dict[str, object] = {"limit": limit}
+                if site is not None:
+                    params["site"] = site
+                if cursor is not None:
+                    params["cursor"] = cursor
+                body = (await api.client.get("/api/v1/beds", params=params,
+                                             headers=api.auth("viewer"))).json()
+                got += [(b["site"], b["bed"]) for b in body["items"]]
+                cursor = body["next_cursor"]
+                if cursor is None:
+                    break
+            assert got == expected, (site, limit)
+    await api.client.aclose()
+
+
+async def test_a_flood_of_made_up_devices_on_a_bed_is_counted_not_listed(
+        tmp_path: Path) -> None:
+    """Issue #17 (fresh verifier): 50,000 made-up devices on one listed bed made its page
+    12 MB. Listed devices and those live state holds are shown; the others registered on first
+    sight are capped and counted."""
+    api = build(tmp_path, registry=Registry.from_mapping(REGISTRY))
+    made_up = [(f"homecare/v1/site-01/bed-0001/infrared/ir{i:05d}/status",
+                f'{{"ts":{T0},"seq":1,"state":"online","battery":80}}') for i in range(2000)]
+    api.feed(*made_up)
+    held = len(api.ctx.live.devices_of("site-01", "bed-0001"))
+    assert 0 < held <= api.ctx.live.max_devices_per_bed
+    for path in ("/api/v1/beds", "/api/v1/beds/site-01/bed-0001"):
+        body = (await api.client.get(path, headers=api.auth("viewer"))).json()
+        bed = body if "recent" in body else body["items"][0]
+        shown = {d["device"] for d in bed["devices"]}
+        assert {"btn-0001", "fs-0001"} <= shown, "the registry file's devices are always shown"
+        live = {d.device for d in api.ctx.live.devices_of("site-01", "bed-0001")}
+        assert live <= shown, "so are the devices live state holds"
+        assert len(shown) == 2 + held + MAX_UNHEARD_DEVICES
+        assert bed["devices_not_shown"] == 2002 - len(shown)
+        assert [d["device"] for d in bed["devices"]] == sorted(shown)
+    quiet = (await api.client.get("/api/v1/beds/site-01/bed-0002",
+                                  headers=api.auth("viewer"))).json()
+    assert quiet["devices_not_shown"] == 0
     await api.client.aclose()
