@@ -26,10 +26,13 @@ Duration = Annotated[float, Meta(ge=0.0, le=7 * 86_400)]
 
 PERSON_ID_MAX: Final = 128
 """The most characters a caregiver or visit id may have."""
-PERSON_ID_PATTERN: Final = r"^[^\p{C}\p{Z}/\\=+@-][^\p{C}\p{Z}/\\]{0,127}$"
-r"""The caregiver and visit id rule (:func:`person_id_problem`) as a regular expression of the
-API's validator (Unicode classes: ``\p{C}`` control, format, surrogate, private-use and
-unassigned, ``\p{Z}`` spaces and separators)."""
+PERSON_ID_PATTERN: Final = r"^[^\s/\\=+@-][^\s/\\]{0,127}$"
+r"""The part of the caregiver and visit id rule (:func:`person_id_problem`) that every regular
+expression dialect reads alike, for the OpenAPI document: no whitespace, ``/`` or ``\``, no
+formula start. The rest (control, format, private-use and unassigned characters) is the
+rule's own check, answered 400 by the API: Unicode classes such as ``\p{C}`` mean different
+things to different engines (a client generating from the document took unassigned and
+private-use characters for valid ones)."""
 PERSON_ID_RULE: Final = ("printable characters, no spaces, / or \\, not starting with = + - "
                          "@, at most 128")
 _FORMULA: Final = ("=", "+", "-", "@")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic_core import PydanticCustomError
 
 from alerts.handling import COMMENT_MAX, ITEM_PATTERN
 from alerts.keys import NAME_PATTERN, Role
@@ -41,16 +42,21 @@ EPOCH_MS_MAX = 2**53
 SiteId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 
 
+PERSON_ID_ERROR = "person_id"
+"""The validation error type of an id that fits the OpenAPI document's pattern but breaks the
+rule: answered 400 (:mod:`alerts.api._errors`), not 422."""
+
+
 def _person_id(value: str) -> str:
     if (problem := person_id_problem(value)) is not None:
-        raise ValueError(problem)
+        raise PydanticCustomError(PERSON_ID_ERROR, problem)
     return value
 
 
 PersonId = Annotated[str, StringConstraints(pattern=PERSON_ID_PATTERN), AfterValidator(_person_id)]
-"""A caregiver or visit id, body or query parameter: the pattern (for the OpenAPI document;
-its Unicode tables may be newer than Python's and take a character just assigned) and then the
-rule itself (:func:`devices.person_id_problem`)."""
+"""A caregiver or visit id, body or query parameter: the pattern (for the OpenAPI document,
+what every regex dialect reads alike) and then the rule itself
+(:func:`devices.person_id_problem`; what breaks it is answered 400)."""
 ServiceCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 Note = Annotated[str, StringConstraints(max_length=2000)]
 Metric = Literal["heart_rate", "breathing_rate", "in_bed", "presence", "motion", "level_db"]

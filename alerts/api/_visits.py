@@ -30,10 +30,10 @@ from alerts.api._errors import ApiError, error_responses
 from alerts.api._models import (
     EPOCH_MS_MAX,
     ID_PATTERN,
-    PERSON_ID_PATTERN,
     ChainCheck,
     CheckInBody,
     CheckOutBody,
+    PersonId,
     RefusedVisitList,
     RefusedVisitOut,
     ServiceLogPage,
@@ -139,8 +139,8 @@ def router(ctx: ApiContext) -> APIRouter:
     async def service_logs(
         site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
         bed: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-        caregiver: Annotated[str | None, Query(pattern=PERSON_ID_PATTERN)] = None,
-        visit: Annotated[str | None, Query(pattern=PERSON_ID_PATTERN)] = None,
+        caregiver: Annotated[PersonId | None, Query()] = None,
+        visit: Annotated[PersonId | None, Query()] = None,
         since: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,
                                            description="at >= since (epoch ms)")] = None,
         until: Annotated[int | None, Query(ge=0, le=EPOCH_MS_MAX,

@@ -7,6 +7,7 @@ checked out through the app."""
 from __future__ import annotations
 
 import json
+import re
 import zoneinfo
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -127,17 +128,22 @@ async def test_a_caregiver_a_badge_names_is_planned_looked_up_and_checked_in_by_
 
 
 @pytest.mark.parametrize("value", ["Li Ping", "a/b", "a\u202eb", "a\u200db", "=1+1",
-                                   "x" * 129])
+                                   "x" * 129, "a\U00100000b", "a\U00060000b"])
 async def test_every_api_place_refuses_what_intake_refuses(api: Harness, value: str) -> None:
+    """What the OpenAPI document's pattern refuses answers 422; what fits it but breaks the
+    rule (a bidirectional override, a zero-width joiner) answers 400 ``invalid_id``."""
+    fits_document = re.match(PERSON_ID_PATTERN, value) is not None
+    expected = (400, "invalid_id") if fits_document else (422, "invalid_request")
     planned = await api.client.put(
         "/api/v1/plans/site-01/P9", headers=api.auth("admin"),
         json={"bed": "bed-0001", "caregiver": value, "date": "2026-12-02",
               "start": "10:00", "end": "10:30", "services": ["cleaning"]})
-    assert planned.status_code == 422
     listed = await api.client.get("/api/v1/plans", params={"caregiver": value},
                                   headers=api.auth("viewer"))
-    assert listed.status_code == 422
     checked_in = await api.client.post(
         "/api/v1/visits/check-in", headers=api.auth("dispatcher"),
         json={"site": "site-01", "bed": "bed-0001", "caregiver": "c-1", "visit": value})
-    assert checked_in.status_code == 422
+    logs = await api.client.get("/api/v1/service-logs", params={"visit": value},
+                                headers=api.auth("viewer"))
+    for answer in (planned, listed, checked_in, logs):
+        assert (answer.status_code, answer.json()["error"]) == expected, answer.text
