@@ -33,13 +33,18 @@ def test_batched_vitals_become_one_point_per_sample_in_ms() -> None:
 
 
 def test_string_fields_are_escaped() -> None:
+    # Caregiver and visit ids take no backslash or newline (devices.person_id_problem): a
+    # quote, a comma and an equals sign they may carry; the status's firmware carries the rest.
     (line,) = _lines("homecare/v1/s/b/badge/bg-1/event",
-                     b'{"ts":5,"seq":1,"event":"check_out","caregiver":"c\\"1\\\\","visit":"v\\n1",'
+                     b'{"ts":5,"seq":1,"event":"check_out","caregiver":"c\\"1","visit":"v=1,2",'
                      b'"services":["A1","B2"]}')
-    assert 'caregiver="c\\"1\\\\"' in line
-    assert 'visit="v 1"' in line
+    assert 'caregiver="c\\"1"' in line
+    assert 'visit="v=1,2"' in line
     assert 'services="A1,B2"' in line
     assert line.endswith(" 5")
+    (line,) = _lines("homecare/v1/s/b/infrared/ir-1/status",
+                     b'{"ts":7,"seq":3,"state":"online","fw":"2.1\\\\x\\n\\"q"}')
+    assert 'fw="2.1\\\\x \\"q"' in line
 
 
 def test_status_carries_kind_tag_and_integer_seq() -> None:
