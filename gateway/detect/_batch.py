@@ -9,7 +9,9 @@ placed at its receipt time and its samples keep their spacing. A device whose cl
 to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window by days. A
 sample whose ``t`` is further from its message's ``ts`` than a batch can span
 (:data:`~devices.devicetime.MAX_BATCH_SPAN_MS`: ``t`` in seconds, say) is placed at its
-message's time, and the message's ``clock_offset`` is that sample's.
+message's time, and the message's ``clock_offset`` is that sample's. No sample is placed after
+its receipt: a message whose samples would be is moved back whole (its latest sample at its
+receipt, its spacing kept), and its ``clock_offset`` is at least how far ahead they ran.
 """
 
 from __future__ import annotations
@@ -167,8 +169,21 @@ def _telemetry_columns(numbering: DeviceNumbers, telemetry: Sequence[Telemetry],
         t[astray] = (message_ts + np.repeat(shift, counts))[astray]
         owner = np.repeat(np.arange(len(telemetry)), counts)[astray]
         offset[owner] = (raw - np.repeat(received, counts))[astray]
+    sample_received = np.repeat(received, counts)
+    ahead = t - sample_received
+    if len(ahead) and ahead.max() > 0:
+        # No sample is placed after its receipt: a message whose samples run ahead of it
+        # (a clock a few minutes fast, or a batch dated into the next hour) is moved back
+        # whole, its latest sample at its receipt, its spacing kept. Else one batch dated an
+        # hour ahead held a bed's windows there, and real samples after it were older than
+        # the window's newest: a heart rate of 180 raised nothing (a fresh verifier's case).
+        owner = np.repeat(np.arange(len(telemetry)), counts)
+        lead = np.zeros(len(telemetry), np.int64)
+        np.maximum.at(lead, owner, ahead)
+        t -= lead[owner]
+        offset[:] = np.maximum(offset, lead)  # the clock ahead shows as skew (sensor_fault)
     device = np.repeat(devices, counts)
-    return samples, numbering.device_bed[device], device, t, np.repeat(received, counts)
+    return samples, numbering.device_bed[device], device, t, sample_received
 
 
 def _column(samples: Sequence[object], name: str) -> F32:

@@ -4,7 +4,16 @@ import random
 
 from devices import Message, Registry
 from gateway.detect import VitalSignsDetector
-from tests.unit.test_detect_support import HOUR, MINUTE, at, cleared, opened, run, vitals
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    at,
+    cleared,
+    message,
+    opened,
+    run,
+    vitals,
+)
 
 ZONE = "UTC"
 T0 = at("2026-11-02", "00:00", ZONE)
@@ -138,3 +147,21 @@ def test_a_sensor_reporting_every_second_needs_minutes_not_seconds() -> None:
     [raised] = opened(run(detector(), sustained, start=T0 + 2 * HOUR,
                           end=start + 15 * MINUTE))
     assert 3 * MINUTE <= raised.at - start <= 7 * MINUTE
+
+
+def test_a_batch_dated_into_the_next_hour_hides_no_later_real_samples() -> None:
+    """One batch whose samples run 50-59 minutes ahead of its receipt (a fresh verifier's
+    hostile device, within a batch's span of its own ``ts``) must not hold the bed's window
+    there: the real fast heart rate after it is still found, and nothing is placed after its
+    receipt."""
+    start = T0 + 3 * HOUR
+    ahead = [{"t": start + 50 * MINUTE + i * MINUTE, "in_bed": True, "heart_rate": 70.0,
+              "breathing_rate": 14.0} for i in range(10)]
+    odd = message("b1", "fall", "fs-b1", "telemetry", {"ts": start, "samples": ahead})
+    traffic = [*in_bed(T0, start), (start + 300, odd)]
+    traffic += in_bed(start + MINUTE, start + 20 * MINUTE, heart=150.0)
+    [raised] = opened(run(detector(), traffic, start=T0, end=start + 25 * MINUTE))
+    assert raised.at - start <= 8 * MINUTE
+    assert raised.started_at is not None
+    assert raised.started_at <= raised.at
+    assert raised.evidence["heart_rate"] > 140
