@@ -10,8 +10,9 @@ to 2000-01-01, or one message with a corrupted ``ts``, so never shifts a window 
 sample whose ``t`` is further from its message's ``ts`` than a batch can span
 (:data:`~devices.devicetime.MAX_BATCH_SPAN_MS`: ``t`` in seconds, say) is placed at its
 message's time, and the message's ``clock_offset`` is that sample's. No sample is placed after
-its receipt: a message whose samples would be is moved back whole (its latest sample at its
-receipt, its spacing kept), and its ``clock_offset`` is at least how far ahead they ran.
+its receipt (beyond :data:`LEAD_TOLERANCE_MS`): a message whose samples would be is moved back
+whole (its latest sample at its receipt, its spacing kept), and its ``clock_offset`` is at
+least how far ahead they ran.
 """
 
 from __future__ import annotations
@@ -180,6 +181,7 @@ def _telemetry_columns(numbering: DeviceNumbers, telemetry: Sequence[Telemetry],
         owner = np.repeat(np.arange(len(telemetry)), counts)
         lead = np.zeros(len(telemetry), np.int64)
         np.maximum.at(lead, owner, ahead)
+        lead[lead <= LEAD_TOLERANCE_MS] = 0
         t -= lead[owner]
         offset[:] = np.maximum(offset, lead)  # the clock ahead shows as skew (sensor_fault)
     device = np.repeat(devices, counts)
@@ -210,6 +212,9 @@ _T = attrgetter("t")
 _ZONE = attrgetter("zone")
 _PAYLOAD = attrgetter("payload")
 _ADDRESS = attrgetter("address")
+LEAD_TOLERANCE_MS: Final = 1_000
+"""Samples up to this after their receipt keep their time (a clock's jitter, a sample taken
+the moment a check-in was answered); further ahead, their message is moved back."""
 OTHER: Final = 3
 """Kind code of a message that is not telemetry (0 infrared, 1 audio, 2 fall telemetry)."""
 
