@@ -375,6 +375,9 @@ class Gateway:
             log.info("spool.backlog points=%d records=%d; replaying to the database",
                      self.spool.pending_points, self.spool.pending_records)
         gc_timer = self.metrics.gc_callback()
+        # The interpreter's settings are the process's: put back on the way out (a gateway run
+        # inside another program, such as a test process, leaves it as it was).
+        switch_interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
         try:
             async with asyncio.TaskGroup() as tasks:
                 mqtt = tasks.create_task(self.source.run(), name="mqtt")
@@ -439,6 +442,8 @@ class Gateway:
         finally:
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(gc_timer)
+            sys.setswitchinterval(switch_interval)
+            gc.set_threshold(*thresholds)
             self.housekeeper.stopping.set()
             for thread in (self._emergency_thread, self._ingest_thread, self._detect_thread,
                            self._housekeeping_thread):
