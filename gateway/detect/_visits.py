@@ -3,9 +3,9 @@
 A :class:`Visit` is keyed by site, bed, caregiver and visit id (:func:`visit_key`): two
 caregivers whose apps both number their visits ``v-1`` are two visits, and a check-out closes
 only the visit its own badge or app checked in at the same bed. It counts the infrared samples
-taken while it lasts and those with more people than the household's usual count (the
-caregiver), so that the share of the visit the caregiver was sensed does not depend on the
-sensor's rate.
+taken while it lasts and those with the caregiver (more people than the household's usual
+count; in a home seen empty before the check-in, anyone until the household is back), so that
+the share of the visit the caregiver was sensed does not depend on the sensor's rate.
 
 A :class:`Clip` is one recording of the home's infrared or audio recorder, from its
 ``recording_started`` to its ``recording_stopped`` (with the duration and hash the recorder
@@ -60,6 +60,14 @@ class Visit(msgspec.Struct, kw_only=True):
     """Of those, samples with more people than the household's usual count."""
     extra_last: int | None = None
     """Time of the latest such sample (the caregiver last sensed)."""
+    empty_before: bool | None = None
+    """The home was seen empty right up to the check-in (the resident out): a person sensed
+    then is the caregiver until the household is seen back (``back_at``). None: not decided
+    yet (it is, at the first sample of the visit)."""
+    back_at: int | None = None
+    """In a home empty before the visit: the time of the earliest sample with more people
+    than the household's usual count (the household back with the caregiver); samples after
+    it with the usual count or fewer are the household's."""
     no_checkout: bool = False
     """A missing check-out was raised (active until the late check-out)."""
     sensed_until: int | None = None

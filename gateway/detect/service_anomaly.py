@@ -23,24 +23,34 @@ once (the oldest open one is dropped beyond, counted in
 redelivered check-in opens nothing). Visits, recordings, plan marks, judgements not written yet
 and the service-log cursor are in the detector's snapshot.
 
-**Judgements.** Every visit judged, flagged or not, leaves what was measured (the times
-claimed and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
+**Judgements.** Every visit judged, flagged or not, leaves what was measured (the times claimed
+and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
 ``infrared_samples``, ``samples_with_caregiver``, the ``recordings`` linked to the visit with
-clip id, device, times, duration and sha256, ``recording_coverage`` of the visit by them, and
-the ``verdict`` with its ``reasons``) as an :class:`~alerts.servicelog.JudgedVisit`, written
-at the end of the evaluation that judged it to the service log's file
-(:meth:`alerts.ServiceLog.record_judged`, the ``visit_log`` given to :meth:`configure`), one
-transaction for the visits of that evaluation and none when there are none. Settling reads
-it there into the visit's service record (:mod:`alerts.servicerecords`), so a verified
-record shows what the sensors saw too. A judgement that cannot be written (storage trouble,
-logged once) waits in memory and in the snapshot, at most :data:`JUDGED_PENDING_MAX`, and is
-written with the next one; without a ``visit_log`` (replay) nothing is kept.
+clip id, device, times, duration and sha256, ``recording_coverage`` of the visit by them,
+``home_empty_before``, and the ``verdict`` with its ``reasons``) as an
+:class:`~alerts.servicelog.JudgedVisit`, written at the end of the evaluation that judged it to
+the service log's file (:meth:`alerts.ServiceLog.record_judged`, the ``visit_log`` given to
+:meth:`configure`), one transaction for the visits of that evaluation and none when there are
+none. Settling reads it there into the visit's service record (:mod:`alerts.servicerecords`),
+so a verified record shows what the sensors saw too. The verdict is ``flagged`` with reasons,
+``verified``, or ``unverifiable`` (``unverifiable: ["not_sensed"]``): no reason, but fewer than
+:data:`MIN_SENSED_SAMPLES` infrared samples with a people count during the visit (a sensor
+without the optional ``people`` field, or silent), so the sensors can neither confirm the
+caregiver nor show that nobody came. It raises no alert (no false alarm on an honest caregiver
+whose home has an older sensor); the service record and the report say so. The reasons that
+need no sensing (``too_short`` by the catalogue alone, ``no_recording``, ``outside_window``,
+``unplanned``, ``overlap``) flag such a visit as any other.
+
+A judgement that cannot be written (storage trouble, logged once) waits in memory and in the
+snapshot, at most :data:`JUDGED_PENDING_MAX`, and is written with the next one; without a
+``visit_log`` (replay) nothing is kept.
 
 **The cross-checks** (evidence ``reasons``, in this order; ``anomaly`` is the first), decided
 :data:`SETTLE_MS` after the check-out, so that data held up by the home network is in:
 
 * ``nobody_sensed``: the infrared sensor counted people throughout (at least
-  :data:`MIN_SENSED_SAMPLES` samples) and never more than the household's usual count;
+  :data:`MIN_SENSED_SAMPLES` samples) and never more than the household's usual count (in a
+  home seen empty before the check-in: never anyone);
 * ``too_short``: the caregiver (more people than the household's usual count) was sensed for
   less than ``short_share`` of the time claimed, and at least :data:`SHORT_MIN_MS` less. The
   time claimed is the stay (check-in to check-out) or the billed items' minutes in the
@@ -84,6 +94,23 @@ gateway's first morning was missed. Evidence names the count used. Limits: a spo
 sensor's view for under about two thirds of the active day makes
 the count waver around one half (a visit that never happened may then be missed), and family
 present for half of every waking day counts as the household.
+
+**A home empty before the visit.** When the resident is out and the caregiver works alone
+(cleaning, cooking), the sensor counts one, the household's usual: counted as above, an honest
+visit was ``nobody_sensed`` (and could be ``too_short``). So when the home was seen empty right
+up to the check-in (every sample counting nobody for at least :data:`EMPTY_MIN_MS`, at least
+:data:`EMPTY_MIN_SAMPLES` of them, none more than :data:`EMPTY_GAP_MS` apart nor that far
+from the check-in; a person sensed up to :data:`EMPTY_ARRIVAL_MS` before it is the caregiver
+walking in), anyone sensed during the visit is the caregiver (the count expected is 0), until
+more people than the household's usual are seen (the household back with the caregiver):
+from then on the visit is counted as above. Decided at the visit's first sample; evidence
+``home_empty_before``. A visit claimed while the resident is out and nobody comes keeps the
+count at 0: still ``nobody_sensed``. Limits: the resident coming back alone during a claimed
+visit is taken for the caregiver, so such a visit that never happened is not flagged (nor is
+a caregiver gone before the resident came back seen gone); a sensor that counts a still
+person as nobody can make a home look empty; and, as for every visit, samples that came
+before the gateway knew of the check-in are not the visit's, so a home whose emptiness ended
+(the caregiver sensed) before the check-in was known is counted as above.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -160,6 +187,18 @@ HOUSEHOLD_EVIDENCE_MS: Final = 4 * HOUR_MS
 """Time with someone home and moving watched before the household's count is read as the
 average of what was watched; until then it is read as it starts, from a household of one (a
 new bed's safe default: an afternoon's visit of family alone does not make a household)."""
+EMPTY_MIN_MS: Final = 15 * MINUTE_MS
+"""How long the infrared must have counted nobody at home, right up to a check-in, for the home
+to be taken as empty before the visit (the resident out): a person sensed during the visit is
+then the caregiver (the count expected is 0), until the household is seen back."""
+EMPTY_MIN_SAMPLES: Final = 5
+"""Infrared samples, every one counting nobody, needed over :data:`EMPTY_MIN_MS`."""
+EMPTY_GAP_MS: Final = 5 * MINUTE_MS
+"""The longest gap between those samples, and from the last of them to the check-in: a sensor
+silent for longer did not see the home empty."""
+EMPTY_ARRIVAL_MS: Final = 5 * MINUTE_MS
+"""A person sensed this long before the check-in still leaves the home empty before it: the
+caregiver walking in before the badge at the door or the app is used."""
 JUDGED_PENDING_MAX: Final = 10_000
 """Judgements kept in memory while the service log cannot be written (the oldest dropped)."""
 _EVIDENCE_WEIGHT: Final = 1.0 - float(np.exp(-HOUSEHOLD_EVIDENCE_MS / HOUSEHOLD_TAU_MS))
@@ -201,6 +240,20 @@ def service_checks(settings: Settings) -> ServiceChecks:
         missed_grace_ms=round(s.service_missed_grace_s * 1000),
         recording_coverage=s.service_recording_coverage,
         open_visits_max=s.service_open_visits_max)
+
+
+def _run_on(run: tuple[int, int, int, int], when: int, people: int
+            ) -> tuple[int, int, int, int]:
+    """A bed's latest run of samples counting nobody (``since``, ``n``, ``last``, ``ended``:
+    :meth:`ServiceAnomalyDetector._watch_empty`) after one more sample, in time order."""
+    since, n, last, ended = run
+    if people == 0:
+        if since == NONE or ended != NONE or when - last > EMPTY_GAP_MS:
+            return when, 1, when, int(NONE)
+        return since, n + 1, max(last, when), ended
+    if since != NONE and ended == NONE:
+        return since, n, last, when
+    return run
 
 
 class VisitRecord(Protocol):
@@ -263,6 +316,13 @@ class ServiceAnomalyDetector(DetectorBase):
         hours watched (a fresh verifier's couple, a gateway's first morning)."""
         b.column("household_at", np.int64, NONE)
         """Receipt time of the latest sample the household was learnt from."""
+        b.column("empty_since", np.int64, NONE)
+        """The latest run of samples counting nobody at home: the first one's time (NONE:
+        none), how many (``empty_n``), the last one's (``empty_last``), and the time of the
+        sample with people that ended it (``empty_ended``; NONE while it goes on)."""
+        b.column("empty_n", np.int64, 0)
+        b.column("empty_last", np.int64, NONE)
+        b.column("empty_ended", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
         self.checks = ServiceChecks()
         self.book = PlanBook()
@@ -429,6 +489,7 @@ class ServiceAnomalyDetector(DetectorBase):
                                     ir.t[known])
         np.maximum.at(self.beds["last_received"], bed, received)
         self._sense(bed, people, t)
+        self._watch_empty(bed, people, t)
         awake = ir.motion[known] != 0  # NaN (not reported) included
         self._learn_household(bed[awake], people[awake], received[awake])
 
@@ -537,7 +598,22 @@ class ServiceAnomalyDetector(DetectorBase):
         if not during.any():
             return
         sample, visit, when = sample[during], visit[during], when[during]
-        extra = people[sample] > self.household(bed[sample])
+        for i in np.unique(visit):
+            if watched[i].empty_before is None:
+                self._decide_empty(watched[i], bed, people, t)
+        count = people[sample]
+        extra = count > self.household(bed[sample])
+        empty = np.fromiter((v.empty_before is True for v in watched), np.bool_, len(watched))
+        if empty.any():
+            # A home empty before the visit: anyone is the caregiver until the household is
+            # seen back (more people than usual), as before from then on.
+            back = np.fromiter((never if v.back_at is None else v.back_at for v in watched),
+                               np.int64, len(watched))
+            back_seen = extra & empty[visit]
+            np.minimum.at(back, visit[back_seen], when[back_seen])
+            extra |= empty[visit] & (count >= 1) & (when < back[visit])
+            for i in np.flatnonzero(empty & (back != never)):
+                watched[i].back_at = int(back[i])
         samples = np.bincount(visit, minlength=len(watched))
         extras = np.bincount(visit[extra], minlength=len(watched))
         last = np.full(len(watched), NONE, np.int64)
@@ -548,6 +624,72 @@ class ServiceAnomalyDetector(DetectorBase):
             if extras[i]:
                 found.extra += int(extras[i])
                 found.extra_last = max(int(last[i]), found.extra_last or int(last[i]))
+
+    def _decide_empty(self, visit: Visit, bed: np.ndarray, people: np.ndarray,
+                      t: np.ndarray) -> None:
+        """Whether the home was seen empty right up to the visit's check-in (module
+        docstring, The household): decided at the visit's first sample, from the bed's latest
+        run of samples counting nobody as it stood before this batch and the batch's samples
+        before the check-in."""
+        b = self.beds
+        run = (int(b["empty_since"][visit.bed]), int(b["empty_n"][visit.bed]),
+               int(b["empty_last"][visit.bed]), int(b["empty_ended"][visit.bed]))
+        before = (bed == visit.bed) & (t < visit.check_in)
+        for when, count in sorted(zip(t[before].tolist(), people[before].tolist(),
+                                      strict=True)):
+            run = _run_on(run, when, count)
+        since, n, last, ended = run
+        c = visit.check_in
+        reached = (last >= c - EMPTY_GAP_MS if ended == NONE
+                   else ended >= c - EMPTY_ARRIVAL_MS and ended - last <= EMPTY_GAP_MS)
+        visit.empty_before = bool(since != NONE and since <= c - EMPTY_MIN_MS
+                                  and n >= EMPTY_MIN_SAMPLES and reached)
+
+    def _watch_empty(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
+        """Follow each bed's latest run of samples counting nobody (vectorised, a batch at a
+        time: its samples counting nobody before its first with people extend the run or
+        start one, that first one ends it, and those after its last one start the next;
+        those between are left out)."""
+        if not len(bed):
+            return
+        b = self.beds
+        n = len(b["empty_since"])
+        never = np.iinfo(np.int64).max
+        nobody = people == 0
+        first_seen = np.full(n, never, np.int64)
+        np.minimum.at(first_seen, bed[~nobody], t[~nobody])
+        last_seen = np.full(n, NONE, np.int64)
+        np.maximum.at(last_seen, bed[~nobody], t[~nobody])
+        early = nobody & (t < first_seen[bed])
+        late = nobody & (t > last_seen[bed]) & (last_seen[bed] != NONE)
+        since, count, last, ended = (b["empty_since"], b["empty_n"], b["empty_last"],
+                                     b["empty_ended"])
+        if early.any():
+            e_bed = bed[early]
+            beds = np.unique(e_bed)
+            lo = np.full(n, never, np.int64)
+            np.minimum.at(lo, e_bed, t[early])
+            hi = np.full(n, NONE, np.int64)
+            np.maximum.at(hi, e_bed, t[early])
+            added = np.bincount(e_bed, minlength=n)
+            going = ((since[beds] != NONE) & (ended[beds] == NONE)
+                     & (lo[beds] - last[beds] <= EMPTY_GAP_MS))
+            fresh = beds[~going]
+            since[fresh], count[fresh], ended[fresh] = lo[fresh], 0, NONE
+            count[beds] += added[beds]
+            last[beds] = np.where(going, np.maximum(last[beds], hi[beds]), hi[beds])
+        seen = np.flatnonzero(first_seen != never)
+        ending = seen[(since[seen] != NONE) & (ended[seen] == NONE)]
+        ended[ending] = first_seen[ending]
+        if late.any():
+            l_bed = bed[late]
+            beds = np.unique(l_bed)
+            lo = np.full(n, never, np.int64)
+            np.minimum.at(lo, l_bed, t[late])
+            hi = np.full(n, NONE, np.int64)
+            np.maximum.at(hi, l_bed, t[late])
+            since[beds], last[beds], ended[beds] = lo[beds], hi[beds], NONE
+            count[beds] = np.bincount(l_bed, minlength=n)[beds]
 
     def household(self, bed: np.ndarray) -> np.ndarray:
         """How many people usually are at home, per bed (1 until learnt otherwise)."""
@@ -671,10 +813,13 @@ class ServiceAnomalyDetector(DetectorBase):
             "stayed_minutes": rounded(stay_ms / MINUTE_MS), "services": services,
             "services_minutes": rounded(services_ms / MINUTE_MS),
             "household_people": household, "infrared_samples": visit.samples,
-            "samples_with_caregiver": visit.extra}
+            "samples_with_caregiver": visit.extra,
+            "home_empty_before": bool(visit.empty_before)}
         if sensed and visit.extra == 0:
             reasons.append("nobody_sensed")
-            phrases.append(f"checked in and out, but nobody beyond the household "
+            phrases.append("checked in and out, but nobody was sensed in the home, empty "
+                           "before the check-in" if visit.empty_before else
+                           f"checked in and out, but nobody beyond the household "
                            f"({household}) was sensed")
         else:
             claimed_ms = (services_ms if self._checked_out_late(visit, plan)
@@ -729,17 +874,22 @@ class ServiceAnomalyDetector(DetectorBase):
         stay_ms = max(0, (visit.check_out or visit.check_in) - visit.check_in)
         measured: dict[str, Any] = {k: evidence[k] for k in (
             "stayed_minutes", "services", "services_minutes", "claimed_minutes",
-            "sensed_minutes", "household_people", "infrared_samples", "samples_with_caregiver",
-            "recordings", "recording_required", "recording_coverage") if k in evidence}
+            "sensed_minutes", "household_people", "home_empty_before", "infrared_samples",
+            "samples_with_caregiver", "recordings", "recording_required",
+            "recording_coverage") if k in evidence}
         if "claimed_minutes" not in measured:  # nobody sensed: the claim is the stay's
             measured["claimed_minutes"] = rounded(max(
                 stay_ms / MINUTE_MS, evidence["services_minutes"]))
             measured["sensed_minutes"] = 0.0
         measured["recording_coverage"] = rounded(covered, 2)
+        verdict = "flagged" if reasons else "verified"
+        if not reasons and visit.samples < MIN_SENSED_SAMPLES:
+            verdict = "unverifiable"
+            measured["unverifiable"] = ["not_sensed"]
         self._judged.append(JudgedVisit(
             site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver, visit=visit.visit,
             judged_at=now_ms, measured={
-                "verdict": "flagged" if reasons else "verified", "reasons": list(reasons),
+                "verdict": verdict, "reasons": list(reasons),
                 "check_in_ms": visit.check_in, "check_out_ms": visit.check_out,
                 "source": visit.source, "method": visit.method, "plan": visit.plan,
                 **measured}))
