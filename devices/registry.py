@@ -23,7 +23,23 @@ A registry file looks like this (every key but the ids is optional)::
     heartbeat_s = 600
 
 Devices and beds that publish without being listed are registered on first sight with default
-settings and flagged ``auto_registered``, so a new sensor is never ignored.
+settings and flagged ``auto_registered``, so a new sensor is never ignored. Such registrations
+are a bounded memo, not the registry: at most ``first_sight_max`` devices (the
+``first_sight_max_devices`` setting), the least recently seen forgotten first (a listed device
+never), and a first-sight bed goes with its last device. They never enter :attr:`Registry.sites`
+(the file's sites), so made-up ids cannot grow what is walked per site (roster gaps, the
+uncovered-sites gauge). A forgotten device is registered again when it is seen again; it only
+ever carried the defaults, which is what every reader falls back to for a device it does not
+find, and its calls never depended on it:
+
+>>> from devices.topics import parse_topic
+>>> registry = Registry(first_sight_max=2)
+>>> for n in range(3):
+...     _ = registry.ensure(parse_topic(f"homecare/v1/made-up-{n}/b/button/btn-{n}/event"))
+>>> sorted(registry.sites), registry.bed("made-up-0", "b"), registry.first_sight_evicted
+([], None, 1)
+>>> registry.ensure(parse_topic("homecare/v1/made-up-0/b/button/btn-0/event"))[1]
+True
 
 A listed device has one place: its site, bed and kind (:class:`Placement`; a badge travels with
 its caregiver, so its place is its site and kind). Its id is its MQTT user name
@@ -38,6 +54,10 @@ that puts a listed device anywhere else is :meth:`Registry.misplaced`, never reg
 (Placement(site='s1', bed='b7', kind=<Kind.BUTTON: 'button'>), 'bed')
 >>> registry.misplaced(parse_topic("homecare/v1/s1/b7/button/btn-7/event")) is None
 True
+
+This module is over 400 lines: reading the file (checked key by key, with its messages) and
+the registrations on first sight keep the same indexes (sites, listed places, bed keys), whose
+invariants one class holds.
 """
 
 from __future__ import annotations
@@ -50,15 +70,21 @@ import json
 import os
 import tomllib
 import zoneinfo
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from devices.bedkeys import BedKeys
 from devices.errors import RegistryError
 from devices.topics import Address, Kind, is_valid_id
+
+FIRST_SIGHT_MAX: Final = 50_000
+"""Default of :attr:`Registry.first_sight_max`: devices registered on first sight kept at most
+(by tracemalloc about 1 KB each with 64-character site, bed and device ids, 0.45 KB with short
+ones: 50 MB at most)."""
 
 
 def _clock(value: str, key: str) -> dt.time:
@@ -214,15 +240,31 @@ def _positive(raw: Mapping[str, Any], key: str, default: float, where: str) -> f
 
 
 class Registry:
-    """Sites, beds and devices; mutable only by auto-registration of unknown devices."""
+    """Sites, beds and devices; mutable only by auto-registration of unknown devices, a
+    bounded memo beside the file's (see the module docstring)."""
 
-    def __init__(self, *, defaults: Defaults | None = None) -> None:
+    def __init__(self, *, defaults: Defaults | None = None,
+                 first_sight_max: int = FIRST_SIGHT_MAX) -> None:
+        if first_sight_max < 1:
+            raise ValueError("first_sight_max must be positive")
         self.defaults = defaults or Defaults()
         self.sites: dict[str, Site] = {}
+        """The sites of the registry file (never one registered on first sight)."""
         self._places: dict[str, Placement] = {}
         """Listed devices (never auto-registered ones) by id: one dict look-up per check."""
         self.bed_keys = BedKeys()
         """Every bed's ``(site, bed)``, sorted (read only; :meth:`ensure` keeps it)."""
+        self.first_sight_max = first_sight_max
+        """Devices registered on first sight kept at most (the ``first_sight_max_devices``
+        setting)."""
+        self._first_beds: dict[tuple[str, str], Bed] = {}
+        """Beds registered on first sight (not in :attr:`sites`)."""
+        self._first_seen: OrderedDict[tuple[str, str, str], Bed] = OrderedDict()
+        """Devices registered on first sight, least recently seen first, with their bed."""
+        self.first_sight_evicted = 0
+        """Devices registered on first sight since forgotten (:attr:`first_sight_max`)."""
+        self.last_evicted = ""
+        """The latest one forgotten, ``site/bed/device``."""
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -309,11 +351,20 @@ class Registry:
 
     def bed(self, site: str, bed: str) -> Bed | None:
         s = self.sites.get(site)
-        return s.beds.get(bed) if s else None
+        found = s.beds.get(bed) if s else None
+        return found if found is not None else self._first_beds.get((site, bed))
 
     def beds(self) -> Iterator[Bed]:
+        """The registry file's beds, then those registered on first sight (at most
+        :attr:`first_sight_max`)."""
         for site in self.sites.values():
             yield from site.beds.values()
+        yield from list(self._first_beds.values())
+
+    @property
+    def first_sight_devices(self) -> int:
+        """Devices registered on first sight held now."""
+        return len(self._first_seen)
 
     def timezone(self, site: str, fallback: str | None = None) -> str | None:
         """The IANA zone of a site: its own, else the registry default, else ``fallback``."""
@@ -347,22 +398,48 @@ class Registry:
             raise RegistryError(
                 f"device {address.device} is listed at {place.site}/{place.bed} as "
                 f"{place.kind}, not at {address.site}/{address.bed} as {address.kind}")
-        site = self.sites.get(address.site)
-        if site is None:
-            site = self.sites[address.site] = Site(id=address.site)
-        bed = site.beds.get(address.bed)
+        bed = self.bed(address.site, address.bed)
         if bed is None:
-            bed = site.beds[address.bed] = Bed(
+            key = (address.site, address.bed)
+            bed = self._first_beds[key] = Bed(
                 site=address.site, id=address.bed, settings=self.defaults.settings,
                 auto_registered=True)
-            self.bed_keys.add((address.site, address.bed))
+            self.bed_keys.add(key)
         device = bed.devices.get(address.device)
-        if device is None:
-            device = bed.devices[address.device] = Device(
-                id=address.device, kind=address.kind, heartbeat_s=self.defaults.heartbeat_s,
-                auto_registered=True)
-            return device, True
-        return device, False
+        if device is not None:
+            if device.auto_registered:
+                self.seen(address)
+            return device, False
+        device = bed.devices[address.device] = Device(
+            id=address.device, kind=address.kind, heartbeat_s=self.defaults.heartbeat_s,
+            auto_registered=True)
+        seen = self._first_seen
+        seen[(address.site, address.bed, address.device)] = bed
+        while len(seen) > self.first_sight_max:
+            self._forget(*seen.popitem(last=False))
+        return device, True
+
+    def seen(self, address: Address) -> bool:
+        """Note that a device registered on first sight was seen (it goes last in the order
+        of forgetting); False when it is not held (listed, or forgotten: :meth:`ensure`
+        registers it again)."""
+        key = (address.site, address.bed, address.device)
+        try:
+            self._first_seen.move_to_end(key)
+        except KeyError:
+            return False
+        return True
+
+    def _forget(self, key: tuple[str, str, str], bed: Bed) -> None:
+        """Forget a device registered on first sight, and its bed with its last device when
+        the bed was registered on first sight too."""
+        site, bed_id, device = key
+        del bed.devices[device]
+        if bed.auto_registered and not bed.devices:
+            del self._first_beds[(site, bed_id)]
+            self.bed_keys.discard((site, bed_id))
+        self.first_sight_evicted += 1
+        self.last_evicted = "/".join(key)
 
 
 def _parse_cached(data: bytes, cache: Path) -> dict[str, Any]:

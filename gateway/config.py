@@ -303,6 +303,15 @@ class Settings(BaseSettings):
         default=4_000, ge=0, le=1_000_000, json_schema_extra={"unit": "devices"},
         description="Devices outside the registry the detectors watch at most (under 1 KB "
         "each), with the same rule.")
+    first_sight_max_devices: int = Field(
+        default=50_000, ge=1, le=10_000_000, json_schema_extra={"unit": "devices"},
+        description="Devices registered on first sight (not in the registry file) remembered "
+        "at most (about 1 KB each with 64-character site, bed and device ids, 50 MB at most; "
+        "0.45 KB with short ids); past it the least recently seen is forgotten (counted in "
+        "`homecare_devices_first_sight_evicted_total`), never a device the registry file "
+        "lists. A forgotten device is registered again when it is seen again; its data is "
+        "stored and its calls alerted all the same. A gateway without a registry file and "
+        "more devices than this should list them (or raise it).")
     alert_storm_threshold: int = Field(
         default=10, ge=1, le=1_000_000, json_schema_extra={"unit": "alerts"},
         description="More non-emergency alerts of one type on one site than this within "

@@ -143,6 +143,10 @@ class Metrics:
                                   registry=r)
         self.auto_registered = Counter("homecare_devices_auto_registered",
                                        "Devices registered on first sight", registry=r)
+        self.first_sight_evicted = Counter(
+            "homecare_devices_first_sight_evicted",
+            "Devices registered on first sight forgotten, the least recently seen first, to "
+            "keep first_sight_max_devices (registered again when seen again)", registry=r)
         self.misplaced = Counter(
             "homecare_messages_misplaced",
             "Messages of a device the registry lists, seen on another site, bed or kind "

@@ -196,6 +196,7 @@ class Gateway:
             registry = (Registry.load(settings.registry_file,
                                       cache=data_dir / REGISTRY_CACHE)
                         if settings.registry_file else Registry())
+            registry.first_sight_max = settings.first_sight_max_devices
         self.registry = registry
         self.timezone = zoneinfo.ZoneInfo(settings.timezone) if settings.timezone else None
         self.metrics = Metrics()

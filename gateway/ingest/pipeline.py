@@ -133,8 +133,10 @@ class Pipeline:
         message."""
         self._first_copies = FirstCopies()
         """The calls the urgent stages took, from either session's copy."""
-        self._known: dict[Address, None] = {}
-        """Addresses seen in their place and registered, at most :data:`KNOWN_MAX`."""
+        self._known: dict[Address, bool] = {}
+        """Addresses seen in their place and registered, at most :data:`KNOWN_MAX`: whether
+        the device was registered on first sight (its registration is then marked seen
+        again, :meth:`Registry.seen`, so the registry forgets the least recently seen)."""
         self._lines: list[str] = []
         self._points = 0
         self._rejected: list[DeadLetter] = []
@@ -144,6 +146,9 @@ class Pipeline:
         self._last_registered = ""
         self._registered_unlogged = 0
         self._next_registered_log = 0.0
+        self._evicted_counted = self.registry.first_sight_evicted
+        self._evicted_unlogged = 0
+        self._next_evicted_log = 0.0
         self._errors_unlogged = 0
         self._next_error_log = 0.0
         self._misplaced: dict[str, int] = {}
@@ -375,6 +380,19 @@ class Pipeline:
                 log.info("registry.auto_registered devices=%d last=%r",
                          self._registered_unlogged, self._last_registered)
                 self._registered_unlogged = 0
+        evicted = self.registry.first_sight_evicted - self._evicted_counted
+        if evicted:
+            self._evicted_counted += evicted
+            self.metrics.first_sight_evicted.inc(evicted)
+            self._evicted_unlogged += evicted
+        if self._evicted_unlogged:
+            now = time.monotonic()
+            if now >= self._next_evicted_log:
+                self._next_evicted_log = now + AUTO_REGISTERED_LOG_INTERVAL_S
+                log.info("registry.first_sight_evicted devices=%d held=%d last=%r",
+                         self._evicted_unlogged, self.registry.first_sight_devices,
+                         self.registry.last_evicted)
+                self._evicted_unlogged = 0
         if self._misplaced:
             for differs, n in self._misplaced.items():
                 self.metrics.misplaced.labels(differs).inc(n)
@@ -394,14 +412,15 @@ class Pipeline:
         if isinstance(decoded, Rejected):
             return decoded
         a = decoded.address
-        first_sight = a not in self._known
+        unlisted = self._known.get(a)
+        first_sight = unlisted is None
         if first_sight and (place := self.registry.misplaced(a)) is not None:
             return self._misplaced_device(a, place)
         payload = decoded.payload
         if self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
                             hash(raw.payload)) is Verdict.DUPLICATE:
             return None
-        if first_sight:
+        if first_sight or (unlisted and not self.registry.seen(a)):
             self._register(a)
         return decoded
 
@@ -414,9 +433,12 @@ class Pipeline:
         if isinstance(decoded, Rejected):
             return decoded
         a = decoded.address
-        if a not in self._known:
+        unlisted = self._known.get(a)
+        if unlisted is None:
             if self.registry.misplaced(a) is not None:
                 return Rejected(DEVICE_MISPLACED, "seen by the urgent session")
+            self._register(a)
+        elif unlisted and not self.registry.seen(a):
             self._register(a)
         return decoded
 
@@ -433,11 +455,13 @@ class Pipeline:
         return Rejected(DEVICE_MISPLACED, detail)
 
     def _register(self, address: Address) -> None:
+        """Register a device seen for the first time, or again after the registry forgot it
+        (counted as new again: the registry no longer knew it)."""
         known = self._known
-        if len(known) >= KNOWN_MAX:
+        if len(known) >= KNOWN_MAX and address not in known:
             del known[next(iter(known))]
-        known[address] = None
-        _, new = self.registry.ensure(address)
+        device, new = self.registry.ensure(address)
+        known[address] = device.auto_registered
         if new:
             self._registered += 1
             self._last_registered = address.topic
