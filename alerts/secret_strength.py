@@ -13,10 +13,22 @@ characters suggest. :func:`estimated_entropy_bits` charges
 * a digit of a number (4 digits or more: dates, PINs): :data:`DIGIT_BITS`; a year 1900-2099
   :data:`YEAR_BITS` in all;
 * a repeat of an earlier word, chunk or separator: 2 bits;
-* a whole secret that is the hex digest (MD5, SHA-1, SHA-256, SHA-512) of a common word: that
-  word's bits (people "make a key" by hashing ``admin``);
+* a whole secret that is the hex digest (MD5, SHA-1, SHA-256, SHA-512) of a common word, a
+  common password or a number of up to 4 digits: that word's bits (people "make a key" by
+  hashing ``admin`` or ``123456``);
+* a UUID (``8-4-4-4-12`` or 32 hex digits) by what its version leaves to guess: a random one
+  (version 4) 122 bits, a time-based one (versions 1, 6) :data:`UUID_TIME_BITS` (its clock
+  within a year, its clock sequence; the node is the machine's address), version 7 its 74
+  random bits and a millisecond within a year; a later time-based one beside it
+  :data:`UUID_AGAIN_BITS`; a name-based one (versions 3, 5) :data:`COMMON_WORD_BITS` plus a
+  word;
+* a run of the digits of a well-known constant (pi, e, the square root of two, the golden
+  ratio), 6 digits or more: :data:`CONSTANT_BITS`;
+* a Unix time in seconds or milliseconds (2000-2100): :data:`EPOCH_BITS` (a year of seconds),
+  and :data:`UUID_AGAIN_BITS` for each later one;
 * a whole secret that is the base64 or hex encoding of readable text: that text's bits, plus 2
   (``MTIzNDU2Nzg5MA==`` is ``1234567890``);
+* leetspeak (``H0m3C4r3``): the text with its letters back, plus a bit per swapped character;
 * characters interleaved from two or three patterns (``a1b2c3d4...``): each pattern's bits,
   plus 2.
 
@@ -38,6 +50,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import math
 import re
@@ -50,6 +63,15 @@ COMMON_WORD_BITS: Final = 8.0
 DIGIT_BITS: Final = math.log2(10)
 YEAR_BITS: Final = 7.0
 """A year 1900-2099: 200 choices, people's favourite number."""
+UUID_TIME_BITS: Final = 62.0
+"""A time-based UUID: a timestamp known to within a year (about 2^48 ticks of 100 ns) and a
+14-bit clock sequence; its node is the host's address, not a secret."""
+UUID_AGAIN_BITS: Final = 16.0
+"""A later UUID or Unix time beside one already charged: only how much later it is."""
+CONSTANT_BITS: Final = 8.0
+"""Digits of a well-known constant: which constant, where its run starts and ends."""
+EPOCH_BITS: Final = 25.0
+"""A Unix time: a second within a year."""
 
 _COMMON_TEXT = """
     admin administrator root user users guest login logon password passwd pass secret secure
@@ -76,10 +98,43 @@ _YEAR = re.compile(r"(?:19|20)\d\d(?!\d)")
 _NUMBER = re.compile(r"\d{4,}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
-_DIGESTS: Final = frozenset(
-    getattr(hashlib, name)(variant.encode()).hexdigest()
-    for word in COMMON_WORDS for variant in (word, word.capitalize(), word.upper())
-    for name in ("md5", "sha1", "sha256", "sha512"))
+_COMMON_PASSWORDS = """
+    123456 1234567 12345678 123456789 1234567890 0123456789 987654321 654321 111111 000000
+    666666 888888 123123 112233 121212 123321 159753 147258369 5201314 1314520 woaini
+    password password1 password123 passw0rd p@ssw0rd p@ssword qwerty123 qwertyuiop 1qaz2wsx
+    1q2w3e4r 1q2w3e4r5t zaq12wsx abc123 abcd1234 a123456 aa123456 admin123 admin@123 root123
+    iloveyou letmein1 welcome1 monkey123 dragon123 sunshine1 princess1 football1 baseball1
+    test123 test1234 changeme123 secret123 homecare123 gateway123 hello123 qwe123 asd123
+    """
+_LEET: Final = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                "$": "s", "!": "i"}
+_LEET_TABLE: Final = str.maketrans(_LEET)
+_HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
+_HASH_NAMES: Final = ("md5", "sha1", "sha256", "sha512")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-([1-8])[0-9a-fA-F]{3}-"
+                   r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
+                   r"|(?<![0-9a-fA-F])[0-9a-fA-F]{12}([1-8])[0-9a-fA-F]{3}"
+                   r"[89abAB][0-9a-fA-F]{15}(?![0-9a-fA-F])")
+"""A UUID, with its hyphens anywhere, or as 32 hex digits standing alone (inside a longer run of
+hex digits one in eight places looks like a UUID)."""
+_CONSTANTS: Final = (
+    "3141592653589793238462643383279502884197169399375105820974944592307816406286208998628034",
+    "2718281828459045235360287471352662497757247093699959574966967627724076630353547594571382",
+    "1414213562373095048801688724209698078569671875376948073176679737990732478462107038850387",
+    "1618033988749894848204586834365638117720309179805762862135448622705260462818902449707207")
+_EPOCH = re.compile(r"(?:[1-3]\d{9}|40\d{8}|410\d{7})(?:\d{3}(?!\d))?")
+"""A Unix time of 2001-2100 in seconds, or in milliseconds when nothing follows."""
+
+
+@functools.cache
+def _digests() -> frozenset[str]:
+    """Hex digests of what people hash to "make a key" (computed once, when first needed)."""
+    texts = {variant for word in COMMON_WORDS | set(_COMMON_PASSWORDS.split())
+             for variant in (word, word.capitalize(), word.upper())}
+    texts.update(str(n) for n in range(10_000))
+    texts.update(f"{n:0{width}d}" for width in (2, 3, 4) for n in range(10 ** (width - 1)))
+    return frozenset(getattr(hashlib, name)(text.encode()).hexdigest()
+                     for text in texts for name in _HASH_NAMES)
 
 
 def _alphabet_bits(secret: str) -> float:
@@ -111,10 +166,25 @@ def estimated_entropy_bits(secret: str, *, _depth: int = 0) -> float:
         decoded = _decoded_text(secret)
         if decoded is not None:
             bits = min(bits, estimated_entropy_bits(decoded, _depth=_depth + 1) + 2)
+    if _depth < 2 and _leet_words(secret) >= 2:
+        # leetspeak: a letter spelled as a digit or symbol costs a bit where it is used
+        swapped = sum(secret.count(c) for c in _LEET)
+        plain = secret.translate(_LEET_TABLE)
+        bits = min(bits, estimated_entropy_bits(plain, _depth=_depth + 1) + swapped)
     for stride in (2, 3):
         if len(secret) >= 4 * stride:
-            bits = min(bits, sum(_estimate(secret[k::stride]) for k in range(stride)) + 2)
+            bits = min(bits, sum(_estimate(secret[k::stride], part=True)
+                                 for k in range(stride)) + 2)
     return bits
+
+
+def _leet_words(secret: str) -> int:
+    """How many common words of 4 letters or more ``secret`` spells in leetspeak (a random key
+    spells none, or one by chance)."""
+    plain = secret.translate(_LEET_TABLE)
+    return sum(1 for word in _WORD.finditer(plain)
+               if len(word.group()) >= 4 and word.group().lower() in COMMON_WORDS
+               and plain[word.start():word.end()] != secret[word.start():word.end()])
 
 
 def _decoded_text(secret: str) -> str | None:
@@ -138,12 +208,54 @@ def _decoded_text(secret: str) -> str | None:
     return text if text.isprintable() else None
 
 
-def _estimate(secret: str) -> float:
-    if secret.lower() in _DIGESTS:
+def _constant_run(secret: str, i: int) -> int:
+    """Length of the run at ``i`` of the digits of a well-known constant (from its start or
+    from its first decimal)."""
+    if not secret[i].isdigit() or i + 6 > len(secret) or not secret[i:i + 6].isdigit():
+        return 0
+    best = 0
+    for digits in _CONSTANTS:
+        for start in (0, 1):
+            n = 0
+            while (i + n < len(secret) and start + n < len(digits)
+                   and secret[i + n] == digits[start + n]):
+                n += 1
+            best = max(best, n)
+    return best
+
+
+def _estimate(secret: str, *, part: bool = False) -> float:
+    """The bits of one reading of ``secret``; a ``part`` (every second or third character of a
+    secret) is no UUID: one in eight 32-digit runs of random hex looks like one."""
+    if len(secret) in (32, 40, 64, 128) and secret.lower() in _digests():
         return COMMON_WORD_BITS
     per_char = _alphabet_bits(secret)
     bits, i, words = 0.0, 0, set()
+    times = 0
     while i < len(secret):
+        if (constant := _constant_run(secret, i)) >= 6:
+            bits, i = bits + CONSTANT_BITS, i + constant
+            continue
+        if (not part and secret[i] in _HEX_DIGITS
+                and (uuid := _UUID.match(secret, i)) is not None):
+            version = int(uuid.group(1) or uuid.group(2))
+            if version in (1, 6):
+                bits += UUID_TIME_BITS if times == 0 else UUID_AGAIN_BITS
+                times += 1
+            elif version == 7:
+                bits += 74.0 + (EPOCH_BITS + 10 if times == 0 else UUID_AGAIN_BITS)
+                times += 1
+            elif version in (3, 5):
+                bits += COMMON_WORD_BITS + WORD_BITS
+            else:
+                bits += 122.0
+            i = uuid.end()
+            continue
+        if secret[i] in "1234" and (epoch := _EPOCH.match(secret, i)) is not None:
+            bits += EPOCH_BITS if times == 0 else UUID_AGAIN_BITS
+            times += 1
+            i = epoch.end()
+            continue
         run = _run_length(secret, i)
         if run >= 3:
             bits, i = bits + per_char + 2, i + run
@@ -172,7 +284,9 @@ def _estimate(secret: str) -> float:
             continue
         number = _NUMBER.match(secret, i)
         if number is not None and (i == 0 or not secret[i - 1].isdigit()):
-            bits, i = bits + len(number.group()) * min(per_char, DIGIT_BITS), number.end()
+            end = next((j for j in range(i + 1, number.end()) if _EPOCH.match(secret, j)),
+                       number.end())
+            bits, i = bits + (end - i) * min(per_char, DIGIT_BITS), end
             continue
         char = secret[i]
         bits += 2 if not char.isalnum() and char in secret[:i] else per_char

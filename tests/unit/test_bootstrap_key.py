@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,23 @@ WEAK = [
     "a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8",
     "MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkw",
     "aG9tZWNhcmUtZ2F0ZXdheS1hZG1pbi1rZXktMjAyNg",
+    # Found by the fresh tester of issue 17: random-looking keys from guessable secrets: the
+    # digest of a common password, digits of pi, time-based UUIDs, Unix times, leetspeak.
+    hashlib.sha256(b"123456").hexdigest(),
+    hashlib.md5(b"password1").hexdigest(),
+    hashlib.sha1(b"2580").hexdigest(),
+    "31415926535897932384626433832795028841971693993751",
+    "3.14159265358979323846264338327950288419716939937510",
+    "2.71828182845904523536028747135266249775724709369995",
+    str(uuid.uuid1()),
+    uuid.uuid1().hex,
+    str(uuid.uuid1()) + str(uuid.uuid1()),
+    str(uuid.uuid5(uuid.NAMESPACE_DNS, "homecare")),
+    str(int(time.time())) * 3,
+    "".join(str(int(time.time() * 1000) + 7 * k) for k in range(3)),
+    "-".join(str(int(time.time() * 1000) + 7 * k) for k in range(3)),
+    "H0m3C4r3-G4t3w4y-B00tstr4p-K3y!-S3cr3t",
+    "P@ssw0rd-F0r-Th3-G4t3w4y-4dm1n-2026!!",
 ]
 
 
@@ -65,6 +84,15 @@ def test_generated_keys_are_accepted(tmp_path: Path) -> None:
     key = store.authenticate(token)
     assert key is not None
     assert key.role is Role.ADMIN
+
+
+def test_random_uuids_and_random_hex_keep_their_strength() -> None:
+    """A random UUID (version 4) is 122 bits; a UUID-shaped run inside random hex (one in eight
+    places) is not taken for a time-based one, nor hex digits for leetspeak."""
+    assert estimated_entropy_bits(str(uuid.uuid4()) + str(uuid.uuid4())) >= 2 * 122
+    assert bootstrap_key_problem(str(uuid.uuid4()) + str(uuid.uuid4())) is None
+    for _ in range(1000):
+        assert estimated_entropy_bits(secrets.token_hex(32)) >= MIN_BOOTSTRAP_BITS + 40
 
 
 def test_the_estimate_sees_repeats_sequences_and_words() -> None:
