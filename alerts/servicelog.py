@@ -298,7 +298,8 @@ class ServiceRecord:
 class JudgedVisit:
     """What the ``service_anomaly`` detector measured of one finished visit when it judged it,
     whether it found anything or not. ``measured``: small JSON-ready facts, as the detector
-    reports them (``gateway/detect/service_anomaly.py``): ``verdict``, ``reasons``,
+    reports them (``gateway/detect/service_anomaly.py``): ``verdict`` (``verified``,
+    ``unverifiable`` with ``unverifiable``, ``flagged``), ``reasons``,
     ``sensed_minutes``, ``household_people``, ``infrared_samples``, ``recordings``,
     ``recording_coverage`` and more."""
 

@@ -10,8 +10,9 @@ whose ``detail`` holds:
 
 * ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts and
   of the detector's judgement (a finding folded into a site's storm summary raises no alert
-  of the visit), or ``verified`` when there are none (a missing check-out cleared by the late
-  check-out is not a reason: ``checked_out_late``);
+  of the visit); else ``unverifiable`` if the detector judged it so (too few infrared samples
+  with a people count: ``unverifiable`` says ``not_sensed``), else ``verified`` (a missing
+  check-out cleared by the late one is no reason: ``checked_out_late``);
 * the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, the ``services``
   billed with their catalogue minutes and ``claimed_minutes`` (the stay, or the items' minutes
   when longer, as the detector counts it);
@@ -19,7 +20,7 @@ whose ``detail`` holds:
   not (its judgement, :class:`~alerts.servicelog.JudgedVisit`, kept in the service log's file
   until settled, so a restart in between loses nothing): ``sensed_minutes`` (the caregiver
   present: more people than the household's usual; ``None`` with too few infrared samples),
-  ``household_people``, ``infrared_samples``, ``samples_with_caregiver``;
+  ``household_people``, ``home_empty_before``, ``infrared_samples``, ``samples_with_caregiver``;
 * ``recording_required`` (the catalogue's items that must be recorded), ``recording_coverage``
   (of the visit by the clips, whether or not an item requires it) and the ``recordings``
   linked to the visit (clip, device, times, duration, sha256);
@@ -123,8 +124,9 @@ def _reasons(alerts: Iterable[Alert]) -> tuple[list[str], bool]:
     return reasons, late
 
 
-MEASURED: Final = ("claimed_minutes", "sensed_minutes", "household_people", "infrared_samples",
-                   "samples_with_caregiver", "recording_coverage", "recordings")
+MEASURED: Final = ("claimed_minutes", "sensed_minutes", "household_people", "home_empty_before",
+                   "infrared_samples", "samples_with_caregiver", "recording_coverage",
+                   "recordings")
 """What a record takes from the detector's judgement of the visit (else from its alerts)."""
 
 
@@ -164,9 +166,13 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
     stay_ms = max(0, check_out[2] - check_in[2])
     services_minutes = catalogue.minutes(services)
     claimed = evidence.get("claimed_minutes")
+    unverifiable = ([str(r) for r in judged.measured.get("unverifiable") or ("not_sensed",)]
+                    if judged is not None and not reasons
+                    and judged.measured.get("verdict") == "unverifiable" else [])
     return {
-        "verdict": "flagged" if reasons else "verified",
+        "verdict": "flagged" if reasons else "unverifiable" if unverifiable else "verified",
         "reasons": reasons,
+        "unverifiable": unverifiable,
         "check_in_at": check_in[2], "check_out_at": check_out[2],
         "stayed_minutes": _minutes(stay_ms), "services": list(services),
         "services_minutes": round(services_minutes, 1),
@@ -174,6 +180,7 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
             max(stay_ms / MINUTE_MS, services_minutes), 1),
         "sensed_minutes": evidence.get("sensed_minutes"),
         "household_people": evidence.get("household_people"),
+        "home_empty_before": evidence.get("home_empty_before"),
         "infrared_samples": evidence.get("infrared_samples"),
         "samples_with_caregiver": evidence.get("samples_with_caregiver"),
         "recording_required": list(catalogue.recorded(services)),

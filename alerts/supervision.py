@@ -1,6 +1,7 @@
 """The supervision and settlement report: per care institution, caregiver and month, the planned,
-performed, verified and flagged visits (with their reasons), the service items and minutes,
-and what is billable. Rendered as CSV and a printable page by :mod:`alerts.supervisionpage`.
+performed, verified, unverifiable and flagged visits (with their reasons), the service items
+and minutes, and what is billable. Rendered as CSV and a printable page by
+:mod:`alerts.supervisionpage`.
 
 Everything comes from the hash-chained service log (check-ins, check-outs and the visits'
 service records, :mod:`alerts.servicerecords`), the plan store and the service catalogue, so
@@ -9,7 +10,10 @@ seq and hash). The rules:
 
 * A visit belongs to the month, and the day, of its check-in in its site's zone.
 * **performed**: checked in and out. By its service record (the latest revision), it is
-  **verified**, or **flagged** with its reasons; **pending** while it is not settled yet.
+  **verified**, **unverifiable** (no reason, but the infrared could not count the people
+  during it: too few samples with a people count, a sensor without the optional ``people``
+  field; its line's reasons say why, ``not_sensed``), or **flagged** with its reasons;
+  **pending** while it is not settled yet.
   **unfinished**: checked in, never checked out (not billable).
 * **planned**: the month's plans (by their local date) that were not called off, counted for
   the caregiver the plan names. A plan is taken by the visit whose service record names it
@@ -20,8 +24,14 @@ seq and hash). The rules:
   minutes (``claimed_minutes``: the visit's claim, its stay or its items' minutes when longer;
   ``sensed_minutes``: what the sensors confirmed, as the detector measured it when it judged
   the visit, verified or flagged; none for records settled without a judgement).
-* **billable**: the verified visits: their items at the catalogue's minutes. A flagged visit's
-  minutes are **held** until the institution has reviewed it; a pending one's wait.
+* **billable**: the verified and the unverifiable visits: their items at the catalogue's
+  minutes. An unverifiable visit passed every check that could be made (plan window, overlap,
+  recordings, the catalogue's minutes against the stay) and nothing it claims was
+  contradicted: holding it would hold every visit of a home whose sensor has no people count
+  against an honest caregiver. Its minutes are billable but also counted apart
+  (``unverifiable_minutes``, a part of ``billable_minutes``), so the payer sees how much of the
+  bill the sensors could not confirm. A flagged visit's minutes are **held** until the
+  institution has reviewed it; a pending one's wait.
 
 The report states the chain's verification (:mod:`alerts.chainstatus`): a figure is only as
 good as the records it comes from.
@@ -57,8 +67,9 @@ PAGE: Final = 1000
 MAX_RECORDS: Final = 1_000_000
 """Records one report reads at most (a month of a large station is far below)."""
 
-Status = Literal["verified", "flagged", "pending", "unfinished"]
-STATUSES: Final[tuple[Status, ...]] = ("verified", "flagged", "pending", "unfinished")
+Status = Literal["verified", "unverifiable", "flagged", "pending", "unfinished"]
+STATUSES: Final[tuple[Status, ...]] = ("verified", "unverifiable", "flagged", "pending",
+                                       "unfinished")
 
 
 class RecordSource(Protocol):
@@ -119,6 +130,7 @@ class VisitLine:
     check_out_at: int | None
     status: Status
     reasons: tuple[str, ...]
+    """A flagged visit's reasons; an unverifiable one's: why it could not be (``not_sensed``)."""
     plan: str | None
     services: tuple[str, ...]
     services_minutes: float
@@ -152,6 +164,7 @@ class Tally:
     planned: int = 0
     performed: int = 0
     verified: int = 0
+    unverifiable: int = 0
     flagged: int = 0
     pending: int = 0
     unfinished: int = 0
@@ -161,6 +174,8 @@ class Tally:
     sensed_minutes: float = 0.0
     services_minutes: float = 0.0
     billable_minutes: float = 0.0
+    unverifiable_minutes: float = 0.0
+    """Of the billable minutes, the unverifiable visits' (the sensors could not confirm)."""
     held_minutes: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
     items: Counter[str] = field(default_factory=Counter)
@@ -171,8 +186,12 @@ class Tally:
             self.unfinished += 1
             return
         self.performed += 1
-        if line.status == "verified":
-            self.verified += 1
+        if line.status in ("verified", "unverifiable"):
+            if line.status == "verified":
+                self.verified += 1
+            else:
+                self.unverifiable += 1
+                self.unverifiable_minutes += line.billable_minutes
             self.billable_minutes += line.billable_minutes
             self.billable_items.update(line.services)
         elif line.status == "flagged":
@@ -189,9 +208,10 @@ class Tally:
         self.sensed_minutes += line.sensed_minutes or 0.0
 
     def merge(self, other: Tally) -> None:
-        for name in ("planned", "performed", "verified", "flagged", "pending", "unfinished",
-                     "missed", "unplanned", "claimed_minutes", "sensed_minutes",
-                     "services_minutes", "billable_minutes", "held_minutes"):
+        for name in ("planned", "performed", "verified", "unverifiable", "flagged", "pending",
+                     "unfinished", "missed", "unplanned", "claimed_minutes", "sensed_minutes",
+                     "services_minutes", "billable_minutes", "unverifiable_minutes",
+                     "held_minutes"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons.update(other.reasons)
         self.items.update(other.items)
@@ -200,7 +220,7 @@ class Tally:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
         for name in ("claimed_minutes", "sensed_minutes", "services_minutes",
-                     "billable_minutes", "held_minutes"):
+                     "billable_minutes", "unverifiable_minutes", "held_minutes"):
             out[name] = round(out[name], 1)
         for name in ("reasons", "items", "billable_items"):
             out[name] = dict(sorted(out[name].items()))
@@ -310,8 +330,14 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
         services = tuple(check_out.services or ()) if check_out is not None else ()
         services_minutes = round(catalogue.minutes(services), 1)
         plan: str | None
+        reasons: tuple[str, ...] = ()
         if detail is not None:
-            status: Status = "verified" if detail.get("verdict") == "verified" else "flagged"
+            verdict = detail.get("verdict")
+            status: Status = (verdict if verdict in ("verified", "unverifiable")
+                              else "flagged")
+            reasons = tuple(map(str, detail.get("reasons") or ()))
+            if status == "unverifiable":
+                reasons = tuple(map(str, detail.get("unverifiable") or ("not_sensed",)))
             plan = (detail.get("plan") or {}).get("plan")
         else:
             status = "pending" if check_out is not None else "unfinished"
@@ -326,11 +352,12 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
             bed=check_in.bed, caregiver=check_in.caregiver, visit=check_in.visit,
             day=local_day(check_in.site, check_in.at), check_in_at=check_in.at,
             check_out_at=check_out.at if check_out is not None else None, status=status,
-            reasons=tuple(detail.get("reasons") or ()) if detail else (), plan=plan,
+            reasons=reasons, plan=plan,
             services=services, services_minutes=services_minutes,
             claimed_minutes=detail.get("claimed_minutes") if detail else None,
             sensed_minutes=detail.get("sensed_minutes") if detail else None,
-            billable_minutes=services_minutes if status == "verified" else 0.0,
+            billable_minutes=(services_minutes if status in ("verified", "unverifiable")
+                              else 0.0),
             record_seq=record.seq if record is not None else None,
             record_hash=record.hash if record is not None else None))
     missed = [MissedPlan(institution=institution_of_site(p.site), site=p.site, bed=p.bed,

@@ -31,10 +31,10 @@ from alerts.supervision import STATUSES, SupervisionReport, Tally
 
 SUPERVISION_TABLES: Final = ("caregivers", "visits", "missed")
 """The CSV tables of a report."""
-COUNTS: Final = ("planned", "performed", "verified", "flagged", "pending", "unfinished",
-                 "missed", "unplanned")
+COUNTS: Final = ("planned", "performed", "verified", "unverifiable", "flagged", "pending",
+                 "unfinished", "missed", "unplanned")
 MINUTES: Final = ("claimed_minutes", "sensed_minutes", "services_minutes", "billable_minutes",
-                  "held_minutes")
+                  "unverifiable_minutes", "held_minutes")
 COUNTERS: Final = ("reasons", "items", "billable_items")
 VISIT_COLUMNS: Final = ("institution", "site", "bed", "caregiver", "visit", "day",
                         "check_in_at", "check_out_at", "status", "reasons", "plan", "services",
@@ -42,7 +42,8 @@ VISIT_COLUMNS: Final = ("institution", "site", "bed", "caregiver", "visit", "day
                         "billable_minutes", "record_seq", "record_hash")
 MISSED_COLUMNS: Final = ("institution", "site", "bed", "plan", "caregiver", "window",
                          "services")
-COLOURS: Final = {"verified": "#2e7d32", "flagged": "#c62828", "pending": "#9e9e9e",
+COLOURS: Final = {"verified": "#2e7d32", "unverifiable": "#f9a825", "flagged": "#c62828",
+                  "pending": "#9e9e9e",
                   "unfinished": "#6a1b9a", "missed": "#ef6c00", "billable": "#2e7d32",
                   "held": "#c62828", "claimed": "#1565c0"}
 
@@ -212,18 +213,21 @@ def _chain_banner(report: SupervisionReport) -> str:
 def supervision_html(report: SupervisionReport) -> str:
     """The printable page: totals, charts (visits by caregiver, flagged by reason, minutes
     claimed, billable and held), the tables per institution and caregiver, the flagged visits
-    with their reasons and service records, the missed plans and what is billable per item."""
+    with their reasons and service records, the unverifiable ones, the missed plans and what
+    is billable per item."""
     total = report.total
     many = len(report.institutions) > 1
     scope = report.institution or "all institutions"
     cards = "".join(f'<div class="card"><b>{_num(value)}</b><span>{escape(name)}</span></div>'
                     for name, value in (
                         ("planned", total.planned), ("performed", total.performed),
-                        ("verified", total.verified), ("flagged", total.flagged),
+                        ("verified", total.verified), ("unverifiable", total.unverifiable),
+                        ("flagged", total.flagged),
                         ("pending", total.pending), ("missed", total.missed),
                         ("billable minutes", round(total.billable_minutes, 1)),
+                        ("of which unverifiable", round(total.unverifiable_minutes, 1)),
                         ("held minutes", round(total.held_minutes, 1))))
-    series = ("verified", "flagged", "pending", "unfinished", "missed")
+    series = ("verified", "unverifiable", "flagged", "pending", "unfinished", "missed")
     visits_chart = _bars("Visits by caregiver", [
         (_label(t, many), [(s, float(getattr(t, s))) for s in series])
         for t in report.caregivers], stacked=True)
@@ -235,12 +239,14 @@ def supervision_html(report: SupervisionReport) -> str:
                            ("billable", round(t.billable_minutes, 1)),
                            ("held", round(t.held_minutes, 1))])
         for t in report.caregivers], stacked=False)
-    head = ["institution", "caregiver", *COUNTS, "claimed min", "billable min", "held min"]
+    head = ["institution", "caregiver", *COUNTS, "claimed min", "billable min",
+            "unverifiable min", "held min"]
 
     def figures(t: Tally, cls: str = "") -> str:
         return _row([t.institution, t.caregiver, *(getattr(t, n) for n in COUNTS),
                      round(t.claimed_minutes, 1), round(t.billable_minutes, 1),
-                     round(t.held_minutes, 1)], left=2, cls=cls)
+                     round(t.unverifiable_minutes, 1), round(t.held_minutes, 1)], left=2,
+                    cls=cls)
 
     tally_rows = [figures(t) for t in report.caregivers]
     tally_rows += [figures(t, "sum") for t in report.institutions]
@@ -250,6 +256,11 @@ def supervision_html(report: SupervisionReport) -> str:
                           ", ".join(v.reasons), ", ".join(v.services), v.plan or "-",
                           f"{v.record_seq} · {(v.record_hash or '')[:12]}"], left=10)
                     for v in flagged]
+    unverifiable = [v for v in report.visits if v.status == "unverifiable"]
+    unverifiable_rows = [_row([v.day, v.institution, v.site, v.bed, v.caregiver, v.visit,
+                               ", ".join(v.reasons), ", ".join(v.services), v.plan or "-",
+                               f"{v.record_seq} · {(v.record_hash or '')[:12]}"], left=10)
+                         for v in unverifiable]
     missed_rows = [_row([m.window, m.institution, m.site, m.bed, m.caregiver, m.plan,
                          ", ".join(m.services)], left=7) for m in report.missed]
     items = sorted(set(total.items) | set(total.billable_items))
@@ -273,11 +284,16 @@ visits by check-in in the site's zone ({escape(status_counts)})</div>
 </section>
 <section><h2>By institution and caregiver</h2>{_table(head, tally_rows, left=2)}
 <p class="note">Performed: checked in and out. Verified visits are billable at the catalogue's
-minutes of their items; a flagged visit's minutes are held until reviewed; pending: not settled
-yet. Missed: a plan whose window is over and that no visit took.</p></section>
+minutes of their items; so are unverifiable ones (every other check passed, but the home's
+infrared could not count the people: not_sensed), their minutes also shown apart; a flagged
+visit's minutes are held until reviewed; pending: not settled yet. Missed: a plan whose window
+is over and that no visit took.</p></section>
 <section><h2>Flagged visits ({len(flagged)})</h2>{_table(
         ["day", "institution", "site", "bed", "caregiver", "visit", "reasons", "items", "plan",
          "service record"], flagged_rows, left=10)}</section>
+<section><h2>Unverifiable visits ({len(unverifiable)})</h2>{_table(
+        ["day", "institution", "site", "bed", "caregiver", "visit", "why", "items", "plan",
+         "service record"], unverifiable_rows, left=10)}</section>
 <section><h2>Missed plans ({len(report.missed)})</h2>{_table(
         ["window", "institution", "site", "bed", "caregiver", "plan", "items"], missed_rows,
         left=7)}</section>

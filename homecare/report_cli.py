@@ -59,9 +59,10 @@ def supervision(
     heads: Annotated[Path | None, typer.Option(
         "--heads", help=HEADS_HELP, exists=True, dir_okay=False)] = None,
 ) -> None:
-    """Per care institution, caregiver and month: planned, performed, verified and flagged
-    visits with the reasons, service items and minutes, what is billable (verified visits) and
-    held (flagged ones), the plans missed."""
+    """Per care institution, caregiver and month: planned, performed, verified, unverifiable
+    and flagged visits with the reasons, service items and minutes, what is billable (verified
+    and unverifiable visits, the unverifiable minutes also apart) and held (flagged ones), the
+    plans missed."""
     import json
 
     from alerts import (
@@ -129,8 +130,9 @@ def supervision(
         out.write_text(text, encoding="utf-8")
         total = report.total
         typer.echo(f"wrote {out}: {month}, {total.performed} visits performed ({total.verified} "
-                   f"verified, {total.flagged} flagged, {total.pending} pending), "
-                   f"{total.billable_minutes:.0f} billable minutes", err=True)
+                   f"verified, {total.unverifiable} unverifiable, {total.flagged} flagged, "
+                   f"{total.pending} pending), {total.billable_minutes:.0f} billable minutes "
+                   f"({total.unverifiable_minutes:.0f} unverifiable)", err=True)
     typer.echo(chain.headline(), err=True)
     if not chain.sound:
         raise typer.Exit(CHAIN_NOT_SOUND)

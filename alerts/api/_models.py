@@ -365,7 +365,8 @@ class ServiceLogRecordOut(_Out):
     hash: str
     """sha256(prev_hash + canonical JSON of the other fields)."""
     detail: dict[str, Any] | None = None
-    """A service record's content: verdict (verified, flagged) and reasons, plan, claimed and
+    """A service record's content: verdict (verified, unverifiable: the infrared could not count
+    the people, ``unverifiable`` says why; flagged) and reasons, plan, claimed and
     sensed times, recording coverage and recordings, evidence references (the check-in and
     check-out records, the alerts). Hashed with the record."""
 

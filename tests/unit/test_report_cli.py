@@ -42,8 +42,8 @@ def test_the_months_report_as_csv_json_and_page(data_dir: Path) -> None:
     page = data_dir / "supervision.html"
     written = runner.invoke(app, [*base, "--format", "html", "--out", str(page)])
     assert written.exit_code == 0, written.output
-    assert "4 visits performed (2 verified, 1 flagged, 1 pending), 60 billable minutes" in \
-        written.stderr
+    assert ("4 visits performed (2 verified, 0 unverifiable, 1 flagged, 1 pending), 60 "
+            "billable minutes (0 unverifiable)") in written.stderr
     assert page.read_text().count('<svg role="img"') == 3
 
 

@@ -177,6 +177,58 @@ def test_a_finding_folded_into_a_storm_summary_still_flags_its_visit() -> None:
         "flagged", ["too_short"], 4.0)
 
 
+UNCOUNTED = {**MEASURED, "verdict": "unverifiable", "unverifiable": ["not_sensed"],
+             "sensed_minutes": None, "household_people": 1, "infrared_samples": 0,
+             "samples_with_caregiver": 0}
+"""A visit at a home whose infrared sends no people count, as the detector judges it."""
+
+
+def test_a_visit_the_sensors_could_not_count_is_recorded_unverifiable(
+        station: Station) -> None:
+    # Recorded "verified" before, as if checked, although nothing could show that the
+    # caregiver came (issue #14, a fresh verifier). A reason that needs no sensing still flags
+    # it; a judgement of before ("verified") stays verified.
+    station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN)
+    station.log.record_judged([JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1",
+                                           visit="v-1", judged_at=T0 + 41 * MIN,
+                                           measured=UNCOUNTED)])
+    [record] = station.settlement.settle(T0 + 40 * MIN + SETTLE)
+    d = record.detail
+    assert d is not None
+    assert (d["verdict"], d["reasons"], d["unverifiable"], d["infrared_samples"],
+            d["sensed_minutes"]) == ("unverifiable", [], ["not_sensed"], 0, None)
+    flagged = service_detail(
+        check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+        services=("bathing",), alerts=[], plan=None, catalogue=CATALOGUE,
+        judged=JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
+                           judged_at=T0 + 41 * MIN, measured={
+                               **UNCOUNTED, "verdict": "flagged", "reasons": ["no_recording"]}))
+    assert (flagged["verdict"], flagged["reasons"], flagged["unverifiable"]) == (
+        "flagged", ["no_recording"], [])
+    before = service_detail(check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+                            services=("bathing",), alerts=[], plan=None, catalogue=CATALOGUE,
+                            judged=JUDGED)
+    assert (before["verdict"], before["unverifiable"]) == ("verified", [])
+    # An alert that comes after it was settled revises it to flagged.
+    station.flag("v-1", T0 + 55 * MIN, ["overlap"])
+    [revised] = station.settlement.settle(T0 + 56 * MIN)
+    assert revised.detail is not None
+    assert (revised.detail["verdict"], revised.detail["reasons"]) == ("flagged", ["overlap"])
+
+
+def test_a_caregiver_counted_from_a_home_empty_before_is_said_so() -> None:
+    detail = service_detail(
+        check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+        services=("cleaning",), alerts=[], plan=None, catalogue=CATALOGUE,
+        judged=JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
+                           judged_at=T0 + 41 * MIN,
+                           measured={**MEASURED, "home_empty_before": True}))
+    assert (detail["verdict"], detail["home_empty_before"]) == ("verified", True)
+    assert service_detail(check_in=(1, "a" * 64, T0), check_out=(2, "b" * 64, T0 + 40 * MIN),
+                          services=("cleaning",), alerts=[], plan=None, catalogue=CATALOGUE,
+                          judged=JUDGED)["home_empty_before"] is None, "judged before"
+
+
 def test_a_verified_visit_is_settled_with_its_judgement_across_a_restart(
         station: Station, tmp_path: Path) -> None:
     station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN,

@@ -21,7 +21,7 @@ from alerts.engine import AlertEngine
 from alerts.model import AlertType, Finding, Severity, VisitEvent
 from alerts.plans import DEFAULT_CATALOGUE, Catalogue, make_plan
 from alerts.planstore import PlanStore
-from alerts.servicelog import ServiceLog
+from alerts.servicelog import JudgedVisit, ServiceLog
 from alerts.servicerecords import Settlement
 from alerts.store import AlertStore
 from alerts.supervision import SupervisionReport, institution_of, month_range, supervision_report
@@ -56,7 +56,10 @@ class Station:
         self.plans.put(made, actor="test", now_ms=0)
 
     def visit(self, site: str, bed: str, caregiver: str, check_in: int, minutes: float | None,
-              services: tuple[str, ...] = (), reasons: tuple[str, ...] = ()) -> str:
+              services: tuple[str, ...] = (), reasons: tuple[str, ...] = (),
+              uncounted: bool = False) -> str:
+        """``uncounted``: the detector judged it with too few infrared samples with a people
+        count (unverifiable, or flagged by its ``reasons``)."""
         self.n += 1
         visit = f"v-{self.n}"
         common: dict[str, Any] = {"site": site, "bed": bed, "caregiver": caregiver,
@@ -75,6 +78,13 @@ class Station:
                                                  "reasons": list(reasons),
                                                  "sensed_minutes": 3.0})], out + MIN)
                 self.engine.commit()
+            if uncounted:
+                self.log.record_judged([JudgedVisit(
+                    site=site, bed=bed, caregiver=caregiver, visit=visit, judged_at=out + MIN,
+                    measured={"verdict": "flagged" if reasons else "unverifiable",
+                              "reasons": list(reasons), "infrared_samples": 0,
+                              "sensed_minutes": None,
+                              **({} if reasons else {"unverifiable": ["not_sensed"]})})])
         return visit
 
     def settle(self, now_ms: int) -> None:
@@ -195,6 +205,35 @@ def test_csv_and_page_say_what_the_report_says(station: Station) -> None:
         supervision_csv(report, "nothing")
 
 
+def test_unverifiable_visits_are_billable_counted_apart_and_listed(station: Station) -> None:
+    # A home whose infrared sends no people count: the visit is neither verified nor flagged.
+    # It is billable (every other check passed) and its minutes are shown apart.
+    station.visit("site-01", "bed-1", "c-1", local("2026-11-02", "09:05"), 40, ("bathing",))
+    station.visit("site-01", "bed-2", "c-1", local("2026-11-03", "09:05"), 30, ("cleaning",),
+                  uncounted=True)
+    station.visit("site-01", "bed-2", "c-1", local("2026-11-04", "09:05"), 30, ("bathing",),
+                  reasons=("no_recording",), uncounted=True)
+    station.settle(local("2026-11-29", "00:00"))
+    report = station.report(local("2026-11-30", "00:00"))
+    c1 = figures(report)[("care-north", "c-1")]
+    assert {k: c1[k] for k in ("performed", "verified", "unverifiable", "flagged",
+                               "billable_minutes", "unverifiable_minutes", "held_minutes")} == {
+        "performed": 3, "verified": 1, "unverifiable": 1, "flagged": 1,
+        "billable_minutes": 30 + 25, "unverifiable_minutes": 25, "held_minutes": 30}
+    assert c1["reasons"] == {"no_recording": 1}
+    [line] = [v for v in report.visits if v.status == "unverifiable"]
+    assert (line.reasons, line.billable_minutes) == (("not_sensed",), 25.0)
+    rows = list(csv.DictReader(io.StringIO(supervision_csv(report, "caregivers"))))
+    total = next(r for r in rows if (r["institution"], r["caregiver"]) == ("*", "*"))
+    assert (total["unverifiable"], total["unverifiable_minutes"]) == ("1", "25.0")
+    visits = list(csv.DictReader(io.StringIO(supervision_csv(report, "visits"))))
+    assert Counter(v["status"] for v in visits) == Counter(
+        {"verified": 1, "unverifiable": 1, "flagged": 1})
+    page = supervision_html(report)
+    assert "Unverifiable visits (1)" in page
+    assert "not_sensed" in page
+
+
 def test_month_ranges_are_the_sites_local_months() -> None:
     start, end = month_range("2026-11", SHANGHAI)
     assert start == local("2026-11-01", "00:00")
@@ -220,8 +259,10 @@ def test_a_seeded_months_totals_match_an_independent_count_of_the_log(
                                                  rng.randint(0, 2))),
                        rng.choice([(), (), (), ("too_short",), ("nobody_sensed", "overlap")])))
     for check_in, n, minutes, services, reasons in sorted(visits):  # recorded as they happen
+        if check_in < local("2026-11-25", "00:00"):  # and settled as they come due
+            station.settle(check_in)
         station.visit(sites[n % 3], f"bed-{n % 7}", f"c-{n % 5}", check_in, minutes, services,
-                      reasons if minutes is not None else ())
+                      reasons if minutes is not None else (), uncounted=n % 2 == 1)
     station.settle(local("2026-11-25", "00:00"))  # later visits stay pending
     report = station.report(local("2026-12-31", "00:00"))
 
@@ -230,7 +271,7 @@ def test_a_seeded_months_totals_match_an_independent_count_of_the_log(
     latest = {(r.site, r.bed, r.caregiver, r.visit): r for r in records if r.event == "service"}
     outs = {(r.site, r.bed, r.caregiver, r.visit): r for r in records if r.event == "check_out"}
     expected: Counter[str] = Counter()
-    billable = 0.0
+    billable = unverifiable_minutes = 0.0
     for r in records:
         month = dt.datetime.fromtimestamp(r.at / 1000, SHANGHAI).strftime("%Y-%m")
         if r.event != "check_in" or month != "2026-11":
@@ -242,15 +283,22 @@ def test_a_seeded_months_totals_match_an_independent_count_of_the_log(
         expected["performed"] += 1
         verdict = latest[k].detail["verdict"] if k in latest else "pending"  # type: ignore[index]
         expected[verdict] += 1
-        if verdict == "verified":
+        if verdict in ("verified", "unverifiable"):
             billable += CATALOGUE.minutes(outs[k].services or ())
+        if verdict == "unverifiable":
+            unverifiable_minutes += CATALOGUE.minutes(outs[k].services or ())
     total = report.total
-    assert (total.performed, total.verified, total.flagged, total.pending, total.unfinished
-            ) == (expected["performed"], expected["verified"], expected["flagged"],
-                  expected["pending"], expected["unfinished"])
+    assert (total.performed, total.verified, total.unverifiable, total.flagged, total.pending,
+            total.unfinished) == (expected["performed"], expected["verified"],
+                                  expected["unverifiable"], expected["flagged"],
+                                  expected["pending"], expected["unfinished"])
     assert total.performed > 50
     assert total.flagged > 5
+    assert total.unverifiable > 5
     assert total.pending > 5
     assert round(total.billable_minutes, 1) == round(billable, 1)
+    assert round(total.unverifiable_minutes, 1) == round(unverifiable_minutes, 1)
+    assert total.performed == (total.verified + total.unverifiable + total.flagged
+                               + total.pending)
     assert total.performed == sum(t.performed for t in report.caregivers)
     assert total.performed + total.unfinished == len(report.visits)
