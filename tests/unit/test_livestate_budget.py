@@ -182,3 +182,30 @@ def test_a_forgotten_bed_sends_readers_to_the_database() -> None:
 def test_a_budget_too_small_to_hold_a_bed_is_refused() -> None:
     with pytest.raises(ValueError, match="max_bytes"):
         LiveState(max_bytes=1000)
+
+
+RSS_BOUND = 500e6
+"""The gateway's peak RSS bound under a flood of made-up ids (README, Memory under a flood of
+unknown devices)."""
+REST_OF_GATEWAY = 300e6
+"""What the rest takes within it: about 100 MB at start, and under the flood the intake's
+bounded memos, the detectors' and the registrations (README: 386 MB of peak with about 130 MB
+of live state)."""
+RSS_PER_BUDGET_BYTE = 1.11
+"""RSS growth of a live state filled to its budget with beds sending every reading all day,
+per byte of budget (measured at 64 and 128 MiB: 71 and 142.6 MiB)."""
+
+
+def test_the_default_budget_fits_in_the_gateway_rss_bound() -> None:
+    """The default was 512 MiB, more than the 500 MB bound itself (issue 17, fresh
+    verifier): now the state filled to it leaves the rest of the gateway its room."""
+    from gateway.config import Settings
+
+    default = Settings().live_state_max_bytes
+    assert default == LiveState().max_bytes
+    assert default * RSS_PER_BUDGET_BYTE <= RSS_BOUND - REST_OF_GATEWAY
+    # and it still holds over a thousand fully equipped beds' day (about 105 KiB each)
+    state = LiveState(max_bytes=default)
+    empty = state.nbytes
+    whole_bed(state, "site-01", "bed-1", T0, 24 * 60)
+    assert default / (state.nbytes - empty) > 1_000
