@@ -4,7 +4,7 @@ import { itemsOf } from "./api.js";
 import { chartPanel } from "./chart.js";
 import { fmtAgo, fmtTime, h } from "./dom.js";
 import { profilePanel } from "./handling.js";
-import { label, t } from "./i18n.js";
+import { fmtCount, label, t } from "./i18n.js";
 import { plansPanel } from "./plans.js";
 import { SEVERITY_RANK, queueOrder, typeLabel } from "./store.js";
 
@@ -249,7 +249,11 @@ export function bedView(ctx, site, bedId) {
             h("td", { class: "mono" }, d.device), h("td", {}, label("kind", d.kind)), h("td", {}, stateCell(d)),
             h("td", {}, batteryCell(d)), h("td", {}, clockCell(d)),
             h("td", {}, d.last_seen ? fmtAgo(d.last_seen) : t("bed.never"))))),
-        )) : h("p", { class: "muted" }, t("bed.no_devices"))),
+        )) : h("p", { class: "muted" }, t("bed.no_devices")),
+        // The API lists at most 32 devices registered on first sight and not heard lately,
+        // and counts the rest (a flood of made-up ids on a bed).
+        bed.devices_not_shown ? h("p", { class: "muted", id: "devices-not-shown" },
+          t("bed.devices_not_shown", { n: bed.devices_not_shown, count: fmtCount(bed.devices_not_shown) })) : null),
       h("section", { "aria-labelledby": "b-charts", class: "panel" },
         h("h2", { id: "b-charts" }, t("bed.charts")),
         h("div", { class: "grid-charts" }, CHARTS.map((c, i) => chartPanel({ ...c, title: t(`chart.${c.metric}`), unit: c.unit ? t(c.unit) : "", points: series[i], t0: since, t1: until })))),

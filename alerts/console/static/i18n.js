@@ -138,6 +138,7 @@ export const CATALOGUES = {
     "bed.battery": "{n} %",
     "bed.never": "never",
     "bed.no_devices": "No devices known.",
+    "bed.devices_not_shown": { one: "and {count} more unregistered device not shown", other: "and {count} more unregistered devices not shown" },
     "bed.charts": "Last 24 hours",
     "bed.alerts": "Recent alerts",
     "bed.no_alerts": "No alerts.",
@@ -555,6 +556,7 @@ export const CATALOGUES = {
     "bed.battery": "{n}%",
     "bed.never": "从未上报",
     "bed.no_devices": "没有已知设备。",
+    "bed.devices_not_shown": "另有 {count} 台未登记设备未显示",
     "bed.charts": "最近 24 小时",
     "bed.alerts": "最近告警",
     "bed.no_alerts": "无告警。",
@@ -930,6 +932,11 @@ export function translatePage(root = document) {
       el.setAttribute(attr.trim(), t(key.trim()));
     }
   }
+}
+
+/** A count with the language's digit grouping: 4968 -> "4,968". */
+export function fmtCount(n) {
+  return new Intl.NumberFormat(lang).format(n);
 }
 
 // --- dates and times, in the station's zone and the language's format --------------------------
