@@ -98,19 +98,20 @@ present for half of every waking day counts as the household.
 **A home empty before the visit.** When the resident is out and the caregiver works alone
 (cleaning, cooking), the sensor counts one, the household's usual: counted as above, an honest
 visit was ``nobody_sensed`` (and could be ``too_short``). So when the home was seen empty right
-up to the check-in (every sample counting nobody for at least :data:`EMPTY_MIN_MS`, at least
-:data:`EMPTY_MIN_SAMPLES` of them, none more than :data:`EMPTY_GAP_MS` apart nor that far
-from the check-in; a person sensed up to :data:`EMPTY_ARRIVAL_MS` before it is the caregiver
-walking in), anyone sensed during the visit is the caregiver (the count expected is 0), until
-more people than the household's usual are seen (the household back with the caregiver):
-from then on the visit is counted as above. Decided at the visit's first sample; evidence
-``home_empty_before``. A visit claimed while the resident is out and nobody comes keeps the
-count at 0: still ``nobody_sensed``. Limits: the resident coming back alone during a claimed
-visit is taken for the caregiver, so such a visit that never happened is not flagged (nor is
-a caregiver gone before the resident came back seen gone); a sensor that counts a still
-person as nobody can make a home look empty; and, as for every visit, samples that came
-before the gateway knew of the check-in are not the visit's, so a home whose emptiness ended
-(the caregiver sensed) before the check-in was known is counted as above.
+up to the check-in (every sample counting nobody, none saying someone is present, for at least
+:data:`EMPTY_MIN_MS`, at least :data:`EMPTY_MIN_SAMPLES` of them, none more than
+:data:`EMPTY_GAP_MS` apart nor that far from the check-in; a person sensed up to
+:data:`EMPTY_ARRIVAL_MS` before it is the caregiver walking in), anyone sensed during the visit
+is the caregiver (the count expected is 0), until more people than the household's usual are
+seen (the household back with the caregiver): from then on the visit is counted as above.
+Decided at the visit's first sample; evidence ``home_empty_before``. A visit claimed while the
+resident is out and nobody comes keeps the count at 0: still ``nobody_sensed``. Limits: the
+resident coming back alone during a claimed visit is taken for the caregiver, so such a visit
+that never happened is not flagged (nor is a caregiver gone before the resident came back seen
+gone); a sensor that counts a still person as nobody, and says nobody is present, can make a
+home look empty; and, as for every visit, samples that came before the gateway knew of the
+check-in are not the visit's, so a home whose emptiness ended (the caregiver sensed) before the
+check-in was known is counted as above.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -488,8 +489,11 @@ class ServiceAnomalyDetector(DetectorBase):
         bed, people, received, t = (ir.bed[known], ir.people[known], ir.received[known],
                                     ir.t[known])
         np.maximum.at(self.beds["last_received"], bed, received)
-        self._sense(bed, people, t)
-        self._watch_empty(bed, people, t)
+        # For the home's emptiness, a sample counting nobody that says someone is present (a
+        # person the sensor sees but does not count) counts one.
+        seen = np.where((people == 0) & (ir.presence[known] == 1), 1.0, people)
+        self._sense(bed, people, t, seen)
+        self._watch_empty(bed, seen, t)
         awake = ir.motion[known] != 0  # NaN (not reported) included
         self._learn_household(bed[awake], people[awake], received[awake])
 
@@ -571,9 +575,11 @@ class ServiceAnomalyDetector(DetectorBase):
                         "visits are no longer followed", self.dropped_visits,
                         self.checks.open_visits_max)
 
-    def _sense(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
+    def _sense(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray,
+               seen: np.ndarray) -> None:
         """Count each open visit's samples, and those with the caregiver (vectorised: pairs
-        of a sample and an open visit of its bed, kept when the sample falls in the visit)."""
+        of a sample and an open visit of its bed, kept when the sample falls in the visit);
+        ``seen``: the people count for the home's emptiness (:meth:`_watch_empty`)."""
         # Once the caregiver is judged gone (no check-out), later company at the home (family,
         # a neighbour) is not theirs.
         watched = [v for v in self._active.values() if v.bed >= 0 and not v.no_checkout]
@@ -600,7 +606,7 @@ class ServiceAnomalyDetector(DetectorBase):
         sample, visit, when = sample[during], visit[during], when[during]
         for i in np.unique(visit):
             if watched[i].empty_before is None:
-                self._decide_empty(watched[i], bed, people, t)
+                self._decide_empty(watched[i], bed, seen, t)
         count = people[sample]
         extra = count > self.household(bed[sample])
         empty = np.fromiter((v.empty_before is True for v in watched), np.bool_, len(watched))

@@ -53,12 +53,18 @@ def badges(check_in: int, check_out: int, services: list[str], bed: str = "b1",
                                    services=services))]
 
 
+def away(bed: str, start: int, end: int) -> Traffic:
+    """Nobody at home: no presence, nobody counted."""
+    return [(t + 100, infrared(bed, t, motion=0, presence=False, people=0, zone=None))
+            for t in range(start, end, MINUTE)]
+
+
 def out_and_back(check_in: int, check_out: int, *, during: Traffic, out_for: int = HOUR,
                  services: list[str] | None = None) -> Traffic:
     """The resident (a household of one, learnt all morning) out from ``out_for`` before the
     check-in until the check-out, then home; ``during``: the visit's samples."""
     traffic = (home("b1", T0 - 24 * HOUR, check_in - out_for)
-               + home("b1", check_in - out_for, check_in, people=0)
+               + away("b1", check_in - out_for, check_in)
                + during + home("b1", check_out, END))
     return traffic + badges(check_in, check_out, services or ["cleaning"])
 
@@ -83,7 +89,7 @@ def test_a_caregiver_working_alone_while_the_resident_is_out_is_sensed(
 def test_a_visit_claimed_while_the_resident_is_out_and_nobody_came_is_still_flagged(
         service_log: ServiceLog) -> None:
     leave = NINE + 45 * MINUTE
-    traffic = out_and_back(NINE, leave, during=home("b1", NINE, leave, people=0))
+    traffic = out_and_back(NINE, leave, during=away("b1", NINE, leave))
     findings, m = judged(service_log, traffic)
     [raised] = opened(findings)
     assert raised.evidence["reasons"] == ["nobody_sensed"]
@@ -123,9 +129,23 @@ def test_a_home_empty_for_too_short_a_time_is_counted_as_before(
     assert raised.evidence["home_empty_before"] is False
     # Back five minutes before a check-in that came 30 minutes into an empty home: still the
     # resident (more than EMPTY_ARRIVAL_MS before it would be).
-    traffic = (home("b1", T0 - 24 * HOUR, NINE - HOUR) + home("b1", NINE - HOUR,
-                                                              NINE - 10 * MINUTE, people=0)
+    traffic = (home("b1", T0 - 24 * HOUR, NINE - HOUR) + away("b1", NINE - HOUR,
+                                                              NINE - 10 * MINUTE)
                + home("b1", NINE - 10 * MINUTE, END) + badges(NINE, leave, ["cleaning"]))
+    findings, m = judged(service_log, traffic)
+    assert [f.evidence["reasons"] for f in opened(findings)] == [["nobody_sensed"]]
+    assert m["home_empty_before"] is False
+
+
+def test_a_home_where_the_sensor_says_someone_is_present_is_not_empty(
+        service_log: ServiceLog) -> None:
+    # The sensor counts nobody but says someone is present (a person it sees and does not
+    # count: asleep, still): not an empty home. Nobody came; the one counted is the resident.
+    leave = NINE + 45 * MINUTE
+    unseen = [(t + 100, infrared("b1", t, motion=0, presence=True, people=0))
+              for t in range(NINE - HOUR, NINE, MINUTE)]
+    traffic = (home("b1", T0 - 24 * HOUR, NINE - HOUR) + unseen + home("b1", NINE, END)
+               + badges(NINE, leave, ["cleaning"]))
     findings, m = judged(service_log, traffic)
     assert [f.evidence["reasons"] for f in opened(findings)] == [["nobody_sensed"]]
     assert m["home_empty_before"] is False
