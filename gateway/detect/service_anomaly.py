@@ -607,8 +607,8 @@ class ServiceAnomalyDetector(DetectorBase):
         for i in np.unique(visit):
             if watched[i].empty_before is None:
                 self._decide_empty(watched[i], bed, seen, t)
-        count = people[sample]
-        extra = count > self.household(bed[sample])
+        counted = people[sample]
+        extra = counted > self.household(bed[sample])
         empty = np.fromiter((v.empty_before is True for v in watched), np.bool_, len(watched))
         if empty.any():
             # A home empty before the visit: anyone is the caregiver until the household is
@@ -617,7 +617,7 @@ class ServiceAnomalyDetector(DetectorBase):
                                np.int64, len(watched))
             back_seen = extra & empty[visit]
             np.minimum.at(back, visit[back_seen], when[back_seen])
-            extra |= empty[visit] & (count >= 1) & (when < back[visit])
+            extra |= empty[visit] & (counted >= 1) & (when < back[visit])
             for i in np.flatnonzero(empty & (back != never)):
                 watched[i].back_at = int(back[i])
         samples = np.bincount(visit, minlength=len(watched))
