@@ -10,12 +10,14 @@ whose ``detail`` holds:
 
 * ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts and
   of the detector's judgement (a finding folded into a site's storm summary raises no alert
-  of the visit); else ``unverifiable`` if the detector judged it so (too few infrared samples
-  with a people count: ``unverifiable`` says ``not_sensed``), else ``verified`` (a missing
-  check-out cleared by the late one is no reason: ``checked_out_late``);
-* the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, the ``services``
-  billed with their catalogue minutes and ``claimed_minutes`` (the stay, or the items' minutes
-  when longer, as the detector counts it);
+  of the visit); else ``unverifiable`` if the detector judged it so, with why in
+  ``unverifiable``: ``not_sensed`` (too few infrared samples with a people count),
+  ``dropped`` (beyond ``service_open_visits_max`` open visits), ``expired`` (open a day
+  without its check-out), or, with no judgement kept, ``not_judged`` (nobody checked it);
+  else ``verified`` (a missing check-out cleared by the late one is no reason:
+  ``checked_out_late``): only a visit judged with nothing against it is verified;
+* the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, ``services``
+  (with their catalogue minutes) and ``claimed_minutes`` (as the detector counts it);
 * what the sensors saw, as the detector measured it when it judged the visit, verified or
   not (its judgement, :class:`~alerts.servicelog.JudgedVisit`, kept in the service log's file
   until settled, so a restart in between loses nothing): ``sensed_minutes`` (the caregiver
@@ -31,11 +33,8 @@ whose ``detail`` holds:
 * ``evidence``: the check-in and check-out records (seq and hash), the alerts (ids: the
   visit's own, and the storm summary of its site a finding of the visit was folded into,
   :mod:`alerts.storms`, whose ``member_reasons`` give the visit's reasons) and
-  ``judged_at``, when the detector judged the visit (absent without a judgement: a visit
-  judged by a gateway of before, or whose detector had not judged it when it was settled;
-  its measurements are then the alerts' only, ``None`` for a verified visit).
-
-A record of before (settled without a judgement) reads as it did: its measurements ``None``.
+  ``judged_at``, when the detector judged the visit (absent without a judgement: its
+  measurements are then the alerts' only). A record of before reads as it did.
 
 A finding that comes after the visit was settled (a detector that caught up late) gives the
 visit a new revision (origin ``...#2``, ``supersedes`` the earlier record's seq): the chain
@@ -48,8 +47,8 @@ Blocking (SQLite): the gateway calls :meth:`Settlement.settle` from a worker thr
 >>> detail = service_detail(check_in=(1, "a" * 64, 0), check_out=(2, "b" * 64, 1_800_000),
 ...                         services=("bathing",), alerts=[], plan=None,
 ...                         catalogue=Catalogue.parse(DEFAULT_CATALOGUE))
->>> detail["verdict"], detail["claimed_minutes"], detail["recording_required"]
-('verified', 30.0, ['bathing'])
+>>> detail["verdict"], detail["unverifiable"], detail["claimed_minutes"]
+('unverifiable', ['not_judged'], 30.0)
 """
 
 from __future__ import annotations
@@ -124,6 +123,8 @@ def _reasons(alerts: Iterable[Alert]) -> tuple[list[str], bool]:
     return reasons, late
 
 
+NOT_JUDGED: Final = "not_judged"
+"""Why a visit with no judgement kept when it is settled is ``unverifiable``."""
 MEASURED: Final = ("claimed_minutes", "sensed_minutes", "household_people", "home_empty_before",
                    "infrared_samples", "samples_with_caregiver", "recording_coverage",
                    "recordings")
@@ -166,9 +167,9 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
     stay_ms = max(0, check_out[2] - check_in[2])
     services_minutes = catalogue.minutes(services)
     claimed = evidence.get("claimed_minutes")
-    unverifiable = ([str(r) for r in judged.measured.get("unverifiable") or ("not_sensed",)]
-                    if judged is not None and not reasons
-                    and judged.measured.get("verdict") == "unverifiable" else [])
+    unverifiable = ([] if reasons else [NOT_JUDGED] if judged is None  # nobody checked it
+                    else [str(r) for r in judged.measured.get("unverifiable") or ("not_sensed",)]
+                    if judged.measured.get("verdict") == "unverifiable" else [])
     return {
         "verdict": "flagged" if reasons else "unverifiable" if unverifiable else "verified",
         "reasons": reasons,

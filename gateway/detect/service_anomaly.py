@@ -566,7 +566,7 @@ class ServiceAnomalyDetector(DetectorBase):
         if excess <= 0:
             return
         for key in list(self._active)[:excess]:
-            self._retire(self._active[key], t)
+            self._give_up(self._active[key], t, "dropped")
         self.dropped_visits += excess
         clock = time.monotonic()
         if clock - self._dropped_logged_at >= LOG_INTERVAL_S:
@@ -779,7 +779,7 @@ class ServiceAnomalyDetector(DetectorBase):
                     self._retire(visit, now_ms)
                 continue
             if now_ms >= visit.check_in + OPEN_VISIT_EXPIRY_MS:
-                self._retire(visit, now_ms)
+                self._give_up(visit, now_ms, "expired")
                 continue
             if visit.no_checkout:
                 continue
@@ -899,6 +899,19 @@ class ServiceAnomalyDetector(DetectorBase):
                 "check_in_ms": visit.check_in, "check_out_ms": visit.check_out,
                 "source": visit.source, "method": visit.method, "plan": visit.plan,
                 **measured}))
+
+    def _give_up(self, visit: Visit, now_ms: int, why: str) -> None:
+        """Stop following a visit that was never judged (``expired``: open
+        :data:`OPEN_VISIT_EXPIRY_MS`; ``dropped``: beyond ``open_visits_max``), leaving a
+        judgement that says so (verdict ``unverifiable``), so that its service record, if its
+        check-out comes, does not read as checked."""
+        self._judged.append(JudgedVisit(
+            site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver, visit=visit.visit,
+            judged_at=now_ms, measured={
+                "verdict": "unverifiable", "reasons": [], "unverifiable": [why],
+                "check_in_ms": visit.check_in, "check_out_ms": visit.check_out,
+                "source": visit.source, "method": visit.method, "plan": visit.plan}))
+        self._retire(visit, now_ms)
 
     def _recordings(self, visit: Visit, codes: Iterable[str], reasons: list[str],
                     phrases: list[str], evidence: dict[str, Any]) -> float:

@@ -522,6 +522,29 @@ def test_open_visits_are_bounded_oldest_dropped_first() -> None:
     assert checker.dropped_visits == 2
 
 
+def test_a_visit_dropped_or_given_up_unjudged_leaves_a_judgement_saying_so(
+        tmp_path: Path) -> None:
+    # Its service record read "verified" (no judgement, no alert) although nobody checked it
+    # (issue #14): it leaves verdict unverifiable, saying why.
+    log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    try:
+        checker = detector(open_visits_max=3)
+        checker.configure(visit_log=log)
+        traffic = [(NINE + i * MINUTE, badge(f"b{i}", NINE + i * MINUTE, "check_in", f"v-{i}"))
+                   for i in range(5)]
+        run(checker, traffic, start=NINE, end=NINE + 25 * HOUR, step=10 * MINUTE)
+        got = {}
+        for i in range(5):
+            kept = log.judged("s1", f"b{i}", "c-1", f"v-{i}")
+            assert kept is not None
+            got[f"v-{i}"] = (kept.measured["verdict"], kept.measured["reasons"],
+                             kept.measured["unverifiable"])
+        assert got == {**{f"v-{i}": ("unverifiable", [], ["dropped"]) for i in (0, 1)},
+                       **{f"v-{i}": ("unverifiable", [], ["expired"]) for i in (2, 3, 4)}}
+    finally:
+        log.close()
+
+
 def test_an_open_visit_is_given_up_a_day_after_its_check_in() -> None:
     checker = detector()
     traffic = [(NINE, badge("b1", NINE, "check_in", "v-1"))]

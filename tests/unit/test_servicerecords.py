@@ -41,7 +41,9 @@ class Station:
 
     def visit(self, visit: str, *, check_in: int, check_out: int | None,
               services: tuple[str, ...] = ("bathing",), bed: str = "bed-1",
-              caregiver: str = "c-1") -> None:
+              caregiver: str = "c-1", judged: bool = True) -> None:
+        """``judged``: the detector judged it, finding nothing (a minute after its check-out,
+        as it does; a test's own judgement or alerts replace or add to that)."""
         common: dict[str, Any] = {"site": "site-01", "bed": bed, "caregiver": caregiver,
                                   "visit": visit, "source": "badge", "method": "nfc",
                                   "device": "bg-1"}
@@ -51,6 +53,10 @@ class Station:
             self.log.append([VisitEvent(origin=f"{bed}/{visit}/out", at=check_out,
                                         event="check_out", services=services, **common)],
                             now_ms=check_out)
+            if judged:
+                self.log.record_judged([JudgedVisit(
+                    site="site-01", bed=bed, caregiver=caregiver, visit=visit,
+                    judged_at=check_out + MIN, measured={"verdict": "verified", "reasons": []})])
 
     def flag(self, visit: str, at: int, reasons: list[str], *, active: bool = True,
              bed: str = "bed-1", caregiver: str = "c-1", **evidence: Any) -> None:
@@ -110,7 +116,7 @@ def test_a_visit_nobody_flagged_is_settled_verified_with_its_plan_times_and_refe
     assert d["plan"]["window"] == "2026-11-02 09:45-11:00"
     assert d["evidence"] == {"check_in": {"seq": check_in.seq, "hash": check_in.hash},
                              "check_out": {"seq": check_out.seq, "hash": check_out.hash},
-                             "alerts": []}
+                             "alerts": [], "judged_at": T0 + 41 * MIN}
     assert station.log.verify(full=True).ok, "the record is in the chain, its detail hashed"
     assert station.settlement.settle(T0 + 3 * SETTLE) == [], "once"
 
@@ -254,6 +260,9 @@ def test_a_missing_check_out_cleared_by_the_late_one_is_no_reason(station: Stati
                                    site="site-01", bed="bed-1", caregiver="c-1", visit="v-1",
                                    source="badge", services=("bathing",))], now_ms=T0 + 90 * MIN)
     station.flag("v-1", T0 + 92 * MIN, [], active=False)
+    station.log.record_judged([JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1",
+                                           visit="v-1", judged_at=T0 + 91 * MIN,
+                                           measured={"verdict": "verified", "reasons": []})])
     [record] = station.settlement.settle(T0 + 90 * MIN + SETTLE)
     assert record.detail is not None
     assert (record.detail["verdict"], record.detail["checked_out_late"]) == ("verified", True)
@@ -353,3 +362,27 @@ def test_the_record_takes_the_plan_the_detector_gave_and_a_substitute_takes_none
     missed = [a for a in station.store.list_alerts(type=AlertType.SERVICE_ANOMALY)[0]
               if a.evidence.get("reasons") == ["missed"]]
     assert [a.evidence["plan"] for a in missed] == ["r-px"]
+
+
+def test_a_visit_nobody_judged_is_settled_unverifiable_saying_why(station: Station) -> None:
+    # Settled "verified" before: a visit the detector never judged (given up open past a day,
+    # dropped beyond open_visits_max, or no judgement kept at all) read as checked (issue #14).
+    for visit, why in (("v-1", "dropped"), ("v-2", "expired")):
+        station.visit(visit, check_in=T0, check_out=T0 + 40 * MIN, judged=False)
+        station.log.record_judged([JudgedVisit(
+            site="site-01", bed="bed-1", caregiver="c-1", visit=visit, judged_at=T0 + MIN,
+            measured={"verdict": "unverifiable", "reasons": [], "unverifiable": [why],
+                      "check_in_ms": T0, "check_out_ms": None, "plan": None})])
+    station.visit("v-3", check_in=T0, check_out=T0 + 40 * MIN, judged=False)
+    records = station.settlement.settle(T0 + 40 * MIN + SETTLE)
+    got = {r.visit: (r.detail["verdict"], r.detail["reasons"], r.detail["unverifiable"])
+           for r in records if r.detail}
+    assert got == {"v-1": ("unverifiable", [], ["dropped"]),
+                   "v-2": ("unverifiable", [], ["expired"]),
+                   "v-3": ("unverifiable", [], ["not_judged"])}
+    # An alert of such a visit still flags it.
+    station.visit("v-4", check_in=T0, check_out=T0 + 40 * MIN, judged=False)
+    station.flag("v-4", T0 + 41 * MIN, ["overlap"])
+    [flagged] = station.settlement.settle(T0 + 40 * MIN + 2 * SETTLE)
+    assert flagged.detail is not None
+    assert (flagged.detail["verdict"], flagged.detail["unverifiable"]) == ("flagged", [])

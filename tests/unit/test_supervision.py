@@ -57,9 +57,10 @@ class Station:
 
     def visit(self, site: str, bed: str, caregiver: str, check_in: int, minutes: float | None,
               services: tuple[str, ...] = (), reasons: tuple[str, ...] = (),
-              uncounted: bool = False) -> str:
+              uncounted: bool = False, judged: bool = True) -> str:
         """``uncounted``: the detector judged it with too few infrared samples with a people
-        count (unverifiable, or flagged by its ``reasons``)."""
+        count (unverifiable, or flagged by its ``reasons``); ``judged``: the detector judged it
+        (as the detector does, a minute after its check-out), else nobody did."""
         self.n += 1
         visit = f"v-{self.n}"
         common: dict[str, Any] = {"site": site, "bed": bed, "caregiver": caregiver,
@@ -85,6 +86,11 @@ class Station:
                               "reasons": list(reasons), "infrared_samples": 0,
                               "sensed_minutes": None,
                               **({} if reasons else {"unverifiable": ["not_sensed"]})})])
+            elif judged:
+                self.log.record_judged([JudgedVisit(
+                    site=site, bed=bed, caregiver=caregiver, visit=visit, judged_at=out + MIN,
+                    measured={"verdict": "flagged" if reasons else "verified",
+                              "reasons": list(reasons)})])
         return visit
 
     def settle(self, now_ms: int) -> None:
