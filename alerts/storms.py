@@ -29,10 +29,12 @@ episode :data:`EPISODE`, severity the highest of its members, and evidence ``sum
 (:data:`SUMMARY`), ``count`` (members now), ``unregistered`` and ``storm`` (how many of each),
 ``members`` (the first :data:`LISTED` members by arrival, ``bed/device`` or ``bed``;
 ``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``, and
-``member_reasons``: for each listed member whose finding names its ``reasons`` (a
-``service_anomaly``: ``bed/caregiver/visit`` -> ``["too_short", ...]``), those reasons, so a
-folded visit keeps why it was flagged and its service record can name the summary
-(:mod:`alerts.servicerecords`). A member's clear
+``member_reasons``: for each member whose finding names its ``reasons`` (a
+``service_anomaly``: ``bed/caregiver/visit`` -> ``["too_short", ...]``), listed or not among
+the first :data:`LISTED`, those reasons (the first :data:`REASONS_LISTED` such members by
+arrival, ``member_reasons_omitted`` the rest), so a folded visit keeps why it was flagged and
+its service record can name the summary (:mod:`alerts.servicerecords`); ``reason_counts``:
+how many members give each reason, over all of them. A member's clear
 (``active=False``) takes it out; the summary clears when the last one has (the engine then
 resolves it after its grace, as any alert). Its updates are findings like any other, so the
 engine stages them at most once per update interval.
@@ -44,7 +46,8 @@ count), :data:`INDIVIDUAL_KEPT` individual conditions remembered (oldest forgott
 plus one per type for :data:`UNREGISTERED_SITES`.
 
 After a restart, :meth:`AlertStorms.resume` takes back the open summaries (their listed
-members by name, the rest by count) and the open individual alerts.
+members and those whose reasons they name by name, the rest by count) and the open individual
+alerts.
 
 >>> from alerts.model import AlertType, Finding, Severity
 >>> storms = AlertStorms(Registry.from_mapping({"sites": {"s0": {"beds": {"b1": {}}}}}))
@@ -89,6 +92,12 @@ STORM_THRESHOLD: Final = 10
 STORM_WINDOW_MS: Final = 5 * 60_000
 LISTED: Final = 50
 """Members named in a summary's evidence (the first to arrive); the rest are counted."""
+REASONS_LISTED: Final = 1_000
+"""Members whose reasons a summary's evidence names (the first to arrive of those with
+reasons, listed or not among :data:`LISTED`): a service record of a visit folded into a storm
+of a whole site's visits finds its reasons there. Bounded because every update of the summary
+is stored whole in the alert's history (about 60 bytes a member); ``reason_counts`` counts
+every member's reasons."""
 MEMBERS_KEPT: Final = 10_000
 """Members of one summary remembered by name (to take them out when they clear)."""
 INDIVIDUAL_KEPT: Final = 100_000
@@ -185,7 +194,9 @@ class AlertStorms:
                                started_at=alert.opened_at)
             kept = alert.evidence.get("member_reasons")
             kept = kept if isinstance(kept, dict) else {}
-            for label in alert.evidence.get("members", []):
+            labels = dict.fromkeys(map(str, alert.evidence.get("members", [])))
+            labels.update(dict.fromkeys(map(str, kept)))  # those beyond the listed too
+            for label in labels:
                 member = self._parse(site, str(label))
                 if member is not None and member not in summary.members:
                     reasons = kept.get(str(label))
@@ -342,6 +353,12 @@ class AlertStorms:
         count = summary.count
         named = [m for m, _ in zip(summary.members, range(self.listed), strict=False)]
         listed = [self._label(summary.site, m) for m in named]
+        with_reasons = [m for m, _ in zip(summary.reasons, range(REASONS_LISTED),
+                                          strict=False)]
+        reason_counts: dict[str, int] = {}
+        for reasons in summary.reasons.values():
+            for reason in reasons:
+                reason_counts[reason] = reason_counts.get(reason, 0) + 1
         unregistered = summary.unregistered
         storm = len(summary.members) - unregistered
         noun = "devices" if summary.type in DEVICE_TYPES else "beds"
@@ -362,9 +379,10 @@ class AlertStorms:
             evidence={SUMMARY: True, "count": count, "unregistered": unregistered,
                       "storm": storm, "members": listed,
                       "members_omitted": count - len(listed),
-                      "member_reasons": {label: list(summary.reasons[m])
-                                         for label, m in zip(listed, named, strict=True)
-                                         if m in summary.reasons},
+                      "member_reasons": {self._label(summary.site, m):
+                                         list(summary.reasons[m]) for m in with_reasons},
+                      "member_reasons_omitted": len(summary.reasons) - len(with_reasons),
+                      "reason_counts": reason_counts,
                       "storm_threshold": self.threshold,
                       "storm_window_s": self.window_ms // 1000})
 

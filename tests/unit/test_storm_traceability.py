@@ -107,3 +107,43 @@ def test_a_storm_after_the_visit_was_settled_revises_its_record(station: Station
     assert sorted(r.bed for r in revised) == sorted(f"bed-{n}" for n in range(BEDS)), \
         "the folded visits too"
     assert all(r.detail and r.detail["verdict"] == "flagged" for r in revised)
+
+
+def test_every_folded_members_reasons_are_named_beyond_the_listed_ones(
+        station: Station) -> None:
+    # A summary named the reasons of its first 50 members only (LISTED): the service record
+    # of the 51st visit folded into it named no alert and took no reason from it.
+    beds = 130
+    registry = Registry.from_mapping(
+        {"sites": {"site-01": {"beds": {f"bed-{n}": {} for n in range(beds)}}}})
+    for n in range(beds):
+        station.visit(f"v-{n}", check_in=T0, check_out=T0 + 30 * MIN, bed=f"bed-{n}",
+                      caregiver=f"护工-{n}")
+    storms = AlertStorms(registry)
+    at = T0 + 31 * MIN
+    station.engine.apply(storms.filter([anomaly(n, at) for n in range(beds)], at), at)
+    station.engine.commit()
+    alerts, _ = station.store.list_alerts(type=AlertType.SERVICE_ANOMALY, limit=1000)
+    [summary] = [a for a in alerts if a.bed == ""]
+    folded = summary.evidence["count"]
+    assert (folded > 100, len(summary.evidence["members"])) == (True, 50)
+    named = summary.evidence["member_reasons"]
+    assert (len(named), summary.evidence["member_reasons_omitted"]) == (folded, 0)
+    assert named["bed-129/护工-129/v-129"] == reasons_of(129)
+    odd = sum(1 for label in named if int(label.split("/")[0][4:]) % 2)
+    assert summary.evidence["reason_counts"] == {
+        "too_short": odd, "nobody_sensed": folded - odd, "no_recording": folded - odd}
+    records = station.settlement.settle(T0 + 30 * MIN + SETTLE)
+    last = next(r for r in records if r.bed == "bed-129")
+    assert last.detail is not None
+    assert (last.detail["verdict"], last.detail["reasons"]) == ("flagged", reasons_of(129))
+    assert last.detail["evidence"]["alerts"] == [summary.id]
+    # After a restart the members beyond the first 50 are known by name, with their reasons.
+    again = AlertStorms(registry)
+    again.resume([summary])
+    [cleared] = again.filter([Finding(type=AlertType.SERVICE_ANOMALY, site="site-01",
+                                      bed="bed-129", at=at + MIN, severity=Severity.MEDIUM,
+                                      episode="护工-129/v-129", active=False)], at + MIN)
+    assert cleared.evidence["count"] == folded - 1
+    assert "bed-129/护工-129/v-129" not in cleared.evidence["member_reasons"]
+    assert cleared.evidence["member_reasons"]["bed-128/护工-128/v-128"] == reasons_of(128)
