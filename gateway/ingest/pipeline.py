@@ -40,7 +40,11 @@ the detail naming where it is registered and where it was seen), counted in
 ``homecare_messages_misplaced``, and reaches no stage, so it raises no alert for that bed and
 opens no live state there; the broker's ACL (``homecare acl``) refuses it first. The check is
 one dict look-up, made only for an address not seen before in its place, so presses pay
-nothing for it. Devices the registry does not list are registered on first sight as before.
+nothing for it. Devices the registry does not list are registered on first sight as before, in
+a bounded memo (:class:`~devices.registry.Registry`, ``first_sight_max``): each of their
+messages marks them seen (one dict move), so a flood of made-up ids forgets the least recently
+seen, and a device forgotten is registered again by its next message; its calls never wait on
+it (counted in ``homecare_devices_first_sight_evicted``, logged once a minute).
 """
 
 from __future__ import annotations
