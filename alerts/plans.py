@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from alerts.residents import MAX_ROWS, RowProblem
-from devices import SERVICE_MINUTES, person_id_problem
+from devices import SERVICE_MINUTES, person_id, person_id_problem
 
 if TYPE_CHECKING:
     from devices import Registry
@@ -438,6 +438,7 @@ def make_plan(*, site: str, bed: str, plan: str, caregiver: str, date: str, star
     ...           catalogue=Catalogue.parse(DEFAULT_CATALOGUE), zone=zoneinfo.ZoneInfo("UTC"))
     (None, [('end', 'the window has no length')])
     """
+    caregiver = person_id(caregiver)
     found: list[tuple[str, str]] = []
     for name, value in (("site", site), ("bed", bed)):
         if not _ID.fullmatch(value):

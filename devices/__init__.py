@@ -67,6 +67,7 @@ from devices.schemas import (
     Telemetry,
     VitalsSample,
     Zone,
+    person_id,
     person_id_problem,
     sample_fields,
 )
@@ -155,6 +156,7 @@ __all__ = [
     "label_sort_key",
     "mqttwire",
     "parse_topic",
+    "person_id",
     "person_id_problem",
     "publish_packet",
     "read_bed_profiles",

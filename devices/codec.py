@@ -42,6 +42,7 @@ from devices.schemas import (
     Telemetry,
     VitalsSample,
     VitalsWire,
+    person_id,
     person_id_problem,
 )
 from devices.topics import Address, Channel, Kind, TopicCache
@@ -121,12 +122,16 @@ def _identity(payload: Any) -> Payload | Rejected:
 
 
 def _badge(payload: BadgeEvent) -> Payload | Rejected:
-    """The caregiver and visit ids checked against the one rule of every place that takes
-    them (:func:`devices.schemas.person_id_problem`): an event the plans, the API and the app
+    """The caregiver and visit ids in their one form (:func:`devices.schemas.person_id`: width,
+    NFC) and checked against the one rule of every place that takes them
+    (:func:`devices.schemas.person_id_problem`): an event the plans, the API and the app
     could not name is dead-lettered with its reason rather than recorded."""
-    for name, value in (("caregiver", payload.caregiver), ("visit", payload.visit)):
+    caregiver, visit = person_id(payload.caregiver), person_id(payload.visit)
+    for name, value in (("caregiver", caregiver), ("visit", visit)):
         if (problem := person_id_problem(value)) is not None:
             return Rejected("invalid_payload", f"{name}: {problem}")
+    if caregiver != payload.caregiver or visit != payload.visit:
+        return msgspec.structs.replace(payload, caregiver=caregiver, visit=visit)
     return payload
 
 

@@ -9,6 +9,7 @@ that the detector can raise a ``sensor_fault`` instead of the data vanishing int
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Final, Literal, TypeAlias
 
 import msgspec
@@ -39,6 +40,25 @@ _FORMULA: Final = ("=", "+", "-", "@")
 """What a spreadsheet reads as the start of a formula (a CSV export's cell)."""
 
 
+def person_id(value: str) -> str:
+    """The one form a caregiver or visit id is kept and compared in: full-width and half-width
+    forms mapped to their usual width (a full-width ``C-01`` typed with a Chinese input method
+    is ``C-01``), then Unicode NFC (``José`` typed on one keyboard as ``e`` and a combining accent
+    is the badge's ``José``); case is kept (PRECIS ``UsernameCasePreserved``). Every place
+    that takes an id (the badge codec, plans, the API and the app) keeps it in this form, so
+    one caregiver is one key for visits, plans, overlaps and reports; check it with
+    :func:`person_id_problem` after.
+
+    >>> person_id("\uff23\uff0d\uff10\uff11"), person_id("Jose\u0301") == "Jos\u00e9"
+    ('C-01', True)
+    """
+    if value.isascii():
+        return value
+    mapped = "".join(unicodedata.normalize("NFKC", c) if "\uff01" <= c <= "\uffef" else c
+                     for c in value)
+    return unicodedata.normalize("NFC", mapped)
+
+
 def person_id_problem(value: str) -> str | None:
     """What is wrong with ``value`` as a caregiver or visit id, or ``None``: the one rule of
     intake, plans (CSV and API), query parameters and the app's check-in and check-out.
@@ -47,8 +67,9 @@ def person_id_problem(value: str) -> str | None:
     :data:`PERSON_ID_MAX` characters, with no control or format characters (bidirectional
     overrides, zero-width joiners), no whitespace (a ``key=value`` log line keeps it whole) and
     no path separator ``/`` or ``\\`` (it is put into URLs), and no ``=``, ``+``, ``-`` or ``@``
-    first (a spreadsheet opening a CSV export would run it as a formula). Stored as given,
-    escaped where it is shown (HTML, CSV quoting, log escapes), percent-encoded in URLs.
+    first (a spreadsheet opening a CSV export would run it as a formula). Stored in the form
+    :func:`person_id` gives (checked in that form), escaped where it is shown (HTML, CSV
+    quoting, log escapes), percent-encoded in URLs.
 
     >>> [person_id_problem(v) is None for v in ("护工-李", "c-01", "Li Ping", "a/b", "=1+1", "")]
     [True, True, False, False, False, False]

@@ -28,7 +28,7 @@ from alerts.residents import (
     TEXT_PATTERN,
 )
 from devices import PERSON_ID_PATTERN as DEVICE_PERSON_ID_PATTERN
-from devices import person_id_problem
+from devices import person_id, person_id_problem
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 """Site, bed and device ids (the device contract)."""
@@ -48,6 +48,7 @@ rule: answered 400 (:mod:`alerts.api._errors`), not 422."""
 
 
 def _person_id(value: str) -> str:
+    value = person_id(value)
     if (problem := person_id_problem(value)) is not None:
         raise PydanticCustomError(PERSON_ID_ERROR, problem)
     return value

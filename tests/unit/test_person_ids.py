@@ -147,3 +147,56 @@ async def test_every_api_place_refuses_what_intake_refuses(api: Harness, value: 
                                 headers=api.auth("viewer"))
     for answer in (planned, listed, checked_in, logs):
         assert (answer.status_code, answer.json()["error"]) == expected, answer.text
+
+
+NFC, NFD, WIDE = "José-护工", "Jose\u0301-护工", "\uff23\uff0d\uff10\uff11"  # C-01 in full width
+
+
+def test_one_caregiver_typed_three_ways_is_one_id_at_intake_and_in_plans() -> None:
+    """Ids in one form (width, then NFC) wherever they come in (issue #14): a badge sending
+    ``José`` decomposed and a plan typed with it composed named two caregivers, so the visit
+    took no plan (``unplanned``) and the overlap check could not see the caregiver twice; an
+    id typed in full width with a Chinese input method was another caregiver than the badge's
+    ``C-01``."""
+    message = Codec().decode(TOPIC, badge(NFD, WIDE))
+    assert not isinstance(message, Rejected), message
+    assert (message.payload.caregiver, message.payload.visit) == (NFC, "C-01")
+    formula = Codec().decode(TOPIC, badge("\uff1d1+1"))
+    assert isinstance(formula, Rejected)
+    assert formula.detail == f"caregiver: {RULE}"
+    result = parse_plans_csv("site,bed,plan,caregiver,date,start,end,services\n"
+                             f"site-01,bed-0001,p-1,{NFD},2026-12-02,10:00,10:30,cleaning\n"
+                             f"site-01,bed-0001,p-2,{WIDE},2026-12-02,11:00,11:30,cleaning\n",
+                             catalogue=Catalogue.parse(DEFAULT_CATALOGUE),
+                             zone_of=lambda site: zoneinfo.ZoneInfo("Asia/Shanghai"))
+    assert not result.problems
+    assert [row.plan.caregiver for row in result.rows] == [NFC, "C-01"]
+
+
+async def test_the_api_keeps_one_form_of_an_id(api: Harness) -> None:
+    planned = await api.client.put(
+        "/api/v1/plans/site-01/P9", headers=api.auth("admin"),
+        json={"bed": "bed-0001", "caregiver": NFD, "date": "2026-12-02",
+              "start": "10:00", "end": "10:30", "services": ["cleaning"]})
+    assert planned.status_code in (200, 201), planned.text
+    listed = await api.client.get("/api/v1/plans", params={"caregiver": NFC},
+                                  headers=api.auth("viewer"))
+    assert [(p["plan"], p["caregiver"]) for p in listed.json()["items"]] == [("P9", NFC)]
+    body = {"site": "site-01", "bed": "bed-0001", "caregiver": NFD, "visit": WIDE}
+    checked_in = await api.client.post("/api/v1/visits/check-in", json=body,
+                                       headers=api.auth("dispatcher"))
+    assert checked_in.status_code == 201, checked_in.text
+    checked_out = await api.client.post(
+        "/api/v1/visits/check-out", headers=api.auth("dispatcher"),
+        json={**body, "caregiver": NFC, "visit": "C-01", "services": ["cleaning"]})
+    assert checked_out.status_code == 201, checked_out.text
+    found = await api.client.get("/api/v1/service-logs", params={"caregiver": NFD,
+                                                                 "visit": WIDE},
+                                 headers=api.auth("viewer"))
+    assert [(r["event"], r["caregiver"], r["visit"]) for r in found.json()["items"]] == [
+        ("check_out", NFC, "C-01"), ("check_in", NFC, "C-01")]
+    formula = await api.client.put(
+        "/api/v1/plans/site-01/P10", headers=api.auth("admin"),
+        json={"bed": "bed-0001", "caregiver": "\uff0b1", "date": "2026-12-02",
+              "start": "10:00", "end": "10:30", "services": ["cleaning"]})
+    assert (formula.status_code, formula.json()["error"]) == (400, "invalid_id"), formula.text
