@@ -104,8 +104,10 @@ def router(ctx: ApiContext) -> APIRouter:
                 fw=state.fw if state else None, heartbeat_s=heartbeat,
                 last_seen=state.last_seen or None if state else None,
                 status_at=state.status_at if state else None,
-                registered=entry is not None,
-                auto_registered=entry.auto_registered if entry is not None else False,
+                # A device live state holds that the registry does not (any longer) was
+                # registered on first sight: the registry's memo of those forgot it.
+                registered=entry is not None or state is not None,
+                auto_registered=entry.auto_registered if entry is not None else True,
                 clock_offset_s=state.clock_offset_ms / 1000
                 if state is not None and state.clock_offset_ms is not None else None,
                 clock_wrong=state.clock_wrong if state is not None else False))
@@ -118,7 +120,7 @@ def router(ctx: ApiContext) -> APIRouter:
         shown, more = devices(site, bed, now)
         return BedOut(
             site=site, bed=bed, person=registered.person if registered is not None else None,
-            auto_registered=registered.auto_registered if registered is not None else False,
+            auto_registered=registered.auto_registered if registered is not None else True,
             last_seen=live.last_seen or None if live is not None else None,
             devices=shown, devices_not_shown=more,
             latest={m: Reading(t=t, value=v) for m, (t, v) in latest.items()},

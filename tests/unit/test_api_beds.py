@@ -313,3 +313,29 @@ async def test_a_flood_of_made_up_devices_on_a_bed_is_counted_not_listed(
                                   headers=api.auth("viewer"))).json()
     assert quiet["devices_not_shown"] == 0
     await api.client.aclose()
+
+
+async def test_a_bed_the_registry_forgot_is_still_shown_as_registered_on_first_sight(
+        tmp_path: Path) -> None:
+    """Registrations on first sight are a bounded memo (issue 17): a bed live state still
+    holds after the memo forgot it was shown as a bed of the registry file
+    (``auto_registered: false``)."""
+    registry = Registry.from_mapping(REGISTRY)
+    registry.first_sight_max = 1
+    api = build(tmp_path, registry=registry)
+    api.feed(("homecare/v1/site-02/bed-0098/audio/au-0098/telemetry",
+              f'{{"ts":{T0},"seq":1,"level_db":41.5}}'),
+             ("homecare/v1/site-02/bed-0099/audio/au-0099/telemetry",
+              f'{{"ts":{T0},"seq":1,"level_db":41.5}}'))
+    assert registry.bed("site-02", "bed-0098") is None  # forgotten by the registry
+    body = (await api.client.get("/api/v1/beds/site-02/bed-0098",
+                                 headers=api.auth("viewer"))).json()
+    assert body["auto_registered"] is True
+    assert [(d["device"], d["registered"], d["auto_registered"]) for d in body["devices"]] == [
+        ("au-0098", True, True)]
+    listed = (await api.client.get("/api/v1/beds/site-01/bed-0001",
+                                   headers=api.auth("viewer"))).json()
+    assert listed["auto_registered"] is False
+    assert {d["device"]: d["auto_registered"] for d in listed["devices"]} == {
+        "btn-0001": False, "fs-0001": False}
+    await api.client.aclose()
