@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 import uuid
 from pathlib import Path
 
@@ -53,13 +52,14 @@ WEAK = [
     "31415926535897932384626433832795028841971693993751",
     "3.14159265358979323846264338327950288419716939937510",
     "2.71828182845904523536028747135266249775724709369995",
-    str(uuid.uuid1()),
-    uuid.uuid1().hex,
-    str(uuid.uuid1()) + str(uuid.uuid1()),
+    # (fixed values: every pytest-xdist worker must collect the same test ids)
+    "4749c62e-edb2-11f1-a863-02fc00000001",  # uuid1()
+    "4749fb6cedb211f1a86302fc00000001",  # uuid1().hex
+    "4749fc5c-edb2-11f1-a863-02fc000000014749fcfc-edb2-11f1-a863-02fc00000001",
     str(uuid.uuid5(uuid.NAMESPACE_DNS, "homecare")),
-    str(int(time.time())) * 3,
-    "".join(str(int(time.time() * 1000) + 7 * k) for k in range(3)),
-    "-".join(str(int(time.time() * 1000) + 7 * k) for k in range(3)),
+    "1796148432" * 3,  # a Unix time in seconds, three times
+    "179614853811717961485381241796148538131",  # three in milliseconds
+    "1796148538117-1796148538124-1796148538131",
     "H0m3C4r3-G4t3w4y-B00tstr4p-K3y!-S3cr3t",
     "P@ssw0rd-F0r-Th3-G4t3w4y-4dm1n-2026!!",
 ]
