@@ -361,6 +361,11 @@ class Registry:
             yield from site.beds.values()
         yield from list(self._first_beds.values())
 
+    def first_sight_sites(self) -> set[str]:
+        """The sites the registry file does not list of the beds registered on first sight it
+        holds (a walk of them all: for a report at the end, say, never per message)."""
+        return {site for site, _ in self._first_beds if site not in self.sites}
+
     @property
     def first_sight_devices(self) -> int:
         """Devices registered on first sight held now."""

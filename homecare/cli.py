@@ -550,8 +550,8 @@ def _zone_warning(timezone: str | None, registry: Registry | None,
         return (f"no time zone given: recorded traffic does not carry the sites' zones, so "
                 f"day and night are judged in {machine}, at every site. Night rules in the "
                 f"wrong zone raise false night bed-exit and inactivity alerts. {fix}.")
-    bare = sorted(site.id for site in registry.sites.values()
-                  if not site.timezone and site.id not in known)
+    bare = sorted({*(site.id for site in registry.sites.values() if not site.timezone),
+                   *registry.first_sight_sites()} - known)
     if not bare:
         return None
     named = f"{', '.join(bare[:5])}{'...' if len(bare) > 5 else ''}"
