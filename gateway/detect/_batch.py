@@ -60,6 +60,11 @@ class Infrared:
     people: F32
     zone: npt.NDArray[np.int8]
     """:data:`ZONE_CODES`; 0 when absent or not reported."""
+    sent: I64
+    """The sample's device time, not moved to its receipt when its message came more than
+    :data:`~devices.devicetime.CLOCK_TRUST_MS` late (a backlog), never after its message's
+    ``ts`` (as ``t`` is, ahead of receipt); equal to ``t`` for a message on time. For a reader
+    that places a late backlog by device time itself (the service checks)."""
 
 
 @dataclass(slots=True)
@@ -152,13 +157,14 @@ class DeviceNumbers(Protocol):
 
 def _telemetry_columns(numbering: DeviceNumbers, telemetry: Sequence[Telemetry], devices: I64,
                        received: I64, ts: I64, offset: I64
-                       ) -> tuple[list[object], I64, I64, I64, I64]:
+                       ) -> tuple[list[object], I64, I64, I64, I64, I64]:
     """The samples of ``telemetry``, and per sample: bed, device, time (see the module
-    docstring), receipt time. ``offset`` (per message, ``ts - received``) is changed in place
-    for messages with a sample time far from their ``ts``."""
+    docstring), receipt time, device time (:attr:`Infrared.sent`). ``offset`` (per message,
+    ``ts - received``) is changed in place for messages with a sample time far from their
+    ``ts``."""
     if not telemetry:
         empty = np.zeros(0, np.int64)
-        return [], empty, empty, empty, empty
+        return [], empty, empty, empty, empty, empty
     counts = np.fromiter(map(len, map(_SAMPLES, telemetry)), np.int64, len(telemetry))
     shift = np.where(np.abs(ts - received) > CLOCK_TRUST_MS, received - ts, 0)
     samples: list[object] = list(chain.from_iterable(map(_SAMPLES, telemetry)))
@@ -185,7 +191,8 @@ def _telemetry_columns(numbering: DeviceNumbers, telemetry: Sequence[Telemetry],
         t -= lead[owner]
         offset[:] = np.maximum(offset, lead)  # the clock ahead shows as skew (sensor_fault)
     device = np.repeat(devices, counts)
-    return samples, numbering.device_bed[device], device, t, sample_received
+    sent = t - np.repeat(shift, counts)
+    return samples, numbering.device_bed[device], device, t, sample_received, sent
 
 
 def _column(samples: Sequence[object], name: str) -> F32:
@@ -276,7 +283,7 @@ def extract(numbering: DeviceNumbers, chunks: Sequence[Chunk]) -> Batch:
 
     clock_offset = ts - received
 
-    def sort(kind: int) -> tuple[list[object], I64, I64, I64, I64]:
+    def sort(kind: int) -> tuple[list[object], I64, I64, I64, I64, I64]:
         at = np.flatnonzero(code == kind)
         telemetry: list[Telemetry] = _pick(payloads, at)  # type: ignore[assignment]
         offset = clock_offset[at]
@@ -285,16 +292,16 @@ def extract(numbering: DeviceNumbers, chunks: Sequence[Chunk]) -> Batch:
         clock_offset[at] = offset
         return columns
 
-    s, s_bed, s_device, s_t, s_received = sort(0)
+    s, s_bed, s_device, s_t, s_received, s_sent = sort(0)
     infrared = Infrared(
         s_bed, s_t, s_device, s_received, _column(s, "presence"), _column(s, "motion"),
         _column(s, "people"),
         np.array(list(map(ZONE_CODES.get, map(_ZONE, s))), dtype=np.int8)
-        if s else np.zeros(0, np.int8))
-    s, s_bed, s_device, s_t, s_received = sort(1)
+        if s else np.zeros(0, np.int8), s_sent)
+    s, s_bed, s_device, s_t, s_received, _ = sort(1)
     audio = Audio(s_bed, s_t, s_device, s_received, _column(s, "level_db"),
                   _column(s, "voice"))
-    s, s_bed, s_device, s_t, s_received = sort(2)
+    s, s_bed, s_device, s_t, s_received, _ = sort(2)
     vitals = Vitals(s_bed, s_t, s_device, s_received, _column(s, "in_bed"),
                     _column(s, "heart_rate"), _column(s, "breathing_rate"))
     return Batch(device=device, received=received, ts=ts, is_will=is_will,

@@ -25,7 +25,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 import msgspec
+import numpy as np
 
+RECENT_SAMPLES: Final = 1 << 20
+"""Infrared samples with a people count remembered (the latest, of every bed), for a visit
+whose check-in is delivered after its home's samples: about 14 MB when full, one day of 700
+beds reporting every minute, or two hours of 8,700."""
 CLIPS_PER_BED: Final = 32
 """Recent clips kept per bed (a visit has a few: one per recorder, restarted now and then)."""
 
@@ -51,6 +56,8 @@ class Visit(msgspec.Struct, kw_only=True):
     method: str | None
     check_in: int
     check_out: int | None = None
+    out_received: int | None = None
+    """When the check-out was received (a late one waits for the home's infrared)."""
     services: list[str] = msgspec.field(default_factory=list)
     plan: str | None = None
     """The plan id it was matched to (same site)."""
@@ -83,6 +90,52 @@ class Visit(msgspec.Struct, kw_only=True):
     def episode(self) -> str:
         """The alert episode of this visit (site and bed are the alert's own)."""
         return f"{self.caregiver}/{self.visit}"
+
+
+class RecentSamples:
+    """The latest :data:`RECENT_SAMPLES` infrared samples with a people count, of every bed,
+    as placed (a ring, grown by doubling up to its size): bed, time, people counted, and the
+    count for the home's emptiness (``seen``)."""
+
+    def __init__(self, capacity: int = RECENT_SAMPLES) -> None:
+        self.capacity = capacity
+        self.bed = np.zeros(0, np.int32)
+        self.t = np.zeros(0, np.int64)
+        self.people = np.zeros(0, np.int8)
+        self.seen = np.zeros(0, np.int8)
+        self.n = 0
+        """Samples ever added (the ring's next slot is ``n % len``)."""
+
+    def add(self, bed: np.ndarray, t: np.ndarray, people: np.ndarray,
+            seen: np.ndarray) -> None:
+        k = len(bed)
+        if not k:
+            return
+        if k >= self.capacity:
+            bed, t, people, seen = bed[-self.capacity:], t[-self.capacity:], \
+                people[-self.capacity:], seen[-self.capacity:]
+            k = self.capacity
+        size = len(self.t)
+        if self.n + k > size and size < self.capacity:  # grow (only while not wrapped yet)
+            new = min(self.capacity, max(4096, 2 * size, self.n + k))
+            for name in ("bed", "t", "people", "seen"):
+                old = getattr(self, name)
+                grown = np.zeros(new, old.dtype)
+                grown[:size] = old
+                setattr(self, name, grown)
+            size = new
+        at = (self.n + np.arange(k)) % size
+        self.bed[at], self.t[at] = bed, t
+        self.people[at] = np.clip(people, 0, 127)
+        self.seen[at] = np.clip(seen, 0, 127)
+        self.n += k
+
+    def of(self, beds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The remembered samples of ``beds``: bed, time, people, seen."""
+        used = min(self.n, len(self.t))
+        keep = np.flatnonzero(np.isin(self.bed[:used], np.asarray(beds, np.int32)))
+        return (self.bed[keep].astype(np.int64), self.t[keep],
+                self.people[keep].astype(np.float32), self.seen[keep].astype(np.float32))
 
 
 class Clip(msgspec.Struct, kw_only=True):

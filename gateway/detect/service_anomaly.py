@@ -19,9 +19,11 @@ it aside as ``visit_id_reused``), but counted in :attr:`ServiceAnomalyDetector.r
 and logged (``detect.visit_id_reused``). At most ``open_visits_max`` visits are followed at
 once (the oldest open one is dropped beyond, counted in
 :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open visit is given up
-:data:`OPEN_VISIT_EXPIRY_MS` after its check-in; judged visits are kept :data:`KEEP_MS` (a
-redelivered check-in opens nothing). Visits, recordings, plan marks, judgements not written yet
-and the service-log cursor are in the detector's snapshot.
+:data:`OPEN_VISIT_EXPIRY_MS` after its check-in; either leaves a judgement ``unverifiable``
+saying ``dropped`` or ``expired``, so its service record never reads as checked; judged
+visits are kept :data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings,
+plan marks, judgements not written yet and the service-log cursor are in the detector's
+snapshot.
 
 **Judgements.** Every visit judged, flagged or not, leaves what was measured (the times claimed
 and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
@@ -109,9 +111,34 @@ resident is out and nobody comes keeps the count at 0: still ``nobody_sensed``. 
 resident coming back alone during a claimed visit is taken for the caregiver, so such a visit
 that never happened is not flagged (nor is a caregiver gone before the resident came back seen
 gone); a sensor that counts a still person as nobody, and says nobody is present, can make a
-home look empty; and, as for every visit, samples that came before the gateway knew of the
-check-in are not the visit's, so a home whose emptiness ended (the caregiver sensed) before the
-check-in was known is counted as above.
+home look empty. A check-in known only after samples of its visit came is decided afresh from
+the recent samples (Late delivery).
+
+**Late delivery.** A home network, the gateway or its broker link down for a while: the
+devices keep their messages and deliver the backlog afterwards with their device times, each
+received (and so placed by the other detectors, beyond
+:data:`~devices.devicetime.CLOCK_TRUST_MS`) when it comes. Placed at receipt, a visit's
+check-in and check-out landed seconds apart and its samples after both: an honest visit was
+``too_short``, one nobody came to was not ``nobody_sensed``. Here a visit's badge and recording
+events, the app's check-ins (:func:`placed`) and the home's infrared samples (their device
+time, :attr:`~gateway.detect._batch.Infrared.sent`) are placed at their device time when
+received up to :data:`LATE_MS` after it (and, as before, up to ``CLOCK_TRUST_MS`` before), so
+the visit delivered late is the visit delivered live. A check-out received late is judged
+once the home's infrared was delivered up to it (the bed's ``sensed_to``, within
+:data:`SENSED_SLACK_MS`), or :data:`CATCH_UP_MS` after it came, not before; the caregiver
+is judged gone (``no_checkout``) by the infrared as far as it was delivered, not by the
+clock. A check-in delivered after its home's samples (the infrared's backlog first, or the
+caregiver app synced late) takes its samples from the latest
+:data:`~gateway.detect._visits.RECENT_SAMPLES` of all beds
+(:class:`~gateway.detect._visits.RecentSamples`), once its check-out is known (or
+:data:`CATCH_UP_MS` after the check-in came). Limits: a badge whose clock runs behind by
+15 minutes to :data:`LATE_MS`, live, is taken at its word (its visits are placed at its time,
+as storage places its data); each device is expected to deliver its backlog in
+the order it sent it, before its new messages (an MQTT QoS 1 queue does); a backlog longer
+than ``visit_max`` may raise ``no_checkout`` before its check-out comes (which then clears
+it), and a plan's window may be raised ``missed`` during the outage (cleared when the visit
+comes); the recent samples are not in the snapshot, so a check-in delivered after a restart
+counts only the samples after it.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -163,7 +190,14 @@ from gateway.detect._base import DetectorBase, rounded
 from gateway.detect._batch import Batch
 from gateway.detect._planbook import PlanBook, PlanSource
 from gateway.detect._table import NONE
-from gateway.detect._visits import Clip, ClipShelf, Visit, coverage, visit_key
+from gateway.detect._visits import (
+    Clip,
+    ClipShelf,
+    RecentSamples,
+    Visit,
+    coverage,
+    visit_key,
+)
 
 log = logging.getLogger("homecare.detect.service")
 
@@ -200,6 +234,18 @@ silent for longer did not see the home empty."""
 EMPTY_ARRIVAL_MS: Final = 5 * MINUTE_MS
 """A person sensed this long before the check-in still leaves the home empty before it: the
 caregiver walking in before the badge at the door or the app is used."""
+LATE_MS: Final = 12 * HOUR_MS
+"""A visit's badge and recording events, and its home's infrared samples, delivered up to this
+long after their device time (a home network, the gateway or its broker link down, then the
+devices' backlog) are placed at their device time, as when they come on time (module
+docstring, Late delivery)."""
+CATCH_UP_MS: Final = 5 * MINUTE_MS
+"""How long after a late check-out is received the visit waits, at most, for its home's
+infrared to be delivered up to the check-out before it is judged (well within the settling's
+``service_record_settle_s``, 10 min by default)."""
+SENSED_SLACK_MS: Final = MINUTE_MS
+"""A late check-out's home infrared counts as delivered once its latest sample is this close to
+the check-out (:data:`CATCH_UP_MS`)."""
 JUDGED_PENDING_MAX: Final = 10_000
 """Judgements kept in memory while the service log cannot be written (the oldest dropped)."""
 _EVIDENCE_WEIGHT: Final = 1.0 - float(np.exp(-HOUSEHOLD_EVIDENCE_MS / HOUSEHOLD_TAU_MS))
@@ -241,6 +287,13 @@ def service_checks(settings: Settings) -> ServiceChecks:
         missed_grace_ms=round(s.service_missed_grace_s * 1000),
         recording_coverage=s.service_recording_coverage,
         open_visits_max=s.service_open_visits_max)
+
+
+def placed(device_ts: int, received: int) -> int:
+    """Where a visit's event is placed: its device time from :data:`LATE_MS` before its receipt
+    to :data:`~devices.devicetime.CLOCK_TRUST_MS` after it (a clock a little fast), else its
+    receipt time (a clock wrong by more, or a backlog older than that)."""
+    return device_ts if -LATE_MS <= device_ts - received <= CLOCK_TRUST_MS else received
 
 
 def _run_on(run: tuple[int, int, int, int], when: int, people: int
@@ -325,9 +378,17 @@ class ServiceAnomalyDetector(DetectorBase):
         b.column("empty_last", np.int64, NONE)
         b.column("empty_ended", np.int64, NONE)
         b.column("last_received", np.int64, NONE)
+        b.column("sensed_to", np.int64, NONE)
+        """The latest infrared sample with a people count, by its time as placed here (device
+        time for a late backlog): how far the home's infrared has been delivered."""
         self.checks = ServiceChecks()
         self.book = PlanBook()
         self.clips = ClipShelf()
+        self.recent = RecentSamples()
+        self._replay: dict[str, tuple[Visit, int]] = {}
+        """Visits checked in after their home's infrared was delivered past the check-in,
+        with when the check-in came: their samples are taken from :attr:`recent` once the
+        check-out is known, or :data:`CATCH_UP_MS` after (:meth:`_replay_recent`)."""
         self._log: VisitLog | None = None
         self._log_cursor: int | None = None
         self._log_failing = False
@@ -452,12 +513,13 @@ class ServiceAnomalyDetector(DetectorBase):
                 records = self._log.query(after_seq=self._log_cursor, newest_first=False,
                                           limit=LOG_PAGE)
                 for r in records:
-                    t = r.at if abs(r.at - r.recorded_at) <= CLOCK_TRUST_MS else r.recorded_at
-                    self._visit_event(r.site, r.bed, None, r.caregiver, r.visit, r.event, t,
-                                      r.services, r.method, r.source, r.at)
+                    self._visit_event(r.site, r.bed, None, r.caregiver, r.visit, r.event,
+                                      placed(r.at, r.recorded_at), r.services, r.method,
+                                      r.source, r.at, r.recorded_at)
                     self._log_cursor = r.seq
                 if len(records) < LOG_PAGE:
                     break
+            self._replay_recent(self._now)
         except StorageError as exc:
             if not self._log_failing:
                 self._log_failing = True
@@ -473,35 +535,43 @@ class ServiceAnomalyDetector(DetectorBase):
             if isinstance(event, BadgeEvent):
                 site, bed_id = keys[record.bed]
                 self._visit_event(site, bed_id, record.bed, event.caregiver, event.visit,
-                                  event.event, record.t, event.services, event.method, "badge",
-                                  event.ts)
+                                  event.event, placed(event.ts, record.received),
+                                  event.services, event.method, "badge", event.ts,
+                                  record.received)
             elif isinstance(event, RecordingEvent):
                 device = self.fleet.device_keys[record.device][2]
+                at = placed(event.ts, record.received)
                 if event.event == "recording_started":
-                    self.clips.started(record.bed, device, event.clip, record.t)
+                    self.clips.started(record.bed, device, event.clip, at)
                 else:
-                    self.clips.stopped(record.bed, device, event.clip, record.t,
+                    self.clips.stopped(record.bed, device, event.clip, at,
                                        event.duration_s, event.sha256)
+        if self._replay:
+            self._replay_recent(None)
         ir = batch.infrared
         known = ~np.isnan(ir.people)
         if not known.any():
             return
-        bed, people, received, t = (ir.bed[known], ir.people[known], ir.received[known],
-                                    ir.t[known])
+        bed, people, received, t, sent = (ir.bed[known], ir.people[known], ir.received[known],
+                                          ir.t[known], ir.sent[known])
+        # A late backlog's samples at their device time, as the visit's badge events.
+        t = np.where((sent < t) & (sent >= received - LATE_MS), sent, t)
         np.maximum.at(self.beds["last_received"], bed, received)
+        np.maximum.at(self.beds["sensed_to"], bed, t)
         # For the home's emptiness, a sample counting nobody that says someone is present (a
         # person the sensor sees but does not count) counts one.
         seen = np.where((people == 0) & (ir.presence[known] == 1), 1.0, people)
         self._sense(bed, people, t, seen)
         self._watch_empty(bed, seen, t)
+        self.recent.add(bed, t, people, seen)
         awake = ir.motion[known] != 0  # NaN (not reported) included
         self._learn_household(bed[awake], people[awake], received[awake])
 
     def _visit_event(self, site: str, bed_id: str, bed: int | None, caregiver: str, visit: str,
                      event: str, t: int, services: Iterable[str] | None, method: str | None,
-                     source: str, device_ts: int) -> None:
-        """``t``: when it happened as the detectors place it (device time when trusted, else
-        receipt); ``device_ts``: what the device said (orders one visit's events)."""
+                     source: str, device_ts: int, received: int) -> None:
+        """``t``: when it happened as placed here (:func:`placed`); ``device_ts``: what the
+        device said (orders one visit's events); ``received``: when it came."""
         key = visit_key(site, bed_id, caregiver, visit)
         found = self._active.get(key) or self._done.get(key)
         if event == "check_in":
@@ -521,8 +591,12 @@ class ServiceAnomalyDetector(DetectorBase):
                 # cancels out), from a check-in time not trusted (received late) too.
                 opened.check_in = min(t, held[0] - (held[1] - device_ts))
                 opened.check_out, opened.services = held[0], held[2]
+                opened.out_received = received
             self._active[key] = opened
             self._by_caregiver.setdefault(caregiver, set()).add(key)
+            sensed_to = self.beds["sensed_to"]
+            if 0 <= bed < len(sensed_to) and int(sensed_to[bed]) >= opened.check_in:
+                self._replay[key] = (opened, received)  # its samples came before it
             _, was_missed = self.book.match(opened)
             if was_missed:
                 self._pending.append(self._missed_cleared(opened))
@@ -532,6 +606,7 @@ class ServiceAnomalyDetector(DetectorBase):
         elif found.check_out is None and found.decided_at is None:
             found.check_out = max(t, found.check_in)
             found.services = list(services or ())
+            found.out_received = received
 
     def _hold_check_out(self, key: str, t: int, device_ts: int,
                         services: Iterable[str] | None) -> None:
@@ -575,14 +650,37 @@ class ServiceAnomalyDetector(DetectorBase):
                         "visits are no longer followed", self.dropped_visits,
                         self.checks.open_visits_max)
 
+    def _replay_recent(self, now_ms: int | None) -> None:
+        """Count, from :attr:`recent`, the samples of the visits checked in after their home's
+        infrared had been delivered past the check-in (a late backlog, badge after infrared;
+        an app synced late): those checked out, and at ``now_ms`` those waiting
+        :data:`CATCH_UP_MS`."""
+        due = []
+        for key, (visit, got) in list(self._replay.items()):
+            if visit.decided_at is not None or visit.bed < 0:
+                del self._replay[key]
+            elif visit.check_out is not None or (now_ms is not None
+                                                 and now_ms >= got + CATCH_UP_MS):
+                del self._replay[key]
+                due.append(visit)
+        if not due:
+            return
+        bed, t, people, seen = self.recent.of([v.bed for v in due])
+        for visit in due:
+            self._decide_empty(visit, bed, seen, t, afresh=True)
+        self._sense(bed, people, t, seen, only=due)
+
     def _sense(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray,
-               seen: np.ndarray) -> None:
-        """Count each open visit's samples, and those with the caregiver (vectorised: pairs
-        of a sample and an open visit of its bed, kept when the sample falls in the visit);
-        ``seen``: the people count for the home's emptiness (:meth:`_watch_empty`)."""
+               seen: np.ndarray, only: list[Visit] | None = None) -> None:
+        """Count each open visit's samples (``only``: these visits'), and those with the
+        caregiver (vectorised: pairs of a sample and an open visit of its bed, kept when the
+        sample falls in the visit); ``seen``: the people count for the home's emptiness
+        (:meth:`_watch_empty`)."""
         # Once the caregiver is judged gone (no check-out), later company at the home (family,
-        # a neighbour) is not theirs.
-        watched = [v for v in self._active.values() if v.bed >= 0 and not v.no_checkout]
+        # a neighbour) is not theirs. A visit waiting for its replay counts nothing yet.
+        watched = [v for v in (self._active.values() if only is None else only)
+                   if v.bed >= 0 and not v.no_checkout
+                   and (only is not None or v.key not in self._replay)]
         if not watched or not len(bed):
             return
         never = np.iinfo(np.int64).max
@@ -632,14 +730,15 @@ class ServiceAnomalyDetector(DetectorBase):
                 found.extra_last = max(int(last[i]), found.extra_last or int(last[i]))
 
     def _decide_empty(self, visit: Visit, bed: np.ndarray, people: np.ndarray,
-                      t: np.ndarray) -> None:
+                      t: np.ndarray, *, afresh: bool = False) -> None:
         """Whether the home was seen empty right up to the visit's check-in (module
         docstring, The household): decided at the visit's first sample, from the bed's latest
         run of samples counting nobody as it stood before this batch and the batch's samples
         before the check-in."""
         b = self.beds
-        run = (int(b["empty_since"][visit.bed]), int(b["empty_n"][visit.bed]),
-               int(b["empty_last"][visit.bed]), int(b["empty_ended"][visit.bed]))
+        run = ((int(NONE), 0, int(NONE), int(NONE)) if afresh else  # from the samples alone
+               (int(b["empty_since"][visit.bed]), int(b["empty_n"][visit.bed]),
+                int(b["empty_last"][visit.bed]), int(b["empty_ended"][visit.bed])))
         before = (bed == visit.bed) & (t < visit.check_in)
         for when, count in sorted(zip(t[before].tolist(), people[before].tolist(),
                                       strict=True)):
@@ -767,12 +866,14 @@ class ServiceAnomalyDetector(DetectorBase):
             self._watching_since = now_ms
         self.book.refresh(now_ms)
         findings, self._pending = self._pending, []
+        if self._replay:
+            self._replay_recent(now_ms)
         fresh_since = now_ms - FRESH_MS
         for visit in list(self._active.values()):
             if visit.bed < 0 and self.fleet.numbering.has_bed(visit.site, visit.bed_id):
                 visit.bed = self.fleet.bed_index(visit.site, visit.bed_id)
             if visit.check_out is not None:
-                if now_ms >= visit.check_out + SETTLE_MS:
+                if now_ms >= visit.check_out + SETTLE_MS and self._delivered(visit, now_ms):
                     if visit.plan is None or self.book.plan_of(visit) is None:
                         self.book.match(visit)
                     findings.extend(self._judge(visit, now_ms))
@@ -785,8 +886,10 @@ class ServiceAnomalyDetector(DetectorBase):
                 continue
             fresh = visit.bed >= 0 and int(self.beds["last_received"][visit.bed]) >= fresh_since
             last = visit.extra_last
-            left = (last is not None and fresh
-                    and now_ms >= last + self.checks.checkout_grace_ms)
+            # Gone once the infrared, as far as it has been delivered (a late backlog: not as
+            # far as now), saw the home without the caregiver for the grace.
+            left = (last is not None and fresh and int(self.beds["sensed_to"][visit.bed])
+                    >= last + self.checks.checkout_grace_ms)
             if left or now_ms >= visit.check_in + self.checks.visit_max_ms:
                 visit.no_checkout = True
                 visit.sensed_until = now_ms
@@ -861,6 +964,19 @@ class ServiceAnomalyDetector(DetectorBase):
             evidence["checked_out_late"] = True
         return [self._visit_finding(visit, now_ms, active=True, reasons=reasons,
                                     phrases=phrases, evidence=evidence)]
+
+    def _delivered(self, visit: Visit, now_ms: int) -> bool:
+        """Whether a checked-out visit's infrared is in: always for a check-out received on
+        time; for a late one (received more than :data:`SETTLE_MS` after it), once its home's
+        infrared was delivered up to :data:`SENSED_SLACK_MS` before the check-out (a sensor
+        reporting every minute), or :data:`CATCH_UP_MS` after its receipt (a slower sensor,
+        one that sends no people count, or stays silent), never earlier."""
+        assert visit.check_out is not None
+        got = visit.out_received
+        if got is None or got - visit.check_out <= SETTLE_MS or now_ms >= got + CATCH_UP_MS:
+            return True
+        return visit.bed >= 0 and (int(self.beds["sensed_to"][visit.bed])
+                                   >= visit.check_out - SENSED_SLACK_MS)
 
     def _checked_out_late(self, visit: Visit, plan: PlannedVisit | None) -> bool:
         """Whether the check-out came late, so that the stay up to it is no claim (a caregiver
