@@ -160,6 +160,7 @@ CREATE TABLE IF NOT EXISTS refused_visit (
     reason TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS refused_visit_reason ON refused_visit (reason, at);
 CREATE TABLE IF NOT EXISTS judged_visit (
     site TEXT NOT NULL,
     bed TEXT NOT NULL,
@@ -435,6 +436,15 @@ def _iso(ms: int) -> str:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _refused(r: Sequence[Any]) -> RefusedVisit:
+    return RefusedVisit(
+        event=VisitEvent(origin=r[0], at=r[1], site=r[3], bed=r[4], caregiver=r[5],
+                         visit=r[6], event=r[7], method=r[8],
+                         services=None if r[9] is None else tuple(json.loads(r[9])),
+                         source=r[10], device=r[11], actor=r[12]),
+        recorded_at=r[2], reason=r[13], detail=r[14])
 
 
 def _record(row: Any) -> ServiceRecord:
@@ -739,12 +749,20 @@ class ServiceLog:
                 "SELECT origin, at, recorded_at, site, bed, caregiver, visit, event, method,"
                 " services, source, device, actor, reason, detail FROM refused_visit"
                 " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [RefusedVisit(
-            event=VisitEvent(origin=r[0], at=r[1], site=r[3], bed=r[4], caregiver=r[5],
-                             visit=r[6], event=r[7], method=r[8],
-                             services=None if r[9] is None else tuple(json.loads(r[9])),
-                             source=r[10], device=r[11], actor=r[12]),
-            recorded_at=r[2], reason=r[13], detail=r[14]) for r in rows]
+        return [_refused(r) for r in rows]
+
+    def refused_between(self, *, reasons: Sequence[str], since: int, until: int,
+                        limit: int = 100_000) -> list[RefusedVisit]:
+        """Check-ins/outs set aside for one of ``reasons``, with device time in ``[since,
+        until)``, oldest first (the supervision report's visits under a reused visit id)."""
+        marks = ",".join("?" * len(reasons))
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT origin, at, recorded_at, site, bed, caregiver, visit, event, method,"
+                " services, source, device, actor, reason, detail FROM refused_visit"
+                f" WHERE reason IN ({marks}) AND at >= ? AND at < ? ORDER BY at, id LIMIT ?",
+                (*reasons, since, until, limit)).fetchall()
+        return [_refused(r) for r in rows]
 
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last record; ``(0, GENESIS)`` when empty. The platform keeps

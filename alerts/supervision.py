@@ -3,6 +3,9 @@ performed, verified, unverifiable and flagged visits (with their reasons), the s
 and minutes, and what is billable. Rendered as CSV and a printable page by
 :mod:`alerts.supervisionpage`.
 
+(A module over 400 lines: every line of the report and the totals it feeds are one reading of
+the log, its rules beside each other, tested together against the log.)
+
 Everything comes from the hash-chained service log (check-ins, check-outs and the visits'
 service records, :mod:`alerts.servicerecords`), the plan store and the service catalogue, so
 every figure can be traced to records of the chain (each visit line names its service record's
@@ -10,11 +13,19 @@ seq and hash). The rules:
 
 * A visit belongs to the month, and the day, of its check-in in its site's zone.
 * **performed**: checked in and out. By its service record (the latest revision), it is
-  **verified**, **unverifiable** (no reason, but the infrared could not count the people
-  during it: too few samples with a people count, a sensor without the optional ``people``
-  field; its line's reasons say why, ``not_sensed``), or **flagged** with its reasons;
+  **verified**, **unverifiable** (no reason, but nothing could confirm it; its line's reasons
+  say why: ``not_sensed``, the infrared could not count the people during it, too few samples
+  with a people count, a sensor without the optional ``people`` field; ``dropped``,
+  ``expired`` or ``not_judged``, the detector never judged it), or **flagged** with its
+  reasons;
   **pending** while it is not settled yet.
   **unfinished**: checked in, never checked out (not billable).
+* A visit checked in under a visit id its caregiver used at the bed before (after that visit's
+  check-out, or a day after its check-in: a badge that always sends one id) cannot be chained
+  under that key: the log sets it aside as ``visit_id_reused`` (:mod:`alerts.servicelog`) and
+  it has no service record. It is not left out: it is a **flagged** line, reason
+  ``visit_id_reused`` (unfinished without a check-out set aside after it), its items held,
+  never billable, for the institution to review (and to give its badges distinct visit ids).
 * **planned**: the month's plans (by their local date) that were not called off, counted for
   the caregiver the plan names. A plan is taken by the visit whose service record names it
   (a visit not settled yet: the plan nearest its check-in, as settling would take it);
@@ -25,10 +36,11 @@ seq and hash). The rules:
   ``sensed_minutes``: what the sensors confirmed, as the detector measured it when it judged
   the visit, verified or flagged; none for records settled without a judgement).
 * **billable**: the verified and the unverifiable visits: their items at the catalogue's
-  minutes. An unverifiable visit passed every check that could be made (plan window, overlap,
-  recordings, the catalogue's minutes against the stay) and nothing it claims was
-  contradicted: holding it would hold every visit of a home whose sensor has no people count
-  against an honest caregiver. Its minutes are billable but also counted apart
+  minutes. An unverifiable visit was contradicted by nothing: a ``not_sensed`` one passed every
+  check that could be made (plan window, overlap, recordings, the catalogue's minutes against
+  the stay), and holding it would hold every visit of a home whose sensor has no people count
+  against an honest caregiver; one never judged was checked by nothing (no alert came either),
+  which its reason says. Its minutes are billable but also counted apart
   (``unverifiable_minutes``, a part of ``billable_minutes``), so the payer sees how much of the
   bill the sensors could not confirm. A flagged visit's minutes are **held** until the
   institution has reviewed it; a pending one's wait.
@@ -51,13 +63,14 @@ import dataclasses
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from alerts.chainstatus import ChainStatus
+from alerts.model import VisitEvent
 from alerts.plans import Catalogue, PlannedVisit, plan_for_visit
-from alerts.servicelog import SERVICE_RECORD, ServiceRecord
+from alerts.servicelog import SERVICE_RECORD, RefusedVisit, ServiceRecord
 
 MONTH_PATTERN: Final = r"^(20[0-9]{2})-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
@@ -78,6 +91,9 @@ class RecordSource(Protocol):
     def query(self, *, since: int | None = None, until: int | None = None,
               after_seq: int | None = None, event: str | None = None,
               newest_first: bool = True, limit: int = 100) -> list[ServiceRecord]: ...
+
+    def refused_between(self, *, reasons: Sequence[str], since: int, until: int,
+                        limit: int = 100_000) -> list[RefusedVisit]: ...
 
 
 class PlanSource(Protocol):
@@ -130,7 +146,8 @@ class VisitLine:
     check_out_at: int | None
     status: Status
     reasons: tuple[str, ...]
-    """A flagged visit's reasons; an unverifiable one's: why it could not be (``not_sensed``)."""
+    """A flagged visit's reasons; an unverifiable one's: why it could not be (``not_sensed``,
+    ``dropped``, ``expired``, ``not_judged``)."""
     plan: str | None
     services: tuple[str, ...]
     services_minutes: float
@@ -282,6 +299,49 @@ def _plans(plans: PlanSource | None, since: int, until: int) -> list[PlannedVisi
         after = (last.start_ms, last.site, last.plan)
 
 
+REUSED: Final = "visit_id_reused"
+
+
+def _reused(log: RecordSource, since: int, until: int, *, month: str,
+            wanted: Callable[[str], bool], local_day: Callable[[str, int], str],
+            institution_of_site: Callable[[str], str], catalogue: Catalogue,
+            month_plans: Sequence[PlannedVisit], taken: set[tuple[str, str]]
+            ) -> list[VisitLine]:
+    """The visits checked in under a visit id used before at the bed by the caregiver (set
+    aside by the log as ``visit_id_reused``, not chained, no service record): flagged with that
+    reason, needing the institution's attention, not billable; their check-out (set aside as
+    ``already_checked_out``) the first of their key after the check-in."""
+    refused = log.refused_between(reasons=(REUSED, "already_checked_out"), since=since,
+                                  until=until + DAY_MS)
+    outs: dict[tuple[str, str, str, str], list[VisitEvent]] = {}
+    for r in refused:
+        e = r.event
+        if r.reason == "already_checked_out":
+            outs.setdefault((e.site, e.bed, e.caregiver, e.visit), []).append(e)
+    lines = []
+    for r in refused:
+        e = r.event
+        if (r.reason != REUSED or e.event != "check_in" or not wanted(e.site)
+                or not local_day(e.site, e.at).startswith(month)):
+            continue
+        nxt = next((o for o in outs.get((e.site, e.bed, e.caregiver, e.visit), ())
+                    if o.at >= e.at), None)
+        services = tuple(nxt.services or ()) if nxt is not None else ()
+        nearest = plan_for_visit(month_plans, site=e.site, bed=e.bed, caregiver=e.caregiver,
+                                 check_in=e.at, taken=lambda p: (p.site, p.plan) in taken)
+        if nearest is not None:
+            taken.add((e.site, nearest.plan))
+        lines.append(VisitLine(
+            institution=institution_of_site(e.site), site=e.site, bed=e.bed,
+            caregiver=e.caregiver, visit=e.visit, day=local_day(e.site, e.at),
+            check_in_at=e.at, check_out_at=nxt.at if nxt is not None else None,
+            status="flagged" if nxt is not None else "unfinished", reasons=(REUSED,),
+            plan=nearest.plan if nearest is not None else None, services=services,
+            services_minutes=round(catalogue.minutes(services), 1), claimed_minutes=None,
+            sensed_minutes=None, billable_minutes=0.0, record_seq=None, record_hash=None))
+    return lines
+
+
 def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue: Catalogue,
                  month: str, zone_of: Callable[[str], dt.tzinfo],
                  institutions: Mapping[str, str], now_ms: int,
@@ -360,6 +420,9 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
                               else 0.0),
             record_seq=record.seq if record is not None else None,
             record_hash=record.hash if record is not None else None))
+    lines.extend(_reused(log, since, until, month=month, wanted=wanted, local_day=local_day,
+                         institution_of_site=institution_of_site, catalogue=catalogue,
+                         month_plans=month_plans, taken=taken))
     missed = [MissedPlan(institution=institution_of_site(p.site), site=p.site, bed=p.bed,
                          plan=p.plan, caregiver=p.caregiver,
                          window=f"{p.date} {p.start}-{p.end}", services=p.services)

@@ -284,8 +284,10 @@ visits by check-in in the site's zone ({escape(status_counts)})</div>
 </section>
 <section><h2>By institution and caregiver</h2>{_table(head, tally_rows, left=2)}
 <p class="note">Performed: checked in and out. Verified visits are billable at the catalogue's
-minutes of their items; so are unverifiable ones (every other check passed, but the home's
-infrared could not count the people: not_sensed), their minutes also shown apart; a flagged
+minutes of their items; so are unverifiable ones, contradicted by nothing but confirmed by
+nothing either (not_sensed: every other check passed, but the home's infrared could not count
+the people; dropped, expired, not_judged: the detector never judged the visit), their minutes
+also shown apart; a flagged
 visit's minutes are held until reviewed; pending: not settled yet. Missed: a plan whose window
 is over and that no visit took.</p></section>
 <section><h2>Flagged visits ({len(flagged)})</h2>{_table(

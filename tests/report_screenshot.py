@@ -2,8 +2,9 @@
 
 A seeded November of two care institutions (three sites, six caregivers): planned visits, the
 visits done through the app (some short, some without their recording, one at two homes at
-once), the service_anomaly alerts the detectors would raise for them, every visit settled
-into its service record; then the month's page exactly as ``GET /api/v1/reports/supervision?
+once, some at homes whose infrared counts nobody: unverifiable), the service_anomaly alerts
+and the judgements the detectors would leave for them, every visit settled into its service
+record; then the month's page exactly as ``GET /api/v1/reports/supervision?
 format=html`` serves it, opened in the system Chromium (headless, through Playwright, nothing
 downloaded) and captured whole.
 
@@ -27,6 +28,7 @@ from alerts import (
     AlertType,
     Catalogue,
     Finding,
+    JudgedVisit,
     PlanStore,
     ServiceLog,
     Settlement,
@@ -114,6 +116,7 @@ def _visit(log: ServiceLog, engine: AlertEngine, rng: random.Random, *, site: st
         reasons = ["nobody_sensed"]
     elif roll < 0.13:
         reasons = ["overlap"]
+    uncounted = rng.random() < 0.06  # a home whose infrared sends no people count
     check_out = check_in + int(minutes * MIN)
     log.append([VisitEvent(origin=f"{visit}/in", at=check_in, event="check_in", **common)],
                now_ms=check_in)
@@ -128,6 +131,12 @@ def _visit(log: ServiceLog, engine: AlertEngine, rng: random.Random, *, site: st
                                         "sensed_minutes": 2.0 if reasons != ["no_recording"]
                                         else float(minutes)})], check_out + MIN)
         engine.commit()
+    verdict = "flagged" if reasons else "unverifiable" if uncounted else "verified"
+    log.record_judged([JudgedVisit(
+        site=site, bed=bed, caregiver=caregiver, visit=visit, judged_at=check_out + MIN,
+        measured={"verdict": verdict, "reasons": reasons, "plan": plan,
+                  **({"unverifiable": ["not_sensed"], "infrared_samples": 0,
+                      "sensed_minutes": None} if verdict == "unverifiable" else {})})])
 
 
 def capture(html: Path, out: Path) -> None:

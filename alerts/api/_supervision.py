@@ -2,9 +2,10 @@
 (:mod:`alerts.supervision`), for dispatcher and admin keys (it names caregivers' visits and
 what is billable).
 
-Per care institution and caregiver: planned, performed, verified and flagged visits with their
-reasons, service items and minutes, billable and held minutes; each visit line with the
-service record it was read from. JSON by default; ``format=csv`` one ``table`` as a download
+Per care institution and caregiver: planned, performed, verified, unverifiable (with why) and
+flagged visits with their reasons, service items and minutes, billable and held minutes (the
+unverifiable ones' apart); each visit line with the service record it was read from. JSON by
+default; ``format=csv`` one ``table`` as a download
 (``caregivers``, ``visits``, ``missed``); ``format=html`` the printable page with its charts,
 under a policy of its own (its style block by hash, no script, nothing fetched). Months are
 each site's own (the registry's zone, else the ``timezone`` setting); built in a worker
@@ -57,8 +58,8 @@ def router(ctx: ApiContext) -> APIRouter:
         institution: Annotated[str | None, Query(
             pattern=ID_PATTERN, description="Only this institution's sites")] = None,
     ) -> Response:
-        """Per institution, caregiver and month: planned, performed, verified and flagged
-        visits (reasons), items and minutes, billable and held minutes, missed plans."""
+        """Per institution, caregiver and month: planned, performed, verified, unverifiable and
+        flagged visits (reasons), items and minutes, billable and held minutes, missed plans."""
         registry = ctx.registry
 
         def build() -> Any:

@@ -240,6 +240,44 @@ def test_unverifiable_visits_are_billable_counted_apart_and_listed(station: Stat
     assert "not_sensed" in page
 
 
+def test_a_visit_under_a_reused_visit_id_is_flagged_for_attention_not_left_out(
+        station: Station) -> None:
+    # A badge that always sends the same visit id: the log cannot chain the second visit under
+    # that key and sets it aside (visit_id_reused), so it had no service record and was
+    # missing from the report, its plan counted missed (issue #14).
+    station.plan("site-01", "bed-1", "p-1", "c-1", "2026-11-02", "09:00", "10:00", ["bathing"])
+    station.plan("site-01", "bed-1", "p-2", "c-1", "2026-11-03", "09:00", "10:00", ["bathing"])
+    common: dict[str, Any] = {"site": "site-01", "bed": "bed-1", "caregiver": "c-1",
+                              "visit": "v-same", "source": "badge", "method": "nfc",
+                              "device": "bg-1"}
+    for day, n in (("2026-11-02", 1), ("2026-11-03", 2), ("2026-11-04", 3)):
+        at = local(day, "09:05")
+        for event, when, services in (("check_in", at, None),
+                                      ("check_out", at + 40 * MIN, ("bathing",))):
+            if n == 3 and event == "check_out":
+                continue  # never checked out
+            station.log.append([VisitEvent(origin=f"bg-1/{n}/{event}", at=when, event=event,
+                                           services=services, **common)], now_ms=when,
+                               set_aside_refused=True)
+    station.log.record_judged([JudgedVisit(
+        site="site-01", bed="bed-1", caregiver="c-1", visit="v-same",
+        judged_at=local("2026-11-02", "09:46"), measured={"verdict": "verified", "reasons": []})])
+    station.settle(local("2026-11-29", "00:00"))
+    report = station.report(local("2026-11-30", "00:00"))
+    got = [(v.day, v.status, v.reasons, v.plan, v.billable_minutes, v.record_seq is None)
+           for v in sorted(report.visits, key=lambda v: v.check_in_at)]
+    assert got == [("2026-11-02", "verified", (), "p-1", 30.0, False),
+                   ("2026-11-03", "flagged", ("visit_id_reused",), "p-2", 0.0, True),
+                   ("2026-11-04", "unfinished", ("visit_id_reused",), None, 0.0, True)]
+    c1 = figures(report)[("care-north", "c-1")]
+    assert {k: c1[k] for k in ("performed", "verified", "flagged", "unfinished", "missed",
+                               "billable_minutes", "held_minutes")} == {
+        "performed": 2, "verified": 1, "flagged": 1, "unfinished": 1, "missed": 0,
+        "billable_minutes": 30, "held_minutes": 30}
+    assert c1["reasons"] == {"visit_id_reused": 1}
+    assert "visit_id_reused" in supervision_html(report)
+
+
 def test_month_ranges_are_the_sites_local_months() -> None:
     start, end = month_range("2026-11", SHANGHAI)
     assert start == local("2026-11-01", "00:00")
