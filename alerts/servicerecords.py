@@ -1,5 +1,8 @@
 """Service records: each finished visit settled into one record of the hash-chained service log.
 
+(A module over 400 lines: a record's detail and the settling that gathers it, from the visit's
+alerts, judgement, storm summaries and plan, are one rule, read in one place.)
+
 A visit's check-in and check-out are recorded as they happen (:mod:`alerts.servicelog`); the
 ``service_anomaly`` detector judges the visit a minute after its check-out and raises what it
 finds as an alert, with its reasons and evidence (sensed time, recordings, the plan taken).
@@ -16,8 +19,8 @@ whose ``detail`` holds:
   without its check-out), or, with no judgement kept, ``not_judged`` (nobody checked it);
   else ``verified`` (a missing check-out cleared by the late one is no reason:
   ``checked_out_late``): only a visit judged with nothing against it is verified;
-* the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, ``services``
-  (with their catalogue minutes) and ``claimed_minutes`` (as the detector counts it);
+* the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, ``services``,
+  ``claimed_minutes``;
 * what the sensors saw, as the detector measured it when it judged the visit, verified or
   not (its judgement, :class:`~alerts.servicelog.JudgedVisit`, kept in the service log's file
   until settled, so a restart in between loses nothing): ``sensed_minutes`` (the caregiver
@@ -34,7 +37,9 @@ whose ``detail`` holds:
   visit's own, and the storm summary of its site a finding of the visit was folded into,
   :mod:`alerts.storms`, whose ``member_reasons`` give the visit's reasons) and
   ``judged_at``, when the detector judged the visit (absent without a judgement: its
-  measurements are then the alerts' only). A record of before reads as it did.
+  measurements are then the alerts' only). A record of before reads as it did. Alerts of a
+  later visit under the same visit id (``visit_id_reused`` in their evidence: the log set that
+  visit aside, the detector judged it as its own) are not the chained visit's.
 
 A finding that comes after the visit was settled (a detector that caught up late) gives the
 visit a new revision (origin ``...#2``, ``supersedes`` the earlier record's seq): the chain
@@ -270,7 +275,7 @@ class Settlement:
                 alert = change.alert
                 visit, caregiver = alert.evidence.get("visit"), alert.evidence.get("caregiver")
                 if (alert.type == AlertType.SERVICE_ANOMALY and isinstance(visit, str)
-                        and isinstance(caregiver, str)):
+                        and isinstance(caregiver, str) and not _reused(alert)):
                     touched[(alert.site, alert.bed, caregiver, visit)] = None
                 elif alert.type == AlertType.SERVICE_ANOMALY and _is_summary(alert):
                     for label in _member_reasons(alert):
@@ -310,7 +315,8 @@ class Settlement:
             type=AlertType.SERVICE_ANOMALY, site=check_out.site, bed=check_out.bed,
             since=min(check_in.at, check_in.recorded_at) - ALERT_LOOKBACK_MS, limit=1000)
         alerts = sorted((a for a in found if a.evidence.get("visit") == check_out.visit
-                         and a.evidence.get("caregiver") == check_out.caregiver),
+                         and a.evidence.get("caregiver") == check_out.caregiver
+                         and not _reused(a)),
                         key=lambda a: (a.opened_at, a.id))
         judged = self.log.judged(site, bed, caregiver, visit)
         summaries = self._summaries(check_out, since=min(check_in.at, check_in.recorded_at)
@@ -373,6 +379,10 @@ class Settlement:
                               site=check_in.site, bed=check_in.bed,
                               caregiver=check_in.caregiver, check_in=check_in.at,
                               taken=lambda plan: plan.plan in others)
+
+
+def _reused(alert: Alert) -> bool:  # a later visit's under the id (the log set it aside)
+    return alert.evidence.get("visit_id_reused") is True
 
 
 def _is_summary(alert: Alert) -> bool:

@@ -81,15 +81,20 @@ class Visit(msgspec.Struct, kw_only=True):
     """Samples are counted until then once the caregiver is judged gone without checking
     out (later company is not theirs); None: until the check-out."""
     decided_at: int | None = None
+    instance: int | None = None
+    """For a visit checked in under the key of one before it (``visit_id_reused``): its
+    check-in time, which keys it apart (``#`` and the time after the key and episode)."""
 
     @property
     def key(self) -> str:
-        return visit_key(self.site, self.bed_id, self.caregiver, self.visit)
+        key = visit_key(self.site, self.bed_id, self.caregiver, self.visit)
+        return key if self.instance is None else f"{key}#{self.instance}"
 
     @property
     def episode(self) -> str:
         """The alert episode of this visit (site and bed are the alert's own)."""
-        return f"{self.caregiver}/{self.visit}"
+        episode = f"{self.caregiver}/{self.visit}"
+        return episode if self.instance is None else f"{episode}#{self.instance}"
 
 
 class RecentSamples:

@@ -14,11 +14,15 @@ caregiver and visit id (:func:`~gateway.detect._visits.visit_key`), never by the
 alone. A check-out that came before its visit's check-in is held (bounded, in the snapshot) and
 closes the visit when the check-in comes, if that is not later by device time: events of one
 visit may arrive out of order. A check-in under the key of a visit checked out before it (or
-given up) is a new visit under a visit id used before: it is not followed (the service log sets
-it aside as ``visit_id_reused``), but counted in :attr:`ServiceAnomalyDetector.reused_visits`
-and logged (``detect.visit_id_reused``). At most ``open_visits_max`` visits are followed at
-once (the oldest open one is dropped beyond, counted in
-:attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open visit is given up
+given up) is a new visit under a visit id used before: the service log sets it aside as
+``visit_id_reused`` (the supervision report lists it, flagged so), and here it is counted in
+:attr:`ServiceAnomalyDetector.reused_visits`, logged (``detect.visit_id_reused``), and
+followed and judged as a visit of its own, keyed apart by its check-in time
+(:attr:`~gateway.detect._visits.Visit.instance`; its episode ``caregiver/visit#time``, its
+findings' evidence ``visit_id_reused: true``, so settling leaves them out of the earlier
+visit's record; no judgement kept: it has no record to settle into). At most
+``open_visits_max`` visits are followed at once (the oldest open one is dropped beyond,
+counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open visit is given up
 :data:`OPEN_VISIT_EXPIRY_MS` after its check-in; either leaves a judgement ``unverifiable``
 saying ``dropped`` or ``expired``, so its service record never reads as checked; judged
 visits are kept :data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings,
@@ -411,6 +415,8 @@ class ServiceAnomalyDetector(DetectorBase):
         self._dropped_logged_at = 0.0
         self.reused_visits = 0
         """Check-ins of a new visit under the key of one checked out or given up before."""
+        self._reuse: dict[str, str] = {}
+        """The key of the latest visit under a reused visit id, by the id's own key."""
         self._reused_logged_at = 0.0
 
     def configure(self, *, checks: ServiceChecks | None = None, plans: PlanSource | None = None,
@@ -453,6 +459,12 @@ class ServiceAnomalyDetector(DetectorBase):
                     visit.bed = bed_map[visit.bed]
                 into[visit.key] = visit
                 self._by_caregiver.setdefault(visit.caregiver, set()).add(visit.key)
+                if visit.instance is not None:
+                    base = visit_key(visit.site, visit.bed_id, visit.caregiver, visit.visit)
+                    latest = self._active.get(self._reuse.get(base, "")) or self._done.get(
+                        self._reuse.get(base, ""))
+                    if latest is None or (latest.instance or 0) < visit.instance:
+                        self._reuse[base] = visit.key
         self.clips.load(msgspec.convert(extra.get("clips", []), list[tuple[int, list[Clip]]]),
                         bed_map)
         self.book.load(extra.get("book", {}))
@@ -572,19 +584,24 @@ class ServiceAnomalyDetector(DetectorBase):
                      source: str, device_ts: int, received: int) -> None:
         """``t``: when it happened as placed here (:func:`placed`); ``device_ts``: what the
         device said (orders one visit's events); ``received``: when it came."""
-        key = visit_key(site, bed_id, caregiver, visit)
+        base = visit_key(site, bed_id, caregiver, visit)
+        key = self._reuse.get(base, base)  # the latest visit under this key
         found = self._active.get(key) or self._done.get(key)
         if event == "check_in":
+            instance = None
             if found is not None:
-                if (t > found.check_out if found.check_out is not None
+                if not (t > found.check_out if found.check_out is not None
                         else t >= found.check_in + OPEN_VISIT_EXPIRY_MS):
-                    self._reused(found, t)
-                return  # else the same check-in again (redelivered, or read back from the log)
+                    return  # the same check-in again (redelivered, or read back from the log)
+                self._reused(found, t)
+                instance = t
             if bed is None:
                 bed = (self.fleet.bed_index(site, bed_id)
                        if self.fleet.numbering.has_bed(site, bed_id) else -1)
             opened = Visit(site=site, bed_id=bed_id, bed=bed, caregiver=caregiver, visit=visit,
-                           source=source, method=method, check_in=t)
+                           source=source, method=method, check_in=t, instance=instance)
+            if instance is not None:
+                key = self._reuse[base] = opened.key
             held = self._held_outs.pop(key, None)
             if held is not None and 0 <= held[1] - device_ts < OPEN_VISIT_EXPIRY_MS:
                 # Its check-out came first. By the device's own interval (a clock off by hours
@@ -624,15 +641,16 @@ class ServiceAnomalyDetector(DetectorBase):
     def _reused(self, earlier: Visit, t: int) -> None:
         """A check-in under the key of a visit checked out (or given up) before it: a new
         visit under the same visit id, which the service log sets aside as ``visit_id_reused``
-        (:func:`alerts.servicelog.refusal`); not followed here either, but counted and
-        logged, never dropped silently."""
+        (:func:`alerts.servicelog.refusal`); counted and logged, and followed and judged here
+        as a visit of its own (keyed apart by its check-in time, :attr:`Visit.instance`)."""
         self.reused_visits += 1
         clock = time.monotonic()
         if clock - self._reused_logged_at >= LOG_INTERVAL_S:
             self._reused_logged_at = clock
             log.warning("detect.visit_id_reused site=%s bed=%s caregiver=%s visit=%s "
                         "check_in_ms=%d earlier_check_in_ms=%d total=%d; a new visit under a "
-                        "visit id used before is set aside (GET /api/v1/service-logs/refused)",
+                        "visit id used before is set aside (GET /api/v1/service-logs/refused), "
+                        "judged here as its own",
                         earlier.site, earlier.bed_id, earlier.caregiver, earlier.visit, t,
                         earlier.check_in, self.reused_visits)
 
@@ -1004,6 +1022,8 @@ class ServiceAnomalyDetector(DetectorBase):
                 stay_ms / MINUTE_MS, evidence["services_minutes"]))
             measured["sensed_minutes"] = 0.0
         measured["recording_coverage"] = rounded(covered, 2)
+        if visit.instance is not None:
+            return  # no service record to settle it into (the log set it aside)
         verdict = "flagged" if reasons else "verified"
         if not reasons and visit.samples < MIN_SENSED_SAMPLES:
             verdict = "unverifiable"
@@ -1021,6 +1041,9 @@ class ServiceAnomalyDetector(DetectorBase):
         :data:`OPEN_VISIT_EXPIRY_MS`; ``dropped``: beyond ``open_visits_max``), leaving a
         judgement that says so (verdict ``unverifiable``), so that its service record, if its
         check-out comes, does not read as checked."""
+        if visit.instance is not None:
+            self._retire(visit, now_ms)
+            return
         self._judged.append(JudgedVisit(
             site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver, visit=visit.visit,
             judged_at=now_ms, measured={
@@ -1139,6 +1162,9 @@ class ServiceAnomalyDetector(DetectorBase):
             "visit": visit.visit, "caregiver": visit.caregiver, "check_in_ms": visit.check_in,
             "check_out_ms": visit.check_out, "source": visit.source, "method": visit.method,
             "plan": visit.plan}
+        if visit.instance is not None:
+            # Its visit id names an earlier visit too: settling that one leaves this out.
+            base["visit_id_reused"] = True
         if reasons:
             base["anomaly"] = reasons[0]
             base["reasons"] = reasons
@@ -1162,6 +1188,10 @@ class ServiceAnomalyDetector(DetectorBase):
             if (visit.decided_at or 0) >= horizon and len(self._done) <= limit:
                 break
             del self._done[key]
+            if visit.instance is not None:
+                base = visit_key(visit.site, visit.bed_id, visit.caregiver, visit.visit)
+                if self._reuse.get(base) == key:
+                    del self._reuse[base]
             keys = self._by_caregiver.get(visit.caregiver)
             if keys is not None:
                 keys.discard(key)

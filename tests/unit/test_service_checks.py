@@ -124,16 +124,20 @@ def test_a_visit_id_reused_by_the_caregiver_at_the_same_bed_is_counted_and_logge
         caplog: pytest.LogCaptureFixture) -> None:
     # A badge that always sends v-1: the next day's visit, checked in while the first is still
     # remembered, was ignored without a word. The service log sets it aside as
-    # visit_id_reused; the detector counts and logs it. The first check-in redelivered (the
-    # same time) is no new visit.
+    # visit_id_reused; the detector counts and logs it (and judges it). The first check-in
+    # redelivered (the same time) is no new visit.
     checker = detector()
     first = visit("b1", NINE, NINE + 45 * MINUTE, services=["medication"])
     again = [(NINE + MINUTE, badge("b1", NINE, "check_in", "v-1"))]
     next_day = [(NINE + 24 * HOUR + 50, badge("b1", NINE + 24 * HOUR, "check_in", "v-1")),
                 (NINE + 25 * HOUR, badge("b1", NINE + 25 * HOUR, "check_out", "v-1",
                                          services=["medication"]))]
-    assert run(checker, first + again + next_day, start=T0, end=NINE + 27 * HOUR,
-               step=60_000) == []
+    findings = run(checker, first + again + next_day, start=T0, end=NINE + 27 * HOUR,
+                   step=60_000)
+    # The next day's visit is judged as its own (no recording of its medication), the first
+    # one is not touched.
+    assert [(f.episode, f.evidence["reasons"]) for f in opened(findings)] == [
+        (f"c-1/v-1#{NINE + 24 * HOUR}", ["no_recording"])]
     assert checker.reused_visits == 1
     [line] = [r.getMessage() for r in caplog.records if "visit_id_reused" in r.getMessage()]
     assert line.startswith(f"detect.visit_id_reused site=s1 bed=b1 caregiver=c-1 visit=v-1 "
@@ -520,6 +524,34 @@ def test_open_visits_are_bounded_oldest_dropped_first() -> None:
     run(checker, traffic, start=NINE, end=NINE + 10 * MINUTE)
     assert sorted(v.visit for v in checker.open_visits()) == ["v-2", "v-3", "v-4"]
     assert checker.dropped_visits == 2
+
+
+def test_a_visit_id_reused_at_the_same_bed_is_judged_as_a_visit_of_its_own() -> None:
+    # The second visit under the id was set aside and never judged: a caregiver whose badge
+    # always sends one id was checked once, then never again. Now it is followed and judged
+    # (keyed apart by its check-in time), its findings saying visit_id_reused.
+    checker = detector()
+    first = visit("b1", NINE, NINE + 45 * MINUTE, services=["medication"])
+    later = NINE + 3 * HOUR  # nobody came: the household alone (visit() keeps it at home)
+    again = [(later + 50, badge("b1", later, "check_in", "v-1")),
+             (later + 40 * MINUTE, badge("b1", later + 40 * MINUTE, "check_out", "v-1",
+                                         services=["cleaning"]))]
+    findings = run(checker, first + again, start=T0, end=NINE + 5 * HOUR, step=60_000)
+    [raised] = opened(findings)
+    assert (raised.episode, raised.evidence["reasons"], raised.evidence["visit_id_reused"],
+            raised.evidence["check_in_ms"]) == (f"c-1/v-1#{later}", ["nobody_sensed"], True,
+                                                later)
+    assert checker.reused_visits == 1
+    # Redelivered, neither check-in opens anything more; a third use opens a third visit.
+    redelivered = [(NINE + 5 * HOUR, badge("b1", NINE, "check_in", "v-1")),
+                   (NINE + 5 * HOUR, badge("b1", later, "check_in", "v-1"))]
+    assert run(checker, redelivered, start=NINE + 5 * HOUR, end=NINE + 5 * HOUR + MINUTE) == []
+    restored = detector()
+    restored.restore(checker.state())
+    third = NINE + 5 * HOUR + 2 * MINUTE
+    run(restored, [(third, badge("b1", third, "check_in", "v-1"))], start=third,
+        end=third + MINUTE)
+    assert [v.key for v in restored.open_visits()] == [f"s1/b1/c-1/v-1#{third}"]
 
 
 def test_a_visit_dropped_or_given_up_unjudged_leaves_a_judgement_saying_so(

@@ -386,3 +386,16 @@ def test_a_visit_nobody_judged_is_settled_unverifiable_saying_why(station: Stati
     [flagged] = station.settlement.settle(T0 + 40 * MIN + 2 * SETTLE)
     assert flagged.detail is not None
     assert (flagged.detail["verdict"], flagged.detail["unverifiable"]) == ("flagged", [])
+
+
+def test_the_alerts_of_a_later_visit_under_the_same_id_are_not_the_chained_visits(
+        station: Station) -> None:
+    # The detector judges a visit under a reused id as its own (the log set it aside); its
+    # alert names the same caregiver and visit id, and flagged the honest earlier visit.
+    station.visit("v-1", check_in=T0, check_out=T0 + 40 * MIN)
+    station.flag("v-1", T0 + 41 * MIN, ["nobody_sensed"], visit_id_reused=True)
+    [record] = station.settlement.settle(T0 + 40 * MIN + SETTLE)
+    assert record.detail is not None
+    assert (record.detail["verdict"], record.detail["evidence"]["alerts"]) == ("verified", [])
+    station.flag("v-1", T0 + 55 * MIN, ["too_short"], visit_id_reused=True)
+    assert station.settlement.settle(T0 + 56 * MIN) == [], "no revision either"
