@@ -76,7 +76,7 @@ def test_a_weak_bootstrap_key_is_refused_with_the_command_to_make_one(
 
 
 def test_generated_keys_are_accepted(tmp_path: Path) -> None:
-    for _ in range(2000):
+    for _ in range(500):  # 50,000 of each measured once: lowest 144 and 198 bits
         assert bootstrap_key_problem(secrets.token_urlsafe(32)) is None
         assert bootstrap_key_problem(secrets.token_hex(32)) is None
     token = secrets.token_urlsafe(32)
@@ -91,7 +91,7 @@ def test_random_uuids_and_random_hex_keep_their_strength() -> None:
     places) is not taken for a time-based one, nor hex digits for leetspeak."""
     assert estimated_entropy_bits(str(uuid.uuid4()) + str(uuid.uuid4())) >= 2 * 122
     assert bootstrap_key_problem(str(uuid.uuid4()) + str(uuid.uuid4())) is None
-    for _ in range(1000):
+    for _ in range(500):
         assert estimated_entropy_bits(secrets.token_hex(32)) >= MIN_BOOTSTRAP_BITS + 40
 
 
