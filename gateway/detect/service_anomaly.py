@@ -790,10 +790,7 @@ class ServiceAnomalyDetector(DetectorBase):
         if early.any():
             e_bed = bed[early]
             beds = np.unique(e_bed)
-            lo = np.full(n, never, np.int64)
-            np.minimum.at(lo, e_bed, t[early])
-            hi = np.full(n, NONE, np.int64)
-            np.maximum.at(hi, e_bed, t[early])
+            lo, hi = _span(e_bed, t[early], n)
             added = np.bincount(e_bed, minlength=n)
             going = ((since[beds] != NONE) & (ended[beds] == NONE)
                      & (lo[beds] - last[beds] <= EMPTY_GAP_MS))
@@ -807,10 +804,7 @@ class ServiceAnomalyDetector(DetectorBase):
         if late.any():
             l_bed = bed[late]
             beds = np.unique(l_bed)
-            lo = np.full(n, never, np.int64)
-            np.minimum.at(lo, l_bed, t[late])
-            hi = np.full(n, NONE, np.int64)
-            np.maximum.at(hi, l_bed, t[late])
+            lo, hi = _span(l_bed, t[late], n)
             since[beds], last[beds], ended[beds] = lo[beds], hi[beds], NONE
             count[beds] = np.bincount(l_bed, minlength=n)[beds]
 
@@ -1203,3 +1197,12 @@ class ServiceAnomalyDetector(DetectorBase):
             del self._held_outs[key]
         self.book.forget_before(now_ms - 3 * KEEP_MS)
 
+
+def _span(bed: np.ndarray, t: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bed (of ``n``), the earliest and the latest of the times ``t`` (``bed`` each
+    one's): the int64 maximum and :data:`NONE` where a bed has none."""
+    lo = np.full(n, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(lo, bed, t)
+    hi = np.full(n, NONE, np.int64)
+    np.maximum.at(hi, bed, t)
+    return lo, hi
