@@ -107,7 +107,8 @@ visit was ``nobody_sensed`` (and could be ``too_short``). So when the home was s
 up to the check-in (every sample counting nobody, none saying someone is present, for at least
 :data:`EMPTY_MIN_MS`, at least :data:`EMPTY_MIN_SAMPLES` of them, none more than
 :data:`EMPTY_GAP_MS` apart nor that far from the check-in; a person sensed up to
-:data:`EMPTY_ARRIVAL_MS` before it is the caregiver walking in), anyone sensed during the visit
+:data:`EMPTY_ARRIVAL_MS` before it is the caregiver walking in, even when the sensor then
+counts nobody once or twice before the check-in), anyone sensed during the visit
 is the caregiver (the count expected is 0), until more people than the household's usual are
 seen (the household back with the caregiver): from then on the visit is counted as above.
 Decided at the visit's first sample; evidence ``home_empty_before``. A visit claimed while the
@@ -307,11 +308,24 @@ def _run_on(run: tuple[int, int, int, int], when: int, people: int
     since, n, last, ended = run
     if people == 0:
         if since == NONE or ended != NONE or when - last > EMPTY_GAP_MS:
+            if _arrival_unseen(since, n, ended, when):
+                return run
             return when, 1, when, int(NONE)
         return since, n + 1, max(last, when), ended
     if since != NONE and ended == NONE:
         return since, n, last, when
     return run
+
+
+def _arrival_unseen(since: Any, n: Any, ended: Any, when: Any) -> Any:
+    """Whether a sample counting nobody at ``when`` is someone who just came into a home empty
+    long enough (the run ``since``/``n``, ended at ``ended`` by the first person sensed) and
+    whom the sensor missed once: the caregiver walking in, unseen for a moment before the
+    check-in, does not start a new run (it would be too short, and the caregiver taken for the
+    household). Scalars or arrays alike."""
+    return ((ended != NONE) & (since != NONE) & (n >= EMPTY_MIN_SAMPLES)
+            & (ended - since >= EMPTY_MIN_MS - EMPTY_ARRIVAL_MS)
+            & (when - ended <= EMPTY_ARRIVAL_MS))
 
 
 class VisitRecord(Protocol):
@@ -792,6 +806,7 @@ class ServiceAnomalyDetector(DetectorBase):
             beds = np.unique(e_bed)
             lo, hi = _span(e_bed, t[early], n)
             added = np.bincount(e_bed, minlength=n)
+            beds = beds[~_arrival_unseen(since[beds], count[beds], ended[beds], lo[beds])]
             going = ((since[beds] != NONE) & (ended[beds] == NONE)
                      & (lo[beds] - last[beds] <= EMPTY_GAP_MS))
             fresh = beds[~going]
@@ -805,6 +820,7 @@ class ServiceAnomalyDetector(DetectorBase):
             l_bed = bed[late]
             beds = np.unique(l_bed)
             lo, hi = _span(l_bed, t[late], n)
+            beds = beds[~_arrival_unseen(since[beds], count[beds], ended[beds], lo[beds])]
             since[beds], last[beds], ended[beds] = lo[beds], hi[beds], NONE
             count[beds] = np.bincount(l_bed, minlength=n)[beds]
 
