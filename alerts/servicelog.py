@@ -312,6 +312,14 @@ class JudgedVisit:
     measured: dict[str, Any]
 
 
+def reused_visit_id(visit: str, instance: int) -> str:
+    """The visit id a judgement of a visit under a reused visit id is kept under (``visit``,
+    ``#``, its check-in time as the detector placed it: the detector's key of it), so that it
+    is neither the earlier visit's nor settled into any record; the supervision report reads
+    it (:meth:`ServiceLog.judged_reused`)."""
+    return f"{visit}#{instance}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceEntry:
     """A finished visit's service record, before it has a place in the chain: chained as
@@ -705,6 +713,25 @@ class ServiceLog:
             return None
         return JudgedVisit(site=site, bed=bed, caregiver=caregiver, visit=visit,
                            judged_at=int(row[0]), measured=json.loads(row[1]))
+
+    def judged_reused(self, site: str, bed: str, caregiver: str, visit: str
+                      ) -> dict[int, JudgedVisit]:
+        """The judgements of the visits under a reused visit id ``visit`` of the caregiver at
+        the bed (:func:`reused_visit_id`), by their check-in time as the detector placed it."""
+        prefix = reused_visit_id(visit, 0)[:-1]
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT visit, judged_at, measured FROM judged_visit WHERE site = ? AND"
+                " bed = ? AND caregiver = ? AND substr(visit, 1, ?) = ?",
+                (site, bed, caregiver, len(prefix), prefix)).fetchall()
+        found: dict[int, JudgedVisit] = {}
+        for row in rows:
+            instance = str(row[0])[len(prefix):]
+            if instance.lstrip("-").isdigit():
+                found[int(instance)] = JudgedVisit(
+                    site=site, bed=bed, caregiver=caregiver, visit=str(row[0]),
+                    judged_at=int(row[1]), measured=json.loads(row[2]))
+        return found
 
     def settlement_cursor(self) -> tuple[int, int]:
         """``(log_seq, alert_seq)``: the last check-out settled and the last alert change read

@@ -20,7 +20,9 @@ given up) is a new visit under a visit id used before: the service log sets it a
 followed and judged as a visit of its own, keyed apart by its check-in time
 (:attr:`~gateway.detect._visits.Visit.instance`; its episode ``caregiver/visit#time``, its
 findings' evidence ``visit_id_reused: true``, so settling leaves them out of the earlier
-visit's record; no judgement kept: it has no record to settle into). At most
+visit's record; its judgement kept under ``visit#time``,
+:func:`~alerts.servicelog.reused_visit_id`: no record settles it, the supervision report
+shows its reasons). At most
 ``open_visits_max`` visits are followed at once (the oldest open one is dropped beyond,
 counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open visit is given up
 :data:`OPEN_VISIT_EXPIRY_MS` after its check-in; either leaves a judgement ``unverifiable``
@@ -188,6 +190,7 @@ from alerts import (
     StorageError,
 )
 from alerts.model import AlertType
+from alerts.servicelog import reused_visit_id
 from devices import BadgeEvent, RecordingEvent
 from devices.devicetime import CLOCK_TRUST_MS
 from gateway.config import Settings
@@ -709,17 +712,20 @@ class ServiceAnomalyDetector(DetectorBase):
         sample falls in the visit); ``seen``: the people count for the home's emptiness
         (:meth:`_watch_empty`)."""
         # Once the caregiver is judged gone (no check-out), later company at the home (family,
-        # a neighbour) is not theirs. A visit waiting for its replay counts nothing yet.
+        # a neighbour) is not theirs: samples are counted up to ``sensed_until`` only, those
+        # placed before it counted whenever they come (a sensor behind). A visit waiting for
+        # its replay counts nothing yet.
         watched = [v for v in (self._active.values() if only is None else only)
-                   if v.bed >= 0 and not v.no_checkout
+                   if v.bed >= 0 and (not v.no_checkout or v.sensed_until is not None)
                    and (only is not None or v.key not in self._replay)]
         if not watched or not len(bed):
             return
         never = np.iinfo(np.int64).max
         v_bed = np.fromiter((v.bed for v in watched), np.int64, len(watched))
         v_in = np.fromiter((v.check_in for v in watched), np.int64, len(watched))
-        v_out = np.fromiter((never if v.check_out is None else v.check_out for v in watched),
-                            np.int64, len(watched))
+        v_out = np.fromiter((min(never if v.check_out is None else v.check_out,
+                                 never if v.sensed_until is None else v.sensed_until)
+                             for v in watched), np.int64, len(watched))
         order = np.argsort(v_bed, kind="stable")
         sorted_beds = v_bed[order]
         low = np.searchsorted(sorted_beds, bed, "left")
@@ -920,7 +926,10 @@ class ServiceAnomalyDetector(DetectorBase):
                     >= last + self.checks.checkout_grace_ms)
             if left or now_ms >= visit.check_in + self.checks.visit_max_ms:
                 visit.no_checkout = True
-                visit.sensed_until = now_ms
+                # Counted up to where the caregiver was judged gone: the infrared as far as it
+                # was delivered (so a sensor behind counts what a live one would), or now.
+                visit.sensed_until = (int(self.beds["sensed_to"][visit.bed]) + 1 if left
+                                      else now_ms)
                 minutes = (now_ms - visit.check_in) / MINUTE_MS
                 evidence: dict[str, Any] = {"minutes_since_check_in": rounded(minutes)}
                 if left:
@@ -994,17 +1003,25 @@ class ServiceAnomalyDetector(DetectorBase):
                                     phrases=phrases, evidence=evidence)]
 
     def _delivered(self, visit: Visit, now_ms: int) -> bool:
-        """Whether a checked-out visit's infrared is in: always for a check-out received on
-        time; for a late one (received more than :data:`SETTLE_MS` after it), once its home's
-        infrared was delivered up to :data:`SENSED_SLACK_MS` before the check-out (a sensor
-        reporting every minute), or :data:`CATCH_UP_MS` after its receipt (a slower sensor,
-        one that sends no people count, or stays silent), never earlier."""
+        """Whether a checked-out visit's infrared is in: once its home's infrared was
+        delivered up to :data:`SENSED_SLACK_MS` before the check-out (a sensor reporting
+        every minute). Until then it waits while that infrared keeps coming (a sample received
+        within :data:`FRESH_MS`: a sensor behind, batching or on a slow network, whatever the
+        check-out's own delay), at most :data:`LATE_MS` after the check-out; a home whose
+        infrared does not come is judged at once for a check-out received on time (as ever:
+        a sensor silent, or without a people count), :data:`CATCH_UP_MS` after its receipt for
+        a late one (received more than :data:`SETTLE_MS` after it: its home's backlog may
+        follow it)."""
         assert visit.check_out is not None
-        got = visit.out_received
-        if got is None or got - visit.check_out <= SETTLE_MS or now_ms >= got + CATCH_UP_MS:
+        if visit.bed >= 0 and (int(self.beds["sensed_to"][visit.bed])
+                               >= visit.check_out - SENSED_SLACK_MS):
             return True
-        return visit.bed >= 0 and (int(self.beds["sensed_to"][visit.bed])
-                                   >= visit.check_out - SENSED_SLACK_MS)
+        if now_ms >= visit.check_out + LATE_MS:
+            return True
+        if visit.bed >= 0 and int(self.beds["last_received"][visit.bed]) >= now_ms - FRESH_MS:
+            return False  # the home's infrared comes, behind the check-out: wait for it
+        got = visit.out_received
+        return got is None or got - visit.check_out <= SETTLE_MS or now_ms >= got + CATCH_UP_MS
 
     def _checked_out_late(self, visit: Visit, plan: PlannedVisit | None) -> bool:
         """Whether the check-out came late, so that the stay up to it is no claim (a caregiver
@@ -1032,15 +1049,14 @@ class ServiceAnomalyDetector(DetectorBase):
                 stay_ms / MINUTE_MS, evidence["services_minutes"]))
             measured["sensed_minutes"] = 0.0
         measured["recording_coverage"] = rounded(covered, 2)
-        if visit.instance is not None:
-            return  # no service record to settle it into (the log set it aside)
         verdict = "flagged" if reasons else "verified"
         if not reasons and visit.samples < MIN_SENSED_SAMPLES:
             verdict = "unverifiable"
             measured["unverifiable"] = ["not_sensed"]
-        self._judged.append(JudgedVisit(
-            site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver, visit=visit.visit,
-            judged_at=now_ms, measured={
+        self._judged.append(JudgedVisit(  # a reused id's: kept apart, for the report only
+            site=visit.site, bed=visit.bed_id, caregiver=visit.caregiver,
+            visit=visit.visit if visit.instance is None
+            else reused_visit_id(visit.visit, visit.instance), judged_at=now_ms, measured={
                 "verdict": verdict, "reasons": list(reasons),
                 "check_in_ms": visit.check_in, "check_out_ms": visit.check_out,
                 "source": visit.source, "method": visit.method, "plan": visit.plan,

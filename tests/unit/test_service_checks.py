@@ -554,6 +554,32 @@ def test_a_visit_id_reused_at_the_same_bed_is_judged_as_a_visit_of_its_own() -> 
     assert [v.key for v in restored.open_visits()] == [f"s1/b1/c-1/v-1#{third}"]
 
 
+def test_a_visit_under_a_reused_visit_id_leaves_its_judgement_apart(tmp_path: Path) -> None:
+    # Its judgement was not kept (issue #14, F6): the supervision report, which lists the
+    # visit flagged visit_id_reused, could not show what the detector found (nobody_sensed).
+    # Kept under visit#time, it is neither the earlier visit's judgement nor settled.
+    log = ServiceLog(tmp_path / "servicelog.sqlite3")
+    try:
+        checker = detector()
+        checker.configure(visit_log=log)
+        first = visit("b1", NINE, NINE + 45 * MINUTE, services=["medication"])
+        later = NINE + 3 * HOUR  # nobody came: the household alone
+        again = [(later + 50, badge("b1", later, "check_in", "v-1")),
+                 (later + 40 * MINUTE, badge("b1", later + 40 * MINUTE, "check_out", "v-1",
+                                             services=["cleaning"]))]
+        run(checker, first + again, start=T0, end=NINE + 5 * HOUR, step=60_000)
+        earlier = log.judged("s1", "b1", "c-1", "v-1")
+        assert earlier is not None
+        assert (earlier.measured["verdict"], earlier.measured["check_in_ms"]) == (
+            "verified", NINE)
+        [(instance, kept)] = log.judged_reused("s1", "b1", "c-1", "v-1").items()
+        assert (instance, kept.visit, kept.measured["verdict"], kept.measured["reasons"],
+                kept.measured["check_in_ms"]) == (later, f"v-1#{later}", "flagged",
+                                                  ["nobody_sensed"], later)
+    finally:
+        log.close()
+
+
 def test_a_visit_dropped_or_given_up_unjudged_leaves_a_judgement_saying_so(
         tmp_path: Path) -> None:
     # Its service record read "verified" (no judgement, no alert) although nobody checked it
