@@ -24,8 +24,12 @@ seq and hash). The rules:
   check-out, or a day after its check-in: a badge that always sends one id) cannot be chained
   under that key: the log sets it aside as ``visit_id_reused`` (:mod:`alerts.servicelog`) and
   it has no service record. It is not left out: it is a **flagged** line, reason
-  ``visit_id_reused`` (unfinished without a check-out set aside after it), its items held,
-  never billable, for the institution to review (and to give its badges distinct visit ids).
+  ``visit_id_reused`` (unfinished without a check-out set aside after it), then the reasons
+  the detector found judging it as a visit of its own (``too_short``, ``nobody_sensed``...;
+  ``not_sensed`` when it could not count people; its judgement kept apart in the log's file,
+  :func:`alerts.servicelog.reused_visit_id`, for 35 days) with its claimed and sensed minutes,
+  its items held, never billable, for the institution to review (and to give its badges
+  distinct visit ids).
 * **planned**: the month's plans (by their local date) that were not called off, counted for
   the caregiver the plan names. A plan is taken by the visit whose service record names it
   (a visit not settled yet: the plan nearest its check-in, as settling would take it);
@@ -70,7 +74,7 @@ from typing import Any, Final, Literal, Protocol
 from alerts.chainstatus import ChainStatus
 from alerts.model import VisitEvent
 from alerts.plans import Catalogue, PlannedVisit, plan_for_visit
-from alerts.servicelog import SERVICE_RECORD, RefusedVisit, ServiceRecord
+from alerts.servicelog import SERVICE_RECORD, JudgedVisit, RefusedVisit, ServiceRecord
 
 MONTH_PATTERN: Final = r"^(20[0-9]{2})-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
@@ -94,6 +98,9 @@ class RecordSource(Protocol):
 
     def refused_between(self, *, reasons: Sequence[str], since: int, until: int,
                         limit: int = 100_000) -> list[RefusedVisit]: ...
+
+    def judged_reused(self, site: str, bed: str, caregiver: str, visit: str
+                      ) -> dict[int, JudgedVisit]: ...
 
 
 class PlanSource(Protocol):
@@ -310,9 +317,12 @@ def _reused(log: RecordSource, since: int, until: int, *, month: str,
     """The visits checked in under a visit id used before at the bed by the caregiver (set
     aside by the log as ``visit_id_reused``, not chained, no service record): flagged with that
     reason, needing the institution's attention, not billable; their check-out (set aside as
-    ``already_checked_out``) the first of their key after the check-in."""
+    ``already_checked_out``) the first of their key after the check-in; after that reason, the
+    reasons of the detector's judgement of the visit, if it is kept (:func:`_judged_reused`),
+    and its claimed and sensed minutes."""
     refused = log.refused_between(reasons=(REUSED, "already_checked_out"), since=since,
                                   until=until + DAY_MS)
+    judgements: dict[tuple[str, str, str, str], dict[int, JudgedVisit]] = {}
     outs: dict[tuple[str, str, str, str], list[VisitEvent]] = {}
     for r in refused:
         e = r.event
@@ -331,15 +341,45 @@ def _reused(log: RecordSource, since: int, until: int, *, month: str,
                                  check_in=e.at, taken=lambda p: (p.site, p.plan) in taken)
         if nearest is not None:
             taken.add((e.site, nearest.plan))
+        k = (e.site, e.bed, e.caregiver, e.visit)
+        if k not in judgements:
+            judgements[k] = log.judged_reused(*k)
+        judged = _judged_reused(judgements[k], at=e.at, recorded_at=r.recorded_at)
+        measured = judged.measured if judged is not None else {}
+        reasons = [REUSED]
+        found = [*(measured.get("reasons") or ()), *(
+            measured.get("unverifiable") or ("not_sensed",)
+            if measured.get("verdict") == "unverifiable" else ())]
+        reasons.extend(str(x) for x in found if str(x) not in reasons)
         lines.append(VisitLine(
             institution=institution_of_site(e.site), site=e.site, bed=e.bed,
             caregiver=e.caregiver, visit=e.visit, day=local_day(e.site, e.at),
             check_in_at=e.at, check_out_at=nxt.at if nxt is not None else None,
-            status="flagged" if nxt is not None else "unfinished", reasons=(REUSED,),
+            status="flagged" if nxt is not None else "unfinished", reasons=tuple(reasons),
             plan=nearest.plan if nearest is not None else None, services=services,
-            services_minutes=round(catalogue.minutes(services), 1), claimed_minutes=None,
-            sensed_minutes=None, billable_minutes=0.0, record_seq=None, record_hash=None))
+            services_minutes=round(catalogue.minutes(services), 1),
+            claimed_minutes=measured.get("claimed_minutes"),
+            sensed_minutes=measured.get("sensed_minutes"), billable_minutes=0.0,
+            record_seq=None, record_hash=None))
     return lines
+
+
+REUSED_MATCH_MS: Final = 60_000
+"""How far a reused id's check-in, as received, may be from where the detector placed it."""
+
+
+def _judged_reused(kept: Mapping[int, JudgedVisit], *, at: int, recorded_at: int
+                   ) -> JudgedVisit | None:
+    """The detector's judgement of the visit under a reused id checked in at ``at`` (device
+    time) and set aside at ``recorded_at``, among those kept for its key by their check-in
+    time as the detector placed it (:func:`alerts.servicelog.reused_visit_id`): at its device
+    time, else (a device clock it did not trust) the nearest to its receipt, within
+    :data:`REUSED_MATCH_MS`."""
+    if at in kept:
+        return kept[at]
+    near = min(kept, key=lambda t: abs(t - recorded_at), default=None)
+    return kept[near] if near is not None and abs(near - recorded_at) <= REUSED_MATCH_MS \
+        else None
 
 
 def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue: Catalogue,

@@ -278,6 +278,46 @@ def test_a_visit_under_a_reused_visit_id_is_flagged_for_attention_not_left_out(
     assert "visit_id_reused" in supervision_html(report)
 
 
+def test_a_visit_under_a_reused_visit_id_shows_the_detectors_own_reasons(
+        station: Station) -> None:
+    # Its line said visit_id_reused only (issue #14, F6), though the detector judged it as a
+    # visit of its own (too short) and keeps that judgement under visit#check-in time.
+    common: dict[str, Any] = {"site": "site-01", "bed": "bed-1", "caregiver": "c-1",
+                              "visit": "v-same", "source": "badge", "method": "nfc",
+                              "device": "bg-1"}
+    ats = [local("2026-11-02", "09:05"), local("2026-11-03", "09:05"),
+           local("2026-11-04", "09:05")]
+    for n, at in enumerate(ats):
+        for event, when in (("check_in", at), ("check_out", at + 40 * MIN)):
+            station.log.append([VisitEvent(origin=f"bg-1/{n}/{event}", at=when, event=event,
+                                           services=("bathing",) if event == "check_out"
+                                           else None, **common)], now_ms=when,
+                               set_aside_refused=True)
+    station.log.record_judged([
+        JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit="v-same",
+                    judged_at=ats[0] + 41 * MIN,
+                    measured={"verdict": "verified", "reasons": []}),
+        JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit=f"v-same#{ats[1]}",
+                    judged_at=ats[1] + 41 * MIN,
+                    measured={"verdict": "flagged", "reasons": ["too_short"],
+                              "claimed_minutes": 40.0, "sensed_minutes": 4.0}),
+        JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit=f"v-same#{ats[2]}",
+                    judged_at=ats[2] + 41 * MIN,
+                    measured={"verdict": "unverifiable", "reasons": [],
+                              "unverifiable": ["not_sensed"]})])
+    station.settle(local("2026-11-29", "00:00"))
+    report = station.report(local("2026-11-30", "00:00"))
+    got = [(v.status, v.reasons, v.claimed_minutes, v.sensed_minutes)
+           for v in sorted(report.visits, key=lambda v: v.check_in_at)]
+    assert got == [("verified", (), 40.0, None),
+                   ("flagged", ("visit_id_reused", "too_short"), 40.0, 4.0),
+                   ("flagged", ("visit_id_reused", "not_sensed"), None, None)]
+    assert figures(report)[("care-north", "c-1")]["reasons"] == {
+        "visit_id_reused": 2, "too_short": 1, "not_sensed": 1}
+    assert "too_short" in supervision_html(report)
+    assert "visit_id_reused;too_short" in supervision_csv(report, "visits")
+
+
 def test_month_ranges_are_the_sites_local_months() -> None:
     start, end = month_range("2026-11", SHANGHAI)
     assert start == local("2026-11-01", "00:00")
