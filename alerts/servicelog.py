@@ -61,7 +61,10 @@ their coverage, its verdict: :class:`JudgedVisit`) are kept in the ``judged_visi
 the same file, outside the chain (:meth:`ServiceLog.record_judged`), one row per visit (site,
 bed, caregiver, visit id), for :data:`JUDGED_KEEP_MS` after its judgement. Settling reads them
 (:meth:`ServiceLog.judged`) into the visit's service record, which is chained: that record, not
-the table, is what can be traced and verified. A file of before gets the table when opened.
+the table, is what can be traced and verified. A judgement written after its visit's record was
+chained without it is queued in ``judged_after_settling``
+(:meth:`ServiceLog.judged_after_settling`) until settling has revised the record. A file of
+before gets the tables when opened.
 """
 
 from __future__ import annotations
@@ -171,6 +174,13 @@ CREATE TABLE IF NOT EXISTS judged_visit (
     PRIMARY KEY (site, bed, caregiver, visit)
 );
 CREATE INDEX IF NOT EXISTS judged_visit_at ON judged_visit (judged_at);
+CREATE TABLE IF NOT EXISTS judged_after_settling (
+    site TEXT NOT NULL,
+    bed TEXT NOT NULL,
+    caregiver TEXT NOT NULL,
+    visit TEXT NOT NULL,
+    PRIMARY KEY (site, bed, caregiver, visit)
+);
 CREATE TRIGGER IF NOT EXISTS service_log_no_update BEFORE UPDATE ON service_log
 BEGIN SELECT RAISE(ABORT, 'service log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS service_log_no_delete BEFORE DELETE ON service_log
@@ -630,14 +640,20 @@ class ServiceLog:
              None if record.detail is None else canonical_json(record.detail).decode()))
 
     def append_service(self, entries: Sequence[ServiceEntry], *,
-                       cursor: tuple[int, int] | None = None, now_ms: int | None = None
+                       cursor: tuple[int, int] | None = None, now_ms: int | None = None,
+                       judged_taken: Sequence[tuple[str, str, str, str]] = ()
                        ) -> list[tuple[ServiceRecord, bool]]:
         """Chain the service records of finished visits, in order, each once per
         :attr:`~ServiceEntry.origin` (``False``: recorded before; the earlier record), and move
-        the settlement's ``cursor`` (:meth:`settlement_cursor`) in the same transaction."""
+        the settlement's ``cursor`` (:meth:`settlement_cursor`) in the same transaction, with
+        the visits of :meth:`judged_after_settling` it took (``judged_taken``). A record
+        chained without a judgement (``evidence.judged_at``) whose judgement was written
+        meanwhile is queued there at once, so that no judgement falls between the two."""
         recorded_at = _now_ms() if now_ms is None else now_ms
         out: list[tuple[ServiceRecord, bool]] = []
         with self._writing() as db:
+            db.executemany("DELETE FROM judged_after_settling WHERE site = ? AND bed = ? AND"
+                           " caregiver = ? AND visit = ?", judged_taken)
             head = db.execute("SELECT seq, hash FROM chain_head WHERE id = 1").fetchone()
             seq, prev = (int(head[0]), str(head[1])) if head else (0, GENESIS)
             for entry in entries:
@@ -657,6 +673,13 @@ class ServiceLog:
                 self._insert(db, unsealed, digest)
                 out.append((replace(unsealed, hash=digest), True))
                 prev = digest
+                if "judged_at" not in (entry.detail.get("evidence") or {}) and \
+                        db.execute("SELECT 1 FROM judged_visit WHERE site = ? AND bed = ? AND"
+                                   " caregiver = ? AND visit = ?", (
+                                       entry.site, entry.bed, entry.caregiver,
+                                       entry.visit)).fetchone() is not None:
+                    self._judged_late(db, entry.site, entry.bed, entry.caregiver,
+                                      entry.visit)
             db.execute("INSERT INTO chain_head (id, seq, hash) VALUES (1, ?, ?)"
                        " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq,"
                        " hash = excluded.hash", (seq, prev))
@@ -682,6 +705,28 @@ class ServiceLog:
                 " caregiver, visit) DO UPDATE SET judged_at = excluded.judged_at,"
                 " measured = excluded.measured", rows)
             db.execute("DELETE FROM judged_visit WHERE judged_at < ?", (horizon,))
+            for v in visits:  # a visit settled already: its record may need a revision
+                self._judged_late(db, v.site, v.bed, v.caregiver, v.visit)
+
+    @staticmethod
+    def _judged_late(db: sqlite3.Connection, site: str, bed: str, caregiver: str,
+                     visit: str) -> None:
+        """Queue the visit for :meth:`judged_after_settling` if it has a service record."""
+        db.execute("INSERT OR IGNORE INTO judged_after_settling (site, bed, caregiver, visit)"
+                   " SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM service_log WHERE visit = ?"
+                   " AND site = ? AND bed = ? AND caregiver = ? AND event = ?)",
+                   (site, bed, caregiver, visit, visit, site, bed, caregiver, SERVICE_RECORD))
+
+    def judged_after_settling(self, *, limit: int = 1000
+                              ) -> list[tuple[str, str, str, str]]:
+        """``(site, bed, caregiver, visit)`` of the visits judged after their service record
+        was chained without that judgement (a detector that took longer than settling
+        waited), for :class:`~alerts.servicerecords.Settlement` to revise; each until the
+        settlement takes it (:meth:`append_service`, ``judged_taken``)."""
+        with self._lock:
+            rows = self._db.execute("SELECT site, bed, caregiver, visit FROM"
+                                    " judged_after_settling LIMIT ?", (limit,)).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:

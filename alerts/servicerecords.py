@@ -7,9 +7,13 @@ A visit's check-in and check-out are recorded as they happen (:mod:`alerts.servi
 ``service_anomaly`` detector judges the visit a minute after its check-out and raises what it
 finds as an alert, with its reasons and evidence (sensed time, recordings, the plan taken).
 :class:`Settlement` waits ``settle_ms`` after the check-out is recorded (and after the gateway
-started: the detectors judge what they missed first), then chains the visit's **service
-record** (``event="service"``, ``source="gateway"``, :class:`~alerts.servicelog.ServiceEntry`),
-whose ``detail`` holds:
+started: the detectors judge what they missed first) and until the detector has judged the
+visit, at most ``judged_within_ms`` after the check-out was recorded (or after the start: the
+gateway derives it from the detector's own delays, :func:`gateway.runtime.judged_within_ms`;
+past it the visit settles ``not_judged``, so nothing waits for ever; visits settle in the order
+of their check-outs, so one waiting holds those after it up to its own bound), then chains the
+visit's **service record** (``event="service"``, ``source="gateway"``,
+:class:`~alerts.servicelog.ServiceEntry`), whose ``detail`` holds:
 
 * ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts and
   of the detector's judgement (a finding folded into a site's storm summary raises no alert
@@ -41,9 +45,12 @@ whose ``detail`` holds:
   later visit under the same visit id (``visit_id_reused`` in their evidence: the log set that
   visit aside, the detector judged it as its own) are not the chained visit's.
 
-A finding that comes after the visit was settled (a detector that caught up late) gives the
-visit a new revision (origin ``...#2``, ``supersedes`` the earlier record's seq): the chain
-keeps both, the latest counts. The cursors (the last check-out settled, the last alert change
+A finding that comes after the visit was settled (a detector that caught up late), or a
+judgement written after its record was chained without one (``not_judged``: the detector took
+longer than ``judged_within_ms``; :meth:`~alerts.servicelog.ServiceLog.judged_after_settling`),
+gives the visit a new revision when its verdict, reasons or ``unverifiable`` change (origin
+``...#2``, ``supersedes`` the earlier record's seq), delivered upstream like any record: the
+chain keeps both, the latest counts. The cursors (the last check-out settled, the last alert change
 read) move in the transaction that chains the records, so each is settled once.
 
 Blocking (SQLite): the gateway calls :meth:`Settlement.settle` from a worker thread.
@@ -207,15 +214,18 @@ class Settlement:
 
     def __init__(self, log: ServiceLog, *, alerts: AlertSource, catalogue: Catalogue,
                  plans: PlanSource | None = None, settle_ms: int = SETTLE_MS,
-                 started_ms: int = 0) -> None:
+                 started_ms: int = 0, judged_within_ms: int = 0) -> None:
         """``started_ms``: when the gateway started (its detectors judge what they missed
-        before anything is settled)."""
+        before anything is settled); ``judged_within_ms``: how long after a check-out is
+        recorded (or after the start) the detector may still judge the visit, so that
+        settling waits for its judgement (module docstring; 0: never waits)."""
         self.log = log
         self.alerts = alerts
         self.catalogue = catalogue
         self.plans = plans
         self.settle_ms = settle_ms
         self.started_ms = started_ms
+        self.judged_within_ms = judged_within_ms
 
     async def run(self, stopping: asyncio.Event, *,
                   on_settled: Callable[[], object] = lambda: None,
@@ -255,20 +265,36 @@ class Settlement:
                                             newest_first=False, limit=SETTLE_PER_PASS):
                 if check_out.recorded_at + self.settle_ms > now_ms:
                     break
+                if self._judging(check_out, now_ms):
+                    break  # in check-out order: the cursor moves past settled visits only
                 entry = self._entry(check_out)
                 if entry is not None:
                     entries.append(entry)
                 log_seq = check_out.seq
-        alert_seq = self._revisions(alert_seq, log_seq, entries)
-        if not entries and (log_seq, alert_seq) == self.log.settlement_cursor():
+        judged_late = self.log.judged_after_settling()
+        alert_seq = self._revisions(alert_seq, log_seq, entries, judged_late)
+        if not entries and not judged_late and (
+                log_seq, alert_seq) == self.log.settlement_cursor():
             return []
-        recorded = self.log.append_service(entries, cursor=(log_seq, alert_seq))
+        recorded = self.log.append_service(entries, cursor=(log_seq, alert_seq),
+                                           judged_taken=judged_late)
         return [record for record, new in recorded if new]
 
-    def _revisions(self, alert_seq: int, log_seq: int, entries: list[ServiceEntry]) -> int:
-        """Add to ``entries`` a new revision of each settled visit whose service_anomaly
-        alerts changed its verdict since ``alert_seq``; returns the alert changes read."""
-        touched: dict[tuple[str, str, str, str], None] = {}
+    def _judging(self, check_out: ServiceRecord, now_ms: int) -> bool:
+        """Whether the detector may still judge the visit: it has not, and
+        ``judged_within_ms`` has not passed since its check-out was recorded (or since the
+        start)."""
+        return (now_ms < max(check_out.recorded_at, self.started_ms) + self.judged_within_ms
+                and self.log.judged(check_out.site, check_out.bed, check_out.caregiver,
+                                    check_out.visit) is None)
+
+    def _revisions(self, alert_seq: int, log_seq: int, entries: list[ServiceEntry],
+                   judged_late: Sequence[tuple[str, str, str, str]] = ()) -> int:
+        """Add to ``entries`` a new revision of each settled visit whose verdict changed since
+        it was settled: by its service_anomaly alerts changed since ``alert_seq``, or by a
+        judgement that came after it was settled (``judged_late``); returns the alert changes
+        read."""
+        touched: dict[tuple[str, str, str, str], None] = dict.fromkeys(judged_late)
         while True:
             changes = self.alerts.changes_since(alert_seq, 1000)
             for change in changes:
@@ -296,8 +322,10 @@ class Settlement:
                     latest.detail is None:
                 continue
             entry = self._entry(check_out, revision=int(latest.detail.get("revision", 1)) + 1)
-            if entry is None or (entry.detail["verdict"], entry.detail["reasons"]) == (
-                    latest.detail["verdict"], latest.detail["reasons"]):
+            if entry is None or (entry.detail["verdict"], entry.detail["reasons"],
+                                 entry.detail["unverifiable"]) == (
+                    latest.detail["verdict"], latest.detail["reasons"],
+                    latest.detail.get("unverifiable", [])):
                 continue
             entry.detail["supersedes"] = latest.seq
             entries.append(entry)

@@ -590,7 +590,10 @@ class Settings(BaseSettings):
         description="A finished visit becomes its service record in the service log (verdict "
         "with the reasons of its `service_anomaly` alerts, plan, claimed and sensed times, "
         "recordings, evidence) this long after its check-out was recorded (and after a "
-        "start), once the detectors have judged it; a finding that comes later revises it.")
+        "start), once the detectors have judged it: a visit not judged yet waits for its "
+        "judgement up to 5 min plus twice `detector_evaluate_interval_s` after its check-out "
+        "(7 min by default), then is settled `unverifiable`, `not_judged`; a finding or a "
+        "judgement that comes later revises it.")
     service_institutions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="The care institution each site's visits are reported under in the "

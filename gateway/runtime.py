@@ -83,7 +83,8 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
-from gateway.detect.service_anomaly import service_checks
+from gateway.detect.service_anomaly import CATCH_UP_MS, service_checks
+from gateway.detect.service_anomaly import SETTLE_MS as JUDGED_AFTER_MS
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -153,6 +154,20 @@ STORE_BYTES_EVERY_S = 60.0
 
 ALERT_TICK_S = 1.0
 """How often the alert engine is ticked (escalation timers, detector windows)."""
+
+
+def judged_within_ms(settings: Settings) -> int:
+    """How long after a visit's check-out is recorded the ``service_anomaly`` detector may
+    still judge it, for settling to wait that long for the judgement at most
+    (:class:`alerts.Settlement`, ``judged_within_ms``): it judges a visit a minute after its
+    check-out (``SETTLE_MS``), one checked out late (a backlog) once its home's infrared
+    caught up, at most ``CATCH_UP_MS`` (5 min) after its receipt, at an evaluation
+    (``detector_evaluate_interval_s``; an app's check-out is read from the log at the one
+    before), so at most the longer of the two plus two evaluation intervals: 7 min by default.
+    A judgement that comes later still (a sensor far behind, a detector stalled) revises the
+    record settled ``not_judged``."""
+    every = round(settings.detector_evaluate_interval_s * 1000)
+    return max(JUDGED_AFTER_MS, CATCH_UP_MS) + 2 * every
 
 
 class Gateway:
@@ -232,7 +247,7 @@ class Gateway:
             self.service_log, alerts=self.alert_store, plans=self.plans,
             catalogue=Catalogue.parse(settings.service_catalogue),
             settle_ms=round(settings.service_record_settle_s * 1000),
-            started_ms=int(time.time() * 1000))
+            started_ms=int(time.time() * 1000), judged_within_ms=judged_within_ms(settings))
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}

@@ -399,3 +399,116 @@ def test_the_alerts_of_a_later_visit_under_the_same_id_are_not_the_chained_visit
     assert (record.detail["verdict"], record.detail["evidence"]["alerts"]) == ("verified", [])
     station.flag("v-1", T0 + 55 * MIN, ["too_short"], visit_id_reused=True)
     assert station.settlement.settle(T0 + 56 * MIN) == [], "no revision either"
+
+
+WITHIN = 7 * MIN  # the gateway's judged_within_ms by default
+SHORT = 90_000  # service_record_settle_s at its minimum
+
+
+def judged(visit: str, at: int, verdict: str = "verified", **measured: Any) -> JudgedVisit:
+    return JudgedVisit(site="site-01", bed="bed-1", caregiver="c-1", visit=visit,
+                       judged_at=at, measured={"verdict": verdict, "reasons": [], **measured})
+
+
+def test_a_visit_judged_after_a_short_settle_waits_for_its_judgement(
+        station: Station) -> None:
+    # With service_record_settle_s at 90 s a visit delivered late (judged when its home's
+    # infrared caught up, minutes after the check-out came) or checked out in the app (read
+    # by the detector at its next evaluation) was settled unverifiable, not_judged, before
+    # its judgement came, and the judgement never revised it (issue #14, F4).
+    settling = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                          settle_ms=SHORT, started_ms=T0 - SETTLE, judged_within_ms=WITHIN)
+    out = T0 + 40 * MIN
+    station.visit("v-1", check_in=T0, check_out=out, judged=False)
+    station.visit("v-2", check_in=T0 + MIN, check_out=out + MIN)
+    assert settling.settle(out + SHORT) == [], "v-1 may still be judged; v-2 waits behind it"
+    assert station.log.settlement_cursor()[0] < station.log.query(
+        visit="v-1", event="check_out")[0].seq, "the cursor stays before the visit waiting"
+    station.log.record_judged([judged("v-1", out + 4 * MIN)])
+    records = settling.settle(out + 4 * MIN)
+    got = [(r.visit, r.detail["verdict"], r.detail["evidence"].get("judged_at"))
+           for r in records if r.detail]
+    assert got == [("v-1", "verified", out + 4 * MIN), ("v-2", "verified", out + 2 * MIN)]
+    assert settling.settle(out + WITHIN * 2) == [], "once"
+
+
+def test_a_visit_never_judged_settles_not_judged_after_the_bound_and_a_later_judgement_revises_it(
+        station: Station, tmp_path: Path) -> None:
+    settling = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                          settle_ms=SHORT, started_ms=T0 - SETTLE, judged_within_ms=WITHIN)
+    out = T0 + 40 * MIN
+    for n, visit in enumerate(("v-1", "v-2")):
+        station.visit(visit, check_in=T0 + n * MIN, check_out=out + n * MIN, judged=False)
+    assert settling.settle(out + WITHIN - 1) == [], "nothing waits for ever, but this long"
+    first = settling.settle(out + WITHIN)
+    assert [(r.visit, r.detail["unverifiable"]) for r in first if r.detail] == [
+        ("v-1", ["not_judged"])], "v-2's own bound is a minute later"
+    [second] = settling.settle(out + MIN + WITHIN)
+    assert second.detail is not None
+    assert second.detail["unverifiable"] == ["not_judged"]
+    # The detector judges both later still (a sensor far behind): each record is revised
+    # once, across a restart, like a finding that came after it was settled.
+    station.log.record_judged([judged("v-1", out + 20 * MIN),
+                               judged("v-2", out + 20 * MIN, "unverifiable",
+                                      unverifiable=["not_sensed"])])
+    station.log.close()
+    station.log = ServiceLog(station.path)
+    again = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                       settle_ms=SHORT, started_ms=out + 21 * MIN, judged_within_ms=WITHIN)
+    revised = again.settle(out + 21 * MIN)
+    got = {r.visit: (r.detail["verdict"], r.detail["unverifiable"], r.detail["revision"],
+                     r.detail["supersedes"], r.origin.endswith("#2"))
+           for r in revised if r.detail}
+    assert got == {"v-1": ("verified", [], 2, first[0].seq, True),
+                   "v-2": ("unverifiable", ["not_sensed"], 2, second.seq, True)}
+    assert again.settle(out + 30 * MIN) == [], "revised once"
+    station.log.record_judged([judged("v-1", out + 40 * MIN)])  # judged again, the same
+    assert again.settle(out + 41 * MIN) == [], "the same verdict is not revised"
+    assert station.log.judged_after_settling() == []
+    assert station.log.verify(full=True).ok
+
+
+def test_a_judgement_written_while_its_record_was_being_chained_is_not_lost(
+        station: Station) -> None:
+    # Settling read no judgement (past its bound), then the detector wrote one before the
+    # record was chained: the record is queued for its revision in the same transaction.
+    out = T0 + 40 * MIN
+    station.visit("v-1", check_in=T0, check_out=out, judged=False)
+    settling = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                          settle_ms=SHORT, started_ms=T0 - SETTLE, judged_within_ms=WITHIN)
+    [check_out] = station.log.query(visit="v-1", event="check_out")
+    entry = settling._entry(check_out)
+    assert entry is not None
+    station.log.record_judged([judged("v-1", out + 8 * MIN)])
+    station.log.append_service([entry], cursor=(check_out.seq, 0))
+    assert station.log.judged_after_settling() == [("site-01", "bed-1", "c-1", "v-1")]
+    [revised] = settling.settle(out + 9 * MIN)
+    assert revised.detail is not None
+    assert (revised.detail["verdict"], revised.detail["revision"]) == ("verified", 2)
+
+
+def test_a_record_revised_by_a_late_judgement_goes_upstream_once_per_revision(
+        station: Station, tmp_path: Path) -> None:
+    from gateway.upstream import Outbox, Upstream
+    from tests.unit.test_upstream import SECRET
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3")
+    upstream = Upstream(outbox, url="http://127.0.0.1:9/p", secret=SECRET, source="gw-1",
+                        alert_store=station.store, service_log=station.log)
+    try:
+        settling = Settlement(station.log, alerts=station.store, catalogue=CATALOGUE,
+                              settle_ms=SHORT, started_ms=T0 - SETTLE, judged_within_ms=WITHIN)
+        out = T0 + 40 * MIN
+        station.visit("v-1", check_in=T0, check_out=out, judged=False)
+        assert upstream.pump() == 2, "the check-in and check-out"
+        [first] = settling.settle(out + WITHIN)
+        assert upstream.pump() == 1, "the record settled not_judged"
+        station.log.record_judged([judged("v-1", out + 30 * MIN)])
+        [revised] = settling.settle(out + 31 * MIN)
+        assert revised.detail is not None
+        assert revised.detail["supersedes"] == first.seq
+        assert upstream.pump() == 1, "its revision"
+        assert settling.settle(out + 32 * MIN) == []
+        assert upstream.pump() == 0, "once"
+    finally:
+        outbox.close()
