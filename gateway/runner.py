@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -98,6 +99,7 @@ async def _open(settings: Settings, stopping: asyncio.Event,
             reason["stores_open"] = f"{type(exc).__name__}: {exc}"[:300]
             if failed_since is None:
                 failed_since = time.monotonic()
+                gc.enable()  # off for the start (homecare.service); this wait may be long
                 from gateway.http import HttpLimits, not_ready_app, serve
 
                 host, port = settings.api_host_port

@@ -421,6 +421,7 @@ class Gateway:
                 # stall the loop for 100+ ms under load (measured in the latency benchmark).
                 gc.freeze()
                 gc.set_threshold(*GC_THRESHOLDS)
+                gc.enable()  # off while a plain start imported and built it (homecare.service)
                 sys.setswitchinterval(SWITCH_INTERVAL_S)
                 gc.callbacks.append(gc_timer)
                 self.started.set()

@@ -1,13 +1,15 @@
 """``homecare gateway``, the service, started without the rest of the ``homecare`` command.
 
 A restart after a crash is the time the broker holds a station's messages and a dispatcher
-waits: :mod:`homecare.entry` sends ``homecare gateway`` here, so the start imports neither the
-simulators nor the parameters of every other command (a third of a start-up's imports at a
-high load, RELIABILITY.md). ``homecare --help`` lists the same command (:mod:`homecare.cli`).
-"""
+waits: :mod:`homecare.entry` sends ``homecare gateway`` to :mod:`homecare.service` when its
+arguments are the usual ones (no command-line library at all) and here otherwise (help, an
+option to check), so the start imports neither the simulators nor the parameters of every
+other command (a third of a start-up's imports at a high load, RELIABILITY.md). ``homecare
+--help`` lists the same command (:mod:`homecare.cli`)."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
@@ -30,29 +32,16 @@ def gateway_command(
     in the settings reference: deploy/gateway.example.toml (a commented sample to copy) and the
     settings table in README.md. Check a configuration before starting with `homecare config
     check`. Bad settings and unknown HOMECARE_* variables stop the start (exit status 2)."""
-    import os
+    from homecare.service import serve
 
-    from gateway import run_gateway
-    from gateway.config import unknown_variables
-    from gateway.errors import ConfigError
-
-    unknown = unknown_variables(os.environ)
-    if unknown:
-        for key, close in unknown:
-            hint = f" (did you mean {close}?)" if close else ""
-            typer.echo(f"homecare gateway: unknown environment variable {key}{hint}", err=True)
-        typer.echo("homecare gateway: every HOMECARE_* variable must name a setting (see "
-                   "`homecare config check`); not started", err=True)
-        raise typer.Exit(2)
-    try:
-        run_gateway(config)
-    except ConfigError as exc:
-        typer.echo(f"homecare gateway: {exc}", err=True)
-        raise typer.Exit(2) from None
+    status = serve(config)
+    if status:
+        raise typer.Exit(status)
 
 
 def run(args: Sequence[str]) -> None:
     """``homecare gateway ARGS``: the command alone, with the same options and help."""
+    gc.enable()  # off for a plain start (homecare.service); this is not one
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                       rich_markup_mode=None,
                       context_settings={"max_content_width": 100})
