@@ -79,7 +79,8 @@ class Visit(msgspec.Struct, kw_only=True):
     """A missing check-out was raised (active until the late check-out)."""
     sensed_until: int | None = None
     """Samples are counted until then once the caregiver is judged gone without checking
-    out (later company is not theirs); None: until the check-out."""
+    out, or seen gone by infrared that came behind the check-out (later company is not
+    theirs); None: until the check-out."""
     decided_at: int | None = None
     instance: int | None = None
     """For a visit checked in under the key of one before it (``visit_id_reused``): its

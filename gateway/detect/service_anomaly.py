@@ -54,7 +54,8 @@ snapshot, at most :data:`JUDGED_PENDING_MAX`, and is written with the next one; 
 ``visit_log`` (replay) nothing is kept.
 
 **The cross-checks** (evidence ``reasons``, in this order; ``anomaly`` is the first), decided
-:data:`SETTLE_MS` after the check-out, so that data held up by the home network is in:
+:data:`SETTLE_MS` after the check-out and once the home's infrared has come up to it (Late
+delivery), so that data held up by the home network is in:
 
 * ``nobody_sensed``: the infrared sensor counted people throughout (at least
   :data:`MIN_SENSED_SAMPLES` samples) and never more than the household's usual count (in a
@@ -89,7 +90,10 @@ Two more are raised while a visit is open or a plan is due:
 are at home is learnt per bed from the infrared ``people`` count outside visits, with someone
 home and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples
 with at least two, and at least three, people; over one half counts; a sample stands for at
-most :data:`HOUSEHOLD_SAMPLE_MS`): an elderly couple is two, so the spouse is never taken for
+most :data:`HOUSEHOLD_SAMPLE_MS`, weighed by the samples' own times as placed, so a backlog of
+hours delivered in seconds is hours; a visit's samples, by its own times, are left out, and a
+batch's samples before a visit's are learnt before that visit's are counted, as live): an
+elderly couple is two, so the spouse is never taken for
 the caregiver. Samples with no motion (asleep, or still) are left out: a couple asleep, whom
 the sensor counts as one for ten hours, was learnt as a household of one by morning, and the
 first samples after a night with nothing learnt weighed as much as the whole night. It
@@ -132,20 +136,41 @@ time, :attr:`~gateway.detect._batch.Infrared.sent`) are placed at their device t
 received up to :data:`LATE_MS` after it (and, as before, up to ``CLOCK_TRUST_MS`` before), so
 the visit delivered late is the visit delivered live. A check-out received late is judged
 once the home's infrared was delivered up to it (the bed's ``sensed_to``, within
-:data:`SENSED_SLACK_MS`), or :data:`CATCH_UP_MS` after it came, not before; the caregiver
-is judged gone (``no_checkout``) by the infrared as far as it was delivered, not by the
-clock. A check-in delivered after its home's samples (the infrared's backlog first, or the
+:data:`SENSED_SLACK_MS`), not before (Infrared behind: how long it waits); the caregiver is
+judged gone (``no_checkout``) by the infrared as far as it was delivered, not by the clock,
+and the visit's samples are counted up to there (those placed before it count whenever they
+come). A check-in delivered after its home's samples (the infrared's backlog first, or the
 caregiver app synced late) takes its samples from the latest
 :data:`~gateway.detect._visits.RECENT_SAMPLES` of all beds
 (:class:`~gateway.detect._visits.RecentSamples`), once its check-out is known (or
 :data:`CATCH_UP_MS` after the check-in came). Limits: a badge whose clock runs behind by
 15 minutes to :data:`LATE_MS`, live, is taken at its word (its visits are placed at its time,
 as storage places its data); each device is expected to deliver its backlog in
-the order it sent it, before its new messages (an MQTT QoS 1 queue does); a backlog longer
-than ``visit_max`` may raise ``no_checkout`` before its check-out comes (which then clears
-it), and a plan's window may be raised ``missed`` during the outage (cleared when the visit
-comes); the recent samples are not in the snapshot, so a check-in delivered after a restart
-counts only the samples after it.
+the order it sent it, before its new messages (an MQTT QoS 1 queue does), and the samples of
+a bed with two infrared sensors coming behind the other's add nothing to its household; a
+backlog longer than ``visit_max`` may raise ``no_checkout`` before its check-out comes (which
+then clears it), and a plan's window may be raised ``missed`` during the outage (cleared when
+the visit comes); the recent samples are not in the snapshot, so a check-in delivered after a
+restart counts only the samples after it.
+
+**Infrared behind.** The home's infrared may come behind on its own while the badge or the app
+is on time: a sensor that batches its samples, a slow home network. Any checked-out visit, on
+time or late, waits for its home's infrared to be delivered up to its check-out (as above)
+while that infrared keeps coming (a sample received within :data:`FRESH_MS`), at most
+:data:`LATE_MS` after the check-out; a home whose infrared does not come is judged at once
+after a check-out on time (a sensor silent, or without a people count), or
+:data:`CATCH_UP_MS` after a late check-out came. A check-out that came before its home's
+infrared showed the caregiver gone is judged, once that infrared shows them gone
+``checkout_grace`` before it, as the live visit whose ``no_checkout`` was raised then
+(counted up to there; a late check-out claims its items alone), without raising it. So a visit
+is judged alike with its infrared on time or up to :data:`LATE_MS` behind (issue #14: a short
+visit whose infrared came 1 to 12 minutes behind lost its ``too_short``, one 15 minutes or
+more behind was judged before its infrared came, an app visit counted 2 of its 6 samples). A
+visit judged after its service record was settled (``service_record_settle_s``) has that
+record revised. Limits: a sensor whose messages come more than :data:`FRESH_MS` apart
+(batches of ten minutes or more) is not waited for once it is silent that long; a caregiver
+who came back after ``checkout_grace`` away, delivered in the same batch as the absence, is
+not seen gone.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -216,7 +241,8 @@ SETTLE_MS: Final = 60_000
 MIN_SENSED_SAMPLES: Final = 5
 """Infrared samples needed during a visit before what they show is believed."""
 FRESH_MS: Final = 10 * MINUTE_MS
-"""Infrared data received within this counts as the sensor still reporting."""
+"""Infrared data received within this counts as the sensor still reporting (a checked-out visit
+waits for it: module docstring, Infrared behind)."""
 KEEP_MS: Final = 24 * HOUR_MS
 """Judged visits (and recordings) are forgotten this long after."""
 OPEN_VISIT_EXPIRY_MS: Final = 24 * HOUR_MS
@@ -248,9 +274,10 @@ long after their device time (a home network, the gateway or its broker link dow
 devices' backlog) are placed at their device time, as when they come on time (module
 docstring, Late delivery)."""
 CATCH_UP_MS: Final = 5 * MINUTE_MS
-"""How long after a late check-out is received the visit waits, at most, for its home's
-infrared to be delivered up to the check-out before it is judged (well within the settling's
-``service_record_settle_s``, 10 min by default)."""
+"""How long after a late check-out is received the visit waits for its home's infrared to be
+delivered up to the check-out before it is judged, when that infrared does not come (well
+within the settling's ``service_record_settle_s``, 10 min by default); while it keeps coming,
+behind, the visit waits on (module docstring, Infrared behind)."""
 SENSED_SLACK_MS: Final = MINUTE_MS
 """A late check-out's home infrared counts as delivered once its latest sample is this close to
 the check-out (:data:`CATCH_UP_MS`)."""
@@ -390,7 +417,8 @@ class ServiceAnomalyDetector(DetectorBase):
         read alone they kept a couple a household of one for its first eight to ten waking
         hours watched (a fresh verifier's couple, a gateway's first morning)."""
         b.column("household_at", np.int64, NONE)
-        """Receipt time of the latest sample the household was learnt from."""
+        """Time (as placed: device time for a late backlog) of the latest sample the household
+        was learnt from."""
         b.column("empty_since", np.int64, NONE)
         """The latest run of samples counting nobody at home: the first one's time (NONE:
         none), how many (``empty_n``), the last one's (``empty_last``), and the time of the
@@ -590,11 +618,24 @@ class ServiceAnomalyDetector(DetectorBase):
         # For the home's emptiness, a sample counting nobody that says someone is present (a
         # person the sensor sees but does not count) counts one.
         seen = np.where((people == 0) & (ir.presence[known] == 1), 1.0, people)
+        # The household learnt from samples with someone home and moving outside every visit;
+        # those placed before a visit's first sample in this batch first, so that a backlog's
+        # hours before a visit count for it and its hours after do not, as live.
+        learn = (ir.motion[known] != 0) & (people >= 1)  # motion NaN (not reported) included
+        visits = [v for v in (*self._active.values(), *self._done.values())
+                  if v.bed >= 0] if learn.any() else []
+        first = np.full(len(self.beds["two_or_more"]), np.iinfo(np.int64).max, np.int64)
+        if visits:
+            inside = self._in_visit(bed, t, visits)
+            np.minimum.at(first, bed[inside], t[inside])
+            learn &= ~inside
+        before = learn & (t < first[bed])
+        self._learn_household(bed[before], people[before], t[before])
         self._sense(bed, people, t, seen)
+        after = learn & ~before
+        self._learn_household(bed[after], people[after], t[after])
         self._watch_empty(bed, seen, t)
         self.recent.add(bed, t, people, seen)
-        awake = ir.motion[known] != 0  # NaN (not reported) included
-        self._learn_household(bed[awake], people[awake], received[awake])
 
     def _visit_event(self, site: str, bed_id: str, bed: int | None, caregiver: str, visit: str,
                      event: str, t: int, services: Iterable[str] | None, method: str | None,
@@ -842,23 +883,20 @@ class ServiceAnomalyDetector(DetectorBase):
     def _household_of(self, visit: Visit) -> int:
         return int(self.household(np.array([visit.bed]))[0]) if visit.bed >= 0 else 1
 
-    def _learn_household(self, bed: np.ndarray, people: np.ndarray, received: np.ndarray
-                         ) -> None:
-        """Fold samples with someone home and no visit open into the household's count."""
-        open_beds = [v.bed for v in self._active.values()
-                     if v.check_out is None and v.bed >= 0]
-        home = people >= 1
-        if open_beds:
-            home &= ~np.isin(bed, open_beds)
-        if not home.any():
+    def _learn_household(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
+        """Fold samples with someone home, outside every visit (by its own times, open or
+        judged: a backlog brings a visit's samples after its check-out), into the household's
+        count, by their time as placed (``t``: a late backlog's device time): the samples
+        stand for the time they span as sent, not as received (a backlog of hours delivered
+        in seconds is hours of the household, not seconds)."""
+        if not len(bed):
             return
         b = self.beds
         n = len(b["two_or_more"])
-        bed, people, received = bed[home], people[home], received[home]
         count = np.bincount(bed, minlength=n)
         beds = np.flatnonzero(count)
         latest = np.full(n, NONE, dtype=np.int64)
-        np.maximum.at(latest, bed, received)
+        np.maximum.at(latest, bed, t)
         since = b["household_at"][beds]
         # The time the samples stand for, not the gap since the last ones: after a night
         # with nobody learnt, the morning's first sample must not outweigh the day before.
@@ -869,7 +907,31 @@ class ServiceAnomalyDetector(DetectorBase):
             share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]
             b[column][beds] += weight * (share - b[column][beds])
         b["learnt"][beds] += weight * (1.0 - b["learnt"][beds])
-        b["household_at"][beds] = latest[beds]
+        b["household_at"][beds] = np.maximum(since, latest[beds])
+
+    @staticmethod
+    def _in_visit(bed: np.ndarray, t: np.ndarray, visits: Sequence[Visit]) -> np.ndarray:
+        """Per sample, whether it falls in one of ``visits`` of its bed (from the check-in to
+        the check-out; an open one: on)."""
+        never = np.iinfo(np.int64).max
+        v_bed = np.fromiter((v.bed for v in visits), np.int64, len(visits))
+        order = np.argsort(v_bed, kind="stable")
+        v_bed = v_bed[order]
+        v_in = np.fromiter((v.check_in for v in visits), np.int64, len(visits))[order]
+        v_out = np.fromiter((never if v.check_out is None else v.check_out for v in visits),
+                            np.int64, len(visits))[order]
+        low = np.searchsorted(v_bed, bed, "left")
+        count = np.searchsorted(v_bed, bed, "right") - low
+        inside = np.zeros(len(bed), np.bool_)
+        if not count.any():
+            return inside
+        sample = np.repeat(np.arange(len(bed)), count)
+        pair = np.repeat(low, count) + np.arange(len(sample)) - np.repeat(
+            np.cumsum(count) - count, count)
+        when = t[sample]
+        hit = (when >= v_in[pair]) & (when < v_out[pair])
+        inside[sample[hit]] = True
+        return inside
 
     def _unkeyed(self, saved: list[Any], bed_map: Any) -> list[dict[str, Any]]:
         """The open visits of a snapshot written before visits were keyed by site, bed,
@@ -907,6 +969,8 @@ class ServiceAnomalyDetector(DetectorBase):
             if visit.bed < 0 and self.fleet.numbering.has_bed(visit.site, visit.bed_id):
                 visit.bed = self.fleet.bed_index(visit.site, visit.bed_id)
             if visit.check_out is not None:
+                if not visit.no_checkout and visit.sensed_until is None:
+                    self._gone_before_check_out(visit)
                 if now_ms >= visit.check_out + SETTLE_MS and self._delivered(visit, now_ms):
                     if visit.plan is None or self.book.plan_of(visit) is None:
                         self.book.match(visit)
@@ -997,7 +1061,7 @@ class ServiceAnomalyDetector(DetectorBase):
                 return [self._visit_finding(visit, now_ms, active=False, reasons=[],
                                             phrases=["checked out late"], evidence={})]
             return []
-        if visit.no_checkout:
+        if self._gone(visit):
             evidence["checked_out_late"] = True
         return [self._visit_finding(visit, now_ms, active=True, reasons=reasons,
                                     phrases=phrases, evidence=evidence)]
@@ -1023,13 +1087,34 @@ class ServiceAnomalyDetector(DetectorBase):
         got = visit.out_received
         return got is None or got - visit.check_out <= SETTLE_MS or now_ms >= got + CATCH_UP_MS
 
+    def _gone_before_check_out(self, visit: Visit) -> None:
+        """A check-out that came before its home's infrared showed the caregiver gone (a
+        sensor behind): once that infrared shows them gone ``checkout_grace`` before the
+        check-out, the visit is counted as a live one whose missing check-out was raised then
+        (up to there, and its check-out late: :meth:`_checked_out_late`), without raising it
+        (the check-out is in). Live, the missing check-out was raised first; without this, the
+        same visit delivered behind claimed its whole stay."""
+        last = visit.extra_last
+        if last is None or visit.bed < 0 or visit.check_out is None:
+            return
+        gone = last + self.checks.checkout_grace_ms
+        sensed_to = int(self.beds["sensed_to"][visit.bed])
+        if gone < visit.check_out and sensed_to >= gone:
+            visit.sensed_until = min(sensed_to + 1, visit.check_out)
+
+    @staticmethod
+    def _gone(visit: Visit) -> bool:
+        """Whether the caregiver was judged gone before the check-out (the missing check-out
+        raised, or seen so once the infrared behind came: :meth:`_gone_before_check_out`)."""
+        return visit.no_checkout or visit.sensed_until is not None
+
     def _checked_out_late(self, visit: Visit, plan: PlannedVisit | None) -> bool:
         """Whether the check-out came late, so that the stay up to it is no claim (a caregiver
         who forgot to check out): after the missing check-out was raised and, for a visit with
         a plan, after its window (and the tolerance) was over. A check-out within its window
         claims the stay like any other, even once the caregiver was judged gone: who left
         early and checked out at the usual time claims the whole stay."""
-        if not visit.no_checkout:
+        if not self._gone(visit):
             return False
         if plan is None or visit.check_out is None:
             return True
@@ -1083,7 +1168,7 @@ class ServiceAnomalyDetector(DetectorBase):
         """Checks the recordings; returns the share of the visit they cover."""
         assert visit.check_out is not None
         end = visit.check_out
-        if visit.no_checkout and visit.extra_last is not None:
+        if self._gone(visit) and visit.extra_last is not None:
             end = min(end, max(visit.extra_last, visit.check_in + 1))
         clips = self.clips.linked(visit.bed, visit.check_in, end) if visit.bed >= 0 else []
         evidence["recordings"] = [clip.evidence() for clip in clips]
