@@ -91,8 +91,9 @@ are at home is learnt per bed from the infrared ``people`` count outside visits,
 home and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples
 with at least two, and at least three, people; over one half counts; a sample stands for at
 most :data:`HOUSEHOLD_SAMPLE_MS`, weighed by the samples' own times as placed, so a backlog of
-hours delivered in seconds is hours; a visit's samples, by its own times, are left out, and a
-batch's samples before a visit's are learnt before that visit's are counted, as live): an
+hours delivered in seconds is hours; a visit's samples, by its own times, are left out (one
+never checked out: up to where the caregiver was judged gone, not for the day it stays open),
+and a batch's samples before a visit's are learnt before that visit's are counted, as live): an
 elderly couple is two, so the spouse is never taken for
 the caregiver. Samples with no motion (asleep, or still) are left out: a couple asleep, whom
 the sensor counts as one for ten hours, was learnt as a household of one by morning, and the
@@ -911,14 +912,16 @@ class ServiceAnomalyDetector(DetectorBase):
 
     @staticmethod
     def _in_visit(bed: np.ndarray, t: np.ndarray, visits: Sequence[Visit]) -> np.ndarray:
-        """Per sample, whether it falls in one of ``visits`` of its bed (from the check-in to
-        the check-out; an open one: on)."""
+        """Per sample, whether it falls in one of ``visits`` of its bed: from the check-in to
+        the check-out; without one, to where the caregiver was judged gone, or where the visit
+        was given up, else on (an open one)."""
         never = np.iinfo(np.int64).max
         v_bed = np.fromiter((v.bed for v in visits), np.int64, len(visits))
         order = np.argsort(v_bed, kind="stable")
         v_bed = v_bed[order]
         v_in = np.fromiter((v.check_in for v in visits), np.int64, len(visits))[order]
-        v_out = np.fromiter((never if v.check_out is None else v.check_out for v in visits),
+        v_out = np.fromiter((next((end for end in (v.check_out, v.sensed_until, v.decided_at)
+                                   if end is not None), never) for v in visits),
                             np.int64, len(visits))[order]
         low = np.searchsorted(v_bed, bed, "left")
         count = np.searchsorted(v_bed, bed, "right") - low

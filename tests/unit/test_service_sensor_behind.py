@@ -206,3 +206,26 @@ def test_family_after_a_visit_in_the_same_backlog_is_not_the_household_at_the_vi
     kept, raised = judged(service_log, live + [(back, m) for m in held], start=FIRST,
                           end=NINE + 8 * HOUR)
     assert (kept["verdict"], kept["samples_with_caregiver"], raised) == ("verified", 45, [])
+
+
+def test_a_forgotten_check_out_does_not_stop_the_household_being_learnt(
+        service_log: ServiceLog) -> None:
+    # A new bed, a couple at home from 00:00. A caregiver came at 01:00 and left at 01:10
+    # without checking out (no_checkout); at 09:00 a visit is claimed, but nobody beyond the
+    # couple comes. The open visit kept the bed's samples out of the household's count for as
+    # long as it stayed open (a day), so the couple was still a household of one at 09:00 and
+    # the spouse was taken for the caregiver.
+    first, forgotten = NINE - 9 * HOUR, NINE - 8 * HOUR
+
+    def people(t: int) -> int:
+        return 3 if forgotten <= t < forgotten + 10 * MINUTE else 2
+
+    traffic = samples(first, NINE + 3 * HOUR, people)
+    traffic += [(forgotten + 50, badge("b1", forgotten, "check_in", "v-0")),
+                (NINE + 50, badge("b1", NINE, "check_in", "v-1")),
+                (NINE + 45 * MINUTE + 50, badge("b1", NINE + 45 * MINUTE, "check_out", "v-1",
+                                                services=["cleaning", "companionship"]))]
+    kept, raised = judged(service_log, traffic, start=first, end=NINE + 3 * HOUR)
+    assert (kept["verdict"], kept["reasons"], kept["household_people"]) == (
+        "flagged", ["nobody_sensed"], 2)
+    assert raised == [["no_checkout"], ["nobody_sensed"]]
