@@ -10,9 +10,15 @@ finds as an alert, with its reasons and evidence (sensed time, recordings, the p
 started: the detectors judge what they missed first) and until the detector has judged the
 visit, at most ``judged_within_ms`` after the check-out was recorded (or after the start: the
 gateway derives it from the detector's own delays, :func:`gateway.runtime.judged_within_ms`;
-past it the visit settles ``not_judged``, so nothing waits for ever; visits settle in the order
-of their check-outs, so one waiting holds those after it up to its own bound), then chains the
-visit's **service record** (``event="service"``, ``source="gateway"``,
+past it the visit settles ``not_judged``), or longer while the detector says it still holds
+the visit (``awaiting``: :meth:`ServiceAnomalyDetector.awaiting_judgement
+<gateway.detect.service_anomaly.ServiceAnomalyDetector.awaiting_judgement>`, a home whose
+infrared runs behind), at most ``awaited_within_ms`` (the detector's own bound and a margin:
+:func:`gateway.runtime.awaited_within_ms`), so nothing waits for ever. Visits are taken in the
+order of their check-outs, but one waiting holds only itself: those after it that are due
+settle meanwhile (the cursor stays before the first visit waiting, and the visits after it
+already settled are passed over), so a home whose sensor lags holds no other home's records.
+Then it chains the visit's **service record** (``event="service"``, ``source="gateway"``,
 :class:`~alerts.servicelog.ServiceEntry`), whose ``detail`` holds:
 
 * ``verdict``: ``flagged`` with the ``reasons`` of the visit's ``service_anomaly`` alerts and
@@ -106,6 +112,13 @@ class AlertSource(Protocol):
     def list_alerts(self, *, type: Any = None, site: Any = None, bed: Any = None,
                     since: int | None = None, limit: int = 100) -> tuple[list[Alert], str | None]:
         ...
+
+
+class Awaiting(Protocol):
+    """Whether the detector still holds a visit not judged yet
+    (:meth:`gateway.detect.service_anomaly.ServiceAnomalyDetector.awaiting_judgement`)."""
+
+    def __call__(self, site: str, bed: str, caregiver: str, visit: str) -> bool: ...
 
 
 class PlanSource(Protocol):
@@ -214,11 +227,16 @@ class Settlement:
 
     def __init__(self, log: ServiceLog, *, alerts: AlertSource, catalogue: Catalogue,
                  plans: PlanSource | None = None, settle_ms: int = SETTLE_MS,
-                 started_ms: int = 0, judged_within_ms: int = 0) -> None:
+                 started_ms: int = 0, judged_within_ms: int = 0,
+                 awaiting: Awaiting | None = None, awaited_within_ms: int = 0) -> None:
         """``started_ms``: when the gateway started (its detectors judge what they missed
         before anything is settled); ``judged_within_ms``: how long after a check-out is
         recorded (or after the start) the detector may still judge the visit, so that
-        settling waits for its judgement (module docstring; 0: never waits)."""
+        settling waits for its judgement (module docstring; 0: never waits); ``awaiting``:
+        whether the detector still holds a visit ``(site, bed, caregiver, visit)`` not judged
+        yet (called from the worker thread :meth:`settle` runs in: it must be thread-safe and
+        cheap), for which settling waits on, up to ``awaited_within_ms`` after the check-out
+        was recorded (or after the start)."""
         self.log = log
         self.alerts = alerts
         self.catalogue = catalogue
@@ -226,6 +244,8 @@ class Settlement:
         self.settle_ms = settle_ms
         self.started_ms = started_ms
         self.judged_within_ms = judged_within_ms
+        self.awaiting = awaiting
+        self.awaited_within_ms = awaited_within_ms
 
     async def run(self, stopping: asyncio.Event, *,
                   on_settled: Callable[[], object] = lambda: None,
@@ -261,18 +281,9 @@ class Settlement:
         log_seq, alert_seq = self.log.settlement_cursor()
         entries: list[ServiceEntry] = []
         if now_ms >= self.started_ms + self.settle_ms:
-            for check_out in self.log.query(after_seq=log_seq, event="check_out",
-                                            newest_first=False, limit=SETTLE_PER_PASS):
-                if check_out.recorded_at + self.settle_ms > now_ms:
-                    break
-                if self._judging(check_out, now_ms):
-                    break  # in check-out order: the cursor moves past settled visits only
-                entry = self._entry(check_out)
-                if entry is not None:
-                    entries.append(entry)
-                log_seq = check_out.seq
+            log_seq = self._due(log_seq, now_ms, entries)
         judged_late = self.log.judged_after_settling()
-        alert_seq = self._revisions(alert_seq, log_seq, entries, judged_late)
+        alert_seq = self._revisions(alert_seq, entries, judged_late)
         if not entries and not judged_late and (
                 log_seq, alert_seq) == self.log.settlement_cursor():
             return []
@@ -280,15 +291,56 @@ class Settlement:
                                            judged_taken=judged_late)
         return [record for record, new in recorded if new]
 
+    def _due(self, log_seq: int, now_ms: int, entries: list[ServiceEntry]) -> int:
+        """Add to ``entries`` the records of the visits due, in check-out order, up to
+        :data:`SETTLE_PER_PASS`; returns the new cursor: the last check-out before the first
+        visit still waiting (module docstring). A visit after a waiting one may have been
+        settled at an earlier pass: it is passed over."""
+        cursor, after, waiting = log_seq, log_seq, False
+        while len(entries) < SETTLE_PER_PASS:
+            check_outs = self.log.query(after_seq=after, event="check_out",
+                                        newest_first=False, limit=SETTLE_PER_PASS)
+            for check_out in check_outs:
+                if check_out.recorded_at + self.settle_ms > now_ms:
+                    return cursor
+                after = check_out.seq
+                if self._settled(check_out):  # after one that was waiting at an earlier pass
+                    if not waiting:
+                        cursor = check_out.seq
+                    continue
+                if self._judging(check_out, now_ms):
+                    waiting = True  # the cursor stays before it; the others go on
+                    continue
+                entry = self._entry(check_out)
+                if entry is not None:
+                    entries.append(entry)
+                if not waiting:
+                    cursor = check_out.seq
+                if len(entries) >= SETTLE_PER_PASS:
+                    return cursor
+            if len(check_outs) < SETTLE_PER_PASS:
+                break
+        return cursor
+
+    def _settled(self, check_out: ServiceRecord) -> bool:
+        return bool(self.log.query(
+            site=check_out.site, bed=check_out.bed, caregiver=check_out.caregiver,
+            visit=check_out.visit, after_seq=check_out.seq, event=SERVICE_RECORD, limit=1))
+
     def _judging(self, check_out: ServiceRecord, now_ms: int) -> bool:
         """Whether the detector may still judge the visit: it has not, and
         ``judged_within_ms`` has not passed since its check-out was recorded (or since the
-        start)."""
-        return (now_ms < max(check_out.recorded_at, self.started_ms) + self.judged_within_ms
-                and self.log.judged(check_out.site, check_out.bed, check_out.caregiver,
-                                    check_out.visit) is None)
+        start), or the detector still holds the visit (``awaiting``) and
+        ``awaited_within_ms`` has not passed."""
+        since = max(check_out.recorded_at, self.started_ms)
+        key = (check_out.site, check_out.bed, check_out.caregiver, check_out.visit)
+        # Asked before the judgement is read: the detector writes it before it lets go.
+        held = (self.awaiting is not None and now_ms < since + self.awaited_within_ms
+                and self.awaiting(*key))
+        return ((held or now_ms < since + self.judged_within_ms)
+                and self.log.judged(*key) is None)
 
-    def _revisions(self, alert_seq: int, log_seq: int, entries: list[ServiceEntry],
+    def _revisions(self, alert_seq: int, entries: list[ServiceEntry],
                    judged_late: Sequence[tuple[str, str, str, str]] = ()) -> int:
         """Add to ``entries`` a new revision of each settled visit whose verdict changed since
         it was settled: by its service_anomaly alerts changed since ``alert_seq``, or by a
@@ -318,8 +370,8 @@ class Settlement:
                                      newest_first=True, limit=20)
             latest = next((r for r in records if r.event == SERVICE_RECORD), None)
             check_out = next((r for r in records if r.event == "check_out"), None)
-            if latest is None or check_out is None or check_out.seq > log_seq or \
-                    latest.detail is None:
+            # A visit settled after one still waiting (past the cursor) is revised alike.
+            if latest is None or check_out is None or latest.detail is None:
                 continue
             entry = self._entry(check_out, revision=int(latest.detail.get("revision", 1)) + 1)
             if entry is None or (entry.detail["verdict"], entry.detail["reasons"],

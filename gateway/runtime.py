@@ -66,7 +66,7 @@ from alerts.rules import ImmediateRules
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from alerts.store import AlertStore
 from devices.codec import Codec
-from devices.devicetime import ClockWindow
+from devices.devicetime import CLOCK_TRUST_MS, ClockWindow
 from devices.registry import Registry
 from gateway.config import Settings
 from gateway.detect import (
@@ -83,7 +83,7 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
-from gateway.detect.service_anomaly import CATCH_UP_MS, service_checks
+from gateway.detect.service_anomaly import CATCH_UP_MS, LATE_MS, service_checks
 from gateway.detect.service_anomaly import SETTLE_MS as JUDGED_AFTER_MS
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
@@ -170,6 +170,17 @@ def judged_within_ms(settings: Settings) -> int:
     return max(JUDGED_AFTER_MS, CATCH_UP_MS) + 2 * every
 
 
+def awaited_within_ms(settings: Settings) -> int:
+    """How long after a visit's check-out is recorded settling waits for its judgement while
+    the ``service_anomaly`` detector says it still holds the visit
+    (:meth:`~gateway.detect.service_anomaly.ServiceAnomalyDetector.awaiting_judgement`: its
+    home's infrared runs behind): the detector waits at most ``LATE_MS`` (12 h) after the
+    check-out's time, which may be ``CLOCK_TRUST_MS`` after its receipt, and judges at an
+    evaluation, so that and :func:`judged_within_ms` (12 h 22 min by default). A stalled
+    detector holds a visit no longer."""
+    return LATE_MS + CLOCK_TRUST_MS + judged_within_ms(settings)
+
+
 class Gateway:
     def __init__(self, settings: Settings, *, registry: Registry | None = None,
                  stages: Sequence[Stage] = (), writer: TimeSeriesWriter | None = None,
@@ -247,7 +258,8 @@ class Gateway:
             self.service_log, alerts=self.alert_store, plans=self.plans,
             catalogue=Catalogue.parse(settings.service_catalogue),
             settle_ms=round(settings.service_record_settle_s * 1000),
-            started_ms=int(time.time() * 1000), judged_within_ms=judged_within_ms(settings))
+            started_ms=int(time.time() * 1000), judged_within_ms=judged_within_ms(settings),
+            awaited_within_ms=awaited_within_ms(settings))
         self.upstream: Upstream | None = None
         families = {(bed.site, bed.id): bed.family_webhook for bed in registry.beds()
                     if bed.family_webhook}
@@ -304,6 +316,8 @@ class Gateway:
             if isinstance(detector, ServiceAnomalyDetector):
                 detector.configure(checks=service_checks(settings), plans=self.plans,
                                    visit_log=self.service_log)
+                # Settling waits on for a visit the detector still holds (a lagging sensor).
+                self.settlement.awaiting = detector.awaiting_judgement
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)

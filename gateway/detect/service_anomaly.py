@@ -168,10 +168,12 @@ is judged alike with its infrared on time or up to :data:`LATE_MS` behind (issue
 visit whose infrared came 1 to 12 minutes behind lost its ``too_short``, one 15 minutes or
 more behind was judged before its infrared came, an app visit counted 2 of its 6 samples). A
 visit judged after its service record was settled (``service_record_settle_s``) has that
-record revised. Limits: a sensor whose messages come more than :data:`FRESH_MS` apart
-(batches of ten minutes or more) is not waited for once it is silent that long; a caregiver
-who came back after ``checkout_grace`` away, delivered in the same batch as the absence, is
-not seen gone.
+record revised; settling asks :meth:`ServiceAnomalyDetector.awaiting_judgement` and keeps
+waiting for a visit the detector still holds (up to :data:`LATE_MS` and a margin), so a home
+whose infrared runs behind has each visit settled once, with its judgement. Limits: a sensor
+whose messages come more than :data:`FRESH_MS` apart (batches of ten minutes or more) is not
+waited for once it is silent that long; a caregiver who came back after ``checkout_grace``
+away, delivered in the same batch as the absence, is not seen gone.
 
 For example, a visit checked out after 5 minutes that bills bathing and rehab (30 minutes
 each):
@@ -464,6 +466,9 @@ class ServiceAnomalyDetector(DetectorBase):
         self._reuse: dict[str, str] = {}
         """The key of the latest visit under a reused visit id, by the id's own key."""
         self._reused_logged_at = 0.0
+        self._awaiting: frozenset[tuple[str, str, str, str]] = frozenset()
+        """What :meth:`awaiting_judgement` answers from: replaced whole (never changed in
+        place) after each evaluation and restore, so another thread reads it as it is."""
 
     def configure(self, *, checks: ServiceChecks | None = None, plans: PlanSource | None = None,
                   visit_log: VisitLog | None = None) -> None:
@@ -480,6 +485,25 @@ class ServiceAnomalyDetector(DetectorBase):
     def open_visits(self) -> list[Visit]:
         """The visits not judged yet."""
         return list(self._active.values())
+
+    def awaiting_judgement(self, site: str, bed: str, caregiver: str, visit: str) -> bool:
+        """Whether the detector holds the visit and has not written its judgement yet: open,
+        checked out and about to be judged, waiting for its home's infrared
+        (:meth:`_delivered`, at most :data:`LATE_MS` after its check-out), or judged but its
+        judgement not written to the service log yet. For
+        :class:`~alerts.servicerecords.Settlement`, which keeps waiting for such a visit
+        rather than settle it ``not_judged``. Thread-safe and cheap: a set lookup on what the
+        last evaluation (or the snapshot restored) left; a judgement is written before the
+        visit leaves the set, so a caller who asks this first and then reads the judgement
+        never misses both. A visit under a reused id (kept apart, never settled) is not
+        answered for."""
+        return (site, bed, caregiver, visit) in self._awaiting
+
+    def _publish_awaiting(self) -> None:
+        self._awaiting = frozenset(
+            (v.site, v.bed_id, v.caregiver, v.visit) for v in self._active.values()
+            if v.instance is None) | frozenset(
+            (j.site, j.bed, j.caregiver, j.visit) for j in self._judged)
 
     # --- state --------------------------------------------------------------------------------
 
@@ -524,14 +548,18 @@ class ServiceAnomalyDetector(DetectorBase):
         b = self.beds
         # A snapshot of before the weight was kept: what it learnt is read as it was.
         b["learnt"][(b["learnt"] == 0.0) & (b["household_at"] != NONE)] = 1.0
+        self._publish_awaiting()
 
     # --- taking in ----------------------------------------------------------------------------
 
     def evaluate(self, now_ms: int) -> list[Finding]:
         self._now = int(now_ms)
+        evaluated = self._next_evaluation
         findings = super().evaluate(now_ms)
         if self._judged:
             self._write_judged()
+        if self._next_evaluation != evaluated:  # after the judgements are written
+            self._publish_awaiting()
         return findings
 
     def _write_judged(self) -> None:

@@ -421,7 +421,7 @@ def test_a_visit_judged_after_a_short_settle_waits_for_its_judgement(
     out = T0 + 40 * MIN
     station.visit("v-1", check_in=T0, check_out=out, judged=False)
     station.visit("v-2", check_in=T0 + MIN, check_out=out + MIN)
-    assert settling.settle(out + SHORT) == [], "v-1 may still be judged; v-2 waits behind it"
+    assert settling.settle(out + SHORT) == [], "v-1 may still be judged; v-2 is not due yet"
     assert station.log.settlement_cursor()[0] < station.log.query(
         visit="v-1", event="check_out")[0].seq, "the cursor stays before the visit waiting"
     station.log.record_judged([judged("v-1", out + 4 * MIN)])
