@@ -592,8 +592,9 @@ class Settings(BaseSettings):
         "recordings, evidence) this long after its check-out was recorded (and after a "
         "start), once the detectors have judged it: a visit not judged yet waits for its "
         "judgement up to 5 min plus twice `detector_evaluate_interval_s` after its check-out "
-        "(7 min by default), then is settled `unverifiable`, `not_judged`; a finding or a "
-        "judgement that comes later revises it.")
+        "(7 min by default), or while the detector still holds it (its home's infrared "
+        "behind) up to 12 h 22 min, then is settled `unverifiable`, `not_judged`; a finding or "
+        "a judgement that comes later revises it.")
     service_institutions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(),
         description="The care institution each site's visits are reported under in the "
