@@ -280,10 +280,13 @@ class Settlement:
         an alert came for since; returns the new records."""
         log_seq, alert_seq = self.log.settlement_cursor()
         entries: list[ServiceEntry] = []
-        if now_ms >= self.started_ms + self.settle_ms:
-            log_seq = self._due(log_seq, now_ms, entries)
+        # Revisions first: the alert changes are read before the new records read the
+        # visits' alerts, so a finding raised meanwhile (the detector's thread) is in a new
+        # record or read at the next pass, never taken as read without being in a record.
         judged_late = self.log.judged_after_settling()
         alert_seq = self._revisions(alert_seq, entries, judged_late)
+        if now_ms >= self.started_ms + self.settle_ms:
+            log_seq = self._due(log_seq, now_ms, entries)
         if not entries and not judged_late and (
                 log_seq, alert_seq) == self.log.settlement_cursor():
             return []

@@ -512,3 +512,35 @@ def test_a_record_revised_by_a_late_judgement_goes_upstream_once_per_revision(
         assert upstream.pump() == 0, "once"
     finally:
         outbox.close()
+
+
+def test_a_finding_raised_while_its_visits_record_is_built_revises_it(
+        station: Station) -> None:
+    # The detector (another thread) flags the visit after settling read its alerts for the
+    # first record and before settling read the alert changes for revisions: the change was
+    # taken as read and the record stayed verified.
+    out = T0 + 30 * MIN
+    station.visit("v-1", check_in=T0, check_out=out)
+    store = station.store
+    raised = []
+
+    class Racing:
+        def list_alerts(self, **query: Any) -> Any:
+            found = store.list_alerts(**query)
+            if not raised:
+                raised.append(True)
+                station.flag("v-1", out + SETTLE, ["overlap"])
+            return found
+
+        def changes_since(self, seq: int, limit: int = 1000) -> Any:
+            return store.changes_since(seq, limit)
+
+    settling = Settlement(station.log, alerts=Racing(), catalogue=CATALOGUE,  # type: ignore[arg-type]
+                          settle_ms=SETTLE, started_ms=T0 - SETTLE)
+    [first] = settling.settle(out + SETTLE)
+    assert first.detail is not None
+    assert first.detail["verdict"] == "verified", "built before the finding"
+    [revised] = settling.settle(out + SETTLE + MIN)
+    assert revised.detail is not None
+    assert (revised.detail["verdict"], revised.detail["reasons"]) == ("flagged", ["overlap"])
+    assert revised.detail["supersedes"] == first.seq
