@@ -115,6 +115,7 @@ from alerts.servicelog import (
     ServiceLog,
     ServiceLogRecorder,
     Verification,
+    reused_visit_id,
 )
 from alerts.servicerecords import Settlement
 from alerts.store import MAX_PAGE, AlertStore
@@ -238,6 +239,7 @@ __all__ = [
     "plan_step",
     "random_ids",
     "registry_places",
+    "reused_visit_id",
     "seeded_ids",
     "storage_fault",
     "supervision_csv",

@@ -216,9 +216,9 @@ from alerts import (
     PlannedVisit,
     Severity,
     StorageError,
+    reused_visit_id,
 )
 from alerts.model import AlertType
-from alerts.servicelog import reused_visit_id
 from devices import BadgeEvent, RecordingEvent
 from devices.devicetime import CLOCK_TRUST_MS
 from gateway.config import Settings

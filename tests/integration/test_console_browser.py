@@ -128,8 +128,11 @@ class Devices:
     def cancel(self, bed: str) -> None:
         self.publish(bed, "button", f"btn-{bed[-4:]}", "event", {"event": "cancel"})
 
-    def history(self, bed: str, *, minutes: int = 180) -> None:
-        """Online status and the last ``minutes`` of vital signs, presence and sound."""
+    def history(self, bed: str, *, minutes: int = 180,
+                caregiver: tuple[int, int] | None = None) -> None:
+        """Online status and the last ``minutes`` of vital signs, presence and sound; a
+        household of one, and a caregiver besides between ``caregiver`` (minutes ago, from
+        and to), as the infrared counts them."""
         n = bed[-4:]
         for kind, device, battery in (("fall", f"fs-{n}", 81), ("infrared", f"ir-{n}", 64),
                                       ("audio", f"au-{n}", 15), ("button", f"btn-{n}", 92)):
@@ -147,7 +150,8 @@ class Devices:
                                                                "samples": samples})
             self.publish(bed, "infrared", f"ir-{n}", "telemetry",
                          {"ts": t, "presence": True, "motion": 0 if i > 40 else 1 + i % 4,
-                          "people": 1, "zone": "bed" if i > 40 else "room"})
+                          "people": 2 if caregiver and caregiver[0] >= i > caregiver[1] else 1,
+                          "zone": "bed" if i > 40 else "room"})
             self.publish(bed, "audio", f"au-{n}", "telemetry",
                          {"ts": t, "level_db": round(34 + 3 * math.sin(i / 15), 1),
                           "voice": False})
@@ -327,7 +331,8 @@ def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees
         browser: Any, gateway: GatewayProcess, dispatcher_key: str, devices: Devices,
         lang: str) -> None:
     text = TEXT[lang]
-    devices.history("bed-0007")
+    # An honest visit (the caregiver sensed beside the resident): no service_anomaly.
+    devices.history("bed-0007", caregiver=(150, 110))
     devices.visit("bed-0007", caregiver="c001", visit="v-88", minutes_ago=150)
     with console_page(browser, gateway, width=1366, height=768, lang=lang) as page:
         expect(page).to_have_title(title(lang))

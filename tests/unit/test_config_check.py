@@ -145,7 +145,8 @@ TEXT_SUFFIXES = {".py", ".md", ".toml", ".yml", ".yaml", ".example", ".service",
                  ".conf", ".env", ".txt", ".cfg", ".ini"}
 MISSPELT_ON_PURPOSE = {"gateway/config.py", "homecare/configcheck.py",
                        "tests/unit/test_config_check.py",
-                       "tests/integration/test_gateway_config_live.py"}
+                       "tests/integration/test_gateway_config_live.py",
+                       "tests/integration/test_gateway_start.py"}
 
 
 def test_every_homecare_variable_the_repository_uses_is_known() -> None:
