@@ -31,6 +31,14 @@ RECENT_SAMPLES: Final = 1 << 20
 """Infrared samples with a people count remembered (the latest, of every bed), for a visit
 whose check-in is delivered after its home's samples: about 14 MB when full, one day of 700
 beds reporting every minute, or two hours of 8,700."""
+REPLAY_LOOKBACK_MS: Final = 60 * 60_000
+"""Of the recent samples of a bed with a visit waiting for them (checked in after them), the
+snapshot keeps those from this long before the check-in on (:func:`replay_state`): the home
+seen empty before it is decided from a run of 15 minutes with gaps of 5 at most, which an
+hour holds whole."""
+REPLAY_KEPT_PER_BED: Final = 8192
+"""The most samples the snapshot keeps per such bed (the latest): 13 hours of a sensor
+reporting every 6 s, about 80 KB."""
 CLIPS_PER_BED: Final = 32
 """Recent clips kept per bed (a visit has a few: one per recorder, restarted now and then)."""
 
@@ -136,12 +144,65 @@ class RecentSamples:
         self.seen[at] = np.clip(seen, 0, 127)
         self.n += k
 
+    def dump(self, since: dict[int, int]) -> list[tuple[int, bytes, bytes, bytes]]:
+        """The remembered samples of the beds in ``since``, each from its time on (the latest
+        :data:`REPLAY_KEPT_PER_BED`), for the snapshot: bed, then time, people and seen as
+        bytes (10 bytes a sample)."""
+        size = len(self.t)
+        used = min(self.n, size)
+        if not since or not used:
+            return []
+        order = (np.arange(used) + (self.n if self.n > size else 0)) % size  # oldest first
+        out = []
+        for bed, t in since.items():
+            kept = order[(self.bed[order] == bed) & (self.t[order] >= t)][-REPLAY_KEPT_PER_BED:]
+            if len(kept):
+                out.append((bed, self.t[kept].tobytes(), self.people[kept].tobytes(),
+                            self.seen[kept].tobytes()))
+        return out
+
+    def load(self, saved: Sequence[Sequence[Any]], bed_map: Sequence[int]) -> None:
+        """Add what :meth:`dump` kept (``bed_map[i]``: the number of saved bed ``i`` now)."""
+        for bed, t, people, seen in saved:
+            times = np.frombuffer(t, np.int64)
+            self.add(np.full(len(times), bed_map[bed], np.int32), times,
+                     np.frombuffer(people, np.int8), np.frombuffer(seen, np.int8))
+
     def of(self, beds: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The remembered samples of ``beds``: bed, time, people, seen."""
         used = min(self.n, len(self.t))
         keep = np.flatnonzero(np.isin(self.bed[:used], np.asarray(beds, np.int32)))
         return (self.bed[keep].astype(np.int64), self.t[keep],
                 self.people[keep].astype(np.float32), self.seen[keep].astype(np.float32))
+
+
+def replay_state(replay: dict[str, tuple[Visit, int]],
+                 recent: RecentSamples) -> dict[str, Any]:
+    """For the snapshot, the visits waiting for their samples from ``recent`` (checked in after
+    their home's samples: by key, with when the check-in came) and those samples, from
+    :data:`REPLAY_LOOKBACK_MS` before the earliest such check-in of each bed. Without them a
+    restart while such a visit was open lost what its home had sensed before the restart
+    (issue #14). Bounded: those samples are the ring's, at most :data:`REPLAY_KEPT_PER_BED`
+    per bed, 10 bytes each; such a visit waits minutes (until its check-out is known, or
+    ``CATCH_UP_MS`` after its check-in came), so few are ever waiting."""
+    since: dict[int, int] = {}
+    for visit, _ in replay.values():
+        if visit.bed >= 0:
+            start = visit.check_in - REPLAY_LOOKBACK_MS
+            since[visit.bed] = min(since.get(visit.bed, start), start)
+    return {"visits": [[key, got] for key, (_, got) in replay.items()],
+            "samples": recent.dump(since)}
+
+
+def restore_replay(saved: Any, visits: dict[str, Visit], recent: RecentSamples,
+                   bed_map: Sequence[int]) -> dict[str, tuple[Visit, int]]:
+    """The visits waiting for their samples, restored from :func:`replay_state` among the open
+    ``visits``, their samples put back into ``recent``."""
+    if not isinstance(saved, dict):
+        return {}
+    recent.load(saved.get("samples", []), bed_map)
+    return {str(key): (visits[key], int(got)) for key, got in saved.get("visits", [])
+            if key in visits}
 
 
 class Clip(msgspec.Struct, kw_only=True):

@@ -29,7 +29,7 @@ counted in :attr:`ServiceAnomalyDetector.dropped_visits` and logged); an open vi
 saying ``dropped`` or ``expired``, so its service record never reads as checked; judged
 visits are kept :data:`KEEP_MS` (a redelivered check-in opens nothing). Visits, recordings,
 plan marks, judgements not written yet and the service-log cursor are in the detector's
-snapshot.
+snapshot, and the samples a visit checked in after them waits for (Late delivery).
 
 **Judgements.** Every visit judged, flagged or not, leaves what was measured (the times claimed
 and stayed, ``sensed_minutes`` with the caregiver present, ``household_people``,
@@ -151,8 +151,9 @@ the order it sent it, before its new messages (an MQTT QoS 1 queue does), and th
 a bed with two infrared sensors coming behind the other's add nothing to its household; a
 backlog longer than ``visit_max`` may raise ``no_checkout`` before its check-out comes (which
 then clears it), and a plan's window may be raised ``missed`` during the outage (cleared when
-the visit comes); the recent samples are not in the snapshot, so a check-in delivered after a
-restart counts only the samples after it.
+the visit comes); of the recent samples the snapshot keeps only those of the visits waiting
+for them (:func:`~gateway.detect._visits.replay_state`: an open visit is judged alike across a
+restart), so a check-in delivered after a restart counts only the samples after it.
 
 **Infrared behind.** The home's infrared may come behind on its own while the badge or the app
 is on time: a sensor that batches its samples, a slow home network. Any checked-out visit, on
@@ -232,6 +233,8 @@ from gateway.detect._visits import (
     RecentSamples,
     Visit,
     coverage,
+    replay_state,
+    restore_replay,
     visit_key,
 )
 
@@ -515,7 +518,8 @@ class ServiceAnomalyDetector(DetectorBase):
                 "watching_since": self._watching_since, "dropped": self.dropped_visits,
                 "reused": self.reused_visits,
                 "held_outs": [[k, *held] for k, held in self._held_outs.items()],
-                "judged": msgspec.to_builtins(self._judged)}
+                "judged": msgspec.to_builtins(self._judged),
+                "replay": replay_state(self._replay, self.recent)}
 
     def _restore_extra(self, extra: Any, bed_map: Any) -> None:
         if isinstance(extra, list):
@@ -545,6 +549,7 @@ class ServiceAnomalyDetector(DetectorBase):
         self._held_outs = {str(k): (int(t), int(ts), list(items))
                            for k, t, ts, items in extra.get("held_outs", [])}
         self._judged = msgspec.convert(extra.get("judged", []), list[JudgedVisit])
+        self._replay = restore_replay(extra.get("replay"), self._active, self.recent, bed_map)
         b = self.beds
         # A snapshot of before the weight was kept: what it learnt is read as it was.
         b["learnt"][(b["learnt"] == 0.0) & (b["household_at"] != NONE)] = 1.0
