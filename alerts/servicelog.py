@@ -855,8 +855,11 @@ class ServiceLog:
         A record behind the checkpoint edited without re-hashing keeps every hash, so only a
         ``full`` pass finds it; a rewrite that re-hashed the chain is found by any head kept
         after the edit. After a clean pass the checkpoint moves to the stored head; never
-        past a bad record. Reads in pages, releasing the lock between them; the chain is
-        verified as it stood when the verification began."""
+        past a bad record. It vouches for no record (it is in the same file, and a pass after
+        a rewrite moves it to the re-hashed head): only kept heads do, so a kept head the log
+        does not reach, or one beyond its end, names the first bad record only when a kept
+        head vouches for the record before it. Reads in pages, releasing the lock between
+        them; the chain is verified as it stood when the verification began."""
         kept: dict[int, list[tuple[str, str]]] = {}
         for seq, digest in heads:
             if seq > 0:
@@ -961,8 +964,13 @@ class ServiceLog:
                      last_row: int, kept: dict[int, list[tuple[str, str]]]) -> Verification:
         prev_seq, prev = start
         checked = 0
-        agreed, agreed_hash = start
-        """The last record a kept head (or the checkpoint verified from) vouched for."""
+        behind = [seq for seq, marks in kept.items() if 0 < seq <= start[0]
+                  and any(what == "kept head" for _, what in marks)]
+        agreed, agreed_hash = (max(behind), kept[max(behind)][0][0]) if behind else (0, GENESIS)
+        """The last record a head kept elsewhere vouched for (behind the checkpoint verified
+        from: still as kept, :meth:`_still_kept`). The checkpoint vouches for none: it is in
+        the same file, and a pass after a rewrite moves it to the re-hashed head; it only
+        shows, when its record differs from it, that the chain changed since."""
 
         def bad(seq: int, error: str) -> Verification:
             return Verification(ok=False, records=prev_seq, head_seq=prev_seq, head_hash=prev,
@@ -989,7 +997,8 @@ class ServiceLog:
                     if digest != expected:
                         return self._unreached(start, checked, agreed, agreed_hash, seq,
                                                expected, what)
-                    agreed, agreed_hash = seq, digest
+                    if what == "kept head":
+                        agreed, agreed_hash = seq, digest
                 prev_seq, prev = seq, digest
             time.sleep(0)  # let the event loop's thread have the GIL between pages
         if prev_seq < head_seq:
@@ -1002,8 +1011,8 @@ class ServiceLog:
                                      f"(record {head_seq})")
         beyond = [seq for seq in kept if seq > head_seq]
         if beyond:
-            return bad(head_seq + 1, f"the kept head (record {max(beyond)}) is gone: records "
-                                     f"after {head_seq} were removed")
+            return self._gone(start, checked, agreed, agreed_hash, head_seq, min(beyond),
+                              kept[min(beyond)][0][1])
         return Verification(ok=True, records=head_seq, head_seq=head_seq, head_hash=prev,
                             checked=checked, from_seq=start[0] + 1)
 
@@ -1031,6 +1040,30 @@ class ServiceLog:
                   f"some record from {agreed + 1} to {seq} was changed, removed or moved and "
                   f"the chain re-hashed ({vouched}); the heads kept for more records "
                   f"(--heads FILE) name the first bad one")
+
+    @staticmethod
+    def _gone(start: tuple[int, str], checked: int, agreed: int, agreed_hash: str,
+              last: int, seq: int, what: str) -> Verification:
+        """The log, sound by its own links, ends at record ``last`` before the kept head's
+        record ``seq``. Records after ``last`` were removed, and if a head vouches for
+        ``last`` that is all (the first bad record is the one after it). Otherwise the records
+        after ``agreed`` (the last a head vouched for) may have been rewritten and re-hashed
+        as well: a record removed in the middle and the rest renumbered, or an edit, then the
+        tail cut, look the same from a head beyond the log, so none is called sound."""
+        if agreed == last:
+            return Verification(
+                ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash,
+                checked=checked, from_seq=start[0] + 1, first_bad_seq=last + 1,
+                error=f"the {what} (record {seq}) is gone: records after {last} were removed")
+        vouched = (f"records up to {agreed} are as kept" if agreed
+                   else "no kept head vouches for any record before it")
+        return Verification(
+            ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash, checked=checked,
+            from_seq=start[0] + 1, first_bad_seq=None, suspect_from=agreed + 1, suspect_to=seq,
+            error=f"the {what} (record {seq}) is gone: the log ends at record {last}, which "
+                  f"no head vouches for: some record from {agreed + 1} to {seq} was changed, "
+                  f"removed or moved and the chain re-hashed ({vouched}); the heads kept for "
+                  f"more records (--heads FILE) name the first bad one")
 
     def _store_checkpoint(self, seq: int, digest: str) -> None:
         try:

@@ -8,9 +8,10 @@ and re-hashed with its stored head passes its own links, but not the heads kept 
 command recomputes every record (an audit: it finds an edit that kept the old hashes too), or
 only those after the last record verified (``--incremental``, what the gateway's API does; it
 says when the records before were last fully verified, and a bad record that pass found keeps
-it not sound). A kept head the chain does not reach says only that some record up to it was
-changed, removed or re-hashed: the first bad record is named when a head was kept for the
-record before it (``--heads FILE``). Exit status 0: sound; 1: not; 2: the command was used
+it not sound). A kept head the chain does not reach (or one beyond the log's end) says only
+that some record up to it was changed, removed or re-hashed: the first bad record is named
+when a head was kept for the record before it (``--heads FILE``), and no record is called
+sound that no kept head vouches for. Exit status 0: sound; 1: not; 2: the command was used
 wrongly.
 """
 

@@ -329,6 +329,30 @@ async def test_the_chain_is_verified_against_heads_kept_elsewhere_from_the_check
     assert bad.status_code == 422
 
 
+async def test_a_head_beyond_a_renumbered_log_vouches_for_no_record(
+        api: Harness, tmp_path: Path) -> None:
+    # The platform kept the last head (6); record 3 was removed, 4-6 numbered 3-5 and
+    # re-hashed with the stored head, and the background audit (its own links: sound) moved
+    # the checkpoint to record 5. This was "records after 5 were removed", sound up to 5.
+    from tests.unit.test_servicelog_verify import renumber
+
+    for n in range(3):
+        body = {**VISIT, "visit": f"v-{n}"}
+        assert (await visit(api, "check-in", body)).status_code == 201
+        assert (await visit(api, "check-out", {**body, "services": ["bath"]})).status_code == 201
+    seq, digest = api.ctx.service_log.head()
+    assert seq == 6
+    renumber(tmp_path / "servicelog.sqlite3", api.ctx.service_log, 3)
+    assert api.ctx.service_log.audit().ok
+    for full in ("false", "true"):
+        answer = (await api.client.get("/api/v1/service-logs/verify",
+                                       params={"head": f"{seq}:{digest}", "full": full},
+                                       headers=api.auth("viewer"))).json()
+        assert (answer["ok"], answer["first_bad_seq"], answer["records"]) == (False, None, 0), (
+            answer)
+        assert (answer["suspect_from"], answer["suspect_to"]) == (1, 6)
+
+
 async def test_service_records_are_served_with_their_detail_and_found_by_event(
         api: Harness) -> None:
     from alerts.servicelog import ServiceEntry

@@ -182,9 +182,13 @@ def test_verify_against_a_kept_head_finds_a_removed_tail_even_with_the_head_rewr
     tamper(tmp_path / "servicelog.sqlite3", "DELETE FROM service_log WHERE seq >= 9",
            f"UPDATE chain_head SET seq = 8, hash = '{eighth.hash}'")
     assert log.verify().ok, "without an outside anchor a clean cut looks like a shorter log"
-    result = log.verify(heads=[kept])
+    result = log.verify(heads=[(eighth.seq, eighth.hash), kept])
     assert not result.ok
     assert result.first_bad_seq == 9
+    # The head beyond the log alone cannot tell a cut from a rewrite cut short: none is sound.
+    alone = log.verify(heads=[kept])
+    assert (alone.ok, alone.first_bad_seq, alone.suspect_from, alone.suspect_to) == (
+        False, None, 1, 10), alone.error
 
 
 def test_an_empty_log_verifies(tmp_path: Path) -> None:

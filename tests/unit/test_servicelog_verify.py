@@ -82,9 +82,74 @@ def test_a_kept_head_beyond_the_log_means_its_tail_was_removed(log: ServiceLog,
     seventh = heads(log)[6]
     tamper(path, "DELETE FROM service_log WHERE seq >= 8",
            f"UPDATE chain_head SET seq = 7, hash = '{seventh[1]}'")
-    result = log.verify(heads=[kept])
+    # A head for the last record left: only the tail was removed.
+    result = log.verify(heads=[seventh, kept])
     assert not result.ok
-    assert result.first_bad_seq == 8, result.error
+    assert (result.first_bad_seq, result.records) == (8, 7), result.error
+    # The head beyond the log alone cannot tell a cut tail from a chain also rewritten before
+    # it: nothing is called sound.
+    alone = log.verify(heads=[kept], full=True)
+    assert (alone.ok, alone.first_bad_seq, alone.records) == (False, None, 0), alone.error
+    assert (alone.suspect_from, alone.suspect_to) == (1, 10)
+
+
+def renumber(path: Path, log: ServiceLog, seq: int) -> None:
+    """Remove record ``seq``, number the ones after it one less, re-hash them, fix the
+    stored head and remove the checkpoint: each record's own links are right."""
+    records = log.query(newest_first=False, limit=1000)
+    statements = [f"DELETE FROM service_log WHERE seq = {seq}"]
+    prev = records[seq - 2].hash if seq > 1 else GENESIS
+    for record in records[seq:]:
+        body = record.body() | {"seq": record.seq - 1}
+        digest = chain_hash(prev, body)
+        statements.append(f"UPDATE service_log SET seq = {record.seq - 1}, prev_hash = '{prev}',"
+                          f" hash = '{digest}' WHERE seq = {record.seq}")
+        prev = digest
+    statements.append(f"UPDATE chain_head SET seq = {records[-1].seq - 1}, hash = '{prev}'")
+    tamper(path, *statements, "DELETE FROM verify_checkpoint")
+
+
+def test_a_record_removed_and_the_rest_renumbered_is_vouched_for_by_no_head_beyond_the_log(
+        log: ServiceLog, path: Path) -> None:
+    # The platform kept only the last head (10); record 5 was removed, 6-10 numbered 5-9 and
+    # re-hashed, the stored head fixed. This was "the kept head (record 10) is gone: records
+    # after 9 were removed", sound up to record 9, though 5-9 were rewritten.
+    kept = heads(log)
+    assert log.verify().ok  # the checkpoint: record 10
+    renumber(path, log, 5)
+    assert log.verify(full=True).ok, "its own links and the stored head agree"
+    # ...and that pass (the background audit's) moved the checkpoint to the re-hashed record 9:
+    # it vouches for nothing.
+    for full in (True, False):
+        result = log.verify(heads=[kept[-1]], full=full)
+        assert not result.ok
+        assert result.first_bad_seq is None, result.error
+        assert (result.suspect_from, result.suspect_to, result.records) == (1, 10, 0), (
+            result.error)
+        assert "the log ends at record 9, which no head vouches for" in (result.error or "")
+    before = log.verify(heads=[kept[3], kept[-1]], full=True)
+    assert (before.first_bad_seq, before.suspect_from, before.records) == (None, 5, 4), (
+        before.error)
+    every = log.verify(heads=kept, full=True)
+    assert (every.first_bad_seq, every.records) == (5, 4), every.error
+
+
+def test_a_checkpoint_a_pass_moved_to_a_rewritten_record_vouches_for_nothing(
+        log: ServiceLog, path: Path) -> None:
+    # Records 8-10 removed, 4 edited and 4-7 re-hashed, head fixed; a pass without kept heads
+    # (the background audit) moves the checkpoint to 7; the gateway then appends a new record
+    # 8. Against the platform's head 8 it was "record 8 differs ... re-hashed from it",
+    # sound up to 7: the checkpoint vouched for record 7.
+    kept = heads(log)
+    tamper(path, "DELETE FROM service_log WHERE seq >= 8",
+           f"UPDATE chain_head SET seq = 7, hash = '{kept[6][1]}'")
+    rewrite(path, log, 4)
+    assert log.verify(full=True).ok
+    log.append([event(20)])
+    result = log.verify(heads=[kept[7]])
+    assert not result.ok
+    assert (result.first_bad_seq, result.suspect_from, result.suspect_to, result.records) == (
+        None, 1, 8, 0), result.error
 
 
 def test_a_record_beyond_the_stored_head_is_found(log: ServiceLog, path: Path) -> None:

@@ -156,10 +156,12 @@ async def test_tampering_is_found_against_the_heads_the_platform_kept_naming_the
                                 "--heads", str(heads_file)])
     assert every.exit_code == 1, every.output
     assert "first bad record: 5" in every.output, every.output
-    if kind != "rewrite_and_rehash":  # one head after the edit cannot say where it was
+    if kind in ("edit", "delete"):
         assert "first bad record: 5" in last.output, last.output
-    else:  # ...and says only what is true (a fresh verifier: "sound up to record 7" was not)
-        assert "the chain does not reach the kept head (record 8" in last.output, last.output
+    else:  # one head after the edit (or beyond the log) cannot say where it was, and says
+        # only what is true (a fresh verifier: "sound up to record 7" / "4" was not)
+        assert ("the chain does not reach the kept head (record 8" if kind == "rewrite_and_rehash"
+                else "the kept head (record 8) is gone") in last.output, last.output
         assert "first bad record: not known (one of records 1 to 8" in last.output
         assert "sound up to" not in last.output
 
