@@ -153,12 +153,20 @@ class RecentSamples:
         if not since or not used:
             return []
         order = (np.arange(used) + (self.n if self.n > size else 0)) % size  # oldest first
+        beds = np.fromiter(since, np.int64, len(since))
+        starts = np.fromiter(since.values(), np.int64, len(since))
+        ring_beds = self.bed[order].astype(np.int64)
+        which = np.searchsorted(np.sort(beds), ring_beds).clip(0, len(beds) - 1)
+        by_bed = np.argsort(beds)
+        hit = (beds[by_bed][which] == ring_beds) & (self.t[order] >= starts[by_bed][which])
+        picked = order[hit]
+        grouped = picked[np.argsort(self.bed[picked], kind="stable")]  # by bed, oldest first
+        bounds = np.flatnonzero(np.diff(self.bed[grouped])) + 1
         out = []
-        for bed, t in since.items():
-            kept = order[(self.bed[order] == bed) & (self.t[order] >= t)][-REPLAY_KEPT_PER_BED:]
-            if len(kept):
-                out.append((bed, self.t[kept].tobytes(), self.people[kept].tobytes(),
-                            self.seen[kept].tobytes()))
+        for part in np.split(grouped, bounds) if len(grouped) else []:
+            kept = part[-REPLAY_KEPT_PER_BED:]
+            out.append((int(self.bed[kept[0]]), self.t[kept].tobytes(),
+                        self.people[kept].tobytes(), self.seen[kept].tobytes()))
         return out
 
     def load(self, saved: Sequence[Sequence[Any]], bed_map: Sequence[int]) -> None:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from alerts import ServiceLog
+from gateway.detect._visits import RecentSamples
 from gateway.detect.service_anomaly import ServiceAnomalyDetector
 from tests.unit.test_detect_support import HOUR, MINUTE, badge, run
 from tests.unit.test_service_checks import NINE, T0, Traffic, detector, home, recording
@@ -81,3 +83,23 @@ def test_an_open_visit_is_judged_after_a_restart_as_without_one(
     for stop in (NINE + badge_late + MINUTE + 10_000, NINE + 25 * MINUTE + 10_000):
         restarted = judgement(tmp_path, f"restart{stop}", pairs, restart=(stop, stop + down))
         assert restarted == live
+
+
+def test_the_samples_kept_are_each_beds_latest_from_its_time_even_once_the_ring_wrapped() -> None:
+    ring = RecentSamples(capacity=4096)
+    rng = np.random.default_rng(7)
+    for _ in range(5):  # wraps: 5,000 samples into 4,096 slots
+        k = 1000
+        ring.add(rng.integers(0, 6, k).astype(np.int32), np.arange(k) * 1000 + rng.integers(
+            0, 10**6), rng.integers(0, 4, k), rng.integers(0, 4, k))
+    since = {1: 300_000, 4: 0}
+    restored = RecentSamples()
+    restored.load(ring.dump(since), [10, 11, 12, 13, 14, 15])
+    bed, t, people, seen = ring.of([1, 4])
+    expected = sorted(zip(np.where(bed == 1, 11, 14).tolist(), t.tolist(), people.tolist(),
+                          seen.tolist(), strict=True))
+    expected = [s for s in expected if s[1] >= since[s[0] - 10]]
+    got = sorted(zip(*(a.tolist() for a in restored.of([11, 14])), strict=True))
+    assert got == expected
+    assert ring.dump({}) == []
+    assert RecentSamples().dump(since) == []
