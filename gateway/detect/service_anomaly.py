@@ -91,7 +91,8 @@ are at home is learnt per bed from the infrared ``people`` count outside visits,
 home and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples
 with at least two, and at least three, people; over one half counts; a sample stands for at
 most :data:`HOUSEHOLD_SAMPLE_MS`, weighed by the samples' own times as placed, so a backlog of
-hours delivered in seconds is hours; a visit's samples, by its own times, are left out (one
+hours delivered in seconds is hours, a bed's first infrared coming as one backlog included; a
+visit's samples, by its own times, are left out (one
 never checked out: up to where the caregiver was judged gone, not for the day it stays open),
 and a batch's samples before a visit's are learnt before that visit's are counted, as live): an
 elderly couple is two, so the spouse is never taken for
@@ -931,11 +932,18 @@ class ServiceAnomalyDetector(DetectorBase):
         beds = np.flatnonzero(count)
         latest = np.full(n, NONE, dtype=np.int64)
         np.maximum.at(latest, bed, t)
+        earliest = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(earliest, bed, t)
         since = b["household_at"][beds]
         # The time the samples stand for, not the gap since the last ones: after a night
-        # with nobody learnt, the morning's first sample must not outweigh the day before.
-        span = np.where(since == NONE, 0, np.minimum(np.maximum(latest[beds] - since, 0),
-                                                     count[beds] * HOUSEHOLD_SAMPLE_MS))
+        # with nobody learnt, the morning's first sample must not outweigh the day before. A
+        # bed's first samples stand for the time between them (its first infrared delivered
+        # as one backlog of hours is hours: it weighed nothing, and a couple whose caregiver
+        # never came was verified); the very first sample alone stands for none.
+        first = since == NONE
+        span = np.where(first, latest[beds] - earliest[beds],
+                        np.maximum(latest[beds] - np.where(first, 0, since), 0))
+        span = np.minimum(span, (count[beds] - first) * HOUSEHOLD_SAMPLE_MS)
         weight = 1.0 - np.exp(-span / HOUSEHOLD_TAU_MS)
         for column, least in (("two_or_more", 2), ("three_or_more", 3)):
             share = np.bincount(bed[people >= least], minlength=n)[beds] / count[beds]

@@ -22,7 +22,15 @@ import pytest
 from alerts import ServiceLog
 from devices import Registry
 from gateway.detect import ServiceAnomalyDetector
-from tests.unit.test_detect_support import HOUR, MINUTE, badge, infrared, opened, run
+from tests.unit.test_detect_support import (
+    HOUR,
+    MINUTE,
+    badge,
+    infrared,
+    message,
+    opened,
+    run,
+)
 from tests.unit.test_service_checks import NINE, ZONE, Traffic, app, detector
 
 START = NINE - 13 * HOUR
@@ -185,6 +193,47 @@ def test_with_a_couple_at_home_an_honest_caregiver_after_a_backlog_is_verified(
     kept, raised = judged(service_log, couple_day(caregiver_came=True, delivered=delivered),
                           start=FIRST, end=NINE + 5 * HOUR)
     assert (kept["verdict"], kept["household_people"], raised) == ("verified", 2, [])
+
+
+def first_backlog(*, caregiver_came: bool, per_message: int) -> Traffic:
+    """A new bed (or a gateway without a snapshot) whose first infrared is one backlog: a
+    couple at home (two people, moving) from 00:00, a caregiver checked in 06:00-06:40,
+    counted (three) or not; the samples up to 09:00 sent ``per_message`` a message and all
+    delivered at 09:02 with the badge events, then a sample a minute live."""
+    first, check_in, check_out, back = NINE - 9 * HOUR, NINE - 3 * HOUR, NINE - 140 * MINUTE, NINE
+    held: list[Any] = []
+    batch: list[dict[str, Any]] = []
+    for t in range(first, back + 1, MINUTE):
+        came = caregiver_came and check_in <= t < check_out
+        batch.append({"t": t, "presence": True, "motion": 3, "people": 3 if came else 2,
+                      "zone": "room"})
+        if len(batch) == per_message or t == back:
+            held.append(message("b1", "infrared", "ir-b1", "telemetry",
+                                {"ts": batch[-1]["t"], "samples": batch}))
+            batch = []
+    held += [badge("b1", check_in, "check_in", "v-1"),
+             badge("b1", check_out, "check_out", "v-1", services=["cleaning"])]
+    held.sort(key=lambda m: int(m.payload.ts))
+    traffic = [(back + 2 * MINUTE + i, m) for i, m in enumerate(held)]
+    return traffic + samples(back + 3 * MINUTE, back + HOUR, lambda t: 2)
+
+
+@pytest.mark.parametrize("per_message", [1, 10, 60])
+@pytest.mark.parametrize("caregiver_came", [False, True])
+def test_a_couple_whose_first_infrared_is_a_backlog_is_a_household_of_two(
+        service_log: ServiceLog, per_message: int, caregiver_came: bool) -> None:
+    # The bed's first samples weighed nothing (no earlier sample to measure their time from):
+    # six hours of a couple before the visit, delivered at once, left a household of one,
+    # the spouse was taken for the caregiver and a caregiver who never came was verified.
+    kept, raised = judged(service_log, first_backlog(caregiver_came=caregiver_came,
+                                                     per_message=per_message),
+                          start=NINE - 9 * HOUR, end=NINE + HOUR)
+    if caregiver_came:
+        assert (kept["verdict"], kept["household_people"], raised) == ("verified", 2, [])
+    else:
+        assert (kept["verdict"], kept["reasons"], kept["household_people"]) == (
+            "flagged", ["nobody_sensed"], 2)
+        assert raised == [["nobody_sensed"]]
 
 
 def test_family_after_a_visit_in_the_same_backlog_is_not_the_household_at_the_visit(
