@@ -1,5 +1,8 @@
 """Alert storms and unregistered devices: many findings of one kind become one summary alert.
 
+(A module over 400 lines: routing a finding, the summary's members and bounds, its words and
+its restart are one state, read in one place.)
+
 Between the detectors and the alert engine (:class:`AlertStorms`, used by the gateway's
 alerting stage), non-emergency findings are folded into *one alert per site and type*, the
 summary, instead of one alert each, in two cases:
@@ -26,7 +29,10 @@ too: each is one alert for a whole site already, and its empty bed is no unregis
 
 A summary is a plain alert of the member's type: site, ``bed`` empty (a site-level alert),
 episode :data:`EPISODE`, severity the highest of its members, and evidence ``summary: true``
-(:data:`SUMMARY`), ``count`` (members now), ``unregistered`` and ``storm`` (how many of each),
+(:data:`SUMMARY`), ``count`` (members now), ``beds_count`` (the distinct beds of the members
+named: a bed's twelve flagged visits are twelve members on one bed; the text says both, "12
+service anomalies on 1 bed", "at least" when some members are only counted; the device types
+count devices, one member each), ``unregistered`` and ``storm`` (how many of each),
 ``members`` (the first :data:`LISTED` members by arrival, ``bed/device`` or ``bed``;
 ``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``, and
 ``member_reasons``: for each member whose finding names its ``reasons`` (a
@@ -361,23 +367,32 @@ class AlertStorms:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
         unregistered = summary.unregistered
         storm = len(summary.members) - unregistered
-        noun = "devices" if summary.type in DEVICE_TYPES else "beds"
+        beds = len({(site, bed) for site, bed, _ in summary.members})
         what = summary.type.value.replace("_", " ")
         where = ("unregistered sites" if summary.site == UNREGISTERED_SITES
                  else f"site {summary.site}")
+        if summary.type in DEVICE_TYPES:  # a member is a device (its id is the episode)
+            on = noun = "device" if count == 1 else "devices"
+        else:  # a member is a bed's condition (a visit, an episode): "12 ... on 1 bed"
+            name = what if summary.type is AlertType.SERVICE_ANOMALY else f"{what} alert"
+            noun = name if count == 1 else _PLURAL.get(summary.type, f"{name}s")
+            least = "at least " if summary.anonymous else ""  # the beds of those counted only
+            on = f"{noun} on {least}{beds} {'bed' if beds == 1 and not least else 'beds'}"
         if not count:
             text = f"{what} on {where}: every member cleared"
         elif storm == 0:
-            text = f"{count} unregistered {noun[:-1] if count == 1 else noun} on {where}: {what}"
+            text = (f"{count} unregistered {noun} on {where}: {what}" if noun == on
+                    else f"{count} unregistered {on} on {where}")
         elif unregistered == 0:
-            text = f"Alert storm on {where}: {what} on {count} {noun}"
+            text = (f"Alert storm on {where}: {what} on {count} {noun}" if noun == on
+                    else f"Alert storm on {where}: {count} {on}")
         else:
-            text = f"{what} on {where}: {count} {noun} ({unregistered} unregistered)"
+            text = f"{what} on {where}: {count} {on} ({unregistered} unregistered)"
         return Finding(
             type=summary.type, site=summary.site, bed="", at=now, severity=summary.severity,
             episode=EPISODE, active=count > 0, started_at=summary.started_at, summary=text,
-            evidence={SUMMARY: True, "count": count, "unregistered": unregistered,
-                      "storm": storm, "members": listed,
+            evidence={SUMMARY: True, "count": count, "beds_count": beds,
+                      "unregistered": unregistered, "storm": storm, "members": listed,
                       "members_omitted": count - len(listed),
                       "member_reasons": {self._label(summary.site, m):
                                          list(summary.reasons[m]) for m in with_reasons},
@@ -385,6 +400,9 @@ class AlertStorms:
                       "reason_counts": reason_counts,
                       "storm_threshold": self.threshold,
                       "storm_window_s": self.window_ms // 1000})
+
+
+_PLURAL: Final = {AlertType.SERVICE_ANOMALY: "service anomalies"}
 
 
 def _reasons(f: Finding) -> tuple[str, ...]:

@@ -116,6 +116,44 @@ def test_a_storm_arriving_in_one_round_is_summarised_whole() -> None:
     assert summary.evidence["members_omitted"] == 80 - LISTED
 
 
+def _anomaly(bed: str, visit: str, *, at: int = T0, site: str = "s1") -> Finding:
+    return Finding(type=AlertType.SERVICE_ANOMALY, site=site, bed=bed, at=at,
+                   severity=Severity.MEDIUM, episode=f"c1/{visit}", active=True,
+                   evidence={"reasons": ["not_sensed"]})
+
+
+def test_a_summary_counts_beds_apart_from_its_members() -> None:
+    # Twelve never-came visits on one bed were "service anomaly on 12 beds"; one more on
+    # another bed, "on 13 beds".
+    storms = AlertStorms(_registry())
+    [summary] = storms.filter([_anomaly("b1", f"v{n}") for n in range(12)], T0)
+    assert summary.summary == "Alert storm on site s1: 12 service anomalies on 1 bed"
+    assert (summary.evidence["count"], summary.evidence["beds_count"]) == (12, 1)
+    [summary] = storms.filter([_anomaly("b2", "w1", at=T0 + 60_000)], T0 + 60_000)
+    assert summary.summary == "Alert storm on site s1: 13 service anomalies on 2 beds"
+    assert (summary.evidence["count"], summary.evidence["beds_count"]) == (13, 2)
+    # Other bed types too; unregistered beds as well.
+    [summary] = storms.filter([_finding("s1", "b3", type=AlertType.VITAL_SIGNS,
+                                        episode=f"e{n}") for n in range(11)], T0)
+    assert summary.summary == "Alert storm on site s1: 11 vital signs alerts on 1 bed"
+    [summary] = storms.filter([_finding("s1", "new-1", type=AlertType.INACTIVITY,
+                                        episode=f"e{n}") for n in range(3)], T0)
+    assert summary.summary == "3 unregistered inactivity alerts on 1 bed on site s1"
+    # A device type counts devices (each its own member), however few their beds.
+    [summary] = storms.filter([_finding("s1", "b4", type=AlertType.LOW_BATTERY,
+                                        episode=f"d{n}") for n in range(11)], T0)
+    assert summary.summary == "11 unregistered devices on site s1: low battery"
+    assert summary.evidence["beds_count"] == 1
+
+
+def test_beds_of_members_known_only_by_count_are_not_claimed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts.storms, "MEMBERS_KEPT", 5)
+    storms = AlertStorms(_registry())
+    [summary] = storms.filter([_anomaly(f"b{n % 3}", f"v{n}") for n in range(20)], T0)
+    assert summary.summary == "Alert storm on site s1: 20 service anomalies on at least 3 beds"
+
+
 def test_openings_spread_beyond_the_window_are_no_storm() -> None:
     storms = AlertStorms(_registry())
     for n in range(3 * STORM_THRESHOLD):
