@@ -1055,15 +1055,18 @@ class ServiceLog:
                 ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash,
                 checked=checked, from_seq=start[0] + 1, first_bad_seq=last + 1,
                 error=f"the {what} (record {seq}) is gone: records after {last} were removed")
+        # The first bad record is at most the one after the log's end (it is gone).
         vouched = (f"records up to {agreed} are as kept" if agreed
                    else "no kept head vouches for any record before it")
         return Verification(
             ok=False, records=agreed, head_seq=agreed, head_hash=agreed_hash, checked=checked,
-            from_seq=start[0] + 1, first_bad_seq=None, suspect_from=agreed + 1, suspect_to=seq,
+            from_seq=start[0] + 1, first_bad_seq=None, suspect_from=agreed + 1,
+            suspect_to=last + 1,
             error=f"the {what} (record {seq}) is gone: the log ends at record {last}, which "
-                  f"no head vouches for: some record from {agreed + 1} to {seq} was changed, "
-                  f"removed or moved and the chain re-hashed ({vouched}); the heads kept for "
-                  f"more records (--heads FILE) name the first bad one")
+                  f"no head vouches for: record {last + 1} or one before it was changed, "
+                  f"removed or moved, from {agreed + 1} on, and the chain re-hashed "
+                  f"({vouched}); the heads kept for more records (--heads FILE) name the "
+                  f"first bad one")
 
     def _store_checkpoint(self, seq: int, digest: str) -> None:
         try:
