@@ -64,7 +64,12 @@ delivery), so that data held up by the home network is in:
   less than ``short_share`` of the time claimed, and at least :data:`SHORT_MIN_MS` less. The
   time claimed is the stay (check-in to check-out) or the billed items' minutes in the
   catalogue when longer; the sensed time is the stay times the share of samples with the
-  caregiver (without enough samples: the stay, so the catalogue alone decides only then);
+  caregiver (without enough samples: the stay, so the catalogue alone decides only then). A
+  caregiver the infrared saw go (sensed, then not for ``checkout_grace``: ``no_checkout``)
+  was sensed at most up to their last sample and one sample's time, however few samples came
+  up to there: minutes the sensor missed are never the caregiver present (issue #14: seen at
+  the check-in minute only, then 11 minutes missed, a visit billing 45 min was not
+  ``too_short``);
 * ``no_recording``: an item billed (or, without a check-out list, planned) must be recorded
   (catalogue) and the clips of the bed's recorders overlapping the visit cover less than
   ``recording_coverage`` of it. Evidence: every clip linked to the visit with its id,
@@ -1059,7 +1064,13 @@ class ServiceAnomalyDetector(DetectorBase):
         household = self._household_of(visit)
         services = visit.services
         services_ms = checks.catalogue.minutes(services) * MINUTE_MS
-        sensed = visit.samples >= MIN_SENSED_SAMPLES
+        last = visit.extra_last
+        # The infrared saw the caregiver, then the home without them for the grace: it saw
+        # them go, however few samples it delivered up to there (a sensor missing samples).
+        seen_gone = (last is not None and visit.sensed_until is not None
+                     and visit.sensed_until > last + checks.checkout_grace_ms
+                     and visit.samples > visit.extra)
+        sensed = visit.samples >= MIN_SENSED_SAMPLES or seen_gone
         plan = self.book.plan_of(visit)
         reasons: list[str] = []
         phrases: list[str] = []
@@ -1081,6 +1092,12 @@ class ServiceAnomalyDetector(DetectorBase):
             watched_ms = (visit.sensed_until or visit.check_out) - visit.check_in
             sensed_ms = (min(stay_ms, watched_ms) * visit.extra / visit.samples if sensed
                          else stay_ms)
+            if seen_gone:
+                # Samples the sensor missed after the caregiver was last sensed are not their
+                # presence: at most up to the last sample with them, and one sample's time.
+                assert last is not None
+                sensed_ms = min(sensed_ms, last - visit.check_in
+                                + min(stay_ms, watched_ms) / visit.samples)
             evidence["claimed_minutes"] = rounded(claimed_ms / MINUTE_MS)
             evidence["sensed_minutes"] = rounded(sensed_ms / MINUTE_MS) if sensed else None
             if (sensed_ms < checks.short_share * claimed_ms

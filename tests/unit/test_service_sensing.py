@@ -6,6 +6,7 @@ could show that the caregiver came."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,51 @@ def test_a_home_empty_before_the_visit_survives_a_restart() -> None:
     after.restore(checker.state())
     assert after.open_visits()[0].empty_before is True
     assert run(after, [p for p in traffic if p[0] >= cut], start=cut, end=END) == []
+
+
+def missing_samples(inside: list[int], *, caregiver_until: int) -> Traffic:
+    """A resident alone (one person, moving) from T0; a caregiver checked in at 09:00, counted
+    (two people) for ``caregiver_until`` minutes, checked out at 10:00 billing cleaning and
+    companionship (45 min); during the visit the sensor delivers only the minutes ``inside``
+    (it misses the others: no sample at all)."""
+    traffic = []
+    for t in range(T0, NINE + 2 * HOUR, MINUTE):
+        minute = (t - NINE) // MINUTE
+        if 0 <= minute < 60 and minute not in inside:
+            continue
+        people = 2 if 0 <= minute < caregiver_until else 1
+        traffic.append((t + 100, infrared("b1", t, motion=2, people=people)))
+    return traffic + badges(NINE, NINE + HOUR, ["cleaning", "companionship"])
+
+
+SPARSE = [12, 15, 22, 24, 27, 30, 37, 39, 40, 49, 50, 51, 59]
+"""The minutes of the visit the sensor delivered after the caregiver's (the tester's D5)."""
+
+
+@pytest.mark.parametrize("seen", [[0], [0, 1]])
+def test_samples_the_sensor_missed_are_not_the_caregiver_present(
+        service_log: ServiceLog, seen: list[int]) -> None:
+    # The caregiver sensed at the check-in minute (or two), the sensor then missing 11 min,
+    # then 13 samples of the resident alone. Judged gone 20 min after (no_checkout), the visit
+    # kept its 3-4 samples up to there: under the 5 needed, the sensed time was the whole stay,
+    # so the missed minutes counted as the caregiver present and the visit was verified (the
+    # no_checkout cleared by the check-out). Seen twice, it was too_short with the gap
+    # counted as 8.8 min of the caregiver.
+    findings, kept = judged(service_log, missing_samples(seen + SPARSE,
+                                                         caregiver_until=len(seen)))
+    assert (kept["verdict"], kept["reasons"]) == ("flagged", ["too_short"])
+    assert kept["samples_with_caregiver"] == len(seen)
+    assert kept["sensed_minutes"] < len(seen) + 5
+    assert [f.evidence["reasons"] for f in opened(findings)] == [["no_checkout"],
+                                                                 ["too_short"]]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_honest_visit_whose_sensor_misses_samples_stays_verified(
+        service_log: ServiceLog, seed: int) -> None:
+    # The caregiver there for the whole hour; the sensor misses minutes 1-11 and a third of
+    # the others at random: the caregiver sensed at the check-in and through the visit.
+    rng = random.Random(seed)
+    inside = [0] + [m for m in range(12, 60) if rng.random() >= 1 / 3]
+    findings, kept = judged(service_log, missing_samples(inside, caregiver_until=60))
+    assert (kept["verdict"], kept["reasons"], opened(findings)) == ("verified", [], [])
