@@ -47,7 +47,9 @@ SLOW_FILES_FIRST = (
     "unit/test_detect_inactivity.py", "integration/test_profiles_quality.py",
     "unit/test_detect_lives.py", "integration/test_console_browser.py",
     "faults/test_ingest_faults.py", "unit/test_detect_abnormal_sound.py",
-    "integration/test_service_records_live.py", "integration/test_site_health_live.py",
+    "integration/test_service_records_live.py", "integration/test_api_schemathesis.py",
+    "integration/test_service_supervision_live.py",
+    "integration/test_service_supervision_eval.py", "integration/test_site_health_live.py",
     "unit/test_detect_snapshot.py", "unit/test_detect_common.py",
     "integration/test_http_hardening.py", "integration/test_replay_quality.py",
 )
