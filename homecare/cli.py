@@ -469,6 +469,11 @@ def replay_command(
         "a gateway restarts: commit, snapshot the detectors to a file, drop every in-memory "
         "part, restore from the file, go on (repeatable). The alerts must equal those of a "
         "replay without restarts.")] = None,
+    plans: Annotated[Path | None, typer.Option(
+        metavar="CSV", help="Service plans (the CSV `homecare plans import` takes) that the "
+        "service checks take visits against, as the gateway does with its plan store; "
+        "without it no visit is judged unplanned or outside its window and no plan missed.",
+        exists=True, dir_okay=False)] = None,
     quiet: Annotated[bool, typer.Option(help="No progress and no summary (unreadable lines "
                                                "and a missing time zone are still "
                                                "reported).")] = False,
@@ -482,7 +487,8 @@ def replay_command(
     immediate rules, detectors, alert engine) on a clock taken from each line's receipt time;
     the same input gives the same alerts. Lines that cannot be read are skipped and reported
     on stderr per reason with their first line numbers; the command then exits 1 unless
-    --skip-unreadable is given."""
+    --skip-unreadable is given. The service checks judge the badges' visits (against --plans
+    if given); visits checked in through the caregiver app are not in recorded traffic."""
     from rich.console import Console
 
     from devices.errors import RegistryError
@@ -490,7 +496,7 @@ def replay_command(
     from gateway.config import load
     from gateway.errors import ConfigError
     from homecare.progress import CountingReader, Progress
-    from homecare.replay import replay_file
+    from homecare.replay import plans_from_csv, replay_file
 
     if tick_s <= 0 or dispatcher_after_min < 0:
         raise typer.BadParameter("tick-s must be positive and dispatcher-after-min not negative")
@@ -507,6 +513,21 @@ def replay_command(
     except (ConfigError, RegistryError) as exc:
         typer.echo(f"homecare replay: {exc}", err=True)
         raise typer.Exit(2) from None
+    plan_store = None
+    if plans is not None:
+        try:
+            plan_store, problems = plans_from_csv(
+                plans.read_text(encoding="utf-8"), settings=settings,
+                registry=loaded if loaded is not None else Registry())
+        except (UnicodeDecodeError, ValueError) as exc:
+            problems = [f"not read: {exc}"]
+        if plan_store is None:
+            for problem in problems:
+                typer.echo(f"{plans}: {problem}", err=True)
+            typer.echo(f"homecare replay: {len(problems)} problem"
+                       f"{'' if len(problems) == 1 else 's'} in {plans}; nothing replayed",
+                       err=True)
+            raise typer.Exit(2)
     err = Console(stderr=True)
     warning = _zone_warning(settings.timezone, loaded)
     if warning:
@@ -515,11 +536,16 @@ def replay_command(
     warned = frozenset(loaded.sites) if loaded is not None else frozenset()
     with Progress("replay", traffic.stat().st_size, console=err, enabled=not quiet) as shown, \
             CountingReader(traffic, shown.update) as lines, alerts.open("wb") as out:
-        _, summary = replay_file(lines, out, registry=loaded, settings=settings,
-                                 tick_ms=round(tick_s * 1000),
-                                 dispatcher_after_ms=round(dispatcher_after_min * 60_000),
-                                 seed=seed,
-                                 restart_after_ms=[round(h * 3_600_000) for h in restarts])
+        try:
+            _, summary = replay_file(lines, out, registry=loaded, settings=settings,
+                                     tick_ms=round(tick_s * 1000),
+                                     dispatcher_after_ms=round(dispatcher_after_min * 60_000),
+                                     seed=seed,
+                                     restart_after_ms=[round(h * 3_600_000) for h in restarts],
+                                     plans=plan_store)
+        finally:
+            if plan_store is not None:
+                plan_store.close()
     for line in summary.report() if not quiet else summary.unreadable_report():
         typer.echo(line, err=True)
     # Sites the traffic brought that the registry does not list (registered on first sight).

@@ -1,5 +1,8 @@
 """Offline replay: recorded traffic through the whole pipeline on a simulated clock.
 
+(A module over 400 lines: one run of what the gateway builds, on its clock, with the summary
+of what it read, raised and judged, which the command prints.)
+
 Each JSONL line (DESIGN.md, "Recorded traffic") becomes a received message whose receipt time
 is the line's ``t``: decoded and validated by the device codec, deduplicated, counted or
 dead-lettered by the same :class:`~gateway.ingest.pipeline.Pipeline` as in the gateway, and
@@ -19,6 +22,16 @@ incident (a second emergency call from the same bed a day later would only updat
 call). A simulated dispatcher therefore resolves every alert ``dispatcher_after_ms`` after it
 opened (actor :data:`DISPATCHER`); 0 leaves alerts as the engine left them.
 
+The service checks (``service_anomaly``) run as in the gateway: the ``service_*`` settings'
+thresholds, and the plans given (``plans``: a plan store, e.g. :func:`plans_from_csv` of the
+file ``homecare plans import`` takes), else none (then no visit is ``unplanned`` or
+``outside_window`` and no plan ``missed``: a bed nobody plans is not judged by plans). Visits
+come from the badges' ``badge/event`` messages of the traffic. Check-ins and check-outs made
+through the caregiver app (``POST /api/v1/visits/...``) are not MQTT traffic and so not in
+it: those visits are not replayed, and their homes' samples count as the household's. Each
+visit judged is counted by verdict (:attr:`ReplaySummary.visits`), as the gateway keeps its
+judgement in the service log.
+
 A line that is not a traffic record (not JSON, a field missing or of the wrong type, ``t`` not
 an integer epoch ms, a payload that is not base64) is skipped, counted per reason with its
 first line numbers (:class:`ReplaySummary`): a replay never drops input silently, and
@@ -35,10 +48,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Final, cast
+from typing import BinaryIO, Final, Never, cast
 
 import msgspec
 
+from alerts import Catalogue, JudgedVisit, PlanStore, PlanZones, parse_plans_csv, registry_places
 from alerts.engine import seeded_ids
 from alerts.model import Alert
 from alerts.rules import ImmediateRules
@@ -49,7 +63,15 @@ from devices.registry import Registry
 from devices.topics import is_urgent
 from devices.traffic import decode_line, unreadable_reason
 from gateway.config import Settings
-from gateway.detect import SNAPSHOT_FILE, Restored, build_detectors, restore_snapshot, save_snapshot
+from gateway.detect import (
+    SNAPSHOT_FILE,
+    Restored,
+    ServiceAnomalyDetector,
+    build_detectors,
+    restore_snapshot,
+    save_snapshot,
+    service_checks,
+)
 from gateway.detect.alerting import AlertingStage, engine_from_settings
 from gateway.ingest.checkpoint import commit
 from gateway.ingest.message import RawMessage
@@ -66,6 +88,8 @@ MAX_BATCH: Final = 5_000
 """Messages per pipeline batch at most (a burst of traffic within one tick)."""
 UNREADABLE_EXAMPLES: Final = 5
 """Line numbers kept per reason a line could not be read."""
+APP_VISITS_NOTE: Final = ("visits checked in through the caregiver app are not in recorded "
+                          "traffic (the app calls the API, not MQTT): not replayed")
 
 
 @dataclass(slots=True)
@@ -85,6 +109,11 @@ class ReplaySummary:
     alerts: Counter[str] = field(default_factory=Counter)
     ticks: int = 0
     restarts: int = 0
+    visits: Counter[str] = field(default_factory=Counter)
+    """Visits the service checks judged (badge visits: :data:`APP_VISITS_NOTE`), by verdict
+    (``verified``, ``flagged``, ``unverifiable``)."""
+    plans: int | None = None
+    """Plans the visits were checked against (``None``: none given)."""
     beds: int = 0
     first_t: int | None = None
     last_t: int | None = None
@@ -116,8 +145,22 @@ class ReplaySummary:
                   "detector snapshot" if self.restarts else ""),
                f"alerts: {sum(self.alerts.values())}"
                + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.alerts.items())) + ")"
-                  if self.alerts else "")]
+                  if self.alerts else ""),
+               self.service_report()]
         return out
+
+    def service_report(self) -> str:
+        """What the service checks judged, against which plans, and what a replay cannot
+        check."""
+        judged = sum(self.visits.values())
+        verdicts = (" (" + ", ".join(f"{k} {v}" for k, v in sorted(self.visits.items())) + ")"
+                    if judged else "")
+        plans = (f"against {self.plans:,} plan{'s' if self.plans != 1 else ''}"
+                 if self.plans is not None else
+                 "no plans given (--plans): no visit judged unplanned or outside its window, "
+                 "no plan missed")
+        return (f"service checks: {judged:,} visit{'s' if judged != 1 else ''} judged"
+                f"{verdicts}, {plans}; {APP_VISITS_NOTE}")
 
     def unreadable_report(self) -> list[str]:
         """One line per reason a line could not be read: how many, the first line numbers."""
@@ -172,16 +215,54 @@ def read_traffic(lines: Iterable[bytes], summary: ReplaySummary) -> Iterator[Raw
         yield RawMessage(topic, payload, 0, 1, t, retain=retain)
 
 
+class _Judgements:
+    """Stands in for the gateway's service log as the service checks see it: no check-in comes
+    from it (the app's are not in the traffic: :data:`APP_VISITS_NOTE`), and each judgement
+    written to it is counted by verdict."""
+
+    def __init__(self, summary: ReplaySummary) -> None:
+        self.summary = summary
+
+    def query(self, *, since: int | None = None, after_seq: int | None = None,
+              newest_first: bool = True, limit: int = 100) -> Sequence[Never]:
+        del since, after_seq, newest_first, limit
+        return ()
+
+    def head(self) -> tuple[int, str]:
+        return 0, ""
+
+    def record_judged(self, visits: Sequence[JudgedVisit]) -> None:
+        self.summary.visits.update(str(v.measured.get("verdict")) for v in visits)
+
+
+def plans_from_csv(text: str, *, settings: Settings, registry: Registry,
+                   timezone: str | None = None) -> tuple[PlanStore | None, list[str]]:
+    """The plans of a CSV file as ``homecare plans import`` reads it (the ``service_catalogue``
+    setting's items, each site's zone, ``timezone`` for sites without one), in an in-memory
+    store; or ``None`` and every problem, by row and column."""
+    zones = PlanZones(lambda site: registry.timezone(site, settings.timezone), given=timezone)
+    parsed = parse_plans_csv(text, catalogue=Catalogue.parse(settings.service_catalogue),
+                             zone_of=zones, places=registry_places(registry))
+    problems = [*zones.problems(), *map(str, parsed.problems)]
+    if problems:
+        return None, problems
+    store = PlanStore(":memory:")
+    store.import_rows(parsed.rows, actor="homecare-replay", now_ms=0)
+    return store, []
+
+
 class Replayer:
     """One replay run: feed traffic, then read the alerts."""
 
     def __init__(self, *, registry: Registry | None = None, timezone: str | None = None,
                  settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
                  seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS,
-                 restart_at_ms: Iterable[int] = (), snapshot_dir: Path | None = None) -> None:
+                 restart_at_ms: Iterable[int] = (), snapshot_dir: Path | None = None,
+                 plans: PlanStore | None = None) -> None:
         """``restart_at_ms``: simulated times (receipt clock) at which the replay restarts as a
         gateway would (:meth:`restart`), through a snapshot file in ``snapshot_dir`` (needed
-        then)."""
+        then). ``plans``: the plans the service checks take visits against (not closed
+        here)."""
         if tick_ms <= 0 or dispatcher_after_ms < 0:
             raise ValueError("tick_ms must be positive, dispatcher_after_ms not negative")
         self._restarts = sorted(restart_at_ms)
@@ -198,6 +279,10 @@ class Replayer:
         self._ids = seeded_ids(seed)
         self.deadletters = DeadLetterStore(":memory:")
         self.summary = ReplaySummary()
+        self.plans = plans
+        if plans is not None:
+            self.summary.plans = len(plans.between(-(2**62), 2**62))
+        self._judgements = _Judgements(self.summary)
         self._next_tick: int | None = None
         self._batch: list[RawMessage] = []
         self._earlier_duplicates = self._earlier_retained = 0
@@ -205,12 +290,17 @@ class Replayer:
 
     def _build(self) -> None:
         """What a gateway builds at start: the engine on the (durable) alert store, the
-        detectors, the immediate rules (resumed from the open alerts), the pipeline."""
+        detectors (the service checks with the gateway's thresholds and the plans), the
+        immediate rules (resumed from the open alerts), the pipeline."""
         settings = self.settings
         self.engine = engine_from_settings(settings, self.store, id_factory=self._ids)
         clock_window = ClockWindow(behind_ms=settings.clock_window_s * 1000)
         self.detectors = build_detectors(self.registry, timezone=self.timezone,
                                          clock_window=clock_window)
+        for detector in self.detectors:
+            if isinstance(detector, ServiceAnomalyDetector):
+                detector.configure(checks=service_checks(settings), plans=self.plans,
+                                   visit_log=self._judgements)
         self.stage = AlertingStage(
             self.engine,
             rules=ImmediateRules(no_motion_ms=round(settings.alert_fall_no_motion_s * 1000)),
@@ -334,29 +424,32 @@ def replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
                 registry: Registry | None = None, timezone: str | None = None,
                 settings: Settings | None = None, tick_ms: int = DEFAULT_TICK_MS,
                 seed: int = 0, dispatcher_after_ms: int = DEFAULT_DISPATCHER_AFTER_MS,
-                restart_after_ms: Sequence[int] = (),
+                restart_after_ms: Sequence[int] = (), plans: PlanStore | None = None,
                 ) -> tuple[list[Alert], ReplaySummary]:
     """Replay ``traffic`` (a path or an open binary file) and write every alert, one
     msgspec-encoded :class:`~alerts.model.Alert` per line, to ``alerts_out``.
     ``restart_after_ms``: restart (:meth:`Replayer.restart`) this long after the first
-    message, each (simulated time), through a snapshot in a temporary directory."""
+    message, each (simulated time), through a snapshot in a temporary directory.
+    ``plans``: the service plans visits are checked against (:func:`plans_from_csv`)."""
     with tempfile.TemporaryDirectory(prefix="homecare-replay-") as snapshots:
         return _replay_file(traffic, alerts_out, registry=registry, timezone=timezone,
                             settings=settings, tick_ms=tick_ms, seed=seed,
                             dispatcher_after_ms=dispatcher_after_ms,
-                            restart_after_ms=restart_after_ms, snapshot_dir=Path(snapshots))
+                            restart_after_ms=restart_after_ms, snapshot_dir=Path(snapshots),
+                            plans=plans)
 
 
 def _replay_file(traffic: Path | BinaryIO, alerts_out: BinaryIO | None, *,
                  registry: Registry | None, timezone: str | None, settings: Settings | None,
                  tick_ms: int, seed: int, dispatcher_after_ms: int,
                  restart_after_ms: Sequence[int], snapshot_dir: Path,
-                 ) -> tuple[list[Alert], ReplaySummary]:
+                 plans: PlanStore | None) -> tuple[list[Alert], ReplaySummary]:
     first_t = _first_time(traffic) if restart_after_ms else None
     replayer = Replayer(registry=registry, timezone=timezone, settings=settings,
                         tick_ms=tick_ms, seed=seed, dispatcher_after_ms=dispatcher_after_ms,
                         restart_at_ms=[first_t + after for after in restart_after_ms]
-                        if first_t is not None else (), snapshot_dir=snapshot_dir)
+                        if first_t is not None else (), snapshot_dir=snapshot_dir,
+                        plans=plans)
     try:
         if isinstance(traffic, Path):
             with traffic.open("rb") as handle:
