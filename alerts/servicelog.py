@@ -394,10 +394,30 @@ class Verification:
     or, when that is None, to the kept head's, was changed, removed or re-hashed."""
     suspect_to: int | None = None
     """The kept head's record the chain does not reach (with ``suspect_from``)."""
+    log_last_seq: int = 0
+    """Where the log ends: the last record it holds (0: none), sound or not. ``records`` and
+    ``head_seq`` say how far it is known good, which may be none of it."""
+    kept_beyond_seq: int | None = None
+    """The first kept head beyond the log's end (``log_last_seq``): the log does not reach
+    it, so it is not sound. None when every kept head is within the log."""
     last_full: Audit | None = None
     """The last full verification (the gateway runs one in the background on the
     housekeeping's schedule, :meth:`ServiceLog.audit`); an incremental one vouches for the
     records before ``from_seq`` only as of it."""
+
+    def log_end(self) -> str:
+        """Where the log ends, and a kept head beyond it, in words (the CLI and the API say
+        the same).
+
+        >>> Verification(ok=False, records=0, head_seq=0, head_hash="", log_last_seq=78,
+        ...              kept_beyond_seq=100).log_end()
+        'the log ends at record 78; a kept head is for record 100, beyond its end'
+        """
+        end = (f"the log ends at record {self.log_last_seq}" if self.log_last_seq
+               else "the log holds no record")
+        if self.kept_beyond_seq is None:
+            return end
+        return f"{end}; a kept head is for record {self.kept_beyond_seq}, beyond its end"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -880,6 +900,10 @@ class ServiceLog:
             start = (int(checkpoint_seq), str(checkpoint_hash))
         started = time.perf_counter()
         result = self._verify_from(start, head_seq, head_hash, int(last_row or 0), kept)
+        log_last = int(last_row or 0)
+        result = replace(result, log_last_seq=log_last, kept_beyond_seq=min(
+            (seq for seq, marks in kept.items() if seq > log_last
+             and any(what == "kept head" for _, what in marks)), default=None))
         if result.ok and head_seq > 0 and (head_seq, result.head_hash) != (
                 checkpoint_seq, checkpoint_hash):
             self._store_checkpoint(head_seq, result.head_hash)

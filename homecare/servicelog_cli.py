@@ -11,8 +11,9 @@ says when the records before were last fully verified, and a bad record that pas
 it not sound). A kept head the chain does not reach (or one beyond the log's end) says only
 that some record up to it was changed, removed or re-hashed: the first bad record is named
 when a head was kept for the record before it (``--heads FILE``), and no record is called
-sound that no kept head vouches for. Exit status 0: sound; 1: not; 2: the command was used
-wrongly.
+sound that no kept head vouches for. Whatever is known good, it says where the log ends and a
+kept head beyond it (``log_last_seq``, ``kept_beyond_seq`` with ``--json``), as the API does.
+Exit status 0: sound; 1: not; 2: the command was used wrongly.
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def verify_log(
             "from_seq": result.from_seq, "kept_heads": len(kept),
             "first_bad_seq": result.first_bad_seq, "error": result.error,
             "suspect_from": result.suspect_from, "suspect_to": result.suspect_to,
+            "log_last_seq": result.log_last_seq, "kept_beyond_seq": result.kept_beyond_seq,
             "last_full": None if audit is None else {
                 "at": audit.at, "ok": audit.ok, "records": audit.records,
                 "head_seq": audit.head_seq, "first_bad_seq": audit.first_bad_seq,
@@ -130,6 +132,8 @@ def verify_log(
         else:
             typer.echo(f"first bad record: not known (one of records {result.suspect_from} to "
                        f"{result.suspect_to}; give more kept heads with --heads FILE)")
+        typer.echo(f"{result.log_end()} ({result.checked} recomputed from record "
+                   f"{result.from_seq})")
         if result.head_seq > 0:
             typer.echo(f"sound up to record {result.head_seq}"
                        + (f" ({result.head_hash})" if result.head_hash else ""))

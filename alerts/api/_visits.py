@@ -73,6 +73,12 @@ class ChainVerified(ChainCheck):
     """A kept head the chain does not reach: some record from this one up to
     ``suspect_to`` was changed, removed or re-hashed (``first_bad_seq`` null: not known)."""
     suspect_to: int | None = None
+    log_last_seq: int = 0
+    """Where the log ends: the last record it holds (0: none), sound or not (``records`` and
+    ``head_seq`` say how far it is known good, which may be none of it)."""
+    kept_beyond_seq: int | None = None
+    """The first kept head (``head``) beyond the log's end: the log does not reach it, so it
+    is not sound (null: every kept head is within the log)."""
     last_full: FullCheck | None = None
     """The last full verification; the records before ``from_seq`` were not recomputed by
     this one and are vouched for only as of it (null: never)."""
@@ -97,6 +103,9 @@ def scope(result: Verification) -> str:
     of the last full verification."""
     now = (f"records {result.from_seq} to {result.from_seq + result.checked - 1} recomputed "
            f"now" if result.checked else "no record recomputed now")
+    if not result.ok:
+        now += f"; {result.log_end()}; " + (f"sound up to record {result.head_seq}"
+                                            if result.head_seq else "no record is known sound")
     if result.from_seq <= 1:
         return now
     audit = result.last_full
@@ -105,7 +114,7 @@ def scope(result: Verification) -> str:
                 f"fully re-verified since (full=true recomputes every record)")
     if audit.ok:
         return (f"{now}; records before {result.from_seq} as of the full verification at "
-                f"{_iso(audit.at)} (sound up to record {audit.head_seq})")
+                f"{_iso(audit.at)} (its own links sound up to record {audit.head_seq})")
     return (f"{now}; the full verification at {_iso(audit.at)} found record "
             f"{audit.first_bad_seq} bad: {audit.error}")
 
@@ -184,6 +193,7 @@ def router(ctx: ApiContext) -> APIRouter:
             head_hash=result.head_hash, checked=result.checked, from_seq=result.from_seq,
             kept_heads=len(kept), first_bad_seq=result.first_bad_seq, error=result.error,
             suspect_from=result.suspect_from, suspect_to=result.suspect_to,
+            log_last_seq=result.log_last_seq, kept_beyond_seq=result.kept_beyond_seq,
             last_full=full_check(result.last_full), scope=scope(result))
 
     @api.get("/service-logs/refused", response_model=RefusedVisitList, dependencies=[viewer],
