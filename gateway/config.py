@@ -278,9 +278,19 @@ class Settings(BaseSettings):
     detector_snapshot_interval_s: float = Field(
         default=300.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
         description="How often the detectors' learnt routines and running episodes are "
-        "snapshotted to `data_dir/detectors.snapshot` (also at a clean shutdown) and restored "
-        "at start; a crash loses at most this much detector input, never an alert. 0: never "
-        "snapshot, and every start learns from scratch.")
+        "snapshotted to `data_dir/detectors.snapshot` (also at a clean shutdown, and when the "
+        "detector journal has grown by 4 MiB) and restored at "
+        "start, followed by the journal's input since: a crash loses no detector input, never "
+        "an alert. 0: never snapshot, no journal, and every start learns from scratch.")
+    detector_journal_max_bytes: int = Field(
+        default=256 * 1024**2, ge=0, json_schema_extra={"unit": "bytes"},
+        description="Bound on the detector journal (`data_dir/detectors.journal/`): every "
+        "batch handed to the detectors since their last snapshot, written before it is "
+        "acknowledged (fsynced when the spool is) and handed to them again at start, so a "
+        "crash loses no detector input. A snapshot, taken whenever it grew by 4 MiB (about "
+        "27,000 messages), empties it; should it fill anyway (snapshots failing), batches are "
+        "not journaled until the next snapshot (logged). 0: no journal, a crash loses the "
+        "detector input since the last snapshot.")
     detector_evaluate_interval_s: float = Field(
         default=60.0, ge=1, le=3_600, json_schema_extra={"unit": "s"},
         description="How often the detectors judge what they have taken in (silence, "

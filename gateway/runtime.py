@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gc
 import logging
 import sys
@@ -71,6 +72,7 @@ from devices.registry import Registry
 from gateway.config import Settings
 from gateway.detect import (
     SNAPSHOT_FILE,
+    Restored,
     ServiceAnomalyDetector,
     restore_snapshot,
     save_snapshot,
@@ -83,8 +85,10 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
+from gateway.detect.journal import JOURNAL_DIR, DetectorJournal, JournaledStage
 from gateway.detect.service_anomaly import CATCH_UP_MS, LATE_MS, service_checks
 from gateway.detect.service_anomaly import SETTLE_MS as JUDGED_AFTER_MS
+from gateway.detect.snapshot import SnapshotOvertaken
 from gateway.errors import ConfigError
 from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
@@ -155,6 +159,12 @@ STORE_BYTES_EVERY_S = 60.0
 ALERT_TICK_S = 1.0
 """How often the alert engine is ticked (escalation timers, detector windows)."""
 
+SNAPSHOT_RETRY_S = 5.0
+"""A snapshot overtaken by an emergency call handed to the detectors while it was taken
+(:class:`~gateway.detect.snapshot.SnapshotOvertaken`) is tried again this much later: each try
+holds the intake for as long as it takes, so a burst of calls cannot hold it most of the
+time."""
+
 
 def judged_within_ms(settings: Settings) -> int:
     """How long after a visit's check-out is recorded the ``service_anomaly`` detector may
@@ -196,7 +206,7 @@ class Gateway:
 
     def _close_stores(self) -> None:
         for name in ("spool", "deadletters", "service_log", "keys", "alert_store", "residents",
-                     "plans", "acklinks"):
+                     "plans", "acklinks", "journal"):
             store = getattr(self, name, None)
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -319,12 +329,17 @@ class Gateway:
                 # Settling waits on for a visit the detector still holds (a lagging sensor).
                 self.settlement.awaiting = detector.awaiting_judgement
         self.snapshot_path = data_dir / SNAPSHOT_FILE
+        self.journal: DetectorJournal | None = None
+        """What the detectors took in since their snapshot (:mod:`gateway.detect.journal`),
+        given back to them here at start."""
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
             if restored.taken_at_ms is not None:
                 log.info("detect.snapshot_restored age_s=%.0f restored=%d fresh=%s",
                          time.time() - restored.taken_at_ms / 1000, len(restored.restored),
                          ",".join(sorted(restored.fresh)) or "-")
+            if settings.detector_journal_max_bytes > 0:
+                self.journal = self._replay_journal(data_dir / JOURNAL_DIR, restored)
         self.inbox = Inbox(settings.inbox_max_messages)
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
@@ -354,12 +369,15 @@ class Gateway:
                             "shared_subscription"
                             if any(is_shared(topic) for topic in settings.mqtt_topic)
                             else "no_button_or_fall_events_in_topic")
+        # The detectors' input is journaled on its way to them (gateway.detect.journal).
+        feed = (JournaledStage(self.alerting, self.journal) if self.journal is not None
+                else self.alerting)
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
-                                 stages=(self.alerting, *stages, self.live,
+                                 stages=(feed, *stages, self.live,
                                          ServiceLogRecorder(self.service_log,
                                                             metrics=self.metrics.registry)),
-                                 urgent_stages=(self.alerting,),
+                                 urgent_stages=(feed,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window)
         self.writer = writer if writer is not None else writer_from_settings(settings)
@@ -378,6 +396,10 @@ class Gateway:
         # Dedicated threads: the emergency path and the ingest commit never wait for a thread
         # of the default pool, which the API, history queries and other neighbours share.
         self._stopping = asyncio.Event()
+        self._feed_open = asyncio.Event()
+        """Cleared while the detectors are snapshotted: the ingest task hands them nothing
+        meanwhile, so the snapshot holds an exact journal position (the urgent lane goes on)."""
+        self._feed_open.set()
         self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
@@ -396,6 +418,24 @@ class Gateway:
             thread=self._ingest_thread, stopping=self._stopping,
             on_spooled=self.sink.notify if self.sink is not None else None)
         self._ingest_done = asyncio.Event()
+
+    def _replay_journal(self, directory: Path, restored: Restored) -> DetectorJournal:
+        """Open the detector journal and hand the detectors what it holds after the restored
+        snapshot (every record when there is none). A snapshot taken without a journal (it was
+        switched off) makes what the journal holds stale: dropped, not replayed."""
+        settings = self.settings
+        journal = DetectorJournal(directory, max_bytes=settings.detector_journal_max_bytes,
+                                  fsync=settings.spool_fsync)
+        if restored.taken_at_ms is not None and restored.journal_position is None:
+            journal.discard()
+        replayed = journal.replay(self.alerting.detectors, after=restored.journal_position,
+                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes))
+        if replayed.records or replayed.skipped or replayed.cut_bytes:
+            log.info("detect.journal_replayed records=%d messages=%d seconds=%.2f after=%s "
+                     "skipped=%d rejected=%d gaps=%d cut_bytes=%d", replayed.records,
+                     replayed.messages, replayed.seconds, restored.journal_position,
+                     replayed.skipped, replayed.rejected, replayed.gaps, replayed.cut_bytes)
+        return journal
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -544,6 +584,8 @@ class Gateway:
                 # Emergency calls and falls among them (or received while this task waited)
                 # go first, before the telemetry ahead of them.
                 await self._handle_urgent()
+            if not self._feed_open.is_set():
+                await self._feed_open.wait()  # the detectors are being snapshotted
             started = time.perf_counter()
             registered = pipeline.registered_total
             pipeline.process(raws)
@@ -597,11 +639,19 @@ class Gateway:
         next_tick = time.monotonic()
         interval = self.settings.detector_snapshot_interval_s
         next_snapshot = next_tick + interval
+        by_size_after = next_tick
+        """A full journal asks for a snapshot at once, unless the last one failed (then at
+        the next interval)."""
         while not self._stopping.is_set():
             now_ms = int(time.time() * 1000)
-            if interval > 0 and time.monotonic() >= next_snapshot:
+            if interval > 0 and (time.monotonic() >= next_snapshot or (
+                    self.journal is not None and self.journal.wants_snapshot
+                    and time.monotonic() >= by_size_after)):
                 next_snapshot = time.monotonic() + interval
-                await self._snapshot_detectors()
+                outcome = await self._snapshot_detectors()
+                if outcome == "overtaken":
+                    next_snapshot = time.monotonic() + SNAPSHOT_RETRY_S
+                by_size_after = next_snapshot if outcome != "written" else time.monotonic()
             # The detectors' work (a round of buffered messages into numpy columns, every
             # bed evaluated) runs in a worker thread: it never stalls intake or the emergency
             # path. Rules, engine and escalation stay on the loop.
@@ -622,20 +672,32 @@ class Gateway:
                 async with asyncio.timeout(max(0.0, next_tick - time.monotonic())):
                     await self._stopping.wait()
 
-    async def _snapshot_detectors(self) -> None:
+    async def _snapshot_detectors(self) -> str:
         """Snapshot the detectors' state (:mod:`gateway.detect.snapshot`) on the detectors'
-        thread, between two of their evaluations; a failure is logged, never fatal."""
+        thread, between two of their evaluations, with the ingest task holding its next step
+        meanwhile (the journal position it holds is then exact); a failure is logged, never
+        fatal. ``written``, ``overtaken`` (an emergency call reached the detectors meanwhile:
+        try again soon) or ``failed``."""
         started = time.perf_counter()
+        self._feed_open.clear()
         try:
-            size = await self._in_thread(self._detect_thread, save_snapshot, self.snapshot_path,
-                                         self.alerting.detectors)
+            size = await self._in_thread(self._detect_thread, functools.partial(
+                save_snapshot, self.snapshot_path, self.alerting.detectors,
+                journal=self.journal))
+        except SnapshotOvertaken as exc:
+            log.debug("detect.snapshot_overtaken reason=%s; tried again in %.0f s", exc,
+                      SNAPSHOT_RETRY_S)
+            return "overtaken"
         except Exception as exc:
             self.metrics.snapshot_failures.inc()
             log.error("detect.snapshot_failed path=%s error=%s: %s; the previous snapshot is "
                       "kept", self.snapshot_path, type(exc).__name__, exc)
-            return
+            return "failed"
+        finally:
+            self._feed_open.set()
         self.metrics.snapshot_seconds.observe(time.perf_counter() - started)
         self.metrics.snapshot_bytes.set(size)
+        return "written"
 
     async def _commit_alerts(self) -> None:
         """The emergency path's commit, on its own thread; then the acknowledgement of the

@@ -17,10 +17,17 @@ Restoring never stops the gateway: a missing file is a first start; an unreadabl
 moved aside (``.unreadable``) and logged; a detector whose blob does not restore (another
 version, a detector added or renamed) starts fresh and is logged, the others are restored.
 
-What a snapshot cannot hold: messages acknowledged after it was taken and before a crash
-(``kill -9``) are not seen again by the detectors (their data is stored; they are not
-redelivered). The loss is at most one interval of detector input, never an alert already
-opened (alerts are in the alert store before acknowledgement); a clean stop loses nothing.
+What a snapshot cannot hold, the messages acknowledged after it, is in the detector journal
+(:mod:`gateway.detect.journal`): each batch handed to the detectors is appended to it before
+it is acknowledged, the snapshot records the journal position it holds, and at start the
+records after that position are handed to the restored detectors again. So a crash
+(``kill -9``) loses no detector input (until 2026-12-02 it lost up to one interval of it).
+The position is exact: a snapshot is taken only while no batch is being handed over
+(:meth:`~gateway.detect.journal.DetectorJournal.mark`; the gateway holds its intake, not its
+emergency calls, for the moment it takes), and one that a batch overtook anyway (an emergency
+call) is not written (:class:`SnapshotOvertaken`; tried again a second later). The journal's
+records up to the position are deleted only after the snapshot is renamed into place and
+its directory fsynced.
 """
 
 from __future__ import annotations
@@ -35,10 +42,28 @@ from typing import Final, Protocol
 
 import msgspec
 
+from gateway.detect.journal import Mark
+
 log = logging.getLogger("homecare.detect")
 
 SNAPSHOT_VERSION: Final = 1
 SNAPSHOT_FILE: Final = "detectors.snapshot"
+
+
+class SnapshotOvertaken(Exception):
+    """A batch was handed to the detectors while they were being snapshotted: which of them
+    hold it is unknown, so the snapshot is not written (the previous one stays)."""
+
+
+class Journal(Protocol):
+    """What a snapshot asks of the detector journal
+    (:class:`~gateway.detect.journal.DetectorJournal`)."""
+
+    def mark(self) -> Mark | None: ...
+
+    def unchanged(self, mark: Mark) -> bool: ...
+
+    def covered(self, position: int) -> None: ...
 
 
 class Snapshottable(Protocol):
@@ -53,6 +78,9 @@ class _Snapshot(msgspec.Struct, frozen=True):
     version: int
     taken_at_ms: int
     detectors: dict[str, bytes]
+    journal_position: int | None = None
+    """The detector journal's position the detectors' state holds (None: taken without a
+    journal, or before there was one)."""
 
 
 @dataclass(slots=True)
@@ -61,20 +89,32 @@ class Restored:
 
     taken_at_ms: int | None = None
     """When the restored snapshot was taken (wall clock); None: nothing restored."""
+    journal_position: int | None = None
+    """The journal position the restored snapshot holds (None: none, or taken without)."""
     restored: list[str] = field(default_factory=list)
     fresh: dict[str, str] = field(default_factory=dict)
     """Detectors that start fresh, with the reason."""
 
 
 def save_snapshot(path: Path, detectors: Sequence[Snapshottable], *,
-                  taken_at_ms: int | None = None) -> int:
+                  taken_at_ms: int | None = None, journal: Journal | None = None) -> int:
     """Write every detector's state to ``path`` atomically (temporary file, fsync, rename,
     fsync of the directory); the number of bytes written. Call it where the detectors'
-    ``evaluate`` runs (not concurrently with it)."""
+    ``evaluate`` runs (not concurrently with it).
+
+    ``journal``: the snapshot records the journal position the state holds, and tells the
+    journal once it is durable (:meth:`Journal.covered`). Raises :class:`SnapshotOvertaken`,
+    writing nothing, when a batch was being handed to the detectors meanwhile."""
     taken = time.time_ns() // 1_000_000 if taken_at_ms is None else taken_at_ms
+    mark = journal.mark() if journal is not None else None
+    if journal is not None and mark is None:
+        raise SnapshotOvertaken("a batch was being handed to the detectors")
+    states = {detector.name: detector.state() for detector in detectors}
+    if journal is not None and mark is not None and not journal.unchanged(mark):
+        raise SnapshotOvertaken("a batch was handed to the detectors meanwhile")
     body = msgspec.msgpack.encode(_Snapshot(
-        version=SNAPSHOT_VERSION, taken_at_ms=taken,
-        detectors={detector.name: detector.state() for detector in detectors}))
+        version=SNAPSHOT_VERSION, taken_at_ms=taken, detectors=states,
+        journal_position=mark.position if mark is not None else None))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
         handle.write(body)
@@ -86,6 +126,8 @@ def save_snapshot(path: Path, detectors: Sequence[Snapshottable], *,
         os.fsync(directory)
     finally:
         os.close(directory)
+    if journal is not None and mark is not None:
+        journal.covered(mark.position)
     return len(body)
 
 
@@ -111,6 +153,7 @@ def restore_snapshot(path: Path, detectors: Sequence[Snapshottable]) -> Restored
         result.fresh = {d.name: f"unreadable snapshot: {exc}" for d in detectors}
         return result
     result.taken_at_ms = snapshot.taken_at_ms
+    result.journal_position = snapshot.journal_position
     for detector in detectors:
         blob = snapshot.detectors.get(detector.name)
         if blob is None:

@@ -102,6 +102,16 @@ class Stage(Protocol):
         """Make what ``accept`` took durable. Runs in a worker thread before acknowledgement."""
 
 
+class SourcedStage(Stage, Protocol):
+    """A stage that keeps the messages as received, not only decoded (the detector journal,
+    :class:`gateway.detect.journal.JournaledStage`): the pipeline calls ``accept_sources``
+    instead of ``accept``."""
+
+    def accept_sources(self, messages: Sequence[Message], received_ms: Sequence[int],
+                       sources: Sequence[RawMessage]) -> None:
+        """``accept`` with ``sources[i]`` the raw message ``messages[i]`` was decoded from."""
+
+
 class Batch(NamedTuple):
     """What one commit makes durable (:func:`gateway.ingest.checkpoint.commit`)."""
 
@@ -329,8 +339,12 @@ class Pipeline:
         (it must already: after a crash the broker delivers unacknowledged messages again).
         ``failed``: what becomes of a message the stage cannot take, instead of a dead
         letter."""
+        with_sources = getattr(stage, "accept_sources", None)
         try:
-            stage.accept(messages, received_ms)
+            if with_sources is not None:
+                with_sources(messages, received_ms, sources)
+            else:
+                stage.accept(messages, received_ms)
             return
         except Exception as exc:
             if len(messages) == 1:
@@ -342,7 +356,10 @@ class Pipeline:
                 return
         for message, received, raw in zip(messages, received_ms, sources, strict=True):
             try:
-                stage.accept([message], [received])
+                if with_sources is not None:
+                    with_sources([message], [received], [raw])
+                else:
+                    stage.accept([message], [received])
             except Exception as exc:
                 rejected = self._internal_error(f"stage:{stage.name}", exc)
                 if failed is not None:
