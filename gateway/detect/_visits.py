@@ -34,8 +34,8 @@ beds reporting every minute, or two hours of 8,700."""
 REPLAY_LOOKBACK_MS: Final = 60 * 60_000
 """Of the recent samples of a bed with a visit waiting for them (checked in after them), the
 snapshot keeps those from this long before the check-in on (:func:`replay_state`): the home
-seen empty before it is decided from a run of 15 minutes with gaps of 5 at most, which an
-hour holds whole."""
+seen empty before it is decided from a run of 15 minutes with gaps of 5 at most, ended up to
+15 minutes before the check-in, which an hour holds whole."""
 REPLAY_KEPT_PER_BED: Final = 8192
 """The most samples the snapshot keeps per such bed (the latest): 13 hours of a sensor
 reporting every 6 s, about 80 KB."""

@@ -91,46 +91,54 @@ Two more are raised while a visit is open or a plan is due:
 * ``missed``: a plan's window ended ``missed_grace`` ago and no visit took it (episode
   ``plan:<id>``); a visit taking it later clears it.
 
-**The household.** The caregiver is the one person more than usual. How many people usually
-are at home is learnt per bed from the infrared ``people`` count outside visits, with someone
-home and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples
-with at least two, and at least three, people; over one half counts; a sample stands for at
-most :data:`HOUSEHOLD_SAMPLE_MS`, weighed by the samples' own times as placed, so a backlog of
-hours delivered in seconds is hours, a bed's first infrared coming as one backlog included; a
-visit's samples, by its own times, are left out (one
-never checked out: up to where the caregiver was judged gone, not for the day it stays open),
-and a batch's samples before a visit's are learnt before that visit's are counted, as live): an
-elderly couple is two, so the spouse is never taken for
-the caregiver. Samples with no motion (asleep, or still) are left out: a couple asleep, whom
-the sensor counts as one for ten hours, was learnt as a household of one by morning, and the
-first samples after a night with nothing learnt weighed as much as the whole night. It
-starts as a household of one (the safe default of a new bed: a couple's second person counts
-as a visitor for the first hours) and follows a change within a day. Once
+**The household.** The caregiver is the one person more than usual. How many people usually are
+at home is learnt per bed from the infrared ``people`` count outside visits, with someone home
+and moving (a time-weighted average over :data:`HOUSEHOLD_TAU_MS` of the share of samples with
+at least two, and at least three, people; over one half counts; a sample stands for at most
+:data:`HOUSEHOLD_SAMPLE_MS`, weighed by the samples' own times as placed, so a backlog of hours
+delivered in seconds is hours, a bed's first infrared coming as one backlog included; a visit's
+samples, by its own times, are left out (one never checked out: up to where the caregiver was
+judged gone, not for the day it stays open), and a batch's samples before a visit's are learnt
+before that visit's are counted, as live): an elderly couple is two, so the spouse is never
+taken for the caregiver. Samples with no motion (asleep, or still) are left out: a couple
+asleep, whom the sensor counts as one for ten hours, was learnt as a household of one by
+morning, and the first samples after a night with nothing learnt weighed as much as the whole
+night. It starts as a household of one (the safe default of a new bed: a couple's second person
+counts as a visitor for the first hours) and follows a change within a day. Once
 :data:`HOUSEHOLD_EVIDENCE_MS` with someone home and moving were watched, the average is read
 against the weight it was learnt with, not against the start of one: read from one, a couple
 seen for eight waking hours was still a household of one, and a caregiver who never came on a
 gateway's first morning was missed. Evidence names the count used. Limits: a spouse in the
-sensor's view for under about two thirds of the active day makes
-the count waver around one half (a visit that never happened may then be missed), and family
-present for half of every waking day counts as the household.
+sensor's view for under about two thirds of the active day makes the count waver around one
+half (a visit that never happened may then be missed), and family present for half of every
+waking day counts as the household.
 
 **A home empty before the visit.** When the resident is out and the caregiver works alone
 (cleaning, cooking), the sensor counts one, the household's usual: counted as above, an honest
-visit was ``nobody_sensed`` (and could be ``too_short``). So when the home was seen empty right
-up to the check-in (every sample counting nobody, none saying someone is present, for at least
-:data:`EMPTY_MIN_MS`, at least :data:`EMPTY_MIN_SAMPLES` of them, none more than
-:data:`EMPTY_GAP_MS` apart nor that far from the check-in; a person sensed up to
-:data:`EMPTY_ARRIVAL_MS` before it is the caregiver walking in, even when the sensor then
-counts nobody once or twice before the check-in), anyone sensed during the visit
-is the caregiver (the count expected is 0), until more people than the household's usual are
-seen (the household back with the caregiver): from then on the visit is counted as above.
-Decided at the visit's first sample; evidence ``home_empty_before``. A visit claimed while the
-resident is out and nobody comes keeps the count at 0: still ``nobody_sensed``. Limits: the
-resident coming back alone during a claimed visit is taken for the caregiver, so such a visit
-that never happened is not flagged (nor is a caregiver gone before the resident came back seen
-gone); a sensor that counts a still person as nobody, and says nobody is present, can make a
-home look empty. A check-in known only after samples of its visit came is decided afresh from
-the recent samples (Late delivery).
+visit was ``nobody_sensed`` (and could be ``too_short``). So when the home was seen empty
+before the check-in (every sample counting nobody, none saying someone is present, at least
+:data:`EMPTY_MIN_SAMPLES` of them, none more than :data:`EMPTY_GAP_MS` apart nor that far from
+the check-in or the person who ended them), for at least :data:`EMPTY_MIN_MS` up to a person
+sensed up to :data:`EMPTY_ARRIVAL_MS` (15 min) before the check-in, the caregiver walking in
+and starting before the badge or the app is used, or for at least :data:`EMPTY_SHORT_MS` (8
+min) up to the check-in or a person sensed up to :data:`EMPTY_NEAR_MS` (5 min) before it, the
+caregiver coming soon after the resident left (even when the sensor then counts nobody once or
+twice before the check-in; issue #14: a caregiver sensed 8 to 12 min before the check-in, or 10
+to 14 min after the resident left, was ``nobody_sensed``), anyone sensed during the visit is
+the caregiver (the count expected is 0), until more people than the household's usual are seen
+(the household back with the caregiver): from then on the visit is counted as above. Decided at
+the visit's first sample; evidence ``home_empty_before``. A visit claimed while the resident is
+out and nobody comes keeps the count at 0: still ``nobody_sensed``, as one with the household
+at home, or the resident back alone more than :data:`EMPTY_ARRIVAL_MS` before the check-in
+(:data:`EMPTY_NEAR_MS` after an outing under :data:`EMPTY_MIN_MS`), or out for less than
+:data:`EMPTY_SHORT_MS`. Limits: the resident coming back alone during a claimed visit, or
+within those bounds before it, is taken for the caregiver, so such a visit that never happened
+is not flagged (nor is a caregiver gone before the resident came back seen gone); a person out
+of the sensor's view for :data:`EMPTY_SHORT_MS` (a bathroom), seen again within
+:data:`EMPTY_NEAR_MS` of a claimed check-in nobody followed, likewise; a sensor that counts a
+still person as nobody, and says nobody is present, can make a home look empty. A check-in
+known only after samples of its visit came is decided afresh from the recent samples (Late
+delivery).
 
 **Late delivery.** A home network, the gateway or its broker link down for a while: the
 devices keep their messages and deliver the backlog afterwards with their device times, each
@@ -269,17 +277,29 @@ HOUSEHOLD_EVIDENCE_MS: Final = 4 * HOUR_MS
 average of what was watched; until then it is read as it starts, from a household of one (a
 new bed's safe default: an afternoon's visit of family alone does not make a household)."""
 EMPTY_MIN_MS: Final = 15 * MINUTE_MS
-"""How long the infrared must have counted nobody at home, right up to a check-in, for the home
-to be taken as empty before the visit (the resident out): a person sensed during the visit is
-then the caregiver (the count expected is 0), until the household is seen back."""
+"""How long the infrared must have counted nobody at home, up to the first person sensed (up to
+:data:`EMPTY_ARRIVAL_MS` before the check-in) or to the check-in, for the home to be taken as
+empty before the visit (the resident out): a person sensed during the visit is then the
+caregiver (the count expected is 0), until the household is seen back."""
+EMPTY_SHORT_MS: Final = 8 * MINUTE_MS
+"""A shorter run of nobody counted, at least this long, also makes the home empty before the
+visit when it lasted up to the check-in or was ended by a person sensed at most
+:data:`EMPTY_NEAR_MS` before it: the caregiver coming in soon after the resident left (issue
+#14: a resident gone 10 to 14 minutes before the caregiver came was ``nobody_sensed``). Under
+it, a home that looks empty is a person out of the sensor's view as likely."""
+EMPTY_NEAR_MS: Final = 5 * MINUTE_MS
+"""How close before the check-in the person ending a run shorter than :data:`EMPTY_MIN_MS` must
+be sensed to be the caregiver coming in."""
 EMPTY_MIN_SAMPLES: Final = 5
-"""Infrared samples, every one counting nobody, needed over :data:`EMPTY_MIN_MS`."""
+"""Infrared samples, every one counting nobody, needed in that run."""
 EMPTY_GAP_MS: Final = 5 * MINUTE_MS
-"""The longest gap between those samples, and from the last of them to the check-in: a sensor
-silent for longer did not see the home empty."""
-EMPTY_ARRIVAL_MS: Final = 5 * MINUTE_MS
-"""A person sensed this long before the check-in still leaves the home empty before it: the
-caregiver walking in before the badge at the door or the app is used."""
+"""The longest gap between those samples, and from the last of them to the check-in (or to
+the person who ended them): a sensor silent for longer did not see the home empty."""
+EMPTY_ARRIVAL_MS: Final = 15 * MINUTE_MS
+"""A person sensed this long before the check-in, after :data:`EMPTY_MIN_MS` of nobody, still
+leaves the home empty before it: the caregiver walking in and starting before the badge at
+the door or the app is used (issue #14: 5 minutes, and a caregiver sensed 8 to 12 minutes
+before the check-in was ``nobody_sensed``)."""
 LATE_MS: Final = 12 * HOUR_MS
 """A visit's badge and recording events, and its home's infrared samples, delivered up to this
 long after their device time (a home network, the gateway or its broker link down, then the
@@ -364,10 +384,30 @@ def _arrival_unseen(since: Any, n: Any, ended: Any, when: Any) -> Any:
     long enough (the run ``since``/``n``, ended at ``ended`` by the first person sensed) and
     whom the sensor missed once: the caregiver walking in, unseen for a moment before the
     check-in, does not start a new run (it would be too short, and the caregiver taken for the
-    household). Scalars or arrays alike."""
+    household). Only while the run could still make the home empty before a check-in (within
+    :data:`EMPTY_ARRIVAL_MS` of a run of :data:`EMPTY_MIN_MS`, :data:`EMPTY_NEAR_MS` of a
+    shorter one). Scalars or arrays alike."""
+    length = ended - since
+    window = np.where(length >= EMPTY_MIN_MS, EMPTY_ARRIVAL_MS, EMPTY_NEAR_MS)
     return ((ended != NONE) & (since != NONE) & (n >= EMPTY_MIN_SAMPLES)
-            & (ended - since >= EMPTY_MIN_MS - EMPTY_ARRIVAL_MS)
-            & (when - ended <= EMPTY_ARRIVAL_MS))
+            & (length >= EMPTY_SHORT_MS) & (when - ended <= window))
+
+
+def _empty_before(run: tuple[int, int, int, int], check_in: int) -> bool:
+    """Whether a bed's latest run of samples counting nobody, as it stood at a check-in, makes
+    the home empty before it (module docstring, A home empty before the visit): on up to the
+    check-in, at least :data:`EMPTY_SHORT_MS` long; or ended by a person sensed after at least
+    :data:`EMPTY_MIN_MS` and up to :data:`EMPTY_ARRIVAL_MS` before the check-in, or after at
+    least :data:`EMPTY_SHORT_MS` and up to :data:`EMPTY_NEAR_MS` before it."""
+    since, n, last, ended = run
+    if since == NONE or n < EMPTY_MIN_SAMPLES:
+        return False
+    if ended == NONE:
+        return last >= check_in - EMPTY_GAP_MS and check_in - since >= EMPTY_SHORT_MS
+    length = ended - since
+    return ended - last <= EMPTY_GAP_MS and (
+        (length >= EMPTY_MIN_MS and ended >= check_in - EMPTY_ARRIVAL_MS)
+        or (length >= EMPTY_SHORT_MS and ended >= check_in - EMPTY_NEAR_MS))
 
 
 class VisitRecord(Protocol):
@@ -862,12 +902,7 @@ class ServiceAnomalyDetector(DetectorBase):
         for when, count in sorted(zip(t[before].tolist(), people[before].tolist(),
                                       strict=True)):
             run = _run_on(run, when, count)
-        since, n, last, ended = run
-        c = visit.check_in
-        reached = (last >= c - EMPTY_GAP_MS if ended == NONE
-                   else ended >= c - EMPTY_ARRIVAL_MS and ended - last <= EMPTY_GAP_MS)
-        visit.empty_before = bool(since != NONE and since <= c - EMPTY_MIN_MS
-                                  and n >= EMPTY_MIN_SAMPLES and reached)
+        visit.empty_before = _empty_before(run, visit.check_in)
 
     def _watch_empty(self, bed: np.ndarray, people: np.ndarray, t: np.ndarray) -> None:
         """Follow each bed's latest run of samples counting nobody (vectorised, a batch at a
