@@ -79,6 +79,11 @@ class Visit(msgspec.Struct, kw_only=True):
     """The home was seen empty right up to the check-in (the resident out): a person sensed
     then is the caregiver until the household is seen back (``back_at``). None: not decided
     yet (it is, at the first sample of the visit)."""
+    household: int | None = None
+    """The household's usual count the visit's samples are counted against: the bed's at the
+    visit's first sample, kept for the whole visit and reported with its judgement (a new
+    bed's count read anew at the judgement said two beside every sample counted as the
+    caregiver against one). None: no sample yet."""
     back_at: int | None = None
     """In a home empty before the visit: the time of the earliest sample with more people
     than the household's usual count (the household back with the caregiver); samples after

@@ -108,10 +108,13 @@ counts as a visitor for the first hours) and follows a change within a day. Once
 :data:`HOUSEHOLD_EVIDENCE_MS` with someone home and moving were watched, the average is read
 against the weight it was learnt with, not against the start of one: read from one, a couple
 seen for eight waking hours was still a household of one, and a caregiver who never came on a
-gateway's first morning was missed. Evidence names the count used. Limits: a spouse in the
-sensor's view for under about two thirds of the active day makes the count waver around one
-half (a visit that never happened may then be missed), and family present for half of every
-waking day counts as the household.
+gateway's first morning was missed. A visit's samples are counted against the count at its
+first sample, kept for the whole visit, and evidence names that count (issue #14: read anew at
+the judgement, a couple's new bed crossing its first four hours reported two beside every
+sample counted as the caregiver against one). Limits: a spouse in the sensor's view for under
+about two thirds of the active day makes the count waver around one half (a visit that never
+happened may then be missed), and family present for half of every waking day counts as the
+household.
 
 **A home empty before the visit.** When the resident is out and the caregiver works alone
 (cleaning, cooking), the sensor counts one, the household's usual: counted as above, an honest
@@ -861,11 +864,14 @@ class ServiceAnomalyDetector(DetectorBase):
         if not during.any():
             return
         sample, visit, when = sample[during], visit[during], when[during]
-        for i in np.unique(visit):
+        for i in np.unique(visit).tolist():
             if watched[i].empty_before is None:
                 self._decide_empty(watched[i], bed, seen, t)
+            if watched[i].household is None:
+                watched[i].household = self._household_of(watched[i])
         counted = people[sample]
-        extra = counted > self.household(bed[sample])
+        usual = np.fromiter((v.household or 1 for v in watched), np.int64, len(watched))
+        extra = counted > usual[visit]
         empty = np.fromiter((v.empty_before is True for v in watched), np.bool_, len(watched))
         if empty.any():
             # A home empty before the visit: anyone is the caregiver until the household is
@@ -1096,7 +1102,10 @@ class ServiceAnomalyDetector(DetectorBase):
         assert visit.check_out is not None
         checks = self.checks
         stay_ms = visit.check_out - visit.check_in
-        household = self._household_of(visit)
+        # The count its samples were counted against (the bed's at its first sample), not
+        # the bed's now: a new bed's may have been read anew since.
+        household = (visit.household if visit.household is not None
+                     else self._household_of(visit))
         services = visit.services
         services_ms = checks.catalogue.minutes(services) * MINUTE_MS
         last = visit.extra_last
