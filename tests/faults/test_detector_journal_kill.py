@@ -118,3 +118,70 @@ def test_a_visit_nobody_came_to_is_flagged_after_a_sigkill_that_followed_its_sam
     assert restarted.returncode == 0
     # A clean stop leaves the journal empty: the snapshot holds everything.
     assert not list((restarted.data_dir / "detectors.journal").glob("*.seg"))
+
+
+def test_snapshots_taken_during_intake_hold_exact_journal_positions(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Snapshots are taken while messages and calls keep coming (the journal's size asks for
+    one every 16 KiB here), and the kill comes after the last: the restarted detectors have
+    every sample of the visit once, none lost between a snapshot and its journal position and
+    none given twice (the visit counts exactly the 40 samples sent)."""
+    env = {"HOMECARE_DETECTOR_EVALUATE_INTERVAL_S": "1",
+           "HOMECARE_DETECTOR_SNAPSHOT_INTERVAL_S": "3600",
+           "HOMECARE_DETECTOR_JOURNAL_MAX_BYTES": str(64 * 1024),
+           "HOMECARE_MQTT_CLIENT_ID": f"gw-journal-{tmp_path.name}"[:60],
+           "HOMECARE_TIMEZONE": "UTC"}
+    gateway = start_gateway(tmp_path, mosquitto.url, None, **env)
+    snapshot = gateway.data_dir / "detectors.snapshot"
+    now = int(time.time() * 1000)
+    checked_in = now - 200_000
+    samples = [message(INFRARED, ts=checked_in + 4_000 * (i + 1), seq=i + 1, presence=True,
+                       people=1, motion=1, zone="room") for i in range(40)]
+    sent = 0
+    try:
+        publish(mosquitto.url, [message(BADGE, ts=checked_in, seq=1, event="check_in",
+                                        **VISIT)])
+        sent += 1
+        for chunk in range(5):
+            filler = [message(f"homecare/v1/site-42/bed-{b:04d}/audio/au-{b:04d}/telemetry",
+                              ts=now - 1_000, seq=chunk * 100 + n + 1, level_db=40.0,
+                              voice=False) for n in range(100) for b in range(4)]
+            press = message(f"homecare/v1/{SITE}/bed-{chunk + 2:04d}/button/btn-{chunk}/event",
+                            ts=now - 1_000, seq=1, event="press")
+            batch = [*filler[:200], *samples[chunk * 8:chunk * 8 + 8], press, *filler[200:]]
+            before = snapshot.stat().st_mtime_ns if snapshot.exists() else 0
+            publish(mosquitto.url, batch)
+            sent += len(batch)
+            wait_for(lambda s=sent: gateway.metric("homecare_messages_accepted_total") >= s,
+                     "the chunk taken in", timeout=60)
+            if chunk < 4:  # a snapshot (by the journal's size) after this chunk came in
+                wait_for(lambda b=before: snapshot.exists() and snapshot.stat().st_mtime_ns
+                         > b, "a snapshot during intake", timeout=60)
+        wait_for(lambda: gateway.metric("homecare_points_spooled_total") >= sent,
+                 "everything committed", timeout=60)
+        wait_for(lambda: len([a for a in alerts(gateway)
+                              if a["type"] == "emergency_button"]) == 5 or None,
+                 "the presses raised their alerts")
+    finally:
+        gateway.kill()
+
+    restarted = start_gateway(tmp_path, mosquitto.url, None, **env)
+    try:
+        assert restarted.metric("homecare_messages_received_total") == 0
+        checked_out = int(time.time() * 1000)
+        publish(mosquitto.url, [
+            message(BADGE, ts=checked_out, seq=2, event="check_out", services=[], **VISIT),
+            message(INFRARED, ts=checked_out + 1_000, seq=41, presence=True, people=1,
+                    motion=1, zone="room"),
+        ])
+        judged = wait_for(lambda: judgement(restarted), "the visit judged", timeout=240)
+        assert judged["infrared_samples"] == 40
+        assert (judged["verdict"], judged["reasons"][:1]) == ("flagged", ["nobody_sensed"])
+        presses = [a for a in alerts(restarted) if a["type"] == "emergency_button"]
+        assert len(presses) == 5
+        assert all(a["repeats"] == 0 for a in presses)
+        assert "gaps=0" in restarted.log_tail(400) or \
+            "detect.journal_replayed" not in restarted.log_tail(400)
+    finally:
+        restarted.stop()
+    assert restarted.returncode == 0
