@@ -13,6 +13,12 @@ ticks the engine every second (escalation, auto-resolution, detector windows) an
 that staged; the detectors' share of a tick runs in a worker thread. ``Gateway.alerts`` (the
 engine) and ``Gateway.alert_store`` serve the alert API.
 
+Detectors across a crash: the batches handed to the alerting stage are journaled on their way
+(:mod:`gateway.detect.journal`, written in the batch commit before acknowledgement); the
+detectors' snapshot is taken while the ingest task holds its next step, so that it holds an
+exact journal position, and at start the journal's records after it are handed to the
+restored detectors before any new message: a ``kill -9`` loses no detector input.
+
 Two MQTT sessions (:mod:`gateway.ingest.urgentsession`): the main one takes everything, the
 urgent one (``mqtt_urgent_session``) only button and fall events, which the broker then hands
 over at once even while the main session works through a backlog. Both feed the urgent lane;
