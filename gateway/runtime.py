@@ -436,11 +436,14 @@ class Gateway:
             journal.discard()
         replayed = journal.replay(self.alerting.detectors, after=restored.journal_position,
                                   codec=Codec(max_payload_bytes=settings.max_payload_bytes))
-        if replayed.records or replayed.skipped or replayed.cut_bytes:
+        if replayed.records or replayed.skipped or replayed.cut_bytes or \
+                replayed.corrupt_segments:
             log.info("detect.journal_replayed records=%d messages=%d seconds=%.2f after=%s "
-                     "skipped=%d rejected=%d gaps=%d cut_bytes=%d", replayed.records,
-                     replayed.messages, replayed.seconds, restored.journal_position,
-                     replayed.skipped, replayed.rejected, replayed.gaps, replayed.cut_bytes)
+                     "skipped=%d rejected=%d gaps=%d cut_bytes=%d corrupt_segments=%d "
+                     "failed_updates=%d", replayed.records, replayed.messages,
+                     replayed.seconds, restored.journal_position, replayed.skipped,
+                     replayed.rejected, replayed.gaps, replayed.cut_bytes,
+                     replayed.corrupt_segments, replayed.failed_updates)
         return journal
 
     # --- lifecycle ----------------------------------------------------------------------------

@@ -138,6 +138,8 @@ class Replayed:
     cut_bytes: int = 0
     """Bytes of a torn last record cut off."""
     corrupt_segments: int = 0
+    failed_updates: int = 0
+    """Chunks a detector raised on (logged once; the other detectors took them)."""
     seconds: float = 0.0
 
 
@@ -384,12 +386,23 @@ class DetectorJournal:
             nonlocal messages, received
             if messages:
                 for detector in detectors:
-                    detector.update(messages, received)
+                    try:
+                        detector.update(messages, received)
+                    except Exception:  # as in the alerting stage: the others go on
+                        result.failed_updates += 1
+                        if result.failed_updates == 1:
+                            log.exception("detect.journal_replay_update_failed detector=%s",
+                                          getattr(detector, "name", type(detector).__name__))
                 messages, received = [], []
 
         highest = start
         for index, (_, path) in enumerate(self._segments):
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # never a failed start: that input is lost, as before
+                result.corrupt_segments += 1
+                log.error("detect.journal_segment_unreadable path=%s error=%s", path.name, exc)
+                continue
             offset = 0
             while offset < len(data):
                 header_end = offset + _HEADER.size
@@ -402,10 +415,13 @@ class DetectorJournal:
                 if not whole:
                     rest = len(data) - offset
                     if index == len(self._segments) - 1:
-                        with open(path, "r+b") as handle:
-                            handle.truncate(offset)
-                            handle.flush()
-                            os.fsync(handle.fileno())
+                        try:
+                            with open(path, "r+b") as handle:
+                                handle.truncate(offset)
+                                os.fsync(handle.fileno())
+                        except OSError as exc:
+                            log.error("detect.journal_cut_failed path=%s error=%s", path.name,
+                                      exc)
                         result.cut_bytes = rest
                         log.warning("detect.journal_torn_record_cut path=%s offset=%d bytes=%d",
                                     path.name, offset, rest)
@@ -417,7 +433,8 @@ class DetectorJournal:
                     break
                 offset = header_end + length
                 highest = max(highest, position)
-                if position <= start and after is not None:
+                if (position <= start and after is not None) or (
+                        previous is not None and position <= previous):
                     result.skipped += 1
                     continue
                 if previous is not None and position != previous + 1:
@@ -426,6 +443,9 @@ class DetectorJournal:
                 try:
                     times, topics, payloads = decoder.decode(body)
                 except (msgspec.DecodeError, msgspec.ValidationError):
+                    result.gaps += 1
+                    continue
+                if not len(times) == len(topics) == len(payloads):
                     result.gaps += 1
                     continue
                 for t, topic, payload in zip(times, topics, payloads, strict=True):

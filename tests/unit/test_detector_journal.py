@@ -244,3 +244,25 @@ def test_a_snapshot_without_a_journal_position_restores_as_before(tmp_path: Path
     restored = restore_snapshot(tmp_path / SNAPSHOT_FILE, detectors())
     assert restored.journal_position is None
     assert len(restored.restored) == len(dets)
+
+
+def test_a_bad_segment_or_a_failing_detector_never_stops_a_start(tmp_path: Path) -> None:
+    journal = DetectorJournal(tmp_path / JOURNAL_DIR, max_bytes=2**30)
+    journal.replay([], after=None)
+    hand_over(JournaledStage(Rules([]), journal), traffic(3))
+    journal.close()
+    (tmp_path / JOURNAL_DIR / f"{0:020d}{SEGMENT_SUFFIX}").mkdir()  # unreadable, sorted first
+    seen: list[int] = []
+
+    class Failing:
+        def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+            raise RuntimeError("a bug")
+
+    class Collect:
+        def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+            seen.append(len(messages))
+
+    replayed = DetectorJournal(tmp_path / JOURNAL_DIR, max_bytes=2**30).replay(
+        [Failing(), Collect()], after=None)
+    assert (replayed.records, replayed.corrupt_segments, replayed.failed_updates) == (3, 1, 1)
+    assert sum(seen) == sum(len(b) for b in traffic(3))
