@@ -156,7 +156,7 @@ class DetectorJournal:
         self.fsync = fsync
         self.segment_bytes = max(4096, min(SEGMENT_BYTES, max_bytes // 16))
         self.snapshot_after_bytes = max(1, min(SNAPSHOT_AFTER_BYTES, max_bytes // 4))
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # residents' readings
         self._segments: list[tuple[int, Path]] = sorted(
             (int(p.stem), p) for p in directory.glob(f"*{SEGMENT_SUFFIX}") if p.stem.isdigit())
         self._sizes: dict[Path, int] = {p: p.stat().st_size for _, p in self._segments}
