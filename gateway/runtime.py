@@ -91,7 +91,7 @@ from gateway.detect.alerting import (
     storms_from_settings,
 )
 from gateway.detect.gateway_health import GatewayHealthWatch
-from gateway.detect.journal import JOURNAL_DIR, DetectorJournal, JournaledStage
+from gateway.detect.journal import JOURNAL_DIR, DetectorJournal, JournaledStage, ReadBack
 from gateway.detect.service_anomaly import CATCH_UP_MS, LATE_MS, service_checks
 from gateway.detect.service_anomaly import SETTLE_MS as JUDGED_AFTER_MS
 from gateway.detect.snapshot import SnapshotOvertaken
@@ -337,7 +337,9 @@ class Gateway:
         self.snapshot_path = data_dir / SNAPSHOT_FILE
         self.journal: DetectorJournal | None = None
         """What the detectors took in since their snapshot (:mod:`gateway.detect.journal`),
-        given back to them here at start."""
+        given back to them at start."""
+        self._journal_read: ReadBack | None = None
+        self._journal_after: int | None = None
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
             if restored.taken_at_ms is not None:
@@ -426,25 +428,44 @@ class Gateway:
         self._ingest_done = asyncio.Event()
 
     def _replay_journal(self, directory: Path, restored: Restored) -> DetectorJournal:
-        """Open the detector journal and hand the detectors what it holds after the restored
-        snapshot (every record when there is none). A snapshot taken without a journal (it was
-        switched off) makes what the journal holds stale: dropped, not replayed."""
+        """Open the detector journal and read back what it holds after the restored snapshot
+        (every record when there is none); the detectors are handed it on their own thread as
+        the first thing :meth:`run` does (:meth:`_feed_back_journal`), holding the batches
+        intake hands them meanwhile, so that a large journal does not delay intake's resuming
+        (decoding 27,000 messages, the 4 MiB that ask for a snapshot, takes 0.15-0.3 s). A
+        snapshot taken without a journal (it was switched off) makes what the journal holds
+        stale: dropped, not replayed."""
         settings = self.settings
         journal = DetectorJournal(directory, max_bytes=settings.detector_journal_max_bytes,
                                   fsync=settings.spool_fsync)
         if restored.taken_at_ms is not None and restored.journal_position is None:
             journal.discard()
-        replayed = journal.replay(self.alerting.detectors, after=restored.journal_position,
-                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes))
+        self._journal_after = restored.journal_position
+        self._journal_read = journal.read_back(after=restored.journal_position)
+        if self._journal_read.bodies:
+            self.alerting.hold_detectors()
+        return journal
+
+    def _feed_back_journal(self) -> None:
+        """On the detectors' thread, before their first evaluation or snapshot: hand them the
+        journal's records read back at start, then the batches intake handed over since
+        (:meth:`~gateway.detect.alerting.AlertingStage.release_detectors`)."""
+        read, self._journal_read = self._journal_read, None
+        if read is None or self.journal is None:
+            return
+        try:
+            replayed = self.journal.feed_back(read, self.alerting.detectors, codec=Codec(
+                max_payload_bytes=self.settings.max_payload_bytes))
+        finally:
+            held = self.alerting.release_detectors()
         if replayed.records or replayed.skipped or replayed.cut_bytes or \
                 replayed.corrupt_segments:
             log.info("detect.journal_replayed records=%d messages=%d seconds=%.2f after=%s "
                      "skipped=%d rejected=%d gaps=%d cut_bytes=%d corrupt_segments=%d "
-                     "failed_updates=%d", replayed.records, replayed.messages,
-                     replayed.seconds, restored.journal_position, replayed.skipped,
+                     "failed_updates=%d held=%d", replayed.records, replayed.messages,
+                     replayed.seconds, self._journal_after, replayed.skipped,
                      replayed.rejected, replayed.gaps, replayed.cut_bytes,
-                     replayed.corrupt_segments, replayed.failed_updates)
-        return journal
+                     replayed.corrupt_segments, replayed.failed_updates, held)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -454,6 +475,9 @@ class Gateway:
             log.info("spool.backlog points=%d records=%d; replaying to the database",
                      self.spool.pending_points, self.spool.pending_records)
         gc_timer = self.metrics.gc_callback()
+        # The journal's records go to the detectors first on their thread (before any
+        # evaluation or snapshot queued there), while intake resumes beside it.
+        self._detect_thread.submit(self._feed_back_journal)
         # The interpreter's settings are the process's: put back on the way out (a gateway run
         # inside another program, such as a test process, leaves it as it was).
         switch_interval, thresholds = sys.getswitchinterval(), gc.get_threshold()

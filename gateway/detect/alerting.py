@@ -24,6 +24,7 @@ are never held or folded.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol, TypedDict, Unpack, cast
@@ -202,6 +203,10 @@ class AlertingStage:
         self._unresolved: dict[str, tuple[str, str, str]] = {}
         """Labels of every unresolved alert, for ``homecare_alerts_open``."""
         self._failure_logged: dict[str, float] = {}
+        self._held: list[tuple[Sequence[Message], Sequence[int]]] | None = None
+        """Batches the detectors are given only after what the journal hands back at start
+        (:meth:`hold_detectors`); None: handed over at once."""
+        self._held_lock = threading.Lock()
         self._replays_counted = engine.replays_ignored
         if self.rules.is_replay is None:
             self.rules.is_replay = engine.is_replay
@@ -217,6 +222,11 @@ class AlertingStage:
         found = self.rules.update(messages, received_ms)
         if found:
             self._apply(found, now)
+        if self._held is not None:
+            with self._held_lock:
+                if self._held is not None:
+                    self._held.append((messages, received_ms))
+                    return
         for detector in self.detectors:
             try:
                 result = detector.update(messages, received_ms)
@@ -225,6 +235,30 @@ class AlertingStage:
                 continue
             if result:
                 self._apply(list(cast(Sequence[Finding], result)), now)
+
+    def hold_detectors(self) -> None:
+        """From now on the detectors are not handed new batches (the rules still are: a press
+        opens its alert at once) until :meth:`release_detectors`: the gateway's start, while
+        the detectors' thread hands them what the journal held (decoding it takes up to a few
+        seconds), so that intake resumes at once and the detectors still see every message in
+        the order it came."""
+        with self._held_lock:
+            if self._held is None:
+                self._held = []
+
+    def release_detectors(self) -> int:
+        """Hand the detectors the batches held since :meth:`hold_detectors`, in order, and
+        hand them new ones at once again; returns the messages handed over. Any thread (the
+        detectors' own: their ``update`` only buffers, and returns no findings)."""
+        with self._held_lock:
+            held, self._held = self._held, None
+            for messages, received_ms in held or ():
+                for detector in self.detectors:
+                    try:
+                        detector.update(messages, received_ms)
+                    except Exception:
+                        self._detector_failed(detector, "update")
+        return sum(len(messages) for messages, _ in held or ())
 
     def commit(self) -> None:
         started = time.perf_counter()

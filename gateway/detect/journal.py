@@ -19,10 +19,13 @@ records the journal position it holds exactly (no batch handed over while it is 
 :meth:`DetectorJournal.mark`, :meth:`DetectorJournal.unchanged`; otherwise it is not written
 and tried again a second later, the gateway holding its intake meanwhile), and only once the
 snapshot is renamed into place and its directory fsynced are the journal's segments it covers
-deleted. At start the snapshot is restored, then the records after its position are decoded
-again with the device codec and handed to the detectors (:meth:`DetectorJournal.replay`)
-before any new message: after a ``kill -9``, the detectors have seen every message
-acknowledged before it.
+deleted. At start the snapshot is restored and the records after its position are read back
+(:meth:`DetectorJournal.read_back`: read and checksummed, milliseconds); intake then resumes at
+once while the detectors' thread decodes them again with the device codec and hands them to
+the detectors (:meth:`DetectorJournal.feed_back`) before their first evaluation, the batches
+intake hands the detectors meanwhile held back and given after them, in order
+(:meth:`~gateway.detect.alerting.AlertingStage.hold_detectors`): after a ``kill -9``, the
+detectors have seen every message acknowledged before it, in the order it came.
 
 Only the detectors are given the records back: the immediate rules (button, fall) and the
 alert engine are not, so a replayed press opens, repeats and notifies nothing (its alert is in
@@ -72,8 +75,8 @@ _HEADER: Final = struct.Struct("<IIQ")
 """Body length, CRC-32 of the body, position."""
 SNAPSHOT_AFTER_BYTES: Final = 4 * 1024**2
 """A snapshot is wanted once the journal grew by this much since the last one (or a quarter
-of its cap, if smaller): about 27,000 messages of 155 bytes. It bounds what a start replays
-before intake resumes (measured on a shared 2-core machine: 100,000 messages in 1.1 s at a load
+of its cap, if smaller): about 27,000 messages of 155 bytes. It bounds what a start hands
+back on the detectors' thread before their first evaluation (intake does not wait: measured on a shared 2-core machine: 100,000 messages in 1.1 s at a load
 of 4; 500,000 in 2.4-2.7 s at a load of 6.7, 9.6 s when it was contended; the device codec's
 decoding is most of it), while each snapshot holds
 the intake for its own time (1,000 beds: 25-30 ms, 2,000: 50-170 ms, with the fold of what
@@ -141,6 +144,14 @@ class Replayed:
     failed_updates: int = 0
     """Chunks a detector raised on (logged once; the other detectors took them)."""
     seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBack:
+    """The records :meth:`DetectorJournal.read_back` found to hand back, not decoded yet."""
+
+    bodies: list[bytes]
+    result: Replayed
 
 
 class DetectorJournal:
@@ -371,30 +382,22 @@ class DetectorJournal:
         """Hand the detectors every record after position ``after`` (the restored snapshot's;
         None: every record, there is no snapshot to start from), decoded again with
         ``codec``, in order; cut off a torn last record. Call it once, before anything is
-        recorded; the journal's positions continue after the highest seen."""
+        recorded; the journal's positions continue after the highest seen.
+        :meth:`read_back` then :meth:`feed_back`, in one call."""
+        return self.feed_back(self.read_back(after=after), detectors, codec=codec)
+
+    def read_back(self, *, after: int | None) -> ReadBack:
+        """The records after position ``after``, read and checked (CRC, order) but not decoded;
+        a torn last record is cut off. Call it once, before anything is recorded: the journal's
+        positions continue after the highest seen. Fast (reading and checksumming the
+        journal's few MiB): the gateway calls it at start, then hands the records over on the
+        detectors' thread (:meth:`feed_back`) while intake resumes."""
         started = time.perf_counter()
-        codec = codec or self._codec
         result = Replayed()
+        bodies: list[bytes] = []
         start = after or 0
         self._covered = self._rotated_for = start
         previous: int | None = start if after is not None else None
-        decoder = msgspec.msgpack.Decoder(_Body)
-        messages: list[Message] = []
-        received: list[int] = []
-
-        def feed() -> None:
-            nonlocal messages, received
-            if messages:
-                for detector in detectors:
-                    try:
-                        detector.update(messages, received)
-                    except Exception:  # as in the alerting stage: the others go on
-                        result.failed_updates += 1
-                        if result.failed_updates == 1:
-                            log.exception("detect.journal_replay_update_failed detector=%s",
-                                          getattr(detector, "name", type(detector).__name__))
-                messages, received = [], []
-
         highest = start
         for index, (_, path) in enumerate(self._segments):
             try:
@@ -440,28 +443,58 @@ class DetectorJournal:
                 if previous is not None and position != previous + 1:
                     result.gaps += 1
                 previous = position
-                try:
-                    times, topics, payloads = decoder.decode(body)
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    result.gaps += 1
-                    continue
-                if not len(times) == len(topics) == len(payloads):
-                    result.gaps += 1
-                    continue
-                for t, topic, payload in zip(times, topics, payloads, strict=True):
-                    decoded = codec.decode(topic, payload)
-                    if isinstance(decoded, Message):
-                        messages.append(decoded)
-                        received.append(t)
-                    else:
-                        result.rejected += 1
-                result.records += 1
-                result.messages += len(times)
-                if len(messages) >= REPLAY_CHUNK:
-                    feed()
-        feed()
+                bodies.append(body)
         self.position = self._written = highest
         result.seconds = time.perf_counter() - started
+        return ReadBack(bodies, result)
+
+    def feed_back(self, read: ReadBack, detectors: Sequence[Fed], *,
+                  codec: Codec | None = None) -> Replayed:
+        """Decode the records :meth:`read_back` returned (``codec``: the gateway's, with its
+        payload limit) and hand them to the detectors in order, :data:`REPLAY_CHUNK` messages
+        at a time. Thread-safe against recording (it touches no state of the journal's)."""
+        started = time.perf_counter()
+        codec = codec or self._codec
+        result = read.result
+        decoder = msgspec.msgpack.Decoder(_Body)
+        messages: list[Message] = []
+        received: list[int] = []
+
+        def feed() -> None:
+            nonlocal messages, received
+            if messages:
+                for detector in detectors:
+                    try:
+                        detector.update(messages, received)
+                    except Exception:  # as in the alerting stage: the others go on
+                        result.failed_updates += 1
+                        if result.failed_updates == 1:
+                            log.exception("detect.journal_replay_update_failed detector=%s",
+                                          getattr(detector, "name", type(detector).__name__))
+                messages, received = [], []
+
+        for body in read.bodies:
+            try:
+                times, topics, payloads = decoder.decode(body)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                result.gaps += 1
+                continue
+            if not len(times) == len(topics) == len(payloads):
+                result.gaps += 1
+                continue
+            for t, topic, payload in zip(times, topics, payloads, strict=True):
+                decoded = codec.decode(topic, payload)
+                if isinstance(decoded, Message):
+                    messages.append(decoded)
+                    received.append(t)
+                else:
+                    result.rejected += 1
+            result.records += 1
+            result.messages += len(times)
+            if len(messages) >= REPLAY_CHUNK:
+                feed()
+        feed()
+        result.seconds += time.perf_counter() - started
         return result
 
 

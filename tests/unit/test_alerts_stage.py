@@ -169,3 +169,41 @@ def test_bad_alert_settings_fail_at_start_naming_the_variable(
 def test_docstring_examples_run(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.failed == 0
+
+
+class Order:
+    """Records the receipt times of what it is handed, in order."""
+
+    name = "order"
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def update(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
+        self.seen.extend(received_ms)
+
+    def evaluate(self, now_ms: int) -> list[Finding]:
+        return []
+
+
+def test_detectors_held_at_start_get_the_journal_first_and_a_press_still_opens_at_once(
+        tmp_path: Path) -> None:
+    """Issue #14, D-B: at start the journal's records are handed back to the detectors on
+    their own thread while intake resumes; the batches intake hands over meanwhile are held and
+    given after them, in order, and a press among them opens its alert at once."""
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    order = Order()
+    stage = AlertingStage(AlertEngine(store), detectors=[order])
+    stage.hold_detectors()
+    stage.accept([_press(seq=1)], [T0 + 10])  # intake, resumed at once
+    assert stage.engine.urgent_pending, "the rules are not held"
+    stage.commit()
+    assert [a.type for a in store.open_alerts()] == [AlertType.EMERGENCY_BUTTON]
+    stage.accept([_press(bed="bed-0002", seq=1)], [T0 + 20])
+    assert order.seen == [], "held"
+    order.update([_press(seq=9)], [T0 + 1])  # the journal, handed back on another thread
+    assert stage.release_detectors() == 2
+    assert order.seen == [T0 + 1, T0 + 10, T0 + 20]
+    stage.accept([_press(bed="bed-0003", seq=1)], [T0 + 30])
+    assert order.seen == [T0 + 1, T0 + 10, T0 + 20, T0 + 30], "handed over at once again"
+    assert stage.release_detectors() == 0
