@@ -75,12 +75,12 @@ _HEADER: Final = struct.Struct("<IIQ")
 """Body length, CRC-32 of the body, position."""
 SNAPSHOT_AFTER_BYTES: Final = 4 * 1024**2
 """A snapshot is wanted once the journal grew by this much since the last one (or a quarter
-of its cap, if smaller): about 27,000 messages of 155 bytes. It bounds what a start hands
-back on the detectors' thread before their first evaluation (intake does not wait: measured on a shared 2-core machine: 100,000 messages in 1.1 s at a load
-of 4; 500,000 in 2.4-2.7 s at a load of 6.7, 9.6 s when it was contended; the device codec's
-decoding is most of it), while each snapshot holds
-the intake for its own time (1,000 beds: 25-30 ms, 2,000: 50-170 ms, with the fold of what
-came since the last evaluation)."""
+of its cap, if smaller): about 27,000 messages of 155 bytes. It bounds what a start hands back
+on the detectors' thread before their first evaluation (intake does not wait; measured on a
+shared 2-core machine: 100,000 messages in 1.1 s at a load of 4; 500,000 in 2.4-2.7 s at a
+load of 6.7, 9.6 s when it was contended; the device codec's decoding is most of it), while
+each snapshot holds the intake for its own time (1,000 beds: 25-30 ms, 2,000: 50-170 ms, with
+the fold of what came since the last evaluation)."""
 SEGMENT_BYTES: Final = 1024**2
 """A segment is closed at this size (or a sixteenth of the cap, if smaller), so that a
 snapshot frees the journal in pieces of that size."""
