@@ -98,7 +98,11 @@ class Checkpoint:
         down with a store still failing, left to the broker (unacknowledged)."""
         batch = self.pipeline.take()
         started = time.perf_counter()
-        failing: str | None = None
+        failing: list[str] = []
+        """Every store that failed while this batch was held, in order: each is marked
+        recovered once the batch is committed (a disk full fails one store, then the next one
+        in the commit: only the last was marked recovered, and /readyz said the first one was
+        still failing until a restart)."""
         shed_before = self.inbox.shed
         loop = asyncio.get_running_loop()
         while True:
@@ -111,9 +115,11 @@ class Checkpoint:
             except Exception as exc:
                 if not is_storage_error(exc):
                     raise
-                failing = getattr(exc, "store", "") or "spool"
+                store = getattr(exc, "store", "") or "spool"
+                if store not in failing:
+                    failing.append(store)
                 delay = self.storage.failed(
-                    failing, exc, holding=f"a batch of {len(batch.raws)} messages "
+                    store, exc, holding=f"a batch of {len(batch.raws)} messages "
                     f"({batch.points} points, {len(batch.deadletters)} dead letters)")
                 self.inbox.shed_when_full(True)
                 with contextlib.suppress(TimeoutError):
@@ -125,11 +131,12 @@ class Checkpoint:
                     log.warning("shutdown.batch_not_committed messages=%d; the broker keeps "
                                 "them", len(batch.raws))
                     return
-        if failing is not None:
+        if failing:
             self.inbox.shed_when_full(False)
             shed = self.inbox.shed - shed_before
-            self.storage.recovered(failing, what=f"committed_messages={len(batch.raws)} "
-                                   f"shed_messages={shed} (the broker sends those again)")
+            for store in failing:
+                self.storage.recovered(store, what=f"committed_messages={len(batch.raws)} "
+                                       f"shed_messages={shed} (the broker sends those again)")
             self.recall_pending = shed > 0
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self.metrics.points_spooled.inc(batch.points)

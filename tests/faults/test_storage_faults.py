@@ -328,3 +328,54 @@ async def test_the_database_writer_survives_a_spool_cursor_it_cannot_write(
             await until(lambda: gateway.spool.pending_points == 0, "the spool drains")
             await until(lambda: gateway.readiness()["spool_writable"], "ready again")
             assert (await http.get("/readyz")).status_code == 200
+
+
+async def test_every_store_that_failed_while_a_batch_was_held_is_ready_again_once_it_commits(
+        tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture) -> None:
+    """A fresh tester's disk-full run (issue #16): while one batch was held the detector
+    journal failed, then a store after it; once the disk had room only the last store to fail
+    was marked recovered, so /readyz said the journal was full (and homecare_storage_ok 0) until
+    a restart. Here the journal fails, then the service log (the stage after it), in the same
+    held batch, then both write again."""
+    from alerts.servicelog import ServiceLogRecorder
+    from gateway.detect.journal import DetectorJournal
+
+    caplog.set_level(logging.INFO)
+    gateway = _gateway(tmp_path, mosquitto)
+    full = {"detector_journal": True, "service_log": True}
+    real_write, real_commit = DetectorJournal.write, ServiceLogRecorder.commit
+
+    def journal_write(self: DetectorJournal) -> None:
+        if full["detector_journal"]:
+            raise StorageError.wrap("detector_journal", "write",
+                                    OSError(errno.ENOSPC, "No space left on device"))
+        real_write(self)
+
+    def service_log_commit(self: ServiceLogRecorder) -> None:
+        if full["service_log"]:
+            raise StorageError.wrap("service_log", "write",
+                                    OSError(errno.ENOSPC, "No space left on device"))
+        real_commit(self)
+
+    async with running(gateway), publisher(mosquitto.url) as devices, \
+            httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
+        with mock.patch.object(DetectorJournal, "write", journal_write), \
+                mock.patch.object(ServiceLogRecorder, "commit", service_log_commit):
+            devices.publish_nowait(*press(SITE, "bed-held"))
+            await devices.drain()
+            await until(lambda: gateway.storage.failing("detector_journal"),
+                        "the journal fails first")
+            full["detector_journal"] = False
+            await until(lambda: gateway.storage.failing("service_log"),
+                        "then the service log, the same batch held")
+            full["service_log"] = False
+            await until(lambda: not gateway.storage.failing("service_log"),
+                        "the batch is committed")
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        metrics = (await http.get("/metrics")).text
+        assert 'homecare_storage_ok{store="detector_journal"} 1.0' in metrics
+        assert 'homecare_storage_ok{store="service_log"} 1.0' in metrics
+    resumed = {r.getMessage().split()[1] for r in caplog.records
+               if r.getMessage().startswith("storage.resumed")}
+    assert resumed == {"store=detector_journal", "store=service_log"}
