@@ -504,6 +504,10 @@ def replay_command(
     if any(not 0 <= hours < 1e6 for hours in restarts):
         raise typer.BadParameter("restart-after-h must be hours from 0 up",
                                  param_hint="--restart-after-h")
+    from homecare.service import refuse_unknown_variables
+
+    if refuse_unknown_variables("replay", "nothing replayed"):
+        raise typer.Exit(2)
     try:
         settings = load(config)
         if timezone is not None:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["collector_off_for_start", "plain_arguments", "serve"]
+__all__ = ["collector_off_for_start", "plain_arguments", "refuse_unknown_variables", "serve"]
 
 
 def collector_off_for_start() -> None:
@@ -57,20 +57,29 @@ def plain_arguments(args: Sequence[str]) -> tuple[Path | None] | None:
     return (path,)
 
 
+def refuse_unknown_variables(command: str, outcome: str) -> bool:
+    """Say on stderr which ``HOMECARE_*`` variables name no setting (with the closest one) and
+    that ``homecare <command>`` did not run (``outcome``); True when there is any: a misspelt
+    variable is an error, never silently ignored."""
+    from gateway.config import unknown_variables
+
+    unknown = unknown_variables(os.environ)
+    for key, close in unknown:
+        hint = f" (did you mean {close}?)" if close else ""
+        print(f"homecare {command}: unknown environment variable {key}{hint}", file=sys.stderr)
+    if unknown:
+        print(f"homecare {command}: every HOMECARE_* variable must name a setting (see "
+              f"`homecare config check`); {outcome}", file=sys.stderr)
+    return bool(unknown)
+
+
 def serve(config: Path | None) -> int:
     """Run the gateway until SIGTERM; the exit status (2: bad settings or unknown
     ``HOMECARE_*`` variables, the service not started)."""
     from gateway import run_gateway
-    from gateway.config import unknown_variables
     from gateway.errors import ConfigError
 
-    unknown = unknown_variables(os.environ)
-    if unknown:
-        for key, close in unknown:
-            hint = f" (did you mean {close}?)" if close else ""
-            print(f"homecare gateway: unknown environment variable {key}{hint}", file=sys.stderr)
-        print("homecare gateway: every HOMECARE_* variable must name a setting (see "
-              "`homecare config check`); not started", file=sys.stderr)
+    if refuse_unknown_variables("gateway", "not started"):
         return 2
     try:
         run_gateway(config)

@@ -254,3 +254,18 @@ def test_the_oncall_rosters_coverage_gaps_are_noted(tmp_path: Path) -> None:
                                                           "the console only")
                for line in gaps), out
     assert sum("T20:00+08:00 to " in line and "T08:00+08:00 (" in line for line in gaps) >= 6
+
+
+def test_replay_refuses_a_misspelt_variable_as_the_gateway_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh tester (issue #16): ``homecare replay`` ignored ``HOMECARE_TIMEZNE`` silently
+    (its help says the variables apply as for the gateway, which refuses them)."""
+    traffic = tmp_path / "traffic.jsonl"
+    traffic.write_text("")
+    monkeypatch.setenv("HOMECARE_TIMEZNE", "Asia/Shanghai")
+    done = runner.invoke(app, ["replay", str(traffic), "--alerts", str(tmp_path / "a.jsonl")])
+    assert done.exit_code == 2, done.output
+    assert "unknown environment variable HOMECARE_TIMEZNE (did you mean HOMECARE_TIMEZONE?)" \
+        in done.output
+    assert "nothing replayed" in done.output
+    assert not (tmp_path / "a.jsonl").exists()
