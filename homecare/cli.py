@@ -193,7 +193,7 @@ def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> tuple
     variable = f"{ENV_PREFIX}DATA_DIR"
     if any(key.upper() == variable for key in os.environ):
         return found, variable
-    if config is not None and found != Path(type(settings).model_fields["data_dir"].default):
+    if config is not None and "data_dir" in settings.model_fields_set:
         return found, f"data_dir of {config}"
     if not found.is_dir():
         typer.echo(

@@ -338,6 +338,7 @@ def _append_manifest(archive: Path, entry: dict[str, Any]) -> dict[str, Any]:
             with open(path, "r+b") as cut:
                 cut.truncate(data.rfind(b"\n") + 1)
     with open(path, "a", encoding="utf-8") as out:
+        os.fchmod(out.fileno(), 0o600)  # as the archive files: 0644 from the umask before
         out.write(json.dumps(entry, sort_keys=True, separators=(",", ":")) + "\n")
         out.flush()
         os.fsync(out.fileno())

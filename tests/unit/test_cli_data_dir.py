@@ -87,3 +87,17 @@ def test_an_explicit_data_dir_is_created_and_named(tmp_path: Path) -> None:
     assert created.exit_code == 0, created.output
     assert (target / "keys.sqlite3").is_file()
     assert str(target / "keys.sqlite3") in created.stderr
+
+
+def test_a_settings_file_naming_the_default_data_dir_is_followed_and_said(
+        tmp_path: Path) -> None:
+    """A fresh tester (issue #16): with ``data_dir = "data"`` in the settings file (the
+    default's value, written out) and no ./data, ``keys create`` said the file "does not set
+    one"."""
+    config = tmp_path / "etc" / "gateway.toml"
+    config.parent.mkdir()
+    config.write_text('data_dir = "data"\n')
+    created = runner.invoke(app, ["keys", "create", "--name", "anna"])
+    assert created.exit_code == 0, created.output
+    assert (tmp_path / "work" / "data" / "keys.sqlite3").is_file()
+    assert f"data_dir of {config}" in created.stderr

@@ -445,4 +445,6 @@ def test_the_archive_is_private_under_umask_022(tmp_path: Path) -> None:
     files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in archive.glob("*.gz")}
     assert files == {"alert-changes-2025-01.jsonl.gz": 0o600,
                      "alert-changes-2025-02.jsonl.gz": 0o600}
+    # The manifest too (a fresh tester, issue #16: it was 0644).
+    assert stat.S_IMODE((archive / MANIFEST).stat().st_mode) == 0o600
     assert verify_archive(tmp_path).ok
