@@ -124,6 +124,17 @@ config_app = typer.Typer(
 app.add_typer(config_app)
 
 
+@config_app.command("example", short_help="Print every setting as a commented sample "
+                    "settings file.")
+def config_example() -> None:
+    """Print the settings reference as a commented TOML sample to copy and edit: every
+    setting with its default, unit, description and HOMECARE_* variable (the same text as
+    deploy/gateway.example.toml in the repository, which an installed package does not ship)."""
+    from gateway.settings_reference import render_example_toml
+
+    typer.echo(render_example_toml(), nl=False)
+
+
 @config_app.command("check", short_help="List every problem of the configuration at once.")
 def config_check(
     config: Annotated[Path | None, typer.Option(

@@ -29,9 +29,10 @@ def gateway_command(
 
     Settings come from the TOML file given with --config and from HOMECARE_<NAME> environment
     variables, which win over the file. Every setting, with its default, unit and variable, is
-    in the settings reference: deploy/gateway.example.toml (a commented sample to copy) and the
-    settings table in README.md. Check a configuration before starting with `homecare config
-    check`. Bad settings and unknown HOMECARE_* variables stop the start (exit status 2)."""
+    in the settings reference: `homecare config example` prints it as a commented sample to copy
+    (deploy/gateway.example.toml in the repository), and the settings table in README.md. Check
+    a configuration before starting with `homecare config check`. Bad settings and unknown
+    HOMECARE_* variables stop the start (exit status 2)."""
     from homecare.service import serve
 
     status = serve(config)

@@ -269,3 +269,18 @@ def test_replay_refuses_a_misspelt_variable_as_the_gateway_does(
         in done.output
     assert "nothing replayed" in done.output
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_config_example_prints_the_settings_reference_an_install_does_not_ship(
+        tmp_path: Path) -> None:
+    """A fresh tester (issue #16): ``gateway --help`` named deploy/gateway.example.toml, which
+    a wheel install does not include; ``homecare config example`` prints it (TOML; its secret
+    files are the install's paths, checked by the sample's own tests)."""
+    import tomllib
+
+    done = runner.invoke(app, ["config", "example"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout == (ROOT / "deploy" / "gateway.example.toml").read_text(encoding="utf-8")
+    assert tomllib.loads(done.stdout)
+    assert "homecare config example" in " ".join(
+        runner.invoke(app, ["gateway", "--help"]).output.split())
