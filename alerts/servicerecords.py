@@ -28,7 +28,9 @@ Then it chains the visit's **service record** (``event="service"``, ``source="ga
   ``dropped`` (beyond ``service_open_visits_max`` open visits), ``expired`` (open a day
   without its check-out), or, with no judgement kept, ``not_judged`` (nobody checked it);
   else ``verified`` (a missing check-out cleared by the late one is no reason:
-  ``checked_out_late``): only a visit judged with nothing against it is verified;
+  ``checked_out_late``): only a visit judged with nothing against it is verified; a visit
+  billing an item outside the catalogue is ``flagged`` ``unknown_service`` (the codes in
+  ``unknown_services``) even when no detector judged it, so those minutes are held;
 * the claimed times: ``check_in_at``, ``check_out_at``, ``stayed_minutes``, ``services``,
   ``claimed_minutes``;
 * what the sensors saw, as the detector measured it when it judged the visit, verified or
@@ -150,6 +152,10 @@ def _reasons(alerts: Iterable[Alert]) -> tuple[list[str], bool]:
 
 NOT_JUDGED: Final = "not_judged"
 """Why a visit with no judgement kept when it is settled is ``unverifiable``."""
+UNKNOWN_SERVICE: Final = "unknown_service"
+"""The reason of a visit billing an item outside the service catalogue: flagged, so its
+minutes are held, whoever judged it (issue #14: such items were billed at
+:data:`~alerts.plans.UNKNOWN_SERVICE_MINUTES` each, and verified)."""
 MEASURED: Final = ("claimed_minutes", "sensed_minutes", "household_people", "home_empty_before",
                    "infrared_samples", "samples_with_caregiver", "recording_coverage",
                    "recordings")
@@ -184,6 +190,9 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
         # hour, it would otherwise settle the visit as verified.
         reasons.extend(r for r in map(str, judged.measured.get("reasons") or ())
                        if r not in reasons)
+    unknown = list(dict.fromkeys(c for c in services if c not in catalogue))
+    if unknown and UNKNOWN_SERVICE not in reasons:  # a visit no detector judged, too
+        reasons.append(UNKNOWN_SERVICE)
     evidence: dict[str, Any] = {}
     for alert in alerts:
         evidence.update(alert.evidence)
@@ -213,6 +222,7 @@ def service_detail(*, check_in: tuple[int, str, int], check_out: tuple[int, str,
         "recording_coverage": evidence.get("recording_coverage"),
         "recordings": list(evidence.get("recordings") or ()),
         "checked_out_late": late,
+        **({"unknown_services": unknown} if unknown else {}),
         "plan": plan_out(plan),
         "evidence": {"check_in": {"seq": check_in[0], "hash": check_in[1]},
                      "check_out": {"seq": check_out[0], "hash": check_out[1]},

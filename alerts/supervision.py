@@ -47,7 +47,9 @@ seq and hash). The rules:
   which its reason says. Its minutes are billable but also counted apart
   (``unverifiable_minutes``, a part of ``billable_minutes``), so the payer sees how much of the
   bill the sensors could not confirm. A flagged visit's minutes are **held** until the
-  institution has reviewed it; a pending one's wait.
+  institution has reviewed it; a pending one's wait. A visit billing an item outside the
+  catalogue is flagged ``unknown_service`` (its service record says so; a record settled
+  before 2026-12-02 verified with one is read as flagged so), its minutes held.
 
 The report states the chain's verification (:mod:`alerts.chainstatus`): a figure is only as
 good as the records it comes from.
@@ -75,6 +77,7 @@ from alerts.chainstatus import ChainStatus
 from alerts.model import VisitEvent
 from alerts.plans import Catalogue, PlannedVisit, plan_for_visit
 from alerts.servicelog import SERVICE_RECORD, JudgedVisit, RefusedVisit, ServiceRecord
+from alerts.servicerecords import UNKNOWN_SERVICE
 
 MONTH_PATTERN: Final = r"^(20[0-9]{2})-(0[1-9]|1[0-2])$"
 _MONTH = re.compile(MONTH_PATTERN)
@@ -439,6 +442,9 @@ def supervision_report(*, log: RecordSource, plans: PlanSource | None, catalogue
             if status == "unverifiable":
                 reasons = tuple(map(str, detail.get("unverifiable") or ("not_sensed",)))
             plan = (detail.get("plan") or {}).get("plan")
+            if status != "flagged" and any(c not in catalogue for c in services):
+                # A record of before (verified with an item outside the catalogue): held.
+                status, reasons = "flagged", (UNKNOWN_SERVICE,)
         else:
             status = "pending" if check_out is not None else "unfinished"
             nearest = plan_for_visit(month_plans, site=check_in.site, bed=check_in.bed,

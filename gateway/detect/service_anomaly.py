@@ -46,8 +46,8 @@ so a verified record shows what the sensors saw too. The verdict is ``flagged`` 
 without the optional ``people`` field, or silent), so the sensors can neither confirm the
 caregiver nor show that nobody came. It raises no alert (no false alarm on an honest caregiver
 whose home has an older sensor); the service record and the report say so. The reasons that
-need no sensing (``too_short`` by the catalogue alone, ``no_recording``, ``outside_window``,
-``unplanned``, ``overlap``) flag such a visit as any other.
+need no sensing (``stay_shorter_than_billed``, ``no_recording``, ``unknown_service``,
+``outside_window``, ``unplanned``, ``overlap``) flag such a visit as any other.
 
 A judgement that cannot be written (storage trouble, logged once) waits in memory and in the
 snapshot, at most :data:`JUDGED_PENDING_MAX`, and is written with the next one; without a
@@ -64,7 +64,9 @@ delivery), so that data held up by the home network is in:
   less than ``short_share`` of the time claimed, and at least :data:`SHORT_MIN_MS` less. The
   time claimed is the stay (check-in to check-out) or the billed items' minutes in the
   catalogue when longer; the sensed time is the stay times the share of samples with the
-  caregiver (without enough samples: the stay, so the catalogue alone decides only then). A
+  caregiver. Without enough samples nothing was sensed: a stay that short against the billed
+  items' minutes is ``stay_shorter_than_billed`` instead (the catalogue against the stay, no
+  sensed presence; issue #14: it was ``too_short`` with no sensed minutes). A
   caregiver the infrared saw go (sensed, then not for ``checkout_grace``: ``no_checkout``)
   was sensed at most up to their last sample and one sample's time, however few samples came
   up to there: minutes the sensor missed are never the caregiver present (issue #14: seen at
@@ -74,6 +76,10 @@ delivery), so that data held up by the home network is in:
   (catalogue) and the clips of the bed's recorders overlapping the visit cover less than
   ``recording_coverage`` of it. Evidence: every clip linked to the visit with its id,
   device, times, duration and hash;
+* ``unknown_service``: an item billed at check-out is not in the service catalogue (its
+  minutes are unknown, and whether it must be recorded; issue #14: billed at
+  :data:`~alerts.plans.UNKNOWN_SERVICE_MINUTES` each and verified). Evidence
+  ``unknown_services``; flagged, so its minutes are held;
 * ``outside_window``: it began more than ``window_tolerance`` before its plan's window, or
   ended (or began) more than that after it; ``unplanned``: it took no plan although its bed
   has plans (a bed nobody plans is not judged by plans);
@@ -210,7 +216,7 @@ each):
 >>> detector.update(badge, [ten_am, ten_am + 300_000])
 >>> [finding] = detector.evaluate(ten_am + 360_000)
 >>> print(finding.type, finding.severity, finding.evidence["reasons"])
-service_anomaly medium ['too_short', 'no_recording']
+service_anomaly medium ['stay_shorter_than_billed', 'no_recording']
 >>> print(finding.summary)  # doctest: +ELLIPSIS
 visit v-1 by c-1: checked out after 5 min; services claim 60 min; no recording of bathing, ...
 """
@@ -1146,7 +1152,9 @@ class ServiceAnomalyDetector(DetectorBase):
             evidence["sensed_minutes"] = rounded(sensed_ms / MINUTE_MS) if sensed else None
             if (sensed_ms < checks.short_share * claimed_ms
                     and claimed_ms - sensed_ms >= SHORT_MIN_MS):
-                reasons.append("too_short")
+                # Without sensing only the stay is set against the items billed: that is no
+                # short presence sensed, so it says so (issue #14).
+                reasons.append("too_short" if sensed else "stay_shorter_than_billed")
                 phrases.append(
                     f"caregiver sensed {sensed_ms / MINUTE_MS:.0f} of the "
                     f"{claimed_ms / MINUTE_MS:.0f} min claimed" if sensed else
@@ -1154,6 +1162,11 @@ class ServiceAnomalyDetector(DetectorBase):
                     f"{services_ms / MINUTE_MS:.0f} min")
         covered = self._recordings(visit, plan.services if plan and not services else services,
                                    reasons, phrases, evidence)
+        unknown = list(dict.fromkeys(c for c in services if c not in checks.catalogue))
+        if unknown:
+            reasons.append("unknown_service")
+            evidence["unknown_services"] = unknown
+            phrases.append(f"billed {', '.join(unknown)}, not in the service catalogue")
         if plan is not None:
             self._window(visit, plan, reasons, phrases, evidence)
         elif self.book.is_planned(visit.site, visit.bed_id):
@@ -1233,7 +1246,7 @@ class ServiceAnomalyDetector(DetectorBase):
             "stayed_minutes", "services", "services_minutes", "claimed_minutes",
             "sensed_minutes", "household_people", "home_empty_before", "infrared_samples",
             "samples_with_caregiver", "recordings", "recording_required",
-            "recording_coverage") if k in evidence}
+            "recording_coverage", "unknown_services") if k in evidence}
         if "claimed_minutes" not in measured:  # nobody sensed: the claim is the stay's
             measured["claimed_minutes"] = rounded(max(
                 stay_ms / MINUTE_MS, evidence["services_minutes"]))
