@@ -21,6 +21,7 @@ from gateway.errors import ConfigError
 from gateway.monitoring import Metrics
 from gateway.runner import run_gateway
 from gateway.runtime import Gateway
+from gateway.settings_reference import render_example_toml
 
 __all__ = ["ENV_PREFIX", "OTHER_VARIABLES", "ConfigError", "Gateway", "Metrics", "Settings", "load",
-           "run_gateway", "unknown_variables"]
+           "render_example_toml", "run_gateway", "unknown_variables"]
