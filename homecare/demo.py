@@ -8,6 +8,13 @@ series stay in the gateway's local spool and its in-memory 24 h window (no datab
 
 Ctrl-C (or ``--duration``) stops the beds first, then the gateway (which commits and
 acknowledges what it holds), then the broker.
+
+The beds live at ``speed`` times real time, their messages stamped with simulated time, so
+the demo's gateway keeps simulated time too (:func:`simulated_clock`): a gateway on the real
+clock saw every device time run ahead of receipt (15 minutes ahead after 15 s at speed 60:
+a wrong clock on every device, an alert storm within a minute) and judged visits timed by the
+badge against minutes sensed by receipt (``too_short`` on every visit; issue #16). So the
+times the console and the alert store show are simulated times.
 """
 
 from __future__ import annotations
@@ -169,6 +176,33 @@ def _data_dir(path: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+@contextlib.contextmanager
+def simulated_clock(speed: float) -> Iterator[None]:
+    """``time.time`` and ``time.time_ns`` run ``speed`` times as fast as real time from now.
+
+    The gateway stamps receipt, evaluation, alert and audit times with them; the simulator
+    starts its clock from them. One process holds the broker, the beds and the gateway, so
+    they all keep the one simulated clock. Intervals waited on (event loop, threads) use
+    the monotonic clock and stay real. Restored on exit."""
+    if speed == 1:
+        yield
+        return
+    real_time, real_time_ns = time.time, time.time_ns
+    origin_ns, origin_mono_ns = real_time_ns(), time.monotonic_ns()
+
+    def time_ns() -> int:
+        return origin_ns + round((time.monotonic_ns() - origin_mono_ns) * speed)
+
+    def time_s() -> float:
+        return time_ns() / 1e9
+
+    time.time, time.time_ns = time_s, time_ns
+    try:
+        yield
+    finally:
+        time.time, time.time_ns = real_time, real_time_ns
+
+
 def create_demo_key(gateway: Gateway) -> str:
     """A fresh dispatcher key in the gateway's key store (an older demo key is revoked)."""
     from alerts.errors import KeyNotFound
@@ -181,12 +215,16 @@ def create_demo_key(gateway: Gateway) -> str:
     return token
 
 
-def demo_settings(*, mqtt_url: str, data_dir: Path, port: int, bootstrap_key: str) -> Settings:
-    """Gateway settings for the demo: embedded broker (MQTT 3.1.1), local data, no database."""
+def demo_settings(*, mqtt_url: str, data_dir: Path, port: int, bootstrap_key: str,
+                  timezone: str) -> Settings:
+    """Gateway settings for the demo: embedded broker (MQTT 3.1.1), local data, no database,
+    day and night in the simulated homes' ``timezone`` (not the machine's: on a UTC machine
+    the Shanghai homes' afternoon was night, a false night bed exit for every bed up)."""
     return load(
         mqtt_url=mqtt_url, mqtt_protocol="3.1.1", mqtt_client_id="homecare-demo-gateway",
         data_dir=data_dir, api_addr=f"127.0.0.1:{port}", influx_url=None,
-        spool_max_bytes=256 * 1024 * 1024, log_level="warning", api_key=bootstrap_key)
+        spool_max_bytes=256 * 1024 * 1024, log_level="warning", api_key=bootstrap_key,
+        timezone=timezone)
 
 
 async def run_demo(options: DemoOptions, *, console: Console | None = None) -> None:
@@ -206,11 +244,12 @@ async def run_demo(options: DemoOptions, *, console: Console | None = None) -> N
         forced=(ForcedIncident(type="emergency_button", bed="bed-0001"),
                 ForcedIncident(type="fall", bed=f"bed-{min(options.beds, 2):04d}")))
     port = _choose_port("127.0.0.1", options.port, console)
-    with _data_dir(options.data_dir) as data_dir:
+    with _data_dir(options.data_dir) as data_dir, simulated_clock(options.speed):
         async with EmbeddedBroker() as broker:
             console.print(f"embedded broker at {broker.url}")
             settings = demo_settings(mqtt_url=broker.url, data_dir=data_dir, port=port,
-                                     bootstrap_key=secrets.token_urlsafe(32))
+                                     bootstrap_key=secrets.token_urlsafe(32),
+                                     timezone=sim_config.timezones[0])
             gateway = Gateway(settings)
             key = create_demo_key(gateway)
             url = f"http://127.0.0.1:{port}/"

@@ -4,9 +4,11 @@ from the simulated beds, and a clean stop."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -140,3 +142,23 @@ def test_demo_stops_cleanly_on_ctrl_c(demo_factory: list[Demo]) -> None:
     assert "demo stopped" in demo.text
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{demo.url}/healthz", timeout=2)
+
+
+def test_demo_alerts_are_its_incidents_not_its_speed(tmp_path: Path) -> None:
+    """Issue #16: at speed 60 the demo's gateway judged simulated times by the real clock.
+    Device times ran ahead of receipt (a wrong clock on every device: a ``sensor_fault``
+    storm about 57 s in) and visits timed by the badge were judged against minutes sensed by
+    receipt (``service_anomaly`` ``too_short``). Two minutes of the default demo (two
+    simulated hours) open the forced call and fall and neither of those."""
+    data = tmp_path / "data"
+    demo = Demo("--duration", "120", "--data-dir", str(data))
+    try:
+        assert demo.finish(timeout=240) == 0, demo.text
+    finally:
+        demo.kill()
+    with contextlib.closing(sqlite3.connect(data / "alerts.sqlite3")) as db:
+        alerts = db.execute("SELECT type, bed FROM alerts ORDER BY opened_at").fetchall()
+    types = [t for t, _ in alerts]
+    assert {"emergency_button", "fall"} <= set(types), alerts
+    assert "sensor_fault" not in types, alerts
+    assert "service_anomaly" not in types, alerts
