@@ -286,7 +286,8 @@ class Settings(BaseSettings):
         default=256 * 1024**2, ge=0, json_schema_extra={"unit": "bytes"},
         description="Bound on the detector journal (`data_dir/detectors.journal/`): every "
         "batch handed to the detectors since their last snapshot, written before it is "
-        "acknowledged (fsynced when the spool is) and handed to them again at start, so a "
+        "acknowledged (not fsynced: a killed process loses nothing of it, a power loss its "
+        "last seconds) and handed to them again at start, so a "
         "crash loses no detector input. A snapshot, taken whenever it grew by 4 MiB (about "
         "27,000 messages), empties it; should it fill anyway (snapshots failing), batches are "
         "not journaled until the next snapshot (logged). 0: no journal, a crash loses the "

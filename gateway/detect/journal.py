@@ -14,7 +14,9 @@ settled ``unverifiable``/``not_sensed``, one of them a visit nobody came to.
 What is guaranteed: every batch the alerting stage hands the detectors (its rules see it too;
 the journal does not care) is appended to the journal, in the order it was handed over,
 before the batch is acknowledged to the broker (:meth:`JournaledStage.commit`, a step of the
-checkpoint, on the ingest thread; fsynced when the spool is, ``spool_fsync``). A snapshot
+checkpoint, on the ingest thread; not fsynced by the gateway: a process killed, ``kill -9``
+included, leaves its writes in the page cache, and a power loss may lose the last seconds of
+it, that detector input only, the data being in the fsynced spool). A snapshot
 records the journal position it holds exactly (no batch handed over while it is taken:
 :meth:`DetectorJournal.mark`, :meth:`DetectorJournal.unchanged`; otherwise it is not written
 and tried again a second later, the gateway holding its intake meanwhile), and only once the
