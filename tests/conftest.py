@@ -53,7 +53,7 @@ SLOW_FILES_FIRST = (
     "integration/test_service_supervision_eval.py", "integration/test_site_health_live.py",
     "unit/test_detect_snapshot.py", "unit/test_detect_common.py",
     "integration/test_http_hardening.py", "integration/test_replay_quality.py",
-    "integration/test_demo.py", "integration/test_sim_profiles_live.py",
+    "integration/test_demo.py",
 )
 """The longest test files (measured, ``--durations``), handed out first by ``make test``'s
 workers (``--dist loadfile --no-loadscope-reorder``): a long file started last kept one worker

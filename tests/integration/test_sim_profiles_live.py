@@ -76,7 +76,7 @@ async def test_a_replaced_device_goes_offline_and_its_successor_starts_at_seq_1(
         # be seen first (a loaded machine), so wait for both before stopping the run.
         await _until(lambda: any(d == swap.new for d, _, _ in sub.snapshot()) and any(
             d == swap.old and s.state == "offline" and s.seq > 0
-            for d, s, _ in sub.snapshot()), within_s=60)
+            for d, s, _ in sub.snapshot()), within_s=240)
         stop.set()
         stats = await asyncio.wait_for(run, timeout=30)
         assert stats.published > 0
