@@ -488,7 +488,13 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 mqtt = tasks.create_task(self.source.run(), name="mqtt")
-                urgent_mqtt = (tasks.create_task(self.urgent_source.run(), name="mqtt-urgent")
+                # A main session that never subscribed from this data directory (a first
+                # start) subscribes before the urgent one connects: under one client id
+                # (use_username_as_clientid, no mqtt_urgent_username) the urgent session then
+                # finds the main subscription in the session it resumes and stops at once.
+                first_start = not self.source.filters.held()
+                urgent_mqtt = (tasks.create_task(self.urgent_source.run(
+                    after=self.source.connected if first_start else None), name="mqtt-urgent")
                                if self.urgent_source is not None else None)
                 ingest = tasks.create_task(self._ingest(), name="ingest")
                 urgent = tasks.create_task(self._urgent_lane(), name="urgent")

@@ -196,11 +196,9 @@ class MqttSource:
         self._stopping = asyncio.Event()
         self._ssl = self._tls_context() if self._endpoint.tls else None
         self.taken_over = 0
-        """Times the broker ended this session's connection because another connection took
-        its client id (MQTT 5 reason 0x8E)."""
+        """Times another connection took this client id (MQTT 5 reason 0x8E)."""
         self.shared = False
-        """The urgent session found itself holding the main session (:meth:`shared_with_main`)
-        and stopped for good."""
+        """The urgent session found itself holding the main one's and stopped for good."""
         inbox.on_space = self._resume
 
     def shared_with_main(self, seen: str) -> None:
@@ -248,7 +246,15 @@ class MqttSource:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, *, after: asyncio.Event | None = None) -> None:
+        """Connect and reconnect until :meth:`stop`, the first time once ``after`` is set."""
+        if after is not None:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._stopping, after)]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for wait in waits:
+                    wait.cancel()
         backoff = 0.5
         failures = 0
         while not self._stopping.is_set():
@@ -289,6 +295,11 @@ class MqttSource:
                 connack = await connection.connack
             if not connack.ok:
                 raise ConnectRefused(connack.code)
+            if self.urgent and connack.session_present and not self.filters.held():
+                # A session this client id never opened: the main one's, under one client id
+                # (its subscription is there: Gateway.run). Stop before taking anything of it.
+                self.shared_with_main("session_present=True with no session of its own")
+                return
             self.generation = connection.generation
             self._connection = connection
             held = self.filters.held() if connack.session_present else ()

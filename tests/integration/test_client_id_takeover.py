@@ -234,9 +234,12 @@ def test_two_sessions_under_one_user_lose_nothing_and_the_gateway_says_so(
     acl``) both sessions connect as ``gateway``, which this broker makes one client id: the
     urgent session was handed the main session's queue, whose telemetry it acknowledged and
     nobody stored, and the two took over each other. The gateway warns at start; the urgent
-    session stops as soon as it is handed a message it never subscribed to (or is taken over
-    twice), unacknowledged, so the main session gets everything: every status stored, every
-    press alerted."""
+    session connects only once the main one has subscribed, and stops as soon as the broker
+    resumes a session it never opened, is handed a message it never subscribed to, or is taken
+    over twice, unacknowledged, so the main session gets everything: every status stored,
+    every press alerted (a fresh-clone run lost the first bed's status and press when the
+    urgent session took the client id before the main one had subscribed, and acknowledged the
+    press it alerted)."""
     gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=broker.url, env={
         "HOMECARE_MQTT_USERNAME": "gateway",
         "HOMECARE_MQTT_PASSWORD": password(files, "gateway"),
@@ -247,6 +250,9 @@ def test_two_sessions_under_one_user_lose_nothing_and_the_gateway_says_so(
         while "mqtt.urgent_session_shares_user user=gateway" not in gateway.log_tail(200):
             assert time.monotonic() < deadline, f"no warning\n{gateway.log_tail()}"
             time.sleep(0.05)
+        # From its first subscription on, the broker keeps what the main session subscribed
+        # to; published before it, a status has no subscriber to be kept for.
+        gateway.wait_connected()
         for n, bed in enumerate(BEDS):
             status(broker, files, bed, 10 + n)
             press(broker, files, bed)

@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -87,9 +88,9 @@ def _hold(source: MqttSource) -> asyncio.Event:
     release = asyncio.Event()
     run = source.run
 
-    async def held() -> None:
+    async def held(**kwargs: Any) -> None:
         await release.wait()
-        await run()
+        await run(**kwargs)
 
     source.run = held  # type: ignore[method-assign]
     return release
