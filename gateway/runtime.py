@@ -65,6 +65,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
+
 from alerts import AckLinks, Catalogue, PlanStore, RosterStore, Settlement, institution_of
 from alerts.engine import AlertEngine
 from alerts.keys import KeyStore
@@ -364,6 +366,7 @@ class Gateway:
                     settings, UrgentFeed(self.inbox),
                     client_id=urgent_client_id(settings.mqtt_client_id), topics=filters,
                     urgent=True, on_connection_change=self._on_urgent_connection_change)
+                self.urgent_source.on_shared = self._store_urgent_copies
                 main_user = self.source.credentials()[0]
                 if main_user is not None and self.urgent_source.credentials()[0] == main_user:
                     log.warning("mqtt.urgent_session_shares_user user=%s; a broker that makes "
@@ -794,6 +797,15 @@ class Gateway:
     def _on_connection_change(self, connected: bool) -> None:
         self.metrics.mqtt_connected.set(1 if connected else 0)
         self.alerting.intake_changed(up=connected, now_ms=int(time.time() * 1000))
+
+    def _store_urgent_copies(self, raws: list[RawMessage]) -> None:
+        """The urgent session held the main session (one client id): its copies were the only
+        ones, so they join the main session's, to be stored (never acknowledged: the broker
+        sends again what was not, and that copy is dropped as a duplicate)."""
+        log.warning("mqtt.urgent_copies_stored messages=%d; taken by the urgent session while "
+                    "it held the main session", len(raws))
+        self.inbox.put_many([msgspec.structs.replace(raw, urgent_session=False, connection=0)
+                             for raw in raws])
 
     def _on_urgent_connection_change(self, connected: bool) -> None:
         self.metrics.mqtt_urgent_connected.set(1 if connected else 0)

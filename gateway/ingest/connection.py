@@ -31,6 +31,9 @@ The gateway runs two of these sources: the main session (``mqtt_client_id``, eve
 and fall events of the same subscription: :mod:`gateway.ingest.urgentsession`), each with its
 own persistent session at the broker, so the broker delivers a press at once on the second
 while the first is still working through a backlog.
+
+The module is over 400 lines because both sessions share the connection, its acknowledgement
+rules and the urgent session's guard against being handed the main session.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import logging
 import random
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from devices import mqttwire as wire
@@ -59,6 +63,9 @@ CONNECT_TIMEOUT_S = 10.0
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 DISCONNECT reason: another connection took this client id."""
 TAKEN_OVER_LIMIT = 2
+TAKEN_KEPT_MS = 600_000
+"""How far back the urgent session's copies are handed on to be stored when it finds it held
+the main session (:meth:`MqttSource.shared_with_main`)."""
 """Takeovers after which the urgent session stops (:meth:`MqttSource.shared_with_main`)."""
 
 _CONNECTIONS = itertools.count(1)
@@ -131,6 +138,8 @@ class _Connection(asyncio.Protocol):
                 if reason == SESSION_TAKEN_OVER:
                     self.source.taken_over += 1
                 self.abort()
+        if urgent and raws:
+            self.source.taken.extend(raws)
         if raws and not self.source.inbox.put_many(raws) and self.transport is not None:
             self.transport.pause_reading()
             self.paused = True
@@ -199,6 +208,12 @@ class MqttSource:
         """Times another connection took this client id (MQTT 5 reason 0x8E)."""
         self.shared = False
         """The urgent session found itself holding the main one's and stopped for good."""
+        self.taken: deque[RawMessage] = deque(maxlen=1000)
+        """The urgent session's latest copies, for :attr:`on_shared`."""
+        self.on_shared: Callable[[list[RawMessage]], None] | None = None
+        """Given the urgent session's copies of the last :data:`TAKEN_KEPT_MS` when it finds
+        it held the main session: on that session they were the only copies, some acknowledged
+        already, and so must be stored from here."""
         inbox.on_space = self._resume
 
     def shared_with_main(self, seen: str) -> None:
@@ -217,6 +232,11 @@ class MqttSource:
         self._stopping.set()
         if self._connection is not None:
             self._connection.abort()
+        since = int(time.time() * 1000) - TAKEN_KEPT_MS
+        taken = [raw for raw in self.taken if raw.received_ms >= since]
+        self.taken.clear()
+        if taken and self.on_shared is not None:
+            self.on_shared(taken)
 
     def _tls_context(self) -> ssl.SSLContext:
         s = self.settings

@@ -16,6 +16,7 @@ every press must be stored and alerted, and neither gateway session dropped.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -23,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -30,8 +32,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from devices import Registry
+from gateway.config import Settings
+from gateway.ingest.subscriptions import SessionFilters
+from gateway.ingest.urgentsession import urgent_filters
+from gateway.runtime import Gateway
 from homecare.acl import write_broker_files
-from tests.servers import GatewayProcess, Mosquitto
+from tests.inprocess import until
+from tests.servers import GatewayProcess, Mosquitto, free_port
 from tests.urgent import alerts_of, sessions_connected, stored
 
 pytestmark = [pytest.mark.integration]
@@ -280,3 +287,54 @@ def test_two_sessions_under_one_user_lose_nothing_and_the_gateway_says_so(
         f"statuses never stored {lost_status}, presses never stored {lost_press}, never "
         f"alerted {not_alerted}\n{log[-3000:]}")
     assert "mqtt.urgent_session_shared" in log, log[-3000:]
+
+
+async def test_a_call_the_urgent_session_took_on_the_main_session_is_still_stored(
+        broker: Mosquitto, files: Path, tmp_path: Path) -> None:
+    """A gateway that ran before (its data directory knows both sessions) and now has both
+    under one user on this broker: while the main session is down, the urgent session holds
+    the one client id, takes a press, alerts it and acknowledges it, the only copy the broker
+    had. Once it finds it held the main session (taken over, or handed telemetry), that copy
+    is handed on to be stored: before, the call was alerted and never stored."""
+    settings = Settings(mqtt_url=broker.url, data_dir=tmp_path / "data",
+                        mqtt_client_id="gw-shared", mqtt_username="gateway",
+                        mqtt_password=password(files, "gateway"),
+                        api_addr=f"127.0.0.1:{free_port()}")  # type: ignore[arg-type]
+    for client_id, topics in (("gw-shared", ["homecare/v1/#"]),
+                              ("gw-shared-urgent", urgent_filters("homecare/v1/#"))):
+        SessionFilters(settings.data_dir, client_id).record(topics)  # an earlier run's
+    gateway = Gateway(settings, serve_http=False)
+    urgent = gateway.urgent_source
+    assert urgent is not None
+    release = asyncio.Event()
+    run_main = gateway.source.run
+
+    async def main_later(**kwargs: Any) -> None:
+        await release.wait()
+        await run_main(**kwargs)
+
+    gateway.source.run = main_later  # type: ignore[method-assign]
+    task = asyncio.create_task(gateway.run(), name="gateway")
+    spool = settings.data_dir / "spool"
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await urgent.connected.wait()
+        await asyncio.to_thread(press, broker, files, BEDS[0])
+        await until(lambda: gateway.alert_store.list_alerts(bed=BEDS[0])[0]
+                    and not gateway._urgent_unacked, "alerted and acknowledged", TIMEOUT)
+        release.set()  # the main session comes back under the same client id
+        for n in range(200):
+            if urgent.shared:
+                break
+            await asyncio.to_thread(status, broker, files, BEDS[1], 10 + n)
+            await asyncio.sleep(0.05)
+        assert urgent.shared, "the urgent session never found it held the main session"
+        await until(lambda: stored(spool)["button_event/btn-0001"], "the press is stored",
+                    SETTLE_S)
+        found, _ = gateway.alert_store.list_alerts(bed=BEDS[0], type="emergency_button")
+    finally:
+        gateway.stop()
+        async with asyncio.timeout(60):
+            await task
+    assert stored(spool)["button_event/btn-0001"] == 1, "stored once"
+    assert len(found) == 1, "alerted once"
