@@ -342,6 +342,9 @@ class Gateway:
         given back to them at start."""
         self._journal_read: ReadBack | None = None
         self._journal_after: int | None = None
+        self._journal_fed = False
+        """The journal read back at start is handed to the detectors: a snapshot the journal's
+        size asks for waits for it (queued behind it, it would hold intake all that while)."""
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
             if restored.taken_at_ms is not None:
@@ -459,12 +462,14 @@ class Gateway:
         (:meth:`~gateway.detect.alerting.AlertingStage.release_detectors`)."""
         read, self._journal_read = self._journal_read, None
         if read is None or self.journal is None:
+            self._journal_fed = True
             return
         try:
             replayed = self.journal.feed_back(read, self.alerting.detectors, codec=Codec(
                 max_payload_bytes=self.settings.max_payload_bytes))
         finally:
             held = self.alerting.release_detectors()
+            self._journal_fed = True
         if replayed.records or replayed.skipped or replayed.cut_bytes or \
                 replayed.corrupt_segments:
             log.info("detect.journal_replayed records=%d messages=%d seconds=%.2f after=%s "
@@ -692,7 +697,7 @@ class Gateway:
             now_ms = int(time.time() * 1000)
             if interval > 0 and (time.monotonic() >= next_snapshot or (
                     self.journal is not None and self.journal.wants_snapshot
-                    and time.monotonic() >= by_size_after)):
+                    and self._journal_fed and time.monotonic() >= by_size_after)):
                 next_snapshot = time.monotonic() + interval
                 outcome = await self._snapshot_detectors()
                 if outcome == "overtaken":

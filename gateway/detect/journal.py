@@ -446,6 +446,9 @@ class DetectorJournal:
                     result.gaps += 1
                 previous = position
                 bodies.append(body)
+                # Not covered by a snapshot, whichever process wrote it: counts towards the
+                # next (killed before asking, each process would hand the next ever more).
+                self._since_covered += _HEADER.size + length
         self.position = self._written = highest
         result.seconds = time.perf_counter() - started
         return ReadBack(bodies, result)
