@@ -12,17 +12,17 @@ overdue at the detectors' next round.
 
 Throughout, this process presses a listed button every 50-150 ms (each on its own bed, so each
 press opens a new critical alert) and times it from the PUBLISH to the ``opened`` event on the
-API's SSE stream, as :mod:`bench.latency` does. Presses are grouped by phase: ``quiet`` (before
-the flood), and ``storm``: from the flood's first message until :data:`AFTER_FLOOD_S` after
-its last, which covers the intake of the flood and the detectors' round that finds the devices
-silent; ``storm_flood`` and ``storm_offline`` split it (the presses published while the flood
-is published, and those from 2 s before the first alert other than a press opened to the
-latest, at least 10 s: the alert storm). ``storm_intake`` are the presses published from the
-flood's first message until the gateway has received all of it (its
-``homecare_messages_received_total``, polled every 0.2 s): the presses that, on one MQTT
-session, wait behind the flood queued at the broker, which the urgent session
-(:mod:`gateway.ingest.urgentsession`) takes out of band. Which session delivered each call
-first is reported from the gateway (``homecare_urgent_calls_first_total``).
+API's SSE stream, as :mod:`bench.latency` does. Presses are grouped by phase (after
+:data:`WARMUP_S` of presses not counted): ``quiet`` (before the flood), and ``storm``: from the
+flood's first message until :data:`AFTER_FLOOD_S` after its last, which covers the intake of
+the flood and the detectors' round that finds the devices silent; ``storm_flood`` and
+``storm_offline`` split it (the presses published while the flood is published, and those from
+2 s before the first alert other than a press opened to the latest, at least 10 s: the alert
+storm). ``storm_intake`` are the presses published from the flood's first message until the
+gateway has received all of it (its ``homecare_messages_received_total``, polled every 0.2 s):
+the presses that, on one MQTT session, wait behind the flood queued at the broker, which the
+urgent session (:mod:`gateway.ingest.urgentsession`) takes out of band. Which session delivered
+each call first is reported from the gateway (``homecare_urgent_calls_first_total``).
 
 Reported: the gateway's peak RSS (the kernel's high-water mark, ``VmHWM``) beside its RSS when
 quiet; the alerts opened other than presses (in all, how many site and type pairs, the ten
@@ -73,6 +73,10 @@ FLOOD_IDS = 100_000
 HEARTBEAT_S = 5
 OFFLINE_FACTOR = 2
 QUIET_S = 10.0
+WARMUP_S = 5.0
+"""Presses before the quiet phase, not counted: the first seconds after the gateway starts
+(caches, the first alert commits) would make the quiet baseline, and so every ratio, look
+better or worse than the gateway at rest."""
 AFTER_FLOOD_S = 130.0
 """The storm phase lasts this long after the flood's last message is published: the detectors
 evaluate once a minute, the silent devices are overdue 10 s after their message, and a round
@@ -341,6 +345,11 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
             await stream.connected.wait()
         await client.connect()
         await asyncio.sleep(1.0)
+        started = time.perf_counter()
+        while time.perf_counter() - started < WARMUP_S:  # not counted
+            await _press(client, count)
+            count += 1
+            await asyncio.sleep(rng.uniform(*PRESS_GAP_S))
         # Quiet: presses only.
         started = time.perf_counter()
         while time.perf_counter() - started < QUIET_S:
