@@ -5,6 +5,7 @@ Hot paths count per batch (``inc(n)``), never per message.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -93,6 +94,19 @@ class _DatabaseCollector(Collector):
                 "homecare_db_credentials_refused", "1 while the database refuses the "
                 "gateway's credentials (HTTP 401/403: a configuration error; points stay "
                 "spooled)", value=m.db_credentials_refused.value or 0)
+
+
+def process_age_s() -> float | None:
+    """Seconds since this process was started (exec), from ``/proc`` (10 ms steps); None
+    where there is no ``/proc``. Logged at start: a restart's time, imports included."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            up = float(uptime.read().split()[0])
+        return round(max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK")), 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _build_info() -> dict[str, str]:

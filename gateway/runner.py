@@ -18,6 +18,7 @@ from pathlib import Path
 from gateway import logs
 from gateway.config import Settings, load
 from gateway.errors import ConfigError
+from gateway.monitoring import process_age_s
 from gateway.runtime import Gateway
 from gateway.sdnotify import Notifier
 from gateway.storage.health import is_storage_error
@@ -63,8 +64,9 @@ async def _serve(settings: Settings, notifier: Notifier | None) -> None:
         return
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop(gateway.stop))
-    log.info("gateway.starting mqtt=%s:%s tsdb=%s data_dir=%s", settings.mqtt.host,
-             settings.mqtt.port, settings.influx_url or "none (spool only)", settings.data_dir)
+    log.info("gateway.starting mqtt=%s:%s tsdb=%s data_dir=%s process_age_s=%s",
+             settings.mqtt.host, settings.mqtt.port, settings.influx_url or "none (spool only)",
+             settings.data_dir, process_age_s())
     run = asyncio.create_task(gateway.run(), name="gateway")
     if notifier is not None:
         started = asyncio.create_task(_started(gateway), name="sd-ready")

@@ -105,7 +105,7 @@ from gateway.ingest.message import RawMessage
 from gateway.ingest.pacing import StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
-from gateway.monitoring import Metrics
+from gateway.monitoring import Metrics, process_age_s
 from gateway.notify import (
     LINKS_FILE,
     ROSTER_FILE,
@@ -139,6 +139,9 @@ generation is collected every 5 young passes, so it holds at most ~100,000 objec
 held the loop 218 ms while presses waited (flood benchmark, 2026-12-01; ≤ 57 ms now)."""
 
 SWITCH_INTERVAL_S = 0.001
+FEED_BACK_AFTER_S = 1.0
+"""The journal read back at start goes to the detectors once intake's first batch is
+committed, or this long after the start when nothing comes."""
 """How long a thread may hold the interpreter while another waits for it (Python's default:
 5 ms). The detectors' rounds run in a worker thread; with the default, each time the event
 loop gave the interpreter up (a socket read) it waited up to 5 ms to get it back, several times
@@ -343,6 +346,9 @@ class Gateway:
         self._journal_read: ReadBack | None = None
         self._journal_after: int | None = None
         self._journal_fed = False
+        self._feed_back_queued = False
+        self._resumed = asyncio.Event()
+        """The first batch after the start is committed."""
         """The journal read back at start is handed to the detectors: a snapshot the journal's
         size asks for waits for it (queued behind it, it would hold intake all that while)."""
         if settings.detector_snapshot_interval_s > 0:
@@ -456,6 +462,22 @@ class Gateway:
             self.alerting.hold_detectors()
         return journal
 
+    def _queue_feed_back(self) -> None:
+        """Queue :meth:`_feed_back_journal` on the detectors' thread, once."""
+        if not self._feed_back_queued:
+            self._feed_back_queued = True
+            self._detect_thread.submit(self._feed_back_journal)
+
+    async def _feed_back_once_resumed(self) -> None:
+        waits = [asyncio.ensure_future(e.wait()) for e in (self._resumed, self._stopping)]
+        try:
+            await asyncio.wait(waits, timeout=FEED_BACK_AFTER_S,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._queue_feed_back()
+
     def _feed_back_journal(self) -> None:
         """On the detectors' thread, before their first evaluation or snapshot: hand them the
         journal's records read back at start, then the batches intake handed over since
@@ -488,8 +510,10 @@ class Gateway:
                      self.spool.pending_points, self.spool.pending_records)
         gc_timer = self.metrics.gc_callback()
         # The journal's records go to the detectors first on their thread (before any
-        # evaluation or snapshot queued there), while intake resumes beside it.
-        self._detect_thread.submit(self._feed_back_journal)
+        # evaluation or snapshot queued there), once intake has resumed (decoding them beside
+        # it would slow its start: both want the interpreter).
+        if self._journal_read is None or not self._journal_read.bodies:
+            self._queue_feed_back()
         # The interpreter's settings are the process's: put back on the way out (a gateway run
         # inside another program, such as a test process, leaves it as it was).
         switch_interval, thresholds = sys.getswitchinterval(), gc.get_threshold()
@@ -505,6 +529,8 @@ class Gateway:
                     after=self.source.connected if first_start else None), name="mqtt-urgent")
                                if self.urgent_source is not None else None)
                 ingest = tasks.create_task(self._ingest(), name="ingest")
+                if not self._feed_back_queued:
+                    tasks.create_task(self._feed_back_once_resumed(), name="journal-feed-back")
                 urgent = tasks.create_task(self._urgent_lane(), name="urgent")
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
@@ -536,6 +562,7 @@ class Gateway:
                 urgent.cancel()
                 await alert_ticks
                 await self._commit_alerts()
+                self._queue_feed_back()  # stopped before intake resumed: the journal first
                 if self.settings.detector_snapshot_interval_s > 0:
                     await self._snapshot_detectors()
                 if upstream is not None:
@@ -629,6 +656,9 @@ class Gateway:
         # Steps sized by time, not count (gateway.ingest.pacing): between two steps the loop
         # reads the sockets, the urgent lane and the API run.
         pacer = StepPacer()
+        first_commit = True
+        """The first step after a start is committed at once (not batched up to its age or
+        size limit): what a restart leaves queued at the broker starts moving sooner."""
         while not self._stopping.is_set():
             raws = await self.inbox.get(pacer.size)
             if self.inbox.urgent:
@@ -644,10 +674,15 @@ class Gateway:
             if pipeline.registered_total - registered >= FLOOD_FREEZE_DEVICES:
                 gc.freeze()  # a flood of new devices: keep their state out of the passes
             if pipeline.pending_messages and (
-                    not len(self.inbox) or self.alerts.urgent_pending
+                    first_commit or not len(self.inbox) or self.alerts.urgent_pending
                     or pipeline.pending_points >= max_points
                     or pipeline.pending_age_s >= max_age or self._stopping.is_set()):
                 await self.checkpoint.flush()
+                if first_commit:
+                    first_commit = False
+                    self._resumed.set()
+                    log.info("ingest.resumed process_age_s=%s messages=%d; the first batch "
+                             "is committed", process_age_s(), len(raws))
             else:
                 await asyncio.sleep(0)  # let the socket, the urgent lane and the API run
             if (self.checkpoint.recall_pending and not len(self.inbox)
@@ -706,7 +741,9 @@ class Gateway:
             # The detectors' work (a round of buffered messages into numpy columns, every
             # bed evaluated) runs in a worker thread: it never stalls intake or the emergency
             # path. Rules, engine and escalation stay on the loop.
-            detected = await self._in_thread(self._detect_thread, self.alerting.detect, now_ms)
+            # Not before the journal is queued to them (their first round after it).
+            detected = (await self._in_thread(self._detect_thread, self.alerting.detect, now_ms)
+                        if self._feed_back_queued else [])
             for first in range(0, len(detected), FINDINGS_SLICE):
                 self.alerting.apply(detected[first:first + FINDINGS_SLICE], now_ms)
                 if len(detected) > FINDINGS_SLICE:
