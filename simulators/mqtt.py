@@ -202,6 +202,7 @@ class Publisher:
     async def disconnect(self) -> None:
         """Clean shutdown: wait (at most ``drain_timeout_s``) for acknowledgements, then
         DISCONNECT, so the broker discards the will."""
+        self.uncork()  # held packets cannot be acknowledged: a corked goodbye waited out
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.drain_timeout_s):
                 await self.drain()
