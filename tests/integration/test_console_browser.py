@@ -165,7 +165,7 @@ class Devices:
             "method": "nfc"})
         self.publish(bed, "badge", badge, "event", {
             "ts": start + 40 * 60_000, "event": "check_out", "caregiver": caregiver,
-            "visit": visit, "method": "nfc", "services": ["bath", "meds"]})
+            "visit": visit, "method": "nfc", "services": ["vitals_check", "meal_assist"]})
 
     def close(self) -> None:
         self.client.disconnect()
@@ -436,7 +436,7 @@ def test_dispatcher_sees_a_fall_acknowledges_and_resolves_it_and_a_reload_agrees
         visits = page.locator("section").filter(
             has=page.get_by_role("heading", name=text["visits"]))
         expect(visits).to_contain_text(text["caregiver"])
-        expect(visits).to_contain_text("bath, meds")
+        expect(visits).to_contain_text("vitals_check, meal_assist")
         expect(page.locator("section").filter(
             has=page.get_by_role("heading", name=text["recent"]))).to_contain_text(
                 text["resolved"])
