@@ -139,13 +139,13 @@ generation is collected every 5 young passes, so it holds at most ~100,000 objec
 held the loop 218 ms while presses waited (flood benchmark, 2026-12-01; ≤ 57 ms now)."""
 
 SWITCH_INTERVAL_S = 0.001
-FEED_BACK_AFTER_S = 1.0
-"""The journal read back at start goes to the detectors once intake's first batch is
-committed, or this long after the start when nothing comes."""
 """How long a thread may hold the interpreter while another waits for it (Python's default:
 5 ms). The detectors' rounds run in a worker thread; with the default, each time the event
 loop gave the interpreter up (a socket read) it waited up to 5 ms to get it back, several times
 per emergency call, while a flood of new devices kept that thread busy."""
+FEED_BACK_AFTER_S = 1.0
+"""The journal read back at start goes to the detectors once intake's first batch is
+committed, or this long after the start when nothing comes."""
 
 FLOOD_FREEZE_DEVICES = 100
 """An ingest step that registered at least this many devices on first sight is a flood of new
@@ -346,11 +346,11 @@ class Gateway:
         self._journal_read: ReadBack | None = None
         self._journal_after: int | None = None
         self._journal_fed = False
+        """The journal read back at start is handed to the detectors: a snapshot the journal's
+        size asks for waits for it (queued behind it, it would hold intake all that while)."""
         self._feed_back_queued = False
         self._resumed = asyncio.Event()
         """The first batch after the start is committed."""
-        """The journal read back at start is handed to the detectors: a snapshot the journal's
-        size asks for waits for it (queued behind it, it would hold intake all that while)."""
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
             if restored.taken_at_ms is not None:
