@@ -63,10 +63,10 @@ CONNECT_TIMEOUT_S = 10.0
 SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 DISCONNECT reason: another connection took this client id."""
 TAKEN_OVER_LIMIT = 2
+"""Takeovers after which the urgent session stops (:meth:`MqttSource.shared_with_main`)."""
 TAKEN_KEPT_MS = 600_000
 """How far back the urgent session's copies are handed on to be stored when it finds it held
 the main session (:meth:`MqttSource.shared_with_main`)."""
-"""Takeovers after which the urgent session stops (:meth:`MqttSource.shared_with_main`)."""
 
 _CONNECTIONS = itertools.count(1)
 """Numbers of connections, unique in the process across every source."""
