@@ -15,7 +15,9 @@ duplicates, reordering, clock skew, bursts). A dispatcher acknowledges and resol
 through the API as a station's would.
 
 Meanwhile a fault schedule (:func:`fault_schedule`, spread over the publishing time) kills the
-gateway with SIGKILL ``kills`` times and starts it again at once, restarts the broker,
+gateway with SIGKILL ``kills`` times (its standby, ``homecare gateway --standby`` as the systemd
+install runs it, takes over and a new standby is started at once; ``--no-standby``: a plain
+start after each kill), restarts the broker,
 stops the database for ``db_outage_s`` and takes the platform down (connection refused),
 then has it answer 503. After the last message: everything is given time to settle (the
 spool written, the outbox delivered), the gateway is stopped cleanly, and the ledger
@@ -116,6 +118,10 @@ class ChaosOptions:
     settle_timeout_s: float = 600.0
     dispatcher_every_s: float = 10.0
     vm_dedup: bool = True
+    standby: bool = True
+    """Run a standby gateway beside the serving one (``homecare gateway --standby``, as the
+    systemd install does): a kill is taken over by a process already started, and a new standby
+    is started at once. Off (``--no-standby``): each kill is followed by a plain start."""
     keep: bool = False
 
     @classmethod
@@ -198,6 +204,8 @@ class Stack:
     receiver: Receiver
     gateway: GatewayProcess
     key: str
+    standby: GatewayProcess | None = None
+    """Waiting on the data directory to take over from :attr:`gateway`."""
 
     @property
     def data(self) -> Path:
@@ -205,7 +213,7 @@ class Stack:
 
 
 def start_stack(workdir: Path, registry: Path, *, vm_dedup: bool = True,
-                extra_env: dict[str, str] | None = None) -> Stack:
+                extra_env: dict[str, str] | None = None, standby: bool = False) -> Stack:
     mq = Mosquitto(workdir / "mosquitto")
     vm = VictoriaMetrics(workdir / "victoria-metrics",
                          dedup_interval="1ms" if vm_dedup else None)
@@ -227,16 +235,41 @@ def start_stack(workdir: Path, registry: Path, *, vm_dedup: bool = True,
         started.append(gateway.stop)
         gateway.start()
         gateway.wait_connected(60)
+        waiting = None
+        if standby:
+            waiting = launch_standby(gateway, workdir / "gateway-standby")
+            started.insert(0, waiting.stop)  # stopped first: else it takes over
+            wait_standing_by(waiting)
     except BaseException:
         for stop in reversed(started):  # nothing left running behind a failed start
             with contextlib.suppress(Exception):
                 stop()
         raise
-    return Stack(workdir, mq, vm, receiver, gateway, key)
+    return Stack(workdir, mq, vm, receiver, gateway, key, waiting)
+
+
+def launch_standby(serving: GatewayProcess, workdir: Path) -> GatewayProcess:
+    """``homecare gateway --standby`` for ``serving``'s data directory, port and client id."""
+    standby = GatewayProcess(workdir, mqtt_url=serving.env["HOMECARE_MQTT_URL"],
+                             env=serving.env, port=serving.port, args=("--standby",))
+    standby.launch()
+    return standby
+
+
+def wait_standing_by(standby: GatewayProcess, timeout: float = 60.0) -> None:
+    """Until ``standby`` waits on the data directory (its imports and settings done)."""
+    deadline = time.monotonic() + timeout
+    while "gateway.standby " not in standby.log_path.read_text(errors="replace"):
+        if standby.proc is None or standby.proc.poll() is not None:
+            raise RuntimeError(f"the standby gateway exited\n{standby.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the standby gateway is not waiting\n{standby.log_tail()}")
+        time.sleep(0.1)
 
 
 def stop_stack(stack: Stack) -> None:
-    for stop in (stack.gateway.stop, stack.vm.stop, stack.mq.stop, stack.receiver.stop):
+    stops: list[Callable[[], None]] = [] if stack.standby is None else [stack.standby.stop]
+    for stop in (*stops, stack.gateway.stop, stack.vm.stop, stack.mq.stop, stack.receiver.stop):
         with contextlib.suppress(Exception):
             stop()
 
@@ -270,19 +303,29 @@ def wait_spool_growth(data: Path, since: tuple[int, int], started: float, *,
 
 
 def kill_and_restart(stack: Stack) -> dict[str, Any]:
-    """SIGKILL the gateway and start it again at once; how long until it took in again."""
+    """SIGKILL the gateway; its standby takes over and a new standby is started (with
+    :attr:`ChaosOptions.standby`), else a new gateway is started at once; how long until it
+    took in again."""
     old = stack.gateway
     started = time.monotonic()
     old.kill()
     killed_s = time.monotonic() - started
     since = spool_mark(stack.data)  # after the kill: a mark taken before it missed the old
     # process's last appends, which then counted as the new one's (0.03 s in one run)
-    new = GatewayProcess(old.workdir, mqtt_url=stack.mq.url, env=old.env, port=old.port)
+    promoted = stack.standby
+    if promoted is not None:
+        new = promoted
+        stack.standby = launch_standby(promoted, old.workdir)
+    else:
+        new = GatewayProcess(old.workdir, mqtt_url=stack.mq.url, env=old.env, port=old.port)
     api: dict[str, Any] = {}
 
     def start() -> None:
         try:
-            new.start(timeout=60)
+            if promoted is not None:
+                new.wait_started(timeout=60)
+            else:
+                new.start(timeout=60)
             api["s"] = time.monotonic() - started
         except Exception as exc:
             api["error"] = repr(exc)
@@ -292,7 +335,9 @@ def kill_and_restart(stack: Stack) -> dict[str, Any]:
     resumed = wait_spool_growth(stack.data, since, started, ready=lambda: new.proc is not None)
     starter.join(90)
     stack.gateway = new
-    record: dict[str, Any] = {"killed_s": round(killed_s, 3),
+    if stack.standby is not None:
+        wait_standing_by(stack.standby)
+    record: dict[str, Any] = {"killed_s": round(killed_s, 3), "standby": promoted is not None,
                               "ingest_resumed_s": None if resumed is None else round(resumed, 3),
                               "api_ready_s": round(api["s"], 2) if "s" in api else None}
     if "error" in api:
@@ -594,7 +639,8 @@ def run(options: ChaosOptions) -> dict[str, Any]:
     registry_path = workdir / "registry.toml"
     registry_path.write_text(registry_toml(plan.config()))
     try:
-        stack = start_stack(workdir, registry_path, vm_dedup=options.vm_dedup)
+        stack = start_stack(workdir, registry_path, vm_dedup=options.vm_dedup,
+                            standby=options.standby)
     except BaseException:
         if not options.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -663,6 +709,9 @@ def run(options: ChaosOptions) -> dict[str, Any]:
         dispatcher.stopping.set()
         dispatcher.join(30)
         end_row = sample(stack.gateway)
+        if stack.standby is not None:  # else it takes over when the gateway stops
+            stack.standby.stop()
+            stack.standby = None
         stack.gateway.stop(timeout=60)
         clean_stop = stack.gateway.returncode == 0
         print("chaos: ledger", file=sys.stderr, flush=True)
@@ -826,6 +875,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="VictoriaMetrics without deduplication (shows the ledger "
                              "counting the points a kill makes the gateway write again)")
     parser.add_argument("--minutes", type=float, help="soak: how long (default 30)")
+    parser.add_argument("--no-standby", action="store_true",
+                        help="no standby gateway: each kill is followed by a plain start")
     parser.add_argument("--keep", action="store_true", help="keep the servers' directories")
     parser.add_argument("--no-write", action="store_true", help="print, write no results")
     args = parser.parse_args(argv)
@@ -838,7 +889,8 @@ def main(argv: list[str] | None = None) -> int:
         "messages", "rate", "beds", "kills", "broker_restarts", "db_outage_s",
         "upstream_down_s", "upstream_503_s", "recovery_limit_s")
         if getattr(args, name) is not None}
-    options = replace(options, keep=args.keep, vm_dedup=not args.no_vm_dedup, **overrides)
+    options = replace(options, keep=args.keep, vm_dedup=not args.no_vm_dedup,
+                      standby=not args.no_standby, **overrides)
     try:
         figures = run(options)
     except Exception as exc:

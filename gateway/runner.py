@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from gateway.config import Settings, load
 from gateway.errors import ConfigError
 from gateway.monitoring import process_age_s
 from gateway.runtime import Gateway
-from gateway.sdnotify import Notifier
+from gateway.sdnotify import FEEDS_PER_PERIOD, Notifier
 from gateway.storage.health import is_storage_error
 
 log = logging.getLogger("homecare.gateway")
@@ -137,10 +138,23 @@ async def _cancel(task: asyncio.Task[None] | None) -> None:
             await task
 
 
-def run_gateway(config: Path | None) -> None:
+def run_gateway(config: Path | None, *, standby: bool = False) -> None:
+    """Run the gateway until SIGTERM; with ``standby``, a gateway already holding the data
+    directory is waited for (:func:`wait_for_data_dir`) instead of refused."""
     settings = load(config)
     logs.setup(settings.log_level, settings.log_format)
-    lock = lock_data_dir(settings.data_dir)
+    if standby:
+        lock = wait_for_data_dir(settings.data_dir, warm_up=Gateway.warm_up)
+        # The settings as they are now, not as they were when the wait began (days ago,
+        # perhaps, and edited since); the data directory is the one whose lock is held.
+        waited, settings = settings, load(config)
+        if settings.data_dir != waited.data_dir:
+            os.close(lock)
+            raise ConfigError(f"data_dir changed from {waited.data_dir} to {settings.data_dir} "
+                              "while this standby waited; not started (start it again)")
+        logs.setup(settings.log_level, settings.log_format)
+    else:
+        lock = lock_data_dir(settings.data_dir)
     try:
         asyncio.run(serve(settings))
     finally:
@@ -171,11 +185,85 @@ def lock_data_dir(data_dir: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        holder = _holder(fd)
         os.close(fd)
         raise ConfigError(f"another gateway (pid {holder}) is running on the data directory "
                           f"{data_dir} (it holds {path}); not started") from None
-    with contextlib.suppress(OSError):  # the pid is for the message only (a full disk)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+    _write_pid(fd)
     return fd
+
+
+def wait_for_data_dir(data_dir: Path, notifier: Notifier | None = None, *,
+                      warm_up: Callable[[], None] | None = None) -> int:
+    """:func:`lock_data_dir` for a standby: while another gateway holds the data directory,
+    wait for it, imported and configured, and take over the moment it ends (its lock is
+    released by the kernel, also on SIGKILL or a watchdog's SIGABRT). A restart then costs no
+    process start (imports, settings: most of a second, more on a loaded hub or a cold page
+    cache; RELIABILITY.md), only the stores and the connections; ``warm_up`` (imports a start
+    makes later) runs before the wait. Under systemd the standby is
+    READY at once with a STATUS saying it waits, and its watchdog is fed from a thread while it
+    waits (its only work is the wait: nothing else could hang); SIGTERM ends the wait and the
+    process (exit status 0)."""
+    path = data_dir / LOCK_FILE
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return lock_data_dir(data_dir)  # logs why the directory is unguarded
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        notifier = notifier if notifier is not None else Notifier.from_environ()
+        holder = _holder(fd)
+        if warm_up is not None:
+            warm_up()
+        log.info("gateway.standby data_dir=%s holder_pid=%s process_age_s=%s; waiting to take "
+                 "over when it ends", data_dir, holder, process_age_s())
+        waiting = threading.Event()
+        feeder = None
+        if notifier is not None:
+            notifier.ready(f"standby: gateway pid {holder} serves {data_dir}")
+            feeder = threading.Thread(target=_feed_while_waiting, args=(notifier, waiting),
+                                      name="standby-watchdog", daemon=True)
+            feeder.start()
+        began = time.monotonic()
+        previous = signal.signal(signal.SIGTERM, _end_standby)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            waiting.set()
+        log.info("gateway.taking_over data_dir=%s after_s=%.1f previous_pid=%s",
+                 data_dir, time.monotonic() - began, holder)
+        if notifier is not None:
+            notifier.status(f"taking over {data_dir} from pid {holder}")
+    _write_pid(fd)
+    return fd
+
+
+def _end_standby(signum: int, frame: object) -> None:
+    log.info("gateway.standby_stopped signal=%s; it never served", signal.Signals(signum).name)
+    raise SystemExit(0)
+
+
+def _feed_while_waiting(notifier: Notifier, done: threading.Event) -> None:
+    if notifier.watchdog_s is None:
+        return
+    interval = notifier.watchdog_s / FEEDS_PER_PERIOD
+    while not done.is_set():
+        notifier.send("WATCHDOG=1")
+        done.wait(interval)
+
+
+def _holder(fd: int) -> str:
+    """The pid the lock's holder wrote into it (for messages only)."""
+    with contextlib.suppress(OSError):
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 32).decode(errors="replace").strip() or "?"
+    return "?"
+
+
+def _write_pid(fd: int) -> None:
+    with contextlib.suppress(OSError):  # the pid is for messages only (a full disk)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

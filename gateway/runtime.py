@@ -56,6 +56,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import importlib
 import logging
 import sys
 import time
@@ -619,6 +620,14 @@ class Gateway:
         host, port = self.settings.api_host_port
         await serve(app, host, port, self.http_started,
                     limits=HttpLimits.from_settings(self.settings), metrics=self.metrics)
+
+    @staticmethod
+    def warm_up() -> None:
+        """Import what a start loads only later (the web stack, in :meth:`_serve_http`'s
+        thread): a standby (:func:`gateway.runner.wait_for_data_dir`) does it while it waits,
+        so its API answers sooner after it takes over."""
+        for name in ("alerts.api", "alerts.console", "gateway.http", "gateway.tsdb.history"):
+            importlib.import_module(name)
 
     def _http_app(self) -> FastAPI:
         """The HTTP app from explicit parts: health, metrics, and what the alert API reads."""

@@ -23,6 +23,10 @@ def gateway_command(
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", help="TOML settings file; every setting can be overridden by a "
         "HOMECARE_<NAME> environment variable.", exists=True, dir_okay=False)] = None,
+    standby: Annotated[bool, typer.Option(
+        "--standby", help="When another gateway already runs on the data directory, wait "
+        "(imported, configured) and take over the moment it ends, even by SIGKILL, instead of "
+        "refusing to start: a restart without the process start (deploy/README.md).")] = False,
 ) -> None:
     """Run the gateway service: MQTT in, decode, spool and time series out, alerts, the alert
     API and console, upstream delivery, until SIGTERM.
@@ -35,7 +39,7 @@ def gateway_command(
     HOMECARE_* variables stop the start (exit status 2)."""
     from homecare.service import serve
 
-    status = serve(config)
+    status = serve(config, standby)
     if status:
         raise typer.Exit(status)
 

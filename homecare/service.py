@@ -3,7 +3,8 @@ crash.
 
 A restart is the time the broker holds a station's messages and a dispatcher waits (chaos:
 ingest resumed < 2 s after each SIGKILL). The usual invocations (no option, or ``--config
-FILE`` / ``-c FILE`` / ``--config=FILE`` naming an existing file) are read here by
+FILE`` / ``-c FILE`` / ``--config=FILE`` naming an existing file, each with or without
+``--standby``) are read here by
 :func:`plain_arguments` and run by :func:`serve` without importing the command-line library
 or building the command (about 0.3 s of a start at a load of 2-3); anything else (``--help``,
 a missing file, a typo) goes to the full command (:mod:`homecare.gateway_cli`), which reads,
@@ -32,29 +33,35 @@ def collector_off_for_start() -> None:
     gc.disable()
 
 
-def plain_arguments(args: Sequence[str]) -> tuple[Path | None] | None:
-    """``(config,)`` for the arguments this module runs itself; ``None`` for anything the full
-    command must read (help, unknown options, a path that is not an existing file).
+def plain_arguments(args: Sequence[str]) -> tuple[Path | None, bool] | None:
+    """``(config, standby)`` for the arguments this module runs itself; ``None`` for anything
+    the full command must read (help, unknown options, a path that is not an existing file).
 
     >>> plain_arguments([])
-    (None,)
+    (None, False)
+    >>> plain_arguments(["--standby"])
+    (None, True)
     >>> plain_arguments(["--help"]) is None
     True
     >>> plain_arguments(["--config", "/nonexistent.toml"]) is None
     True
     """
-    if not args:
-        return (None,)
-    if len(args) == 2 and args[0] in ("--config", "-c"):
-        value = args[1]
-    elif len(args) == 1 and args[0].startswith("--config="):
-        value = args[0].partition("=")[2]
+    rest = list(args)
+    standby = "--standby" in rest
+    if standby:
+        rest.remove("--standby")
+    if not rest:
+        return (None, standby)
+    if len(rest) == 2 and rest[0] in ("--config", "-c"):
+        value = rest[1]
+    elif len(rest) == 1 and rest[0].startswith("--config="):
+        value = rest[0].partition("=")[2]
     else:
         return None
     path = Path(value)
     if not value or value.startswith("-") or not path.is_file():
         return None  # the full command says what is wrong with it
-    return (path,)
+    return (path, standby)
 
 
 def refuse_unknown_variables(command: str, outcome: str) -> bool:
@@ -73,16 +80,17 @@ def refuse_unknown_variables(command: str, outcome: str) -> bool:
     return bool(unknown)
 
 
-def serve(config: Path | None) -> int:
+def serve(config: Path | None, standby: bool = False) -> int:
     """Run the gateway until SIGTERM; the exit status (2: bad settings or unknown
-    ``HOMECARE_*`` variables, the service not started)."""
+    ``HOMECARE_*`` variables, the service not started). With ``standby``, wait for a gateway
+    already running on the data directory to end, then take over (``--standby``)."""
     from gateway import run_gateway
     from gateway.errors import ConfigError
 
     if refuse_unknown_variables("gateway", "not started"):
         return 2
     try:
-        run_gateway(config)
+        run_gateway(config, standby=standby)
     except ConfigError as exc:
         print(f"homecare gateway: {exc}", file=sys.stderr)
         return 2

@@ -97,14 +97,24 @@ class Server:
         """The child's environment; ``None`` inherits ours unchanged."""
         return None
 
+    def launch(self) -> subprocess.Popen[bytes]:
+        """The process started, not waited for (:meth:`start` waits until it listens)."""
+        if self.proc is None or self.proc.poll() is not None:
+            log = self.log_path.open("ab")
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, start_new_session=True, env=self.environment())
+            log.close()
+        return self.proc
+
     def start(self, *, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             return
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            cwd=self.workdir, start_new_session=True, env=self.environment())
-        log.close()
+        self.launch()
+        self.wait_started(timeout=timeout)
+
+    def wait_started(self, *, timeout: float = 30.0) -> None:
+        """Until the launched process listens and is ready; stopped and raised when not."""
         try:
             wait_for_port(self.host, self.port, timeout=timeout, proc=self.proc)
             self.wait_ready(timeout=timeout)
@@ -415,9 +425,11 @@ class GatewayProcess(Server):
     name = "gateway"
 
     def __init__(self, workdir: Path, *, mqtt_url: str, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, args: tuple[str, ...] = ()) -> None:
         super().__init__(workdir, port)
-        self.data_dir = self.workdir / "data"
+        self.args = args
+        """After ``homecare gateway`` (e.g. ``--standby``)."""
+        self.data_dir = Path((env or {}).get("HOMECARE_DATA_DIR", self.workdir / "data"))
         self.env = {
             "HOMECARE_MQTT_URL": mqtt_url,
             "HOMECARE_DATA_DIR": str(self.data_dir),
@@ -434,7 +446,7 @@ class GatewayProcess(Server):
     def command(self) -> list[str]:
         import sys
 
-        return [sys.executable, "-m", "homecare", "gateway"]
+        return [sys.executable, "-m", "homecare", "gateway", *self.args]
 
     def environment(self) -> dict[str, str]:
         return {**os.environ, **self.env}

@@ -24,13 +24,17 @@ pytestmark = [pytest.mark.integration]
 def test_plain_arguments_are_only_the_usual_ones(tmp_path: Path) -> None:
     config = tmp_path / "gateway.toml"
     config.write_text("")
-    assert plain_arguments([]) == (None,)
-    assert plain_arguments(["--config", str(config)]) == (config,)
-    assert plain_arguments(["-c", str(config)]) == (config,)
-    assert plain_arguments([f"--config={config}"]) == (config,)
+    assert plain_arguments([]) == (None, False)
+    assert plain_arguments(["--config", str(config)]) == (config, False)
+    assert plain_arguments(["-c", str(config)]) == (config, False)
+    assert plain_arguments([f"--config={config}"]) == (config, False)
+    assert plain_arguments(["--standby"]) == (None, True)
+    assert plain_arguments(["--config", str(config), "--standby"]) == (config, True)
+    assert plain_arguments(["--standby", f"--config={config}"]) == (config, True)
     for args in (["--help"], ["--version"], ["--config"], ["--config", str(tmp_path)],
                  ["--config", str(tmp_path / "missing.toml")], ["--config="],
-                 ["--config", str(config), "--extra"], ["-c", "--help"], ["serve"]):
+                 ["--config", str(config), "--extra"], ["-c", "--help"], ["serve"],
+                 ["--standby", "--standby"], ["--standby", "--help"]):
         assert plain_arguments(args) is None, args
 
 

@@ -85,3 +85,35 @@ def test_a_gateway_that_fails_before_serving_never_says_ready(mosquitto: Mosquit
                 notifications.append(sock.recv(4096).decode())
         assert not [n for n in notifications if n.startswith("READY=1")], notifications
         assert "never retrieved" not in done.stderr + done.stdout, done.stderr[-3000:]
+
+
+def test_a_standby_is_ready_at_once_fed_while_it_waits_and_ready_again_when_it_serves(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """``--standby`` under systemd: READY with a STATUS saying whom it waits for (a unit that
+    never said READY would be killed by TimeoutStartSec), WATCHDOG while it waits, then, the
+    serving gateway killed, READY again with the serving STATUS."""
+    first = GatewayProcess(tmp_path / "first", mqtt_url=mosquitto.url)
+    first.start()
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        standby = GatewayProcess(tmp_path / "standby", mqtt_url=mosquitto.url,
+                                 env={**first.env, "NOTIFY_SOCKET": str(path),
+                                      "WATCHDOG_USEC": "600000"},
+                                 port=first.port, args=("--standby",))
+        standby.launch()
+        try:
+            waiting = next_notification(sock, standby, not_="WATCHDOG=1")
+            assert waiting.startswith("READY=1\nSTATUS=standby: gateway pid "), waiting
+            for _ in range(3):
+                assert next_notification(sock, standby) == "WATCHDOG=1"
+            first.kill()
+            taking = next_notification(sock, standby, not_="WATCHDOG=1")
+            assert taking.startswith("STATUS=taking over "), taking
+            serving = next_notification(sock, standby, not_="WATCHDOG=1")
+            assert serving.startswith("READY=1\nSTATUS=serving on "), serving
+            assert httpx.get(f"{standby.url}/healthz", timeout=5).status_code == 200
+        finally:
+            first.stop()
+            standby.stop()
+    assert standby.returncode == 0, standby.log_tail()
