@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections import Counter
 from pathlib import Path
 
 from simulators.load import publish_all
 from tests.oracle import PointKey, influx_points, victoria_points
-from tests.servers import GatewayProcess, Influxd, VictoriaMetrics
+from tests.servers import GatewayProcess, Influxd, VictoriaMetrics, wait_for
 
 MEASUREMENTS = ("infrared", "audio", "vitals", "button_event", "recording", "fall_event",
                 "badge_event", "device_status")
@@ -46,6 +47,19 @@ def publish(url: str, messages: list[tuple[str, bytes]], *, timeout: float = 120
             await publish_all(url, messages)
 
     asyncio.run(run())
+
+
+def drain_a_frozen_backlog(gateway: GatewayProcess, url: str, backlog: list[tuple[str, bytes]],
+                           received: int) -> None:
+    """Queue ``backlog`` at the broker while the gateway (having received ``received``) is
+    frozen (SIGSTOP), let it go on, and return once it is taking the backlog in: a kill then
+    finds batches in every state (received, spooled, written, acknowledged)."""
+    assert gateway.proc is not None
+    gateway.proc.send_signal(signal.SIGSTOP)
+    publish(url, backlog)
+    gateway.proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: gateway.metric("homecare_messages_received_total") > received,
+             "the gateway draining the backlog")
 
 
 def wait_ingested(gateway: GatewayProcess, received: int, *, timeout: float = 120.0) -> None:

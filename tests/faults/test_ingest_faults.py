@@ -15,7 +15,14 @@ import pytest
 
 from devices import Codec, Rejected
 from simulators.load import pregenerate
-from tests.ingest import describe_difference, publish, start_gateway, wait_ingested, wait_stored
+from tests.ingest import (
+    describe_difference,
+    drain_a_frozen_backlog,
+    publish,
+    start_gateway,
+    wait_ingested,
+    wait_stored,
+)
 from tests.oracle import expected_points
 from tests.servers import GatewayProcess, Influxd, Mosquitto, VictoriaMetrics, wait_for
 
@@ -101,14 +108,7 @@ def test_gateway_sigkill_mid_run_loses_nothing_and_stores_each_point_once(
     try:
         publish(mosquitto.url, traffic[:5_000])
         wait_ingested(gateway, 5_000)
-        assert gateway.proc is not None
-        # Queue a backlog while the gateway is frozen, let it resume, and kill it while it is
-        # draining: batches are then in every state (received, spooled, written, acked).
-        gateway.proc.send_signal(signal.SIGSTOP)
-        publish(mosquitto.url, traffic[5_000:])
-        gateway.proc.send_signal(signal.SIGCONT)
-        wait_for(lambda: gateway.metric("homecare_messages_received_total") > 5_000,
-                  "gateway draining the backlog")
+        drain_a_frozen_backlog(gateway, mosquitto.url, traffic[5_000:], 5_000)
         gateway.kill()
         gateway = GatewayProcess(tmp_path / "gateway", mqtt_url=mosquitto.url, env=gateway.env,
                                  port=gateway.port)

@@ -4,13 +4,19 @@ without losing or duplicating a point; stopped while it waits, it exits cleanly.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 
 from simulators.load import pregenerate
-from tests.ingest import describe_difference, publish, start_gateway, wait_ingested, wait_stored
+from tests.ingest import (
+    describe_difference,
+    drain_a_frozen_backlog,
+    publish,
+    start_gateway,
+    wait_ingested,
+    wait_stored,
+)
 from tests.oracle import expected_points
 from tests.servers import GatewayProcess, Influxd, Mosquitto, wait_for
 
@@ -43,14 +49,7 @@ def test_the_standby_takes_over_a_killed_gateway_and_loses_nothing(
         assert "gateway.starting" not in log, "a standby opens nothing while the other serves"
         assert standby.proc is not None
         assert standby.proc.poll() is None, log
-        assert first.proc is not None
-        # A backlog queued while the serving gateway is frozen, then the kill while it drains:
-        # batches in every state (received, spooled, written, acknowledged).
-        first.proc.send_signal(signal.SIGSTOP)
-        publish(mosquitto.url, traffic[4_000:])
-        first.proc.send_signal(signal.SIGCONT)
-        wait_for(lambda: first.metric("homecare_messages_received_total") > 4_000,
-                 "the gateway draining the backlog")
+        drain_a_frozen_backlog(first, mosquitto.url, traffic[4_000:], 4_000)
         first.kill()
         wait_for(lambda: "gateway.taking_over" in _log(standby), "the standby taking over",
                  timeout=30)
