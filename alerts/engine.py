@@ -90,7 +90,10 @@ change memory under a lock and *stage* the changes, numbered with the store's in
 :meth:`commit` (a worker thread, before the ingest batch is acknowledged to the broker) writes
 everything staged in one transaction and then hands the changes to every listener, each change
 exactly once and in ``seq`` order. ``acknowledge``, ``handle`` and ``resolve`` commit before
-returning.
+returning. A commit that fails (the alert store cannot write: a full disk) keeps the changes
+staged for the next one and hands them at once to the listeners that show them unstored (the
+dispatchers' stream, :meth:`add_listener`): a call must reach a dispatcher even while it cannot
+be written.
 
 Non-material repeats (same severity, condition still present) are staged at most once per
 ``update_interval_ms`` per alert, so a detector that reports a condition every second does not
@@ -234,6 +237,9 @@ class AlertEngine:
         self._lock = threading.Lock()
         self._commit_lock = threading.RLock()
         self._listeners: tuple[Listener, ...] = ()
+        self._unstored_listeners: tuple[Listener, ...] = ()
+        self._shown_unstored = 0
+        """The highest ``seq`` handed to the unstored listeners (:meth:`add_listener`)."""
         self._staged: list[AlertChange] = []
         self._undelivered: list[AlertChange] = []
         self._delivering = False
@@ -448,6 +454,7 @@ class AlertEngine:
                         self._handled_staged = {**handled, **self._handled_staged}
                         self._urgent_staged = any(
                             c.alert.severity is Severity.CRITICAL for c in self._staged)
+                    self._show_unstored(batch)
                     raise
                 self._undelivered.extend(batch)
             if self._delivering:
@@ -465,19 +472,50 @@ class AlertEngine:
             finally:
                 self._delivering = False
 
-    def add_listener(self, fn: Listener) -> Callable[[], None]:
+    def _show_unstored(self, batch: list[AlertChange]) -> None:
+        """A commit failed (the alert store's disk full, say): hand the changes not shown yet
+        to the unstored listeners, once each, in ``seq`` order, so a call reaches the
+        dispatchers while it cannot be written; the regular listeners get them once stored."""
+        fresh = [c for c in batch if c.seq > self._shown_unstored]
+        if not fresh:
+            return
+        self._shown_unstored = fresh[-1].seq
+        for listener in self._unstored_listeners:
+            try:
+                listener(list(fresh))
+            except Exception:
+                log.exception("alerts.listener_failed listener=%r first_seq=%d (unstored)",
+                              listener, fresh[0].seq)
+
+    def add_listener(self, fn: Listener, *, unstored: Listener | None = None
+                     ) -> Callable[[], None]:
         """Call ``fn`` with every committed change from now on, once, in ``seq`` order, in the
         committing thread right after the commit. Keep it quick (hand over to a queue or
         ``loop.call_soon_threadsafe``); a listener that raises is logged and skipped for that
-        batch. Returns the function that unsubscribes ``fn``."""
+        batch. ``unstored`` (the dispatchers' stream) is also called, once per change, with
+        changes a commit failed to write, before they are stored (they may never be, if the
+        process dies first). Returns the function that unsubscribes both."""
         with self._lock:
             self._listeners = (*self._listeners, fn)
+            if unstored is not None:
+                self._unstored_listeners = (*self._unstored_listeners, unstored)
 
         def unsubscribe() -> None:
             with self._lock:
                 self._listeners = tuple(f for f in self._listeners if f is not fn)
+                self._unstored_listeners = tuple(
+                    f for f in self._unstored_listeners if f is not unstored)
 
         return unsubscribe
+
+    def unstored_alerts(self) -> list[Alert]:
+        """The alerts as the staged changes leave them, latest first: changed but not written
+        yet (empty unless commits fail)."""
+        with self._lock:
+            latest: dict[str, Alert] = {}
+            for change in reversed(self._staged):
+                latest.setdefault(change.alert.id, change.alert)
+        return list(latest.values())
 
     # --- queries ------------------------------------------------------------------------------
 

@@ -59,7 +59,8 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
                        throttle=AuthThrottle(failures_per_minute=ctx.auth_failures_per_minute))
     app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing
     hub = ChangeHub(queue_size=ctx.sse_queue_size, streams_per_key=ctx.sse_streams_per_key)
-    unsubscribe = ctx.engine.add_listener(hub.publish) if ctx.engine is not None else None
+    unsubscribe = (ctx.engine.add_listener(hub.publish, unstored=hub.publish_unstored)
+                   if ctx.engine is not None else None)
     uncount = (_handling.count_outcomes(ctx.engine, ctx.metrics) if ctx.engine is not None
                else None)
     untime = (ctx.engine.add_listener(ResponseMetrics(ctx.metrics, ctx.alert_store).observe)

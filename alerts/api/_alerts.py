@@ -71,8 +71,33 @@ EVENT_SCHEMA: Final = _event_schema()
 """The OpenAPI schema of one stream event (per-event, as before OpenAPI 3.2)."""
 
 
-def alert_out(alert: Alert) -> AlertOut:
-    return AlertOut.model_validate(msgspec.to_builtins(alert))
+def alert_out(alert: Alert, *, unstored: bool = False) -> AlertOut:
+    data = msgspec.to_builtins(alert)
+    if unstored:
+        data["unstored"] = True
+    return AlertOut.model_validate(data)
+
+
+def _matches(alert: Alert, *, status: list[AlertStatus] | None,
+             severity: list[Severity] | None, type: list[AlertType] | None,
+             site: list[str] | None, bed: list[str] | None, since: int | None,
+             until: int | None) -> bool:
+    """``alert`` passes the list's filters (as the store applies them)."""
+    return ((not status or alert.status in status)
+            and (not severity or alert.severity in severity)
+            and (not type or alert.type in type)
+            and (not site or alert.site in site) and (not bed or alert.bed in bed)
+            and (since is None or alert.opened_at >= since)
+            and (until is None or alert.opened_at < until))
+
+
+def with_unstored(page: list[Alert], unstored: list[Alert]) -> list[AlertOut]:
+    """The first page with the alerts changed but not stored yet (a full disk): each one
+    replaces its stored version or comes first, marked ``unstored``."""
+    pending = {a.id: a for a in unstored}
+    items = [alert_out(pending.pop(a.id), unstored=True) if a.id in pending else alert_out(a)
+             for a in page]
+    return [alert_out(a, unstored=True) for a in pending.values()] + items
 
 
 def history_entry(change: AlertChange) -> HistoryEntry:
@@ -118,10 +143,17 @@ def router(ctx: ApiContext, hub: ChangeHub, metrics: ApiMetrics) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> AlertPage:
         """Filters may repeat (``?status=open&status=acknowledged``): any value matches. Pass
-        ``next_cursor`` back as ``cursor`` for the next page."""
+        ``next_cursor`` back as ``cursor`` for the next page. While the alert store cannot
+        write (a full disk), the first page also carries the alerts changed but not stored
+        yet, first and marked ``unstored`` (beyond ``limit`` if need be)."""
         alerts, next_cursor = await asyncio.to_thread(
             store().list_alerts, status=status, severity=severity, type=type, site=site,
             bed=bed, since=since, until=until, cursor=cursor, limit=limit)
+        unstored = ([a for a in ctx.engine.unstored_alerts() if _matches(
+            a, status=status, severity=severity, type=type, site=site, bed=bed, since=since,
+            until=until)] if ctx.engine is not None and cursor is None else [])
+        if unstored:
+            return AlertPage(items=with_unstored(alerts, unstored), next_cursor=next_cursor)
         return AlertPage(items=[alert_out(a) for a in alerts], next_cursor=next_cursor)
 
     @api.get("/stream", response_class=StreamingResponse,

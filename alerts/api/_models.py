@@ -127,12 +127,18 @@ class AlertOut(_Out):
     """Calls made while handling it, oldest first (contacts by position only)."""
     outcome: str | None = None
     """How it ended: the code a dispatcher resolved it with (see ``GET /handling``)."""
+    unstored: bool = False
+    """Changed but not written yet: the alert store cannot write (its disk full); shown so
+    that a call reaches the dispatchers meanwhile, stored once it can be."""
 
 
 class AlertChangeOut(_Out):
     """One transition (``alerts.model.AlertChange``): the ``data`` of a stream event."""
 
-    seq: int
+    seq: int | None
+    """The change's number; null on an unstored event (``unstored``: shown before the alert
+    store could write it, sent again with its number once written)."""
+    unstored: bool = False
     at: int
     action: str
     """opened, updated, repeated, escalated, downgraded, acknowledged, resolved,

@@ -34,6 +34,11 @@ the key is revoked, ends with a last comment (``: key revoked``); reconnecting t
 401. One key holds at most ``sse_streams_per_key`` streams at once (:meth:`ChangeHub.take_slot`;
 one more is refused with 429), so a leaked key cannot pin the gateway's connections.
 
+A change the alert store cannot write yet (its disk full) is shown at once as an *unstored*
+event: the same ``event:`` and change, its ``seq`` null, ``"unstored": true``, and no ``id:``
+(a client resumes from what is stored); once written, it comes again as usual, with its
+``id:``. A client keeps the alert from either (the console replaces it by ``updated_at``).
+
 Live changes come from the engine's listener, called in the committing worker thread after the
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
 so the engine never waits for a client. Each client has a bounded buffer; a client that falls
@@ -74,6 +79,15 @@ RESET_DETAIL: Final[dict[str, str]] = {
 }
 
 
+class Unstored:
+    """A change shown before it is stored (:meth:`ChangeHub.publish_unstored`)."""
+
+    __slots__ = ("change",)
+
+    def __init__(self, change: AlertChange) -> None:
+        self.change = change
+
+
 class Subscription:
     """One client's bounded buffer of live changes (event loop only)."""
 
@@ -81,12 +95,12 @@ class Subscription:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.changes: deque[AlertChange] = deque()
+        self.changes: deque[AlertChange | Unstored] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
 
-    def offer(self, changes: list[AlertChange]) -> None:
+    def offer(self, changes: list[AlertChange] | list[Unstored]) -> None:
         if self.overflowed or self.closed:
             return
         if len(self.changes) + len(changes) > self.limit:
@@ -155,9 +169,17 @@ class ChangeHub:
         with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is listening
             loop.call_soon_threadsafe(self._dispatch, changes)
 
+    def publish_unstored(self, changes: list[AlertChange]) -> None:
+        """The engine's listener of changes it could not store yet: never blocks or raises."""
+        loop = self._loop
+        if loop is None or not self._subscribers or not changes:
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._dispatch, [Unstored(c) for c in changes])
+
     # --- event loop -----------------------------------------------------------------------
 
-    def _dispatch(self, changes: list[AlertChange]) -> None:
+    def _dispatch(self, changes: list[AlertChange] | list[Unstored]) -> None:
         for subscription in list(self._subscribers):
             subscription.offer(changes)
             if subscription.overflowed:
@@ -194,6 +216,13 @@ _encoder = msgspec.json.Encoder()
 def format_event(change: AlertChange) -> bytes:
     data = _encoder.encode(change)
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (change.seq, change.action.encode(), data)
+
+
+def format_unstored(change: AlertChange) -> bytes:
+    data = msgspec.to_builtins(change)
+    data["seq"] = None
+    data["unstored"] = True
+    return b"event: %s\ndata: %s\n\n" % (change.action.encode(), _encoder.encode(data))
 
 
 def format_reset(head: int, reason: ResetReason) -> bytes:
@@ -318,6 +347,11 @@ async def _event_stream(hub: ChangeHub, store: AlertStore, *,
                         await subscription.wake.wait()
                 continue
             change = subscription.changes.popleft()
+            if isinstance(change, Unstored):
+                if change.change.seq > sent:  # else stored and sent meanwhile
+                    quiet_since = loop.time()
+                    yield format_unstored(change.change)
+                continue
             if change.seq <= sent:
                 continue
             if change.seq > sent + 1:

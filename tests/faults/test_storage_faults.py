@@ -379,3 +379,72 @@ async def test_every_store_that_failed_while_a_batch_was_held_is_ready_again_onc
     resumed = {r.getMessage().split()[1] for r in caplog.records
                if r.getMessage().startswith("storage.resumed")}
     assert resumed == {"store=detector_journal", "store=service_log"}
+
+
+async def _stream_events(http: httpx.AsyncClient, bed: str, events: list[tuple[str | None, dict]],
+                         connected: asyncio.Event) -> None:
+    """Every event of the stream about ``bed``'s alerts: ``(id, data)``."""
+    headers = {"Authorization": f"Bearer {API_KEY}", "Accept": "text/event-stream"}
+    async with http.stream("GET", "/api/v1/alerts/stream", headers=headers,
+                           timeout=httpx.Timeout(10, read=None)) as response:
+        assert response.status_code == 200
+        connected.set()
+        event_id: str | None = None
+        async for line in response.aiter_lines():
+            if line.startswith("id:"):
+                event_id = line[3:].strip()
+            elif line.startswith("data:"):
+                data = json.loads(line[5:])
+                if data.get("alert", {}).get("bed") == bed:
+                    events.append((event_id, data))
+            elif not line:
+                event_id = None
+
+
+async def test_a_call_on_a_full_disk_reaches_the_dispatchers_before_it_can_be_stored(
+        small_disk: Path, tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A fresh tester: with the data directory's disk full, a press was in neither the alert
+    list nor the stream until space was freed (the alert store could not commit it, and only
+    committed changes were shown). Now the stream shows it at once as unstored (no id, seq
+    null), the list carries it first, marked unstored, and once the disk is back it is stored
+    and streamed again with its id."""
+    gateway = Gateway(Settings(mqtt_url=mosquitto.url, data_dir=small_disk / "data",
+                               mqtt_client_id=f"gw-full-{tmp_path.name}"[:60],
+                               api_addr=f"127.0.0.1:{free_port()}", api_key=API_KEY))
+    events: list[tuple[str | None, dict]] = []
+    async with running(gateway), publisher(mosquitto.url) as devices, \
+            httpx.AsyncClient(base_url=f"http://{gateway.settings.api_addr}") as http:
+        connected = asyncio.Event()
+        stream = asyncio.create_task(_stream_events(http, "bed-full-call", events, connected))
+        async with asyncio.timeout(30):
+            await connected.wait()
+        filler = await asyncio.to_thread(_fill, small_disk)
+        try:
+            devices.publish_nowait(*press(SITE, "bed-full-call"))
+            await until(lambda: bool(events), "the call on the stream while the disk is full")
+            event_id, data = events[0]
+            assert event_id is None, "an unstored event carries no id to resume from"
+            assert data["unstored"] is True
+            assert data["seq"] is None
+            assert data["action"] == "opened"
+            assert data["alert"]["type"] == "emergency_button"
+            assert _emergency_calls(gateway, "bed-full-call") == 0, "not stored yet"
+            listed = (await http.get("/api/v1/alerts", params={"bed": "bed-full-call"},
+                                     headers={"Authorization": f"Bearer {API_KEY}"})).json()
+            assert [(a["type"], a["unstored"]) for a in listed["items"]] == [
+                ("emergency_button", True)]
+        finally:
+            filler.unlink()
+        await until(lambda: _emergency_calls(gateway, "bed-full-call") == 1,
+                    "the call stored once the disk is freed")
+        await until(lambda: len(events) >= 2, "the stored change streamed with its id")
+        stream.cancel()
+        event_id, data = events[1]
+        assert event_id is not None
+        assert data["seq"] == int(event_id)
+        assert data.get("unstored", False) is False
+        assert data["alert"]["id"] == events[0][1]["alert"]["id"]
+        listed = (await http.get("/api/v1/alerts", params={"bed": "bed-full-call"},
+                                 headers={"Authorization": f"Bearer {API_KEY}"})).json()
+        assert [(a["type"], a["unstored"]) for a in listed["items"]] == [
+            ("emergency_button", False)]

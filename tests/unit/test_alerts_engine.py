@@ -598,6 +598,38 @@ def test_a_failed_commit_keeps_the_changes_staged_in_order_for_the_next_one() ->
     assert not e.urgent_pending
 
 
+def test_changes_a_commit_cannot_write_are_shown_unstored_once_then_delivered_stored() -> None:
+    """A full disk must not silence a call: the unstored listener (the dispatchers' stream)
+    gets each change the first time a commit fails to write it, never twice; the regular
+    listeners only once it is written; the staged alerts are listed meanwhile."""
+    store = AlertStore(":memory:")
+    e = engine(store)
+    stored: list[int] = []
+    shown: list[int] = []
+    unsubscribe = e.add_listener(lambda cs: stored.extend(c.seq for c in cs),
+                                 unstored=lambda cs: shown.extend(c.seq for c in cs))
+    e.apply([finding(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL, bed="a")], T0)
+    with mock.patch.object(store, "write", side_effect=StoreUnavailable("disk full")):
+        with pytest.raises(StoreUnavailable):
+            e.commit()
+        assert (shown, stored) == ([1], [])
+        assert [a.bed for a in e.unstored_alerts()] == ["a"]
+        e.apply([finding(bed="b")], T0 + S)
+        with pytest.raises(StoreUnavailable):
+            e.commit()  # the retry shows only what is new
+        assert (shown, stored) == ([1, 2], [])
+        assert sorted(a.bed for a in e.unstored_alerts()) == ["a", "b"]
+    e.commit()
+    assert (shown, stored) == ([1, 2], [1, 2])
+    assert e.unstored_alerts() == []
+    unsubscribe()
+    e.apply([finding(bed="c")], T0 + 2 * S)
+    with mock.patch.object(store, "write", side_effect=StoreUnavailable("disk full")), \
+            pytest.raises(StoreUnavailable):
+        e.commit()
+    assert shown == [1, 2], "unsubscribed from both"
+
+
 def test_a_failed_acknowledgement_is_written_by_the_next_commit() -> None:
     store = AlertStore(":memory:")
     e = engine(store)
