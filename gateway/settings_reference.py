@@ -91,8 +91,6 @@ EXAMPLES: Final[Mapping[str, object]] = {
     "influx_url": "http://127.0.0.1:8086",
     "influx_token_file": "/etc/homecare/secrets/influx_token",
     "influx_gzip": True,
-    "upstream_url": "https://platform.example/homecare/ingest",
-    "upstream_secret_file": "/etc/homecare/secrets/upstream_secret",
     "upstream_source": "hub-01",
 }
 """The sample's choices for a production site: written as active settings. Every other setting
@@ -106,6 +104,8 @@ COMMENTED_EXAMPLES: Final[Mapping[str, object]] = {
     "influx_username": "gateway",
     "influx_password_file": "/etc/homecare/secrets/influx_password",
     "api_key_file": "/etc/homecare/secrets/api_key",
+    "upstream_url": "https://platform.example/homecare/ingest",
+    "upstream_secret_file": "/etc/homecare/secrets/upstream_secret",
 }
 """Values shown, commented out, for settings that are unset by default; a commented-out
 setting not listed here shows its default."""

@@ -39,9 +39,14 @@ def test_gateway_example_config_loads(tmp_path: Path) -> None:
     assert settings.alert_escalation_critical_s == (60.0, 180.0)
     assert settings.alert_escalation_low_s == ()
     assert settings.alert_cancel_window_s == 60.0
+    assert settings.upstream_url is None, "upstream is the station's choice: commented out"
+    assert settings.upstream_source == "hub-01"
+    uncommented = text.replace('# url = "https://platform.example', 'url = "https://platform.example')
+    config.write_text(uncommented.replace("/etc/homecare/secrets", str(tmp_path)).replace(
+        "# secret_file = ", "secret_file = "))
+    settings = load(config)
     assert settings.upstream_url == "https://platform.example/homecare/ingest"
     assert settings.secret("upstream_secret") == "secret"
-    assert settings.upstream_source == "hub-01"
     assert settings.clock_window_s == 7 * 86_400, "[clock] window_s"
     assert settings.influx_auth_retry_s == 60.0, "[influx] auth_retry_s"
     assert (settings.history_max_concurrent, settings.history_max_waiting,
@@ -83,6 +88,6 @@ def test_compose_mounts_and_builds_only_files_that_exist() -> None:
 
 def test_systemd_unit_runs_the_gateway_with_its_config() -> None:
     unit = (DEPLOY / "systemd" / "homecare-gateway.service").read_text()
-    assert re.search(r"^ExecStart=\S*homecare gateway --config /etc/homecare/gateway.toml$",
-                     unit, re.MULTILINE)
+    assert re.search(r"^ExecStart=\S*homecare gateway --config /etc/homecare/gateway.toml"
+                     r" --standby$", unit, re.MULTILINE)
     assert re.search(r"^Restart=always$", unit, re.MULTILINE)
