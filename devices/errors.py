@@ -29,7 +29,13 @@ class TopicError(ValueError):
 
 
 class RegistryError(ValueError):
-    """A registry file that cannot be used; the message names the offending key."""
+    """A registry file that cannot be used; the message names the offending key. One error may
+    carry every problem found in the file (:attr:`problems`, each naming its key), so that a
+    check reports them all at once."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems if problems else [message]
 
 
 class ProtocolError(Exception):

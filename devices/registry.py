@@ -125,15 +125,19 @@ class BedSettings:
                      where: str = "settings") -> BedSettings:
         known = {f.name: f for f in dataclasses.fields(cls)}
         values: dict[str, Any] = {}
+        problems: list[str] = []
         for key, value in raw.items():
             if key not in known:
-                raise RegistryError(f"{where}.{key}: unknown setting")
-            if key in ("night_start", "night_end"):
-                values[key] = _clock(value, f"{where}.{key}")
+                problems.append(f"{where}.{key}: unknown setting")
+            elif key in ("night_start", "night_end"):
+                with _collecting(problems):
+                    values[key] = _clock(value, f"{where}.{key}")
             elif isinstance(value, bool) or not isinstance(value, int | float):
-                raise RegistryError(f"{where}.{key}: expected a number, got {value!r}")
+                problems.append(f"{where}.{key}: expected a number, got {value!r}")
             else:
                 values[key] = float(value)
+        if problems:
+            raise RegistryError(problems[0], problems)
         return dataclasses.replace(base or cls(), **values)
 
 
@@ -192,6 +196,15 @@ class Defaults:
     offline_factor: float = 3.0
     timezone: str | None = None
     settings: BedSettings = field(default_factory=BedSettings)
+
+
+@contextlib.contextmanager
+def _collecting(problems: list[str]) -> Iterator[None]:
+    """Add the :class:`RegistryError` raised inside to ``problems`` and go on."""
+    try:
+        yield
+    except RegistryError as exc:
+        problems.extend(exc.problems)
 
 
 def _check_timezone(name: str, key: str) -> str:
@@ -288,26 +301,43 @@ class Registry:
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Registry:
+        problems: list[str] = []
         unknown = sorted(set(raw) - {"defaults", "sites"})
         if unknown:
-            raise RegistryError(f"unknown top-level key(s): {', '.join(unknown)}")
+            problems.append(f"unknown top-level key(s): {', '.join(unknown)}")
         d = _table(raw, "defaults", "registry")
-        _only(d, {"heartbeat_s", "offline_factor", "timezone", "settings"}, "defaults")
-        tz = d.get("timezone")
-        defaults = Defaults(
-            heartbeat_s=_positive(d, "heartbeat_s", 300.0, "defaults"),
-            offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
-            timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
-            settings=BedSettings.from_mapping(_table(d, "settings", "defaults"),
-                                              where="defaults.settings"))
+        with _collecting(problems):
+            _only(d, {"heartbeat_s", "offline_factor", "timezone", "settings"}, "defaults")
+        defaults = Defaults()  # the file's, below; these while its own are wrong
+        with _collecting(problems):
+            tz = d.get("timezone")
+            defaults = Defaults(
+                heartbeat_s=_positive(d, "heartbeat_s", 300.0, "defaults"),
+                offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
+                timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
+                settings=BedSettings.from_mapping(_table(d, "settings", "defaults"),
+                                                  where="defaults.settings"))
         registry = cls(defaults=defaults)
         for site_id, site_raw in _table(raw, "sites", "registry").items():
-            where = f"sites.{_check_id(site_id, 'sites')}"
-            _only(_as_table(site_raw, where), {"timezone", "beds"}, where)
-            tz = site_raw.get("timezone")
-            site = Site(id=site_id,
-                        timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
-            for bed_id, bed_raw in _table(site_raw, "beds", where).items():
+            with _collecting(problems):
+                registry._add_site(site_id, site_raw, defaults, problems)
+        if problems:
+            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+            raise RegistryError(problems[0] + more, problems)
+        registry.bed_keys = BedKeys.of((s.id, b) for s in registry.sites.values() for b in s.beds)
+        return registry
+
+    def _add_site(self, site_id: str, site_raw: Any, defaults: Defaults,
+                  problems: list[str]) -> None:
+        """One site of the file; each bed's and device's problem is added to ``problems`` and
+        the rest read on (the site's own problems raise)."""
+        where = f"sites.{_check_id(site_id, 'sites')}"
+        _only(_as_table(site_raw, where), {"timezone", "beds"}, where)
+        tz = site_raw.get("timezone")
+        site = Site(id=site_id,
+                    timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
+        for bed_id, bed_raw in _table(site_raw, "beds", where).items():
+            with _collecting(problems):
                 bwhere = f"{where}.beds.{_check_id(bed_id, where + '.beds')}"
                 _only(_as_table(bed_raw, bwhere),
                       {"person", "family_webhook", "settings", "devices"}, bwhere)
@@ -317,35 +347,36 @@ class Registry:
                 webhook = bed_raw.get("family_webhook")
                 if webhook is not None:
                     _check_url(webhook, f"{bwhere}.family_webhook")
-                bed = Bed(
-                    site=site_id, id=bed_id, person=person, family_webhook=webhook,
-                    settings=BedSettings.from_mapping(
+                settings = defaults.settings  # while the bed's own are wrong: devices checked
+                with _collecting(problems):
+                    settings = BedSettings.from_mapping(
                         _table(bed_raw, "settings", bwhere), base=defaults.settings,
-                        where=f"{bwhere}.settings"))
+                        where=f"{bwhere}.settings")
+                bed = Bed(site=site_id, id=bed_id, person=person, family_webhook=webhook,
+                          settings=settings)
                 for dev_id, dev_raw in _table(bed_raw, "devices", bwhere).items():
-                    dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
-                    _only(_as_table(dev_raw, dwhere), {"kind", "heartbeat_s"}, dwhere)
-                    try:
-                        kind = Kind(dev_raw.get("kind"))
-                    except ValueError:
-                        raise RegistryError(
-                            f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
-                    other = registry._places.get(dev_id)
-                    if other is not None:
-                        raise RegistryError(
-                            f"{dwhere}: device id already listed at sites.{other.site}.beds."
-                            f"{other.bed} (the id is the device's MQTT user name: one place "
-                            "per device)")
-                    registry._places[dev_id] = Placement(site_id, bed_id, kind)
-                    bed.devices[dev_id] = Device(
-                        id=dev_id, kind=kind,
-                        heartbeat_s=_positive(dev_raw, "heartbeat_s", defaults.heartbeat_s,
-                                              dwhere),
-                    )
+                    with _collecting(problems):
+                        self._add_device(bed, dev_id, dev_raw, defaults, bwhere)
                 site.beds[bed_id] = bed
-            registry.sites[site_id] = site
-        registry.bed_keys = BedKeys.of((s.id, b) for s in registry.sites.values() for b in s.beds)
-        return registry
+        self.sites[site_id] = site
+
+    def _add_device(self, bed: Bed, dev_id: str, dev_raw: Any, defaults: Defaults,
+                    bwhere: str) -> None:
+        dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
+        _only(_as_table(dev_raw, dwhere), {"kind", "heartbeat_s"}, dwhere)
+        try:
+            kind = Kind(dev_raw.get("kind"))
+        except ValueError:
+            raise RegistryError(f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
+        other = self._places.get(dev_id)
+        if other is not None:
+            raise RegistryError(
+                f"{dwhere}: device id already listed at sites.{other.site}.beds.{other.bed} "
+                "(the id is the device's MQTT user name: one place per device)")
+        heartbeat_s = _positive(dev_raw, "heartbeat_s", defaults.heartbeat_s, dwhere)
+        self._places[dev_id] = Placement(bed.site, bed.id, kind)
+        bed.devices[dev_id] = Device(id=dev_id, kind=kind, heartbeat_s=heartbeat_s)
+
 
     # --- queries ----------------------------------------------------------------------------
 

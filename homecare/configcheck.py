@@ -323,8 +323,8 @@ def _check_registry(settings: Settings, registry: Path | None,
     try:
         loaded = Registry.load(path)
     except RegistryError as exc:
-        result.problems.append(Problem(f"registry {path}", _registry_key(str(exc)),
-                                       _registry_message(str(exc))))
+        result.problems.extend(Problem(f"registry {path}", _registry_key(problem),
+                                       _registry_message(problem)) for problem in exc.problems)
         return Registry()
     beds = list(loaded.beds())
     result.checked.append(f"registry {path} ({len(loaded.sites)} sites, {len(beds)} beds)")
