@@ -149,13 +149,16 @@ FEED_BACK_AFTER_S = 1.0
 committed, or this long after the start when nothing comes."""
 
 FLOOD_FREEZE_DEVICES = 100
-"""An ingest step that registered at least this many devices on first sight is a flood of new
-devices (a real deployment adds a few a day): what it left is moved out of the collector's
-reach (``gc.freeze``, as at start). Their state lives as long as their ids (and what the live
-state's byte cap evicts is still freed, by reference counting); otherwise the collector's
-passes over it, growing with each new id, held the loop tens of ms at a time while presses
-waited (flood benchmark). Only garbage in reference cycles at that moment is kept for good,
-once per such step."""
+"""Once this many devices were registered on first sight since the last freeze (a flood of new
+devices: a real deployment adds a few a day), what exists is moved out of the collector's reach
+(``gc.freeze``, as at start). Their state lives as long as their ids (and what the live state's
+byte cap evicts is still freed, by reference counting); otherwise the collector's passes over
+it, growing with each new id, held the loop tens of ms at a time while presses waited (flood
+benchmark). Only garbage in reference cycles at that moment is kept for good, once per this
+many new devices. Counted across steps, not per step: steps are sized by time
+(:mod:`gateway.ingest.pacing`), and a first sight costs ~140 us, so a flood's steps register
+~35 devices each and a per-step count never reached 100 (flood benchmark, 2026-12-02: one
+middle-generation pass of 226 ms during the intake, presses waiting behind it)."""
 
 REGISTRY_CACHE = "registry.cache.json"
 """The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
@@ -665,6 +668,8 @@ class Gateway:
         # Steps sized by time, not count (gateway.ingest.pacing): between two steps the loop
         # reads the sockets, the urgent lane and the API run.
         pacer = StepPacer()
+        frozen_at = pipeline.registered_total
+        """Devices registered on first sight when the collector last froze what exists."""
         first_commit = True
         """The first step after a start is committed at once (not batched up to its age or
         size limit): what a restart leaves queued at the broker starts moving sooner."""
@@ -677,11 +682,11 @@ class Gateway:
             if not self._feed_open.is_set():
                 await self._feed_open.wait()  # the detectors are being snapshotted
             started = time.perf_counter()
-            registered = pipeline.registered_total
             pipeline.process(raws)
             pacer.took(len(raws), time.perf_counter() - started)
-            if pipeline.registered_total - registered >= FLOOD_FREEZE_DEVICES:
+            if pipeline.registered_total - frozen_at >= FLOOD_FREEZE_DEVICES:
                 gc.freeze()  # a flood of new devices: keep their state out of the passes
+                frozen_at = pipeline.registered_total
             if pipeline.pending_messages and (
                     first_commit or not len(self.inbox) or self.alerts.urgent_pending
                     or pipeline.pending_points >= max_points
