@@ -103,7 +103,7 @@ from gateway.ingest.checkpoint import Checkpoint
 from gateway.ingest.connection import MqttSource
 from gateway.ingest.inbox import Inbox, UrgentFeed
 from gateway.ingest.message import RawMessage
-from gateway.ingest.pacing import StepPacer
+from gateway.ingest.pacing import STEP_SLICE, StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.monitoring import Metrics, process_age_s
@@ -159,6 +159,16 @@ many new devices. Counted across steps, not per step: steps are sized by time
 (:mod:`gateway.ingest.pacing`), and a first sight costs ~140 us, so a flood's steps register
 ~35 devices each and a per-step count never reached 100 (flood benchmark, 2026-12-02: one
 middle-generation pass of 226 ms during the intake, presses waiting behind it)."""
+
+URGENT_FIRST_MAX_S = 0.05
+"""While an emergency call is being handled (rules, alert commit on its thread, the change
+handed to the API's streams) the ingest task starts no new step, for at most this long. A
+step holds the event loop and competes with the commit's thread for the interpreter, and the
+loop ran one between each hop of the call's way (the commit's completion, the stream's write):
+during the 100,000-id flood a press took p50 4-8 ms from receipt to the stream's hand-over
+against 3-5 ms in the quiet phase of the same runs (flood benchmark, 2026-12-02). Bounded, so
+that intake goes on when the alert store is slow (a commit that waits for a failing disk) or
+calls come back to back."""
 
 REGISTRY_CACHE = "registry.cache.json"
 """The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
@@ -424,6 +434,12 @@ class Gateway:
         """Cleared while the detectors are snapshotted: the ingest task hands them nothing
         meanwhile, so the snapshot holds an exact journal position (the urgent lane goes on)."""
         self._feed_open.set()
+        self._urgent_busy = 0
+        """Emergency calls being handled (:meth:`_handle_urgent`) now."""
+        self._urgent_idle = asyncio.Event()
+        """Set while none is: the ingest task waits for it before a step
+        (:data:`URGENT_FIRST_MAX_S`)."""
+        self._urgent_idle.set()
         self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
@@ -681,9 +697,14 @@ class Gateway:
                 await self._handle_urgent()
             if not self._feed_open.is_set():
                 await self._feed_open.wait()  # the detectors are being snapshotted
+            if not self._urgent_idle.is_set():
+                # An emergency call is on its way to the stream: no step before it is there.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(URGENT_FIRST_MAX_S):
+                        await self._urgent_idle.wait()
             started = time.perf_counter()
-            pipeline.process(raws)
-            pacer.took(len(raws), time.perf_counter() - started)
+            done = self._process_within(raws, started + pacer.budget_s)
+            pacer.took(done, time.perf_counter() - started)
             if pipeline.registered_total - frozen_at >= FLOOD_FREEZE_DEVICES:
                 gc.freeze()  # a flood of new devices: keep their state out of the passes
                 frozen_at = pipeline.registered_total
@@ -708,6 +729,20 @@ class Gateway:
         if pipeline.pending_messages:
             await self.checkpoint.flush()
 
+    def _process_within(self, raws: list[RawMessage], deadline: float) -> int:
+        """Hand ``raws`` to the pipeline :data:`~gateway.ingest.pacing.STEP_SLICE` at a time
+        until ``deadline`` (``time.perf_counter``) has passed; what is left goes back to the
+        inbox's front, next in line. Returns how many were processed (at least one slice)."""
+        done = 0
+        while done < len(raws):
+            self.pipeline.process(raws[done:done + STEP_SLICE])
+            done = min(done + STEP_SLICE, len(raws))
+            if time.perf_counter() >= deadline:
+                break
+        if done < len(raws):
+            self.inbox.unget(raws[done:])
+        return done
+
     async def _urgent_lane(self) -> None:
         """Emergency button and fall events as soon as they are read from either socket, even
         while the ingest task is busy committing: rules, alert engine, alert store (durable),
@@ -721,11 +756,21 @@ class Gateway:
         raws = self.inbox.take_urgent()
         if not raws:
             return
-        handed = self.pipeline.process_urgent(raws)
-        if self.urgent_source is not None:
-            self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
-        if (handed and self.alerts.staged) or self._urgent_unacked:
-            await self._commit_alerts()
+        self._urgent_busy += 1
+        self._urgent_idle.clear()
+        try:
+            handed = self.pipeline.process_urgent(raws)
+            if self.urgent_source is not None:
+                self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
+            if (handed and self.alerts.staged) or self._urgent_unacked:
+                await self._commit_alerts()
+                # The commit's thread handed the change to the API's streams (a callback
+                # queued on the loop before this task resumed): let their writes go first.
+                await asyncio.sleep(0)
+        finally:
+            self._urgent_busy -= 1
+            if not self._urgent_busy:
+                self._urgent_idle.set()
 
     async def _in_thread(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: object
                          ) -> T:

@@ -117,6 +117,14 @@ class Inbox:
             self.on_space()
         return batch
 
+    def unget(self, items: Sequence[RawMessage]) -> None:
+        """Put back at the front, in order, messages :meth:`get` handed out and the caller did
+        not process (its step ran out of time): they are next, ahead of everything else. Not
+        counted against the bound again, nor put in the urgent lane again."""
+        if items:
+            self._items.extendleft(reversed(items))
+            self._ready.set()
+
     def interrupt(self) -> None:
         """Wake a waiting :meth:`get` with an empty batch (used at shutdown)."""
         self._interrupted = True

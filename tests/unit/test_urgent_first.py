@@ -1,0 +1,119 @@
+"""While an emergency call is on its way to the stream, the ingest task starts no new step
+(issue #17), for at most ``URGENT_FIRST_MAX_S``.
+
+During the 100,000-id flood the ingest task's steps (a few ms each of first sights) ran between
+each hop of a press's way: while its alert commit ran on its thread (competing with it for the
+interpreter), between the commit and the stream's dispatch, and before the stream's write."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devices.registry import Registry
+from gateway import runtime
+from gateway.config import Settings
+from gateway.ingest import RawMessage
+from gateway.runtime import Gateway
+
+HOLD_S = 0.3
+"""How long the test's alert commit waits before it writes (a slow disk)."""
+
+
+async def _until(condition: Callable[[], bool], *, within: float = 30.0) -> None:
+    """Poll ``condition`` on the event loop until it holds; TimeoutError after ``within``."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"condition not met within {within} s")
+        await asyncio.sleep(0.001)
+
+
+class _FixedPacer:
+    size = 35
+    budget_s = 0.005
+
+    def took(self, messages: int, seconds: float) -> None:
+        pass
+
+
+def _flood(n: int) -> list[RawMessage]:
+    now = int(time.time() * 1000)
+    payload = json.dumps({"ts": now, "seq": 1, "state": "online", "battery": 80}).encode()
+    return [RawMessage(f"homecare/v1/x-{i:05d}/bed/audio/au-{i:05d}/status", payload, i + 1, 1,
+                       now) for i in range(n)]
+
+
+def _press() -> RawMessage:
+    now = int(time.time() * 1000)
+    payload = json.dumps({"ts": now, "seq": 1, "event": "press"}).encode()
+    return RawMessage("homecare/v1/s/b-1/button/btn-1/event", payload, 1, 1, now,
+                      urgent_session=True)
+
+
+def _steps_during_a_slow_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                ) -> tuple[int, int, int]:
+    """Devices the ingest task registered (before, after) the urgent commit's hold, and the
+    alerts the commit wrote."""
+    monkeypatch.setattr(runtime, "StepPacer", _FixedPacer)
+    registry = Registry.from_mapping({"sites": {"s": {"beds": {"b-1": {"devices": {
+        "btn-1": {"kind": "button"}}}}}}})
+    gateway = Gateway(Settings(data_dir=tmp_path / "data"), registry=registry,
+                      serve_http=False)
+    seen: list[int] = []
+    commit = gateway.alerting.commit
+
+    def slow_commit() -> None:
+        if threading.current_thread().name.startswith("emergency") and not seen:
+            seen.append(gateway.pipeline.registered_total)
+            time.sleep(HOLD_S)
+            seen.append(gateway.pipeline.registered_total)
+        commit()
+
+    monkeypatch.setattr(gateway.alerting, "commit", slow_commit)
+
+    async def scenario() -> None:
+        gateway._feed_open.set()
+        gateway.inbox.put_many(_flood(50_000))
+        ingest = asyncio.create_task(gateway._ingest())
+        await _until(lambda: gateway.pipeline.registered_total >= 500)
+        # What the urgent lane does when the urgent session hands it a press (taken here at
+        # once, so the ingest task does not take it first, which it may: then it handles the
+        # call itself before its next step).
+        gateway.inbox.put_urgent([_press()])
+        await gateway._handle_urgent()
+        assert len(seen) == 2, "the call was not committed on the emergency thread"
+        gateway.stop()
+        gateway.inbox.interrupt()
+        await ingest
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        for thread in (gateway._emergency_thread, gateway._ingest_thread,
+                       gateway._detect_thread, gateway._housekeeping_thread):
+            thread.shutdown(wait=True)
+        gateway._close_stores()
+    return seen[0], seen[1], gateway.alerts.last_seq
+
+
+def test_no_ingest_step_runs_while_a_call_is_committed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "URGENT_FIRST_MAX_S", 10 * HOLD_S)
+    before, after, last_seq = _steps_during_a_slow_commit(tmp_path, monkeypatch)
+    assert last_seq >= 1, "the press opened no alert"
+    assert after == before, f"{after - before} devices registered while the call was committed"
+
+
+def test_intake_goes_on_when_the_commit_takes_longer_than_the_bound(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtime, "URGENT_FIRST_MAX_S", HOLD_S / 10)
+    before, after, last_seq = _steps_during_a_slow_commit(tmp_path, monkeypatch)
+    assert last_seq >= 1, "the press opened no alert"
+    assert after > before, "intake stood still behind a slow alert commit"
