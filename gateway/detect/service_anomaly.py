@@ -494,7 +494,7 @@ class ServiceAnomalyDetector(DetectorBase):
         self.checks = ServiceChecks()
         self.book = PlanBook()
         self.clips = ClipShelf()
-        self.recent = RecentSamples()
+        self.recent = RecentSamples(preallocate=True)
         self._replay: dict[str, tuple[Visit, int]] = {}
         """Visits checked in after their home's infrared was delivered past the check-in,
         with when the check-in came: their samples are taken from :attr:`recent` once the

@@ -99,8 +99,11 @@ def test_a_visit_delivered_late_is_judged_as_the_same_visit_live(
     assert abs(late["infrared_samples"] - live["infrared_samples"]) <= 1
 
 
-def test_the_recent_samples_are_a_bounded_ring() -> None:
-    ring = RecentSamples(capacity=10_000)
+@pytest.mark.parametrize("preallocate", [False, True], ids=["grown", "preallocated"])
+def test_the_recent_samples_are_a_bounded_ring(preallocate: bool) -> None:
+    ring = RecentSamples(capacity=10_000, preallocate=preallocate)
+    assert len(ring.t) == (10_000 if preallocate else 0)
+    assert ring.of([3])[1].size == 0, "nothing remembered yet"
     for start in range(0, 25_000, 1_000):
         n = np.arange(start, start + 1_000)
         ring.add(n % 7, n * 1_000, (n % 3).astype(np.float32), np.ones(1_000, np.float32))
