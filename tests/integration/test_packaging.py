@@ -103,3 +103,15 @@ def test_the_demo_without_its_extra_says_what_to_install(tmp_path: Path) -> None
     assert proc.returncode == 1, out + err
     assert "pip install 'homecare-gateway[demo]'" in err, err
     assert "Traceback" not in err, err
+
+
+def test_make_run_installs_the_demo_extra_only() -> None:
+    """A fresh tester: `make run` installed the test extra too (Playwright, mypy, pytest),
+    because the bytecode step it runs depended on the test venv. `make -n -B run` lists every
+    command it would run from scratch."""
+    done = subprocess.run(["make", "-n", "-B", "run"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    installs = [line for line in done.stdout.splitlines() if "pip install" in line]
+    assert installs, done.stdout
+    assert all("'.[demo]'" in line for line in installs), installs
