@@ -184,7 +184,8 @@ _DataDirOption = Annotated[Path | None, typer.Option(
 
 def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> tuple[Path, str]:
     """The gateway's data directory as the gateway finds it (the environment, then the settings
-    file, then the default), and where it came from. The bare default (``./data``) is taken
+    file, then the default), and where it came from; unknown ``HOMECARE_*`` variables stop the
+    command (exit 2), as they stop the gateway. The bare default (``./data``) is taken
     only when it exists: a key written to a new directory there would be refused by a gateway
     that keeps its data elsewhere."""
     import os
@@ -194,6 +195,12 @@ def _data_dir(command: str, config: Path | None, data_dir: Path | None) -> tuple
 
     if data_dir is not None:
         return data_dir, "--data-dir"
+    from homecare.service import refuse_unknown_variables
+
+    # The environment says where the data is, as for the gateway: a misspelt variable
+    # (a missing underscore) would send this command to another directory than the gateway's.
+    if refuse_unknown_variables(command, "nothing done"):
+        raise typer.Exit(2)
     config = _settings_file(config)
     try:
         settings = load(config)

@@ -313,3 +313,21 @@ def test_config_example_prints_the_settings_reference_an_install_does_not_ship(
     assert tomllib.loads(done.stdout)
     assert "homecare config example" in " ".join(
         runner.invoke(app, ["gateway", "--help"]).output.split())
+
+
+def test_keys_create_refuses_a_misspelt_variable_as_the_gateway_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh tester (issue #16): with ``HOMECARE_DATADIR`` set, ``homecare keys create``
+    wrote its key into ./data, not where the variable meant (the gateway refuses to start
+    with it, so the key would have gone to another gateway's directory or nowhere)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("HOMECARE_DATADIR", str(tmp_path / "elsewhere"))
+    done = runner.invoke(app, ["keys", "create", "--name", "anna", "--role", "dispatcher"])
+    assert done.exit_code == 2, done.output
+    assert "unknown environment variable HOMECARE_DATADIR (did you mean HOMECARE_DATA_DIR?)" \
+        in done.output
+    assert not (tmp_path / "data" / "keys.sqlite3").exists()
+    done = runner.invoke(app, ["keys", "create", "--name", "anna", "--role", "dispatcher",
+                               "--data-dir", str(tmp_path / "data")])
+    assert done.exit_code == 0, done.output  # told where: the environment is not read
