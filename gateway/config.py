@@ -1185,13 +1185,18 @@ class Settings(BaseSettings):
 
 
 def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``[mqtt] url`` as ``mqtt_url``; a setting written both ways is an error (one of the two
+    would be dropped without a word)."""
     flat: dict[str, Any] = {}
     for key, value in raw.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}_"))
-        else:
-            flat[name] = value
+        inner = _flatten(value, f"{name}_") if isinstance(value, dict) else {name: value}
+        for flat_name, flat_value in inner.items():
+            if flat_name in flat:
+                raise ConfigError(f"{flat_name} is written twice in the config file (as "
+                                  f"{flat_name} and in a section, e.g. [mqtt] url for "
+                                  "mqtt_url): keep one")
+            flat[flat_name] = flat_value
     return flat
 
 

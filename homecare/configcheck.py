@@ -138,6 +138,13 @@ def check(config: Path | None, *, registry: Path | None = None) -> CheckResult:
         sites = _check_registry(settings, registry, result)
         _check_oncall(settings, sites, result)
         _check_data_dir(settings, where, result)
+        for topic in settings.mqtt_topic:
+            if topic.startswith("$share/"):
+                source, spelt = where.get("mqtt_topic", ("default", "mqtt_topic"))
+                result.problems.append(Problem(source, _named(spelt, "mqtt_topic"), (
+                    f"{topic!r} is a shared subscription: the broker hands each message to one "
+                    "gateway of the group on its own, so one bed's press and its cancel can "
+                    "reach two gateways (README, 'More than one gateway': split by site instead)")))
         if settings.influx_url is None:
             result.notes.append("no influx_url: points stay in the local spool until a "
                                 "database is configured")
@@ -193,7 +200,12 @@ def _read_file(config: Path | None, result: CheckResult) -> tuple[dict[str, Any]
     values: dict[str, Any] = {}
     spelling: dict[str, str] = {}
     known = list(Settings.model_fields)
-    for name, (spelt, value) in _flatten(raw).items():
+    twice: list[tuple[str, str]] = []
+    flat = _flatten(raw, twice=twice)
+    for first, second in twice:
+        result.problems.append(Problem(str(config), second, f"the same setting as {first}, "
+                                       "written twice: only one is used; keep one"))
+    for name, (spelt, value) in flat.items():
         if name in Settings.model_fields:
             values[name] = value
             spelling[name] = spelt
@@ -204,15 +216,25 @@ def _read_file(config: Path | None, result: CheckResult) -> tuple[dict[str, Any]
     return values, spelling
 
 
-def _flatten(raw: Mapping[str, Any], table: str = "") -> dict[str, tuple[str, Any]]:
-    """``{flat name: (spelling in the file, value)}``; ``[mqtt] url`` is ``mqtt_url``."""
+def _flatten(raw: Mapping[str, Any], table: str = "",
+             twice: list[tuple[str, str]] | None = None) -> dict[str, tuple[str, Any]]:
+    """``{flat name: (spelling in the file, value)}``; ``[mqtt] url`` is ``mqtt_url``. A
+    setting written twice (``mqtt_url`` and ``[mqtt] url``) goes to ``twice`` as both
+    spellings (the later one wins, as when the gateway loads it)."""
     out: dict[str, tuple[str, Any]] = {}
     for key, value in raw.items():
         if isinstance(value, dict):
-            out.update(_flatten(value, f"{table}.{key}" if table else key))
+            inner = _flatten(value, f"{table}.{key}" if table else key, twice)
+            for name, entry in inner.items():
+                if name in out and twice is not None:
+                    twice.append((out[name][0], entry[0]))
+                out[name] = entry
         else:
             name = f"{table.replace('.', '_')}_{key}" if table else key
-            out[name] = (f"[{table}] {key}" if table else key, value)
+            spelt = f"[{table}] {key}" if table else key
+            if name in out and twice is not None:
+                twice.append((out[name][0], spelt))
+            out[name] = (spelt, value)
     return out
 
 
@@ -424,10 +446,22 @@ def _check_data_dir(settings: Settings, where: Mapping[str, tuple[str, str]],
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         result.problems.append(Problem(source, named, f"{existing} is not a directory"))
-    elif not os.access(existing, os.W_OK | os.X_OK):
+    elif (why := _unwritable(existing)) is not None:
         what = "cannot be written" if existing == data_dir else \
             f"cannot be created: {existing} cannot be written"
-        result.problems.append(Problem(source, named, f"{data_dir.resolve()} {what} (by this "
-                                       "user; the gateway's user may differ)"))
+        result.problems.append(Problem(source, named, f"{data_dir.resolve()} {what} ({why}; "
+                                       "by this user, and the gateway's user may differ)"))
     else:
         result.checked.append(f"data_dir {data_dir.resolve()}")
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why nothing can be made in ``directory`` (tried: a directory made and removed at once;
+    permission bits alone say yes to root on /proc or a read-only mount), or None."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".homecare-check-"):
+            return None
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__

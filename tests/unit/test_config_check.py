@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.config import OTHER_VARIABLES, unknown_variables
+from gateway.config import OTHER_VARIABLES, load, unknown_variables
+from gateway.errors import ConfigError
 from homecare.cli import app
 
 runner = CliRunner()
@@ -331,3 +332,20 @@ def test_keys_create_refuses_a_misspelt_variable_as_the_gateway_does(
     done = runner.invoke(app, ["keys", "create", "--name", "anna", "--role", "dispatcher",
                                "--data-dir", str(tmp_path / "data")])
     assert done.exit_code == 0, done.output  # told where: the environment is not read
+
+
+def test_config_check_finds_what_would_fail_later(tmp_path: Path) -> None:
+    """A fresh tester (issue #16): config check said OK to a data directory nothing can be
+    made in (/proc: root passes the permission bits, the gateway then never became ready), a
+    shared subscription the README says never to use, and a setting written twice (the section
+    silently won)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text('data_dir = "/proc/homecare-nope"\nmqtt_url = "mqtt://a:1883"\n'
+                      '[mqtt]\nurl = "mqtt://b:1883"\ntopic = ["$share/g/homecare/v1/#"]\n')
+    done = runner.invoke(app, ["config", "check", "-c", str(config)])
+    assert done.exit_code == 1, done.output
+    _line(done.output, f"{config}: data_dir", "/proc/homecare-nope cannot be created")
+    _line(done.output, f"{config}: [mqtt] url", "the same setting as mqtt_url")
+    _line(done.output, f"{config}: [mqtt] topic", "shared subscription")
+    with pytest.raises(ConfigError, match="mqtt_url is written twice"):
+        load(config)
