@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
@@ -448,3 +449,34 @@ async def test_a_call_on_a_full_disk_reaches_the_dispatchers_before_it_can_be_st
                                  headers={"Authorization": f"Bearer {API_KEY}"})).json()
         assert [(a["type"], a["unstored"]) for a in listed["items"]] == [
             ("emergency_button", False)]
+
+
+def test_a_spool_append_the_disk_takes_only_part_of_fails_whole(small_disk: Path) -> None:
+    """A fresh tester's full-disk run lost points and stored some twice: on a nearly full file
+    system ``write`` took part of a batch and returned the count without an error, the spool
+    counted the whole record, and what was read back for the database was cut short and
+    overlapped the next record. Now such an append fails (retried by the gateway) and every
+    record read back is the batch appended."""
+    spool = Spool(small_disk / "spool", max_bytes=64 * 1024 * 1024, segment_bytes=16 * 1024 * 1024)
+    appended = [b"m,t=a v=%d %d" % (i, i) for i in range(3)]
+    for body in appended:
+        spool.append(body, 1)
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+    os.truncate(filler, filler.stat().st_size - 8192)  # 8 KiB free: a 20 KiB batch fits in part
+    big = b"\n".join(b"m,t=b v=%d %d" % (i, i) for i in range(1_500))
+    assert len(big) > 16_384
+    with pytest.raises(StorageError):
+        _repeat(lambda: appended.append(big) if spool.append(big, 1_500) is None else None, 3)
+    filler.unlink()
+    for body in (big, b"m,t=c v=1 1"):
+        spool.append(body, body.count(b"\n") + 1)
+        appended.append(body)
+    read: list[bytes] = []
+    while (batch := spool.read(1)) is not None:
+        read.append(batch.body)
+        spool.commit(batch)
+    assert read == appended, "every record read back whole, none cut, none twice"
+    spool.close()
