@@ -308,15 +308,19 @@ class Registry:
         d = _table(raw, "defaults", "registry")
         with _collecting(problems):
             _only(d, {"heartbeat_s", "offline_factor", "timezone", "settings"}, "defaults")
-        defaults = Defaults()  # the file's, below; these while its own are wrong
+        fields: dict[str, Any] = {}  # each the file's, or the built-in one while it is wrong
+        with _collecting(problems):
+            fields["heartbeat_s"] = _positive(d, "heartbeat_s", 300.0, "defaults")
+        with _collecting(problems):
+            fields["offline_factor"] = _positive(d, "offline_factor", 3.0, "defaults")
         with _collecting(problems):
             tz = d.get("timezone")
-            defaults = Defaults(
-                heartbeat_s=_positive(d, "heartbeat_s", 300.0, "defaults"),
-                offline_factor=_positive(d, "offline_factor", 3.0, "defaults"),
-                timezone=_check_timezone(tz, "defaults.timezone") if tz is not None else None,
-                settings=BedSettings.from_mapping(_table(d, "settings", "defaults"),
-                                                  where="defaults.settings"))
+            fields["timezone"] = (_check_timezone(tz, "defaults.timezone") if tz is not None
+                                  else None)
+        with _collecting(problems):
+            fields["settings"] = BedSettings.from_mapping(_table(d, "settings", "defaults"),
+                                                          where="defaults.settings")
+        defaults = Defaults(**fields)
         registry = cls(defaults=defaults)
         for site_id, site_raw in _table(raw, "sites", "registry").items():
             with _collecting(problems):
@@ -332,15 +336,20 @@ class Registry:
         """One site of the file; each bed's and device's problem is added to ``problems`` and
         the rest read on (the site's own problems raise)."""
         where = f"sites.{_check_id(site_id, 'sites')}"
-        _only(_as_table(site_raw, where), {"timezone", "beds"}, where)
+        site_raw = _as_table(site_raw, where)  # not a table: nothing more to read in it
+        with _collecting(problems):
+            _only(site_raw, {"timezone", "beds"}, where)
         tz = site_raw.get("timezone")
-        site = Site(id=site_id,
-                    timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
+        site = Site(id=site_id, timezone=None)
+        with _collecting(problems):
+            site = Site(id=site_id,
+                        timezone=_check_timezone(tz, f"{where}.timezone") if tz else None)
         for bed_id, bed_raw in _table(site_raw, "beds", where).items():
             with _collecting(problems):
                 bwhere = f"{where}.beds.{_check_id(bed_id, where + '.beds')}"
-                _only(_as_table(bed_raw, bwhere),
-                      {"person", "family_webhook", "settings", "devices"}, bwhere)
+                bed_raw = _as_table(bed_raw, bwhere)
+                with _collecting(problems):
+                    _only(bed_raw, {"person", "family_webhook", "settings", "devices"}, bwhere)
                 person = bed_raw.get("person")
                 if person is not None and not isinstance(person, str):
                     raise RegistryError(f"{bwhere}.person: expected a string")
@@ -363,16 +372,24 @@ class Registry:
     def _add_device(self, bed: Bed, dev_id: str, dev_raw: Any, defaults: Defaults,
                     bwhere: str) -> None:
         dwhere = f"{bwhere}.devices.{_check_id(dev_id, bwhere + '.devices')}"
-        _only(_as_table(dev_raw, dwhere), {"kind", "heartbeat_s"}, dwhere)
-        try:
-            kind = Kind(dev_raw.get("kind"))
-        except ValueError:
-            raise RegistryError(f"{dwhere}.kind: expected one of {', '.join(Kind)}") from None
         other = self._places.get(dev_id)
         if other is not None:
             raise RegistryError(
                 f"{dwhere}: device id already listed at sites.{other.site}.beds.{other.bed} "
                 "(the id is the device's MQTT user name: one place per device)")
+        problems: list[str] = []
+        dev_raw = _as_table(dev_raw, dwhere)
+        with _collecting(problems):
+            _only(dev_raw, {"kind", "heartbeat_s"}, dwhere)
+        try:
+            kind = Kind(dev_raw.get("kind"))
+        except ValueError:
+            # Listed all the same (a wrong kind), so that the id listed again is named too.
+            self._places[dev_id] = Placement(bed.site, bed.id, Kind.BUTTON)
+            problems.append(f"{dwhere}.kind: expected one of {', '.join(Kind)}")
+            raise RegistryError(problems[0], problems) from None
+        if problems:
+            raise RegistryError(problems[0], problems)
         heartbeat_s = _positive(dev_raw, "heartbeat_s", defaults.heartbeat_s, dwhere)
         self._places[dev_id] = Placement(bed.site, bed.id, kind)
         bed.devices[dev_id] = Device(id=dev_id, kind=kind, heartbeat_s=heartbeat_s)

@@ -112,6 +112,21 @@ def test_every_registry_problem_is_named_at_once(tmp_path: Path) -> None:
                        ("sites.site-03.timezone", "'Nowhere/Zone'")]:
         _line(bad.stdout, where + key, words)
     assert "8 problems" in bad.stdout, bad.stdout
+    # A second tester's: two wrong defaults, a site's unknown key, a wrong kind, and the same
+    # device id listed again (each used to hide the ones after it).
+    registry.write_text(
+        '[defaults]\nheartbeat_s = -1\ntimezone = "Nowhere/City"\n'
+        '[sites.site-01]\ncolour = "red"\n'
+        '[sites.site-01.beds.bed-0001.devices.btn-0001]\nkind = "buttn"\n'
+        '[sites.site-01.beds.bed-0002.devices.btn-0001]\nkind = "button"\n')
+    bad = runner.invoke(app, ["config", "check", "-c", str(config)])
+    for key, words in [("defaults.heartbeat_s", "positive"),
+                       ("defaults.timezone", "'Nowhere/City'"),
+                       ("sites.site-01.colour", "unknown key"),
+                       ("sites.site-01.beds.bed-0001.devices.btn-0001.kind", "one of"),
+                       ("sites.site-01.beds.bed-0002.devices.btn-0001", "already listed")]:
+        _line(bad.stdout, where + key, words)
+    assert "5 problems" in bad.stdout, bad.stdout
 
 
 def test_a_good_configuration_passes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
