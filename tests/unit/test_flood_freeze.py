@@ -11,7 +11,6 @@ import asyncio
 import gc
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,11 @@ from gateway import runtime
 from gateway.config import Settings
 from gateway.ingest import RawMessage
 from gateway.runtime import FLOOD_FREEZE_DEVICES, Gateway
+from tests.inprocess import until
 
 STEP = 35
 """Messages per ingest step: what the pacer settles on for first sights (~140 us each)."""
 
-
-async def _until(condition: Callable[[], bool], *, within: float = 60.0) -> None:
-    """Poll ``condition`` on the event loop until it holds; TimeoutError after ``within``."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 class _FixedPacer:
@@ -64,7 +56,8 @@ def test_a_flood_in_small_steps_is_frozen_every_so_many_new_devices(
         gateway._feed_open.set()
         gateway.inbox.put_many(_unknown_devices(devices))
         ingest = asyncio.create_task(gateway._ingest())
-        await _until(lambda: not len(gateway.inbox) and not gateway.pipeline.pending_messages)
+        await until(lambda: not len(gateway.inbox) and not gateway.pipeline.pending_messages,
+                    "the flood taken in", 60.0)
         gateway.stop()
         gateway.inbox.interrupt()
         await ingest

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,15 +20,7 @@ from gateway.config import Settings
 from gateway.ingest import Inbox, RawMessage
 from gateway.ingest.pacing import LARGEST_STEP, STEP_SLICE
 from gateway.runtime import Gateway
-
-
-async def _until(condition: Callable[[], bool], *, within: float = 60.0) -> None:
-    """Poll ``condition`` on the event loop until it holds; TimeoutError after ``within``."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"condition not met within {within} s")
-        await asyncio.sleep(0)
+from tests.inprocess import until
 
 
 def _statuses(n: int) -> list[RawMessage]:
@@ -66,7 +57,8 @@ def test_costly_messages_end_the_step_at_its_budget_and_keep_their_order(
         gateway._feed_open.set()
         gateway.inbox.put_many(messages)
         ingest = asyncio.create_task(gateway._ingest())
-        await _until(lambda: not len(gateway.inbox) and not gateway.pipeline.pending_messages)
+        await until(lambda: not len(gateway.inbox) and not gateway.pipeline.pending_messages,
+                    "the inbox taken in", 60.0)
         gateway.stop()
         gateway.inbox.interrupt()
         await ingest

@@ -11,7 +11,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,11 @@ from gateway import runtime
 from gateway.config import Settings
 from gateway.ingest import RawMessage
 from gateway.runtime import Gateway
+from tests.inprocess import until
 
 HOLD_S = 0.3
 """How long the test's alert commit waits before it writes (a slow disk)."""
 
-
-async def _until(condition: Callable[[], bool], *, within: float = 30.0) -> None:
-    """Poll ``condition`` on the event loop until it holds; TimeoutError after ``within``."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"condition not met within {within} s")
-        await asyncio.sleep(0.001)
 
 
 class _FixedPacer:
@@ -82,7 +74,7 @@ def _steps_during_a_slow_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         gateway._feed_open.set()
         gateway.inbox.put_many(_flood(50_000))
         ingest = asyncio.create_task(gateway._ingest())
-        await _until(lambda: gateway.pipeline.registered_total >= 500)
+        await until(lambda: gateway.pipeline.registered_total >= 500, "500 registered", 60.0)
         # What the urgent lane does when the urgent session hands it a press (taken here at
         # once, so the ingest task does not take it first, which it may: then it handles the
         # call itself before its next step).
