@@ -93,7 +93,9 @@ exactly once and in ``seq`` order. ``acknowledge``, ``handle`` and ``resolve`` c
 returning. A commit that fails (the alert store cannot write: a full disk) keeps the changes
 staged for the next one and hands them at once to the listeners that show them unstored (the
 dispatchers' stream, :meth:`add_listener`): a call must reach a dispatcher even while it cannot
-be written.
+be written. The emergency path does not wait for the disk either: :meth:`show_critical` hands
+the staged critical changes to those listeners just before their commit, and the commit hands
+them on again once stored (each change is shown unstored at most once).
 
 Non-material repeats (same severity, condition still present) are staged at most once per
 ``update_interval_ms`` per alert, so a detector that reports a condition every second does not
@@ -238,8 +240,10 @@ class AlertEngine:
         self._commit_lock = threading.RLock()
         self._listeners: tuple[Listener, ...] = ()
         self._unstored_listeners: tuple[Listener, ...] = ()
-        self._shown_unstored = 0
-        """The highest ``seq`` handed to the unstored listeners (:meth:`add_listener`)."""
+        self._shown_unstored: set[int] = set()
+        """The ``seq`` of each change handed to the unstored listeners (:meth:`add_listener`)
+        and not stored yet: shown once each, however many commits fail or previews come."""
+        self._show_lock = threading.RLock()
         self._staged: list[AlertChange] = []
         self._undelivered: list[AlertChange] = []
         self._delivering = False
@@ -456,6 +460,8 @@ class AlertEngine:
                             c.alert.severity is Severity.CRITICAL for c in self._staged)
                     self._show_unstored(batch)
                     raise
+                with self._show_lock:  # after any preview of these changes has been handed on
+                    self._shown_unstored.difference_update(c.seq for c in batch)
                 self._undelivered.extend(batch)
             if self._delivering:
                 return  # a listener committed: the outer loop delivers, keeping the order
@@ -472,29 +478,47 @@ class AlertEngine:
             finally:
                 self._delivering = False
 
-    def _show_unstored(self, batch: list[AlertChange]) -> None:
-        """A commit failed (the alert store's disk full, say): hand the changes not shown yet
-        to the unstored listeners, once each, in ``seq`` order, so a call reaches the
-        dispatchers while it cannot be written; the regular listeners get them once stored."""
-        fresh = [c for c in batch if c.seq > self._shown_unstored]
-        if not fresh:
-            return
-        self._shown_unstored = fresh[-1].seq
-        for listener in self._unstored_listeners:
-            try:
-                listener(list(fresh))
-            except Exception:
-                log.exception("alerts.listener_failed listener=%r first_seq=%d (unstored)",
-                              listener, fresh[0].seq)
+    def _show_unstored(self, batch: list[AlertChange]) -> int:
+        """Hand the changes of ``batch`` not shown yet to the unstored listeners, once each,
+        in ``seq`` order (a commit failed, or :meth:`show_critical` before one), so a call
+        reaches the dispatchers before it is written; the regular listeners get them once
+        stored. Returns how many were handed over."""
+        with self._show_lock:  # re-entrant: show_critical holds it
+            fresh = [c for c in batch if c.seq not in self._shown_unstored]
+            if not fresh or not self._unstored_listeners:
+                return 0
+            self._shown_unstored.update(c.seq for c in fresh)
+            for listener in self._unstored_listeners:
+                try:
+                    listener(list(fresh))
+                except Exception:
+                    log.exception("alerts.listener_failed listener=%r first_seq=%d (unstored)",
+                                  listener, fresh[0].seq)
+        return len(fresh)
+
+    def show_critical(self) -> int:
+        """Show the staged critical changes (an emergency call opened or repeated, a fall) to
+        the unstored listeners now, before their commit, so that the dispatchers' screen does
+        not wait for the alert store's disk (its fsync is the largest and noisiest part of a
+        call's way on a busy hub); they come again, stored, after the commit. Any thread;
+        returns how many were shown. The caller commits next."""
+        with self._show_lock:
+            # Taken under the show lock, which a commit takes after writing and before it
+            # hands on what it wrote: a change copied here is shown before it is stored.
+            with self._lock:
+                critical = [c for c in self._staged if c.alert.severity is Severity.CRITICAL
+                            and c.seq not in self._shown_unstored]
+            return self._show_unstored(critical) if critical else 0
 
     def add_listener(self, fn: Listener, *, unstored: Listener | None = None
                      ) -> Callable[[], None]:
         """Call ``fn`` with every committed change from now on, once, in ``seq`` order, in the
         committing thread right after the commit. Keep it quick (hand over to a queue or
         ``loop.call_soon_threadsafe``); a listener that raises is logged and skipped for that
-        batch. ``unstored`` (the dispatchers' stream) is also called, once per change, with
-        changes a commit failed to write, before they are stored (they may never be, if the
-        process dies first). Returns the function that unsubscribes both."""
+        batch. ``unstored`` (the dispatchers' stream) is also called, at most once per change,
+        with changes before they are stored: critical ones just before their commit
+        (:meth:`show_critical`) and those a commit failed to write (they may never be stored,
+        if the process dies first). Returns the function that unsubscribes both."""
         with self._lock:
             self._listeners = (*self._listeners, fn)
             if unstored is not None:

@@ -1,6 +1,8 @@
 """The alert stream as the benchmarks read it: ``opened`` events of ``/api/v1/alerts/stream``,
 reconnecting with ``Last-Event-ID`` whenever the server ends the stream (a client that falls
-too far behind is disconnected by design) or the connection fails."""
+too far behind is disconnected by design) or the connection fails. An emergency call's opening
+comes twice: first *unstored* (shown before the alert store's commit: what the dispatcher sees
+first), then stored, with its id; each is handed on, marked."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import httpx
 
 class AlertStream:
     """Reads the stream until cancelled and hands each opened alert to :meth:`on_opened` with
-    the ``time.perf_counter()`` of its arrival."""
+    the ``time.perf_counter()`` of its arrival and whether it was shown unstored."""
 
     def __init__(self, url: str, key: str) -> None:
         self.url = url
@@ -23,7 +25,7 @@ class AlertStream:
         self.connected = asyncio.Event()
         self.reconnects = 0
 
-    def on_opened(self, alert: dict[str, Any], now: float) -> None:
+    def on_opened(self, alert: dict[str, Any], now: float, unstored: bool) -> None:
         """One ``opened`` event (subclasses record what they measure)."""
 
     async def run(self) -> None:
@@ -47,7 +49,9 @@ class AlertStream:
                             elif line.startswith("event:"):
                                 event = line[6:].strip()
                             elif line.startswith("data:") and event == "opened":
-                                self.on_opened(json.loads(line[5:])["alert"], time.perf_counter())
+                                now = time.perf_counter()
+                                data = json.loads(line[5:])
+                                self.on_opened(data["alert"], now, data.get("unstored") is True)
                             elif not line:
                                 event = ""
                 await asyncio.sleep(0.2)

@@ -11,8 +11,10 @@ site), published as fast as the broker takes them; then silence, so that every o
 overdue at the detectors' next round.
 
 Throughout, this process presses a listed button every 50-150 ms (each on its own bed, so each
-press opens a new critical alert) and times it from the PUBLISH to the ``opened`` event on the
-API's SSE stream, as :mod:`bench.latency` does. Presses are grouped by phase (after
+press opens a new critical alert) and times it from the PUBLISH to the first ``opened`` event on
+the API's SSE stream, as :mod:`bench.latency` does: the call shown unstored, before the alert
+store's commit (``*_stored_ms``: to its stored event, after the commit's fsync; ``lost``:
+presses never stored). Presses are grouped by phase (after
 :data:`WARMUP_S` of presses not counted): ``quiet`` (before the flood), and ``storm``: from the
 flood's first message until :data:`AFTER_FLOOD_S` after its last, which covers the intake of
 the flood and the detectors' round that finds the devices silent; ``storm_flood`` and
@@ -72,7 +74,9 @@ REGISTERED_BEDS = 2_000
 FLOOD_IDS = 100_000
 HEARTBEAT_S = 5
 OFFLINE_FACTOR = 2
-QUIET_S = 10.0
+QUIET_S = 30.0
+"""Long enough for about 300 quiet presses: the quiet p99, every ratio's denominator, is then
+not one press's luck."""
 WARMUP_S = 5.0
 """Presses before the quiet phase, not counted: the first seconds after the gateway starts
 (caches, the first alert commits) would make the quiet baseline, and so every ratio, look
@@ -163,6 +167,9 @@ class _Stream(AlertStream):
         super().__init__(url, key)
         self.opened: dict[str, int] = {}
         self.pressed_opened: dict[str, float] = {}
+        """bed -> when its press's alert was first shown (unstored, before the commit)"""
+        self.pressed_stored: dict[str, float] = {}
+        """bed -> when its stored opening came (after the alert store's commit)"""
         self.opened_at: dict[str, tuple[int, float]] = {}
         """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
         self.expected: int | None = None
@@ -170,15 +177,18 @@ class _Stream(AlertStream):
         self.storm_seen: tuple[float, float] = (0.0, 0.0)
         """When the first and the latest alert other than a press opened (monotonic)."""
 
-    def on_opened(self, alert: dict[str, Any], now: float) -> None:
-        key = f"{alert['site']}/{alert['type']}"
-        self.opened[key] = self.opened.get(key, 0) + 1
-        if alert["type"] != "emergency_button":
-            self.storm_seen = (self.storm_seen[0] or now, now)
+    def on_opened(self, alert: dict[str, Any], now: float, unstored: bool) -> None:
+        if not unstored:  # each alert counted once, when stored
+            key = f"{alert['site']}/{alert['type']}"
+            self.opened[key] = self.opened.get(key, 0) + 1
+            if alert["type"] != "emergency_button":
+                self.storm_seen = (self.storm_seen[0] or now, now)
         if alert["site"] == SITE and alert["type"] == "emergency_button":
             self.pressed_opened.setdefault(alert["bed"], now)
             self.opened_at.setdefault(alert["bed"], (alert["opened_at"], time.time() * 1000))
-        if self.expected is not None and len(self.pressed_opened) >= self.expected:
+            if not unstored:
+                self.pressed_stored.setdefault(alert["bed"], now)
+        if self.expected is not None and len(self.pressed_stored) >= self.expected:
             self.all_in.set()
 
 
@@ -403,24 +413,29 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     # 10 s.
     first, last = stream.storm_seen
     storm_window = (first - 2, max(last, first + 10)) if first else None
-    phases: dict[str, list[float]] = {"quiet": [], "storm": [], "storm_flood": [],
-                                      "storm_intake": [], "storm_offline": []}
     intake_end = marks.get("intake_end", float("-inf"))
-    for bed, (at, phase) in pressed.items():
-        if bed not in stream.pressed_opened:
-            continue
-        ms = (stream.pressed_opened[bed] - at) * 1000
-        if phase == "quiet":
-            phases["quiet"].append(ms)
-            continue
-        phases["storm"].append(ms)
-        if phase == "storm_flood":
-            phases["storm_flood"].append(ms)
-        if at <= intake_end:
-            phases["storm_intake"].append(ms)
-        if storm_window is not None and storm_window[0] <= at <= storm_window[1]:
-            phases["storm_offline"].append(ms)
-    latency = {name: _latency(values) for name, values in phases.items()}
+
+    def by_phase(arrived: dict[str, float]) -> dict[str, list[float]]:
+        phases: dict[str, list[float]] = {"quiet": [], "storm": [], "storm_flood": [],
+                                          "storm_intake": [], "storm_offline": []}
+        for bed, (at, phase) in pressed.items():
+            if bed not in arrived:
+                continue
+            ms = (arrived[bed] - at) * 1000
+            if phase == "quiet":
+                phases["quiet"].append(ms)
+                continue
+            phases["storm"].append(ms)
+            if phase == "storm_flood":
+                phases["storm_flood"].append(ms)
+            if at <= intake_end:
+                phases["storm_intake"].append(ms)
+            if storm_window is not None and storm_window[0] <= at <= storm_window[1]:
+                phases["storm_offline"].append(ms)
+        return phases
+
+    latency = {name: _latency(values) for name, values in by_phase(stream.pressed_opened).items()}
+    stored = {name: _latency(values) for name, values in by_phase(stream.pressed_stored).items()}
     opened = {k: v for k, v in stream.opened.items() if not k.endswith("/emergency_button")}
     # Where the storm's time goes, at the gateway's receipt time (the alert's opened_at, same
     # machine clock): broker and socket (the gateway reading the flood in order) before it,
@@ -468,7 +483,9 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         "max_opened_per_site_and_type": max(opened.values(), default=0),
         "summaries_open": alerts,
         "presses": len(pressed),
-        "lost": len(pressed) - sum(1 for b in pressed if b in stream.pressed_opened),
+        "lost": len(pressed) - sum(1 for b in pressed if b in stream.pressed_stored),
+        "shown_before_stored": sum(1 for b in stream.pressed_stored
+                                   if stream.pressed_opened[b] < stream.pressed_stored[b]),
         "stream_reconnects": stream.reconnects,
     }
     # Collector passes during the run (they stop the loop): count, total and over 100 ms.
@@ -487,6 +504,9 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     for name, values in latency.items():
         if values:
             figures[f"{name}_ms"] = values
+    for name, values in stored.items():
+        if values:
+            figures[f"{name}_stored_ms"] = values
     for phase, parts in split.items():
         figures[f"{phase}_publish_to_receipt_ms"] = _latency(parts["before"])
         figures[f"{phase}_receipt_to_stream_ms"] = _latency(parts["after"])
@@ -503,6 +523,10 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     for phase in ("storm_flood", "storm_intake", "storm_offline"):
         if quiet and latency[phase]:
             figures[f"{phase}_p99_ratio"] = round(latency[phase]["p99"] / quiet["p99"], 2)
+    for phase in ("storm", "storm_intake"):
+        if stored["quiet"] and stored[phase]:
+            figures[f"{phase}_stored_p99_ratio"] = round(
+                stored[phase]["p99"] / stored["quiet"]["p99"], 2)
     return figures
 
 

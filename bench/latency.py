@@ -10,7 +10,9 @@ event). Presses are spaced 10-30 ms apart at random so they do not line up with 
 batching.
 
 Latency is measured on one clock (this process): from just before the PUBLISH is written to
-the socket to the ``opened`` event for that bed being parsed from the stream. The background
+the socket to the first ``opened`` event for that bed being parsed from the stream: the call
+shown unstored, before the alert store's commit (``stored_ms``: the same press to its stored
+event, after the commit's fsync; ``lost`` counts presses never stored). The background
 rate reported is what the gateway counted (``homecare_messages_received_total``) during the
 presses, not what was asked for.
 
@@ -129,23 +131,27 @@ async def _paced(url: str, messages: list[tuple[str, bytes]], rate: float,
 # --- presses and the stream (this process) ----------------------------------------------------
 
 class _Stream(AlertStream):
-    """The SSE stream: times the first ``opened`` event of each bench bed."""
+    """The SSE stream: times the first ``opened`` event of each bench bed (shown unstored,
+    before the alert store's commit) and its stored one."""
 
     def __init__(self, url: str, key: str) -> None:
         super().__init__(url, key)
         self.opened: dict[str, float] = {}
+        self.stored: dict[str, float] = {}
         self.opened_at: dict[str, tuple[int, float]] = {}
         """bed -> (the alert's opened_at: gateway receipt time, wall-clock ms on arrival)"""
         self.expected = 0
         self.all_in = asyncio.Event()
         self.events = 0
 
-    def on_opened(self, alert: dict[str, Any], now: float) -> None:
+    def on_opened(self, alert: dict[str, Any], now: float, unstored: bool) -> None:
         self.events += 1
         if alert["site"] == SITE:
             self.opened.setdefault(alert["bed"], now)
             self.opened_at.setdefault(alert["bed"], (alert["opened_at"], time.time() * 1000))
-            if len(self.opened) >= self.expected:
+            if not unstored:
+                self.stored.setdefault(alert["bed"], now)
+            if len(self.stored) >= self.expected:
                 self.all_in.set()
 
 
@@ -350,12 +356,16 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
     bg_published = await asyncio.to_thread(control.recv) if control.poll(30) else None
     latencies = [(stream.opened[bed] - t) * 1000 for bed, t in pressed.items()
                  if bed in stream.opened]
+    stored = [(stream.stored[bed] - t) * 1000 for bed, t in pressed.items()
+              if bed in stream.stored]
     received = (after.get("homecare_messages_received_total", 0)
                 - before.get("homecare_messages_received_total", 0))
     figures: dict[str, Any] = {
         "presses": presses,
-        "alerts_received": len(latencies),
-        "lost": presses - len(latencies),
+        "alerts_received": len(stored),
+        "lost": presses - len(stored),
+        "shown_before_stored": sum(1 for bed in stream.stored
+                                   if stream.opened[bed] < stream.stored[bed]),
         "background_msgs_per_s": round((received - presses) / elapsed),
         "background_target_msgs_per_s": background_rate,
         "seconds": round(elapsed, 2),
@@ -372,6 +382,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, presses: in
             "max": round(max(latencies), 2),
             "mean": round(statistics.fmean(latencies), 2),
         })
+    if stored:
+        figures["stored_ms"] = _quantiles(stored)
     figures["gateway_inbox_depth_end"] = after.get("homecare_inbox_depth", 0)
     if history_clients:
         figures["history_clients"] = history_clients

@@ -25,7 +25,9 @@ over at once even while the main session works through a backlog. Both feed the 
 the first copy of a call reaches the alert rules, the main session's copy is stored. The
 urgent session's copies are acknowledged after the alert commit that follows their handling
 (:meth:`Gateway._commit_alerts`), so a call is acknowledged there only once its alert is on
-disk; the main session's after the batch commit, as ever.
+disk; the main session's after the batch commit, as ever. The dispatchers' stream shows a
+call's critical change just before that commit, as unstored, and again once it is stored
+(:meth:`~alerts.engine.AlertEngine.show_critical`): screens do not wait for the disk.
 
 Threads: the emergency path (alert commits, :meth:`Gateway._commit_alerts`) and the ingest
 path (the batch commit before acknowledgement) each have a dedicated thread of their own, and
@@ -762,6 +764,10 @@ class Gateway:
             handed = self.pipeline.process_urgent(raws)
             if self.urgent_source is not None:
                 self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
+            if handed and self.alerts.staged:
+                # On the dispatchers' screens now, stored by the commit that follows: the
+                # alert store's fsync is the slowest and least predictable hop of a call.
+                self.alerts.show_critical()
             if (handed and self.alerts.staged) or self._urgent_unacked:
                 await self._commit_alerts()
                 # The commit's thread handed the change to the API's streams (a callback

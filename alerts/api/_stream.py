@@ -34,19 +34,25 @@ the key is revoked, ends with a last comment (``: key revoked``); reconnecting t
 401. One key holds at most ``sse_streams_per_key`` streams at once (:meth:`ChangeHub.take_slot`;
 one more is refused with 429), so a leaked key cannot pin the gateway's connections.
 
-A change the alert store cannot write yet (its disk full) is shown at once as an *unstored*
-event: the same ``event:`` and change, its ``seq`` null, ``"unstored": true``, and no ``id:``
-(a client resumes from what is stored); once written, it comes again as usual, with its
-``id:``. A client keeps the alert from either (the console replaces it by ``updated_at``).
+A change not stored yet is shown as an *unstored* event: the same ``event:`` and change, its
+``seq`` null, ``"unstored": true``, and no ``id:`` (a client resumes from what is stored); once
+written, it comes again as usual, with its ``id:``. Two kinds of change come so: every critical
+change of an emergency call (a press, a fall), just before its commit, so the dispatchers'
+screens never wait for the alert store's fsync; and any change the store cannot write yet (its
+disk full), at once. A client keeps the alert from either; the stored event that follows an
+unstored one is the same change confirmed, not a new one (the console does not ring twice).
+An unstored change the gateway could not store before it died never comes stored: the broker
+sends the call again (it was not acknowledged), which opens its alert anew, and a client drops
+the orphan when it next reloads the alert list (the console does so on every reconnection).
 
 Live changes come from the engine's listener, called in the committing worker thread after the
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
 so the engine never waits for a client. Each client has a bounded buffer; a client that falls
 further behind is disconnected (a last comment says so) and resumes with ``Last-Event-ID``.
 Gaps are impossible by construction: a client subscribes before its final catch-up read of the
-store, every change is committed before it is published, and changes a client already has
-(``seq`` not above the last it was sent) are skipped; a hole in the live sequence, should one
-appear, is filled from the store.
+store, every change with an ``id:`` is committed before it is published, and changes a client
+already has (``seq`` not above the last it was sent) are skipped; a hole in the live sequence,
+should one appear, is filled from the store.
 """
 
 from __future__ import annotations

@@ -55,10 +55,14 @@ def now_ms() -> int:
 
 class EventStream:
     """An SSE client on its own thread and event loop: parsed events in a queue, like a
-    browser's EventSource; ``close`` cancels the read at once."""
+    browser's EventSource; ``close`` cancels the read at once. Unstored events (no ``id:``,
+    shown before the change is stored) are kept apart in ``unstored``, each with the number
+    of stored events queued before it arrived."""
 
     def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.events: queue.Queue[tuple[int, str, dict[str, Any]]] = queue.Queue()
+        self.unstored: list[tuple[int, str, dict[str, Any]]] = []
+        self._stored = 0
         self.comments: list[str] = []
         self.status: int | None = None
         self.connected = threading.Event()
@@ -82,7 +86,11 @@ class EventStream:
                     if line.startswith(":"):
                         self.comments.append(line)
                     elif line == "":
-                        if "data" in fields:
+                        if "data" in fields and "id" not in fields:
+                            self.unstored.append((self._stored, fields["event"],
+                                                  json.loads(fields["data"])))
+                        elif "data" in fields:
+                            self._stored += 1
                             self.events.put((int(fields["id"]), fields["event"],
                                              json.loads(fields["data"])))
                         fields = {}
@@ -194,11 +202,19 @@ def test_button_and_fall_become_alerts_handled_through_the_api_and_streamed_in_o
             break
     assert len(ids) == len(set(ids)) == 3
 
-    # The stream saw the three openings, in sequence order.
+    # The stream saw the three openings, in sequence order; each critical call was shown
+    # first unstored (before the alert store's fsync), then stored with its id.
     opened = stream.take(3)
     assert [e[0] for e in opened] == [1, 2, 3]
     assert {e[1] for e in opened} == {"opened"}
     assert {e[2]["alert"]["bed"] for e in opened} == {"bed-0001", "bed-0002", "bed-0003"}
+    early = {data["alert"]["id"]: (before, action, data) for before, action, data in
+             stream.unstored}
+    for seq, action, data in opened:
+        before, early_action, early_data = early[data["alert"]["id"]]
+        assert before < seq, "shown before its stored event"
+        assert (early_action, early_data["seq"], early_data["unstored"]) == (action, None, True)
+        assert early_data["alert"] == data["alert"], "the same change"
 
     # Acknowledge (optional note), resolve (note required).
     call = next(a for a in calls if a["bed"] == "bed-0001")

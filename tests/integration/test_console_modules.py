@@ -263,6 +263,37 @@ def test_store_takes_a_repeat_after_an_acknowledgement_whatever_the_arrival_orde
     assert final["status"] == {"a": "resolved"}
 
 
+CONFIRMED = """async (steps) => {
+  const { AlertStore } = await import("/console/store.js");
+  const store = new AlertStore();
+  const seen = [];
+  store.addEventListener("change", (e) => seen.push(
+    [e.detail.alert.id, e.detail.action, e.detail.unstored, e.detail.confirmed]));
+  for (const change of steps) store.applyChange(change);
+  return seen;
+}"""
+
+
+def test_a_stored_change_after_its_unstored_showing_confirms_it_and_rings_nothing_new(
+        page: Any) -> None:
+    """An emergency call is shown before it is stored, then again once stored: the second is
+    the same change confirmed (the console rings on neither a second opening nor a second
+    repeat); a later repeat of the same alert is a new call again."""
+    opened = _alert("a")
+    repeated = {**_alert("a", updated=2000), "repeats": 1}
+    again = {**_alert("a", updated=3000), "repeats": 2}
+    seen = page.evaluate(CONFIRMED, [
+        {"seq": None, "unstored": True, "action": "opened", "alert": opened},
+        {"seq": 1, "action": "opened", "alert": opened},
+        {"seq": None, "unstored": True, "action": "repeated", "alert": repeated},
+        {"seq": 2, "action": "repeated", "alert": repeated},
+        {"seq": 3, "action": "repeated", "alert": again},  # stored only (a disk never slow)
+    ])
+    assert seen == [["a", "opened", True, False], ["a", "opened", False, True],
+                    ["a", "repeated", True, False], ["a", "repeated", False, True],
+                    ["a", "repeated", False, False]]
+
+
 def test_a_bed_page_names_each_device_clock_and_marks_a_wrong_one(page: Any) -> None:
     devices = [{"clock_offset_s": -0.2, "clock_wrong": False},
                {"clock_offset_s": -5400.0, "clock_wrong": False},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -628,6 +629,75 @@ def test_changes_a_commit_cannot_write_are_shown_unstored_once_then_delivered_st
             pytest.raises(StoreUnavailable):
         e.commit()
     assert shown == [1, 2], "unsubscribed from both"
+
+
+def test_critical_changes_are_shown_before_their_commit_once_and_again_when_stored() -> None:
+    """The emergency path does not wait for the disk: show_critical hands the staged critical
+    changes (not the others) to the unstored listener before the commit; the commit then
+    delivers them stored; a commit that fails afterwards does not show them again."""
+    store = AlertStore(":memory:")
+    e = engine(store)
+    events: list[tuple[str, int]] = []
+    e.add_listener(lambda cs: events.extend(("stored", c.seq) for c in cs),
+                   unstored=lambda cs: events.extend(("shown", c.seq) for c in cs))
+    e.apply([finding(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL, bed="a"),
+             finding(bed="b", severity=Severity.MEDIUM)], T0)
+    assert e.show_critical() == 1
+    assert e.show_critical() == 0, "shown once"
+    assert events == [("shown", 1)]
+    e.commit()
+    assert events == [("shown", 1), ("stored", 1), ("stored", 2)]
+    e.apply([finding(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL, bed="c"),
+             finding(bed="d", severity=Severity.MEDIUM)], T0 + S)
+    e.show_critical()
+    with mock.patch.object(store, "write", side_effect=StoreUnavailable("disk full")), \
+            pytest.raises(StoreUnavailable):
+        e.commit()
+    assert events[3:] == [("shown", 3), ("shown", 4)], "the call once, the rest on failure"
+    e.commit()
+    assert events[5:] == [("stored", 3), ("stored", 4)]
+
+
+def test_a_change_shown_before_its_commit_is_never_shown_after_it_was_delivered_stored(
+        tmp_path: Path) -> None:
+    """show_critical on the event loop races the commits on the emergency thread: whatever the
+    interleaving, each change shown unstored is shown before it is delivered stored (a
+    console would otherwise take the late unstored copy for a new call), and each stored
+    change is delivered once."""
+    e = engine(AlertStore(tmp_path / "a.sqlite3"), update_interval_ms=0)
+    events: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def record(kind: str) -> Callable[[list[AlertChange]], None]:
+        def listener(changes: list[AlertChange]) -> None:
+            with lock:
+                events.extend((kind, c.seq) for c in changes)
+        return listener
+
+    e.add_listener(record("stored"), unstored=record("shown"))
+    stop = threading.Event()
+
+    def committer() -> None:
+        while not stop.is_set():
+            e.commit()
+
+    thread = threading.Thread(target=committer)
+    thread.start()
+    try:
+        for n in range(400):
+            e.apply([finding(AlertType.EMERGENCY_BUTTON, Severity.CRITICAL, bed=f"b{n}")],
+                    T0 + n)
+            e.show_critical()
+    finally:
+        stop.set()
+        thread.join()
+    e.commit()
+    stored = [seq for kind, seq in events if kind == "stored"]
+    assert stored == list(range(1, 401)), "each stored change delivered once, in order"
+    position = {(kind, seq): i for i, (kind, seq) in enumerate(events)}
+    shown = [seq for kind, seq in events if kind == "shown"]
+    assert len(shown) == len(set(shown))
+    assert all(position[("shown", seq)] < position[("stored", seq)] for seq in shown)
 
 
 def test_a_failed_acknowledgement_is_written_by_the_next_commit() -> None:

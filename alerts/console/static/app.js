@@ -413,8 +413,10 @@ function start(api) {
   $("login").hidden = true;
   $("shell").hidden = false;
   ctx.store.addEventListener("change", (event) => {
-    const { alert, previous, action } = event.detail;
-    if (!previous && alert.status === "open" && ctx.synced) {
+    const { alert, previous, action, confirmed } = event.detail;
+    if (confirmed) {
+      // The change shown a moment ago, before it was stored: it has rung already.
+    } else if (!previous && alert.status === "open" && ctx.synced) {
       if (alert.severity === "critical") ctx.alarm.ringNow();
       else if (alert.severity === "high") ctx.alarm.chime();
       if (alert.severity === "critical" || alert.severity === "high") {

@@ -29,6 +29,13 @@ export function isNewer(a, b) {
   return (b.occurrences ?? 1) >= (a.occurrences ?? 1);
 }
 
+/** True when `b` is the version `a` was (the same change of the alert, once stored). */
+function sameVersion(a, b) {
+  return a.status === b.status && (a.repeats ?? 0) === (b.repeats ?? 0)
+    && (a.updated_at ?? 0) === (b.updated_at ?? 0) && (a.occurrences ?? 1) === (b.occurrences ?? 1)
+    && (a.escalation_level ?? 0) === (b.escalation_level ?? 0);
+}
+
 /** Queue order: most severe first, then oldest first (waiting longest). */
 export function queueOrder(a, b) {
   const s = (SEVERITY_RANK[a.severity] ?? 9) - (SEVERITY_RANK[b.severity] ?? 9);
@@ -43,6 +50,7 @@ export class AlertStore extends EventTarget {
     this.alerts = new Map();
     this.lastSeq = null;
     this._buffer = null;
+    this._unstored = new Map(); // alert id -> the version shown before it was stored
   }
 
   /** Apply one change from the stream (an AlertChange: {seq, action, alert, ...}). */
@@ -53,14 +61,23 @@ export class AlertStore extends EventTarget {
     const alert = change && (change.alert || change);
     if (!alert || alert.id === undefined) return false;
     this._buffer?.push(alert);
-    return this._put(alert, change.action);
+    return this._put(alert, change.action, change.unstored === true);
   }
 
-  _put(alert, action) {
+  /** An unstored change (shown before the gateway wrote it: an emergency call, or a full
+   * disk) is followed by the same change stored: that one confirms it (`confirmed` in the
+   * event's detail: nothing new happened, so nothing rings again). */
+  _put(alert, action, unstored = false) {
     const known = this.alerts.get(alert.id);
     if (!isNewer(known, alert)) return false;
+    const shown = this._unstored.get(alert.id);
+    const confirmed = !unstored && shown !== undefined && sameVersion(shown, alert);
+    if (unstored) this._unstored.set(alert.id, alert);
+    else this._unstored.delete(alert.id);
     this.alerts.set(alert.id, alert);
-    this.dispatchEvent(new CustomEvent("change", { detail: { alert, previous: known, action } }));
+    this.dispatchEvent(new CustomEvent("change", {
+      detail: { alert, previous: known, action, unstored, confirmed },
+    }));
     return true;
   }
 
@@ -81,6 +98,7 @@ export class AlertStore extends EventTarget {
     for (const [id, alert] of this.alerts) {
       if (!next.has(id) && alert.status === "resolved") next.set(id, alert);
     }
+    for (const id of [...this._unstored.keys()]) if (!next.has(id)) this._unstored.delete(id);
     const before = this.alerts;
     this.alerts = next;
     const fresh = [...next.values()].filter((a) => !before.has(a.id));
