@@ -176,12 +176,22 @@ class ChangeHub:
             loop.call_soon_threadsafe(self._dispatch, changes)
 
     def publish_unstored(self, changes: list[AlertChange]) -> None:
-        """The engine's listener of changes it could not store yet: never blocks or raises."""
+        """The engine's listener of changes not stored yet: never blocks or raises. On the
+        event loop itself (an emergency call shown before its commit) the streams are handed
+        the changes at once, not a loop turn later."""
         loop = self._loop
         if loop is None or not self._subscribers or not changes:
             return
+        unstored = [Unstored(c) for c in changes]
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self._dispatch(unstored)
+            return
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(self._dispatch, [Unstored(c) for c in changes])
+            loop.call_soon_threadsafe(self._dispatch, unstored)
 
     # --- event loop -----------------------------------------------------------------------
 

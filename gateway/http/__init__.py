@@ -104,7 +104,10 @@ def create_app(*, health: Health, metrics: Metrics, api: ApiContext) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"])
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        # Rendered off the event loop: a scrape (a few ms with many series, every few
+        # seconds) must not hold up an emergency call read from the socket meanwhile.
+        body = await asyncio.to_thread(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     close_streams = install(app, api)
     hooks: list[ShutdownHook] = [close_streams]

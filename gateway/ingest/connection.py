@@ -68,12 +68,13 @@ TAKEN_KEPT_MS = 600_000
 """How far back the urgent session's copies are handed on to be stored when it finds it held
 the main session (:meth:`MqttSource.shared_with_main`)."""
 
-READ_BYTES = 64 * 1024
+READ_BYTES = 16 * 1024
 """Bytes read from the socket at a time (asyncio's default: 256 KiB). Each read is parsed in
 one go, on the event loop: during a flood a 256 KiB read is ~2,000 messages, which held the
 loop up to 49 ms at a time while the urgent session's socket waited to be read (flood
-benchmark, 2026-12-02); a quarter of that lets it in between. The same bytes are read either
-way, in more, smaller reads."""
+benchmark, 2026-12-02); 16 KiB (~130 messages, well under a millisecond to parse) lets it in
+between, with the 1 ms pipeline steps (:data:`~gateway.ingest.pacing.STEP_BUDGET_S`). The
+same bytes are read either way, in more, smaller reads."""
 
 _CONNECTIONS = itertools.count(1)
 """Numbers of connections, unique in the process across every source."""

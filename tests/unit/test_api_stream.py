@@ -96,6 +96,31 @@ async def test_live_changes_arrive_in_order_as_events(engine: AlertEngine) -> No
     assert hub.clients == 0
 
 
+async def test_a_call_shown_before_its_commit_reaches_the_streams_at_once_then_stored(
+        engine: AlertEngine) -> None:
+    """The urgent lane (on the event loop) shows a critical change before its commit: the
+    streams' buffers have it on return, not a loop turn later; the commit (a worker thread)
+    then streams it with its id."""
+    hub = ChangeHub()
+    engine.add_listener(hub.publish, unstored=hub.publish_unstored)
+    subscription = hub.subscribe()
+    client = Client(event_stream(hub, engine.store, last_event_id=None))
+    await until(lambda: hub.clients > 1)
+    engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="s", bed="b-call", at=T0,
+                          severity=Severity.CRITICAL)], T0)
+    assert engine.show_critical() == 1
+    assert len(subscription.changes) == 1, "handed over synchronously on the loop"
+    await asyncio.to_thread(engine.commit)
+    assert await client.wait_for(1) == [1]
+    early, stored = [item for item in client.items if item != "retry: 2000"][:2]
+    assert isinstance(early, str), "no id: parsed as text"
+    assert early.startswith("event: opened")
+    assert '"unstored":true' in early
+    assert stored[:2] == (1, "opened")  # type: ignore[index]
+    hub.unsubscribe(subscription)
+    await client.close()
+
+
 async def test_resuming_after_an_id_replays_exactly_the_missed_changes_then_goes_live(
         engine: AlertEngine) -> None:
     hub = ChangeHub()
