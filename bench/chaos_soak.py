@@ -6,7 +6,8 @@ the same simulated traffic (:mod:`bench.chaos_traffic`, with incidents, visits a
 at a steady ``rate``, and no fault schedule. Besides, this process presses a listed button
 every ``press_every_s`` (turning over ``probe_beds`` beds of a site ``probe``) and times each
 press from its PUBLISH to its change (``opened``, or ``repeated`` on an alert still open) on
-the API's event stream.
+the API's event stream: the first showing (unstored, before the alert store's commit); a press
+whose change never comes stored is lost.
 
 Every ``sample_every_s`` it records the gateway's RSS (``/proc``), its queue depths (inbox,
 spool, upstream outbox), open alerts, intake rate, and the presses' latency in that interval;
@@ -88,6 +89,10 @@ class _Presses:
         self.key = key
         self.sent: dict[tuple[str, int], float] = {}
         self.seen: dict[tuple[str, int], float] = {}
+        """When each press's change was first on the stream (an emergency call's comes first
+        unstored, before the alert store's commit)."""
+        self.stored: set[tuple[str, int]] = set()
+        """Presses whose change came stored (with its id): the ones not lost."""
         self.connected = asyncio.Event()
 
     async def read_stream(self) -> None:
@@ -110,19 +115,21 @@ class _Presses:
                             elif line.startswith("event:"):
                                 event = line[6:].strip()
                             elif line.startswith("data:") and event in ("opened", "repeated"):
-                                self._change(json.loads(line[5:]))
+                                self._change(json.loads(line[5:]), time.perf_counter())
                             elif not line:
                                 event = ""
                 await asyncio.sleep(0.2)
 
-    def _change(self, change: dict[str, Any]) -> None:
+    def _change(self, change: dict[str, Any], now: float) -> None:
         alert = change.get("alert") or {}
         if alert.get("site") != PROBE_SITE:
             return
         evidence = alert.get("evidence") or {}
         key = (str(evidence.get("device")), int(evidence.get("seq") or 0))
         if key in self.sent:
-            self.seen.setdefault(key, time.perf_counter())
+            self.seen.setdefault(key, now)
+            if change.get("unstored") is not True:
+                self.stored.add(key)
 
     async def press(self, mqtt_url: str, every_s: float, beds: int, until: float) -> None:
         client = Publisher(BrokerUrl.parse(mqtt_url), client_id="soak-presses", reconnect=True)
@@ -313,7 +320,7 @@ def summarise(options: SoakOptions, rows: list[dict[str, Any]], presses: _Presse
     growth = (at_end / at_start - 1) if at_start and at_end else None
     all_latencies = [(presses.seen[k] - t) * 1000 for k, t in presses.sent.items()
                      if k in presses.seen]
-    lost = len(presses.sent) - len(all_latencies)
+    lost = sum(1 for k in presses.sent if k not in presses.stored)
     after = [r for r in rows if r["t_min"] >= options.from_minute]
     figures: dict[str, Any] = {
         "options": asdict(options), "traffic": traffic, "minutes": round(end, 1),

@@ -764,10 +764,13 @@ class Gateway:
             handed = self.pipeline.process_urgent(raws)
             if self.urgent_source is not None:
                 self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
-            if handed and self.alerts.staged:
+            if handed and self.alerts.staged and self.alerts.show_critical():
                 # On the dispatchers' screens now, stored by the commit that follows: the
-                # alert store's fsync is the slowest and least predictable hop of a call.
-                self.alerts.show_critical()
+                # alert store's fsync is the slowest and least predictable hop of a call. The
+                # streams write it in the next loop turn, which does not also parse a read of
+                # the main session (a flood's 16 KiB: ~130 messages).
+                with self.source.reading_held():
+                    await asyncio.sleep(0)
             if (handed and self.alerts.staged) or self._urgent_unacked:
                 await self._commit_alerts()
                 # The commit's thread handed the change to the API's streams (a callback

@@ -39,7 +39,8 @@ A change not stored yet is shown as an *unstored* event: the same ``event:`` and
 written, it comes again as usual, with its ``id:``. Two kinds of change come so: every critical
 change of an emergency call (a press, a fall), just before its commit, so the dispatchers'
 screens never wait for the alert store's fsync; and any change the store cannot write yet (its
-disk full), at once. A client keeps the alert from either; the stored event that follows an
+disk full), at once; a stream opened while changes wait to be stored is shown them as it
+subscribes. A client keeps the alert from either; the stored event that follows an
 unstored one is the same change confirmed, not a new one (the console does not ring twice).
 An unstored change the gateway could not store before it died never comes stored: the broker
 sends the call again (it was not acknowledged), which opens its alert anew, and a client drops
@@ -60,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 from collections import Counter, deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Final, Literal
@@ -139,7 +141,10 @@ class StreamSlot:
 
 
 class ChangeHub:
-    """Fans committed alert changes out to stream clients on the event loop."""
+    """Fans committed alert changes out to stream clients on the event loop, and changes not
+    stored yet (unstored) too: those it also keeps until their stored copy passes, and hands
+    them to each stream that subscribes meanwhile, so a console that (re)connects while the
+    alert store cannot write still sees the calls waiting to be written."""
 
     def __init__(self, *, queue_size: int = 1000, streams_per_key: int = 16) -> None:
         if queue_size < 1:
@@ -151,6 +156,10 @@ class ChangeHub:
         self._subscribers: set[Subscription] = set()
         self._slots: Counter[str] = Counter()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: dict[int, AlertChange] = {}
+        """Unstored changes whose stored copy has not been published yet, by ``seq`` (any
+        thread: the engine calls both listeners in order, under its own locks)."""
+        self._pending_lock = threading.Lock()
         self.closed = False
         self.disconnected_slow = 0
 
@@ -169,6 +178,10 @@ class ChangeHub:
 
     def publish(self, changes: list[AlertChange]) -> None:
         """The engine listener: never blocks, never raises."""
+        if self._pending:
+            with self._pending_lock:
+                for change in changes:
+                    self._pending.pop(change.seq, None)
         loop = self._loop
         if loop is None or not self._subscribers or not changes:
             return
@@ -179,6 +192,8 @@ class ChangeHub:
         """The engine's listener of changes not stored yet: never blocks or raises. On the
         event loop itself (an emergency call shown before its commit) the streams are handed
         the changes at once, not a loop turn later."""
+        with self._pending_lock:
+            self._pending.update((c.seq, c) for c in changes)
         loop = self._loop
         if loop is None or not self._subscribers or not changes:
             return
@@ -209,6 +224,10 @@ class ChangeHub:
             subscription.close()
         else:
             self._subscribers.add(subscription)
+            with self._pending_lock:
+                pending = [Unstored(c) for _, c in sorted(self._pending.items())]
+            if pending:
+                subscription.offer(pending)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -329,6 +348,8 @@ async def _event_stream(hub: ChangeHub, store: AlertStore, *,
     if not follow:
         return
     subscription = hub.subscribe()
+    shown: set[int] = set()
+    """The unstored changes this stream has shown."""
     loop = asyncio.get_running_loop()
     next_check = loop.time() + recheck_s
     try:
@@ -364,7 +385,13 @@ async def _event_stream(hub: ChangeHub, store: AlertStore, *,
                 continue
             change = subscription.changes.popleft()
             if isinstance(change, Unstored):
-                if change.change.seq > sent:  # else stored and sent meanwhile
+                seq = change.change.seq
+                # Not if stored and sent meanwhile, nor twice (a change shown as the stream
+                # subscribed is both among the hub's pending ones and dispatched to it).
+                if seq > sent and seq not in shown:
+                    if len(shown) > REPLAY_PAGE:
+                        shown = {s for s in shown if s > sent}
+                    shown.add(seq)
                     quiet_since = loop.time()
                     yield format_unstored(change.change)
                 continue

@@ -46,7 +46,7 @@ import random
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from devices import mqttwire as wire
 from devices.errors import ProtocolError
@@ -96,6 +96,9 @@ class _Connection(asyncio.Protocol):
         the number their acknowledgement is checked against."""
         self.last_received = time.monotonic()
         self.paused = False
+        """Not read: the inbox is full (until it has room, :meth:`resume`)."""
+        self.held = False
+        """Not read: an emergency call is being written to the streams (:meth:`hold`)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -158,6 +161,18 @@ class _Connection(asyncio.Protocol):
     def resume(self) -> None:
         if self.paused and self.transport is not None and not self.transport.is_closing():
             self.paused = False
+            if not self.held:
+                self.transport.resume_reading()
+
+    def hold(self, held: bool) -> None:
+        """Stop reading (``True``) or read again (unless the inbox is full): the socket is
+        read while neither holds it."""
+        if held == self.held or self.transport is None or self.transport.is_closing():
+            return
+        self.held = held
+        if held:
+            self.transport.pause_reading()
+        elif not self.paused:
             self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
@@ -404,6 +419,20 @@ class MqttSource:
     def _resume(self) -> None:
         if self._connection is not None:
             self._connection.resume()
+
+    @contextlib.contextmanager
+    def reading_held(self) -> Iterator[None]:
+        """The socket is not read inside (the broker keeps what comes meanwhile, TCP's window
+        pushing back): the gateway holds the main session for the loop turn in which the
+        streams write an emergency call, so that turn does not also parse a flood's read."""
+        connection = self._connection
+        if connection is not None:
+            connection.hold(True)
+        try:
+            yield
+        finally:
+            if connection is not None:
+                connection.hold(False)
 
     def recall(self) -> None:
         """Reconnect (the session stays) so the broker sends again every message it holds

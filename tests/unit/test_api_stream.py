@@ -8,11 +8,13 @@ import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
 from alerts.api import ChangeHub, event_stream
 from alerts.engine import AlertEngine
+from alerts.errors import StoreUnavailable
 from alerts.model import AlertType, Finding, Severity
 from alerts.store import AlertStore
 from tests.unit.test_api_app import T0, Harness, api
@@ -119,6 +121,33 @@ async def test_a_call_shown_before_its_commit_reaches_the_streams_at_once_then_s
     assert stored[:2] == (1, "opened")  # type: ignore[index]
     hub.unsubscribe(subscription)
     await client.close()
+
+
+async def test_a_stream_opened_while_a_call_waits_to_be_stored_is_shown_it(
+        engine: AlertEngine) -> None:
+    """A console that (re)connects while the alert store cannot write (a full disk) gets the
+    calls shown meanwhile: the hub keeps unstored changes until their stored copy passes and
+    hands them to each new stream, once; then the stored change comes with its id."""
+    hub = ChangeHub()
+    engine.add_listener(hub.publish, unstored=hub.publish_unstored)
+    first = Client(event_stream(hub, engine.store, last_event_id=None))
+    await until(lambda: hub.clients > 0)
+    engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="s", bed="b-call", at=T0,
+                          severity=Severity.CRITICAL)], T0)
+    with mock.patch.object(engine.store, "write", side_effect=StoreUnavailable("disk full")), \
+            pytest.raises(StoreUnavailable):
+        await asyncio.to_thread(engine.commit)
+    late = Client(event_stream(hub, engine.store, last_event_id=None))
+    for client in (first, late):
+        await until(lambda c=client: any(isinstance(i, str) and "unstored" in i  # type: ignore[misc]
+                                         for i in c.items))
+    await asyncio.to_thread(engine.commit)
+    for client in (first, late):
+        assert await client.wait_for(1) == [1]
+        shown = [i for i in client.items if isinstance(i, str) and "unstored" in i]
+        assert len(shown) == 1, client.items
+        await client.close()
+    assert hub._pending == {}, "forgotten once stored"
 
 
 async def test_resuming_after_an_id_replays_exactly_the_missed_changes_then_goes_live(

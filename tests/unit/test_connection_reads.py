@@ -63,3 +63,42 @@ def test_a_full_socket_is_read_in_slices() -> None:
     reads = asyncio.run(scenario())
     assert sum(reads) > 2 * READ_BYTES, reads  # more was waiting than one slice
     assert max(reads) <= READ_BYTES, reads
+
+
+def test_a_held_socket_is_not_read_and_a_full_inbox_keeps_it_unread_after_the_hold() -> None:
+    """While an emergency call is written to the streams the main session is held (not
+    read); the hold and a full inbox's pause are separate: ending one does not read a socket
+    the other still holds."""
+
+    async def scenario() -> list[tuple[str, bool]]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read(1)
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_Counting, "127.0.0.1", port)
+        transport.resume_reading()
+        steps: list[tuple[str, bool]] = []
+        protocol.hold(True)
+        steps.append(("held", transport.is_reading()))
+        protocol.hold(False)
+        steps.append(("released", transport.is_reading()))
+        protocol.paused = True  # the inbox filled (data_received pauses the transport so)
+        transport.pause_reading()
+        protocol.hold(True)
+        protocol.hold(False)
+        steps.append(("released, inbox full", transport.is_reading()))
+        protocol.hold(True)
+        protocol.resume()  # the inbox has room again
+        steps.append(("inbox room, still held", transport.is_reading()))
+        protocol.hold(False)
+        steps.append(("both over", transport.is_reading()))
+        transport.close()
+        server.close()
+        await server.wait_closed()
+        return steps
+
+    assert asyncio.run(scenario()) == [
+        ("held", False), ("released", True), ("released, inbox full", False),
+        ("inbox room, still held", False), ("both over", True)]
