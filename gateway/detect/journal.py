@@ -68,6 +68,7 @@ import msgspec
 
 from alerts.errors import StorageError
 from devices.codec import Codec, Message
+from gateway.storage.durable import append_whole, fsync_dir
 
 log = logging.getLogger("homecare.detect")
 
@@ -308,19 +309,9 @@ class DetectorJournal:
         assert self._fd is not None
         assert self._fd_path is not None
         start = self._sizes[self._fd_path]
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(self._fd, view)
-                view = view[n:]
-            if self.fsync:
-                os.fdatasync(self._fd)
-        except OSError:
-            try:
-                os.ftruncate(self._fd, start)
-            except OSError:
-                self._close_fd()  # the next write starts a new segment
-            raise
+        # A part written is cut off; if that fails, the next write starts a new segment.
+        append_whole(self._fd, data, start=start, sync=os.fdatasync if self.fsync else None,
+                     if_not_cut=self._close_fd)
         self._sizes[self._fd_path] = start + len(data)
 
     def _rotate(self, first: int) -> None:
@@ -332,7 +323,7 @@ class DetectorJournal:
         if not self._segments or self._segments[-1][1] != path:
             self._segments.append((first, path))
         if self.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -538,10 +529,3 @@ class JournaledStage:
         self.inner.commit()
         self.journal.write()
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

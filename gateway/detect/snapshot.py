@@ -43,6 +43,7 @@ from typing import Final, Protocol
 import msgspec
 
 from gateway.detect.journal import Mark
+from gateway.storage.durable import fsync_dir
 
 log = logging.getLogger("homecare.detect")
 
@@ -121,11 +122,7 @@ def save_snapshot(path: Path, detectors: Sequence[Snapshottable], *,
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(path.parent)
     if journal is not None and mark is not None:
         journal.covered(mark.position)
     return len(body)

@@ -4,7 +4,9 @@
 :mod:`~gateway.storage.deadletters` (every message it could not use, with the reason), and
 :mod:`~gateway.storage.health` (one account of every store's trouble, for the log, ``/readyz``
 and metrics), and :mod:`~gateway.storage.housekeeping` (what keeps the data directory bounded:
-archives, ages, checkpoints); :mod:`~gateway.storage.private` keeps the data files 0600.
+archives, ages, checkpoints); :mod:`~gateway.storage.private` keeps the data files 0600;
+:mod:`~gateway.storage.durable` appends a record whole or not at all and fsyncs a directory
+(the spool's, the archive's and the detectors' files).
 The alert store, keys and the service log live with the alerts
 (:mod:`alerts`); their disk errors are classified the same way, in :mod:`alerts.errors`.
 """

@@ -89,6 +89,7 @@ from typing import TYPE_CHECKING, Any, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.storage.deadletters import DeadLetterStore
+from gateway.storage.durable import fsync_dir
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -306,14 +307,6 @@ def read_manifest(archive: Path) -> list[dict[str, Any]]:
     text = path.read_text()
     return [json.loads(line) for line in text[:text.rfind("\n") + 1].splitlines()
             if line.strip()]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _private_dir(path: Path) -> None:
@@ -661,7 +654,7 @@ class Housekeeper:
             tmp.unlink()
             return None
         os.replace(tmp, self.archive / name)
-        _fsync_dir(self.archive)
+        fsync_dir(self.archive)
         return _append_manifest(self.archive, {
             "kind": kind.name, "month": f"{year:04d}-{month:02d}", "file": name, "rows": rows,
             "first": first, "last": last, "sha256": digest.hexdigest(),

@@ -19,7 +19,6 @@ pending records (counted in ``dropped_points``) and ``block`` refuses the append
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 import threading
@@ -31,6 +30,7 @@ from typing import Literal
 
 from alerts.errors import StorageError
 from gateway.errors import SpoolFull
+from gateway.storage.durable import append_whole, fsync_dir
 
 _HEADER = struct.Struct("<III")
 _SUFFIX = ".seg"
@@ -181,15 +181,10 @@ class Spool:
                 self._rotate()
             assert self._active is not None
             record = _Record(self._active_id, self._active_size, len(body), points)
-            try:
-                _write_all(self._active, _HEADER.pack(len(body), zlib.crc32(body), points) + body)
-                if self.fsync:
-                    os.fsync(self._active)
-            except OSError:
-                # Disk full or failing: cut a partial record off again so the segment stays
-                # readable past this point when the append is retried.
-                os.ftruncate(self._active, self._active_size)
-                raise
+            # Disk full or failing: a partial record is cut off again so the segment stays
+            # readable past this point when the append is retried.
+            append_whole(self._active, _HEADER.pack(len(body), zlib.crc32(body), points) + body,
+                         start=self._active_size, sync=os.fsync if self.fsync else None)
             self._active_size += size
             self._pending.append(record)
             self._pending_bytes += size
@@ -210,11 +205,7 @@ class Spool:
             raise
         os.close(old)
         if self.fsync:
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            fsync_dir(self.directory)
 
     def _drop_oldest(self, need: int) -> None:
         freed = 0
@@ -303,14 +294,3 @@ class Spool:
                 os.close(fd)
             self._read_fds.clear()
 
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write all of ``data`` or raise: on a nearly full disk ``write`` may write part of it and
-    return the count without an error (a fresh tester's full-disk run lost points in the spool:
-    a short write was counted as a whole record, and the records after it were read wrong)."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:
-            raise OSError(errno.ENOSPC, "no space left on device (short write)")
-        view = view[written:]
