@@ -54,6 +54,10 @@ Gaps are impossible by construction: a client subscribes before its final catch-
 store, every change with an ``id:`` is committed before it is published, and changes a client
 already has (``seq`` not above the last it was sent) are skipped; a hole in the live sequence,
 should one appear, is filled from the store.
+
+This module is over 400 lines because the contract above (resumption, resets, key re-checks,
+unstored changes) and the hub that carries it are one piece: each half relies on the other's
+ordering rules.
 """
 
 from __future__ import annotations
