@@ -50,7 +50,8 @@ class AlertType(StrEnum):
 
 SITE_TYPES: Final = frozenset({AlertType.SITE_OFFLINE, AlertType.GATEWAY_HEALTH})
 """Alert types about a whole site or the gateway itself, not one bed: ``bed`` is empty.
-``site_offline``: every device of a site silent at once (its link, its power); episode empty.
+``site_offline``: every device of a site silent at once (its link, its power); episode empty
+(sites the registry does not list share one summary, :mod:`alerts.storms`).
 ``gateway_health``: the gateway's own broker connection, database or storage failing, on the
 site :data:`GATEWAY_SITE`, one episode per check (``mqtt_connected``, ``tsdb_writable``...).
 The types of ground-truth labels (:data:`devices.labels.ALERT_TYPES`) are the others."""

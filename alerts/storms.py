@@ -24,8 +24,14 @@ summary, instead of one alert each, in two cases:
 **Never aggregated**: ``emergency_button`` and ``fall`` (:data:`NEVER_SUMMARISED`), whoever
 sends them, registered or not: they pass through untouched, at the cost of one type
 test each, so the emergency path is never slowed or hidden by a storm. Site-level alerts
-(:data:`~alerts.model.SITE_TYPES`: a site gone dark, the gateway's own health) pass through
-too: each is one alert for a whole site already, and its empty bed is no unregistered bed.
+(:data:`~alerts.model.SITE_TYPES`: a site gone dark, the gateway's own health) are never
+folded into a storm: each is one alert for a whole site already. A site the registry lists
+keeps its own, and so does the gateway's health (its site ``_gateway`` is no registry's); but
+a site-level alert of a site the registry does not list (:data:`SITE_FOLDED`: ``site_offline``)
+joins the :data:`UNREGISTERED_SITES` summary of its type, its members the sites: 330 made-up
+sites of three made-up beds each going silent are one alert, not 330 high ones (the detectors
+watch up to ``unregistered_watched_beds`` made-up beds, so as many as a third of that could
+otherwise open).
 
 A summary is a plain alert of the member's type: site, ``bed`` empty (a site-level alert),
 episode :data:`EPISODE`, severity the highest of its members, and evidence ``summary: true``
@@ -34,7 +40,8 @@ named: a bed's twelve flagged visits are twelve members on one bed; the text say
 service anomalies on 1 bed", "at least" when some members are only counted; the device types
 count devices, one member each), ``unregistered`` and ``storm`` (how many of each),
 ``members`` (the first :data:`LISTED` members by arrival, ``bed/device`` or ``bed``;
-``site/bed/device`` under :data:`UNREGISTERED_SITES`), ``members_omitted``, and
+``site/bed/device`` under :data:`UNREGISTERED_SITES`, and ``site`` for a site-level type, whose
+members are sites and name no bed), ``members_omitted``, and
 ``member_reasons``: for each member whose finding names its ``reasons`` (a
 ``service_anomaly``: ``bed/caregiver/visit`` -> ``["too_short", ...]``), listed or not among
 the first :data:`LISTED`, those reasons (the first :data:`REASONS_LISTED` such members by
@@ -82,8 +89,12 @@ log = logging.getLogger("homecare.alerts")
 
 NEVER_SUMMARISED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
 """Emergencies: always one alert each, never held, never folded."""
-PASSED: Final = NEVER_SUMMARISED | SITE_TYPES
-"""Types that pass through as they are: emergencies and site-level alerts."""
+SITE_FOLDED: Final = SITE_TYPES - {AlertType.GATEWAY_HEALTH}
+"""Site-level types about one site: a listed site's pass through (one alert per site already),
+a site the registry does not list joins the :data:`UNREGISTERED_SITES` summary of the type.
+Every site-level type but the gateway's own health, whose site is the gateway, no registry's."""
+PASSED: Final = NEVER_SUMMARISED | (SITE_TYPES - SITE_FOLDED)
+"""Types that always pass through as they are: emergencies and the gateway's health."""
 DEVICE_TYPES: Final = frozenset({AlertType.DEVICE_OFFLINE, AlertType.LOW_BATTERY,
                                  AlertType.SENSOR_FAULT})
 """Types about one device (its id is the finding's episode): a device the registry does not
@@ -176,7 +187,7 @@ class AlertStorms:
         passed: list[Finding] = []
         changed: dict[_Key, _Summary] = {}
         for f in findings:
-            if f.type in PASSED:
+            if self._passes(f):
                 passed.append(f)
                 continue
             summary = self._route(f, now_ms, incoming)
@@ -193,6 +204,9 @@ class AlertStorms:
                 continue
             key, _ = split_incident(alert.incident)
             site, bed, _, episode = key.split("/", 3)
+            if alert.type in SITE_FOLDED and not self._unregistered_member(
+                    alert.type, (site, bed, episode)):
+                continue  # a listed site's own: its findings pass through
             if not (alert.evidence.get(SUMMARY) is True and bed == "" and episode == EPISODE):
                 self._remember((alert.type, (site, bed, episode)))
                 continue
@@ -220,7 +234,7 @@ class AlertStorms:
         """Per site and type, the registered conditions that would open an alert now."""
         incoming: dict[_Key, int] = {}
         for f in findings:
-            if not f.active or f.type in PASSED:
+            if not f.active or self._passes(f):
                 continue
             member = (f.site, f.bed, f.episode)
             if (f.type, member) in self._individual or self._unregistered(f):
@@ -256,9 +270,11 @@ class AlertStorms:
                 summary.severity = f.severity
                 return summary
             return summary if changed else _UNCHANGED
+        if (f.type, member) in self._individual:
+            # An update of its own alert: registered, or opened before it would be folded (a
+            # made-up site's ``site_offline`` from before a restart), which then clears too.
+            return None
         if not unregistered:
-            if (f.type, member) in self._individual:
-                return None  # an update of its own alert
             storming = self._storming(key, summary, now, incoming)
             incoming[key] = incoming.get(key, 1) - 1  # decided: an opening, or a member
             if not storming:
@@ -299,6 +315,11 @@ class AlertStorms:
 
     # --- registry -----------------------------------------------------------------------------
 
+    def _passes(self, f: Finding) -> bool:
+        """Whether ``f`` goes to the engine untouched: an emergency, the gateway's health, or
+        a site-level finding of a listed site."""
+        return f.type in PASSED or (f.type in SITE_FOLDED and not self._unregistered(f))
+
     def _unregistered(self, f: Finding) -> bool:
         return self._unregistered_member(f.type, (f.site, f.bed, f.episode))
 
@@ -306,6 +327,8 @@ class AlertStorms:
         if self.registry is None:
             return False
         site, bed_id, episode = member
+        if alert_type in SITE_TYPES:  # about the site (bed empty): unlisted if the site is
+            return self._site_of(site) == UNREGISTERED_SITES
         bed = self.registry.bed(site, bed_id)
         if bed is None or bed.auto_registered:
             return True
@@ -346,9 +369,12 @@ class AlertStorms:
 
     def _parse(self, summary_site: str, label: str) -> _Member | None:
         """The member a label names; the episode is the rest after the site and bed (which
-        hold no ``/``): a service anomaly's ``caregiver/visit`` too."""
+        hold no ``/``): a service anomaly's ``caregiver/visit`` too. Under
+        :data:`UNREGISTERED_SITES`, a label of one part is a site (a site-level member)."""
         if summary_site == UNREGISTERED_SITES:
             parts = label.split("/", 2)
+            if len(parts) == 1:
+                return (parts[0], "", "") if parts[0] else None
             if len(parts) not in (2, 3):
                 return None
             return parts[0], parts[1], parts[2] if len(parts) == 3 else ""
@@ -367,11 +393,13 @@ class AlertStorms:
                 reason_counts[reason] = reason_counts.get(reason, 0) + 1
         unregistered = summary.unregistered
         storm = len(summary.members) - unregistered
-        beds = len({(site, bed) for site, bed, _ in summary.members})
+        beds = len({(site, bed) for site, bed, _ in summary.members if bed})
         what = summary.type.value.replace("_", " ")
         where = ("unregistered sites" if summary.site == UNREGISTERED_SITES
                  else f"site {summary.site}")
-        if summary.type in DEVICE_TYPES:  # a member is a device (its id is the episode)
+        if summary.type in SITE_TYPES:  # a member is a site, only ever unregistered
+            on = noun = "site" if count == 1 else "sites"
+        elif summary.type in DEVICE_TYPES:  # a member is a device (its id is the episode)
             on = noun = "device" if count == 1 else "devices"
         else:  # a member is a bed's condition (a visit, an episode): "12 ... on 1 bed"
             name = what if summary.type is AlertType.SERVICE_ANOMALY else f"{what} alert"
@@ -380,6 +408,8 @@ class AlertStorms:
             on = f"{noun} on {least}{beds} {'bed' if beds == 1 and not least else 'beds'}"
         if not count:
             text = f"{what} on {where}: every member cleared"
+        elif summary.type in SITE_TYPES:  # "site offline on 330 unregistered sites"
+            text = f"{what} on {count} unregistered {noun}"
         elif storm == 0:
             text = (f"{count} unregistered {noun} on {where}: {what}" if noun == on
                     else f"{count} unregistered {on} on {where}")

@@ -39,8 +39,9 @@ already reported offline, and beds count only by them, so a bed whose devices ne
 no evidence, and one device silent on one bed is its own ``device_offline``) is an outage of
 the site's link or power: it does not become one alert per device but one ``site_offline``
 finding for the site (:mod:`~gateway.detect._sites`: bed empty, the beds affected named in its
-evidence), raised when the first of its devices passes its own limit (or, for last wills, one
-evaluation round after they came), and cleared once the site is no longer dark; its devices
+evidence; sites the registry does not list share one summary, :mod:`alerts.storms`), raised
+when the first of its devices passes its own limit (or, for last wills, one evaluation round
+after they came), and cleared once the site is no longer dark; its devices
 still silent then are judged from its return (they get their limit again). Half the limit, so
 that the vote holds when the first device crosses its limit: the devices of a site that went
 dark all at once fall silent within a minute or so of each other, and counting only those past

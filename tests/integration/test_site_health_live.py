@@ -278,3 +278,43 @@ async def test_a_lost_broker_is_a_gateway_alert_after_its_time_and_no_site_goes_
         await _pass_gateway_time(limit_ms + 3000)
         assert [(a["type"], a["status"]) for a in await _alerts(gateway)] == [
             ("gateway_health", "resolved")]
+
+
+async def test_made_up_sites_gone_dark_are_one_summary_and_their_calls_their_own(
+        gateway: GatewayProcess, mosquitto: Mosquitto) -> None:
+    # Issue #17, the tester's shape, bounded: 20 made-up sites of three made-up beds each
+    # send one status per device, then nothing; the listed site-dark loses its link. Expect
+    # one site_offline of its own for the listed site, one summary listing the made-up sites
+    # (not 20 high alerts), and a made-up site's button press its own critical alert.
+    made_up = [f"fake-{n:02d}" for n in range(20)]
+    async with devices(mosquitto.url) as sites, Publisher(
+            BrokerUrl.parse(mosquitto.url), client_id="made-up-fleet") as fleet:
+        await _heard_everyone(gateway)
+        for site in made_up:
+            for b in range(3):
+                await fleet.publish(f"homecare/v1/{site}/xbed-{b}/infrared/xir-{b}/status",
+                                    json.dumps({"ts": _now(), "seq": 1, "state": "online",
+                                                "heartbeat_s": HEARTBEAT_S}).encode())
+        await fleet.publish("homecare/v1/fake-07/newbed/button/newbtn/event", json.dumps(
+            {"ts": _now(), "seq": 1, "event": "press"}).encode())
+        for device in sites[DARK]:
+            await device.lose_link()
+
+        async def site_alerts() -> list[dict[str, Any]]:
+            found = [a for a in await _alerts(gateway) if a["type"] == "site_offline"]
+            return found if len(found) >= 2 else []
+
+        await _until("the site alerts", site_alerts)
+        await _pass_gateway_time(2 * LIMIT_MS)  # every made-up site has had its chance
+        everything = await _alerts(gateway)
+        dark = sorted((a["site"], a["bed"], a["severity"]) for a in everything
+                      if a["type"] == "site_offline")
+        assert dark == [("_unregistered", "", "high"), (DARK, "", "high")]
+        [summary] = [a for a in everything if a["site"] == "_unregistered"
+                     and a["type"] == "site_offline"]
+        assert summary["evidence"]["members"] == made_up
+        assert summary["summary"] == "site offline on 20 unregistered sites"
+        assert [(a["site"], a["bed"], a["severity"]) for a in everything
+                if a["type"] == "emergency_button"] == [("fake-07", "newbed", "critical")]
+        assert not [a for a in everything if a["site"].startswith("fake-")
+                    and a["type"] != "emergency_button"]

@@ -217,27 +217,87 @@ def test_summaries_and_individual_alerts_are_taken_back_after_a_restart(
     assert out[1].evidence["count"] == LISTED + 3
 
 
-def test_site_level_alerts_pass_through_as_they_are_on_any_site() -> None:
-    # A site gone dark, and the gateway's own health, are already one alert each: never an
-    # "unregistered bed" (their bed is empty), never folded into a storm summary.
+def _dark(site: str, *, active: bool = True, at: int = T0,
+          beds: tuple[str, ...] = ("b1", "b2", "b3")) -> Finding:
+    return Finding(type=AlertType.SITE_OFFLINE, site=site, bed="", at=at,
+                   severity=Severity.HIGH, active=active, summary=f"{site} dark",
+                   evidence={"beds": list(beds)})
+
+
+def test_a_listed_sites_site_level_alerts_pass_through_as_they_are() -> None:
+    # A listed site gone dark, and the gateway's own health, are already one alert each:
+    # never an "unregistered bed" (their bed is empty), never folded into a storm summary.
     storms = AlertStorms(_registry())
-    site = [Finding(type=AlertType.SITE_OFFLINE, site=s, bed="", at=T0,
-                    severity=Severity.HIGH, summary=f"{s} dark", evidence={"beds": ["b1"]})
-            for s in ("s1", "made-up")]
+    site = [_dark("s1")]
     health = [Finding(type=AlertType.GATEWAY_HEALTH, site="_gateway", bed="", at=T0,
                       severity=Severity.HIGH, episode=check)
               for check in ("mqtt_connected", "tsdb_writable")]
-    many = [Finding(type=AlertType.SITE_OFFLINE, site=f"site-{n}", bed="", at=T0,
-                    severity=Severity.HIGH) for n in range(STORM_THRESHOLD * 3)]
-    for findings in (site, health, many, [*site, *[_finding("made-up", "x1")]]):
+    again = [_dark("s1", at=T0 + n) for n in range(STORM_THRESHOLD * 3)]
+    for findings in (site, health, again, [*site, *health, _finding("made-up", "x1")]):
         out = storms.filter(findings, T0)
         assert [f for f in out if f.type in (AlertType.SITE_OFFLINE,
                                                AlertType.GATEWAY_HEALTH)] == [
             f for f in findings if f.type is not OFFLINE]
     assert storms.summaries == 1  # the unregistered device only
-    cleared = [Finding(type=AlertType.SITE_OFFLINE, site="s1", bed="", at=T0 + 1,
-                       severity=Severity.HIGH, active=False)]
+    cleared = [_dark("s1", active=False, at=T0 + 1)]
     assert storms.filter(cleared, T0 + 1) == cleared
+
+
+def test_made_up_sites_gone_dark_are_one_summary_listing_the_sites() -> None:
+    # 330 made-up sites of three made-up beds each, all silent: one high alert for them all,
+    # as their beds' alerts are, not 330. A listed site's own outage, and the emergencies of
+    # the made-up sites, still open their own.
+    storms = AlertStorms(_registry())
+    made_up = [_dark(f"fake-{n}") for n in range(330)]
+    calls = [_finding("fake-7", "newbed", type=AlertType.EMERGENCY_BUTTON,
+                      severity=Severity.CRITICAL),
+             _finding("fake-8", "newbed2", type=AlertType.FALL, severity=Severity.CRITICAL)]
+    out = storms.filter([*made_up[:165], *calls, _dark("s1"), *made_up[165:]], T0)
+    assert out[:3] == [*calls, _dark("s1")]
+    [summary] = out[3:]
+    assert (summary.type, summary.site, summary.bed, summary.severity) == (
+        AlertType.SITE_OFFLINE, UNREGISTERED_SITES, "", Severity.HIGH)
+    assert summary.summary == "site offline on 330 unregistered sites"
+    ev = summary.evidence
+    assert (ev["count"], ev["unregistered"], ev["storm"], ev["beds_count"]) == (330, 330, 0, 0)
+    assert ev["members"] == [f"fake-{n}" for n in range(LISTED)]
+    assert ev["members_omitted"] == 330 - LISTED
+    # An update of a member (more beds dark) changes nothing; clears take members out, the
+    # last one clears the summary.
+    assert storms.filter([_dark("fake-3", at=T0 + 1, beds=("b1", "b2", "b3", "b4"))],
+                         T0 + 1) == []
+    [fewer] = storms.filter([_dark(f"fake-{n}", active=False, at=T0 + 2)
+                             for n in range(329)], T0 + 2)
+    assert fewer.active
+    assert fewer.evidence["members"] == ["fake-329"]
+    assert fewer.summary == "site offline on 1 unregistered site"
+    [gone] = storms.filter([_dark("fake-329", active=False, at=T0 + 3)], T0 + 3)
+    assert not gone.active
+    assert storms.summaries == 0
+
+
+def test_made_up_sites_summary_and_an_earlier_own_alert_are_taken_back(
+        tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    engine = AlertEngine(store)
+    # One made-up site's outage opened on its own (by a gateway before sites were folded),
+    # then two folded.
+    engine.apply([_dark("fake-old")], T0)
+    engine.apply(AlertStorms(_registry()).filter([_dark("fake-1"), _dark("fake-2")], T0), T0)
+    engine.commit()
+    store.close()
+
+    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
+    storms = AlertStorms(_registry())
+    storms.resume(engine.open_alerts())
+    assert storms.summaries == 1
+    # The old alert takes its own updates and clear (else it would stay open for ever).
+    update = _dark("fake-old", at=T0 + 5, beds=("b1", "b2", "b3", "b4"))
+    assert storms.filter([update], T0 + 5) == [update]
+    [summary] = storms.filter([_dark("fake-1", active=False, at=T0 + 6)], T0 + 6)
+    assert summary.evidence["members"] == ["fake-2"]
+    cleared = _dark("fake-old", active=False, at=T0 + 7)
+    assert storms.filter([cleared], T0 + 7) == [cleared]
 
 
 def test_open_site_level_alerts_are_not_taken_back_as_members_after_a_restart(

@@ -200,6 +200,33 @@ def test_unknown_devices_going_silent_do_not_hide_a_registered_one_on_their_site
         ("bed-0002", "ir-0002")]
 
 
+def test_made_up_sites_going_dark_are_one_site_alert_and_a_listed_site_its_own(
+        tmp_path: Path) -> None:
+    # 200 made-up sites of three made-up beds each (one status each, then silence) are dark
+    # sites as far as the detectors can tell: one summary lists them, not 200 high alerts.
+    # The registered site goes dark too (a real outage): its own alert. A press on a made-up
+    # site is its own critical alert.
+    h = Harness(tmp_path, _registry(beds=5))
+    h.feed(_registered_alive(range(5), T0), T0 + 100)
+    sites = [f"fake-{n:03d}" for n in range(200)]
+    h.feed([_unknown(site, f"xbed-{b}", "infrared", T0) for site in sites for b in range(3)],
+           T0 + 100)
+    press = message("newbed", "button", "newbtn", "event",
+                    {"ts": T0 + MINUTE, "seq": 1, "event": "press"}, site="fake-007")
+    h.feed([press], T0 + MINUTE)
+    for minute in range(1, 7):
+        h.tick(T0 + minute * MINUTE + 200)
+
+    assert h.opened(AlertType.SITE_OFFLINE) == Counter({SITE: 1, "_unregistered": 1})
+    [summary] = [a for a in h.open_alerts(AlertType.SITE_OFFLINE) if a.site == "_unregistered"]
+    assert (summary.bed, summary.severity) == ("", Severity.HIGH)
+    assert summary.evidence["count"] == 200
+    assert summary.evidence["members"] == sites[:50]
+    assert h.opened(AlertType.DEVICE_OFFLINE) == Counter()  # the sites' alerts, not theirs
+    [call] = h.open_alerts(AlertType.EMERGENCY_BUTTON)
+    assert (call.site, call.bed, call.severity) == ("fake-007", "newbed", Severity.CRITICAL)
+
+
 def test_detector_memory_for_unregistered_beds_is_bounded() -> None:
     registry = _registry(beds=5)
     detectors = build_detectors(registry, timezone="UTC")
