@@ -10,8 +10,8 @@ and in alert transitions) and a :class:`Role`:
 
 Tokens look like ``hck_<12 hex id>_<43 url-safe chars>`` (256 bits of secret). The id part
 finds the row; the hash is then compared in constant time. A *bootstrap* token (from
-``HOMECARE_API_KEY``) is accepted as the admin ``bootstrap`` without being stored, so a fresh
-gateway can be administered before any key exists. Because it is chosen by a person, it must
+``HOMECARE_API_KEY``) is accepted as the admin ``bootstrap`` without being a stored key, so a
+fresh gateway can be administered before any key exists. Because it is chosen by a person, it must
 prove to be a secret: at least :data:`MIN_BOOTSTRAP_LENGTH` characters and an estimated
 :data:`MIN_BOOTSTRAP_BITS` bits (:func:`estimated_entropy_bits`), else the store refuses to
 open and says how to make one. Long-lived requests (event streams) re-check their key by id
@@ -19,6 +19,13 @@ open and says how to make one. Long-lived requests (event streams) re-check thei
 
 Revoked keys stay in the table (revoked_at/by) for the audit trail; their name may be reused.
 Every API write is recorded in the ``audit`` table with the key's name.
+
+When a token last authenticated is kept by its SHA-256 in ``key_uses`` (:meth:`KeyStore.note_use`,
+the bootstrap token's too; rows older than :data:`KEY_USE_KEPT_MS` are dropped), so the API's
+lockout of an address that tried too many wrong keys still lets through a key that worked
+within the last day after a restart too (:class:`alerts.api._limits.ProvenKeys`); memory
+alone forgot them, and one careless client behind a station's address locked its colleagues
+out for a minute after every restart.
 """
 
 from __future__ import annotations
@@ -56,6 +63,11 @@ MAX_TOKEN_LENGTH: Final = 512
 NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
 _NAME = re.compile(NAME_PATTERN)
 _TOKEN = re.compile(r"^hck_([0-9a-f]{12})_[A-Za-z0-9_-]{43}$")
+KEY_USE_WRITE_MS: Final = 600_000
+"""A token's use is written at most this often (a write per request would cost a disk flush
+each); so the time kept is at most this much older than its last use."""
+KEY_USE_KEPT_MS: Final = 86_400_000
+"""How long a token's last use is kept: the API welcomes a key used within the last day."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -78,6 +90,10 @@ CREATE TABLE IF NOT EXISTS audit (
     target TEXT NOT NULL,
     status INTEGER NOT NULL,
     detail TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS key_uses (
+    token_sha256 TEXT PRIMARY KEY,
+    used_at INTEGER NOT NULL
 );
 """
 
@@ -171,6 +187,7 @@ class KeyStore:
             os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._bootstrap = _digest(bootstrap_token) if bootstrap_token else None
         self._lock = threading.Lock()
+        self._use_written: dict[str, int] = {}  # digest -> when its use was last written
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                    timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -262,6 +279,30 @@ class KeyStore:
             row = self._db.execute("SELECT revoked_at FROM api_keys WHERE id = ?",
                                    (key_id,)).fetchone()
         return row is not None and row[0] is None
+
+    def note_use(self, token: str, *, now_ms: int | None = None) -> None:
+        """Remember that ``token`` (just verified) authenticated now, by its SHA-256: written
+        at most every :data:`KEY_USE_WRITE_MS` per token, older uses dropped."""
+        at = _now_ms() if now_ms is None else now_ms
+        digest = _digest(token)
+        with self._lock:
+            last = self._use_written.get(digest)
+            if last is not None and 0 <= at - last < KEY_USE_WRITE_MS:
+                return
+            self._use_written[digest] = at  # before writing: a failing disk is tried again later
+            self._db.execute(
+                "INSERT INTO key_uses (token_sha256, used_at) VALUES (?, ?) ON CONFLICT"
+                " (token_sha256) DO UPDATE SET used_at = max(used_at, excluded.used_at)",
+                (digest, at))
+            self._db.execute("DELETE FROM key_uses WHERE used_at < ?", (at - KEY_USE_KEPT_MS,))
+
+    def recent_uses(self, *, since_ms: int) -> list[tuple[bytes, int]]:
+        """The SHA-256 of each token that authenticated at ``since_ms`` or later, and when it
+        last did (as written by :meth:`note_use`)."""
+        with self._lock:
+            rows = self._db.execute("SELECT token_sha256, used_at FROM key_uses"
+                                    " WHERE used_at >= ?", (since_ms,)).fetchall()
+        return [(bytes.fromhex(str(digest)), int(at)) for digest, at in rows]
 
     # --- audit ------------------------------------------------------------------------------
 

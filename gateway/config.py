@@ -641,11 +641,13 @@ class Settings(BaseSettings):
         "is unset; it must exist at start.")
     api_auth_failures_per_minute: int = Field(
         default=60, ge=1, le=100_000, json_schema_extra={"unit": "failures"},
-        description="Unknown or revoked API keys one client address (IPv6: its /64) may try in "
-        "any minute; past it, requests from that address answer 429 with `Retry-After` until "
-        "the oldest failure is a minute old, except with a key accepted within the last day "
-        "(a station's dispatchers behind one address keep working). Failures "
-        "are counted in `homecare_api_auth_failures_total{reason}` and logged without the key.")
+        description="Failed authentications one client address (IPv6: its /64) may have in "
+        "any minute: unknown or revoked API keys, and acknowledge links that are not ours, "
+        "expired or already used; past it, requests from that address answer 429 with "
+        "`Retry-After` until the oldest failure is a minute old, except with a key accepted "
+        "within the last day, also before a restart (a station's dispatchers behind one "
+        "address keep working), or an intact acknowledge link. Failures are counted in "
+        "`homecare_api_auth_failures_total{reason}` and logged without the key or link.")
     api_streams_per_key: int = Field(
         default=16, ge=1, le=10_000, json_schema_extra={"unit": "streams"},
         description="Event streams (`/api/v1/alerts/stream`) one key may hold open at once; one "

@@ -31,7 +31,7 @@ from alerts.api import (
     _supervision,
     _visits,
 )
-from alerts.api._auth import ApiAuth, known_query_only
+from alerts.api._auth import ApiAuth, FailedAuth, known_query_only
 from alerts.api._context import ApiContext, wall_clock_ms
 from alerts.api._errors import ApiError, error_responses
 from alerts.api._errors import install as install_errors
@@ -55,8 +55,10 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     install_errors(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES,
                        larger={PREFIX + _plans.IMPORT_PATH: _plans.MAX_IMPORT_BYTES})
-    app.add_middleware(ApiAuth, keys=ctx.keys, metrics=metrics,
-                       throttle=AuthThrottle(failures_per_minute=ctx.auth_failures_per_minute))
+    # One budget of failed authentications per address: wrong keys and made-up links alike.
+    failures = FailedAuth(metrics=metrics,
+                          throttle=AuthThrottle(failures_per_minute=ctx.auth_failures_per_minute))
+    app.add_middleware(ApiAuth, keys=ctx.keys, failures=failures)
     app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing
     hub = ChangeHub(queue_size=ctx.sse_queue_size, streams_per_key=ctx.sse_streams_per_key)
     unsubscribe = (ctx.engine.add_listener(hub.publish, unstored=hub.publish_unstored)
@@ -80,7 +82,7 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     api.include_router(_supervision.router(ctx))
     api.include_router(_station.me_router())
     app.include_router(api)
-    app.include_router(_acklink.router(ctx))  # no key: the signed link is the permission
+    app.include_router(_acklink.router(ctx, failures))  # no key: the signed link is the permission
 
     def close() -> None:
         for stop in (unsubscribe, uncount, untime):

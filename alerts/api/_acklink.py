@@ -9,11 +9,22 @@ a second use answers 410 with who used it and when. A link is bound to the call 
 for (:mod:`alerts.acklinks`): once a new call reopened the alert after an acknowledgement, a
 link sent before it answers 410 ("a newer call came after this link was sent") and is not
 spent. An expired link is 410, one that is not ours 404, an alert already acknowledged or
-resolved 409 with who answered it (the link is spent all the same). Every ``POST`` is in the
-key store's audit log (``ACK_LINK`` by ``oncall:<recipient>``, with the alert, the step, the
-channel, the result and the client address; a link that is not ours, altered or malformed by
-``oncall:unknown`` on ``/ack``, never with the token) and each use in the link log
-(:mod:`alerts.acklinks`). Answers are small HTML pages, or JSON when the client asks for it
+resolved 409 with who answered it (the link is spent all the same). Every use is in the key
+store's audit log (``ACK_LINK`` by ``oncall:<recipient>``, with the alert, the step, the
+channel, the result and the client address) and in the link log (:mod:`alerts.acklinks`).
+
+A link that is not ours (made up, altered, malformed) or expired, and a ``POST`` of a spent
+link, is a failed authentication (:class:`~alerts.api._auth.FailedAuth`): counted in
+``homecare_api_auth_failures_total`` (``link_invalid``, ``link_expired``, ``link_used``) and
+limited per client address on the same budget as wrong API keys; past it, such a request answers
+429 with ``Retry-After``, unaudited. An intact, unexpired link is still served from a limited
+address: its 128-bit signature cannot be guessed, and an acknowledgement must not wait for a
+careless client behind the same address. Refused ``POST`` s (failures, a link of an earlier
+call, a family contact's) are audited too (a link that is not ours by ``oncall:unknown`` on
+``/ack``, never with the token), at most :data:`AUDIT_REFUSALS_PER_MINUTE` rows a minute over all
+clients; the next row written says how many were left out. Before, every made-up link wrote a
+row: a flood at 1,000 requests a second grew ``keys.sqlite3`` by about 1 MB a second, kept 13
+months. Answers are small HTML pages, or JSON when the client asks for it
 (``Accept: application/json``).
 """
 
@@ -23,14 +34,15 @@ import asyncio
 import datetime as dt
 import html
 import zoneinfo
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from alerts.acklinks import AckLinks, Claim, call_started
+from alerts.api._auth import FailedAuth
 from alerts.api._context import ApiContext
-from alerts.api._limits import client_address
+from alerts.api._limits import LogBudget, client_address
 from alerts.errors import AlertNotFound, InvalidTransition, NewerCall, StoreUnavailable
 from alerts.model import Alert, AlertStatus
 
@@ -41,6 +53,9 @@ ACTOR_PREFIX = "oncall:"
 NEWER_CALL = "a newer call came after this link was sent"
 FAMILY_CONTACT = "family_contact"
 """Recipient ids of a resident's family contacts (``family_contact-1``): never responders."""
+AUDIT_REFUSALS_PER_MINUTE: Final = 10
+"""Audit rows a minute at most for refused ``POST`` s, over all clients: about 14,400 rows
+(2 MB) a day under a flood, however many addresses it comes from; uses are always written."""
 
 
 def answered_by(alert: Alert) -> str | None:
@@ -53,8 +68,9 @@ def answered_by(alert: Alert) -> str | None:
     return None
 
 
-def router(ctx: ApiContext) -> APIRouter:
+def router(ctx: ApiContext, failures: FailedAuth) -> APIRouter:
     api = APIRouter(prefix="/ack", include_in_schema=False)
+    refusals = LogBudget(per_minute=AUDIT_REFUSALS_PER_MINUTE, clock=lambda: ctx.clock() / 1000)
 
     def links() -> AckLinks | None:
         return ctx.acklinks
@@ -72,14 +88,16 @@ def router(ctx: ApiContext) -> APIRouter:
 
     def answer(request: Request, status: int, title: str, text: str, *,
                alert: Alert | None = None, form: str | None = None,
-               extra: dict[str, Any] | None = None) -> Response:
+               extra: dict[str, Any] | None = None,
+               headers: dict[str, str] | None = None) -> Response:
         if "application/json" in request.headers.get("accept", "") \
                 and "text/html" not in request.headers.get("accept", ""):
             body: dict[str, Any] = {"result": title, "detail": text, **(extra or {})}
             if alert is not None:
                 body["alert"] = {"id": alert.id, "status": alert.status.value,
                                  "acknowledged_by": alert.acknowledged_by}
-            return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+            return JSONResponse(body, status_code=status,
+                                headers={"Cache-Control": "no-store", **(headers or {})})
         parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(text)}</p>"]
         if alert is not None:
             where = f"{alert.site}/{alert.bed}" if alert.bed else alert.site
@@ -98,21 +116,31 @@ def router(ctx: ApiContext) -> APIRouter:
                 f"<title>{html.escape(title)}</title></head><body>{''.join(parts)}"
                 "</body></html>")
         return HTMLResponse(page, status_code=status, headers={
-            "Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-store"})
+            "Content-Security-Policy": PAGE_POLICY, "Cache-Control": "no-store",
+            **(headers or {})})
 
     def check(request: Request, token: str) -> Claim | Response:
+        """The link's claim; else the refusal, counted as a failed authentication (429 once
+        the address has used up its budget)."""
         held = links()
+        claim = held.read(token, now_ms=ctx.clock()) if held is not None else "invalid"
+        if isinstance(claim, Claim):
+            return claim
+        client = client_address(request.scope)
+        retry_after = failures.retry_after_s(client)
+        if retry_after is not None:
+            failures.refused()
+            return answer(request, 429, "Too many attempts",
+                          "Too many links that do not work came from this address: try again "
+                          f"in {retry_after} s.", headers={"Retry-After": str(retry_after)})
+        failures.failed(client, f"link_{claim}", "/ack")  # never the token
         if held is None:
             return answer(request, 404, "Not found", "This gateway sends no acknowledge links.")
-        claim = held.read(token, now_ms=ctx.clock())
         if claim == "invalid":
             return answer(request, 404, "Not a valid link",
                           "This acknowledge link is not one of this gateway's.")
-        if claim == "expired":
-            return answer(request, 410, "Link expired",
-                          "This acknowledge link has expired: acknowledge in the console.")
-        assert isinstance(claim, Claim)
-        return claim
+        return answer(request, 410, "Link expired",
+                      "This acknowledge link has expired: acknowledge in the console.")
 
     async def stale(claim: Claim) -> bool:
         """Whether a newer call of the alert came after ``claim``'s link was sent."""
@@ -167,7 +195,8 @@ def router(ctx: ApiContext) -> APIRouter:
         client = client_address(request.scope)
         claim = check(request, token)
         if not isinstance(claim, Claim):
-            await refused(token, claim.status_code, client)
+            if claim.status_code != 429:  # past the budget: counted, not audited row by row
+                await refused(token, claim.status_code, client)
             return claim
         held = links()
         assert held is not None
@@ -175,19 +204,21 @@ def router(ctx: ApiContext) -> APIRouter:
         if claim.recipient.startswith(FAMILY_CONTACT):
             # Sent before family notifications lost their link: a relative is not a responder,
             # and their acknowledgement stopped the staff's chain (a verifier).
-            await audit(actor, claim, 403, f"refused: a family contact's link; from {client}")
+            await audit(actor, claim, 403, f"refused: a family contact's link; from {client}",
+                        refusal=True)
             return answer(request, 403, "Not a responder's link",
                           "This notification went to a relative: it does not acknowledge the "
                           "alert. The station's staff are still being called.",
                           alert=await current(claim.alert_id))
         if await stale(claim):
-            await audit(actor, claim, 410, f"refused: {NEWER_CALL}; from {client}")
+            await audit(actor, claim, 410, f"refused: {NEWER_CALL}; from {client}", refusal=True)
             return stale_answer(request, await current(claim.alert_id))
         used = await asyncio.to_thread(lambda: held.use(claim, client=client,
                                                         result="pending", now_ms=ctx.clock()))
         alert = await current(claim.alert_id)
         if used is not None:
-            await audit(actor, claim, 410, f"used again from {client}")
+            failures.failed(client, "link_used", "/ack")
+            await audit(actor, claim, 410, f"used again from {client}", refusal=True)
             return spent_answer(request, used, alert)
         status, title, text = 200, "Acknowledged", ""
         try:
@@ -221,6 +252,15 @@ def router(ctx: ApiContext) -> APIRouter:
         return answer(request, status, title, text, alert=alert,
                       extra={"acknowledged_by": actor} if status == 200 else None)
 
+    def within_budget(detail: str) -> str | None:
+        """``detail`` for a refusal's audit row, saying how many were left out before it; or
+        ``None`` when this minute's :data:`AUDIT_REFUSALS_PER_MINUTE` rows are written."""
+        allowed, left_out = refusals.allow()
+        if not allowed:
+            return None
+        return detail + (f" ({left_out} refused before this one not recorded: over "
+                         f"{AUDIT_REFUSALS_PER_MINUTE} a minute)" if left_out else "")
+
     async def refused(token: str, status: int, client: str) -> None:
         """Audit a POST of a link refused before use (not ours, altered, malformed, expired),
         never with the token."""
@@ -228,16 +268,26 @@ def router(ctx: ApiContext) -> APIRouter:
         claim = held.inspect(token) if held is not None else None
         if claim is not None:  # ours and intact: expired
             await audit(f"{ACTOR_PREFIX}{claim.recipient}", claim, status,
-                        f"refused: expired; from {client}")
+                        f"refused: expired; from {client}", refusal=True)
             return
-        await asyncio.to_thread(
-            ctx.keys.audit, actor=f"{ACTOR_PREFIX}unknown", action="ACK_LINK", target="/ack",
-            status=status, detail=f"refused: not a valid link ({len(token)} characters); "
-                                  f"from {client}")
+        detail = within_budget(f"refused: not a valid link ({len(token)} characters); "
+                               f"from {client}")
+        if detail is not None:
+            await asyncio.to_thread(ctx.keys.audit, actor=f"{ACTOR_PREFIX}unknown",
+                                    action="ACK_LINK", target="/ack", status=status,
+                                    detail=detail)
 
-    async def audit(actor: str, claim: Claim, status: int, detail: str) -> None:
+    async def audit(actor: str, claim: Claim, status: int, detail: str, *,
+                    refusal: bool = False) -> None:
+        """One audit row; a ``refusal``'s only within the budget (:func:`within_budget`)."""
+        text = f"step {claim.step} {claim.channel}: {detail}"
+        if refusal:
+            budgeted = within_budget(text)
+            if budgeted is None:
+                return
+            text = budgeted
         await asyncio.to_thread(
             ctx.keys.audit, actor=actor, action="ACK_LINK", target=f"/alerts/{claim.alert_id}",
-            status=status, detail=f"step {claim.step} {claim.channel}: {detail}")
+            status=status, detail=text)
 
     return api

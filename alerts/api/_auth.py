@@ -7,11 +7,13 @@ so no route (or unknown path) under ``/api`` says anything without a key. It put
 audit table with the key's name and the answer's status.
 
 Every refusal is counted (``homecare_api_auth_failures_total{reason}``). Wrong keys are
-limited per client address (:class:`~alerts.api._limits.AuthThrottle`): once an address has
-tried ``api_auth_failures_per_minute`` unknown or revoked keys within a minute, each of its API
-requests is answered 429 with ``Retry-After``, its key unchecked, until the oldest failure is a
-minute old; except a key that has worked (from anywhere) within the last day
-(:class:`~alerts.api._limits.ProvenKeys`): it is checked as usual and, if still valid, served.
+limited per client address (:class:`~alerts.api._limits.AuthThrottle`, through
+:class:`FailedAuth`, which the acknowledge links share: a made-up, expired or spent link is a
+failed authentication too): once an address has failed ``api_auth_failures_per_minute`` times
+within a minute, each of its API requests is answered 429 with ``Retry-After``, its key
+unchecked, until the oldest failure is a minute old; except a key that has worked (from
+anywhere) within the last day (:class:`~alerts.api._limits.ProvenKeys`, learnt again after a
+restart from the key store's ``key_uses``): it is checked as usual and, if still valid, served.
 Several dispatchers behind one address (a station's NAT) are so not locked out by one
 misconfigured client, while the guesses from that address still get 429 unchecked. Failures
 are logged, never the key: an address's first failure in a minute and its lockout, at most 20
@@ -27,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Final
 
@@ -35,16 +39,25 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from alerts.api._errors import ApiError
-from alerts.api._limits import ApiMetrics, AuthThrottle, LogBudget, ProvenKeys, client_address
+from alerts.api._limits import (
+    PROVEN_KEY_S,
+    ApiMetrics,
+    AuthThrottle,
+    LogBudget,
+    ProvenKeys,
+    client_address,
+)
 from alerts.keys import MAX_TOKEN_LENGTH, ApiKey, KeyStore, Role
 
 log = logging.getLogger("homecare.api")
 
 PREFIX: Final = "/api"
 WRITE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-COUNTED_REASONS: Final = frozenset({"unknown", "revoked"})
-"""Failures that spend an address's budget: a key was tried. A request without one, or with
-a header that is not ``Bearer <key>``, guesses nothing (it is counted, not limited)."""
+COUNTED_REASONS: Final = frozenset({"unknown", "revoked", "link_invalid", "link_expired",
+                                    "link_used"})
+"""Failures that spend an address's budget: a key or an acknowledge link was tried (one that
+is not ours or altered, expired, or already used). A request without a key, or with a header
+that is not ``Bearer <key>``, guesses nothing (it is counted, not limited)."""
 
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                     description="An API key: `Authorization: Bearer <key>`. Roles: viewer "
@@ -65,18 +78,78 @@ def _token(scope: Scope) -> tuple[str | None, str]:
     return None, "missing"
 
 
+class FailedAuth:
+    """Failed authentications wherever a secret is tried (API keys, acknowledge links): one
+    budget per client address (``throttle``), counted by reason, logged without the secret."""
+
+    def __init__(self, *, throttle: AuthThrottle, metrics: ApiMetrics) -> None:
+        self.throttle = throttle
+        self.metrics = metrics
+        self.log_budget = LogBudget()
+
+    def retry_after_s(self, client: str) -> int | None:
+        """Seconds until ``client`` may try a secret again, or ``None`` when it may now."""
+        return self.throttle.retry_after_s(client)
+
+    def refused(self) -> None:
+        """Count one request answered 429 (its secret unchecked)."""
+        self.metrics.auth_failures.labels("throttled").inc()
+
+    def failed(self, client: str, reason: str, path: str) -> None:
+        """Count one failure of ``client``; ``path`` is logged, so it must not hold the secret."""
+        self.metrics.auth_failures.labels(reason).inc()
+        if reason not in COUNTED_REASONS:
+            return
+        failures = self.throttle.failed(client)
+        locked = failures >= self.throttle.failures_per_minute
+        if failures != 1 and not locked:
+            return
+        allowed, suppressed = self.log_budget.allow()
+        if not allowed:
+            return
+        if locked:
+            log.warning("api.auth_throttled client=%s failures=%d window_s=60 retry_after_s=%d "
+                        "suppressed=%d; its API requests answer 429 meanwhile", client,
+                        failures, self.throttle.retry_after_s(client) or 0, suppressed)
+        else:
+            log.info("api.auth_failed client=%s reason=%s path=%r suppressed=%d; further "
+                     "failures from it are counted (homecare_api_auth_failures_total)",
+                     client, reason, path[:200], suppressed)
+
+
 class ApiAuth:
     """ASGI middleware: 401 for ``/api`` without a valid key, 429 for an address that tried
     too many wrong ones; audit of every write."""
 
-    def __init__(self, app: ASGIApp, *, keys: KeyStore, throttle: AuthThrottle,
-                 metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, keys: KeyStore, failures: FailedAuth) -> None:
         self.app = app
         self.keys = keys
-        self.throttle = throttle
-        self.metrics = metrics
-        self.log_budget = LogBudget()
+        self.failures = failures
         self.proven = ProvenKeys()
+        self._learn_proven()
+
+    def _learn_proven(self) -> None:
+        """The keys that worked within the last day before a restart, from the key store
+        (oldest first, so that the bound forgets the oldest)."""
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            uses = self.keys.recent_uses(since_ms=now_ms - int(PROVEN_KEY_S * 1000))
+        except sqlite3.Error:
+            log.exception("api.key_uses_unreadable; keys used before the restart wait out a "
+                          "lockout of their address")
+            return
+        for digest, at in sorted(uses, key=lambda use: use[1]):
+            self.proven.add_digest(digest, age_s=(now_ms - at) / 1000)
+
+    def _verify(self, token: str) -> tuple[ApiKey | None, str]:
+        """The key behind ``token`` (blocking); a key that works is remembered in the store."""
+        key, reason = self.keys.verify(token)
+        if key is not None:
+            try:
+                self.keys.note_use(token)
+            except sqlite3.Error:
+                log.exception("api.key_use_not_written key=%s", key.name)
+        return key, reason
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -85,18 +158,18 @@ class ApiAuth:
             return
         client = client_address(scope)
         token, reason = _token(scope)
-        retry_after = self.throttle.retry_after_s(client)
+        retry_after = self.failures.retry_after_s(client)
         if retry_after is not None and (token is None or not self.proven.known(token)):
-            self.metrics.auth_failures.labels("throttled").inc()
+            self.failures.refused()
             await _too_many(send, retry_after)
             return
         key = None
         if token is not None:
-            key, reason = await asyncio.to_thread(self.keys.verify, token)
+            key, reason = await asyncio.to_thread(self._verify, token)
             if key is not None:
                 self.proven.add(token)
         if key is None:
-            self._failed(client, reason, path)
+            self.failures.failed(client, reason, path)
             await _unauthorized(send, "missing API key: send Authorization: Bearer <key>"
                                 if reason == "missing" else "invalid or revoked API key")
             return
@@ -126,27 +199,6 @@ class ApiAuth:
                                         target=path, status=status)
             except Exception:
                 log.exception("api.audit_failed actor=%s path=%s", key.name, path)
-
-
-    def _failed(self, client: str, reason: str, path: str) -> None:
-        self.metrics.auth_failures.labels(reason).inc()
-        if reason not in COUNTED_REASONS:
-            return
-        failures = self.throttle.failed(client)
-        locked = failures >= self.throttle.failures_per_minute
-        if failures != 1 and not locked:
-            return
-        allowed, suppressed = self.log_budget.allow()
-        if not allowed:
-            return
-        if locked:
-            log.warning("api.auth_throttled client=%s failures=%d window_s=60 retry_after_s=%d "
-                        "suppressed=%d; its API requests answer 429 meanwhile", client,
-                        failures, self.throttle.retry_after_s(client) or 0, suppressed)
-        else:
-            log.info("api.auth_failed client=%s reason=%s path=%r suppressed=%d; further "
-                     "failures from it are counted (homecare_api_auth_failures_total)",
-                     client, reason, path[:200], suppressed)
 
 
 async def _too_many(send: Send, retry_after: int) -> None:

@@ -79,7 +79,8 @@ class ApiContext:
     """How often an open event stream re-checks its key: a revoked key's stream ends within
     this time."""
     auth_failures_per_minute: int = 60
-    """Unknown or revoked keys one client address may try in any minute; then 429."""
+    """Failed authentications (unknown or revoked keys, acknowledge links that are not ours,
+    expired or spent) one client address may have in any minute; then 429."""
     metrics: CollectorRegistry | None = None
     """Where the API's counters go (the gateway's registry); ``None``: a private one."""
     upstream: Callable[[], object] | None = None

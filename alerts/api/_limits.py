@@ -57,9 +57,11 @@ class ApiMetrics:
         r = registry if registry is not None else CollectorRegistry()
         self.auth_failures = Counter(
             "homecare_api_auth_failures",
-            "API requests refused for their key, by reason: missing, malformed (not `Bearer "
-            "<key>`), unknown, revoked, throttled (429: the client address has used up "
-            "api_auth_failures_per_minute; its key was not checked)", ["reason"], registry=r)
+            "API requests refused for their key, and acknowledge links refused, by reason: "
+            "missing, malformed (not `Bearer <key>`), unknown, revoked, link_invalid (not "
+            "ours, altered), link_expired, link_used (POST of a spent link), throttled (429: "
+            "the client address has used up api_auth_failures_per_minute; a key was not "
+            "checked, a link refused)", ["reason"], registry=r)
         self.bad_requests = Counter(
             "homecare_http_bad_requests",
             "Requests refused (400) before routing for a path that names nothing, by reason",
@@ -275,9 +277,16 @@ class ProvenKeys:
         return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
     def add(self, token: str) -> None:
-        digest = self._digest(token)
+        self.add_digest(self._digest(token))
+
+    def add_digest(self, digest: bytes, *, age_s: float = 0.0) -> None:
+        """A token by its SHA-256 that authenticated ``age_s`` ago: how the ones from before a
+        restart are learnt again (:meth:`alerts.keys.KeyStore.recent_uses`)."""
+        seen = self.clock() - max(0.0, age_s)
+        if self._seen.get(digest, float("-inf")) > seen:
+            return
         self._seen.pop(digest, None)
-        self._seen[digest] = self.clock()
+        self._seen[digest] = seen
         while len(self._seen) > self.max_keys:
             self._seen.popitem(last=False)
 

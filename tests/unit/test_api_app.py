@@ -17,7 +17,7 @@ from fastapi import FastAPI
 
 from alerts.api import MAX_BODY_BYTES, ApiContext, install
 from alerts.engine import AlertEngine
-from alerts.keys import KeyStore, Role
+from alerts.keys import KEY_USE_KEPT_MS, KEY_USE_WRITE_MS, KeyStore, Role
 from alerts.livestate import LiveState
 from alerts.model import Alert, AlertType, Finding, Severity
 from alerts.servicelog import ServiceLog
@@ -125,6 +125,57 @@ async def test_a_revoked_key_is_refused_at_once(api: Harness) -> None:
     response = await api.client.get("/api/v1/alerts", headers=api.auth("viewer"))
     assert response.status_code == 401
     assert response.json() == {"error": "unauthorized", "detail": "invalid or revoked API key"}
+
+
+async def test_keys_that_worked_before_a_restart_are_served_at_once_from_a_locked_address(
+        tmp_path: Path) -> None:
+    """One careless client behind a station's address must not lock out, after a restart, the
+    keys that worked there within the day (they were remembered in memory only)."""
+    before = build(tmp_path)
+    try:
+        for role in ("dispatcher", "admin"):  # a stored key, and the bootstrap key
+            ok = await before.client.get("/api/v1/me", headers=before.auth(role))
+            assert ok.status_code == 200, role
+    finally:
+        await before.client.aclose()
+    before.keys.close()
+    keys = KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=BOOTSTRAP)
+    ctx = ApiContext(keys=keys, registry=Registry(), live=LiveState(started_ms=T0),
+                     service_log=ServiceLog(tmp_path / "servicelog-2.sqlite3"),
+                     auth_failures_per_minute=3)
+    app = FastAPI()
+    install(app, ctx)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://testserver") as client:
+        for _ in range(3):  # the careless client, from the same address
+            wrong = {"Authorization": f"Bearer hck_0123456789ab_{'x' * 43}"}
+            assert (await client.get("/api/v1/me", headers=wrong)).status_code == 401
+        locked = await client.get("/api/v1/me", headers=wrong)
+        assert locked.status_code == 429
+        assert locked.headers["retry-after"]
+        for role in ("dispatcher", "admin"):
+            served = await client.get("/api/v1/me", headers=before.auth(role))
+            assert served.status_code == 200, role
+        never = await client.get("/api/v1/me", headers={
+            "Authorization": f"Bearer {keys.create('other', Role.VIEWER, actor='t')[1]}"})
+        assert never.status_code == 429, "a key not used within the day waits out the lockout"
+    keys.close()
+
+
+def test_a_keys_use_is_written_at_most_every_ten_minutes_and_kept_a_day(
+        tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys.sqlite3")
+    _, token = keys.create("anna", Role.DISPATCHER, actor="test", now_ms=T0)
+    keys.note_use(token, now_ms=T0)
+    keys.note_use(token, now_ms=T0 + 60_000)  # not written: a flush per request is too dear
+    assert [at for _, at in keys.recent_uses(since_ms=0)] == [T0]
+    keys.note_use(token, now_ms=T0 + KEY_USE_WRITE_MS)
+    assert [at for _, at in keys.recent_uses(since_ms=0)] == [T0 + KEY_USE_WRITE_MS]
+    _, other = keys.create("li", Role.VIEWER, actor="test", now_ms=T0)
+    keys.note_use(other, now_ms=T0 + KEY_USE_WRITE_MS + KEY_USE_KEPT_MS + 1)
+    assert [at for _, at in keys.recent_uses(since_ms=0)] == [
+        T0 + KEY_USE_WRITE_MS + KEY_USE_KEPT_MS + 1], "a use older than a day is dropped"
+    keys.close()
 
 
 async def test_roles_gate_writes_with_403(api: Harness) -> None:

@@ -9,9 +9,12 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from alerts.acklinks import AckLinks
+from alerts.api._acklink import AUDIT_REFUSALS_PER_MINUTE
 from alerts.errors import NewerCall
 from alerts.escalation import Chain, EscalationPolicy, Step
 from alerts.model import AlertType, EventRef, Finding, Severity
@@ -317,5 +320,72 @@ async def test_a_family_contacts_link_never_acknowledges_the_call(tmp_path: Path
         assert api.engine.get(alert.id).status.value == "open"  # type: ignore[union-attr]
         [refused] = [e for e in api.keys.audit_log() if e.action == "ACK_LINK"]
         assert (refused.actor, refused.status) == ("oncall:family_contact-1", 403)
+    finally:
+        await api.client.aclose()
+
+
+async def test_links_that_do_not_work_are_failed_authentications_limited_per_address(
+        tmp_path: Path) -> None:
+    """Issue #17 (a tester's defect): ``POST /ack/<made-up token>`` had no limit, was not
+    counted, and wrote an audit row each (1 MB a second at 1,000 requests a second, kept 13
+    months). Now made-up, expired and spent links share the wrong keys' budget per address (429
+    with ``Retry-After`` past it), are counted, and their audit rows are bounded; a real link
+    still works from the locked address."""
+    registry = CollectorRegistry()
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32, ttl_ms=600_000)
+    api = harness(tmp_path, acklinks=links, auth_failures_per_minute=5, metrics=registry)
+    try:
+        alert = _pressed(api)
+        token = links.mint(key="gw/notify/x/1/email/li", alert_id=alert.id, recipient="li",
+                           step=1, channel="email", now_ms=T0)
+        expired = links.mint(key="gw/notify/x/1/email/anna", alert_id=alert.id,
+                             recipient="anna", step=1, channel="email", now_ms=T0 - 600_001)
+        assert (await api.client.post(f"/ack/{expired}")).status_code == 410
+        assert (await api.client.get(f"/ack/{token[:-4]}AAAA")).status_code == 404
+        statuses = [(await api.client.post(f"/ack/made-up-{n}")).status_code for n in range(40)]
+        assert statuses == [404] * 3 + [429] * 37
+        limited = await api.client.post("/ack/made-up", headers={"Accept": "application/json"})
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["retry-after"]) <= 60
+        assert "made-up" not in limited.text
+        # An API key never used is not tried from this address either: one budget.
+        assert (await api.client.get("/api/v1/me", headers=api.auth("viewer"))
+                ).status_code == 429
+        done = await api.client.post(f"/ack/{token}", headers={"Accept": "application/json"})
+        assert done.status_code == 200, "a real link is not held up by the lockout"
+        assert (await api.client.post(f"/ack/{token}")).status_code == 410  # spent: a failure
+
+        def count(reason: str) -> float | None:
+            return registry.get_sample_value("homecare_api_auth_failures_total",
+                                              {"reason": reason})
+        assert (count("link_expired"), count("link_invalid"), count("link_used"),
+                count("throttled")) == (1, 4, 1, 39)
+        rows = [e for e in reversed(api.keys.audit_log()) if e.action == "ACK_LINK"]
+        assert [(e.actor, e.status) for e in rows] == [
+            ("oncall:anna", 410), *[("oncall:unknown", 404)] * 3, ("oncall:li", 200),
+            ("oncall:li", 410)], "the 429s are counted, not audited row by row"
+        assert all("made-up" not in e.detail for e in rows)
+    finally:
+        await api.client.aclose()
+
+
+async def test_refused_links_write_a_bounded_number_of_audit_rows_from_any_addresses(
+        tmp_path: Path) -> None:
+    """A flood from many addresses (each within its own budget) writes at most
+    AUDIT_REFUSALS_PER_MINUTE rows a minute; the next row says how many were left out."""
+    links = AckLinks(tmp_path / "acklinks.sqlite3", secret=b"k" * 32)
+    api = harness(tmp_path, acklinks=links)
+    try:
+        for n in range(50):
+            transport = httpx.ASGITransport(app=api.app, client=(f"198.51.100.{n}", 5000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.post(f"/ack/made-up-{n}")).status_code == 404
+        rows = [e for e in api.keys.audit_log() if e.action == "ACK_LINK"]
+        assert len(rows) == AUDIT_REFUSALS_PER_MINUTE
+        api.now[0] += 60_000
+        assert (await api.client.post("/ack/made-up")).status_code == 404
+        [newest, *_] = [e for e in api.keys.audit_log() if e.action == "ACK_LINK"]
+        assert f"{50 - AUDIT_REFUSALS_PER_MINUTE} refused before this one not recorded" \
+            in newest.detail
     finally:
         await api.client.aclose()
