@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from alerts.errors import InvalidKeyName, KeyExists, KeyNotFound
-from alerts.secret_strength import estimated_entropy_bits
+from alerts.secret_strength import estimated_entropy_bits, weak_reading
 
 BOOTSTRAP_NAME: Final = "bootstrap"
 """Name under which the bootstrap token acts (reserved)."""
@@ -159,10 +159,11 @@ def bootstrap_key_problem(token: str) -> str | None:
     bits = estimated_entropy_bits(token)
     if len(token) >= MIN_BOOTSTRAP_LENGTH and bits >= MIN_BOOTSTRAP_BITS:
         return None
+    why = weak_reading(token, MIN_BOOTSTRAP_BITS)
     return (f"the bootstrap API key must be a random secret of at least "
             f"{MIN_BOOTSTRAP_LENGTH} characters and {MIN_BOOTSTRAP_BITS} bits of estimated "
-            f"entropy (this one: {len(token)} characters, about {bits:.0f} bits); make one "
-            f"with: {GENERATE_COMMAND}")
+            f"entropy (this one: {len(token)} characters, about {bits:.0f} bits"
+            f"{'; ' + why if why else ''}); make one with: {GENERATE_COMMAND}")
 
 
 def new_token() -> tuple[str, str]:

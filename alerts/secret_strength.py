@@ -13,9 +13,14 @@ characters suggest. :func:`estimated_entropy_bits` charges
 * a digit of a number (4 digits or more: dates, PINs): :data:`DIGIT_BITS`; a year 1900-2099
   :data:`YEAR_BITS` in all;
 * a repeat of an earlier word, chunk or separator: 2 bits;
-* a whole secret that is the hex digest (MD5, SHA-1, SHA-256, SHA-512) of a common word, a
-  common password or a number of up to 4 digits: that word's bits (people "make a key" by
-  hashing ``admin`` or ``123456``);
+* a whole secret that is a digest (MD5, SHA-1, SHA-2, SHA-3, BLAKE2; :data:`_HASH_NAMES`), or
+  the start of one, of a common word, a common password, a number of up to 4 digits or
+  nothing, with or without the newline ``echo`` adds, written in hex (also as ``sha256sum``
+  prints it) or base64 (either alphabet, padded or not): that word's bits (people "make a key"
+  with ``echo admin | sha256sum`` or ``openssl dgst -binary | base64``);
+* a whole secret that is the hex or base64 of bytes with a pattern: the bytes' bits
+  (:func:`_bytes_bits`: a repeated block, a constant step such as ``00 01 02 ...``, few
+  distinct values), plus 2;
 * a UUID (``8-4-4-4-12`` or 32 hex digits) by what its version leaves to guess: a random one
   (version 4) 122 bits, a time-based one (versions 1, 6) :data:`UUID_TIME_BITS` (its clock
   within a year, its clock sequence; the node is the machine's address), version 7 its 74
@@ -26,8 +31,8 @@ characters suggest. :func:`estimated_entropy_bits` charges
   ratio), 6 digits or more: :data:`CONSTANT_BITS`;
 * a Unix time in seconds or milliseconds (2000-2100): :data:`EPOCH_BITS` (a year of seconds),
   and :data:`UUID_AGAIN_BITS` for each later one;
-* a whole secret that is the base64 or hex encoding of readable text: that text's bits, plus 2
-  (``MTIzNDU2Nzg5MA==`` is ``1234567890``);
+* a whole secret that is the base64 or hex encoding of readable text (a trailing newline
+  allowed): that text's bits, plus 2 (``MTIzNDU2Nzg5MA==`` is ``1234567890``);
 * leetspeak (``H0m3C4r3``): the text with its letters back, plus a bit per swapped character;
 * characters interleaved from two or three patterns (``a1b2c3d4...``): each pattern's bits,
   plus 2.
@@ -54,6 +59,9 @@ import functools
 import hashlib
 import math
 import re
+from array import array
+from bisect import bisect_left
+from itertools import pairwise
 from typing import Final
 
 WORD_BITS: Final = 16.0
@@ -110,7 +118,14 @@ _LEET: Final = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@":
                 "$": "s", "!": "i"}
 _LEET_TABLE: Final = str.maketrans(_LEET)
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
-_HASH_NAMES: Final = ("md5", "sha1", "sha256", "sha512")
+_HASH_NAMES: Final = ("md5", "sha1", "sha224", "sha256", "sha384", "sha512", "sha3_256",
+                      "sha3_512", "blake2b", "blake2s")
+"""The digests people reach for (``*sum`` tools, ``openssl dgst``, ``hashlib``'s defaults)."""
+_DIGEST_PREFIX_BYTES: Final = 8
+"""How much of a digest is compared: a random key starts like one of the ~250,000 known
+digests once in 2^46, and a key cut from a digest (``| head -c 32``) is found too."""
+_DIGEST_LINE = re.compile(r"([0-9a-fA-F]{16,128})(?:[ \t]+\*?-)?\s*")
+"""Hex digits, as typed or as ``sha256sum`` prints them (``<hex>  -``), a newline after."""
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-([1-8])[0-9a-fA-F]{3}-"
                    r"[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}"
                    r"|(?<![0-9a-fA-F])[0-9a-fA-F]{12}([1-8])[0-9a-fA-F]{3}"
@@ -127,14 +142,79 @@ _EPOCH = re.compile(r"(?:[1-3]\d{9}|40\d{8}|410\d{7})(?:\d{3}(?!\d))?")
 
 
 @functools.cache
-def _digests() -> frozenset[str]:
-    """Hex digests of what people hash to "make a key" (computed once, when first needed)."""
+def _digest_prefixes() -> dict[int, array[int]]:
+    """By digest size in bytes, the sorted first :data:`_DIGEST_PREFIX_BYTES` of the digests
+    of what people hash to "make a key" (computed once, when first needed: about half a
+    second; 2 MB, not a set of 250,000 objects)."""
     texts = {variant for word in COMMON_WORDS | set(_COMMON_PASSWORDS.split())
              for variant in (word, word.capitalize(), word.upper())}
     texts.update(str(n) for n in range(10_000))
     texts.update(f"{n:0{width}d}" for width in (2, 3, 4) for n in range(10 ** (width - 1)))
-    return frozenset(getattr(hashlib, name)(text.encode()).hexdigest()
-                     for text in texts for name in _HASH_NAMES)
+    texts.add("")
+    hashes = [getattr(hashlib, name) for name in _HASH_NAMES]
+    found: dict[int, list[int]] = {}
+    for text in texts:
+        for data in (text.encode(), text.encode() + b"\n"):  # `echo` adds a newline
+            for hash_ in hashes:
+                digest = hash_(data).digest()
+                found.setdefault(len(digest), []).append(
+                    int.from_bytes(digest[:_DIGEST_PREFIX_BYTES], "big"))
+    return {size: array("Q", sorted(prefixes)) for size, prefixes in found.items()}
+
+
+def _is_common_digest(secret: str) -> bool:
+    """Whether ``secret`` is, in hex or base64, a known digest (:func:`_digest_prefixes`) or
+    the start of one."""
+    line = _DIGEST_LINE.fullmatch(secret)
+    raw = (bytes.fromhex(line.group(1)[:len(line.group(1)) // 2 * 2]) if line is not None
+           else _key_bytes(secret))
+    if raw is None or len(raw) < _DIGEST_PREFIX_BYTES:
+        return False
+    prefix = int.from_bytes(raw[:_DIGEST_PREFIX_BYTES], "big")
+    for size, prefixes in _digest_prefixes().items():
+        if len(raw) <= size:
+            at = bisect_left(prefixes, prefix)
+            if at < len(prefixes) and prefixes[at] == prefix:
+                return True
+    return False
+
+
+def _bytes_bits(raw: bytes, *, _depth: int = 0) -> float:
+    """A conservative estimate of the bits of ``raw`` (a key's decoded bytes): the cheapest of
+    8 a byte, its shortest repeated block (``ab ab ab``), its distinct values and which ones
+    they are (few values: ``00 ff ff 00``), and its first byte with the steps between bytes
+    (a counting or arithmetic run: ``00 01 02 ...``, ``00 02 04 ...``). Random bytes have no
+    repeated block and few repeated values, so they keep their 8 bits a byte."""
+    n = len(raw)
+    bits = 8.0 * n
+    if n < 2:
+        return bits
+    distinct = len(set(raw))
+    bits = min(bits, n * math.log2(distinct) + math.log2(math.comb(256, distinct)))
+    if _depth < 2:
+        period = next((p for p in range(1, n // 2 + 1) if raw[p:] == raw[:-p]), None)
+        if period is not None:
+            bits = min(bits, _bytes_bits(raw[:period], _depth=_depth + 1) + math.log2(n))
+        steps = bytes((b - a) % 256 for a, b in pairwise(raw))
+        bits = min(bits, 8 + _bytes_bits(steps, _depth=_depth + 1))
+    return bits
+
+
+def weak_reading(secret: str, below: float) -> str | None:
+    """What makes ``secret`` guessable, when one of its encoded readings (a digest, bytes with a
+    pattern, readable text) is worth fewer than ``below`` bits; for the message that refuses
+    it."""
+    if _is_common_digest(secret.strip()):
+        return ("it is a digest (MD5, SHA-1, SHA-2, SHA-3 or BLAKE2) of a common word, "
+                "password or number, or of nothing, in hex or base64")
+    raw = _key_bytes(secret.strip())
+    if raw is not None and len(raw) >= 4 and _bytes_bits(raw) + 2 < below:
+        return ("it is the hex or base64 of bytes with a pattern (repeated, counting or "
+                "of few values), not random bytes")
+    text = _decoded_text(secret.strip())
+    if text is not None and estimated_entropy_bits(text, _depth=1) + 2 < below:
+        return "it is the hex or base64 of readable text"
+    return None
 
 
 def _alphabet_bits(secret: str) -> float:
@@ -163,7 +243,13 @@ def estimated_entropy_bits(secret: str, *, _depth: int = 0) -> float:
     module docstring): the cheapest of its readings."""
     bits = _estimate(secret)
     if _depth < 2:
-        decoded = _decoded_text(secret)
+        stripped = secret.strip()  # a key file's newline
+        if stripped != secret:
+            bits = min(bits, _estimate(stripped))
+        raw = _key_bytes(stripped)
+        if raw is not None and len(raw) >= 4:
+            bits = min(bits, _bytes_bits(raw) + 2)
+        decoded = _decoded_text(stripped)
         if decoded is not None:
             bits = min(bits, estimated_entropy_bits(decoded, _depth=_depth + 1) + 2)
     if _depth < 2 and _leet_words(secret) >= 2:
@@ -187,25 +273,31 @@ def _leet_words(secret: str) -> int:
                and plain[word.start():word.end()] != secret[word.start():word.end()])
 
 
-def _decoded_text(secret: str) -> str | None:
-    """The readable text ``secret`` is the base64 (either alphabet) or hex encoding of."""
-    raw: bytes | None = None
+def _key_bytes(secret: str) -> bytes | None:
+    """The bytes ``secret`` is the hex or base64 (either alphabet, padded or not) of."""
     if _HEX.fullmatch(secret) and len(secret) % 2 == 0:
-        raw = bytes.fromhex(secret)
-    elif _BASE64.fullmatch(secret):
+        return bytes.fromhex(secret)
+    if _BASE64.fullmatch(secret):
         padded = secret.replace("-", "+").replace("_", "/")
         padded += "=" * (-len(padded.rstrip("=")) % 4 if not padded.endswith("=") else 0)
         try:
-            raw = base64.b64decode(padded, validate=True)
+            return base64.b64decode(padded, validate=True)
         except (binascii.Error, ValueError):
-            raw = None
+            return None
+    return None
+
+
+def _decoded_text(secret: str) -> str | None:
+    """The readable text ``secret`` is the base64 (either alphabet) or hex encoding of (a
+    trailing newline dropped: ``echo text | base64`` encodes one)."""
+    raw = _key_bytes(secret)
     if raw is None or len(raw) < 4:
         return None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
     except UnicodeDecodeError:
         return None
-    return text if text.isprintable() else None
+    return text if text.isprintable() and len(text) >= 4 else None
 
 
 def _constant_run(secret: str, i: int) -> int:
@@ -227,7 +319,7 @@ def _constant_run(secret: str, i: int) -> int:
 def _estimate(secret: str, *, part: bool = False) -> float:
     """The bits of one reading of ``secret``; a ``part`` (every second or third character of a
     secret) is no UUID: one in eight 32-digit runs of random hex looks like one."""
-    if len(secret) in (32, 40, 64, 128) and secret.lower() in _digests():
+    if len(secret) >= 2 * _DIGEST_PREFIX_BYTES and _is_common_digest(secret):
         return COMMON_WORD_BITS
     per_char = _alphabet_bits(secret)
     bits, i, words = 0.0, 0, set()
@@ -295,4 +387,4 @@ def _estimate(secret: str, *, part: bool = False) -> float:
 
 
 __all__ = ["COMMON_WORDS", "COMMON_WORD_BITS", "DIGIT_BITS", "WORD_BITS", "YEAR_BITS",
-           "estimated_entropy_bits"]
+           "estimated_entropy_bits", "weak_reading"]

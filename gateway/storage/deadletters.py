@@ -1,9 +1,11 @@
 """The dead-letter store: messages the gateway could not use, with the reason (SQLite, WAL).
 
-A dead letter is evidence, never data the gateway needs: it keeps the topic, the head of the
-raw bytes (``head_bytes``; the whole payload, up to 64 KiB, for ``internal_error`` and
-``undecodable``, which are bugs of ours to reproduce), the payload's full size and SHA-256,
-the reason code, a human-readable detail and the receipt time. What it guarantees:
+A dead letter is evidence, never data the gateway needs: it keeps the topic (a topic longer
+than :data:`TOPIC_HEAD_BYTES`, which only a broken or hostile publisher sends, its head with its
+full size and SHA-256, like a payload), the head of the raw bytes (``head_bytes``; the whole
+payload, up to 64 KiB, for ``internal_error`` and ``undecodable``, which are bugs of ours to
+reproduce), the payload's full size and SHA-256, the reason code, a human-readable detail and
+the receipt time. What it guarantees:
 
 * **Bounded by bytes on disk.** The database file, its write-ahead log and the log's index
   together stay within ``max_bytes``. The file may grow to ``max_bytes`` less an allowance for
@@ -65,11 +67,19 @@ MIN_BYTES: Final = 1024 * 1024
 SHED_LOG_INTERVAL_S: Final = 60.0
 ROW_OVERHEAD_BYTES: Final = 100
 """What a row costs beyond its topic, payload and detail (hash, numbers, reason, cell)."""
+TOPIC_HEAD_BYTES: Final = 512
+"""Bytes of a topic kept. Every device topic is shorter (four ids of at most 64 characters);
+MQTT allows 64 KiB, and a flood of such topics would otherwise take the budget in topics."""
 _WAL_INDEX_RESERVE: Final = 128 * 1024
 _DETAIL_CHARS: Final = 1000
-_COLUMNS: Final = "id, received_ms, topic, payload, size, sha256, reason, detail"
+_COLUMNS: Final = ("id, received_ms, topic, payload, size, sha256, reason, detail, topic_size,"
+                   " topic_sha256")
 _INSERT: Final = ("INSERT INTO dead_letters (received_ms, topic, payload, size, sha256, reason,"
-                  " detail) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                  " detail, topic_size, topic_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+_TOPIC_COLUMNS: Final = (("topic_size", "INTEGER"), ("topic_sha256", "TEXT"))
+"""Added after the first files were written: a file without them gets them when opened (both
+NULL where the topic is whole, as every older row's is; an older gateway's inserts, which do
+not name them, leave them NULL too)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS {db}dead_letters (
@@ -80,12 +90,14 @@ CREATE TABLE IF NOT EXISTS {db}dead_letters (
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
     reason TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    topic_size INTEGER,
+    topic_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS {db}dead_letters_reason ON dead_letters (reason);
 """
 
-_Row = tuple[int, str, bytes, int, str, str, str]
+_Row = tuple[int, str, bytes, int, str, str, str, int | None, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +114,7 @@ class StoredDeadLetter:
     id: int
     received_ms: int
     topic: str
+    """The topic, or its head when ``topic_size`` is set."""
     payload: bytes
     """The head of the payload (all of it when ``size`` is no larger)."""
     size: int
@@ -110,10 +123,19 @@ class StoredDeadLetter:
     """Of the whole payload as received."""
     reason: str
     detail: str
+    topic_size: int | None = None
+    """The length in bytes (UTF-8) of the whole topic when it was cut to its head, else
+    ``None``."""
+    topic_sha256: str | None = None
+    """Of the whole topic (UTF-8) when it was cut to its head, else ``None``."""
 
     @property
     def truncated(self) -> bool:
         return len(self.payload) < self.size
+
+    @property
+    def topic_truncated(self) -> bool:
+        return self.topic_size is not None
 
 
 class DeadLetterStore:
@@ -195,6 +217,10 @@ class DeadLetterStore:
             db.execute("PRAGMA secure_delete=FAST")
             db.execute(f"PRAGMA journal_size_limit={self.wal_bytes_allowed}")
             db.executescript(_SCHEMA.format(db=""))
+            have = {row[1] for row in db.execute("PRAGMA table_info(dead_letters)")}
+            for name, kind in _TOPIC_COLUMNS:
+                if name not in have:
+                    db.execute(f"ALTER TABLE dead_letters ADD COLUMN {name} {kind}")
             self._page_bytes = int(db.execute("PRAGMA page_size").fetchone()[0])
             self._max_pages = (self.max_bytes - self.wal_bytes_allowed
                                - _WAL_INDEX_RESERVE) // self._page_bytes
@@ -226,7 +252,8 @@ class DeadLetterStore:
             db.execute(
                 f"INSERT INTO fresh.dead_letters ({_COLUMNS}) SELECT id, received_ms, topic,"
                 f" substr(payload, 1, CASE WHEN reason IN ({whole}) THEN ? ELSE ? END), size,"
-                f" sha256, reason, detail FROM main.dead_letters WHERE id >= ?",
+                f" sha256, reason, detail, topic_size, topic_sha256 FROM main.dead_letters"
+                f" WHERE id >= ?",
                 (WHOLE_BYTES, self.head_bytes, first_kept if first_kept is not None else 1 << 62))
             db.execute("DETACH DATABASE fresh")
             db.close()
@@ -279,9 +306,10 @@ class DeadLetterStore:
 
     def _row(self, letter: DeadLetter) -> _Row:
         keep = WHOLE_BYTES if letter.reason in WHOLE_REASONS else self.head_bytes
-        return (letter.received_ms, letter.topic, bytes(letter.payload[:keep]),
+        topic, topic_size, topic_sha256 = _topic_head(letter.topic)
+        return (letter.received_ms, topic, bytes(letter.payload[:keep]),
                 len(letter.payload), hashlib.sha256(letter.payload).hexdigest(), letter.reason,
-                letter.detail[:_DETAIL_CHARS])
+                letter.detail[:_DETAIL_CHARS], topic_size, topic_sha256)
 
     def _store(self, db: sqlite3.Connection, rows: list[_Row]) -> None:
         """The rows, in transactions small enough for the log's allowance; the part of an
@@ -443,8 +471,22 @@ class DeadLetterStore:
 
 
 def _row_bytes(row: _Row) -> int:
-    """What a row costs the budgets: its topic, payload head and detail, and its overhead."""
-    return len(row[1].encode()) + len(row[2]) + len(row[6].encode()) + ROW_OVERHEAD_BYTES
+    """What a row costs the budgets: its topic, payload head and detail, a cut topic's size
+    and hash, and its overhead."""
+    return (len(row[1].encode()) + len(row[2]) + len(row[6].encode()) + ROW_OVERHEAD_BYTES
+            + (len(row[8]) + 8 if row[8] is not None else 0))
+
+
+def _topic_head(topic: str) -> tuple[str, int | None, str | None]:
+    """``topic``, or its first :data:`TOPIC_HEAD_BYTES` (whole characters) with the whole
+    topic's size and SHA-256 when it is longer."""
+    if len(topic) * 4 <= TOPIC_HEAD_BYTES:  # at most 4 bytes a character: short enough
+        return topic, None, None
+    raw = topic.encode("utf-8", "surrogatepass")
+    if len(raw) <= TOPIC_HEAD_BYTES:
+        return topic, None, None
+    head = raw[:TOPIC_HEAD_BYTES].decode("utf-8", "ignore")
+    return head, len(raw), hashlib.sha256(raw).hexdigest()
 
 
 def _size(path: Path) -> int:

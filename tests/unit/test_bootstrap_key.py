@@ -3,7 +3,9 @@ to start (issue 17); keys are re-checked by id for long-lived streams."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import secrets
 import uuid
 from pathlib import Path
@@ -64,6 +66,40 @@ WEAK = [
     "P@ssw0rd-F0r-Th3-G4t3w4y-4dm1n-2026!!",
 ]
 
+_B64, _URL = base64.b64encode, base64.urlsafe_b64encode
+DIGESTS = [
+    # Found by the next fresh tester of issue 17: a digest in base64, of nothing, or of a word
+    # with the newline `echo` adds; here every digest, encoding and such input of the class.
+    hashlib.sha256(b"admin\n").hexdigest(),  # echo admin | sha256sum
+    hashlib.sha256(b"admin\n").hexdigest() + "  -\n",  # as sha256sum prints it
+    hashlib.sha256(b"").hexdigest(),
+    hashlib.md5(b"").hexdigest().upper(),
+    _B64(hashlib.sha256(b"admin").digest()).decode(),  # openssl dgst -sha256 -binary | base64
+    _B64(hashlib.sha256(b"admin").digest()).decode() + "\n",
+    _B64(hashlib.sha1(b"password\n").digest()).decode().rstrip("="),
+    _URL(hashlib.sha512(b"123456").digest()).decode(),
+    _URL(hashlib.sha384(b"homecare\n").digest()).decode().rstrip("="),
+    hashlib.sha224(b"secret").hexdigest(),
+    hashlib.sha3_256(b"gateway").hexdigest(),
+    _B64(hashlib.sha3_256(b"changeme\n").digest()).decode(),
+    hashlib.blake2b(b"root").hexdigest(),
+    _URL(hashlib.blake2s(b"test\n").digest()).decode(),
+    hashlib.blake2s(b"qwerty").hexdigest(),
+    hashlib.sha256(b"2580\n").hexdigest()[:40],  # the start of one
+]
+PATTERNED_BYTES = [
+    _B64(bytes(range(32))).decode(),  # found by the same tester
+    _URL(bytes(range(32))).decode().rstrip("="),
+    bytes(range(32)).hex(),
+    _B64(bytes(range(0, 96, 3))).decode(),  # a constant step
+    bytes(range(255, 223, -1)).hex(),  # counting down
+    _B64(bytes(32)).decode(),
+    _B64(b"\x13\x37\xc0\xde\x42" * 7).decode(),  # a repeated block
+    bytes([0x00, 0xff, 0x0f, 0xf0] * 2 + [0xff, 0x00, 0xf0, 0x0f] * 6).hex(),  # few values
+    _B64(b"homecare gateway admin key 2026\n").decode(),  # echo ... | base64
+    _B64(hashlib.md5(b"admin").hexdigest().encode()).decode(),  # md5sum | base64 (its hex)
+]
+
 
 @pytest.mark.parametrize("token", WEAK)
 def test_a_weak_bootstrap_key_is_refused_with_the_command_to_make_one(
@@ -73,6 +109,30 @@ def test_a_weak_bootstrap_key_is_refused_with_the_command_to_make_one(
     assert "secrets.token_urlsafe(32)" in problem
     with pytest.raises(ValueError, match=r"token_urlsafe\(32\)"):
         KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=token)
+
+
+@pytest.mark.parametrize("token", DIGESTS + PATTERNED_BYTES)
+def test_an_encoded_digest_of_a_common_word_or_patterned_bytes_is_refused_saying_so(
+        tmp_path: Path, token: str) -> None:
+    problem = bootstrap_key_problem(token)
+    assert problem is not None
+    assert "secrets.token_urlsafe(32)" in problem
+    assert "it is " in problem, "the message says what the key is"
+    assert ("digest" in problem) == (token in DIGESTS)
+    with pytest.raises(ValueError, match=r"token_urlsafe\(32\)"):
+        KeyStore(tmp_path / "keys.sqlite3", bootstrap_token=token)
+
+
+def test_random_keys_in_every_encoding_are_accepted() -> None:
+    """The readings of a key's decoded bytes and of digests refuse no random key: 32 random
+    bytes as ``openssl rand -base64 32`` (also with its newline), hex or base64url prints
+    them."""
+    for _ in range(500):
+        raw = os.urandom(32)
+        for token in (base64.b64encode(raw).decode(), base64.b64encode(raw).decode() + "\n",
+                      raw.hex(), base64.urlsafe_b64encode(raw).decode().rstrip("="),
+                      secrets.token_urlsafe(32), secrets.token_hex(32)):
+            assert bootstrap_key_problem(token) is None, token
 
 
 def test_generated_keys_are_accepted(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """The dead-letter store is budgeted by bytes (issue #17, part 3): a flood of bad payloads
 stays inside ``max_bytes`` on disk (database, log and its index, as the file system counts
 them), a flooding source is shed (counted, not stored) while another source's dead letters
-are still kept, a huge payload is kept as head, length and hash, and an older gateway's
-row-bounded file is brought under the budget at start.
+are still kept, a huge payload (and a huge topic) is kept as head, length and hash, and an older
+gateway's row-bounded file is brought under the budget at start.
 
 Before: the store was bounded by 1M rows of up to 64 KiB each (about 61 GiB) and its file
 never shrank."""
@@ -19,7 +19,7 @@ import pytest
 
 from alerts.errors import StorageError
 from gateway.monitoring import Metrics
-from gateway.storage.deadletters import DeadLetter, DeadLetterStore
+from gateway.storage.deadletters import TOPIC_HEAD_BYTES, DeadLetter, DeadLetterStore
 from gateway.storage.sourcebudget import MAX_SOURCES, SourceBudget
 
 KIB = 1024
@@ -126,6 +126,42 @@ def test_a_huge_payload_is_kept_as_its_head_length_and_hash(tmp_path: Path) -> N
     assert (bug.payload, bug.size, bug.truncated) == (poison, 5000, False)
     assert (small.payload, small.truncated) == (b"{oops", False)
     assert store.disk_bytes() < MIB
+    store.close()
+
+
+def test_a_huge_topic_is_kept_as_its_head_length_and_hash(tmp_path: Path) -> None:
+    """MQTT allows 64 KiB topics: a flood of them (``bad_topic``) kept its topics whole, 60 KiB
+    a row (found by the fresh tester of issue 17). A head is cut at a whole character."""
+    path = tmp_path / "deadletters.sqlite3"
+    store = DeadLetterStore(path)
+    huge = "homecare/v1/" + "é" * (30 * KIB) + "/x"  # two bytes a character: 60 KiB
+    longest_valid = "homecare/v1/" + "/".join(["s" * 64, "b" * 64, "fall", "d" * 64,
+                                                 "telemetry"])
+    store.add([DeadLetter(T0_MS, huge, b"{}", "bad_topic", "not a topic"),
+               DeadLetter(T0_MS, longest_valid, b"{", "malformed_json", "bad")])
+    whole, cut = store.recent(2)
+    raw = huge.encode()
+    assert huge.startswith(cut.topic)
+    assert TOPIC_HEAD_BYTES - 1 <= len(cut.topic.encode()) <= TOPIC_HEAD_BYTES
+    assert (cut.topic_size, cut.topic_sha256) == (len(raw), hashlib.sha256(raw).hexdigest())
+    assert cut.topic_truncated
+    assert (whole.topic, whole.topic_size, whole.topic_sha256) == (longest_valid, None, None)
+    assert not whole.topic_truncated
+    store.close()
+    longest = sqlite3.connect(path).execute(
+        "SELECT max(length(CAST(topic AS BLOB))) FROM dead_letters").fetchone()[0]
+    assert longest <= TOPIC_HEAD_BYTES
+
+
+def test_an_older_gateways_file_gets_the_topic_columns(tmp_path: Path) -> None:
+    path = tmp_path / "deadletters.sqlite3"
+    _older_gateways_file(path, 2)
+    store = DeadLetterStore(path)
+    store.add([DeadLetter(T0_MS, "homecare/v1/" + "x" * 70_000, b"{}", "bad_topic", "new")])
+    new, old, older = store.recent(3)
+    assert (new.detail, new.topic_size) == ("new", 70_012)
+    assert [(d.detail, d.topic, d.topic_size, d.topic_sha256) for d in (old, older)] == [
+        ("old 1", _topic("bed-old"), None, None), ("old 0", _topic("bed-old"), None, None)]
     store.close()
 
 
