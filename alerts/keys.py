@@ -55,9 +55,11 @@ MIN_BOOTSTRAP_LENGTH: Final = 32
 MIN_BOOTSTRAP_BITS: Final = 112
 """Estimated bits a bootstrap key must carry: 112 is the least security strength NIST allows
 (SP 800-131A). ``secrets.token_urlsafe(32)`` gives 256 real bits and is always accepted; a
-random 32-character key is refused about once in 3,000 by this conservative estimate, 32 random
-hex digits (128 bits) about once in 500; phrases of common words, years and digests of a word
-never pass (:mod:`alerts.secret_strength`)."""
+random 32-character key is refused about once in 3,000 by this conservative estimate; 32 random
+hex digits (128 bits, ``openssl rand -hex 16``) about once in 11 (275 of 3,000): one such run in
+eight reads as a UUID, and a time- or name-based UUID leaves little to guess; 64 (``openssl rand
+-hex 32``) none of 3,000. Phrases of common words, years and digests of a word never pass
+(:mod:`alerts.secret_strength`)."""
 GENERATE_COMMAND: Final = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 MAX_TOKEN_LENGTH: Final = 512
 NAME_PATTERN: Final = r"^[A-Za-z0-9_.@-]{1,64}$"
