@@ -12,6 +12,7 @@ control's alert has opened, a misplaced message that got through would have open
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import tomllib
@@ -139,6 +140,11 @@ async def test_a_retained_offline_left_on_another_bed_opens_no_device_offline_th
         async with publisher(mosquitto.url, "btn-0007") as device:
             device.publish_nowait(f"{AWAY}/status", body(1, state="offline"))
             device.publish_nowait(f"{OWN}/status", body(2, state="online"))
+            await device.drain()
+            # A will received in the very millisecond its device last spoke is not taken as
+            # offline (tests/unit/test_detect_device_offline.py, the tie: a known defect); the
+            # control must not depend on that, so its will comes a few milliseconds later.
+            await asyncio.sleep(0.005)
             # The control: its last will (seq 0; an offline the device says itself, seq above
             # 0, is given 45 minutes for a replacement to speak).
             device.publish_nowait(f"{OWN}/status", body(0, state="offline"))
