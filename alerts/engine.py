@@ -214,6 +214,17 @@ def _late_note(chain: Chain, start: int, levels: Sequence[int], i: int) -> str |
             + (f", once for {times} due" if times > 1 else ""))
 
 
+
+def _hand_over(listeners: Sequence[Listener], changes: list[AlertChange], kind: str) -> None:
+    """Call each listener with its own copy of ``changes``; one that raises is logged (the
+    first change's seq, ``kind`` naming the unstored ones) and skipped for this batch."""
+    for listener in listeners:
+        try:
+            listener(list(changes))
+        except Exception:
+            log.exception("alerts.listener_failed listener=%r first_seq=%d%s", listener,
+                          changes[0].seq, kind)
+
 class AlertEngine:
     """Alerts from findings; see the module docstring for the guarantees."""
 
@@ -469,12 +480,7 @@ class AlertEngine:
             try:
                 while self._undelivered:
                     changes, self._undelivered = self._undelivered, []
-                    for listener in self._listeners:
-                        try:
-                            listener(list(changes))
-                        except Exception:
-                            log.exception("alerts.listener_failed listener=%r first_seq=%d",
-                                          listener, changes[0].seq)
+                    _hand_over(self._listeners, changes, "")
             finally:
                 self._delivering = False
 
@@ -488,12 +494,7 @@ class AlertEngine:
             if not fresh or not self._unstored_listeners:
                 return 0
             self._shown_unstored.update(c.seq for c in fresh)
-            for listener in self._unstored_listeners:
-                try:
-                    listener(list(fresh))
-                except Exception:
-                    log.exception("alerts.listener_failed listener=%r first_seq=%d (unstored)",
-                                  listener, fresh[0].seq)
+            _hand_over(self._unstored_listeners, fresh, " (unstored)")
         return len(fresh)
 
     def show_critical(self) -> int:
