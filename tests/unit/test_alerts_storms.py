@@ -42,6 +42,18 @@ def _summaries(found: list[Finding]) -> list[Finding]:
     return [f for f in found if f.evidence.get("summary")]
 
 
+
+def _restarted(engine: AlertEngine, store: AlertStore, tmp_path: Path
+               ) -> tuple[AlertEngine, AlertStorms]:
+    """Commit, close the store, and start again on it as a restarted gateway does: a new
+    engine on the same file and storms resumed from its open alerts."""
+    engine.commit()
+    store.close()
+    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
+    storms = AlertStorms(_registry())
+    storms.resume(engine.open_alerts())
+    return engine, storms
+
 def test_emergencies_are_never_summarised_registered_or_not_storm_or_not() -> None:
     storms = AlertStorms(_registry())
     calls = [_finding("s1", f"b{n}", type=AlertType.FALL, severity=Severity.CRITICAL)
@@ -202,12 +214,7 @@ def test_summaries_and_individual_alerts_are_taken_back_after_a_restart(
     found = [_finding("s1", f"new-{n}", episode=f"d{n}") for n in range(LISTED + 5)]
     found += [_finding("s1", "b1")]
     engine.apply(storms.filter(found, T0), T0)
-    engine.commit()
-    store.close()
-
-    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
-    again = AlertStorms(_registry())
-    again.resume(engine.open_alerts())
+    engine, again = _restarted(engine, store, tmp_path)
     assert again.summaries == 1
     # A listed member clears by name, an unlisted one by count, the individual alert as is.
     out = again.filter([_finding("s1", "new-0", episode="d0", active=False),
@@ -284,12 +291,7 @@ def test_made_up_sites_summary_and_an_earlier_own_alert_are_taken_back(
     # then two folded.
     engine.apply([_dark("fake-old")], T0)
     engine.apply(AlertStorms(_registry()).filter([_dark("fake-1"), _dark("fake-2")], T0), T0)
-    engine.commit()
-    store.close()
-
-    engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
-    storms = AlertStorms(_registry())
-    storms.resume(engine.open_alerts())
+    engine, storms = _restarted(engine, store, tmp_path)
     assert storms.summaries == 1
     # The old alert takes its own updates and clear (else it would stay open for ever).
     update = _dark("fake-old", at=T0 + 5, beds=("b1", "b2", "b3", "b4"))
