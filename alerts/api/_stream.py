@@ -50,10 +50,13 @@ Live changes come from the engine's listener, called in the committing worker th
 commit: the :class:`ChangeHub` only hands them to the event loop (``call_soon_threadsafe``),
 so the engine never waits for a client. Each client has a bounded buffer; a client that falls
 further behind is disconnected (a last comment says so) and resumes with ``Last-Event-ID``.
-Gaps are impossible by construction: a client subscribes before its final catch-up read of the
-store, every change with an ``id:`` is committed before it is published, and changes a client
-already has (``seq`` not above the last it was sent) are skipped; a hole in the live sequence,
-should one appear, is filled from the store.
+Gaps are impossible by construction: a stream subscribes before it reads the store, reads the
+store again until no change committed meanwhile is left unread, then goes live and says so with
+a comment, ``: live`` (a client that has read it is shown every change from then on as it
+happens, unstored ones included), every change with an ``id:`` is
+committed before it is published, and changes a client already has (``seq`` not above the last
+it was sent) are skipped; a hole in the live sequence, should one appear, is filled from the
+store.
 
 This module is over 400 lines because the contract above (resumption, resets, key re-checks,
 unstored changes) and the hub that carries it are one piece: each half relies on the other's
@@ -101,9 +104,12 @@ class Unstored:
 
 
 class Subscription:
-    """One client's bounded buffer of live changes (event loop only)."""
+    """One client's bounded buffer of live changes (event loop only). While its stream still
+    replays the store (``replaying``), stored changes are not buffered, only the highest seq
+    among them is kept (``passed``): the stream reads them from the store, so a long replay
+    during a storm cannot overflow the buffer."""
 
-    __slots__ = ("changes", "closed", "limit", "overflowed", "wake")
+    __slots__ = ("changes", "closed", "limit", "overflowed", "passed", "replaying", "wake")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -111,9 +117,14 @@ class Subscription:
         self.wake = asyncio.Event()
         self.overflowed = False
         self.closed = False
+        self.replaying = True
+        self.passed = 0
 
     def offer(self, changes: list[AlertChange] | list[Unstored]) -> None:
-        if self.overflowed or self.closed:
+        if self.overflowed or self.closed or not changes:
+            return
+        if self.replaying and isinstance(changes[-1], AlertChange):
+            self.passed = max(self.passed, changes[-1].seq)  # published in seq order
             return
         if len(self.changes) + len(changes) > self.limit:
             self.overflowed = True
@@ -310,102 +321,128 @@ async def event_stream(hub: ChangeHub, store: AlertStore, *,
             on_end(ended)
 
 
+_LIVE: Final = b": live\n\n"
 _KEY_REVOKED: Final = b": key revoked; this stream is closed\n\n"
 _TOO_SLOW: Final = b": disconnected: too far behind; reconnect with Last-Event-ID\n\n"
+
+
+class _Cursor:
+    """Where one stream is in the store: ``sent``, the last change seq it was sent."""
+
+    __slots__ = ("sent", "store")
+
+    def __init__(self, store: AlertStore, sent: int) -> None:
+        self.store = store
+        self.sent = sent
+
+    async def catch_up(self, until: int | None = None) -> AsyncIterator[bytes]:
+        """The stored changes after ``sent`` (up to ``until``), read a page at a time."""
+        while until is None or self.sent < until:
+            page = await asyncio.to_thread(self.store.changes_since, self.sent, REPLAY_PAGE)
+            for change in page:
+                if until is not None and change.seq > until:
+                    return
+                self.sent = change.seq
+                yield format_event(change)
+            if len(page) < REPLAY_PAGE:
+                return
 
 
 async def _event_stream(hub: ChangeHub, store: AlertStore, *,
                         last_event_id: int | str | None, follow: bool, heartbeat_s: float,
                         retry_ms: int, key_active: Callable[[], bool] | None,
                         recheck_s: float) -> AsyncGenerator[bytes, None]:
-    yield b"retry: %d\n\n" % retry_ms
-    head = await asyncio.to_thread(store.last_seq)
-    reason: ResetReason | None = None
-    if last_event_id is None:
-        sent = head
-    elif isinstance(last_event_id, str):
-        sent, reason = head, "invalid_last_event_id"
-    elif last_event_id > head:
-        sent, reason = head, "ahead_of_store"
-    elif await asyncio.to_thread(store.skipped_range, last_event_id) is not None:
-        sent, reason = head, "store_restored"
-    else:
-        sent = last_event_id
-    if reason is not None:
-        log.info("api.stream_reset reason=%s head=%d", reason, head)
-        yield format_reset(head, reason)
+    subscription = hub.subscribe() if follow else None
+    try:
+        yield b"retry: %d\n\n" % retry_ms
+        head = await asyncio.to_thread(store.last_seq)
+        reason: ResetReason | None = None
+        if last_event_id is None:
+            sent = head
+        elif isinstance(last_event_id, str):
+            sent, reason = head, "invalid_last_event_id"
+        elif last_event_id > head:
+            sent, reason = head, "ahead_of_store"
+        elif await asyncio.to_thread(store.skipped_range, last_event_id) is not None:
+            sent, reason = head, "store_restored"
+        else:
+            sent = last_event_id
+        if reason is not None:
+            log.info("api.stream_reset reason=%s head=%d", reason, head)
+            yield format_reset(head, reason)
+        cursor = _Cursor(store, sent)
+        async for chunk in cursor.catch_up():
+            yield chunk
+        if subscription is None:
+            return
+        # Changes committed while the store was read are there now (committed before they are
+        # published): read again until none passed unread, then go live in the same loop turn
+        # as the last check, so none falls between.
+        while subscription.passed > cursor.sent:
+            async for chunk in cursor.catch_up():
+                yield chunk
+        subscription.replaying = False
+        yield _LIVE
+        async for chunk in _live(subscription, cursor, heartbeat_s=heartbeat_s,
+                                 key_active=key_active, recheck_s=recheck_s):
+            yield chunk
+    finally:
+        if subscription is not None:
+            hub.unsubscribe(subscription)
 
-    async def catch_up(until: int | None = None) -> AsyncIterator[bytes]:
-        nonlocal sent
-        while until is None or sent < until:
-            page = await asyncio.to_thread(store.changes_since, sent, REPLAY_PAGE)
-            for change in page:
-                if until is not None and change.seq > until:
-                    return
-                sent = change.seq
-                yield format_event(change)
-            if len(page) < REPLAY_PAGE:
-                return
 
-    async for chunk in catch_up():
-        yield chunk
-    if not follow:
-        return
-    subscription = hub.subscribe()
+async def _live(subscription: Subscription, cursor: _Cursor, *, heartbeat_s: float,
+                key_active: Callable[[], bool] | None,
+                recheck_s: float) -> AsyncGenerator[bytes, None]:
+    """The live part of a stream: its subscription's changes, keep-alives and key checks."""
     shown: set[int] = set()
     """The unstored changes this stream has shown."""
     loop = asyncio.get_running_loop()
     next_check = loop.time() + recheck_s
-    try:
-        # Changes committed between the read above and subscribing are in the store now.
-        async for chunk in catch_up():
-            yield chunk
+    quiet_since = loop.time()
+    while True:
+        if subscription.closed:
+            return
+        if subscription.overflowed:
+            yield _TOO_SLOW
+            return
+        now = loop.time()
+        if key_active is not None and now >= next_check:
+            if not await asyncio.to_thread(key_active):
+                yield _KEY_REVOKED
+                return
+            next_check = loop.time() + recheck_s
+            continue
+        if not subscription.changes:
+            if now - quiet_since >= heartbeat_s:
+                quiet_since = now
+                yield b": keep-alive\n\n"
+                continue
+            wait = quiet_since + heartbeat_s - now
+            if key_active is not None:
+                wait = min(wait, next_check - now)
+            subscription.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await subscription.wake.wait()
+            continue
+        change = subscription.changes.popleft()
+        if isinstance(change, Unstored):
+            seq = change.change.seq
+            # Not if stored and sent meanwhile, nor twice (a change shown as the stream
+            # subscribed is both among the hub's pending ones and dispatched to it).
+            if seq > cursor.sent and seq not in shown:
+                if len(shown) > REPLAY_PAGE:
+                    shown = {s for s in shown if s > cursor.sent}
+                shown.add(seq)
+                quiet_since = loop.time()
+                yield format_unstored(change.change)
+            continue
+        if change.seq <= cursor.sent:
+            continue
+        if change.seq > cursor.sent + 1:
+            async for chunk in cursor.catch_up(until=change.seq - 1):
+                yield chunk
+        cursor.sent = change.seq
         quiet_since = loop.time()
-        while True:
-            if subscription.closed:
-                return
-            if subscription.overflowed:
-                yield _TOO_SLOW
-                return
-            now = loop.time()
-            if key_active is not None and now >= next_check:
-                if not await asyncio.to_thread(key_active):
-                    yield _KEY_REVOKED
-                    return
-                next_check = loop.time() + recheck_s
-                continue
-            if not subscription.changes:
-                if now - quiet_since >= heartbeat_s:
-                    quiet_since = now
-                    yield b": keep-alive\n\n"
-                    continue
-                wait = quiet_since + heartbeat_s - now
-                if key_active is not None:
-                    wait = min(wait, next_check - now)
-                subscription.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
-                        await subscription.wake.wait()
-                continue
-            change = subscription.changes.popleft()
-            if isinstance(change, Unstored):
-                seq = change.change.seq
-                # Not if stored and sent meanwhile, nor twice (a change shown as the stream
-                # subscribed is both among the hub's pending ones and dispatched to it).
-                if seq > sent and seq not in shown:
-                    if len(shown) > REPLAY_PAGE:
-                        shown = {s for s in shown if s > sent}
-                    shown.add(seq)
-                    quiet_since = loop.time()
-                    yield format_unstored(change.change)
-                continue
-            if change.seq <= sent:
-                continue
-            if change.seq > sent + 1:
-                async for chunk in catch_up(until=change.seq - 1):
-                    yield chunk
-            sent = change.seq
-            quiet_since = loop.time()
-            yield format_event(change)
-    finally:
-        hub.unsubscribe(subscription)
+        yield format_event(change)

@@ -389,10 +389,11 @@ async def _stream_events(http: httpx.AsyncClient, bed: str, events: list[tuple[s
     async with http.stream("GET", "/api/v1/alerts/stream", headers=headers,
                            timeout=httpx.Timeout(10, read=None)) as response:
         assert response.status_code == 200
-        connected.set()
         event_id: str | None = None
         async for line in response.aiter_lines():
-            if line.startswith("id:"):
+            if line == ": live":  # caught up: every change from now on is shown
+                connected.set()
+            elif line.startswith("id:"):
                 event_id = line[3:].strip()
             elif line.startswith("data:"):
                 data = json.loads(line[5:])

@@ -81,9 +81,12 @@ class EventStream:
             async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=60)) as client, \
                     client.stream("GET", url, headers=headers) as response:
                 self.status = response.status_code
-                self.connected.set()
+                if self.status != 200:
+                    self.connected.set()
                 async for line in response.aiter_lines():
                     if line.startswith(":"):
+                        if line == ": live":  # caught up: every change from now on is shown
+                            self.connected.set()
                         self.comments.append(line)
                     elif line == "":
                         if "data" in fields and "id" not in fields:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from unittest import mock
@@ -15,7 +16,7 @@ import pytest
 from alerts.api import ChangeHub, event_stream
 from alerts.engine import AlertEngine
 from alerts.errors import StoreUnavailable
-from alerts.model import AlertType, Finding, Severity
+from alerts.model import AlertChange, AlertType, Finding, Severity
 from alerts.store import AlertStore
 from tests.unit.test_api_app import T0, Harness, api
 
@@ -90,8 +91,8 @@ async def test_live_changes_arrive_in_order_as_events(engine: AlertEngine) -> No
     await until(lambda: hub.clients > 0)
     await raise_alerts(engine, 5)
     assert await client.wait_for(5) == [1, 2, 3, 4, 5]
-    assert client.items[0] == "retry: 2000"
-    seq, event, data = client.items[1]  # type: ignore[misc]
+    assert client.items[:2] == ["retry: 2000", ": live"]
+    seq, event, data = client.items[2]  # type: ignore[misc]
     assert (seq, event, data["action"], data["seq"]) == (1, "opened", "opened", 1)
     assert data["alert"]["bed"] == "b-0"  # type: ignore[index]
     await client.close()
@@ -114,12 +115,62 @@ async def test_a_call_shown_before_its_commit_reaches_the_streams_at_once_then_s
     assert len(subscription.changes) == 1, "handed over synchronously on the loop"
     await asyncio.to_thread(engine.commit)
     assert await client.wait_for(1) == [1]
-    early, stored = [item for item in client.items if item != "retry: 2000"][:2]
+    early, stored = [item for item in client.items if item not in ("retry: 2000", ": live")][:2]
     assert isinstance(early, str), "no id: parsed as text"
     assert early.startswith("event: opened")
     assert '"unstored":true' in early
     assert stored[:2] == (1, "opened")  # type: ignore[index]
     hub.unsubscribe(subscription)
+    await client.close()
+
+
+async def test_a_client_that_read_the_first_line_misses_no_call_shown_after_the_live_line(
+        engine: AlertEngine) -> None:
+    """A stream says ``: live`` once it has caught up with the store: a call shown (unstored)
+    and stored right after a client has read that line reaches the client both ways, first
+    unstored (CI, 2026-12-02: a client could not tell when its stream had subscribed, and a
+    call shown and stored before then came only stored)."""
+    hub = ChangeHub()
+    engine.add_listener(hub.publish, unstored=hub.publish_unstored)
+    stream = event_stream(hub, engine.store, last_event_id=0, heartbeat_s=60)
+    assert await anext(stream) == b"retry: 2000\n\n"
+    assert await anext(stream) == b": live\n\n"
+    engine.apply([Finding(type=AlertType.EMERGENCY_BUTTON, site="s", bed="b-call", at=T0,
+                          severity=Severity.CRITICAL)], T0)
+    assert engine.show_critical() == 1
+    await asyncio.to_thread(engine.commit)
+    early, stored = parse(await anext(stream)), parse(await anext(stream))
+    assert isinstance(early, str), early
+    assert '"unstored":true' in early
+    assert stored[:2] == (1, "opened")  # type: ignore[index]
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert hub.clients == 0
+
+
+async def test_a_long_replay_during_a_storm_is_not_cut_off_as_too_slow(
+        engine: AlertEngine) -> None:
+    """Stored changes committed while a stream replays the store are read from the store,
+    not buffered: a small buffer does not overflow however many come meanwhile."""
+    hub = ChangeHub(queue_size=3)
+    engine.add_listener(hub.publish)
+    await raise_alerts(engine, 600)  # more than a replay page
+    read = engine.store.changes_since
+    replayed = threading.Event()
+
+    def slow_read(after: int, limit: int) -> list[AlertChange]:
+        if after < 600:
+            replayed.wait(10)  # the first pages wait until the storm below has passed
+        return read(after, limit)
+
+    with mock.patch.object(engine.store, "changes_since", side_effect=slow_read):
+        client = Client(event_stream(hub, engine.store, last_event_id=0))
+        await until(lambda: hub.clients > 0)
+        await raise_alerts(engine, 100, start=600)
+        replayed.set()
+        assert await client.wait_for(700, within=30) == list(range(1, 701))
+    assert hub.disconnected_slow == 0
+    await raise_alerts(engine, 2, start=700)
+    assert await client.wait_for(702) == list(range(1, 703))
     await client.close()
 
 
@@ -180,7 +231,8 @@ async def test_a_client_too_far_behind_is_disconnected_without_blocking_the_engi
     engine.add_listener(hub.publish)
     stream = event_stream(hub, engine.store, last_event_id=None, heartbeat_s=60)
     assert await anext(stream) == b"retry: 2000\n\n"
-    pending = asyncio.ensure_future(anext(stream))  # subscribes, then waits for a change
+    assert await anext(stream) == b": live\n\n"
+    pending = asyncio.ensure_future(anext(stream))  # waits for a change
     await until(lambda: hub.clients > 0)
     await raise_alerts(engine, 1)
     assert parse(await pending)[0] == 1  # type: ignore[index]
