@@ -22,7 +22,8 @@ restored detectors before any new message: a ``kill -9`` loses no detector input
 Two MQTT sessions (:mod:`gateway.ingest.urgentsession`): the main one takes everything, the
 urgent one (``mqtt_urgent_session``) only button and fall events, which the broker then hands
 over at once even while the main session works through a backlog. Both feed the urgent lane;
-the first copy of a call reaches the alert rules, the main session's copy is stored. The
+the first copy of a call reaches the alert rules, in the very read that brought it
+(:meth:`Gateway._urgent_read`), the main session's copy is stored. The
 urgent session's copies are acknowledged after the alert commit that follows their handling
 (:meth:`Gateway._commit_alerts`), so a call is acknowledged there only once its alert is on
 disk; the main session's after the batch commit, as ever. The dispatchers' stream shows a
@@ -442,6 +443,11 @@ class Gateway:
         """Set while none is: the ingest task waits for it before a step
         (:data:`URGENT_FIRST_MAX_S`)."""
         self._urgent_idle.set()
+        self._urgent_to_finish = 0
+        """Calls handled (:meth:`_show_urgent`) whose commit is still to come."""
+        self._urgent_staged = False
+        self._urgent_shown = False
+        """Whether those staged alert changes, and showed some on the streams."""
         self._emergency_thread = ThreadPoolExecutor(1, thread_name_prefix="emergency")
         self._ingest_thread = ThreadPoolExecutor(1, thread_name_prefix="ingest")
         self._detect_thread = ThreadPoolExecutor(1, thread_name_prefix="detect")
@@ -554,6 +560,7 @@ class Gateway:
                 if not self._feed_back_queued:
                     tasks.create_task(self._feed_back_once_resumed(), name="journal-feed-back")
                 urgent = tasks.create_task(self._urgent_lane(), name="urgent")
+                self.inbox.on_urgent = self._urgent_read
                 sink = tasks.create_task(self.sink.run(), name="sink") if self.sink else None
                 gauges = tasks.create_task(self._gauges(), name="gauges")
                 alert_ticks = tasks.create_task(self._alert_ticks(), name="alert-ticks")
@@ -581,6 +588,7 @@ class Gateway:
                 await self._stopping.wait()
                 self.inbox.interrupt()
                 await ingest
+                self.inbox.on_urgent = None  # nothing more is shown that would not be committed
                 urgent.cancel()
                 await alert_ticks
                 await self._commit_alerts()
@@ -754,32 +762,77 @@ class Gateway:
             await self.inbox.urgent_ready.wait()
             await self._handle_urgent()
 
-    async def _handle_urgent(self) -> None:
+    def _urgent_read(self) -> None:
+        """:attr:`Inbox.on_urgent <gateway.ingest.inbox.Inbox.on_urgent>`: an emergency call
+        just read from either socket goes to the rules and, staged, to the dispatchers'
+        streams in this very read, not when the urgent lane's task is woken a loop turn later
+        (behind whatever else that turn runs: during a flood, an ingest step and a read of the
+        main session). The lane's task, woken as before, does the rest: the commit and the
+        acknowledgements. Should the rules fail here, the calls go back to the lane, whose
+        task handles them (and fails) as it always did."""
         raws = self.inbox.take_urgent()
         if not raws:
             return
+        try:
+            self._show_urgent(raws)
+        except Exception:
+            log.exception("urgent.read_handling_failed calls=%d; left to the urgent lane",
+                          len(raws))
+            self.inbox.urgent.extendleft(reversed(raws))
+        self.inbox.urgent_ready.set()  # the lane's task commits what was staged
+
+    def _show_urgent(self, raws: list[RawMessage]) -> None:
+        """The synchronous half of handling emergency calls: the rules, then the critical
+        changes shown on the streams (:meth:`AlertEngine.show_critical`); the commit is
+        :meth:`_handle_urgent`'s, which ends the busy state begun here."""
         self._urgent_busy += 1
         self._urgent_idle.clear()
+        self._urgent_to_finish += 1
         try:
             handed = self.pipeline.process_urgent(raws)
-            if self.urgent_source is not None:
-                self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
-            if handed and self.alerts.staged and self.alerts.show_critical():
+        except BaseException:
+            self._urgent_to_finish -= 1
+            self._urgent_done()
+            raise
+        if self.urgent_source is not None:
+            self._urgent_unacked.extend(raw for raw in raws if raw.urgent_session)
+        if handed and self.alerts.staged:
+            self._urgent_staged = True
+            if self.alerts.show_critical():
+                self._urgent_shown = True
+
+    def _urgent_done(self) -> None:
+        self._urgent_busy -= 1
+        if not self._urgent_busy:
+            self._urgent_idle.set()
+
+    async def _handle_urgent(self) -> None:
+        """Handle what waits in the urgent lane (:meth:`_show_urgent`) and finish what was
+        handled in a read (:meth:`_urgent_read`): the commit, then the acknowledgements."""
+        raws = self.inbox.take_urgent()
+        if raws:
+            self._show_urgent(raws)
+        finishing, self._urgent_to_finish = self._urgent_to_finish, 0
+        if not finishing:
+            return
+        shown, self._urgent_shown = self._urgent_shown, False
+        staged, self._urgent_staged = self._urgent_staged, False
+        try:
+            if shown:
                 # On the dispatchers' screens now, stored by the commit that follows: the
                 # alert store's fsync is the slowest and least predictable hop of a call. The
                 # streams write it in the next loop turn, which does not also parse a read of
                 # the main session (a flood's 16 KiB: ~130 messages).
                 with self.source.reading_held():
                     await asyncio.sleep(0)
-            if (handed and self.alerts.staged) or self._urgent_unacked:
+            if (staged and self.alerts.staged) or self._urgent_unacked:
                 await self._commit_alerts()
                 # The commit's thread handed the change to the API's streams (a callback
                 # queued on the loop before this task resumed): let their writes go first.
                 await asyncio.sleep(0)
         finally:
-            self._urgent_busy -= 1
-            if not self._urgent_busy:
-                self._urgent_idle.set()
+            for _ in range(finishing):
+                self._urgent_done()
 
     async def _in_thread(self, thread: ThreadPoolExecutor, fn: Callable[..., T], *args: object
                          ) -> T:

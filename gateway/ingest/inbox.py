@@ -55,6 +55,10 @@ class Inbox:
         self.on_space: Callable[[], None] | None = None
         self.on_urgent_space: Callable[[], None] | None = None
         """Called when the urgent lane is emptied (:class:`UrgentFeed` resumes its socket)."""
+        self.on_urgent: Callable[[], None] | None = None
+        """Called, in the read that put them there, when messages entered the urgent lane:
+        the gateway takes an emergency call to the rules and the streams in that very read
+        rather than a loop turn later (:meth:`gateway.runtime.Gateway._urgent_read`)."""
         self.pauses = 0
         self.shedding = False
         self.shed = 0
@@ -76,11 +80,14 @@ class Inbox:
                 self.shedding = False  # a flood of urgent messages: push back after all
         self._items.extend(items)
         urgent = [item for item in items if not item.retain and is_urgent(item.topic)]
+        self._ready.set()
+        more = self.shedding or len(self._items) < self.maxsize
         if urgent:
             self.urgent.extend(urgent)
             self.urgent_ready.set()
-        self._ready.set()
-        return self.shedding or len(self._items) < self.maxsize
+            if self.on_urgent is not None:
+                self.on_urgent()
+        return more
 
     def put_urgent(self, items: Sequence[RawMessage]) -> None:
         """Add messages to the urgent lane only (the urgent session's copies: never stored,
@@ -88,6 +95,8 @@ class Inbox:
         if items:
             self.urgent.extend(items)
             self.urgent_ready.set()
+            if self.on_urgent is not None:
+                self.on_urgent()
 
     def take_urgent(self) -> list[RawMessage]:
         """Everything in the urgent lane (oldest first), emptying it."""

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from devices.registry import Registry
@@ -109,3 +110,80 @@ def test_intake_goes_on_when_the_commit_takes_longer_than_the_bound(
     before, after, last_seq = _steps_during_a_slow_commit(tmp_path, monkeypatch)
     assert last_seq >= 1, "the press opened no alert"
     assert after > before, "intake stood still behind a slow alert commit"
+
+
+def _gateway_with_a_button(tmp_path: Path) -> Gateway:
+    registry = Registry.from_mapping({"sites": {"s": {"beds": {"b-1": {"devices": {
+        "btn-1": {"kind": "button"}}}}}}})
+    return Gateway(Settings(data_dir=tmp_path / "data"), registry=registry, serve_http=False)
+
+
+def _stop(gateway: Gateway) -> None:
+    for thread in (gateway._emergency_thread, gateway._ingest_thread,
+                   gateway._detect_thread, gateway._housekeeping_thread):
+        thread.shutdown(wait=True)
+    gateway._close_stores()
+
+
+@pytest.mark.parametrize("session", ["urgent", "main"])
+def test_a_call_is_on_the_streams_when_the_read_that_brought_it_returns(
+        tmp_path: Path, session: str) -> None:
+    """The read that puts a call in the urgent lane takes it to the rules and the streams
+    itself: not a loop turn later, when the lane's task wakes behind whatever else that turn
+    runs (during the flood, an ingest step and a read of the main session). The lane's task
+    then commits it, and the stored copy follows."""
+    gateway = _gateway_with_a_button(tmp_path)
+    shown: list[str] = []
+    stored: list[str] = []
+    gateway.alerts.add_listener(lambda changes: stored.extend(c.action for c in changes),
+                                unstored=lambda changes: shown.extend(c.action for c in changes))
+
+    async def scenario() -> None:
+        gateway.inbox.on_urgent = gateway._urgent_read
+        lane = asyncio.create_task(gateway._urgent_lane())
+        call = _press()
+        if session == "main":
+            gateway.inbox.put_many([msgspec.structs.replace(call, urgent_session=False)])
+        else:
+            gateway.inbox.put_urgent([call])
+        assert shown == ["opened"], "not shown in the read"
+        assert not gateway._urgent_idle.is_set(), "the ingest task would step before the commit"
+        await until(lambda: stored == ["opened"], "the stored copy", 10.0)
+        await until(gateway._urgent_idle.is_set, "idle again", 10.0)
+        assert gateway.alerts.last_seq == 1
+        lane.cancel()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _stop(gateway)
+
+
+def test_a_call_whose_rules_fail_in_the_read_is_left_to_the_urgent_lane(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Handling a call in the read must never lose it: should the rules raise there, the call
+    goes back to the lane, whose task handles it as it always did."""
+    gateway = _gateway_with_a_button(tmp_path)
+    process = gateway.pipeline.process_urgent
+    fail = [True]
+
+    def once_failing(raws: list[RawMessage]) -> int:
+        if fail.pop() if fail else False:
+            raise RuntimeError("a bug in a rule")
+        return process(raws)
+
+    monkeypatch.setattr(gateway.pipeline, "process_urgent", once_failing)
+
+    async def scenario() -> None:
+        gateway.inbox.on_urgent = gateway._urgent_read
+        gateway.inbox.put_urgent([_press()])
+        assert [r.topic for r in gateway.inbox.urgent] == [_press().topic]
+        assert gateway._urgent_idle.is_set()
+        await gateway._handle_urgent()
+        assert gateway.alerts.last_seq == 1
+        assert gateway._urgent_idle.is_set()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _stop(gateway)
