@@ -133,6 +133,9 @@ class DeviceState:
     (:func:`~devices.devicetime.sent_ms`)."""
     offline_at: int | None = None
     """Receipt time of the latest ``offline`` status (a last will or a goodbye)."""
+    offline_later: bool = False
+    """The ``offline`` status at :attr:`offline_at` arrived after the sign of life at
+    :attr:`heard_at`: decides their tie in one millisecond (:mod:`devices.devicetime`)."""
     clock_offset_ms: int | None = None
     """Device time minus receipt time of the latest message (``offline`` statuses excepted:
     a will carries its connect time)."""
@@ -276,8 +279,9 @@ class LiveState:
                 self._offline(bed, device, payload, received)  # type: ignore[arg-type]
             else:
                 said = sent_ms(payload.ts, received)
-                if device.heard_at is None or said > device.heard_at:
+                if device.heard_at is None or said >= device.heard_at:
                     device.heard_at = said
+                    device.offline_later = False
                 trusted = self._clock(bed, device, payload, received)
                 if type(payload) is Telemetry:
                     grown = self._samples(bed, payload, received, None if trusted else
@@ -299,7 +303,8 @@ class LiveState:
                     device.status_at = received
                 if device.reported_state is not None or type(payload) is Status:
                     device.reported_state = ("offline" if announced_offline(
-                        device.offline_at, device.heard_at) else "online")
+                        device.offline_at, device.heard_at,
+                        offline_later=device.offline_later) else "online")
             if self._over:
                 self._shrink(bed)
 
@@ -393,11 +398,13 @@ class LiveState:
     def _offline(self, bed: BedState, device: DeviceState, status: Status,
                  received: int) -> None:
         """A last will or a goodbye: effective at receipt (:mod:`devices.devicetime`)."""
-        if device.offline_at is None or received > device.offline_at:
+        if device.offline_at is None or received >= device.offline_at:
             device.offline_at = received
+            device.offline_later = True
         device.status_at = received
-        device.reported_state = ("offline" if announced_offline(device.offline_at, device.heard_at)
-                                 else "online")
+        device.reported_state = ("offline" if announced_offline(
+            device.offline_at, device.heard_at, offline_later=device.offline_later)
+            else "online")
         # Its other fields (battery, firmware) count in the order of its device time, never
         # its receipt: a will's ts is its connect time, and a will stored an hour or six days
         # ago must not put back the battery and firmware of then over newer ones.
@@ -543,7 +550,8 @@ def connectivity(device: DeviceState, *, now_ms: int, heartbeat_s: float,
     The same rule as ``device_offline``'s."""
     if device.last_seen <= 0:
         return "unknown"
-    if announced_offline(device.offline_at, device.heard_at):
+    if announced_offline(device.offline_at, device.heard_at,
+                         offline_later=device.offline_later):
         return "offline"
     promised = device.heartbeat_s or heartbeat_s
     heard = device.heard_at if device.heard_at is not None else device.last_seen

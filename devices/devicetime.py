@@ -31,13 +31,26 @@ other message is a sign of life at the time it was sent, its device time when th
 with receipt time within :data:`CLOCK_TRUST_MS` (and never later than its receipt), else its
 receipt time. The device announced itself offline while its latest offline status was received
 after its latest sign of life; a message held up in the network and delivered after the will
-does not cancel it. The bed page, the API and ``device_offline`` all decide this way.
+does not cancel it. The two times are milliseconds, and a will can be received in the very
+millisecond the device's last message was sent (it was sent on the connection the broker has
+just found dead: the device is offline), as can a reconnected device's first status in the
+millisecond its old connection's will is received (it is online): neither ``>`` nor ``>=``
+decides that tie, the order of arrival does. So whoever keeps the two times keeps beside them
+which of the two messages that set them arrived last (``offline_later``: set when an offline
+status sets the offline time, cleared when a sign of life sets the time of life, a sign of life
+sent in the millisecond of the latest one included), and the tie goes to what the gateway
+received later. That order is the gateway's order of intake (a device's messages come on one
+subscription, in the order the broker published them), which the detector journal keeps on
+replay; a detector snapshot holds it beside the times. The bed page, the API and
+``device_offline`` all decide this way.
 
 >>> window = ClockWindow(behind_ms=60_000)
 >>> window.trusts(1_000, received_ms=30_000), window.trusts(1_000, received_ms=90_000)
 (True, False)
 >>> sent_ms(1_000, 1_500), sent_ms(1_000_000_000, 1_500)
 (1000, 1500)
+>>> [announced_offline(1_500, 1_500, offline_later=later) for later in (True, False)]
+[True, False]
 """
 
 from __future__ import annotations
@@ -141,17 +154,23 @@ def sent_ms_array(ts: I64, received_ms: I64) -> I64:
     return sent
 
 
-def announced_offline(offline_at: int | None, heard_at: int | None) -> bool:
+def announced_offline(offline_at: int | None, heard_at: int | None, *,
+                      offline_later: bool) -> bool:
     """Whether the latest offline status (received at ``offline_at``) is newer than the
-    device's latest sign of life (said at ``heard_at``, see :func:`sent_ms`)."""
+    device's latest sign of life (said at ``heard_at``, see :func:`sent_ms`); in the same
+    millisecond, whether it arrived later (``offline_later``, see the module docstring)."""
     if offline_at is None:
         return False
-    return heard_at is None or offline_at > heard_at
+    return heard_at is None or offline_at > heard_at or (
+        offline_at == heard_at and offline_later)
 
 
-def announced_offline_array(offline_at: I64, heard_at: I64) -> npt.NDArray[np.bool_]:
-    """:func:`announced_offline` of whole columns ("none yet" is a very small number)."""
-    announced: npt.NDArray[np.bool_] = offline_at > heard_at
+def announced_offline_array(offline_at: I64, heard_at: I64,
+                            offline_later: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """:func:`announced_offline` of whole columns ("none yet" is a very small number, and
+    ``offline_later`` is never set without an offline time)."""
+    announced: npt.NDArray[np.bool_] = (offline_at > heard_at) | (
+        (offline_at == heard_at) & offline_later)
     return announced
 
 

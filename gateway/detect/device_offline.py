@@ -7,7 +7,8 @@ explicit ``state: offline`` status (the MQTT last will, whose ``ts`` is the conn
 order of a will and a sign of life is the one rule of :mod:`devices.devicetime`, which the bed
 page and the API follow too: a will counts at receipt, a message at the time it was sent (its
 ``ts``, when the device clock agrees with the receipt time), so a message held up in the
-network and delivered after the will does not cancel it. One episode per device. Badges
+network and delivered after the will does not cancel it; in one millisecond, what arrived later
+wins (a column beside the times keeps that order across a snapshot). One episode per device. Badges
 travel with the caregiver and publish events only: they are never reported offline. A device
 must have been heard once to go offline: one listed in the registry that never spoke is a
 commissioning matter (shown with the bed's devices), not an outage.
@@ -140,6 +141,12 @@ class DeviceOfflineDetector(DetectorBase):
         d.column("heartbeat_ms", np.float64, np.nan)
         d.column("will_at", np.int64, NONE)
         """Receipt time of the latest last will."""
+        d.column("will_later", np.bool_, False)
+        """The will at ``will_at`` arrived after the sign of life at ``last_heard``: decides
+        their tie in one millisecond (:mod:`devices.devicetime`). A snapshot of an earlier version
+        has no such column, and needs none: those versions never took a will received in the
+        millisecond of the latest sign of life after it, so every tie they hold is a sign of
+        life that arrived later (``False``)."""
         d.column("goodbye", np.bool_, False)
         """The latest ``offline`` was said by the device itself (``seq`` above 0)."""
         d.column("active", np.bool_, False)
@@ -157,15 +164,30 @@ class DeviceOfflineDetector(DetectorBase):
         new = first[heard] == NONE
         # Reversed, so that a device's first message in the batch is the one that stays.
         first[heard[new][::-1]] = heard_at[new][::-1]
+        # A will and a sign of life in one millisecond: the one that arrived later wins (the
+        # batch's messages are in arrival order). Per device, the row of the last arrival of
+        # its latest sign of life in this batch (-1: it arrived in an earlier one).
+        will_at, last_heard, later = d["will_at"], d["last_heard"], d["will_later"]
+        rows = np.arange(len(device), dtype=np.int64)
+        heard_row = np.full(len(will_at), -1, dtype=np.int64)
+        latest = heard_at == last_heard[heard]
+        np.maximum.at(heard_row, heard[latest], rows[~will][latest])
         # The first offline since the device last spoke counts: a repeated one (a retained
         # status handed over again after a reconnect) does not move its going later.
-        will_at, last_heard = d["will_at"], d["last_heard"]
-        said, said_at = device[will], received[will]
-        fresh = said_at > last_heard[said]
-        first_will = np.full(len(will_at), np.iinfo(np.int64).max, dtype=np.int64)
+        said, said_at, said_row = device[will], received[will], rows[will]
+        fresh = (said_at > last_heard[said]) | (
+            (said_at == last_heard[said]) & (said_row > heard_row[said]))
+        never = np.iinfo(np.int64).max
+        first_will = np.full(len(will_at), never, dtype=np.int64)
         np.minimum.at(first_will, said[fresh], said_at[fresh])
-        renew = (first_will != np.iinfo(np.int64).max) & (will_at <= last_heard)
+        chosen = fresh & (said_at == first_will[said])
+        first_row = np.full(len(will_at), never, dtype=np.int64)
+        np.minimum.at(first_row, said[chosen], said_row[chosen])
+        spoke = (will_at < last_heard) | ((will_at == last_heard) & ((heard_row >= 0) | ~later))
+        renew = (first_will != never) & spoke
+        later &= heard_row < 0  # a sign of life at last_heard arrived since the will
         will_at[renew] = first_will[renew]
+        later[renew] = first_row[renew] > heard_row[renew]
         st = batch.statuses
         d["goodbye"][st.device[st.offline]] = st.goodbye[st.offline]
         promised = ~np.isnan(st.heartbeat_s)
@@ -259,7 +281,7 @@ class DeviceOfflineDetector(DetectorBase):
         since = self.outages.since(fleet.site_ids, fleet.n_sites, fleet.intake_since_ms)[site]
         silent = now_ms - np.maximum(last, since) > limit
         quiet = now_ms - last > DARK_VOTE * limit
-        will = announced_offline_array(will_at, last)
+        will = announced_offline_array(will_at, last, d["will_later"][:n])
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]

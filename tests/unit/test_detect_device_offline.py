@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from alerts.model import AlertType, Finding, Severity
@@ -66,15 +67,12 @@ def test_last_will_is_reported_at_once_and_reconnect_clears() -> None:
     assert len(cleared(findings)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="known defect (2026-12-02): a will received in the "
-                   "millisecond its device last spoke loses the tie to the sign of life")
 def test_a_last_will_received_in_the_millisecond_of_the_last_sign_of_life_is_offline() -> None:
     """A will is the broker's word that the connection is gone: nothing the device said on it
-    can be newer. A sign of life sent in the very millisecond the will is received ties
-    (``announced_offline`` compares strictly), so no ``device_offline`` is raised until the
-    device's silence limit. Seen as a flaky live test under load (test_misplaced_live.py).
-    Not changed in haste: a new connection's first status in the will's millisecond is the
-    other side of the same tie (an arrival order is needed, not ``>=``)."""
+    can be newer. A sign of life sent in the very millisecond the will is received ties; the
+    will arrived later, so it wins and ``device_offline`` is raised at once, not at the
+    device's silence limit (before 2026-12-02 the tie went to the sign of life: a flaky live
+    test under load, test_misplaced_live.py)."""
     lost = T0 + HOUR
     traffic = sensor("b1", T0, lost)
     traffic.append((lost + 1000, status("b1", "infrared", lost + 1000, heartbeat_s=300)))
@@ -82,6 +80,56 @@ def test_a_last_will_received_in_the_millisecond_of_the_last_sign_of_life_is_off
                                         ts=T0 - 3 * HOUR)))
     findings = run(detector(), traffic, start=T0, end=lost + 10 * MINUTE)
     assert [f.evidence["reason"] for f in opened(findings)] == ["last_will"]
+
+
+def restarted(old: DeviceOfflineDetector) -> DeviceOfflineDetector:
+    """A detector restored from ``old``'s snapshot, as after a restart."""
+    new = detector()
+    new.restore(old.state())
+    return new
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["one_round", "restart_between"])
+@pytest.mark.parametrize("will_last", [True, False], ids=["will_last", "reconnect_last"])
+def test_a_will_and_a_sign_of_life_in_one_millisecond_go_to_what_arrived_later(
+        will_last: bool, restart: bool) -> None:
+    """The two sides of the tie: the will received after the device's last message, sent in
+    its millisecond, is offline; a reconnected device's first status, sent and received in the
+    millisecond its old connection's will is received, after it, is online. Whether the two
+    come in one round or across a restart (the order kept in the snapshot)."""
+    tie = T0 + HOUR + 1000
+    sign = status("b1", "infrared", tie, heartbeat_s=300)
+    will = status("b1", "infrared", tie, state="offline", seq=0, ts=T0 - 3 * HOUR)
+    first, second = (sign, will) if will_last else (will, sign)
+    history = sensor("b1", T0, T0 + HOUR)
+    if restart:
+        watched = detector()
+        findings = run(watched, [*history, (tie, first)], start=T0, end=tie + 30_000)
+        findings += run(restarted(watched), [(tie, second)], start=tie + 40_000,
+                        end=tie + 10 * MINUTE)
+    else:
+        findings = run(detector(), [*history, (tie, first), (tie, second)], start=T0,
+                       end=tie + 10 * MINUTE)
+    latest = [f for f in findings if f.episode == "ir-b1"][-1:]
+    assert [f.evidence["reason"] for f in latest if f.active] == (
+        ["last_will"] if will_last else []), "offline at the end only if the will came last"
+
+
+def test_a_snapshot_without_the_arrival_order_restores_to_the_same_decision() -> None:
+    """Snapshots of earlier versions have no ``will_later`` column. Those versions never took a
+    will received in the millisecond of the device's latest sign of life after it, so a tie
+    they hold is a sign of life that arrived after the will: restored, it stays online."""
+    tie = T0 + HOUR + 1000
+    old = detector()
+    run(old, [*sensor("b1", T0, T0 + HOUR),
+              (tie, status("b1", "infrared", tie, state="offline", seq=0, ts=T0 - 3 * HOUR)),
+              (tie, status("b1", "infrared", tie, heartbeat_s=300))], start=T0, end=tie + 30_000)
+    saved = msgspec.msgpack.decode(old.state())
+    del saved["device_columns"]["will_later"]
+    new = detector()
+    new.restore(msgspec.msgpack.encode(saved))
+    assert new.state() == old.state()
+    assert not opened(run(new, [], start=tie + 40_000, end=tie + 10 * MINUTE))
 
 
 def test_the_heartbeat_a_device_promises_is_respected() -> None:

@@ -34,13 +34,15 @@ def test_the_scalar_and_column_rules_agree() -> None:
     received = np.full(4, NOW, np.int64)
     assert sent_ms_array(ts, received).tolist() == [sent_ms(int(t), NOW) for t in ts] == [
         NOW - 5, NOW, NOW, NOW]
-    offline = np.array([NOW, NOW, NOW - 10], np.int64)
-    heard = np.array([NOW - 1, NOW, NOW], np.int64)
-    assert announced_offline_array(offline, heard).tolist() == [
-        announced_offline(int(o), int(h)) for o, h in zip(offline, heard, strict=True)] == [
-        True, False, False]
-    assert announced_offline(None, NOW) is False
-    assert announced_offline(NOW, None) is True
+    offline = np.array([NOW, NOW, NOW, NOW - 10, NOW - 10], np.int64)
+    heard = np.array([NOW - 1, NOW, NOW, NOW, NOW], np.int64)
+    later = np.array([False, False, True, False, True])
+    assert announced_offline_array(offline, heard, later).tolist() == [
+        announced_offline(int(o), int(h), offline_later=bool(w))
+        for o, h, w in zip(offline, heard, later, strict=True)] == [
+        True, False, True, False, False], "a tie goes to what arrived later, nothing else"
+    assert announced_offline(None, NOW, offline_later=False) is False
+    assert announced_offline(NOW, None, offline_later=True) is True
 
 
 def test_the_pipeline_stores_wrong_clocks_at_receipt_and_reports_them(tmp_path: Path) -> None:

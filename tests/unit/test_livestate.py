@@ -195,6 +195,36 @@ def test_a_last_will_takes_effect_at_receipt_unless_the_device_spoke_after_it() 
         "online"
 
 
+@pytest.mark.parametrize("sign_of_life", ["status", "reading"])
+@pytest.mark.parametrize("will_last", [True, False], ids=["will_last", "reconnect_last"])
+@pytest.mark.parametrize("one_batch", [True, False], ids=["one_batch", "two_batches"])
+def test_a_will_and_a_sign_of_life_in_one_millisecond_go_to_what_arrived_later(
+        sign_of_life: str, will_last: bool, one_batch: bool) -> None:
+    """The same two sides of the tie as ``device_offline``'s: a will received after the
+    device's last message, sent in its millisecond, is offline; a reconnected device's first
+    message, sent and received in the millisecond its old connection's will is received,
+    after it, is online (bed page and API alike)."""
+    state = LiveState()
+    topic = "homecare/v1/site-01/bed-1/fall/fs-bed-1/status"
+    state.accept([msg(topic, f'{{"ts":{T0},"seq":1,"state":"online","heartbeat_s":300}}')],
+                 [T0 + 20])
+    tie = T0 + 60_000
+    sign = (msg(topic, f'{{"ts":{tie},"seq":2,"state":"online"}}') if sign_of_life == "status"
+            else vitals("bed-1", 2, [(tie, 70.0)]))
+    will = msg(topic, f'{{"ts":{T0 - 3_600_000},"seq":0,"state":"offline"}}')
+    arrived = [sign, will] if will_last else [will, sign]
+    if one_batch:
+        state.accept(arrived, [tie, tie])
+    else:
+        for message in arrived:
+            state.accept([message], [tie])
+    device = state.device("site-01", "bed-1", "fs-bed-1")
+    assert device is not None
+    expected = "offline" if will_last else "online"
+    assert device.reported_state == expected
+    assert connectivity(device, now_ms=tie + 1000, heartbeat_s=300, offline_factor=3) == expected
+
+
 def test_a_device_clock_outside_the_window_is_flagged_until_it_is_right_again() -> None:
     state = LiveState(clock_window=ClockWindow(behind_ms=DAY_MS), resolution_ms=1_000)
     topic = "homecare/v1/site-01/bed-1/audio/au-1/telemetry"
