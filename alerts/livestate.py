@@ -124,10 +124,10 @@ class DeviceState:
     status_at: int | None = None
     """Receipt time of the latest status."""
     status_order: int = -1
-    status_untrusted_at: int | None = None
-    """Receipt time of the status shown, when its device time was outside the clock window."""
     """When the latest ``online`` status counts as sent (the order of their fields): its device
     time inside the clock window (at most its receipt time), else its receipt time."""
+    status_untrusted_at: int | None = None
+    """Receipt time of the status shown, when its device time was outside the clock window."""
     heard_at: int | None = None
     """Latest sign of life: when the device last said anything but ``offline``
     (:func:`~devices.devicetime.sent_ms`)."""

@@ -16,12 +16,24 @@ layers are checked by ``lint-imports``, see docs/ARCHITECTURE.md):
   :mod:`gateway.errors`: settings, Prometheus metrics, logging, exceptions.
 """
 
+from typing import TYPE_CHECKING
+
 from gateway.config import ENV_PREFIX, OTHER_VARIABLES, Settings, load, unknown_variables
 from gateway.errors import ConfigError
 from gateway.monitoring import Metrics
 from gateway.runner import run_gateway
 from gateway.runtime import Gateway
-from gateway.settings_reference import render_example_toml
+
+if TYPE_CHECKING:
+    from gateway.settings_reference import render_example_toml
+else:
+    def __getattr__(name: str) -> object:
+        # The settings reference is also a program (python -m gateway.settings_reference):
+        # imported only when asked for, or running it would find it imported already.
+        if name == "render_example_toml":
+            from gateway.settings_reference import render_example_toml
+            return render_example_toml
+        raise AttributeError(f"module 'gateway' has no attribute {name!r}")
 
 __all__ = ["ENV_PREFIX", "OTHER_VARIABLES", "ConfigError", "Gateway", "Metrics", "Settings", "load",
            "render_example_toml", "run_gateway", "unknown_variables"]

@@ -130,7 +130,7 @@ def config_example() -> None:
     """Print the settings reference as a commented TOML sample to copy and edit: every
     setting with its default, unit, description and HOMECARE_* variable (the same text as
     deploy/gateway.example.toml in the repository, which an installed package does not ship)."""
-    from gateway.settings_reference import render_example_toml
+    from gateway import render_example_toml
 
     typer.echo(render_example_toml(), nl=False)
 
