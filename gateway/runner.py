@@ -73,7 +73,7 @@ async def _serve(settings: Settings, notifier: Notifier | None) -> None:
         started = asyncio.create_task(_started(gateway), name="sd-ready")
         await asyncio.wait((run, started), return_when=asyncio.FIRST_COMPLETED)
         if started.done():
-            notifier.ready(f"serving on {settings.api_addr}")
+            notifier.ready(f"serving on {gateway.http_address or settings.api_addr}")
         else:  # the gateway ended (failed) before it served
             await _cancel(started)
     await run

@@ -427,6 +427,9 @@ class Gateway:
         self.drain_timeout_s = drain_timeout_s
         self.serve_http = serve_http
         self.http_started = asyncio.Event()
+        self.http_address: str | None = None
+        """Where the API listens (``host:port``), once it does: ``api_addr``, with the port
+        the system chose when that says 0."""
         self.started = asyncio.Event()
         if self.deadletters.open_error is not None:
             self.storage.failed("deadletters", self.deadletters.open_error)
@@ -648,7 +651,11 @@ class Gateway:
         gc.freeze()  # the app lives as long as the process, like what was frozen at start
         host, port = self.settings.api_host_port
         await serve(app, host, port, self.http_started,
-                    limits=HttpLimits.from_settings(self.settings), metrics=self.metrics)
+                    limits=HttpLimits.from_settings(self.settings), metrics=self.metrics,
+                    listening=self._listening)
+
+    def _listening(self, address: str) -> None:
+        self.http_address = address
 
     @staticmethod
     def warm_up() -> None:

@@ -153,9 +153,12 @@ async def shutdown(app: FastAPI) -> None:
 
 
 async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None,
-                *, limits: HttpLimits, metrics: Metrics | None = None) -> None:
+                *, limits: HttpLimits, metrics: Metrics | None = None,
+                listening: Callable[[str], None] | None = None) -> None:
     """Run uvicorn until cancelled; then end the event streams, stop accepting connections and
-    let requests in flight finish (at most a few seconds)."""
+    let requests in flight finish (at most a few seconds). ``listening`` hears the address it
+    listens on (``host:port``, the port chosen by the system when ``port`` is 0) before
+    ``started`` is set."""
     before, after = raise_open_files_limit()
     max_connections = connection_cap(limits.max_connections)
     closed = (metrics.http_connections_closed.labels if metrics is not None else None)
@@ -189,9 +192,15 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
-        log.info("http.listening addr=%s:%d max_connections=%d per_client=%d "
+        sockets = [sock for listener in server.servers for sock in listener.sockets]
+        if sockets:
+            port = sockets[0].getsockname()[1]
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if listening is not None:
+            listening(address)
+        log.info("http.listening addr=%s max_connections=%d per_client=%d "
                  "header_timeout_s=%g body_timeout_s=%g evict_stalled_after_s=%g open_files=%d%s",
-                 host, port, max_connections, guard.max_per_client, limits.header_timeout_s,
+                 address, max_connections, guard.max_per_client, limits.header_timeout_s,
                  limits.body_timeout_s, limits.evict_stalled_after_s, after,
                  f" (raised from {before})" if after != before else "")
         if max_connections < limits.max_connections:

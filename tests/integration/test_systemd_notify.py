@@ -111,7 +111,7 @@ def test_a_standby_is_ready_at_once_fed_while_it_waits_and_ready_again_when_it_s
             taking = next_notification(sock, standby, not_="WATCHDOG=1")
             assert taking.startswith("STATUS=taking over "), taking
             serving = next_notification(sock, standby, not_="WATCHDOG=1")
-            assert serving.startswith("READY=1\nSTATUS=serving on "), serving
+            assert serving == f"READY=1\nSTATUS=serving on 127.0.0.1:{first.port}", serving
             assert httpx.get(f"{standby.url}/healthz", timeout=5).status_code == 200
         finally:
             first.stop()
