@@ -55,7 +55,8 @@ def supervision(
         "--data-dir", help="The gateway's data directory [default: as the gateway finds it: "
         "HOMECARE_DATA_DIR, else data_dir of the settings file, else ./data if it exists].",
         file_okay=False)] = None,
-    head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP)] = None,
+    head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP,
+                                                   metavar="SEQ:HASH")] = None,
     heads: Annotated[Path | None, typer.Option(
         "--heads", help=HEADS_HELP, exists=True, dir_okay=False)] = None,
 ) -> None:

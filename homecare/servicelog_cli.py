@@ -73,7 +73,8 @@ def read_heads(head: list[str] | None, heads: Path | None) -> list[tuple[int, st
 
 
 def verify_log(
-    head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP)] = None,
+    head: Annotated[list[str] | None, typer.Option("--head", help=HEAD_HELP,
+                                                   metavar="SEQ:HASH")] = None,
     heads: Annotated[Path | None, typer.Option(
         "--heads", help=HEADS_HELP, exists=True, dir_okay=False)] = None,
     incremental: Annotated[bool, typer.Option(
