@@ -10,7 +10,9 @@ timestamp.
 Layout: ``<dir>/<12-digit id>.seg`` segment files of records
 ``[u32 length][u32 crc32][u32 points][body]`` and a ``cursor`` file naming the first record not
 yet written. A torn record at the end of the last segment (power loss mid-write) is cut off at
-start-up; a corrupt record anywhere else ends its segment (counted as ``corrupt_records``).
+start-up; a corrupt record anywhere else ends its segment (counted as ``corrupt_records``). A
+record a failing disk took in part and would not let be cut off again ends its segment too:
+the next append starts a new one.
 
 Bounded: when appending would exceed ``max_bytes``, the ``drop_oldest`` policy drops the oldest
 pending records (counted in ``dropped_points``) and ``block`` refuses the append with
@@ -93,6 +95,9 @@ class Spool:
         self._active_id = 0
         self._active: int | None = None  # fd of the active segment
         self._active_size = 0
+        self._torn = False
+        """The active segment ends in part of a record that could not be cut off: the next
+        append starts a new segment."""
         self._read_fds: dict[int, int] = {}
         self._recover()
 
@@ -177,19 +182,28 @@ class Spool:
                 if self.overflow == "block":
                     raise SpoolFull(self._pending_bytes, self.max_bytes)
                 self._drop_oldest(self._pending_bytes + size - self.max_bytes)
-            if self._active_size + size > self.segment_bytes and self._active_size > 0:
+            if self._torn or (self._active_size + size > self.segment_bytes
+                              and self._active_size > 0):
                 self._rotate()
+                self._torn = False
             assert self._active is not None
             record = _Record(self._active_id, self._active_size, len(body), points)
             # Disk full or failing: a partial record is cut off again so the segment stays
-            # readable past this point when the append is retried.
+            # readable past this point when the append is retried; should the cut fail too,
+            # the segment ends there and the next append starts a new one (a record after the
+            # torn one would sit where the spool does not think it is, and be lost at a
+            # restart, whose scan stops at the torn record).
             append_whole(self._active, _HEADER.pack(len(body), zlib.crc32(body), points) + body,
-                         start=self._active_size, sync=os.fsync if self.fsync else None)
+                         start=self._active_size, sync=os.fsync if self.fsync else None,
+                         if_not_cut=self._tear)
             self._active_size += size
             self._pending.append(record)
             self._pending_bytes += size
             self._pending_points += points
             self.stats.appended_points += points
+
+    def _tear(self) -> None:
+        self._torn = True
 
     def _rotate(self) -> None:
         assert self._active is not None

@@ -143,3 +143,46 @@ def test_a_retried_commit_after_a_later_failure_stores_nothing_twice(tmp_path: P
     commit(batch, spool=spool, deadletters=letters, stages=stages)
     assert spool.pending_points == 1
     assert letters.count() == 1
+
+
+def test_a_record_the_disk_tore_and_would_not_cut_back_ends_its_segment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing disk took part of a record and then refused to cut it off: the spool went on
+    appending behind the torn part at offsets it did not have, and a restart's scan stopped at
+    the torn record, losing every record after it. Now the next append starts a new segment."""
+    import errno
+    import os
+
+    from gateway.storage import durable
+
+    spool = Spool(tmp_path, max_bytes=1 << 20, fsync=False)
+    spool.append(b"m v=1i 1", 1)
+    real_write, real_truncate = os.write, os.ftruncate
+    broken = [True]
+
+    def write(fd: int, data: memoryview) -> int:
+        if broken:
+            broken.clear()
+            real_write(fd, data[:5])
+            raise OSError(errno.EIO, "I/O error")
+        return real_write(fd, data)
+
+    def truncate(fd: int, size: int) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(durable.os, "write", write)
+    monkeypatch.setattr(durable.os, "ftruncate", truncate)
+    with pytest.raises(OSError):
+        spool.append(b"m v=2i 2", 1)
+    monkeypatch.setattr(durable.os, "ftruncate", real_truncate)
+    for i in (3, 4):
+        spool.append(f"m v={i}i {i}".encode(), 1)
+    expected = [b"m v=1i 1", b"m v=3i 3", b"m v=4i 4"]
+    batch = spool.read(1 << 20)
+    assert batch is not None
+    assert batch.body.split(b"\n") == expected
+    assert len(list(tmp_path.glob("*.seg"))) == 2, "the torn segment ends at the torn record"
+    spool.close()
+    reopened = Spool(tmp_path, max_bytes=1 << 20, fsync=False)
+    assert _drain(reopened) == expected
+    assert reopened.stats.corrupt_records == 1  # the torn record, counted
