@@ -134,6 +134,14 @@ CANCELLED_AT: Final = "cancelled_at"
 PRESSED_AT: Final = "pressed_at"
 URGENT: Final = "urgent"
 UPDATE_ONLY: Final = "update_only"
+CALLING: Final = "calling_devices"
+"""Evidence of an emergency call or a fall: the devices whose call (press, long_press,
+fall_detected) stands, none of them cancelled or cleared since. Only one of them may cancel or
+clear it, and the call is cancelled (downgraded) or the fall cleared only once each of them
+has: a device that did not make the call (one the registry does not list, behind a permissive
+broker, or another button of the bed) can neither silence nor soften it."""
+CALLING_MAX: Final = 16
+"""Devices kept in :data:`CALLING` (the earliest ones go first)."""
 SYSTEM: Final = "system"
 """The actor of transitions made by the engine itself."""
 PERSON: Final = "person"
@@ -181,6 +189,19 @@ def seeded_ids(seed: int) -> IdFactory:
 def _merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     merged = {**old, **new}
     return {k: v for k, v in merged.items() if v is not None}
+
+
+_CALLS: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
+
+
+def _calling(alert: Alert) -> list[str] | None:
+    """The devices whose call on ``alert`` stands (:data:`CALLING`; an alert opened before
+    that was kept: the device of its latest call), or ``None`` when not known."""
+    calling = alert.evidence.get(CALLING)
+    if isinstance(calling, list):
+        return [d for d in calling if isinstance(d, str)]
+    device = alert.evidence.get("device")
+    return [device] if isinstance(device, str) else None
 
 
 def _stale(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -263,6 +284,9 @@ class AlertEngine:
         self._by_key: dict[str, str] = {}
         self._last_staged: dict[str, int] = {}
         self._quiet: set[str] = set()
+        self.foreign_stand_downs = 0
+        """Cancels and fall recoveries ignored: from a device whose call was not standing on
+        the alert (:meth:`_stood_down`)."""
         self._reopened: dict[str, int] = {}
         """Per alert, the seq of the last new call that reopened it (while this engine ran)."""
         # Restore: incident folding and escalation timers continue where they were.
@@ -589,19 +613,23 @@ class AlertEngine:
         alert_id = self._by_key.get(key)
         alert = self._open.get(alert_id) if alert_id is not None else None
         if not finding.active:
-            if alert is not None:
-                self._clear(alert, finding, now)
+            if alert is not None and (ended := self._stood_down(alert, finding, now)):
+                self._clear(alert, ended, now)
             return
         if (finding.type is AlertType.EMERGENCY_BUTTON
                 and finding.evidence.get(CANCELLED_AT) is not None):
-            if alert is not None:
-                self._cancel(alert, finding, now)
+            if alert is not None and (ended := self._stood_down(alert, finding, now)):
+                self._cancel(alert, ended, now)
             return
         if finding.evidence.get(UPDATE_ONLY):
             if alert is None:
                 return
             finding = msgspec.structs.replace(finding, evidence={
                 k: v for k, v in finding.evidence.items() if k != UPDATE_ONLY})
+        elif finding.type in _CALLS and isinstance(device := finding.evidence.get("device"), str):
+            calling = [d for d in (_calling(alert) or []) if d != device] if alert else []
+            finding = msgspec.structs.replace(finding, evidence={
+                **finding.evidence, CALLING: [*calling, device][-CALLING_MAX:]})
         if alert is None:
             self._open_new(key, finding, now)
         else:
@@ -730,6 +758,28 @@ class AlertEngine:
             self._stage("updated", alert, now, note="; ".join(notes) or None)
         else:
             self._quiet.add(alert.id)
+
+    def _stood_down(self, alert: Alert, finding: Finding, now: int) -> Finding | None:
+        """``finding`` (a cancel or a fall's recovery) if it ends the call of ``alert``, else
+        ``None``: only one from a device whose call stands does (:data:`CALLING`), and only
+        once each such device has; one from any other device changes nothing. Findings of no
+        device (the detectors') and alerts of no known caller are not judged here."""
+        device = finding.evidence.get("device")
+        calling = _calling(alert) if alert.type in _CALLS else None
+        if calling is None or not isinstance(device, str):
+            return finding
+        if device not in calling:
+            self.foreign_stand_downs += 1
+            return None
+        left = [d for d in calling if d != device]
+        if not left:
+            return msgspec.structs.replace(finding, evidence={**finding.evidence, CALLING: []})
+        alert = self._put(msgspec.structs.replace(
+            alert, updated_at=now, evidence={**alert.evidence, CALLING: left}))
+        self._stage("updated", alert, now, actor=PERSON, note=(
+            f"{'cancelled' if alert.type is AlertType.EMERGENCY_BUTTON else 'cleared'} on "
+            f"{device}; still calling: {', '.join(left)}"))
+        return None
 
     def _cancel(self, alert: Alert, finding: Finding, now: int) -> None:
         if finding.event is None and _stale(alert.evidence, finding.evidence):

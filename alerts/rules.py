@@ -10,6 +10,9 @@
   later is added to the evidence (``motion_after_fall_at``). Neither opens an alert on its
   own. ``fall_cleared`` clears the condition: the alert stays open for acknowledgement with
   ``cleared_at`` set.
+* A cancel or a ``fall_cleared`` counts only from a device whose call stands, and ends the
+  call only once each such device has sent one (:data:`alerts.engine.CALLING`): a device
+  that did not make the call cannot soften or silence it.
 
 Every button and fall finding carries its message as :attr:`Finding.event
 <alerts.model.Finding.event>` (device, ``seq``, device time, SHA-256 of the decoded event): the
@@ -38,7 +41,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from alerts.engine import CANCELLED_AT, PRESSED_AT, UPDATE_ONLY, URGENT
+from alerts.engine import CALLING, CANCELLED_AT, PRESSED_AT, UPDATE_ONLY, URGENT
 from alerts.model import Alert, AlertStatus, AlertType, EventRef, Finding, Severity
 from devices.codec import Message
 from devices.schemas import ButtonEvent, FallEvent, InfraredSample, Telemetry
@@ -58,6 +61,10 @@ class _FallWatch:
     urgent: bool = False
     samples: int = 0
     """Infrared samples seen since the fall."""
+    devices: frozenset[str] = frozenset()
+    """The fall sensors whose ``fall_detected`` stands: only their ``fall_cleared`` ends the
+    watch, once each has sent one (another device's cannot silence the urgency; see
+    :data:`alerts.engine.CALLING`). Empty: not known (a watch resumed from an old alert)."""
 
 
 class ImmediateRules:
@@ -122,8 +129,11 @@ class ImmediateRules:
             fall_at = alert.evidence.get("fall_at")
             if not isinstance(fall_at, int) or "motion_after_fall_at" in alert.evidence:
                 continue
+            calling = alert.evidence.get(CALLING)
+            devices = (frozenset(d for d in calling if isinstance(d, str))
+                       if isinstance(calling, list) else frozenset())
             self._falls[(alert.site, alert.bed)] = _FallWatch(
-                at=fall_at, urgent=bool(alert.evidence.get(URGENT)))
+                at=fall_at, urgent=bool(alert.evidence.get(URGENT)), devices=devices)
 
     @property
     def watched_falls(self) -> int:
@@ -156,16 +166,21 @@ class ImmediateRules:
         ref = _ref(a, event)
         # A replay changes no watch (the engine ignores its finding, and counts it).
         new = self.is_replay is None or not self.is_replay(a.site, a.bed, ref, received)
+        watch = self._falls.get(key)
         if event.event == "fall_cleared":
-            if new:
-                self._falls.pop(key, None)
+            if new and watch is not None:
+                if not watch.devices or watch.devices == {a.device}:
+                    del self._falls[key]
+                elif a.device in watch.devices:
+                    watch.devices -= {a.device}
             return Finding(
                 type=AlertType.FALL, site=a.site, bed=a.bed, at=received,
                 severity=Severity.CRITICAL, active=False,
                 summary=f"Fall: person up again ({event.posture or 'posture unknown'})",
                 evidence={**message, "recovered_at": received}, event=ref)
         if new:
-            self._falls[key] = _FallWatch(at=received)
+            self._falls[key] = _FallWatch(at=received, devices=(
+                watch.devices if watch is not None else frozenset()) | {a.device})
         return Finding(
             type=AlertType.FALL, site=a.site, bed=a.bed, at=received,
             severity=Severity.CRITICAL, summary="Fall detected",
