@@ -621,6 +621,12 @@ class Gateway:
                 housekeeping.cancel()
                 if http is not None:
                     http.cancel()
+        except BaseExceptionGroup as group:
+            # A part that cannot start for a setting (the API's address taken) is said as
+            # such: the one ConfigError, not a group of one, reaches the runner.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], ConfigError):
+                raise group.exceptions[0] from None
+            raise
         finally:
             with contextlib.suppress(ValueError):
                 gc.callbacks.remove(gc_timer)

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,6 +38,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from alerts.api import ApiContext, install
+from gateway.errors import ConfigError
 from gateway.http._connections import (
     BACKLOG,
     ConnectionGuard,
@@ -152,6 +154,22 @@ async def shutdown(app: FastAPI) -> None:
             log.exception("http.shutdown_hook_failed hook=%r", hook)
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 when ``host`` has a colon), not yet
+    listening; :class:`ConfigError` naming ``api_addr`` when it cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"api_addr (HOMECARE_API_ADDR): cannot listen on {host}:{port}: "
+                          f"{exc.strerror or exc} (a port in use, or an address that is not "
+                          f"this machine's)") from exc
+    return sock
+
+
 async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | None = None,
                 *, limits: HttpLimits, metrics: Metrics | None = None,
                 listening: Callable[[str], None] | None = None) -> None:
@@ -186,7 +204,10 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     server = uvicorn.Server(config)
     # The gateway owns SIGTERM/SIGINT (clean shutdown of intake first); uvicorn must not.
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
-    task = asyncio.create_task(server.serve(), name="http")
+    # Bound here, not by uvicorn, which logs a bind error and exits the process (sys.exit,
+    # through the event loop): the gateway then stopped with no word of its own.
+    task = asyncio.create_task(server.serve(sockets=[listening_socket(host, port)]),
+                               name="http")
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.01)
@@ -220,4 +241,5 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
             await asyncio.wait_for(task, 5)
 
 
-__all__ = ["Health", "HttpLimits", "create_app", "not_ready_app", "serve", "shutdown"]
+__all__ = ["Health", "HttpLimits", "create_app", "listening_socket", "not_ready_app", "serve",
+           "shutdown"]

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from alerts.api._limits import LOG_LINES_PER_MINUTE
 from gateway.config import Settings
 from simulators.load import publish_all
 from tests.servers import GatewayProcess, Mosquitto
@@ -417,7 +418,12 @@ def test_wrong_keys_from_one_address_get_429_after_the_budget(gateway: GatewayPr
             "Authorization": f"Bearer {wrong[0]}", "X-Forwarded-For": "127.0.0.1"})
     statuses = [a.status_code for a in answers]
     assert statuses[:budget] == [401] * budget
-    assert set(statuses[budget:]) == {429}
+    # The budget refills at budget a minute: on a loaded machine sending takes longer than a
+    # minute, and the refilled ones are answered 401 again, one at a time.
+    refilled = int(sent_s * budget / 60) + 1
+    assert budget < statuses.count(401) + 1 <= budget + refilled + 1
+    assert set(statuses[budget:]) <= {401, 429}
+    assert statuses[budget] == 429
     last = answers[-1]  # the 3,001st wrong key within a minute
     assert last.status_code == 429
     assert 1 <= int(last.headers["Retry-After"]) <= 60
@@ -427,16 +433,21 @@ def test_wrong_keys_from_one_address_get_429_after_the_budget(gateway: GatewayPr
     assert posing.status_code == 429, "a forwarded-for header does not dodge the throttle"
     assert httpx.get(f"{gateway.url}/api/v1/beds", headers=AUTH, timeout=10).status_code == 200
     metrics = gateway.metrics()
-    assert metrics['homecare_api_auth_failures_total{reason="unknown"}'] == budget
-    assert metrics['homecare_api_auth_failures_total{reason="throttled"}'] == 3001 - budget + 2
+    assert metrics['homecare_api_auth_failures_total{reason="unknown"}'] == statuses.count(401)
+    assert (metrics['homecare_api_auth_failures_total{reason="throttled"}']
+            == statuses.count(429) + 2)
     log = gateway.log_path.read_text(errors="replace")
     auth_lines = [line for line in log.splitlines() if "api.auth" in line]
     assert any("api.auth_failed" in line and THROTTLED in line for line in auth_lines)
     assert any("api.auth_throttled" in line and THROTTLED in line for line in auth_lines)
-    assert len(auth_lines) <= 5, "failures are logged, not one line each"
+    # A few lines within the minute; a loaded machine's run spans minutes, and each minute
+    # may log up to LOG_LINES_PER_MINUTE of its (refilled) failures.
+    minutes = int((time.monotonic() - started) // 60)
+    assert len(auth_lines) <= 5 + LOG_LINES_PER_MINUTE * minutes, "logged, not one line each"
     assert not any(token in log for token in wrong), "a key never reaches the log"
     print(f"\n[figures] 3,001 wrong keys from one address in {sent_s:.2f} s "
-          f"({3001 / sent_s:.0f}/s): {budget} answered 401, {3001 - budget} answered 429")
+          f"({3001 / sent_s:.0f}/s): {statuses.count(401)} answered 401, "
+          f"{statuses.count(429)} answered 429")
 
 
 def test_a_revoked_keys_open_stream_is_closed(gateway: GatewayProcess) -> None:

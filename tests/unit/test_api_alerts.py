@@ -99,7 +99,7 @@ async def test_acknowledge_then_resolve_records_who_when_and_notes_in_the_histor
                                  "caregiver_sent")
     detail = (await api.client.get(f"/api/v1/alerts/{alert.id}",
                                    headers=api.auth("viewer"))).json()
-    assert detail["evidence"] == {"device": "dev-bed-1"}
+    assert detail["evidence"] == {"device": "dev-bed-1", "calling_devices": ["dev-bed-1"]}
     assert [(h["action"], h["actor"], h["note"], h["status"], h["outcome"])
             for h in detail["history"]] == [
         ("opened", None, None, "open", None),

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from gateway.config import Settings
+from gateway.errors import ConfigError
 from gateway.http import HttpLimits, serve
+from gateway.runtime import Gateway
+from tests.inprocess import API_KEY
 
 
 async def test_a_port_chosen_by_the_system_is_the_one_told() -> None:
@@ -39,3 +45,20 @@ async def test_a_port_chosen_by_the_system_is_the_one_told() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_an_api_address_in_use_stops_the_gateway_with_a_word_naming_the_setting(
+        tmp_path: Path) -> None:
+    """A fresh tester: with api_addr on a port already in use the gateway stopped (exit 3)
+    with uvicorn's bind error and then only ``mqtt.disconnected ... reconnecting``; uvicorn had
+    exited the process itself. Now the gateway stops with a ConfigError that names api_addr
+    (the runner prints it; exit status 2)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gateway = Gateway(Settings(data_dir=tmp_path / "data", mqtt_url="mqtt://127.0.0.1:9",
+                                   api_addr=f"127.0.0.1:{port}", api_key=API_KEY))
+        with pytest.raises(ConfigError, match=rf"api_addr .*127\.0\.0\.1:{port}.*in use"):
+            async with asyncio.timeout(30):
+                await gateway.run()
