@@ -53,10 +53,9 @@ further behind is disconnected (a last comment says so) and resumes with ``Last-
 Gaps are impossible by construction: a stream subscribes before it reads the store, reads the
 store again until no change committed meanwhile is left unread, then goes live and says so with
 a comment, ``: live`` (a client that has read it is shown every change from then on as it
-happens, unstored ones included), every change with an ``id:`` is
-committed before it is published, and changes a client already has (``seq`` not above the last
-it was sent) are skipped; a hole in the live sequence, should one appear, is filled from the
-store.
+happens, unstored ones included); every change with an ``id:`` is committed before it is
+published, and changes a client already has (``seq`` not above the last it was sent) are
+skipped; a hole in the live sequence, should one appear, is filled from the store.
 
 This module is over 400 lines because the contract above (resumption, resets, key re-checks,
 unstored changes) and the hub that carries it are one piece: each half relies on the other's
