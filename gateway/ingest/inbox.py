@@ -82,16 +82,12 @@ class Inbox:
         urgent = [item for item in items if not item.retain and is_urgent(item.topic)]
         self._ready.set()
         more = self.shedding or len(self._items) < self.maxsize
-        if urgent:
-            self.urgent.extend(urgent)
-            self.urgent_ready.set()
-            if self.on_urgent is not None:
-                self.on_urgent()
+        self.put_urgent(urgent)
         return more
 
     def put_urgent(self, items: Sequence[RawMessage]) -> None:
         """Add messages to the urgent lane only (the urgent session's copies: never stored,
-        so never in the inbox proper)."""
+        so never in the inbox proper; :meth:`put_many` puts the main session's here too)."""
         if items:
             self.urgent.extend(items)
             self.urgent_ready.set()
