@@ -209,16 +209,14 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign, assignment]
     # Bound here, not by uvicorn, which logs a bind error and exits the process (sys.exit,
     # through the event loop): the gateway then stopped with no word of its own.
-    task = asyncio.create_task(server.serve(sockets=[listening_socket(host, port)]),
-                               name="http")
+    sock = listening_socket(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.01)
         if task.done():
             task.result()
-        sockets = [sock for listener in server.servers for sock in listener.sockets]
-        if sockets:
-            port = sockets[0].getsockname()[1]
+        port = sock.getsockname()[1]  # the one the system chose, when asked for 0
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if listening is not None:
             listening(address)
