@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, Callable[..., dict[str, Any]]] = {
     "replay": replay.run,
     "deadletters": deadletters.run,
     "unknown_device_flood": flood.run,
+    "unregistered_press_flood": flood.run_presses,
     "servicelog_verify": servicelog_verify.run,
     "diskuse": diskuse.bench,
 }

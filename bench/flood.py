@@ -85,7 +85,11 @@ AFTER_FLOOD_S = 130.0
 """The storm phase lasts this long after the flood's last message is published: the detectors
 evaluate once a minute, the silent devices are overdue 10 s after their message, and a round
 that came while the flood was still being taken in leaves the rest to the next one."""
+AFTER_PRESSES_S = 30.0
+""":data:`AFTER_FLOOD_S` of :func:`run_presses`: the made-up presses open their alerts as they
+are read, not at a detectors' round."""
 PRESS_GAP_S = (0.05, 0.15)
+PRESS_FLOOD_IDS = 20_000
 KINDS = ("infrared", "audio", "fall", "button")
 
 
@@ -98,12 +102,12 @@ def registry_toml(beds: int) -> str:
     return "\n".join(lines)
 
 
-def flood_messages(n: int, now_ms: int) -> list[tuple[str, bytes]]:
-    """``n`` made-up devices, one valid message each."""
+def flood_messages(n: int, now_ms: int, *, presses: bool = False) -> list[tuple[str, bytes]]:
+    """``n`` made-up devices, one valid message each (``presses``: each a button press)."""
     out = []
     for i in range(n):
         site, bed = (SITE, f"x-{i:06d}") if i % 10 == 0 else (f"x-{i:06d}", "bed")
-        kind = KINDS[i % len(KINDS)]
+        kind = "button" if presses else KINDS[i % len(KINDS)]
         device = f"{kind[:2]}-x{i:06d}"
         if kind == "infrared":
             channel, body = "telemetry", {"presence": True, "motion": 0, "people": 1,
@@ -113,6 +117,8 @@ def flood_messages(n: int, now_ms: int) -> list[tuple[str, bytes]]:
         elif kind == "fall":
             channel, body = "telemetry", {"in_bed": True, "heart_rate": 70.0,
                                           "breathing_rate": 15.0}
+        elif presses:
+            channel, body = "event", {"event": "press"}
         else:
             channel, body = "status", {"state": "online", "battery": 80}
         payload = json.dumps({"ts": now_ms, "seq": 1, **body}).encode()
@@ -122,8 +128,8 @@ def flood_messages(n: int, now_ms: int) -> list[tuple[str, bytes]]:
 
 # --- the flood (child process) ------------------------------------------------------------------
 
-def _flood_main(url: str, n: int, conn: Connection) -> None:
-    messages = flood_messages(n, int(time.time() * 1000))
+def _flood_main(url: str, n: int, presses: bool, conn: Connection) -> None:
+    messages = flood_messages(n, int(time.time() * 1000), presses=presses)
     conn.send(("ready", len(messages)))
     if conn.recv() != "go":
         return
@@ -183,7 +189,8 @@ class _Stream(AlertStream):
             self.opened[key] = self.opened.get(key, 0) + 1
             if alert["type"] != "emergency_button":
                 self.storm_seen = (self.storm_seen[0] or now, now)
-        if alert["site"] == SITE and alert["type"] == "emergency_button":
+        if (alert["site"] == SITE and alert["type"] == "emergency_button"
+                and alert["bed"].startswith("p-")):  # a listed button (made-up beds: x-)
             self.pressed_opened.setdefault(alert["bed"], now)
             self.opened_at.setdefault(alert["bed"], (alert["opened_at"], time.time() * 1000))
             if not unstored:
@@ -273,10 +280,11 @@ def _latency(values: list[float]) -> dict[str, float]:
 
 
 def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False,
-        profile_to: Path | None = None) -> dict[str, Any]:
+        profile_to: Path | None = None, presses: bool = False) -> dict[str, Any]:
     """The figures. ``flood_ids``: how many made-up devices (default :data:`FLOOD_IDS`, a
     tenth with ``quick``); ``keep``: leave the servers' directories (logs) in the temp dir;
-    ``profile_to``: also record the gateway with py-spy (raw collapsed stacks)."""
+    ``profile_to``: also record the gateway with py-spy (raw collapsed stacks); ``presses``:
+    every made-up device presses its button (:func:`run_presses`)."""
     n = flood_ids or (FLOOD_IDS // 10 if quick else FLOOD_IDS)
     workdir = Path(tempfile.mkdtemp(prefix="bench-flood-"))
     key = secrets.token_urlsafe(32)
@@ -289,7 +297,8 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
     gateway: GatewayProcess | None = None
     try:
         mq.start()
-        flood = ctx.Process(target=_flood_main, name="bench-flood", args=(mq.url, n, child))
+        flood = ctx.Process(target=_flood_main, name="bench-flood",
+                            args=(mq.url, n, presses, child))
         flood.start()
         gateway = GatewayProcess(workdir / "gateway", mqtt_url=mq.url, env={
             "HOMECARE_API_KEY": key, "HOMECARE_LOG_LEVEL": "warning",
@@ -311,7 +320,9 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
                  "--rate", "100", "--nonblocking"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            figures = asyncio.run(_measure(gateway, mq.url, key, parent, rss))
+            figures = asyncio.run(_measure(
+                gateway, mq.url, key, parent, rss,
+                after_flood_s=AFTER_PRESSES_S if presses else AFTER_FLOOD_S))
         finally:
             rss.stop.set()
             if profiler is not None:
@@ -337,7 +348,7 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
 
 
 async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Connection,
-                   rss: _RssSampler) -> dict[str, Any]:
+                   rss: _RssSampler, *, after_flood_s: float) -> dict[str, Any]:
     stream = _Stream(gateway.url, key)
     reader = asyncio.create_task(stream.run(), name="bench-stream")
     rng = random.Random(17)
@@ -375,7 +386,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         marks["flood_start"] = time.perf_counter()
         intake = asyncio.create_task(_intake_done(gateway, before, marks), name="bench-intake")
         flood_end: float | None = None
-        while flood_end is None or time.perf_counter() - flood_end < AFTER_FLOOD_S:
+        while flood_end is None or time.perf_counter() - flood_end < after_flood_s:
             if count >= REGISTERED_BEDS:
                 break
             now = time.perf_counter()
@@ -482,6 +493,9 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         "alerts_opened": dict(sorted(opened.items(), key=lambda kv: (-kv[1], kv[0]))[:10]),
         "max_opened_per_site_and_type": max(opened.values(), default=0),
         "summaries_open": alerts,
+        "made_up_calls_opened": sum(
+            n for k, n in stream.opened.items() if k.endswith("/emergency_button"))
+        - len(stream.pressed_stored),
         "presses": len(pressed),
         "lost": len(pressed) - sum(1 for b in pressed if b in stream.pressed_stored),
         "shown_before_stored": sum(1 for b in stream.pressed_stored
@@ -528,6 +542,16 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
             figures[f"{phase}_stored_p99_ratio"] = round(
                 stored[phase]["p99"] / stored["quiet"]["p99"], 2)
     return figures
+
+
+def run_presses(*, quick: bool = False) -> dict[str, Any]:
+    """:func:`run` with :data:`PRESS_FLOOD_IDS` made-up buttons (a tenth with ``quick``), each
+    pressed once: a hostile or broken fleet (or a replayed capture) raising emergency calls
+    from sites and beds the registry does not list. Every one of them must still open its
+    critical alert (a new button is never ignored: ``made_up_calls_opened``), and the listed
+    buttons' presses meanwhile must not wait behind them (``storm_p99_ratio``)."""
+    return run(quick=quick, presses=True,
+               flood_ids=PRESS_FLOOD_IDS // 10 if quick else PRESS_FLOOD_IDS)
 
 
 async def _intake_done(gateway: GatewayProcess, before: dict[str, float],

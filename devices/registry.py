@@ -433,6 +433,27 @@ class Registry:
         """Every listed device with its place, in the order of the registry file."""
         yield from self._places.items()
 
+    def lists_topic(self, topic: str) -> bool:
+        """Whether the device a topic names is listed, at home there (its site, bed and kind);
+        True for any topic when the registry lists no device at all (nothing is then outside
+        it). One split and one dict look-up: the gateway asks it of every emergency call, so
+        that listed devices' calls go ahead of a flood from devices nobody registered.
+
+        >>> registry = Registry.from_mapping({"sites": {"s1": {"beds": {"b1": {"devices": {
+        ...     "btn-1": {"kind": "button"}}}}}}})
+        >>> [registry.lists_topic(f"homecare/v1/{place}/event") for place in (
+        ...     "s1/b1/button/btn-1", "s1/b2/button/btn-1", "s1/b1/button/btn-2")]
+        [True, False, False]
+        """
+        if not self._places:
+            return True
+        parts = topic.split("/")
+        if len(parts) != 7:
+            return False
+        place = self._places.get(parts[5])
+        return (place is not None and place.site == parts[2] and place.kind == parts[4]
+                and (place.bed == parts[3] or place.kind is Kind.BADGE))
+
     def misplaced(self, address: Address) -> Placement | None:
         """The place of a listed device that ``address`` puts somewhere else (another site,
         bed or kind); None when it is at home there or not listed at all. One dict look-up."""

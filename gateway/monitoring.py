@@ -218,6 +218,10 @@ class Metrics:
             "their own) or main (the one behind any backlog)", ["session"], registry=r)
         for session in ("main", "urgent"):
             self.calls_first.labels(session)
+        self.unlisted_calls_waiting = Gauge(
+            "homecare_unlisted_calls_waiting", "Emergency calls from devices the registry does "
+            "not list there, waiting behind every listed device's call (taken a slice at a "
+            "time, each still opening its alert)", registry=r)
         self.snapshot_seconds = Histogram(
             "homecare_detector_snapshot_seconds", "Time to write the detectors' snapshot "
             "(on the detectors' thread)", registry=r,

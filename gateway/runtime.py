@@ -176,6 +176,13 @@ calls come back to back."""
 REGISTRY_CACHE = "registry.cache.json"
 """The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
 
+UNLISTED_STEP_S = 0.002
+"""Time given, per loop turn, to calls from devices the registry does not list there
+(:attr:`Inbox.unlisted <gateway.ingest.inbox.Inbox.unlisted>`), taken :data:`UNLISTED_SLICE`
+at a time: twenty thousand made-up buttons pressing at once all open their alerts, a few
+seconds later, while a listed device's call, handled in the read that brings it, waits for at
+most one such step."""
+UNLISTED_SLICE = 16
 FINDINGS_SLICE = 200
 """Detector findings applied and committed at a time (a few ms each): during an alert storm
 (thousands of findings in one round) an emergency call commits after one slice, not after
@@ -377,6 +384,7 @@ class Gateway:
             if settings.detector_journal_max_bytes > 0:
                 self.journal = self._replay_journal(data_dir / JOURNAL_DIR, restored)
         self.inbox = Inbox(settings.inbox_max_messages)
+        self.inbox.listed = registry.lists_topic
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
         self.urgent_source: MqttSource | None = None
@@ -718,6 +726,10 @@ class Gateway:
                 # Emergency calls and falls among them (or received while this task waited)
                 # go first, before the telemetry ahead of them.
                 await self._handle_urgent()
+            if self.inbox.unlisted:
+                # So do those of unlisted devices, which the urgent lane's task takes a slice
+                # at a time (Pipeline.process_urgent sees a call before process does).
+                await self.inbox.unlisted_empty.wait()
             if not self._feed_open.is_set():
                 await self._feed_open.wait()  # the detectors are being snapshotted
             if not self._urgent_idle.is_set():
@@ -774,6 +786,8 @@ class Gateway:
         while True:
             await self.inbox.urgent_ready.wait()
             await self._handle_urgent()
+            if self.inbox.unlisted:
+                await asyncio.sleep(0)  # the reads (and listed devices' calls) between slices
 
     def _urgent_read(self) -> None:
         """:attr:`Inbox.on_urgent <gateway.ingest.inbox.Inbox.on_urgent>`: an emergency call
@@ -825,6 +839,16 @@ class Gateway:
         raws = self.inbox.take_urgent()
         if raws:
             self._show_urgent(raws)
+        if self.inbox.unlisted:
+            deadline = time.perf_counter() + UNLISTED_STEP_S
+            while self.inbox.unlisted and time.perf_counter() < deadline:
+                self._show_urgent(self.inbox.take_unlisted(UNLISTED_SLICE))
+        passed = self.inbox.take_passed()
+        if passed and self.urgent_source is not None:
+            # Copies not held (a flood of unlisted devices' calls): their main session's
+            # copies are the calls; acknowledged now, out of their receipt order (a broker
+            # matches a PUBACK by its packet id).
+            self.urgent_source.ack(passed)
         finishing, self._urgent_to_finish = self._urgent_to_finish, 0
         if not finishing:
             return
@@ -995,6 +1019,7 @@ class Gateway:
         while not self._stopping.is_set():
             m = self.metrics
             m.inbox_depth.set(len(self.inbox))
+            m.unlisted_calls_waiting.set(len(self.inbox.unlisted))
             m.messages_shed.inc(self.inbox.shed - shed_seen)
             shed_seen = self.inbox.shed
             m.spool_pending_points.set(self.spool.pending_points)

@@ -396,6 +396,10 @@ async def _live(subscription: Subscription, cursor: _Cursor, *, heartbeat_s: flo
     """The live part of a stream: its subscription's changes, keep-alives and key checks."""
     shown: set[int] = set()
     """The unstored changes this stream has shown."""
+    prune_above = REPLAY_PAGE
+    """Size of :data:`shown` at which those stored and sent since are dropped from it: twice
+    what was left the last time, so that thousands of calls shown before their commit cost a
+    prune now and then, not one per event."""
     loop = asyncio.get_running_loop()
     next_check = loop.time() + recheck_s
     quiet_since = loop.time()
@@ -431,8 +435,9 @@ async def _live(subscription: Subscription, cursor: _Cursor, *, heartbeat_s: flo
             # Not if stored and sent meanwhile, nor twice (a change shown as the stream
             # subscribed is both among the hub's pending ones and dispatched to it).
             if seq > cursor.sent and seq not in shown:
-                if len(shown) > REPLAY_PAGE:
+                if len(shown) > prune_above:
                     shown = {s for s in shown if s > cursor.sent}
+                    prune_above = max(REPLAY_PAGE, 2 * len(shown))
                 shown.add(seq)
                 quiet_since = loop.time()
                 yield format_unstored(change.change)

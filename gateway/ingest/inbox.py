@@ -13,6 +13,11 @@ from gateway.ingest.message import RawMessage
 URGENT_FEED_MAX: Final = 10_000
 """Messages of the urgent session waiting in the urgent lane beyond which its socket stops
 being read (pushback, as for the inbox): only a flood of button or fall events gets there."""
+UNLISTED_COPIES_MAX: Final = 10_000
+"""The urgent session's copies of calls from unlisted devices held in :attr:`Inbox.unlisted`
+beyond which more such copies are not held (:attr:`Inbox.copies_passed`): the main session's
+copy of each is the call then. Never the socket's pushback: a listed device's call read behind
+them must still be read."""
 
 
 class Intake(Protocol):
@@ -36,6 +41,14 @@ class Inbox:
     so an emergency call never waits behind a backlog of telemetry; they still take their turn
     in the inbox for storage and acknowledgement.
 
+    With :attr:`listed` set (the registry's :meth:`~devices.registry.Registry.lists_topic`),
+    a call from a device the registry does not list at that place goes to :attr:`unlisted`
+    instead, which the gateway takes after the urgent lane and a slice at a time: twenty
+    thousand made-up buttons pressing at once (a hostile fleet, a replayed capture) still open
+    their alerts, each one, but a listed device's call never waits behind them. Neither lane
+    drops a call: the urgent session's copies beyond :data:`UNLISTED_COPIES_MAX` are handed
+    back unheld (:meth:`take_passed`: acknowledged, their main session's copies the calls).
+
     While the gateway cannot commit (a store on disk failing), a full inbox would stop the
     socket and hide new emergency calls behind the held telemetry. :meth:`shed_when_full`
     then keeps the socket read: urgent messages are still taken (up to twice the bound), the
@@ -51,7 +64,17 @@ class Inbox:
         self._ready = asyncio.Event()
         self._interrupted = False
         self.urgent: deque[RawMessage] = deque()
+        self.unlisted: deque[RawMessage] = deque()
+        """Calls from devices the registry does not list there (with :attr:`listed` set)."""
         self.urgent_ready = asyncio.Event()
+        """Set while either lane holds a call (or copies wait to be acknowledged)."""
+        self.unlisted_empty = asyncio.Event()
+        self.unlisted_empty.set()
+        self.listed: Callable[[str], bool] | None = None
+        """Whether a call on this topic is from a device listed there; unset: every one is."""
+        self._passed: list[RawMessage] = []
+        self.copies_passed = 0
+        """Urgent-session copies not held (:data:`UNLISTED_COPIES_MAX`), since start."""
         self.on_space: Callable[[], None] | None = None
         self.on_urgent_space: Callable[[], None] | None = None
         """Called when the urgent lane is emptied (:class:`UrgentFeed` resumes its socket)."""
@@ -87,21 +110,61 @@ class Inbox:
 
     def put_urgent(self, items: Sequence[RawMessage]) -> None:
         """Add messages to the urgent lane only (the urgent session's copies: never stored,
-        so never in the inbox proper; :meth:`put_many` puts the main session's here too)."""
-        if items:
-            self.urgent.extend(items)
-            self.urgent_ready.set()
-            if self.on_urgent is not None:
-                self.on_urgent()
+        so never in the inbox proper; :meth:`put_many` puts the main session's here too), or
+        to :attr:`unlisted` for devices :attr:`listed` says are not listed there."""
+        if not items:
+            return
+        listed = self.listed
+        if listed is not None:
+            # (A topic that is not UTF-8 is no device's: kept, for the codec to reject.)
+            items = [item for item in items
+                     if not isinstance(item.topic, str) or listed(item.topic)
+                     or self._later(item)]
+            if not items:
+                self.urgent_ready.set()
+                return
+        self.urgent.extend(items)
+        self.urgent_ready.set()
+        if self.on_urgent is not None:
+            self.on_urgent()
+
+    def _later(self, item: RawMessage) -> bool:
+        """Put a call of an unlisted device in :attr:`unlisted` (or, an urgent-session copy
+        beyond :data:`UNLISTED_COPIES_MAX`, with those to acknowledge unheld); always False."""
+        if item.urgent_session and len(self.unlisted) >= UNLISTED_COPIES_MAX:
+            self._passed.append(item)
+            self.copies_passed += 1
+        else:
+            self.unlisted.append(item)
+            self.unlisted_empty.clear()
+        return False
 
     def take_urgent(self) -> list[RawMessage]:
         """Everything in the urgent lane (oldest first), emptying it."""
         items = list(self.urgent)
         self.urgent.clear()
-        self.urgent_ready.clear()
+        if not self.unlisted and not self._passed:
+            self.urgent_ready.clear()
         if self.on_urgent_space is not None:
             self.on_urgent_space()
         return items
+
+    def take_unlisted(self, max_items: int) -> list[RawMessage]:
+        """The oldest calls of :attr:`unlisted`, at most ``max_items``."""
+        unlisted = self.unlisted
+        popleft = unlisted.popleft
+        items = [popleft() for _ in range(min(max_items, len(unlisted)))]
+        if not unlisted:
+            self.unlisted_empty.set()
+            if not self.urgent and not self._passed:
+                self.urgent_ready.clear()
+        return items
+
+    def take_passed(self) -> list[RawMessage]:
+        """The urgent session's copies not held (:meth:`_later`), to acknowledge as handled:
+        their main session's copies are the calls."""
+        passed, self._passed = self._passed, []
+        return passed
 
     async def get(self, max_items: int) -> list[RawMessage]:
         """At least one message, at most ``max_items``; waits while empty.
