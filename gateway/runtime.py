@@ -726,10 +726,10 @@ class Gateway:
                 # Emergency calls and falls among them (or received while this task waited)
                 # go first, before the telemetry ahead of them.
                 await self._handle_urgent()
-            if self.inbox.unlisted:
-                # So do those of unlisted devices, which the urgent lane's task takes a slice
-                # at a time (Pipeline.process_urgent sees a call before process does).
-                await self.inbox.unlisted_empty.wait()
+            # Calls of unlisted devices still waiting in their lane are this step's now: its
+            # processing takes them to the rules (Pipeline.process_urgent never sees a call
+            # after process has).
+            self.inbox.claim(raws)
             if not self._feed_open.is_set():
                 await self._feed_open.wait()  # the detectors are being snapshotted
             if not self._urgent_idle.is_set():

@@ -68,8 +68,9 @@ class Inbox:
         """Calls from devices the registry does not list there (with :attr:`listed` set)."""
         self.urgent_ready = asyncio.Event()
         """Set while either lane holds a call (or copies wait to be acknowledged)."""
-        self.unlisted_empty = asyncio.Event()
-        self.unlisted_empty.set()
+        self._waiting: dict[int, None] = {}
+        """The main session's copies in :attr:`unlisted` the ingest task has not claimed
+        (:meth:`claim`), by ``id`` (each held by the lane, so no id is reused meanwhile)."""
         self.listed: Callable[[str], bool] | None = None
         """Whether a call on this topic is from a device listed there; unset: every one is."""
         self._passed: list[RawMessage] = []
@@ -136,7 +137,8 @@ class Inbox:
             self.copies_passed += 1
         else:
             self.unlisted.append(item)
-            self.unlisted_empty.clear()
+            if not item.urgent_session:
+                self._waiting[id(item)] = None
         return False
 
     def take_urgent(self) -> list[RawMessage]:
@@ -150,15 +152,36 @@ class Inbox:
         return items
 
     def take_unlisted(self, max_items: int) -> list[RawMessage]:
-        """The oldest calls of :attr:`unlisted`, at most ``max_items``."""
+        """The oldest calls of :attr:`unlisted`, at most ``max_items``, but for the main
+        session's copies the ingest task has claimed meanwhile (passed over: they are its)."""
         unlisted = self.unlisted
-        popleft = unlisted.popleft
-        items = [popleft() for _ in range(min(max_items, len(unlisted)))]
-        if not unlisted:
-            self.unlisted_empty.set()
-            if not self.urgent and not self._passed:
-                self.urgent_ready.clear()
+        waiting = self._waiting
+        items: list[RawMessage] = []
+        while unlisted and len(items) < max_items:
+            item = unlisted.popleft()
+            if item.urgent_session:
+                items.append(item)
+            elif waiting:
+                try:
+                    del waiting[id(item)]
+                except KeyError:
+                    continue  # claimed
+                items.append(item)
+        if not unlisted and not self.urgent and not self._passed:
+            self.urgent_ready.clear()
         return items
+
+    def claim(self, items: Sequence[RawMessage]) -> None:
+        """The ingest task is about to process ``items`` (the main session's messages): those
+        still waiting in :attr:`unlisted` are its now, taken by the pipeline's
+        :meth:`~gateway.ingest.pipeline.Pipeline.process` to the urgent stages with the rest,
+        and :meth:`take_unlisted` passes over them. (A call must reach
+        :meth:`~gateway.ingest.pipeline.Pipeline.process_urgent`, if at all, before
+        ``process`` sees it.) Free while no main copy waits there."""
+        waiting = self._waiting
+        if waiting:
+            for item in items:
+                waiting.pop(id(item), None)
 
     def take_passed(self) -> list[RawMessage]:
         """The urgent session's copies not held (:meth:`_later`), to acknowledge as handled:
