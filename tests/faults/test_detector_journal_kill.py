@@ -104,7 +104,10 @@ def test_a_visit_nobody_came_to_is_flagged_after_a_sigkill_that_followed_its_sam
         # Before the journal: ('unverifiable', []), infrared_samples 0, and no alert.
         assert (judged["verdict"], judged["reasons"][:1]) == ("flagged", ["nobody_sensed"])
         assert judged["infrared_samples"] >= 14
-        [anomaly] = [a for a in alerts(restarted) if a["type"] == "service_anomaly"]
+        # The verdict and the alert are written by two commits (service log, alert store).
+        [anomaly] = wait_for(lambda: [a for a in alerts(restarted)
+                                      if a["type"] == "service_anomaly"],
+                             "the visit's alert stored", timeout=30)
         assert anomaly["evidence"]["reasons"][:1] == ["nobody_sensed"]
         assert anomaly["evidence"]["visit"] == "v-never-came"
         assert "detect.journal_replayed" in restarted.log_tail(400)
