@@ -183,14 +183,6 @@ at a time: twenty thousand made-up buttons pressing at once all open their alert
 seconds later, while a listed device's call, handled in the read that brings it, waits for at
 most one such step."""
 UNLISTED_SLICE = 16
-STREAM_BACKLOG_HOLD = 200
-"""Changes waiting in a dispatcher's stream beyond which the calls of unlisted devices are
-held (at most :data:`UNLISTED_HOLD_MAX_S` at a time): each of them is two events on every
-stream (shown, then stored), and a listed device's call shown meanwhile queues behind them."""
-UNLISTED_HOLD_MAX_S = 0.02
-"""The longest the calls of unlisted devices are held for the streams at a time: then a step
-is taken whatever they say (a client that stopped reading is disconnected once its buffer is
-full, and no longer counted)."""
 FINDINGS_SLICE = 200
 """Detector findings applied and committed at a time (a few ms each): during an alert storm
 (thousands of findings in one round) an emergency call commits after one slice, not after
@@ -463,10 +455,6 @@ class Gateway:
         (:data:`URGENT_FIRST_MAX_S`)."""
         self._urgent_idle.set()
         self._urgent_to_finish = 0
-        self._stream_backlog: Callable[[], int] = lambda: 0
-        """Changes waiting in the fullest API stream (:attr:`ChangeHub.backlog
-        <alerts.api.ChangeHub.backlog>`, once the app is built)."""
-        self._unlisted_held_since: float | None = None
         """Calls handled (:meth:`_show_urgent`) whose commit is still to come."""
         self._urgent_staged = False
         self._urgent_shown = False
@@ -672,9 +660,6 @@ class Gateway:
         they run in a thread while the MQTT sessions connect and the backlog is read.
         """
         app = await asyncio.to_thread(self._http_app)
-        hub = getattr(app.state, "change_hub", None)
-        if hub is not None:
-            self._stream_backlog = lambda: hub.backlog
         from gateway.http import HttpLimits, serve  # imported by now, in the thread
 
         gc.freeze()  # the app lives as long as the process, like what was frozen at start
@@ -802,9 +787,7 @@ class Gateway:
             await self.inbox.urgent_ready.wait()
             await self._handle_urgent()
             if self.inbox.unlisted:
-                # The reads (and listed devices' calls) between steps; a short sleep while
-                # the streams are behind (not a busy wait).
-                await asyncio.sleep(0.002 if self._unlisted_held_since is not None else 0)
+                await asyncio.sleep(0)  # the reads (and listed devices' calls) between slices
 
     def _urgent_read(self) -> None:
         """:attr:`Inbox.on_urgent <gateway.ingest.inbox.Inbox.on_urgent>`: an emergency call
@@ -845,20 +828,6 @@ class Gateway:
             if self.alerts.show_critical():
                 self._urgent_shown = True
 
-    def _hold_unlisted(self) -> bool:
-        """Whether the calls of unlisted devices wait for the dispatchers' streams to catch
-        up (:data:`STREAM_BACKLOG_HOLD`), for :data:`UNLISTED_HOLD_MAX_S` at most."""
-        if self._stream_backlog() <= STREAM_BACKLOG_HOLD:
-            self._unlisted_held_since = None
-            return False
-        now = time.perf_counter()
-        if self._unlisted_held_since is None:
-            self._unlisted_held_since = now
-        if now - self._unlisted_held_since < UNLISTED_HOLD_MAX_S:
-            return True
-        self._unlisted_held_since = None
-        return False
-
     def _urgent_done(self) -> None:
         self._urgent_busy -= 1
         if not self._urgent_busy:
@@ -870,11 +839,10 @@ class Gateway:
         raws = self.inbox.take_urgent()
         if raws:
             self._show_urgent(raws)
-        if self.inbox.unlisted and not self._hold_unlisted():
+        if self.inbox.unlisted:
             deadline = time.perf_counter() + UNLISTED_STEP_S
             while self.inbox.unlisted and time.perf_counter() < deadline:
-                if taken := self.inbox.take_unlisted(UNLISTED_SLICE):  # [] once all claimed
-                    self._show_urgent(taken)
+                self._show_urgent(self.inbox.take_unlisted(UNLISTED_SLICE))
         passed = self.inbox.take_passed()
         if passed and self.urgent_source is not None:
             # Copies not held (a flood of unlisted devices' calls): their main session's

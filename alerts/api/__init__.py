@@ -61,7 +61,6 @@ def install(app: FastAPI, ctx: ApiContext) -> Callable[[], None]:
     app.add_middleware(ApiAuth, keys=ctx.keys, failures=failures)
     app.add_middleware(PathGuard, metrics=metrics)  # outermost: a bad path reaches nothing
     hub = ChangeHub(queue_size=ctx.sse_queue_size, streams_per_key=ctx.sse_streams_per_key)
-    app.state.change_hub = hub  # its backlog paces the calls of unlisted devices (gateway)
     unsubscribe = (ctx.engine.add_listener(hub.publish, unstored=hub.publish_unstored)
                    if ctx.engine is not None else None)
     uncount = (_handling.count_outcomes(ctx.engine, ctx.metrics) if ctx.engine is not None

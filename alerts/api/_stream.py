@@ -258,12 +258,6 @@ class ChangeHub:
     def clients(self) -> int:
         return len(self._subscribers)
 
-    @property
-    def backlog(self) -> int:
-        """Changes waiting in the fullest stream's buffer (event loop only): how far the
-        slowest client being written to is behind."""
-        return max((len(s.changes) for s in self._subscribers), default=0)
-
 
 _encoder = msgspec.json.Encoder()
 

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from alerts.api import ChangeHub
 from alerts.model import AlertType
 from devices.registry import Registry
-from gateway import runtime
 from gateway.config import Settings
 from gateway.ingest import RawMessage, inbox
 from gateway.ingest.inbox import Inbox
@@ -193,47 +191,3 @@ def test_a_listed_press_behind_two_thousand_made_up_ones_is_shown_first_and_all_
     assert set(opened) == expected
     assert len(opened) == len(expected) == 1 + 1_000
     assert sorted(stored) == sorted(expected), "an alert opened twice, or not stored"
-
-
-def test_the_calls_of_unlisted_devices_wait_briefly_for_the_streams_to_catch_up(
-        tmp_path: Path) -> None:
-    """Each call is two events on every dispatcher's stream: while a stream is behind, the
-    unlisted devices' calls are held (for at most UNLISTED_HOLD_MAX_S at a time, then a step
-    is taken regardless); a listed device's call never is."""
-    gateway = _gateway(tmp_path)
-    backlog = [runtime.STREAM_BACKLOG_HOLD + 1]
-    gateway._stream_backlog = lambda: backlog[0]
-
-    async def scenario() -> None:
-        gateway.inbox.put_urgent(_made_up(40))
-        gateway.inbox.put_urgent([_press("s", "b-1", "btn-1")])
-        await gateway._handle_urgent()
-        assert _opened(gateway) == [("s", "b-1")], "the listed call was held, or others not"
-        assert len(gateway.inbox.unlisted) == 40
-        await asyncio.sleep(runtime.UNLISTED_HOLD_MAX_S * 1.5)
-        await gateway._handle_urgent()  # held long enough: a step all the same
-        taken = 40 - len(gateway.inbox.unlisted)
-        assert taken > 0
-        await gateway._handle_urgent()  # held again
-        assert 40 - len(gateway.inbox.unlisted) == taken
-        backlog[0] = 0  # the streams caught up
-        while gateway.inbox.unlisted:
-            await gateway._handle_urgent()
-        assert len(_opened(gateway)) == 1 + 20
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        _stop(gateway)
-
-
-async def test_the_hubs_backlog_is_its_fullest_streams() -> None:
-    hub = ChangeHub()
-    assert hub.backlog == 0
-    first, second = hub.subscribe(), hub.subscribe()
-    first.replaying = second.replaying = False
-    first.changes.extend([None] * 3)  # type: ignore[list-item]
-    second.changes.extend([None] * 7)  # type: ignore[list-item]
-    assert hub.backlog == 7
-    hub.unsubscribe(second)
-    assert hub.backlog == 3
