@@ -176,7 +176,7 @@ calls come back to back."""
 REGISTRY_CACHE = "registry.cache.json"
 """The registry file's parse, kept in the data directory (:meth:`Registry.load`)."""
 
-UNLISTED_STEP_S = 0.002
+UNLISTED_STEP_S = 0.001
 """Time given, per loop turn, to calls from devices the registry does not list there
 (:attr:`Inbox.unlisted <gateway.ingest.inbox.Inbox.unlisted>`), taken :data:`UNLISTED_SLICE`
 at a time: twenty thousand made-up buttons pressing at once all open their alerts, a few
