@@ -842,7 +842,8 @@ class Gateway:
         if self.inbox.unlisted:
             deadline = time.perf_counter() + UNLISTED_STEP_S
             while self.inbox.unlisted and time.perf_counter() < deadline:
-                self._show_urgent(self.inbox.take_unlisted(UNLISTED_SLICE))
+                if taken := self.inbox.take_unlisted(UNLISTED_SLICE):  # [] once all claimed
+                    self._show_urgent(taken)
         passed = self.inbox.take_passed()
         if passed and self.urgent_source is not None:
             # Copies not held (a flood of unlisted devices' calls): their main session's

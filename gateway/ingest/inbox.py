@@ -161,12 +161,10 @@ class Inbox:
             item = unlisted.popleft()
             if item.urgent_session:
                 items.append(item)
-            elif waiting:
-                try:
-                    del waiting[id(item)]
-                except KeyError:
-                    continue  # claimed
+            elif id(item) in waiting:
+                del waiting[id(item)]
                 items.append(item)
+            # else: a main copy the ingest task claimed, which is its to process
         if not unlisted and not self.urgent and not self._passed:
             self.urgent_ready.clear()
         return items
