@@ -161,11 +161,15 @@ class Placement:
     def differs(self, address: Address) -> str | None:
         """What of ``address`` is not this place: ``"site"``, ``"bed"`` or ``"kind"`` (the
         first that differs, in that order), or None when the device is at home there."""
-        if address.site != self.site:
+        return self.differs_at(address.site, address.bed, address.kind)
+
+    def differs_at(self, site: str, bed: str, kind: str) -> str | None:
+        """:meth:`differs` on a topic's parts, not yet decoded into an :class:`Address`."""
+        if site != self.site:
             return "site"
-        if address.bed != self.bed and self.kind is not Kind.BADGE:
+        if bed != self.bed and self.kind is not Kind.BADGE:
             return "bed"
-        if address.kind is not self.kind:
+        if kind != self.kind:
             return "kind"
         return None
 
@@ -451,8 +455,7 @@ class Registry:
         if len(parts) != 7:
             return False
         place = self._places.get(parts[5])
-        return (place is not None and place.site == parts[2] and place.kind == parts[4]
-                and (place.bed == parts[3] or place.kind is Kind.BADGE))
+        return place is not None and place.differs_at(parts[2], parts[3], parts[4]) is None
 
     def misplaced(self, address: Address) -> Placement | None:
         """The place of a listed device that ``address`` puts somewhere else (another site,

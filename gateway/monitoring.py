@@ -222,6 +222,10 @@ class Metrics:
             "homecare_unlisted_calls_waiting", "Emergency calls from devices the registry does "
             "not list there, waiting behind every listed device's call (taken a slice at a "
             "time, each still opening its alert)", registry=r)
+        self.unlisted_copies_passed = Counter(
+            "homecare_unlisted_copies_passed", "Urgent-session copies of such calls not held "
+            "(beyond 10,000 waiting): acknowledged unhandled, the main session's copy of each "
+            "is the call and is handled", registry=r)
         self.snapshot_seconds = Histogram(
             "homecare_detector_snapshot_seconds", "Time to write the detectors' snapshot "
             "(on the detectors' thread)", registry=r,

@@ -1017,10 +1017,13 @@ class Gateway:
         spool_stats = self.spool.stats
         dropped_seen = 0
         shed_seen = 0
+        passed_seen = 0
         while not self._stopping.is_set():
             m = self.metrics
             m.inbox_depth.set(len(self.inbox))
             m.unlisted_calls_waiting.set(len(self.inbox.unlisted))
+            m.unlisted_copies_passed.inc(self.inbox.copies_passed - passed_seen)
+            passed_seen = self.inbox.copies_passed
             m.messages_shed.inc(self.inbox.shed - shed_seen)
             shed_seen = self.inbox.shed
             m.spool_pending_points.set(self.spool.pending_points)
