@@ -89,8 +89,21 @@ AFTER_PRESSES_S = 30.0
 """:data:`AFTER_FLOOD_S` of :func:`run_presses`: the made-up presses open their alerts as they
 are read, not at a detectors' round."""
 PRESS_GAP_S = (0.05, 0.15)
+DEPLOYED_BROKER_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / \
+    "mosquitto.conf"
 PRESS_FLOOD_IDS = 20_000
 KINDS = ("infrared", "audio", "fall", "button")
+
+
+def deployed_autosave_s(config: Path = DEPLOYED_BROKER_CONFIG) -> int:
+    """The broker's ``autosave_interval`` as deployed: how often mosquitto writes every queued
+    message to disk, in its only thread. The test servers' 1 s (a kill in a fault test loses
+    little) would have the broker write the flood's queue every second while the presses wait."""
+    for line in config.read_text(encoding="utf-8").splitlines():
+        name, _, value = line.partition(" ")
+        if name == "autosave_interval":
+            return int(value)
+    raise ValueError(f"{config}: no autosave_interval")
 
 
 def registry_toml(beds: int) -> str:
@@ -290,7 +303,7 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
     key = secrets.token_urlsafe(32)
     registry = workdir / "registry.toml"
     registry.write_text(registry_toml(REGISTERED_BEDS), encoding="utf-8")
-    mq = Mosquitto(workdir / "mosquitto")
+    mq = Mosquitto(workdir / "mosquitto", autosave_interval_s=deployed_autosave_s())
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     flood: Any = None
@@ -332,6 +345,7 @@ def run(*, quick: bool = False, flood_ids: int | None = None, keep: bool = False
         figures["registered_beds"] = REGISTERED_BEDS
         figures["offline_after_s"] = HEARTBEAT_S * OFFLINE_FACTOR
         figures["store"] = "none (spool only)"
+        figures["broker_autosave_s"] = mq.autosave_interval_s
         return figures
     finally:
         with contextlib.suppress(Exception):

@@ -170,8 +170,12 @@ class Mosquitto(Server):
 
     def __init__(self, workdir: Path, port: int | None = None, *, extra_config: str = "",
                  config_file: Path | None = None, password_file: Path | None = None,
-                 acl_file: Path | None = None) -> None:
+                 acl_file: Path | None = None, autosave_interval_s: int = 1) -> None:
         super().__init__(workdir, port)
+        self.autosave_interval_s = autosave_interval_s
+        """How often the broker writes its in-memory state to disk: every second by default
+        (a kill in a fault test loses little); a benchmark of the deployment passes the
+        deployed value (``autosave_interval`` in deploy/mosquitto/mosquitto.conf)."""
         self.data_dir = self.workdir / "data"
         self.data_dir.mkdir(exist_ok=True)
         self.extra_config = extra_config
@@ -193,7 +197,7 @@ class Mosquitto(Server):
             + "user root\n"
             "persistence true\n"
             f"persistence_location {self.data_dir}/\n"
-            "autosave_interval 1\n"
+            f"autosave_interval {self.autosave_interval_s}\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             "max_packet_size 1048576\n"
