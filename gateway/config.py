@@ -344,6 +344,11 @@ class Settings(BaseSettings):
         default=50_000, ge=100, json_schema_extra={"unit": "messages"},
         description="Messages received but not yet processed; when full, the gateway stops "
         "reading (pushback: the broker keeps the rest).")
+    inbox_max_bytes: int = Field(
+        default=64 * 1024**2, ge=1024**2, json_schema_extra={"unit": "bytes"},
+        description="Payload bytes received but not yet processed; past it the gateway stops "
+        "reading the main session as when `inbox_max_messages` is reached (50,000 messages "
+        "of 64 KiB would be 3.2 GB). Emergency calls still come on the urgent session.")
     live_state_max_bytes: int = Field(
         default=128 * 1024**2, ge=1024**2, json_schema_extra={"unit": "bytes"},
         description="Memory the live state behind the bed pages may take (each bed's devices "
@@ -359,6 +364,20 @@ class Settings(BaseSettings):
         default=64 * 1024, ge=256, json_schema_extra={"unit": "bytes"},
         description="Largest payload accepted; larger ones are dead-lettered as `oversize` "
         "without being parsed.")
+    device_bytes_per_second: float = Field(
+        default=16 * 1024, ge=0, json_schema_extra={"unit": "bytes/s"},
+        description="Payload bytes one device (its site, bed, kind and id) may send a second "
+        "on average, after `device_burst_bytes`; beyond it its messages are dead-lettered as "
+        "`device_over_budget` before they are decoded (counted, a log line a minute), so one "
+        "device sending valid but enormous batches cannot fill the spool, the memory or the "
+        "intake. Emergency button and fall events are never held to it. The simulated devices "
+        "send under 10 bytes/s; a vital-signs sensor sending every second about 100. "
+        "0: no limit.")
+    device_burst_bytes: int = Field(
+        default=64 * 1024**2, ge=64 * 1024, json_schema_extra={"unit": "bytes"},
+        description="Payload bytes one device may send at once before "
+        "`device_bytes_per_second` applies: a device's backlog after an outage (a day of a "
+        "sample a second is about 9 MB) is taken whole.")
     dead_letter_max_bytes: int = Field(
         default=256 * 1024**2, ge=1024**2, json_schema_extra={"unit": "bytes"},
         description="Disk the dead-letter store may take, `data_dir/deadletters.sqlite3` with "

@@ -107,7 +107,7 @@ from gateway.ingest.connection import MqttSource
 from gateway.ingest.inbox import Inbox, UrgentFeed
 from gateway.ingest.message import RawMessage
 from gateway.ingest.pacing import STEP_SLICE, StepPacer
-from gateway.ingest.pipeline import Pipeline, Stage
+from gateway.ingest.pipeline import Pipeline, Stage, device_budget
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.monitoring import Metrics, process_age_s
 from gateway.notify import (
@@ -383,7 +383,7 @@ class Gateway:
                          ",".join(sorted(restored.fresh)) or "-")
             if settings.detector_journal_max_bytes > 0:
                 self.journal = self._replay_journal(data_dir / JOURNAL_DIR, restored)
-        self.inbox = Inbox(settings.inbox_max_messages)
+        self.inbox = Inbox(settings.inbox_max_messages, max_bytes=settings.inbox_max_bytes)
         self.inbox.listed = registry.lists_topic
         self.source = MqttSource(settings, self.inbox,
                                  on_connection_change=self._on_connection_change)
@@ -424,7 +424,8 @@ class Gateway:
                                                             metrics=self.metrics.registry)),
                                  urgent_stages=(feed,),
                                  dedup_window=settings.dedup_window,
-                                 clock_window=clock_window)
+                                 clock_window=clock_window,
+                                 device_budget=device_budget(settings))
         self.writer = writer if writer is not None else writer_from_settings(settings)
         self.storage = StorageHealth(self.metrics.registry)
         self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,

@@ -75,7 +75,7 @@ from gateway.detect import (
 from gateway.detect.alerting import AlertingStage, engine_from_settings
 from gateway.ingest.checkpoint import commit
 from gateway.ingest.message import RawMessage
-from gateway.ingest.pipeline import Pipeline
+from gateway.ingest.pipeline import Pipeline, device_budget
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetterStore
 from gateway.tsdb.lineprotocol import LineEncoder
@@ -309,7 +309,8 @@ class Replayer:
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
                                  registry=self.registry, stages=(self.stage,),
                                  dedup_window=settings.dedup_window,
-                                 clock_window=clock_window)
+                                 clock_window=clock_window,
+                                 device_budget=device_budget(settings))
         self.pipeline.encoder = cast(LineEncoder, _NoPoints())
 
     def restart(self) -> Restored:

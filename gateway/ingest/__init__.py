@@ -13,7 +13,7 @@ from gateway.ingest.connection import MqttSource
 from gateway.ingest.dedup import Deduplicator, Verdict
 from gateway.ingest.inbox import Inbox
 from gateway.ingest.message import RawMessage
-from gateway.ingest.pipeline import Batch, Pipeline, Stage
+from gateway.ingest.pipeline import Batch, Pipeline, Stage, device_budget
 
 __all__ = [
     "Batch",
@@ -26,4 +26,5 @@ __all__ = [
     "Stage",
     "Verdict",
     "commit",
+    "device_budget",
 ]

@@ -13,6 +13,8 @@ from gateway.ingest.message import RawMessage
 URGENT_FEED_MAX: Final = 10_000
 """Messages of the urgent session waiting in the urgent lane beyond which its socket stops
 being read (pushback, as for the inbox): only a flood of button or fall events gets there."""
+INBOX_MAX_BYTES: Final = 64 * 1024**2
+"""The default bound of :attr:`Inbox.max_bytes` (the ``inbox_max_bytes`` setting)."""
 UNLISTED_COPIES_MAX: Final = 10_000
 """The urgent session's copies of calls from unlisted devices held in :attr:`Inbox.unlisted`
 beyond which more such copies are not held (:attr:`Inbox.copies_passed`): the main session's
@@ -56,10 +58,15 @@ class Inbox:
     after :meth:`~gateway.ingest.connection.MqttSource.recall`.
     """
 
-    def __init__(self, maxsize: int) -> None:
-        if maxsize < 1:
-            raise ValueError("maxsize must be positive")
+    def __init__(self, maxsize: int, *, max_bytes: int = INBOX_MAX_BYTES) -> None:
+        if maxsize < 1 or max_bytes < 1:
+            raise ValueError("maxsize and max_bytes must be positive")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        """Payload bytes beyond which the inbox is full too (a flood of 64 KiB batches would
+        otherwise hold ``maxsize`` times that in memory)."""
+        self.bytes = 0
+        """Payload bytes in the inbox now."""
         self._items: deque[RawMessage] = deque()
         self._ready = asyncio.Event()
         self._interrupted = False
@@ -96,16 +103,17 @@ class Inbox:
 
     def put_many(self, items: Sequence[RawMessage]) -> bool:
         """Add messages; returns False when the inbox is now full (stop reading)."""
-        if self.shedding and len(self._items) >= self.maxsize:
+        if self.shedding and self.full:
             kept = [item for item in items if is_urgent(item.topic)]
             self.shed += len(items) - len(kept)
             items = kept
             if len(self._items) + len(kept) >= 2 * self.maxsize:
                 self.shedding = False  # a flood of urgent messages: push back after all
         self._items.extend(items)
+        self.bytes += sum([len(item.payload) for item in items])
         urgent = [item for item in items if not item.retain and is_urgent(item.topic)]
         self._ready.set()
-        more = self.shedding or len(self._items) < self.maxsize
+        more = self.shedding or not self.full
         self.put_urgent(urgent)
         return more
 
@@ -202,9 +210,16 @@ class Inbox:
         n = min(max_items, len(items))
         popleft = items.popleft
         batch = [popleft() for _ in range(n)]
-        if self.on_space is not None and len(items) <= self.maxsize // 2:
+        self.bytes -= sum([len(item.payload) for item in batch])
+        if (self.on_space is not None and len(items) <= self.maxsize // 2
+                and self.bytes <= self.max_bytes // 2):
             self.on_space()
         return batch
+
+    @property
+    def full(self) -> bool:
+        """Whether the inbox holds its bound of messages or of payload bytes."""
+        return len(self._items) >= self.maxsize or self.bytes >= self.max_bytes
 
     def unget(self, items: Sequence[RawMessage]) -> None:
         """Put back at the front, in order, messages :meth:`get` handed out and the caller did
@@ -212,6 +227,7 @@ class Inbox:
         counted against the bound again, nor put in the urgent lane again."""
         if items:
             self._items.extendleft(reversed(items))
+            self.bytes += sum([len(item.payload) for item in items])
             self._ready.set()
 
     def interrupt(self) -> None:

@@ -59,11 +59,13 @@ from typing import Final, NamedTuple, Protocol
 from devices.codec import Codec, Message, Rejected
 from devices.devicetime import ClockWindow
 from devices.registry import Placement, Registry
-from devices.topics import Address, Channel
+from devices.topics import Address, Channel, is_urgent
+from gateway.config import Settings
 from gateway.ingest.dedup import CallKey, Deduplicator, FirstCopies, Verdict
 from gateway.ingest.message import RawMessage
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetter
+from gateway.storage.sourcebudget import SourceBudget
 from gateway.tsdb.lineprotocol import LineEncoder
 
 log = logging.getLogger("homecare.pipeline")
@@ -75,6 +77,10 @@ ERROR_LOG_INTERVAL_S: Final = 60.0
 DEVICE_MISPLACED: Final = "device_misplaced"
 """Dead-letter reason of a message from a device the registry lists for another site, bed or
 kind."""
+DEVICE_OVER_BUDGET: Final = "device_over_budget"
+"""Dead-letter reason of a message from a device past its intake budget (bytes a second on
+average, and a burst: the ``device_bytes_per_second`` and ``device_burst_bytes`` settings).
+Never an emergency button or fall event: a call is always taken."""
 MISPLACED_LOG_INTERVAL_S: Final = 60.0
 """Misplaced devices are logged at most this often (the latest one, and how many since);
 every message is counted."""
@@ -127,10 +133,16 @@ class Pipeline:
     def __init__(self, *, metrics: Metrics,
                  registry: Registry | None = None, stages: Sequence[Stage] = (),
                  urgent_stages: Sequence[Stage] = (), codec: Codec | None = None,
-                 dedup_window: int = 64, clock_window: ClockWindow | None = None) -> None:
+                 dedup_window: int = 64, clock_window: ClockWindow | None = None,
+                 device_budget: SourceBudget | None = None) -> None:
         """``urgent_stages`` (a subset of ``stages``) also take urgent messages ahead of their
         turn through :meth:`process_urgent`, and then not again in :meth:`process`.
-        ``clock_window``: which device times are stored as sent (:mod:`devices.devicetime`)."""
+        ``clock_window``: which device times are stored as sent (:mod:`devices.devicetime`).
+        ``device_budget``: the payload bytes each device (its topic but the channel) may send,
+        at its messages' receipt times; beyond it a message is dead-lettered
+        (:data:`DEVICE_OVER_BUDGET`) before it is decoded, so one device sending valid but
+        enormous batches cannot fill the spool, the memory or the loop (an emergency button
+        or fall event is never held to it)."""
         self.codec = codec or Codec()
         self.dedup = Deduplicator(window=dedup_window)
         self.encoder = LineEncoder(window=clock_window)
@@ -170,6 +182,11 @@ class Pipeline:
         self._misplaced_unlogged = 0
         self._last_misplaced = ""
         self._next_misplaced_log = 0.0
+        self.device_budget = device_budget
+        self._over_budget = 0
+        """Messages over their device's budget since the last log line."""
+        self._last_over_budget = ""
+        self._next_over_budget_log = 0.0
 
     # --- CPU part (event loop) ----------------------------------------------------------------
 
@@ -414,6 +431,14 @@ class Pipeline:
                          self._evicted_unlogged, self.registry.first_sight_devices,
                          self.registry.last_evicted)
                 self._evicted_unlogged = 0
+        if self._over_budget:
+            now = time.monotonic()
+            if now >= self._next_over_budget_log:
+                self._next_over_budget_log = now + MISPLACED_LOG_INTERVAL_S
+                log.warning("ingest.device_over_budget messages=%d last=%r; dead-lettered as %s "
+                            "(device_bytes_per_second, device_burst_bytes)", self._over_budget,
+                            self._last_over_budget, DEVICE_OVER_BUDGET)
+                self._over_budget = 0
         if self._misplaced:
             for differs, n in self._misplaced.items():
                 self.metrics.misplaced.labels(differs).inc(n)
@@ -427,8 +452,13 @@ class Pipeline:
 
     def _admit(self, raw: RawMessage) -> Message | Rejected | None:
         """Decode; None for a duplicate; a listed device out of its place is rejected; registers
-        a device seen for the first time. Called once per raw message (the urgent lane keeps
-        its answer for :meth:`process`)."""
+        a device seen for the first time; a device past its budget is rejected undecoded.
+        Called once per raw message (the urgent lane keeps its answer for :meth:`process`)."""
+        budget = self.device_budget
+        if budget is not None and isinstance(topic := raw.topic, str) and not is_urgent(topic):
+            device = topic[:topic.rfind("/")]
+            if not budget.charge(device, len(raw.payload), raw.received_ms):
+                return self._past_budget(device)
         decoded = self.codec.decode(raw.topic, raw.payload)
         if isinstance(decoded, Rejected):
             return decoded
@@ -462,6 +492,16 @@ class Pipeline:
         elif unlisted and not self.registry.seen(a):
             self._register(a)
         return decoded
+
+    def _past_budget(self, device: str) -> Rejected:
+        """The dead-letter reason for a message over its device's budget; logged with
+        :meth:`_count_admissions` (at most a line a minute), counted by its reason."""
+        budget = self.device_budget
+        assert budget is not None
+        self._over_budget += 1
+        self._last_over_budget = device
+        return Rejected(DEVICE_OVER_BUDGET, f"{device} sent more than {budget.bytes_per_s:.0f} "
+                        f"bytes/s on average after a burst of {budget.burst_bytes} bytes")
 
     def _misplaced_device(self, address: Address, place: Placement) -> Rejected:
         """The dead-letter reason for a listed device seen out of its place; counted (by what
@@ -510,6 +550,21 @@ class Pipeline:
         self._lines, self._points, self._rejected, self._raws = [], 0, [], []
         self._oldest = None
         return batch
+
+
+DEVICE_BUDGET_DEVICES: Final = 20_000
+"""Devices whose intake budget is remembered (least recently heard forgotten first): a hub's
+listed devices several times over, so a device keeps its bucket while it floods, and a flood
+of made-up ids costs bounded memory (a forgotten device starts again with a full burst)."""
+
+
+def device_budget(settings: Settings) -> SourceBudget | None:
+    """The intake budget per device the settings give (None: no limit)."""
+    if not settings.device_bytes_per_second:
+        return None
+    return SourceBudget(bytes_per_s=settings.device_bytes_per_second,
+                        burst_bytes=settings.device_burst_bytes,
+                        max_sources=DEVICE_BUDGET_DEVICES)
 
 
 def _summary(exc: BaseException) -> str:

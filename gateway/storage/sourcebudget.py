@@ -113,6 +113,35 @@ class SourceBudget:
             plan.admitted.append(admitted)
         return plan
 
+    def charge(self, source: str, cost: int, at_ms: int) -> bool:
+        """Decide and charge one item at once (where nothing is retried, as at intake: the
+        :class:`~gateway.ingest.pipeline.Pipeline`'s device budget); the same rule as
+        :meth:`plan`, without its copies.
+
+        >>> budget = SourceBudget(bytes_per_s=100, burst_bytes=300)
+        >>> [budget.charge("d", 200, t) for t in (0, 0, 1_000, 1_000, 5_000)]
+        [True, False, True, False, True]
+        """
+        if not self.bytes_per_s:
+            return True
+        buckets = self._buckets
+        bucket = buckets.get(source)
+        if bucket is None:
+            bucket = buckets[source] = _Bucket(float(self.burst_bytes), at_ms)
+            if len(buckets) > self.max_sources:
+                buckets.popitem(last=False)
+        else:
+            buckets.move_to_end(source)
+            if at_ms > bucket.at_ms:
+                bucket.tokens = min(float(self.burst_bytes),
+                                    bucket.tokens + (at_ms - bucket.at_ms) * self.bytes_per_s
+                                    / 1000)
+        bucket.at_ms = at_ms
+        if bucket.tokens >= min(cost, self.burst_bytes):
+            bucket.tokens -= cost
+            return True
+        return False
+
     def apply(self, plan: Plan) -> None:
         """Charge what ``plan`` admitted (once its letters are stored)."""
         for source, bucket in plan.buckets.items():
