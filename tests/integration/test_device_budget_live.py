@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from alerts.model import AlertChange
 from devices import Registry
 from gateway.config import Settings
 from gateway.ingest.pipeline import DEVICE_OVER_BUDGET

@@ -85,7 +85,8 @@ def test_a_device_past_its_burst_is_dead_lettered_undecoded_and_counted(
     # One line for the whole flood, naming the device, never one per message.
     lines = [r.getMessage() for r in caplog.records if "device_over_budget" in r.getMessage()]
     assert len(lines) == 1
-    assert "messages=97" in lines[0] and "fs-0007" in lines[0]
+    assert "messages=97" in lines[0]
+    assert "fs-0007" in lines[0]
 
 
 def test_its_calls_pass_and_other_devices_keep_their_own_budget(
@@ -122,7 +123,8 @@ def test_replayed_traffic_is_decided_the_same_way() -> None:
                             device_budget=SourceBudget(bytes_per_s=50_000, burst_bytes=150_000))
         pipeline.process(traffic)
         seen.append([letter.topic for letter in pipeline.take().deadletters])
-    assert seen[0] == seen[1] and 0 < len(seen[0]) < len(traffic)
+    assert seen[0] == seen[1]
+    assert 0 < len(seen[0]) < len(traffic)
 
 
 def test_settings_give_the_budget_and_zero_switches_it_off() -> None:
@@ -139,17 +141,20 @@ def test_the_inbox_is_full_by_bytes_and_has_room_again_at_half() -> None:
     messages = [batch(VITALS, seq, T0) for seq in range(1, 5)]  # ~62 KB each
     assert box.put_many(messages[:3]) is True
     assert box.put_many(messages[3:]) is False  # ~250 KB: stop reading
-    assert box.full and len(box) == 4
+    assert box.full
+    assert len(box) == 4
     size = len(messages[0].payload)
     assert box.bytes == sum(len(m.payload) for m in messages)
 
     async def drain() -> None:
         got = await box.get(1)
-        assert box.bytes == 3 * size and not rooms  # still over half
+        assert box.bytes == 3 * size
+        assert not rooms  # still over half
         rest = await box.get(2)
         box.unget(rest[1:])
         assert box.bytes == 2 * size
         assert rooms == [True]  # 1 message of ~62 KB left when taken: room again
-        assert got and not box.full
+        assert got
+        assert not box.full
 
     asyncio.run(drain())
