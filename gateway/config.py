@@ -395,7 +395,10 @@ class Settings(BaseSettings):
         "second on average (head, topic and detail); beyond it and "
         "`dead_letter_source_burst_bytes` they are counted "
         "(`homecare_dead_letters_shed_total`, a log line a minute) but not stored, so one "
-        "flooding publisher cannot push the others' out. 0: no per-source limit.")
+        "flooding device cannot push the others' out. A publisher varying the ids in its "
+        "topics (possible only behind a broker without the ACL of `homecare acl`) is a new "
+        "source each time: bounded by `dead_letter_max_bytes` alone, it rotates older letters "
+        "out. 0: no per-source limit.")
     dead_letter_source_burst_bytes: int = Field(
         default=256 * 1024, ge=1024, json_schema_extra={"unit": "bytes"},
         description="Dead letters one source may store at once before "

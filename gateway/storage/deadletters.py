@@ -23,7 +23,9 @@ the receipt time. What it guarantees:
   :mod:`~gateway.storage.sourcebudget`) may store ``source_bytes_per_s`` on average and
   ``source_burst_bytes`` at once; what it sends beyond is shed: counted
   (``homecare_dead_letters_shed_total{reason}``, :attr:`DeadLetterStore.shed`) and logged at
-  most once a minute, not stored. A flooding source cannot push the others' evidence out.
+  most once a minute, not stored. A flooding source cannot push the others' evidence out; a
+  publisher that varies the ids in its topics (behind a broker without the generated ACL) is
+  many sources, bounded by the store's total alone, which it can rotate.
 * **Retry-safe.** A write that failed stores nothing twice when it is retried with the same
   letters (:func:`~gateway.ingest.checkpoint.commit` does): the budget charges on success only,
   and the part of a large write already committed is skipped.

@@ -5,7 +5,9 @@ the publisher's client id on): for a topic of the device contract its site, bed 
 (``homecare/v1/{site}/{bed}/{kind}/{device}/{channel}`` gives ``site/bed/device``), for any
 other topic its first three levels. Each source may store ``bytes_per_s`` on average and
 ``burst_bytes`` at once; past that its dead letters are shed (counted by the store, not
-stored), so one flooding publisher cannot push every other source's evidence out of the store.
+stored), so one flooding device cannot push every other source's evidence out of the store.
+A publisher that varies the ids in its topics (possible only behind a broker without the ACL
+``homecare acl`` writes) is as many sources: the store's total budget alone bounds it.
 
 Time is the letters' receipt time, not the clock of the moment: a replay decides as the live
 run did, and tests need no clock of their own. Deciding and charging are two steps
