@@ -20,6 +20,10 @@ other libraries carry ``msg`` only; ``extra={...}`` fields of a call become keys
 
 >>> fields("tsdb.outage backend=%s error=%s; spooling to disk", ("v2", OSError("refused by peer")))
 {'event': 'tsdb.outage', 'backend': 'v2', 'error': 'refused by peer', 'detail': 'spooling to disk'}
+
+A line that outside input can repeat at will (a malformed HTTP request, each one a warning of
+uvicorn's) is bounded by :class:`RepeatLimit`: at most :data:`REPEATS_PER_MINUTE` lines a
+minute of each kind, the rest counted and reported in one line afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ import logging
 import math
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u2028-\u202e\u2066-\u2069]")
@@ -200,3 +207,95 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("httpx", "httpcore", "urllib3", "influxdb_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+REPEATS_PER_MINUTE: Final = 20
+"""Lines of one kind (one logger, one message template) a :class:`RepeatLimit` lets through
+in a minute; as many as the API writes about refused requests."""
+MAX_KINDS: Final = 256
+"""Kinds a :class:`RepeatLimit` tells apart; past it, a logger's further kinds share one
+(messages built without a template, such as an exception's text, are each a kind)."""
+OTHER_KINDS: Final = "(other messages)"
+
+Report = Callable[[str, str, int, int], None]
+"""Told of lines left out: ``(logger, message template, count, highest level)``."""
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    written: int = 0
+    left_out: int = 0
+    level: int = logging.NOTSET
+
+
+class RepeatLimit(logging.Filter):
+    """A filter (for a logger) letting through at most ``per_minute`` lines of each kind in a
+    minute (from a kind's first line, then from its first line after that minute); the others
+    are dropped, each told to ``dropped`` (a metric's counter), and ``report`` hears how many
+    a kind lost in one call, once its minute is over: at its next line, at :meth:`flush` (call
+    it every few seconds) or at ``flush(final=True)`` (at shutdown, for every kind).
+
+    >>> now, reports = [0.0], []
+    >>> limit = RepeatLimit(report=lambda *r: reports.append(r), per_minute=2,
+    ...                     clock=lambda: now[0])
+    >>> line = lambda: logging.LogRecord("uvicorn.error", 30, "", 0, "Invalid.", (), None)
+    >>> [limit.filter(line()) for _ in range(5)]
+    [True, True, False, False, False]
+    >>> limit.flush(), reports
+    (None, [])
+    >>> now[0] = 60.0
+    >>> limit.flush(), reports
+    (None, [('uvicorn.error', 'Invalid.', 3, 30)])
+    """
+
+    def __init__(self, *, report: Report, dropped: Callable[[str], None] | None = None,
+                 per_minute: int = REPEATS_PER_MINUTE,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.report = report
+        self.dropped = dropped
+        self.per_minute = per_minute
+        self.clock = clock
+        self._kinds: dict[tuple[str, str], _Window] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        key = (record.name, template)
+        ended: tuple[tuple[str, str], _Window] | None = None
+        with self._lock:
+            now = self.clock()
+            window = self._kinds.get(key)
+            if window is None and len(self._kinds) >= MAX_KINDS:
+                key = (record.name, OTHER_KINDS)
+                window = self._kinds.get(key)
+            if window is None or now - window.start >= 60.0:
+                if window is not None and window.left_out:
+                    ended = key, window
+                window = self._kinds[key] = _Window(now)
+            passes = window.written < self.per_minute
+            if passes:
+                window.written += 1
+            else:
+                window.left_out += 1
+                window.level = max(window.level, record.levelno)
+        if ended is not None:
+            self._tell([ended])
+        if not passes and self.dropped is not None:
+            self.dropped(record.name)
+        return passes
+
+    def flush(self, *, final: bool = False) -> None:
+        """Report the kinds whose minute is over (every kind when ``final``) and forget them."""
+        with self._lock:
+            now = self.clock()
+            over = [(key, window) for key, window in self._kinds.items()
+                    if final or now - window.start >= 60.0]
+            for key, _ in over:
+                del self._kinds[key]
+        self._tell([(key, window) for key, window in over if window.left_out])
+
+    def _tell(self, ended: list[tuple[tuple[str, str], _Window]]) -> None:
+        for (name, template), window in ended:
+            self.report(name, template, window.left_out, window.level)

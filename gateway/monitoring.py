@@ -251,6 +251,13 @@ class Metrics:
             "sent its body for http_evict_stalled_after_s, to make room), refused (a cap "
             "reached and no connection waiting or stalled)", ["reason"],
             registry=r)
+        self.http_log_lines_suppressed = Counter(
+            "homecare_http_log_lines_suppressed",
+            "Log lines of the HTTP server (uvicorn) and the API left out, by logger: those "
+            "past the limit a minute of one kind (a malformed request, an exception in a "
+            "handler, ...); each kind's count is logged as http.log_suppressed once its "
+            "minute is over",
+            ["source"], registry=r)
         self.gc_pause = Histogram(
             "homecare_gc_pause_seconds", "Garbage-collector passes (they stop the event loop), "
             "by generation", ["generation"], registry=r,

@@ -18,6 +18,13 @@ client for ``http_evict_stalled_after_s`` (a body not sent, an answer not read),
 open-files limit (raised to its hard limit at start).
 Every answer says ``nosniff``, every HTML page carries a Content-Security-Policy, ``DENY``
 framing and no referrer (:mod:`gateway.http._pages`).
+
+uvicorn's own lines (a malformed request, an unsupported upgrade, an exception raised by the
+app, each one line or a traceback per request) go through the gateway's log setup
+(:mod:`gateway.logs`: its format, JSON when configured), not uvicorn's handlers; they and the
+API's lines (:data:`HTTP_LOGGERS`) are written at most :data:`~gateway.logs.REPEATS_PER_MINUTE`
+times a minute of each kind, the rest counted (``homecare_http_log_lines_suppressed_total``)
+and summed up in one ``http.log_suppressed`` line once the minute is over or at shutdown.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from gateway.http._connections import (
     raise_open_files_limit,
 )
 from gateway.http._pages import SecurityHeaders, docs_page
+from gateway.logs import RepeatLimit
 
 if TYPE_CHECKING:
     from gateway.monitoring import Metrics
@@ -56,6 +64,11 @@ log = logging.getLogger("homecare.http")
 
 ShutdownHook = Callable[[], Awaitable[None] | None]
 DOCS_ASSETS = "/docs-assets"
+HTTP_LOGGERS = ("uvicorn.error", "uvicorn.asgi", "homecare.api", "homecare.api.stream")
+"""Loggers whose lines a request can cause, one or more per request: limited by
+:func:`serve` (uvicorn.access is off)."""
+REPORT_EVERY_S = 5.0
+"""How often the lines left out are checked for a minute that is over, to be reported."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +208,11 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
                             closed=count_closed)
     if metrics is not None:
         metrics.http_connections_open.set_function(lambda: guard.open)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="off", h11_max_incomplete_event_size=16 * 1024,
+    # log_config=None: uvicorn's lines go to the gateway's handler (its format, JSON when
+    # configured); with its default it installed a plain-text handler of its own.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level="warning",
+                            access_log=False, lifespan="off",
+                            h11_max_incomplete_event_size=16 * 1024,
                             http=guarded_protocol(limits, guard, count_closed),
                             backlog=BACKLOG, timeout_graceful_shutdown=3,
                             # X-Forwarded-For only from the configured proxies: uvicorn's
@@ -210,7 +226,9 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
     # Bound here, not by uvicorn, which logs a bind error and exits the process (sys.exit,
     # through the event loop): the gateway then stopped with no word of its own.
     sock = listening_socket(host, port)
+    repeats = _limit_repeats(metrics)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    reporting = asyncio.create_task(_report_repeats(repeats), name="http.log_limit")
     try:
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has only a flag
             await asyncio.sleep(0.01)
@@ -240,6 +258,36 @@ async def serve(app: FastAPI, host: str, port: int, started: asyncio.Event | Non
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(task, 5)
+        reporting.cancel()
+        for name in HTTP_LOGGERS:
+            logging.getLogger(name).removeFilter(repeats)
+        repeats.flush(final=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporting
+
+
+def _limit_repeats(metrics: Metrics | None) -> RepeatLimit:
+    """A :class:`RepeatLimit` on :data:`HTTP_LOGGERS`, counting what it leaves out."""
+    counted = metrics.http_log_lines_suppressed.labels if metrics is not None else None
+
+    def report(name: str, template: str, count: int, level: int) -> None:
+        log.log(level, "http.log_suppressed source=%s message=%r count=%d window_s=60; "
+                "lines of this kind left out in its minute", name, template, count)
+
+    def dropped(name: str) -> None:
+        if counted is not None:
+            counted(name).inc()
+
+    repeats = RepeatLimit(report=report, dropped=dropped)
+    for name in HTTP_LOGGERS:
+        logging.getLogger(name).addFilter(repeats)
+    return repeats
+
+
+async def _report_repeats(repeats: RepeatLimit) -> None:
+    while True:
+        await asyncio.sleep(REPORT_EVERY_S)
+        repeats.flush()
 
 
 __all__ = ["Health", "HttpLimits", "create_app", "listening_socket", "not_ready_app", "serve",

@@ -136,3 +136,26 @@ def test_every_log_call_of_the_product_follows_the_event_key_value_convention() 
             wrong.append(f"{where}: {first.value[:60]!r} is not 'event.name key=%s ...' with "
                          "one argument per conversion")
     assert not wrong, "\n".join(wrong)
+
+
+def test_repeated_lines_are_limited_per_kind_and_the_rest_reported_once() -> None:
+    now, reports = [0.0], []
+    limit = logs.RepeatLimit(report=lambda *r: reports.append(r), per_minute=3,
+                             clock=lambda: now[0])
+
+    def line(name: str, msg: object, level: int = logging.WARNING) -> bool:
+        return limit.filter(logging.LogRecord(name, level, "", 0, msg, (), None))
+
+    assert [line("uvicorn.error", "Invalid HTTP request received.") for _ in range(10)] == (
+        [True] * 3 + [False] * 7)
+    assert [line("uvicorn.error", "Exception in ASGI application\n", logging.ERROR)
+            for _ in range(4)] == [True] * 3 + [False], "each kind has its own budget"
+    now[0] = 61.0
+    assert line("uvicorn.error", "Invalid HTTP request received.")
+    assert reports == [("uvicorn.error", "Invalid HTTP request received.", 7, logging.WARNING)]
+    limit.flush(final=True)
+    assert reports[1:] == [("uvicorn.error", "Exception in ASGI application\n", 1, logging.ERROR)]
+    passed = [line("homecare.api", f"made up {n}") for n in range(logs.MAX_KINDS + 10)]
+    assert sum(passed) == logs.MAX_KINDS + 3, "kinds past the cap share one budget"
+    limit.flush(final=True)
+    assert reports[-1] == ("homecare.api", logs.OTHER_KINDS, 7, logging.WARNING)
