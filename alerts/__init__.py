@@ -111,10 +111,13 @@ from alerts.rules import ImmediateRules
 from alerts.servicelog import (
     Audit,
     JudgedVisit,
+    RowBudget,
+    RowPlan,
     ServiceEntry,
     ServiceLog,
     ServiceLogRecorder,
     Verification,
+    badge_origin,
     reused_visit_id,
 )
 from alerts.servicerecords import Settlement
@@ -204,6 +207,8 @@ __all__ = [
     "Roster",
     "RosterError",
     "RosterStore",
+    "RowBudget",
+    "RowPlan",
     "RowProblem",
     "Schedule",
     "ServiceEntry",
@@ -225,6 +230,7 @@ __all__ = [
     "Verification",
     "VisitEvent",
     "VisitRefused",
+    "badge_origin",
     "bootstrap_key_problem",
     "call_started",
     "chain_status",

@@ -55,6 +55,13 @@ device contract allows reordering) is not lost: in one batch the check-in is cha
 right after it (if its device time is at or after the check-in's and less than
 :data:`VISIT_GIVEN_UP_MS` later; logged ``servicelog.check_out_chained``).
 
+**A budget of rows per badge.** Every badge event the log takes is a row for good (chained)
+or for months (set aside), so the recorder may be given a :class:`RowBudget` (the gateway's is
+:class:`gateway.ingest.badgebudget.BadgeBudget`): asked, in the append's own transaction, about
+each badge event that would add a row, and charged only once that transaction is committed. An
+event it does not admit is neither chained nor set aside (the gateway dead-letters it); an
+event the log already holds (the same origin: a redelivery) adds no row and is never asked.
+
 **Judged visits.** The ``service_anomaly`` detector's measurements of each visit it judged
 (sensed time, the household's usual people count, infrared samples, the recordings linked and
 their coverage, its verdict: :class:`JudgedVisit`) are kept in the ``judged_visit`` table of
@@ -82,7 +89,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
@@ -517,7 +524,8 @@ class ServiceLog:
 
     def append(self, events: Sequence[VisitEvent], *, now_ms: int | None = None,
                set_aside_refused: bool = False,
-               on_set_aside: Callable[[RefusedVisit], object] | None = None
+               on_set_aside: Callable[[RefusedVisit], object] | None = None,
+               admit: Callable[[VisitEvent], bool] | None = None
                ) -> list[tuple[ServiceRecord, bool]]:
         """Record ``events`` in order, one transaction. Returns each event's record and whether
         it is new (``False``: the same call was recorded before, :func:`repeats`; the earlier
@@ -526,7 +534,10 @@ class ServiceLog:
         An event that contradicts its visit (:func:`refusal`) raises :class:`VisitRefused` and
         nothing of the batch is recorded; with ``set_aside_refused`` (devices, which cannot be
         told no) it is kept in the refused table instead and left out of the result, and
-        ``on_set_aside`` is called with each one set aside for the first time, once committed."""
+        ``on_set_aside`` is called with each one set aside for the first time, once committed.
+        ``admit`` (a :class:`RowBudget`'s plan) is asked about each event that would add a row,
+        chained or set aside, in order; one it refuses is neither, and is left out of the
+        result. It may be asked again about the same events if the transaction fails."""
         if not events:
             return []
         recorded_at = _now_ms() if now_ms is None else now_ms
@@ -535,7 +546,7 @@ class ServiceLog:
         with self._lock:
             try:
                 out = self._append(events, recorded_at, set_aside_refused, set_aside,
-                                   readmitted)
+                                   readmitted, admit)
             except sqlite3.DatabaseError as exc:
                 if storage_fault(exc) is None:
                     raise
@@ -551,7 +562,8 @@ class ServiceLog:
 
     def _append(self, events: Sequence[VisitEvent], recorded_at: int,
                 set_aside_refused: bool = False, set_aside: list[RefusedVisit] | None = None,
-                readmitted: list[VisitEvent] | None = None
+                readmitted: list[VisitEvent] | None = None,
+                admit: Callable[[VisitEvent], bool] | None = None
                 ) -> list[tuple[ServiceRecord, bool]]:
         out: list[tuple[ServiceRecord, bool]] = []
         db = self._db
@@ -582,6 +594,10 @@ class ServiceLog:
                 if refused is not None:
                     if not set_aside_refused:
                         raise VisitRefused(event, *refused)
+                    if admit is not None and db.execute(
+                            "SELECT 1 FROM refused_visit WHERE origin = ?",
+                            (event.origin,)).fetchone() is None and not admit(event):
+                        continue
                     inserted = db.execute(
                         "INSERT INTO refused_visit (origin, at, recorded_at, site, bed,"
                         " caregiver, visit, event, method, services, source, device, actor,"
@@ -594,6 +610,8 @@ class ServiceLog:
                     if inserted and set_aside is not None:
                         set_aside.append(RefusedVisit(event=event, recorded_at=recorded_at,
                                                       reason=refused[0], detail=refused[1]))
+                    continue
+                if admit is not None and not admit(event):
                     continue
                 seq, prev = self._chain(db, event, seq, prev, recorded_at, out)
                 if event.event == "check_in" and set_aside_refused:
@@ -1107,15 +1125,45 @@ class ServiceLog:
             self._db.close()
 
 
+class RowPlan(Protocol):
+    """One commit's decisions of a :class:`RowBudget`."""
+
+    def admit(self, event: VisitEvent) -> bool:
+        """Whether ``event``, which would add a row, may (asked in order, inside the append's
+        transaction; nothing is charged yet)."""
+
+    def apply(self) -> None:
+        """Charge what was admitted, and hand on what was not: the append is committed."""
+
+
+class RowBudget(Protocol):
+    """What badges may add to the log (module docstring, A budget of rows per badge)."""
+
+    def plan(self, now_ms: int) -> RowPlan:
+        """A fresh plan for the events received up to ``now_ms`` (their receipt time)."""
+
+
+def badge_origin(message: Message) -> str:
+    """The origin of a badge message's record: its device, ``seq`` and device time (a
+    redelivery of the same message is recorded once)."""
+    a = message.address
+    return f"badge:{a.site}/{a.bed}/{a.device}/{message.payload.seq}/{message.payload.ts}"
+
+
 class ServiceLogRecorder:
     """Pipeline stage: badge check-ins/outs into the service log before acknowledgement;
-    those that contradict their visit are set aside with the reason (module docstring)."""
+    those that contradict their visit are set aside with the reason, those ``budget`` does
+    not admit are left out (module docstring)."""
 
     name = "servicelog"
 
-    def __init__(self, log: ServiceLog, *, metrics: CollectorRegistry | None = None) -> None:
+    def __init__(self, log: ServiceLog, *, metrics: CollectorRegistry | None = None,
+                 budget: RowBudget | None = None) -> None:
         self.log = log
+        self.budget = budget
         self._pending: list[VisitEvent] = []
+        self._received_ms = 0
+        """The latest receipt time of a badge event taken (the budget's clock)."""
         self.set_aside = Counter(
             "homecare_service_visits_set_aside", "Badge check-ins and check-outs set aside "
             "(not chained: GET /api/v1/service-logs/refused), by the reason they contradict "
@@ -1134,16 +1182,17 @@ class ServiceLogRecorder:
                   ).set_function(functools.partial(_audit_value, log, read))
 
     def accept(self, messages: Sequence[Message], received_ms: Sequence[int]) -> None:
-        for message in messages:
+        for message, received in zip(messages, received_ms, strict=True):
             payload = message.payload
             if not isinstance(payload, BadgeEvent):
                 continue
             a = message.address
             self._pending.append(VisitEvent(
-                origin=f"badge:{a.site}/{a.bed}/{a.device}/{payload.seq}/{payload.ts}",
-                at=payload.ts, site=a.site, bed=a.bed, caregiver=payload.caregiver,
-                visit=payload.visit, event=payload.event, source="badge",
-                method=payload.method, services=payload.services, device=a.device))
+                origin=badge_origin(message), at=payload.ts, site=a.site, bed=a.bed,
+                caregiver=payload.caregiver, visit=payload.visit, event=payload.event,
+                source="badge", method=payload.method, services=payload.services,
+                device=a.device))
+            self._received_ms = max(self._received_ms, received)
 
     def commit(self) -> None:
         # Runs in the commit thread while the event loop waits for it; keep the batch until it
@@ -1151,15 +1200,28 @@ class ServiceLogRecorder:
         n = len(self._pending)
         if n:
             reasons: collections.Counter[str] = collections.Counter()
+            plan = self.budget.plan(self._received_ms) if self.budget is not None else None
+            over = 0
+
+            def admit(event: VisitEvent) -> bool:
+                nonlocal over
+                assert plan is not None
+                admitted = plan.admit(event)
+                over += not admitted
+                return admitted
+
             kept = self.log.append(self._pending[:n], set_aside_refused=True,
-                                   on_set_aside=lambda refused: reasons.update((refused.reason,)))
+                                   on_set_aside=lambda refused: reasons.update((refused.reason,)),
+                                   admit=None if plan is None else admit)
+            if plan is not None:
+                plan.apply()
             for reason, count in reasons.items():
                 self.set_aside.labels(reason).inc(count)
-            if len(kept) < n:
+            if len(kept) + over < n:
                 named = ",".join(f"{r}:{c}" for r, c in sorted(reasons.items()))
                 log.warning("servicelog.visits_set_aside count=%d reasons=%s (they contradict "
-                            "their visits; GET /api/v1/service-logs/refused)", n - len(kept),
-                            named or "already_set_aside")
+                            "their visits; GET /api/v1/service-logs/refused)",
+                            n - len(kept) - over, named or "already_set_aside")
             del self._pending[:n]
 
 

@@ -633,6 +633,32 @@ class Settings(BaseSettings):
         description="The care institution each site's visits are reported under in the "
         "supervision report, as `site=institution` (ids of letters, digits, `_` and `-`); a "
         "site not listed is its own institution. Comma-separated in the environment.")
+    service_badge_burst_events: int = Field(
+        default=200, ge=1, le=1_000_000, json_schema_extra={"unit": "events"},
+        description="Check-ins and check-outs one badge may add to the service log at once "
+        "(each is a row kept for good): a day's backlog from a caregiver's app that was "
+        "offline is taken whole (a long day is about 30 visits, 60 events). Beyond it and "
+        "`service_badge_events_per_day`, its events are dead-lettered as "
+        "`badge_rate_exceeded`, counted in `homecare_service_badge_events_over_budget_total`, "
+        "logged at most once a minute, and the badge gets a `sensor_fault` alert. A redelivery "
+        "of an event the log holds costs nothing.")
+    service_badge_events_per_day: float = Field(
+        default=200.0, ge=0, le=10_000_000, json_schema_extra={"unit": "events/day"},
+        description="Check-ins and check-outs one badge may add to the service log a day on "
+        "average, after `service_badge_burst_events`: in any 24 hours a badge adds at most "
+        "the two together (400 by default; each visit also gets its service record). 0: no "
+        "limit.")
+    service_unlisted_badge_burst_events: int = Field(
+        default=2000, ge=1, le=10_000_000, json_schema_extra={"unit": "events"},
+        description="Check-ins and check-outs that the badges the registry does not list may "
+        "add to the service log at once, all of them together (each also keeps to "
+        "`service_badge_burst_events`), so made-up badge ids cannot grow it without bound. A "
+        "station without a registry file shares it among all its badges: list them.")
+    service_unlisted_badge_events_per_day: float = Field(
+        default=5000.0, ge=0, le=100_000_000, json_schema_extra={"unit": "events/day"},
+        description="Check-ins and check-outs that the badges the registry does not list may "
+        "add to the service log a day together, after "
+        "`service_unlisted_badge_burst_events`. 0: no shared limit (each badge keeps its own).")
 
     # --- registry, time, API ------------------------------------------------------------------
     registry_file: Path | None = Field(

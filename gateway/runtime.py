@@ -109,6 +109,7 @@ from gateway.ingest.message import RawMessage
 from gateway.ingest.pacing import STEP_SLICE, StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage, device_budget
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
+from gateway.ingest.visitrecords import BudgetedServiceLog, badge_budget
 from gateway.monitoring import Metrics, process_age_s
 from gateway.notify import (
     LINKS_FILE,
@@ -417,11 +418,15 @@ class Gateway:
         # The detectors' input is journaled on its way to them (gateway.detect.journal).
         feed = (JournaledStage(self.alerting, self.journal) if self.journal is not None
                 else self.alerting)
+        # Badge check-ins/outs into the service log, each badge within its budget of rows.
+        budget = badge_budget(settings, registry)
+        budget.resume(self.alerts.open_alerts())
+        visit_records = BudgetedServiceLog(
+            ServiceLogRecorder(self.service_log, metrics=self.metrics.registry), budget,
+            deadletters=self.deadletters, metrics=self.metrics, on_findings=self.alerting.apply)
         self.pipeline = Pipeline(metrics=self.metrics, registry=registry,
                                  codec=Codec(max_payload_bytes=settings.max_payload_bytes),
-                                 stages=(feed, *stages, self.live,
-                                         ServiceLogRecorder(self.service_log,
-                                                            metrics=self.metrics.registry)),
+                                 stages=(feed, *stages, self.live, visit_records),
                                  urgent_stages=(feed,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window,
