@@ -76,7 +76,9 @@ SCAN_INTERVAL_MS: Final = 1_000
 not on every batch, however many badges a flood of made-up ids flagged."""
 
 Place = Callable[[str], tuple[str, str] | None]
-"""A device id to the site and bed the registry lists it at; None: not listed."""
+"""A device id to the site and bed the registry lists it at; None: not listed; :data:`ANYWHERE`:
+listed, at the site and bed its events name (a station without a registry)."""
+ANYWHERE: Final = ("", "")
 
 
 @dataclass(slots=True)
@@ -256,7 +258,8 @@ class BadgeBudget:
         key = event.device if place is not None else f"{event.site}/{event.device}"
         flag = self._flags.get(key)
         if flag is None:
-            site, bed = place if place is not None else (event.site, event.bed)
+            site, bed = place if place is not None and place != ANYWHERE else (event.site,
+                                                                                event.bed)
             flag = BadgeFlag(site=site, bed=bed, device=event.device,
                              listed=place is not None, first_ms=now_ms, last_ms=now_ms)
             if len(self._flags) < self.max_flagged:

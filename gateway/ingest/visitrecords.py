@@ -41,7 +41,7 @@ from devices.codec import Message
 from devices.registry import Registry
 from devices.schemas import BadgeEvent
 from gateway.config import Settings
-from gateway.ingest.badgebudget import REASON, REPORT_INTERVAL_MS, BadgeBudget, Report
+from gateway.ingest.badgebudget import ANYWHERE, REASON, REPORT_INTERVAL_MS, BadgeBudget, Report
 from gateway.ingest.checkpoint import DeadLetterSink
 from gateway.ingest.message import RawMessage
 from gateway.monitoring import Metrics
@@ -52,9 +52,20 @@ log = logging.getLogger("homecare.servicelog")
 
 def badge_budget(settings: Settings, registry: Registry) -> BadgeBudget:
     """The station's budget (the ``service_*badge*`` settings), listed badges as ``registry``
-    lists them."""
+    lists them. A registry that lists no device at all (a station run without one) leaves
+    nothing outside it: every badge then has its own budget, none the shared one of made-up
+    ids, which a station's real caregivers together would exceed (as for emergency calls,
+    :meth:`~devices.registry.Registry.lists_topic`).
+
+    >>> budget = badge_budget(Settings(), Registry())
+    >>> budget.place("badge-07")
+    ('', '')
+    """
+    lists_none = next(registry.placements(), None) is None
 
     def place(device: str) -> tuple[str, str] | None:
+        if lists_none:
+            return ANYWHERE
         found = registry.place(device)
         return None if found is None else (found.site, found.bed)
 

@@ -18,11 +18,12 @@ import pytest
 from alerts import AlertStatus, AlertType, Finding
 from alerts.servicelog import ServiceLog, ServiceLogRecorder
 from devices import Registry
+from gateway.config import Settings
 from gateway.ingest.badgebudget import CLEAR_AFTER_MS, REASON, BadgeBudget
 from gateway.ingest.checkpoint import commit
 from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import Pipeline
-from gateway.ingest.visitrecords import BudgetedServiceLog
+from gateway.ingest.visitrecords import BudgetedServiceLog, badge_budget
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetter, DeadLetterStore
 
@@ -44,8 +45,11 @@ class Spool:
 class Station:
     """The pipeline with the service log's stage, as the gateway builds it, on files."""
 
-    def __init__(self, tmp_path: Path, *, burst: int = BURST, per_day: float = PER_DAY) -> None:
-        self.registry = Registry.from_mapping(REGISTRY)
+    def __init__(self, tmp_path: Path, *, burst: int = BURST, per_day: float = PER_DAY,
+                 registry: bool = True) -> None:
+        """``registry`` False: a station run without a registry file, its budget as the
+        gateway builds it (:func:`badge_budget`)."""
+        self.registry = Registry.from_mapping(REGISTRY) if registry else Registry()
         self.metrics = Metrics()
         self.log = ServiceLog(tmp_path / "servicelog.sqlite3")
         self.deadletters = DeadLetterStore(tmp_path / "deadletters.sqlite3",
@@ -59,10 +63,16 @@ class Station:
         self.budget = BadgeBudget(events_per_day=per_day, burst_events=burst,
                                   unlisted_events_per_day=UNLISTED_PER_DAY,
                                   unlisted_burst_events=UNLISTED_BURST, place=place)
+        if not registry:
+            self.budget = badge_budget(Settings(
+                service_badge_burst_events=burst, service_badge_events_per_day=per_day,
+                service_unlisted_badge_burst_events=UNLISTED_BURST,
+                service_unlisted_badge_events_per_day=UNLISTED_PER_DAY), self.registry)
         self.stage = BudgetedServiceLog(
             ServiceLogRecorder(self.log, metrics=self.metrics.registry), self.budget,
             deadletters=self.deadletters, metrics=self.metrics,
             on_findings=lambda found, now: self.findings.extend(found))
+
         self.pipeline = Pipeline(metrics=self.metrics, registry=self.registry,
                                  stages=(self.stage,), dedup_window=4)
         self.seq: dict[str, int] = {}
@@ -282,3 +292,20 @@ def test_a_rate_of_zero_lifts_the_limit(tmp_path: Path) -> None:
     station.take(flood(station, 1_000))
     assert station.rows() == 1_000
     assert station.dead_lettered() == 0
+
+
+def test_without_a_registry_every_badge_has_its_own_budget(tmp_path: Path) -> None:
+    """A station run without a registry file lists no badge; its caregivers' badges are not
+    made-up ids sharing one pool (40 badges' days, 2,400 events, are over that pool's 300):
+    each has its own budget, as emergency calls are all listed without a registry."""
+    station = Station(tmp_path, registry=False)
+    raws = []
+    for k in range(40):
+        raws += station.visits(f"bg-{k:02d}", 30, first_ts=T0 - 12 * 60 * MINUTE,
+                               every_ms=20 * MINUTE, received=T0 + k, prefix=f"v{k}",
+                               caregiver=f"c-{k:02d}")
+    station.take(raws)
+    assert station.rows() == 40 * 60
+    assert station.dead_lettered() == 0
+    station.take(flood(station, 1_000, device="bg-00"))  # one of them floods: its own budget
+    assert station.over_budget("listed") == 1_000 - (BURST - 60)
