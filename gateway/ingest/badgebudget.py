@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from alerts import Alert, AlertStatus, AlertType, VisitEvent
+from gateway.storage.sourcebudget import Bucket, refilled
 
 REASON: Final = "badge_rate_exceeded"
 """Dead-letter reason (and the finding's fault) of a badge event over its budget."""
@@ -81,10 +82,6 @@ listed, at the site and bed its events name (a station without a registry)."""
 ANYWHERE: Final = ("", "")
 
 
-@dataclass(slots=True)
-class _Bucket:
-    tokens: float
-    at_ms: int
 
 
 @dataclass(slots=True)
@@ -114,8 +111,8 @@ class BadgePlan:
 
     budget: BadgeBudget
     now_ms: int
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
-    shared: _Bucket | None = None
+    buckets: dict[str, Bucket] = field(default_factory=dict)
+    shared: Bucket | None = None
     refused: list[tuple[VisitEvent, tuple[str, str] | None]] = field(default_factory=list)
     """Events not admitted, with the place the registry lists their badge at."""
 
@@ -152,7 +149,7 @@ class BadgePlan:
         bucket.tokens -= 1
         return True
 
-    def _bucket(self, key: str, per_day: float, burst: int) -> _Bucket | None:
+    def _bucket(self, key: str, per_day: float, burst: int) -> Bucket | None:
         if not per_day:
             return None
         bucket = self.buckets.get(key)
@@ -161,7 +158,7 @@ class BadgePlan:
             bucket = self.buckets[key] = _refilled(known, self.now_ms, per_day, burst)
         return bucket
 
-    def _shared(self) -> _Bucket | None:
+    def _shared(self) -> Bucket | None:
         b = self.budget
         if not b.unlisted_events_per_day:
             return None
@@ -171,15 +168,9 @@ class BadgePlan:
         return self.shared
 
 
-def _refilled(known: _Bucket | None, now_ms: int, per_day: float, burst: int) -> _Bucket:
-    """A copy of ``known`` (a full bucket when None) refilled up to ``now_ms``. A clock set
-    back refills nothing, and refilling resumes from the new time."""
-    if known is None:
-        return _Bucket(float(burst), now_ms)
-    tokens = known.tokens
-    if now_ms > known.at_ms:
-        tokens = min(float(burst), tokens + (now_ms - known.at_ms) * per_day / DAY_MS)
-    return _Bucket(tokens, now_ms)
+def _refilled(known: Bucket | None, now_ms: int, per_day: float, burst: int) -> Bucket:
+    """:func:`~gateway.storage.sourcebudget.refilled` at ``per_day`` tokens a day."""
+    return refilled(known, now_ms, per_day / DAY_MS, burst)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,9 +202,9 @@ class BadgeBudget:
         self.max_flagged = max_flagged
         self.over_budget = {"listed": 0, "unlisted": 0}
         """Events not admitted since start, by whether the registry lists their badge."""
-        self._listed: dict[str, _Bucket] = {}
-        self._unlisted: OrderedDict[str, _Bucket] = OrderedDict()
-        self._shared: _Bucket | None = None
+        self._listed: dict[str, Bucket] = {}
+        self._unlisted: OrderedDict[str, Bucket] = OrderedDict()
+        self._shared: Bucket | None = None
         self._flags: dict[str, BadgeFlag] = {}
         self._refused: list[VisitEvent] = []
         self._next_scan_ms: int | None = None
@@ -223,11 +214,11 @@ class BadgeBudget:
     def plan(self, now_ms: int) -> BadgePlan:
         return BadgePlan(self, now_ms)
 
-    def bucket(self, key: str) -> _Bucket | None:
+    def bucket(self, key: str) -> Bucket | None:
         with self._lock:
             return self._listed.get(key) or self._unlisted.get(key)
 
-    def shared_bucket(self) -> _Bucket | None:
+    def shared_bucket(self) -> Bucket | None:
         with self._lock:
             return self._shared
 

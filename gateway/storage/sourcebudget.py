@@ -57,9 +57,29 @@ def source_of(topic: str) -> str:
 
 
 @dataclass(slots=True)
-class _Bucket:
+class Bucket:
+    """A token bucket: ``tokens`` left as of ``at_ms``."""
+
     tokens: float
     at_ms: int
+
+
+def refilled(known: Bucket | None, now_ms: int, per_ms: float, burst: float) -> Bucket:
+    """A copy of ``known`` (a full bucket when None) refilled at ``per_ms`` tokens a
+    millisecond up to ``now_ms``, never past ``burst``. A clock set back refills nothing, and
+    refilling resumes from the new time (not after the old time comes round again).
+
+    >>> refilled(Bucket(0.0, 1_000), 3_000, 0.5, 600)
+    Bucket(tokens=600.0, at_ms=3000)
+    >>> refilled(Bucket(10.0, 5_000), 4_000, 0.5, 600)
+    Bucket(tokens=10.0, at_ms=4000)
+    """
+    if known is None:
+        return Bucket(float(burst), now_ms)
+    tokens = known.tokens
+    if now_ms > known.at_ms:
+        tokens = min(float(burst), tokens + (now_ms - known.at_ms) * per_ms)
+    return Bucket(tokens, now_ms)
 
 
 @dataclass(slots=True)
@@ -68,7 +88,7 @@ class Plan:
     are once the admitted letters are charged (applied only by :meth:`SourceBudget.apply`)."""
 
     admitted: list[bool] = field(default_factory=list)
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    buckets: dict[str, Bucket] = field(default_factory=dict)
 
 
 class SourceBudget:
@@ -83,7 +103,7 @@ class SourceBudget:
         self.bytes_per_s = float(bytes_per_s)
         self.burst_bytes = burst_bytes
         self.max_sources = max_sources
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._buckets: OrderedDict[str, Bucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -96,19 +116,9 @@ class SourceBudget:
             plan.admitted = [True for _ in letters]
             return plan
         for source, cost, at_ms in letters:
-            bucket = plan.buckets.get(source)
-            if bucket is None:
-                known = self._buckets.get(source)
-                bucket = (_Bucket(known.tokens, known.at_ms) if known is not None
-                          else _Bucket(float(self.burst_bytes), at_ms))
-                plan.buckets[source] = bucket
-            if at_ms > bucket.at_ms:
-                bucket.tokens = min(float(self.burst_bytes),
-                                    bucket.tokens + (at_ms - bucket.at_ms) * self.bytes_per_s
-                                    / 1000)
-            # A clock set back refills nothing, and refilling resumes from the new time (not
-            # after the old time comes round again).
-            bucket.at_ms = at_ms
+            bucket = plan.buckets[source] = refilled(
+                plan.buckets.get(source) or self._buckets.get(source), at_ms,
+                self.bytes_per_s / 1000, self.burst_bytes)
             admitted = bucket.tokens >= min(cost, self.burst_bytes)
             if admitted:
                 bucket.tokens -= cost
@@ -127,18 +137,14 @@ class SourceBudget:
         if not self.bytes_per_s:
             return True
         buckets = self._buckets
-        bucket = buckets.get(source)
-        if bucket is None:
-            bucket = buckets[source] = _Bucket(float(self.burst_bytes), at_ms)
+        known = buckets.get(source)
+        bucket = buckets[source] = refilled(known, at_ms, self.bytes_per_s / 1000,
+                                            self.burst_bytes)
+        if known is None:
             if len(buckets) > self.max_sources:
                 buckets.popitem(last=False)
         else:
             buckets.move_to_end(source)
-            if at_ms > bucket.at_ms:
-                bucket.tokens = min(float(self.burst_bytes),
-                                    bucket.tokens + (at_ms - bucket.at_ms) * self.bytes_per_s
-                                    / 1000)
-        bucket.at_ms = at_ms
         if bucket.tokens >= min(cost, self.burst_bytes):
             bucket.tokens -= cost
             return True
