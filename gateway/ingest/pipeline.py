@@ -455,7 +455,8 @@ class Pipeline:
         a device seen for the first time; a device past its budget is rejected undecoded.
         Called once per raw message (the urgent lane keeps its answer for :meth:`process`)."""
         budget = self.device_budget
-        if budget is not None and isinstance(topic := raw.topic, str) and not is_urgent(topic):
+        if (budget is not None and isinstance(topic := raw.topic, str)
+                and len(topic) <= BUDGET_TOPIC_CHARS and not is_urgent(topic)):
             device = topic[:topic.rfind("/")]
             if not budget.charge(device, len(raw.payload), raw.received_ms):
                 return self._past_budget(device)
@@ -552,6 +553,10 @@ class Pipeline:
         return batch
 
 
+BUDGET_TOPIC_CHARS: Final = 320
+"""Topics longer than any of the contract (``homecare/v1/`` and three ids of at most 64
+characters, a kind, a channel) are not charged to a device budget: the codec rejects them
+anyway, and 20,000 remembered topics of 64 KiB would hold 1.3 GB."""
 DEVICE_BUDGET_DEVICES: Final = 20_000
 """Devices whose intake budget is remembered (least recently heard forgotten first): a hub's
 listed devices several times over, so a device keeps its bucket while it floods, and a flood

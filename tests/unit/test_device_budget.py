@@ -158,3 +158,19 @@ def test_the_inbox_is_full_by_bytes_and_has_room_again_at_half() -> None:
         assert not box.full
 
     asyncio.run(drain())
+
+
+def test_a_topic_no_device_could_have_is_not_remembered(
+        parts: tuple[Pipeline, Recorder, Metrics]) -> None:
+    """Topics past the contract's length are rejected by the codec, never kept as a budget's
+    key: 20,000 of 64 KiB would be 1.3 GB."""
+    pipeline, _, _ = parts
+    budget = pipeline.device_budget
+    assert budget is not None
+    long_ids = [event(f"homecare/v1/site-01/{'b' * 1000}{n}/fall/fs/telemetry", n, T0,
+                      in_bed=True) for n in range(50)]
+    pipeline.process(long_ids)
+    assert len(budget) == 0
+    assert {letter.reason for letter in pipeline.take().deadletters} == {"bad_topic"}
+    longest = "homecare/v1/" + "/".join(["s" * 64, "b" * 64, "badge", "d" * 64, "telemetry"])
+    assert len(longest) <= 320  # every topic the contract allows is still charged
