@@ -456,9 +456,12 @@ class Pipeline:
         Called once per raw message (the urgent lane keeps its answer for :meth:`process`)."""
         budget = self.device_budget
         if (budget is not None and isinstance(topic := raw.topic, str)
-                and len(topic) <= BUDGET_TOPIC_CHARS and not is_urgent(topic)):
+                and len(topic) <= BUDGET_TOPIC_CHARS):
             device = topic[:topic.rfind("/")]
-            if not budget.charge(device, len(raw.payload), raw.received_ms):
+            # A call is charged too, but never held: only a payload no call needs (a button
+            # or fall event padded with unknown fields) is, like any other message.
+            if (not budget.charge(device, len(raw.payload), raw.received_ms)
+                    and (len(raw.payload) > CALL_BYTES_MAX or not is_urgent(topic))):
                 return self._past_budget(device)
         decoded = self.codec.decode(raw.topic, raw.payload)
         if isinstance(decoded, Rejected):
@@ -480,7 +483,11 @@ class Pipeline:
         """:meth:`_admit` for the urgent session's copy of a call: decoded, a listed device out
         of its place refused (the main session's copy is counted and dead-lettered), a device
         seen for the first time registered; not deduplicated (:meth:`process_urgent` keeps
-        the calls taken; the main session's copies are deduplicated as ever)."""
+        the calls taken; the main session's copies are deduplicated as ever). A payload over
+        :data:`CALL_BYTES_MAX` is no call's: it is not taken ahead, its main session's copy
+        goes the main way, through the device's budget."""
+        if len(raw.payload) > CALL_BYTES_MAX:
+            return Rejected(DEVICE_OVER_BUDGET, "urgent session: a payload no call needs")
         decoded = self.codec.decode(raw.topic, raw.payload)
         if isinstance(decoded, Rejected):
             return decoded
@@ -553,6 +560,12 @@ class Pipeline:
         return batch
 
 
+CALL_BYTES_MAX: Final = 4096
+"""An emergency button or fall event is never held to its device's budget up to this size (a
+call of the contract is about 100 bytes; unknown fields are allowed, so some room): past the
+budget a larger one is dead-lettered like any message, so a device cannot send its flood as
+``fall_cleared`` events padded with junk (a tester filled the detectors' journal so, 257 MB in
+5 s, 2026-12-03)."""
 BUDGET_TOPIC_CHARS: Final = 320
 """Topics longer than any of the contract (``homecare/v1/`` and three ids of at most 64
 characters, a kind, a channel) are not charged to a device budget: the codec rejects them

@@ -174,3 +174,24 @@ def test_a_topic_no_device_could_have_is_not_remembered(
     assert {letter.reason for letter in pipeline.take().deadletters} == {"bad_topic"}
     longest = "homecare/v1/" + "/".join(["s" * 64, "b" * 64, "badge", "d" * 64, "telemetry"])
     assert len(longest) <= 320  # every topic the contract allows is still charged
+
+
+def test_a_call_topic_padded_with_junk_is_held_to_the_budget_a_real_call_never(
+        parts: tuple[Pipeline, Recorder, Metrics]) -> None:
+    """The exemption is for calls, not for their topic: 60 KB ``fall_cleared`` events padded
+    with an unknown field (the contract keeps unknown fields) once past the budget are
+    dead-lettered, by either session; a real call, about 100 bytes, is still taken."""
+    pipeline, rules, metrics = parts
+    padded = [event(FALL, seq, T0, event="fall_cleared", junk="x" * 60_000)
+              for seq in range(1, 21)]
+    copies = [RawMessage(m.topic, m.payload, m.mid, 1, m.received_ms, urgent_session=True)
+              for m in padded]
+    assert pipeline.process_urgent(copies) == 0  # never taken ahead by the urgent session
+    pipeline.process(padded)
+    assert rules.seen.count(FALL) == 3  # the burst (200,000 bytes): three of them
+    assert rejected(metrics) == 17
+    call = event(FALL, 30, T0, event="fall_detected", confidence=0.97, posture="lying")
+    assert pipeline.process_urgent([call]) == 1  # past the budget, still a call
+    pipeline.process([call])
+    assert rules.seen.count(FALL) == 4
+    assert rejected(metrics) == 17
