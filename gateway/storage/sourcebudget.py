@@ -64,22 +64,36 @@ class Bucket:
     at_ms: int
 
 
-def refilled(known: Bucket | None, now_ms: int, per_ms: float, burst: float) -> Bucket:
-    """A copy of ``known`` (a full bucket when None) refilled at ``per_ms`` tokens a
-    millisecond up to ``now_ms``, never past ``burst``. A clock set back refills nothing, and
-    refilling resumes from the new time (not after the old time comes round again).
+def refill(bucket: Bucket, now_ms: int, per_ms: float, burst: float) -> None:
+    """Refill ``bucket`` in place at ``per_ms`` tokens a millisecond up to ``now_ms``, never
+    past ``burst``. A clock set back refills nothing, and refilling resumes from the new time
+    (not after the old time comes round again).
 
-    >>> refilled(Bucket(0.0, 1_000), 3_000, 0.5, 600)
+    >>> bucket = Bucket(0.0, 1_000)
+    >>> refill(bucket, 3_000, 0.5, 600)
+    >>> bucket
     Bucket(tokens=600.0, at_ms=3000)
+    >>> refill(bucket, 2_000, 0.5, 600)
+    >>> bucket
+    Bucket(tokens=600.0, at_ms=2000)
+    """
+    if now_ms > bucket.at_ms:
+        bucket.tokens = min(float(burst), bucket.tokens + (now_ms - bucket.at_ms) * per_ms)
+    bucket.at_ms = now_ms
+
+
+def refilled(known: Bucket | None, now_ms: int, per_ms: float, burst: float) -> Bucket:
+    """A copy of ``known`` (a full bucket when None), refilled by :func:`refill`; ``known``
+    itself is left as it is (a plan decides before it charges).
+
     >>> refilled(Bucket(10.0, 5_000), 4_000, 0.5, 600)
     Bucket(tokens=10.0, at_ms=4000)
     """
     if known is None:
         return Bucket(float(burst), now_ms)
-    tokens = known.tokens
-    if now_ms > known.at_ms:
-        tokens = min(float(burst), tokens + (now_ms - known.at_ms) * per_ms)
-    return Bucket(tokens, now_ms)
+    bucket = Bucket(known.tokens, known.at_ms)
+    refill(bucket, now_ms, per_ms, burst)
+    return bucket
 
 
 @dataclass(slots=True)
@@ -137,14 +151,14 @@ class SourceBudget:
         if not self.bytes_per_s:
             return True
         buckets = self._buckets
-        known = buckets.get(source)
-        bucket = buckets[source] = refilled(known, at_ms, self.bytes_per_s / 1000,
-                                            self.burst_bytes)
-        if known is None:
+        bucket = buckets.get(source)
+        if bucket is None:  # a new source: a full bucket
+            bucket = buckets[source] = Bucket(float(self.burst_bytes), at_ms)
             if len(buckets) > self.max_sources:
                 buckets.popitem(last=False)
-        else:
+        else:  # refilled in place: nothing allocated per message on the intake path
             buckets.move_to_end(source)
+            refill(bucket, at_ms, self.bytes_per_s / 1000, self.burst_bytes)
         if bucket.tokens >= min(cost, self.burst_bytes):
             bucket.tokens -= cost
             return True
