@@ -5,7 +5,7 @@ A detector subclass declares its columns in ``_declare``, folds a batch into the
 (vectorised over beds or devices; findings are built only for the few that changed).
 
 ``update`` only buffers (in the shared :class:`~gateway.detect._fleet.Fleet`, which extracts
-columns from every few thousand messages as they come); ``evaluate`` folds in what was buffered
+columns from every 500 messages as they come); ``evaluate`` folds in what was buffered
 and evaluates, at most every ``fleet.evaluate_interval_ms`` (default
 :data:`~gateway.detect._rounds.EVALUATE_INTERVAL_MS`) of
 message-clock time (on a grid shared by all detectors), and returns nothing in between.
