@@ -249,7 +249,9 @@ class Metrics:
             "waiting for a request head, to make room under http_max_connections or the "
             "per-client cap), evicted_stalled (one whose client has not read its answer or "
             "sent its body for http_evict_stalled_after_s, to make room), refused (a cap "
-            "reached and no connection waiting or stalled)", ["reason"],
+            "reached and no connection waiting or stalled), malformed_request (a request that "
+            "cannot be parsed or is framed both by Transfer-Encoding and Content-Length: "
+            "answered 400 unless its answer had begun)", ["reason"],
             registry=r)
         self.http_log_lines_suppressed = Counter(
             "homecare_http_log_lines_suppressed",

@@ -15,7 +15,10 @@ be complete within ``http_header_timeout_s``, its body within ``http_body_timeou
 connections are capped in total and per client address, the oldest idle or half-sent one
 making room for a new one, else (from the address holding the most) one stalled on its
 client for ``http_evict_stalled_after_s`` (a body not sent, an answer not read), below the
-open-files limit (raised to its hard limit at start).
+open-files limit (raised to its hard limit at start). A request that cannot be parsed, or
+whose body is framed both by ``Transfer-Encoding`` and ``Content-Length``, is answered 400
+once and its connection closed; a target in absolute-form (``GET http://host/healthz``) is
+served by its path (:mod:`gateway.http._parser`).
 Every answer says ``nosniff``, every HTML page carries a Content-Security-Policy, ``DENY``
 framing and no referrer (:mod:`gateway.http._pages`).
 

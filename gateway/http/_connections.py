@@ -21,7 +21,11 @@ the common 1,024 limit, and ``/healthz``, the API and the console went dark. Her
   request head must be complete within ``header_timeout_s`` of the connection opening (or of
   its previous answer), its body within ``body_timeout_s`` of the head, and an answer whose
   client reads nothing (the send buffer full, :data:`SEND_BUFFER_BYTES` in the kernel) may
-  stall for ``write_timeout_s`` at most: a slow-read client cannot hold a connection.
+  stall for ``write_timeout_s`` at most: a slow-read client cannot hold a connection. It
+  parses with :class:`~gateway.http._parser.RequestParser` (a body framed two ways is
+  malformed, an absolute-form target is read as its path), and a malformed request is
+  answered 400 (unless its answer has begun) and closed, counted as ``malformed_request``,
+  never answered a second time by the app.
 * :func:`connection_cap` keeps the cap below the process's open-files limit, and
   :func:`raise_open_files_limit` raises that limit to its hard limit first.
 
@@ -44,9 +48,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from alerts.api import client_group
+from gateway.http._parser import RequestParser
 
 if TYPE_CHECKING:
     from gateway.config import Settings
@@ -287,6 +293,7 @@ class _GuardedH11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.conn = RequestParser(self.config.h11_max_incomplete_event_size)
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_reason = ""
         self._request: object | None = None
@@ -374,6 +381,22 @@ class _GuardedH11Protocol(H11Protocol):
         self._stall_told = False
         self._body_pending = False
         self._arm(self.guarded.limits.header_timeout_s, "header_timeout")
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (its head, or its body once the app has it): answered
+        400 and closed, unless its answer has begun or been sent, then only closed. The app
+        still working on it is told its client is gone (its answer is dropped, its reads end):
+        uvicorn alone let it answer after the 400, and h11 refused that with an exception
+        logged at ERROR, twice with tracebacks (found by a tester, issue 17)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.guarded.closed("malformed_request")
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            super().send_400_response(msg)
+        else:
+            self.transport.close()
 
     def evict(self) -> None:
         self._disarm()

@@ -157,21 +157,27 @@ def _raw(gateway: GatewayProcess, request: bytes, timeout: float = 10) -> tuple[
     answer's length is reached)."""
     with socket.create_connection((gateway.host, gateway.port), timeout=timeout) as sock:
         sock.sendall(request)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        head, _, body = answer.partition(b"\r\n\r\n")
-        match = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
-        while match and len(body) < int(match.group(1)):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            body += chunk
+        return _answer(sock)
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and the whole of the next answer on ``sock`` (read until the server closes
+    or the answer's length is reached)."""
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    match = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+    while match and len(body) < int(match.group(1)):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    return status, answer
+    return status, head + b"\r\n\r\n" + body
 
 
 # --- a flood of idle, half-sent connections ---------------------------------------------------
@@ -541,6 +547,113 @@ def test_no_redirect_is_built_from_the_host_header(gateway: GatewayProcess, path
     assert b"evil.example" not in head, head
     assert not 300 <= status < 400, head
     assert status == 404, head
+
+
+# --- request heads of hostile clients ------------------------------------------------------
+
+CHUNKED_WRITE = (b"POST /api/v1/alerts/x/ack HTTP/1.1\r\nHost: gateway\r\n"
+                 b"Transfer-Encoding: chunked\r\n")
+"""A write without a key whose body is chunked: the API answers 401 without reading it."""
+MALFORMED_CLOSED = 'homecare_http_connections_closed_total{reason="malformed_request"}'
+
+
+def _until_closed(sock: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (failing if it does not)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except TimeoutError:
+        pytest.fail(f"the connection was left open after {received[:300]!r}")
+    return received
+
+
+def _assert_no_error_logged(gateway: GatewayProcess, since: int) -> None:
+    """A client's malformed request is no error of ours: since the log's offset ``since``,
+    a warning at most, no error, no traceback (read after a round trip, so that whatever
+    the request set off has run)."""
+    assert httpx.get(f"{gateway.url}/healthz", timeout=10).status_code == 200
+    written = gateway.log_path.read_bytes()[since:].decode(errors="replace")
+    for unwanted in ("api.internal_error", "Exception in ASGI application", "Traceback"):
+        assert unwanted not in written, written
+    lines = written.splitlines()
+    assert not [line for line in lines if " ERROR " in line], written
+    warnings = [line for line in lines if " WARNING " in line and "log_suppressed" not in line]
+    assert len(warnings) <= 1, written
+
+
+@pytest.mark.parametrize("body", [b"hello\r\n", b"5\r\nhello\r\n0\r\n\r\n"],
+                         ids=["not-chunks", "chunks"])
+def test_a_body_framed_two_ways_is_answered_400_once_and_closed(
+        gateway: GatewayProcess, body: bytes) -> None:
+    """Found by a tester (#17): with both Transfer-Encoding and Content-Length and a body that
+    is not chunks, uvicorn answered 400, then the API its 401 to the same request; h11 refused
+    that, and the gateway logged ``api.internal_error`` and "Exception in ASGI application",
+    each with a traceback. With a body that is chunks, it answered 401 and kept the
+    connection open (RFC 9112 section 6.1: such a request's connection must be closed)."""
+    counted = gateway.metric(MALFORMED_CLOSED)
+    logged = gateway.log_path.stat().st_size
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
+        sock.sendall(CHUNKED_WRITE + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        answer = _until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:300]
+    assert answer.count(b"HTTP/1.1 ") == 1, answer
+    _assert_no_error_logged(gateway, logged)
+    assert gateway.metric(MALFORMED_CLOSED) == counted + 1
+
+
+def test_a_body_found_malformed_after_its_answer_only_closes_the_connection(
+        gateway: GatewayProcess) -> None:
+    """The answer (401) sent before the body was read, then the body is not chunks: uvicorn
+    answered 400 after it, h11 refused that, and asyncio logged "protocol.data_received() call
+    failed" with a traceback. A request is answered once: the connection is closed."""
+    logged = gateway.log_path.stat().st_size
+    with socket.create_connection((gateway.host, gateway.port), timeout=10) as sock:
+        sock.sendall(CHUNKED_WRITE + b"\r\n")
+        status, answer = _answer(sock)
+        assert status == 401, answer[:300]
+        sock.sendall(b"zz\r\n")  # not a chunk size
+        assert _until_closed(sock) == b""
+    _assert_no_error_logged(gateway, logged)
+
+
+def _request(target: bytes, key: str | None = None) -> bytes:
+    auth = b"Authorization: Bearer " + key.encode() + b"\r\n" if key else b""
+    return (b"GET " + target + b" HTTP/1.1\r\nHost: gateway\r\n" + auth
+            + b"Connection: close\r\n\r\n")
+
+
+WRONG_KEY = f"hck_{secrets.token_hex(6)}_{secrets.token_urlsafe(32)}"
+
+
+@pytest.mark.parametrize(("absolute", "origin", "key", "status"), [
+    (b"http://evil.example/healthz", b"/healthz", None, 200),
+    (b"HTTP://evil.example:8080/api/v1/beds?limit=5", b"/api/v1/beds?limit=5", KEY, 200),
+    (b"http://evil.example/api/v1/beds", b"/api/v1/beds", WRONG_KEY, 401),
+    (b"https://user@evil.example/console/index.html", b"/console/index.html", None, 200),
+    (b"http://evil.example", b"/", None, 200),
+], ids=["healthz", "api", "api-wrong-key", "console", "no-path"])
+def test_an_absolute_form_target_is_answered_as_its_path(
+        gateway: GatewayProcess, absolute: bytes, origin: bytes, key: str | None,
+        status: int) -> None:
+    """RFC 9112 section 3.2.2: a server must accept the absolute-form (``GET http://host/x``);
+    it answered 404 (found by a tester, #17). Its authority is ignored."""
+    got, answer = _raw(gateway, _request(absolute, key))
+    expected, same = _raw(gateway, _request(origin, key))
+    assert (got, expected) == (status, status), answer[:300]
+    assert answer.partition(b"\r\n\r\n")[2] == same.partition(b"\r\n\r\n")[2]
+
+
+def test_an_absolute_form_target_is_checked_by_its_path(gateway: GatewayProcess) -> None:
+    """A path that names nothing is 400 in the absolute-form too, and the check (and its log
+    line) sees the path, not ``http://...``."""
+    logged = gateway.log_path.stat().st_size
+    status, answer = _raw(gateway, _request(b"http://evil.example/console/index.html%00.js"))
+    assert status == 400, answer[:300]
+    assert b'"bad_request"' in answer
+    assert b"path='/console/index.html\\x00.js'" in gateway.log_path.read_bytes()[logged:]
+    status, answer = _raw(gateway, _request(b"http:///healthz"))  # no host
+    assert status == 400, answer[:300]
 
 
 HTML_HEADERS = {

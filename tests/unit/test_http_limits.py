@@ -8,6 +8,7 @@ import logging
 import secrets
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -21,6 +22,7 @@ from devices.registry import Registry
 from gateway import logs
 from gateway.http._connections import ConnectionGuard
 from gateway.http._pages import PAGE_POLICY, SecurityHeaders, docs_page
+from gateway.http._parser import RequestParser
 
 
 class Conn:
@@ -244,6 +246,30 @@ def test_paths_that_name_nothing_are_told_apart(raw: bytes, reason: str) -> None
                                  "/caf\u00e9".encode(), b"/docs"])
 def test_ordinary_paths_pass(raw: bytes) -> None:
     assert path_problem({"raw_path": raw, "path": raw.decode()}) is None
+
+
+def _parsed(head: bytes) -> object:
+    parser = RequestParser()
+    parser.receive_data(head)
+    return parser.next_event()
+
+
+def test_an_absolute_form_target_reaches_the_app_as_its_path() -> None:
+    event = _parsed(b"GET http://evil.example:81/api/v1/beds?site=a HTTP/1.1\r\n"
+                    b"Host: gateway\r\n\r\n")
+    assert isinstance(event, h11.Request)
+    assert event.target == b"/api/v1/beds?site=a"
+    assert dict(event.headers)[b"host"] == b"gateway"  # the Host header as sent
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /api/v1/keys HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n"
+    b"Content-Length: 5\r\n\r\n",
+    b"GET http:///healthz HTTP/1.1\r\nHost: g\r\n\r\n",
+], ids=["framed-twice", "no-host"])
+def test_a_malformed_request_head_is_refused_by_the_parser(head: bytes) -> None:
+    with pytest.raises(h11.RemoteProtocolError):
+        _parsed(head)
 
 
 @pytest.fixture
