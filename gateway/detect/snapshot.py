@@ -11,7 +11,10 @@ The file (``data_dir/detectors.snapshot``) is msgpack: a version, the time it wa
 one blob per detector (:meth:`~gateway.detect.DetectorBase.state`, keyed by site, bed and
 device ids, so it restores into a fleet that numbers them differently). It is written to a
 temporary file, fsynced and renamed over the old one: a crash while writing leaves the
-previous snapshot whole.
+previous snapshot whole. The blobs are written as they are, between msgpack headers
+(:func:`_snapshot_parts`), not copied into one body first: that copy (20 MB after the
+100,000-id flood) was one call holding the interpreter 15-30 ms while emergency calls waited
+for it.
 
 Restoring never stops the gateway: a missing file is a first start; an unreadable file is
 moved aside (``.unreadable``) and logged; a detector whose blob does not restore (another
@@ -113,19 +116,49 @@ def save_snapshot(path: Path, detectors: Sequence[Snapshottable], *,
     states = {detector.name: detector.state() for detector in detectors}
     if journal is not None and mark is not None and not journal.unchanged(mark):
         raise SnapshotOvertaken("a batch was handed to the detectors meanwhile")
-    body = msgspec.msgpack.encode(_Snapshot(
+    parts = _snapshot_parts(_Snapshot(
         version=SNAPSHOT_VERSION, taken_at_ms=taken, detectors=states,
         journal_position=mark.position if mark is not None else None))
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(body)
-        handle.flush()
+    with open(tmp, "wb", buffering=0) as handle:
+        for part in parts:
+            handle.write(part)  # a large write releases the interpreter
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
     if journal is not None and mark is not None:
         journal.covered(mark.position)
-    return len(body)
+    return sum(map(len, parts))
+
+
+def _snapshot_parts(snapshot: _Snapshot) -> list[bytes]:
+    """``snapshot`` as msgpack, in parts whose concatenation is exactly
+    ``msgspec.msgpack.encode(snapshot)`` (a map of its fields in order, the detectors' blobs as
+    ``bin``), with every blob a part of its own, not copied."""
+    encode = msgspec.msgpack.encode
+    parts = [_map_header(4), encode("version"), encode(snapshot.version),
+             encode("taken_at_ms"), encode(snapshot.taken_at_ms), encode("detectors"),
+             _map_header(len(snapshot.detectors))]
+    for name, blob in snapshot.detectors.items():
+        parts += [encode(name), _bin_header(len(blob)), blob]
+    parts += [encode("journal_position"), encode(snapshot.journal_position)]
+    return parts
+
+
+def _map_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x80 | n,))
+    if n < 1 << 16:
+        return b"\xde" + n.to_bytes(2, "big")
+    return b"\xdf" + n.to_bytes(4, "big")
+
+
+def _bin_header(n: int) -> bytes:
+    if n < 1 << 8:
+        return b"\xc4" + n.to_bytes(1, "big")
+    if n < 1 << 16:
+        return b"\xc5" + n.to_bytes(2, "big")
+    return b"\xc6" + n.to_bytes(4, "big")
 
 
 def restore_snapshot(path: Path, detectors: Sequence[Snapshottable]) -> Restored:
