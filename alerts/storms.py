@@ -62,6 +62,14 @@ After a restart, :meth:`AlertStorms.resume` takes back the open summaries (their
 members and those whose reasons they name by name, the rest by count) and the open individual
 alerts.
 
+The beds a summary names are indexed (:meth:`AlertStorms.summaries_of`: per site and bed, the
+summaries with a member on it; an entry per bed of a named member, so bounded as they are),
+kept as members join and clear, so that a bed's page and the bed list show the summaries that
+list the bed without reading any summary's members: a device offline in a storm leaves its
+bed's own alerts empty, and the bed must not look calm. Members known only by count (beyond
+:data:`MEMBERS_KEPT`; after a restart, those neither listed nor with reasons) name no bed, so
+their beds are not indexed.
+
 >>> from alerts.model import AlertType, Finding, Severity
 >>> storms = AlertStorms(Registry.from_mapping({"sites": {"s0": {"beds": {"b1": {}}}}}))
 >>> found = [Finding(type=AlertType.DEVICE_OFFLINE, site="s1", bed=f"b{n}", at=1000,
@@ -126,6 +134,13 @@ _Key = tuple[str, AlertType]
 """(site of the summary, type)"""
 
 
+def summary_incident(site: str, type: AlertType) -> str:
+    """The incident key (``site/bed/type/episode``, :func:`~alerts.store.split_incident`) of
+    the summary of ``site`` (the site of the summary: :data:`UNREGISTERED_SITES` for sites the
+    registry does not list) and ``type``."""
+    return f"{site}//{type.value}/{EPISODE}"
+
+
 @dataclass(slots=True)
 class _Summary:
     site: str
@@ -170,6 +185,9 @@ class AlertStorms:
         self._summaries: dict[_Key, _Summary] = {}
         self._individual: dict[tuple[AlertType, _Member], None] = {}
         self._openings: dict[_Key, deque[int]] = {}
+        self._beds: dict[tuple[str, str], dict[_Key, int]] = {}
+        """Per (site, bed), the summaries with named members on it, and how many (a bed's
+        devices, or its flagged visits, are members one each)."""
         self.summarised: dict[str, int] = {"unregistered": 0, "storm": 0}
         """Findings folded into summaries so far, by reason (for metrics)."""
 
@@ -177,6 +195,14 @@ class AlertStorms:
     def summaries(self) -> int:
         """Summary alerts with members now."""
         return len(self._summaries)
+
+    def summaries_of(self, site: str, bed: str) -> list[str]:
+        """The incident keys (:func:`summary_incident`) of the summaries that name a member on
+        ``site``/``bed`` now (a device of the bed, or one of its conditions), in order of their
+        first such member; none for a bed without. Costs the bed's summaries, not their
+        members. Event loop only, as :meth:`filter`."""
+        held = self._beds.get((site, bed))
+        return [summary_incident(*key) for key in held] if held else []
 
     def filter(self, findings: Sequence[Finding], now_ms: int) -> list[Finding]:
         """``findings`` with the unregistered and storming ones replaced by one finding per
@@ -352,10 +378,24 @@ class AlertStorms:
         summary.unregistered += unregistered
         if reasons:
             summary.reasons[member] = reasons
+        site, bed, _ = member
+        if bed:  # a site-level member (a made-up site) names no bed
+            held = self._beds.setdefault((site, bed), {})
+            key = (summary.site, summary.type)
+            held[key] = held.get(key, 0) + 1
 
     def _remove(self, summary: _Summary, member: _Member) -> None:
         summary.unregistered -= summary.members.pop(member)
         summary.reasons.pop(member, None)
+        site, bed, _ = member
+        held = self._beds.get((site, bed))
+        key = (summary.site, summary.type)
+        if held is not None and key in held:
+            held[key] -= 1
+            if not held[key]:
+                del held[key]
+                if not held:
+                    del self._beds[(site, bed)]
 
     def _remember(self, item: tuple[AlertType, _Member]) -> None:
         if len(self._individual) >= INDIVIDUAL_KEPT:

@@ -12,6 +12,14 @@ No request here walks every bed or device (issue #17: after a flood of made-up i
 the live state's sorted indexes (:class:`devices.bedkeys.BedKeys`), and a bed lists its
 devices registered on first sight only up to :data:`MAX_UNHEARD_DEVICES` (the rest counted).
 ``python -m bench.beds_api`` measures it.
+
+A bed counts, beside its own unresolved alerts, the unresolved summaries that list it (alert
+storms, devices outside the registry: one site-level alert per site and type, ``bed`` empty),
+so that a device offline inside a storm does not leave its bed looking calm. Which summaries
+list a bed comes from the storms' index of beds (:meth:`alerts.storms.AlertStorms.summaries_of`),
+kept as members join and clear; a summary counts while its alert is unresolved (resolved by a
+dispatcher or by the gateway: gone from the bed at once). A request reads the unresolved
+alerts once, as it did, and each bed's summaries in the index, never a summary's members.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from alerts.api._models import (
     BedDetail,
     BedOut,
     BedPage,
+    BedSummaryOut,
     DeviceOut,
     Metric,
     Reading,
@@ -41,6 +50,8 @@ from alerts.errors import HistoryError
 from alerts.keys import Role
 from alerts.livestate import READINGS, DeviceState, connectivity
 from alerts.model import Alert
+from alerts.store import split_incident
+from alerts.storms import SUMMARY
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
 HOUR_MS = 3_600_000
@@ -113,19 +124,35 @@ def router(ctx: ApiContext) -> APIRouter:
                 clock_wrong=state.clock_wrong if state is not None else False))
         return out, total - len(out)
 
-    def bed_out(site: str, bed: str, now: int, open_alerts: int) -> BedOut:
+    def bed_out(site: str, bed: str, now: int, own_alerts: int,
+                summaries: dict[str, Alert]) -> BedOut:
+        """``own_alerts``: the bed's unresolved alerts; ``summaries``: the unresolved summary
+        alerts by incident key (:func:`open_summaries`)."""
         registered = ctx.registry.bed(site, bed)
         live = ctx.live.bed(site, bed)
         latest = live.latest() if live is not None else {}
         shown, more = devices(site, bed, now)
+        listing = listing_summaries(site, bed, summaries)
         return BedOut(
             site=site, bed=bed, person=registered.person if registered is not None else None,
             auto_registered=registered.auto_registered if registered is not None else True,
             last_seen=live.last_seen or None if live is not None else None,
             devices=shown, devices_not_shown=more,
             latest={m: Reading(t=t, value=v) for m, (t, v) in latest.items()},
-            open_alerts=open_alerts,
+            open_alerts=own_alerts + len(listing), summaries=listing,
             away_since=live.away_since() if live is not None else None)
+
+    def listing_summaries(site: str, bed: str,
+                          summaries: dict[str, Alert]) -> list[BedSummaryOut]:
+        """The unresolved summaries that list ``site``/``bed``, most severe first."""
+        if ctx.storms is None or not summaries:
+            return []
+        listing = [summaries[key] for key in ctx.storms.summaries_of(site, bed)
+                   if key in summaries]
+        listing.sort(key=lambda a: (a.severity.rank, a.opened_at, a.id))
+        return [BedSummaryOut(id=a.id, type=a.type, severity=a.severity, status=a.status,
+                              site=a.site, opened_at=a.opened_at, summary=a.summary)
+                for a in listing]
 
     async def unresolved() -> list[Alert]:
         if ctx.engine is not None:
@@ -133,6 +160,11 @@ def router(ctx: ApiContext) -> APIRouter:
         if ctx.alert_store is not None:
             return await asyncio.to_thread(ctx.alert_store.open_alerts)
         return []
+
+    def open_summaries(alerts: list[Alert]) -> dict[str, Alert]:
+        """The summary alerts among ``alerts`` (unresolved), by incident key."""
+        return {split_incident(a.incident)[0]: a for a in alerts
+                if not a.bed and a.evidence.get(SUMMARY) is True}
 
     def known(site: str, bed: str) -> None:
         if ctx.registry.bed(site, bed) is None and ctx.live.bed(site, bed) is None:
@@ -151,9 +183,11 @@ def router(ctx: ApiContext) -> APIRouter:
         after = tuple(cursor.split("/", 1)) if cursor is not None else None
         keys = page_keys(after, site, limit + 1)  # type: ignore[arg-type]
         page = keys[:limit]
-        counts = Counter((a.site, a.bed) for a in await unresolved())
+        alerts = await unresolved()
+        counts = Counter((a.site, a.bed) for a in alerts)
+        summaries = open_summaries(alerts)
         now = ctx.clock()
-        items = [bed_out(s, b, now, counts[(s, b)]) for s, b in page]
+        items = [bed_out(s, b, now, counts[(s, b)], summaries) for s, b in page]
         return BedPage(items=items,
                        next_cursor=f"{page[-1][0]}/{page[-1][1]}" if len(keys) > limit else None)
 
@@ -165,9 +199,10 @@ def router(ctx: ApiContext) -> APIRouter:
                                              description="how much of each metric")] = 60,
     ) -> BedDetail:
         known(site, bed)
-        alerts = sorted((a for a in await unresolved() if a.site == site and a.bed == bed),
+        unresolved_now = await unresolved()
+        alerts = sorted((a for a in unresolved_now if a.site == site and a.bed == bed),
                         key=lambda a: (a.severity.rank, a.opened_at, a.id))
-        summary = bed_out(site, bed, ctx.clock(), len(alerts))
+        base = bed_out(site, bed, ctx.clock(), len(alerts), open_summaries(unresolved_now))
         recent: dict[str, list[Reading]] = {}
         live = ctx.live.bed(site, bed)
         if live is not None and recent_minutes:
@@ -175,8 +210,9 @@ def router(ctx: ApiContext) -> APIRouter:
                 if ring.newest >= 0:
                     since = ring.newest - recent_minutes * 60_000
                     recent[metric] = _readings(ring.points(since=since))
-        return BedDetail(**summary.model_dump(exclude={"devices", "latest"}),
-                         devices=summary.devices, latest=summary.latest, recent=recent,
+        return BedDetail(**base.model_dump(exclude={"devices", "latest", "summaries"}),
+                         devices=base.devices, latest=base.latest,
+                         summaries=base.summaries, recent=recent,
                          alerts=[alert_out(a) for a in alerts])
 
     @api.get("/{site}/{bed}/series", response_model=Series, dependencies=[viewer],

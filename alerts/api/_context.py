@@ -22,6 +22,7 @@ from alerts.residentstore import ResidentStore
 from alerts.rosterstore import RosterStore
 from alerts.servicelog import ServiceLog
 from alerts.store import AlertStore
+from alerts.storms import AlertStorms
 from devices.registry import Registry
 
 
@@ -41,6 +42,9 @@ class ApiContext:
     alert_store: AlertStore | None = None
     engine: AlertEngine | None = None
     history: HistoryReader | None = None
+    storms: AlertStorms | None = None
+    """The alerting stage's summaries (alert storms, devices outside the registry): which beds
+    each lists, for the bed pages; absent: a bed shows its own alerts only."""
     residents: ResidentStore | None = None
     """The resident profiles (dispatcher and admin keys only); absent: those routes answer
     503."""

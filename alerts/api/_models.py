@@ -295,6 +295,24 @@ class DeviceOut(_Out):
     stored at receipt time, the device time kept as ``device_ts``."""
 
 
+class BedSummaryOut(_Out):
+    """An unresolved summary alert that lists the bed: one alert per site and type for an
+    alert storm or devices outside the registry (evidence ``summary: true``), with a member on
+    the bed (one of its devices, or one of its conditions). Open it with ``GET
+    /alerts/{id}``."""
+
+    id: str
+    type: AlertType
+    severity: Severity
+    status: AlertStatus
+    site: str
+    """The summary's site: the bed's, or ``_unregistered`` (the sites the registry does not
+    list share one summary per type)."""
+    opened_at: int
+    summary: str = ""
+    """The gateway's words ("Alert storm on site site-01: device offline on 40 devices")."""
+
+
 class BedOut(_Out):
     site: str
     bed: str
@@ -311,7 +329,11 @@ class BedOut(_Out):
     latest: dict[str, Reading]
     """The newest value of each metric seen."""
     open_alerts: int
-    """Unresolved alerts of the bed."""
+    """Unresolved alerts of the bed, the unresolved summaries that list it (``summaries``)
+    included: a device offline inside an alert storm's summary counts here."""
+    summaries: list[BedSummaryOut] = Field(default_factory=list)
+    """The unresolved summary alerts that list the bed (site-level alerts, ``bed`` empty, so
+    not among the bed's own alerts), most severe first, then oldest first."""
     away_since: int | None = None
     """Nobody home since then (epoch ms): the infrared has seen nobody for 30 minutes or more
     (the detectors' presence rules are suspended meanwhile); None: someone is home or it is
@@ -327,7 +349,8 @@ class BedDetail(BedOut):
     recent: dict[str, list[Reading]]
     """Each metric over the last ``recent_minutes`` (from memory; one value per slot)."""
     alerts: list[AlertOut]
-    """Unresolved alerts of the bed, most severe first."""
+    """Unresolved alerts of the bed, most severe first (the summaries that list it are in
+    ``summaries``; ``open_alerts`` counts both)."""
 
 
 class BedPage(_Out):

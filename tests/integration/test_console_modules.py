@@ -481,6 +481,102 @@ def test_beds_with_open_critical_alerts_come_first_then_by_severity_then_by_bed(
         ["b-4", None, 0, 0], ["b-9", None, 0, 0], ["b-10", None, 0, 0]]
 
 
+def test_a_bed_listed_in_an_unresolved_summary_counts_it_as_the_store_has_it(
+        page: Any) -> None:
+    """A device offline inside an alert storm's summary (a site-level alert, no bed) makes its
+    bed one with an open alert, at the summary's severity, until the summary is resolved."""
+    beds = [{"site": "s", "bed": "b-1", "summaries": [{"id": "storm"}]},
+            {"site": "s", "bed": "b-2", "summaries": [{"id": "storm"}, {"id": "over"}]},
+            {"site": "s", "bed": "b-3", "summaries": [{"id": "unknown"}]}]
+    storm = {**_alert("storm", severity="medium"), "bed": ""}
+    over = {**_alert("over", severity="high", status="resolved"), "bed": ""}
+    own = {**_alert("own", severity="low"), "bed": "b-1"}
+    assert page.evaluate(BED_ORDER, [beds, [storm, over, own]]) == [
+        ["b-1", "medium", 1, 2], ["b-2", "medium", 1, 1], ["b-3", None, 0, 0]]
+    resolved = {**storm, "status": "resolved"}
+    assert page.evaluate(BED_ORDER, [beds, [resolved, over, own]]) == [
+        ["b-1", "low", 1, 1], ["b-2", None, 0, 0], ["b-3", None, 0, 0]]
+
+
+BED_VIEWS = """async ([lang, beds, alerts, synced]) => {
+  const i18n = await import("/console/i18n.js");
+  const { bedsView, bedView } = await import("/console/bed.js");
+  i18n.setLanguage(lang, { save: false });
+  const until = async (ready) => {
+    const deadline = Date.now() + 5000;
+    while (!ready()) {
+      if (Date.now() > deadline) throw new Error("not drawn");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const bed = beds[0];
+  const api = { get: async (path) => (path === "/beds" ? { items: beds }
+    : path === `/beds/${bed.site}/${bed.bed}`
+      ? { ...bed, devices: [], latest: {}, recent: {}, alerts: [] } : { items: [] }) };
+  const ctx = { synced, api, me: null, canHandle: false,
+                store: { alerts: new Map(alerts.map((a) => [a.id, a])) } };
+  const list = bedsView(ctx);
+  const one = bedView(ctx, bed.site, bed.bed);
+  document.body.append(list.root, one.root);
+  try {
+    await until(() => list.root.querySelectorAll(".bed-card").length === beds.length
+      && one.root.querySelector("#b-devices"));
+    const section = one.root.querySelector("#bed-summaries");
+    const button = one.root.querySelector(".page-head a.btn");
+    return { cards: [...list.root.querySelectorAll(".bed-card")].map((c) => c.innerText),
+             summaries: section ? section.textContent : null,
+             links: section
+               ? [...section.querySelectorAll("a")].map((a) => a.getAttribute("href")) : [],
+             button: button ? [button.innerText, button.getAttribute("href")] : null };
+  } finally {
+    list.dispose(); one.dispose(); list.root.remove(); one.root.remove();
+    i18n.setLanguage("en", { save: false });
+  }
+}"""
+
+SUMMARY_TEXT = "Alert storm on site s: device offline on 2 devices"
+
+
+@pytest.mark.parametrize(("lang", "expected"), [
+    ("en", {"open": "1 open alert", "listed": "listed in 1 alert summary", "sev": "medium",
+            "heading": "Alert summaries listing this bed", "type": "Device offline",
+            "status": "open"}),
+    ("zh-CN", {"open": "1 条未处理告警", "listed": "列入 1 条汇总告警", "sev": "一般",
+               "heading": "包含本床位的汇总告警", "type": "设备离线", "status": "未确认"}),
+])
+def test_a_beds_card_and_page_name_the_summaries_that_list_it(
+        page: Any, lang: str, expected: dict[str, str]) -> None:
+    labels = page.evaluate("""async (lang) => {
+      const i18n = await import("/console/i18n.js");
+      i18n.setLanguage(lang, { save: false });
+      const out = [i18n.label("severity", "medium"), i18n.label("type", "device_offline"),
+                   i18n.label("status", "open")];
+      i18n.setLanguage("en", { save: false });
+      return out;
+    }""", lang)
+    assert labels == [expected["sev"], expected["type"], expected["status"]]
+    ref = {"id": "01STORM", "type": "device_offline", "severity": "medium", "status": "open",
+           "site": "s", "opened_at": 1000, "summary": SUMMARY_TEXT}
+    beds = [{"site": "s", "bed": "b-1", "open_alerts": 1, "summaries": [ref], "devices": []},
+            {"site": "s", "bed": "b-2", "open_alerts": 0, "summaries": [], "devices": []}]
+    storm = {**_alert("01STORM", severity="medium"), "type": "device_offline", "bed": "",
+             "evidence": {"summary": True}}
+    for synced, alerts in ((False, []), (True, [storm])):
+        drawn = page.evaluate(BED_VIEWS, [lang, beds, alerts, synced])
+        listed, calm = drawn["cards"]
+        assert expected["open"] in listed, (synced, listed)
+        assert expected["listed"] in listed, (synced, listed)
+        assert expected["listed"] not in calm
+        assert drawn["button"] == [expected["open"], "#/alerts/01STORM"]
+        assert expected["heading"] in drawn["summaries"]
+        assert all(expected[k] in drawn["summaries"] for k in ("sev", "type", "status"))
+        assert SUMMARY_TEXT in drawn["summaries"]
+        assert drawn["links"] == ["#/alerts/01STORM"]
+    # Resolved meanwhile (the live store says so): the card no longer counts it.
+    drawn = page.evaluate(BED_VIEWS, [lang, beds, [{**storm, "status": "resolved"}], True])
+    assert expected["listed"] not in drawn["cards"][0]
+
+
 # --- charts: labels inside the picture, values on hover and from the keyboard ----------------
 
 CHART = r"""async ([lang, width, spec, keys]) => {

@@ -17,6 +17,7 @@ from alerts.storms import (
     STORM_WINDOW_MS,
     UNREGISTERED_SITES,
     AlertStorms,
+    summary_incident,
 )
 from devices import Registry
 
@@ -314,3 +315,74 @@ def test_open_site_level_alerts_are_not_taken_back_as_members_after_a_restart(
     again = [Finding(type=AlertType.SITE_OFFLINE, site="s1", bed="", at=T0 + 5,
                      severity=Severity.HIGH, active=False)]
     assert storms.filter(again, T0 + 5) == again
+
+
+# --- the beds a summary lists (the bed pages' index) ------------------------------------------
+
+
+def test_a_summarys_beds_are_indexed_as_it_opens_gains_members_and_they_clear() -> None:
+    storms = AlertStorms(_registry())
+    offline = summary_incident("s1", OFFLINE)
+    # Opens: two devices the registry does not list on listed bed b1, one on b2.
+    storms.filter([_finding("s1", "b1", episode="extra-1"), _finding("s1", "b1", episode="extra-2"),
+                   _finding("s1", "b2", episode="extra-3")], T0)
+    assert storms.summaries_of("s1", "b1") == [offline]
+    assert storms.summaries_of("s1", "b2") == [offline]
+    assert storms.summaries_of("s1", "b3") == []
+    # Gains members: b3, and a summary of another type on b1.
+    storms.filter([_finding("s1", "b3", episode="extra-4"),
+                   _finding("s1", "b1", type=AlertType.LOW_BATTERY, episode="extra-1")], T0)
+    assert storms.summaries_of("s1", "b3") == [offline]
+    assert storms.summaries_of("s1", "b1") == [
+        offline, summary_incident("s1", AlertType.LOW_BATTERY)]
+    # Members clear: a bed stays listed while any of its members is in the summary.
+    storms.filter([_finding("s1", "b1", episode="extra-1", active=False)], T0 + 1000)
+    assert storms.summaries_of("s1", "b1") == [
+        offline, summary_incident("s1", AlertType.LOW_BATTERY)]
+    storms.filter([_finding("s1", "b1", episode="extra-2", active=False),
+                   _finding("s1", "b1", type=AlertType.LOW_BATTERY, episode="extra-1",
+                            active=False)], T0 + 2000)
+    assert storms.summaries_of("s1", "b1") == []
+    assert storms.summaries_of("s1", "b2") == [offline]
+    # The last member's clear clears the summary: no bed is listed any more.
+    storms.filter([_finding("s1", "b2", episode="extra-3", active=False),
+                   _finding("s1", "b3", episode="extra-4", active=False)], T0 + 3000)
+    assert storms.summaries == 0
+    assert storms._beds == {}
+
+
+def test_a_storms_beds_and_made_up_beds_are_indexed_site_level_members_are_not() -> None:
+    storms = AlertStorms(_registry())
+    storms.filter([_finding("s1", f"b{n}") for n in range(STORM_THRESHOLD + 5)], T0)
+    assert all(storms.summaries_of("s1", f"b{n}") == [summary_incident("s1", OFFLINE)]
+               for n in range(STORM_THRESHOLD + 5))
+    # A made-up site's bed is listed under the summary of the unregistered sites.
+    storms.filter([_finding("made-up", "x1", episode="d1"), _dark("made-up-2")], T0)
+    assert storms.summaries_of("made-up", "x1") == [
+        summary_incident(UNREGISTERED_SITES, OFFLINE)]
+    assert storms.summaries_of("made-up-2", "") == []  # a site, no bed
+
+
+def test_beds_of_members_beyond_the_cap_are_not_indexed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(alerts.storms, "MEMBERS_KEPT", 5)
+    storms = AlertStorms(_registry())
+    storms.filter([_finding("x", f"b{n}", episode="d") for n in range(8)], T0)
+    assert [n for n in range(8) if storms.summaries_of("x", f"b{n}")] == [0, 1, 2, 3, 4]
+
+
+def test_a_summarys_named_beds_are_indexed_again_after_a_restart(tmp_path: Path) -> None:
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    engine = AlertEngine(store)
+    storms = AlertStorms(_registry())
+    found = [_finding("s1", f"new-{n}", episode=f"d{n}") for n in range(LISTED + 5)]
+    engine.apply(storms.filter(found, T0), T0)
+    engine, again = _restarted(engine, store, tmp_path)
+    key = summary_incident("s1", OFFLINE)
+    [alert] = engine.open_alerts()
+    assert alert.incident == f"{key}#1"
+    assert again.summaries_of("s1", "new-0") == [key]
+    assert again.summaries_of("s1", f"new-{LISTED + 2}") == [], \
+        "beyond the listed members, only their number survives a restart"
+    again.filter([_finding("s1", "new-0", episode="d0", active=False)], T0 + 1000)
+    assert again.summaries_of("s1", "new-0") == []

@@ -1,18 +1,27 @@
 """Bed routes in process: registry beds with live device state, recent values, series from
-memory or the database (with its errors as 502/503)."""
+memory or the database (with its errors as 502/503), and the alert summaries (storms,
+unregistered devices) that list a bed counted and named on it until resolved."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from alerts.api._beds import MAX_UNHEARD_DEVICES
 from alerts.errors import HistoryError, HistoryFailed, HistoryUnavailable
 from alerts.livestate import LiveState
+from alerts.model import AlertType, Finding, Severity
+from alerts.storms import AlertStorms
 from devices.codec import Codec
 from devices.registry import Registry
+from gateway.config import Settings
+from gateway.runtime import Gateway
 from gateway.tsdb.history import flux, influxql
+from tests.inprocess import API_KEY
 from tests.unit.test_api_app import T0, Harness, api, build
 
 __all__ = ["api"]
@@ -339,3 +348,128 @@ async def test_a_bed_the_registry_forgot_is_still_shown_as_registered_on_first_s
     assert {d["device"]: d["auto_registered"] for d in listed["devices"]} == {
         "btn-0001": False, "fs-0001": False}
     await api.client.aclose()
+
+
+STORM_REGISTRY = {"sites": {"site-01": {"beds": {
+    f"bed-000{n}": {"devices": {f"ir-000{n}": {"kind": "infrared"}}} for n in (1, 2, 3)}}}}
+
+
+def _offline(site: str, bed: str, device: str, *, active: bool = True) -> Finding:
+    return Finding(type=AlertType.DEVICE_OFFLINE, site=site, bed=bed, at=T0,
+                   severity=Severity.MEDIUM, episode=device, active=active,
+                   summary=f"{device} offline")
+
+
+def _fold(api: Harness, storms: AlertStorms, findings: list[Finding]) -> None:
+    """As the gateway's alerting stage does: through the storms, into the engine, stored."""
+    api.engine.apply(storms.filter(findings, api.now[0]), api.now[0])
+    api.engine.commit()
+
+
+async def _bed_views(api: Harness, *beds: str) -> dict[str, tuple[dict[str, Any],
+                                                                  dict[str, Any]]]:
+    """Each bed's entry in the bed list and its own page."""
+    listed = (await api.client.get("/api/v1/beds", headers=api.auth("viewer"))).json()
+    entries = {b["bed"]: b for b in listed["items"]}
+    return {bed: (entries[bed], (await api.client.get(
+        f"/api/v1/beds/site-01/{bed}", headers=api.auth("viewer"))).json()) for bed in beds}
+
+
+async def test_a_bed_in_an_alert_storm_shows_the_summary_until_it_is_resolved(
+        tmp_path: Path) -> None:
+    """A device offline only inside a storm's summary left its bed at ``open_alerts: 0``."""
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    storms = AlertStorms(registry, threshold=1)
+    api = build(tmp_path, registry=registry, storms=storms)
+    try:
+        _fold(api, storms, [_offline("site-01", "bed-0001", "ir-0001"),
+                            _offline("site-01", "bed-0002", "ir-0002")])
+        [summary] = api.engine.open_alerts()
+        assert (summary.bed, summary.evidence["members"]) == ("", ["bed-0001/ir-0001",
+                                                                  "bed-0002/ir-0002"])
+        ref = {"id": summary.id, "type": "device_offline", "severity": "medium",
+               "status": "open", "site": "site-01", "opened_at": T0,
+               "summary": "Alert storm on site site-01: device offline on 2 devices"}
+        views = await _bed_views(api, "bed-0001", "bed-0002", "bed-0003")
+        for bed in ("bed-0001", "bed-0002"):
+            entry, page = views[bed]
+            assert (entry["open_alerts"], entry["summaries"]) == (1, [ref]), bed
+            assert (page["open_alerts"], page["summaries"], page["alerts"]) == (1, [ref], [])
+        entry, page = views["bed-0003"]
+        assert (entry["open_alerts"], entry["summaries"], page["summaries"]) == (0, [], [])
+        # Acknowledged, it is still unresolved: still the bed's, as the bed's own alerts are.
+        acked = await api.client.post(f"/api/v1/alerts/{summary.id}/acknowledge", json={},
+                                      headers=api.auth("dispatcher"))
+        assert acked.status_code == 200
+        entry, page = (await _bed_views(api, "bed-0001"))["bed-0001"]
+        assert (entry["open_alerts"], [s["status"] for s in page["summaries"]]) == (
+            1, ["acknowledged"])
+        resolved = await api.client.post(f"/api/v1/alerts/{summary.id}/resolve",
+                                         json={"note": "power back", "outcome": "other"},
+                                         headers=api.auth("dispatcher"))
+        assert resolved.status_code == 200
+        for bed, (entry, page) in (await _bed_views(api, "bed-0001", "bed-0002")).items():
+            assert (entry["open_alerts"], entry["summaries"]) == (0, []), bed
+            assert (page["open_alerts"], page["summaries"]) == (0, []), bed
+    finally:
+        await api.client.aclose()
+
+
+async def test_a_bed_leaves_the_summary_when_its_device_comes_back(tmp_path: Path) -> None:
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    storms = AlertStorms(registry, threshold=1)
+    api = build(tmp_path, registry=registry, storms=storms)
+    try:
+        _fold(api, storms, [_offline("site-01", f"bed-000{n}", f"ir-000{n}") for n in (1, 2, 3)])
+        _fold(api, storms, [_offline("site-01", "bed-0002", "ir-0002", active=False)])
+        views = await _bed_views(api, "bed-0001", "bed-0002")
+        assert views["bed-0001"][0]["open_alerts"] == 1
+        assert (views["bed-0002"][0]["open_alerts"], views["bed-0002"][1]["summaries"]) == (
+            0, [])
+    finally:
+        await api.client.aclose()
+
+
+async def test_an_unregistered_devices_summary_counts_for_the_listed_beds(
+        tmp_path: Path) -> None:
+    """"Unregistered devices on site X" lists beds the bed list shows: a made-up device on a
+    listed bed, and a bed registered on first sight."""
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    storms = AlertStorms(registry)
+    api = build(tmp_path, registry=registry, storms=storms)
+    try:
+        api.feed(("homecare/v1/site-01/bed-0009/audio/au-0009/telemetry",
+                  f'{{"ts":{T0},"seq":1,"level_db":41.5}}'))
+        _fold(api, storms, [_offline("site-01", "bed-0001", "made-up-1"),
+                            _offline("site-01", "bed-0009", "au-0009")])
+        [summary] = api.engine.open_alerts()
+        assert summary.summary == "2 unregistered devices on site site-01: device offline"
+        listed = (await api.client.get("/api/v1/beds", headers=api.auth("viewer"))).json()
+        counts = {b["bed"]: (b["open_alerts"], [s["id"] for s in b["summaries"]])
+                  for b in listed["items"]}
+        assert counts == {"bed-0001": (1, [summary.id]), "bed-0002": (0, []),
+                          "bed-0003": (0, []), "bed-0009": (1, [summary.id])}
+    finally:
+        await api.client.aclose()
+
+
+async def test_the_gateways_api_shows_the_summaries_its_alerting_stage_folds(
+        tmp_path: Path) -> None:
+    """The gateway hands its alerting stage's storms to the API it serves."""
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    gateway = Gateway(Settings(data_dir=tmp_path / "data", mqtt_url="mqtt://127.0.0.1:9",
+                               api_key=API_KEY), registry=registry, serve_http=False)
+    try:
+        now = int(time.time() * 1000)
+        gateway.alerting.apply([Finding(
+            type=AlertType.DEVICE_OFFLINE, site="site-01", bed="bed-0002", at=now,
+            severity=Severity.MEDIUM, episode="made-up-7")], now)
+        gateway.alerts.commit()
+        [summary] = gateway.alerts.open_alerts()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway._http_app()),
+                                     base_url="http://testserver") as client:
+            page = (await client.get("/api/v1/beds/site-01/bed-0002", headers={
+                "Authorization": f"Bearer {API_KEY}"})).json()
+        assert (page["open_alerts"], [s["id"] for s in page["summaries"]]) == (1, [summary.id])
+    finally:
+        gateway._close_stores()

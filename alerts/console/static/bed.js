@@ -74,22 +74,44 @@ export function bedAttention(alerts) {
   return beds;
 }
 
-const CALM = Object.freeze({ open: 0, worst: null, worstCount: 0 });
+const CALM = Object.freeze({ open: 0, worst: null, worstCount: 0, summaries: 0 });
+
+/** A bed's attention with the summaries that list it (`bed.summaries` from the API: alert
+ * storms and unregistered devices, one site-level alert per site and type) counted as its
+ * alerts, each as the alert store has it now: one resolved, or not in the store (resolved
+ * before it was read), no longer counts. */
+function withSummaries(attention, bed, byId) {
+  let seen = null;
+  for (const ref of bed.summaries || []) {
+    const a = byId.get(ref.id);
+    if (!a || a.status === "resolved") continue;
+    seen ??= { ...attention, summaries: 0 };
+    seen.open += 1;
+    seen.summaries += 1;
+    const rank = SEVERITY_RANK[a.severity] ?? 9;
+    const worst = seen.worst === null ? 99 : SEVERITY_RANK[seen.worst] ?? 9;
+    if (rank < worst) { seen.worst = a.severity; seen.worstCount = 1; } else if (rank === worst) seen.worstCount += 1;
+  }
+  return seen || attention;
+}
 
 /** Beds with unresolved critical alerts first, then high, medium, low, then the others; each
  * group by site and bed id (natural order: bed-9 before bed-10), so a bed moves only when its
- * alerts change. Returns [{bed, attention}]. */
+ * alerts change. The summaries that list a bed count as its alerts. Returns [{bed, attention}]. */
 export function orderBeds(beds, alerts) {
   const attention = bedAttention(alerts);
+  const byId = new Map(alerts.map((a) => [a.id, a]));
   const rank = (a) => (a.worst === null ? 99 : SEVERITY_RANK[a.worst] ?? 9);
   return beds
-    .map((bed) => ({ bed, attention: attention.get(bedKey(bed.site, bed.bed)) || CALM }))
+    .map((bed) => ({ bed, attention: withSummaries(attention.get(bedKey(bed.site, bed.bed)) || CALM, bed, byId) }))
     .sort((a, b) => rank(a.attention) - rank(b.attention)
       || ids.compare(a.bed.site, b.bed.site) || ids.compare(a.bed.bed, b.bed.bed));
 }
 
 function bedCard(bed, attention, live) {
+  // bed.open_alerts counts the summaries that list the bed too (the API's, as of the list).
   const open = live ? attention.open : bed.open_alerts || 0;
+  const inSummaries = live ? attention.summaries || 0 : (bed.summaries || []).length;
   return [
     h("div", { class: "bed-name" }, `${bed.bed}`, h("span", { class: "muted" }, ` · ${bed.site}`),
       attention.worst ? h("span", { class: `sev sev-${attention.worst}` }, label("severity", attention.worst)) : null),
@@ -97,6 +119,7 @@ function bedCard(bed, attention, live) {
     attention.worst ? h("div", { class: `bed-worst sev-text-${attention.worst}` },
       t("beds.severity_count", { n: attention.worstCount, severity: label("severity", attention.worst) })) : null,
     h("div", { class: "muted" }, open ? t("beds.open_alerts", { n: open }) : t("beds.no_open_alerts"),
+      inSummaries ? h("span", { class: "in-summaries" }, t("beds.in_summaries", { n: inSummaries })) : "",
       bed.last_seen ? t("beds.seen", { ago: fmtAgo(bed.last_seen) }) : "",
       bed.away_since ? t("beds.away", { time: fmtTime(bed.away_since) }) : ""),
   ];
@@ -131,7 +154,7 @@ export function bedsView(ctx) {
         item = h("li", {}, link);
         cards.set(key, item);
       }
-      const drawn = `${attention.worst}|${attention.worstCount}|${attention.open}|${live}`;
+      const drawn = `${attention.worst}|${attention.worstCount}|${attention.open}|${attention.summaries}|${live}`;
       if (item._bed !== bed || item._drawn !== drawn) {
         const link = item.firstChild;
         link.className = attention.worst ? `bed-card bed-sev-${attention.worst}` : "bed-card";
@@ -174,13 +197,23 @@ export function bedsView(ctx) {
     })();
   };
 
-  /** An alert for a bed not on the list yet (first heard just now): fetch the list again. */
+  /** An alert for a bed not on the list yet (first heard just now), or a summary no bed of
+   * the list names yet (a storm just began; asked once per summary, as one may list no bed we
+   * show): fetch the list again. */
+  const asked = new Set();
   const update = () => {
     if (beds === null) return;
     render();
     const listed = new Set(beds.map((b) => bedKey(b.site, b.bed)));
+    const named = new Set(beds.flatMap((b) => (b.summaries || []).map((s) => s.id)));
     for (const a of ctx.store.alerts.values()) {
-      if (a.bed && a.status !== "resolved" && !listed.has(bedKey(a.site, a.bed))) { load(); break; }
+      if (a.status === "resolved") continue;
+      if (a.bed && !listed.has(bedKey(a.site, a.bed))) { load(); break; }
+      if (!a.bed && a.evidence && a.evidence.summary === true && !named.has(a.id) && !asked.has(a.id)) {
+        asked.add(a.id);
+        load();
+        break;
+      }
     }
   };
 
@@ -229,6 +262,10 @@ export function bedView(ctx, site, bedId) {
     ]);
     if (stopped) return;
     const open = (bed.alerts || []).slice().sort(queueOrder);
+    // The summaries that list this bed (an alert storm, unregistered devices: site-level
+    // alerts, so not among the bed's own) count as its open alerts, as in the list.
+    const summaries = (bed.summaries || []).slice().sort(queueOrder);
+    const attention = [...open, ...summaries].sort(queueOrder);
     const devices = bed.devices || [];
     root.replaceChildren(
       h("p", {}, h("a", { href: "#/beds" }, t("bed.back"))),
@@ -238,8 +275,16 @@ export function bedView(ctx, site, bedId) {
             bed.last_seen ? t("bed.last_heard", { ago: fmtAgo(bed.last_seen), time: fmtTime(bed.last_seen) }) : t("bed.never_heard"),
             bed.away_since ? h("span", { class: "away", id: "away-since" },
               t("bed.away", { time: fmtTime(bed.away_since), ago: fmtAgo(bed.away_since) })) : null)),
-        open.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(open[0].id)}` },
-          t("beds.open_alerts", { n: open.length })) : null),
+        attention.length ? h("a", { class: "btn btn-danger", href: `#/alerts/${encodeURIComponent(attention[0].id)}` },
+          t("beds.open_alerts", { n: attention.length })) : null),
+      summaries.length ? h("section", { class: "panel", id: "bed-summaries", "aria-labelledby": "b-summaries" },
+        h("h2", { id: "b-summaries" }, t("bed.summaries")),
+        h("p", { class: "muted" }, t("bed.summaries_hint")),
+        h("ul", { class: "timeline" }, summaries.map((s) => h("li", {},
+          h("span", { class: `sev sev-${s.severity}` }, label("severity", s.severity)), " ",
+          h("a", { href: `#/alerts/${encodeURIComponent(s.id)}` }, typeLabel(s.type)), " ",
+          h("span", { class: `status status-${s.status}` }, label("status", s.status)), " ",
+          h("span", { class: "muted" }, s.summary || ""))))) : null,
       residents ? profilePanel(residents, { contacts: true }) : null,
       h("section", { class: "panel", "aria-labelledby": "b-devices" },
         h("h2", { id: "b-devices" }, t("bed.devices")),
