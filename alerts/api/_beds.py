@@ -14,8 +14,11 @@ devices registered on first sight only up to :data:`MAX_UNHEARD_DEVICES` (the re
 ``python -m bench.beds_api`` measures it.
 
 A bed counts, beside its own unresolved alerts, the unresolved summaries that list it (alert
-storms, devices outside the registry: one site-level alert per site and type, ``bed`` empty),
-so that a device offline inside a storm does not leave its bed looking calm. Which summaries
+storms, devices outside the registry: one site-level alert per site and type, ``bed`` empty)
+and its site's unresolved ``site_offline`` alert when that names the bed (or names only some
+of the beds affected: then every bed of the site, since which of the rest are dark is not
+known), so that a device offline inside a storm or a dark site does not leave its bed looking
+calm. Which summaries
 list a bed comes from the storms' index of beds (:meth:`alerts.storms.AlertStorms.summaries_of`),
 kept as members join and clear; a summary counts while its alert is unresolved (resolved by a
 dispatcher or by the gateway: gone from the bed at once). A request reads the unresolved
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -49,11 +53,23 @@ from alerts.api._models import (
 from alerts.errors import HistoryError
 from alerts.keys import Role
 from alerts.livestate import READINGS, DeviceState, connectivity
-from alerts.model import Alert
+from alerts.model import Alert, AlertType
 from alerts.store import split_incident
 from alerts.storms import SUMMARY
 
 SiteId = Annotated[str, Path(pattern=ID_PATTERN)]
+
+
+@dataclass(slots=True)
+class _Summaries:
+    """The unresolved site-level alerts a bed's views may list (:func:`router`'s
+    ``open_summaries``)."""
+
+    storms: dict[str, Alert] = field(default_factory=dict)
+    """Summaries (alert storms, devices outside the registry) by incident key."""
+    dark: dict[str, list[tuple[Alert, frozenset[str] | None]]] = field(default_factory=dict)
+    """``site_offline`` alerts by site, each with the beds it names (None: all the site's)."""
+
 HOUR_MS = 3_600_000
 MAX_UNHEARD_DEVICES = 32
 """Devices registered on first sight and not in live state listed on a bed's page; the rest
@@ -125,9 +141,9 @@ def router(ctx: ApiContext) -> APIRouter:
         return out, total - len(out)
 
     def bed_out(site: str, bed: str, now: int, own_alerts: int,
-                summaries: dict[str, Alert]) -> BedOut:
-        """``own_alerts``: the bed's unresolved alerts; ``summaries``: the unresolved summary
-        alerts by incident key (:func:`open_summaries`)."""
+                summaries: _Summaries) -> BedOut:
+        """``own_alerts``: the bed's unresolved alerts; ``summaries``: the unresolved
+        site-level alerts that may list it (:func:`open_summaries`)."""
         registered = ctx.registry.bed(site, bed)
         live = ctx.live.bed(site, bed)
         latest = live.latest() if live is not None else {}
@@ -143,12 +159,13 @@ def router(ctx: ApiContext) -> APIRouter:
             away_since=live.away_since() if live is not None else None)
 
     def listing_summaries(site: str, bed: str,
-                          summaries: dict[str, Alert]) -> list[BedSummaryOut]:
-        """The unresolved summaries that list ``site``/``bed``, most severe first."""
-        if ctx.storms is None or not summaries:
-            return []
-        listing = [summaries[key] for key in ctx.storms.summaries_of(site, bed)
-                   if key in summaries]
+                          summaries: _Summaries) -> list[BedSummaryOut]:
+        """The unresolved summaries and dark-site alerts that list ``site``/``bed``, most
+        severe first."""
+        listing = [a for a, beds in summaries.dark.get(site, ()) if beds is None or bed in beds]
+        if ctx.storms is not None and summaries.storms:
+            listing += [summaries.storms[key] for key in ctx.storms.summaries_of(site, bed)
+                        if key in summaries.storms]
         listing.sort(key=lambda a: (a.severity.rank, a.opened_at, a.id))
         return [BedSummaryOut(id=a.id, type=a.type, severity=a.severity, status=a.status,
                               site=a.site, opened_at=a.opened_at, summary=a.summary)
@@ -161,10 +178,23 @@ def router(ctx: ApiContext) -> APIRouter:
             return await asyncio.to_thread(ctx.alert_store.open_alerts)
         return []
 
-    def open_summaries(alerts: list[Alert]) -> dict[str, Alert]:
-        """The summary alerts among ``alerts`` (unresolved), by incident key."""
-        return {split_incident(a.incident)[0]: a for a in alerts
-                if not a.bed and a.evidence.get(SUMMARY) is True}
+    def open_summaries(alerts: list[Alert]) -> _Summaries:
+        """The summary alerts among ``alerts`` (unresolved) by incident key, and the
+        ``site_offline`` ones by site with the beds they name (None: every bed of the site,
+        when the alert names only some of those affected)."""
+        found = _Summaries()
+        for a in alerts:
+            if a.bed:
+                continue
+            if a.evidence.get(SUMMARY) is True:
+                found.storms[split_incident(a.incident)[0]] = a
+            elif a.type == AlertType.SITE_OFFLINE:
+                named = a.evidence.get("beds")
+                beds = (frozenset(str(b) for b in named)
+                        if isinstance(named, list) and not a.evidence.get("beds_omitted")
+                        else None)
+                found.dark.setdefault(a.site, []).append((a, beds))
+        return found
 
     def known(site: str, bed: str) -> None:
         if ctx.registry.bed(site, bed) is None and ctx.live.bed(site, bed) is None:

@@ -473,3 +473,56 @@ async def test_the_gateways_api_shows_the_summaries_its_alerting_stage_folds(
         assert (page["open_alerts"], [s["id"] for s in page["summaries"]]) == (1, [summary.id])
     finally:
         gateway._close_stores()
+
+
+def _dark(site: str, beds: list[str], *, omitted: int = 0, active: bool = True) -> Finding:
+    """A ``site_offline`` finding as the offline detector raises it (gateway.detect._sites)."""
+    return Finding(type=AlertType.SITE_OFFLINE, site=site, bed="", at=T0,
+                   severity=Severity.HIGH, active=active,
+                   summary=f"site {site} dark: {len(beds) + omitted} beds",
+                   evidence={"beds": beds, "beds_count": len(beds) + omitted,
+                             "beds_omitted": omitted, "devices": 9, "silent": 9,
+                             "last_wills": 0})
+
+
+async def test_a_dark_sites_alert_shows_on_the_beds_it_names_until_it_is_resolved(
+        tmp_path: Path) -> None:
+    """A tester: a whole site dark opened one ``site_offline`` alert naming its beds, and
+    every one of them said ``open_alerts: 0, summaries: []``, its devices offline."""
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    api = build(tmp_path, registry=registry, storms=AlertStorms(registry))
+    try:
+        api.engine.apply([_dark("site-01", ["bed-0001", "bed-0002"])], api.now[0])
+        api.engine.commit()
+        [dark] = api.engine.open_alerts()
+        views = await _bed_views(api, "bed-0001", "bed-0002", "bed-0003")
+        for bed in ("bed-0001", "bed-0002"):
+            entry, page = views[bed]
+            assert entry["open_alerts"] == page["open_alerts"] == 1, bed
+            assert [(s["id"], s["type"]) for s in page["summaries"]] == [
+                (dark.id, "site_offline")]
+        entry, page = views["bed-0003"]  # still heard: not named
+        assert (entry["open_alerts"], page["summaries"]) == (0, [])
+        resolved = await api.client.post(f"/api/v1/alerts/{dark.id}/resolve",
+                                         json={"note": "power back", "outcome": "other"},
+                                         headers=api.auth("dispatcher"))
+        assert resolved.status_code == 200
+        for bed, (entry, _) in (await _bed_views(api, "bed-0001", "bed-0002")).items():
+            assert (entry["open_alerts"], entry["summaries"]) == (0, []), bed
+    finally:
+        await api.client.aclose()
+
+
+async def test_a_dark_site_naming_only_some_of_its_beds_shows_on_every_bed_of_the_site(
+        tmp_path: Path) -> None:
+    # The alert names the first 50 beds and counts the rest: which of the others are dark is
+    # not known, so every bed of the site shows it rather than one dark bed looking calm.
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    api = build(tmp_path, registry=registry, storms=AlertStorms(registry))
+    try:
+        api.engine.apply([_dark("site-01", ["bed-0001"], omitted=60)], api.now[0])
+        api.engine.commit()
+        views = await _bed_views(api, "bed-0001", "bed-0002", "bed-0003")
+        assert [views[b][0]["open_alerts"] for b in sorted(views)] == [1, 1, 1]
+    finally:
+        await api.client.aclose()

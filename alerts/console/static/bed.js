@@ -77,7 +77,8 @@ export function bedAttention(alerts) {
 const CALM = Object.freeze({ open: 0, worst: null, worstCount: 0, summaries: 0 });
 
 /** A bed's attention with the summaries that list it (`bed.summaries` from the API: alert
- * storms and unregistered devices, one site-level alert per site and type) counted as its
+ * storms and unregistered devices, one site-level alert per site and type, and a dark site's
+ * `site_offline`) counted as its
  * alerts, each as the alert store has it now: one resolved, or not in the store (resolved
  * before it was read), no longer counts. */
 function withSummaries(attention, bed, byId) {
@@ -209,7 +210,8 @@ export function bedsView(ctx) {
     for (const a of ctx.store.alerts.values()) {
       if (a.status === "resolved") continue;
       if (a.bed && !listed.has(bedKey(a.site, a.bed))) { load(); break; }
-      if (!a.bed && a.evidence && a.evidence.summary === true && !named.has(a.id) && !asked.has(a.id)) {
+      const listsBeds = a.type === "site_offline" || (a.evidence && a.evidence.summary === true);
+      if (!a.bed && listsBeds && !named.has(a.id) && !asked.has(a.id)) {
         asked.add(a.id);
         load();
         break;
