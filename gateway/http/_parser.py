@@ -16,6 +16,10 @@ which differs in two ways:
   it of HTTP/1.1). An ``http`` or ``https`` target without a host (``http:///healthz``) is
   malformed (the RFC says to reject it as invalid). So every check of the path (the app's
   :class:`~alerts.api._limits.PathGuard`) sees the path itself, never ``http://...``.
+* Nothing the gateway serves is asked for by an HTTP/2 connection preface (``PRI *
+  HTTP/2.0``: h11 read it as a request, answered 404, then 400 for the rest of the preface on
+  the same connection), an authority-form target (``CONNECT host:443``) or ``*`` other than
+  ``OPTIONS *``: each is malformed here (400, closed) by :func:`unservable`.
 """
 
 from __future__ import annotations
@@ -62,6 +66,24 @@ def origin_form(target: bytes) -> bytes:
     return rest if rest.startswith(b"/") else b"/" + rest
 
 
+def unservable(method: bytes, target: bytes) -> str | None:
+    """Why a request line (its target already in origin-form) names nothing an origin server
+    answers; None when it may.
+
+    >>> unservable(b"PRI", b"*"), unservable(b"CONNECT", b"evil.example:443")
+    ('an HTTP/2 connection preface', 'a CONNECT request')
+    >>> unservable(b"GET", b"*"), unservable(b"OPTIONS", b"*"), unservable(b"GET", b"/healthz")
+    ('a target that is not a path', None, None)
+    """
+    if method == b"PRI":
+        return "an HTTP/2 connection preface"
+    if method == b"CONNECT":
+        return "a CONNECT request"
+    if not target.startswith(b"/") and not (method == b"OPTIONS" and target == b"*"):
+        return "a target that is not a path"
+    return None
+
+
 def framed_twice(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     """Whether a request says both ``Transfer-Encoding`` and ``Content-Length``.
 
@@ -96,6 +118,9 @@ class RequestParser(h11.Connection):
             target = origin_form(event.target)
         except MalformedTarget as exc:
             raise h11.RemoteProtocolError(str(exc), error_status_hint=400) from exc
+        why = unservable(bytes(event.method), target)
+        if why is not None:
+            raise h11.RemoteProtocolError(f"{why} is not served", error_status_hint=400)
         if target is event.target:
             return event
         return h11.Request(method=event.method, headers=event.headers, target=target,

@@ -266,7 +266,10 @@ def test_an_absolute_form_target_reaches_the_app_as_its_path() -> None:
     b"POST /api/v1/keys HTTP/1.1\r\nHost: g\r\nTransfer-Encoding: chunked\r\n"
     b"Content-Length: 5\r\n\r\n",
     b"GET http:///healthz HTTP/1.1\r\nHost: g\r\n\r\n",
-], ids=["framed-twice", "no-host"])
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # a tester: answered 404, then 400, on one connection
+    b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+    b"GET * HTTP/1.1\r\nHost: g\r\n\r\n",
+], ids=["framed-twice", "no-host", "http2-preface", "connect", "star"])
 def test_a_malformed_request_head_is_refused_by_the_parser(head: bytes) -> None:
     with pytest.raises(h11.RemoteProtocolError):
         _parsed(head)
