@@ -201,6 +201,7 @@ class Mosquitto(Server):
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             "max_packet_size 1048576\n"
+            "set_tcp_nodelay true\n"  # as deployed (deploy/mosquitto/mosquitto.conf)
             "log_type error\nlog_type warning\nlog_type notice\n"
             f"{self.extra_config}\n"
         )
