@@ -44,7 +44,8 @@ class ApiContext:
     history: HistoryReader | None = None
     storms: AlertStorms | None = None
     """The alerting stage's summaries (alert storms, devices outside the registry): which beds
-    each lists, for the bed pages; absent: a bed shows its own alerts only."""
+    each lists, for the bed pages; absent: a bed shows its own alerts and its dark site's
+    ``site_offline`` only."""
     residents: ResidentStore | None = None
     """The resident profiles (dispatcher and admin keys only); absent: those routes answer
     503."""

@@ -296,10 +296,11 @@ class DeviceOut(_Out):
 
 
 class BedSummaryOut(_Out):
-    """An unresolved summary alert that lists the bed: one alert per site and type for an
+    """An unresolved site-level alert that lists the bed: one alert per site and type for an
     alert storm or devices outside the registry (evidence ``summary: true``), with a member on
-    the bed (one of its devices, or one of its conditions). Open it with ``GET
-    /alerts/{id}``."""
+    the bed (one of its devices, or one of its conditions); or its site's ``site_offline``
+    (the site gone dark) naming the bed, or naming only the first 50 of its beds. Open it with
+    ``GET /alerts/{id}``."""
 
     id: str
     type: AlertType
@@ -330,7 +331,8 @@ class BedOut(_Out):
     """The newest value of each metric seen."""
     open_alerts: int
     """Unresolved alerts of the bed, the unresolved summaries that list it (``summaries``)
-    included: a device offline inside an alert storm's summary counts here."""
+    included: a device offline inside an alert storm's summary, or on a dark site, counts
+    here."""
     summaries: list[BedSummaryOut] = Field(default_factory=list)
     """The unresolved summary alerts that list the bed (site-level alerts, ``bed`` empty, so
     not among the bed's own alerts), most severe first, then oldest first."""
