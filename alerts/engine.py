@@ -98,8 +98,9 @@ the staged critical changes to those listeners just before their commit, and the
 them on again once stored (each change is shown unstored at most once).
 
 Non-material repeats (same severity, condition still present) are staged at most once per
-``update_interval_ms`` per alert, so a detector that reports a condition every second does not
-flood the audit log; the alert in memory (:meth:`get`, :meth:`open_alerts`) is always current.
+``update_interval_ms`` per alert (a storm's summary: :data:`SUMMARY_UPDATE_MS`), so a detector
+that reports a condition every second does not flood the audit log; the alert in memory
+(:meth:`get`, :meth:`open_alerts`) is always current.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ from alerts.model import (
     Severity,
 )
 from alerts.store import AlertStore, split_incident
+from alerts.storms import SUMMARY
 
 log = logging.getLogger("homecare.alerts")
 
@@ -147,6 +149,12 @@ SYSTEM: Final = "system"
 PERSON: Final = "person"
 """The actor of a cancel pressed by the person at home."""
 
+SUMMARY_UPDATE_MS: Final = 5_000
+"""A summary alert (:mod:`alerts.storms`) is staged at most this often as its members change,
+not every ``update_interval_ms``: the alert list and the streams show what was staged, so a
+storm's count there lagged the alert itself (its page) by up to a minute ("200 unregistered
+devices" on the list beside 500 on the page). One summary per site and type: a write every
+few seconds at most."""
 NEVER_AUTO_RESOLVED: Final = frozenset({AlertType.EMERGENCY_BUTTON, AlertType.FALL})
 
 CLOCK_WINDOW_MS: Final = 7 * 86_400_000
@@ -184,6 +192,11 @@ def seeded_ids(seed: int) -> IdFactory:
     """Reproducible ids for offline replay: the same traffic gives the same alert ids."""
     rng = random.Random(seed)
     return lambda now_ms: _ulid(now_ms, rng.getrandbits(80))
+
+
+def _summarises(alert: Alert) -> bool:
+    """A summary of an alert storm or of unregistered devices (:mod:`alerts.storms`)."""
+    return alert.evidence.get(SUMMARY) is True
 
 
 def _merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -754,7 +767,7 @@ class AlertEngine:
                 [finding.summary or "a new call", *notes]))
             if reopened:
                 self._reopened[alert.id] = self._seq
-        elif notes or now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms:
+        elif notes or now - self._last_staged.get(alert.id, 0) >= self._interval(alert):
             self._stage("updated", alert, now, note="; ".join(notes) or None)
         else:
             self._quiet.add(alert.id)
@@ -812,7 +825,12 @@ class AlertEngine:
             return
         alert = self._put(msgspec.structs.replace(
             alert, cleared_at=now, updated_at=now,
-            evidence=_merge(alert.evidence, finding.evidence)))
+            evidence=_merge(alert.evidence, finding.evidence),
+            # An alert's text says what happened, kept when it clears ("Fall" stays "Fall"),
+            # but a summary's text counts its members: "... every member cleared", not the
+            # last count beside evidence that lists none.
+            summary=(finding.summary or alert.summary) if _summarises(alert)
+            else alert.summary))
         if self._auto_resolvable(alert) and self.clear_grace_ms == 0:
             self._auto_resolve(alert, now)
         else:
@@ -839,8 +857,15 @@ class AlertEngine:
                 self._stage("escalated", alert, now, actor=SYSTEM,
                             note=_late_note(chain, start, levels, i))
         elif (alert.id in self._quiet
-              and now - self._last_staged.get(alert.id, 0) >= self.update_interval_ms):
+              and now - self._last_staged.get(alert.id, 0) >= self._interval(alert)):
             self._stage("updated", alert, now)
+
+    def _interval(self, alert: Alert) -> int:
+        """How long after its last staged change a quiet update of ``alert`` is staged:
+        :data:`SUMMARY_UPDATE_MS` for a summary, whose every update changes its members."""
+        if _summarises(alert):
+            return min(self.update_interval_ms, SUMMARY_UPDATE_MS)
+        return self.update_interval_ms
 
     def _escalate_now(self, alert: Alert, now: int, note: str) -> None:
         level = alert.escalation_level + 1

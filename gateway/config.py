@@ -504,7 +504,8 @@ class Settings(BaseSettings):
         default=60.0, ge=0, le=3600, json_schema_extra={"unit": "s"},
         description="A condition that keeps being reported updates its alert in memory at "
         "once, but is written to the audit log at most this often (severity changes are "
-        "written at once).")
+        "written at once; a summary of an alert storm or of unregistered devices, whose "
+        "members change, every 5 s at most).")
     gateway_health_alert_after_s: float = Field(
         default=120.0, ge=0, le=86_400, json_schema_extra={"unit": "s"},
         description="The gateway's own broker connection, database or a store failing for "

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import alerts.storms
-from alerts.engine import AlertEngine
-from alerts.model import AlertType, Finding, Severity
+from alerts.engine import SUMMARY_UPDATE_MS, AlertEngine
+from alerts.model import Alert, AlertType, Finding, Severity
 from alerts.store import AlertStore
 from alerts.storms import (
     LISTED,
@@ -386,3 +386,42 @@ def test_a_summarys_named_beds_are_indexed_again_after_a_restart(tmp_path: Path)
         "beyond the listed members, only their number survives a restart"
     again.filter([_finding("s1", "new-0", episode="d0", active=False)], T0 + 1000)
     assert again.summaries_of("s1", "new-0") == []
+
+
+def test_the_stored_summary_follows_its_members_within_seconds_not_a_minute(
+        tmp_path: Path) -> None:
+    """The alert list and the streams read what is stored: a summary's count there must not
+    lag the alert itself (its page) by the minute other alerts' quiet updates wait."""
+    store = AlertStore(tmp_path / "alerts.sqlite3")
+    engine = AlertEngine(store, update_interval_ms=60_000)
+    storms = AlertStorms(_registry())
+
+    def offline(first: int, n: int, at: int) -> None:
+        found = [_finding("s1", f"new-{i}", episode=f"d{i}", at=at)
+                 for i in range(first, first + n)]
+        engine.apply(storms.filter(found, at), at)
+        engine.commit()
+
+    def summary() -> Alert:
+        [alert] = [a for a in store.list_alerts()[0] if a.evidence.get("summary")]
+        return alert
+
+    def stored() -> tuple[str, int]:
+        return summary().summary, summary().evidence["count"]
+
+    offline(0, 200, T0)
+    assert stored() == ("200 unregistered devices on site s1: device offline", 200)
+    offline(200, 300, T0 + 1_000)
+    [live] = [a for a in engine.open_alerts() if a.evidence.get("summary")]
+    assert live.evidence["count"] == 500
+    engine.tick(T0 + 1_000 + SUMMARY_UPDATE_MS)
+    engine.commit()
+    assert stored() == ("500 unregistered devices on site s1: device offline", 500)
+    # Every member back: the text says so, as its evidence does.
+    gone = [_finding("s1", f"new-{i}", episode=f"d{i}", active=False, at=T0 + 9_000)
+            for i in range(500)]
+    engine.apply(storms.filter(gone, T0 + 9_000), T0 + 9_000)
+    engine.commit()
+    alert = summary()
+    assert alert.evidence["count"] == 0
+    assert alert.summary == "device offline on site s1: every member cleared"
