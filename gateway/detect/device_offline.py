@@ -31,7 +31,10 @@ high at once, swap or not. A repeated ``offline`` (a retained one the broker han
 after a reconnect) keeps the time of the first since the device last spoke, so it never dates
 the going after its successor's arrival. A second device of that kind that was already there
 (two infrared sensors in two rooms) is no replacement: the failure of one is still reported
-(unless the other was installed within the window before it, which looks the same).
+(unless the other was installed within the window before it, which looks the same). Nor is a
+device not alive itself (silent past its own limit, or announced offline): a made-up id heard
+once on a listed bed would otherwise hide that bed's real failure for good (a tester,
+2026-12-03).
 
 A whole site going quiet at once (at least :data:`DARK_SITE_SHARE` of its voting devices silent
 for half their limit or more, or announced offline by a last will, on at least
@@ -285,7 +288,11 @@ class DeviceOfflineDetector(DetectorBase):
         # A will means the device had connected, even if nothing else of it arrived.
         tracked = (fleet.device_kind[:n] != _BADGE) & ((last != NONE) | will)
         active = d["active"][:n]
-        replaced = self._replaced(last, tracked & (silent | will | active), limit, n)
+        # Only a device alive now stands in for one gone: heard within its own limit and not
+        # announced offline. One heard once (a made-up id on a listed bed, a sensor tried
+        # and put back in the box) that went silent too hid the bed's real failure for good.
+        alive = tracked & ~silent & ~will
+        replaced = self._replaced(last, tracked & (silent | will | active), limit, n, alive)
         tracked &= ~replaced
         silent &= tracked
         # Devices already reported offline (dead for days, say) have no vote: otherwise a site
@@ -397,18 +404,18 @@ class DeviceOfflineDetector(DetectorBase):
         return groups
 
     def _replaced(self, last: np.ndarray, candidates: np.ndarray, limit: np.ndarray,
-                  n: int) -> np.ndarray:
+                  n: int, alive: np.ndarray) -> np.ndarray:
         """Per device: whether a device of its bed and kind new there arrived for it (module
-        docstring): first spoke after it went (its last sign of life or its last will,
-        whichever is later), or within the replacement window before, more than its ``limit``
-        after it first spoke. Only ``candidates`` (devices offline or about to be) are looked
-        at: most ticks there are none."""
+        docstring) and is ``alive`` now: first spoke after it went (its last sign of life or
+        its last will, whichever is later), or within the replacement window before, more than
+        its ``limit`` after it first spoke. Only ``candidates`` (devices offline or about to
+        be) are looked at: most ticks there are none."""
         replaced = np.zeros(n, dtype=np.bool_)
         if not candidates.any():
             return replaced
         d = self.devices
         groups = self._groups(n)
-        mates = np.isin(groups, groups[candidates])
+        mates = np.isin(groups, groups[candidates]) & alive
         newest_first = np.full(int(groups.max()) + 1, NONE, dtype=np.int64)
         np.maximum.at(newest_first, groups[mates], d["first_heard"][:n][mates])
         gone = np.maximum(last, d["will_at"][:n])[candidates]

@@ -573,3 +573,24 @@ def test_three_beds_heard_going_silent_together_are_one_site_alert() -> None:
     assert (raised.evidence["devices"], raised.evidence["silent"]) == (3, 3)
     assert (closed.site, closed.active) == ("site-ny", False)
     assert back <= closed.at <= back + MINUTE
+
+
+def test_a_stand_in_heard_once_does_not_hide_the_beds_device_going_silent() -> None:
+    # A device nobody listed speaks once on the bed (a made-up id, a sensor tried and put back
+    # in its box) and is never heard again; an hour later the bed's own sensor falls silent:
+    # that is a failure, raised at its limit, not a swap. A stand-in that stays alive is.
+    went = T0 + 2 * HOUR
+    for ghost_alive in (False, True):
+        traffic = sensor("b1", T0, went, device="ir-1")
+        traffic.append((T0 + HOUR, status("b1", "infrared", T0 + HOUR, device="ghost",
+                                          heartbeat_s=300)))
+        if ghost_alive:
+            traffic += sensor("b1", T0 + HOUR + 5 * MINUTE, went + 3 * HOUR, device="ghost")
+        findings = run(detector(), traffic, start=T0, end=went + 3 * HOUR)
+        mine = [f for f in opened(findings) if f.episode == "ir-1"]
+        if ghost_alive:
+            assert mine == []
+        else:
+            [raised] = mine
+            assert raised.type is OFFLINE
+            assert went < raised.at <= went + LIMIT + 2 * MINUTE
