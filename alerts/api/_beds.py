@@ -188,6 +188,13 @@ def router(ctx: ApiContext) -> APIRouter:
                 continue
             if a.evidence.get(SUMMARY) is True:
                 found.storms[split_incident(a.incident)[0]] = a
+                if a.type == AlertType.SITE_OFFLINE:
+                    # Made-up sites gone dark, one summary (alerts.storms): its members are
+                    # the sites it names (the first 50), every bed of each dark; the storms'
+                    # bed index holds beds only.
+                    for site in a.evidence.get("members") or ():
+                        if isinstance(site, str) and site and "/" not in site:
+                            found.dark.setdefault(site, []).append((a, None))
             elif a.type == AlertType.SITE_OFFLINE:
                 named = a.evidence.get("beds")
                 beds = (frozenset(str(b) for b in named)

@@ -526,3 +526,28 @@ async def test_a_dark_site_naming_only_some_of_its_beds_shows_on_every_bed_of_th
         assert [views[b][0]["open_alerts"] for b in sorted(views)] == [1, 1, 1]
     finally:
         await api.client.aclose()
+
+
+async def test_the_beds_of_made_up_sites_gone_dark_show_their_summary(tmp_path: Path) -> None:
+    # A tester: made-up sites gone dark are one "site offline on N unregistered sites"
+    # summary (its members are sites), and their beds said open_alerts 0, devices offline.
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    storms = AlertStorms(registry)
+    api = build(tmp_path, registry=registry, storms=storms)
+    try:
+        for site in ("mk-1", "mk-2", "mk-3"):
+            api.feed((f"homecare/v1/{site}/ubed-1/infrared/ir-{site}/telemetry",
+                      f'{{"ts":{T0},"seq":1,"presence":true}}'))
+        _fold(api, storms, [_dark("mk-1", ["ubed-1"]), _dark("mk-2", ["ubed-1"])])
+        [summary] = [a for a in api.engine.open_alerts() if a.evidence.get("summary")]
+        assert summary.type is AlertType.SITE_OFFLINE
+        for site, expected in (("mk-1", [summary.id]), ("mk-2", [summary.id]), ("mk-3", [])):
+            page = (await api.client.get(f"/api/v1/beds/{site}/ubed-1",
+                                         headers=api.auth("viewer"))).json()
+            assert ([s["id"] for s in page["summaries"]], page["open_alerts"]) == (
+                expected, len(expected)), site
+        listed = (await api.client.get("/api/v1/beds", headers=api.auth("viewer"))).json()
+        counts = {b["site"]: b["open_alerts"] for b in listed["items"] if b["bed"] == "ubed-1"}
+        assert counts == {"mk-1": 1, "mk-2": 1, "mk-3": 0}
+    finally:
+        await api.client.aclose()
