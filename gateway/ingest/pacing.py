@@ -29,18 +29,21 @@ from __future__ import annotations
 
 from typing import Final
 
-STEP_BUDGET_S: Final = 0.001
+STEP_BUDGET_S: Final = 0.0005
 """About this much pipeline work per step: an emergency call read from the socket during a
 flood waits for the loop at most about this long (plus the socket read itself). 1 ms rather
 than 5: once a call no longer waited for the alert store's fsync, the step was most of a
 press's time during the 100,000-id flood's intake (presses then: p50 9.3 ms at 5 ms, 4.1 at 2,
 2.6 at 1 with 16 KiB reads, quiet 1.3; the intake took 5.7 s in each, the broker's pace:
-flood benchmark, 2026-12-02). A loop turn costs some tens of microseconds."""
+flood benchmark, 2026-12-02). 0.5 ms with slices of 8 rather than 1 ms with slices of 16 (one
+slice of 16 first sights, ~1.4 ms, was every step): publish -> receipt p50 of the intake's
+presses 0.96-1.22 ms against 1.6-2.1, the intake no slower (7.3-10.6 s against 8.0-9.1;
+flood benchmark, 2026-12-03). A loop turn costs some tens of microseconds."""
 LARGEST_STEP: Final = 500
 """At most this many messages a step (cheap messages: fewer loop turns for the same work)."""
-SMALLEST_STEP: Final = 16
+SMALLEST_STEP: Final = 8
 """At least this many (a step's fixed cost, a loop turn and the inbox hand-off, stays small)."""
-STEP_SLICE: Final = 16
+STEP_SLICE: Final = 8
 """A step is handed to the pipeline this many messages at a time, and ends at the first slice
 that finishes past :data:`STEP_BUDGET_S` (the rest goes back to the inbox's front). The size
 from the last steps is only an estimate: during the 100,000-id flood the same number of first
