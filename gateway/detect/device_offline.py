@@ -351,7 +351,7 @@ class DeviceOfflineDetector(DetectorBase):
                                            "heard_ms": int(last[i])}
             summary = f"{kind.value} {device} heard again"
             if replaced[i]:
-                j = self._successor(i, limit, n)
+                j = self._successor(i, limit, n, alive)
                 successor = fleet.device_keys[j][2]
                 evidence = {"device": device, "kind": kind.value, "replaced_by": successor,
                             "replacement_heard_ms": int(d["first_heard"][j])}
@@ -427,14 +427,14 @@ class DeviceOfflineDetector(DetectorBase):
                & (newest > first + limit[candidates])))
         return replaced
 
-    def _successor(self, i: int, limit: np.ndarray, n: int) -> int:
-        """The device that replaced device ``i`` (the first of them to speak)."""
+    def _successor(self, i: int, limit: np.ndarray, n: int, alive: np.ndarray) -> int:
+        """The device that replaced device ``i`` (the first of those alive to speak)."""
         d = self.devices
         groups = self._groups(n)
         gone = max(int(d["last_heard"][i]), int(d["will_at"][i]))
         first = d["first_heard"][:n]
         mine = int(first[i])
-        later = np.flatnonzero((groups == groups[i]) & (
+        later = np.flatnonzero((groups == groups[i]) & alive & (
             (first > gone) | ((first >= gone - self.replacement_window_ms)
                               & (first > mine + limit[i]))))
         return int(later[np.argmin(first[later])])

@@ -594,3 +594,14 @@ def test_a_stand_in_heard_once_does_not_hide_the_beds_device_going_silent() -> N
             [raised] = mine
             assert raised.type is OFFLINE
             assert went < raised.at <= went + LIMIT + 2 * MINUTE
+
+
+def test_the_successor_named_is_one_alive_not_a_stand_in_heard_once_before() -> None:
+    went = T0 + 2 * HOUR
+    traffic = sensor("b1", T0, went, device="ir-1")
+    traffic.append((T0 + HOUR, status("b1", "infrared", T0 + HOUR, device="ghost",
+                                      heartbeat_s=300)))
+    traffic += sensor("b1", went + 30 * MINUTE, went + 3 * HOUR, device="ir-new")
+    findings = run(detector(), traffic, start=T0, end=went + 3 * HOUR)
+    [back] = [f for f in cleared(findings) if f.episode == "ir-1"]
+    assert back.evidence["replaced_by"] == "ir-new"
