@@ -52,7 +52,8 @@ dark all at once fall silent within a minute or so of each other, and counting o
 their full limit let the first one or two through as alerts. For the same reason a last will
 (a lost connection) on a site that could go dark is raised only one evaluation round after it
 came: the broker announces a whole site's devices over a few seconds when its link drops. Dark
-sites are also logged (``detect.site_dark``) and counted in ``homecare_sites_dark``
+sites are also logged (``detect.site_dark``; sites none of whose devices are listed, one
+``detect.sites_dark_unlisted`` line a round) and counted in ``homecare_sites_dark``
 (:attr:`DeviceOfflineDetector.dark_sites`). On a site with devices the registry lists, only
 those vote (and so only its listed beds count): devices nobody registered falling silent in any
 number (a flood of made-up ids) never make a site dark and so never hide the failure of a
@@ -226,9 +227,16 @@ class DeviceOfflineDetector(DetectorBase):
         names = tuple(sorted(name for name, i in fleet.site_ids.items() if dark[i]))
         if names != self.dark_sites:
             gone, back = set(names) - set(self.dark_sites), set(self.dark_sites) - set(names)
+            # A site with a listed device gets a line of its own; sites none of whose devices
+            # are listed (made-up ids: hundreds may go dark at once) one line a round.
+            made_up = [name for name in sorted(gone) if not vetted[fleet.site_ids[name]]]
             for name in sorted(gone):
-                log.warning("detect.site_dark site=%s devices=%d silent=%d", name,
-                            devices[fleet.site_ids[name]], silent[fleet.site_ids[name]])
+                if vetted[fleet.site_ids[name]]:
+                    log.warning("detect.site_dark site=%s devices=%d silent=%d", name,
+                                devices[fleet.site_ids[name]], silent[fleet.site_ids[name]])
+            if made_up:
+                log.warning("detect.sites_dark_unlisted sites=%d first=%s; sites none of whose "
+                            "devices the registry lists", len(made_up), made_up[0])
             for name in sorted(back):
                 log.info("detect.site_back site=%s", name)
             self.dark_sites = names

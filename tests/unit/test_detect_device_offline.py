@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import msgspec
 import pytest
 
@@ -605,3 +607,17 @@ def test_the_successor_named_is_one_alive_not_a_stand_in_heard_once_before() -> 
     findings = run(detector(), traffic, start=T0, end=went + 3 * HOUR)
     [back] = [f for f in cleared(findings) if f.episode == "ir-1"]
     assert back.evidence["replaced_by"] == "ir-new"
+
+
+def test_made_up_sites_going_dark_are_one_log_line_a_round_not_one_each(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # A tester: one WARNING per made-up site gone dark (313 lines in its runs), no limit.
+    traffic = [p for s in range(6) for n in range(4)
+               for p in sensor(f"b{n}", T0, T0 + HOUR, site=f"made-{s}")]
+    with caplog.at_level(logging.WARNING, logger="homecare.detect"):
+        run(detector(), traffic, start=T0, end=T0 + 2 * HOUR)
+    dark = [r.getMessage() for r in caplog.records if "site" in r.getMessage()
+            and "dark" in r.getMessage()]
+    assert len(dark) == 1, dark
+    assert "sites=6" in dark[0]
+    assert "first=made-0" in dark[0]
