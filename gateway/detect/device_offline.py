@@ -62,7 +62,9 @@ listed one. On a site without listed devices, every device votes.
 While the gateway's own intake is down (:meth:`Fleet.intake_changed
 <gateway.detect._fleet.Fleet.intake_changed>`: the broker connection lost) nothing is raised or
 cleared: no device can be heard, which says nothing about them. Once it is back, every device
-is judged from its return, as after a restart, last wills included: the will of a device not
+is judged from its return, as after a restart, last wills included (for raising only: a device
+already reported stays reported until it is heard again; after a restart the detector is told
+which ones those are, :meth:`~gateway.detect._base.DetectorBase.resume`): the will of a device not
 heard since the return is held until the device's limit from the return has passed (a broker
 that restarts announces every device offline as it stops, and hands the wills over when the
 gateway reconnects, seconds before the devices reconnect); a device heard since and then
@@ -291,6 +293,10 @@ class DeviceOfflineDetector(DetectorBase):
         # reported dark, its return: a device is silent only for longer than that.
         since = self.outages.since(fleet.site_ids, fleet.n_sites, fleet.intake_since_ms)[site]
         silent = now_ms - np.maximum(last, since) > limit
+        # A device already reported stays reported until it is heard again (or replaced): the
+        # intake's return judges silence afresh for raising only. Before 2026-12-03 a broker
+        # reconnect, or a restart, cleared every device still silent as "heard again".
+        still_gone = now_ms - last > limit
         quiet = now_ms - last > DARK_VOTE * limit
         will = announced_offline_array(will_at, last, d["will_later"][:n])
         # A will means the device had connected, even if nothing else of it arrived.
@@ -333,6 +339,7 @@ class DeviceOfflineDetector(DetectorBase):
             held |= will & ~goodbye & possible & back
         # Devices of a dark site are the site's alert, not alerts of their own.
         desired = tracked & (silent | will) & ~(held & ~active) & ~(dark & ~active)
+        desired |= tracked & active & (still_gone | will)
         # An announced offline is a replacement under way for the window: a low note, raised
         # to the kind's severity when the window ends with no successor (a button's lost
         # connection excepted: high at once).

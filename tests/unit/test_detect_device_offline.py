@@ -487,6 +487,23 @@ def test_while_the_gateways_intake_is_down_nothing_goes_offline_and_then_from_it
     assert up + LIMIT <= b3.at <= up + LIMIT + 2 * MINUTE
 
 
+def test_a_device_reported_offline_stays_so_across_a_broker_reconnect_until_heard() -> None:
+    # Before 2026-12-03 the intake's return judged every device afresh for clearing too: a
+    # device silent for an hour was "heard again" at the reconnect, and raised anew 15 min
+    # later.
+    silent = T0 + HOUR
+    offline = detector()
+    findings = run(offline, sensor("b1", T0, silent), start=T0, end=silent + HOUR)
+    assert len(opened(findings)) == 1
+    offline.fleet.intake_changed(up=False, now_ms=silent + HOUR)
+    offline.fleet.intake_changed(up=True, now_ms=silent + HOUR + 10_000)
+    assert run(offline, [], start=silent + HOUR + 10_000, end=silent + 3 * HOUR) == []
+    back = silent + 3 * HOUR
+    [clear] = run(offline, sensor("b1", back, back + HOUR), start=back, end=back + HOUR)
+    assert (clear.active, clear.episode, clear.summary) == (False, "ir-b1",
+                                                            "infrared ir-b1 heard again")
+
+
 def test_a_site_reported_dark_is_still_known_after_a_restore_and_closes() -> None:
     silent, back = T0 + HOUR, T0 + 3 * HOUR
     traffic = [p for n in range(4) for p in sensor(f"b{n}", T0, silent, site="dark")]
