@@ -127,7 +127,7 @@ from alerts.model import (
     HandledEvent,
     Severity,
 )
-from alerts.store import AlertStore, split_incident
+from alerts.store import AlertStore, MemberChange, split_incident
 from alerts.storms import SUMMARY
 
 log = logging.getLogger("homecare.alerts")
@@ -312,6 +312,9 @@ class AlertEngine:
         self._seq = store.last_seq()
         self._handled: dict[_DeviceLane, HandledEvent] = {
             (h.site, h.bed, h.event.device, h.event.call): h for h in store.handled_events()}
+        self._members_staged: list[MemberChange] = []
+        """Summary members joined and gone (:mod:`alerts.storms`), written with the next
+        commit (:meth:`stage_members`)."""
         self._handled_staged: dict[tuple[object, ...], HandledEvent] = {}
         """Handled events to write with the next commit: the last of each lane, and every
         call (keyed by the message too, so two calls of one device in one commit are both
@@ -486,6 +489,13 @@ class AlertEngine:
 
     # --- durability and subscribers (worker thread) -------------------------------------------
 
+    def stage_members(self, members: Sequence[MemberChange]) -> None:
+        """Write ``members`` (summary members joined and gone, in order) with the next
+        :meth:`commit`, in its transaction. Any thread."""
+        if members:
+            with self._lock:
+                self._members_staged.extend(members)
+
     def commit(self) -> None:
         """Write every staged change in one transaction, then notify the listeners.
 
@@ -496,14 +506,16 @@ class AlertEngine:
             with self._lock:
                 batch, self._staged = self._staged, []
                 handled, self._handled_staged = self._handled_staged, {}
+                members, self._members_staged = self._members_staged, []
                 self._urgent_staged = False
-            if batch or handled:
+            if batch or handled or members:
                 try:
-                    self.store.write(batch, list(handled.values()))
+                    self.store.write(batch, list(handled.values()), members)
                 except BaseException:
                     with self._lock:
                         self._staged[:0] = batch
                         self._handled_staged = {**handled, **self._handled_staged}
+                        self._members_staged[:0] = members
                         self._urgent_staged = any(
                             c.alert.severity is Severity.CRITICAL for c in self._staged)
                     self._show_unstored(batch)
@@ -609,8 +621,9 @@ class AlertEngine:
 
     @property
     def staged(self) -> int:
-        """How many changes (and handled events to remember) wait for :meth:`commit`."""
-        return len(self._staged) + len(self._handled_staged)
+        """How many changes (and handled events and summary members to remember) wait for
+        :meth:`commit`."""
+        return len(self._staged) + len(self._handled_staged) + len(self._members_staged)
 
     @property
     def last_seq(self) -> int:

@@ -21,6 +21,12 @@ disk. Two tables:
 
 * ``seq_skips``: the ranges of ``seq`` skipped because the store was restored (below).
 
+* ``summary_members``: every member a summary alert (:mod:`alerts.storms`) counts by name,
+  beyond the first 50 its evidence lists, written with the changes (:class:`MemberRow`), so a
+  restarted gateway knows them all: its detectors clear them when they no longer hold (added
+  without a schema version: an older gateway ignores it, and a member it left there is taken
+  back and cleared by the detectors if it no longer holds).
+
 A seq is never issued twice, even across a restore from a backup: the highest seq ever issued
 is kept *outside* the database, where restoring the database cannot roll it back. Durably in
 ``<file>.seq-high`` (fsync and atomic rename), reserved :data:`SEQ_RESERVE` ahead so it is
@@ -147,6 +153,14 @@ CREATE TABLE IF NOT EXISTS handled_calls (
     PRIMARY KEY (site, bed, device, seq, device_ts, digest)
 );
 CREATE INDEX IF NOT EXISTS handled_calls_at ON handled_calls (at);
+CREATE TABLE IF NOT EXISTS summary_members (
+    incident_key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    unregistered INTEGER NOT NULL,
+    started_at INTEGER,
+    kind TEXT NOT NULL,
+    PRIMARY KEY (incident_key, member)
+);
 CREATE TABLE IF NOT EXISTS seq_skips (
     after_seq INTEGER NOT NULL,
     upto_seq INTEGER NOT NULL PRIMARY KEY,
@@ -175,6 +189,29 @@ def _enc_hook(obj: Any) -> Any:
     if callable(item):
         return item()
     return str(obj)
+
+
+class MemberRow(NamedTuple):
+    """One member of a summary alert, as ``summary_members`` holds it."""
+
+    incident_key: str
+    """The summary's incident key (``site/bed/type/episode``, no ``#n``)."""
+    member: str
+    """Its label in the summary (:meth:`alerts.storms.AlertStorms` labels)."""
+    unregistered: bool
+    started_at: int | None
+    kind: str
+    """The device kind of a device member (``""``: not a device)."""
+
+
+class MemberGone(NamedTuple):
+    """A member taken out of a summary."""
+
+    incident_key: str
+    member: str
+
+
+MemberChange = MemberRow | MemberGone
 
 
 def split_incident(incident: str) -> tuple[str, int]:
@@ -299,13 +336,15 @@ class AlertStore:
     # --- writing ------------------------------------------------------------------------------
 
     def write(self, changes: Sequence[AlertChange],
-              handled: Sequence[HandledEvent] = ()) -> None:
+              handled: Sequence[HandledEvent] = (),
+              members: Sequence[MemberChange] = ()) -> None:
         """Append ``changes`` (continuing the sequence without a gap after :meth:`last_seq`),
-        upsert their alerts and
-        remember ``handled`` (each replaces the one of its device and lane), in one
+        upsert their alerts,
+        remember ``handled`` (each replaces the one of its device and lane) and apply the
+        summaries' ``members`` changes (in order), in one
         transaction. Raises :class:`StoreUnavailable` on disk trouble (nothing is written then)
         and ``ValueError`` for a batch that would break the sequence."""
-        if not changes and not handled:
+        if not changes and not handled and not members:
             return
         handled_rows = [(h.site, h.bed, h.event.device, int(h.event.call), h.event.seq,
                          h.event.device_ts, h.event.digest, h.at) for h in handled]
@@ -357,6 +396,16 @@ class AlertStore:
                             " device_ts, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
                         self._db.execute("DELETE FROM handled_calls WHERE at < ?",
                                          (max(row[-1] for row in calls) - self.calls_kept_ms,))
+                    for member in members:
+                        if isinstance(member, MemberRow):
+                            self._db.execute(
+                                "INSERT OR REPLACE INTO summary_members (incident_key, member,"
+                                " unregistered, started_at, kind) VALUES (?, ?, ?, ?, ?)",
+                                (member.incident_key, member.member, int(member.unregistered),
+                                 member.started_at, member.kind))
+                        else:
+                            self._db.execute("DELETE FROM summary_members WHERE incident_key"
+                                             " = ? AND member = ?", tuple(member))
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -387,6 +436,38 @@ class AlertStore:
         rows = self._query("SELECT alert FROM alerts WHERE status_rank < 2"
                            " ORDER BY opened_at, id")
         return [self._decoder.decode(r[0]) for r in rows]
+
+    def summary_members(self) -> dict[str, list[MemberRow]]:
+        """Every summary's members by incident key, in the order they joined."""
+        rows = self._query("SELECT incident_key, member, unregistered, started_at, kind"
+                           " FROM summary_members ORDER BY rowid")
+        members: dict[str, list[MemberRow]] = {}
+        for key, member, unregistered, started_at, kind in rows:
+            members.setdefault(str(key), []).append(MemberRow(
+                str(key), str(member), bool(unregistered),
+                None if started_at is None else int(started_at), str(kind)))
+        return members
+
+    def forget_members(self, incident_keys: Iterable[str]) -> None:
+        """Delete the members of the summaries ``incident_keys`` (no longer open)."""
+        keys = [(key,) for key in incident_keys]
+        if not keys:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany("DELETE FROM summary_members WHERE incident_key = ?",
+                                         keys)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if storage_fault(exc) is None:
+                    raise
+                raise StoreUnavailable.wrap("alerts", "write", exc) from exc
 
     def episode_counters(self) -> dict[str, int]:
         """The highest episode number of every incident key (``site/bed/type/episode``)."""

@@ -58,17 +58,22 @@ count), :data:`INDIVIDUAL_KEPT` individual conditions remembered (oldest forgott
 ``threshold`` opening times per site and type; summaries exist per registered site and type,
 plus one per type for :data:`UNREGISTERED_SITES`.
 
-After a restart, :meth:`AlertStorms.resume` takes back the open summaries (their listed
-members and those whose reasons they name by name, the rest by count) and the open individual
-alerts.
+Every named member joining or leaving is also handed to the alert store
+(:meth:`AlertStorms.take_member_changes`, written with the changes: ``summary_members``).
+After a restart, :meth:`AlertStorms.resume` takes back the open summaries, every member by
+name (from a store written before that table, the listed members and those whose reasons
+they name, the rest by count), and the open individual alerts; :meth:`AlertStorms.held` gives
+the detectors every condition they had raised, members included, so that they clear them
+(a summary's members beyond the 50 listed used to come back as a count, which the
+detectors, raising them again, added to: 120 devices became 190 after a ``kill -9``).
 
 The beds a summary names are indexed (:meth:`AlertStorms.summaries_of`: per site and bed, the
 summaries with a member on it; an entry per bed of a named member, so bounded as they are),
 kept as members join and clear, so that a bed's page and the bed list show the summaries that
 list the bed without reading any summary's members: a device offline in a storm leaves its
 bed's own alerts empty, and the bed must not look calm. Members known only by count (beyond
-:data:`MEMBERS_KEPT`; after a restart, those neither listed nor with reasons) name no bed, so
-their beds are not indexed.
+:data:`MEMBERS_KEPT`; after a restart from a store without ``summary_members``, those neither
+listed nor with reasons) name no bed, so their beds are not indexed.
 
 >>> from alerts.model import AlertType, Finding, Severity
 >>> storms = AlertStorms(Registry.from_mapping({"sites": {"s0": {"beds": {"b1": {}}}}}))
@@ -85,12 +90,12 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
 from alerts.model import SITE_TYPES, Alert, AlertStatus, AlertType, Finding, Severity
-from alerts.store import split_incident
+from alerts.store import MemberChange, MemberGone, MemberRow, split_incident
 from devices.registry import Registry
 
 log = logging.getLogger("homecare.alerts")
@@ -155,6 +160,9 @@ class _Summary:
     """Named members that are unregistered (the others are in a storm)."""
     reasons: dict[_Member, tuple[str, ...]] = field(default_factory=dict)
     """The ``reasons`` of named members whose findings give them."""
+    held: dict[_Member, tuple[int | None, str]] = field(default_factory=dict)
+    """Per named member, when its condition started and its device kind (``""``: not a
+    device): what a restarted detector is told it raised (:meth:`AlertStorms.held_members`)."""
 
     @property
     def count(self) -> int:
@@ -190,6 +198,10 @@ class AlertStorms:
         devices, or its flagged visits, are members one each)."""
         self.summarised: dict[str, int] = {"unregistered": 0, "storm": 0}
         """Findings folded into summaries so far, by reason (for metrics)."""
+        self._member_changes: list[MemberChange] = []
+        """Named members joined and gone since :meth:`take_member_changes`."""
+        self._resumed_counts: dict[_Key, int] = {}
+        """Per summary taken back by :meth:`resume`, the count its alert said."""
 
     @property
     def summaries(self) -> int:
@@ -223,8 +235,50 @@ class AlertStorms:
                 changed[(summary.site, summary.type)] = summary
         return passed + [self._finding(s, now_ms) for s in changed.values()]
 
-    def resume(self, alerts: Sequence[Alert]) -> None:
-        """Take back the open summaries and individual alerts (after a restart)."""
+    def take_member_changes(self) -> list[MemberChange]:
+        """The named members joined and gone since the last call, in order, for the alert
+        store (:meth:`~alerts.engine.AlertEngine.stage_members`, written with the changes
+        they go with). Event loop only."""
+        changes, self._member_changes = self._member_changes, []
+        return changes
+
+    def held(self, alerts: Sequence[Alert]) -> list[Finding]:
+        """The conditions raised and not cleared, as the ``active`` findings that raised them
+        (for the detectors after a restart: :meth:`~gateway.detect.alerting.AlertingStage.
+        resume_detectors`): of ``alerts`` (the open ones), those not cleared, emergencies and
+        summaries aside; and every named member of every summary."""
+        held = [_held(alert) for alert in alerts
+                if alert.status is not AlertStatus.RESOLVED and alert.cleared_at is None
+                and alert.type not in PASSED and alert.evidence.get(SUMMARY) is not True]
+        for summary in self._summaries.values():
+            for member in summary.members:
+                site, bed, episode = member
+                started, kind = summary.held.get(member, (None, ""))
+                at = started if started is not None else summary.started_at
+                held.append(Finding(
+                    type=summary.type, site=site, bed=bed, at=at, severity=summary.severity,
+                    episode=episode, active=True, started_at=at,
+                    evidence={"kind": kind} if kind else {}))
+        return held
+
+    def resumed_corrections(self, now_ms: int) -> list[Finding]:
+        """The summaries taken back whose count differs from what their alert said (members
+        gone in the last moments before a stop, their summary's update not yet written), as
+        updates; each once."""
+        corrected = [self._finding(self._summaries[key], now_ms)
+                     for key, count in self._resumed_counts.items()
+                     if key in self._summaries and self._summaries[key].count != count]
+        self._resumed_counts.clear()
+        return corrected
+
+    def resume(self, alerts: Sequence[Alert],
+               members: Mapping[str, Sequence[MemberRow]] | None = None) -> list[str]:
+        """Take back the open summaries and individual alerts (after a restart); ``members``:
+        the alert store's :meth:`~alerts.store.AlertStore.summary_members` (every member by
+        name; without them, those the evidence names and the rest by count). Returns the
+        incident keys of ``members`` whose summary is no longer open (to forget)."""
+        members = members or {}
+        taken: set[str] = set()
         for alert in alerts:
             if alert.status is AlertStatus.RESOLVED or alert.type in PASSED:
                 continue
@@ -238,6 +292,8 @@ class AlertStorms:
                 continue
             summary = _Summary(site=site, type=alert.type, severity=alert.severity,
                                started_at=alert.opened_at)
+            rows = members.get(key, ())
+            taken.add(key)
             kept = alert.evidence.get("member_reasons")
             kept = kept if isinstance(kept, dict) else {}
             labels = dict.fromkeys(map(str, alert.evidence.get("members", [])))
@@ -247,12 +303,27 @@ class AlertStorms:
                 if member is not None and member not in summary.members:
                     reasons = kept.get(str(label))
                     self._add(summary, member, self._unregistered_member(alert.type, member),
-                              tuple(map(str, reasons)) if isinstance(reasons, list) else ())
+                              tuple(map(str, reasons)) if isinstance(reasons, list) else (),
+                              record=False)
+            for row in rows:
+                member = self._parse(site, row.member)
+                if member is not None and member not in summary.members:
+                    reasons = kept.get(row.member)
+                    self._add(summary, member, row.unregistered,
+                              tuple(map(str, reasons)) if isinstance(reasons, list) else (),
+                              started_at=row.started_at, kind=row.kind, record=False)
+                elif member is not None:
+                    summary.held[member] = (row.started_at, row.kind)
             count = alert.evidence.get("count")
             if isinstance(count, int):
-                summary.anonymous = max(0, count - len(summary.members))
+                # Every member is named in ``members`` (up to MEMBERS_KEPT): counting the rest
+                # again would count twice those the detectors raise again.
+                counted = MEMBERS_KEPT if rows else len(summary.members)
+                summary.anonymous = max(0, count - max(counted, len(summary.members)))
+                self._resumed_counts[(site, alert.type)] = count
             if summary.count:
                 self._summaries[(site, alert.type)] = summary
+        return [key for key in members if key not in taken]
 
     # --- routing ----------------------------------------------------------------------------
 
@@ -320,7 +391,10 @@ class AlertStorms:
                         self.threshold, self.window_ms // 1000)
         if f.severity.rank < summary.severity.rank:
             summary.severity = f.severity
-        self._add(summary, member, unregistered, _reasons(f))
+        kind = f.evidence.get("kind") if f.type in DEVICE_TYPES and f.evidence else None
+        self._add(summary, member, unregistered, _reasons(f),
+                  started_at=f.started_at if f.started_at is not None else f.at,
+                  kind=kind if isinstance(kind, str) else "")
         self.summarised["unregistered" if unregistered else "storm"] += 1
         return summary
 
@@ -370,12 +444,19 @@ class AlertStorms:
     # --- members ------------------------------------------------------------------------------
 
     def _add(self, summary: _Summary, member: _Member, unregistered: bool,
-             reasons: tuple[str, ...] = ()) -> None:
+             reasons: tuple[str, ...] = (), *, started_at: int | None = None, kind: str = "",
+             record: bool = True) -> None:
+        """``record``: a member joining now (not one taken back), for the alert store."""
         if len(summary.members) >= MEMBERS_KEPT:
             summary.anonymous += 1
             return
         summary.members[member] = unregistered
         summary.unregistered += unregistered
+        summary.held[member] = (started_at, kind)
+        if record:
+            self._member_changes.append(MemberRow(
+                summary_incident(summary.site, summary.type), self._label(summary.site, member),
+                unregistered, started_at, kind))
         if reasons:
             summary.reasons[member] = reasons
         site, bed, _ = member
@@ -387,6 +468,9 @@ class AlertStorms:
     def _remove(self, summary: _Summary, member: _Member) -> None:
         summary.unregistered -= summary.members.pop(member)
         summary.reasons.pop(member, None)
+        summary.held.pop(member, None)
+        self._member_changes.append(MemberGone(summary_incident(summary.site, summary.type),
+                                               self._label(summary.site, member)))
         site, bed, _ = member
         held = self._beds.get((site, bed))
         key = (summary.site, summary.type)
@@ -473,6 +557,17 @@ class AlertStorms:
 
 
 _PLURAL: Final = {AlertType.SERVICE_ANOMALY: "service anomalies"}
+
+
+def _held(alert: Alert) -> Finding:
+    """The condition an open alert stands for, as the ``active`` finding that raised it."""
+    key, _ = split_incident(alert.incident)
+    episode = key.split("/", 3)[3] if key.count("/") >= 3 else ""
+    started = alert.evidence.get("started_at")
+    return Finding(type=alert.type, site=alert.site, bed=alert.bed, at=alert.updated_at,
+                   severity=alert.severity, episode=episode, active=True,
+                   started_at=started if isinstance(started, int) else alert.opened_at,
+                   summary=alert.summary, evidence=alert.evidence)
 
 
 def _reasons(f: Finding) -> tuple[str, ...]:

@@ -384,6 +384,9 @@ class Gateway:
                          ",".join(sorted(restored.fresh)) or "-")
             if settings.detector_journal_max_bytes > 0:
                 self.journal = self._replay_journal(data_dir / JOURNAL_DIR, restored)
+        # The conditions raised since the snapshot (or without one): a detector must know them
+        # to clear them (a kill -9, and the device came back meanwhile).
+        self.alerting.resume_detectors()
         self.inbox = Inbox(settings.inbox_max_messages, max_bytes=settings.inbox_max_bytes)
         self.inbox.listed = registry.lists_topic
         self.source = MqttSource(settings, self.inbox,

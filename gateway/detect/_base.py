@@ -11,6 +11,14 @@ and evaluates, at most every ``fleet.evaluate_interval_ms`` (default
 message-clock time (on a grid shared by all detectors), and returns nothing in between.
 ``state`` folds in the buffer first. Findings are edge-triggered: one ``active=True`` when a
 condition begins, one ``active=False`` when it clears, so the alert engine is never flooded.
+
+Edge-triggered findings need the detector to know which conditions it has raised: after a
+restart the snapshot may be older than some of them (a ``kill -9``: raised after the last
+snapshot, then the device came back while the gateway was down, and nothing ever cleared
+them). :meth:`DetectorBase.resume` takes them back from the alert store (the open alerts, and
+the members of the summaries they were folded into): a detector whose conditions are
+``active`` columns of its beds or devices marks them so, and its next evaluation clears those
+that no longer hold.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import numpy.typing as npt
 from alerts.model import AlertType, Finding, Severity
 from devices.codec import Message
 from devices.registry import Registry
+from devices.topics import Kind
 from gateway.detect._batch import Batch
 from gateway.detect._fleet import Fleet
 from gateway.detect._numbering import KINDS_BY_CODE
@@ -128,6 +137,40 @@ class DetectorBase:
         self.devices.load(saved.device_columns, device_map)
         self._restore_extra(saved.extra, bed_map)
 
+    def resume(self, held: Sequence[Finding]) -> int:
+        """Mark the conditions of ``held`` (one ``active`` finding per condition the alert store
+        holds open: every detector is given all of them, and takes those of its
+        ``alert_type``) as raised, so that the next evaluation clears those that no longer
+        hold; after :meth:`restore`, before the journal is handed back. A device condition
+        (its episode the device id) numbers a device not known yet by the ``kind`` its
+        evidence names (those without one are left out). Returns how many were marked."""
+        table = (self.devices if "active" in self.devices
+                 else self.beds if "active" in self.beds else None)
+        if table is None:
+            return 0  # no such columns (a visit's judgement is once, not a condition)
+        fleet = self.fleet
+        rows: list[tuple[int, Finding]] = []
+        for f in held:
+            if f.type is not self.alert_type or not f.active:
+                continue
+            if table is self.beds:
+                rows.append((fleet.bed_index(f.site, f.bed), f))
+                continue
+            kind = _kind(f.evidence.get("kind"))
+            if fleet.numbering.has_device(f.site, f.bed, f.episode) or kind is not None:
+                rows.append((fleet.device_index(f.site, f.bed, f.episode,
+                                                kind or Kind.INFRARED), f))
+        self._sync()
+        for i, f in rows:
+            table["active"][i] = True
+            if table["active_since"][i] == NONE:
+                table["active_since"][i] = f.started_at if f.started_at is not None else f.at
+            self._resumed(i, f)
+        return len(rows)
+
+    def _resumed(self, row: int, finding: Finding) -> None:
+        """Row ``row`` (a bed or a device) was marked raised by :meth:`resume`."""
+
     # --- helpers ------------------------------------------------------------------------------
 
     def _sync(self) -> None:
@@ -141,6 +184,13 @@ class DetectorBase:
         return Finding(type=self.alert_type, site=site, bed=bed_id, at=at,
                        severity=severity or self.severity, episode=episode, active=active,
                        started_at=started_at, summary=summary, evidence=evidence or {})
+
+
+def _kind(value: object) -> Kind | None:
+    try:
+        return Kind(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def transitions(active: Bool, desired: Bool) -> tuple[I64, I64]:

@@ -26,7 +26,7 @@ reconnect over a minute or two does not become a flood of device alerts at its r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Set
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -106,6 +106,23 @@ class SiteOutages:
             del self.back_ms[name]
         return findings
 
+    def resume(self, held: Sequence[Finding]) -> int:
+        """Take back the sites ``held`` reported dark (the open ``site_offline`` alerts, after
+        a restart) that the snapshot does not know; returns how many."""
+        taken = 0
+        for f in held:
+            if f.site in self.reported:
+                continue
+            e = f.evidence
+            beds = e.get("beds")
+            self.reported[f.site] = SiteState(
+                beds=tuple(map(str, beds)) if isinstance(beds, list) else (),
+                devices=_int(e.get("devices")), silent=_int(e.get("silent")),
+                wills=_int(e.get("last_wills")),
+                started_at=f.started_at if f.started_at is not None else f.at)
+            taken += 1
+        return taken
+
     def state(self) -> dict[str, Any]:
         return {"reported": {name: [list(s.beds), s.devices, s.silent, s.wills, s.started_at]
                              for name, s in self.reported.items()},
@@ -121,6 +138,10 @@ class SiteOutages:
                 beds=tuple(str(b) for b in beds), devices=int(devices), silent=int(silent),
                 wills=int(wills), started_at=int(started_at))
         self.back_ms.update({str(k): int(v) for k, v in saved.get("back_ms", {}).items()})
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
 
 
 def _finding(site: str, now_ms: int, state: SiteState, *, active: bool) -> Finding:

@@ -48,6 +48,9 @@ class Table:
     def __getitem__(self, name: str) -> npt.NDArray[Any]:
         return self._arrays[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
     def ensure(self, rows: int) -> None:
         if rows <= self.capacity:
             return

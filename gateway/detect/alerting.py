@@ -32,6 +32,7 @@ from typing import Protocol, TypedDict, Unpack, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerts.engine import AlertEngine, IdFactory
+from alerts.errors import StoreUnavailable
 from alerts.escalation import EscalationPolicy, Schedule
 from alerts.model import Alert, AlertChange, AlertStatus, Finding
 from alerts.rules import ImmediateRules
@@ -197,7 +198,12 @@ class AlertingStage:
         self.rules = rules if rules is not None else ImmediateRules()
         self.detectors = tuple(detectors)
         self.storms = storms if storms is not None else AlertStorms(_registry_of(detectors))
-        self.storms.resume(engine.open_alerts())
+        gone = self.storms.resume(engine.open_alerts(), engine.store.summary_members())
+        if gone:
+            try:
+                engine.store.forget_members(gone)
+            except StoreUnavailable as exc:  # kept: taken back at the next start, harmless
+                log.warning("alerts.summary_members_kept summaries=%d error=%s", len(gone), exc)
         self._summarised = dict(self.storms.summarised)
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._unresolved: dict[str, tuple[str, str, str]] = {}
@@ -272,6 +278,26 @@ class AlertingStage:
         :meth:`apply_tick`, in one call (replay and tests)."""
         return self.apply_tick(self.detect(now_ms), now_ms)
 
+    def resume_detectors(self) -> int:
+        """Tell the detectors which of their conditions the alert store holds open (the open
+        alerts not cleared, and the members of the open summaries), after their snapshot is
+        restored and before the journal is handed back to them: the snapshot may be older than
+        some (a ``kill -9``), and a detector that does not know it raised a condition never
+        clears it. Returns how many conditions the detectors took back."""
+        held = self.storms.held(self.engine.open_alerts())
+        now = int(time.time() * 1000)
+        if corrected := self.storms.resumed_corrections(now):
+            self.engine.apply(corrected, now)
+        taken = 0
+        for detector in self.detectors:
+            try:
+                taken += int(getattr(detector, "resume", lambda _: 0)(held))
+            except Exception:
+                self._detector_failed(detector, "resume")
+        if held:
+            log.info("detect.resumed conditions=%d taken=%d", len(held), taken)
+        return taken
+
     def intake_changed(self, *, up: bool, now_ms: int) -> None:
         """The gateway's intake (its broker connection) went down or came up: while it is down
         the detectors take no silence for a device gone, and afterwards they judge every device
@@ -322,6 +348,7 @@ class AlertingStage:
     def _apply(self, findings: list[Finding], now_ms: int) -> list[AlertChange]:
         received = len(findings)
         findings = self.storms.filter(findings, now_ms)
+        self.engine.stage_members(self.storms.take_member_changes())
         changes = self.engine.apply(findings, now_ms)
         if self._metrics is not None:
             self._metrics.findings.inc(received)

@@ -205,6 +205,21 @@ class DeviceOfflineDetector(DetectorBase):
     def _restore_extra(self, extra: Any, bed_map: Sequence[int]) -> None:
         self.outages.restore(extra)
 
+    def resume(self, held: Sequence[Finding]) -> int:
+        """:meth:`DetectorBase.resume <gateway.detect._base.DetectorBase.resume>`, and the
+        sites reported dark (``site_offline``)."""
+        sites = [f for f in held if f.type is AlertType.SITE_OFFLINE and f.active]
+        return super().resume(held) + self.outages.resume(sites)
+
+    def _resumed(self, row: int, finding: Finding) -> None:
+        d = self.devices
+        if d["last_heard"][row] == NONE:  # not in the snapshot nor the journal: as reported
+            heard = finding.evidence.get("last_heard_ms")
+            d["last_heard"][row] = (heard if isinstance(heard, int) else finding.started_at
+                                    if finding.started_at is not None else finding.at)
+            d["first_heard"][row] = d["last_heard"][row]
+        d["noted"][row] = finding.severity is Severity.LOW
+
     def _extra_state(self) -> Any:
         return self.outages.state()
 
