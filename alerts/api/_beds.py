@@ -69,6 +69,9 @@ class _Summaries:
     """Summaries (alert storms, devices outside the registry) by incident key."""
     dark: dict[str, list[tuple[Alert, frozenset[str] | None]]] = field(default_factory=dict)
     """``site_offline`` alerts by site, each with the beds it names (None: all the site's)."""
+    offline: dict[tuple[str, str, str], Alert] = field(default_factory=dict)
+    """A device's own ``device_offline`` alerts not cleared, by site, bed and device: what a
+    device the live state does not hold (a restart forgot it, and it is still silent) shows."""
 
 HOUR_MS = 3_600_000
 MAX_UNHEARD_DEVICES = 32
@@ -93,12 +96,16 @@ def router(ctx: ApiContext) -> APIRouter:
         merged.update(ctx.live.bed_keys().page(after, site, limit))
         return sorted(merged)[:limit]
 
-    def devices(site: str, bed: str, now: int) -> tuple[list[DeviceOut], int]:
+    def devices(site: str, bed: str, now: int,
+                offline: dict[tuple[str, str, str], Alert]) -> tuple[list[DeviceOut], int]:
         """The bed's devices to show, and how many more it has. Shown: every device the
         registry file lists and every device the live state holds (at most
         ``max_devices_per_bed``); of those registered on first sight and not held, the first
         :data:`MAX_UNHEARD_DEVICES`: the rest are counted, so that a flood of made-up ids on
-        a bed costs its page neither time nor bytes."""
+        a bed costs its page neither time nor bytes. A device the live state does not hold
+        (not heard since a restart) whose own ``device_offline`` alert is open and not cleared
+        is ``offline``, last seen when that alert says (until 2026-12-03: ``unknown``, never
+        seen, beside the alert)."""
         registered = ctx.registry.bed(site, bed)
         known = registered.devices if registered is not None else {}
         live = {d.device: d for d in ctx.live.devices_of(site, bed)}
@@ -122,14 +129,17 @@ def router(ctx: ApiContext) -> APIRouter:
                          else entry.heartbeat_s if entry is not None else defaults.heartbeat_s)
             kind = entry.kind.value if entry is not None else (
                 state.kind.value if state is not None else "unknown")
+            alert = offline.get((site, bed, device_id)) if state is None else None
+            heard = alert.evidence.get("last_heard_ms") if alert is not None else None
             out.append(DeviceOut(
                 device=device_id, kind=kind,
                 state=connectivity(state, now_ms=now, heartbeat_s=heartbeat,
                                    offline_factor=defaults.offline_factor)
-                if state is not None else "unknown",
+                if state is not None else "offline" if alert is not None else "unknown",
                 reported_state=_reported(state), battery=state.battery if state else None,
                 fw=state.fw if state else None, heartbeat_s=heartbeat,
-                last_seen=state.last_seen or None if state else None,
+                last_seen=state.last_seen or None if state else
+                heard if isinstance(heard, int) and heard > 0 else None,
                 status_at=state.status_at if state else None,
                 # A device live state holds that the registry does not (any longer) was
                 # registered on first sight: the registry's memo of those forgot it.
@@ -147,7 +157,7 @@ def router(ctx: ApiContext) -> APIRouter:
         registered = ctx.registry.bed(site, bed)
         live = ctx.live.bed(site, bed)
         latest = live.latest() if live is not None else {}
-        shown, more = devices(site, bed, now)
+        shown, more = devices(site, bed, now, summaries.offline)
         listing = listing_summaries(site, bed, summaries)
         return BedOut(
             site=site, bed=bed, person=registered.person if registered is not None else None,
@@ -185,6 +195,9 @@ def router(ctx: ApiContext) -> APIRouter:
         found = _Summaries()
         for a in alerts:
             if a.bed:
+                if a.type == AlertType.DEVICE_OFFLINE and a.cleared_at is None:
+                    episode = split_incident(a.incident)[0].split("/", 3)[-1]
+                    found.offline[(a.site, a.bed, episode)] = a
                 continue
             if a.evidence.get(SUMMARY) is True:
                 found.storms[split_incident(a.incident)[0]] = a
@@ -203,9 +216,18 @@ def router(ctx: ApiContext) -> APIRouter:
                 found.dark.setdefault(a.site, []).append((a, beds))
         return found
 
-    def known(site: str, bed: str) -> None:
-        if ctx.registry.bed(site, bed) is None and ctx.live.bed(site, bed) is None:
-            raise ApiError(404, f"no bed {site}/{bed}")
+    def known(site: str, bed: str, alerts: list[Alert] | None = None) -> None:
+        """404 unless the registry or the live state knows the bed, or (``alerts``: the
+        unresolved ones) an alert is about it or a summary names it: a bed outside the
+        registry is forgotten at a restart (and by the live state's bounds) while its alerts
+        stay (until 2026-12-03 such a bed answered 404 beside a summary naming it)."""
+        if ctx.registry.bed(site, bed) is not None or ctx.live.bed(site, bed) is not None:
+            return
+        if alerts is not None and (
+                (ctx.storms is not None and ctx.storms.summaries_of(site, bed))
+                or any(a.site == site and a.bed == bed for a in alerts)):
+            return
+        raise ApiError(404, f"no bed {site}/{bed}")
 
     @api.get("", response_model=BedPage, dependencies=[viewer],
              summary="Beds with device state and latest values")
@@ -235,8 +257,8 @@ def router(ctx: ApiContext) -> APIRouter:
         recent_minutes: Annotated[int, Query(ge=0, le=1440,
                                              description="how much of each metric")] = 60,
     ) -> BedDetail:
-        known(site, bed)
         unresolved_now = await unresolved()
+        known(site, bed, unresolved_now)
         alerts = sorted((a for a in unresolved_now if a.site == site and a.bed == bed),
                         key=lambda a: (a.severity.rank, a.opened_at, a.id))
         base = bed_out(site, bed, ctx.clock(), len(alerts), open_summaries(unresolved_now))

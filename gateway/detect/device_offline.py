@@ -409,7 +409,9 @@ class DeviceOfflineDetector(DetectorBase):
             "last_heard_ms": since, "silent_s": rounded(silent_s),
             "heartbeat_s": rounded(heartbeat_ms / 1000), "offline_factor": fleet.offline_factor}
         if not will:
-            summary = (f"{kind.value} {device} silent for {silent_s / 60:.0f} min "
+            silent = (f"{silent_s:.0f} s" if silent_s < 120  # not "0 min": 2 s heartbeats
+                      else f"{silent_s / 60:.0f} min")
+            summary = (f"{kind.value} {device} silent for {silent} "
                        f"(heartbeat {heartbeat_ms / 1000:.0f} s)")
         elif note:
             until = int(self.devices["will_at"][i]) + window_ms

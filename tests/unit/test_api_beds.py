@@ -551,3 +551,36 @@ async def test_the_beds_of_made_up_sites_gone_dark_show_their_summary(tmp_path: 
         assert counts == {"mk-1": 1, "mk-2": 1, "mk-3": 0}
     finally:
         await api.client.aclose()
+
+
+async def test_after_a_restart_a_silent_device_shows_its_alert_and_a_made_up_bed_its_page(
+        tmp_path: Path) -> None:
+    """After a restart the live state holds nothing of a device not heard since: its bed said
+    ``unknown``, ``last_seen`` null beside its open ``device_offline`` alert, and a bed outside
+    the registry answered 404 while alerts were about it (a tester, 2026-12-03)."""
+    api = build(tmp_path, registry=Registry.from_mapping(REGISTRY))
+    try:
+        heard = T0 - 600_000
+        api.engine.apply([Finding(
+            type=AlertType.DEVICE_OFFLINE, site="site-01", bed="bed-0001", at=T0,
+            severity=Severity.MEDIUM, episode="fs-0001", started_at=heard,
+            summary="fall fs-0001 silent for 10 min (heartbeat 30 s)",
+            evidence={"device": "fs-0001", "kind": "fall", "reason": "silent",
+                      "last_heard_ms": heard})], T0)
+        api.engine.commit()
+        made_up = api.open_alert(site="site-77", bed="x-1", type=AlertType.LOW_BATTERY,
+                                 severity=Severity.LOW, episode="ir-x-1")
+        page = (await api.client.get("/api/v1/beds/site-01/bed-0001",
+                                     headers=api.auth("viewer"))).json()
+        devices = {d["device"]: d for d in page["devices"]}
+        assert (devices["fs-0001"]["state"], devices["fs-0001"]["last_seen"]) == (
+            "offline", heard)
+        assert (devices["btn-0001"]["state"], devices["btn-0001"]["last_seen"]) == (
+            "unknown", None)  # no alert about it: never heard is all that is known
+        other = await api.client.get("/api/v1/beds/site-77/x-1", headers=api.auth("viewer"))
+        assert other.status_code == 200, other.text
+        assert [a["id"] for a in other.json()["alerts"]] == [made_up.id]
+        missing = await api.client.get("/api/v1/beds/site-77/x-2", headers=api.auth("viewer"))
+        assert missing.status_code == 404
+    finally:
+        await api.client.aclose()
