@@ -571,7 +571,8 @@ class Gateway:
                 # A main session that never subscribed from this data directory (a first
                 # start) subscribes before the urgent one connects: under one client id
                 # (use_username_as_clientid, no mqtt_urgent_username) the urgent session then
-                # finds the main subscription in the session it resumes and stops at once.
+                # resumes the main subscription and stops at its first message that is not a
+                # call (or at its second takeover).
                 first_start = not self.source.filters.held()
                 urgent_mqtt = (tasks.create_task(self.urgent_source.run(
                     after=self.source.connected if first_start else None), name="mqtt-urgent")

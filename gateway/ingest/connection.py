@@ -18,7 +18,11 @@ Guarantees:
   session expiry interval (with expiry 0 the broker would end the session on disconnect).
   Receive Maximum is 65535 so that batched acknowledgement does not starve intake.
 * A filter dropped from ``mqtt_topic`` is unsubscribed when the session is found again
-  (:mod:`gateway.ingest.subscriptions`): the broker would keep it with the session.
+  (:mod:`gateway.ingest.subscriptions`): the broker would keep it with the session. A session
+  the broker resumes that ``data_dir`` has no record of (the data directory lost, wiped or
+  restored from an older backup) is resumed all the same, its queued messages taken, and a
+  filter it holds that is not configured is unsubscribed once a message shows it
+  (``mqtt.stale_filters``).
 * Reconnects with capped exponential backoff and resubscribes; packet ids belong to one
   connection, so acknowledgements for messages of an earlier connection are not sent (the broker
   redelivers those, and the copy is dropped as a duplicate and acknowledged). Every connection
@@ -33,7 +37,8 @@ own persistent session at the broker, so the broker delivers a press at once on 
 while the first is still working through a backlog.
 
 The module is over 400 lines because both sessions share the connection, its acknowledgement
-rules and the urgent session's guard against being handed the main session.
+rules, the clean-up of filters a resumed session holds unknown, and the urgent session's guard
+against being handed the main session.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from gateway.config import Settings
 from gateway.errors import ConnectRefused
 from gateway.ingest.inbox import Intake
 from gateway.ingest.message import RawMessage
-from gateway.ingest.subscriptions import SessionFilters
+from gateway.ingest.subscriptions import SessionFilters, filters_matching, matcher
 from gateway.ingest.urgentsession import is_urgent_topic
 
 log = logging.getLogger("homecare.mqtt")
@@ -64,6 +69,13 @@ SESSION_TAKEN_OVER = 0x8E
 """MQTT 5 DISCONNECT reason: another connection took this client id."""
 TAKEN_OVER_LIMIT = 2
 """Takeovers after which the urgent session stops (:meth:`MqttSource.shared_with_main`)."""
+STALE_PACKET_IDS = 0x4000
+"""Packet ids from here on unsubscribe filters shown stale (:meth:`MqttSource.stale`), apart
+from those of the subscriptions made at connect."""
+STALE_PER_PACKET = 100
+"""Filters per UNSUBSCRIBE of :meth:`MqttSource.stale` (a topic shows up to 383)."""
+STALE_TOPICS_KEPT = 10_000
+"""Topics shown stale remembered per connection, each cleaned up once."""
 TAKEN_KEPT_MS = 600_000
 """How far back the urgent session's copies are handed on to be stored when it finds it held
 the main session (:meth:`MqttSource.shared_with_main`)."""
@@ -99,6 +111,15 @@ class _Connection(asyncio.Protocol):
         """Not read: the inbox is full (until it has room, :meth:`resume`)."""
         self.held = False
         """Not read: an emergency call is being written to the streams (:meth:`hold`)."""
+        self.unrecorded = False
+        """Set before connecting: ``data_dir`` may not know every filter the session holds (no
+        record of it, or one that says so)."""
+        self.checking = False
+        """Each message's topic is checked against the configured filters: the broker resumed
+        a session with :attr:`unrecorded` filters (:meth:`MqttSource.stale`)."""
+        self.stale_topics: set[str] = set()
+        self.unsubscribed: set[str] = set()
+        self.stale_ids = itertools.count(STALE_PACKET_IDS)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -121,19 +142,27 @@ class _Connection(asyncio.Protocol):
         for packet in packets:
             if isinstance(packet, wire.Publish):
                 if urgent and not is_urgent_topic(packet.topic):
-                    # The broker handed this connection the main session: left unacknowledged,
-                    # the message goes to the main session when it has its session back.
+                    # Not a call: the broker gave this connection a session with subscriptions
+                    # the urgent session never makes, most likely the main one's. Left
+                    # unacknowledged, the message goes to the main session when it has its
+                    # session back.
                     self.source.shared_with_main(f"topic={packet.topic!r}")
                     break
+                if self.checking and isinstance(packet.topic, str):
+                    self.source.stale(self, packet.topic)
                 raws.append(RawMessage(packet.topic, packet.payload, packet.mid, packet.qos,
                                        now_ms, generation, packet.retain, urgent))
                 continue
             kind, _, body = packet
             if kind == wire.CONNACK and not self.connack.done():
                 try:
-                    self.connack.set_result(wire.parse_connack(body))
+                    connack = wire.parse_connack(body)
                 except ProtocolError as exc:
                     self.connack.set_exception(exc)
+                else:
+                    # Before the messages the broker sends right behind it in this read.
+                    self.checking = self.unrecorded and connack.session_present
+                    self.connack.set_result(connack)
             elif kind == wire.SUBACK and not self.suback.done():
                 try:
                     self.suback.set_result(wire.parse_suback(body, self.reader.version)[1])
@@ -141,9 +170,12 @@ class _Connection(asyncio.Protocol):
                     self.suback.set_exception(exc)
             elif kind == wire.UNSUBACK and not self.unsuback.done():
                 try:
-                    self.unsuback.set_result(wire.parse_unsuback(body, self.reader.version)[1])
+                    packet_id, codes = wire.parse_unsuback(body, self.reader.version)
                 except ProtocolError as exc:
                     self.unsuback.set_exception(exc)
+                else:
+                    if packet_id < STALE_PACKET_IDS:  # not one of MqttSource.stale's
+                        self.unsuback.set_result(codes)
             elif kind == wire.DISCONNECT:
                 reason = body[0] if body else 0
                 log.warning("mqtt.server_disconnect session=%s reason=%#x", self.source.session,
@@ -218,6 +250,8 @@ class MqttSource:
             raise ValueError("an MQTT session needs at least one topic filter")
         self.filters = SessionFilters(settings.data_dir, self.client_id)
         """What this session may hold at the broker, across restarts."""
+        self.wanted = matcher(self.topics)
+        """Whether a topic is one of the configured filters'."""
         self.urgent = urgent
         self.session = "urgent" if urgent else "main"
         self.connected = asyncio.Event()
@@ -241,19 +275,65 @@ class MqttSource:
         already, and so must be stored from here."""
         inbox.on_space = self._resume
 
+    def stale(self, connection: _Connection, topic: str) -> None:
+        """A message of a resumed session with :attr:`_Connection.unrecorded` filters: one on a
+        topic no configured filter matches shows a filter held and forgotten (a configuration
+        whose record was lost with the data directory). Every filter that could have matched
+        it is unsubscribed (never a configured one: none matches it); the message itself, and
+        those the broker already queued on that filter, are taken as before.
+
+        On the urgent session only calls come here: a configured filter of the main session
+        that matches a call is matched by one of the urgent session's too, so were the two
+        one session at the broker (one client id), nothing of the main session's is dropped.
+        """
+        if self.wanted(topic) or topic in connection.stale_topics:
+            return
+        if len(connection.stale_topics) >= STALE_TOPICS_KEPT:
+            return
+        connection.stale_topics.add(topic)
+        configured = set(self.topics)
+        drop = [f for f in filters_matching(topic)
+                if f not in configured and f not in connection.unsubscribed]
+        if not drop:
+            return
+        connection.unsubscribed.update(drop)
+        for start in range(0, len(drop), STALE_PER_PACKET):
+            packet_id = STALE_PACKET_IDS + next(connection.stale_ids) % STALE_PACKET_IDS
+            connection.write(wire.unsubscribe_packet(
+                packet_id, drop[start:start + STALE_PER_PACKET], self._version))
+        log.warning("mqtt.stale_filters session=%s client_id=%s topic=%r unsubscribed=%d; the "
+                    "broker's session holds a filter not in mqtt_topic, which data_dir does not "
+                    "know (a record lost with the data directory): every filter matching this "
+                    "topic is unsubscribed, what it queued already is taken", self.session,
+                    self.client_id, topic, len(drop))
+
     def shared_with_main(self, seen: str) -> None:
-        """The urgent session was handed a message it never subscribed to, or its client id
-        was taken over again and again: the broker puts it and the main session under one
-        client id (``use_username_as_clientid`` and no ``mqtt_urgent_username``). Stop it for
-        good, nothing more acknowledged, so the main session keeps its session and gets every
-        message back; calls then come through the main session."""
+        """The urgent session was handed a message it never subscribes to (not a call), or its
+        client id was taken over again and again (:data:`TAKEN_OVER_LIMIT`): the broker gives
+        it a session that is not its own, most likely the main session's under one client id
+        (a broker that makes the user name the client id, ``use_username_as_clientid``, with
+        no ``mqtt_urgent_username``), else another client connects with its client id. Stop
+        it for good, nothing more acknowledged, so the main session keeps its session and gets
+        every message back; calls then come through the main session.
+
+        A session resumed that ``data_dir`` has no record of is not such evidence: the data
+        directory was lost while the broker kept the session (:meth:`stale`)."""
         if self.shared:
             return
         self.shared = True
-        log.error("mqtt.urgent_session_shared %s user=%s; the broker gives the urgent session "
-                  "the main session's client id (set mqtt_urgent_username, "
-                  "deploy/mosquitto/README.md); urgent session stopped, emergency calls come "
-                  "through the main session", seen, self.credentials()[0] or "-")
+        if seen.startswith("topic="):
+            evidence = (f"it was handed a message that is not a button or fall event ({seen}), "
+                        "which it never subscribes to")
+        else:
+            evidence = f"another connection took its client id again and again ({seen})"
+        log.error("mqtt.urgent_session_shared %s client_id=%s user=%s; %s: the broker gives it "
+                  "a session that is not its own, most likely the main session's under one "
+                  "client id (a broker that makes the user name the client id, "
+                  "use_username_as_clientid, with both sessions under one user: set "
+                  "mqtt_urgent_username, deploy/mosquitto/README.md), else another client "
+                  "connects as %s (a device or a second gateway with this client id); urgent "
+                  "session stopped, emergency calls come through the main session", seen,
+                  self.client_id, self.credentials()[0] or "-", evidence, self.client_id)
         self._stopping.set()
         if self._connection is not None:
             self._connection.abort()
@@ -326,10 +406,13 @@ class MqttSource:
         loop = asyncio.get_running_loop()
         s = self.settings
         endpoint = self._endpoint
+        recorded = self.filters.held()
+        unrecorded = not recorded or self.filters.unknown()
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             _, connection = await loop.create_connection(
                 lambda: _Connection(self, self._version), endpoint.host, endpoint.port,
                 ssl=self._ssl, server_hostname=endpoint.host if self._ssl else None)
+        connection.unrecorded = unrecorded
         try:
             username, password = self.credentials()
             connection.write(wire.connect_packet(
@@ -340,16 +423,27 @@ class MqttSource:
                 connack = await connection.connack
             if not connack.ok:
                 raise ConnectRefused(connack.code)
-            if self.urgent and connack.session_present and not self.filters.held():
-                # A session this client id never opened: the main one's, under one client id
-                # (its subscription is there: Gateway.run). Stop before taking anything of it.
-                self.shared_with_main("session_present=True with no session of its own")
-                return
+            # A session resumed with no record of it here is no proof of the main session
+            # handed to the urgent one: the data directory was lost while the broker kept it.
+            # Resumed all the same (its queued calls must come), its unknown filters are
+            # dropped as they show (stale); under one client id, the urgent session is handed
+            # the main session's messages, or taken over (shared_with_main).
+            unknown = connack.session_present and connection.unrecorded
+            if connack.session_present and not recorded:
+                log.warning("mqtt.session_unrecorded session=%s client_id=%s; the broker "
+                            "resumed a session data_dir has no record of (%s missing: the "
+                            "data directory lost, wiped or restored from an older backup%s): "
+                            "its queued messages are taken, and the filters it may hold that "
+                            "mqtt_topic has not are unsubscribed as messages show them "
+                            "(mqtt.stale_filters)", self.session, self.client_id,
+                            self.filters.path.name,
+                            "; or the main session's, under one client id, if a message "
+                            "that is not a call follows" if self.urgent else "")
             self.generation = connection.generation
             self._connection = connection
-            held = self.filters.held() if connack.session_present else ()
+            held = recorded if connack.session_present else ()
             dropped = [topic for topic in held if topic not in self.topics]
-            self.filters.record([*self.topics, *dropped])
+            self.filters.record([*self.topics, *dropped], unknown=unknown)
             for packet_id, topic in enumerate(self.topics, start=1):
                 if packet_id > 1:
                     connection.suback = loop.create_future()
@@ -366,7 +460,7 @@ class MqttSource:
                     await connection.unsuback
                 log.info("mqtt.unsubscribed session=%s filters=%s; no longer in mqtt_topic",
                          self.session, ",".join(dropped))
-            self.filters.record(self.topics)
+            self.filters.record(self.topics, unknown=unknown)
             self.connects += 1
             self.connected.set()
             log.info("mqtt.connected session=%s client_id=%s user=%s host=%s port=%s "

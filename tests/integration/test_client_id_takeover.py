@@ -241,9 +241,10 @@ def test_two_sessions_under_one_user_lose_nothing_and_the_gateway_says_so(
     acl``) both sessions connect as ``gateway``, which this broker makes one client id: the
     urgent session was handed the main session's queue, whose telemetry it acknowledged and
     nobody stored, and the two took over each other. The gateway warns at start; the urgent
-    session connects only once the main one has subscribed, and stops as soon as the broker
-    resumes a session it never opened, is handed a message it never subscribed to, or is taken
-    over twice, unacknowledged, so the main session gets everything: every status stored,
+    session connects only once the main one has subscribed, and stops as soon as it is handed
+    a message it never subscribed to, or is taken over twice (resuming a session it has no
+    record of is no sign: tests/integration/test_urgent_session_restore.py), unacknowledged,
+    so the main session gets everything: every status stored,
     every press alerted (a fresh-clone run lost the first bed's status and press when the
     urgent session took the client id before the main one had subscribed, and acknowledged the
     press it alerted)."""
