@@ -204,7 +204,13 @@ class SensorFaultDetector(DetectorBase):
         window = self.fleet.clock_window
         outside_window = (offset < -window.behind_ms) | (offset > window.ahead_ms)
         skewed = ((np.abs(offset) > SKEW_MS) | outside_window) & ~batch.is_will
-        relevant = np.flatnonzero(skewed | (run[batch.device] > 0))
+        # Every message of a device with a run going or a skewed message in this batch, in
+        # arrival order: a good one after a bad one in the same batch ends the run (a replayed
+        # journal brings them in one batch; before 2026-12-03 the good one was skipped and a
+        # clock fault cleared before a kill -9 came back after it).
+        touched = np.zeros(len(run), np.bool_)
+        touched[batch.device[skewed]] = True
+        relevant = np.flatnonzero(skewed | (run[batch.device] > 0) | touched[batch.device])
         if not len(relevant):
             return
         first_offset, since, last = d["skew_offset"], d["skew_since"], d["skew_last"]

@@ -194,3 +194,24 @@ def test_a_backlog_uploaded_within_the_clock_window_is_not_a_fault() -> None:
     backlog += [(back + MINUTE * (k + 1), audio("b1", back + MINUTE * (k + 1), 41.0 + k % 5))
                 for k in range(30)]
     assert run(detector(), backlog, start=back, end=back + 40 * MINUTE, step=MINUTE) == []
+
+
+def test_a_good_time_after_a_wrong_unit_in_the_same_batch_ends_the_clock_fault() -> None:
+    """A fresh tester (2026-12-03): a status dated in seconds, then one dated right, handed
+    over in one batch (as the detector journal hands a ``kill -9``'s messages back) left the
+    fault raised: the good one was skipped. The clock fault that had cleared before the kill
+    came back after the restart and stayed until the device's next message."""
+    got = T0 + 30_000
+    bad = status("b1", "fall", got, ts=got // 1000, device="fs-1")
+    good = status("b1", "fall", got + 4_000, device="fs-1")
+    together = detector()
+    together.update([bad, good], [got, got + 4_000])
+    assert together.evaluate(got + 5_000) == []
+    # Apart, in two rounds: raised, then cleared by the good one.
+    apart = detector()
+    apart.update([bad], [got])
+    [raised] = apart.evaluate(got + 1_000)
+    assert (raised.active, raised.evidence["faults"]) == (True, ["clock_skew"])
+    apart.update([good], [got + 4_000])
+    [back] = apart.evaluate(got + 5 * MINUTE)
+    assert not back.active
