@@ -437,6 +437,12 @@ class AlertStore:
                            " ORDER BY opened_at, id")
         return [self._decoder.decode(r[0]) for r in rows]
 
+    def resolved_opened_since(self, since_ms: int) -> list[Alert]:
+        """The resolved alerts opened at or after ``since_ms``, oldest first."""
+        rows = self._query("SELECT alert FROM alerts WHERE opened_at >= ? AND status_rank = 2"
+                           " ORDER BY opened_at, id", (since_ms,))
+        return [self._decoder.decode(r[0]) for r in rows]
+
     def summary_members(self) -> dict[str, list[MemberRow]]:
         """Every summary's members by incident key, in the order they joined."""
         rows = self._query("SELECT incident_key, member, unregistered, started_at, kind"

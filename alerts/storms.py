@@ -200,6 +200,9 @@ class AlertStorms:
         """Findings folded into summaries so far, by reason (for metrics)."""
         self._member_changes: list[MemberChange] = []
         """Named members joined and gone since :meth:`take_member_changes`."""
+        self._resolved_members: list[Finding] = []
+        """The members of summaries a person resolved while they were members (their rows
+        left in the alert store), taken back by :meth:`resume` for :meth:`held` only."""
         self._resumed_counts: dict[_Key, int] = {}
         """Per summary taken back by :meth:`resume`, the count its alert said."""
 
@@ -215,6 +218,20 @@ class AlertStorms:
         members. Event loop only, as :meth:`filter`."""
         held = self._beds.get((site, bed))
         return [summary_incident(*key) for key in held] if held else []
+
+    def member_since(self, alert_type: AlertType, site: str, bed: str, episode: str
+                     ) -> int | None:
+        """When the condition of a named member (``episode`` on ``site``/``bed``, of
+        ``alert_type``) of a summary started (its finding's ``started_at``: for
+        ``device_offline``, the device's last sign of life), None if it is no such member.
+        Costs the bed's summaries. Event loop only, as :meth:`filter`."""
+        for key in self._beds.get((site, bed), ()):
+            summary = self._summaries.get(key)
+            if key[1] is alert_type and summary is not None:
+                held = summary.held.get((site, bed, episode))
+                if held is not None:
+                    return held[0]
+        return None
 
     def filter(self, findings: Sequence[Finding], now_ms: int) -> list[Finding]:
         """``findings`` with the unregistered and storming ones replaced by one finding per
@@ -245,11 +262,15 @@ class AlertStorms:
     def held(self, alerts: Sequence[Alert]) -> list[Finding]:
         """The conditions raised and not cleared, as the ``active`` findings that raised them
         (for the detectors after a restart: :meth:`~gateway.detect.alerting.AlertingStage.
-        resume_detectors`): of ``alerts`` (the open ones), those not cleared, emergencies and
-        summaries aside; and every named member of every summary."""
+        resume_detectors`): of ``alerts`` (the open ones, and those resolved since the
+        detectors' snapshot: a person may resolve an alert whose condition holds, and a
+        detector that forgot raising it would raise it anew), those not cleared, emergencies
+        and summaries aside; every named member of every summary; and the members of the
+        summaries a person resolved while they were members."""
         held = [_held(alert) for alert in alerts
-                if alert.status is not AlertStatus.RESOLVED and alert.cleared_at is None
+                if alert.cleared_at is None
                 and alert.type not in PASSED and alert.evidence.get(SUMMARY) is not True]
+        held += self._resolved_members
         for summary in self._summaries.values():
             for member in summary.members:
                 site, bed, episode = member
@@ -323,7 +344,25 @@ class AlertStorms:
                 self._resumed_counts[(site, alert.type)] = count
             if summary.count:
                 self._summaries[(site, alert.type)] = summary
-        return [key for key in members if key not in taken]
+        gone = [key for key in members if key not in taken]
+        for key in gone:
+            site, _, type_name, _ = key.split("/", 3)
+            try:
+                alert_type = AlertType(type_name)
+            except ValueError:
+                continue
+            for row in members[key]:
+                member = self._parse(site, row.member)
+                if member is None:
+                    continue
+                at = row.started_at if row.started_at is not None else 0
+                self._resolved_members.append(Finding(
+                    type=alert_type, site=member[0], bed=member[1], at=at,
+                    # Not LOW: that is a device offline's note of a replacement under way,
+                    # raised again to its kind's severity when the window ends.
+                    severity=Severity.MEDIUM, episode=member[2], active=True, started_at=at,
+                    evidence={"kind": row.kind} if row.kind else {}))
+        return gone
 
     # --- routing ----------------------------------------------------------------------------
 

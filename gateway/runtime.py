@@ -376,8 +376,10 @@ class Gateway:
         self._feed_back_queued = False
         self._resumed = asyncio.Event()
         """The first batch after the start is committed."""
+        snapshot_ms: int | None = None
         if settings.detector_snapshot_interval_s > 0:
             restored = restore_snapshot(self.snapshot_path, self.alerting.detectors)
+            snapshot_ms = restored.taken_at_ms
             if restored.taken_at_ms is not None:
                 log.info("detect.snapshot_restored age_s=%.0f restored=%d fresh=%s",
                          time.time() - restored.taken_at_ms / 1000, len(restored.restored),
@@ -386,7 +388,7 @@ class Gateway:
                 self.journal = self._replay_journal(data_dir / JOURNAL_DIR, restored)
         # The conditions raised since the snapshot (or without one): a detector must know them
         # to clear them (a kill -9, and the device came back meanwhile).
-        self.alerting.resume_detectors()
+        self.alerting.resume_detectors(snapshot_ms)
         self.inbox = Inbox(settings.inbox_max_messages, max_bytes=settings.inbox_max_bytes)
         self.inbox.listed = registry.lists_topic
         self.source = MqttSource(settings, self.inbox,

@@ -104,8 +104,8 @@ def router(ctx: ApiContext) -> APIRouter:
         :data:`MAX_UNHEARD_DEVICES`: the rest are counted, so that a flood of made-up ids on
         a bed costs its page neither time nor bytes. A device the live state does not hold
         (not heard since a restart) whose own ``device_offline`` alert is open and not cleared
-        is ``offline``, last seen when that alert says (until 2026-12-03: ``unknown``, never
-        seen, beside the alert)."""
+        or which is a member of a ``device_offline`` summary is ``offline``, last seen when
+        the alert says (until 2026-12-03: ``unknown``, never seen, beside the alert)."""
         registered = ctx.registry.bed(site, bed)
         known = registered.devices if registered is not None else {}
         live = {d.device: d for d in ctx.live.devices_of(site, bed)}
@@ -131,11 +131,14 @@ def router(ctx: ApiContext) -> APIRouter:
                 state.kind.value if state is not None else "unknown")
             alert = offline.get((site, bed, device_id)) if state is None else None
             heard = alert.evidence.get("last_heard_ms") if alert is not None else None
+            if state is None and alert is None and ctx.storms is not None:
+                heard = ctx.storms.member_since(AlertType.DEVICE_OFFLINE, site, bed, device_id)
             out.append(DeviceOut(
                 device=device_id, kind=kind,
                 state=connectivity(state, now_ms=now, heartbeat_s=heartbeat,
                                    offline_factor=defaults.offline_factor)
-                if state is not None else "offline" if alert is not None else "unknown",
+                if state is not None else "offline" if alert is not None or heard is not None
+                else "unknown",
                 reported_state=_reported(state), battery=state.battery if state else None,
                 fw=state.fw if state else None, heartbeat_s=heartbeat,
                 last_seen=state.last_seen or None if state else

@@ -278,15 +278,16 @@ class AlertingStage:
         :meth:`apply_tick`, in one call (replay and tests)."""
         return self.apply_tick(self.detect(now_ms), now_ms)
 
-    def resume_detectors(self) -> int:
-        """Tell the detectors which of their conditions the alert store holds open (the open
-        alerts not cleared, and the members of the open summaries), after their snapshot is
-        restored and before the journal is handed back to them: the snapshot may be older than
-        some (a ``kill -9``), and a detector that does not know it raised a condition never
-        clears it. Returns how many conditions the detectors took back."""
-        held = self.storms.held(self.engine.open_alerts())
-        now = int(time.time() * 1000)
-        if corrected := self.storms.resumed_corrections(now):
+    def resume_detectors(self, snapshot_ms: int | None = None) -> int:
+        """Tell the detectors which of their conditions the alert store holds open (open
+        alerts not cleared, every summary member; and, opened since their snapshot taken at
+        ``snapshot_ms``, those a person resolved: :meth:`AlertStorms.held`), after the snapshot
+        is restored and before the journal is handed back: a detector that does not know it
+        raised a condition (raised after the snapshot; a ``kill -9``) never clears it, or
+        raises it anew. Returns how many conditions the detectors took back."""
+        held = self.storms.held(self.engine.open_alerts() + (
+            [] if snapshot_ms is None else self.engine.store.resolved_opened_since(snapshot_ms)))
+        if corrected := self.storms.resumed_corrections(now := int(time.time() * 1000)):
             self.engine.apply(corrected, now)
         taken = 0
         for detector in self.detectors:

@@ -584,3 +584,25 @@ async def test_after_a_restart_a_silent_device_shows_its_alert_and_a_made_up_bed
         assert missing.status_code == 404
     finally:
         await api.client.aclose()
+
+
+async def test_a_device_in_a_storm_not_heard_since_a_restart_shows_offline(
+        tmp_path: Path) -> None:
+    """The same after a restart for a device that is a member of a storm's summary (a fresh
+    tester, 2026-12-03: ``unknown``, ``last_seen`` null beside the summary)."""
+    registry = Registry.from_mapping(STORM_REGISTRY)
+    storms = AlertStorms(registry, threshold=1)
+    api = build(tmp_path, registry=registry, storms=storms)
+    try:
+        heard = T0 - 300_000
+        _fold(api, storms, [
+            Finding(type=AlertType.DEVICE_OFFLINE, site="site-01", bed=f"bed-000{n}", at=T0,
+                    severity=Severity.MEDIUM, episode=f"ir-000{n}", started_at=heard,
+                    summary="offline", evidence={"kind": "infrared"}) for n in (1, 2)])
+        views = await _bed_views(api, "bed-0001", "bed-0003")
+        [device] = views["bed-0001"][1]["devices"]
+        assert (device["state"], device["last_seen"]) == ("offline", heard)
+        [other] = views["bed-0003"][1]["devices"]
+        assert (other["state"], other["last_seen"]) == ("unknown", None)
+    finally:
+        await api.client.aclose()

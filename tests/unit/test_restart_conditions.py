@@ -42,7 +42,8 @@ class Gateway:
     """The alerting side of one gateway process on ``tmp_path``'s alert store."""
 
     def __init__(self, tmp_path: Path, snapshot: Sequence[bytes] | None = None,
-                 journal: Sequence[tuple[list[Message], int]] = (), *, now: int = T0) -> None:
+                 journal: Sequence[tuple[list[Message], int]] = (), *, now: int = T0,
+                 snapshot_ms: int | None = None) -> None:
         self.registry = _registry()
         self.engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
         self.stage = AlertingStage(self.engine,
@@ -54,7 +55,7 @@ class Gateway:
         if snapshot is not None:  # as the gateway starts: restore, resume, hand back
             for detector, blob in zip(self.stage.detectors, snapshot, strict=True):
                 detector.restore(blob)
-            self.stage.resume_detectors()
+            self.stage.resume_detectors(snapshot_ms)
             for messages, received in journal:
                 self._register(messages)
                 for detector in self.stage.detectors:
@@ -163,3 +164,22 @@ def test_a_large_summary_still_silent_after_a_restart_counts_each_member_once(
     assert after.offline()[0].evidence["count"] == 60
     after.minutes(range(28, 31), LISTED + MADE_UP)
     assert [a.evidence["count"] for a in after.offline()] in ([], [0])
+
+
+def test_conditions_a_person_resolved_are_not_raised_anew_after_a_kill(tmp_path: Path) -> None:
+    """A fresh tester (2026-12-03): a dispatcher resolved a storm's summary whose devices were
+    still silent, the gateway was killed, and the restarted detectors (their snapshot older
+    than the silence) raised the members again as new alerts; with SIGTERM, nothing."""
+    before = Gateway(tmp_path)
+    before.minutes(range(5), LISTED + MADE_UP)
+    snapshot = before.snapshot()
+    before.minutes(range(5, 12), LISTED[1:])  # bed-0's own sensor and the 120 made-up
+    assert len(before.offline()) == 2
+    for alert in before.offline():
+        before.engine.resolve(alert.id, actor="dispatcher-1", note="known: power work",
+                              now_ms=T0 + 12 * MINUTE, outcome="other")
+    after = Gateway(tmp_path, snapshot, before.journal, now=T0 + 15 * MINUTE,
+                    snapshot_ms=T0 + 5 * MINUTE)
+    after.minutes(range(15, 25), LISTED[1:] + MADE_UP[:60])  # half back, the rest silent
+    assert after.offline() == []
+    assert [c.action for c in after.changes if c.alert.type is OFFLINE] == []
