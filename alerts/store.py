@@ -454,27 +454,6 @@ class AlertStore:
                 None if started_at is None else int(started_at), str(kind)))
         return members
 
-    def forget_members(self, incident_keys: Iterable[str]) -> None:
-        """Delete the members of the summaries ``incident_keys`` (no longer open)."""
-        keys = [(key,) for key in incident_keys]
-        if not keys:
-            return
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    self._db.executemany("DELETE FROM summary_members WHERE incident_key = ?",
-                                         keys)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.DatabaseError as exc:
-                if storage_fault(exc) is None:
-                    raise
-                raise StoreUnavailable.wrap("alerts", "write", exc) from exc
-
     def episode_counters(self) -> dict[str, int]:
         """The highest episode number of every incident key (``site/bed/type/episode``)."""
         rows = self._query("SELECT incident_key, max(episode) FROM alerts"

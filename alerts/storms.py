@@ -293,11 +293,12 @@ class AlertStorms:
         return corrected
 
     def resume(self, alerts: Sequence[Alert],
-               members: Mapping[str, Sequence[MemberRow]] | None = None) -> list[str]:
+               members: Mapping[str, Sequence[MemberRow]] | None = None) -> None:
         """Take back the open summaries and individual alerts (after a restart); ``members``:
         the alert store's :meth:`~alerts.store.AlertStore.summary_members` (every member by
-        name; without them, those the evidence names and the rest by count). Returns the
-        incident keys of ``members`` whose summary is no longer open (to forget)."""
+        name; without them, those the evidence names and the rest by count). The members of
+        summaries no longer open are kept for :meth:`held` and taken out of the store with the
+        next changes (:meth:`take_member_changes`)."""
         members = members or {}
         taken: set[str] = set()
         for alert in alerts:
@@ -352,6 +353,7 @@ class AlertStorms:
             except ValueError:
                 continue
             for row in members[key]:
+                self._member_changes.append(MemberGone(key, row.member))
                 member = self._parse(site, row.member)
                 if member is None:
                     continue
@@ -362,7 +364,6 @@ class AlertStorms:
                     # raised again to its kind's severity when the window ends.
                     severity=Severity.MEDIUM, episode=member[2], active=True, started_at=at,
                     evidence={"kind": row.kind} if row.kind else {}))
-        return gone
 
     # --- routing ----------------------------------------------------------------------------
 

@@ -32,7 +32,6 @@ from typing import Protocol, TypedDict, Unpack, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from alerts.engine import AlertEngine, IdFactory
-from alerts.errors import StoreUnavailable
 from alerts.escalation import EscalationPolicy, Schedule
 from alerts.model import Alert, AlertChange, AlertStatus, Finding
 from alerts.rules import ImmediateRules
@@ -198,12 +197,8 @@ class AlertingStage:
         self.rules = rules if rules is not None else ImmediateRules()
         self.detectors = tuple(detectors)
         self.storms = storms if storms is not None else AlertStorms(_registry_of(detectors))
-        gone = self.storms.resume(engine.open_alerts(), engine.store.summary_members())
-        if gone:
-            try:
-                engine.store.forget_members(gone)
-            except StoreUnavailable as exc:  # kept: taken back at the next start, harmless
-                log.warning("alerts.summary_members_kept summaries=%d error=%s", len(gone), exc)
+        self.storms.resume(engine.open_alerts(), engine.store.summary_members())
+        engine.stage_members(self.storms.take_member_changes())  # those no longer open
         self._summarised = dict(self.storms.summarised)
         self._metrics = _Metrics(metrics) if metrics is not None else None
         self._unresolved: dict[str, tuple[str, str, str]] = {}

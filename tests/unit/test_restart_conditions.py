@@ -183,3 +183,5 @@ def test_conditions_a_person_resolved_are_not_raised_anew_after_a_kill(tmp_path:
     after.minutes(range(15, 25), LISTED[1:] + MADE_UP[:60])  # half back, the rest silent
     assert after.offline() == []
     assert [c.action for c in after.changes if c.alert.type is OFFLINE] == []
+    # The resolved summary's members, taken back for the detectors, are gone from the store.
+    assert after.engine.store.summary_members() == {}
