@@ -61,8 +61,11 @@ plus one per type for :data:`UNREGISTERED_SITES`.
 Every named member joining or leaving is also handed to the alert store
 (:meth:`AlertStorms.take_member_changes`, written with the changes: ``summary_members``).
 After a restart, :meth:`AlertStorms.resume` takes back the open summaries, every member by
-name (from a store written before that table, the listed members and those whose reasons
-they name, the rest by count), and the open individual alerts; :meth:`AlertStorms.held` gives
+name, from those rows (not from the alert's count and names, staged every few seconds and so
+possibly older: evidence ``members_stored``; from a store written before that table, the
+listed members and those whose reasons they name, the rest by count; a summary whose count
+the rows correct is updated at once), and the open individual alerts; the rows of a summary a
+person resolved stay until each member clears; :meth:`AlertStorms.held` gives
 the detectors every condition they had raised, members included, so that they clear them
 (a summary's members beyond the 50 listed used to come back as a count, which the
 detectors, raising them again, added to: 120 devices became 190 after a ``kill -9``).
@@ -117,6 +120,10 @@ UNREGISTERED_SITES: Final = "_unregistered"
 EPISODE: Final = "summary"
 SUMMARY: Final = "summary"
 """Evidence key, true on a summary alert."""
+MEMBERS_STORED: Final = "members_stored"
+"""Evidence key, true on a summary whose members the alert store holds by name (every member
+joining and leaving written with the changes): after a restart they, not the evidence's count
+and names (up to a few seconds older), are its members."""
 STORM_THRESHOLD: Final = 10
 """Alerts of one type on one site that may open, within :data:`STORM_WINDOW_MS`, one by one."""
 STORM_WINDOW_MS: Final = 5 * 60_000
@@ -203,8 +210,10 @@ class AlertStorms:
         self._resolved_members: list[Finding] = []
         """The members of summaries a person resolved while they were members (their rows
         left in the alert store), taken back by :meth:`resume` for :meth:`held` only."""
-        self._resumed_counts: dict[_Key, int] = {}
-        """Per summary taken back by :meth:`resume`, the count its alert said."""
+        self._resolved_rows: dict[tuple[AlertType, _Member], tuple[str, str]] = {}
+        """The store rows (incident key, label) of those members, taken out when they clear."""
+        self._resumed: dict[_Key, tuple[int, _Summary]] = {}
+        """Per summary taken back by :meth:`resume`, the count its alert said, and it."""
 
     @property
     def summaries(self) -> int:
@@ -286,19 +295,21 @@ class AlertStorms:
         """The summaries taken back whose count differs from what their alert said (members
         gone in the last moments before a stop, their summary's update not yet written), as
         updates; each once."""
-        corrected = [self._finding(self._summaries[key], now_ms)
-                     for key, count in self._resumed_counts.items()
-                     if key in self._summaries and self._summaries[key].count != count]
-        self._resumed_counts.clear()
+        corrected = [self._finding(summary, now_ms)
+                     for count, summary in self._resumed.values() if summary.count != count]
+        self._resumed.clear()
         return corrected
 
     def resume(self, alerts: Sequence[Alert],
                members: Mapping[str, Sequence[MemberRow]] | None = None) -> None:
         """Take back the open summaries and individual alerts (after a restart); ``members``:
         the alert store's :meth:`~alerts.store.AlertStore.summary_members` (every member by
-        name; without them, those the evidence names and the rest by count). The members of
-        summaries no longer open are kept for :meth:`held` and taken out of the store with the
-        next changes (:meth:`take_member_changes`)."""
+        name, and only they: the alert's count and names may be a few seconds older; for a
+        summary written before the table, those the evidence names and the rest by count). The
+        members of summaries no longer open (a person resolved them) are kept for
+        :meth:`held`, and their rows until each clears (a second ``kill -9`` must find them
+        too)."""
+        listed = members is not None  # the caller holds the store's rows (empty or not)
         members = members or {}
         taken: set[str] = set()
         for alert in alerts:
@@ -318,8 +329,10 @@ class AlertStorms:
             taken.add(key)
             kept = alert.evidence.get("member_reasons")
             kept = kept if isinstance(kept, dict) else {}
-            labels = dict.fromkeys(map(str, alert.evidence.get("members", [])))
-            labels.update(dict.fromkeys(map(str, kept)))  # those beyond the listed too
+            stored = listed and (bool(rows) or alert.evidence.get(MEMBERS_STORED) is True)
+            labels = {} if stored else dict.fromkeys(map(str, alert.evidence.get("members", [])))
+            if not stored:
+                labels.update(dict.fromkeys(map(str, kept)))  # those beyond the listed too
             for label in labels:
                 member = self._parse(site, str(label))
                 if member is not None and member not in summary.members:
@@ -340,9 +353,9 @@ class AlertStorms:
             if isinstance(count, int):
                 # Every member is named in ``members`` (up to MEMBERS_KEPT): counting the rest
                 # again would count twice those the detectors raise again.
-                counted = MEMBERS_KEPT if rows else len(summary.members)
+                counted = MEMBERS_KEPT if stored else len(summary.members)
                 summary.anonymous = max(0, count - max(counted, len(summary.members)))
-                self._resumed_counts[(site, alert.type)] = count
+                self._resumed[(site, alert.type)] = (count, summary)
             if summary.count:
                 self._summaries[(site, alert.type)] = summary
         gone = [key for key in members if key not in taken]
@@ -353,10 +366,10 @@ class AlertStorms:
             except ValueError:
                 continue
             for row in members[key]:
-                self._member_changes.append(MemberGone(key, row.member))
                 member = self._parse(site, row.member)
                 if member is None:
                     continue
+                self._resolved_rows[(alert_type, member)] = (key, row.member)
                 at = row.started_at if row.started_at is not None else 0
                 self._resolved_members.append(Finding(
                     type=alert_type, site=member[0], bed=member[1], at=at,
@@ -390,6 +403,8 @@ class AlertStorms:
         key = (self._site_of(f.site) if unregistered else f.site, f.type)
         summary = self._summaries.get(key)
         if not f.active:
+            if self._resolved_rows and (row := self._resolved_rows.pop((f.type, member), None)):
+                self._member_changes.append(MemberGone(*row))
             if summary is not None and member in summary.members:
                 self._remove(summary, member)
                 return self._after_removal(key, summary)
@@ -585,7 +600,7 @@ class AlertStorms:
         return Finding(
             type=summary.type, site=summary.site, bed="", at=now, severity=summary.severity,
             episode=EPISODE, active=count > 0, started_at=summary.started_at, summary=text,
-            evidence={SUMMARY: True, "count": count, "beds_count": beds,
+            evidence={SUMMARY: True, MEMBERS_STORED: True, "count": count, "beds_count": beds,
                       "unregistered": unregistered, "storm": storm, "members": listed,
                       "members_omitted": count - len(listed),
                       "member_reasons": {self._label(summary.site, m):

@@ -47,7 +47,8 @@ class Gateway:
         self.registry = _registry()
         self.engine = AlertEngine(AlertStore(tmp_path / "alerts.sqlite3"))
         self.stage = AlertingStage(self.engine,
-                                   detectors=build_detectors(self.registry, timezone="UTC"))
+                                   detectors=build_detectors(self.registry, timezone="UTC",
+                                                             evaluate_interval_ms=1_000))
         self.changes: list[AlertChange] = []
         self.engine.add_listener(self.changes.extend)
         self.journal: list[tuple[list[Message], int]] = []
@@ -183,5 +184,45 @@ def test_conditions_a_person_resolved_are_not_raised_anew_after_a_kill(tmp_path:
     after.minutes(range(15, 25), LISTED[1:] + MADE_UP[:60])  # half back, the rest silent
     assert after.offline() == []
     assert [c.action for c in after.changes if c.alert.type is OFFLINE] == []
-    # The resolved summary's members, taken back for the detectors, are gone from the store.
-    assert after.engine.store.summary_members() == {}
+    # The resolved summary's members still silent stay in the store (those back are gone), so
+    # that a second kill before any snapshot finds them too (a fresh tester: "summary#2").
+    [(key, rows)] = after.engine.store.summary_members().items()
+    assert key == "site-01//device_offline/summary"
+    assert [r.member.split("/")[0] for r in rows] == MADE_UP[60:]
+    again = Gateway(tmp_path, snapshot, before.journal + after.journal,
+                    now=T0 + 27 * MINUTE, snapshot_ms=T0 + 5 * MINUTE)
+    again.minutes(range(27, 35), LISTED[1:] + MADE_UP[:60])
+    assert again.offline() == []
+    assert [c.action for c in again.changes if c.alert.type is OFFLINE] == []
+    again.minutes(range(35, 38), LISTED + MADE_UP)  # all back: nothing left
+    assert again.engine.store.summary_members() == {}
+
+
+def test_a_summarys_members_are_its_stored_rows_not_its_older_count(tmp_path: Path) -> None:
+    """A fresh tester (2026-12-03): a summary's count and names are staged every 5 s while its
+    members are written at once; killed in between, the restarted summary took the older count
+    and names (members gone counted again) and never cleared: "device offline on 10 devices"
+    with every device back."""
+    before = Gateway(tmp_path)
+    before.minutes(range(5), LISTED + MADE_UP)
+    snapshot = before.snapshot()
+    before.minutes(range(5, 12), LISTED)
+    t = T0 + 12 * MINUTE
+    before.feed([status(bed, "infrared", t, site=SITE) for bed in LISTED + MADE_UP[:20]], t)
+    before.stage.tick(t + 100)
+    before.stage.commit()
+    # 10 more back a second later: their rows go at once, the summary's count waits 5 s.
+    before.feed([status(bed, "infrared", t + 1_000, site=SITE) for bed in MADE_UP[20:30]],
+                t + 1_000)
+    before.stage.tick(t + 1_100)
+    before.stage.commit()
+    [summary] = before.offline()
+    stored = before.engine.store.get(summary.id)  # the engine holds the newer one in memory
+    assert stored is not None
+    assert stored.evidence["count"] == 100
+    assert len(next(iter(before.engine.store.summary_members().values()))) == 90
+    after = Gateway(tmp_path, snapshot, before.journal, now=T0 + 15 * MINUTE)
+    [restarted] = after.offline()
+    assert restarted.evidence["count"] == 90  # corrected at the start
+    after.minutes(range(15, 19), LISTED + MADE_UP)
+    assert [a.evidence["count"] for a in after.offline()] in ([], [0])
