@@ -69,9 +69,10 @@ class _Summaries:
     """Summaries (alert storms, devices outside the registry) by incident key."""
     dark: dict[str, list[tuple[Alert, frozenset[str] | None]]] = field(default_factory=dict)
     """``site_offline`` alerts by site, each with the beds it names (None: all the site's)."""
-    offline: dict[tuple[str, str, str], Alert] = field(default_factory=dict)
-    """A device's own ``device_offline`` alerts not cleared, by site, bed and device: what a
-    device the live state does not hold (a restart forgot it, and it is still silent) shows."""
+    offline: dict[tuple[str, str], dict[str, Alert]] = field(default_factory=dict)
+    """Devices' own ``device_offline`` alerts not cleared, by site and bed, then device: what
+    a device the live state does not hold (a restart forgot it, and it is still silent)
+    shows."""
 
 HOUR_MS = 3_600_000
 MAX_UNHEARD_DEVICES = 32
@@ -97,7 +98,8 @@ def router(ctx: ApiContext) -> APIRouter:
         return sorted(merged)[:limit]
 
     def devices(site: str, bed: str, now: int,
-                offline: dict[tuple[str, str, str], Alert]) -> tuple[list[DeviceOut], int]:
+                offline: dict[tuple[str, str], dict[str, Alert]]
+                ) -> tuple[list[DeviceOut], int]:
         """The bed's devices to show, and how many more it has. Shown: every device the
         registry file lists and every device the live state holds (at most
         ``max_devices_per_bed``); of those registered on first sight and not held, the first
@@ -119,7 +121,12 @@ def router(ctx: ApiContext) -> APIRouter:
                     break
                 shown.add(device_id)
                 unheard += 1
-        total = len(known) + sum(1 for d in live if d not in known)
+        # Devices the registry file does not list, forgotten at a restart with their first
+        # sight, are still shown while their own device_offline alert is open.
+        own = offline.get((site, bed), {})
+        alerted = [d for d in own if d not in known and d not in live]
+        shown.update(alerted)
+        total = len(known) + sum(1 for d in live if d not in known) + len(alerted)
         defaults = ctx.registry.defaults
         out = []
         for device_id in sorted(shown):
@@ -127,9 +134,11 @@ def router(ctx: ApiContext) -> APIRouter:
             state = live.get(device_id)
             heartbeat = (state.heartbeat_s if state is not None and state.heartbeat_s
                          else entry.heartbeat_s if entry is not None else defaults.heartbeat_s)
+            alert = own.get(device_id) if state is None else None
+            said = alert.evidence.get("kind") if alert is not None else None
             kind = entry.kind.value if entry is not None else (
-                state.kind.value if state is not None else "unknown")
-            alert = offline.get((site, bed, device_id)) if state is None else None
+                state.kind.value if state is not None else
+                said if isinstance(said, str) else "unknown")
             heard = alert.evidence.get("last_heard_ms") if alert is not None else None
             if state is None and alert is None and ctx.storms is not None:
                 heard = ctx.storms.member_since(AlertType.DEVICE_OFFLINE, site, bed, device_id)
@@ -200,7 +209,7 @@ def router(ctx: ApiContext) -> APIRouter:
             if a.bed:
                 if a.type == AlertType.DEVICE_OFFLINE and a.cleared_at is None:
                     episode = split_incident(a.incident)[0].split("/", 3)[-1]
-                    found.offline[(a.site, a.bed, episode)] = a
+                    found.offline.setdefault((a.site, a.bed), {})[episode] = a
                 continue
             if a.evidence.get(SUMMARY) is True:
                 found.storms[split_incident(a.incident)[0]] = a

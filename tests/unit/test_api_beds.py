@@ -606,3 +606,23 @@ async def test_a_device_in_a_storm_not_heard_since_a_restart_shows_offline(
         assert (other["state"], other["last_seen"]) == ("unknown", None)
     finally:
         await api.client.aclose()
+
+
+async def test_without_a_registry_a_silent_device_with_its_alert_is_listed_after_a_restart(
+        tmp_path: Path) -> None:
+    """No registry file: first sights are forgotten at a restart, and the bed page listed no
+    device beside the device's open ``device_offline`` (a fresh tester, 2026-12-03)."""
+    api = build(tmp_path)
+    try:
+        heard = T0 - 60_000
+        api.engine.apply([Finding(
+            type=AlertType.DEVICE_OFFLINE, site="s2", bed="b1", at=T0,
+            severity=Severity.MEDIUM, episode="ir-9", started_at=heard, summary="silent",
+            evidence={"device": "ir-9", "kind": "infrared", "last_heard_ms": heard})], T0)
+        api.engine.commit()
+        page = (await api.client.get("/api/v1/beds/s2/b1", headers=api.auth("viewer"))).json()
+        [device] = page["devices"]
+        assert (device["device"], device["kind"], device["state"], device["last_seen"]) == (
+            "ir-9", "infrared", "offline", heard)
+    finally:
+        await api.client.aclose()
