@@ -207,11 +207,10 @@ class AlertStorms:
         """Findings folded into summaries so far, by reason (for metrics)."""
         self._member_changes: list[MemberChange] = []
         """Named members joined and gone since :meth:`take_member_changes`."""
-        self._resolved_members: list[Finding] = []
-        """The members of summaries a person resolved while they were members (their rows
-        left in the alert store), taken back by :meth:`resume` for :meth:`held` only."""
-        self._resolved_rows: dict[tuple[AlertType, _Member], tuple[str, str]] = {}
-        """The store rows (incident key, label) of those members, taken out when they clear."""
+        self._resolved_rows: dict[tuple[AlertType, _Member], MemberRow] = {}
+        """The members of summaries a person resolved while they were members, their rows
+        left in the alert store: taken back by :meth:`resume` for :meth:`held`, their rows
+        taken out when they clear."""
         self._resumed: dict[_Key, tuple[int, _Summary]] = {}
         """Per summary taken back by :meth:`resume`, the count its alert said, and it."""
 
@@ -279,7 +278,14 @@ class AlertStorms:
         held = [_held(alert) for alert in alerts
                 if alert.cleared_at is None
                 and alert.type not in PASSED and alert.evidence.get(SUMMARY) is not True]
-        held += self._resolved_members
+        for (alert_type, (site, bed, episode)), row in self._resolved_rows.items():
+            at = row.started_at if row.started_at is not None else 0
+            held.append(Finding(
+                type=alert_type, site=site, bed=bed, at=at,
+                # Not LOW: that is a device offline's note of a replacement under way, raised
+                # again to its kind's severity when the window ends.
+                severity=Severity.MEDIUM, episode=episode, active=True, started_at=at,
+                evidence={"kind": row.kind} if row.kind else {}))
         for summary in self._summaries.values():
             for member in summary.members:
                 site, bed, episode = member
@@ -367,16 +373,8 @@ class AlertStorms:
                 continue
             for row in members[key]:
                 member = self._parse(site, row.member)
-                if member is None:
-                    continue
-                self._resolved_rows[(alert_type, member)] = (key, row.member)
-                at = row.started_at if row.started_at is not None else 0
-                self._resolved_members.append(Finding(
-                    type=alert_type, site=member[0], bed=member[1], at=at,
-                    # Not LOW: that is a device offline's note of a replacement under way,
-                    # raised again to its kind's severity when the window ends.
-                    severity=Severity.MEDIUM, episode=member[2], active=True, started_at=at,
-                    evidence={"kind": row.kind} if row.kind else {}))
+                if member is not None:
+                    self._resolved_rows[(alert_type, member)] = row
 
     # --- routing ----------------------------------------------------------------------------
 
@@ -404,7 +402,7 @@ class AlertStorms:
         summary = self._summaries.get(key)
         if not f.active:
             if self._resolved_rows and (row := self._resolved_rows.pop((f.type, member), None)):
-                self._member_changes.append(MemberGone(*row))
+                self._member_changes.append(MemberGone(row.incident_key, row.member))
             if summary is not None and member in summary.members:
                 self._remove(summary, member)
                 return self._after_removal(key, summary)
