@@ -117,7 +117,7 @@ async def test_one_bed_has_recent_values_and_its_open_alerts(api: Harness) -> No
     response = await api.client.get("/api/v1/beds/site-01/bed-0001",
                                     params={"recent_minutes": 30},
                                     headers=api.auth("viewer"))
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text  # a 422 once in a fresh run, 2026-12-03
     bed = response.json()
     assert len(bed["recent"]["heart_rate"]) == 31
     assert bed["recent"]["heart_rate"][-1] == {"t": T0 + 119 * 60_000, "value": 69.0}
