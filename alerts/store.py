@@ -57,6 +57,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -396,16 +397,19 @@ class AlertStore:
                             " device_ts, digest, at) VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
                         self._db.execute("DELETE FROM handled_calls WHERE at < ?",
                                          (max(row[-1] for row in calls) - self.calls_kept_ms,))
-                    for member in members:
-                        if isinstance(member, MemberRow):
-                            self._db.execute(
+                    # Runs of inserts and of deletes, in their order (a member removed then
+                    # added again within one write ends up stored).
+                    for added, run in groupby(members, key=lambda m: isinstance(m, MemberRow)):
+                        if added:
+                            self._db.executemany(
                                 "INSERT OR REPLACE INTO summary_members (incident_key, member,"
                                 " unregistered, started_at, kind) VALUES (?, ?, ?, ?, ?)",
-                                (member.incident_key, member.member, int(member.unregistered),
-                                 member.started_at, member.kind))
+                                [(m.incident_key, m.member, int(m.unregistered), m.started_at,
+                                  m.kind) for m in run if isinstance(m, MemberRow)])
                         else:
-                            self._db.execute("DELETE FROM summary_members WHERE incident_key"
-                                             " = ? AND member = ?", tuple(member))
+                            self._db.executemany("DELETE FROM summary_members WHERE"
+                                                 " incident_key = ? AND member = ?",
+                                                 [tuple(m) for m in run])
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:

@@ -156,10 +156,11 @@ class DetectorBase:
             if table is self.beds:
                 rows.append((fleet.bed_index(f.site, f.bed), f))
                 continue
-            kind = _kind(f.evidence.get("kind"))
-            if fleet.numbering.has_device(f.site, f.bed, f.episode) or kind is not None:
-                rows.append((fleet.device_index(f.site, f.bed, f.episode,
-                                                kind or Kind.INFRARED), f))
+            index = fleet.numbering.numbered_device(f.site, f.bed, f.episode)
+            if index is None and (kind := _kind(f.evidence.get("kind"))) is not None:
+                index = fleet.device_index(f.site, f.bed, f.episode, kind)
+            if index is not None:
+                rows.append((index, f))
         self._sync()
         for i, f in rows:
             table["active"][i] = True

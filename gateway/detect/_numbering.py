@@ -91,6 +91,11 @@ class Numbering:
         """Whether ``device`` (on ``bed`` of ``site``) is numbered."""
         return (site, bed, device) in self._devices
 
+    def numbered_device(self, site: str, bed: str, device: str) -> int | None:
+        """The number of ``device`` (on ``bed`` of ``site``) if it is numbered; None if not
+        (numbering it takes its kind: :meth:`device_index`)."""
+        return self._devices.get((site, bed, device))
+
     def bed_index(self, site: str, bed: str) -> int:
         """The number of bed ``bed`` of ``site``, numbering it if it is new."""
         key = (site, bed)
