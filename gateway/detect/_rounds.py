@@ -25,16 +25,17 @@ EVALUATE_INTERVAL_MS: Final = 60_000
 all on the same grid, so one round's columns are extracted once for all of them and numpy
 works on a round's worth of samples at a time. Conditions here last minutes or hours; the
 emergency path (buttons, falls) does not go through the detectors."""
-MAX_PENDING_MESSAGES: Final = 500
+MAX_PENDING_MESSAGES: Final = 128
 """Buffered messages beyond which they are extracted into columns at once, by the caller of
 ``update``: message objects do not pile up for a minute (memory, garbage-collector passes),
 and each extraction is done in the flow of intake instead of in one long block that would
 hold up the event loop or, in a worker thread, compete with it for the interpreter lock. The
-extracted parts are joined into one round at evaluation. 500 rather than 4,000: an extraction
-is one block of the event loop, ~1.2 us a message on an idle machine (4.6 ms for 4,000 made-up
-devices, 0.55 ms for 500, the same 0.12 s for 100,000 either way), and during the 100,000-id
-flood's intake the 4,000-message ones held the loop 17-32 ms while emergency calls waited to be
-read (flood benchmark with a loop-lag probe, 2026-12-03)."""
+extracted parts are joined into one round at evaluation. Each extraction is one block of the
+event loop: 4,000 messages held it 17-32 ms during the 100,000-id flood's intake while
+emergency calls waited to be read (flood benchmark with a loop-lag probe, 2026-12-03); 500
+of the flood's made-up devices took 1.7 ms (median; 1.2 of it the quarantine's caps), 128 take
+0.64 ms, 0.49 s in all for the 100,000 against 0.37 (the 100,000 ids through the pipeline in
+one process, 2026-12-03)."""
 ROUND_MAX_MESSAGES: Final = 200_000
 """A round is sealed early once it holds this many messages (bounded memory without ticks)."""
 
