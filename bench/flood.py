@@ -415,6 +415,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     count = 0
     ceiling = _CeilingSubscriber(mqtt_url, Path(tempfile.mkstemp(prefix="bench-ceiling-")[1]))
     ceiling_arrived: dict[str, float] = {}
+    metrics_client = httpx.AsyncClient(timeout=5)
     try:
         async with asyncio.timeout(30):
             await stream.connected.wait()
@@ -438,7 +439,8 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
         # The flood, then silence; presses go on.
         control.send("go")
         marks["flood_start"] = time.perf_counter()
-        intake = asyncio.create_task(_intake_done(gateway, before, marks), name="bench-intake")
+        intake = asyncio.create_task(_intake_done(metrics_client, gateway, before, marks),
+                                     name="bench-intake")
         flood_end: float | None = None
         while flood_end is None or time.perf_counter() - flood_end < after_flood_s:
             if count >= REGISTERED_BEDS:
@@ -467,6 +469,7 @@ async def _measure(gateway: GatewayProcess, mqtt_url: str, key: str, control: Co
     finally:
         if intake is not None:
             intake.cancel()
+        await metrics_client.aclose()
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
@@ -626,8 +629,8 @@ def run_presses(*, quick: bool = False) -> dict[str, Any]:
                flood_ids=PRESS_FLOOD_IDS // 10 if quick else PRESS_FLOOD_IDS)
 
 
-async def _intake_done(gateway: GatewayProcess, before: dict[str, float],
-                       marks: dict[str, float]) -> None:
+async def _intake_done(client: httpx.AsyncClient, gateway: GatewayProcess,
+                       before: dict[str, float], marks: dict[str, float]) -> None:
     """Set ``marks["intake_end"]`` once the gateway has received the whole flood (the
     messages it counted since ``before`` reach what the publisher says it sent).
 
@@ -636,18 +639,19 @@ async def _intake_done(gateway: GatewayProcess, before: dict[str, float],
     :meth:`GatewayProcess.metrics <tests.servers.GatewayProcess.metrics>` (a new client, whose
     TLS context alone is ~20 ms of this process's interpreter, in a thread) five times a second
     made its stream reader wait for the interpreter: the intake's presses measured the bench
-    (receipt -> stream p99 8.8 ms against 2.5 when quiet, 2026-12-03)."""
+    (receipt -> stream p99 8.8 ms against 2.5 when quiet, 2026-12-03). ``client`` is made
+    before the presses begin: made here, at the flood's first message, it held this loop, and
+    the press published then reached the stream 40-110 ms late in every run."""
     start = before.get(RECEIVED, 0)
-    async with httpx.AsyncClient(timeout=5) as client:
-        while True:
-            await asyncio.sleep(0.2)
-            if "flood_published" not in marks:
-                continue
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                received = _counter((await client.get(f"{gateway.url}/metrics")).text, RECEIVED)
-                if received - start >= marks["flood_published"]:
-                    marks["intake_end"] = time.perf_counter()
-                    return
+    while True:
+        await asyncio.sleep(0.2)
+        if "flood_published" not in marks:
+            continue
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            received = _counter((await client.get(f"{gateway.url}/metrics")).text, RECEIVED)
+            if received - start >= marks["flood_published"]:
+                marks["intake_end"] = time.perf_counter()
+                return
 
 
 def _counter(text: str, name: str) -> float:
