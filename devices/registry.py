@@ -457,6 +457,19 @@ class Registry:
         place = self._places.get(parts[5])
         return place is not None and place.differs_at(parts[2], parts[3], parts[4]) is None
 
+    def update_places(self, fresh: Registry) -> list[str]:
+        """Take the places of the devices ``fresh`` lists (the registry file read again):
+        devices moved or newly listed are judged by their new place from now on
+        (:meth:`misplaced`, :meth:`lists_topic`); a device moved is registered at its new bed
+        on first sight, flagged as not listed there, until a restart reads the whole file.
+        Devices ``fresh`` no longer lists keep their old place. Returns the devices whose
+        place changed or is new, in the file's order."""
+        changed = [device for device, place in fresh._places.items()
+                   if self._places.get(device) != place]
+        for device in changed:
+            self._places[device] = fresh._places[device]
+        return changed
+
     def misplaced(self, address: Address) -> Placement | None:
         """The place of a listed device that ``address`` puts somewhere else (another site,
         bed or kind); None when it is at home there or not listed at all. One dict look-up."""

@@ -108,6 +108,7 @@ from gateway.ingest.inbox import Inbox, UrgentFeed
 from gateway.ingest.message import RawMessage
 from gateway.ingest.pacing import STEP_SLICE, StepPacer
 from gateway.ingest.pipeline import Pipeline, Stage, device_budget
+from gateway.ingest.registrywatch import RegistryWatch
 from gateway.ingest.urgentsession import is_shared, urgent_client_id, urgent_filters
 from gateway.ingest.visitrecords import BudgetedServiceLog, badge_budget
 from gateway.monitoring import Metrics, process_age_s
@@ -435,7 +436,10 @@ class Gateway:
                                  urgent_stages=(feed,),
                                  dedup_window=settings.dedup_window,
                                  clock_window=clock_window,
-                                 device_budget=device_budget(settings))
+                                 device_budget=device_budget(settings),
+                                 registry_watch=RegistryWatch(settings.registry_file,
+                                                              cache=data_dir / REGISTRY_CACHE)
+                                 if settings.registry_file else None)
         self.writer = writer if writer is not None else writer_from_settings(settings)
         self.storage = StorageHealth(self.metrics.registry)
         self.sink = (SinkWriter(self.spool, self.writer, deadletters=self.deadletters,

@@ -200,7 +200,9 @@ class BrokerFiles:
                    "device's installer, then delete it")
         if self.removed:
             yield f"removed (no longer in the registry): {', '.join(self.removed)}"
-        yield "reload the broker to apply (SIGHUP: systemctl reload mosquitto)"
+        yield ("reload the broker to apply (SIGHUP: systemctl reload mosquitto); a running "
+               "gateway judges moved devices by the new registry file at once, and applies "
+               "the rest of it (new beds, settings) at its next restart")
 
 
 def write_broker_files(registry: Registry, out_dir: Path, *,

@@ -63,6 +63,7 @@ from devices.topics import Address, Channel, is_urgent
 from gateway.config import Settings
 from gateway.ingest.dedup import CallKey, Deduplicator, FirstCopies, Verdict
 from gateway.ingest.message import RawMessage
+from gateway.ingest.registrywatch import RegistryWatch
 from gateway.monitoring import Metrics
 from gateway.storage.deadletters import DeadLetter
 from gateway.storage.sourcebudget import SourceBudget
@@ -134,7 +135,8 @@ class Pipeline:
                  registry: Registry | None = None, stages: Sequence[Stage] = (),
                  urgent_stages: Sequence[Stage] = (), codec: Codec | None = None,
                  dedup_window: int = 64, clock_window: ClockWindow | None = None,
-                 device_budget: SourceBudget | None = None) -> None:
+                 device_budget: SourceBudget | None = None,
+                 registry_watch: RegistryWatch | None = None) -> None:
         """``urgent_stages`` (a subset of ``stages``) also take urgent messages ahead of their
         turn through :meth:`process_urgent`, and then not again in :meth:`process`.
         ``clock_window``: which device times are stored as sent (:mod:`devices.devicetime`).
@@ -142,8 +144,11 @@ class Pipeline:
         at its messages' receipt times; beyond it a message is dead-lettered
         (:data:`DEVICE_OVER_BUDGET`) before it is decoded, so one device sending valid but
         enormous batches cannot fill the spool, the memory or the loop (an emergency button
-        or fall event is never held to it)."""
+        or fall event is never held to it). ``registry_watch``: the registry file, read
+        again when a listed device is seen out of its place and the file changed
+        (:mod:`gateway.ingest.registrywatch`)."""
         self.codec = codec or Codec()
+        self.registry_watch = registry_watch
         self.dedup = Deduplicator(window=dedup_window)
         self.encoder = LineEncoder(window=clock_window)
         self.metrics = metrics
@@ -469,7 +474,7 @@ class Pipeline:
         a = decoded.address
         unlisted = self._known.get(a)
         first_sight = unlisted is None
-        if first_sight and (place := self.registry.misplaced(a)) is not None:
+        if first_sight and (place := self._out_of_place(a)) is not None:
             return self._misplaced_device(a, place)
         payload = decoded.payload
         if self.dedup.check((a.site, a.bed, a.device), payload.seq, payload.ts,
@@ -494,12 +499,33 @@ class Pipeline:
         a = decoded.address
         unlisted = self._known.get(a)
         if unlisted is None:
-            if self.registry.misplaced(a) is not None:
+            if self._out_of_place(a) is not None:
                 return Rejected(DEVICE_MISPLACED, "seen by the urgent session")
             self._register(a)
         elif unlisted and not self.registry.seen(a):
             self._register(a)
         return decoded
+
+    def _out_of_place(self, address: Address) -> Placement | None:
+        """Where the registry lists a device ``address`` puts elsewhere; judged again against
+        the registry file when it changed since it was read (a device moved to another bed,
+        the broker already told: :mod:`gateway.ingest.registrywatch`)."""
+        place = self.registry.misplaced(address)
+        if place is None or self.registry_watch is None:
+            return place
+        fresh = self.registry_watch.changed()
+        if fresh is None:
+            return place
+        moved = self.registry.update_places(fresh)
+        if moved:
+            gone = set(moved)
+            for stale in [a for a in self._known if a.device in gone]:
+                del self._known[stale]  # judged at their new place from their next message
+        log.warning("registry.changed_on_disk devices_placed_anew=%d first=%r; listed devices "
+                    "are judged by their places in the file now, the rest of it (beds, "
+                    "settings, time zones) is applied at the next restart", len(moved),
+                    moved[:3])
+        return self.registry.misplaced(address)
 
     def _past_budget(self, device: str) -> Rejected:
         """The dead-letter reason for a message over its device's budget; logged with

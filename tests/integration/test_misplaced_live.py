@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import tomllib
 from pathlib import Path
@@ -157,3 +158,31 @@ async def test_a_retained_offline_left_on_another_bed_opens_no_device_offline_th
         assert [(topic, reason) for topic, reason, _ in rows] == [
             (f"{AWAY}/status", DEVICE_MISPLACED)] * 2
         assert misplaced(gateway, "bed") == 2
+
+
+async def test_a_button_moved_in_the_registry_file_opens_its_call_at_its_new_bed(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The documented move (edit the registry file, regenerate the broker's ACL, reload the
+    broker) with the gateway left running: its press from the new bed was dead-lettered as
+    misplaced and acknowledged, a call lost until a restart (a fresh tester, 2026-12-03)."""
+    path = tmp_path / "registry.toml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    opened: list[tuple[str, str]] = []
+    gateway = Gateway(Settings(mqtt_url=mosquitto.url, data_dir=tmp_path / "data",
+                               registry_file=path,
+                               mqtt_client_id=f"gw-moved-{tmp_path.name}"[:60]),
+                      serve_http=False)
+    gateway.alerts.add_listener(lambda changes: opened.extend(
+        (c.alert.bed or "", c.alert.type) for c in changes if c.action == "opened"))
+    moved = "homecare/v1/site-01/bed-0100/button/btn-0007"
+    async with running(gateway):
+        before = path.stat().st_mtime_ns
+        path.write_text(REGISTRY.replace("bed-0007.devices.btn-0007",
+                                         "bed-0100.devices.btn-0007"), encoding="utf-8")
+        os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+        async with publisher(mosquitto.url, "btn-0007") as device:
+            device.publish_nowait(f"{moved}/event", body(1, event="press"))
+            await device.drain()
+        await until(lambda: ("bed-0100", "emergency_button") in opened,
+                    "the moved button's call at its new bed")
+    assert opened == [("bed-0100", "emergency_button")]

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tomllib
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from devices import Message, Registry
 from gateway.ingest import pipeline as pipeline_module
+from gateway.ingest import registrywatch
 from gateway.ingest.message import RawMessage
 from gateway.ingest.pipeline import DEVICE_MISPLACED, Pipeline
+from gateway.ingest.registrywatch import RegistryWatch
 from gateway.monitoring import Metrics
 
 T0 = 1_763_884_800_000
@@ -192,3 +196,64 @@ def test_addresses_seen_are_remembered_up_to_a_bound(
     assert [d.reason for d in pipeline.take().deadletters] == [DEVICE_MISPLACED]
     assert metric(metrics, "homecare_devices_auto_registered_total") == 30
     assert registry.bed("site-01", "made-up-0") is not None
+
+
+def _move(path: Path, text: str) -> None:
+    """Rewrite the registry file so that its time, not only its bytes, moves on."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))
+
+
+def test_a_device_moved_in_the_registry_file_calls_from_its_new_bed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The documented move (edit the registry, regenerate the ACL, reload the broker) leaves
+    the gateway holding the registry it read at start: a fresh tester's press from the moved
+    button at its new bed was dead-lettered as misplaced and acknowledged, a call lost until
+    the gateway restarted. The file is read again when a listed device is seen out of its
+    place and the file changed."""
+    path = tmp_path / "registry.toml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    registry = Registry.load(path)
+    rules, live = Recorder("alerts"), Recorder("livestate")
+    watch = RegistryWatch(path, cache=tmp_path / "registry.cache.json")
+    pipeline = Pipeline(metrics=Metrics(), registry=registry, stages=(rules, live),
+                        urgent_stages=(rules,), registry_watch=watch)
+    moved_to = "homecare/v1/site-01/bed-0100/button/btn-0007"
+    monkeypatch.setattr(registrywatch, "CHECK_EVERY_S", 0.0)
+    pipeline.process([raw(f"{HOME}/event", PRESS, 1)])
+    # Before the file changes: still out of its place (the file is looked at, unchanged).
+    pipeline.process([raw(f"{moved_to}/event", PRESS, 2)])
+    assert rules.seen == [f"{HOME}/event"]
+    _move(path, REGISTRY.replace("bed-0007.devices.btn-0007", "bed-0100.devices.btn-0007"))
+    with caplog.at_level(logging.WARNING, logger="homecare.pipeline"):
+        # The urgent lane first, as a call comes; then the turn (the same copy, once).
+        calls = [raw(f"{moved_to}/event", PRESS, 3)]
+        assert pipeline.process_urgent(calls) == 1
+        pipeline.process(calls)
+        # Its old bed is now somewhere else: refused there, even though seen there before.
+        pipeline.process([raw(f"{HOME}/event", PRESS, 4)])
+    assert rules.seen == [f"{HOME}/event", f"{moved_to}/event"]
+    assert live.seen == [f"{HOME}/event", f"{moved_to}/event"]
+    reasons = [(d.topic, d.reason) for d in pipeline.take().deadletters]
+    assert reasons == [(f"{moved_to}/event", DEVICE_MISPLACED), (f"{HOME}/event",
+                                                                 DEVICE_MISPLACED)]
+    assert "registry.changed_on_disk devices_placed_anew=1" in caplog.text
+    # Another device of the file is still bound to its own place.
+    pipeline.process([raw("homecare/v1/site-01/bed-0100/button/btn-0099/event", PRESS, 5)])
+    assert rules.seen[-1] == f"{moved_to}/event"
+
+
+def test_a_registry_file_made_unreadable_keeps_the_places_read_at_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "registry.toml"
+    path.write_text(REGISTRY, encoding="utf-8")
+    rules = Recorder("alerts")
+    pipeline = Pipeline(metrics=Metrics(), registry=Registry.load(path), stages=(rules,),
+                        registry_watch=RegistryWatch(path))
+    monkeypatch.setattr(registrywatch, "CHECK_EVERY_S", 0.0)
+    _move(path, "[sites.site-01 this is not TOML")
+    pipeline.process([raw(f"{OTHER_BED}/event", PRESS, 1), raw(f"{HOME}/event", PRESS, 2)])
+    assert rules.seen == [f"{HOME}/event"]
+    assert [d.reason for d in pipeline.take().deadletters] == [DEVICE_MISPLACED]
