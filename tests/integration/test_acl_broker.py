@@ -146,6 +146,10 @@ def test_a_device_writes_only_its_own_bed_and_kind(broker: Mosquitto, generated:
         "another bed and kind": "homecare/v1/site-01/bed-0099/fall/btn-0007/event",
         "another site": "homecare/v1/site-02/bed-0007/button/btn-0007/event",
         "another device": "homecare/v1/site-01/bed-0099/button/btn-0099/event",
+        # Its own topics, but a channel the contract does not have (a device filling the
+        # broker with retained messages on channels of its own making).
+        "a channel of its own making": "homecare/v1/site-01/bed-0007/button/btn-0007/junk-1",
+        "a level more": "homecare/v1/site-01/bed-0007/button/btn-0007/event/x",
     }
     for what, topic in refused.items():
         assert button.publish(topic, PRESS).is_failure, f"the broker took {what}"

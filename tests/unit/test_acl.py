@@ -61,12 +61,19 @@ def test_each_device_may_write_only_its_own_site_bed_and_kind() -> None:
         # The urgent session, a user of its own (the broker makes the user the client id).
         "user gateway-urgent", "topic read homecare/v1/+/+/button/+/event",
         "topic read homecare/v1/+/+/fall/+/event",
-        "user btn-0007", "topic write homecare/v1/site-01/bed-0007/button/btn-0007/+",
-        "user fs-0007", "topic write homecare/v1/site-01/bed-0007/fall/fs-0007/+",
+        "user btn-0007", *own("homecare/v1/site-01/bed-0007/button/btn-0007"),
+        "user fs-0007", *own("homecare/v1/site-01/bed-0007/fall/fs-0007"),
         # A badge travels with its caregiver between the beds of its site.
-        "user badge-c01", "topic write homecare/v1/site-01/+/badge/badge-c01/+",
-        "user btn-0099", "topic write homecare/v1/site-01/bed-0099/button/btn-0099/+",
+        "user badge-c01", *own("homecare/v1/site-01/+/badge/badge-c01"),
+        "user btn-0099", *own("homecare/v1/site-01/bed-0099/button/btn-0099"),
     ]
+
+
+def own(device_topic: str) -> list[str]:
+    """A device's rules: its own topics, the contract's three channels only (no ``/+``: a
+    device could fill the broker with retained messages on channels of its own making)."""
+    return [f"topic write {device_topic}/{channel}" for channel in ("telemetry", "event",
+                                                                    "status")]
 
 
 def test_no_pattern_rule_lets_a_device_write_under_its_id_on_any_bed() -> None:
@@ -136,8 +143,8 @@ def test_files_are_written_with_modes_and_every_password_matches_its_hash(
         assert check_password(credentials["password"], hashes[user])
         passwords.add(credentials["password"])
     assert len(passwords) == len(done.created)
-    assert json.loads((out / "credentials" / "btn-0007.json").read_text())["acl"] == (
-        "topic write homecare/v1/site-01/bed-0007/button/btn-0007/+")
+    assert json.loads((out / "credentials" / "btn-0007.json").read_text())["acl"] == "\n".join(
+        own("homecare/v1/site-01/bed-0007/button/btn-0007"))
 
 
 def test_running_again_changes_nothing(tmp_path: Path) -> None:
@@ -179,7 +186,7 @@ def test_a_moved_device_keeps_its_password_and_gets_its_new_bed(tmp_path: Path) 
     moved = load(REGISTRY.replace("bed-0099.devices.btn-0099", "bed-0100.devices.btn-0099"))
     write_broker_files(moved, tmp_path)
     assert read_password_file(tmp_path / PASSWORD_FILE)["btn-0099"] == old["btn-0099"]
-    assert "topic write homecare/v1/site-01/bed-0100/button/btn-0099/+" in (
+    assert "topic write homecare/v1/site-01/bed-0100/button/btn-0099/event" in (
         tmp_path / "acl").read_text()
 
 
