@@ -14,8 +14,9 @@ button could raise calls for any bed under its own id. The registry knows each d
 (a badge's place is its site and kind: ``homecare/v1/site-01/+/badge/<id>/<channel>``; it
 travels with its caregiver). Only the contract's three channels: a device cannot fill the
 broker with retained messages on channel names of its own making.
-The gateway user reads ``homecare/v1/#``; its urgent session has a user of its
-own, ``<gateway user>-urgent``, that reads only button and fall events (what that session
+
+The gateway user reads ``homecare/v1/#``; its urgent session has a user of its own,
+``<gateway user>-urgent``, that reads only button and fall events (what that session
 subscribes to, :func:`gateway.ingest.urgentsession.urgent_filters`); nobody else reads
 anything, and a device the registry does not list has no password and no rule.
 
